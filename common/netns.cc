@@ -1,0 +1,68 @@
+#include "common/netns.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+namespace weft {
+
+absl::StatusOr<UniqueFd> OpenNetns(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, absl::StrCat("open netns ", path));
+  return UniqueFd(fd);
+}
+
+absl::StatusOr<std::unique_ptr<ScopedNetns>> ScopedNetns::Enter(int netns_fd) {
+  int orig = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (orig < 0) return ErrnoError(errno, "open /proc/thread-self/ns/net");
+  UniqueFd o(orig);
+  if (::setns(netns_fd, CLONE_NEWNET) != 0)
+    return ErrnoError(errno, "setns(CLONE_NEWNET) (needs CAP_SYS_ADMIN)");
+  return std::unique_ptr<ScopedNetns>(new ScopedNetns(std::move(o)));
+}
+
+ScopedNetns::~ScopedNetns() {
+  if (::setns(orig_.get(), CLONE_NEWNET) != 0) {
+    std::perror("weft: cannot return to the original network namespace");
+    std::abort();
+  }
+}
+
+absl::Status RunInNetns(int netns_fd, const std::function<absl::Status()>& fn) {
+  if (netns_fd < 0) return fn();
+  WEFT_ASSIGN_OR_RETURN(auto scope, ScopedNetns::Enter(netns_fd));
+  return fn();
+}
+
+absl::StatusOr<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol) {
+  UniqueFd out;
+  WEFT_RETURN_IF_ERROR(RunInNetns(netns_fd, [&]() -> absl::Status {
+    int fd = ::socket(domain, type | SOCK_CLOEXEC, protocol);
+    if (fd < 0) return ErrnoError(errno, "socket");
+    out.reset(fd);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<uint64_t> NetnsCookie(int netns_fd) {
+  WEFT_ASSIGN_OR_RETURN(UniqueFd s, SocketInNetns(netns_fd, AF_INET, SOCK_DGRAM, 0));
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  if (getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
+    return ErrnoError(errno, "getsockopt(SO_NETNS_COOKIE) (needs Linux 5.14+)");
+  return cookie;
+}
+
+}  // namespace weft

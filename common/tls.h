@@ -1,0 +1,94 @@
+// OpenSSL RAII types and X.509/SPIFFE helpers shared by ztunnel, weftd (CA) and weftctl.
+// All functions are thread-safe (no shared mutable state). Errors carry OpenSSL's error queue
+// text (OpenSslError) so logs say why.
+#pragma once
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/spiffe.h"
+
+namespace weft::tls {
+
+struct SslCtxDeleter { void operator()(SSL_CTX* p) const { SSL_CTX_free(p); } };
+struct SslDeleter { void operator()(SSL* p) const { SSL_free(p); } };
+struct X509Deleter { void operator()(X509* p) const { X509_free(p); } };
+struct X509ReqDeleter { void operator()(X509_REQ* p) const { X509_REQ_free(p); } };
+struct EvpPkeyDeleter { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
+struct X509StoreDeleter { void operator()(X509_STORE* p) const { X509_STORE_free(p); } };
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
+using SslPtr = std::unique_ptr<SSL, SslDeleter>;
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+using X509ReqPtr = std::unique_ptr<X509_REQ, X509ReqDeleter>;
+using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
+using X509StorePtr = std::unique_ptr<X509_STORE, X509StoreDeleter>;
+
+// Drains OpenSSL's thread-local error queue into one string ("" if empty).
+std::string OpenSslErrors();
+absl::Status OpenSslError(std::string_view what);  // Internal error: "what: <queue>"
+
+// Keys: ECDSA P-256.
+absl::StatusOr<EvpPkeyPtr> GenerateKey();
+absl::StatusOr<std::string> KeyToPem(EVP_PKEY* key);
+absl::StatusOr<EvpPkeyPtr> KeyFromPem(std::string_view pem);
+
+absl::StatusOr<std::string> CertToPem(X509* cert);
+absl::StatusOr<X509Ptr> CertFromPem(std::string_view pem);
+// All certificates in a PEM bundle, in order (error if none).
+absl::StatusOr<std::vector<X509Ptr>> CertsFromPem(std::string_view pem);
+
+// CSR with the SPIFFE ID as its only URI SAN, signed by `key`.
+absl::StatusOr<X509ReqPtr> MakeCsr(EVP_PKEY* key, const SpiffeId& id);
+absl::StatusOr<std::string> CsrToPem(X509_REQ* csr);
+absl::StatusOr<X509ReqPtr> CsrFromPem(std::string_view pem);
+// Verifies the CSR's self-signature and returns its single SPIFFE URI SAN.
+absl::StatusOr<SpiffeId> CsrSpiffeId(X509_REQ* csr);
+
+// The SPIFFE ID in a certificate's URI SAN. Errors: no SAN, no spiffe:// URI, more than one
+// URI SAN, malformed ID.
+absl::StatusOr<SpiffeId> CertSpiffeId(X509* cert);
+
+struct Validity {
+  std::chrono::system_clock::time_point not_before, not_after;
+};
+Validity CertValidity(X509* cert);
+
+// A certificate authority: a CA cert + key that signs workload certificates.
+class CertificateAuthority {
+ public:
+  // Self-signed root (CN "<org> root CA", CA:TRUE, keyCertSign), valid `lifetime`.
+  static absl::StatusOr<CertificateAuthority> CreateRoot(std::string_view org,
+                                                         std::chrono::seconds lifetime);
+  // Intermediate signed by `parent`.
+  absl::StatusOr<CertificateAuthority> CreateIntermediate(std::string_view org,
+                                                          std::chrono::seconds lifetime) const;
+  static absl::StatusOr<CertificateAuthority> FromPem(std::string_view cert_pem,
+                                                      std::string_view key_pem,
+                                                      std::string_view chain_pem = "");
+
+  // Issues a leaf (CA:FALSE, digitalSignature+keyEncipherment, serverAuth+clientAuth EKU) for
+  // the CSR's public key with the given SPIFFE URI SAN. `not_before` defaults to now-1min.
+  absl::StatusOr<X509Ptr> Sign(X509_REQ* csr, const SpiffeId& id, std::chrono::seconds ttl,
+                               std::optional<std::chrono::system_clock::time_point>
+                                   not_before = std::nullopt) const;
+
+  X509* cert() const { return cert_.get(); }
+  EVP_PKEY* key() const { return key_.get(); }
+  // PEM of this CA's chain up to (and including) the root: [this, ..., root].
+  const std::vector<std::string>& chain_pem() const { return chain_pem_; }
+  std::string root_pem() const { return chain_pem_.back(); }
+
+ private:
+  X509Ptr cert_;
+  EvpPkeyPtr key_;
+  std::vector<std::string> chain_pem_;
+};
+
+}  // namespace weft::tls

@@ -1,0 +1,59 @@
+// Traffic capture: how connections reach ztunnel's in-pod listeners, and how ztunnel learns a
+// captured connection's original destination. One interface, one provider per capture mode,
+// so the proxy has no per-mode special cases.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/net.h"
+
+namespace weft::ztunnel {
+
+// In-pod ports and the mark every ztunnel socket carries so capture never loops.
+inline constexpr uint16_t kOutboundPort = 15001;
+inline constexpr uint16_t kInboundPlaintextPort = 15006;
+inline constexpr uint16_t kInboundHbonePort = 15008;
+inline constexpr uint32_t kZtunnelMark = 0x539;  // Istio ambient uses the same value
+inline constexpr uint32_t kZtunnelMarkMask = 0xfff;
+
+class OrigDstProvider {
+ public:
+  virtual ~OrigDstProvider() = default;
+  // Original destination of an accepted, captured connection (`fd`: the accepted socket).
+  virtual absl::StatusOr<SockAddr> OriginalDst(int fd) = 0;
+};
+
+// iptables REDIRECT mode: getsockopt(SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST).
+class SoOriginalDstProvider : public OrigDstProvider {
+ public:
+  absl::StatusOr<SockAddr> OriginalDst(int fd) override;
+};
+
+struct InpodIptablesOptions {
+  uint32_t mark = kZtunnelMark;
+  uint32_t mark_mask = kZtunnelMarkMask;
+  uint16_t outbound_port = kOutboundPort;
+  uint16_t inbound_port = kInboundPlaintextPort;
+  uint16_t hbone_port = kInboundHbonePort;
+  std::vector<uint16_t> exclude_ports;  // neither direction redirected (e.g. kubelet probes)
+  std::vector<Cidr> exclude_cidrs;      // outbound destinations left alone
+  bool ipv6 = true;                     // also program ip6tables
+};
+
+// Installs the in-pod REDIRECT rules inside the netns `netns_fd` (Istio ambient's in-pod
+// layout, in chains named WEFT_INPOD_*): OUTPUT TCP not marked and not to loopback ->
+// outbound_port; PREROUTING TCP to hbone_port accepted as is, other TCP -> inbound_port.
+// Idempotent (re-install replaces). Uses iptables-restore inside the netns; a clear error if
+// iptables is missing.
+absl::Status InstallInpodIptables(int netns_fd, const InpodIptablesOptions& opts);
+// Removes every rule and chain InstallInpodIptables added (no error if absent).
+absl::Status RemoveInpodIptables(int netns_fd);
+
+// Sets SO_MARK on a socket (needs CAP_NET_ADMIN).
+absl::Status MarkSocket(int fd, uint32_t mark = kZtunnelMark);
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,101 @@
+// ztunnel's Prometheus metrics. Traffic metrics use Istio's standard names and labels so
+// existing dashboards and Kiali work; operational metrics are prefixed weft_.
+// All methods are thread-safe. Handles returned by ForConnection are valid for the Metrics
+// object's lifetime (prometheus-cpp never removes a child).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace weft::ztunnel {
+
+// Istio's TCP metric labels. Unknown values are "unknown" (Istio's convention).
+struct TcpLabels {
+  std::string reporter;  // "source" | "destination"
+  std::string source_workload = "unknown";
+  std::string source_workload_namespace = "unknown";
+  std::string source_principal = "unknown";
+  std::string source_app = "unknown";
+  std::string source_version = "unknown";
+  std::string source_cluster = "Kubernetes";
+  std::string destination_workload = "unknown";
+  std::string destination_workload_namespace = "unknown";
+  std::string destination_principal = "unknown";
+  std::string destination_app = "unknown";
+  std::string destination_version = "unknown";
+  std::string destination_service = "unknown";            // FQDN
+  std::string destination_service_name = "unknown";
+  std::string destination_service_namespace = "unknown";
+  std::string destination_cluster = "Kubernetes";
+  std::string request_protocol = "tcp";
+  std::string response_flags = "-";                 // Envoy flags: "-", "UF" (upstream
+                                                    // connect failure), "NR" (no route/
+                                                    // endpoint), "DENY"? see docs
+  std::string connection_security_policy = "unknown";  // "mutual_tls" | "none" | "unknown"
+};
+
+struct TcpCounters {
+  prometheus::Counter* opened;
+  prometheus::Counter* closed;
+  prometheus::Counter* sent;      // bytes sent by the source workload (client -> server)
+  prometheus::Counter* received;  // bytes received by the source workload (server -> client)
+};
+
+class Metrics {
+ public:
+  Metrics();
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // istio_tcp_connections_opened_total / _closed_total / istio_tcp_sent_bytes_total /
+  // istio_tcp_received_bytes_total children for this label set (cached lookup).
+  TcpCounters ForConnection(const TcpLabels& labels);
+
+  // weft_hbone_handshake_failures_total{direction="inbound|outbound",reason=...}
+  void HandshakeFailure(std::string_view direction, std::string_view reason);
+  // weft_policy_denials_total{policy="ns/name"|"",direction="inbound",reason="deny|no_allow_match|strict_mtls|registry_only"}
+  void PolicyDenial(std::string_view policy, std::string_view reason);
+  // weft_bad_input_total{port="15001|15006|15008|config|handoff",kind=...}: garbage, h2
+  // violations, bad CONNECT, foreign address, malformed config...
+  void BadInput(std::string_view port, std::string_view kind);
+  // weft_connection_failures_total{direction,reason}: upstream connect failures, no endpoint..
+  void ConnectionFailure(std::string_view direction, std::string_view reason);
+  // weft_config_loads_total{result="ok|error"}, weft_config_version_info{version}
+  void ConfigLoad(bool ok, std::string_view version);
+  // weft_policy_reevaluation_closed_total: open connections closed after a policy change
+  void ReevaluationClosed();
+
+  prometheus::Gauge& active_connections(std::string_view direction);  // weft_active_connections
+  prometheus::Gauge& pool_connections();  // weft_hbone_pool_connections (open HBONE conns)
+  prometheus::Gauge& pool_streams();      // weft_hbone_pool_streams (streams on them)
+  prometheus::Gauge& enrolled_pods();     // weft_enrolled_pods
+  // weft_cert_expiry_seconds{identity}: unix time of each cert's notAfter
+  prometheus::Gauge& cert_expiry(std::string_view identity);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* tcp_opened_;
+  prometheus::Family<prometheus::Counter>* tcp_closed_;
+  prometheus::Family<prometheus::Counter>* tcp_sent_;
+  prometheus::Family<prometheus::Counter>* tcp_received_;
+  prometheus::Family<prometheus::Counter>* handshake_failures_;
+  prometheus::Family<prometheus::Counter>* policy_denials_;
+  prometheus::Family<prometheus::Counter>* bad_input_;
+  prometheus::Family<prometheus::Counter>* conn_failures_;
+  prometheus::Family<prometheus::Counter>* config_loads_;
+  prometheus::Family<prometheus::Gauge>* config_version_;
+  prometheus::Family<prometheus::Counter>* reevaluation_closed_;
+  prometheus::Family<prometheus::Gauge>* active_;
+  prometheus::Family<prometheus::Gauge>* pool_conns_;
+  prometheus::Family<prometheus::Gauge>* pool_streams_;
+  prometheus::Family<prometheus::Gauge>* enrolled_;
+  prometheus::Family<prometheus::Gauge>* cert_expiry_;
+};
+
+}  // namespace weft::ztunnel

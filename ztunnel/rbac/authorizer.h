@@ -1,0 +1,45 @@
+// L4 authorization with Istio AuthorizationPolicy semantics, evaluated at the destination:
+//   1. any matching DENY policy denies;
+//   2. if no ALLOW policy applies to the workload, allow;
+//   3. if any ALLOW policy matches, allow;
+//   4. otherwise deny.
+// AUDIT policies and dry-run policies never change the decision; their matches are reported.
+// L7-only attributes (methods, paths, hosts, request principals, request.* conditions) cannot
+// be evaluated at L4 and fail closed: an ALLOW rule that uses them never matches; a DENY rule
+// that uses them matches on its L4 attributes alone.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net.h"
+#include "common/spiffe.h"
+#include "ztunnel/state/snapshot.h"
+
+namespace weft::ztunnel {
+
+struct ConnectionInfo {
+  std::optional<SpiffeId> src_identity;  // nullopt for plaintext connections
+  IpAddr src_ip;
+  SockAddr dst;  // the destination workload address and port the client asked for
+};
+
+struct AuthzDecision {
+  bool allowed = true;
+  // The deciding policy "ns/name"; empty when no policy decided (default allow / no match).
+  std::string policy;
+  // Human-readable: "denied by DENY policy prod/deny-db", "no ALLOW policy matched", ...
+  std::string reason;
+  std::vector<std::string> audited;   // AUDIT policies that matched
+  std::vector<std::string> dry_run;   // "ns/name: would deny" / "would allow"
+};
+
+AuthzDecision Authorize(const ConfigSnapshot& snap, const Workload& dst_workload,
+                        const ConnectionInfo& conn);
+
+// PeerAuthentication check for a plaintext connection arriving on 15006: ok unless the
+// effective mode for (dst_workload, port) is STRICT.
+bool PlaintextAllowed(const ConfigSnapshot& snap, const Workload& dst_workload, uint16_t port);
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,122 @@
+// The domain model ztunnel works on. Built once from protobuf (FromProto in snapshot.cc, which
+// validates everything), then read-only: the hot path never touches generated code.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net.h"
+#include "common/spiffe.h"
+
+namespace weft::ztunnel {
+
+using Labels = std::map<std::string, std::string>;
+
+enum class WorkloadProtocol { kTcp, kHbone };
+
+struct Workload {
+  std::string uid;
+  std::string name;
+  std::string ns;
+  std::string service_account;
+  std::string node;
+  std::string workload_name;  // canonical name for metrics; defaults to name
+  std::string trust_domain;   // defaults to the snapshot's trust domain
+  std::string netns_path;     // local mode only
+  std::vector<IpAddr> addresses;
+  Labels labels;
+  WorkloadProtocol protocol = WorkloadProtocol::kTcp;
+  bool running = true;  // phase empty or "Running"
+  std::vector<uint16_t> capture_exclude_ports;
+  std::vector<Cidr> capture_exclude_cidrs;
+
+  SpiffeId identity() const { return SpiffeId{trust_domain, ns, service_account}; }
+  bool in_mesh() const { return protocol == WorkloadProtocol::kHbone; }
+};
+
+struct ServicePort {
+  uint16_t port = 0;
+  uint16_t target_port = 0;  // already defaulted to port
+  std::string name;
+  std::string app_protocol;
+};
+
+struct Service {
+  std::string name;
+  std::string ns;
+  std::string hostname;
+  std::vector<IpAddr> addresses;
+  std::vector<ServicePort> ports;
+  std::vector<std::string> ready_endpoint_uids;  // only ready endpoints, in config order
+
+  const ServicePort* FindPort(uint16_t port) const;
+};
+
+// Istio string match: "*" any, "abc*" prefix, "*abc" suffix, else exact.
+struct StringMatch {
+  enum class Kind { kExact, kPrefix, kSuffix, kAny };
+  Kind kind = Kind::kExact;
+  std::string value;
+
+  static StringMatch Parse(std::string_view pattern);
+  bool Matches(std::string_view s) const;
+};
+
+struct AuthzSource {
+  std::vector<StringMatch> principals, not_principals;
+  std::vector<StringMatch> namespaces, not_namespaces;
+  std::vector<Cidr> ip_blocks, not_ip_blocks;
+  std::vector<Cidr> remote_ip_blocks, not_remote_ip_blocks;
+  bool has_l7 = false;  // request_principals set: only evaluable at L7
+};
+
+struct AuthzOperation {
+  std::vector<uint16_t> ports, not_ports;
+  std::vector<StringMatch> hosts, not_hosts, methods, not_methods, paths, not_paths;
+  bool has_l7() const;
+};
+
+// L4 `when` keys accepted: source.ip, source.namespace, source.principal, destination.ip,
+// destination.port, connection.sni is rejected; request.* keys are L7 (has_l7).
+struct AuthzCondition {
+  std::string key;
+  std::vector<std::string> values, not_values;
+  bool has_l7() const;
+};
+
+struct AuthzRule {
+  std::vector<AuthzSource> from;
+  std::vector<AuthzOperation> to;
+  std::vector<AuthzCondition> when;
+};
+
+enum class AuthzAction { kAllow, kDeny, kAudit };
+
+struct AuthorizationPolicy {
+  std::string name;
+  std::string ns;
+  std::optional<Labels> selector;  // nullopt: namespace-wide (mesh-wide in root namespace)
+  AuthzAction action = AuthzAction::kAllow;
+  std::vector<AuthzRule> rules;
+  bool dry_run = false;
+
+  std::string key() const { return ns + "/" + name; }
+};
+
+enum class MtlsMode { kUnset, kDisable, kPermissive, kStrict };
+
+struct PeerAuthentication {
+  std::string name;
+  std::string ns;
+  std::optional<Labels> selector;
+  MtlsMode mode = MtlsMode::kUnset;
+  std::map<uint16_t, MtlsMode> port_modes;
+};
+
+// True if every selector label is present in `labels` with the same value.
+bool SelectorMatches(const Labels& selector, const Labels& labels);
+
+}  // namespace weft::ztunnel

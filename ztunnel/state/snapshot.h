@@ -1,0 +1,84 @@
+// An immutable, indexed, validated configuration snapshot, and the store that publishes it to
+// worker threads (std::shared_ptr<const ConfigSnapshot>, swapped atomically).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "weft/config/v1/config.pb.h"
+#include "ztunnel/state/model.h"
+
+namespace weft::ztunnel {
+
+class ConfigSnapshot {
+ public:
+  // Validates and converts. Any invalid object fails the whole snapshot with an error naming
+  // the object and the field, e.g.
+  //   authorization_policy "prod/deny-db": rules[0].from[0].source.ipBlocks[1]: bad CIDR ...
+  static absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> FromProto(
+      const weft::config::v1::ConfigSnapshot& pb);
+  static std::shared_ptr<const ConfigSnapshot> Empty();
+
+  const std::string& version() const { return version_; }
+  const std::string& trust_domain() const { return trust_domain_; }  // default cluster.local
+  const std::string& root_namespace() const { return root_namespace_; }  // default weft-system
+  bool outbound_registry_only() const { return registry_only_; }
+
+  const std::vector<Workload>& workloads() const { return workloads_; }
+  const std::vector<Service>& services() const { return services_; }
+  const std::vector<AuthorizationPolicy>& authorization_policies() const { return policies_; }
+  const std::vector<PeerAuthentication>& peer_authentications() const { return peer_authns_; }
+
+  const Workload* FindWorkloadByUid(std::string_view uid) const;
+  const Workload* FindWorkloadByAddress(const IpAddr& ip) const;
+  const Service* FindServiceByAddress(const IpAddr& vip) const;
+
+  // AuthorizationPolicies that apply to `w`: root-namespace policies without a selector,
+  // policies in w's namespace without a selector, and any policy in the root namespace or
+  // w's namespace whose selector matches w's labels.
+  std::vector<const AuthorizationPolicy*> PoliciesFor(const Workload& w) const;
+
+  // Effective mTLS mode for traffic to `w` on `port`: the most specific PeerAuthentication
+  // (workload selector > namespace > root namespace; portLevelMtls beats the workload mode;
+  // UNSET inherits from the next level). Default when nothing is set: kPermissive.
+  MtlsMode EffectiveMtls(const Workload& w, uint16_t port) const;
+
+  // JSON view of the whole snapshot (admin /config_dump).
+  std::string ToJson() const;
+
+ private:
+  std::string version_, trust_domain_, root_namespace_;
+  bool registry_only_ = false;
+  std::vector<Workload> workloads_;
+  std::vector<Service> services_;
+  std::vector<AuthorizationPolicy> policies_;
+  std::vector<PeerAuthentication> peer_authns_;
+  absl::flat_hash_map<std::string, size_t> by_uid_;
+  absl::flat_hash_map<IpAddr, size_t> by_ip_;
+  absl::flat_hash_map<IpAddr, size_t> svc_by_ip_;
+  weft::config::v1::ConfigSnapshot source_;  // kept for ToJson
+};
+
+using SnapshotPtr = std::shared_ptr<const ConfigSnapshot>;
+
+// Holds the current snapshot. Get() is cheap and thread-safe; Set() notifies subscribers on
+// the calling thread after the swap.
+class ConfigStore {
+ public:
+  ConfigStore() : current_(ConfigSnapshot::Empty()) {}
+  SnapshotPtr Get() const;
+  void Set(SnapshotPtr s);
+  void Subscribe(std::function<void(const SnapshotPtr&)> fn);
+
+ private:
+  mutable std::mutex mu_;
+  SnapshotPtr current_;
+  std::vector<std::function<void(const SnapshotPtr&)>> subscribers_;
+};
+
+}  // namespace weft::ztunnel
