@@ -1,7 +1,9 @@
 // ztunnel's Prometheus metrics. Traffic metrics use Istio's standard names and labels so
 // existing dashboards and Kiali work; operational metrics are prefixed weft_.
 // All methods are thread-safe. Handles returned by ForConnection are valid for the Metrics
-// object's lifetime (prometheus-cpp never removes a child).
+// object's lifetime (TCP children are never removed).
+// Also exported: weft_build_info{version} = 1 (the project version weft was built from).
+// weft_config_version_info{version} = 1 exists only for the last successfully loaded version.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -11,8 +13,10 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace weft::ztunnel {
 
@@ -30,14 +34,14 @@ struct TcpLabels {
   std::string destination_principal = "unknown";
   std::string destination_app = "unknown";
   std::string destination_version = "unknown";
-  std::string destination_service = "unknown";            // FQDN
+  std::string destination_service = "unknown";  // FQDN
   std::string destination_service_name = "unknown";
   std::string destination_service_namespace = "unknown";
   std::string destination_cluster = "Kubernetes";
   std::string request_protocol = "tcp";
-  std::string response_flags = "-";                 // Envoy flags: "-", "UF" (upstream
-                                                    // connect failure), "NR" (no route/
-                                                    // endpoint), "DENY"? see docs
+  std::string response_flags = "-";                    // Envoy flags: "-", "UF" (upstream
+                                                       // connect failure), "NR" (no route/
+                                                       // endpoint), "DENY"? see docs
   std::string connection_security_policy = "unknown";  // "mutual_tls" | "none" | "unknown"
 };
 
@@ -78,6 +82,9 @@ class Metrics {
   // weft_cert_expiry_seconds{identity}: unix time of each cert's notAfter
   prometheus::Gauge& cert_expiry(std::string_view identity);
 
+  // The version weft_build_info reports (CMake's PROJECT_VERSION).
+  static std::string_view BuildVersion();
+
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* tcp_opened_;
@@ -96,6 +103,13 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* pool_streams_;
   prometheus::Family<prometheus::Gauge>* enrolled_;
   prometheus::Family<prometheus::Gauge>* cert_expiry_;
+  prometheus::Family<prometheus::Gauge>* build_info_;
+
+  std::mutex mu_;
+  // Length-prefixed concatenation of all TcpLabels fields -> the four children. Saves building
+  // four 20-entry label maps and four Family lookups per connection.
+  std::unordered_map<std::string, TcpCounters> tcp_cache_;
+  prometheus::Gauge* config_version_current_ = nullptr;  // guarded by mu_
 };
 
 }  // namespace weft::ztunnel

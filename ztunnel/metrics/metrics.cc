@@ -1,0 +1,187 @@
+#include "ztunnel/metrics/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
+#include <utility>
+
+#ifndef WEFT_VERSION
+#error "WEFT_VERSION must be defined by the build (CMake passes PROJECT_VERSION)"
+#endif
+
+namespace weft::ztunnel {
+namespace {
+
+using prometheus::Labels;
+
+// prometheus-cpp 1.0.1 exposes a family under exactly the name it was registered with (it adds
+// no _total suffix), so the Istio names are spelled out in full here.
+constexpr const char* kOpened = "istio_tcp_connections_opened_total";
+constexpr const char* kClosed = "istio_tcp_connections_closed_total";
+constexpr const char* kSent = "istio_tcp_sent_bytes_total";
+constexpr const char* kReceived = "istio_tcp_received_bytes_total";
+
+prometheus::Family<prometheus::Counter>* Counter(prometheus::Registry& r, const std::string& name,
+                                                 const std::string& help) {
+  return &prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+
+prometheus::Family<prometheus::Gauge>* Gauge(prometheus::Registry& r, const std::string& name,
+                                             const std::string& help) {
+  return &prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
+
+// Field order here is also the cache key order; keep the two in one place.
+template <typename F>
+void ForEachLabel(const TcpLabels& l, F&& f) {
+  f("reporter", l.reporter);
+  f("source_workload", l.source_workload);
+  f("source_workload_namespace", l.source_workload_namespace);
+  f("source_principal", l.source_principal);
+  f("source_app", l.source_app);
+  f("source_version", l.source_version);
+  f("source_cluster", l.source_cluster);
+  f("destination_workload", l.destination_workload);
+  f("destination_workload_namespace", l.destination_workload_namespace);
+  f("destination_principal", l.destination_principal);
+  f("destination_app", l.destination_app);
+  f("destination_version", l.destination_version);
+  f("destination_service", l.destination_service);
+  f("destination_service_name", l.destination_service_name);
+  f("destination_service_namespace", l.destination_service_namespace);
+  f("destination_cluster", l.destination_cluster);
+  f("request_protocol", l.request_protocol);
+  f("response_flags", l.response_flags);
+  f("connection_security_policy", l.connection_security_policy);
+}
+
+// Length-prefixed so that no two distinct label tuples share a key (values may contain any
+// byte, including whatever separator we would pick).
+std::string CacheKey(const TcpLabels& l) {
+  std::string key;
+  key.reserve(512);
+  ForEachLabel(l, [&key](const char*, const std::string& v) {
+    key += std::to_string(v.size());
+    key += ':';
+    key += v;
+  });
+  return key;
+}
+
+}  // namespace
+
+std::string_view Metrics::BuildVersion() {
+  return WEFT_VERSION;
+}
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& r = *registry_;
+  tcp_opened_ = Counter(r, kOpened, "The total number of TCP connections opened");
+  tcp_closed_ = Counter(r, kClosed, "The total number of TCP connections closed");
+  tcp_sent_ =
+      Counter(r, kSent, "The size of total bytes sent during request in case of a TCP connection");
+  tcp_received_ = Counter(
+      r, kReceived, "The size of total bytes received during request in case of a TCP connection");
+  handshake_failures_ = Counter(r, "weft_hbone_handshake_failures_total",
+                                "HBONE mTLS handshakes that failed, by direction and reason");
+  policy_denials_ = Counter(r, "weft_policy_denials_total",
+                            "Connections denied by authorization policy, by policy and reason");
+  bad_input_ = Counter(r, "weft_bad_input_total",
+                       "Malformed or unexpected input rejected, by port/source and kind");
+  conn_failures_ = Counter(r, "weft_connection_failures_total",
+                           "Connections that could not be established, by direction and reason");
+  config_loads_ =
+      Counter(r, "weft_config_loads_total", "Configuration loads, by result (ok or error)");
+  config_version_ =
+      Gauge(r, "weft_config_version_info", "The configuration version in use (value is always 1)");
+  reevaluation_closed_ = Counter(r, "weft_policy_reevaluation_closed_total",
+                                 "Open connections closed because a policy change denied them");
+  active_ = Gauge(r, "weft_active_connections", "Proxied connections open now, by direction");
+  pool_conns_ = Gauge(r, "weft_hbone_pool_connections", "Open pooled HBONE connections");
+  pool_streams_ = Gauge(r, "weft_hbone_pool_streams", "Streams open on pooled HBONE connections");
+  enrolled_ = Gauge(r, "weft_enrolled_pods", "Pods whose traffic this ztunnel handles");
+  cert_expiry_ = Gauge(r, "weft_cert_expiry_seconds",
+                       "Unix time at which each workload certificate expires, by identity");
+  build_info_ = Gauge(r, "weft_build_info", "Weft build information (value is always 1)");
+  build_info_->Add({{"version", std::string(BuildVersion())}}).Set(1);
+
+  // Unlabelled gauges and counters exist from the start so dashboards show 0, not "no data".
+  pool_conns_->Add({});
+  pool_streams_->Add({});
+  enrolled_->Add({});
+  reevaluation_closed_->Add({});
+  config_loads_->Add({{"result", "ok"}});
+  config_loads_->Add({{"result", "error"}});
+}
+
+TcpCounters Metrics::ForConnection(const TcpLabels& labels) {
+  std::string key = CacheKey(labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tcp_cache_.find(key);
+  if (it != tcp_cache_.end()) return it->second;
+
+  Labels l;
+  ForEachLabel(labels, [&l](const char* name, const std::string& v) { l.emplace(name, v); });
+  TcpCounters c{&tcp_opened_->Add(l), &tcp_closed_->Add(l), &tcp_sent_->Add(l),
+                &tcp_received_->Add(l)};
+  tcp_cache_.emplace(std::move(key), c);
+  return c;
+}
+
+void Metrics::HandshakeFailure(std::string_view direction, std::string_view reason) {
+  handshake_failures_->Add({{"direction", std::string(direction)}, {"reason", std::string(reason)}})
+      .Increment();
+}
+
+void Metrics::PolicyDenial(std::string_view policy, std::string_view reason) {
+  policy_denials_
+      ->Add({{"policy", std::string(policy)},
+             {"direction", "inbound"},
+             {"reason", std::string(reason)}})
+      .Increment();
+}
+
+void Metrics::BadInput(std::string_view port, std::string_view kind) {
+  bad_input_->Add({{"port", std::string(port)}, {"kind", std::string(kind)}}).Increment();
+}
+
+void Metrics::ConnectionFailure(std::string_view direction, std::string_view reason) {
+  conn_failures_->Add({{"direction", std::string(direction)}, {"reason", std::string(reason)}})
+      .Increment();
+}
+
+void Metrics::ConfigLoad(bool ok, std::string_view version) {
+  config_loads_->Add({{"result", ok ? "ok" : "error"}}).Increment();
+  if (!ok) return;  // the version in use has not changed
+  std::lock_guard<std::mutex> lock(mu_);
+  prometheus::Gauge* g = &config_version_->Add({{"version", std::string(version)}});
+  g->Set(1);
+  // An info metric shows only the current version; the old child would otherwise stay at 1.
+  if (config_version_current_ != nullptr && config_version_current_ != g)
+    config_version_->Remove(config_version_current_);
+  config_version_current_ = g;
+}
+
+void Metrics::ReevaluationClosed() {
+  reevaluation_closed_->Add({}).Increment();
+}
+
+prometheus::Gauge& Metrics::active_connections(std::string_view direction) {
+  return active_->Add({{"direction", std::string(direction)}});
+}
+
+prometheus::Gauge& Metrics::pool_connections() {
+  return pool_conns_->Add({});
+}
+prometheus::Gauge& Metrics::pool_streams() {
+  return pool_streams_->Add({});
+}
+prometheus::Gauge& Metrics::enrolled_pods() {
+  return enrolled_->Add({});
+}
+
+prometheus::Gauge& Metrics::cert_expiry(std::string_view identity) {
+  return cert_expiry_->Add({{"identity", std::string(identity)}});
+}
+
+}  // namespace weft::ztunnel

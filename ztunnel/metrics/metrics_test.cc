@@ -1,0 +1,271 @@
+#include "ztunnel/metrics/metrics.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace weft::ztunnel {
+namespace {
+
+const std::vector<std::string> kIstioTcpNames = {
+    "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+    "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"};
+
+const std::set<std::string> kIstioLabelNames = {"reporter",
+                                                "source_workload",
+                                                "source_workload_namespace",
+                                                "source_principal",
+                                                "source_app",
+                                                "source_version",
+                                                "source_cluster",
+                                                "destination_workload",
+                                                "destination_workload_namespace",
+                                                "destination_principal",
+                                                "destination_app",
+                                                "destination_version",
+                                                "destination_service",
+                                                "destination_service_name",
+                                                "destination_service_namespace",
+                                                "destination_cluster",
+                                                "request_protocol",
+                                                "response_flags",
+                                                "connection_security_policy"};
+
+TcpLabels SampleLabels() {
+  TcpLabels l;
+  l.reporter = "destination";
+  l.source_workload = "sleep";
+  l.source_workload_namespace = "default";
+  l.source_principal = "spiffe://cluster.local/ns/default/sa/sleep";
+  l.source_app = "sleep";
+  l.source_version = "v1";
+  l.destination_workload = "httpbin";
+  l.destination_workload_namespace = "default";
+  l.destination_principal = "spiffe://cluster.local/ns/default/sa/httpbin";
+  l.destination_app = "httpbin";
+  l.destination_version = "v2";
+  l.destination_service = "httpbin.default.svc.cluster.local";
+  l.destination_service_name = "httpbin";
+  l.destination_service_namespace = "default";
+  l.connection_security_policy = "mutual_tls";
+  return l;
+}
+
+std::string Render(Metrics& m) {
+  prometheus::TextSerializer s;
+  return s.Serialize(m.registry()->Collect());
+}
+
+const prometheus::MetricFamily* FindFamily(const std::vector<prometheus::MetricFamily>& fams,
+                                           const std::string& name) {
+  for (const auto& f : fams)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+std::map<std::string, std::string> LabelMap(const prometheus::ClientMetric& m) {
+  std::map<std::string, std::string> out;
+  for (const auto& l : m.label) out[l.name] = l.value;
+  return out;
+}
+
+TEST(MetricsTest, SameLabelsReturnSameCounters) {
+  Metrics m;
+  TcpCounters a = m.ForConnection(SampleLabels());
+  TcpLabels copy = SampleLabels();  // equal values, different object
+  TcpCounters b = m.ForConnection(copy);
+  EXPECT_EQ(a.opened, b.opened);
+  EXPECT_EQ(a.closed, b.closed);
+  EXPECT_EQ(a.sent, b.sent);
+  EXPECT_EQ(a.received, b.received);
+  // The four are distinct counters.
+  std::set<prometheus::Counter*> ptrs = {a.opened, a.closed, a.sent, a.received};
+  EXPECT_EQ(ptrs.size(), 4u);
+  a.opened->Increment();
+  b.opened->Increment();
+  EXPECT_DOUBLE_EQ(a.opened->Value(), 2);
+}
+
+TEST(MetricsTest, DistinctLabelSetsProduceDistinctChildren) {
+  Metrics m;
+  TcpLabels l1 = SampleLabels();
+  TcpLabels l2 = SampleLabels();
+  l2.reporter = "source";
+  TcpLabels l3 = SampleLabels();
+  l3.response_flags = "UF";
+  TcpCounters c1 = m.ForConnection(l1);
+  TcpCounters c2 = m.ForConnection(l2);
+  TcpCounters c3 = m.ForConnection(l3);
+  EXPECT_NE(c1.opened, c2.opened);
+  EXPECT_NE(c1.opened, c3.opened);
+  EXPECT_NE(c2.sent, c3.sent);
+  c1.sent->Increment(100);
+  c2.sent->Increment(7);
+  EXPECT_DOUBLE_EQ(c1.sent->Value(), 100);
+  EXPECT_DOUBLE_EQ(c2.sent->Value(), 7);
+  EXPECT_DOUBLE_EQ(c3.sent->Value(), 0);
+
+  auto fams = m.registry()->Collect();
+  const auto* sent = FindFamily(fams, "istio_tcp_sent_bytes_total");
+  ASSERT_NE(sent, nullptr);
+  EXPECT_EQ(sent->metric.size(), 3u);
+}
+
+// A naive concatenation key would make ("ab","c") and ("a","bc") collide.
+TEST(MetricsTest, CacheKeyDoesNotConfuseShiftedValues) {
+  Metrics m;
+  TcpLabels a;
+  a.reporter = "ab";
+  a.source_workload = "c";
+  TcpLabels b;
+  b.reporter = "a";
+  b.source_workload = "bc";
+  EXPECT_NE(m.ForConnection(a).opened, m.ForConnection(b).opened);
+  TcpLabels c;
+  c.reporter = std::string("x\0y", 3);
+  TcpLabels d;
+  d.reporter = "x";
+  d.source_workload = std::string("y\0", 1) + "unknown";
+  EXPECT_NE(m.ForConnection(c).opened, m.ForConnection(d).opened);
+}
+
+TEST(MetricsTest, SerializedTextHasIstioNamesAndAllLabels) {
+  Metrics m;
+  TcpCounters c = m.ForConnection(SampleLabels());
+  c.opened->Increment();
+  c.sent->Increment(1234);
+  c.received->Increment(99);
+  c.closed->Increment();
+
+  auto fams = m.registry()->Collect();
+  for (const auto& name : kIstioTcpNames) {
+    SCOPED_TRACE(name);
+    const auto* f = FindFamily(fams, name);
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->type, prometheus::MetricType::Counter);
+    ASSERT_EQ(f->metric.size(), 1u);
+    auto labels = LabelMap(f->metric[0]);
+    std::set<std::string> names;
+    for (auto& [k, v] : labels) names.insert(k);
+    EXPECT_EQ(names, kIstioLabelNames);
+    EXPECT_EQ(labels["reporter"], "destination");
+    EXPECT_EQ(labels["source_cluster"], "Kubernetes");
+    EXPECT_EQ(labels["request_protocol"], "tcp");
+    EXPECT_EQ(labels["response_flags"], "-");
+    EXPECT_EQ(labels["connection_security_policy"], "mutual_tls");
+    EXPECT_EQ(labels["destination_service"], "httpbin.default.svc.cluster.local");
+  }
+
+  std::string text = Render(m);
+  // Exact exposition names: no second _total appended, no other istio_ family.
+  for (const auto& name : kIstioTcpNames)
+    EXPECT_NE(text.find("# TYPE " + name + " counter\n"), std::string::npos) << name;
+  EXPECT_EQ(text.find("_total_total"), std::string::npos);
+  size_t istio_types = 0;
+  for (size_t p = text.find("# TYPE istio_"); p != std::string::npos;
+       p = text.find("# TYPE istio_", p + 1))
+    ++istio_types;
+  EXPECT_EQ(istio_types, 4u);
+
+  // One sample line carrying every label and the value.
+  size_t line_start = text.find("\nistio_tcp_sent_bytes_total{");
+  ASSERT_NE(line_start, std::string::npos);
+  std::string line = text.substr(line_start + 1, text.find('\n', line_start + 1) - line_start - 1);
+  for (const auto& l : kIstioLabelNames)
+    EXPECT_NE(line.find(l + "=\""), std::string::npos) << l << " missing in " << line;
+  EXPECT_NE(line.find("source_principal=\"spiffe://cluster.local/ns/default/sa/sleep\""),
+            std::string::npos);
+  EXPECT_NE(line.find("} 1234"), std::string::npos) << line;
+}
+
+TEST(MetricsTest, WeftMetricsAppear) {
+  Metrics m;
+  m.HandshakeFailure("inbound", "untrusted_peer");
+  m.HandshakeFailure("inbound", "untrusted_peer");
+  m.PolicyDenial("default/deny-all", "deny");
+  m.BadInput("15008", "bad_connect");
+  m.ConnectionFailure("outbound", "connect_refused");
+  m.ConfigLoad(true, "v1");
+  m.ConfigLoad(false, "v2");
+  m.ReevaluationClosed();
+  m.active_connections("inbound").Increment();
+  m.active_connections("outbound").Set(3);
+  m.pool_connections().Set(2);
+  m.pool_streams().Set(5);
+  m.enrolled_pods().Set(4);
+  m.cert_expiry("spiffe://cluster.local/ns/default/sa/sleep").Set(1800000000);
+
+  std::string text = Render(m);
+  const std::vector<std::string> expected_lines = {
+      "weft_hbone_handshake_failures_total{direction=\"inbound\",reason=\"untrusted_peer\"} 2",
+      "weft_policy_denials_total{direction=\"inbound\",policy=\"default/"
+      "deny-all\",reason=\"deny\"} "
+      "1",
+      "weft_bad_input_total{kind=\"bad_connect\",port=\"15008\"} 1",
+      "weft_connection_failures_total{direction=\"outbound\",reason=\"connect_refused\"} 1",
+      "weft_config_loads_total{result=\"ok\"} 1",
+      "weft_config_loads_total{result=\"error\"} 1",
+      "weft_config_version_info{version=\"v1\"} 1",
+      "weft_policy_reevaluation_closed_total 1",
+      "weft_active_connections{direction=\"inbound\"} 1",
+      "weft_active_connections{direction=\"outbound\"} 3",
+      "weft_hbone_pool_connections 2",
+      "weft_hbone_pool_streams 5",
+      "weft_enrolled_pods 4",
+      "weft_cert_expiry_seconds{identity=\"spiffe://cluster.local/ns/default/sa/sleep\"} "
+      "1800000000",
+      "weft_build_info{version=\"" + std::string(Metrics::BuildVersion()) + "\"} 1",
+  };
+  for (const auto& l : expected_lines)
+    EXPECT_NE(text.find("\n" + l + "\n"), std::string::npos) << "missing line: " << l << "\n"
+                                                             << text;
+  EXPECT_FALSE(Metrics::BuildVersion().empty());
+  // A failed load must not report v2 as the version in use.
+  EXPECT_EQ(text.find("version=\"v2\""), std::string::npos);
+}
+
+TEST(MetricsTest, ConfigVersionInfoShowsOnlyCurrentVersion) {
+  Metrics m;
+  m.ConfigLoad(true, "v1");
+  m.ConfigLoad(true, "v2");
+  m.ConfigLoad(true, "v2");
+  std::string text = Render(m);
+  EXPECT_EQ(text.find("weft_config_version_info{version=\"v1\"}"), std::string::npos) << text;
+  EXPECT_NE(text.find("weft_config_version_info{version=\"v2\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("weft_config_loads_total{result=\"ok\"} 3\n"), std::string::npos) << text;
+}
+
+TEST(MetricsTest, ConcurrentLookupsAgree) {
+  Metrics m;
+  constexpr int kThreads = 4, kIters = 2000;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<prometheus::Counter*>> seen(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kIters; ++i) {
+        TcpLabels l = SampleLabels();
+        l.destination_workload = "w" + std::to_string(i % 16);
+        TcpCounters c = m.ForConnection(l);
+        c.opened->Increment();
+        if (i < 16) seen[t].push_back(c.opened);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 1; t < kThreads; ++t) EXPECT_EQ(seen[t], seen[0]);
+  auto fams = m.registry()->Collect();
+  const auto* f = FindFamily(fams, "istio_tcp_connections_opened_total");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(f->metric.size(), 16u);
+  double total = 0;
+  for (const auto& cm : f->metric) total += cm.counter.value;
+  EXPECT_DOUBLE_EQ(total, kThreads * kIters);
+}
+
+}  // namespace
+}  // namespace weft::ztunnel
