@@ -1,5 +1,10 @@
 // weft-agent side of the pod handoff (see ztunnel/inpod/handoff_server.h). Not thread-safe:
 // one owner thread. Every call waits for ztunnel's ack (timeout) and reports its error.
+//
+// Errors: kUnavailable when ztunnel is not listening or the connection dropped (the client is
+// then disconnected; Connect() again and replay), kDeadlineExceeded when no ack arrives in
+// time (also disconnects: a late ack would be taken for the next request's),
+// kFailedPrecondition carrying ztunnel's ack error text when ztunnel rejected the request.
 #pragma once
 
 #include <chrono>
@@ -17,6 +22,12 @@ class HandoffClient {
                          std::chrono::milliseconds ack_timeout = std::chrono::seconds(5));
   absl::Status Connect();  // error with a hint if ztunnel is not listening
   bool connected() const { return fd_.valid(); }
+  // The connected socket (-1 if none), for polling POLLRDHUP to notice ztunnel going away.
+  int fd() const { return fd_.get(); }
+  void Close() { fd_.reset(); }
+  const std::string& socket_path() const { return path_; }
+  // netns_fd is passed with SCM_RIGHTS (the caller keeps its own copy); -1 sends none, which
+  // ztunnel rejects.
   absl::Status AddWorkload(const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
                            int netns_fd);
   absl::Status KeepWorkload(const std::string& uid, int netns_fd);

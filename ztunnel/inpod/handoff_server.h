@@ -5,11 +5,23 @@
 // not added/kept since the connection started are removed (reconcile on agent reconnect).
 // Malformed datagrams are acked with an error, counted by the caller via on_bad_input, and
 // never stop the server.
+//
+// Wire rules: a datagram is at most kMaxHandoffMessage bytes (larger ones are rejected as
+// truncated); AddWorkload/KeepWorkload need exactly one fd and it must be a network-namespace
+// fd; other requests must carry none. KeepWorkload is accepted only for a pod this server
+// already holds (from an AddWorkload on any earlier connection) and re-invokes `add` with the
+// WorkloadInfo remembered from that AddWorkload. DelWorkload of an unknown pod is acked OK.
+// The socket file is created with mode 0600.
+//
+// Threading: all callbacks run on the server thread, one at a time. Start/Stop from one owner
+// thread; agent_connected()/known_pods() are thread-safe.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -18,21 +30,26 @@
 
 namespace weft::ztunnel {
 
+inline constexpr size_t kMaxHandoffMessage = 64 * 1024;
+
 class HandoffServer {
  public:
   struct Callbacks {
     // Pod added (or re-sent on reconnect). Owns the netns fd. Returning an error NACKs.
-    std::function<absl::Status(const std::string& uid,
-                               const weft::inpod::v1::WorkloadInfo& info, UniqueFd netns)>
+    std::function<absl::Status(const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
+                               UniqueFd netns)>
         add;
     std::function<void(const std::string& uid)> del;
     std::function<void(std::string_view kind)> on_bad_input;
   };
   HandoffServer(std::string socket_path, Callbacks cb);
-  ~HandoffServer();                 // Stop()
-  absl::Status Start();             // unlinks a stale socket file, binds, serves on a thread
+  ~HandoffServer();      // Stop()
+  absl::Status Start();  // unlinks a stale socket file, binds, serves on a thread
   void Stop();
   bool agent_connected() const;
+  // uids of the pods currently held (added and not deleted/reconciled away).
+  std::set<std::string> known_pods() const;
+  const std::string& socket_path() const;
 
  private:
   struct Impl;

@@ -1,0 +1,379 @@
+#include "ztunnel/inpod/handoff_server.h"
+
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace weft::ztunnel {
+namespace {
+
+using weft::inpod::v1::WorkloadInfo;
+using weft::inpod::v1::WorkloadRequest;
+using weft::inpod::v1::WorkloadResponse;
+
+constexpr char kScope[] = "inpod";
+// Room for a few descriptors: a peer that sends more than one gets them closed and an error,
+// instead of a truncated control message that silently drops fds.
+constexpr size_t kMaxFds = 8;
+
+// A request rejected before it reaches the callbacks: `kind` is the counter label.
+struct BadInput {
+  std::string kind;
+  std::string error;
+};
+
+}  // namespace
+
+struct HandoffServer::Impl {
+  std::string path;
+  Callbacks cb;
+  UniqueFd listen_fd;
+  UniqueFd stop_fd;
+  UniqueFd conn;
+  std::thread thread;
+  std::atomic<bool> connected{false};
+
+  mutable std::mutex mu;                     // guards `pods` for known_pods()
+  std::map<std::string, WorkloadInfo> pods;  // held pods and the info of their AddWorkload
+  std::set<std::string> seen;                // added/kept on the current connection
+
+  void Run();
+  void Accept();
+  // Returns false when the connection is gone.
+  bool ReadOne(bool hup);
+  void DropConnection(std::string_view why);
+  std::string Handle(const WorkloadRequest& req, std::vector<UniqueFd>& fds);
+  void SendAck(const std::string& error);
+  void Reconcile();
+};
+
+HandoffServer::HandoffServer(std::string socket_path, Callbacks cb)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->path = std::move(socket_path);
+  impl_->cb = std::move(cb);
+}
+
+HandoffServer::~HandoffServer() {
+  Stop();
+}
+
+const std::string& HandoffServer::socket_path() const {
+  return impl_->path;
+}
+
+bool HandoffServer::agent_connected() const {
+  return impl_->connected.load();
+}
+
+std::set<std::string> HandoffServer::known_pods() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::set<std::string> out;
+  for (const auto& [uid, info] : impl_->pods) out.insert(uid);
+  return out;
+}
+
+absl::Status HandoffServer::Start() {
+  Impl& s = *impl_;
+  if (s.thread.joinable()) return absl::FailedPreconditionError("handoff server already started");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (s.path.empty() || s.path.size() >= sizeof(addr.sun_path))
+    return absl::InvalidArgumentError(
+        absl::StrCat("handoff socket path \"", s.path, "\" is empty or longer than ",
+                     sizeof(addr.sun_path) - 1, " bytes; choose a shorter path"));
+  std::memcpy(addr.sun_path, s.path.data(), s.path.size());
+
+  // Only a leftover socket from an earlier run is removed; anything else at that path is
+  // somebody else's file.
+  struct stat st;
+  if (::lstat(s.path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return absl::FailedPreconditionError(absl::StrCat(
+          "handoff socket path ", s.path, " exists and is not a socket; refusing to remove it"));
+    if (::unlink(s.path.c_str()) != 0)
+      return ErrnoError(errno, absl::StrCat("remove stale handoff socket ", s.path));
+  }
+
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return ErrnoError(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
+  UniqueFd lfd(fd);
+  // Linux takes the socket file's mode from the socket inode at bind time, so setting it
+  // first leaves no window in which another user could connect.
+  if (::fchmod(lfd.get(), 0600) != 0) return ErrnoError(errno, "fchmod handoff socket");
+  if (::bind(lfd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return ErrnoError(errno, absl::StrCat("bind handoff socket ", s.path));
+  if (::chmod(s.path.c_str(), 0600) != 0)
+    return ErrnoError(errno, absl::StrCat("chmod 0600 ", s.path));
+  if (::listen(lfd.get(), 4) != 0) return ErrnoError(errno, "listen on handoff socket");
+
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return ErrnoError(errno, "eventfd");
+  s.stop_fd.reset(efd);
+  s.listen_fd = std::move(lfd);
+  s.thread = std::thread([this] { impl_->Run(); });
+  LOG_INFO(kScope, "handoff server listening", {{"socket", s.path}});
+  return absl::OkStatus();
+}
+
+void HandoffServer::Stop() {
+  Impl& s = *impl_;
+  if (!s.thread.joinable()) return;
+  uint64_t one = 1;
+  // The eventfd counter cannot overflow from a handful of writes, so this never fails.
+  (void)!::write(s.stop_fd.get(), &one, sizeof one);
+  s.thread.join();
+  s.conn.reset();
+  s.connected = false;
+  s.listen_fd.reset();
+  s.stop_fd.reset();
+  ::unlink(s.path.c_str());
+  LOG_INFO(kScope, "handoff server stopped", {{"socket", s.path}});
+}
+
+void HandoffServer::Impl::Run() {
+  for (;;) {
+    pollfd fds[3] = {{stop_fd.get(), POLLIN, 0},
+                     {listen_fd.get(), POLLIN, 0},
+                     {conn.get(), POLLIN | POLLRDHUP, 0}};
+    int n = ::poll(fds, conn.valid() ? 3 : 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      LOG_ERROR(kScope, "poll failed; handoff server stops", {{"error", std::strerror(errno)}});
+      return;
+    }
+    if (fds[0].revents) return;
+    // Drain the current connection before a replacement is accepted, so an agent's last
+    // messages are not lost to a race with its own reconnect.
+    if (conn.valid() && fds[2].revents) {
+      bool hup = fds[2].revents & (POLLHUP | POLLRDHUP | POLLERR);
+      while (conn.valid() && ReadOne(hup)) {
+      }
+    }
+    if (fds[1].revents & POLLIN) Accept();
+  }
+}
+
+void HandoffServer::Impl::Accept() {
+  int fd = ::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      LOG_WARN(kScope, "accept on handoff socket failed", {{"error", std::strerror(errno)}});
+    return;
+  }
+  if (conn.valid()) {
+    LOG_INFO(kScope, "new agent connection replaces the old one", {});
+    DropConnection("replaced by a new agent connection");
+  }
+  conn.reset(fd);
+  seen.clear();
+  connected = true;
+  LOG_INFO(kScope, "agent connected", {{"socket", path}});
+}
+
+void HandoffServer::Impl::DropConnection(std::string_view why) {
+  conn.reset();
+  connected = false;
+  LOG_INFO(kScope, "agent connection closed", {{"reason", why}});
+}
+
+bool HandoffServer::Impl::ReadOne(bool hup) {
+  // One extra byte past the limit would also work, but MSG_TRUNC tells us directly.
+  std::vector<char> buf(kMaxHandoffMessage);
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  iovec iov{buf.data(), buf.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = ::recvmsg(conn.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+      if (hup) DropConnection("agent hung up");
+      return false;
+    }
+    DropConnection(absl::StrCat("recvmsg: ", std::strerror(errno)));
+    return false;
+  }
+
+  // Take ownership of every passed descriptor first, so each one is closed on every path.
+  std::vector<UniqueFd> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int f;
+      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      fds.emplace_back(f);
+    }
+  }
+
+  // SEQPACKET reports a zero-length datagram and end-of-stream the same way; the socket's
+  // shutdown state, read now (not the earlier poll's, which may predate the hangup), tells
+  // them apart.
+  if (n == 0 && fds.empty() && !(msg.msg_flags & MSG_TRUNC)) {
+    pollfd p{conn.get(), POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP))) {
+      DropConnection("agent hung up");
+      return false;
+    }
+  }
+
+  std::optional<BadInput> bad;
+  WorkloadRequest req;
+  if (msg.msg_flags & MSG_TRUNC) {
+    bad = BadInput{"oversized", absl::StrCat("handoff message larger than ", kMaxHandoffMessage,
+                                             " bytes; rejected")};
+  } else if (msg.msg_flags & MSG_CTRUNC) {
+    bad = BadInput{"control_truncated",
+                   absl::StrCat("too many file descriptors attached (more than ", kMaxFds,
+                                "); send exactly one netns fd with add/keep")};
+  } else if (!req.ParseFromArray(buf.data(), static_cast<int>(n))) {
+    bad = BadInput{"malformed", "handoff message is not a valid weft.inpod.v1.WorkloadRequest"};
+  } else if (req.payload_case() == WorkloadRequest::PAYLOAD_NOT_SET) {
+    bad = BadInput{"empty",
+                   "WorkloadRequest has no payload (expected add, keep, del or snapshot_sent)"};
+  }
+
+  std::string error;
+  if (bad) {
+    error = bad->error;
+    LOG_WARN(kScope, "rejected handoff message", {{"kind", bad->kind}, {"error", error}});
+    if (cb.on_bad_input) cb.on_bad_input(bad->kind);
+  } else {
+    error = Handle(req, fds);
+  }
+  SendAck(error);
+  return conn.valid();
+}
+
+std::string HandoffServer::Impl::Handle(const WorkloadRequest& req, std::vector<UniqueFd>& fds) {
+  auto bad_input = [&](std::string kind, std::string error) {
+    LOG_WARN(kScope, "rejected handoff message", {{"kind", kind}, {"error", error}});
+    if (cb.on_bad_input) cb.on_bad_input(kind);
+    return error;
+  };
+  bool wants_fd = req.has_add() || req.has_keep();
+  if (!wants_fd && !fds.empty())
+    return bad_input("unexpected_fd", "only add/keep may carry a file descriptor");
+  if (wants_fd) {
+    const char* what = req.has_add() ? "AddWorkload" : "KeepWorkload";
+    if (fds.size() != 1)
+      return bad_input(
+          fds.empty() ? "missing_fd" : "extra_fd",
+          absl::StrCat(what, " needs exactly one netns fd (SCM_RIGHTS), got ", fds.size()));
+    int type = ::ioctl(fds[0].get(), NS_GET_NSTYPE);
+    if (type != CLONE_NEWNET)
+      return bad_input("not_netns", absl::StrCat(what,
+                                                 ": the attached fd is not a network namespace "
+                                                 "(open /proc/PID/ns/net or /run/netns/NAME)"));
+  }
+
+  switch (req.payload_case()) {
+    case WorkloadRequest::kAdd: {
+      const std::string& uid = req.add().uid();
+      if (uid.empty()) return bad_input("empty_uid", "AddWorkload with an empty uid");
+      absl::Status st =
+          cb.add ? cb.add(uid, req.add().info(), std::move(fds[0])) : absl::OkStatus();
+      if (!st.ok()) {
+        LOG_WARN(kScope, "pod add failed", {{"uid", uid}, {"error", st.ToString()}});
+        return std::string(st.message());
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        pods[uid] = req.add().info();
+      }
+      seen.insert(uid);
+      LOG_INFO(kScope, "pod added", {{"uid", uid}});
+      return "";
+    }
+    case WorkloadRequest::kKeep: {
+      const std::string& uid = req.keep().uid();
+      WorkloadInfo info;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = pods.find(uid);
+        if (it == pods.end())
+          return absl::StrCat("KeepWorkload for unknown pod \"", uid,
+                              "\"; send AddWorkload with its WorkloadInfo");
+        info = it->second;
+      }
+      absl::Status st = cb.add ? cb.add(uid, info, std::move(fds[0])) : absl::OkStatus();
+      if (!st.ok()) return std::string(st.message());
+      seen.insert(uid);
+      return "";
+    }
+    case WorkloadRequest::kDel: {
+      const std::string& uid = req.del().uid();
+      bool known;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        known = pods.erase(uid) > 0;
+      }
+      seen.erase(uid);
+      if (known) {
+        if (cb.del) cb.del(uid);
+        LOG_INFO(kScope, "pod removed", {{"uid", uid}});
+      }
+      return "";
+    }
+    case WorkloadRequest::kSnapshotSent:
+      Reconcile();
+      return "";
+    case WorkloadRequest::PAYLOAD_NOT_SET:
+      break;
+  }
+  return "unknown request";
+}
+
+void HandoffServer::Impl::Reconcile() {
+  std::vector<std::string> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = pods.begin(); it != pods.end();) {
+      if (seen.count(it->first)) {
+        ++it;
+        continue;
+      }
+      gone.push_back(it->first);
+      it = pods.erase(it);
+    }
+  }
+  for (const std::string& uid : gone) {
+    LOG_INFO(kScope, "pod not in the agent's snapshot; removing", {{"uid", uid}});
+    if (cb.del) cb.del(uid);
+  }
+  LOG_INFO(kScope, "agent snapshot reconciled", {{"pods", seen.size()}, {"removed", gone.size()}});
+}
+
+void HandoffServer::Impl::SendAck(const std::string& error) {
+  if (!conn.valid()) return;
+  WorkloadResponse resp;
+  resp.mutable_ack()->set_error(error);
+  std::string out = resp.SerializeAsString();
+  // An ack is tiny; if the agent stopped reading so that even this does not fit, the
+  // connection is useless.
+  if (::send(conn.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+    DropConnection(absl::StrCat("send ack: ", std::strerror(errno)));
+}
+
+}  // namespace weft::ztunnel
