@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -17,18 +19,38 @@
 
 namespace weft::tls {
 
-struct SslCtxDeleter { void operator()(SSL_CTX* p) const { SSL_CTX_free(p); } };
-struct SslDeleter { void operator()(SSL* p) const { SSL_free(p); } };
-struct X509Deleter { void operator()(X509* p) const { X509_free(p); } };
-struct X509ReqDeleter { void operator()(X509_REQ* p) const { X509_REQ_free(p); } };
-struct EvpPkeyDeleter { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
-struct X509StoreDeleter { void operator()(X509_STORE* p) const { X509_STORE_free(p); } };
+struct SslCtxDeleter {
+  void operator()(SSL_CTX* p) const { SSL_CTX_free(p); }
+};
+struct SslDeleter {
+  void operator()(SSL* p) const { SSL_free(p); }
+};
+struct X509Deleter {
+  void operator()(X509* p) const { X509_free(p); }
+};
+struct X509ReqDeleter {
+  void operator()(X509_REQ* p) const { X509_REQ_free(p); }
+};
+struct EvpPkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct X509StoreDeleter {
+  void operator()(X509_STORE* p) const { X509_STORE_free(p); }
+};
+struct X509StoreCtxDeleter {
+  void operator()(X509_STORE_CTX* p) const { X509_STORE_CTX_free(p); }
+};
+struct BioDeleter {
+  void operator()(BIO* p) const { BIO_free_all(p); }
+};
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;
 using X509Ptr = std::unique_ptr<X509, X509Deleter>;
 using X509ReqPtr = std::unique_ptr<X509_REQ, X509ReqDeleter>;
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
 using X509StorePtr = std::unique_ptr<X509_STORE, X509StoreDeleter>;
+using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, X509StoreCtxDeleter>;
+using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
 // Drains OpenSSL's thread-local error queue into one string ("" if empty).
 std::string OpenSslErrors();
@@ -60,6 +82,18 @@ struct Validity {
 };
 Validity CertValidity(X509* cert);
 
+// Verifies `leaf` (with `intermediates` as untrusted helpers) against `roots` with SSL-client
+// purpose checks off. `check_time=false` ignores validity periods (used where expiry is reported
+// elsewhere, e.g. at the handshake). Error text is X509_verify_cert_error_string plus the depth.
+absl::Status VerifyChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
+                         const std::vector<X509Ptr>& roots, bool check_time = true);
+
+// Writes `data` to `path` atomically (temp file in the same directory + rename), with `mode`
+// permissions. Readers never see a partially written file.
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode);
+// Reads a whole file; NotFound if it does not exist.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
 // A certificate authority: a CA cert + key that signs workload certificates.
 class CertificateAuthority {
  public:
@@ -75,9 +109,18 @@ class CertificateAuthority {
 
   // Issues a leaf (CA:FALSE, digitalSignature+keyEncipherment, serverAuth+clientAuth EKU) for
   // the CSR's public key with the given SPIFFE URI SAN. `not_before` defaults to now-1min.
-  absl::StatusOr<X509Ptr> Sign(X509_REQ* csr, const SpiffeId& id, std::chrono::seconds ttl,
-                               std::optional<std::chrono::system_clock::time_point>
-                                   not_before = std::nullopt) const;
+  absl::StatusOr<X509Ptr> Sign(
+      X509_REQ* csr, const SpiffeId& id, std::chrono::seconds ttl,
+      std::optional<std::chrono::system_clock::time_point> not_before = std::nullopt) const;
+  // Like Sign, but with arbitrary URI/DNS SANs and no SPIFFE validation (tests and tools that
+  // need non-conforming certificates, e.g. no SAN or two URI SANs). Empty SAN lists => no SAN
+  // extension at all.
+  absl::StatusOr<X509Ptr> SignWithSans(
+      X509_REQ* csr, const std::vector<std::string>& uri_sans,
+      const std::vector<std::string>& dns_sans, std::chrono::seconds ttl,
+      std::optional<std::chrono::system_clock::time_point> not_before = std::nullopt) const;
+  // PEM of the CA's private key (PKCS#8), for persisting a generated CA.
+  absl::StatusOr<std::string> KeyPem() const { return KeyToPem(key_.get()); }
 
   X509* cert() const { return cert_.get(); }
   EVP_PKEY* key() const { return key_.get(); }

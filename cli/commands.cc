@@ -1,0 +1,78 @@
+#include "cli/commands.h"
+
+#include <ostream>
+
+#include "cli/dev_certs.h"
+
+namespace weft::cli {
+namespace {
+
+std::vector<Command>& Registry() {
+  static std::vector<Command> commands = {
+      {"dev-certs", "create a development CA and workload certificates in a directory",
+       &DevCertsMain},
+  };
+  return commands;
+}
+
+void Usage(std::ostream& os) {
+  os << "Usage: weftctl <command> [flags] [args]\n"
+        "\n"
+        "Weft service mesh command-line tool.\n"
+        "\n"
+        "Commands:\n";
+  for (const auto& c : Registry()) {
+    std::string name(c.name);
+    name.resize(std::max<size_t>(name.size() + 2, 14), ' ');
+    os << "  " << name << c.summary << "\n";
+  }
+  os << "\n"
+        "Flags:\n"
+        "  -h, --help    show this help\n"
+        "  --version     print the version\n"
+        "\n"
+        "Run 'weftctl <command> --help' for a command's flags.\n";
+}
+
+}  // namespace
+
+const std::vector<Command>& Commands() {
+  return Registry();
+}
+
+void AddCommand(Command c) {
+  Registry().push_back(c);
+}
+
+int Main(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  if (argc < 2) {
+    Usage(err);
+    return kExitUsage;
+  }
+  std::string first = argv[1];
+  if (first == "-h" || first == "--help") {
+    Usage(out);
+    return kExitOk;
+  }
+  if (first == "--version") {
+    out << "weftctl " << WEFT_VERSION << "\n";
+    return kExitOk;
+  }
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (first == "help") {
+    if (args.empty()) {
+      Usage(out);
+      return kExitOk;
+    }
+    first = args[0];
+    args = {"--help"};
+  }
+  for (const auto& c : Registry()) {
+    if (c.name == first) return c.run(args, out, err);
+  }
+  err << "weftctl: unknown command \"" << first << "\"\n"
+      << "Run 'weftctl --help' for the list of commands.\n";
+  return kExitUsage;
+}
+
+}  // namespace weft::cli
