@@ -1,0 +1,490 @@
+// "Direct" integration tests (ztunnel's two-tier scheme): two real ztunnels in one process on
+// loopback, real TLS 1.3 mTLS, real nghttp2, real sockets, port 0 everywhere. The only seam is
+// the original-destination provider (no netfilter here): a table keyed by the client's address.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "tests/support/test_util.h"
+#include "ztunnel/app/ztunnel_app.h"
+
+namespace weft::ztunnel {
+namespace {
+
+using namespace std::chrono_literals;
+using weft::testing::EchoServer;
+using weft::testing::MetricSum;
+using weft::testing::TempDir;
+using weft::testing::WaitFor;
+
+// Original destination by the accepted socket's peer address (the test registers it first).
+class TableOrigDst : public OrigDstProvider {
+ public:
+  void Set(const SockAddr& client, const SockAddr& target) {
+    std::lock_guard<std::mutex> l(mu_);
+    table_[client.ToString()] = target;
+  }
+  absl::StatusOr<SockAddr> OriginalDst(int fd) override {
+    auto peer = PeerAddress(fd);
+    if (!peer.ok()) return peer.status();
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = table_.find(peer->ToString());
+    if (it == table_.end()) return absl::NotFoundError("no original destination registered");
+    return it->second;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, SockAddr> table_;
+};
+
+const SpiffeId kClientId{"cluster.local", "ns-a", "client"};
+const SpiffeId kServerId{"cluster.local", "ns-b", "server"};
+const IpAddr kClientIp = *IpAddr::Parse("127.0.0.10");
+const IpAddr kServerIp = *IpAddr::Parse("127.0.0.20");
+
+class DirectMesh : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ca = weft::testing::MakeMeshCerts(dir_.path() + "/certs", {kClientId, kServerId});
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_ = std::make_unique<tls::CertificateAuthority>(std::move(*ca));
+    echo_ = std::make_unique<EchoServer>(SockAddr{kServerIp, 0});
+    outside_ = std::make_unique<EchoServer>(*SockAddr::Parse("127.0.0.30:0"));
+    WriteConfig("a.yaml", "", "", server_sa_for_client_);
+    WriteConfig("b.yaml", "", "");
+    b_ = Start("b.yaml", &orig_b_, 2);
+    ASSERT_TRUE(b_);
+    ASSERT_TRUE(b_->proxy()
+                    .AddPod("ns-b/server", UniqueFd(),
+                            PodListenAddrs{{}, {SockAddr{kServerIp, 0}}, {SockAddr{kServerIp, 0}}})
+                    .ok());
+    auto bound = *b_->proxy().BoundAddrs("ns-b/server");
+    b_hbone_ = bound.hbone.at(0);
+    b_plain_ = bound.inbound_plain.at(0);
+    a_ = Start("a.yaml", &orig_a_, 1);
+    ASSERT_TRUE(a_);
+    ASSERT_TRUE(a_->proxy()
+                    .AddPod("ns-a/client", UniqueFd(),
+                            PodListenAddrs{{SockAddr{kClientIp, 0}}, {}, {}})
+                    .ok());
+    a_out_ = a_->proxy().BoundAddrs("ns-a/client")->outbound.at(0);
+  }
+
+  std::unique_ptr<ZtunnelApp> Start(const std::string& cfg, OrigDstProvider* orig, int workers) {
+    ZtunnelOptions o;
+    o.node = cfg;
+    o.config_file = dir_.path() + "/" + cfg;
+    o.certs_dir = dir_.path() + "/certs";
+    o.admin_addr = *SockAddr::Parse("127.0.0.1:0");
+    o.metrics_addr = *SockAddr::Parse("127.0.0.1:0");
+    o.readiness_addr = *SockAddr::Parse("127.0.0.1:0");
+    o.proxy.workers = workers;
+    o.proxy.mark = 0;
+    o.proxy.handshake_timeout = 3s;
+    o.proxy.dial_override = [this](const SockAddr& a) {
+      return a == SockAddr{kServerIp, 15008} ? b_hbone_ : a;
+    };
+    auto app = std::make_unique<ZtunnelApp>(o);
+    app->SetOrigDstProvider(orig);
+    auto st = app->Start();
+    EXPECT_TRUE(st.ok()) << st;
+    return st.ok() ? std::move(app) : nullptr;
+  }
+
+  // The mesh as both ztunnels see it; `server_sa` lets a test lie to ztunnel A about the
+  // server's identity (SAN mismatch).
+  void WriteConfig(const std::string& file, const std::string& policies,
+                   const std::string& peer_authns, const std::string& server_sa = "server") {
+    std::string y = R"(version: "v)" + std::to_string(++version_) + R"("
+workloads:
+- uid: ns-a/client
+  name: client
+  namespace: ns-a
+  serviceAccount: client
+  node: node-a
+  addresses: ["127.0.0.10"]
+  protocol: HBONE
+  labels: {app: client}
+- uid: ns-b/server
+  name: server
+  namespace: ns-b
+  serviceAccount: )" + server_sa + R"(
+  node: node-b
+  addresses: ["127.0.0.20"]
+  protocol: HBONE
+  labels: {app: server, version: v1}
+services:
+- name: echo
+  namespace: ns-b
+  hostname: echo.ns-b.svc.cluster.local
+  addresses: ["10.96.0.10"]
+  ports: [{port: 80, targetPort: )" + std::to_string(echo_->addr().port) + R"(, name: tcp-echo}]
+  endpoints: [{workloadUid: ns-b/server, ready: true}]
+- name: empty
+  namespace: ns-b
+  hostname: empty.ns-b.svc.cluster.local
+  addresses: ["10.96.0.11"]
+  ports: [{port: 80}]
+)";
+    if (!policies.empty()) y += "authorizationPolicies:\n" + policies;
+    if (!peer_authns.empty()) y += "peerAuthentications:\n" + peer_authns;
+    dir_.Write(file, y);
+  }
+
+  // Applies the same policies to B and waits until B runs the new version.
+  void SetPolicies(const std::string& policies, const std::string& peer_authns = "") {
+    WriteConfig("b.yaml", policies, peer_authns);
+    std::string want = "v" + std::to_string(version_);
+    ASSERT_TRUE(WaitFor([&] { return b_->config().Get()->version() == want; }))
+        << "ztunnel B did not load " << want;
+  }
+
+  // A client socket from the client pod's address whose original destination is `target`.
+  UniqueFd ConnectVia(const SockAddr& listener, OrigDstProvider* orig_as,
+                      TableOrigDst* table, const SockAddr& target) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage ss;
+    socklen_t len = SockAddr{kClientIp, 0}.ToSockaddr(&ss);
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&ss), len), 0);
+    table->Set(*LocalAddress(fd), target);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    len = listener.ToSockaddr(&ss);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&ss), len), 0);
+    return UniqueFd(fd);
+  }
+  UniqueFd Outbound(const SockAddr& target) {
+    return ConnectVia(a_out_, &orig_a_, &orig_a_, target);
+  }
+  UniqueFd Plaintext(const SockAddr& target) {
+    return ConnectVia(b_plain_, &orig_b_, &orig_b_, target);
+  }
+  SockAddr EchoAddr() const { return echo_->addr(); }
+
+  std::string Metrics(ZtunnelApp& app) {
+    auto body = weft::testing::HttpGet(app.admin().metrics_addr(), "/metrics");
+    EXPECT_TRUE(body.ok()) << body.status();
+    return body.ok() ? *body : "";
+  }
+  double Metric(ZtunnelApp& app, const std::string& name,
+                const std::map<std::string, std::string>& labels = {}) {
+    return MetricSum(Metrics(app), name, labels);
+  }
+  // Asserts a working tunnel through both ztunnels.
+  void ExpectTunnelWorks(const std::string& why) {
+    auto fd = Outbound(EchoAddr());
+    EXPECT_EQ(weft::testing::EchoRoundTrip(fd.get(), "still serving"), "still serving") << why;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<tls::CertificateAuthority> ca_;
+  std::unique_ptr<EchoServer> echo_, outside_;
+  TableOrigDst orig_a_, orig_b_;
+  std::unique_ptr<ZtunnelApp> a_, b_;
+  SockAddr b_hbone_, b_plain_, a_out_;
+  int version_ = 0;
+  std::string server_sa_for_client_ = "server";
+};
+
+TEST_F(DirectMesh, TunnelsThroughHboneWithIstioMetrics) {
+  {
+    auto fd = Outbound(EchoAddr());
+    EXPECT_EQ(weft::testing::EchoRoundTrip(fd.get(), "hello mesh"), "hello mesh");
+  }
+  const std::map<std::string, std::string> src_labels = {
+      {"reporter", "source"},
+      {"source_workload", "client"},
+      {"source_workload_namespace", "ns-a"},
+      {"source_principal", "spiffe://cluster.local/ns/ns-a/sa/client"},
+      {"destination_workload", "server"},
+      {"destination_workload_namespace", "ns-b"},
+      {"destination_principal", "spiffe://cluster.local/ns/ns-b/sa/server"},
+      {"connection_security_policy", "mutual_tls"},
+      {"request_protocol", "tcp"},
+      {"response_flags", "-"}};
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_tcp_connections_closed_total", src_labels) == 1 &&
+           Metric(*b_, "istio_tcp_connections_closed_total", {{"reporter", "destination"}}) == 1;
+  }));
+  EXPECT_EQ(Metric(*a_, "istio_tcp_connections_opened_total", src_labels), 1);
+  EXPECT_EQ(Metric(*a_, "istio_tcp_sent_bytes_total", src_labels), 10);
+  EXPECT_EQ(Metric(*a_, "istio_tcp_received_bytes_total", src_labels), 10);
+  auto dst_labels = src_labels;
+  dst_labels["reporter"] = "destination";
+  EXPECT_EQ(Metric(*b_, "istio_tcp_connections_opened_total", dst_labels), 1)
+      << "destination ztunnel must see the client's authenticated identity\n"
+      << Metrics(*b_);
+  EXPECT_EQ(Metric(*b_, "istio_tcp_sent_bytes_total", dst_labels), 10);
+  int status = 0;
+  auto ready = weft::testing::HttpGet(a_->admin().readiness_addr(), "/healthz/ready", -1, &status);
+  EXPECT_EQ(status, 200);
+  auto dump = weft::testing::HttpGet(a_->admin().admin_addr(), "/config_dump");
+  ASSERT_TRUE(dump.ok());
+  EXPECT_NE(dump->find("ns-a/client"), std::string::npos);
+}
+
+TEST_F(DirectMesh, LargeTransfersKeepEveryByteInBothDirections) {
+  auto fd = Outbound(EchoAddr());
+  constexpr size_t kSize = 24 << 20;
+  std::string data(kSize, '\0');
+  std::mt19937 rng(42);
+  for (auto& c : data) c = static_cast<char>(rng());
+  std::thread writer([&] {
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t k = send(fd.get(), data.data() + off, std::min<size_t>(1 << 20, data.size() - off),
+                       MSG_NOSIGNAL);
+      if (k <= 0) break;
+      off += static_cast<size_t>(k);
+    }
+    shutdown(fd.get(), SHUT_WR);
+  });
+  std::string got;
+  got.reserve(kSize);
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  writer.join();
+  ASSERT_EQ(got.size(), kSize) << "half-close must deliver everything, then EOF";
+  EXPECT_TRUE(got == data) << "payload corrupted in the tunnel";
+}
+
+TEST_F(DirectMesh, PoolsStreamsOnOneConnectionPerKey) {
+  std::vector<UniqueFd> fds;
+  for (int i = 0; i < 5; i++) {
+    fds.push_back(Outbound(EchoAddr()));
+    EXPECT_EQ(weft::testing::EchoRoundTrip(fds.back().get(), "x" + std::to_string(i)),
+              "x" + std::to_string(i));
+  }
+  EXPECT_EQ(Metric(*a_, "weft_hbone_pool_connections"), 1)
+      << "5 tunnels with the same (src identity, dst identity, dst) must share one connection";
+  EXPECT_EQ(Metric(*a_, "weft_hbone_pool_streams"), 5);
+  fds.clear();
+  EXPECT_TRUE(WaitFor([&] { return Metric(*a_, "weft_hbone_pool_streams") == 0; }));
+  auto fd = Outbound(EchoAddr());
+  EXPECT_EQ(weft::testing::EchoRoundTrip(fd.get(), "again"), "again");
+  EXPECT_EQ(Metric(*a_, "weft_hbone_pool_connections"), 1) << "idle connection must be reused";
+}
+
+TEST_F(DirectMesh, ServiceVipGoesToAReadyEndpoint) {
+  auto fd = Outbound(*SockAddr::Parse("10.96.0.10:80"));
+  EXPECT_EQ(weft::testing::EchoRoundTrip(fd.get(), "via service"), "via service");
+  fd.reset();
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_tcp_connections_closed_total",
+                  {{"destination_service", "echo.ns-b.svc.cluster.local"},
+                   {"destination_service_name", "echo"},
+                   {"destination_workload", "server"}}) == 1;
+  }));
+}
+
+TEST_F(DirectMesh, ServiceWithoutEndpointsFailsFastAndCounts) {
+  auto start = std::chrono::steady_clock::now();
+  auto fd = Outbound(*SockAddr::Parse("10.96.0.11:80"));
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get(), 2s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(Metric(*a_, "weft_connection_failures_total", {{"reason", "no_ready_endpoint"}}), 1);
+}
+
+TEST_F(DirectMesh, PassthroughToDestinationsOutsideTheMesh) {
+  auto fd = Outbound(outside_->addr());
+  EXPECT_EQ(weft::testing::EchoRoundTrip(fd.get(), "plain"), "plain");
+  fd.reset();
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_tcp_connections_closed_total",
+                  {{"reporter", "source"}, {"destination_workload", "unknown"}}) == 1;
+  }));
+  EXPECT_EQ(Metric(*a_, "weft_hbone_pool_connections"), 0) << "passthrough must not use HBONE";
+}
+
+TEST_F(DirectMesh, DenyPolicyClosesOpenConnectionsAndRefusesNewOnes) {
+  auto open = Outbound(EchoAddr());
+  ASSERT_EQ(weft::testing::EchoRoundTrip(open.get(), "before"), "before");
+  SetPolicies(R"(- name: deny-client
+  namespace: ns-b
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/ns-a/sa/client"]}
+)");
+  EXPECT_TRUE(weft::testing::WaitClosed(open.get()))
+      << "an open connection that the new policy denies must be closed";
+  EXPECT_EQ(Metric(*b_, "weft_policy_reevaluation_closed_total"), 1);
+  auto denied = Outbound(EchoAddr());
+  EXPECT_NE(weft::testing::EchoRoundTrip(denied.get(), "after", 2s), "after");
+  EXPECT_TRUE(WaitFor(
+      [&] { return Metric(*b_, "weft_policy_denials_total", {{"policy", "ns-b/deny-client"}}) >= 1; }));
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_connection_failures_total", {{"reason", "hbone_status_403"}}) == 1;
+  }));
+  SetPolicies("");
+  ExpectTunnelWorks("policy removed");
+}
+
+TEST_F(DirectMesh, AllowPoliciesMatchOnPrincipalNamespaceIpBlockAndPort) {
+  struct Case {
+    std::string name, source, op;
+    bool allowed;
+  };
+  std::string port = std::to_string(EchoAddr().port);
+  const Case cases[] = {
+      {"principal", R"({principals: ["cluster.local/ns/ns-a/sa/client"]})", "", true},
+      {"other principal", R"({principals: ["cluster.local/ns/x/sa/y"]})", "", false},
+      {"namespace", R"({namespaces: ["ns-a"]})", "", true},
+      {"not namespace", R"({notNamespaces: ["ns-a"]})", "", false},
+      {"ipBlock", R"({ipBlocks: ["127.0.0.10/32"]})", "", true},
+      {"other ipBlock", R"({ipBlocks: ["10.0.0.0/8"]})", "", false},
+      {"port", R"({namespaces: ["ns-a"]})", R"({ports: [")" + port + R"("]})", true},
+      {"other port", R"({namespaces: ["ns-a"]})", R"({ports: ["1"]})", false},
+  };
+  for (const auto& c : cases) {
+    std::string pol = R"(- name: allow-case
+  namespace: ns-b
+  action: ALLOW
+  rules:
+  - from:
+    - source: )" + c.source + "\n";
+    if (!c.op.empty()) pol += "    to:\n    - operation: " + c.op + "\n";
+    SetPolicies(pol);
+    auto fd = Outbound(EchoAddr());
+    bool ok = weft::testing::EchoRoundTrip(fd.get(), "ping", 3s) == "ping";
+    EXPECT_EQ(ok, c.allowed) << c.name;
+  }
+}
+
+TEST_F(DirectMesh, PeerAuthenticationStrictRefusesPlaintext) {
+  {
+    auto fd = Plaintext(EchoAddr());
+    EXPECT_EQ(weft::testing::EchoRoundTrip(fd.get(), "plain ok"), "plain ok")
+        << "PERMISSIVE (default) must accept plaintext";
+  }
+  SetPolicies("", R"(- name: strict
+  namespace: ns-b
+  mtls: {mode: STRICT}
+)");
+  auto fd = Plaintext(EchoAddr());
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get()));
+  EXPECT_EQ(Metric(*b_, "weft_policy_denials_total", {{"reason", "strict_mtls"}}), 1);
+  ExpectTunnelWorks("mTLS still allowed under STRICT");
+}
+
+TEST_F(DirectMesh, MalformedConfigKeepsTheLastGoodOne) {
+  double errors = Metric(*b_, "weft_config_loads_total", {{"result", "error"}});
+  dir_.Write("b.yaml", "workloads: [ {uid: broken, addresses: [\"not-an-ip\"] } ]\n");
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_config_loads_total", {{"result", "error"}}) == errors + 1;
+  }));
+  dir_.Write("b.yaml", "{{{ not yaml");
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_config_loads_total", {{"result", "error"}}) == errors + 2;
+  }));
+  EXPECT_EQ(b_->config().Get()->version(), "v2");
+  ExpectTunnelWorks("bad config must leave the last good config in force");
+}
+
+TEST_F(DirectMesh, BadInputOnHbonePortIsCountedAndServerKeepsServing) {
+  auto root = ca_->root_pem();
+  auto failures = [&](const std::string& reason) {
+    return Metric(*b_, "weft_hbone_handshake_failures_total",
+                  {{"direction", "inbound"}, {"reason", reason}});
+  };
+  // Garbage and plaintext HTTP/1 instead of TLS.
+  for (std::string junk : {std::string("\x16\x03\x01\xff\xff garbage garbage", 22),
+                           std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")}) {
+    auto fd = weft::testing::Dial(b_hbone_);
+    ASSERT_TRUE(fd.ok());
+    send(fd->get(), junk.data(), junk.size(), MSG_NOSIGNAL);
+    EXPECT_TRUE(weft::testing::WaitClosed(fd->get()));
+  }
+  EXPECT_TRUE(WaitFor([&] { return failures("protocol") == 2; })) << Metrics(*b_);
+
+  // A client certificate from another CA.
+  auto other = tls::CertificateAuthority::CreateRoot("evil", std::chrono::hours(1));
+  ASSERT_TRUE(other.ok());
+  auto foreign = weft::testing::IssueClientCert(*other, &kClientId, std::chrono::hours(1));
+  ASSERT_TRUE(foreign.ok());
+  weft::testing::HboneConnect(b_hbone_, &*foreign, root, "127.0.0.20:80");
+  EXPECT_TRUE(WaitFor([&] { return failures("unknown_ca") == 1; }));
+
+  // Expired, and not yet valid.
+  auto expired = weft::testing::IssueClientCert(*ca_, &kClientId, std::chrono::seconds(60),
+                                                -std::chrono::seconds(3600));
+  ASSERT_TRUE(expired.ok());
+  weft::testing::HboneConnect(b_hbone_, &*expired, root, "127.0.0.20:80");
+  EXPECT_TRUE(WaitFor([&] { return failures("expired") == 1; }));
+  auto future = weft::testing::IssueClientCert(*ca_, &kClientId, std::chrono::hours(2),
+                                               std::chrono::seconds(3600));
+  ASSERT_TRUE(future.ok());
+  weft::testing::HboneConnect(b_hbone_, &*future, root, "127.0.0.20:80");
+  EXPECT_TRUE(WaitFor([&] { return failures("not_yet_valid") == 1; }));
+
+  // No client certificate; a certificate without a SPIFFE SAN.
+  weft::testing::HboneConnect(b_hbone_, nullptr, root, "127.0.0.20:80");
+  EXPECT_TRUE(WaitFor([&] { return failures("no_client_cert") == 1; }));
+  {
+    weft::testing::ClientCert nosan;
+    nosan.key = *tls::GenerateKey();
+    auto csr = tls::MakeCsr(nosan.key.get(), kClientId);
+    ASSERT_TRUE(csr.ok());
+    auto cert = ca_->SignWithSans(csr->get(), {}, {"client.example"}, std::chrono::hours(1));
+    ASSERT_TRUE(cert.ok()) << cert.status();
+    nosan.cert = std::move(*cert);
+    weft::testing::HboneConnect(b_hbone_, &nosan, root, "127.0.0.20:80");
+    EXPECT_TRUE(WaitFor([&] { return failures("no_spiffe_id") == 1; })) << Metrics(*b_);
+  }
+
+  // Valid client, then an HTTP/2 protocol violation.
+  auto good = weft::testing::IssueClientCert(*ca_, &kClientId, std::chrono::hours(1));
+  ASSERT_TRUE(good.ok());
+  std::string junk = "this is not an HTTP/2 connection preface\r\n\r\n";
+  weft::testing::HboneConnect(b_hbone_, &*good, root, "", &junk);
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_bad_input_total", {{"port", "15008"}, {"kind", "h2_protocol"}}) == 1;
+  })) << Metrics(*b_);
+
+  // Valid client, CONNECT to an address that is not the pod's.
+  auto r = weft::testing::HboneConnect(b_hbone_, &*good, root, "127.0.0.99:80");
+  EXPECT_EQ(r.status, 400) << r.error;
+  EXPECT_EQ(Metric(*b_, "weft_bad_input_total",
+                   {{"port", "15008"}, {"kind", "connect_foreign_address"}}),
+            1);
+  // Valid client, CONNECT that is not ip:port.
+  r = weft::testing::HboneConnect(b_hbone_, &*good, root, "echo.ns-b:80");
+  EXPECT_EQ(r.status, 400) << r.error;
+
+  // And a valid raw CONNECT works.
+  r = weft::testing::HboneConnect(b_hbone_, &*good, root, EchoAddr().ToString());
+  EXPECT_EQ(r.status, 200) << r.error;
+  ExpectTunnelWorks("after every kind of bad input");
+}
+
+class DirectMeshSanMismatch : public DirectMesh {
+ protected:
+  void SetUp() override {
+    server_sa_for_client_ = "impostor";  // ztunnel A expects another identity than B has
+    DirectMesh::SetUp();
+  }
+};
+
+TEST_F(DirectMeshSanMismatch, ClientRefusesAServerWithTheWrongIdentity) {
+  auto fd = Outbound(EchoAddr());
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get()));
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_hbone_handshake_failures_total",
+                  {{"direction", "outbound"}, {"reason", "identity_mismatch"}}) == 1;
+  })) << Metrics(*a_);
+  EXPECT_EQ(echo_->accepted(), 0) << "no byte may reach the server";
+}
+
+}  // namespace
+}  // namespace weft::ztunnel

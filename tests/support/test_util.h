@@ -1,0 +1,102 @@
+// Helpers shared by the integration tests: temp dirs, a real echo server, a tiny HTTP GET,
+// Prometheus text lookups, mesh certificates, and a raw HBONE client for bad-input tests.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/net.h"
+#include "common/spiffe.h"
+#include "common/tls.h"
+#include "common/unique_fd.h"
+
+namespace weft::testing {
+
+// mkdtemp under $TMPDIR (or /tmp); removed recursively by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& content) const;
+
+ private:
+  std::string path_;
+};
+
+// A threaded TCP echo server on `addr` (port 0 picks one). Optionally in a netns.
+class EchoServer {
+ public:
+  explicit EchoServer(const SockAddr& addr, int netns_fd = -1);
+  ~EchoServer();
+  SockAddr addr() const { return addr_; }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  void Run();
+  UniqueFd listen_;
+  SockAddr addr_;
+  std::atomic<int> accepted_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::vector<std::thread> conns_;
+};
+
+// Blocking TCP connect with a timeout (optionally from inside a netns, optionally bound).
+absl::StatusOr<UniqueFd> Dial(const SockAddr& to, int netns_fd = -1,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                              const IpAddr* from = nullptr);
+// Writes `msg`, reads until `msg.size()` bytes came back or EOF/timeout. Returns what came back.
+std::string EchoRoundTrip(int fd, const std::string& msg,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(5));
+// True if the peer closes/resets the connection within `timeout` (read returns 0 or error).
+bool WaitClosed(int fd, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+// GET http://addr/path (HTTP/1.0, Connection: close); returns the body, error on non-2xx.
+absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& path,
+                                    int netns_fd = -1, int* status = nullptr);
+
+// Sum of the values of Prometheus samples named `name` whose labels include all of `labels`.
+double MetricSum(const std::string& text, const std::string& name,
+                 const std::map<std::string, std::string>& labels = {});
+
+bool WaitFor(const std::function<bool()>& cond,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// Root CA + per-identity files in the FileCertificateProvider layout under `dir`.
+absl::StatusOr<tls::CertificateAuthority> MakeMeshCerts(const std::string& dir,
+                                                        const std::vector<SpiffeId>& ids);
+
+// A raw HBONE client for tests that need to misbehave: TLS 1.3 with the given client cert,
+// then HTTP/2 CONNECT via nghttp2. Blocking.
+struct HboneDialResult {
+  bool handshake_ok = false;
+  std::string error;
+  int status = 0;  // :status of the CONNECT response (0 if none)
+};
+struct ClientCert {
+  tls::EvpPkeyPtr key;
+  tls::X509Ptr cert;
+};
+absl::StatusOr<ClientCert> IssueClientCert(const tls::CertificateAuthority& ca,
+                                           const SpiffeId* id, std::chrono::seconds ttl,
+                                           std::chrono::seconds not_before_offset =
+                                               std::chrono::seconds(-60));
+// Connects to `hbone` and sends CONNECT `authority`; `raw_after_handshake` (if set) is sent
+// instead of HTTP/2 after the TLS handshake (protocol-violation tests).
+HboneDialResult HboneConnect(const SockAddr& hbone, const ClientCert* cert,
+                             const std::string& root_pem, const std::string& authority,
+                             const std::string* raw_after_handshake = nullptr);
+
+// Names unique across parallel tests: "<prefix><pid>-<counter>".
+std::string UniqueName(const std::string& prefix);
+bool IsRoot();
+
+}  // namespace weft::testing

@@ -1,0 +1,148 @@
+#include "ztunnel/app/ztunnel_app.h"
+
+#include <chrono>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+
+namespace weft::ztunnel {
+
+ZtunnelApp::ZtunnelApp(ZtunnelOptions opts) : opts_(std::move(opts)) {}
+
+ZtunnelApp::~ZtunnelApp() { Stop(); }
+
+absl::Status ZtunnelApp::Start() {
+  metrics_ = std::make_unique<Metrics>();
+  if (opts_.certs_dir.empty())
+    return absl::InvalidArgumentError("--certs DIR is required (see `weftctl dev-certs`)");
+  certs_ = std::make_unique<FileCertificateProvider>(opts_.certs_dir);
+  tls_ = std::make_unique<TlsContextCache>(certs_.get());
+  proxy_ = std::make_unique<Proxy>(opts_.proxy, &store_, tls_.get(), metrics_.get(),
+                                   orig_dst_override_ ? orig_dst_override_ : &so_orig_dst_);
+
+  if (opts_.config_file.empty())
+    return absl::InvalidArgumentError("--config FILE is required in standalone mode");
+  watcher_ = std::make_unique<ConfigFileWatcher>(
+      opts_.config_file,
+      [this](SnapshotPtr s) {
+        store_.Set(s);
+        config_loaded_ = true;
+        metrics_->ConfigLoad(true, s->version());
+        LOG_INFO("config", "config loaded",
+                 {{"file", opts_.config_file},
+                  {"version", s->version()},
+                  {"workloads", s->workloads().size()},
+                  {"services", s->services().size()},
+                  {"authorization_policies", s->authorization_policies().size()}});
+        proxy_->Reevaluate(s);
+      },
+      [this](const absl::Status& st) {
+        metrics_->ConfigLoad(false, "");
+        metrics_->BadInput("config", "invalid_config");
+        LOG_ERROR("config", "config file rejected; the last good config stays in force",
+                  {{"file", opts_.config_file}, {"error", st.ToString()}});
+      });
+  WEFT_RETURN_IF_ERROR(watcher_->Start());
+
+  AdminOptions ao;
+  ao.admin_addr = opts_.admin_addr;
+  ao.metrics_addr = opts_.metrics_addr;
+  ao.readiness_addr = opts_.readiness_addr;
+  ao.registries = {metrics_->registry()};
+  ao.config_dump = [this] { return ConfigDump(); };
+  ao.not_ready_reason = [this] { return NotReadyReason(); };
+  admin_ = std::make_unique<AdminServer>(std::move(ao));
+  WEFT_RETURN_IF_ERROR(admin_->Start());
+
+  WEFT_RETURN_IF_ERROR(proxy_->Start());
+
+  if (!opts_.inpod_socket.empty()) {
+    HandoffServer::Callbacks cb;
+    cb.add = [this](const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
+                    UniqueFd netns) -> absl::Status {
+      return proxy_->AddPod(uid, std::move(netns));
+    };
+    cb.del = [this](const std::string& uid) { proxy_->RemovePod(uid); };
+    cb.on_bad_input = [this](std::string_view kind) { metrics_->BadInput("handoff", kind); };
+    handoff_ = std::make_unique<HandoffServer>(opts_.inpod_socket, std::move(cb));
+    WEFT_RETURN_IF_ERROR(handoff_->Start());
+  }
+  started_ = true;
+  cert_thread_ = std::thread([this] { CertLoop(); });
+  LOG_INFO("ztunnel", "ztunnel started",
+           {{"node", opts_.node},
+            {"workers", opts_.proxy.workers},
+            {"admin", admin_->admin_addr().ToString()},
+            {"metrics", admin_->metrics_addr().ToString()},
+            {"readiness", admin_->readiness_addr().ToString()},
+            {"inpod_socket", opts_.inpod_socket}});
+  return absl::OkStatus();
+}
+
+void ZtunnelApp::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(cert_mu_);
+    stopping_ = true;
+  }
+  cert_cv_.notify_all();
+  if (cert_thread_.joinable()) cert_thread_.join();
+  if (handoff_) handoff_->Stop();
+  if (watcher_) watcher_->Stop();
+  if (proxy_) proxy_->Stop();
+  if (admin_) admin_->Stop();
+}
+
+// Publishes each local identity's certificate expiry and warms the cache so rotation happens
+// off the data path.
+void ZtunnelApp::CertLoop() {
+  std::unique_lock<std::mutex> lock(cert_mu_);
+  while (!stopping_) {
+    lock.unlock();
+    auto snap = store_.Get();
+    std::set<std::string> seen;
+    for (const auto& uid : proxy_->PodUids()) {
+      const Workload* w = snap->FindWorkloadByUid(uid);
+      if (!w || !seen.insert(w->identity().ToString()).second) continue;
+      auto b = certs_->Get(w->identity());
+      if (b.ok()) {
+        metrics_->cert_expiry(w->identity().ToString())
+            .Set(static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
+                                         (*b)->not_after.time_since_epoch())
+                                         .count()));
+      } else {
+        LOG_WARN("identity", "no usable certificate for a local identity",
+                 {{"identity", w->identity().ToString()}, {"error", b.status().ToString()}});
+      }
+    }
+    lock.lock();
+    cert_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return stopping_; });
+  }
+}
+
+std::string ZtunnelApp::NotReadyReason() const {
+  if (!config_loaded_) return "no config loaded yet";
+  return "";
+}
+
+std::string ZtunnelApp::ConfigDump() const {
+  nlohmann::json j;
+  j["node"] = opts_.node;
+  j["config"] = nlohmann::json::parse(store_.Get()->ToJson(), nullptr, false);
+  j["pods"] = nlohmann::json::array();
+  for (const auto& uid : proxy_->PodUids()) {
+    nlohmann::json p = {{"uid", uid}};
+    if (auto b = proxy_->BoundAddrs(uid)) {
+      for (auto& a : b->hbone) p["hbone"].push_back(a.ToString());
+      for (auto& a : b->outbound) p["outbound"].push_back(a.ToString());
+      for (auto& a : b->inbound_plain) p["inbound"].push_back(a.ToString());
+    }
+    j["pods"].push_back(p);
+  }
+  j["agent_connected"] = handoff_ ? handoff_->agent_connected() : false;
+  return j.dump(2);
+}
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,75 @@
+// Wires ztunnel together: config (file watcher), certificates, metrics + admin server, the
+// pod handoff server and the proxy. main.cc only parses flags and waits for a signal.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "common/admin/admin_server.h"
+#include "ztunnel/capture/capture.h"
+#include "ztunnel/identity/identity.h"
+#include "ztunnel/inpod/handoff_server.h"
+#include "ztunnel/metrics/metrics.h"
+#include "ztunnel/proxy/proxy.h"
+#include "ztunnel/state/config_file.h"
+
+namespace weft::ztunnel {
+
+struct ZtunnelOptions {
+  std::string node;            // this node's name (for logs and, later, the config stream)
+  std::string config_file;     // standalone config (YAML/JSON ConfigSnapshot)
+  std::string certs_dir;       // FileCertificateProvider layout
+  std::string inpod_socket;    // handoff socket; empty: no agent
+  SockAddr admin_addr = *SockAddr::Parse("127.0.0.1:15000");
+  SockAddr metrics_addr = *SockAddr::Parse("0.0.0.0:15020");
+  SockAddr readiness_addr = *SockAddr::Parse("0.0.0.0:15021");
+  ProxyOptions proxy;
+};
+
+class ZtunnelApp {
+ public:
+  explicit ZtunnelApp(ZtunnelOptions opts);
+  ~ZtunnelApp();
+  // Loads config and certs, binds admin ports, starts workers and the handoff server. Errors
+  // say what to fix (bad config file, port in use, socket dir missing).
+  absl::Status Start();
+  void Stop();
+
+  // Test access.
+  Proxy& proxy() { return *proxy_; }
+  ConfigStore& config() { return store_; }
+  Metrics& metrics() { return *metrics_; }
+  AdminServer& admin() { return *admin_; }
+  // Used instead of the iptables provider by direct tests (must be set before Start()).
+  void SetOrigDstProvider(OrigDstProvider* p) { orig_dst_override_ = p; }
+
+ private:
+  std::string ConfigDump() const;
+  std::string NotReadyReason() const;
+  void CertLoop();
+
+  ZtunnelOptions opts_;
+  ConfigStore store_;
+  std::atomic<bool> config_loaded_{false};
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<FileCertificateProvider> certs_;
+  std::unique_ptr<TlsContextCache> tls_;
+  SoOriginalDstProvider so_orig_dst_;
+  OrigDstProvider* orig_dst_override_ = nullptr;
+  std::unique_ptr<Proxy> proxy_;
+  std::unique_ptr<ConfigFileWatcher> watcher_;
+  std::unique_ptr<HandoffServer> handoff_;
+  std::unique_ptr<AdminServer> admin_;
+  std::thread cert_thread_;
+  std::mutex cert_mu_;
+  std::condition_variable cert_cv_;
+  bool stopping_ = false;
+  bool started_ = false;
+};
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,256 @@
+// Flow bookkeeping (metrics, access log) and the plain TCP relay.
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "ztunnel/proxy/internal.h"
+
+namespace weft::ztunnel {
+
+namespace {
+std::string LabelOr(const Labels& l, const char* a, const char* b, const std::string& def) {
+  if (auto it = l.find(a); it != l.end()) return it->second;
+  if (auto it = l.find(b); it != l.end()) return it->second;
+  return def;
+}
+}  // namespace
+
+void FillSourceLabels(TcpLabels& l, const Workload* w, const std::optional<SpiffeId>& id) {
+  if (id) l.source_principal = id->ToString();
+  if (!w) return;
+  l.source_workload = w->workload_name;
+  l.source_workload_namespace = w->ns;
+  if (!id && w->in_mesh()) l.source_principal = w->identity().ToString();
+  l.source_app = LabelOr(w->labels, "app.kubernetes.io/name", "app", w->workload_name);
+  l.source_version = LabelOr(w->labels, "app.kubernetes.io/version", "version", "latest");
+}
+
+void FillDestinationLabels(TcpLabels& l, const Workload* w, const std::optional<SpiffeId>& id) {
+  if (id) l.destination_principal = id->ToString();
+  if (!w) return;
+  l.destination_workload = w->workload_name;
+  l.destination_workload_namespace = w->ns;
+  l.destination_app = LabelOr(w->labels, "app.kubernetes.io/name", "app", w->workload_name);
+  l.destination_version = LabelOr(w->labels, "app.kubernetes.io/version", "version", "latest");
+}
+
+void FillServiceLabels(TcpLabels& l, const Service* s) {
+  if (!s) return;
+  l.destination_service = s->hostname.empty() ? s->name + "." + s->ns : s->hostname;
+  l.destination_service_name = s->name;
+  l.destination_service_namespace = s->ns;
+}
+
+const Service* ServiceForEndpoint(const ConfigSnapshot& snap, const Workload& w, uint16_t port) {
+  for (const auto& s : snap.services()) {
+    bool has = false;
+    for (const auto& uid : s.ready_endpoint_uids)
+      if (uid == w.uid) has = true;
+    if (!has) continue;
+    for (const auto& p : s.ports)
+      if (p.target_port == port) return &s;
+  }
+  return nullptr;
+}
+
+Flow::~Flow() = default;
+
+void Flow::Begin() {
+  if (begun_) return;
+  begun_ = true;
+  info_.counters = w_->metrics().ForConnection(info_.labels);
+  info_.counters.opened->Increment();
+  w_->metrics().active_connections(info_.direction).Increment();
+}
+
+void Flow::AddSent(uint64_t n) {
+  info_.sent += n;
+  if (begun_) info_.counters.sent->Increment(static_cast<double>(n));
+}
+
+void Flow::AddReceived(uint64_t n) {
+  info_.received += n;
+  if (begun_) info_.counters.received->Increment(static_cast<double>(n));
+}
+
+void Flow::Finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (begun_) {
+    info_.counters.closed->Increment();
+    w_->metrics().active_connections(info_.direction).Decrement();
+  }
+  if (info_.authz) w_->UnregisterInbound(this);
+  if (w_->opts().access_log) {
+    auto dur = std::chrono::duration_cast<std::chrono::microseconds>(
+                   std::chrono::steady_clock::now() - info_.start)
+                   .count();
+    nlohmann::json rec = {
+        {"level", "info"},
+        {"scope", "access"},
+        {"msg", "connection complete"},
+        {"direction", info_.direction},
+        {"src.addr", info_.src.ToString()},
+        {"src.workload", info_.labels.source_workload},
+        {"src.namespace", info_.labels.source_workload_namespace},
+        {"src.identity", info_.labels.source_principal},
+        {"dst.addr", info_.dst.ToString()},
+        {"dst.workload", info_.labels.destination_workload},
+        {"dst.namespace", info_.labels.destination_workload_namespace},
+        {"dst.identity", info_.labels.destination_principal},
+        {"dst.service", info_.labels.destination_service},
+        {"security", info_.labels.connection_security_policy},
+        {"response_flags", info_.labels.response_flags},
+        {"bytes_sent", info_.sent},
+        {"bytes_recv", info_.received},
+        {"duration_ms", static_cast<double>(dur) / 1000.0},
+    };
+    if (!info_.hbone_target.empty()) rec["dst.hbone_addr"] = info_.hbone_target;
+    if (!info_.error.empty()) rec["error"] = info_.error;
+    log::WriteRecord(std::move(rec));
+  }
+  w_->ReleaseFlow(this);
+}
+
+// ---- PlainRelay ---------------------------------------------------------------------------
+
+namespace {
+constexpr size_t kRelayChunk = 64 * 1024;
+constexpr size_t kRelayHighWater = 256 * 1024;
+}  // namespace
+
+PlainRelay::PlainRelay(Worker* w, FlowInfo info, UniqueFd client, UniqueFd server)
+    : Flow(w, std::move(info)) {
+  fd_[0] = std::move(client);
+  fd_[1] = std::move(server);
+  for (int i = 0; i < 2; i++) {
+    side_[i].r = this;
+    side_[i].idx = i;
+  }
+}
+
+void PlainRelay::OnEvents(uint32_t) {}
+
+void PlainRelay::Start() {
+  Begin();
+  if (info_.authz) w_->RegisterInbound(this);
+  // Client side: nothing to read until the server is connected.
+  (void)w_->loop().Add(fd_[0].get(), 0, &side_[0]);
+  (void)w_->loop().Add(fd_[1].get(), EPOLLOUT, &side_[1]);
+  interest_[1] = EPOLLOUT;
+  connect_timer_ = w_->loop().AddTimer(w_->opts().connect_timeout, [this] {
+    connect_timer_ = 0;
+    if (connecting_) {
+      w_->metrics().ConnectionFailure(info_.direction, "connect_timeout");
+      info_.labels.response_flags = "UF";
+      Abort("upstream connect timed out to " + info_.dst.ToString());
+    }
+  });
+}
+
+void PlainRelay::Abort(const std::string& reason) {
+  if (finished_) return;
+  if (info_.error.empty()) info_.error = reason;
+  for (int i = 0; i < 2; i++) {
+    if (fd_[i]) {
+      w_->loop().Remove(fd_[i].get());
+      SetResetOnClose(fd_[i].get());
+      fd_[i].reset();
+    }
+  }
+  if (connect_timer_) w_->loop().CancelTimer(connect_timer_);
+  Finish();
+}
+
+void PlainRelay::UpdateInterest(int i) {
+  if (!fd_[i]) return;
+  uint32_t want = 0;
+  if (!eof_[i] && q_[i].size() < kRelayHighWater) want |= EPOLLIN;
+  if (!q_[1 - i].empty()) want |= EPOLLOUT;
+  if (want != interest_[i]) {
+    interest_[i] = want;
+    w_->loop().Modify(fd_[i].get(), want, &side_[i]);
+  }
+}
+
+void PlainRelay::OnSide(int i, uint32_t events) {
+  if (finished_) return;
+  if (connecting_ && i == 1) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = ConnectResult(fd_[1].get());
+    if (err != 0) {
+      w_->metrics().ConnectionFailure(info_.direction, "connect_failed");
+      info_.labels.response_flags = "UF";
+      Abort("upstream connect to " + info_.dst.ToString() + " failed: " + std::strerror(err));
+      return;
+    }
+    connecting_ = false;
+    if (connect_timer_) w_->loop().CancelTimer(connect_timer_);
+    connect_timer_ = 0;
+    SetNoDelay(fd_[1].get());
+    UpdateInterest(0);
+    UpdateInterest(1);
+    return;
+  }
+  if (connecting_) return;
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) Pump(i);
+  if (finished_) return;
+  if (events & EPOLLOUT) {
+    if (!FlushTo(fd_[i].get(), q_[1 - i])) {
+      Abort(std::string("write failed: ") + std::strerror(errno));
+      return;
+    }
+    if (q_[1 - i].empty() && eof_[1 - i] && !shut_[i]) {
+      shutdown(fd_[i].get(), SHUT_WR);
+      shut_[i] = true;
+    }
+  }
+  UpdateInterest(0);
+  UpdateInterest(1);
+  MaybeDone();
+}
+
+void PlainRelay::Pump(int i) {
+  int o = 1 - i;
+  while (!eof_[i] && q_[i].size() < kRelayHighWater) {
+    ssize_t n = ReadInto(fd_[i].get(), q_[i], kRelayChunk);
+    if (n > 0) {
+      if (i == 0)
+        AddSent(static_cast<uint64_t>(n));
+      else
+        AddReceived(static_cast<uint64_t>(n));
+      if (!FlushTo(fd_[o].get(), q_[i])) {
+        Abort(std::string("write failed: ") + std::strerror(errno));
+        return;
+      }
+      continue;
+    }
+    if (n == 0) {
+      eof_[i] = true;
+      break;
+    }
+    if (errno == EAGAIN || errno == EINTR) break;
+    Abort(std::string("read failed: ") + std::strerror(errno));
+    return;
+  }
+  if (eof_[i] && q_[i].empty() && !shut_[o]) {
+    shutdown(fd_[o].get(), SHUT_WR);
+    shut_[o] = true;
+  }
+}
+
+void PlainRelay::MaybeDone() {
+  if (finished_) return;
+  if (eof_[0] && eof_[1] && q_[0].empty() && q_[1].empty()) {
+    for (int i = 0; i < 2; i++) {
+      w_->loop().Remove(fd_[i].get());
+      fd_[i].reset();
+    }
+    Finish();
+  }
+}
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,859 @@
+// HBONE connections: TLS 1.3 (OpenSSL, over a BIO that reads/writes our own byte queues so
+// socket I/O is batched) carrying an HTTP/2 session (nghttp2) whose CONNECT streams are
+// tunnels. Both roles share this class; the client keeps a pool of them per pod.
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "ztunnel/proxy/internal.h"
+
+namespace weft::ztunnel {
+
+namespace {
+
+constexpr size_t kTlsReadChunk = 256 * 1024;
+constexpr size_t kTlsOutHighWater = 1 << 20;  // stop generating frames above this
+
+// A BIO over HboneConn's tls_in_/tls_out_ queues.
+int BioWrite(BIO* b, const char* d, int n) {
+  auto* c = static_cast<HboneConn*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  c->tls_out_.Append(d, static_cast<size_t>(n));
+  return n;
+}
+
+int BioRead(BIO* b, char* d, int n) {
+  auto* c = static_cast<HboneConn*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  if (c->tls_in_.empty()) {
+    if (c->peer_eof_) return 0;
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  size_t k = std::min(static_cast<size_t>(n), c->tls_in_.size());
+  std::memcpy(d, c->tls_in_.data(), k);
+  c->tls_in_.Consume(k);
+  return static_cast<int>(k);
+}
+
+long BioCtrl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
+
+int BioCreate(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+BIO_METHOD* QueueBioMethod() {
+  static BIO_METHOD* m = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "weft-queue");
+    BIO_meth_set_write(m, BioWrite);
+    BIO_meth_set_read(m, BioRead);
+    BIO_meth_set_ctrl(m, BioCtrl);
+    BIO_meth_set_create(m, BioCreate);
+    return m;
+  }();
+  return m;
+}
+
+std::string H2Err(int rv) { return nghttp2_strerror(rv); }
+
+}  // namespace
+
+// ---- nghttp2 callbacks --------------------------------------------------------------------
+
+struct H2Callbacks {
+  static HboneConn* C(void* u) { return static_cast<HboneConn*>(u); }
+
+  static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* f, void* u) {
+    auto* c = C(u);
+    if (c->role_ == HboneConn::Role::kServer && f->hd.type == NGHTTP2_HEADERS &&
+        f->headers.cat == NGHTTP2_HCAT_REQUEST)
+      c->req_headers_[f->hd.stream_id];
+    return 0;
+  }
+
+  static int OnHeader(nghttp2_session*, const nghttp2_frame* f, const uint8_t* name, size_t nl,
+                      const uint8_t* value, size_t vl, uint8_t, void* u) {
+    auto* c = C(u);
+    std::string k(reinterpret_cast<const char*>(name), nl);
+    std::string v(reinterpret_cast<const char*>(value), vl);
+    if (c->role_ == HboneConn::Role::kServer) {
+      auto it = c->req_headers_.find(f->hd.stream_id);
+      if (it != c->req_headers_.end() && it->second.size() < 64)
+        it->second.emplace_back(std::move(k), std::move(v));
+    } else if (k == ":status") {
+      int s = 0;
+      for (char ch : v) s = s * 10 + (ch - '0');
+      c->resp_status_[f->hd.stream_id] = s;
+    }
+    return 0;
+  }
+
+  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* f, void* u) {
+    auto* c = C(u);
+    int32_t sid = f->hd.stream_id;
+    if (f->hd.type == NGHTTP2_HEADERS) {
+      if (c->role_ == HboneConn::Role::kServer && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        auto it = c->req_headers_.find(sid);
+        if (it != c->req_headers_.end()) {
+          HeaderList h = std::move(it->second);
+          c->req_headers_.erase(it);
+          c->HandleConnectRequest(sid, std::move(h));
+        }
+      } else if (c->role_ == HboneConn::Role::kClient &&
+                 f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+        auto st = c->resp_status_[sid];
+        c->resp_status_.erase(sid);
+        auto it = c->streams_.find(sid);
+        if (it != c->streams_.end()) {
+          if (st == 200) {
+            it->second->OnEstablished();
+          } else {
+            Tunnel* t = it->second;
+            t->info().labels.response_flags = st == 403 ? "DENY" : "UF";
+            c->w_->metrics().ConnectionFailure("outbound", absl::StrCat("hbone_status_", st));
+            t->Abort(absl::StrCat("destination ztunnel answered CONNECT with ", st,
+                                  st == 403 ? " (denied by an AuthorizationPolicy)" : ""));
+          }
+        }
+      }
+    }
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      auto it = c->streams_.find(sid);
+      if (it != c->streams_.end()) it->second->OnRemoteEnd();
+    }
+    return 0;
+  }
+
+  static int OnDataChunk(nghttp2_session*, uint8_t, int32_t sid, const uint8_t* d, size_t n,
+                         void* u) {
+    auto* c = C(u);
+    auto it = c->streams_.find(sid);
+    if (it == c->streams_.end()) {
+      c->Consume(sid, n);  // stream gone: drop the bytes but keep the connection window open
+      return 0;
+    }
+    it->second->OnData(d, n);
+    return 0;
+  }
+
+  static int OnStreamClose(nghttp2_session*, int32_t sid, uint32_t code, void* u) {
+    auto* c = C(u);
+    c->req_headers_.erase(sid);
+    c->resp_status_.erase(sid);
+    auto it = c->streams_.find(sid);
+    if (it == c->streams_.end()) return 0;
+    Tunnel* t = it->second;
+    c->streams_.erase(it);
+    t->Detach();
+    t->OnStreamClosed(code);
+    c->w_->metrics().pool_streams().Decrement();
+    c->ArmIdleTimer();
+    return 0;
+  }
+
+  static int OnInvalidFrame(nghttp2_session*, const nghttp2_frame* f, int err, void* u) {
+    auto* c = C(u);
+    c->w_->metrics().BadInput(c->role_ == HboneConn::Role::kServer ? "15008" : "hbone_client",
+                              "h2_invalid_frame");
+    LOG_WARN("hbone", "invalid HTTP/2 frame from peer",
+             {{"peer", c->peer_.ToString()}, {"error", H2Err(err)}, {"type", f->hd.type}});
+    return 0;
+  }
+
+  static ssize_t DataRead(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                          nghttp2_data_source* src, void*) {
+    return static_cast<Tunnel*>(src->ptr)->ReadForH2(buf, len, flags);
+  }
+};
+
+// ---- HboneConn ----------------------------------------------------------------------------
+
+HboneConn::HboneConn(Worker* w, Role role, std::shared_ptr<Pod> pod, UniqueFd fd,
+                     std::shared_ptr<SSL_CTX> ctx, SockAddr peer)
+    : w_(w), role_(role), pod_(std::move(pod)), fd_(std::move(fd)), peer_(peer) {
+  ssl_.reset(SSL_new(ctx.get()));
+  BIO* bio = BIO_new(QueueBioMethod());
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_.get(), bio, bio);  // one BIO for both directions (refcount handled)
+  if (role_ == Role::kClient)
+    SSL_set_connect_state(ssl_.get());
+  else
+    SSL_set_accept_state(ssl_.get());
+  if (role_ == Role::kClient) w_->metrics().pool_connections().Increment();
+}
+
+HboneConn::~HboneConn() {
+  if (session_) nghttp2_session_del(session_);
+}
+
+absl::Status HboneConn::Start(bool tcp_connecting) {
+  tcp_connecting_ = tcp_connecting;
+  SetKeepAlive(fd_.get());
+  SetNoDelay(fd_.get());
+  interest_ = tcp_connecting ? EPOLLOUT : EPOLLIN;
+  auto st = w_->loop().Add(fd_.get(), interest_, this);
+  if (!st.ok()) return st;
+  timer_ = w_->loop().AddTimer(w_->opts().handshake_timeout, [this] {
+    timer_ = 0;
+    if (!handshake_done_) {
+      w_->metrics().HandshakeFailure(direction(), "timeout");
+      Close(tcp_connecting_ ? "TCP connect timed out (is port 15008 reachable? maybe a "
+                              "NetworkPolicy is blocking HBONE port 15008)"
+                            : "TLS handshake timed out");
+    }
+  });
+  if (!tcp_connecting && role_ == Role::kClient) DriveHandshake();
+  return absl::OkStatus();
+}
+
+bool HboneConn::CanTakeStream() const {
+  if (closed_ || (session_ && !nghttp2_session_check_request_allowed(session_))) return false;
+  uint32_t max = w_->opts().max_streams_per_conn;
+  if (session_) {
+    max = std::min(max, nghttp2_session_get_remote_settings(
+                            session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
+  }
+  return stream_count() < max;
+}
+
+void HboneConn::AddTunnel(Tunnel* t) {
+  if (timer_ && handshake_done_) {  // idle timer running
+    w_->loop().CancelTimer(timer_);
+    timer_ = 0;
+  }
+  if (!handshake_done_) {
+    pending_.push_back(t);
+    return;
+  }
+  SubmitConnect(t);
+  Pump();
+}
+
+void HboneConn::SubmitConnect(Tunnel* t) {
+  HeaderList h = BuildConnectRequest(t->info().dst);
+  std::vector<nghttp2_nv> nv;
+  for (auto& [k, v] : h)
+    nv.push_back({reinterpret_cast<uint8_t*>(k.data()), reinterpret_cast<uint8_t*>(v.data()),
+                  k.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+  nghttp2_data_provider prd;
+  prd.source.ptr = t;
+  prd.read_callback = H2Callbacks::DataRead;
+  int32_t sid = nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(), &prd, t);
+  if (sid < 0) {
+    t->Abort("cannot open HBONE stream: " + H2Err(sid));
+    return;
+  }
+  t->Attach(this, sid);
+  streams_[sid] = t;
+  w_->metrics().pool_streams().Increment();
+}
+
+void HboneConn::SubmitResponse(int32_t sid, int status, bool with_body) {
+  std::string st = std::to_string(status);
+  nghttp2_nv nv[] = {{(uint8_t*)":status", (uint8_t*)st.data(), 7, st.size(),
+                      NGHTTP2_NV_FLAG_NONE}};
+  if (with_body) {
+    auto it = streams_.find(sid);
+    nghttp2_data_provider prd;
+    prd.source.ptr = it->second;
+    prd.read_callback = H2Callbacks::DataRead;
+    nghttp2_submit_response(session_, sid, nv, 1, &prd);
+  } else {
+    nghttp2_submit_response(session_, sid, nv, 1, nullptr);
+  }
+  Pump();
+}
+
+void HboneConn::ResumeData(int32_t sid) {
+  if (session_) nghttp2_session_resume_data(session_, sid);
+}
+
+void HboneConn::Consume(int32_t sid, size_t n) {
+  if (!session_ || n == 0) return;
+  if (in_recv_) {
+    consume_later_.emplace_back(sid, n);
+    return;
+  }
+  nghttp2_session_consume(session_, sid, n);
+}
+
+void HboneConn::ResetStream(int32_t sid, uint32_t code) {
+  if (session_ && !closed_) {
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, sid, code);
+    Pump();
+  }
+}
+
+void HboneConn::TunnelGone(Tunnel* t) {
+  auto it = streams_.find(t->sid());
+  if (it != streams_.end() && it->second == t) {
+    streams_.erase(it);
+    w_->metrics().pool_streams().Decrement();
+    if (session_ && !closed_) {
+      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, t->sid(), NGHTTP2_CANCEL);
+      Pump();
+    }
+  }
+  pending_.erase(std::remove(pending_.begin(), pending_.end(), t), pending_.end());
+  ArmIdleTimer();
+}
+
+void HboneConn::ArmIdleTimer() {
+  if (role_ != Role::kClient || closed_ || stream_count() > 0 || timer_) return;
+  timer_ = w_->loop().AddTimer(w_->opts().pool_idle_timeout, [this] {
+    timer_ = 0;
+    if (stream_count() == 0) {
+      if (session_) nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+      Pump();
+      Close("idle");
+    }
+  });
+}
+
+void HboneConn::OnEvents(uint32_t ev) {
+  if (closed_) return;
+  if (tcp_connecting_) {
+    int err = ConnectResult(fd_.get());
+    if (err != 0) {
+      w_->metrics().ConnectionFailure("outbound", "hbone_connect_failed");
+      Close(absl::StrCat("connect to ", peer_.ToString(), " failed: ", std::strerror(err),
+                         " (is the destination's ztunnel running? maybe a NetworkPolicy is "
+                         "blocking HBONE port 15008)"));
+      return;
+    }
+    if (!(ev & EPOLLOUT)) return;
+    tcp_connecting_ = false;
+    DriveHandshake();
+    return;
+  }
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable();
+  if (closed_) return;
+  if (ev & EPOLLOUT) {
+    if (!FlushTls()) return;
+    Pump();
+  }
+}
+
+void HboneConn::OnReadable() {
+  size_t total = 0;
+  while (total < 4 * kTlsReadChunk) {
+    ssize_t n = ReadInto(fd_.get(), tls_in_, kTlsReadChunk);
+    if (n > 0) {
+      total += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      peer_eof_ = true;
+      break;
+    }
+    if (errno == EAGAIN || errno == EINTR) break;
+    Close(absl::StrCat("read from ", peer_.ToString(), " failed: ", std::strerror(errno)));
+    return;
+  }
+  if (!handshake_done_) {
+    DriveHandshake();
+    if (closed_ || !handshake_done_) {
+      if (!closed_ && peer_eof_) Close("peer closed during the TLS handshake");
+      return;
+    }
+  }
+  // Decrypt and feed nghttp2 until OpenSSL wants more bytes.
+  char* buf = w_->scratch();
+  in_recv_ = true;
+  while (true) {
+    int n = SSL_read(ssl_.get(), buf, Worker::kScratch);
+    if (n <= 0) {
+      int e = SSL_get_error(ssl_.get(), n);
+      if (e == SSL_ERROR_WANT_READ) break;
+      in_recv_ = false;
+      if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && peer_eof_)) {
+        Close("peer closed the connection");
+      } else {
+        w_->metrics().BadInput(role_ == Role::kServer ? "15008" : "hbone_client", "tls_record");
+        Close("TLS error: " + tls::OpenSslErrors());
+      }
+      return;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<uint8_t*>(buf), n);
+    if (rv < 0) {
+      in_recv_ = false;
+      w_->metrics().BadInput(role_ == Role::kServer ? "15008" : "hbone_client", "h2_protocol");
+      Close("HTTP/2 protocol error from peer: " + H2Err(static_cast<int>(rv)));
+      return;
+    }
+    if (closed_) return;
+  }
+  in_recv_ = false;
+  for (auto [sid, n] : consume_later_) nghttp2_session_consume(session_, sid, n);
+  consume_later_.clear();
+  if (peer_eof_ && tls_in_.empty()) {
+    Close("peer closed the connection");
+    return;
+  }
+  Pump();
+}
+
+void HboneConn::DriveHandshake() {
+  int rc = SSL_do_handshake(ssl_.get());
+  if (rc == 1) {
+    if (!OnHandshakeDone()) return;
+    FlushTls();
+    return;
+  }
+  int e = SSL_get_error(ssl_.get(), rc);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    FlushTls();
+    return;
+  }
+  TlsFailure f = ClassifyHandshakeFailure(ssl_.get());
+  FlushTls();  // deliver our alert
+  w_->metrics().HandshakeFailure(direction(), TlsFailureName(f));
+  Close(absl::StrCat("TLS handshake with ", peer_.ToString(), " failed: ", Av(TlsFailureName(f))));
+}
+
+bool HboneConn::OnHandshakeDone() {
+  TlsFailure f = TlsFailure::kNone;
+  if (role_ == Role::kClient) {
+    auto st = VerifyPeerIdentity(ssl_.get(), key.dst, &f);
+    if (!st.ok()) {
+      w_->metrics().HandshakeFailure(direction(), TlsFailureName(f));
+      Close(absl::StrCat("server ", peer_.ToString(), " failed identity check: ",
+                         st.message()));
+      return false;
+    }
+    peer_id_ = key.dst;
+  } else {
+    auto id = PeerIdentity(ssl_.get(), &f);
+    if (!id.ok()) {
+      w_->metrics().HandshakeFailure(direction(), TlsFailureName(f));
+      Close(absl::StrCat("client ", peer_.ToString(), " rejected: ", id.status().message()));
+      return false;
+    }
+    peer_id_ = *id;
+  }
+  handshake_done_ = true;
+  if (timer_) {
+    w_->loop().CancelTimer(timer_);
+    timer_ = 0;
+  }
+
+  nghttp2_session_callbacks* cbs;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, H2Callbacks::OnBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, H2Callbacks::OnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, H2Callbacks::OnFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, H2Callbacks::OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, H2Callbacks::OnStreamClose);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, H2Callbacks::OnInvalidFrame);
+  nghttp2_option* opt;
+  nghttp2_option_new(&opt);
+  // Window updates only once the application socket took the bytes: back-pressure end to end.
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_peer_max_concurrent_streams(opt, w_->opts().max_streams_per_conn);
+  int rv = role_ == Role::kClient ? nghttp2_session_client_new2(&session_, cbs, this, opt)
+                                  : nghttp2_session_server_new2(&session_, cbs, this, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cbs);
+  if (rv != 0) {
+    Close("nghttp2 session: " + H2Err(rv));
+    return false;
+  }
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, w_->opts().max_streams_per_conn},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(w_->opts().stream_window)},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, 3);
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        w_->opts().connection_window);
+  LOG_DEBUG("hbone", "HBONE connection up",
+            {{"peer", peer_.ToString()},
+             {"peer_identity", peer_id_->ToString()},
+             {"role", role_ == Role::kClient ? "client" : "server"}});
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (Tunnel* t : pending) SubmitConnect(t);
+  Pump();
+  return !closed_;
+}
+
+bool HboneConn::FlushTls() {
+  if (!FlushTo(fd_.get(), tls_out_)) {
+    Close(absl::StrCat("write to ", peer_.ToString(), " failed: ", std::strerror(errno)));
+    return false;
+  }
+  UpdateInterest();
+  return true;
+}
+
+void HboneConn::Pump() {
+  // nghttp2 forbids mem_send from inside its own callbacks; OnReadable pumps afterwards.
+  if (closed_ || !session_ || pumping_ || in_recv_) return;
+  pumping_ = true;
+  // Coalesce small frames into one TLS record; hand big ones to SSL_write directly.
+  std::string staging;
+  auto write_tls = [&](const uint8_t* d, size_t n) {
+    while (n > 0) {
+      int k = SSL_write(ssl_.get(), d, static_cast<int>(std::min<size_t>(n, 1 << 20)));
+      if (k <= 0) return false;
+      d += k;
+      n -= static_cast<size_t>(k);
+    }
+    return true;
+  };
+  bool ok = true;
+  while (ok && tls_out_.size() < kTlsOutHighWater) {
+    const uint8_t* data;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      pumping_ = false;
+      Close("HTTP/2 send error: " + H2Err(static_cast<int>(n)));
+      return;
+    }
+    if (n == 0) break;
+    if (static_cast<size_t>(n) >= 8192) {
+      if (!staging.empty()) {
+        ok = write_tls(reinterpret_cast<const uint8_t*>(staging.data()), staging.size());
+        staging.clear();
+      }
+      ok = ok && write_tls(data, static_cast<size_t>(n));
+    } else {
+      staging.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+      if (staging.size() >= 16384) {
+        ok = write_tls(reinterpret_cast<const uint8_t*>(staging.data()), staging.size());
+        staging.clear();
+      }
+    }
+    if (closed_) {
+      pumping_ = false;
+      return;
+    }
+  }
+  if (ok && !staging.empty())
+    ok = write_tls(reinterpret_cast<const uint8_t*>(staging.data()), staging.size());
+  pumping_ = false;
+  if (!ok) {
+    Close("TLS write error: " + tls::OpenSslErrors());
+    return;
+  }
+  if (!FlushTls()) return;
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_) &&
+      tls_out_.empty())
+    Close("HTTP/2 session finished");
+}
+
+void HboneConn::UpdateInterest() {
+  if (closed_) return;
+  uint32_t want = EPOLLIN;
+  if (!tls_out_.empty() ||
+      (session_ && nghttp2_session_want_write(session_) && tls_out_.size() >= kTlsOutHighWater))
+    want |= EPOLLOUT;
+  if (want != interest_) {
+    interest_ = want;
+    w_->loop().Modify(fd_.get(), want, this);
+  }
+}
+
+void HboneConn::Close(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  if (handshake_done_ && (reason == "idle" || reason == "peer closed the connection")) {
+    LOG_DEBUG("hbone", "HBONE connection closed",
+              {{"peer", peer_.ToString()}, {"reason", reason}, {"streams", stream_count()}});
+  } else {
+    LOG_INFO("hbone", "HBONE connection closed",
+             {{"peer", peer_.ToString()}, {"reason", reason}, {"streams", stream_count()}});
+  }
+  if (timer_) w_->loop().CancelTimer(timer_);
+  timer_ = 0;
+  w_->loop().Remove(fd_.get());
+  if (role_ == Role::kClient) {
+    w_->PoolRemove(this);
+    w_->metrics().pool_connections().Decrement();
+  }
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [sid, t] : streams) {
+    w_->metrics().pool_streams().Decrement();
+    t->Detach();
+    t->OnConnClosed(reason);
+  }
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (Tunnel* t : pending) {
+    t->Detach();
+    t->OnConnClosed(reason);
+  }
+  w_->ReleaseConn(this);
+}
+
+void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
+  auto reject = [&](int status, std::string_view kind, const std::string& why) {
+    w_->metrics().BadInput("15008", kind);
+    LOG_WARN("inbound", "HBONE CONNECT rejected",
+             {{"peer", peer_.ToString()}, {"status", status}, {"reason", why}});
+    SubmitResponse(sid, status, false);
+  };
+  auto target = ParseConnectRequest(headers);
+  if (!target.ok()) {
+    reject(StatusForRejection(target.status()), "bad_connect", std::string(target.status().message()));
+    return;
+  }
+  auto snap = w_->shared().config->Get();
+  const Workload* dst = snap->FindWorkloadByUid(pod_->uid);
+  if (!dst) {
+    reject(503, "unknown_pod", "pod " + pod_->uid + " is not in the config (yet)");
+    return;
+  }
+  bool ours = std::find(dst->addresses.begin(), dst->addresses.end(), target->ip) !=
+              dst->addresses.end();
+  if (!ours) {
+    reject(400, "connect_foreign_address",
+           absl::StrCat("CONNECT target ", target->ToString(), " is not an address of pod ",
+                        pod_->uid));
+    return;
+  }
+  FlowInfo info;
+  info.direction = "inbound";
+  info.pod_uid = pod_->uid;
+  info.src = peer_;
+  info.dst = *target;
+  info.labels.reporter = "destination";
+  info.labels.connection_security_policy = "mutual_tls";
+  const Workload* src_w = snap->FindWorkloadByAddress(peer_.ip);
+  FillSourceLabels(info.labels, src_w, peer_id_);
+  FillDestinationLabels(info.labels, dst, dst->identity());
+  FillServiceLabels(info.labels, ServiceForEndpoint(*snap, *dst, target->port));
+  ConnectionInfo ci{peer_id_, peer_.ip, *target};
+  AuthzDecision d = Authorize(*snap, *dst, ci);
+  if (!d.allowed) {
+    w_->metrics().PolicyDenial(d.policy, d.policy.empty() ? "no_allow_match" : "deny");
+    LOG_INFO("inbound", "connection denied by policy",
+             {{"src", peer_.ToString()},
+              {"src.identity", peer_id_->ToString()},
+              {"dst", target->ToString()},
+              {"reason", d.reason}});
+    info.labels.response_flags = "DENY";
+    info.error = d.reason;
+    // Count the denied attempt like Istio does (opened+closed with response_flags DENY).
+    auto* t = w_->NewTunnel(std::move(info), UniqueFd(), false);
+    t->Begin();
+    SubmitResponse(sid, 403, false);
+    t->Abort(d.reason);
+    return;
+  }
+  for (auto& a : d.audited)
+    LOG_INFO("audit", "AUDIT policy matched", {{"policy", a}, {"dst", target->ToString()}});
+  for (auto& r : d.dry_run)
+    LOG_INFO("audit", "dry-run policy result", {{"result", r}, {"dst", target->ToString()}});
+  info.authz = ci;
+  auto fd = StartConnect(pod_->netns_fd(), *target, w_->opts().mark);
+  if (!fd.ok()) {
+    w_->metrics().ConnectionFailure("inbound", "connect_failed");
+    LOG_WARN("inbound", "cannot connect to the application",
+             {{"dst", target->ToString()}, {"error", fd.status().ToString()}});
+    SubmitResponse(sid, 503, false);
+    return;
+  }
+  Tunnel* t = w_->NewTunnel(std::move(info), std::move(*fd), false);
+  t->Attach(this, sid);
+  streams_[sid] = t;
+  w_->metrics().pool_streams().Increment();
+  t->on_app_connected = [this, t, sid](int err) {
+    if (err != 0) {
+      w_->metrics().ConnectionFailure("inbound", "connect_failed");
+      t->info().labels.response_flags = "UF";
+      SubmitResponse(sid, 503, false);
+      t->Abort(absl::StrCat("connect to application ", t->info().dst.ToString(),
+                            " failed: ", std::strerror(err)));
+      return;
+    }
+    t->Begin();
+    w_->RegisterInbound(t);
+    SubmitResponse(sid, 200, true);
+    t->OnEstablished();
+  };
+  t->WatchApp();
+}
+
+// ---- Tunnel -------------------------------------------------------------------------------
+
+Tunnel::Tunnel(Worker* w, FlowInfo info, UniqueFd app, bool outbound)
+    : Flow(w, std::move(info)), app_(std::move(app)), outbound_(outbound),
+      app_connecting_(!outbound) {}
+
+Tunnel::~Tunnel() = default;
+
+void Tunnel::WatchApp() {
+  if (!app_ || watched_) return;
+  watched_ = true;
+  interest_ = app_connecting_ ? EPOLLOUT : 0;
+  (void)w_->loop().Add(app_.get(), interest_, this);
+}
+
+void Tunnel::SetInterest(uint32_t ev) {
+  if (!watched_ || ev == interest_) return;
+  interest_ = ev;
+  w_->loop().Modify(app_.get(), ev, this);
+}
+
+void Tunnel::OnEstablished() {
+  established_ = true;
+  if (conn_) {
+    conn_->ResumeData(sid_);
+    conn_->Pump();
+  }
+}
+
+ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
+  if (!established_ || finished_) {
+    read_deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  ssize_t n = ::read(app_.get(), buf, len);
+  if (n > 0) {
+    if (outbound_)
+      AddSent(static_cast<uint64_t>(n));
+    else
+      AddReceived(static_cast<uint64_t>(n));
+    return n;
+  }
+  if (n == 0) {
+    app_eof_ = true;
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    SetInterest(down_.empty() ? 0 : EPOLLOUT);
+    return 0;
+  }
+  if (errno == EAGAIN || errno == EINTR) {
+    read_deferred_ = true;
+    SetInterest(interest_ | EPOLLIN);
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  info_.error = std::string("application read failed: ") + std::strerror(errno);
+  return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
+}
+
+void Tunnel::OnData(const uint8_t* d, size_t n) {
+  if (outbound_)
+    AddReceived(n);
+  else
+    AddSent(n);
+  size_t written = 0;
+  if (down_.empty()) {
+    ssize_t k = ::send(app_.get(), d, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k < 0 && errno != EAGAIN) {
+      Abort(std::string("application write failed: ") + std::strerror(errno));
+      return;
+    }
+    written = k > 0 ? static_cast<size_t>(k) : 0;
+  }
+  if (written < n) {
+    down_.Append(d + written, n - written);
+    SetInterest(interest_ | EPOLLOUT);
+  }
+  if (conn_) conn_->Consume(sid_, written);
+}
+
+void Tunnel::OnRemoteEnd() {
+  remote_ended_ = true;
+  if (down_.empty() && !shut_wr_ && app_) {
+    shutdown(app_.get(), SHUT_WR);
+    shut_wr_ = true;
+  }
+}
+
+void Tunnel::OnStreamClosed(uint32_t code) {
+  stream_closed_ = true;
+  if (code != NGHTTP2_NO_ERROR) {
+    Abort(info_.error.empty() ? std::string("stream reset by peer: ") + nghttp2_http2_strerror(code)
+                              : info_.error);
+    return;
+  }
+  MaybeDone();
+}
+
+void Tunnel::OnConnClosed(const std::string& reason) {
+  stream_closed_ = true;
+  if (!established_ && info_.labels.response_flags == "-") info_.labels.response_flags = "UF";
+  if (!established_ && outbound_)
+    w_->metrics().ConnectionFailure("outbound", "hbone_connection_failed");
+  Abort(reason);
+}
+
+void Tunnel::OnEvents(uint32_t ev) {
+  if (finished_) return;
+  if (app_connecting_) {
+    if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    app_connecting_ = false;
+    SetInterest(0);
+    int err = ConnectResult(app_.get());
+    if (err == 0) SetNoDelay(app_.get());
+    if (on_app_connected) on_app_connected(err);
+    return;
+  }
+  if (ev & EPOLLOUT) {
+    size_t before = down_.size();
+    if (!FlushTo(app_.get(), down_)) {
+      Abort(std::string("application write failed: ") + std::strerror(errno));
+      return;
+    }
+    if (conn_) conn_->Consume(sid_, before - down_.size());
+    if (down_.empty()) {
+      SetInterest(interest_ & ~EPOLLOUT);
+      if (remote_ended_ && !shut_wr_) {
+        shutdown(app_.get(), SHUT_WR);
+        shut_wr_ = true;
+      }
+    }
+    if (conn_) conn_->Pump();
+    MaybeDone();
+    if (finished_) return;
+  }
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    if (read_deferred_ && conn_) {
+      read_deferred_ = false;
+      SetInterest(interest_ & ~EPOLLIN);
+      conn_->ResumeData(sid_);
+      conn_->Pump();
+    } else if (!conn_) {
+      SetInterest(interest_ & ~EPOLLIN);
+    }
+  }
+}
+
+void Tunnel::MaybeDone() {
+  if (finished_ || !stream_closed_ || !down_.empty()) return;
+  if (app_) {
+    if (watched_) w_->loop().Remove(app_.get());
+    app_.reset();
+  }
+  Finish();
+}
+
+void Tunnel::Abort(const std::string& reason) {
+  if (finished_) return;
+  if (info_.error.empty()) info_.error = reason;
+  if (conn_) {
+    HboneConn* c = conn_;
+    conn_ = nullptr;
+    c->TunnelGone(this);
+  }
+  if (app_) {
+    if (watched_) w_->loop().Remove(app_.get());
+    SetResetOnClose(app_.get());
+    app_.reset();
+  }
+  Finish();
+}
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,149 @@
+#include "ztunnel/proxy/io.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "common/netns.h"
+#include "common/status.h"
+
+namespace weft::ztunnel {
+
+char* ByteQueue::Reserve(size_t n) {
+  if (cap_ - end_ >= n) return buf_.get() + end_;
+  size_t used = size();
+  if (begin_ > 0 && cap_ - used >= n && begin_ >= used) {
+    std::memmove(buf_.get(), buf_.get() + begin_, used);
+    begin_ = 0;
+    end_ = used;
+    return buf_.get() + end_;
+  }
+  size_t ncap = std::max<size_t>({16384, cap_ * 2, used + n});
+  std::unique_ptr<char[]> nb(new char[ncap]);
+  if (used) std::memcpy(nb.get(), buf_.get() + begin_, used);
+  buf_ = std::move(nb);
+  cap_ = ncap;
+  begin_ = 0;
+  end_ = used;
+  return buf_.get() + end_;
+}
+
+void ByteQueue::Consume(size_t n) {
+  begin_ += n;
+  if (begin_ >= end_) {
+    buf_.reset();
+    cap_ = begin_ = end_ = 0;
+  }
+}
+
+ssize_t ReadInto(int fd, ByteQueue& q, size_t max) {
+  char* p = q.Reserve(max);
+  ssize_t n = ::read(fd, p, max);
+  if (n > 0) {
+    q.Commit(static_cast<size_t>(n));
+  } else if (q.empty()) {
+    q.Clear();  // give back the buffer Reserve may have allocated
+  }
+  return n;
+}
+
+bool FlushTo(int fd, ByteQueue& q) {
+  while (!q.empty()) {
+    ssize_t n = ::send(fd, q.data(), q.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN;
+    }
+    q.Consume(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+absl::Status SetNonBlocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return ErrnoError(errno, "fcntl");
+  return absl::OkStatus();
+}
+
+void SetNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void SetKeepAlive(int fd) {
+  int one = 1, idle = 60, intvl = 10, cnt = 6;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+void SetResetOnClose(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+static absl::Status ApplyMark(int fd, uint32_t mark) {
+  if (mark == 0) return absl::OkStatus();
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
+    return ErrnoError(errno, "setsockopt(SO_MARK) (needs CAP_NET_ADMIN)");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> Listen(const ListenerSpec& spec) {
+  int family = spec.addr.ip.IsV4() ? AF_INET : AF_INET6;
+  WEFT_ASSIGN_OR_RETURN(UniqueFd fd, SocketInNetns(spec.netns_fd, family, SOCK_STREAM, 0));
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (spec.transparent) {
+    if (setsockopt(fd.get(), SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0)
+      return ErrnoError(errno, "setsockopt(IP_TRANSPARENT)");
+  }
+  WEFT_RETURN_IF_ERROR(ApplyMark(fd.get(), spec.mark));
+  sockaddr_storage ss;
+  socklen_t len = spec.addr.ToSockaddr(&ss);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    return ErrnoError(errno, absl::StrCat("bind ", spec.addr.ToString()));
+  if (listen(fd.get(), 4096) != 0) return ErrnoError(errno, "listen");
+  WEFT_RETURN_IF_ERROR(SetNonBlocking(fd.get()));
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> StartConnect(int netns_fd, const SockAddr& to, uint32_t mark,
+                                      const IpAddr* from) {
+  int family = to.ip.IsV4() ? AF_INET : AF_INET6;
+  WEFT_ASSIGN_OR_RETURN(UniqueFd fd,
+                        SocketInNetns(netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0));
+  WEFT_RETURN_IF_ERROR(ApplyMark(fd.get(), mark));
+  SetNoDelay(fd.get());
+  if (from && from->IsV4() == to.ip.IsV4() && !from->IsUnspecified()) {
+    int one = 1;
+    setsockopt(fd.get(), SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_storage bs;
+    socklen_t blen = SockAddr{*from, 0}.ToSockaddr(&bs);
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&bs), blen) != 0)
+      return ErrnoError(errno, absl::StrCat("bind source ", from->ToString()));
+  }
+  sockaddr_storage ss;
+  socklen_t len = to.ToSockaddr(&ss);
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)
+    return ErrnoError(errno, absl::StrCat("connect ", to.ToString()));
+  return fd;
+}
+
+int ConnectResult(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,72 @@
+// Byte buffers and socket helpers for the data path.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/net.h"
+#include "common/unique_fd.h"
+
+namespace weft::ztunnel {
+
+// A FIFO of bytes whose storage is allocated on first use and freed as soon as it drains, so
+// an idle connection holds no buffer memory (ztunnel's grow-only buffers are a known
+// complaint). Not thread-safe.
+class ByteQueue {
+ public:
+  size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  const char* data() const { return buf_.get() + begin_; }
+
+  // Space for at least `n` more bytes at the tail; call Commit(k) after writing k of them.
+  char* Reserve(size_t n);
+  void Commit(size_t n) { end_ += n; }
+  void Append(const void* p, size_t n) {
+    std::memcpy(Reserve(n), p, n);
+    Commit(n);
+  }
+  void Consume(size_t n);  // frees storage when it becomes empty
+  void Clear() { Consume(size()); }
+  size_t capacity() const { return cap_; }
+
+ private:
+  std::unique_ptr<char[]> buf_;
+  size_t cap_ = 0, begin_ = 0, end_ = 0;
+};
+
+// Reads from fd into q (up to `max` bytes). Returns bytes read, 0 on EOF, -1 with errno set
+// (EAGAIN included).
+ssize_t ReadInto(int fd, ByteQueue& q, size_t max);
+// Writes as much of q as the socket takes; returns false on a hard error (errno set).
+bool FlushTo(int fd, ByteQueue& q);
+
+absl::Status SetNonBlocking(int fd);
+void SetNoDelay(int fd);
+void SetKeepAlive(int fd);
+// Close with RST instead of FIN (SO_LINGER 0): used when the other side of a tunnel failed.
+void SetResetOnClose(int fd);
+
+struct ListenerSpec {
+  int netns_fd = -1;  // -1: current netns
+  SockAddr addr;
+  uint32_t mark = 0;  // SO_MARK; 0: none
+  bool transparent = false;
+};
+// Non-blocking TCP listener (SO_REUSEADDR, SO_REUSEPORT) created inside the given netns.
+absl::StatusOr<UniqueFd> Listen(const ListenerSpec& spec);
+
+// Starts a non-blocking connect from inside netns (the socket keeps that netns). mark != 0
+// sets SO_MARK so capture never loops. Completion is signalled by EPOLLOUT; check
+// ConnectResult() then.
+// `from` (optional, port 0) binds the source address first: the pod's own IP, so the peer
+// sees the pod as the source even when ztunnel runs outside the pod (direct mode).
+absl::StatusOr<UniqueFd> StartConnect(int netns_fd, const SockAddr& to, uint32_t mark,
+                                      const IpAddr* from = nullptr);
+int ConnectResult(int fd);  // 0 or the errno of the failed connect
+
+}  // namespace weft::ztunnel

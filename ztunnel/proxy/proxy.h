@@ -1,0 +1,80 @@
+// The ztunnel data plane: per-pod listeners (15001 outbound, 15006 inbound plaintext, 15008
+// inbound HBONE) created inside each pod's network namespace, served by N worker threads.
+//
+// Threads: each worker runs its own epoll loop; every pod's listeners are watched by every
+// worker with EPOLLEXCLUSIVE, and a connection lives on the worker that accepted it for its
+// whole life (so its HBONE pool, buffers and counters need no locks). Config snapshots are
+// read through ConfigStore (atomic shared_ptr swap); a policy change is posted to every
+// worker, which re-authorizes its open inbound connections and closes the denied ones.
+//
+// Public methods are thread-safe unless noted.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/net.h"
+#include "common/unique_fd.h"
+#include "ztunnel/capture/capture.h"
+#include "ztunnel/identity/identity.h"
+#include "ztunnel/metrics/metrics.h"
+#include "ztunnel/state/snapshot.h"
+
+namespace weft::ztunnel {
+
+struct PodListenAddrs {
+  std::vector<SockAddr> outbound;       // default 127.0.0.1:15001 and [::1]:15001
+  std::vector<SockAddr> inbound_plain;  // default 0.0.0.0:15006 and [::]:15006
+  std::vector<SockAddr> hbone;          // default 0.0.0.0:15008 and [::]:15008
+};
+PodListenAddrs DefaultListenAddrs();
+
+struct ProxyOptions {
+  int workers = 0;              // 0: one per CPU
+  uint32_t mark = kZtunnelMark;  // SO_MARK on every socket in a pod netns; 0 disables
+  uint16_t hbone_port = kInboundHbonePort;
+  // Test seam: where to really dial for a destination (default: as is). Lets "direct" tests
+  // run several ztunnels on loopback with port 0.
+  std::function<SockAddr(const SockAddr&)> dial_override;
+  std::chrono::milliseconds pool_idle_timeout{30000};
+  std::chrono::milliseconds connect_timeout{10000};
+  std::chrono::milliseconds handshake_timeout{10000};
+  uint32_t max_streams_per_conn = 100;
+  int32_t stream_window = 4 << 20;       // HTTP/2 per-stream receive window
+  int32_t connection_window = 64 << 20;  // HTTP/2 per-connection receive window
+  bool access_log = true;
+};
+
+class Proxy {
+ public:
+  Proxy(ProxyOptions opts, ConfigStore* config, TlsContextCache* tls, Metrics* metrics,
+        OrigDstProvider* orig_dst);
+  ~Proxy();  // Stop()
+
+  absl::Status Start();  // starts the worker threads
+  void Stop();
+
+  // Creates the pod's listeners inside `netns` (invalid fd: the current netns; used by direct
+  // tests) and starts serving them. Re-adding a uid replaces its listeners.
+  absl::Status AddPod(const std::string& uid, UniqueFd netns,
+                      const PodListenAddrs& addrs = DefaultListenAddrs());
+  // Stops accepting for the pod and closes its listeners; open connections drain.
+  void RemovePod(const std::string& uid);
+  std::optional<PodListenAddrs> BoundAddrs(const std::string& uid) const;
+  std::vector<std::string> PodUids() const;
+
+  // Re-authorizes every open inbound connection against `snap` and closes denied ones.
+  void Reevaluate(const SnapshotPtr& snap);
+
+  struct Shared;  // implementation detail, shared with workers
+
+ private:
+  std::unique_ptr<Shared> shared_;
+};
+
+}  // namespace weft::ztunnel
