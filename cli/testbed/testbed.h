@@ -77,7 +77,8 @@ std::string SanitizePodName(std::string_view pod_name);
 
 // Deletes every netns that follows the naming scheme and whose owner pid is not alive, after
 // killing any process still inside it. Returns the names removed. Namespaces of live owners
-// (other tests running in parallel) are never touched.
+// (other tests running in parallel) are never touched; a leftover whose pid has since been
+// reused by an unrelated process stays until that process exits.
 absl::StatusOr<std::vector<std::string>> CleanupStale();
 
 // Kills (SIGTERM, then SIGKILL after `grace`) every process whose network namespace is one of

@@ -361,6 +361,26 @@ TEST(Testbed, CaptureOnFabricSeesClearTextPayload) {
   EXPECT_FALSE(bad.ok());
 }
 
+TEST(Testbed, Ipv4OnlyTestbed) {
+  SKIP_UNLESS_ROOT();
+  Options o;
+  o.prefix = UniquePrefix("t");
+  o.nodes = 2;
+  o.pods = {{"x", 1}, {"y", 0}};
+  o.ipv6 = false;
+  auto tb = Testbed::Create(o);
+  ASSERT_TRUE(tb.ok()) << tb.status();
+  const Testbed& t = **tb;
+  EXPECT_EQ(t.PodIp("x")->ToString(), "10.248.1.1");
+  EXPECT_EQ(t.PodIp6("x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(t.nodes()[0].ip6.has_value());
+  auto v6 = Exec(t.PodNetns("x").value(), {"ip", "-6", "-o", "addr"});
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(*v6, "");
+  Listener l = Listen(t.PodNetns("x").value(), t.PodIp("x").value());
+  CheckTcp(t.PodNetns("y").value(), t.PodIp("y").value(), l, "v4 only");
+}
+
 TEST(Testbed, DestructionRemovesEverything) {
   SKIP_UNLESS_ROOT();
   std::string prefix = UniquePrefix("t");
