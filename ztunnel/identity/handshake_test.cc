@@ -34,6 +34,7 @@ struct Side {
   bool done = false;    // handshake completed
   bool failed = false;  // handshake (or the first read after it) failed fatally
   TlsFailure failure = TlsFailure::kNone;
+  std::string detail;  // ClassifyHandshakeFailure's text
 };
 
 // Drives one SSL one step: the handshake, then a read, which is where a TLS 1.3 client learns
@@ -56,7 +57,7 @@ bool Step(Side& s) {
   int err = SSL_get_error(s.ssl.get(), r);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return false;
   s.failed = true;
-  s.failure = ClassifyHandshakeFailure(s.ssl.get());
+  s.failure = ClassifyHandshakeFailure(s.ssl.get(), &s.detail);
   return true;
 }
 
@@ -220,8 +221,11 @@ TEST_F(HandshakeTest, ExpiredClientCert) {
   auto r = Handshake(Ctx(client, false).get(), ServerCtx().get());
   ASSERT_TRUE(r.server.failed);
   EXPECT_EQ(r.server.failure, TlsFailure::kExpired);
+  EXPECT_NE(r.server.detail.find("certificate has expired"), std::string::npos) << r.server.detail;
   ASSERT_TRUE(r.client.failed);
   EXPECT_EQ(r.client.failure, TlsFailure::kExpired);  // certificate_expired alert
+  EXPECT_NE(r.client.detail.find("alert certificate expired"), std::string::npos)
+      << r.client.detail;
 }
 
 TEST_F(HandshakeTest, ExpiredServerCert) {

@@ -340,16 +340,30 @@ std::string_view TlsFailureName(TlsFailure f) {
 }
 
 TlsFailure ClassifyHandshakeFailure(SSL* ssl) {
+  return ClassifyHandshakeFailure(ssl, nullptr);
+}
+
+TlsFailure ClassifyHandshakeFailure(SSL* ssl, std::string* detail) {
   std::optional<TlsFailure> result;
+  std::string text;
   if (ssl != nullptr) {
     long v = SSL_get_verify_result(ssl);
-    if (v != X509_V_OK) result = FromVerifyResult(v);
+    if (v != X509_V_OK) {
+      result = FromVerifyResult(v);
+      text = absl::StrCat("peer certificate: ", X509_verify_cert_error_string(v));
+    }
   }
   while (unsigned long e = ERR_get_error()) {
+    if (detail != nullptr) {
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof(buf));
+      absl::StrAppend(&text, text.empty() ? "" : "; ", buf);
+    }
     if (result || ERR_GET_LIB(e) != ERR_LIB_SSL) continue;
     result = FromSslReason(ERR_GET_REASON(e));
   }
   ERR_clear_error();
+  if (detail != nullptr) *detail = text.empty() ? "connection closed or not TLS" : text;
   return result.value_or(TlsFailure::kProtocol);
 }
 

@@ -103,6 +103,10 @@ std::string_view TlsFailureName(TlsFailure f);  // "unknown_ca", "expired", ...
 // Classifies a failed handshake on `ssl` (after SSL_do_handshake returned SSL_ERROR_SSL),
 // using SSL_get_verify_result and the error queue. Clears the error queue.
 TlsFailure ClassifyHandshakeFailure(SSL* ssl);
+// Same, and sets `*detail` (if non-null) to a human-readable cause for logs: the chain
+// verification error and/or OpenSSL's error queue text, e.g.
+// "peer certificate: certificate has expired; ... sslv3 alert certificate expired".
+TlsFailure ClassifyHandshakeFailure(SSL* ssl, std::string* detail);
 
 // Classification details:
 //  - local chain verification (SSL_get_verify_result): expired -> kExpired, not yet valid ->
