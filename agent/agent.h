@@ -1,0 +1,126 @@
+// weft-agent, standalone mode: reads the node's config from a file, enrolls this node's mesh
+// pods (opens each pod's netns, installs the in-pod capture, hands the netns to ztunnel) and
+// keeps ztunnel in sync as the file changes or ztunnel restarts.
+//
+// Order per pod (Istio ambient's): capture first, then the handoff, so an enrolled pod fails
+// closed until ztunnel's in-pod listeners exist; on removal the capture goes first, then the
+// DelWorkload. On every (re)connect the agent replays AddWorkload for all pods and then sends
+// SnapshotSent, so ztunnel drops pods that went away while the agent was not connected.
+// Exiting leaves the capture in place (pods stay fail-closed while the agent restarts) unless
+// uninstall_on_exit is set.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/handoff_client.h"
+#include "common/unique_fd.h"
+#include "ztunnel/state/snapshot.h"
+
+namespace weft::agent {
+
+enum class CaptureMode { kNone, kIptables };
+absl::StatusOr<CaptureMode> ParseCaptureMode(std::string_view s);  // "iptables" | "none"
+
+struct AgentOptions {
+  std::string node;            // this node's name: only workloads with node == this
+  std::string config_path;     // standalone config file (ztunnel/state/config_file.h)
+  std::string ztunnel_socket;  // ztunnel's handoff socket
+  CaptureMode capture = CaptureMode::kIptables;
+  bool uninstall_on_exit = false;  // remove capture + DelWorkload for every pod on exit
+  std::chrono::milliseconds ack_timeout{5000};
+  std::chrono::milliseconds backoff_min{100}, backoff_max{2000};  // ztunnel reconnects
+  // Retry interval for pods whose netns could not be opened/captured or that ztunnel refused.
+  std::chrono::milliseconds pod_retry{2000};
+};
+
+struct CommandLine {
+  AgentOptions options;
+  bool once = false;
+  std::string log_level = "info";
+};
+// weft-agent --node NAME --config FILE --ztunnel-socket PATH [--capture iptables|none]
+//            [--once] [--uninstall-on-exit] [--log-level LEVEL]
+// ("--flag value" or "--flag=value"). Errors name the flag and say what is expected.
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv);
+std::string Usage();
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions opts);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // One pass: load the config file, capture every pod, connect, hand all pods over,
+  // SnapshotSent, return. Errors: config unreadable, ztunnel unreachable, or any pod that
+  // could not be enrolled (all pods are still attempted).
+  absl::Status RunOnce();
+
+  // Runs on the calling thread until Stop(): watches the config file, reconnects to ztunnel
+  // with backoff (backoff_min..backoff_max) and replays on reconnect. Returns an error only if
+  // the config cannot be loaded at start; later bad edits are logged and the last good config
+  // is kept.
+  absl::Status Run();
+
+  // Makes Run() return. Thread-safe and async-signal-safe (one write to an eventfd).
+  void Stop();
+
+  struct PodState {
+    std::string uid;
+    std::string netns_path;
+    bool captured = false;    // in-pod capture installed (always false with kNone)
+    bool handed_off = false;  // ztunnel acked it on the current connection
+  };
+  // The enrolled pods, as of the end of the last loop iteration. Thread-safe.
+  std::vector<PodState> Pods() const;
+  bool ztunnel_connected() const { return connected_.load(); }
+
+ private:
+  struct Pod {
+    ztunnel::Workload w;
+    UniqueFd netns;
+    bool captured = false;
+    bool handed_off = false;
+  };
+
+  void OnConfig(ztunnel::SnapshotPtr s);  // any thread
+  // Applies `snap` to pods_; returns the first enrollment error (all pods are attempted).
+  absl::Status Reconcile(const ztunnel::ConfigSnapshot& snap);
+  absl::Status Enroll(const ztunnel::Workload& w);
+  void Remove(const std::string& uid, bool tell_ztunnel);
+  absl::Status InstallCapture(Pod& p);
+  // Connects and replays everything + SnapshotSent.
+  absl::Status ConnectAndReplay();
+  // Sends AddWorkload for pods not acked on this connection. Returns the first error.
+  absl::Status HandOffPending();
+  // Handoff call failed: drop the connection if the failure means it is gone.
+  void NoteHandoffError(const absl::Status& st);
+  void Disconnect(std::string_view why);
+  void Publish();
+
+  AgentOptions opts_;
+  HandoffClient client_;
+  UniqueFd wake_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> connected_{false};
+
+  std::mutex pending_mu_;
+  ztunnel::SnapshotPtr pending_;  // newest config not applied yet
+  ztunnel::SnapshotPtr current_;  // loop thread only
+
+  std::map<std::string, Pod> pods_;                // loop thread only
+  std::map<std::string, std::string> pod_errors_;  // uid -> last enrollment error (log dedup)
+
+  mutable std::mutex pub_mu_;
+  std::vector<PodState> published_;
+};
+
+}  // namespace weft::agent

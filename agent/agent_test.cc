@@ -1,0 +1,383 @@
+// The agent against a real HandoffServer, a real config file and real pod network namespaces
+// (root): enrollment, capture, removal, ztunnel restarts and exit behaviour.
+#include "agent/agent.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/netns.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "ztunnel/inpod/handoff_server.h"
+
+namespace weft::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using ztunnel::HandoffServer;
+
+std::string Shell(const std::string& cmd, int* exit_code = nullptr) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  if (exit_code) *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+template <typename Pred>
+bool Eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// Namespaces of killed earlier runs (pid gone) are removed; parallel runs' are kept.
+void DeleteStaleNamespaces() {
+  DIR* d = ::opendir("/run/netns");
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (!absl::StartsWith(name, "weft-agt-")) continue;
+    std::vector<std::string> parts = absl::StrSplit(name, '-');
+    int pid = 0;
+    if (parts.size() < 4 || !absl::SimpleAtoi(parts[2], &pid) || pid <= 0) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) Shell("ip netns del " + name);
+  }
+  ::closedir(d);
+}
+
+class PodNetns {
+ public:
+  PodNetns() {
+    static std::atomic<int> counter{0};
+    name_ = absl::StrCat("weft-agt-", ::getpid(), "-", counter++);
+    int rc = 0;
+    std::string out = Shell("ip netns add " + name_, &rc);
+    EXPECT_EQ(rc, 0) << out;
+    Shell("ip -n " + name_ + " link set lo up");
+    auto fd = OpenNetns(path());
+    EXPECT_TRUE(fd.ok()) << fd.status();
+    if (fd.ok()) {
+      auto c = NetnsCookie(fd->get());
+      EXPECT_TRUE(c.ok()) << c.status();
+      cookie_ = c.ok() ? *c : 0;
+    }
+  }
+  ~PodNetns() { Shell("ip netns del " + name_); }
+  std::string path() const { return "/run/netns/" + name_; }
+  uint64_t cookie() const { return cookie_; }
+  std::string NatRules() const { return Shell("ip netns exec " + name_ + " iptables-save -t nat"); }
+  bool Captured() const { return absl::StrContains(NatRules(), "-j WEFT_INPOD_OUTPUT"); }
+
+ private:
+  std::string name_;
+  uint64_t cookie_ = 0;
+};
+
+// A ztunnel stand-in: the real HandoffServer, recording what it was told.
+class FakeZtunnel {
+ public:
+  explicit FakeZtunnel(std::string path) {
+    HandoffServer::Callbacks cb;
+    cb.add = [this](const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
+                    UniqueFd netns) -> absl::Status {
+      auto c = NetnsCookie(netns.get());
+      if (!c.ok()) return c.status();
+      std::lock_guard<std::mutex> lock(mu_);
+      adds_.push_back({uid, info, *c});
+      return absl::OkStatus();
+    };
+    cb.del = [this](const std::string& uid) {
+      std::lock_guard<std::mutex> lock(mu_);
+      dels_.push_back(uid);
+    };
+    server_ = std::make_unique<HandoffServer>(std::move(path), cb);
+    absl::Status st = server_->Start();
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  struct Add {
+    std::string uid;
+    weft::inpod::v1::WorkloadInfo info;
+    uint64_t cookie;
+  };
+  std::vector<Add> adds() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return adds_;
+  }
+  std::vector<std::string> dels() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return dels_;
+  }
+  std::set<std::string> pods() const { return server_->known_pods(); }
+  bool connected() const { return server_->agent_connected(); }
+
+ private:
+  std::mutex mu_;
+  std::vector<Add> adds_;
+  std::vector<std::string> dels_;
+  std::unique_ptr<HandoffServer> server_;
+};
+
+nlohmann::json PodJson(const std::string& uid, const std::string& node, const std::string& protocol,
+                       const std::string& netns, const std::string& addr) {
+  std::vector<std::string> parts = absl::StrSplit(uid, '/');
+  nlohmann::json w = {{"uid", uid},
+                      {"name", parts.at(1)},
+                      {"namespace", parts.at(0)},
+                      {"serviceAccount", "sa-" + parts.at(1)},
+                      {"node", node},
+                      {"addresses", {addr}},
+                      {"protocol", protocol}};
+  if (!netns.empty()) w["netnsPath"] = netns;
+  return w;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables)";
+    DeleteStaleNamespaces();
+    char tmpl[] = "/tmp/weft-agent-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    socket_ = dir_ + "/zt.sock";
+    config_ = dir_ + "/config.json";
+  }
+  void TearDown() override {
+    StopAgent();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  // Replaces the config file the way editors and `mv` do (rename over it).
+  void WriteConfig(const std::vector<nlohmann::json>& workloads, int version) {
+    nlohmann::json cfg = {{"version", std::to_string(version)}, {"workloads", workloads}};
+    std::string tmp = dir_ + "/.config.tmp";
+    std::ofstream(tmp) << cfg.dump(2);
+    std::filesystem::rename(tmp, config_);
+  }
+
+  AgentOptions Options() {
+    AgentOptions o;
+    o.node = "node-1";
+    o.config_path = config_;
+    o.ztunnel_socket = socket_;
+    o.ack_timeout = 2s;
+    o.pod_retry = 200ms;
+    return o;
+  }
+
+  void StartAgent(AgentOptions o) {
+    agent_ = std::make_unique<Agent>(std::move(o));
+    thread_ = std::thread([this] { run_status_ = agent_->Run(); });
+  }
+  void StopAgent() {
+    if (!agent_) return;
+    agent_->Stop();
+    thread_.join();
+    EXPECT_TRUE(run_status_.ok()) << run_status_;
+    agent_.reset();
+  }
+
+  std::string dir_, socket_, config_;
+  std::unique_ptr<Agent> agent_;
+  std::thread thread_;
+  absl::Status run_status_;
+};
+
+TEST_F(AgentTest, EnrollsCapturesRemovesAndReplaysAfterZtunnelRestart) {
+  PodNetns pod, other;
+  nlohmann::json a = PodJson("default/pod-a", "node-1", "HBONE", pod.path(), "10.1.0.5");
+  a["captureExcludePorts"] = {9090};
+  nlohmann::json elsewhere = PodJson("default/far", "node-2", "HBONE", other.path(), "10.1.0.6");
+  nlohmann::json plain = PodJson("default/plain", "node-1", "TCP", other.path(), "10.1.0.7");
+  nlohmann::json missing =
+      PodJson("default/gone", "node-1", "HBONE", "/run/netns/weft-agt-does-not-exist", "10.1.0.8");
+  WriteConfig({a, elsewhere, plain, missing}, 1);
+
+  auto zt = std::make_unique<FakeZtunnel>(socket_);
+  StartAgent(Options());
+
+  ASSERT_TRUE(Eventually([&] { return zt->pods() == std::set<std::string>{"default/pod-a"}; }))
+      << "ztunnel never got pod-a";
+  auto adds = zt->adds();
+  ASSERT_EQ(adds.size(), 1u) << "only node-1's HBONE pod with a netns is handed over";
+  EXPECT_EQ(adds[0].uid, "default/pod-a");
+  EXPECT_EQ(adds[0].cookie, pod.cookie()) << "the fd ztunnel got is the pod's netns";
+  EXPECT_EQ(adds[0].info.name(), "pod-a");
+  EXPECT_EQ(adds[0].info.namespace_(), "default");
+  EXPECT_EQ(adds[0].info.service_account(), "sa-pod-a");
+  std::string rules = pod.NatRules();
+  EXPECT_TRUE(absl::StrContains(rules, "-A OUTPUT -p tcp -j WEFT_INPOD_OUTPUT")) << rules;
+  EXPECT_TRUE(absl::StrContains(rules, "--dport 9090 -j RETURN")) << rules;
+  EXPECT_FALSE(other.Captured()) << "pods of other nodes and non-mesh pods are left alone";
+  auto pods = agent_->Pods();
+  ASSERT_EQ(pods.size(), 1u);
+  EXPECT_TRUE(pods[0].captured);
+  EXPECT_TRUE(agent_->ztunnel_connected());
+
+  // The pod leaves the config: capture removed, ztunnel told.
+  WriteConfig({elsewhere, plain}, 2);
+  ASSERT_TRUE(Eventually([&] { return zt->dels() == std::vector<std::string>{"default/pod-a"}; }));
+  EXPECT_TRUE(Eventually([&] { return !pod.Captured(); })) << pod.NatRules();
+  EXPECT_TRUE(zt->pods().empty());
+
+  // It comes back.
+  WriteConfig({a, elsewhere, plain}, 3);
+  ASSERT_TRUE(Eventually([&] { return zt->pods() == std::set<std::string>{"default/pod-a"}; }));
+  EXPECT_TRUE(pod.Captured());
+
+  // ztunnel restarts: a fresh server on the same socket gets the full replay.
+  zt.reset();
+  ASSERT_TRUE(Eventually([&] { return !agent_->ztunnel_connected(); }));
+  zt = std::make_unique<FakeZtunnel>(socket_);
+  ASSERT_TRUE(Eventually([&] { return zt->pods() == std::set<std::string>{"default/pod-a"}; }))
+      << "agent did not replay after the restart";
+  adds = zt->adds();
+  ASSERT_EQ(adds.size(), 1u);
+  EXPECT_EQ(adds[0].cookie, pod.cookie());
+  EXPECT_TRUE(agent_->ztunnel_connected());
+
+  // A broken edit keeps the last good config.
+  { std::ofstream(dir_ + "/.bad") << "workloads: [ {uid: "; }
+  std::filesystem::rename(dir_ + "/.bad", config_);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(agent_->Pods().size(), 1u);
+  EXPECT_TRUE(zt->dels().empty());
+
+  // Plain exit: capture stays (fail closed while the agent is away), ztunnel keeps the pod.
+  StopAgent();
+  EXPECT_TRUE(pod.Captured());
+  EXPECT_TRUE(zt->dels().empty());
+}
+
+TEST_F(AgentTest, CapturesBeforeZtunnelIsUpThenHandsOffWhenItAppears) {
+  PodNetns pod;
+  WriteConfig({PodJson("default/early", "node-1", "HBONE", pod.path(), "10.2.0.5")}, 1);
+  StartAgent(Options());
+  // No ztunnel yet: the pod is captured (fail closed) but cannot be handed off.
+  ASSERT_TRUE(Eventually([&] { return agent_->Pods().size() == 1; }));
+  EXPECT_TRUE(pod.Captured());
+  EXPECT_FALSE(agent_->ztunnel_connected());
+  EXPECT_FALSE(agent_->Pods()[0].handed_off);
+
+  FakeZtunnel zt(socket_);
+  ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/early"}; }, 5s))
+      << "agent did not connect within the backoff";
+  EXPECT_TRUE(Eventually([&] { return agent_->Pods()[0].handed_off; }));
+  StopAgent();
+}
+
+TEST_F(AgentTest, UninstallOnExitRemovesCaptureAndTellsZtunnel) {
+  PodNetns pod;
+  WriteConfig({PodJson("default/bye", "node-1", "HBONE", pod.path(), "10.3.0.5")}, 1);
+  FakeZtunnel zt(socket_);
+  AgentOptions o = Options();
+  o.uninstall_on_exit = true;
+  StartAgent(o);
+  ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/bye"}; }));
+  EXPECT_TRUE(pod.Captured());
+  StopAgent();
+  EXPECT_FALSE(pod.Captured()) << pod.NatRules();
+  EXPECT_EQ(zt.dels(), std::vector<std::string>{"default/bye"});
+}
+
+TEST_F(AgentTest, RunOnceSyncsAndReportsAMissingZtunnel) {
+  PodNetns pod;
+  WriteConfig({PodJson("default/once", "node-1", "HBONE", pod.path(), "10.4.0.5")}, 1);
+  {
+    Agent agent(Options());
+    absl::Status st = agent.RunOnce();
+    EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), "is ztunnel running? socket " + socket_)) << st;
+  }
+  FakeZtunnel zt(socket_);
+  Agent agent(Options());
+  absl::Status st = agent.RunOnce();
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(zt.pods(), std::set<std::string>{"default/once"});
+  ASSERT_EQ(zt.adds().size(), 1u);
+  EXPECT_EQ(zt.adds()[0].cookie, pod.cookie());
+  EXPECT_TRUE(pod.Captured());
+
+  // A pod whose netns cannot be opened fails the pass, but the others are still synced.
+  WriteConfig({PodJson("default/once", "node-1", "HBONE", pod.path(), "10.4.0.5"),
+               PodJson("default/nons", "node-1", "HBONE", dir_ + "/no-such-netns", "10.4.0.6")},
+              2);
+  Agent again(Options());
+  st = again.RunOnce();
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(absl::StrContains(st.message(), "default/nons")) << st;
+  EXPECT_EQ(zt.pods(), std::set<std::string>{"default/once"});
+}
+
+TEST_F(AgentTest, UnreadableConfigAtStartIsAnError) {
+  Agent agent(Options());  // config_ was never written
+  absl::Status st = agent.Run();
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(absl::StrContains(st.message(), config_)) << st;
+}
+
+TEST(AgentCommandLineTest, ParsesFlagsAndRejectsBadOnes) {
+  const char* ok[] = {"weft-agent",          "--node=n1",        "--config",  "/etc/weft/c.yaml",
+                      "--ztunnel-socket",    "/run/zt.sock",     "--capture", "none",
+                      "--uninstall-on-exit", "--log-level=debug"};
+  auto cl = ParseCommandLine(std::size(ok), ok);
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.node, "n1");
+  EXPECT_EQ(cl->options.config_path, "/etc/weft/c.yaml");
+  EXPECT_EQ(cl->options.ztunnel_socket, "/run/zt.sock");
+  EXPECT_EQ(cl->options.capture, CaptureMode::kNone);
+  EXPECT_TRUE(cl->options.uninstall_on_exit);
+  EXPECT_FALSE(cl->once);
+  EXPECT_EQ(cl->log_level, "debug");
+
+  const char* defaults[] = {"weft-agent", "--node",           "n1", "--config",
+                            "c",          "--ztunnel-socket", "s",  "--once"};
+  cl = ParseCommandLine(std::size(defaults), defaults);
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.capture, CaptureMode::kIptables);
+  EXPECT_TRUE(cl->once);
+
+  const char* missing[] = {"weft-agent", "--node", "n1"};
+  cl = ParseCommandLine(std::size(missing), missing);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_TRUE(absl::StrContains(cl.status().message(), "--config")) << cl.status();
+  EXPECT_TRUE(absl::StrContains(cl.status().message(), "--ztunnel-socket")) << cl.status();
+
+  const char* bad_mode[] = {"weft-agent",       "--node", "n",         "--config",  "c",
+                            "--ztunnel-socket", "s",      "--capture", "ebpf-magic"};
+  cl = ParseCommandLine(std::size(bad_mode), bad_mode);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_TRUE(absl::StrContains(cl.status().message(), "ebpf-magic")) << cl.status();
+
+  const char* dangling[] = {"weft-agent", "--node"};
+  EXPECT_FALSE(ParseCommandLine(std::size(dangling), dangling).ok());
+  const char* unknown[] = {"weft-agent", "--frobnicate"};
+  EXPECT_FALSE(ParseCommandLine(std::size(unknown), unknown).ok());
+  const char* once_uninstall[] = {"weft-agent",       "--node", "n",      "--config",           "c",
+                                  "--ztunnel-socket", "s",      "--once", "--uninstall-on-exit"};
+  EXPECT_FALSE(ParseCommandLine(std::size(once_uninstall), once_uninstall).ok());
+}
+
+}  // namespace
+}  // namespace weft::agent
