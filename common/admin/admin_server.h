@@ -3,11 +3,21 @@
 //   admin (default 127.0.0.1:15000): GET /config_dump, GET|POST /logging?level=debug|info|...
 //   metrics (default 0.0.0.0:15020): GET /metrics  (Prometheus text format 0.0.4)
 //   readiness (default 0.0.0.0:15021): GET /healthz/ready -> 200 "ready" | 503 reason
-// Any other path is 404; malformed HTTP closes that connection (counted), never the server.
+// Any other path is 404, a known path with the wrong method 405. Malformed HTTP (bad syntax,
+// headers over 16 KiB, body over 64 KiB, a request not complete within read_timeout) gets a
+// 4xx where possible and closes that connection, never the server; each one increments
+// weft_admin_bad_requests_total, registered in opts.registries[0] (or, when no registry is
+// given, in a registry of the server's own that /metrics also renders).
+// HTTP/1.1 keep-alive is supported; idle connections are closed after read_timeout. At most
+// 128 connections are open at once (over all three ports); further ones are closed on accept.
+// config_dump and not_ready_reason are called on the server's thread: they must be
+// thread-safe with respect to the rest of the process, and should be quick.
 #pragma once
 
 #include <prometheus/registry.h>
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,7 +30,7 @@
 namespace weft {
 
 struct AdminOptions {
-  SockAddr admin_addr;      // port 0: pick a free port
+  SockAddr admin_addr;  // port 0: pick a free port
   SockAddr metrics_addr;
   SockAddr readiness_addr;
   // Registries rendered on /metrics (ztunnel's and, e.g., the process collector).
@@ -28,18 +38,26 @@ struct AdminOptions {
   std::function<std::string()> config_dump;  // JSON text
   // Empty string: ready. Otherwise the reason it is not ready.
   std::function<std::string()> not_ready_reason;
+  // Used in error hints ("is another ztunnel running ...?").
+  std::string component = "ztunnel";
+  // Whole-request read deadline (also the keep-alive idle timeout): bounds slowloris clients.
+  std::chrono::milliseconds read_timeout{10000};
 };
 
 class AdminServer {
  public:
   explicit AdminServer(AdminOptions opts);
   ~AdminServer();  // stops and joins
-  absl::Status Start();  // binds all three (error if any bind fails), then serves on a thread
-  void Stop();
+  // Binds all three (error if any bind fails, e.g. "bind 0.0.0.0:15020: address in use — ..."),
+  // then serves on a thread. Only once per object: a second call is FailedPrecondition.
+  absl::Status Start();
+  void Stop();  // closes listeners and connections, joins the thread; idempotent.
   // Bound addresses (useful when ports were 0).
   SockAddr admin_addr() const;
   SockAddr metrics_addr() const;
   SockAddr readiness_addr() const;
+  // Malformed requests seen so far (the value of weft_admin_bad_requests_total).
+  uint64_t bad_requests() const;
 
  private:
   struct Impl;
