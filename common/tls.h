@@ -82,9 +82,10 @@ struct Validity {
 };
 Validity CertValidity(X509* cert);
 
-// Verifies `leaf` (with `intermediates` as untrusted helpers) against `roots` with SSL-client
-// purpose checks off. `check_time=false` ignores validity periods (used where expiry is reported
-// elsewhere, e.g. at the handshake). Error text is X509_verify_cert_error_string plus the depth.
+// Verifies `leaf` (with `intermediates` as untrusted helpers) against `roots` (no purpose/EKU
+// check; TLS does that at the handshake). `check_time=false` ignores validity periods (used where
+// expiry is reported elsewhere, e.g. at the handshake). Error text is X509_verify_cert_error_string
+// plus the depth.
 absl::Status VerifyChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
                          const std::vector<X509Ptr>& roots, bool check_time = true);
 
@@ -109,6 +110,8 @@ class CertificateAuthority {
 
   // Issues a leaf (CA:FALSE, digitalSignature+keyEncipherment, serverAuth+clientAuth EKU) for
   // the CSR's public key with the given SPIFFE URI SAN. `not_before` defaults to now-1min.
+  // notAfter = (not_before or now) + ttl, cut at the CA's own notAfter. Empty subject, critical
+  // SAN, random 128-bit serial, ECDSA-SHA256. Errors: CSR signature invalid, ttl <= 0, bad id.
   absl::StatusOr<X509Ptr> Sign(
       X509_REQ* csr, const SpiffeId& id, std::chrono::seconds ttl,
       std::optional<std::chrono::system_clock::time_point> not_before = std::nullopt) const;
