@@ -211,6 +211,7 @@ void Agent::Remove(const std::string& uid, bool tell_ztunnel) {
     }
   }
   LOG_INFO(kScope, "pod removed", {{"uid", uid}});
+  handoff_errors_.erase(uid);
   pods_.erase(it);
 }
 
@@ -280,10 +281,15 @@ absl::Status Agent::HandOffPending() {
     absl::Status st = client_.AddWorkload(uid, InfoOf(p.w), p.netns.get());
     if (st.ok()) {
       p.handed_off = true;
+      handoff_errors_.erase(uid);
       LOG_INFO(kScope, "pod handed to ztunnel", {{"uid", uid}});
       continue;
     }
-    LOG_WARN(kScope, "AddWorkload failed", {{"uid", uid}, {"error", std::string(st.message())}});
+    std::string err(st.message());
+    // Refusals are retried every pod_retry; log each distinct error once.
+    if (handoff_errors_[uid] != err)
+      LOG_WARN(kScope, "AddWorkload failed; will retry", {{"uid", uid}, {"error", err}});
+    handoff_errors_[uid] = err;
     NoteHandoffError(st);
     if (first.ok()) first = st;
   }

@@ -116,8 +116,9 @@ class Agent {
   ztunnel::SnapshotPtr pending_;  // newest config not applied yet
   ztunnel::SnapshotPtr current_;  // loop thread only
 
-  std::map<std::string, Pod> pods_;                // loop thread only
-  std::map<std::string, std::string> pod_errors_;  // uid -> last enrollment error (log dedup)
+  std::map<std::string, Pod> pods_;                    // loop thread only
+  std::map<std::string, std::string> pod_errors_;      // uid -> last enrollment error (log dedup)
+  std::map<std::string, std::string> handoff_errors_;  // uid -> last AddWorkload error
 
   mutable std::mutex pub_mu_;
   std::vector<PodState> published_;

@@ -101,6 +101,8 @@ class FakeZtunnel {
     HandoffServer::Callbacks cb;
     cb.add = [this](const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
                     UniqueFd netns) -> absl::Status {
+      if (refuse_.load() && uid == "default/refused")
+        return absl::ResourceExhaustedError("no room for default/refused yet");
       auto c = NetnsCookie(netns.get());
       if (!c.ok()) return c.status();
       std::lock_guard<std::mutex> lock(mu_);
@@ -129,9 +131,11 @@ class FakeZtunnel {
     return dels_;
   }
   std::set<std::string> pods() const { return server_->known_pods(); }
+  void set_refuse(bool r) { refuse_ = r; }
   bool connected() const { return server_->agent_connected(); }
 
  private:
+  std::atomic<bool> refuse_{true};
   std::mutex mu_;
   std::vector<Add> adds_;
   std::vector<std::string> dels_;
@@ -284,6 +288,25 @@ TEST_F(AgentTest, CapturesBeforeZtunnelIsUpThenHandsOffWhenItAppears) {
   ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/early"}; }, 5s))
       << "agent did not connect within the backoff";
   EXPECT_TRUE(Eventually([&] { return agent_->Pods()[0].handed_off; }));
+  StopAgent();
+}
+
+TEST_F(AgentTest, PodRefusedByZtunnelIsRetriedWithoutBlockingOthers) {
+  PodNetns ok_pod, refused_pod;
+  WriteConfig({PodJson("default/fine", "node-1", "HBONE", ok_pod.path(), "10.5.0.5"),
+               PodJson("default/refused", "node-1", "HBONE", refused_pod.path(), "10.5.0.6")},
+              1);
+  FakeZtunnel zt(socket_);
+  StartAgent(Options());
+  ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/fine"}; }));
+  EXPECT_TRUE(refused_pod.Captured()) << "a refused pod stays fail-closed";
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(agent_->ztunnel_connected()) << "a refusal is not a connection failure";
+  zt.set_refuse(false);
+  ASSERT_TRUE(Eventually([&] {
+    return zt.pods() == std::set<std::string>{"default/fine", "default/refused"};
+  })) << "the refused pod was not retried";
+  for (const auto& p : agent_->Pods()) EXPECT_TRUE(p.handed_off) << p.uid;
   StopAgent();
 }
 

@@ -75,13 +75,23 @@ absl::StatusOr<CommandResult> RunCommandInNetns(int netns_fd, const std::string&
   static const char kSetnsFailed[] = "weft: setns into the pod network namespace failed\n";
   static const char kExecFailed[] = "weft: execve failed\n";
 
+  // A daemon that closed its stdio would get pipe fds 0..2, which the dup2 calls below would
+  // clobber (or leave close-on-exec); keep every pipe end at 3 or above.
+  auto above_stdio = [](int fd) -> UniqueFd {
+    if (fd > 2) return UniqueFd(fd);
+    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    ::close(fd);
+    return UniqueFd(moved);
+  };
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
-  UniqueFd in_r(in[0]), in_w(in[1]);
+  UniqueFd in_r = above_stdio(in[0]), in_w = above_stdio(in[1]);
   if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
-  UniqueFd out_r(out[0]), out_w(out[1]);
+  UniqueFd out_r = above_stdio(out[0]), out_w = above_stdio(out[1]);
   if (::pipe2(err, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
-  UniqueFd err_r(err[0]), err_w(err[1]);
+  UniqueFd err_r = above_stdio(err[0]), err_w = above_stdio(err[1]);
+  if (!in_r || !in_w || !out_r || !out_w || !err_r || !err_w)
+    return ErrnoError(errno, "fcntl(F_DUPFD_CLOEXEC)");
 
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError(errno, "fork");
