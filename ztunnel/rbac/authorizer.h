@@ -29,12 +29,25 @@ struct AuthzDecision {
   bool allowed = true;
   // The deciding policy "ns/name"; empty when no policy decided (default allow / no match).
   std::string policy;
-  // Human-readable: "denied by DENY policy prod/deny-db", "no ALLOW policy matched", ...
+  // Human-readable, one of:
+  //   "denied by DENY policy prod/deny-db"
+  //   "no ALLOW policy matched (2 ALLOW policies apply)"  (plus "; 1 rule uses L7 attributes
+  //       and cannot match at L4" inside the parentheses when that is why)
+  //   "allowed by ALLOW policy prod/allow-web"
+  //   "allowed: no ALLOW policy applies"
   std::string reason;
-  std::vector<std::string> audited;   // AUDIT policies that matched
-  std::vector<std::string> dry_run;   // "ns/name: would deny" / "would allow"
+  std::vector<std::string> audited;  // AUDIT policies that matched, "ns/name", config order
+  // Dry-run policies, config order: "ns/name: would deny" (DENY matched), "ns/name: would
+  // allow" / "ns/name: would not allow (no rule matched)" (ALLOW), "ns/name: would audit".
+  // Dry-run ALLOW policies do not count as applying ALLOW policies.
+  std::vector<std::string> dry_run;
 };
 
+// Thread-safe (reads only). Matching follows Istio: from/to/when are ANDed, entries within
+// from (and within to) are ORed, the set fields of one source/operation are ANDed, and a field
+// matches when any value matches and no not-value matches. A connection without identity never
+// matches principals/namespaces (or source.principal/source.namespace values) and always passes
+// their not-forms. ipBlocks and remoteIpBlocks both match src_ip at L4; ports match dst.port.
 AuthzDecision Authorize(const ConfigSnapshot& snap, const Workload& dst_workload,
                         const ConnectionInfo& conn);
 

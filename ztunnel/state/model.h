@@ -17,6 +17,8 @@ using Labels = std::map<std::string, std::string>;
 
 enum class WorkloadProtocol { kTcp, kHbone };
 
+// Defaults applied by ConfigSnapshot::FromProto: service_account "default" when empty (what
+// Kubernetes assigns to a pod without one), workload_name = name, trust_domain = the snapshot's.
 struct Workload {
   std::string uid;
   std::string name;
@@ -47,15 +49,17 @@ struct ServicePort {
 struct Service {
   std::string name;
   std::string ns;
-  std::string hostname;
+  std::string hostname;  // defaults to "<name>.<ns>.svc.cluster.local"
   std::vector<IpAddr> addresses;
   std::vector<ServicePort> ports;
   std::vector<std::string> ready_endpoint_uids;  // only ready endpoints, in config order
 
+  // The ServicePort whose service `port` equals `port`, or nullptr.
   const ServicePort* FindPort(uint16_t port) const;
 };
 
-// Istio string match: "*" any, "abc*" prefix, "*abc" suffix, else exact.
+// Istio string match: "*" any, "abc*" prefix, "*abc" suffix, else exact. Parse never fails;
+// FromProto rejects empty patterns and '*' anywhere else before calling it.
 struct StringMatch {
   enum class Kind { kExact, kPrefix, kSuffix, kAny };
   Kind kind = Kind::kExact;
@@ -79,12 +83,27 @@ struct AuthzOperation {
   bool has_l7() const;
 };
 
-// L4 `when` keys accepted: source.ip, source.namespace, source.principal, destination.ip,
-// destination.port, connection.sni is rejected; request.* keys are L7 (has_l7).
+// L4 `when` keys accepted: source.ip, remote.ip (both the peer address at L4),
+// source.namespace, source.principal, destination.ip, destination.port; request.* keys are L7
+// (has_l7); any other key (connection.sni, experimental.*, ...) is rejected by FromProto.
 struct AuthzCondition {
+  enum class Kind {
+    kSourceIp,         // source.ip and remote.ip: ip_values/not_ip_values
+    kDestinationIp,    // ip_values/not_ip_values
+    kDestinationPort,  // port_values/not_port_values
+    kSourceNamespace,  // match_values/not_match_values against the peer identity's namespace
+    kSourcePrincipal,  // match_values/not_match_values against SpiffeId::Principal()
+    kL7,               // request.*: not evaluable at L4
+  };
   std::string key;
-  std::vector<std::string> values, not_values;
+  std::vector<std::string> values, not_values;  // as written
   bool has_l7() const;
+
+  // Parsed forms of values/not_values, filled by FromProto according to `kind`.
+  Kind kind = Kind::kL7;
+  std::vector<Cidr> ip_values, not_ip_values;
+  std::vector<uint16_t> port_values, not_port_values;
+  std::vector<StringMatch> match_values, not_match_values;
 };
 
 struct AuthzRule {
@@ -95,10 +114,14 @@ struct AuthzRule {
 
 enum class AuthzAction { kAllow, kDeny, kAudit };
 
+// Istio semantics: a policy with no rules matches nothing (so an ALLOW policy without rules
+// denies everything it applies to); a rule with no from/to/when matches everything.
 struct AuthorizationPolicy {
   std::string name;
   std::string ns;
-  std::optional<Labels> selector;  // nullopt: namespace-wide (mesh-wide in root namespace)
+  // nullopt: namespace-wide (mesh-wide in root namespace). A selector with empty matchLabels
+  // is treated as absent, as Istio does.
+  std::optional<Labels> selector;
   AuthzAction action = AuthzAction::kAllow;
   std::vector<AuthzRule> rules;
   bool dry_run = false;
@@ -108,10 +131,12 @@ struct AuthorizationPolicy {
 
 enum class MtlsMode { kUnset, kDisable, kPermissive, kStrict };
 
+// A selector applies only within the policy's own namespace (Istio). port_modes requires a
+// selector; FromProto rejects portLevelMtls on a namespace- or mesh-wide policy.
 struct PeerAuthentication {
   std::string name;
   std::string ns;
-  std::optional<Labels> selector;
+  std::optional<Labels> selector;  // nullopt also for empty matchLabels
   MtlsMode mode = MtlsMode::kUnset;
   std::map<uint16_t, MtlsMode> port_modes;
 };

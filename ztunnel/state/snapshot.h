@@ -20,12 +20,17 @@ class ConfigSnapshot {
   // Validates and converts. Any invalid object fails the whole snapshot with an error naming
   // the object and the field, e.g.
   //   authorization_policy "prod/deny-db": rules[0].from[0].source.ipBlocks[1]: bad CIDR ...
+  // Rejected: missing uid/namespace/name, bad IPs/CIDRs/ports, duplicate keys (workload uid,
+  // service and policy "ns/name"), an address claimed by two workloads or two services,
+  // endpoints naming unknown workloads, CUSTOM actions, unsupported `when` keys, wildcards
+  // other than "*", "x*", "*x", empty from.source / to.operation, conditions without values,
+  // portLevelMtls without a selector, unknown enum values.
   static absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> FromProto(
       const weft::config::v1::ConfigSnapshot& pb);
   static std::shared_ptr<const ConfigSnapshot> Empty();
 
   const std::string& version() const { return version_; }
-  const std::string& trust_domain() const { return trust_domain_; }  // default cluster.local
+  const std::string& trust_domain() const { return trust_domain_; }      // default cluster.local
   const std::string& root_namespace() const { return root_namespace_; }  // default weft-system
   bool outbound_registry_only() const { return registry_only_; }
 
@@ -45,10 +50,13 @@ class ConfigSnapshot {
 
   // Effective mTLS mode for traffic to `w` on `port`: the most specific PeerAuthentication
   // (workload selector > namespace > root namespace; portLevelMtls beats the workload mode;
-  // UNSET inherits from the next level). Default when nothing is set: kPermissive.
+  // UNSET inherits from the next level). Default when nothing is set: kPermissive. When several
+  // policies compete at one level, the first in config order wins (Istio: the oldest).
+  // Never returns kUnset.
   MtlsMode EffectiveMtls(const Workload& w, uint16_t port) const;
 
-  // JSON view of the whole snapshot (admin /config_dump).
+  // JSON view of the whole snapshot (admin /config_dump): the source proto as protobuf JSON
+  // (lowerCamelCase, indented), before defaults were applied.
   std::string ToJson() const;
 
  private:
@@ -61,6 +69,9 @@ class ConfigSnapshot {
   absl::flat_hash_map<std::string, size_t> by_uid_;
   absl::flat_hash_map<IpAddr, size_t> by_ip_;
   absl::flat_hash_map<IpAddr, size_t> svc_by_ip_;
+  // Indexes into policies_/peer_authns_ by namespace, each in config order.
+  absl::flat_hash_map<std::string, std::vector<size_t>> policies_by_ns_;
+  absl::flat_hash_map<std::string, std::vector<size_t>> peer_authns_by_ns_;
   weft::config::v1::ConfigSnapshot source_;  // kept for ToJson
 };
 

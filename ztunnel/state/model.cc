@@ -1,0 +1,61 @@
+#include "ztunnel/state/model.h"
+
+namespace weft::ztunnel {
+
+const ServicePort* Service::FindPort(uint16_t port) const {
+  for (const auto& p : ports) {
+    if (p.port == port) return &p;
+  }
+  return nullptr;
+}
+
+StringMatch StringMatch::Parse(std::string_view pattern) {
+  StringMatch m;
+  if (pattern == "*") {
+    m.kind = Kind::kAny;
+  } else if (pattern.size() > 1 && pattern.front() == '*') {
+    m.kind = Kind::kSuffix;
+    m.value = std::string(pattern.substr(1));
+  } else if (pattern.size() > 1 && pattern.back() == '*') {
+    m.kind = Kind::kPrefix;
+    m.value = std::string(pattern.substr(0, pattern.size() - 1));
+  } else {
+    m.kind = Kind::kExact;
+    m.value = std::string(pattern);
+  }
+  return m;
+}
+
+bool StringMatch::Matches(std::string_view s) const {
+  switch (kind) {
+    case Kind::kAny:
+      // Istio's "*" is a presence match: an empty attribute does not match it.
+      return !s.empty();
+    case Kind::kPrefix:
+      return s.starts_with(value);
+    case Kind::kSuffix:
+      return s.ends_with(value);
+    case Kind::kExact:
+      return s == value;
+  }
+  return false;
+}
+
+bool AuthzOperation::has_l7() const {
+  return !hosts.empty() || !not_hosts.empty() || !methods.empty() || !not_methods.empty() ||
+         !paths.empty() || !not_paths.empty();
+}
+
+bool AuthzCondition::has_l7() const {
+  return key.starts_with("request.");
+}
+
+bool SelectorMatches(const Labels& selector, const Labels& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+}  // namespace weft::ztunnel
