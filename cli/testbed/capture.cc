@@ -160,7 +160,9 @@ absl::StatusOr<PcapStats> PcapSummary(const std::string& pcap_path,
   std::vector<std::string> argv = {"tshark", "-r",           pcap_path, "-n",
                                    "-T",     "fields",       "-E",      "separator=/t",
                                    "-E",     "aggregator=,", "-e",      "frame.number",
-                                   "-e",     "tcp.len",      "-e",      "tls.record.content_type"};
+                                   "-e",     "tcp.len",      "-e",      "tls.record.content_type",
+                                   // TLS 1.3 records after the hello carry the outer type here.
+                                   "-e",     "tls.record.opaque_type"};
   for (uint16_t port : tls_ports)
     argv.insert(argv.end(), {"-d", absl::StrCat("tcp.port==", port, ",tls")});
   WEFT_ASSIGN_OR_RETURN(std::string out, Exec("", argv, {}, std::chrono::seconds(60)));
@@ -176,8 +178,9 @@ absl::StatusOr<PcapStats> PcapSummary(const std::string& pcap_path,
         s.tcp_payload_bytes += len;
       }
     }
-    if (f.size() > 2 && !f[2].empty()) {
-      for (absl::string_view ct : absl::StrSplit(f[2], ',', absl::SkipEmpty())) {
+    for (size_t col = 2; col < f.size() && col <= 3; col++) {
+      if (f[col].empty()) continue;
+      for (absl::string_view ct : absl::StrSplit(f[col], ',', absl::SkipEmpty())) {
         int type = 0;
         if (!absl::SimpleAtoi(ct, &type)) continue;
         s.tls_records++;

@@ -40,6 +40,10 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  if (getenv("WEFT_KEEP_TMP")) {  // debugging: keep logs, configs and captures
+    fprintf(stderr, "keeping %s\n", path_.c_str());
+    return;
+  }
   nftw(
       path_.c_str(),
       [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
@@ -158,52 +162,6 @@ bool WaitClosed(int fd, std::chrono::milliseconds timeout) {
     if (n == 0 || (n < 0 && errno != EAGAIN)) return true;
   }
   return false;
-}
-
-absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& path, int netns_fd,
-                                    int* status) {
-  WEFT_ASSIGN_OR_RETURN(UniqueFd fd, Dial(addr, netns_fd));
-  std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + addr.ToString() +
-                    "\r\nConnection: close\r\n\r\n";
-  if (send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
-    return ErrnoError(errno, "send");
-  std::string resp;
-  char buf[65536];
-  while (true) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
-    if (n <= 0) break;
-    resp.append(buf, static_cast<size_t>(n));
-  }
-  auto sp = resp.find(' ');
-  auto hdr_end = resp.find("\r\n\r\n");
-  if (sp == std::string::npos || hdr_end == std::string::npos)
-    return absl::InternalError("malformed HTTP response: " + resp.substr(0, 200));
-  int code = std::atoi(resp.c_str() + sp + 1);
-  if (status) *status = code;
-  std::string body = resp.substr(hdr_end + 4);
-  if (code < 200 || code > 299 || status)
-    if (!status) return absl::InternalError("HTTP " + std::to_string(code) + ": " + body);
-  return body;
-}
-
-double MetricSum(const std::string& text, const std::string& name,
-                 const std::map<std::string, std::string>& labels) {
-  double sum = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line.compare(0, name.size(), name) != 0) continue;
-    char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != '{' && next != ' ') continue;
-    bool ok = true;
-    for (const auto& [k, v] : labels)
-      if (line.find(k + "=\"" + v + "\"") == std::string::npos) ok = false;
-    if (!ok) continue;
-    auto sp = line.rfind(' ');
-    sum += std::strtod(line.c_str() + sp + 1, nullptr);
-  }
-  return sum;
 }
 
 bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {

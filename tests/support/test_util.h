@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/net.h"
+#include "common/scrape/scrape.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
 #include "common/unique_fd.h"
@@ -59,13 +60,8 @@ std::string EchoRoundTrip(int fd, const std::string& msg,
 // True if the peer closes/resets the connection within `timeout` (read returns 0 or error).
 bool WaitClosed(int fd, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
-// GET http://addr/path (HTTP/1.0, Connection: close); returns the body, error on non-2xx.
-absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& path,
-                                    int netns_fd = -1, int* status = nullptr);
-
-// Sum of the values of Prometheus samples named `name` whose labels include all of `labels`.
-double MetricSum(const std::string& text, const std::string& name,
-                 const std::map<std::string, std::string>& labels = {});
+using weft::HttpGet;    // common/scrape
+using weft::MetricSum;  // common/scrape
 
 bool WaitFor(const std::function<bool()>& cond,
              std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -1,0 +1,98 @@
+// A whole mesh on one host: a testbed (nodes and pods as network namespaces), mesh
+// certificates, a standalone config file, and one ztunnel + one weft-agent per node, running as
+// real processes inside the node namespaces. Used by the namespaced integration tests, the
+// README demo and the benchmark; the precursor of `weftctl up`.
+//
+// Layout under work_dir: certs/ (FileCertificateProvider layout), mesh.yaml (the config every
+// node reads), node<i>.sock (handoff sockets), logs/ztunnel-<i>.log, logs/agent-<i>.log.
+// Not thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cli/testbed/testbed.h"
+#include "common/tls.h"
+#include "common/unique_fd.h"
+
+namespace weft::localmesh {
+
+struct MeshPod {
+  std::string name;  // pod name; uid is "<namespace>/<name>"
+  std::string ns = "default";
+  std::string service_account = "default";
+  int node = 0;
+  bool mesh = true;  // enrolled (HBONE) or not (plain TCP, no capture)
+  std::map<std::string, std::string> labels;
+  std::string workload_name;  // default: name
+};
+
+struct MeshService {
+  std::string name;
+  std::string ns = "default";
+  std::string vip;  // cluster IP
+  uint16_t port = 80;
+  uint16_t target_port = 0;
+  std::vector<std::string> pods;  // endpoint pod names (ready)
+};
+
+struct Options {
+  std::string role = "t";  // testbed prefix role ("t", "demo", "bench")
+  int nodes = 2;
+  std::vector<MeshPod> pods;
+  std::vector<MeshService> services;
+  std::string ztunnel_bin;
+  std::string agent_bin;
+  std::string work_dir;
+  std::string capture = "iptables";
+  int ztunnel_workers = 1;
+  std::string log_level = "info";
+  bool access_log = true;
+  bool start_mesh = true;  // false: testbed only (bare baseline)
+};
+
+class LocalMesh {
+ public:
+  static absl::StatusOr<std::unique_ptr<LocalMesh>> Start(Options opts);
+  ~LocalMesh();  // stops the processes, removes the testbed
+
+  testbed::Testbed& testbed() { return *testbed_; }
+  const Options& options() const { return opts_; }
+  std::string PodUid(const std::string& pod) const;
+  absl::StatusOr<IpAddr> PodIp(const std::string& pod) const { return testbed_->PodIp(pod); }
+  absl::StatusOr<UniqueFd> PodNetns(const std::string& pod) const;
+  absl::StatusOr<UniqueFd> NodeNetns(int node) const;
+  const tls::CertificateAuthority& ca() const { return *ca_; }
+
+  // Replaces the policy sections of the config (YAML lists, as under authorizationPolicies:
+  // and peerAuthentications:) and waits until every ztunnel runs the new version.
+  absl::Status SetPolicies(const std::string& authorization_policies_yaml,
+                           const std::string& peer_authentications_yaml = "");
+  // GET http://<node ip>:15020/metrics from inside the node's netns.
+  absl::StatusOr<std::string> Metrics(int node) const;
+  std::string ZtunnelLog(int node) const;
+  pid_t ztunnel_pid(int node) const;
+  absl::Status KillZtunnel(int node);
+  absl::Status StartZtunnel(int node);  // and waits for readiness
+  std::string config_path() const { return opts_.work_dir + "/mesh.yaml"; }
+  std::string version() const { return "v" + std::to_string(version_); }
+
+ private:
+  LocalMesh() = default;
+  absl::Status WriteConfig();
+  absl::Status WaitVersion(std::chrono::milliseconds timeout);
+  absl::Status StartAgent(int node);
+
+  Options opts_;
+  std::unique_ptr<testbed::Testbed> testbed_;
+  std::unique_ptr<tls::CertificateAuthority> ca_;
+  std::vector<testbed::Process> ztunnels_, agents_;
+  std::string authz_yaml_, peer_authn_yaml_;
+  int version_ = 0;
+};
+
+}  // namespace weft::localmesh

@@ -1,0 +1,24 @@
+// Reading Weft's HTTP endpoints from tools and tests: an HTTP GET (libcurl) that can run from
+// inside a network namespace, and a lookup over Prometheus text exposition.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/net.h"
+
+namespace weft {
+
+// GET http://addr/path. The socket is created inside `netns_fd` (-1: current netns).
+// Returns the body; on a non-2xx status, an error unless `status` is given (then it is set).
+absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& path,
+                                    int netns_fd = -1, int* status = nullptr,
+                                    long timeout_ms = 5000);
+
+// Sum of the values of samples named exactly `name` whose label set includes every pair in
+// `labels` (Prometheus text format 0.0.4, as prometheus-cpp writes it).
+double MetricSum(const std::string& text, const std::string& name,
+                 const std::map<std::string, std::string>& labels = {});
+
+}  // namespace weft
