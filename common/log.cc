@@ -34,12 +34,16 @@ void Emit(const nlohmann::json& j) {
 }
 }  // namespace
 
-void SetLevel(Level l) { g_level.store(static_cast<int>(l)); }
-Level GetLevel() { return static_cast<Level>(g_level.load(std::memory_order_relaxed)); }
+void SetLevel(Level l) {
+  g_level.store(static_cast<int>(l));
+}
+Level GetLevel() {
+  return static_cast<Level>(g_level.load(std::memory_order_relaxed));
+}
 
 bool ParseLevel(std::string_view s, Level* out) {
   static constexpr std::pair<std::string_view, Level> kNames[] = {
-      {"debug", Level::kDebug}, {"info", Level::kInfo},   {"warn", Level::kWarn},
+      {"debug", Level::kDebug},  {"info", Level::kInfo},   {"warn", Level::kWarn},
       {"warning", Level::kWarn}, {"error", Level::kError}, {"off", Level::kOff}};
   for (auto& [n, l] : kNames)
     if (n == s) {
@@ -51,11 +55,16 @@ bool ParseLevel(std::string_view s, Level* out) {
 
 std::string_view LevelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
-    case Level::kOff: return "off";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
+    case Level::kOff:
+      return "off";
   }
   return "?";
 }

@@ -16,7 +16,9 @@ void SetLevel(Level l);
 Level GetLevel();
 bool ParseLevel(std::string_view s, Level* out);
 std::string_view LevelName(Level l);
-inline bool Enabled(Level l) { return l >= GetLevel(); }
+inline bool Enabled(Level l) {
+  return l >= GetLevel();
+}
 
 // Writes one line. `fields` must be a JSON object (or null).
 void Write(Level l, std::string_view scope, std::string_view msg,
@@ -27,9 +29,9 @@ void WriteRecord(nlohmann::json record);
 }  // namespace weft::log
 
 // Fields are built lazily: only when the level is enabled.
-#define WEFT_LOG(level, scope, msg, ...)                                                     \
-  do {                                                                                       \
-    if (::weft::log::Enabled(::weft::log::Level::level))                                     \
+#define WEFT_LOG(level, scope, msg, ...)                                                      \
+  do {                                                                                        \
+    if (::weft::log::Enabled(::weft::log::Level::level))                                      \
       ::weft::log::Write(::weft::log::Level::level, scope, msg, nlohmann::json(__VA_ARGS__)); \
   } while (0)
 #define LOG_DEBUG(scope, msg, ...) WEFT_LOG(kDebug, scope, msg, __VA_ARGS__)

@@ -92,7 +92,9 @@ bool Cidr::Contains(const IpAddr& a) const {
   return true;
 }
 
-std::string Cidr::ToString() const { return absl::StrCat(base_.ToString(), "/", len_); }
+std::string Cidr::ToString() const {
+  return absl::StrCat(base_.ToString(), "/", len_);
+}
 
 absl::StatusOr<SockAddr> SockAddr::Parse(std::string_view s) {
   SockAddr a;
@@ -100,7 +102,8 @@ absl::StatusOr<SockAddr> SockAddr::Parse(std::string_view s) {
   if (!s.empty() && s[0] == '[') {
     auto close = s.find("]:");
     if (close == std::string_view::npos)
-      return absl::InvalidArgumentError(absl::StrCat("bad address \"", Av(s), "\", want [ip6]:port"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad address \"", Av(s), "\", want [ip6]:port"));
     host = s.substr(1, close - 1);
     port = s.substr(close + 2);
   } else {
@@ -162,11 +165,16 @@ static absl::StatusOr<SockAddr> Name(int fd, bool peer) {
   return SockAddr::FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
 }
 
-absl::StatusOr<SockAddr> LocalAddress(int fd) { return Name(fd, false); }
-absl::StatusOr<SockAddr> PeerAddress(int fd) { return Name(fd, true); }
+absl::StatusOr<SockAddr> LocalAddress(int fd) {
+  return Name(fd, false);
+}
+absl::StatusOr<SockAddr> PeerAddress(int fd) {
+  return Name(fd, true);
+}
 
 absl::Status ErrnoError(int err, std::string_view what) {
-  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(Av(what), ": ", std::strerror(err)));
+  return absl::Status(absl::ErrnoToStatusCode(err),
+                      absl::StrCat(Av(what), ": ", std::strerror(err)));
 }
 
 }  // namespace weft

@@ -25,7 +25,7 @@ class IpAddr {
   bool IsV4() const { return v4_; }
   bool IsLoopback() const;
   bool IsUnspecified() const;
-  uint32_t v4_host_order() const;  // only if IsV4()
+  uint32_t v4_host_order() const;                              // only if IsV4()
   const std::array<uint8_t, 16>& bytes() const { return b_; }  // v4: first 4 bytes
   std::string ToString() const;
 

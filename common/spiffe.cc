@@ -23,7 +23,9 @@ absl::StatusOr<SpiffeId> SpiffeId::Parse(std::string_view uri) {
   return SpiffeId{std::string(parts[0]), std::string(parts[2]), std::string(parts[4])};
 }
 
-std::string SpiffeId::ToString() const { return absl::StrCat("spiffe://", Principal()); }
+std::string SpiffeId::ToString() const {
+  return absl::StrCat("spiffe://", Principal());
+}
 
 std::string SpiffeId::Principal() const {
   return absl::StrCat(trust_domain, "/ns/", ns, "/sa/", service_account);

@@ -11,10 +11,10 @@
 #define WEFT_CONCAT_(a, b) WEFT_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define WEFT_RETURN_IF_ERROR(expr)                \
-  do {                                            \
-    ::absl::Status weft_status_ = (expr);         \
-    if (!weft_status_.ok()) return weft_status_;  \
+#define WEFT_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status weft_status_ = (expr);        \
+    if (!weft_status_.ok()) return weft_status_; \
   } while (0)
 
 // `WEFT_ASSIGN_OR_RETURN(auto x, f());` declares/assigns x or returns f()'s error.
@@ -43,5 +43,7 @@ namespace weft {
 // Debian's abseil is built with ABSL_OPTION_USE_STD_STRING_VIEW=0: absl::string_view is its own
 // type and std::string_view does not convert to it. Wrap std::string_view arguments to absl
 // string functions (StrCat, StrSplit, SimpleAtoi, ...) with Av().
-inline absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline absl::string_view Av(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
 }  // namespace weft

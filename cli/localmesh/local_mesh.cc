@@ -55,16 +55,17 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
   WEFT_ASSIGN_OR_RETURN(m->testbed_, testbed::Testbed::Create(tb));
 
   // Certificates for every identity in the mesh.
-  WEFT_ASSIGN_OR_RETURN(auto ca, tls::CertificateAuthority::CreateRoot("weft-local",
-                                                                        std::chrono::hours(24)));
+  WEFT_ASSIGN_OR_RETURN(
+      auto ca, tls::CertificateAuthority::CreateRoot("weft-local", std::chrono::hours(24)));
   m->ca_ = std::make_unique<tls::CertificateAuthority>(std::move(ca));
   std::string certs = o.work_dir + "/certs";
   WEFT_RETURN_IF_ERROR(ztunnel::WriteRootFile(certs, *m->ca_));
   std::set<std::string> done;
   for (const auto& p : o.pods) {
     if (!p.mesh || !done.insert(p.ns + "/" + p.service_account).second) continue;
-    WEFT_RETURN_IF_ERROR(ztunnel::WriteCertFiles(
-        certs, *m->ca_, SpiffeId{"cluster.local", p.ns, p.service_account}, std::chrono::hours(12)));
+    WEFT_RETURN_IF_ERROR(ztunnel::WriteCertFiles(certs, *m->ca_,
+                                                 SpiffeId{"cluster.local", p.ns, p.service_account},
+                                                 std::chrono::hours(12)));
   }
   WEFT_RETURN_IF_ERROR(m->WriteConfig());
   if (!o.start_mesh) return m;
@@ -80,9 +81,9 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
     WEFT_ASSIGN_OR_RETURN(auto ns, m->testbed_->PodNetns(p.name));
     auto st = testbed::WaitTcp(ns, SockAddr{ip, 15008}, std::chrono::seconds(15));
     if (!st.ok())
-      return absl::DeadlineExceededError(absl::StrCat(
-          "pod ", p.name, " was not enrolled (no HBONE listener): ", st.message(),
-          "; see ", o.work_dir, "/logs"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("pod ", p.name, " was not enrolled (no HBONE listener): ", st.message(),
+                       "; see ", o.work_dir, "/logs"));
   }
   return m;
 }
@@ -146,11 +147,10 @@ absl::Status LocalMesh::WaitVersion(std::chrono::milliseconds timeout) {
   for (int n = 0; n < opts_.nodes; n++) {
     while (true) {
       auto m = Metrics(n);
-      if (m.ok() && MetricSum(*m, "weft_config_version_info", {{"version", version()}}) == 1)
-        break;
+      if (m.ok() && MetricSum(*m, "weft_config_version_info", {{"version", version()}}) == 1) break;
       if (std::chrono::steady_clock::now() > deadline)
-        return absl::DeadlineExceededError(absl::StrCat("ztunnel on node ", n,
-                                                        " did not load config ", version()));
+        return absl::DeadlineExceededError(
+            absl::StrCat("ztunnel on node ", n, " did not load config ", version()));
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
@@ -184,13 +184,18 @@ absl::Status LocalMesh::StartZtunnel(int node) {
   WEFT_ASSIGN_OR_RETURN(auto ns, testbed_->NodeNetns(node));
   WEFT_ASSIGN_OR_RETURN(auto ip, testbed_->NodeIp(node));
   std::vector<std::string> argv = {opts_.ztunnel_bin,
-                                   "--node", "node" + std::to_string(node),
-                                   "--config", config_path(),
-                                   "--certs", opts_.work_dir + "/certs",
+                                   "--node",
+                                   "node" + std::to_string(node),
+                                   "--config",
+                                   config_path(),
+                                   "--certs",
+                                   opts_.work_dir + "/certs",
                                    "--inpod-socket",
                                    opts_.work_dir + "/node" + std::to_string(node) + ".sock",
-                                   "--workers", std::to_string(opts_.ztunnel_workers),
-                                   "--log-level", opts_.log_level};
+                                   "--workers",
+                                   std::to_string(opts_.ztunnel_workers),
+                                   "--log-level",
+                                   opts_.log_level};
   if (!opts_.access_log) argv.push_back("--no-access-log");
   testbed::SpawnOptions so;
   so.append_log = true;
@@ -205,9 +210,8 @@ absl::Status LocalMesh::StartZtunnel(int node) {
     auto r = HttpGet(SockAddr{ip, kReadyPort}, "/healthz/ready", nsfd.get(), &status, 1000);
     if (r.ok() && status == 200) return absl::OkStatus();
     if (!ztunnels_.at(node).Alive() || std::chrono::steady_clock::now() > deadline)
-      return absl::UnavailableError(absl::StrCat("ztunnel on node ", node,
-                                                 " did not become ready; log:\n",
-                                                 ZtunnelLog(node)));
+      return absl::UnavailableError(absl::StrCat(
+          "ztunnel on node ", node, " did not become ready; log:\n", ZtunnelLog(node)));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
@@ -215,12 +219,16 @@ absl::Status LocalMesh::StartZtunnel(int node) {
 absl::Status LocalMesh::StartAgent(int node) {
   WEFT_ASSIGN_OR_RETURN(auto ns, testbed_->NodeNetns(node));
   std::vector<std::string> argv = {opts_.agent_bin,
-                                   "--node", "node" + std::to_string(node),
-                                   "--config", config_path(),
+                                   "--node",
+                                   "node" + std::to_string(node),
+                                   "--config",
+                                   config_path(),
                                    "--ztunnel-socket",
                                    opts_.work_dir + "/node" + std::to_string(node) + ".sock",
-                                   "--capture", opts_.capture,
-                                   "--log-level", opts_.log_level};
+                                   "--capture",
+                                   opts_.capture,
+                                   "--log-level",
+                                   opts_.log_level};
   testbed::SpawnOptions so;
   so.append_log = true;
   WEFT_ASSIGN_OR_RETURN(

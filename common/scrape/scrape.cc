@@ -50,8 +50,7 @@ absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& pat
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(c);
-  if (rc != CURLE_OK)
-    return absl::UnavailableError("GET " + url + ": " + curl_easy_strerror(rc));
+  if (rc != CURLE_OK) return absl::UnavailableError("GET " + url + ": " + curl_easy_strerror(rc));
   if (status) {
     *status = static_cast<int>(code);
   } else if (code < 200 || code > 299) {

@@ -52,9 +52,11 @@ const IpAddr kServerIp = *IpAddr::Parse("127.0.0.20");
 class DirectMesh : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto ca = weft::testing::MakeMeshCerts(dir_.path() + "/certs", {kClientId, kServerId});
-    ASSERT_TRUE(ca.ok()) << ca.status();
-    ca_ = std::make_unique<tls::CertificateAuthority>(std::move(*ca));
+    if (!skip_certs_) {
+      auto ca = weft::testing::MakeMeshCerts(dir_.path() + "/certs", {kClientId, kServerId});
+      ASSERT_TRUE(ca.ok()) << ca.status();
+      ca_ = std::make_unique<tls::CertificateAuthority>(std::move(*ca));
+    }
     echo_ = std::make_unique<EchoServer>(SockAddr{kServerIp, 0});
     outside_ = std::make_unique<EchoServer>(*SockAddr::Parse("127.0.0.30:0"));
     WriteConfig("a.yaml", "", "", server_sa_for_client_);
@@ -70,10 +72,10 @@ class DirectMesh : public ::testing::Test {
     b_plain_ = bound.inbound_plain.at(0);
     a_ = Start("a.yaml", &orig_a_, 1);
     ASSERT_TRUE(a_);
-    ASSERT_TRUE(a_->proxy()
-                    .AddPod("ns-a/client", UniqueFd(),
-                            PodListenAddrs{{SockAddr{kClientIp, 0}}, {}, {}})
-                    .ok());
+    ASSERT_TRUE(
+        a_->proxy()
+            .AddPod("ns-a/client", UniqueFd(), PodListenAddrs{{SockAddr{kClientIp, 0}}, {}, {}})
+            .ok());
     a_out_ = a_->proxy().BoundAddrs("ns-a/client")->outbound.at(0);
   }
 
@@ -81,7 +83,7 @@ class DirectMesh : public ::testing::Test {
     ZtunnelOptions o;
     o.node = cfg;
     o.config_file = dir_.path() + "/" + cfg;
-    o.certs_dir = dir_.path() + "/certs";
+    o.certs_dir = dir_.path() + (cfg == "a.yaml" && !a_certs_.empty() ? a_certs_ : "/certs");
     o.admin_addr = *SockAddr::Parse("127.0.0.1:0");
     o.metrics_addr = *SockAddr::Parse("127.0.0.1:0");
     o.readiness_addr = *SockAddr::Parse("127.0.0.1:0");
@@ -115,7 +117,8 @@ workloads:
 - uid: ns-b/server
   name: server
   namespace: ns-b
-  serviceAccount: )" + server_sa + R"(
+  serviceAccount: )" +
+                    server_sa + R"(
   node: node-b
   addresses: ["127.0.0.20"]
   protocol: HBONE
@@ -125,7 +128,8 @@ services:
   namespace: ns-b
   hostname: echo.ns-b.svc.cluster.local
   addresses: ["10.96.0.10"]
-  ports: [{port: 80, targetPort: )" + std::to_string(echo_->addr().port) + R"(, name: tcp-echo}]
+  ports: [{port: 80, targetPort: )" +
+                    std::to_string(echo_->addr().port) + R"(, name: tcp-echo}]
   endpoints: [{workloadUid: ns-b/server, ready: true}]
 - name: empty
   namespace: ns-b
@@ -147,8 +151,8 @@ services:
   }
 
   // A client socket from the client pod's address whose original destination is `target`.
-  UniqueFd ConnectVia(const SockAddr& listener, OrigDstProvider* orig_as,
-                      TableOrigDst* table, const SockAddr& target) {
+  UniqueFd ConnectVia(const SockAddr& listener, OrigDstProvider* orig_as, TableOrigDst* table,
+                      const SockAddr& target) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_storage ss;
     socklen_t len = SockAddr{kClientIp, 0}.ToSockaddr(&ss);
@@ -191,6 +195,8 @@ services:
   SockAddr b_hbone_, b_plain_, a_out_;
   int version_ = 0;
   std::string server_sa_for_client_ = "server";
+  bool skip_certs_ = false;  // a subclass made the certificates
+  std::string a_certs_;      // ztunnel A's certificate dir, relative to dir_ (default: shared)
 };
 
 TEST_F(DirectMesh, TunnelsThroughHboneWithIstioMetrics) {
@@ -322,8 +328,9 @@ TEST_F(DirectMesh, DenyPolicyClosesOpenConnectionsAndRefusesNewOnes) {
   EXPECT_EQ(Metric(*b_, "weft_policy_reevaluation_closed_total"), 1);
   auto denied = Outbound(EchoAddr());
   EXPECT_NE(weft::testing::EchoRoundTrip(denied.get(), "after", 2s), "after");
-  EXPECT_TRUE(WaitFor(
-      [&] { return Metric(*b_, "weft_policy_denials_total", {{"policy", "ns-b/deny-client"}}) >= 1; }));
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_policy_denials_total", {{"policy", "ns-b/deny-client"}}) >= 1;
+  }));
   EXPECT_TRUE(WaitFor([&] {
     return Metric(*a_, "weft_connection_failures_total", {{"reason", "hbone_status_403"}}) == 1;
   }));
@@ -353,7 +360,8 @@ TEST_F(DirectMesh, AllowPoliciesMatchOnPrincipalNamespaceIpBlockAndPort) {
   action: ALLOW
   rules:
   - from:
-    - source: )" + c.source + "\n";
+    - source: )" + c.source +
+                      "\n";
     if (!c.op.empty()) pol += "    to:\n    - operation: " + c.op + "\n";
     SetPolicies(pol);
     auto fd = Outbound(EchoAddr());
@@ -455,9 +463,9 @@ TEST_F(DirectMesh, BadInputOnHbonePortIsCountedAndServerKeepsServing) {
   // Valid client, CONNECT to an address that is not the pod's.
   auto r = weft::testing::HboneConnect(b_hbone_, &*good, root, "127.0.0.99:80");
   EXPECT_EQ(r.status, 400) << r.error;
-  EXPECT_EQ(Metric(*b_, "weft_bad_input_total",
-                   {{"port", "15008"}, {"kind", "connect_foreign_address"}}),
-            1);
+  EXPECT_EQ(
+      Metric(*b_, "weft_bad_input_total", {{"port", "15008"}, {"kind", "connect_foreign_address"}}),
+      1);
   // Valid client, CONNECT that is not ip:port.
   r = weft::testing::HboneConnect(b_hbone_, &*good, root, "echo.ns-b:80");
   EXPECT_EQ(r.status, 400) << r.error;
@@ -484,6 +492,39 @@ TEST_F(DirectMeshSanMismatch, ClientRefusesAServerWithTheWrongIdentity) {
                   {{"direction", "outbound"}, {"reason", "identity_mismatch"}}) == 1;
   })) << Metrics(*a_);
   EXPECT_EQ(echo_->accepted(), 0) << "no byte may reach the server";
+}
+
+// ztunnel A trusts B, but A's own certificate comes from a CA that B does not trust. In TLS 1.3
+// the client finishes first, so A learns of the rejection from B's alert on its first read.
+class DirectMeshForeignClient : public DirectMesh {
+ protected:
+  void SetUp() override {
+    a_certs_ = "/certs-a";
+    auto other = weft::testing::MakeMeshCerts(dir_.path() + a_certs_, {kClientId});
+    ASSERT_TRUE(other.ok());
+    auto mesh = weft::testing::MakeMeshCerts(dir_.path() + "/certs", {kClientId, kServerId});
+    ASSERT_TRUE(mesh.ok());
+    // A's trust anchors: its own root and the mesh root (so it accepts B's certificate).
+    ASSERT_TRUE(tls::WriteFileAtomic(dir_.path() + a_certs_ + "/root-cert.pem",
+                                     other->root_pem() + mesh->root_pem(), 0644)
+                    .ok());
+    skip_certs_ = true;
+    DirectMesh::SetUp();
+  }
+};
+
+TEST_F(DirectMeshForeignClient, ServerRejectionIsCountedAtTheSourceWithItsReason) {
+  auto fd = Outbound(EchoAddr());
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get()));
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_hbone_handshake_failures_total",
+                  {{"direction", "outbound"}, {"reason", "unknown_ca"}}) == 1;
+  })) << Metrics(*a_);
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_hbone_handshake_failures_total",
+                  {{"direction", "inbound"}, {"reason", "unknown_ca"}}) == 1;
+  }));
+  EXPECT_EQ(echo_->accepted(), 0);
 }
 
 }  // namespace

@@ -31,15 +31,25 @@ class NamespacedMesh : public ::testing::Test {
     localmesh::Options o;
     o.nodes = 2;
     o.pods = {
-        {.name = "client", .ns = "shop", .service_account = "frontend", .node = 0,
+        {.name = "client",
+         .ns = "shop",
+         .service_account = "frontend",
+         .node = 0,
          .labels = {{"app", "frontend"}}},
-        {.name = "server", .ns = "shop", .service_account = "catalogue", .node = 1,
+        {.name = "server",
+         .ns = "shop",
+         .service_account = "catalogue",
+         .node = 1,
          .labels = {{"app", "catalogue"}}},
         {.name = "legacy", .ns = "legacy", .service_account = "legacy", .node = 0, .mesh = false},
         {.name = "outside", .ns = "ext", .service_account = "ext", .node = 1, .mesh = false},
     };
-    o.services = {{.name = "catalogue", .ns = "shop", .vip = "10.96.0.20", .port = 80,
-                   .target_port = kAppPort, .pods = {"server"}}};
+    o.services = {{.name = "catalogue",
+                   .ns = "shop",
+                   .vip = "10.96.0.20",
+                   .port = 80,
+                   .target_port = kAppPort,
+                   .pods = {"server"}}};
     o.ztunnel_bin = WEFT_ZTUNNEL_BIN;
     o.agent_bin = WEFT_AGENT_BIN;
     o.work_dir = dir_.path();
@@ -49,8 +59,8 @@ class NamespacedMesh : public ::testing::Test {
     for (const char* pod : {"server", "outside"}) {
       auto ns = mesh_->PodNetns(pod);
       ASSERT_TRUE(ns.ok());
-      servers_.push_back(std::make_unique<EchoServer>(
-          SockAddr{*IpAddr::Parse("0.0.0.0"), kAppPort}, ns->get()));
+      servers_.push_back(
+          std::make_unique<EchoServer>(SockAddr{*IpAddr::Parse("0.0.0.0"), kAppPort}, ns->get()));
     }
   }
 
@@ -110,7 +120,8 @@ TEST_F(NamespacedMesh, CrossNodeTrafficIsMutualTlsOnTheWireWithIstioMetrics) {
   EXPECT_TRUE(WaitFor([&] {
     return Metric(0, "istio_tcp_connections_closed_total", src) == 1 &&
            Metric(1, "istio_tcp_connections_closed_total", dst) == 1;
-  })) << *mesh_->Metrics(0) << *mesh_->Metrics(1);
+  })) << *mesh_->Metrics(0)
+      << *mesh_->Metrics(1);
   EXPECT_EQ(Metric(0, "istio_tcp_sent_bytes_total", src), secret.size());
   EXPECT_EQ(Metric(1, "istio_tcp_received_bytes_total", dst), secret.size());
 }
@@ -127,14 +138,16 @@ TEST_F(NamespacedMesh, ServiceVipIsResolvedByZtunnel) {
 }
 
 TEST_F(NamespacedMesh, PoliciesAllowAndDenyAcrossNodes) {
-  ASSERT_TRUE(mesh_->SetPolicies(R"(- name: only-frontend
+  ASSERT_TRUE(mesh_
+                  ->SetPolicies(R"(- name: only-frontend
   namespace: shop
   selector: {matchLabels: {app: catalogue}}
   action: ALLOW
   rules:
   - from:
     - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
-)").ok());
+)")
+                  .ok());
   auto ok = DialFrom("client", App("server"));
   EXPECT_EQ(EchoRoundTrip(ok.get(), "allowed"), "allowed");
   // The plaintext legacy pod has no identity: not allowed by the principal rule.
@@ -144,13 +157,15 @@ TEST_F(NamespacedMesh, PoliciesAllowAndDenyAcrossNodes) {
     return Metric(1, "weft_policy_denials_total", {{"reason", "no_allow_match"}}) >= 1;
   }));
 
-  ASSERT_TRUE(mesh_->SetPolicies(R"(- name: deny-frontend
+  ASSERT_TRUE(mesh_
+                  ->SetPolicies(R"(- name: deny-frontend
   namespace: shop
   action: DENY
   rules:
   - from:
     - source: {namespaces: ["shop"]}
-)").ok());
+)")
+                  .ok());
   EXPECT_TRUE(WaitClosed(ok.get())) << "open connection must close once denied";
   auto denied = DialFrom("client", App("server"));
   EXPECT_NE(EchoRoundTrip(denied.get(), "denied", 2s), "denied");
@@ -164,10 +179,12 @@ TEST_F(NamespacedMesh, StrictPeerAuthenticationRefusesPlaintextFromOutsideTheMes
     auto fd = DialFrom("legacy", App("server"));
     EXPECT_EQ(EchoRoundTrip(fd.get(), "permissive"), "permissive");
   }
-  ASSERT_TRUE(mesh_->SetPolicies("", R"(- name: strict
+  ASSERT_TRUE(mesh_
+                  ->SetPolicies("", R"(- name: strict
   namespace: shop
   mtls: {mode: STRICT}
-)").ok());
+)")
+                  .ok());
   auto fd = DialFrom("legacy", App("server"));
   EXPECT_NE(EchoRoundTrip(fd.get(), "strict", 2s), "strict");
   EXPECT_EQ(Metric(1, "weft_policy_denials_total", {{"reason", "strict_mtls"}}), 1);

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -111,15 +111,14 @@ void EchoServer::Run() {
   }
 }
 
-absl::StatusOr<UniqueFd> Dial(const SockAddr& to, int netns_fd,
-                              std::chrono::milliseconds timeout, const IpAddr* from) {
-  WEFT_ASSIGN_OR_RETURN(UniqueFd fd, SocketInNetns(netns_fd, to.ip.IsV4() ? AF_INET : AF_INET6,
-                                                   SOCK_STREAM, 0));
+absl::StatusOr<UniqueFd> Dial(const SockAddr& to, int netns_fd, std::chrono::milliseconds timeout,
+                              const IpAddr* from) {
+  WEFT_ASSIGN_OR_RETURN(UniqueFd fd,
+                        SocketInNetns(netns_fd, to.ip.IsV4() ? AF_INET : AF_INET6, SOCK_STREAM, 0));
   if (from) {
     sockaddr_storage bs;
     socklen_t bl = SockAddr{*from, 0}.ToSockaddr(&bs);
-    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&bs), bl) != 0)
-      return ErrnoError(errno, "bind");
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&bs), bl) != 0) return ErrnoError(errno, "bind");
   }
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
              static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
@@ -183,15 +182,15 @@ absl::StatusOr<tls::CertificateAuthority> MakeMeshCerts(const std::string& dir,
   return ca;
 }
 
-absl::StatusOr<ClientCert> IssueClientCert(const tls::CertificateAuthority& ca,
-                                           const SpiffeId* id, std::chrono::seconds ttl,
+absl::StatusOr<ClientCert> IssueClientCert(const tls::CertificateAuthority& ca, const SpiffeId* id,
+                                           std::chrono::seconds ttl,
                                            std::chrono::seconds not_before_offset) {
   ClientCert out;
   WEFT_ASSIGN_OR_RETURN(out.key, tls::GenerateKey());
   SpiffeId use = id ? *id : SpiffeId{"cluster.local", "x", "y"};
   WEFT_ASSIGN_OR_RETURN(auto csr, tls::MakeCsr(out.key.get(), use));
-  WEFT_ASSIGN_OR_RETURN(out.cert, ca.Sign(csr.get(), use, ttl,
-                                          std::chrono::system_clock::now() + not_before_offset));
+  WEFT_ASSIGN_OR_RETURN(
+      out.cert, ca.Sign(csr.get(), use, ttl, std::chrono::system_clock::now() + not_before_offset));
   return out;
 }
 
@@ -231,7 +230,8 @@ HboneDialResult HboneConnect(const SockAddr& hbone, const ClientCert* cert,
   }
   r.handshake_ok = true;
   if (raw_after_handshake) {
-    SSL_write(ssl.get(), raw_after_handshake->data(), static_cast<int>(raw_after_handshake->size()));
+    SSL_write(ssl.get(), raw_after_handshake->data(),
+              static_cast<int>(raw_after_handshake->size()));
     char buf[4096];
     while (SSL_read(ssl.get(), buf, sizeof buf) > 0) {
     }
@@ -247,8 +247,9 @@ HboneDialResult HboneConnect(const SockAddr& hbone, const ClientCert* cert,
         return k > 0 ? k : NGHTTP2_ERR_CALLBACK_FAILURE;
       });
   nghttp2_session_callbacks_set_on_header_callback(
-      cbs, [](nghttp2_session*, const nghttp2_frame*, const uint8_t* name, size_t nl,
-              const uint8_t* value, size_t vl, uint8_t, void* u) -> int {
+      cbs,
+      [](nghttp2_session*, const nghttp2_frame*, const uint8_t* name, size_t nl,
+         const uint8_t* value, size_t vl, uint8_t, void* u) -> int {
         if (std::string(reinterpret_cast<const char*>(name), nl) == ":status")
           static_cast<H2State*>(u)->status =
               std::atoi(std::string(reinterpret_cast<const char*>(value), vl).c_str());
@@ -289,6 +290,8 @@ std::string UniqueName(const std::string& prefix) {
   return prefix + std::to_string(getpid()) + "-" + std::to_string(n++);
 }
 
-bool IsRoot() { return geteuid() == 0; }
+bool IsRoot() {
+  return geteuid() == 0;
+}
 
 }  // namespace weft::testing

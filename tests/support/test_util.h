@@ -81,10 +81,9 @@ struct ClientCert {
   tls::EvpPkeyPtr key;
   tls::X509Ptr cert;
 };
-absl::StatusOr<ClientCert> IssueClientCert(const tls::CertificateAuthority& ca,
-                                           const SpiffeId* id, std::chrono::seconds ttl,
-                                           std::chrono::seconds not_before_offset =
-                                               std::chrono::seconds(-60));
+absl::StatusOr<ClientCert> IssueClientCert(
+    const tls::CertificateAuthority& ca, const SpiffeId* id, std::chrono::seconds ttl,
+    std::chrono::seconds not_before_offset = std::chrono::seconds(-60));
 // Connects to `hbone` and sends CONNECT `authority`; `raw_after_handshake` (if set) is sent
 // instead of HTTP/2 after the TLS handshake (protocol-violation tests).
 HboneDialResult HboneConnect(const SockAddr& hbone, const ClientCert* cert,

@@ -12,19 +12,20 @@
 namespace {
 
 void Usage(FILE* f) {
-  std::fprintf(f,
-               "usage: ztunnel --config FILE --certs DIR [options]\n"
-               "  --config FILE        standalone config (weft.config.v1.ConfigSnapshot as YAML/JSON),\n"
-               "                       re-read on change\n"
-               "  --certs DIR          workload certificates (layout of `weftctl dev-certs`)\n"
-               "  --node NAME          this node's name\n"
-               "  --inpod-socket PATH  Unix socket where weft-agent hands over pods\n"
-               "  --admin ADDR         admin endpoint (default 127.0.0.1:15000)\n"
-               "  --metrics ADDR       Prometheus endpoint (default 0.0.0.0:15020)\n"
-               "  --readiness ADDR     readiness endpoint (default 0.0.0.0:15021)\n"
-               "  --workers N          worker threads (default: one per CPU)\n"
-               "  --log-level LEVEL    debug|info|warn|error (default info)\n"
-               "  --no-access-log      do not log a line per connection\n");
+  std::fprintf(
+      f,
+      "usage: ztunnel --config FILE --certs DIR [options]\n"
+      "  --config FILE        standalone config (weft.config.v1.ConfigSnapshot as YAML/JSON),\n"
+      "                       re-read on change\n"
+      "  --certs DIR          workload certificates (layout of `weftctl dev-certs`)\n"
+      "  --node NAME          this node's name\n"
+      "  --inpod-socket PATH  Unix socket where weft-agent hands over pods\n"
+      "  --admin ADDR         admin endpoint (default 127.0.0.1:15000)\n"
+      "  --metrics ADDR       Prometheus endpoint (default 0.0.0.0:15020)\n"
+      "  --readiness ADDR     readiness endpoint (default 0.0.0.0:15021)\n"
+      "  --workers N          worker threads (default: one per CPU)\n"
+      "  --log-level LEVEL    debug|info|warn|error (default info)\n"
+      "  --no-access-log      do not log a line per connection\n");
 }
 
 }  // namespace
@@ -45,7 +46,8 @@ int main(int argc, char** argv) {
       auto v = next();
       auto p = SockAddr::Parse(v);
       if (!p.ok()) {
-        std::fprintf(stderr, "ztunnel: %s: %s\n", a.c_str(), std::string(p.status().message()).c_str());
+        std::fprintf(stderr, "ztunnel: %s: %s\n", a.c_str(),
+                     std::string(p.status().message()).c_str());
         std::exit(2);
       }
       *out = *p;

@@ -12,7 +12,9 @@ namespace weft::ztunnel {
 
 ZtunnelApp::ZtunnelApp(ZtunnelOptions opts) : opts_(std::move(opts)) {}
 
-ZtunnelApp::~ZtunnelApp() { Stop(); }
+ZtunnelApp::~ZtunnelApp() {
+  Stop();
+}
 
 absl::Status ZtunnelApp::Start() {
   metrics_ = std::make_unique<Metrics>();
@@ -109,9 +111,9 @@ void ZtunnelApp::CertLoop() {
       auto b = certs_->Get(w->identity());
       if (b.ok()) {
         metrics_->cert_expiry(w->identity().ToString())
-            .Set(static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
-                                         (*b)->not_after.time_since_epoch())
-                                         .count()));
+            .Set(static_cast<double>(
+                std::chrono::duration_cast<std::chrono::seconds>((*b)->not_after.time_since_epoch())
+                    .count()));
       } else {
         LOG_WARN("identity", "no usable certificate for a local identity",
                  {{"identity", w->identity().ToString()}, {"error", b.status().ToString()}});

@@ -4,8 +4,8 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -21,10 +21,10 @@
 namespace weft::ztunnel {
 
 struct ZtunnelOptions {
-  std::string node;            // this node's name (for logs and, later, the config stream)
-  std::string config_file;     // standalone config (YAML/JSON ConfigSnapshot)
-  std::string certs_dir;       // FileCertificateProvider layout
-  std::string inpod_socket;    // handoff socket; empty: no agent
+  std::string node;          // this node's name (for logs and, later, the config stream)
+  std::string config_file;   // standalone config (YAML/JSON ConfigSnapshot)
+  std::string certs_dir;     // FileCertificateProvider layout
+  std::string inpod_socket;  // handoff socket; empty: no agent
   SockAddr admin_addr = *SockAddr::Parse("127.0.0.1:15000");
   SockAddr metrics_addr = *SockAddr::Parse("0.0.0.0:15020");
   SockAddr readiness_addr = *SockAddr::Parse("0.0.0.0:15021");

@@ -34,7 +34,8 @@ absl::Status EventLoop::Add(int fd, uint32_t events, Handler* h) {
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = h;
-  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return ErrnoError(errno, "epoll_ctl ADD");
+  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+    return ErrnoError(errno, "epoll_ctl ADD");
   return absl::OkStatus();
 }
 
@@ -45,7 +46,9 @@ void EventLoop::Modify(int fd, uint32_t events, Handler* h) {
   epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev);
 }
 
-void EventLoop::Remove(int fd) { epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::Remove(int fd) {
+  epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
 
 uint64_t EventLoop::AddTimer(std::chrono::milliseconds after, std::function<void()> fn) {
   uint64_t id = next_timer_id_++;
@@ -55,7 +58,9 @@ uint64_t EventLoop::AddTimer(std::chrono::milliseconds after, std::function<void
   return id;
 }
 
-void EventLoop::CancelTimer(uint64_t id) { timers_.erase(id); }
+void EventLoop::CancelTimer(uint64_t id) {
+  timers_.erase(id);
+}
 
 void EventLoop::Post(std::function<void()> fn) {
   {
@@ -95,8 +100,8 @@ int EventLoop::NextTimeoutMs() {
       timer_order_.erase(it);  // cancelled
       continue;
     }
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(it->first - Clock::now())
-                  .count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(it->first - Clock::now()).count();
     return ms < 0 ? 0 : static_cast<int>(ms) + 1;
   }
   return -1;

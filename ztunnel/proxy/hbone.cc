@@ -36,10 +36,14 @@ absl::StatusOr<SockAddr> ParseConnectRequest(const HeaderList& headers) {
 
 int StatusForRejection(const absl::Status& s) {
   switch (s.code()) {
-    case absl::StatusCode::kUnimplemented: return 405;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 400;
+    case absl::StatusCode::kUnimplemented:
+      return 405;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 400;
   }
 }
 

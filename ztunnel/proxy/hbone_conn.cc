@@ -44,7 +44,9 @@ int BioRead(BIO* b, char* d, int n) {
   return static_cast<int>(k);
 }
 
-long BioCtrl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
+long BioCtrl(BIO*, int cmd, long, void*) {
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
 
 int BioCreate(BIO* b) {
   BIO_set_init(b, 1);
@@ -63,7 +65,9 @@ BIO_METHOD* QueueBioMethod() {
   return m;
 }
 
-std::string H2Err(int rv) { return nghttp2_strerror(rv); }
+std::string H2Err(int rv) {
+  return nghttp2_strerror(rv);
+}
 
 }  // namespace
 
@@ -108,8 +112,7 @@ struct H2Callbacks {
           c->req_headers_.erase(it);
           c->HandleConnectRequest(sid, std::move(h));
         }
-      } else if (c->role_ == HboneConn::Role::kClient &&
-                 f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+      } else if (c->role_ == HboneConn::Role::kClient && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
         auto st = c->resp_status_[sid];
         c->resp_status_.erase(sid);
         auto it = c->streams_.find(sid);
@@ -260,8 +263,8 @@ void HboneConn::SubmitConnect(Tunnel* t) {
 
 void HboneConn::SubmitResponse(int32_t sid, int status, bool with_body) {
   std::string st = std::to_string(status);
-  nghttp2_nv nv[] = {{(uint8_t*)":status", (uint8_t*)st.data(), 7, st.size(),
-                      NGHTTP2_NV_FLAG_NONE}};
+  nghttp2_nv nv[] = {
+      {(uint8_t*)":status", (uint8_t*)st.data(), 7, st.size(), NGHTTP2_NV_FLAG_NONE}};
   if (with_body) {
     auto it = streams_.find(sid);
     nghttp2_data_provider prd;
@@ -378,12 +381,21 @@ void HboneConn::OnReadable() {
       in_recv_ = false;
       if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && peer_eof_)) {
         Close("peer closed the connection");
+      } else if (role_ == Role::kClient && !got_app_data_) {
+        // TLS 1.3: the client finishes first and learns that the server rejected its
+        // certificate from an alert on the first read. That is a handshake failure.
+        std::string detail;
+        TlsFailure f = ClassifyHandshakeFailure(ssl_.get(), &detail);
+        w_->metrics().HandshakeFailure(direction(), TlsFailureName(f));
+        Close(absl::StrCat("server ", peer_.ToString(),
+                           " rejected the handshake: ", Av(TlsFailureName(f)), " (", detail, ")"));
       } else {
         w_->metrics().BadInput(role_ == Role::kServer ? "15008" : "hbone_client", "tls_record");
         Close("TLS error: " + tls::OpenSslErrors());
       }
       return;
     }
+    got_app_data_ = true;
     ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<uint8_t*>(buf), n);
     if (rv < 0) {
       in_recv_ = false;
@@ -427,8 +439,7 @@ bool HboneConn::OnHandshakeDone() {
     auto st = VerifyPeerIdentity(ssl_.get(), key.dst, &f);
     if (!st.ok()) {
       w_->metrics().HandshakeFailure(direction(), TlsFailureName(f));
-      Close(absl::StrCat("server ", peer_.ToString(), " failed identity check: ",
-                         st.message()));
+      Close(absl::StrCat("server ", peer_.ToString(), " failed identity check: ", st.message()));
       return false;
     }
     peer_id_ = key.dst;
@@ -511,42 +522,56 @@ void HboneConn::Pump() {
     }
     return true;
   };
-  bool ok = true;
-  while (ok && tls_out_.size() < kTlsOutHighWater) {
-    const uint8_t* data;
-    ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
+  auto flush_staging = [&] {
+    bool r = staging.empty() ||
+             write_tls(reinterpret_cast<const uint8_t*>(staging.data()), staging.size());
+    staging.clear();
+    return r;
+  };
+  // Generate up to the high-water mark, write it to the socket, repeat while the socket takes
+  // everything. A bounded number of rounds keeps one busy connection from starving the others;
+  // if it still has frames to send, EPOLLOUT (immediately ready) brings us back.
+  more_to_send_ = false;
+  for (int round = 0; round < 8; round++) {
+    bool ok = true, produced = false;
+    while (ok && tls_out_.size() < kTlsOutHighWater) {
+      const uint8_t* data;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n < 0) {
+        pumping_ = false;
+        Close("HTTP/2 send error: " + H2Err(static_cast<int>(n)));
+        return;
+      }
+      if (closed_) {
+        pumping_ = false;
+        return;
+      }
+      if (n == 0) break;
+      produced = true;
+      if (static_cast<size_t>(n) >= 8192) {
+        ok = flush_staging() && write_tls(data, static_cast<size_t>(n));
+      } else {
+        staging.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+        if (staging.size() >= 16384) ok = flush_staging();
+      }
+    }
+    ok = ok && flush_staging();
+    if (!ok) {
       pumping_ = false;
-      Close("HTTP/2 send error: " + H2Err(static_cast<int>(n)));
+      Close("TLS write error: " + tls::OpenSslErrors());
       return;
     }
-    if (n == 0) break;
-    if (static_cast<size_t>(n) >= 8192) {
-      if (!staging.empty()) {
-        ok = write_tls(reinterpret_cast<const uint8_t*>(staging.data()), staging.size());
-        staging.clear();
-      }
-      ok = ok && write_tls(data, static_cast<size_t>(n));
-    } else {
-      staging.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-      if (staging.size() >= 16384) {
-        ok = write_tls(reinterpret_cast<const uint8_t*>(staging.data()), staging.size());
-        staging.clear();
-      }
-    }
-    if (closed_) {
+    if (!FlushTo(fd_.get(), tls_out_)) {
       pumping_ = false;
+      Close(absl::StrCat("write to ", peer_.ToString(), " failed: ", std::strerror(errno)));
       return;
     }
+    if (!produced || !tls_out_.empty()) break;  // done, or the socket is full (EPOLLOUT)
+    if (!nghttp2_session_want_write(session_)) break;
+    more_to_send_ = round == 7;
   }
-  if (ok && !staging.empty())
-    ok = write_tls(reinterpret_cast<const uint8_t*>(staging.data()), staging.size());
   pumping_ = false;
-  if (!ok) {
-    Close("TLS write error: " + tls::OpenSslErrors());
-    return;
-  }
-  if (!FlushTls()) return;
+  UpdateInterest();
   if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_) &&
       tls_out_.empty())
     Close("HTTP/2 session finished");
@@ -555,9 +580,7 @@ void HboneConn::Pump() {
 void HboneConn::UpdateInterest() {
   if (closed_) return;
   uint32_t want = EPOLLIN;
-  if (!tls_out_.empty() ||
-      (session_ && nghttp2_session_want_write(session_) && tls_out_.size() >= kTlsOutHighWater))
-    want |= EPOLLOUT;
+  if (!tls_out_.empty() || more_to_send_) want |= EPOLLOUT;
   if (want != interest_) {
     interest_ = want;
     w_->loop().Modify(fd_.get(), want, this);
@@ -606,7 +629,8 @@ void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
   };
   auto target = ParseConnectRequest(headers);
   if (!target.ok()) {
-    reject(StatusForRejection(target.status()), "bad_connect", std::string(target.status().message()));
+    reject(StatusForRejection(target.status()), "bad_connect",
+           std::string(target.status().message()));
     return;
   }
   auto snap = w_->shared().config->Get();
@@ -615,8 +639,8 @@ void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
     reject(503, "unknown_pod", "pod " + pod_->uid + " is not in the config (yet)");
     return;
   }
-  bool ours = std::find(dst->addresses.begin(), dst->addresses.end(), target->ip) !=
-              dst->addresses.end();
+  bool ours =
+      std::find(dst->addresses.begin(), dst->addresses.end(), target->ip) != dst->addresses.end();
   if (!ours) {
     reject(400, "connect_foreign_address",
            absl::StrCat("CONNECT target ", target->ToString(), " is not an address of pod ",
@@ -689,7 +713,9 @@ void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
 // ---- Tunnel -------------------------------------------------------------------------------
 
 Tunnel::Tunnel(Worker* w, FlowInfo info, UniqueFd app, bool outbound)
-    : Flow(w, std::move(info)), app_(std::move(app)), outbound_(outbound),
+    : Flow(w, std::move(info)),
+      app_(std::move(app)),
+      outbound_(outbound),
       app_connecting_(!outbound) {}
 
 Tunnel::~Tunnel() = default;
@@ -697,7 +723,7 @@ Tunnel::~Tunnel() = default;
 void Tunnel::WatchApp() {
   if (!app_ || watched_) return;
   watched_ = true;
-  interest_ = app_connecting_ ? EPOLLOUT : 0;
+  interest_ = app_connecting_ ? static_cast<uint32_t>(EPOLLOUT) : 0u;
   (void)w_->loop().Add(app_.get(), interest_, this);
 }
 
@@ -731,7 +757,7 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
   if (n == 0) {
     app_eof_ = true;
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-    SetInterest(down_.empty() ? 0 : EPOLLOUT);
+    SetInterest(down_.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
     return 0;
   }
   if (errno == EAGAIN || errno == EINTR) {

@@ -134,8 +134,8 @@ class Tunnel : public Flow {
   int app_fd() const { return app_.get(); }
 
   void Begin() { Flow::Begin(); }
-  void WatchApp();               // registers the app fd with the loop
-  void OnEstablished();          // CONNECT answered 200: start moving bytes
+  void WatchApp();                          // registers the app fd with the loop
+  void OnEstablished();                     // CONNECT answered 200: start moving bytes
   void OnData(const uint8_t* d, size_t n);  // h2 -> app
   void OnRemoteEnd();                       // END_STREAM from the peer
   void OnStreamClosed(uint32_t error_code);
@@ -215,6 +215,8 @@ class HboneConn : public EventLoop::Handler {
   std::optional<SpiffeId> peer_id_;
   bool tcp_connecting_ = false, handshake_done_ = false, closed_ = false, in_recv_ = false;
   bool pumping_ = false;
+  bool more_to_send_ = false;  // Pump stopped for fairness with frames still pending
+  bool got_app_data_ = false;  // client: the server's first TLS record decrypted
   uint32_t interest_ = 0;
   uint64_t timer_ = 0;  // connect/handshake timeout, then idle timer (client)
   absl::flat_hash_map<int32_t, Tunnel*> streams_;

@@ -77,8 +77,8 @@ void Worker::ReleaseFlow(Flow* f) {
 
 HboneConn* Worker::NewConn(HboneConn::Role role, std::shared_ptr<Pod> pod, UniqueFd fd,
                            std::shared_ptr<SSL_CTX> ctx, SockAddr peer) {
-  auto c = std::make_unique<HboneConn>(this, role, std::move(pod), std::move(fd), std::move(ctx),
-                                       peer);
+  auto c =
+      std::make_unique<HboneConn>(this, role, std::move(pod), std::move(fd), std::move(ctx), peer);
   HboneConn* p = c.get();
   conns_[p] = std::move(c);
   return p;
@@ -130,9 +130,15 @@ HboneConn* Worker::PoolGet(const std::shared_ptr<Pod>& pod, const PoolKey& key,
 
 void Worker::OnAccept(const std::shared_ptr<Pod>& pod, Pod::Kind kind, UniqueFd fd) {
   switch (kind) {
-    case Pod::Kind::kOutbound: HandleOutbound(pod, std::move(fd)); break;
-    case Pod::Kind::kInboundPlain: HandleInboundPlain(pod, std::move(fd)); break;
-    case Pod::Kind::kHbone: HandleHbone(pod, std::move(fd)); break;
+    case Pod::Kind::kOutbound:
+      HandleOutbound(pod, std::move(fd));
+      break;
+    case Pod::Kind::kInboundPlain:
+      HandleInboundPlain(pod, std::move(fd));
+      break;
+    case Pod::Kind::kHbone:
+      HandleHbone(pod, std::move(fd));
+      break;
   }
 }
 
@@ -196,10 +202,8 @@ void Worker::HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
       info.labels.response_flags = !sp ? "NR" : "UH";
       auto* t = NewTunnel(std::move(info), std::move(fd), true);
       t->Begin();
-      t->Abort(!sp ? absl::StrCat("service ", svc->name, ".", svc->ns, " has no port ",
-                                  orig->port)
-                   : absl::StrCat("service ", svc->name, ".", svc->ns,
-                                  " has no ready endpoint"));
+      t->Abort(!sp ? absl::StrCat("service ", svc->name, ".", svc->ns, " has no port ", orig->port)
+                   : absl::StrCat("service ", svc->name, ".", svc->ns, " has no ready endpoint"));
       return;
     }
     dst = eps[shared_->rr.fetch_add(1, std::memory_order_relaxed) % eps.size()];
@@ -292,8 +296,8 @@ void Worker::HandleInboundPlain(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   std::string policy;
   if (!PlaintextAllowed(*snap, *dst, orig->port)) {
     metrics().PolicyDenial("", "strict_mtls");
-    deny = "plaintext refused: PeerAuthentication STRICT applies to " + dst->ns + "/" +
-           dst->name + " port " + std::to_string(orig->port);
+    deny = "plaintext refused: PeerAuthentication STRICT applies to " + dst->ns + "/" + dst->name +
+           " port " + std::to_string(orig->port);
   } else {
     ConnectionInfo ci{std::nullopt, peer->ip, *orig};
     AuthzDecision d = Authorize(*snap, *dst, ci);
@@ -385,7 +389,9 @@ Proxy::Proxy(ProxyOptions opts, ConfigStore* config, TlsContextCache* tls, Metri
     shared_->opts.workers = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
 }
 
-Proxy::~Proxy() { Stop(); }
+Proxy::~Proxy() {
+  Stop();
+}
 
 absl::Status Proxy::Start() {
   std::lock_guard<std::mutex> lock(shared_->mu);
@@ -434,9 +440,9 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodList
              fd.status().message().find("Cannot assign") != std::string::npos ||
              fd.status().message().find("not supported") != std::string::npos))
           continue;
-        return absl::Status(fd.status().code(),
-                            absl::StrCat("pod ", uid, ": listener ", a.ToString(), ": ",
-                                         fd.status().message()));
+        return absl::Status(
+            fd.status().code(),
+            absl::StrCat("pod ", uid, ": listener ", a.ToString(), ": ", fd.status().message()));
       }
       auto la = LocalAddress(fd->get());
       bound->push_back(la.ok() ? *la : a);
@@ -445,7 +451,8 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodList
     return absl::OkStatus();
   };
   WEFT_RETURN_IF_ERROR(add(Pod::Kind::kOutbound, addrs.outbound, &pod->bound.outbound));
-  WEFT_RETURN_IF_ERROR(add(Pod::Kind::kInboundPlain, addrs.inbound_plain, &pod->bound.inbound_plain));
+  WEFT_RETURN_IF_ERROR(
+      add(Pod::Kind::kInboundPlain, addrs.inbound_plain, &pod->bound.inbound_plain));
   WEFT_RETURN_IF_ERROR(add(Pod::Kind::kHbone, addrs.hbone, &pod->bound.hbone));
   {
     std::lock_guard<std::mutex> lock(shared_->mu);

@@ -35,7 +35,7 @@ struct PodListenAddrs {
 PodListenAddrs DefaultListenAddrs();
 
 struct ProxyOptions {
-  int workers = 0;              // 0: one per CPU
+  int workers = 0;               // 0: one per CPU
   uint32_t mark = kZtunnelMark;  // SO_MARK on every socket in a pod netns; 0 disables
   uint16_t hbone_port = kInboundHbonePort;
   // Test seam: where to really dial for a destination (default: as is). Lets "direct" tests
