@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -40,7 +41,12 @@ constexpr auto kDebounce = std::chrono::milliseconds(50);
 // Walking the schema also lets errors name the line, which protobuf's JSON parser cannot.
 class YamlToJson {
  public:
+  // YAML aliases share nodes, but the JSON copy expands them: a few lines of nested aliases
+  // could ask for billions of values. Real configs stay far below this.
+  static constexpr size_t kMaxValues = 2'000'000;
+
   absl::StatusOr<json> Message(const YAML::Node& n, const Descriptor* d, const std::string& path) {
+    WEFT_RETURN_IF_ERROR(Spend(n));
     if (n.IsNull()) return json(nullptr);
     if (!n.IsMap()) {
       return Fail(
@@ -110,6 +116,7 @@ class YamlToJson {
 
   absl::StatusOr<json> Single(const YAML::Node& n, const FieldDescriptor* f,
                               const std::string& path) {
+    WEFT_RETURN_IF_ERROR(Spend(n));
     if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
       return Message(n, f->message_type(), path);
     }
@@ -174,6 +181,13 @@ class YamlToJson {
     return Fail(n, path, "unsupported field type");
   }
 
+  absl::Status Spend(const YAML::Node& n) {
+    if (++values_ <= kMaxValues) return absl::OkStatus();
+    return Fail(n, "",
+                absl::StrCat("config too large: more than ", kMaxValues,
+                             " values once YAML aliases are expanded"));
+  }
+
   static const FieldDescriptor* FindField(const Descriptor* d, const std::string& key) {
     // protobuf's JSON parser accepts both the proto name and the lowerCamelCase JSON name.
     for (int i = 0; i < d->field_count(); ++i) {
@@ -202,7 +216,56 @@ class YamlToJson {
     if (!path.empty()) absl::StrAppend(&where, Av(path), ": ");
     return absl::InvalidArgumentError(absl::StrCat(where, Av(msg)));
   }
+
+  size_t values_ = 0;
 };
+
+// Sees document boundaries without building nodes.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+absl::Status SyntaxError(const YAML::Exception& e) {
+  return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", e.mark.line + 1,
+                                                 ", column ", e.mark.column + 1, ": ", e.msg));
+}
+
+absl::StatusOr<YAML::Node> LoadSingleDocument(std::string_view text) {
+  const std::string str(text);
+  try {
+    // Not YAML::LoadAll: in yaml-cpp 0.7 it loops forever, allocating, on streams such as ","
+    // (fixed upstream in jbeder/yaml-cpp#1319). Two documents are enough to know there are
+    // too many, and the parser reports the same position again when it is stuck.
+    std::istringstream in(str);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+    }
+    if (counter.starts.size() > 1) {
+      const YAML::Mark& m = counter.starts[1];
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config must be exactly one YAML document; found a second document or text the YAML "
+          "parser cannot read at line ",
+          m.line + 1, ", column ", m.column + 1, " (a stray '---' or ','?)"));
+    }
+    return YAML::Load(str);
+  } catch (const YAML::Exception& e) {
+    return SyntaxError(e);
+  }
+}
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -228,26 +291,15 @@ std::string Dirname(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<weft::config::v1::ConfigSnapshot> ParseConfigText(std::string_view text) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", e.mark.line + 1,
-                                                   ", column ", e.mark.column + 1, ": ", e.msg));
-  }
-  if (docs.size() > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config holds ", docs.size(),
-                     " YAML documents; want exactly one weft.config.v1.ConfigSnapshot"));
-  }
-  if (docs.empty() || docs[0].IsNull()) {
+  WEFT_ASSIGN_OR_RETURN(YAML::Node root, LoadSingleDocument(text));
+  if (root.IsNull()) {
     return absl::InvalidArgumentError(
         "config is empty: want one weft.config.v1.ConfigSnapshot mapping (version, "
         "trustDomain, workloads, services, authorizationPolicies, peerAuthentications, ...)");
   }
   weft::config::v1::ConfigSnapshot out;
   YamlToJson conv;
-  WEFT_ASSIGN_OR_RETURN(json j, conv.Message(docs[0], out.GetDescriptor(), ""));
+  WEFT_ASSIGN_OR_RETURN(json j, conv.Message(root, out.GetDescriptor(), ""));
   std::string js;
   try {
     js = j.dump();

@@ -19,7 +19,8 @@ namespace weft::ztunnel {
 //   YAML syntax error at line 6, column 6: end of sequence flow not found
 //   line 5: workloads[0]: unknown field "serviceAcount" in Workload (known fields: ...)
 //   line 4: services[0].ports[0].port: expected an integer, got "http"
-// Empty text, several YAML documents, duplicate keys and non-UTF-8 strings are errors too.
+// Empty text, several YAML documents, duplicate keys, non-UTF-8 strings and more than 2M
+// values after alias expansion are errors too.
 // Only parses: ConfigSnapshot::FromProto does the semantic validation.
 absl::StatusOr<weft::config::v1::ConfigSnapshot> ParseConfigText(std::string_view text);
 // Reads, parses and validates; errors are prefixed with the path (NotFound etc. from open()).

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -147,7 +148,15 @@ const BadTextCase kBadText[] = {
      "config is empty: want one weft.config.v1.ConfigSnapshot mapping (version, trustDomain, "
      "workloads, services, authorizationPolicies, peerAuthentications, ...)"},
     {"TwoDocuments", "version: a\n---\nversion: b\n",
-     "config holds 2 YAML documents; want exactly one weft.config.v1.ConfigSnapshot"},
+     "config must be exactly one YAML document; found a second document or text the YAML parser "
+     "cannot read at line 2, column 1 (a stray '---' or ','?)"},
+    // yaml-cpp 0.7's LoadAll would loop forever on these.
+    {"LeadingComma", ",{version: a}\n",
+     "config must be exactly one YAML document; found a second document or text the YAML parser "
+     "cannot read at line 1, column 1 (a stray '---' or ','?)"},
+    {"TrailingComma", "{version: a}\n,\n",
+     "config must be exactly one YAML document; found a second document or text the YAML parser "
+     "cannot read at line 2, column 1 (a stray '---' or ','?)"},
     {"TopLevelScalar", "hello",
      "line 1: expected a mapping (key: value) for ConfigSnapshot, got the value \"hello\""},
     {"TopLevelList", "- a\n- b\n",
@@ -181,6 +190,27 @@ const BadTextCase kBadText[] = {
 
 INSTANTIATE_TEST_SUITE_P(Text, BadTextTest, testing::ValuesIn(kBadText),
                          [](const testing::TestParamInfo<BadTextCase>& i) { return i.param.name; });
+
+// Aliases share nodes in YAML but would be copied out in JSON: 40^4 principals from a few lines.
+TEST(ParseConfigTextTest, AliasExpansionIsBounded) {
+  auto rep = [](std::string_view first, std::string_view alias, int n) {
+    std::string out(first);
+    for (int i = 1; i < n; ++i) out += ", " + std::string(alias);
+    return out;
+  };
+  std::string principals = "[" + rep("x", "x", 40) + "]";
+  std::string from = "[" + rep("&f {source: {principals: " + principals + "}}", "*f", 40) + "]";
+  std::string rules = "[" + rep("&r {from: " + from + "}", "*r", 40) + "]";
+  std::string text = "authorizationPolicies: [" +
+                     rep("&p {name: a, namespace: b, rules: " + rules + "}", "*p", 40) + "]\n";
+  ASSERT_LT(text.size(), 4000u);
+  auto r = ParseConfigText(text);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                "config too large: more than 2000000 values once YAML aliases "
+                                "are expanded"))
+      << r.status();
+}
 
 TEST(ParseConfigTextTest, AcceptsBothFieldNameStylesAndQuotedNumbers) {
   auto r = ParseConfigText(R"(
@@ -227,6 +257,50 @@ TEST(LoadConfigFileTest, ErrorsNameThePath) {
                                                          ": line 5: workloads[0]: unknown "
                                                          "field \"serviceAcount\""))
       << r.status();
+}
+
+// Untrusted text must never crash the parser or the validator: every truncation of the good
+// fixtures and seeded random byte mutations either load or fail with InvalidArgument.
+TEST(ParseConfigTextTest, TruncatedAndMutatedInputNeverCrash) {
+  for (const char* fixture : {"good.yaml", "good.json"}) {
+    const std::string good = ReadAll(Testdata(fixture));
+    ASSERT_FALSE(good.empty());
+    auto check = [&](const std::string& text) {
+      auto pb = ParseConfigText(text);
+      if (!pb.ok()) {
+        ASSERT_EQ(pb.status().code(), absl::StatusCode::kInvalidArgument) << pb.status();
+        ASSERT_FALSE(pb.status().message().empty());
+        return;
+      }
+      auto snap = ConfigSnapshot::FromProto(*pb);
+      if (!snap.ok()) {
+        ASSERT_EQ(snap.status().code(), absl::StatusCode::kInvalidArgument) << snap.status();
+      }
+    };
+    for (size_t n = 0; n <= good.size(); ++n) check(good.substr(0, n));
+    std::mt19937 rng(12345);
+    const std::string alphabet = "{}[]:,-'\"#&*!|>%@` \n\t0123456789abcXYZ\xff\x00";
+    for (int i = 0; i < 1500; ++i) {
+      std::string text = good;
+      int edits = 1 + static_cast<int>(rng() % 4);
+      for (int e = 0; e < edits; ++e) {
+        size_t pos = rng() % text.size();
+        char c = alphabet[rng() % alphabet.size()];
+        switch (rng() % 3) {
+          case 0:
+            text[pos] = c;
+            break;
+          case 1:
+            text.insert(pos, 1, c);
+            break;
+          default:
+            text.erase(pos, 1);
+            break;
+        }
+      }
+      check(text);
+    }
+  }
 }
 
 // ---- ConfigFileWatcher --------------------------------------------------------------------
