@@ -2,6 +2,7 @@
 
 #include <ostream>
 
+#include "cli/demo/demo.h"
 #include "cli/dev_certs.h"
 
 namespace weft::cli {
@@ -11,6 +12,7 @@ std::vector<Command>& Registry() {
   static std::vector<Command> commands = {
       {"dev-certs", "create a development CA and workload certificates in a directory",
        &DevCertsMain},
+      {"demo", "run the README tour on a local mesh of network namespaces (root)", &demo::DemoMain},
   };
   return commands;
 }
