@@ -668,12 +668,8 @@ void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
               {"dst", target->ToString()},
               {"reason", d.reason}});
     info.labels.response_flags = "DENY";
-    info.error = d.reason;
-    // Count the denied attempt like Istio does (opened+closed with response_flags DENY).
-    auto* t = w_->NewTunnel(std::move(info), UniqueFd(), false);
-    t->Begin();
     SubmitResponse(sid, 403, false);
-    t->Abort(d.reason);
+    w_->Refuse(std::move(info), UniqueFd(), d.reason);
     return;
   }
   for (auto& a : d.audited)

@@ -246,6 +246,8 @@ class Worker {
   // Ownership of flows and connections (deleted via the loop's graveyard).
   Tunnel* NewTunnel(FlowInfo info, UniqueFd app, bool outbound);
   void ReleaseFlow(Flow* f);
+  // Counts a refused connection (opened + closed with info's response_flags) and resets it.
+  void Refuse(FlowInfo info, UniqueFd client, const std::string& reason);
   void RegisterInbound(Flow* f) { inbound_.insert(f); }
   void UnregisterInbound(Flow* f) { inbound_.erase(f); }
   HboneConn* NewConn(HboneConn::Role role, std::shared_ptr<Pod> pod, UniqueFd fd,
@@ -257,6 +259,8 @@ class Worker {
   void HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd);
   void HandleInboundPlain(const std::shared_ptr<Pod>& pod, UniqueFd fd);
   void HandleHbone(const std::shared_ptr<Pod>& pod, UniqueFd fd);
+  // Plain TCP relay from `client` to info.dst, connecting from inside the pod's netns.
+  void Relay(const std::shared_ptr<Pod>& pod, FlowInfo info, UniqueFd client, const IpAddr* src_ip);
   HboneConn* PoolGet(const std::shared_ptr<Pod>& pod, const PoolKey& key, const SockAddr& dial,
                      const IpAddr* src_ip);
 

@@ -200,10 +200,9 @@ void Worker::HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
       const char* why = !sp ? "no_service_port" : "no_ready_endpoint";
       metrics().ConnectionFailure("outbound", why);
       info.labels.response_flags = !sp ? "NR" : "UH";
-      auto* t = NewTunnel(std::move(info), std::move(fd), true);
-      t->Begin();
-      t->Abort(!sp ? absl::StrCat("service ", svc->name, ".", svc->ns, " has no port ", orig->port)
-                   : absl::StrCat("service ", svc->name, ".", svc->ns, " has no ready endpoint"));
+      Refuse(std::move(info), std::move(fd),
+             !sp ? absl::StrCat("service ", svc->name, ".", svc->ns, " has no port ", orig->port)
+                 : absl::StrCat("service ", svc->name, ".", svc->ns, " has no ready endpoint"));
       return;
     }
     dst = eps[shared_->rr.fetch_add(1, std::memory_order_relaxed) % eps.size()];
@@ -240,9 +239,8 @@ void Worker::HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     LOG_INFO("outbound", "destination outside the registry refused (REGISTRY_ONLY)",
              {{"pod", pod->uid}, {"dst", orig->ToString()}});
     info.labels.response_flags = "NR";
-    auto* t = NewTunnel(std::move(info), std::move(fd), true);
-    t->Begin();
-    t->Abort("REGISTRY_ONLY: " + orig->ToString() + " is not a known workload or service");
+    Refuse(std::move(info), std::move(fd),
+           "REGISTRY_ONLY: " + orig->ToString() + " is not a known workload or service");
     return;
   }
   // Passthrough: plain TCP from the pod's own netns, marked so capture lets it out.
@@ -250,18 +248,32 @@ void Worker::HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   info.labels.connection_security_policy = "unknown";
   std::optional<IpAddr> src_ip;
   if (!src->addresses.empty()) src_ip = AddressLike(*src, target.ip);
-  auto up = StartConnect(pod->netns_fd(), target, opts().mark, src_ip ? &*src_ip : nullptr);
+  Relay(pod, std::move(info), std::move(fd), src_ip ? &*src_ip : nullptr);
+}
+
+void Worker::Relay(const std::shared_ptr<Pod>& pod, FlowInfo info, UniqueFd client,
+                   const IpAddr* src_ip) {
+  auto up = StartConnect(pod->netns_fd(), info.dst, opts().mark, src_ip);
   if (!up.ok()) {
-    metrics().ConnectionFailure("outbound", "connect_failed");
-    LOG_WARN("outbound", "passthrough connect failed",
-             {{"dst", target.ToString()}, {"error", up.status().ToString()}});
-    Reset(fd);
+    metrics().ConnectionFailure(info.direction, "connect_failed");
+    LOG_WARN(info.direction, "cannot connect to the destination",
+             {{"dst", info.dst.ToString()}, {"error", up.status().ToString()}});
+    info.labels.response_flags = "UF";
+    Refuse(std::move(info), std::move(client), up.status().ToString());
     return;
   }
-  auto r = std::make_unique<PlainRelay>(this, std::move(info), std::move(fd), std::move(*up));
+  auto r = std::make_unique<PlainRelay>(this, std::move(info), std::move(client), std::move(*up));
   PlainRelay* p = r.get();
   flows_[p] = std::move(r);
   p->Start();
+}
+
+void Worker::Refuse(FlowInfo info, UniqueFd client, const std::string& reason) {
+  // Counted like Istio counts refused connections (opened + closed, with response_flags),
+  // then reset.
+  Tunnel* t = NewTunnel(std::move(info), std::move(client), true);
+  t->Begin();
+  t->Abort(reason);
 }
 
 void Worker::HandleInboundPlain(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
@@ -311,21 +323,10 @@ void Worker::HandleInboundPlain(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     LOG_INFO("inbound", "plaintext connection denied",
              {{"src", peer->ToString()}, {"dst", orig->ToString()}, {"reason", deny}});
     info.labels.response_flags = "DENY";
-    auto* t = NewTunnel(std::move(info), std::move(fd), false);
-    t->Begin();
-    t->Abort(deny);
+    Refuse(std::move(info), std::move(fd), deny);
     return;
   }
-  auto up = StartConnect(pod->netns_fd(), *orig, opts().mark);
-  if (!up.ok()) {
-    metrics().ConnectionFailure("inbound", "connect_failed");
-    Reset(fd);
-    return;
-  }
-  auto r = std::make_unique<PlainRelay>(this, std::move(info), std::move(fd), std::move(*up));
-  PlainRelay* p = r.get();
-  flows_[p] = std::move(r);
-  p->Start();
+  Relay(pod, std::move(info), std::move(fd), nullptr);
 }
 
 void Worker::HandleHbone(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
