@@ -15,6 +15,8 @@
 
 namespace weft::ztunnel {
 
+// Immutable once built: every const method is thread-safe, and returned pointers/references
+// live as long as the snapshot (hold the SnapshotPtr while using them).
 class ConfigSnapshot {
  public:
   // Validates and converts. Any invalid object fails the whole snapshot with an error naming
