@@ -8,6 +8,8 @@
 // Exit 0 only if every check held; otherwise the failed checks are listed and the exit is 1.
 #pragma once
 
+#include "common/scrape/scrape.h"
+
 #include <iosfwd>
 #include <map>
 #include <string>
@@ -43,15 +45,8 @@ struct DemoBinaries {
 absl::StatusOr<DemoBinaries> FindDemoBinaries(const std::string& self_exe);
 
 // One sample of Prometheus text exposition (as prometheus-cpp writes it).
-struct MetricSample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;
-};
-
-// The samples whose metric name starts with `name_prefix`; comments and malformed lines are
-// skipped.
-std::vector<MetricSample> ParseSamples(const std::string& text, const std::string& name_prefix);
+using weft::MetricSample;  // common/scrape
+using weft::ParseSamples;  // common/scrape
 
 // Runs the demo, writing progress to `out` and errors to `err`. Returns the exit code.
 int RunDemo(const DemoOptions& opts, std::ostream& out, std::ostream& err);

@@ -7,7 +7,9 @@
 #include <mutex>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "common/netns.h"
+#include "common/status.h"
 
 namespace weft {
 
@@ -59,21 +61,68 @@ absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& pat
   return body;
 }
 
-double MetricSum(const std::string& text, const std::string& name,
-                 const std::map<std::string, std::string>& labels) {
-  double sum = 0;
+std::vector<MetricSample> ParseSamples(const std::string& text, const std::string& name_prefix) {
+  std::vector<MetricSample> out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line.compare(0, name.size(), name) != 0) continue;
-    char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != '{' && next != ' ') continue;
+    if (line.empty() || line[0] == '#' || line.compare(0, name_prefix.size(), name_prefix) != 0)
+      continue;
+    MetricSample s;
+    size_t i = line.find_first_of("{ ");
+    if (i == std::string::npos) continue;
+    s.name = line.substr(0, i);
     bool ok = true;
-    for (const auto& [k, v] : labels)
-      if (line.find(k + "=\"" + v + "\"") == std::string::npos) ok = false;
-    if (!ok) continue;
-    sum += std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr);
+    if (line[i] == '{') {
+      ++i;
+      // label="value" pairs separated by ','; values escape '\\', '"' and newline.
+      while (ok && i < line.size() && line[i] != '}') {
+        size_t eq = line.find("=\"", i);
+        if (eq == std::string::npos) {
+          ok = false;
+          break;
+        }
+        std::string key = line.substr(i, eq - i), value;
+        i = eq + 2;
+        for (; i < line.size() && line[i] != '"'; ++i) {
+          if (line[i] == '\\' && i + 1 < line.size()) {
+            ++i;
+            value += line[i] == 'n' ? '\n' : line[i];
+          } else {
+            value += line[i];
+          }
+        }
+        if (i >= line.size()) {
+          ok = false;
+          break;
+        }
+        ++i;  // closing quote
+        if (i < line.size() && line[i] == ',') ++i;
+        s.labels[key] = value;
+      }
+      if (!ok || i >= line.size()) continue;
+      ++i;  // '}'
+    }
+    std::string_view rest = std::string_view(line).substr(i);
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    rest = rest.substr(0, rest.find(' '));  // drop an optional timestamp
+    if (!absl::SimpleAtod(Av(rest), &s.value)) continue;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+double MetricSum(const std::string& text, const std::string& name,
+                 const std::map<std::string, std::string>& labels) {
+  double sum = 0;
+  for (const auto& s : ParseSamples(text, name)) {
+    if (s.name != name) continue;
+    bool match = true;
+    for (const auto& [k, v] : labels) {
+      auto it = s.labels.find(k);
+      if (it == s.labels.end() || it->second != v) match = false;
+    }
+    if (match) sum += s.value;
   }
   return sum;
 }

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/net.h"
@@ -15,6 +16,17 @@ namespace weft {
 absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& path,
                                     int netns_fd = -1, int* status = nullptr,
                                     long timeout_ms = 5000);
+
+struct MetricSample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+// The samples whose metric name starts with `name_prefix` (Prometheus text format 0.0.4, as
+// prometheus-cpp writes it; label values unescaped); comments and malformed lines are skipped.
+// No Debian package parses this format, hence this small reader.
+std::vector<MetricSample> ParseSamples(const std::string& text, const std::string& name_prefix);
 
 // Sum of the values of samples named exactly `name` whose label set includes every pair in
 // `labels` (Prometheus text format 0.0.4, as prometheus-cpp writes it).
