@@ -21,6 +21,9 @@ namespace {
 
 constexpr size_t kTlsReadChunk = 256 * 1024;
 constexpr size_t kTlsOutHighWater = 1 << 20;  // stop generating frames above this
+// Bigger DATA frames than HTTP/2's 16 KiB default: one read() of the app socket and one
+// nghttp2 frame per 128 KiB. Small enough not to hold up other streams on the connection.
+constexpr int64_t kMaxDataFrame = 128 * 1024;
 
 // A BIO over HboneConn's tls_in_/tls_out_ queues.
 int BioWrite(BIO* b, const char* d, int n) {
@@ -158,6 +161,8 @@ struct H2Callbacks {
     Tunnel* t = it->second;
     c->streams_.erase(it);
     t->Detach();
+    // Its bytes of this batch are flushed by the tunnel itself from here on.
+    c->dirty_.erase(std::remove(c->dirty_.begin(), c->dirty_.end(), t), c->dirty_.end());
     t->OnStreamClosed(code);
     c->w_->metrics().pool_streams().Decrement();
     c->ArmIdleTimer();
@@ -171,6 +176,12 @@ struct H2Callbacks {
     LOG_WARN("hbone", "invalid HTTP/2 frame from peer",
              {{"peer", c->peer_.ToString()}, {"error", H2Err(err)}, {"type", f->hd.type}});
     return 0;
+  }
+
+  static ssize_t ReadLength(nghttp2_session*, uint8_t, int32_t, int32_t conn_window,
+                            int32_t stream_window, uint32_t peer_max_frame, void*) {
+    int64_t n = std::min<int64_t>({kMaxDataFrame, peer_max_frame, conn_window, stream_window});
+    return static_cast<ssize_t>(std::max<int64_t>(n, 1));
   }
 
   static ssize_t DataRead(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
@@ -297,7 +308,12 @@ void HboneConn::ResetStream(int32_t sid, uint32_t code) {
   }
 }
 
+void HboneConn::MarkDirty(Tunnel* t) {
+  if (std::find(dirty_.begin(), dirty_.end(), t) == dirty_.end()) dirty_.push_back(t);
+}
+
 void HboneConn::TunnelGone(Tunnel* t) {
+  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), t), dirty_.end());
   auto it = streams_.find(t->sid());
   if (it != streams_.end() && it->second == t) {
     streams_.erase(it);
@@ -408,6 +424,10 @@ void HboneConn::OnReadable() {
   in_recv_ = false;
   for (auto [sid, n] : consume_later_) nghttp2_session_consume(session_, sid, n);
   consume_later_.clear();
+  auto dirty = std::move(dirty_);
+  dirty_.clear();
+  for (Tunnel* t : dirty) t->FlushDown();
+  if (closed_) return;
   if (peer_eof_ && tls_in_.empty()) {
     Close("peer closed the connection");
     return;
@@ -466,6 +486,7 @@ bool HboneConn::OnHandshakeDone() {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, H2Callbacks::OnDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, H2Callbacks::OnStreamClose);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, H2Callbacks::OnInvalidFrame);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, H2Callbacks::ReadLength);
   nghttp2_option* opt;
   nghttp2_option_new(&opt);
   // Window updates only once the application socket took the bytes: back-pressure end to end.
@@ -483,8 +504,9 @@ bool HboneConn::OnHandshakeDone() {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, w_->opts().max_streams_per_conn},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(w_->opts().stream_window)},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, static_cast<uint32_t>(kMaxDataFrame)},
   };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, 3);
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, 4);
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         w_->opts().connection_window);
   LOG_DEBUG("hbone", "HBONE connection up",
@@ -770,20 +792,30 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
     AddReceived(n);
   else
     AddSent(n);
-  size_t written = 0;
-  if (down_.empty()) {
-    ssize_t k = ::send(app_.get(), d, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (k < 0 && errno != EAGAIN) {
-      Abort(std::string("application write failed: ") + std::strerror(errno));
-      return;
-    }
-    written = k > 0 ? static_cast<size_t>(k) : 0;
+  // Called from inside nghttp2_session_mem_recv: collect, and let the connection flush every
+  // tunnel once per read batch (one send() per batch instead of one per 16 KiB TLS record).
+  down_.Append(d, n);
+  if (conn_) conn_->MarkDirty(this);
+}
+
+void Tunnel::FlushDown() {
+  if (finished_ || !app_) return;
+  size_t before = down_.size();
+  if (!FlushTo(app_.get(), down_)) {
+    Abort(std::string("application write failed: ") + std::strerror(errno));
+    return;
   }
-  if (written < n) {
-    down_.Append(d + written, n - written);
+  if (conn_) conn_->Consume(sid_, before - down_.size());
+  if (down_.empty()) {
+    SetInterest(interest_ & ~EPOLLOUT);
+    if (remote_ended_ && !shut_wr_) {
+      shutdown(app_.get(), SHUT_WR);
+      shut_wr_ = true;
+    }
+  } else {
     SetInterest(interest_ | EPOLLOUT);
   }
-  if (conn_) conn_->Consume(sid_, written);
+  MaybeDone();
 }
 
 void Tunnel::OnRemoteEnd() {
@@ -824,22 +856,9 @@ void Tunnel::OnEvents(uint32_t ev) {
     return;
   }
   if (ev & EPOLLOUT) {
-    size_t before = down_.size();
-    if (!FlushTo(app_.get(), down_)) {
-      Abort(std::string("application write failed: ") + std::strerror(errno));
-      return;
-    }
-    if (conn_) conn_->Consume(sid_, before - down_.size());
-    if (down_.empty()) {
-      SetInterest(interest_ & ~EPOLLOUT);
-      if (remote_ended_ && !shut_wr_) {
-        shutdown(app_.get(), SHUT_WR);
-        shut_wr_ = true;
-      }
-    }
-    if (conn_) conn_->Pump();
-    MaybeDone();
+    FlushDown();
     if (finished_) return;
+    if (conn_) conn_->Pump();
   }
   if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
     if (read_deferred_ && conn_) {

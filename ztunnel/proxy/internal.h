@@ -136,7 +136,8 @@ class Tunnel : public Flow {
   void Begin() { Flow::Begin(); }
   void WatchApp();                          // registers the app fd with the loop
   void OnEstablished();                     // CONNECT answered 200: start moving bytes
-  void OnData(const uint8_t* d, size_t n);  // h2 -> app
+  void OnData(const uint8_t* d, size_t n);  // h2 -> app (buffered until FlushDown)
+  void FlushDown();                         // writes buffered h2 -> app bytes
   void OnRemoteEnd();                       // END_STREAM from the peer
   void OnStreamClosed(uint32_t error_code);
   void OnConnClosed(const std::string& reason);
@@ -180,6 +181,7 @@ class HboneConn : public EventLoop::Handler {
   void Consume(int32_t sid, size_t n);
   void ResetStream(int32_t sid, uint32_t code);
   void TunnelGone(Tunnel* t);
+  void MarkDirty(Tunnel* t);  // t got data in this read batch
   void Pump();
   void SubmitResponse(int32_t sid, int status, bool with_body);
 
@@ -224,6 +226,7 @@ class HboneConn : public EventLoop::Handler {
   absl::flat_hash_map<int32_t, HeaderList> req_headers_;  // server: headers being received
   absl::flat_hash_map<int32_t, int> resp_status_;         // client: :status per stream
   std::vector<std::pair<int32_t, size_t>> consume_later_;
+  std::vector<Tunnel*> dirty_;  // tunnels with data from the current read batch
 };
 
 class Worker {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/netns.h"
@@ -15,31 +16,77 @@
 
 namespace weft::ztunnel {
 
+namespace {
+constexpr size_t kMinBlock = 16 * 1024;
+constexpr size_t kMaxCachedBlock = 4 << 20;
+constexpr size_t kMaxCachedBytes = 8 << 20;
+
+struct BlockCache {
+  std::vector<std::pair<size_t, char*>> blocks;
+  size_t bytes = 0;
+  ~BlockCache() {
+    for (auto& [cap, p] : blocks) ::operator delete(p);
+  }
+};
+thread_local BlockCache t_cache;
+}  // namespace
+
+char* AllocBuffer(size_t* cap) {
+  size_t c = kMinBlock;
+  while (c < *cap) c <<= 1;
+  *cap = c;
+  auto& bl = t_cache.blocks;
+  for (size_t i = bl.size(); i-- > 0;) {
+    if (bl[i].first == c) {
+      char* p = bl[i].second;
+      bl[i] = bl.back();
+      bl.pop_back();
+      t_cache.bytes -= c;
+      return p;
+    }
+  }
+  return static_cast<char*>(::operator new(c));
+}
+
+void FreeBuffer(char* p, size_t cap) {
+  if (!p) return;
+  if (cap <= kMaxCachedBlock && t_cache.bytes + cap <= kMaxCachedBytes) {
+    t_cache.blocks.emplace_back(cap, p);
+    t_cache.bytes += cap;
+    return;
+  }
+  ::operator delete(p);
+}
+
+void ByteQueue::Release() {
+  FreeBuffer(buf_, cap_);
+  buf_ = nullptr;
+  cap_ = begin_ = end_ = 0;
+}
+
 char* ByteQueue::Reserve(size_t n) {
-  if (cap_ - end_ >= n) return buf_.get() + end_;
+  if (cap_ - end_ >= n) return buf_ + end_;
   size_t used = size();
   if (begin_ > 0 && cap_ - used >= n && begin_ >= used) {
-    std::memmove(buf_.get(), buf_.get() + begin_, used);
+    std::memmove(buf_, buf_ + begin_, used);
     begin_ = 0;
     end_ = used;
-    return buf_.get() + end_;
+    return buf_ + end_;
   }
-  size_t ncap = std::max<size_t>({16384, cap_ * 2, used + n});
-  std::unique_ptr<char[]> nb(new char[ncap]);
-  if (used) std::memcpy(nb.get(), buf_.get() + begin_, used);
-  buf_ = std::move(nb);
+  size_t ncap = std::max<size_t>(cap_ * 2, used + n);
+  char* nb = AllocBuffer(&ncap);
+  if (used) std::memcpy(nb, buf_ + begin_, used);
+  FreeBuffer(buf_, cap_);
+  buf_ = nb;
   cap_ = ncap;
   begin_ = 0;
   end_ = used;
-  return buf_.get() + end_;
+  return buf_ + end_;
 }
 
 void ByteQueue::Consume(size_t n) {
   begin_ += n;
-  if (begin_ >= end_) {
-    buf_.reset();
-    cap_ = begin_ = end_ = 0;
-  }
+  if (begin_ >= end_) Release();
 }
 
 ssize_t ReadInto(int fd, ByteQueue& q, size_t max) {

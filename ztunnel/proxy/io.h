@@ -19,9 +19,13 @@ namespace weft::ztunnel {
 // complaint). Not thread-safe.
 class ByteQueue {
  public:
+  ByteQueue() = default;
+  ByteQueue(const ByteQueue&) = delete;
+  ByteQueue& operator=(const ByteQueue&) = delete;
+  ~ByteQueue() { Release(); }
   size_t size() const { return end_ - begin_; }
   bool empty() const { return begin_ == end_; }
-  const char* data() const { return buf_.get() + begin_; }
+  const char* data() const { return buf_ + begin_; }
 
   // Space for at least `n` more bytes at the tail; call Commit(k) after writing k of them.
   char* Reserve(size_t n);
@@ -35,9 +39,16 @@ class ByteQueue {
   size_t capacity() const { return cap_; }
 
  private:
-  std::unique_ptr<char[]> buf_;
+  void Release();
+  char* buf_ = nullptr;
   size_t cap_ = 0, begin_ = 0, end_ = 0;
 };
+
+// Buffers come from a per-thread cache of power-of-two blocks (16 KiB .. 4 MiB, at most 8 MiB
+// cached per thread), so a busy connection that drains and refills its queues does not pay
+// malloc/mmap and page faults each time, while an idle one holds nothing.
+char* AllocBuffer(size_t* cap);  // rounds *cap up to the block size it returns
+void FreeBuffer(char* p, size_t cap);
 
 // Reads from fd into q (up to `max` bytes). Returns bytes read, 0 on EOF, -1 with errno set
 // (EAGAIN included).
