@@ -126,6 +126,23 @@ TEST_F(NamespacedMesh, CrossNodeTrafficIsMutualTlsOnTheWireWithIstioMetrics) {
   EXPECT_EQ(Metric(1, "istio_tcp_received_bytes_total", dst), secret.size());
 }
 
+TEST_F(NamespacedMesh, Ipv6TrafficIsTunnelledToo) {
+  auto ip6 = mesh_->testbed().PodIp6("server");
+  ASSERT_TRUE(ip6.ok()) << ip6.status();
+  auto ns = mesh_->PodNetns("server");
+  ASSERT_TRUE(ns.ok());
+  EchoServer v6(SockAddr{*IpAddr::Parse("::"), kAppPort + 1}, ns->get());
+  auto fd = DialFrom("client", SockAddr{*ip6, kAppPort + 1});
+  EXPECT_EQ(EchoRoundTrip(fd.get(), "over ipv6"), "over ipv6");
+  fd.reset();
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(1, "istio_tcp_connections_closed_total",
+                  {{"reporter", "destination"},
+                   {"source_principal", "spiffe://cluster.local/ns/shop/sa/frontend"},
+                   {"connection_security_policy", "mutual_tls"}}) == 1;
+  })) << "the IPv6 connection must arrive over HBONE with the client's identity";
+}
+
 TEST_F(NamespacedMesh, ServiceVipIsResolvedByZtunnel) {
   auto fd = DialFrom("client", *SockAddr::Parse("10.96.0.20:80"));
   EXPECT_EQ(EchoRoundTrip(fd.get(), "via vip"), "via vip");
