@@ -1,5 +1,6 @@
 #include "bench/bench.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "cli/localmesh/local_mesh.h"
 #include "common/netns.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace weft::bench {
 
@@ -499,6 +501,8 @@ and ztunnel memory per idle tunnelled connection; bare vs mesh, interleaved. Nee
   --agent-bin PATH      default: <build>/agent/weft-agent
   --out DIR             write DIR/results.json and DIR/report.md (created)
   --keep-work-dir       keep the testbed's work dir (logs, certs) after the run
+  --no-pm-qos           do not hold /dev/cpu_dma_latency at 0 during the run (default: held,
+                        so idle-CPU wake-up latency does not swamp the figures)
   --quick               1 round, 2 s iperf3, 5000 round trips, 2 s connect rate (~1 minute)
   --help
 )";
@@ -538,6 +542,8 @@ absl::StatusOr<Config> ParseArgs(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       c.help = true;
     } else if (a == "--quick") {
+    } else if (a == "--no-pm-qos") {
+      c.pm_qos = false;
     } else if (a == "--keep-work-dir") {
       c.keep_work_dir = true;
     } else if (a == "--rounds") {
@@ -608,6 +614,16 @@ absl::StatusOr<json> Run(const Config& cfg, const std::atomic<bool>& stop) {
         "RLIMIT_NOFILE is ", nofile, ", too low for --hold-conns ", cfg.hold_connections,
         "; lower --hold-conns or raise the hard limit (ulimit -Hn)"));
 
+  // The request lasts while the fd is open and is dropped by the kernel when we exit.
+  UniqueFd pm_qos;
+  if (cfg.pm_qos) {
+    pm_qos.reset(open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC));
+    int32_t zero = 0;
+    if (!pm_qos.valid() || write(pm_qos.get(), &zero, sizeof zero) != sizeof zero) {
+      Progress("note: cannot hold /dev/cpu_dma_latency; latency figures include idle wake-ups");
+      pm_qos.reset();
+    }
+  }
   const std::string started = UtcNow("%Y-%m-%dT%H:%M:%SZ");
   const std::string load_before = ReadMachineInfo().loadavg;
   std::string iperf_version = "unknown";
@@ -656,7 +672,8 @@ absl::StatusOr<json> Run(const Config& cfg, const std::atomic<bool>& stop) {
                  {"log_level", cfg.log_level},
                  {"access_log", false},
                  {"capture", "iptables"},
-                 {"quick", cfg.quick}};
+                 {"quick", cfg.quick},
+                 {"pm_qos_cpu_dma_latency_0", pm_qos.valid()}};
   return r;
 }
 
@@ -692,6 +709,10 @@ std::string RenderMarkdown(const json& j) {
       absl::StrCat("- Rounds: ", c["rounds"].get<int>(),
                    ", modes interleaved (bare, mesh, bare, mesh, ...); tables show the median ",
                    "over rounds. ztunnel CPU = utime+stime of both nodes' ztunnels during a run."));
+  line(c.value("pm_qos_cpu_dma_latency_0", false)
+           ? "- CPU idle: PM QoS request /dev/cpu_dma_latency = 0 held during the run (no deep "
+             "idle, so vCPU wake-ups do not swamp latency figures)"
+           : "- CPU idle: not restricted (latency figures include idle vCPU wake-ups)");
   line("");
 
   const json& t = j["throughput"];

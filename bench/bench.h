@@ -35,6 +35,10 @@ struct Config {
   std::string ztunnel_bin, agent_bin;  // default: next to weft-bench's build dir
   std::string out_dir;                 // where results.json and report.md go ("" = nowhere)
   bool keep_work_dir = false;
+  // Hold a PM QoS request of 0 µs on /dev/cpu_dma_latency for the run (released when the
+  // process exits): on VMs, waking an idle vCPU costs tens of µs, which otherwise dominates
+  // every latency figure and flips from run to run with background load.
+  bool pm_qos = true;
   bool quick = false;
   bool help = false;
   std::string command_line;  // argv, shell-quoted, for the report

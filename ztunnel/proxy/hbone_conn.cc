@@ -5,6 +5,8 @@
 #include <openssl/err.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <climits>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,13 +21,15 @@ namespace weft::ztunnel {
 
 namespace {
 
-constexpr size_t kTlsReadChunk = 256 * 1024;
-constexpr size_t kTlsOutHighWater = 1 << 20;  // stop generating frames above this
+constexpr size_t kTlsReadBuffer = 256 * 1024;  // OpenSSL's read-ahead buffer
+constexpr size_t kTlsOutHighWater = 1 << 20;   // stop generating frames above this
 // Bigger DATA frames than HTTP/2's 16 KiB default: one read() of the app socket and one
 // nghttp2 frame per 128 KiB. Small enough not to hold up other streams on the connection.
 constexpr int64_t kMaxDataFrame = 128 * 1024;
 
-// A BIO over HboneConn's tls_in_/tls_out_ queues.
+// The write side of TLS goes through a BIO that appends to HboneConn::tls_out_, so records are
+// sent in one batch per Pump instead of one syscall each. The read side is a plain socket BIO
+// with read-ahead: OpenSSL reads up to 256 KiB straight from the kernel into its own buffer.
 int BioWrite(BIO* b, const char* d, int n) {
   auto* c = static_cast<HboneConn*>(BIO_get_data(b));
   BIO_clear_retry_flags(b);
@@ -33,18 +37,9 @@ int BioWrite(BIO* b, const char* d, int n) {
   return n;
 }
 
-int BioRead(BIO* b, char* d, int n) {
-  auto* c = static_cast<HboneConn*>(BIO_get_data(b));
+int BioRead(BIO* b, char*, int) {
   BIO_clear_retry_flags(b);
-  if (c->tls_in_.empty()) {
-    if (c->peer_eof_) return 0;
-    BIO_set_retry_read(b);
-    return -1;
-  }
-  size_t k = std::min(static_cast<size_t>(n), c->tls_in_.size());
-  std::memcpy(d, c->tls_in_.data(), k);
-  c->tls_in_.Consume(k);
-  return static_cast<int>(k);
+  return -1;  // write-only
 }
 
 long BioCtrl(BIO*, int cmd, long, void*) {
@@ -160,9 +155,10 @@ struct H2Callbacks {
     if (it == c->streams_.end()) return 0;
     Tunnel* t = it->second;
     c->streams_.erase(it);
-    t->Detach();
-    // Its bytes of this batch are flushed by the tunnel itself from here on.
+    // Bytes of this batch still point into the scratch buffer: write (or copy) them now.
     c->dirty_.erase(std::remove(c->dirty_.begin(), c->dirty_.end(), t), c->dirty_.end());
+    t->FlushDown();
+    t->Detach();
     t->OnStreamClosed(code);
     c->w_->metrics().pool_streams().Decrement();
     c->ArmIdleTimer();
@@ -196,9 +192,11 @@ HboneConn::HboneConn(Worker* w, Role role, std::shared_ptr<Pod> pod, UniqueFd fd
                      std::shared_ptr<SSL_CTX> ctx, SockAddr peer)
     : w_(w), role_(role), pod_(std::move(pod)), fd_(std::move(fd)), peer_(peer) {
   ssl_.reset(SSL_new(ctx.get()));
-  BIO* bio = BIO_new(QueueBioMethod());
-  BIO_set_data(bio, this);
-  SSL_set_bio(ssl_.get(), bio, bio);  // one BIO for both directions (refcount handled)
+  BIO* wbio = BIO_new(QueueBioMethod());
+  BIO_set_data(wbio, this);
+  SSL_set_bio(ssl_.get(), BIO_new_socket(fd_.get(), BIO_NOCLOSE), wbio);
+  SSL_set_read_ahead(ssl_.get(), 1);
+  SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadBuffer);
   if (role_ == Role::kClient)
     SSL_set_connect_state(ssl_.get());
   else
@@ -364,38 +362,35 @@ void HboneConn::OnEvents(uint32_t ev) {
 }
 
 void HboneConn::OnReadable() {
-  size_t total = 0;
-  while (total < 4 * kTlsReadChunk) {
-    ssize_t n = ReadInto(fd_.get(), tls_in_, kTlsReadChunk);
-    if (n > 0) {
-      total += static_cast<size_t>(n);
-      continue;
-    }
-    if (n == 0) {
-      peer_eof_ = true;
-      break;
-    }
-    if (errno == EAGAIN || errno == EINTR) break;
-    Close(absl::StrCat("read from ", peer_.ToString(), " failed: ", std::strerror(errno)));
-    return;
-  }
   if (!handshake_done_) {
     DriveHandshake();
-    if (closed_ || !handshake_done_) {
-      if (!closed_ && peer_eof_) Close("peer closed during the TLS handshake");
-      return;
-    }
+    if (closed_ || !handshake_done_) return;
   }
-  // Decrypt and feed nghttp2 until OpenSSL wants more bytes.
-  char* buf = w_->scratch();
+  // Decrypt into the worker's scratch buffer, record after record, and feed nghttp2. DATA is
+  // handed to the tunnels as pointers into that buffer and written out (sendmsg with iovecs)
+  // when the buffer is about to be reused and at the end: no copy on this side.
+  char* base = w_->scratch();
+  size_t off = 0, total = 0;
   in_recv_ = true;
   while (true) {
-    int n = SSL_read(ssl_.get(), buf, Worker::kScratch);
+    if (Worker::kScratch - off < kTlsReadBuffer / 4) {
+      in_recv_ = false;
+      FlushReceived();
+      if (closed_) return;
+      in_recv_ = true;
+      off = 0;
+    }
+    int n = SSL_read(ssl_.get(), base + off, static_cast<int>(Worker::kScratch - off));
     if (n <= 0) {
       int e = SSL_get_error(ssl_.get(), n);
       if (e == SSL_ERROR_WANT_READ) break;
       in_recv_ = false;
-      if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && peer_eof_)) {
+      FlushReceived();
+      if (closed_) return;
+      unsigned long err = ERR_peek_error();
+      if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && err == 0) ||
+          ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ERR_clear_error();
         Close("peer closed the connection");
       } else if (role_ == Role::kClient && !got_app_data_) {
         // TLS 1.3: the client finishes first and learns that the server rejected its
@@ -412,27 +407,33 @@ void HboneConn::OnReadable() {
       return;
     }
     got_app_data_ = true;
-    ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<uint8_t*>(buf), n);
+    ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<uint8_t*>(base + off), n);
     if (rv < 0) {
       in_recv_ = false;
+      FlushReceived();
       w_->metrics().BadInput(role_ == Role::kServer ? "15008" : "hbone_client", "h2_protocol");
       Close("HTTP/2 protocol error from peer: " + H2Err(static_cast<int>(rv)));
       return;
     }
     if (closed_) return;
+    off += static_cast<size_t>(n);
+    total += static_cast<size_t>(n);
+    // Fairness: let other connections run; level-triggered epoll brings us back, but only
+    // if OpenSSL holds nothing already read from the socket.
+    if (total >= kTlsReadBuffer * 4 && !SSL_has_pending(ssl_.get())) break;
   }
   in_recv_ = false;
+  FlushReceived();
+  if (closed_) return;
+  Pump();
+}
+
+void HboneConn::FlushReceived() {
   for (auto [sid, n] : consume_later_) nghttp2_session_consume(session_, sid, n);
   consume_later_.clear();
   auto dirty = std::move(dirty_);
   dirty_.clear();
   for (Tunnel* t : dirty) t->FlushDown();
-  if (closed_) return;
-  if (peer_eof_ && tls_in_.empty()) {
-    Close("peer closed the connection");
-    return;
-  }
-  Pump();
 }
 
 void HboneConn::DriveHandshake() {
@@ -445,6 +446,14 @@ void HboneConn::DriveHandshake() {
   int e = SSL_get_error(ssl_.get(), rc);
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
     FlushTls();
+    return;
+  }
+  unsigned long err = ERR_peek_error();
+  if (SSL_in_before(ssl_.get()) && ((e == SSL_ERROR_SYSCALL && err == 0) ||
+                                    ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+    // Connected and closed without a byte: a port probe (kubelet, load balancer), not an attack.
+    ERR_clear_error();
+    Close("peer closed before the TLS handshake");
     return;
   }
   TlsFailure f = ClassifyHandshakeFailure(ssl_.get());
@@ -612,7 +621,8 @@ void HboneConn::UpdateInterest() {
 void HboneConn::Close(const std::string& reason) {
   if (closed_) return;
   closed_ = true;
-  if (handshake_done_ && (reason == "idle" || reason == "peer closed the connection")) {
+  if ((handshake_done_ && (reason == "idle" || reason == "peer closed the connection")) ||
+      reason == "peer closed before the TLS handshake") {
     LOG_DEBUG("hbone", "HBONE connection closed",
               {{"peer", peer_.ToString()}, {"reason", reason}, {"streams", stream_count()}});
   } else {
@@ -792,20 +802,62 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
     AddReceived(n);
   else
     AddSent(n);
-  // Called from inside nghttp2_session_mem_recv: collect, and let the connection flush every
-  // tunnel once per read batch (one send() per batch instead of one per 16 KiB TLS record).
-  down_.Append(d, n);
+  // Called from inside nghttp2_session_mem_recv with a pointer into the worker's scratch
+  // buffer, which stays put until the connection calls FlushDown: keep pointers, not copies,
+  // unless older bytes are already queued (order).
+  if (down_.empty()) {
+    if (!pending_.empty() &&
+        static_cast<const uint8_t*>(pending_.back().iov_base) + pending_.back().iov_len == d) {
+      pending_.back().iov_len += n;
+    } else {
+      pending_.push_back({const_cast<uint8_t*>(d), n});
+    }
+  } else {
+    down_.Append(d, n);
+  }
   if (conn_) conn_->MarkDirty(this);
 }
 
 void Tunnel::FlushDown() {
-  if (finished_ || !app_) return;
-  size_t before = down_.size();
-  if (!FlushTo(app_.get(), down_)) {
-    Abort(std::string("application write failed: ") + std::strerror(errno));
+  if (finished_ || !app_) {
+    pending_.clear();
     return;
   }
-  if (conn_) conn_->Consume(sid_, before - down_.size());
+  size_t written = 0;
+  if (!pending_.empty()) {
+    size_t want = 0;
+    for (const auto& v : pending_) want += v.iov_len;
+    msghdr mh{};
+    mh.msg_iov = pending_.data();
+    mh.msg_iovlen = std::min<size_t>(pending_.size(), IOV_MAX);
+    ssize_t k = ::sendmsg(app_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k < 0 && errno != EAGAIN && errno != EINTR) {
+      pending_.clear();
+      Abort(std::string("application write failed: ") + std::strerror(errno));
+      return;
+    }
+    written = k > 0 ? static_cast<size_t>(k) : 0;
+    if (written < want) {  // the app is slower than the sender: keep the rest, copied
+      size_t skip = written;
+      for (const auto& v : pending_) {
+        if (skip >= v.iov_len) {
+          skip -= v.iov_len;
+          continue;
+        }
+        down_.Append(static_cast<const char*>(v.iov_base) + skip, v.iov_len - skip);
+        skip = 0;
+      }
+    }
+    pending_.clear();
+  } else if (!down_.empty()) {
+    size_t before = down_.size();
+    if (!FlushTo(app_.get(), down_)) {
+      Abort(std::string("application write failed: ") + std::strerror(errno));
+      return;
+    }
+    written = before - down_.size();
+  }
+  if (conn_) conn_->Consume(sid_, written);
   if (down_.empty()) {
     SetInterest(interest_ & ~EPOLLOUT);
     if (remote_ended_ && !shut_wr_) {
@@ -820,7 +872,7 @@ void Tunnel::FlushDown() {
 
 void Tunnel::OnRemoteEnd() {
   remote_ended_ = true;
-  if (down_.empty() && !shut_wr_ && app_) {
+  if (down_.empty() && pending_.empty() && !shut_wr_ && app_) {
     shutdown(app_.get(), SHUT_WR);
     shut_wr_ = true;
   }
@@ -873,7 +925,7 @@ void Tunnel::OnEvents(uint32_t ev) {
 }
 
 void Tunnel::MaybeDone() {
-  if (finished_ || !stream_closed_ || !down_.empty()) return;
+  if (finished_ || !stream_closed_ || !down_.empty() || !pending_.empty()) return;
   if (app_) {
     if (watched_) w_->loop().Remove(app_.get());
     app_.reset();
@@ -883,6 +935,7 @@ void Tunnel::MaybeDone() {
 
 void Tunnel::Abort(const std::string& reason) {
   if (finished_) return;
+  pending_.clear();
   if (info_.error.empty()) info_.error = reason;
   if (conn_) {
     HboneConn* c = conn_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nghttp2/nghttp2.h>
+#include <sys/uio.h>
 
 #include <atomic>
 #include <chrono>
@@ -160,7 +161,8 @@ class Tunnel : public Flow {
   bool remote_ended_ = false, shut_wr_ = false, stream_closed_ = false;
   uint32_t interest_ = 0;
   bool watched_ = false;
-  ByteQueue down_;  // h2 -> app bytes the app socket did not take yet
+  ByteQueue down_;              // h2 -> app bytes the app socket did not take yet
+  std::vector<iovec> pending_;  // h2 -> app bytes of this read batch, in the worker's scratch
 };
 
 class HboneConn : public EventLoop::Handler {
@@ -181,6 +183,7 @@ class HboneConn : public EventLoop::Handler {
   void Consume(int32_t sid, size_t n);
   void ResetStream(int32_t sid, uint32_t code);
   void TunnelGone(Tunnel* t);
+  void FlushReceived();       // deferred window consumption + every dirty tunnel's FlushDown
   void MarkDirty(Tunnel* t);  // t got data in this read batch
   void Pump();
   void SubmitResponse(int32_t sid, int status, bool with_body);
@@ -203,8 +206,7 @@ class HboneConn : public EventLoop::Handler {
   std::string direction() const { return role_ == Role::kClient ? "outbound" : "inbound"; }
 
  public:  // BIO callbacks
-  ByteQueue tls_in_, tls_out_;
-  bool peer_eof_ = false;
+  ByteQueue tls_out_;
 
  private:
   Worker* w_;
@@ -237,8 +239,9 @@ class Worker {
   Proxy::Shared& shared() { return *shared_; }
   Metrics& metrics() { return *shared_->metrics; }
   const ProxyOptions& opts() const { return shared_->opts; }
-  char* scratch() { return scratch_; }
-  static constexpr size_t kScratch = 64 * 1024;
+  char* scratch() { return scratch_.get(); }
+  // Decrypted bytes of one read batch; tunnels point into it until the batch is flushed.
+  static constexpr size_t kScratch = 1 << 20;
 
   // Loop thread only.
   void AddPod(std::shared_ptr<Pod> pod);
@@ -288,7 +291,7 @@ class Worker {
   std::set<Flow*> inbound_;
   // Per pod: pool key -> open client connections.
   std::map<std::string, absl::flat_hash_map<PoolKey, std::vector<HboneConn*>>> pools_;
-  char scratch_[kScratch];
+  std::unique_ptr<char[]> scratch_{new char[kScratch]};
 };
 
 // Label helpers (flow.cc).
