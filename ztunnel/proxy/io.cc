@@ -58,35 +58,86 @@ void FreeBuffer(char* p, size_t cap) {
   ::operator delete(p);
 }
 
-void ByteQueue::Release() {
-  FreeBuffer(buf_, cap_);
-  buf_ = nullptr;
-  cap_ = begin_ = end_ = 0;
+size_t ByteQueue::capacity() const {
+  size_t c = 0;
+  for (const auto& b : blocks_) c += b.cap;
+  return c;
 }
 
 char* ByteQueue::Reserve(size_t n) {
-  if (cap_ - end_ >= n) return buf_ + end_;
-  size_t used = size();
-  if (begin_ > 0 && cap_ - used >= n && begin_ >= used) {
-    std::memmove(buf_, buf_ + begin_, used);
-    begin_ = 0;
-    end_ = used;
-    return buf_ + end_;
+  if (!blocks_.empty() && blocks_.back().cap - blocks_.back().end >= n)
+    return blocks_.back().p + blocks_.back().end;
+  size_t cap = std::max(n, kBlock);
+  char* p = AllocBuffer(&cap);
+  blocks_.push_back({p, cap, 0, 0});
+  return p;
+}
+
+void ByteQueue::Commit(size_t n) {
+  blocks_.back().end += n;
+  size_ += n;
+}
+
+void ByteQueue::Unreserve() {
+  if (!blocks_.empty() && blocks_.back().begin == blocks_.back().end) {
+    FreeBuffer(blocks_.back().p, blocks_.back().cap);
+    blocks_.pop_back();
+    if (blocks_.empty()) std::vector<Block>().swap(blocks_);
   }
-  size_t ncap = std::max<size_t>(cap_ * 2, used + n);
-  char* nb = AllocBuffer(&ncap);
-  if (used) std::memcpy(nb, buf_ + begin_, used);
-  FreeBuffer(buf_, cap_);
-  buf_ = nb;
-  cap_ = ncap;
-  begin_ = 0;
-  end_ = used;
-  return buf_ + end_;
+}
+
+void ByteQueue::Append(const void* p, size_t n) {
+  const char* src = static_cast<const char*>(p);
+  while (n > 0) {
+    if (blocks_.empty() || blocks_.back().end == blocks_.back().cap) Reserve(1);
+    Block& b = blocks_.back();
+    size_t k = std::min(n, b.cap - b.end);
+    std::memcpy(b.p + b.end, src, k);
+    b.end += k;
+    size_ += k;
+    src += k;
+    n -= k;
+  }
 }
 
 void ByteQueue::Consume(size_t n) {
-  begin_ += n;
-  if (begin_ >= end_) Release();
+  size_t drop = 0;
+  while (n > 0 && drop < blocks_.size()) {
+    Block& b = blocks_[drop];
+    size_t k = std::min(n, b.end - b.begin);
+    b.begin += k;
+    size_ -= k;
+    n -= k;
+    if (b.begin == b.end) {
+      FreeBuffer(b.p, b.cap);
+      drop++;
+    }
+  }
+  blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<ptrdiff_t>(drop));
+  if (blocks_.empty()) std::vector<Block>().swap(blocks_);  // idle: hold nothing
+}
+
+void ByteQueue::Clear() {
+  for (auto& b : blocks_) FreeBuffer(b.p, b.cap);
+  std::vector<Block>().swap(blocks_);
+  size_ = 0;
+}
+
+int ByteQueue::Peek(iovec* iov, int max) const {
+  int n = 0;
+  for (const auto& b : blocks_) {
+    if (n == max) break;
+    if (b.end == b.begin) continue;
+    iov[n++] = {b.p + b.begin, b.end - b.begin};
+  }
+  return n;
+}
+
+std::string ByteQueue::ToString() const {
+  std::string s;
+  s.reserve(size_);
+  for (const auto& b : blocks_) s.append(b.p + b.begin, b.end - b.begin);
+  return s;
 }
 
 ssize_t ReadInto(int fd, ByteQueue& q, size_t max) {
@@ -94,15 +145,21 @@ ssize_t ReadInto(int fd, ByteQueue& q, size_t max) {
   ssize_t n = ::read(fd, p, max);
   if (n > 0) {
     q.Commit(static_cast<size_t>(n));
-  } else if (q.empty()) {
-    q.Clear();  // give back the buffer Reserve may have allocated
+  } else {
+    int saved = errno;
+    q.Unreserve();  // give back a block Reserve may have allocated
+    errno = saved;
   }
   return n;
 }
 
 bool FlushTo(int fd, ByteQueue& q) {
   while (!q.empty()) {
-    ssize_t n = ::send(fd, q.data(), q.size(), MSG_NOSIGNAL);
+    iovec iov[16];
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = static_cast<size_t>(q.Peek(iov, 16));
+    ssize_t n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno == EAGAIN;

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/net.h"
@@ -14,34 +16,41 @@
 
 namespace weft::ztunnel {
 
-// A FIFO of bytes whose storage is allocated on first use and freed as soon as it drains, so
-// an idle connection holds no buffer memory (ztunnel's grow-only buffers are a known
-// complaint). Not thread-safe.
+// A FIFO of bytes kept as a chain of blocks: appending never moves bytes already queued (a
+// contiguous buffer would memmove its unsent tail on every refill), and a drained block goes
+// back to the per-thread cache at once, so an idle connection holds no buffer memory
+// (ztunnel's grow-only buffers are a known complaint). Not thread-safe.
 class ByteQueue {
  public:
+  static constexpr size_t kBlock = 64 * 1024;
   ByteQueue() = default;
   ByteQueue(const ByteQueue&) = delete;
   ByteQueue& operator=(const ByteQueue&) = delete;
-  ~ByteQueue() { Release(); }
-  size_t size() const { return end_ - begin_; }
-  bool empty() const { return begin_ == end_; }
-  const char* data() const { return buf_ + begin_; }
+  ~ByteQueue() { Clear(); }
 
-  // Space for at least `n` more bytes at the tail; call Commit(k) after writing k of them.
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  size_t capacity() const;  // bytes of blocks held
+
+  // Contiguous space for at least `n` bytes at the tail; Commit(k) after writing k of them,
+  // or Unreserve() if nothing was written (frees an empty tail block).
   char* Reserve(size_t n);
-  void Commit(size_t n) { end_ += n; }
-  void Append(const void* p, size_t n) {
-    std::memcpy(Reserve(n), p, n);
-    Commit(n);
-  }
-  void Consume(size_t n);  // frees storage when it becomes empty
-  void Clear() { Consume(size()); }
-  size_t capacity() const { return cap_; }
+  void Commit(size_t n);
+  void Unreserve();
+  void Append(const void* p, size_t n);
+  void Consume(size_t n);
+  void Clear();
+  // Up to `max` spans from the head, for writev/sendmsg. Returns how many were filled.
+  int Peek(iovec* iov, int max) const;
+  std::string ToString() const;  // tests and logs
 
  private:
-  void Release();
-  char* buf_ = nullptr;
-  size_t cap_ = 0, begin_ = 0, end_ = 0;
+  struct Block {
+    char* p;
+    size_t cap, begin, end;
+  };
+  std::vector<Block> blocks_;  // empty vector: no allocation
+  size_t size_ = 0;
 };
 
 // Buffers come from a per-thread cache of power-of-two blocks (16 KiB .. 4 MiB, at most 8 MiB

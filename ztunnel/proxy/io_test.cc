@@ -13,21 +13,29 @@ TEST(ByteQueue, AllocatesLazilyAndFreesWhenDrained) {
   EXPECT_EQ(q.capacity(), 0u);
   q.Append("hello", 5);
   EXPECT_GT(q.capacity(), 0u);
-  EXPECT_EQ(std::string(q.data(), q.size()), "hello");
+  EXPECT_EQ(q.ToString(), "hello");
   q.Consume(2);
-  EXPECT_EQ(std::string(q.data(), q.size()), "llo");
+  EXPECT_EQ(q.ToString(), "llo");
   q.Consume(3);
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(q.capacity(), 0u) << "an idle queue must hold no memory";
 }
 
-TEST(ByteQueue, GrowsAndCompacts) {
+TEST(ByteQueue, ChainsBlocksAndFreesThemAsTheyDrain) {
   ByteQueue q;
-  std::string big(100000, 'x');
+  std::string big(3 * ByteQueue::kBlock + 10, 'x');
   q.Append(big.data(), big.size());
-  q.Consume(99990);
+  EXPECT_EQ(q.size(), big.size());
+  size_t held = q.capacity();
+  q.Consume(2 * ByteQueue::kBlock);
+  EXPECT_LT(q.capacity(), held) << "drained blocks must be given back";
   q.Append("0123456789", 10);
-  EXPECT_EQ(std::string(q.data(), q.size()), "xxxxxxxxxx0123456789");
+  EXPECT_EQ(q.ToString(), std::string(ByteQueue::kBlock + 10, 'x') + "0123456789");
+  iovec iov[4];
+  int n = q.Peek(iov, 4);
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += iov[i].iov_len;
+  EXPECT_EQ(total, q.size());
 }
 
 TEST(Io, ReadIntoAndFlushTo) {
@@ -40,7 +48,7 @@ TEST(Io, ReadIntoAndFlushTo) {
   EXPECT_TRUE(out.empty());
   ByteQueue in;
   EXPECT_EQ(ReadInto(b.get(), in, 1024), 4);
-  EXPECT_EQ(std::string(in.data(), in.size()), "ping");
+  EXPECT_EQ(in.ToString(), "ping");
   in.Clear();
   EXPECT_EQ(ReadInto(b.get(), in, 1024), -1);
   EXPECT_EQ(errno, EAGAIN);
