@@ -2,19 +2,16 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "common/netns.h"
@@ -30,36 +27,6 @@ const bool kIgnoreSigpipe = [] {
   return true;
 }();
 }  // namespace
-
-TempDir::TempDir() {
-  const char* base = getenv("TMPDIR");
-  std::string tmpl = std::string(base ? base : "/tmp") + "/weft-test-XXXXXX";
-  char* p = mkdtemp(tmpl.data());
-  if (!p) std::abort();
-  path_ = p;
-}
-
-TempDir::~TempDir() {
-  if (getenv("WEFT_KEEP_TMP")) {  // debugging: keep logs, configs and captures
-    fprintf(stderr, "keeping %s\n", path_.c_str());
-    return;
-  }
-  nftw(
-      path_.c_str(),
-      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-      FTW_DEPTH | FTW_PHYS);
-}
-
-std::string TempDir::Write(const std::string& name, const std::string& content) const {
-  std::string p = path_ + "/" + name;
-  std::string tmp = p + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << content;
-  }
-  ::rename(tmp.c_str(), p.c_str());  // atomic replace, like kubectl/editors do
-  return p;
-}
 
 EchoServer::EchoServer(const SockAddr& addr, int netns_fd) {
   auto fd = SocketInNetns(netns_fd, addr.ip.IsV4() ? AF_INET : AF_INET6, SOCK_STREAM, 0);

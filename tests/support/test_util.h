@@ -15,22 +15,15 @@
 #include "common/net.h"
 #include "common/scrape/scrape.h"
 #include "common/spiffe.h"
+#include "common/testing/temp_dir.h"
 #include "common/tls.h"
 #include "common/unique_fd.h"
 
 namespace weft::testing {
 
-// mkdtemp under $TMPDIR (or /tmp); removed recursively by the destructor.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& content) const;
-
- private:
-  std::string path_;
-};
+// TempDir (mkdtemp under $TMPDIR or /tmp, WEFT_KEEP_TMP keeps it) comes from
+// common/testing/temp_dir.h, which declares it in this same namespace.
+using weft::testing::TempDir;
 
 // A threaded TCP echo server on `addr` (port 0 picks one). Optionally in a netns.
 class EchoServer {

@@ -4,7 +4,6 @@
 
 #include "common/tls.h"
 #include "ztunnel/identity/identity.h"
-#include "ztunnel/identity/test_util.h"
 
 namespace weft::ztunnel {
 namespace {

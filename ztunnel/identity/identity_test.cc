@@ -5,15 +5,15 @@
 #include <fstream>
 #include <thread>
 
+#include "common/testing/temp_dir.h"
 #include "common/tls.h"
 #include "ztunnel/identity/identity.h"
-#include "ztunnel/identity/test_util.h"
 
 namespace weft::ztunnel {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::TempDir;
+using weft::testing::TempDir;
 
 const SpiffeId kWeb{"cluster.local", "default", "web"};
 const SpiffeId kDb{"cluster.local", "data", "db"};

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "common/testing/temp_dir.h"
 
 namespace weft::ztunnel {
 namespace {
@@ -131,7 +132,7 @@ void PrintTo(const BadTextCase& c, std::ostream* os) {
   *os << c.name;
 }
 
-class BadTextTest : public testing::TestWithParam<BadTextCase> {};
+class BadTextTest : public ::testing::TestWithParam<BadTextCase> {};
 
 TEST_P(BadTextTest, Rejects) {
   auto r = ParseConfigText(GetParam().text);
@@ -188,8 +189,10 @@ const BadTextCase kBadText[] = {
      "0xFF"},
 };
 
-INSTANTIATE_TEST_SUITE_P(Text, BadTextTest, testing::ValuesIn(kBadText),
-                         [](const testing::TestParamInfo<BadTextCase>& i) { return i.param.name; });
+INSTANTIATE_TEST_SUITE_P(Text, BadTextTest, ::testing::ValuesIn(kBadText),
+                         [](const ::testing::TestParamInfo<BadTextCase>& i) {
+                           return i.param.name;
+                         });
 
 // Aliases share nodes in YAML but would be copied out in JSON: 40^4 principals from a few lines.
 TEST(ParseConfigTextTest, AliasExpansionIsBounded) {
@@ -305,23 +308,7 @@ TEST(ParseConfigTextTest, TruncatedAndMutatedInputNeverCrash) {
 
 // ---- ConfigFileWatcher --------------------------------------------------------------------
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "weft-state-test-XXXXXX").string();
-    char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using weft::testing::TempDir;
 
 // Writes in place (truncate + write + close): IN_CLOSE_WRITE.
 void WriteInPlace(const std::string& path, const std::string& text) {
