@@ -2,8 +2,6 @@
 // (root): enrollment, capture, removal, ztunnel restarts and exit behaviour.
 #include "agent/agent.h"
 
-#include <dirent.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,10 +13,9 @@
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/netns.h"
+#include "common/testing/netns_fixture.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "ztunnel/inpod/handoff_server.h"
@@ -27,19 +24,12 @@ namespace weft::agent {
 namespace {
 
 using namespace std::chrono_literals;
+using weft::testing::Shell;
 using ztunnel::HandoffServer;
 
-std::string Shell(const std::string& cmd, int* exit_code = nullptr) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (exit_code) *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
+// Pod namespaces are "weft-agt-<pid>-<n>": those of killed earlier runs (pid gone) are removed
+// at SetUp, those of parallel runs are kept.
+constexpr char kNetnsPrefix[] = "weft-agt-";
 
 template <typename Pred>
 bool Eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
@@ -51,47 +41,12 @@ bool Eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
   return true;
 }
 
-// Namespaces of killed earlier runs (pid gone) are removed; parallel runs' are kept.
-void DeleteStaleNamespaces() {
-  DIR* d = ::opendir("/run/netns");
-  if (!d) return;
-  while (dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (!absl::StartsWith(name, "weft-agt-")) continue;
-    std::vector<std::string> parts = absl::StrSplit(name, '-');
-    int pid = 0;
-    if (parts.size() < 4 || !absl::SimpleAtoi(parts[2], &pid) || pid <= 0) continue;
-    if (::kill(pid, 0) != 0 && errno == ESRCH) Shell("ip netns del " + name);
-  }
-  ::closedir(d);
-}
-
-class PodNetns {
+// A pod's network namespace ("weft-agt-<pid>-<n>", removed on destruction).
+class PodNetns : public weft::testing::ScopedNetns {
  public:
-  PodNetns() {
-    static std::atomic<int> counter{0};
-    name_ = absl::StrCat("weft-agt-", ::getpid(), "-", counter++);
-    int rc = 0;
-    std::string out = Shell("ip netns add " + name_, &rc);
-    EXPECT_EQ(rc, 0) << out;
-    Shell("ip -n " + name_ + " link set lo up");
-    auto fd = OpenNetns(path());
-    EXPECT_TRUE(fd.ok()) << fd.status();
-    if (fd.ok()) {
-      auto c = NetnsCookie(fd->get());
-      EXPECT_TRUE(c.ok()) << c.status();
-      cookie_ = c.ok() ? *c : 0;
-    }
-  }
-  ~PodNetns() { Shell("ip netns del " + name_); }
-  std::string path() const { return "/run/netns/" + name_; }
-  uint64_t cookie() const { return cookie_; }
-  std::string NatRules() const { return Shell("ip netns exec " + name_ + " iptables-save -t nat"); }
+  PodNetns() : ScopedNetns(kNetnsPrefix) {}
+  std::string NatRules() const { return Exec("iptables-save -t nat"); }
   bool Captured() const { return absl::StrContains(NatRules(), "-j WEFT_INPOD_OUTPUT"); }
-
- private:
-  std::string name_;
-  uint64_t cookie_ = 0;
 };
 
 // A ztunnel stand-in: the real HandoffServer, recording what it was told.
@@ -160,7 +115,7 @@ class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables)";
-    DeleteStaleNamespaces();
+    weft::testing::DeleteStaleNamespaces(kNetnsPrefix);
     char tmpl[] = "/tmp/weft-agent-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;

@@ -3,15 +3,12 @@
 // listeners, and SO_ORIGINAL_DST recovers where they were going.
 #include "ztunnel/capture/capture.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -23,22 +20,13 @@
 #include "absl/strings/str_split.h"
 #include "common/netns.h"
 #include "common/status.h"
+#include "common/testing/netns_fixture.h"
 #include "gtest/gtest.h"
 
 namespace weft::ztunnel {
 namespace {
 
-std::string Shell(const std::string& cmd, int* exit_code = nullptr) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (exit_code) *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
+using weft::testing::Shell;
 
 void MustRun(const std::string& cmd) {
   int rc = 0;
@@ -46,46 +34,13 @@ void MustRun(const std::string& cmd) {
   ASSERT_EQ(rc, 0) << cmd << ": " << out;
 }
 
-// Removes namespaces left by earlier runs of this test that were killed (their pid is gone);
-// namespaces of test processes running in parallel are left alone.
-void DeleteStaleNamespaces() {
-  DIR* d = ::opendir("/run/netns");
-  if (!d) return;
-  while (dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (!absl::StartsWith(name, "weft-cap-")) continue;
-    std::vector<std::string> parts = absl::StrSplit(name, '-');
-    int pid = 0;
-    if (parts.size() < 4 || !absl::SimpleAtoi(parts[2], &pid) || pid <= 0) continue;
-    if (::kill(pid, 0) != 0 && errno == ESRCH) Shell("ip netns del " + name);
-  }
-  ::closedir(d);
-}
+// Namespaces "weft-cap-<pid>-<n>"; those left by earlier runs of this test that were killed
+// (their pid is gone) are removed, those of test processes running in parallel are left alone.
+constexpr char kNetnsPrefix[] = "weft-cap-";
 
-class TestNetns {
+class TestNetns : public weft::testing::ScopedNetns {
  public:
-  TestNetns() {
-    static std::atomic<int> counter{0};
-    name_ = absl::StrCat("weft-cap-", ::getpid(), "-", counter++);
-    MustRun("ip netns add " + name_);
-    MustRun("ip -n " + name_ + " link set lo up");
-    auto fd = OpenNetns("/run/netns/" + name_);
-    EXPECT_TRUE(fd.ok()) << fd.status();
-    if (fd.ok()) fd_ = std::move(*fd);
-  }
-  ~TestNetns() {
-    fd_.reset();
-    Shell("ip netns del " + name_);
-  }
-  const std::string& name() const { return name_; }
-  int fd() const { return fd_.get(); }
-  std::string Exec(const std::string& cmd) const {
-    return Shell("ip netns exec " + name_ + " " + cmd);
-  }
-
- private:
-  std::string name_;
-  UniqueFd fd_;
+  TestNetns() : ScopedNetns(kNetnsPrefix) {}
 };
 
 SockAddr Addr(std::string_view s) {
@@ -158,7 +113,7 @@ class CaptureTest : public ::testing::Test {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables)";
     if (Shell("iptables --version").find("iptables") == std::string::npos)
       GTEST_SKIP() << "iptables is not installed";
-    DeleteStaleNamespaces();
+    weft::testing::DeleteStaleNamespaces(kNetnsPrefix);
     pod_ = std::make_unique<TestNetns>();
     peer_ = std::make_unique<TestNetns>();
     const std::string p = "ip -n " + pod_->name() + " ";
