@@ -160,7 +160,7 @@ struct H2Callbacks {
     t->FlushDown();
     t->Detach();
     t->OnStreamClosed(code);
-    c->w_->metrics().pool_streams().Decrement();
+    c->StreamGauge(-1);
     c->ArmIdleTimer();
     return 0;
   }
@@ -267,7 +267,7 @@ void HboneConn::SubmitConnect(Tunnel* t) {
   }
   t->Attach(this, sid);
   streams_[sid] = t;
-  w_->metrics().pool_streams().Increment();
+  StreamGauge(+1);
 }
 
 void HboneConn::SubmitResponse(int32_t sid, int status, bool with_body) {
@@ -306,6 +306,11 @@ void HboneConn::ResetStream(int32_t sid, uint32_t code) {
   }
 }
 
+void HboneConn::StreamGauge(int delta) {
+  // Only the client side pools; the server's streams are counted by weft_active_connections.
+  if (role_ == Role::kClient) w_->metrics().pool_streams().Increment(delta);
+}
+
 void HboneConn::MarkDirty(Tunnel* t) {
   if (std::find(dirty_.begin(), dirty_.end(), t) == dirty_.end()) dirty_.push_back(t);
 }
@@ -315,7 +320,7 @@ void HboneConn::TunnelGone(Tunnel* t) {
   auto it = streams_.find(t->sid());
   if (it != streams_.end() && it->second == t) {
     streams_.erase(it);
-    w_->metrics().pool_streams().Decrement();
+    StreamGauge(-1);
     if (session_ && !closed_) {
       nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, t->sid(), NGHTTP2_CANCEL);
       Pump();
@@ -639,7 +644,7 @@ void HboneConn::Close(const std::string& reason) {
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [sid, t] : streams) {
-    w_->metrics().pool_streams().Decrement();
+    StreamGauge(-1);
     t->Detach();
     t->OnConnClosed(reason);
   }
@@ -720,7 +725,7 @@ void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
   Tunnel* t = w_->NewTunnel(std::move(info), std::move(*fd), false);
   t->Attach(this, sid);
   streams_[sid] = t;
-  w_->metrics().pool_streams().Increment();
+  StreamGauge(+1);
   t->on_app_connected = [this, t, sid](int err) {
     if (err != 0) {
       w_->metrics().ConnectionFailure("inbound", "connect_failed");

@@ -185,6 +185,7 @@ class HboneConn : public EventLoop::Handler {
   void TunnelGone(Tunnel* t);
   void FlushReceived();       // deferred window consumption + every dirty tunnel's FlushDown
   void MarkDirty(Tunnel* t);  // t got data in this read batch
+  void StreamGauge(int delta);
   void Pump();
   void SubmitResponse(int32_t sid, int status, bool with_body);
 

@@ -433,13 +433,12 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodList
                  std::vector<SockAddr>* bound) -> absl::Status {
     for (const auto& a : list) {
       ListenerSpec spec{pod->netns_fd(), a, shared_->opts.mark, false};
+      errno = 0;
       auto fd = Listen(spec);
+      int errno_of_listen = errno;
       if (!fd.ok()) {
         // A pod without IPv6 cannot bind [::]: skip that family, never the whole pod.
-        if (!a.ip.IsV4() && absl::IsNotFound(fd.status()) == false &&
-            (fd.status().message().find("Address family") != std::string::npos ||
-             fd.status().message().find("Cannot assign") != std::string::npos ||
-             fd.status().message().find("not supported") != std::string::npos))
+        if (!a.ip.IsV4() && (errno_of_listen == EAFNOSUPPORT || errno_of_listen == EADDRNOTAVAIL))
           continue;
         return absl::Status(
             fd.status().code(),
