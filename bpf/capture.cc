@@ -1,0 +1,296 @@
+#include "bpf/capture.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "inbound.skel.h"
+#include "outbound.skel.h"
+
+namespace weft::bpf {
+namespace {
+
+// ENOTSUPP (kernel-internal, not in userspace errno.h): what BPF returns for missing features.
+constexpr int kKernelEnotsupp = 524;
+
+using InboundSkel = BpfSkeleton<weft_inbound, weft_inbound__destroy>;
+using OutboundSkel = BpfSkeleton<weft_outbound, weft_outbound__destroy>;
+
+absl::Status ErrnoStatus(int err, std::string_view what) {
+  err = err < 0 ? -err : err;
+  std::string msg = absl::StrCat(Av(what), ": ", std::strerror(err));
+  if (err == EPERM || err == EACCES) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(msg, " (run as root or grant CAP_BPF + CAP_NET_ADMIN)"));
+  }
+  if (err == EINVAL || err == EOPNOTSUPP || err == kKernelEnotsupp) {
+    return absl::UnavailableError(absl::StrCat(
+        msg, " (the kernel lacks a needed BPF feature; Weft needs Linux 5.15+ with BTF)"));
+  }
+  return absl::InternalError(msg);
+}
+
+// Addresses are kept as IPv4-mapped IPv6 in every map (shared/capture.h).
+void ToMapped(const IpAddr& ip, uint8_t out[16]) {
+  if (ip.IsV4()) {
+    std::memset(out, 0, 10);
+    out[10] = 0xff;
+    out[11] = 0xff;
+    std::memcpy(out + 12, ip.bytes().data(), 4);
+  } else {
+    std::memcpy(out, ip.bytes().data(), 16);
+  }
+}
+
+absl::StatusOr<ReasonCounts> ReadCounters(const struct bpf_map* map) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return ErrnoStatus(ncpu, "counting possible CPUs");
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  ReasonCounts out;
+  for (uint32_t idx = 0; idx < WEFT_REASON_SLOTS; ++idx) {
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &idx, per_cpu.data()) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("reading ", bpf_map__name(map)));
+    }
+    uint64_t sum = 0;
+    for (uint64_t v : per_cpu) sum += v;
+    if (sum != 0) out[static_cast<int>(idx) - WEFT_REASON_OFFSET] = sum;
+  }
+  return out;
+}
+
+absl::Status Update(const struct bpf_map* map, const void* key, const void* value) {
+  if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("updating BPF map ", bpf_map__name(map)));
+  }
+  return absl::OkStatus();
+}
+
+// Deleting a missing entry is not an error: the caller's intent (absent) holds.
+absl::Status Delete(const struct bpf_map* map, const void* key) {
+  if (bpf_map_delete_elem(bpf_map__fd(map), key) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("deleting from BPF map ", bpf_map__name(map)));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Skel, typename OpenFn, typename LoadFn>
+absl::StatusOr<Skel> OpenAndLoad(OpenFn open, LoadFn load, std::string_view name) {
+  Skel skel(open());
+  if (!skel) return ErrnoStatus(errno, absl::StrCat("opening BPF object ", Av(name)));
+  int err = load(skel.get());
+  if (err != 0) return ErrnoStatus(err, absl::StrCat("loading BPF object ", Av(name)));
+  return skel;
+}
+
+}  // namespace
+
+BpfLink& BpfLink::operator=(BpfLink&& o) noexcept {
+  if (this != &o) {
+    if (link_) bpf_link__destroy(link_);
+    link_ = std::exchange(o.link_, nullptr);
+  }
+  return *this;
+}
+
+BpfLink::~BpfLink() {
+  if (link_) bpf_link__destroy(link_);
+}
+
+std::string_view ReasonName(int reason) {
+  switch (static_cast<weft_reason>(reason)) {
+    case WEFT_DROP_NO_HBONE_SOCKET:
+      return "drop_no_hbone_socket";
+    case WEFT_DROP_NO_INBOUND_SOCKET:
+      return "drop_no_inbound_socket";
+    case WEFT_DROP_ASSIGN_FAILED:
+      return "drop_assign_failed";
+    case WEFT_DROP_ORIG_DST_FULL:
+      return "drop_orig_dst_full";
+    case WEFT_PASS_NOT_TCP:
+      return "pass_not_tcp";
+    case WEFT_PASS_LOOPBACK:
+      return "pass_loopback";
+    case WEFT_PASS_NOT_POD_ADDR:
+      return "pass_not_pod_addr";
+    case WEFT_PASS_NOT_ENROLLED:
+      return "pass_not_enrolled";
+    case WEFT_PASS_ZTUNNEL_MARK:
+      return "pass_ztunnel_mark";
+    case WEFT_PASS_EXCLUDED_PORT:
+      return "pass_excluded_port";
+    case WEFT_PASS_EXCLUDED_CIDR:
+      return "pass_excluded_cidr";
+    case WEFT_REDIRECT_HBONE:
+      return "redirect_hbone";
+    case WEFT_REDIRECT_INBOUND:
+      return "redirect_inbound";
+    case WEFT_REDIRECT_OUTBOUND:
+      return "redirect_outbound";
+  }
+  return "unknown";
+}
+
+// ---- inbound ----------------------------------------------------------------------------
+
+struct InboundCapture::Impl {
+  InboundSkel skel;
+};
+
+InboundCapture::InboundCapture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+InboundCapture::~InboundCapture() = default;
+
+absl::StatusOr<std::unique_ptr<InboundCapture>> InboundCapture::Load() {
+  auto impl = std::make_unique<Impl>();
+  WEFT_ASSIGN_OR_RETURN(
+      impl->skel, OpenAndLoad<InboundSkel>(weft_inbound__open, weft_inbound__load, "inbound"));
+  return std::unique_ptr<InboundCapture>(new InboundCapture(std::move(impl)));
+}
+
+absl::Status InboundCapture::AddPodAddress(const IpAddr& addr, uint32_t slot) {
+  weft_addr_key key{};
+  ToMapped(addr, key.addr);
+  weft_pod_slot value{.slot = slot, ._pad = 0};
+  return Update(impl_->skel->maps.weft_pod_addrs, &key, &value);
+}
+
+absl::Status InboundCapture::RemovePodAddress(const IpAddr& addr) {
+  weft_addr_key key{};
+  ToMapped(addr, key.addr);
+  return Delete(impl_->skel->maps.weft_pod_addrs, &key);
+}
+
+absl::Status InboundCapture::SetListener(uint32_t slot, weft_listener_kind kind, int listen_fd) {
+  if (listen_fd < 0) return absl::InvalidArgumentError("SetListener: listen_fd is not open");
+  weft_listener_key key{.slot = slot, .kind = static_cast<uint32_t>(kind)};
+  uint64_t fd = static_cast<uint64_t>(listen_fd);
+  return Update(impl_->skel->maps.weft_listeners, &key, &fd);
+}
+
+absl::Status InboundCapture::RemoveListener(uint32_t slot, weft_listener_kind kind) {
+  weft_listener_key key{.slot = slot, .kind = static_cast<uint32_t>(kind)};
+  return Delete(impl_->skel->maps.weft_listeners, &key);
+}
+
+absl::StatusOr<BpfLink> InboundCapture::AttachToNetns(int netns_fd) {
+  struct bpf_link* link = bpf_program__attach_netns(impl_->skel->progs.weft_sk_lookup, netns_fd);
+  if (link == nullptr) return ErrnoStatus(errno, "attaching sk_lookup to the pod netns");
+  return BpfLink(link);
+}
+
+absl::StatusOr<ReasonCounts> InboundCapture::Counters() const {
+  return ReadCounters(impl_->skel->maps.weft_inbound_counters);
+}
+
+int InboundCapture::prog_fd() const {
+  return bpf_program__fd(impl_->skel->progs.weft_sk_lookup);
+}
+
+// ---- outbound ---------------------------------------------------------------------------
+
+struct OutboundCapture::Impl {
+  OutboundSkel skel;
+};
+
+OutboundCapture::OutboundCapture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+OutboundCapture::~OutboundCapture() = default;
+
+absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::Load() {
+  auto impl = std::make_unique<Impl>();
+  WEFT_ASSIGN_OR_RETURN(
+      impl->skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound"));
+  return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
+}
+
+absl::Status OutboundCapture::Enroll(uint64_t netns_cookie, uint32_t slot) {
+  weft_enrolled_pod value{.slot = slot, ._pad = 0};
+  return Update(impl_->skel->maps.weft_enrolled, &netns_cookie, &value);
+}
+
+absl::Status OutboundCapture::Unenroll(uint64_t netns_cookie) {
+  WEFT_RETURN_IF_ERROR(Delete(impl_->skel->maps.weft_enrolled, &netns_cookie));
+  // Collect first, delete after: deleting while walking with get_next_key restarts the walk.
+  const struct bpf_map* ports = impl_->skel->maps.weft_exclude_ports;
+  std::vector<weft_exclude_port_key> port_keys;
+  weft_exclude_port_key pk{}, pcursor{};
+  bool pfirst = true;
+  while (bpf_map_get_next_key(bpf_map__fd(ports), pfirst ? nullptr : &pcursor, &pk) == 0) {
+    pfirst = false;
+    pcursor = pk;
+    if (pk.netns_cookie == netns_cookie) port_keys.push_back(pk);
+  }
+  for (const auto& k : port_keys) WEFT_RETURN_IF_ERROR(Delete(ports, &k));
+
+  const struct bpf_map* cidrs = impl_->skel->maps.weft_exclude_cidrs;
+  std::vector<weft_exclude_cidr_key> cidr_keys;
+  weft_exclude_cidr_key ck{}, cursor{};
+  bool first = true;
+  while (bpf_map_get_next_key(bpf_map__fd(cidrs), first ? nullptr : &cursor, &ck) == 0) {
+    first = false;
+    cursor = ck;
+    if (ck.netns_cookie == netns_cookie) cidr_keys.push_back(ck);
+  }
+  for (const auto& k : cidr_keys) WEFT_RETURN_IF_ERROR(Delete(cidrs, &k));
+  return absl::OkStatus();
+}
+
+absl::Status OutboundCapture::ExcludePort(uint64_t netns_cookie, uint16_t port) {
+  weft_exclude_port_key key{.netns_cookie = netns_cookie, .port = htons(port)};
+  uint8_t one = 1;
+  return Update(impl_->skel->maps.weft_exclude_ports, &key, &one);
+}
+
+absl::Status OutboundCapture::ExcludeCidr(uint64_t netns_cookie, const Cidr& cidr) {
+  weft_exclude_cidr_key key{};
+  int len = cidr.prefix_len();
+  key.prefixlen =
+      WEFT_CIDR_PREFIX_BASE + static_cast<uint32_t>(cidr.base().IsV4() ? 96 + len : len);
+  key.netns_cookie = netns_cookie;
+  ToMapped(cidr.base(), key.addr);
+  uint8_t one = 1;
+  return Update(impl_->skel->maps.weft_exclude_cidrs, &key, &one);
+}
+
+absl::StatusOr<SockAddr> OutboundCapture::OriginalDestination(uint64_t socket_cookie) const {
+  weft_orig_dst value{};
+  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.weft_orig_dst), &socket_cookie, &value) !=
+      0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(
+          "no original destination recorded for socket cookie ", socket_cookie,
+          ": the connection was not redirected by eBPF (not enrolled, excluded or marked)"));
+    }
+    return ErrnoStatus(errno, "reading weft_orig_dst");
+  }
+  in6_addr a;
+  std::memcpy(&a, value.addr, sizeof(a));
+  return SockAddr{IpAddr::FromIn6(a), ntohs(value.port)};
+}
+
+absl::Status OutboundCapture::ForgetOriginalDestination(uint64_t socket_cookie) {
+  return Delete(impl_->skel->maps.weft_orig_dst, &socket_cookie);
+}
+
+absl::StatusOr<OutboundCapture::CgroupLinks> OutboundCapture::AttachToCgroup(int cgroup_fd) {
+  CgroupLinks links;
+  links.connect4 =
+      BpfLink(bpf_program__attach_cgroup(impl_->skel->progs.weft_connect4_prog, cgroup_fd));
+  if (!links.connect4) return ErrnoStatus(errno, "attaching cgroup/connect4");
+  links.connect6 =
+      BpfLink(bpf_program__attach_cgroup(impl_->skel->progs.weft_connect6_prog, cgroup_fd));
+  if (!links.connect6) return ErrnoStatus(errno, "attaching cgroup/connect6");
+  return links;
+}
+
+absl::StatusOr<ReasonCounts> OutboundCapture::Counters() const {
+  return ReadCounters(impl_->skel->maps.weft_outbound_counters);
+}
+
+}  // namespace weft::bpf

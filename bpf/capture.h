@@ -1,0 +1,145 @@
+// C++ owners of Weft's eBPF capture programs (bpf/inbound.bpf.c, bpf/outbound.bpf.c), loaded
+// from skeletons embedded in the binary. Map layouts come from bpf/include/shared/capture.h.
+//
+// Thread-safety: the map operations are single syscalls and may be called from any thread;
+// creating/destroying an owner and attaching are not synchronized (the agent's control thread
+// does them). Every handle is RAII: destroying an owner unloads its programs and maps, and a
+// link detaches when its BpfLink goes away (unless pinned, which this layer does not do).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "common/net.h"
+#include "shared/capture.h"
+
+struct bpf_link;
+
+namespace weft::bpf {
+
+// Katran's BpfSkeleton<T>: owns a libbpf skeleton, `Destroy` (T__destroy) in the destructor.
+template <typename T, void (*Destroy)(T*)>
+class BpfSkeleton {
+ public:
+  BpfSkeleton() = default;
+  explicit BpfSkeleton(T* skel) : skel_(skel) {}
+  BpfSkeleton(BpfSkeleton&& o) noexcept : skel_(std::exchange(o.skel_, nullptr)) {}
+  BpfSkeleton& operator=(BpfSkeleton&& o) noexcept {
+    if (this != &o) {
+      reset();
+      skel_ = std::exchange(o.skel_, nullptr);
+    }
+    return *this;
+  }
+  BpfSkeleton(const BpfSkeleton&) = delete;
+  BpfSkeleton& operator=(const BpfSkeleton&) = delete;
+  ~BpfSkeleton() { reset(); }
+
+  T* get() const { return skel_; }
+  T* operator->() const { return skel_; }
+  explicit operator bool() const { return skel_ != nullptr; }
+  void reset() {
+    if (skel_) Destroy(skel_);
+    skel_ = nullptr;
+  }
+
+ private:
+  T* skel_ = nullptr;
+};
+
+// An attachment (bpf_link); detaches on destruction.
+class BpfLink {
+ public:
+  BpfLink() = default;
+  explicit BpfLink(struct bpf_link* link) : link_(link) {}
+  BpfLink(BpfLink&& o) noexcept : link_(std::exchange(o.link_, nullptr)) {}
+  BpfLink& operator=(BpfLink&& o) noexcept;
+  BpfLink(const BpfLink&) = delete;
+  BpfLink& operator=(const BpfLink&) = delete;
+  ~BpfLink();
+
+  struct bpf_link* get() const {
+    return link_;
+  }
+  explicit operator bool() const { return link_ != nullptr; }
+
+ private:
+  struct bpf_link* link_ = nullptr;
+};
+
+// Reason code (enum weft_reason) -> count summed over CPUs; codes never hit are absent.
+using ReasonCounts = std::map<int, uint64_t>;
+
+// Metric label of a reason code ("drop_no_hbone_socket", "redirect_outbound", ...);
+// "unknown" for codes this build does not know.
+std::string_view ReasonName(int reason);
+
+// The inbound sk_lookup program and its maps (weft_pod_addrs, weft_listeners,
+// weft_inbound_counters).
+class InboundCapture {
+ public:
+  // Opens and loads the program. Errors: PermissionDenied without CAP_BPF/CAP_SYS_ADMIN,
+  // Unavailable when the kernel lacks sk_lookup/SOCKHASH (needs Linux 5.9+).
+  static absl::StatusOr<std::unique_ptr<InboundCapture>> Load();
+  ~InboundCapture();
+
+  // Steers SYNs to `addr` (any port) to the listeners of pod `slot`.
+  absl::Status AddPodAddress(const IpAddr& addr, uint32_t slot);
+  absl::Status RemovePodAddress(const IpAddr& addr);
+  // Puts ztunnel's listening TCP socket `listen_fd` in the map for (slot, kind).
+  absl::Status SetListener(uint32_t slot, weft_listener_kind kind, int listen_fd);
+  // After this, SYNs for the pod's addresses of that kind are dropped (fail closed).
+  absl::Status RemoveListener(uint32_t slot, weft_listener_kind kind);
+
+  // Attaches the program to the netns `netns_fd` refers to.
+  absl::StatusOr<BpfLink> AttachToNetns(int netns_fd);
+  absl::StatusOr<ReasonCounts> Counters() const;
+  int prog_fd() const;
+
+ private:
+  struct Impl;
+  explicit InboundCapture(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The outbound cgroup/connect4 + cgroup/connect6 programs and their maps (weft_enrolled,
+// weft_exclude_ports, weft_exclude_cidrs, weft_orig_dst, weft_outbound_counters).
+class OutboundCapture {
+ public:
+  // Errors as InboundCapture::Load (needs Linux 5.8+ for bpf_get_netns_cookie in connect).
+  static absl::StatusOr<std::unique_ptr<OutboundCapture>> Load();
+  ~OutboundCapture();
+
+  // Redirects TCP connects made in the netns with cookie `netns_cookie` (NetnsCookie()).
+  absl::Status Enroll(uint64_t netns_cookie, uint32_t slot);
+  // Stops redirecting and removes that netns's port/CIDR exclusions.
+  absl::Status Unenroll(uint64_t netns_cookie);
+  // Connects from that netns to `port` (host order) / into `cidr` are left alone.
+  absl::Status ExcludePort(uint64_t netns_cookie, uint16_t port);
+  absl::Status ExcludeCidr(uint64_t netns_cookie, const Cidr& cidr);
+
+  // Where the app socket with cookie `socket_cookie` (SO_COOKIE) tried to connect before it
+  // was redirected. NotFound when no redirect was recorded for it.
+  absl::StatusOr<SockAddr> OriginalDestination(uint64_t socket_cookie) const;
+  absl::Status ForgetOriginalDestination(uint64_t socket_cookie);
+
+  // Attaches connect4 and connect6 to the cgroup v2 directory `cgroup_fd` refers to. Never
+  // pass the machine's root cgroup in tests.
+  struct CgroupLinks {
+    BpfLink connect4;
+    BpfLink connect6;
+  };
+  absl::StatusOr<CgroupLinks> AttachToCgroup(int cgroup_fd);
+  absl::StatusOr<ReasonCounts> Counters() const;
+
+ private:
+  struct Impl;
+  explicit OutboundCapture(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace weft::bpf

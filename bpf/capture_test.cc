@@ -1,0 +1,709 @@
+// Root tests of the capture programs. sk_lookup: BPF_PROG_TEST_RUN tables (input, verdict,
+// selected socket, counter deltas) plus one real connect through an attached netns link.
+// connect4/6 have no test run: real sockets in test netns, in a cgroup the test creates.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bpf/capture.h"
+#include "common/net.h"
+#include "common/netns.h"
+#include "common/testing/netns_fixture.h"
+#include "gtest/gtest.h"
+
+namespace weft::bpf {
+namespace {
+
+constexpr std::string_view kNsPrefix = "weft-bpf-";
+
+#define WEFT_SKIP_UNLESS_ROOT() \
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (BPF, netns, cgroups)"
+
+// Loads a capture owner or skips when the kernel cannot run it (reported, never passed).
+#define WEFT_LOAD_OR_SKIP(var, Type)                                                           \
+  auto var##_or = Type::Load();                                                                \
+  if (!var##_or.ok() &&                                                                        \
+      (absl::IsUnavailable(var##_or.status()) || absl::IsPermissionDenied(var##_or.status()))) \
+    GTEST_SKIP() << "cannot load " #Type " on this kernel: " << var##_or.status();             \
+  ASSERT_TRUE(var##_or.ok()) << var##_or.status();                                             \
+  auto var = std::move(*var##_or)
+
+uint64_t SocketCookie(int fd) {
+  uint64_t c = 0;
+  socklen_t len = sizeof(c);
+  EXPECT_EQ(::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len), 0) << std::strerror(errno);
+  return c;
+}
+
+// A listening TCP socket in `netns_fd` bound to `addr` (port 0 = any).
+UniqueFd Listen(int netns_fd, const std::string& addr, bool v6only = true) {
+  auto sa = SockAddr::Parse(addr);
+  EXPECT_TRUE(sa.ok()) << sa.status();
+  if (!sa.ok()) return UniqueFd();
+  int family = sa->ip.IsV4() ? AF_INET : AF_INET6;
+  auto fd = SocketInNetns(netns_fd, family, SOCK_STREAM, 0);
+  EXPECT_TRUE(fd.ok()) << fd.status();
+  if (!fd.ok()) return UniqueFd();
+  int one = 1, v6 = v6only ? 1 : 0;
+  ::setsockopt(fd->get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (family == AF_INET6) ::setsockopt(fd->get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof(v6));
+  sockaddr_storage ss;
+  socklen_t len = sa->ToSockaddr(&ss);
+  EXPECT_EQ(::bind(fd->get(), reinterpret_cast<sockaddr*>(&ss), len), 0)
+      << addr << ": " << std::strerror(errno);
+  EXPECT_EQ(::listen(fd->get(), 64), 0) << std::strerror(errno);
+  return std::move(*fd);
+}
+
+uint16_t BoundPort(int fd) {
+  auto a = LocalAddress(fd);
+  EXPECT_TRUE(a.ok()) << a.status();
+  return a.ok() ? a->port : 0;
+}
+
+ReasonCounts Delta(const ReasonCounts& before, const ReasonCounts& after) {
+  ReasonCounts d;
+  for (const auto& [reason, n] : after) {
+    auto it = before.find(reason);
+    uint64_t b = it == before.end() ? 0 : it->second;
+    if (n != b) d[reason] = n - b;
+  }
+  return d;
+}
+
+std::string Show(const ReasonCounts& c) {
+  std::ostringstream o;
+  for (const auto& [r, n] : c) o << ReasonName(r) << "=" << n << " ";
+  return o.str();
+}
+
+// ---- sk_lookup: BPF_PROG_TEST_RUN ---------------------------------------------------------
+
+struct LookupCase {
+  std::string name;
+  int family;
+  int protocol;
+  std::string remote;  // "ip:port"
+  std::string local;   // "ip:port"
+  bool hbone_present;
+  bool inbound_present;
+  int verdict;  // SK_PASS / SK_DROP
+  enum { kNone, kHbone, kInbound, kV6Only } selected;
+  ReasonCounts counts;
+};
+
+void FillLookup(bpf_sk_lookup* ctx, const LookupCase& c) {
+  auto r = SockAddr::Parse(c.remote);
+  auto l = SockAddr::Parse(c.local);
+  ASSERT_TRUE(r.ok() && l.ok()) << c.name;
+  ctx->family = static_cast<uint32_t>(c.family);
+  ctx->protocol = static_cast<uint32_t>(c.protocol);
+  ctx->remote_port = htons(r->port);
+  ctx->local_port = l->port;  // host order, as the kernel gives it
+  if (c.family == AF_INET) {
+    ctx->remote_ip4 = htonl(r->ip.v4_host_order());
+    ctx->local_ip4 = htonl(l->ip.v4_host_order());
+  } else {
+    std::memcpy(ctx->remote_ip6, r->ip.bytes().data(), 16);
+    std::memcpy(ctx->local_ip6, l->ip.bytes().data(), 16);
+  }
+}
+
+TEST(SkLookupTest, TableOfVerdictsSelectedSocketsAndCounters) {
+  WEFT_SKIP_UNLESS_ROOT();
+  testing::DeleteStaleNamespaces(kNsPrefix);
+  WEFT_LOAD_OR_SKIP(in, InboundCapture);
+  testing::ScopedNetns ns(kNsPrefix);
+  ASSERT_GE(ns.fd(), 0);
+
+  // Pod slot 1: addresses 10.77.0.2 and fd00::2, dual-stack listeners as ztunnel binds them.
+  UniqueFd hbone = Listen(ns.fd(), "[::]:0", /*v6only=*/false);
+  UniqueFd inbound = Listen(ns.fd(), "[::]:0", /*v6only=*/false);
+  // Pod slot 2: its plaintext listener is IPv6-only, so an IPv4 SYN cannot be assigned to it.
+  UniqueFd v6only = Listen(ns.fd(), "[::]:0", /*v6only=*/true);
+  ASSERT_TRUE(hbone && inbound && v6only);
+  for (const char* a : {"10.77.0.2", "fd00::2", "127.0.0.1"}) {
+    ASSERT_TRUE(in->AddPodAddress(*IpAddr::Parse(a), 1).ok());
+  }
+  ASSERT_TRUE(in->AddPodAddress(*IpAddr::Parse("10.77.0.3"), 2).ok());
+  ASSERT_TRUE(in->SetListener(2, WEFT_LISTENER_INBOUND, v6only.get()).ok());
+
+  const std::vector<LookupCase> cases = {
+      {"v4 app port -> inbound",
+       AF_INET,
+       IPPROTO_TCP,
+       "10.1.0.9:40000",
+       "10.77.0.2:8080",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kInbound,
+       {{WEFT_REDIRECT_INBOUND, 1}}},
+      {"v4 15008 -> hbone",
+       AF_INET,
+       IPPROTO_TCP,
+       "10.1.0.9:40000",
+       "10.77.0.2:15008",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kHbone,
+       {{WEFT_REDIRECT_HBONE, 1}}},
+      {"v6 app port -> inbound",
+       AF_INET6,
+       IPPROTO_TCP,
+       "[fd00::9]:40000",
+       "[fd00::2]:80",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kInbound,
+       {{WEFT_REDIRECT_INBOUND, 1}}},
+      {"v6 15008 -> hbone",
+       AF_INET6,
+       IPPROTO_TCP,
+       "[fd00::9]:40000",
+       "[fd00::2]:15008",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kHbone,
+       {{WEFT_REDIRECT_HBONE, 1}}},
+      {"not a pod address",
+       AF_INET,
+       IPPROTO_TCP,
+       "10.1.0.9:40000",
+       "10.77.0.99:8080",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kNone,
+       {{WEFT_PASS_NOT_POD_ADDR, 1}}},
+      {"loopback left alone",
+       AF_INET,
+       IPPROTO_TCP,
+       "127.0.0.1:40000",
+       "127.0.0.1:8080",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kNone,
+       {{WEFT_PASS_LOOPBACK, 1}}},
+      {"v6 loopback left alone",
+       AF_INET6,
+       IPPROTO_TCP,
+       "[::1]:40000",
+       "[::1]:8080",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kNone,
+       {{WEFT_PASS_LOOPBACK, 1}}},
+      {"udp left alone",
+       AF_INET,
+       IPPROTO_UDP,
+       "10.1.0.9:40000",
+       "10.77.0.2:53",
+       true,
+       true,
+       SK_PASS,
+       LookupCase::kNone,
+       {{WEFT_PASS_NOT_TCP, 1}}},
+      {"hbone listener gone: drop",
+       AF_INET,
+       IPPROTO_TCP,
+       "10.1.0.9:40000",
+       "10.77.0.2:15008",
+       false,
+       true,
+       SK_DROP,
+       LookupCase::kNone,
+       {{WEFT_DROP_NO_HBONE_SOCKET, 1}}},
+      {"inbound listener gone: drop",
+       AF_INET6,
+       IPPROTO_TCP,
+       "[fd00::9]:40000",
+       "[fd00::2]:8080",
+       true,
+       false,
+       SK_DROP,
+       LookupCase::kNone,
+       {{WEFT_DROP_NO_INBOUND_SOCKET, 1}}},
+      {"hbone gone, app port still steered",
+       AF_INET,
+       IPPROTO_TCP,
+       "10.1.0.9:40000",
+       "10.77.0.2:8080",
+       false,
+       true,
+       SK_PASS,
+       LookupCase::kInbound,
+       {{WEFT_REDIRECT_INBOUND, 1}}},
+      {"v4 SYN to an IPv6-only listener: drop",
+       AF_INET,
+       IPPROTO_TCP,
+       "10.1.0.9:40000",
+       "10.77.0.3:8080",
+       true,
+       true,
+       SK_DROP,
+       LookupCase::kNone,
+       {{WEFT_DROP_ASSIGN_FAILED, 1}}},
+  };
+
+  for (const LookupCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    if (c.hbone_present) {
+      ASSERT_TRUE(in->SetListener(1, WEFT_LISTENER_HBONE, hbone.get()).ok());
+    } else {
+      ASSERT_TRUE(in->RemoveListener(1, WEFT_LISTENER_HBONE).ok());
+    }
+    if (c.inbound_present) {
+      ASSERT_TRUE(in->SetListener(1, WEFT_LISTENER_INBOUND, inbound.get()).ok());
+    } else {
+      ASSERT_TRUE(in->RemoveListener(1, WEFT_LISTENER_INBOUND).ok());
+    }
+    bpf_sk_lookup ctx{};
+    FillLookup(&ctx, c);
+    auto before = in->Counters();
+    ASSERT_TRUE(before.ok()) << before.status();
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &ctx, .ctx_out = &ctx,
+                .ctx_size_in = sizeof(ctx), .ctx_size_out = sizeof(ctx));
+    int err = bpf_prog_test_run_opts(in->prog_fd(), &opts);
+    if (err != 0 && (errno == ENOTSUP || errno == EINVAL || errno == 524)) {
+      GTEST_SKIP() << "BPF_PROG_TEST_RUN for sk_lookup unsupported here: " << std::strerror(errno);
+    }
+    ASSERT_EQ(err, 0) << std::strerror(errno);
+    EXPECT_EQ(static_cast<int>(opts.retval), c.verdict);
+    uint64_t want_cookie = 0;
+    if (c.selected == LookupCase::kHbone) want_cookie = SocketCookie(hbone.get());
+    if (c.selected == LookupCase::kInbound) want_cookie = SocketCookie(inbound.get());
+    EXPECT_EQ(ctx.cookie, want_cookie);
+    auto after = in->Counters();
+    ASSERT_TRUE(after.ok()) << after.status();
+    ReasonCounts d = Delta(*before, *after);
+    EXPECT_EQ(d, c.counts) << "got " << Show(d) << " want " << Show(c.counts);
+  }
+}
+
+// A real connect through the attached link: the app's listener is never reached, ztunnel's
+// is, and the accepted socket's local address is the original destination.
+TEST(SkLookupTest, AttachedLinkSteersRealSynsAndFailsClosed) {
+  WEFT_SKIP_UNLESS_ROOT();
+  WEFT_LOAD_OR_SKIP(in, InboundCapture);
+  testing::ScopedNetns ns(kNsPrefix);
+  ASSERT_GE(ns.fd(), 0);
+  ns.Exec("ip addr add 10.77.0.2/32 dev lo");
+  UniqueFd app = Listen(ns.fd(), "10.77.0.2:0");
+  UniqueFd ztunnel = Listen(ns.fd(), "127.0.0.1:0");
+  ASSERT_TRUE(app && ztunnel);
+  uint16_t app_port = BoundPort(app.get());
+  ASSERT_TRUE(in->AddPodAddress(*IpAddr::Parse("10.77.0.2"), 7).ok());
+  ASSERT_TRUE(in->SetListener(7, WEFT_LISTENER_INBOUND, ztunnel.get()).ok());
+  auto link = in->AttachToNetns(ns.fd());
+  if (!link.ok() && absl::IsUnavailable(link.status())) {
+    GTEST_SKIP() << "sk_lookup attach unsupported: " << link.status();
+  }
+  ASSERT_TRUE(link.ok()) << link.status();
+
+  auto connect_once = [&]() -> int {
+    auto c = SocketInNetns(ns.fd(), AF_INET, SOCK_STREAM, 0);
+    if (!c.ok()) return -1;
+    sockaddr_storage ss;
+    socklen_t len = SockAddr{*IpAddr::Parse("10.77.0.2"), app_port}.ToSockaddr(&ss);
+    return ::connect(c->get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 ? 0 : errno;
+  };
+  ASSERT_EQ(connect_once(), 0);
+  pollfd p{ztunnel.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1) << "ztunnel's listener got no connection";
+  UniqueFd accepted(::accept(ztunnel.get(), nullptr, nullptr));
+  ASSERT_TRUE(accepted);
+  auto local = LocalAddress(accepted.get());
+  ASSERT_TRUE(local.ok());
+  EXPECT_EQ(local->ToString(), SockAddr({*IpAddr::Parse("10.77.0.2"), app_port}).ToString());
+  pollfd pa{app.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&pa, 1, 0), 0) << "the app's listener was reached directly";
+
+  // ztunnel's socket gone: the SYN is dropped by the lookup, the client is refused.
+  ASSERT_TRUE(in->RemoveListener(7, WEFT_LISTENER_INBOUND).ok());
+  EXPECT_EQ(connect_once(), ECONNREFUSED);
+  EXPECT_EQ(::poll(&pa, 1, 0), 0) << "fail-open: the app's listener was reached";
+  auto counts = in->Counters();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_GE((*counts)[WEFT_REDIRECT_INBOUND], 1u) << Show(*counts);
+  EXPECT_GE((*counts)[WEFT_DROP_NO_INBOUND_SOCKET], 1u) << Show(*counts);
+}
+
+// ---- connect4 / connect6: namespaced, real sockets ------------------------------------------
+
+std::string Cgroup2Mount() {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string dev, dir, type, rest;
+  std::string found;
+  while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
+    if (type == "cgroup2") {
+      found = dir;
+      if (dir == "/sys/fs/cgroup") break;  // pure v2 host; hybrid hosts: /sys/fs/cgroup/unified
+    }
+  }
+  return found;
+}
+
+// Removes test cgroups "weft-t<pid>-<n>" whose pid is gone (a crashed earlier run).
+void DeleteStaleCgroups(const std::string& root) {
+  DIR* d = ::opendir(root.c_str());
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    int pid = 0, n = 0;
+    if (std::sscanf(e->d_name, "weft-t%d-%d", &pid, &n) != 2 || pid <= 0) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) ::rmdir((root + "/" + e->d_name).c_str());
+  }
+  ::closedir(d);
+}
+
+// A child cgroup of the cgroup2 mount, never the root itself; removed in the destructor.
+class ScopedCgroup {
+ public:
+  explicit ScopedCgroup(const std::string& root) {
+    static std::atomic<int> counter{0};
+    path_ = root + "/weft-t" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    if (::mkdir(path_.c_str(), 0755) != 0) {
+      ADD_FAILURE() << "mkdir " << path_ << ": " << std::strerror(errno);
+      path_.clear();
+      return;
+    }
+    fd_.reset(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    EXPECT_TRUE(fd_) << path_ << ": " << std::strerror(errno);
+  }
+  ~ScopedCgroup() {
+    fd_.reset();
+    if (path_.empty()) return;
+    for (int i = 0; i < 50 && ::rmdir(path_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(20000);
+  }
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_.get(); }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
+
+struct ConnectResult {
+  int err = -1;  // errno of connect(), 0 on success
+  uint64_t cookie = 0;
+  uint16_t local_port = 0;
+};
+
+// A forked child that joins `cgroup` and `netns_fd`, connects a TCP socket of `family` to
+// `dst` (with SO_MARK `mark` when non-zero) and reports back. Only syscalls run in the child.
+struct Child {
+  pid_t pid = -1;
+  int result_fd = -1;
+};
+
+Child SpawnConnect(const ScopedCgroup& cgroup, int netns_fd, int family,
+                   const sockaddr_storage& dst, socklen_t dst_len, uint32_t mark) {
+  std::string procs = cgroup.path() + "/cgroup.procs";
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return {};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ConnectResult r;
+    int pf = ::open(procs.c_str(), O_WRONLY);
+    if (pf < 0 || ::write(pf, "0", 1) != 1 || ::setns(netns_fd, CLONE_NEWNET) != 0) {
+      r.err = -2;
+    } else {
+      int s = ::socket(family, SOCK_STREAM, 0);
+      if (mark != 0) ::setsockopt(s, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+      r.err = ::connect(s, reinterpret_cast<const sockaddr*>(&dst), dst_len) == 0 ? 0 : errno;
+      socklen_t len = sizeof(r.cookie);
+      ::getsockopt(s, SOL_SOCKET, SO_COOKIE, &r.cookie, &len);
+      sockaddr_storage local;
+      socklen_t llen = sizeof(local);
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&local), &llen);
+      r.local_port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);  // same offset v6
+    }
+    ssize_t w = ::write(pipefd[1], &r, sizeof(r));
+    ::_exit(w == sizeof(r) ? 0 : 1);
+  }
+  ::close(pipefd[1]);
+  if (pid < 0) {
+    ::close(pipefd[0]);
+    return {};
+  }
+  return {pid, pipefd[0]};
+}
+
+ConnectResult Collect(const Child& c) {
+  ConnectResult r;
+  if (c.pid < 0) return r;
+  if (::read(c.result_fd, &r, sizeof(r)) != sizeof(r)) r.err = -3;
+  ::close(c.result_fd);
+  ::waitpid(c.pid, nullptr, 0);
+  return r;
+}
+
+// A pod netns with ztunnel's outbound listeners and a destination service listener.
+struct Pod {
+  testing::ScopedNetns ns{kNsPrefix};
+  UniqueFd ztunnel4, ztunnel6, dst4, dst6;
+  uint16_t dst4_port = 0, dst6_port = 0;
+
+  void Setup() {
+    ASSERT_GE(ns.fd(), 0);
+    ns.Exec("ip addr add 10.77.0.1/32 dev lo");
+    ns.Exec("ip -6 addr add fd00::1/128 dev lo nodad");
+    ztunnel4 = Listen(ns.fd(), "127.0.0.1:15001");
+    ztunnel6 = Listen(ns.fd(), "[::1]:15001");
+    dst4 = Listen(ns.fd(), "10.77.0.1:0");
+    dst6 = Listen(ns.fd(), "[fd00::1]:0");
+    ASSERT_TRUE(ztunnel4 && ztunnel6 && dst4 && dst6);
+    dst4_port = BoundPort(dst4.get());
+    dst6_port = BoundPort(dst6.get());
+  }
+};
+
+// Which of the listeners accepted the child's connection (peer port == the child's port).
+enum class Landed { kNowhere, kZtunnel4, kZtunnel6, kDst4, kDst6 };
+
+Landed WhereLanded(const Pod& pod, uint16_t client_port) {
+  std::vector<std::pair<int, Landed>> ls = {{pod.ztunnel4.get(), Landed::kZtunnel4},
+                                            {pod.ztunnel6.get(), Landed::kZtunnel6},
+                                            {pod.dst4.get(), Landed::kDst4},
+                                            {pod.dst6.get(), Landed::kDst6}};
+  std::vector<pollfd> pfds;
+  for (auto& [fd, _] : ls) pfds.push_back({fd, POLLIN, 0});
+  if (::poll(pfds.data(), pfds.size(), 2000) <= 0) return Landed::kNowhere;
+  for (size_t i = 0; i < pfds.size(); ++i) {
+    if (!(pfds[i].revents & POLLIN)) continue;
+    UniqueFd a(::accept(ls[i].first, nullptr, nullptr));
+    auto peer = a ? PeerAddress(a.get()) : absl::StatusOr<SockAddr>(absl::InternalError("accept"));
+    if (peer.ok() && peer->port == client_port) return ls[i].second;
+  }
+  return Landed::kNowhere;
+}
+
+class ConnectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (BPF, netns, cgroups)";
+    testing::DeleteStaleNamespaces(kNsPrefix);
+    root_ = Cgroup2Mount();
+    if (root_.empty()) GTEST_SKIP() << "no cgroup2 mount found in /proc/self/mounts";
+    DeleteStaleCgroups(root_);
+    auto out = OutboundCapture::Load();
+    if (!out.ok() && (absl::IsUnavailable(out.status()) || absl::IsPermissionDenied(out.status())))
+      GTEST_SKIP() << "cannot load connect4/6 on this kernel: " << out.status();
+    ASSERT_TRUE(out.ok()) << out.status();
+    out_ = std::move(*out);
+    cgroup_ = std::make_unique<ScopedCgroup>(root_);
+    ASSERT_GE(cgroup_->fd(), 0);
+    auto links = out_->AttachToCgroup(cgroup_->fd());
+    ASSERT_TRUE(links.ok()) << links.status();
+    links_ = std::move(*links);
+    pod_.Setup();
+  }
+  void TearDown() override {
+    links_.reset();
+    cgroup_.reset();  // the children are reaped: the cgroup is empty
+  }
+
+  ConnectResult Connect(const Pod& pod, const std::string& dst, int family = 0, uint32_t mark = 0) {
+    return Collect(Spawn(pod, dst, family, mark));
+  }
+
+  Child Spawn(const Pod& pod, const std::string& dst, int family = 0, uint32_t mark = 0) {
+    auto sa = SockAddr::Parse(dst);
+    EXPECT_TRUE(sa.ok()) << sa.status();
+    sockaddr_storage ss{};
+    socklen_t len = sa->ToSockaddr(&ss);
+    if (family == AF_INET6 && sa->ip.IsV4()) {  // as an IPv4-mapped IPv6 destination
+      sockaddr_in6 s6{};
+      s6.sin6_family = AF_INET6;
+      s6.sin6_port = htons(sa->port);
+      s6.sin6_addr.s6_addr[10] = s6.sin6_addr.s6_addr[11] = 0xff;
+      uint32_t v4 = htonl(sa->ip.v4_host_order());
+      std::memcpy(&s6.sin6_addr.s6_addr[12], &v4, 4);
+      std::memcpy(&ss, &s6, sizeof(s6));
+      len = sizeof(s6);
+    }
+    if (family == 0) family = sa->ip.IsV4() ? AF_INET : AF_INET6;
+    return SpawnConnect(*cgroup_, pod.ns.fd(), family, ss, len, mark);
+  }
+
+  std::string root_;
+  std::unique_ptr<OutboundCapture> out_;
+  std::unique_ptr<ScopedCgroup> cgroup_;
+  std::optional<OutboundCapture::CgroupLinks> links_;
+  Pod pod_;
+};
+
+TEST_F(ConnectTest, EnrolledV4IsRedirectedAndOriginalDestinationRecorded) {
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  auto before = out_->Counters();
+  std::string dst = "10.77.0.1:" + std::to_string(pod_.dst4_port);
+  ConnectResult r = Connect(pod_, dst);
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
+  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kZtunnel4);
+  auto orig = out_->OriginalDestination(r.cookie);
+  ASSERT_TRUE(orig.ok()) << orig.status();
+  EXPECT_EQ(orig->ToString(), dst);
+  auto after = out_->Counters();
+  EXPECT_EQ(Delta(*before, *after), (ReasonCounts{{WEFT_REDIRECT_OUTBOUND, 1}}));
+  ASSERT_TRUE(out_->ForgetOriginalDestination(r.cookie).ok());
+  EXPECT_TRUE(absl::IsNotFound(out_->OriginalDestination(r.cookie).status()));
+}
+
+TEST_F(ConnectTest, EnrolledV6IsRedirectedToLoopbackV6) {
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  std::string dst = "[fd00::1]:" + std::to_string(pod_.dst6_port);
+  ConnectResult r = Connect(pod_, dst);
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
+  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kZtunnel6);
+  auto orig = out_->OriginalDestination(r.cookie);
+  ASSERT_TRUE(orig.ok()) << orig.status();
+  EXPECT_EQ(orig->ToString(), dst);
+}
+
+TEST_F(ConnectTest, EnrolledV4MappedIsRedirectedToTheV4Listener) {
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  std::string dst = "10.77.0.1:" + std::to_string(pod_.dst4_port);
+  ConnectResult r = Connect(pod_, dst, AF_INET6);
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
+  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kZtunnel4);
+  auto orig = out_->OriginalDestination(r.cookie);
+  ASSERT_TRUE(orig.ok()) << orig.status();
+  EXPECT_EQ(orig->ToString(), dst);  // reported unmapped, as the app meant it
+}
+
+TEST_F(ConnectTest, NotEnrolledNetnsIsNotTouched) {
+  Pod other;
+  other.Setup();
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());  // a different netns is enrolled
+  auto before = out_->Counters();
+  ConnectResult r = Connect(other, "10.77.0.1:" + std::to_string(other.dst4_port));
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
+  EXPECT_EQ(WhereLanded(other, r.local_port), Landed::kDst4);
+  EXPECT_TRUE(absl::IsNotFound(out_->OriginalDestination(r.cookie).status()));
+  EXPECT_EQ(Delta(*before, *out_->Counters()), (ReasonCounts{{WEFT_PASS_NOT_ENROLLED, 1}}));
+}
+
+TEST_F(ConnectTest, ZtunnelMarkedSocketIsNotRedirected) {
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  auto before = out_->Counters();
+  // Only the low 12 bits are ztunnel's: other mark bits (a CNI's) do not hide the mark.
+  ConnectResult r = Connect(pod_, "[fd00::1]:" + std::to_string(pod_.dst6_port), 0, 0x7000539);
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
+  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kDst6);
+  EXPECT_EQ(Delta(*before, *out_->Counters()), (ReasonCounts{{WEFT_PASS_ZTUNNEL_MARK, 1}}));
+}
+
+TEST_F(ConnectTest, ExcludedPortAndCidrAreNotRedirected) {
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  ASSERT_TRUE(out_->ExcludePort(pod_.ns.cookie(), pod_.dst4_port).ok());
+  ASSERT_TRUE(out_->ExcludeCidr(pod_.ns.cookie(), *Cidr::Parse("fd00::/64")).ok());
+  // Another netns's exclusion of the same CIDR must not leak into this one.
+  ASSERT_TRUE(out_->ExcludeCidr(pod_.ns.cookie() + 1, *Cidr::Parse("10.77.0.0/24")).ok());
+  auto before = out_->Counters();
+
+  ConnectResult r = Connect(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port));
+  ASSERT_EQ(r.err, 0);
+  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kDst4);
+  r = Connect(pod_, "[fd00::1]:" + std::to_string(pod_.dst6_port));
+  ASSERT_EQ(r.err, 0);
+  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kDst6);
+  EXPECT_EQ(Delta(*before, *out_->Counters()),
+            (ReasonCounts{{WEFT_PASS_EXCLUDED_PORT, 1}, {WEFT_PASS_EXCLUDED_CIDR, 1}}));
+
+  // The v4 CIDR exclusion applies once it is this netns's; a mapped destination matches too.
+  UniqueFd dst_other = Listen(pod_.ns.fd(), "10.77.0.1:0");
+  uint16_t other_port = BoundPort(dst_other.get());
+  ASSERT_TRUE(out_->ExcludeCidr(pod_.ns.cookie(), *Cidr::Parse("10.77.0.0/24")).ok());
+  r = Connect(pod_, "10.77.0.1:" + std::to_string(other_port), AF_INET6);
+  ASSERT_EQ(r.err, 0);
+  pollfd p{dst_other.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 2000), 1) << "mapped connect into an excluded CIDR was redirected";
+
+  // Unenroll removes the netns's exclusions with it; nothing is redirected afterwards.
+  ASSERT_TRUE(out_->Unenroll(pod_.ns.cookie()).ok());
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  r = Connect(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port));
+  ASSERT_EQ(r.err, 0);
+  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kZtunnel4) << "exclusions survived Unenroll";
+}
+
+// Many connects at once from two pods whose sockets share addresses and destination ports:
+// every socket's record is its own (keyed by socket cookie, not by a colliding 4-tuple).
+TEST_F(ConnectTest, OriginalDestinationsStaySeparateUnderConcurrency) {
+  Pod other;
+  other.Setup();
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  ASSERT_TRUE(out_->Enroll(other.ns.cookie(), 2).ok());
+  struct Want {
+    Child child;
+    std::string dst;
+    const Pod* pod;
+  };
+  std::vector<Want> wants;
+  for (int i = 0; i < 12; ++i) {
+    const Pod& pod = i % 2 == 0 ? pod_ : other;
+    std::string dst = (i % 3 == 0 ? "[fd00::1]:" : "10.77.0.1:") + std::to_string(20000 + i / 2);
+    wants.push_back({Spawn(pod, dst), dst, &pod});
+  }
+  std::vector<uint64_t> cookies;
+  for (Want& w : wants) {
+    ConnectResult r = Collect(w.child);
+    ASSERT_EQ(r.err, 0) << w.dst << ": " << std::strerror(r.err > 0 ? r.err : 0);
+    auto orig = out_->OriginalDestination(r.cookie);
+    ASSERT_TRUE(orig.ok()) << orig.status();
+    EXPECT_EQ(orig->ToString(), w.dst);
+    cookies.push_back(r.cookie);
+  }
+  std::sort(cookies.begin(), cookies.end());
+  EXPECT_EQ(std::unique(cookies.begin(), cookies.end()), cookies.end());
+}
+
+TEST_F(ConnectTest, ZtunnelDownMeansConnectFailsNotLeaks) {
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  pod_.ztunnel4.reset();
+  ConnectResult r = Connect(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port));
+  EXPECT_EQ(r.err, ECONNREFUSED);
+  pollfd p{pod_.dst4.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 200), 0) << "the destination was reached without ztunnel";
+}
+
+TEST(ReasonNameTest, EveryCodeHasALabel) {
+  for (int r : {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
+                WEFT_DROP_ORIG_DST_FULL, WEFT_PASS_NOT_TCP, WEFT_PASS_LOOPBACK,
+                WEFT_PASS_NOT_POD_ADDR, WEFT_PASS_NOT_ENROLLED, WEFT_PASS_ZTUNNEL_MARK,
+                WEFT_PASS_EXCLUDED_PORT, WEFT_PASS_EXCLUDED_CIDR, WEFT_REDIRECT_HBONE,
+                WEFT_REDIRECT_INBOUND, WEFT_REDIRECT_OUTBOUND}) {
+    EXPECT_NE(ReasonName(r), "unknown") << r;
+    EXPECT_EQ(ReasonName(r).substr(0, 4) == "drop", r < 0) << ReasonName(r);
+  }
+  EXPECT_EQ(ReasonName(0), "unknown");
+}
+
+}  // namespace
+}  // namespace weft::bpf

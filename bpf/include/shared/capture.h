@@ -1,0 +1,104 @@
+/* Weft capture: every map key/value and reason code shared between the eBPF programs in
+ * the bpf/ entry programs and the C++ loader (bpf/capture.h). Defined once here, fixed-width types,
+ * explicit padding; bpf/layout_check.cc asserts the layout on the C++ side.
+ *
+ * Byte order: addresses and the ports inside `weft_orig_dst` / `weft_exclude_port_key` are in
+ * network byte order (as the kernel hands them to the programs). IPv4 addresses are stored
+ * everywhere as IPv4-mapped IPv6 (::ffff:a.b.c.d) so one key type serves both families. */
+#ifndef WEFT_BPF_SHARED_CAPTURE_H
+#define WEFT_BPF_SHARED_CAPTURE_H
+
+#include <linux/types.h>
+
+/* Ports of ztunnel's in-pod listeners. */
+#define WEFT_PORT_OUTBOUND 15001 /* outbound capture, 127.0.0.1 / ::1 */
+#define WEFT_PORT_INBOUND 15006  /* inbound plaintext capture */
+#define WEFT_PORT_HBONE 15008    /* inbound HBONE (mTLS) */
+
+/* ztunnel marks every socket it opens; (mark & MASK) == VALUE is never redirected. */
+#define WEFT_ZTUNNEL_MARK 0x539
+#define WEFT_ZTUNNEL_MARK_MASK 0xfff
+
+/* Reason codes, counted per CPU in the `*_counters` maps at index code + WEFT_REASON_OFFSET.
+ * Negative: the packet/connect was refused (fail closed). Positive: it was redirected or let
+ * through untouched. The C++ side names them (weft::bpf::ReasonName) for metric labels. */
+enum weft_reason {
+  WEFT_DROP_NO_HBONE_SOCKET = -1,   /* sk_lookup: ztunnel's HBONE listener is not in the map */
+  WEFT_DROP_NO_INBOUND_SOCKET = -2, /* sk_lookup: ztunnel's plaintext listener is missing */
+  WEFT_DROP_ASSIGN_FAILED = -3,     /* sk_lookup: bpf_sk_assign refused the listener */
+  WEFT_DROP_ORIG_DST_FULL = -4,     /* connect: the original destination could not be saved */
+
+  WEFT_PASS_NOT_TCP = 1,       /* not TCP: left alone */
+  WEFT_PASS_LOOPBACK = 2,      /* destination is loopback: left alone */
+  WEFT_PASS_NOT_POD_ADDR = 3,  /* sk_lookup: destination is not an enrolled pod address */
+  WEFT_PASS_NOT_ENROLLED = 4,  /* connect: the socket's netns is not enrolled */
+  WEFT_PASS_ZTUNNEL_MARK = 5,  /* connect: ztunnel's own socket */
+  WEFT_PASS_EXCLUDED_PORT = 6, /* connect: destination port excluded for this netns */
+  WEFT_PASS_EXCLUDED_CIDR = 7, /* connect: destination address excluded for this netns */
+  WEFT_REDIRECT_HBONE = 8,     /* sk_lookup: steered to ztunnel's HBONE listener */
+  WEFT_REDIRECT_INBOUND = 9,   /* sk_lookup: steered to ztunnel's plaintext listener */
+  WEFT_REDIRECT_OUTBOUND = 10, /* connect: rewritten to the outbound listener */
+};
+#define WEFT_REASON_OFFSET 8 /* index = code + offset; keeps the most negative code at >= 0 */
+#define WEFT_REASON_SLOTS 32 /* entries of the counter arrays */
+
+/* --- inbound (sk_lookup) ------------------------------------------------------------- */
+
+/* `weft_pod_addrs` (hash): the enrolled pods' addresses -> the pod's slot. sk_lookup has no
+ * netns cookie on the 5.15 floor, so the agent gives every enrolled pod a small slot number
+ * and keys the listener map by it. Pod addresses are unique on a node. */
+struct weft_addr_key {
+  __u8 addr[16]; /* IPv6, or IPv4-mapped IPv6 */
+};
+struct weft_pod_slot {
+  __u32 slot;
+  __u32 _pad;
+};
+
+/* `weft_listeners` (SOCKHASH): (slot, kind) -> ztunnel's listening socket in that pod. */
+enum weft_listener_kind {
+  WEFT_LISTENER_HBONE = 0,   /* port 15008 */
+  WEFT_LISTENER_INBOUND = 1, /* port 15006, every other destination port */
+};
+struct weft_listener_key {
+  __u32 slot;
+  __u32 kind; /* enum weft_listener_kind */
+};
+
+/* --- outbound (cgroup/connect4, cgroup/connect6) --------------------------------------- */
+
+/* `weft_enrolled` (hash): netns cookie -> pod settings. Only sockets in these netns are
+ * redirected. */
+struct weft_enrolled_pod {
+  __u32 slot;
+  __u32 _pad;
+};
+
+/* `weft_exclude_ports` (hash): (netns cookie, destination port) -> present = not redirected. */
+struct weft_exclude_port_key {
+  __u64 netns_cookie;
+  __u16 port; /* network byte order */
+  __u16 _pad0;
+  __u32 _pad1;
+};
+
+/* `weft_exclude_cidrs` (LPM trie): netns cookie then address, prefix length counted over
+ * both: 64 + 96 + v4 prefix for IPv4 (as mapped), 64 + v6 prefix for IPv6. */
+struct weft_exclude_cidr_key {
+  __u32 prefixlen;
+  __u32 _pad; /* part of the LPM data: always 0, counted as 32 matching bits */
+  __u64 netns_cookie;
+  __u8 addr[16];
+};
+#define WEFT_CIDR_PREFIX_BASE 96 /* _pad (32 bits) + netns_cookie (64 bits) */
+
+/* `weft_orig_dst` (LRU hash): socket cookie of the app's socket -> where it tried to go. */
+struct weft_orig_dst {
+  __u8 addr[16]; /* IPv6, or IPv4-mapped IPv6 for connect4 and mapped connect6 */
+  __u16 port;    /* network byte order */
+  __u16 family;  /* AF_INET or AF_INET6 as the app called connect() */
+  __u32 _pad;
+  __u64 netns_cookie;
+};
+
+#endif /* WEFT_BPF_SHARED_CAPTURE_H */

@@ -1,0 +1,14 @@
+/* Entry: outbound capture hooks, attached to the cgroup that holds the pods. */
+#include "lib/connect.h"
+
+SEC("cgroup/connect4")
+int weft_connect4_prog(struct bpf_sock_addr* ctx) {
+  return weft_connect4(ctx);
+}
+
+SEC("cgroup/connect6")
+int weft_connect6_prog(struct bpf_sock_addr* ctx) {
+  return weft_connect6(ctx);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
