@@ -66,9 +66,21 @@ absl::StatusOr<ReasonCounts> ReadCounters(const struct bpf_map* map) {
   return out;
 }
 
+// Map updates fail on bad input or a full map, not on missing kernel features (those fail at
+// Load), so they get their own mapping.
 absl::Status Update(const struct bpf_map* map, const void* key, const void* value) {
   if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("updating BPF map ", bpf_map__name(map)));
+    int err = errno;
+    std::string msg =
+        absl::StrCat("updating BPF map ", bpf_map__name(map), ": ", std::strerror(err));
+    if (err == E2BIG || err == ENOSPC || err == ENOMEM) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(msg, " (the map is full: unenrol stale pods or raise max_entries)"));
+    }
+    if (err == EINVAL || err == EOPNOTSUPP || err == kKernelEnotsupp || err == EBADF) {
+      return absl::InvalidArgumentError(msg);
+    }
+    return ErrnoStatus(err, msg);
   }
   return absl::OkStatus();
 }
@@ -171,7 +183,14 @@ absl::Status InboundCapture::SetListener(uint32_t slot, weft_listener_kind kind,
   if (listen_fd < 0) return absl::InvalidArgumentError("SetListener: listen_fd is not open");
   weft_listener_key key{.slot = slot, .kind = static_cast<uint32_t>(kind)};
   uint64_t fd = static_cast<uint64_t>(listen_fd);
-  return Update(impl_->skel->maps.weft_listeners, &key, &fd);
+  absl::Status st = Update(impl_->skel->maps.weft_listeners, &key, &fd);
+  if (absl::IsInvalidArgument(st)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(st.message(),
+                     " (SetListener needs a bound, listening TCP socket: bind() and listen() "
+                     "it before handing it over)"));
+  }
+  return st;
 }
 
 absl::Status InboundCapture::RemoveListener(uint32_t slot, weft_listener_kind kind) {

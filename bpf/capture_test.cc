@@ -693,6 +693,17 @@ TEST_F(ConnectTest, ZtunnelDownMeansConnectFailsNotLeaks) {
   EXPECT_EQ(::poll(&p, 1, 200), 0) << "the destination was reached without ztunnel";
 }
 
+TEST(SkLookupTest, SetListenerRejectsSocketsThatCannotBeSteeredTo) {
+  WEFT_SKIP_UNLESS_ROOT();
+  WEFT_LOAD_OR_SKIP(in, InboundCapture);
+  UniqueFd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(unbound);
+  absl::Status st = in->SetListener(1, WEFT_LISTENER_INBOUND, unbound.get());
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("listening TCP socket"), std::string::npos) << st;
+  EXPECT_TRUE(absl::IsInvalidArgument(in->SetListener(1, WEFT_LISTENER_INBOUND, -1)));
+}
+
 TEST(ReasonNameTest, EveryCodeHasALabel) {
   for (int r : {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
                 WEFT_DROP_ORIG_DST_FULL, WEFT_PASS_NOT_TCP, WEFT_PASS_LOOPBACK,
