@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -17,6 +18,10 @@
 
 namespace weft::bpf {
 namespace {
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // Linux 5.14; older libc headers lack it
+#endif
 
 // ENOTSUPP (kernel-internal, not in userspace errno.h): what BPF returns for missing features.
 constexpr int kKernelEnotsupp = 524;
@@ -48,6 +53,12 @@ void ToMapped(const IpAddr& ip, uint8_t out[16]) {
   } else {
     std::memcpy(out, ip.bytes().data(), 16);
   }
+}
+
+SockAddr FromRecord(const weft_orig_dst& value) {
+  in6_addr a;
+  std::memcpy(&a, value.addr, sizeof(a));
+  return SockAddr{IpAddr::FromIn6(a), ntohs(value.port)};
 }
 
 absl::StatusOr<ReasonCounts> ReadCounters(const struct bpf_map* map) {
@@ -124,6 +135,10 @@ std::string_view ReasonName(int reason) {
       return "drop_no_inbound_socket";
     case WEFT_DROP_ASSIGN_FAILED:
       return "drop_assign_failed";
+    case WEFT_DROP_PEER_RECORD_FAILED:
+      return "drop_peer_record_failed";
+    case WEFT_RECORD_PEER:
+      return "record_peer";
     case WEFT_DROP_ORIG_DST_FULL:
       return "drop_orig_dst_full";
     case WEFT_PASS_NOT_TCP:
@@ -288,9 +303,29 @@ absl::StatusOr<SockAddr> OutboundCapture::OriginalDestination(uint64_t socket_co
     }
     return ErrnoStatus(errno, "reading weft_orig_dst");
   }
-  in6_addr a;
-  std::memcpy(&a, value.addr, sizeof(a));
-  return SockAddr{IpAddr::FromIn6(a), ntohs(value.port)};
+  return FromRecord(value);
+}
+
+absl::StatusOr<SockAddr> OutboundCapture::OriginalDestinationOfAccepted(int accepted_fd) const {
+  WEFT_ASSIGN_OR_RETURN(SockAddr peer, PeerAddress(accepted_fd));
+  weft_peer_key key{};
+  socklen_t len = sizeof(key.netns_cookie);
+  if (::getsockopt(accepted_fd, SOL_SOCKET, SO_NETNS_COOKIE, &key.netns_cookie, &len) != 0) {
+    return ErrnoStatus(errno, "SO_NETNS_COOKIE of the accepted socket (needs Linux 5.14+)");
+  }
+  ToMapped(peer.ip, key.addr);
+  key.port = htons(peer.port);
+  weft_orig_dst value{};
+  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.weft_orig_dst_by_peer), &key, &value) !=
+      0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),
+                       ": it was not redirected by eBPF, or the sockops program is not attached"));
+    }
+    return ErrnoStatus(errno, "reading weft_orig_dst_by_peer");
+  }
+  return FromRecord(value);
 }
 
 absl::Status OutboundCapture::ForgetOriginalDestination(uint64_t socket_cookie) {
@@ -305,6 +340,9 @@ absl::StatusOr<OutboundCapture::CgroupLinks> OutboundCapture::AttachToCgroup(int
   links.connect6 =
       BpfLink(bpf_program__attach_cgroup(impl_->skel->progs.weft_connect6_prog, cgroup_fd));
   if (!links.connect6) return ErrnoStatus(errno, "attaching cgroup/connect6");
+  links.sockops =
+      BpfLink(bpf_program__attach_cgroup(impl_->skel->progs.weft_sockops_prog, cgroup_fd));
+  if (!links.sockops) return ErrnoStatus(errno, "attaching sockops");
   return links;
 }
 

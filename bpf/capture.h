@@ -107,7 +107,8 @@ class InboundCapture {
 };
 
 // The outbound cgroup/connect4 + cgroup/connect6 programs and their maps (weft_enrolled,
-// weft_exclude_ports, weft_exclude_cidrs, weft_orig_dst, weft_outbound_counters).
+// weft_exclude_ports, weft_exclude_cidrs, weft_orig_dst, weft_orig_dst_by_peer,
+// weft_outbound_counters) plus the sockops program that fills weft_orig_dst_by_peer.
 class OutboundCapture {
  public:
   // Errors as InboundCapture::Load (needs Linux 5.8+ for bpf_get_netns_cookie in connect).
@@ -126,12 +127,17 @@ class OutboundCapture {
   // was redirected. NotFound when no redirect was recorded for it.
   absl::StatusOr<SockAddr> OriginalDestination(uint64_t socket_cookie) const;
   absl::Status ForgetOriginalDestination(uint64_t socket_cookie);
+  // The same, from ztunnel's side: `accepted_fd` is a connection accepted on the outbound
+  // listener; it is found by the accepted socket's netns cookie and peer address (needs the
+  // sockops program attached, see AttachToCgroup). NotFound when it was not redirected.
+  absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int accepted_fd) const;
 
-  // Attaches connect4 and connect6 to the cgroup v2 directory `cgroup_fd` refers to. Never
-  // pass the machine's root cgroup in tests.
+  // Attaches connect4, connect6 and sockops (files records by peer) to the cgroup v2
+  // directory `cgroup_fd` refers to. Never pass the machine's root cgroup in tests.
   struct CgroupLinks {
     BpfLink connect4;
     BpfLink connect6;
+    BpfLink sockops;
   };
   absl::StatusOr<CgroupLinks> AttachToCgroup(int cgroup_fd);
   absl::StatusOr<ReasonCounts> Counters() const;

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -487,7 +488,8 @@ struct Pod {
 // Which of the listeners accepted the child's connection (peer port == the child's port).
 enum class Landed { kNowhere, kZtunnel4, kZtunnel6, kDst4, kDst6 };
 
-Landed WhereLanded(const Pod& pod, uint16_t client_port) {
+// `accepted` (if set) receives the accepted socket.
+Landed WhereLanded(const Pod& pod, uint16_t client_port, UniqueFd* accepted = nullptr) {
   std::vector<std::pair<int, Landed>> ls = {{pod.ztunnel4.get(), Landed::kZtunnel4},
                                             {pod.ztunnel6.get(), Landed::kZtunnel6},
                                             {pod.dst4.get(), Landed::kDst4},
@@ -499,7 +501,10 @@ Landed WhereLanded(const Pod& pod, uint16_t client_port) {
     if (!(pfds[i].revents & POLLIN)) continue;
     UniqueFd a(::accept(ls[i].first, nullptr, nullptr));
     auto peer = a ? PeerAddress(a.get()) : absl::StatusOr<SockAddr>(absl::InternalError("accept"));
-    if (peer.ok() && peer->port == client_port) return ls[i].second;
+    if (peer.ok() && peer->port == client_port) {
+      if (accepted) *accepted = std::move(a);
+      return ls[i].second;
+    }
   }
   return Landed::kNowhere;
 }
@@ -565,12 +570,19 @@ TEST_F(ConnectTest, EnrolledV4IsRedirectedAndOriginalDestinationRecorded) {
   std::string dst = "10.77.0.1:" + std::to_string(pod_.dst4_port);
   ConnectResult r = Connect(pod_, dst);
   ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
-  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kZtunnel4);
+  UniqueFd accepted;
+  EXPECT_EQ(WhereLanded(pod_, r.local_port, &accepted), Landed::kZtunnel4);
   auto orig = out_->OriginalDestination(r.cookie);
   ASSERT_TRUE(orig.ok()) << orig.status();
   EXPECT_EQ(orig->ToString(), dst);
+  // ztunnel's view: from the accepted socket alone.
+  ASSERT_TRUE(accepted);
+  auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->ToString(), dst);
   auto after = out_->Counters();
-  EXPECT_EQ(Delta(*before, *after), (ReasonCounts{{WEFT_REDIRECT_OUTBOUND, 1}}));
+  EXPECT_EQ(Delta(*before, *after),
+            (ReasonCounts{{WEFT_REDIRECT_OUTBOUND, 1}, {WEFT_RECORD_PEER, 1}}));
   ASSERT_TRUE(out_->ForgetOriginalDestination(r.cookie).ok());
   EXPECT_TRUE(absl::IsNotFound(out_->OriginalDestination(r.cookie).status()));
 }
@@ -580,10 +592,15 @@ TEST_F(ConnectTest, EnrolledV6IsRedirectedToLoopbackV6) {
   std::string dst = "[fd00::1]:" + std::to_string(pod_.dst6_port);
   ConnectResult r = Connect(pod_, dst);
   ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
-  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kZtunnel6);
+  UniqueFd accepted;
+  EXPECT_EQ(WhereLanded(pod_, r.local_port, &accepted), Landed::kZtunnel6);
   auto orig = out_->OriginalDestination(r.cookie);
   ASSERT_TRUE(orig.ok()) << orig.status();
   EXPECT_EQ(orig->ToString(), dst);
+  ASSERT_TRUE(accepted);
+  auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->ToString(), dst);
 }
 
 TEST_F(ConnectTest, EnrolledV4MappedIsRedirectedToTheV4Listener) {
@@ -591,10 +608,15 @@ TEST_F(ConnectTest, EnrolledV4MappedIsRedirectedToTheV4Listener) {
   std::string dst = "10.77.0.1:" + std::to_string(pod_.dst4_port);
   ConnectResult r = Connect(pod_, dst, AF_INET6);
   ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
-  EXPECT_EQ(WhereLanded(pod_, r.local_port), Landed::kZtunnel4);
+  UniqueFd accepted;
+  EXPECT_EQ(WhereLanded(pod_, r.local_port, &accepted), Landed::kZtunnel4);
   auto orig = out_->OriginalDestination(r.cookie);
   ASSERT_TRUE(orig.ok()) << orig.status();
   EXPECT_EQ(orig->ToString(), dst);  // reported unmapped, as the app meant it
+  ASSERT_TRUE(accepted);
+  auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->ToString(), dst);
 }
 
 TEST_F(ConnectTest, NotEnrolledNetnsIsNotTouched) {
@@ -672,6 +694,7 @@ TEST_F(ConnectTest, OriginalDestinationsStaySeparateUnderConcurrency) {
     wants.push_back({Spawn(pod, dst), dst, &pod});
   }
   std::vector<uint64_t> cookies;
+  std::map<std::pair<const Pod*, uint16_t>, std::string> by_client;  // ports may repeat per pod
   for (Want& w : wants) {
     ConnectResult r = Collect(w.child);
     ASSERT_EQ(r.err, 0) << w.dst << ": " << std::strerror(r.err > 0 ? r.err : 0);
@@ -679,9 +702,29 @@ TEST_F(ConnectTest, OriginalDestinationsStaySeparateUnderConcurrency) {
     ASSERT_TRUE(orig.ok()) << orig.status();
     EXPECT_EQ(orig->ToString(), w.dst);
     cookies.push_back(r.cookie);
+    by_client[{w.pod, r.local_port}] = w.dst;
   }
   std::sort(cookies.begin(), cookies.end());
   EXPECT_EQ(std::unique(cookies.begin(), cookies.end()), cookies.end());
+
+  // ztunnel's side: every accepted connection of each pod maps back to its own destination.
+  size_t checked = 0;
+  for (const Pod* pod : {&pod_, &other}) {
+    for (int lfd : {pod->ztunnel4.get(), pod->ztunnel6.get()}) {
+      pollfd p{lfd, POLLIN, 0};
+      while (::poll(&p, 1, 200) == 1) {
+        UniqueFd a(::accept(lfd, nullptr, nullptr));
+        ASSERT_TRUE(a);
+        auto peer = PeerAddress(a.get());
+        ASSERT_TRUE(peer.ok());
+        auto seen = out_->OriginalDestinationOfAccepted(a.get());
+        ASSERT_TRUE(seen.ok()) << seen.status();
+        EXPECT_EQ(seen->ToString(), (by_client[{pod, peer->port}]));
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, wants.size());
 }
 
 TEST_F(ConnectTest, ZtunnelDownMeansConnectFailsNotLeaks) {
@@ -705,11 +748,12 @@ TEST(SkLookupTest, SetListenerRejectsSocketsThatCannotBeSteeredTo) {
 }
 
 TEST(ReasonNameTest, EveryCodeHasALabel) {
-  for (int r : {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
-                WEFT_DROP_ORIG_DST_FULL, WEFT_PASS_NOT_TCP, WEFT_PASS_LOOPBACK,
-                WEFT_PASS_NOT_POD_ADDR, WEFT_PASS_NOT_ENROLLED, WEFT_PASS_ZTUNNEL_MARK,
-                WEFT_PASS_EXCLUDED_PORT, WEFT_PASS_EXCLUDED_CIDR, WEFT_REDIRECT_HBONE,
-                WEFT_REDIRECT_INBOUND, WEFT_REDIRECT_OUTBOUND}) {
+  for (int r :
+       {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
+        WEFT_DROP_ORIG_DST_FULL, WEFT_DROP_PEER_RECORD_FAILED, WEFT_RECORD_PEER, WEFT_PASS_NOT_TCP,
+        WEFT_PASS_LOOPBACK, WEFT_PASS_NOT_POD_ADDR, WEFT_PASS_NOT_ENROLLED, WEFT_PASS_ZTUNNEL_MARK,
+        WEFT_PASS_EXCLUDED_PORT, WEFT_PASS_EXCLUDED_CIDR, WEFT_REDIRECT_HBONE,
+        WEFT_REDIRECT_INBOUND, WEFT_REDIRECT_OUTBOUND}) {
     EXPECT_NE(ReasonName(r), "unknown") << r;
     EXPECT_EQ(ReasonName(r).substr(0, 4) == "drop", r < 0) << ReasonName(r);
   }

@@ -22,7 +22,10 @@ static_assert(sizeof(weft_orig_dst) == 32);
 static_assert(offsetof(weft_orig_dst, port) == 16);
 static_assert(offsetof(weft_orig_dst, family) == 18);
 static_assert(offsetof(weft_orig_dst, netns_cookie) == 24);
-static_assert(WEFT_DROP_ORIG_DST_FULL + WEFT_REASON_OFFSET >= 0);
-static_assert(WEFT_REDIRECT_OUTBOUND + WEFT_REASON_OFFSET < WEFT_REASON_SLOTS);
+static_assert(sizeof(weft_peer_key) == 32);
+static_assert(offsetof(weft_peer_key, addr) == 8);
+static_assert(offsetof(weft_peer_key, port) == 24);
+static_assert(WEFT_DROP_PEER_RECORD_FAILED + WEFT_REASON_OFFSET >= 0);
+static_assert(WEFT_RECORD_PEER + WEFT_REASON_OFFSET < WEFT_REASON_SLOTS);
 
 }  // namespace weft::bpf

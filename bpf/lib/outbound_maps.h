@@ -33,6 +33,13 @@ struct {
   __type(value, struct weft_orig_dst);
 } weft_orig_dst SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct weft_peer_key);
+  __type(value, struct weft_orig_dst);
+} weft_orig_dst_by_peer SEC(".maps");
+
 WEFT_COUNTER_MAP(weft_outbound_counters);
 
 #endif /* WEFT_BPF_LIB_OUTBOUND_MAPS_H */

@@ -23,10 +23,11 @@
  * Negative: the packet/connect was refused (fail closed). Positive: it was redirected or let
  * through untouched. The C++ side names them (weft::bpf::ReasonName) for metric labels. */
 enum weft_reason {
-  WEFT_DROP_NO_HBONE_SOCKET = -1,   /* sk_lookup: ztunnel's HBONE listener is not in the map */
-  WEFT_DROP_NO_INBOUND_SOCKET = -2, /* sk_lookup: ztunnel's plaintext listener is missing */
-  WEFT_DROP_ASSIGN_FAILED = -3,     /* sk_lookup: bpf_sk_assign refused the listener */
-  WEFT_DROP_ORIG_DST_FULL = -4,     /* connect: the original destination could not be saved */
+  WEFT_DROP_NO_HBONE_SOCKET = -1,    /* sk_lookup: ztunnel's HBONE listener is not in the map */
+  WEFT_DROP_NO_INBOUND_SOCKET = -2,  /* sk_lookup: ztunnel's plaintext listener is missing */
+  WEFT_DROP_ASSIGN_FAILED = -3,      /* sk_lookup: bpf_sk_assign refused the listener */
+  WEFT_DROP_ORIG_DST_FULL = -4,      /* connect: the original destination could not be saved */
+  WEFT_DROP_PEER_RECORD_FAILED = -5, /* sockops: the by-peer record could not be saved */
 
   WEFT_PASS_NOT_TCP = 1,       /* not TCP: left alone */
   WEFT_PASS_LOOPBACK = 2,      /* destination is loopback: left alone */
@@ -38,6 +39,7 @@ enum weft_reason {
   WEFT_REDIRECT_HBONE = 8,     /* sk_lookup: steered to ztunnel's HBONE listener */
   WEFT_REDIRECT_INBOUND = 9,   /* sk_lookup: steered to ztunnel's plaintext listener */
   WEFT_REDIRECT_OUTBOUND = 10, /* connect: rewritten to the outbound listener */
+  WEFT_RECORD_PEER = 11,       /* sockops: original destination filed under the peer */
 };
 #define WEFT_REASON_OFFSET 8 /* index = code + offset; keeps the most negative code at >= 0 */
 #define WEFT_REASON_SLOTS 32 /* entries of the counter arrays */
@@ -99,6 +101,18 @@ struct weft_orig_dst {
   __u16 family;  /* AF_INET or AF_INET6 as the app called connect() */
   __u32 _pad;
   __u64 netns_cookie;
+};
+
+/* `weft_orig_dst_by_peer` (LRU hash): the same record, keyed by what ztunnel sees on the
+ * accepted socket: its netns cookie (SO_NETNS_COOKIE) and its peer address, i.e. the app
+ * socket's local address and port. Filled by the sockops program when the redirected connect
+ * has picked its source port (BPF_SOCK_OPS_TCP_CONNECT_CB). */
+struct weft_peer_key {
+  __u64 netns_cookie;
+  __u8 addr[16]; /* the app socket's local address, IPv4 as mapped */
+  __u16 port;    /* the app socket's local port, network byte order */
+  __u16 _pad0;
+  __u32 _pad1;
 };
 
 #endif /* WEFT_BPF_SHARED_CAPTURE_H */
