@@ -438,6 +438,16 @@ absl::StatusOr<json> Bench::Run() {
     after.push_back(rss);
   }
   results["ztunnel_memory"]["rss_after_all_runs_bytes"] = after;
+  // ztunnel gives idle buffer blocks back after two 5 s trim ticks without use.
+  Progress("memory: waiting 12 s idle, then RSS again");
+  for (int i = 0; i < 120 && !stop_.load(); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  json idle_after = json::array();
+  for (int i = 0; i < 2; i++) {
+    WEFT_ASSIGN_OR_RETURN(int64_t rss, ZtunnelRss(i));
+    idle_after.push_back(rss);
+  }
+  results["ztunnel_memory"]["rss_idle_after_runs_bytes"] = idle_after;
 
   auto section = [&](const std::string& metric, const std::vector<std::string>& keys) {
     json s;
@@ -785,8 +795,15 @@ std::string RenderMarkdown(const json& j) {
                     " | | |"));
   const json& after = mem["rss_after_all_runs_bytes"];
   line("");
+  std::string idle_after;
+  if (mem.contains("rss_idle_after_runs_bytes")) {
+    const json& ia = mem["rss_idle_after_runs_bytes"];
+    idle_after = absl::StrCat("; 12 s later, idle: node 0 ", MiB(ia[0]), " MiB, node 1 ",
+                              MiB(ia[1]), " MiB");
+  }
   line(absl::StrCat("RSS after all runs: node 0 ", MiB(after[0]), " MiB, node 1 ", MiB(after[1]),
-                    " MiB. Per-connection figure = (RSS with connections - idle RSS) / ", n,
+                    " MiB", idle_after,
+                    ". Per-connection figure = (RSS with connections - idle RSS) / ", n,
                     ", idle measured after one warm-up connection."));
   line("");
 

@@ -235,7 +235,7 @@ class HboneConn : public EventLoop::Handler {
 class Worker {
  public:
   Worker(Proxy::Shared* shared, int index) : shared_(shared), index_(index) {}
-  absl::Status Init() { return loop_.Init(); }
+  absl::Status Init();
   EventLoop& loop() { return loop_; }
   Proxy::Shared& shared() { return *shared_; }
   Metrics& metrics() { return *shared_->metrics; }
@@ -263,6 +263,7 @@ class Worker {
   void PoolRemove(HboneConn* c);
 
  private:
+  void ScheduleTrim();  // TrimBufferCache every 5 s on this worker's thread
   void HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd);
   void HandleInboundPlain(const std::shared_ptr<Pod>& pod, UniqueFd fd);
   void HandleHbone(const std::shared_ptr<Pod>& pod, UniqueFd fd);

@@ -1,6 +1,7 @@
 #include "ztunnel/proxy/io.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -24,6 +25,7 @@ constexpr size_t kMaxCachedBytes = 8 << 20;
 struct BlockCache {
   std::vector<std::pair<size_t, char*>> blocks;
   size_t bytes = 0;
+  uint64_t taken = 0;  // AllocBuffer calls since the last TrimBufferCache
   ~BlockCache() {
     for (auto& [cap, p] : blocks) ::operator delete(p);
   }
@@ -35,6 +37,7 @@ char* AllocBuffer(size_t* cap) {
   size_t c = kMinBlock;
   while (c < *cap) c <<= 1;
   *cap = c;
+  t_cache.taken++;
   auto& bl = t_cache.blocks;
   for (size_t i = bl.size(); i-- > 0;) {
     if (bl[i].first == c) {
@@ -76,6 +79,20 @@ char* ByteQueue::Reserve(size_t n) {
 void ByteQueue::Commit(size_t n) {
   blocks_.back().end += n;
   size_ += n;
+}
+
+size_t TrimBufferCache() {
+  size_t freed = 0;
+  if (t_cache.taken == 0) {
+    for (auto& [cap, p] : t_cache.blocks) ::operator delete(p);
+    freed = t_cache.bytes;
+    t_cache.blocks.clear();
+    t_cache.blocks.shrink_to_fit();
+    t_cache.bytes = 0;
+    if (freed > 0) malloc_trim(0);  // hand the freed heap pages back to the kernel
+  }
+  t_cache.taken = 0;
+  return freed;
 }
 
 void ByteQueue::Unreserve() {

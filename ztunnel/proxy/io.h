@@ -58,6 +58,10 @@ class ByteQueue {
 // malloc/mmap and page faults each time, while an idle one holds nothing.
 char* AllocBuffer(size_t* cap);  // rounds *cap up to the block size it returns
 void FreeBuffer(char* p, size_t cap);
+// Gives this thread's cached blocks back to the system if none was taken since the previous
+// call (workers call it every few seconds: after a burst, an idle ztunnel shrinks again).
+// Returns the bytes released.
+size_t TrimBufferCache();
 
 // Reads from fd into q (up to `max` bytes). Returns bytes read, 0 on EOF, -1 with errno set
 // (EAGAIN included).

@@ -38,6 +38,18 @@ TEST(ByteQueue, ChainsBlocksAndFreesThemAsTheyDrain) {
   EXPECT_EQ(total, q.size());
 }
 
+TEST(ByteQueue, IdleCacheIsGivenBack) {
+  TrimBufferCache();  // start from a known state
+  {
+    ByteQueue q;
+    std::string big(4 * ByteQueue::kBlock, 'x');
+    q.Append(big.data(), big.size());
+  }  // blocks go to the thread's cache
+  EXPECT_EQ(TrimBufferCache(), 0u) << "blocks were taken since the last trim: keep them";
+  EXPECT_GE(TrimBufferCache(), 4 * ByteQueue::kBlock) << "an idle period releases the cache";
+  EXPECT_EQ(TrimBufferCache(), 0u);
+}
+
 TEST(Io, ReadIntoAndFlushTo) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);

@@ -24,6 +24,19 @@ PodListenAddrs DefaultListenAddrs() {
 
 // ---- Worker -------------------------------------------------------------------------------
 
+absl::Status Worker::Init() {
+  WEFT_RETURN_IF_ERROR(loop_.Init());
+  ScheduleTrim();
+  return absl::OkStatus();
+}
+
+void Worker::ScheduleTrim() {
+  loop_.AddTimer(std::chrono::seconds(5), [this] {
+    TrimBufferCache();
+    ScheduleTrim();
+  });
+}
+
 void Worker::ListenerHandler::OnEvents(uint32_t) {
   for (int i = 0; i < 64; i++) {
     int c = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
