@@ -1,6 +1,7 @@
 // weftctl demo: flag parsing, binary lookup, the metrics reader and the tea shop run anywhere;
 // the end-to-end runs of the real `weftctl demo` binary need root and skip otherwise.
 #include "cli/demo/demo.h"
+#include "common/testing/temp_dir.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -23,19 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/weft-demo-test-XXXXXX";
-    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using weft::testing::TempDir;
 
 // Sets (or, with nullptr, unsets) an environment variable for one scope.
 class ScopedEnv {

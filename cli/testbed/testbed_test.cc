@@ -1,4 +1,5 @@
 #include "cli/testbed/testbed.h"
+#include "common/testing/temp_dir.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -27,13 +28,6 @@ using std::chrono::seconds;
 
 #define SKIP_UNLESS_ROOT() \
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)"
-
-std::string TempDir() {
-  std::string tmpl = ::testing::TempDir() + "weft-testbed-XXXXXX";
-  char* d = ::mkdtemp(tmpl.data());
-  EXPECT_NE(d, nullptr) << std::strerror(errno);
-  return tmpl;
-}
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -256,7 +250,8 @@ TEST(Testbed, SpawnAndExecRunInsideTheNetns) {
   auto tb = Testbed::Create(o);
   ASSERT_TRUE(tb.ok()) << tb.status();
   std::string pod_ns = (*tb)->PodNetns("p").value();
-  std::string dir = TempDir();
+  weft::testing::TempDir tmp;
+  const std::string& dir = tmp.path();
 
   auto sleeper = Spawn(pod_ns, {"sleep", "30"}, dir + "/sleep.log");
   ASSERT_TRUE(sleeper.ok()) << sleeper.status();
@@ -325,7 +320,8 @@ TEST(Testbed, CaptureOnFabricSeesClearTextPayload) {
   auto tb = Testbed::Create(o);
   ASSERT_TRUE(tb.ok()) << tb.status();
   const Testbed& t = **tb;
-  std::string dir = TempDir();
+  weft::testing::TempDir tmp;
+  const std::string& dir = tmp.path();
   std::string pcap = dir + "/fabric.pcap";
 
   Listener l = Listen(t.PodNetns("b").value(), t.PodIp("b").value());
