@@ -44,18 +44,6 @@ void FillServiceLabels(TcpLabels& l, const Service* s) {
   l.destination_service_namespace = s->ns;
 }
 
-const Service* ServiceForEndpoint(const ConfigSnapshot& snap, const Workload& w, uint16_t port) {
-  for (const auto& s : snap.services()) {
-    bool has = false;
-    for (const auto& uid : s.ready_endpoint_uids)
-      if (uid == w.uid) has = true;
-    if (!has) continue;
-    for (const auto& p : s.ports)
-      if (p.target_port == port) return &s;
-  }
-  return nullptr;
-}
-
 Flow::~Flow() = default;
 
 void Flow::Begin() {

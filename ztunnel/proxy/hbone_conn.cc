@@ -694,7 +694,7 @@ void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
   const Workload* src_w = snap->FindWorkloadByAddress(peer_.ip);
   FillSourceLabels(info.labels, src_w, peer_id_);
   FillDestinationLabels(info.labels, dst, dst->identity());
-  FillServiceLabels(info.labels, ServiceForEndpoint(*snap, *dst, target->port));
+  FillServiceLabels(info.labels, snap->ServiceForEndpoint(*dst, target->port));
   ConnectionInfo ci{peer_id_, peer_.ip, *target};
   AuthzDecision d = Authorize(*snap, *dst, ci);
   if (!d.allowed) {

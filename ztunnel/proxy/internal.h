@@ -300,7 +300,5 @@ class Worker {
 void FillSourceLabels(TcpLabels& l, const Workload* w, const std::optional<SpiffeId>& id);
 void FillDestinationLabels(TcpLabels& l, const Workload* w, const std::optional<SpiffeId>& id);
 void FillServiceLabels(TcpLabels& l, const Service* s);
-// The service that fronts `w` on target port `port`, if any (for inbound labels).
-const Service* ServiceForEndpoint(const ConfigSnapshot& snap, const Workload& w, uint16_t port);
 
 }  // namespace weft::ztunnel

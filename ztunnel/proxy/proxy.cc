@@ -222,7 +222,7 @@ void Worker::HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     target = SockAddr{AddressLike(*dst, orig->ip), sp->target_port};
   } else {
     dst = snap->FindWorkloadByAddress(orig->ip);
-    if (dst) FillServiceLabels(info.labels, ServiceForEndpoint(*snap, *dst, orig->port));
+    if (dst) FillServiceLabels(info.labels, snap->ServiceForEndpoint(*dst, orig->port));
   }
   info.dst = target;
 
@@ -315,7 +315,7 @@ void Worker::HandleInboundPlain(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   info.labels.connection_security_policy = "none";
   FillSourceLabels(info.labels, snap->FindWorkloadByAddress(peer->ip), std::nullopt);
   FillDestinationLabels(info.labels, dst, dst->identity());
-  FillServiceLabels(info.labels, ServiceForEndpoint(*snap, *dst, orig->port));
+  FillServiceLabels(info.labels, snap->ServiceForEndpoint(*dst, orig->port));
 
   std::string deny;
   std::string policy;

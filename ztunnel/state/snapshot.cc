@@ -410,6 +410,7 @@ absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> ConfigSnapshot::FromProto(
       }
     }
     for (const auto& ip : svc.addresses) s.svc_by_ip_.emplace(ip, idx);
+    for (const auto& uid : svc.ready_endpoint_uids) s.svc_by_endpoint_[uid].push_back(idx);
     s.services_.push_back(std::move(svc));
   }
 
@@ -541,6 +542,15 @@ const Workload* ConfigSnapshot::FindWorkloadByAddress(const IpAddr& ip) const {
 const Service* ConfigSnapshot::FindServiceByAddress(const IpAddr& vip) const {
   auto it = svc_by_ip_.find(vip);
   return it == svc_by_ip_.end() ? nullptr : &services_[it->second];
+}
+
+const Service* ConfigSnapshot::ServiceForEndpoint(const Workload& w, uint16_t target_port) const {
+  auto it = svc_by_endpoint_.find(w.uid);
+  if (it == svc_by_endpoint_.end()) return nullptr;
+  for (size_t i : it->second)
+    for (const auto& p : services_[i].ports)
+      if (p.target_port == target_port) return &services_[i];
+  return nullptr;
 }
 
 std::vector<const AuthorizationPolicy*> ConfigSnapshot::PoliciesFor(const Workload& w) const {

@@ -340,6 +340,12 @@ services:
   EXPECT_EQ(svc->FindPort(80)->target_port, 80);
   EXPECT_EQ(svc->FindPort(443)->target_port, 8443);
   EXPECT_EQ(svc->ready_endpoint_uids, (std::vector<std::string>{"prod/a", "prod/c"}));
+
+  // Which service fronts an endpoint on a target port (inbound metric labels).
+  EXPECT_EQ(s->ServiceForEndpoint(*a, 8443), svc);
+  EXPECT_EQ(s->ServiceForEndpoint(*a, 80), svc);
+  EXPECT_EQ(s->ServiceForEndpoint(*a, 443), nullptr) << "443 is a service port, not a target port";
+  EXPECT_EQ(s->ServiceForEndpoint(*b, 80), nullptr) << "prod/b is not a ready endpoint";
 }
 
 TEST(SnapshotTest, EmptyHasDefaults) {
