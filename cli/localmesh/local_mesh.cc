@@ -180,29 +180,32 @@ absl::Status LocalMesh::KillZtunnel(int node) {
   return absl::OkStatus();
 }
 
-absl::Status LocalMesh::StartZtunnel(int node) {
+absl::StatusOr<testbed::Process> LocalMesh::SpawnDaemon(int node, const std::string& name,
+                                                        std::vector<std::string> argv) const {
   WEFT_ASSIGN_OR_RETURN(auto ns, testbed_->NodeNetns(node));
+  std::string n = std::to_string(node);
+  argv.insert(argv.end(),
+              {"--node", "node" + n, "--config", config_path(), "--log-level", opts_.log_level});
+  testbed::SpawnOptions so;
+  so.append_log = true;  // a restarted daemon keeps its predecessor's log
+  return testbed::Spawn(ns, argv, opts_.work_dir + "/logs/" + name + "-" + n + ".log", so);
+}
+
+std::string LocalMesh::HandoffSocket(int node) const {
+  return opts_.work_dir + "/node" + std::to_string(node) + ".sock";
+}
+
+absl::Status LocalMesh::StartZtunnel(int node) {
   WEFT_ASSIGN_OR_RETURN(auto ip, testbed_->NodeIp(node));
   std::vector<std::string> argv = {opts_.ztunnel_bin,
-                                   "--node",
-                                   "node" + std::to_string(node),
-                                   "--config",
-                                   config_path(),
                                    "--certs",
                                    opts_.work_dir + "/certs",
                                    "--inpod-socket",
-                                   opts_.work_dir + "/node" + std::to_string(node) + ".sock",
+                                   HandoffSocket(node),
                                    "--workers",
-                                   std::to_string(opts_.ztunnel_workers),
-                                   "--log-level",
-                                   opts_.log_level};
+                                   std::to_string(opts_.ztunnel_workers)};
   if (!opts_.access_log) argv.push_back("--no-access-log");
-  testbed::SpawnOptions so;
-  so.append_log = true;
-  WEFT_ASSIGN_OR_RETURN(
-      ztunnels_.at(node),
-      testbed::Spawn(ns, argv, opts_.work_dir + "/logs/ztunnel-" + std::to_string(node) + ".log",
-                     so));
+  WEFT_ASSIGN_OR_RETURN(ztunnels_.at(node), SpawnDaemon(node, "ztunnel", std::move(argv)));
   WEFT_ASSIGN_OR_RETURN(auto nsfd, NodeNetns(node));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (true) {
@@ -217,24 +220,10 @@ absl::Status LocalMesh::StartZtunnel(int node) {
 }
 
 absl::Status LocalMesh::StartAgent(int node) {
-  WEFT_ASSIGN_OR_RETURN(auto ns, testbed_->NodeNetns(node));
-  std::vector<std::string> argv = {opts_.agent_bin,
-                                   "--node",
-                                   "node" + std::to_string(node),
-                                   "--config",
-                                   config_path(),
-                                   "--ztunnel-socket",
-                                   opts_.work_dir + "/node" + std::to_string(node) + ".sock",
-                                   "--capture",
-                                   opts_.capture,
-                                   "--log-level",
-                                   opts_.log_level};
-  testbed::SpawnOptions so;
-  so.append_log = true;
-  WEFT_ASSIGN_OR_RETURN(
-      agents_.at(node),
-      testbed::Spawn(ns, argv, opts_.work_dir + "/logs/agent-" + std::to_string(node) + ".log",
-                     so));
+  WEFT_ASSIGN_OR_RETURN(agents_.at(node),
+                        SpawnDaemon(node, "agent",
+                                    {opts_.agent_bin, "--ztunnel-socket", HandoffSocket(node),
+                                     "--capture", opts_.capture}));
   return absl::OkStatus();
 }
 

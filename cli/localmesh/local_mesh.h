@@ -86,6 +86,11 @@ class LocalMesh {
   absl::Status WriteConfig();
   absl::Status WaitVersion(std::chrono::milliseconds timeout);
   absl::Status StartAgent(int node);
+  // Runs a node daemon (ztunnel or agent) in the node's netns with the flags both take
+  // (--node, --config, --log-level), logging to logs/<name>-<node>.log.
+  absl::StatusOr<testbed::Process> SpawnDaemon(int node, const std::string& name,
+                                               std::vector<std::string> argv) const;
+  std::string HandoffSocket(int node) const;
 
   Options opts_;
   std::unique_ptr<testbed::Testbed> testbed_;
