@@ -557,6 +557,27 @@ class ConnectTest : public ::testing::Test {
     return SpawnConnect(*cgroup_, pod.ns.fd(), family, ss, len, mark);
   }
 
+  // Connects from `pod` to `dst` and asserts the connect was redirected to ztunnel's listener
+  // `where`, with `dst` as the original destination both by socket cookie and from the accepted
+  // socket alone (ztunnel's view). Returns the connect's result for further checks.
+  ConnectResult ExpectRedirected(const Pod& pod, const std::string& dst, Landed where,
+                                 int family = 0) {
+    ConnectResult r = Connect(pod, dst, family);
+    EXPECT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
+    if (r.err != 0) return r;
+    UniqueFd accepted;
+    EXPECT_EQ(WhereLanded(pod, r.local_port, &accepted), where);
+    auto orig = out_->OriginalDestination(r.cookie);
+    EXPECT_TRUE(orig.ok()) << orig.status();
+    if (orig.ok()) EXPECT_EQ(orig->ToString(), dst);  // IPv4-mapped reported unmapped
+    EXPECT_TRUE(accepted);
+    if (!accepted) return r;
+    auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
+    EXPECT_TRUE(seen.ok()) << seen.status();
+    if (seen.ok()) EXPECT_EQ(seen->ToString(), dst);
+    return r;
+  }
+
   std::string root_;
   std::unique_ptr<OutboundCapture> out_;
   std::unique_ptr<ScopedCgroup> cgroup_;
@@ -568,18 +589,8 @@ TEST_F(ConnectTest, EnrolledV4IsRedirectedAndOriginalDestinationRecorded) {
   ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
   auto before = out_->Counters();
   std::string dst = "10.77.0.1:" + std::to_string(pod_.dst4_port);
-  ConnectResult r = Connect(pod_, dst);
-  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
-  UniqueFd accepted;
-  EXPECT_EQ(WhereLanded(pod_, r.local_port, &accepted), Landed::kZtunnel4);
-  auto orig = out_->OriginalDestination(r.cookie);
-  ASSERT_TRUE(orig.ok()) << orig.status();
-  EXPECT_EQ(orig->ToString(), dst);
-  // ztunnel's view: from the accepted socket alone.
-  ASSERT_TRUE(accepted);
-  auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
-  ASSERT_TRUE(seen.ok()) << seen.status();
-  EXPECT_EQ(seen->ToString(), dst);
+  ConnectResult r = ExpectRedirected(pod_, dst, Landed::kZtunnel4);
+  ASSERT_EQ(r.err, 0);
   auto after = out_->Counters();
   EXPECT_EQ(Delta(*before, *after),
             (ReasonCounts{{WEFT_REDIRECT_OUTBOUND, 1}, {WEFT_RECORD_PEER, 1}}));
@@ -589,34 +600,14 @@ TEST_F(ConnectTest, EnrolledV4IsRedirectedAndOriginalDestinationRecorded) {
 
 TEST_F(ConnectTest, EnrolledV6IsRedirectedToLoopbackV6) {
   ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
-  std::string dst = "[fd00::1]:" + std::to_string(pod_.dst6_port);
-  ConnectResult r = Connect(pod_, dst);
-  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
-  UniqueFd accepted;
-  EXPECT_EQ(WhereLanded(pod_, r.local_port, &accepted), Landed::kZtunnel6);
-  auto orig = out_->OriginalDestination(r.cookie);
-  ASSERT_TRUE(orig.ok()) << orig.status();
-  EXPECT_EQ(orig->ToString(), dst);
-  ASSERT_TRUE(accepted);
-  auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
-  ASSERT_TRUE(seen.ok()) << seen.status();
-  EXPECT_EQ(seen->ToString(), dst);
+  ExpectRedirected(pod_, "[fd00::1]:" + std::to_string(pod_.dst6_port), Landed::kZtunnel6);
 }
 
 TEST_F(ConnectTest, EnrolledV4MappedIsRedirectedToTheV4Listener) {
   ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
-  std::string dst = "10.77.0.1:" + std::to_string(pod_.dst4_port);
-  ConnectResult r = Connect(pod_, dst, AF_INET6);
-  ASSERT_EQ(r.err, 0) << std::strerror(r.err > 0 ? r.err : 0);
-  UniqueFd accepted;
-  EXPECT_EQ(WhereLanded(pod_, r.local_port, &accepted), Landed::kZtunnel4);
-  auto orig = out_->OriginalDestination(r.cookie);
-  ASSERT_TRUE(orig.ok()) << orig.status();
-  EXPECT_EQ(orig->ToString(), dst);  // reported unmapped, as the app meant it
-  ASSERT_TRUE(accepted);
-  auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
-  ASSERT_TRUE(seen.ok()) << seen.status();
-  EXPECT_EQ(seen->ToString(), dst);
+  // Connects as an IPv4-mapped IPv6 destination; reported unmapped, as the app meant it.
+  ExpectRedirected(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port), Landed::kZtunnel4,
+                   AF_INET6);
 }
 
 TEST_F(ConnectTest, NotEnrolledNetnsIsNotTouched) {
