@@ -139,6 +139,8 @@ std::string_view ReasonName(int reason) {
       return "drop_peer_record_failed";
     case WEFT_RECORD_PEER:
       return "record_peer";
+    case WEFT_PASS_SELF:
+      return "pass_self";
     case WEFT_DROP_ORIG_DST_FULL:
       return "drop_orig_dst_full";
     case WEFT_PASS_NOT_TCP:

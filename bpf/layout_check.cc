@@ -26,6 +26,6 @@ static_assert(sizeof(weft_peer_key) == 32);
 static_assert(offsetof(weft_peer_key, addr) == 8);
 static_assert(offsetof(weft_peer_key, port) == 24);
 static_assert(WEFT_DROP_PEER_RECORD_FAILED + WEFT_REASON_OFFSET >= 0);
-static_assert(WEFT_RECORD_PEER + WEFT_REASON_OFFSET < WEFT_REASON_SLOTS);
+static_assert(WEFT_PASS_SELF + WEFT_REASON_OFFSET < WEFT_REASON_SLOTS);
 
 }  // namespace weft::bpf

@@ -6,6 +6,14 @@
 #include "lib/common.h"
 #include "lib/inbound_maps.h"
 
+/* Fields read straight from the context: the verifier refuses loads through a ctx pointer
+ * the compiler has offset, which copying into a stack key can produce. */
+static __always_inline int weft_lookup_is_self(struct bpf_sk_lookup* ctx) {
+  if (ctx->family == AF_INET) return ctx->remote_ip4 == ctx->local_ip4;
+  return ctx->remote_ip6[0] == ctx->local_ip6[0] && ctx->remote_ip6[1] == ctx->local_ip6[1] &&
+         ctx->remote_ip6[2] == ctx->local_ip6[2] && ctx->remote_ip6[3] == ctx->local_ip6[3];
+}
+
 static __always_inline int weft_steer_inbound(struct bpf_sk_lookup* ctx) {
   if (ctx->protocol != IPPROTO_TCP) {
     weft_count(&weft_inbound_counters, WEFT_PASS_NOT_TCP);
@@ -23,6 +31,14 @@ static __always_inline int weft_steer_inbound(struct bpf_sk_lookup* ctx) {
     return SK_PASS;
   }
   struct weft_pod_slot* pod = bpf_map_lookup_elem(&weft_pod_addrs, &key);
+  /* From the pod's own address to itself: ztunnel's last leg to the app (it connects from
+   * inside the pod, so the kernel picks the destination address as the source), or the app
+   * talking to itself. Neither is captured; remote traffic cannot carry that source and
+   * complete a handshake. */
+  if (pod && weft_lookup_is_self(ctx)) {
+    weft_count(&weft_inbound_counters, WEFT_PASS_SELF);
+    return SK_PASS;
+  }
   if (!pod) {
     weft_count(&weft_inbound_counters, WEFT_PASS_NOT_POD_ADDR);
     return SK_PASS;
@@ -31,7 +47,8 @@ static __always_inline int weft_steer_inbound(struct bpf_sk_lookup* ctx) {
   int hbone = ctx->local_port == WEFT_PORT_HBONE;
   struct weft_listener_key lk = {
       .slot = pod->slot,
-      .kind = hbone ? WEFT_LISTENER_HBONE : WEFT_LISTENER_INBOUND,
+      .kind = (hbone ? WEFT_LISTENER_HBONE : WEFT_LISTENER_INBOUND) |
+              (ctx->family == AF_INET6 ? WEFT_LISTENER_V6 : 0),
   };
   struct bpf_sock* sk = bpf_map_lookup_elem(&weft_listeners, &lk);
   if (!sk) {

@@ -40,6 +40,8 @@ enum weft_reason {
   WEFT_REDIRECT_INBOUND = 9,   /* sk_lookup: steered to ztunnel's plaintext listener */
   WEFT_REDIRECT_OUTBOUND = 10, /* connect: rewritten to the outbound listener */
   WEFT_RECORD_PEER = 11,       /* sockops: original destination filed under the peer */
+  WEFT_PASS_SELF = 12,         /* sk_lookup: the pod connecting to its own address (ztunnel's
+                                  inbound leg to the app comes from the pod address itself) */
 };
 #define WEFT_REASON_OFFSET 8 /* index = code + offset; keeps the most negative code at >= 0 */
 #define WEFT_REASON_SLOTS 32 /* entries of the counter arrays */
@@ -57,11 +59,15 @@ struct weft_pod_slot {
   __u32 _pad;
 };
 
-/* `weft_listeners` (SOCKHASH): (slot, kind) -> ztunnel's listening socket in that pod. */
+/* `weft_listeners` (SOCKHASH): (slot, kind) -> ztunnel's listening socket in that pod. ztunnel
+ * binds one listener per family, so IPv6 SYNs look up the kind with WEFT_LISTENER_V6 set. */
 enum weft_listener_kind {
-  WEFT_LISTENER_HBONE = 0,   /* port 15008 */
-  WEFT_LISTENER_INBOUND = 1, /* port 15006, every other destination port */
+  WEFT_LISTENER_HBONE = 0,    /* port 15008, IPv4 */
+  WEFT_LISTENER_INBOUND = 1,  /* port 15006, every other destination port, IPv4 */
+  WEFT_LISTENER_HBONE6 = 2,   /* the same, IPv6 */
+  WEFT_LISTENER_INBOUND6 = 3, /* the same, IPv6 */
 };
+#define WEFT_LISTENER_V6 2
 struct weft_listener_key {
   __u32 slot;
   __u32 kind; /* enum weft_listener_kind */
