@@ -26,6 +26,7 @@
 namespace weft::ztunnel {
 namespace {
 
+using weft::inpod::v1::AddWorkload;
 using weft::inpod::v1::WorkloadInfo;
 using weft::inpod::v1::WorkloadRequest;
 using weft::inpod::v1::WorkloadResponse;
@@ -53,7 +54,7 @@ struct HandoffServer::Impl {
   std::atomic<bool> connected{false};
 
   mutable std::mutex mu;                     // guards `pods` for known_pods()
-  std::map<std::string, WorkloadInfo> pods;  // held pods and the info of their AddWorkload
+  std::map<std::string, AddWorkload> pods;  // held pods and their AddWorkload
   std::set<std::string> seen;                // added/kept on the current connection
 
   void Run();
@@ -292,15 +293,14 @@ std::string HandoffServer::Impl::Handle(const WorkloadRequest& req, std::vector<
     case WorkloadRequest::kAdd: {
       const std::string& uid = req.add().uid();
       if (uid.empty()) return bad_input("empty_uid", "AddWorkload with an empty uid");
-      absl::Status st =
-          cb.add ? cb.add(uid, req.add().info(), std::move(fds[0])) : absl::OkStatus();
+      absl::Status st = cb.add ? cb.add(req.add(), std::move(fds[0])) : absl::OkStatus();
       if (!st.ok()) {
         LOG_WARN(kScope, "pod add failed", {{"uid", uid}, {"error", st.ToString()}});
         return std::string(st.message());
       }
       {
         std::lock_guard<std::mutex> lock(mu);
-        pods[uid] = req.add().info();
+        pods[uid] = req.add();
       }
       seen.insert(uid);
       LOG_INFO(kScope, "pod added", {{"uid", uid}});
@@ -308,16 +308,16 @@ std::string HandoffServer::Impl::Handle(const WorkloadRequest& req, std::vector<
     }
     case WorkloadRequest::kKeep: {
       const std::string& uid = req.keep().uid();
-      WorkloadInfo info;
+      AddWorkload add;
       {
         std::lock_guard<std::mutex> lock(mu);
         auto it = pods.find(uid);
         if (it == pods.end())
           return absl::StrCat("KeepWorkload for unknown pod \"", uid,
                               "\"; send AddWorkload with its WorkloadInfo");
-        info = it->second;
+        add = it->second;
       }
-      absl::Status st = cb.add ? cb.add(uid, info, std::move(fds[0])) : absl::OkStatus();
+      absl::Status st = cb.add ? cb.add(add, std::move(fds[0])) : absl::OkStatus();
       if (!st.ok()) return std::string(st.message());
       seen.insert(uid);
       return "";

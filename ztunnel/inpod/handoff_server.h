@@ -35,10 +35,9 @@ inline constexpr size_t kMaxHandoffMessage = 64 * 1024;
 class HandoffServer {
  public:
   struct Callbacks {
-    // Pod added (or re-sent on reconnect). Owns the netns fd. Returning an error NACKs.
-    std::function<absl::Status(const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
-                               UniqueFd netns)>
-        add;
+    // Pod added (or re-sent on reconnect: KeepWorkload re-invokes it with the AddWorkload
+    // remembered for the uid). Owns the netns fd. Returning an error NACKs.
+    std::function<absl::Status(const weft::inpod::v1::AddWorkload& add, UniqueFd netns)> add;
     std::function<void(const std::string& uid)> del;
     std::function<void(std::string_view kind)> on_bad_input;
   };

@@ -79,8 +79,9 @@ class HandoffTest : public ::testing::Test {
 
   HandoffServer::Callbacks MakeCallbacks() {
     HandoffServer::Callbacks cb;
-    cb.add = [this](const std::string& uid, const WorkloadInfo& info,
-                    UniqueFd netns) -> absl::Status {
+    cb.add = [this](const weft::inpod::v1::AddWorkload& add, UniqueFd netns) -> absl::Status {
+      const std::string& uid = add.uid();
+      const WorkloadInfo& info = add.info();
       if (uid == "ns/refused") return absl::FailedPreconditionError("pod ns/refused is refused");
       Recorded::Add a{uid, info, 0};
       auto c = NetnsCookie(netns.get());

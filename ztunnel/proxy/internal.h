@@ -32,7 +32,7 @@ class HboneConn;
 struct Pod {
   std::string uid;
   UniqueFd netns;  // invalid: current netns (direct mode)
-  enum class Kind { kOutbound, kInboundPlain, kHbone };
+  using Kind = ListenerKind;
   struct Listener {
     Kind kind;
     UniqueFd fd;
@@ -40,6 +40,7 @@ struct Pod {
   };
   std::vector<Listener> listeners;
   PodListenAddrs bound;
+  OrigDstProvider* orig_dst = nullptr;  // never null once added
   int netns_fd() const { return netns.valid() ? netns.get() : -1; }
 };
 

@@ -170,7 +170,7 @@ void Reset(UniqueFd& fd) {
 }  // namespace
 
 void Worker::HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
-  auto orig = shared_->orig_dst->OriginalDst(fd.get());
+  auto orig = pod->orig_dst->OriginalDst(fd.get());
   if (!orig.ok()) {
     metrics().BadInput("15001", "no_original_dst");
     LOG_WARN("outbound", "connection without an original destination dropped",
@@ -290,7 +290,7 @@ void Worker::Refuse(FlowInfo info, UniqueFd client, const std::string& reason) {
 }
 
 void Worker::HandleInboundPlain(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
-  auto orig = shared_->orig_dst->OriginalDst(fd.get());
+  auto orig = pod->orig_dst->OriginalDst(fd.get());
   if (!orig.ok()) {
     metrics().BadInput("15006", "no_original_dst");
     LOG_WARN("inbound", "plaintext connection without an original destination dropped",
@@ -439,9 +439,17 @@ void Proxy::Stop() {
 }
 
 absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodListenAddrs& addrs) {
+  PodOptions o;
+  o.addrs = addrs;
+  return AddPod(uid, std::move(netns), o);
+}
+
+absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodOptions& opts) {
+  const PodListenAddrs& addrs = opts.addrs;
   auto pod = std::make_shared<Pod>();
   pod->uid = uid;
   pod->netns = std::move(netns);
+  pod->orig_dst = opts.orig_dst ? opts.orig_dst : shared_->orig_dst;
   auto add = [&](Pod::Kind kind, const std::vector<SockAddr>& list,
                  std::vector<SockAddr>* bound) -> absl::Status {
     for (const auto& a : list) {
@@ -458,6 +466,13 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodList
             absl::StrCat("pod ", uid, ": listener ", a.ToString(), ": ", fd.status().message()));
       }
       auto la = LocalAddress(fd->get());
+      if (opts.on_listener) {
+        absl::Status st = opts.on_listener(kind, la.ok() ? *la : a, fd->get());
+        if (!st.ok()) {
+          return absl::Status(st.code(), absl::StrCat("pod ", uid, ": listener ", a.ToString(),
+                                                      ": ", st.message()));
+        }
+      }
       bound->push_back(la.ok() ? *la : a);
       pod->listeners.push_back(Pod::Listener{kind, std::move(*fd), la.ok() ? *la : a});
     }

@@ -34,6 +34,19 @@ struct PodListenAddrs {
 };
 PodListenAddrs DefaultListenAddrs();
 
+enum class ListenerKind { kOutbound, kInboundPlain, kHbone };
+
+// How one pod's connections reach ztunnel: set from the pod's capture mode, so the data path
+// itself has no per-mode cases.
+struct PodOptions {
+  PodListenAddrs addrs = DefaultListenAddrs();
+  // Original destinations of this pod's captured connections; null: the proxy's default.
+  OrigDstProvider* orig_dst = nullptr;
+  // Called for each listener once it is bound and before the pod is served (eBPF capture puts
+  // the inbound listeners into the kernel's steering map here). An error fails AddPod.
+  std::function<absl::Status(ListenerKind kind, const SockAddr& bound, int fd)> on_listener;
+};
+
 struct ProxyOptions {
   int workers = 0;               // 0: one per CPU
   uint32_t mark = kZtunnelMark;  // SO_MARK on every socket in a pod netns; 0 disables
@@ -63,6 +76,7 @@ class Proxy {
   // tests) and starts serving them. Re-adding a uid replaces its listeners.
   absl::Status AddPod(const std::string& uid, UniqueFd netns,
                       const PodListenAddrs& addrs = DefaultListenAddrs());
+  absl::Status AddPod(const std::string& uid, UniqueFd netns, const PodOptions& opts);
   // Stops accepting for the pod and closes its listeners; open connections drain.
   void RemovePod(const std::string& uid);
   std::optional<PodListenAddrs> BoundAddrs(const std::string& uid) const;
