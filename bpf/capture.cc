@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bpf/map_ops.h"
 #include "common/status.h"
 #include "inbound.skel.h"
 #include "outbound.skel.h"
@@ -19,89 +20,22 @@
 namespace weft::bpf {
 namespace {
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71  // Linux 5.14; older libc headers lack it
-#endif
-
-// ENOTSUPP (kernel-internal, not in userspace errno.h): what BPF returns for missing features.
-constexpr int kKernelEnotsupp = 524;
-
 using InboundSkel = BpfSkeleton<weft_inbound, weft_inbound__destroy>;
 using OutboundSkel = BpfSkeleton<weft_outbound, weft_outbound__destroy>;
-
-absl::Status ErrnoStatus(int err, std::string_view what) {
-  err = err < 0 ? -err : err;
-  std::string msg = absl::StrCat(Av(what), ": ", std::strerror(err));
-  if (err == EPERM || err == EACCES) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(msg, " (run as root or grant CAP_BPF + CAP_NET_ADMIN)"));
-  }
-  if (err == EINVAL || err == EOPNOTSUPP || err == kKernelEnotsupp) {
-    return absl::UnavailableError(absl::StrCat(
-        msg, " (the kernel lacks a needed BPF feature; Weft needs Linux 5.15+ with BTF)"));
-  }
-  return absl::InternalError(msg);
-}
-
-// Addresses are kept as IPv4-mapped IPv6 in every map (shared/capture.h).
-void ToMapped(const IpAddr& ip, uint8_t out[16]) {
-  if (ip.IsV4()) {
-    std::memset(out, 0, 10);
-    out[10] = 0xff;
-    out[11] = 0xff;
-    std::memcpy(out + 12, ip.bytes().data(), 4);
-  } else {
-    std::memcpy(out, ip.bytes().data(), 16);
-  }
-}
-
-SockAddr FromRecord(const weft_orig_dst& value) {
-  in6_addr a;
-  std::memcpy(&a, value.addr, sizeof(a));
-  return SockAddr{IpAddr::FromIn6(a), ntohs(value.port)};
-}
+using internal::ErrnoStatus;
+using internal::FromRecord;
+using internal::ToMapped;
 
 absl::StatusOr<ReasonCounts> ReadCounters(const struct bpf_map* map) {
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return ErrnoStatus(ncpu, "counting possible CPUs");
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
-  ReasonCounts out;
-  for (uint32_t idx = 0; idx < WEFT_REASON_SLOTS; ++idx) {
-    if (bpf_map_lookup_elem(bpf_map__fd(map), &idx, per_cpu.data()) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("reading ", bpf_map__name(map)));
-    }
-    uint64_t sum = 0;
-    for (uint64_t v : per_cpu) sum += v;
-    if (sum != 0) out[static_cast<int>(idx) - WEFT_REASON_OFFSET] = sum;
-  }
-  return out;
+  return internal::ReadCounters(bpf_map__fd(map), bpf_map__name(map));
 }
 
-// Map updates fail on bad input or a full map, not on missing kernel features (those fail at
-// Load), so they get their own mapping.
 absl::Status Update(const struct bpf_map* map, const void* key, const void* value) {
-  if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY) != 0) {
-    int err = errno;
-    std::string msg =
-        absl::StrCat("updating BPF map ", bpf_map__name(map), ": ", std::strerror(err));
-    if (err == E2BIG || err == ENOSPC || err == ENOMEM) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(msg, " (the map is full: unenrol stale pods or raise max_entries)"));
-    }
-    if (err == EINVAL || err == EOPNOTSUPP || err == kKernelEnotsupp || err == EBADF) {
-      return absl::InvalidArgumentError(msg);
-    }
-    return ErrnoStatus(err, msg);
-  }
-  return absl::OkStatus();
+  return internal::UpdateMap(bpf_map__fd(map), bpf_map__name(map), key, value);
 }
 
-// Deleting a missing entry is not an error: the caller's intent (absent) holds.
 absl::Status Delete(const struct bpf_map* map, const void* key) {
-  if (bpf_map_delete_elem(bpf_map__fd(map), key) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("deleting from BPF map ", bpf_map__name(map)));
-  }
-  return absl::OkStatus();
+  return internal::DeleteFromMap(bpf_map__fd(map), bpf_map__name(map), key);
 }
 
 template <typename Skel, typename OpenFn, typename LoadFn>
@@ -197,17 +131,8 @@ absl::Status InboundCapture::RemovePodAddress(const IpAddr& addr) {
 }
 
 absl::Status InboundCapture::SetListener(uint32_t slot, weft_listener_kind kind, int listen_fd) {
-  if (listen_fd < 0) return absl::InvalidArgumentError("SetListener: listen_fd is not open");
-  weft_listener_key key{.slot = slot, .kind = static_cast<uint32_t>(kind)};
-  uint64_t fd = static_cast<uint64_t>(listen_fd);
-  absl::Status st = Update(impl_->skel->maps.weft_listeners, &key, &fd);
-  if (absl::IsInvalidArgument(st)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(st.message(),
-                     " (SetListener needs a bound, listening TCP socket: bind() and listen() "
-                     "it before handing it over)"));
-  }
-  return st;
+  return internal::SetListener(bpf_map__fd(impl_->skel->maps.weft_listeners), slot, kind,
+                               listen_fd);
 }
 
 absl::Status InboundCapture::RemoveListener(uint32_t slot, weft_listener_kind kind) {
@@ -309,25 +234,8 @@ absl::StatusOr<SockAddr> OutboundCapture::OriginalDestination(uint64_t socket_co
 }
 
 absl::StatusOr<SockAddr> OutboundCapture::OriginalDestinationOfAccepted(int accepted_fd) const {
-  WEFT_ASSIGN_OR_RETURN(SockAddr peer, PeerAddress(accepted_fd));
-  weft_peer_key key{};
-  socklen_t len = sizeof(key.netns_cookie);
-  if (::getsockopt(accepted_fd, SOL_SOCKET, SO_NETNS_COOKIE, &key.netns_cookie, &len) != 0) {
-    return ErrnoStatus(errno, "SO_NETNS_COOKIE of the accepted socket (needs Linux 5.14+)");
-  }
-  ToMapped(peer.ip, key.addr);
-  key.port = htons(peer.port);
-  weft_orig_dst value{};
-  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.weft_orig_dst_by_peer), &key, &value) !=
-      0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(
-          absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),
-                       ": it was not redirected by eBPF, or the sockops program is not attached"));
-    }
-    return ErrnoStatus(errno, "reading weft_orig_dst_by_peer");
-  }
-  return FromRecord(value);
+  return internal::OriginalDestinationOfAccepted(
+      bpf_map__fd(impl_->skel->maps.weft_orig_dst_by_peer), accepted_fd);
 }
 
 absl::Status OutboundCapture::ForgetOriginalDestination(uint64_t socket_cookie) {

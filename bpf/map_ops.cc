@@ -1,0 +1,137 @@
+#include "bpf/map_ops.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace weft::bpf::internal {
+namespace {
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // Linux 5.14; older libc headers lack it
+#endif
+
+// ENOTSUPP (kernel-internal, not in userspace errno.h): what BPF returns for missing features.
+constexpr int kKernelEnotsupp = 524;
+
+}  // namespace
+
+absl::Status ErrnoStatus(int err, std::string_view what) {
+  err = err < 0 ? -err : err;
+  std::string msg = absl::StrCat(Av(what), ": ", std::strerror(err));
+  if (err == EPERM || err == EACCES) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(msg, " (run as root or grant CAP_BPF + CAP_NET_ADMIN)"));
+  }
+  if (err == EINVAL || err == EOPNOTSUPP || err == kKernelEnotsupp) {
+    return absl::UnavailableError(absl::StrCat(
+        msg, " (the kernel lacks a needed BPF feature; Weft needs Linux 5.15+ with BTF)"));
+  }
+  return absl::InternalError(msg);
+}
+
+void ToMapped(const IpAddr& ip, uint8_t out[16]) {
+  if (ip.IsV4()) {
+    std::memset(out, 0, 10);
+    out[10] = 0xff;
+    out[11] = 0xff;
+    std::memcpy(out + 12, ip.bytes().data(), 4);
+  } else {
+    std::memcpy(out, ip.bytes().data(), 16);
+  }
+}
+
+SockAddr FromRecord(const weft_orig_dst& value) {
+  in6_addr a;
+  std::memcpy(&a, value.addr, sizeof(a));
+  return SockAddr{IpAddr::FromIn6(a), ntohs(value.port)};
+}
+
+// Map updates fail on bad input or a full map, not on missing kernel features (those fail at
+// load), so they get their own mapping.
+absl::Status UpdateMap(int map_fd, std::string_view name, const void* key, const void* value) {
+  if (bpf_map_update_elem(map_fd, key, value, BPF_ANY) != 0) {
+    int err = errno;
+    std::string msg = absl::StrCat("updating BPF map ", Av(name), ": ", std::strerror(err));
+    if (err == E2BIG || err == ENOSPC || err == ENOMEM) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(msg, " (the map is full: unenrol stale pods or raise max_entries)"));
+    }
+    if (err == EINVAL || err == EOPNOTSUPP || err == kKernelEnotsupp || err == EBADF) {
+      return absl::InvalidArgumentError(msg);
+    }
+    return ErrnoStatus(err, msg);
+  }
+  return absl::OkStatus();
+}
+
+// Deleting a missing entry is not an error: the caller's intent (absent) holds.
+absl::Status DeleteFromMap(int map_fd, std::string_view name, const void* key) {
+  if (bpf_map_delete_elem(map_fd, key) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("deleting from BPF map ", Av(name)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetListener(int listeners_fd, uint32_t slot, weft_listener_kind kind, int listen_fd) {
+  if (listen_fd < 0) return absl::InvalidArgumentError("SetListener: listen_fd is not open");
+  weft_listener_key key{.slot = slot, .kind = static_cast<uint32_t>(kind)};
+  uint64_t fd = static_cast<uint64_t>(listen_fd);
+  absl::Status st = UpdateMap(listeners_fd, "weft_listeners", &key, &fd);
+  if (absl::IsInvalidArgument(st)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(st.message(),
+                     " (SetListener needs a bound, listening TCP socket: bind() and listen() "
+                     "it before handing it over)"));
+  }
+  return st;
+}
+
+absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accepted_fd) {
+  WEFT_ASSIGN_OR_RETURN(SockAddr peer, PeerAddress(accepted_fd));
+  weft_peer_key key{};
+  socklen_t len = sizeof(key.netns_cookie);
+  if (::getsockopt(accepted_fd, SOL_SOCKET, SO_NETNS_COOKIE, &key.netns_cookie, &len) != 0) {
+    return ErrnoStatus(errno, "SO_NETNS_COOKIE of the accepted socket (needs Linux 5.14+)");
+  }
+  ToMapped(peer.ip, key.addr);
+  key.port = htons(peer.port);
+  weft_orig_dst value{};
+  if (bpf_map_lookup_elem(by_peer_fd, &key, &value) != 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),
+                       ": it was not redirected by eBPF, or the sockops program is not attached"));
+    }
+    return ErrnoStatus(errno, "reading weft_orig_dst_by_peer");
+  }
+  return FromRecord(value);
+}
+
+absl::StatusOr<ReasonCounts> ReadCounters(int map_fd, std::string_view name) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return ErrnoStatus(ncpu, "counting possible CPUs");
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  ReasonCounts out;
+  for (uint32_t idx = 0; idx < WEFT_REASON_SLOTS; ++idx) {
+    if (bpf_map_lookup_elem(map_fd, &idx, per_cpu.data()) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("reading ", Av(name)));
+    }
+    uint64_t sum = 0;
+    for (uint64_t v : per_cpu) sum += v;
+    if (sum != 0) out[static_cast<int>(idx) - WEFT_REASON_OFFSET] = sum;
+  }
+  return out;
+}
+
+}  // namespace weft::bpf::internal

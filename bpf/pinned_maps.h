@@ -1,0 +1,53 @@
+// ztunnel's side of eBPF capture: the maps weft-agent pinned under its pin dir (bpf/pins.h),
+// opened by path. No programs, no skeletons: ztunnel only puts its in-pod listeners into
+// weft_listeners and reads original destinations from weft_orig_dst_by_peer. The agent owns
+// the maps' lifetime; these fds keep the maps alive while open even if the agent unpins them.
+//
+// Thread-safety: every method is a single syscall on fds fixed at Open; safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/net.h"
+#include "common/unique_fd.h"
+#include "shared/capture.h"
+
+namespace weft::bpf {
+
+class PinnedMaps {
+ public:
+  // Opens <pin_dir>/maps/weft_listeners and <pin_dir>/maps/weft_orig_dst_by_peer
+  // (bpf_obj_get). Errors: NotFound naming the path when the agent has not pinned them (is
+  // weft-agent running in eBPF mode with this --bpf-pin-dir?), PermissionDenied without
+  // CAP_BPF/root, InvalidArgument when a path is not a map of the expected layout.
+  static absl::StatusOr<std::unique_ptr<PinnedMaps>> Open(std::string pin_dir);
+
+  // Puts ztunnel's listening TCP socket `listen_fd` (bound and listening, in the pod's netns)
+  // in weft_listeners for (slot, kind). Same semantics as InboundCapture::SetListener.
+  absl::Status SetListener(uint32_t slot, weft_listener_kind kind, int listen_fd);
+  // Removes it: SYNs for that kind are then dropped (fail closed). Absent is not an error.
+  absl::Status RemoveListener(uint32_t slot, weft_listener_kind kind);
+
+  // Where the app tried to connect before connect4/6 redirected it, for a connection accepted
+  // on ztunnel's outbound listener (looked up by the accepted socket's netns cookie and peer
+  // address). Same semantics as OutboundCapture::OriginalDestinationOfAccepted: NotFound when
+  // the connection was not redirected by eBPF.
+  absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int accepted_fd) const;
+
+  const std::string& pin_dir() const { return pin_dir_; }
+
+ private:
+  PinnedMaps(std::string pin_dir, UniqueFd listeners, UniqueFd by_peer)
+      : pin_dir_(std::move(pin_dir)),
+        listeners_(std::move(listeners)),
+        by_peer_(std::move(by_peer)) {}
+  std::string pin_dir_;
+  UniqueFd listeners_;
+  UniqueFd by_peer_;
+};
+
+}  // namespace weft::bpf
