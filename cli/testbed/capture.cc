@@ -157,12 +157,11 @@ absl::StatusOr<PcapStats> PcapSummary(const std::string& pcap_path,
   struct stat st;
   if (::stat(pcap_path.c_str(), &st) != 0)
     return ErrnoError(errno, absl::StrCat("stat ", pcap_path));
-  std::vector<std::string> argv = {"tshark", "-r",           pcap_path, "-n",
-                                   "-T",     "fields",       "-E",      "separator=/t",
-                                   "-E",     "aggregator=,", "-e",      "frame.number",
-                                   "-e",     "tcp.len",      "-e",      "tls.record.content_type",
+  std::vector<std::string> argv = {"tshark", "-r", pcap_path, "-n", "-T", "fields", "-E",
+                                   "separator=/t", "-E", "aggregator=,", "-e", "frame.number", "-e",
+                                   "tcp.len", "-e", "tls.record.content_type",
                                    // TLS 1.3 records after the hello carry the outer type here.
-                                   "-e",     "tls.record.opaque_type"};
+                                   "-e", "tls.record.opaque_type"};
   for (uint16_t port : tls_ports)
     argv.insert(argv.end(), {"-d", absl::StrCat("tcp.port==", port, ",tls")});
   WEFT_ASSIGN_OR_RETURN(std::string out, Exec("", argv, {}, std::chrono::seconds(60)));

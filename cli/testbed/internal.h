@@ -11,3 +11,12 @@ namespace weft::testbed::internal {
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 }  // namespace weft::testbed::internal
+
+namespace weft::testbed {
+// cgroup.cc: removes the cgroup tree and bpffs pin dirs named after `prefix`.
+void RemoveTestbedKernelObjects(const std::string& prefix);
+// cgroup.cc: the same for every prefix whose owner pid is gone.
+void CleanupStaleKernelObjects();
+}  // namespace weft::testbed
+
+namespace weft::testbed::internal {}  // namespace weft::testbed::internal

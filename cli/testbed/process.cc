@@ -89,6 +89,7 @@ std::vector<char*> CStrings(std::vector<std::string>& v) {
 
 struct ChildSetup {
   int netns_fd = -1;
+  int cgroup_procs_fd = -1;  // <cgroup>/cgroup.procs to join, or -1
   int stdio[3] = {-1, -1, -1};
   int err_fd = -1;  // CLOEXEC pipe: receives {stage, errno} if the child fails before exec
   bool pdeathsig = true;
@@ -111,6 +112,7 @@ struct ChildSetup {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(0);
     if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
   }
+  if (c.cgroup_procs_fd >= 0 && ::write(c.cgroup_procs_fd, "0", 1) != 1) fail(4);
   if (c.netns_fd >= 0 && ::setns(c.netns_fd, CLONE_NEWNET) != 0) fail(1);
   for (int i = 0; i < 3; ++i) {
     if (c.stdio[i] == i) {
@@ -135,7 +137,7 @@ struct ChildSetup {
 }
 
 constexpr const char* kStageNames[] = {"prctl(PR_SET_PDEATHSIG)", "setns", "redirecting stdio",
-                                       "execve"};
+                                       "execve", "joining the cgroup"};
 
 struct Forked {
   pid_t pid = -1;
@@ -146,8 +148,14 @@ struct Forked {
 // succeeded (or the error that prevented it).
 absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std::string>& argv,
                                 const std::vector<std::pair<std::string, std::string>>& env_add,
-                                const int stdio[3], bool pdeathsig) {
+                                const int stdio[3], bool pdeathsig,
+                                const std::string& cgroup = "") {
   if (argv.empty()) return absl::InvalidArgumentError("empty argv: nothing to run");
+  UniqueFd procs;
+  if (!cgroup.empty()) {
+    procs.reset(::open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+    if (!procs) return ErrnoError(errno, absl::StrCat("opening ", cgroup, "/cgroup.procs"));
+  }
   WEFT_ASSIGN_OR_RETURN(std::string path, FindExecutable(argv[0]));
   UniqueFd ns_fd;
   if (!netns.empty()) {
@@ -169,6 +177,7 @@ absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std:
 
   ChildSetup c;
   c.netns_fd = ns_fd.get();
+  c.cgroup_procs_fd = procs.get();
   for (int i = 0; i < 3; ++i) c.stdio[i] = stdio[i];
   c.err_fd = err_w.get();
   c.pdeathsig = pdeathsig;
@@ -190,7 +199,7 @@ absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std:
     int st;
     while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    int stage = std::clamp(msg[0], 0, 3);
+    int stage = std::clamp(msg[0], 0, 4);
     return ErrnoError(msg[1], absl::StrCat("starting '", absl::StrJoin(argv, " "), "' in netns '",
                                            netns, "': ", kStageNames[stage]));
   }
@@ -225,7 +234,8 @@ absl::StatusOr<Process> Spawn(const std::string& netns, const std::vector<std::s
                                           "' (does its directory exist and is it writable?)"));
   }
   int stdio[3] = {in.get(), out.get(), out.get()};
-  WEFT_ASSIGN_OR_RETURN(Forked f, ForkExec(netns, argv, opts.env, stdio, opts.die_with_parent));
+  WEFT_ASSIGN_OR_RETURN(Forked f,
+                        ForkExec(netns, argv, opts.env, stdio, opts.die_with_parent, opts.cgroup));
   Process p;
   p.pid_ = f.pid;
   p.pidfd_ = f.pidfd;

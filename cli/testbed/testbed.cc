@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cli/testbed/internal.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
@@ -220,6 +221,7 @@ absl::StatusOr<std::vector<std::string>> CleanupStale() {
     if (pid && !PidAlive(*pid)) stale.push_back(name);
   }
   ::closedir(d);
+  CleanupStaleKernelObjects();
   if (stale.empty()) return stale;
   WEFT_RETURN_IF_ERROR(KillProcessesInNetns(stale, std::chrono::milliseconds(500)).status());
   WEFT_RETURN_IF_ERROR(DeleteNetns(stale));
@@ -248,6 +250,7 @@ void Testbed::Destroy() {
     LOG_WARN("testbed", "cannot kill processes in testbed",
              {{"error", killed.status().ToString()}});
   }
+  RemoveTestbedKernelObjects(prefix_);
   absl::Status st = DeleteNetns(created_);
   if (!st.ok()) LOG_WARN("testbed", "testbed teardown incomplete", {{"error", st.ToString()}});
   created_.clear();
@@ -444,6 +447,7 @@ absl::Status Testbed::Build(const Options& opts) {
     }
     WEFT_RETURN_IF_ERROR(IpBatch(p.netns, s));
   }
+  if (opts.cgroups) WEFT_RETURN_IF_ERROR(CreateCgroups());
   LOG_DEBUG("testbed", "testbed created",
             {{"prefix", prefix_}, {"nodes", nodes_.size()}, {"pods", pods_.size()}});
   return absl::OkStatus();

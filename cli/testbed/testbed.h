@@ -55,6 +55,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/net.h"
+#include "common/unique_fd.h"
 
 namespace weft::testbed {
 
@@ -76,7 +77,8 @@ std::string NetnsPath(std::string_view netns_name);
 std::string SanitizePodName(std::string_view pod_name);
 
 // Deletes every netns that follows the naming scheme and whose owner pid is not alive, after
-// killing any process still inside it. Returns the names removed. Namespaces of live owners
+// killing any process still inside it; likewise the cgroups and bpffs pin directories named
+// after such a prefix. Returns the names removed. Namespaces of live owners
 // (other tests running in parallel) are never touched; a leftover whose pid has since been
 // reused by an unrelated process stays until that process exits.
 absl::StatusOr<std::vector<std::string>> CleanupStale();
@@ -98,6 +100,8 @@ struct SpawnOptions {
   bool die_with_parent = true;
   // Append to the log file instead of truncating it.
   bool append_log = false;
+  // cgroup v2 directory the child joins before exec ("" = stay in the caller's cgroup).
+  std::string cgroup;
 };
 
 class Process;
@@ -236,6 +240,9 @@ struct Options {
   int nodes = 1;              // 1..250
   std::vector<PodSpec> pods;  // at most 250 per node
   bool ipv6 = true;           // dual-stack nodes and pods
+  // Also create cgroup v2 directories: <cgroup2 mount>/<prefix> (the mesh cgroup, where eBPF
+  // capture hooks attach) and one per pod below it (PodInfo::cgroup), removed with the testbed.
+  bool cgroups = false;
 };
 
 struct NodeInfo {
@@ -255,7 +262,20 @@ struct PodInfo {
   IpAddr ip;                  // 10.248.<node>.<k>
   std::optional<IpAddr> ip6;  // fd00:248:0:<node>::<k>
   std::string node_iface;     // the node-side veth: "vp<k>" in the node's netns
+  std::string cgroup;         // <mesh cgroup>/<sanitized name> with Options::cgroups, else ""
 };
+
+// The mount point of the cgroup v2 hierarchy (e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified).
+absl::StatusOr<std::string> Cgroup2Mount();
+
+// "/sys/fs/bpf/weft/<prefix>": the testbed's bpffs pin directories are this path or this path
+// followed by "-<suffix>" (e.g. one per node); they are removed with the testbed.
+std::string BpfPinRoot(std::string_view prefix);
+
+// A socket created inside the pod's netns by a task in the pod's cgroup (a socket belongs to
+// its creator's cgroup, which decides which cgroup BPF hooks see its connect()): what a process
+// of the pod would get from socket(2). Forks a short-lived child.
+absl::StatusOr<UniqueFd> SocketInPod(const PodInfo& pod, int family, int type);
 
 class Testbed {
  public:
@@ -287,10 +307,13 @@ class Testbed {
   absl::StatusOr<std::string> NodeNetns(int node) const;
   absl::StatusOr<IpAddr> NodeIp(int node) const;
   std::string NodeFabricIface(int /*node*/) const { return kFabricIface; }
+  // The mesh cgroup ("" without Options::cgroups).
+  const std::string& MeshCgroup() const { return mesh_cgroup_; }
 
  private:
   Testbed() = default;
   absl::Status Build(const Options& opts);
+  absl::Status CreateCgroups();
   void Destroy();
 
   std::string prefix_;
@@ -299,6 +322,7 @@ class Testbed {
   std::vector<PodInfo> pods_;
   bool ipv6_ = true;
   std::vector<std::string> created_;  // netns this object created and must delete
+  std::string mesh_cgroup_;
 };
 
 }  // namespace weft::testbed

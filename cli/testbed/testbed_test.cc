@@ -424,3 +424,60 @@ TEST(Testbed, CleanupStaleRemovesOnlyDeadOwners) {
 
 }  // namespace
 }  // namespace weft::testbed
+
+namespace weft::testbed {
+namespace {
+
+std::string CgroupOf(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cgroup");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("0::", 0) == 0) return line.substr(3);  // the cgroup v2 line
+  }
+  return "";
+}
+
+TEST(Testbed, CgroupsHoldThePodsProcessesAndSocketsAndAreRemoved) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
+  auto mount = Cgroup2Mount();
+  if (!mount.ok()) GTEST_SKIP() << mount.status();
+  Options o;
+  o.prefix = UniquePrefix("t");
+  o.nodes = 1;
+  o.pods = {{"a", 0}};
+  o.cgroups = true;
+  std::string mesh_cg;
+  {
+    auto tb = Testbed::Create(o);
+    ASSERT_TRUE(tb.ok()) << tb.status();
+    mesh_cg = (*tb)->MeshCgroup();
+    EXPECT_EQ(mesh_cg, *mount + "/" + o.prefix);
+    auto pod = (*tb)->Pod("a");
+    ASSERT_TRUE(pod.ok());
+    EXPECT_EQ(pod->cgroup, mesh_cg + "/a");
+    struct stat st;
+    ASSERT_EQ(::stat(pod->cgroup.c_str(), &st), 0);
+
+    SpawnOptions so;
+    so.cgroup = pod->cgroup;
+    auto p = Spawn(pod->netns, {"sleep", "30"}, "", so);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(*mount + CgroupOf(p->pid()), pod->cgroup);
+
+    // The socket comes from the pod's netns, and this process stays where it was.
+    std::string mine = CgroupOf(::getpid());
+    auto s = SocketInPod(*pod, AF_INET, SOCK_STREAM);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto ns = OpenNetns(NetnsPath(pod->netns));
+    ASSERT_TRUE(ns.ok());
+    uint64_t cookie = 0;
+    socklen_t len = sizeof cookie;
+    ASSERT_EQ(::getsockopt(s->get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len), 0);
+    EXPECT_EQ(*NetnsCookie(ns->get()), cookie);
+    EXPECT_EQ(CgroupOf(::getpid()), mine);
+  }
+  struct stat st;
+  EXPECT_NE(::stat(mesh_cg.c_str(), &st), 0) << "the testbed's cgroup was left behind";
+}
+
+}  // namespace
+}  // namespace weft::testbed

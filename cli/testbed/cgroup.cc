@@ -1,0 +1,205 @@
+// Testbed cgroups (cgroup v2): one per testbed, one per pod below it, so that eBPF capture
+// hooks attached to the testbed's cgroup see exactly the pods' sockets. Plus the other kernel
+// objects named after a testbed prefix: bpffs pin directories.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cli/testbed/internal.h"
+#include "cli/testbed/testbed.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace weft::testbed {
+namespace {
+
+constexpr const char* kBpfWeftDir = "/sys/fs/bpf/weft";
+
+absl::Status Errno(int err, std::string_view what) {
+  return absl::InternalError(absl::StrCat(Av(what), ": ", std::strerror(err)));
+}
+
+// Kills whatever is left in `dir` (and below) and removes the directories bottom-up.
+void RemoveCgroupTree(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.is_directory(ec)) RemoveCgroupTree(e.path().string());
+  }
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
+    if (errno != EBUSY) break;
+    // Processes still inside: cgroup.kill (5.14+) or one by one, then wait for the exit.
+    {
+      std::ofstream kill(dir + "/cgroup.kill");
+      if (kill) kill << "1";
+    }
+    std::ifstream procs(dir + "/cgroup.procs");
+    for (std::string line; std::getline(procs, line);) {
+      int pid = 0;
+      if (absl::SimpleAtoi(line, &pid) && pid > 0 && pid != ::getpid()) ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  LOG_WARN("testbed", "cannot remove cgroup", {{"cgroup", dir}, {"error", std::strerror(errno)}});
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Cgroup2Mount() {
+  WEFT_ASSIGN_OR_RETURN(std::string mounts, internal::ReadFile("/proc/self/mounts"));
+  for (absl::string_view line : absl::StrSplit(mounts, '\n')) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
+    if (f.size() >= 3 && f[2] == "cgroup2") return std::string(f[1]);
+  }
+  return absl::UnavailableError(
+      "no cgroup v2 hierarchy is mounted (eBPF capture attaches to a cgroup v2 directory; mount "
+      "one with `mount -t cgroup2 none /sys/fs/cgroup/unified`)");
+}
+
+std::string BpfPinRoot(std::string_view prefix) {
+  return absl::StrCat(kBpfWeftDir, "/", Av(prefix));
+}
+
+void RemoveTestbedKernelObjects(const std::string& prefix) {
+  auto mount = Cgroup2Mount();
+  if (mount.ok()) RemoveCgroupTree(absl::StrCat(*mount, "/", prefix));
+  // Pin directories are <prefix> or <prefix>-<suffix> (one per node).
+  std::error_code ec;
+  if (!std::filesystem::is_directory(kBpfWeftDir, ec)) return;
+  for (const auto& e : std::filesystem::directory_iterator(kBpfWeftDir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name == prefix || absl::StartsWith(name, prefix + "-")) {
+      std::filesystem::remove_all(e.path(), ec);
+      if (ec) {
+        LOG_WARN("testbed", "cannot remove bpffs pins",
+                 {{"dir", e.path().string()}, {"error", ec.message()}});
+      }
+    }
+  }
+}
+
+void CleanupStaleKernelObjects() {
+  auto stale = [](const std::string& name) {
+    auto pid = OwnerPid(name);
+    return pid && ::kill(*pid, 0) != 0 && errno == ESRCH;
+  };
+  std::error_code ec;
+  if (auto m = Cgroup2Mount(); m.ok()) {
+    for (const auto& e : std::filesystem::directory_iterator(*m, ec)) {
+      if (e.is_directory(ec) && stale(e.path().filename().string())) {
+        LOG_INFO("testbed", "removing stale cgroup", {{"cgroup", e.path().string()}});
+        RemoveCgroupTree(e.path().string());
+      }
+    }
+  }
+  if (!std::filesystem::is_directory(kBpfWeftDir, ec)) return;
+  for (const auto& e : std::filesystem::directory_iterator(kBpfWeftDir, ec)) {
+    if (stale(e.path().filename().string())) {
+      LOG_INFO("testbed", "removing stale bpffs pins", {{"dir", e.path().string()}});
+      std::filesystem::remove_all(e.path(), ec);
+    }
+  }
+}
+
+absl::Status Testbed::CreateCgroups() {
+  WEFT_ASSIGN_OR_RETURN(std::string mount, Cgroup2Mount());
+  mesh_cgroup_ = absl::StrCat(mount, "/", prefix_);
+  if (::mkdir(mesh_cgroup_.c_str(), 0755) != 0) {
+    int err = errno;
+    std::string dir = mesh_cgroup_;
+    mesh_cgroup_.clear();
+    return Errno(err, absl::StrCat("creating cgroup ", dir));
+  }
+  for (PodInfo& p : pods_) {
+    p.cgroup = absl::StrCat(mesh_cgroup_, "/", SanitizePodName(p.name));
+    if (::mkdir(p.cgroup.c_str(), 0755) != 0)
+      return Errno(errno, absl::StrCat("creating cgroup ", p.cgroup));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> SocketInPod(const PodInfo& pod, int family, int type) {
+  UniqueFd ns(::open(NetnsPath(pod.netns).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return Errno(errno, absl::StrCat("opening netns ", pod.netns));
+  UniqueFd procs;
+  if (!pod.cgroup.empty()) {
+    procs.reset(::open((pod.cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+    if (!procs) return Errno(errno, absl::StrCat("opening ", pod.cgroup, "/cgroup.procs"));
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return Errno(errno, "socketpair");
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  // A socket belongs to the cgroup of the task that creates it (the cgroup hooks follow the
+  // socket), so a short-lived child joins the pod's cgroup and netns, creates it, and passes
+  // it back. Async-signal-safe calls only in the child.
+  pid_t pid = ::fork();
+  if (pid < 0) return Errno(errno, "fork");
+  if (pid == 0) {
+    int err = 0;
+    if (procs && ::write(procs.get(), "0", 1) != 1) err = errno;
+    if (!err && ::setns(ns.get(), CLONE_NEWNET) != 0) err = errno;
+    int s = err ? -1 : ::socket(family, type | SOCK_CLOEXEC, 0);
+    if (!err && s < 0) err = errno;
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    std::memset(cbuf, 0, sizeof cbuf);
+    iovec iov{&err, sizeof err};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (s >= 0) {
+      mh.msg_control = cbuf;
+      mh.msg_controllen = sizeof cbuf;
+      cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &s, sizeof s);
+    }
+    ssize_t n = ::sendmsg(theirs.get(), &mh, 0);
+    ::_exit(n < 0 ? 1 : 0);
+  }
+  theirs.reset();
+  int err = 0;
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  iovec iov{&err, sizeof err};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do {
+    n = ::recvmsg(mine.get(), &mh, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  int rerr = errno;
+  int st;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (n != static_cast<ssize_t>(sizeof err)) return Errno(rerr, "receiving the pod's socket");
+  if (err != 0) return Errno(err, absl::StrCat("creating a socket in pod ", pod.name));
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  if (!c || c->cmsg_type != SCM_RIGHTS) return absl::InternalError("no socket came back");
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return UniqueFd(fd);
+}
+
+}  // namespace weft::testbed
