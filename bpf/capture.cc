@@ -5,13 +5,17 @@
 #include <bpf/libbpf.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bpf/bpffs.h"
 #include "bpf/map_ops.h"
 #include "common/status.h"
 #include "inbound.skel.h"
@@ -38,14 +42,72 @@ absl::Status Delete(const struct bpf_map* map, const void* key) {
   return internal::DeleteFromMap(bpf_map__fd(map), bpf_map__name(map), key);
 }
 
+// `maps_dir` non-empty: every map of the object is pinned there (libbpf reuses a pinned map
+// of the same name and layout at load, and pins the ones it creates).
 template <typename Skel, typename OpenFn, typename LoadFn>
-absl::StatusOr<Skel> OpenAndLoad(OpenFn open, LoadFn load, std::string_view name) {
+absl::StatusOr<Skel> OpenAndLoad(OpenFn open, LoadFn load, std::string_view name,
+                                 std::string_view maps_dir = {}) {
   Skel skel(open());
   if (!skel) return ErrnoStatus(errno, absl::StrCat("opening BPF object ", Av(name)));
+  bool reused = false;
+  if (!maps_dir.empty()) {
+    WEFT_RETURN_IF_ERROR(MakeDirs(std::string(maps_dir)));
+    struct bpf_map* map;
+    bpf_object__for_each_map(map, skel->obj) {
+      std::string path = absl::StrCat(Av(maps_dir), "/", bpf_map__name(map));
+      if (::access(path.c_str(), F_OK) == 0) reused = true;
+      int err = bpf_map__set_pin_path(map, path.c_str());
+      if (err != 0) return ErrnoStatus(err, absl::StrCat("setting the pin path ", path));
+    }
+  }
   int err = load(skel.get());
-  if (err != 0) return ErrnoStatus(err, absl::StrCat("loading BPF object ", Av(name)));
+  if (err != 0) {
+    absl::Status st = ErrnoStatus(err, absl::StrCat("loading BPF object ", Av(name)));
+    if (reused && (err == -EINVAL || err == EINVAL)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          st.message(), "; maps pinned under ", Av(maps_dir),
+          " could not be reused: probably pinned by another Weft version with other map "
+          "layouts. Remove the pin dir (weft-agent --uninstall-on-exit, or rm -r its parent) "
+          "and start again"));
+    }
+    return st;
+  }
   return skel;
 }
+
+// Every key of a hash-like map. Collected before any deletion: deleting while walking with
+// get_next_key restarts the walk.
+template <typename K>
+std::vector<K> Keys(const struct bpf_map* map) {
+  std::vector<K> keys;
+  K k{}, cursor{};
+  bool first = true;
+  while (bpf_map_get_next_key(bpf_map__fd(map), first ? nullptr : &cursor, &k) == 0) {
+    first = false;
+    cursor = k;
+    keys.push_back(k);
+  }
+  return keys;
+}
+
+IpAddr FromMapped(const uint8_t addr[16]) {
+  in6_addr a;
+  std::memcpy(&a, addr, sizeof(a));
+  return IpAddr::FromIn6(a);
+}
+
+weft_exclude_cidr_key CidrKey(uint64_t netns_cookie, const Cidr& cidr) {
+  weft_exclude_cidr_key key{};
+  int len = cidr.prefix_len();
+  key.prefixlen =
+      WEFT_CIDR_PREFIX_BASE + static_cast<uint32_t>(cidr.base().IsV4() ? 96 + len : len);
+  key.netns_cookie = netns_cookie;
+  ToMapped(cidr.base(), key.addr);
+  return key;
+}
+
+constexpr weft_listener_kind kAllKinds[] = {WEFT_LISTENER_HBONE, WEFT_LISTENER_INBOUND,
+                                            WEFT_LISTENER_HBONE6, WEFT_LISTENER_INBOUND6};
 
 }  // namespace
 
@@ -117,6 +179,59 @@ absl::StatusOr<std::unique_ptr<InboundCapture>> InboundCapture::Load() {
   return std::unique_ptr<InboundCapture>(new InboundCapture(std::move(impl)));
 }
 
+absl::StatusOr<std::unique_ptr<InboundCapture>> InboundCapture::LoadPinned(
+    std::string_view maps_dir) {
+  if (maps_dir.empty()) return absl::InvalidArgumentError("LoadPinned: maps_dir is empty");
+  auto impl = std::make_unique<Impl>();
+  WEFT_ASSIGN_OR_RETURN(impl->skel, OpenAndLoad<InboundSkel>(weft_inbound__open, weft_inbound__load,
+                                                             "inbound", maps_dir));
+  return std::unique_ptr<InboundCapture>(new InboundCapture(std::move(impl)));
+}
+
+absl::Status InboundCapture::SetPodAddresses(uint32_t slot, const std::vector<IpAddr>& addrs) {
+  std::set<std::array<uint8_t, 16>> want;
+  for (const IpAddr& a : addrs) {
+    WEFT_RETURN_IF_ERROR(AddPodAddress(a, slot));
+    weft_addr_key k{};
+    ToMapped(a, k.addr);
+    want.insert(std::to_array(k.addr));
+  }
+  const struct bpf_map* map = impl_->skel->maps.weft_pod_addrs;
+  for (const weft_addr_key& k : Keys<weft_addr_key>(map)) {
+    weft_pod_slot v{};
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &k, &v) != 0 || v.slot != slot) continue;
+    if (!want.count(std::to_array(k.addr))) WEFT_RETURN_IF_ERROR(Delete(map, &k));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InboundCapture::RemovePod(uint32_t slot) {
+  WEFT_RETURN_IF_ERROR(SetPodAddresses(slot, {}));
+  for (weft_listener_kind kind : kAllKinds) WEFT_RETURN_IF_ERROR(RemoveListener(slot, kind));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<uint32_t, std::vector<IpAddr>>> InboundCapture::PodAddresses() const {
+  std::map<uint32_t, std::vector<IpAddr>> out;
+  const struct bpf_map* map = impl_->skel->maps.weft_pod_addrs;
+  for (const weft_addr_key& k : Keys<weft_addr_key>(map)) {
+    weft_pod_slot v{};
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &k, &v) != 0) {
+      if (errno == ENOENT) continue;  // removed since the walk
+      return ErrnoStatus(errno, "reading weft_pod_addrs");
+    }
+    out[v.slot].push_back(FromMapped(k.addr));
+  }
+  return out;
+}
+
+absl::StatusOr<std::set<uint32_t>> InboundCapture::ListenerSlots() const {
+  std::set<uint32_t> out;
+  for (const weft_listener_key& k : Keys<weft_listener_key>(impl_->skel->maps.weft_listeners))
+    out.insert(k.slot);
+  return out;
+}
+
 absl::Status InboundCapture::AddPodAddress(const IpAddr& addr, uint32_t slot) {
   weft_addr_key key{};
   ToMapped(addr, key.addr);
@@ -154,6 +269,10 @@ int InboundCapture::prog_fd() const {
   return bpf_program__fd(impl_->skel->progs.weft_sk_lookup);
 }
 
+struct bpf_program* InboundCapture::program() const {
+  return impl_->skel->progs.weft_sk_lookup;
+}
+
 // ---- outbound ---------------------------------------------------------------------------
 
 struct OutboundCapture::Impl {
@@ -168,6 +287,80 @@ absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::Load() {
   WEFT_ASSIGN_OR_RETURN(
       impl->skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound"));
   return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::LoadPinned(
+    std::string_view maps_dir) {
+  if (maps_dir.empty()) return absl::InvalidArgumentError("LoadPinned: maps_dir is empty");
+  auto impl = std::make_unique<Impl>();
+  WEFT_ASSIGN_OR_RETURN(
+      impl->skel,
+      OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound", maps_dir));
+  return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
+}
+
+absl::Status OutboundCapture::SetExclusions(uint64_t netns_cookie,
+                                            const std::vector<uint16_t>& ports,
+                                            const std::vector<Cidr>& cidrs) {
+  std::set<uint16_t> want_ports;  // network order, as in the keys
+  for (uint16_t p : ports) {
+    WEFT_RETURN_IF_ERROR(ExcludePort(netns_cookie, p));
+    want_ports.insert(htons(p));
+  }
+  std::set<std::pair<uint32_t, std::array<uint8_t, 16>>> want_cidrs;
+  for (const Cidr& c : cidrs) {
+    WEFT_RETURN_IF_ERROR(ExcludeCidr(netns_cookie, c));
+    weft_exclude_cidr_key k = CidrKey(netns_cookie, c);
+    want_cidrs.insert({k.prefixlen, std::to_array(k.addr)});
+  }
+  const struct bpf_map* pmap = impl_->skel->maps.weft_exclude_ports;
+  for (const auto& k : Keys<weft_exclude_port_key>(pmap)) {
+    if (k.netns_cookie == netns_cookie && !want_ports.count(k.port))
+      WEFT_RETURN_IF_ERROR(Delete(pmap, &k));
+  }
+  const struct bpf_map* cmap = impl_->skel->maps.weft_exclude_cidrs;
+  for (const auto& k : Keys<weft_exclude_cidr_key>(cmap)) {
+    if (k.netns_cookie == netns_cookie && !want_cidrs.count({k.prefixlen, std::to_array(k.addr)}))
+      WEFT_RETURN_IF_ERROR(Delete(cmap, &k));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<uint64_t, uint32_t>> OutboundCapture::Enrolled() const {
+  std::map<uint64_t, uint32_t> out;
+  const struct bpf_map* map = impl_->skel->maps.weft_enrolled;
+  for (uint64_t cookie : Keys<uint64_t>(map)) {
+    weft_enrolled_pod v{};
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &cookie, &v) != 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoStatus(errno, "reading weft_enrolled");
+    }
+    out[cookie] = v.slot;
+  }
+  return out;
+}
+
+absl::StatusOr<std::set<uint64_t>> OutboundCapture::NetnsWithExclusions() const {
+  std::set<uint64_t> out;
+  for (const auto& k : Keys<weft_exclude_port_key>(impl_->skel->maps.weft_exclude_ports))
+    out.insert(k.netns_cookie);
+  for (const auto& k : Keys<weft_exclude_cidr_key>(impl_->skel->maps.weft_exclude_cidrs))
+    out.insert(k.netns_cookie);
+  return out;
+}
+
+absl::Status OutboundCapture::ForgetNetns(uint64_t netns_cookie) {
+  const struct bpf_map* by_cookie = impl_->skel->maps.weft_orig_dst;
+  for (uint64_t k : Keys<uint64_t>(by_cookie)) {
+    weft_orig_dst v{};
+    if (bpf_map_lookup_elem(bpf_map__fd(by_cookie), &k, &v) == 0 && v.netns_cookie == netns_cookie)
+      WEFT_RETURN_IF_ERROR(Delete(by_cookie, &k));
+  }
+  const struct bpf_map* by_peer = impl_->skel->maps.weft_orig_dst_by_peer;
+  for (const auto& k : Keys<weft_peer_key>(by_peer)) {
+    if (k.netns_cookie == netns_cookie) WEFT_RETURN_IF_ERROR(Delete(by_peer, &k));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status OutboundCapture::Enroll(uint64_t netns_cookie, uint32_t slot) {
@@ -209,12 +402,7 @@ absl::Status OutboundCapture::ExcludePort(uint64_t netns_cookie, uint16_t port) 
 }
 
 absl::Status OutboundCapture::ExcludeCidr(uint64_t netns_cookie, const Cidr& cidr) {
-  weft_exclude_cidr_key key{};
-  int len = cidr.prefix_len();
-  key.prefixlen =
-      WEFT_CIDR_PREFIX_BASE + static_cast<uint32_t>(cidr.base().IsV4() ? 96 + len : len);
-  key.netns_cookie = netns_cookie;
-  ToMapped(cidr.base(), key.addr);
+  weft_exclude_cidr_key key = CidrKey(netns_cookie, cidr);
   uint8_t one = 1;
   return Update(impl_->skel->maps.weft_exclude_cidrs, &key, &one);
 }
@@ -258,6 +446,16 @@ absl::StatusOr<OutboundCapture::CgroupLinks> OutboundCapture::AttachToCgroup(int
 
 absl::StatusOr<ReasonCounts> OutboundCapture::Counters() const {
   return ReadCounters(impl_->skel->maps.weft_outbound_counters);
+}
+
+struct bpf_program* OutboundCapture::connect4_program() const {
+  return impl_->skel->progs.weft_connect4_prog;
+}
+struct bpf_program* OutboundCapture::connect6_program() const {
+  return impl_->skel->progs.weft_connect6_prog;
+}
+struct bpf_program* OutboundCapture::sockops_program() const {
+  return impl_->skel->progs.weft_sockops_prog;
 }
 
 }  // namespace weft::bpf

@@ -4,20 +4,24 @@
 // Thread-safety: the map operations are single syscalls and may be called from any thread;
 // creating/destroying an owner and attaching are not synchronized (the agent's control thread
 // does them). Every handle is RAII: destroying an owner unloads its programs and maps, and a
-// link detaches when its BpfLink goes away (unless pinned, which this layer does not do).
+// link detaches when its BpfLink goes away unless it is pinned (bpf/node.h pins them). Maps are
+// pinned when loaded with LoadPinned.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/net.h"
 #include "shared/capture.h"
 
 struct bpf_link;
+struct bpf_program;
 
 namespace weft::bpf {
 
@@ -66,6 +70,10 @@ class BpfLink {
     return link_;
   }
   explicit operator bool() const { return link_ != nullptr; }
+  // Gives up ownership without detaching (the caller destroys it).
+  struct bpf_link* release() {
+    return std::exchange(link_, nullptr);
+  }
 
  private:
   struct bpf_link* link_ = nullptr;
@@ -85,6 +93,11 @@ class InboundCapture {
   // Opens and loads the program. Errors: PermissionDenied without CAP_BPF/CAP_SYS_ADMIN,
   // Unavailable when the kernel lacks sk_lookup/SOCKHASH (needs Linux 5.9+).
   static absl::StatusOr<std::unique_ptr<InboundCapture>> Load();
+  // The same, with every map pinned under `maps_dir` (<pin dir>/maps, bpf/pins.h): a map
+  // already pinned there is reused with its contents (a restarted agent keeps its state), the
+  // others are created and pinned. The directory is created if missing (bpffs must be
+  // mounted). A pinned map of another layout is an error saying how to start over.
+  static absl::StatusOr<std::unique_ptr<InboundCapture>> LoadPinned(std::string_view maps_dir);
   ~InboundCapture();
 
   // Steers SYNs to `addr` (any port) to the listeners of pod `slot`.
@@ -95,10 +108,22 @@ class InboundCapture {
   // After this, SYNs for the pod's addresses of that kind are dropped (fail closed).
   absl::Status RemoveListener(uint32_t slot, weft_listener_kind kind);
 
+  // Makes `addrs` exactly the addresses steered to `slot`: adds the missing ones first, then
+  // removes the slot's others (no moment where a kept address is unsteered).
+  absl::Status SetPodAddresses(uint32_t slot, const std::vector<IpAddr>& addrs);
+  // Removes every address of `slot` and its four listener entries (a reused slot must never
+  // reach an earlier pod's listener).
+  absl::Status RemovePod(uint32_t slot);
+  // slot -> its addresses, read from weft_pod_addrs.
+  absl::StatusOr<std::map<uint32_t, std::vector<IpAddr>>> PodAddresses() const;
+  // Slots that have at least one listener entry.
+  absl::StatusOr<std::set<uint32_t>> ListenerSlots() const;
+
   // Attaches the program to the netns `netns_fd` refers to.
   absl::StatusOr<BpfLink> AttachToNetns(int netns_fd);
   absl::StatusOr<ReasonCounts> Counters() const;
   int prog_fd() const;
+  struct bpf_program* program() const;
 
  private:
   struct Impl;
@@ -113,6 +138,8 @@ class OutboundCapture {
  public:
   // Errors as InboundCapture::Load (needs Linux 5.8+ for bpf_get_netns_cookie in connect).
   static absl::StatusOr<std::unique_ptr<OutboundCapture>> Load();
+  // As InboundCapture::LoadPinned.
+  static absl::StatusOr<std::unique_ptr<OutboundCapture>> LoadPinned(std::string_view maps_dir);
   ~OutboundCapture();
 
   // Redirects TCP connects made in the netns with cookie `netns_cookie` (NetnsCookie()).
@@ -122,6 +149,16 @@ class OutboundCapture {
   // Connects from that netns to `port` (host order) / into `cidr` are left alone.
   absl::Status ExcludePort(uint64_t netns_cookie, uint16_t port);
   absl::Status ExcludeCidr(uint64_t netns_cookie, const Cidr& cidr);
+  // Makes `ports` / `cidrs` exactly that netns's exclusions: adds the missing ones first, then
+  // removes the others (an exclusion that stays is never briefly absent).
+  absl::Status SetExclusions(uint64_t netns_cookie, const std::vector<uint16_t>& ports,
+                             const std::vector<Cidr>& cidrs);
+  // Enrolled netns cookie -> slot, read from weft_enrolled.
+  absl::StatusOr<std::map<uint64_t, uint32_t>> Enrolled() const;
+  // Netns cookies that have a port or CIDR exclusion (enrolled or left over).
+  absl::StatusOr<std::set<uint64_t>> NetnsWithExclusions() const;
+  // Drops the original-destination records (both maps) of connections made in that netns.
+  absl::Status ForgetNetns(uint64_t netns_cookie);
 
   // Where the app socket with cookie `socket_cookie` (SO_COOKIE) tried to connect before it
   // was redirected. NotFound when no redirect was recorded for it.
@@ -141,6 +178,9 @@ class OutboundCapture {
   };
   absl::StatusOr<CgroupLinks> AttachToCgroup(int cgroup_fd);
   absl::StatusOr<ReasonCounts> Counters() const;
+  struct bpf_program* connect4_program() const;
+  struct bpf_program* connect6_program() const;
+  struct bpf_program* sockops_program() const;
 
  private:
   struct Impl;
