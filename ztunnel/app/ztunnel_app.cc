@@ -63,9 +63,8 @@ absl::Status ZtunnelApp::Start() {
 
   if (!opts_.inpod_socket.empty()) {
     HandoffServer::Callbacks cb;
-    cb.add = [this](const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
-                    UniqueFd netns) -> absl::Status {
-      return proxy_->AddPod(uid, std::move(netns));
+    cb.add = [this](const weft::inpod::v1::AddWorkload& add, UniqueFd netns) {
+      return AddPod(add, std::move(netns));
     };
     cb.del = [this](const std::string& uid) { proxy_->RemovePod(uid); };
     cb.on_bad_input = [this](std::string_view kind) { metrics_->BadInput("handoff", kind); };
@@ -82,6 +81,35 @@ absl::Status ZtunnelApp::Start() {
             {"readiness", admin_->readiness_addr().ToString()},
             {"inpod_socket", opts_.inpod_socket}});
   return absl::OkStatus();
+}
+
+absl::Status ZtunnelApp::AddPod(const weft::inpod::v1::AddWorkload& add, UniqueFd netns) {
+  if (!add.has_ebpf()) return proxy_->AddPod(add.uid(), std::move(netns));
+  const std::string& dir = add.ebpf().pin_dir();
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pod ", add.uid(), ": eBPF capture without a pin dir"));
+  }
+  auto& provider = ebpf_[dir];
+  if (!provider) {
+    auto p = EbpfOrigDstProvider::Open(dir);
+    if (!p.ok()) {
+      ebpf_.erase(dir);
+      return absl::Status(
+          p.status().code(),
+          absl::StrCat("pod ", add.uid(), ": eBPF capture: ", p.status().message()));
+    }
+    provider = std::move(*p);
+  }
+  PodOptions o;
+  o.orig_dst = provider.get();
+  uint32_t slot = add.ebpf().slot();
+  EbpfOrigDstProvider* prov = provider.get();
+  o.on_listener = [prov, slot](ListenerKind kind, const SockAddr& bound, int fd) {
+    if (kind == ListenerKind::kOutbound) return absl::OkStatus();  // reached by connect rewrite
+    return prov->RegisterListener(slot, kind == ListenerKind::kHbone, bound, fd);
+  };
+  return proxy_->AddPod(add.uid(), std::move(netns), o);
 }
 
 void ZtunnelApp::Stop() {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/status/status.h"
 #include "common/admin/admin_server.h"
 #include "ztunnel/capture/capture.h"
+#include "ztunnel/capture/ebpf.h"
 #include "ztunnel/identity/identity.h"
 #include "ztunnel/inpod/handoff_server.h"
 #include "ztunnel/metrics/metrics.h"
@@ -60,6 +62,10 @@ class ZtunnelApp {
   std::unique_ptr<FileCertificateProvider> certs_;
   std::unique_ptr<TlsContextCache> tls_;
   SoOriginalDstProvider so_orig_dst_;
+  // eBPF-captured pods' providers, one per agent pin dir; kept for ztunnel's lifetime (pods
+  // hold raw pointers). Handoff thread only.
+  std::map<std::string, std::unique_ptr<EbpfOrigDstProvider>> ebpf_;
+  absl::Status AddPod(const weft::inpod::v1::AddWorkload& add, UniqueFd netns);
   OrigDstProvider* orig_dst_override_ = nullptr;
   std::unique_ptr<Proxy> proxy_;
   std::unique_ptr<ConfigFileWatcher> watcher_;

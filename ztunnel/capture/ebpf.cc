@@ -1,0 +1,37 @@
+#include "ztunnel/capture/ebpf.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace weft::ztunnel {
+
+absl::StatusOr<std::unique_ptr<EbpfOrigDstProvider>> EbpfOrigDstProvider::Open(
+    const std::string& pin_dir) {
+  WEFT_ASSIGN_OR_RETURN(auto maps, bpf::PinnedMaps::Open(pin_dir));
+  return std::make_unique<EbpfOrigDstProvider>(std::move(maps));
+}
+
+EbpfOrigDstProvider::EbpfOrigDstProvider(std::unique_ptr<bpf::PinnedMaps> maps)
+    : maps_(std::move(maps)) {}
+
+absl::StatusOr<SockAddr> EbpfOrigDstProvider::OriginalDst(int fd) {
+  WEFT_ASSIGN_OR_RETURN(SockAddr local, LocalAddress(fd));
+  if (local.ip.IsLoopback()) return maps_->OriginalDestinationOfAccepted(fd);
+  // Steered by sk_lookup: the destination is untouched. A connection addressed to the
+  // plaintext port itself was not captured and has no other destination.
+  if (local.port == kInboundPlaintextPort) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("connection to ", local.ToString(),
+                     " was addressed to ztunnel's inbound port itself, not captured"));
+  }
+  return local;
+}
+
+absl::Status EbpfOrigDstProvider::RegisterListener(uint32_t slot, bool hbone, const SockAddr& bound,
+                                                   int fd) {
+  int kind = hbone ? WEFT_LISTENER_HBONE : WEFT_LISTENER_INBOUND;
+  if (!bound.ip.IsV4()) kind |= WEFT_LISTENER_V6;
+  return maps_->SetListener(slot, static_cast<weft_listener_kind>(kind), fd);
+}
+
+}  // namespace weft::ztunnel
