@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
   tb.prefix = testbed::UniquePrefix(o.role);
   tb.nodes = o.nodes;
   for (const auto& p : o.pods) tb.pods.push_back({p.name, p.node});
+  tb.cgroups = o.capture == "ebpf" || o.capture == "auto";
   WEFT_ASSIGN_OR_RETURN(m->testbed_, testbed::Testbed::Create(tb));
 
   // Certificates for every identity in the mesh.
@@ -142,6 +143,24 @@ absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string&
   return WaitVersion(std::chrono::seconds(10));
 }
 
+absl::Status LocalMesh::SetMesh(const std::string& pod, bool mesh) {
+  bool found = false;
+  for (auto& p : opts_.pods) {
+    if (p.name != pod) continue;
+    found = true;
+    if (mesh && p.mesh != mesh) {
+      // Its identity may not have a certificate yet.
+      WEFT_RETURN_IF_ERROR(ztunnel::WriteCertFiles(
+          opts_.work_dir + "/certs", *ca_, SpiffeId{"cluster.local", p.ns, p.service_account},
+          std::chrono::hours(12)));
+    }
+    p.mesh = mesh;
+  }
+  if (!found) return absl::NotFoundError(absl::StrCat("no pod named ", pod, " in the mesh"));
+  WEFT_RETURN_IF_ERROR(WriteConfig());
+  return WaitVersion(std::chrono::seconds(10));
+}
+
 absl::Status LocalMesh::WaitVersion(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (int n = 0; n < opts_.nodes; n++) {
@@ -219,12 +238,48 @@ absl::Status LocalMesh::StartZtunnel(int node) {
   }
 }
 
+std::string LocalMesh::BpfPinDir(int node) const {
+  return testbed::BpfPinRoot(testbed_->prefix()) + "-n" + std::to_string(node);
+}
+
 absl::Status LocalMesh::StartAgent(int node) {
-  WEFT_ASSIGN_OR_RETURN(agents_.at(node),
-                        SpawnDaemon(node, "agent",
-                                    {opts_.agent_bin, "--ztunnel-socket", HandoffSocket(node),
-                                     "--capture", opts_.capture}));
+  std::vector<std::string> argv = {opts_.agent_bin, "--ztunnel-socket", HandoffSocket(node),
+                                   "--capture", opts_.capture};
+  if (!testbed_->MeshCgroup().empty()) {
+    // Every node's agent attaches to the one mesh cgroup (one host); each acts only on the
+    // pods it enrolled.
+    argv.insert(argv.end(), {"--cgroup", testbed_->MeshCgroup(), "--bpf-pin-dir", BpfPinDir(node)});
+  }
+  WEFT_ASSIGN_OR_RETURN(agents_.at(node), SpawnDaemon(node, "agent", std::move(argv)));
   return absl::OkStatus();
+}
+
+absl::Status LocalMesh::KillAgent(int node) {
+  auto& a = agents_.at(node);
+  if (!a.valid()) return absl::OkStatus();
+  WEFT_RETURN_IF_ERROR(a.Kill(SIGKILL));
+  (void)a.Wait(std::chrono::seconds(5));
+  return absl::OkStatus();
+}
+
+std::string LocalMesh::AgentLog(int node) const {
+  std::ifstream f(opts_.work_dir + "/logs/agent-" + std::to_string(node) + ".log");
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+absl::StatusOr<UniqueFd> LocalMesh::Dial(const std::string& pod, const SockAddr& to,
+                                         std::chrono::milliseconds timeout) const {
+  WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(pod));
+  return testbed::DialFromPod(info, to, timeout);
+}
+
+absl::StatusOr<testbed::Process> LocalMesh::SpawnInPod(const std::string& pod,
+                                                       const std::vector<std::string>& argv,
+                                                       const std::string& log_path) const {
+  WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(pod));
+  testbed::SpawnOptions so;
+  so.cgroup = info.cgroup;
+  return testbed::Spawn(info.netns, argv, log_path, so);
 }
 
 }  // namespace weft::localmesh

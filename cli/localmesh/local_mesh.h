@@ -48,7 +48,7 @@ struct Options {
   std::string ztunnel_bin;
   std::string agent_bin;
   std::string work_dir;
-  std::string capture = "iptables";
+  std::string capture = "iptables";  // weft-agent --capture: iptables | ebpf | auto | none
   int ztunnel_workers = 1;
   std::string log_level = "info";
   bool access_log = true;
@@ -66,12 +66,29 @@ class LocalMesh {
   absl::StatusOr<IpAddr> PodIp(const std::string& pod) const { return testbed_->PodIp(pod); }
   absl::StatusOr<UniqueFd> PodNetns(const std::string& pod) const;
   absl::StatusOr<UniqueFd> NodeNetns(int node) const;
+  // A TCP connection from `pod` as one of its processes would open it (in eBPF mode the
+  // socket belongs to the pod's cgroup, so the capture hooks see it).
+  absl::StatusOr<UniqueFd> Dial(const std::string& pod, const SockAddr& to,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
+  // Runs a process in the pod (its netns and, with cgroups, its cgroup).
+  absl::StatusOr<testbed::Process> SpawnInPod(const std::string& pod,
+                                              const std::vector<std::string>& argv,
+                                              const std::string& log_path) const;
+  bool ebpf() const { return opts_.capture == "ebpf"; }
+  // The agent's pin directory for `node` (eBPF mode).
+  std::string BpfPinDir(int node) const;
+  absl::Status KillAgent(int node);
+  absl::Status StartAgent(int node);
+  std::string AgentLog(int node) const;
   const tls::CertificateAuthority& ca() const { return *ca_; }
 
   // Replaces the policy sections of the config (YAML lists, as under authorizationPolicies:
   // and peerAuthentications:) and waits until every ztunnel runs the new version.
   absl::Status SetPolicies(const std::string& authorization_policies_yaml,
                            const std::string& peer_authentications_yaml = "");
+  // Enrols (`mesh` = true) or unenrols a pod live: rewrites the config and waits until every
+  // ztunnel runs it (the agent applies it from the same file).
+  absl::Status SetMesh(const std::string& pod, bool mesh);
   // GET http://<node ip>:15020/metrics from inside the node's netns.
   absl::StatusOr<std::string> Metrics(int node) const;
   std::string ZtunnelLog(int node) const;
@@ -85,7 +102,6 @@ class LocalMesh {
   LocalMesh() = default;
   absl::Status WriteConfig();
   absl::Status WaitVersion(std::chrono::milliseconds timeout);
-  absl::Status StartAgent(int node);
   // Runs a node daemon (ztunnel or agent) in the node's netns with the flags both take
   // (--node, --config, --log-level), logging to logs/<name>-<node>.log.
   absl::StatusOr<testbed::Process> SpawnDaemon(int node, const std::string& name,

@@ -24,6 +24,7 @@
 #include "cli/testbed/internal.h"
 #include "cli/testbed/testbed.h"
 #include "common/log.h"
+#include "common/netns.h"
 #include "common/status.h"
 
 namespace weft::testbed {
@@ -200,6 +201,31 @@ absl::StatusOr<UniqueFd> SocketInPod(const PodInfo& pod, int family, int type) {
   int fd;
   std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
   return UniqueFd(fd);
+}
+
+absl::StatusOr<UniqueFd> DialFromPod(const PodInfo& pod, const SockAddr& to,
+                                     std::chrono::milliseconds timeout) {
+  int family = to.ip.IsV4() ? AF_INET : AF_INET6;
+  UniqueFd fd;
+  if (!pod.cgroup.empty()) {
+    WEFT_ASSIGN_OR_RETURN(fd, SocketInPod(pod, family, SOCK_STREAM));
+  } else {
+    UniqueFd ns(::open(NetnsPath(pod.netns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns) return Errno(errno, absl::StrCat("opening netns ", pod.netns));
+    WEFT_ASSIGN_OR_RETURN(fd, SocketInNetns(ns.get(), family, SOCK_STREAM, 0));
+  }
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // bounds connect() too
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_storage ss;
+  socklen_t len = to.ToSockaddr(&ss);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    int err = errno;
+    return absl::UnavailableError(absl::StrCat("connect from pod ", pod.name, " to ", to.ToString(),
+                                               ": ", std::strerror(err)));
+  }
+  return fd;
 }
 
 }  // namespace weft::testbed

@@ -277,6 +277,11 @@ std::string BpfPinRoot(std::string_view prefix);
 // of the pod would get from socket(2). Forks a short-lived child.
 absl::StatusOr<UniqueFd> SocketInPod(const PodInfo& pod, int family, int type);
 
+// A blocking TCP connection from the pod to `to` (socket from SocketInPod when the pod has a
+// cgroup, else from its netns), with `timeout` on connect, send and receive.
+absl::StatusOr<UniqueFd> DialFromPod(const PodInfo& pod, const SockAddr& to,
+                                     std::chrono::milliseconds timeout);
+
 class Testbed {
  public:
   static constexpr const char* kFabricIface = "eth0";  // a node's interface into the fabric
