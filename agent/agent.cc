@@ -4,14 +4,28 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "bpf/bpffs.h"
+#include "bpf/node.h"
+#include "bpf/pins.h"
+#include "common/admin/admin_server.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
+#include "nlohmann/json.hpp"
 #include "ztunnel/capture/capture.h"
 #include "ztunnel/state/config_file.h"
 
@@ -29,10 +43,25 @@ std::vector<std::string> CidrStrings(const std::vector<Cidr>& v) {
   return out;
 }
 
-bool SameCapture(const Workload& a, const Workload& b) {
+// `addresses` matter to eBPF capture only (sk_lookup steers by address).
+bool SameCapture(const Workload& a, const Workload& b, bool addresses_matter) {
   return a.capture_exclude_ports == b.capture_exclude_ports &&
-         CidrStrings(a.capture_exclude_cidrs) == CidrStrings(b.capture_exclude_cidrs);
+         CidrStrings(a.capture_exclude_cidrs) == CidrStrings(b.capture_exclude_cidrs) &&
+         (!addresses_matter || a.addresses == b.addresses);
 }
+
+// The agent's registry: its own counters and gauges plus, at each scrape, the eBPF decision
+// counters read from the pinned per-CPU maps (they live in the kernel, not in this process,
+// and survive agent restarts).
+class AgentRegistry : public prometheus::Registry {
+ public:
+  std::function<void(std::vector<prometheus::MetricFamily>*)> extra;
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    auto v = Registry::Collect();
+    if (extra) extra(&v);
+    return v;
+  }
+};
 
 bool SameInfo(const Workload& a, const Workload& b) {
   return a.name == b.name && a.ns == b.ns && a.service_account == b.service_account;
@@ -48,29 +77,85 @@ weft::inpod::v1::WorkloadInfo InfoOf(const Workload& w) {
 
 }  // namespace
 
+struct Agent::Metrics {
+  std::shared_ptr<AgentRegistry> registry = std::make_shared<AgentRegistry>();
+  prometheus::Family<prometheus::Gauge>& enrolled_family =
+      prometheus::BuildGauge()
+          .Name("weft_agent_enrolled_pods")
+          .Help("Pods of this node the agent has captured")
+          .Register(*registry);
+  prometheus::Gauge& enrolled = enrolled_family.Add({});
+  prometheus::Family<prometheus::Gauge>& mode =
+      prometheus::BuildGauge()
+          .Name("weft_agent_capture_mode")
+          .Help("1 for the capture mode in effect (ebpf, iptables or none)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& errors =
+      prometheus::BuildCounter()
+          .Name("weft_agent_errors_total")
+          .Help("Failed agent operations by kind (enroll, unenroll, handoff)")
+          .Register(*registry);
+  std::unique_ptr<AdminServer> admin;
+
+  Metrics() {
+    // Present (at 0) from the start, so rate() and alerts see them before the first error.
+    for (const char* op : {"enroll", "unenroll", "handoff"}) errors.Add({{"op", op}});
+  }
+  void Error(std::string_view op) { errors.Add({{"op", std::string(op)}}).Increment(); }
+};
+
 absl::StatusOr<CaptureMode> ParseCaptureMode(std::string_view s) {
   if (s == "iptables") return CaptureMode::kIptables;
+  if (s == "ebpf") return CaptureMode::kEbpf;
+  if (s == "auto") return CaptureMode::kAuto;
   if (s == "none") return CaptureMode::kNone;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--capture: unknown mode \"", Av(s),
-                   "\"; supported: iptables (in-pod REDIRECT rules), none (handoff only)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--capture: unknown mode \"", Av(s),
+      "\"; supported: ebpf (sk_lookup + cgroup connect hooks), iptables (in-pod REDIRECT "
+      "rules), auto (the kernel probe decides), none (handoff only)"));
+}
+
+std::string_view CaptureModeName(CaptureMode m) {
+  switch (m) {
+    case CaptureMode::kNone:
+      return "none";
+    case CaptureMode::kIptables:
+      return "iptables";
+    case CaptureMode::kEbpf:
+      return "ebpf";
+    case CaptureMode::kAuto:
+      return "auto";
+  }
+  return "unknown";
 }
 
 std::string Usage() {
   return "usage: weft-agent --node NAME --config FILE --ztunnel-socket PATH\n"
-         "                  [--capture iptables|none] [--once] [--uninstall-on-exit]\n"
-         "                  [--log-level debug|info|warn|error]\n"
+         "                  [--capture ebpf|iptables|auto|none] [--cgroup PATH]\n"
+         "                  [--bpf-pin-dir DIR] [--metrics ADDR:PORT|off] [--once]\n"
+         "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]\n"
          "  --node               this node's name; only workloads scheduled here are enrolled\n"
          "  --config             standalone config file (YAML or JSON ConfigSnapshot)\n"
          "  --ztunnel-socket     ztunnel's pod handoff socket\n"
-         "  --capture            how pod traffic reaches ztunnel (default iptables)\n"
+         "  --capture            how pod traffic reaches ztunnel (default auto: eBPF when the\n"
+         "                       kernel probe finds every feature, else iptables; the report\n"
+         "                       is printed at start, `weftctl check` prints the same)\n"
+         "  --cgroup             eBPF: cgroup v2 directory the connect hooks attach to\n"
+         "                       (default: the cgroup2 mount root, e.g. /sys/fs/cgroup)\n"
+         "  --bpf-pin-dir        eBPF: where maps and links are pinned (default\n"
+         "                       /sys/fs/bpf/weft/<node>; ztunnel opens the maps there)\n"
+         "  --metrics            /metrics address (default 127.0.0.1:15030; port 0 picks a\n"
+         "                       free port, logged; off disables)\n"
          "  --once               sync once and exit (no watching, no reconnects)\n"
-         "  --uninstall-on-exit  remove the capture from every pod when stopping\n"
-         "                       (default: keep it, so pods fail closed while the agent is down)\n";
+         "  --uninstall-on-exit  remove the capture from every pod when stopping, and in eBPF\n"
+         "                       mode every pinned program, link and map (default: keep it,\n"
+         "                       so pods stay captured or fail closed while the agent is down)\n";
 }
 
 absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
   CommandLine cl;
+  cl.options.capture = CaptureMode::kAuto;
+  cl.options.metrics_addr = *SockAddr::Parse(kDefaultMetricsAddr);
   auto value = [&](int& i, std::string_view flag, std::string_view arg,
                    std::string* out) -> absl::Status {
     size_t eq = arg.find('=');
@@ -97,6 +182,21 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
     } else if (flag == "--capture") {
       WEFT_RETURN_IF_ERROR(value(i, flag, arg, &v));
       WEFT_ASSIGN_OR_RETURN(cl.options.capture, ParseCaptureMode(v));
+    } else if (flag == "--cgroup") {
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cgroup_path));
+    } else if (flag == "--bpf-pin-dir") {
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.bpf_pin_dir));
+    } else if (flag == "--metrics") {
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &v));
+      if (v == "off") {
+        cl.options.metrics_addr.reset();
+      } else {
+        auto a = SockAddr::Parse(v);
+        if (!a.ok())
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--metrics: \"", v, "\" is not ADDR:PORT (e.g. 127.0.0.1:15030, [::1]:0) or off"));
+        cl.options.metrics_addr = *a;
+      }
     } else if (flag == "--log-level") {
       WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.log_level));
       log::Level l;
@@ -118,6 +218,11 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
   if (!missing.empty())
     return absl::InvalidArgumentError(
         absl::StrCat("missing required flag(s): ", absl::StrJoin(missing, ", ")));
+  bool ebpf_flags = !cl.options.cgroup_path.empty() || !cl.options.bpf_pin_dir.empty();
+  if (ebpf_flags &&
+      (cl.options.capture == CaptureMode::kIptables || cl.options.capture == CaptureMode::kNone))
+    return absl::InvalidArgumentError(
+        "--cgroup and --bpf-pin-dir only apply to --capture ebpf or auto");
   if (cl.once && cl.options.uninstall_on_exit)
     return absl::InvalidArgumentError(
         "--once leaves the pods enrolled; --uninstall-on-exit makes no sense with it");
@@ -125,14 +230,171 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
 }
 
 Agent::Agent(AgentOptions opts)
-    : opts_(std::move(opts)), client_(opts_.ztunnel_socket, opts_.ack_timeout) {
+    : opts_(std::move(opts)),
+      client_(opts_.ztunnel_socket, opts_.ack_timeout),
+      mode_(opts_.capture),
+      metrics_(std::make_unique<Metrics>()) {
   int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // Without the wake-up fd the agent cannot be stopped or notified: nothing sensible to do.
   WEFT_CHECK(fd >= 0);
   wake_.reset(fd);
 }
 
-Agent::~Agent() = default;
+// Like a killed agent, destruction leaves every pin in place (unless Run uninstalled).
+Agent::~Agent() {
+  Shutdown();
+}
+
+void Agent::Shutdown() {
+  if (metrics_ && metrics_->admin) {
+    metrics_->admin->Stop();
+    metrics_->admin.reset();
+  }
+}
+
+std::optional<SockAddr> Agent::metrics_addr() const {
+  std::lock_guard<std::mutex> lock(pub_mu_);
+  if (!metrics_ || !metrics_->admin) return std::nullopt;
+  return metrics_->admin->metrics_addr();
+}
+
+absl::Status Agent::Init(bool serve) {
+  if (!initialized_) {
+    CaptureMode want = opts_.capture;
+    if (want == CaptureMode::kAuto || want == CaptureMode::kEbpf) {
+      ProbeReport report = ProbeKernel();
+      std::fputs(report.Format().c_str(), stderr);
+      if (want == CaptureMode::kEbpf && !report.ebpf_possible)
+        return absl::FailedPreconditionError(
+            absl::StrCat("--capture ebpf: this node cannot run eBPF capture: ", report.decision,
+                         " (see the report above; use --capture auto or iptables)"));
+      CaptureMode chosen = report.ebpf_possible ? CaptureMode::kEbpf : CaptureMode::kIptables;
+      LOG_INFO(kScope, "capture mode chosen",
+               {{"requested", std::string(CaptureModeName(want))},
+                {"mode", std::string(CaptureModeName(chosen))},
+                {"reason", report.decision}});
+      mode_ = chosen;
+    }
+    if (mode_ == CaptureMode::kEbpf) WEFT_RETURN_IF_ERROR(InitEbpf());
+    for (CaptureMode m : {CaptureMode::kEbpf, CaptureMode::kIptables, CaptureMode::kNone})
+      metrics_->mode.Add({{"mode", std::string(CaptureModeName(m))}})
+          .Set(m == mode_.load() ? 1 : 0);
+    initialized_ = true;
+  }
+  if (serve && opts_.metrics_addr && !metrics_->admin) {
+    metrics_->registry->extra = [this](std::vector<prometheus::MetricFamily>* out) {
+      if (mode_.load() != CaptureMode::kEbpf || pin_dir_.empty()) return;
+      auto counters = bpf::NodeCapture::ReadPinnedCounters(pin_dir_);
+      if (!counters.ok()) return;  // uninstalled: nothing to report
+      prometheus::MetricFamily f;
+      f.name = "weft_bpf_decisions_total";
+      f.help = "Capture decisions of the eBPF programs by program and reason (drop_* refused)";
+      f.type = prometheus::MetricType::Counter;
+      for (auto [program, counts] :
+           {std::pair<const char*, const bpf::ReasonCounts*>{"inbound", &counters->inbound},
+            {"outbound", &counters->outbound}}) {
+        for (const auto& [reason, n] : *counts) {
+          prometheus::ClientMetric m;
+          m.label = {{"program", program}, {"reason", std::string(bpf::ReasonName(reason))}};
+          m.counter.value = static_cast<double>(n);
+          f.metric.push_back(std::move(m));
+        }
+      }
+      out->push_back(std::move(f));
+    };
+    AdminOptions ao;
+    ao.component = "weft-agent";
+    ao.metrics_addr = *opts_.metrics_addr;
+    ao.admin_addr = SockAddr{opts_.metrics_addr->ip, 0};
+    ao.readiness_addr = SockAddr{opts_.metrics_addr->ip, 0};
+    ao.registries = {metrics_->registry};
+    ao.config_dump = [this] {
+      nlohmann::json pods = nlohmann::json::array();
+      for (const PodState& p : Pods())
+        pods.push_back({{"uid", p.uid},
+                        {"netnsPath", p.netns_path},
+                        {"captured", p.captured},
+                        {"handedOff", p.handed_off},
+                        {"netnsCookie", p.netns_cookie},
+                        {"slot", p.slot}});
+      return nlohmann::json{{"node", opts_.node},
+                            {"capture", std::string(CaptureModeName(mode_.load()))},
+                            {"bpfPinDir", pin_dir_},
+                            {"pods", pods}}
+          .dump(2);
+    };
+    ao.not_ready_reason = [this]() -> std::string {
+      return ztunnel_connected() ? "" : "not connected to ztunnel";
+    };
+    auto admin = std::make_unique<AdminServer>(std::move(ao));
+    absl::Status st = admin->Start();
+    if (!st.ok())
+      return absl::Status(st.code(), absl::StrCat("--metrics: ", st.message(),
+                                                  " (pick another ADDR:PORT, or --metrics off)"));
+    LOG_INFO(kScope, "metrics endpoint listening",
+             {{"metrics", admin->metrics_addr().ToString()},
+              {"admin", admin->admin_addr().ToString()},
+              {"readiness", admin->readiness_addr().ToString()}});
+    std::lock_guard<std::mutex> lock(pub_mu_);
+    metrics_->admin = std::move(admin);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Agent::InitEbpf() {
+  std::string cgroup = opts_.cgroup_path;
+  if (cgroup.empty()) {
+    WEFT_ASSIGN_OR_RETURN(cgroup, bpf::FindCgroup2Mount());
+  }
+  int fd = ::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--cgroup ", cgroup, ": ", std::strerror(errno),
+        " (give a cgroup v2 directory, e.g. the cgroup2 mount root or the kubepods slice)"));
+  cgroup_.reset(fd);
+  pin_dir_ = opts_.bpf_pin_dir.empty() ? bpf::DefaultPinDir(opts_.node) : opts_.bpf_pin_dir;
+  auto node = bpf::NodeCapture::Open(pin_dir_, cgroup_.get());
+  if (!node.ok())
+    return absl::Status(node.status().code(),
+                        absl::StrCat("eBPF capture (pin dir ", pin_dir_, ", cgroup ", cgroup,
+                                     "): ", node.status().message()));
+  node_ = std::move(*node);
+  const bpf::AdoptionReport& r = node_->adoption();
+  LOG_INFO(kScope, "eBPF capture ready",
+           {{"pin_dir", pin_dir_},
+            {"cgroup", cgroup},
+            {"maps_reused", r.maps_reused},
+            {"links_readopted", r.links_readopted},
+            {"links_attached", r.links_attached},
+            {"swept", r.swept}});
+  for (const std::string& n : r.notes) LOG_WARN(kScope, "eBPF pins", {{"note", n}});
+  return absl::OkStatus();
+}
+
+void Agent::SweepEnrolled() {
+  if (!node_) return;
+  auto enrolled = node_->ListEnrolled();
+  if (!enrolled.ok()) {
+    LOG_ERROR(kScope, "reading the enrolled pods from the pinned maps failed",
+              {{"error", std::string(enrolled.status().message())}});
+    return;
+  }
+  std::set<uint64_t> ours;
+  for (const auto& [uid, p] : pods_)
+    if (p.captured) ours.insert(p.cookie);
+  for (const bpf::EnrolledPod& e : *enrolled) {
+    if (ours.count(e.netns_cookie)) continue;
+    absl::Status st = node_->Unenroll(e.netns_cookie);
+    if (st.ok()) {
+      LOG_INFO(kScope, "unenrolled a pinned pod that is no longer in the config",
+               {{"netns_cookie", e.netns_cookie}, {"slot", e.slot}});
+    } else {
+      metrics_->Error("unenroll");
+      LOG_ERROR(kScope, "unenrolling a stale pinned pod failed",
+                {{"netns_cookie", e.netns_cookie}, {"error", std::string(st.message())}});
+    }
+  }
+}
 
 void Agent::Stop() {
   stop_.store(true);
@@ -156,14 +418,33 @@ std::vector<Agent::PodState> Agent::Pods() const {
 
 void Agent::Publish() {
   std::vector<PodState> v;
-  for (const auto& [uid, p] : pods_)
-    v.push_back(PodState{uid, p.w.netns_path, p.captured, p.handed_off});
+  size_t captured = 0;
+  for (const auto& [uid, p] : pods_) {
+    v.push_back(PodState{uid, p.w.netns_path, p.captured, p.handed_off, p.cookie, p.slot});
+    captured += p.captured ? 1 : 0;
+  }
+  metrics_->enrolled.Set(static_cast<double>(captured));
   std::lock_guard<std::mutex> lock(pub_mu_);
   published_ = std::move(v);
 }
 
 absl::Status Agent::InstallCapture(Pod& p) {
-  if (opts_.capture == CaptureMode::kNone) return absl::OkStatus();
+  if (mode_ == CaptureMode::kNone) return absl::OkStatus();
+  if (mode_ == CaptureMode::kEbpf) {
+    bpf::PodSpec spec;
+    spec.netns_fd = p.netns.get();
+    spec.addresses = p.w.addresses;
+    spec.exclude_ports = p.w.capture_exclude_ports;
+    spec.exclude_cidrs = p.w.capture_exclude_cidrs;
+    auto slot = node_->Enroll(spec);
+    if (!slot.ok())
+      return absl::Status(slot.status().code(),
+                          absl::StrCat("pod ", p.w.uid, ": eBPF capture of ", p.w.netns_path, ": ",
+                                       slot.status().message()));
+    p.slot = *slot;
+    p.captured = true;
+    return absl::OkStatus();
+  }
   ztunnel::InpodIptablesOptions o;
   o.exclude_ports = p.w.capture_exclude_ports;
   o.exclude_cidrs = p.w.capture_exclude_cidrs;
@@ -184,9 +465,15 @@ absl::Status Agent::Enroll(const Workload& w) {
   Pod p;
   p.w = w;
   p.netns = std::move(*ns);
+  auto cookie = NetnsCookie(p.netns.get());
+  if (cookie.ok()) p.cookie = *cookie;
   WEFT_RETURN_IF_ERROR(InstallCapture(p));
   LOG_INFO(kScope, "pod enrolled",
-           {{"uid", w.uid}, {"netns", w.netns_path}, {"captured", p.captured}});
+           {{"uid", w.uid},
+            {"netns", w.netns_path},
+            {"captured", p.captured},
+            {"capture", std::string(CaptureModeName(mode_.load()))},
+            {"slot", p.slot}});
   pods_[w.uid] = std::move(p);
   return absl::OkStatus();
 }
@@ -198,10 +485,13 @@ void Agent::Remove(const std::string& uid, bool tell_ztunnel) {
   // Capture goes first: the app's connections then flow directly instead of hitting a
   // listener that ztunnel is about to close.
   if (p.captured) {
-    absl::Status st = ztunnel::RemoveInpodIptables(p.netns.get());
-    if (!st.ok())
+    absl::Status st = mode_ == CaptureMode::kEbpf ? node_->Unenroll(p.cookie)
+                                                  : ztunnel::RemoveInpodIptables(p.netns.get());
+    if (!st.ok()) {
+      metrics_->Error("unenroll");
       LOG_ERROR(kScope, "removing capture failed",
                 {{"uid", uid}, {"error", std::string(st.message())}});
+    }
   }
   if (tell_ztunnel && client_.connected()) {
     absl::Status st = client_.DelWorkload(uid);
@@ -248,7 +538,7 @@ absl::Status Agent::Reconcile(const ztunnel::ConfigSnapshot& snap) {
     auto it = pods_.find(uid);
     if (it != pods_.end()) {
       Pod& p = it->second;
-      bool capture_changed = !SameCapture(p.w, *w);
+      bool capture_changed = !SameCapture(p.w, *w, mode_ == CaptureMode::kEbpf);
       bool info_changed = !SameInfo(p.w, *w);
       p.w = *w;
       if (capture_changed) st = InstallCapture(p);  // iptables install replaces the rules
@@ -260,12 +550,15 @@ absl::Status Agent::Reconcile(const ztunnel::ConfigSnapshot& snap) {
       if (pod_errors_.erase(uid) > 0) LOG_INFO(kScope, "pod recovered", {{"uid", uid}});
       continue;
     }
+    metrics_->Error("enroll");
     std::string err(st.message());
     if (pod_errors_[uid] != err)
       LOG_ERROR(kScope, "pod enrollment failed; will retry", {{"uid", uid}, {"error", err}});
     pod_errors_[uid] = err;
     if (first.ok()) first = st;
   }
+  // After a restart the pinned maps may still hold pods that left while the agent was away.
+  if (mode_ == CaptureMode::kEbpf) SweepEnrolled();
   if (client_.connected()) {
     absl::Status st = HandOffPending();
     if (first.ok()) first = st;
@@ -278,13 +571,20 @@ absl::Status Agent::HandOffPending() {
   for (auto& [uid, p] : pods_) {
     if (p.handed_off) continue;
     if (!client_.connected()) break;
-    absl::Status st = client_.AddWorkload(uid, InfoOf(p.w), p.netns.get());
+    std::optional<weft::inpod::v1::EbpfCapture> ebpf;
+    if (mode_ == CaptureMode::kEbpf && p.captured) {
+      ebpf.emplace();
+      ebpf->set_slot(p.slot);
+      ebpf->set_pin_dir(pin_dir_);
+    }
+    absl::Status st = client_.AddWorkload(uid, InfoOf(p.w), p.netns.get(), ebpf);
     if (st.ok()) {
       p.handed_off = true;
       handoff_errors_.erase(uid);
       LOG_INFO(kScope, "pod handed to ztunnel", {{"uid", uid}});
       continue;
     }
+    metrics_->Error("handoff");
     std::string err(st.message());
     // Refusals are retried every pod_retry; log each distinct error once.
     if (handoff_errors_[uid] != err)
@@ -326,6 +626,7 @@ absl::Status Agent::ConnectAndReplay() {
 }
 
 absl::Status Agent::RunOnce() {
+  WEFT_RETURN_IF_ERROR(Init(/*serve=*/false));
   WEFT_ASSIGN_OR_RETURN(ztunnel::SnapshotPtr snap, ztunnel::LoadConfigFile(opts_.config_path));
   current_ = snap;
   absl::Status enroll = Reconcile(*snap);
@@ -344,12 +645,13 @@ absl::Status Agent::Run() {
         LOG_ERROR(kScope, "config file rejected; keeping the last good config",
                   {{"file", opts_.config_path}, {"error", std::string(st.message())}});
       });
+  WEFT_RETURN_IF_ERROR(Init(/*serve=*/true));
   WEFT_RETURN_IF_ERROR(watcher.Start());
   LOG_INFO(kScope, "agent running",
            {{"node", opts_.node},
             {"config", opts_.config_path},
             {"socket", opts_.ztunnel_socket},
-            {"capture", opts_.capture == CaptureMode::kIptables ? "iptables" : "none"}});
+            {"capture", std::string(CaptureModeName(mode_.load()))}});
 
   const auto never = Clock::time_point::max();
   auto backoff = opts_.backoff_min;
@@ -428,6 +730,15 @@ absl::Status Agent::Run() {
     std::vector<std::string> uids;
     for (const auto& [uid, p] : pods_) uids.push_back(uid);
     for (const std::string& uid : uids) Remove(uid, /*tell_ztunnel=*/true);
+    if (node_) {
+      absl::Status st = node_->Uninstall();
+      if (st.ok())
+        LOG_INFO(kScope, "eBPF capture uninstalled", {{"pin_dir", pin_dir_}});
+      else
+        LOG_ERROR(kScope, "eBPF uninstall incomplete",
+                  {{"pin_dir", pin_dir_}, {"error", std::string(st.message())}});
+      node_.reset();
+    }
   } else {
     LOG_INFO(kScope, "stopping: capture left in place, pods fail closed until the agent is back",
              {{"pods", pods_.size()}});
@@ -435,6 +746,7 @@ absl::Status Agent::Run() {
   client_.Close();
   connected_ = false;
   Publish();
+  Shutdown();
   return absl::OkStatus();
 }
 

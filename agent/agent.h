@@ -8,6 +8,13 @@
 // SnapshotSent, so ztunnel drops pods that went away while the agent was not connected.
 // Exiting leaves the capture in place (pods stay fail-closed while the agent restarts) unless
 // uninstall_on_exit is set.
+//
+// Capture modes: iptables (in-pod REDIRECT rules), ebpf (bpf/node.h: sk_lookup per pod netns,
+// connect4/6 + sockops on a cgroup, everything pinned under the node's pin dir), none, or auto
+// (the kernel probe, agent/probe.h, picks ebpf when every required feature is there, else
+// iptables). In eBPF mode a restarted agent re-adopts the pins, keeps the pods that are still
+// in the config with their slots (their traffic never stops), unenrols the ones that are not,
+// and replays to ztunnel; a killed agent leaves traffic flowing (the links are pinned).
 #pragma once
 
 #include <atomic>
@@ -15,25 +22,45 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "agent/handoff_client.h"
+#include "agent/probe.h"
+#include "common/net.h"
 #include "common/unique_fd.h"
 #include "ztunnel/state/snapshot.h"
 
+namespace weft::bpf {
+class NodeCapture;
+}
+
 namespace weft::agent {
 
-enum class CaptureMode { kNone, kIptables };
-absl::StatusOr<CaptureMode> ParseCaptureMode(std::string_view s);  // "iptables" | "none"
+enum class CaptureMode { kNone, kIptables, kEbpf, kAuto };
+// "ebpf" | "iptables" | "auto" | "none"
+absl::StatusOr<CaptureMode> ParseCaptureMode(std::string_view s);
+std::string_view CaptureModeName(CaptureMode m);
+
+// The agent's default metrics address (--metrics): loopback, next to ztunnel's 15020/15021.
+inline constexpr char kDefaultMetricsAddr[] = "127.0.0.1:15030";
 
 struct AgentOptions {
   std::string node;            // this node's name: only workloads with node == this
   std::string config_path;     // standalone config file (ztunnel/state/config_file.h)
   std::string ztunnel_socket;  // ztunnel's handoff socket
-  CaptureMode capture = CaptureMode::kIptables;
+  CaptureMode capture = CaptureMode::kIptables;  // the command line defaults to kAuto
+  // eBPF mode: the cgroup v2 directory the connect hooks attach to (empty: the cgroup2 mount
+  // root) and the pin dir (empty: bpf::DefaultPinDir(node), /sys/fs/bpf/weft/<node>).
+  std::string cgroup_path;
+  std::string bpf_pin_dir;
+  // Serve /metrics here (port 0: any free port; see Agent::metrics_addr()). The admin
+  // (/config_dump, /logging) and readiness (/healthz/ready) endpoints bind the same IP with
+  // port 0. Unset: no endpoint.
+  std::optional<SockAddr> metrics_addr;
   bool uninstall_on_exit = false;  // remove capture + DelWorkload for every pod on exit
   std::chrono::milliseconds ack_timeout{5000};
   std::chrono::milliseconds backoff_min{100}, backoff_max{2000};  // ztunnel reconnects
@@ -46,8 +73,10 @@ struct CommandLine {
   bool once = false;
   std::string log_level = "info";
 };
-// weft-agent --node NAME --config FILE --ztunnel-socket PATH [--capture iptables|none]
-//            [--once] [--uninstall-on-exit] [--log-level LEVEL]
+// weft-agent --node NAME --config FILE --ztunnel-socket PATH
+//            [--capture ebpf|iptables|auto|none] [--cgroup PATH] [--bpf-pin-dir DIR]
+//            [--metrics ADDR:PORT|off] [--once] [--uninstall-on-exit] [--log-level LEVEL]
+// Defaults: --capture auto, --metrics 127.0.0.1:15030.
 // ("--flag value" or "--flag=value"). Errors name the flag and say what is expected.
 absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv);
 std::string Usage();
@@ -78,10 +107,19 @@ class Agent {
     std::string netns_path;
     bool captured = false;    // in-pod capture installed (always false with kNone)
     bool handed_off = false;  // ztunnel acked it on the current connection
+    uint64_t netns_cookie = 0;
+    uint32_t slot = 0;  // eBPF mode: the pod's slot (bpf/node.h); 0 otherwise
   };
   // The enrolled pods, as of the end of the last loop iteration. Thread-safe.
   std::vector<PodState> Pods() const;
   bool ztunnel_connected() const { return connected_.load(); }
+  // The mode in effect (auto resolved by the probe) once Run/RunOnce started; until then the
+  // configured one. Thread-safe.
+  CaptureMode capture_mode() const { return mode_.load(); }
+  // The bound /metrics address once Run() started it (nullopt before, or when disabled).
+  std::optional<SockAddr> metrics_addr() const;
+  // eBPF mode: the pin dir in use (empty in other modes).
+  const std::string& bpf_pin_dir() const { return pin_dir_; }
 
  private:
   struct Pod {
@@ -89,7 +127,18 @@ class Agent {
     UniqueFd netns;
     bool captured = false;
     bool handed_off = false;
+    uint64_t cookie = 0;
+    uint32_t slot = 0;
   };
+  struct Metrics;
+
+  // Resolves the capture mode (probe), opens the eBPF capture, starts the metrics endpoint
+  // (`serve`). Idempotent.
+  absl::Status Init(bool serve);
+  absl::Status InitEbpf();
+  // eBPF mode: unenrols pinned pods that no enrolled pod of the config owns any more.
+  void SweepEnrolled();
+  void Shutdown();
 
   void OnConfig(ztunnel::SnapshotPtr s);  // any thread
   // Applies `snap` to pods_; returns the first enrollment error (all pods are attempted).
@@ -122,6 +171,13 @@ class Agent {
 
   mutable std::mutex pub_mu_;
   std::vector<PodState> published_;
+
+  std::atomic<CaptureMode> mode_;
+  bool initialized_ = false;
+  std::string pin_dir_;
+  UniqueFd cgroup_;
+  std::unique_ptr<bpf::NodeCapture> node_;
+  std::unique_ptr<Metrics> metrics_;
 };
 
 }  // namespace weft::agent

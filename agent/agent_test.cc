@@ -54,8 +54,9 @@ class FakeZtunnel {
  public:
   explicit FakeZtunnel(std::string path) {
     HandoffServer::Callbacks cb;
-    cb.add = [this](const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
-                    UniqueFd netns) -> absl::Status {
+    cb.add = [this](const weft::inpod::v1::AddWorkload& add, UniqueFd netns) -> absl::Status {
+      const std::string& uid = add.uid();
+      const weft::inpod::v1::WorkloadInfo& info = add.info();
       if (refuse_.load() && uid == "default/refused")
         return absl::ResourceExhaustedError("no room for default/refused yet");
       auto c = NetnsCookie(netns.get());
@@ -333,8 +334,45 @@ TEST(AgentCommandLineTest, ParsesFlagsAndRejectsBadOnes) {
                             "c",          "--ztunnel-socket", "s",  "--once"};
   cl = ParseCommandLine(std::size(defaults), defaults);
   ASSERT_TRUE(cl.ok()) << cl.status();
-  EXPECT_EQ(cl->options.capture, CaptureMode::kIptables);
+  EXPECT_EQ(cl->options.capture, CaptureMode::kAuto) << "the probe decides by default";
+  ASSERT_TRUE(cl->options.metrics_addr.has_value());
+  EXPECT_EQ(cl->options.metrics_addr->ToString(), kDefaultMetricsAddr);
+  EXPECT_TRUE(cl->options.cgroup_path.empty());
+  EXPECT_TRUE(cl->options.bpf_pin_dir.empty());
   EXPECT_TRUE(cl->once);
+
+  const char* ebpf[] = {"weft-agent",
+                        "--node=n1",
+                        "--config=c",
+                        "--ztunnel-socket=s",
+                        "--capture=ebpf",
+                        "--cgroup",
+                        "/sys/fs/cgroup/kubepods.slice",
+                        "--bpf-pin-dir=/sys/fs/bpf/weft/x",
+                        "--metrics",
+                        "[::1]:0"};
+  cl = ParseCommandLine(std::size(ebpf), ebpf);
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.capture, CaptureMode::kEbpf);
+  EXPECT_EQ(cl->options.cgroup_path, "/sys/fs/cgroup/kubepods.slice");
+  EXPECT_EQ(cl->options.bpf_pin_dir, "/sys/fs/bpf/weft/x");
+  EXPECT_EQ(cl->options.metrics_addr->ToString(), "[::1]:0");
+  const char* off[] = {"weft-agent", "--node=n1", "--config=c", "--ztunnel-socket=s",
+                       "--metrics=off"};
+  cl = ParseCommandLine(std::size(off), off);
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_FALSE(cl->options.metrics_addr.has_value());
+  const char* bad_metrics[] = {"weft-agent", "--node=n1", "--config=c", "--ztunnel-socket=s",
+                               "--metrics=localhost"};
+  cl = ParseCommandLine(std::size(bad_metrics), bad_metrics);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_TRUE(absl::StrContains(cl.status().message(), "--metrics")) << cl.status();
+  const char* pin_iptables[] = {"weft-agent",         "--node=n1",
+                                "--config=c",         "--ztunnel-socket=s",
+                                "--capture=iptables", "--bpf-pin-dir=/sys/fs/bpf/weft/x"};
+  cl = ParseCommandLine(std::size(pin_iptables), pin_iptables);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_TRUE(absl::StrContains(cl.status().message(), "--bpf-pin-dir")) << cl.status();
 
   const char* missing[] = {"weft-agent", "--node", "n1"};
   cl = ParseCommandLine(std::size(missing), missing);

@@ -64,10 +64,12 @@ absl::Status HandoffClient::Connect() {
 }
 
 absl::Status HandoffClient::AddWorkload(const std::string& uid,
-                                        const weft::inpod::v1::WorkloadInfo& info, int netns_fd) {
+                                        const weft::inpod::v1::WorkloadInfo& info, int netns_fd,
+                                        const std::optional<weft::inpod::v1::EbpfCapture>& ebpf) {
   WorkloadRequest req;
   req.mutable_add()->set_uid(uid);
   *req.mutable_add()->mutable_info() = info;
+  if (ebpf) *req.mutable_add()->mutable_ebpf() = *ebpf;
   return SendAndWait(req, netns_fd);
 }
 

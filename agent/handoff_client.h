@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -27,9 +28,11 @@ class HandoffClient {
   void Close() { fd_.reset(); }
   const std::string& socket_path() const { return path_; }
   // netns_fd is passed with SCM_RIGHTS (the caller keeps its own copy); -1 sends none, which
-  // ztunnel rejects.
+  // ztunnel rejects. `ebpf` set: the pod is captured by eBPF (its slot and the agent's pin
+  // dir); unset: in-pod iptables rules or no capture.
   absl::Status AddWorkload(const std::string& uid, const weft::inpod::v1::WorkloadInfo& info,
-                           int netns_fd);
+                           int netns_fd,
+                           const std::optional<weft::inpod::v1::EbpfCapture>& ebpf = std::nullopt);
   absl::Status KeepWorkload(const std::string& uid, int netns_fd);
   absl::Status DelWorkload(const std::string& uid);
   absl::Status SnapshotSent();

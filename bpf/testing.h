@@ -4,8 +4,12 @@
 // removed by the next run's constructor.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "common/net.h"
 #include "common/unique_fd.h"
 
 namespace weft::bpf::testing {
@@ -45,5 +49,25 @@ class ScopedCgroup {
   std::string path_;
   UniqueFd fd_;
 };
+
+// Forks a child that joins the cgroup at `cgroup_path` and the netns `netns_fd`, connects a
+// TCP socket to `dst` (blocking) and reports its local port; 0 when the connect failed.
+// Only syscalls run in the child.
+uint16_t ConnectFromCgroup(const std::string& cgroup_path, int netns_fd, const SockAddr& dst);
+
+// Connects from the test process (no capture cgroup) inside `netns_fd`, bound to `src`
+// (port 0), to `dst`; returns the local port, 0 when refused/failed. `keep` (if set) receives
+// the connected socket.
+uint16_t ConnectFrom(int netns_fd, const SockAddr& src, const SockAddr& dst,
+                     UniqueFd* keep = nullptr);
+
+// Which of `listeners` (fd, name) accepted the connection whose client port is
+// `client_port`, waiting up to 2 s: its name, or "" when none did.
+std::string WhoAccepted(uint16_t client_port,
+                        const std::vector<std::pair<int, std::string>>& listeners);
+
+// Programs attached to a cgroup or netns fd for `attach_type` (enum bpf_attach_type); -1 on
+// error.
+int AttachedPrograms(int fd, int attach_type);
 
 }  // namespace weft::bpf::testing

@@ -1,0 +1,300 @@
+#include "agent/probe.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "bpf/bpffs.h"
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace weft::agent {
+namespace {
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Effective capabilities from /proc/self/status (CapEff, hex).
+uint64_t EffectiveCaps() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("CapEff:", 0) == 0) return std::strtoull(line.c_str() + 7, nullptr, 16);
+  }
+  return 0;
+}
+
+std::string ProbeError(int rc) {
+  if (rc == 0) return "not supported by this kernel";
+  int err = rc < 0 ? -rc : rc;
+  if (err == EPERM || err == EACCES) return "could not probe: not permitted (run as root)";
+  return absl::StrCat("could not probe: ", std::strerror(err));
+}
+
+ProbeItem ProgType(bpf_prog_type type, std::string_view name, bool required, std::string_view why) {
+  ProbeItem it{absl::StrCat("program type ", Av(name)), false, required, "", std::string(why)};
+  int rc = libbpf_probe_bpf_prog_type(type, nullptr);
+  it.ok = rc == 1;
+  it.detail = it.ok ? "loads" : ProbeError(rc);
+  return it;
+}
+
+ProbeItem Helper(bpf_prog_type type, std::string_view prog, bpf_func_id id, std::string_view helper,
+                 bool required, std::string_view why) {
+  ProbeItem it{absl::StrCat("helper ", Av(helper), " in ", Av(prog)), false, required, "",
+               std::string(why)};
+  int rc = libbpf_probe_bpf_helper(type, id, nullptr);
+  it.ok = rc == 1;
+  it.detail = it.ok ? "available" : ProbeError(rc);
+  return it;
+}
+
+ProbeItem MapType(bpf_map_type type, std::string_view name, std::string_view why) {
+  ProbeItem it{absl::StrCat("map type ", Av(name)), false, true, "", std::string(why)};
+  int rc = libbpf_probe_bpf_map_type(type, nullptr);
+  it.ok = rc == 1;
+  it.detail = it.ok ? "available" : ProbeError(rc);
+  return it;
+}
+
+ProbeItem Privileges() {
+  ProbeItem it{"privileges", false, true, "",
+               "loading programs, pinning and attaching need root or CAP_BPF + CAP_NET_ADMIN + "
+               "CAP_SYS_ADMIN"};
+  uint64_t caps = EffectiveCaps();
+  bool sys_admin = caps & (1ull << CAP_SYS_ADMIN);
+  bool bpf = caps & (1ull << CAP_BPF);
+  bool net_admin = caps & (1ull << CAP_NET_ADMIN);
+  it.ok = sys_admin || (bpf && net_admin);
+  it.detail =
+      absl::StrCat("uid ", ::geteuid(), ", CAP_SYS_ADMIN ", sys_admin ? "yes" : "no", ", CAP_BPF ",
+                   bpf ? "yes" : "no", ", CAP_NET_ADMIN ", net_admin ? "yes" : "no");
+  return it;
+}
+
+ProbeItem NetnsCookies() {
+  ProbeItem it{"netns cookies (SO_NETNS_COOKIE)", false, true, "",
+               "the agent enrols pods by netns cookie; ztunnel looks up original destinations "
+               "by the accepted socket's netns cookie (Linux 5.14+)"};
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (!s) {
+    it.detail = absl::StrCat("socket: ", std::strerror(errno));
+  } else if (::getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0) {
+    it.detail = absl::StrCat("getsockopt: ", std::strerror(errno));
+  } else {
+    it.ok = cookie != 0;
+    it.detail = absl::StrCat("this netns: ", cookie);
+  }
+  return it;
+}
+
+// kTLS: listed in tcp_available_ulp once the tls module is loaded; otherwise try to enable
+// it on a connected loopback socket (which loads the module where it exists).
+ProbeItem Ktls(const std::string& ulp_path) {
+  ProbeItem it{"kTLS (TCP_ULP \"tls\")", false, false, "",
+               "optional: lets ztunnel hand TLS record crypto to the kernel (and sockmap "
+               "redirect of TLS streams); without it ztunnel does TLS in user space"};
+  std::string ulps = ReadFile(ulp_path);
+  std::vector<std::string> names = absl::StrSplit(ulps, absl::ByAnyChar(" \n"), absl::SkipEmpty());
+  for (const std::string& u : names) {
+    if (u == "tls") {
+      it.ok = true;
+      it.detail = absl::StrCat("listed in ", ulp_path);
+      return it;
+    }
+  }
+  UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof(a);
+  if (!l || !c || ::bind(l.get(), reinterpret_cast<sockaddr*>(&a), alen) != 0 ||
+      ::listen(l.get(), 1) != 0 ||
+      ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &alen) != 0 ||
+      ::connect(c.get(), reinterpret_cast<sockaddr*>(&a), alen) != 0) {
+    it.detail =
+        absl::StrCat("not listed in ", ulp_path, " (\"", absl::StripAsciiWhitespace(ulps),
+                     "\"); could not set up a loopback test connection: ", std::strerror(errno));
+    return it;
+  }
+  UniqueFd acc(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (::setsockopt(c.get(), IPPROTO_TCP, TCP_ULP, "tls", 3) == 0) {
+    it.ok = true;
+    it.detail = "TCP_ULP tls accepted on a loopback connection";
+  } else {
+    it.detail = absl::StrCat("not listed in ", ulp_path, " (\"", absl::StripAsciiWhitespace(ulps),
+                             "\") and setsockopt(TCP_ULP, \"tls\") failed: ", std::strerror(errno));
+  }
+  return it;
+}
+
+}  // namespace
+
+const ProbeItem* ProbeReport::Find(std::string_view feature) const {
+  for (const ProbeItem& i : items)
+    if (i.feature == feature) return &i;
+  return nullptr;
+}
+
+std::string ProbeReport::Format() const {
+  std::string out = absl::StrCat("Weft kernel check (Linux ", kernel, ")\n");
+  for (const ProbeItem& i : items) {
+    std::string status = i.ok ? "ok" : (i.required ? "MISSING" : "missing (optional)");
+    std::string name = i.feature;
+    if (name.size() < 52) name.resize(52, ' ');
+    absl::StrAppend(&out, "  ", status,
+                    std::string(status.size() < 20 ? 20 - status.size() : 1, ' '), name, " ",
+                    i.detail, "\n", std::string(24, ' '), "why: ", i.why, "\n");
+  }
+  absl::StrAppend(&out, "Decision: ", decision, "\n");
+  return out;
+}
+
+ProbeReport ProbeKernel(const ProbeOptions& opts) {
+  ProbeReport r;
+  utsname u{};
+  if (::uname(&u) == 0) r.kernel = u.release;
+  // Probe errors are reported per item; libbpf's own stderr chatter would only confuse.
+  libbpf_print_fn_t old = libbpf_set_print(nullptr);
+
+  r.items.push_back(Privileges());
+
+  {
+    ProbeItem it{"cgroup v2 mount", false, true, "",
+                 "connect4/connect6/sockops attach to a cgroup v2 directory (the mount root or "
+                 "the kubepods slice); --cgroup defaults to the mount root"};
+    std::string mounts = ReadFile(opts.mounts_path);
+    std::string found;
+    std::vector<std::string> lines = absl::StrSplit(mounts, '\n');
+    for (const std::string& line : lines) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      if (f.size() < 3 || f[2] != "cgroup2") continue;
+      found = std::string(f[1]);
+      if (found == "/sys/fs/cgroup") break;
+    }
+    it.ok = !found.empty();
+    it.detail = it.ok ? absl::StrCat("mounted at ", found)
+                      : absl::StrCat("no cgroup2 entry in ", opts.mounts_path);
+    r.cgroup2_mount = found;
+    r.items.push_back(std::move(it));
+  }
+  {
+    ProbeItem it{"bpffs", false, true, "",
+                 "maps and links are pinned there so pods keep their capture while the agent "
+                 "restarts, and ztunnel opens the maps by path"};
+    bool mounted = bpf::IsBpffs(opts.bpffs_root);
+    bool fs_known = ReadFile("/proc/filesystems").find("\tbpf\n") != std::string::npos;
+    it.ok = mounted || fs_known;
+    it.detail = mounted    ? absl::StrCat("mounted at ", opts.bpffs_root)
+                : fs_known ? absl::StrCat("not mounted at ", opts.bpffs_root,
+                                          "; weft-agent mounts it at start")
+                           : "the kernel has no bpf filesystem (CONFIG_BPF_SYSCALL)";
+    r.items.push_back(std::move(it));
+  }
+  {
+    ProbeItem it{"BTF (kernel type info)", false, false, "",
+                 "optional: the current programs need no CO-RE relocations; with BTF bpftool "
+                 "shows map layouts by field name"};
+    struct stat st {};
+    it.ok = ::stat(opts.btf_path.c_str(), &st) == 0;
+    it.detail = it.ok ? absl::StrCat(opts.btf_path, " (", st.st_size, " bytes)")
+                      : absl::StrCat(opts.btf_path, ": ", std::strerror(errno));
+    r.items.push_back(std::move(it));
+  }
+
+  r.items.push_back(ProgType(BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", true,
+                             "inbound: steers SYNs for pod addresses to ztunnel's in-pod "
+                             "listeners (Linux 5.9+)"));
+  r.items.push_back(ProgType(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr", true,
+                             "outbound: connect4/connect6 rewrite pod connects to ztunnel's "
+                             "outbound listener"));
+  r.items.push_back(ProgType(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", true,
+                             "files each redirected connection's original destination under the "
+                             "peer address ztunnel sees"));
+  r.items.push_back(ProgType(BPF_PROG_TYPE_SK_SKB, "sk_skb", false,
+                             "optional: sockmap stream redirect for the same-node fast path"));
+  r.items.push_back(ProgType(BPF_PROG_TYPE_SK_MSG, "sk_msg", false,
+                             "optional: sockmap redirect accelerator for the app<->ztunnel hop"));
+
+  r.items.push_back(Helper(BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", BPF_FUNC_sk_assign,
+                           "bpf_sk_assign", true,
+                           "hands the SYN to ztunnel's listener (or drops it: fail closed)"));
+  r.items.push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr",
+                           BPF_FUNC_get_netns_cookie, "bpf_get_netns_cookie", true,
+                           "connect hooks act only in enrolled pods' netns (Linux 5.8+)"));
+  r.items.push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr",
+                           BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", true,
+                           "keys the original destination by the app socket"));
+  r.items.push_back(Helper(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", BPF_FUNC_get_socket_cookie,
+                           "bpf_get_socket_cookie", true,
+                           "finds the connect's record when its source port is known"));
+  r.items.push_back(Helper(BPF_PROG_TYPE_SK_SKB, "sk_skb", BPF_FUNC_sk_redirect_hash,
+                           "bpf_sk_redirect_hash", false,
+                           "optional: same-node fast path moves bytes between ztunnel's sockets "
+                           "in the kernel"));
+
+  r.items.push_back(MapType(BPF_MAP_TYPE_SOCKHASH, "SOCKHASH",
+                            "weft_listeners holds ztunnel's listening sockets per pod"));
+  r.items.push_back(
+      MapType(BPF_MAP_TYPE_LPM_TRIE, "LPM_TRIE", "per-pod excluded destination CIDRs"));
+  r.items.push_back(MapType(BPF_MAP_TYPE_LRU_HASH, "LRU_HASH", "original destinations"));
+  r.items.push_back(MapType(BPF_MAP_TYPE_PERCPU_ARRAY, "PERCPU_ARRAY",
+                            "per-reason decision counters (weft_bpf_decisions_total)"));
+
+  r.items.push_back(NetnsCookies());
+  r.items.push_back(Ktls(opts.tcp_ulp_path));
+  libbpf_set_print(old);
+
+  std::vector<std::string> missing, optional_missing;
+  for (const ProbeItem& i : r.items) {
+    if (i.ok) continue;
+    (i.required ? missing : optional_missing).push_back(i.feature);
+  }
+  r.ebpf_possible = missing.empty();
+  if (r.ebpf_possible) {
+    r.decision = "eBPF capture: every required feature is present";
+    if (!optional_missing.empty())
+      absl::StrAppend(&r.decision, " (optional, missing: ", absl::StrJoin(optional_missing, ", "),
+                      ")");
+  } else {
+    r.decision = absl::StrCat("iptables capture (in-pod REDIRECT rules): eBPF needs ",
+                              absl::StrJoin(missing, ", "));
+  }
+  return r;
+}
+
+}  // namespace weft::agent
