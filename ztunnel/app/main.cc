@@ -25,7 +25,10 @@ void Usage(FILE* f) {
       "  --readiness ADDR     readiness endpoint (default 0.0.0.0:15021)\n"
       "  --workers N          worker threads (default: one per CPU)\n"
       "  --log-level LEVEL    debug|info|warn|error (default info)\n"
-      "  --no-access-log      do not log a line per connection\n");
+      "  --no-access-log      do not log a line per connection\n"
+      "  --no-same-node-fast-path\n"
+      "                       send traffic between two pods of this node over HBONE (mTLS)\n"
+      "                       too, instead of the in-kernel same-node fast path\n");
 }
 
 }  // namespace
@@ -80,6 +83,8 @@ int main(int argc, char** argv) {
       weft::log::SetLevel(l);
     } else if (a == "--no-access-log") {
       o.proxy.access_log = false;
+    } else if (a == "--no-same-node-fast-path") {
+      o.proxy.same_node_fast_path = false;
     } else if (a == "-h" || a == "--help") {
       Usage(stdout);
       return 0;

@@ -228,6 +228,7 @@ void Worker::HandleOutbound(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
 
   if (dst && dst->in_mesh()) {
     FillDestinationLabels(info.labels, dst, dst->identity());
+    if (opts().same_node_fast_path && TrySameNode(*snap, *src, *dst, info, fd)) return;
     info.labels.connection_security_policy = "mutual_tls";
     PoolKey key{src->identity(), dst->identity(), SockAddr{target.ip, opts().hbone_port}};
     SockAddr dial = opts().dial_override ? opts().dial_override(key.dst_addr) : key.dst_addr;

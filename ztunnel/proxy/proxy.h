@@ -61,6 +61,14 @@ struct ProxyOptions {
   int32_t stream_window = 4 << 20;       // HTTP/2 per-stream receive window
   int32_t connection_window = 64 << 20;  // HTTP/2 per-connection receive window
   bool access_log = true;
+  // Same-node fast path (docs/fastpath.md): a connection from one of this proxy's pods to a
+  // meshed workload whose pod this proxy also holds skips HBONE/TLS. The destination's L4
+  // policy is applied with the source's identity, the proxy connects from inside the
+  // destination pod's netns, and bytes move with splice(2) through a pipe per direction.
+  // Reported with connection_security_policy="same_node". ztunnel: --no-same-node-fast-path.
+  bool same_node_fast_path = true;
+  // Capacity asked of each fast-path pipe (F_SETPIPE_SZ); two pipes per connection.
+  size_t fast_path_pipe_size = 256 * 1024;
 };
 
 class Proxy {
