@@ -1,20 +1,31 @@
-// weft-bench: the data-plane benchmark. One invocation builds one 2-node LocalMesh testbed with
-// four pods and measures the same workloads over two paths that share the fabric:
+// weft-bench: the data-plane benchmark. One invocation starts two 2-node LocalMesh testbeds
+// side by side, both up for the whole run:
 //
-//   bare:  bare-client (node 0) -> bare-server (node 1), pods outside the mesh (plain routing)
-//   mesh:  mesh-client (node 0) -> mesh-server (node 1), enrolled: in-pod capture, ztunnel on
-//          both nodes, HBONE (mTLS + HTTP/2 CONNECT) across the fabric
+//   mesh "bench"      weft-agent --capture iptables; holds the iptables pods and the bare pods
+//                     (not enrolled: plain routing)
+//   mesh "benchebpf"  weft-agent --capture ebpf (cgroup connect hooks on the testbed's cgroup,
+//                     per-netns sk_lookup)
 //
-// Workloads, interleaved bare, mesh, bare, mesh ... for `rounds` rounds (medians reported):
-// single-stream throughput (iperf3), 1 KiB request/response latency (own ping-pong), connection
-// rate (connect + small round trip + close), and once, ztunnel memory idle and with
-// `hold_connections` idle tunnelled connections open. Every process and socket lives in
-// namespaces the run creates; they are removed on exit, including on SIGINT/SIGTERM (via `stop`).
+// Per mode (bare, iptables, ebpf) one client pod on node 0 and two server pods, one on node 0
+// (same-node pair) and one on node 1 (cross-node pair). Figures, interleaved mode by mode
+// (bare, iptables, ebpf, bare, ...) for `rounds` rounds, medians reported: single-stream
+// throughput (iperf3), 1 KiB request/response latency p50/p90/p99/p99.9, connection rate,
+// ztunnel and agent CPU per run, BPF program run time (bpf_prog_info run_time_ns / run_cnt of
+// every weft_* program, with kernel.bpf_stats_enabled=1 only while the benchmark runs), and
+// once, ztunnel memory idle and with `hold_connections` idle tunnelled connections open.
+//
+// Clients run as processes inside the client pod's netns and cgroup (`weft-bench client`, see
+// bench/client.h, and iperf3 -c), the same way in every mode: eBPF capture hooks only see
+// sockets created by a task in the pod's cgroup. After each meshed run the client node's
+// ztunnel must have counted the run's connections, else the run fails rather than report a
+// bare figure as a meshed one. Every process and socket lives in namespaces (and cgroups) the
+// run creates; they are removed on exit, including on SIGINT/SIGTERM (via `stop`).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -22,6 +33,9 @@
 namespace weft::bench {
 
 struct Config {
+  std::vector<std::string> modes = {"bare", "iptables", "ebpf"};  // in interleaving order
+  // Noise allowed when checking that eBPF capture is at least as fast as iptables capture.
+  double tolerance = 0.05;
   int rounds = 3;
   int iperf_seconds = 5;
   int64_t round_trips = 20000;
@@ -51,7 +65,8 @@ std::string Usage();
 absl::StatusOr<Config> ParseArgs(int argc, char** argv);
 
 // Runs the whole benchmark and returns results.json's document. Needs root, iperf3, ss and
-// iptables-restore. Progress goes to stderr. Returns CancelledError once `stop` is set.
+// iptables-restore (and libbpf at build time for BPF run times). Progress goes to stderr.
+// Returns CancelledError once `stop` is set (kernel.bpf_stats_enabled is restored first).
 absl::StatusOr<nlohmann::json> Run(const Config& cfg, const std::atomic<bool>& stop);
 
 // The markdown report for a results document from Run().

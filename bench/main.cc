@@ -1,18 +1,27 @@
 // weft-bench: see bench/bench.h. Parses flags, runs the benchmark, writes results.json and
-// report.md, prints the report. SIGINT/SIGTERM stop the run and clean up; a second one kills.
+// report.md, prints the report. SIGINT/SIGTERM stop the run and clean up; a second one restores
+// kernel.bpf_stats_enabled and kills. `weft-bench client ...` is the traffic client the
+// benchmark spawns inside pods (bench/client.h).
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "bench/bench.h"
+#include "bench/bpf_stats.h"
+#include "bench/client.h"
 
 namespace {
 
 std::atomic<bool> g_stop{false};
 
-void OnSignal(int) {
-  g_stop.store(true);
+void OnSignal(int sig) {
+  if (!g_stop.exchange(true)) return;
+  // Second signal: the user wants out now. Only async-signal-safe calls from here.
+  weft::bench::RestoreBpfStatsFromSignal();
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
 bool WriteFile(const std::string& path, const std::string& text) {
@@ -25,6 +34,15 @@ bool WriteFile(const std::string& path, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  if (argc >= 2 && std::string(argv[1]) == "client")
+    return weft::bench::ClientMain(argc - 1, argv + 1, g_stop);
+
   auto cfg = weft::bench::ParseArgs(argc, argv);
   if (!cfg.ok()) {
     std::fprintf(stderr, "weft-bench: %s\n", std::string(cfg.status().message()).c_str());
@@ -34,13 +52,6 @@ int main(int argc, char** argv) {
     std::fputs(weft::bench::Usage().c_str(), stdout);
     return 0;
   }
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sa.sa_flags = SA_RESETHAND | SA_RESTART;  // a second signal takes the default action
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
   auto results = weft::bench::Run(*cfg, g_stop);
   if (!results.ok()) {
     std::fprintf(stderr, "weft-bench: %s\n", std::string(results.status().message()).c_str());

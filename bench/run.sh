@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds and runs weft-bench (the data-plane benchmark: bare vs mesh on one namespace testbed),
-# writing bench/results/<UTC date-time>/{results.json,report.md} and printing the report.
+# Builds and runs weft-bench (the data-plane benchmark: bare vs iptables capture vs eBPF capture,
+# same-node and cross-node pairs, on namespace testbeds), writing
+# bench/results/<UTC date-time>/{results.json,report.md} and printing the report.
 #
-#   sudo bash bench/run.sh            # 3 interleaved rounds, ~2-3 minutes
-#   sudo bash bench/run.sh --quick    # 1 round, ~1 minute
+#   sudo bash bench/run.sh            # 3 interleaved rounds, ~5 minutes
+#   sudo bash bench/run.sh --quick    # 3 short rounds, ~2-3 minutes
 #   sudo bash bench/run.sh --help     # every flag of weft-bench
 #
 # Environment: BUILD_DIR=<dir> builds and runs from that build directory with cmake + ninja
@@ -19,7 +20,7 @@ for a in "$@"; do
   fi
 done
 if [[ $EUID -ne 0 ]]; then
-  echo "bench/run.sh: needs root (network namespaces, iptables inside them): sudo bash bench/run.sh" >&2
+  echo "bench/run.sh: needs root (network namespaces, cgroups, BPF, iptables inside them): sudo bash bench/run.sh" >&2
   exit 1
 fi
 

@@ -305,4 +305,9 @@ absl::Status Probe(const SockAddr& server, std::chrono::milliseconds timeout) {
   return RoundTrip(fd.get(), "weft-bench probe", buf);
 }
 
+absl::Status ProbeOn(int fd) {
+  std::string buf;
+  return RoundTrip(fd, "weft-bench probe", buf);
+}
+
 }  // namespace weft::bench

@@ -1,8 +1,9 @@
 // The benchmark's own traffic: an epoll echo server that runs on a thread of weft-bench with
 // its listening socket inside a pod's network namespace, and the clients that drive it
-// (request/response latency, connection rate, many idle connections). Clients run on the
-// calling thread after it has entered the client pod's netns, so every socket they create
-// lives there and its traffic takes the pod's path (through ztunnel when the pod is enrolled).
+// (request/response latency, connection rate, many idle connections). The clients create their
+// sockets in the calling thread's netns and cgroup; weft-bench runs them in `weft-bench client`
+// (bench/client.h), a process spawned inside the client pod's netns and cgroup, so that their
+// traffic takes the pod's path in every capture mode (iptables and eBPF).
 #pragma once
 
 #include <atomic>
@@ -84,5 +85,8 @@ absl::StatusOr<std::vector<UniqueFd>> OpenIdleConnections(const SockAddr& server
 
 // One `size`-byte round trip on a fresh connection (reachability check).
 absl::Status Probe(const SockAddr& server, std::chrono::milliseconds timeout);
+
+// The same round trip on a connection the caller opened (e.g. from a pod's cgroup).
+absl::Status ProbeOn(int fd);
 
 }  // namespace weft::bench
