@@ -55,6 +55,10 @@ uint64_t EffectiveCaps() {
   return 0;
 }
 
+// Unprivileged, every BPF load fails with EPERM and libbpf's probes can then report either
+// way (the helper probe says "available"): their results are not used.
+constexpr char kNotProbed[] = "not probed: loading BPF needs root or CAP_BPF";
+
 std::string ProbeError(int rc) {
   if (rc == 0) return "not supported by this kernel";
   int err = rc < 0 ? -rc : rc;
@@ -192,6 +196,7 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
   libbpf_print_fn_t old = libbpf_set_print(nullptr);
 
   r.items.push_back(Privileges());
+  const bool privileged = r.items.back().ok;
 
   {
     ProbeItem it{"cgroup v2 mount", false, true, "",
@@ -236,6 +241,7 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
     r.items.push_back(std::move(it));
   }
 
+  const size_t first_bpf_item = r.items.size();  // program, helper and map probes follow
   r.items.push_back(ProgType(BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", true,
                              "inbound: steers SYNs for pod addresses to ztunnel's in-pod "
                              "listeners (Linux 5.9+)"));
@@ -275,6 +281,12 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
   r.items.push_back(MapType(BPF_MAP_TYPE_PERCPU_ARRAY, "PERCPU_ARRAY",
                             "per-reason decision counters (weft_bpf_decisions_total)"));
 
+  if (!privileged) {
+    for (size_t i = first_bpf_item; i < r.items.size(); ++i) {
+      r.items[i].ok = false;
+      r.items[i].detail = kNotProbed;
+    }
+  }
   r.items.push_back(NetnsCookies());
   r.items.push_back(Ktls(opts.tcp_ulp_path));
   libbpf_set_print(old);
@@ -285,6 +297,12 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
     (i.required ? missing : optional_missing).push_back(i.feature);
   }
   r.ebpf_possible = missing.empty();
+  if (!privileged) {
+    r.decision =
+        "iptables capture (in-pod REDIRECT rules): eBPF needs privileges (root, or CAP_BPF + "
+        "CAP_NET_ADMIN + CAP_SYS_ADMIN); the BPF program, helper and map probes need them too";
+    return r;
+  }
   if (r.ebpf_possible) {
     r.decision = "eBPF capture: every required feature is present";
     if (!optional_missing.empty())

@@ -4,7 +4,9 @@
 #include "agent/probe.h"
 
 #include <bpf/libbpf.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -146,6 +148,37 @@ TEST(ProbeTest, CgroupMountAndKtlsReadFromTheGivenFiles) {
   EXPECT_FALSE(btf->ok);
   EXPECT_TRUE(absl::StrContains(btf->detail, "/nonexistent/weft-btf")) << btf->detail;
   EXPECT_TRUE(absl::StrContains(r.Format(), "missing (optional)"));
+}
+
+TEST(ProbeTest, UnprivilegedMeansIptablesAndNothingIsClaimedUnprobed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to an unprivileged user";
+  int pfd[2];
+  ASSERT_EQ(::pipe(pfd), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pfd[0]);
+    std::string out = "setuid failed";
+    if (::setgroups(0, nullptr) == 0 && ::setresgid(65534, 65534, 65534) == 0 &&
+        ::setresuid(65534, 65534, 65534) == 0) {
+      ProbeReport r = ProbeKernel();
+      const ProbeItem* sk = r.Find("program type sk_lookup");
+      const ProbeItem* helper = r.Find("helper bpf_sk_assign in sk_lookup");
+      out = std::string(r.ebpf_possible ? "ebpf" : "iptables") + "|" +
+            (r.Find("privileges")->ok ? "priv" : "nopriv") + "|" + (sk->ok ? "ok" : "no") + "|" +
+            (helper->ok ? "ok" : "no") + "|" + helper->detail + "|" + r.decision;
+    }
+    ssize_t w = ::write(pfd[1], out.data(), out.size());
+    ::_exit(w == static_cast<ssize_t>(out.size()) ? 0 : 1);
+  }
+  ::close(pfd[1]);
+  std::string got;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(pfd[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+  ::close(pfd[0]);
+  ::waitpid(pid, nullptr, 0);
+  EXPECT_TRUE(absl::StartsWith(got, "iptables|nopriv|no|no|not probed")) << got;
+  EXPECT_TRUE(absl::StrContains(got, "eBPF needs privileges")) << got;
 }
 
 }  // namespace

@@ -6,6 +6,11 @@
 #include "cli/dev_certs.h"
 
 namespace weft::cli {
+
+#ifdef WEFT_CLI_CHECK
+int CheckMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+#endif
+
 namespace {
 
 std::vector<Command>& Registry() {
@@ -13,6 +18,10 @@ std::vector<Command>& Registry() {
       {"dev-certs", "create a development CA and workload certificates in a directory",
        &DevCertsMain},
       {"demo", "run the README tour on a local mesh of network namespaces (root)", &demo::DemoMain},
+#ifdef WEFT_CLI_CHECK
+      {"check", "probe the kernel: can this node run eBPF capture? (report and decision)",
+       &CheckMain},
+#endif
   };
   return commands;
 }
