@@ -275,7 +275,19 @@ absl::Status Agent::Init(bool serve) {
                 {"reason", report.decision}});
       mode_ = chosen;
     }
-    if (mode_ == CaptureMode::kEbpf) WEFT_RETURN_IF_ERROR(InitEbpf());
+    if (mode_ == CaptureMode::kEbpf) {
+      absl::Status st = InitEbpf();
+      if (!st.ok() && opts_.capture == CaptureMode::kEbpf) return st;
+      if (!st.ok()) {
+        // auto: the probe passed but setting up failed (e.g. the cgroup is not writable);
+        // iptables still captures the pods.
+        LOG_ERROR(kScope, "eBPF capture could not be set up; falling back to iptables",
+                  {{"error", std::string(st.message())}});
+        node_.reset();
+        pin_dir_.clear();
+        mode_ = CaptureMode::kIptables;
+      }
+    }
     for (CaptureMode m : {CaptureMode::kEbpf, CaptureMode::kIptables, CaptureMode::kNone})
       metrics_->mode.Add({{"mode", std::string(CaptureModeName(m))}})
           .Set(m == mode_.load() ? 1 : 0);

@@ -6,7 +6,10 @@
 // nothing behind.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <linux/bpf.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -384,6 +387,73 @@ TEST_F(AgentEbpfTest, UninstallOnExitRemovesEverything) {
   EXPECT_EQ(zt.dels(), std::vector<std::string>{"default/pod-a"});
   EXPECT_EQ(a.Outbound(cgroup_->path()), "app");
   EXPECT_EQ(a.Inbound(), "app");
+}
+
+// The real binary, killed with SIGKILL mid-flight (no chance to clean up), then restarted.
+TEST_F(AgentEbpfTest, SigkilledAgentProcessLeavesTrafficFlowingAndIsReadopted) {
+  Pod a("10.83.0.5");
+  a.Setup();
+  WriteConfig({PodJson("pod-a", a)}, 1);
+  FakeZtunnel zt(socket_);
+  auto spawn = [&] {
+    std::vector<std::string> args = {
+        WEFT_AGENT_BIN,     "--node",        "node-1",      "--config",  config_,
+        "--ztunnel-socket", socket_,         "--capture",   "ebpf",      "--cgroup",
+        cgroup_->path(),    "--bpf-pin-dir", pins_->path(), "--metrics", "127.0.0.1:0",
+        "--log-level",      "warn"};
+    std::string log = dir_ + "/agent.log";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv;
+      for (auto& s : args) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    return pid;
+  };
+  auto log = [&] {
+    std::ifstream f(dir_ + "/agent.log");
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+
+  pid_t pid = spawn();
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/pod-a"}; }))
+      << log();
+  auto adds = zt.adds();
+  ASSERT_EQ(adds.size(), 1u);
+  const uint32_t slot = adds[0].msg.ebpf().slot();
+  auto maps = bpf::PinnedMaps::Open(pins_->path());
+  ASSERT_TRUE(maps.ok()) << maps.status();
+  ASSERT_TRUE((*maps)->SetListener(slot, WEFT_LISTENER_INBOUND, a.zt_in.get()).ok());
+
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  EXPECT_EQ(a.Inbound(), "ztunnel") << "links are pinned: killing the agent changes nothing";
+  EXPECT_EQ(a.Outbound(cgroup_->path()), "ztunnel");
+
+  pid = spawn();
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(Eventually([&] { return zt.adds().size() >= 2; })) << log();
+  adds = zt.adds();
+  EXPECT_EQ(adds.back().msg.uid(), "default/pod-a");
+  EXPECT_EQ(adds.back().msg.ebpf().slot(), slot) << "same slot after the restart";
+  EXPECT_EQ(bt::AttachedPrograms(cgroup_->fd(), BPF_CGROUP_INET4_CONNECT), 1);
+  EXPECT_EQ(bt::AttachedPrograms(cgroup_->fd(), BPF_CGROUP_SOCK_OPS), 1);
+  EXPECT_EQ(bt::AttachedPrograms(a.ns.fd(), BPF_SK_LOOKUP), 1);
+  EXPECT_EQ(PinnedKeys(pins_->path(), "weft_enrolled").size(), 1u);
+  EXPECT_EQ(a.Inbound(), "ztunnel");
+  EXPECT_EQ(a.Outbound(cgroup_->path()), "ztunnel");
+
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log();
+  EXPECT_EQ(a.Inbound(), "ztunnel") << "a plain stop keeps the capture too";
 }
 
 TEST_F(AgentEbpfTest, ExplicitEbpfOnABadCgroupFailsWithTheReason) {
