@@ -28,7 +28,10 @@ void Usage(FILE* f) {
       "  --no-access-log      do not log a line per connection\n"
       "  --no-same-node-fast-path\n"
       "                       send traffic between two pods of this node over HBONE (mTLS)\n"
-      "                       too, instead of the in-kernel same-node fast path\n");
+      "                       too, instead of the in-kernel same-node fast path\n"
+      "  --fast-path-pipe-size BYTES\n"
+      "                       pipe size per direction of a fast-path connection (default\n"
+      "                       262144; 4096..16777216; see docs/fastpath.md)\n");
 }
 
 }  // namespace
@@ -85,6 +88,13 @@ int main(int argc, char** argv) {
       o.proxy.access_log = false;
     } else if (a == "--no-same-node-fast-path") {
       o.proxy.same_node_fast_path = false;
+    } else if (a == "--fast-path-pipe-size") {
+      uint64_t v = 0;
+      if (!absl::SimpleAtoi(next(), &v) || v < 4096 || v > (16u << 20)) {
+        std::fprintf(stderr, "ztunnel: --fast-path-pipe-size wants bytes, 4096..16777216\n");
+        return 2;
+      }
+      o.proxy.fast_path_pipe_size = static_cast<size_t>(v);
     } else if (a == "-h" || a == "--help") {
       Usage(stdout);
       return 0;
