@@ -246,10 +246,13 @@ Agent::~Agent() {
 }
 
 void Agent::Shutdown() {
-  if (metrics_ && metrics_->admin) {
-    metrics_->admin->Stop();
-    metrics_->admin.reset();
+  std::unique_ptr<AdminServer> admin;
+  {
+    std::lock_guard<std::mutex> lock(pub_mu_);
+    if (metrics_) admin = std::move(metrics_->admin);
   }
+  // Stopped outside the lock: its thread may be inside config_dump, which takes pub_mu_.
+  if (admin) admin->Stop();
 }
 
 std::optional<SockAddr> Agent::metrics_addr() const {
