@@ -526,6 +526,41 @@ TEST_F(SameNodeFastPath, ManyConcurrentConnections) {
   for (auto& t : ts) t.join();
   EXPECT_EQ(good, kConns);
   EXPECT_TRUE(WaitFor([&] { return Metric(*a_, "weft_active_connections") == 0; }));
+  for (const char* reporter : {"source", "destination"}) {  // counted exactly once each
+    auto l = PairLabels(reporter, "same_node");
+    EXPECT_EQ(Metric(*a_, "istio_tcp_connections_opened_total", l), kConns + warmup_);
+    EXPECT_EQ(Metric(*a_, "istio_tcp_connections_closed_total", l), kConns + warmup_);
+    EXPECT_EQ(Metric(*a_, "istio_tcp_sent_bytes_total", l), kConns * (512 << 10) + 7 * warmup_);
+  }
+}
+
+TEST_F(SameNodeFastPath, ConnectTimeoutResetsTheClient) {
+  // A listener whose accept queue is full drops SYNs: the connect neither succeeds nor fails.
+  UniqueFd lfd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss;
+  socklen_t len = SockAddr{kServerIp, 0}.ToSockaddr(&ss);
+  ASSERT_EQ(bind(lfd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+  ASSERT_EQ(listen(lfd.get(), 0), 0);
+  SockAddr full = *LocalAddress(lfd.get());
+  std::vector<UniqueFd> fillers;
+  for (int i = 0; i < 2; i++) {
+    auto f = weft::testing::Dial(full, -1, 300ms);
+    if (f.ok()) fillers.push_back(std::move(*f));
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto fd = Outbound(full);
+  EXPECT_TRUE(WaitClosed(fd.get(), 8s));
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 2500ms) << "closed before the 3 s connect timeout";
+  EXPECT_EQ(Metric(*a_, "weft_connection_failures_total", {{"reason", "connect_timeout"}}), 1);
+  for (const char* reporter : {"source", "destination"}) {
+    EXPECT_EQ(Metric(*a_, "istio_tcp_connections_closed_total",
+                     {{"reporter", reporter},
+                      {"connection_security_policy", "same_node"},
+                      {"response_flags", "UF"}}),
+              1)
+        << reporter;
+  }
 }
 
 TEST_F(SameNodeFastPath, AnotherNodesPodStillGoesOverHbone) {

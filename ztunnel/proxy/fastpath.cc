@@ -307,7 +307,8 @@ void SameNodeFlow::OnConnected() {
 
 bool SameNodeFlow::Pump(int i) {
   const int o = 1 - i;
-  for (int round = 0; round < kMaxRounds; round++) {
+  bool drained = false;  // the last read took less than asked: the socket is likely empty
+  for (int round = 0; round < kMaxRounds && !drained; round++) {
     // A direction reads only into an empty pipe: then EAGAIN from the socket means "no data",
     // never "pipe full" (pipe capacity is counted in page slots, not bytes), and back-pressure
     // is the socket's own receive window.
@@ -327,6 +328,9 @@ bool SameNodeFlow::Pump(int i) {
         return false;
       }
       in_pipe_[i] += static_cast<size_t>(n);
+      // Skip the read that would only say EAGAIN (one syscall per message on request/response
+      // traffic); level-triggered epoll reports anything that arrives meanwhile.
+      drained = static_cast<size_t>(n) < pipe_size_;
       if (i == 0) {
         AddSent(static_cast<uint64_t>(n));
         src_->AddSent(static_cast<uint64_t>(n));
