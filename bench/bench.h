@@ -53,6 +53,15 @@ struct Config {
   // process exits): on VMs, waking an idle vCPU costs tens of µs, which otherwise dominates
   // every latency figure and flips from run to run with background load.
   bool pm_qos = true;
+  // Keep every vCPU out of idle with one SCHED_IDLE busy-loop thread per CPU (they run only when
+  // nothing else wants the CPU). On a VM the PM QoS request does not stop a vCPU from halting,
+  // and waking a halted vCPU costs ~50 µs per hop, which comes and goes with the machine's
+  // other load and hits the meshed paths (more hops) harder than bare.
+  bool spin = true;
+  // Nice value for weft-bench and everything it starts (ztunnels, agents, iperf3, clients):
+  // on a shared machine, other jobs' CPU bursts otherwise land in the latency tails of
+  // whichever mode happens to run. Applied before any thread or child exists. 0: unchanged.
+  int nice = -10;
   bool quick = false;
   bool help = false;
   std::string command_line;  // argv, shell-quoted, for the report

@@ -80,11 +80,17 @@ absl::StatusOr<json> Run(const ClientFlags& f, const std::atomic<bool>& stop) {
                           RunPingPong(f.to, static_cast<size_t>(f.size), f.warmup, f.round_trips,
                                       std::chrono::seconds(f.max_seconds), stop));
     const auto& l = r.latency;
-    return json{{"round_trips", r.round_trips}, {"seconds", r.seconds},
-                {"warmup", f.warmup},           {"p50_us", l.p50_us},
-                {"p90_us", l.p90_us},           {"p99_us", l.p99_us},
-                {"p999_us", l.p999_us},         {"mean_us", l.mean_us},
-                {"min_us", l.min_us},           {"max_us", l.max_us}};
+    return json{{"round_trips", r.round_trips},
+                {"seconds", r.seconds},
+                {"warmup", f.warmup},
+                {"p50_us", l.p50_us},
+                {"p90_us", l.p90_us},
+                {"p99_us", l.p99_us},
+                {"p999_us", l.p999_us},
+                {"mean_us", l.mean_us},
+                {"min_us", l.min_us},
+                {"max_us", l.max_us},
+                {"block_p50_us", r.block_p50_us}};
   }
   if (f.kind == "connect") {
     WEFT_ASSIGN_OR_RETURN(auto r,

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -239,6 +240,13 @@ absl::StatusOr<PingPongResult> RunPingPong(const SockAddr& server, size_t size, 
     if ((i & 255) == 0 && stop.load()) return absl::CancelledError("interrupted");
   }
   PingPongResult r;
+  constexpr size_t kBlock = 1000;
+  for (size_t b = 0; b + kBlock <= samples.size(); b += kBlock) {
+    std::vector<int64_t> block(samples.begin() + static_cast<std::ptrdiff_t>(b),
+                               samples.begin() + static_cast<std::ptrdiff_t>(b + kBlock));
+    std::sort(block.begin(), block.end());
+    r.block_p50_us.push_back(static_cast<double>(Percentile(block, 0.5)) / 1000.0);
+  }
   r.round_trips = static_cast<int64_t>(samples.size());
   r.seconds = std::chrono::duration<double>(t0 - start).count();
   r.latency = Summarize(samples);

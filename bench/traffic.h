@@ -56,6 +56,9 @@ class EchoServer {
 
 struct PingPongResult {
   LatencySummary latency;  // of the measured round trips (warm-up excluded)
+  // The median of each consecutive block of 1000 measured round trips, in order: shows whether
+  // a slow run was slow throughout or had a slow phase.
+  std::vector<double> block_p50_us;
   int64_t round_trips = 0;
   double seconds = 0;  // wall time of the measured part
 };
