@@ -1,8 +1,11 @@
 // "Namespaced" integration tests (root): nodes and pods are network namespaces, ztunnel and
-// weft-agent run as real processes on each node, capture is the in-pod iptables REDIRECT, and
-// real clients and servers talk across a veth fabric. Skips with a reason when not root.
+// weft-agent run as real processes on each node, and real clients and servers talk across a
+// veth fabric. Every test runs twice: with the in-pod iptables REDIRECT capture and with the
+// eBPF capture (cgroup connect hooks + sk_lookup). Skips with a reason when not root.
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <random>
 
@@ -22,13 +25,18 @@ using weft::testing::WaitFor;
 
 constexpr uint16_t kAppPort = 8080;
 
-class NamespacedMesh : public ::testing::Test {
+class NamespacedMesh : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables, SO_MARK)";
-    if (system("command -v iptables-restore >/dev/null 2>&1") != 0)
+    if (GetParam() == "iptables" && system("command -v iptables-restore >/dev/null 2>&1") != 0)
       GTEST_SKIP() << "iptables-restore is not installed";
+    if (GetParam() == "ebpf") {
+      auto cg = testbed::Cgroup2Mount();
+      if (!cg.ok()) GTEST_SKIP() << "eBPF capture needs cgroup v2: " << cg.status();
+    }
     localmesh::Options o;
+    o.capture = GetParam();
     o.nodes = 2;
     o.pods = {
         {.name = "client",
@@ -65,11 +73,19 @@ class NamespacedMesh : public ::testing::Test {
   }
 
   UniqueFd DialFrom(const std::string& pod, const SockAddr& to) {
-    auto ns = mesh_->PodNetns(pod);
-    EXPECT_TRUE(ns.ok());
-    auto fd = weft::testing::Dial(to, ns->get(), 5s);
+    auto fd = mesh_->Dial(pod, to, 5s);
     EXPECT_TRUE(fd.ok()) << fd.status();
     return fd.ok() ? std::move(*fd) : UniqueFd();
+  }
+  // Sockets of `pod`'s sk_lookup links pinned by node `node`'s agent (eBPF mode).
+  int PinnedLookupLinks(int node) {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e :
+         std::filesystem::directory_iterator(mesh_->BpfPinDir(node) + "/links", ec)) {
+      if (e.path().filename().string().rfind("sk_lookup_", 0) == 0) ++n;
+    }
+    return n;
   }
   SockAddr App(const std::string& pod) { return SockAddr{*mesh_->PodIp(pod), kAppPort}; }
   double Metric(int node, const std::string& name,
@@ -88,7 +104,7 @@ class NamespacedMesh : public ::testing::Test {
   std::vector<std::unique_ptr<EchoServer>> servers_;
 };
 
-TEST_F(NamespacedMesh, CrossNodeTrafficIsMutualTlsOnTheWireWithIstioMetrics) {
+TEST_P(NamespacedMesh, CrossNodeTrafficIsMutualTlsOnTheWireWithIstioMetrics) {
   auto node0 = mesh_->testbed().NodeNetns(0);
   ASSERT_TRUE(node0.ok());
   auto cap = testbed::StartCapture(*node0, "eth0", dir_.path() + "/fabric.pcap", "tcp");
@@ -126,7 +142,7 @@ TEST_F(NamespacedMesh, CrossNodeTrafficIsMutualTlsOnTheWireWithIstioMetrics) {
   EXPECT_EQ(Metric(1, "istio_tcp_received_bytes_total", dst), secret.size());
 }
 
-TEST_F(NamespacedMesh, Ipv6TrafficIsTunnelledToo) {
+TEST_P(NamespacedMesh, Ipv6TrafficIsTunnelledToo) {
   auto ip6 = mesh_->testbed().PodIp6("server");
   ASSERT_TRUE(ip6.ok()) << ip6.status();
   auto ns = mesh_->PodNetns("server");
@@ -143,7 +159,7 @@ TEST_F(NamespacedMesh, Ipv6TrafficIsTunnelledToo) {
   })) << "the IPv6 connection must arrive over HBONE with the client's identity";
 }
 
-TEST_F(NamespacedMesh, ServiceVipIsResolvedByZtunnel) {
+TEST_P(NamespacedMesh, ServiceVipIsResolvedByZtunnel) {
   auto fd = DialFrom("client", *SockAddr::Parse("10.96.0.20:80"));
   EXPECT_EQ(EchoRoundTrip(fd.get(), "via vip"), "via vip");
   fd.reset();
@@ -154,7 +170,7 @@ TEST_F(NamespacedMesh, ServiceVipIsResolvedByZtunnel) {
   }));
 }
 
-TEST_F(NamespacedMesh, PoliciesAllowAndDenyAcrossNodes) {
+TEST_P(NamespacedMesh, PoliciesAllowAndDenyAcrossNodes) {
   ASSERT_TRUE(mesh_
                   ->SetPolicies(R"(- name: only-frontend
   namespace: shop
@@ -191,7 +207,7 @@ TEST_F(NamespacedMesh, PoliciesAllowAndDenyAcrossNodes) {
   }));
 }
 
-TEST_F(NamespacedMesh, StrictPeerAuthenticationRefusesPlaintextFromOutsideTheMesh) {
+TEST_P(NamespacedMesh, StrictPeerAuthenticationRefusesPlaintextFromOutsideTheMesh) {
   {
     auto fd = DialFrom("legacy", App("server"));
     EXPECT_EQ(EchoRoundTrip(fd.get(), "permissive"), "permissive");
@@ -209,7 +225,7 @@ TEST_F(NamespacedMesh, StrictPeerAuthenticationRefusesPlaintextFromOutsideTheMes
   EXPECT_EQ(EchoRoundTrip(meshed.get(), "mtls ok"), "mtls ok");
 }
 
-TEST_F(NamespacedMesh, PassthroughToAPodOutsideTheMesh) {
+TEST_P(NamespacedMesh, PassthroughToAPodOutsideTheMesh) {
   auto fd = DialFrom("client", App("outside"));
   EXPECT_EQ(EchoRoundTrip(fd.get(), "outside"), "outside");
   fd.reset();
@@ -219,19 +235,36 @@ TEST_F(NamespacedMesh, PassthroughToAPodOutsideTheMesh) {
   }));
 }
 
-TEST_F(NamespacedMesh, ZtunnelDownMeansNoTrafficAndNoPlaintext) {
+TEST_P(NamespacedMesh, ZtunnelDownMeansNoTrafficAndNoPlaintext) {
   auto node0 = mesh_->testbed().NodeNetns(0);
   ASSERT_TRUE(node0.ok());
+  auto client_ns = mesh_->PodNetns("client");
+  ASSERT_TRUE(client_ns.ok());
+  EchoServer client_app(SockAddr{*IpAddr::Parse("0.0.0.0"), kAppPort}, client_ns->get());
   ASSERT_TRUE(mesh_->KillZtunnel(0).ok());
   auto cap = testbed::StartCapture(*node0, "eth0", dir_.path() + "/down.pcap", "tcp");
   ASSERT_TRUE(cap.ok()) << cap.status();
   std::string secret = Secret();
-  auto ns = mesh_->PodNetns("client");
-  ASSERT_TRUE(ns.ok());
-  auto fd = weft::testing::Dial(App("server"), ns->get(), 2s);
+
+  // Outbound: the enrolled pod's new connects fail at once (nothing listens where capture
+  // sends them), they do not hang and do not go out directly.
+  auto t0 = std::chrono::steady_clock::now();
+  auto fd = mesh_->Dial("client", App("server"), 2s);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_FALSE(fd.ok()) << "an enrolled pod connected with its ztunnel down";
+  EXPECT_LT(took, 1s) << "the connect should fail immediately, not time out";
   if (fd.ok()) {
     EXPECT_NE(EchoRoundTrip(fd->get(), secret, 1s), secret);
   }
+  // Inbound: a SYN from outside the mesh to the enrolled pod never reaches its app.
+  int accepted_before = client_app.accepted();
+  auto in = mesh_->Dial("outside", SockAddr{*mesh_->PodIp("client"), kAppPort}, 2s);
+  if (in.ok()) {
+    EXPECT_NE(EchoRoundTrip(in->get(), secret, 1s), secret);
+  }
+  EXPECT_EQ(client_app.accepted(), accepted_before)
+      << "with ztunnel down a plaintext connection reached the enrolled pod's app";
+
   ASSERT_TRUE(cap->Stop().ok());
   EXPECT_FALSE(*testbed::PcapContains(cap->pcap_path(), secret))
       << "with ztunnel down an enrolled pod's bytes left the node in clear text";
@@ -239,11 +272,93 @@ TEST_F(NamespacedMesh, ZtunnelDownMeansNoTrafficAndNoPlaintext) {
   ASSERT_TRUE(mesh_->StartZtunnel(0).ok());
   EXPECT_TRUE(WaitFor(
       [&] {
-        auto c = weft::testing::Dial(App("server"), ns->get(), 1s);
+        auto c = mesh_->Dial("client", App("server"), 1s);
         return c.ok() && EchoRoundTrip(c->get(), "back", 1s) == "back";
       },
       20s));
 }
+
+TEST_P(NamespacedMesh, AgentDownTrafficFlowsAndItsRestartDuplicatesNothing) {
+  auto open = DialFrom("client", App("server"));
+  ASSERT_EQ(EchoRoundTrip(open.get(), "before"), "before");
+  ASSERT_TRUE(mesh_->KillAgent(0).ok());
+  // The capture stays (pinned programs / in-pod rules): open and new connections keep flowing
+  // through ztunnel.
+  EXPECT_EQ(EchoRoundTrip(open.get(), "agent gone"), "agent gone");
+  {
+    auto fd = DialFrom("client", App("server"));
+    EXPECT_EQ(EchoRoundTrip(fd.get(), "new while gone"), "new while gone");
+  }
+  auto snapshots = [&] {
+    std::string log = mesh_->AgentLog(0);
+    int n = 0;
+    for (size_t at = 0; (at = log.find("snapshot sent to ztunnel", at)) != std::string::npos; ++at)
+      ++n;
+    return n;
+  };
+  int before = snapshots();
+  ASSERT_TRUE(mesh_->StartAgent(0).ok());
+  EXPECT_TRUE(WaitFor([&] { return snapshots() > before; }, 10s)) << mesh_->AgentLog(0);
+  EXPECT_EQ(EchoRoundTrip(open.get(), "agent back"), "agent back");
+  auto fd = DialFrom("client", App("server"));
+  EXPECT_EQ(EchoRoundTrip(fd.get(), "after"), "after");
+  // Nothing duplicated: still one enrolled pod on node 0 (client; legacy is not in the mesh).
+  EXPECT_EQ(Metric(0, "weft_enrolled_pods"), 1) << *mesh_->Metrics(0);
+  if (mesh_->ebpf()) EXPECT_EQ(PinnedLookupLinks(0), 1);
+}
+
+TEST_P(NamespacedMesh, UnenrolledPodOnTheSameNodeIsNeverTouched) {
+  // legacy shares node 0 with the enrolled client; outside (node 1) is not in the mesh either.
+  auto fd = DialFrom("legacy", App("outside"));
+  EXPECT_EQ(EchoRoundTrip(fd.get(), "plain"), "plain");
+  fd.reset();
+  EXPECT_EQ(Metric(0, "istio_tcp_connections_opened_total", {{"source_workload", "legacy"}}), 0)
+      << "ztunnel handled a connection of a pod outside the mesh";
+  EXPECT_EQ(Metric(1, "istio_tcp_connections_opened_total", {{"destination_workload", "outside"}}),
+            0);
+}
+
+TEST_P(NamespacedMesh, UnenrolLiveLeavesNothingBehindAndEnrolAgainCapturesAgain) {
+  auto plain_now = [&] {
+    // Plain connections from the client reach the server's app without ztunnel on node 0.
+    return Metric(0, "istio_tcp_connections_opened_total", {{"source_workload", "client"}});
+  };
+  {
+    auto fd = DialFrom("client", App("server"));
+    ASSERT_EQ(EchoRoundTrip(fd.get(), "meshed"), "meshed");
+  }
+  double meshed = plain_now();
+  EXPECT_GE(meshed, 1);
+
+  ASSERT_TRUE(mesh_->SetMesh("client", false).ok());
+  auto client_ns = mesh_->testbed().PodNetns("client");
+  ASSERT_TRUE(client_ns.ok());
+  // The agent applies the change from the same file: wait until the capture is gone.
+  auto clean = [&] {
+    auto rules = testbed::Exec(*client_ns, {"iptables-save"});
+    bool no_rules = rules.ok() && rules->find("WEFT_") == std::string::npos;
+    return no_rules && (!mesh_->ebpf() || PinnedLookupLinks(0) == 0);
+  };
+  EXPECT_TRUE(WaitFor(clean, 10s)) << mesh_->AgentLog(0);
+  {
+    auto fd = DialFrom("client", App("server"));
+    EXPECT_EQ(EchoRoundTrip(fd.get(), "plain"), "plain");
+  }
+  EXPECT_EQ(plain_now(), meshed) << "an unenrolled pod's connection went through ztunnel";
+
+  ASSERT_TRUE(mesh_->SetMesh("client", true).ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto fd = mesh_->Dial("client", App("server"), 1s);
+        if (!fd.ok() || EchoRoundTrip(fd->get(), "again", 1s) != "again") return false;
+        return plain_now() > meshed;
+      },
+      15s))
+      << mesh_->AgentLog(0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Capture, NamespacedMesh, ::testing::Values("iptables", "ebpf"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace weft

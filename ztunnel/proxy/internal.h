@@ -40,6 +40,7 @@ struct Pod {
   };
   std::vector<Listener> listeners;
   PodListenAddrs bound;
+  std::string requested;                // the addresses asked for (re-add detection)
   OrigDstProvider* orig_dst = nullptr;  // never null once added
   int netns_fd() const { return netns.valid() ? netns.get() : -1; }
 };

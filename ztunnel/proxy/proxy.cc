@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -445,12 +446,49 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodList
   return AddPod(uid, std::move(netns), o);
 }
 
+namespace {
+bool SameNetns(int a, int b) {
+  if (a < 0 || b < 0) return a < 0 && b < 0;
+  struct stat sa, sb;
+  return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+std::string AddrsKey(const PodListenAddrs& a) {
+  std::string k;
+  for (const auto* v : {&a.outbound, &a.inbound_plain, &a.hbone}) {
+    for (const auto& x : *v) absl::StrAppend(&k, x.ToString(), ",");
+    k += ";";
+  }
+  return k;
+}
+}  // namespace
+
 absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodOptions& opts) {
   const PodListenAddrs& addrs = opts.addrs;
   auto pod = std::make_shared<Pod>();
   pod->uid = uid;
   pod->netns = std::move(netns);
   pod->orig_dst = opts.orig_dst ? opts.orig_dst : shared_->orig_dst;
+  pod->requested = AddrsKey(addrs);
+  // The same pod again (an agent replaying after its restart, a KeepWorkload): keep its
+  // listeners. Replacing them would reset connections queued on the old ones (SO_REUSEPORT
+  // spreads new connections over old and new until the old close).
+  std::shared_ptr<Pod> old;
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    auto it = shared_->pods.find(uid);
+    if (it != shared_->pods.end()) old = it->second;
+  }
+  if (old && old->orig_dst == pod->orig_dst && old->requested == pod->requested &&
+      SameNetns(old->netns_fd(), pod->netns_fd())) {
+    if (opts.on_listener) {
+      for (const auto& l : old->listeners)
+        WEFT_RETURN_IF_ERROR(opts.on_listener(l.kind, l.addr, l.fd.get()));
+    }
+    LOG_DEBUG("proxy", "pod re-added unchanged; listeners kept", {{"pod", uid}});
+    return absl::OkStatus();
+  }
   auto add = [&](Pod::Kind kind, const std::vector<SockAddr>& list,
                  std::vector<SockAddr>* bound) -> absl::Status {
     for (const auto& a : list) {

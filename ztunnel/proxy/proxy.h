@@ -81,7 +81,8 @@ class Proxy {
   void Stop();
 
   // Creates the pod's listeners inside `netns` (invalid fd: the current netns; used by direct
-  // tests) and starts serving them. Re-adding a uid replaces its listeners.
+  // tests) and starts serving them. Re-adding a uid with the same netns, addresses and provider
+  // keeps its listeners (and calls on_listener for each again); otherwise it replaces them.
   absl::Status AddPod(const std::string& uid, UniqueFd netns,
                       const PodListenAddrs& addrs = DefaultListenAddrs());
   absl::Status AddPod(const std::string& uid, UniqueFd netns, const PodOptions& opts);
