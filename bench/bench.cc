@@ -280,7 +280,6 @@ class Bench {
   // istio_tcp_connections_opened_total with source_workload = the mode's client pod, on the
   // client's node (node 0); zeros for bare.
   struct Opened {
-    double all = 0;        // any reporter (the same-node fast path reports both sides here)
     double source = 0;     // reporter="source": one per client connection
     double same_node = 0;  // reporter="source", connection_security_policy="same_node"
   };
@@ -480,7 +479,6 @@ absl::StatusOr<Bench::Opened> Bench::OpenedCount(const std::string& mode) const 
   WEFT_ASSIGN_OR_RETURN(std::string text, MeshOf(mode).Metrics(0));
   const char* kName = "istio_tcp_connections_opened_total";
   const std::string client = ClientPod(mode);
-  o.all = MetricSum(text, kName, {{"source_workload", client}});
   o.source = MetricSum(text, kName, {{"source_workload", client}, {"reporter", "source"}});
   o.same_node = MetricSum(text, kName,
                           {{"source_workload", client},
@@ -494,11 +492,14 @@ absl::StatusOr<json> Bench::VerifyCaptured(const std::string& mode, const PairDe
                                            const std::string& figure) const {
   if (mode == "bare") return json();
   WEFT_ASSIGN_OR_RETURN(Opened after, OpenedCount(mode));
-  const double got = after.all - before.all;
+  // Only the source-side record proves the client's outbound connect was captured: with the
+  // server on node 0, inbound capture alone would also produce a (destination-side) record.
+  const double got = after.source - before.source;
   if (got < expected)
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s %s run (%s): the client's traffic did not go through the mesh: ztunnel on node 0 "
-        "counted %.0f new connections from %s (istio_tcp_connections_opened_total), expected at "
+        "counted %.0f new outbound connections from %s (istio_tcp_connections_opened_total, "
+        "reporter=source), expected at "
         "least %.0f. The %s capture did not catch the client's sockets, so this would have "
         "measured the bare path; not reporting it.",
         mode, figure, pair.key, got, ClientPod(mode), expected, mode));
