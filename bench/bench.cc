@@ -1255,7 +1255,8 @@ std::string RenderMarkdown(const json& j) {
       "- Clients (iperf3 -c and `weft-bench client`) run as processes inside the client pod's "
       "netns and cgroup, the same way in every mode; after every meshed run the client "
       "node's ztunnel must have counted the run's connections "
-      "(`istio_tcp_connections_opened_total{source_workload=<client>}`), else the run fails. "
+      "(`istio_tcp_connections_opened_total{reporter=\"source\",source_workload=<client>}`), else "
+      "the run fails. "
       "Echo and iperf3 servers run in the server pods.");
   line(absl::StrCat("- Rounds: ", c["rounds"].get<int>(), ", modes interleaved (",
                     absl::StrJoin(modes, ", "), ", ", absl::StrJoin(modes, ", "),
