@@ -7,12 +7,8 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <fcntl.h>
 #include <linux/bpf.h>
-#include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -94,71 +90,23 @@ struct Pod {
   }
 };
 
-// Which listener of `pod` got a connection from a child that joined `cgroup` and the pod's
-// netns and connected to `dst`: "ztunnel", "app" or "" (none / failed).
+// Outbound from the pod (a child in the capture cgroup) to `dst`: which listener got it,
+// "ztunnel", "app" or "" (none / failed).
 std::string ConnectFromPod(const testing::ScopedCgroup& cgroup, const Pod& pod,
                            const std::string& dst) {
-  auto sa = SockAddr::Parse(dst);
-  sockaddr_storage ss{};
-  socklen_t sl = sa->ToSockaddr(&ss);
-  std::string procs = cgroup.path() + "/cgroup.procs";
-  int pfd[2];
-  if (::pipe2(pfd, O_CLOEXEC) != 0) return "";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    uint16_t port = 0;
-    int f = ::open(procs.c_str(), O_WRONLY);
-    if (f >= 0 && ::write(f, "0", 1) == 1 && ::setns(pod.ns.fd(), CLONE_NEWNET) == 0) {
-      int s = ::socket(AF_INET, SOCK_STREAM, 0);
-      if (::connect(s, reinterpret_cast<sockaddr*>(&ss), sl) == 0) {
-        sockaddr_in local{};
-        socklen_t ll = sizeof(local);
-        ::getsockname(s, reinterpret_cast<sockaddr*>(&local), &ll);
-        port = ntohs(local.sin_port);
-      }
-    }
-    ssize_t w = ::write(pfd[1], &port, sizeof(port));
-    ::_exit(w == sizeof(port) ? 0 : 1);
-  }
-  ::close(pfd[1]);
-  uint16_t port = 0;
-  if (::read(pfd[0], &port, sizeof(port)) != sizeof(port)) port = 0;
-  ::close(pfd[0]);
-  ::waitpid(pid, nullptr, 0);
-  if (port == 0) return "";
-  std::pair<int, const char*> ls[] = {{pod.ztunnel_out.get(), "ztunnel"}, {pod.app.get(), "app"}};
-  pollfd p[2] = {{ls[0].first, POLLIN, 0}, {ls[1].first, POLLIN, 0}};
-  if (::poll(p, 2, 2000) <= 0) return "";
-  for (int i = 0; i < 2; ++i) {
-    if (!(p[i].revents & POLLIN)) continue;
-    UniqueFd a(::accept(ls[i].first, nullptr, nullptr));
-    auto peer = PeerAddress(a.get());
-    if (peer.ok() && peer->port == port) return ls[i].second;
-  }
-  return "";
+  uint16_t port = testing::ConnectFromCgroup(cgroup.path(), pod.ns.fd(), *SockAddr::Parse(dst));
+  return testing::WhoAccepted(port, {{pod.ztunnel_out.get(), "ztunnel"}, {pod.app.get(), "app"}});
 }
 
 // An inbound connection inside the pod's netns from 10.77.0.9 (not the pod address itself,
-// so sk_lookup applies) to 10.77.0.1:<app port>: "ztunnel_in", "app", or "refused".
+// so sk_lookup applies) to 10.77.0.1:<app port>: "ztunnel_in", "app", "refused" or "nowhere".
 std::string ConnectInbound(const Pod& pod) {
-  auto c = SocketInNetns(pod.ns.fd(), AF_INET, SOCK_STREAM, 0);
-  if (!c.ok()) return "error";
-  sockaddr_storage ss{};
-  socklen_t sl = SockAddr::Parse("10.77.0.9:0")->ToSockaddr(&ss);
-  if (::bind(c->get(), reinterpret_cast<sockaddr*>(&ss), sl) != 0) return "error";
-  sl = SockAddr{*IpAddr::Parse("10.77.0.1"), pod.app_port}.ToSockaddr(&ss);
-  if (::connect(c->get(), reinterpret_cast<sockaddr*>(&ss), sl) != 0) return "refused";
-  uint16_t port = LocalAddress(c->get())->port;
-  std::pair<int, const char*> ls[] = {{pod.ztunnel_in.get(), "ztunnel_in"}, {pod.app.get(), "app"}};
-  pollfd p[2] = {{ls[0].first, POLLIN, 0}, {ls[1].first, POLLIN, 0}};
-  if (::poll(p, 2, 2000) <= 0) return "nowhere";
-  for (int i = 0; i < 2; ++i) {
-    if (!(p[i].revents & POLLIN)) continue;
-    UniqueFd a(::accept(ls[i].first, nullptr, nullptr));
-    auto peer = PeerAddress(a.get());
-    if (peer.ok() && peer->port == port) return ls[i].second;
-  }
-  return "nowhere";
+  uint16_t port = testing::ConnectFrom(pod.ns.fd(), *SockAddr::Parse("10.77.0.9:0"),
+                                       SockAddr{*IpAddr::Parse("10.77.0.1"), pod.app_port});
+  if (port == 0) return "refused";
+  std::string who =
+      testing::WhoAccepted(port, {{pod.ztunnel_in.get(), "ztunnel_in"}, {pod.app.get(), "app"}});
+  return who.empty() ? "nowhere" : who;
 }
 
 // Every key of a pinned map, as raw bytes.
