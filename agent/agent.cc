@@ -755,7 +755,7 @@ absl::Status Agent::Run() {
       node_.reset();
     }
   } else {
-    LOG_INFO(kScope, "stopping: capture left in place, pods fail closed until the agent is back",
+    LOG_INFO(kScope, "stopping: capture left in place; pods stay captured while the agent is away",
              {{"pods", pods_.size()}});
   }
   client_.Close();
