@@ -456,6 +456,31 @@ TEST_F(AgentEbpfTest, SigkilledAgentProcessLeavesTrafficFlowingAndIsReadopted) {
   EXPECT_EQ(a.Inbound(), "ztunnel") << "a plain stop keeps the capture too";
 }
 
+TEST_F(AgentEbpfTest, ConfigEditsUpdateAddressesAndExclusionsInPlace) {
+  Pod a("10.84.0.5");
+  a.Setup();
+  a.ns.Exec("ip addr add 10.84.0.6/32 dev lo");
+  nlohmann::json w = PodJson("pod-a", a);
+  WriteConfig({w}, 1);
+  FakeZtunnel zt(socket_);
+  StartAgent(Options());
+  ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/pod-a"}; }));
+  const uint32_t slot = zt.adds().at(0).msg.ebpf().slot();
+  EXPECT_EQ(PinnedKeys(pins_->path(), "weft_pod_addrs").size(), 1u);
+
+  // A second address and the app port excluded: applied to the maps, same slot, no re-handoff.
+  w["addresses"] = {"10.84.0.5", "10.84.0.6"};
+  w["captureExcludePorts"] = {a.app_port};
+  WriteConfig({w}, 2);
+  ASSERT_TRUE(Eventually([&] { return PinnedKeys(pins_->path(), "weft_pod_addrs").size() == 2u; }));
+  ASSERT_TRUE(Eventually([&] { return a.Outbound(cgroup_->path()) == "app"; }))
+      << "the app port is now excluded";
+  EXPECT_EQ(PinnedKeys(pins_->path(), "weft_exclude_ports").size(), 1u) << "9090 was replaced";
+  EXPECT_EQ(PinnedSlot(pins_->path(), a.ns.cookie()), slot);
+  EXPECT_EQ(zt.adds().size(), 1u) << "capture changes need no new AddWorkload";
+  StopAgent();
+}
+
 TEST_F(AgentEbpfTest, ExplicitEbpfOnABadCgroupFailsWithTheReason) {
   WriteConfig({}, 1);
   AgentOptions o = Options();
