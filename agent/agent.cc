@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/pod_netns.h"
 #include "bpf/bpffs.h"
 #include "bpf/node.h"
 #include "bpf/pins.h"
@@ -472,11 +473,13 @@ absl::Status Agent::InstallCapture(Pod& p) {
 }
 
 absl::Status Agent::Enroll(const Workload& w) {
-  auto ns = OpenNetns(w.netns_path);
+  // Local mode names the netns; in a cluster it is found from the pod UID.
+  auto ns = w.netns_path.empty() ? FindPodNetns(w.uid) : OpenNetns(w.netns_path);
   if (!ns.ok())
-    return absl::Status(ns.status().code(),
-                        absl::StrCat("pod ", w.uid, ": ", ns.status().message(),
-                                     " (is the pod running, and is netnsPath right?)"));
+    return absl::Status(
+        ns.status().code(),
+        absl::StrCat("pod ", w.uid, ": ", ns.status().message(),
+                     w.netns_path.empty() ? "" : " (is the pod running, and is netnsPath right?)"));
   Pod p;
   p.w = w;
   p.netns = std::move(*ns);
@@ -524,8 +527,10 @@ absl::Status Agent::Reconcile(const ztunnel::ConfigSnapshot& snap) {
   std::map<std::string, const Workload*> desired;
   for (const Workload& w : snap.workloads()) {
     if (w.node != opts_.node || !w.in_mesh()) continue;
-    if (w.netns_path.empty()) {
-      std::string err = "no netnsPath: standalone mode needs the pod's netns path";
+    if (w.netns_path.empty() && !IsKubernetesUid(w.uid)) {
+      std::string err =
+          "no netnsPath, and the uid is not a Kubernetes pod UID to find the netns by: give the "
+          "pod's netns path";
       if (pod_errors_[w.uid] != err)
         LOG_WARN(kScope, "pod skipped", {{"uid", w.uid}, {"error", err}});
       pod_errors_[w.uid] = err;
