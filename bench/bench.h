@@ -62,6 +62,11 @@ struct Config {
   // on a shared machine, other jobs' CPU bursts otherwise land in the latency tails of
   // whichever mode happens to run. Applied before any thread or child exists. 0: unchanged.
   int nice = -10;
+  // CPUs weft-bench and everything it starts are pinned to (sched_setaffinity, inherited);
+  // empty: all. One CPU makes every wake-up local: on a VM, cross-vCPU wake-ups (IPIs) make
+  // meshed latency runs bimodal, so `--cpus 0` gives a steadier latency comparison of the
+  // software paths, at the cost of parallelism in the throughput figures.
+  std::vector<int> cpus;
   bool quick = false;
   bool help = false;
   std::string command_line;  // argv, shell-quoted, for the report
