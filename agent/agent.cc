@@ -360,7 +360,7 @@ absl::Status Agent::Init(bool serve) {
 absl::Status Agent::InitEbpf() {
   std::string cgroup = opts_.cgroup_path;
   if (cgroup.empty()) {
-    WEFT_ASSIGN_OR_RETURN(cgroup, bpf::FindCgroup2Mount());
+    WEFT_ASSIGN_OR_RETURN(cgroup, FindCgroup2Mount());
   }
   int fd = ::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)

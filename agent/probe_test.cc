@@ -79,7 +79,7 @@ TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
   // Independent checks of what the probe found.
   struct stat st {};
   EXPECT_EQ(r.Find("BTF (kernel type info)")->ok, ::stat("/sys/kernel/btf/vmlinux", &st) == 0);
-  auto cg = bpf::FindCgroup2Mount();
+  auto cg = FindCgroup2Mount();
   EXPECT_EQ(r.Find("cgroup v2 mount")->ok, cg.ok());
   if (cg.ok()) {
     EXPECT_EQ(r.cgroup2_mount, *cg);

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "bpf/pins.h"
+#include "common/cgroup.h"  // FindCgroup2Mount (was here)
 
 namespace weft::bpf {
 
@@ -22,10 +23,4 @@ absl::Status MakeDirs(const std::string& dir);
 
 }  // namespace weft::bpf
 
-namespace weft::bpf {
-
-// The cgroup v2 mount point from /proc/self/mounts: /sys/fs/cgroup on a pure v2 host,
-// e.g. /sys/fs/cgroup/unified on a hybrid one. NotFound when cgroup2 is not mounted.
-absl::StatusOr<std::string> FindCgroup2Mount();
-
-}  // namespace weft::bpf
+namespace weft::bpf {}  // namespace weft::bpf

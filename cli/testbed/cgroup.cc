@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/testbed/internal.h"
 #include "cli/testbed/testbed.h"
+#include "common/cgroup.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
@@ -63,23 +64,12 @@ void RemoveCgroupTree(const std::string& dir) {
 
 }  // namespace
 
-absl::StatusOr<std::string> Cgroup2Mount() {
-  WEFT_ASSIGN_OR_RETURN(std::string mounts, internal::ReadFile("/proc/self/mounts"));
-  for (absl::string_view line : absl::StrSplit(mounts, '\n')) {
-    std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
-    if (f.size() >= 3 && f[2] == "cgroup2") return std::string(f[1]);
-  }
-  return absl::UnavailableError(
-      "no cgroup v2 hierarchy is mounted (eBPF capture attaches to a cgroup v2 directory; mount "
-      "one with `mount -t cgroup2 none /sys/fs/cgroup/unified`)");
-}
-
 std::string BpfPinRoot(std::string_view prefix) {
   return absl::StrCat(kBpfWeftDir, "/", Av(prefix));
 }
 
 void RemoveTestbedKernelObjects(const std::string& prefix) {
-  auto mount = Cgroup2Mount();
+  auto mount = FindCgroup2Mount();
   if (mount.ok()) RemoveCgroupTree(absl::StrCat(*mount, "/", prefix));
   // Pin directories are <prefix> or <prefix>-<suffix> (one per node).
   std::error_code ec;
@@ -102,7 +92,7 @@ void CleanupStaleKernelObjects() {
     return pid && ::kill(*pid, 0) != 0 && errno == ESRCH;
   };
   std::error_code ec;
-  if (auto m = Cgroup2Mount(); m.ok()) {
+  if (auto m = FindCgroup2Mount(); m.ok()) {
     for (const auto& e : std::filesystem::directory_iterator(*m, ec)) {
       if (e.is_directory(ec) && stale(e.path().filename().string())) {
         LOG_INFO("testbed", "removing stale cgroup", {{"cgroup", e.path().string()}});
@@ -120,7 +110,7 @@ void CleanupStaleKernelObjects() {
 }
 
 absl::Status Testbed::CreateCgroups() {
-  WEFT_ASSIGN_OR_RETURN(std::string mount, Cgroup2Mount());
+  WEFT_ASSIGN_OR_RETURN(std::string mount, FindCgroup2Mount());
   mesh_cgroup_ = absl::StrCat(mount, "/", prefix_);
   if (::mkdir(mesh_cgroup_.c_str(), 0755) != 0) {
     int err = errno;

@@ -265,9 +265,6 @@ struct PodInfo {
   std::string cgroup;         // <mesh cgroup>/<sanitized name> with Options::cgroups, else ""
 };
 
-// The mount point of the cgroup v2 hierarchy (e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified).
-absl::StatusOr<std::string> Cgroup2Mount();
-
 // "/sys/fs/bpf/weft/<prefix>": the testbed's bpffs pin directories are this path or this path
 // followed by "-<suffix>" (e.g. one per node); they are removed with the testbed.
 std::string BpfPinRoot(std::string_view prefix);

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/cgroup.h"
 #include "common/netns.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -438,7 +439,7 @@ std::string CgroupOf(pid_t pid) {
 
 TEST(Testbed, CgroupsHoldThePodsProcessesAndSocketsAndAreRemoved) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
-  auto mount = Cgroup2Mount();
+  auto mount = FindCgroup2Mount();
   if (!mount.ok()) GTEST_SKIP() << mount.status();
   Options o;
   o.prefix = UniquePrefix("t");

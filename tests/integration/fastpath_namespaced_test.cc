@@ -84,20 +84,9 @@ class NamespacedFastPath : public ::testing::TestWithParam<std::string> {
   // A connection made the way the pod's own process would make it: in eBPF mode the connect
   // hooks only see sockets created by a task in the pod's cgroup.
   UniqueFd DialFrom(const std::string& pod, const SockAddr& to) {
-    auto info = mesh_->testbed().Pod(pod);
-    EXPECT_TRUE(info.ok()) << info.status();
-    if (!info.ok()) return UniqueFd();
-    auto fd = testbed::SocketInPod(*info, AF_INET, SOCK_STREAM | SOCK_CLOEXEC);
-    EXPECT_TRUE(fd.ok()) << fd.status();
-    if (!fd.ok()) return UniqueFd();
-    timeval tv{5, 0};
-    setsockopt(fd->get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // bounds connect()
-    setsockopt(fd->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_storage ss;
-    socklen_t len = to.ToSockaddr(&ss);
-    EXPECT_EQ(connect(fd->get(), reinterpret_cast<sockaddr*>(&ss), len), 0)
-        << pod << " -> " << to.ToString() << ": " << strerror(errno);
-    return std::move(*fd);
+    auto fd = mesh_->Dial(pod, to, 5s);
+    EXPECT_TRUE(fd.ok()) << pod << " -> " << to.ToString() << ": " << fd.status();
+    return fd.ok() ? std::move(*fd) : UniqueFd();
   }
   SockAddr App(const std::string& pod) { return SockAddr{*mesh_->PodIp(pod), kAppPort}; }
   double Metric(int node, const std::string& name,

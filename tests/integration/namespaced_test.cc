@@ -10,6 +10,7 @@
 #include <random>
 
 #include "cli/localmesh/local_mesh.h"
+#include "common/cgroup.h"
 #include "common/scrape/scrape.h"
 #include "tests/support/test_util.h"
 
@@ -32,7 +33,7 @@ class NamespacedMesh : public ::testing::TestWithParam<std::string> {
     if (GetParam() == "iptables" && system("command -v iptables-restore >/dev/null 2>&1") != 0)
       GTEST_SKIP() << "iptables-restore is not installed";
     if (GetParam() == "ebpf") {
-      auto cg = testbed::Cgroup2Mount();
+      auto cg = FindCgroup2Mount();
       if (!cg.ok()) GTEST_SKIP() << "eBPF capture needs cgroup v2: " << cg.status();
     }
     localmesh::Options o;
