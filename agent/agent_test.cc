@@ -262,7 +262,12 @@ TEST_F(AgentTest, PodRefusedByZtunnelIsRetriedWithoutBlockingOthers) {
   ASSERT_TRUE(Eventually([&] {
     return zt.pods() == std::set<std::string>{"default/fine", "default/refused"};
   })) << "the refused pod was not retried";
-  for (const auto& p : agent_->Pods()) EXPECT_TRUE(p.handed_off) << p.uid;
+  // Pods() is published at the end of the agent's loop iteration, after ztunnel's ack.
+  EXPECT_TRUE(Eventually([&] {
+    for (const auto& p : agent_->Pods())
+      if (!p.handed_off) return false;
+    return agent_->Pods().size() == 2;
+  }));
   StopAgent();
 }
 
