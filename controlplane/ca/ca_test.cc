@@ -1,0 +1,290 @@
+// The CA without gRPC: root persistence, user-provided CAs, issuance checks, node
+// authentication (bootstrap tokens, TokenReview) and authorization with counters.
+#include "controlplane/ca/ca.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "common/testing/temp_dir.h"
+#include "controlplane/ca/ca_server.h"
+
+namespace weft::cp {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::seconds;
+using std::chrono::system_clock;
+
+SpiffeId Id(std::string ns, std::string sa) {
+  return SpiffeId{"cluster.local", ns, sa};
+}
+
+struct Csr {
+  tls::EvpPkeyPtr key;
+  std::string pem;
+};
+Csr MakeCsrFor(const SpiffeId& id) {
+  Csr c;
+  c.key = *tls::GenerateKey();
+  auto csr = tls::MakeCsr(c.key.get(), id);
+  c.pem = *tls::CsrToPem(csr->get());
+  return c;
+}
+
+// X509_verify_cert of chain[0] with chain[1..n-2] untrusted and chain[n-1] as the only anchor,
+// at `at` (explicit, to test validity periods).
+int VerifyWithOpenSsl(const std::vector<std::string>& chain, std::time_t at) {
+  std::vector<tls::X509Ptr> certs;
+  for (const auto& p : chain) certs.push_back(*tls::CertFromPem(p));
+  tls::X509StorePtr store(X509_STORE_new());
+  X509_STORE_add_cert(store.get(), certs.back().get());
+  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  for (size_t i = 1; i + 1 < certs.size(); ++i) sk_X509_push(untrusted, certs[i].get());
+  tls::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), certs[0].get(), untrusted);
+  X509_STORE_CTX_set_time(ctx.get(), 0, at);
+  int ok = X509_verify_cert(ctx.get());
+  int err = X509_STORE_CTX_get_error(ctx.get());
+  sk_X509_free(untrusted);
+  return ok == 1 ? X509_V_OK : err;
+}
+
+TEST(FileRootStore, RootPersistsAcrossRestartWithPrivateKeyFile) {
+  testing::TempDir tmp;
+  std::string dir = tmp.path() + "/ca";
+  FileRootStore store(dir);
+  auto first = LoadOrCreateRoot(store, "weft", hours(24 * 365));
+  ASSERT_TRUE(first.ok()) << first.status();
+  struct stat st;
+  ASSERT_EQ(::stat(store.key_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  FileRootStore again(dir);  // a restarted weftd
+  auto second = LoadOrCreateRoot(again, "weft", hours(24 * 365));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(first->root_pem(), second->root_pem());
+  EXPECT_EQ(*first->KeyPem(), *second->KeyPem());
+}
+
+TEST(FileRootStore, HalfARootIsAnErrorNotANewRoot) {
+  testing::TempDir tmp;
+  FileRootStore store(tmp.path());
+  ASSERT_TRUE(LoadOrCreateRoot(store, "weft", hours(24)).ok());
+  ASSERT_EQ(::unlink(store.key_path().c_str()), 0);
+  auto r = LoadOrCreateRoot(store, "weft", hours(24));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("only one of"), std::string::npos) << r.status();
+  // And a create never overwrites.
+  EXPECT_TRUE(absl::IsAlreadyExists(store.Create({"x", "y"})));
+}
+
+TEST(FileRootStore, CorruptStoredRootIsReported) {
+  testing::TempDir tmp;
+  FileRootStore store(tmp.path());
+  tmp.Write("root-cert.pem", "not a cert");
+  tmp.Write("root-key.pem", "not a key");
+  auto r = LoadOrCreateRoot(store, "weft", hours(24));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("unusable"), std::string::npos) << r.status();
+}
+
+TEST(Issuer, IssuesA24HourSvidThatVerifiesWithOpenSsl) {
+  auto now = system_clock::now();
+  auto root = *tls::CertificateAuthority::CreateRoot("weft", hours(24 * 365));
+  Issuer issuer(std::move(root), IssuerOptions{.clock = [now] { return now; }});
+  auto c = MakeCsrFor(Id("default", "sleep"));
+  auto chain = issuer.Issue(c.pem, "spiffe://cluster.local/ns/default/sa/sleep", seconds(0));
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  ASSERT_EQ(chain->size(), 2u);  // leaf, root
+  EXPECT_EQ(chain->back(), issuer.root_pem());
+  EXPECT_EQ(VerifyWithOpenSsl(*chain, system_clock::to_time_t(now)), X509_V_OK);
+
+  auto leaf = *tls::CertFromPem(chain->front());
+  EXPECT_EQ(tls::CertSpiffeId(leaf.get())->ToString(),
+            "spiffe://cluster.local/ns/default/sa/sleep");
+  EXPECT_EQ(X509_check_private_key(leaf.get(), c.key.get()), 1);
+  auto v = tls::CertValidity(leaf.get());
+  EXPECT_NEAR(std::chrono::duration_cast<seconds>(v.not_after - now).count(), 24 * 3600, 2);
+  // Expired after 24 h.
+  EXPECT_EQ(VerifyWithOpenSsl(*chain, system_clock::to_time_t(now + hours(25))),
+            X509_V_ERR_CERT_HAS_EXPIRED);
+}
+
+TEST(Issuer, UserProvidedIntermediateServesTheFullChain) {
+  testing::TempDir tmp;
+  auto root = *tls::CertificateAuthority::CreateRoot("corp", hours(24 * 365));
+  auto inter = *root.CreateIntermediate("weft", hours(24 * 100));
+  std::string cert = tmp.Write("ca-cert.pem", inter.chain_pem()[0]);
+  std::string key = tmp.Write("ca-key.pem", *inter.KeyPem());
+  std::string chain_file = tmp.Write("cert-chain.pem", root.root_pem());
+
+  auto ca = LoadUserCa(cert, key, chain_file);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  Issuer issuer(std::move(*ca), IssuerOptions{});
+  auto c = MakeCsrFor(Id("prod", "api"));
+  auto chain = issuer.Issue(c.pem, "spiffe://cluster.local/ns/prod/sa/api", hours(1));
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  ASSERT_EQ(chain->size(), 3u);  // leaf, intermediate, root
+  EXPECT_EQ(chain->back(), root.root_pem());
+  EXPECT_EQ((*chain)[1], inter.chain_pem()[0]);
+  EXPECT_EQ(VerifyWithOpenSsl(*chain, std::time(nullptr)), X509_V_OK);
+  // Without the intermediate the leaf does not verify: the chain really is needed.
+  std::vector<std::string> no_mid{chain->front(), chain->back()};
+  EXPECT_NE(VerifyWithOpenSsl(no_mid, std::time(nullptr)), X509_V_OK);
+
+  // An intermediate without its chain to a root is refused with a reason.
+  auto bad = LoadUserCa(cert, key);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("self-signed root"), std::string::npos) << bad.status();
+  // A key that does not belong to the cert is refused.
+  std::string other_key = tmp.Write("other-key.pem", *root.KeyPem());
+  EXPECT_FALSE(LoadUserCa(cert, other_key, chain_file).ok());
+  EXPECT_FALSE(LoadUserCa(tmp.path() + "/missing.pem", key).ok());
+}
+
+TEST(Issuer, RefusesBadRequests) {
+  auto root = *tls::CertificateAuthority::CreateRoot("weft", hours(24 * 365));
+  Issuer issuer(std::move(root), IssuerOptions{});
+  auto c = MakeCsrFor(Id("default", "sleep"));
+  // CSR for one identity, request for another.
+  auto r = issuer.Issue(c.pem, "spiffe://cluster.local/ns/default/sa/admin", seconds(0));
+  ASSERT_TRUE(absl::IsInvalidArgument(r.status()));
+  EXPECT_NE(r.status().message().find("CSR is for"), std::string::npos) << r.status();
+  // Foreign trust domain.
+  auto c2 = MakeCsrFor(SpiffeId{"evil.org", "default", "sleep"});
+  r = issuer.Issue(c2.pem, "spiffe://evil.org/ns/default/sa/sleep", seconds(0));
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  // Garbage CSR and malformed identity.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      issuer.Issue("garbage", "spiffe://cluster.local/ns/default/sa/sleep", seconds(0)).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(issuer.Issue(c.pem, "spiffe://x/y", seconds(0)).status()));
+  // Validity out of bounds.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      issuer.Issue(c.pem, "spiffe://cluster.local/ns/default/sa/sleep", seconds(5)).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      issuer.Issue(c.pem, "spiffe://cluster.local/ns/default/sa/sleep", hours(24 * 30)).status()));
+  // A CSR whose signature was tampered with (signature bytes flipped).
+  auto csr = *tls::CsrFromPem(c.pem);
+  const ASN1_BIT_STRING* sig = nullptr;
+  X509_REQ_get0_signature(csr.get(), &sig, nullptr);
+  const_cast<ASN1_BIT_STRING*>(sig)->data[10] ^= 0xff;
+  std::string forged = *tls::CsrToPem(csr.get());
+  r = issuer.Issue(forged, "spiffe://cluster.local/ns/default/sa/sleep", seconds(0));
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+}
+
+TEST(BootstrapToken, AcceptsOnlyTheNodesOwnToken) {
+  testing::TempDir tmp;
+  std::string dir = tmp.path() + "/tokens";
+  auto tok = BootstrapTokenAuthenticator::EnsureNodeToken(dir, "node-a");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ(*BootstrapTokenAuthenticator::EnsureNodeToken(dir, "node-a"), *tok);  // stable
+  auto tok_b = *BootstrapTokenAuthenticator::EnsureNodeToken(dir, "node-b");
+  EXPECT_NE(tok_b, *tok);
+  struct stat st;
+  ASSERT_EQ(::stat(BootstrapTokenAuthenticator::TokenPath(dir, "node-a").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  BootstrapTokenAuthenticator auth(dir);
+  EXPECT_EQ(*auth.Authenticate(*tok, "node-a"), "node-a");
+  EXPECT_EQ(*auth.Authenticate(*tok, ""), "node-a");
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("", "node-a").status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate(tok_b, "node-a").status()));
+  std::string wrong = *tok;
+  wrong.back() = wrong.back() == '0' ? '1' : '0';
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate(wrong, "node-a").status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("nodot", "node-a").status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("../../etc/passwd.x", "").status()));
+  // Revocation: deleting the file rejects the token at once.
+  ASSERT_EQ(::unlink(BootstrapTokenAuthenticator::TokenPath(dir, "node-a").c_str()), 0);
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate(*tok, "node-a").status()));
+  EXPECT_FALSE(BootstrapTokenAuthenticator::EnsureNodeToken(dir, "Bad/Name").ok());
+}
+
+TEST(TokenReview, MapsReviewedUsersToNodes) {
+  std::map<std::string, ReviewedToken> known = {
+      {"kubelet-a", {"system:node:node-a", std::nullopt}},
+      {"zt-bound", {"system:serviceaccount:weft-system:ztunnel", "node-b"}},
+      {"zt-unbound", {"system:serviceaccount:weft-system:ztunnel", std::nullopt}},
+      {"other-sa", {"system:serviceaccount:default:sleep", std::nullopt}},
+  };
+  int calls = 0;
+  TokenReviewer reviewer = [&](std::string_view t) -> absl::StatusOr<ReviewedToken> {
+    ++calls;
+    if (t == "apiserver-down") return absl::UnavailableError("connection refused");
+    auto it = known.find(std::string(t));
+    if (it == known.end()) return absl::UnauthenticatedError("token not authenticated");
+    return it->second;
+  };
+  TokenReviewAuthenticator auth(reviewer, {"system:serviceaccount:weft-system:ztunnel"});
+  EXPECT_EQ(*auth.Authenticate("kubelet-a", "node-a"), "node-a");
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("kubelet-a", "node-b").status()));
+  EXPECT_EQ(*auth.Authenticate("zt-bound", "node-b"), "node-b");
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("zt-bound", "node-a").status()));
+  EXPECT_EQ(*auth.Authenticate("zt-unbound", "node-c"), "node-c");
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("zt-unbound", "").status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("other-sa", "node-a").status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("forged", "node-a").status()));
+  EXPECT_TRUE(absl::IsUnavailable(auth.Authenticate("apiserver-down", "node-a").status()));
+  int before = calls;
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("", "node-a").status()));
+  EXPECT_EQ(calls, before);  // no review for a missing token
+
+  // The username-only adapter (controlplane/k8s/token_review.h's shape).
+  TokenReviewAuthenticator by_name(
+      UsernameOnlyReviewer([](std::string_view t) -> absl::StatusOr<std::string> {
+        if (t == "good") return std::string("system:node:node-z");
+        return absl::UnauthenticatedError("bad token");
+      }),
+      {});
+  EXPECT_EQ(*by_name.Authenticate("good", "node-z"), "node-z");
+  EXPECT_TRUE(absl::IsUnauthenticated(by_name.Authenticate("bad", "node-z").status()));
+}
+
+TEST(CaService, AuthorizesPerNodeAndCountsEveryResult) {
+  testing::TempDir tmp;
+  auto root = *tls::CertificateAuthority::CreateRoot("weft", hours(24 * 365));
+  Issuer issuer(std::move(root), IssuerOptions{});
+  BootstrapTokenAuthenticator authn(tmp.path());
+  std::string tok_a = *BootstrapTokenAuthenticator::EnsureNodeToken(tmp.path(), "node-a");
+  NodeAuthorizer authz = [](std::string_view node, const SpiffeId& id) {
+    return node == "node-a" && id.ns == "default" && id.service_account == "sleep";
+  };
+  CaService svc(&issuer, &authn, authz);
+
+  weft::ca::v1::CertificateRequest req;
+  auto c = MakeCsrFor(Id("default", "sleep"));
+  req.set_csr_pem(c.pem);
+  req.set_identity("spiffe://cluster.local/ns/default/sa/sleep");
+  req.set_node("node-a");
+  auto ok = svc.Handle("Bearer " + tok_a, req);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(svc.RequestCount("ok"), 1);
+
+  // A foreign identity (a pod on another node) is refused and counted.
+  auto c2 = MakeCsrFor(Id("prod", "db"));
+  req.set_csr_pem(c2.pem);
+  req.set_identity("spiffe://cluster.local/ns/prod/sa/db");
+  auto denied = svc.Handle("Bearer " + tok_a, req);
+  ASSERT_TRUE(absl::IsPermissionDenied(denied.status())) << denied.status();
+  EXPECT_NE(denied.status().message().find("node node-a runs no pod"), std::string::npos);
+  EXPECT_EQ(svc.RequestCount("permission_denied"), 1);
+
+  // No token, wrong scheme, wrong token.
+  req.set_csr_pem(c.pem);
+  req.set_identity("spiffe://cluster.local/ns/default/sa/sleep");
+  EXPECT_TRUE(absl::IsUnauthenticated(svc.Handle("", req).status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(svc.Handle("Basic " + tok_a, req).status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(svc.Handle("Bearer node-a.00", req).status()));
+  EXPECT_EQ(svc.RequestCount("unauthenticated"), 3);
+
+  // CSR/identity mismatch on an authorized identity.
+  req.set_csr_pem(c2.pem);
+  EXPECT_TRUE(absl::IsInvalidArgument(svc.Handle("Bearer " + tok_a, req).status()));
+  EXPECT_EQ(svc.RequestCount("invalid"), 1);
+}
+
+}  // namespace
+}  // namespace weft::cp
