@@ -1,0 +1,45 @@
+// Cluster-mode glue between the CA and the Kubernetes API (controlplane/k8s): the root kept in
+// a Secret, and node tokens checked with TokenReview. Built as weft_cp_ca_k8s only when the
+// k8s REST client (weft_cp_k8s_rest) is part of the build.
+//
+// RBAC weftd needs: secrets get+create in its own namespace (for the root), and
+// tokenreviews create (cluster scope, authentication.k8s.io).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "controlplane/ca/ca.h"
+#include "controlplane/k8s/rest_client.h"
+
+namespace weft::cp {
+
+// The root in Secret <ns>/<name> (type Opaque, data keys "ca-cert.pem" and "ca-key.pem").
+// Load: GET (404 = nothing stored). Create: POST (409 Conflict = AlreadyExists, so two
+// replicas starting together end up with the one root that won). Other HTTP errors say which
+// permission is missing or that the API server is unreachable.
+class KubernetesSecretRootStore : public RootStore {
+ public:
+  KubernetesSecretRootStore(k8s::RestClient* client, std::string ns,
+                            std::string name = "weft-ca-root");
+  absl::StatusOr<std::optional<StoredRoot>> Load() override;
+  absl::Status Create(const StoredRoot& root) override;
+  std::string Describe() const override;
+
+  static constexpr const char* kCertKey = "ca-cert.pem";
+  static constexpr const char* kKeyKey = "ca-key.pem";
+
+ private:
+  k8s::RestClient* client_;
+  std::string ns_, name_;
+};
+
+// A TokenReviewer backed by k8s::ReviewToken: username and the bound node
+// (status.user.extra["authentication.kubernetes.io/node-name"]). A token the API server does
+// not authenticate is Unauthenticated; a failed review (API server down, weftd's own
+// credentials refused) is Unavailable, so the node retries instead of being told its token is
+// bad.
+TokenReviewer KubernetesTokenReviewer(k8s::RestClient* client,
+                                      std::vector<std::string> audiences = {});
+
+}  // namespace weft::cp
