@@ -1,0 +1,622 @@
+#include <prometheus/registry.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "controlplane/k8s/endpoint.h"
+#include "controlplane/k8s/rest_client.h"
+#include "controlplane/k8s/test_api_server.h"
+#include "controlplane/k8s/token_review.h"
+#include "controlplane/k8s/watcher.h"
+#include "gtest/gtest.h"
+
+namespace weft::cp::k8s {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Fixture;
+using testing::FixtureLines;
+using testing::ScriptedReply;
+using testing::TestApiServer;
+using json = nlohmann::json;
+
+constexpr char kPods[] = "/api/v1/pods";
+
+ScriptedReply Body(int status, std::string body) {
+  ScriptedReply r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+ScriptedReply Stream(std::vector<std::string> chunks, bool drop = false) {
+  ScriptedReply r;
+  r.stream = true;
+  r.chunks = std::move(chunks);
+  r.drop = drop;
+  return r;
+}
+
+// Records what the sink receives as "type kind ns/name" strings.
+class Recorder {
+ public:
+  ObjectSink Sink() {
+    return [this](const ObjectEvent& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back(e);
+      cv_.notify_all();
+    };
+  }
+  std::vector<std::string> Lines() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& e : events_) {
+      const char* t = e.type == ObjectEvent::Type::kUpsert   ? "upsert"
+                      : e.type == ObjectEvent::Type::kDelete ? "delete"
+                                                             : "synced";
+      std::string s = std::string(t) + " " + e.kind;
+      if (e.type != ObjectEvent::Type::kSynced) {
+        const auto& m = e.object["metadata"];
+        s += " " + m.value("namespace", std::string()) + "/" + m.value("name", std::string());
+      }
+      out.push_back(s);
+    }
+    return out;
+  }
+  std::vector<ObjectEvent> Events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+  bool WaitFor(size_t n, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return events_.size() >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<ObjectEvent> events_;
+};
+
+double CounterValue(prometheus::Registry& reg, const std::string& name,
+                    const std::map<std::string, std::string>& labels) {
+  for (const auto& fam : reg.Collect()) {
+    if (fam.name != name) continue;
+    for (const auto& m : fam.metric) {
+      std::map<std::string, std::string> got;
+      for (const auto& l : m.label) got[l.name] = l.value;
+      bool match = true;
+      for (const auto& [k, v] : labels) match = match && got[k] == v;
+      if (match) return fam.type == prometheus::MetricType::Gauge ? m.gauge.value : m.counter.value;
+    }
+  }
+  return 0;
+}
+
+WatchOptions PodsOnly() {
+  WatchOptions o;
+  o.resources = {{"", "v1", "pods", "Pod"}};
+  o.page_size = 2;
+  o.watch_timeout = 60s;
+  o.backoff_initial = 200ms;
+  o.backoff_max = 800ms;
+  o.seed = 42;
+  return o;
+}
+
+std::string TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "weft-k8s-XXXXXX").string();
+  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
+  return tmpl;
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+TEST(ResourceTypeTest, PathsAndApiVersions) {
+  const auto& r = WatchedResources();
+  ASSERT_EQ(r.size(), 8u);
+  std::vector<std::string> paths;
+  for (const auto& t : r) paths.push_back(t.CollectionPath() + " " + t.ApiVersion() + " " + t.kind);
+  EXPECT_EQ(paths,
+            (std::vector<std::string>{
+                "/api/v1/namespaces v1 Namespace",
+                "/api/v1/pods v1 Pod",
+                "/api/v1/services v1 Service",
+                "/apis/discovery.k8s.io/v1/endpointslices discovery.k8s.io/v1 EndpointSlice",
+                "/api/v1/serviceaccounts v1 ServiceAccount",
+                "/apis/networking.k8s.io/v1/networkpolicies networking.k8s.io/v1 NetworkPolicy",
+                "/apis/security.weft.dev/v1/authorizationpolicies security.weft.dev/v1 "
+                "AuthorizationPolicy",
+                "/apis/security.weft.dev/v1/peerauthentications security.weft.dev/v1 "
+                "PeerAuthentication",
+            }));
+}
+
+TEST(BackoffTest, DoublesWithJitterAndStaysBounded) {
+  Backoff b(100ms, 1000ms, 7);
+  const int64_t caps[] = {100, 200, 400, 800, 1000, 1000, 1000, 1000};
+  for (int64_t cap : caps) {
+    const auto d = b.Next().count();
+    EXPECT_GE(d, cap / 2) << "cap " << cap;
+    EXPECT_LE(d, cap) << "cap " << cap;
+  }
+  for (int i = 0; i < 200; ++i) EXPECT_LE(b.Next().count(), 1000);
+  b.Reset();
+  const auto d = b.Next().count();
+  EXPECT_GE(d, 50);
+  EXPECT_LE(d, 100);
+  // Jitter: not every delay at the cap is the same.
+  std::set<int64_t> seen;
+  for (int i = 0; i < 50; ++i) seen.insert(b.Next().count());
+  EXPECT_GT(seen.size(), 5u);
+}
+
+// The whole life of one watched resource against recorded replies: paginated list, watch
+// events, bookmark, dropped connection, 401, ERROR 410, HTTP 410, malformed line, clean end.
+TEST(WatcherTest, ListWatchBookmarksGoneAndErrors) {
+  TestApiServer server;
+  // 1-2: paginated list, resourceVersion 1000.
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_page1.json")));
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_page2.json")));
+  // 3: ADDED d, MODIFIED a, DELETED b, BOOKMARK 1010, half an event, connection dropped.
+  auto w1 = FixtureLines("pods_watch_1.jsonl");
+  w1.push_back(Fixture("pods_watch_1_partial.txt"));
+  server.Enqueue(kPods, Stream(w1, /*drop=*/true));
+  // 4: 401 on the resumed watch.
+  server.Enqueue(kPods, Body(401, Fixture("status_401.json")));
+  // 5: MODIFIED c, then ERROR 410 -> relist.
+  server.Enqueue(kPods, Stream(FixtureLines("pods_watch_2.jsonl")));
+  // 6: relist at 2000; 7: watch answered with HTTP 410 -> relist.
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_relist.json")));
+  server.Enqueue(kPods, Body(410, Fixture("status_410.json")));
+  // 8: list at 3000; 9: malformed event line -> relist.
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_3000.json")));
+  server.Enqueue(kPods, Stream(FixtureLines("pods_watch_malformed.jsonl")));
+  // 10: list at 4000; 11: ADDED f then the server ends the watch; 12: watch from 4001 (held).
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_4000.json")));
+  server.Enqueue(kPods, Stream(FixtureLines("pods_watch_4000.jsonl")));
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  auto client = std::make_shared<RestClient>(PlainEndpoint(server.url()));
+  Watcher watcher(client, rec.Sink(), registry, PodsOnly());
+  watcher.Start();
+  ASSERT_TRUE(server.WaitForRequests(kPods, 12, 20s)) << server.Requests(kPods).size();
+  ASSERT_TRUE(rec.WaitFor(17, 5s));
+  EXPECT_TRUE(watcher.Synced());
+  watcher.Stop();
+
+  EXPECT_EQ(rec.Lines(), (std::vector<std::string>{
+                             "upsert Pod default/pod-a",
+                             "upsert Pod default/pod-b",
+                             "upsert Pod prod/pod-c",
+                             "synced Pod",
+                             "upsert Pod prod/pod-d",
+                             "upsert Pod default/pod-a",
+                             "delete Pod default/pod-b",
+                             "upsert Pod prod/pod-c",
+                             "upsert Pod default/pod-a",
+                             "upsert Pod prod/pod-c",
+                             "upsert Pod prod/pod-e",
+                             "synced Pod",
+                             "upsert Pod default/pod-a",
+                             "synced Pod",
+                             "upsert Pod default/pod-a",
+                             "synced Pod",
+                             "upsert Pod prod/pod-f",
+                         }));
+  // List items get apiVersion/kind; watch objects keep theirs.
+  const auto events = rec.Events();
+  EXPECT_EQ(events[0].object["apiVersion"], "v1");
+  EXPECT_EQ(events[0].object["kind"], "Pod");
+  EXPECT_EQ(events[0].source, "kubernetes");
+  EXPECT_EQ(events[0].object["status"]["podIP"], "10.244.1.10");
+  EXPECT_EQ(events[5].object["metadata"]["labels"]["version"], "v2");
+  EXPECT_EQ(events[6].object["metadata"]["resourceVersion"], "1003");
+
+  const auto reqs = server.Requests(kPods);
+  ASSERT_GE(reqs.size(), 12u);
+  auto is_list = [](const testing::RecordedRequest& r) {
+    return r.query.count("watch") == 0 && r.query.at("limit") == "2";
+  };
+  auto watch_rv = [](const testing::RecordedRequest& r) {
+    EXPECT_EQ(r.query.at("watch"), "1");
+    EXPECT_EQ(r.query.at("allowWatchBookmarks"), "true");
+    const int t = std::stoi(r.query.at("timeoutSeconds"));
+    EXPECT_GE(t, 60);
+    EXPECT_LT(t, 120);
+    return r.query.at("resourceVersion");
+  };
+  EXPECT_TRUE(is_list(reqs[0]));
+  EXPECT_EQ(reqs[0].query.count("continue"), 0u);
+  EXPECT_TRUE(is_list(reqs[1]));
+  // The continue token is passed back percent-encoded.
+  EXPECT_EQ(
+      reqs[1].query.at("continue"),
+      "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTAwMCwic3RhcnQiOiJkZWZhdWx0L3BvZC1iXHUwMDAwIn0%3D");
+  EXPECT_EQ(watch_rv(reqs[2]), "1000");
+  EXPECT_EQ(watch_rv(reqs[3]), "1010");  // resumed after the drop at the bookmark's version
+  EXPECT_EQ(watch_rv(reqs[4]), "1010");  // retried after the 401
+  EXPECT_TRUE(is_list(reqs[5]));         // ERROR 410 -> relist
+  EXPECT_EQ(watch_rv(reqs[6]), "2000");
+  EXPECT_TRUE(is_list(reqs[7]));  // HTTP 410 -> relist
+  EXPECT_EQ(watch_rv(reqs[8]), "3000");
+  EXPECT_TRUE(is_list(reqs[9]));  // malformed line -> relist
+  EXPECT_EQ(watch_rv(reqs[10]), "4000");
+  EXPECT_EQ(watch_rv(reqs[11]), "4001");  // clean end -> resume from the last event
+
+  // Backoff after the dropped connection and after the 401 (200 ms initial, equal jitter:
+  // [100, 200] then [200, 400]); the clean end is followed at once.
+  const auto gap = [&](size_t i) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(reqs[i].at - reqs[i - 1].at);
+  };
+  EXPECT_GE(gap(3), 100ms);
+  EXPECT_LT(gap(3), 1500ms);
+  EXPECT_GE(gap(4), 200ms);
+  EXPECT_LT(gap(4), 1500ms);
+  EXPECT_LT(gap(11), 150ms);
+  EXPECT_LT(gap(5), 150ms);  // ERROR 410 after an event: relist at once
+
+  auto& reg = *registry;
+  EXPECT_EQ(CounterValue(reg, "weft_k8s_watch_events_total", {{"kind", "Pod"}, {"type", "ADDED"}}),
+            2);
+  EXPECT_EQ(
+      CounterValue(reg, "weft_k8s_watch_events_total", {{"kind", "Pod"}, {"type", "MODIFIED"}}), 2);
+  EXPECT_EQ(
+      CounterValue(reg, "weft_k8s_watch_events_total", {{"kind", "Pod"}, {"type", "DELETED"}}), 1);
+  EXPECT_EQ(
+      CounterValue(reg, "weft_k8s_watch_events_total", {{"kind", "Pod"}, {"type", "BOOKMARK"}}), 1);
+  EXPECT_EQ(CounterValue(reg, "weft_k8s_watch_events_total", {{"kind", "Pod"}, {"type", "ERROR"}}),
+            1);
+  EXPECT_EQ(
+      CounterValue(reg, "weft_k8s_relists_total", {{"kind", "Pod"}, {"reason", "gone_event"}}), 1);
+  EXPECT_EQ(
+      CounterValue(reg, "weft_k8s_relists_total", {{"kind", "Pod"}, {"reason", "gone_status"}}), 1);
+  EXPECT_EQ(
+      CounterValue(reg, "weft_k8s_relists_total", {{"kind", "Pod"}, {"reason", "malformed_event"}}),
+      1);
+  EXPECT_EQ(CounterValue(reg, "weft_k8s_errors_total", {{"kind", "Pod"}, {"code", "401"}}), 1);
+  EXPECT_EQ(CounterValue(reg, "weft_k8s_errors_total", {{"kind", "Pod"}, {"code", "transport"}}),
+            1);
+  EXPECT_EQ(CounterValue(reg, "weft_k8s_errors_total", {{"kind", "Pod"}, {"code", "malformed"}}),
+            1);
+  EXPECT_EQ(CounterValue(reg, "weft_k8s_synced", {{"kind", "Pod"}}), 1);
+}
+
+TEST(WatcherTest, ForbiddenListIsCountedAndRetriedWithBackoff) {
+  TestApiServer server;
+  server.Enqueue(kPods, Body(403, Fixture("status_403_pods.json")));
+  server.Enqueue(kPods, Body(403, Fixture("status_403_pods.json")));
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_3000.json")));
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  PodsOnly());
+  watcher.Start();
+  ASSERT_TRUE(server.WaitForRequests(kPods, 4, 10s));
+  ASSERT_TRUE(rec.WaitFor(2, 5s));
+  EXPECT_FALSE(rec.Lines().empty());
+  watcher.Stop();
+  EXPECT_EQ(rec.Lines(), (std::vector<std::string>{"upsert Pod default/pod-a", "synced Pod"}));
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_errors_total", {{"kind", "Pod"}, {"code", "403"}}),
+            2);
+  const auto reqs = server.Requests(kPods);
+  const auto gap1 = reqs[1].at - reqs[0].at, gap2 = reqs[2].at - reqs[1].at;
+  EXPECT_GE(gap1, 100ms);
+  EXPECT_LE(gap1, 1000ms);
+  EXPECT_GE(gap2, 200ms);  // doubled
+  EXPECT_LE(gap2, 1200ms);
+  EXPECT_EQ(reqs[3].query.at("resourceVersion"), "3000");
+}
+
+TEST(WatcherTest, ExpiredContinueTokenRestartsTheList) {
+  TestApiServer server;
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_page1.json")));
+  server.Enqueue(kPods, Body(410, Fixture("status_410.json")));
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_page1.json")));
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_page2.json")));
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  PodsOnly());
+  watcher.Start();
+  ASSERT_TRUE(server.WaitForRequests(kPods, 5, 10s));
+  ASSERT_TRUE(rec.WaitFor(4, 5s));
+  watcher.Stop();
+  // Nothing from the abandoned first attempt reaches the sink.
+  EXPECT_EQ(rec.Lines(),
+            (std::vector<std::string>{"upsert Pod default/pod-a", "upsert Pod default/pod-b",
+                                      "upsert Pod prod/pod-c", "synced Pod"}));
+  const auto reqs = server.Requests(kPods);
+  EXPECT_EQ(reqs[2].query.count("continue"), 0u);
+  EXPECT_EQ(reqs[3].query.count("continue"), 1u);
+  EXPECT_EQ(reqs[4].query.at("resourceVersion"), "1000");
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_errors_total", {{"kind", "Pod"}, {"code", "410"}}),
+            1);
+}
+
+TEST(WatcherTest, WatchesEveryResourceWithItsPathAndKind) {
+  TestApiServer server;
+  WatchOptions opts = PodsOnly();
+  opts.resources = WatchedResources();
+  for (const auto& rt : opts.resources) {
+    json list = {{"kind", rt.kind + "List"},
+                 {"apiVersion", rt.ApiVersion()},
+                 {"metadata", {{"resourceVersion", "77"}}},
+                 {"items", json::array({{{"metadata",
+                                          {{"name", "x"},
+                                           {"namespace", rt.kind == "Namespace" ? "" : "prod"},
+                                           {"resourceVersion", "70"}}}}})}};
+    if (rt.kind == "Namespace") list = json::parse(Fixture("namespaces_list.json"));
+    server.Enqueue(rt.CollectionPath(), Body(200, list.dump()));
+  }
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  opts);
+  watcher.Start();
+  for (const auto& rt : opts.resources) {
+    ASSERT_TRUE(server.WaitForRequests(rt.CollectionPath(), 2, 10s)) << rt.kind;
+  }
+  EXPECT_TRUE(watcher.Synced());
+  watcher.Stop();
+  std::map<std::string, std::string> api_version_by_kind;
+  int synced = 0;
+  for (const auto& e : rec.Events()) {
+    if (e.type == ObjectEvent::Type::kSynced) {
+      ++synced;
+      continue;
+    }
+    api_version_by_kind[e.object["kind"]] = e.object["apiVersion"];
+    EXPECT_EQ(e.kind, e.object["kind"]);
+  }
+  EXPECT_EQ(synced, 8);
+  EXPECT_EQ(api_version_by_kind["EndpointSlice"], "discovery.k8s.io/v1");
+  EXPECT_EQ(api_version_by_kind["NetworkPolicy"], "networking.k8s.io/v1");
+  EXPECT_EQ(api_version_by_kind["AuthorizationPolicy"], "security.weft.dev/v1");
+  EXPECT_EQ(api_version_by_kind["PeerAuthentication"], "security.weft.dev/v1");
+  EXPECT_EQ(api_version_by_kind["Namespace"], "v1");
+  EXPECT_EQ(api_version_by_kind.size(), 8u);
+  for (const auto& rt : opts.resources) {
+    const auto reqs = server.Requests(rt.CollectionPath());
+    EXPECT_EQ(reqs[0].query.at("limit"), "2") << rt.kind;
+    EXPECT_EQ(reqs[1].query.at("resourceVersion"), rt.kind == "Namespace" ? "500" : "77");
+  }
+}
+
+TEST(RestClientTest, RereadsRotatedTokenFile) {
+  TestApiServer server;
+  const std::string dir = TempDir();
+  WriteFile(dir + "/token", "token-one\n");
+  Endpoint ep = PlainEndpoint(server.url());
+  ep.token_file = dir + "/token";
+  RestOptions ro;
+  ro.token_reread = 0s;
+  RestClient client(ep, ro);
+  server.Enqueue("/version", Body(200, R"({"major":"1","minor":"30"})"));
+  server.Enqueue("/version", Body(200, R"({"major":"1","minor":"30"})"));
+  auto r1 = client.Get("/version", 5s);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->status, 200);
+  WriteFile(dir + "/token", "token-two");
+  auto r2 = client.Get("/version", 5s);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  const auto reqs = server.Requests("/version");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].authorization, "Bearer token-one");
+  EXPECT_EQ(reqs[1].authorization, "Bearer token-two");
+  // A vanished token file keeps the last token.
+  std::filesystem::remove(dir + "/token");
+  EXPECT_EQ(client.BearerToken(), "token-two");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(RestClientTest, TransportErrorIsUnavailable) {
+  std::string url;
+  {
+    TestApiServer server;
+    url = server.url();
+  }
+  RestClient client(PlainEndpoint(url));
+  auto r = client.Get("/api/v1/pods", 5s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+}
+
+TEST(TokenReviewTest, PostsTheTokenAndParsesTheUser) {
+  TestApiServer server;
+  const std::string path = "/apis/authentication.k8s.io/v1/tokenreviews";
+  server.Enqueue(path, Body(201, Fixture("tokenreview_authenticated.json")));
+  Endpoint ep = PlainEndpoint(server.url());
+  ep.token = "weftd-own-token";
+  RestClient client(ep);
+  auto r = ReviewToken(client, "eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vZGUifQ.e30.sig", {"weft-ca"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->authenticated);
+  EXPECT_EQ(r->username, "system:serviceaccount:weft-system:weft-node");
+  EXPECT_EQ(r->uid, "3d7c4c7e-0b5e-4a6b-a8c1-7c1f2e7e9b10");
+  EXPECT_EQ(r->groups, (std::vector<std::string>{"system:serviceaccounts",
+                                                 "system:serviceaccounts:weft-system",
+                                                 "system:authenticated"}));
+  EXPECT_EQ(r->extra.at("authentication.kubernetes.io/node-name"),
+            std::vector<std::string>{"node-1"});
+  EXPECT_EQ(r->audiences, std::vector<std::string>{"weft-ca"});
+
+  const auto reqs = server.Requests(path);
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].method, "POST");
+  EXPECT_EQ(reqs[0].authorization, "Bearer weftd-own-token");
+  EXPECT_EQ(reqs[0].content_type, "application/json");
+  EXPECT_EQ(json::parse(reqs[0].body),
+            json::parse(R"({"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview",
+              "spec":{"token":"eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vZGUifQ.e30.sig",
+                      "audiences":["weft-ca"]}})"));
+}
+
+TEST(TokenReviewTest, RejectedTokenAndForbiddenReviewer) {
+  TestApiServer server;
+  const std::string path = "/apis/authentication.k8s.io/v1/tokenreviews";
+  server.Enqueue(path, Body(201, Fixture("tokenreview_rejected.json")));
+  server.Enqueue(path, Body(403, Fixture("status_403_tokenreviews.json")));
+  server.Enqueue(path, Body(401, Fixture("status_401.json")));
+  RestClient client(PlainEndpoint(server.url()));
+  auto r = ReviewToken(client, "expired-token");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->authenticated);
+  EXPECT_EQ(r->error, "[invalid bearer token, service account token has expired]");
+  EXPECT_TRUE(r->username.empty());
+  EXPECT_EQ(json::parse(server.Requests(path)[0].body)["spec"],
+            json::parse(R"({"token":"expired-token"})"));
+
+  auto f = ReviewToken(client, "t");
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(f.status().message().find("cannot create resource \"tokenreviews\""), std::string::npos)
+      << f.status();
+  EXPECT_NE(f.status().message().find("clusterrole"), std::string::npos);
+  auto u = ReviewToken(client, "t");
+  EXPECT_EQ(u.status().code(), absl::StatusCode::kUnauthenticated) << u.status();
+  EXPECT_EQ(ReviewToken(client, "").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TokenReviewTest, ParseRejectsMalformedReplies) {
+  EXPECT_FALSE(ParseTokenReviewResponse("not json").ok());
+  EXPECT_FALSE(ParseTokenReviewResponse(R"({"kind":"Status"})").ok());
+  EXPECT_FALSE(ParseTokenReviewResponse(R"({"kind":"TokenReview"})").ok());
+  EXPECT_FALSE(
+      ParseTokenReviewResponse(R"({"kind":"TokenReview","status":{"authenticated":"yes"}})").ok());
+  EXPECT_FALSE(
+      ParseTokenReviewResponse(R"({"kind":"TokenReview","status":{"authenticated":true}})").ok());
+}
+
+constexpr char kKubeconfig[] = R"(apiVersion: v1
+kind: Config
+current-context: prod-admin
+clusters:
+- name: prod
+  cluster:
+    server: https://prod.example.com:6443/
+    certificate-authority-data: %CA%
+- name: dev
+  cluster:
+    server: https://127.0.0.1:6443
+    certificate-authority: pki/ca.crt
+    insecure-skip-tls-verify: true
+contexts:
+- name: prod-admin
+  context:
+    cluster: prod
+    user: admin
+    namespace: default
+- name: dev-cert
+  context:
+    cluster: dev
+    user: dev-user
+- name: gke
+  context:
+    cluster: prod
+    user: gke-user
+users:
+- name: admin
+  user:
+    token: sha256~abcdef
+- name: dev-user
+  user:
+    client-certificate: pki/client.crt
+    client-key: /abs/client.key
+    tokenFile: tok
+- name: gke-user
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: gke-gcloud-auth-plugin
+)";
+
+TEST(KubeconfigTest, CurrentContextWithInlineData) {
+  const std::string ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  std::string text = kKubeconfig;
+  text.replace(text.find("%CA%"), 4, absl::Base64Escape(ca));
+  auto ep = EndpointFromKubeconfigText(text, "/etc/weft");
+  ASSERT_TRUE(ep.ok()) << ep.status();
+  EXPECT_EQ(ep->server, "https://prod.example.com:6443");
+  EXPECT_EQ(ep->ca_pem, ca);
+  EXPECT_TRUE(ep->ca_file.empty());
+  EXPECT_EQ(ep->token, "sha256~abcdef");
+  EXPECT_FALSE(ep->insecure_skip_tls_verify);
+  EXPECT_EQ(ep->origin, "kubeconfig context prod-admin");
+}
+
+TEST(KubeconfigTest, NamedContextWithFilesFromDisk) {
+  const std::string dir = TempDir();
+  std::string text = kKubeconfig;
+  text.replace(text.find("%CA%"), 4, "Zm9v");
+  WriteFile(dir + "/config", text);
+  auto ep = EndpointFromKubeconfig(dir + "/config", "dev-cert");
+  ASSERT_TRUE(ep.ok()) << ep.status();
+  EXPECT_EQ(ep->server, "https://127.0.0.1:6443");
+  EXPECT_EQ(ep->ca_file, dir + "/pki/ca.crt");
+  EXPECT_TRUE(ep->insecure_skip_tls_verify);
+  EXPECT_EQ(ep->client_cert_file, dir + "/pki/client.crt");
+  EXPECT_EQ(ep->client_key_file, "/abs/client.key");
+  EXPECT_EQ(ep->token_file, dir + "/tok");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(KubeconfigTest, ClearErrors) {
+  std::string text = kKubeconfig;
+  text.replace(text.find("%CA%"), 4, "Zm9v");
+  auto exec = EndpointFromKubeconfigText(text, "", "gke");
+  EXPECT_EQ(exec.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(exec.status().message().find("exec"), std::string::npos);
+  auto missing = EndpointFromKubeconfigText(text, "", "nope");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("no contexts entry named 'nope'"), std::string::npos)
+      << missing.status();
+  EXPECT_FALSE(EndpointFromKubeconfigText("clusters: [", "").ok());
+  EXPECT_FALSE(EndpointFromKubeconfigText("just a string", "").ok());
+  auto no_ctx = EndpointFromKubeconfigText("apiVersion: v1\nkind: Config\n", "");
+  EXPECT_NE(no_ctx.status().message().find("no current-context"), std::string::npos);
+  std::string bad_b64 = kKubeconfig;
+  bad_b64.replace(bad_b64.find("%CA%"), 4, "abc$def%");
+  EXPECT_NE(EndpointFromKubeconfigText(bad_b64, "").status().message().find("base64"),
+            std::string::npos);
+  std::string bad_server = text;
+  bad_server.replace(bad_server.find("https://prod.example.com:6443/"), 30, "prod.example.com");
+  EXPECT_NE(EndpointFromKubeconfigText(bad_server, "").status().message().find("http(s) URL"),
+            std::string::npos);
+  EXPECT_EQ(EndpointFromKubeconfig("/nonexistent/kubeconfig").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(InClusterTest, FromEnvironmentAndServiceAccountDir) {
+  const std::string dir = TempDir();
+  unsetenv("KUBERNETES_SERVICE_HOST");
+  EXPECT_EQ(InClusterEndpoint(dir).status().code(), absl::StatusCode::kFailedPrecondition);
+  setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+  setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+  EXPECT_EQ(InClusterEndpoint(dir).status().code(), absl::StatusCode::kNotFound);  // no token
+  WriteFile(dir + "/token", "sa-token");
+  WriteFile(dir + "/ca.crt", "ca");
+  auto ep = InClusterEndpoint(dir);
+  ASSERT_TRUE(ep.ok()) << ep.status();
+  EXPECT_EQ(ep->server, "https://10.96.0.1:443");
+  EXPECT_EQ(ep->token_file, dir + "/token");
+  EXPECT_EQ(ep->ca_file, dir + "/ca.crt");
+  setenv("KUBERNETES_SERVICE_HOST", "fd00:10:96::1", 1);
+  EXPECT_EQ(InClusterEndpoint(dir)->server, "https://[fd00:10:96::1]:443");
+  RestClient client(*ep);
+  EXPECT_EQ(client.BearerToken(), "sa-token");
+  // ResolveEndpoint prefers an explicit server, then a kubeconfig, then in-cluster.
+  EXPECT_EQ(ResolveEndpoint("http://127.0.0.1:8001/", "")->server, "http://127.0.0.1:8001");
+  unsetenv("KUBECONFIG");
+  unsetenv("KUBERNETES_SERVICE_HOST");
+  EXPECT_EQ(ResolveEndpoint("", "").status().code(), absl::StatusCode::kFailedPrecondition);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace weft::cp::k8s
