@@ -290,6 +290,23 @@ TEST_F(CaGrpcTest, ExpiredCertWithCaDownIsAnErrorNotAStaleCert) {
   EXPECT_EQ(client->StateOf(kSleep)->failures, 1);
 }
 
+TEST_F(CaGrpcTest, ConcurrentFirstGetsShareOneRequest) {
+  StartServer(/*use_tls=*/false);
+  auto client = *ztunnel::CaCertificateProvider::Create(ClientOptions(false));
+  std::vector<std::thread> threads;
+  std::vector<const ztunnel::CertBundle*> got(8);
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      auto b = client->Get(kSleep);
+      got[i] = b.ok() ? b->get() : nullptr;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto* b : got) EXPECT_EQ(b, got[0]);
+  EXPECT_NE(got[0], nullptr);
+  EXPECT_EQ(service_->RequestCount("ok"), 1);
+}
+
 TEST_F(CaGrpcTest, BackgroundThreadRenews) {
   StartServer(/*use_tls=*/false);
   auto o = ClientOptions(false);

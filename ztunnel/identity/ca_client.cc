@@ -96,7 +96,6 @@ system_clock::time_point CaCertificateProvider::Now() const {
 }
 
 absl::StatusOr<std::shared_ptr<const CertBundle>> CaCertificateProvider::Fetch(const SpiffeId& id) {
-  std::lock_guard fl(fetch_mu_);
   WEFT_ASSIGN_OR_RETURN(tls::EvpPkeyPtr key, tls::GenerateKey());
   WEFT_ASSIGN_OR_RETURN(tls::X509ReqPtr csr, tls::MakeCsr(key.get(), id));
   weft::ca::v1::CertificateRequest req;
@@ -203,21 +202,39 @@ void CaCertificateProvider::Record(const std::string& key,
             {"error", std::string(r.status().message())}});
 }
 
+std::shared_ptr<std::mutex> CaCertificateProvider::FetchLock(const std::string& key) {
+  auto& l = fetch_locks_[key];
+  if (!l) l = std::make_shared<std::mutex>();
+  return l;
+}
+
+std::optional<absl::StatusOr<std::shared_ptr<const CertBundle>>> CaCertificateProvider::Cached(
+    const std::string& key) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return std::nullopt;
+  auto now = Now();
+  const State& e = it->second;
+  if (e.bundle && e.bundle->not_after > now) return e.bundle;
+  if (e.failures > 0 && now < e.next_attempt) {
+    return absl::UnavailableError(absl::StrCat(
+        "no valid certificate for ", key, " (CA unreachable, retrying): ", e.last_error.message()));
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<std::shared_ptr<const CertBundle>> CaCertificateProvider::Get(const SpiffeId& id) {
   std::string key = id.ToString();
+  std::shared_ptr<std::mutex> fetch_lock;
   {
     std::lock_guard l(mu_);
-    auto it = entries_.find(key);
-    auto now = Now();
-    if (it != entries_.end()) {
-      const State& e = it->second;
-      if (e.bundle && e.bundle->not_after > now) return e.bundle;
-      if (e.failures > 0 && now < e.next_attempt) {
-        return absl::UnavailableError(
-            absl::StrCat("no valid certificate for ", key,
-                         " (CA unreachable, retrying): ", e.last_error.message()));
-      }
-    }
+    if (auto c = Cached(key)) return *c;
+    fetch_lock = FetchLock(key);
+  }
+  std::lock_guard fl(*fetch_lock);
+  {
+    // Another caller may have fetched (or failed) while we waited for the fetch lock.
+    std::lock_guard l(mu_);
+    if (auto c = Cached(key)) return *c;
   }
   auto r = Fetch(id);
   std::lock_guard l(mu_);
@@ -239,6 +256,21 @@ int CaCertificateProvider::RenewDue() {
   for (const auto& k : due) {
     auto id = SpiffeId::Parse(k);
     if (!id.ok()) continue;
+    std::shared_ptr<std::mutex> fetch_lock;
+    {
+      std::lock_guard l(mu_);
+      fetch_lock = FetchLock(k);
+    }
+    std::lock_guard fl(*fetch_lock);
+    {
+      std::lock_guard l(mu_);
+      auto it = entries_.find(k);
+      auto now = Now();
+      // Forgotten, or renewed by a Get, while we waited.
+      if (it == entries_.end() || now < it->second.refresh_at || now < it->second.next_attempt) {
+        continue;
+      }
+    }
     auto r = Fetch(*id);
     std::lock_guard l(mu_);
     if (!entries_.count(k)) continue;  // forgotten meanwhile
@@ -251,6 +283,7 @@ int CaCertificateProvider::RenewDue() {
 void CaCertificateProvider::Forget(const SpiffeId& id) {
   std::lock_guard l(mu_);
   entries_.erase(id.ToString());
+  fetch_locks_.erase(id.ToString());
 }
 
 std::optional<CaCertificateProvider::State> CaCertificateProvider::StateOf(const SpiffeId& id) {

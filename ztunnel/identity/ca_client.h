@@ -87,6 +87,10 @@ class CaCertificateProvider : public CertificateProvider {
   explicit CaCertificateProvider(CaClientOptions opts);
   std::chrono::system_clock::time_point Now() const;
   absl::StatusOr<std::shared_ptr<const CertBundle>> Fetch(const SpiffeId& id);
+  std::shared_ptr<std::mutex> FetchLock(const std::string& key);  // mu_ held
+  // The cached bundle if still valid, or the backoff error; nullopt = a fetch is needed.
+  std::optional<absl::StatusOr<std::shared_ptr<const CertBundle>>> Cached(
+      const std::string& key);  // mu_ held
   // Records the outcome of a Fetch into the entry (mu_ held).
   void Record(const std::string& key, absl::StatusOr<std::shared_ptr<const CertBundle>>& r);
 
@@ -95,9 +99,11 @@ class CaCertificateProvider : public CertificateProvider {
   std::shared_ptr<grpc::Channel> channel_;
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
 
-  std::mutex fetch_mu_;  // one CSR round trip at a time
-  std::mutex mu_;        // guards entries_, rng_, stop_
+  std::mutex mu_;  // guards entries_, fetch_locks_, rng_, stop_
   std::map<std::string, State> entries_;
+  // One CSR round trip per identity at a time (concurrent Gets of a new identity share one);
+  // different identities do not wait for each other.
+  std::map<std::string, std::shared_ptr<std::mutex>> fetch_locks_;
   std::mt19937_64 rng_;
 
   std::condition_variable cv_;
