@@ -123,6 +123,26 @@ AuthzDecision Authorize(const ConfigSnapshot& snap, const Workload& dst_workload
                         const ConnectionInfo& conn) {
   AuthzDecision d;
   const Peer peer(conn);
+  // NetworkPolicy is ANDed with AuthorizationPolicy: an isolated workload needs a matching
+  // NetworkPolicy rule before AuthorizationPolicies are even consulted.
+  if (auto nps = snap.NetworkPoliciesFor(dst_workload); !nps.empty()) {
+    const bool admitted = std::any_of(nps.begin(), nps.end(), [&](const NetworkPolicy* np) {
+      return std::any_of(np->ingress.begin(), np->ingress.end(), [&](const NetworkRule& r) {
+        return r.Matches(conn.src_ip, conn.dst.port);
+      });
+    });
+    if (!admitted) {
+      d.allowed = false;
+      d.policy = nps.front()->key();
+      d.reason = absl::StrCat("denied by NetworkPolicy: no ingress rule of ", nps.size(),
+                              nps.size() == 1 ? " policy (" : " policies (");
+      for (size_t i = 0; i < nps.size(); ++i) {
+        absl::StrAppend(&d.reason, i == 0 ? "" : ", ", nps[i]->key());
+      }
+      absl::StrAppend(&d.reason, ") admits ", conn.src_ip.ToString(), " to port ", conn.dst.port);
+      return d;
+    }
+  }
   const AuthorizationPolicy* deny = nullptr;
   const AuthorizationPolicy* allow = nullptr;
   int allow_policies = 0;

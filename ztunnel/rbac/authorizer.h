@@ -1,4 +1,7 @@
-// L4 authorization with Istio AuthorizationPolicy semantics, evaluated at the destination:
+// L4 authorization, evaluated at the destination. First Kubernetes NetworkPolicy (weftd's
+// translation, see config.proto): a workload selected by any NetworkPolicy is denied unless one
+// of their ingress rules admits (src_ip, dst.port); this is ANDed with what follows. Then
+// Istio AuthorizationPolicy semantics:
 //   1. any matching DENY policy denies;
 //   2. if no ALLOW policy applies to the workload, allow;
 //   3. if any ALLOW policy matches, allow;
@@ -31,6 +34,8 @@ struct AuthzDecision {
   std::string policy;
   // Human-readable, one of:
   //   "denied by DENY policy prod/deny-db"
+  //   "denied by NetworkPolicy: no ingress rule of 1 policy (prod/db-ingress) admits 10.0.0.5
+  //       to port 5432"  (policy = the first NetworkPolicy)
   //   "no ALLOW policy matched (2 ALLOW policies apply)"  (plus "; 1 rule uses L7 attributes
   //       and cannot match at L4" inside the parentheses when that is why)
   //   "allowed by ALLOW policy prod/allow-web"

@@ -522,5 +522,86 @@ peerAuthentications:
   EXPECT_TRUE(PlaintextAllowed(*ConfigSnapshot::Empty(), *web, 80));  // default PERMISSIVE
 }
 
+// NetworkPolicy (weftd's translation) is ANDed with AuthorizationPolicy: an isolated workload
+// needs a NetworkPolicy rule for (source address, destination port) first.
+SnapshotPtr BuildWithNetworkPolicies(std::string_view nps, std::string_view aps) {
+  std::string text(kWorkloads);
+  text += "networkPolicies:\n" + std::string(nps);
+  if (!aps.empty()) text += "authorizationPolicies:\n" + std::string(aps);
+  auto pb = ParseConfigText(text);
+  EXPECT_TRUE(pb.ok()) << pb.status() << "\n" << text;
+  if (!pb.ok()) return nullptr;
+  auto snap = ConfigSnapshot::FromProto(*pb);
+  EXPECT_TRUE(snap.ok()) << snap.status() << "\n" << text;
+  return snap.ok() ? *snap : nullptr;
+}
+
+constexpr std::string_view kDbPortPolicy = R"(- name: db-ingress
+  namespace: prod
+  workloadUids: [prod/db-0]
+  ingress:
+  - from: [{cidr: 10.0.0.20/32}]
+    ports: [{port: 5432}]
+)";
+
+TEST(NetworkPolicyTest, PortAndSourceMustMatch) {
+  auto snap = BuildWithNetworkPolicies(kDbPortPolicy, "");
+  ASSERT_NE(snap, nullptr);
+  const Workload* db = snap->FindWorkloadByUid("prod/db-0");
+  ASSERT_NE(db, nullptr);
+  EXPECT_TRUE(Authorize(*snap, *db, Frontend()).allowed);
+  AuthzDecision wrong_port =
+      Authorize(*snap, *db, Conn("prod/frontend", "10.0.0.20", "10.0.0.10:22"));
+  EXPECT_FALSE(wrong_port.allowed);
+  EXPECT_EQ(wrong_port.policy, "prod/db-ingress");
+  EXPECT_EQ(wrong_port.reason,
+            "denied by NetworkPolicy: no ingress rule of 1 policy (prod/db-ingress) admits "
+            "10.0.0.20 to port 22");
+  EXPECT_FALSE(Authorize(*snap, *db, Batch()).allowed) << "10.0.2.30 is not a listed peer";
+  // Workloads no NetworkPolicy selects are not isolated.
+  const Workload* web = snap->FindWorkloadByUid("prod/web-0");
+  ASSERT_NE(web, nullptr);
+  EXPECT_TRUE(Authorize(*snap, *web, Conn("batch/job", "10.0.2.30", "10.0.0.11:22")).allowed);
+}
+
+TEST(NetworkPolicyTest, AndedWithAuthorizationPolicy) {
+  // The AuthorizationPolicy allows only batch/job; the NetworkPolicy only 10.0.0.20: nothing
+  // satisfies both, so both connections are refused (an OR would have allowed both).
+  auto snap = BuildWithNetworkPolicies(
+      kDbPortPolicy,
+      AllowRule("{from: [{source: {principals: [cluster.local/ns/batch/sa/job]}}]}"));
+  ASSERT_NE(snap, nullptr);
+  const Workload* db = snap->FindWorkloadByUid("prod/db-0");
+  ASSERT_NE(db, nullptr);
+  AuthzDecision frontend = Authorize(*snap, *db, Frontend());
+  EXPECT_FALSE(frontend.allowed);
+  EXPECT_EQ(frontend.reason, "no ALLOW policy matched (1 ALLOW policy applies)");
+  AuthzDecision batch = Authorize(*snap, *db, Batch());
+  EXPECT_FALSE(batch.allowed);
+  EXPECT_TRUE(batch.reason.starts_with("denied by NetworkPolicy")) << batch.reason;
+}
+
+TEST(NetworkPolicyTest, PoliciesOrAmongThemselves) {
+  auto snap = BuildWithNetworkPolicies(std::string(kDbPortPolicy) + R"(- name: deny-all
+  namespace: prod
+  workloadUids: [prod/db-0]
+- name: batch
+  namespace: prod
+  workloadUids: [prod/db-0]
+  ingress: [{from: [{cidr: 10.0.2.0/24, except: [10.0.2.128/25]}], allPorts: true}]
+)",
+                                       "");
+  ASSERT_NE(snap, nullptr);
+  const Workload* db = snap->FindWorkloadByUid("prod/db-0");
+  ASSERT_NE(db, nullptr);
+  EXPECT_TRUE(Authorize(*snap, *db, Frontend()).allowed);
+  EXPECT_TRUE(Authorize(*snap, *db, Batch()).allowed);
+  AuthzDecision excepted = Authorize(*snap, *db, Conn("batch/job", "10.0.2.200", "10.0.0.10:1"));
+  EXPECT_FALSE(excepted.allowed);
+  EXPECT_EQ(excepted.reason,
+            "denied by NetworkPolicy: no ingress rule of 3 policies (prod/db-ingress, "
+            "prod/deny-all, prod/batch) admits 10.0.2.200 to port 1");
+}
+
 }  // namespace
 }  // namespace weft::ztunnel

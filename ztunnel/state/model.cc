@@ -50,6 +50,25 @@ bool AuthzCondition::has_l7() const {
   return key.starts_with("request.");
 }
 
+bool NetworkPeer::Matches(const IpAddr& ip) const {
+  if (!cidr.Contains(ip)) return false;
+  for (const Cidr& e : except) {
+    if (e.Contains(ip)) return false;
+  }
+  return true;
+}
+
+bool NetworkRule::Matches(const IpAddr& src, uint16_t dst_port) const {
+  bool source_ok = all_sources;
+  for (size_t i = 0; !source_ok && i < from.size(); ++i) source_ok = from[i].Matches(src);
+  if (!source_ok) return false;
+  if (all_ports) return true;
+  for (const NetworkPortRange& r : ports) {
+    if (r.tcp && dst_port >= r.first && dst_port <= r.last) return true;
+  }
+  return false;
+}
+
 bool SelectorMatches(const Labels& selector, const Labels& labels) {
   for (const auto& [k, v] : selector) {
     auto it = labels.find(k);

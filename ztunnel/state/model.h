@@ -141,6 +141,35 @@ struct PeerAuthentication {
   std::map<uint16_t, MtlsMode> port_modes;
 };
 
+// A NetworkPolicy's ingress part, resolved by weftd (see config.proto). A workload selected by
+// any NetworkPolicy accepts a connection only when one rule of one of them matches.
+struct NetworkPeer {
+  Cidr cidr;
+  std::vector<Cidr> except;
+  bool Matches(const IpAddr& ip) const;
+};
+
+struct NetworkPortRange {
+  uint16_t first = 0, last = 0;  // inclusive
+  bool tcp = true;               // UDP/SCTP ranges never match proxied (TCP) connections
+};
+
+struct NetworkRule {
+  bool all_sources = false;
+  std::vector<NetworkPeer> from;
+  bool all_ports = false;
+  std::vector<NetworkPortRange> ports;
+  bool Matches(const IpAddr& src, uint16_t dst_port) const;
+};
+
+struct NetworkPolicy {
+  std::string name;
+  std::string ns;
+  std::vector<std::string> workload_uids;
+  std::vector<NetworkRule> ingress;  // empty: deny all ingress
+  std::string key() const { return ns + "/" + name; }
+};
+
 // True if every selector label is present in `labels` with the same value.
 bool SelectorMatches(const Labels& selector, const Labels& labels);
 

@@ -516,6 +516,74 @@ absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> ConfigSnapshot::FromProto(
     s.peer_authns_.push_back(std::move(pa));
   }
 
+  // ---- network policies
+  absl::flat_hash_set<std::string> np_keys;
+  s.network_policies_.reserve(in.network_policies_size());
+  for (int i = 0; i < in.network_policies_size(); ++i) {
+    const pb::NetworkPolicy& pn = in.network_policies(i);
+    const std::string obj =
+        ObjectName("network_policy", "networkPolicies", i, pn.namespace_(), pn.name());
+    if (pn.name().empty()) return Invalid(obj, "name", "is required");
+    if (pn.namespace_().empty()) return Invalid(obj, "namespace", "is required");
+    if (!np_keys.insert(absl::StrCat(pn.namespace_(), "/", pn.name())).second) {
+      return Invalid(obj, "name", "duplicate network policy (same namespace and name)");
+    }
+    NetworkPolicy np;
+    np.name = pn.name();
+    np.ns = pn.namespace_();
+    np.workload_uids.assign(pn.workload_uids().begin(), pn.workload_uids().end());
+    for (int r = 0; r < pn.ingress_size(); ++r) {
+      const pb::NetworkPolicyRule& pr = pn.ingress(r);
+      const std::string rp = Indexed("ingress", r);
+      NetworkRule rule;
+      rule.all_sources = pr.all_sources();
+      rule.all_ports = pr.all_ports();
+      for (int j = 0; j < pr.from_size(); ++j) {
+        const std::string path = absl::StrCat(rp, ".", Indexed("from", j));
+        NetworkPeer peer;
+        WEFT_ASSIGN_OR_RETURN(peer.cidr, ParseCidr(pr.from(j).cidr(), obj, path + ".cidr"));
+        for (int e = 0; e < pr.from(j).except_size(); ++e) {
+          const std::string ep = absl::StrCat(path, ".", Indexed("except", e));
+          WEFT_ASSIGN_OR_RETURN(Cidr ex, ParseCidr(pr.from(j).except(e), obj, ep));
+          if (!peer.cidr.Contains(ex.base()) || ex.prefix_len() < peer.cidr.prefix_len()) {
+            return Invalid(obj, ep,
+                           absl::StrCat(Quote(pr.from(j).except(e)), " is not inside cidr ",
+                                        Quote(pr.from(j).cidr())));
+          }
+          peer.except.push_back(ex);
+        }
+        rule.from.push_back(std::move(peer));
+      }
+      for (int j = 0; j < pr.ports_size(); ++j) {
+        const std::string path = absl::StrCat(rp, ".", Indexed("ports", j));
+        const pb::NetworkPolicyPort& pp = pr.ports(j);
+        NetworkPortRange range;
+        const std::string& proto = pp.protocol();
+        if (!proto.empty() && proto != "TCP" && proto != "UDP" && proto != "SCTP") {
+          return Invalid(
+              obj, path + ".protocol",
+              absl::StrCat("unknown protocol ", Quote(proto), " (want TCP, UDP or SCTP)"));
+        }
+        range.tcp = proto.empty() || proto == "TCP";
+        WEFT_ASSIGN_OR_RETURN(range.first, CheckPort(pp.port(), obj, path + ".port"));
+        range.last = range.first;
+        if (pp.end_port() != 0) {
+          WEFT_ASSIGN_OR_RETURN(range.last, CheckPort(pp.end_port(), obj, path + ".endPort"));
+          if (range.last < range.first) {
+            return Invalid(obj, path + ".endPort",
+                           absl::StrCat("is ", range.last, ", below port ", range.first));
+          }
+        }
+        rule.ports.push_back(range);
+      }
+      np.ingress.push_back(std::move(rule));
+    }
+    for (const std::string& uid : np.workload_uids) {
+      s.network_policies_by_uid_[uid].push_back(s.network_policies_.size());
+    }
+    s.network_policies_.push_back(std::move(np));
+  }
+
   s.source_ = in;
   return std::shared_ptr<const ConfigSnapshot>(std::move(snap));
 }
@@ -570,6 +638,14 @@ std::vector<const AuthorizationPolicy*> ConfigSnapshot::PoliciesFor(const Worklo
     const AuthorizationPolicy& p = policies_[i];
     if (!p.selector || SelectorMatches(*p.selector, w.labels)) out.push_back(&p);
   }
+  return out;
+}
+
+std::vector<const NetworkPolicy*> ConfigSnapshot::NetworkPoliciesFor(const Workload& w) const {
+  std::vector<const NetworkPolicy*> out;
+  auto it = network_policies_by_uid_.find(w.uid);
+  if (it == network_policies_by_uid_.end()) return out;
+  for (size_t i : it->second) out.push_back(&network_policies_[i]);
   return out;
 }
 

@@ -26,7 +26,10 @@ class ConfigSnapshot {
   // service and policy "ns/name"), an address claimed by two workloads or two services,
   // endpoints naming unknown workloads, CUSTOM actions, unsupported `when` keys, wildcards
   // other than "*", "x*", "*x", empty from.source / to.operation, conditions without values,
-  // portLevelMtls without a selector, unknown enum values.
+  // portLevelMtls without a selector, unknown enum values; for network policies: missing
+  // name/namespace, duplicates, bad CIDRs or excepts outside their cidr, ports outside
+  // 1..65535, endPort below port, protocols other than TCP/UDP/SCTP. Unknown workload uids in
+  // a network policy are not errors (a per-node view may leave them out).
   static absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> FromProto(
       const weft::config::v1::ConfigSnapshot& pb);
   static std::shared_ptr<const ConfigSnapshot> Empty();
@@ -40,6 +43,7 @@ class ConfigSnapshot {
   const std::vector<Service>& services() const { return services_; }
   const std::vector<AuthorizationPolicy>& authorization_policies() const { return policies_; }
   const std::vector<PeerAuthentication>& peer_authentications() const { return peer_authns_; }
+  const std::vector<NetworkPolicy>& network_policies() const { return network_policies_; }
 
   const Workload* FindWorkloadByUid(std::string_view uid) const;
   const Workload* FindWorkloadByAddress(const IpAddr& ip) const;
@@ -52,6 +56,10 @@ class ConfigSnapshot {
   // policies in w's namespace without a selector, and any policy in the root namespace or
   // w's namespace whose selector matches w's labels.
   std::vector<const AuthorizationPolicy*> PoliciesFor(const Workload& w) const;
+
+  // NetworkPolicies whose workload_uids name `w` (config order). Non-empty means `w` is
+  // isolated for ingress: a connection needs a matching rule in one of them.
+  std::vector<const NetworkPolicy*> NetworkPoliciesFor(const Workload& w) const;
 
   // Effective mTLS mode for traffic to `w` on `port`: the most specific PeerAuthentication
   // (workload selector > namespace > root namespace; portLevelMtls beats the workload mode;
@@ -78,6 +86,8 @@ class ConfigSnapshot {
   // Indexes into policies_/peer_authns_ by namespace, each in config order.
   absl::flat_hash_map<std::string, std::vector<size_t>> policies_by_ns_;
   absl::flat_hash_map<std::string, std::vector<size_t>> peer_authns_by_ns_;
+  std::vector<NetworkPolicy> network_policies_;
+  absl::flat_hash_map<std::string, std::vector<size_t>> network_policies_by_uid_;
   weft::config::v1::ConfigSnapshot source_;  // kept for ToJson
 };
 

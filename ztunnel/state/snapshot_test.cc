@@ -240,6 +240,29 @@ const InvalidCase kInvalid[] = {
      "peerAuthentications: [{name: x, namespace: prod, selector: {matchLabels: {app: a}}, "
      "portLevelMtls: {0: {mode: DISABLE}}}]",
      "peer_authentication \"prod/x\": portLevelMtls[0]: port 0 is out of range 1-65535"},
+    {"NetworkPolicyNoNamespace", "networkPolicies: [{name: x}]",
+     "networkPolicies[0]: namespace: is required"},
+    {"NetworkPolicyDuplicate",
+     "networkPolicies: [{name: x, namespace: a}, {name: x, namespace: a}]",
+     "network_policy \"a/x\": name: duplicate network policy (same namespace and name)"},
+    {"NetworkPolicyBadCidr",
+     "networkPolicies: [{name: x, namespace: a, ingress: [{from: [{cidr: 10.0.0.0/99}]}]}]",
+     "network_policy \"a/x\": ingress[0].from[0].cidr: bad CIDR \"10.0.0.0/99\" "},
+    {"NetworkPolicyExceptOutside",
+     "networkPolicies: [{name: x, namespace: a, ingress: [{from: [{cidr: 10.0.0.0/16, except: "
+     "[10.1.0.0/24]}]}]}]",
+     "network_policy \"a/x\": ingress[0].from[0].except[0]: \"10.1.0.0/24\" is not inside cidr "
+     "\"10.0.0.0/16\""},
+    {"NetworkPolicyPortZero",
+     "networkPolicies: [{name: x, namespace: a, ingress: [{ports: [{port: 0}]}]}]",
+     "network_policy \"a/x\": ingress[0].ports[0].port: port 0 is out of range 1-65535"},
+    {"NetworkPolicyEndPortBelow",
+     "networkPolicies: [{name: x, namespace: a, ingress: [{ports: [{port: 90, endPort: 80}]}]}]",
+     "network_policy \"a/x\": ingress[0].ports[0].endPort: is 80, below port 90"},
+    {"NetworkPolicyProtocol",
+     "networkPolicies: [{name: x, namespace: a, ingress: [{ports: [{port: 80, protocol: ICMP}]}]}]",
+     "network_policy \"a/x\": ingress[0].ports[0].protocol: unknown protocol \"ICMP\" (want "
+     "TCP, UDP or SCTP)"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Invalid, ValidationTest, testing::ValuesIn(kInvalid),
@@ -346,6 +369,38 @@ services:
   EXPECT_EQ(s->ServiceForEndpoint(*a, 80), svc);
   EXPECT_EQ(s->ServiceForEndpoint(*a, 443), nullptr) << "443 is a service port, not a target port";
   EXPECT_EQ(s->ServiceForEndpoint(*b, 80), nullptr) << "prod/b is not a ready endpoint";
+}
+
+TEST(SnapshotTest, NetworkPoliciesIndexedByWorkload) {
+  SnapshotPtr s = MustBuild(WithWorkloads(R"(
+networkPolicies:
+- name: np1
+  namespace: prod
+  workloadUids: [prod/a, gone/uid]
+  ingress:
+  - from: [{cidr: 10.1.0.0/16, except: [10.1.2.0/24]}]
+    ports: [{port: 80, endPort: 90}, {port: 53, protocol: UDP}]
+  - {allSources: true, allPorts: true}
+- {name: np2, namespace: prod, workloadUids: [prod/a]}
+)"));
+  ASSERT_EQ(s->network_policies().size(), 2u);
+  const Workload* a = s->FindWorkloadByUid("prod/a");
+  const Workload* b = s->FindWorkloadByUid("prod/b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto nps = s->NetworkPoliciesFor(*a);
+  ASSERT_EQ(nps.size(), 2u);
+  EXPECT_EQ(nps[0]->key(), "prod/np1");
+  EXPECT_EQ(nps[1]->key(), "prod/np2");
+  EXPECT_TRUE(nps[1]->ingress.empty());
+  EXPECT_TRUE(s->NetworkPoliciesFor(*b).empty());
+  const NetworkRule& r = nps[0]->ingress[0];
+  EXPECT_TRUE(r.Matches(*IpAddr::Parse("10.1.0.1"), 85));
+  EXPECT_FALSE(r.Matches(*IpAddr::Parse("10.1.2.1"), 85)) << "except";
+  EXPECT_FALSE(r.Matches(*IpAddr::Parse("10.2.0.1"), 85)) << "outside cidr";
+  EXPECT_FALSE(r.Matches(*IpAddr::Parse("10.1.0.1"), 91)) << "outside range";
+  EXPECT_FALSE(r.Matches(*IpAddr::Parse("10.1.0.1"), 53)) << "UDP port never matches TCP";
+  EXPECT_TRUE(nps[0]->ingress[1].Matches(*IpAddr::Parse("192.168.0.1"), 1));
 }
 
 TEST(SnapshotTest, EmptyHasDefaults) {
