@@ -106,6 +106,7 @@ absl::StatusOr<std::shared_ptr<const CertBundle>> CaCertificateProvider::Fetch(c
 
   grpc::ClientContext ctx;
   ctx.set_deadline(system_clock::now() + opts_.rpc_timeout);
+  ctx.set_wait_for_ready(true);
   if (opts_.token) {
     WEFT_ASSIGN_OR_RETURN(std::string token, opts_.token());
     ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));

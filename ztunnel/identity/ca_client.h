@@ -44,6 +44,9 @@ struct CaClientOptions {
   // Source of the bearer token; called for every request (tokens rotate). Empty = no token.
   std::function<absl::StatusOr<std::string>()> token;
   std::chrono::seconds ttl{0};  // requested validity; 0 = the CA's default (24 h)
+  // Each request waits up to rpc_timeout for weftd to be reachable (gRPC wait_for_ready), so
+  // a transient connect failure is retried by the channel instead of failing the request;
+  // with weftd down an attempt therefore takes rpc_timeout before it counts as a failure.
   std::chrono::milliseconds rpc_timeout{10000};
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{std::chrono::minutes(5)};
