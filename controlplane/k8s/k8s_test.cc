@@ -5,7 +5,11 @@
 #include <fstream>
 #include <thread>
 
+#include <openssl/x509v3.h>
+
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/tls.h"
 #include "controlplane/k8s/endpoint.h"
 #include "controlplane/k8s/rest_client.h"
 #include "controlplane/k8s/test_api_server.h"
@@ -426,6 +430,94 @@ TEST(RestClientTest, TransportErrorIsUnavailable) {
   auto r = client.Get("/api/v1/pods", 5s);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+}
+
+// A throwaway PKI: CA, a server cert for 127.0.0.1, a client cert (CN weftd).
+struct Pki {
+  std::string ca_pem, server_cert, server_key, client_cert, client_key;
+};
+
+tls::X509Ptr Issue(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key,
+                   bool is_ca, const std::string& san) {
+  tls::X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  static long serial = 1;
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial++);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
+  X509_set_pubkey(cert.get(), key);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer ? issuer : cert.get(), cert.get(), nullptr, nullptr, 0);
+  auto add = [&](int nid, const char* value) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+    EXPECT_NE(ext, nullptr) << value;
+    X509_add_ext(cert.get(), ext, -1);
+    X509_EXTENSION_free(ext);
+  };
+  add(NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+  if (is_ca) add(NID_key_usage, "critical,keyCertSign,cRLSign");
+  if (!san.empty()) add(NID_subject_alt_name, san.c_str());
+  EXPECT_GT(X509_sign(cert.get(), issuer_key ? issuer_key : key, EVP_sha256()), 0);
+  return cert;
+}
+
+Pki MakePki() {
+  Pki p;
+  auto ca_key = tls::GenerateKey().value();
+  auto ca = Issue(ca_key.get(), "test-cluster-ca", nullptr, nullptr, true, "");
+  auto server_key = tls::GenerateKey().value();
+  auto server = Issue(server_key.get(), "kube-apiserver", ca.get(), ca_key.get(), false,
+                      "IP:127.0.0.1,DNS:kubernetes.default.svc");
+  auto client_key = tls::GenerateKey().value();
+  auto client = Issue(client_key.get(), "weftd", ca.get(), ca_key.get(), false, "");
+  p.ca_pem = tls::CertToPem(ca.get()).value();
+  p.server_cert = tls::CertToPem(server.get()).value();
+  p.server_key = tls::KeyToPem(server_key.get()).value();
+  p.client_cert = tls::CertToPem(client.get()).value();
+  p.client_key = tls::KeyToPem(client_key.get()).value();
+  return p;
+}
+
+// The real transport: HTTPS with the cluster CA from a kubeconfig's inline data and a client
+// certificate; and refusal of a server the CA did not sign.
+TEST(RestClientTest, HttpsWithKubeconfigCaAndClientCertificate) {
+  const Pki pki = MakePki();
+  TestApiServer server(testing::TlsConfig{pki.server_cert, pki.server_key, pki.ca_pem});
+  server.Enqueue("/version", Body(200, R"({"major":"1","minor":"30"})"));
+  const std::string kubeconfig = absl::StrCat(
+      "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n"
+      "    server: ",
+      server.url(), "\n    certificate-authority-data: ", absl::Base64Escape(pki.ca_pem),
+      "\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n"
+      "  user:\n    client-certificate-data: ",
+      absl::Base64Escape(pki.client_cert),
+      "\n    client-key-data: ", absl::Base64Escape(pki.client_key), "\n");
+  auto ep = EndpointFromKubeconfigText(kubeconfig, "");
+  ASSERT_TRUE(ep.ok()) << ep.status();
+  RestClient client(*ep);
+  auto r = client.Get("/version", 5s);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(r->body)["minor"], "30");
+  const auto reqs = server.Requests("/version");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].client_cn, "weftd");
+
+  // Same server, but trust only a different CA (from a file): the handshake must fail.
+  const Pki other = MakePki();
+  const std::string dir = TempDir();
+  WriteFile(dir + "/ca.crt", other.ca_pem);
+  Endpoint wrong = *ep;
+  wrong.ca_pem.clear();
+  wrong.ca_file = dir + "/ca.crt";
+  auto bad = RestClient(wrong).Get("/version", 5s);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kUnavailable) << bad.status();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(TokenReviewTest, PostsTheTokenAndParsesTheUser) {

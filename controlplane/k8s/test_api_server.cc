@@ -2,7 +2,10 @@
 
 #include <sys/socket.h>
 
+#include <openssl/x509.h>
+
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -20,6 +23,7 @@ using tcp = asio::ip::tcp;
 
 struct TestApiServer::Impl {
   asio::io_context io;
+  std::unique_ptr<asio::ssl::context> tls;
   tcp::acceptor acceptor{io};
   uint16_t port = 0;
   mutable std::mutex mu;
@@ -45,17 +49,40 @@ struct TestApiServer::Impl {
 
   void Serve(tcp::socket& sock) {
     boost::system::error_code ec;
-    beast::flat_buffer buf;
-    http::request<http::string_body> req;
-    http::read(sock, buf, req, ec);
-    if (!ec) Respond(sock, req);
+    if (tls) {
+      asio::ssl::stream<tcp::socket&> stream(sock, *tls);
+      stream.handshake(asio::ssl::stream_base::server, ec);
+      if (!ec) {
+        std::string cn;
+        if (X509* peer = SSL_get_peer_certificate(stream.native_handle())) {
+          char buf[256] = {0};
+          X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, buf, sizeof buf);
+          cn = buf;
+          X509_free(peer);
+        }
+        ReadAndRespond(stream, cn);
+      }
+    } else {
+      ReadAndRespond(sock, "");
+    }
     std::lock_guard<std::mutex> lock(mu);
     open_fds.erase(sock.native_handle());
     sock.shutdown(tcp::socket::shutdown_both, ec);
     sock.close(ec);
   }
 
-  void Respond(tcp::socket& sock, const http::request<http::string_body>& req) {
+  template <typename Stream>
+  void ReadAndRespond(Stream& sock, const std::string& client_cn) {
+    boost::system::error_code ec;
+    beast::flat_buffer buf;
+    http::request<http::string_body> req;
+    http::read(sock, buf, req, ec);
+    if (!ec) Respond(sock, req, client_cn);
+  }
+
+  template <typename Stream>
+  void Respond(Stream& sock, const http::request<http::string_body>& req,
+               const std::string& client_cn) {
     RecordedRequest r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
@@ -72,6 +99,7 @@ struct TestApiServer::Impl {
     r.authorization = std::string(req[http::field::authorization]);
     r.content_type = std::string(req[http::field::content_type]);
     r.body = req.body();
+    r.client_cn = client_cn;
     r.at = std::chrono::steady_clock::now();
     ScriptedReply reply;
     {
@@ -106,6 +134,18 @@ struct TestApiServer::Impl {
     if (!reply.drop && !ec) asio::write(sock, http::make_chunk_last(), ec);
   }
 };
+
+TestApiServer::TestApiServer(TlsConfig cfg) : TestApiServer() {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->use_certificate_chain(asio::buffer(cfg.cert_pem));
+  ctx->use_private_key(asio::buffer(cfg.key_pem), asio::ssl::context::pem);
+  if (!cfg.client_ca_pem.empty()) {
+    ctx->add_certificate_authority(asio::buffer(cfg.client_ca_pem));
+    ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+  }
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->tls = std::move(ctx);
+}
 
 TestApiServer::TestApiServer() : impl_(std::make_unique<Impl>()) {
   tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
@@ -142,7 +182,8 @@ void TestApiServer::Stop() {
 }
 
 std::string TestApiServer::url() const {
-  return "http://127.0.0.1:" + std::to_string(impl_->port);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return std::string(impl_->tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(impl_->port);
 }
 
 void TestApiServer::Enqueue(const std::string& path, ScriptedReply reply) {

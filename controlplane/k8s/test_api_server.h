@@ -24,6 +24,13 @@ struct ScriptedReply {
   bool drop = false;  // stream: close the connection without the final chunk
 };
 
+// Serve HTTPS instead of HTTP. With client_ca_pem set, clients must present a certificate
+// issued by it (RecordedRequest::client_cn records its subject CN).
+struct TlsConfig {
+  std::string cert_pem, key_pem;
+  std::string client_ca_pem;
+};
+
 struct RecordedRequest {
   std::string method;
   std::string target;  // raw, as sent
@@ -32,14 +39,16 @@ struct RecordedRequest {
   std::string authorization;
   std::string content_type;
   std::string body;
+  std::string client_cn;  // TLS client certificate subject CN, if any
   std::chrono::steady_clock::time_point at;
 };
 
 class TestApiServer {
  public:
   TestApiServer();
+  explicit TestApiServer(TlsConfig tls);
   ~TestApiServer();
-  std::string url() const;  // "http://127.0.0.1:<port>"
+  std::string url() const;  // "http(s)://127.0.0.1:<port>"
   void Enqueue(const std::string& path, ScriptedReply reply);
   std::vector<RecordedRequest> Requests(const std::string& path = "") const;
   // Waits until `n` requests for `path` arrived.
