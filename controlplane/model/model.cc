@@ -1,0 +1,671 @@
+#include "controlplane/model/model.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+
+#include <algorithm>
+#include <optional>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/spiffe.h"
+#include "common/status.h"
+#include "controlplane/model/objects.h"
+
+namespace weft::cp {
+
+namespace pb = ::weft::config::v1;
+using nlohmann::json;
+
+namespace internal {
+
+struct Stored {
+  std::string source;
+  json raw;  // as received: unchanged re-deliveries (resyncs, reloads) are no-ops
+  Parsed value;
+};
+
+// Everything derived from pods/services/slices/namespaces/network policies, shared by all
+// node views of one generation.
+struct Common {
+  std::vector<pb::Workload> workloads;  // sorted by uid
+  std::vector<const PodObj*> pods;      // parallel to workloads
+  std::vector<pb::Service> services;
+  std::vector<pb::NetworkPolicy> netpols;
+  std::map<std::string, std::vector<size_t>, std::less<>> by_node;  // node -> workload index
+};
+
+using RejectKey = std::tuple<std::string, std::string, std::string, std::string>;
+
+struct State {
+  // kind -> "<ns>/<name>" (or "<name>") -> object
+  std::map<std::string, std::map<std::string, Stored>, std::less<>> objects;
+  std::map<RejectKey, RejectedObject> rejected;  // kind, ns, name, source
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> seen;  // source, kind
+  uint64_t generation = 0;
+  std::optional<Common> common;
+  uint64_t common_generation = 0;
+
+  prometheus::Family<prometheus::Counter>* rejected_total = nullptr;
+  prometheus::Family<prometheus::Counter>* ignored_total = nullptr;
+  prometheus::Family<prometheus::Counter>* applied_total = nullptr;
+  prometheus::Counter* egress_ignored = nullptr;
+  prometheus::Gauge* rejected_now = nullptr;
+
+  const std::map<std::string, Stored>& Of(std::string_view kind) const {
+    static const std::map<std::string, Stored> kEmpty;
+    auto it = objects.find(kind);
+    return it == objects.end() ? kEmpty : it->second;
+  }
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::Common;
+using internal::Labels;
+using internal::NetPolObj;
+using internal::Parsed;
+using internal::PodObj;
+using internal::State;
+using internal::Stored;
+
+std::string Key(std::string_view ns, std::string_view name) {
+  return ns.empty() ? std::string(name) : absl::StrCat(Av(ns), "/", Av(name));
+}
+
+std::pair<std::string, std::string> SplitKey(const std::string& key) {
+  auto slash = key.find('/');
+  if (slash == std::string::npos) return {"", key};
+  return {key.substr(0, slash), key.substr(slash + 1)};
+}
+
+bool Terminated(const PodObj& p) {
+  return p.phase == "Succeeded" || p.phase == "Failed";
+}
+
+Labels NamespaceLabels(const State& st, const std::string& ns) {
+  Labels labels;
+  const auto& namespaces = st.Of("Namespace");
+  if (auto it = namespaces.find(ns); it != namespaces.end()) {
+    labels = std::get<internal::NamespaceObj>(it->second.value).labels;
+  }
+  // Set by Kubernetes on every namespace; local mode namespaces may not exist as objects.
+  labels["kubernetes.io/metadata.name"] = ns;
+  return labels;
+}
+
+bool MatchLabels(const google::protobuf::Map<std::string, std::string>& selector,
+                 const Labels& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+// Istio scoping, as ztunnel::ConfigSnapshot::PoliciesFor / EffectiveMtls apply it.
+bool AuthzApplies(const pb::AuthorizationPolicy& p, const std::string& root, const std::string& ns,
+                  const Labels& labels) {
+  if (p.namespace_() != root && p.namespace_() != ns) return false;
+  if (!p.has_selector() || p.selector().match_labels().empty()) return true;
+  return MatchLabels(p.selector().match_labels(), labels);
+}
+
+bool PeerAuthnApplies(const pb::PeerAuthentication& p, const std::string& root,
+                      const std::string& ns, const Labels& labels) {
+  if (!p.has_selector() || p.selector().match_labels().empty()) {
+    return p.namespace_() == root || p.namespace_() == ns;
+  }
+  return p.namespace_() == ns && MatchLabels(p.selector().match_labels(), labels);
+}
+
+struct PodRef {
+  std::string ns, name;
+  const PodObj* pod;
+};
+
+// Pods that are workloads (not hostNetwork, not terminated), sorted by uid, first of a uid.
+std::vector<PodRef> WorkloadPods(const State& st) {
+  std::vector<PodRef> out;
+  for (const auto& [key, stored] : st.Of("Pod")) {
+    const PodObj& p = std::get<PodObj>(stored.value);
+    if (p.host_network || Terminated(p)) continue;
+    auto [ns, name] = SplitKey(key);
+    out.push_back({ns, name, &p});
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const PodRef& a, const PodRef& b) { return a.pod->uid < b.pod->uid; });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const PodRef& a, const PodRef& b) { return a.pod->uid == b.pod->uid; }),
+            out.end());
+  return out;
+}
+
+std::string HostCidr(const std::string& ip) {
+  return absl::StrCat(ip, ip.find(':') != std::string::npos ? "/128" : "/32");
+}
+
+pb::NetworkPolicy TranslateNetworkPolicy(const State& st, const std::string& ns,
+                                         const std::string& name, const NetPolObj& np,
+                                         const std::vector<PodRef>& pods) {
+  pb::NetworkPolicy out;
+  out.set_name(name);
+  out.set_namespace_(ns);
+  std::vector<const PodObj*> selected;
+  for (const PodRef& r : pods) {
+    if (r.ns == ns && np.pod_selector.Matches(r.pod->labels)) {
+      selected.push_back(r.pod);
+      out.add_workload_uids(r.pod->uid);
+    }
+  }
+  std::map<std::string, Labels> ns_labels;
+  auto labels_of = [&](const std::string& n) -> const Labels& {
+    auto it = ns_labels.find(n);
+    if (it == ns_labels.end()) it = ns_labels.emplace(n, NamespaceLabels(st, n)).first;
+    return it->second;
+  };
+  for (const internal::NetRule& rule : np.ingress) {
+    pb::NetworkPolicyRule* r = out.add_ingress();
+    r->set_all_sources(rule.all_sources);
+    r->set_all_ports(rule.all_ports);
+    std::set<std::string> peer_ips;
+    for (const internal::NetPeer& peer : rule.from) {
+      if (peer.ip_block) {
+        pb::NetworkPolicyPeer* p = r->add_from();
+        p->set_cidr(peer.ip_block->first);
+        for (const std::string& e : peer.ip_block->second) p->add_except(e);
+        continue;
+      }
+      for (const PodRef& pr : pods) {
+        const bool ns_ok = peer.namespace_selector
+                               ? peer.namespace_selector->Matches(labels_of(pr.ns))
+                               : pr.ns == ns;
+        if (!ns_ok) continue;
+        if (peer.pod_selector && !peer.pod_selector->Matches(pr.pod->labels)) continue;
+        for (const std::string& ip : pr.pod->ips) peer_ips.insert(ip);
+      }
+    }
+    for (const std::string& ip : peer_ips) r->add_from()->set_cidr(HostCidr(ip));
+    for (const internal::NetPort& port : rule.ports) {
+      if (!port.port_name.empty()) {
+        // Resolved per selected pod; pods that disagree contribute the union of their numbers.
+        std::set<uint16_t> numbers;
+        if (port.protocol == "TCP") {
+          for (const PodObj* p : selected) {
+            if (auto it = p->named_ports.find(port.port_name); it != p->named_ports.end()) {
+              numbers.insert(it->second);
+            }
+          }
+        }
+        for (uint16_t n : numbers) {
+          pb::NetworkPolicyPort* pp = r->add_ports();
+          pp->set_protocol(port.protocol);
+          pp->set_port(n);
+        }
+        continue;
+      }
+      pb::NetworkPolicyPort* pp = r->add_ports();
+      pp->set_protocol(port.protocol);
+      if (port.port == 0) {  // every port of this protocol
+        pp->set_port(1);
+        pp->set_end_port(65535);
+      } else {
+        pp->set_port(port.port);
+        if (port.end_port != 0) pp->set_end_port(port.end_port);
+      }
+    }
+  }
+  return out;
+}
+
+Common BuildCommon(const State& st, const ModelOptions& opts) {
+  Common c;
+  const std::vector<PodRef> pods = WorkloadPods(st);
+  std::set<std::string> claimed;
+  std::map<std::string, size_t> by_uid, by_ip;
+  std::map<std::string, std::string> uid_by_name;  // "<ns>/<name>" -> uid
+  for (const auto& [key, stored] : st.Of("Pod")) {
+    uid_by_name.emplace(key, std::get<PodObj>(stored.value).uid);
+  }
+  for (const PodRef& r : pods) {
+    const PodObj& p = *r.pod;
+    pb::Workload w;
+    w.set_uid(p.uid);
+    w.set_name(r.name);
+    w.set_namespace_(r.ns);
+    w.set_service_account(p.service_account);
+    w.set_node(p.node);
+    w.set_workload_name(p.workload_name);
+    w.set_trust_domain(opts.trust_domain);
+    w.set_netns_path(p.netns_path);
+    w.set_phase(p.phase);
+    for (const auto& [k, v] : p.labels) (*w.mutable_labels())[k] = v;
+    const Labels ns_labels = NamespaceLabels(st, r.ns);
+    auto mesh = ns_labels.find("weft.dev/mesh");
+    auto opt_out = p.labels.find("weft.dev/mesh");
+    const bool enrolled = mesh != ns_labels.end() && mesh->second == "enabled" &&
+                          (opt_out == p.labels.end() || opt_out->second != "disabled");
+    w.set_protocol(enrolled ? pb::Workload::HBONE : pb::Workload::TCP);
+    for (const std::string& ip : p.ips) {
+      const std::string canonical = IpAddr::Parse(ip)->ToString();
+      if (!claimed.insert(canonical).second) {
+        LOG_WARN("model", "pod IP already claimed by another pod; left out",
+                 {{"pod", Key(r.ns, p.uid)}, {"ip", ip}});
+        continue;
+      }
+      w.add_addresses(ip);
+      by_ip.emplace(canonical, c.workloads.size());
+    }
+    by_uid.emplace(p.uid, c.workloads.size());
+    c.by_node[p.node].push_back(c.workloads.size());
+    c.workloads.push_back(std::move(w));
+    c.pods.push_back(&p);
+  }
+
+  // EndpointSlices by "<ns>/<service>".
+  std::map<std::string, std::vector<std::pair<std::string, const internal::SliceObj*>>> slices;
+  for (const auto& [key, stored] : st.Of("EndpointSlice")) {
+    const auto& s = std::get<internal::SliceObj>(stored.value);
+    const std::string ns = SplitKey(key).first;
+    slices[Key(ns, s.service)].emplace_back(ns, &s);
+  }
+
+  std::set<std::string> claimed_vips;
+  for (const auto& [key, stored] : st.Of("Service")) {
+    const auto& svc = std::get<internal::ServiceObj>(stored.value);
+    auto [ns, name] = SplitKey(key);
+    pb::Service out;
+    out.set_name(name);
+    out.set_namespace_(ns);
+    out.set_hostname(absl::StrCat(name, ".", ns, ".svc.", opts.cluster_domain));
+    for (const std::string& ip : svc.cluster_ips) {
+      if (!claimed_vips.insert(IpAddr::Parse(ip)->ToString()).second) {
+        LOG_WARN("model", "service IP already claimed by another service; left out",
+                 {{"service", key}, {"ip", ip}});
+        continue;
+      }
+      out.add_addresses(ip);
+    }
+    std::vector<const PodObj*> selected;
+    if (svc.selector) {
+      for (size_t i = 0; i < c.workloads.size(); ++i) {
+        if (c.workloads[i].namespace_() == ns &&
+            internal::LabelSelector{*svc.selector, {}}.Matches(c.pods[i]->labels)) {
+          selected.push_back(c.pods[i]);
+        }
+      }
+    }
+    const auto slice_it = slices.find(key);
+    for (const internal::ServicePortObj& sp : svc.ports) {
+      if (sp.protocol != "TCP") continue;  // only TCP is proxied
+      pb::ServicePort* port = out.add_ports();
+      port->set_port(sp.port);
+      port->set_name(sp.name);
+      port->set_app_protocol(sp.app_protocol);
+      if (sp.target_port != 0) {
+        port->set_target_port(sp.target_port);
+      } else if (!sp.target_port_name.empty()) {
+        uint16_t resolved = 0;
+        if (slice_it != slices.end()) {
+          for (const auto& [slice_ns, s] : slice_it->second) {
+            if (auto it = s->ports.find(sp.name); it != s->ports.end()) resolved = it->second;
+          }
+        }
+        for (size_t i = 0; resolved == 0 && i < selected.size(); ++i) {
+          auto it = selected[i]->named_ports.find(sp.target_port_name);
+          if (it != selected[i]->named_ports.end()) resolved = it->second;
+        }
+        if (resolved == 0) {
+          LOG_DEBUG("model", "named targetPort not resolved; using the service port",
+                    {{"service", key}, {"targetPort", sp.target_port_name}});
+        }
+        port->set_target_port(resolved);
+      }
+    }
+    // Endpoints: uid -> ready.
+    std::map<std::string, bool> endpoints;
+    if (slice_it != slices.end()) {
+      for (const auto& [slice_ns, s] : slice_it->second) {
+        for (const internal::SliceEndpoint& e : s->endpoints) {
+          std::string uid;
+          if (!e.target_uid.empty() && by_uid.contains(e.target_uid)) {
+            uid = e.target_uid;
+          } else if (!e.target_name.empty()) {
+            auto it =
+                uid_by_name.find(Key(e.target_ns.empty() ? slice_ns : e.target_ns, e.target_name));
+            if (it != uid_by_name.end() && by_uid.contains(it->second)) uid = it->second;
+          }
+          for (size_t i = 0; uid.empty() && i < e.addresses.size(); ++i) {
+            auto ip = IpAddr::Parse(e.addresses[i]);
+            if (!ip.ok()) continue;
+            if (auto it = by_ip.find(ip->ToString()); it != by_ip.end()) {
+              uid = c.workloads[it->second].uid();
+            }
+          }
+          if (uid.empty()) continue;  // not a pod we know (yet)
+          endpoints[uid] = endpoints[uid] || e.ready;
+        }
+      }
+    } else {
+      // No endpoints controller (local mode): the selector's Running pods.
+      for (const PodObj* p : selected) {
+        if (p->phase.empty() || p->phase == "Running") endpoints[p->uid] = !p->ips.empty();
+      }
+    }
+    for (const auto& [uid, ready] : endpoints) {
+      pb::Endpoint* e = out.add_endpoints();
+      e->set_workload_uid(uid);
+      e->set_ready(ready);
+    }
+    c.services.push_back(std::move(out));
+  }
+
+  for (const auto& [key, stored] : st.Of("NetworkPolicy")) {
+    const NetPolObj& np = std::get<NetPolObj>(stored.value);
+    if (!np.ingress_isolated) continue;
+    auto [ns, name] = SplitKey(key);
+    c.netpols.push_back(TranslateNetworkPolicy(st, ns, name, np, pods));
+  }
+  return c;
+}
+
+const Common& GetCommon(State& st, const ModelOptions& opts) {
+  if (!st.common || st.common_generation != st.generation) {
+    st.common = BuildCommon(st, opts);
+    st.common_generation = st.generation;
+  }
+  return *st.common;
+}
+
+// The nodes whose view an object (in the current state of everything else) touches.
+NodeSet Affected(const State& st, const ModelOptions& opts, const std::string& kind,
+                 const std::string& key, const Parsed& value) {
+  NodeSet out;
+  if (kind == "ServiceAccount") return out;
+  if (kind == "Pod" || kind == "Namespace" || kind == "Service" || kind == "EndpointSlice") {
+    out.all = true;  // every view holds every workload and service
+    return out;
+  }
+  const std::string ns = SplitKey(key).first;
+  for (const PodRef& r : WorkloadPods(st)) {
+    bool applies = false;
+    if (const auto* ap = std::get_if<pb::AuthorizationPolicy>(&value)) {
+      applies = AuthzApplies(*ap, opts.root_namespace, r.ns, r.pod->labels);
+    } else if (const auto* pa = std::get_if<pb::PeerAuthentication>(&value)) {
+      applies = PeerAuthnApplies(*pa, opts.root_namespace, r.ns, r.pod->labels);
+    } else if (const auto* np = std::get_if<NetPolObj>(&value)) {
+      applies = np->ingress_isolated && r.ns == ns && np->pod_selector.Matches(r.pod->labels);
+    }
+    if (applies) out.nodes.insert(r.pod->node);
+  }
+  return out;
+}
+
+void Merge(NodeSet& into, const NodeSet& from) {
+  into.all = into.all || from.all;
+  into.nodes.insert(from.nodes.begin(), from.nodes.end());
+  if (into.all) into.nodes.clear();
+}
+
+std::string BestEffort(const json& object, const char* field) {
+  if (!object.is_object()) return "";
+  auto meta = object.find("metadata");
+  if (meta == object.end() || !meta->is_object()) return "";
+  auto it = meta->find(field);
+  return it != meta->end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+}  // namespace
+
+Model::Model(ModelOptions opts)
+    : opts_(std::move(opts)),
+      registry_(opts_.registry ? opts_.registry : std::make_shared<prometheus::Registry>()),
+      state_(std::make_unique<State>()) {
+  state_->rejected_total =
+      &prometheus::BuildCounter()
+           .Name("weft_cp_objects_rejected_total")
+           .Help("Objects rejected by validation (the previous version, if any, stays in force)")
+           .Register(*registry_);
+  state_->ignored_total = &prometheus::BuildCounter()
+                               .Name("weft_cp_objects_ignored_total")
+                               .Help("Objects of kinds the model does not use")
+                               .Register(*registry_);
+  state_->applied_total = &prometheus::BuildCounter()
+                               .Name("weft_cp_objects_applied_total")
+                               .Help("Accepted upserts and deletes that changed the model")
+                               .Register(*registry_);
+  state_->egress_ignored =
+      &prometheus::BuildCounter()
+           .Name("weft_cp_networkpolicy_egress_ignored_total")
+           .Help("NetworkPolicy versions with egress rules, which Weft does not enforce")
+           .Register(*registry_)
+           .Add({});
+  state_->rejected_now = &prometheus::BuildGauge()
+                              .Name("weft_cp_rejected_objects")
+                              .Help("Objects currently rejected (weftctl status lists them)")
+                              .Register(*registry_)
+                              .Add({});
+}
+
+Model::~Model() = default;
+
+absl::Status Model::Apply(const ObjectEvent& ev) {
+  NodeSet changed;
+  bool did_change = false;
+  absl::Status result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    State& st = *state_;
+    auto change = [&](const NodeSet& nodes) {
+      did_change = true;
+      Merge(changed, nodes);
+    };
+    if (ev.type == ObjectEvent::Type::kSynced) {
+      auto& seen = st.seen[{ev.source, ev.kind}];
+      auto kind_it = st.objects.find(ev.kind);
+      if (kind_it != st.objects.end()) {
+        for (auto it = kind_it->second.begin(); it != kind_it->second.end();) {
+          if (it->second.source == ev.source && !seen.contains(it->first)) {
+            change(Affected(st, opts_, ev.kind, it->first, it->second.value));
+            st.applied_total->Add({{"kind", ev.kind}}).Increment();
+            it = kind_it->second.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      for (auto it = st.rejected.begin(); it != st.rejected.end();) {
+        const RejectedObject& r = it->second;
+        if (r.kind == ev.kind && r.source == ev.source && !seen.contains(Key(r.ns, r.name))) {
+          it = st.rejected.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      seen.clear();
+      if (did_change) ++st.generation;
+    } else {
+      auto reject = [&](const std::string& kind, const std::string& ns, const std::string& name,
+                        const absl::Status& why) {
+        RejectedObject r{ev.source, kind, ns, name, std::string(why.message())};
+        st.rejected_total->Add({{"kind", kind}}).Increment();
+        LOG_WARN("model", "object rejected",
+                 {{"source", r.source},
+                  {"kind", r.kind},
+                  {"object", Key(ns, name)},
+                  {"reason", r.reason}});
+        result = absl::InvalidArgumentError(r.reason);
+        st.rejected[{kind, ns, name, ev.source}] = std::move(r);
+      };
+      auto id = internal::ParseId(ev.kind, ev.object);
+      if (!id.ok()) {
+        std::string kind = ev.kind;
+        if (kind.empty() && ev.object.is_object() && ev.object.contains("kind") &&
+            ev.object["kind"].is_string()) {
+          kind = ev.object["kind"].get<std::string>();
+        }
+        if (ev.type == ObjectEvent::Type::kUpsert) {
+          reject(kind, BestEffort(ev.object, "namespace"), BestEffort(ev.object, "name"),
+                 id.status());
+        } else {
+          result = id.status();
+        }
+      } else if (internal::FindKind(id->kind) == nullptr) {
+        st.ignored_total->Add({{"kind", id->kind}}).Increment();
+        LOG_DEBUG("model", "object of an unused kind ignored",
+                  {{"source", ev.source}, {"kind", id->kind}, {"name", id->name}});
+      } else {
+        const std::string key = Key(id->ns, id->name);
+        auto& objects = st.objects[id->kind];
+        auto existing = objects.find(key);
+        const internal::RejectKey rkey{id->kind, id->ns, id->name, ev.source};
+        if (ev.type == ObjectEvent::Type::kDelete) {
+          st.rejected.erase(rkey);
+          if (existing != objects.end() && existing->second.source == ev.source) {
+            change(Affected(st, opts_, id->kind, key, existing->second.value));
+            objects.erase(existing);
+            st.applied_total->Add({{"kind", id->kind}}).Increment();
+            ++st.generation;
+          }
+        } else {
+          st.seen[{ev.source, id->kind}].insert(key);
+          if (existing != objects.end() && existing->second.source != ev.source) {
+            reject(id->kind, id->ns, id->name,
+                   absl::InvalidArgumentError(
+                       absl::StrCat("already defined by ", existing->second.source)));
+          } else if (existing != objects.end() && existing->second.raw == ev.object) {
+            st.rejected.erase(rkey);  // the accepted version again
+          } else if (auto parsed = internal::ParseObject(*id, ev.object); !parsed.ok()) {
+            reject(id->kind, id->ns, id->name, parsed.status());
+          } else {
+            st.rejected.erase(rkey);
+            if (const auto* np = std::get_if<NetPolObj>(&*parsed); np && np->has_egress) {
+              st.egress_ignored->Increment();
+              LOG_WARN("model", "NetworkPolicy egress rules are not enforced",
+                       {{"source", ev.source}, {"policy", key}});
+            }
+            if (existing != objects.end()) {
+              change(Affected(st, opts_, id->kind, key, existing->second.value));
+            }
+            Stored stored{ev.source, ev.object, std::move(*parsed)};
+            objects.insert_or_assign(key, std::move(stored));
+            ++st.generation;  // before Affected: it must see the new state
+            change(Affected(st, opts_, id->kind, key, objects.at(key).value));
+            st.applied_total->Add({{"kind", id->kind}}).Increment();
+          }
+        }
+      }
+    }
+    st.rejected_now->Set(static_cast<double>(st.rejected.size()));
+  }
+  if (did_change) {
+    std::vector<std::function<void(const NodeSet&)>> listeners;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      listeners = listeners_;
+    }
+    for (const auto& fn : listeners) fn(changed);
+  }
+  return result;
+}
+
+ObjectSink Model::Sink() {
+  return [this](const ObjectEvent& ev) { (void)Apply(ev); };
+}
+
+pb::ConfigSnapshot Model::NodeView(std::string_view node) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  State& st = *state_;
+  const Common& c = GetCommon(st, opts_);
+  pb::ConfigSnapshot out;
+  out.set_version(std::to_string(st.generation));
+  out.set_trust_domain(opts_.trust_domain);
+  out.set_root_namespace(opts_.root_namespace);
+  out.set_outbound_traffic_policy(opts_.outbound_traffic_policy);
+  for (const pb::Workload& w : c.workloads) *out.add_workloads() = w;
+  for (const pb::Service& s : c.services) *out.add_services() = s;
+  std::vector<size_t> mine;
+  if (auto it = c.by_node.find(node); it != c.by_node.end()) mine = it->second;
+  std::set<std::string> my_uids;
+  for (size_t i : mine) my_uids.insert(c.workloads[i].uid());
+  for (const auto& [key, stored] : st.Of("AuthorizationPolicy")) {
+    const auto& ap = std::get<pb::AuthorizationPolicy>(stored.value);
+    if (std::any_of(mine.begin(), mine.end(), [&](size_t i) {
+          return AuthzApplies(ap, opts_.root_namespace, c.workloads[i].namespace_(),
+                              c.pods[i]->labels);
+        })) {
+      *out.add_authorization_policies() = ap;
+    }
+  }
+  for (const auto& [key, stored] : st.Of("PeerAuthentication")) {
+    const auto& pa = std::get<pb::PeerAuthentication>(stored.value);
+    if (std::any_of(mine.begin(), mine.end(), [&](size_t i) {
+          return PeerAuthnApplies(pa, opts_.root_namespace, c.workloads[i].namespace_(),
+                                  c.pods[i]->labels);
+        })) {
+      *out.add_peer_authentications() = pa;
+    }
+  }
+  for (const pb::NetworkPolicy& np : c.netpols) {
+    if (std::any_of(np.workload_uids().begin(), np.workload_uids().end(),
+                    [&](const std::string& uid) { return my_uids.contains(uid); })) {
+      *out.add_network_policies() = np;
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Model::IdentitiesOnNode(std::string_view node) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<std::string> ids;
+  for (const auto& [key, stored] : state_->Of("Pod")) {
+    const PodObj& p = std::get<PodObj>(stored.value);
+    if (p.node != node || p.host_network || Terminated(p)) continue;
+    ids.insert(SpiffeId{opts_.trust_domain, SplitKey(key).first, p.service_account}.ToString());
+  }
+  return {ids.begin(), ids.end()};
+}
+
+std::vector<std::string> Model::Nodes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<std::string> nodes;
+  for (const auto& [key, stored] : state_->Of("Pod")) {
+    const PodObj& p = std::get<PodObj>(stored.value);
+    if (!p.node.empty()) nodes.insert(p.node);
+  }
+  return {nodes.begin(), nodes.end()};
+}
+
+std::vector<RejectedObject> Model::Rejected() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<RejectedObject> out;
+  for (const auto& [key, r] : state_->rejected) out.push_back(r);
+  return out;
+}
+
+uint64_t Model::generation() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_->generation;
+}
+
+void Model::OnChange(std::function<void(const NodeSet&)> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listeners_.push_back(std::move(fn));
+}
+
+absl::Status ValidateObject(const std::string& kind, const json& object) {
+  WEFT_ASSIGN_OR_RETURN(internal::ObjectId id, internal::ParseId(kind, object));
+  if (internal::FindKind(id.kind) == nullptr) return absl::OkStatus();
+  return internal::ParseObject(id, object).status();
+}
+
+bool IsSupportedKind(std::string_view kind) {
+  return internal::FindKind(kind) != nullptr;
+}
+
+}  // namespace weft::cp

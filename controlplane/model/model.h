@@ -1,0 +1,149 @@
+// weftd's typed model of the cluster: fed by ObjectEvents from the sources (Kubernetes watch,
+// local manifests), validated object by object, and translated into per-node
+// weft.config.v1.ConfigSnapshot views.
+//
+// Kinds (apiVersion checked): Namespace, Pod, Service, ServiceAccount (v1), EndpointSlice
+// (discovery.k8s.io/v1), NetworkPolicy (networking.k8s.io/v1), AuthorizationPolicy and
+// PeerAuthentication (security.weft.dev/v1, Istio's spec field names). Other kinds are ignored
+// (logged, counted in weft_cp_objects_ignored_total), not rejected.
+//
+// Validation: every upsert is checked (types, required fields, CIDRs, ports, selectors,
+// actions, modes; AuthorizationPolicy/PeerAuthentication additionally through
+// ztunnel::ConfigSnapshot::FromProto, i.e. exactly the data plane's rules). A bad object is
+// rejected: it is listed in Rejected() with a reason, counted in
+// weft_cp_objects_rejected_total{kind}, and the object's last accepted version (if any) stays
+// in force; nothing else is affected. A later good version, a delete, or a kSynced that no
+// longer lists it clears the entry. An object already defined by another source is rejected
+// ("already defined by local:a.yaml").
+//
+// Enrolment: a pod is in the mesh (Workload.protocol HBONE) when its namespace has label
+// weft.dev/mesh=enabled and the pod does not have weft.dev/mesh=disabled; otherwise TCP.
+// Label changes flip it live. hostNetwork pods and Succeeded/Failed pods are not workloads.
+//
+// Workloads: uid = metadata.uid (cluster mode; the agent finds the netns from it), or
+// "<ns>/<name>" when the manifest has no uid (local mode); annotation weft.dev/netns-path goes
+// to netns_path; workload_name is the owning Deployment (ReplicaSet name minus
+// pod-template-hash) or other owner's name, else the pod name. When two pods claim one IP the
+// first by uid keeps it (the other is logged, kept without that address).
+//
+// Services: cluster IPs ("None" = headless: no address), ports with appProtocol, hostname
+// <name>.<ns>.svc.<cluster_domain>. Endpoints come from the EndpointSlices labelled
+// kubernetes.io/service-name=<svc> (ready: conditions.ready, absent = ready); a Service with a
+// selector and no EndpointSlice (local mode has no endpoints controller) gets the Running pods
+// its selector matches. Named targetPorts resolve through the EndpointSlice ports, else the
+// selected pods' container ports; unresolved ones fall back to the service port.
+//
+// NetworkPolicy: ingress only, translated into weft.config.v1.NetworkPolicy (selectors resolved
+// to workload uids and peer pod IPs; ipBlock/except kept as CIDRs). Named ports resolve against
+// the selected pods' container ports (the union when pods disagree). Egress rules are not
+// enforced: their presence is logged and counted (weft_cp_networkpolicy_egress_ignored_total).
+// A policy whose policyTypes omits Ingress is not emitted (it isolates nothing for ingress).
+//
+// Per-node view (NodeView): the node's own pods and every other workload and service (any pod
+// may address any of them), plus only the policies that apply to the node's pods:
+// AuthorizationPolicies and PeerAuthentications by Istio's scoping (root namespace without
+// selector: everywhere; namespace without selector; selector within its namespace, and for
+// AuthorizationPolicy in the root namespace mesh-wide), NetworkPolicies selecting one of the
+// node's pods. Because every view holds every workload and service, a change to a Pod,
+// Namespace, Service or EndpointSlice notifies all nodes; a policy change notifies only the
+// nodes it applied to before or applies to now.
+//
+// Thread-safe: all methods take an internal lock. Change listeners run on the thread that
+// called Apply, after the lock is released.
+#pragma once
+
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "controlplane/source/object_event.h"
+#include "weft/config/v1/config.pb.h"
+
+namespace weft::cp {
+
+struct ModelOptions {
+  std::string trust_domain = "cluster.local";
+  std::string root_namespace = "weft-system";
+  std::string cluster_domain = "cluster.local";  // for Service hostnames
+  weft::config::v1::ConfigSnapshot::OutboundTrafficPolicy outbound_traffic_policy =
+      weft::config::v1::ConfigSnapshot::ALLOW_ANY;
+  // Metrics are registered here; nullptr: the model makes its own (see registry()).
+  std::shared_ptr<prometheus::Registry> registry;
+};
+
+// One rejected object, for `weftctl status` / `weftctl validate`.
+struct RejectedObject {
+  std::string source;  // the ObjectEvent's source
+  std::string kind;
+  std::string ns;  // empty for cluster-scoped kinds
+  std::string name;
+  std::string reason;  // e.g. "spec.rules[0].from[0].source.ipBlocks[0]: bad CIDR ..."
+};
+
+// Which nodes' views may have changed.
+struct NodeSet {
+  bool all = false;             // every node (also nodes the model has no pod for)
+  std::set<std::string> nodes;  // when !all
+  bool empty() const { return !all && nodes.empty(); }
+};
+
+namespace internal {
+struct State;
+}
+
+class Model {
+ public:
+  explicit Model(ModelOptions opts = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // Applies one event. OK when accepted (or ignored: unsupported kind); InvalidArgument with
+  // the rejection reason otherwise (the same text Rejected() lists).
+  absl::Status Apply(const ObjectEvent& ev);
+  // A sink that calls Apply (for the sources).
+  ObjectSink Sink();
+
+  // The node's view as a ConfigSnapshot (version = generation()). Always passes
+  // ztunnel::ConfigSnapshot::FromProto.
+  weft::config::v1::ConfigSnapshot NodeView(std::string_view node) const;
+  // SPIFFE URIs ("spiffe://<td>/ns/<ns>/sa/<sa>") of the non-terminated pods scheduled on
+  // `node`, sorted, no duplicates: what the CA may issue to that node.
+  std::vector<std::string> IdentitiesOnNode(std::string_view node) const;
+  // Nodes that have at least one pod, sorted.
+  std::vector<std::string> Nodes() const;
+  // Currently rejected objects, sorted by kind, namespace, name, source.
+  std::vector<RejectedObject> Rejected() const;
+  // Bumped by every event that changed the model.
+  uint64_t generation() const;
+
+  // Called after each event that changed the model, with the nodes whose views may differ.
+  void OnChange(std::function<void(const NodeSet&)> fn);
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+ private:
+  ModelOptions opts_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  mutable std::mutex mu_;
+  std::unique_ptr<internal::State> state_;
+  std::vector<std::function<void(const NodeSet&)>> listeners_;
+};
+
+// The model's per-object validation without a model: parses `object` as `kind` (empty: the
+// object's own kind). OK, or InvalidArgument with the reason. Cross-object checks (duplicate
+// definitions) need a Model.
+absl::Status ValidateObject(const std::string& kind, const nlohmann::json& object);
+// True for the kinds the model uses (others are ignored, not rejected).
+bool IsSupportedKind(std::string_view kind);
+
+}  // namespace weft::cp

@@ -1,0 +1,451 @@
+#include "controlplane/model/model.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "controlplane/local/local_source.h"
+#include "ztunnel/rbac/authorizer.h"
+#include "ztunnel/state/snapshot.h"
+
+namespace weft::cp {
+namespace {
+
+namespace pb = ::weft::config::v1;
+using nlohmann::json;
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+json Yaml(std::string_view text) {
+  auto j = YamlToJson(text);
+  EXPECT_TRUE(j.ok()) << j.status();
+  return j.ok() ? *j : json();
+}
+
+ObjectEvent Upsert(const json& object, std::string source = "test") {
+  return ObjectEvent{ObjectEvent::Type::kUpsert, std::move(source), "", object};
+}
+
+ObjectEvent Delete(const json& object, std::string source = "test") {
+  return ObjectEvent{ObjectEvent::Type::kDelete, std::move(source), "", object};
+}
+
+double MetricSum(prometheus::Registry& registry, const std::string& name) {
+  double sum = 0;
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) sum += m.counter.value + m.gauge.value;
+  }
+  return sum;
+}
+
+// The view must always be acceptable to the data plane.
+std::shared_ptr<const ztunnel::ConfigSnapshot> MustBuild(const pb::ConfigSnapshot& view) {
+  auto snap = ztunnel::ConfigSnapshot::FromProto(view);
+  EXPECT_TRUE(snap.ok()) << snap.status() << "\n" << view.DebugString();
+  return snap.ok() ? *snap : ztunnel::ConfigSnapshot::Empty();
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
+}
+
+// ---- translation fixtures: testdata/translate/*.yaml = {node, objects, expect}
+
+class TranslateTest : public testing::TestWithParam<std::string> {};
+
+TEST_P(TranslateTest, NodeViewMatchesExpectation) {
+  const std::string path = std::string(WEFT_MODEL_TESTDATA) + "/translate/" + GetParam();
+  json fixture = Yaml(ReadText(path));
+  ASSERT_TRUE(fixture.is_object()) << path;
+  Model model;
+  for (const json& o : fixture["objects"]) {
+    EXPECT_TRUE(model.Apply(Upsert(o)).ok()) << o.dump();
+  }
+  EXPECT_TRUE(model.Rejected().empty()) << model.Rejected().front().reason;
+  const pb::ConfigSnapshot view = model.NodeView(fixture["node"].get<std::string>());
+  MustBuild(view);
+
+  pb::ConfigSnapshot want;
+  google::protobuf::util::JsonParseOptions opts;
+  auto st = google::protobuf::util::JsonStringToMessage(fixture["expect"].dump(), &want, opts);
+  ASSERT_TRUE(st.ok()) << st.message();
+  // Only the fields the fixture lists are compared, each in full.
+  const auto* d = pb::ConfigSnapshot::descriptor();
+  for (const auto& [key, value] : fixture["expect"].items()) {
+    const auto* field = d->FindFieldByName(key);
+    if (field == nullptr) field = d->FindFieldByLowercaseName(key);
+    if (field == nullptr) field = d->FindFieldByCamelcaseName(key);
+    ASSERT_NE(field, nullptr) << key;
+    pb::ConfigSnapshot got_part, want_part;
+    got_part.GetReflection()->SwapFields(const_cast<pb::ConfigSnapshot*>(&view), &got_part,
+                                         {field});
+    want_part.GetReflection()->SwapFields(&want, &want_part, {field});
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got_part, want_part))
+        << key << "\ngot:\n"
+        << ToJson(got_part) << "\nwant:\n"
+        << ToJson(want_part);
+  }
+}
+
+std::vector<std::string> TranslateFixtures() {
+  std::vector<std::string> out;
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(WEFT_MODEL_TESTDATA) + "/translate")) {
+    out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TranslateTest, testing::ValuesIn(TranslateFixtures()),
+                         [](const testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param.substr(0, i.param.find('.'));
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+// ---- validation fixtures: testdata/invalid.yaml = [{name, object, reason}]
+
+constexpr std::string_view kBase = R"(
+- {apiVersion: v1, kind: Namespace, metadata: {name: prod, labels: {weft.dev/mesh: enabled}}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web, namespace: prod, labels: {app: web}}
+  spec: {nodeName: node-a}
+  status: {phase: Running, podIP: 10.0.0.1}
+- apiVersion: security.weft.dev/v1
+  kind: AuthorizationPolicy
+  metadata: {name: base, namespace: prod}
+  spec: {action: DENY, rules: [{from: [{source: {ipBlocks: [192.0.2.0/24]}}]}]}
+)";
+
+void ApplyAll(Model& model, std::string_view yaml) {
+  for (const json& o : Yaml(yaml)) ASSERT_TRUE(model.Apply(Upsert(o)).ok()) << o.dump();
+}
+
+TEST(ValidationTest, EveryInvalidFixtureIsRejectedWithItsReason) {
+  json cases = Yaml(ReadText(std::string(WEFT_MODEL_TESTDATA) + "/invalid.yaml"));
+  ASSERT_TRUE(cases.is_array());
+  ASSERT_GT(cases.size(), 30u);
+  for (const json& c : cases) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    Model model;
+    ApplyAll(model, kBase);
+    const std::string before = model.NodeView("node-a").SerializeAsString();
+    const uint64_t generation = model.generation();
+    absl::Status st = model.Apply(Upsert(c["object"], "local:/etc/weft/bad.yaml"));
+    const std::string want = c["reason"].get<std::string>();
+    ASSERT_FALSE(st.ok());
+    // Reasons ending in ": " go on with a library's message (CIDR/IP parsers, protobuf JSON).
+    if (want.ends_with(": ")) {
+      EXPECT_TRUE(std::string(st.message()).starts_with(want)) << st.message();
+    } else {
+      EXPECT_EQ(st.message(), want);
+    }
+    auto rejected = model.Rejected();
+    ASSERT_EQ(rejected.size(), 1u);
+    EXPECT_EQ(rejected[0].reason, std::string(st.message()));
+    EXPECT_EQ(rejected[0].source, "local:/etc/weft/bad.yaml");
+    EXPECT_EQ(rejected[0].kind, c["object"]["kind"].get<std::string>());
+    EXPECT_EQ(MetricSum(*model.registry(), "weft_cp_objects_rejected_total"), 1);
+    EXPECT_EQ(MetricSum(*model.registry(), "weft_cp_rejected_objects"), 1);
+    // Nothing else changed.
+    EXPECT_EQ(model.generation(), generation);
+    EXPECT_EQ(model.NodeView("node-a").SerializeAsString(), before);
+  }
+}
+
+TEST(ValidationTest, ValidateObjectMatchesTheModel) {
+  EXPECT_TRUE(ValidateObject("", Yaml("{apiVersion: v1, kind: Pod, metadata: {name: a}}")).ok());
+  EXPECT_EQ(ValidateObject("", Yaml("{apiVersion: v1, kind: Pod, metadata: {name: a}, "
+                                    "status: {phase: Zombie}}"))
+                .message(),
+            "status.phase: unknown phase \"Zombie\" (want Pending, Running, Succeeded, Failed or "
+            "Unknown)");
+  // Kinds the model does not use are fine (ignored), and so say IsSupportedKind.
+  EXPECT_TRUE(
+      ValidateObject("", Yaml("{apiVersion: apps/v1, kind: Deployment, metadata: {name: a}}"))
+          .ok());
+  EXPECT_FALSE(IsSupportedKind("Deployment"));
+  EXPECT_TRUE(IsSupportedKind("NetworkPolicy"));
+}
+
+TEST(ValidationTest, BadUpdateKeepsLastGoodVersionUntilFixed) {
+  Model model;
+  ApplyAll(model, kBase);
+  json bad = Yaml(R"(
+apiVersion: security.weft.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: base, namespace: prod}
+spec: {action: DENY, rules: [{from: [{source: {ipBlocks: [not-a-cidr]}}]}]}
+)");
+  EXPECT_FALSE(model.Apply(Upsert(bad)).ok());
+  pb::ConfigSnapshot view = model.NodeView("node-a");
+  ASSERT_EQ(view.authorization_policies_size(), 1);
+  EXPECT_EQ(view.authorization_policies(0).rules(0).from(0).source().ip_blocks(0), "192.0.2.0/24");
+  ASSERT_EQ(model.Rejected().size(), 1u);
+  EXPECT_EQ(model.Rejected()[0].ns, "prod");
+  EXPECT_EQ(model.Rejected()[0].name, "base");
+
+  bad["spec"]["rules"][0]["from"][0]["source"]["ipBlocks"][0] = "198.51.100.0/24";
+  EXPECT_TRUE(model.Apply(Upsert(bad)).ok());
+  EXPECT_TRUE(model.Rejected().empty());
+  view = model.NodeView("node-a");
+  EXPECT_EQ(view.authorization_policies(0).rules(0).from(0).source().ip_blocks(0),
+            "198.51.100.0/24");
+  EXPECT_EQ(MetricSum(*model.registry(), "weft_cp_rejected_objects"), 0);
+}
+
+TEST(ValidationTest, SameObjectFromTwoSourcesIsRejected) {
+  Model model;
+  json ns = Yaml("{apiVersion: v1, kind: Namespace, metadata: {name: prod}}");
+  EXPECT_TRUE(model.Apply(Upsert(ns, "local:/a.yaml")).ok());
+  absl::Status st = model.Apply(Upsert(ns, "local:/b.yaml"));
+  EXPECT_EQ(st.message(), "already defined by local:/a.yaml");
+  // A delete from the other source does not remove it either.
+  EXPECT_TRUE(model.Apply(Delete(ns, "local:/b.yaml")).ok());
+  EXPECT_TRUE(model.Rejected().empty());
+  EXPECT_EQ(model.generation(), 1u);
+}
+
+TEST(ValidationTest, UnusedKindsAreIgnoredNotRejected) {
+  Model model;
+  EXPECT_TRUE(
+      model.Apply(Upsert(Yaml("{apiVersion: apps/v1, kind: Deployment, metadata: {name: a}}")))
+          .ok());
+  EXPECT_TRUE(model.Rejected().empty());
+  EXPECT_EQ(model.generation(), 0u);
+  EXPECT_EQ(MetricSum(*model.registry(), "weft_cp_objects_ignored_total"), 1);
+}
+
+// ---- enrolment
+
+constexpr std::string_view kPod = R"(
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: prod, uid: u-web, labels: {app: web}}
+spec: {nodeName: node-a, serviceAccountName: web}
+status: {phase: Running, podIP: 10.0.0.1}
+)";
+
+pb::Workload::Protocol ProtocolOf(const Model& model) {
+  pb::ConfigSnapshot view = model.NodeView("node-a");
+  EXPECT_EQ(view.workloads_size(), 1);
+  return view.workloads_size() == 1 ? view.workloads(0).protocol()
+                                    : pb::Workload::PROTOCOL_UNSPECIFIED;
+}
+
+TEST(EnrolmentTest, NamespaceAndPodLabelsFlipProtocolLive) {
+  Model model;
+  std::vector<NodeSet> notified;
+  model.OnChange([&](const NodeSet& n) { notified.push_back(n); });
+  json pod = Yaml(kPod);
+  json ns = Yaml("{apiVersion: v1, kind: Namespace, metadata: {name: prod}}");
+  ASSERT_TRUE(model.Apply(Upsert(pod)).ok());
+  EXPECT_EQ(ProtocolOf(model), pb::Workload::TCP) << "namespace not known: not enrolled";
+  ASSERT_TRUE(model.Apply(Upsert(ns)).ok());
+  EXPECT_EQ(ProtocolOf(model), pb::Workload::TCP) << "namespace without the label";
+
+  ns["metadata"]["labels"]["weft.dev/mesh"] = "enabled";
+  ASSERT_TRUE(model.Apply(Upsert(ns)).ok());
+  EXPECT_EQ(ProtocolOf(model), pb::Workload::HBONE);
+  ASSERT_FALSE(notified.empty());
+  EXPECT_TRUE(notified.back().all) << "every view holds every workload";
+
+  pod["metadata"]["labels"]["weft.dev/mesh"] = "disabled";
+  ASSERT_TRUE(model.Apply(Upsert(pod)).ok());
+  EXPECT_EQ(ProtocolOf(model), pb::Workload::TCP) << "pod opted out";
+
+  pod["metadata"]["labels"].erase("weft.dev/mesh");
+  ASSERT_TRUE(model.Apply(Upsert(pod)).ok());
+  EXPECT_EQ(ProtocolOf(model), pb::Workload::HBONE);
+
+  ns["metadata"]["labels"]["weft.dev/mesh"] = "disabled";
+  ASSERT_TRUE(model.Apply(Upsert(ns)).ok());
+  EXPECT_EQ(ProtocolOf(model), pb::Workload::TCP);
+
+  ASSERT_TRUE(model.Apply(Delete(ns)).ok());
+  EXPECT_EQ(ProtocolOf(model), pb::Workload::TCP);
+  EXPECT_EQ(notified.size(), 7u);
+}
+
+// ---- per-node views, notifications, identities
+
+constexpr std::string_view kTwoNodes = R"(
+- {apiVersion: v1, kind: Namespace, metadata: {name: prod, labels: {weft.dev/mesh: enabled}}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web, namespace: prod, uid: u-web, labels: {app: web}}
+  spec: {nodeName: node-a, serviceAccountName: web}
+  status: {phase: Running, podIP: 10.0.0.1}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: db, namespace: prod, uid: u-db, labels: {app: db}}
+  spec:
+    nodeName: node-b
+    serviceAccountName: db
+    containers: [{name: pg, ports: [{name: pg, containerPort: 5432}]}]
+  status: {phase: Running, podIP: 10.0.0.2}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: batch, namespace: jobs, uid: u-batch}
+  spec: {nodeName: node-b, serviceAccountName: runner}
+  status: {phase: Running, podIP: 10.0.0.3}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: done, namespace: jobs, uid: u-done}
+  spec: {nodeName: node-a, serviceAccountName: finished}
+  status: {phase: Succeeded}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: host, namespace: kube-system, uid: u-host}
+  spec: {nodeName: node-a, hostNetwork: true, serviceAccountName: agent}
+  status: {phase: Running, podIP: 192.168.1.10}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: db, namespace: prod}
+  spec: {clusterIP: 10.96.0.2, selector: {app: db}, ports: [{port: 5432}]}
+)";
+
+TEST(NodeViewTest, AllWorkloadsAndServicesOwnPolicies) {
+  Model model;
+  ApplyAll(model, kTwoNodes);
+  for (const char* node : {"node-a", "node-b", "node-without-pods"}) {
+    pb::ConfigSnapshot view = model.NodeView(node);
+    MustBuild(view);
+    EXPECT_EQ(view.workloads_size(), 3) << node << ": hostNetwork and Succeeded pods are left out";
+    EXPECT_EQ(view.services_size(), 1);
+  }
+  EXPECT_EQ(model.Nodes(), (std::vector<std::string>{"node-a", "node-b"}));
+  EXPECT_EQ(model.IdentitiesOnNode("node-a"),
+            (std::vector<std::string>{"spiffe://cluster.local/ns/prod/sa/web"}));
+  EXPECT_EQ(model.IdentitiesOnNode("node-b"),
+            (std::vector<std::string>{"spiffe://cluster.local/ns/jobs/sa/runner",
+                                      "spiffe://cluster.local/ns/prod/sa/db"}));
+  EXPECT_TRUE(model.IdentitiesOnNode("node-c").empty());
+}
+
+TEST(NodeViewTest, PolicyChangesNotifyOnlyTheNodesTheyApplyTo) {
+  Model model;
+  ApplyAll(model, kTwoNodes);
+  std::vector<NodeSet> notified;
+  model.OnChange([&](const NodeSet& n) { notified.push_back(n); });
+  json ap = Yaml(R"(
+apiVersion: security.weft.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: db, namespace: prod}
+spec: {selector: {matchLabels: {app: db}}, rules: [{from: [{source: {namespaces: [prod]}}]}]}
+)");
+  ASSERT_TRUE(model.Apply(Upsert(ap)).ok());
+  ASSERT_EQ(notified.size(), 1u);
+  EXPECT_FALSE(notified[0].all);
+  EXPECT_EQ(notified[0].nodes, (std::set<std::string>{"node-b"}));
+  EXPECT_EQ(model.NodeView("node-a").authorization_policies_size(), 0);
+  EXPECT_EQ(model.NodeView("node-b").authorization_policies_size(), 1);
+
+  ap["spec"]["selector"]["matchLabels"]["app"] = "web";  // moves from node-b to node-a
+  ASSERT_TRUE(model.Apply(Upsert(ap)).ok());
+  EXPECT_EQ(notified.back().nodes, (std::set<std::string>{"node-a", "node-b"}));
+  EXPECT_EQ(model.NodeView("node-a").authorization_policies_size(), 1);
+  EXPECT_EQ(model.NodeView("node-b").authorization_policies_size(), 0);
+
+  ASSERT_TRUE(model.Apply(Upsert(ap)).ok());  // unchanged re-delivery: no notification
+  EXPECT_EQ(notified.size(), 2u);
+
+  ASSERT_TRUE(model.Apply(Delete(ap)).ok());
+  EXPECT_EQ(notified.back().nodes, (std::set<std::string>{"node-a"}));
+
+  // A namespace-wide PeerAuthentication in jobs reaches node-b only; a ServiceAccount nobody.
+  ASSERT_TRUE(model
+                  .Apply(Upsert(Yaml("{apiVersion: security.weft.dev/v1, kind: "
+                                     "PeerAuthentication, metadata: {name: s, namespace: jobs}, "
+                                     "spec: {mtls: {mode: STRICT}}}")))
+                  .ok());
+  EXPECT_EQ(notified.back().nodes, (std::set<std::string>{"node-b"}));
+  ASSERT_TRUE(
+      model.Apply(Upsert(Yaml("{apiVersion: v1, kind: ServiceAccount, metadata: {name: s}}")))
+          .ok());
+  EXPECT_TRUE(notified.back().empty());
+}
+
+TEST(NodeViewTest, SyncedDeletesWhatTheSourceNoLongerHas) {
+  Model model;
+  ApplyAll(model, kTwoNodes);  // source "test"
+  const ObjectEvent synced{ObjectEvent::Type::kSynced, "test", "Pod", json()};
+  ASSERT_TRUE(model.Apply(synced).ok());  // the first list: everything stays
+  EXPECT_EQ(model.NodeView("node-a").workloads_size(), 3);
+  json web = Yaml(kTwoNodes)[1];
+  ASSERT_TRUE(model.Apply(Upsert(web)).ok());  // only web re-listed since the last sync
+  ASSERT_TRUE(model.Apply(synced).ok());       // a relist that only had web
+  pb::ConfigSnapshot view = model.NodeView("node-a");
+  ASSERT_EQ(view.workloads_size(), 1);
+  EXPECT_EQ(view.workloads(0).uid(), "u-web");
+  EXPECT_EQ(view.services_size(), 1) << "other kinds untouched";
+  EXPECT_EQ(view.services(0).endpoints_size(), 0) << "db pod is gone";
+}
+
+// ---- NetworkPolicy: translated by the model, enforced by the data plane
+
+TEST(NetworkPolicyTest, TranslatedRulesBiteOnTheRequestedPort) {
+  Model model;
+  ApplyAll(model, kTwoNodes);
+  ASSERT_TRUE(model
+                  .Apply(Upsert(Yaml(R"(
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: prod}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: pg}]
+  egress: [{}]
+)")))
+                  .ok());
+  EXPECT_EQ(MetricSum(*model.registry(), "weft_cp_networkpolicy_egress_ignored_total"), 1);
+  EXPECT_EQ(model.NodeView("node-a").network_policies_size(), 0) << "no selected pod on node-a";
+  auto snap = MustBuild(model.NodeView("node-b"));
+  ASSERT_EQ(snap->network_policies().size(), 1u);
+  const ztunnel::Workload* db = snap->FindWorkloadByUid("u-db");
+  ASSERT_NE(db, nullptr);
+  auto conn = [](const char* src, uint16_t port) {
+    ztunnel::ConnectionInfo c;
+    c.src_identity = SpiffeId{"cluster.local", "prod", "web"};
+    c.src_ip = *IpAddr::Parse(src);
+    c.dst = SockAddr{*IpAddr::Parse("10.0.0.2"), port};
+    return c;
+  };
+  EXPECT_TRUE(ztunnel::Authorize(*snap, *db, conn("10.0.0.1", 5432)).allowed);
+  auto wrong_port = ztunnel::Authorize(*snap, *db, conn("10.0.0.1", 22));
+  EXPECT_FALSE(wrong_port.allowed);
+  EXPECT_EQ(wrong_port.policy, "prod/db");
+  EXPECT_FALSE(ztunnel::Authorize(*snap, *db, conn("10.0.0.3", 5432)).allowed) << "batch pod";
+
+  // Relabelling the batch pod as web admits it: pod changes reach every node.
+  json batch = Yaml(kTwoNodes)[3];
+  batch["metadata"]["namespace"] = "prod";
+  batch["metadata"]["labels"] = {{"app", "web"}};
+  ASSERT_TRUE(model.Apply(Delete(Yaml(kTwoNodes)[3])).ok());
+  ASSERT_TRUE(model.Apply(Upsert(batch)).ok());
+  snap = MustBuild(model.NodeView("node-b"));
+  db = snap->FindWorkloadByUid("u-db");
+  ASSERT_NE(db, nullptr);
+  EXPECT_TRUE(ztunnel::Authorize(*snap, *db, conn("10.0.0.3", 5432)).allowed);
+}
+
+}  // namespace
+}  // namespace weft::cp
