@@ -1,0 +1,380 @@
+#include "controlplane/local/local_source.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "yaml-cpp/yaml.h"
+
+namespace weft::cp {
+namespace {
+
+using nlohmann::json;
+
+constexpr auto kDebounce = std::chrono::milliseconds(50);
+constexpr size_t kMaxValues = 2'000'000;  // after alias expansion
+
+absl::Status ErrnoError(int err, std::string_view what) {
+  return absl::Status(absl::ErrnoToStatusCode(err),
+                      absl::StrCat(Av(what), ": ", std::strerror(err)));
+}
+
+absl::Status AtLine(const YAML::Mark& m, std::string_view msg) {
+  return absl::InvalidArgumentError(absl::StrCat("line ", m.line + 1, ": ", Av(msg)));
+}
+
+// YAML core schema typing of plain scalars; quoted scalars (tag "!") stay strings.
+json Scalar(const YAML::Node& n) {
+  const std::string& s = n.Scalar();
+  if (n.Tag() == "!") return json(s);
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return json(nullptr);
+  if (s == "true" || s == "True" || s == "TRUE") return json(true);
+  if (s == "false" || s == "False" || s == "FALSE") return json(false);
+  static const std::regex kInt("[-+]?[0-9]+");
+  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+  if (std::regex_match(s, kInt)) {
+    int64_t i;
+    if (absl::SimpleAtoi(s, &i)) return json(i);
+  }
+  if (std::regex_match(s, kFloat)) {
+    double d;
+    if (absl::SimpleAtod(s, &d)) return json(d);
+  }
+  return json(s);
+}
+
+absl::StatusOr<json> ToJson(const YAML::Node& n, size_t& budget) {
+  if (budget-- == 0) {
+    return AtLine(n.Mark(),
+                  absl::StrCat("more than ", kMaxValues, " values once YAML aliases are expanded"));
+  }
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return json(nullptr);
+    case YAML::NodeType::Scalar:
+      return Scalar(n);
+    case YAML::NodeType::Sequence: {
+      json out = json::array();
+      for (const YAML::Node& item : n) {
+        WEFT_ASSIGN_OR_RETURN(json v, ToJson(item, budget));
+        out.push_back(std::move(v));
+      }
+      return out;
+    }
+    case YAML::NodeType::Map: {
+      json out = json::object();
+      for (const auto& kv : n) {
+        if (!kv.first.IsScalar()) return AtLine(kv.first.Mark(), "mapping keys must be scalars");
+        const std::string key = kv.first.Scalar();
+        if (out.contains(key)) {
+          return AtLine(kv.first.Mark(), absl::StrCat("duplicate key \"", key, "\""));
+        }
+        WEFT_ASSIGN_OR_RETURN(json v, ToJson(kv.second, budget));
+        out[key] = std::move(v);
+      }
+      return out;
+    }
+  }
+  return json(nullptr);
+}
+
+std::string Describe(const json& j) {
+  if (j.is_array()) return "a list";
+  if (j.is_object()) return "a mapping";
+  if (j.is_string()) return absl::StrCat("the string ", j.dump());
+  return j.dump();
+}
+
+absl::Status CheckObject(const json& o, std::string_view where) {
+  if (!o.is_object() || !o.contains("kind") || !o["kind"].is_string() || !o.contains("metadata") ||
+      !o["metadata"].is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Av(where), ": expected a mapping with apiVersion, kind and metadata, got ",
+        o.is_object() ? "a mapping without a string kind or a metadata mapping" : Describe(o)));
+  }
+  return absl::OkStatus();
+}
+
+std::string ObjectKey(const json& o) {
+  const json& meta = o["metadata"];
+  auto str = [&](const char* k) {
+    return meta.contains(k) && meta[k].is_string() ? meta[k].get<std::string>() : std::string();
+  };
+  return absl::StrCat(o["kind"].get<std::string>(), "/", str("namespace"), "/", str("name"));
+}
+
+bool IsManifest(const std::string& name) {
+  if (name.starts_with(".")) return false;  // editor swap files, ConfigMap ..data internals
+  return name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return ErrnoError(errno, absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<json>> ParseManifests(std::string_view text) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1, ": ", e.msg));
+  }
+  std::vector<json> out;
+  size_t budget = kMaxValues;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (docs[i].IsNull()) continue;  // empty document (e.g. a trailing ---)
+    const std::string where =
+        absl::StrCat("document ", i + 1, " (line ", docs[i].Mark().line + 1, ")");
+    absl::StatusOr<json> doc;
+    try {
+      doc = ToJson(docs[i], budget);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));
+    }
+    if (!doc.ok()) return doc.status();
+    if (doc->is_object() && doc->value("kind", json()) == "List") {
+      const json items = doc->value("items", json::array());
+      if (!items.is_array()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": List items must be a list"));
+      }
+      for (size_t j = 0; j < items.size(); ++j) {
+        WEFT_RETURN_IF_ERROR(CheckObject(items[j], absl::StrCat(where, " items[", j, "]")));
+        out.push_back(items[j]);
+      }
+      continue;
+    }
+    WEFT_RETURN_IF_ERROR(CheckObject(*doc, where));
+    out.push_back(*std::move(doc));
+  }
+  return out;
+}
+
+absl::StatusOr<json> YamlToJson(std::string_view text) {
+  try {
+    YAML::Node n = YAML::Load(std::string(text));
+    size_t budget = kMaxValues;
+    return ToJson(n, budget);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1, ": ", e.msg));
+  }
+}
+
+absl::StatusOr<std::vector<json>> LoadManifestFile(const std::string& path) {
+  WEFT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto objects = ParseManifests(text);
+  if (!objects.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", objects.status().message()));
+  }
+  return objects;
+}
+
+LocalSource::LocalSource(std::string dir, ObjectSink sink,
+                         std::shared_ptr<prometheus::Registry> registry)
+    : dir_(std::move(dir)),
+      sink_(std::move(sink)),
+      registry_(registry ? std::move(registry) : std::make_shared<prometheus::Registry>()) {
+  file_errors_ = &prometheus::BuildCounter()
+                      .Name("weft_cp_local_file_errors_total")
+                      .Help("Manifest file loads that failed (the file's last good state stays)")
+                      .Register(*registry_);
+  reloads_ = &prometheus::BuildCounter()
+                  .Name("weft_cp_local_file_loads_total")
+                  .Help("Manifest file loads that succeeded")
+                  .Register(*registry_)
+                  .Add({});
+}
+
+LocalSource::~LocalSource() {
+  Stop();
+}
+
+std::vector<FileError> LocalSource::Errors() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<FileError> out;
+  for (const auto& [path, err] : errors_) out.push_back({path, err});
+  return out;
+}
+
+void LocalSource::ApplyFile(const std::string& path, const std::string& content) {
+  FileState& fs = files_[path];
+  if (fs.content == content && !fs.content.empty()) return;
+  fs.content = content;
+  const std::string source = absl::StrCat("local:", path);
+  auto parsed = ParseManifests(content);
+  std::map<std::string, json> objects;
+  absl::Status err = parsed.status();
+  if (parsed.ok()) {
+    for (json& o : *parsed) {
+      std::string key = ObjectKey(o);
+      if (objects.contains(key)) {
+        err = absl::InvalidArgumentError(absl::StrCat("object ", key, " is defined twice"));
+        break;
+      }
+      objects.emplace(std::move(key), std::move(o));
+    }
+  }
+  if (!err.ok()) {
+    const std::string msg = std::string(err.message());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      errors_[path] = msg;
+    }
+    file_errors_->Add({{"file", path}}).Increment();
+    LOG_WARN("local", "manifest file rejected; its last good state stays in force",
+             {{"path", path}, {"error", msg}});
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    errors_.erase(path);
+  }
+  reloads_->Increment();
+  for (const auto& [key, old] : fs.objects) {
+    if (objects.contains(key)) continue;
+    sink_(ObjectEvent{ObjectEvent::Type::kDelete, source, old["kind"].get<std::string>(), old});
+  }
+  for (const auto& [key, o] : objects) {
+    auto it = fs.objects.find(key);
+    if (it != fs.objects.end() && it->second == o) continue;
+    sink_(ObjectEvent{ObjectEvent::Type::kUpsert, source, o["kind"].get<std::string>(), o});
+  }
+  LOG_INFO("local", "manifest file loaded", {{"path", path}, {"objects", objects.size()}});
+  fs.objects = std::move(objects);
+}
+
+void LocalSource::RemoveFile(const std::string& path) {
+  auto it = files_.find(path);
+  if (it == files_.end()) return;
+  const std::string source = absl::StrCat("local:", path);
+  for (const auto& [key, old] : it->second.objects) {
+    sink_(ObjectEvent{ObjectEvent::Type::kDelete, source, old["kind"].get<std::string>(), old});
+  }
+  files_.erase(it);
+  std::lock_guard<std::mutex> lock(mu_);
+  errors_.erase(path);
+  LOG_INFO("local", "manifest file removed; its objects are deleted", {{"path", path}});
+}
+
+absl::Status LocalSource::Rescan() {
+  std::lock_guard<std::mutex> rescan(rescan_mu_);
+  DIR* d = opendir(dir_.c_str());
+  if (d == nullptr) return ErrnoError(errno, absl::StrCat("cannot read directory ", dir_));
+  std::set<std::string> present;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (!IsManifest(name)) continue;
+    const std::string path = absl::StrCat(dir_, "/", name);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    present.insert(path);
+  }
+  closedir(d);
+  std::vector<std::string> gone;
+  for (const auto& [path, fs] : files_) {
+    if (!present.contains(path)) gone.push_back(path);
+  }
+  for (const std::string& path : gone) RemoveFile(path);
+  for (const std::string& path : present) {
+    auto text = ReadFile(path);
+    if (!text.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      errors_[path] = std::string(text.status().message());
+      continue;
+    }
+    ApplyFile(path, *text);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalSource::Start() {
+  if (thread_.joinable()) return absl::FailedPreconditionError("local source already started");
+  UniqueFd in(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!in) return ErrnoError(errno, "inotify_init1");
+  if (inotify_add_watch(in.get(), dir_.c_str(),
+                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE) < 0) {
+    return ErrnoError(errno, absl::StrCat("cannot watch manifest directory ", dir_));
+  }
+  UniqueFd ev(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!ev) return ErrnoError(errno, "eventfd");
+  WEFT_RETURN_IF_ERROR(Rescan());
+  inotify_ = std::move(in);
+  stop_event_ = std::move(ev);
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void LocalSource::Stop() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  ssize_t n = write(stop_event_.get(), &one, sizeof one);
+  (void)n;
+  thread_.join();
+  inotify_.reset();
+  stop_event_.reset();
+}
+
+void LocalSource::Run() {
+  using Clock = std::chrono::steady_clock;
+  bool pending = false;
+  Clock::time_point rescan_at{};
+  alignas(inotify_event) char buf[16 * (sizeof(inotify_event) + NAME_MAX + 1)];
+  for (;;) {
+    int timeout = -1;
+    if (pending) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(rescan_at - Clock::now());
+      timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
+    }
+    pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}};
+    int r = poll(fds, 2, timeout);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      LOG_ERROR("local", "manifest watcher stopped", {{"error", std::strerror(errno)}});
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    if (fds[0].revents & POLLIN) {
+      for (;;) {
+        ssize_t len = read(inotify_.get(), buf, sizeof buf);
+        if (len <= 0) break;
+        // Any change in the directory: rescan after the burst (editors write, rename, chmod).
+        pending = true;
+        rescan_at = Clock::now() + kDebounce;
+      }
+    }
+    if (pending && Clock::now() >= rescan_at) {
+      pending = false;
+      if (absl::Status st = Rescan(); !st.ok()) {
+        LOG_WARN("local", "manifest directory rescan failed",
+                 {{"error", std::string(st.message())}});
+      }
+    }
+  }
+}
+
+}  // namespace weft::cp

@@ -1,0 +1,212 @@
+#include "controlplane/local/local_source.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+namespace weft::cp {
+namespace {
+
+using nlohmann::json;
+
+TEST(ParseManifestsTest, MultiDocumentListsAndTyping) {
+  auto objs = ParseManifests(R"(---
+apiVersion: v1
+kind: Service
+metadata: {name: a, labels: {version: "1"}}
+spec: {ports: [{port: 80, name: "80"}], enabled: true, none: ~}
+---
+---
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Namespace, metadata: {name: prod}}
+- {apiVersion: v1, kind: Namespace, metadata: {name: dev}}
+)");
+  ASSERT_TRUE(objs.ok()) << objs.status();
+  ASSERT_EQ(objs->size(), 3u);
+  const json& svc = (*objs)[0];
+  EXPECT_EQ(svc["spec"]["ports"][0]["port"], json(80));
+  EXPECT_EQ(svc["spec"]["ports"][0]["name"], json("80")) << "quoted stays a string";
+  EXPECT_EQ(svc["metadata"]["labels"]["version"], json("1"));
+  EXPECT_EQ(svc["spec"]["enabled"], json(true));
+  EXPECT_TRUE(svc["spec"]["none"].is_null());
+  EXPECT_EQ((*objs)[2]["metadata"]["name"], json("dev"));
+}
+
+TEST(ParseManifestsTest, JsonFiles) {
+  auto objs = ParseManifests(R"({"apiVersion": "v1", "kind": "Namespace",
+                                 "metadata": {"name": "prod", "labels": {"a": "b"}}})");
+  ASSERT_TRUE(objs.ok()) << objs.status();
+  EXPECT_EQ((*objs)[0]["metadata"]["labels"]["a"], json("b"));
+}
+
+TEST(ParseManifestsTest, ErrorsNameTheLine) {
+  EXPECT_EQ(ParseManifests("kind: Pod\nmetadata: {name: a}\nkind: Pod\n").status().message(),
+            "line 3: duplicate key \"kind\"");
+  EXPECT_TRUE(std::string(ParseManifests("kind: Pod\nmetadata: [a\n").status().message())
+                  .starts_with("YAML syntax error at line "));
+  EXPECT_EQ(ParseManifests("kind: Pod\n---\n- a\n- b\n").status().message(),
+            "document 1 (line 1): expected a mapping with apiVersion, kind and metadata, got a "
+            "mapping without a string kind or a metadata mapping");
+  EXPECT_EQ(ParseManifests("---\n- a\n").status().message(),
+            "document 1 (line 2): expected a mapping with apiVersion, kind and metadata, got a "
+            "list");
+  EXPECT_TRUE(ParseManifests("").ok());
+}
+
+// ---- the directory source, against a real directory and inotify
+
+class Dir {
+ public:
+  Dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "weft-local-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~Dir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  // Written to a temporary name and renamed, as editors and kubectl-style tools do.
+  void Write(const std::string& name, const std::string& text) const {
+    const std::string tmp = path_ + "/.tmp-" + name;
+    std::ofstream(tmp) << text;
+    std::filesystem::rename(tmp, path_ + "/" + name);
+  }
+  void Remove(const std::string& name) const { std::filesystem::remove(path_ + "/" + name); }
+
+ private:
+  std::string path_;
+};
+
+// Collects what the source emits: the current objects by "kind/ns/name".
+class Collector {
+ public:
+  ObjectSink Sink() {
+    return [this](const ObjectEvent& ev) {
+      std::lock_guard<std::mutex> lock(mu_);
+      const json& m = ev.object["metadata"];
+      std::string key = ev.kind + "/" + m.value("namespace", "") + "/" + m.value("name", "");
+      if (ev.type == ObjectEvent::Type::kDelete) {
+        objects_.erase(key);
+      } else {
+        objects_[key] = ev.object;
+      }
+      ++events_;
+      source_ = ev.source;
+    };
+  }
+  std::map<std::string, json> Objects() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return objects_;
+  }
+  int events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+  std::string source() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return source_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, json> objects_;
+  int events_ = 0;
+  std::string source_;
+};
+
+bool WaitFor(const std::function<bool()>& cond) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return cond();
+}
+
+double Counter(prometheus::Registry& r, const std::string& name) {
+  double sum = 0;
+  for (const auto& f : r.Collect()) {
+    if (f.name == name) {
+      for (const auto& m : f.metric) sum += m.counter.value;
+    }
+  }
+  return sum;
+}
+
+constexpr std::string_view kTwo = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: prod}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: dev}
+)";
+
+TEST(LocalSourceTest, BrokenEditKeepsLastGoodStateOfThatFile) {
+  Dir dir;
+  dir.Write("a.yaml", std::string(kTwo));
+  dir.Write("b.yml", "{apiVersion: v1, kind: Namespace, metadata: {name: other}}\n");
+  dir.Write("notes.txt", "not a manifest");
+  Collector got;
+  auto registry = std::make_shared<prometheus::Registry>();
+  LocalSource src(dir.path(), got.Sink(), registry);
+  ASSERT_TRUE(src.Start().ok());
+  EXPECT_EQ(got.Objects().size(), 3u) << "loaded synchronously by Start";
+  EXPECT_TRUE(src.Errors().empty());
+
+  dir.Write("a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: [broken\n");
+  ASSERT_TRUE(WaitFor([&] { return !src.Errors().empty(); }));
+  auto errors = src.Errors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].path, dir.path() + "/a.yaml");
+  EXPECT_TRUE(errors[0].error.starts_with("YAML syntax error at line 4")) << errors[0].error;
+  EXPECT_EQ(got.Objects().size(), 3u) << "the broken file's objects stay";
+  EXPECT_EQ(Counter(*registry, "weft_cp_local_file_errors_total"), 1);
+
+  // Fixed, without dev: dev is deleted, prod untouched (not re-sent), the error clears.
+  const int events = got.events();
+  dir.Write("a.yaml", "{apiVersion: v1, kind: Namespace, metadata: {name: prod}}\n");
+  ASSERT_TRUE(WaitFor([&] { return src.Errors().empty() && got.Objects().size() == 2u; }));
+  EXPECT_TRUE(got.Objects().contains("Namespace//prod"));
+  EXPECT_TRUE(got.Objects().contains("Namespace//other"));
+  EXPECT_EQ(got.events(), events + 1) << "one delete, nothing else";
+
+  dir.Remove("b.yml");
+  ASSERT_TRUE(WaitFor([&] { return got.Objects().size() == 1u; }));
+  EXPECT_TRUE(got.Objects().contains("Namespace//prod"));
+  EXPECT_EQ(got.source(), "local:" + dir.path() + "/b.yml");
+  src.Stop();
+  src.Stop();
+}
+
+TEST(LocalSourceTest, DuplicateObjectInOneFileRejectsTheFile) {
+  Dir dir;
+  dir.Write("a.yaml", std::string(kTwo) +
+                          "---\n{apiVersion: v1, kind: Namespace, metadata: "
+                          "{name: prod}}\n");
+  Collector got;
+  LocalSource src(dir.path(), got.Sink());
+  ASSERT_TRUE(src.Start().ok());
+  EXPECT_TRUE(got.Objects().empty());
+  ASSERT_EQ(src.Errors().size(), 1u);
+  EXPECT_EQ(src.Errors()[0].error, "object Namespace//prod is defined twice");
+}
+
+TEST(LocalSourceTest, MissingDirectoryFailsStart) {
+  Collector got;
+  LocalSource src("/nonexistent/weft-manifests", got.Sink());
+  absl::Status st = src.Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(std::string(st.message()).find("/nonexistent/weft-manifests") != std::string::npos)
+      << st;
+}
+
+}  // namespace
+}  // namespace weft::cp
