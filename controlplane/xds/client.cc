@@ -1,0 +1,305 @@
+#include "controlplane/xds/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "weft/config/v1/config.grpc.pb.h"
+
+namespace weft::cp {
+namespace {
+
+namespace pb = ::weft::config::v1;
+constexpr const char* kScope = "xds-client";
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot read ", Av(what), " ", path, ": check that the file exists and is readable"));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+ConfigClient::ConfigClient(ConfigClientOptions opts, Callback on_snapshot)
+    : opts_(std::move(opts)), on_snapshot_(std::move(on_snapshot)) {
+  if (opts_.registry) {
+    auto& r = *opts_.registry;
+    m_connected_ = &prometheus::BuildGauge()
+                        .Name("weft_xds_client_connected")
+                        .Help("1 while the config stream to weftd is open")
+                        .Register(r)
+                        .Add({});
+    m_acks_ = &prometheus::BuildCounter()
+                   .Name("weft_xds_client_acks_total")
+                   .Help("Config versions from weftd accepted")
+                   .Register(r)
+                   .Add({});
+    m_nacks_ = &prometheus::BuildCounter()
+                    .Name("weft_xds_client_nacks_total")
+                    .Help("Config versions from weftd rejected (the last good one stays)")
+                    .Register(r)
+                    .Add({});
+    m_stream_errors_ = &prometheus::BuildCounter()
+                            .Name("weft_xds_client_stream_errors_total")
+                            .Help("Config streams that failed to open or ended")
+                            .Register(r)
+                            .Add({});
+  }
+}
+
+ConfigClient::~ConfigClient() {
+  Stop();
+}
+
+absl::Status ConfigClient::Start() {
+  std::lock_guard<std::mutex> lc(lifecycle_mu_);
+  if (thread_.joinable()) return absl::OkStatus();
+  if (opts_.target.empty()) {
+    return absl::InvalidArgumentError("config client: no weftd address (target) configured");
+  }
+  if (opts_.node.empty() || opts_.component.empty()) {
+    return absl::InvalidArgumentError(
+        "config client: node name and component (\"ztunnel\" or \"agent\") are required");
+  }
+  if (opts_.initial_backoff.count() <= 0 || opts_.max_backoff < opts_.initial_backoff) {
+    return absl::InvalidArgumentError("config client: want 0 < initial_backoff <= max_backoff");
+  }
+  if (!opts_.root_ca_file.empty()) {
+    WEFT_ASSIGN_OR_RETURN(std::string pem, ReadFile(opts_.root_ca_file, "weftd root CA file"));
+    if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weftd root CA file ", opts_.root_ca_file, " holds no PEM certificate"));
+    }
+  }
+  if (!opts_.bearer_token_file.empty()) {
+    WEFT_RETURN_IF_ERROR(ReadFile(opts_.bearer_token_file, "bearer token file").status());
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = false;
+  }
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void ConfigClient::Stop() {
+  std::lock_guard<std::mutex> lc(lifecycle_mu_);
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+    if (ctx_) ctx_->TryCancel();
+    cv_.notify_all();
+  }
+  thread_.join();
+}
+
+ztunnel::SnapshotPtr ConfigClient::Current() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return current_;
+}
+
+pb::ConfigSnapshot ConfigClient::CurrentProto() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return current_proto_;
+}
+
+ConfigClientStatus ConfigClient::Status() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return status_;
+}
+
+void ConfigClient::Run() {
+  std::mt19937_64 rng{std::random_device{}()};
+  int attempt = 0;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stopping_) return;
+    }
+    if (RunStream()) attempt = 0;
+    // Exponential backoff with "equal jitter": half the delay is fixed, half random, so a
+    // fleet that lost weftd together does not come back in lockstep.
+    auto delay = opts_.initial_backoff * (int64_t{1} << std::min(attempt, 20));
+    if (delay > opts_.max_backoff) delay = opts_.max_backoff;
+    std::uniform_int_distribution<int64_t> jitter(0, delay.count() / 2);
+    auto wait = std::chrono::milliseconds(delay.count() - delay.count() / 2 + jitter(rng));
+    ++attempt;
+    std::unique_lock<std::mutex> l(mu_);
+    LOG_DEBUG(kScope, "reconnecting to weftd",
+              {{"target", opts_.target}, {"in_ms", wait.count()}, {"attempt", attempt}});
+    cv_.wait_for(l, wait, [this] { return stopping_; });
+    if (stopping_) return;
+  }
+}
+
+void ConfigClient::StreamError(const std::string& err) {
+  if (m_stream_errors_) m_stream_errors_->Increment();
+  if (m_connected_) m_connected_->Set(0);
+  std::lock_guard<std::mutex> l(mu_);
+  status_.connected = false;
+  status_.last_stream_error = err;
+}
+
+bool ConfigClient::RunStream() {
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (opts_.root_ca_file.empty()) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    auto pem = ReadFile(opts_.root_ca_file, "weftd root CA file");
+    if (!pem.ok()) {
+      StreamError(std::string(pem.status().message()));
+      LOG_WARN(kScope, "cannot connect to weftd", {{"error", pem.status().message()}});
+      return false;
+    }
+    grpc::SslCredentialsOptions so;
+    so.pem_root_certs = *pem;
+    creds = grpc::SslCredentials(so);
+  }
+  std::string token = opts_.bearer_token;
+  if (!opts_.bearer_token_file.empty()) {
+    auto t = ReadFile(opts_.bearer_token_file, "bearer token file");
+    if (!t.ok()) {
+      StreamError(std::string(t.status().message()));
+      LOG_WARN(kScope, "cannot connect to weftd", {{"error", t.status().message()}});
+      return false;
+    }
+    token = std::string(absl::StripAsciiWhitespace(*t));
+  }
+
+  grpc::ChannelArguments args;
+  // A fresh channel per attempt with its own subchannel: our backoff decides when to retry, not
+  // a shared subchannel still waiting out gRPC's own (up to 120 s) reconnect backoff.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetMaxReceiveMessageSize(-1);  // a full snapshot of a large mesh exceeds the 4 MB default
+  if (!opts_.tls_server_name.empty()) args.SetSslTargetNameOverride(opts_.tls_server_name);
+  auto channel = grpc::CreateCustomChannel(opts_.target, creds, args);
+  auto stub = pb::ConfigDiscovery::NewStub(channel);
+
+  auto ctx = std::make_shared<grpc::ClientContext>();
+  if (!token.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  std::string have_version;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return false;
+    ctx_ = ctx;
+    status_.streams++;
+    have_version = status_.version;
+  }
+  auto stream = stub->Stream(ctx.get());
+  pb::ConfigRequest hello;
+  hello.set_node(opts_.node);
+  hello.set_component(opts_.component);
+  hello.set_version_acked(have_version);  // informational: what we run now
+  bool delivered = false;
+  if (stream->Write(hello)) {
+    pb::ConfigResponse resp;
+    while (stream->Read(&resp)) {
+      if (!delivered) {
+        delivered = true;
+        if (m_connected_) m_connected_->Set(1);
+        std::lock_guard<std::mutex> l(mu_);
+        status_.connected = true;
+        LOG_INFO(kScope, "config stream to weftd open",
+                 {{"target", opts_.target}, {"node", opts_.node}, {"component", opts_.component}});
+      }
+      pb::ConfigRequest reply;
+      HandleResponse(resp, &reply);
+      if (!stream->Write(reply)) break;
+    }
+  }
+  stream->WritesDone();
+  grpc::Status st = stream->Finish();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ctx_.reset();
+  }
+  std::string err = st.ok() ? "weftd closed the stream"
+                            : absl::StrCat(st.error_message(), " (gRPC code ",
+                                           static_cast<int>(st.error_code()), ")");
+  StreamError(err);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    have_version = status_.version;
+  }
+  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    LOG_ERROR(kScope, "weftd refused this node's config stream; check the node credential",
+              {{"target", opts_.target}, {"node", opts_.node}, {"error", err}});
+  } else {
+    LOG_WARN(kScope, "config stream to weftd ended; keeping the last good config",
+             {{"target", opts_.target}, {"error", err}, {"version", have_version}});
+  }
+  return delivered;
+}
+
+void ConfigClient::HandleResponse(const pb::ConfigResponse& resp, pb::ConfigRequest* reply) {
+  reply->set_nonce(resp.nonce());
+  if (resp.full_snapshot()) {
+    std::lock_guard<std::mutex> l(mu_);
+    status_.full_snapshots++;
+  }
+  // Work on a copy: a rejected version must leave the last good one untouched.
+  xds::ResourceSet next = set_;
+  absl::Status st = next.Apply(resp);
+  pb::ConfigSnapshot snap;
+  ztunnel::SnapshotPtr validated;
+  if (st.ok()) {
+    snap = next.ToSnapshot(resp.version());
+    auto v = ztunnel::ConfigSnapshot::FromProto(snap);
+    if (v.ok()) {
+      validated = *v;
+    } else {
+      st = v.status();
+    }
+  }
+  if (!st.ok()) {
+    std::string err = absl::StrCat("version ", resp.version(), ": ", st.message());
+    if (m_nacks_) m_nacks_->Increment();
+    std::string keep;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      status_.nacks++;
+      status_.last_nack_error = err;
+      keep = status_.version;
+    }
+    LOG_WARN(kScope, "rejected config from weftd (NACK); keeping the last good version",
+             {{"version", resp.version()}, {"keeping", keep}, {"error", err}});
+    reply->set_version_acked(keep);
+    reply->set_error(err);
+    return;
+  }
+  set_ = std::move(next);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    current_ = validated;
+    current_proto_ = std::move(snap);
+    status_.version = resp.version();
+    status_.acks++;
+  }
+  if (m_acks_) m_acks_->Increment();
+  LOG_DEBUG(kScope, "accepted config from weftd",
+            {{"version", resp.version()},
+             {"full", resp.full_snapshot()},
+             {"upserted", resp.upserted_size()},
+             {"removed", resp.removed_size()}});
+  if (on_snapshot_) on_snapshot_(validated);
+  reply->set_version_acked(resp.version());
+}
+
+}  // namespace weft::cp

@@ -1,0 +1,762 @@
+// The config stream end to end: a real gRPC server on 127.0.0.1 port 0 with real clients.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/testing/temp_dir.h"
+#include "common/tls.h"
+#include "controlplane/xds/client.h"
+#include "controlplane/xds/resources.h"
+#include "controlplane/xds/server.h"
+
+namespace weft::cp {
+namespace {
+
+namespace pb = ::weft::config::v1;
+using namespace std::chrono_literals;
+
+// ---- the world the view provider serves -----------------------------------------------------
+
+class World {
+ public:
+  void Set(const std::string& node, pb::ConfigSnapshot s) {
+    std::lock_guard<std::mutex> l(mu_);
+    views_[node] = std::move(s);
+  }
+  template <typename F>
+  void Edit(const std::string& node, F&& f) {
+    std::lock_guard<std::mutex> l(mu_);
+    f(views_[node]);
+  }
+  pb::ConfigSnapshot Get(const std::string& node) const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = views_.find(node);
+    return it == views_.end() ? pb::ConfigSnapshot{} : it->second;
+  }
+  int calls() const { return calls_; }
+  ViewProvider Provider() {
+    return [this](const std::string& node) {
+      ++calls_;
+      return Get(node);
+    };
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, pb::ConfigSnapshot> views_;
+  std::atomic<int> calls_{0};
+};
+
+pb::Workload MakeWorkload(const std::string& ns, const std::string& name, const std::string& ip,
+                          const std::string& node) {
+  pb::Workload w;
+  w.set_uid(absl::StrCat(ns, "/", name));
+  w.set_name(name);
+  w.set_namespace_(ns);
+  w.set_service_account("default");
+  w.set_node(node);
+  w.add_addresses(ip);
+  w.set_protocol(pb::Workload::HBONE);
+  w.set_phase("Running");
+  (*w.mutable_labels())["app"] = name;
+  return w;
+}
+
+pb::AuthorizationPolicy MakePolicy(const std::string& ns, const std::string& name,
+                                   const std::string& ip_block) {
+  pb::AuthorizationPolicy p;
+  p.set_name(name);
+  p.set_namespace_(ns);
+  p.set_action(pb::AuthorizationPolicy::ALLOW);
+  auto* rule = p.add_rules();
+  rule->add_from()->mutable_source()->add_ip_blocks(ip_block);
+  rule->add_to()->mutable_operation()->add_ports("8080");
+  return p;
+}
+
+std::string Bytes(const pb::ConfigSnapshot& s) {
+  return xds::DeterministicBytes(s);
+}
+
+// What a client must hold for `view` (version aside).
+std::string Expected(const pb::ConfigSnapshot& view) {
+  return Bytes(xds::Canonicalize(view));
+}
+
+std::string Held(const ConfigClient& c) {
+  pb::ConfigSnapshot s = c.CurrentProto();
+  s.clear_version();
+  return Bytes(s);
+}
+
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+double Metric(prometheus::Registry& r, const std::string& name,
+              const std::map<std::string, std::string>& labels = {}) {
+  for (const auto& fam : r.Collect()) {
+    if (fam.name != name) continue;
+    for (const auto& m : fam.metric) {
+      bool match = true;
+      for (const auto& [k, v] : labels) {
+        bool found = false;
+        for (const auto& lp : m.label) found |= lp.name == k && lp.value == v;
+        match &= found;
+      }
+      if (!match) continue;
+      return fam.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+    }
+  }
+  return -1;
+}
+
+// ---- a weftd stand-in: ConfigDiscoveryServer on a real gRPC server --------------------------
+
+class TestServer {
+ public:
+  TestServer(ViewProvider views, Authenticator auth, XdsServerOptions opts, int port = 0,
+             std::shared_ptr<grpc::ServerCredentials> creds = nullptr)
+      : xds_(std::move(views), std::move(auth), std::move(opts)) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort(absl::StrCat("127.0.0.1:", port),
+                       creds ? creds : grpc::InsecureServerCredentials(), &port_);
+    xds_.Register(b);
+    server_ = b.BuildAndStart();
+    EXPECT_NE(server_, nullptr);
+    EXPECT_GT(port_, 0);
+  }
+  ~TestServer() { Stop(); }
+  void Stop() {
+    if (!server_) return;
+    xds_.Shutdown();
+    server_->Shutdown();
+    server_.reset();
+  }
+  int port() const { return port_; }
+  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
+  ConfigDiscoveryServer& xds() { return xds_; }
+  prometheus::Registry& metrics() { return *xds_.registry(); }
+  std::optional<StreamStatus> StatusOf(const std::string& node, const std::string& component) {
+    for (auto& s : xds_.Status()) {
+      if (s.node == node && s.component == component) return s;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  ConfigDiscoveryServer xds_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+XdsServerOptions FastOptions() {
+  XdsServerOptions o;
+  o.debounce = 5ms;
+  o.max_delay = 50ms;
+  return o;
+}
+
+ConfigClientOptions ClientFor(const TestServer& s, const std::string& node,
+                              const std::string& component = "ztunnel") {
+  ConfigClientOptions o;
+  o.target = s.target();
+  o.node = node;
+  o.component = component;
+  o.initial_backoff = 20ms;
+  o.max_backoff = 200ms;
+  return o;
+}
+
+pb::ConfigSnapshot BaseView(const std::string& node) {
+  pb::ConfigSnapshot s;
+  s.set_trust_domain("cluster.local");
+  s.set_root_namespace("weft-system");
+  *s.add_workloads() = MakeWorkload("default", "a-" + node, "10.1.0.1", node);
+  return s;
+}
+
+// ---- tests ---------------------------------------------------------------------------------
+
+TEST(XdsStream, FullSnapshotThenDeltas) {
+  World world;
+  world.Set("n1", BaseView("n1"));
+  TestServer server(world.Provider(), nullptr, FastOptions());
+  std::vector<std::string> seen;
+  std::mutex seen_mu;
+  ConfigClient client(ClientFor(server, "n1"), [&](const ztunnel::SnapshotPtr& s) {
+    std::lock_guard<std::mutex> l(seen_mu);
+    seen.push_back(s->version());
+  });
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  EXPECT_EQ(Held(client), Expected(world.Get("n1")));
+  EXPECT_NE(client.Current()->FindWorkloadByUid("default/a-n1"), nullptr);
+
+  // Add, modify, remove: each arrives as a delta.
+  world.Edit("n1", [](pb::ConfigSnapshot& s) {
+    *s.add_workloads() = MakeWorkload("default", "b", "10.1.0.2", "n1");
+    *s.add_authorization_policies() = MakePolicy("default", "allow", "10.0.0.0/8");
+  });
+  server.xds().Notify({"n1"});
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n1")); }));
+  world.Edit("n1", [](pb::ConfigSnapshot& s) {
+    s.mutable_workloads(0)->add_addresses("10.1.0.100");
+    s.mutable_workloads()->DeleteSubrange(1, 1);
+  });
+  server.xds().Notify({"n1"});
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n1")); }));
+
+  ConfigClientStatus cs = client.Status();
+  EXPECT_TRUE(cs.connected);
+  EXPECT_EQ(cs.full_snapshots, 1u);
+  EXPECT_EQ(cs.acks, 3u);
+  EXPECT_EQ(cs.nacks, 0u);
+  EXPECT_EQ(client.Current()->version(), cs.version);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "full"}}), 1);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), 2);
+  ASSERT_TRUE(WaitFor([&] { return Metric(server.metrics(), "weft_xds_acks_total") == 3; }));
+  EXPECT_GT(Metric(server.metrics(), "weft_xds_push_bytes_total"), 0);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_connected_nodes"), 1);
+  {
+    std::lock_guard<std::mutex> l(seen_mu);
+    EXPECT_EQ(seen.size(), 3u);
+  }
+  auto st = server.StatusOf("n1", "ztunnel");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(st->connected);
+  EXPECT_EQ(st->version_sent, cs.version);
+  EXPECT_EQ(st->version_acked, cs.version);
+  EXPECT_EQ(st->acks, 3u);
+
+  // A Notify that changes nothing for the node sends nothing.
+  server.xds().Notify({"n1"});
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), 2);
+
+  client.Stop();
+  ASSERT_TRUE(WaitFor([&] { return !server.StatusOf("n1", "ztunnel")->connected; }));
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_connected_nodes"), 0);
+  EXPECT_NE(client.Current(), nullptr);  // the last good config stays after Stop
+}
+
+TEST(XdsStream, EachNodeGetsOnlyItsView) {
+  World world;
+  pb::ConfigSnapshot a = BaseView("na"), b = BaseView("nb");
+  b.mutable_workloads(0)->set_uid("default/only-b");
+  *b.add_authorization_policies() = MakePolicy("default", "b-only", "10.2.0.0/16");
+  world.Set("na", a);
+  world.Set("nb", b);
+  TestServer server(world.Provider(), nullptr, FastOptions());
+  ConfigClient ca(ClientFor(server, "na"), nullptr), cb(ClientFor(server, "nb"), nullptr);
+  ASSERT_TRUE(ca.Start().ok());
+  ASSERT_TRUE(cb.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return ca.Current() && cb.Current(); }));
+  EXPECT_EQ(Held(ca), Expected(a));
+  EXPECT_EQ(Held(cb), Expected(b));
+  EXPECT_EQ(ca.Current()->FindWorkloadByUid("default/only-b"), nullptr);
+  EXPECT_TRUE(ca.Current()->authorization_policies().empty());
+  EXPECT_EQ(cb.Current()->authorization_policies().size(), 1u);
+
+  // A change for nb only: na gets nothing new.
+  std::string va = ca.Status().version;
+  world.Edit("nb", [](pb::ConfigSnapshot& s) {
+    *s.add_workloads() = MakeWorkload("default", "b2", "10.1.0.9", "nb");
+  });
+  server.xds().Notify({"nb"});
+  ASSERT_TRUE(WaitFor([&] { return Held(cb) == Expected(world.Get("nb")); }));
+  server.xds().NotifyAll();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(ca.Status().version, va);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_connected_nodes"), 2);
+}
+
+TEST(XdsStream, ComponentStreamsOfOneNodeAreIndependent) {
+  World world;
+  world.Set("n", BaseView("n"));
+  TestServer server(world.Provider(), nullptr, FastOptions());
+  ConfigClient zt(ClientFor(server, "n", "ztunnel"), nullptr);
+  ConfigClient agent(ClientFor(server, "n", "agent"), nullptr);
+  ASSERT_TRUE(zt.Start().ok());
+  ASSERT_TRUE(agent.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return zt.Current() && agent.Current(); }));
+  agent.Stop();  // one component goes away; the other keeps streaming
+  world.Edit("n", [](pb::ConfigSnapshot& s) {
+    *s.add_workloads() = MakeWorkload("default", "x", "10.1.0.5", "n");
+  });
+  server.xds().Notify({"n"});
+  ASSERT_TRUE(WaitFor([&] { return Held(zt) == Expected(world.Get("n")); }));
+  EXPECT_NE(Held(agent), Expected(world.Get("n")));
+  ASSERT_TRUE(WaitFor([&] { return !server.StatusOf("n", "agent")->connected; }));
+  EXPECT_TRUE(server.StatusOf("n", "ztunnel")->connected);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_connected_nodes"), 1);
+  // The agent comes back and gets a full snapshot of the current view.
+  ASSERT_TRUE(agent.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return Held(agent) == Expected(world.Get("n")); }));
+  EXPECT_EQ(agent.Status().full_snapshots, 2u);
+}
+
+TEST(XdsStream, NackKeepsLastGoodAndTheNextGoodChangeArrives) {
+  World world;
+  world.Set("n", BaseView("n"));
+  TestServer server(world.Provider(), nullptr, FastOptions());
+  auto client_metrics = std::make_shared<prometheus::Registry>();
+  ConfigClientOptions co = ClientFor(server, "n");
+  co.registry = client_metrics;
+  std::atomic<int> callbacks{0};
+  ConfigClient client(co, [&](const ztunnel::SnapshotPtr&) { ++callbacks; });
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  const std::string good_version = client.Status().version;
+  const std::string good = Held(client);
+
+  // A policy with a malformed CIDR: ztunnel's validation rejects the version.
+  world.Edit("n", [](pb::ConfigSnapshot& s) {
+    *s.add_authorization_policies() = MakePolicy("default", "broken", "10.0.0.0/33");
+    *s.add_workloads() = MakeWorkload("default", "new", "10.1.0.7", "n");
+  });
+  server.xds().Notify({"n"});
+  ASSERT_TRUE(WaitFor([&] { return client.Status().nacks == 1; }));
+  ConfigClientStatus cs = client.Status();
+  EXPECT_EQ(cs.version, good_version);
+  EXPECT_NE(cs.last_nack_error.find("bad CIDR"), std::string::npos) << cs.last_nack_error;
+  EXPECT_EQ(Held(client), good);
+  EXPECT_EQ(client.Current()->FindWorkloadByUid("default/new"), nullptr);
+  EXPECT_EQ(callbacks.load(), 1);
+  EXPECT_EQ(Metric(*client_metrics, "weft_xds_client_nacks_total"), 1);
+  EXPECT_EQ(Metric(*client_metrics, "weft_xds_client_acks_total"), 1);
+
+  ASSERT_TRUE(WaitFor([&] { return Metric(server.metrics(), "weft_xds_nacks_total") == 1; }));
+  auto st = server.StatusOf("n", "ztunnel");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->version_acked, good_version);
+  EXPECT_NE(st->version_sent, good_version);
+  EXPECT_EQ(st->last_nack_version, st->version_sent);
+  EXPECT_NE(st->last_nack_error.find("bad CIDR"), std::string::npos);
+
+  // The NACKed version is not resent, even on a Notify that changes nothing.
+  server.xds().Notify({"n"});
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(server.StatusOf("n", "ztunnel")->pushes, 2u);
+  EXPECT_EQ(client.Status().nacks, 1u);
+
+  // The fix arrives as a delta against the last good (ACKed) version.
+  world.Edit("n", [](pb::ConfigSnapshot& s) {
+    s.mutable_authorization_policies(0)
+        ->mutable_rules(0)
+        ->mutable_from(0)
+        ->mutable_source()
+        ->set_ip_blocks(0, "10.0.0.0/16");
+  });
+  server.xds().Notify({"n"});
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+  cs = client.Status();
+  EXPECT_EQ(cs.full_snapshots, 1u);
+  EXPECT_EQ(cs.acks, 2u);
+  EXPECT_NE(client.Current()->FindWorkloadByUid("default/new"), nullptr);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), 2);
+}
+
+TEST(XdsStream, NackedFirstSnapshotIsFollowedByAFullSnapshot) {
+  World world;
+  pb::ConfigSnapshot bad = BaseView("n");
+  *bad.add_authorization_policies() = MakePolicy("default", "broken", "not-a-cidr");
+  world.Set("n", bad);
+  TestServer server(world.Provider(), nullptr, FastOptions());
+  ConfigClient client(ClientFor(server, "n"), nullptr);
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Status().nacks == 1; }));
+  EXPECT_EQ(client.Current(), nullptr);  // nothing good yet
+  world.Set("n", BaseView("n"));
+  server.xds().Notify({"n"});
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  EXPECT_EQ(Held(client), Expected(world.Get("n")));
+  // The server never learnt what the client holds, so the repair is a full snapshot.
+  EXPECT_EQ(client.Status().full_snapshots, 2u);
+}
+
+TEST(XdsStream, NotifyStormsAreDebounced) {
+  World world;
+  world.Set("n", BaseView("n"));
+  XdsServerOptions opts;
+  opts.debounce = 100ms;
+  opts.max_delay = 2s;
+  TestServer server(world.Provider(), nullptr, opts);
+  ConfigClient client(ClientFor(server, "n"), nullptr);
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  int calls_before = world.calls();
+  for (int i = 0; i < 50; ++i) {
+    world.Edit("n", [i](pb::ConfigSnapshot& s) {
+      *s.add_workloads() =
+          MakeWorkload("storm", absl::StrCat("w", i), absl::StrCat("10.9.0.", i + 1), "n");
+    });
+    server.xds().Notify({"n"});
+    std::this_thread::sleep_for(1ms);
+  }
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);  // pushed promptly
+  double deltas = Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}});
+  EXPECT_GE(deltas, 1);
+  // One round, or two if a sleep overran the 100 ms quiet period; a third only on a very
+  // loaded machine.
+  EXPECT_LE(deltas, 3);
+  EXPECT_LE(world.calls() - calls_before, 3);
+}
+
+TEST(XdsStream, MaxDelayBoundsTheDebounceUnderSteadyChange) {
+  World world;
+  world.Set("n", BaseView("n"));
+  XdsServerOptions opts;
+  opts.debounce = 200ms;
+  opts.max_delay = 150ms;
+  TestServer server(world.Provider(), nullptr, opts);
+  ConfigClient client(ClientFor(server, "n"), nullptr);
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  // A change every 20 ms for 1 s never leaves a 200 ms quiet period; max_delay still pushes.
+  for (int i = 0; i < 50; ++i) {
+    world.Edit("n", [i](pb::ConfigSnapshot& s) {
+      *s.add_workloads() =
+          MakeWorkload("steady", absl::StrCat("w", i), absl::StrCat("10.8.0.", i + 1), "n");
+    });
+    server.xds().Notify({"n"});
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_GE(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), 3);
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+}
+
+TEST(XdsStream, ServerRestartClientReconnectsAndGetsAFullSnapshot) {
+  World world;
+  world.Set("n", BaseView("n"));
+  auto server = std::make_unique<TestServer>(world.Provider(), nullptr, FastOptions());
+  const int port = server->port();
+  ConfigClient client(ClientFor(*server, "n"), nullptr);
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  const std::string before = Held(client);
+
+  server->Stop();
+  ASSERT_TRUE(WaitFor([&] { return !client.Status().connected; }));
+  // weftd is away: the client keeps serving its last good config and retries with backoff.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(Held(client), before);
+  ConfigClientStatus away = client.Status();
+  EXPECT_GE(away.streams, 3u);   // retried
+  EXPECT_LE(away.streams, 40u);  // but backed off (20 ms doubling, capped at 200 ms)
+  EXPECT_FALSE(away.last_stream_error.empty());
+
+  world.Edit("n", [](pb::ConfigSnapshot& s) {
+    *s.add_workloads() = MakeWorkload("default", "after-restart", "10.1.0.50", "n");
+  });
+  server.reset();
+  server = std::make_unique<TestServer>(world.Provider(), nullptr, FastOptions(), port);
+  ASSERT_EQ(server->port(), port);
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+  ConfigClientStatus cs = client.Status();
+  EXPECT_TRUE(cs.connected);
+  EXPECT_EQ(cs.full_snapshots, 2u);
+  EXPECT_EQ(Metric(server->metrics(), "weft_xds_pushes_total", {{"type", "full"}}), 1);
+}
+
+TEST(XdsStream, AuthenticatorRefusesUnknownCredentialsAndForeignNodes) {
+  World world;
+  world.Set("n1", BaseView("n1"));
+  world.Set("n2", BaseView("n2"));
+  Authenticator auth = [](const Metadata& md) -> absl::StatusOr<std::string> {
+    auto it = md.find("authorization");
+    if (it == md.end()) return absl::UnauthenticatedError("no bearer token");
+    if (it->second == "Bearer token-n1") return std::string("n1");
+    return absl::UnauthenticatedError("unknown bootstrap token");
+  };
+  TestServer server(world.Provider(), auth, FastOptions());
+
+  ConfigClientOptions good = ClientFor(server, "n1");
+  testing::TempDir dir;
+  good.bearer_token_file = dir.Write("token", "token-n1\n");
+  ConfigClient ok_client(good, nullptr);
+  ASSERT_TRUE(ok_client.Start().ok());
+
+  ConfigClientOptions foreign = ClientFor(server, "n2");
+  foreign.bearer_token = "token-n1";  // n1's credential claiming n2
+  ConfigClient foreign_client(foreign, nullptr);
+  ASSERT_TRUE(foreign_client.Start().ok());
+
+  ConfigClientOptions wrong = ClientFor(server, "n1");
+  wrong.bearer_token = "guess";
+  ConfigClient wrong_client(wrong, nullptr);
+  ASSERT_TRUE(wrong_client.Start().ok());
+
+  ConfigClient anonymous(ClientFor(server, "n1"), nullptr);
+  ASSERT_TRUE(anonymous.Start().ok());
+
+  ASSERT_TRUE(WaitFor([&] { return ok_client.Current() != nullptr; }));
+  EXPECT_EQ(Held(ok_client), Expected(world.Get("n1")));
+  ASSERT_TRUE(WaitFor([&] {
+    return foreign_client.Status().streams >= 2 && wrong_client.Status().streams >= 2 &&
+           anonymous.Status().streams >= 2;
+  }));
+  EXPECT_EQ(foreign_client.Current(), nullptr);
+  EXPECT_EQ(wrong_client.Current(), nullptr);
+  EXPECT_EQ(anonymous.Current(), nullptr);
+  EXPECT_NE(foreign_client.Status().last_stream_error.find("not to the requested node"),
+            std::string::npos)
+      << foreign_client.Status().last_stream_error;
+  EXPECT_NE(wrong_client.Status().last_stream_error.find("unknown bootstrap token"),
+            std::string::npos)
+      << wrong_client.Status().last_stream_error;
+  EXPECT_GE(Metric(server.metrics(), "weft_xds_auth_failures_total", {{"reason", "node_mismatch"}}),
+            1);
+  EXPECT_GE(
+      Metric(server.metrics(), "weft_xds_auth_failures_total", {{"reason", "unauthenticated"}}), 2);
+  EXPECT_FALSE(server.StatusOf("n2", "ztunnel").has_value());
+}
+
+TEST(XdsClient, StartRejectsBadOptions) {
+  ConfigClientOptions o;
+  o.node = "n";
+  EXPECT_FALSE(ConfigClient(o, nullptr).Start().ok());  // no target
+  o.target = "127.0.0.1:1";
+  o.root_ca_file = "/nonexistent/ca.pem";
+  auto st = ConfigClient(o, nullptr).Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("/nonexistent/ca.pem"), std::string::npos) << st;
+  testing::TempDir dir;
+  o.root_ca_file = dir.Write("ca.pem", "not a certificate");
+  EXPECT_FALSE(ConfigClient(o, nullptr).Start().ok());
+  o.root_ca_file.clear();
+  o.node.clear();
+  EXPECT_FALSE(ConfigClient(o, nullptr).Start().ok());
+}
+
+TEST(XdsClient, StartStopFromManyThreads) {
+  World world;
+  world.Set("n", BaseView("n"));
+  TestServer server(world.Provider(), nullptr, FastOptions());
+  ConfigClient client(ClientFor(server, "n"), nullptr);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        EXPECT_TRUE(client.Start().ok());
+        if (i % 3 == 0) client.Stop();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+  client.Stop();
+  client.Stop();
+}
+
+// Self-signed serving certificate for 127.0.0.1 (SAN IP and DNS "weftd.test").
+struct ServingCert {
+  std::string key_pem, cert_pem;
+};
+
+ServingCert MakeServingCert() {
+  auto key = tls::GenerateKey();
+  EXPECT_TRUE(key.ok());
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -60);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, key->get());
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("weftd.test"), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
+  for (auto [nid, val] : {std::pair{NID_subject_alt_name, "DNS:weftd.test,IP:127.0.0.1"},
+                          std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, val);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  EXPECT_GT(X509_sign(x, key->get(), EVP_sha256()), 0);
+  ServingCert out;
+  out.key_pem = *tls::KeyToPem(key->get());
+  out.cert_pem = *tls::CertToPem(x);
+  X509_free(x);
+  return out;
+}
+
+TEST(XdsClient, TlsWithARootCaFile) {
+  ServingCert cert = MakeServingCert();
+  grpc::SslServerCredentialsOptions so;
+  so.pem_key_cert_pairs.push_back({cert.key_pem, cert.cert_pem});
+  World world;
+  world.Set("n", BaseView("n"));
+  TestServer server(world.Provider(), nullptr, FastOptions(), 0, grpc::SslServerCredentials(so));
+  testing::TempDir dir;
+  ConfigClientOptions o = ClientFor(server, "n");
+  o.root_ca_file = dir.Write("ca.pem", cert.cert_pem);
+  o.tls_server_name = "weftd.test";
+  ConfigClient client(o, nullptr);
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  EXPECT_EQ(Held(client), Expected(world.Get("n")));
+
+  // A client that does not trust weftd's CA never gets config.
+  ServingCert other = MakeServingCert();
+  ConfigClientOptions untrusting = o;
+  untrusting.root_ca_file = dir.Write("other.pem", other.cert_pem);
+  ConfigClient refused(untrusting, nullptr);
+  ASSERT_TRUE(refused.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return refused.Status().streams >= 2; }));
+  EXPECT_EQ(refused.Current(), nullptr);
+}
+
+// ---- property: deltas under random change sequences end equal to a fresh snapshot -----------
+
+class RandomMesh {
+ public:
+  explicit RandomMesh(uint64_t seed) : rng_(seed) {}
+
+  // One random add/modify/remove of a workload, service or policy. Keeps the view valid
+  // (unique addresses, endpoints naming existing workloads), as weftd's model does.
+  void Step(pb::ConfigSnapshot& s) {
+    switch (Pick(9)) {
+      case 0:
+      case 1: {  // add workload
+        int id = next_id_++;
+        *s.add_workloads() =
+            MakeWorkload(Ns(), absl::StrCat("w", id),
+                         absl::StrCat("10.", 20 + id / 250, ".", id % 250, ".1"), "n");
+        break;
+      }
+      case 2:  // modify workload
+        if (s.workloads_size() > 0) {
+          auto* w = s.mutable_workloads(Pick(s.workloads_size()));
+          (*w->mutable_labels())["v"] = absl::StrCat(Pick(5));
+          w->set_phase(Pick(4) == 0 ? "Pending" : "Running");
+        }
+        break;
+      case 3:  // remove workload (and its endpoints)
+        if (s.workloads_size() > 0) {
+          int i = Pick(s.workloads_size());
+          std::string uid = s.workloads(i).uid();
+          s.mutable_workloads()->DeleteSubrange(i, 1);
+          for (auto& svc : *s.mutable_services()) {
+            auto* eps = svc.mutable_endpoints();
+            for (int e = eps->size() - 1; e >= 0; --e) {
+              if (eps->Get(e).workload_uid() == uid) eps->DeleteSubrange(e, 1);
+            }
+          }
+        }
+        break;
+      case 4: {  // add service
+        int id = next_id_++;
+        pb::Service* svc = s.add_services();
+        svc->set_namespace_(Ns());
+        svc->set_name(absl::StrCat("s", id));
+        svc->set_hostname(absl::StrCat("s", id, ".", svc->namespace_(), ".svc.cluster.local"));
+        svc->add_addresses(absl::StrCat("10.96.", id / 250, ".", id % 250));
+        auto* port = svc->add_ports();
+        port->set_port(80);
+        port->set_target_port(8080);
+        break;
+      }
+      case 5:  // modify service: endpoints follow workloads
+        if (s.services_size() > 0 && s.workloads_size() > 0) {
+          auto* svc = s.mutable_services(Pick(s.services_size()));
+          svc->clear_endpoints();
+          for (const auto& w : s.workloads()) {
+            if (Pick(3) == 0) {
+              auto* ep = svc->add_endpoints();
+              ep->set_workload_uid(w.uid());
+              ep->set_ready(Pick(2) == 0);
+            }
+          }
+        }
+        break;
+      case 6:  // remove service
+        if (s.services_size() > 0) s.mutable_services()->DeleteSubrange(Pick(s.services_size()), 1);
+        break;
+      case 7:  // add or modify policy
+        if (s.authorization_policies_size() > 0 && Pick(2) == 0) {
+          auto* p = s.mutable_authorization_policies(Pick(s.authorization_policies_size()));
+          p->set_action(Pick(2) == 0 ? pb::AuthorizationPolicy::ALLOW
+                                     : pb::AuthorizationPolicy::DENY);
+        } else {
+          *s.add_authorization_policies() = MakePolicy(Ns(), absl::StrCat("p", next_id_++),
+                                                       absl::StrCat("10.", Pick(200), ".0.0/16"));
+        }
+        break;
+      case 8:  // remove policy
+        if (s.authorization_policies_size() > 0) {
+          s.mutable_authorization_policies()->DeleteSubrange(Pick(s.authorization_policies_size()),
+                                                             1);
+        }
+        break;
+    }
+  }
+
+ private:
+  int Pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+  std::string Ns() { return Pick(2) == 0 ? "default" : "prod"; }
+  std::mt19937_64 rng_;
+  int next_id_ = 0;
+};
+
+TEST(XdsStream, PropertyDeltasUnderRandomChangesEqualAFreshSnapshot) {
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    SCOPED_TRACE(absl::StrCat("seed ", seed));
+    World world;
+    world.Set("n", BaseView("n"));
+    XdsServerOptions opts;
+    opts.debounce = 1ms;
+    opts.max_delay = 5ms;
+    TestServer server(world.Provider(), nullptr, opts);
+    ConfigClient client(ClientFor(server, "n"), nullptr);
+    ASSERT_TRUE(client.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+    RandomMesh mesh(seed);
+    std::mt19937_64 rng(seed * 7919);
+    for (int step = 0; step < 150; ++step) {
+      // Bursts of 1-5 changes, sometimes waiting for the client, sometimes racing it.
+      int burst = 1 + static_cast<int>(rng() % 5);
+      for (int i = 0; i < burst; ++i) world.Edit("n", [&](pb::ConfigSnapshot& s) { mesh.Step(s); });
+      server.xds().Notify({"n"});
+      if (rng() % 4 == 0) {
+        ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }))
+            << "step " << step;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 3));
+      }
+    }
+    ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+    ConfigClientStatus cs = client.Status();
+    EXPECT_EQ(cs.nacks, 0u);
+    EXPECT_EQ(cs.full_snapshots, 1u);
+    EXPECT_GT(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), 20);
+    // A fresh subscriber's full snapshot is byte-identical to the delta-built state.
+    ConfigClient fresh(ClientFor(server, "n", "agent"), nullptr);
+    ASSERT_TRUE(fresh.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return fresh.Current() != nullptr; }));
+    EXPECT_EQ(Held(fresh), Held(client));
+  }
+}
+
+}  // namespace
+}  // namespace weft::cp
