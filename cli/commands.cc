@@ -4,6 +4,7 @@
 
 #include "cli/demo/demo.h"
 #include "cli/dev_certs.h"
+#include "cli/validate.h"
 
 namespace weft::cli {
 
@@ -18,6 +19,8 @@ std::vector<Command>& Registry() {
       {"dev-certs", "create a development CA and workload certificates in a directory",
        &DevCertsMain},
       {"demo", "run the README tour on a local mesh of network namespaces (root)", &demo::DemoMain},
+      {"validate", "validate manifests (YAML/JSON) as weftd does; exit 1 on any rejected object",
+       &ValidateMain},
 #ifdef WEFT_CLI_CHECK
       {"check", "probe the kernel: can this node run eBPF capture? (report and decision)",
        &CheckMain},

@@ -657,7 +657,22 @@ absl::Status DataPlaneCheck(const pb::ConfigSnapshot& snap) {
   return absl::InvalidArgumentError(absl::StrCat("spec.", msg));
 }
 
+// Enum names checked before protobuf's parser, whose message does not list the valid ones.
+absl::Status CheckEnum(const json* v, std::string_view path, std::string_view what,
+                       std::initializer_list<std::string_view> valid, std::string_view want) {
+  if (v == nullptr || !v->is_string()) return absl::OkStatus();
+  const std::string& s = v->get_ref<const std::string&>();
+  for (std::string_view ok : valid) {
+    if (s == ok) return absl::OkStatus();
+  }
+  return Bad(path, absl::StrCat("unknown ", Av(what), " \"", s, "\" (want ", Av(want), ")"));
+}
+
 absl::StatusOr<Parsed> ParseAuthorizationPolicy(const ObjectId& id, const json& o) {
+  if (const json* spec = Get(o, "spec"); spec != nullptr) {
+    WEFT_RETURN_IF_ERROR(CheckEnum(Get(*spec, "action"), "spec.action", "action",
+                                   {"ALLOW", "DENY", "AUDIT", "CUSTOM"}, "ALLOW, DENY or AUDIT"));
+  }
   WEFT_ASSIGN_OR_RETURN(pb::AuthorizationPolicy ap, SpecToProto<pb::AuthorizationPolicy>(id, o));
   WEFT_ASSIGN_OR_RETURN(Labels annotations,
                         StrMap(o.at("metadata"), "annotations", "metadata", false));
@@ -677,6 +692,21 @@ absl::StatusOr<Parsed> ParseAuthorizationPolicy(const ObjectId& id, const json& 
 }
 
 absl::StatusOr<Parsed> ParsePeerAuthentication(const ObjectId& id, const json& o) {
+  if (const json* spec = Get(o, "spec"); spec != nullptr) {
+    const std::initializer_list<std::string_view> kModes = {"UNSET", "DISABLE", "PERMISSIVE",
+                                                            "STRICT"};
+    constexpr std::string_view kWant = "UNSET, DISABLE, PERMISSIVE or STRICT";
+    if (const json* mtls = Get(*spec, "mtls"); mtls != nullptr) {
+      WEFT_RETURN_IF_ERROR(CheckEnum(Get(*mtls, "mode"), "spec.mtls.mode", "mode", kModes, kWant));
+    }
+    if (const json* ports = Get(*spec, "portLevelMtls"); ports != nullptr && ports->is_object()) {
+      for (const auto& [port, m] : ports->items()) {
+        WEFT_RETURN_IF_ERROR(CheckEnum(Get(m, "mode"),
+                                       absl::StrCat("spec.portLevelMtls[", port, "].mode"), "mode",
+                                       kModes, kWant));
+      }
+    }
+  }
   WEFT_ASSIGN_OR_RETURN(pb::PeerAuthentication pa, SpecToProto<pb::PeerAuthentication>(id, o));
   pb::ConfigSnapshot snap;
   *snap.add_peer_authentications() = pa;

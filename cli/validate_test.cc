@@ -1,0 +1,134 @@
+#include "cli/validate.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.h"
+
+namespace weft::cli {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "weft-validate-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string Write(const std::string& name, const std::string& text) const {
+    std::string p = path_ + "/" + name;
+    std::ofstream(p) << text;
+    return p;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+constexpr char kGood[] = R"(apiVersion: v1
+kind: Namespace
+metadata: {name: prod, labels: {weft.dev/mesh: enabled}}
+---
+apiVersion: security.weft.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-web, namespace: prod}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/prod/sa/web]}}]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: prod}
+)";
+
+constexpr char kBad[] = R"(apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: prod}
+spec:
+  podSelector: {}
+  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}}]}]
+---
+apiVersion: security.weft.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: custom, namespace: prod}
+spec: {action: CUSTOM}
+)";
+
+int Validate(const std::vector<std::string>& args, std::string* out) {
+  std::ostringstream o, e;
+  int rc = ValidateMain(args, o, e);
+  *out = o.str() + e.str();
+  return rc;
+}
+
+TEST(ValidateTest, GoodFilesExitZero) {
+  TempDir dir;
+  std::string out;
+  EXPECT_EQ(Validate({dir.Write("good.yaml", kGood)}, &out), kExitOk) << out;
+  EXPECT_EQ(out, "1 file, 3 objects (1 of unused kinds), 0 unreadable files, 0 rejected\n");
+}
+
+TEST(ValidateTest, RejectedObjectsArePrintedWithReasonsAndExitOne) {
+  TempDir dir;
+  const std::string bad = dir.Write("bad.yaml", kBad);
+  std::string out;
+  EXPECT_EQ(Validate({dir.Write("good.yaml", kGood), bad}, &out), kExitFailure);
+  EXPECT_EQ(out, bad +
+                     ": AuthorizationPolicy prod/custom: spec.action: CUSTOM action is not "
+                     "supported (use ALLOW, DENY or AUDIT; external authorization is not "
+                     "available)\n" +
+                     bad +
+                     ": NetworkPolicy prod/db: spec.ingress[0].from[0].ipBlock.except[0]: "
+                     "\"192.168.0.0/16\" is not inside cidr \"10.0.0.0/8\"\n"
+                     "2 files, 5 objects (1 of unused kinds), 0 unreadable files, 2 rejected\n");
+}
+
+TEST(ValidateTest, UnreadableFilesAndDuplicatesAcrossFiles) {
+  TempDir dir;
+  dir.Write("a.yaml", kGood);
+  dir.Write("b.yml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n");
+  dir.Write("c.json", "{\"kind\": [}");
+  dir.Write("notes.txt", "ignored");
+  std::string out;
+  EXPECT_EQ(Validate({dir.path()}, &out), kExitFailure);
+  EXPECT_NE(out.find(dir.path() + "/b.yml: Namespace prod: already defined by " + dir.path() +
+                     "/a.yaml\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find(dir.path() + "/c.json: YAML syntax error"), std::string::npos) << out;
+  EXPECT_NE(out.find("3 files, 4 objects (1 of unused kinds), 1 unreadable file, 1 rejected\n"),
+            std::string::npos)
+      << out;
+}
+
+TEST(ValidateTest, UsageErrors) {
+  std::string out;
+  EXPECT_EQ(Validate({}, &out), kExitUsage);
+  EXPECT_EQ(Validate({"--strict"}, &out), kExitUsage);
+  EXPECT_EQ(Validate({"--help"}, &out), kExitOk);
+  EXPECT_NE(out.find("Usage: weftctl validate"), std::string::npos);
+}
+
+// The real binary, as a CI pipeline runs it: the exit status is what matters there.
+TEST(ValidateTest, WeftctlExitStatus) {
+  TempDir dir;
+  const std::string good = dir.Write("good.yaml", kGood);
+  const std::string bad = dir.Write("bad.yaml", kBad);
+  auto status = [](const std::string& cmd) {
+    int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  };
+  EXPECT_EQ(status(std::string(WEFTCTL_PATH) + " validate " + good), 0);
+  EXPECT_EQ(status(std::string(WEFTCTL_PATH) + " validate " + good + " " + bad), 1);
+  EXPECT_EQ(status(std::string(WEFTCTL_PATH) + " validate " + dir.path() + "/missing.yaml"), 1);
+  EXPECT_EQ(status(std::string(WEFTCTL_PATH) + " validate"), 2);
+}
+
+}  // namespace
+}  // namespace weft::cli
