@@ -434,6 +434,25 @@ Reply AdminServer::Impl::Route(Role role, const http::request<http::string_body>
   switch (role) {
     case Role::kAdmin:
       if (path == "/logging") return Logging(req, method, query);
+      if (auto h = opts.json_handlers.find(std::string(path)); h != opts.json_handlers.end()) {
+        if (!IsGet(req.method())) return MethodNotAllowed(method, path, "GET, HEAD");
+        std::map<std::string, std::string> params;
+        for (absl::string_view kv : absl::StrSplit(Av(query), '&', absl::SkipEmpty())) {
+          std::pair<absl::string_view, absl::string_view> p =
+              absl::StrSplit(kv, absl::MaxSplits('=', 1));
+          params[std::string(p.first)] = std::string(p.second);
+        }
+        auto body = h->second(params);
+        if (!body.ok()) {
+          return Text(
+              absl::IsNotFound(body.status()) ? http::status::not_found : http::status::bad_request,
+              absl::StrCat(body.status().message(), "\n"));
+        }
+        Reply r;
+        r.content_type = "application/json";
+        r.body = std::move(*body);
+        return r;
+      }
       if (path == "/config_dump") {
         if (!IsGet(req.method())) return MethodNotAllowed(method, path, "GET, HEAD");
         if (!opts.config_dump) {

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -36,6 +37,12 @@ struct AdminOptions {
   // Registries rendered on /metrics (ztunnel's and, e.g., the process collector).
   std::vector<std::shared_ptr<prometheus::Registry>> registries;
   std::function<std::string()> config_dump;  // JSON text
+  // Extra GET endpoints on the admin port returning JSON (e.g. weftd's "/status"). They get
+  // the query parameters (not percent-decoded); an error becomes 404 (NotFound) or 400.
+  // A handler for "/config_dump" takes precedence over config_dump.
+  std::map<std::string, std::function<absl::StatusOr<std::string>(
+                            const std::map<std::string, std::string>& params)>>
+      json_handlers;
   // Empty string: ready. Otherwise the reason it is not ready.
   std::function<std::string()> not_ready_reason;
   // Used in error hints ("is another ztunnel running ...?").

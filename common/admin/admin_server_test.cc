@@ -236,6 +236,29 @@ TEST_F(AdminServerTest, ConfigDump) {
   EXPECT_EQ(Fetch("DELETE", Url(s->admin_addr(), "/config_dump")).code, 405);
 }
 
+TEST_F(AdminServerTest, JsonHandlersGetTheirQueryAndMapErrors) {
+  AdminOptions o = Options();
+  o.json_handlers["/status"] =
+      [](const std::map<std::string, std::string>& q) -> absl::StatusOr<std::string> {
+    auto it = q.find("node");
+    if (it == q.end()) return absl::InvalidArgumentError("give ?node=NAME");
+    if (it->second == "ghost") return absl::NotFoundError("no node ghost");
+    return nlohmann::json{{"node", it->second}}.dump();
+  };
+  auto s = StartServer(std::move(o));
+  HttpResult ok = Fetch("GET", Url(s->admin_addr(), "/status?node=node-1&x=y"));
+  EXPECT_EQ(ok.code, 200);
+  EXPECT_EQ(ok.content_type, "application/json");
+  EXPECT_EQ(nlohmann::json::parse(ok.body)["node"], "node-1");
+  HttpResult bad = Fetch("GET", Url(s->admin_addr(), "/status"));
+  EXPECT_EQ(bad.code, 400);
+  EXPECT_NE(bad.body.find("give ?node=NAME"), std::string::npos) << bad.body;
+  EXPECT_EQ(Fetch("GET", Url(s->admin_addr(), "/status?node=ghost")).code, 404);
+  EXPECT_EQ(Fetch("POST", Url(s->admin_addr(), "/status?node=a")).code, 405);
+  // The plain config_dump callback still serves /config_dump.
+  EXPECT_EQ(Fetch("GET", Url(s->admin_addr(), "/config_dump")).code, 200);
+}
+
 TEST_F(AdminServerTest, ConfigDumpCallbackErrorsAreServerErrors) {
   AdminOptions o = Options();
   o.config_dump = []() -> std::string { throw std::runtime_error("snapshot unavailable"); };
