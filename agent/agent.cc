@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
+#include "controlplane/xds/client.h"
 #include "nlohmann/json.hpp"
 #include "ztunnel/capture/capture.h"
 #include "ztunnel/state/config_file.h"
@@ -131,12 +132,17 @@ std::string_view CaptureModeName(CaptureMode m) {
 }
 
 std::string Usage() {
-  return "usage: weft-agent --node NAME --config FILE --ztunnel-socket PATH\n"
+  return "usage: weft-agent --node NAME (--config FILE | --control-plane ADDR) --ztunnel-socket "
+         "PATH\n"
          "                  [--capture ebpf|iptables|auto|none] [--cgroup PATH]\n"
          "                  [--bpf-pin-dir DIR] [--metrics ADDR:PORT|off] [--once]\n"
          "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]\n"
          "  --node               this node's name; only workloads scheduled here are enrolled\n"
          "  --config             standalone config file (YAML or JSON ConfigSnapshot)\n"
+         "  --control-plane      weftd's gRPC address: the pod list comes from its stream\n"
+         "  --cp-root            mesh root certificate (PEM) for TLS to weftd\n"
+         "  --cp-token           this node's credential file for weftd\n"
+         "  --cp-server-name     name in weftd's certificate (default weftd.weft-system.svc)\n"
          "  --ztunnel-socket     ztunnel's pod handoff socket\n"
          "  --capture            how pod traffic reaches ztunnel (default auto: eBPF when the\n"
          "                       kernel probe finds every feature, else iptables; the report\n"
@@ -178,6 +184,14 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
       WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.node));
     } else if (flag == "--config") {
       WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.config_path));
+    } else if (flag == "--control-plane") {
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane));
+    } else if (flag == "--cp-root") {
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cp_root_file));
+    } else if (flag == "--cp-token") {
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cp_token_file));
+    } else if (flag == "--cp-server-name") {
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cp_server_name));
     } else if (flag == "--ztunnel-socket") {
       WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.ztunnel_socket));
     } else if (flag == "--capture") {
@@ -214,7 +228,11 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
   }
   std::vector<std::string> missing;
   if (cl.options.node.empty()) missing.push_back("--node");
-  if (cl.options.config_path.empty()) missing.push_back("--config");
+  if (cl.options.config_path.empty() && cl.options.control_plane.empty())
+    missing.push_back("--config or --control-plane");
+  if (!cl.options.config_path.empty() && !cl.options.control_plane.empty())
+    return absl::InvalidArgumentError(
+        "--config and --control-plane exclude each other: the pod list comes from one of them");
   if (cl.options.ztunnel_socket.empty()) missing.push_back("--ztunnel-socket");
   if (!missing.empty())
     return absl::InvalidArgumentError(
@@ -646,6 +664,9 @@ absl::Status Agent::ConnectAndReplay() {
 }
 
 absl::Status Agent::RunOnce() {
+  if (opts_.config_path.empty()) {
+    return absl::InvalidArgumentError("--once needs --config (a file to sync from)");
+  }
   WEFT_RETURN_IF_ERROR(Init(/*serve=*/false));
   WEFT_ASSIGN_OR_RETURN(ztunnel::SnapshotPtr snap, ztunnel::LoadConfigFile(opts_.config_path));
   current_ = snap;
@@ -659,17 +680,33 @@ absl::Status Agent::RunOnce() {
 }
 
 absl::Status Agent::Run() {
-  ztunnel::ConfigFileWatcher watcher(
-      opts_.config_path, [this](ztunnel::SnapshotPtr s) { OnConfig(std::move(s)); },
-      [this](const absl::Status& st) {
-        LOG_ERROR(kScope, "config file rejected; keeping the last good config",
-                  {{"file", opts_.config_path}, {"error", std::string(st.message())}});
-      });
+  std::unique_ptr<ztunnel::ConfigFileWatcher> watcher;
+  std::unique_ptr<cp::ConfigClient> stream;
+  if (opts_.control_plane.empty()) {
+    watcher = std::make_unique<ztunnel::ConfigFileWatcher>(
+        opts_.config_path, [this](ztunnel::SnapshotPtr s) { OnConfig(std::move(s)); },
+        [this](const absl::Status& st) {
+          LOG_ERROR(kScope, "config file rejected; keeping the last good config",
+                    {{"file", opts_.config_path}, {"error", std::string(st.message())}});
+        });
+  } else {
+    // The stream keeps the last good config while weftd is away and NACKs bad versions.
+    cp::ConfigClientOptions co;
+    co.target = opts_.control_plane;
+    co.node = opts_.node;
+    co.component = "agent";
+    co.root_ca_file = opts_.cp_root_file;
+    co.tls_server_name = opts_.cp_root_file.empty() ? "" : opts_.cp_server_name;
+    co.bearer_token_file = opts_.cp_token_file;
+    stream = std::make_unique<cp::ConfigClient>(
+        std::move(co), [this](const ztunnel::SnapshotPtr& s) { OnConfig(s); });
+  }
   WEFT_RETURN_IF_ERROR(Init(/*serve=*/true));
-  WEFT_RETURN_IF_ERROR(watcher.Start());
+  if (watcher) WEFT_RETURN_IF_ERROR(watcher->Start());
+  if (stream) WEFT_RETURN_IF_ERROR(stream->Start());
   LOG_INFO(kScope, "agent running",
            {{"node", opts_.node},
-            {"config", opts_.config_path},
+            {"config", opts_.control_plane.empty() ? opts_.config_path : opts_.control_plane},
             {"socket", opts_.ztunnel_socket},
             {"capture", std::string(CaptureModeName(mode_.load()))}});
 
@@ -744,7 +781,8 @@ absl::Status Agent::Run() {
     }
   }
 
-  watcher.Stop();
+  if (watcher) watcher->Stop();
+  if (stream) stream->Stop();
   if (opts_.uninstall_on_exit) {
     LOG_INFO(kScope, "stopping: removing capture from every pod", {{"pods", pods_.size()}});
     std::vector<std::string> uids;
