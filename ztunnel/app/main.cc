@@ -14,10 +14,15 @@ namespace {
 void Usage(FILE* f) {
   std::fprintf(
       f,
-      "usage: ztunnel --config FILE --certs DIR [options]\n"
+      "usage: ztunnel --config FILE --certs DIR [options]       (standalone)\n"
+      "       ztunnel --control-plane ADDR --node NAME [options]  (config and certs from weftd)\n"
       "  --config FILE        standalone config (weft.config.v1.ConfigSnapshot as YAML/JSON),\n"
       "                       re-read on change\n"
       "  --certs DIR          workload certificates (layout of `weftctl dev-certs`)\n"
+      "  --control-plane ADDR weftd's gRPC address (host:port): config stream and CA\n"
+      "  --cp-root FILE       mesh root certificate (PEM): TLS to weftd, checks issued chains\n"
+      "  --cp-token FILE      this node's credential for weftd (bootstrap or SA token)\n"
+      "  --cp-server-name N   name in weftd's certificate (default weftd.weft-system.svc)\n"
       "  --node NAME          this node's name\n"
       "  --inpod-socket PATH  Unix socket where weft-agent hands over pods\n"
       "  --admin ADDR         admin endpoint (default 127.0.0.1:15000)\n"
@@ -62,6 +67,14 @@ int main(int argc, char** argv) {
       o.config_file = next();
     } else if (a == "--certs") {
       o.certs_dir = next();
+    } else if (a == "--control-plane") {
+      o.control_plane = next();
+    } else if (a == "--cp-root") {
+      o.cp_root_file = next();
+    } else if (a == "--cp-token") {
+      o.cp_token_file = next();
+    } else if (a == "--cp-server-name") {
+      o.cp_server_name = next();
     } else if (a == "--node") {
       o.node = next();
     } else if (a == "--inpod-socket") {

@@ -1,6 +1,8 @@
 #include "ztunnel/app/ztunnel_app.h"
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -18,36 +20,61 @@ ZtunnelApp::~ZtunnelApp() {
 
 absl::Status ZtunnelApp::Start() {
   metrics_ = std::make_unique<Metrics>();
-  if (opts_.certs_dir.empty())
-    return absl::InvalidArgumentError("--certs DIR is required (see `weftctl dev-certs`)");
-  certs_ = std::make_unique<FileCertificateProvider>(opts_.certs_dir);
+  const bool cp = !opts_.control_plane.empty();
+  if (!opts_.certs_dir.empty()) {
+    certs_ = std::make_unique<FileCertificateProvider>(opts_.certs_dir);
+  } else if (cp) {
+    CaClientOptions co;
+    co.address = opts_.control_plane;
+    if (!opts_.cp_root_file.empty()) {
+      std::ifstream f(opts_.cp_root_file);
+      if (!f) {
+        return absl::InvalidArgumentError(absl::StrCat("--cp-root ", opts_.cp_root_file,
+                                                       ": cannot read the mesh root certificate"));
+      }
+      co.root_pem.assign(std::istreambuf_iterator<char>(f), {});
+    }
+    co.tls_server_name = opts_.cp_server_name;
+    co.node = opts_.node;
+    if (!opts_.cp_token_file.empty()) co.token = TokenFromFile(opts_.cp_token_file);
+    co.metrics = metrics_.get();
+    WEFT_ASSIGN_OR_RETURN(auto ca, CaCertificateProvider::Create(std::move(co)));
+    ca_certs_ = ca.get();
+    certs_ = std::move(ca);
+  } else {
+    return absl::InvalidArgumentError(
+        "--certs DIR (see `weftctl dev-certs`) or --control-plane ADDR is required");
+  }
   tls_ = std::make_unique<TlsContextCache>(certs_.get());
   proxy_ = std::make_unique<Proxy>(opts_.proxy, &store_, tls_.get(), metrics_.get(),
                                    orig_dst_override_ ? orig_dst_override_ : &so_orig_dst_);
 
-  if (opts_.config_file.empty())
-    return absl::InvalidArgumentError("--config FILE is required in standalone mode");
-  watcher_ = std::make_unique<ConfigFileWatcher>(
-      opts_.config_file,
-      [this](SnapshotPtr s) {
-        store_.Set(s);
-        config_loaded_ = true;
-        metrics_->ConfigLoad(true, s->version());
-        LOG_INFO("config", "config loaded",
-                 {{"file", opts_.config_file},
-                  {"version", s->version()},
-                  {"workloads", s->workloads().size()},
-                  {"services", s->services().size()},
-                  {"authorization_policies", s->authorization_policies().size()}});
-        proxy_->Reevaluate(s);
-      },
-      [this](const absl::Status& st) {
-        metrics_->ConfigLoad(false, "");
-        metrics_->BadInput("config", "invalid_config");
-        LOG_ERROR("config", "config file rejected; the last good config stays in force",
-                  {{"file", opts_.config_file}, {"error", st.ToString()}});
-      });
-  WEFT_RETURN_IF_ERROR(watcher_->Start());
+  if (!opts_.config_file.empty()) {
+    watcher_ = std::make_unique<ConfigFileWatcher>(
+        opts_.config_file, [this](SnapshotPtr s) { OnConfig(std::move(s)); },
+        [this](const absl::Status& st) {
+          metrics_->ConfigLoad(false, "");
+          metrics_->BadInput("config", "invalid_config");
+          LOG_ERROR("config", "config file rejected; the last good config stays in force",
+                    {{"file", opts_.config_file}, {"error", st.ToString()}});
+        });
+    WEFT_RETURN_IF_ERROR(watcher_->Start());
+  } else if (cp) {
+    weft::cp::ConfigClientOptions co;
+    co.target = opts_.control_plane;
+    co.node = opts_.node;
+    co.component = "ztunnel";
+    co.root_ca_file = opts_.cp_root_file;
+    co.tls_server_name = opts_.cp_root_file.empty() ? "" : opts_.cp_server_name;
+    co.bearer_token_file = opts_.cp_token_file;
+    co.registry = metrics_->registry();
+    cp_config_ = std::make_unique<weft::cp::ConfigClient>(
+        std::move(co), [this](const SnapshotPtr& s) { OnConfig(s); });
+    WEFT_RETURN_IF_ERROR(cp_config_->Start());
+  } else {
+    return absl::InvalidArgumentError(
+        "--config FILE (standalone mode) or --control-plane ADDR is required");
+  }
 
   AdminOptions ao;
   ao.admin_addr = opts_.admin_addr;
@@ -71,6 +98,7 @@ absl::Status ZtunnelApp::Start() {
     handoff_ = std::make_unique<HandoffServer>(opts_.inpod_socket, std::move(cb));
     WEFT_RETURN_IF_ERROR(handoff_->Start());
   }
+  if (ca_certs_) ca_certs_->Start();
   started_ = true;
   cert_thread_ = std::thread([this] { CertLoop(); });
   LOG_INFO("ztunnel", "ztunnel started",
@@ -112,6 +140,19 @@ absl::Status ZtunnelApp::AddPod(const weft::inpod::v1::AddWorkload& add, UniqueF
   return proxy_->AddPod(add.uid(), std::move(netns), o);
 }
 
+void ZtunnelApp::OnConfig(SnapshotPtr s) {
+  store_.Set(s);
+  config_loaded_ = true;
+  metrics_->ConfigLoad(true, s->version());
+  LOG_INFO("config", "config loaded",
+           {{"source", opts_.config_file.empty() ? opts_.control_plane : opts_.config_file},
+            {"version", s->version()},
+            {"workloads", s->workloads().size()},
+            {"services", s->services().size()},
+            {"authorization_policies", s->authorization_policies().size()}});
+  proxy_->Reevaluate(s);
+}
+
 void ZtunnelApp::Stop() {
   {
     std::lock_guard<std::mutex> lock(cert_mu_);
@@ -121,6 +162,8 @@ void ZtunnelApp::Stop() {
   if (cert_thread_.joinable()) cert_thread_.join();
   if (handoff_) handoff_->Stop();
   if (watcher_) watcher_->Stop();
+  if (cp_config_) cp_config_->Stop();
+  if (ca_certs_) ca_certs_->Stop();
   if (proxy_) proxy_->Stop();
   if (admin_) admin_->Stop();
 }

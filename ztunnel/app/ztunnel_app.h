@@ -12,8 +12,10 @@
 
 #include "absl/status/status.h"
 #include "common/admin/admin_server.h"
+#include "controlplane/xds/client.h"
 #include "ztunnel/capture/capture.h"
 #include "ztunnel/capture/ebpf.h"
+#include "ztunnel/identity/ca_client.h"
 #include "ztunnel/identity/identity.h"
 #include "ztunnel/inpod/handoff_server.h"
 #include "ztunnel/metrics/metrics.h"
@@ -23,10 +25,16 @@
 namespace weft::ztunnel {
 
 struct ZtunnelOptions {
-  std::string node;          // this node's name (for logs and, later, the config stream)
-  std::string config_file;   // standalone config (YAML/JSON ConfigSnapshot)
-  std::string certs_dir;     // FileCertificateProvider layout
-  std::string inpod_socket;  // handoff socket; empty: no agent
+  std::string node;         // this node's name (for logs and, later, the config stream)
+  std::string config_file;  // standalone config (YAML/JSON ConfigSnapshot)
+  std::string certs_dir;    // FileCertificateProvider layout
+  // Control-plane mode (instead of config_file / certs_dir): weftd's gRPC address. Config comes
+  // from its ConfigDiscovery stream, certificates from its CA (key generated here, CSR sent).
+  std::string control_plane;
+  std::string cp_root_file;   // PEM of the mesh root: TLS to weftd and chain checks ("": plaintext)
+  std::string cp_token_file;  // this node's bearer token (bootstrap token or SA token)
+  std::string cp_server_name = "weftd.weft-system.svc";  // name in weftd's serving certificate
+  std::string inpod_socket;                              // handoff socket; empty: no agent
   SockAddr admin_addr = *SockAddr::Parse("127.0.0.1:15000");
   SockAddr metrics_addr = *SockAddr::Parse("0.0.0.0:15020");
   SockAddr readiness_addr = *SockAddr::Parse("0.0.0.0:15021");
@@ -59,7 +67,10 @@ class ZtunnelApp {
   ConfigStore store_;
   std::atomic<bool> config_loaded_{false};
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<FileCertificateProvider> certs_;
+  std::unique_ptr<CertificateProvider> certs_;
+  CaCertificateProvider* ca_certs_ = nullptr;  // control-plane mode: the object in certs_
+  std::unique_ptr<weft::cp::ConfigClient> cp_config_;
+  void OnConfig(SnapshotPtr s);
   std::unique_ptr<TlsContextCache> tls_;
   SoOriginalDstProvider so_orig_dst_;
   // eBPF-captured pods' providers, one per agent pin dir; kept for ztunnel's lifetime (pods
