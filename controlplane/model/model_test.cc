@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "controlplane/local/local_source.h"
@@ -445,6 +446,70 @@ spec:
   db = snap->FindWorkloadByUid("u-db");
   ASSERT_NE(db, nullptr);
   EXPECT_TRUE(ztunnel::Authorize(*snap, *db, conn("10.0.0.3", 5432)).allowed);
+}
+
+// ---- helm/crds: the OpenAPI schemas must cover exactly the proto fields the model reads
+
+// `schema` describes `d`: every field (except `skip`) is a property with the proto's JSON name,
+// messages recurse, enums list the proto's value names, and there is nothing extra.
+void ExpectSchemaCovers(const json& schema, const google::protobuf::Descriptor* d,
+                        const std::set<std::string>& skip, const std::string& path) {
+  ASSERT_TRUE(schema.contains("properties")) << path;
+  const json& props = schema["properties"];
+  std::set<std::string> expected;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const auto* f = d->field(i);
+    if (skip.contains(f->name())) continue;
+    expected.insert(f->json_name());
+    const std::string fp = path + "." + f->json_name();
+    ASSERT_TRUE(props.contains(f->json_name())) << fp << " missing from the CRD schema";
+    json s = props[f->json_name()];
+    if (f->is_map()) {
+      ASSERT_EQ(s["type"], "object") << fp;
+      s = s["additionalProperties"];
+      f = f->message_type()->FindFieldByName("value");
+    } else if (f->is_repeated()) {
+      ASSERT_EQ(s["type"], "array") << fp;
+      s = s["items"];
+    }
+    if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+      ExpectSchemaCovers(s, f->message_type(), {}, fp);
+    } else if (f->type() == google::protobuf::FieldDescriptor::TYPE_ENUM) {
+      std::set<std::string> names;
+      for (int v = 0; v < f->enum_type()->value_count(); ++v) {
+        names.insert(f->enum_type()->value(v)->name());
+      }
+      EXPECT_EQ(s["enum"].get<std::set<std::string>>(), names) << fp;
+    } else if (f->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
+      EXPECT_EQ(s["type"], "string") << fp;
+    }
+  }
+  for (const auto& [k, v] : props.items()) {
+    EXPECT_TRUE(expected.contains(k)) << path << "." << k << " is not a proto field";
+  }
+}
+
+TEST(CrdTest, SchemasMatchTheProto) {
+  struct Case {
+    std::string file, kind;
+    const google::protobuf::Descriptor* d;
+  };
+  for (const Case& c : {Case{"authorizationpolicies.security.weft.dev.yaml", "AuthorizationPolicy",
+                             pb::AuthorizationPolicy::descriptor()},
+                        Case{"peerauthentications.security.weft.dev.yaml", "PeerAuthentication",
+                             pb::PeerAuthentication::descriptor()}}) {
+    SCOPED_TRACE(c.file);
+    json crd = Yaml(ReadText(std::string(WEFT_HELM_CRDS) + "/" + c.file));
+    ASSERT_TRUE(crd.is_object());
+    EXPECT_EQ(crd["apiVersion"], "apiextensions.k8s.io/v1");
+    EXPECT_EQ(crd["spec"]["group"], "security.weft.dev");
+    EXPECT_EQ(crd["spec"]["names"]["kind"], c.kind);
+    ASSERT_EQ(crd["spec"]["versions"].size(), 1u);
+    const json& v1 = crd["spec"]["versions"][0];
+    EXPECT_EQ(v1["name"], "v1");
+    const json& spec = v1["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    ExpectSchemaCovers(spec, c.d, {"name", "namespace", "dry_run"}, "spec");
+  }
 }
 
 }  // namespace
