@@ -344,6 +344,25 @@ TEST(WatcherTest, ExpiredContinueTokenRestartsTheList) {
             1);
 }
 
+TEST(WatcherTest, EmptyWatchesEndingAtOnceBackOff) {
+  TestApiServer server;
+  server.Enqueue(kPods, Body(200, Fixture("pods_list_3000.json")));
+  server.Enqueue(kPods, Stream({}));
+  server.Enqueue(kPods, Stream({}));
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  PodsOnly());
+  watcher.Start();
+  ASSERT_TRUE(server.WaitForRequests(kPods, 4, 10s));
+  watcher.Stop();
+  const auto reqs = server.Requests(kPods);
+  for (size_t i = 1; i < 4; ++i) EXPECT_EQ(reqs[i].query.at("resourceVersion"), "3000");
+  EXPECT_GE(reqs[2].at - reqs[1].at, 100ms);
+  EXPECT_GE(reqs[3].at - reqs[2].at, 200ms);
+  EXPECT_EQ(rec.Lines(), (std::vector<std::string>{"upsert Pod default/pod-a", "synced Pod"}));
+}
+
 TEST(WatcherTest, WatchesEveryResourceWithItsPathAndKind) {
   TestApiServer server;
   WatchOptions opts = PodsOnly();

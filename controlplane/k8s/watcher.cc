@@ -318,6 +318,7 @@ void Watcher::Run(size_t index) {
       if (!new_rv.empty()) rv = new_rv;
       return true;
     };
+    const auto started = std::chrono::steady_clock::now();
     auto resp = client_->StreamLines(path, std::chrono::seconds(timeout_s) + options_.watch_grace,
                                      on_line, &stop_);
     if (stop_) return;
@@ -363,6 +364,14 @@ void Watcher::Run(size_t index) {
       continue;
     }
     if (!error_code.empty()) {
+      if (!SleepFor(backoff.Next())) return;
+      continue;
+    }
+    if (received == 0 && std::chrono::steady_clock::now() - started < std::chrono::seconds(1)) {
+      // An empty watch that ends at once (a proxy closing idle streams, a broken server) would
+      // otherwise reconnect in a tight loop.
+      LOG_DEBUG("k8s", "watch ended immediately without events; backing off",
+                {{"kind", rt.kind}, {"resourceVersion", rv}});
       if (!SleepFor(backoff.Next())) return;
       continue;
     }

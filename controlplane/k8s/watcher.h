@@ -9,7 +9,8 @@
 //      (T uniformly in [watch_timeout, 2*watch_timeout) so watches do not reconnect in step).
 //      ADDED/MODIFIED -> kUpsert, DELETED -> kDelete, BOOKMARK -> only RV advances. RV is
 //      each event's metadata.resourceVersion, so a reconnect resumes where the stream stopped.
-//   3. The server ending the watch (timeout) -> watch again from RV, no delay.
+//   3. The server ending the watch (timeout) -> watch again from RV, no delay (unless the
+//      watch delivered nothing and lasted under a second: then after a backoff delay).
 //      Connection dropped, transport error, HTTP 5xx/429/401/403..., ERROR event other than
 //      410 -> counted, logged, exponential backoff with jitter, watch again from RV.
 //      HTTP 410 Gone or an ERROR event with code 410 (RV too old), or a malformed event line
