@@ -61,6 +61,7 @@ double CaService::RequestCount(std::string_view result) const {
 
 absl::StatusOr<std::vector<std::string>> CaService::Handle(
     std::string_view authorization, const weft::ca::v1::CertificateRequest& req) {
+  std::string node;  // authenticated node ("" until authenticated)
   auto result = [&]() -> absl::StatusOr<std::vector<std::string>> {
     std::string_view token;
     std::string_view auth = authorization;
@@ -70,7 +71,7 @@ absl::StatusOr<std::vector<std::string>> CaService::Handle(
     } else if (!auth.empty()) {
       return absl::UnauthenticatedError("authorization metadata must be 'Bearer <token>'");
     }
-    WEFT_ASSIGN_OR_RETURN(std::string node, authn_->Authenticate(token, req.node()));
+    WEFT_ASSIGN_OR_RETURN(node, authn_->Authenticate(token, req.node()));
     auto id = SpiffeId::Parse(req.identity());
     if (!id.ok()) {
       return absl::InvalidArgumentError(
@@ -86,10 +87,11 @@ absl::StatusOr<std::vector<std::string>> CaService::Handle(
   }();
   Count(ResultLabel(result.status()));
   if (result.ok()) {
-    LOG_INFO("ca", "issued certificate", {{"node", req.node()}, {"identity", req.identity()}});
+    LOG_INFO("ca", "issued certificate", {{"node", node}, {"identity", req.identity()}});
   } else {
     LOG_WARN("ca", "refused certificate request",
-             {{"node", req.node()},
+             {{"node", node},
+              {"claimed_node", req.node()},
               {"identity", req.identity()},
               {"result", std::string(ResultLabel(result.status()))},
               {"reason", std::string(result.status().message())}});

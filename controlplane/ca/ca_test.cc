@@ -142,6 +142,18 @@ TEST(Issuer, UserProvidedIntermediateServesTheFullChain) {
   std::string other_key = tmp.Write("other-key.pem", *root.KeyPem());
   EXPECT_FALSE(LoadUserCa(cert, other_key, chain_file).ok());
   EXPECT_FALSE(LoadUserCa(tmp.path() + "/missing.pem", key).ok());
+
+  // A user-provided root on its own.
+  std::string root_cert = tmp.Write("root-cert.pem", root.root_pem());
+  auto user_root = LoadUserCa(root_cert, other_key);
+  ASSERT_TRUE(user_root.ok()) << user_root.status();
+  Issuer by_root(std::move(*user_root), IssuerOptions{});
+  auto c2 = MakeCsrFor(Id("prod", "api"));
+  auto chain2 = by_root.Issue(c2.pem, "spiffe://cluster.local/ns/prod/sa/api", hours(1));
+  ASSERT_TRUE(chain2.ok()) << chain2.status();
+  ASSERT_EQ(chain2->size(), 2u);
+  EXPECT_EQ(chain2->back(), root.root_pem());
+  EXPECT_EQ(VerifyWithOpenSsl(*chain2, std::time(nullptr)), X509_V_OK);
 }
 
 TEST(Issuer, RefusesBadRequests) {
