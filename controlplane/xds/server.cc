@@ -34,7 +34,8 @@ constexpr const char* kScope = "xds";
 struct View {
   pb::ConfigResponse globals;
   std::string globals_bytes;
-  std::map<Key, std::shared_ptr<const std::string>> resources;
+  // Sorted by key, unique keys.
+  std::vector<std::pair<Key, std::shared_ptr<const std::string>>> resources;
 };
 using ViewPtr = std::shared_ptr<const View>;
 
@@ -58,14 +59,15 @@ std::string NewNonce() {
 class XdsStream;
 
 struct ConfigDiscoveryServer::Core : std::enable_shared_from_this<Core> {
-  Core(ViewProvider v, Authenticator a, XdsServerOptions o);
+  Core(Authenticator a, XdsServerOptions o);
 
   // Push thread.
   void Run();
   ViewPtr BuildView(const std::string& node);
-  // Drops interned bytes that no view references any more.
+  // Drops cached bytes that no view references any more.
   void SweepInterned() {
     absl::erase_if(interned, [](const auto& kv) { return kv.second.use_count() == 1; });
+    absl::erase_if(by_ptr, [](const auto& kv) { return kv.second.owner.expired(); });
   }
 
   void Subscribe(const std::shared_ptr<XdsStream>& s, const std::string& node);
@@ -77,6 +79,7 @@ struct ConfigDiscoveryServer::Core : std::enable_shared_from_this<Core> {
   }
 
   ViewProvider views;
+  SharedViewProvider shared_views;  // exactly one of the two is set
   Authenticator auth;
   XdsServerOptions opts;
   std::shared_ptr<prometheus::Registry> registry;
@@ -111,6 +114,13 @@ struct ConfigDiscoveryServer::Core : std::enable_shared_from_this<Core> {
 
   // Push thread only.
   absl::flat_hash_map<std::string, std::shared_ptr<const std::string>> interned;
+  struct CachedResource {
+    std::weak_ptr<const pb::Resource> owner;
+    Key key;
+    std::shared_ptr<const std::string> bytes;
+    absl::Status error;  // no key: dropped from every view
+  };
+  absl::flat_hash_map<const pb::Resource*, CachedResource> by_ptr;
   std::set<std::string> warned_uncarried;
 };
 
@@ -457,8 +467,8 @@ class Service final : public pb::ConfigDiscovery::CallbackService {
 
 }  // namespace
 
-ConfigDiscoveryServer::Core::Core(ViewProvider v, Authenticator a, XdsServerOptions o)
-    : views(std::move(v)), auth(std::move(a)), opts(std::move(o)) {
+ConfigDiscoveryServer::Core::Core(Authenticator a, XdsServerOptions o)
+    : auth(std::move(a)), opts(std::move(o)) {
   registry = opts.registry ? opts.registry : std::make_shared<prometheus::Registry>();
   auto& r = *registry;
   connected_nodes = &prometheus::BuildGauge()
@@ -535,42 +545,81 @@ void ConfigDiscoveryServer::Core::Unregister(uint64_t id, const std::string& nod
 
 ViewPtr ConfigDiscoveryServer::Core::BuildView(const std::string& node) {
   pb::ConfigSnapshot snap;
+  SharedView shared;
   try {
-    snap = views(node);
+    if (shared_views) {
+      shared = shared_views(node);
+    } else {
+      snap = views(node);
+    }
   } catch (const std::exception& e) {
     view_errors->Increment();
     LOG_ERROR(kScope, "view provider threw; the node keeps its config",
               {{"node", node}, {"error", e.what()}});
     return nullptr;
   }
-  for (const std::string& f : xds::UncarriedFields(snap)) {
+  const pb::ConfigSnapshot& globals = shared_views ? shared.globals : snap;
+  for (const std::string& f : xds::UncarriedFields(globals)) {
     if (warned_uncarried.insert(f).second) {
       LOG_WARN(kScope, "view sets a field ConfigResponse cannot carry; nodes do not see it",
                {{"field", f}, {"node", node}});
     }
   }
   auto v = std::make_shared<View>();
-  xds::CopyGlobals(snap, &v->globals);
+  xds::CopyGlobals(globals, &v->globals);
   v->globals_bytes = xds::DeterministicBytes(v->globals);
-  (void)xds::ForEachResource(
-      snap,
-      [&](Key k, pb::Resource r) {
-        std::string bytes = xds::DeterministicBytes(r);
-        auto [it, inserted] = interned.try_emplace(bytes, nullptr);
-        if (inserted) it->second = std::make_shared<const std::string>(std::move(bytes));
-        std::string name = xds::KeyString(k);
-        if (!v->resources.emplace(std::move(k), it->second).second) {
-          view_errors->Increment();
-          LOG_WARN(kScope, "duplicate resource in node view; keeping the first",
-                   {{"node", node}, {"key", name}});
+  auto bad = [&](const absl::Status& st) {
+    view_errors->Increment();
+    LOG_WARN(kScope, "resource without a key dropped from node view",
+             {{"node", node}, {"error", std::string(st.message())}});
+  };
+  if (shared_views) {
+    v->resources.reserve(shared.resources.size());
+    for (const auto& r : shared.resources) {
+      if (r == nullptr) continue;
+      auto [it, inserted] = by_ptr.try_emplace(r.get());
+      CachedResource& c = it->second;
+      if (!inserted && c.owner.lock() != r) inserted = true;  // address reused by a new object
+      if (inserted) {
+        c = CachedResource{r, {}, nullptr, absl::OkStatus()};
+        auto key = xds::KeyOf(*r);
+        if (key.ok()) {
+          c.key = std::move(*key);
+          c.bytes = std::make_shared<const std::string>(xds::DeterministicBytes(*r));
+        } else {
+          c.error = key.status();
         }
-        return absl::OkStatus();
-      },
-      [&](const absl::Status& st) {
-        view_errors->Increment();
-        LOG_WARN(kScope, "resource without a key dropped from node view",
-                 {{"node", node}, {"error", std::string(st.message())}});
-      });
+      }
+      if (!c.error.ok()) {
+        bad(c.error);
+        continue;
+      }
+      v->resources.emplace_back(c.key, c.bytes);
+    }
+  } else {
+    v->resources.reserve(static_cast<size_t>(snap.workloads_size() + snap.services_size()));
+    (void)xds::ForEachResource(
+        snap,
+        [&](Key k, pb::Resource r) {
+          std::string bytes = xds::DeterministicBytes(r);
+          auto [it, inserted] = interned.try_emplace(bytes, nullptr);
+          if (inserted) it->second = std::make_shared<const std::string>(std::move(bytes));
+          v->resources.emplace_back(std::move(k), it->second);
+          return absl::OkStatus();
+        },
+        bad);
+  }
+  std::stable_sort(v->resources.begin(), v->resources.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto dup = [](const auto& a, const auto& b) { return a.first == b.first; };
+  for (auto it = std::adjacent_find(v->resources.begin(), v->resources.end(), dup);
+       it != v->resources.end(); it = std::adjacent_find(std::next(it), v->resources.end(), dup)) {
+    view_errors->Increment();
+    LOG_WARN(kScope, "duplicate resource in node view; keeping the first",
+             {{"node", node}, {"key", xds::KeyString(it->first)}});
+  }
+  v->resources.erase(std::unique(v->resources.begin(), v->resources.end(), dup),
+                     v->resources.end());
   return v;
 }
 
@@ -636,8 +685,21 @@ void ConfigDiscoveryServer::Core::Run() {
 
 ConfigDiscoveryServer::ConfigDiscoveryServer(ViewProvider views, Authenticator auth,
                                              XdsServerOptions opts)
-    : core_(std::make_shared<Core>(std::move(views), std::move(auth), std::move(opts))) {
-  WEFT_CHECK(core_->views != nullptr);
+    : core_(std::make_shared<Core>(std::move(auth), std::move(opts))) {
+  WEFT_CHECK(views != nullptr);
+  core_->views = std::move(views);
+  Init();
+}
+
+ConfigDiscoveryServer::ConfigDiscoveryServer(SharedViewProvider views, Authenticator auth,
+                                             XdsServerOptions opts)
+    : core_(std::make_shared<Core>(std::move(auth), std::move(opts))) {
+  WEFT_CHECK(views != nullptr);
+  core_->shared_views = std::move(views);
+  Init();
+}
+
+void ConfigDiscoveryServer::Init() {
   if (!core_->auth) {
     LOG_WARN(kScope,
              "config streams are not authenticated: any client may claim any node name "

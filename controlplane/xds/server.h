@@ -42,6 +42,18 @@ namespace weft::cp {
 // (weft_xds_view_errors_total); the rest of the view still streams.
 using ViewProvider = std::function<weft::config::v1::ConfigSnapshot(const std::string& node)>;
 
+// The same view in the form that scales to large meshes: weftd's model keeps one immutable
+// Resource per object and hands the same pointers to every node that sees it. The server then
+// computes each object's key and bytes once (cached by pointer while any provider result or
+// view holds it) instead of once per node, and the model need not copy objects per node. Only
+// the singular fields of `globals` (trust_domain, root_namespace) are used. An object must not
+// be mutated once handed out: publish a new pointer for a new version of an object.
+struct SharedView {
+  weft::config::v1::ConfigSnapshot globals;
+  std::vector<std::shared_ptr<const weft::config::v1::Resource>> resources;
+};
+using SharedViewProvider = std::function<SharedView(const std::string& node)>;
+
 // gRPC request metadata (lower-case keys, e.g. "authorization" -> "Bearer ...").
 using Metadata = std::multimap<std::string, std::string>;
 // Authenticates a stream from its metadata: returns the node name the credential belongs to, or
@@ -87,6 +99,7 @@ class ConfigDiscoveryServer {
   // `views` must be set. `auth` null: the node name in the request is trusted (tests, local
   // mode on a trusted host); a warning is logged once at construction.
   ConfigDiscoveryServer(ViewProvider views, Authenticator auth, XdsServerOptions opts = {});
+  ConfigDiscoveryServer(SharedViewProvider views, Authenticator auth, XdsServerOptions opts = {});
   ~ConfigDiscoveryServer();  // Shutdown()
   ConfigDiscoveryServer(const ConfigDiscoveryServer&) = delete;
   ConfigDiscoveryServer& operator=(const ConfigDiscoveryServer&) = delete;
@@ -111,6 +124,8 @@ class ConfigDiscoveryServer {
 
  private:
   std::shared_ptr<Core> core_;
+  void Init();
+
   std::unique_ptr<grpc::Service> service_;
 };
 

@@ -43,6 +43,40 @@ class World {
     return it == views_.end() ? pb::ConfigSnapshot{} : it->second;
   }
   int calls() const { return calls_; }
+  // The model's fast form: one Resource object per unchanged object, shared by every call.
+  SharedViewProvider SharedProvider() {
+    return [this](const std::string& node) {
+      ++calls_;
+      pb::ConfigSnapshot snap = Get(node);
+      SharedView v;
+      v.globals = snap;
+      v.globals.clear_workloads();
+      v.globals.clear_services();
+      v.globals.clear_authorization_policies();
+      v.globals.clear_peer_authentications();
+      std::lock_guard<std::mutex> l(shared_mu_);
+      (void)xds::ForEachResource(
+          snap,
+          [&](xds::Key k, pb::Resource r) {
+            std::string bytes = xds::DeterministicBytes(r);
+            auto& slot = shared_[k];
+            if (slot.first != bytes) {
+              slot = {bytes, std::make_shared<const pb::Resource>(std::move(r))};
+            }
+            v.resources.push_back(slot.second);
+            return absl::OkStatus();
+          },
+          [](const absl::Status&) {});
+      // Keyless objects go to the server as they are: it must drop and count them.
+      for (const auto& w : snap.workloads()) {
+        if (!w.uid().empty()) continue;
+        auto r = std::make_shared<pb::Resource>();
+        *r->mutable_workload() = w;
+        v.resources.push_back(std::move(r));
+      }
+      return v;
+    };
+  }
   ViewProvider Provider() {
     return [this](const std::string& node) {
       ++calls_;
@@ -54,6 +88,8 @@ class World {
   mutable std::mutex mu_;
   std::map<std::string, pb::ConfigSnapshot> views_;
   std::atomic<int> calls_{0};
+  std::mutex shared_mu_;
+  std::map<xds::Key, std::pair<std::string, std::shared_ptr<const pb::Resource>>> shared_;
 };
 
 pb::Workload MakeWorkload(const std::string& ns, const std::string& name, const std::string& ip,
@@ -129,7 +165,8 @@ double Metric(prometheus::Registry& r, const std::string& name,
 
 class TestServer {
  public:
-  TestServer(ViewProvider views, Authenticator auth, XdsServerOptions opts, int port = 0,
+  template <typename Provider>
+  TestServer(Provider views, Authenticator auth, XdsServerOptions opts, int port = 0,
              std::shared_ptr<grpc::ServerCredentials> creds = nullptr)
       : xds_(std::move(views), std::move(auth), std::move(opts)) {
     grpc::ServerBuilder b;
@@ -254,14 +291,19 @@ TEST(XdsStream, FullSnapshotThenDeltas) {
   EXPECT_NE(client.Current(), nullptr);  // the last good config stays after Stop
 }
 
-TEST(XdsStream, EachNodeGetsOnlyItsView) {
+class XdsViews : public ::testing::TestWithParam<bool> {};  // true: SharedViewProvider
+
+TEST_P(XdsViews, EachNodeGetsOnlyItsView) {
   World world;
   pb::ConfigSnapshot a = BaseView("na"), b = BaseView("nb");
   b.mutable_workloads(0)->set_uid("default/only-b");
   *b.add_authorization_policies() = MakePolicy("default", "b-only", "10.2.0.0/16");
   world.Set("na", a);
   world.Set("nb", b);
-  TestServer server(world.Provider(), nullptr, FastOptions());
+  std::unique_ptr<TestServer> server_ptr =
+      GetParam() ? std::make_unique<TestServer>(world.SharedProvider(), nullptr, FastOptions())
+                 : std::make_unique<TestServer>(world.Provider(), nullptr, FastOptions());
+  TestServer& server = *server_ptr;
   ConfigClient ca(ClientFor(server, "na"), nullptr), cb(ClientFor(server, "nb"), nullptr);
   ASSERT_TRUE(ca.Start().ok());
   ASSERT_TRUE(cb.Start().ok());
@@ -283,6 +325,27 @@ TEST(XdsStream, EachNodeGetsOnlyItsView) {
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(ca.Status().version, va);
   EXPECT_EQ(Metric(server.metrics(), "weft_xds_connected_nodes"), 2);
+}
+
+TEST_P(XdsViews, KeylessAndDuplicateResourcesAreDroppedAndCounted) {
+  World world;
+  pb::ConfigSnapshot v = BaseView("n");
+  pb::Workload dup = v.workloads(0);
+  dup.set_name("second-copy");
+  *v.add_workloads() = dup;               // same uid: the first one wins
+  v.add_workloads()->set_name("no-uid");  // no key: dropped
+  world.Set("n", v);
+  std::unique_ptr<TestServer> server_ptr =
+      GetParam() ? std::make_unique<TestServer>(world.SharedProvider(), nullptr, FastOptions())
+                 : std::make_unique<TestServer>(world.Provider(), nullptr, FastOptions());
+  TestServer& server = *server_ptr;
+  ConfigClient client(ClientFor(server, "n"), nullptr);
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
+  EXPECT_EQ(Held(client), Expected(v));
+  ASSERT_EQ(client.Current()->workloads().size(), 1u);
+  EXPECT_EQ(client.Current()->workloads()[0].name, "a-n");
+  EXPECT_GE(Metric(server.metrics(), "weft_xds_view_errors_total"), 2);
 }
 
 TEST(XdsStream, ComponentStreamsOfOneNodeAreIndependent) {
@@ -719,7 +782,7 @@ class RandomMesh {
   int next_id_ = 0;
 };
 
-TEST(XdsStream, PropertyDeltasUnderRandomChangesEqualAFreshSnapshot) {
+TEST_P(XdsViews, PropertyDeltasUnderRandomChangesEqualAFreshSnapshot) {
   for (uint64_t seed : {1u, 2u, 3u}) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     World world;
@@ -727,7 +790,10 @@ TEST(XdsStream, PropertyDeltasUnderRandomChangesEqualAFreshSnapshot) {
     XdsServerOptions opts;
     opts.debounce = 1ms;
     opts.max_delay = 5ms;
-    TestServer server(world.Provider(), nullptr, opts);
+    std::unique_ptr<TestServer> server_ptr =
+        GetParam() ? std::make_unique<TestServer>(world.SharedProvider(), nullptr, opts)
+                   : std::make_unique<TestServer>(world.Provider(), nullptr, opts);
+    TestServer& server = *server_ptr;
     ConfigClient client(ClientFor(server, "n"), nullptr);
     ASSERT_TRUE(client.Start().ok());
     ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
@@ -757,6 +823,11 @@ TEST(XdsStream, PropertyDeltasUnderRandomChangesEqualAFreshSnapshot) {
     EXPECT_EQ(Held(fresh), Held(client));
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Providers, XdsViews, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? std::string("Shared") : std::string("Snapshot");
+                         });
 
 }  // namespace
 }  // namespace weft::cp
