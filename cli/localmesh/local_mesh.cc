@@ -13,6 +13,7 @@
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
 #include "common/status.h"
+#include "controlplane/local/local_source.h"
 #include "nlohmann/json.hpp"
 #include "ztunnel/identity/identity.h"
 
@@ -63,6 +64,7 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
   WEFT_RETURN_IF_ERROR(ztunnel::WriteRootFile(certs, *m->ca_));
   std::set<std::string> done;
   for (const auto& p : o.pods) {
+    if (o.control_plane) break;  // weftd's CA issues them; no certificate files
     if (!p.mesh || !done.insert(p.ns + "/" + p.service_account).second) continue;
     WEFT_RETURN_IF_ERROR(ztunnel::WriteCertFiles(certs, *m->ca_,
                                                  SpiffeId{"cluster.local", p.ns, p.service_account},
@@ -71,6 +73,10 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
   WEFT_RETURN_IF_ERROR(m->WriteConfig());
   if (!o.start_mesh) return m;
 
+  if (o.control_plane) {
+    WEFT_RETURN_IF_ERROR(m->WriteManifests());
+    WEFT_RETURN_IF_ERROR(m->StartWeftd());
+  }
   m->ztunnels_.resize(o.nodes);
   m->agents_.resize(o.nodes);
   for (int n = 0; n < o.nodes; n++) WEFT_RETURN_IF_ERROR(m->StartZtunnel(n));
@@ -90,6 +96,7 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
 }
 
 LocalMesh::~LocalMesh() {
+  if (weftd_.valid()) weftd_.Terminate(std::chrono::seconds(2));
   for (auto& a : agents_)
     if (a.valid()) a.Terminate(std::chrono::seconds(2));
   for (auto& z : ztunnels_)
@@ -139,6 +146,11 @@ absl::Status LocalMesh::WriteConfig() {
 absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string& peer_authn) {
   authz_yaml_ = authz;
   peer_authn_yaml_ = peer_authn;
+  if (opts_.control_plane) {
+    WEFT_ASSIGN_OR_RETURN(std::string before, WeftdFingerprint());
+    WEFT_RETURN_IF_ERROR(WriteManifests());
+    return WaitWeftdSettled(before, std::chrono::seconds(10));
+  }
   WEFT_RETURN_IF_ERROR(WriteConfig());
   return WaitVersion(std::chrono::seconds(10));
 }
@@ -157,6 +169,11 @@ absl::Status LocalMesh::SetMesh(const std::string& pod, bool mesh) {
     p.mesh = mesh;
   }
   if (!found) return absl::NotFoundError(absl::StrCat("no pod named ", pod, " in the mesh"));
+  if (opts_.control_plane) {
+    WEFT_ASSIGN_OR_RETURN(std::string before, WeftdFingerprint());
+    WEFT_RETURN_IF_ERROR(WriteManifests());
+    return WaitWeftdSettled(before, std::chrono::seconds(10));
+  }
   WEFT_RETURN_IF_ERROR(WriteConfig());
   return WaitVersion(std::chrono::seconds(10));
 }
@@ -203,8 +220,15 @@ absl::StatusOr<testbed::Process> LocalMesh::SpawnDaemon(int node, const std::str
                                                         std::vector<std::string> argv) const {
   WEFT_ASSIGN_OR_RETURN(auto ns, testbed_->NodeNetns(node));
   std::string n = std::to_string(node);
-  argv.insert(argv.end(),
-              {"--node", "node" + n, "--config", config_path(), "--log-level", opts_.log_level});
+  argv.insert(argv.end(), {"--node", "node" + n, "--log-level", opts_.log_level});
+  if (opts_.control_plane) {
+    std::string state = opts_.work_dir + "/weftd";
+    argv.insert(argv.end(),
+                {"--control-plane", WeftdAddress(), "--cp-root", state + "/ca/root-cert.pem",
+                 "--cp-token", state + "/tokens/node" + n + ".token"});
+  } else {
+    argv.insert(argv.end(), {"--config", config_path()});
+  }
   testbed::SpawnOptions so;
   so.append_log = true;  // a restarted daemon keeps its predecessor's log
   return testbed::Spawn(ns, argv, opts_.work_dir + "/logs/" + name + "-" + n + ".log", so);
@@ -216,13 +240,9 @@ std::string LocalMesh::HandoffSocket(int node) const {
 
 absl::Status LocalMesh::StartZtunnel(int node) {
   WEFT_ASSIGN_OR_RETURN(auto ip, testbed_->NodeIp(node));
-  std::vector<std::string> argv = {opts_.ztunnel_bin,
-                                   "--certs",
-                                   opts_.work_dir + "/certs",
-                                   "--inpod-socket",
-                                   HandoffSocket(node),
-                                   "--workers",
-                                   std::to_string(opts_.ztunnel_workers)};
+  std::vector<std::string> argv = {opts_.ztunnel_bin, "--inpod-socket", HandoffSocket(node),
+                                   "--workers", std::to_string(opts_.ztunnel_workers)};
+  if (!opts_.control_plane) argv.insert(argv.end(), {"--certs", opts_.work_dir + "/certs"});
   if (!opts_.access_log) argv.push_back("--no-access-log");
   WEFT_ASSIGN_OR_RETURN(ztunnels_.at(node), SpawnDaemon(node, "ztunnel", std::move(argv)));
   WEFT_ASSIGN_OR_RETURN(auto nsfd, NodeNetns(node));
@@ -280,6 +300,218 @@ absl::StatusOr<testbed::Process> LocalMesh::SpawnInPod(const std::string& pod,
   testbed::SpawnOptions so;
   so.cgroup = info.cgroup;
   return testbed::Spawn(info.netns, argv, log_path, so);
+}
+
+// ---- control-plane mode ----------------------------------------------------------------------
+
+namespace {
+constexpr uint16_t kWeftdGrpcPort = 15012;
+constexpr uint16_t kWeftdAdminPort = 15010;
+constexpr uint16_t kWeftdReadyPort = 15015;
+
+// The mesh.yaml policy lists (name, namespace, then the spec fields) as Kubernetes objects.
+absl::StatusOr<std::vector<nlohmann::json>> PolicyObjects(const std::string& yaml_list,
+                                                          const std::string& kind) {
+  std::vector<nlohmann::json> out;
+  if (yaml_list.empty()) return out;
+  WEFT_ASSIGN_OR_RETURN(nlohmann::json list, cp::YamlToJson(yaml_list));
+  if (!list.is_array()) return absl::InvalidArgumentError(kind + " list is not a YAML list");
+  for (auto& item : list) {
+    nlohmann::json spec = item;
+    spec.erase("name");
+    spec.erase("namespace");
+    out.push_back(
+        {{"apiVersion", "security.weft.dev/v1"},
+         {"kind", kind},
+         {"metadata",
+          {{"name", item.value("name", "")}, {"namespace", item.value("namespace", "default")}}},
+         {"spec", spec}});
+  }
+  return out;
+}
+}  // namespace
+
+std::string LocalMesh::WeftdAddress() const {
+  auto ip = testbed_->NodeIp(0);
+  return absl::StrCat(ip.ok() ? ip->ToString() : "127.0.0.1", ":", kWeftdGrpcPort);
+}
+
+absl::Status LocalMesh::WriteManifests() {
+  std::string dir = opts_.work_dir + "/manifests";
+  mkdir(dir.c_str(), 0755);
+  std::vector<nlohmann::json> objs;
+  std::set<std::string> namespaces;
+  for (const auto& p : opts_.pods) namespaces.insert(p.ns);
+  for (const auto& ns : namespaces) {
+    bool meshed = false;
+    for (const auto& p : opts_.pods) meshed |= p.ns == ns && p.mesh;
+    nlohmann::json labels = nlohmann::json::object();
+    if (meshed) labels["weft.dev/mesh"] = "enabled";
+    objs.push_back({{"apiVersion", "v1"},
+                    {"kind", "Namespace"},
+                    {"metadata", {{"name", ns}, {"labels", labels}}}});
+  }
+  for (const auto& p : opts_.pods) {
+    WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(p.name));
+    nlohmann::json labels = p.labels.empty() ? nlohmann::json::object() : nlohmann::json(p.labels);
+    if (!p.mesh) labels["weft.dev/mesh"] = "disabled";
+    nlohmann::json ips = nlohmann::json::array({{{"ip", info.ip.ToString()}}});
+    if (info.ip6) ips.push_back({{"ip", info.ip6->ToString()}});
+    objs.push_back(
+        {{"apiVersion", "v1"},
+         {"kind", "Pod"},
+         {"metadata",
+          {{"name", p.name},
+           {"namespace", p.ns},
+           {"labels", labels},
+           {"annotations", {{"weft.dev/netns-path", testbed::NetnsPath(info.netns)}}}}},
+         {"spec",
+          {{"nodeName", "node" + std::to_string(p.node)},
+           {"serviceAccountName", p.service_account},
+           {"containers", {{{"name", "app"}, {"image", "local"}}}}}},
+         {"status", {{"phase", "Running"}, {"podIP", info.ip.ToString()}, {"podIPs", ips}}}});
+  }
+  for (const auto& s : opts_.services) {
+    uint16_t target = s.target_port ? s.target_port : s.port;
+    objs.push_back({{"apiVersion", "v1"},
+                    {"kind", "Service"},
+                    {"metadata", {{"name", s.name}, {"namespace", s.ns}}},
+                    {"spec",
+                     {{"clusterIP", s.vip},
+                      {"ports", {{{"name", "tcp"}, {"port", s.port}, {"targetPort", target}}}}}}});
+    nlohmann::json eps = nlohmann::json::array();
+    for (const auto& pod : s.pods) {
+      WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(pod));
+      std::string pod_ns = s.ns;
+      for (const auto& p : opts_.pods)
+        if (p.name == pod) pod_ns = p.ns;
+      eps.push_back({{"addresses", {info.ip.ToString()}},
+                     {"conditions", {{"ready", true}}},
+                     {"targetRef", {{"kind", "Pod"}, {"name", pod}, {"namespace", pod_ns}}}});
+    }
+    objs.push_back({{"apiVersion", "discovery.k8s.io/v1"},
+                    {"kind", "EndpointSlice"},
+                    {"metadata",
+                     {{"name", s.name + "-1"},
+                      {"namespace", s.ns},
+                      {"labels", {{"kubernetes.io/service-name", s.name}}}}},
+                    {"addressType", "IPv4"},
+                    {"endpoints", eps},
+                    {"ports", {{{"name", "tcp"}, {"port", target}, {"protocol", "TCP"}}}}});
+  }
+  WEFT_ASSIGN_OR_RETURN(auto authz, PolicyObjects(authz_yaml_, "AuthorizationPolicy"));
+  WEFT_ASSIGN_OR_RETURN(auto peer, PolicyObjects(peer_authn_yaml_, "PeerAuthentication"));
+  nlohmann::json policies = {
+      {"apiVersion", "v1"}, {"kind", "List"}, {"items", nlohmann::json::array()}};
+  for (auto& o : authz) policies["items"].push_back(o);
+  for (auto& o : peer) policies["items"].push_back(o);
+  nlohmann::json mesh = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", objs}};
+  WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(dir + "/mesh.json", mesh.dump(1), 0644));
+  return tls::WriteFileAtomic(dir + "/policies.json", policies.dump(1), 0644);
+}
+
+absl::Status LocalMesh::StartWeftd() {
+  WEFT_ASSIGN_OR_RETURN(auto ns, testbed_->NodeNetns(0));
+  WEFT_ASSIGN_OR_RETURN(auto ip, testbed_->NodeIp(0));
+  std::string tokens;
+  for (int n = 0; n < opts_.nodes; n++) absl::StrAppend(&tokens, n ? "," : "", "node", n);
+  std::string ips = ip.ToString();
+  std::vector<std::string> argv = {opts_.weftd_bin,
+                                   "--manifests",
+                                   opts_.work_dir + "/manifests",
+                                   "--state-dir",
+                                   opts_.work_dir + "/weftd",
+                                   "--node-tokens",
+                                   tokens,
+                                   "--grpc",
+                                   WeftdAddress(),
+                                   "--admin",
+                                   absl::StrCat(ips, ":", kWeftdAdminPort),
+                                   "--metrics",
+                                   absl::StrCat(ips, ":15014"),
+                                   "--readiness",
+                                   absl::StrCat(ips, ":", kWeftdReadyPort),
+                                   "--log-level",
+                                   opts_.log_level};
+  testbed::SpawnOptions so;
+  so.append_log = true;
+  WEFT_ASSIGN_OR_RETURN(weftd_, testbed::Spawn(ns, argv, opts_.work_dir + "/logs/weftd.log", so));
+  WEFT_ASSIGN_OR_RETURN(auto nsfd, NodeNetns(0));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (true) {
+    int status = 0;
+    auto r = HttpGet(SockAddr{ip, kWeftdReadyPort}, "/healthz/ready", nsfd.get(), &status, 1000);
+    if (r.ok() && status == 200) return absl::OkStatus();
+    if (!weftd_.Alive() || std::chrono::steady_clock::now() > deadline)
+      return absl::UnavailableError(absl::StrCat("weftd did not become ready; log:\n", WeftdLog()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+absl::Status LocalMesh::KillWeftd() {
+  if (!weftd_.valid()) return absl::OkStatus();
+  WEFT_RETURN_IF_ERROR(weftd_.Kill(SIGKILL));
+  (void)weftd_.Wait(std::chrono::seconds(5));
+  return absl::OkStatus();
+}
+
+std::string LocalMesh::WeftdLog() const {
+  std::ifstream f(opts_.work_dir + "/logs/weftd.log");
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+absl::StatusOr<std::string> LocalMesh::WeftdStatus() const {
+  WEFT_ASSIGN_OR_RETURN(auto nsfd, NodeNetns(0));
+  WEFT_ASSIGN_OR_RETURN(auto ip, testbed_->NodeIp(0));
+  return HttpGet(SockAddr{ip, kWeftdAdminPort}, "/status", nsfd.get());
+}
+
+absl::StatusOr<std::string> LocalMesh::WeftdFingerprint() const {
+  WEFT_ASSIGN_OR_RETURN(std::string body, WeftdStatus());
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.contains("model_generation"))
+    return absl::InternalError("weftd /status is not the expected JSON: " + body);
+  // What a manifest change moves: the model (accepted objects), or the rejected / broken lists.
+  return nlohmann::json{j["model_generation"], j["rejected"], j["file_errors"]}.dump();
+}
+
+absl::Status LocalMesh::WaitWeftdSettled(const std::string& before,
+                                         std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto body = WeftdStatus();
+    if (body.ok()) {
+      last = *body;
+      auto j = nlohmann::json::parse(*body, nullptr, false);
+      bool settled =
+          !j.is_discarded() &&
+          nlohmann::json{j["model_generation"], j["rejected"], j["file_errors"]}.dump() != before;
+      int ztunnels = 0;
+      if (settled) {
+        for (const auto& s : j["streams"]) {
+          if (!s.value("connected", false)) continue;
+          if (s.value("component", "") == "ztunnel") ++ztunnels;
+          settled &= s.value("version_acked", "") == s.value("version_sent", "x");
+        }
+        settled &= ztunnels == opts_.nodes;
+      }
+      if (settled) {
+        // A push follows the change after the debounce: give it time to start, then re-check.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        auto again = WeftdStatus();
+        auto k = nlohmann::json::parse(again.ok() ? *again : "", nullptr, false);
+        bool still = !k.is_discarded();
+        if (still)
+          for (const auto& s : k["streams"])
+            if (s.value("connected", false))
+              still &= s.value("version_acked", "") == s.value("version_sent", "x");
+        if (still) return absl::OkStatus();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return absl::DeadlineExceededError("the nodes did not ACK weftd's new config; /status: " + last);
 }
 
 }  // namespace weft::localmesh

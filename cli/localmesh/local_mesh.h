@@ -53,6 +53,11 @@ struct Options {
   std::string log_level = "info";
   bool access_log = true;
   bool start_mesh = true;  // false: testbed only (bare baseline)
+  // Control-plane mode: weftd (in node 0's netns) serves config and certificates from
+  // Kubernetes manifests written to <work_dir>/manifests; ztunnels and agents use
+  // --control-plane instead of mesh.yaml and certs/.
+  bool control_plane = false;
+  std::string weftd_bin;
 };
 
 class LocalMesh {
@@ -78,6 +83,12 @@ class LocalMesh {
   // The agent's pin directory for `node` (eBPF mode).
   std::string BpfPinDir(int node) const;
   absl::Status KillAgent(int node);
+  // Control-plane mode: weftd's process and endpoints.
+  absl::Status KillWeftd();
+  absl::Status StartWeftd();                        // and waits until it serves
+  absl::StatusOr<std::string> WeftdStatus() const;  // GET /status (JSON)
+  std::string WeftdLog() const;
+  std::string WeftdAddress() const;  // gRPC host:port the nodes use
   absl::Status StartAgent(int node);
   std::string AgentLog(int node) const;
   const tls::CertificateAuthority& ca() const { return *ca_; }
@@ -101,6 +112,11 @@ class LocalMesh {
  private:
   LocalMesh() = default;
   absl::Status WriteConfig();
+  absl::Status WriteManifests();
+  // Control-plane mode: waits until weftd's state moved from `before` (WeftdFingerprint: model
+  // generation, rejected objects, file errors) and every stream has ACKed what it was sent.
+  absl::Status WaitWeftdSettled(const std::string& before, std::chrono::milliseconds timeout);
+  absl::StatusOr<std::string> WeftdFingerprint() const;
   absl::Status WaitVersion(std::chrono::milliseconds timeout);
   // Runs a node daemon (ztunnel or agent) in the node's netns with the flags both take
   // (--node, --config, --log-level), logging to logs/<name>-<node>.log.
@@ -112,6 +128,7 @@ class LocalMesh {
   std::unique_ptr<testbed::Testbed> testbed_;
   std::unique_ptr<tls::CertificateAuthority> ca_;
   std::vector<testbed::Process> ztunnels_, agents_;
+  testbed::Process weftd_;
   std::string authz_yaml_, peer_authn_yaml_;
   int version_ = 0;
 };
