@@ -2,6 +2,7 @@
 
 #include <ostream>
 
+#include "cli/cp_status.h"
 #include "cli/demo/demo.h"
 #include "cli/dev_certs.h"
 #include "cli/validate.h"
@@ -21,6 +22,9 @@ std::vector<Command>& Registry() {
       {"demo", "run the README tour on a local mesh of network namespaces (root)", &demo::DemoMain},
       {"validate", "validate manifests (YAML/JSON) as weftd does; exit 1 on any rejected object",
        &ValidateMain},
+      {"status", "weftd's view: nodes connected, config versions, rejected objects, CA",
+       &StatusMain},
+      {"config-dump", "the configuration weftd streams to a node (JSON)", &ConfigDumpMain},
 #ifdef WEFT_CLI_CHECK
       {"check", "probe the kernel: can this node run eBPF capture? (report and decision)",
        &CheckMain},

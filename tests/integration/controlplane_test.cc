@@ -64,6 +64,17 @@ class ControlPlaneMesh : public ::testing::Test {
     auto m = mesh_->Metrics(node);
     return m.ok() ? MetricSum(*m, name, labels) : -1;
   }
+  // Runs weftctl inside node 0's netns (where weftd's admin endpoint is).
+  std::string Weftctl(std::vector<std::string> args) {
+    auto ns = mesh_->testbed().NodeNetns(0);
+    auto ip = mesh_->testbed().NodeIp(0);
+    EXPECT_TRUE(ns.ok() && ip.ok());
+    args.insert(args.begin(), WEFT_WEFTCTL_BIN);
+    args.insert(args.end(), {"--weftd", ip->ToString() + ":15010"});
+    auto out = testbed::Exec(*ns, args);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? *out : "";
+  }
   nlohmann::json Status() {
     auto s = mesh_->WeftdStatus();
     EXPECT_TRUE(s.ok()) << s.status();
@@ -91,6 +102,17 @@ TEST_F(ControlPlaneMesh, TrafficUsesOnlyStreamedConfigAndCaIssuedCertificates) {
   for (const auto& s : st["streams"]) connected += s.value("connected", false) ? 1 : 0;
   EXPECT_EQ(connected, 4) << st.dump(2);  // a ztunnel and an agent per node
   EXPECT_GE(st["ca"].value("issued", 0.0), 2.0) << st.dump(2);
+
+  std::string table = Weftctl({"status"});
+  EXPECT_NE(table.find("node1"), std::string::npos) << table;
+  EXPECT_NE(table.find("ztunnel"), std::string::npos) << table;
+  EXPECT_NE(table.find("REJECTED OBJECTS\n  none"), std::string::npos) << table;
+  std::string dump = Weftctl({"config-dump", "node1"});
+  auto view = nlohmann::json::parse(dump, nullptr, false);
+  ASSERT_FALSE(view.is_discarded()) << dump;
+  bool has_server = false;
+  for (const auto& w : view["workloads"]) has_server |= w.value("name", "") == "server";
+  EXPECT_TRUE(has_server) << dump;
 }
 
 TEST_F(ControlPlaneMesh, PolicyChangesArriveLiveAndSurviveAWeftdRestart) {
@@ -141,6 +163,8 @@ TEST_F(ControlPlaneMesh, ABadObjectIsRejectedWithAReasonAndDisturbsNothing) {
   EXPECT_NE(st["rejected"][0]["reason"].get<std::string>().find("10.0.0.0/99"), std::string::npos)
       << st.dump(2);
   EXPECT_TRUE(RoundTrip("unaffected")) << "a rejected object must not change the running config";
+  std::string table = Weftctl({"status"});
+  EXPECT_NE(table.find("AuthorizationPolicy shop/broken"), std::string::npos) << table;
 }
 
 }  // namespace

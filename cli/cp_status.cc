@@ -1,0 +1,161 @@
+#include "cli/cp_status.h"
+
+#include <ostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cli/commands.h"
+#include "common/net.h"
+#include "common/scrape/scrape.h"
+
+namespace weft::cli {
+namespace {
+
+constexpr char kDefaultWeftd[] = "127.0.0.1:15010";
+
+struct Flags {
+  std::string weftd = kDefaultWeftd;
+  std::vector<std::string> positional;
+  bool help = false;
+  bool json = false;
+  std::string error;
+};
+
+Flags Parse(const std::vector<std::string>& args) {
+  Flags f;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      f.help = true;
+    } else if (a == "--json") {
+      f.json = true;
+    } else if (a == "--weftd") {
+      if (i + 1 >= args.size()) {
+        f.error = "--weftd needs ADDR:PORT (weftd's admin endpoint)";
+        return f;
+      }
+      f.weftd = args[++i];
+    } else if (a.rfind("--", 0) == 0) {
+      f.error = "unknown flag " + a;
+      return f;
+    } else {
+      f.positional.push_back(a);
+    }
+  }
+  return f;
+}
+
+// GET from weftd's admin endpoint; errors say how to reach it.
+bool Fetch(const std::string& weftd, const std::string& path, std::string* body,
+           std::ostream& err) {
+  auto addr = SockAddr::Parse(weftd);
+  if (!addr.ok()) {
+    err << "weftctl: --weftd \"" << weftd << "\" is not ADDR:PORT\n";
+    return false;
+  }
+  int status = 0;
+  auto r = HttpGet(*addr, path, -1, &status, 5000);
+  if (!r.ok()) {
+    err << "weftctl: cannot reach weftd's admin endpoint at " << weftd << ": "
+        << r.status().message()
+        << "\n(is weftd running? its --admin address; give it with --weftd ADDR:PORT)\n";
+    return false;
+  }
+  if (status != 200) {
+    err << "weftctl: weftd answered " << status << ": " << *r;
+    return false;
+  }
+  *body = std::move(*r);
+  return true;
+}
+
+std::string Str(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+}  // namespace
+
+std::string RenderStatus(const nlohmann::json& s) {
+  std::string out = absl::StrCat("source: ", Str(s, "source"),
+                                 "    model generation: ", Str(s, "model_generation"), "\n\n");
+  out += "NODES AND STREAMS\n";
+  out += absl::StrFormat("  %-16s %-9s %-10s %-10s %-10s %-6s %s\n", "NODE", "COMPONENT",
+                         "CONNECTED", "SENT", "ACKED", "NACKS", "LAST NACK");
+  if (!s.contains("streams") || s["streams"].empty()) out += "  (no node has connected)\n";
+  for (const auto& st : s.value("streams", nlohmann::json::array())) {
+    out += absl::StrFormat("  %-16s %-9s %-10s %-10s %-10s %-6s %s\n", Str(st, "node"),
+                           Str(st, "component"), st.value("connected", false) ? "yes" : "no",
+                           Str(st, "version_sent"), Str(st, "version_acked"), Str(st, "nacks"),
+                           Str(st, "last_nack_error"));
+  }
+  out += "\nREJECTED OBJECTS\n";
+  if (s.value("rejected", nlohmann::json::array()).empty()) out += "  none\n";
+  for (const auto& r : s.value("rejected", nlohmann::json::array())) {
+    std::string name =
+        Str(r, "namespace").empty() ? Str(r, "name") : Str(r, "namespace") + "/" + Str(r, "name");
+    out += absl::StrCat("  ", Str(r, "kind"), " ", name, " (", Str(r, "source"),
+                        "): ", Str(r, "reason"), "\n");
+  }
+  if (!s.value("file_errors", nlohmann::json::array()).empty()) {
+    out += "\nMANIFEST FILES THAT DO NOT PARSE (their last good content stays in force)\n";
+    for (const auto& e : s["file_errors"])
+      out += absl::StrCat("  ", Str(e, "path"), ": ", Str(e, "error"), "\n");
+  }
+  if (s.contains("ca")) {
+    const auto& ca = s["ca"];
+    out += absl::StrCat("\nCA\n  root: ", Str(ca, "root"),
+                        "\n  certificates issued: ", Str(ca, "issued"),
+                        ", refused (not on the node): ", Str(ca, "refused_permission_denied"),
+                        ", refused (bad credential): ", Str(ca, "refused_unauthenticated"), "\n");
+  }
+  return out;
+}
+
+int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f = Parse(args);
+  if (f.help) {
+    out << "Usage: weftctl status [--weftd ADDR:PORT] [--json]\n"
+           "Nodes connected to weftd with the config version each runs, NACKs, rejected\n"
+           "objects with their reasons, and CA counters. --weftd is weftd's admin endpoint\n"
+           "(default "
+        << kDefaultWeftd << ").\n";
+    return kExitOk;
+  }
+  if (!f.error.empty() || !f.positional.empty()) {
+    err << "weftctl status: " << (f.error.empty() ? "takes no arguments" : f.error)
+        << "\nRun 'weftctl status --help'.\n";
+    return kExitUsage;
+  }
+  std::string body;
+  if (!Fetch(f.weftd, "/status", &body, err)) return kExitFailure;
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded()) {
+    err << "weftctl: weftd's /status is not JSON\n";
+    return kExitFailure;
+  }
+  out << (f.json ? j.dump(2) + "\n" : RenderStatus(j));
+  return kExitOk;
+}
+
+int ConfigDumpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f = Parse(args);
+  if (f.help) {
+    out << "Usage: weftctl config-dump NODE [--weftd ADDR:PORT]\n"
+           "The configuration weftd streams to NODE (its pods, the workloads and services they\n"
+           "may address, the policies that apply to them), as JSON.\n";
+    return kExitOk;
+  }
+  if (!f.error.empty() || f.positional.size() != 1) {
+    err << "weftctl config-dump: " << (f.error.empty() ? "give exactly one NODE" : f.error)
+        << "\nRun 'weftctl config-dump --help'.\n";
+    return kExitUsage;
+  }
+  std::string body;
+  if (!Fetch(f.weftd, "/config_dump?node=" + f.positional[0], &body, err)) return kExitFailure;
+  out << body << (body.empty() || body.back() != '\n' ? "\n" : "");
+  return kExitOk;
+}
+
+}  // namespace weft::cli
