@@ -185,13 +185,13 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
     } else if (flag == "--config") {
       WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.config_path));
     } else if (flag == "--control-plane") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane));
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.address));
     } else if (flag == "--cp-root") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cp_root_file));
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.root_file));
     } else if (flag == "--cp-token") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cp_token_file));
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.token_file));
     } else if (flag == "--cp-server-name") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cp_server_name));
+      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.server_name));
     } else if (flag == "--ztunnel-socket") {
       WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.ztunnel_socket));
     } else if (flag == "--capture") {
@@ -228,9 +228,9 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
   }
   std::vector<std::string> missing;
   if (cl.options.node.empty()) missing.push_back("--node");
-  if (cl.options.config_path.empty() && cl.options.control_plane.empty())
+  if (cl.options.config_path.empty() && !cl.options.control_plane.enabled())
     missing.push_back("--config or --control-plane");
-  if (!cl.options.config_path.empty() && !cl.options.control_plane.empty())
+  if (!cl.options.config_path.empty() && cl.options.control_plane.enabled())
     return absl::InvalidArgumentError(
         "--config and --control-plane exclude each other: the pod list comes from one of them");
   if (cl.options.ztunnel_socket.empty()) missing.push_back("--ztunnel-socket");
@@ -682,7 +682,7 @@ absl::Status Agent::RunOnce() {
 absl::Status Agent::Run() {
   std::unique_ptr<ztunnel::ConfigFileWatcher> watcher;
   std::unique_ptr<cp::ConfigClient> stream;
-  if (opts_.control_plane.empty()) {
+  if (!opts_.control_plane.enabled()) {
     watcher = std::make_unique<ztunnel::ConfigFileWatcher>(
         opts_.config_path, [this](ztunnel::SnapshotPtr s) { OnConfig(std::move(s)); },
         [this](const absl::Status& st) {
@@ -691,24 +691,19 @@ absl::Status Agent::Run() {
         });
   } else {
     // The stream keeps the last good config while weftd is away and NACKs bad versions.
-    cp::ConfigClientOptions co;
-    co.target = opts_.control_plane;
-    co.node = opts_.node;
-    co.component = "agent";
-    co.root_ca_file = opts_.cp_root_file;
-    co.tls_server_name = opts_.cp_root_file.empty() ? "" : opts_.cp_server_name;
-    co.bearer_token_file = opts_.cp_token_file;
+    auto co = opts_.control_plane.ClientOptions(opts_.node, "agent");
     stream = std::make_unique<cp::ConfigClient>(
         std::move(co), [this](const ztunnel::SnapshotPtr& s) { OnConfig(s); });
   }
   WEFT_RETURN_IF_ERROR(Init(/*serve=*/true));
   if (watcher) WEFT_RETURN_IF_ERROR(watcher->Start());
   if (stream) WEFT_RETURN_IF_ERROR(stream->Start());
-  LOG_INFO(kScope, "agent running",
-           {{"node", opts_.node},
-            {"config", opts_.control_plane.empty() ? opts_.config_path : opts_.control_plane},
-            {"socket", opts_.ztunnel_socket},
-            {"capture", std::string(CaptureModeName(mode_.load()))}});
+  LOG_INFO(
+      kScope, "agent running",
+      {{"node", opts_.node},
+       {"config", opts_.control_plane.enabled() ? opts_.control_plane.address : opts_.config_path},
+       {"socket", opts_.ztunnel_socket},
+       {"capture", std::string(CaptureModeName(mode_.load()))}});
 
   const auto never = Clock::time_point::max();
   auto backoff = opts_.backoff_min;

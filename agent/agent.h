@@ -32,6 +32,7 @@
 #include "agent/probe.h"
 #include "common/net.h"
 #include "common/unique_fd.h"
+#include "controlplane/xds/client.h"
 #include "ztunnel/state/snapshot.h"
 
 namespace weft::bpf {
@@ -52,10 +53,7 @@ struct AgentOptions {
   std::string node;         // this node's name: only workloads with node == this
   std::string config_path;  // standalone config file (ztunnel/state/config_file.h)
   // Control-plane mode (instead of config_path): the pod list comes from weftd's config stream.
-  std::string control_plane;  // weftd's gRPC address
-  std::string cp_root_file;   // PEM of the mesh root (TLS to weftd); "" = plaintext
-  std::string cp_token_file;  // this node's bearer token
-  std::string cp_server_name = "weftd.weft-system.svc";
+  cp::ControlPlaneEndpoint control_plane;
   std::string ztunnel_socket;                    // ztunnel's handoff socket
   CaptureMode capture = CaptureMode::kIptables;  // the command line defaults to kAuto
   // eBPF mode: the cgroup v2 directory the connect hooks attach to (empty: the cgroup2 mount

@@ -51,6 +51,26 @@ struct ConfigClientOptions {
   std::shared_ptr<prometheus::Registry> registry;
 };
 
+// How a node component reaches weftd: the --control-plane / --cp-root / --cp-token /
+// --cp-server-name flags that ztunnel and the agent share.
+struct ControlPlaneEndpoint {
+  std::string address;     // weftd's gRPC address; empty: not in control-plane mode
+  std::string root_file;   // PEM of the mesh root: TLS to weftd; empty: plaintext
+  std::string token_file;  // this node's bearer token
+  std::string server_name = "weftd.weft-system.svc";  // name in weftd's serving certificate
+  bool enabled() const { return !address.empty(); }
+  ConfigClientOptions ClientOptions(std::string node, std::string component) const {
+    ConfigClientOptions o;
+    o.target = address;
+    o.node = std::move(node);
+    o.component = std::move(component);
+    o.root_ca_file = root_file;
+    o.tls_server_name = root_file.empty() ? "" : server_name;
+    o.bearer_token_file = token_file;
+    return o;
+  }
+};
+
 struct ConfigClientStatus {
   bool connected = false;  // a stream is open and has delivered at least one version
   std::string version;     // the last good (accepted) version; "" before the first

@@ -68,13 +68,13 @@ int main(int argc, char** argv) {
     } else if (a == "--certs") {
       o.certs_dir = next();
     } else if (a == "--control-plane") {
-      o.control_plane = next();
+      o.control_plane.address = next();
     } else if (a == "--cp-root") {
-      o.cp_root_file = next();
+      o.control_plane.root_file = next();
     } else if (a == "--cp-token") {
-      o.cp_token_file = next();
+      o.control_plane.token_file = next();
     } else if (a == "--cp-server-name") {
-      o.cp_server_name = next();
+      o.control_plane.server_name = next();
     } else if (a == "--node") {
       o.node = next();
     } else if (a == "--inpod-socket") {

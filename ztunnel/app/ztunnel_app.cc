@@ -20,23 +20,24 @@ ZtunnelApp::~ZtunnelApp() {
 
 absl::Status ZtunnelApp::Start() {
   metrics_ = std::make_unique<Metrics>();
-  const bool cp = !opts_.control_plane.empty();
+  const bool cp = opts_.control_plane.enabled();
   if (!opts_.certs_dir.empty()) {
     certs_ = std::make_unique<FileCertificateProvider>(opts_.certs_dir);
   } else if (cp) {
     CaClientOptions co;
-    co.address = opts_.control_plane;
-    if (!opts_.cp_root_file.empty()) {
-      std::ifstream f(opts_.cp_root_file);
+    const auto& ep = opts_.control_plane;
+    co.address = ep.address;
+    if (!ep.root_file.empty()) {
+      std::ifstream f(ep.root_file);
       if (!f) {
-        return absl::InvalidArgumentError(absl::StrCat("--cp-root ", opts_.cp_root_file,
-                                                       ": cannot read the mesh root certificate"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--cp-root ", ep.root_file, ": cannot read the mesh root certificate"));
       }
       co.root_pem.assign(std::istreambuf_iterator<char>(f), {});
     }
-    co.tls_server_name = opts_.cp_server_name;
+    co.tls_server_name = ep.server_name;
     co.node = opts_.node;
-    if (!opts_.cp_token_file.empty()) co.token = TokenFromFile(opts_.cp_token_file);
+    if (!ep.token_file.empty()) co.token = TokenFromFile(ep.token_file);
     co.metrics = metrics_.get();
     WEFT_ASSIGN_OR_RETURN(auto ca, CaCertificateProvider::Create(std::move(co)));
     ca_certs_ = ca.get();
@@ -60,13 +61,7 @@ absl::Status ZtunnelApp::Start() {
         });
     WEFT_RETURN_IF_ERROR(watcher_->Start());
   } else if (cp) {
-    weft::cp::ConfigClientOptions co;
-    co.target = opts_.control_plane;
-    co.node = opts_.node;
-    co.component = "ztunnel";
-    co.root_ca_file = opts_.cp_root_file;
-    co.tls_server_name = opts_.cp_root_file.empty() ? "" : opts_.cp_server_name;
-    co.bearer_token_file = opts_.cp_token_file;
+    auto co = opts_.control_plane.ClientOptions(opts_.node, "ztunnel");
     co.registry = metrics_->registry();
     cp_config_ = std::make_unique<weft::cp::ConfigClient>(
         std::move(co), [this](const SnapshotPtr& s) { OnConfig(s); });
@@ -145,7 +140,7 @@ void ZtunnelApp::OnConfig(SnapshotPtr s) {
   config_loaded_ = true;
   metrics_->ConfigLoad(true, s->version());
   LOG_INFO("config", "config loaded",
-           {{"source", opts_.config_file.empty() ? opts_.control_plane : opts_.config_file},
+           {{"source", opts_.config_file.empty() ? opts_.control_plane.address : opts_.config_file},
             {"version", s->version()},
             {"workloads", s->workloads().size()},
             {"services", s->services().size()},

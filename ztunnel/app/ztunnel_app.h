@@ -30,11 +30,8 @@ struct ZtunnelOptions {
   std::string certs_dir;    // FileCertificateProvider layout
   // Control-plane mode (instead of config_file / certs_dir): weftd's gRPC address. Config comes
   // from its ConfigDiscovery stream, certificates from its CA (key generated here, CSR sent).
-  std::string control_plane;
-  std::string cp_root_file;   // PEM of the mesh root: TLS to weftd and chain checks ("": plaintext)
-  std::string cp_token_file;  // this node's bearer token (bootstrap token or SA token)
-  std::string cp_server_name = "weftd.weft-system.svc";  // name in weftd's serving certificate
-  std::string inpod_socket;                              // handoff socket; empty: no agent
+  weft::cp::ControlPlaneEndpoint control_plane;
+  std::string inpod_socket;  // handoff socket; empty: no agent
   SockAddr admin_addr = *SockAddr::Parse("127.0.0.1:15000");
   SockAddr metrics_addr = *SockAddr::Parse("0.0.0.0:15020");
   SockAddr readiness_addr = *SockAddr::Parse("0.0.0.0:15021");
