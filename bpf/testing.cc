@@ -83,6 +83,8 @@ ScopedPinDir::~ScopedPinDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
   EXPECT_FALSE(ec) << "removing " << path_ << ": " << ec.message();
+  // The shared parent goes with the last test that used it (fails while others are in it).
+  ::rmdir(PinRoot().c_str());
 }
 
 ScopedCgroup::ScopedCgroup() {

@@ -84,6 +84,7 @@ void RemoveTestbedKernelObjects(const std::string& prefix) {
       }
     }
   }
+  ::rmdir(kBpfWeftDir);  // the shared parent, once no testbed uses it (fails otherwise)
 }
 
 void CleanupStaleKernelObjects() {
