@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
       const char* v = next();
       if (!v) return Fail("--kubeconfig needs a file");
       o.kubeconfig = v;
+    } else if (a == "--namespace") {
+      const char* v = next();
+      if (!v) return Fail("--namespace needs a namespace");
+      o.k8s_namespace = v;
     } else if (a == "--api-server") {
       const char* v = next();
       if (!v) return Fail("--api-server needs a URL");

@@ -13,9 +13,9 @@
 #include "common/status.h"
 #include "controlplane/ca/ca.h"
 #include "controlplane/ca/ca_server.h"
+#include "controlplane/ca/k8s_ca.h"
 #include "controlplane/k8s/endpoint.h"
 #include "controlplane/k8s/rest_client.h"
-#include "controlplane/k8s/token_review.h"
 #include "controlplane/k8s/watcher.h"
 #include "controlplane/local/local_source.h"
 #include "controlplane/model/model.h"
@@ -74,24 +74,23 @@ struct Weftd::Impl {
 
 absl::Status Weftd::Impl::StartCa() {
   ::mkdir(opts.state_dir.c_str(), 0755);
-  FileRootStore store(CaDir());
+  // Cluster mode keeps the root in a Secret, so every weftd replica (and a rescheduled one)
+  // signs with the same root; local mode in <state_dir>/ca.
+  std::unique_ptr<RootStore> store;
+  if (opts.kubernetes) {
+    store = std::make_unique<KubernetesSecretRootStore>(kube.get(), opts.k8s_namespace);
+  } else {
+    store = std::make_unique<FileRootStore>(CaDir());
+  }
   WEFT_ASSIGN_OR_RETURN(auto root,
-                        LoadOrCreateRoot(store, "weft", std::chrono::hours(24 * 365 * 10)));
+                        LoadOrCreateRoot(*store, "weft", std::chrono::hours(24 * 365 * 10)));
   IssuerOptions io;
   io.trust_domain = opts.trust_domain;
   issuer = std::make_unique<Issuer>(std::move(root), io);
   if (opts.kubernetes) {
-    std::shared_ptr<k8s::RestClient> client = kube;
-    authn = std::make_unique<TokenReviewAuthenticator>(
-        UsernameOnlyReviewer([client](std::string_view token) -> absl::StatusOr<std::string> {
-          WEFT_ASSIGN_OR_RETURN(auto r, k8s::ReviewToken(*client, token));
-          if (!r.authenticated) {
-            return absl::UnauthenticatedError(
-                absl::StrCat("token not authenticated by the API server: ", r.error));
-          }
-          return r.username;
-        }),
-        opts.ztunnel_service_accounts);
+    // Node-bound service-account tokens name their node (Kubernetes 1.30+).
+    authn = std::make_unique<TokenReviewAuthenticator>(KubernetesTokenReviewer(kube.get()),
+                                                       opts.ztunnel_service_accounts);
   } else {
     ::mkdir(TokenDir().c_str(), 0700);
     for (const auto& n : opts.node_tokens) {

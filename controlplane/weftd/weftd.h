@@ -27,6 +27,7 @@ struct WeftdOptions {
   bool kubernetes = false;    // Kubernetes source (in-cluster, or kubeconfig / api_server)
   std::string kubeconfig;
   std::string api_server;  // override, e.g. http://127.0.0.1:8001 (kubectl proxy)
+  std::string k8s_namespace = "weft-system";  // where the CA root Secret lives
 
   std::string grpc_addr = "0.0.0.0:15012";  // config stream + CA; port 0 picks one
   bool plaintext = false;                   // gRPC without TLS (tests, loopback only); default TLS
