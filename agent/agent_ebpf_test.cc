@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/agent.h"
 #include "agent/probe.h"
+#include "agent/testing.h"
 #include "bpf/pinned_maps.h"
 #include "bpf/pins.h"
 #include "bpf/testing.h"
@@ -33,6 +34,8 @@
 
 namespace weft::agent {
 namespace {
+
+using testing::FakeZtunnel;
 
 using namespace std::chrono_literals;
 namespace bt = weft::bpf::testing;
@@ -97,45 +100,6 @@ struct Pod {
 };
 
 // ztunnel stand-in: the real HandoffServer, recording AddWorkloads (with their eBPF field).
-class FakeZtunnel {
- public:
-  explicit FakeZtunnel(std::string path) {
-    ztunnel::HandoffServer::Callbacks cb;
-    cb.add = [this](const weft::inpod::v1::AddWorkload& add, UniqueFd netns) -> absl::Status {
-      auto c = NetnsCookie(netns.get());
-      if (!c.ok()) return c.status();
-      std::lock_guard<std::mutex> lock(mu_);
-      adds_.push_back({add, *c});
-      return absl::OkStatus();
-    };
-    cb.del = [this](const std::string& uid) {
-      std::lock_guard<std::mutex> lock(mu_);
-      dels_.push_back(uid);
-    };
-    server_ = std::make_unique<ztunnel::HandoffServer>(std::move(path), cb);
-    absl::Status st = server_->Start();
-    EXPECT_TRUE(st.ok()) << st;
-  }
-  struct Add {
-    weft::inpod::v1::AddWorkload msg;
-    uint64_t cookie;
-  };
-  std::vector<Add> adds() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return adds_;
-  }
-  std::vector<std::string> dels() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return dels_;
-  }
-  std::set<std::string> pods() const { return server_->known_pods(); }
-
- private:
-  std::mutex mu_;
-  std::vector<Add> adds_;
-  std::vector<std::string> dels_;
-  std::unique_ptr<ztunnel::HandoffServer> server_;
-};
 
 nlohmann::json PodJson(const std::string& name, const Pod& pod) {
   return {{"uid", "default/" + name},

@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "agent/testing.h"
 #include "common/netns.h"
 #include "common/testing/netns_fixture.h"
 #include "gtest/gtest.h"
@@ -22,6 +23,8 @@
 
 namespace weft::agent {
 namespace {
+
+using testing::FakeZtunnel;
 
 using namespace std::chrono_literals;
 using weft::testing::Shell;
@@ -50,53 +53,6 @@ class PodNetns : public weft::testing::ScopedNetns {
 };
 
 // A ztunnel stand-in: the real HandoffServer, recording what it was told.
-class FakeZtunnel {
- public:
-  explicit FakeZtunnel(std::string path) {
-    HandoffServer::Callbacks cb;
-    cb.add = [this](const weft::inpod::v1::AddWorkload& add, UniqueFd netns) -> absl::Status {
-      const std::string& uid = add.uid();
-      const weft::inpod::v1::WorkloadInfo& info = add.info();
-      if (refuse_.load() && uid == "default/refused")
-        return absl::ResourceExhaustedError("no room for default/refused yet");
-      auto c = NetnsCookie(netns.get());
-      if (!c.ok()) return c.status();
-      std::lock_guard<std::mutex> lock(mu_);
-      adds_.push_back({uid, info, *c});
-      return absl::OkStatus();
-    };
-    cb.del = [this](const std::string& uid) {
-      std::lock_guard<std::mutex> lock(mu_);
-      dels_.push_back(uid);
-    };
-    server_ = std::make_unique<HandoffServer>(std::move(path), cb);
-    absl::Status st = server_->Start();
-    EXPECT_TRUE(st.ok()) << st;
-  }
-  struct Add {
-    std::string uid;
-    weft::inpod::v1::WorkloadInfo info;
-    uint64_t cookie;
-  };
-  std::vector<Add> adds() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return adds_;
-  }
-  std::vector<std::string> dels() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return dels_;
-  }
-  std::set<std::string> pods() const { return server_->known_pods(); }
-  void set_refuse(bool r) { refuse_ = r; }
-  bool connected() const { return server_->agent_connected(); }
-
- private:
-  std::atomic<bool> refuse_{true};
-  std::mutex mu_;
-  std::vector<Add> adds_;
-  std::vector<std::string> dels_;
-  std::unique_ptr<HandoffServer> server_;
-};
 
 nlohmann::json PodJson(const std::string& uid, const std::string& node, const std::string& protocol,
                        const std::string& netns, const std::string& addr) {
@@ -174,18 +130,18 @@ TEST_F(AgentTest, EnrollsCapturesRemovesAndReplaysAfterZtunnelRestart) {
       PodJson("default/gone", "node-1", "HBONE", "/run/netns/weft-agt-does-not-exist", "10.1.0.8");
   WriteConfig({a, elsewhere, plain, missing}, 1);
 
-  auto zt = std::make_unique<FakeZtunnel>(socket_);
+  auto zt = std::make_unique<FakeZtunnel>(socket_, "default/refused");
   StartAgent(Options());
 
   ASSERT_TRUE(Eventually([&] { return zt->pods() == std::set<std::string>{"default/pod-a"}; }))
       << "ztunnel never got pod-a";
   auto adds = zt->adds();
   ASSERT_EQ(adds.size(), 1u) << "only node-1's HBONE pod with a netns is handed over";
-  EXPECT_EQ(adds[0].uid, "default/pod-a");
+  EXPECT_EQ(adds[0].msg.uid(), "default/pod-a");
   EXPECT_EQ(adds[0].cookie, pod.cookie()) << "the fd ztunnel got is the pod's netns";
-  EXPECT_EQ(adds[0].info.name(), "pod-a");
-  EXPECT_EQ(adds[0].info.namespace_(), "default");
-  EXPECT_EQ(adds[0].info.service_account(), "sa-pod-a");
+  EXPECT_EQ(adds[0].msg.info().name(), "pod-a");
+  EXPECT_EQ(adds[0].msg.info().namespace_(), "default");
+  EXPECT_EQ(adds[0].msg.info().service_account(), "sa-pod-a");
   std::string rules = pod.NatRules();
   EXPECT_TRUE(absl::StrContains(rules, "-A OUTPUT -p tcp -j WEFT_INPOD_OUTPUT")) << rules;
   EXPECT_TRUE(absl::StrContains(rules, "--dport 9090 -j RETURN")) << rules;
@@ -209,7 +165,7 @@ TEST_F(AgentTest, EnrollsCapturesRemovesAndReplaysAfterZtunnelRestart) {
   // ztunnel restarts: a fresh server on the same socket gets the full replay.
   zt.reset();
   ASSERT_TRUE(Eventually([&] { return !agent_->ztunnel_connected(); }));
-  zt = std::make_unique<FakeZtunnel>(socket_);
+  zt = std::make_unique<FakeZtunnel>(socket_, "default/refused");
   ASSERT_TRUE(Eventually([&] { return zt->pods() == std::set<std::string>{"default/pod-a"}; }))
       << "agent did not replay after the restart";
   adds = zt->adds();
@@ -240,7 +196,7 @@ TEST_F(AgentTest, CapturesBeforeZtunnelIsUpThenHandsOffWhenItAppears) {
   EXPECT_FALSE(agent_->ztunnel_connected());
   EXPECT_FALSE(agent_->Pods()[0].handed_off);
 
-  FakeZtunnel zt(socket_);
+  FakeZtunnel zt(socket_, "default/refused");
   ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/early"}; }, 5s))
       << "agent did not connect within the backoff";
   EXPECT_TRUE(Eventually([&] { return agent_->Pods()[0].handed_off; }));
@@ -252,7 +208,7 @@ TEST_F(AgentTest, PodRefusedByZtunnelIsRetriedWithoutBlockingOthers) {
   WriteConfig({PodJson("default/fine", "node-1", "HBONE", ok_pod.path(), "10.5.0.5"),
                PodJson("default/refused", "node-1", "HBONE", refused_pod.path(), "10.5.0.6")},
               1);
-  FakeZtunnel zt(socket_);
+  FakeZtunnel zt(socket_, "default/refused");
   StartAgent(Options());
   ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/fine"}; }));
   EXPECT_TRUE(refused_pod.Captured()) << "a refused pod stays fail-closed";
@@ -274,7 +230,7 @@ TEST_F(AgentTest, PodRefusedByZtunnelIsRetriedWithoutBlockingOthers) {
 TEST_F(AgentTest, UninstallOnExitRemovesCaptureAndTellsZtunnel) {
   PodNetns pod;
   WriteConfig({PodJson("default/bye", "node-1", "HBONE", pod.path(), "10.3.0.5")}, 1);
-  FakeZtunnel zt(socket_);
+  FakeZtunnel zt(socket_, "default/refused");
   AgentOptions o = Options();
   o.uninstall_on_exit = true;
   StartAgent(o);
@@ -294,7 +250,7 @@ TEST_F(AgentTest, RunOnceSyncsAndReportsAMissingZtunnel) {
     EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
     EXPECT_TRUE(absl::StrContains(st.message(), "is ztunnel running? socket " + socket_)) << st;
   }
-  FakeZtunnel zt(socket_);
+  FakeZtunnel zt(socket_, "default/refused");
   Agent agent(Options());
   absl::Status st = agent.RunOnce();
   ASSERT_TRUE(st.ok()) << st;
