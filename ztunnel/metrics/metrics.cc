@@ -2,6 +2,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 
 #include <utility>
 
@@ -55,17 +56,44 @@ void ForEachLabel(const TcpLabels& l, F&& f) {
   f("connection_security_policy", l.connection_security_policy);
 }
 
+// The duration histogram's labels: enough for per-workload golden signals, few enough that the
+// bucket series stay affordable (principals, apps and versions follow from the workload).
+template <typename F>
+void ForEachDurationLabel(const TcpLabels& l, F&& f) {
+  f("reporter", l.reporter);
+  f("source_workload", l.source_workload);
+  f("source_workload_namespace", l.source_workload_namespace);
+  f("destination_workload", l.destination_workload);
+  f("destination_workload_namespace", l.destination_workload_namespace);
+  f("destination_service", l.destination_service);
+  f("connection_security_policy", l.connection_security_policy);
+  f("response_flags", l.response_flags);
+}
+
+// Connection lifetimes: from sub-millisecond request/response connections to long streams.
+const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+      0.25,   0.5,     1,      2.5,   5,      10,    30,   60,    300,  1800};
+  return kBuckets;
+}
+
 // Length-prefixed so that no two distinct label tuples share a key (values may contain any
 // byte, including whatever separator we would pick).
-std::string CacheKey(const TcpLabels& l) {
+template <typename ForEach>
+std::string CacheKey(const TcpLabels& l, ForEach&& for_each) {
   std::string key;
   key.reserve(512);
-  ForEachLabel(l, [&key](const char*, const std::string& v) {
+  for_each(l, [&key](const char*, const std::string& v) {
     key += std::to_string(v.size());
     key += ':';
     key += v;
   });
   return key;
+}
+
+std::string CacheKey(const TcpLabels& l) {
+  return CacheKey(l, [](const TcpLabels& x, auto&& f) { ForEachLabel(x, f); });
 }
 
 }  // namespace
@@ -82,6 +110,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
       Counter(r, kSent, "The size of total bytes sent during request in case of a TCP connection");
   tcp_received_ = Counter(
       r, kReceived, "The size of total bytes received during request in case of a TCP connection");
+  duration_ = &prometheus::BuildHistogram()
+                   .Name("weft_tcp_connection_duration_seconds")
+                   .Help("Lifetime of proxied TCP connections, observed when they close")
+                   .Register(r);
   handshake_failures_ = Counter(r, "weft_hbone_handshake_failures_total",
                                 "HBONE mTLS handshakes that failed, by direction and reason");
   policy_denials_ = Counter(r, "weft_policy_denials_total",
@@ -126,6 +158,24 @@ TcpCounters Metrics::ForConnection(const TcpLabels& labels) {
                 &tcp_received_->Add(l)};
   tcp_cache_.emplace(std::move(key), c);
   return c;
+}
+
+void Metrics::ConnectionClosed(const TcpLabels& labels, double seconds) {
+  std::string key =
+      CacheKey(labels, [](const TcpLabels& x, auto&& f) { ForEachDurationLabel(x, f); });
+  prometheus::Histogram* h = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = duration_cache_.find(key);
+    if (it == duration_cache_.end()) {
+      Labels l;
+      ForEachDurationLabel(labels,
+                           [&l](const char* name, const std::string& v) { l.emplace(name, v); });
+      it = duration_cache_.emplace(std::move(key), &duration_->Add(l, DurationBuckets())).first;
+    }
+    h = it->second;
+  }
+  h->Observe(seconds);
 }
 
 void Metrics::HandshakeFailure(std::string_view direction, std::string_view reason) {

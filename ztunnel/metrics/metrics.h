@@ -61,6 +61,14 @@ class Metrics {
   // istio_tcp_received_bytes_total children for this label set (cached lookup).
   TcpCounters ForConnection(const TcpLabels& labels);
 
+  // weft_tcp_connection_duration_seconds: a histogram of connection lifetimes observed at close,
+  // labelled {reporter, source_workload, source_workload_namespace, destination_workload,
+  // destination_workload_namespace, destination_service, connection_security_policy,
+  // response_flags} with the flags as they are at close (a refusal or an upstream failure set
+  // after the connection was counted as opened shows here). The golden signals of `weftctl
+  // stat` (rate, success rate, latency percentiles per workload) come from it.
+  void ConnectionClosed(const TcpLabels& labels, double seconds);
+
   // weft_hbone_handshake_failures_total{direction="inbound|outbound",reason=...}
   void HandshakeFailure(std::string_view direction, std::string_view reason);
   // weft_policy_denials_total{policy="ns/name"|"",direction="inbound",reason="deny|no_allow_match|strict_mtls|registry_only"}
@@ -91,6 +99,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* tcp_closed_;
   prometheus::Family<prometheus::Counter>* tcp_sent_;
   prometheus::Family<prometheus::Counter>* tcp_received_;
+  prometheus::Family<prometheus::Histogram>* duration_;
   prometheus::Family<prometheus::Counter>* handshake_failures_;
   prometheus::Family<prometheus::Counter>* policy_denials_;
   prometheus::Family<prometheus::Counter>* bad_input_;
@@ -109,7 +118,8 @@ class Metrics {
   // Length-prefixed concatenation of all TcpLabels fields -> the four children. Saves building
   // four 20-entry label maps and four Family lookups per connection.
   std::unordered_map<std::string, TcpCounters> tcp_cache_;
-  prometheus::Gauge* config_version_current_ = nullptr;  // guarded by mu_
+  std::unordered_map<std::string, prometheus::Histogram*> duration_cache_;  // guarded by mu_
+  prometheus::Gauge* config_version_current_ = nullptr;                     // guarded by mu_
 };
 
 }  // namespace weft::ztunnel

@@ -229,6 +229,52 @@ TEST(MetricsTest, WeftMetricsAppear) {
   EXPECT_EQ(text.find("version=\"v2\""), std::string::npos);
 }
 
+TEST(MetricsTest, ConnectionDurationHistogramKeepsFlagsSetAtClose) {
+  Metrics m;
+  TcpLabels ok = SampleLabels();
+  m.ConnectionClosed(ok, 0.0003);
+  m.ConnectionClosed(ok, 0.002);
+  TcpLabels failed = SampleLabels();
+  failed.response_flags = "UF";
+  failed.source_principal = "spiffe://cluster.local/ns/default/sa/other";  // not a label here
+  m.ConnectionClosed(failed, 0.04);
+
+  auto fams = m.registry()->Collect();
+  const auto* fam = FindFamily(fams, "weft_tcp_connection_duration_seconds");
+  ASSERT_NE(fam, nullptr);
+  ASSERT_EQ(fam->metric.size(), 2u);
+  const std::set<std::string> want = {"reporter",
+                                      "source_workload",
+                                      "source_workload_namespace",
+                                      "destination_workload",
+                                      "destination_workload_namespace",
+                                      "destination_service",
+                                      "connection_security_policy",
+                                      "response_flags"};
+  for (const auto& metric : fam->metric) {
+    auto labels = LabelMap(metric);
+    std::set<std::string> names;
+    for (const auto& [k, v] : labels) names.insert(k);
+    EXPECT_EQ(names, want);
+    if (labels["response_flags"] == "-") {
+      EXPECT_EQ(metric.histogram.sample_count, 2u);
+      EXPECT_NEAR(metric.histogram.sample_sum, 0.0023, 1e-9);
+      // Cumulative buckets: 0.0003 falls in le=0.0005, 0.002 in le=0.0025.
+      for (const auto& b : metric.histogram.bucket) {
+        const std::map<double, uint64_t> want_counts = {{0.00025, 0}, {0.0005, 1}, {0.0025, 2}};
+        auto it = want_counts.find(b.upper_bound);
+        if (it != want_counts.end()) {
+          EXPECT_EQ(b.cumulative_count, it->second) << "le=" << b.upper_bound;
+        }
+      }
+    } else {
+      EXPECT_EQ(labels["response_flags"], "UF");
+      EXPECT_EQ(metric.histogram.sample_count, 1u);
+    }
+  }
+  EXPECT_NE(Render(m).find("weft_tcp_connection_duration_seconds_bucket{"), std::string::npos);
+}
+
 TEST(MetricsTest, ConfigVersionInfoShowsOnlyCurrentVersion) {
   Metrics m;
   m.ConfigLoad(true, "v1");

@@ -67,15 +67,16 @@ void Flow::AddReceived(uint64_t n) {
 void Flow::Finish() {
   if (finished_) return;
   finished_ = true;
+  auto dur = std::chrono::duration_cast<std::chrono::microseconds>(
+                 std::chrono::steady_clock::now() - info_.start)
+                 .count();
   if (begun_) {
     info_.counters.closed->Increment();
     w_->metrics().active_connections(info_.direction).Decrement();
+    w_->metrics().ConnectionClosed(info_.labels, static_cast<double>(dur) / 1e6);
   }
   if (info_.authz) w_->UnregisterInbound(this);
   if (w_->opts().access_log) {
-    auto dur = std::chrono::duration_cast<std::chrono::microseconds>(
-                   std::chrono::steady_clock::now() - info_.start)
-                   .count();
     nlohmann::json rec = {
         {"level", "info"},
         {"scope", "access"},
