@@ -5,6 +5,7 @@
 #include "cli/cp_status.h"
 #include "cli/demo/demo.h"
 #include "cli/dev_certs.h"
+#include "cli/stat.h"
 #include "cli/validate.h"
 
 namespace weft::cli {
@@ -25,6 +26,7 @@ std::vector<Command>& Registry() {
       {"status", "weftd's view: nodes connected, config versions, rejected objects, CA",
        &StatusMain},
       {"config-dump", "the configuration weftd streams to a node (JSON)", &ConfigDumpMain},
+      {"stat", "golden signals per workload from the ztunnels' metrics (a table)", &StatMain},
 #ifdef WEFT_CLI_CHECK
       {"check", "probe the kernel: can this node run eBPF capture? (report and decision)",
        &CheckMain},

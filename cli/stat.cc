@@ -1,0 +1,418 @@
+#include "cli/stat.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <set>
+#include <thread>
+#include <tuple>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "cli/commands.h"
+#include "common/net.h"
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace weft::cli {
+namespace {
+
+constexpr char kDuration[] = "weft_tcp_connection_duration_seconds";
+constexpr char kSent[] = "istio_tcp_sent_bytes_total";
+constexpr char kReceived[] = "istio_tcp_received_bytes_total";
+
+using WorkloadKey = std::pair<std::string, std::string>;  // namespace, workload
+
+// Everything one reporter saw for one destination workload, summed over targets.
+struct Totals {
+  std::map<double, double> buckets;  // upper bound -> cumulative count (summed)
+  double count = 0;
+  double ok = 0;      // response_flags "-"
+  double meshed = 0;  // mutual_tls or same_node
+  double sent = 0, received = 0;
+};
+
+using ByReporter = std::map<std::string, std::map<WorkloadKey, Totals>>;  // reporter -> ...
+
+std::string Label(const MetricSample& s, const char* name) {
+  auto it = s.labels.find(name);
+  return it == s.labels.end() ? "" : it->second;
+}
+
+ByReporter Collect(const std::vector<MetricSample>& samples) {
+  ByReporter out;
+  const std::string bucket = absl::StrCat(kDuration, "_bucket");
+  const std::string count = absl::StrCat(kDuration, "_count");
+  for (const MetricSample& s : samples) {
+    const std::string reporter = Label(s, "reporter");
+    WorkloadKey key{Label(s, "destination_workload_namespace"), Label(s, "destination_workload")};
+    if (reporter.empty() || key.second.empty() || key.second == "unknown") continue;
+    if (s.name == bucket) {
+      double le = 0;
+      const std::string le_text = Label(s, "le");
+      if (le_text == "+Inf") {
+        le = std::numeric_limits<double>::infinity();
+      } else if (!absl::SimpleAtod(le_text, &le)) {
+        continue;
+      }
+      out[reporter][key].buckets[le] += s.value;
+    } else if (s.name == count) {
+      Totals& t = out[reporter][key];
+      t.count += s.value;
+      if (Label(s, "response_flags") == "-") t.ok += s.value;
+      const std::string sec = Label(s, "connection_security_policy");
+      if (sec == "mutual_tls" || sec == "same_node") t.meshed += s.value;
+    } else if (s.name == kSent) {
+      out[reporter][key].sent += s.value;
+    } else if (s.name == kReceived) {
+      out[reporter][key].received += s.value;
+    }
+  }
+  return out;
+}
+
+Totals Minus(const Totals& a, const Totals* b) {
+  if (!b) return a;
+  Totals d = a;
+  // Counters only grow; a ztunnel restart in the window resets them, so clamp at zero.
+  auto sub = [](double x, double y) { return std::max(0.0, x - y); };
+  for (auto& [le, v] : d.buckets) {
+    auto it = b->buckets.find(le);
+    if (it != b->buckets.end()) v = sub(v, it->second);
+  }
+  d.count = sub(a.count, b->count);
+  d.ok = sub(a.ok, b->ok);
+  d.meshed = sub(a.meshed, b->meshed);
+  d.sent = sub(a.sent, b->sent);
+  d.received = sub(a.received, b->received);
+  return d;
+}
+
+std::string Seconds(double s) {
+  if (std::isnan(s)) return "-";
+  if (s < 1e-3) return absl::StrFormat("%.0fµs", s * 1e6);
+  if (s < 1) return absl::StrFormat("%.1fms", s * 1e3);
+  return absl::StrFormat("%.2fs", s);
+}
+
+std::string Bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%.0f%s", b, units[u]) : absl::StrFormat("%.1f%s", b, units[u]);
+}
+
+std::string Percent(double f) {
+  return absl::StrFormat("%.2f%%", f * 100);
+}
+
+bool Matches(const WorkloadStat& s, const std::string& filter) {
+  if (filter.empty()) return true;
+  auto slash = filter.find('/');
+  if (slash == std::string::npos) return s.ns == filter;
+  return s.ns == filter.substr(0, slash) && s.workload == filter.substr(slash + 1);
+}
+
+}  // namespace
+
+absl::StatusOr<StatTarget> ParseStatTarget(const std::string& spec) {
+  StatTarget t;
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--target \"", spec,
+                                                   "\": want NODE=NETNS@ADDR:PORT or "
+                                                   "NODE=ADDR:PORT"));
+  }
+  t.node = spec.substr(0, eq);
+  std::string rest = spec.substr(eq + 1);
+  auto at = rest.rfind('@');
+  if (at != std::string::npos) {
+    t.netns = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+  }
+  if (!SockAddr::Parse(rest).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--target \"", spec, "\": \"", rest, "\" is not ADDR:PORT"));
+  }
+  t.addr = rest;
+  return t;
+}
+
+double HistogramQuantile(double q, const std::vector<std::pair<double, double>>& buckets) {
+  if (buckets.empty() || !std::isinf(buckets.back().first)) return std::nan("");
+  const double total = buckets.back().second;
+  if (total <= 0) return std::nan("");
+  const double rank = q * total;
+  double prev_bound = 0, prev_count = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const auto& [bound, count] = buckets[i];
+    if (count >= rank) {
+      // In the +Inf bucket the best answer is the highest finite bound (as Prometheus does).
+      if (std::isinf(bound)) return i == 0 ? std::nan("") : buckets[i - 1].first;
+      if (count == prev_count) return bound;
+      return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count);
+    }
+    prev_bound = bound;
+    prev_count = count;
+  }
+  return prev_bound;
+}
+
+std::vector<WorkloadStat> ComputeStats(const std::vector<MetricSample>& before,
+                                       const std::vector<MetricSample>& after,
+                                       double window_seconds) {
+  const ByReporter a = Collect(after), b = Collect(before);
+  std::set<WorkloadKey> keys;
+  for (const auto& [reporter, by_key] : a) {
+    for (const auto& [key, t] : by_key) keys.insert(key);
+  }
+  std::vector<WorkloadStat> out;
+  for (const WorkloadKey& key : keys) {
+    // The destination's own ztunnel when it saw the workload, else the callers' ztunnels.
+    const Totals* now = nullptr;
+    const Totals* then = nullptr;
+    bool from_source = false;
+    for (const char* reporter : {"destination", "source"}) {
+      auto it = a.find(reporter);
+      if (it == a.end()) continue;
+      auto k = it->second.find(key);
+      if (k == it->second.end()) continue;
+      now = &k->second;
+      if (auto bt = b.find(reporter); bt != b.end()) {
+        if (auto bk = bt->second.find(key); bk != bt->second.end()) then = &bk->second;
+      }
+      from_source = std::string(reporter) == "source";
+      break;
+    }
+    if (!now) continue;
+    const Totals d = Minus(*now, then);
+    WorkloadStat s;
+    s.ns = key.first;
+    s.workload = key.second;
+    s.from_source = from_source;
+    s.conns = d.count;
+    s.success_rate = d.count > 0 ? d.ok / d.count : 0;
+    s.meshed = d.count > 0 ? d.meshed / d.count : 0;
+    std::vector<std::pair<double, double>> buckets(d.buckets.begin(), d.buckets.end());
+    s.p50 = HistogramQuantile(0.50, buckets);
+    s.p95 = HistogramQuantile(0.95, buckets);
+    s.p99 = HistogramQuantile(0.99, buckets);
+    // Bytes from the workload's side: it reads what the source sent and writes what the source
+    // received.
+    const double per = window_seconds > 0 ? window_seconds : 1;
+    s.rate = window_seconds > 0 ? d.count / window_seconds : 0;
+    s.read_bps = d.sent / per;
+    s.write_bps = d.received / per;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void PrintStatTable(const std::vector<WorkloadStat>& stats, const std::string& filter,
+                    double window_seconds, std::ostream& out) {
+  const bool totals = window_seconds <= 0;
+  std::vector<std::vector<std::string>> rows = {
+      {"NAMESPACE", "WORKLOAD", "MESHED", "SUCCESS", totals ? "CONNS" : "CONN/S", "P50", "P95",
+       "P99", totals ? "READ" : "READ/S", totals ? "WRITE" : "WRITE/S"}};
+  for (const WorkloadStat& s : stats) {
+    if (!Matches(s, filter)) continue;
+    const bool any = s.conns > 0;
+    std::string workload = s.workload + (s.from_source ? "*" : "");
+    rows.push_back(
+        {s.ns, workload, any ? Percent(s.meshed) : "-", any ? Percent(s.success_rate) : "-",
+         totals ? absl::StrFormat("%.0f", s.conns) : absl::StrFormat("%.1f", s.rate),
+         Seconds(s.p50), Seconds(s.p95), Seconds(s.p99), Bytes(s.read_bps), Bytes(s.write_bps)});
+  }
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      // Column widths in characters: "µ" is two bytes but one column.
+      size_t n = 0;
+      for (unsigned char c : r[i]) n += (c & 0xC0) != 0x80;
+      width[i] = std::max(width[i], n);
+    }
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      size_t n = 0;
+      for (unsigned char c : r[i]) n += (c & 0xC0) != 0x80;
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - n + 2, ' ');
+    }
+    out << line << "\n";
+  }
+  if (rows.size() == 1) {
+    out << "(no connections seen" << (filter.empty() ? "" : " for " + filter) << ")\n";
+  }
+  if (std::any_of(stats.begin(), stats.end(),
+                  [&](const WorkloadStat& s) { return s.from_source && Matches(s, filter); })) {
+    out << "* not served by a ztunnel (not enrolled): seen from its callers' side\n";
+  }
+}
+
+namespace {
+
+struct StatFlags {
+  std::vector<StatTarget> targets;
+  double window = 5;
+  bool json = false;
+  bool help = false;
+  std::string filter;
+  std::string error;
+};
+
+StatFlags ParseStatFlags(const std::vector<std::string>& args) {
+  StatFlags f;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string* v) {
+      if (i + 1 >= args.size()) {
+        f.error = a + " needs a value";
+        return false;
+      }
+      *v = args[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "-h" || a == "--help") {
+      f.help = true;
+    } else if (a == "--json" || a == "-o=json") {
+      f.json = true;
+    } else if (a == "--window") {
+      if (!value(&v)) return f;
+      absl::Duration d;
+      if (v == "0") {
+        f.window = 0;
+      } else if (absl::ParseDuration(v, &d) && d >= absl::ZeroDuration()) {
+        f.window = absl::ToDoubleSeconds(d);
+      } else {
+        f.error = "--window \"" + v + "\" is not a duration like 5s or 500ms";
+        return f;
+      }
+    } else if (a == "--target") {
+      if (!value(&v)) return f;
+      auto t = ParseStatTarget(v);
+      if (!t.ok()) {
+        f.error = std::string(t.status().message());
+        return f;
+      }
+      f.targets.push_back(*t);
+    } else if (a.rfind("-", 0) == 0) {
+      f.error = "unknown flag " + a;
+      return f;
+    } else if (f.filter.empty()) {
+      f.filter = a;
+    } else {
+      f.error = "at most one NS or NS/WORKLOAD argument";
+      return f;
+    }
+  }
+  return f;
+}
+
+absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget>& targets) {
+  std::vector<MetricSample> all;
+  for (const StatTarget& t : targets) {
+    UniqueFd ns;
+    if (!t.netns.empty()) {
+      ns = UniqueFd(::open(t.netns.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!ns.valid()) {
+        return absl::UnavailableError(
+            absl::StrCat("node ", t.node, ": cannot open network namespace ", t.netns, ": ",
+                         std::strerror(errno), " (is the mesh up? are you root?)"));
+      }
+    }
+    WEFT_ASSIGN_OR_RETURN(SockAddr addr, SockAddr::Parse(t.addr));
+    auto body = HttpGet(addr, "/metrics", ns.valid() ? ns.get() : -1, nullptr, 5000);
+    if (!body.ok()) {
+      return absl::UnavailableError(absl::StrCat("node ", t.node, ": ztunnel metrics at ", t.addr,
+                                                 ": ", body.status().message()));
+    }
+    for (auto& s : ParseSamples(*body, "weft_tcp_connection_duration_seconds")) {
+      all.push_back(std::move(s));
+    }
+    for (auto& s : ParseSamples(*body, "istio_tcp_")) all.push_back(std::move(s));
+  }
+  return all;
+}
+
+}  // namespace
+
+int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  StatFlags f = ParseStatFlags(args);
+  if (f.help) {
+    out << "Usage: weftctl stat [NS | NS/WORKLOAD] [--window 5s] [--target NODE=NETNS@ADDR]... "
+           "[--json]\n"
+           "\n"
+           "Golden signals per destination workload from every ztunnel's metrics: share of\n"
+           "mTLS connections, success rate, connections per second, connection duration\n"
+           "p50/p95/p99, bytes per second. Two readings --window apart (0: totals since start).\n"
+           "\n"
+           "  --target NODE=NETNS@ADDR:PORT  a ztunnel metrics endpoint (repeatable); NETNS is a\n"
+           "                                 network namespace path (omit it with the @ for the\n"
+           "                                 current one)\n"
+           "  --window D                     measurement window (default 5s; 0 = totals)\n"
+           "  --json                         print JSON instead of a table\n";
+    return kExitOk;
+  }
+  if (f.error.empty() && f.targets.empty()) {
+    f.error = "no ztunnel to read: pass --target NODE=NETNS@ADDR:PORT";
+  }
+  if (!f.error.empty()) {
+    err << "weftctl stat: " << f.error << "\nRun 'weftctl stat --help' for usage.\n";
+    return kExitUsage;
+  }
+  std::vector<MetricSample> before;
+  if (f.window > 0) {
+    auto b = ScrapeAll(f.targets);
+    if (!b.ok()) {
+      err << "weftctl stat: " << b.status().message() << "\n";
+      return kExitFailure;
+    }
+    before = std::move(*b);
+    std::this_thread::sleep_for(std::chrono::duration<double>(f.window));
+  }
+  auto after = ScrapeAll(f.targets);
+  if (!after.ok()) {
+    err << "weftctl stat: " << after.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto stats = ComputeStats(before, *after, f.window);
+  if (f.json) {
+    nlohmann::json j = nlohmann::json::array();
+    auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
+    for (const WorkloadStat& s : stats) {
+      if (!Matches(s, f.filter)) continue;
+      j.push_back({{"namespace", s.ns},
+                   {"workload", s.workload},
+                   {"connections", s.conns},
+                   {"success_rate", s.success_rate},
+                   {"connections_per_second", s.rate},
+                   {"p50_seconds", num(s.p50)},
+                   {"p95_seconds", num(s.p95)},
+                   {"p99_seconds", num(s.p99)},
+                   {"meshed", s.meshed},
+                   {"read_bytes", s.read_bps},
+                   {"write_bytes", s.write_bps},
+                   {"seen_from_source_only", s.from_source},
+                   {"window_seconds", f.window}});
+    }
+    out << j.dump(2) << "\n";
+  } else {
+    PrintStatTable(stats, f.filter, f.window, out);
+  }
+  return kExitOk;
+}
+
+}  // namespace weft::cli
