@@ -4,9 +4,14 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <tuple>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -28,14 +33,37 @@ struct Stored {
   Parsed value;
 };
 
-// Everything derived from pods/services/slices/namespaces/network policies, shared by all
-// node views of one generation.
+using ResPtr = std::shared_ptr<const pb::Resource>;
+
+// One published resource: its deterministic bytes (to tell whether a rebuilt object changed)
+// and the pointer handed to the config stream. Kept across generations so that an unchanged
+// object keeps its pointer, which the xds server caches its key and bytes by.
+struct Published {
+  std::string bytes;
+  ResPtr res;
+};
+// Per ResourceKey.Kind number: key ("<uid>" or "<ns>/<name>") -> published version.
+using PublishedMap = std::unordered_map<std::string, Published>;
+constexpr int kKinds = 6;
+
+// A node's policies, as indices into Common's policy vectors (sorted, unique).
+struct NodePolicies {
+  std::vector<size_t> authz, peerauthn, netpols;
+};
+
+// Everything derived from the objects, shared by all node views of one generation.
 struct Common {
-  std::vector<pb::Workload> workloads;  // sorted by uid
-  std::vector<const PodObj*> pods;      // parallel to workloads
-  std::vector<pb::Service> services;
-  std::vector<pb::NetworkPolicy> netpols;
+  std::vector<ResPtr> workloads;                                    // sorted by uid
+  std::vector<const PodObj*> pods;                                  // parallel to workloads
+  std::vector<ResPtr> services;                                     // sorted by "<ns>/<name>"
+  std::vector<ResPtr> netpols;                                      // sorted by "<ns>/<name>"
+  std::vector<ResPtr> authz, peerauthn;                             // sorted by "<ns>/<name>"
   std::map<std::string, std::vector<size_t>, std::less<>> by_node;  // node -> workload index
+  std::map<std::string, std::vector<size_t>, std::less<>> netpols_by_node;
+  // Policy indices by the policy's namespace, for per-node selection.
+  std::unordered_map<std::string, std::vector<size_t>> authz_by_ns, peerauthn_by_ns;
+  // Filled lazily per node (views of one generation are asked for node by node).
+  std::map<std::string, NodePolicies, std::less<>> node_policies;
 };
 
 using RejectKey = std::tuple<std::string, std::string, std::string, std::string>;
@@ -48,6 +76,7 @@ struct State {
   uint64_t generation = 0;
   std::optional<Common> common;
   uint64_t common_generation = 0;
+  std::array<PublishedMap, kKinds> published;
 
   prometheus::Family<prometheus::Counter>* rejected_total = nullptr;
   prometheus::Family<prometheus::Counter>* ignored_total = nullptr;
@@ -67,10 +96,13 @@ struct State {
 namespace {
 
 using internal::Common;
+using internal::kKinds;
 using internal::Labels;
 using internal::NetPolObj;
 using internal::Parsed;
 using internal::PodObj;
+using internal::PublishedMap;
+using internal::ResPtr;
 using internal::State;
 using internal::Stored;
 
@@ -150,30 +182,38 @@ std::string HostCidr(const std::string& ip) {
   return absl::StrCat(ip, ip.find(':') != std::string::npos ? "/128" : "/32");
 }
 
+// Workload indices (into the uid-sorted pod list) by namespace, each list in uid order.
+using NsIndex = std::unordered_map<std::string, std::vector<size_t>>;
+
 pb::NetworkPolicy TranslateNetworkPolicy(const State& st, const std::string& ns,
                                          const std::string& name, const NetPolObj& np,
-                                         const std::vector<PodRef>& pods) {
+                                         const std::vector<PodRef>& pods, const NsIndex& by_ns) {
+  static const std::vector<size_t> kNone;
+  auto in_ns = [&](const std::string& n) -> const std::vector<size_t>& {
+    auto it = by_ns.find(n);
+    return it == by_ns.end() ? kNone : it->second;
+  };
   pb::NetworkPolicy out;
   out.set_name(name);
   out.set_namespace_(ns);
   std::vector<const PodObj*> selected;
-  for (const PodRef& r : pods) {
-    if (r.ns == ns && np.pod_selector.Matches(r.pod->labels)) {
-      selected.push_back(r.pod);
-      out.add_workload_uids(r.pod->uid);
+  for (size_t i : in_ns(ns)) {
+    if (np.pod_selector.Matches(pods[i].pod->labels)) {
+      selected.push_back(pods[i].pod);
+      out.add_workload_uids(pods[i].pod->uid);
     }
   }
-  std::map<std::string, Labels> ns_labels;
-  auto labels_of = [&](const std::string& n) -> const Labels& {
-    auto it = ns_labels.find(n);
-    if (it == ns_labels.end()) it = ns_labels.emplace(n, NamespaceLabels(st, n)).first;
-    return it->second;
-  };
   for (const internal::NetRule& rule : np.ingress) {
     pb::NetworkPolicyRule* r = out.add_ingress();
     r->set_all_sources(rule.all_sources);
     r->set_all_ports(rule.all_ports);
     std::set<std::string> peer_ips;
+    auto add_peers = [&](const std::vector<size_t>& candidates, const internal::NetPeer& peer) {
+      for (size_t i : candidates) {
+        if (peer.pod_selector && !peer.pod_selector->Matches(pods[i].pod->labels)) continue;
+        for (const std::string& ip : pods[i].pod->ips) peer_ips.insert(ip);
+      }
+    };
     for (const internal::NetPeer& peer : rule.from) {
       if (peer.ip_block) {
         pb::NetworkPolicyPeer* p = r->add_from();
@@ -181,13 +221,12 @@ pb::NetworkPolicy TranslateNetworkPolicy(const State& st, const std::string& ns,
         for (const std::string& e : peer.ip_block->second) p->add_except(e);
         continue;
       }
-      for (const PodRef& pr : pods) {
-        const bool ns_ok = peer.namespace_selector
-                               ? peer.namespace_selector->Matches(labels_of(pr.ns))
-                               : pr.ns == ns;
-        if (!ns_ok) continue;
-        if (peer.pod_selector && !peer.pod_selector->Matches(pr.pod->labels)) continue;
-        for (const std::string& ip : pr.pod->ips) peer_ips.insert(ip);
+      if (!peer.namespace_selector) {
+        add_peers(in_ns(ns), peer);
+        continue;
+      }
+      for (const auto& [pod_ns, idx] : by_ns) {
+        if (peer.namespace_selector->Matches(NamespaceLabels(st, pod_ns))) add_peers(idx, peer);
       }
     }
     for (const std::string& ip : peer_ips) r->add_from()->set_cidr(HostCidr(ip));
@@ -223,18 +262,57 @@ pb::NetworkPolicy TranslateNetworkPolicy(const State& st, const std::string& ns,
   return out;
 }
 
-Common BuildCommon(const State& st, const ModelOptions& opts) {
+std::string DeterministicBytes(const google::protobuf::Message& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream sos(&out);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    m.SerializeWithCachedSizes(&cos);
+  }
+  return out;
+}
+
+// Publishes a rebuilt object: the previous generation's pointer when the bytes did not change
+// (so the config stream sees the very same object), else a new one.
+class Publisher {
+ public:
+  explicit Publisher(std::array<PublishedMap, kKinds>& published) : old_(published) {
+    for (int k = 0; k < kKinds; ++k) fresh_[k].reserve(old_[k].size());
+  }
+  ResPtr Publish(int kind, const std::string& key, pb::Resource r) {
+    r.ByteSizeLong();  // caches sizes for SerializeWithCachedSizes
+    std::string bytes = DeterministicBytes(r);
+    ResPtr p;
+    if (auto it = old_[kind].find(key); it != old_[kind].end() && it->second.bytes == bytes) {
+      p = it->second.res;
+    } else {
+      p = std::make_shared<const pb::Resource>(std::move(r));
+    }
+    fresh_[kind].insert_or_assign(key, internal::Published{std::move(bytes), p});
+    return p;
+  }
+  void Commit() { old_ = std::move(fresh_); }
+
+ private:
+  std::array<PublishedMap, kKinds>& old_;
+  std::array<PublishedMap, kKinds> fresh_;
+};
+
+Common BuildCommon(State& st, const ModelOptions& opts) {
   Common c;
+  Publisher pub(st.published);
   const std::vector<PodRef> pods = WorkloadPods(st);
   std::set<std::string> claimed;
   std::map<std::string, size_t> by_uid, by_ip;
-  std::map<std::string, std::string> uid_by_name;  // "<ns>/<name>" -> uid
-  for (const auto& [key, stored] : st.Of("Pod")) {
-    uid_by_name.emplace(key, std::get<PodObj>(stored.value).uid);
-  }
+  NsIndex by_ns;
+  std::unordered_map<std::string, bool> ns_enrolled;
+  std::vector<std::string> uids;
+  uids.reserve(pods.size());
   for (const PodRef& r : pods) {
     const PodObj& p = *r.pod;
-    pb::Workload w;
+    pb::Resource res;
+    pb::Workload& w = *res.mutable_workload();
     w.set_uid(p.uid);
     w.set_name(r.name);
     w.set_namespace_(r.ns);
@@ -245,12 +323,17 @@ Common BuildCommon(const State& st, const ModelOptions& opts) {
     w.set_netns_path(p.netns_path);
     w.set_phase(p.phase);
     for (const auto& [k, v] : p.labels) (*w.mutable_labels())[k] = v;
-    const Labels ns_labels = NamespaceLabels(st, r.ns);
-    auto mesh = ns_labels.find("weft.dev/mesh");
+    auto ns_it = ns_enrolled.find(r.ns);
+    if (ns_it == ns_enrolled.end()) {
+      const Labels ns_labels = NamespaceLabels(st, r.ns);
+      auto mesh = ns_labels.find("weft.dev/mesh");
+      ns_it = ns_enrolled.emplace(r.ns, mesh != ns_labels.end() && mesh->second == "enabled").first;
+    }
     auto opt_out = p.labels.find("weft.dev/mesh");
-    const bool enrolled = mesh != ns_labels.end() && mesh->second == "enabled" &&
-                          (opt_out == p.labels.end() || opt_out->second != "disabled");
+    const bool enrolled =
+        ns_it->second && (opt_out == p.labels.end() || opt_out->second != "disabled");
     w.set_protocol(enrolled ? pb::Workload::HBONE : pb::Workload::TCP);
+    const size_t index = c.workloads.size();
     for (const std::string& ip : p.ips) {
       const std::string canonical = IpAddr::Parse(ip)->ToString();
       if (!claimed.insert(canonical).second) {
@@ -259,11 +342,13 @@ Common BuildCommon(const State& st, const ModelOptions& opts) {
         continue;
       }
       w.add_addresses(ip);
-      by_ip.emplace(canonical, c.workloads.size());
+      by_ip.emplace(canonical, index);
     }
-    by_uid.emplace(p.uid, c.workloads.size());
-    c.by_node[p.node].push_back(c.workloads.size());
-    c.workloads.push_back(std::move(w));
+    by_uid.emplace(p.uid, index);
+    by_ns[r.ns].push_back(index);
+    c.by_node[p.node].push_back(index);
+    uids.push_back(p.uid);
+    c.workloads.push_back(pub.Publish(pb::ResourceKey::WORKLOAD, p.uid, std::move(res)));
     c.pods.push_back(&p);
   }
 
@@ -274,12 +359,19 @@ Common BuildCommon(const State& st, const ModelOptions& opts) {
     const std::string ns = SplitKey(key).first;
     slices[Key(ns, s.service)].emplace_back(ns, &s);
   }
+  std::map<std::string, std::string> uid_by_name;  // "<ns>/<name>" -> uid; slices need it
+  if (!slices.empty()) {
+    for (const auto& [key, stored] : st.Of("Pod")) {
+      uid_by_name.emplace(key, std::get<PodObj>(stored.value).uid);
+    }
+  }
 
   std::set<std::string> claimed_vips;
   for (const auto& [key, stored] : st.Of("Service")) {
     const auto& svc = std::get<internal::ServiceObj>(stored.value);
     auto [ns, name] = SplitKey(key);
-    pb::Service out;
+    pb::Resource res;
+    pb::Service& out = *res.mutable_service();
     out.set_name(name);
     out.set_namespace_(ns);
     out.set_hostname(absl::StrCat(name, ".", ns, ".svc.", opts.cluster_domain));
@@ -293,10 +385,10 @@ Common BuildCommon(const State& st, const ModelOptions& opts) {
     }
     std::vector<const PodObj*> selected;
     if (svc.selector) {
-      for (size_t i = 0; i < c.workloads.size(); ++i) {
-        if (c.workloads[i].namespace_() == ns &&
-            internal::LabelSelector{*svc.selector, {}}.Matches(c.pods[i]->labels)) {
-          selected.push_back(c.pods[i]);
+      const internal::LabelSelector selector{*svc.selector, {}};
+      if (auto it = by_ns.find(ns); it != by_ns.end()) {
+        for (size_t i : it->second) {
+          if (selector.Matches(c.pods[i]->labels)) selected.push_back(c.pods[i]);
         }
       }
     }
@@ -343,9 +435,7 @@ Common BuildCommon(const State& st, const ModelOptions& opts) {
           for (size_t i = 0; uid.empty() && i < e.addresses.size(); ++i) {
             auto ip = IpAddr::Parse(e.addresses[i]);
             if (!ip.ok()) continue;
-            if (auto it = by_ip.find(ip->ToString()); it != by_ip.end()) {
-              uid = c.workloads[it->second].uid();
-            }
+            if (auto it = by_ip.find(ip->ToString()); it != by_ip.end()) uid = uids[it->second];
           }
           if (uid.empty()) continue;  // not a pod we know (yet)
           endpoints[uid] = endpoints[uid] || e.ready;
@@ -362,24 +452,87 @@ Common BuildCommon(const State& st, const ModelOptions& opts) {
       e->set_workload_uid(uid);
       e->set_ready(ready);
     }
-    c.services.push_back(std::move(out));
+    c.services.push_back(pub.Publish(pb::ResourceKey::SERVICE, key, std::move(res)));
   }
 
   for (const auto& [key, stored] : st.Of("NetworkPolicy")) {
     const NetPolObj& np = std::get<NetPolObj>(stored.value);
     if (!np.ingress_isolated) continue;
     auto [ns, name] = SplitKey(key);
-    c.netpols.push_back(TranslateNetworkPolicy(st, ns, name, np, pods));
+    pb::Resource res;
+    *res.mutable_network_policy() = TranslateNetworkPolicy(st, ns, name, np, pods, by_ns);
+    std::set<std::string> nodes;
+    for (const std::string& uid : res.network_policy().workload_uids()) {
+      nodes.insert(pods[by_uid.at(uid)].pod->node);
+    }
+    for (const std::string& n : nodes) c.netpols_by_node[n].push_back(c.netpols.size());
+    c.netpols.push_back(pub.Publish(pb::ResourceKey::NETWORK_POLICY, key, std::move(res)));
   }
+  for (const auto& [key, stored] : st.Of("AuthorizationPolicy")) {
+    pb::Resource res;
+    *res.mutable_authorization_policy() = std::get<pb::AuthorizationPolicy>(stored.value);
+    c.authz_by_ns[SplitKey(key).first].push_back(c.authz.size());
+    c.authz.push_back(pub.Publish(pb::ResourceKey::AUTHORIZATION_POLICY, key, std::move(res)));
+  }
+  for (const auto& [key, stored] : st.Of("PeerAuthentication")) {
+    pb::Resource res;
+    *res.mutable_peer_authentication() = std::get<pb::PeerAuthentication>(stored.value);
+    c.peerauthn_by_ns[SplitKey(key).first].push_back(c.peerauthn.size());
+    c.peerauthn.push_back(pub.Publish(pb::ResourceKey::PEER_AUTHENTICATION, key, std::move(res)));
+  }
+  pub.Commit();
   return c;
 }
 
-const Common& GetCommon(State& st, const ModelOptions& opts) {
+Common& GetCommon(State& st, const ModelOptions& opts) {
   if (!st.common || st.common_generation != st.generation) {
     st.common = BuildCommon(st, opts);
     st.common_generation = st.generation;
   }
   return *st.common;
+}
+
+// The policies that apply to the node's pods (Istio scoping: a pod sees policies of its own
+// namespace and of the root namespace, so only those are checked).
+const internal::NodePolicies& PoliciesOf(Common& c, std::string_view node,
+                                         const ModelOptions& opts) {
+  if (auto it = c.node_policies.find(node); it != c.node_policies.end()) return it->second;
+  internal::NodePolicies np;
+  if (auto mine = c.by_node.find(node); mine != c.by_node.end()) {
+    std::vector<char> authz(c.authz.size()), peerauthn(c.peerauthn.size());
+    for (size_t i : mine->second) {
+      const std::string& ns = c.workloads[i]->workload().namespace_();
+      const Labels& labels = c.pods[i]->labels;
+      for (const std::string* policy_ns : {&ns, &opts.root_namespace}) {
+        if (auto f = c.authz_by_ns.find(*policy_ns); f != c.authz_by_ns.end()) {
+          for (size_t k : f->second) {
+            if (!authz[k] &&
+                AuthzApplies(c.authz[k]->authorization_policy(), opts.root_namespace, ns, labels)) {
+              authz[k] = 1;
+            }
+          }
+        }
+        if (auto f = c.peerauthn_by_ns.find(*policy_ns); f != c.peerauthn_by_ns.end()) {
+          for (size_t k : f->second) {
+            if (!peerauthn[k] && PeerAuthnApplies(c.peerauthn[k]->peer_authentication(),
+                                                  opts.root_namespace, ns, labels)) {
+              peerauthn[k] = 1;
+            }
+          }
+        }
+      }
+    }
+    for (size_t k = 0; k < authz.size(); ++k) {
+      if (authz[k]) np.authz.push_back(k);
+    }
+    for (size_t k = 0; k < peerauthn.size(); ++k) {
+      if (peerauthn[k]) np.peerauthn.push_back(k);
+    }
+  }
+  if (auto it = c.netpols_by_node.find(node); it != c.netpols_by_node.end()) {
+    np.netpols = it->second;
+  }
+  return c.node_policies.emplace(std::string(node), std::move(np)).first->second;
 }
 
 // The nodes whose view an object (in the current state of everything else) touches.
@@ -392,12 +545,20 @@ NodeSet Affected(const State& st, const ModelOptions& opts, const std::string& k
     return out;
   }
   const std::string ns = SplitKey(key).first;
-  // Straight over the pod map (no copies, no sort): this runs for every policy event.
-  for (const auto& [pod_key, stored] : st.Of("Pod")) {
+  // A policy reaches pods of its own namespace, and from the root namespace any pod. The pod
+  // map is keyed "<ns>/<name>", so one namespace is one contiguous range.
+  const auto& all_pods = st.Of("Pod");
+  auto begin = all_pods.begin(), end = all_pods.end();
+  if (ns != opts.root_namespace) {
+    begin = all_pods.lower_bound(absl::StrCat(ns, "/"));
+    end = all_pods.lower_bound(absl::StrCat(ns, "0"));  // '0' follows '/'
+  }
+  std::string pns;
+  for (auto it = begin; it != end; ++it) {
+    const auto& [pod_key, stored] = *it;
     const PodObj& pod = std::get<PodObj>(stored.value);
     if (pod.host_network || Terminated(pod) || out.nodes.contains(pod.node)) continue;
-    const std::string_view pod_ns = std::string_view(pod_key).substr(0, pod_key.find('/'));
-    const std::string pns(pod_ns);
+    pns.assign(pod_key, 0, pod_key.find('/'));
     bool applies = false;
     if (const auto* ap = std::get_if<pb::AuthorizationPolicy>(&value)) {
       applies = AuthzApplies(*ap, opts.root_namespace, pns, pod.labels);
@@ -586,42 +747,43 @@ ObjectSink Model::Sink() {
 pb::ConfigSnapshot Model::NodeView(std::string_view node) const {
   std::lock_guard<std::mutex> lock(mu_);
   State& st = *state_;
-  const Common& c = GetCommon(st, opts_);
+  Common& c = GetCommon(st, opts_);
+  const internal::NodePolicies& np = PoliciesOf(c, node, opts_);
   pb::ConfigSnapshot out;
   out.set_version(std::to_string(st.generation));
   out.set_trust_domain(opts_.trust_domain);
   out.set_root_namespace(opts_.root_namespace);
   out.set_outbound_traffic_policy(opts_.outbound_traffic_policy);
-  for (const pb::Workload& w : c.workloads) *out.add_workloads() = w;
-  for (const pb::Service& s : c.services) *out.add_services() = s;
-  std::vector<size_t> mine;
-  if (auto it = c.by_node.find(node); it != c.by_node.end()) mine = it->second;
-  std::set<std::string> my_uids;
-  for (size_t i : mine) my_uids.insert(c.workloads[i].uid());
-  for (const auto& [key, stored] : st.Of("AuthorizationPolicy")) {
-    const auto& ap = std::get<pb::AuthorizationPolicy>(stored.value);
-    if (std::any_of(mine.begin(), mine.end(), [&](size_t i) {
-          return AuthzApplies(ap, opts_.root_namespace, c.workloads[i].namespace_(),
-                              c.pods[i]->labels);
-        })) {
-      *out.add_authorization_policies() = ap;
-    }
+  out.mutable_workloads()->Reserve(static_cast<int>(c.workloads.size()));
+  for (const ResPtr& w : c.workloads) *out.add_workloads() = w->workload();
+  out.mutable_services()->Reserve(static_cast<int>(c.services.size()));
+  for (const ResPtr& s : c.services) *out.add_services() = s->service();
+  for (size_t k : np.authz) *out.add_authorization_policies() = c.authz[k]->authorization_policy();
+  for (size_t k : np.peerauthn) {
+    *out.add_peer_authentications() = c.peerauthn[k]->peer_authentication();
   }
-  for (const auto& [key, stored] : st.Of("PeerAuthentication")) {
-    const auto& pa = std::get<pb::PeerAuthentication>(stored.value);
-    if (std::any_of(mine.begin(), mine.end(), [&](size_t i) {
-          return PeerAuthnApplies(pa, opts_.root_namespace, c.workloads[i].namespace_(),
-                                  c.pods[i]->labels);
-        })) {
-      *out.add_peer_authentications() = pa;
-    }
-  }
-  for (const pb::NetworkPolicy& np : c.netpols) {
-    if (std::any_of(np.workload_uids().begin(), np.workload_uids().end(),
-                    [&](const std::string& uid) { return my_uids.contains(uid); })) {
-      *out.add_network_policies() = np;
-    }
-  }
+  for (size_t k : np.netpols) *out.add_network_policies() = c.netpols[k]->network_policy();
+  return out;
+}
+
+SharedView Model::SharedNodeView(std::string_view node) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  State& st = *state_;
+  Common& c = GetCommon(st, opts_);
+  const internal::NodePolicies& np = PoliciesOf(c, node, opts_);
+  SharedView out;
+  out.globals.set_version(std::to_string(st.generation));
+  out.globals.set_trust_domain(opts_.trust_domain);
+  out.globals.set_root_namespace(opts_.root_namespace);
+  out.globals.set_outbound_traffic_policy(opts_.outbound_traffic_policy);
+  // In ResourceKey.Kind order, each kind sorted by key: the config stream's canonical order.
+  out.resources.reserve(c.workloads.size() + c.services.size() + np.authz.size() +
+                        np.peerauthn.size() + np.netpols.size());
+  out.resources.insert(out.resources.end(), c.workloads.begin(), c.workloads.end());
+  out.resources.insert(out.resources.end(), c.services.begin(), c.services.end());
+  for (size_t k : np.authz) out.resources.push_back(c.authz[k]);
+  for (size_t k : np.peerauthn) out.resources.push_back(c.peerauthn[k]);
+  for (size_t k : np.netpols) out.resources.push_back(c.netpols[k]);
   return out;
 }
 

@@ -48,6 +48,13 @@
 // Namespace, Service or EndpointSlice notifies all nodes; a policy change notifies only the
 // nodes it applied to before or applies to now.
 //
+// Scale: everything derived from the objects (workloads, services, translated policies) is
+// rebuilt at most once per generation, on the first view asked for after a change, with
+// selectors matched only against pods of the selector's namespace; each node's policy list is
+// computed once per generation from policies indexed by namespace. A view is then a copy of
+// pointers (SharedNodeView) or of messages (NodeView). Policy changes find their nodes by
+// walking only the policy's namespace (all pods for the root namespace).
+//
 // Thread-safe: all methods take an internal lock. Change listeners run on the thread that
 // called Apply, after the lock is released.
 #pragma once
@@ -66,6 +73,7 @@
 
 #include "absl/status/status.h"
 #include "controlplane/source/object_event.h"
+#include "controlplane/xds/server.h"  // SharedView
 #include "weft/config/v1/config.pb.h"
 
 namespace weft::cp {
@@ -116,6 +124,14 @@ class Model {
   // The node's view as a ConfigSnapshot (version = generation()). Always passes
   // ztunnel::ConfigSnapshot::FromProto.
   weft::config::v1::ConfigSnapshot NodeView(std::string_view node) const;
+  // The same view for the config stream's SharedViewProvider: the same resources in the same
+  // order (kinds in ResourceKey.Kind order, each sorted by key), as pointers the model shares
+  // between nodes and keeps across generations while the object's content does not change
+  // (so the stream's per-object key/bytes cache hits and a delta costs a pointer compare per
+  // unchanged object). globals carries version, trust_domain, root_namespace and
+  // outbound_traffic_policy. The resources are immutable; holding them is safe after later
+  // changes.
+  SharedView SharedNodeView(std::string_view node) const;
   // SPIFFE URIs ("spiffe://<td>/ns/<ns>/sa/<sa>") of the non-terminated pods scheduled on
   // `node`, sorted, no duplicates: what the CA may issue to that node.
   std::vector<std::string> IdentitiesOnNode(std::string_view node) const;

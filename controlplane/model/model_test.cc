@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -446,6 +447,195 @@ spec:
   db = snap->FindWorkloadByUid("u-db");
   ASSERT_NE(db, nullptr);
   EXPECT_TRUE(ztunnel::Authorize(*snap, *db, conn("10.0.0.3", 5432)).allowed);
+}
+
+// ---- SharedNodeView: the config stream's form of NodeView
+
+pb::ConfigSnapshot SharedToSnapshot(const SharedView& v) {
+  pb::ConfigSnapshot out = v.globals;
+  for (const auto& r : v.resources) {
+    switch (r->kind_case()) {
+      case pb::Resource::kWorkload:
+        *out.add_workloads() = r->workload();
+        break;
+      case pb::Resource::kService:
+        *out.add_services() = r->service();
+        break;
+      case pb::Resource::kAuthorizationPolicy:
+        *out.add_authorization_policies() = r->authorization_policy();
+        break;
+      case pb::Resource::kPeerAuthentication:
+        *out.add_peer_authentications() = r->peer_authentication();
+        break;
+      case pb::Resource::kNetworkPolicy:
+        *out.add_network_policies() = r->network_policy();
+        break;
+      default:
+        ADD_FAILURE() << "resource without a kind";
+    }
+  }
+  return out;
+}
+
+// Random namespaces, pods, services and the three policy kinds (also in the root namespace),
+// with labels drawn from a small alphabet so that selectors hit and miss.
+class RandomObjects {
+ public:
+  explicit RandomObjects(uint64_t seed) : rng_(seed) {}
+  int Pick(int n) { return static_cast<int>(rng_() % static_cast<uint64_t>(n)); }
+  std::string Ns() {
+    static const char* kNs[] = {"a", "b", "c", "weft-system"};
+    return kNs[Pick(4)];
+  }
+  json Labels() {
+    json l = json::object();
+    if (Pick(4) != 0) l["app"] = std::string(1, static_cast<char>('p' + Pick(3)));
+    if (Pick(3) == 0) l["tier"] = Pick(2) == 0 ? "front" : "back";
+    if (Pick(8) == 0) l["weft.dev/mesh"] = "disabled";
+    return l;
+  }
+  json Selector() {
+    json s = json::object();
+    if (Pick(3) != 0) s["app"] = std::string(1, static_cast<char>('p' + Pick(3)));
+    return s;
+  }
+  json Namespace() {
+    json o = {{"apiVersion", "v1"},
+              {"kind", "Namespace"},
+              {"metadata", {{"name", Ns()}, {"labels", json::object()}}}};
+    if (Pick(3) != 0) o["metadata"]["labels"]["weft.dev/mesh"] = "enabled";
+    return o;
+  }
+  json Pod() {
+    const int i = Pick(24);
+    json o = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"name", "p" + std::to_string(i)}, {"namespace", Ns()}}},
+              {"spec", {{"nodeName", "n" + std::to_string(Pick(4))}}},
+              {"status", {{"phase", Pick(10) == 0 ? "Succeeded" : "Running"}}}};
+    o["metadata"]["labels"] = Labels();
+    // Unique per (ns, name) most of the time; sometimes two pods claim one IP.
+    o["status"]["podIP"] = "10.1." + std::to_string(Pick(2)) + "." + std::to_string(i);
+    return o;
+  }
+  json Service() {
+    json o = {{"apiVersion", "v1"},
+              {"kind", "Service"},
+              {"metadata", {{"name", "s" + std::to_string(Pick(6))}, {"namespace", Ns()}}},
+              {"spec",
+               {{"clusterIP", "10.96.0." + std::to_string(1 + Pick(40))},
+                {"ports", json::array({{{"port", 80 + Pick(3)}}})}}}};
+    o["spec"]["selector"] = Selector();
+    return o;
+  }
+  json Policy() {
+    json o = {{"metadata", {{"name", "x" + std::to_string(Pick(5))}, {"namespace", Ns()}}}};
+    json sel = Selector();
+    switch (Pick(3)) {
+      case 0:
+        o["apiVersion"] = "security.weft.dev/v1";
+        o["kind"] = "AuthorizationPolicy";
+        o["spec"] = {
+            {"action", Pick(2) == 0 ? "ALLOW" : "DENY"},
+            {"rules",
+             json::array({{{"to", json::array({{{"operation", {{"ports", {"8080"}}}}}})}}})}};
+        if (!sel.empty()) o["spec"]["selector"] = {{"matchLabels", sel}};
+        break;
+      case 1:
+        o["apiVersion"] = "security.weft.dev/v1";
+        o["kind"] = "PeerAuthentication";
+        o["spec"] = {{"mtls", {{"mode", Pick(2) == 0 ? "STRICT" : "PERMISSIVE"}}}};
+        if (!sel.empty()) o["spec"]["selector"] = {{"matchLabels", sel}};
+        break;
+      default:
+        o["apiVersion"] = "networking.k8s.io/v1";
+        o["kind"] = "NetworkPolicy";
+        o["spec"] = {
+            {"podSelector", {{"matchLabels", sel}}},
+            {"ingress",
+             json::array(
+                 {{{"from", json::array({{{"podSelector", {{"matchLabels", Selector()}}}}})},
+                   {"ports", json::array({{{"port", 8080}}})}}})}};
+        break;
+    }
+    return o;
+  }
+  json Any() {
+    switch (Pick(8)) {
+      case 0:
+        return Namespace();
+      case 1:
+      case 2:
+      case 3:
+        return Pod();
+      case 4:
+        return Service();
+      default:
+        return Policy();
+    }
+  }
+
+ private:
+  std::mt19937_64 rng_;
+};
+
+TEST(SharedNodeViewTest, EqualsNodeViewForRandomModels) {
+  int policies_seen = 0, workloads_seen = 0;
+  for (uint64_t seed = 1; seed <= 12; ++seed) {
+    SCOPED_TRACE(seed);
+    RandomObjects gen(seed);
+    Model model;
+    std::vector<json> applied;
+    for (int step = 0; step < 60; ++step) {
+      if (!applied.empty() && gen.Pick(6) == 0) {
+        const size_t i = static_cast<size_t>(gen.Pick(static_cast<int>(applied.size())));
+        (void)model.Apply(Delete(applied[i]));
+        applied.erase(applied.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        json o = gen.Any();
+        if (model.Apply(Upsert(o)).ok()) applied.push_back(o);
+      }
+      if (step % 5 != 4) continue;
+      for (const char* node : {"n0", "n1", "n2", "n3", "n-none"}) {
+        const pb::ConfigSnapshot want = model.NodeView(node);
+        const pb::ConfigSnapshot got = SharedToSnapshot(model.SharedNodeView(node));
+        policies_seen += want.authorization_policies_size() + want.peer_authentications_size() +
+                         want.network_policies_size();
+        workloads_seen += want.workloads_size();
+        ASSERT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, want))
+            << node << " step " << step << "\nshared:\n"
+            << ToJson(got) << "\nNodeView:\n"
+            << ToJson(want);
+      }
+    }
+  }
+  EXPECT_GT(policies_seen, 100) << "the random models must exercise policy selection";
+  EXPECT_GT(workloads_seen, 100);
+}
+
+TEST(SharedNodeViewTest, UnchangedObjectsKeepTheirPointerAcrossGenerations) {
+  Model model;
+  ApplyAll(model, kTwoNodes);
+  const SharedView before = model.SharedNodeView("node-a");
+  json web = Yaml(kTwoNodes)[1];
+  web["metadata"]["labels"]["version"] = "v2";
+  ASSERT_TRUE(model.Apply(Upsert(web)).ok());
+  const SharedView after = model.SharedNodeView("node-b");
+  ASSERT_EQ(before.resources.size(), after.resources.size());
+  EXPECT_NE(before.globals.version(), after.globals.version());
+  int changed = 0;
+  for (size_t i = 0; i < before.resources.size(); ++i) {
+    if (before.resources[i] == after.resources[i]) continue;
+    ++changed;
+    ASSERT_TRUE(after.resources[i]->has_workload());
+    EXPECT_EQ(after.resources[i]->workload().labels().at("version"), "v2");
+    EXPECT_FALSE(before.resources[i]->workload().labels().contains("version"))
+        << "a published object is never modified";
+  }
+  EXPECT_EQ(changed, 1) << "only the relabelled pod gets a new pointer";
+  // Views of one generation share the objects between nodes.
+  const SharedView other = model.SharedNodeView("node-a");
+  EXPECT_EQ(other.resources.front(), after.resources.front());
 }
 
 // ---- helm/crds: the OpenAPI schemas must cover exactly the proto fields the model reads
