@@ -1,0 +1,467 @@
+// Checks of the Helm chart (helm/) that need neither helm nor a Kubernetes API server:
+//  - Chart.yaml and values.yaml parse and say what the chart is;
+//  - every .Values path a template reads exists in values.yaml, and every value is read;
+//  - every include names a defined helper;
+//  - every --flag the templates pass to weftd, ztunnel or weft-agent appears in that built
+//    binary's --help (the binaries are the real ones, paths from CMake);
+//  - each manifest template, with its template actions stripped (see StripActions), is YAML
+//    whose objects have apiVersion/kind/metadata.name, and whose cross-references hold:
+//    volume mounts name volumes, probes and Services name container ports, port names are
+//    valid, the weftd ServiceAccount is the one clusterrole.yaml binds, and the ClusterRole
+//    grants list+watch on every CRD in helm/crds.
+// What is not covered (no helm binary here): real Go-template rendering, i.e. conditionals,
+// indentation produced by nindent, and values substituted into the manifests.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kChart = WEFT_HELM_DIR;
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  EXPECT_TRUE(in.good()) << "cannot read " << p;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<fs::path> TemplateFiles() {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(kChart / "templates")) {
+    if (e.is_regular_file()) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Manifest templates: what Helm renders into objects (not helpers, not NOTES.txt).
+std::vector<fs::path> ManifestTemplates() {
+  std::vector<fs::path> out;
+  for (const auto& p : TemplateFiles()) {
+    if (p.extension() == ".yaml" || p.extension() == ".yml") out.push_back(p);
+  }
+  return out;
+}
+
+// ---- values -------------------------------------------------------------------------------
+
+// Leaf paths of a YAML map ("a.b.c"); a map or sequence that is empty counts as a leaf.
+void LeafPaths(const YAML::Node& n, const std::string& prefix, std::vector<std::string>* out) {
+  if (n.IsMap() && n.size() > 0) {
+    for (const auto& kv : n) {
+      std::string k = kv.first.as<std::string>();
+      LeafPaths(kv.second, prefix.empty() ? k : prefix + "." + k, out);
+    }
+  } else {
+    out->push_back(prefix);
+  }
+}
+
+bool PathExists(YAML::Node n, const std::string& path) {
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    if (!n.IsMap()) return false;
+    YAML::Node child = n[part];
+    if (!child.IsDefined()) return false;
+    n.reset(child);  // not `n = child`: yaml-cpp's operator= assigns into the tree
+  }
+  return true;
+}
+
+struct Ref {
+  std::string path;   // "weftd.ports.grpc"
+  std::string where;  // "weftd.yaml:42"
+};
+
+// Every `.Values.a.b.c` (also `$.Values...`) in the templates, with file:line.
+std::vector<Ref> ValuesRefs() {
+  static const std::regex kRef(R"(\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+))");
+  std::vector<Ref> refs;
+  for (const auto& f : TemplateFiles()) {
+    std::stringstream in(ReadFile(f));
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      for (std::sregex_iterator it(line.begin(), line.end(), kRef), end; it != end; ++it) {
+        refs.push_back({(*it)[1].str().substr(1), f.filename().string() + ":" + std::to_string(n)});
+      }
+    }
+  }
+  return refs;
+}
+
+TEST(ChartTest, ChartYamlParses) {
+  YAML::Node c = YAML::LoadFile((kChart / "Chart.yaml").string());
+  EXPECT_EQ(c["apiVersion"].as<std::string>(), "v2");
+  EXPECT_EQ(c["name"].as<std::string>(), "weft");
+  EXPECT_EQ(c["version"].as<std::string>(), "0.1.0");
+  ASSERT_TRUE(c["appVersion"].IsScalar());
+  EXPECT_FALSE(c["appVersion"].as<std::string>().empty());
+}
+
+TEST(ChartTest, ValuesYamlParses) {
+  YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
+  ASSERT_TRUE(v.IsMap());
+  // The keys the node pods and weftd cannot do without, and their ports distinct.
+  for (const char* p : {"trustDomain", "rootNamespace", "capture", "logLevel", "weftd.ports.grpc",
+                        "weftd.ports.metrics", "weftd.ports.readiness", "ztunnel.ports.metrics",
+                        "ztunnel.ports.readiness", "agent.ports.metrics"}) {
+    EXPECT_TRUE(PathExists(v, p)) << p;
+  }
+  std::set<int> node_ports = {v["ztunnel"]["ports"]["metrics"].as<int>(),
+                              v["ztunnel"]["ports"]["readiness"].as<int>(),
+                              v["agent"]["ports"]["metrics"].as<int>()};
+  EXPECT_EQ(node_ports.size(), 3u) << "the node pod's ports (hostNetwork) must differ";
+}
+
+TEST(ChartTest, EveryValuesReferenceExists) {
+  YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
+  std::vector<Ref> refs = ValuesRefs();
+  ASSERT_GT(refs.size(), 20u) << "the scan found almost no .Values references: is it broken?";
+  for (const Ref& r : refs) {
+    EXPECT_TRUE(PathExists(v, r.path))
+        << r.where << " reads .Values." << r.path << ", which values.yaml does not have";
+  }
+}
+
+TEST(ChartTest, EveryValueIsRead) {
+  YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
+  std::vector<std::string> leaves;
+  LeafPaths(v, "", &leaves);
+  std::vector<Ref> refs = ValuesRefs();
+  for (const std::string& leaf : leaves) {
+    bool read = false;
+    for (const Ref& r : refs) {
+      // A reference to the leaf, to a map above it (toYaml, with), or below it.
+      if (leaf == r.path || leaf.rfind(r.path + ".", 0) == 0 || r.path.rfind(leaf + ".", 0) == 0)
+        read = true;
+    }
+    EXPECT_TRUE(read) << "values.yaml has " << leaf << " but no template reads it";
+  }
+}
+
+TEST(ChartTest, EveryIncludeIsDefined) {
+  static const std::regex kDefine(R"(define\s+"([^"]+)\")");
+  static const std::regex kInclude(R"((?:include|template)\s+"([^"]+)\")");
+  std::set<std::string> defined;
+  std::vector<Ref> used;
+  for (const auto& f : TemplateFiles()) {
+    std::string text = ReadFile(f);
+    for (std::sregex_iterator it(text.begin(), text.end(), kDefine), end; it != end; ++it)
+      defined.insert((*it)[1]);
+    for (std::sregex_iterator it(text.begin(), text.end(), kInclude), end; it != end; ++it)
+      used.push_back({(*it)[1], f.filename().string()});
+  }
+  ASSERT_FALSE(used.empty());
+  for (const Ref& u : used) {
+    EXPECT_TRUE(defined.contains(u.path)) << u.where << " includes undefined \"" << u.path << "\"";
+  }
+}
+
+// ---- flags --------------------------------------------------------------------------------
+
+struct HelpRun {
+  int exit_code = -1;
+  std::string out;
+};
+
+HelpRun RunHelp(const std::string& binary) {
+  HelpRun r;
+  std::string cmd = "'" + binary + "' --help 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = ::pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// The flags each container passes, by binary: a `command: ["/usr/local/bin/NAME"]` line starts a
+// container's binary; list items `- --flag` (or `- "--flag=..."`) that follow belong to it; any
+// other `command:` ends it.
+std::map<std::string, std::vector<Ref>> FlagsByBinary() {
+  static const std::regex kCommand(R"(^\s*command:\s*(.*)$)");
+  static const std::regex kBinary(R"(^\[\s*"/usr/local/bin/([A-Za-z0-9_-]+)\"\s*\]\s*$)");
+  static const std::regex kFlag(R"(^\s*-\s*"?(--[A-Za-z0-9][A-Za-z0-9-]*))");
+  std::map<std::string, std::vector<Ref>> flags;
+  for (const auto& f : ManifestTemplates()) {
+    std::stringstream in(ReadFile(f));
+    std::string line, binary;
+    for (int n = 1; std::getline(in, line); ++n) {
+      std::smatch m;
+      std::string where = f.filename().string() + ":" + std::to_string(n);
+      if (std::regex_search(line, m, kCommand)) {
+        std::smatch b;
+        std::string rest = m[1].str();
+        binary = std::regex_match(rest, b, kBinary) ? b[1].str() : "";
+      } else if (std::regex_search(line, m, kFlag)) {
+        EXPECT_FALSE(binary.empty())
+            << where << ": flag " << m[1] << " outside a container whose command is a Weft binary";
+        flags[binary].push_back({m[1].str(), where});
+      }
+    }
+  }
+  return flags;
+}
+
+TEST(ChartTest, EveryFlagIsAcceptedByItsBinary) {
+  const std::map<std::string, std::string> binaries = {
+      {"weftd", WEFT_WEFTD_BIN}, {"ztunnel", WEFT_ZTUNNEL_BIN}, {"weft-agent", WEFT_AGENT_BIN}};
+  auto flags = FlagsByBinary();
+  for (const auto& [name, path] : binaries) {
+    SCOPED_TRACE(name);
+    // Each binary runs in the chart with at least its control-plane / source flags.
+    ASSERT_TRUE(flags.contains(name)) << "no template runs " << name;
+    EXPECT_GE(flags[name].size(), 5u);
+    HelpRun help = RunHelp(path);
+    ASSERT_EQ(help.exit_code, 0) << path << " --help failed";
+    for (const Ref& flag : flags[name]) {
+      // The flag as a whole word: --cp-root must not match --cp-root-file.
+      std::regex word("(^|[^A-Za-z0-9-])" + flag.path + "([^A-Za-z0-9-]|$)");
+      EXPECT_TRUE(std::regex_search(help.out, word))
+          << flag.where << " passes " << flag.path << " to " << name
+          << ", which its --help does not know:\n"
+          << help.out;
+    }
+  }
+  for (const auto& [name, refs] : flags) {
+    EXPECT_TRUE(binaries.contains(name)) << refs.front().where << " runs unknown binary " << name;
+  }
+}
+
+// ---- manifests ----------------------------------------------------------------------------
+
+// Helpers defined as a constant on one line: {{- define "NAME" -}}BODY{{- end }}.
+std::map<std::string, std::string> ConstantHelpers() {
+  static const std::regex kConst(
+      R"re(\{\{-?\s*define\s+"([^"]+)"\s*-?\}\}([^{}\n]+)\{\{-?\s*end\s*-?\}\})re");
+  std::map<std::string, std::string> out;
+  std::string text = ReadFile(kChart / "templates" / "_helpers.tpl");
+  for (std::sregex_iterator it(text.begin(), text.end(), kConst), end; it != end; ++it)
+    out[(*it)[1]] = (*it)[2];
+  return out;
+}
+
+constexpr char kPlaceholder[] = "TEMPLATED";
+
+// Not a template renderer: comments go; `include` of a constant helper becomes its text; a line
+// holding only actions ({{ if }}, {{ end }}, {{- toYaml ... | nindent }}) goes; any other action
+// becomes a placeholder scalar. Both branches of a conditional stay, so this works for templates
+// whose branches are each valid YAML in place, which the chart's are. An action spread over
+// several lines is reported, not guessed at.
+std::string StripActions(const fs::path& f) {
+  std::string text = ReadFile(f);
+  text = std::regex_replace(text, std::regex(R"(\{\{-?\s*/\*[\s\S]*?\*/\s*-?\}\})"), "");
+  for (const auto& [name, body] : ConstantHelpers()) {
+    std::regex inc("\\{\\{-?\\s*include\\s+\"" + name + "\"\\s+\\.\\s*-?\\}\\}");
+    text = std::regex_replace(text, inc, body);
+  }
+  static const std::regex kAction(R"(\{\{.*?\}\})");
+  std::stringstream in(text), out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    std::string bare = std::regex_replace(line, kAction, "");
+    EXPECT_EQ(bare.find("{{"), std::string::npos)
+        << f.filename() << ":" << n << ": an action over several lines; keep actions on one line";
+    if (bare.find_first_not_of(" \t") == std::string::npos && bare.size() != line.size()) continue;
+    out << std::regex_replace(line, kAction, kPlaceholder) << "\n";
+  }
+  return out.str();
+}
+
+struct Object {
+  std::string file;
+  YAML::Node node;
+  std::string kind() const { return node["kind"].as<std::string>(); }
+  std::string name() const { return node["metadata"]["name"].as<std::string>(); }
+};
+
+std::vector<Object> Objects() {
+  std::vector<Object> out;
+  for (const auto& f : ManifestTemplates()) {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(StripActions(f));
+    } catch (const YAML::Exception& e) {
+      ADD_FAILURE() << f.filename() << " (template actions stripped) is not YAML: " << e.what()
+                    << "\n"
+                    << StripActions(f);
+      continue;
+    }
+    for (const auto& d : docs) {
+      if (d.IsNull()) continue;
+      out.push_back({f.filename().string(), d});
+    }
+  }
+  return out;
+}
+
+const Object* Find(const std::vector<Object>& objs, const std::string& kind,
+                   const std::string& name) {
+  for (const auto& o : objs) {
+    if (o.kind() == kind && o.name() == name) return &o;
+  }
+  return nullptr;
+}
+
+TEST(ChartTest, ManifestsAreKubernetesObjects) {
+  std::vector<Object> objs = Objects();
+  ASSERT_GE(objs.size(), 8u);
+  for (const auto& o : objs) {
+    ASSERT_TRUE(o.node.IsMap()) << o.file;
+    EXPECT_TRUE(o.node["apiVersion"].IsScalar()) << o.file;
+    ASSERT_TRUE(o.node["kind"].IsScalar()) << o.file;
+    ASSERT_TRUE(o.node["metadata"]["name"].IsScalar()) << o.file << " " << o.kind();
+    EXPECT_TRUE(o.node["metadata"]["labels"].IsDefined()) << o.file << " " << o.kind();
+  }
+  for (const auto& [kind, name] :
+       std::vector<std::pair<std::string, std::string>>{{"Deployment", "weftd"},
+                                                        {"Service", "weftd"},
+                                                        {"ServiceAccount", "weftd"},
+                                                        {"DaemonSet", "weft-node"},
+                                                        {"ServiceAccount", "ztunnel"},
+                                                        {"ClusterRole", "weftd"},
+                                                        {"ClusterRoleBinding", "weftd"}}) {
+    EXPECT_NE(Find(objs, kind, name), nullptr) << kind << "/" << name << " missing";
+  }
+}
+
+// Kubernetes' IANA_SVC_NAME rule for port names: 1-15 of [a-z0-9-], a letter, no "--", no
+// leading or trailing '-'.
+bool ValidPortName(const std::string& s) {
+  static const std::regex kName("^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$");
+  return std::regex_match(s, kName) && s.find("--") == std::string::npos &&
+         s.find_first_of("abcdefghijklmnopqrstuvwxyz") != std::string::npos;
+}
+
+void CheckPodSpec(const Object& o, std::set<std::string>* port_names) {
+  SCOPED_TRACE(o.file + " " + o.kind() + "/" + o.name());
+  const YAML::Node spec = o.node["spec"]["template"]["spec"];
+  ASSERT_TRUE(spec.IsMap());
+  std::set<std::string> volumes, mounted;
+  for (const auto& v : spec["volumes"]) volumes.insert(v["name"].as<std::string>());
+  std::vector<YAML::Node> containers;
+  for (const auto& c : spec["initContainers"]) containers.push_back(c);
+  for (const auto& c : spec["containers"]) containers.push_back(c);
+  ASSERT_FALSE(containers.empty());
+  for (const auto& c : containers) {
+    std::string cname = c["name"].as<std::string>();
+    std::set<std::string> own_ports;
+    for (const auto& p : c["ports"]) {
+      std::string pn = p["name"].as<std::string>();
+      EXPECT_TRUE(ValidPortName(pn)) << cname << ": port name \"" << pn << "\" is not valid";
+      EXPECT_TRUE(port_names->insert(pn).second) << cname << ": port name " << pn << " repeated";
+      own_ports.insert(pn);
+    }
+    for (const char* probe : {"readinessProbe", "livenessProbe", "startupProbe"}) {
+      if (!c[probe].IsDefined()) continue;
+      YAML::Node port = c[probe]["httpGet"]["port"];
+      if (!port.IsDefined()) continue;
+      EXPECT_TRUE(own_ports.contains(port.as<std::string>()))
+          << cname << " " << probe << " uses port " << port.as<std::string>()
+          << ", which the container does not declare";
+    }
+    for (const auto& m : c["volumeMounts"]) {
+      std::string vn = m["name"].as<std::string>();
+      EXPECT_TRUE(volumes.contains(vn)) << cname << " mounts undefined volume " << vn;
+      mounted.insert(vn);
+    }
+  }
+  for (const auto& v : volumes) EXPECT_TRUE(mounted.contains(v)) << "volume " << v << " unused";
+}
+
+TEST(ChartTest, CrossReferencesHold) {
+  std::vector<Object> objs = Objects();
+  const Object* deploy = Find(objs, "Deployment", "weftd");
+  const Object* ds = Find(objs, "DaemonSet", "weft-node");
+  const Object* svc = Find(objs, "Service", "weftd");
+  ASSERT_TRUE(deploy && ds && svc);
+
+  std::set<std::string> weftd_ports, node_ports;
+  CheckPodSpec(*deploy, &weftd_ports);
+  CheckPodSpec(*ds, &node_ports);
+
+  for (const auto& p : svc->node["spec"]["ports"]) {
+    EXPECT_TRUE(weftd_ports.contains(p["targetPort"].as<std::string>()))
+        << "Service weftd targets port " << p["targetPort"] << " that weftd does not declare";
+  }
+  if (const Object* sm = Find(objs, "ServiceMonitor", "weftd")) {
+    std::set<std::string> svc_ports;
+    for (const auto& p : svc->node["spec"]["ports"]) svc_ports.insert(p["name"].as<std::string>());
+    for (const auto& e : sm->node["spec"]["endpoints"])
+      EXPECT_TRUE(svc_ports.contains(e["port"].as<std::string>())) << e["port"];
+  } else {
+    ADD_FAILURE() << "no ServiceMonitor weftd in monitoring.yaml";
+  }
+  if (const Object* pm = Find(objs, "PodMonitor", "weft-node")) {
+    for (const auto& e : pm->node["spec"]["podMetricsEndpoints"])
+      EXPECT_TRUE(node_ports.contains(e["port"].as<std::string>())) << e["port"];
+  } else {
+    ADD_FAILURE() << "no PodMonitor weft-node in monitoring.yaml";
+  }
+
+  // weftd runs as the ServiceAccount clusterrole.yaml binds; the node pods as the one weftd
+  // accepts node tokens from (system:serviceaccount:<ns>:ztunnel).
+  std::string weftd_sa =
+      deploy->node["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>();
+  EXPECT_NE(Find(objs, "ServiceAccount", weftd_sa), nullptr);
+  for (const char* kind : {"ClusterRoleBinding", "RoleBinding"}) {
+    int bindings = 0;
+    for (const auto& o : objs) {
+      if (o.kind() != kind) continue;
+      ++bindings;
+      ASSERT_EQ(o.node["subjects"].size(), 1u) << o.name();
+      EXPECT_EQ(o.node["subjects"][0]["name"].as<std::string>(), weftd_sa)
+          << kind << " " << o.name();
+    }
+    EXPECT_GE(bindings, 1) << "no " << kind;
+  }
+  EXPECT_EQ(ds->node["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
+            "ztunnel");
+}
+
+TEST(ChartTest, ClusterRoleCoversTheCrds) {
+  std::vector<Object> objs = Objects();
+  const Object* role = Find(objs, "ClusterRole", "weftd");
+  ASSERT_NE(role, nullptr);
+  int crds = 0;
+  for (const auto& e : fs::directory_iterator(kChart / "crds")) {
+    SCOPED_TRACE(e.path().filename().string());
+    YAML::Node crd = YAML::LoadFile(e.path().string());
+    ASSERT_EQ(crd["kind"].as<std::string>(), "CustomResourceDefinition");
+    ++crds;
+    std::string group = crd["spec"]["group"].as<std::string>();
+    std::string plural = crd["spec"]["names"]["plural"].as<std::string>();
+    EXPECT_EQ(crd["metadata"]["name"].as<std::string>(), plural + "." + group);
+    std::set<std::string> verbs;
+    for (const auto& rule : role->node["rules"]) {
+      bool g = false, r = false;
+      for (const auto& x : rule["apiGroups"]) g |= x.as<std::string>() == group;
+      for (const auto& x : rule["resources"]) r |= x.as<std::string>() == plural;
+      if (g && r) {
+        for (const auto& v : rule["verbs"]) verbs.insert(v.as<std::string>());
+      }
+    }
+    EXPECT_TRUE(verbs.contains("list") && verbs.contains("watch"))
+        << "ClusterRole weftd does not grant list+watch on " << plural << "." << group;
+  }
+  EXPECT_GE(crds, 2);
+}
+
+}  // namespace
