@@ -729,5 +729,27 @@ TEST(InClusterTest, FromEnvironmentAndServiceAccountDir) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(RestClientTest, PutSendsTheJsonBodyAndAHandlerAnswersFromTheRequest) {
+  TestApiServer api;
+  const std::string path = "/api/v1/namespaces/ns/configmaps/cm";
+  api.SetHandler(path, [](const testing::RecordedRequest& r) {
+    return Body(200, json{{"method", r.method}, {"echo", json::parse(r.body)}}.dump());
+  });
+  RestClient client(PlainEndpoint(api.url()));
+  auto r = client.Put(path, R"({"data":{"k":"v"}})", 5s);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  auto j = json::parse(r->body);
+  EXPECT_EQ(j["method"], "PUT");
+  EXPECT_EQ(j["echo"]["data"]["k"], "v");
+  auto reqs = api.Requests(path);
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].content_type, "application/json");
+  // Queued replies go before the handler.
+  api.Enqueue(path, Body(409, "{}"));
+  auto conflict = client.Put(path, "{}", 5s);
+  ASSERT_TRUE(conflict.ok()) << conflict.status();
+  EXPECT_EQ(conflict->status, 409);
+}
 }  // namespace
 }  // namespace weft::cp::k8s

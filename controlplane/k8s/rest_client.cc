@@ -142,7 +142,11 @@ std::string RestClient::BearerToken() {
 
 namespace {
 
-enum class Method { kGet, kPost };
+enum class Method { kGet, kPost, kPut };
+
+const char* MethodName(Method m) {
+  return m == Method::kGet ? "GET" : m == Method::kPost ? "POST" : "PUT";
+}
 
 }  // namespace
 
@@ -203,10 +207,12 @@ static absl::StatusOr<HttpResponse> Perform(RestClient& rc, const Endpoint& ep,
     raw_headers = curl_slist_append(raw_headers, auth.c_str());
   }
   std::string body_copy;
-  if (method == Method::kPost) {
+  if (method == Method::kPost || method == Method::kPut) {
     raw_headers = curl_slist_append(raw_headers, "Content-Type: application/json");
     body_copy.assign(body);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
+    // A POST with the method replaced: curl still sends the body as given.
+    if (method == Method::kPut) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body_copy.c_str());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body_copy.size()));
   }
@@ -230,9 +236,8 @@ static absl::StatusOr<HttpResponse> Perform(RestClient& rc, const Endpoint& ep,
     return absl::ResourceExhaustedError(
         absl::StrCat("GET ", Av(path), ": a watch event line exceeds ", t.max_line, " bytes"));
   }
-  const std::string what =
-      absl::StrCat(method == Method::kGet ? "GET " : "POST ", ep.server, Av(path), ": ",
-                   errbuf[0] ? errbuf : curl_easy_strerror(rc_code));
+  const std::string what = absl::StrCat(MethodName(method), " ", ep.server, Av(path), ": ",
+                                        errbuf[0] ? errbuf : curl_easy_strerror(rc_code));
   if (rc_code == CURLE_ABORTED_BY_CALLBACK) return absl::CancelledError(what);
   if (rc_code == CURLE_OPERATION_TIMEDOUT) return absl::DeadlineExceededError(what);
   return absl::UnavailableError(what);
@@ -252,6 +257,14 @@ absl::StatusOr<HttpResponse> RestClient::Post(std::string_view path, std::string
   Transfer t;
   t.cancel = cancel;
   return Perform(*this, endpoint_, options_, Method::kPost, path, json_body, timeout, t);
+}
+
+absl::StatusOr<HttpResponse> RestClient::Put(std::string_view path, std::string_view json_body,
+                                             std::chrono::seconds timeout,
+                                             const std::atomic<bool>* cancel) {
+  Transfer t;
+  t.cancel = cancel;
+  return Perform(*this, endpoint_, options_, Method::kPut, path, json_body, timeout, t);
 }
 
 absl::StatusOr<HttpResponse> RestClient::StreamLines(

@@ -1,4 +1,4 @@
-// A small HTTP client for the Kubernetes API server (libcurl): GET, POST and streamed GET
+// A small HTTP client for the Kubernetes API server (libcurl): GET, POST, PUT and streamed GET
 // (watch) with the Endpoint's TLS trust, client certificate and bearer token.
 //
 // Thread-safe: each call uses its own curl handle, so several watches run concurrently on
@@ -47,6 +47,10 @@ class RestClient {
   absl::StatusOr<HttpResponse> Post(std::string_view path, std::string_view json_body,
                                     std::chrono::seconds timeout,
                                     const std::atomic<bool>* cancel = nullptr);
+  // PUT (replace) of an object, e.g. a ConfigMap update carrying metadata.resourceVersion.
+  absl::StatusOr<HttpResponse> Put(std::string_view path, std::string_view json_body,
+                                   std::chrono::seconds timeout,
+                                   const std::atomic<bool>* cancel = nullptr);
 
   // Streams a 200 reply's body as '\n'-terminated lines (without the '\n'; a trailing
   // unterminated fragment is discarded because a watch event is one complete line).

@@ -30,6 +30,7 @@ struct TestApiServer::Impl {
   std::condition_variable cv;
   bool stopping = false;
   std::map<std::string, std::deque<ScriptedReply>> queues;
+  std::map<std::string, TestApiServer::Handler> handlers;
   std::vector<RecordedRequest> requests;
   std::set<int> open_fds;
   std::vector<std::thread> threads;
@@ -102,15 +103,22 @@ struct TestApiServer::Impl {
     r.client_cn = client_cn;
     r.at = std::chrono::steady_clock::now();
     ScriptedReply reply;
+    TestApiServer::Handler handler;
     {
       std::unique_lock<std::mutex> lock(mu);
       requests.push_back(r);
       cv.notify_all();
-      cv.wait(lock, [&] { return stopping || !queues[r.path].empty(); });
+      cv.wait(lock,
+              [&] { return stopping || !queues[r.path].empty() || handlers.count(r.path) > 0; });
       if (stopping) return;
-      reply = std::move(queues[r.path].front());
-      queues[r.path].pop_front();
+      if (!queues[r.path].empty()) {
+        reply = std::move(queues[r.path].front());
+        queues[r.path].pop_front();
+      } else {
+        handler = handlers[r.path];
+      }
     }
+    if (handler) reply = handler(r);
     boost::system::error_code ec;
     if (!reply.stream) {
       http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
@@ -189,6 +197,12 @@ std::string TestApiServer::url() const {
 void TestApiServer::Enqueue(const std::string& path, ScriptedReply reply) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->queues[path].push_back(std::move(reply));
+  impl_->cv.notify_all();
+}
+
+void TestApiServer::SetHandler(const std::string& path, Handler handler) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->handlers[path] = std::move(handler);
   impl_->cv.notify_all();
 }
 

@@ -1,12 +1,14 @@
 // Test-only: a small HTTP/1.1 server (Boost.Beast, 127.0.0.1 port 0) that replays recorded
 // Kubernetes API-server replies. Replies are queued per request path (without the query) and
 // served in order; when a path's queue is empty the request waits until a reply is queued or
-// the server stops (like a quiet watch). Every request is recorded.
+// the server stops (like a quiet watch), unless a handler answers that path (SetHandler).
+// Every request is recorded.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +52,11 @@ class TestApiServer {
   ~TestApiServer();
   std::string url() const;  // "http(s)://127.0.0.1:<port>"
   void Enqueue(const std::string& path, ScriptedReply reply);
+  // Answers requests for `path` with handler(request) whenever the path's queue is empty
+  // (queued replies still go first), e.g. a TokenReview reply that depends on the token in the
+  // request body. Called on the connection's thread, without the server's lock held.
+  using Handler = std::function<ScriptedReply(const RecordedRequest&)>;
+  void SetHandler(const std::string& path, Handler handler);
   std::vector<RecordedRequest> Requests(const std::string& path = "") const;
   // Waits until `n` requests for `path` arrived.
   bool WaitForRequests(const std::string& path, size_t n, std::chrono::milliseconds timeout);
