@@ -1,12 +1,17 @@
 #include "controlplane/ca/ca_server.h"
 
+#include <openssl/bn.h>
+#include <openssl/x509.h>
 #include <prometheus/family.h>
+
+#include <algorithm>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "common/tls.h"
 
 namespace weft::cp {
 namespace {
@@ -32,6 +37,18 @@ std::string_view ResultLabel(const absl::Status& s) {
   }
 }
 
+std::string SerialHex(X509* cert) {
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), nullptr);
+  if (bn == nullptr) return "";
+  char* hex = BN_bn2hex(bn);
+  std::string out = hex ? hex : "";
+  OPENSSL_free(hex);
+  BN_free(bn);
+  return out;
+}
+
+constexpr std::chrono::minutes kFullPruneEvery{1};
+
 }  // namespace
 
 CaService::CaService(const Issuer* issuer, NodeAuthenticator* authn, NodeAuthorizer authz,
@@ -49,6 +66,100 @@ CaService::CaService(const Issuer* issuer, NodeAuthenticator* authn, NodeAuthori
        {"ok", "unauthenticated", "permission_denied", "invalid", "unavailable", "error"}) {
     requests_->Add({{"result", r}});
   }
+  expiry_ = &prometheus::BuildGauge()
+                 .Name("weft_ca_issued_cert_expiry_timestamp_seconds")
+                 .Help(
+                     "notAfter (Unix seconds) of the newest certificate issued per node and "
+                     "identity; series of pods that left the node are removed")
+                 .Register(*registry_);
+}
+
+void CaService::SetNodeIdentities(NodeIdentities fn) {
+  node_identities_ = std::move(fn);
+}
+
+std::chrono::system_clock::time_point CaService::Now() const {
+  const auto& clock = issuer_->options().clock;
+  return clock ? clock() : std::chrono::system_clock::now();
+}
+
+void CaService::Record(const std::string& node, const std::string& identity,
+                       const std::string& leaf_pem) {
+  auto leaf = tls::CertFromPem(leaf_pem);
+  if (!leaf.ok()) return;  // the issuer just produced it; cannot happen short of a bug
+  IssuedCertificate rec;
+  rec.node = node;
+  rec.identity = identity;
+  rec.serial = SerialHex(leaf->get());
+  tls::Validity v = tls::CertValidity(leaf->get());
+  rec.not_before = v.not_before;
+  rec.not_after = v.not_after;
+  rec.issued_at = Now();
+  bool full_prune = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    expiry_->Add({{"node", node}, {"identity", identity}})
+        .Set(static_cast<double>(std::chrono::system_clock::to_time_t(rec.not_after)));
+    if (rec.issued_at - last_full_prune_ >= kFullPruneEvery) {
+      last_full_prune_ = rec.issued_at;
+      full_prune = true;
+    }
+    issued_[{node, identity}] = std::move(rec);
+  }
+  Prune(full_prune ? RecordedNodes() : std::vector<std::string>{node});
+}
+
+std::vector<std::string> CaService::RecordedNodes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> nodes;
+  for (const auto& [key, rec] : issued_) {
+    if (nodes.empty() || nodes.back() != key.first) nodes.push_back(key.first);
+  }
+  return nodes;
+}
+
+void CaService::Prune(const std::vector<std::string>& nodes) {
+  for (const auto& node : nodes) {
+    // (identity, serial) so that a record replaced by a new issuance meanwhile is kept.
+    std::vector<std::pair<std::string, std::string>> recorded;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = issued_.lower_bound({node, ""});
+           it != issued_.end() && it->first.first == node; ++it) {
+        recorded.emplace_back(it->first.second, it->second.serial);
+      }
+    }
+    if (recorded.empty()) continue;
+    std::vector<std::pair<std::string, std::string>> gone;
+    if (node_identities_) {
+      std::vector<std::string> current = node_identities_(node);
+      for (const auto& r : recorded) {
+        if (!std::binary_search(current.begin(), current.end(), r.first)) gone.push_back(r);
+      }
+    } else {
+      for (const auto& r : recorded) {
+        auto parsed = SpiffeId::Parse(r.first);
+        if (!parsed.ok() || !authz_ || !authz_(node, *parsed)) gone.push_back(r);
+      }
+    }
+    if (gone.empty()) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, serial] : gone) {
+      auto it = issued_.find({node, id});
+      if (it == issued_.end() || it->second.serial != serial) continue;
+      issued_.erase(it);
+      expiry_->Remove(&expiry_->Add({{"node", node}, {"identity", id}}));
+    }
+  }
+}
+
+std::vector<IssuedCertificate> CaService::IssuedCertificates() {
+  Prune(RecordedNodes());
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<IssuedCertificate> out;
+  out.reserve(issued_.size());
+  for (const auto& [key, rec] : issued_) out.push_back(rec);
+  return out;
 }
 
 void CaService::Count(std::string_view result) {
@@ -87,6 +198,7 @@ absl::StatusOr<std::vector<std::string>> CaService::Handle(
   }();
   Count(ResultLabel(result.status()));
   if (result.ok()) {
+    if (!result->empty()) Record(node, req.identity(), result->front());
     LOG_INFO("ca", "issued certificate", {{"node", node}, {"identity", req.identity()}});
   } else {
     LOG_WARN("ca", "refused certificate request",

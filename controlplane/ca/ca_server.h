@@ -11,16 +11,35 @@
 
 #include <grpcpp/grpcpp.h>
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "controlplane/ca/ca.h"
 #include "weft/ca/v1/ca.grpc.pb.h"
 
 namespace weft::cp {
+
+// The newest certificate the CA issued for one identity to one node (`weftctl status` shows
+// their expiries).
+struct IssuedCertificate {
+  std::string node;
+  std::string identity;  // SPIFFE ID
+  std::string serial;    // hex, as `openssl x509 -serial` prints it
+  std::chrono::system_clock::time_point not_before, not_after;
+  std::chrono::system_clock::time_point issued_at;  // the CA's clock at issuance
+};
+
+// The identities of the pods currently scheduled on a node, sorted (Model::IdentitiesOnNode).
+using NodeIdentities = std::function<std::vector<std::string>(std::string_view node)>;
 
 class CaService final : public weft::ca::v1::CertificateService::Service {
  public:
@@ -37,17 +56,39 @@ class CaService final : public weft::ca::v1::CertificateService::Service {
   absl::StatusOr<std::vector<std::string>> Handle(std::string_view authorization,
                                                   const weft::ca::v1::CertificateRequest& req);
 
+  // Issued-certificate records: the newest certificate per (node, identity), also exported as
+  // weft_ca_issued_cert_expiry_timestamp_seconds{node,identity} (notAfter, Unix seconds).
+  // A record is dropped (and its series removed) once its identity no longer runs on that
+  // node: checked for a node at each of its issuances, for every node at most once a minute
+  // (on any issuance) and at each IssuedCertificates() call. So memory is bounded by the pods
+  // currently scheduled. `fn` lists a node's identities; without it the authorizer is asked
+  // per record. Set before serving.
+  void SetNodeIdentities(NodeIdentities fn);
+  // The records after dropping stale ones, sorted by node then identity.
+  std::vector<IssuedCertificate> IssuedCertificates();
+
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   // Current value of weft_ca_requests_total{result} (tests, weftctl status).
   double RequestCount(std::string_view result) const;
 
  private:
   void Count(std::string_view result);
+  void Record(const std::string& node, const std::string& identity, const std::string& leaf_pem);
+  // Drops records of `nodes` whose identity left the node. Takes mu_ only briefly: the
+  // identity lists are computed outside it.
+  void Prune(const std::vector<std::string>& nodes);
+  std::vector<std::string> RecordedNodes();
+  std::chrono::system_clock::time_point Now() const;
   const Issuer* issuer_;
   NodeAuthenticator* authn_;
   NodeAuthorizer authz_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Gauge>* expiry_;
+  NodeIdentities node_identities_;
+  std::mutex mu_;  // guards issued_ and last_full_prune_
+  std::map<std::pair<std::string, std::string>, IssuedCertificate> issued_;  // (node, identity)
+  std::chrono::system_clock::time_point last_full_prune_{};
 };
 
 // TLS credentials for weftd's gRPC port: a serving certificate issued by `issuer` for

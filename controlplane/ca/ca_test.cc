@@ -5,7 +5,14 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <openssl/bn.h>
+#include <prometheus/text_serializer.h>
+
 #include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
 
 #include "common/testing/temp_dir.h"
 #include "controlplane/ca/ca_server.h"
@@ -298,5 +305,161 @@ TEST(CaService, AuthorizesPerNodeAndCountsEveryResult) {
   EXPECT_EQ(svc.RequestCount("invalid"), 1);
 }
 
+// Serial of a PEM certificate as OpenSSL prints it (hex, upper case).
+std::string OpenSslSerial(const std::string& pem) {
+  auto cert = *tls::CertFromPem(pem);
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert.get()), nullptr);
+  char* hex = BN_bn2hex(bn);
+  std::string out = hex;
+  OPENSSL_free(hex);
+  BN_free(bn);
+  return out;
+}
+
+std::string Scrape(prometheus::Registry& r) {
+  return prometheus::TextSerializer().Serialize(r.Collect());
+}
+
+TEST(CaService, RecordsTheNewestCertificatePerNodeAndIdentityAndDropsPodsThatLeft) {
+  testing::TempDir tmp;
+  system_clock::time_point now = std::chrono::floor<seconds>(system_clock::now());
+  auto clock = [&now] { return now; };
+  Issuer issuer(*tls::CertificateAuthority::CreateRoot("weft", hours(24 * 365)),
+                IssuerOptions{.clock = clock});
+  BootstrapTokenAuthenticator authn(tmp.path());
+  std::string tok_a = *BootstrapTokenAuthenticator::EnsureNodeToken(tmp.path(), "node-a");
+  std::string tok_b = *BootstrapTokenAuthenticator::EnsureNodeToken(tmp.path(), "node-b");
+  // The scheduling the model would report: node -> identities (sorted).
+  std::mutex mu;
+  std::map<std::string, std::set<std::string>> on_node = {
+      {"node-a",
+       {"spiffe://cluster.local/ns/default/sa/sleep", "spiffe://cluster.local/ns/prod/sa/web"}},
+      {"node-b", {"spiffe://cluster.local/ns/prod/sa/db"}}};
+  auto ids = [&](std::string_view node) {
+    std::lock_guard l(mu);
+    auto it = on_node.find(std::string(node));
+    return it == on_node.end() ? std::vector<std::string>{}
+                               : std::vector<std::string>(it->second.begin(), it->second.end());
+  };
+  NodeAuthorizer authz = [&](std::string_view node, const SpiffeId& id) {
+    auto v = ids(node);
+    return std::binary_search(v.begin(), v.end(), id.ToString());
+  };
+  CaService svc(&issuer, &authn, authz);
+  svc.SetNodeIdentities(ids);
+  auto issue = [&](const std::string& token, const std::string& node, const SpiffeId& id,
+                   seconds ttl) {
+    weft::ca::v1::CertificateRequest req;
+    req.set_csr_pem(MakeCsrFor(id).pem);
+    req.set_identity(id.ToString());
+    req.set_node(node);
+    req.set_validity_seconds(ttl.count());
+    return svc.Handle("Bearer " + token, req);
+  };
+
+  EXPECT_TRUE(svc.IssuedCertificates().empty());
+  auto sleep1 = issue(tok_a, "node-a", Id("default", "sleep"), hours(24));
+  ASSERT_TRUE(sleep1.ok()) << sleep1.status();
+  const auto t0 = now;
+  now += std::chrono::minutes(5);
+  auto web = issue(tok_a, "node-a", Id("prod", "web"), hours(2));
+  ASSERT_TRUE(web.ok()) << web.status();
+  auto db = issue(tok_b, "node-b", Id("prod", "db"), hours(24));
+  ASSERT_TRUE(db.ok()) << db.status();
+  // Refused requests leave no record.
+  ASSERT_FALSE(issue(tok_b, "node-b", Id("prod", "web"), hours(24)).ok());
+
+  auto recs = svc.IssuedCertificates();
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0].node, "node-a");
+  EXPECT_EQ(recs[0].identity, "spiffe://cluster.local/ns/default/sa/sleep");
+  EXPECT_EQ(recs[0].serial, OpenSslSerial(sleep1->front()));
+  EXPECT_EQ(recs[0].issued_at, t0);
+  EXPECT_EQ(recs[0].not_after, t0 + hours(24));
+  EXPECT_LE(recs[0].not_before, t0);
+  EXPECT_EQ(recs[1].identity, "spiffe://cluster.local/ns/prod/sa/web");
+  EXPECT_EQ(recs[1].not_after, now + hours(2));
+  EXPECT_EQ(recs[2].node, "node-b");
+  std::string metrics = Scrape(*svc.registry());
+  EXPECT_NE(metrics.find("weft_ca_issued_cert_expiry_timestamp_seconds{identity=\"spiffe://"
+                         "cluster.local/ns/prod/sa/db\",node=\"node-b\"}"),
+            std::string::npos)
+      << metrics;
+
+  // A renewal replaces the record: one entry per (node, identity), the newest serial.
+  now += hours(12);
+  auto sleep2 = issue(tok_a, "node-a", Id("default", "sleep"), hours(24));
+  ASSERT_TRUE(sleep2.ok()) << sleep2.status();
+  recs = svc.IssuedCertificates();
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0].serial, OpenSslSerial(sleep2->front()));
+  EXPECT_NE(recs[0].serial, OpenSslSerial(sleep1->front()));
+  EXPECT_EQ(recs[0].issued_at, now);
+  EXPECT_EQ(recs[0].not_after, now + hours(24));
+
+  // The web pod leaves node-a and node-b's pod is deleted: their records and series go.
+  {
+    std::lock_guard l(mu);
+    on_node["node-a"].erase("spiffe://cluster.local/ns/prod/sa/web");
+    on_node.erase("node-b");
+  }
+  recs = svc.IssuedCertificates();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].identity, "spiffe://cluster.local/ns/default/sa/sleep");
+  metrics = Scrape(*svc.registry());
+  EXPECT_EQ(metrics.find("sa/web"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("node-b"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("sa/sleep"), std::string::npos) << metrics;
+}
+
+TEST(CaService, IssuancesAloneKeepTheRecordsBounded) {
+  // Nobody reads IssuedCertificates(): issuances still drop records of pods that left, their
+  // own node's at once and every node's at least once a minute.
+  testing::TempDir tmp;
+  system_clock::time_point now = std::chrono::floor<seconds>(system_clock::now());
+  Issuer issuer(*tls::CertificateAuthority::CreateRoot("weft", hours(24 * 365)),
+                IssuerOptions{.clock = [&now] { return now; }});
+  BootstrapTokenAuthenticator authn(tmp.path());
+  std::string tok_a = *BootstrapTokenAuthenticator::EnsureNodeToken(tmp.path(), "node-a");
+  std::string tok_b = *BootstrapTokenAuthenticator::EnsureNodeToken(tmp.path(), "node-b");
+  std::set<std::string> live;  // "node|sa" of scheduled pods; no identity lister: authz decides
+  NodeAuthorizer authz = [&](std::string_view node, const SpiffeId& id) {
+    return live.count(std::string(node) + "|" + id.service_account) > 0;
+  };
+  CaService svc(&issuer, &authn, authz);
+  auto issue = [&](const std::string& token, const std::string& node, const std::string& sa) {
+    weft::ca::v1::CertificateRequest req;
+    req.set_csr_pem(MakeCsrFor(Id("default", sa)).pem);
+    req.set_identity(Id("default", sa).ToString());
+    req.set_node(node);
+    ASSERT_TRUE(svc.Handle("Bearer " + token, req).ok());
+  };
+  auto series = [&] {
+    std::string m = Scrape(*svc.registry());
+    size_t n = 0;
+    for (size_t p = 0;
+         (p = m.find("weft_ca_issued_cert_expiry_timestamp_seconds{", p)) != std::string::npos;
+         ++p) {
+      ++n;
+    }
+    return n;
+  };
+  // Pods come and go on node-a: each issuance drops node-a's departed pods.
+  for (int i = 0; i < 50; ++i) {
+    std::string sa = "job-" + std::to_string(i);
+    live.insert("node-a|" + sa);
+    issue(tok_a, "node-a", sa);
+    live.erase("node-a|" + sa);
+  }
+  EXPECT_EQ(series(), 1u);  // only the last job's record is left (its pod left after)
+  live.insert("node-b|db");
+  issue(tok_b, "node-b", "db");
+  EXPECT_EQ(series(), 2u);  // node-a's record survives until the next full sweep
+  live.erase("node-b|db");  // node-b's pod is gone; node-b never asks again
+  now += std::chrono::minutes(2);
+  live.insert("node-a|web");
+  issue(tok_a, "node-a", "web");  // the full sweep drops node-b's record and node-a's last job
+  EXPECT_EQ(series(), 1u);
+}
 }  // namespace
 }  // namespace weft::cp

@@ -2,8 +2,9 @@
 // a Secret, and node tokens checked with TokenReview. Built as weft_cp_ca_k8s only when the
 // k8s REST client (weft_cp_k8s_rest) is part of the build.
 //
-// RBAC weftd needs: secrets get+create in its own namespace (for the root), and
-// tokenreviews create (cluster scope, authentication.k8s.io).
+// RBAC weftd needs: secrets get+create and configmaps get+create+update in its own namespace
+// (the root, and the root certificate published for nodes), and tokenreviews create (cluster
+// scope, authentication.k8s.io).
 #pragma once
 
 #include <string>
@@ -33,6 +34,24 @@ class KubernetesSecretRootStore : public RootStore {
   k8s::RestClient* client_;
   std::string ns_, name_;
 };
+
+// The mesh root certificate for nodes: ConfigMap <ns>/<name> with data key "root-cert.pem"
+// (like Istio's istio-ca-root-cert). Nodes mount it and pass the file as --cp-root (the trust
+// bundle for weftd's serving certificate and for peers' workload certificates). Only the root
+// is published, never a key; with a user intermediate it is the root of that chain.
+inline constexpr char kRootCertConfigMap[] = "weft-ca-root-cert";
+inline constexpr char kRootCertConfigMapKey[] = "root-cert.pem";
+
+enum class PublishResult { kCreated, kUpdated, kUnchanged };
+
+// Idempotent create-or-update: GET; 404 -> POST (409: created meanwhile, read it again);
+// 200 with another "root-cert.pem" (or none) -> PUT of the object read, with that key set and
+// its resourceVersion (409: changed meanwhile, read again); same content -> no write. Up to
+// three rounds. Other keys and metadata of an existing ConfigMap are kept. Errors name the
+// missing permission (configmaps get/create/update in <ns>) or the HTTP failure.
+absl::StatusOr<PublishResult> PublishRootCertConfigMap(
+    k8s::RestClient* client, const std::string& ns, const std::string& root_pem,
+    const std::string& name = kRootCertConfigMap);
 
 // A TokenReviewer backed by k8s::ReviewToken: username and the bound node
 // (status.user.extra["authentication.kubernetes.io/node-name"]). A token the API server does

@@ -123,5 +123,84 @@ TEST(KubernetesTokenReviewer, RecordedReviewsAuthenticateNodes) {
   EXPECT_TRUE(absl::IsUnavailable(forbidden.status())) << forbidden.status();
 }
 
+constexpr char kConfigMapPath[] = "/api/v1/namespaces/weft-system/configmaps/weft-ca-root-cert";
+constexpr char kConfigMapsPath[] = "/api/v1/namespaces/weft-system/configmaps";
+
+TEST(PublishRootCertConfigMap, CreatesLeavesAloneAndUpdatesKeepingOtherKeys) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  auto ca = *tls::CertificateAuthority::CreateRoot("weft", hours(24));
+  const std::string root = ca.root_pem();
+
+  // First start: absent -> POST.
+  api.Enqueue(kConfigMapPath,
+              {.status = 404, .body = R"({"kind":"Status","reason":"NotFound","code":404})"});
+  api.Enqueue(kConfigMapsPath, {.status = 201, .body = "{}"});
+  auto r = PublishRootCertConfigMap(&client, "weft-system", root);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, PublishResult::kCreated);
+  auto posts = api.Requests(kConfigMapsPath);
+  ASSERT_EQ(posts.size(), 1u);
+  EXPECT_EQ(posts[0].method, "POST");
+  auto created = nlohmann::json::parse(posts[0].body);
+  EXPECT_EQ(created["kind"], "ConfigMap");
+  EXPECT_EQ(created["metadata"]["name"], "weft-ca-root-cert");
+  EXPECT_EQ(created["metadata"]["namespace"], "weft-system");
+  EXPECT_EQ(created["data"]["root-cert.pem"], root);
+  EXPECT_EQ(created["data"].size(), 1u);  // never a key
+
+  // Restart with the same root: one GET, no write.
+  nlohmann::json stored = created;
+  stored["metadata"]["resourceVersion"] = "7";
+  api.Enqueue(kConfigMapPath, {.status = 200, .body = stored.dump()});
+  r = PublishRootCertConfigMap(&client, "weft-system", root);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, PublishResult::kUnchanged);
+  EXPECT_EQ(api.Requests(kConfigMapPath).size(), 2u);
+  EXPECT_EQ(api.Requests(kConfigMapsPath).size(), 1u);
+
+  // Stale content (someone edited it, another key added): PUT with the read resourceVersion,
+  // the other key kept; a 409 on the first PUT reads again.
+  stored["data"]["root-cert.pem"] = "stale";
+  stored["data"]["extra.pem"] = "kept";
+  api.Enqueue(kConfigMapPath, {.status = 200, .body = stored.dump()});
+  api.Enqueue(kConfigMapPath, {.status = 409, .body = R"({"kind":"Status","code":409})"});
+  stored["metadata"]["resourceVersion"] = "8";
+  api.Enqueue(kConfigMapPath, {.status = 200, .body = stored.dump()});
+  api.Enqueue(kConfigMapPath, {.status = 200, .body = "{}"});
+  r = PublishRootCertConfigMap(&client, "weft-system", root);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, PublishResult::kUpdated);
+  std::vector<k8s::testing::RecordedRequest> puts;
+  for (const auto& q : api.Requests(kConfigMapPath)) {
+    if (q.method == "PUT") puts.push_back(q);
+  }
+  ASSERT_EQ(puts.size(), 2u);
+  auto second = nlohmann::json::parse(puts[1].body);
+  EXPECT_EQ(second["metadata"]["resourceVersion"], "8");
+  EXPECT_EQ(second["data"]["root-cert.pem"], root);
+  EXPECT_EQ(second["data"]["extra.pem"], "kept");
+}
+
+TEST(PublishRootCertConfigMap, ErrorsNameTheMissingPermission) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  api.Enqueue(kConfigMapPath, {.status = 404, .body = "{}"});
+  api.Enqueue(kConfigMapsPath, {.status = 403,
+                                .body = R"({"kind":"Status","message":"configmaps is forbidden: )"
+                                        R"(User cannot create","code":403})"});
+  auto r = PublishRootCertConfigMap(&client, "weft-system", "PEM");
+  ASSERT_TRUE(absl::IsPermissionDenied(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("grant weftd 'create' on configmaps in its namespace"),
+            std::string::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("ConfigMap weft-system/weft-ca-root-cert"), std::string::npos)
+      << r.status();
+
+  api.Enqueue(kConfigMapPath, {.status = 401, .body = Fixture("status_401.json")});
+  r = PublishRootCertConfigMap(&client, "weft-system", "PEM");
+  ASSERT_TRUE(absl::IsUnauthenticated(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("rejected weftd's credentials"), std::string::npos);
+}
 }  // namespace
 }  // namespace weft::cp
