@@ -104,7 +104,7 @@ std::vector<Ref> ValuesRefs() {
   return refs;
 }
 
-TEST(ChartTest, ChartYamlParses) {
+TEST(HelmChartTest, ChartYamlParses) {
   YAML::Node c = YAML::LoadFile((kChart / "Chart.yaml").string());
   EXPECT_EQ(c["apiVersion"].as<std::string>(), "v2");
   EXPECT_EQ(c["name"].as<std::string>(), "weft");
@@ -113,7 +113,7 @@ TEST(ChartTest, ChartYamlParses) {
   EXPECT_FALSE(c["appVersion"].as<std::string>().empty());
 }
 
-TEST(ChartTest, ValuesYamlParses) {
+TEST(HelmChartTest, ValuesYamlParses) {
   YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
   ASSERT_TRUE(v.IsMap());
   // The keys the node pods and weftd cannot do without, and their ports distinct.
@@ -128,7 +128,7 @@ TEST(ChartTest, ValuesYamlParses) {
   EXPECT_EQ(node_ports.size(), 3u) << "the node pod's ports (hostNetwork) must differ";
 }
 
-TEST(ChartTest, EveryValuesReferenceExists) {
+TEST(HelmChartTest, EveryValuesReferenceExists) {
   YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
   std::vector<Ref> refs = ValuesRefs();
   ASSERT_GT(refs.size(), 20u) << "the scan found almost no .Values references: is it broken?";
@@ -138,7 +138,7 @@ TEST(ChartTest, EveryValuesReferenceExists) {
   }
 }
 
-TEST(ChartTest, EveryValueIsRead) {
+TEST(HelmChartTest, EveryValueIsRead) {
   YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
   std::vector<std::string> leaves;
   LeafPaths(v, "", &leaves);
@@ -154,7 +154,7 @@ TEST(ChartTest, EveryValueIsRead) {
   }
 }
 
-TEST(ChartTest, EveryIncludeIsDefined) {
+TEST(HelmChartTest, EveryIncludeIsDefined) {
   static const std::regex kDefine(R"(define\s+"([^"]+)\")");
   static const std::regex kInclude(R"((?:include|template)\s+"([^"]+)\")");
   std::set<std::string> defined;
@@ -220,7 +220,7 @@ std::map<std::string, std::vector<Ref>> FlagsByBinary() {
   return flags;
 }
 
-TEST(ChartTest, EveryFlagIsAcceptedByItsBinary) {
+TEST(HelmChartTest, EveryFlagIsAcceptedByItsBinary) {
   const std::map<std::string, std::string> binaries = {
       {"weftd", WEFT_WEFTD_BIN}, {"ztunnel", WEFT_ZTUNNEL_BIN}, {"weft-agent", WEFT_AGENT_BIN}};
   auto flags = FlagsByBinary();
@@ -320,7 +320,7 @@ const Object* Find(const std::vector<Object>& objs, const std::string& kind,
   return nullptr;
 }
 
-TEST(ChartTest, ManifestsAreKubernetesObjects) {
+TEST(HelmChartTest, ManifestsAreKubernetesObjects) {
   std::vector<Object> objs = Objects();
   ASSERT_GE(objs.size(), 8u);
   for (const auto& o : objs) {
@@ -386,7 +386,7 @@ void CheckPodSpec(const Object& o, std::set<std::string>* port_names) {
   for (const auto& v : volumes) EXPECT_TRUE(mounted.contains(v)) << "volume " << v << " unused";
 }
 
-TEST(ChartTest, CrossReferencesHold) {
+TEST(HelmChartTest, CrossReferencesHold) {
   std::vector<Object> objs = Objects();
   const Object* deploy = Find(objs, "Deployment", "weftd");
   const Object* ds = Find(objs, "DaemonSet", "weft-node");
@@ -436,7 +436,7 @@ TEST(ChartTest, CrossReferencesHold) {
             "ztunnel");
 }
 
-TEST(ChartTest, ClusterRoleCoversTheCrds) {
+TEST(HelmChartTest, ClusterRoleCoversTheCrds) {
   std::vector<Object> objs = Objects();
   const Object* role = Find(objs, "ClusterRole", "weftd");
   ASSERT_NE(role, nullptr);
