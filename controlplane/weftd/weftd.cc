@@ -124,7 +124,7 @@ absl::Status Weftd::Impl::StartGrpc() {
   xo.debounce = opts.debounce;
   xo.registry = registry;
   xds = std::make_unique<ConfigDiscoveryServer>(
-      [m](const std::string& node) { return m->NodeView(node); },
+      [m](const std::string& node) { return m->SharedNodeView(node); },
       [a](const Metadata& md) -> absl::StatusOr<std::string> {
         auto it = md.find("authorization");
         std::string token = it == md.end() ? "" : BearerToken(it->second);
