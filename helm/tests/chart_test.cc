@@ -8,7 +8,9 @@
 //    whose objects have apiVersion/kind/metadata.name, and whose cross-references hold:
 //    volume mounts name volumes, probes and Services name container ports, port names are
 //    valid, the weftd ServiceAccount is the one clusterrole.yaml binds, and the ClusterRole
-//    grants list+watch on every CRD in helm/crds.
+//    grants list+watch on every CRD in helm/crds;
+//  - packaging/Containerfile builds an image per binary the chart runs, and its runtime-package
+//    script works on the real binaries.
 // What is not covered (no helm binary here): real Go-template rendering, i.e. conditionals,
 // indentation produced by nindent, and values substituted into the manifests.
 #include <gtest/gtest.h>
@@ -16,6 +18,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -242,6 +245,51 @@ TEST(HelmChartTest, EveryFlagIsAcceptedByItsBinary) {
   }
   for (const auto& [name, refs] : flags) {
     EXPECT_TRUE(binaries.contains(name)) << refs.front().where << " runs unknown binary " << name;
+  }
+}
+
+// ---- images -------------------------------------------------------------------------------
+
+// The images the chart runs come from packaging/Containerfile: one stage per binary, named like
+// the binary and like the end of the values' image repository, with the binary where the
+// chart's `command:` expects it.
+TEST(HelmChartTest, ImagesMatchTheContainerfile) {
+  std::string cf = ReadFile(fs::path(WEFT_PACKAGING_DIR) / "Containerfile");
+  YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
+  const std::map<std::string, std::string> component_binary = {
+      {"weftd", "weftd"}, {"ztunnel", "ztunnel"}, {"agent", "weft-agent"}};
+  auto flags = FlagsByBinary();
+  for (const auto& [component, binary] : component_binary) {
+    SCOPED_TRACE(binary);
+    EXPECT_TRUE(flags.contains(binary)) << "no template runs /usr/local/bin/" << binary;
+    EXPECT_TRUE(std::regex_search(cf, std::regex("\\nFROM [^\\n]+ AS " + binary + "\\n")))
+        << "packaging/Containerfile has no stage " << binary;
+    EXPECT_NE(cf.find("/usr/local/bin/" + binary), std::string::npos);
+    std::string repo = v[component]["image"]["repository"].as<std::string>();
+    EXPECT_EQ(repo.substr(repo.rfind('/') + 1), binary) << component << ".image.repository";
+  }
+}
+
+// packaging/runtime-debs.sh (what the Containerfile installs in each runtime image) finds the
+// package of every shared library of the real binaries.
+TEST(HelmChartTest, RuntimeDebsListsEachBinarysPackages) {
+  if (std::system("command -v dpkg >/dev/null 2>&1 && command -v ldd >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "needs dpkg and ldd (a Debian build host, as in the Containerfile)";
+  for (const std::string bin : {WEFT_WEFTD_BIN, WEFT_ZTUNNEL_BIN, WEFT_AGENT_BIN}) {
+    SCOPED_TRACE(bin);
+    std::string cmd = "'" + std::string(WEFT_PACKAGING_DIR) + "/runtime-debs.sh' '" + bin + "'";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int st = ::pclose(p);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << out;
+    // Every binary is C++ over libc and links gRPC and protobuf.
+    for (const char* pkg : {"libc6:", "libstdc++6:", "libprotobuf", "libgrpc++"}) {
+      EXPECT_NE(out.find(pkg), std::string::npos) << pkg << " missing from:\n" << out;
+    }
   }
 }
 
