@@ -1,0 +1,56 @@
+// weft-teashop's command line: one binary, one role per process.
+//
+//   weft-teashop --role frontend|catalogue|cart|recommendation|store|idle [--listen ADDR:PORT]
+//   weft-teashop --role load --target URL [--duration 10s] [--concurrency N] [--json]
+//
+// Server roles serve until SIGTERM/SIGINT, then drain (see Server::Stop) and exit 0. `idle`
+// serves only /healthz (a pod that exists to run `--role load` in on demand). Upstream URLs come
+// from flags or, when a flag is absent, the environment (CATALOGUE_URL, CART_URL,
+// RECOMMENDATION_URL, STORE_URL; TARGET_URL for load), as a Kubernetes pod spec's env gives
+// them.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "examples/teashop/http.h"
+
+namespace weft::teashop {
+
+struct AppOptions {
+  std::string role;
+  ServerOptions server;
+  std::string port_file;  // written with the bound port once listening (tests use port 0)
+  std::string log_level = "info";
+  // frontend
+  std::string catalogue_url, cart_url, recommendation_url, store_url;
+  ConnMode conn = ConnMode::kKeepAlive;
+  std::chrono::milliseconds upstream_timeout{5000};
+  // catalogue, recommendation, store (and load: the ids it asks for)
+  int catalogue_size = 300;
+  int rec_dims = 256, rec_passes = 2;
+  int64_t stock = 1000000;
+  // load
+  std::string target;
+  std::chrono::milliseconds duration{10000};
+  int concurrency = 4;
+  bool json = false;
+  uint32_t seed = 1;
+};
+
+// Parses argv[1..] (flags as "--flag value" or "--flag=value"); `getenv` supplies the
+// environment fallbacks. Errors say which flag is wrong and what it takes.
+absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
+                                      const std::function<const char*(const char*)>& getenv);
+
+extern const char kUsage[];
+
+// The whole program: exit code 0 (served and stopped cleanly; load: at least one success),
+// 1 (load: nothing succeeded; a server failed to start), 2 (usage).
+int TeashopMain(int argc, char** argv);
+
+}  // namespace weft::teashop

@@ -1,0 +1,243 @@
+// Every role of weft-teashop as a real process on loopback (ports picked by the kernel and
+// reported through --port-file), wired by URL as the manifests wire them by Service name.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/testing/temp_dir.h"
+#include "examples/teashop/frontend.h"
+#include "examples/teashop/http.h"
+#include "nlohmann/json.hpp"
+
+namespace weft::teashop {
+namespace {
+
+using json = nlohmann::json;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A weft-teashop child process; killed (SIGKILL) if still running at destruction.
+class Proc {
+ public:
+  Proc(const std::string& dir, const std::string& name, std::vector<std::string> args,
+       std::vector<std::string> env = {})
+      : out_(dir + "/" + name + ".out"), err_(dir + "/" + name + ".err") {
+    args.insert(args.begin(), WEFT_TEASHOP_PATH);
+    pid_ = fork();
+    if (pid_ == 0) {
+      int o = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(o, 1);
+      dup2(e, 2);
+      std::vector<char*> argv, envp;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      for (auto& v : env) envp.push_back(v.data());
+      envp.push_back(nullptr);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+  }
+  ~Proc() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Exit code (or 128+signal), waiting at most `timeout`; -1 if still running.
+  int Wait(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!exited_) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        exited_ = true;
+        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return code_;
+  }
+  void Signal(int sig) { kill(pid_, sig); }
+  std::string Out() const { return ReadFile(out_); }
+  std::string Err() const { return ReadFile(err_); }
+
+ private:
+  std::string out_, err_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int code_ = -1;
+};
+
+// A server role listening on a kernel-picked loopback port.
+struct Role {
+  std::unique_ptr<Proc> proc;
+  uint16_t port = 0;
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port); }
+};
+
+Role StartRole(const std::string& dir, const std::string& role, std::vector<std::string> extra,
+               std::vector<std::string> env = {}) {
+  const std::string port_file = absl::StrCat(dir, "/", role, ".port");
+  std::vector<std::string> args = {"--role",    role, "--listen",    "127.0.0.1:0",
+                                   "--threads", "1",  "--port-file", port_file};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Role r;
+  r.proc = std::make_unique<Proc>(dir, role, args, env);
+  for (int i = 0; i < 1000; ++i) {  // 10 s at most
+    const std::string s = ReadFile(port_file);
+    if (!s.empty()) {
+      r.port = static_cast<uint16_t>(std::stoi(s));
+      break;
+    }
+    if (r.proc->Wait(std::chrono::milliseconds(0)) >= 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(r.port, 0) << role << " did not start: " << r.proc->Err();
+  return r;
+}
+
+absl::StatusOr<Response> Call(const std::string& url, http::verb m, const std::string& target,
+                              const std::string& form = {}) {
+  UpstreamClient c("frontend", Url::Parse(url).value(), ConnMode::kPerRequest,
+                   std::chrono::seconds(5));
+  asio::io_context io;
+  absl::StatusOr<Response> out = absl::UnknownError("not run");
+  std::vector<std::pair<std::string, std::string>> headers = {{"X-User", "proc-test"}};
+  if (!form.empty()) headers.push_back({"Content-Type", "application/x-www-form-urlencoded"});
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { out = co_await c.Call(m, target, form, headers); },
+      asio::detached);
+  io.run();
+  return out;
+}
+
+TEST(TeashopProcesses, WholeShopOnLoopback) {
+  testing::TempDir dir;
+  Role catalogue = StartRole(dir.path(), "catalogue", {"--catalogue-size", "200"});
+  Role cart = StartRole(dir.path(), "cart", {});
+  Role rec = StartRole(dir.path(), "recommendation", {"--catalogue-size", "200"});
+  Role store = StartRole(dir.path(), "store", {"--catalogue-size", "200"});
+  ASSERT_TRUE(catalogue.port && cart.port && rec.port && store.port);
+  // Upstreams by environment, as a pod spec gives them; one by flag.
+  Role frontend =
+      StartRole(dir.path(), "frontend",
+                {"--access-log", "--upstream-conn", "keepalive", "--store-url", store.url()},
+                {"CATALOGUE_URL=" + catalogue.url(), "CART_URL=" + cart.url(),
+                 "RECOMMENDATION_URL=" + rec.url(), "STORE_URL=http://127.0.0.1:1"});
+  ASSERT_NE(frontend.port, 0);
+  const std::string f = frontend.url();
+
+  struct Case {
+    http::verb method;
+    std::string target, form, expect;
+  };
+  const std::vector<Case> cases = {
+      {http::verb::get, "/", "", "<h2>Featured</h2>"},
+      {http::verb::get, "/category?name=oolong", "", "(oolong)"},
+      {http::verb::get, "/product?id=17", "", "You may also like"},
+      {http::verb::get, "/search?q=floral", "", "Search: floral"},
+      {http::verb::post, "/cart/add", "id=17&qty=3", "Your cart holds 3 items"},
+      {http::verb::get, "/cart", "", "<td>3</td>"},
+      {http::verb::post, "/checkout", "", "checksum "},
+      {http::verb::get, "/recommend?for=17,18", "", "Recommended for 17,18"},
+  };
+  ASSERT_EQ(cases.size(), kRequestTypes.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    EXPECT_EQ(c.method, kRequestTypes[i].method);
+    EXPECT_EQ(TargetPath(c.target), kRequestTypes[i].path);
+    auto r = Call(f, c.method, c.target, c.form);
+    ASSERT_TRUE(r.ok()) << c.target << ": " << r.status();
+    EXPECT_EQ(r->result(), http::status::ok) << c.target << ": " << r->body();
+    EXPECT_NE(r->body().find(c.expect), std::string::npos) << c.target << ": " << r->body();
+  }
+  // One access-log line per request, JSON.
+  bool logged = false;
+  std::istringstream lines(frontend.proc->Err());
+  for (std::string line; std::getline(lines, line);) {
+    json j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("scope", "") == "access" &&
+        j.value("target", "") == "/product?id=17") {
+      logged = j.value("status", 0) == 200 && j.value("role", "") == "frontend";
+    }
+  }
+  EXPECT_TRUE(logged) << frontend.proc->Err();
+
+  // The closed-loop driver, per-request connections to the front end.
+  Proc load(dir.path(), "load",
+            {"--role", "load", "--target", f, "--duration", "2s", "--concurrency", "4", "--json",
+             "--upstream-conn", "per-request", "--catalogue-size", "200"});
+  ASSERT_EQ(load.Wait(std::chrono::seconds(20)), 0) << load.Err();
+  json report = json::parse(load.Out(), nullptr, false);
+  ASSERT_TRUE(report.is_object()) << load.Out();
+  ASSERT_EQ(report["types"].size(), 8u);
+  for (const RequestType& t : kRequestTypes) {
+    const json& s = report["types"][std::string(t.name)];
+    EXPECT_GT(s["successes"].get<int>(), 0) << t.name << ": " << s.dump();
+    EXPECT_EQ(s["successes"], s["requests"]) << t.name << ": " << s.dump();
+  }
+
+  // A graceful stop of one upstream: exit 0, then the front end names it in a 502.
+  catalogue.proc->Signal(SIGTERM);
+  EXPECT_EQ(catalogue.proc->Wait(std::chrono::seconds(10)), 0) << catalogue.proc->Err();
+  EXPECT_NE(catalogue.proc->Err().find("\"msg\":\"stopped\""), std::string::npos);
+  auto down = Call(f, http::verb::get, "/product?id=3");
+  ASSERT_TRUE(down.ok()) << down.status();
+  EXPECT_EQ(down->result(), http::status::bad_gateway);
+  EXPECT_EQ((*down)["X-Upstream"], "catalogue");
+  EXPECT_NE(down->body().find("upstream catalogue failed"), std::string::npos) << down->body();
+  // Pages that do not need it still work.
+  auto cart_page = Call(f, http::verb::get, "/cart");
+  ASSERT_TRUE(cart_page.ok());
+  EXPECT_EQ(cart_page->result(), http::status::ok);
+
+  for (Role* r : {&cart, &rec, &store, &frontend}) {
+    r->proc->Signal(SIGTERM);
+    EXPECT_EQ(r->proc->Wait(std::chrono::seconds(10)), 0) << r->proc->Err();
+  }
+}
+
+TEST(TeashopProcesses, LoadFailsWhenNothingAnswers) {
+  testing::TempDir dir;
+  // A port that was just free: nothing listens there.
+  Role idle = StartRole(dir.path(), "idle", {});
+  ASSERT_NE(idle.port, 0);
+  auto h = Call(idle.url(), http::verb::get, "/healthz");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->body(), "ok\n");
+  EXPECT_EQ(Call(idle.url(), http::verb::get, "/")->result(), http::status::not_found);
+  idle.proc->Signal(SIGTERM);
+  ASSERT_EQ(idle.proc->Wait(std::chrono::seconds(10)), 0);
+
+  Proc load(dir.path(), "load",
+            {"--role", "load", "--target", idle.url(), "--duration", "300ms", "--json"});
+  EXPECT_EQ(load.Wait(std::chrono::seconds(20)), 1) << load.Err();
+  EXPECT_NE(load.Err().find("succeeded"), std::string::npos) << load.Err();
+}
+
+TEST(TeashopProcesses, UsageErrors) {
+  testing::TempDir dir;
+  Proc bad(dir.path(), "bad", {"--role", "frontend"});
+  EXPECT_EQ(bad.Wait(std::chrono::seconds(10)), 2);
+  EXPECT_NE(bad.Err().find("frontend needs --catalogue-url"), std::string::npos) << bad.Err();
+  Proc bad_addr(dir.path(), "badaddr", {"--role", "cart", "--listen", "256.0.0.1:80"});
+  EXPECT_EQ(bad_addr.Wait(std::chrono::seconds(10)), 1);
+  EXPECT_FALSE(bad_addr.Err().empty());
+}
+
+}  // namespace
+}  // namespace weft::teashop
