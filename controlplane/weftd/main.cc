@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -14,19 +15,27 @@
 namespace {
 
 const char kUsage[] =
-    "usage: weftd (--manifests DIR | --kubernetes [--kubeconfig FILE] [--api-server URL])\n"
+    "usage: weftd (--manifests DIR | --kubernetes [--kubeconfig FILE] [--api-server URL]\n"
+    "                                 [--namespace NS])\n"
     "             [--grpc ADDR:PORT] [--state-dir DIR] [--node-tokens NODE,...] [--plaintext]\n"
     "             [--trust-domain TD] [--admin ADDR] [--metrics ADDR] [--readiness ADDR]\n"
-    "             [--debounce-ms N] [--log-level LEVEL]\n"
+    "             [--debounce-ms N] [--ztunnel-sa USER] [--log-level LEVEL]\n"
     "  --manifests DIR     local source: Kubernetes YAML/JSON manifests, re-read on change\n"
     "  --kubernetes        Kubernetes source: list+watch (in-cluster, or "
     "--kubeconfig/--api-server)\n"
+    "  --namespace NS      cluster mode: weftd's namespace (default weft-system). The CA root\n"
+    "                      (cert + key) is kept in Secret NS/weft-ca-root; its certificate is\n"
+    "                      published for nodes in ConfigMap NS/weft-ca-root-cert, key\n"
+    "                      root-cert.pem (mount it; pass the file as the nodes' --cp-root)\n"
     "  --grpc ADDR:PORT    config stream + CA (default 0.0.0.0:15012; TLS with a certificate from\n"
     "                      weftd's own CA unless --plaintext)\n"
-    "  --state-dir DIR     CA root (DIR/ca) and local-mode node tokens (DIR/tokens); default\n"
-    "                      /var/lib/weft\n"
+    "  --state-dir DIR     local mode: CA root in DIR/ca (root-cert.pem, root-key.pem) and node\n"
+    "                      tokens (DIR/tokens); default /var/lib/weft. Nodes trust\n"
+    "                      DIR/ca/root-cert.pem: copy it to them and pass it as --cp-root\n"
     "  --node-tokens LIST  local mode: create a bootstrap token for each node "
     "(DIR/tokens/N.token)\n"
+    "  --ztunnel-sa USER   cluster mode: a service account whose (node-bound) tokens nodes\n"
+    "                      present, repeatable (default system:serviceaccount:NS:ztunnel)\n"
     "  --admin ADDR        /status and /config_dump?node=N (default 127.0.0.1:15010)\n"
     "  --metrics ADDR      /metrics (default 0.0.0.0:15014)\n"
     "  --readiness ADDR    /healthz/ready (default 0.0.0.0:15015)\n";
@@ -41,6 +50,7 @@ int Fail(const std::string& msg) {
 int main(int argc, char** argv) {
   weft::cp::WeftdOptions o;
   std::string level = "info";
+  std::vector<std::string> ztunnel_sas;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -85,6 +95,11 @@ int main(int argc, char** argv) {
       const char* v = next();
       if (!v) return Fail("--node-tokens needs a comma-separated list of node names");
       for (auto n : absl::StrSplit(v, ',', absl::SkipEmpty())) o.node_tokens.emplace_back(n);
+    } else if (a == "--ztunnel-sa") {
+      const char* v = next();
+      if (!v)
+        return Fail("--ztunnel-sa needs a user, e.g. system:serviceaccount:weft-system:ztunnel");
+      ztunnel_sas.emplace_back(v);
     } else if (a == "--plaintext") {
       o.plaintext = true;
     } else if (a == "--trust-domain") {
@@ -111,6 +126,13 @@ int main(int argc, char** argv) {
       return Fail("unknown argument \"" + std::string(a) + "\"");
     }
   }
+  // Names that follow weftd's namespace unless given: the ztunnel service account whose tokens
+  // nodes present, and the DNS name in weftd's serving certificate (weftd.<ns>.svc).
+  o.ztunnel_service_accounts =
+      ztunnel_sas.empty()
+          ? std::vector<std::string>{"system:serviceaccount:" + o.k8s_namespace + ":ztunnel"}
+          : ztunnel_sas;
+  o.serving_names = {"weftd." + o.k8s_namespace + ".svc", "localhost"};
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);

@@ -62,6 +62,9 @@ struct Weftd::Impl {
   std::unique_ptr<AdminServer> admin;
   int port = 0;
   bool started = false;
+  std::string root_store;      // where the root (cert + key) is kept, for logs and /status
+  std::string root_for_nodes;  // what nodes pass as --cp-root: a file, or the ConfigMap
+  std::chrono::system_clock::time_point root_expires{};
 
   std::string CaDir() const { return opts.state_dir + "/ca"; }
   std::string TokenDir() const { return opts.state_dir + "/tokens"; }
@@ -84,9 +87,27 @@ absl::Status Weftd::Impl::StartCa() {
   }
   WEFT_ASSIGN_OR_RETURN(auto root,
                         LoadOrCreateRoot(*store, "weft", std::chrono::hours(24 * 365 * 10)));
+  root_store = store->Describe();
   IssuerOptions io;
   io.trust_domain = opts.trust_domain;
   issuer = std::make_unique<Issuer>(std::move(root), io);
+  if (auto cert = tls::CertFromPem(issuer->root_pem()); cert.ok()) {
+    root_expires = tls::CertValidity(cert->get()).not_after;
+  }
+  if (opts.kubernetes) {
+    // Nodes cannot read the Secret (it holds the key): they mount this ConfigMap instead.
+    // Written at every start, so a replaced root or an edited ConfigMap is corrected here.
+    auto published = PublishRootCertConfigMap(kube.get(), opts.k8s_namespace, issuer->root_pem());
+    if (!published.ok()) return published.status();
+    root_for_nodes = absl::StrCat("ConfigMap ", opts.k8s_namespace, "/", kRootCertConfigMap,
+                                  " key ", kRootCertConfigMapKey);
+    const char* result = *published == PublishResult::kCreated ? "created" : "unchanged";
+    if (*published == PublishResult::kUpdated) result = "updated";
+    LOG_INFO(kScope, "root certificate published for nodes",
+             {{"configmap", root_for_nodes}, {"result", result}});
+  } else {
+    root_for_nodes = FileRootStore(CaDir()).cert_path();
+  }
   if (opts.kubernetes) {
     // Node-bound service-account tokens name their node (Kubernetes 1.30+).
     authn = std::make_unique<TokenReviewAuthenticator>(KubernetesTokenReviewer(kube.get()),
@@ -104,6 +125,7 @@ absl::Status Weftd::Impl::StartCa() {
     return std::binary_search(ids.begin(), ids.end(), id.ToString());
   };
   ca_service = std::make_unique<CaService>(issuer.get(), authn.get(), authz, registry);
+  ca_service->SetNodeIdentities([m](std::string_view node) { return m->IdentitiesOnNode(node); });
   return absl::OkStatus();
 }
 
@@ -162,7 +184,12 @@ absl::Status Weftd::Impl::StartAdmin(Weftd* self) {
   ao.admin_addr = opts.admin_addr;
   ao.metrics_addr = opts.metrics_addr;
   ao.readiness_addr = opts.readiness_addr;
-  ao.registries = {registry, model->registry(), xds->registry()};
+  // The config server registers in `registry` (XdsServerOptions): listing a registry twice
+  // would expose every series twice, which Prometheus rejects.
+  for (const auto& r : {registry, model->registry(), xds->registry()}) {
+    if (r && std::find(ao.registries.begin(), ao.registries.end(), r) == ao.registries.end())
+      ao.registries.push_back(r);
+  }
   ao.component = "weftd";
   ao.json_handlers["/status"] = [self](const std::map<std::string, std::string>&) {
     return absl::StatusOr<std::string>(self->StatusJson());
@@ -213,9 +240,11 @@ absl::Status Weftd::Start() {
            {{"source", o.kubernetes ? std::string("kubernetes") : "local:" + o.manifests_dir},
             {"grpc_port", impl_->port},
             {"tls", !o.plaintext},
-            {"root", root_cert_path()},
+            {"root_store", impl_->root_store},
+            {"root", impl_->root_for_nodes},
             {"admin", impl_->admin->admin_addr().ToString()},
-            {"metrics", impl_->admin->metrics_addr().ToString()}});
+            {"metrics", impl_->admin->metrics_addr().ToString()},
+            {"readiness", impl_->admin->readiness_addr().ToString()}});
   return absl::OkStatus();
 }
 
@@ -282,10 +311,22 @@ std::string Weftd::StatusJson() const {
     for (const auto& e : impl_->local->Errors())
       j["file_errors"].push_back({{"path", e.path}, {"error", e.error}});
   }
-  j["ca"] = {{"root", root_cert_path()},
+  j["ca"] = {{"root", impl_->root_for_nodes},
+             {"root_store", impl_->root_store},
+             {"root_expires", Iso(impl_->root_expires)},
              {"issued", impl_->ca_service->RequestCount("ok")},
              {"refused_permission_denied", impl_->ca_service->RequestCount("permission_denied")},
              {"refused_unauthenticated", impl_->ca_service->RequestCount("unauthenticated")}};
+  // The newest certificate per node and identity (pods that left their node are not listed).
+  j["ca"]["certificates"] = nlohmann::json::array();
+  for (const auto& c : impl_->ca_service->IssuedCertificates()) {
+    j["ca"]["certificates"].push_back({{"node", c.node},
+                                       {"identity", c.identity},
+                                       {"serial", c.serial},
+                                       {"not_before", Iso(c.not_before)},
+                                       {"not_after", Iso(c.not_after)},
+                                       {"issued_at", Iso(c.issued_at)}});
+  }
   return j.dump(2);
 }
 
