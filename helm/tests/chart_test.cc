@@ -11,8 +11,7 @@
 //    grants list+watch on every CRD in helm/crds;
 //  - packaging/Containerfile builds an image per binary the chart runs, and its runtime-package
 //    script works on the real binaries.
-// What is not covered (no helm binary here): real Go-template rendering, i.e. conditionals,
-// indentation produced by nindent, and values substituted into the manifests.
+// Rendering for real (conditionals, indentation, substituted values) is render_test.cc's.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <yaml-cpp/yaml.h>
