@@ -1,9 +1,12 @@
 #include "cli/cp_status.h"
 
+#include <map>
+#include <optional>
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "cli/commands.h"
 #include "common/net.h"
 #include "common/scrape/scrape.h"
@@ -75,9 +78,50 @@ std::string Str(const nlohmann::json& j, const char* key) {
   return it->is_string() ? it->get<std::string>() : it->dump();
 }
 
+std::optional<std::chrono::system_clock::time_point> ParseIso(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, s, &t, &err)) return std::nullopt;
+  return absl::ToChronoTime(t);
+}
+
+// "3d4h", "23h59m", "12m", "40s".
+std::string Span(std::chrono::system_clock::duration d) {
+  int64_t s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  if (s < 0) s = -s;
+  int64_t days = s / 86400, hours = s % 86400 / 3600, mins = s % 3600 / 60;
+  if (days > 0) return absl::StrCat(days, "d", hours, "h");
+  if (hours > 0) return absl::StrCat(hours, "h", mins, "m");
+  if (mins > 0) return absl::StrCat(mins, "m");
+  return absl::StrCat(s, "s");
+}
+
+// "in 23h59m", "EXPIRED 2h0m ago", plus "RENEW OVERDUE" past 80% of the lifetime.
+std::string TimeLeft(const nlohmann::json& cert, std::chrono::system_clock::time_point now) {
+  auto nb = ParseIso(Str(cert, "not_before"));
+  auto na = ParseIso(Str(cert, "not_after"));
+  if (!na) return "(expiry unknown)";
+  if (*na <= now) return absl::StrCat("EXPIRED ", Span(now - *na), " ago");
+  std::string out = absl::StrCat("in ", Span(*na - now));
+  if (nb && *na > *nb) {
+    double used =
+        std::chrono::duration<double>(now - *nb) / std::chrono::duration<double>(*na - *nb);
+    if (used >= 0.8) {
+      out += absl::StrFormat("  RENEW OVERDUE (%.0f%% of its lifetime used; nodes renew at 50%%)",
+                             used * 100);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string RenderStatus(const nlohmann::json& s) {
+  return RenderStatus(s, std::chrono::system_clock::now());
+}
+
+std::string RenderStatus(const nlohmann::json& s, std::chrono::system_clock::time_point now) {
   std::string out = absl::StrCat("source: ", Str(s, "source"),
                                  "    model generation: ", Str(s, "model_generation"), "\n\n");
   out += "NODES AND STREAMS\n";
@@ -105,10 +149,35 @@ std::string RenderStatus(const nlohmann::json& s) {
   }
   if (s.contains("ca")) {
     const auto& ca = s["ca"];
-    out += absl::StrCat("\nCA\n  root: ", Str(ca, "root"),
-                        "\n  certificates issued: ", Str(ca, "issued"),
+    out += absl::StrCat("\nCA\n  root for nodes (--cp-root): ", Str(ca, "root"), "\n");
+    if (!Str(ca, "root_store").empty()) {
+      out += absl::StrCat("  root kept in: ", Str(ca, "root_store"), "\n");
+    }
+    if (!Str(ca, "root_expires").empty()) {
+      out += absl::StrCat("  root expires: ", Str(ca, "root_expires"), " (",
+                          TimeLeft({{"not_after", ca["root_expires"]}}, now), ")\n");
+    }
+    out += absl::StrCat("  certificates issued: ", Str(ca, "issued"),
                         ", refused (not on the node): ", Str(ca, "refused_permission_denied"),
                         ", refused (bad credential): ", Str(ca, "refused_unauthenticated"), "\n");
+    if (ca.contains("certificates")) {
+      out += "\nCERTIFICATES (the newest issued per node and identity)\n";
+      // Grouped by node; weftd sends them sorted, but a recorded document may not be.
+      std::map<std::string, std::vector<const nlohmann::json*>> by_node;
+      for (const auto& c : ca["certificates"]) by_node[Str(c, "node")].push_back(&c);
+      if (by_node.empty()) out += "  none issued yet\n";
+      size_t width = 0;
+      for (const auto& [node, certs] : by_node) {
+        for (const auto* c : certs) width = std::max(width, Str(*c, "identity").size());
+      }
+      for (const auto& [node, certs] : by_node) {
+        out += absl::StrCat("  ", node, "\n");
+        for (const auto* c : certs) {
+          out += absl::StrFormat("    %-*s  expires %s  %s\n", static_cast<int>(width),
+                                 Str(*c, "identity"), Str(*c, "not_after"), TimeLeft(*c, now));
+        }
+      }
+    }
   }
   return out;
 }
@@ -118,7 +187,9 @@ int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ost
   if (f.help) {
     out << "Usage: weftctl status [--weftd ADDR:PORT] [--json]\n"
            "Nodes connected to weftd with the config version each runs, NACKs, rejected\n"
-           "objects with their reasons, and CA counters. --weftd is weftd's admin endpoint\n"
+           "objects with their reasons, CA counters and, per node, each identity's certificate\n"
+           "expiry (EXPIRED / RENEW OVERDUE past 80% of its lifetime). --weftd is weftd's\n"
+           "admin endpoint\n"
            "(default "
         << kDefaultWeftd << ").\n";
     return kExitOk;

@@ -2,6 +2,7 @@
 // endpoint (/status, /config_dump?node=).
 #pragma once
 
+#include <chrono>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -15,5 +16,9 @@ int ConfigDumpMain(const std::vector<std::string>& args, std::ostream& out, std:
 
 // The terminal rendering of weftd's /status document (tested on recorded documents).
 std::string RenderStatus(const nlohmann::json& status);
+// The same at time `now`: certificate expiries show the time left then, flag certificates
+// already expired ("EXPIRED") and those past 80% of their lifetime ("RENEW OVERDUE": nodes
+// renew at half-life, so such a node has failed to renew for a while).
+std::string RenderStatus(const nlohmann::json& status, std::chrono::system_clock::time_point now);
 
 }  // namespace weft::cli
