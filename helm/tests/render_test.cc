@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -208,6 +209,22 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
     EXPECT_NE(kind, "ServiceMonitor") << "off by default";
     EXPECT_NE(kind, "PodMonitor") << "off by default";
   }
+}
+
+// weftd accepts node tokens of system:serviceaccount:<its namespace>:<sa> (its --help names the
+// default); the node pods must run as that ServiceAccount.
+TEST_F(HelmRenderTest, NodePodsRunAsTheServiceAccountWeftdAccepts) {
+  Result help = RunArgv({WEFT_WEFTD_BIN, "--help"});
+  ASSERT_EQ(help.exit_code, 0) << help.out;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(help.out, m, std::regex(R"(system:serviceaccount:NS:([a-z0-9-]+))")))
+      << "weftd --help no longer names its default node ServiceAccount:\n"
+      << help.out;
+  auto objs = Objects(Render("weft-system", ""));
+  YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
+  EXPECT_EQ(ds["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(), m[1].str());
+  Find(objs, "ServiceAccount", m[1].str());
 }
 
 TEST_F(HelmRenderTest, EverySwitchFlipped) {
