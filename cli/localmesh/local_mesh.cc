@@ -30,8 +30,18 @@ std::string LocalMesh::PodUid(const std::string& pod) const {
   return pod;
 }
 
+std::string LocalMesh::TestbedName(const std::string& pod) const {
+  for (const auto& p : opts_.pods)
+    if (p.name == pod && !p.testbed_name.empty()) return p.testbed_name;
+  return pod;
+}
+
+std::string LocalMesh::ManifestsDir() const {
+  return opts_.manifests_dir.empty() ? opts_.work_dir + "/manifests" : opts_.manifests_dir;
+}
+
 absl::StatusOr<UniqueFd> LocalMesh::PodNetns(const std::string& pod) const {
-  WEFT_ASSIGN_OR_RETURN(auto name, testbed_->PodNetns(pod));
+  WEFT_ASSIGN_OR_RETURN(auto name, testbed_->PodNetns(TestbedName(pod)));
   return OpenNetns(testbed::NetnsPath(name));
 }
 
@@ -50,18 +60,20 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
   (void)testbed::CleanupStale();
 
   testbed::Options tb;
-  tb.prefix = testbed::UniquePrefix(o.role);
+  tb.prefix = o.prefix.empty() ? testbed::UniquePrefix(o.role) : o.prefix;
   tb.nodes = o.nodes;
-  for (const auto& p : o.pods) tb.pods.push_back({p.name, p.node});
-  tb.cgroups = o.capture == "ebpf" || o.capture == "auto";
+  for (const auto& p : o.pods)
+    tb.pods.push_back({p.testbed_name.empty() ? p.name : p.testbed_name, p.node});
+  tb.cgroups = o.capture == "ebpf" || o.capture == "auto" || o.pod_cgroups;
+  const bool external = o.control_plane && !o.manifests_dir.empty();
   WEFT_ASSIGN_OR_RETURN(m->testbed_, testbed::Testbed::Create(tb));
 
-  // Certificates for every identity in the mesh.
+  // Certificates for every identity in the mesh (unused with weftd's CA, but ca() stays valid).
   WEFT_ASSIGN_OR_RETURN(
       auto ca, tls::CertificateAuthority::CreateRoot("weft-local", std::chrono::hours(24)));
   m->ca_ = std::make_unique<tls::CertificateAuthority>(std::move(ca));
   std::string certs = o.work_dir + "/certs";
-  WEFT_RETURN_IF_ERROR(ztunnel::WriteRootFile(certs, *m->ca_));
+  if (!external) WEFT_RETURN_IF_ERROR(ztunnel::WriteRootFile(certs, *m->ca_));
   std::set<std::string> done;
   for (const auto& p : o.pods) {
     if (o.control_plane) break;  // weftd's CA issues them; no certificate files
@@ -70,11 +82,11 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
                                                  SpiffeId{"cluster.local", p.ns, p.service_account},
                                                  std::chrono::hours(12)));
   }
-  WEFT_RETURN_IF_ERROR(m->WriteConfig());
+  if (!external) WEFT_RETURN_IF_ERROR(m->WriteConfig());
   if (!o.start_mesh) return m;
 
   if (o.control_plane) {
-    WEFT_RETURN_IF_ERROR(m->WriteManifests());
+    if (!external) WEFT_RETURN_IF_ERROR(m->WriteManifests());
     WEFT_RETURN_IF_ERROR(m->StartWeftd());
   }
   m->ztunnels_.resize(o.nodes);
@@ -84,8 +96,8 @@ absl::StatusOr<std::unique_ptr<LocalMesh>> LocalMesh::Start(Options opts) {
   // Enrolment is done when every meshed pod's listeners exist.
   for (const auto& p : o.pods) {
     if (!p.mesh) continue;
-    WEFT_ASSIGN_OR_RETURN(auto ip, m->testbed_->PodIp(p.name));
-    WEFT_ASSIGN_OR_RETURN(auto ns, m->testbed_->PodNetns(p.name));
+    WEFT_ASSIGN_OR_RETURN(auto ip, m->testbed_->PodIp(m->TestbedName(p.name)));
+    WEFT_ASSIGN_OR_RETURN(auto ns, m->testbed_->PodNetns(m->TestbedName(p.name)));
     auto st = testbed::WaitTcp(ns, SockAddr{ip, 15008}, std::chrono::seconds(15));
     if (!st.ok())
       return absl::DeadlineExceededError(
@@ -107,7 +119,7 @@ LocalMesh::~LocalMesh() {
 absl::Status LocalMesh::WriteConfig() {
   nlohmann::json workloads = nlohmann::json::array(), services = nlohmann::json::array();
   for (const auto& p : opts_.pods) {
-    WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(p.name));
+    WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(TestbedName(p.name)));
     nlohmann::json w = {{"uid", p.ns + "/" + p.name},
                         {"name", p.name},
                         {"namespace", p.ns},
@@ -144,6 +156,8 @@ absl::Status LocalMesh::WriteConfig() {
 }
 
 absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string& peer_authn) {
+  if (!opts_.manifests_dir.empty())
+    return absl::FailedPreconditionError("the caller owns the manifests (Options::manifests_dir)");
   authz_yaml_ = authz;
   peer_authn_yaml_ = peer_authn;
   if (opts_.control_plane) {
@@ -156,6 +170,8 @@ absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string&
 }
 
 absl::Status LocalMesh::SetMesh(const std::string& pod, bool mesh) {
+  if (!opts_.manifests_dir.empty())
+    return absl::FailedPreconditionError("the caller owns the manifests (Options::manifests_dir)");
   bool found = false;
   for (auto& p : opts_.pods) {
     if (p.name != pod) continue;
@@ -199,13 +215,38 @@ absl::StatusOr<std::string> LocalMesh::Metrics(int node) const {
   return HttpGet(SockAddr{ip, kMetricsPort}, "/metrics", ns.get());
 }
 
+std::string LocalMesh::DaemonLogPath(const std::string& name, int node) const {
+  return absl::StrCat(opts_.work_dir, "/logs/", name, opts_.node_named_logs ? "-node" : "-", node,
+                      ".log");
+}
+
 std::string LocalMesh::ZtunnelLog(int node) const {
-  std::ifstream f(opts_.work_dir + "/logs/ztunnel-" + std::to_string(node) + ".log");
+  std::ifstream f(DaemonLogPath("ztunnel", node));
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 pid_t LocalMesh::ztunnel_pid(int node) const {
   return ztunnels_.at(node).valid() ? ztunnels_.at(node).pid() : -1;
+}
+
+pid_t LocalMesh::agent_pid(int node) const {
+  return agents_.at(node).valid() ? agents_.at(node).pid() : -1;
+}
+
+pid_t LocalMesh::weftd_pid() const {
+  return weftd_.valid() ? weftd_.pid() : -1;
+}
+
+bool LocalMesh::ZtunnelAlive(int node) {
+  return ztunnels_.at(node).Alive();
+}
+
+bool LocalMesh::AgentAlive(int node) {
+  return agents_.at(node).Alive();
+}
+
+bool LocalMesh::WeftdAlive() {
+  return weftd_.Alive();
 }
 
 absl::Status LocalMesh::KillZtunnel(int node) {
@@ -231,7 +272,7 @@ absl::StatusOr<testbed::Process> LocalMesh::SpawnDaemon(int node, const std::str
   }
   testbed::SpawnOptions so;
   so.append_log = true;  // a restarted daemon keeps its predecessor's log
-  return testbed::Spawn(ns, argv, opts_.work_dir + "/logs/" + name + "-" + n + ".log", so);
+  return testbed::Spawn(ns, argv, DaemonLogPath(name, node), so);
 }
 
 std::string LocalMesh::HandoffSocket(int node) const {
@@ -265,7 +306,7 @@ std::string LocalMesh::BpfPinDir(int node) const {
 absl::Status LocalMesh::StartAgent(int node) {
   std::vector<std::string> argv = {opts_.agent_bin, "--ztunnel-socket", HandoffSocket(node),
                                    "--capture", opts_.capture};
-  if (!testbed_->MeshCgroup().empty()) {
+  if (!testbed_->MeshCgroup().empty() && opts_.capture != "iptables" && opts_.capture != "none") {
     // Every node's agent attaches to the one mesh cgroup (one host); each acts only on the
     // pods it enrolled.
     argv.insert(argv.end(), {"--cgroup", testbed_->MeshCgroup(), "--bpf-pin-dir", BpfPinDir(node)});
@@ -283,20 +324,20 @@ absl::Status LocalMesh::KillAgent(int node) {
 }
 
 std::string LocalMesh::AgentLog(int node) const {
-  std::ifstream f(opts_.work_dir + "/logs/agent-" + std::to_string(node) + ".log");
+  std::ifstream f(DaemonLogPath("agent", node));
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 absl::StatusOr<UniqueFd> LocalMesh::Dial(const std::string& pod, const SockAddr& to,
                                          std::chrono::milliseconds timeout) const {
-  WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(pod));
+  WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(TestbedName(pod)));
   return testbed::DialFromPod(info, to, timeout);
 }
 
 absl::StatusOr<testbed::Process> LocalMesh::SpawnInPod(const std::string& pod,
                                                        const std::vector<std::string>& argv,
                                                        const std::string& log_path) const {
-  WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(pod));
+  WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(TestbedName(pod)));
   testbed::SpawnOptions so;
   so.cgroup = info.cgroup;
   return testbed::Spawn(info.netns, argv, log_path, so);
@@ -337,7 +378,7 @@ std::string LocalMesh::WeftdAddress() const {
 }
 
 absl::Status LocalMesh::WriteManifests() {
-  std::string dir = opts_.work_dir + "/manifests";
+  std::string dir = ManifestsDir();
   mkdir(dir.c_str(), 0755);
   std::vector<nlohmann::json> objs;
   std::set<std::string> namespaces;
@@ -352,7 +393,7 @@ absl::Status LocalMesh::WriteManifests() {
                     {"metadata", {{"name", ns}, {"labels", labels}}}});
   }
   for (const auto& p : opts_.pods) {
-    WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(p.name));
+    WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(TestbedName(p.name)));
     nlohmann::json labels = p.labels.empty() ? nlohmann::json::object() : nlohmann::json(p.labels);
     if (!p.mesh) labels["weft.dev/mesh"] = "disabled";
     nlohmann::json ips = nlohmann::json::array({{{"ip", info.ip.ToString()}}});
@@ -381,7 +422,7 @@ absl::Status LocalMesh::WriteManifests() {
                       {"ports", {{{"name", "tcp"}, {"port", s.port}, {"targetPort", target}}}}}}});
     nlohmann::json eps = nlohmann::json::array();
     for (const auto& pod : s.pods) {
-      WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(pod));
+      WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(TestbedName(pod)));
       std::string pod_ns = s.ns;
       for (const auto& p : opts_.pods)
         if (p.name == pod) pod_ns = p.ns;
@@ -418,7 +459,7 @@ absl::Status LocalMesh::StartWeftd() {
   std::string ips = ip.ToString();
   std::vector<std::string> argv = {opts_.weftd_bin,
                                    "--manifests",
-                                   opts_.work_dir + "/manifests",
+                                   ManifestsDir(),
                                    "--state-dir",
                                    opts_.work_dir + "/weftd",
                                    "--node-tokens",

@@ -29,6 +29,9 @@ struct MeshPod {
   bool mesh = true;  // enrolled (HBONE) or not (plain TCP, no capture)
   std::map<std::string, std::string> labels;
   std::string workload_name;  // default: name
+  // The testbed's pod name (its netns suffix and cgroup name), when `name` alone is not unique
+  // across namespaces; default: name. Lookups by pod name accept `name`.
+  std::string testbed_name;
 };
 
 struct MeshService {
@@ -42,6 +45,7 @@ struct MeshService {
 
 struct Options {
   std::string role = "t";  // testbed prefix role ("t", "demo", "bench")
+  std::string prefix;      // the testbed prefix; "" = testbed::UniquePrefix(role)
   int nodes = 2;
   std::vector<MeshPod> pods;
   std::vector<MeshService> services;
@@ -58,6 +62,14 @@ struct Options {
   // --control-plane instead of mesh.yaml and certs/.
   bool control_plane = false;
   std::string weftd_bin;
+  // Control-plane mode: weftd watches this directory, which the caller owns and writes (the
+  // mesh writes no manifests, no mesh.yaml and no certificates; SetPolicies/SetMesh fail).
+  // Pods must then be enrolled by the caller's manifests exactly when `mesh` says so.
+  std::string manifests_dir;
+  // A cgroup per pod (and the mesh cgroup) in every capture mode, not only eBPF.
+  bool pod_cgroups = false;
+  // Daemon logs named logs/ztunnel-node<i>.log and logs/agent-node<i>.log (default: -<i>.log).
+  bool node_named_logs = false;
 };
 
 class LocalMesh {
@@ -68,7 +80,9 @@ class LocalMesh {
   testbed::Testbed& testbed() { return *testbed_; }
   const Options& options() const { return opts_; }
   std::string PodUid(const std::string& pod) const;
-  absl::StatusOr<IpAddr> PodIp(const std::string& pod) const { return testbed_->PodIp(pod); }
+  absl::StatusOr<IpAddr> PodIp(const std::string& pod) const {
+    return testbed_->PodIp(TestbedName(pod));
+  }
   absl::StatusOr<UniqueFd> PodNetns(const std::string& pod) const;
   absl::StatusOr<UniqueFd> NodeNetns(int node) const;
   // A TCP connection from `pod` as one of its processes would open it (in eBPF mode the
@@ -104,6 +118,14 @@ class LocalMesh {
   absl::StatusOr<std::string> Metrics(int node) const;
   std::string ZtunnelLog(int node) const;
   pid_t ztunnel_pid(int node) const;
+  pid_t agent_pid(int node) const;
+  pid_t weftd_pid() const;
+  // Whether the daemon is still running (reaps it once it exited).
+  bool ZtunnelAlive(int node);
+  bool AgentAlive(int node);
+  bool WeftdAlive();
+  // The log file of a node daemon ("ztunnel" or "agent").
+  std::string DaemonLogPath(const std::string& name, int node) const;
   absl::Status KillZtunnel(int node);
   absl::Status StartZtunnel(int node);  // and waits for readiness
   std::string config_path() const { return opts_.work_dir + "/mesh.yaml"; }
@@ -123,6 +145,8 @@ class LocalMesh {
   absl::StatusOr<testbed::Process> SpawnDaemon(int node, const std::string& name,
                                                std::vector<std::string> argv) const;
   std::string HandoffSocket(int node) const;
+  std::string TestbedName(const std::string& pod) const;
+  std::string ManifestsDir() const;
 
   Options opts_;
   std::unique_ptr<testbed::Testbed> testbed_;

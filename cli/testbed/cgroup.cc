@@ -87,6 +87,21 @@ void RemoveTestbedKernelObjects(const std::string& prefix) {
   ::rmdir(kBpfWeftDir);  // the shared parent, once no testbed uses it (fails otherwise)
 }
 
+std::vector<std::string> internal::KernelObjectsOf(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (auto mount = FindCgroup2Mount(); mount.ok()) {
+    std::string dir = absl::StrCat(*mount, "/", prefix);
+    if (std::filesystem::exists(dir, ec)) out.push_back(dir);
+  }
+  if (!std::filesystem::is_directory(kBpfWeftDir, ec)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(kBpfWeftDir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name == prefix || absl::StartsWith(name, prefix + "-")) out.push_back(e.path().string());
+  }
+  return out;
+}
+
 void CleanupStaleKernelObjects() {
   auto stale = [](const std::string& name) {
     auto pid = OwnerPid(name);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -9,6 +10,9 @@ namespace weft::testbed::internal {
 
 // The whole content of a (small) file.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// cgroup.cc: the cgroup and bpffs pin directories named after `prefix` that exist.
+std::vector<std::string> KernelObjectsOf(const std::string& prefix);
 
 }  // namespace weft::testbed::internal
 

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -66,9 +67,10 @@ absl::StatusOr<std::string> FindExecutable(const std::string& name) {
       absl::StrCat("program '", name, "' not found in PATH (", path, "); install it"));
 }
 
-std::vector<std::string> BuildEnv(const std::vector<std::pair<std::string, std::string>>& add) {
+std::vector<std::string> BuildEnv(const std::vector<std::pair<std::string, std::string>>& add,
+                                  bool clear = false) {
   std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) {
+  for (char** e = clear ? nullptr : environ; e && *e; ++e) {
     std::string_view kv(*e);
     std::string_view key = kv.substr(0, kv.find('='));
     bool overridden =
@@ -97,6 +99,9 @@ struct ChildSetup {
   const char* path = nullptr;
   char** argv = nullptr;
   char** envp = nullptr;
+  const std::vector<std::pair<std::string, std::string>>* mounts = nullptr;
+  const char* hostname = nullptr;  // non-null: new UTS namespace
+  const char* cwd = nullptr;
 };
 
 // Runs in the forked child of a possibly multi-threaded parent: async-signal-safe calls only.
@@ -114,6 +119,19 @@ struct ChildSetup {
   }
   if (c.cgroup_procs_fd >= 0 && ::write(c.cgroup_procs_fd, "0", 1) != 1) fail(4);
   if (c.netns_fd >= 0 && ::setns(c.netns_fd, CLONE_NEWNET) != 0) fail(1);
+  if (c.mounts && !c.mounts->empty()) {
+    // A private copy of the mount table; slave first so nothing we mount propagates back.
+    if (::unshare(CLONE_NEWNS) != 0) fail(5);
+    if (::mount("none", "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) fail(5);
+    for (const auto& [src, dst] : *c.mounts) {
+      if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr) != 0) fail(5);
+    }
+  }
+  if (c.hostname) {
+    if (::unshare(CLONE_NEWUTS) != 0 || ::sethostname(c.hostname, ::strlen(c.hostname)) != 0)
+      fail(6);
+  }
+  if (c.cwd && ::chdir(c.cwd) != 0) fail(7);
   for (int i = 0; i < 3; ++i) {
     if (c.stdio[i] == i) {
       if (::fcntl(i, F_SETFD, 0) != 0) fail(2);
@@ -136,8 +154,22 @@ struct ChildSetup {
   ::_exit(127);
 }
 
-constexpr const char* kStageNames[] = {"prctl(PR_SET_PDEATHSIG)", "setns", "redirecting stdio",
-                                       "execve", "joining the cgroup"};
+constexpr const char* kStageNames[] = {"prctl(PR_SET_PDEATHSIG)",
+                                       "setns",
+                                       "redirecting stdio",
+                                       "execve",
+                                       "joining the cgroup",
+                                       "bind-mounting in a private mount namespace",
+                                       "setting the hostname in a new UTS namespace",
+                                       "changing to the working directory"};
+
+// What a Spawn adds to a plain fork+setns+exec.
+struct Extras {
+  bool clear_env = false;
+  const std::vector<std::pair<std::string, std::string>>* mounts = nullptr;
+  std::string hostname;
+  std::string cwd;
+};
 
 struct Forked {
   pid_t pid = -1;
@@ -148,8 +180,8 @@ struct Forked {
 // succeeded (or the error that prevented it).
 absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std::string>& argv,
                                 const std::vector<std::pair<std::string, std::string>>& env_add,
-                                const int stdio[3], bool pdeathsig,
-                                const std::string& cgroup = "") {
+                                const int stdio[3], bool pdeathsig, const std::string& cgroup = "",
+                                const Extras& extras = {}) {
   if (argv.empty()) return absl::InvalidArgumentError("empty argv: nothing to run");
   UniqueFd procs;
   if (!cgroup.empty()) {
@@ -167,7 +199,7 @@ absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std:
     ns_fd = std::move(*fd);
   }
   std::vector<std::string> args = argv;
-  std::vector<std::string> env = BuildEnv(env_add);
+  std::vector<std::string> env = BuildEnv(env_add, extras.clear_env);
   std::vector<char*> cargv = CStrings(args);
   std::vector<char*> cenv = CStrings(env);
 
@@ -185,6 +217,9 @@ absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std:
   c.path = path.c_str();
   c.argv = cargv.data();
   c.envp = cenv.data();
+  c.mounts = extras.mounts;
+  c.hostname = extras.hostname.empty() ? nullptr : extras.hostname.c_str();
+  c.cwd = extras.cwd.empty() ? nullptr : extras.cwd.c_str();
 
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError(errno, "fork");
@@ -199,7 +234,7 @@ absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std:
     int st;
     while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    int stage = std::clamp(msg[0], 0, 4);
+    int stage = std::clamp(msg[0], 0, 7);
     return ErrnoError(msg[1], absl::StrCat("starting '", absl::StrJoin(argv, " "), "' in netns '",
                                            netns, "': ", kStageNames[stage]));
   }
@@ -220,6 +255,16 @@ std::string Truncated(std::string s, size_t max = 4000) {
 
 absl::StatusOr<Process> Spawn(const std::string& netns, const std::vector<std::string>& argv,
                               const std::string& log_path, const SpawnOptions& opts) {
+  Extras extras{opts.clear_env, &opts.bind_mounts, opts.hostname, opts.cwd};
+  if (opts.inherit_stdio) {
+    int stdio[3] = {0, 1, 2};
+    WEFT_ASSIGN_OR_RETURN(Forked f, ForkExec(netns, argv, opts.env, stdio, opts.die_with_parent,
+                                             opts.cgroup, extras));
+    Process p;
+    p.pid_ = f.pid;
+    p.pidfd_ = f.pidfd;
+    return p;
+  }
   UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!in) return ErrnoError(errno, "open /dev/null");
   UniqueFd out;
@@ -234,8 +279,8 @@ absl::StatusOr<Process> Spawn(const std::string& netns, const std::vector<std::s
                                           "' (does its directory exist and is it writable?)"));
   }
   int stdio[3] = {in.get(), out.get(), out.get()};
-  WEFT_ASSIGN_OR_RETURN(Forked f,
-                        ForkExec(netns, argv, opts.env, stdio, opts.die_with_parent, opts.cgroup));
+  WEFT_ASSIGN_OR_RETURN(
+      Forked f, ForkExec(netns, argv, opts.env, stdio, opts.die_with_parent, opts.cgroup, extras));
   Process p;
   p.pid_ = f.pid;
   p.pidfd_ = f.pidfd;

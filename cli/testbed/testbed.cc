@@ -229,6 +229,56 @@ absl::StatusOr<std::vector<std::string>> CleanupStale() {
   return stale;
 }
 
+absl::StatusOr<std::vector<std::string>> RemoveTestbed(std::string_view prefix) {
+  std::vector<std::string> mine;
+  const std::string head = absl::StrCat(Av(prefix), "-");
+  if (prefix.empty() || !OwnerPid(prefix)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", Av(prefix), "' is not a testbed prefix (weft-<role><pid>-<n>)"));
+  }
+  if (DIR* d = ::opendir(kNetnsDir)) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.rfind(head, 0) == 0) mine.push_back(name);
+    }
+    ::closedir(d);
+  }
+  if (!mine.empty()) {
+    WEFT_RETURN_IF_ERROR(KillProcessesInNetns(mine, std::chrono::milliseconds(1000)).status());
+  }
+  RemoveTestbedKernelObjects(std::string(prefix));
+  WEFT_RETURN_IF_ERROR(DeleteNetns(mine));
+  return mine;
+}
+
+std::vector<std::string> TestbedLeftovers(std::string_view prefix) {
+  std::vector<std::string> left;
+  const std::string head = absl::StrCat(Av(prefix), "-");
+  if (DIR* d = ::opendir(kNetnsDir)) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.rfind(head, 0) == 0) left.push_back(NetnsPath(name));
+    }
+    ::closedir(d);
+  }
+  for (std::string& o : internal::KernelObjectsOf(std::string(prefix))) left.push_back(o);
+  std::sort(left.begin(), left.end());
+  return left;
+}
+
+IpAddr PodAddress(int node, int slot) {
+  return IpAddr::V4((10u << 24) | (248u << 16) | (static_cast<uint32_t>(node) << 8) |
+                    static_cast<uint32_t>(slot));
+}
+
+IpAddr PodAddress6(int node, int slot) {
+  return *IpAddr::Parse(V6("fd00:248:0:", node, slot));
+}
+
+IpAddr NodeAddress(int node) {
+  return IpAddr::V4((10u << 24) | (249u << 16) | static_cast<uint32_t>(node + 1));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Testbed.
 
@@ -289,7 +339,7 @@ absl::Status Testbed::Build(const Options& opts) {
     NodeInfo n;
     n.index = i;
     n.netns = absl::StrCat(prefix_, "-n", i);
-    n.ip = IpAddr::V4((10u << 24) | (249u << 16) | static_cast<uint32_t>(i + 1));
+    n.ip = NodeAddress(i);
     WEFT_ASSIGN_OR_RETURN(n.pod_cidr, Cidr::Parse(absl::StrCat("10.248.", i, ".0/24")));
     if (ipv6_) {
       WEFT_ASSIGN_OR_RETURN(n.ip6, IpAddr::Parse(V6("fd00:249::", i + 1)));
@@ -328,11 +378,8 @@ absl::Status Testbed::Build(const Options& opts) {
     p.netns = absl::StrCat(prefix_, "-", san);
     p.node = spec.node;
     p.slot = ++per_node[spec.node];
-    p.ip = IpAddr::V4((10u << 24) | (248u << 16) | (static_cast<uint32_t>(spec.node) << 8) |
-                      static_cast<uint32_t>(p.slot));
-    if (ipv6_) {
-      WEFT_ASSIGN_OR_RETURN(p.ip6, IpAddr::Parse(V6("fd00:248:0:", spec.node, p.slot)));
-    }
+    p.ip = PodAddress(spec.node, p.slot);
+    if (ipv6_) p.ip6 = PodAddress6(spec.node, p.slot);
     p.node_iface = absl::StrCat("vp", p.slot);
     pods_.push_back(std::move(p));
   }

@@ -83,6 +83,23 @@ std::string SanitizePodName(std::string_view pod_name);
 // reused by an unrelated process stays until that process exits.
 absl::StatusOr<std::vector<std::string>> CleanupStale();
 
+// Removes everything of the testbed with this exact prefix whether or not its owner is alive:
+// kills the processes in its namespaces, deletes the namespaces, its cgroup tree and its bpffs
+// pin directories. For a supervisor that knows its testbed crashed (e.g. `weftctl down` after
+// the owner died, when the pid may already be reused). Returns the netns names removed.
+absl::StatusOr<std::vector<std::string>> RemoveTestbed(std::string_view prefix);
+
+// Whether anything named after `prefix` is left: namespaces "<prefix>-*", the cgroup
+// "<cgroup2>/<prefix>", bpffs pin directories BpfPinRoot(prefix)[-*]. Returns what is left.
+std::vector<std::string> TestbedLeftovers(std::string_view prefix);
+
+// The addresses Testbed gives the k-th pod (1-based slot) of node `node` (see the topology
+// above), so that a planner can compute them before the testbed exists.
+IpAddr PodAddress(int node, int slot);
+IpAddr PodAddress6(int node, int slot);
+// The fabric address of node `node`.
+IpAddr NodeAddress(int node);
+
 // Kills (SIGTERM, then SIGKILL after `grace`) every process whose network namespace is one of
 // `netns_names`, except the calling process. Returns how many processes were signalled.
 absl::StatusOr<int> KillProcessesInNetns(const std::vector<std::string>& netns_names,
@@ -102,6 +119,18 @@ struct SpawnOptions {
   bool append_log = false;
   // cgroup v2 directory the child joins before exec ("" = stay in the caller's cgroup).
   std::string cgroup;
+  // Start from an empty environment (only `env`) instead of the parent's.
+  bool clear_env = false;
+  // (source, target) pairs bind-mounted in a private mount namespace of the child (mount
+  // propagation to the host is turned off first, so the host's mounts are never touched), e.g.
+  // a per-pod hosts file over /etc/hosts.
+  std::vector<std::pair<std::string, std::string>> bind_mounts;
+  // Non-empty: the child gets its own UTS namespace with this hostname.
+  std::string hostname;
+  // Non-empty: the child's working directory.
+  std::string cwd;
+  // Keep the caller's stdin, stdout and stderr (log_path is then ignored).
+  bool inherit_stdio = false;
 };
 
 class Process;

@@ -480,5 +480,66 @@ TEST(Testbed, CgroupsHoldThePodsProcessesAndSocketsAndAreRemoved) {
   EXPECT_NE(::stat(mesh_cg.c_str(), &st), 0) << "the testbed's cgroup was left behind";
 }
 
+TEST(Testbed, SpawnPrivateMountsHostnameEnvAndCwd) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network, mount and UTS namespaces)";
+  weft::testing::TempDir tmp;
+  std::string hosts = tmp.Write("hosts", "10.1.2.3\tmy-service\n");
+  std::string before = Slurp("/etc/hosts");
+  char host_before[256] = {};
+  ::gethostname(host_before, sizeof host_before - 1);
+  SpawnOptions so;
+  so.clear_env = true;
+  so.env = {{"ONLY", "this"}, {"PATH", "/usr/bin:/bin"}};
+  so.bind_mounts = {{hosts, "/etc/hosts"}};
+  so.hostname = "pod-a";
+  so.cwd = tmp.path();
+  const std::string log = tmp.path() + "/out.log";
+  auto p = Spawn("", {"/bin/sh", "-c", "cat /etc/hosts; hostname; env | sort; pwd"}, log, so);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->Wait(seconds(10)).ok());
+  std::string out = Slurp(log);
+  EXPECT_NE(out.find("10.1.2.3\tmy-service"), std::string::npos) << out;
+  EXPECT_NE(out.find("pod-a\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("ONLY=this"), std::string::npos) << out;
+  EXPECT_EQ(out.find("HOME="), std::string::npos) << out;  // nothing of the parent's env
+  EXPECT_NE(out.find(tmp.path()), std::string::npos) << out;
+  // The host saw none of it.
+  EXPECT_EQ(Slurp("/etc/hosts"), before);
+  char host_after[256] = {};
+  ::gethostname(host_after, sizeof host_after - 1);
+  EXPECT_STREQ(host_before, host_after);
+  // A bind source that does not exist is a clear error, not a half-started child.
+  so.bind_mounts = {{tmp.path() + "/missing", "/etc/hosts"}};
+  auto bad = Spawn("", {"true"}, "", so);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bind-mounting"), std::string::npos) << bad.status();
+}
+
+TEST(Testbed, RemoveTestbedAndLeftoversByPrefix) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
+  Options o;
+  o.prefix = UniquePrefix("t");
+  o.nodes = 1;
+  o.pods = {{"a", 0}};
+  o.cgroups = FindCgroup2Mount().ok();
+  auto tb = Testbed::Create(o);
+  ASSERT_TRUE(tb.ok()) << tb.status();
+  auto pod = (*tb)->Pod("a");
+  ASSERT_TRUE(pod.ok());
+  auto p = Spawn(pod->netns, {"sleep", "30"}, "");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(TestbedLeftovers(o.prefix).empty());
+  // What a supervisor does when the owner of a testbed crashed: remove it by its prefix.
+  auto removed = RemoveTestbed(o.prefix);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->size(), 3u);  // fabric, node, pod
+  EXPECT_TRUE(TestbedLeftovers(o.prefix).empty());
+  EXPECT_TRUE(p->Wait(seconds(5)).ok()) << "the pod's process was not killed";
+  EXPECT_FALSE(RemoveTestbed("not-a-prefix").ok());
+  EXPECT_EQ(PodAddress(1, 2).ToString(), "10.248.1.2");
+  EXPECT_EQ(PodAddress6(1, 2).ToString(), "fd00:248:0:1::2");
+  EXPECT_EQ(NodeAddress(0).ToString(), "10.249.0.1");
+}
+
 }  // namespace
 }  // namespace weft::testbed
