@@ -6,6 +6,7 @@
 #include "cli/demo/demo.h"
 #include "cli/dev_certs.h"
 #include "cli/stat.h"
+#include "cli/up/up.h"
 #include "cli/validate.h"
 
 namespace weft::cli {
@@ -26,6 +27,16 @@ std::vector<Command>& Registry() {
       {"status", "weftd's view: nodes connected, config versions, rejected objects, CA",
        &StatusMain},
       {"config-dump", "the configuration weftd streams to a node (JSON)", &ConfigDumpMain},
+      {"up", "run a whole mesh on this host from a manifest directory (root)", &up::UpMain},
+      {"down", "stop a mesh started by up and remove everything it made", &up::DownMain},
+      {"label", "label a live mesh's namespace or pod (weft.dev/mesh=enabled enrols)",
+       &up::LabelMain},
+      {"apply", "add or replace policies and other objects in a live mesh (-f FILE|DIR)",
+       &up::ApplyMain},
+      {"delete", "remove objects from a live mesh (-f FILE|DIR)", &up::DeleteMain},
+      {"logs", "print a pod's or a mesh process's log (POD | ztunnel NODE | agent NODE | weftd)",
+       &up::LogsMain},
+      {"exec", "run a command inside a pod of a live mesh (POD -- CMD ...)", &up::ExecMain},
       {"stat", "golden signals per workload from the ztunnels' metrics (a table)", &StatMain},
 #ifdef WEFT_CLI_CHECK
       {"check", "probe the kernel: can this node run eBPF capture? (report and decision)",

@@ -1,0 +1,645 @@
+#include "cli/up/supervisor.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cli/localmesh/local_mesh.h"
+#include "cli/testbed/testbed.h"
+#include "cli/up/kube_proxy.h"
+#include "cli/up/plan.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "common/tls.h"
+#include "controlplane/local/local_source.h"
+
+namespace weft::up {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kScope[] = "up";
+constexpr milliseconds kInitialBackoff{1000};
+constexpr milliseconds kMaxBackoff{30000};
+constexpr seconds kStableRun{30};  // a run this long resets the backoff
+
+bool IsExecutable(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+}
+
+std::string SelfDir() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "" : self.parent_path().string();
+}
+
+// The CMake build tree weftctl runs from (<build>/cli/weftctl), if it is one.
+std::string BuildRoot() {
+  std::string dir = SelfDir();
+  if (dir.empty()) return "";
+  std::string root = std::filesystem::path(dir).parent_path().string();
+  return IsExecutable(root + "/CMakeCache.txt") || std::filesystem::exists(root + "/CMakeCache.txt")
+             ? root
+             : "";
+}
+
+std::optional<std::string> SearchTree(const std::string& dir, const std::string& name, int depth) {
+  std::error_code ec;
+  std::vector<std::string> subdirs;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string base = e.path().filename().string();
+    if (e.is_directory(ec)) {
+      if (depth > 0 && base != "CMakeFiles" && !base.starts_with(".") && base != "Testing")
+        subdirs.push_back(e.path().string());
+    } else if (base == name && IsExecutable(e.path().string())) {
+      return e.path().string();
+    }
+  }
+  std::sort(subdirs.begin(), subdirs.end());
+  for (const auto& d : subdirs)
+    if (auto hit = SearchTree(d, name, depth - 1)) return hit;
+  return std::nullopt;
+}
+
+std::optional<std::string> InPath(const std::string& name) {
+  const char* env = std::getenv("PATH");
+  std::string path = env && *env ? env : "/usr/local/bin:/usr/bin:/bin";
+  for (absl::string_view d : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+    std::string cand = absl::StrCat(d, "/", name);
+    if (IsExecutable(cand)) return cand;
+  }
+  return std::nullopt;
+}
+
+std::string BinDirEnv() {
+  const char* d = std::getenv("WEFT_BIN_DIR");
+  return d && *d ? d : "";
+}
+
+// One pod's process and its restart bookkeeping.
+struct PodRun {
+  const PodPlan* plan = nullptr;
+  testbed::PodInfo info;
+  std::string hosts_file, dir, log;
+  std::vector<std::string> argv;  // argv[0] resolved
+  testbed::Process proc;
+  int restarts = 0;
+  Clock::time_point started{};
+  std::optional<Clock::time_point> restart_at;
+  milliseconds backoff = kInitialBackoff;
+  bool done = false;  // exited and its restart policy says stay down
+};
+
+// A node daemon's restart bookkeeping (the DaemonSet controller's job).
+struct DaemonRun {
+  std::optional<Clock::time_point> restart_at;
+  milliseconds backoff = kInitialBackoff;
+  Clock::time_point started = Clock::now();
+};
+
+void AppendLine(const std::string& path, const std::string& line) {
+  std::ofstream f(path, std::ios::app);
+  f << line << "\n";
+}
+
+class Supervisor {
+ public:
+  Supervisor(UpOptions o) : opts_(std::move(o)), paths_(PathsFor(opts_.state_root, opts_.name)) {}
+  ~Supervisor() { Teardown(); }
+
+  absl::Status Start();
+  void Loop(const sigset_t& sigs);
+  void Teardown();
+  const MeshState& state() const { return state_; }
+
+ private:
+  absl::Status StartPod(PodRun& r);
+  void CheckPods();
+  void CheckDaemons();
+  void SyncServiceRules(bool force);
+  void SaveState();
+
+  UpOptions opts_;
+  MeshPaths paths_;
+  MeshState state_;
+  Plan plan_;
+  std::unique_ptr<localmesh::LocalMesh> mesh_;
+  std::vector<PodRun> pods_;
+  std::vector<DaemonRun> ztunnels_, agents_;
+  DaemonRun weftd_;
+  // Runtime manifests as last read: file -> (mtime, size) and its last good objects.
+  std::map<std::string, std::pair<int64_t, int64_t>> file_sig_;
+  std::map<std::string, std::vector<nlohmann::json>> file_objects_;
+  std::string rules_script_;
+  bool torn_down_ = false;
+};
+
+absl::Status Supervisor::Start() {
+  state_.name = opts_.name;
+  state_.status = "starting";
+  state_.supervisor_pid = ::getpid();
+  state_.supervisor_start_time = ProcessStartTime(::getpid());
+  state_.prefix = testbed::UniquePrefix("up");
+  state_.capture = opts_.capture;
+  state_.source = opts_.manifest_dir;
+  state_.dir = paths_.dir;
+  for (const std::string& d : {paths_.manifests, paths_.pods, paths_.logs}) {
+    std::error_code ec;
+    std::filesystem::create_directories(d, ec);
+    if (ec) return absl::InternalError(absl::StrCat("creating ", d, ": ", ec.message()));
+  }
+  // Recorded before anything exists, so that a crash from here on is cleanable by name.
+  WEFT_RETURN_IF_ERROR(WriteState(paths_.state_file, state_));
+
+  WEFT_ASSIGN_OR_RETURN(auto objects, LoadManifests(opts_.manifest_dir));
+  PlanOptions po;
+  po.nodes = opts_.nodes;
+  po.prefix = state_.prefix;
+  WEFT_ASSIGN_OR_RETURN(plan_, MakePlan(objects, po));
+  state_.warnings = plan_.warnings;
+  for (const auto& w : plan_.warnings) LOG_WARN(kScope, "manifest", {{"warning", w}});
+
+  localmesh::Options lo;
+  lo.role = "up";
+  lo.prefix = state_.prefix;
+  lo.nodes = opts_.nodes;
+  lo.work_dir = paths_.dir;
+  lo.capture = opts_.capture;
+  lo.log_level = opts_.log_level;
+  lo.control_plane = true;
+  lo.manifests_dir = paths_.manifests;
+  lo.pod_cgroups = true;
+  lo.node_named_logs = true;
+  WEFT_ASSIGN_OR_RETURN(lo.weftd_bin, FindWeftBinary("weftd", "controlplane/weftd/weftd"));
+  WEFT_ASSIGN_OR_RETURN(lo.ztunnel_bin, FindWeftBinary("ztunnel", "ztunnel/app/ztunnel"));
+  WEFT_ASSIGN_OR_RETURN(lo.agent_bin, FindWeftBinary("weft-agent", "agent/weft-agent"));
+
+  pods_.resize(plan_.pods.size());
+  for (size_t i = 0; i < plan_.pods.size(); ++i) {
+    const PodPlan& p = plan_.pods[i];
+    PodRun& r = pods_[i];
+    r.plan = &p;
+    r.argv = p.argv;
+    auto resolved = ResolveCommand(p.argv[0]);
+    if (!resolved.ok()) {
+      return absl::NotFoundError(absl::StrCat("pod ", p.uid(), ": ", resolved.status().message()));
+    }
+    r.argv[0] = *resolved;
+    r.dir = paths_.PodDir(p.ns, p.name);
+    r.hosts_file = r.dir + "/hosts";
+    r.log = paths_.PodLog(p.ns, p.name);
+    std::error_code ec;
+    std::filesystem::create_directories(r.dir, ec);
+    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(r.hosts_file, HostsFile(plan_, p), 0644));
+    localmesh::MeshPod mp;
+    mp.name = p.name;
+    mp.ns = p.ns;
+    mp.service_account = p.service_account;
+    mp.node = p.node;
+    mp.mesh = p.enrolled;
+    mp.labels = p.labels;
+    mp.workload_name = p.workload;
+    mp.testbed_name = p.testbed_name;
+    lo.pods.push_back(std::move(mp));
+  }
+  for (const auto& [file, object] : plan_.RuntimeFiles()) {
+    WEFT_RETURN_IF_ERROR(
+        tls::WriteFileAtomic(paths_.manifests + "/" + file, object.dump(1) + "\n", 0644));
+  }
+
+  LOG_INFO(kScope, "starting the mesh",
+           {{"prefix", state_.prefix}, {"nodes", opts_.nodes}, {"pods", plan_.pods.size()}});
+  WEFT_ASSIGN_OR_RETURN(mesh_, localmesh::LocalMesh::Start(lo));
+  ztunnels_.resize(opts_.nodes);
+  agents_.resize(opts_.nodes);
+
+  // The state other commands need, before the pods run (so a failure below is cleanable).
+  auto& tb = mesh_->testbed();
+  const std::string n0 = tb.nodes()[0].ip.ToString();
+  state_.weftd = {tb.nodes()[0].netns, mesh_->WeftdAddress(),      n0 + ":15010",     n0 + ":15014",
+                  n0 + ":15015",       paths_.logs + "/weftd.log", mesh_->weftd_pid()};
+  for (const auto& n : tb.nodes()) {
+    NodeState ns;
+    ns.name = absl::StrCat("node", n.index);
+    ns.netns = n.netns;
+    ns.ip = n.ip.ToString();
+    ns.metrics = ns.ip + ":15020";
+    ns.ztunnel_log = mesh_->DaemonLogPath("ztunnel", n.index);
+    ns.agent_log = mesh_->DaemonLogPath("agent", n.index);
+    state_.nodes.push_back(ns);
+  }
+  for (const ServicePlan& s : plan_.services) {
+    ServiceState ss{s.ns, s.name, s.cluster_ip, {}};
+    for (const auto& p : s.ports) {
+      std::string target = p.target_port.is_null()     ? std::to_string(p.port)
+                           : p.target_port.is_string() ? p.target_port.get<std::string>()
+                                                       : p.target_port.dump();
+      ss.ports.push_back(absl::StrCat(p.port, "->", target, "/", p.protocol));
+    }
+    state_.services.push_back(std::move(ss));
+  }
+  for (PodRun& r : pods_) {
+    WEFT_ASSIGN_OR_RETURN(r.info, tb.Pod(r.plan->testbed_name));
+    PodState ps;
+    ps.ns = r.plan->ns;
+    ps.name = r.plan->name;
+    ps.workload = r.plan->workload;
+    ps.node = r.plan->node;
+    ps.ip = r.info.ip.ToString();
+    ps.ip6 = r.info.ip6 ? r.info.ip6->ToString() : "";
+    ps.netns = r.info.netns;
+    ps.cgroup = r.info.cgroup;
+    ps.hosts_file = r.hosts_file;
+    ps.log = r.log;
+    ps.working_dir = r.plan->working_dir.empty() ? r.dir : r.plan->working_dir;
+    ps.enrolled = r.plan->enrolled;
+    ps.argv = r.argv;
+    for (const auto& [k, v] : r.plan->env) ps.env.push_back({k, v});
+    state_.pods.push_back(std::move(ps));
+  }
+  SaveState();
+  SyncServiceRules(/*force=*/true);
+
+  for (PodRun& r : pods_) WEFT_RETURN_IF_ERROR(StartPod(r));
+  // Declared TCP ports accepting: the closest thing to readiness without probes.
+  auto deadline = Clock::now() + seconds(15);
+  for (PodRun& r : pods_) {
+    for (const ContainerPort& cp : r.plan->ports) {
+      if (cp.protocol != "TCP") continue;
+      bool up = false;
+      while (!up && Clock::now() < deadline && r.proc.Alive()) {
+        up = testbed::WaitTcp(r.info.netns, SockAddr{*IpAddr::Parse("127.0.0.1"), cp.port},
+                              milliseconds(150))
+                 .ok() ||
+             testbed::WaitTcp(r.info.netns, SockAddr{r.info.ip, cp.port}, milliseconds(150)).ok();
+      }
+      if (!up) {
+        std::string w = absl::StrCat("pod ", r.plan->uid(), ": nothing accepts on port ", cp.port,
+                                     " yet; see ", r.log);
+        LOG_WARN(kScope, "pod not listening", {{"warning", w}});
+        state_.warnings.push_back(w);
+      }
+    }
+  }
+  // A daemon that refused its flags or crashed at start would otherwise only show later.
+  for (int n = 0; n < opts_.nodes; ++n) {
+    for (const char* d : {"ztunnel", "agent"}) {
+      bool alive = std::string(d) == "ztunnel" ? mesh_->ZtunnelAlive(n) : mesh_->AgentAlive(n);
+      if (!alive) {
+        std::ifstream f(mesh_->DaemonLogPath(d, n));
+        std::string log((std::istreambuf_iterator<char>(f)), {});
+        if (log.size() > 2000) log = "..." + log.substr(log.size() - 2000);
+        return absl::UnavailableError(
+            absl::StrCat(d, " on node", n, " exited at start; its log:\n", log));
+      }
+    }
+  }
+  if (!mesh_->WeftdAlive()) {
+    return absl::UnavailableError("weftd exited at start; see " + state_.weftd.log);
+  }
+  state_.status = "ready";
+  SaveState();
+  LOG_INFO(kScope, "mesh ready", {{"name", opts_.name}, {"prefix", state_.prefix}});
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::StartPod(PodRun& r) {
+  testbed::SpawnOptions so;
+  so.env = r.plan->env;
+  so.clear_env = true;
+  so.cgroup = r.info.cgroup;
+  so.bind_mounts = {{r.hosts_file, "/etc/hosts"}};
+  so.hostname = r.plan->name.substr(0, 63);
+  so.cwd = r.plan->working_dir.empty() ? r.dir : r.plan->working_dir;
+  so.append_log = true;
+  so.die_with_parent = true;  // only the main thread spawns; the pods die with the supervisor
+  auto p = testbed::Spawn(r.info.netns, r.argv, r.log, so);
+  if (!p.ok()) {
+    return absl::Status(p.status().code(),
+                        absl::StrCat("pod ", r.plan->uid(), ": ", p.status().message()));
+  }
+  r.proc = std::move(*p);
+  r.started = Clock::now();
+  r.restart_at.reset();
+  LOG_INFO(kScope, "pod process started",
+           {{"pod", r.plan->uid()}, {"pid", r.proc.pid()}, {"restarts", r.restarts}});
+  return absl::OkStatus();
+}
+
+void Supervisor::CheckPods() {
+  bool changed = false;
+  auto now = Clock::now();
+  for (size_t i = 0; i < pods_.size(); ++i) {
+    PodRun& r = pods_[i];
+    if (r.done) continue;
+    if (r.restart_at) {
+      if (now < *r.restart_at) continue;
+      ++r.restarts;
+      absl::Status st = StartPod(r);
+      if (!st.ok()) {
+        LOG_ERROR(kScope, "pod restart failed", {{"pod", r.plan->uid()}, {"error", st.ToString()}});
+        r.backoff = std::min(r.backoff * 2, kMaxBackoff);
+        r.restart_at = now + r.backoff;
+      }
+      changed = true;
+      continue;
+    }
+    if (!r.proc.valid() || r.proc.Alive()) continue;
+    int status = r.proc.exit_status().value_or(-1);
+    const std::string& policy = r.plan->restart_policy;
+    bool restart = policy == "Always" || (policy == "OnFailure" && status != 0);
+    if (now - r.started >= kStableRun) r.backoff = kInitialBackoff;
+    std::string msg =
+        restart ? absl::StrCat("weftctl: pod ", r.plan->uid(), " exited with status ", status,
+                               "; restart ", r.restarts + 1, " in ", r.backoff.count(), " ms")
+                : absl::StrCat("weftctl: pod ", r.plan->uid(), " exited with status ", status,
+                               "; restartPolicy ", policy, ": not restarted");
+    AppendLine(r.log, msg);
+    LOG_WARN(kScope, "pod process exited",
+             {{"pod", r.plan->uid()},
+              {"status", status},
+              {"restart", restart},
+              {"backoff_ms", r.backoff.count()}});
+    if (restart) {
+      r.restart_at = now + r.backoff;
+      r.backoff = std::min(r.backoff * 2, kMaxBackoff);
+    } else {
+      r.done = true;
+    }
+    changed = true;
+  }
+  if (changed) {
+    for (size_t i = 0; i < pods_.size(); ++i) {
+      state_.pods[i].pid = pods_[i].proc.valid() && pods_[i].proc.Alive() ? pods_[i].proc.pid() : 0;
+      state_.pods[i].restarts = pods_[i].restarts;
+    }
+    SaveState();
+    SyncServiceRules(/*force=*/true);  // a dead pod is no ready endpoint
+  }
+}
+
+void Supervisor::CheckDaemons() {
+  auto now = Clock::now();
+  auto check = [&](DaemonRun& d, bool alive, const std::string& what, auto restart) {
+    if (alive) {
+      if (now - d.started >= kStableRun) d.backoff = kInitialBackoff;
+      return;
+    }
+    if (!d.restart_at) {
+      LOG_WARN(kScope, "daemon exited; restarting",
+               {{"daemon", what}, {"backoff_ms", d.backoff.count()}});
+      d.restart_at = now + d.backoff;
+      d.backoff = std::min(d.backoff * 2, kMaxBackoff);
+      return;
+    }
+    if (now < *d.restart_at) return;
+    absl::Status st = restart();
+    d.started = Clock::now();
+    if (st.ok()) {
+      d.restart_at.reset();
+      LOG_INFO(kScope, "daemon restarted", {{"daemon", what}});
+    } else {
+      LOG_ERROR(kScope, "daemon restart failed", {{"daemon", what}, {"error", st.ToString()}});
+      d.restart_at = Clock::now() + d.backoff;
+      d.backoff = std::min(d.backoff * 2, kMaxBackoff);
+    }
+    SaveState();
+  };
+  check(weftd_, mesh_->WeftdAlive(), "weftd", [&] { return mesh_->StartWeftd(); });
+  for (int n = 0; n < opts_.nodes; ++n) {
+    check(ztunnels_[n], mesh_->ZtunnelAlive(n), absl::StrCat("ztunnel node", n),
+          [&] { return mesh_->StartZtunnel(n); });
+    check(agents_[n], mesh_->AgentAlive(n), absl::StrCat("agent node", n),
+          [&] { return mesh_->StartAgent(n); });
+  }
+}
+
+void Supervisor::SyncServiceRules(bool force) {
+  // Re-read the runtime manifests when a file changed (label/apply/delete edit them).
+  std::map<std::string, std::pair<int64_t, int64_t>> sig;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(paths_.manifests, ec)) {
+    std::string f = e.path().string();
+    if (!f.ends_with(".json") && !f.ends_with(".yaml") && !f.ends_with(".yml")) continue;
+    struct stat st;
+    if (::stat(f.c_str(), &st) != 0) continue;
+    sig[f] = {static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+              static_cast<int64_t>(st.st_size)};
+  }
+  if (sig == file_sig_ && !force) return;
+  for (auto it = file_objects_.begin(); it != file_objects_.end();) {
+    it = sig.count(it->first) ? std::next(it) : file_objects_.erase(it);
+  }
+  for (const auto& [f, s] : sig) {
+    auto old = file_sig_.find(f);
+    if (old != file_sig_.end() && old->second == s && file_objects_.count(f)) continue;
+    auto objs = cp::LoadManifestFile(f);
+    if (objs.ok()) file_objects_[f] = std::move(*objs);  // a broken file keeps its last good
+  }
+  file_sig_ = std::move(sig);
+  std::vector<nlohmann::json> all;
+  for (const auto& [f, objs] : file_objects_) all.insert(all.end(), objs.begin(), objs.end());
+  std::map<std::string, bool> ready;
+  for (const PodRun& r : pods_) {
+    ready[r.plan->uid()] = r.proc.valid() && !r.proc.exit_status() && !r.restart_at && !r.done;
+  }
+  auto rules = ComputeServiceRules(all, [&](const std::string& ns, const std::string& name) {
+    auto it = ready.find(ns + "/" + name);
+    return it != ready.end() && it->second;
+  });
+  std::string script = IptablesRestoreScript(rules);
+  if (script == rules_script_) return;
+  for (const auto& n : mesh_->testbed().nodes()) {
+    auto r = testbed::Exec(n.netns, {"iptables-restore"}, script, seconds(10));
+    if (!r.ok()) {
+      LOG_ERROR(kScope, "cannot program the service rules",
+                {{"node", n.netns}, {"error", r.status().ToString()}});
+      return;  // retried at the next change
+    }
+  }
+  rules_script_ = std::move(script);
+  size_t endpoints = 0;
+  for (const auto& r : rules) endpoints += r.endpoints.size();
+  LOG_INFO(kScope, "service rules programmed",
+           {{"service_ports", rules.size()}, {"endpoints", endpoints}});
+}
+
+void Supervisor::SaveState() {
+  if (mesh_) {
+    state_.weftd.pid = mesh_->weftd_pid();
+    for (size_t n = 0; n < state_.nodes.size(); ++n) {
+      state_.nodes[n].ztunnel_pid = mesh_->ztunnel_pid(static_cast<int>(n));
+      state_.nodes[n].agent_pid = mesh_->agent_pid(static_cast<int>(n));
+    }
+  }
+  for (size_t i = 0; i < pods_.size() && i < state_.pods.size(); ++i) {
+    if (pods_[i].proc.valid() && !pods_[i].proc.exit_status())
+      state_.pods[i].pid = pods_[i].proc.pid();
+  }
+  absl::Status st = WriteState(paths_.state_file, state_);
+  if (!st.ok()) LOG_ERROR(kScope, "cannot write the state file", {{"error", st.ToString()}});
+}
+
+void Supervisor::Loop(const sigset_t& sigs) {
+  while (true) {
+    timespec tick{0, 250 * 1000 * 1000};
+    int sig = ::sigtimedwait(&sigs, nullptr, &tick);
+    if (sig > 0) {
+      LOG_INFO(kScope, "signal received; tearing the mesh down", {{"signal", strsignal(sig)}});
+      return;
+    }
+    CheckPods();
+    CheckDaemons();
+    SyncServiceRules(/*force=*/false);
+  }
+}
+
+void Supervisor::Teardown() {
+  if (torn_down_) return;
+  torn_down_ = true;
+  state_.status = "stopping";
+  (void)WriteState(paths_.state_file, state_);
+  // The apps first (SIGTERM to all, then a shared grace period), then the mesh under them.
+  for (PodRun& r : pods_)
+    if (r.proc.valid() && r.proc.Alive()) (void)r.proc.Kill(SIGTERM);
+  auto deadline = Clock::now() + seconds(5);
+  for (PodRun& r : pods_) {
+    if (!r.proc.valid()) continue;
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (!r.proc.Wait(std::max(left, milliseconds(1))).ok()) r.proc.Terminate(milliseconds(1));
+  }
+  std::string prefix = state_.prefix;
+  mesh_.reset();  // daemons, then the testbed: namespaces, cgroups, pins, their iptables
+  if (!prefix.empty()) {
+    auto left = testbed::TestbedLeftovers(prefix);
+    if (!left.empty()) {
+      LOG_WARN(kScope, "leftovers after teardown; removing", {{"left", absl::StrJoin(left, " ")}});
+      (void)testbed::RemoveTestbed(prefix);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove(paths_.state_file, ec);
+  LOG_INFO(kScope, "mesh stopped", {{"name", opts_.name}});
+}
+
+std::string Pad(std::string s, size_t w) {
+  if (s.size() < w) s.resize(w, ' ');
+  return s + "  ";
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> FindWeftBinary(const std::string& name, const std::string& build_rel) {
+  std::vector<std::string> tried;
+  if (std::string d = BinDirEnv(); !d.empty()) tried.push_back(d + "/" + name);
+  if (std::string b = BuildRoot(); !b.empty()) tried.push_back(b + "/" + build_rel);
+  if (std::string s = SelfDir(); !s.empty()) tried.push_back(s + "/" + name);
+  for (const auto& t : tried)
+    if (IsExecutable(t)) return t;
+  if (auto p = InPath(name)) return *p;
+  return absl::NotFoundError(absl::StrCat("cannot find ", name, " (tried ",
+                                          absl::StrJoin(tried, ", "),
+                                          " and PATH); build it or set WEFT_BIN_DIR"));
+}
+
+absl::StatusOr<std::string> ResolveCommand(const std::string& cmd) {
+  if (cmd.empty()) return absl::InvalidArgumentError("empty command");
+  if (cmd.front() == '/') {
+    if (IsExecutable(cmd)) return cmd;
+    return absl::NotFoundError(absl::StrCat(cmd, " is not an executable file"));
+  }
+  if (cmd.find('/') == std::string::npos) {
+    if (std::string d = BinDirEnv(); !d.empty() && IsExecutable(d + "/" + cmd))
+      return d + "/" + cmd;
+    if (std::string b = BuildRoot(); !b.empty()) {
+      if (auto hit = SearchTree(b, cmd, 4)) return *hit;
+    }
+    if (auto p = InPath(cmd)) return *p;
+  } else if (IsExecutable(cmd)) {
+    return std::filesystem::absolute(cmd).string();
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "command \"", cmd,
+      "\" not found ($WEFT_BIN_DIR, the build tree next to weftctl, PATH); give an absolute "
+      "path or build it"));
+}
+
+void PrintSummary(const MeshState& s, std::ostream& out) {
+  out << "mesh \"" << s.name << "\" is up: " << s.nodes.size() << " nodes, capture " << s.capture
+      << ", supervisor pid " << s.supervisor_pid << "\n\n";
+  out << Pad("POD", 36) << Pad("NODE", 6) << Pad("IP", 14) << Pad("ENROLLED", 8) << "PID\n";
+  for (const PodState& p : s.pods) {
+    out << Pad(p.ns + "/" + p.name, 36) << Pad("node" + std::to_string(p.node), 6) << Pad(p.ip, 14)
+        << Pad(p.enrolled ? "yes" : "no", 8) << p.pid << "\n";
+  }
+  if (!s.services.empty()) {
+    out << "\n" << Pad("SERVICE", 36) << Pad("CLUSTER-IP", 14) << "PORTS\n";
+    for (const ServiceState& v : s.services) {
+      out << Pad(v.ns + "/" + v.name, 36) << Pad(v.cluster_ip.empty() ? "None" : v.cluster_ip, 14)
+          << absl::StrJoin(v.ports, ",") << "\n";
+    }
+  }
+  for (const auto& w : s.warnings) out << "\nwarning: " << w;
+  if (!s.warnings.empty()) out << "\n";
+  out << "\nstate and logs: " << s.dir << " (logs/: weftd.log, ztunnel-node<i>.log, "
+      << "agent-node<i>.log, pod-<ns>-<name>.log)\n"
+      << "  weftctl logs POD | weftctl logs ztunnel node0 | weftctl exec POD -- CMD\n"
+      << "  weftctl label namespace NS weft.dev/mesh=enabled   (enrol its pods)\n"
+      << "  weftctl down" << (s.name == "weft" ? "" : " --name " + s.name) << "\n";
+}
+
+int RunSupervisor(const UpOptions& opts, int ready_fd, std::ostream& out) {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  weft::log::Level level;
+  if (weft::log::ParseLevel(opts.log_level, &level)) weft::log::SetLevel(level);
+
+  auto notify = [&](const std::string& msg) {
+    if (ready_fd < 0) return;
+    std::string line = msg + "\n";
+    ssize_t n = ::write(ready_fd, line.data(), line.size());
+    (void)n;
+    ::close(ready_fd);
+    ready_fd = -1;
+  };
+  Supervisor sup(opts);
+  absl::Status st = sup.Start();
+  if (!st.ok()) {
+    LOG_ERROR(kScope, "the mesh did not start", {{"error", st.ToString()}});
+    sup.Teardown();
+    if (ready_fd < 0) out << "weftctl up: " << st.message() << "\n";
+    notify("error: " + std::string(st.message()));
+    return 1;
+  }
+  if (ready_fd < 0) {
+    PrintSummary(sup.state(), out);
+    out << "\nrunning in the foreground: Ctrl-C tears the mesh down\n" << std::flush;
+  }
+  notify("ok");
+  sup.Loop(sigs);
+  sup.Teardown();
+  return 0;
+}
+
+}  // namespace weft::up

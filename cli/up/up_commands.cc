@@ -1,0 +1,797 @@
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/testbed/testbed.h"
+#include "cli/up/plan.h"
+#include "cli/up/state.h"
+#include "cli/up/supervisor.h"
+#include "cli/up/up.h"
+#include "common/log.h"
+#include "common/netns.h"
+#include "common/scrape/scrape.h"
+#include "common/status.h"
+#include "common/tls.h"
+#include "common/unique_fd.h"
+#include "controlplane/local/local_source.h"
+#include "controlplane/model/model.h"
+
+namespace weft::up {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr int kOk = 0, kFail = 1, kUsage = 2;
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Flags every local-mesh command shares, plus the command's own.
+struct Flags {
+  std::string name = "weft";
+  std::string state_root;
+  std::vector<std::string> positional;
+  std::vector<std::string> files;  // -f
+  std::vector<std::string> rest;   // after --
+  bool help = false, wait = false, overwrite = false, follow = false, foreground = false;
+  int nodes = 2;
+  int timeout_s = 60;
+  std::string capture = "auto", log_level = "info", ns;
+  std::string error;
+};
+
+Flags Parse(const std::vector<std::string>& args) {
+  Flags f;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= args.size()) {
+        f.error = a + " needs a value";
+        return false;
+      }
+      *out = args[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "--") {
+      f.rest.assign(args.begin() + static_cast<long>(i) + 1, args.end());
+      break;
+    } else if (a == "-h" || a == "--help") {
+      f.help = true;
+    } else if (a == "--name") {
+      if (!value(&f.name)) return f;
+    } else if (a == "--state-root") {
+      if (!value(&f.state_root)) return f;
+    } else if (a == "-f" || a == "--filename") {
+      if (!value(&v)) return f;
+      f.files.push_back(v);
+    } else if (a == "--follow") {
+      f.follow = true;
+    } else if (a == "--wait") {
+      f.wait = true;
+    } else if (a == "--overwrite") {
+      f.overwrite = true;
+    } else if (a == "--foreground") {
+      f.foreground = true;
+    } else if (a == "-n" || a == "--namespace") {
+      if (!value(&f.ns)) return f;
+    } else if (a == "--capture") {
+      if (!value(&f.capture)) return f;
+      if (f.capture != "ebpf" && f.capture != "iptables" && f.capture != "auto") {
+        f.error = "--capture must be ebpf, iptables or auto";
+        return f;
+      }
+    } else if (a == "--log-level") {
+      if (!value(&f.log_level)) return f;
+    } else if (a == "--nodes" || a == "--timeout") {
+      int n = 0;
+      if (!value(&v) || !absl::SimpleAtoi(v, &n) || n < 1) {
+        f.error = a + " needs a positive number";
+        return f;
+      }
+      (a == "--nodes" ? f.nodes : f.timeout_s) = n;
+    } else if (a.size() > 1 && a[0] == '-' && a != "-") {
+      f.error = "unknown flag " + a;
+      return f;
+    } else {
+      f.positional.push_back(a);
+    }
+  }
+  return f;
+}
+
+int UsageError(std::ostream& err, const std::string& cmd, const std::string& msg) {
+  err << "weftctl " << cmd << ": " << msg << "\nRun 'weftctl " << cmd << " --help'.\n";
+  return kUsage;
+}
+
+int Failure(std::ostream& err, const std::string& cmd, const absl::Status& st) {
+  err << "weftctl " << cmd << ": " << st.message() << "\n";
+  return kFail;
+}
+
+constexpr char kCommonFlags[] =
+    "  --name NAME         the mesh (default \"weft\"; several meshes may run side by side)\n"
+    "  --state-root DIR    where meshes keep their state (default $WEFT_STATE_ROOT or /run/weft)\n";
+
+// An exclusive lock on the runtime manifest dir for read-modify-write edits.
+class ManifestLock {
+ public:
+  explicit ManifestLock(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+    if (fd_) {
+      while (::flock(fd_.get(), LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+// ---- weftd: /status and waiting for the nodes to ACK a change --------------------------------
+
+absl::StatusOr<json> WeftdStatus(const MeshState& s) {
+  WEFT_ASSIGN_OR_RETURN(UniqueFd ns, OpenNetns(testbed::NetnsPath(s.weftd.netns)));
+  WEFT_ASSIGN_OR_RETURN(SockAddr addr, SockAddr::Parse(s.weftd.admin));
+  WEFT_ASSIGN_OR_RETURN(std::string body, HttpGet(addr, "/status", ns.get(), nullptr, 3000));
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.contains("model_generation")) {
+    return absl::InternalError("weftd's /status is not the expected JSON: " + body);
+  }
+  return j;
+}
+
+std::string Fingerprint(const json& status) {
+  return json{status["model_generation"], status["rejected"], status["file_errors"]}.dump();
+}
+
+std::map<std::string, std::string> SentVersions(const json& status) {
+  std::map<std::string, std::string> out;
+  if (status.contains("streams") && status["streams"].is_array())
+    for (const auto& s : status["streams"])
+      out[s.value("component", "") + "/" + s.value("node", "")] = s.value("version_sent", "");
+  return out;
+}
+
+// Waits until weftd's model moved past `before` (a /status document), the change reached the
+// nodes (a stream was sent a new version, or a second passed: a policy change only goes to the
+// nodes it applies to) and every connected stream (at least one ztunnel per node) ACKed what it
+// was sent, twice 300 ms apart (weftd debounces changes before pushing).
+absl::Status WaitSettled(const MeshState& s, const json& before, seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  const std::string fp = Fingerprint(before);
+  const auto sent_before = SentVersions(before);
+  std::string last;
+  std::optional<Clock::time_point> moved_at;
+  auto all_acked = [&](const json& st) {
+    size_t ztunnels = 0;
+    bool acked = true;
+    for (const auto& stream : st["streams"]) {
+      if (!stream.value("connected", false)) continue;
+      if (stream.value("component", "") == "ztunnel") ++ztunnels;
+      acked &= stream.value("version_acked", "") == stream.value("version_sent", "x");
+    }
+    return acked && ztunnels >= s.nodes.size();
+  };
+  while (Clock::now() < deadline) {
+    auto st = WeftdStatus(s);
+    if (st.ok()) {
+      last = st->dump();
+      if (!moved_at && Fingerprint(*st) != fp) moved_at = Clock::now();
+      bool pushed =
+          moved_at && (SentVersions(*st) != sent_before || Clock::now() - *moved_at > seconds(1));
+      if (pushed && all_acked(*st)) {
+        std::this_thread::sleep_for(milliseconds(300));
+        auto again = WeftdStatus(s);
+        if (again.ok() && all_acked(*again)) return absl::OkStatus();
+      }
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("the nodes did not ACK weftd's new configuration within ", timeout.count(),
+                   " s; weftd /status: ", last));
+}
+
+// Whether ztunnel's HBONE listener exists in the pod (the pod is enrolled).
+bool HboneListening(const PodState& p) {
+  auto ip = IpAddr::Parse(p.ip);
+  return ip.ok() && testbed::WaitTcp(p.netns, SockAddr{*ip, 15008}, milliseconds(1)).ok();
+}
+
+Labels LabelsOf(const json& o) {
+  Labels out;
+  if (o.contains("metadata") && o["metadata"].contains("labels") &&
+      o["metadata"]["labels"].is_object())
+    for (auto& [k, v] : o["metadata"]["labels"].items())
+      if (v.is_string()) out[k] = v.get<std::string>();
+  return out;
+}
+
+absl::StatusOr<json> ReadObject(const std::string& path) {
+  WEFT_ASSIGN_OR_RETURN(auto objs, cp::LoadManifestFile(path));
+  if (objs.size() != 1) return absl::InternalError(path + " does not hold exactly one object");
+  return objs[0];
+}
+
+// After a label change: waits until each pod's enrolment (per the runtime manifests) shows in
+// its namespace (HBONE listener there or not).
+absl::Status WaitEnrolment(const MeshState& s, const MeshPaths& paths, seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (const PodState& p : s.pods) {
+    auto ns_obj = ReadObject(paths.manifests + "/" + ObjectFileName("Namespace", "", p.ns));
+    auto pod_obj = ReadObject(paths.manifests + "/" + ObjectFileName("Pod", p.ns, p.name));
+    bool want = Enrolled(ns_obj.ok() ? LabelsOf(*ns_obj) : Labels{},
+                         pod_obj.ok() ? LabelsOf(*pod_obj) : Labels{});
+    while (HboneListening(p) != want) {
+      if (Clock::now() > deadline) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("pod ", p.ns, "/", p.name, " is still ", want ? "not " : "",
+                         "enrolled after ", timeout.count(), " s; see the agent's log"));
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---- up -------------------------------------------------------------------------------------
+
+void UpUsage(std::ostream& os) {
+  os << "Usage: weftctl up [flags] MANIFEST_DIR\n"
+        "\n"
+        "Runs a whole mesh on this host without Kubernetes (root): N nodes and one pod per Pod\n"
+        "(or Deployment replica) in the manifests as network namespaces and cgroups, weftd on\n"
+        "the manifests, one weft-agent and one ztunnel per node, and each pod's\n"
+        "spec.containers[0].command + args as a process in its pod. Services get cluster IPs\n"
+        "(reachable from unenrolled pods through kube-proxy-like rules in the nodes) and names\n"
+        "(NAME.NS.svc.cluster.local, NAME.NS in each pod's /etc/hosts). Pods are enrolled when\n"
+        "their namespace has weft.dev/mesh=enabled (see weftctl label).\n"
+        "\n"
+        "By default a supervisor process keeps the mesh running in the background and up\n"
+        "returns once it is ready; `weftctl down` removes everything.\n"
+        "\n"
+        "Flags:\n"
+        "  --nodes N           nodes node0..node<N-1> (default 2)\n"
+        "  --capture MODE      ebpf | iptables | auto (default auto: eBPF where the kernel can)\n"
+        "  --foreground        stay attached; Ctrl-C or SIGTERM tears the mesh down\n"
+        "  --log-level LEVEL   of weftd, ztunnel and the agents (default info)\n"
+     << kCommonFlags
+     << "\n"
+        "Commands (binaries) are found as: absolute path, $WEFT_BIN_DIR/<cmd>, the build tree\n"
+        "weftctl runs from, PATH.\n";
+}
+
+// Removes what a mesh whose supervisor died left behind. True if there was such a mesh.
+absl::StatusOr<bool> CleanCrashed(const MeshPaths& paths, std::ostream& out) {
+  auto prev = ReadState(paths.state_file);
+  if (!prev.ok()) return false;
+  if (SupervisorAlive(*prev)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "mesh \"", prev->name, "\" is already up (supervisor pid ", prev->supervisor_pid,
+        "); run `weftctl down", prev->name == "weft" ? "" : " --name " + prev->name,
+        "` first, or pick another --name"));
+  }
+  if (!prev->prefix.empty()) {
+    WEFT_ASSIGN_OR_RETURN(auto removed, testbed::RemoveTestbed(prev->prefix));
+    out << "removed the remains of mesh \"" << prev->name << "\" (its supervisor, pid "
+        << prev->supervisor_pid << ", is gone): " << removed.size() << " namespaces\n";
+  }
+  std::error_code ec;
+  std::filesystem::remove(paths.state_file, ec);
+  return true;
+}
+
+}  // namespace
+
+int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f = Parse(args);
+  if (f.help) {
+    UpUsage(out);
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, "up", f.error);
+  if (f.positional.size() != 1) return UsageError(err, "up", "give exactly one MANIFEST_DIR");
+  if (auto st = ValidateMeshName(f.name); !st.ok())
+    return UsageError(err, "up", std::string(st.message()));
+  if (::geteuid() != 0) {
+    err << "weftctl up: needs root (it creates network namespaces, cgroups and eBPF programs); "
+           "run it with sudo\n";
+    return kFail;
+  }
+  UpOptions o;
+  o.manifest_dir = std::filesystem::absolute(f.positional[0]).string();
+  o.name = f.name;
+  o.state_root = std::filesystem::absolute(StateRoot(f.state_root)).string();
+  o.nodes = f.nodes;
+  o.capture = f.capture;
+  o.log_level = f.log_level;
+  o.foreground = f.foreground;
+  MeshPaths paths = PathsFor(o.state_root, o.name);
+
+  // Check the manifests here, so that mistakes are reported on this terminal.
+  auto objects = LoadManifests(o.manifest_dir);
+  if (!objects.ok()) return Failure(err, "up", objects.status());
+  PlanOptions po;
+  po.nodes = o.nodes;
+  auto plan = MakePlan(*objects, po);
+  if (!plan.ok()) return Failure(err, "up", plan.status());
+  {
+    const log::Level level = log::GetLevel();
+    log::SetLevel(log::Level::kError);
+    cp::Model model;
+    for (const auto& [file, obj] : plan->RuntimeFiles())
+      (void)model.Apply(
+          {cp::ObjectEvent::Type::kUpsert, file, obj["kind"].get<std::string>(), obj});
+    log::SetLevel(level);
+    auto rejected = model.Rejected();
+    if (!rejected.empty()) {
+      for (const auto& r : rejected)
+        err << "weftctl up: " << r.kind << " " << (r.ns.empty() ? "" : r.ns + "/") << r.name << ": "
+            << r.reason << "\n";
+      err << "weftctl up: fix the manifests (weftctl validate DIR shows the same)\n";
+      return kFail;
+    }
+  }
+  for (const PodPlan& p : plan->pods) {
+    auto cmd = ResolveCommand(p.argv[0]);
+    if (!cmd.ok())
+      return Failure(
+          err, "up",
+          absl::NotFoundError(absl::StrCat("pod ", p.uid(), ": ", cmd.status().message())));
+  }
+
+  auto crashed = CleanCrashed(paths, out);
+  if (!crashed.ok()) return Failure(err, "up", crashed.status());
+  (void)testbed::CleanupStale();
+  std::error_code ec;
+  std::filesystem::remove_all(paths.dir, ec);  // a fresh mesh: no stale manifests, CA or logs
+  std::filesystem::create_directories(paths.logs, ec);
+  if (ec)
+    return Failure(err, "up", absl::InternalError("creating " + paths.logs + ": " + ec.message()));
+
+  if (o.foreground) return RunSupervisor(o, -1, out);
+
+  out << "starting mesh \"" << o.name << "\" (" << o.nodes << " nodes, " << plan->pods.size()
+      << " pods) ..." << std::endl;
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return Failure(err, "up", ErrnoError(errno, "pipe2"));
+  const std::string sup_log = paths.logs + "/supervisor.log";
+  out.flush();
+  err.flush();
+  pid_t pid = ::fork();
+  if (pid < 0) return Failure(err, "up", ErrnoError(errno, "fork"));
+  if (pid == 0) {
+    // The supervisor: its own session (no terminal, not in the caller's process group), stdio
+    // to its log, so that whatever waits for this command's output is not held open.
+    ::close(pipefd[0]);
+    ::setsid();
+    int devnull = ::open("/dev/null", O_RDONLY);
+    int log = ::open(sup_log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    if (log >= 0) {
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+    }
+    if (::chdir("/") != 0) {
+    }
+    std::ofstream sink("/dev/null");
+    int rc = RunSupervisor(o, pipefd[1], sink);
+    std::cout.flush();
+    std::cerr.flush();
+    ::_exit(rc);
+  }
+  ::close(pipefd[1]);
+  std::string msg;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(pipefd[0], buf, sizeof buf);
+    if (n > 0) {
+      msg.append(buf, static_cast<size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  ::close(pipefd[0]);
+  if (msg.rfind("ok", 0) != 0) {
+    if (msg.empty()) msg = "the supervisor exited before the mesh was ready";
+    if (msg.rfind("error: ", 0) == 0) msg = msg.substr(7);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    err << "weftctl up: " << msg << "\n(supervisor log: " << sup_log << ")\n";
+    return kFail;
+  }
+  auto state = ReadState(paths.state_file);
+  if (!state.ok()) return Failure(err, "up", state.status());
+  PrintSummary(*state, out);
+  return kOk;
+}
+
+// ---- down -----------------------------------------------------------------------------------
+
+int DownMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f = Parse(args);
+  if (f.help) {
+    out << "Usage: weftctl down [--name NAME] [--state-root DIR]\n\n"
+           "Stops the mesh's supervisor, which stops every process and removes every namespace,\n"
+           "cgroup, bpffs pin and iptables chain it made; then checks that nothing with the\n"
+           "mesh's prefix is left. Works after a supervisor crash too.\n\nFlags:\n"
+        << kCommonFlags;
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, "down", f.error);
+  if (!f.positional.empty()) return UsageError(err, "down", "takes no arguments (use --name)");
+  const std::string root = StateRoot(f.state_root);
+  MeshPaths paths = PathsFor(root, f.name);
+  auto s = LoadMesh(root, f.name);
+  if (absl::IsNotFound(s.status())) {
+    out << "no mesh named \"" << f.name << "\" is running; nothing to do\n";
+    return kOk;
+  }
+  if (!s.ok()) return Failure(err, "down", s.status());
+  if (SupervisorAlive(*s)) {
+    out << "stopping mesh \"" << s->name << "\" (supervisor pid " << s->supervisor_pid << ") ..."
+        << std::endl;
+    ::kill(s->supervisor_pid, SIGTERM);
+    auto deadline = Clock::now() + seconds(f.timeout_s);
+    while (SupervisorAlive(*s) && Clock::now() < deadline)
+      std::this_thread::sleep_for(milliseconds(50));
+    if (SupervisorAlive(*s)) {
+      err << "weftctl down: the supervisor did not stop within " << f.timeout_s
+          << " s; killing it and removing what it left\n";
+      ::kill(s->supervisor_pid, SIGKILL);
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+  } else {
+    out << "the supervisor of mesh \"" << s->name << "\" (pid " << s->supervisor_pid
+        << ") is gone; removing what it left" << std::endl;
+  }
+  if (!s->prefix.empty() && !testbed::TestbedLeftovers(s->prefix).empty()) {
+    auto removed = testbed::RemoveTestbed(s->prefix);
+    if (!removed.ok()) return Failure(err, "down", removed.status());
+  }
+  std::error_code ec;
+  std::filesystem::remove(paths.state_file, ec);
+  auto left = s->prefix.empty() ? std::vector<std::string>{} : testbed::TestbedLeftovers(s->prefix);
+  if (!left.empty()) {
+    err << "weftctl down: still present: " << absl::StrJoin(left, " ") << "\n";
+    return kFail;
+  }
+  out << "mesh \"" << s->name << "\" is down: no namespace, cgroup or bpffs pin named " << s->prefix
+      << "* is left (logs kept in " << paths.logs << ")\n";
+  return kOk;
+}
+
+// ---- label ----------------------------------------------------------------------------------
+
+int LabelMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f = Parse(args);
+  if (f.help) {
+    out << "Usage: weftctl label [flags] namespace NS KEY=VALUE|KEY- ...\n"
+           "       weftctl label [flags] pod NS/NAME KEY=VALUE|KEY- ...\n\n"
+           "Edits a live mesh's Namespace or Pod labels, as kubectl label does in a cluster:\n"
+           "weftd sees the change and pods are enrolled or unenrolled without restarting, e.g.\n"
+           "  weftctl label namespace shop weft.dev/mesh=enabled\n"
+           "  weftctl label namespace shop weft.dev/mesh-\n\nFlags:\n"
+           "  --overwrite         allow changing a label that has another value\n"
+           "  --wait              wait until every node ACKed the change and the pods'\n"
+           "                      enrolment follows it\n"
+           "  --timeout SEC       for --wait (default 60)\n"
+           "  -n NS               the namespace of a pod given by NAME\n"
+        << kCommonFlags;
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, "label", f.error);
+  if (f.positional.size() < 3) return UsageError(err, "label", "give a kind, a name and a change");
+  const std::string kind_arg = f.positional[0];
+  const bool is_ns = kind_arg == "namespace" || kind_arg == "namespaces" || kind_arg == "ns";
+  const bool is_pod = kind_arg == "pod" || kind_arg == "pods" || kind_arg == "po";
+  if (!is_ns && !is_pod) return UsageError(err, "label", "kind must be namespace or pod");
+  const std::string root = StateRoot(f.state_root);
+  auto s = LoadMesh(root, f.name);
+  if (!s.ok()) return Failure(err, "label", s.status());
+  MeshPaths paths = PathsFor(root, f.name);
+  std::string ns, name;
+  if (is_ns) {
+    name = f.positional[1];
+  } else {
+    std::string ref = f.positional[1];
+    if (!f.ns.empty() && ref.find('/') == std::string::npos) ref = f.ns + "/" + ref;
+    auto pod = FindPod(*s, ref);
+    if (!pod.ok()) return Failure(err, "label", pod.status());
+    ns = (*pod)->ns;
+    name = (*pod)->name;
+  }
+  const std::string kind = is_ns ? "Namespace" : "Pod";
+  const std::string file = paths.manifests + "/" + ObjectFileName(kind, ns, name);
+  ManifestLock lock(paths.lock_file);
+  json obj;
+  if (std::filesystem::exists(file)) {
+    auto o = ReadObject(file);
+    if (!o.ok()) return Failure(err, "label", o.status());
+    obj = *o;
+  } else if (is_ns) {
+    obj = {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}}}};
+  } else {
+    return Failure(err, "label", absl::NotFoundError(file + " is missing"));
+  }
+  Labels labels = LabelsOf(obj);
+  bool changed = false;
+  for (size_t i = 2; i < f.positional.size(); ++i) {
+    auto c = ApplyLabelChange(labels, f.positional[i], f.overwrite);
+    if (!c.ok()) return Failure(err, "label", c.status());
+    changed |= *c;
+  }
+  const std::string what = absl::StrCat(is_ns ? "namespace/" : "pod/", is_ns ? "" : ns + "/", name);
+  if (!changed) {
+    out << what << " not labeled (no change)\n";
+    return kOk;
+  }
+  json before;
+  if (f.wait) {
+    auto st = WeftdStatus(*s);
+    if (!st.ok()) return Failure(err, "label", st.status());
+    before = *st;
+  }
+  obj["metadata"]["labels"] = labels;
+  if (auto st = tls::WriteFileAtomic(file, obj.dump(1) + "\n", 0644); !st.ok())
+    return Failure(err, "label", st);
+  out << what << " labeled\n";
+  if (f.wait) {
+    if (auto st = WaitSettled(*s, before, seconds(f.timeout_s)); !st.ok())
+      return Failure(err, "label", st);
+    if (auto st = WaitEnrolment(*s, paths, seconds(f.timeout_s)); !st.ok())
+      return Failure(err, "label", st);
+    int enrolled = 0;
+    for (const PodState& p : s->pods) enrolled += HboneListening(p);
+    out << "every node ACKed; " << enrolled << " of " << s->pods.size() << " pods enrolled\n";
+  }
+  return kOk;
+}
+
+// ---- apply / delete -------------------------------------------------------------------------
+
+namespace {
+
+int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream& out,
+                  std::ostream& err) {
+  const std::string cmd = apply ? "apply" : "delete";
+  Flags f = Parse(args);
+  if (f.help) {
+    out << "Usage: weftctl " << cmd << " [flags] -f FILE|DIR [-f ...]\n\n"
+        << (apply ? "Adds or replaces objects (policies, NetworkPolicies, Namespaces, ...) in a "
+                    "live mesh; they are\nvalidated first as `weftctl validate` does.\n"
+                  : "Removes objects (policies, NetworkPolicies, ...) from a live mesh.\n")
+        << "Pods and Services are fixed at up time.\n\nFlags:\n"
+           "  --wait              wait until every node ACKed the change\n"
+           "  --timeout SEC       for --wait (default 60)\n"
+        << kCommonFlags;
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, cmd, f.error);
+  if (f.files.empty()) return UsageError(err, cmd, "give the objects with -f FILE|DIR");
+  const std::string root = StateRoot(f.state_root);
+  auto s = LoadMesh(root, f.name);
+  if (!s.ok()) return Failure(err, cmd, s.status());
+  MeshPaths paths = PathsFor(root, f.name);
+
+  std::vector<json> objects;
+  for (const auto& path : f.files) {
+    auto objs = LoadManifests(path);
+    if (!objs.ok()) return Failure(err, cmd, objs.status());
+    for (auto& m : *objs) objects.push_back(std::move(m.object));
+  }
+  // Everything is checked before anything is written.
+  std::vector<std::pair<std::string, json>> todo;
+  std::vector<std::string> problems;
+  for (json& o : objects) {
+    const std::string kind = o.value("kind", "");
+    const std::string name = o["metadata"].value("name", "");
+    if (!ClusterScoped(kind) && !o["metadata"].contains("namespace"))
+      o["metadata"]["namespace"] = "default";
+    const std::string ref = absl::StrCat(
+        kind, " ", ClusterScoped(kind) ? "" : o["metadata"].value("namespace", "") + "/", name);
+    if (kind == "Pod" || kind == "Deployment" || kind == "Service" ||
+        (!apply && kind == "Namespace")) {
+      problems.push_back(
+          absl::StrCat(ref, ": ",
+                       kind == "Service"     ? "services"
+                       : kind == "Namespace" ? "namespaces"
+                                             : "pods",
+                       " are fixed at up time (change the manifest directory and run weftctl down, "
+                       "weftctl up)"));
+      continue;
+    }
+    if (!cp::IsSupportedKind(kind)) {
+      out << ref << ": skipped (kind not used by the mesh)\n";
+      continue;
+    }
+    if (apply) {
+      if (auto st = cp::ValidateObject(kind, o); !st.ok()) {
+        problems.push_back(absl::StrCat(ref, ": ", st.message()));
+        continue;
+      }
+    }
+    todo.push_back({ObjectFileName(o), o});
+  }
+  if (!problems.empty()) {
+    for (const auto& p : problems) err << "weftctl " << cmd << ": " << p << "\n";
+    err << "weftctl " << cmd << ": nothing was changed\n";
+    return kFail;
+  }
+  json before;
+  if (f.wait) {
+    auto st = WeftdStatus(*s);
+    if (!st.ok()) return Failure(err, cmd, st.status());
+    before = *st;
+  }
+  ManifestLock lock(paths.lock_file);
+  bool any = false, missing = false;
+  for (const auto& [file, o] : todo) {
+    const std::string path = paths.manifests + "/" + file;
+    const std::string ref =
+        absl::StrCat(Lower(o.value("kind", "")), "/", o["metadata"].value("name", ""));
+    if (apply) {
+      auto old = ReadObject(path);
+      if (old.ok() && *old == o) {
+        out << ref << " unchanged\n";
+        continue;
+      }
+      if (auto st = tls::WriteFileAtomic(path, o.dump(1) + "\n", 0644); !st.ok())
+        return Failure(err, cmd, st);
+      out << ref << (old.ok() ? " configured\n" : " created\n");
+      any = true;
+    } else {
+      std::error_code ec;
+      if (std::filesystem::remove(path, ec)) {
+        out << ref << " deleted\n";
+        any = true;
+      } else {
+        err << "weftctl delete: " << ref << " not found\n";
+        missing = true;
+      }
+    }
+  }
+  if (f.wait && any) {
+    if (auto st = WaitSettled(*s, before, seconds(f.timeout_s)); !st.ok())
+      return Failure(err, cmd, st);
+    out << "every node ACKed\n";
+  }
+  return missing ? kFail : kOk;
+}
+
+}  // namespace
+
+int ApplyMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  return ApplyOrDelete(true, args, out, err);
+}
+
+int DeleteMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  return ApplyOrDelete(false, args, out, err);
+}
+
+// ---- logs -----------------------------------------------------------------------------------
+
+int LogsMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> a = args;
+  bool follow = false;
+  for (auto it = a.begin(); it != a.end();) {
+    if (*it == "-f") {
+      follow = true;
+      it = a.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  Flags f = Parse(a);
+  f.follow |= follow;
+  if (f.help) {
+    out << "Usage: weftctl logs [flags] POD|NS/POD\n"
+           "       weftctl logs [flags] ztunnel NODE | agent NODE | weftd | supervisor\n\n"
+           "Prints a process's log from the mesh's log folder. NODE: node0 or 0.\n\nFlags:\n"
+           "  -f, --follow        keep printing what is appended\n"
+        << kCommonFlags;
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, "logs", f.error);
+  if (f.positional.empty()) return UsageError(err, "logs", "say whose log");
+  const std::string root = StateRoot(f.state_root);
+  auto s = LoadMesh(root, f.name);
+  if (!s.ok()) return Failure(err, "logs", s.status());
+  MeshPaths paths = PathsFor(root, f.name);
+  const std::string& what = f.positional[0];
+  std::string path;
+  if (what == "ztunnel" || what == "agent") {
+    if (f.positional.size() != 2) return UsageError(err, "logs", what + " needs a NODE");
+    auto n = FindNode(*s, f.positional[1]);
+    if (!n.ok()) return Failure(err, "logs", n.status());
+    path = what == "ztunnel" ? (*n)->ztunnel_log : (*n)->agent_log;
+  } else if (what == "weftd") {
+    path = s->weftd.log;
+  } else if (what == "supervisor") {
+    path = paths.logs + "/supervisor.log";
+  } else {
+    auto p = FindPod(*s, what);
+    if (!p.ok()) return Failure(err, "logs", p.status());
+    path = (*p)->log;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Failure(err, "logs", absl::NotFoundError(path + " does not exist (yet)"));
+  char buf[16384];
+  while (true) {
+    in.read(buf, sizeof buf);
+    std::streamsize n = in.gcount();
+    if (n > 0) {
+      out.write(buf, n);
+      continue;
+    }
+    if (!follow && !f.follow) break;
+    out.flush();
+    in.clear();
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  return kOk;
+}
+
+// ---- exec -----------------------------------------------------------------------------------
+
+int ExecMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f = Parse(args);
+  if (f.help) {
+    out << "Usage: weftctl exec [flags] POD|NS/POD -- COMMAND [ARGS...]\n\n"
+           "Runs a command in a pod of the mesh as its own process runs: in its network\n"
+           "namespace and cgroup (so the capture sees it), with its /etc/hosts, hostname and\n"
+           "environment. Exits with the command's status.\n\nFlags:\n"
+        << kCommonFlags;
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, "exec", f.error);
+  if (f.positional.size() != 1 || f.rest.empty())
+    return UsageError(err, "exec", "give a POD, then -- and the command");
+  const std::string root = StateRoot(f.state_root);
+  auto s = LoadMesh(root, f.name);
+  if (!s.ok()) return Failure(err, "exec", s.status());
+  auto pod = FindPod(*s, f.positional[0]);
+  if (!pod.ok()) return Failure(err, "exec", pod.status());
+  const PodState& p = **pod;
+  std::vector<std::string> argv = f.rest;
+  auto cmd = ResolveCommand(argv[0]);
+  if (!cmd.ok()) return Failure(err, "exec", cmd.status());
+  argv[0] = *cmd;
+  testbed::SpawnOptions so;
+  for (const auto& kv : p.env)
+    if (kv.size() == 2) so.env.push_back({kv[0], kv[1]});
+  so.clear_env = true;
+  so.cgroup = p.cgroup;
+  so.bind_mounts = {{p.hosts_file, "/etc/hosts"}};
+  so.hostname = p.name.substr(0, 63);
+  so.cwd = p.working_dir;
+  so.inherit_stdio = true;
+  out.flush();
+  auto proc = testbed::Spawn(p.netns, argv, "", so);
+  if (!proc.ok()) return Failure(err, "exec", proc.status());
+  while (true) {
+    auto st = proc->Wait(std::chrono::hours(1));
+    if (st.ok()) return *st;
+  }
+}
+
+}  // namespace weft::up

@@ -1,0 +1,269 @@
+// The real weftctl against real local meshes (root): up from manifests, Service names and
+// cluster IPs from enrolled and unenrolled pods, live enrolment by label (mTLS in ztunnel's
+// metrics), a DENY policy applied and deleted live, logs, restarts, down leaving nothing; and a
+// supervisor killed with SIGKILL, cleaned by the next up and by down.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "cli/testbed/testbed.h"
+#include "cli/up/state.h"
+#include "common/netns.h"
+#include "common/scrape/scrape.h"
+#include "common/testing/temp_dir.h"
+
+namespace weft::up {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::string Manifests(const std::string& app) {
+  return absl::StrReplaceAll(R"yaml(
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server, namespace: shop, labels: {app: server}}
+spec:
+  nodeName: node0
+  containers:
+  - name: app
+    command: [APP, serve, "$(PORT)"]
+    env: [{name: PORT, value: "8080"}]
+    ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-a, namespace: shop}
+spec:
+  nodeName: node0
+  containers: [{name: app, command: [APP, sleep]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-b, namespace: shop}
+spec:
+  nodeName: node1
+  containers: [{name: app, command: [APP, sleep]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: outsider, namespace: other}
+spec:
+  nodeName: node1
+  containers: [{name: app, command: [APP, sleep]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher, namespace: other}
+spec:
+  containers: [{name: app, command: [APP, exit-after, "200"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: shop}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 80, targetPort: http}]
+)yaml",
+                             {{"APP", app}});
+}
+
+constexpr char kDenyShop[] = R"(
+apiVersion: security.weft.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-shop-clients, namespace: shop}
+spec:
+  selector: {matchLabels: {app: server}}
+  action: DENY
+  rules: [{from: [{source: {namespaces: [shop]}}]}]
+)";
+
+class UpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, iptables)";
+    root_ = tmp_.path() + "/state";
+    name_ = absl::StrCat("t", ::getpid(), "-", counter_++);
+    dir_ = tmp_.path() + "/manifests";
+    std::filesystem::create_directories(dir_);
+    std::ofstream(dir_ + "/app.yaml") << Manifests(WEFT_TESTAPP_PATH);
+  }
+  void TearDown() override {
+    if (!root_.empty()) (void)Weftctl({"down"});  // whatever a failed test left
+  }
+
+  absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
+                                      milliseconds timeout = seconds(120)) {
+    std::vector<std::string> argv = {WEFTCTL_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    // Mesh selection flags go before "--" (exec's command follows it).
+    auto dash = std::find(argv.begin(), argv.end(), "--");
+    argv.insert(dash, {"--name", name_, "--state-root", root_});
+    return testbed::Exec("", argv, "", timeout);
+  }
+  absl::StatusOr<std::string> Call(const std::string& pod, const std::string& host,
+                                   const std::string& port) {
+    return Weftctl({"exec", pod, "--", WEFT_TESTAPP_PATH, "call", host, port}, seconds(30));
+  }
+  MeshState State() {
+    auto s = LoadMesh(root_, name_);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : MeshState{};
+  }
+  // istio_tcp_connections_opened_total with mutual_tls, summed over every ztunnel.
+  double MtlsConnections(const MeshState& s) {
+    double sum = 0;
+    for (const NodeState& n : s.nodes) {
+      auto ns = OpenNetns(testbed::NetnsPath(n.netns));
+      auto addr = SockAddr::Parse(n.metrics);
+      if (!ns.ok() || !addr.ok()) continue;
+      auto m = HttpGet(*addr, "/metrics", ns->get());
+      if (m.ok()) {
+        sum += MetricSum(*m, "istio_tcp_connections_opened_total",
+                         {{"connection_security_policy", "mutual_tls"}});
+      }
+    }
+    return sum;
+  }
+  void ExpectNothingLeft(const std::string& prefix) {
+    EXPECT_TRUE(testbed::TestbedLeftovers(prefix).empty());
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/run/netns", ec))
+      EXPECT_FALSE(e.path().filename().string().starts_with(prefix + "-")) << e.path();
+    // The service chains only ever exist inside the mesh's node namespaces.
+    auto host = testbed::Exec("", {"iptables-save", "-t", "nat"});
+    if (host.ok()) EXPECT_EQ(host->find("WEFT-SERVICES"), std::string::npos);
+  }
+
+  static inline int counter_ = 0;
+  weft::testing::TempDir tmp_;
+  std::string root_, name_, dir_;
+};
+
+TEST_F(UpTest, MeshLifecycle) {
+  auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables", dir_});
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_NE(up->find("shop/server"), std::string::npos) << *up;
+  EXPECT_NE(up->find("10.247.0.1"), std::string::npos) << *up;
+  MeshState s = State();
+  ASSERT_EQ(s.status, "ready");
+  ASSERT_EQ(s.pods.size(), 5u);
+  const std::string prefix = s.prefix;
+  ASSERT_FALSE(prefix.empty());
+  EXPECT_TRUE(SupervisorAlive(s));
+  // A second up of the same name is refused while this one lives.
+  auto again = Weftctl({"up", dir_});
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("already up"), std::string::npos);
+
+  // Nothing enrolled yet: names from the hosts files, cluster IPs through the node rules.
+  for (const auto& [pod, host] : std::vector<std::pair<std::string, std::string>>{
+           {"shop/client-a", "server"},
+           {"shop/client-b", "server.shop.svc.cluster.local"},
+           {"other/outsider", "server.shop"},
+           {"other/outsider", "10.247.0.1"}}) {
+    auto r = Call(pod, host, "80");
+    ASSERT_TRUE(r.ok()) << pod << " -> " << host << ": " << r.status();
+    EXPECT_EQ(*r, "hello from server\n");
+  }
+  auto direct = Call("client-b", "10.248.0.1", "8080");
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(MtlsConnections(s), 0);
+
+  // Enrol shop live: its cross-node traffic becomes mTLS.
+  auto label = Weftctl({"label", "namespace", "shop", "weft.dev/mesh=enabled", "--wait"});
+  ASSERT_TRUE(label.ok()) << label.status();
+  EXPECT_NE(label->find("namespace/shop labeled"), std::string::npos) << *label;
+  auto meshed = Call("shop/client-b", "server.shop.svc.cluster.local", "80");
+  ASSERT_TRUE(meshed.ok()) << meshed.status();
+  EXPECT_EQ(*meshed, "hello from server\n");
+  EXPECT_GT(MtlsConnections(s), 0);
+  // An unenrolled pod still reaches the enrolled server through the cluster IP (PERMISSIVE).
+  auto plain = Call("other/outsider", "server.shop", "80");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+
+  // A DENY policy applied live refuses shop's clients, and only them.
+  std::ofstream(tmp_.path() + "/deny.yaml") << kDenyShop;
+  auto apply = Weftctl({"apply", "-f", tmp_.path() + "/deny.yaml", "--wait"});
+  ASSERT_TRUE(apply.ok()) << apply.status();
+  EXPECT_NE(apply->find("created"), std::string::npos) << *apply;
+  auto denied = Call("shop/client-b", "server.shop", "80");
+  EXPECT_FALSE(denied.ok()) << *denied;
+  EXPECT_TRUE(Call("other/outsider", "server.shop", "80").ok());
+  // A Pod cannot be applied after up.
+  auto pod_apply = Weftctl({"apply", "-f", dir_});
+  ASSERT_FALSE(pod_apply.ok());
+  EXPECT_NE(pod_apply.status().message().find("fixed at up time"), std::string::npos);
+  auto del = Weftctl({"delete", "-f", tmp_.path() + "/deny.yaml", "--wait"});
+  ASSERT_TRUE(del.ok()) << del.status();
+  EXPECT_TRUE(Call("shop/client-b", "server.shop", "80").ok());
+
+  // Unenrol: plain again, no new mTLS connections.
+  auto unlabel = Weftctl({"label", "namespace", "shop", "weft.dev/mesh-", "--wait"});
+  ASSERT_TRUE(unlabel.ok()) << unlabel.status();
+  double before = MtlsConnections(s);
+  ASSERT_TRUE(Call("shop/client-b", "server.shop", "80").ok());
+  EXPECT_EQ(MtlsConnections(s), before);
+
+  // Logs: the app's, a ztunnel's; the crashing pod was restarted with backoff.
+  auto logs = Weftctl({"logs", "shop/server"});
+  ASSERT_TRUE(logs.ok()) << logs.status();
+  EXPECT_NE(logs->find("serving on port 8080"), std::string::npos) << *logs;
+  auto zlog = Weftctl({"logs", "ztunnel", "node0"});
+  ASSERT_TRUE(zlog.ok()) << zlog.status();
+  EXPECT_FALSE(zlog->empty());
+  auto crash_log = Weftctl({"logs", "crasher"});
+  ASSERT_TRUE(crash_log.ok()) << crash_log.status();
+  EXPECT_NE(crash_log->find("exited with status 3; restart 1"), std::string::npos) << *crash_log;
+
+  auto down = Weftctl({"down"});
+  ASSERT_TRUE(down.ok()) << down.status();
+  EXPECT_NE(down->find("is down"), std::string::npos) << *down;
+  ExpectNothingLeft(prefix);
+  EXPECT_FALSE(std::filesystem::exists(PathsFor(root_, name_).state_file));
+  EXPECT_FALSE(ProcessStartTime(s.supervisor_pid) == s.supervisor_start_time);
+}
+
+TEST_F(UpTest, CrashedSupervisorIsCleanedByUpAndDown) {
+  auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables", dir_});
+  ASSERT_TRUE(up.ok()) << up.status();
+  MeshState first = State();
+  ASSERT_TRUE(SupervisorAlive(first));
+  ASSERT_EQ(::kill(first.supervisor_pid, SIGKILL), 0);
+  for (int i = 0; i < 100 && SupervisorAlive(first); ++i)
+    std::this_thread::sleep_for(milliseconds(50));
+  ASSERT_FALSE(SupervisorAlive(first));
+
+  // The next up removes the remains and works.
+  auto up2 = Weftctl({"up", "--nodes", "2", "--capture", "iptables", dir_});
+  ASSERT_TRUE(up2.ok()) << up2.status();
+  EXPECT_NE(up2->find("removed the remains"), std::string::npos) << *up2;
+  ExpectNothingLeft(first.prefix);
+  MeshState second = State();
+  ASSERT_NE(second.prefix, first.prefix);
+  auto r = Call("other/outsider", "server.shop.svc.cluster.local", "80");
+  ASSERT_TRUE(r.ok()) << r.status();
+
+  // down after a crash cleans too.
+  ASSERT_EQ(::kill(second.supervisor_pid, SIGKILL), 0);
+  for (int i = 0; i < 100 && SupervisorAlive(second); ++i)
+    std::this_thread::sleep_for(milliseconds(50));
+  auto down = Weftctl({"down"});
+  ASSERT_TRUE(down.ok()) << down.status();
+  EXPECT_NE(down->find("is gone"), std::string::npos) << *down;
+  ExpectNothingLeft(second.prefix);
+}
+
+}  // namespace
+}  // namespace weft::up
