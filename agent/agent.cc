@@ -339,8 +339,10 @@ absl::Status Agent::Init(bool serve) {
     AdminOptions ao;
     ao.component = "weft-agent";
     ao.metrics_addr = *opts_.metrics_addr;
-    ao.admin_addr = SockAddr{opts_.metrics_addr->ip, 0};
-    ao.readiness_addr = SockAddr{opts_.metrics_addr->ip, 0};
+    // /config_dump and POST /logging stay on loopback whatever address /metrics is exposed on
+    // (a DaemonSet scrapes the node address; the admin endpoints must not be reachable there).
+    ao.admin_addr = SockAddr{*IpAddr::Parse("127.0.0.1"), 0};
+    ao.readiness_addr = SockAddr{*IpAddr::Parse("127.0.0.1"), 0};
     ao.registries = {metrics_->registry};
     ao.config_dump = [this] {
       nlohmann::json pods = nlohmann::json::array();
