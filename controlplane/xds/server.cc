@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <random>
@@ -29,24 +30,44 @@ using xds::Key;
 using Clock = std::chrono::steady_clock;
 constexpr const char* kScope = "xds";
 
-// A node's view as the server diffs it: resources as deterministic bytes (interned, so the many
-// nodes that see the same workload share one copy) plus the globals.
+// One resource as the server sends it: key and deterministic bytes, computed once and shared
+// by every node view that holds the resource (a view is then one pointer per resource, which
+// is what keeps 100 views of 11,000 resources small).
+struct Entry {
+  Key key;
+  std::string bytes;
+};
+using EntryPtr = std::shared_ptr<const Entry>;
+
+// A node's view as the server diffs it: entries plus the globals.
 struct View {
   pb::ConfigResponse globals;
   std::string globals_bytes;
-  // Sorted by key, unique keys.
-  std::vector<std::pair<Key, std::shared_ptr<const std::string>>> resources;
+  std::vector<EntryPtr> resources;  // sorted by key, unique keys
 };
 using ViewPtr = std::shared_ptr<const View>;
 
+bool SameBytes(const EntryPtr& a, const EntryPtr& b) {
+  return a == b || a->bytes == b->bytes;
+}
+
 bool SameContent(const View& a, const View& b) {
   if (a.globals_bytes != b.globals_bytes || a.resources.size() != b.resources.size()) return false;
-  auto ai = a.resources.begin();
-  for (const auto& [k, bytes] : b.resources) {
-    if (ai->first != k || (ai->second != bytes && *ai->second != *bytes)) return false;
-    ++ai;
+  for (size_t i = 0; i < a.resources.size(); ++i) {
+    if (a.resources[i]->key != b.resources[i]->key || !SameBytes(a.resources[i], b.resources[i])) {
+      return false;
+    }
   }
   return true;
+}
+
+// ConfigResponse.upserted from an entry's bytes without parsing them: a repeated message field
+// on the wire is (tag, length, bytes) per element, which is exactly how an unknown
+// length-delimited field with the same number is written. The client parses them as upserted
+// Resources. Saves a parse per resource per node and keeps the pending response compact.
+void AddUpserted(pb::ConfigResponse* out, const Entry& e) {
+  out->GetReflection()->MutableUnknownFields(out)->AddLengthDelimited(
+      pb::ConfigResponse::kUpsertedFieldNumber, e.bytes);
 }
 
 std::string NewNonce() {
@@ -69,6 +90,21 @@ struct ConfigDiscoveryServer::Core : std::enable_shared_from_this<Core> {
     absl::erase_if(interned, [](const auto& kv) { return kv.second.use_count() == 1; });
     absl::erase_if(by_ptr, [](const auto& kv) { return kv.second.owner.expired(); });
   }
+
+  // Full snapshots are the big responses (the whole view, megabytes at scale); when many nodes
+  // (re)connect at once, writing them all at the same time would hold every one in memory
+  // together. At most kFullSlots are built and written at a time; the rest wait in order.
+  static constexpr int kFullSlots = 8;
+  bool AcquireFullSlot(const std::shared_ptr<XdsStream>& s) {
+    std::lock_guard<std::mutex> l(full_mu);
+    if (full_in_flight < kFullSlots) {
+      ++full_in_flight;
+      return true;
+    }
+    full_waiting.push_back(s);
+    return false;
+  }
+  void ReleaseFullSlot();  // wakes the next waiting stream (call without any stream lock)
 
   void Subscribe(const std::shared_ptr<XdsStream>& s, const std::string& node);
   void Unregister(uint64_t id, const std::string& node, bool subscribed);
@@ -112,12 +148,16 @@ struct ConfigDiscoveryServer::Core : std::enable_shared_from_this<Core> {
   mutable std::mutex status_mu;
   std::map<std::pair<std::string, std::string>, StreamStatus> status;
 
-  // Push thread only.
-  absl::flat_hash_map<std::string, std::shared_ptr<const std::string>> interned;
+  // Leaf lock: never held while calling into a stream.
+  std::mutex full_mu;
+  int full_in_flight = 0;
+  std::deque<std::weak_ptr<XdsStream>> full_waiting;
+
+  // Push thread only. `interned` keys are views of the entries' own bytes.
+  absl::flat_hash_map<std::string_view, EntryPtr> interned;
   struct CachedResource {
     std::weak_ptr<const pb::Resource> owner;
-    Key key;
-    std::shared_ptr<const std::string> bytes;
+    EntryPtr entry;
     absl::Status error;  // no key: dropped from every view
   };
   absl::flat_hash_map<const pb::Resource*, CachedResource> by_ptr;
@@ -167,6 +207,13 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
     End(std::move(st));
   }
 
+  // A full-snapshot slot may be free now.
+  void Kick() {
+    std::lock_guard<std::mutex> l(mu_);
+    waiting_full_ = false;
+    MaybeSendLocked();
+  }
+
   // A new view for this node (push thread).
   void Update(ViewPtr v) {
     std::lock_guard<std::mutex> l(mu_);
@@ -201,6 +248,14 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
   void OnWriteDone(bool ok) override {
     std::unique_lock<std::mutex> l(mu_);
     write_in_flight_ = false;
+    // The response is on its way; don't keep megabytes of it per stream until the next one.
+    pb::ConfigResponse().Swap(&out_);
+    // Given back once this stream's lock is released (Finish may end the stream, so keep core).
+    std::shared_ptr<ConfigDiscoveryServer::Core> release_to;
+    if (holds_full_slot_) {
+      holds_full_slot_ = false;
+      release_to = core_;
+    }
     if (!ok) {
       // The client went away; the pending read fails too and ends the stream. Nothing more to
       // write.
@@ -212,9 +267,12 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
       grpc::Status st = finish_status_;
       l.unlock();
       Finish(st);
+      if (release_to) release_to->ReleaseFullSlot();
       return;
     }
     MaybeSendLocked();
+    l.unlock();
+    if (release_to) release_to->ReleaseFullSlot();
   }
 
   void OnDone() override {
@@ -357,33 +415,47 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
     // The client validates whole snapshots, so content it rejected once is rejected again:
     // never resend it (the next real change goes out as a delta against base_).
     if (nacked_view_ != nullptr && SameContent(*nacked_view_, *latest_)) return;
-    out_.Clear();
+    if (base_ == nullptr && !holds_full_slot_) {
+      if (waiting_full_) {
+        sent_gen_ = 0;  // still waiting; the newest view goes out when the slot comes
+        return;
+      }
+      if (!core_->AcquireFullSlot(self_)) {
+        waiting_full_ = true;
+        sent_gen_ = 0;  // not sent: Kick() retries with whatever view is newest then
+        return;
+      }
+      holds_full_slot_ = true;
+    }
     out_ = latest_->globals;
+    size_t upserted = 0;
     if (base_ == nullptr) {
       out_.set_full_snapshot(true);
-      for (const auto& [k, bytes] : latest_->resources) {
-        WEFT_CHECK(out_.add_upserted()->ParseFromString(*bytes));
-      }
+      for (const EntryPtr& e : latest_->resources) AddUpserted(&out_, *e);
+      upserted = latest_->resources.size();
     } else {
       auto a = base_->resources.begin(), ae = base_->resources.end();
       auto b = latest_->resources.begin(), be = latest_->resources.end();
       while (a != ae || b != be) {
-        if (b == be || (a != ae && a->first < b->first)) {
-          *out_.add_removed() = xds::ToProto(a->first);
+        if (b == be || (a != ae && (*a)->key < (*b)->key)) {
+          *out_.add_removed() = xds::ToProto((*a)->key);
           ++a;
-        } else if (a == ae || b->first < a->first) {
-          WEFT_CHECK(out_.add_upserted()->ParseFromString(*b->second));
+        } else if (a == ae || (*b)->key < (*a)->key) {
+          AddUpserted(&out_, **b);
+          ++upserted;
           ++b;
         } else {
-          if (a->second != b->second && *a->second != *b->second) {
-            WEFT_CHECK(out_.add_upserted()->ParseFromString(*b->second));
+          if (!SameBytes(*a, *b)) {
+            AddUpserted(&out_, **b);
+            ++upserted;
           }
           ++a;
           ++b;
         }
       }
-      if (out_.upserted_size() == 0 && out_.removed_size() == 0 &&
+      if (upserted == 0 && out_.removed_size() == 0 &&
           base_->globals_bytes == latest_->globals_bytes) {
+        pb::ConfigResponse().Swap(&out_);
         return;  // nothing this node can see changed
       }
     }
@@ -401,7 +473,7 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
                {"component", component_},
                {"version", in_flight_version_},
                {"full", out_.full_snapshot()},
-               {"upserted", out_.upserted_size()},
+               {"upserted", upserted},
                {"removed", out_.removed_size()},
                {"bytes", bytes}});
     core_->UpdateStatus(node_, component_, [&](StreamStatus& s) {
@@ -427,6 +499,8 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
   ViewPtr nacked_view_;  // content of the last NACKed version
   uint64_t latest_gen_ = 0, sent_gen_ = 0;
   bool write_in_flight_ = false, awaiting_ack_ = false;
+  bool holds_full_slot_ = false;  // the full snapshot being built/written has a slot
+  bool waiting_full_ = false;     // queued for a full-snapshot slot
   bool finished_ = false, finish_pending_ = false;
   grpc::Status finish_status_;
   std::string in_flight_version_, in_flight_nonce_;
@@ -579,13 +653,14 @@ ViewPtr ConfigDiscoveryServer::Core::BuildView(const std::string& node) {
       if (r == nullptr) continue;
       auto [it, inserted] = by_ptr.try_emplace(r.get());
       CachedResource& c = it->second;
-      if (!inserted && c.owner.lock() != r) inserted = true;  // address reused by a new object
+      // An expired owner means the address was reused by a new object: compute afresh.
+      if (!inserted && c.owner.expired()) inserted = true;
       if (inserted) {
-        c = CachedResource{r, {}, nullptr, absl::OkStatus()};
+        c = CachedResource{r, nullptr, absl::OkStatus()};
         auto key = xds::KeyOf(*r);
         if (key.ok()) {
-          c.key = std::move(*key);
-          c.bytes = std::make_shared<const std::string>(xds::DeterministicBytes(*r));
+          c.entry =
+              std::make_shared<const Entry>(Entry{std::move(*key), xds::DeterministicBytes(*r)});
         } else {
           c.error = key.status();
         }
@@ -594,7 +669,7 @@ ViewPtr ConfigDiscoveryServer::Core::BuildView(const std::string& node) {
         bad(c.error);
         continue;
       }
-      v->resources.emplace_back(c.key, c.bytes);
+      v->resources.push_back(c.entry);
     }
   } else {
     v->resources.reserve(static_cast<size_t>(snap.workloads_size() + snap.services_size()));
@@ -602,21 +677,27 @@ ViewPtr ConfigDiscoveryServer::Core::BuildView(const std::string& node) {
         snap,
         [&](Key k, pb::Resource r) {
           std::string bytes = xds::DeterministicBytes(r);
-          auto [it, inserted] = interned.try_emplace(bytes, nullptr);
-          if (inserted) it->second = std::make_shared<const std::string>(std::move(bytes));
-          v->resources.emplace_back(std::move(k), it->second);
+          auto it = interned.find(std::string_view(bytes));
+          if (it == interned.end()) {
+            auto e = std::make_shared<const Entry>(Entry{std::move(k), std::move(bytes)});
+            it = interned.emplace(std::string_view(e->bytes), e).first;
+          }
+          v->resources.push_back(it->second);
           return absl::OkStatus();
         },
         bad);
   }
-  std::stable_sort(v->resources.begin(), v->resources.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  auto dup = [](const auto& a, const auto& b) { return a.first == b.first; };
+  auto by_key = [](const EntryPtr& a, const EntryPtr& b) { return a->key < b->key; };
+  // weftd's model hands views over in key order already; sorting is then a linear check.
+  if (!std::is_sorted(v->resources.begin(), v->resources.end(), by_key)) {
+    std::stable_sort(v->resources.begin(), v->resources.end(), by_key);
+  }
+  auto dup = [](const EntryPtr& a, const EntryPtr& b) { return a->key == b->key; };
   for (auto it = std::adjacent_find(v->resources.begin(), v->resources.end(), dup);
        it != v->resources.end(); it = std::adjacent_find(std::next(it), v->resources.end(), dup)) {
     view_errors->Increment();
     LOG_WARN(kScope, "duplicate resource in node view; keeping the first",
-             {{"node", node}, {"key", xds::KeyString(it->first)}});
+             {{"node", node}, {"key", xds::KeyString((*it)->key)}});
   }
   v->resources.erase(std::unique(v->resources.begin(), v->resources.end(), dup),
                      v->resources.end());
@@ -680,6 +761,26 @@ void ConfigDiscoveryServer::Core::Run() {
     work.clear();
     SweepInterned();
     l.lock();
+  }
+}
+
+void ConfigDiscoveryServer::Core::ReleaseFullSlot() {
+  {
+    std::lock_guard<std::mutex> l(full_mu);
+    --full_in_flight;
+  }
+  // Wake waiters while slots are free. A woken stream takes its slot inside Kick() (or finds
+  // it no longer needs one, or re-queues if another stream was faster), so the count is
+  // current each time round and the loop ends once the slots are taken or nobody waits.
+  for (;;) {
+    std::shared_ptr<XdsStream> next;
+    {
+      std::lock_guard<std::mutex> l(full_mu);
+      if (full_in_flight >= kFullSlots || full_waiting.empty()) return;
+      next = full_waiting.front().lock();
+      full_waiting.pop_front();
+    }
+    if (next != nullptr) next->Kick();
   }
 }
 

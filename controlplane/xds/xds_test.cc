@@ -291,6 +291,48 @@ TEST(XdsStream, FullSnapshotThenDeltas) {
   EXPECT_NE(client.Current(), nullptr);  // the last good config stays after Stop
 }
 
+// More nodes subscribe at once than the server writes full snapshots concurrently (it queues
+// the rest): every node still gets its own complete view, then its deltas.
+TEST(XdsStream, ManySimultaneousFullSnapshotsAllArrive) {
+  World world;
+  constexpr int kNodes = 24;
+  auto big = [](const std::string& node, int extra) {
+    pb::ConfigSnapshot s = BaseView(node);
+    for (int i = 0; i < 300 + extra; ++i) {
+      *s.add_workloads() = MakeWorkload("bulk", absl::StrCat("w", i),
+                                        absl::StrCat("10.9.", i / 200, ".", i % 200), node);
+    }
+    return s;
+  };
+  for (int n = 0; n < kNodes; ++n) world.Set(absl::StrCat("n", n), big(absl::StrCat("n", n), n));
+  TestServer server(world.SharedProvider(), nullptr, FastOptions());
+  std::vector<std::unique_ptr<ConfigClient>> clients;
+  for (int n = 0; n < kNodes; ++n) {
+    clients.push_back(
+        std::make_unique<ConfigClient>(ClientFor(server, absl::StrCat("n", n)), nullptr));
+  }
+  for (auto& c : clients) ASSERT_TRUE(c->Start().ok());
+  for (int n = 0; n < kNodes; ++n) {
+    const std::string node = absl::StrCat("n", n);
+    ASSERT_TRUE(WaitFor([&] { return Held(*clients[n]) == Expected(world.Get(node)); }, 30s))
+        << node;
+  }
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "full"}}), kNodes);
+  for (int n = 0; n < kNodes; ++n) {
+    world.Edit(absl::StrCat("n", n), [](pb::ConfigSnapshot& s) {
+      s.mutable_workloads(1)->mutable_labels()->insert({"rev", "2"});
+    });
+  }
+  server.xds().NotifyAll();
+  for (int n = 0; n < kNodes; ++n) {
+    const std::string node = absl::StrCat("n", n);
+    ASSERT_TRUE(WaitFor([&] { return Held(*clients[n]) == Expected(world.Get(node)); }, 30s))
+        << node;
+  }
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "full"}}), kNodes);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), kNodes);
+}
+
 class XdsViews : public ::testing::TestWithParam<bool> {};  // true: SharedViewProvider
 
 TEST_P(XdsViews, EachNodeGetsOnlyItsView) {
