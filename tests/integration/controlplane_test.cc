@@ -103,10 +103,22 @@ TEST_F(ControlPlaneMesh, TrafficUsesOnlyStreamedConfigAndCaIssuedCertificates) {
   EXPECT_EQ(connected, 4) << st.dump(2);  // a ztunnel and an agent per node
   EXPECT_GE(st["ca"].value("issued", 0.0), 2.0) << st.dump(2);
 
+  // The CA's record of what it issued: the workload certificates with their expiries.
+  bool frontend_cert = false;
+  for (const auto& c : st["ca"]["certificates"]) {
+    frontend_cert |= c.value("identity", "") == "spiffe://cluster.local/ns/shop/sa/frontend" &&
+                     !c.value("not_after", "").empty();
+  }
+  EXPECT_TRUE(frontend_cert) << st.dump(2);
+
   std::string table = Weftctl({"status"});
   EXPECT_NE(table.find("node1"), std::string::npos) << table;
   EXPECT_NE(table.find("ztunnel"), std::string::npos) << table;
   EXPECT_NE(table.find("REJECTED OBJECTS\n  none"), std::string::npos) << table;
+  EXPECT_NE(table.find("CERTIFICATES (the newest issued per node and identity)"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("spiffe://cluster.local/ns/shop/sa/frontend"), std::string::npos) << table;
+  EXPECT_EQ(table.find("EXPIRED"), std::string::npos) << table;
   std::string dump = Weftctl({"config-dump", "node1"});
   auto view = nlohmann::json::parse(dump, nullptr, false);
   ASSERT_FALSE(view.is_discarded()) << dump;
