@@ -499,5 +499,57 @@ TEST_F(WeftdKubernetes, MissingConfigMapPermissionStopsStartWithTheRbacToGrant) 
       << ReadAll(log);
 }
 
+TEST_F(WeftdKubernetes, A401WhileListingKeepsWeftdNotReadyWithTheCauseLoggedAndRetries) {
+  // The root is in place, but the API server refuses weftd's credentials for the pod list
+  // (e.g. a revoked token): weftd runs, is not ready, says why, and retries with backoff.
+  TestApiServer api;
+  auto ca = *tls::CertificateAuthority::CreateRoot("weft", std::chrono::hours(24));
+  json stored = {{"kind", "Secret"},
+                 {"apiVersion", "v1"},
+                 {"metadata", {{"name", "weft-ca-root"}, {"namespace", kNs}}},
+                 {"data",
+                  {{"ca-cert.pem", absl::Base64Escape(ca.root_pem())},
+                   {"ca-key.pem", absl::Base64Escape(*ca.KeyPem())}}}};
+  api.Enqueue(kSecret, {.status = 200, .body = stored.dump()});
+  json cm = {{"kind", "ConfigMap"},
+             {"apiVersion", "v1"},
+             {"metadata", {{"name", "weft-ca-root-cert"}, {"namespace", kNs}}},
+             {"data", {{"root-cert.pem", ca.root_pem()}}}};
+  api.Enqueue(kConfigMap, {.status = 200, .body = cm.dump()});
+  const std::string unauthorized =
+      R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",)"
+      R"("message":"Unauthorized","reason":"Unauthorized","code":401})";
+  api.Enqueue(kPods, {.status = 401, .body = unauthorized});
+  api.Enqueue(kPods, {.status = 401, .body = unauthorized});
+  ServeListsAndReviews(api);  // queued after the two 401s: the third pod list succeeds
+
+  auto w = StartWeftd(api.url(), dir_.path(), "weftd");
+  ASSERT_TRUE(w.ok()) << w.status();
+  int status = 0;
+  auto ready = HttpGet(w->readiness, "/healthz/ready", -1, &status, 1000);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(status, 503);
+  EXPECT_EQ(*ready, "Kubernetes source not synced yet\n");
+  EXPECT_TRUE(WaitFor([&] {
+    return w->Log().find("the API server rejected weftd's credentials (401 Unauthorized)") !=
+           std::string::npos;
+  })) << w->Log();
+  EXPECT_NE(w->Log().find(R"("kind":"Pod")"), std::string::npos) << w->Log();
+
+  // Backoff, then the list goes through: ready, and the errors were counted.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = HttpGet(w->readiness, "/healthz/ready", -1, &status, 1000);
+        return r.ok() && status == 200;
+      },
+      15s))
+      << w->Log();
+  auto metrics = HttpGet(w->metrics, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(MetricSum(*metrics, "weft_k8s_errors_total", {{"kind", "Pod"}, {"code", "401"}}), 2)
+      << *metrics;
+  EXPECT_GE(WithMethod(api.Requests(kPods), "GET").size(), 3u);
+  EXPECT_EQ(w->proc.Terminate(5s), 0) << w->Log();
+}
 }  // namespace
 }  // namespace weft::cp
