@@ -31,6 +31,16 @@ struct Stored {
   std::string source;
   json raw;  // as received: unchanged re-deliveries (resyncs, reloads) are no-ops
   Parsed value;
+  uint64_t rev = 0;  // unique per accepted version of any object
+};
+
+// A pod's published Workload and what it was built from besides the pod itself, so that a
+// rebuild reuses it (no protobuf built, no bytes compared) while none of that changed.
+struct WorkloadMemo {
+  uint64_t rev = 0;
+  bool enrolled = false;
+  std::vector<std::string> addresses;
+  std::shared_ptr<const weft::config::v1::Resource> res;
 };
 
 using ResPtr = std::shared_ptr<const pb::Resource>;
@@ -77,6 +87,8 @@ struct State {
   std::optional<Common> common;
   uint64_t common_generation = 0;
   std::array<PublishedMap, kKinds> published;
+  std::unordered_map<std::string, WorkloadMemo> workload_memo;  // by uid
+  uint64_t next_rev = 0;
 
   prometheus::Family<prometheus::Counter>* rejected_total = nullptr;
   prometheus::Family<prometheus::Counter>* ignored_total = nullptr;
@@ -159,6 +171,7 @@ bool PeerAuthnApplies(const pb::PeerAuthentication& p, const std::string& root,
 struct PodRef {
   std::string ns, name;
   const PodObj* pod;
+  uint64_t rev;
 };
 
 // Pods that are workloads (not hostNetwork, not terminated), sorted by uid, first of a uid.
@@ -168,7 +181,7 @@ std::vector<PodRef> WorkloadPods(const State& st) {
     const PodObj& p = std::get<PodObj>(stored.value);
     if (p.host_network || Terminated(p)) continue;
     auto [ns, name] = SplitKey(key);
-    out.push_back({ns, name, &p});
+    out.push_back({ns, name, &p, stored.rev});
   }
   std::stable_sort(out.begin(), out.end(),
                    [](const PodRef& a, const PodRef& b) { return a.pod->uid < b.pod->uid; });
@@ -309,20 +322,10 @@ Common BuildCommon(State& st, const ModelOptions& opts) {
   std::unordered_map<std::string, bool> ns_enrolled;
   std::vector<std::string> uids;
   uids.reserve(pods.size());
+  std::unordered_map<std::string, internal::WorkloadMemo> memo;
+  memo.reserve(pods.size());
   for (const PodRef& r : pods) {
     const PodObj& p = *r.pod;
-    pb::Resource res;
-    pb::Workload& w = *res.mutable_workload();
-    w.set_uid(p.uid);
-    w.set_name(r.name);
-    w.set_namespace_(r.ns);
-    w.set_service_account(p.service_account);
-    w.set_node(p.node);
-    w.set_workload_name(p.workload_name);
-    w.set_trust_domain(opts.trust_domain);
-    w.set_netns_path(p.netns_path);
-    w.set_phase(p.phase);
-    for (const auto& [k, v] : p.labels) (*w.mutable_labels())[k] = v;
     auto ns_it = ns_enrolled.find(r.ns);
     if (ns_it == ns_enrolled.end()) {
       const Labels ns_labels = NamespaceLabels(st, r.ns);
@@ -332,8 +335,8 @@ Common BuildCommon(State& st, const ModelOptions& opts) {
     auto opt_out = p.labels.find("weft.dev/mesh");
     const bool enrolled =
         ns_it->second && (opt_out == p.labels.end() || opt_out->second != "disabled");
-    w.set_protocol(enrolled ? pb::Workload::HBONE : pb::Workload::TCP);
     const size_t index = c.workloads.size();
+    std::vector<std::string> addresses;
     for (const std::string& ip : p.ips) {
       const std::string canonical = IpAddr::Parse(ip)->ToString();
       if (!claimed.insert(canonical).second) {
@@ -341,16 +344,41 @@ Common BuildCommon(State& st, const ModelOptions& opts) {
                  {{"pod", Key(r.ns, p.uid)}, {"ip", ip}});
         continue;
       }
-      w.add_addresses(ip);
+      addresses.push_back(ip);
       by_ip.emplace(canonical, index);
     }
     by_uid.emplace(p.uid, index);
     by_ns[r.ns].push_back(index);
     c.by_node[p.node].push_back(index);
     uids.push_back(p.uid);
-    c.workloads.push_back(pub.Publish(pb::ResourceKey::WORKLOAD, p.uid, std::move(res)));
+    ResPtr published;
+    if (auto old = st.workload_memo.find(p.uid);
+        old != st.workload_memo.end() && old->second.rev == r.rev &&
+        old->second.enrolled == enrolled && old->second.addresses == addresses) {
+      published = old->second.res;
+    } else {
+      pb::Resource res;
+      pb::Workload& w = *res.mutable_workload();
+      w.set_uid(p.uid);
+      w.set_name(r.name);
+      w.set_namespace_(r.ns);
+      w.set_service_account(p.service_account);
+      w.set_node(p.node);
+      w.set_workload_name(p.workload_name);
+      w.set_trust_domain(opts.trust_domain);
+      w.set_netns_path(p.netns_path);
+      w.set_phase(p.phase);
+      for (const auto& [k, v] : p.labels) (*w.mutable_labels())[k] = v;
+      w.set_protocol(enrolled ? pb::Workload::HBONE : pb::Workload::TCP);
+      for (const std::string& ip : addresses) w.add_addresses(ip);
+      published = std::make_shared<const pb::Resource>(std::move(res));
+    }
+    memo.insert_or_assign(p.uid,
+                          internal::WorkloadMemo{r.rev, enrolled, std::move(addresses), published});
+    c.workloads.push_back(std::move(published));
     c.pods.push_back(&p);
   }
+  st.workload_memo = std::move(memo);
 
   // EndpointSlices by "<ns>/<service>".
   std::map<std::string, std::vector<std::pair<std::string, const internal::SliceObj*>>> slices;
@@ -718,7 +746,7 @@ absl::Status Model::Apply(const ObjectEvent& ev) {
             if (existing != objects.end()) {
               change(Affected(st, opts_, id->kind, key, existing->second.value));
             }
-            Stored stored{ev.source, ev.object, std::move(*parsed)};
+            Stored stored{ev.source, ev.object, std::move(*parsed), ++st.next_rev};
             objects.insert_or_assign(key, std::move(stored));
             ++st.generation;  // before Affected: it must see the new state
             change(Affected(st, opts_, id->kind, key, objects.at(key).value));

@@ -579,7 +579,7 @@ class RandomObjects {
   std::mt19937_64 rng_;
 };
 
-TEST(SharedNodeViewTest, EqualsNodeViewForRandomModels) {
+TEST(SharedNodeViewTest, EqualsNodeViewAndAFreshModelForRandomChanges) {
   int policies_seen = 0, workloads_seen = 0;
   for (uint64_t seed = 1; seed <= 12; ++seed) {
     SCOPED_TRACE(seed);
@@ -589,15 +589,30 @@ TEST(SharedNodeViewTest, EqualsNodeViewForRandomModels) {
     for (int step = 0; step < 60; ++step) {
       if (!applied.empty() && gen.Pick(6) == 0) {
         const size_t i = static_cast<size_t>(gen.Pick(static_cast<int>(applied.size())));
-        (void)model.Apply(Delete(applied[i]));
-        applied.erase(applied.begin() + static_cast<std::ptrdiff_t>(i));
+        const json gone = applied[i];
+        (void)model.Apply(Delete(gone));
+        auto same_object = [&](const json& o) {
+          return o["kind"] == gone["kind"] && o["metadata"]["name"] == gone["metadata"]["name"] &&
+                 o["metadata"].value("namespace", "") == gone["metadata"].value("namespace", "");
+        };
+        applied.erase(std::remove_if(applied.begin(), applied.end(), same_object), applied.end());
       } else {
         json o = gen.Any();
         if (model.Apply(Upsert(o)).ok()) applied.push_back(o);
       }
       if (step % 5 != 4) continue;
+      // The incremental model (objects kept across generations) against one built from scratch.
+      Model fresh;
+      for (const json& o : applied) ASSERT_TRUE(fresh.Apply(Upsert(o)).ok());
       for (const char* node : {"n0", "n1", "n2", "n3", "n-none"}) {
         const pb::ConfigSnapshot want = model.NodeView(node);
+        pb::ConfigSnapshot scratch = fresh.NodeView(node), incremental = want;
+        scratch.clear_version();
+        incremental.clear_version();
+        ASSERT_TRUE(google::protobuf::util::MessageDifferencer::Equals(incremental, scratch))
+            << node << " step " << step << "\nincremental:\n"
+            << ToJson(incremental) << "\nfrom scratch:\n"
+            << ToJson(scratch);
         const pb::ConfigSnapshot got = SharedToSnapshot(model.SharedNodeView(node));
         policies_seen += want.authorization_policies_size() + want.peer_authentications_size() +
                          want.network_policies_size();

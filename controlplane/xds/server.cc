@@ -437,6 +437,11 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
       auto a = base_->resources.begin(), ae = base_->resources.end();
       auto b = latest_->resources.begin(), be = latest_->resources.end();
       while (a != ae || b != be) {
+        if (a != ae && b != be && *a == *b) {  // the same object: nothing to send
+          ++a;
+          ++b;
+          continue;
+        }
         if (b == be || (a != ae && (*a)->key < (*b)->key)) {
           *out_.add_removed() = xds::ToProto((*a)->key);
           ++a;
@@ -688,10 +693,14 @@ ViewPtr ConfigDiscoveryServer::Core::BuildView(const std::string& node) {
         bad);
   }
   auto by_key = [](const EntryPtr& a, const EntryPtr& b) { return a->key < b->key; };
-  // weftd's model hands views over in key order already; sorting is then a linear check.
-  if (!std::is_sorted(v->resources.begin(), v->resources.end(), by_key)) {
-    std::stable_sort(v->resources.begin(), v->resources.end(), by_key);
+  // weftd's model hands views over in strict key order already (sorted, no duplicates): then
+  // one compare per resource is all this costs.
+  bool strictly_ordered = true;
+  for (size_t i = 1; i < v->resources.size() && strictly_ordered; ++i) {
+    strictly_ordered = by_key(v->resources[i - 1], v->resources[i]);
   }
+  if (strictly_ordered) return v;
+  std::stable_sort(v->resources.begin(), v->resources.end(), by_key);
   auto dup = [](const EntryPtr& a, const EntryPtr& b) { return a->key == b->key; };
   for (auto it = std::adjacent_find(v->resources.begin(), v->resources.end(), dup);
        it != v->resources.end(); it = std::adjacent_find(std::next(it), v->resources.end(), dup)) {
