@@ -151,8 +151,13 @@ class UpTest : public ::testing::Test {
   std::string root_, name_, dir_;
 };
 
-TEST_F(UpTest, MeshLifecycle) {
-  auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables", dir_});
+class UpLifecycleTest : public UpTest, public ::testing::WithParamInterface<const char*> {};
+
+// iptables capture, and auto (eBPF where the kernel has the hooks, as here in CI).
+INSTANTIATE_TEST_SUITE_P(Capture, UpLifecycleTest, ::testing::Values("iptables", "auto"));
+
+TEST_P(UpLifecycleTest, MeshLifecycle) {
+  auto up = Weftctl({"up", "--nodes", "2", "--capture", GetParam(), dir_});
   ASSERT_TRUE(up.ok()) << up.status();
   EXPECT_NE(up->find("shop/server"), std::string::npos) << *up;
   EXPECT_NE(up->find("10.247.0.1"), std::string::npos) << *up;
@@ -264,6 +269,28 @@ TEST_F(UpTest, CrashedSupervisorIsCleanedByUpAndDown) {
   EXPECT_NE(down->find("is gone"), std::string::npos) << *down;
   ExpectNothingLeft(second.prefix);
 }
+
+#ifdef WEFT_TEASHOP_MANIFESTS
+// The demo shop (examples/teashop) from its own manifests: weft-teashop found in the build
+// tree, the load driver in the unenrolled `legacy` pod against the enrolled shop.
+TEST_F(UpTest, TeashopRunsEnrolledWithLoadFromOutside) {
+  auto up = Weftctl({"up", "--nodes", "2", WEFT_TEASHOP_MANIFESTS});
+  ASSERT_TRUE(up.ok()) << up.status();
+  MeshState s = State();
+  auto label = Weftctl({"label", "namespace", "shop", "weft.dev/mesh=enabled", "--wait"});
+  ASSERT_TRUE(label.ok()) << label.status();
+  auto load = Weftctl({"exec", "legacy/client", "--", "weft-teashop", "--role", "load", "--target",
+                       "http://frontend.shop.svc.cluster.local:80", "--duration", "2s"},
+                      seconds(60));
+  ASSERT_TRUE(load.ok()) << load.status();
+  EXPECT_NE(load->find("successful"), std::string::npos) << *load;
+  // frontend -> upstreams crosses nodes inside the enrolled namespace.
+  EXPECT_GT(MtlsConnections(s), 0);
+  auto down = Weftctl({"down"});
+  ASSERT_TRUE(down.ok()) << down.status();
+  ExpectNothingLeft(s.prefix);
+}
+#endif
 
 }  // namespace
 }  // namespace weft::up
