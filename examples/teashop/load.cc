@@ -1,5 +1,6 @@
 #include "examples/teashop/load.h"
 
+#include <algorithm>
 #include <memory>
 #include <random>
 #include <thread>
@@ -28,8 +29,10 @@ asio::awaitable<void> User(Shared& sh, int index, std::map<std::string, TypeStat
   auto id = [&] {
     return 1 + static_cast<int>(rng() % static_cast<uint32_t>(sh.opts.catalogue_size));
   };
-  // Every user starts at "home": checkout must come after its own cart_add.
-  for (size_t i = 0; std::chrono::steady_clock::now() < sh.deadline; ++i) {
+  // Every user starts at "home" (checkout must come after its own cart_add) and completes at
+  // least one full cycle, so the report covers all eight types however slow the shop is.
+  for (size_t i = 0; i < kRequestTypes.size() || std::chrono::steady_clock::now() < sh.deadline;
+       ++i) {
     const RequestType& t = kRequestTypes[i % kRequestTypes.size()];
     std::string target(t.path), body;
     std::vector<std::pair<std::string, std::string>> headers = {{"X-User", user}};
@@ -64,7 +67,18 @@ asio::awaitable<void> User(Shared& sh, int index, std::map<std::string, TypeStat
     }
     ++s.by_status[res->result_int()];
     if (res->result_int() >= 400) {
-      s.last_error = absl::StrCat(res->result_int(), " ", res->body().substr(0, 300));
+      // One line for the report: the front end's error paragraph when it has one.
+      std::string body = res->body();
+      if (size_t p = body.find("<p class=\"error\">"); p != std::string::npos) {
+        body = body.substr(p + 17, body.find("</p>", p) - p - 17);
+      }
+      body = body.substr(0, 300);
+      std::replace(body.begin(), body.end(), '\n', ' ');
+      auto up = res->find("X-Upstream");
+      s.last_error = absl::StrCat(
+          res->result_int(),
+          up == res->end() ? "" : absl::StrCat(" (upstream ", std::string(up->value()), ")"), ": ",
+          body);
     }
   }
 }
