@@ -61,8 +61,20 @@ struct NodePolicies {
   std::vector<size_t> authz, peerauthn, netpols;
 };
 
+struct PodRef {
+  std::string ns, name;
+  const PodObj* pod;
+  uint64_t rev;  // Stored::rev
+};
+// Workload indices (into the uid-sorted pod list) by namespace, each list in uid order.
+using NsIndex = std::unordered_map<std::string, std::vector<size_t>>;
+
 // Everything derived from the objects, shared by all node views of one generation.
 struct Common {
+  // The uid-sorted workload pods and their indexes (kept for rebuilding policies alone).
+  std::vector<PodRef> pod_refs;
+  NsIndex by_ns;
+  std::map<std::string, size_t> by_uid;
   std::vector<ResPtr> workloads;                                    // sorted by uid
   std::vector<const PodObj*> pods;                                  // parallel to workloads
   std::vector<ResPtr> services;                                     // sorted by "<ns>/<name>"
@@ -88,6 +100,7 @@ struct State {
   uint64_t common_generation = 0;
   std::array<PublishedMap, kKinds> published;
   std::unordered_map<std::string, WorkloadMemo> workload_memo;  // by uid
+  std::set<std::string> dirty_kinds;  // kinds changed since `common` was built
   uint64_t next_rev = 0;
 
   prometheus::Family<prometheus::Counter>* rejected_total = nullptr;
@@ -111,8 +124,10 @@ using internal::Common;
 using internal::kKinds;
 using internal::Labels;
 using internal::NetPolObj;
+using internal::NsIndex;
 using internal::Parsed;
 using internal::PodObj;
+using internal::PodRef;
 using internal::PublishedMap;
 using internal::ResPtr;
 using internal::State;
@@ -168,12 +183,6 @@ bool PeerAuthnApplies(const pb::PeerAuthentication& p, const std::string& root,
   return p.namespace_() == ns && MatchLabels(p.selector().match_labels(), labels);
 }
 
-struct PodRef {
-  std::string ns, name;
-  const PodObj* pod;
-  uint64_t rev;
-};
-
 // Pods that are workloads (not hostNetwork, not terminated), sorted by uid, first of a uid.
 std::vector<PodRef> WorkloadPods(const State& st) {
   std::vector<PodRef> out;
@@ -194,9 +203,6 @@ std::vector<PodRef> WorkloadPods(const State& st) {
 std::string HostCidr(const std::string& ip) {
   return absl::StrCat(ip, ip.find(':') != std::string::npos ? "/128" : "/32");
 }
-
-// Workload indices (into the uid-sorted pod list) by namespace, each list in uid order.
-using NsIndex = std::unordered_map<std::string, std::vector<size_t>>;
 
 pb::NetworkPolicy TranslateNetworkPolicy(const State& st, const std::string& ns,
                                          const std::string& name, const NetPolObj& np,
@@ -303,22 +309,31 @@ class Publisher {
       p = std::make_shared<const pb::Resource>(std::move(r));
     }
     fresh_[kind].insert_or_assign(key, internal::Published{std::move(bytes), p});
+    touched_[kind] = true;
     return p;
   }
-  void Commit() { old_ = std::move(fresh_); }
+  // Kinds not published this time (not rebuilt) keep their previous objects.
+  void Touch(int kind) { touched_[kind] = true; }
+  void Commit() {
+    for (int k = 0; k < kKinds; ++k) {
+      if (touched_[k]) old_[k] = std::move(fresh_[k]);
+    }
+  }
 
  private:
   std::array<PublishedMap, kKinds>& old_;
   std::array<PublishedMap, kKinds> fresh_;
+  std::array<bool, kKinds> touched_{};
 };
 
-Common BuildCommon(State& st, const ModelOptions& opts) {
-  Common c;
-  Publisher pub(st.published);
-  const std::vector<PodRef> pods = WorkloadPods(st);
+// Workloads and services (and the pod indexes the policies use).
+void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, Publisher& pub) {
+  c.pod_refs = WorkloadPods(st);
+  const std::vector<PodRef>& pods = c.pod_refs;
   std::set<std::string> claimed;
-  std::map<std::string, size_t> by_uid, by_ip;
-  NsIndex by_ns;
+  std::map<std::string, size_t>& by_uid = c.by_uid;
+  std::map<std::string, size_t> by_ip;
+  NsIndex& by_ns = c.by_ns;
   std::unordered_map<std::string, bool> ns_enrolled;
   std::vector<std::string> uids;
   uids.reserve(pods.size());
@@ -483,19 +498,34 @@ Common BuildCommon(State& st, const ModelOptions& opts) {
     c.services.push_back(pub.Publish(pb::ResourceKey::SERVICE, key, std::move(res)));
   }
 
+  pub.Touch(pb::ResourceKey::SERVICE);
+}
+
+void BuildNetworkPolicies(const State& st, Common& c, Publisher& pub) {
+  const std::vector<PodRef>& pods = c.pod_refs;
+  c.netpols.clear();
+  c.netpols_by_node.clear();
   for (const auto& [key, stored] : st.Of("NetworkPolicy")) {
     const NetPolObj& np = std::get<NetPolObj>(stored.value);
     if (!np.ingress_isolated) continue;
     auto [ns, name] = SplitKey(key);
     pb::Resource res;
-    *res.mutable_network_policy() = TranslateNetworkPolicy(st, ns, name, np, pods, by_ns);
+    *res.mutable_network_policy() = TranslateNetworkPolicy(st, ns, name, np, pods, c.by_ns);
     std::set<std::string> nodes;
     for (const std::string& uid : res.network_policy().workload_uids()) {
-      nodes.insert(pods[by_uid.at(uid)].pod->node);
+      nodes.insert(pods[c.by_uid.at(uid)].pod->node);
     }
     for (const std::string& n : nodes) c.netpols_by_node[n].push_back(c.netpols.size());
     c.netpols.push_back(pub.Publish(pb::ResourceKey::NETWORK_POLICY, key, std::move(res)));
   }
+  pub.Touch(pb::ResourceKey::NETWORK_POLICY);
+}
+
+void BuildSecurityPolicies(const State& st, Common& c, Publisher& pub) {
+  c.authz.clear();
+  c.peerauthn.clear();
+  c.authz_by_ns.clear();
+  c.peerauthn_by_ns.clear();
   for (const auto& [key, stored] : st.Of("AuthorizationPolicy")) {
     pb::Resource res;
     *res.mutable_authorization_policy() = std::get<pb::AuthorizationPolicy>(stored.value);
@@ -508,16 +538,34 @@ Common BuildCommon(State& st, const ModelOptions& opts) {
     c.peerauthn_by_ns[SplitKey(key).first].push_back(c.peerauthn.size());
     c.peerauthn.push_back(pub.Publish(pb::ResourceKey::PEER_AUTHENTICATION, key, std::move(res)));
   }
-  pub.Commit();
-  return c;
+  pub.Touch(pb::ResourceKey::AUTHORIZATION_POLICY);
+  pub.Touch(pb::ResourceKey::PEER_AUTHENTICATION);
 }
 
+// Rebuilt on the first view after a change. Workloads and services depend on pods, services,
+// slices and namespaces; when only policies changed, the rest of the previous build stays.
 Common& GetCommon(State& st, const ModelOptions& opts) {
-  if (!st.common || st.common_generation != st.generation) {
-    st.common = BuildCommon(st, opts);
-    st.common_generation = st.generation;
+  if (st.common && st.common_generation == st.generation) return *st.common;
+  static const std::set<std::string> kPolicyKinds = {"AuthorizationPolicy", "PeerAuthentication",
+                                                     "NetworkPolicy", "ServiceAccount"};
+  const bool policies_only =
+      st.common && std::all_of(st.dirty_kinds.begin(), st.dirty_kinds.end(),
+                               [](const std::string& k) { return kPolicyKinds.contains(k); });
+  Publisher pub(st.published);
+  if (!policies_only) {
+    st.common.emplace();
+    BuildWorkloadsAndServices(st, opts, *st.common, pub);
   }
-  return *st.common;
+  Common& c = *st.common;
+  if (!policies_only || st.dirty_kinds.contains("NetworkPolicy")) {
+    BuildNetworkPolicies(st, c, pub);
+  }
+  BuildSecurityPolicies(st, c, pub);
+  c.node_policies.clear();
+  pub.Commit();
+  st.dirty_kinds.clear();
+  st.common_generation = st.generation;
+  return c;
 }
 
 // The policies that apply to the node's pods (Istio scoping: a pod sees policies of its own
@@ -682,7 +730,10 @@ absl::Status Model::Apply(const ObjectEvent& ev) {
         }
       }
       seen.clear();
-      if (did_change) ++st.generation;
+      if (did_change) {
+        ++st.generation;
+        st.dirty_kinds.insert(ev.kind);
+      }
     } else {
       auto reject = [&](const std::string& kind, const std::string& ns, const std::string& name,
                         const absl::Status& why) {
@@ -725,6 +776,7 @@ absl::Status Model::Apply(const ObjectEvent& ev) {
             objects.erase(existing);
             st.applied_total->Add({{"kind", id->kind}}).Increment();
             ++st.generation;
+            st.dirty_kinds.insert(id->kind);
           }
         } else {
           st.seen[{ev.source, id->kind}].insert(key);
@@ -749,6 +801,7 @@ absl::Status Model::Apply(const ObjectEvent& ev) {
             Stored stored{ev.source, ev.object, std::move(*parsed), ++st.next_rev};
             objects.insert_or_assign(key, std::move(stored));
             ++st.generation;  // before Affected: it must see the new state
+            st.dirty_kinds.insert(id->kind);
             change(Affected(st, opts_, id->kind, key, objects.at(key).value));
             st.applied_total->Add({{"kind", id->kind}}).Increment();
           }

@@ -161,6 +161,12 @@ struct ConfigDiscoveryServer::Core : std::enable_shared_from_this<Core> {
     absl::Status error;  // no key: dropped from every view
   };
   absl::flat_hash_map<const pb::Resource*, CachedResource> by_ptr;
+  // The previous shared view's input and its entries (same positions), of which the first
+  // prev_ordered are in strict key order with none dropped: consecutive nodes' views mostly
+  // start with the same objects (every workload and service), reused with a pointer compare.
+  std::vector<std::shared_ptr<const pb::Resource>> prev_input;
+  std::vector<EntryPtr> prev_entries;
+  size_t prev_ordered = 0;
   std::set<std::string> warned_uncarried;
 };
 
@@ -653,29 +659,56 @@ ViewPtr ConfigDiscoveryServer::Core::BuildView(const std::string& node) {
              {{"node", node}, {"error", std::string(st.message())}});
   };
   if (shared_views) {
-    v->resources.reserve(shared.resources.size());
-    for (const auto& r : shared.resources) {
-      if (r == nullptr) continue;
-      auto [it, inserted] = by_ptr.try_emplace(r.get());
-      CachedResource& c = it->second;
-      // An expired owner means the address was reused by a new object: compute afresh.
-      if (!inserted && c.owner.expired()) inserted = true;
-      if (inserted) {
-        c = CachedResource{r, nullptr, absl::OkStatus()};
-        auto key = xds::KeyOf(*r);
-        if (key.ok()) {
-          c.entry =
-              std::make_shared<const Entry>(Entry{std::move(*key), xds::DeterministicBytes(*r)});
+    const auto& in = shared.resources;
+    v->resources.reserve(in.size());
+    size_t same = 0;
+    const size_t limit = std::min({in.size(), prev_input.size(), prev_ordered});
+    while (same < limit && in[same] == prev_input[same]) ++same;
+    std::vector<EntryPtr> entries(in.size());
+    for (size_t i = 0; i < same; ++i) {
+      entries[i] = prev_entries[i];
+      v->resources.push_back(entries[i]);
+    }
+    size_t ordered = same;
+    bool in_order = true;
+    for (size_t i = same; i < in.size(); ++i) {
+      const auto& r = in[i];
+      EntryPtr e;
+      if (r != nullptr) {
+        auto [it, inserted] = by_ptr.try_emplace(r.get());
+        CachedResource& c = it->second;
+        // An expired owner means the address was reused by a new object: compute afresh.
+        if (!inserted && c.owner.expired()) inserted = true;
+        if (inserted) {
+          c = CachedResource{r, nullptr, absl::OkStatus()};
+          auto key = xds::KeyOf(*r);
+          if (key.ok()) {
+            c.entry =
+                std::make_shared<const Entry>(Entry{std::move(*key), xds::DeterministicBytes(*r)});
+          } else {
+            c.error = key.status();
+          }
+        }
+        if (c.error.ok()) {
+          e = c.entry;
         } else {
-          c.error = key.status();
+          bad(c.error);
         }
       }
-      if (!c.error.ok()) {
-        bad(c.error);
-        continue;
+      if (e != nullptr) v->resources.push_back(e);
+      if (in_order) {
+        in_order =
+            e != nullptr && (i == 0 || (entries[i - 1] != nullptr && entries[i - 1]->key < e->key));
+        if (in_order) ordered = i + 1;
       }
-      v->resources.push_back(c.entry);
+      entries[i] = std::move(e);
     }
+    prev_input = in;
+    prev_entries = std::move(entries);
+    prev_ordered = ordered;
+    // weftd's model hands views over in strict key order (sorted, no duplicates, none
+    // dropped): nothing more to do.
+    if (ordered == in.size()) return v;
   } else {
     v->resources.reserve(static_cast<size_t>(snap.workloads_size() + snap.services_size()));
     (void)xds::ForEachResource(
@@ -693,13 +726,6 @@ ViewPtr ConfigDiscoveryServer::Core::BuildView(const std::string& node) {
         bad);
   }
   auto by_key = [](const EntryPtr& a, const EntryPtr& b) { return a->key < b->key; };
-  // weftd's model hands views over in strict key order already (sorted, no duplicates): then
-  // one compare per resource is all this costs.
-  bool strictly_ordered = true;
-  for (size_t i = 1; i < v->resources.size() && strictly_ordered; ++i) {
-    strictly_ordered = by_key(v->resources[i - 1], v->resources[i]);
-  }
-  if (strictly_ordered) return v;
   std::stable_sort(v->resources.begin(), v->resources.end(), by_key);
   auto dup = [](const EntryPtr& a, const EntryPtr& b) { return a->key == b->key; };
   for (auto it = std::adjacent_find(v->resources.begin(), v->resources.end(), dup);
