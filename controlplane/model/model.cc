@@ -12,6 +12,7 @@
 #include <optional>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -29,7 +30,10 @@ namespace internal {
 
 struct Stored {
   std::string source;
-  json raw;  // as received: unchanged re-deliveries (resyncs, reloads) are no-ops
+  // As received, serialized (compact JSON, keys sorted, so equal objects give equal text):
+  // unchanged re-deliveries (resyncs, reloads) are no-ops. Text, not a json tree: at 10,000
+  // pods the trees cost several times the memory.
+  std::string raw;
   Parsed value;
   uint64_t rev = 0;  // unique per accepted version of any object
 };
@@ -74,7 +78,7 @@ struct Common {
   // The uid-sorted workload pods and their indexes (kept for rebuilding policies alone).
   std::vector<PodRef> pod_refs;
   NsIndex by_ns;
-  std::map<std::string, size_t> by_uid;
+  std::unordered_map<std::string, size_t> by_uid;
   std::vector<ResPtr> workloads;                                    // sorted by uid
   std::vector<const PodObj*> pods;                                  // parallel to workloads
   std::vector<ResPtr> services;                                     // sorted by "<ns>/<name>"
@@ -330,9 +334,9 @@ class Publisher {
 void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, Publisher& pub) {
   c.pod_refs = WorkloadPods(st);
   const std::vector<PodRef>& pods = c.pod_refs;
-  std::set<std::string> claimed;
-  std::map<std::string, size_t>& by_uid = c.by_uid;
-  std::map<std::string, size_t> by_ip;
+  std::unordered_set<std::string> claimed;
+  std::unordered_map<std::string, size_t>& by_uid = c.by_uid;
+  std::unordered_map<std::string, size_t> by_ip;
   NsIndex& by_ns = c.by_ns;
   std::unordered_map<std::string, bool> ns_enrolled;
   std::vector<std::string> uids;
@@ -402,14 +406,14 @@ void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, P
     const std::string ns = SplitKey(key).first;
     slices[Key(ns, s.service)].emplace_back(ns, &s);
   }
-  std::map<std::string, std::string> uid_by_name;  // "<ns>/<name>" -> uid; slices need it
+  std::unordered_map<std::string, std::string> uid_by_name;  // "<ns>/<name>" -> uid; slices need it
   if (!slices.empty()) {
     for (const auto& [key, stored] : st.Of("Pod")) {
       uid_by_name.emplace(key, std::get<PodObj>(stored.value).uid);
     }
   }
 
-  std::set<std::string> claimed_vips;
+  std::unordered_set<std::string> claimed_vips;
   for (const auto& [key, stored] : st.Of("Service")) {
     const auto& svc = std::get<internal::ServiceObj>(stored.value);
     auto [ns, name] = SplitKey(key);
@@ -784,7 +788,8 @@ absl::Status Model::Apply(const ObjectEvent& ev) {
             reject(id->kind, id->ns, id->name,
                    absl::InvalidArgumentError(
                        absl::StrCat("already defined by ", existing->second.source)));
-          } else if (existing != objects.end() && existing->second.raw == ev.object) {
+          } else if (std::string raw = ev.object.dump();
+                     existing != objects.end() && existing->second.raw == raw) {
             st.rejected.erase(rkey);  // the accepted version again
           } else if (auto parsed = internal::ParseObject(*id, ev.object); !parsed.ok()) {
             reject(id->kind, id->ns, id->name, parsed.status());
@@ -798,7 +803,7 @@ absl::Status Model::Apply(const ObjectEvent& ev) {
             if (existing != objects.end()) {
               change(Affected(st, opts_, id->kind, key, existing->second.value));
             }
-            Stored stored{ev.source, ev.object, std::move(*parsed), ++st.next_rev};
+            Stored stored{ev.source, std::move(raw), std::move(*parsed), ++st.next_rev};
             objects.insert_or_assign(key, std::move(stored));
             ++st.generation;  // before Affected: it must see the new state
             st.dirty_kinds.insert(id->kind);
