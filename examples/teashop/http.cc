@@ -332,8 +332,8 @@ void Server::Stop() {
 
 Server::~Server() {
   Stop();
-  // The handler (e.g. a front end's pooled upstream connections) may own sockets of the workers'
-  // io_contexts: release it while they still exist.
+  // Whatever the handler holds that belongs to the workers' io_contexts is released while they
+  // still exist.
   handler_ = nullptr;
   acceptor_.reset();
 }
@@ -341,9 +341,51 @@ Server::~Server() {
 // ---------------------------------------------------------------------------------------------
 // UpstreamClient
 
+namespace {
+
+// Idle keep-alive connections, owned by the io_context they were opened on: asio shuts its
+// services down (closing these) while its reactor still exists, so a pooled connection is never
+// destroyed after its io_context, and a client destroyed first just leaves them to it.
+class IdlePool : public asio::execution_context::service {
+ public:
+  using Stream = beast::tcp_stream;
+  inline static asio::execution_context::id id;
+  explicit IdlePool(asio::execution_context& ctx) : asio::execution_context::service(ctx) {}
+
+  std::unique_ptr<Stream> Take(uint64_t client) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = idle_.find(client);
+    if (it == idle_.end() || it->second.empty()) return nullptr;
+    auto s = std::move(it->second.back());
+    it->second.pop_back();
+    return s;
+  }
+  void Put(uint64_t client, std::unique_ptr<Stream> s) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto& v = idle_[client];
+    if (v.size() < 256) v.push_back(std::move(s));
+  }
+
+ private:
+  void shutdown() override {
+    std::lock_guard<std::mutex> l(mu_);
+    idle_.clear();
+  }
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::vector<std::unique_ptr<Stream>>> idle_;
+};
+
+std::atomic<uint64_t> next_client_id{1};
+
+}  // namespace
+
 UpstreamClient::UpstreamClient(std::string name, Url url, ConnMode mode,
                                std::chrono::milliseconds timeout)
-    : name_(std::move(name)), url_(std::move(url)), mode_(mode), timeout_(timeout) {}
+    : name_(std::move(name)),
+      url_(std::move(url)),
+      mode_(mode),
+      timeout_(timeout),
+      id_(next_client_id.fetch_add(1)) {}
 
 UpstreamClient::~UpstreamClient() = default;
 
@@ -353,21 +395,6 @@ absl::Status UpstreamClient::Err(std::string_view step, const beast::error_code&
                          : ec.message();
   return absl::UnavailableError(
       absl::StrCat(name_, " (", url_.ToString(), "): ", Av(step), ": ", what));
-}
-
-std::unique_ptr<UpstreamClient::Stream> UpstreamClient::TakeIdle(const void* ctx) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = idle_.find(ctx);
-  if (it == idle_.end() || it->second.empty()) return nullptr;
-  auto s = std::move(it->second.back());
-  it->second.pop_back();
-  return s;
-}
-
-void UpstreamClient::PutIdle(const void* ctx, std::unique_ptr<Stream> s) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto& v = idle_[ctx];
-  if (v.size() < 256) v.push_back(std::move(s));
 }
 
 asio::awaitable<absl::StatusOr<std::unique_ptr<UpstreamClient::Stream>>> UpstreamClient::Connect() {
@@ -406,7 +433,7 @@ asio::awaitable<absl::StatusOr<Response>> UpstreamClient::Call(
     http::verb method, std::string target, std::string body,
     std::vector<std::pair<std::string, std::string>> headers) {
   auto ex = co_await asio::this_coro::executor;
-  const void* ctx = &asio::query(ex, asio::execution::context);
+  IdlePool& pool = asio::use_service<IdlePool>(asio::query(ex, asio::execution::context));
   Request req{method, url_.base_path + target, 11};
   req.set(http::field::host, absl::StrCat(url_.host, ":", url_.port));
   req.set(http::field::user_agent, "weft-teashop");
@@ -424,7 +451,7 @@ asio::awaitable<absl::StatusOr<Response>> UpstreamClient::Call(
     std::unique_ptr<Stream> s;
     bool reused = false;
     if (mode_ == ConnMode::kKeepAlive && attempt == 0) {
-      s = TakeIdle(ctx);
+      s = pool.Take(id_);
       reused = s != nullptr;
     }
     if (!s) {
@@ -450,7 +477,7 @@ asio::awaitable<absl::StatusOr<Response>> UpstreamClient::Call(
     Response res = parser.release();
     if (mode_ == ConnMode::kKeepAlive && res.keep_alive()) {
       s->expires_never();
-      PutIdle(ctx, std::move(s));
+      pool.Put(id_, std::move(s));
     } else {
       s->socket().shutdown(tcp::socket::shutdown_both, ec);
     }

@@ -109,9 +109,10 @@ absl::StatusOr<ConnMode> ParseConnMode(std::string_view s);  // "keepalive" | "p
 std::string_view ConnModeName(ConnMode m);
 
 // Calls one upstream. Thread-safe; Call() must run on a single-threaded io_context (the server's
-// workers and the load driver's are). Keep-alive connections are pooled per io_context (so a
-// connection never changes threads); a pooled connection that turns out closed is replaced and
-// the request retried once when no response byte had arrived.
+// workers and the load driver's are). Keep-alive connections are pooled inside the io_context
+// they belong to (an asio service), so a connection never changes threads and never outlives
+// its io_context, whichever of the two is destroyed first. A pooled connection that turns out
+// closed is replaced and the request retried once when no response byte had arrived.
 class UpstreamClient {
  public:
   UpstreamClient(std::string name, Url url, ConnMode mode,
@@ -133,19 +134,17 @@ class UpstreamClient {
  private:
   using Stream = beast::tcp_stream;
   asio::awaitable<absl::StatusOr<std::unique_ptr<Stream>>> Connect();
-  std::unique_ptr<Stream> TakeIdle(const void* ctx);
-  void PutIdle(const void* ctx, std::unique_ptr<Stream> s);
   absl::Status Err(std::string_view step, const beast::error_code& ec) const;
 
   std::string name_;
   Url url_;
   ConnMode mode_;
   std::chrono::milliseconds timeout_;
+  const uint64_t id_;  // this client's key in the io_contexts' idle pools
   std::atomic<uint64_t> opened_{0};
   std::mutex mu_;
-  std::unordered_map<const void*, std::vector<std::unique_ptr<Stream>>> idle_;  // by io_context
-  std::vector<asio::ip::tcp::endpoint> resolved_;                               // guarded by mu_
-  std::chrono::steady_clock::time_point resolved_at_;                           // guarded by mu_
+  std::vector<asio::ip::tcp::endpoint> resolved_;      // guarded by mu_
+  std::chrono::steady_clock::time_point resolved_at_;  // guarded by mu_
 };
 
 }  // namespace weft::teashop
