@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -35,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -47,6 +49,8 @@
 #include "controlplane/xds/client.h"
 #include "controlplane/xds/resources.h"
 #include "nlohmann/json.hpp"
+#include "weft/config/v1/config.grpc.pb.h"
+#include "ztunnel/state/snapshot.h"
 
 extern char** environ;
 
@@ -63,6 +67,7 @@ const char kUsage[] =
     "usage: weft-cp-bench [--pods N] [--services N] [--nodes N] [--policies N] [--namespaces N]\n"
     "                     [--changes N] [--out DIR] [--weftd PATH] [--plaintext]\n"
     "                     [--debounce-ms N] [--verify N] [--timeout-s N] [--seed N] [--keep]\n"
+    "                     [--client stream|configclient]\n"
     "  --pods/--services/--nodes/--policies  cluster size (default 10000/1000/100/500)\n"
     "  --namespaces N    namespaces the objects are spread over (default 50)\n"
     "  --changes N       one-pod changes to time (default 5; median and max reported)\n"
@@ -73,7 +78,11 @@ const char kUsage[] =
     "  --verify N        nodes whose final config is compared with weftd's /config_dump\n"
     "                    (default 3; -1: every node)\n"
     "  --timeout-s N     give up on a phase after N seconds (default 180)\n"
-    "  --keep            keep the temporary directory (manifests, weftd.log)\n";
+    "  --keep            keep the temporary directory (manifests, weftd.log)\n"
+    "  --client KIND     stream (default): each node applies the stream's snapshots and deltas\n"
+    "                    to its resource set and ACKs at once, so timings are weftd's;\n"
+    "                    configclient: the real ConfigClient (builds and validates a\n"
+    "                    ztunnel::ConfigSnapshot per version: 100 of those share this machine)\n";
 
 struct Flags {
   ClusterSpec spec;
@@ -85,6 +94,7 @@ struct Flags {
   int verify = 3;
   int timeout_s = 180;
   bool keep = false;
+  bool config_client = false;  // --client configclient
 };
 
 double Secs(Clock::duration d) {
@@ -218,37 +228,156 @@ class Weftd {
   std::string log_;
 };
 
-// ---- the nodes: one ConfigClient each, every accepted version timestamped
+// ---- the nodes: one config stream each, every accepted version timestamped
+
+// A node that speaks the stream protocol and nothing more: applies full snapshots and deltas to
+// its keyed resource set and ACKs each version at once. It does not build or validate a
+// ztunnel::ConfigSnapshot (ConfigClient does, see --client), so with 100 nodes in one process
+// the timings are weftd's, not those of 100 ztunnels' validation sharing this machine's cores.
+class StreamNode {
+ public:
+  using OnVersion = std::function<void(const std::string& version, size_t bytes)>;
+  StreamNode(ConfigClientOptions o, OnVersion cb) : opts_(std::move(o)), cb_(std::move(cb)) {}
+  ~StreamNode() { Stop(); }
+
+  absl::Status Start() {
+    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+    if (!opts_.root_ca_file.empty()) {
+      grpc::SslCredentialsOptions so;
+      so.pem_root_certs = ReadText(opts_.root_ca_file);
+      if (so.pem_root_certs.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat("cannot read ", opts_.root_ca_file));
+      }
+      creds = grpc::SslCredentials(so);
+    }
+    std::string token(absl::StripAsciiWhitespace(ReadText(opts_.bearer_token_file)));
+    if (token.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("no token in ", opts_.bearer_token_file));
+    }
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetMaxReceiveMessageSize(-1);
+    if (!opts_.tls_server_name.empty()) args.SetSslTargetNameOverride(opts_.tls_server_name);
+    stub_ = pb::ConfigDiscovery::NewStub(grpc::CreateCustomChannel(opts_.target, creds, args));
+    ctx_.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    thread_ = std::thread([this] { Run(); });
+    return absl::OkStatus();
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    ctx_.TryCancel();
+    thread_.join();
+  }
+
+  // The config this node runs, in the stream's canonical form.
+  pb::ConfigSnapshot Current() {
+    std::lock_guard<std::mutex> l(mu_);
+    pb::ConfigResponse full = globals_;
+    full.set_full_snapshot(true);
+    for (const auto& [key, bytes] : resources_) {
+      if (!full.add_upserted()->ParseFromString(bytes)) ADD_PROBLEM("bad resource bytes");
+    }
+    cp::xds::ResourceSet set;
+    (void)set.Apply(full);
+    return set.ToSnapshot(version_);
+  }
+
+ private:
+  static void ADD_PROBLEM(const char* what) { std::fprintf(stderr, "weft-cp-bench: %s\n", what); }
+
+  void Run() {
+    auto stream = stub_->Stream(&ctx_);
+    pb::ConfigRequest hello;
+    hello.set_node(opts_.node);
+    hello.set_component(opts_.component);
+    if (!stream->Write(hello)) return;
+    pb::ConfigResponse resp;
+    while (stream->Read(&resp)) {
+      const size_t bytes = resp.ByteSizeLong();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (resp.full_snapshot()) resources_.clear();
+        for (const pb::Resource& r : resp.upserted()) {
+          auto key = cp::xds::KeyOf(r);
+          if (key.ok()) resources_[*key] = r.SerializeAsString();
+        }
+        for (const pb::ResourceKey& k : resp.removed()) {
+          auto key = cp::xds::KeyFromProto(k);
+          if (key.ok()) resources_.erase(*key);
+        }
+        globals_ = resp;
+        globals_.clear_upserted();
+        globals_.clear_removed();
+        version_ = resp.version();
+      }
+      cb_(resp.version(), bytes);
+      pb::ConfigRequest ack;
+      ack.set_nonce(resp.nonce());
+      ack.set_version_acked(resp.version());
+      // Free a full snapshot's 11,000 messages now, not when the next (timed) delta arrives.
+      pb::ConfigResponse().Swap(&resp);
+      if (!stream->Write(ack)) break;
+    }
+    (void)stream->Finish();
+  }
+
+  const ConfigClientOptions opts_;
+  const OnVersion cb_;
+  std::unique_ptr<pb::ConfigDiscovery::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::map<cp::xds::Key, std::string> resources_;
+  pb::ConfigResponse globals_;
+  std::string version_;
+};
 
 class Nodes {
  public:
+  struct Version {
+    std::string version;
+    Clock::time_point at;
+    size_t bytes = 0;  // the response's size (stream client); 0 with ConfigClient
+  };
   struct Node {
     std::string name;
-    std::unique_ptr<ConfigClient> client;
-    std::vector<std::pair<std::string, Clock::time_point>> versions;  // accepted, in order
+    std::unique_ptr<ConfigClient> client;  // --client configclient
+    std::unique_ptr<StreamNode> stream;    // --client stream
+    std::vector<Version> versions;         // accepted, in order
+    pb::ConfigSnapshot Current() { return client ? client->CurrentProto() : stream->Current(); }
   };
 
-  void Add(const std::string& name, ConfigClientOptions o) {
+  void Add(const std::string& name, ConfigClientOptions o, bool config_client) {
     auto n = std::make_unique<Node>();
     n->name = name;
     Node* raw = n.get();
-    n->client =
-        std::make_unique<ConfigClient>(std::move(o), [this, raw](const ztunnel::SnapshotPtr& snap) {
-          std::lock_guard<std::mutex> l(mu_);
-          raw->versions.emplace_back(snap->version(), Clock::now());
-          cv_.notify_all();
-        });
+    auto record = [this, raw](const std::string& version, size_t bytes) {
+      std::lock_guard<std::mutex> l(mu_);
+      raw->versions.push_back({version, Clock::now(), bytes});
+      cv_.notify_all();
+    };
+    if (config_client) {
+      n->client = std::make_unique<ConfigClient>(
+          std::move(o), [record](const ztunnel::SnapshotPtr& snap) { record(snap->version(), 0); });
+    } else {
+      n->stream = std::make_unique<StreamNode>(std::move(o), record);
+    }
     nodes_.push_back(std::move(n));
   }
 
   absl::Status StartAll() {
     for (auto& n : nodes_) {
-      if (absl::Status st = n->client->Start(); !st.ok()) return st;
+      absl::Status st = n->client ? n->client->Start() : n->stream->Start();
+      if (!st.ok()) return st;
     }
     return absl::OkStatus();
   }
   void StopAll() {
-    for (auto& n : nodes_) n->client->Stop();
+    for (auto& n : nodes_) {
+      if (n->client) n->client->Stop();
+      if (n->stream) n->stream->Stop();
+    }
   }
 
   // Versions accepted so far, per node.
@@ -260,10 +389,10 @@ class Nodes {
   }
 
   // Waits until every node in `which` (indices) accepted a version beyond `before[i]`; returns
-  // the time of that version per node (nullopt for nodes that did not get one in time).
-  std::vector<std::optional<Clock::time_point>> WaitNew(const std::vector<size_t>& before,
-                                                        const std::vector<size_t>& which,
-                                                        Clock::time_point deadline) {
+  // that version per node (nullopt for nodes that did not get one in time).
+  std::vector<std::optional<Version>> WaitNew(const std::vector<size_t>& before,
+                                              const std::vector<size_t>& which,
+                                              Clock::time_point deadline) {
     std::unique_lock<std::mutex> l(mu_);
     auto done = [&] {
       for (size_t i : which) {
@@ -272,9 +401,9 @@ class Nodes {
       return true;
     };
     cv_.wait_until(l, deadline, done);
-    std::vector<std::optional<Clock::time_point>> out(nodes_.size());
+    std::vector<std::optional<Version>> out(nodes_.size());
     for (size_t i = 0; i < nodes_.size(); ++i) {
-      if (nodes_[i]->versions.size() > before[i]) out[i] = nodes_[i]->versions[before[i]].second;
+      if (nodes_[i]->versions.size() > before[i]) out[i] = nodes_[i]->versions[before[i]];
     }
     return out;
   }
@@ -376,6 +505,13 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       (a == "--out" ? f.out : f.weftd) = v;
     } else if (a == "--plaintext") {
       f.plaintext = true;
+    } else if (a == "--client") {
+      const char* v = next();
+      if (v == nullptr ||
+          (std::string_view(v) != "stream" && std::string_view(v) != "configclient")) {
+        return absl::InvalidArgumentError("--client needs stream or configclient");
+      }
+      f.config_client = std::string_view(v) == "configclient";
     } else if (a == "--keep") {
       f.keep = true;
     } else {
@@ -407,7 +543,7 @@ absl::Status VerifyNode(Nodes::Node& n, const SockAddr& admin) {
         absl::StrCat("config_dump of ", n.name, ": ", std::string(st.message())));
   }
   pb::ConfigSnapshot want = cp::xds::Canonicalize(view, "");
-  pb::ConfigSnapshot got = n.client->CurrentProto();
+  pb::ConfigSnapshot got = n.Current();
   got.clear_version();
   want.clear_version();
   // The stream does not carry outbound_traffic_policy when it is the default.
@@ -424,10 +560,16 @@ absl::Status VerifyNode(Nodes::Node& n, const SockAddr& admin) {
 int Run(const Flags& f) {
   weft::log::SetLevel(weft::log::Level::kWarn);  // 100 clients' info lines are noise here
   json result;
-  result["params"] = {
-      {"pods", f.spec.pods},         {"services", f.spec.services},     {"nodes", f.spec.nodes},
-      {"policies", f.spec.policies}, {"namespaces", f.spec.namespaces}, {"changes", f.changes},
-      {"tls", !f.plaintext},         {"debounce_ms", f.debounce_ms},    {"seed", f.spec.seed}};
+  result["params"] = {{"pods", f.spec.pods},
+                      {"services", f.spec.services},
+                      {"nodes", f.spec.nodes},
+                      {"policies", f.spec.policies},
+                      {"namespaces", f.spec.namespaces},
+                      {"changes", f.changes},
+                      {"tls", !f.plaintext},
+                      {"client", f.config_client ? "configclient" : "stream"},
+                      {"debounce_ms", f.debounce_ms},
+                      {"seed", f.spec.seed}};
   result["machine"] = {{"nproc", std::thread::hardware_concurrency()},
                        {"loadavg_at_start", ReadText("/proc/loadavg")}};
   bool ok = true;
@@ -509,7 +651,7 @@ int Run(const Flags& f) {
       o.tls_server_name = "localhost";
     }
     o.bearer_token_file = absl::StrCat(state, "/tokens/", node, ".token");
-    nodes.Add(node, std::move(o));
+    nodes.Add(node, std::move(o), f.config_client);
   }
   const auto t_subscribe = Clock::now();
   const double client_cpu0 = SelfCpu();
@@ -523,16 +665,18 @@ int Run(const Flags& f) {
   auto first = nodes.WaitNew(zero, all, Clock::now() + timeout);
   Clock::time_point t_first_all = t_subscribe;
   size_t got_first = 0;
+  std::vector<double> full_bytes;
   for (const auto& t : first) {
     if (!t) continue;
     ++got_first;
-    t_first_all = std::max(t_first_all, *t);
+    t_first_all = std::max(t_first_all, t->at);
+    if (t->bytes > 0) full_bytes.push_back(static_cast<double>(t->bytes));
   }
   if (got_first != nodes.size()) {
     problem(absl::StrCat("only ", got_first, " of ", nodes.size(),
                          " nodes received a first snapshot within ", f.timeout_s, " s"));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // last ACKs reach weftd
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // last ACKs reach weftd; settle
   auto m_full = Scrape(*metrics);
   const ProcStats after_full = ReadProc(weftd.pid());
   json full = {{"nodes_with_snapshot", got_first},
@@ -541,9 +685,16 @@ int Run(const Flags& f) {
                {"bench_clients_cpu_s", SelfCpu() - client_cpu0},
                {"weftd_cpu_s", after_full.cpu_s - after_load.cpu_s},
                {"weftd_rss_mib", after_full.rss_kib / 1024.0}};
-  if (m_full.ok() && m_full->pushes_full > 0) {
+  if (!full_bytes.empty()) {  // exact, per node (stream client)
+    full["bytes_per_node"] = Median(full_bytes);
+    full["bytes_per_node_min"] = *std::min_element(full_bytes.begin(), full_bytes.end());
+    full["bytes_per_node_max"] = Max(full_bytes);
+  } else if (m_full.ok() && m_full->pushes_full > 0) {  // weftd's average
     full["bytes_per_node"] = m_full->push_bytes / m_full->pushes_full;
-    full["bytes_total"] = m_full->push_bytes;
+  }
+  if (m_full.ok()) {
+    full["weftd_bytes_total"] = m_full->push_bytes;
+    full["weftd_full_pushes"] = m_full->pushes_full;
   }
   result["full_snapshot"] = full;
   std::fprintf(stderr, "%zu nodes have their first snapshot %.2f s after subscribing\n", got_first,
@@ -553,7 +704,7 @@ int Run(const Flags& f) {
   std::mt19937_64 rng(f.spec.seed * 7919 + 1);
   json pod_changes = json::array();
   std::vector<double> all_times, median_node_times;
-  std::vector<double> delta_bytes;
+  std::vector<double> delta_bytes, pod_cpu;
   for (int c = 0; c < f.changes; ++c) {
     GenPod& pod = cluster.pods[rng() % cluster.pods.size()];
     json& obj = cluster.At(pod.ref);
@@ -571,8 +722,10 @@ int Run(const Flags& f) {
     }
     auto got = nodes.WaitNew(before, all, t0 + timeout);
     std::vector<double> lat;
+    std::vector<double> node_bytes;
     for (const auto& t : got) {
-      if (t) lat.push_back(Secs(*t - t0));
+      if (t) lat.push_back(Secs(t->at - t0));
+      if (t && t->bytes > 0) node_bytes.push_back(static_cast<double>(t->bytes));
     }
     const double cc1 = SelfCpu();
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ACKs and counters settle
@@ -585,14 +738,19 @@ int Run(const Flags& f) {
                 {"seconds_median_node", Median(lat)},
                 {"weftd_cpu_s", p1.cpu_s - p0.cpu_s},
                 {"bench_clients_cpu_s", cc1 - cc0}};
-    if (m0.ok() && m1.ok() && m1->pushes_delta > m0->pushes_delta) {
+    if (!node_bytes.empty()) {
+      one["delta_bytes_per_node"] = Median(node_bytes);
+      one["delta_bytes_per_node_max"] = Max(node_bytes);
+      delta_bytes.push_back(Median(node_bytes));
+    } else if (m0.ok() && m1.ok() && m1->pushes_delta > m0->pushes_delta) {
       const double bytes =
           (m1->push_bytes - m0->push_bytes) / (m1->pushes_delta - m0->pushes_delta);
       one["delta_bytes_per_node"] = bytes;
-      one["deltas_sent"] = m1->pushes_delta - m0->pushes_delta;
       delta_bytes.push_back(bytes);
     }
+    if (m0.ok() && m1.ok()) one["deltas_sent"] = m1->pushes_delta - m0->pushes_delta;
     pod_changes.push_back(one);
+    pod_cpu.push_back(p1.cpu_s - p0.cpu_s);
     if (lat.size() != nodes.size()) {
       problem(absl::StrCat("pod change ", c + 1, ": only ", lat.size(), " of ", nodes.size(),
                            " nodes accepted a new version within ", f.timeout_s, " s"));
@@ -604,7 +762,7 @@ int Run(const Flags& f) {
                  c + 1, pod.ns.c_str(), pod.name.c_str(), lat.size(), Max(lat), Median(lat));
     // Content check on a few nodes: the new label is there.
     for (size_t i = 0; i < nodes.size(); i += std::max<size_t>(1, nodes.size() / 4)) {
-      pb::ConfigSnapshot snap = nodes.at(i).client->CurrentProto();
+      pb::ConfigSnapshot snap = nodes.at(i).Current();
       bool found = false;
       for (const auto& w : snap.workloads()) {
         if (w.namespace_() == pod.ns && w.name() == pod.name) {
@@ -653,7 +811,7 @@ int Run(const Flags& f) {
     auto got = nodes.WaitNew(before, which, t0 + timeout);
     std::vector<double> lat;
     for (size_t i : which) {
-      if (got[i]) lat.push_back(Secs(*got[i] - t0));
+      if (got[i]) lat.push_back(Secs(got[i]->at - t0));
     }
     // Nodes the policy does not apply to must not get a version: give them time to show up.
     std::this_thread::sleep_for(std::chrono::milliseconds(std::max(1000, 5 * f.debounce_ms)));
@@ -689,6 +847,38 @@ int Run(const Flags& f) {
   }
   result["policy_change"] = policy_result;
 
+  // ---- what a ConfigClient (ztunnel, agent) does per version at this size, on one core: copy
+  // its resource set, apply the delta, rebuild the ConfigSnapshot, validate it with FromProto.
+  {
+    pb::ConfigSnapshot snap = nodes.at(0).Current();
+    pb::ConfigResponse full;
+    full.set_full_snapshot(true);
+    full.set_version("1");
+    (void)cp::xds::ForEachResource(snap, [&](cp::xds::Key, pb::Resource r) {
+      *full.add_upserted() = std::move(r);
+      return absl::OkStatus();
+    });
+    cp::xds::ResourceSet set;
+    if (set.Apply(full).ok() && full.upserted_size() > 0) {
+      pb::ConfigResponse delta;
+      delta.set_version("2");
+      *delta.add_upserted() = full.upserted(0);
+      std::vector<double> ms;
+      for (int i = 0; i < 3; ++i) {
+        const auto t = Clock::now();
+        cp::xds::ResourceSet next = set;
+        (void)next.Apply(delta);
+        auto built = ztunnel::ConfigSnapshot::FromProto(next.ToSnapshot("2"));
+        if (!built.ok()) {
+          problem(absl::StrCat("node config fails validation: ",
+                               std::string(built.status().message())));
+        }
+        ms.push_back(Secs(Clock::now() - t) * 1000);
+      }
+      result["configclient_ms_per_version_one_core"] = Median(ms);
+    }
+  }
+
   // ---- correctness: streamed config == weftd's own view of the node
   const size_t verify =
       f.verify < 0 ? nodes.size() : std::min(nodes.size(), static_cast<size_t>(f.verify));
@@ -720,10 +910,12 @@ int Run(const Flags& f) {
   // ---- report
   auto fmt = [](double v, const char* unit) { return absl::StrFormat("%.3f %s", v, unit); };
   std::string md = absl::StrFormat(
-      "## weftd at scale: %d pods, %d services, %d nodes, %d policies (%s, debounce %d ms)\n\n"
+      "## weftd at scale: %d pods, %d services, %d nodes, %d policies (%s, debounce %d ms, "
+      "%s clients)\n\n"
       "| figure | value |\n|---|---|\n",
       f.spec.pods, f.spec.services, f.spec.nodes, f.spec.policies,
-      f.plaintext ? "plaintext" : "TLS", f.debounce_ms);
+      f.plaintext ? "plaintext" : "TLS", f.debounce_ms,
+      f.config_client ? "ConfigClient" : "stream");
   auto row = [&](const std::string& k, const std::string& v) {
     absl::StrAppend(&md, "| ", k, " | ", v, " |\n");
   };
@@ -734,6 +926,7 @@ int Run(const Flags& f) {
       absl::StrFormat("%.3f s / %.3f s", Median(all_times), Max(all_times)));
   row("one-pod change -> median node", fmt(Median(median_node_times), "s"));
   row("one-pod delta bytes per node", absl::StrFormat("%.0f", Median(delta_bytes)));
+  row("weftd CPU per one-pod change (median)", fmt(Median(pod_cpu), "s"));
   if (!policy_result.empty()) {
     row("one-policy change -> affected nodes ACKed",
         absl::StrFormat("%.3f s (%d affected, %d received)",
@@ -744,6 +937,10 @@ int Run(const Flags& f) {
   row("weftd CPU time (whole run)", fmt(end.cpu_s, "s"));
   row("weftd peak RSS (VmHWM)", absl::StrFormat("%.0f MiB", end.hwm_kib / 1024.0));
   row("nodes verified equal to /config_dump", absl::StrCat(verified, " / ", verify));
+  if (result.contains("configclient_ms_per_version_one_core")) {
+    row("ConfigClient work per version at this size (one node, one core)",
+        absl::StrFormat("%.0f ms", result["configclient_ms_per_version_one_core"].get<double>()));
+  }
   row("result", ok ? "ok" : absl::StrCat("FAILED: ", absl::StrJoin(problems, "; ")));
 
   std::error_code ec;
