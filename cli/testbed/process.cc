@@ -102,6 +102,7 @@ struct ChildSetup {
   const std::vector<std::pair<std::string, std::string>>* mounts = nullptr;
   const char* hostname = nullptr;  // non-null: new UTS namespace
   const char* cwd = nullptr;
+  bool new_pgrp = true;
 };
 
 // Runs in the forked child of a possibly multi-threaded parent: async-signal-safe calls only.
@@ -112,7 +113,7 @@ struct ChildSetup {
     (void)n;
     ::_exit(127);
   };
-  ::setpgid(0, 0);
+  if (c.new_pgrp) ::setpgid(0, 0);
   if (c.pdeathsig) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(0);
     if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
@@ -169,6 +170,7 @@ struct Extras {
   const std::vector<std::pair<std::string, std::string>>* mounts = nullptr;
   std::string hostname;
   std::string cwd;
+  bool new_pgrp = true;
 };
 
 struct Forked {
@@ -220,6 +222,7 @@ absl::StatusOr<Forked> ForkExec(const std::string& netns, const std::vector<std:
   c.mounts = extras.mounts;
   c.hostname = extras.hostname.empty() ? nullptr : extras.hostname.c_str();
   c.cwd = extras.cwd.empty() ? nullptr : extras.cwd.c_str();
+  c.new_pgrp = extras.new_pgrp;
 
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError(errno, "fork");
@@ -255,7 +258,8 @@ std::string Truncated(std::string s, size_t max = 4000) {
 
 absl::StatusOr<Process> Spawn(const std::string& netns, const std::vector<std::string>& argv,
                               const std::string& log_path, const SpawnOptions& opts) {
-  Extras extras{opts.clear_env, &opts.bind_mounts, opts.hostname, opts.cwd};
+  Extras extras{opts.clear_env, &opts.bind_mounts, opts.hostname, opts.cwd,
+                /*new_pgrp=*/!opts.inherit_stdio};
   if (opts.inherit_stdio) {
     int stdio[3] = {0, 1, 2};
     WEFT_ASSIGN_OR_RETURN(Forked f, ForkExec(netns, argv, opts.env, stdio, opts.die_with_parent,

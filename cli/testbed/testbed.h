@@ -129,18 +129,20 @@ struct SpawnOptions {
   std::string hostname;
   // Non-empty: the child's working directory.
   std::string cwd;
-  // Keep the caller's stdin, stdout and stderr (log_path is then ignored).
+  // Keep the caller's stdin, stdout and stderr (log_path is then ignored) and the caller's
+  // process group (so that the child can read a terminal and gets its Ctrl-C).
   bool inherit_stdio = false;
 };
 
 class Process;
 
 // Forks, enters the netns named `netns` ("" = stay in the caller's netns), puts the child in its
-// own process group, redirects stdin from /dev/null and stdout+stderr to `log_path`
-// ("" = /dev/null), and execs argv (argv[0] is looked up in PATH when it has no '/'). Only the
-// network namespace changes: the mount namespace is shared, so /sys still shows the host's
-// interfaces (programs that need a per-netns /sys can be run via `ip netns exec`). Returns after
-// the exec succeeded; a failed exec (or a missing netns) is returned as an error.
+// own process group (unless SpawnOptions::inherit_stdio), redirects stdin from /dev/null and
+// stdout+stderr to `log_path` ("" = /dev/null), and execs argv (argv[0] is looked up in PATH when
+// it has no '/'). Only the network namespace changes (plus what SpawnOptions asks for): by
+// default the mount namespace is shared, so /sys still shows the host's interfaces (programs
+// that need a per-netns /sys can be run via `ip netns exec`). Returns after the exec succeeded;
+// a failed exec (or a missing netns) is returned as an error.
 absl::StatusOr<Process> Spawn(const std::string& netns, const std::vector<std::string>& argv,
                               const std::string& log_path, const SpawnOptions& opts = {});
 

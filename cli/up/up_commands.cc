@@ -147,6 +147,22 @@ class ManifestLock {
   UniqueFd fd_;
 };
 
+// A mesh whose supervisor runs; a crashed one is reported with what to do.
+absl::StatusOr<MeshState> LoadLiveMesh(const std::string& root, const std::string& name) {
+  WEFT_ASSIGN_OR_RETURN(MeshState s, LoadMesh(root, name));
+  if (!SupervisorAlive(s)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("mesh \"", name, "\" is not running (its supervisor, pid ", s.supervisor_pid,
+                     ", is gone); `weftctl down", name == "weft" ? "" : " --name " + name,
+                     "` removes its remains, `weftctl up` starts it again"));
+  }
+  if (s.status != "ready") {
+    return absl::UnavailableError(
+        absl::StrCat("mesh \"", name, "\" is ", s.status, "; try again when it is ready"));
+  }
+  return s;
+}
+
 // ---- weftd: /status and waiting for the nodes to ACK a change --------------------------------
 
 absl::StatusOr<json> WeftdStatus(const MeshState& s) {
@@ -509,7 +525,7 @@ int LabelMain(const std::vector<std::string>& args, std::ostream& out, std::ostr
   const bool is_pod = kind_arg == "pod" || kind_arg == "pods" || kind_arg == "po";
   if (!is_ns && !is_pod) return UsageError(err, "label", "kind must be namespace or pod");
   const std::string root = StateRoot(f.state_root);
-  auto s = LoadMesh(root, f.name);
+  auto s = LoadLiveMesh(root, f.name);
   if (!s.ok()) return Failure(err, "label", s.status());
   MeshPaths paths = PathsFor(root, f.name);
   std::string ns, name;
@@ -590,7 +606,7 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
   if (!f.error.empty()) return UsageError(err, cmd, f.error);
   if (f.files.empty()) return UsageError(err, cmd, "give the objects with -f FILE|DIR");
   const std::string root = StateRoot(f.state_root);
-  auto s = LoadMesh(root, f.name);
+  auto s = LoadLiveMesh(root, f.name);
   if (!s.ok()) return Failure(err, cmd, s.status());
   MeshPaths paths = PathsFor(root, f.name);
 
@@ -768,7 +784,7 @@ int ExecMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
   if (f.positional.size() != 1 || f.rest.empty())
     return UsageError(err, "exec", "give a POD, then -- and the command");
   const std::string root = StateRoot(f.state_root);
-  auto s = LoadMesh(root, f.name);
+  auto s = LoadLiveMesh(root, f.name);
   if (!s.ok()) return Failure(err, "exec", s.status());
   auto pod = FindPod(*s, f.positional[0]);
   if (!pod.ok()) return Failure(err, "exec", pod.status());

@@ -198,6 +198,16 @@ TEST_P(UpLifecycleTest, MeshLifecycle) {
   auto plain = Call("other/outsider", "server.shop", "80");
   ASSERT_TRUE(plain.ok()) << plain.status();
 
+  // A pod opted out by its own label talks plain text (through the node's DNAT) to the
+  // enrolled server; no new mTLS connection appears.
+  auto optout = Weftctl({"label", "pod", "shop/client-a", "weft.dev/mesh=disabled", "--wait"});
+  ASSERT_TRUE(optout.ok()) << optout.status();
+  EXPECT_NE(optout->find("pod/shop/client-a labeled"), std::string::npos) << *optout;
+  double mtls = MtlsConnections(s);
+  auto opted = Call("shop/client-a", "server", "80");
+  ASSERT_TRUE(opted.ok()) << opted.status();
+  EXPECT_EQ(MtlsConnections(s), mtls);
+
   // A DENY policy applied live refuses shop's clients, and only them.
   std::ofstream(tmp_.path() + "/deny.yaml") << kDenyShop;
   auto apply = Weftctl({"apply", "-f", tmp_.path() + "/deny.yaml", "--wait"});
@@ -249,6 +259,12 @@ TEST_F(UpTest, CrashedSupervisorIsCleanedByUpAndDown) {
   for (int i = 0; i < 100 && SupervisorAlive(first); ++i)
     std::this_thread::sleep_for(milliseconds(50));
   ASSERT_FALSE(SupervisorAlive(first));
+
+  // Commands that need a running mesh say so.
+  auto exec_dead = Call("other/outsider", "server.shop", "80");
+  ASSERT_FALSE(exec_dead.ok());
+  EXPECT_NE(exec_dead.status().message().find("is not running"), std::string::npos)
+      << exec_dead.status();
 
   // The next up removes the remains and works.
   auto up2 = Weftctl({"up", "--nodes", "2", "--capture", "iptables", dir_});
