@@ -29,9 +29,12 @@ asio::awaitable<void> User(Shared& sh, int index, std::map<std::string, TypeStat
   auto id = [&] {
     return 1 + static_cast<int>(rng() % static_cast<uint32_t>(sh.opts.catalogue_size));
   };
-  // Every user starts at "home" (checkout must come after its own cart_add) and completes at
-  // least one full cycle, so the report covers all eight types however slow the shop is.
-  for (size_t i = 0; i < kRequestTypes.size() || std::chrono::steady_clock::now() < sh.deadline;
+  // Every user starts at "home" (checkout must come after its own cart_add) and, while the
+  // front end answers, completes at least one full cycle, so the report covers all eight types
+  // however slow the shop is; a front end that does not answer ends the run at the deadline.
+  bool answering = true;
+  for (size_t i = 0;
+       std::chrono::steady_clock::now() < sh.deadline || (i < kRequestTypes.size() && answering);
        ++i) {
     const RequestType& t = kRequestTypes[i % kRequestTypes.size()];
     std::string target(t.path), body;
@@ -57,6 +60,7 @@ asio::awaitable<void> User(Shared& sh, int index, std::map<std::string, TypeStat
     s.total_ms += ms;
     s.max_ms = std::max(s.max_ms, ms);
     if (!res.ok()) {
+      answering = false;
       ++s.by_status[0];
       s.last_error = std::string(res.status().message());
       // No busy loop against a front end that is down.

@@ -1,8 +1,8 @@
 // `weft-teashop --role load`: a small closed-loop driver for the demo. Each of `concurrency`
 // users sends the front end's eight request types in turn (kRequestTypes), the next request as
-// soon as the previous answered, for `duration` (each user finishes at least one full cycle). (The
-// benchmark's open-loop generator with corrected latency lives in bench/; this one only shows the
-// shop working.)
+// soon as the previous answered, for `duration` (each user finishes at least one full cycle while
+// the front end answers). (The benchmark's open-loop generator with corrected latency lives in
+// bench/; this one only shows the shop working.)
 #pragma once
 
 #include <chrono>
