@@ -213,7 +213,7 @@ asio::awaitable<void> Server::Session(Worker* w, tcp::socket socket) {
   beast::flat_buffer buffer;
   beast::error_code ec;
   std::string peer;
-  {
+  if (opts_.access_log) {
     auto rep = stream.socket().remote_endpoint(ec);
     if (!ec) peer = absl::StrCat(rep.address().to_string(), ":", rep.port());
   }
@@ -479,6 +479,13 @@ asio::awaitable<absl::StatusOr<Response>> UpstreamClient::Call(
       s->expires_never();
       pool.Put(id_, std::move(s));
     } else {
+      // The server closes after answering "Connection: close"; waiting for its FIN (it follows
+      // the response at once) makes it the active closer, so TIME_WAIT stays on its side and a
+      // client opening thousands of connections a second does not run out of ephemeral ports.
+      char byte;
+      s->expires_after(std::min<std::chrono::milliseconds>(timeout_, std::chrono::seconds(1)));
+      co_await s->async_read_some(asio::buffer(&byte, 1),
+                                  asio::redirect_error(asio::use_awaitable, ec));
       s->socket().shutdown(tcp::socket::shutdown_both, ec);
     }
     co_return res;
