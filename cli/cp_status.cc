@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "cli/mesh_ref.h"
 #include "common/net.h"
 #include "common/scrape/scrape.h"
 
@@ -18,6 +19,8 @@ constexpr char kDefaultWeftd[] = "127.0.0.1:15010";
 
 struct Flags {
   std::string weftd = kDefaultWeftd;
+  bool weftd_given = false;
+  MeshRef mesh;
   std::vector<std::string> positional;
   bool help = false;
   bool json = false;
@@ -38,6 +41,9 @@ Flags Parse(const std::vector<std::string>& args) {
         return f;
       }
       f.weftd = args[++i];
+      f.weftd_given = true;
+    } else if (ParseMeshFlag(args, &i, &f.mesh, &f.error)) {
+      if (!f.error.empty()) return f;
     } else if (a.rfind("--", 0) == 0) {
       f.error = "unknown flag " + a;
       return f;
@@ -48,20 +54,41 @@ Flags Parse(const std::vector<std::string>& args) {
   return f;
 }
 
+// weftd's admin endpoint: --weftd if given; else the local mesh (weftctl up) named by --name
+// (default "weft") if one runs; else the default loopback address.
+NetnsEndpoint WeftdEndpoint(const Flags& f, std::ostream& err) {
+  if (!f.weftd_given) {
+    auto local = LocalWeftdAdmin(f.mesh);
+    if (local.ok()) return *local;
+    if (f.mesh.name_given || local.status().code() != absl::StatusCode::kNotFound) {
+      err << "weftctl: " << local.status().message() << "\n";
+      return {};
+    }
+  }
+  return {"weftd", "", f.weftd};
+}
+
 // GET from weftd's admin endpoint; errors say how to reach it.
-bool Fetch(const std::string& weftd, const std::string& path, std::string* body,
-           std::ostream& err) {
-  auto addr = SockAddr::Parse(weftd);
+bool Fetch(const Flags& f, const std::string& path, std::string* body, std::ostream& err) {
+  NetnsEndpoint ep = WeftdEndpoint(f, err);
+  if (ep.addr.empty()) return false;
+  auto addr = SockAddr::Parse(ep.addr);
   if (!addr.ok()) {
-    err << "weftctl: --weftd \"" << weftd << "\" is not ADDR:PORT\n";
+    err << "weftctl: --weftd \"" << ep.addr << "\" is not ADDR:PORT\n";
+    return false;
+  }
+  auto ns = OpenNetns(ep.netns);
+  if (!ns.ok()) {
+    err << "weftctl: " << ns.status().message() << "\n";
     return false;
   }
   int status = 0;
-  auto r = HttpGet(*addr, path, -1, &status, 5000);
+  auto r = HttpGet(*addr, path, ns->valid() ? ns->get() : -1, &status, 5000);
   if (!r.ok()) {
-    err << "weftctl: cannot reach weftd's admin endpoint at " << weftd << ": "
-        << r.status().message()
-        << "\n(is weftd running? its --admin address; give it with --weftd ADDR:PORT)\n";
+    err << "weftctl: cannot reach weftd's admin endpoint at " << ep.addr
+        << (ep.netns.empty() ? "" : " in " + ep.netns) << ": " << r.status().message()
+        << "\n(is weftd running? give its admin address with --weftd ADDR:PORT, or the local "
+           "mesh with --name NAME)\n";
     return false;
   }
   if (status != 200) {
@@ -185,13 +212,13 @@ std::string RenderStatus(const nlohmann::json& s, std::chrono::system_clock::tim
 int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Flags f = Parse(args);
   if (f.help) {
-    out << "Usage: weftctl status [--weftd ADDR:PORT] [--json]\n"
+    out << "Usage: weftctl status [--weftd ADDR:PORT | --name MESH] [--json]\n"
            "Nodes connected to weftd with the config version each runs, NACKs, rejected\n"
            "objects with their reasons, CA counters and, per node, each identity's certificate\n"
            "expiry (EXPIRED / RENEW OVERDUE past 80% of its lifetime). --weftd is weftd's\n"
-           "admin endpoint\n"
-           "(default "
-        << kDefaultWeftd << ").\n";
+           "admin endpoint; without it, the local mesh of `weftctl up` (--name, default weft)\n"
+           "if one runs, else "
+        << kDefaultWeftd << ".\n";
     return kExitOk;
   }
   if (!f.error.empty() || !f.positional.empty()) {
@@ -200,7 +227,7 @@ int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ost
     return kExitUsage;
   }
   std::string body;
-  if (!Fetch(f.weftd, "/status", &body, err)) return kExitFailure;
+  if (!Fetch(f, "/status", &body, err)) return kExitFailure;
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) {
     err << "weftctl: weftd's /status is not JSON\n";
@@ -213,7 +240,7 @@ int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ost
 int ConfigDumpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Flags f = Parse(args);
   if (f.help) {
-    out << "Usage: weftctl config-dump NODE [--weftd ADDR:PORT]\n"
+    out << "Usage: weftctl config-dump NODE [--weftd ADDR:PORT | --name MESH]\n"
            "The configuration weftd streams to NODE (its pods, the workloads and services they\n"
            "may address, the policies that apply to them), as JSON.\n";
     return kExitOk;
@@ -224,7 +251,7 @@ int ConfigDumpMain(const std::vector<std::string>& args, std::ostream& out, std:
     return kExitUsage;
   }
   std::string body;
-  if (!Fetch(f.weftd, "/config_dump?node=" + f.positional[0], &body, err)) return kExitFailure;
+  if (!Fetch(f, "/config_dump?node=" + f.positional[0], &body, err)) return kExitFailure;
   out << body << (body.empty() || body.back() != '\n' ? "\n" : "");
   return kExitOk;
 }

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "cli/mesh_ref.h"
 #include "common/net.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -270,6 +271,7 @@ struct StatFlags {
   bool help = false;
   std::string filter;
   std::string error;
+  MeshRef mesh;
 };
 
 StatFlags ParseStatFlags(const std::vector<std::string>& args) {
@@ -308,6 +310,8 @@ StatFlags ParseStatFlags(const std::vector<std::string>& args) {
         return f;
       }
       f.targets.push_back(*t);
+    } else if (ParseMeshFlag(args, &i, &f.mesh, &f.error)) {
+      if (!f.error.empty()) return f;
     } else if (a.rfind("-", 0) == 0) {
       f.error = "unknown flag " + a;
       return f;
@@ -324,15 +328,12 @@ StatFlags ParseStatFlags(const std::vector<std::string>& args) {
 absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget>& targets) {
   std::vector<MetricSample> all;
   for (const StatTarget& t : targets) {
-    UniqueFd ns;
-    if (!t.netns.empty()) {
-      ns = UniqueFd(::open(t.netns.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!ns.valid()) {
-        return absl::UnavailableError(
-            absl::StrCat("node ", t.node, ": cannot open network namespace ", t.netns, ": ",
-                         std::strerror(errno), " (is the mesh up? are you root?)"));
-      }
+    auto opened = OpenNetns(t.netns);
+    if (!opened.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("node ", t.node, ": ", opened.status().message(), " (is the mesh up?)"));
     }
+    UniqueFd ns = std::move(*opened);
     WEFT_ASSIGN_OR_RETURN(SockAddr addr, SockAddr::Parse(t.addr));
     auto body = HttpGet(addr, "/metrics", ns.valid() ? ns.get() : -1, nullptr, 5000);
     if (!body.ok()) {
@@ -352,13 +353,15 @@ absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget
 int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   StatFlags f = ParseStatFlags(args);
   if (f.help) {
-    out << "Usage: weftctl stat [NS | NS/WORKLOAD] [--window 5s] [--target NODE=NETNS@ADDR]... "
-           "[--json]\n"
+    out << "Usage: weftctl stat [NS | NS/WORKLOAD] [--window 5s] [--name MESH | "
+           "--target NODE=NETNS@ADDR...] [--json]\n"
            "\n"
            "Golden signals per destination workload from every ztunnel's metrics: share of\n"
            "mTLS connections, success rate, connections per second, connection duration\n"
            "p50/p95/p99, bytes per second. Two readings --window apart (0: totals since start).\n"
            "\n"
+           "  --name MESH                    the local mesh of `weftctl up` (default weft): every\n"
+           "                                 ztunnel of it (used when no --target is given)\n"
            "  --target NODE=NETNS@ADDR:PORT  a ztunnel metrics endpoint (repeatable); NETNS is a\n"
            "                                 network namespace path (omit it with the @ for the\n"
            "                                 current one)\n"
@@ -366,12 +369,19 @@ int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
            "  --json                         print JSON instead of a table\n";
     return kExitOk;
   }
-  if (f.error.empty() && f.targets.empty()) {
-    f.error = "no ztunnel to read: pass --target NODE=NETNS@ADDR:PORT";
-  }
   if (!f.error.empty()) {
     err << "weftctl stat: " << f.error << "\nRun 'weftctl stat --help' for usage.\n";
     return kExitUsage;
+  }
+  if (f.targets.empty()) {
+    auto local = LocalZtunnelMetrics(f.mesh);
+    if (!local.ok()) {
+      err << "weftctl stat: " << local.status().message()
+          << "\n(start one with weftctl up, or name ztunnels with --target "
+             "NODE=NETNS@ADDR:PORT)\n";
+      return kExitFailure;
+    }
+    for (const NetnsEndpoint& e : *local) f.targets.push_back({e.label, e.netns, e.addr});
   }
   std::vector<MetricSample> before;
   if (f.window > 0) {

@@ -1,0 +1,84 @@
+#include "cli/mesh_ref.h"
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "cli/testbed/testbed.h"
+#include "cli/up/state.h"
+#include "common/status.h"
+
+namespace weft::cli {
+namespace {
+
+std::string NetnsPathOf(const std::string& netns) {
+  if (netns.empty() || netns[0] == '/') return netns;
+  return testbed::NetnsPath(netns);
+}
+
+absl::StatusOr<up::MeshState> Load(const MeshRef& ref) {
+  auto s = up::LoadMesh(up::StateRoot(ref.state_root), ref.name);
+  if (!s.ok()) return s.status();
+  if (!up::SupervisorAlive(*s)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the local mesh \"", ref.name,
+                     "\" is not running (its supervisor is gone): weftctl down --name ", ref.name,
+                     " cleans it up"));
+  }
+  return s;
+}
+
+}  // namespace
+
+bool ParseMeshFlag(const std::vector<std::string>& args, size_t* i, MeshRef* ref,
+                   std::string* error) {
+  const std::string& a = args[*i];
+  if (a != "--name" && a != "--state-root") return false;
+  if (*i + 1 >= args.size()) {
+    *error = a + " needs a value";
+    return true;
+  }
+  if (a == "--name") {
+    ref->name = args[++*i];
+    ref->name_given = true;
+  } else {
+    ref->state_root = args[++*i];
+  }
+  return true;
+}
+
+absl::StatusOr<NetnsEndpoint> LocalWeftdAdmin(const MeshRef& ref) {
+  WEFT_ASSIGN_OR_RETURN(up::MeshState s, Load(ref));
+  if (s.weftd.admin.empty()) {
+    return absl::NotFoundError(absl::StrCat("the local mesh \"", ref.name, "\" has no weftd"));
+  }
+  return NetnsEndpoint{"weftd", NetnsPathOf(s.weftd.netns), s.weftd.admin};
+}
+
+absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelMetrics(const MeshRef& ref) {
+  WEFT_ASSIGN_OR_RETURN(up::MeshState s, Load(ref));
+  std::vector<NetnsEndpoint> out;
+  for (const up::NodeState& n : s.nodes) {
+    if (!n.metrics.empty()) out.push_back({n.name, NetnsPathOf(n.netns), n.metrics});
+  }
+  if (out.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("the local mesh \"", ref.name, "\" lists no ztunnel metrics endpoint"));
+  }
+  return out;
+}
+
+absl::StatusOr<UniqueFd> OpenNetns(const std::string& path) {
+  if (path.empty()) return UniqueFd();
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return absl::UnavailableError(absl::StrCat("cannot open network namespace ", path, ": ",
+                                               std::strerror(errno),
+                                               errno == EACCES ? " (run as root)" : ""));
+  }
+  return fd;
+}
+
+}  // namespace weft::cli
