@@ -557,32 +557,106 @@ absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const 
   return plan;
 }
 
-std::string HostsFile(const Plan& plan, const PodPlan& pod) {
-  std::string out = absl::StrCat("# Written by weftctl up for pod ", pod.uid(),
+std::string HostsFile(const std::vector<json>& objects, const std::string& ns,
+                      const std::string& name, const IpAddr& ip, const std::optional<IpAddr>& ip6) {
+  std::string out = absl::StrCat("# Written by weftctl up for pod ", ns, "/", name,
                                  " (bind-mounted over /etc/hosts in its processes)\n",
                                  "127.0.0.1\tlocalhost\n", "::1\tlocalhost ip6-localhost\n");
-  absl::StrAppend(&out, pod.ip.ToString(), "\t", pod.name, "\n");
-  if (pod.ip6) absl::StrAppend(&out, pod.ip6->ToString(), "\t", pod.name, "\n");
-  for (const ServicePlan& s : plan.services) {
-    std::string names = absl::StrCat(s.name, ".", s.ns, ".svc.cluster.local ", s.name, ".", s.ns);
-    if (s.ns == pod.ns) absl::StrAppend(&names, " ", s.name);
-    if (!s.cluster_ip.empty()) {
-      absl::StrAppend(&out, s.cluster_ip, "\t", names, "\n");
+  absl::StrAppend(&out, ip.ToString(), "\t", name, "\n");
+  if (ip6) absl::StrAppend(&out, ip6->ToString(), "\t", name, "\n");
+  std::vector<const json*> services, pods;
+  for (const json& o : objects) {
+    if (o.value("kind", "") == "Service") services.push_back(&o);
+    if (o.value("kind", "") == "Pod") pods.push_back(&o);
+  }
+  auto key = [](const json* o) { return std::make_pair(NsOf(*o), NameOf(*o)); };
+  std::sort(services.begin(), services.end(),
+            [&](const json* a, const json* b) { return key(a) < key(b); });
+  for (const json* s : services) {
+    const std::string sns = NsOf(*s), sname = NameOf(*s);
+    const json& spec = (*s)["spec"];
+    std::string names = absl::StrCat(sname, ".", sns, ".svc.cluster.local ", sname, ".", sns);
+    if (sns == ns) absl::StrAppend(&names, " ", sname);
+    const std::string vip = spec.is_object() ? Str(spec, "clusterIP") : "";
+    if (!vip.empty() && vip != "None") {
+      absl::StrAppend(&out, vip, "\t", names, "\n");
       continue;
     }
-    // Headless: the selected pods' addresses (labels as at up time).
-    Labels selector = LabelMap(s.object["spec"], "selector");
+    // Headless: the selected pods' addresses.
+    Labels selector = spec.is_object() ? LabelMap(spec, "selector") : Labels{};
     if (selector.empty()) continue;
-    for (const PodPlan& p : plan.pods) {
-      if (p.ns != s.ns) continue;
+    for (const json* p : pods) {
+      if (NsOf(*p) != sns) continue;
+      Labels labels = LabelMap((*p)["metadata"]);
       bool match = std::all_of(selector.begin(), selector.end(), [&](const auto& kv) {
-        auto it = p.labels.find(kv.first);
-        return it != p.labels.end() && it->second == kv.second;
+        auto it = labels.find(kv.first);
+        return it != labels.end() && it->second == kv.second;
       });
-      if (match) absl::StrAppend(&out, p.ip.ToString(), "\t", names, "\n");
+      const json& status = (*p)["status"];
+      std::string pod_ip = status.is_object() ? Str(status, "podIP") : "";
+      if (match && !pod_ip.empty()) absl::StrAppend(&out, pod_ip, "\t", names, "\n");
     }
   }
   return out;
+}
+
+std::string HostsFile(const Plan& plan, const PodPlan& pod) {
+  std::vector<json> objects;
+  for (auto& [file, o] : plan.RuntimeFiles()) objects.push_back(o);
+  return HostsFile(objects, pod.ns, pod.name, pod.ip, pod.ip6);
+}
+
+absl::Status AssignClusterIp(json& service, const std::vector<json>& existing) {
+  const std::string ns = NsOf(service), name = NameOf(service);
+  if (!service.contains("spec") || !service["spec"].is_object())
+    return absl::InvalidArgumentError(
+        absl::StrCat("Service ", ns, "/", name, ": spec is required"));
+  json& spec = service["spec"];
+  std::set<std::string> used;
+  std::string previous;
+  for (const json& o : existing) {
+    if (o.value("kind", "") != "Service" || !o.contains("spec") || !o["spec"].is_object()) continue;
+    std::string ip = Str(o["spec"], "clusterIP");
+    if (NsOf(o) == ns && NameOf(o) == name) {
+      previous = ip;  // an update keeps its address, as the API server does
+    } else if (!ip.empty() && ip != "None") {
+      used.insert(ip);
+    }
+  }
+  std::string ip = Str(spec, "clusterIP");
+  if (ip.empty() && !previous.empty()) ip = previous;
+  if (ip == "None") return absl::OkStatus();
+  const Cidr vip_range = *Cidr::Parse(kVipRange);
+  if (ip.empty()) {
+    for (uint32_t a = vip_range.base().v4_host_order() + 1;; ++a) {
+      IpAddr cand = IpAddr::V4(a);
+      if (!vip_range.Contains(cand)) {
+        return absl::ResourceExhaustedError(absl::StrCat("no free cluster IP left in ", kVipRange));
+      }
+      if (!used.count(cand.ToString())) {
+        ip = cand.ToString();
+        break;
+      }
+    }
+  } else {
+    auto a = IpAddr::Parse(ip);
+    if (!a.ok() || !a->IsV4()) {
+      return absl::InvalidArgumentError(absl::StrCat("Service ", ns, "/", name, ": clusterIP \"",
+                                                     ip, "\" is not an IPv4 address"));
+    }
+    if (Cidr::Parse("10.248.0.0/16")->Contains(*a) || Cidr::Parse("10.249.0.0/16")->Contains(*a)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Service ", ns, "/", name, ": clusterIP ", ip,
+          " is inside the testbed's pod or node range; leave it out to get one from ", kVipRange));
+    }
+    if (used.count(ip)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("Service ", ns, "/", name, ": clusterIP ", ip, " is taken"));
+    }
+  }
+  spec["clusterIP"] = ip;
+  spec["clusterIPs"] = json::array({ip});
+  return absl::OkStatus();
 }
 
 }  // namespace weft::up

@@ -124,10 +124,18 @@ bool Enrolled(const Labels& namespace_labels, const Labels& pod_labels);
 std::string ExpandVars(std::string_view in,
                        const std::function<std::optional<std::string>(std::string_view)>& lookup);
 
-// The hosts file of a pod: localhost, the pod's own name and addresses, and every Service as
-// NAME.NS.svc.cluster.local and NAME.NS (plus NAME for Services of the pod's namespace); a
-// headless Service lists its endpoints' pod IPs.
+// The hosts file of a pod: localhost, the pod's own name and addresses, and every Service of
+// `objects` (runtime manifests) as NAME.NS.svc.cluster.local and NAME.NS (plus NAME for Services
+// of the pod's namespace); a headless Service lists its selected pods' IPs.
+std::string HostsFile(const std::vector<nlohmann::json>& objects, const std::string& ns,
+                      const std::string& name, const IpAddr& ip, const std::optional<IpAddr>& ip6);
+// The same for a planned pod over the plan's runtime objects.
 std::string HostsFile(const Plan& plan, const PodPlan& pod);
+
+// A Service applied to a live mesh gets its cluster IP as at up time: kept when given (checked
+// against the testbed ranges and the other Services of `existing`), the previous one when the
+// Service already exists, else the first free address of kVipRange. Sets spec.clusterIP(s).
+absl::Status AssignClusterIp(nlohmann::json& service, const std::vector<nlohmann::json>& existing);
 
 // Applies a kubectl-style label change ("key=value" sets, "key-" removes) to `labels`.
 // FailedPrecondition when a key already has another value and !overwrite (kubectl's rule);

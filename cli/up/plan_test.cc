@@ -259,6 +259,32 @@ TEST(PlanTest, HostsFile) {
   EXPECT_NE(other.find("10.247.0.2\tcart.shop.svc.cluster.local cart.shop\n"), std::string::npos);
 }
 
+TEST(PlanTest, ClusterIpForAppliedServices) {
+  std::vector<json> live = {
+      json::parse(R"({"kind":"Service","metadata":{"name":"a","namespace":"shop"},
+                      "spec":{"clusterIP":"10.247.0.1","ports":[{"port":80}]}})"),
+      json::parse(R"({"kind":"Service","metadata":{"name":"b","namespace":"shop"},
+                      "spec":{"clusterIP":"10.247.0.3","ports":[{"port":80}]}})")};
+  json fresh = json::parse(R"({"kind":"Service","metadata":{"name":"c","namespace":"shop"},
+                               "spec":{"ports":[{"port":80}]}})");
+  ASSERT_TRUE(AssignClusterIp(fresh, live).ok());
+  EXPECT_EQ(fresh["spec"]["clusterIP"], "10.247.0.2");  // the first free one
+  json update = json::parse(R"({"kind":"Service","metadata":{"name":"b","namespace":"shop"},
+                                "spec":{"ports":[{"port":81}]}})");
+  ASSERT_TRUE(AssignClusterIp(update, live).ok());
+  EXPECT_EQ(update["spec"]["clusterIP"], "10.247.0.3");  // an update keeps its address
+  json taken = json::parse(R"({"kind":"Service","metadata":{"name":"d","namespace":"shop"},
+                               "spec":{"clusterIP":"10.247.0.1","ports":[{"port":80}]}})");
+  EXPECT_EQ(AssignClusterIp(taken, live).code(), absl::StatusCode::kAlreadyExists);
+  json pod_range = json::parse(R"({"kind":"Service","metadata":{"name":"e"},
+                                   "spec":{"clusterIP":"10.249.0.1","ports":[{"port":80}]}})");
+  EXPECT_FALSE(AssignClusterIp(pod_range, live).ok());
+  // The hosts files follow the objects.
+  live.push_back(fresh);
+  std::string h = HostsFile(live, "shop", "x", *IpAddr::Parse("10.248.0.9"), std::nullopt);
+  EXPECT_NE(h.find("10.247.0.2\tc.shop.svc.cluster.local c.shop c\n"), std::string::npos) << h;
+}
+
 TEST(PlanTest, LabelChanges) {
   Labels l = {{"a", "1"}};
   EXPECT_TRUE(*ApplyLabelChange(l, "weft.dev/mesh=enabled", false));

@@ -1,6 +1,11 @@
 #include "cli/up/state.h"
 
 #include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
 
 #include <cerrno>
 #include <cstdlib>
@@ -82,6 +87,21 @@ absl::StatusOr<MeshState> LoadMesh(const std::string& root, const std::string& n
                                             "--name, other state roots: --state-root)"));
   }
   return s;
+}
+
+std::string ManifestsSignature(const std::string& dir) {
+  std::vector<std::string> entries;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string f = e.path().filename().string();
+    if (!f.ends_with(".json") && !f.ends_with(".yaml") && !f.ends_with(".yml")) continue;
+    struct stat st;
+    if (::stat(e.path().c_str(), &st) != 0) continue;
+    entries.push_back(
+        absl::StrCat(f, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec));
+  }
+  std::sort(entries.begin(), entries.end());
+  return absl::StrCat(entries.size(), "-", std::hash<std::string>{}(absl::StrJoin(entries, ";")));
 }
 
 uint64_t ProcessStartTime(pid_t pid) {

@@ -84,6 +84,9 @@ struct MeshState {
   std::vector<PodState> pods;
   std::vector<ServiceState> services;
   std::vector<std::string> warnings;
+  // ManifestsSignature of the runtime manifests whose service rules and hosts files are in
+  // force (what `--wait` compares against).
+  std::string synced_manifests;
 };
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PodState, ns, name, workload, node, ip, ip6, netns,
@@ -96,13 +99,17 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(WeftdState, netns, grpc, admin, 
                                                 log, pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MeshState, name, status, supervisor_pid,
                                                 supervisor_start_time, prefix, capture, source, dir,
-                                                weftd, nodes, pods, services, warnings)
+                                                weftd, nodes, pods, services, warnings,
+                                                synced_manifests)
 
 absl::Status WriteState(const std::string& path, const MeshState& s);
 // NotFound when there is no state file (no mesh of that name).
 absl::StatusOr<MeshState> ReadState(const std::string& path);
 // Reads <root>/<name>/state.json; NotFound says "no mesh named ... (weftctl up ...)".
 absl::StatusOr<MeshState> LoadMesh(const std::string& root, const std::string& name);
+
+// A digest of the runtime manifest dir: its manifest files' names, sizes and mtimes.
+std::string ManifestsSignature(const std::string& dir);
 
 // The kernel's start time of `pid` (clock ticks since boot), 0 if it is not running.
 uint64_t ProcessStartTime(pid_t pid);

@@ -97,6 +97,7 @@ struct PodRun {
   const PodPlan* plan = nullptr;
   testbed::PodInfo info;
   std::string hosts_file, dir, log;
+  std::string hosts;              // what hosts_file holds
   std::vector<std::string> argv;  // argv[0] resolved
   testbed::Process proc;
   int restarts = 0;
@@ -206,7 +207,8 @@ absl::Status Supervisor::Start() {
     r.log = paths_.PodLog(p.ns, p.name);
     std::error_code ec;
     std::filesystem::create_directories(r.dir, ec);
-    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(r.hosts_file, HostsFile(plan_, p), 0644));
+    r.hosts = HostsFile(plan_, p);
+    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(r.hosts_file, r.hosts, 0644));
     localmesh::MeshPod mp;
     mp.name = p.name;
     mp.ns = p.ns;
@@ -443,6 +445,7 @@ void Supervisor::SyncServiceRules(bool force) {
               static_cast<int64_t>(st.st_size)};
   }
   if (sig == file_sig_ && !force) return;
+  const std::string signature = ManifestsSignature(paths_.manifests);
   for (auto it = file_objects_.begin(); it != file_objects_.end();) {
     it = sig.count(it->first) ? std::next(it) : file_objects_.erase(it);
   }
@@ -455,6 +458,39 @@ void Supervisor::SyncServiceRules(bool force) {
   file_sig_ = std::move(sig);
   std::vector<nlohmann::json> all;
   for (const auto& [f, objs] : file_objects_) all.insert(all.end(), objs.begin(), objs.end());
+
+  // Name resolution follows the Services: the hosts files are rewritten in place (the bind
+  // mounts hold their inodes).
+  for (size_t i = 0; i < pods_.size(); ++i) {
+    PodRun& r = pods_[i];
+    std::string hosts = HostsFile(all, r.plan->ns, r.plan->name, r.info.ip, r.info.ip6);
+    if (hosts == r.hosts) continue;
+    std::ofstream f(r.hosts_file, std::ios::trunc);
+    f << hosts;
+    f.flush();
+    if (f) r.hosts = std::move(hosts);
+  }
+  std::vector<ServiceState> services;
+  for (const auto& o : all) {
+    if (o.value("kind", "") != "Service") continue;
+    ServiceState ss;
+    ss.ns = o["metadata"].value("namespace", "default");
+    ss.name = o["metadata"].value("name", "");
+    const nlohmann::json& spec = o.contains("spec") ? o["spec"] : nlohmann::json::object();
+    ss.cluster_ip = spec.value("clusterIP", "");
+    if (ss.cluster_ip == "None") ss.cluster_ip.clear();
+    if (spec.contains("ports") && spec["ports"].is_array()) {
+      for (const auto& p : spec["ports"]) {
+        std::string target = !p.contains("targetPort")     ? std::to_string(p.value("port", 0))
+                             : p["targetPort"].is_string() ? p["targetPort"].get<std::string>()
+                                                           : p["targetPort"].dump();
+        ss.ports.push_back(
+            absl::StrCat(p.value("port", 0), "->", target, "/", p.value("protocol", "TCP")));
+      }
+    }
+    services.push_back(std::move(ss));
+  }
+
   std::map<std::string, bool> ready;
   for (const PodRun& r : pods_) {
     ready[r.plan->uid()] = r.proc.valid() && !r.proc.exit_status() && !r.restart_at && !r.done;
@@ -464,20 +500,28 @@ void Supervisor::SyncServiceRules(bool force) {
     return it != ready.end() && it->second;
   });
   std::string script = IptablesRestoreScript(rules);
-  if (script == rules_script_) return;
-  for (const auto& n : mesh_->testbed().nodes()) {
-    auto r = testbed::Exec(n.netns, {"iptables-restore"}, script, seconds(10));
-    if (!r.ok()) {
-      LOG_ERROR(kScope, "cannot program the service rules",
-                {{"node", n.netns}, {"error", r.status().ToString()}});
-      return;  // retried at the next change
+  if (script != rules_script_) {
+    for (const auto& n : mesh_->testbed().nodes()) {
+      auto r = testbed::Exec(n.netns, {"iptables-restore"}, script, seconds(10));
+      if (!r.ok()) {
+        LOG_ERROR(kScope, "cannot program the service rules",
+                  {{"node", n.netns}, {"error", r.status().ToString()}});
+        file_sig_.clear();  // retried at the next tick
+        return;
+      }
     }
+    rules_script_ = std::move(script);
+    size_t endpoints = 0;
+    for (const auto& r : rules) endpoints += r.endpoints.size();
+    LOG_INFO(kScope, "service rules programmed",
+             {{"service_ports", rules.size()}, {"endpoints", endpoints}});
   }
-  rules_script_ = std::move(script);
-  size_t endpoints = 0;
-  for (const auto& r : rules) endpoints += r.endpoints.size();
-  LOG_INFO(kScope, "service rules programmed",
-           {{"service_ports", rules.size()}, {"endpoints", endpoints}});
+  // Tell label/apply/delete --wait that this state of the manifests is in force.
+  if (signature != state_.synced_manifests || services.size() != state_.services.size()) {
+    state_.synced_manifests = signature;
+    if (mesh_) state_.services = std::move(services);
+    SaveState();
+  }
 }
 
 void Supervisor::SaveState() {

@@ -228,6 +228,20 @@ absl::Status WaitSettled(const MeshState& s, const json& before, seconds timeout
                    " s; weftd /status: ", last));
 }
 
+// Waits until the supervisor runs the service rules and hosts files of the manifests as they
+// are now.
+absl::Status WaitSynced(const MeshPaths& paths, seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    auto st = ReadState(paths.state_file);
+    if (!st.ok()) return st.status();
+    if (st->synced_manifests == ManifestsSignature(paths.manifests)) return absl::OkStatus();
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return absl::DeadlineExceededError(
+      "the supervisor did not pick up the change; see `weftctl logs supervisor`");
+}
+
 // Whether ztunnel's HBONE listener exists in the pod (the pod is enrolled).
 bool HboneListening(const PodState& p) {
   auto ip = IpAddr::Parse(p.ip);
@@ -579,6 +593,8 @@ int LabelMain(const std::vector<std::string>& args, std::ostream& out, std::ostr
       return Failure(err, "label", st);
     if (auto st = WaitEnrolment(*s, paths, seconds(f.timeout_s)); !st.ok())
       return Failure(err, "label", st);
+    if (auto st = WaitSynced(paths, seconds(f.timeout_s)); !st.ok())
+      return Failure(err, "label", st);
     out << "every node ACKed; the pods' enrolment follows the labels\n";
   }
   return kOk;
@@ -594,10 +610,12 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
   Flags f = Parse(args);
   if (f.help) {
     out << "Usage: weftctl " << cmd << " [flags] -f FILE|DIR [-f ...]\n\n"
-        << (apply ? "Adds or replaces objects (policies, NetworkPolicies, Namespaces, ...) in a "
-                    "live mesh; they are\nvalidated first as `weftctl validate` does.\n"
-                  : "Removes objects (policies, NetworkPolicies, ...) from a live mesh.\n")
-        << "Pods and Services are fixed at up time.\n\nFlags:\n"
+        << (apply
+                ? "Adds or replaces objects (policies, NetworkPolicies, Services, ...) in a "
+                  "live mesh; they are\nvalidated first as `weftctl validate` does.\n"
+                : "Removes objects (policies, NetworkPolicies, Services, ...) from a live mesh.\n")
+        << "Pods are fixed at up time; a Service gets a cluster IP as at up time, and its name\n"
+           "and address reach every pod.\n\nFlags:\n"
            "  --wait              wait until every node ACKed the change\n"
            "  --timeout SEC       for --wait (default 60)\n"
         << kCommonFlags;
@@ -616,6 +634,13 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
     if (!objs.ok()) return Failure(err, cmd, objs.status());
     for (auto& m : *objs) objects.push_back(std::move(m.object));
   }
+  // The live objects, for cluster IP allocation.
+  std::vector<json> current;
+  {
+    auto live = LoadManifests(paths.manifests);
+    if (!live.ok()) return Failure(err, cmd, live.status());
+    for (auto& m : *live) current.push_back(std::move(m.object));
+  }
   // Everything is checked before anything is written.
   std::vector<std::pair<std::string, json>> todo;
   std::vector<std::string> problems;
@@ -626,16 +651,19 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
       o["metadata"]["namespace"] = "default";
     const std::string ref = absl::StrCat(
         kind, " ", ClusterScoped(kind) ? "" : o["metadata"].value("namespace", "") + "/", name);
-    if (kind == "Pod" || kind == "Deployment" || kind == "Service" ||
-        (!apply && kind == "Namespace")) {
+    if (kind == "Pod" || kind == "Deployment" || (!apply && kind == "Namespace")) {
       problems.push_back(
-          absl::StrCat(ref, ": ",
-                       kind == "Service"     ? "services"
-                       : kind == "Namespace" ? "namespaces"
-                                             : "pods",
+          absl::StrCat(ref, ": ", kind == "Namespace" ? "namespaces" : "pods",
                        " are fixed at up time (change the manifest directory and run weftctl down, "
                        "weftctl up)"));
       continue;
+    }
+    if (apply && kind == "Service") {
+      if (auto st = AssignClusterIp(o, current); !st.ok()) {
+        problems.push_back(std::string(st.message()));
+        continue;
+      }
+      current.push_back(o);  // later Services of this apply see its address
     }
     if (!cp::IsSupportedKind(kind)) {
       out << ref << ": skipped (kind not used by the mesh)\n";
@@ -690,6 +718,7 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
   if (f.wait && any) {
     if (auto st = WaitSettled(*s, before, seconds(f.timeout_s)); !st.ok())
       return Failure(err, cmd, st);
+    if (auto st = WaitSynced(paths, seconds(f.timeout_s)); !st.ok()) return Failure(err, cmd, st);
     out << "every node ACKed\n";
   }
   return missing ? kFail : kOk;

@@ -216,6 +216,25 @@ TEST_P(UpLifecycleTest, MeshLifecycle) {
   auto denied = Call("shop/client-b", "server.shop", "80");
   EXPECT_FALSE(denied.ok()) << *denied;
   EXPECT_TRUE(Call("other/outsider", "server.shop", "80").ok());
+  // A Service applied live: a cluster IP, its name in every pod, the rules in every node.
+  std::ofstream(tmp_.path() + "/alt.yaml") << R"yaml(
+apiVersion: v1
+kind: Service
+metadata: {name: alt, namespace: shop}
+spec:
+  selector: {app: server}
+  ports: [{port: 81, targetPort: 8080}]
+)yaml";
+  auto alt = Weftctl({"apply", "-f", tmp_.path() + "/alt.yaml", "--wait"});
+  ASSERT_TRUE(alt.ok()) << alt.status();
+  EXPECT_EQ(State().services.size(), 2u);
+  auto via_alt = Call("other/outsider", "alt.shop.svc.cluster.local", "81");
+  ASSERT_TRUE(via_alt.ok()) << via_alt.status();
+  EXPECT_EQ(*via_alt, "hello from server\n");
+  auto alt_del = Weftctl({"delete", "-f", tmp_.path() + "/alt.yaml", "--wait"});
+  ASSERT_TRUE(alt_del.ok()) << alt_del.status();
+  EXPECT_FALSE(Call("other/outsider", "alt.shop.svc.cluster.local", "81").ok());
+
   // A Pod cannot be applied after up.
   auto pod_apply = Weftctl({"apply", "-f", dir_});
   ASSERT_FALSE(pod_apply.ok());
