@@ -4,10 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
 #include <set>
 
 #include "cli/up/kube_proxy.h"
 #include "cli/up/state.h"
+#include "cli/up/supervisor.h"
+#include "common/testing/temp_dir.h"
 #include "controlplane/local/local_source.h"
 #include "controlplane/model/model.h"
 
@@ -353,6 +359,27 @@ TEST(KubeProxyTest, RulesFromSelectorsSlicesAndReadiness) {
   EXPECT_NE(script.find("--probability 0.33333333333"), std::string::npos);
   EXPECT_NE(script.find("--probability 0.50000000000"), std::string::npos);
   EXPECT_EQ(script.find("10.248.0.6"), std::string::npos);
+}
+
+TEST(CommandTest, Resolution) {
+  weft::testing::TempDir tmp;
+  std::string tool = tmp.Write("my-tool", "#!/bin/sh\n");
+  ::chmod(tool.c_str(), 0755);
+  EXPECT_EQ(*ResolveCommand("/bin/sh"), "/bin/sh");
+  EXPECT_FALSE(ResolveCommand("/nonexistent/tool").ok());
+  EXPECT_FALSE(ResolveCommand("my-tool").ok());
+  ::setenv("WEFT_BIN_DIR", tmp.path().c_str(), 1);
+  EXPECT_EQ(*ResolveCommand("my-tool"), tool);
+  auto weftd = FindWeftBinary("my-tool", "controlplane/weftd/weftd");
+  ASSERT_TRUE(weftd.ok()) << weftd.status();
+  EXPECT_EQ(*weftd, tool);
+  ::unsetenv("WEFT_BIN_DIR");
+  auto sh = ResolveCommand("sh");  // PATH
+  ASSERT_TRUE(sh.ok()) << sh.status();
+  EXPECT_TRUE(sh->ends_with("/sh"));
+  auto missing = ResolveCommand("no-such-command-weft");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("WEFT_BIN_DIR"), std::string::npos);
 }
 
 TEST(StateTest, RoundTripAndLookups) {

@@ -393,10 +393,18 @@ int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream
           absl::NotFoundError(absl::StrCat("pod ", p.uid(), ": ", cmd.status().message())));
   }
 
+  // One `up` per name at a time (a crashed one leaves no lock: the kernel drops it).
+  std::error_code ec;
+  std::filesystem::create_directories(o.state_root, ec);
+  UniqueFd lock(::open((paths.dir + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    err << "weftctl up: another `weftctl up --name " << o.name
+        << "` is starting or running in the foreground\n";
+    return kFail;
+  }
   auto crashed = CleanCrashed(paths, out);
   if (!crashed.ok()) return Failure(err, "up", crashed.status());
   (void)testbed::CleanupStale();
-  std::error_code ec;
   std::filesystem::remove_all(paths.dir, ec);  // a fresh mesh: no stale manifests, CA or logs
   std::filesystem::create_directories(paths.logs, ec);
   if (ec)
@@ -417,6 +425,7 @@ int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream
     // The supervisor: its own session (no terminal, not in the caller's process group), stdio
     // to its log, so that whatever waits for this command's output is not held open.
     ::close(pipefd[0]);
+    lock.reset();  // the parent holds it until the mesh is ready
     ::setsid();
     int devnull = ::open("/dev/null", O_RDONLY);
     int log = ::open(sup_log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
