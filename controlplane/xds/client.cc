@@ -112,8 +112,8 @@ ztunnel::SnapshotPtr ConfigClient::Current() const {
 }
 
 pb::ConfigSnapshot ConfigClient::CurrentProto() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return current_proto_;
+  std::lock_guard<std::mutex> l(proto_mu_);
+  return set_.snapshot();
 }
 
 ConfigClientStatus ConfigClient::Status() const {
@@ -254,18 +254,19 @@ void ConfigClient::HandleResponse(const pb::ConfigResponse& resp, pb::ConfigRequ
     std::lock_guard<std::mutex> l(mu_);
     status_.full_snapshots++;
   }
-  // Work on a copy: a rejected version must leave the last good one untouched.
-  xds::ResourceSet next = set_;
-  absl::Status st = next.Apply(resp);
-  pb::ConfigSnapshot snap;
+  // Applied in place (pointer moves for the changed resources only); a rejected version is
+  // undone, so the last good one is exactly what it was. FromProto still converts and checks the
+  // whole snapshot: the callback and Current() hand out a complete ztunnel::ConfigSnapshot.
+  std::unique_lock<std::mutex> proto_lock(proto_mu_);
+  absl::Status st = set_.Apply(resp);
   ztunnel::SnapshotPtr validated;
   if (st.ok()) {
-    snap = next.ToSnapshot(resp.version());
-    auto v = ztunnel::ConfigSnapshot::FromProto(snap);
+    auto v = ztunnel::ConfigSnapshot::FromProto(set_.snapshot());
     if (v.ok()) {
       validated = *v;
     } else {
       st = v.status();
+      set_.Revert();
     }
   }
   if (!st.ok()) {
@@ -284,11 +285,11 @@ void ConfigClient::HandleResponse(const pb::ConfigResponse& resp, pb::ConfigRequ
     reply->set_error(err);
     return;
   }
-  set_ = std::move(next);
+  set_.Commit();
+  proto_lock.unlock();
   {
     std::lock_guard<std::mutex> l(mu_);
     current_ = validated;
-    current_proto_ = std::move(snap);
     status_.version = resp.version();
     status_.acks++;
   }

@@ -102,7 +102,8 @@ class ConfigClient {
   void Stop();
 
   ztunnel::SnapshotPtr Current() const;  // last good snapshot; null before the first
-  weft::config::v1::ConfigSnapshot CurrentProto() const;  // its source proto (canonical order)
+  // Its source proto (canonical order). A copy: meant for tools and tests, not hot paths.
+  weft::config::v1::ConfigSnapshot CurrentProto() const;
   ConfigClientStatus Status() const;
 
  private:
@@ -130,9 +131,12 @@ class ConfigClient {
   std::shared_ptr<grpc::ClientContext> ctx_;  // the open stream's, for Stop's TryCancel
   ConfigClientStatus status_;
   ztunnel::SnapshotPtr current_;
-  weft::config::v1::ConfigSnapshot current_proto_;
 
-  xds::ResourceSet set_;  // client thread only: the resources of the last good version
+  // The last good version's source proto, changed in place by each response (undone on NACK).
+  // The client thread holds proto_mu_ from Apply to Commit/Revert, so CurrentProto never sees a
+  // version that is not (yet) accepted; it may wait for one version's validation.
+  mutable std::mutex proto_mu_;
+  xds::SnapshotSet set_;
 };
 
 }  // namespace weft::cp

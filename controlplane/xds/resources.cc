@@ -5,6 +5,8 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/reflection.h>
 
+#include <algorithm>
+#include <memory>
 #include <set>
 #include <utility>
 
@@ -236,13 +238,21 @@ std::vector<std::string> UncarriedFields(const pb::ConfigSnapshot& snap) {
   return out;
 }
 
-absl::Status ResourceSet::Apply(const pb::ConfigResponse& r) {
-  std::map<Key, pb::Resource> next;
-  if (!r.full_snapshot()) next = resources_;
+namespace {
+
+// A response's keys, checked before anything changes so that applying cannot fail half-way.
+struct CheckedKeys {
+  std::vector<Key> upserted;  // parallel to r.upserted()
+  std::vector<Key> removed;   // parallel to r.removed()
+};
+
+absl::StatusOr<CheckedKeys> CheckKeys(const pb::ConfigResponse& r) {
   if (r.full_snapshot() && r.removed_size() > 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("full snapshot ", r.version(), " lists ", r.removed_size(), " removed keys"));
   }
+  CheckedKeys out;
+  out.upserted.reserve(r.upserted_size());
   std::set<Key> upserted;
   for (int i = 0; i < r.upserted_size(); ++i) {
     auto key = KeyOf(r.upserted(i));
@@ -254,7 +264,7 @@ absl::Status ResourceSet::Apply(const pb::ConfigResponse& r) {
       return absl::InvalidArgumentError(
           absl::StrCat("upserted[", i, "]: ", KeyString(*key), " appears twice"));
     }
-    next[*key] = r.upserted(i);
+    out.upserted.push_back(*std::move(key));
   }
   for (int i = 0; i < r.removed_size(); ++i) {
     auto key = KeyFromProto(r.removed(i));
@@ -265,9 +275,19 @@ absl::Status ResourceSet::Apply(const pb::ConfigResponse& r) {
       return absl::InvalidArgumentError(
           absl::StrCat("removed[", i, "]: ", KeyString(*key), " is also upserted"));
     }
-    next.erase(*key);
+    out.removed.push_back(*std::move(key));
   }
-  resources_ = std::move(next);
+  return out;
+}
+
+}  // namespace
+
+absl::Status ResourceSet::Apply(const pb::ConfigResponse& r) {
+  WEFT_ASSIGN_OR_RETURN(CheckedKeys keys, CheckKeys(r));
+  // Keys are valid, so nothing below fails: a delta is applied in place.
+  if (r.full_snapshot()) resources_.clear();
+  for (int i = 0; i < r.upserted_size(); ++i) resources_[keys.upserted[i]] = r.upserted(i);
+  for (const Key& k : keys.removed) resources_.erase(k);
   globals_.Clear();
   for (const auto& [sf, rf] : GetSchema().globals) {
     CopyField(r, rf, &globals_, rf);
@@ -287,6 +307,193 @@ pb::ConfigSnapshot ResourceSet::ToSnapshot(const std::string& version) const {
         ->CopyFrom(res.GetReflection()->GetMessage(res, k.resource_field));
   }
   return out;
+}
+
+// ---- SnapshotSet
+
+namespace {
+
+// The key name of a message already known to be keyed (uid, or "<namespace>/<name>").
+std::string NameOf(const KindInfo& k, const Message& m) {
+  const Reflection* r = m.GetReflection();
+  if (k.uid != nullptr) return r->GetString(m, k.uid);
+  return absl::StrCat(r->GetString(m, k.ns), "/", r->GetString(m, k.name));
+}
+
+// One kind's repeated field of a snapshot, edited through reflection (pointer moves only).
+class KindField {
+ public:
+  KindField(pb::ConfigSnapshot* snap, const KindInfo& k)
+      : snap_(snap), k_(k), r_(snap->GetReflection()) {}
+  int size() const { return r_->FieldSize(*snap_, k_.snapshot_field); }
+  std::string NameAt(int i) const {
+    return NameOf(k_, r_->GetRepeatedMessage(*snap_, k_.snapshot_field, i));
+  }
+  // First position whose name is not below `name` (the field is in name order); *found if equal.
+  int LowerBound(const std::string& name, bool* found) const {
+    int lo = 0, hi = size();
+    while (lo < hi) {
+      int mid = lo + (hi - lo) / 2;
+      if (NameAt(mid) < name) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    *found = lo < size() && NameAt(lo) == name;
+    return lo;
+  }
+  void InsertAt(int pos, Message* m) {
+    r_->AddAllocatedMessage(snap_, k_.snapshot_field, m);
+    for (int i = size() - 1; i > pos; --i) Swap(i, i - 1);
+  }
+  std::unique_ptr<Message> RemoveAt(int pos) {
+    for (int i = pos; i + 1 < size(); ++i) Swap(i, i + 1);
+    return std::unique_ptr<Message>(r_->ReleaseLast(snap_, k_.snapshot_field));
+  }
+  std::unique_ptr<Message> ReplaceAt(int pos, Message* m) {
+    r_->AddAllocatedMessage(snap_, k_.snapshot_field, m);
+    Swap(pos, size() - 1);
+    return std::unique_ptr<Message>(r_->ReleaseLast(snap_, k_.snapshot_field));
+  }
+  void Append(Message* m) { r_->AddAllocatedMessage(snap_, k_.snapshot_field, m); }
+
+ private:
+  void Swap(int i, int j) { r_->SwapElements(snap_, k_.snapshot_field, i, j); }
+  pb::ConfigSnapshot* snap_;
+  const KindInfo& k_;
+  const Reflection* r_;
+};
+
+std::unique_ptr<Message> CopyOfKind(const KindInfo& k, const pb::Resource& r) {
+  const Message& m = r.GetReflection()->GetMessage(r, k.resource_field);
+  std::unique_ptr<Message> out(m.New());
+  out->CopyFrom(m);
+  return out;
+}
+
+}  // namespace
+
+struct SnapshotSet::Undo {
+  std::unique_ptr<pb::ConfigSnapshot> previous;  // a full snapshot replaced this whole one
+  // A delta: the previous version and globals (and which globals were present), and one step
+  // per changed resource, undone in reverse order.
+  std::string version;
+  pb::ConfigSnapshot globals;
+  std::vector<bool> had_global;
+  struct Step {
+    size_t kind_index;
+    std::string name;
+    std::unique_ptr<Message> old;  // null: the resource was inserted
+  };
+  std::vector<Step> steps;
+};
+
+SnapshotSet::SnapshotSet() = default;
+SnapshotSet::~SnapshotSet() = default;
+SnapshotSet::SnapshotSet(SnapshotSet&&) noexcept = default;
+SnapshotSet& SnapshotSet::operator=(SnapshotSet&&) noexcept = default;
+
+bool SnapshotSet::pending() const {
+  return undo_ != nullptr;
+}
+
+size_t SnapshotSet::size() const {
+  size_t n = 0;
+  for (const KindInfo& k : GetSchema().kinds) {
+    n += snap_.GetReflection()->FieldSize(snap_, k.snapshot_field);
+  }
+  return n;
+}
+
+absl::Status SnapshotSet::Apply(const pb::ConfigResponse& r) {
+  WEFT_CHECK(undo_ == nullptr && "SnapshotSet::Apply with a pending Apply");
+  WEFT_ASSIGN_OR_RETURN(CheckedKeys keys, CheckKeys(r));
+  const Schema& s = GetSchema();
+  auto undo = std::make_unique<Undo>();
+  if (r.full_snapshot()) {
+    std::vector<int> order(r.upserted_size());
+    for (int i = 0; i < r.upserted_size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return keys.upserted[a] < keys.upserted[b]; });
+    pb::ConfigSnapshot next;
+    for (int i : order) {
+      const KindInfo& k = s.kinds[s.by_kind.at(keys.upserted[i].kind)];
+      KindField(&next, k).Append(CopyOfKind(k, r.upserted(i)).release());
+    }
+    undo->previous = std::make_unique<pb::ConfigSnapshot>(std::move(snap_));
+    snap_ = std::move(next);
+  } else {
+    undo->version = snap_.version();
+    for (const auto& [sf, rf] : s.globals) {
+      undo->had_global.push_back(snap_.GetReflection()->HasField(snap_, sf));
+      CopyField(snap_, sf, &undo->globals, sf);
+    }
+    for (int i = 0; i < r.upserted_size(); ++i) {
+      const Key& key = keys.upserted[i];
+      const size_t ki = s.by_kind.at(key.kind);
+      KindField f(&snap_, s.kinds[ki]);
+      bool found = false;
+      int pos = f.LowerBound(key.name, &found);
+      Message* fresh = CopyOfKind(s.kinds[ki], r.upserted(i)).release();
+      std::unique_ptr<Message> old;
+      if (found) {
+        old = f.ReplaceAt(pos, fresh);
+      } else {
+        f.InsertAt(pos, fresh);
+      }
+      undo->steps.push_back({ki, key.name, std::move(old)});
+    }
+    for (const Key& key : keys.removed) {
+      const size_t ki = s.by_kind.at(key.kind);
+      KindField f(&snap_, s.kinds[ki]);
+      bool found = false;
+      int pos = f.LowerBound(key.name, &found);
+      if (!found) continue;  // removing an absent key is fine
+      undo->steps.push_back({ki, key.name, f.RemoveAt(pos)});
+    }
+  }
+  // As ResourceSet: every global is taken from the response (an unset one resets).
+  for (const auto& [sf, rf] : s.globals) CopyField(r, rf, &snap_, sf);
+  snap_.set_version(r.version());
+  undo_ = std::move(undo);
+  return absl::OkStatus();
+}
+
+void SnapshotSet::Commit() {
+  undo_.reset();
+}
+
+void SnapshotSet::Revert() {
+  if (undo_ == nullptr) return;
+  std::unique_ptr<Undo> undo = std::move(undo_);
+  if (undo->previous != nullptr) {
+    snap_ = std::move(*undo->previous);
+    return;
+  }
+  const Schema& s = GetSchema();
+  for (auto it = undo->steps.rbegin(); it != undo->steps.rend(); ++it) {
+    KindField f(&snap_, s.kinds[it->kind_index]);
+    bool found = false;
+    int pos = f.LowerBound(it->name, &found);
+    if (it->old == nullptr) {
+      WEFT_CHECK(found);
+      f.RemoveAt(pos);  // drop what Apply inserted
+    } else if (found) {
+      f.ReplaceAt(pos, it->old.release());  // what Apply replaced; the new one is dropped
+    } else {
+      f.InsertAt(pos, it->old.release());  // what Apply removed
+    }
+  }
+  for (size_t i = 0; i < s.globals.size(); ++i) {
+    const FieldDescriptor* sf = s.globals[i].first;
+    if (undo->had_global[i]) {
+      CopyField(undo->globals, sf, &snap_, sf);
+    } else {
+      snap_.GetReflection()->ClearField(&snap_, sf);
+    }
+  }
+  snap_.set_version(undo->version);
 }
 
 pb::ConfigSnapshot Canonicalize(const pb::ConfigSnapshot& snap, const std::string& version) {

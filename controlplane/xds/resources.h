@@ -13,6 +13,7 @@
 #include <compare>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,35 @@ class ResourceSet {
  private:
   std::map<Key, weft::config::v1::Resource> resources_;
   weft::config::v1::ConfigResponse globals_;  // only the globals are set
+};
+
+// A node's view held as the ConfigSnapshot itself (each kind's repeated field in key order, as
+// ResourceSet::ToSnapshot builds it) and changed in place, so that a delta costs
+// O(changed resources * log n) plus pointer moves instead of a copy of every resource. Apply
+// keeps an undo log until Commit or Revert: Revert restores the previous snapshot exactly
+// (same messages, order, globals and version). Not thread-safe.
+class SnapshotSet {
+ public:
+  SnapshotSet();
+  ~SnapshotSet();
+  SnapshotSet(SnapshotSet&&) noexcept;
+  SnapshotSet& operator=(SnapshotSet&&) noexcept;
+
+  // Same rules and errors as ResourceSet::Apply, and sets the snapshot's version to the
+  // response's. On error nothing changed (and nothing is pending). At most one Apply may be
+  // pending: Apply while one is pending is a programming error (WEFT_CHECK).
+  absl::Status Apply(const weft::config::v1::ConfigResponse& r);
+  void Commit();  // forget the undo log: the applied state is the new base
+  void Revert();  // back to the state before the pending Apply (no-op if none)
+  bool pending() const;
+
+  const weft::config::v1::ConfigSnapshot& snapshot() const { return snap_; }
+  size_t size() const;  // number of resources
+
+ private:
+  struct Undo;
+  weft::config::v1::ConfigSnapshot snap_;
+  std::unique_ptr<Undo> undo_;  // null: nothing pending
 };
 
 // The snapshot a client ends up with for view `snap`: globals and every resource with a valid

@@ -476,6 +476,53 @@ TEST(XdsStream, NackKeepsLastGoodAndTheNextGoodChangeArrives) {
   EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), 2);
 }
 
+// The client applies deltas in place: a NACKed delta that replaced, inserted and removed
+// resources must leave exactly the previous version (proto bytes, version, the very same
+// ConfigSnapshot object), and later deltas build on that.
+TEST(XdsStream, NackedInPlaceDeltaLeavesThePreviousVersionExactly) {
+  World world;
+  world.Set("n", BaseView("n"));
+  world.Edit("n", [](pb::ConfigSnapshot& s) {
+    for (int i = 0; i < 20; ++i) {
+      *s.add_workloads() =
+          MakeWorkload("default", absl::StrCat("w", i), absl::StrCat("10.2.0.", i + 1), "n");
+    }
+    *s.add_authorization_policies() = MakePolicy("default", "p", "10.0.0.0/8");
+  });
+  TestServer server(world.Provider(), nullptr, FastOptions());
+  std::atomic<int> callbacks{0};
+  ConfigClient client(ClientFor(server, "n"), [&](const ztunnel::SnapshotPtr&) { ++callbacks; });
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+  const pb::ConfigSnapshot good = client.CurrentProto();
+  const ztunnel::SnapshotPtr good_snapshot = client.Current();
+
+  world.Edit("n", [](pb::ConfigSnapshot& s) {
+    s.mutable_workloads(3)->set_phase("Pending");                          // replaced
+    s.mutable_workloads()->DeleteSubrange(11, 1);                          // removed: w10
+    s.mutable_authorization_policies()->Clear();                           // removed
+    *s.add_workloads() = MakeWorkload("default", "dup", "10.2.0.5", "n");  // inserted: w4's IP
+  });
+  server.xds().Notify({"n"});
+  ASSERT_TRUE(WaitFor([&] { return client.Status().nacks == 1; }));
+  EXPECT_NE(client.Status().last_nack_error.find("already claimed"), std::string::npos)
+      << client.Status().last_nack_error;
+  EXPECT_EQ(Bytes(client.CurrentProto()), Bytes(good));
+  EXPECT_EQ(client.Current(), good_snapshot);
+  EXPECT_EQ(callbacks.load(), 1);
+
+  // Fixing the address is sent as a delta against the kept version and lands exactly.
+  world.Edit("n", [](pb::ConfigSnapshot& s) {
+    s.mutable_workloads(s.workloads_size() - 1)->set_addresses(0, "10.2.1.1");
+  });
+  server.xds().Notify({"n"});
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n")); }));
+  EXPECT_EQ(client.Status().full_snapshots, 1u);
+  EXPECT_EQ(callbacks.load(), 2);
+  EXPECT_EQ(client.Current()->FindWorkloadByUid("default/w10"), nullptr);
+  EXPECT_NE(client.Current()->FindWorkloadByUid("default/dup"), nullptr);
+}
+
 TEST(XdsStream, NackedFirstSnapshotIsFollowedByAFullSnapshot) {
   World world;
   pb::ConfigSnapshot bad = BaseView("n");
