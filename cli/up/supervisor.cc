@@ -299,6 +299,8 @@ absl::Status Supervisor::Start() {
       }
     }
   }
+  // The rules above were written before any pod ran (no ready endpoint): now they have some.
+  SyncServiceRules(/*force=*/true);
   // A daemon that refused its flags or crashed at start would otherwise only show later.
   for (int n = 0; n < opts_.nodes; ++n) {
     for (const char* d : {"ztunnel", "agent"}) {
