@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -63,12 +64,27 @@ class LocalSource {
   std::vector<FileError> Errors() const;
 
  private:
+  // Fingerprints (std::hash and size) instead of texts and trees: at 10,000 pods the JSON trees
+  // alone took ~40 MiB. A changed object is missed only if both its hash and its size collide.
+  struct Fingerprint {
+    size_t hash = 0;
+    size_t size = 0;
+    bool operator==(const Fingerprint&) const = default;
+  };
+  struct ObjectState {
+    Fingerprint fp;       // of the object's compact JSON
+    nlohmann::json stub;  // apiVersion, kind, metadata.name/namespace: what a delete carries
+  };
   struct FileState {
-    std::string content;                            // last content read (good or bad)
-    std::map<std::string, nlohmann::json> objects;  // last good: "kind/ns/name" -> object
+    bool read = false;
+    Fingerprint content;                         // last content read (good or bad)
+    std::map<std::string, ObjectState> objects;  // last good: "kind/ns/name" -> object
   };
   void ApplyFile(const std::string& path, const std::string& content);
   void RemoveFile(const std::string& path);
+  // Rereads just these directory entries (names from inotify): present regular files are
+  // (re)applied, absent ones removed.
+  void RescanNames(const std::set<std::string>& names);
   void Run();
 
   std::string dir_;

@@ -40,6 +40,25 @@ items:
   EXPECT_EQ((*objs)[2]["metadata"]["name"], json("dev"));
 }
 
+TEST(ParseManifestsTest, PlainScalarsAreTypedByTheCoreSchema) {
+  auto doc = YamlToJson(R"(
+ints: [0, 80, -7, +3, 007]
+floats: [1.5, .5, -.5, 2., 1e3, 1.5E-2, +2.5e+1]
+strings: [1.2.3, 0x10, 1_000, "80", '1.5', -, +, ., e3, 1e, 1e+, 10.0.0.1, 80/TCP, .inf, v1]
+other: [true, False, NULL, ~, null]
+)");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  const json& j = *doc;
+  EXPECT_EQ(j["ints"], json::parse("[0, 80, -7, 3, 7]"));
+  for (const json& f : j["floats"]) EXPECT_TRUE(f.is_number_float()) << f;
+  EXPECT_DOUBLE_EQ(j["floats"][1].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(j["floats"][4].get<double>(), 1000);
+  EXPECT_DOUBLE_EQ(j["floats"][6].get<double>(), 25);
+  for (const json& v : j["strings"]) EXPECT_TRUE(v.is_string()) << v;
+  EXPECT_EQ(j["strings"][3], json("80"));
+  EXPECT_EQ(j["other"], json::parse("[true, false, null, null, null]"));
+}
+
 TEST(ParseManifestsTest, JsonFiles) {
   auto objs = ParseManifests(R"({"apiVersion": "v1", "kind": "Namespace",
                                  "metadata": {"name": "prod", "labels": {"a": "b"}}})");
@@ -197,6 +216,40 @@ TEST(LocalSourceTest, DuplicateObjectInOneFileRejectsTheFile) {
   EXPECT_TRUE(got.Objects().empty());
   ASSERT_EQ(src.Errors().size(), 1u);
   EXPECT_EQ(src.Errors()[0].error, "object Namespace//prod is defined twice");
+}
+
+// The watcher rereads only the entries inotify names: files renamed in and out, a removed
+// file, and an untouched file whose objects are not re-sent.
+TEST(LocalSourceTest, RenamesAndRemovalsOfSingleFilesAreFollowed) {
+  Dir dir;
+  dir.Write("a.yaml", std::string(kTwo));
+  Collector c;
+  auto registry = std::make_shared<prometheus::Registry>();
+  LocalSource src(dir.path(), c.Sink(), registry);
+  ASSERT_TRUE(src.Start().ok());
+  ASSERT_EQ(c.Objects().size(), 2u);
+  const int after_start = c.events();
+
+  // A file renamed in from elsewhere in the directory (the Dir helper writes .tmp-b.yaml first).
+  dir.Write("b.yaml", "{apiVersion: v1, kind: Namespace, metadata: {name: staging}}\n");
+  ASSERT_TRUE(WaitFor([&] { return c.Objects().contains("Namespace//staging"); }));
+  EXPECT_EQ(c.events(), after_start + 1) << "a.yaml's objects are not re-sent";
+
+  // Renamed to a name the source ignores: its objects go.
+  std::filesystem::rename(dir.path() + "/b.yaml", dir.path() + "/b.yaml.bak");
+  ASSERT_TRUE(WaitFor([&] { return !c.Objects().contains("Namespace//staging"); }));
+
+  dir.Remove("a.yaml");
+  ASSERT_TRUE(WaitFor([&] { return c.Objects().empty(); }));
+  EXPECT_TRUE(src.Errors().empty());
+
+  // A directory with a manifest-like name is not a file.
+  std::filesystem::create_directory(dir.path() + "/c.yaml");
+  dir.Write("d.yaml", std::string(kTwo));
+  ASSERT_TRUE(WaitFor([&] { return c.Objects().size() == 2; }));
+  EXPECT_TRUE(src.Errors().empty());
+  EXPECT_EQ(Counter(*registry, "weft_cp_local_file_loads_total"), 3);
+  src.Stop();
 }
 
 TEST(LocalSourceTest, MissingDirectoryFailsStart) {
