@@ -10,6 +10,8 @@
 #include <functional>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+
 namespace weft::cp {
 namespace {
 
@@ -57,6 +59,41 @@ other: [true, False, NULL, ~, null]
   for (const json& v : j["strings"]) EXPECT_TRUE(v.is_string()) << v;
   EXPECT_EQ(j["strings"][3], json("80"));
   EXPECT_EQ(j["other"], json::parse("[true, false, null, null, null]"));
+}
+
+TEST(ParseManifestsTest, AnchorsAliasesAndKeys) {
+  auto doc = YamlToJson(R"(
+base: &b {app: web, tier: 1, ports: [80, "81"]}
+copy: *b
+list: [*b, &n 7, *n]
+key: &k name
+*k : aliased key
+)");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  const json& j = *doc;
+  EXPECT_EQ(j["base"], json::parse(R"({"app": "web", "tier": 1, "ports": [80, "81"]})"));
+  EXPECT_EQ(j["copy"], j["base"]);
+  EXPECT_EQ(j["list"], json::array({j["base"], 7, 7}));
+  EXPECT_EQ(j["name"], json("aliased key"));
+
+  EXPECT_EQ(YamlToJson("a: 1\n[x]: 2\n").status().message(),
+            "line 2: mapping keys must be scalars");
+  EXPECT_EQ(ParseManifests("kind: Pod\nmetadata: {name: a, name: b}\n").status().message(),
+            "line 2: duplicate key \"name\"");
+  // A syntax error later in the file wins over a content error in an earlier document.
+  EXPECT_TRUE(std::string(ParseManifests("a: 1\na: 2\n---\nb: [\n").status().message())
+                  .starts_with("YAML syntax error at line "));
+
+  // Alias expansion is bounded ("billion laughs").
+  std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'h'; ++c) {
+    bomb += absl::StrCat(std::string(1, c), ": &", std::string(1, c), " [");
+    for (int i = 0; i < 10; ++i) bomb += absl::StrCat(i ? ", " : "", "*", std::string(1, c - 1));
+    bomb += "]\n";
+  }
+  auto st = YamlToJson(bomb).status();
+  EXPECT_NE(st.message().find("values once YAML aliases are expanded"), std::string_view::npos)
+      << st;
 }
 
 TEST(ParseManifestsTest, JsonFiles) {
