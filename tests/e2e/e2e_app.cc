@@ -1,0 +1,171 @@
+// weft-e2e-app: the pods' process in the end-to-end suite, and the client it runs through
+// `weftctl exec`. Payload-carrying on purpose: a capture can look for the token it sends.
+//   serve PORT...            TCP echo servers on every address: each line read is written back
+//   call HOST PORT TOKEN     connects (5 s), sends "TOKEN\n", prints the echoed line;
+//                            exit 0 only if the echo is TOKEN (reason on stderr otherwise)
+//   hold HOST PORT TOKEN MS  one connection kept open: every MS ms sends "TOKEN i\n" and prints
+//                            "ok i" once echoed; prints "closed: <why>" and exits 1 when the
+//                            connection fails; exits 0 after 180 s
+//   sleep                    waits forever
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+void Echo(int c) {
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) {
+    if (::send(c, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+  }
+  ::close(c);
+}
+
+int Listen(int port) {
+  int s = ::socket(AF_INET6, SOCK_STREAM, 0);
+  if (s < 0) return -1;
+  int on = 1, off = 0;
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(static_cast<uint16_t>(port));
+  a.sin6_addr = in6addr_any;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 128) != 0) {
+    std::perror("bind/listen");
+    return -1;
+  }
+  return s;
+}
+
+int Serve(const std::vector<int>& ports) {
+  std::vector<std::thread> loops;
+  for (int port : ports) {
+    int s = Listen(port);
+    if (s < 0) return 1;
+    std::printf("serving on port %d\n", port);
+    loops.emplace_back([s] {
+      while (true) {
+        int c = ::accept(s, nullptr, nullptr);
+        if (c >= 0) std::thread(Echo, c).detach();
+      }
+    });
+  }
+  std::fflush(stdout);
+  for (auto& t : loops) t.join();
+  return 0;
+}
+
+int Connect(const char* host, const char* port) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_family = AF_INET;
+  int rc = ::getaddrinfo(host, port, &hints, &res);
+  if (rc != 0) {
+    std::fprintf(stderr, "resolve %s: %s\n", host, gai_strerror(rc));
+    return -1;
+  }
+  int s = ::socket(res->ai_family, SOCK_STREAM, 0);
+  timeval tv{5, 0};
+  ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(s, res->ai_addr, res->ai_addrlen) != 0) {
+    std::fprintf(stderr, "connect %s:%s: %s\n", host, port, std::strerror(errno));
+    ::freeaddrinfo(res);
+    ::close(s);
+    return -1;
+  }
+  ::freeaddrinfo(res);
+  return s;
+}
+
+// Sends `line` + '\n' and reads the echo up to '\n'. Empty string + `why` on failure.
+std::string RoundTrip(int s, const std::string& line, std::string* why) {
+  std::string out = line + "\n";
+  if (::send(s, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
+    *why = std::string("send: ") + std::strerror(errno);
+    return "";
+  }
+  std::string got;
+  char c;
+  while (true) {
+    ssize_t n = ::recv(s, &c, 1, 0);
+    if (n == 0) {
+      *why = "closed by peer";
+      return "";
+    }
+    if (n < 0) {
+      *why = std::string("recv: ") + std::strerror(errno);
+      return "";
+    }
+    if (c == '\n') return got;
+    got.push_back(c);
+  }
+}
+
+int Call(const char* host, const char* port, const std::string& token) {
+  int s = Connect(host, port);
+  if (s < 0) return 1;
+  std::string why;
+  std::string got = RoundTrip(s, token, &why);
+  ::close(s);
+  if (got != token) {
+    std::fprintf(stderr, "no echo from %s:%s (%s)\n", host, port, why.c_str());
+    return 1;
+  }
+  std::printf("%s\n", got.c_str());
+  return 0;
+}
+
+int Hold(const char* host, const char* port, const std::string& token, int interval_ms) {
+  int s = Connect(host, port);
+  if (s < 0) {
+    std::printf("closed: connect failed\n");
+    return 1;
+  }
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+    std::string why, line = token + " " + std::to_string(i);
+    if (RoundTrip(s, line, &why) != line) {
+      std::printf("closed: %s\n", why.empty() ? "wrong echo" : why.c_str());
+      std::fflush(stdout);
+      return 1;
+    }
+    std::printf("ok %d\n", i);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "serve" && argc >= 3) {
+    std::vector<int> ports;
+    for (int i = 2; i < argc; ++i) ports.push_back(std::atoi(argv[i]));
+    return Serve(ports);
+  }
+  if (mode == "call" && argc == 5) return Call(argv[2], argv[3], argv[4]);
+  if (mode == "hold" && argc == 6) return Hold(argv[2], argv[3], argv[4], std::atoi(argv[5]));
+  if (mode == "sleep") {
+    while (true) ::pause();
+  }
+  std::fputs(
+      "usage: weft-e2e-app serve PORT... | call HOST PORT TOKEN | hold HOST PORT TOKEN MS | "
+      "sleep\n",
+      stderr);
+  return 2;
+}

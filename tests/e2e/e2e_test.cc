@@ -1,0 +1,534 @@
+// The end-to-end suite: the real weftctl brings a whole 2-node mesh up from manifests
+// (testdata/mesh.yaml), a real Prometheus server in node0's namespace scrapes every ztunnel and
+// weftd (the endpoints state.json names, every 500 ms), and each scenario asserts through
+// Prometheus's HTTP query API, packet captures on the inter-node link and calls made with
+// `weftctl exec` from the pods. Every test runs in both capture modes (iptables, ebpf).
+//
+// Two meshes per mode keep the suite fast and the scenarios independent:
+//   PolicyLifecycle: enrol (1), same/cross node (7), passthrough (6), PeerAuthentication (3),
+//                    AuthorizationPolicy (4), NetworkPolicy (5), unenrol (2)
+//   DaemonRestarts:  ztunnel killed (8), weftd killed (9), agent killed (10)
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "cli/testbed/testbed.h"
+#include "cli/up/state.h"
+#include "common/testing/temp_dir.h"
+#include "tests/e2e/prometheus_server.h"
+
+namespace weft::e2e {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using up::MeshState;
+using up::NodeState;
+using up::PodState;
+
+constexpr char kServer[] = "e2e/server", kClient[] = "e2e/client", kNear[] = "e2e/near",
+               kOther[] = "e2e-b/other", kPlain[] = "outside/plain";
+
+std::string Token() {
+  std::mt19937_64 rng(std::random_device{}());
+  return "WEFT-E2E-TOKEN-" + std::to_string(rng());
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Polls `pred` every 200 ms until it holds or `timeout` passes.
+bool Eventually(const std::function<bool()>& pred, milliseconds timeout) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+}
+
+// A connection kept open from a pod (`weft-e2e-app hold` under `weftctl exec`), its progress
+// read from its log: "ok i" per echoed message, "closed: why" when the connection failed.
+class HeldConnection {
+ public:
+  HeldConnection(testbed::Process p, std::string log) : proc_(std::move(p)), log_(std::move(log)) {}
+  int Acks() const {
+    std::string s = ReadFile(log_);
+    int n = 0;
+    for (size_t at = s.find("ok "); at != std::string::npos; at = s.find("ok ", at + 1)) ++n;
+    return n;
+  }
+  bool Closed() const { return ReadFile(log_).find("closed:") != std::string::npos; }
+  std::string Log() const { return ReadFile(log_); }
+
+ private:
+  testbed::Process proc_;
+  std::string log_;
+};
+
+class E2eTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, iptables)";
+    if (std::string(GetParam()) == "ebpf") {
+      auto check = testbed::Exec("", {WEFTCTL_PATH, "check"});
+      if (!check.ok())
+        GTEST_SKIP() << "weftctl check says this kernel cannot run eBPF capture: "
+                     << check.status();
+    }
+    root_ = tmp_.path() + "/state";
+    name_ = absl::StrCat("e2e", ::getpid(), "-", counter_++);
+    auto t0 = std::chrono::steady_clock::now();
+    auto up =
+        Weftctl({"up", "--nodes", "2", "--capture", GetParam(), WEFT_E2E_TESTDATA "/mesh.yaml"});
+    ASSERT_TRUE(up.ok()) << up.status();
+    up_ok_ = true;
+    s_ = State();
+    ASSERT_EQ(s_.status, "ready");
+    ASSERT_EQ(s_.capture, GetParam());
+    ASSERT_EQ(s_.nodes.size(), 2u);
+    for (const PodState& p : s_.pods) pods_[p.ns + "/" + p.name] = p;
+    ASSERT_EQ(pods_.size(), 5u) << *up;
+
+    PrometheusServer::Options o;
+    o.netns = s_.nodes[0].netns;
+    o.listen = s_.nodes[0].ip + ":19090";
+    o.work_dir = tmp_.path() + "/prometheus";
+    std::filesystem::create_directories(o.work_dir);
+    o.scrape_interval = milliseconds(500);
+    ScrapeJob zt{"ztunnel", {}, {}};
+    for (const NodeState& n : s_.nodes) zt.targets.push_back(n.metrics);
+    o.jobs = {zt, ScrapeJob{"weftd", {s_.weftd.metrics}, {}}};
+    auto prom = PrometheusServer::Start(o);
+    ASSERT_TRUE(prom.ok()) << prom.status();
+    prom_ = std::move(*prom);
+    auto targets = prom_->WaitTargetsUp(seconds(20));
+    ASSERT_TRUE(targets.ok()) << targets << "\n" << prom_->Log();
+    std::printf("[ mesh %s (%s) up with Prometheus in %.1f s ]\n", name_.c_str(), GetParam(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+
+  void TearDown() override {
+    held_.clear();
+    prom_.reset();
+    if (!root_.empty()) {
+      auto down = Weftctl({"down"});
+      if (up_ok_) {
+        EXPECT_TRUE(down.ok()) << down.status();
+      }
+      if (!s_.prefix.empty()) {
+        EXPECT_TRUE(testbed::TestbedLeftovers(s_.prefix).empty());
+      }
+    }
+  }
+
+  absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
+                                      milliseconds timeout = seconds(120)) {
+    std::vector<std::string> argv = {WEFTCTL_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto dash = std::find(argv.begin(), argv.end(), "--");
+    argv.insert(dash, {"--name", name_, "--state-root", root_});
+    return testbed::Exec("", argv, "", timeout);
+  }
+  MeshState State() {
+    auto s = up::LoadMesh(root_, name_);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : MeshState{};
+  }
+  // One round trip from `pod` to host:port carrying `token`; ok iff the echo came back.
+  absl::Status Call(const std::string& pod, const std::string& host, const std::string& port,
+                    const std::string& token = "ping") {
+    auto r =
+        Weftctl({"exec", pod, "--", WEFT_E2E_APP_PATH, "call", host, port, token}, seconds(30));
+    if (!r.ok()) return r.status();
+    if (*r != token + "\n") return absl::InternalError("unexpected answer: " + *r);
+    return absl::OkStatus();
+  }
+  // Call as gtest assertions: the failure message names the call and what happened.
+  ::testing::AssertionResult Reaches(const std::string& pod, const std::string& host,
+                                     const std::string& port, const std::string& token = "ping") {
+    absl::Status st = Call(pod, host, port, token);
+    if (st.ok()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << pod << " -> " << host << ":" << port << ": " << st;
+  }
+  ::testing::AssertionResult Refused(const std::string& pod, const std::string& host,
+                                     const std::string& port) {
+    absl::Status st = Call(pod, host, port);
+    if (!st.ok()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << pod << " -> " << host << ":" << port << " went through";
+  }
+  HeldConnection& Hold(const std::string& pod, const std::string& host, const std::string& port) {
+    std::string log = absl::StrCat(tmp_.path(), "/hold-", held_.size(), ".log");
+    auto p = testbed::Spawn("",
+                            {WEFTCTL_PATH, "exec", "--name", name_, "--state-root", root_, pod,
+                             "--", WEFT_E2E_APP_PATH, "hold", host, port, "held", "200"},
+                            log);
+    EXPECT_TRUE(p.ok()) << p.status();
+    held_.push_back(
+        std::make_unique<HeldConnection>(p.ok() ? std::move(*p) : testbed::Process(), log));
+    HeldConnection& h = *held_.back();
+    EXPECT_TRUE(Eventually([&] { return h.Acks() >= 2 || h.Closed(); }, seconds(10))) << h.Log();
+    EXPECT_FALSE(h.Closed()) << h.Log();
+    return h;
+  }
+  absl::Status Apply(const std::string& file, bool wait = true) {
+    std::vector<std::string> args = {"apply", "-f", file};
+    if (wait) args.push_back("--wait");
+    auto r = Weftctl(args);
+    return r.ok() ? absl::OkStatus() : r.status();
+  }
+  absl::Status Delete(const std::string& file) {
+    auto r = Weftctl({"delete", "-f", file, "--wait"});
+    return r.ok() ? absl::OkStatus() : r.status();
+  }
+  absl::Status Label(const std::string& ns, const std::string& change) {
+    auto r = Weftctl({"label", "namespace", ns, change, "--wait"});
+    return r.ok() ? absl::OkStatus() : r.status();
+  }
+  static std::string Data(const std::string& file) {
+    return std::string(WEFT_E2E_TESTDATA) + "/" + file;
+  }
+  // A capture of TCP on node0's link to the fabric (every cross-node byte of node0's pods).
+  absl::StatusOr<testbed::Capture> CaptureFabric(const std::string& name) {
+    return testbed::StartCapture(s_.nodes[0].netns, "eth0", tmp_.path() + "/" + name, "tcp");
+  }
+  double Sum(const std::string& promql) {
+    auto v = prom_->Sum(promql);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : -1;
+  }
+  // Waits until Prometheus has scraped a value of `promql` that `pred` accepts.
+  void ExpectPromValue(const std::string& promql, const std::function<bool(double)>& pred) {
+    auto v = prom_->WaitForValue(promql, pred, seconds(10));
+    EXPECT_TRUE(v.ok()) << v.status();
+  }
+  double Denials(const std::string& reason = "") {
+    return Sum(reason.empty() ? "sum(weft_policy_denials_total)"
+                              : "sum(weft_policy_denials_total{reason=\"" + reason + "\"})");
+  }
+  const PodState& Pod(const std::string& ref) { return pods_.at(ref); }
+  // Weft's iptables chains (WEFT_*) in a pod's namespace.
+  bool HasWeftChains(const std::string& pod) {
+    auto rules = testbed::Exec(Pod(pod).netns, {"iptables-save"});
+    EXPECT_TRUE(rules.ok()) << rules.status();
+    return !rules.ok() || rules->find("WEFT_") != std::string::npos;
+  }
+  // sk_lookup links the node's agent pinned (eBPF mode: one per enrolled pod).
+  int SkLookupLinks(int node) {
+    int n = 0;
+    std::error_code ec;
+    std::string dir = testbed::BpfPinRoot(s_.prefix) + "-n" + std::to_string(node) + "/links";
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+      if (e.path().filename().string().rfind("sk_lookup_", 0) == 0) ++n;
+    return n;
+  }
+  int EnrolledSkLookupLinks() { return SkLookupLinks(0) + SkLookupLinks(1); }
+  bool Ebpf() const { return std::string(GetParam()) == "ebpf"; }
+
+  static inline int counter_ = 0;
+  weft::testing::TempDir tmp_;
+  std::string root_, name_;
+  bool up_ok_ = false;
+  MeshState s_;
+  std::map<std::string, PodState> pods_;
+  std::unique_ptr<PrometheusServer> prom_;
+  std::vector<std::unique_ptr<HeldConnection>> held_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Capture, E2eTest, ::testing::Values("iptables", "ebpf"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST_P(E2eTest, PolicyLifecycle) {
+  const std::string server_ip = Pod(kServer).ip, plain_ip = Pod(kPlain).ip;
+  {
+    // Before enrolment nothing is captured and no mTLS connection exists.
+    SCOPED_TRACE("baseline: plain text before enrolment");
+    ASSERT_TRUE(Reaches(kClient, "server.e2e", "80"));
+    EXPECT_EQ(Sum("sum(istio_tcp_connections_opened_total{connection_security_policy="
+                  "\"mutual_tls\"})"),
+              0);
+    if (Ebpf()) {
+      EXPECT_EQ(EnrolledSkLookupLinks(), 0);
+    }
+  }
+  {
+    // 1. Enrolling namespaces live (kubectl-style label) turns their traffic into mTLS: the
+    // inter-node link carries TLS on HBONE's port and never the payload, and Prometheus shows
+    // the connection with both workloads, both SPIFFE identities and mutual_tls.
+    SCOPED_TRACE("1: enrol live -> mTLS on the wire, istio_tcp_* with identities");
+    ASSERT_TRUE(Label("e2e", "weft.dev/mesh=enabled").ok());
+    ASSERT_TRUE(Label("e2e-b", "weft.dev/mesh=enabled").ok());
+    if (Ebpf()) {  // server, client, near, other
+      EXPECT_EQ(EnrolledSkLookupLinks(), 4);
+    }
+    auto cap = CaptureFabric("enrolled.pcap");
+    ASSERT_TRUE(cap.ok()) << cap.status();
+    const std::string token = Token();
+    ASSERT_TRUE(Reaches(kClient, "server.e2e.svc.cluster.local", "80", token));
+    ASSERT_TRUE(cap->Stop().ok());
+    auto leaked = testbed::PcapContains(cap->pcap_path(), token);
+    ASSERT_TRUE(leaked.ok()) << leaked.status();
+    EXPECT_FALSE(*leaked) << "the payload crossed the node boundary in clear text";
+    auto stats = testbed::PcapSummary(cap->pcap_path(), {15008});
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_GT(stats->tls_handshake_records, 0) << "no TLS handshake on the link";
+    EXPECT_GT(stats->tls_app_data_records, 0);
+
+    for (const char* reporter : {"source", "destination"}) {
+      SCOPED_TRACE(reporter);
+      auto series = prom_->WaitFor(
+          absl::StrCat("istio_tcp_connections_opened_total{reporter=\"", reporter,
+                       "\",source_workload=\"", Pod(kClient).workload, "\"}"),
+          [](const std::vector<PromSample>& v) { return !v.empty() && v[0].value >= 1; },
+          seconds(10));
+      ASSERT_TRUE(series.ok()) << series.status();
+      ASSERT_EQ(series->size(), 1u);
+      const auto& l = (*series)[0].labels;
+      EXPECT_EQ(l.at("source_workload_namespace"), "e2e");
+      EXPECT_EQ(l.at("destination_workload"), Pod(kServer).workload);
+      EXPECT_EQ(l.at("destination_workload_namespace"), "e2e");
+      EXPECT_EQ(l.at("source_principal"), "spiffe://cluster.local/ns/e2e/sa/client");
+      EXPECT_EQ(l.at("destination_principal"), "spiffe://cluster.local/ns/e2e/sa/server");
+      EXPECT_EQ(l.at("connection_security_policy"), "mutual_tls");
+    }
+  }
+  {
+    // 7. A same-node pair takes the fast path (reported as same_node), a cross-node pair mTLS;
+    // both work.
+    SCOPED_TRACE("7: same-node fast path and cross-node mTLS");
+    ASSERT_TRUE(Reaches(kNear, "server.e2e", "80"));
+    ASSERT_TRUE(Reaches(kClient, "server.e2e", "80"));
+    ExpectPromValue(
+        absl::StrCat("sum(istio_tcp_connections_opened_total{source_workload=\"",
+                     Pod(kNear).workload, "\",connection_security_policy=\"same_node\"})"),
+        [](double v) { return v >= 1; });
+    EXPECT_EQ(
+        Sum(absl::StrCat("sum(istio_tcp_connections_opened_total{source_workload=\"",
+                         Pod(kNear).workload, "\",connection_security_policy=\"mutual_tls\"})")),
+        0);
+    ExpectPromValue(
+        absl::StrCat("sum(istio_tcp_connections_opened_total{source_workload=\"",
+                     Pod(kClient).workload, "\",connection_security_policy=\"mutual_tls\"})"),
+        [](double v) { return v >= 2; });
+  }
+  {
+    // 6. A meshed pod reaches a destination outside the mesh (passthrough), by Service name and
+    // by pod IP; and an unenrolled pod reaches a meshed Service by name (cluster IP) and pod IP.
+    SCOPED_TRACE("6: passthrough to and from outside the mesh");
+    EXPECT_TRUE(Reaches(kClient, "plain.outside.svc.cluster.local", "80"));
+    EXPECT_TRUE(Reaches(kClient, plain_ip, "8080"));
+    EXPECT_TRUE(Reaches(kNear, "plain.outside", "80"));
+    EXPECT_TRUE(Reaches(kPlain, "server.e2e.svc.cluster.local", "80"));
+    EXPECT_TRUE(Reaches(kPlain, server_ip, "8080"));
+  }
+  {
+    // 3. STRICT PeerAuthentication refuses a plaintext connection from outside the mesh (and
+    // counts it as strict_mtls) while meshed callers keep working; PERMISSIVE lets it through.
+    SCOPED_TRACE("3: STRICT refuses plaintext and counts it; PERMISSIVE accepts it");
+    ASSERT_TRUE(Apply(Data("peerauth-strict.yaml")).ok());
+    EXPECT_TRUE(Refused(kPlain, server_ip, "8080"));
+    EXPECT_TRUE(Refused(kPlain, "server.e2e", "80"));
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80"));
+    ExpectPromValue("sum(weft_policy_denials_total{reason=\"strict_mtls\"})",
+                    [](double v) { return v >= 2; });
+    ASSERT_TRUE(Apply(Data("peerauth-permissive.yaml")).ok());
+    EXPECT_TRUE(Reaches(kPlain, server_ip, "8080"));
+    ASSERT_TRUE(Delete(Data("peerauth-permissive.yaml")).ok());
+  }
+  {
+    // 4. AuthorizationPolicy by principal (ALLOW), namespace, ipBlock and port (DENY), applied
+    // and removed live; each denial is counted; an open connection that a new policy denies is
+    // closed by the destination ztunnel.
+    SCOPED_TRACE("4: AuthorizationPolicy ALLOW/DENY live, open connection closed");
+    HeldConnection& held = Hold(kOther, "server.e2e", "80");
+    const double denied_before = Denials();
+
+    ASSERT_TRUE(Apply(Data("allow-client-principal.yaml")).ok());
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80")) << "ALLOW principal: the allowed one";
+    EXPECT_TRUE(Refused(kNear, "server.e2e", "80")) << "ALLOW principal: same node, other SA";
+    EXPECT_TRUE(Refused(kOther, "server.e2e", "80")) << "ALLOW principal: other namespace";
+    EXPECT_TRUE(Eventually([&] { return held.Closed(); }, seconds(10)))
+        << "the open connection from e2e-b/other survived the ALLOW policy:\n"
+        << held.Log();
+    ExpectPromValue("sum(weft_policy_reevaluation_closed_total)", [](double v) { return v >= 1; });
+    ASSERT_TRUE(Delete(Data("allow-client-principal.yaml")).ok());
+    EXPECT_TRUE(Reaches(kNear, "server.e2e", "80"));
+    EXPECT_TRUE(Reaches(kOther, "server.e2e", "80"));
+
+    ASSERT_TRUE(Apply(Data("deny-namespace.yaml")).ok());
+    EXPECT_TRUE(Refused(kOther, "server.e2e", "80")) << "DENY namespace e2e-b";
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80"));
+    ASSERT_TRUE(Delete(Data("deny-namespace.yaml")).ok());
+    EXPECT_TRUE(Reaches(kOther, "server.e2e", "80"));
+
+    std::string ipblock = absl::StrReplaceAll(ReadFile(Data("deny-ipblock.yaml.in")),
+                                              {{"CLIENT_IP", Pod(kClient).ip}});
+    std::string ipblock_file = tmp_.path() + "/deny-ipblock.yaml";
+    std::ofstream(ipblock_file) << ipblock;
+    ASSERT_TRUE(Apply(ipblock_file).ok());
+    EXPECT_TRUE(Refused(kClient, "server.e2e", "80")) << "DENY ipBlock " << Pod(kClient).ip;
+    EXPECT_TRUE(Reaches(kOther, "server.e2e", "80"));
+    ASSERT_TRUE(Delete(ipblock_file).ok());
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80"));
+
+    ASSERT_TRUE(Apply(Data("deny-port.yaml")).ok());
+    EXPECT_TRUE(Refused(kClient, "server.e2e", "90")) << "DENY port 9090";
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80"));
+    ASSERT_TRUE(Delete(Data("deny-port.yaml")).ok());
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "90"));
+
+    // near, other (ALLOW), other (namespace), client (ipBlock), client (port): 5 at least.
+    ExpectPromValue("sum(weft_policy_denials_total)",
+                    [&](double v) { return v >= denied_before + 5; });
+  }
+  {
+    // 5. A Kubernetes NetworkPolicy that admits only port 8080 makes the destination refuse
+    // meshed connections to 9090.
+    SCOPED_TRACE("5: NetworkPolicy denies a port for meshed traffic");
+    const double denied_before = Denials();
+    ASSERT_TRUE(Apply(Data("netpol-only-main-port.yaml")).ok());
+    EXPECT_TRUE(Refused(kClient, "server.e2e", "90"));
+    EXPECT_TRUE(Refused(kNear, "server.e2e", "90"));
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80"));
+    ExpectPromValue("sum(weft_policy_denials_total)",
+                    [&](double v) { return v >= denied_before + 2; });
+    ASSERT_TRUE(Delete(Data("netpol-only-main-port.yaml")).ok());
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "90"));
+  }
+  {
+    // 2. Unenrolling live turns traffic back into plain text (the token is on the wire) and
+    // leaves nothing in the pods' namespaces: no Weft iptables chains, no sk_lookup links.
+    SCOPED_TRACE("2: unenrol live -> plain text, nothing left in the pods");
+    ASSERT_TRUE(Label("e2e", "weft.dev/mesh-").ok());
+    ASSERT_TRUE(Label("e2e-b", "weft.dev/mesh-").ok());
+    const double mtls =
+        Sum("sum(istio_tcp_connections_opened_total{connection_security_policy=\"mutual_tls\"})");
+    auto cap = CaptureFabric("unenrolled.pcap");
+    ASSERT_TRUE(cap.ok()) << cap.status();
+    const std::string token = Token();
+    ASSERT_TRUE(Reaches(kClient, "server.e2e", "80", token));
+    ASSERT_TRUE(cap->Stop().ok());
+    auto seen = testbed::PcapContains(cap->pcap_path(), token);
+    ASSERT_TRUE(seen.ok()) << seen.status();
+    EXPECT_TRUE(*seen) << "after unenrolment the payload should cross the link in plain text";
+    for (const char* pod : {kServer, kClient, kNear, kOther})
+      EXPECT_FALSE(HasWeftChains(pod)) << pod;
+    if (Ebpf()) {
+      EXPECT_EQ(EnrolledSkLookupLinks(), 0);
+    }
+    std::this_thread::sleep_for(milliseconds(1200));  // two scrapes
+    EXPECT_EQ(Sum("sum(istio_tcp_connections_opened_total{connection_security_policy="
+                  "\"mutual_tls\"})"),
+              mtls);
+  }
+}
+
+TEST_P(E2eTest, DaemonRestarts) {
+  ASSERT_TRUE(Label("e2e", "weft.dev/mesh=enabled").ok());
+  ASSERT_TRUE(Reaches(kClient, "server.e2e", "80"));
+  {
+    // 8. Killing node0's ztunnel cuts its enrolled pods off (an open connection through it
+    // breaks) without a byte leaving in plain text; the supervisor restarts it and traffic
+    // resumes with no manual step, mTLS again.
+    SCOPED_TRACE("8: ztunnel killed -> fail closed; restarted -> traffic resumes");
+    HeldConnection& held = Hold(kClient, "server.e2e", "80");
+    auto cap = CaptureFabric("ztunnel-killed.pcap");
+    ASSERT_TRUE(cap.ok()) << cap.status();
+    const int old_pid = s_.nodes[0].ztunnel_pid;
+    ASSERT_GT(old_pid, 0);
+    ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+    const std::string token = Token();
+    absl::Status during = Call(kClient, "server.e2e", "80", token);
+    const bool restarted_already = State().nodes[0].ztunnel_pid != old_pid;
+    if (!restarted_already) {
+      EXPECT_FALSE(during.ok()) << "a call went through with ztunnel dead";
+    }
+    EXPECT_TRUE(Eventually([&] { return held.Closed(); }, seconds(10))) << held.Log();
+    EXPECT_TRUE(Eventually([&] { return State().nodes[0].ztunnel_pid != old_pid; }, seconds(15)))
+        << "the supervisor did not restart ztunnel";
+    EXPECT_TRUE(
+        Eventually([&] { return Call(kClient, "server.e2e", "80", token).ok(); }, seconds(20)))
+        << "traffic did not resume after ztunnel's restart";
+    ASSERT_TRUE(cap->Stop().ok());
+    auto leaked = testbed::PcapContains(cap->pcap_path(), token);
+    ASSERT_TRUE(leaked.ok()) << leaked.status();
+    EXPECT_FALSE(*leaked) << "an enrolled pod's bytes left the node in clear text";
+    // The new ztunnel (same metrics endpoint, counters from zero) reports mTLS again.
+    ExpectPromValue(
+        absl::StrCat("sum(istio_tcp_connections_opened_total{instance=\"", s_.nodes[0].metrics,
+                     "\",reporter=\"source\",connection_security_policy="
+                     "\"mutual_tls\"})"),
+        [](double v) { return v >= 1; });
+  }
+  {
+    // 9. With weftd dead the data plane keeps its last config (traffic flows); a policy written
+    // to the runtime manifests meanwhile takes effect once the supervisor has restarted weftd.
+    SCOPED_TRACE("9: weftd killed -> traffic flows; a change made meanwhile applies after");
+    const int old_pid = State().weftd.pid;
+    ASSERT_GT(old_pid, 0);
+    ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+    ASSERT_TRUE(Eventually([&] { return up::ProcessStartTime(old_pid) == 0; }, seconds(5)));
+    ASSERT_TRUE(Apply(Data("deny-client-principal.yaml"), /*wait=*/false).ok());
+    const int pid_after_apply = State().weftd.pid;
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80")) << "traffic stopped with weftd down";
+    EXPECT_EQ(pid_after_apply, old_pid) << "weftd was already back when the policy was written";
+    EXPECT_TRUE(Eventually([&] { return State().weftd.pid != old_pid; }, seconds(15)))
+        << "the supervisor did not restart weftd";
+    EXPECT_TRUE(Eventually([&] { return !Call(kClient, "server.e2e", "80").ok(); }, seconds(20)))
+        << "the policy written while weftd was down never took effect";
+    EXPECT_TRUE(Reaches(kNear, "server.e2e", "80"));
+    ExpectPromValue("up{job=\"weftd\"}", [](double v) { return v == 1; });
+    ASSERT_TRUE(Delete(Data("deny-client-principal.yaml")).ok());
+    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80"));
+  }
+  {
+    // 10. Killing and restarting node0's agent interrupts nothing: a connection open across the
+    // restart keeps echoing and new connections succeed throughout.
+    SCOPED_TRACE("10: agent killed and restarted -> no interruption");
+    HeldConnection& held = Hold(kClient, "server.e2e", "80");
+    const int old_pid = State().nodes[0].agent_pid;
+    ASSERT_GT(old_pid, 0);
+    ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+    int calls = 0;
+    auto end = std::chrono::steady_clock::now() + seconds(15);
+    while (std::chrono::steady_clock::now() < end) {
+      absl::Status st = Call(kClient, "server.e2e", "80");
+      EXPECT_TRUE(st.ok()) << "call " << calls << " while the agent restarted: " << st;
+      ++calls;
+      if (State().nodes[0].agent_pid != old_pid && calls >= 5) break;
+    }
+    EXPECT_NE(State().nodes[0].agent_pid, old_pid) << "the supervisor did not restart the agent";
+    // A new pod connection after the restart still goes through the mesh.
+    const double mtls = Sum(absl::StrCat(
+        "sum(istio_tcp_connections_opened_total{source_workload=\"", Pod(kClient).workload,
+        "\",reporter=\"source\",connection_security_policy=\"mutual_tls\"})"));
+    const int acks = held.Acks();
+    ASSERT_TRUE(Reaches(kClient, "server.e2e", "80"));
+    ExpectPromValue(absl::StrCat("sum(istio_tcp_connections_opened_total{source_workload=\"",
+                                 Pod(kClient).workload,
+                                 "\",reporter=\"source\",connection_security_policy="
+                                 "\"mutual_tls\"})"),
+                    [&](double v) { return v > mtls; });
+    EXPECT_TRUE(Eventually([&] { return held.Acks() >= acks + 3; }, seconds(5))) << held.Log();
+    EXPECT_FALSE(held.Closed()) << held.Log();
+  }
+}
+
+}  // namespace
+}  // namespace weft::e2e
