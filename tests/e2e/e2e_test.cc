@@ -230,6 +230,18 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
     EXPECT_TRUE(rules.ok()) << rules.status();
     return !rules.ok() || rules->find("WEFT_") != std::string::npos;
   }
+  // ztunnel's in-pod listening sockets (15001 outbound, 15006 inbound plain, 15008 HBONE) in
+  // a pod's namespace, one `ss` line each: 6 while enrolled (IPv4 + IPv6), none otherwise.
+  std::string ZtunnelListeners(const std::string& pod) {
+    auto ss = testbed::Exec(Pod(pod).netns, {"ss", "-Hltn",
+                                             "( sport = :15001 or sport = :15006 "
+                                             "or sport = :15008 )"});
+    EXPECT_TRUE(ss.ok()) << ss.status();
+    return ss.ok() ? *ss : "";
+  }
+  static int Lines(const std::string& s) {
+    return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+  }
   // sk_lookup links the node's agent pinned (eBPF mode: one per enrolled pod).
   int SkLookupLinks(int node) {
     int n = 0;
@@ -428,8 +440,12 @@ TEST_P(E2eTest, PolicyLifecycle) {
     auto seen = testbed::PcapContains(cap->pcap_path(), token);
     ASSERT_TRUE(seen.ok()) << seen.status();
     EXPECT_TRUE(*seen) << "after unenrolment the payload should cross the link in plain text";
-    for (const char* pod : {kServer, kClient, kNear, kOther})
+    for (const char* pod : {kServer, kClient, kNear, kOther}) {
       EXPECT_FALSE(HasWeftChains(pod)) << pod;
+      EXPECT_TRUE(Eventually([&] { return Lines(ZtunnelListeners(pod)) == 0; }, seconds(5)))
+          << "ztunnel still listens in " << pod << "'s namespace after unenrolment:\n"
+          << ZtunnelListeners(pod);
+    }
     if (Ebpf()) {
       EXPECT_EQ(EnrolledSkLookupLinks(), 0);
     }
@@ -437,6 +453,25 @@ TEST_P(E2eTest, PolicyLifecycle) {
     EXPECT_EQ(Sum("sum(istio_tcp_connections_opened_total{connection_security_policy="
                   "\"mutual_tls\"})"),
               mtls);
+  }
+  {
+    // 2b. Enrolling the same pods again works as the first time: every new connection is
+    // mTLS (nothing left from the first enrolment competes for the pods' traffic).
+    SCOPED_TRACE("2b: re-enrol -> mTLS again for every connection");
+    ASSERT_TRUE(Label("e2e", "weft.dev/mesh=enabled").ok());
+    const std::string q = absl::StrCat(
+        "sum(istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"",
+        Pod(kClient).workload, "\",connection_security_policy=\"mutual_tls\"})");
+    const double before = Sum(q);
+    EXPECT_EQ(Lines(ZtunnelListeners(kClient)), 6) << ZtunnelListeners(kClient);
+    // Stops at the first failure: a failed call costs its 5 s timeout.
+    bool all = true;
+    for (int i = 0; i < 6 && all; ++i) {
+      auto r = Reaches(kClient, "server.e2e", "80");
+      if (!r) ADD_FAILURE() << "call " << i << " of 6 after re-enrolment: " << r.message();
+      all = static_cast<bool>(r);
+    }
+    if (all) ExpectPromValue(q, [&](double v) { return v >= before + 6; });
   }
 }
 
@@ -525,15 +560,11 @@ TEST_P(E2eTest, DaemonRestarts) {
     }
     EXPECT_TRUE(failed.ok()) << failed;
     EXPECT_NE(State().nodes[0].agent_pid, old_pid) << "the supervisor did not restart the agent";
-    if (!Ebpf()) {
-      // The pod's captured traffic lands on ztunnel's in-pod listeners: one per address, or
-      // the kernel spreads new connections over sockets nobody accepts on.
-      auto ss = testbed::Exec(Pod(kClient).netns, {"ss", "-Hltn", "sport = :15001"});
-      ASSERT_TRUE(ss.ok()) << ss.status();
-      EXPECT_EQ(std::count(ss->begin(), ss->end(), '\n'), 2)
-          << "ztunnel's outbound listeners in e2e/client's namespace after the agent's restart:\n"
-          << *ss;
-    }
+    // The pod's captured traffic lands on ztunnel's in-pod listeners: one per address, or the
+    // kernel spreads new connections over sockets nobody accepts on.
+    EXPECT_EQ(Lines(ZtunnelListeners(kClient)), 6)
+        << "ztunnel's listeners in e2e/client's namespace after the agent's restart:\n"
+        << ZtunnelListeners(kClient);
     // A new pod connection after the restart still goes through the mesh.
     const double mtls = Sum(absl::StrCat(
         "sum(istio_tcp_connections_opened_total{source_workload=\"", Pod(kClient).workload,
