@@ -221,7 +221,9 @@ TEST(PlanTest, RuntimeManifestsAreWhatTheClusterWouldShowAndValid) {
   }
   EXPECT_TRUE(found);
   for (const auto& w : view.workloads())
-    if (w.name().starts_with("web-")) EXPECT_EQ(w.workload_name(), "web");
+    if (w.name().starts_with("web-")) {
+      EXPECT_EQ(w.workload_name(), "web");
+    }
 }
 
 TEST(PlanTest, ClearErrors) {

@@ -143,7 +143,9 @@ class UpTest : public ::testing::Test {
       EXPECT_FALSE(e.path().filename().string().starts_with(prefix + "-")) << e.path();
     // The service chains only ever exist inside the mesh's node namespaces.
     auto host = testbed::Exec("", {"iptables-save", "-t", "nat"});
-    if (host.ok()) EXPECT_EQ(host->find("WEFT-SERVICES"), std::string::npos);
+    if (host.ok()) {
+      EXPECT_EQ(host->find("WEFT-SERVICES"), std::string::npos);
+    }
   }
 
   static inline int counter_ = 0;

@@ -76,7 +76,9 @@ TEST(SimilarityModel, RanksAndExcludes) {
   ASSERT_EQ(r.size(), 6u);
   for (size_t i = 0; i < r.size(); ++i) {
     EXPECT_NE(r[i].id, 5);
-    if (i > 0) EXPECT_GE(r[i - 1].score, r[i].score);
+    if (i > 0) {
+      EXPECT_GE(r[i - 1].score, r[i].score);
+    }
   }
   // The top match shares words with tea 5 (same category or origin or notes).
   const Tea* a = c.Find(5);

@@ -305,7 +305,9 @@ TEST_P(NamespacedMesh, AgentDownTrafficFlowsAndItsRestartDuplicatesNothing) {
   EXPECT_EQ(EchoRoundTrip(fd.get(), "after"), "after");
   // Nothing duplicated: still one enrolled pod on node 0 (client; legacy is not in the mesh).
   EXPECT_EQ(Metric(0, "weft_enrolled_pods"), 1) << *mesh_->Metrics(0);
-  if (mesh_->ebpf()) EXPECT_EQ(PinnedLookupLinks(0), 1);
+  if (mesh_->ebpf()) {
+    EXPECT_EQ(PinnedLookupLinks(0), 1);
+  }
 }
 
 TEST_P(NamespacedMesh, UnenrolledPodOnTheSameNodeIsNeverTouched) {
