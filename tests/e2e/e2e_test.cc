@@ -552,9 +552,10 @@ TEST_P(E2eTest, DaemonRestarts) {
       ++calls;
       if (restarted) ++after_restart;
       if (!st.ok()) {
-        failed = absl::Status(st.code(),
-                              absl::StrCat("call ", calls, " (", restarted ? "after" : "during",
-                                           " the agent's restart): ", st.message()));
+        failed = absl::Status(
+            st.code(),
+            absl::StrCat("call ", calls, " (", restarted ? "begun after" : "begun before",
+                         " state.json showed the new agent): ", st.message()));
         break;
       }
     }
