@@ -440,6 +440,32 @@ void Proxy::Stop() {
   shared_->workers.clear();
 }
 
+namespace {
+void RetireListeners(Proxy::Shared& shared, std::shared_ptr<Pod> old) {
+  // Open flows and pooled HBONE connections keep the Pod object (and so its listening fds)
+  // alive after the workers stop watching them. A listener nobody accepts on must not stay in
+  // the pod's netns: with SO_REUSEPORT the kernel would keep handing it new connections (a
+  // re-added pod's fresh listeners would get only some of them) that then hang unaccepted.
+  // shutdown() stops listening and resets what is queued; the fds close with the Pod. It runs
+  // after every worker's earlier posted tasks (each loop runs its posts in order), i.e. after
+  // they all dropped the listeners.
+  if (!old) return;
+  auto shut = [old] {
+    for (const auto& l : old->listeners) ::shutdown(l.fd.get(), SHUT_RDWR);
+  };
+  if (shared.workers.empty()) {
+    shut();
+    return;
+  }
+  auto left = std::make_shared<std::atomic<size_t>>(shared.workers.size());
+  for (auto& w : shared.workers) {
+    w->loop().Post([left, shut] {
+      if (left->fetch_sub(1) == 1) shut();
+    });
+  }
+}
+}  // namespace
+
 absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodListenAddrs& addrs) {
   PodOptions o;
   o.addrs = addrs;
@@ -523,12 +549,16 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodOpti
   WEFT_RETURN_IF_ERROR(add(Pod::Kind::kHbone, addrs.hbone, &pod->bound.hbone));
   {
     std::lock_guard<std::mutex> lock(shared_->mu);
-    shared_->pods[uid] = pod;
+    std::shared_ptr<Pod>& slot = shared_->pods[uid];
+    std::shared_ptr<Pod> replaced = std::move(slot);
+    slot = pod;
     shared_->metrics->enrolled_pods().Set(static_cast<double>(shared_->pods.size()));
     for (auto& w : shared_->workers) {
       Worker* wp = w.get();
       wp->loop().Post([wp, pod] { wp->AddPod(pod); });
     }
+    // A changed pod (new netns or addresses): its old listeners go once no worker watches them.
+    RetireListeners(*shared_, std::move(replaced));
   }
   LOG_INFO("proxy", "pod added", {{"pod", uid}, {"listeners", pod->listeners.size()}});
   return absl::OkStatus();
@@ -536,12 +566,16 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodOpti
 
 void Proxy::RemovePod(const std::string& uid) {
   std::lock_guard<std::mutex> lock(shared_->mu);
-  if (!shared_->pods.erase(uid)) return;
+  auto it = shared_->pods.find(uid);
+  if (it == shared_->pods.end()) return;
+  std::shared_ptr<Pod> old = std::move(it->second);
+  shared_->pods.erase(it);
   shared_->metrics->enrolled_pods().Set(static_cast<double>(shared_->pods.size()));
   for (auto& w : shared_->workers) {
     Worker* wp = w.get();
     wp->loop().Post([wp, uid] { wp->RemovePod(uid); });
   }
+  RetireListeners(*shared_, std::move(old));
   LOG_INFO("proxy", "pod removed", {{"pod", uid}});
 }
 
