@@ -728,7 +728,10 @@ absl::Status Agent::Run() {
       (void)Reconcile(*current_);  // failures are logged per pod and retried below
     }
 
-    if (!client_.connected() && Clock::now() >= next_connect) {
+    // Only with a config: a replay tells ztunnel the complete pod list, and an agent that
+    // restarted would otherwise announce "no pods" until weftd's first push arrived, making
+    // ztunnel drop (and re-add) every pod. Until then ztunnel keeps serving what it has.
+    if (current_ && !client_.connected() && Clock::now() >= next_connect) {
       absl::Status st = ConnectAndReplay();
       if (client_.connected()) {
         backoff = opts_.backoff_min;
