@@ -1,0 +1,338 @@
+#include "bench/sidecar/sidecar_mesh.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/spiffe.h"
+#include "common/status.h"
+#include "common/tls.h"
+
+namespace weft::bench::sidecar {
+namespace {
+
+using namespace std::chrono_literals;
+
+// One outbound destination: what the app dials, and where its sidecar sends it.
+struct Destination {
+  SockAddr dialed;
+  std::vector<IpAddr> backends;            // pod IPs, reached on their sidecar's inbound port
+  std::vector<std::string> backend_names;  // their certificates' DNS SAN (verified)
+  uint16_t target_port = 0;                // the backends' app port, sent as SNI "port-<N>"
+  uint16_t local_port = 0;                 // the outbound listener on 127.0.0.1
+};
+
+std::string DnsName(const SidecarPod& p) {
+  return absl::StrCat(
+      testbed::SanitizePodName(p.service_account.empty() ? p.name : p.service_account), ".",
+      testbed::SanitizePodName(p.ns), ".", testbed::SanitizePodName(p.name), ".sidecar.weft");
+}
+
+// HAProxy checks the server certificate against the SNI whenever one is sent (verifyhost only
+// applies without SNI), so the SNI both names the destination workload (its certificate carries
+// "*.<dns name>") and, in its first label, the app port the inbound sidecar forwards to.
+std::string SniPrefix(uint16_t port) {
+  return absl::StrCat("port-", port, ".");
+}
+std::string Sni(uint16_t port, const std::string& dns) {
+  return absl::StrCat(SniPrefix(port), dns);
+}
+
+std::string HaproxyConfig(const SidecarOptions& o, const IpAddr& pod_ip,
+                          const std::vector<uint16_t>& app_ports,
+                          const std::vector<Destination>& dests, const std::string& crt,
+                          const std::string& ca) {
+  std::string c = absl::StrCat("global\n  user ", o.proxy_user, "\n  group ", o.proxy_user,
+                               "\n  nbthread ", o.threads, "\n  maxconn ", o.maxconn, "\n");
+  absl::StrAppend(&c,
+                  "  ssl-server-verify required\n"
+                  "  ssl-default-bind-options ssl-min-ver TLSv1.2\n"
+                  "  ssl-default-server-options ssl-min-ver TLSv1.2\n"
+                  "defaults\n"
+                  "  mode tcp\n"
+                  "  timeout connect 5s\n"
+                  "  timeout client 1h\n"
+                  "  timeout server 1h\n");
+  if (o.log_connections) {
+    absl::StrAppend(&c, "  log stderr format raw local0\n  option tcplog\n");
+  }
+  // Inbound: strict mTLS, then to the app port named by the SNI; an unknown SNI has no backend
+  // and is closed.
+  absl::StrAppend(&c, "frontend inbound\n  bind ", pod_ip.ToString(), ":", o.inbound_port,
+                  " ssl crt ", crt, " ca-file ", ca, " verify required\n");
+  for (uint16_t p : app_ports) {
+    absl::StrAppend(&c, "  use_backend app_", p, " if { ssl_fc_sni -m beg ", SniPrefix(p), " }\n");
+  }
+  for (uint16_t p : app_ports) {
+    absl::StrAppend(&c, "backend app_", p, "\n  server app 127.0.0.1:", p, "\n");
+  }
+  // Outbound: HAProxy cannot read SO_ORIGINAL_DST portably, so each destination has its own
+  // listener, selected by a per-destination REDIRECT.
+  for (size_t i = 0; i < dests.size(); ++i) {
+    const Destination& d = dests[i];
+    absl::StrAppend(&c, "frontend out_", i, "\n  bind 127.0.0.1:", d.local_port,
+                    "\n  default_backend out_", i, "\n", "backend out_", i,
+                    "\n  balance roundrobin\n");
+    for (size_t j = 0; j < d.backends.size(); ++j) {
+      absl::StrAppend(&c, "  server s", j, " ", d.backends[j].ToString(), ":", o.inbound_port,
+                      " ssl crt ", crt, " ca-file ", ca, " verify required sni str(",
+                      Sni(d.target_port, d.backend_names[j]), ")\n");
+    }
+  }
+  return c;
+}
+
+absl::Status RunIptables(const std::string& netns, std::vector<std::string> args) {
+  args.insert(args.begin(), {"iptables", "-w", "5", "-t", "nat"});
+  return testbed::Exec(netns, args, {}, 10s).status();
+}
+
+}  // namespace
+
+std::string UniqueChainPrefix() {
+  static std::atomic<int> n{0};
+  return absl::StrCat("WEFTSC", getpid(), "_", n++);
+}
+
+absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
+    const testbed::Testbed& tb, const std::vector<SidecarPod>& pods,
+    const std::vector<SidecarService>& services, const SidecarOptions& opts) {
+  if (opts.work_dir.empty() || access(opts.work_dir.c_str(), W_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
+                                                   "' must be an existing writable directory"));
+  }
+  if (getpwnam(opts.proxy_user.c_str()) == nullptr ||
+      getgrnam(opts.proxy_user.c_str()) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("sidecar mesh: no user and group '", opts.proxy_user,
+                     "' for the proxies (install haproxy, which creates it, or set proxy_user)"));
+  }
+  if (opts.threads < 1 || opts.maxconn < 1) {
+    return absl::InvalidArgumentError("sidecar mesh: threads and maxconn must be >= 1");
+  }
+  auto mesh = std::unique_ptr<SidecarMesh>(new SidecarMesh());
+  mesh->chain_prefix_ = UniqueChainPrefix();
+
+  // Topology: pod IPs and every destination an app may dial.
+  std::map<std::string, IpAddr> pod_ip;
+  std::map<std::string, std::string> pod_dns;
+  std::set<std::string> names;
+  for (const SidecarPod& p : pods) {
+    if (!names.insert(p.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: pod '", p.name, "' twice"));
+    }
+    WEFT_ASSIGN_OR_RETURN(IpAddr ip, tb.PodIp(p.name));
+    pod_ip.emplace(p.name, ip);
+    pod_dns.emplace(p.name, DnsName(p));
+  }
+  std::vector<Destination> dests;
+  std::set<std::string> dialed;
+  uint32_t next_port = opts.first_outbound_port;
+  auto add = [&](Destination d) -> absl::Status {
+    if (!d.dialed.ip.IsV4()) {
+      return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: ", d.dialed.ToString(),
+                                                     " is IPv6; the sidecar mesh is IPv4 only"));
+    }
+    if (!dialed.insert(d.dialed.ToString()).second) return absl::OkStatus();  // first one wins
+    if (next_port > 65535 || next_port == opts.inbound_port) {
+      return absl::InvalidArgumentError(
+          "sidecar mesh: too many destinations for the outbound port range");
+    }
+    d.local_port = static_cast<uint16_t>(next_port++);
+    dests.push_back(std::move(d));
+    return absl::OkStatus();
+  };
+  for (const SidecarService& s : services) {
+    if (s.port == 0 || s.pods.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sidecar mesh: service '", s.name, "' needs a port and at least one pod"));
+    }
+    Destination d{SockAddr{s.address, s.port}, {}, {}, s.target_port ? s.target_port : s.port, 0};
+    for (const std::string& b : s.pods) {
+      auto it = pod_ip.find(b);
+      if (it == pod_ip.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: service '", s.name,
+                                                       "' names pod '", b,
+                                                       "', which is not a pod of the mesh"));
+      }
+      d.backends.push_back(it->second);
+      d.backend_names.push_back(pod_dns[b]);
+    }
+    WEFT_RETURN_IF_ERROR(add(std::move(d)));
+  }
+  for (const SidecarPod& p : pods) {
+    for (uint16_t port : p.ports) {
+      if (port == 0 || port == opts.inbound_port) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sidecar mesh: pod '", p.name, "' has app port ", port, ", which is reserved"));
+      }
+      WEFT_RETURN_IF_ERROR(add(Destination{
+          SockAddr{pod_ip[p.name], port}, {pod_ip[p.name]}, {pod_dns[p.name]}, port, 0}));
+    }
+  }
+  for (const Destination& d : dests) {
+    if (d.local_port == opts.inbound_port) {
+      return absl::InvalidArgumentError("sidecar mesh: outbound ports overlap the inbound port");
+    }
+  }
+
+  // A CA made for the run and one SPIFFE workload certificate per pod.
+  WEFT_ASSIGN_OR_RETURN(auto ca, tls::CertificateAuthority::CreateRoot("weft-bench-sidecar", 48h));
+  mesh->ca_cert_path_ = absl::StrCat(opts.work_dir, "/ca.pem");
+  WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(mesh->ca_cert_path_, ca.root_pem(), 0644));
+
+  for (const SidecarPod& p : pods) {
+    PodState st;
+    st.name = p.name;
+    WEFT_ASSIGN_OR_RETURN(st.netns, tb.PodNetns(p.name));
+    SpiffeId id{opts.trust_domain, p.ns, p.service_account.empty() ? p.name : p.service_account};
+    if (auto valid = SpiffeId::Parse(id.ToString()); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sidecar mesh: pod '", p.name, "' gets no valid SPIFFE id: ", valid.status().message()));
+    }
+    WEFT_ASSIGN_OR_RETURN(auto key, tls::GenerateKey());
+    WEFT_ASSIGN_OR_RETURN(auto csr, tls::MakeCsr(key.get(), id));
+    // The URI SAN is the workload's SPIFFE identity; the DNS SANs are what HAProxy can check
+    // (against the SNI), so each outbound sidecar verifies it reached the pod it meant.
+    WEFT_ASSIGN_OR_RETURN(auto cert,
+                          ca.SignWithSans(csr.get(), {id.ToString()},
+                                          {pod_dns[p.name], "*." + pod_dns[p.name]}, 24h));
+    WEFT_ASSIGN_OR_RETURN(std::string cert_pem, tls::CertToPem(cert.get()));
+    WEFT_ASSIGN_OR_RETURN(std::string key_pem, tls::KeyToPem(key.get()));
+    const std::string base = absl::StrCat(opts.work_dir, "/", testbed::SanitizePodName(p.name));
+    st.cert_path = base + ".crt.pem";
+    // HAProxy reads certificates as root, before it switches to the proxy user.
+    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(st.cert_path, cert_pem + key_pem, 0600));
+    const std::string cfg = base + ".haproxy.cfg";
+    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(
+        cfg, HaproxyConfig(opts, pod_ip[p.name], p.ports, dests, st.cert_path, mesh->ca_cert_path_),
+        0644));
+    // A bad config is reported with HAProxy's own words before anything runs.
+    auto check = testbed::Exec("", {opts.haproxy, "-c", "-q", "-f", cfg}, {}, 20s);
+    if (!check.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sidecar mesh: haproxy rejects ", cfg, ": ", check.status().message()));
+    }
+
+    // Capture: the proxy user's own connections are not captured; loopback stays local.
+    const std::string out = mesh->chain_prefix_ + "_OUT", in = mesh->chain_prefix_ + "_IN";
+    std::vector<std::string> rules = {
+        absl::StrCat("-A ", out, " -m owner --uid-owner ", opts.proxy_user, " -j RETURN"),
+        absl::StrCat("-A ", out, " -d 127.0.0.0/8 -j RETURN")};
+    for (const Destination& d : dests) {
+      rules.push_back(absl::StrCat("-A ", out, " -p tcp -d ", d.dialed.ip.ToString(),
+                                   "/32 --dport ", d.dialed.port, " -j REDIRECT --to-ports ",
+                                   d.local_port));
+    }
+    for (uint16_t port : p.ports) {
+      rules.push_back(absl::StrCat("-A ", in, " -p tcp --dport ", port, " -j REDIRECT --to-ports ",
+                                   opts.inbound_port));
+    }
+    mesh->pods_.push_back(std::move(st));
+    PodState& ps = mesh->pods_.back();
+    WEFT_RETURN_IF_ERROR(mesh->InstallChains(ps, rules));
+
+    testbed::SpawnOptions so;
+    so.die_with_parent = false;  // Start may run on a short-lived thread; Stop() kills it
+    WEFT_ASSIGN_OR_RETURN(ps.proxy, testbed::Spawn(ps.netns, {opts.haproxy, "-db", "-f", cfg},
+                                                   base + ".haproxy.log", so));
+    mesh->pids_.push_back(ps.proxy.pid());
+  }
+  for (PodState& ps : mesh->pods_) {
+    absl::Status s = testbed::WaitTcp(ps.netns, SockAddr{pod_ip[ps.name], opts.inbound_port}, 10s);
+    if (!s.ok() && !ps.proxy.Alive()) {
+      auto log = tls::ReadFile(ps.proxy.log_path());
+      return absl::UnavailableError(absl::StrCat("sidecar mesh: the proxy of pod '", ps.name,
+                                                 "' exited: ", log.ok() ? *log : ""));
+    }
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrCat("sidecar mesh: the proxy of pod '", ps.name,
+                                                 "' does not listen (see ", ps.proxy.log_path(),
+                                                 "): ", s.message()));
+    }
+  }
+  return mesh;
+}
+
+absl::Status SidecarMesh::InstallChains(PodState& p, const std::vector<std::string>& rules) {
+  const std::string out = chain_prefix_ + "_OUT", in = chain_prefix_ + "_IN";
+  std::string batch = absl::StrCat("*nat\n:", out, " - [0:0]\n:", in, " - [0:0]\n");
+  for (const std::string& r : rules) absl::StrAppend(&batch, r, "\n");
+  absl::StrAppend(&batch, "-A OUTPUT -p tcp -j ", out, "\n-A PREROUTING -p tcp -j ", in,
+                  "\nCOMMIT\n");
+  // One atomic batch: a pod never runs with half its capture.
+  auto r = testbed::Exec(p.netns, {"iptables-restore", "-w", "5", "--noflush"}, batch, 10s);
+  if (!r.ok()) {
+    return absl::InternalError(absl::StrCat("sidecar mesh: installing the capture chains in ",
+                                            p.netns, " failed: ", r.status().message()));
+  }
+  p.chains = true;
+  return absl::OkStatus();
+}
+
+absl::Status SidecarMesh::Stop() {
+  absl::Status first;
+  const std::string out = chain_prefix_ + "_OUT", in = chain_prefix_ + "_IN";
+  for (PodState& p : pods_) {
+    if (p.proxy.valid()) p.proxy.Terminate(2s);
+    if (!p.chains) continue;
+    // Each step on its own, so that a half-installed state is still removed.
+    for (auto args :
+         std::vector<std::vector<std::string>>{{"-D", "OUTPUT", "-p", "tcp", "-j", out},
+                                               {"-D", "PREROUTING", "-p", "tcp", "-j", in},
+                                               {"-F", out},
+                                               {"-X", out},
+                                               {"-F", in},
+                                               {"-X", in}}) {
+      absl::Status s = RunIptables(p.netns, args);
+      if (!s.ok() && first.ok()) first = s;
+    }
+    p.chains = false;
+  }
+  return first;
+}
+
+SidecarMesh::~SidecarMesh() {
+  Stop().IgnoreError();
+}
+
+absl::StatusOr<std::string> SidecarMesh::PodCertPath(std::string_view pod) const {
+  for (const PodState& p : pods_) {
+    if (p.name == pod) return p.cert_path;
+  }
+  return absl::NotFoundError(absl::StrCat("sidecar mesh: no pod '", Av(pod), "'"));
+}
+
+std::vector<pid_t> SidecarMesh::ProxyPids() const {
+  return pids_;
+}
+
+std::vector<std::string> SidecarMesh::Leftovers() const {
+  std::vector<std::string> left;
+  for (pid_t pid : pids_) {
+    if (kill(pid, 0) == 0) left.push_back(absl::StrCat("process ", pid));
+  }
+  for (const PodState& p : pods_) {
+    auto dump = testbed::Exec(p.netns, {"iptables-save", "-t", "nat"}, {}, 10s);
+    if (!dump.ok()) continue;  // the netns is gone: nothing of ours can be left in it
+    for (absl::string_view line : absl::StrSplit(*dump, '\n')) {
+      if (absl::StrContains(line, chain_prefix_)) {
+        left.push_back(absl::StrCat(p.netns, ": ", line));
+      }
+    }
+  }
+  return left;
+}
+
+}  // namespace weft::bench::sidecar

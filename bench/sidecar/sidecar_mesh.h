@@ -1,0 +1,119 @@
+// A sidecar service mesh built from a real, well-known proxy, as the benchmark's reference
+// point (mode "sidecar"): the architecture of Istio's sidecar mode and Linkerd, with HAProxy.
+//
+// For every pod of the description, one HAProxy process runs inside the pod's netns as the
+// unprivileged user Options::proxy_user and does:
+//   inbound   <pod ip>:Options::inbound_port (15443): terminates mTLS (its own workload
+//             certificate with the SPIFFE URI SAN spiffe://<td>/ns/<ns>/sa/<sa>, a CA made for
+//             the run; the client must present a certificate that chains to that CA) and
+//             forwards to the app on 127.0.0.1:<port>, the port being chosen by the SNI
+//             "port-<port>" that the originating sidecar sends;
+//   outbound  one listener 127.0.0.1:<local port> per destination (every pod IP:app port and
+//             every service address:port); it originates mTLS (own certificate, the server's
+//             chain verified against the CA) to the destination pod's sidecar inbound port.
+// Traffic capture is in-pod iptables (nat table), in chains named after a unique prefix:
+//   <P>_OUT  (jumped to from OUTPUT):      packets of the proxy user RETURN (the proxy's own
+//            connections are not captured again), loopback RETURNs, and each destination
+//            IP:port is REDIRECTed to its local outbound listener;
+//   <P>_IN   (jumped to from PREROUTING):  plain connections to an app port are REDIRECTed to
+//            the inbound port, so they meet TLS and fail (strict mTLS, as Istio's
+//            PeerAuthentication STRICT).
+// So a request crosses two user-space proxies per hop:
+//   app -> iptables -> sidecar (out) -> mTLS -> sidecar (in) -> app.
+//
+// IPv4 only. Requires root, iptables (with the owner and REDIRECT matches) and haproxy.
+// Not thread-safe. The pods' namespaces belong to the testbed; the mesh only adds processes and
+// chains to them and removes both in Stop() / the destructor.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cli/testbed/testbed.h"
+#include "common/net.h"
+
+namespace weft::bench::sidecar {
+
+struct SidecarPod {
+  std::string name;             // a pod of the testbed
+  std::vector<uint16_t> ports;  // the app's ports (it listens on 127.0.0.1 or 0.0.0.0)
+  std::string ns = "default";   // SPIFFE namespace
+  std::string service_account;  // SPIFFE service account ("" = the pod name)
+};
+
+struct SidecarService {
+  std::string name;
+  IpAddr address;                 // a VIP, or a pod IP
+  uint16_t port = 0;              // the port clients dial
+  std::vector<std::string> pods;  // backends (round robin), pods of the mesh
+  uint16_t target_port = 0;       // the backends' app port (0 = `port`)
+};
+
+struct SidecarOptions {
+  std::string work_dir;                // configs, certificates, logs (must exist)
+  std::string haproxy = "haproxy";     // binary (PATH lookup without '/')
+  std::string proxy_user = "haproxy";  // the sidecar's uid/gid, excluded from capture
+  uint16_t inbound_port = 15443;
+  uint16_t first_outbound_port = 15100;  // local outbound listeners: this, this+1, ...
+  // HAProxy maxconn per sidecar: it needs 2 * maxconn + 16 descriptors under RLIMIT_NOFILE
+  // (a 20000 hard limit allows up to 9992).
+  int maxconn = 8000;
+  int threads = 1;  // HAProxy nbthread per sidecar
+  std::string trust_domain = "cluster.local";
+  // One line per connection in the sidecar's log (<work_dir>/<pod>.haproxy.log); off by
+  // default, as it costs the benchmark.
+  bool log_connections = false;
+};
+
+// Chooses a unique chain prefix "WEFTSC<pid>_<n>" (fits iptables' 28 characters with the
+// "_OUT"/"_IN" suffixes for any pid).
+std::string UniqueChainPrefix();
+
+class SidecarMesh {
+ public:
+  // Writes the CA, certificates and configs, installs the chains and starts the proxies; returns
+  // once every sidecar listens. On error everything done so far is undone.
+  static absl::StatusOr<std::unique_ptr<SidecarMesh>> Start(
+      const testbed::Testbed& tb, const std::vector<SidecarPod>& pods,
+      const std::vector<SidecarService>& services, const SidecarOptions& opts);
+  ~SidecarMesh();  // Stop()
+  SidecarMesh(const SidecarMesh&) = delete;
+  SidecarMesh& operator=(const SidecarMesh&) = delete;
+
+  // Kills the proxies and removes the chains (idempotent). Returns the first error.
+  absl::Status Stop();
+
+  const std::string& chain_prefix() const { return chain_prefix_; }
+  // The run's CA certificate (PEM file) and a pod's combined cert+key PEM file.
+  const std::string& ca_cert_path() const { return ca_cert_path_; }
+  absl::StatusOr<std::string> PodCertPath(std::string_view pod) const;
+  // The proxies' pids (for CPU/RSS accounting), one per pod in the order given.
+  std::vector<pid_t> ProxyPids() const;
+  // What is left of this mesh: live proxy pids and chains named after the prefix, per pod
+  // netns. Empty after Stop().
+  std::vector<std::string> Leftovers() const;
+
+ private:
+  struct PodState {
+    std::string name;
+    std::string netns;
+    std::string cert_path;
+    testbed::Process proxy;
+    bool chains = false;
+  };
+  SidecarMesh() = default;
+  absl::Status InstallChains(PodState& p, const std::vector<std::string>& rules);
+
+  std::string chain_prefix_;
+  std::string ca_cert_path_;
+  std::vector<PodState> pods_;
+  std::vector<pid_t> pids_;
+};
+
+}  // namespace weft::bench::sidecar
