@@ -3,14 +3,15 @@
 //
 // For every pod of the description, one HAProxy process runs inside the pod's netns as the
 // unprivileged user Options::proxy_user and does:
-//   inbound   <pod ip>:Options::inbound_port (15443): terminates mTLS (its own workload
-//             certificate with the SPIFFE URI SAN spiffe://<td>/ns/<ns>/sa/<sa>, a CA made for
-//             the run; the client must present a certificate that chains to that CA) and
-//             forwards to the app on 127.0.0.1:<port>, the port being chosen by the SNI
-//             "port-<port>" that the originating sidecar sends;
+//   inbound   <pod ip>:Options::inbound_port (15443): terminates mTLS with its own workload
+//             certificate (a CA made for the run; URI SAN spiffe://<td>/ns/<ns>/sa/<sa>, DNS SANs
+//             <dns> and *.<dns> with <dns> = "<sa>.<ns>.<pod>.sidecar.weft"); the client must
+//             present a certificate that chains to that CA (verify required); forwards to the
+//             app on 127.0.0.1:<port>, the port named by the SNI "port-<port>.<dns>";
 //   outbound  one listener 127.0.0.1:<local port> per destination (every pod IP:app port and
-//             every service address:port); it originates mTLS (own certificate, the server's
-//             chain verified against the CA) to the destination pod's sidecar inbound port.
+//             every service address:port); it originates mTLS (own certificate) to the
+//             destination pod's inbound port with that SNI, and verifies the server's chain
+//             against the CA and its name against the SNI (so it reached the pod it meant).
 // Traffic capture is in-pod iptables (nat table), in chains named after a unique prefix:
 //   <P>_OUT  (jumped to from OUTPUT):      packets of the proxy user RETURN (the proxy's own
 //            connections are not captured again), loopback RETURNs, and each destination
