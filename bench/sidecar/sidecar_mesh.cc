@@ -3,21 +3,27 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <set>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/spiffe.h"
 #include "common/status.h"
 #include "common/tls.h"
+#include "common/unique_fd.h"
 
 namespace weft::bench::sidecar {
 namespace {
@@ -49,12 +55,13 @@ std::string Sni(uint16_t port, const std::string& dns) {
   return absl::StrCat(SniPrefix(port), dns);
 }
 
-std::string HaproxyConfig(const SidecarOptions& o, const IpAddr& pod_ip,
-                          const std::vector<uint16_t>& app_ports,
+std::string HaproxyConfig(const SidecarOptions& o, const std::string& stats_socket,
+                          const IpAddr& pod_ip, const std::vector<uint16_t>& app_ports,
                           const std::vector<Destination>& dests, const std::string& crt,
                           const std::string& ca) {
   std::string c = absl::StrCat("global\n  user ", o.proxy_user, "\n  group ", o.proxy_user,
-                               "\n  nbthread ", o.threads, "\n  maxconn ", o.maxconn, "\n");
+                               "\n  nbthread ", o.threads, "\n  maxconn ", o.maxconn,
+                               "\n  stats socket ", stats_socket, " mode 600 level user\n");
   absl::StrAppend(&c,
                   "  ssl-server-verify required\n"
                   "  ssl-default-bind-options ssl-min-ver TLSv1.2\n"
@@ -215,9 +222,16 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
     // HAProxy reads certificates as root, before it switches to the proxy user.
     WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(st.cert_path, cert_pem + key_pem, 0600));
     const std::string cfg = base + ".haproxy.cfg";
-    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(
-        cfg, HaproxyConfig(opts, pod_ip[p.name], p.ports, dests, st.cert_path, mesh->ca_cert_path_),
-        0644));
+    st.stats_socket = base + ".stats.sock";
+    if (st.stats_socket.size() >= sizeof(sockaddr_un::sun_path)) {
+      return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
+                                                     "' is too long for a unix socket path"));
+    }
+    WEFT_RETURN_IF_ERROR(
+        tls::WriteFileAtomic(cfg,
+                             HaproxyConfig(opts, st.stats_socket, pod_ip[p.name], p.ports, dests,
+                                           st.cert_path, mesh->ca_cert_path_),
+                             0644));
     // A bad config is reported with HAProxy's own words before anything runs.
     auto check = testbed::Exec("", {opts.haproxy, "-c", "-q", "-f", cfg}, {}, 20s);
     if (!check.ok()) {
@@ -312,6 +326,60 @@ absl::StatusOr<std::string> SidecarMesh::PodCertPath(std::string_view pod) const
     if (p.name == pod) return p.cert_path;
   }
   return absl::NotFoundError(absl::StrCat("sidecar mesh: no pod '", Av(pod), "'"));
+}
+
+absl::StatusOr<SidecarMesh::Counts> SidecarMesh::ConnectionCounts(std::string_view pod) const {
+  const PodState* ps = nullptr;
+  for (const PodState& p : pods_) {
+    if (p.name == pod) ps = &p;
+  }
+  if (ps == nullptr) {
+    return absl::NotFoundError(absl::StrCat("sidecar mesh: no pod '", Av(pod), "'"));
+  }
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  ps->stats_socket.copy(sa.sun_path, sizeof(sa.sun_path) - 1);
+  timeval tv{5, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (!fd.valid() || connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    return absl::UnavailableError(absl::StrCat("sidecar mesh: cannot reach the stats socket ",
+                                               ps->stats_socket, " of pod '", Av(pod),
+                                               "': ", strerror(errno)));
+  }
+  const std::string cmd = "show stat\n";
+  if (write(fd.get(), cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size())) {
+    return absl::UnavailableError(
+        absl::StrCat("sidecar mesh: writing to ", ps->stats_socket, ": ", strerror(errno)));
+  }
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd.get(), buf, sizeof(buf))) > 0;) out.append(buf, n);
+  // "show stat" is CSV with a "# pxname,svname,...,stot,..." header; stot is the cumulative
+  // session count.
+  Counts c;
+  int stot = -1;
+  bool frontends = false;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ',');
+    if (absl::StartsWith(line, "# ")) {
+      for (size_t i = 0; i < f.size(); ++i) {
+        if (f[i] == "stot") stot = static_cast<int>(i);
+      }
+      continue;
+    }
+    if (stot < 0 || f.size() <= static_cast<size_t>(stot) || f[1] != "FRONTEND") continue;
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(f[stot], &v)) continue;
+    frontends = true;
+    if (f[0] == "inbound") c.inbound += v;
+    if (absl::StartsWith(f[0], "out_")) c.outbound += v;
+  }
+  if (!frontends) {
+    return absl::DataLossError(absl::StrCat("sidecar mesh: no frontend statistics from ",
+                                            ps->stats_socket, ": ", out.substr(0, 200)));
+  }
+  return c;
 }
 
 std::vector<pid_t> SidecarMesh::ProxyPids() const {

@@ -94,6 +94,15 @@ class SidecarMesh {
   // The run's CA certificate (PEM file) and a pod's combined cert+key PEM file.
   const std::string& ca_cert_path() const { return ca_cert_path_; }
   absl::StatusOr<std::string> PodCertPath(std::string_view pod) const;
+  // Connections a pod's sidecar has accepted since it started, from its HAProxy stats socket
+  // (<work_dir>/<pod>.stats.sock, "show stat": the frontends' cumulative sessions): outbound =
+  // captured app connections, inbound = mTLS connections that reached its 15443 (including
+  // refused handshakes). For checking that a benchmark's traffic really went through the mesh.
+  struct Counts {
+    int64_t outbound = 0;
+    int64_t inbound = 0;
+  };
+  absl::StatusOr<Counts> ConnectionCounts(std::string_view pod) const;
   // The proxies' pids (for CPU/RSS accounting), one per pod in the order given.
   std::vector<pid_t> ProxyPids() const;
   // What is left of this mesh: live proxy pids and chains named after the prefix, per pod
@@ -105,6 +114,7 @@ class SidecarMesh {
     std::string name;
     std::string netns;
     std::string cert_path;
+    std::string stats_socket;
     testbed::Process proxy;
     bool chains = false;
   };

@@ -135,6 +135,13 @@ TEST_F(SidecarMeshTest, CrossNodeTrafficIsMtlsOnTheFabric) {
   EXPECT_GE(sum->tls_handshake_records, 2);
   EXPECT_GE(sum->tls_app_data_records, 2);
   EXPECT_GE(echo_->accepted(), 2);
+  auto out = mesh_->ConnectionCounts("client");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->outbound, 2);  // both connections were captured by the client's sidecar
+  auto in = mesh_->ConnectionCounts("server");
+  ASSERT_TRUE(in.ok()) << in.status();
+  EXPECT_GE(in->inbound, 2);
+  EXPECT_EQ(in->outbound, 0);
 }
 
 TEST_F(SidecarMeshTest, SameNodePairAndProxiesRunAsTheProxyUser) {
