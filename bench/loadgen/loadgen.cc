@@ -1,0 +1,563 @@
+#include <utility>  // Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
+
+#include "bench/loadgen/loadgen.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <cmath>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "common/netns.h"
+#include "common/status.h"
+#include "common/unique_fd.h"
+#include "examples/teashop/http.h"
+
+namespace weft::bench::loadgen {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Stream = beast::tcp_stream;
+
+// Max-in-flight slots. Single-threaded (the engine's io_context): a released slot is handed to
+// the longest waiter by cancelling its timer.
+class Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  asio::awaitable<void> Acquire() {
+    if (free_ > 0) {
+      --free_;
+      co_return;
+    }
+    asio::steady_timer t(co_await asio::this_coro::executor, Clock::time_point::max());
+    waiters_.push_back(&t);
+    beast::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  void Release() {
+    if (waiters_.empty()) {
+      ++free_;
+      return;
+    }
+    asio::steady_timer* t = waiters_.front();
+    waiters_.pop_front();
+    t->cancel();
+  }
+
+ private:
+  int free_;
+  std::deque<asio::steady_timer*> waiters_;
+};
+
+struct Outcome {
+  bool transport_ok = false;
+  bool cut = false;  // ended by the drain deadline: unfinished, not an error
+  int status = 0;
+  Clock::time_point first_byte, done;
+};
+
+class Engine {
+ public:
+  Engine(Options o, teashop::Url url, std::vector<tcp::endpoint> eps, UniqueFd netns)
+      : o_(std::move(o)),
+        url_(std::move(url)),
+        eps_(std::move(eps)),
+        netns_(std::move(netns)),
+        slots_(o_.max_inflight),
+        types_(o_.profile.requests.size()) {}
+
+  Result Run() {
+    const size_t ntypes = o_.profile.requests.size();
+    period_ = std::chrono::nanoseconds(static_cast<int64_t>(std::llround(1e9 / o_.rate_per_user)));
+    start_ = Clock::now() + std::chrono::milliseconds(20);  // every user's coroutine is up by then
+    rec_begin_ = start_ + o_.warmup;
+    rec_end_ = rec_begin_ + o_.duration;
+    drain_deadline_ = rec_end_ + o_.drain;
+    Result r;
+    // The schedule is fixed in advance, so the recorded requests it asks for are known now;
+    // whatever did not complete by the drain deadline is "unfinished".
+    std::vector<uint64_t> scheduled(ntypes, 0);
+    for (int u = 0; u < o_.users; ++u) {
+      for (uint64_t k = 0;; ++k) {
+        const auto t = Intended(u, k);
+        if (t >= rec_end_) break;
+        if (t >= rec_begin_) ++scheduled[k % ntypes];
+      }
+    }
+    for (int u = 0; u < o_.users; ++u) asio::co_spawn(io_, User(u), asio::detached);
+    io_.run();
+
+    r.options = o_;
+    r.asked_rps = o_.rate_per_user * o_.users;
+    const double window = std::chrono::duration<double>(o_.duration).count();
+    r.measured_seconds =
+        std::max(window, std::chrono::duration<double>(last_completion_ - rec_begin_).count());
+    for (size_t i = 0; i < ntypes; ++i) {
+      TypeResult& t = types_[i];
+      const uint64_t done = t.ok + t.status_errors + t.transport_errors;
+      t.unfinished = scheduled[i] > done ? scheduled[i] - done : 0;
+      r.scheduled += scheduled[i];
+      r.type_order.push_back(o_.profile.requests[i].name);
+      r.types[o_.profile.requests[i].name] = t;
+      r.overall.Merge(t);
+    }
+    const uint64_t completed = r.overall.ok + r.overall.status_errors + r.overall.transport_errors;
+    r.achieved_rps = r.measured_seconds > 0 ? completed / r.measured_seconds : 0;
+    r.late_sends = late_sends_;
+    r.connections_opened = opened_;
+    return r;
+  }
+
+ private:
+  Clock::time_point Intended(int u, uint64_t k) const {
+    return start_ + period_ * u / o_.users + period_ * static_cast<int64_t>(k);
+  }
+
+  asio::awaitable<void> User(int u) {
+    std::unique_ptr<Stream> conn;
+    asio::steady_timer timer(io_);
+    const size_t ntypes = o_.profile.requests.size();
+    // The user's requests, built once ("{user}" expanded).
+    std::vector<http::request<http::string_body>> reqs;
+    for (const RequestSpec& s : o_.profile.requests) {
+      http::request<http::string_body> req{http::string_to_verb(s.method),
+                                           url_.base_path + ExpandUser(s.path, u), 11};
+      req.set(http::field::host, absl::StrCat(url_.host, ":", url_.port));
+      req.set(http::field::user_agent, "weft-loadgen");
+      for (const auto& [k, v] : s.headers) req.set(k, ExpandUser(v, u));
+      if (!s.body.empty()) {
+        if (req.find(http::field::content_type) == req.end()) {
+          req.set(http::field::content_type, "application/octet-stream");
+        }
+        req.body() = ExpandUser(s.body, u);
+      }
+      req.keep_alive(o_.conn == ConnMode::kKeepAlive);
+      req.prepare_payload();
+      reqs.push_back(std::move(req));
+    }
+    for (uint64_t k = 0;; ++k) {
+      const Clock::time_point intended = Intended(u, k);
+      if (intended >= rec_end_) break;
+      const bool recorded = intended >= rec_begin_;
+      const size_t type = k % ntypes;
+      if (Clock::now() < intended) {
+        timer.expires_at(intended);
+        beast::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      co_await slots_.Acquire();
+      const Clock::time_point sent_at = Clock::now();
+      if (sent_at >= drain_deadline_) {
+        slots_.Release();
+        break;
+      }
+      if (recorded && sent_at - intended >= std::chrono::milliseconds(1)) ++late_sends_;
+      const Clock::time_point deadline = std::min(sent_at + o_.timeout, drain_deadline_);
+      Outcome out = co_await Send(conn, reqs[type], deadline);
+      slots_.Release();
+      if (recorded && !out.cut) {
+        TypeResult& t = types_[type];
+        ++t.sent;
+        last_completion_ = std::max(last_completion_, out.done);
+        if (!out.transport_ok) {
+          ++t.transport_errors;
+        } else {
+          ++t.statuses[out.status];
+          if (out.status >= 200 && out.status < 400) {
+            ++t.ok;
+            t.latency.Record((out.done - intended).count());
+            t.ttfb.Record((out.first_byte - intended).count());
+            t.service.Record((out.done - sent_at).count());
+          } else {
+            ++t.status_errors;
+          }
+        }
+      } else if (recorded) {
+        ++types_[type].sent;
+      }
+      if (o_.conn == ConnMode::kPerRequest && conn) {
+        // Wait for the server's FIN (it follows a "Connection: close" response at once) so
+        // TIME_WAIT stays on the server side and a long per-request run keeps its ports.
+        char byte;
+        beast::error_code ec;
+        conn->expires_after(std::chrono::milliseconds(500));
+        co_await conn->async_read_some(asio::buffer(&byte, 1),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+        conn->socket().close(ec);
+        conn.reset();
+      }
+    }
+    if (conn) {
+      beast::error_code ec;
+      conn->socket().shutdown(tcp::socket::shutdown_both, ec);
+      conn->socket().close(ec);
+    }
+  }
+
+  asio::awaitable<bool> Connect(std::unique_ptr<Stream>& conn, Clock::time_point deadline) {
+    beast::error_code ec;
+    for (const tcp::endpoint& ep : eps_) {
+      auto s = std::make_unique<Stream>(io_);
+      if (netns_.get() >= 0) {
+        auto fd = SocketInNetns(netns_.get(), ep.protocol().family(), SOCK_STREAM, 0);
+        if (!fd.ok()) continue;
+        s->socket().assign(ep.protocol(), fd->release(), ec);
+        if (ec) continue;
+      }
+      s->expires_at(deadline);
+      co_await s->async_connect(ep, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) continue;
+      s->socket().set_option(tcp::no_delay(true), ec);
+      ++opened_;
+      conn = std::move(s);
+      co_return true;
+    }
+    co_return false;
+  }
+
+  asio::awaitable<Outcome> Send(std::unique_ptr<Stream>& conn,
+                                const http::request<http::string_body>& req,
+                                Clock::time_point deadline) {
+    Outcome out;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const bool reused = conn != nullptr;
+      if (!conn && !co_await Connect(conn, deadline)) break;
+      beast::error_code ec;
+      conn->expires_at(deadline);
+      co_await http::async_write(*conn, req, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        conn.reset();
+        if (reused && Clock::now() < deadline) continue;  // an idle connection the server closed
+        break;
+      }
+      beast::flat_buffer buf;
+      const size_t n = co_await conn->async_read_some(
+          buf.prepare(16384), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        conn.reset();
+        if (reused && ec != beast::error::timeout) continue;
+        break;
+      }
+      buf.commit(n);
+      out.first_byte = Clock::now();
+      http::response_parser<http::string_body> parser;
+      parser.body_limit(64 << 20);
+      if (req.method() == http::verb::head) parser.skip(true);
+      co_await http::async_read(*conn, buf, parser, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        conn.reset();
+        break;
+      }
+      out.done = Clock::now();
+      out.transport_ok = true;
+      out.status = static_cast<int>(parser.get().result_int());
+      if (o_.conn == ConnMode::kKeepAlive) {
+        if (parser.get().keep_alive()) {
+          conn->expires_never();
+        } else {
+          conn.reset();
+        }
+      }
+      co_return out;
+    }
+    out.done = Clock::now();
+    out.cut = out.done >= drain_deadline_;
+    co_return out;
+  }
+
+  Options o_;
+  teashop::Url url_;
+  std::vector<tcp::endpoint> eps_;
+  UniqueFd netns_;
+  asio::io_context io_{1};
+  Slots slots_;
+  std::vector<TypeResult> types_;
+  std::chrono::nanoseconds period_{};
+  Clock::time_point start_, rec_begin_, rec_end_, drain_deadline_, last_completion_;
+  uint64_t late_sends_ = 0, opened_ = 0;
+};
+
+nlohmann::json Millis(const Histogram& h) {
+  auto ms = [](int64_t ns) { return std::round(ns / 1e3) / 1e3; };
+  return {{"count", h.count()},
+          {"min", ms(h.min())},
+          {"mean", std::round(h.mean() / 1e3) / 1e3},
+          {"p50", ms(h.Percentile(0.5))},
+          {"p75", ms(h.Percentile(0.75))},
+          {"p90", ms(h.Percentile(0.9))},
+          {"p99", ms(h.Percentile(0.99))},
+          {"p99.9", ms(h.Percentile(0.999))},
+          {"max", ms(h.max())}};
+}
+
+}  // namespace
+
+void TypeResult::Merge(const TypeResult& o) {
+  sent += o.sent;
+  ok += o.ok;
+  status_errors += o.status_errors;
+  transport_errors += o.transport_errors;
+  unfinished += o.unfinished;
+  for (const auto& [code, n] : o.statuses) statuses[code] += n;
+  latency.Merge(o.latency);
+  ttfb.Merge(o.ttfb);
+  service.Merge(o.service);
+}
+
+nlohmann::json TypeResult::ToJson() const {
+  nlohmann::json st = nlohmann::json::object();
+  for (const auto& [code, n] : statuses) st[std::to_string(code)] = n;
+  return {
+      {"sent", sent},
+      {"ok", ok},
+      {"errors", status_errors + transport_errors},
+      {"status_errors", status_errors},
+      {"transport_errors", transport_errors},
+      {"unfinished", unfinished},
+      {"statuses", st},
+      {"latency_ms", Millis(latency)},
+      {"ttfb_ms", Millis(ttfb)},
+      {"service_ms", Millis(service)},
+      {"histograms_ns",
+       {{"latency", latency.ToJson()}, {"ttfb", ttfb.ToJson()}, {"service", service.ToJson()}}}};
+}
+
+nlohmann::json Result::ToJson() const {
+  nlohmann::json types_json = nlohmann::json::object();
+  for (const auto& [name, t] : types) types_json[name] = t.ToJson();
+  return {
+      {"tool", "weft-loadgen"},
+      {"target", options.target},
+      {"conn", options.conn == ConnMode::kKeepAlive ? "keepalive" : "per-request"},
+      {"users", options.users},
+      {"rate_per_user", options.rate_per_user},
+      {"asked_rps", asked_rps},
+      {"achieved_rps", achieved_rps},
+      {"duration_s", std::chrono::duration<double>(options.duration).count()},
+      {"warmup_s", std::chrono::duration<double>(options.warmup).count()},
+      {"measured_s", measured_seconds},
+      {"max_inflight", options.max_inflight},
+      {"netns", options.netns},
+      {"scheduled", scheduled},
+      {"late_sends", late_sends},
+      {"connections_opened", connections_opened},
+      {"type_order", type_order},
+      {"overall", overall.ToJson()},
+      {"types", types_json},
+  };
+}
+
+std::string Result::Summary() const {
+  std::string s = absl::StrFormat(
+      "weft-loadgen %s (%s): %d users x %.3g rps = %.1f rps asked, %.1f achieved over %.1f s "
+      "(warm-up %.1f s)\n"
+      "requests %d: ok %d, status errors %d, transport errors %d, unfinished %d; "
+      "sent late %d; connections %d\n",
+      options.target, options.conn == ConnMode::kKeepAlive ? "keepalive" : "per-request",
+      options.users, options.rate_per_user, asked_rps, achieved_rps, measured_seconds,
+      std::chrono::duration<double>(options.warmup).count(), scheduled, overall.ok,
+      overall.status_errors, overall.transport_errors, overall.unfinished, late_sends,
+      connections_opened);
+  absl::StrAppendFormat(&s, "%-12s %7s %7s %6s %8s %8s %8s %8s %8s %8s %8s\n", "type", "ok",
+                        "errors", "", "p50", "p75", "p90", "p99", "p99.9", "max", "ttfb p75");
+  auto row = [&](const std::string& name, const TypeResult& t) {
+    auto ms = [](int64_t ns) { return ns / 1e6; };
+    absl::StrAppendFormat(&s, "%-12s %7d %7d %6s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f\n", name,
+                          t.ok, t.status_errors + t.transport_errors, "ms",
+                          ms(t.latency.Percentile(0.5)), ms(t.latency.Percentile(0.75)),
+                          ms(t.latency.Percentile(0.9)), ms(t.latency.Percentile(0.99)),
+                          ms(t.latency.Percentile(0.999)), ms(t.latency.max()),
+                          ms(t.ttfb.Percentile(0.75)));
+  };
+  for (const std::string& name : type_order) row(name, types.at(name));
+  row("all", overall);
+  s += "(latency from the intended send time; successful requests only)\n";
+  return s;
+}
+
+absl::StatusOr<ConnMode> ParseConnMode(std::string_view s) {
+  if (s == "keepalive") return ConnMode::kKeepAlive;
+  if (s == "per-request") return ConnMode::kPerRequest;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--conn: \"", Av(s), "\" is not keepalive or per-request"));
+}
+
+absl::StatusOr<Result> Run(Options o) {
+  if (o.users < 1) return absl::InvalidArgumentError("--users must be at least 1");
+  if (o.total_rate > 0) o.rate_per_user = o.total_rate / o.users;
+  if (!(o.rate_per_user > 0) || o.rate_per_user > 1e6) {
+    return absl::InvalidArgumentError("the rate must be > 0 and <= 1e6 requests/s per user");
+  }
+  if (o.duration <= std::chrono::milliseconds(0)) {
+    return absl::InvalidArgumentError("--duration must be > 0");
+  }
+  if (o.warmup < std::chrono::milliseconds(0) || o.drain < std::chrono::milliseconds(0) ||
+      o.timeout <= std::chrono::milliseconds(0)) {
+    return absl::InvalidArgumentError("--warmup and --drain must be >= 0, --timeout > 0");
+  }
+  if (o.max_inflight < 0) return absl::InvalidArgumentError("--max-inflight must be >= 0");
+  if (o.max_inflight == 0 || o.max_inflight > o.users) o.max_inflight = o.users;
+  if (o.profile.requests.empty()) o.profile = TeashopProfile();
+  for (const RequestSpec& s : o.profile.requests) {
+    if (http::string_to_verb(s.method) == http::verb::unknown) {
+      return absl::InvalidArgumentError("profile: unknown method " + s.method);
+    }
+  }
+  WEFT_ASSIGN_OR_RETURN(teashop::Url url, teashop::Url::Parse(o.target));
+  UniqueFd netns(-1);
+  if (!o.netns.empty()) {
+    netns = UniqueFd(open(o.netns.c_str(), O_RDONLY | O_CLOEXEC));
+    if (netns.get() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--netns ", o.netns, ": ", strerror(errno),
+          " (give a network namespace file, e.g. /run/netns/NAME or /proc/PID/ns/net; root)"));
+    }
+    // Fail now, not as a transport error on every request.
+    WEFT_ASSIGN_OR_RETURN(UniqueFd probe, SocketInNetns(netns.get(), AF_INET, SOCK_STREAM, 0));
+  }
+  std::vector<tcp::endpoint> eps;
+  {
+    asio::io_context io;
+    tcp::resolver resolver(io);
+    beast::error_code ec;
+    auto results = resolver.resolve(url.host, std::to_string(url.port), ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("resolve ", url.host, ": ", ec.message(), " (check --target)"));
+    }
+    for (const auto& r : results) eps.push_back(r.endpoint());
+  }
+  if (eps.empty()) return absl::UnavailableError("resolve " + url.host + ": no address");
+  Engine engine(std::move(o), std::move(url), std::move(eps), std::move(netns));
+  return engine.Run();
+}
+
+namespace {
+
+constexpr std::string_view kUsage = R"(usage: weft-loadgen --target URL [flags]
+Open-loop HTTP/1.1 load: constant arrival rate, latency from the intended send time.
+  --target URL             http://HOST[:PORT][/base] (required)
+  --users N                users, each with its own schedule and connection (default 1)
+  --rate-per-user R        requests/s per user (default 1)
+  --rate R                 total requests/s instead (spread evenly over the users)
+  --duration DUR           measured window (default 10s; 500ms, 1m30s, ...)
+  --warmup DUR             before the window, not recorded (default 2s)
+  --timeout DUR            per request (default 10s)
+  --drain DUR              after the window, wait this long for queued requests (default 10s)
+  --conn MODE              keepalive (default) | per-request
+  --max-inflight N         requests in flight at once, at most --users (default: --users)
+  --profile FILE           request types (JSON, see bench/loadgen/profile.h); default: the
+                           tea shop's 8 front-end requests
+  --json FILE              write the results as JSON ("-": stdout, the summary goes to stderr)
+  --netns PATH             create the sockets in this network namespace (root)
+Exit status: 0 ok, 1 the run failed or no request succeeded, 2 bad flags.
+)";
+
+absl::Status ParseFlags(int argc, char** argv, Options& o, std::string& json_out, bool& help) {
+  auto dur = [](std::string_view flag, std::string_view v,
+                std::chrono::milliseconds& out) -> absl::Status {
+    absl::Duration d;
+    if (!absl::ParseDuration(Av(v), &d) || d < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Av(flag), ": \"", Av(v), "\" is not a duration like 10s or 500ms"));
+    }
+    out = std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+    return absl::OkStatus();
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view f = argv[i];
+    if (f == "--help" || f == "-h") {
+      help = true;
+      return absl::OkStatus();
+    }
+    if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(Av(f), " needs a value"));
+    const std::string_view v = argv[++i];
+    auto num_err = [&] {
+      return absl::InvalidArgumentError(absl::StrCat(Av(f), ": \"", Av(v), "\" is not a number"));
+    };
+    if (f == "--target") {
+      o.target = std::string(v);
+    } else if (f == "--users") {
+      if (!absl::SimpleAtoi(Av(v), &o.users)) return num_err();
+    } else if (f == "--rate-per-user") {
+      if (!absl::SimpleAtod(Av(v), &o.rate_per_user)) return num_err();
+    } else if (f == "--rate") {
+      if (!absl::SimpleAtod(Av(v), &o.total_rate)) return num_err();
+    } else if (f == "--max-inflight") {
+      if (!absl::SimpleAtoi(Av(v), &o.max_inflight)) return num_err();
+    } else if (f == "--duration") {
+      WEFT_RETURN_IF_ERROR(dur(f, v, o.duration));
+    } else if (f == "--warmup") {
+      WEFT_RETURN_IF_ERROR(dur(f, v, o.warmup));
+    } else if (f == "--timeout") {
+      WEFT_RETURN_IF_ERROR(dur(f, v, o.timeout));
+    } else if (f == "--drain") {
+      WEFT_RETURN_IF_ERROR(dur(f, v, o.drain));
+    } else if (f == "--conn") {
+      WEFT_ASSIGN_OR_RETURN(o.conn, ParseConnMode(v));
+    } else if (f == "--profile") {
+      WEFT_ASSIGN_OR_RETURN(o.profile, LoadProfile(std::string(v)));
+    } else if (f == "--json") {
+      json_out = std::string(v);
+    } else if (f == "--netns") {
+      o.netns = std::string(v);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", Av(f), " (see --help)"));
+    }
+  }
+  if (o.target.empty()) return absl::InvalidArgumentError("--target is required (see --help)");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  Options o;
+  std::string json_out;
+  bool help = false;
+  if (absl::Status s = ParseFlags(argc, argv, o, json_out, help); !s.ok()) {
+    std::cerr << "weft-loadgen: " << s.message() << "\n";
+    return 2;
+  }
+  if (help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  absl::StatusOr<Result> r = Run(std::move(o));
+  if (!r.ok()) {
+    std::cerr << "weft-loadgen: " << r.status().message() << "\n";
+    return r.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  const std::string summary = r->Summary();
+  if (json_out == "-") {
+    std::cerr << summary;
+    std::cout << r->ToJson().dump(1) << "\n";
+  } else {
+    std::cout << summary;
+    if (!json_out.empty()) {
+      std::ofstream f(json_out);
+      f << r->ToJson().dump(1) << "\n";
+      if (!f) {
+        std::cerr << "weft-loadgen: cannot write " << json_out << "\n";
+        return 1;
+      }
+    }
+  }
+  return r->overall.ok > 0 ? 0 : 1;
+}
+
+}  // namespace weft::bench::loadgen

@@ -1,0 +1,160 @@
+// End to end: the weft-loadgen binary against a real tea shop (front end + 4 back ends, each a
+// weft-teashop process on loopback, ports from --port-file), in both connection modes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/testing/temp_dir.h"
+#include "nlohmann/json.hpp"
+
+namespace weft::bench::loadgen {
+namespace {
+
+using json = nlohmann::json;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A child process; SIGKILLed if still running at destruction.
+class Proc {
+ public:
+  Proc(const std::string& dir, const std::string& name, std::vector<std::string> args)
+      : out_(dir + "/" + name + ".out"), err_(dir + "/" + name + ".err") {
+    pid_ = fork();
+    if (pid_ == 0) {
+      int o = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(o, 1);
+      dup2(e, 2);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  ~Proc() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  int Wait(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!exited_) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        exited_ = true;
+        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return code_;
+  }
+  std::string Out() const { return ReadFile(out_); }
+  std::string Err() const { return ReadFile(err_); }
+
+ private:
+  std::string out_, err_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int code_ = -1;
+};
+
+struct Role {
+  std::unique_ptr<Proc> proc;
+  uint16_t port = 0;
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port); }
+};
+
+Role StartRole(const std::string& dir, const std::string& role, std::vector<std::string> extra) {
+  const std::string port_file = absl::StrCat(dir, "/", role, ".port");
+  std::vector<std::string> args = {WEFT_TEASHOP_PATH, "--role",    role, "--listen",
+                                   "127.0.0.1:0",     "--threads", "1",  "--port-file",
+                                   port_file};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Role r;
+  r.proc = std::make_unique<Proc>(dir, role, args);
+  for (int i = 0; i < 1000; ++i) {  // 10 s at most
+    const std::string s = ReadFile(port_file);
+    if (!s.empty()) {
+      r.port = static_cast<uint16_t>(std::stoi(s));
+      break;
+    }
+    if (r.proc->Wait(std::chrono::milliseconds(0)) >= 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(r.port, 0) << role << " did not start: " << r.proc->Err();
+  return r;
+}
+
+void CheckRun(const std::string& dir, const std::string& frontend, const std::string& conn) {
+  SCOPED_TRACE(conn);
+  const std::string out = absl::StrCat(dir, "/", conn, ".json");
+  Proc lg(dir, "loadgen-" + conn,
+          {WEFT_LOADGEN_PATH, "--target", frontend, "--users", "4", "--rate-per-user", "10",
+           "--warmup", "800ms", "--duration", "1600ms", "--conn", conn, "--json", out});
+  ASSERT_EQ(lg.Wait(std::chrono::seconds(20)), 0) << lg.Err() << lg.Out();
+  EXPECT_NE(lg.Out().find("achieved"), std::string::npos) << lg.Out();
+  json r = json::parse(ReadFile(out), nullptr, false);
+  ASSERT_TRUE(r.is_object()) << ReadFile(out);
+  EXPECT_EQ(r["conn"], conn);
+  EXPECT_DOUBLE_EQ(r["asked_rps"].get<double>(), 40);
+  EXPECT_NEAR(r["achieved_rps"].get<double>(), 40, 4) << lg.Out();
+  EXPECT_EQ(r["scheduled"], 64);
+  EXPECT_EQ(r["overall"]["ok"], 64) << lg.Out();
+  EXPECT_EQ(r["overall"]["errors"], 0) << lg.Out();
+  // Warm-up and window are whole cycles (8 requests per user each): every type 2 x 4 users.
+  ASSERT_EQ(r["types"].size(), 8u);
+  for (const auto& [name, t] : r["types"].items()) {
+    EXPECT_EQ(t["ok"], 8) << name << ": " << t.dump();
+    EXPECT_GT(t["latency_ms"]["p50"].get<double>(), 0) << name;
+    EXPECT_LE(t["ttfb_ms"]["p50"].get<double>(), t["latency_ms"]["p50"].get<double>()) << name;
+  }
+  if (conn == "per-request") {
+    EXPECT_GE(r["connections_opened"].get<int>(), 96);  // warm-up too
+  } else {
+    EXPECT_EQ(r["connections_opened"].get<int>(), 4);
+  }
+}
+
+TEST(LoadgenProcess, TeashopBothConnectionModes) {
+  testing::TempDir dir;
+  Role catalogue = StartRole(dir.path(), "catalogue", {"--catalogue-size", "100"});
+  Role cart = StartRole(dir.path(), "cart", {});
+  Role rec =
+      StartRole(dir.path(), "recommendation", {"--catalogue-size", "100", "--rec-dims", "64"});
+  Role store = StartRole(dir.path(), "store", {"--catalogue-size", "100"});
+  ASSERT_TRUE(catalogue.port && cart.port && rec.port && store.port);
+  Role frontend = StartRole(dir.path(), "frontend",
+                            {"--catalogue-url", catalogue.url(), "--cart-url", cart.url(),
+                             "--recommendation-url", rec.url(), "--store-url", store.url()});
+  ASSERT_NE(frontend.port, 0);
+  CheckRun(dir.path(), frontend.url(), "keepalive");
+  CheckRun(dir.path(), frontend.url(), "per-request");
+
+  // Bad flags: exit 2 with a message.
+  Proc bad(dir.path(), "bad", {WEFT_LOADGEN_PATH, "--target", frontend.url(), "--conn", "x"});
+  EXPECT_EQ(bad.Wait(std::chrono::seconds(10)), 2);
+  EXPECT_NE(bad.Err().find("keepalive or per-request"), std::string::npos) << bad.Err();
+}
+
+}  // namespace
+}  // namespace weft::bench::loadgen
