@@ -70,6 +70,7 @@ class Proc {
   }
   std::string Out() const { return ReadFile(out_); }
   std::string Err() const { return ReadFile(err_); }
+  pid_t pid() const { return pid_; }
 
  private:
   std::string out_, err_;
@@ -154,6 +155,42 @@ TEST(LoadgenProcess, TeashopBothConnectionModes) {
   Proc bad(dir.path(), "bad", {WEFT_LOADGEN_PATH, "--target", frontend.url(), "--conn", "x"});
   EXPECT_EQ(bad.Wait(std::chrono::seconds(10)), 2);
   EXPECT_NE(bad.Err().find("keepalive or per-request"), std::string::npos) << bad.Err();
+}
+
+// --netns: the server listens on 127.0.0.1 inside a network namespace of its own (unshare --net,
+// gone with the process); weft-loadgen reaches it only by creating its sockets in there.
+TEST(LoadgenProcess, NetnsSocketsReachAServerInsideTheNamespace) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (unshare --net, setns)";
+  if (access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "needs /usr/bin/unshare";
+  testing::TempDir dir;
+  const std::string port_file = dir.path() + "/ns.port";
+  Proc server(
+      dir.path(), "ns-server",
+      {"/usr/bin/unshare", "--net", "/bin/sh", "-c",
+       absl::StrCat("ip link set lo up && exec ", WEFT_TEASHOP_PATH,
+                    " --role idle --listen 127.0.0.1:0 --threads 1 --port-file ", port_file)});
+  std::string port;
+  for (int i = 0; i < 1000 && port.empty(); ++i) {
+    port = ReadFile(port_file);
+    if (port.empty()) {
+      ASSERT_EQ(server.Wait(std::chrono::milliseconds(0)), -1) << server.Err();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ASSERT_FALSE(port.empty()) << server.Err();
+  port = std::to_string(std::stoi(port));  // the file ends with a newline
+  const std::string profile =
+      dir.Write("health.json", R"({"requests": [{"name": "health", "path": "/healthz"}]})");
+  const std::string out = dir.path() + "/ns.json";
+  Proc lg(dir.path(), "loadgen-ns",
+          {WEFT_LOADGEN_PATH, "--target", absl::StrCat("http://127.0.0.1:", port), "--netns",
+           absl::StrCat("/proc/", server.pid(), "/ns/net"), "--users", "2", "--rate-per-user", "20",
+           "--warmup", "0s", "--duration", "500ms", "--profile", profile, "--json", out});
+  ASSERT_EQ(lg.Wait(std::chrono::seconds(20)), 0) << lg.Err() << lg.Out();
+  json r = json::parse(ReadFile(out), nullptr, false);
+  ASSERT_TRUE(r.is_object());
+  EXPECT_EQ(r["overall"]["ok"], 20) << lg.Out();
+  EXPECT_EQ(r["overall"]["errors"], 0) << lg.Out();
 }
 
 }  // namespace
