@@ -194,7 +194,7 @@ class Engine {
         // TIME_WAIT stays on the server side and a long per-request run keeps its ports.
         char byte;
         beast::error_code ec;
-        conn->expires_after(std::chrono::milliseconds(500));
+        conn->expires_after(std::chrono::milliseconds(200));
         co_await conn->async_read_some(asio::buffer(&byte, 1),
                                        asio::redirect_error(asio::use_awaitable, ec));
         conn->socket().close(ec);
