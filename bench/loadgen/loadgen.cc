@@ -373,7 +373,7 @@ std::string Result::Summary() const {
       overall.status_errors, overall.transport_errors, overall.unfinished, late_sends,
       connections_opened);
   absl::StrAppendFormat(&s, "%-12s %7s %7s %6s %8s %8s %8s %8s %8s %8s %8s\n", "type", "ok",
-                        "errors", "", "p50", "p75", "p90", "p99", "p99.9", "max", "ttfb p75");
+                        "errors", "unit", "p50", "p75", "p90", "p99", "p99.9", "max", "ttfb p75");
   auto row = [&](const std::string& name, const TypeResult& t) {
     auto ms = [](int64_t ns) { return ns / 1e6; };
     absl::StrAppendFormat(&s, "%-12s %7d %7d %6s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f\n", name,
