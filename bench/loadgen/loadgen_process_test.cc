@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/testing/child_process.h"
 #include "common/testing/temp_dir.h"
 #include "nlohmann/json.hpp"
 
@@ -30,54 +31,7 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// A child process; SIGKILLed if still running at destruction.
-class Proc {
- public:
-  Proc(const std::string& dir, const std::string& name, std::vector<std::string> args)
-      : out_(dir + "/" + name + ".out"), err_(dir + "/" + name + ".err") {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int o = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(o, 1);
-      dup2(e, 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-  ~Proc() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  int Wait(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!exited_) {
-      int st = 0;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
-        exited_ = true;
-        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        break;
-      }
-      if (std::chrono::steady_clock::now() > deadline) return -1;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return code_;
-  }
-  std::string Out() const { return ReadFile(out_); }
-  std::string Err() const { return ReadFile(err_); }
-  pid_t pid() const { return pid_; }
-
- private:
-  std::string out_, err_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int code_ = -1;
-};
+using Proc = weft::testing::ChildProcess;
 
 struct Role {
   std::unique_ptr<Proc> proc;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/testing/child_process.h"
 #include "common/testing/temp_dir.h"
 #include "examples/teashop/frontend.h"
 #include "examples/teashop/http.h"
@@ -28,58 +29,18 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// A weft-teashop child process; killed (SIGKILL) if still running at destruction.
-class Proc {
+// A weft-teashop child process (an empty environment unless `env` says otherwise).
+class Proc : public weft::testing::ChildProcess {
  public:
   Proc(const std::string& dir, const std::string& name, std::vector<std::string> args,
        std::vector<std::string> env = {})
-      : out_(dir + "/" + name + ".out"), err_(dir + "/" + name + ".err") {
-    args.insert(args.begin(), WEFT_TEASHOP_PATH);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int o = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(o, 1);
-      dup2(e, 2);
-      std::vector<char*> argv, envp;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      for (auto& v : env) envp.push_back(v.data());
-      envp.push_back(nullptr);
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-  }
-  ~Proc() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  // Exit code (or 128+signal), waiting at most `timeout`; -1 if still running.
-  int Wait(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!exited_) {
-      int st = 0;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
-        exited_ = true;
-        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        break;
-      }
-      if (std::chrono::steady_clock::now() > deadline) return -1;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return code_;
-  }
-  void Signal(int sig) { kill(pid_, sig); }
-  std::string Out() const { return ReadFile(out_); }
-  std::string Err() const { return ReadFile(err_); }
+      : ChildProcess(dir, name, WithBinary(std::move(args)), std::move(env)) {}
 
  private:
-  std::string out_, err_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int code_ = -1;
+  static std::vector<std::string> WithBinary(std::vector<std::string> args) {
+    args.insert(args.begin(), WEFT_TEASHOP_PATH);
+    return args;
+  }
 };
 
 // A server role listening on a kernel-picked loopback port.
