@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -209,6 +210,36 @@ TEST(AccountingTest, BadPidsAndCgroupsAreReportedNotFatal) {
   ASSERT_NE(mesh, nullptr);
   EXPECT_EQ(mesh->processes.size(), 1u);
   EXPECT_FALSE(sampler.Stop().ok());  // not running any more
+}
+
+// The sampler reads only <dir>/cgroup.procs, so a directory holding that file stands in for a
+// cgroup v2 directory (creating a real one needs root and a cgroup2 mount).
+TEST(AccountingTest, CgroupProcsMembersAreSampled) {
+  char tmpl[] = "/tmp/weft-acct-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  Child burner([](int fd) {
+    Burn(0.5);
+    Step(fd);
+  });
+  {
+    std::ofstream f(dir + "/cgroup.procs");
+    f << burner.pid() << "\n";
+  }
+  ResourceSampler sampler({{"apps", {}, dir, false}});
+  ASSERT_TRUE(sampler.Start().ok());
+  burner.Go();
+  ASSERT_TRUE(burner.WaitStep());
+  auto u = sampler.Stop();
+  unlink((dir + "/cgroup.procs").c_str());
+  rmdir(dir.c_str());
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_TRUE(u->errors.empty());
+  const GroupUsage* apps = FindGroup(*u, "apps");
+  ASSERT_NE(apps, nullptr);
+  ASSERT_EQ(apps->processes.size(), 1u);
+  EXPECT_EQ(apps->processes[0].pid, burner.pid());
+  EXPECT_NEAR(apps->cpu_seconds, 0.5, 0.15);
 }
 
 TEST(AccountingTest, StartTwiceAndStopWithoutStartFail) {
