@@ -416,6 +416,20 @@ TEST_F(DirectMesh, BadInputOnHbonePortIsCountedAndServerKeepsServing) {
   }
   EXPECT_TRUE(WaitFor([&] { return failures("protocol") == 2; })) << Metrics(*b_);
 
+  // Port probes: connect and close without a byte, at once and after the server has already
+  // started its handshake (waiting for a ClientHello). Neither is a handshake failure; both are
+  // counted as such probes.
+  for (auto wait : {std::chrono::milliseconds(0), std::chrono::milliseconds(150)}) {
+    auto fd = weft::testing::Dial(b_hbone_);
+    ASSERT_TRUE(fd.ok());
+    std::this_thread::sleep_for(wait);
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_bad_input_total",
+                  {{"port", "15008"}, {"kind", "closed_before_handshake"}}) == 2;
+  })) << Metrics(*b_);
+  EXPECT_EQ(failures("protocol"), 2) << Metrics(*b_);
+
   // A client certificate from another CA.
   auto other = tls::CertificateAuthority::CreateRoot("evil", std::chrono::hours(1));
   ASSERT_TRUE(other.ok());

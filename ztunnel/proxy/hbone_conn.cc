@@ -385,6 +385,7 @@ void HboneConn::OnReadable() {
       in_recv_ = true;
       off = 0;
     }
+    ERR_clear_error();  // see DriveHandshake
     int n = SSL_read(ssl_.get(), base + off, static_cast<int>(Worker::kScratch - off));
     if (n <= 0) {
       int e = SSL_get_error(ssl_.get(), n);
@@ -442,6 +443,10 @@ void HboneConn::FlushReceived() {
 }
 
 void HboneConn::DriveHandshake() {
+  // SSL_get_error and the classification below read this thread's error queue, which must be
+  // empty before the call: building a TLS context for a new certificate on this worker leaves
+  // benign PEM errors there, and a port probe's EOF was then reported as a protocol failure.
+  ERR_clear_error();
   int rc = SSL_do_handshake(ssl_.get());
   if (rc == 1) {
     if (!OnHandshakeDone()) return;
@@ -454,10 +459,15 @@ void HboneConn::DriveHandshake() {
     return;
   }
   unsigned long err = ERR_peek_error();
-  if (SSL_in_before(ssl_.get()) && ((e == SSL_ERROR_SYSCALL && err == 0) ||
-                                    ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-    // Connected and closed without a byte: a port probe (kubelet, load balancer), not an attack.
+  // Connected and closed without sending a byte: a port probe (kubelet, load balancer, a
+  // readiness check), not a failed handshake. "Without a byte" is what the TLS layer read, not
+  // SSL_in_before(): that turns false at the first SSL_do_handshake, which usually ran (and
+  // wanted to read) before the probe's FIN arrived.
+  const bool nothing_received = BIO_number_read(SSL_get_rbio(ssl_.get())) == 0;
+  if (nothing_received && ((e == SSL_ERROR_SYSCALL && err == 0) ||
+                           ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
     ERR_clear_error();
+    w_->metrics().BadInput("15008", "closed_before_handshake");
     Close("peer closed before the TLS handshake");
     return;
   }
