@@ -526,85 +526,37 @@ void LocalSource::RescanNames(const std::set<std::string>& names) {
 }
 
 absl::Status LocalSource::Start() {
-  if (thread_.joinable()) return absl::FailedPreconditionError("local source already started");
-  UniqueFd in(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (!in) return ErrnoError(errno, "inotify_init1");
-  if (inotify_add_watch(in.get(), dir_.c_str(),
-                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE) < 0) {
-    return ErrnoError(errno, absl::StrCat("cannot watch manifest directory ", dir_));
+  if (watcher_) return absl::FailedPreconditionError("local source already started");
+  // Every event names an entry; RescanNames rereads just those (and skips non-manifests). An
+  // overflowed event queue means names were lost: reread everything.
+  auto watcher = std::make_unique<DirWatcher>(
+      dir_, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE, kDebounce,
+      nullptr,
+      [this](const std::set<std::string>& names, bool overflow) {
+        if (!overflow) {
+          RescanNames(names);
+        } else if (absl::Status st = Rescan(); !st.ok()) {
+          LOG_WARN("local", "manifest directory rescan failed",
+                   {{"error", std::string(st.message())}});
+        }
+      },
+      [](const absl::Status& st) {
+        LOG_ERROR("local", "manifest watcher stopped", {{"error", std::string(st.message())}});
+      });
+  if (absl::Status st = watcher->Watch(); !st.ok()) {
+    return absl::Status(st.code(),
+                        absl::StrCat("cannot watch manifest directory ", dir_, ": ", st.message()));
   }
-  UniqueFd ev(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!ev) return ErrnoError(errno, "eventfd");
   WEFT_RETURN_IF_ERROR(Rescan());
-  inotify_ = std::move(in);
-  stop_event_ = std::move(ev);
-  thread_ = std::thread([this] { Run(); });
+  WEFT_RETURN_IF_ERROR(watcher->Start());
+  watcher_ = std::move(watcher);
   return absl::OkStatus();
 }
 
 void LocalSource::Stop() {
-  if (!thread_.joinable()) return;
-  uint64_t one = 1;
-  ssize_t n = write(stop_event_.get(), &one, sizeof one);
-  (void)n;
-  thread_.join();
-  inotify_.reset();
-  stop_event_.reset();
-}
-
-void LocalSource::Run() {
-  using Clock = std::chrono::steady_clock;
-  bool pending = false;
-  bool full_rescan = false;
-  std::set<std::string> changed;  // directory entries named by inotify since the last reread
-  Clock::time_point rescan_at{};
-  alignas(inotify_event) char buf[16 * (sizeof(inotify_event) + NAME_MAX + 1)];
-  for (;;) {
-    int timeout = -1;
-    if (pending) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(rescan_at - Clock::now());
-      timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
-    }
-    pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}};
-    int r = poll(fds, 2, timeout);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      LOG_ERROR("local", "manifest watcher stopped", {{"error", std::strerror(errno)}});
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    if (fds[0].revents & POLLIN) {
-      for (;;) {
-        ssize_t len = read(inotify_.get(), buf, sizeof buf);
-        if (len <= 0) break;
-        for (ssize_t off = 0; off < len;) {
-          const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
-          if (ev->mask & IN_Q_OVERFLOW) {
-            full_rescan = true;  // events were lost: we no longer know which files changed
-          } else if (ev->len > 0) {
-            changed.insert(ev->name);  // NUL-terminated (and padded)
-          }
-          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-        }
-        // Reread after the burst (editors write, rename, write again).
-        pending = true;
-        rescan_at = Clock::now() + kDebounce;
-      }
-    }
-    if (pending && Clock::now() >= rescan_at) {
-      pending = false;
-      if (full_rescan) {
-        if (absl::Status st = Rescan(); !st.ok()) {
-          LOG_WARN("local", "manifest directory rescan failed",
-                   {{"error", std::string(st.message())}});
-        }
-      } else {
-        RescanNames(changed);
-      }
-      full_rescan = false;
-      changed.clear();
-    }
-  }
+  if (!watcher_) return;
+  watcher_->Stop();
+  watcher_.reset();
 }
 
 }  // namespace weft::cp

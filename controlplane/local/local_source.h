@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/dir_watcher.h"
 #include "common/unique_fd.h"
 #include "controlplane/source/object_event.h"
 #include "nlohmann/json.hpp"
@@ -85,7 +86,6 @@ class LocalSource {
   // Rereads just these directory entries (names from inotify): present regular files are
   // (re)applied, absent ones removed.
   void RescanNames(const std::set<std::string>& names);
-  void Run();
 
   std::string dir_;
   ObjectSink sink_;
@@ -96,8 +96,7 @@ class LocalSource {
   std::mutex rescan_mu_;
   std::map<std::string, FileState> files_;
   std::map<std::string, std::string> errors_;
-  UniqueFd inotify_, stop_event_;
-  std::thread thread_;
+  std::unique_ptr<DirWatcher> watcher_;  // while started
 };
 
 }  // namespace weft::cp

@@ -337,87 +337,43 @@ ConfigFileWatcher::~ConfigFileWatcher() {
 }
 
 absl::Status ConfigFileWatcher::Start() {
-  if (thread_.joinable()) return absl::FailedPreconditionError("config watcher already started");
+  if (watcher_) return absl::FailedPreconditionError("config watcher already started");
+  const std::string dir = Dirname(path_);
+  const std::string name = Basename(path_);
+  auto watcher = std::make_unique<DirWatcher>(
+      dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE, kDebounce,
+      // Kubernetes ConfigMap volumes swap a "..data" symlink instead of touching the file.
+      [name](std::string_view entry) { return entry == name || entry == "..data"; },
+      [this](const std::set<std::string>&, bool) { Reload(); },
+      [this](const absl::Status& st) { on_error_(st); });
   // Watch before the first load so a change racing with it is not missed.
-  UniqueFd in(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (!in) return ErrnoError(errno, "inotify_init1");
-  std::string dir = Dirname(path_);
-  if (inotify_add_watch(in.get(), dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
-    return ErrnoError(errno, absl::StrCat("cannot watch directory ", dir, " of config file ", path_,
-                                          " (does the directory exist?)"));
+  if (absl::Status st = watcher->Watch(); !st.ok()) {
+    return absl::Status(st.code(),
+                        absl::StrCat("cannot watch directory ", dir, " of config file ", path_,
+                                     " (does the directory exist?): ", st.message()));
   }
-  UniqueFd ev(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!ev) return ErrnoError(errno, "eventfd");
-
   WEFT_ASSIGN_OR_RETURN(SnapshotPtr first, LoadConfigFile(path_));
   on_load_(std::move(first));
-
-  inotify_ = std::move(in);
-  stop_event_ = std::move(ev);
-  thread_ = std::thread([this] { Run(); });
+  WEFT_RETURN_IF_ERROR(watcher->Start());
+  watcher_ = std::move(watcher);
   return absl::OkStatus();
 }
 
 void ConfigFileWatcher::Stop() {
-  if (!thread_.joinable()) return;
-  uint64_t one = 1;
-  // The eventfd counter cannot overflow from one write; a failure here would only mean a bad fd.
-  ssize_t n = write(stop_event_.get(), &one, sizeof one);
-  (void)n;
-  thread_.join();
-  inotify_.reset();
-  stop_event_.reset();
+  if (!watcher_) return;
+  watcher_->Stop();
+  watcher_.reset();
 }
 
-void ConfigFileWatcher::Run() {
-  using Clock = std::chrono::steady_clock;
-  const std::string name = Basename(path_);
-  bool pending = false;  // a relevant event arrived; reload at reload_at
-  Clock::time_point reload_at{};
-  alignas(inotify_event) char buf[16 * (sizeof(inotify_event) + NAME_MAX + 1)];
-  for (;;) {
-    int timeout = -1;
-    if (pending) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(reload_at - Clock::now());
-      timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
-    }
-    pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}};
-    int r = poll(fds, 2, timeout);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      on_error_(ErrnoError(errno, "config watcher: poll"));
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    if (fds[0].revents & POLLIN) {
-      for (;;) {
-        ssize_t len = read(inotify_.get(), buf, sizeof buf);
-        if (len <= 0) break;
-        for (char* p = buf; p < buf + len;) {
-          auto* ev = reinterpret_cast<inotify_event*>(p);
-          // Kubernetes ConfigMap volumes swap a "..data" symlink instead of touching the file.
-          if (ev->len > 0 && (name == ev->name || std::strcmp(ev->name, "..data") == 0)) {
-            // Debounce: editors and writers emit bursts (create, write, close, rename).
-            pending = true;
-            reload_at = Clock::now() + kDebounce;
-          }
-          p += sizeof(inotify_event) + ev->len;
-        }
-      }
-    }
-    if (pending && Clock::now() >= reload_at) {
-      pending = false;
-      auto snap = LoadConfigFile(path_);
-      if (snap.ok()) {
-        LOG_INFO("config", "config file reloaded",
-                 {{"path", path_}, {"version", (*snap)->version()}});
-        on_load_(*std::move(snap));
-      } else {
-        LOG_WARN("config", "config file rejected; keeping the last good config",
-                 {{"path", path_}, {"error", std::string(snap.status().message())}});
-        on_error_(snap.status());
-      }
-    }
+void ConfigFileWatcher::Reload() {
+  auto snap = LoadConfigFile(path_);
+  if (snap.ok()) {
+    LOG_INFO("config", "config file reloaded", {{"path", path_}, {"version", (*snap)->version()}});
+    on_load_(*std::move(snap));
+  } else {
+    LOG_WARN("config", "config file rejected; keeping the last good config",
+             {{"path", path_}, {"error", std::string(snap.status().message())}});
+    on_error_(snap.status());
   }
 }
 

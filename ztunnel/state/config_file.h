@@ -3,10 +3,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/dir_watcher.h"
 #include "common/unique_fd.h"
 #include "ztunnel/state/snapshot.h"
 
@@ -44,12 +46,11 @@ class ConfigFileWatcher {
   void Stop();
 
  private:
-  void Run();
+  void Reload();
   std::string path_;
   std::function<void(SnapshotPtr)> on_load_;
   std::function<void(const absl::Status&)> on_error_;
-  UniqueFd inotify_, stop_event_;
-  std::thread thread_;
+  std::unique_ptr<DirWatcher> watcher_;  // while started
 };
 
 }  // namespace weft::ztunnel
