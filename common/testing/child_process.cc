@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -68,6 +69,21 @@ int ChildProcess::Wait(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return code_;
+}
+
+uint16_t ChildProcess::WaitPortFile(const std::string& port_file,
+                                    std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::string s = ReadWhole(port_file);
+    int port = 0;
+    if (!s.empty() && (port = std::atoi(s.c_str())) > 0 && port < 65536) {
+      return static_cast<uint16_t>(port);
+    }
+    if (Wait(std::chrono::milliseconds(0)) >= 0) return 0;  // exited without listening
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return 0;
 }
 
 void ChildProcess::Signal(int sig) {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ class ChildProcess {
   // Exit code (or 128 + signal), waiting at most `timeout`; -1 if it is still running.
   int Wait(std::chrono::milliseconds timeout);
   void Signal(int sig);
+  // The port a server child writes to `port_file` (e.g. its --port-file) once it listens; 0 if
+  // the child exits first or `timeout` passes.
+  uint16_t WaitPortFile(const std::string& port_file, std::chrono::milliseconds timeout);
   std::string Out() const;
   std::string Err() const;
   pid_t pid() const { return pid_; }

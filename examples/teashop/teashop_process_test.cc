@@ -22,13 +22,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // A weft-teashop child process (an empty environment unless `env` says otherwise).
 class Proc : public weft::testing::ChildProcess {
  public:
@@ -58,15 +51,7 @@ Role StartRole(const std::string& dir, const std::string& role, std::vector<std:
   args.insert(args.end(), extra.begin(), extra.end());
   Role r;
   r.proc = std::make_unique<Proc>(dir, role, args, env);
-  for (int i = 0; i < 1000; ++i) {  // 10 s at most
-    const std::string s = ReadFile(port_file);
-    if (!s.empty()) {
-      r.port = static_cast<uint16_t>(std::stoi(s));
-      break;
-    }
-    if (r.proc->Wait(std::chrono::milliseconds(0)) >= 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  r.port = r.proc->WaitPortFile(port_file, std::chrono::seconds(10));
   EXPECT_NE(r.port, 0) << role << " did not start: " << r.proc->Err();
   return r;
 }
