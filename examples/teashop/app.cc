@@ -21,7 +21,7 @@ namespace weft::teashop {
 
 const char kUsage[] =
     "usage: weft-teashop --role ROLE [flags]\n"
-    "roles: frontend catalogue cart recommendation store idle (servers), load (a driver)\n"
+    "roles: frontend catalogue cart recommendation store idle echo (servers), load (a driver)\n"
     "server flags:\n"
     "  --listen ADDR:PORT        default 0.0.0.0:8080 (port 0: any; see --port-file)\n"
     "  --threads N               worker threads (default 2)\n"
@@ -43,6 +43,9 @@ const char kUsage[] =
     "  --rec-dims N              recommendation: feature dimensions (default 256)\n"
     "  --rec-passes N            recommendation: item-to-item passes per request (default 2)\n"
     "  --stock N                 store: initial stock of each tea (default 1000000)\n"
+    "echo (the benchmark's fortio-like server):\n"
+    "  --echo-size N             answers every request with its body, or with N bytes when it\n"
+    "                            has none (default 1024)\n"
     "load (closed loop over the front end's 8 request types):\n"
     "  --target URL              the front end (env TARGET_URL)\n"
     "  --duration DUR            default 10s\n"
@@ -78,7 +81,7 @@ absl::Status ParseInt(const std::string& flag, const std::string& v, T lo, T hi,
 
 bool IsServerRole(const std::string& r) {
   return r == "frontend" || r == "catalogue" || r == "cart" || r == "recommendation" ||
-         r == "store" || r == "idle";
+         r == "store" || r == "idle" || r == "echo";
 }
 
 }  // namespace
@@ -131,8 +134,8 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
         {"--catalogue-url", 0},  {"--cart-url", 0},      {"--recommendation-url", 0},
         {"--store-url", 0},      {"--upstream-conn", 0}, {"--upstream-timeout", 0},
         {"--catalogue-size", 0}, {"--rec-dims", 0},      {"--rec-passes", 0},
-        {"--stock", 0},          {"--target", 0},        {"--duration", 0},
-        {"--concurrency", 0},    {"--seed", 0}};
+        {"--stock", 0},          {"--echo-size", 0},     {"--target", 0},
+        {"--duration", 0},       {"--concurrency", 0},   {"--seed", 0}};
     if (!kValued.count(flag)) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag));
     }
@@ -167,6 +170,8 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
       WEFT_RETURN_IF_ERROR(ParseInt(flag, v, 8, 65536, &o.rec_dims));
     } else if (flag == "--rec-passes") {
       WEFT_RETURN_IF_ERROR(ParseInt(flag, v, 0, 1000, &o.rec_passes));
+    } else if (flag == "--echo-size") {
+      WEFT_RETURN_IF_ERROR(ParseInt<int>(flag, v, 0, 64 << 20, &o.echo_size));
     } else if (flag == "--stock") {
       WEFT_RETURN_IF_ERROR(ParseInt<int64_t>(flag, v, 0, int64_t{1} << 40, &o.stock));
     } else if (flag == "--target") {
@@ -181,8 +186,9 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
   }
   if (o.role.empty()) return absl::InvalidArgumentError("--role is required");
   if (!IsServerRole(o.role) && o.role != "load") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--role ", o.role, ": use frontend, catalogue, cart, recommendation, store, idle or load"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role ", o.role,
+                     ": use frontend, catalogue, cart, recommendation, store, idle, echo or load"));
   }
   log::Level level;
   if (!log::ParseLevel(o.log_level, &level)) {
@@ -230,6 +236,14 @@ absl::StatusOr<Handler> MakeHandler(const AppOptions& o) {
   }
   if (o.role == "cart") return ServiceHandler(std::make_shared<CartService>());
   if (o.role == "idle") return Handler(NotHere);
+  if (o.role == "echo") {
+    // Built once: every bodiless request gets the same payload, as fortio's server does.
+    auto payload = std::make_shared<const std::string>(o.echo_size, 'x');
+    return Handler([payload](Request req) -> asio::awaitable<Response> {
+      std::string body = req.body().empty() ? *payload : std::move(req.body());
+      co_return MakeResponse(http::status::ok, std::move(body), "application/octet-stream");
+    });
+  }
   auto catalogue = std::make_shared<const Catalogue>(o.catalogue_size);
   if (o.role == "catalogue") return ServiceHandler(std::make_shared<CatalogueService>(catalogue));
   if (o.role == "recommendation") {

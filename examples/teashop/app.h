@@ -34,6 +34,7 @@ struct AppOptions {
   int catalogue_size = 300;
   int rec_dims = 256, rec_passes = 2;
   int64_t stock = 1000000;
+  int echo_size = 1024;  // echo: payload of a bodiless request
   // load
   std::string target;
   std::chrono::milliseconds duration{10000};

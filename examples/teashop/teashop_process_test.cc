@@ -157,6 +157,23 @@ TEST(TeashopProcesses, WholeShopOnLoopback) {
   }
 }
 
+// The benchmark's echo server: a bodiless request gets --echo-size bytes, a body comes back.
+TEST(TeashopProcesses, EchoRole) {
+  testing::TempDir dir;
+  Role echo = StartRole(dir.path(), "echo", {"--echo-size", "1024"});
+  ASSERT_NE(echo.port, 0);
+  auto get = Call(echo.url(), http::verb::get, "/");
+  ASSERT_TRUE(get.ok()) << get.status();
+  EXPECT_EQ(get->result(), http::status::ok);
+  EXPECT_EQ(get->body(), std::string(1024, 'x'));
+  const std::string form = "a=" + std::string(3000, 'b');
+  auto post = Call(echo.url(), http::verb::post, "/anything", form);
+  ASSERT_TRUE(post.ok()) << post.status();
+  EXPECT_EQ(post->body(), form);
+  echo.proc->Signal(SIGTERM);
+  EXPECT_EQ(echo.proc->Wait(std::chrono::seconds(10)), 0) << echo.proc->Err();
+}
+
 TEST(TeashopProcesses, LoadFailsWhenNothingAnswers) {
   testing::TempDir dir;
   // A port that was just free: nothing listens there.

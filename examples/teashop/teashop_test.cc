@@ -274,8 +274,9 @@ TEST(Flags, ParseWithEnvironmentFallback) {
 
   EXPECT_EQ(ParseFlags({"--role", "frontend"}, none).status().message(),
             "frontend needs --catalogue-url (or CATALOGUE_URL)");
-  EXPECT_EQ(ParseFlags({"--role", "barista"}, none).status().message(),
-            "--role barista: use frontend, catalogue, cart, recommendation, store, idle or load");
+  EXPECT_EQ(
+      ParseFlags({"--role", "barista"}, none).status().message(),
+      "--role barista: use frontend, catalogue, cart, recommendation, store, idle, echo or load");
   EXPECT_EQ(ParseFlags({"--role", "cart", "--bogus"}, none).status().message(),
             "unknown flag --bogus");
   EXPECT_EQ(ParseFlags({"--role", "cart", "--threads"}, none).status().message(),
