@@ -1,0 +1,316 @@
+#include "bench/suite/report.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "common/testing/temp_dir.h"
+#include "gtest/gtest.h"
+
+namespace weft::bench::suite {
+namespace {
+
+using json = nlohmann::json;
+
+json Load(const std::string& name) {
+  std::ifstream f(std::string(WEFT_SUITE_TESTDATA) + "/" + name);
+  EXPECT_TRUE(f.good()) << name;
+  return json::parse(f);
+}
+
+const GoalRow* Find(const std::vector<GoalRow>& goals, const std::string& scenario,
+                    const std::string& goal_prefix, const std::string& mode) {
+  for (const GoalRow& g : goals)
+    if (g.scenario == scenario && g.mode == mode && g.goal.rfind(goal_prefix, 0) == 0) return &g;
+  return nullptr;
+}
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(EvaluateGoals, SeedRatiosPassAndMissWithTheMissSize) {
+  const std::vector<GoalRow> goals = EvaluateGoals(Load("results-full.json"));
+
+  const GoalRow* p75_ebpf = Find(goals, "seed", "p75 latency at 20 users", "ebpf");
+  ASSERT_NE(p75_ebpf, nullptr);
+  EXPECT_TRUE(p75_ebpf->measured);
+  EXPECT_TRUE(p75_ebpf->pass) << p75_ebpf->detail;
+  EXPECT_EQ(p75_ebpf->value, "1.05× bare");
+
+  // iptables at 20 users: 16.08 ms vs 12.00 ms = 1.34×; 1.34 / 1.10 − 1 = 21.8%.
+  const GoalRow* p75_ipt = Find(goals, "seed", "p75 latency at 20 users", "iptables");
+  ASSERT_NE(p75_ipt, nullptr);
+  EXPECT_TRUE(p75_ipt->measured);
+  EXPECT_FALSE(p75_ipt->pass);
+  EXPECT_EQ(p75_ipt->value, "1.34× bare");
+  EXPECT_TRUE(Contains(p75_ipt->detail, "1.34× bare, goal ≤ 1.10×: missed by 22%"))
+      << p75_ipt->detail;
+  EXPECT_TRUE(Contains(p75_ipt->detail, "16.08 ms vs bare 12.00 ms")) << p75_ipt->detail;
+
+  // Memory: 430 MiB vs 400 MiB = 1.075×, 2.4% over 1.05×.
+  const GoalRow* mem_ipt = Find(goals, "seed", "memory at 20 users", "iptables");
+  ASSERT_NE(mem_ipt, nullptr);
+  EXPECT_FALSE(mem_ipt->pass);
+  EXPECT_TRUE(Contains(mem_ipt->detail, "missed by 2.4%")) << mem_ipt->detail;
+
+  const GoalRow* cpu_ipt = Find(goals, "seed", "CPU (cores) at 20 users", "iptables");
+  ASSERT_NE(cpu_ipt, nullptr);
+  EXPECT_TRUE(cpu_ipt->pass) << cpu_ipt->detail;
+  EXPECT_EQ(cpu_ipt->value, "1.20× bare");
+}
+
+TEST(EvaluateGoals, FailedRunIsNotMeasuredNeverPass) {
+  const std::vector<GoalRow> goals = EvaluateGoals(Load("results-full.json"));
+  const GoalRow* ipt40 = Find(goals, "seed", "holds 40 users", "iptables");
+  ASSERT_NE(ipt40, nullptr);
+  EXPECT_FALSE(ipt40->measured);
+  EXPECT_FALSE(ipt40->pass);
+  EXPECT_EQ(ipt40->value, "not measured");
+  EXPECT_TRUE(Contains(ipt40->detail, "the iptables run at 40 users failed: weft-loadgen exited"))
+      << ipt40->detail;
+
+  const GoalRow* ebpf40 = Find(goals, "seed", "holds 40 users", "ebpf");
+  ASSERT_NE(ebpf40, nullptr);
+  EXPECT_TRUE(ebpf40->measured);
+  EXPECT_TRUE(ebpf40->pass) << ebpf40->detail;
+  EXPECT_TRUE(Contains(ebpf40->detail, "bare 199.9 rps")) << ebpf40->detail;
+}
+
+TEST(EvaluateGoals, IstioThroughputScale) {
+  const std::vector<GoalRow> goals = EvaluateGoals(Load("results-full.json"));
+  // 64 connections, iptables: +1.40 ms vs half of the sidecar's +2.00 ms = 1.00 ms: 40% over.
+  const GoalRow* p99 =
+      Find(goals, "istio", "added p99 over bare ≤ ½ the sidecar's added p99 (64", "iptables");
+  ASSERT_NE(p99, nullptr);
+  EXPECT_FALSE(p99->pass);
+  EXPECT_EQ(p99->value, "+1.40 ms");
+  EXPECT_TRUE(Contains(p99->detail, "missed by 40%")) << p99->detail;
+  const GoalRow* p99_ebpf4 =
+      Find(goals, "istio", "added p99 over bare ≤ ½ the sidecar's added p99 (4 ", "ebpf");
+  ASSERT_NE(p99_ebpf4, nullptr);
+  EXPECT_TRUE(p99_ebpf4->pass) << p99_ebpf4->detail;
+
+  // (0.58 − 0.50) cores × 1000 / 999.8 rps = 0.080 vCPU: 33% over 0.06.
+  const GoalRow* cpu =
+      Find(goals, "istio", "CPU per 1,000 rps over bare ≤ 0.06 vCPU (4 ", "iptables");
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_FALSE(cpu->pass);
+  EXPECT_EQ(cpu->value, "0.080 vCPU");
+  EXPECT_TRUE(Contains(cpu->detail, "missed by 33%")) << cpu->detail;
+  EXPECT_TRUE(Contains(cpu->detail, "mesh processes alone 0.050 vCPU")) << cpu->detail;
+  const GoalRow* cpu_ebpf =
+      Find(goals, "istio", "CPU per 1,000 rps over bare ≤ 0.06 vCPU (4 ", "ebpf");
+  ASSERT_NE(cpu_ebpf, nullptr);
+  EXPECT_TRUE(cpu_ebpf->pass) << cpu_ebpf->detail;
+
+  const GoalRow* rss = Find(goals, "istio", "ztunnel RSS at 1,000 rps ≤ 12 MiB (4 ", "iptables");
+  ASSERT_NE(rss, nullptr);
+  EXPECT_FALSE(rss->pass);
+  EXPECT_EQ(rss->value, "13.0 MiB");
+
+  const GoalRow* hbone = Find(goals, "throughput", "cross-node, 1 stream", "ebpf");
+  ASSERT_NE(hbone, nullptr);
+  EXPECT_TRUE(hbone->pass);
+  EXPECT_EQ(hbone->value, "60% of bare");
+  const GoalRow* same = Find(goals, "throughput", "same-node, 1 stream", "iptables");
+  ASSERT_NE(same, nullptr);
+  EXPECT_FALSE(same->pass);
+  EXPECT_EQ(same->value, "75% of bare");
+
+  const GoalRow* idle_ebpf = Find(goals, "scale", "ztunnel memory per idle", "ebpf");
+  const GoalRow* idle_ipt = Find(goals, "scale", "ztunnel memory per idle", "iptables");
+  ASSERT_NE(idle_ebpf, nullptr);
+  ASSERT_NE(idle_ipt, nullptr);
+  EXPECT_TRUE(idle_ebpf->pass);
+  EXPECT_EQ(idle_ebpf->value, "3,500 B");
+  EXPECT_FALSE(idle_ipt->pass);
+  EXPECT_TRUE(Contains(idle_ipt->detail, "at 10,000 connections")) << idle_ipt->detail;
+  EXPECT_TRUE(Contains(idle_ipt->detail, "missed by 12%")) << idle_ipt->detail;
+
+  // Every row is either measured or says why not; a pass is always measured.
+  for (const GoalRow& g : goals) {
+    EXPECT_FALSE(g.detail.empty()) << g.goal;
+    if (g.pass) {
+      EXPECT_TRUE(g.measured) << g.goal;
+    }
+  }
+}
+
+TEST(EvaluateGoals, MissingScenariosAreNotMeasured) {
+  const std::vector<GoalRow> goals = EvaluateGoals(Load("results-quick-seed-only.json"));
+  const GoalRow* p75 = Find(goals, "seed", "p75 latency at 20 users", "ebpf");
+  ASSERT_NE(p75, nullptr);
+  EXPECT_TRUE(p75->measured);
+  const GoalRow* p75_ipt = Find(goals, "seed", "p75 latency at 20 users", "iptables");
+  ASSERT_NE(p75_ipt, nullptr);
+  EXPECT_FALSE(p75_ipt->measured);
+  EXPECT_TRUE(Contains(p75_ipt->detail, "the iptables run at 20 users missing"));
+  for (const char* s : {"istio", "throughput", "scale"}) {
+    const GoalRow* g = Find(goals, s, "", "ebpf");
+    ASSERT_NE(g, nullptr) << s;
+    EXPECT_FALSE(g->measured) << s;
+    EXPECT_FALSE(g->pass) << s;
+    EXPECT_TRUE(Contains(g->detail, "not run")) << g->detail;
+  }
+  const GoalRow* g40 = Find(goals, "seed", "holds 40 users", "ebpf");
+  ASSERT_NE(g40, nullptr);
+  EXPECT_FALSE(g40->measured);
+
+  const json j = GoalsToJson(goals);
+  ASSERT_EQ(j.size(), goals.size());
+  int not_measured = 0;
+  for (const json& g : j)
+    if (g["result"] == "not measured") ++not_measured;
+  EXPECT_GT(not_measured, 10);
+  EXPECT_EQ(j[0]["scenario"], "seed");
+  EXPECT_EQ(j[0]["result"], "pass");
+}
+
+TEST(EvaluateGoals, GarbageDoesNotCrash) {
+  for (const char* text : {"null", "[]", "{}", R"({"scenarios": 3})",
+                           R"({"scenarios": {"seed": {"steps": [{"users": "x", "runs": 1}]}}})",
+                           R"({"scenarios": {"istio": {"cases": [{"connections": 4}]}}})"}) {
+    const json j = json::parse(text);
+    std::vector<GoalRow> goals = EvaluateGoals(j);
+    EXPECT_FALSE(goals.empty()) << text;
+    for (const GoalRow& g : goals) EXPECT_FALSE(g.pass) << text << ": " << g.goal;
+    EXPECT_FALSE(RenderSuiteMarkdown(j).empty()) << text;
+  }
+}
+
+TEST(RenderSuiteMarkdown, FullDocument) {
+  const json r = Load("results-full.json");
+  const std::string md = RenderSuiteMarkdown(r, {"/x/seed-latency.png", "/x/seed.dat"});
+  // Header.
+  EXPECT_TRUE(Contains(md, "- Revision: ad1166f"));
+  EXPECT_TRUE(Contains(md, "- Invocation: `bash bench/run.sh --suite`"));
+  EXPECT_TRUE(Contains(md, "0.41 / 0.52 / 0.60"));
+  EXPECT_TRUE(Contains(md, "2 CPUs, 8.0 GiB RAM, kernel 6.1.0-27-amd64"));
+  EXPECT_TRUE(Contains(md, "- Quick run: no"));
+  // Goals table rows.
+  EXPECT_TRUE(Contains(md,
+                       "| seed | p75 latency at 20 users ≤ 1.10× bare | iptables | 1.34× bare | "
+                       "**missed** | 1.34× bare, goal ≤ 1.10×: missed by 22%"))
+      << md;
+  EXPECT_TRUE(Contains(md,
+                       "| seed | holds 40 users: achieved ≥ 0.99× asked rps, no errors | "
+                       "iptables | not measured | not measured |"));
+  // Seed table: 20 users, iptables: p75 16.08, p75 ratio 1.34×, CPU 0.960 = 1.20×, memory 430.0
+  // MiB = 1.07× (1.075 rounds to even).
+  EXPECT_TRUE(Contains(md,
+                       "| 20 | Weft, iptables capture | 12.06 | 16.08 | 20.10 | 32.16 | "
+                       "99.8 / 100 | 0 | 0.960 | 430.0 | 1.34× | 1.34× | 1.20× |"))
+      << md;
+  EXPECT_TRUE(Contains(md, "| 40 | Weft, iptables capture | **failed** (see Errors) |"));
+  EXPECT_TRUE(Contains(md,
+                       "| 40 | sidecar mesh (HAProxy, mTLS) | 27.30 | 35.70 | 48.30 | 81.90 | "
+                       "180.0 / 200 | 12 |"));
+  // Istio: added p50/p90/p99 over bare and CPU per 1,000 rps.
+  EXPECT_TRUE(Contains(md,
+                       "| 64 | Weft, iptables capture | 999.8 / 1000 | 0 | 0.80 | 1.60 | 3.40 | "
+                       "+0.20 / +0.50 / +1.40 | 0.080 | 0.055 | 11.5 |"))
+      << md;
+  // Throughput and churn percentages of bare.
+  EXPECT_TRUE(Contains(md, "| cross-node | 1 | Weft, eBPF capture | 6.00 | 60% |"));
+  EXPECT_TRUE(Contains(md, "| Weft, iptables capture | 2,800 | 70% |"));
+  // Scale.
+  EXPECT_TRUE(Contains(md, "| Weft, iptables capture | 10,000 | 59.9 | 16.0 | 4,600 |")) << md;
+  EXPECT_TRUE(Contains(md, "| Weft, eBPF capture | 100 | 13.0 | 16.0 |"));
+  // Anchors next to this run.
+  EXPECT_TRUE(Contains(md, "## Published anchors (other hardware)"));
+  EXPECT_TRUE(Contains(md, "bare 18 ms; Istio 42 ms (+133%); Linkerd 49 ms (+175%)"));
+  EXPECT_TRUE(Contains(md, "| 12.00 ms | 12.60 ms (+5%) | 16.08 ms (+34%) | 25.20 ms (+110%) |"))
+      << md;
+  EXPECT_TRUE(Contains(md, "| 800 m | 920 m (+15%) | 960 m (+20%) |"));
+  // Plots: the PNG given is linked, .dat files are not.
+  EXPECT_TRUE(Contains(md, "![seed: p75 and p99 latency vs users](seed-latency.png)"));
+  EXPECT_FALSE(Contains(md, "seed-cpu.png"));
+  EXPECT_FALSE(Contains(md, "seed.dat"));
+  // Errors: the listed one once, no duplicate from the run's own error field.
+  const std::string err = "weft-loadgen exited with status 1: connect to 10.44.1.3:8080";
+  const size_t first = md.find("- scenario seed, users 40, mode iptables: " + err);
+  ASSERT_NE(first, std::string::npos) << md;
+  EXPECT_EQ(md.find("- scenario", first + 1), std::string::npos);
+}
+
+TEST(RenderSuiteMarkdown, FewScenariosStillRender) {
+  const std::string md = RenderSuiteMarkdown(Load("results-quick-seed-only.json"));
+  EXPECT_TRUE(Contains(md, "- Quick run: yes"));
+  EXPECT_TRUE(Contains(md, "## Seed"));
+  EXPECT_FALSE(Contains(md, "## Istio"));
+  EXPECT_FALSE(Contains(md, "## Throughput"));
+  EXPECT_FALSE(Contains(md, "## Scale"));
+  EXPECT_TRUE(Contains(md, "| 20 | Weft eBPF | 9.45 | 12.60 |")) << md;
+  EXPECT_TRUE(Contains(md, "scenario istio not run"));
+  EXPECT_TRUE(Contains(md, "## Errors\n\nNone."));
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+void ExpectPng(const std::string& path) {
+  const std::string data = ReadAll(path);
+  ASSERT_GT(data.size(), 2000u) << path;
+  EXPECT_EQ(data.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << path;
+  EXPECT_NE(data.find("IEND"), std::string::npos) << path;
+}
+
+TEST(WritePlots, WritesPngsDataAndScript) {
+  testing::TempDir tmp;
+  const std::string out = tmp.path() + "/plots";
+  auto files = WritePlots(Load("results-full.json"), out);
+  ASSERT_TRUE(files.ok()) << files.status();
+  for (const char* png : {"seed-latency.png", "seed-cpu.png", "seed-memory.png",
+                          "istio-latency.png", "scale-pods.png", "scale-idle-connections.png"}) {
+    const std::string path = out + "/" + png;
+    EXPECT_NE(std::find(files->begin(), files->end(), path), files->end()) << png;
+    ExpectPng(path);
+  }
+  for (const char* kept :
+       {"plots.gp", "seed-bare.dat", "seed-sidecar.dat", "istio.dat", "scale-idle-iptables.dat"})
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + std::string(kept))) << kept;
+  // The 40-user iptables run failed: its data file stops at 30 users.
+  const std::string ipt = ReadAll(out + "/seed-iptables.dat");
+  EXPECT_NE(ipt.find("\n30 "), std::string::npos) << ipt;
+  EXPECT_EQ(ipt.find("\n40 "), std::string::npos) << ipt;
+  // Linked from the report.
+  const std::string md = RenderSuiteMarkdown(Load("results-full.json"), *files);
+  EXPECT_TRUE(Contains(md, "(seed-memory.png)"));
+  EXPECT_TRUE(Contains(md, "(istio-latency.png)"));
+  EXPECT_TRUE(Contains(md, "(scale-idle-connections.png)"));
+}
+
+TEST(WritePlots, SeedOnlyAndHostileTitles) {
+  testing::TempDir tmp;
+  json r = Load("results-quick-seed-only.json");
+  // Titles go into the gnuplot script as strings: quotes and newlines must not break it.
+  r["mode_titles"]["ebpf"] = "it's \"eBPF\"\n system('false') `touch pwned` @GPVAL_PWD";
+  auto files = WritePlots(r, tmp.path());
+  ASSERT_TRUE(files.ok()) << files.status();
+  ExpectPng(tmp.path() + "/seed-latency.png");
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/istio-latency.png"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/scale-pods.png"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/pwned"));
+}
+
+TEST(WritePlots, ClearErrors) {
+  testing::TempDir tmp;
+  auto missing = WritePlots(Load("results-full.json"), tmp.path(), "/nonexistent/gnuplot");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Contains(std::string(missing.status().message()), "install gnuplot"))
+      << missing.status();
+
+  auto nothing = WritePlots(json::parse(R"({"scenarios": {"churn": {}}})"), tmp.path());
+  ASSERT_FALSE(nothing.ok());
+  EXPECT_EQ(nothing.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace weft::bench::suite
