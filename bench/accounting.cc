@@ -120,6 +120,10 @@ absl::StatusOr<ProcSample> ReadStat(pid_t pid, bool with_status) {
     s.rss_bytes = StatusKib(*status, "VmRSS");
     s.hwm_bytes = StatusKib(*status, "VmHWM");
   }
+  if (auto rollup = Slurp(absl::StrCat("/proc/", pid, "/smaps_rollup"))) {
+    s.pss_bytes = StatusKib(*rollup, "Pss");
+    s.anon_bytes = StatusKib(*rollup, "Anonymous");
+  }
   return s;
 }
 }  // namespace
@@ -138,6 +142,9 @@ struct ResourceSampler::Proc {
   bool exited = false;
   int64_t peak_rss = 0;
   double rss_sum = 0;
+  int64_t peak_pss = 0;
+  double pss_sum = 0;
+  int64_t peak_anon = 0;
   int samples = 0;
 };
 
@@ -147,6 +154,8 @@ struct ResourceSampler::Group {
   std::map<std::pair<pid_t, uint64_t>, Proc> procs;
   int64_t peak_sum = 0;
   double rss_sum_total = 0;
+  int64_t peak_pss_sum = 0;
+  double pss_sum_total = 0;
   int samples = 0;
 };
 
@@ -236,7 +245,7 @@ void ResourceSampler::SampleLocked(bool final_sample) {
       }
     }
     for (auto& [key, p] : g->procs) p.seen_this_round = false;
-    int64_t sum = 0;
+    int64_t sum = 0, pss = 0;
     for (pid_t pid : pids) {
       auto s = ReadProcSample(pid);
       if (!s.ok()) continue;
@@ -253,13 +262,19 @@ void ResourceSampler::SampleLocked(bool final_sample) {
       p.peak_rss = std::max(p.peak_rss, s->rss_bytes);
       if (final_sample) p.peak_rss = std::max(p.peak_rss, s->hwm_bytes);
       p.rss_sum += static_cast<double>(s->rss_bytes);
+      p.peak_pss = std::max(p.peak_pss, s->pss_bytes);
+      p.pss_sum += static_cast<double>(s->pss_bytes);
+      p.peak_anon = std::max(p.peak_anon, s->anon_bytes);
       ++p.samples;
       sum += s->rss_bytes;
+      pss += s->pss_bytes;
     }
     for (auto& [key, p] : g->procs)
       if (!p.seen_this_round) p.exited = true;
     g->peak_sum = std::max(g->peak_sum, sum);
     g->rss_sum_total += static_cast<double>(sum);
+    g->peak_pss_sum = std::max(g->peak_pss_sum, pss);
+    g->pss_sum_total += static_cast<double>(pss);
     ++g->samples;
   }
 }
@@ -304,6 +319,8 @@ absl::StatusOr<RunUsage> ResourceSampler::Stop() {
     gu.name = g->spec.name;
     gu.peak_rss_bytes = g->peak_sum;
     gu.mean_rss_bytes = g->samples > 0 ? g->rss_sum_total / g->samples : 0;
+    gu.peak_pss_bytes = g->peak_pss_sum;
+    gu.mean_pss_bytes = g->samples > 0 ? g->pss_sum_total / g->samples : 0;
     for (auto& [key, p] : g->procs) {
       ProcessUsage pu;
       pu.pid = p.pid;
@@ -312,6 +329,9 @@ absl::StatusOr<RunUsage> ResourceSampler::Stop() {
       pu.exited = p.exited;
       pu.peak_rss_bytes = p.peak_rss;
       pu.mean_rss_bytes = p.samples > 0 ? p.rss_sum / p.samples : 0;
+      pu.peak_pss_bytes = p.peak_pss;
+      pu.mean_pss_bytes = p.samples > 0 ? p.pss_sum / p.samples : 0;
+      pu.peak_anon_bytes = p.peak_anon;
       pu.samples = p.samples;
       gu.cpu_seconds += pu.cpu_seconds;
       gu.peak_rss_bytes = std::max(gu.peak_rss_bytes, pu.peak_rss_bytes);
@@ -340,12 +360,17 @@ nlohmann::json ToJson(const RunUsage& u) {
                        {"exited", p.exited},
                        {"peak_rss_bytes", p.peak_rss_bytes},
                        {"mean_rss_bytes", p.mean_rss_bytes},
+                       {"peak_pss_bytes", p.peak_pss_bytes},
+                       {"mean_pss_bytes", p.mean_pss_bytes},
+                       {"peak_anon_bytes", p.peak_anon_bytes},
                        {"samples", p.samples}});
     }
     groups.push_back({{"name", g.name},
                       {"cpu_seconds", g.cpu_seconds},
                       {"peak_rss_bytes", g.peak_rss_bytes},
                       {"mean_rss_bytes", g.mean_rss_bytes},
+                      {"peak_pss_bytes", g.peak_pss_bytes},
+                      {"mean_pss_bytes", g.mean_pss_bytes},
                       {"processes", std::move(procs)}});
   }
   return {{"elapsed_seconds", u.elapsed_seconds},

@@ -36,6 +36,11 @@ struct ProcSample {
   double cpu_seconds = 0;    // utime + stime
   int64_t rss_bytes = 0;     // VmRSS
   int64_t hwm_bytes = 0;     // VmHWM
+  // From /proc/<pid>/smaps_rollup (0 when unreadable): the proportional set size (each shared
+  // page divided among the processes mapping it, so sums over processes do not count shared
+  // library code once per process, as RSS sums do) and the anonymous (private heap/stack) part.
+  int64_t pss_bytes = 0;
+  int64_t anon_bytes = 0;
 };
 // NotFound if the process is gone (or is a zombie with no memory left to read).
 absl::StatusOr<ProcSample> ReadProcSample(pid_t pid);
@@ -56,6 +61,9 @@ struct ProcessUsage {
   bool exited = false;         // gone before Stop(): keeps its last sample's CPU
   int64_t peak_rss_bytes = 0;  // max of samples and, if alive at Stop(), VmHWM
   double mean_rss_bytes = 0;   // over the samples in which it was alive
+  int64_t peak_pss_bytes = 0;  // max of the PSS samples
+  double mean_pss_bytes = 0;
+  int64_t peak_anon_bytes = 0;  // max of the anonymous-memory samples
   int samples = 0;
 };
 
@@ -65,6 +73,8 @@ struct GroupUsage {
   int64_t peak_rss_bytes = 0;  // max over samples of the group's summed RSS (at least the
                                // largest single process peak)
   double mean_rss_bytes = 0;   // mean over samples of the group's summed RSS
+  int64_t peak_pss_bytes = 0;  // the same for PSS: shared pages counted once across processes
+  double mean_pss_bytes = 0;
   std::vector<ProcessUsage> processes;
 };
 

@@ -161,6 +161,12 @@ TEST(AccountingTest, PeakAndMeanRss) {
   EXPECT_GT(p.mean_rss_bytes, 0);
   EXPECT_GE(apps->peak_rss_bytes, int64_t{60} << 20);
   EXPECT_LT(apps->mean_rss_bytes, static_cast<double>(apps->peak_rss_bytes));
+  // The 64 MiB are private anonymous pages: all of them in PSS and in the anonymous part.
+  EXPECT_GE(p.peak_pss_bytes, int64_t{60} << 20);
+  EXPECT_GE(p.peak_anon_bytes, int64_t{60} << 20);
+  EXPECT_GT(p.mean_pss_bytes, 0);
+  EXPECT_GE(apps->peak_pss_bytes, int64_t{60} << 20);
+  EXPECT_LE(apps->mean_pss_bytes, apps->mean_rss_bytes);
 }
 
 TEST(AccountingTest, ExitedProcessKeepsCpuAndDescendantsCount) {
