@@ -35,14 +35,23 @@ struct Destination {
   SockAddr dialed;
   std::vector<IpAddr> backends;            // pod IPs, reached on their sidecar's inbound port
   std::vector<std::string> backend_names;  // their certificates' DNS SAN (verified)
-  uint16_t target_port = 0;                // the backends' app port, sent as SNI "port-<N>"
+  std::vector<uint16_t> target_ports;      // the backends' app ports, sent as SNI "port-<N>"
   uint16_t local_port = 0;                 // the outbound listener on 127.0.0.1
 };
 
-std::string DnsName(const SidecarPod& p) {
-  return absl::StrCat(
-      testbed::SanitizePodName(p.service_account.empty() ? p.name : p.service_account), ".",
-      testbed::SanitizePodName(p.ns), ".", testbed::SanitizePodName(p.name), ".sidecar.weft");
+// A DNS label is at most 63 characters; a longer sanitized name keeps its start and is made
+// unique again by the caller's suffix.
+std::string Label(std::string_view s) {
+  std::string l = testbed::SanitizePodName(s).substr(0, 40);
+  while (!l.empty() && l.back() == '-') l.pop_back();
+  while (!l.empty() && l.front() == '-') l.erase(l.begin());
+  return l.empty() ? "x" : l;
+}
+
+// `file_name` is unique within the mesh, so the name is too.
+std::string DnsName(const SidecarPod& p, const std::string& file_name) {
+  return absl::StrCat(Label(p.service_account.empty() ? p.name : p.service_account), ".",
+                      Label(p.ns), ".", file_name, ".sidecar.weft");
 }
 
 // HAProxy checks the server certificate against the SNI whenever one is sent (verifyhost only
@@ -94,7 +103,7 @@ std::string HaproxyConfig(const SidecarOptions& o, const std::string& stats_sock
     for (size_t j = 0; j < d.backends.size(); ++j) {
       absl::StrAppend(&c, "  server s", j, " ", d.backends[j].ToString(), ":", o.inbound_port,
                       " ssl crt ", crt, " ca-file ", ca, " verify required sni str(",
-                      Sni(d.target_port, d.backend_names[j]), ")\n");
+                      Sni(d.target_ports[j], d.backend_names[j]), ")\n");
     }
   }
   return c;
@@ -115,6 +124,18 @@ std::string UniqueChainPrefix() {
 absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
     const testbed::Testbed& tb, const std::vector<SidecarPod>& pods,
     const std::vector<SidecarService>& services, const SidecarOptions& opts) {
+  std::vector<PodPlacement> placements;
+  for (const SidecarPod& p : pods) {
+    WEFT_ASSIGN_OR_RETURN(IpAddr ip, tb.PodIp(p.name));
+    WEFT_ASSIGN_OR_RETURN(std::string netns, tb.PodNetns(p.name));
+    placements.push_back({p.name, ip, std::move(netns)});
+  }
+  return Start(placements, pods, services, opts);
+}
+
+absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
+    const std::vector<PodPlacement>& placements, const std::vector<SidecarPod>& pods,
+    const std::vector<SidecarService>& services, const SidecarOptions& opts) {
   if (opts.work_dir.empty() || access(opts.work_dir.c_str(), W_OK) != 0) {
     return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
                                                    "' must be an existing writable directory"));
@@ -132,16 +153,42 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
   mesh->chain_prefix_ = UniqueChainPrefix();
 
   // Topology: pod IPs and every destination an app may dial.
+  std::map<std::string, const PodPlacement*> placed;
+  for (const PodPlacement& pl : placements) {
+    if (!placed.emplace(pl.name, &pl).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sidecar mesh: two placements for pod '", pl.name, "'"));
+    }
+  }
   std::map<std::string, IpAddr> pod_ip;
-  std::map<std::string, std::string> pod_dns;
-  std::set<std::string> names;
-  for (const SidecarPod& p : pods) {
+  std::map<std::string, std::string> pod_dns, pod_netns, pod_file;
+  std::set<std::string> names, files;
+  for (size_t i = 0; i < pods.size(); ++i) {
+    const SidecarPod& p = pods[i];
     if (!names.insert(p.name).second) {
       return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: pod '", p.name, "' twice"));
     }
-    WEFT_ASSIGN_OR_RETURN(IpAddr ip, tb.PodIp(p.name));
-    pod_ip.emplace(p.name, ip);
-    pod_dns.emplace(p.name, DnsName(p));
+    auto pl = placed.find(p.name);
+    if (pl == placed.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sidecar mesh: no placement (address, netns) for pod '", p.name, "'"));
+    }
+    if (!pl->second->ip.IsV4() || pl->second->netns.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sidecar mesh: pod '", p.name, "' needs an IPv4 address and a netns name"));
+    }
+    std::string file = Label(p.name);
+    if (!files.insert(file).second) {
+      file = absl::StrCat(file, "-", i);
+      if (!files.insert(file).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sidecar mesh: cannot give pod '", p.name, "' a unique file name"));
+      }
+    }
+    pod_ip.emplace(p.name, pl->second->ip);
+    pod_netns.emplace(p.name, pl->second->netns);
+    pod_file.emplace(p.name, file);
+    pod_dns.emplace(p.name, DnsName(p, file));
   }
   std::vector<Destination> dests;
   std::set<std::string> dialed;
@@ -165,8 +212,21 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
       return absl::InvalidArgumentError(
           absl::StrCat("sidecar mesh: service '", s.name, "' needs a port and at least one pod"));
     }
-    Destination d{SockAddr{s.address, s.port}, {}, {}, s.target_port ? s.target_port : s.port, 0};
-    for (const std::string& b : s.pods) {
+    if (!s.target_ports.empty() && s.target_ports.size() != s.pods.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sidecar mesh: service '", s.name, "' has ", s.target_ports.size(),
+                       " target ports for ", s.pods.size(), " pods (give one per pod, or none)"));
+    }
+    Destination d{SockAddr{s.address, s.port}, {}, {}, {}, 0};
+    for (size_t j = 0; j < s.pods.size(); ++j) {
+      const std::string& b = s.pods[j];
+      uint16_t target =
+          s.target_ports.empty() ? (s.target_port ? s.target_port : s.port) : s.target_ports[j];
+      if (target == 0) {
+        return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: service '", s.name,
+                                                       "' has target port 0 for pod '", b, "'"));
+      }
+      d.target_ports.push_back(target);
       auto it = pod_ip.find(b);
       if (it == pod_ip.end()) {
         return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: service '", s.name,
@@ -185,7 +245,7 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
             "sidecar mesh: pod '", p.name, "' has app port ", port, ", which is reserved"));
       }
       WEFT_RETURN_IF_ERROR(add(Destination{
-          SockAddr{pod_ip[p.name], port}, {pod_ip[p.name]}, {pod_dns[p.name]}, port, 0}));
+          SockAddr{pod_ip[p.name], port}, {pod_ip[p.name]}, {pod_dns[p.name]}, {port}, 0}));
     }
   }
   for (const Destination& d : dests) {
@@ -202,7 +262,8 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
   for (const SidecarPod& p : pods) {
     PodState st;
     st.name = p.name;
-    WEFT_ASSIGN_OR_RETURN(st.netns, tb.PodNetns(p.name));
+    st.file_name = pod_file[p.name];
+    st.netns = pod_netns[p.name];
     SpiffeId id{opts.trust_domain, p.ns, p.service_account.empty() ? p.name : p.service_account};
     if (auto valid = SpiffeId::Parse(id.ToString()); !valid.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -217,7 +278,7 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
                                           {pod_dns[p.name], "*." + pod_dns[p.name]}, 24h));
     WEFT_ASSIGN_OR_RETURN(std::string cert_pem, tls::CertToPem(cert.get()));
     WEFT_ASSIGN_OR_RETURN(std::string key_pem, tls::KeyToPem(key.get()));
-    const std::string base = absl::StrCat(opts.work_dir, "/", testbed::SanitizePodName(p.name));
+    const std::string base = absl::StrCat(opts.work_dir, "/", st.file_name);
     st.cert_path = base + ".crt.pem";
     // HAProxy reads certificates as root, before it switches to the proxy user.
     WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(st.cert_path, cert_pem + key_pem, 0600));
@@ -380,6 +441,12 @@ absl::StatusOr<SidecarMesh::Counts> SidecarMesh::ConnectionCounts(std::string_vi
                                             ps->stats_socket, ": ", out.substr(0, 200)));
   }
   return c;
+}
+
+std::vector<std::string> SidecarMesh::PodNames() const {
+  std::vector<std::string> names;
+  for (const PodState& p : pods_) names.push_back(p.name);
+  return names;
 }
 
 std::vector<pid_t> SidecarMesh::ProxyPids() const {

@@ -12,6 +12,8 @@
 //             every service address:port); it originates mTLS (own certificate) to the
 //             destination pod's inbound port with that SNI, and verifies the server's chain
 //             against the CA and its name against the SNI (so it reached the pod it meant).
+// Files in Options::work_dir are named after the pod's file name: SanitizePodName(name), with
+// "-<index>" appended when another pod of the mesh already has that form.
 // Traffic capture is in-pod iptables (nat table), in chains named after a unique prefix:
 //   <P>_OUT  (jumped to from OUTPUT):      packets of the proxy user RETURN (the proxy's own
 //            connections are not captured again), loopback RETURNs, and each destination
@@ -42,7 +44,9 @@
 namespace weft::bench::sidecar {
 
 struct SidecarPod {
-  std::string name;             // a pod of the testbed
+  // A pod of the testbed (or of the placements). Any text: file names and certificate DNS names
+  // use a sanitized form, made unique within the mesh (so "shop/cart" and "shop-cart" coexist).
+  std::string name;
   std::vector<uint16_t> ports;  // the app's ports (it listens on 127.0.0.1 or 0.0.0.0)
   std::string ns = "default";   // SPIFFE namespace
   std::string service_account;  // SPIFFE service account ("" = the pod name)
@@ -54,6 +58,18 @@ struct SidecarService {
   uint16_t port = 0;              // the port clients dial
   std::vector<std::string> pods;  // backends (round robin), pods of the mesh
   uint16_t target_port = 0;       // the backends' app port (0 = `port`)
+  // Per backend (same order as `pods`), when they differ (a named targetPort); overrides
+  // target_port when non-empty, and must then have one entry per pod.
+  std::vector<uint16_t> target_ports;
+};
+
+// Where a pod of the mesh lives: its IPv4 address and the name of its network namespace, as
+// testbed::Spawn/Exec take it (testbed::PodInfo::netns, up::PodState::netns; the namespace is
+// /run/netns/<netns>).
+struct PodPlacement {
+  std::string name;
+  IpAddr ip;
+  std::string netns;
 };
 
 struct SidecarOptions {
@@ -83,6 +99,12 @@ class SidecarMesh {
   static absl::StatusOr<std::unique_ptr<SidecarMesh>> Start(
       const testbed::Testbed& tb, const std::vector<SidecarPod>& pods,
       const std::vector<SidecarService>& services, const SidecarOptions& opts);
+  // The same for pods that are not (or not only) a Testbed's: each pod of `pods` (and every
+  // backend of `services`) must have exactly one placement of that name; extra placements are
+  // ignored.
+  static absl::StatusOr<std::unique_ptr<SidecarMesh>> Start(
+      const std::vector<PodPlacement>& placements, const std::vector<SidecarPod>& pods,
+      const std::vector<SidecarService>& services, const SidecarOptions& opts);
   ~SidecarMesh();  // Stop()
   SidecarMesh(const SidecarMesh&) = delete;
   SidecarMesh& operator=(const SidecarMesh&) = delete;
@@ -94,10 +116,13 @@ class SidecarMesh {
   // The run's CA certificate (PEM file) and a pod's combined cert+key PEM file.
   const std::string& ca_cert_path() const { return ca_cert_path_; }
   absl::StatusOr<std::string> PodCertPath(std::string_view pod) const;
+  // The pods' names, in the order given.
+  std::vector<std::string> PodNames() const;
   // Connections a pod's sidecar has accepted since it started, from its HAProxy stats socket
-  // (<work_dir>/<pod>.stats.sock, "show stat": the frontends' cumulative sessions): outbound =
-  // captured app connections, inbound = mTLS connections that reached its 15443 (including
-  // refused handshakes). For checking that a benchmark's traffic really went through the mesh.
+  // (<work_dir>/<pod file name>.stats.sock, "show stat": the frontends' cumulative sessions):
+  // outbound = captured app connections, inbound = mTLS connections that reached its 15443
+  // (including refused handshakes). For checking that a benchmark's traffic really went through the
+  // mesh.
   struct Counts {
     int64_t outbound = 0;
     int64_t inbound = 0;
@@ -112,6 +137,7 @@ class SidecarMesh {
  private:
   struct PodState {
     std::string name;
+    std::string file_name;  // sanitized, unique: files and certificate names
     std::string netns;
     std::string cert_path;
     std::string stats_socket;
