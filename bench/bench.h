@@ -70,7 +70,7 @@ struct Config {
   bool quick = false;
   bool help = false;
   std::string command_line;  // argv, shell-quoted, for the report
-  std::string invoked_as;    // set by bench/run.sh (WEFT_BENCH_INVOCATION)
+  std::string invoked_as;    // set by bench/dataplane.sh (WEFT_BENCH_INVOCATION)
 };
 
 std::string Usage();

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Builds and runs weft-bench (the data-plane benchmark: bare vs iptables capture vs eBPF capture,
-# same-node and cross-node pairs, on namespace testbeds), writing
-# bench/results/<UTC date-time>/{results.json,report.md} and printing the report.
+# The benchmark suite (bench/suite/suite.h): Weft (eBPF and iptables capture) against no mesh and
+# against a sidecar mesh (HAProxy per pod, mTLS), modes interleaved in one run, on the scenarios
+# seed (TeaStore-like shop, users x 5 rps), istio (1 KiB echo at 1,000 rps, 4 and 64
+# connections), throughput (iperf3, 1 and 8 streams, same and cross node), churn (new connections
+# per second until saturation) and scale (ztunnel/agent memory vs pods and idle connections).
+# Writes bench/results/<UTC date-time>/{results.json,report.md,*.png} and prints the report.
 #
-#   sudo bash bench/run.sh            # 3 interleaved rounds, ~5 minutes
-#   sudo bash bench/run.sh --quick    # 3 short rounds, ~2-3 minutes
-#   sudo bash bench/run.sh --help     # every flag of weft-bench
+#   sudo bash bench/run.sh            # full, ~30 minutes
+#   sudo bash bench/run.sh --quick    # a subset with shorter steps, under 10 minutes
+#   sudo bash bench/run.sh --help     # every flag of weft-bench-suite
 #
+# The older data-plane microbenchmark (ping-pong latency, connection rate, BPF program run
+# time) is bench/dataplane.sh; the control plane at scale is bench/cpscale.sh.
 # Environment: BUILD_DIR=<dir> builds and runs from that build directory with cmake + ninja
 # (default: scripts/build.sh, i.e. ./build); BUILD_TYPE is passed to cmake (RelWithDebInfo).
 set -euo pipefail
@@ -15,7 +20,7 @@ cd "$repo"
 
 for a in "$@"; do
   if [[ "$a" == "--help" || "$a" == "-h" ]]; then
-    echo "usage: bash bench/run.sh [weft-bench flags]   (env: BUILD_DIR, BUILD_TYPE)"
+    echo "usage: bash bench/run.sh [--quick] [weft-bench-suite flags]   (env: BUILD_DIR, BUILD_TYPE)"
     echo
   fi
 done
@@ -23,21 +28,23 @@ if [[ $EUID -ne 0 ]]; then
   echo "bench/run.sh: needs root (network namespaces, cgroups, BPF, iptables inside them): sudo bash bench/run.sh" >&2
   exit 1
 fi
+for tool in iperf3 haproxy gnuplot; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "bench/run.sh: $tool is missing: bash scripts/deps.sh installs it" >&2
+    exit 1
+  fi
+done
 
-targets=(weft-bench ztunnel weft-agent)
+targets=(weft-bench-suite weftctl weftd ztunnel weft-agent weft-teashop weft-loadgen weft-bench)
 if [[ -n "${BUILD_DIR:-}" ]]; then
   build="$(realpath -m "$BUILD_DIR")"
   echo "bench/run.sh: building ${targets[*]} in $build" >&2
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
   ninja -C "$build" "${targets[@]}" >&2
-elif [[ -x scripts/build.sh ]]; then
+else
   build="$repo/build"
   echo "bench/run.sh: building ${targets[*]} with scripts/build.sh" >&2
   scripts/build.sh "${targets[@]}" >&2
-else
-  build="$repo/build"
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-  ninja -C "$build" "${targets[@]}" >&2
 fi
 
 out="$repo/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)"
@@ -48,5 +55,5 @@ if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
   git diff --quiet HEAD 2>/dev/null || rev+=" (with uncommitted changes)"
   export WEFT_BENCH_REVISION="$rev"
 fi
-# exec: SIGINT/SIGTERM go straight to weft-bench, which stops and removes its namespaces.
-exec "$build/bench/weft-bench" --out "$out" "$@"
+# exec: SIGINT/SIGTERM go straight to weft-bench-suite, which tears its meshes down.
+exec "$build/bench/suite/weft-bench-suite" --out "$out" "$@"

@@ -424,8 +424,16 @@ void IstioGoals(const json& r, std::vector<GoalRow>& out) {
             out.push_back(NotMeasured("istio", goal_text, mode, m.why));
             continue;
           }
+          std::string inputs = "largest ztunnel's peak RSS";
+          auto pss = Num(run, "ztunnel_peak_pss_bytes");
+          auto anon = Num(run, "ztunnel_peak_anon_bytes");
+          if (pss && anon) {
+            inputs += absl::StrCat("; its PSS ", Fmt(*pss / kMiB, 1), " MiB, private heap/stack ",
+                                   Fmt(*anon / kMiB, 1),
+                                   " MiB (the rest of the RSS is shared library code)");
+          }
           Judge(g, *m.v / kMiB, 12.0, true, absl::StrCat(Fmt(*m.v / kMiB, 1), " MiB"), "≤ 12 MiB",
-                "largest ztunnel's peak RSS");
+                inputs);
         }
         out.push_back(std::move(g));
       }
@@ -756,7 +764,8 @@ void RenderSeed(const json& r, const std::vector<std::string>& modes,
                        Opt(Num(seed, "warmup_seconds"), 0), " s, measured ",
                        Opt(Num(seed, "duration_seconds"), 0),
                        " s per step. Latency from intended send time (ms); CPU = apps + mesh "
-                       "cores (load generator excluded); memory = mean summed RSS (MiB). "
+                       "cores (load generator excluded); memory = mean summed PSS (MiB: shared "
+                       "library pages counted once, not once per process). "
                        "Ratios are to bare at the same step."));
   md.Line();
   PlotLinks(md, plots,
@@ -1221,7 +1230,7 @@ absl::StatusOr<std::vector<std::string>> WritePlots(const json& results, const s
         "set ylabel 'latency (ms)'\n", "set yrange [0:*]\n", plot_lines({{3, "p75"}, {5, "p99"}}),
         "set output 'seed-cpu.png'\n", "set title 'seed: CPU vs users (apps + mesh)'\n",
         "set ylabel 'CPU (cores)'\n", plot_lines({{6, ""}}), "set output 'seed-memory.png'\n",
-        "set title 'seed: memory vs users (apps + mesh, mean RSS)'\n",
+        "set title 'seed: memory vs users (apps + mesh, mean PSS)'\n",
         "set ylabel 'memory (MiB)'\n", plot_lines({{7, ""}}), "unset output\n");
     pngs.insert(pngs.end(), {"seed-latency.png", "seed-cpu.png", "seed-memory.png"});
   }

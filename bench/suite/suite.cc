@@ -1,0 +1,997 @@
+#include "bench/suite/suite.h"
+
+#include <stdlib.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bench/accounting.h"
+#include "bench/sidecar/on_up_mesh.h"
+#include "bench/sidecar/sidecar_mesh.h"
+#include "bench/suite/results.h"
+#include "bench/suite/scale.h"
+#include "cli/mesh_ref.h"
+#include "cli/testbed/testbed.h"
+#include "cli/up/state.h"
+#include "common/scrape/scrape.h"
+#include "common/status.h"
+
+namespace weft::bench::suite {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+// The suite's own pods, next to the tea shop (namespace shop, so one label enrols them all).
+constexpr char kBenchManifest[] = R"(# weft-bench-suite's pods (bench/suite/suite.h)
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: load, namespace: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: echo, namespace: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: iperf, namespace: shop}
+---
+# Every client runs here (weftctl exec); the process itself only idles.
+apiVersion: v1
+kind: Pod
+metadata: {name: load, namespace: shop, labels: {app: load}}
+spec:
+  nodeName: node0
+  serviceAccountName: load
+  containers:
+  - name: load
+    command: [weft-teashop]
+    args: [--role, idle, --listen, "0.0.0.0:8080", --threads, "1"]
+    ports: [{name: http, containerPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo, namespace: shop, labels: {app: echo}}
+spec:
+  nodeName: node1
+  serviceAccountName: echo
+  containers:
+  - name: echo
+    command: [weft-teashop]
+    args: [--role, echo, --listen, "0.0.0.0:8080", --threads, "2", --echo-size, "1024"]
+    ports: [{name: http, containerPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: shop}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: http, protocol: TCP}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-local, namespace: shop, labels: {app: iperf-local}}
+spec:
+  nodeName: node0
+  serviceAccountName: iperf
+  containers:
+  - name: iperf
+    command: [iperf3]
+    args: [-s, -p, "5201"]
+    ports: [{name: iperf, containerPort: 5201, protocol: TCP}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-remote, namespace: shop, labels: {app: iperf-remote}}
+spec:
+  nodeName: node1
+  serviceAccountName: iperf
+  containers:
+  - name: iperf
+    command: [iperf3]
+    args: [-s, -p, "5201"]
+    ports: [{name: iperf, containerPort: 5201, protocol: TCP}]
+)";
+
+constexpr char kNamespace[] = "shop";
+constexpr char kLoadPod[] = "shop/load";
+
+std::string Now() {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+}
+
+void Progress(const std::string& line) {
+  std::cerr << absl::FormatTime("%H:%M:%S", absl::Now(), absl::UTCTimeZone()) << " " << line
+            << std::endl;
+}
+
+std::string ModeTitle(const std::string& mode) {
+  if (mode == kModeBare) return "bare (no mesh)";
+  if (mode == kModeEbpf) return "Weft, eBPF capture";
+  if (mode == kModeIptables) return "Weft, iptables capture";
+  if (mode == kModeSidecar) return "sidecar mesh (HAProxy per pod, mTLS)";
+  return mode;
+}
+
+bool Meshed(const std::string& mode) {
+  return mode != kModeBare;
+}
+bool WeftMode(const std::string& mode) {
+  return mode == kModeEbpf || mode == kModeIptables;
+}
+
+// The build tree weft-bench-suite runs from: the closest ancestor of its directory holding a
+// CMakeCache.txt.
+std::string BuildRoot() {
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  for (p = p.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    if (fs::exists(p / "CMakeCache.txt")) return p.string();
+  }
+  return "";
+}
+
+absl::StatusOr<std::string> FindBinary(const std::string& given, const std::string& name,
+                                       const std::string& build_rel) {
+  if (!given.empty()) {
+    if (access(given.c_str(), X_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat(given, " is not an executable file"));
+    }
+    return given;
+  }
+  std::vector<std::string> tried;
+  if (std::string root = BuildRoot(); !root.empty()) tried.push_back(root + "/" + build_rel);
+  for (const auto& t : tried) {
+    if (access(t.c_str(), X_OK) == 0) return t;
+  }
+  if (const char* path = getenv("PATH")) {
+    for (absl::string_view dir : absl::StrSplit(path, ':')) {
+      std::string c = absl::StrCat(dir, "/", name);
+      if (!dir.empty() && access(c.c_str(), X_OK) == 0) return c;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("cannot find ", name, " (tried ",
+                                          absl::StrJoin(tried, ", "),
+                                          " and PATH): build it or pass its path"));
+}
+
+std::vector<double> LoadAvg() {
+  std::ifstream f("/proc/loadavg");
+  double a = 0, b = 0, c = 0;
+  f >> a >> b >> c;
+  return {a, b, c};
+}
+
+int64_t MemTotal() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  while (f >> key >> kb) {
+    if (key == "MemTotal:") return kb * 1024;
+    f.ignore(1 << 10, '\n');
+  }
+  return 0;
+}
+
+double Round(double v, double unit) {
+  return std::round(v / unit) * unit;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One mode's environment: a `weftctl up` mesh (plus the sidecars in sidecar mode).
+
+class Env {
+ public:
+  Env(std::string mode, const Options& o, std::string weftctl)
+      : mode_(std::move(mode)), o_(o), weftctl_(std::move(weftctl)) {
+    name_ = absl::StrCat("wbs", getpid(), "-", mode_);
+    state_root_ = o_.work_dir + "/state";
+  }
+  ~Env() { (void)Down(); }
+
+  const std::string& mode() const { return mode_; }
+  const std::string& name() const { return name_; }
+  const up::MeshState& state() const { return state_; }
+
+  absl::Status Up() {
+    const std::string dir = absl::StrCat(o_.work_dir, "/manifests-", mode_);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", ec.message()));
+    for (const auto& e : fs::directory_iterator(o_.teashop_manifests, ec)) {
+      const std::string file = e.path().filename().string();
+      // The legacy client is the demo's unenrolled caller; the suite has its own load pod.
+      if (!e.is_regular_file() || !file.ends_with(".yaml") ||
+          file.find("legacy") != std::string::npos)
+        continue;
+      fs::copy_file(e.path(), fs::path(dir) / file, fs::copy_options::overwrite_existing, ec);
+      if (ec)
+        return absl::InternalError(absl::StrCat("copy ", e.path().string(), ": ", ec.message()));
+    }
+    if (ec) {
+      return absl::NotFoundError(
+          absl::StrCat("tea shop manifests ", o_.teashop_manifests, ": ", ec.message()));
+    }
+    std::ofstream(fs::path(dir) / "90-bench.yaml") << kBenchManifest;
+
+    const std::string capture = mode_ == kModeEbpf ? "ebpf" : "iptables";
+    Progress(absl::StrCat("[", mode_, "] weftctl up --name ", name_, " --capture ", capture));
+    WEFT_RETURN_IF_ERROR(
+        Weftctl({"up", "--nodes", "2", "--capture", capture, "--log-level", o_.log_level, dir},
+                std::chrono::seconds(120))
+            .status());
+    up_ = true;
+    if (WeftMode(mode_)) {
+      WEFT_RETURN_IF_ERROR(
+          Weftctl({"label", "namespace", kNamespace, "weft.dev/mesh=enabled", "--wait"},
+                  std::chrono::seconds(60))
+              .status());
+    }
+    WEFT_RETURN_IF_ERROR(Refresh());
+    if (mode_ == kModeSidecar) {
+      sidecar::SidecarOptions so;
+      so.work_dir = absl::StrCat(o_.work_dir, "/sidecar");
+      fs::create_directories(so.work_dir, ec);
+      WEFT_ASSIGN_OR_RETURN(sidecar_, sidecar::StartOnUpMesh(state_, {kNamespace}, so));
+    }
+    // Every server answers before the first run: the echo server through the mesh path.
+    return WaitReady();
+  }
+
+  absl::Status Down() {
+    absl::Status st;
+    if (sidecar_) {
+      st.Update(sidecar_->Stop());
+      sidecar_.reset();
+    }
+    if (up_) {
+      up_ = false;
+      st.Update(Weftctl({"down"}, std::chrono::seconds(60)).status());
+    }
+    return st;
+  }
+
+  // Re-reads the mesh's state (pids change when the supervisor restarts something).
+  absl::Status Refresh() {
+    WEFT_ASSIGN_OR_RETURN(state_, up::LoadMesh(state_root_, name_));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<const up::PodState*> Pod(const std::string& ref) const {
+    return up::FindPod(state_, ref);
+  }
+
+  // Runs argv in the load pod (weftctl exec); returns stdout. A non-zero exit is an error.
+  absl::StatusOr<std::string> ExecInLoad(const std::vector<std::string>& argv,
+                                         std::chrono::milliseconds timeout) {
+    std::vector<std::string> a = {"exec", kLoadPod, "--"};
+    a.insert(a.end(), argv.begin(), argv.end());
+    return Weftctl(a, timeout);
+  }
+
+  // The accounting groups of this mode (see suite.h).
+  std::vector<GroupSpec> Groups() const {
+    GroupSpec apps{"apps", {}, "", true}, mesh{"mesh", {}, "", true};
+    for (const up::PodState& p : state_.pods) {
+      if (p.pid > 0 && absl::StrCat(p.ns, "/", p.name) != kLoadPod) apps.pids.push_back(p.pid);
+    }
+    if (WeftMode(mode_)) {
+      for (const up::NodeState& n : state_.nodes) {
+        if (n.ztunnel_pid > 0) mesh.pids.push_back(n.ztunnel_pid);
+        if (n.agent_pid > 0) mesh.pids.push_back(n.agent_pid);
+      }
+      if (state_.weftd.pid > 0) mesh.pids.push_back(state_.weftd.pid);
+    } else if (sidecar_) {
+      mesh.pids = sidecar_->ProxyPids();
+    }
+    return {apps, mesh};
+  }
+
+  // A counter that goes up with every connection the load pod opens through the mesh: ztunnel's
+  // source-side connections of the load workload (node0), or the load pod's sidecar's outbound
+  // connections. -1 in bare mode.
+  absl::StatusOr<double> MeshedConnections() {
+    if (WeftMode(mode_)) {
+      cli::MeshRef ref;
+      ref.name = name_;
+      ref.state_root = state_root_;
+      ref.name_given = true;
+      WEFT_ASSIGN_OR_RETURN(auto eps, cli::LocalZtunnelMetrics(ref));
+      WEFT_ASSIGN_OR_RETURN(const up::PodState* load, Pod(kLoadPod));
+      double sum = 0;
+      for (const auto& ep : eps) {
+        WEFT_ASSIGN_OR_RETURN(UniqueFd ns, cli::OpenNetns(ep.netns));
+        WEFT_ASSIGN_OR_RETURN(SockAddr addr, SockAddr::Parse(ep.addr));
+        WEFT_ASSIGN_OR_RETURN(std::string text, HttpGet(addr, "/metrics", ns.get()));
+        sum += MetricSum(text, "istio_tcp_connections_opened_total",
+                         {{"reporter", "source"}, {"source_workload", load->workload}});
+      }
+      return sum;
+    }
+    if (sidecar_) {
+      WEFT_ASSIGN_OR_RETURN(auto c, sidecar_->ConnectionCounts(SidecarPodName(kLoadPod)));
+      return static_cast<double>(c.outbound);
+    }
+    return -1.0;
+  }
+
+ private:
+  absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
+                                      std::chrono::milliseconds timeout) {
+    std::vector<std::string> argv = {weftctl_, args[0],        "--name",
+                                     name_,    "--state-root", state_root_};
+    argv.insert(argv.end(), args.begin() + 1, args.end());
+    return testbed::Exec("", argv, {}, timeout);
+  }
+
+  std::string SidecarPodName(const std::string& ref) const {
+    return sidecar::SidecarPodName(ref.substr(0, ref.find('/')), ref.substr(ref.find('/') + 1));
+  }
+
+  absl::Status WaitReady() {
+    absl::Status last;
+    for (int i = 0; i < 50; ++i) {
+      auto out = ExecInLoad(
+          {o_.loadgen, "--target", "http://echo.shop.svc.cluster.local", "--users", "1", "--rate",
+           "20", "--warmup", "0s", "--duration", "500ms", "--drain", "2s", "--timeout", "2s"},
+          std::chrono::seconds(20));
+      if (out.ok()) {
+        auto front = ExecInLoad({o_.loadgen, "--target", "http://frontend.shop.svc.cluster.local",
+                                 "--users", "1", "--rate", "16", "--warmup", "0s", "--duration",
+                                 "500ms", "--drain", "5s", "--timeout", "5s"},
+                                std::chrono::seconds(30));
+        if (front.ok()) return absl::OkStatus();
+        last = front.status();
+      } else {
+        last = out.status();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "mode ", mode_, ": the shop does not answer through the load pod: ", last.message()));
+  }
+
+  std::string mode_;
+  const Options& o_;
+  std::string weftctl_, name_, state_root_;
+  bool up_ = false;
+  up::MeshState state_;
+  std::unique_ptr<sidecar::SidecarMesh> sidecar_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Runs and their summaries.
+
+json Percentiles(const json& ms) {
+  json out = json::object();
+  if (!ms.is_object()) return out;
+  for (const auto& [from, to] :
+       std::vector<std::pair<std::string, std::string>>{{"p50", "p50"},
+                                                        {"p75", "p75"},
+                                                        {"p90", "p90"},
+                                                        {"p99", "p99"},
+                                                        {"p99.9", "p999"},
+                                                        {"max", "max"},
+                                                        {"mean", "mean"}}) {
+    if (ms.contains(from)) out[to] = ms[from];
+  }
+  return out;
+}
+
+// Adds the accounting figures of `usage` (ToJson(RunUsage)) to a run summary.
+void AddUsage(const RunUsage& u, json& run) {
+  const double secs = std::max(u.elapsed_seconds, 1e-3);
+  double apps_cpu = 0, mesh_cpu = 0, apps_pss = 0, mesh_pss = 0, apps_rss = 0, mesh_rss = 0;
+  int64_t mesh_peak = 0, zt_rss = 0, zt_pss = 0, zt_anon = 0;
+  for (const GroupUsage& g : u.groups) {
+    if (g.name == "apps") {
+      apps_cpu = g.cpu_seconds;
+      apps_pss = g.mean_pss_bytes;
+      apps_rss = g.mean_rss_bytes;
+    } else if (g.name == "mesh") {
+      mesh_cpu = g.cpu_seconds;
+      mesh_pss = g.mean_pss_bytes;
+      mesh_rss = g.mean_rss_bytes;
+      mesh_peak = g.peak_rss_bytes;
+      for (const ProcessUsage& p : g.processes) {
+        if (p.comm != "ztunnel") continue;
+        // The largest ztunnel (the busier node's), all three measures from the same one.
+        if (p.peak_rss_bytes > zt_rss) {
+          zt_rss = p.peak_rss_bytes;
+          zt_pss = p.peak_pss_bytes;
+          zt_anon = p.peak_anon_bytes;
+        }
+      }
+    }
+  }
+  const HostCpu& h = u.host;
+  run["cpu_cores"] = Round((apps_cpu + mesh_cpu) / secs, 1e-4);
+  run["apps_cpu_cores"] = Round(apps_cpu / secs, 1e-4);
+  run["mesh_cpu_cores"] = Round(mesh_cpu / secs, 1e-4);
+  run["host_cpu_cores"] = Round((h.user + h.system + h.irq + h.softirq + h.steal) / secs, 1e-4);
+  run["host_softirq_cores"] = Round(h.softirq / secs, 1e-4);
+  // PSS: libraries shared by several processes (every HAProxy sidecar maps the same binary and
+  // OpenSSL; ztunnel, agent and weftd share gRPC, protobuf, OpenSSL) count once, as the
+  // machine pays for them once; RSS sums would count them once per process.
+  run["mem_bytes"] = static_cast<int64_t>(apps_pss + mesh_pss);
+  run["apps_mem_bytes"] = static_cast<int64_t>(apps_pss);
+  run["mesh_mem_bytes"] = static_cast<int64_t>(mesh_pss);
+  run["mem_rss_bytes"] = static_cast<int64_t>(apps_rss + mesh_rss);
+  run["mesh_rss_bytes"] = static_cast<int64_t>(mesh_rss);
+  run["mesh_peak_rss_bytes"] = mesh_peak;
+  if (zt_rss > 0) {
+    run["ztunnel_peak_rss_bytes"] = zt_rss;
+    run["ztunnel_peak_pss_bytes"] = zt_pss;
+    run["ztunnel_peak_anon_bytes"] = zt_anon;
+  }
+  run["usage"] = ToJson(u);
+}
+
+json SummariseLoadgen(json lg) {
+  json run = json::object();
+  const json& ov = lg["overall"];
+  run["asked_rps"] = lg.value("asked_rps", 0.0);
+  run["achieved_rps"] = lg.value("achieved_rps", 0.0);
+  run["sent"] = ov.value("sent", 0);
+  run["ok"] = ov.value("ok", 0);
+  run["errors"] = ov.value("errors", 0);
+  run["unfinished"] = ov.value("unfinished", 0);
+  run["latency_ms"] = Percentiles(ov["latency_ms"]);
+  run["ttfb_ms"] = Percentiles(ov["ttfb_ms"]);
+  run["service_ms"] = Percentiles(ov["service_ms"]);
+  // Per-type histograms would make the document megabytes; the overall ones stay.
+  if (lg.contains("types")) {
+    for (auto& [k, t] : lg["types"].items()) t.erase("histograms_ns");
+  }
+  run["loadgen"] = std::move(lg);
+  return run;
+}
+
+class Runner {
+ public:
+  Runner(const Options& o, const std::atomic<bool>& stop) : o_(o), stop_(stop) {}
+
+  json& doc() { return doc_; }
+
+  void Error(const std::string& what) {
+    Progress("ERROR " + what);
+    doc_["errors"].push_back(what);
+  }
+
+  // One weft-loadgen run in the load pod with accounting around it.
+  json LoadRun(Env& env, const std::vector<std::string>& loadgen_args, int seconds,
+               const std::string& what) {
+    json run = json::object();
+    const std::string out = absl::StrCat(o_.work_dir, "/loadgen-", ++seq_, ".json");
+    std::vector<std::string> argv = {o_.loadgen};
+    argv.insert(argv.end(), loadgen_args.begin(), loadgen_args.end());
+    argv.insert(argv.end(), {"--json", out});
+    auto before = Prepare(env, run);
+    ResourceSampler sampler(env.Groups());
+    (void)sampler.Start();
+    auto res = env.ExecInLoad(argv, std::chrono::seconds(seconds + 60));
+    auto usage = sampler.Stop();
+    std::ifstream f(out);
+    json lg = json::parse(f, nullptr, false);
+    if (lg.is_object()) {
+      json s = SummariseLoadgen(std::move(lg));
+      for (auto& [k, v] : s.items()) run[k] = v;
+    }
+    if (usage.ok()) AddUsage(*usage, run);
+    if (!res.ok() && !run.contains("achieved_rps")) {
+      run["error"] = std::string(res.status().message());
+    }
+    Verify(env, before, run);
+    if (run.contains("error"))
+      Error(absl::StrCat(what, ", mode ", env.mode(), ": ", run["error"].get<std::string>()));
+    return run;
+  }
+
+  // Records the mesh counter before a run (and refreshes the pids).
+  std::optional<double> Prepare(Env& env, json& run) {
+    if (auto st = env.Refresh(); !st.ok()) run["warning"] = std::string(st.message());
+    if (!Meshed(env.mode())) return std::nullopt;
+    auto c = env.MeshedConnections();
+    if (!c.ok()) {
+      run["error"] = absl::StrCat("cannot read the mesh's counters: ", c.status().message());
+      return std::nullopt;
+    }
+    return *c;
+  }
+
+  // A meshed run whose connections the mesh did not count is a bare figure: an error.
+  void Verify(Env& env, std::optional<double> before, json& run) {
+    if (!before || run.contains("error")) return;
+    auto after = env.MeshedConnections();
+    if (!after.ok()) {
+      run["error"] = absl::StrCat("cannot read the mesh's counters: ", after.status().message());
+      return;
+    }
+    run["mesh_connections"] = *after - *before;
+    if (*after - *before < 1) {
+      run["error"] =
+          "the mesh counted no connection from the load pod during the run: the traffic "
+          "bypassed it, so this is not a meshed figure";
+    }
+  }
+
+  void Seed(std::vector<std::unique_ptr<Env>>& envs) {
+    json sc = {{"rate_per_user", o_.rate_per_user},
+               {"warmup_seconds", o_.seed_warmup_seconds},
+               {"duration_seconds", o_.seed_duration_seconds},
+               {"steps", json::array()}};
+    for (int users : o_.seed_users) {
+      json step = {{"users", users}, {"runs", json::object()}};
+      for (auto& env : envs) {
+        if (stop_) return;
+        Progress(
+            absl::StrCat("seed: ", users, " users x ", o_.rate_per_user, " rps, ", env->mode()));
+        step["runs"][env->mode()] = LoadRun(
+            *env,
+            {"--target", "http://frontend.shop.svc.cluster.local", "--users", std::to_string(users),
+             "--rate-per-user", absl::StrCat(o_.rate_per_user), "--warmup",
+             absl::StrCat(o_.seed_warmup_seconds, "s"), "--duration",
+             absl::StrCat(o_.seed_duration_seconds, "s"), "--conn", "keepalive"},
+            o_.seed_warmup_seconds + o_.seed_duration_seconds, absl::StrCat("seed ", users));
+        Line(step["runs"][env->mode()]);
+      }
+      sc["steps"].push_back(std::move(step));
+      doc_["scenarios"]["seed"] = sc;
+    }
+  }
+
+  void Istio(std::vector<std::unique_ptr<Env>>& envs) {
+    const std::string profile = o_.work_dir + "/istio-profile.json";
+    json p = {{"requests",
+               {{{"name", "echo"},
+                 {"method", "POST"},
+                 {"path", "/echo"},
+                 {"body", std::string(o_.payload_bytes, 'f')},
+                 {"headers", {{"Content-Type", "application/octet-stream"}}}}}}};
+    std::ofstream(profile) << p.dump();
+    json sc = {{"rps", o_.istio_rps},
+               {"payload_bytes", o_.payload_bytes},
+               {"warmup_seconds", o_.istio_warmup_seconds},
+               {"duration_seconds", o_.istio_duration_seconds},
+               {"cases", json::array()}};
+    for (int conns : o_.istio_connections) {
+      json c = {{"connections", conns}, {"runs", json::object()}};
+      for (auto& env : envs) {
+        if (stop_) return;
+        Progress(absl::StrCat("istio: ", o_.istio_rps, " rps over ", conns, " connections, ",
+                              env->mode()));
+        c["runs"][env->mode()] = LoadRun(
+            *env,
+            {"--target", "http://echo.shop.svc.cluster.local", "--users", std::to_string(conns),
+             "--rate", absl::StrCat(o_.istio_rps), "--warmup",
+             absl::StrCat(o_.istio_warmup_seconds, "s"), "--duration",
+             absl::StrCat(o_.istio_duration_seconds, "s"), "--conn", "keepalive", "--profile",
+             profile},
+            o_.istio_warmup_seconds + o_.istio_duration_seconds, absl::StrCat("istio ", conns));
+        Line(c["runs"][env->mode()]);
+      }
+      sc["cases"].push_back(std::move(c));
+      doc_["scenarios"]["istio"] = sc;
+    }
+  }
+
+  void Throughput(std::vector<std::unique_ptr<Env>>& envs) {
+    json sc = {{"seconds", o_.iperf_seconds}, {"cases", json::array()}};
+    for (const std::string pair : {"same-node", "cross-node"}) {
+      for (int streams : o_.iperf_streams) {
+        json c = {{"pair", pair}, {"streams", streams}, {"runs", json::object()}};
+        for (auto& env : envs) {
+          if (stop_) return;
+          Progress(absl::StrCat("throughput: ", pair, ", ", streams, " stream(s), ", env->mode()));
+          c["runs"][env->mode()] = Iperf(*env, pair, streams);
+        }
+        sc["cases"].push_back(std::move(c));
+        doc_["scenarios"]["throughput"] = sc;
+      }
+    }
+  }
+
+  json Iperf(Env& env, const std::string& pair, int streams) {
+    json run = json::object();
+    auto before = Prepare(env, run);
+    auto server = env.Pod(pair == "same-node" ? "shop/iperf-local" : "shop/iperf-remote");
+    if (!server.ok()) {
+      run["error"] = std::string(server.status().message());
+      Error(absl::StrCat("throughput ", pair, ", mode ", env.mode(), ": ",
+                         server.status().message()));
+      return run;
+    }
+    ResourceSampler sampler(env.Groups());
+    (void)sampler.Start();
+    absl::StatusOr<std::string> out = absl::UnknownError("not run");
+    // iperf3's server takes one test at a time and may still be finishing the previous one.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      out = env.ExecInLoad({"iperf3", "-c", (*server)->ip, "-p", "5201", "-t",
+                            std::to_string(o_.iperf_seconds), "-P", std::to_string(streams), "-J"},
+                           std::chrono::seconds(o_.iperf_seconds + 30));
+      if (out.ok() || out.status().message().find("busy") == std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    auto usage = sampler.Stop();
+    if (usage.ok()) AddUsage(*usage, run);
+    if (out.ok()) {
+      json j = json::parse(*out, nullptr, false);
+      const json* bps = nullptr;
+      if (j.is_object() && j.contains("end") && j["end"].contains("sum_received")) {
+        bps = &j["end"]["sum_received"]["bits_per_second"];
+      }
+      if (bps && bps->is_number()) {
+        run["gbps"] = Round(bps->get<double>() / 1e9, 1e-3);
+        if (j["end"].contains("sum_sent")) {
+          run["retransmits"] = j["end"]["sum_sent"].value("retransmits", 0);
+        }
+      } else {
+        run["error"] = "iperf3 printed no end.sum_received.bits_per_second";
+      }
+    } else {
+      run["error"] = std::string(out.status().message());
+    }
+    Verify(env, before, run);
+    if (run.contains("error")) {
+      Error(absl::StrCat("throughput ", pair, " x", streams, ", mode ", env.mode(), ": ",
+                         run["error"].get<std::string>()));
+    } else {
+      Progress(absl::StrCat("  ", run["gbps"].get<double>(), " Gbit/s"));
+    }
+    return run;
+  }
+
+  void Churn(std::vector<std::unique_ptr<Env>>& envs) {
+    json sc = {{"users", o_.churn_users}, {"seconds", o_.churn_seconds}, {"runs", json::object()}};
+    std::map<std::string, bool> saturated;
+    for (auto& env : envs) {
+      sc["runs"][env->mode()] = {{"max_sustained_cps", 0}, {"steps", json::array()}};
+    }
+    for (double rate : o_.churn_rates) {
+      for (auto& env : envs) {
+        if (stop_) return;
+        if (saturated[env->mode()]) continue;
+        Progress(absl::StrCat("churn: ", rate, " new connections/s, ", env->mode()));
+        json r = LoadRun(*env,
+                         {"--target", "http://echo.shop.svc.cluster.local", "--users",
+                          std::to_string(o_.churn_users), "--rate", absl::StrCat(rate), "--warmup",
+                          "1s", "--duration", absl::StrCat(o_.churn_seconds, "s"), "--drain", "5s",
+                          "--timeout", "5s", "--conn", "per-request"},
+                         1 + o_.churn_seconds, absl::StrCat("churn ", rate));
+        json step = {{"asked_cps", rate}};
+        const double achieved = r.value("achieved_rps", 0.0);
+        const double sent = r.value("sent", 0.0);
+        const double errors = r.value("errors", 0.0) + r.value("unfinished", 0.0);
+        const double p99 = r.contains("latency_ms") ? r["latency_ms"].value("p99", 0.0) : 0.0;
+        step["achieved_cps"] = Round(achieved, 0.1);
+        step["p99_ms"] = p99;
+        step["errors"] = errors;
+        step["cpu_cores"] = r.value("cpu_cores", 0.0);
+        step["host_cpu_cores"] = r.value("host_cpu_cores", 0.0);
+        if (r.contains("error")) step["error"] = r["error"];
+        // Saturated: it no longer keeps up (achieved < 95 % of asked), requests fail, or
+        // they queue (p99 over 100 ms at a rate the echo server answers in well under 1 ms).
+        const bool sat = r.contains("error") || achieved < 0.95 * rate ||
+                         (sent > 0 && errors / sent > 0.001) || p99 > 100;
+        step["saturated"] = sat;
+        json& mr = sc["runs"][env->mode()];
+        mr["steps"].push_back(step);
+        if (sat) {
+          saturated[env->mode()] = true;
+        } else {
+          mr["max_sustained_cps"] = rate;
+        }
+        Progress(absl::StrCat("  achieved ", Round(achieved, 0.1), "/s, p99 ", p99, " ms",
+                              sat ? ", saturated" : ""));
+      }
+      doc_["scenarios"]["churn"] = sc;
+    }
+    doc_["scenarios"]["churn"] = sc;
+  }
+
+ private:
+  static void Line(const json& run) {
+    if (run.contains("error")) return;
+    const json& l = run["latency_ms"];
+    Progress(absl::StrCat("  ", run.value("achieved_rps", 0.0), "/", run.value("asked_rps", 0.0),
+                          " rps, p50 ", l.value("p50", 0.0), " p75 ", l.value("p75", 0.0), " p99 ",
+                          l.value("p99", 0.0), " ms, errors ", run.value("errors", 0), ", cpu ",
+                          run.value("cpu_cores", 0.0), " cores, mem ",
+                          run.value("mem_bytes", int64_t{0}) >> 20, " MiB"));
+  }
+
+  const Options& o_;
+  const std::atomic<bool>& stop_;
+  json doc_ = json::object();
+  int seq_ = 0;
+};
+
+bool Has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+}  // namespace
+
+void Options::ApplyDefaults() {
+  auto def = [&](int& v, int full, int q) {
+    if (v <= 0) v = quick ? q : full;
+  };
+  if (seed_users.empty()) {
+    seed_users = quick ? std::vector<int>{5, 20, 40} : std::vector<int>{5, 10, 20, 30, 40};
+  }
+  def(seed_warmup_seconds, 5, 2);
+  def(seed_duration_seconds, 30, 8);
+  def(istio_warmup_seconds, 5, 2);
+  def(istio_duration_seconds, 30, 8);
+  def(iperf_seconds, 10, 4);
+  def(churn_seconds, 10, 4);
+  if (churn_rates.empty()) {
+    churn_rates = quick ? std::vector<double>{500, 1000, 2000, 4000}
+                        : std::vector<double>{250, 500, 1000, 2000, 3000, 4000, 6000};
+  }
+}
+
+std::string Usage() {
+  return R"(usage: weft-bench-suite [flags]   (root; bench/run.sh builds and runs it)
+Weft vs bare vs iptables capture vs a sidecar mesh, scenarios seed/istio/throughput/churn/scale.
+  --quick                  a subset with shorter steps (under 10 minutes)
+  --modes LIST             comma-separated, run order: bare,ebpf,iptables,sidecar
+  --scenarios LIST         seed,istio,throughput,churn,scale
+  --users LIST             seed: users per step (default 5,10,20,30,40; quick 5,20,40)
+  --rate-per-user R        seed: requests/s per user (default 5)
+  --seed-seconds N         seed: measured seconds per step (default 30; quick 8)
+  --istio-connections LIST istio: connections (default 4,64)
+  --istio-rps R            istio: requests/s (default 1000)
+  --istio-seconds N        istio: measured seconds per case (default 30; quick 8)
+  --iperf-seconds N        throughput: seconds per iperf3 run (default 10; quick 4)
+  --churn-rates LIST       churn: new connections/s steps
+  --churn-seconds N        churn: seconds per step (default 10; quick 4)
+  --scale-pods LIST        scale: pod counts
+  --scale-connections LIST scale: idle connection counts
+  --out DIR                write results.json, report.md and plots there
+  --work-dir DIR           manifests, mesh state and logs (default: a new /tmp directory)
+  --keep-work-dir          keep it (logs of every mesh) after the run
+  --log-level LEVEL        the meshes' daemons (default warn)
+  --weftctl PATH --loadgen PATH --weft-bench PATH --teashop-manifests DIR
+)";
+}
+
+absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
+  Options o;
+  for (int i = 0; i < argc; ++i) {
+    if (i) o.command_line += " ";
+    o.command_line += argv[i];
+  }
+  auto ints = [](const std::string& flag,
+                 const std::string& v) -> absl::StatusOr<std::vector<int>> {
+    std::vector<int> out;
+    for (absl::string_view p : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+      int n = 0;
+      if (!absl::SimpleAtoi(p, &n) || n <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(flag, " \"", v, "\": expected positive integers separated by commas"));
+      }
+      out.push_back(n);
+    }
+    if (out.empty()) return absl::InvalidArgumentError(flag + " needs at least one value");
+    return out;
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> absl::StatusOr<std::string> {
+      if (i + 1 >= argc) return absl::InvalidArgumentError(a + " needs a value");
+      return std::string(argv[++i]);
+    };
+    auto one_int = [&](int* out) -> absl::Status {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      if (!absl::SimpleAtoi(v, out) || *out <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(a, " \"", v, "\": expected a positive integer"));
+      }
+      return absl::OkStatus();
+    };
+    auto one_double = [&](double* out) -> absl::Status {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      if (!absl::SimpleAtod(v, out) || !(*out > 0)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(a, " \"", v, "\": expected a positive number"));
+      }
+      return absl::OkStatus();
+    };
+    if (a == "-h" || a == "--help") {
+      o.help = true;
+    } else if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--keep-work-dir") {
+      o.keep_work_dir = true;
+    } else if (a == "--modes" || a == "--scenarios") {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      std::vector<std::string> list = absl::StrSplit(v, ',', absl::SkipEmpty());
+      const std::vector<std::string> known =
+          a == "--modes"
+              ? std::vector<std::string>{"bare", "ebpf", "iptables", "sidecar"}
+              : std::vector<std::string>{"seed", "istio", "throughput", "churn", "scale"};
+      for (const auto& x : list) {
+        if (!Has(known, x)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(a, ": unknown \"", x, "\" (known: ", absl::StrJoin(known, ","), ")"));
+        }
+      }
+      if (list.empty()) return absl::InvalidArgumentError(a + " needs at least one value");
+      (a == "--modes" ? o.modes : o.scenarios) = list;
+    } else if (a == "--users") {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      WEFT_ASSIGN_OR_RETURN(o.seed_users, ints(a, v));
+    } else if (a == "--istio-connections") {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      WEFT_ASSIGN_OR_RETURN(o.istio_connections, ints(a, v));
+    } else if (a == "--scale-pods") {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      WEFT_ASSIGN_OR_RETURN(o.scale_pods, ints(a, v));
+    } else if (a == "--scale-connections") {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      WEFT_ASSIGN_OR_RETURN(o.scale_connections, ints(a, v));
+    } else if (a == "--churn-rates") {
+      WEFT_ASSIGN_OR_RETURN(std::string v, value());
+      WEFT_ASSIGN_OR_RETURN(std::vector<int> r, ints(a, v));
+      o.churn_rates.assign(r.begin(), r.end());
+    } else if (a == "--rate-per-user") {
+      WEFT_RETURN_IF_ERROR(one_double(&o.rate_per_user));
+    } else if (a == "--istio-rps") {
+      WEFT_RETURN_IF_ERROR(one_double(&o.istio_rps));
+    } else if (a == "--seed-seconds") {
+      WEFT_RETURN_IF_ERROR(one_int(&o.seed_duration_seconds));
+    } else if (a == "--istio-seconds") {
+      WEFT_RETURN_IF_ERROR(one_int(&o.istio_duration_seconds));
+    } else if (a == "--iperf-seconds") {
+      WEFT_RETURN_IF_ERROR(one_int(&o.iperf_seconds));
+    } else if (a == "--churn-seconds") {
+      WEFT_RETURN_IF_ERROR(one_int(&o.churn_seconds));
+    } else if (a == "--out") {
+      WEFT_ASSIGN_OR_RETURN(o.out_dir, value());
+    } else if (a == "--work-dir") {
+      WEFT_ASSIGN_OR_RETURN(o.work_dir, value());
+    } else if (a == "--log-level") {
+      WEFT_ASSIGN_OR_RETURN(o.log_level, value());
+    } else if (a == "--weftctl") {
+      WEFT_ASSIGN_OR_RETURN(o.weftctl, value());
+    } else if (a == "--loadgen") {
+      WEFT_ASSIGN_OR_RETURN(o.loadgen, value());
+    } else if (a == "--weft-bench") {
+      WEFT_ASSIGN_OR_RETURN(o.weft_bench, value());
+    } else if (a == "--teashop-manifests") {
+      WEFT_ASSIGN_OR_RETURN(o.teashop_manifests, value());
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", a, " (see --help)"));
+    }
+  }
+  o.ApplyDefaults();
+  return o;
+}
+
+absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
+  Options o = in;
+  o.ApplyDefaults();
+  WEFT_ASSIGN_OR_RETURN(o.weftctl, FindBinary(o.weftctl, "weftctl", "cli/weftctl"));
+  WEFT_ASSIGN_OR_RETURN(o.loadgen,
+                        FindBinary(o.loadgen, "weft-loadgen", "bench/loadgen/weft-loadgen"));
+  WEFT_ASSIGN_OR_RETURN(o.weft_bench, FindBinary(o.weft_bench, "weft-bench", "bench/weft-bench"));
+  WEFT_ASSIGN_OR_RETURN(o.teashop,
+                        FindBinary(o.teashop, "weft-teashop", "examples/teashop/weft-teashop"));
+  if (o.teashop_manifests.empty()) o.teashop_manifests = WEFT_TEASHOP_MANIFESTS;
+  if (!fs::is_directory(o.teashop_manifests)) {
+    return absl::NotFoundError(absl::StrCat("no tea shop manifests at ", o.teashop_manifests,
+                                            " (--teashop-manifests DIR)"));
+  }
+  bool made_work_dir = false;
+  if (o.work_dir.empty()) {
+    char tmpl[] = "/tmp/weft-bench-suite.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
+    o.work_dir = tmpl;
+    made_work_dir = true;
+  } else {
+    std::error_code ec;
+    fs::create_directories(o.work_dir, ec);
+  }
+
+  Runner r(o, stop);
+  json& doc = r.doc();
+  doc["suite"] = "weft-bench-suite";
+  doc["started"] = Now();
+  doc["invocation"] = o.invoked_as.empty() ? o.command_line : o.invoked_as;
+  doc["command_line"] = o.command_line;
+  doc["revision"] = o.revision;
+  doc["quick"] = o.quick;
+  struct utsname u {};
+  uname(&u);
+  doc["machine"] = {{"nproc", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))},
+                    {"kernel", u.release},
+                    {"mem_total_bytes", MemTotal()},
+                    {"load_before", LoadAvg()}};
+  doc["modes"] = o.modes;
+  for (const auto& m : o.modes) doc["mode_titles"][m] = ModeTitle(m);
+  doc["scenarios"] = json::object();
+  doc["errors"] = json::array();
+  doc["work_dir"] = o.work_dir;
+
+  const bool need_envs = Has(o.scenarios, "seed") || Has(o.scenarios, "istio") ||
+                         Has(o.scenarios, "throughput") || Has(o.scenarios, "churn");
+  std::vector<std::unique_ptr<Env>> envs;
+  if (need_envs) {
+    for (const auto& m : o.modes) {
+      if (stop) break;
+      auto env = std::make_unique<Env>(m, o, o.weftctl);
+      if (auto st = env->Up(); !st.ok()) {
+        r.Error(absl::StrCat("mode ", m, ": setting up its mesh failed: ", st.message()));
+        (void)env->Down();
+        continue;
+      }
+      envs.push_back(std::move(env));
+    }
+    if (envs.empty() && !stop) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("no mode could be set up: ", doc["errors"].dump()));
+    }
+  }
+  if (!stop && Has(o.scenarios, "seed")) r.Seed(envs);
+  if (!stop && Has(o.scenarios, "istio")) r.Istio(envs);
+  if (!stop && Has(o.scenarios, "throughput")) r.Throughput(envs);
+  if (!stop && Has(o.scenarios, "churn")) r.Churn(envs);
+  for (auto& env : envs) {
+    if (auto st = env->Down(); !st.ok()) {
+      r.Error(absl::StrCat("mode ", env->mode(), ": teardown: ", st.message()));
+    }
+  }
+  envs.clear();
+  if (!stop && Has(o.scenarios, "scale")) {
+    ScaleOptions so = o.quick ? ScaleOptions::Quick() : ScaleOptions();
+    so.weftctl = o.weftctl;
+    so.bench = o.weft_bench;
+    so.teashop = o.teashop;
+    so.state_root = o.work_dir + "/scale-state";
+    so.work_dir = o.work_dir + "/scale";
+    so.name_prefix = absl::StrCat("wss", getpid());
+    so.log = [](const std::string& line) { Progress("  " + line); };
+    std::vector<std::string> weft_modes;
+    for (const auto& m : o.modes) {
+      if (WeftMode(m)) weft_modes.push_back(m);
+    }
+    if (!weft_modes.empty()) so.modes = weft_modes;
+    if (!o.scale_pods.empty()) so.pod_counts = o.scale_pods;
+    if (!o.scale_connections.empty()) so.connection_counts = o.scale_connections;
+    Progress("scale: ztunnel and agent memory vs pods and idle connections");
+    auto scale = RunScale(so, stop);
+    if (scale.ok()) {
+      doc["scenarios"]["scale"] = *scale;
+    } else {
+      r.Error(absl::StrCat("scale: ", scale.status().message()));
+    }
+  }
+  doc["finished"] = Now();
+  doc["machine"]["load_after"] = LoadAvg();
+  if (made_work_dir && !o.keep_work_dir && !stop) {
+    std::error_code ec;
+    fs::remove_all(o.work_dir, ec);
+  }
+  if (stop) return absl::CancelledError("interrupted");
+  return doc;
+}
+
+}  // namespace weft::bench::suite
