@@ -121,6 +121,7 @@ class Scale {
   absl::StatusOr<json> PodsStep(const std::string& mode, int pods);
   absl::StatusOr<json> ConnectionsMode(const std::string& mode, json& steps);
   absl::StatusOr<int64_t> Rss(pid_t pid, const char* what, int node) const;
+  absl::StatusOr<std::string> Metrics(const up::NodeState& node) const;
   absl::StatusOr<double> Opened(const up::NodeState& node, const char* reporter) const;
 
   const ScaleOptions& o_;
@@ -229,10 +230,14 @@ absl::StatusOr<int64_t> Scale::Rss(pid_t pid, const char* what, int node) const 
   return r;
 }
 
-absl::StatusOr<double> Scale::Opened(const up::NodeState& node, const char* reporter) const {
+absl::StatusOr<std::string> Scale::Metrics(const up::NodeState& node) const {
   WEFT_ASSIGN_OR_RETURN(SockAddr addr, SockAddr::Parse(node.metrics));
   WEFT_ASSIGN_OR_RETURN(UniqueFd ns, OpenNetns(testbed::NetnsPath(node.netns)));
-  WEFT_ASSIGN_OR_RETURN(std::string text, HttpGet(addr, "/metrics", ns.get()));
+  return HttpGet(addr, "/metrics", ns.get());
+}
+
+absl::StatusOr<double> Scale::Opened(const up::NodeState& node, const char* reporter) const {
+  WEFT_ASSIGN_OR_RETURN(std::string text, Metrics(node));
   return MetricSum(text, kOpened, {{"reporter", reporter}});
 }
 
@@ -259,8 +264,18 @@ absl::StatusOr<json> Scale::PodsStep(const std::string& mode, int pods) {
     WEFT_ASSIGN_OR_RETURN(int64_t a, Rss(s.nodes[i].agent_pid, "weft-agent", i));
     int node_pods = 0;
     for (const auto& p : s.pods) node_pods += p.node == i ? 1 : 0;
-    per_node.push_back(
-        {{"node", i}, {"pods", node_pods}, {"ztunnel_rss_bytes", z}, {"agent_rss_bytes", a}});
+    // The figure is only about N pods if ztunnel really took them all over.
+    WEFT_ASSIGN_OR_RETURN(std::string metrics, Metrics(s.nodes[i]));
+    const double in_ztunnel = MetricSum(metrics, "weft_enrolled_pods");
+    if (in_ztunnel != node_pods)
+      return absl::InternalError(absl::StrCat("node", i, "'s ztunnel reports ", in_ztunnel,
+                                              " enrolled pods (weft_enrolled_pods), expected ",
+                                              node_pods, "; see ", s.nodes[i].ztunnel_log));
+    per_node.push_back({{"node", i},
+                        {"pods", node_pods},
+                        {"ztunnel_enrolled_pods", in_ztunnel},
+                        {"ztunnel_rss_bytes", z},
+                        {"agent_rss_bytes", a}});
     zt += z;
     ag += a;
   }
@@ -524,14 +539,18 @@ absl::StatusOr<json> RunScale(const ScaleOptions& o, const std::atomic<bool>& st
   for (const std::string suffix : {"-iptables-conns", "-iptables-p1000"})
     WEFT_RETURN_IF_ERROR(up::ValidateMeshName(o.name_prefix + suffix));
 
-  // The echo server (this process) holds one descriptor per connection; the holder two-ish and
-  // each ztunnel two per tunnelled connection (app side and tunnel side). All of them inherit
-  // this process's limit (weftctl exec, up, the supervisor and the daemons do not change it).
-  WEFT_ASSIGN_OR_RETURN(int64_t nofile, RaiseFdLimit(4 * static_cast<int64_t>(max_conns) + 4096));
-  if (nofile < 2 * static_cast<int64_t>(max_conns) + 256)
+  // One descriptor per connection in the echo server (this process) and in the holder; each
+  // ztunnel needs about one per connection too (the app-side socket; the tunnel side shares
+  // pooled HBONE connections, 100 streams each). All of them inherit this process's limit
+  // (weftctl exec, up, the supervisor and the daemons do not change it). Without
+  // CAP_SYS_RESOURCE the hard limit caps what we can ask for.
+  WEFT_ASSIGN_OR_RETURN(int64_t nofile, RaiseFdLimit(2 * static_cast<int64_t>(max_conns) + 4096));
+  if (nofile < static_cast<int64_t>(max_conns) + 1024)
     return absl::ResourceExhaustedError(
         absl::StrCat("scale: RLIMIT_NOFILE is ", nofile, ", too low for ", max_conns,
-                     " connections; lower the counts or raise the hard limit (ulimit -Hn)"));
+                     " connections (each process holding them needs one descriptor per "
+                     "connection plus ~1024); lower the counts or raise the hard limit "
+                     "(ulimit -Hn)"));
 
   std::error_code ec;
   std::filesystem::create_directories(o.state_root, ec);

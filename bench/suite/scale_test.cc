@@ -68,6 +68,9 @@ TEST(ScaleTest, SmallRunMeasuresPodsAndIdleConnectionsAndRemovesEveryMesh) {
   EXPECT_GT(p.at("agent_rss_bytes").get<int64_t>(), 0);
   ASSERT_EQ(p.at("nodes").size(), 2u);
   EXPECT_EQ(p["nodes"][0].at("pods").get<int>() + p["nodes"][1].at("pods").get<int>(), 3);
+  EXPECT_EQ(p["nodes"][0].at("ztunnel_enrolled_pods").get<double>() +
+                p["nodes"][1].at("ztunnel_enrolled_pods").get<double>(),
+            3);
   EXPECT_EQ(p["nodes"][0].at("ztunnel_rss_bytes").get<int64_t>() +
                 p["nodes"][1].at("ztunnel_rss_bytes").get<int64_t>(),
             p["ztunnel_rss_bytes"].get<int64_t>());
