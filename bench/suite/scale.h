@@ -11,8 +11,8 @@
 // per node); then `down`.
 //
 // Idle connections: per mode one mesh with a client pod on node0 and a server pod on node1. An
-// echo server (bench/traffic.h EchoServer) listens in the server pod's namespace on kEchoPort;
-// `weftctl exec client -- weft-bench client --kind idle --to SERVER:kEchoPort --count N` opens
+// echo server (bench/traffic.h EchoServer) listens in the server pod's namespace on kScaleEchoPort;
+// `weftctl exec client -- weft-bench client --kind idle --to SERVER:9000 --count N` opens
 // and holds N connections (its sockets are made by a task of the client pod, so either capture
 // sees them). With all N open at the server, the ztunnels' RSS is read, ztunnel's
 // istio_tcp_connections_opened_total is checked to have grown by N on both nodes (the
@@ -21,10 +21,20 @@
 // is held by two ztunnels (outbound on node0, inbound on node1), so the per-ztunnel figure the
 // 4 KiB goal is about is half of it (`bytes_per_connection_per_ztunnel`, see "note").
 //
-// The result is the "scale" object of bench/suite/results.h, plus extra fields: per-node figures,
-// up/down durations, file-descriptor limits, "meshes" (name and testbed prefix of every mesh made,
-// all removed when RunScale returns) and "errors" (a failed mode or step is reported there and
-// the scenario goes on with the next one).
+// The result is the "scale" object of bench/suite/results.h, plus extra fields:
+//   pods[i]: "nodes" [{node, pods, ztunnel_enrolled_pods (ztunnel's weft_enrolled_pods, checked
+//            to equal pods), ztunnel_rss_bytes, agent_rss_bytes}], up_seconds, down_seconds
+//   idle_connections[i]: bytes_per_connection_per_ztunnel, goal_met, "nodes" [{node, side,
+//            baseline_rss_bytes, rss_bytes, bytes_per_connection}], ztunnel_rss_after_close_bytes,
+//            server_open_connections, ztunnel_counted {node0_outbound_opened,
+//            node1_inbound_opened}, seconds (open + measure)
+//   idle_connection_meshes: [{mode, up_seconds, down_seconds, ztunnel_nofile_limits}]
+//   nodes, goal_bytes_per_connection_per_ztunnel (4096), note (how the figures are made),
+//   pods_seconds, idle_connections_seconds, nofile_limit (RLIMIT_NOFILE the meshes inherited),
+//   meshes [{name, testbed_prefix}] (every mesh made; all removed when RunScale returns),
+//   errors ["..."] (a failed mode or step is reported there and the scenario goes on).
+// File descriptors: RunScale raises its soft RLIMIT_NOFILE (inherited by weftctl, the daemons and
+// the holder) and needs at least max(connection_counts) + 1024.
 #pragma once
 
 #include <atomic>
