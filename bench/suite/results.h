@@ -9,6 +9,8 @@
 //   "machine": {"nproc": 2, "kernel": "6.1.0-...", "mem_total_bytes": N,
 //               "load_before": [1m, 5m, 15m], "load_after": [...]},
 //   "modes": ["bare", "ebpf", "iptables", "sidecar"],     // run order within each step
+//   "meshes": [{"mode": "ebpf", "name": "wbs123-ebpf", "testbed_prefix": "weft-up456",
+//               "state_dir": "..."}, ...],             // the weftctl up meshes the run used
 //   "mode_titles": {"bare": "bare (no mesh)", "ebpf": "Weft, eBPF capture", ...},
 //   "scenarios": {
 //     "seed": {                                       // TeaStore-like: users x 5 rps, 8 types

@@ -943,6 +943,10 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
         (void)env->Down();
         continue;
       }
+      doc["meshes"].push_back({{"mode", m},
+                               {"name", env->name()},
+                               {"testbed_prefix", env->state().prefix},
+                               {"state_dir", env->state().dir}});
       envs.push_back(std::move(env));
     }
     if (envs.empty() && !stop) {
@@ -979,6 +983,11 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
     Progress("scale: ztunnel and agent memory vs pods and idle connections");
     auto scale = RunScale(so, stop);
     if (scale.ok()) {
+      if (scale->contains("errors")) {
+        for (const auto& e : (*scale)["errors"]) {
+          r.Error("scale: " + (e.is_string() ? e.get<std::string>() : e.dump()));
+        }
+      }
       doc["scenarios"]["scale"] = *scale;
     } else {
       r.Error(absl::StrCat("scale: ", scale.status().message()));

@@ -1,0 +1,123 @@
+// weft-bench-suite end to end, tiny: the real binary brings up its four meshes (bare, eBPF,
+// iptables, sidecar), runs one short step of seed, istio, throughput and churn in each, and
+// writes results.json, report.md and plots. Asserts that every mode produced figures, that every
+// meshed run was seen by its mesh (the suite's own check), that the goals were evaluated, and
+// that nothing is left behind. The figures themselves are not judged: speed targets live in the
+// benchmark's report, not in tests.
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "cli/testbed/testbed.h"
+#include "common/testing/child_process.h"
+#include "common/testing/temp_dir.h"
+#include "nlohmann/json.hpp"
+
+namespace weft::bench::suite {
+namespace {
+
+using json = nlohmann::json;
+
+TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, BPF, iptables)";
+  for (const char* tool : {"iperf3", "haproxy", "gnuplot"}) {
+    if (system(absl::StrCat("command -v ", tool, " >/dev/null").c_str()) != 0) {
+      GTEST_SKIP() << tool << " is not installed (bash scripts/deps.sh installs it)";
+    }
+  }
+  testing::TempDir dir;
+  const std::string out = dir.path() + "/out", work = dir.path() + "/work";
+  weft::testing::ChildProcess suite(dir.path(), "suite",
+                                    {WEFT_BENCH_SUITE_PATH,
+                                     "--quick",
+                                     "--scenarios",
+                                     "seed,istio,throughput,churn",
+                                     "--users",
+                                     "2",
+                                     "--seed-seconds",
+                                     "1",
+                                     "--istio-connections",
+                                     "2",
+                                     "--istio-rps",
+                                     "100",
+                                     "--istio-seconds",
+                                     "1",
+                                     "--iperf-seconds",
+                                     "1",
+                                     "--churn-rates",
+                                     "100",
+                                     "--churn-seconds",
+                                     "1",
+                                     "--out",
+                                     out,
+                                     "--work-dir",
+                                     work,
+                                     "--weftctl",
+                                     WEFTCTL_PATH,
+                                     "--loadgen",
+                                     WEFT_LOADGEN_PATH,
+                                     "--weft-bench",
+                                     WEFT_BENCH_PATH});
+  const int rc = suite.Wait(std::chrono::seconds(280));
+  ASSERT_EQ(rc, 0) << suite.Err();
+
+  std::ifstream f(out + "/results.json");
+  json doc = json::parse(f, nullptr, false);
+  ASSERT_TRUE(doc.is_object()) << suite.Err();
+  EXPECT_TRUE(doc["errors"].empty()) << doc["errors"].dump();
+  const std::vector<std::string> modes = {"bare", "ebpf", "iptables", "sidecar"};
+  EXPECT_EQ(doc["modes"], json(modes));
+  const json& sc = doc["scenarios"];
+  for (const std::string& m : modes) {
+    SCOPED_TRACE(m);
+    const json& seed = sc["seed"]["steps"][0]["runs"][m];
+    EXPECT_GT(seed.value("ok", 0), 0) << seed.dump();
+    EXPECT_EQ(seed.value("errors", -1), 0);
+    EXPECT_GT(seed.value("cpu_cores", 0.0), 0);
+    EXPECT_GT(seed.value("mem_bytes", int64_t{0}), 0);
+    const json& istio = sc["istio"]["cases"][0]["runs"][m];
+    EXPECT_GT(istio.value("ok", 0), 0) << istio.dump();
+    EXPECT_GT(istio["latency_ms"].value("p99", 0.0), 0);
+    for (const json& c : sc["throughput"]["cases"]) {
+      EXPECT_GT(c["runs"][m].value("gbps", 0.0), 0) << c.dump();
+    }
+    EXPECT_EQ(sc["churn"]["runs"][m].value("max_sustained_cps", 0.0), 100) << sc["churn"].dump();
+    if (m == "bare") {
+      EXPECT_FALSE(seed.contains("mesh_connections"));
+      EXPECT_EQ(seed.value("mesh_mem_bytes", int64_t{-1}), 0);
+    } else {
+      // The suite's own check that the traffic crossed the mesh, not around it.
+      EXPECT_GE(seed.value("mesh_connections", 0.0), 1) << seed.dump();
+      EXPECT_GE(istio.value("mesh_connections", 0.0), 2) << istio.dump();
+      EXPECT_GT(seed.value("mesh_mem_bytes", int64_t{0}), 0);
+    }
+    if (m == "ebpf" || m == "iptables") {
+      EXPECT_GT(istio.value("ztunnel_peak_rss_bytes", int64_t{0}), 0);
+      EXPECT_GT(istio.value("ztunnel_peak_anon_bytes", int64_t{0}), 0);
+    }
+  }
+  EXPECT_EQ(sc["throughput"]["cases"].size(), 4u);  // 2 pairs x 1 and 8 streams
+  ASSERT_TRUE(doc["goals"].is_array());
+  EXPECT_FALSE(doc["goals"].empty());
+
+  std::ifstream md_file(out + "/report.md");
+  std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(md.find("## Goals"), std::string::npos) << md;
+  EXPECT_NE(md.find("sidecar mesh"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(out + "/seed-latency.png"));
+
+  // Every mesh was taken down: nothing named after their testbed prefixes is left.
+  ASSERT_EQ(doc["meshes"].size(), modes.size()) << doc["meshes"].dump();
+  for (const json& mesh : doc["meshes"]) {
+    const std::string prefix = mesh.value("testbed_prefix", "");
+    ASSERT_FALSE(prefix.empty()) << mesh.dump();
+    EXPECT_TRUE(testbed::TestbedLeftovers(prefix).empty()) << prefix;
+  }
+}
+
+}  // namespace
+}  // namespace weft::bench::suite
