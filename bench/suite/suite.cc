@@ -836,18 +836,14 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
       }
       if (list.empty()) return absl::InvalidArgumentError(a + " needs at least one value");
       (a == "--modes" ? o.modes : o.scenarios) = list;
-    } else if (a == "--users") {
+    } else if (a == "--users" || a == "--istio-connections" || a == "--scale-pods" ||
+               a == "--scale-connections") {
       WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      WEFT_ASSIGN_OR_RETURN(o.seed_users, ints(a, v));
-    } else if (a == "--istio-connections") {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      WEFT_ASSIGN_OR_RETURN(o.istio_connections, ints(a, v));
-    } else if (a == "--scale-pods") {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      WEFT_ASSIGN_OR_RETURN(o.scale_pods, ints(a, v));
-    } else if (a == "--scale-connections") {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      WEFT_ASSIGN_OR_RETURN(o.scale_connections, ints(a, v));
+      WEFT_ASSIGN_OR_RETURN(std::vector<int> list, ints(a, v));
+      (a == "--users"               ? o.seed_users
+       : a == "--istio-connections" ? o.istio_connections
+       : a == "--scale-pods"        ? o.scale_pods
+                                    : o.scale_connections) = std::move(list);
     } else if (a == "--churn-rates") {
       WEFT_ASSIGN_OR_RETURN(std::string v, value());
       WEFT_ASSIGN_OR_RETURN(std::vector<int> r, ints(a, v));
