@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -195,12 +196,76 @@ double Round(double v, double unit) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The meshes of a run are daemons of their own (each `weftctl up` supervisor outlives a crashed
+// or SIGKILLed suite), so every run records them in <kRegistryDir>/<pid>.json before bringing
+// them up; the next run takes down those of runs whose process is gone, then removes the file.
+
+constexpr char kRegistryDir[] = "/run/weft/bench-suite";
+
+class Registry {
+ public:
+  Registry() : path_(absl::StrCat(kRegistryDir, "/", getpid(), ".json")) {
+    doc_ = {{"pid", getpid()},
+            {"start_time", up::ProcessStartTime(getpid())},
+            {"meshes", json::array()}};
+  }
+  ~Registry() { Clear(); }
+
+  void Add(const std::string& name, const std::string& state_root) {
+    doc_["meshes"].push_back({{"name", name}, {"state_root", state_root}});
+    std::error_code ec;
+    fs::create_directories(kRegistryDir, ec);
+    std::ofstream(path_) << doc_.dump() << "\n";
+  }
+  void Clear() {
+    std::error_code ec;
+    fs::remove(path_, ec);
+  }
+
+  // Takes down the meshes of earlier runs whose suite process is gone; returns what it did.
+  static std::vector<std::string> CleanStale(const std::string& weftctl) {
+    std::vector<std::string> done;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(kRegistryDir, ec)) {
+      std::ifstream f(e.path());
+      json d = json::parse(f, nullptr, false);
+      if (d.is_object()) {
+        const pid_t pid = d.value("pid", 0);
+        const uint64_t start = d.value("start_time", uint64_t{0});
+        if (pid > 0 && up::ProcessStartTime(pid) == start && start != 0) continue;  // alive
+        // Every mesh under a state root the run used (the scale scenario names its own).
+        std::set<std::string> roots;
+        for (const json& m : d.value("meshes", json::array())) {
+          if (!m.value("state_root", "").empty()) roots.insert(m.value("state_root", ""));
+        }
+        for (const std::string& root : roots) {
+          for (const auto& dir : fs::directory_iterator(root, ec)) {
+            if (!fs::exists(dir.path() / "state.json")) continue;
+            const std::string name = dir.path().filename().string();
+            auto st = testbed::Exec("", {weftctl, "down", "--name", name, "--state-root", root}, {},
+                                    std::chrono::seconds(60));
+            done.push_back(absl::StrCat("mesh ", name, " of suite run ", pid, ": ",
+                                        st.ok() ? "taken down" : st.status().message()));
+          }
+        }
+      }
+      fs::remove(e.path(), ec);
+    }
+    return done;
+  }
+
+ private:
+  std::string path_;
+  json doc_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // One mode's environment: a `weftctl up` mesh (plus the sidecars in sidecar mode).
 
 class Env {
  public:
-  Env(std::string mode, const Options& o, std::string weftctl)
-      : mode_(std::move(mode)), o_(o), weftctl_(std::move(weftctl)) {
+  Env(std::string mode, const Options& o, std::string weftctl, Registry& registry)
+      : mode_(std::move(mode)), o_(o), weftctl_(std::move(weftctl)), registry_(registry) {
     name_ = absl::StrCat("wbs", getpid(), "-", mode_);
     state_root_ = o_.work_dir + "/state";
   }
@@ -233,6 +298,7 @@ class Env {
 
     const std::string capture = mode_ == kModeEbpf ? "ebpf" : "iptables";
     Progress(absl::StrCat("[", mode_, "] weftctl up --name ", name_, " --capture ", capture));
+    registry_.Add(name_, state_root_);
     WEFT_RETURN_IF_ERROR(
         Weftctl({"up", "--nodes", "2", "--capture", capture, "--log-level", o_.log_level, dir},
                 std::chrono::seconds(120))
@@ -370,7 +436,9 @@ class Env {
 
   std::string mode_;
   const Options& o_;
-  std::string weftctl_, name_, state_root_;
+  std::string weftctl_;
+  Registry& registry_;
+  std::string name_, state_root_;
   bool up_ = false;
   up::MeshState state_;
   std::unique_ptr<sidecar::SidecarMesh> sidecar_;
@@ -929,11 +997,15 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
 
   const bool need_envs = Has(o.scenarios, "seed") || Has(o.scenarios, "istio") ||
                          Has(o.scenarios, "throughput") || Has(o.scenarios, "churn");
+  for (const std::string& line : Registry::CleanStale(o.weftctl)) {
+    Progress("cleanup of an earlier run: " + line);
+  }
+  Registry registry;
   std::vector<std::unique_ptr<Env>> envs;
   if (need_envs) {
     for (const auto& m : o.modes) {
       if (stop) break;
-      auto env = std::make_unique<Env>(m, o, o.weftctl);
+      auto env = std::make_unique<Env>(m, o, o.weftctl, registry);
       if (auto st = env->Up(); !st.ok()) {
         r.Error(absl::StrCat("mode ", m, ": setting up its mesh failed: ", st.message()));
         (void)env->Down();
@@ -969,6 +1041,7 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
     so.work_dir = o.work_dir + "/scale";
     so.name_prefix = absl::StrCat("wss", getpid());
     so.log = [](const std::string& line) { Progress("  " + line); };
+    registry.Add(so.name_prefix + "-*", so.state_root);
     std::vector<std::string> weft_modes;
     for (const auto& m : o.modes) {
       if (WeftMode(m)) weft_modes.push_back(m);
@@ -989,6 +1062,7 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
       r.Error(absl::StrCat("scale: ", scale.status().message()));
     }
   }
+  registry.Clear();
   doc["finished"] = Now();
   doc["machine"]["load_after"] = LoadAvg();
   if (made_work_dir && !o.keep_work_dir && !stop) {

@@ -8,8 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <filesystem>
+
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "cli/testbed/testbed.h"
@@ -117,6 +120,51 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
     ASSERT_FALSE(prefix.empty()) << mesh.dump();
     EXPECT_TRUE(testbed::TestbedLeftovers(prefix).empty()) << prefix;
   }
+}
+
+// A suite killed with SIGKILL leaves its meshes running (each `weftctl up` supervisor is a
+// daemon of its own); the next run takes them down before starting its own.
+TEST(SuiteSmoke, NextRunTakesDownAKilledRunsMeshes) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, BPF, iptables)";
+  testing::TempDir dir;
+  const std::string work = dir.path() + "/killed";
+  auto suite = std::make_unique<weft::testing::ChildProcess>(
+      dir.path(), "killed",
+      std::vector<std::string>{WEFT_BENCH_SUITE_PATH, "--modes", "bare", "--scenarios", "seed",
+                               "--users", "1", "--seed-seconds", "120", "--work-dir", work,
+                               "--weftctl", WEFTCTL_PATH, "--loadgen", WEFT_LOADGEN_PATH,
+                               "--weft-bench", WEFT_BENCH_PATH});
+  const std::string registry = absl::StrCat("/run/weft/bench-suite/", suite->pid(), ".json");
+  const std::string state = absl::StrCat(work, "/state/wbs", suite->pid(), "-bare/state.json");
+  // Killed once its mesh is up and the seed step is running.
+  for (int i = 0; i < 600 && suite->Err().find("seed: 1 users") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(suite->Err().find("seed: 1 users"), std::string::npos) << suite->Err();
+  ASSERT_TRUE(std::filesystem::exists(registry));
+  std::ifstream sf(state);
+  json st = json::parse(sf, nullptr, false);
+  ASSERT_TRUE(st.is_object()) << state;
+  const std::string prefix = st.value("prefix", "");
+  ASSERT_FALSE(prefix.empty());
+  suite->Signal(SIGKILL);
+  suite->Wait(std::chrono::seconds(10));
+  suite.reset();
+  EXPECT_TRUE(std::filesystem::exists(state)) << "the mesh outlives its suite";
+  EXPECT_FALSE(testbed::TestbedLeftovers(prefix).empty());
+
+  weft::testing::ChildProcess next(
+      dir.path(), "next",
+      {WEFT_BENCH_SUITE_PATH, "--modes", "bare", "--scenarios", "seed", "--users", "1",
+       "--seed-seconds", "1", "--work-dir", dir.path() + "/next", "--weftctl", WEFTCTL_PATH,
+       "--loadgen", WEFT_LOADGEN_PATH, "--weft-bench", WEFT_BENCH_PATH});
+  ASSERT_EQ(next.Wait(std::chrono::seconds(120)), 0) << next.Err();
+  EXPECT_NE(next.Err().find("cleanup of an earlier run"), std::string::npos) << next.Err();
+  EXPECT_FALSE(std::filesystem::exists(state));
+  EXPECT_FALSE(std::filesystem::exists(registry));
+  EXPECT_TRUE(testbed::TestbedLeftovers(prefix).empty()) << prefix;
+  EXPECT_FALSE(
+      std::filesystem::exists(absl::StrCat("/run/weft/bench-suite/", next.pid(), ".json")));
 }
 
 }  // namespace
