@@ -25,28 +25,11 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 targets=(weft-bench ztunnel weft-agent)
-if [[ -n "${BUILD_DIR:-}" ]]; then
-  build="$(realpath -m "$BUILD_DIR")"
-  echo "bench/dataplane.sh: building ${targets[*]} in $build" >&2
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-  ninja -C "$build" "${targets[@]}" >&2
-elif [[ -x scripts/build.sh ]]; then
-  build="$repo/build"
-  echo "bench/dataplane.sh: building ${targets[*]} with scripts/build.sh" >&2
-  scripts/build.sh "${targets[@]}" >&2
-else
-  build="$repo/build"
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-  ninja -C "$build" "${targets[@]}" >&2
-fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+weft_bench_build bench/dataplane.sh "${targets[@]}"
 
 out="$repo/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)"
-invocation="bash bench/dataplane.sh"
-for a in "$@"; do invocation+=" $(printf '%q' "$a")"; done
-export WEFT_BENCH_INVOCATION="$invocation"
-if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
-  git diff --quiet HEAD 2>/dev/null || rev+=" (with uncommitted changes)"
-  export WEFT_BENCH_REVISION="$rev"
-fi
+weft_bench_export_run_info bench/dataplane.sh "$@"
 # exec: SIGINT/SIGTERM go straight to weft-bench, which stops and removes its namespaces.
 exec "$build/bench/weft-bench" --out "$out" "$@"

@@ -36,24 +36,11 @@ for tool in iperf3 haproxy gnuplot; do
 done
 
 targets=(weft-bench-suite weftctl weftd ztunnel weft-agent weft-teashop weft-loadgen weft-bench)
-if [[ -n "${BUILD_DIR:-}" ]]; then
-  build="$(realpath -m "$BUILD_DIR")"
-  echo "bench/run.sh: building ${targets[*]} in $build" >&2
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-  ninja -C "$build" "${targets[@]}" >&2
-else
-  build="$repo/build"
-  echo "bench/run.sh: building ${targets[*]} with scripts/build.sh" >&2
-  scripts/build.sh "${targets[@]}" >&2
-fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+weft_bench_build bench/run.sh "${targets[@]}"
 
 out="$repo/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)"
-invocation="bash bench/run.sh"
-for a in "$@"; do invocation+=" $(printf '%q' "$a")"; done
-export WEFT_BENCH_INVOCATION="$invocation"
-if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
-  git diff --quiet HEAD 2>/dev/null || rev+=" (with uncommitted changes)"
-  export WEFT_BENCH_REVISION="$rev"
-fi
+weft_bench_export_run_info bench/run.sh "$@"
 # exec: SIGINT/SIGTERM go straight to weft-bench-suite, which tears its meshes down.
 exec "$build/bench/suite/weft-bench-suite" --out "$out" "$@"

@@ -861,6 +861,20 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
     if (out.empty()) return absl::InvalidArgumentError(flag + " needs at least one value");
     return out;
   };
+  const std::map<std::string, double*> doubles = {{"--rate-per-user", &o.rate_per_user},
+                                                  {"--istio-rps", &o.istio_rps}};
+  const std::map<std::string, int*> one_ints = {{"--seed-seconds", &o.seed_duration_seconds},
+                                                {"--istio-seconds", &o.istio_duration_seconds},
+                                                {"--iperf-seconds", &o.iperf_seconds},
+                                                {"--churn-seconds", &o.churn_seconds}};
+  const std::map<std::string, std::string*> strings = {
+      {"--out", &o.out_dir},
+      {"--work-dir", &o.work_dir},
+      {"--log-level", &o.log_level},
+      {"--weftctl", &o.weftctl},
+      {"--loadgen", &o.loadgen},
+      {"--weft-bench", &o.weft_bench},
+      {"--teashop-manifests", &o.teashop_manifests}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> absl::StatusOr<std::string> {
@@ -916,32 +930,12 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
       WEFT_ASSIGN_OR_RETURN(std::string v, value());
       WEFT_ASSIGN_OR_RETURN(std::vector<int> r, ints(a, v));
       o.churn_rates.assign(r.begin(), r.end());
-    } else if (a == "--rate-per-user") {
-      WEFT_RETURN_IF_ERROR(one_double(&o.rate_per_user));
-    } else if (a == "--istio-rps") {
-      WEFT_RETURN_IF_ERROR(one_double(&o.istio_rps));
-    } else if (a == "--seed-seconds") {
-      WEFT_RETURN_IF_ERROR(one_int(&o.seed_duration_seconds));
-    } else if (a == "--istio-seconds") {
-      WEFT_RETURN_IF_ERROR(one_int(&o.istio_duration_seconds));
-    } else if (a == "--iperf-seconds") {
-      WEFT_RETURN_IF_ERROR(one_int(&o.iperf_seconds));
-    } else if (a == "--churn-seconds") {
-      WEFT_RETURN_IF_ERROR(one_int(&o.churn_seconds));
-    } else if (a == "--out") {
-      WEFT_ASSIGN_OR_RETURN(o.out_dir, value());
-    } else if (a == "--work-dir") {
-      WEFT_ASSIGN_OR_RETURN(o.work_dir, value());
-    } else if (a == "--log-level") {
-      WEFT_ASSIGN_OR_RETURN(o.log_level, value());
-    } else if (a == "--weftctl") {
-      WEFT_ASSIGN_OR_RETURN(o.weftctl, value());
-    } else if (a == "--loadgen") {
-      WEFT_ASSIGN_OR_RETURN(o.loadgen, value());
-    } else if (a == "--weft-bench") {
-      WEFT_ASSIGN_OR_RETURN(o.weft_bench, value());
-    } else if (a == "--teashop-manifests") {
-      WEFT_ASSIGN_OR_RETURN(o.teashop_manifests, value());
+    } else if (auto d = doubles.find(a); d != doubles.end()) {
+      WEFT_RETURN_IF_ERROR(one_double(d->second));
+    } else if (auto n = one_ints.find(a); n != one_ints.end()) {
+      WEFT_RETURN_IF_ERROR(one_int(n->second));
+    } else if (auto t = strings.find(a); t != strings.end()) {
+      WEFT_ASSIGN_OR_RETURN(*t->second, value());
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", a, " (see --help)"));
     }
