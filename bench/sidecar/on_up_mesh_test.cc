@@ -191,11 +191,8 @@ class OnUpMeshTest : public ::testing::Test {
   }
   absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
                                       std::chrono::milliseconds timeout = 120s) {
-    std::vector<std::string> argv = {WEFTCTL_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto dash = std::find(argv.begin(), argv.end(), "--");
-    argv.insert(dash, {"--name", name_, "--state-root", root_});
-    return testbed::Exec("", argv, "", timeout);
+    return testbed::Exec("", up::WeftctlArgv(WEFTCTL_PATH, name_, root_, std::move(args)), "",
+                         timeout);
   }
 
   weft::testing::TempDir tmp_;

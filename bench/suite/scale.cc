@@ -110,11 +110,7 @@ class Scale {
   }
   std::vector<std::string> WeftctlArgv(const std::string& mesh,
                                        std::vector<std::string> args) const {
-    std::vector<std::string> argv = {o_.weftctl};
-    auto dash = std::find(args.begin(), args.end(), "--");
-    args.insert(dash, {"--name", mesh, "--state-root", o_.state_root});
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
+    return up::WeftctlArgv(o_.weftctl, mesh, o_.state_root, std::move(args));
   }
   absl::StatusOr<std::string> WriteManifests(const std::string& tag,
                                              const std::vector<std::pair<std::string, int>>& pods);

@@ -30,6 +30,7 @@
 #include "cli/mesh_ref.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "cli/up/supervisor.h"
 #include "common/scrape/scrape.h"
 #include "common/status.h"
 
@@ -137,40 +138,15 @@ bool WeftMode(const std::string& mode) {
   return mode == kModeEbpf || mode == kModeIptables;
 }
 
-// The build tree weft-bench-suite runs from: the closest ancestor of its directory holding a
-// CMakeCache.txt.
-std::string BuildRoot() {
-  std::error_code ec;
-  fs::path p = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) return "";
-  for (p = p.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
-    if (fs::exists(p / "CMakeCache.txt")) return p.string();
-  }
-  return "";
-}
-
+// A binary given by flag, else where up::FindWeftBinary finds it (the build tree
+// weft-bench-suite belongs to, next to it, then PATH).
 absl::StatusOr<std::string> FindBinary(const std::string& given, const std::string& name,
                                        const std::string& build_rel) {
-  if (!given.empty()) {
-    if (access(given.c_str(), X_OK) != 0) {
-      return absl::NotFoundError(absl::StrCat(given, " is not an executable file"));
-    }
-    return given;
+  if (given.empty()) return up::FindWeftBinary(name, build_rel);
+  if (access(given.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat(given, " is not an executable file"));
   }
-  std::vector<std::string> tried;
-  if (std::string root = BuildRoot(); !root.empty()) tried.push_back(root + "/" + build_rel);
-  for (const auto& t : tried) {
-    if (access(t.c_str(), X_OK) == 0) return t;
-  }
-  if (const char* path = getenv("PATH")) {
-    for (absl::string_view dir : absl::StrSplit(path, ':')) {
-      std::string c = absl::StrCat(dir, "/", name);
-      if (!dir.empty() && access(c.c_str(), X_OK) == 0) return c;
-    }
-  }
-  return absl::NotFoundError(absl::StrCat("cannot find ", name, " (tried ",
-                                          absl::StrJoin(tried, ", "),
-                                          " and PATH): build it or pass its path"));
+  return given;
 }
 
 std::vector<double> LoadAvg() {
@@ -242,7 +218,7 @@ class Registry {
           for (const auto& dir : fs::directory_iterator(root, ec)) {
             if (!fs::exists(dir.path() / "state.json")) continue;
             const std::string name = dir.path().filename().string();
-            auto st = testbed::Exec("", {weftctl, "down", "--name", name, "--state-root", root}, {},
+            auto st = testbed::Exec("", up::WeftctlArgv(weftctl, name, root, {"down"}), {},
                                     std::chrono::seconds(60));
             done.push_back(absl::StrCat("mesh ", name, " of suite run ", pid, ": ",
                                         st.ok() ? "taken down" : st.status().message()));
@@ -401,10 +377,8 @@ class Env {
  private:
   absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
                                       std::chrono::milliseconds timeout) {
-    std::vector<std::string> argv = {weftctl_, args[0],        "--name",
-                                     name_,    "--state-root", state_root_};
-    argv.insert(argv.end(), args.begin() + 1, args.end());
-    return testbed::Exec("", argv, {}, timeout);
+    return testbed::Exec("", up::WeftctlArgv(weftctl_, name_, state_root_, std::move(args)), {},
+                         timeout);
   }
 
   std::string SidecarPodName(const std::string& ref) const {

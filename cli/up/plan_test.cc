@@ -226,6 +226,20 @@ TEST(PlanTest, RuntimeManifestsAreWhatTheClusterWouldShowAndValid) {
     }
 }
 
+// The mesh flags go right after the command word and never into exec's command line.
+TEST(StateTest, WeftctlArgv) {
+  EXPECT_EQ(WeftctlArgv("/b/weftctl", "m", "/r", {"down"}),
+            (std::vector<std::string>{"/b/weftctl", "down", "--name", "m", "--state-root", "/r"}));
+  EXPECT_EQ(WeftctlArgv("w", "m", "/r", {"exec", "ns/p", "--", "curl", "--name", "x"}),
+            (std::vector<std::string>{"w", "exec", "--name", "m", "--state-root", "/r", "ns/p",
+                                      "--", "curl", "--name", "x"}));
+  EXPECT_EQ(WeftctlArgv("w", "m", "/r", {"label", "namespace", "shop", "a=b", "--wait"}),
+            (std::vector<std::string>{"w", "label", "--name", "m", "--state-root", "/r",
+                                      "namespace", "shop", "a=b", "--wait"}));
+  EXPECT_EQ(WeftctlArgv("w", "m", "/r", {}),
+            (std::vector<std::string>{"w", "--name", "m", "--state-root", "/r"}));
+}
+
 TEST(PlanTest, ClearErrors) {
   PlanOptions o;
   auto no_cmd = MakePlan(Parse("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  "

@@ -104,6 +104,17 @@ std::string ManifestsSignature(const std::string& dir) {
   return absl::StrCat(entries.size(), "-", std::hash<std::string>{}(absl::StrJoin(entries, ";")));
 }
 
+std::vector<std::string> WeftctlArgv(const std::string& weftctl, const std::string& name,
+                                     const std::string& state_root, std::vector<std::string> args) {
+  std::vector<std::string> argv = {weftctl};
+  const auto at = args.empty()
+                      ? args.end()
+                      : std::min(args.begin() + 1, std::find(args.begin(), args.end(), "--"));
+  args.insert(at, {"--name", name, "--state-root", state_root});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
 uint64_t ProcessStartTime(pid_t pid) {
   if (pid <= 0) return 0;
   std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));

@@ -105,6 +105,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MeshState, name, status, supervi
 absl::Status WriteState(const std::string& path, const MeshState& s);
 // NotFound when there is no state file (no mesh of that name).
 absl::StatusOr<MeshState> ReadState(const std::string& path);
+// The argv of `weftctl ARGS` for the local mesh `name` under `state_root`: `--name` and
+// `--state-root` go right after the command word, before any "--" (so `exec POD -- CMD` keeps
+// its command's own flags), e.g. {weftctl, "exec", "--name", N, "--state-root", R, "p", "--", ...}.
+std::vector<std::string> WeftctlArgv(const std::string& weftctl, const std::string& name,
+                                     const std::string& state_root, std::vector<std::string> args);
+
 // Reads <root>/<name>/state.json; NotFound says "no mesh named ... (weftctl up ...)".
 absl::StatusOr<MeshState> LoadMesh(const std::string& root, const std::string& name);
 

@@ -49,14 +49,17 @@ std::string SelfDir() {
   return ec ? "" : self.parent_path().string();
 }
 
-// The CMake build tree weftctl runs from (<build>/cli/weftctl), if it is one.
+// The CMake build tree the running binary belongs to (weftctl is <build>/cli/weftctl, the
+// benchmark suite <build>/bench/suite/weft-bench-suite): the closest ancestor of its directory
+// holding a CMakeCache.txt, if any.
 std::string BuildRoot() {
   std::string dir = SelfDir();
   if (dir.empty()) return "";
-  std::string root = std::filesystem::path(dir).parent_path().string();
-  return IsExecutable(root + "/CMakeCache.txt") || std::filesystem::exists(root + "/CMakeCache.txt")
-             ? root
-             : "";
+  for (std::filesystem::path p = std::filesystem::path(dir).parent_path();
+       !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    if (std::filesystem::exists(p / "CMakeCache.txt")) return p.string();
+  }
+  return "";
 }
 
 std::optional<std::string> SearchTree(const std::string& dir, const std::string& name, int depth) {

@@ -33,8 +33,8 @@ int RunSupervisor(const UpOptions& opts, int ready_fd, std::ostream& out);
 // The table `up` prints: pods (node, IP, enrolled, pid), services, where the logs are.
 void PrintSummary(const MeshState& s, std::ostream& out);
 
-// Where a Weft binary is: $WEFT_BIN_DIR/<name>, the build tree weftctl runs from
-// (<build>/<build_rel>), the directory of weftctl, then PATH.
+// Where a Weft binary is: $WEFT_BIN_DIR/<name>, the build tree the running binary belongs to
+// (<build>/<build_rel>), the running binary's directory, then PATH.
 absl::StatusOr<std::string> FindWeftBinary(const std::string& name, const std::string& build_rel);
 // A pod's command[0]: an absolute path as is; else $WEFT_BIN_DIR/<cmd>; else an executable named
 // <cmd> in the build tree weftctl runs from (e.g. <build>/examples/teashop/weft-teashop); else

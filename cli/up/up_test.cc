@@ -105,12 +105,7 @@ class UpTest : public ::testing::Test {
 
   absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
                                       milliseconds timeout = seconds(120)) {
-    std::vector<std::string> argv = {WEFTCTL_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    // Mesh selection flags go before "--" (exec's command follows it).
-    auto dash = std::find(argv.begin(), argv.end(), "--");
-    argv.insert(dash, {"--name", name_, "--state-root", root_});
-    return testbed::Exec("", argv, "", timeout);
+    return testbed::Exec("", WeftctlArgv(WEFTCTL_PATH, name_, root_, std::move(args)), "", timeout);
   }
   absl::StatusOr<std::string> Call(const std::string& pod, const std::string& host,
                                    const std::string& port) {

@@ -141,11 +141,8 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
 
   absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
                                       milliseconds timeout = seconds(120)) {
-    std::vector<std::string> argv = {WEFTCTL_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto dash = std::find(argv.begin(), argv.end(), "--");
-    argv.insert(dash, {"--name", name_, "--state-root", root_});
-    return testbed::Exec("", argv, "", timeout);
+    return testbed::Exec("", up::WeftctlArgv(WEFTCTL_PATH, name_, root_, std::move(args)), "",
+                         timeout);
   }
   MeshState State() {
     auto s = up::LoadMesh(root_, name_);
@@ -176,10 +173,11 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
   }
   HeldConnection& Hold(const std::string& pod, const std::string& host, const std::string& port) {
     std::string log = absl::StrCat(tmp_.path(), "/hold-", held_.size(), ".log");
-    auto p = testbed::Spawn("",
-                            {WEFTCTL_PATH, "exec", "--name", name_, "--state-root", root_, pod,
-                             "--", WEFT_E2E_APP_PATH, "hold", host, port, "held", "200"},
-                            log);
+    auto p = testbed::Spawn(
+        "",
+        up::WeftctlArgv(WEFTCTL_PATH, name_, root_,
+                        {"exec", pod, "--", WEFT_E2E_APP_PATH, "hold", host, port, "held", "200"}),
+        log);
     EXPECT_TRUE(p.ok()) << p.status();
     held_.push_back(
         std::make_unique<HeldConnection>(p.ok() ? std::move(*p) : testbed::Process(), log));
