@@ -405,47 +405,6 @@ absl::Status VerifyChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode) {
-  std::string tmp = path + ".tmpXXXXXX";
-  int fd = mkstemp(tmp.data());
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("creating temp file next to ", path));
-  auto fail = [&](std::string_view what) {
-    int err = errno;
-    close(fd);
-    unlink(tmp.c_str());
-    return ErrnoError(err, absl::StrCat(Av(what), " ", path));
-  };
-  if (fchmod(fd, mode) != 0) return fail("chmod");
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail("writing");
-    off += static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) return fail("fsync");
-  if (close(fd) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    return ErrnoError(err, absl::StrCat("closing ", path));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    return ErrnoError(err, absl::StrCat("renaming temp file to ", path));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoError(errno, absl::StrCat("opening ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return ErrnoError(errno, absl::StrCat("reading ", path));
-  return ss.str();
-}
-
 absl::StatusOr<CertificateAuthority> CertificateAuthority::CreateRoot(
     std::string_view org, std::chrono::seconds lifetime) {
   CertificateAuthority ca;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/file.h"  // ReadFile/WriteFileAtomic, used with PEM files
 #include "common/spiffe.h"
 
 namespace weft::tls {
@@ -89,11 +90,6 @@ Validity CertValidity(X509* cert);
 absl::Status VerifyChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
                          const std::vector<X509Ptr>& roots, bool check_time = true);
 
-// Writes `data` to `path` atomically (temp file in the same directory + rename), with `mode`
-// permissions. Readers never see a partially written file.
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode);
-// Reads a whole file; NotFound if it does not exist.
-absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // A certificate authority: a CA cert + key that signs workload certificates.
 class CertificateAuthority {
