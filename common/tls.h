@@ -20,6 +20,10 @@
 
 namespace weft::tls {
 
+// Callers written before common/file.h name these tls::ReadFile / tls::WriteFileAtomic.
+using weft::ReadFile;
+using weft::WriteFileAtomic;
+
 struct SslCtxDeleter {
   void operator()(SSL_CTX* p) const { SSL_CTX_free(p); }
 };
