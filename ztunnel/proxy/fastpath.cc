@@ -1,4 +1,6 @@
-// Same-node fast path: see SameNodeFlow in internal.h and docs/fastpath.md.
+// Same-node fast path: see fastpath.h and docs/fastpath.md.
+#include "ztunnel/proxy/fastpath.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -11,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "ztunnel/proxy/internal.h"
+#include "ztunnel/proxy/inbound.h"
+#include "ztunnel/proxy/outbound.h"
+#include "ztunnel/proxy/worker.h"
 
 namespace weft::ztunnel {
 
@@ -22,14 +26,6 @@ constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 // Pipe-fulls moved per direction per event: one busy connection must not starve the others on
 // its worker. The loop is level-triggered, so it comes back for the rest.
 constexpr int kMaxRounds = 16;
-
-// The source address the HBONE client would have bound: the pod's address in the target's
-// family (what the destination's policy sees as the source IP on the HBONE path).
-IpAddr SourceIpFor(const Workload& src, const IpAddr& target, const IpAddr& fallback) {
-  for (const auto& a : src.addresses)
-    if (a.IsV4() == target.IsV4()) return a;
-  return src.addresses.empty() ? fallback : src.addresses.front();
-}
 
 absl::Status MakePipe(UniqueFd& r, UniqueFd& w, size_t want, size_t* got) {
   int p[2];
@@ -70,88 +66,98 @@ void ConsumeSigpipe() {
 
 }  // namespace
 
-// ---- Worker hook --------------------------------------------------------------------------
+// ---- Outbound hook ------------------------------------------------------------------------
 
-bool Worker::TrySameNode(const ConfigSnapshot& snap, const Workload& src, const Workload& dst,
-                         FlowInfo& info, UniqueFd& client) {
-  // pods_ mirrors shared_->pods on this worker's thread (AddPod/RemovePod are posted to every
-  // worker), so the lookup needs no lock.
-  auto it = pods_.find(dst.uid);
-  if (it == pods_.end()) return false;
-  std::shared_ptr<Pod> dpod = it->second.pod;
+namespace {
 
-  UniqueFd pr[2], pw[2];
-  size_t pipe_size = 0;
+// One pipe per direction: [0] client->server, [1] server->client.
+struct Pipes {
+  UniqueFd r[2], w[2];
+  size_t size = 0;
+};
+
+// False (logged) when the pipes cannot be made: the caller degrades to HBONE, never fails.
+bool MakePipes(size_t want, const SockAddr& dst, Pipes& p) {
   for (int i = 0; i < 2; i++) {
-    auto st = MakePipe(pr[i], pw[i], opts().fast_path_pipe_size, &pipe_size);
+    auto st = MakePipe(p.r[i], p.w[i], want, &p.size);
     if (!st.ok()) {
-      // Degrade, never fail: the HBONE path works without pipes.
       LOG_WARN("outbound", "same-node fast path unavailable, using HBONE",
-               {{"dst", info.dst.ToString()}, {"error", st.ToString()}});
+               {{"dst", dst.ToString()}, {"error", st.ToString()}});
       return false;
     }
   }
-  BlockSigpipeOnThisThread();
+  return true;
+}
 
-  const SockAddr target = info.dst;
-  const IpAddr src_ip = SourceIpFor(src, target.ip, info.src.ip);
-  info.labels.connection_security_policy = kSameNode;
-
-  // The destination-side record: what the destination's HBONE server would have recorded.
+// The destination-side record: what the destination's HBONE server would have recorded for a
+// connection from `from` (the source pod's address) to `target`.
+FlowInfo DestinationRecord(const ConfigSnapshot& snap, const Workload& src, const Workload& dst,
+                           const SockAddr& from, const SockAddr& target) {
   FlowInfo dinfo;
   dinfo.direction = "inbound";
   dinfo.pod_uid = dst.uid;
-  dinfo.src = SockAddr{src_ip, info.src.port};
+  dinfo.src = from;
   dinfo.dst = target;
   dinfo.labels.reporter = "destination";
   dinfo.labels.connection_security_policy = kSameNode;
   FillSourceLabels(dinfo.labels, &src, src.identity());
   FillDestinationLabels(dinfo.labels, &dst, dst.identity());
   FillServiceLabels(dinfo.labels, snap.ServiceForEndpoint(dst, target.port));
+  return dinfo;
+}
+
+// Counts the connection refused on both sides (same flags) and resets the client.
+void RefuseBoth(Worker& w, FlowInfo&& dinfo, FlowInfo&& info, UniqueFd& client, const char* flags,
+                const std::string& dst_reason, const std::string& src_reason) {
+  dinfo.labels.response_flags = flags;
+  info.labels.response_flags = flags;
+  RefuseFlow(w, std::move(dinfo), UniqueFd(), dst_reason);
+  RefuseFlow(w, std::move(info), std::move(client), src_reason);
+}
+
+}  // namespace
+
+bool TrySameNode(Worker& w, const ConfigSnapshot& snap, const Workload& src, const Workload& dst,
+                 FlowInfo& info, UniqueFd& client) {
+  std::shared_ptr<Pod> dpod = w.FindPod(dst.uid);
+  if (!dpod) return false;
+  Pipes pipes;
+  if (!MakePipes(w.opts().fast_path_pipe_size, info.dst, pipes)) return false;
+  BlockSigpipeOnThisThread();
+
+  const SockAddr target = info.dst;
+  // The source address the HBONE client would have bound: the pod's address in the target's
+  // family (what the destination's policy sees as the source IP on the HBONE path).
+  const IpAddr src_ip = src.addresses.empty() ? info.src.ip : AddressLike(src, target.ip);
+  info.labels.connection_security_policy = kSameNode;
+  FlowInfo dinfo = DestinationRecord(snap, src, dst, SockAddr{src_ip, info.src.port}, target);
 
   // The source's identity is known first-hand (its pod is ours), so the destination's policy
   // is evaluated exactly as for an authenticated HBONE peer; PeerAuthentication STRICT is
   // satisfied for the same reason.
   ConnectionInfo ci{src.identity(), src_ip, target};
-  AuthzDecision d = Authorize(snap, dst, ci);
+  AuthzDecision d = AuthorizeAsDestination(w.metrics(), snap, dst, ci, dinfo.src, kSameNode);
   if (!d.allowed) {
-    metrics().PolicyDenial(d.policy, d.policy.empty() ? "no_allow_match" : "deny");
-    LOG_INFO("inbound", "connection denied by policy",
-             {{"src", dinfo.src.ToString()},
-              {"src.identity", src.identity().ToString()},
-              {"dst", target.ToString()},
-              {"security", kSameNode},
-              {"reason", d.reason}});
-    dinfo.labels.response_flags = "DENY";
-    info.labels.response_flags = "DENY";
-    Refuse(std::move(dinfo), UniqueFd(), d.reason);
-    Refuse(std::move(info), std::move(client), "denied by the destination's policy: " + d.reason);
+    RefuseBoth(w, std::move(dinfo), std::move(info), client, "DENY", d.reason,
+               "denied by the destination's policy: " + d.reason);
     return true;
   }
-  for (auto& a : d.audited)
-    LOG_INFO("audit", "AUDIT policy matched", {{"policy", a}, {"dst", target.ToString()}});
-  for (auto& r : d.dry_run)
-    LOG_INFO("audit", "dry-run policy result", {{"result", r}, {"dst", target.ToString()}});
   dinfo.authz = ci;
 
   // Like the inbound path reaching the application: from inside the destination pod's netns,
   // marked so capture leaves it alone.
-  auto up = StartConnect(dpod->netns_fd(), target, opts().mark);
+  auto up = StartConnect(dpod->netns_fd(), target, w.opts().mark);
   if (!up.ok()) {
-    metrics().ConnectionFailure("inbound", "connect_failed");
+    w.metrics().ConnectionFailure("inbound", "connect_failed");
     LOG_WARN("inbound", "cannot connect to the application",
              {{"dst", target.ToString()}, {"error", up.status().ToString()}});
-    dinfo.labels.response_flags = "UF";
-    info.labels.response_flags = "UF";
-    Refuse(std::move(dinfo), UniqueFd(), up.status().ToString());
-    Refuse(std::move(info), std::move(client), up.status().ToString());
+    RefuseBoth(w, std::move(dinfo), std::move(info), client, "UF", up.status().ToString(),
+               up.status().ToString());
     return true;
   }
-  auto f = std::make_unique<SameNodeFlow>(this, std::move(dinfo), std::move(info),
-                                          std::move(client), std::move(*up), pr, pw, pipe_size);
-  SameNodeFlow* p = f.get();
-  flows_[p] = std::move(f);
-  p->Start();
+  SameNodeFlow* f = w.NewFlow<SameNodeFlow>(std::move(dinfo), std::move(info), std::move(client),
+                                            std::move(*up), pipes.r, pipes.w, pipes.size);
+  f->Start();
   return true;
 }
 
@@ -198,7 +204,7 @@ void SameNodeFlow::OnEvents(uint32_t) {}
 void SameNodeFlow::Start() {
   // Counted once the application answers (or in FinishBoth on failure), so a failed connect is
   // counted with its response flags, as a refused connection is.
-  w_->RegisterInbound(this);
+  w_->inbound().Track(this);
   // Client side: nothing to read until the application is connected.
   for (int i = 0; i < 2; i++) {
     interest_[i] = i == 1 ? static_cast<uint32_t>(EPOLLOUT) : 0u;

@@ -1,4 +1,6 @@
 // Flow bookkeeping (metrics, access log) and the plain TCP relay.
+#include "ztunnel/proxy/flow.h"
+
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -6,7 +8,7 @@
 #include <cstring>
 
 #include "common/log.h"
-#include "ztunnel/proxy/internal.h"
+#include "ztunnel/proxy/worker.h"
 
 namespace weft::ztunnel {
 
@@ -75,7 +77,7 @@ void Flow::Finish() {
     w_->metrics().active_connections(info_.direction).Decrement();
     w_->metrics().ConnectionClosed(info_.labels, static_cast<double>(dur) / 1e6);
   }
-  if (info_.authz) w_->UnregisterInbound(this);
+  if (info_.authz) w_->inbound().Untrack(this);
   if (w_->opts().access_log) {
     nlohmann::json rec = {
         {"level", "info"},
@@ -104,6 +106,33 @@ void Flow::Finish() {
   w_->ReleaseFlow(this);
 }
 
+void ResetConnection(UniqueFd& fd) {
+  SetResetOnClose(fd.get());
+  fd.reset();
+}
+
+void RefuseFlow(Worker& w, FlowInfo info, UniqueFd client, const std::string& reason) {
+  // Counted like Istio counts refused connections (opened + closed, with response_flags),
+  // then reset.
+  Tunnel* t = w.NewFlow<Tunnel>(std::move(info), std::move(client), true);
+  t->Begin();
+  t->Abort(reason);
+}
+
+void StartRelay(Worker& w, const Pod& pod, FlowInfo info, UniqueFd client, const IpAddr* src_ip) {
+  auto up = StartConnect(pod.netns_fd(), info.dst, w.opts().mark, src_ip);
+  if (!up.ok()) {
+    w.metrics().ConnectionFailure(info.direction, "connect_failed");
+    LOG_WARN(info.direction, "cannot connect to the destination",
+             {{"dst", info.dst.ToString()}, {"error", up.status().ToString()}});
+    info.labels.response_flags = "UF";
+    RefuseFlow(w, std::move(info), std::move(client), up.status().ToString());
+    return;
+  }
+  PlainRelay* r = w.NewFlow<PlainRelay>(std::move(info), std::move(client), std::move(*up));
+  r->Start();
+}
+
 // ---- PlainRelay ---------------------------------------------------------------------------
 
 namespace {
@@ -125,7 +154,7 @@ void PlainRelay::OnEvents(uint32_t) {}
 
 void PlainRelay::Start() {
   Begin();
-  if (info_.authz) w_->RegisterInbound(this);
+  if (info_.authz) w_->inbound().Track(this);
   // Client side: nothing to read until the server is connected.
   (void)w_->loop().Add(fd_[0].get(), 0, &side_[0]);
   (void)w_->loop().Add(fd_[1].get(), EPOLLOUT, &side_[1]);

@@ -1,6 +1,9 @@
 // HBONE connections: TLS 1.3 (OpenSSL, over a BIO that reads/writes our own byte queues so
 // socket I/O is batched) carrying an HTTP/2 session (nghttp2) whose CONNECT streams are
-// tunnels. Both roles share this class; the client keeps a pool of them per pod.
+// tunnels. Both roles share this class; the client keeps a pool of them per pod (pool.cc), the
+// server hands each CONNECT to the inbound path (inbound.cc).
+#include "ztunnel/proxy/hbone_conn.h"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <sys/epoll.h>
@@ -15,7 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "ztunnel/proxy/internal.h"
+#include "ztunnel/proxy/worker.h"
 
 namespace weft::ztunnel {
 
@@ -108,7 +111,7 @@ struct H2Callbacks {
         if (it != c->req_headers_.end()) {
           HeaderList h = std::move(it->second);
           c->req_headers_.erase(it);
-          c->HandleConnectRequest(sid, std::move(h));
+          c->w_->inbound().OnConnect(*c, sid, h);
         }
       } else if (c->role_ == HboneConn::Role::kClient && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
         auto st = c->resp_status_[sid];
@@ -478,6 +481,21 @@ void HboneConn::DriveHandshake() {
 }
 
 bool HboneConn::OnHandshakeDone() {
+  if (!VerifyPeer()) return false;
+  handshake_done_ = true;
+  if (timer_) {
+    w_->loop().CancelTimer(timer_);
+    timer_ = 0;
+  }
+  if (!StartSession()) return false;
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (Tunnel* t : pending) SubmitConnect(t);
+  Pump();
+  return !closed_;
+}
+
+bool HboneConn::VerifyPeer() {
   TlsFailure f = TlsFailure::kNone;
   if (role_ == Role::kClient) {
     auto st = VerifyPeerIdentity(ssl_.get(), key.dst, &f);
@@ -496,12 +514,10 @@ bool HboneConn::OnHandshakeDone() {
     }
     peer_id_ = *id;
   }
-  handshake_done_ = true;
-  if (timer_) {
-    w_->loop().CancelTimer(timer_);
-    timer_ = 0;
-  }
+  return true;
+}
 
+bool HboneConn::StartSession() {
   nghttp2_session_callbacks* cbs;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, H2Callbacks::OnBeginHeaders);
@@ -537,11 +553,7 @@ bool HboneConn::OnHandshakeDone() {
             {{"peer", peer_.ToString()},
              {"peer_identity", peer_id_->ToString()},
              {"role", role_ == Role::kClient ? "client" : "server"}});
-  auto pending = std::move(pending_);
-  pending_.clear();
-  for (Tunnel* t : pending) SubmitConnect(t);
-  Pump();
-  return !closed_;
+  return true;
 }
 
 bool HboneConn::FlushTls() {
@@ -648,7 +660,7 @@ void HboneConn::Close(const std::string& reason) {
   timer_ = 0;
   w_->loop().Remove(fd_.get());
   if (role_ == Role::kClient) {
-    w_->PoolRemove(this);
+    w_->pool().Remove(this);
     w_->metrics().pool_connections().Decrement();
   }
   auto streams = std::move(streams_);
@@ -667,90 +679,10 @@ void HboneConn::Close(const std::string& reason) {
   w_->ReleaseConn(this);
 }
 
-void HboneConn::HandleConnectRequest(int32_t sid, HeaderList headers) {
-  auto reject = [&](int status, std::string_view kind, const std::string& why) {
-    w_->metrics().BadInput("15008", kind);
-    LOG_WARN("inbound", "HBONE CONNECT rejected",
-             {{"peer", peer_.ToString()}, {"status", status}, {"reason", why}});
-    SubmitResponse(sid, status, false);
-  };
-  auto target = ParseConnectRequest(headers);
-  if (!target.ok()) {
-    reject(StatusForRejection(target.status()), "bad_connect",
-           std::string(target.status().message()));
-    return;
-  }
-  auto snap = w_->shared().config->Get();
-  const Workload* dst = snap->FindWorkloadByUid(pod_->uid);
-  if (!dst) {
-    reject(503, "unknown_pod", "pod " + pod_->uid + " is not in the config (yet)");
-    return;
-  }
-  bool ours =
-      std::find(dst->addresses.begin(), dst->addresses.end(), target->ip) != dst->addresses.end();
-  if (!ours) {
-    reject(400, "connect_foreign_address",
-           absl::StrCat("CONNECT target ", target->ToString(), " is not an address of pod ",
-                        pod_->uid));
-    return;
-  }
-  FlowInfo info;
-  info.direction = "inbound";
-  info.pod_uid = pod_->uid;
-  info.src = peer_;
-  info.dst = *target;
-  info.labels.reporter = "destination";
-  info.labels.connection_security_policy = "mutual_tls";
-  const Workload* src_w = snap->FindWorkloadByAddress(peer_.ip);
-  FillSourceLabels(info.labels, src_w, peer_id_);
-  FillDestinationLabels(info.labels, dst, dst->identity());
-  FillServiceLabels(info.labels, snap->ServiceForEndpoint(*dst, target->port));
-  ConnectionInfo ci{peer_id_, peer_.ip, *target};
-  AuthzDecision d = Authorize(*snap, *dst, ci);
-  if (!d.allowed) {
-    w_->metrics().PolicyDenial(d.policy, d.policy.empty() ? "no_allow_match" : "deny");
-    LOG_INFO("inbound", "connection denied by policy",
-             {{"src", peer_.ToString()},
-              {"src.identity", peer_id_->ToString()},
-              {"dst", target->ToString()},
-              {"reason", d.reason}});
-    info.labels.response_flags = "DENY";
-    SubmitResponse(sid, 403, false);
-    w_->Refuse(std::move(info), UniqueFd(), d.reason);
-    return;
-  }
-  for (auto& a : d.audited)
-    LOG_INFO("audit", "AUDIT policy matched", {{"policy", a}, {"dst", target->ToString()}});
-  for (auto& r : d.dry_run)
-    LOG_INFO("audit", "dry-run policy result", {{"result", r}, {"dst", target->ToString()}});
-  info.authz = ci;
-  auto fd = StartConnect(pod_->netns_fd(), *target, w_->opts().mark);
-  if (!fd.ok()) {
-    w_->metrics().ConnectionFailure("inbound", "connect_failed");
-    LOG_WARN("inbound", "cannot connect to the application",
-             {{"dst", target->ToString()}, {"error", fd.status().ToString()}});
-    SubmitResponse(sid, 503, false);
-    return;
-  }
-  Tunnel* t = w_->NewTunnel(std::move(info), std::move(*fd), false);
+void HboneConn::AcceptStream(int32_t sid, Tunnel* t) {
   t->Attach(this, sid);
   streams_[sid] = t;
   StreamGauge(+1);
-  t->on_app_connected = [this, t, sid](int err) {
-    if (err != 0) {
-      w_->metrics().ConnectionFailure("inbound", "connect_failed");
-      t->info().labels.response_flags = "UF";
-      SubmitResponse(sid, 503, false);
-      t->Abort(absl::StrCat("connect to application ", t->info().dst.ToString(),
-                            " failed: ", std::strerror(err)));
-      return;
-    }
-    t->Begin();
-    w_->RegisterInbound(t);
-    SubmitResponse(sid, 200, true);
-    t->OnEstablished();
-  };
-  t->WatchApp();
 }
 
 // ---- Tunnel -------------------------------------------------------------------------------

@@ -1,0 +1,235 @@
+#include "ztunnel/proxy/inbound.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "ztunnel/proxy/worker.h"
+
+namespace weft::ztunnel {
+
+AuthzDecision AuthorizeAsDestination(Metrics& metrics, const ConfigSnapshot& snap,
+                                     const Workload& dst, const ConnectionInfo& ci,
+                                     const SockAddr& src, const char* security) {
+  AuthzDecision d = Authorize(snap, dst, ci);
+  if (!d.allowed) {
+    metrics.PolicyDenial(d.policy, d.policy.empty() ? "no_allow_match" : "deny");
+    if (log::Enabled(log::Level::kInfo)) {
+      nlohmann::json fields = {{"src", src.ToString()},
+                               {"src.identity", ci.src_identity->ToString()},
+                               {"dst", ci.dst.ToString()},
+                               {"reason", d.reason}};
+      if (security) fields["security"] = security;
+      log::Write(log::Level::kInfo, "inbound", "connection denied by policy", fields);
+    }
+    return d;
+  }
+  for (auto& a : d.audited)
+    LOG_INFO("audit", "AUDIT policy matched", {{"policy", a}, {"dst", ci.dst.ToString()}});
+  for (auto& r : d.dry_run)
+    LOG_INFO("audit", "dry-run policy result", {{"result", r}, {"dst", ci.dst.ToString()}});
+  return d;
+}
+
+// ---- 15006: plaintext ---------------------------------------------------------------------
+
+namespace {
+// The destination-side record of a plaintext connection from `peer` to `orig`.
+FlowInfo PlaintextRecord(const ConfigSnapshot& snap, const Pod& pod, const Workload& dst,
+                         const SockAddr& peer, const SockAddr& orig) {
+  FlowInfo info;
+  info.direction = "inbound";
+  info.pod_uid = pod.uid;
+  info.src = peer;
+  info.dst = orig;
+  info.labels.reporter = "destination";
+  info.labels.connection_security_policy = "none";
+  FillSourceLabels(info.labels, snap.FindWorkloadByAddress(peer.ip), std::nullopt);
+  FillDestinationLabels(info.labels, &dst, dst.identity());
+  FillServiceLabels(info.labels, snap.ServiceForEndpoint(dst, orig.port));
+  return info;
+}
+
+// Why a plaintext connection is refused (PeerAuthentication STRICT, then L4 policy with the
+// peer's address only); empty: allowed, and info.authz is set for re-evaluation.
+std::string PlaintextDenial(Metrics& metrics, const ConfigSnapshot& snap, const Workload& dst,
+                            FlowInfo& info) {
+  if (!PlaintextAllowed(snap, dst, info.dst.port)) {
+    metrics.PolicyDenial("", "strict_mtls");
+    return "plaintext refused: PeerAuthentication STRICT applies to " + dst.ns + "/" + dst.name +
+           " port " + std::to_string(info.dst.port);
+  }
+  ConnectionInfo ci{std::nullopt, info.src.ip, info.dst};
+  AuthzDecision d = Authorize(snap, dst, ci);
+  info.authz = ci;
+  if (d.allowed) return "";
+  metrics.PolicyDenial(d.policy, d.policy.empty() ? "no_allow_match" : "deny");
+  return d.reason;
+}
+}  // namespace
+
+void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
+  auto orig = pod->orig_dst->OriginalDst(fd.get());
+  if (!orig.ok()) {
+    w_->metrics().BadInput("15006", "no_original_dst");
+    LOG_WARN("inbound", "plaintext connection without an original destination dropped",
+             {{"pod", pod->uid}, {"error", orig.status().ToString()}});
+    ResetConnection(fd);
+    return;
+  }
+  auto peer = PeerAddress(fd.get());
+  auto snap = w_->shared().config->Get();
+  const Workload* dst = snap->FindWorkloadByUid(pod->uid);
+  if (!dst || !peer.ok()) {
+    w_->metrics().ConnectionFailure("inbound", "unknown_destination_pod");
+    ResetConnection(fd);
+    return;
+  }
+  FlowInfo info = PlaintextRecord(*snap, *pod, *dst, *peer, *orig);
+  std::string deny = PlaintextDenial(w_->metrics(), *snap, *dst, info);
+  if (!deny.empty()) {
+    LOG_INFO("inbound", "plaintext connection denied",
+             {{"src", peer->ToString()}, {"dst", orig->ToString()}, {"reason", deny}});
+    info.labels.response_flags = "DENY";
+    RefuseFlow(*w_, std::move(info), std::move(fd), deny);
+    return;
+  }
+  // The application leg. L7 (HTTP) would choose its own path here, per destination port.
+  StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr);
+}
+
+// ---- 15008: HBONE -------------------------------------------------------------------------
+
+void Inbound::OnHbone(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
+  auto snap = w_->shared().config->Get();
+  const Workload* self = snap->FindWorkloadByUid(pod->uid);
+  auto peer = PeerAddress(fd.get());
+  if (!self || !peer.ok()) {
+    w_->metrics().ConnectionFailure("inbound", "unknown_destination_pod");
+    LOG_WARN("inbound", "HBONE connection for a pod not in the config refused",
+             {{"pod", pod->uid}});
+    ResetConnection(fd);
+    return;
+  }
+  auto ctx = w_->shared().tls->ServerContext(self->identity());
+  if (!ctx.ok()) {
+    LOG_ERROR("inbound", "no certificate for the pod's identity",
+              {{"identity", self->identity().ToString()}, {"error", ctx.status().ToString()}});
+    ResetConnection(fd);
+    return;
+  }
+  HboneConn* c = w_->NewConn(HboneConn::Role::kServer, pod, std::move(fd), *ctx, *peer);
+  if (!c->Start(false).ok()) c->Close("cannot register socket");
+}
+
+void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
+  const Pod& pod = *c.pod();
+  auto reject = [&](int status, std::string_view kind, const std::string& why) {
+    w_->metrics().BadInput("15008", kind);
+    LOG_WARN("inbound", "HBONE CONNECT rejected",
+             {{"peer", c.peer().ToString()}, {"status", status}, {"reason", why}});
+    c.SubmitResponse(sid, status, false);
+  };
+  auto target = ParseConnectRequest(headers);
+  if (!target.ok()) {
+    reject(StatusForRejection(target.status()), "bad_connect",
+           std::string(target.status().message()));
+    return;
+  }
+  auto snap = w_->shared().config->Get();
+  const Workload* dst = snap->FindWorkloadByUid(pod.uid);
+  if (!dst) {
+    reject(503, "unknown_pod", "pod " + pod.uid + " is not in the config (yet)");
+    return;
+  }
+  bool ours =
+      std::find(dst->addresses.begin(), dst->addresses.end(), target->ip) != dst->addresses.end();
+  if (!ours) {
+    reject(
+        400, "connect_foreign_address",
+        absl::StrCat("CONNECT target ", target->ToString(), " is not an address of pod ", pod.uid));
+    return;
+  }
+  FlowInfo info;
+  info.direction = "inbound";
+  info.pod_uid = pod.uid;
+  info.src = c.peer();
+  info.dst = *target;
+  info.labels.reporter = "destination";
+  info.labels.connection_security_policy = "mutual_tls";
+  FillSourceLabels(info.labels, snap->FindWorkloadByAddress(c.peer().ip), c.peer_id());
+  FillDestinationLabels(info.labels, dst, dst->identity());
+  FillServiceLabels(info.labels, snap->ServiceForEndpoint(*dst, target->port));
+  ConnectionInfo ci{c.peer_id(), c.peer().ip, *target};
+  AuthzDecision d = AuthorizeAsDestination(w_->metrics(), *snap, *dst, ci, c.peer());
+  if (!d.allowed) {
+    info.labels.response_flags = "DENY";
+    c.SubmitResponse(sid, 403, false);
+    RefuseFlow(*w_, std::move(info), UniqueFd(), d.reason);
+    return;
+  }
+  info.authz = ci;
+  // The application leg. L7 (HTTP) would choose its own path here, per destination port.
+  ConnectApp(c, sid, std::move(info));
+}
+
+void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info) {
+  auto fd = StartConnect(c.pod()->netns_fd(), info.dst, w_->opts().mark);
+  if (!fd.ok()) {
+    w_->metrics().ConnectionFailure("inbound", "connect_failed");
+    LOG_WARN("inbound", "cannot connect to the application",
+             {{"dst", info.dst.ToString()}, {"error", fd.status().ToString()}});
+    c.SubmitResponse(sid, 503, false);
+    return;
+  }
+  Tunnel* t = w_->NewFlow<Tunnel>(std::move(info), std::move(*fd), false);
+  c.AcceptStream(sid, t);
+  HboneConn* conn = &c;
+  t->on_app_connected = [this, conn, t, sid](int err) {
+    if (err != 0) {
+      w_->metrics().ConnectionFailure("inbound", "connect_failed");
+      t->info().labels.response_flags = "UF";
+      conn->SubmitResponse(sid, 503, false);
+      t->Abort(absl::StrCat("connect to application ", t->info().dst.ToString(),
+                            " failed: ", std::strerror(err)));
+      return;
+    }
+    t->Begin();
+    Track(t);
+    conn->SubmitResponse(sid, 200, true);
+    t->OnEstablished();
+  };
+  t->WatchApp();
+}
+
+// ---- Policy changes -----------------------------------------------------------------------
+
+void Inbound::Reevaluate(const SnapshotPtr& snap) {
+  std::vector<Flow*> flows(open_.begin(), open_.end());
+  for (Flow* f : flows) {
+    if (!open_.count(f)) continue;  // closed by an earlier Abort in this loop
+    auto& info = f->info();
+    if (!info.authz) continue;
+    const Workload* dst = snap->FindWorkloadByUid(info.pod_uid);
+    std::string why;
+    if (!dst) {
+      why = "destination pod left the config";
+    } else if (!info.authz->src_identity && !PlaintextAllowed(*snap, *dst, info.dst.port)) {
+      why = "PeerAuthentication is now STRICT";
+    } else {
+      AuthzDecision d = Authorize(*snap, *dst, *info.authz);
+      if (!d.allowed) why = d.reason;
+    }
+    if (why.empty()) continue;
+    w_->metrics().ReevaluationClosed();
+    LOG_INFO("inbound", "open connection closed after a policy change",
+             {{"src", info.src.ToString()}, {"dst", info.dst.ToString()}, {"reason", why}});
+    info.labels.response_flags = "DENY";
+    f->Abort("policy changed: " + why);
+  }
+}
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,162 @@
+#include "ztunnel/proxy/outbound.h"
+
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "ztunnel/proxy/fastpath.h"
+#include "ztunnel/proxy/worker.h"
+
+namespace weft::ztunnel {
+
+IpAddr AddressLike(const Workload& w, const IpAddr& like) {
+  for (const auto& a : w.addresses)
+    if (a.IsV4() == like.IsV4()) return a;
+  return w.addresses.front();
+}
+
+namespace {
+// The source-side record of a connection `src`'s application opened to `orig`.
+FlowInfo SourceRecord(const Pod& pod, const Workload& src, int fd, const SockAddr& orig) {
+  FlowInfo info;
+  info.direction = "outbound";
+  info.pod_uid = pod.uid;
+  auto peer = PeerAddress(fd);
+  info.src = peer.ok() ? *peer : SockAddr{};
+  if (info.src.ip.IsLoopback() && !src.addresses.empty()) info.src.ip = src.addresses.front();
+  info.dst = orig;
+  info.labels.reporter = "source";
+  FillSourceLabels(info.labels, &src, src.identity());
+  return info;
+}
+}  // namespace
+
+void Outbound::OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
+  auto orig = pod->orig_dst->OriginalDst(fd.get());
+  if (!orig.ok()) {
+    w_->metrics().BadInput("15001", "no_original_dst");
+    LOG_WARN("outbound", "connection without an original destination dropped",
+             {{"pod", pod->uid}, {"error", orig.status().ToString()}});
+    ResetConnection(fd);
+    return;
+  }
+  auto snap = w_->shared().config->Get();
+  const Workload* src = snap->FindWorkloadByUid(pod->uid);
+  if (!src) {
+    w_->metrics().ConnectionFailure("outbound", "unknown_source_pod");
+    LOG_WARN("outbound", "pod is not in the config; refusing its traffic (fail closed)",
+             {{"pod", pod->uid}, {"dst", orig->ToString()}});
+    ResetConnection(fd);
+    return;
+  }
+  FlowInfo info = SourceRecord(*pod, *src, fd.get(), *orig);
+  Route route = Resolve(*snap, *pod, *orig, info);
+  switch (route.path) {
+    case Path::kMesh:
+      ToMesh(pod, *snap, *src, *route.dst, std::move(info), std::move(fd));
+      return;
+    case Path::kPassthrough:
+      Passthrough(*pod, *src, route.dst, std::move(info), std::move(fd));
+      return;
+    case Path::kRefuse:
+      RefuseFlow(*w_, std::move(info), std::move(fd), route.refusal);
+      return;
+  }
+}
+
+Outbound::Route Outbound::Resolve(const ConfigSnapshot& snap, const Pod& pod, const SockAddr& orig,
+                                  FlowInfo& info) {
+  Route r;
+  r.target = orig;
+  if (const Service* svc = snap.FindServiceByAddress(orig.ip)) {
+    FillServiceLabels(info.labels, svc);
+    r = ResolveService(snap, *svc, orig, info);
+    if (r.path == Path::kRefuse) return r;
+  } else {
+    r.dst = snap.FindWorkloadByAddress(orig.ip);
+    if (r.dst) FillServiceLabels(info.labels, snap.ServiceForEndpoint(*r.dst, orig.port));
+  }
+  info.dst = r.target;
+  if (r.dst && r.dst->in_mesh()) {
+    r.path = Path::kMesh;
+    return r;
+  }
+  if (!r.dst && snap.outbound_registry_only()) {
+    w_->metrics().PolicyDenial("", "registry_only");
+    LOG_INFO("outbound", "destination outside the registry refused (REGISTRY_ONLY)",
+             {{"pod", pod.uid}, {"dst", orig.ToString()}});
+    info.labels.response_flags = "NR";
+    r.path = Path::kRefuse;
+    r.refusal = "REGISTRY_ONLY: " + orig.ToString() + " is not a known workload or service";
+    return r;
+  }
+  r.path = Path::kPassthrough;
+  return r;
+}
+
+// A Service VIP: one of its ready endpoints (round robin across the proxy), at the target port
+// of the port asked for; refused when the Service has no such port or no ready endpoint.
+Outbound::Route Outbound::ResolveService(const ConfigSnapshot& snap, const Service& svc,
+                                         const SockAddr& orig, FlowInfo& info) {
+  Route r;
+  const ServicePort* sp = svc.FindPort(orig.port);
+  std::vector<const Workload*> eps;
+  for (const auto& uid : svc.ready_endpoint_uids) {
+    const Workload* w = snap.FindWorkloadByUid(uid);
+    if (w && w->running && !w->addresses.empty()) eps.push_back(w);
+  }
+  if (!sp || eps.empty()) {
+    w_->metrics().ConnectionFailure("outbound", !sp ? "no_service_port" : "no_ready_endpoint");
+    info.labels.response_flags = !sp ? "NR" : "UH";
+    r.path = Path::kRefuse;
+    r.refusal = !sp ? absl::StrCat("service ", svc.name, ".", svc.ns, " has no port ", orig.port)
+                    : absl::StrCat("service ", svc.name, ".", svc.ns, " has no ready endpoint");
+    return r;
+  }
+  r.dst = eps[w_->shared().rr.fetch_add(1, std::memory_order_relaxed) % eps.size()];
+  r.target = SockAddr{AddressLike(*r.dst, orig.ip), sp->target_port};
+  return r;
+}
+
+void Outbound::ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap,
+                      const Workload& src, const Workload& dst, FlowInfo&& info, UniqueFd fd) {
+  FillDestinationLabels(info.labels, &dst, dst.identity());
+  if (w_->opts().same_node_fast_path && TrySameNode(*w_, snap, src, dst, info, fd)) return;
+  ToHbone(pod, src, dst, std::move(info), std::move(fd));
+}
+
+void Outbound::ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, const Workload& dst,
+                       FlowInfo&& info, UniqueFd fd) {
+  const ProxyOptions& opts = w_->opts();
+  const SockAddr target = info.dst;
+  info.labels.connection_security_policy = "mutual_tls";
+  PoolKey key{src.identity(), dst.identity(), SockAddr{target.ip, opts.hbone_port}};
+  SockAddr dial = opts.dial_override ? opts.dial_override(key.dst_addr) : key.dst_addr;
+  info.hbone_target = key.dst_addr.ToString();
+  Tunnel* t = w_->NewFlow<Tunnel>(std::move(info), std::move(fd), true);
+  t->Begin();
+  std::optional<IpAddr> src_ip;
+  if (!src.addresses.empty()) src_ip = AddressLike(src, target.ip);
+  HboneConn* c = w_->pool().Get(pod, key, dial, src_ip ? &*src_ip : nullptr);
+  if (!c) {
+    t->info().labels.response_flags = "UF";
+    w_->metrics().ConnectionFailure("outbound", "hbone_connect_failed");
+    t->Abort("cannot open an HBONE connection to " + key.dst_addr.ToString());
+    return;
+  }
+  t->WatchApp();
+  c->AddTunnel(t);
+}
+
+// Passthrough: plain TCP from the pod's own netns, marked so capture lets it out.
+void Outbound::Passthrough(const Pod& pod, const Workload& src, const Workload* dst,
+                           FlowInfo&& info, UniqueFd fd) {
+  FillDestinationLabels(info.labels, dst, std::nullopt);
+  info.labels.connection_security_policy = "unknown";
+  std::optional<IpAddr> src_ip;
+  if (!src.addresses.empty()) src_ip = AddressLike(src, info.dst.ip);
+  StartRelay(*w_, pod, std::move(info), std::move(fd), src_ip ? &*src_ip : nullptr);
+}
+
+}  // namespace weft::ztunnel

@@ -1,0 +1,57 @@
+// The outbound path (ztunnel's proxy/outbound.rs): connections a pod's application opened,
+// captured on 15001. Each is resolved once against the config snapshot (a Service VIP to one of
+// its ready endpoints, else a known workload, else passthrough) and sent down one path: to a
+// meshed workload over HBONE (or the same-node fast path, fastpath.h), to anything else as
+// plain TCP, or refused. One per worker; loop thread only.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/net.h"
+#include "common/unique_fd.h"
+#include "ztunnel/state/snapshot.h"
+
+namespace weft::ztunnel {
+
+class Worker;
+struct FlowInfo;
+struct Pod;
+
+class Outbound {
+ public:
+  explicit Outbound(Worker* w) : w_(w) {}
+
+  void OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd);  // accepted on 15001
+
+ private:
+  // Where a connection goes: the per-connection protocol decision. L7 (HTTP to a waypoint or
+  // an HTTP-aware destination) adds its path here and a case in OnAccept.
+  enum class Path {
+    kMesh,         // a meshed workload: same-node fast path, else HBONE
+    kPassthrough,  // not meshed, or unknown: plain TCP from the pod's netns
+    kRefuse,       // counted and reset (why: Route::refusal)
+  };
+  struct Route {
+    Path path = Path::kPassthrough;
+    const Workload* dst = nullptr;  // the chosen workload, if known
+    SockAddr target;                // where to connect: the endpoint for a Service VIP
+    std::string refusal;
+  };
+  Route Resolve(const ConfigSnapshot& snap, const Pod& pod, const SockAddr& orig, FlowInfo& info);
+  Route ResolveService(const ConfigSnapshot& snap, const Service& svc, const SockAddr& orig,
+                       FlowInfo& info);
+  void ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap, const Workload& src,
+              const Workload& dst, FlowInfo&& info, UniqueFd fd);
+  void ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, const Workload& dst,
+               FlowInfo&& info, UniqueFd fd);
+  void Passthrough(const Pod& pod, const Workload& src, const Workload* dst, FlowInfo&& info,
+                   UniqueFd fd);
+
+  Worker* w_;
+};
+
+// The address of `w` in the same family as `like`, else its first (`w` has an address).
+IpAddr AddressLike(const Workload& w, const IpAddr& like);
+
+}  // namespace weft::ztunnel

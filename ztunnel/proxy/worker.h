@@ -1,0 +1,123 @@
+// One data-path worker: an epoll loop, this thread's view of the pod table, and the dispatch of
+// each accepted connection to its path (outbound.h, inbound.h; HBONE client connections come
+// from pool.h). Everything here lives on the worker's thread (see proxy.h); nothing is
+// thread-safe unless stated.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "ztunnel/proxy/event_loop.h"
+#include "ztunnel/proxy/flow.h"
+#include "ztunnel/proxy/hbone_conn.h"
+#include "ztunnel/proxy/inbound.h"
+#include "ztunnel/proxy/outbound.h"
+#include "ztunnel/proxy/pool.h"
+#include "ztunnel/proxy/proxy.h"
+
+namespace weft::ztunnel {
+
+// A pod known to the proxy: its netns and listeners. Shared (read-only) by all workers.
+struct Pod {
+  std::string uid;
+  UniqueFd netns;  // invalid: current netns (direct mode)
+  using Kind = ListenerKind;
+  struct Listener {
+    Kind kind;
+    UniqueFd fd;
+    SockAddr addr;
+  };
+  std::vector<Listener> listeners;
+  PodListenAddrs bound;
+  std::string requested;                // the addresses asked for (re-add detection)
+  OrigDstProvider* orig_dst = nullptr;  // never null once added
+  int netns_fd() const { return netns.valid() ? netns.get() : -1; }
+};
+
+struct Proxy::Shared {
+  ProxyOptions opts;
+  ConfigStore* config;
+  TlsContextCache* tls;
+  Metrics* metrics;
+  OrigDstProvider* orig_dst;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> threads;
+  mutable std::mutex mu;
+  std::map<std::string, std::shared_ptr<Pod>> pods;
+  std::atomic<uint64_t> rr{0};  // service endpoint round robin
+  bool started = false;
+};
+
+class Worker {
+ public:
+  Worker(Proxy::Shared* shared, int index) : shared_(shared), index_(index) {}
+  absl::Status Init();
+  EventLoop& loop() { return loop_; }
+  Proxy::Shared& shared() { return *shared_; }
+  Metrics& metrics() { return *shared_->metrics; }
+  const ProxyOptions& opts() const { return shared_->opts; }
+  char* scratch() { return scratch_.get(); }
+  // Decrypted bytes of one read batch; tunnels point into it until the batch is flushed.
+  static constexpr size_t kScratch = 1 << 20;
+
+  // The three paths of a connection on this worker.
+  Inbound& inbound() { return inbound_; }
+  Outbound& outbound() { return outbound_; }
+  Pool& pool() { return pool_; }
+
+  // Loop thread only.
+  void AddPod(std::shared_ptr<Pod> pod);
+  void RemovePod(const std::string& uid);
+  // The pod `uid` if this proxy holds it, else null. pods_ mirrors Shared::pods on this
+  // worker's thread (AddPod/RemovePod are posted to every worker), so no lock is taken.
+  std::shared_ptr<Pod> FindPod(const std::string& uid) const;
+
+  // Ownership of flows and connections (deleted via the loop's graveyard).
+  template <typename F, typename... Args>
+  F* NewFlow(Args&&... args) {
+    auto f = std::make_unique<F>(this, std::forward<Args>(args)...);
+    F* p = f.get();
+    flows_[p] = std::move(f);
+    return p;
+  }
+  void ReleaseFlow(Flow* f);
+  HboneConn* NewConn(HboneConn::Role role, std::shared_ptr<Pod> pod, UniqueFd fd,
+                     std::shared_ptr<SSL_CTX> ctx, SockAddr peer);
+  void ReleaseConn(HboneConn* c);
+
+ private:
+  void ScheduleTrim();  // TrimBufferCache every 5 s on this worker's thread
+  // Dispatch: each listener kind has its path.
+  void OnAccept(const std::shared_ptr<Pod>& pod, Pod::Kind kind, UniqueFd fd);
+
+  struct ListenerHandler : EventLoop::Handler {
+    Worker* w;
+    std::shared_ptr<Pod> pod;
+    Pod::Kind kind;
+    int fd;
+    void OnEvents(uint32_t e) override;
+  };
+  struct PodState {
+    std::shared_ptr<Pod> pod;
+    std::vector<std::unique_ptr<ListenerHandler>> listeners;
+  };
+
+  Proxy::Shared* shared_;
+  int index_;
+  EventLoop loop_;
+  std::map<std::string, PodState> pods_;
+  std::map<Flow*, std::unique_ptr<Flow>> flows_;
+  std::map<HboneConn*, std::unique_ptr<HboneConn>> conns_;
+  Inbound inbound_{this};
+  Outbound outbound_{this};
+  Pool pool_{this};
+  std::unique_ptr<char[]> scratch_{new char[kScratch]};
+};
+
+}  // namespace weft::ztunnel
