@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "tests/support/direct_mesh.h"
 #include "tests/support/test_util.h"
 #include "ztunnel/app/ztunnel_app.h"
 
@@ -25,36 +26,17 @@ namespace {
 using namespace std::chrono_literals;
 using weft::testing::EchoRoundTrip;
 using weft::testing::EchoServer;
+using weft::testing::kClientId;
+using weft::testing::kClientIp;
+using weft::testing::kServerId;
+using weft::testing::kServerIp;
 using weft::testing::MetricSum;
+using weft::testing::TableOrigDst;
 using weft::testing::TempDir;
 using weft::testing::WaitClosed;
 using weft::testing::WaitFor;
 
-class TableOrigDst : public OrigDstProvider {
- public:
-  void Set(const SockAddr& client, const SockAddr& target) {
-    std::lock_guard<std::mutex> l(mu_);
-    table_[client.ToString()] = target;
-  }
-  absl::StatusOr<SockAddr> OriginalDst(int fd) override {
-    auto peer = PeerAddress(fd);
-    if (!peer.ok()) return peer.status();
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = table_.find(peer->ToString());
-    if (it == table_.end()) return absl::NotFoundError("no original destination registered");
-    return it->second;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, SockAddr> table_;
-};
-
-const SpiffeId kClientId{"cluster.local", "ns-a", "client"};
-const SpiffeId kServerId{"cluster.local", "ns-b", "server"};
 const SpiffeId kRemoteId{"cluster.local", "ns-c", "remote"};
-const IpAddr kClientIp = *IpAddr::Parse("127.0.0.10");
-const IpAddr kServerIp = *IpAddr::Parse("127.0.0.20");
 const IpAddr kRemoteIp = *IpAddr::Parse("127.0.0.40");
 
 std::string Sha256Hex(const std::string& s) {
@@ -307,9 +289,11 @@ TEST_F(SameNodeFastPath, MovesTensOfMiBBothWaysIntactWithoutHbone) {
   fd.reset();
 
   auto src = PairLabels("source", "same_node"), dst = PairLabels("destination", "same_node");
+  // Closed is counted just before active goes down: wait for both.
   EXPECT_TRUE(WaitFor([&] {
     return Metric(*a_, "istio_tcp_connections_closed_total", src) == 1 + warmup_ &&
-           Metric(*a_, "istio_tcp_connections_closed_total", dst) == 1 + warmup_;
+           Metric(*a_, "istio_tcp_connections_closed_total", dst) == 1 + warmup_ &&
+           Metric(*a_, "weft_active_connections") == 0;
   })) << Metrics(*a_);
   const double warm_bytes = 7.0 * warmup_;  // "warm-up"
   for (const auto& labels : {src, dst}) {
@@ -552,15 +536,18 @@ TEST_F(SameNodeFastPath, ConnectTimeoutResetsTheClient) {
   EXPECT_TRUE(WaitClosed(fd.get(), 8s));
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_GE(took, 2500ms) << "closed before the 3 s connect timeout";
+  // The client sees the reset before the flow is counted closed: wait for the counters.
+  auto closed_uf = [&](const char* reporter) {
+    return Metric(*a_, "istio_tcp_connections_closed_total",
+                  {{"reporter", reporter},
+                   {"connection_security_policy", "same_node"},
+                   {"response_flags", "UF"}});
+  };
+  EXPECT_TRUE(WaitFor([&] { return closed_uf("source") >= 1 && closed_uf("destination") >= 1; }))
+      << Metrics(*a_);
   EXPECT_EQ(Metric(*a_, "weft_connection_failures_total", {{"reason", "connect_timeout"}}), 1);
-  for (const char* reporter : {"source", "destination"}) {
-    EXPECT_EQ(Metric(*a_, "istio_tcp_connections_closed_total",
-                     {{"reporter", reporter},
-                      {"connection_security_policy", "same_node"},
-                      {"response_flags", "UF"}}),
-              1)
-        << reporter;
-  }
+  for (const char* reporter : {"source", "destination"})
+    EXPECT_EQ(closed_uf(reporter), 1) << reporter;
 }
 
 TEST_F(SameNodeFastPath, AnotherNodesPodStillGoesOverHbone) {
