@@ -28,6 +28,7 @@
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
 #include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "ztunnel/inpod/handoff_server.h"
@@ -155,7 +156,7 @@ double Sample(const std::vector<MetricSample>& samples, const std::string& name,
 class AgentEbpfTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (BPF, bpffs, netns, cgroups)";
+    WEFT_SKIP_UNLESS_ROOT("BPF, bpffs, netns, cgroups");
     ProbeReport report = ProbeKernel();
     if (!report.ebpf_possible)
       GTEST_SKIP() << "this kernel cannot run eBPF capture:\n" << report.Format();

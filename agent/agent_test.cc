@@ -17,6 +17,7 @@
 #include "agent/testing.h"
 #include "common/netns.h"
 #include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "ztunnel/inpod/handoff_server.h"
@@ -71,7 +72,7 @@ nlohmann::json PodJson(const std::string& uid, const std::string& node, const st
 class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables");
     weft::testing::DeleteStaleNamespaces(kNetnsPrefix);
     char tmpl[] = "/tmp/weft-agent-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);

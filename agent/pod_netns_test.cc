@@ -13,6 +13,7 @@
 
 #include "bpf/testing.h"
 #include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 
 namespace weft::agent {
 namespace {
@@ -84,7 +85,7 @@ bool SameInode(int a, int b) {
 }
 
 TEST(PodNetnsTest, FindsTheNetnsOfARealProcessInAPodCgroupAndRefusesHostNetwork) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (cgroups, network namespaces)";
+  WEFT_SKIP_UNLESS_ROOT("cgroups, network namespaces");
   bpf::testing::DeleteStaleCgroups();
   bpf::testing::ScopedCgroup root;
   if (root.path().empty()) GTEST_SKIP() << "no cgroup v2 hierarchy mounted";

@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "bpf/bpffs.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 
 namespace weft::agent {
@@ -151,7 +152,7 @@ TEST(ProbeTest, CgroupMountAndKtlsReadFromTheGivenFiles) {
 }
 
 TEST(ProbeTest, UnprivilegedMeansIptablesAndNothingIsClaimedUnprobed) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to an unprivileged user";
+  WEFT_SKIP_UNLESS_ROOT("to drop to an unprivileged user");
   int pfd[2];
   ASSERT_EQ(::pipe(pfd), 0);
   pid_t pid = ::fork();

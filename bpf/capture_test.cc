@@ -33,15 +33,13 @@
 #include "common/net.h"
 #include "common/netns.h"
 #include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 
 namespace weft::bpf {
 namespace {
 
 constexpr std::string_view kNsPrefix = "weft-bpf-";
-
-#define WEFT_SKIP_UNLESS_ROOT() \
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (BPF, netns, cgroups)"
 
 // Loads a capture owner or skips when the kernel cannot run it (reported, never passed).
 bool KernelHasCapturePrograms() {
@@ -142,7 +140,7 @@ void FillLookup(bpf_sk_lookup* ctx, const LookupCase& c) {
 }
 
 TEST(SkLookupTest, TableOfVerdictsSelectedSocketsAndCounters) {
-  WEFT_SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("BPF, netns, cgroups");
   weft::testing::DeleteStaleNamespaces(kNsPrefix);
   WEFT_LOAD_OR_SKIP(in, InboundCapture);
   weft::testing::ScopedNetns ns(kNsPrefix);
@@ -346,7 +344,7 @@ TEST(SkLookupTest, TableOfVerdictsSelectedSocketsAndCounters) {
 // A real connect through the attached link: the app's listener is never reached, ztunnel's
 // is, and the accepted socket's local address is the original destination.
 TEST(SkLookupTest, AttachedLinkSteersRealSynsAndFailsClosed) {
-  WEFT_SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("BPF, netns, cgroups");
   WEFT_LOAD_OR_SKIP(in, InboundCapture);
   weft::testing::ScopedNetns ns(kNsPrefix);
   ASSERT_GE(ns.fd(), 0);
@@ -510,7 +508,7 @@ Landed WhereLanded(const Pod& pod, uint16_t client_port, UniqueFd* accepted = nu
 class ConnectTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (BPF, netns, cgroups)";
+    WEFT_SKIP_UNLESS_ROOT("BPF, netns, cgroups");
     weft::testing::DeleteStaleNamespaces(kNsPrefix);
     auto root = FindCgroup2Mount();
     if (!root.ok()) GTEST_SKIP() << root.status();
@@ -728,7 +726,7 @@ TEST_F(ConnectTest, ZtunnelDownMeansConnectFailsNotLeaks) {
 }
 
 TEST(SkLookupTest, SetListenerRejectsSocketsThatCannotBeSteeredTo) {
-  WEFT_SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("BPF, netns, cgroups");
   WEFT_LOAD_OR_SKIP(in, InboundCapture);
   UniqueFd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(unbound);

@@ -21,6 +21,7 @@
 #include "bpf/testing.h"
 #include "common/netns.h"
 #include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 
 namespace weft::bpf {
@@ -131,7 +132,7 @@ std::vector<std::vector<uint8_t>> PinnedKeys(const std::string& pin_dir, const c
 class NodeCaptureTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (BPF, bpffs, netns, cgroups)";
+    WEFT_SKIP_UNLESS_ROOT("BPF, bpffs, netns, cgroups");
     if (!KernelHasCapturePrograms())
       GTEST_SKIP() << "this kernel lacks sk_lookup / cgroup sock_addr / sock_ops programs";
     weft::testing::DeleteStaleNamespaces(kNsPrefix);

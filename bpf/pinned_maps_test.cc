@@ -19,6 +19,7 @@
 #include "bpf/testing.h"
 #include "common/netns.h"
 #include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 
 namespace weft::bpf {
@@ -39,7 +40,7 @@ void PinMap(const std::string& dir, const char* name, bpf_map_type type, uint32_
 class PinnedMapsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (bpffs, BPF maps)";
+    WEFT_SKIP_UNLESS_ROOT("bpffs, BPF maps");
     weft::testing::DeleteStaleNamespaces(kNsPrefix);
     pins_ = std::make_unique<testing::ScopedPinDir>();
     ASSERT_FALSE(pins_->path().empty());

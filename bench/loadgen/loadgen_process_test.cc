@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/testing/child_process.h"
+#include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 #include "nlohmann/json.hpp"
 
@@ -106,7 +107,7 @@ TEST(LoadgenProcess, TeashopBothConnectionModes) {
 // --netns: the server listens on 127.0.0.1 inside a network namespace of its own (unshare --net,
 // gone with the process); weft-loadgen reaches it only by creating its sockets in there.
 TEST(LoadgenProcess, NetnsSocketsReachAServerInsideTheNamespace) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (unshare --net, setns)";
+  WEFT_SKIP_UNLESS_ROOT("unshare --net, setns");
   if (access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "needs /usr/bin/unshare";
   testing::TempDir dir;
   const std::string port_file = dir.path() + "/ns.port";

@@ -17,6 +17,7 @@
 #include "cli/testbed/testbed.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -173,7 +174,7 @@ spec:
 class OnUpMeshTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, iptables)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
     if (!testbed::Exec("", {"haproxy", "-v"}, {}, 10s).ok())
       GTEST_SKIP() << "haproxy is not installed (scripts/deps.sh installs it)";
     root_ = tmp_.path() + "/state";

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/netns.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_util.h"
 
@@ -42,7 +43,7 @@ int ProcessUid(pid_t pid) {
 class SidecarMeshTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables");
     if (!HaveHaproxy()) GTEST_SKIP() << "haproxy is not installed (scripts/deps.sh installs it)";
     testbed::Options o;
     o.prefix = testbed::UniquePrefix("t");
@@ -194,7 +195,7 @@ TEST_F(SidecarMeshTest, StopLeavesNoProcessOrChain) {
 }
 
 TEST(SidecarMeshArgsTest, BadInputIsAClearError) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   testbed::Options o;
   o.prefix = testbed::UniquePrefix("t");
   o.ipv6 = false;

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/up/state.h"
+#include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 
 namespace weft::bench::suite {
@@ -50,7 +51,7 @@ void ExpectNoMeshLeft(const ScaleOptions& o, const nlohmann::json& meshes) {
 }
 
 TEST(ScaleTest, SmallRunMeasuresPodsAndIdleConnectionsAndRemovesEveryMesh) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (weftctl up: namespaces, cgroups, iptables)";
+  WEFT_SKIP_UNLESS_ROOT("weftctl up: namespaces, cgroups, iptables");
   weft::testing::TempDir tmp;
   ScaleOptions o = Small(tmp.path(), "a");
   std::atomic<bool> stop{false};
@@ -100,7 +101,7 @@ TEST(ScaleTest, SmallRunMeasuresPodsAndIdleConnectionsAndRemovesEveryMesh) {
 }
 
 TEST(ScaleTest, StopHalfWayRemovesTheMesh) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (weftctl up: namespaces, cgroups, iptables)";
+  WEFT_SKIP_UNLESS_ROOT("weftctl up: namespaces, cgroups, iptables");
   weft::testing::TempDir tmp;
   ScaleOptions o = Small(tmp.path(), "b");
   o.settle = std::chrono::seconds(5);
@@ -124,7 +125,7 @@ TEST(ScaleTest, StopHalfWayRemovesTheMesh) {
 }
 
 TEST(ScaleTest, BadOptionsAreClearErrors) {
-  if (::geteuid() != 0) GTEST_SKIP() << "RunScale checks root first";
+  WEFT_SKIP_UNLESS_ROOT("RunScale checks root before the options");
   weft::testing::TempDir tmp;
   std::atomic<bool> stop{false};
   ScaleOptions o = Small(tmp.path(), "c");

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/testbed/testbed.h"
 #include "common/testing/child_process.h"
+#include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 #include "nlohmann/json.hpp"
 
@@ -26,7 +27,7 @@ namespace {
 using json = nlohmann::json;
 
 TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, BPF, iptables)";
+  WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, BPF, iptables");
   for (const char* tool : {"iperf3", "haproxy", "gnuplot"}) {
     if (system(absl::StrCat("command -v ", tool, " >/dev/null").c_str()) != 0) {
       GTEST_SKIP() << tool << " is not installed (bash scripts/deps.sh installs it)";
@@ -125,7 +126,7 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
 // A suite killed with SIGKILL leaves its meshes running (each `weftctl up` supervisor is a
 // daemon of its own); the next run takes them down before starting its own.
 TEST(SuiteSmoke, NextRunTakesDownAKilledRunsMeshes) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, BPF, iptables)";
+  WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, BPF, iptables");
   testing::TempDir dir;
   const std::string work = dir.path() + "/killed";
   auto suite = std::make_unique<weft::testing::ChildProcess>(

@@ -14,6 +14,7 @@
 #include <functional>
 #include <regex>
 
+#include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 
 namespace weft::cli::demo {
@@ -210,7 +211,7 @@ std::vector<std::string> NetnsWithPrefix(const std::string& prefix) {
 class DemoEndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, iptables)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
     if (system("command -v iptables-restore >/dev/null 2>&1 && command -v tshark >/dev/null "
                "2>&1 && command -v curl >/dev/null 2>&1") != 0)
       GTEST_SKIP() << "iptables-restore, tshark or curl is not installed";

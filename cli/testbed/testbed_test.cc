@@ -19,6 +19,7 @@
 #include "common/cgroup.h"
 #include "common/netns.h"
 #include "common/status.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 
 namespace weft::testbed {
@@ -26,9 +27,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-#define SKIP_UNLESS_ROOT() \
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)"
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -164,7 +162,7 @@ TEST(TestbedOptions, RejectsBadInputWithoutCreatingAnything) {
 }
 
 TEST(Testbed, PodsReachEachOtherAcrossAndWithinNodes) {
-  SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   std::string host_fwd_before = Slurp("/proc/sys/net/ipv4/ip_forward");
   auto host_links_before = Exec("", {"ip", "-o", "link", "show"});
   ASSERT_TRUE(host_links_before.ok()) << host_links_before.status();
@@ -243,7 +241,7 @@ TEST(Testbed, PodsReachEachOtherAcrossAndWithinNodes) {
 }
 
 TEST(Testbed, SpawnAndExecRunInsideTheNetns) {
-  SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   Options o;
   o.prefix = UniquePrefix("t");
   o.nodes = 1;
@@ -313,7 +311,7 @@ TEST(Testbed, SpawnAndExecRunInsideTheNetns) {
 }
 
 TEST(Testbed, CaptureOnFabricSeesClearTextPayload) {
-  SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   Options o;
   o.prefix = UniquePrefix("t");
   o.nodes = 2;
@@ -359,7 +357,7 @@ TEST(Testbed, CaptureOnFabricSeesClearTextPayload) {
 }
 
 TEST(Testbed, Ipv4OnlyTestbed) {
-  SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   Options o;
   o.prefix = UniquePrefix("t");
   o.nodes = 2;
@@ -379,7 +377,7 @@ TEST(Testbed, Ipv4OnlyTestbed) {
 }
 
 TEST(Testbed, DestructionRemovesEverything) {
-  SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   std::string prefix = UniquePrefix("t");
   auto tb = Testbed::Create(TwoByTwo(prefix));
   ASSERT_TRUE(tb.ok()) << tb.status();
@@ -394,7 +392,7 @@ TEST(Testbed, DestructionRemovesEverything) {
 }
 
 TEST(Testbed, CleanupStaleRemovesOnlyDeadOwners) {
-  SKIP_UNLESS_ROOT();
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) ::_exit(0);
@@ -438,7 +436,7 @@ std::string CgroupOf(pid_t pid) {
 }
 
 TEST(Testbed, CgroupsHoldThePodsProcessesAndSocketsAndAreRemoved) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
+  WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups");
   auto mount = FindCgroup2Mount();
   if (!mount.ok()) GTEST_SKIP() << mount.status();
   Options o;
@@ -481,7 +479,7 @@ TEST(Testbed, CgroupsHoldThePodsProcessesAndSocketsAndAreRemoved) {
 }
 
 TEST(Testbed, SpawnPrivateMountsHostnameEnvAndCwd) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network, mount and UTS namespaces)";
+  WEFT_SKIP_UNLESS_ROOT("network, mount and UTS namespaces");
   weft::testing::TempDir tmp;
   std::string hosts = tmp.Write("hosts", "10.1.2.3\tmy-service\n");
   std::string before = Slurp("/etc/hosts");
@@ -516,7 +514,7 @@ TEST(Testbed, SpawnPrivateMountsHostnameEnvAndCwd) {
 }
 
 TEST(Testbed, RemoveTestbedAndLeftoversByPrefix) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
+  WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups");
   Options o;
   o.prefix = UniquePrefix("t");
   o.nodes = 1;

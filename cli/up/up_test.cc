@@ -17,6 +17,7 @@
 #include "cli/up/state.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 
 namespace weft::up {
@@ -92,7 +93,7 @@ spec:
 class UpTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, iptables)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
     root_ = tmp_.path() + "/state";
     name_ = absl::StrCat("t", ::getpid(), "-", counter_++);
     dir_ = tmp_.path() + "/manifests";

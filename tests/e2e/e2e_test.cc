@@ -27,6 +27,7 @@
 #include "absl/strings/str_replace.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 #include "tests/e2e/prometheus_server.h"
 
@@ -86,7 +87,7 @@ class HeldConnection {
 class E2eTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups, iptables)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
     if (std::string(GetParam()) == "ebpf") {
       auto check = testbed::Exec("", {WEFTCTL_PATH, "check"});
       if (!check.ok())

@@ -2,10 +2,10 @@
 // endpoint, both inside namespaces this test created.
 #include "tests/e2e/prometheus_server.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -13,6 +13,7 @@
 
 #include "common/admin/admin_server.h"
 #include "common/netns.h"
+#include "common/testing/root.h"
 
 namespace weft::e2e {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 
 TEST(PrometheusServerTest, ScrapesATargetAndAnswersQueries) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+  WEFT_SKIP_UNLESS_ROOT("network namespaces");
   char tmpl[] = "/tmp/weft-prom-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;

@@ -8,6 +8,7 @@
 
 #include "cli/localmesh/local_mesh.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/root.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/test_util.h"
 
@@ -26,7 +27,7 @@ constexpr uint16_t kAppPort = 8080;
 class ControlPlaneMesh : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables, SO_MARK)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables, SO_MARK");
     if (system("command -v iptables-restore >/dev/null 2>&1") != 0)
       GTEST_SKIP() << "iptables-restore is not installed";
     localmesh::Options o;

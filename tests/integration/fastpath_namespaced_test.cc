@@ -14,6 +14,7 @@
 
 #include "cli/localmesh/local_mesh.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/root.h"
 #include "tests/support/test_util.h"
 
 namespace weft {
@@ -44,7 +45,7 @@ std::string Sha256Hex(const std::string& s) {
 class NamespacedFastPath : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, capture, SO_MARK)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, capture, SO_MARK");
     if (GetParam() == "iptables" && system("command -v iptables-restore >/dev/null 2>&1") != 0)
       GTEST_SKIP() << "iptables-restore is not installed";
     localmesh::Options o;

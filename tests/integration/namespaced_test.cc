@@ -12,6 +12,7 @@
 #include "cli/localmesh/local_mesh.h"
 #include "common/cgroup.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/root.h"
 #include "tests/support/test_util.h"
 
 namespace weft {
@@ -29,7 +30,7 @@ constexpr uint16_t kAppPort = 8080;
 class NamespacedMesh : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables, SO_MARK)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables, SO_MARK");
     if (GetParam() == "iptables" && system("command -v iptables-restore >/dev/null 2>&1") != 0)
       GTEST_SKIP() << "iptables-restore is not installed";
     if (GetParam() == "ebpf") {

@@ -21,6 +21,7 @@
 #include "common/netns.h"
 #include "common/status.h"
 #include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 
 namespace weft::ztunnel {
@@ -110,7 +111,7 @@ int CountLines(const std::string& text, std::string_view needle) {
 class CaptureTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, iptables)";
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables");
     if (Shell("iptables --version").find("iptables") == std::string::npos)
       GTEST_SKIP() << "iptables is not installed";
     weft::testing::DeleteStaleNamespaces(kNetnsPrefix);
