@@ -27,6 +27,7 @@
 #include "bpf/testing.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
 #include "gtest/gtest.h"
@@ -158,8 +159,8 @@ class AgentEbpfTest : public ::testing::Test {
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("BPF, bpffs, netns, cgroups");
     ProbeReport report = ProbeKernel();
-    if (!report.ebpf_possible)
-      GTEST_SKIP() << "this kernel cannot run eBPF capture:\n" << report.Format();
+    WEFT_SKIP_UNLESS_KERNEL_FEATURE(report.ebpf_possible, "this kernel cannot run eBPF capture:\n"
+                                                              << report.Format());
     weft::testing::DeleteStaleNamespaces(kNetnsPrefix);
     pins_ = std::make_unique<bt::ScopedPinDir>();
     ASSERT_FALSE(pins_->path().empty());

@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "bpf/bpffs.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
 #include "gtest/gtest.h"
 
@@ -116,6 +117,21 @@ TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
   EXPECT_TRUE(absl::StrContains(text, "why: ")) << text;
   EXPECT_TRUE(absl::StrContains(text, "Decision: " + r.decision)) << text;
   std::printf("%s", text.c_str());
+}
+
+// The eBPF tests skip when the probe says eBPF capture is impossible; this is what keeps a probe
+// regression from turning them into skips on a kernel that has every hook (CI: scripts/test.sh
+// as root sets WEFT_REQUIRE_KERNEL_FEATURES=1, so there this fails instead of skipping).
+TEST(ProbeTest, EbpfCaptureIsPossibleOnAKernelWithTheHooks) {
+  WEFT_SKIP_UNLESS_ROOT("BPF program and map probes");
+  ProbeReport r = ProbeKernel();
+  WEFT_SKIP_UNLESS_KERNEL_FEATURE(r.ebpf_possible, "this kernel cannot run eBPF capture:\n"
+                                                       << r.Format());
+  for (const ProbeItem& i : r.items) {
+    EXPECT_TRUE(i.ok || !i.required) << i.feature << ": " << i.detail;
+  }
+  EXPECT_FALSE(r.cgroup2_mount.empty());
+  EXPECT_TRUE(absl::StartsWith(r.decision, "eBPF capture")) << r.decision;
 }
 
 TEST(ProbeTest, MissingCgroup2MeansIptablesWithTheReason) {

@@ -32,6 +32,7 @@
 #include "common/cgroup.h"
 #include "common/net.h"
 #include "common/netns.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
 #include "gtest/gtest.h"
@@ -41,21 +42,15 @@ namespace {
 
 constexpr std::string_view kNsPrefix = "weft-bpf-";
 
-// Loads a capture owner or skips when the kernel cannot run it (reported, never passed).
-bool KernelHasCapturePrograms() {
-  return libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr) == 1 &&
-         libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, nullptr) == 1 &&
-         libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, nullptr) == 1;
-}
-
-// Skips only when the kernel lacks the program types (probed); as root on a kernel that has
-// them, a load failure (e.g. the verifier refusing a program) fails the test.
-#define WEFT_LOAD_OR_SKIP(var, Type)                                             \
-  auto var##_or = Type::Load();                                                  \
-  if (!var##_or.ok() && !KernelHasCapturePrograms())                             \
-    GTEST_SKIP() << "this kernel lacks sk_lookup or cgroup sock_addr programs: " \
-                 << var##_or.status();                                           \
-  ASSERT_TRUE(var##_or.ok()) << var##_or.status();                               \
+// Loads a capture owner, or skips when the kernel lacks the program types (probed by libbpf,
+// not by the code under test; a failure with WEFT_REQUIRE_KERNEL_FEATURES). On a kernel that
+// has them, a load failure (e.g. the verifier refusing a program) fails the test.
+#define WEFT_LOAD_OR_SKIP(var, Type)                                                 \
+  WEFT_SKIP_UNLESS_KERNEL_FEATURE(testing::KernelHasCapturePrograms(),               \
+                                  "this kernel lacks sk_lookup or cgroup sock_addr " \
+                                  "programs");                                       \
+  auto var##_or = Type::Load();                                                      \
+  ASSERT_TRUE(var##_or.ok()) << var##_or.status();                                   \
   auto var = std::move(*var##_or)
 
 uint64_t SocketCookie(int fd) {
@@ -143,6 +138,10 @@ TEST(SkLookupTest, TableOfVerdictsSelectedSocketsAndCounters) {
   WEFT_SKIP_UNLESS_ROOT("BPF, netns, cgroups");
   weft::testing::DeleteStaleNamespaces(kNsPrefix);
   WEFT_LOAD_OR_SKIP(in, InboundCapture);
+  // Decided by the kernel release, never by the error of a test run (an EINVAL from a bad
+  // context or program would otherwise pass as "unsupported").
+  WEFT_SKIP_UNLESS_KERNEL_FEATURE(weft::testing::KernelAtLeast(5, 14),
+                                  "BPF_PROG_TEST_RUN for sk_lookup programs needs Linux 5.14");
   weft::testing::ScopedNetns ns(kNsPrefix);
   ASSERT_GE(ns.fd(), 0);
 
@@ -325,9 +324,6 @@ TEST(SkLookupTest, TableOfVerdictsSelectedSocketsAndCounters) {
     LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &ctx, .ctx_out = &ctx,
                 .ctx_size_in = sizeof(ctx), .ctx_size_out = sizeof(ctx));
     int err = bpf_prog_test_run_opts(in->prog_fd(), &opts);
-    if (err != 0 && (errno == ENOTSUP || errno == EINVAL || errno == 524)) {
-      GTEST_SKIP() << "BPF_PROG_TEST_RUN for sk_lookup unsupported here: " << std::strerror(errno);
-    }
     ASSERT_EQ(err, 0) << std::strerror(errno);
     EXPECT_EQ(static_cast<int>(opts.retval), c.verdict);
     uint64_t want_cookie = 0;
@@ -358,10 +354,9 @@ TEST(SkLookupTest, AttachedLinkSteersRealSynsAndFailsClosed) {
   uint16_t app_port = BoundPort(app.get());
   ASSERT_TRUE(in->AddPodAddress(*IpAddr::Parse("10.77.0.2"), 7).ok());
   ASSERT_TRUE(in->SetListener(7, WEFT_LISTENER_INBOUND, ztunnel.get()).ok());
+  // sk_lookup programs attach through netns links only, so a kernel that loads them (probed
+  // above) attaches them: a failure here is a failure.
   auto link = in->AttachToNetns(ns.fd());
-  if (!link.ok() && absl::IsUnavailable(link.status())) {
-    GTEST_SKIP() << "sk_lookup attach unsupported: " << link.status();
-  }
   ASSERT_TRUE(link.ok()) << link.status();
 
   auto connect_once = [&](const char* from = "10.77.0.9:0") -> int {
@@ -511,10 +506,10 @@ class ConnectTest : public ::testing::Test {
     WEFT_SKIP_UNLESS_ROOT("BPF, netns, cgroups");
     weft::testing::DeleteStaleNamespaces(kNsPrefix);
     auto root = FindCgroup2Mount();
-    if (!root.ok()) GTEST_SKIP() << root.status();
+    WEFT_SKIP_UNLESS_KERNEL_FEATURE(root.ok(), root.status());
+    WEFT_SKIP_UNLESS_KERNEL_FEATURE(testing::KernelHasCapturePrograms(),
+                                    "this kernel lacks cgroup sock_addr or sock_ops programs");
     auto out = OutboundCapture::Load();
-    if (!out.ok() && !KernelHasCapturePrograms())
-      GTEST_SKIP() << "this kernel lacks cgroup sock_addr or sock_ops programs: " << out.status();
     ASSERT_TRUE(out.ok()) << out.status();
     out_ = std::move(*out);
     cgroup_ = std::make_unique<ScopedCgroup>();

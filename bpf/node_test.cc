@@ -20,6 +20,7 @@
 #include "bpf/pins.h"
 #include "bpf/testing.h"
 #include "common/netns.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
 #include "gtest/gtest.h"
@@ -28,12 +29,6 @@ namespace weft::bpf {
 namespace {
 
 constexpr std::string_view kNsPrefix = "weft-node-";
-
-bool KernelHasCapturePrograms() {
-  return libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr) == 1 &&
-         libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, nullptr) == 1 &&
-         libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, nullptr) == 1;
-}
 
 // Programs attached to `fd` (cgroup or netns) for `type`; -1 on error.
 int Attached(int fd, bpf_attach_type type, uint32_t* first_id = nullptr) {
@@ -133,13 +128,15 @@ class NodeCaptureTest : public ::testing::Test {
  protected:
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("BPF, bpffs, netns, cgroups");
-    if (!KernelHasCapturePrograms())
-      GTEST_SKIP() << "this kernel lacks sk_lookup / cgroup sock_addr / sock_ops programs";
+    WEFT_SKIP_UNLESS_KERNEL_FEATURE(testing::KernelHasCapturePrograms(),
+                                    "this kernel lacks sk_lookup / cgroup sock_addr / sock_ops "
+                                    "programs");
     weft::testing::DeleteStaleNamespaces(kNsPrefix);
     pins_ = std::make_unique<testing::ScopedPinDir>();
     ASSERT_FALSE(pins_->path().empty());
     cgroup_ = std::make_unique<testing::ScopedCgroup>();
-    if (cgroup_->path().empty()) GTEST_SKIP() << "no cgroup2 mount in /proc/self/mounts";
+    WEFT_SKIP_UNLESS_KERNEL_FEATURE(!cgroup_->path().empty(),
+                                    "no cgroup2 mount in /proc/self/mounts");
     pod_.Setup();
   }
   void TearDown() override {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -38,6 +39,12 @@ bool Dead(int pid) {
 }
 
 }  // namespace
+
+bool KernelHasCapturePrograms() {
+  return libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr) == 1 &&
+         libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, nullptr) == 1 &&
+         libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, nullptr) == 1;
+}
 
 void DeleteStalePinDirs() {
   DIR* d = ::opendir(PinRoot().c_str());

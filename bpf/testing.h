@@ -14,6 +14,11 @@
 
 namespace weft::bpf::testing {
 
+// The kernel has the program types of the capture (sk_lookup, cgroup sock_addr, sock_ops), as
+// libbpf's probe loads them: decided independently of the code under test. Use it with
+// WEFT_SKIP_UNLESS_KERNEL_FEATURE (common/testing/kernel_features.h).
+bool KernelHasCapturePrograms();
+
 // Removes /sys/fs/bpf/weft/t<pid>-<n> dirs (and their pins) whose pid is gone.
 void DeleteStalePinDirs();
 // Removes <cgroup2 mount>/weft-t<pid>-<n> cgroups whose pid is gone (after their pins).

@@ -19,6 +19,7 @@
 #include "common/cgroup.h"
 #include "common/netns.h"
 #include "common/status.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
 #include "gtest/gtest.h"
 
@@ -438,7 +439,7 @@ std::string CgroupOf(pid_t pid) {
 TEST(Testbed, CgroupsHoldThePodsProcessesAndSocketsAndAreRemoved) {
   WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups");
   auto mount = FindCgroup2Mount();
-  if (!mount.ok()) GTEST_SKIP() << mount.status();
+  WEFT_SKIP_UNLESS_KERNEL_FEATURE(mount.ok(), mount.status());
   Options o;
   o.prefix = UniquePrefix("t");
   o.nodes = 1;

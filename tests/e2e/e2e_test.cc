@@ -27,6 +27,7 @@
 #include "absl/strings/str_replace.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 #include "tests/e2e/prometheus_server.h"
@@ -90,9 +91,8 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
     WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
     if (std::string(GetParam()) == "ebpf") {
       auto check = testbed::Exec("", {WEFTCTL_PATH, "check"});
-      if (!check.ok())
-        GTEST_SKIP() << "weftctl check says this kernel cannot run eBPF capture: "
-                     << check.status();
+      WEFT_SKIP_UNLESS_KERNEL_FEATURE(
+          check.ok(), "weftctl check says this kernel cannot run eBPF capture: " << check.status());
     }
     root_ = tmp_.path() + "/state";
     name_ = absl::StrCat("e2e", ::getpid(), "-", counter_++);

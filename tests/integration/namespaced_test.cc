@@ -12,6 +12,7 @@
 #include "cli/localmesh/local_mesh.h"
 #include "common/cgroup.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
 #include "tests/support/test_util.h"
 
@@ -35,7 +36,7 @@ class NamespacedMesh : public ::testing::TestWithParam<std::string> {
       GTEST_SKIP() << "iptables-restore is not installed";
     if (GetParam() == "ebpf") {
       auto cg = FindCgroup2Mount();
-      if (!cg.ok()) GTEST_SKIP() << "eBPF capture needs cgroup v2: " << cg.status();
+      WEFT_SKIP_UNLESS_KERNEL_FEATURE(cg.ok(), "eBPF capture needs cgroup v2: " << cg.status());
     }
     localmesh::Options o;
     o.capture = GetParam();
