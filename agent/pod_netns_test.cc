@@ -1,5 +1,6 @@
 #include "agent/pod_netns.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
@@ -7,11 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fcntl.h>
+#include <cerrno>
 #include <string>
 #include <vector>
 
 #include "bpf/testing.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
 
@@ -57,18 +59,37 @@ TEST(PodNetnsTest, BadUidIsRefusedWithAReason) {
   EXPECT_TRUE(absl::IsInvalidArgument(FindPodNetns("").status()));
 }
 
-// A child that joins `cgroup` (and `netns_fd` if >= 0) and sleeps until killed.
+// A child that joins `cgroup` (and `netns_fd` if >= 0) and sleeps until killed. Returns once
+// the child is in place (it reports over a pipe after both steps); -1 if it is not.
 pid_t SleepIn(const std::string& cgroup, int netns_fd) {
   int procs = ::open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
   if (procs < 0) return -1;
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) {
+    ::close(procs);
+    return -1;
+  }
   pid_t pid = ::fork();
   if (pid == 0) {
+    ::close(ready[0]);
     if (::write(procs, "0", 1) != 1) ::_exit(1);
     if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) ::_exit(1);
+    if (::write(ready[1], "r", 1) != 1) ::_exit(1);
     ::pause();
     ::_exit(0);
   }
   ::close(procs);
+  ::close(ready[1]);
+  char c = 0;
+  ssize_t n;
+  do {
+    n = ::read(ready[0], &c, 1);  // EOF (0) when the child exited before it was ready
+  } while (n < 0 && errno == EINTR);
+  ::close(ready[0]);
+  if (pid > 0 && n != 1) {
+    ::waitpid(pid, nullptr, 0);
+    return -1;
+  }
   return pid;
 }
 
@@ -88,7 +109,7 @@ TEST(PodNetnsTest, FindsTheNetnsOfARealProcessInAPodCgroupAndRefusesHostNetwork)
   WEFT_SKIP_UNLESS_ROOT("cgroups, network namespaces");
   bpf::testing::DeleteStaleCgroups();
   bpf::testing::ScopedCgroup root;
-  if (root.path().empty()) GTEST_SKIP() << "no cgroup v2 hierarchy mounted";
+  WEFT_SKIP_UNLESS_KERNEL_FEATURE(!root.path().empty(), "no cgroup v2 hierarchy mounted");
   // cgroupfs layout for the meshed pod, systemd layout for a hostNetwork pod.
   const std::string host_uid = "0000aaaa-1111-2222-3333-444455556666";
   std::vector<std::string> dirs = {
@@ -103,12 +124,6 @@ TEST(PodNetnsTest, FindsTheNetnsOfARealProcessInAPodCgroupAndRefusesHostNetwork)
   pid_t host_net = SleepIn(dirs[3], -1);
   ASSERT_GT(in_pod, 0);
   ASSERT_GT(host_net, 0);
-  // The children write their cgroup.procs before setns; wait until both are in place.
-  for (int i = 0; i < 200; ++i) {
-    auto r = FindPodNetns(kUid);
-    if (r.ok() && SameInode(r->get(), ns.fd())) break;
-    ::usleep(5000);
-  }
   auto found = FindPodNetns(kUid);
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_TRUE(SameInode(found->get(), ns.fd())) << "found another netns than the pod's";
