@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/testing/kernel_features.h"
 #include "nlohmann/json.hpp"
 
 namespace weft {
@@ -411,9 +412,9 @@ TEST_F(AdminServerTest, OversizedBodyAndHeadersAreRejected) {
   std::string got;
   EXPECT_TRUE(ReadUntilClosed(fd, std::chrono::seconds(5), &got));
   close(fd);
-  if (!got.empty()) {
-    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
-  }
+  // The server closes with most of the body unread, so the kernel ends the connection with a
+  // reset; what arrived before it (the reply) stays readable on Linux: it must be there.
+  EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << "reply: \"" << got << "\"";
 
   fd = Connect(s->admin_addr());
   ASSERT_GE(fd, 0);
@@ -421,9 +422,7 @@ TEST_F(AdminServerTest, OversizedBodyAndHeadersAreRejected) {
   got.clear();
   EXPECT_TRUE(ReadUntilClosed(fd, std::chrono::seconds(5), &got));
   close(fd);
-  if (!got.empty()) {
-    EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got;
-  }
+  EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << "reply: \"" << got << "\"";
 
   EXPECT_EQ(s->bad_requests(), 2u);
   EXPECT_NE(log::GetLevel(), log::Level::kDebug);  // the oversized request was not applied
@@ -440,20 +439,21 @@ TEST_F(AdminServerTest, SlowRequestTimesOut) {
   int idle = Connect(s->metrics_addr());
   ASSERT_GE(idle, 0);
 
-  auto t0 = std::chrono::steady_clock::now();
+  // Closed by the 300 ms read timeout (the default one, 10 s, is longer than these waits).
   std::string got;
-  EXPECT_TRUE(ReadUntilClosed(slow, std::chrono::seconds(5), &got));
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
-  EXPECT_TRUE(ReadUntilClosed(idle, std::chrono::seconds(5), &got));
+  EXPECT_TRUE(ReadUntilClosed(slow, std::chrono::seconds(8), &got));
+  EXPECT_TRUE(ReadUntilClosed(idle, std::chrono::seconds(8), &got));
   EXPECT_EQ(got, "");
   close(slow);
   close(idle);
-  // Only the half-sent request counts as bad; an idle connection timing out is normal.
-  // The client can see the close before the server's handler has counted it: wait a little.
-  for (int i = 0; i < 100 && s->bad_requests() == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Only the half-sent request counts as bad; an idle connection timing out is normal. The
+  // stream's timer closes a socket before the read handler that counts it runs, but that
+  // handler is queued on the server's one I/O thread ahead of a connection made afterwards:
+  // once a later request is answered, both timeouts have been counted (or not).
+  HttpResult r = Fetch("GET", Url(s->metrics_addr(), "/metrics"));
+  EXPECT_EQ(r.code, 200);
+  EXPECT_NE(r.body.find("\nweft_admin_bad_requests_total 1\n"), std::string::npos) << r.body;
   EXPECT_EQ(s->bad_requests(), 1u);
-  EXPECT_EQ(Fetch("GET", Url(s->metrics_addr(), "/metrics")).code, 200);
 }
 
 TEST_F(AdminServerTest, ConnectionFloodIsCapped) {
@@ -479,9 +479,10 @@ TEST_F(AdminServerTest, ConnectionFloodIsCapped) {
   close(extra);
 
   for (int fd : fds) close(fd);
-  // Once clients leave, the server accepts again.
+  // Once clients leave, the server accepts again (as soon as it has seen them go).
   long code = 0;
-  for (int i = 0; i < 50 && code != 503; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (code != 503 && std::chrono::steady_clock::now() < deadline) {
     code = Fetch("GET", Url(s->readiness_addr(), "/healthz/ready")).code;
     if (code != 503) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -519,7 +520,7 @@ TEST_F(AdminServerTest, StopIsIdempotentAndClosesEverything) {
   EXPECT_EQ(Fetch("GET", Url(m, "/metrics")).code, 200);
   s->Stop();
   std::string got;
-  EXPECT_TRUE(ReadUntilClosed(idle, std::chrono::seconds(2), &got));
+  EXPECT_TRUE(ReadUntilClosed(idle, std::chrono::seconds(5), &got));
   close(idle);
   EXPECT_EQ(Connect(m), -1);  // listener gone
   s->Stop();
@@ -543,7 +544,7 @@ TEST_F(AdminServerTest, ServesOnIpv6Loopback) {
   sa.sin6_addr = in6addr_loopback;
   bool v6 = probe >= 0 && bind(probe, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
   if (probe >= 0) close(probe);
-  if (!v6) GTEST_SKIP() << "no IPv6 loopback in this network namespace";
+  WEFT_SKIP_UNLESS_KERNEL_FEATURE(v6, "no IPv6 loopback in this network namespace");
 
   AdminOptions o = Options();
   auto v6lo = SockAddr::Parse("[::1]:0");
