@@ -244,6 +244,8 @@ TEST_F(AgentEbpfTest, EnrolRestartReconcileUnenrol) {
   EXPECT_NE(slot_a, slots["default/pod-c"]);
   EXPECT_EQ(PinnedSlot(pins_->path(), a.ns.cookie()), slot_a);
   EXPECT_EQ(PinnedSlot(pins_->path(), c.ns.cookie()), slots["default/pod-c"]);
+  // Pods() is published at the end of the loop iteration that handed the pods over.
+  ASSERT_TRUE(Eventually([&] { return agent_->Pods().size() == 2; }));
   for (const auto& p : agent_->Pods()) {
     EXPECT_TRUE(p.captured) << p.uid;
     EXPECT_EQ(p.slot, slots[p.uid]);
@@ -302,7 +304,7 @@ TEST_F(AgentEbpfTest, EnrolRestartReconcileUnenrol) {
   ASSERT_GE(adds.size(), 3u);
   EXPECT_EQ(adds.back().msg.uid(), "default/pod-a");
   EXPECT_EQ(adds.back().msg.ebpf().slot(), slot_a) << "the replay carries the same slot";
-  ASSERT_EQ(agent_->Pods().size(), 1u);
+  ASSERT_TRUE(Eventually([&] { return agent_->Pods().size() == 1; }));
   EXPECT_EQ(agent_->Pods()[0].slot, slot_a);
   EXPECT_FALSE(std::filesystem::exists(
       bpf::LinkPin(pins_->path(), absl::StrCat("sk_lookup_", c.ns.cookie()))));

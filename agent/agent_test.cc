@@ -18,6 +18,7 @@
 #include "common/netns.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
+#include "common/testing/stderr_capture.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "ztunnel/inpod/handoff_server.h"
@@ -147,6 +148,8 @@ TEST_F(AgentTest, EnrollsCapturesRemovesAndReplaysAfterZtunnelRestart) {
   EXPECT_TRUE(absl::StrContains(rules, "-A OUTPUT -p tcp -j WEFT_INPOD_OUTPUT")) << rules;
   EXPECT_TRUE(absl::StrContains(rules, "--dport 9090 -j RETURN")) << rules;
   EXPECT_FALSE(other.Captured()) << "pods of other nodes and non-mesh pods are left alone";
+  // Pods() is published at the end of the loop iteration that handed the pod over.
+  ASSERT_TRUE(Eventually([&] { return agent_->Pods().size() == 1; }));
   auto pods = agent_->Pods();
   ASSERT_EQ(pods.size(), 1u);
   EXPECT_TRUE(pods[0].captured);
@@ -174,12 +177,23 @@ TEST_F(AgentTest, EnrollsCapturesRemovesAndReplaysAfterZtunnelRestart) {
   EXPECT_EQ(adds[0].cookie, pod.cookie());
   EXPECT_TRUE(agent_->ztunnel_connected());
 
-  // A broken edit keeps the last good config.
-  { std::ofstream(dir_ + "/.bad") << "workloads: [ {uid: "; }
-  std::filesystem::rename(dir_ + "/.bad", config_);
-  std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(agent_->Pods().size(), 1u);
-  EXPECT_TRUE(zt->dels().empty());
+  // A broken edit keeps the last good config. Observed, not slept on: the agent logs the
+  // rejection; then a good edit adding a marker pod is applied after it, so by the time ztunnel
+  // has the marker anything the broken edit did would show.
+  {
+    weft::testing::StderrCapture log;
+    { std::ofstream(dir_ + "/.bad") << "workloads: [ {uid: "; }
+    std::filesystem::rename(dir_ + "/.bad", config_);
+    ASSERT_TRUE(log.WaitFor("config file rejected; keeping the last good config")) << log.Text();
+  }
+  nlohmann::json marker = PodJson("default/marker", "node-1", "HBONE", other.path(), "10.1.0.9");
+  WriteConfig({a, elsewhere, plain, marker}, 4);
+  ASSERT_TRUE(Eventually([&] {
+    return zt->pods() == std::set<std::string>{"default/pod-a", "default/marker"};
+  })) << "the good edit after the broken one was not applied";
+  EXPECT_TRUE(zt->dels().empty()) << "the broken edit removed pods";
+  EXPECT_TRUE(pod.Captured());
+  ASSERT_TRUE(Eventually([&] { return agent_->Pods().size() == 2; }));
 
   // Plain exit: capture stays (fail closed while the agent is away), ztunnel keeps the pod.
   StopAgent();
@@ -213,8 +227,14 @@ TEST_F(AgentTest, PodRefusedByZtunnelIsRetriedWithoutBlockingOthers) {
   StartAgent(Options());
   ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/fine"}; }));
   EXPECT_TRUE(refused_pod.Captured()) << "a refused pod stays fail-closed";
-  std::this_thread::sleep_for(300ms);
-  EXPECT_TRUE(agent_->ztunnel_connected()) << "a refusal is not a connection failure";
+  // A refusal is not a connection failure: the refused pod is retried on the same connection.
+  // Had the agent reconnected, its replay would have handed "fine" over again before the
+  // retried refusal.
+  ASSERT_TRUE(Eventually([&] { return zt.refusals() >= 2; })) << "the refusal was not retried";
+  int fine_adds = 0;
+  for (const auto& add : zt.adds()) fine_adds += add.msg.uid() == "default/fine";
+  EXPECT_EQ(fine_adds, 1) << "the agent reconnected after a refusal";
+  EXPECT_TRUE(agent_->ztunnel_connected());
   zt.set_refuse(false);
   ASSERT_TRUE(Eventually([&] {
     return zt.pods() == std::set<std::string>{"default/fine", "default/refused"};

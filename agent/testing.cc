@@ -11,8 +11,10 @@ FakeZtunnel::FakeZtunnel(std::string path, std::string refused_uid)
     : refused_uid_(std::move(refused_uid)) {
   ztunnel::HandoffServer::Callbacks cb;
   cb.add = [this](const weft::inpod::v1::AddWorkload& add, UniqueFd netns) -> absl::Status {
-    if (refuse_.load() && !refused_uid_.empty() && add.uid() == refused_uid_)
+    if (refuse_.load() && !refused_uid_.empty() && add.uid() == refused_uid_) {
+      ++refusals_;
       return absl::ResourceExhaustedError(absl::StrCat("no room for ", refused_uid_, " yet"));
+    }
     auto c = NetnsCookie(netns.get());
     if (!c.ok()) return c.status();
     std::lock_guard<std::mutex> lock(mu_);

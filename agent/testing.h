@@ -28,10 +28,13 @@ class FakeZtunnel {
   std::set<std::string> pods() const { return server_->known_pods(); }
   bool connected() const { return server_->agent_connected(); }
   void set_refuse(bool r) { refuse_ = r; }
+  // AddWorkloads NACKed so far.
+  int refusals() const { return refusals_.load(); }
 
  private:
   const std::string refused_uid_;
   std::atomic<bool> refuse_{true};
+  std::atomic<int> refusals_{0};
   std::mutex mu_;
   std::vector<Add> adds_;
   std::vector<std::string> dels_;
