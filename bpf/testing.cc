@@ -111,7 +111,8 @@ ScopedCgroup::ScopedCgroup() {
 ScopedCgroup::~ScopedCgroup() {
   fd_.reset();
   if (path_.empty()) return;
-  for (int i = 0; i < 50 && ::rmdir(path_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(20000);
+  // Killed processes leave the cgroup as they are reaped; a busy machine may take seconds.
+  for (int i = 0; i < 500 && ::rmdir(path_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(20000);
 }
 
 uint16_t ConnectFromCgroup(const std::string& cgroup_path, int netns_fd, const SockAddr& dst) {
