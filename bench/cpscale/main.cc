@@ -1003,7 +1003,7 @@ int Run(const Flags& f) {
 
   std::error_code ec;
   std::filesystem::create_directories(f.out, ec);
-  std::ofstream(f.out + "/results.json") << result.dump(2) << "\n";
+  std::ofstream(f.out + "/results.json") << result.dump() << "\n";
   std::ofstream(f.out + "/report.md") << md;
   std::printf("%s\nresults: %s/results.json\n", md.c_str(), f.out.c_str());
   if (f.keep || !ok) {

@@ -88,16 +88,20 @@ uint64_t Histogram::CountAtOrAbove(int64_t value) const {
 }
 
 nlohmann::json Histogram::ToJson() const {
-  nlohmann::json buckets = nlohmann::json::array();
-  for (size_t i = 0; i < counts_.size(); ++i) {
-    if (counts_[i]) buckets.push_back({i, counts_[i]});
-  }
+  // Dense counts from the lowest to the highest non-empty bucket: a latency histogram's buckets
+  // are mostly adjacent, so this is a third of the size of [index, count] pairs.
+  size_t first = 0, end = counts_.size();
+  while (first < end && counts_[first] == 0) ++first;
+  while (end > first && counts_[end - 1] == 0) --end;
+  nlohmann::json counts = nlohmann::json::array();
+  for (size_t i = first; i < end; ++i) counts.push_back(counts_[i]);
   return {{"sub_bucket_bits", kSubBits},
           {"count", count_},
           {"min", min()},
           {"max", max()},
           {"sum", static_cast<double>(sum_)},
-          {"buckets", std::move(buckets)}};
+          {"first_bucket", first < end ? first : 0},
+          {"counts", std::move(counts)}};
 }
 
 absl::StatusOr<Histogram> Histogram::FromJson(const nlohmann::json& j) {
@@ -110,20 +114,24 @@ absl::StatusOr<Histogram> Histogram::FromJson(const nlohmann::json& j) {
       j["sub_bucket_bits"].get<int>() != kSubBits) {
     return bad("sub_bucket_bits must be " + std::to_string(kSubBits));
   }
-  if (!j.contains("buckets") || !j["buckets"].is_array()) return bad("no \"buckets\" array");
+  if (!j.contains("counts") || !j["counts"].is_array()) return bad("no \"counts\" array");
+  if (!j.contains("first_bucket") || !j["first_bucket"].is_number_unsigned()) {
+    return bad("no \"first_bucket\" (a non-negative integer)");
+  }
   Histogram h;
-  const size_t max_index = IndexOf(kMaxValue);
-  for (const auto& b : j["buckets"]) {
-    if (!b.is_array() || b.size() != 2 || !b[0].is_number_unsigned() ||
-        !b[1].is_number_unsigned()) {
-      return bad("a bucket is not [index, count] with non-negative integers: " + b.dump());
+  const auto first = j["first_bucket"].get<uint64_t>();
+  const nlohmann::json& counts = j["counts"];
+  if (!counts.empty() && first + counts.size() - 1 > IndexOf(kMaxValue)) {
+    return bad("bucket index out of range: " + std::to_string(first + counts.size() - 1));
+  }
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (!counts[i].is_number_unsigned()) {
+      return bad("a bucket count is not a non-negative integer: " + counts[i].dump());
     }
-    const auto idx = b[0].get<uint64_t>();
-    const auto n = b[1].get<uint64_t>();
-    if (idx > max_index) return bad("bucket index out of range: " + b.dump());
+    const auto n = counts[i].get<uint64_t>();
     if (n == 0) continue;
-    if (idx >= h.counts_.size()) h.counts_.resize(idx + 1, 0);
-    h.counts_[idx] += n;
+    if (first + i >= h.counts_.size()) h.counts_.resize(first + i + 1, 0);
+    h.counts_[first + i] += n;
     h.count_ += n;
   }
   if (h.count_ == 0) return h;

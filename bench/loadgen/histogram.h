@@ -38,8 +38,9 @@ class Histogram {
   // How many recorded values are >= value (bucket resolution: values in value's bucket count).
   uint64_t CountAtOrAbove(int64_t value) const;
 
-  // {"sub_bucket_bits":7,"count":..,"min":..,"max":..,"sum":..,"buckets":[[index,count],...]}
-  // (only non-empty buckets). FromJson rejects other bucket layouts and malformed input.
+  // {"sub_bucket_bits":7,"count":..,"min":..,"max":..,"sum":..,"first_bucket":i,
+  //  "counts":[count of bucket i, of i+1, ...]} (from the lowest to the highest non-empty
+  // bucket). FromJson rejects other bucket layouts and malformed input.
   nlohmann::json ToJson() const;
   static absl::StatusOr<Histogram> FromJson(const nlohmann::json& j);
 

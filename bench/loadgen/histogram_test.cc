@@ -114,11 +114,19 @@ TEST(Histogram, JsonRoundTripAndErrors) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(std::string(s.status().message()).find("sub_bucket_bits must be 7"), std::string::npos);
   j = h.ToJson();
-  j["buckets"].push_back({1, -3});
+  j["counts"].push_back(-3);
   EXPECT_FALSE(Histogram::FromJson(j).ok());
   j = h.ToJson();
-  j["buckets"].push_back({999999999, 1});
+  j["first_bucket"] = 999999999;
   EXPECT_FALSE(Histogram::FromJson(j).ok());
+  j = h.ToJson();
+  j.erase("first_bucket");
+  EXPECT_FALSE(Histogram::FromJson(j).ok());
+  // Dense from the lowest to the highest non-empty bucket.
+  j = h.ToJson();
+  EXPECT_EQ(j["first_bucket"], 0);
+  EXPECT_EQ(j["counts"].size(), Histogram::IndexOf(1'000'000'000) + 1);
+  EXPECT_EQ(Histogram().ToJson()["counts"].size(), 0u);
 }
 
 TEST(Histogram, CountAtOrAboveAndClamping) {

@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   }
   const std::string md = suite::RenderSuiteMarkdown(*results, plots);
   if (!opts->out_dir.empty()) {
-    if (!WriteFile(opts->out_dir + "/results.json", results->dump(1) + "\n") ||
+    if (!WriteFile(opts->out_dir + "/results.json", results->dump() + "\n") ||
         !WriteFile(opts->out_dir + "/report.md", md)) {
       std::fprintf(stderr, "weft-bench-suite: cannot write results to %s\n", opts->out_dir.c_str());
       std::fputs(md.c_str(), stdout);
