@@ -727,6 +727,7 @@ class Runner {
         step["errors"] = errors;
         step["cpu_cores"] = r.value("cpu_cores", 0.0);
         step["host_cpu_cores"] = r.value("host_cpu_cores", 0.0);
+        if (r.contains("mesh_connections")) step["mesh_connections"] = r["mesh_connections"];
         if (r.contains("error")) step["error"] = r["error"];
         // Saturated: it no longer keeps up (achieved < 95 % of asked), requests fail, or
         // they queue (p99 over 100 ms at a rate the echo server answers in well under 1 ms).

@@ -81,15 +81,25 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
     const json& seed = sc["seed"]["steps"][0]["runs"][m];
     EXPECT_GT(seed.value("ok", 0), 0) << seed.dump();
     EXPECT_EQ(seed.value("errors", -1), 0);
-    EXPECT_GT(seed.value("cpu_cores", 0.0), 0);
+    EXPECT_GE(seed.value("cpu_cores", -1.0), 0) << seed.dump();
     EXPECT_GT(seed.value("mem_bytes", int64_t{0}), 0);
     const json& istio = sc["istio"]["cases"][0]["runs"][m];
     EXPECT_GT(istio.value("ok", 0), 0) << istio.dump();
     EXPECT_GT(istio["latency_ms"].value("p99", 0.0), 0);
     for (const json& c : sc["throughput"]["cases"]) {
       EXPECT_GT(c["runs"][m].value("gbps", 0.0), 0) << c.dump();
+      if (m != "bare") EXPECT_GE(c["runs"][m].value("mesh_connections", 0.0), 1) << c.dump();
     }
-    EXPECT_EQ(sc["churn"]["runs"][m].value("max_sustained_cps", 0.0), 100) << sc["churn"].dump();
+    // Churn: the step ran and has its figures; whether this machine sustained the rate (the
+    // saturation verdict) is the benchmark's business, not the test's.
+    const json& churn = sc["churn"]["runs"][m];
+    ASSERT_EQ(churn["steps"].size(), 1u) << sc["churn"].dump();
+    const json& step = churn["steps"][0];
+    EXPECT_FALSE(step.contains("error")) << step.dump();
+    EXPECT_GT(step.value("achieved_cps", 0.0), 0) << step.dump();
+    EXPECT_TRUE(step["saturated"].is_boolean()) << step.dump();
+    EXPECT_TRUE(churn.contains("max_sustained_cps")) << churn.dump();
+    if (m != "bare") EXPECT_GE(step.value("mesh_connections", 0.0), 1) << step.dump();
     if (m == "bare") {
       EXPECT_FALSE(seed.contains("mesh_connections"));
       EXPECT_EQ(seed.value("mesh_mem_bytes", int64_t{-1}), 0);
