@@ -37,12 +37,14 @@
 #include <thread>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "bench/cpscale/manifests.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "common/scrape/scrape.h"
@@ -102,13 +104,6 @@ double Secs(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // ---- weftd, the child process
 
 struct ProcStats {
@@ -119,7 +114,7 @@ struct ProcStats {
 
 ProcStats ReadProc(pid_t pid) {
   ProcStats s;
-  const std::string stat = ReadText(absl::StrCat("/proc/", pid, "/stat"));
+  const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat")).value_or("");
   // Fields after the ")" of comm: state is field 3; utime, stime are fields 14, 15.
   auto close = stat.rfind(')');
   if (close != std::string::npos) {
@@ -132,7 +127,7 @@ ProcStats ReadProc(pid_t pid) {
       s.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / tick;
     }
   }
-  std::istringstream status(ReadText(absl::StrCat("/proc/", pid, "/status")));
+  std::istringstream status(ReadFile(absl::StrCat("/proc/", pid, "/status")).value_or(""));
   std::string line;
   while (std::getline(status, line)) {
     int64_t v = 0;
@@ -183,7 +178,7 @@ class Weftd {
   absl::StatusOr<json> WaitStarted(Clock::duration timeout) {
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
-      std::istringstream in(ReadText(log_));
+      std::istringstream in(ReadFile(log_).value_or(""));
       std::string line;
       while (std::getline(in, line)) {
         if (line.find("\"weftd started\"") == std::string::npos) continue;
@@ -202,7 +197,7 @@ class Weftd {
   }
 
   std::string Tail() const {
-    std::string text = ReadText(log_);
+    std::string text = ReadFile(log_).value_or("");
     return text.size() > 4000 ? text.substr(text.size() - 4000) : text;
   }
 
@@ -245,13 +240,13 @@ class StreamNode {
     std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
     if (!opts_.root_ca_file.empty()) {
       grpc::SslCredentialsOptions so;
-      so.pem_root_certs = ReadText(opts_.root_ca_file);
+      so.pem_root_certs = ReadFile(opts_.root_ca_file).value_or("");
       if (so.pem_root_certs.empty()) {
         return absl::FailedPreconditionError(absl::StrCat("cannot read ", opts_.root_ca_file));
       }
       creds = grpc::SslCredentials(so);
     }
-    std::string token(absl::StripAsciiWhitespace(ReadText(opts_.bearer_token_file)));
+    std::string token(absl::StripAsciiWhitespace(ReadFile(opts_.bearer_token_file).value_or("")));
     if (token.empty()) {
       return absl::FailedPreconditionError(absl::StrCat("no token in ", opts_.bearer_token_file));
     }
@@ -510,62 +505,41 @@ std::string DefaultWeftd() {
 
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    auto number = [&](int* out) -> absl::Status {
-      const char* v = next();
-      if (v == nullptr || !absl::SimpleAtoi(v, out)) {
-        return absl::InvalidArgumentError(absl::StrCat(Av(a), " needs a number"));
-      }
-      return absl::OkStatus();
-    };
-    absl::Status st;
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--pods") {
-      st = number(&f.spec.pods);
-    } else if (a == "--services") {
-      st = number(&f.spec.services);
-    } else if (a == "--nodes") {
-      st = number(&f.spec.nodes);
-    } else if (a == "--policies") {
-      st = number(&f.spec.policies);
-    } else if (a == "--namespaces") {
-      st = number(&f.spec.namespaces);
-    } else if (a == "--changes") {
-      st = number(&f.changes);
-    } else if (a == "--debounce-ms") {
-      st = number(&f.debounce_ms);
-    } else if (a == "--verify") {
-      st = number(&f.verify);
-    } else if (a == "--timeout-s") {
-      st = number(&f.timeout_s);
-    } else if (a == "--seed") {
-      int seed = 0;
-      st = number(&seed);
-      f.spec.seed = static_cast<uint64_t>(seed);
-    } else if (a == "--out" || a == "--weftd") {
-      const char* v = next();
-      if (v == nullptr) return absl::InvalidArgumentError(absl::StrCat(Av(a), " needs a path"));
-      (a == "--out" ? f.out : f.weftd) = v;
-    } else if (a == "--plaintext") {
-      f.plaintext = true;
-    } else if (a == "--client") {
-      const char* v = next();
-      if (v == nullptr ||
-          (std::string_view(v) != "stream" && std::string_view(v) != "configclient")) {
-        return absl::InvalidArgumentError("--client needs stream or configclient");
-      }
-      f.config_client = std::string_view(v) == "configclient";
-    } else if (a == "--keep") {
-      f.keep = true;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument \"", Av(a), "\""));
-    }
-    if (!st.ok()) return st;
+  CLI::App app("weft-cp-bench", "weft-cp-bench");
+  app.set_help_flag();  // --help prints kUsage
+  bool help = false;
+  app.add_flag("-h,--help", help);
+  for (auto [flag, v] :
+       std::vector<std::pair<const char*, int*>>{{"--pods", &f.spec.pods},
+                                                 {"--services", &f.spec.services},
+                                                 {"--nodes", &f.spec.nodes},
+                                                 {"--policies", &f.spec.policies},
+                                                 {"--namespaces", &f.spec.namespaces},
+                                                 {"--changes", &f.changes},
+                                                 {"--debounce-ms", &f.debounce_ms},
+                                                 {"--verify", &f.verify},
+                                                 {"--timeout-s", &f.timeout_s}}) {
+    app.add_option(flag, *v);
   }
+  int seed = static_cast<int>(f.spec.seed);
+  app.add_option("--seed", seed);
+  app.add_option("--out", f.out);
+  app.add_option("--weftd", f.weftd);
+  app.add_flag("--plaintext", f.plaintext);
+  app.add_flag("--keep", f.keep);
+  std::string client = "stream";
+  app.add_option("--client", client)->check(CLI::IsMember({"stream", "configclient"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  if (help) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);
+  }
+  f.spec.seed = static_cast<uint64_t>(seed);
+  f.config_client = client == "configclient";
   if (f.spec.pods < 1 || f.spec.nodes < 1 || f.spec.namespaces < 1 || f.spec.services < 0 ||
       f.spec.policies < 0 || f.changes < 1) {
     return absl::InvalidArgumentError(
@@ -604,414 +578,465 @@ absl::Status VerifyNode(Nodes::Node& n, const SockAddr& admin) {
   return absl::OkStatus();
 }
 
-int Run(const Flags& f) {
-  weft::log::SetLevel(weft::log::Level::kWarn);  // 100 clients' info lines are noise here
-  json result;
-  result["params"] = {{"pods", f.spec.pods},
-                      {"services", f.spec.services},
-                      {"nodes", f.spec.nodes},
-                      {"policies", f.spec.policies},
-                      {"namespaces", f.spec.namespaces},
-                      {"changes", f.changes},
-                      {"tls", !f.plaintext},
-                      {"client", f.config_client ? "configclient" : "stream"},
-                      {"debounce_ms", f.debounce_ms},
-                      {"seed", f.spec.seed}};
-  result["machine"] = {{"nproc", std::thread::hardware_concurrency()},
-                       {"loadavg_at_start", ReadText("/proc/loadavg")}};
-  bool ok = true;
-  std::vector<std::string> problems;
-  auto problem = [&](std::string p) {
+// One run of the benchmark, phase by phase: each phase appends its figures to `result_` and its
+// failures to `problems_`; a phase that cannot go on returns an error that ends the run.
+class Run {
+ public:
+  explicit Run(const Flags& f) : f_(f), timeout_(std::chrono::seconds(f.timeout_s)) {}
+  int Main();
+
+ private:
+  void Problem(std::string p) {
     std::fprintf(stderr, "weft-cp-bench: %s\n", p.c_str());
-    problems.push_back(std::move(p));
-    ok = false;
-  };
+    problems_.push_back(std::move(p));
+    ok_ = false;
+  }
+  absl::Status Prepare();
+  absl::Status StartWeftd();
+  absl::Status Subscribe();
+  bool PodChange(int c, std::mt19937_64& rng, json& runs);
+  void PodChanges();
+  void PolicyChange();
+  void ConfigClientCost();
+  void VerifyNodes();
+  std::string Report() const;
 
+  const Flags& f_;
+  const std::chrono::seconds timeout_;
+  json result_;
+  bool ok_ = true;
+  std::vector<std::string> problems_;
+  std::string tmp_, manifests_, state_;
+  Cluster cluster_;
+  Weftd weftd_;
+  SockAddr admin_, metrics_;
+  int grpc_port_ = 0;
+  ProcStats after_load_, end_;
+  Nodes nodes_;
+  std::vector<size_t> all_;  // every node's index
+  Clock::time_point t_spawn_, t_started_, t_subscribe_, t_first_all_;
+  json full_, policy_result_ = json::object();
+  std::vector<double> all_times_, median_node_times_, delta_bytes_, pod_cpu_;
+  size_t verify_ = 0, verified_ = 0;
+};
+
+// The work dir and the generated cluster's manifests.
+absl::Status Run::Prepare() {
   char tmpl[] = "/tmp/weft-cpscale-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) {
-    std::fprintf(stderr, "weft-cp-bench: mkdtemp: %s\n", std::strerror(errno));
-    return 1;
-  }
-  const std::string tmp = tmpl, manifests = tmp + "/manifests", state = tmp + "/state";
-  mkdir(manifests.c_str(), 0755);
-  mkdir(state.c_str(), 0700);
-
+  if (mkdtemp(tmpl) == nullptr)
+    return absl::InternalError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
+  tmp_ = tmpl;
+  manifests_ = tmp_ + "/manifests";
+  state_ = tmp_ + "/state";
+  mkdir(manifests_.c_str(), 0755);
+  mkdir(state_.c_str(), 0700);
   std::fprintf(stderr, "generating %d pods, %d services, %d policies over %d nodes in %s\n",
-               f.spec.pods, f.spec.services, f.spec.policies, f.spec.nodes, manifests.c_str());
-  Cluster cluster = Generate(f.spec);
-  auto written = WriteCluster(cluster, manifests);
-  if (!written.ok()) {
-    std::fprintf(stderr, "weft-cp-bench: %s\n", std::string(written.status().message()).c_str());
-    return 1;
-  }
-  result["manifests"] = {{"files", cluster.files.size()},
-                         {"bytes", *written},
-                         {"pods", cluster.pods.size()},
-                         {"policies", cluster.policies.size()}};
+               f_.spec.pods, f_.spec.services, f_.spec.policies, f_.spec.nodes, manifests_.c_str());
+  cluster_ = Generate(f_.spec);
+  WEFT_ASSIGN_OR_RETURN(size_t written, WriteCluster(cluster_, manifests_));
+  result_["manifests"] = {{"files", cluster_.files.size()},
+                          {"bytes", written},
+                          {"pods", cluster_.pods.size()},
+                          {"policies", cluster_.policies.size()}};
+  return absl::OkStatus();
+}
 
-  Weftd weftd;
-  std::vector<std::string> args = {"--manifests",   manifests,
-                                   "--state-dir",   state,
+// weftd as a child, until it has loaded every manifest.
+absl::Status Run::StartWeftd() {
+  std::vector<std::string> args = {"--manifests",   manifests_,
+                                   "--state-dir",   state_,
                                    "--grpc",        "127.0.0.1:0",
                                    "--admin",       "127.0.0.1:0",
                                    "--metrics",     "127.0.0.1:0",
                                    "--readiness",   "127.0.0.1:0",
-                                   "--debounce-ms", std::to_string(f.debounce_ms),
-                                   "--node-tokens", absl::StrJoin(cluster.nodes, ",")};
-  if (f.plaintext) args.push_back("--plaintext");
-  const auto timeout = std::chrono::seconds(f.timeout_s);
-  const auto t_spawn = Clock::now();
-  if (absl::Status st = weftd.Start(f.weftd, args, tmp + "/weftd.log"); !st.ok()) {
-    std::fprintf(stderr, "weft-cp-bench: %s\n", std::string(st.message()).c_str());
-    return 1;
-  }
-  auto started = weftd.WaitStarted(timeout);
-  if (!started.ok()) {
-    std::fprintf(stderr, "weft-cp-bench: %s\n", std::string(started.status().message()).c_str());
-    return 1;
-  }
-  const auto t_started = Clock::now();
-  const int grpc_port = (*started)["grpc_port"].get<int>();
-  auto admin = SockAddr::Parse((*started)["admin"].get<std::string>());
-  auto metrics = SockAddr::Parse((*started)["metrics"].get<std::string>());
+                                   "--debounce-ms", std::to_string(f_.debounce_ms),
+                                   "--node-tokens", absl::StrJoin(cluster_.nodes, ",")};
+  if (f_.plaintext) args.push_back("--plaintext");
+  t_spawn_ = Clock::now();
+  WEFT_RETURN_IF_ERROR(weftd_.Start(f_.weftd, args, tmp_ + "/weftd.log"));
+  WEFT_ASSIGN_OR_RETURN(json started, weftd_.WaitStarted(timeout_));
+  t_started_ = Clock::now();
+  grpc_port_ = started["grpc_port"].get<int>();
+  auto admin = SockAddr::Parse(started["admin"].get<std::string>());
+  auto metrics = SockAddr::Parse(started["metrics"].get<std::string>());
   if (!admin.ok() || !metrics.ok()) {
-    std::fprintf(stderr, "weft-cp-bench: cannot read weftd's addresses from %s\n",
-                 started->dump().c_str());
-    return 1;
+    return absl::InternalError(absl::StrCat("cannot read weftd's addresses from ", started.dump()));
   }
-  const ProcStats after_load = ReadProc(weftd.pid());
-  result["load"] = {{"seconds", Secs(t_started - t_spawn)},
-                    {"weftd_cpu_s", after_load.cpu_s},
-                    {"weftd_rss_mib", after_load.rss_kib / 1024.0}};
+  admin_ = *admin;
+  metrics_ = *metrics;
+  after_load_ = ReadProc(weftd_.pid());
+  result_["load"] = {{"seconds", Secs(t_started_ - t_spawn_)},
+                     {"weftd_cpu_s", after_load_.cpu_s},
+                     {"weftd_rss_mib", after_load_.rss_kib / 1024.0}};
   std::fprintf(stderr, "weftd loaded the manifests in %.2f s (CPU %.2f s, RSS %.0f MiB)\n",
-               Secs(t_started - t_spawn), after_load.cpu_s, after_load.rss_kib / 1024.0);
+               Secs(t_started_ - t_spawn_), after_load_.cpu_s, after_load_.rss_kib / 1024.0);
+  return absl::OkStatus();
+}
 
-  // ---- every node subscribes
-  Nodes nodes;
-  for (const std::string& node : cluster.nodes) {
+// Every node subscribes; the first (full) snapshot's time and size.
+absl::Status Run::Subscribe() {
+  for (const std::string& node : cluster_.nodes) {
     ConfigClientOptions o;
-    o.target = absl::StrCat("127.0.0.1:", grpc_port);
+    o.target = absl::StrCat("127.0.0.1:", grpc_port_);
     o.node = node;
     o.component = "ztunnel";
-    if (!f.plaintext) {
-      o.root_ca_file = state + "/ca/root-cert.pem";
+    if (!f_.plaintext) {
+      o.root_ca_file = state_ + "/ca/root-cert.pem";
       o.tls_server_name = "localhost";
     }
-    o.bearer_token_file = absl::StrCat(state, "/tokens/", node, ".token");
-    nodes.Add(node, std::move(o), f.config_client);
+    o.bearer_token_file = absl::StrCat(state_, "/tokens/", node, ".token");
+    nodes_.Add(node, std::move(o), f_.config_client);
   }
-  const auto t_subscribe = Clock::now();
+  t_subscribe_ = Clock::now();
   const double client_cpu0 = SelfCpu();
-  if (absl::Status st = nodes.StartAll(); !st.ok()) {
-    std::fprintf(stderr, "weft-cp-bench: %s\n", std::string(st.message()).c_str());
-    return 1;
-  }
-  std::vector<size_t> all(nodes.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-  std::vector<size_t> zero(nodes.size(), 0);
-  auto first = nodes.WaitNew(zero, all, Clock::now() + timeout);
-  Clock::time_point t_first_all = t_subscribe;
+  WEFT_RETURN_IF_ERROR(nodes_.StartAll());
+  all_.resize(nodes_.size());
+  for (size_t i = 0; i < all_.size(); ++i) all_[i] = i;
+  std::vector<size_t> zero(nodes_.size(), 0);
+  auto first = nodes_.WaitNew(zero, all_, Clock::now() + timeout_);
+  t_first_all_ = t_subscribe_;
   size_t got_first = 0;
   std::vector<double> full_bytes;
   for (const auto& t : first) {
     if (!t) continue;
     ++got_first;
-    t_first_all = std::max(t_first_all, t->at);
+    t_first_all_ = std::max(t_first_all_, t->at);
     if (t->bytes > 0) full_bytes.push_back(static_cast<double>(t->bytes));
   }
-  if (got_first != nodes.size()) {
-    problem(absl::StrCat("only ", got_first, " of ", nodes.size(),
-                         " nodes received a first snapshot within ", f.timeout_s, " s"));
+  if (got_first != nodes_.size()) {
+    Problem(absl::StrCat("only ", got_first, " of ", nodes_.size(),
+                         " nodes received a first snapshot within ", f_.timeout_s, " s"));
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));  // last ACKs reach weftd; settle
-  auto m_full = Scrape(*metrics);
-  const ProcStats after_full = ReadProc(weftd.pid());
-  json full = {{"nodes_with_snapshot", got_first},
-               {"seconds_after_subscribe", Secs(t_first_all - t_subscribe)},
-               {"seconds_after_weftd_start", Secs(t_first_all - t_spawn)},
-               {"bench_clients_cpu_s", SelfCpu() - client_cpu0},
-               {"weftd_cpu_s", after_full.cpu_s - after_load.cpu_s},
-               {"weftd_rss_mib", after_full.rss_kib / 1024.0}};
+  auto m_full = Scrape(metrics_);
+  const ProcStats after_full = ReadProc(weftd_.pid());
+  full_ = {{"nodes_with_snapshot", got_first},
+           {"seconds_after_subscribe", Secs(t_first_all_ - t_subscribe_)},
+           {"seconds_after_weftd_start", Secs(t_first_all_ - t_spawn_)},
+           {"bench_clients_cpu_s", SelfCpu() - client_cpu0},
+           {"weftd_cpu_s", after_full.cpu_s - after_load_.cpu_s},
+           {"weftd_rss_mib", after_full.rss_kib / 1024.0}};
   if (!full_bytes.empty()) {  // exact, per node (stream client)
-    full["bytes_per_node"] = Median(full_bytes);
-    full["bytes_per_node_min"] = *std::min_element(full_bytes.begin(), full_bytes.end());
-    full["bytes_per_node_max"] = Max(full_bytes);
+    full_["bytes_per_node"] = Median(full_bytes);
+    full_["bytes_per_node_min"] = *std::min_element(full_bytes.begin(), full_bytes.end());
+    full_["bytes_per_node_max"] = Max(full_bytes);
   } else if (m_full.ok() && m_full->pushes_full > 0) {  // weftd's average
-    full["bytes_per_node"] = m_full->push_bytes / m_full->pushes_full;
+    full_["bytes_per_node"] = m_full->push_bytes / m_full->pushes_full;
   }
   if (m_full.ok()) {
-    full["weftd_bytes_total"] = m_full->push_bytes;
-    full["weftd_full_pushes"] = m_full->pushes_full;
+    full_["weftd_bytes_total"] = m_full->push_bytes;
+    full_["weftd_full_pushes"] = m_full->pushes_full;
   }
-  result["full_snapshot"] = full;
+  result_["full_snapshot"] = full_;
   std::fprintf(stderr, "%zu nodes have their first snapshot %.2f s after subscribing\n", got_first,
-               Secs(t_first_all - t_subscribe));
+               Secs(t_first_all_ - t_subscribe_));
+  return absl::OkStatus();
+}
 
-  // ---- one-pod changes
-  std::mt19937_64 rng(f.spec.seed * 7919 + 1);
-  json pod_changes = json::array();
-  std::vector<double> all_times, median_node_times;
-  std::vector<double> delta_bytes, pod_cpu;
-  for (int c = 0; c < f.changes; ++c) {
-    GenPod& pod = cluster.pods[rng() % cluster.pods.size()];
-    json& obj = cluster.At(pod.ref);
-    const std::string rev = absl::StrCat("r", c + 1);
-    obj["metadata"]["labels"]["weft-bench/rev"] = rev;
-    const auto before = nodes.Counts();
-    auto m0 = Scrape(*metrics);
-    const ProcStats p0 = ReadProc(weftd.pid());
-    const double cc0 = SelfCpu();
-    const auto t0 = Clock::now();
-    if (absl::Status st = WriteManifestFile(manifests, pod.ref.file, cluster.files[pod.ref.file]);
-        !st.ok()) {
-      problem(std::string(st.message()));
-      break;
-    }
-    auto got = nodes.WaitNew(before, all, t0 + timeout);
-    std::vector<double> lat;
-    std::vector<double> node_bytes;
-    for (const auto& t : got) {
-      if (t) lat.push_back(Secs(t->at - t0));
-      if (t && t->bytes > 0) node_bytes.push_back(static_cast<double>(t->bytes));
-    }
-    const double cc1 = SelfCpu();
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ACKs and counters settle
-    auto m1 = Scrape(*metrics);
-    const ProcStats p1 = ReadProc(weftd.pid());
-    json one = {{"pod", absl::StrCat(pod.ns, "/", pod.name)},
-                {"file", pod.ref.file},
-                {"nodes_updated", lat.size()},
-                {"seconds_to_all", Max(lat)},
-                {"seconds_median_node", Median(lat)},
-                {"weftd_cpu_s", p1.cpu_s - p0.cpu_s},
-                {"bench_clients_cpu_s", cc1 - cc0}};
-    if (!node_bytes.empty()) {
-      one["delta_bytes_per_node"] = Median(node_bytes);
-      one["delta_bytes_per_node_max"] = Max(node_bytes);
-      delta_bytes.push_back(Median(node_bytes));
-    } else if (m0.ok() && m1.ok() && m1->pushes_delta > m0->pushes_delta) {
-      const double bytes =
-          (m1->push_bytes - m0->push_bytes) / (m1->pushes_delta - m0->pushes_delta);
-      one["delta_bytes_per_node"] = bytes;
-      delta_bytes.push_back(bytes);
-    }
-    if (m0.ok() && m1.ok()) one["deltas_sent"] = m1->pushes_delta - m0->pushes_delta;
-    pod_changes.push_back(one);
-    pod_cpu.push_back(p1.cpu_s - p0.cpu_s);
-    if (lat.size() != nodes.size()) {
-      problem(absl::StrCat("pod change ", c + 1, ": only ", lat.size(), " of ", nodes.size(),
-                           " nodes accepted a new version within ", f.timeout_s, " s"));
-      continue;
-    }
-    all_times.push_back(Max(lat));
-    median_node_times.push_back(Median(lat));
-    std::fprintf(stderr, "pod change %d (%s/%s): all %zu nodes in %.3f s (median node %.3f s)\n",
-                 c + 1, pod.ns.c_str(), pod.name.c_str(), lat.size(), Max(lat), Median(lat));
-    // Content check on a few nodes: the new label is there.
-    for (size_t i = 0; i < nodes.size(); i += std::max<size_t>(1, nodes.size() / 4)) {
-      pb::ConfigSnapshot snap = nodes.at(i).Current();
-      bool found = false;
-      for (const auto& w : snap.workloads()) {
-        if (w.namespace_() == pod.ns && w.name() == pod.name) {
-          auto it = w.labels().find("weft-bench/rev");
-          found = it != w.labels().end() && it->second == rev;
-        }
+// One pod's label rewritten in its manifest file: the time until every node ACKed the new
+// version, its delta's size, and (on a few nodes) that the new label arrived. False when the
+// manifest could not be written (nothing after it can be timed).
+bool Run::PodChange(int c, std::mt19937_64& rng, json& runs) {
+  GenPod& pod = cluster_.pods[rng() % cluster_.pods.size()];
+  json& obj = cluster_.At(pod.ref);
+  const std::string rev = absl::StrCat("r", c + 1);
+  obj["metadata"]["labels"]["weft-bench/rev"] = rev;
+  const auto before = nodes_.Counts();
+  auto m0 = Scrape(metrics_);
+  const ProcStats p0 = ReadProc(weftd_.pid());
+  const double cc0 = SelfCpu();
+  const auto t0 = Clock::now();
+  if (absl::Status st = WriteManifestFile(manifests_, pod.ref.file, cluster_.files[pod.ref.file]);
+      !st.ok()) {
+    Problem(std::string(st.message()));
+    return false;
+  }
+  auto got = nodes_.WaitNew(before, all_, t0 + timeout_);
+  std::vector<double> lat;
+  std::vector<double> node_bytes;
+  for (const auto& t : got) {
+    if (t) lat.push_back(Secs(t->at - t0));
+    if (t && t->bytes > 0) node_bytes.push_back(static_cast<double>(t->bytes));
+  }
+  const double cc1 = SelfCpu();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ACKs and counters settle
+  auto m1 = Scrape(metrics_);
+  const ProcStats p1 = ReadProc(weftd_.pid());
+  json one = {{"pod", absl::StrCat(pod.ns, "/", pod.name)},
+              {"file", pod.ref.file},
+              {"nodes_updated", lat.size()},
+              {"seconds_to_all", Max(lat)},
+              {"seconds_median_node", Median(lat)},
+              {"weftd_cpu_s", p1.cpu_s - p0.cpu_s},
+              {"bench_clients_cpu_s", cc1 - cc0}};
+  if (!node_bytes.empty()) {
+    one["delta_bytes_per_node"] = Median(node_bytes);
+    one["delta_bytes_per_node_max"] = Max(node_bytes);
+    delta_bytes_.push_back(Median(node_bytes));
+  } else if (m0.ok() && m1.ok() && m1->pushes_delta > m0->pushes_delta) {
+    const double bytes = (m1->push_bytes - m0->push_bytes) / (m1->pushes_delta - m0->pushes_delta);
+    one["delta_bytes_per_node"] = bytes;
+    delta_bytes_.push_back(bytes);
+  }
+  if (m0.ok() && m1.ok()) one["deltas_sent"] = m1->pushes_delta - m0->pushes_delta;
+  runs.push_back(one);
+  pod_cpu_.push_back(p1.cpu_s - p0.cpu_s);
+  if (lat.size() != nodes_.size()) {
+    Problem(absl::StrCat("pod change ", c + 1, ": only ", lat.size(), " of ", nodes_.size(),
+                         " nodes accepted a new version within ", f_.timeout_s, " s"));
+    return true;
+  }
+  all_times_.push_back(Max(lat));
+  median_node_times_.push_back(Median(lat));
+  std::fprintf(stderr, "pod change %d (%s/%s): all %zu nodes in %.3f s (median node %.3f s)\n",
+               c + 1, pod.ns.c_str(), pod.name.c_str(), lat.size(), Max(lat), Median(lat));
+  // Content check on a few nodes: the new label is there.
+  for (size_t i = 0; i < nodes_.size(); i += std::max<size_t>(1, nodes_.size() / 4)) {
+    pb::ConfigSnapshot snap = nodes_.at(i).Current();
+    bool found = false;
+    for (const auto& w : snap.workloads()) {
+      if (w.namespace_() == pod.ns && w.name() == pod.name) {
+        auto it = w.labels().find("weft-bench/rev");
+        found = it != w.labels().end() && it->second == rev;
       }
-      if (!found) {
-        problem(absl::StrCat("pod change ", c + 1, ": node ", nodes.at(i).name,
-                             " accepted a version without the changed label"));
-      }
+    }
+    if (!found) {
+      Problem(absl::StrCat("pod change ", c + 1, ": node ", nodes_.at(i).name,
+                           " accepted a version without the changed label"));
     }
   }
-  result["pod_change"] = {{"runs", pod_changes},
-                          {"seconds_to_all_median", Median(all_times)},
-                          {"seconds_to_all_max", Max(all_times)},
-                          {"seconds_median_node_median", Median(median_node_times)},
-                          {"delta_bytes_per_node_median", Median(delta_bytes)}};
+  return true;
+}
 
-  // ---- one policy change: an AuthorizationPolicy with a selector gets one more port
-  json policy_result;
+void Run::PodChanges() {
+  std::mt19937_64 rng(f_.spec.seed * 7919 + 1);
+  json runs = json::array();
+  for (int c = 0; c < f_.changes && PodChange(c, rng, runs); ++c) {
+  }
+  result_["pod_change"] = {{"runs", runs},
+                           {"seconds_to_all_median", Median(all_times_)},
+                           {"seconds_to_all_max", Max(all_times_)},
+                           {"seconds_median_node_median", Median(median_node_times_)},
+                           {"delta_bytes_per_node_median", Median(delta_bytes_)}};
+}
+
+// One policy change: an AuthorizationPolicy with a selector gets one more port; it must reach
+// the nodes running its selected pods and no other.
+void Run::PolicyChange() {
   const GenPolicy* pol = nullptr;
-  for (const GenPolicy& p : cluster.policies) {
+  for (const GenPolicy& p : cluster_.policies) {
     if (p.kind == "AuthorizationPolicy" && !p.app.empty() &&
-        !cluster.NodesOf(p.ns, p.app).empty()) {
+        !cluster_.NodesOf(p.ns, p.app).empty()) {
       pol = &p;
       break;
     }
   }
-  if (pol != nullptr) {
-    const std::set<std::string> expected = cluster.NodesOf(pol->ns, pol->app);
-    std::vector<size_t> which;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      if (expected.contains(nodes.at(i).name)) which.push_back(i);
-    }
-    json& obj = cluster.At(pol->ref);
-    obj["spec"]["rules"][0]["to"][0]["operation"]["ports"].push_back("8443");
-    const auto before = nodes.Counts();
-    auto m0 = Scrape(*metrics);
-    const ProcStats p0 = ReadProc(weftd.pid());
-    const auto t0 = Clock::now();
-    if (absl::Status st = WriteManifestFile(manifests, pol->ref.file, cluster.files[pol->ref.file]);
-        !st.ok()) {
-      problem(std::string(st.message()));
-    }
-    auto got = nodes.WaitNew(before, which, t0 + timeout);
-    std::vector<double> lat;
-    for (size_t i : which) {
-      if (got[i]) lat.push_back(Secs(got[i]->at - t0));
-    }
-    // Nodes the policy does not apply to must not get a version: give them time to show up.
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::max(1000, 5 * f.debounce_ms)));
-    const auto after = nodes.Counts();
-    std::vector<std::string> received, unexpected;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      if (after[i] == before[i]) continue;
-      received.push_back(nodes.at(i).name);
-      if (!expected.contains(nodes.at(i).name)) unexpected.push_back(nodes.at(i).name);
-    }
-    auto m1 = Scrape(*metrics);
-    const ProcStats p1 = ReadProc(weftd.pid());
-    policy_result = {{"policy", absl::StrCat(pol->ns, "/", pol->name)},
-                     {"affected_nodes", expected.size()},
-                     {"nodes_received", received.size()},
-                     {"unaffected_nodes_received", unexpected},
-                     {"seconds_to_affected", Max(lat)},
-                     {"weftd_cpu_s", p1.cpu_s - p0.cpu_s}};
-    if (m0.ok() && m1.ok() && m1->pushes_delta > m0->pushes_delta) {
-      policy_result["delta_bytes_per_node"] =
-          (m1->push_bytes - m0->push_bytes) / (m1->pushes_delta - m0->pushes_delta);
-    }
-    if (lat.size() != which.size()) {
-      problem(absl::StrCat("policy change: only ", lat.size(), " of ", which.size(),
-                           " affected nodes accepted a new version"));
-    }
-    if (!unexpected.empty()) {
-      problem(
-          absl::StrCat("policy change reached unaffected nodes: ", absl::StrJoin(unexpected, ",")));
-    }
-    std::fprintf(stderr, "policy change %s: %zu affected nodes in %.3f s; %zu nodes received it\n",
-                 pol->name.c_str(), expected.size(), Max(lat), received.size());
+  if (pol == nullptr) {
+    result_["policy_change"] = policy_result_;
+    return;
   }
-  result["policy_change"] = policy_result;
-
-  // ---- what a ConfigClient (ztunnel, agent) does per version at this size, on one core: the
-  // client's own path (xds::SnapshotSet: apply the delta in place with an undo log, validate the
-  // whole snapshot with FromProto, commit).
-  {
-    pb::ConfigSnapshot snap = nodes.at(0).Current();
-    pb::ConfigResponse full;
-    full.set_full_snapshot(true);
-    full.set_version("1");
-    (void)cp::xds::ForEachResource(snap, [&](cp::xds::Key, pb::Resource r) {
-      *full.add_upserted() = std::move(r);
-      return absl::OkStatus();
-    });
-    cp::xds::SnapshotSet set;
-    if (set.Apply(full).ok() && full.upserted_size() > 0) {
-      set.Commit();
-      std::vector<double> ms;
-      for (int i = 0; i < 3; ++i) {
-        pb::ConfigResponse delta;
-        delta.set_version(std::to_string(i + 2));
-        *delta.add_upserted() = full.upserted(0);
-        const auto t = Clock::now();
-        if (auto st = set.Apply(delta); !st.ok()) {
-          problem(absl::StrCat("delta does not apply: ", std::string(st.message())));
-          break;
-        }
-        auto built = ztunnel::ConfigSnapshot::FromProto(set.snapshot());
-        if (!built.ok()) {
-          problem(absl::StrCat("node config fails validation: ",
-                               std::string(built.status().message())));
-          set.Revert();
-          break;
-        }
-        set.Commit();
-        ms.push_back(Secs(Clock::now() - t) * 1000);
-      }
-      if (!ms.empty()) result["configclient_ms_per_version_one_core"] = Median(ms);
-    }
+  const std::set<std::string> expected = cluster_.NodesOf(pol->ns, pol->app);
+  std::vector<size_t> which;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (expected.contains(nodes_.at(i).name)) which.push_back(i);
   }
+  json& obj = cluster_.At(pol->ref);
+  obj["spec"]["rules"][0]["to"][0]["operation"]["ports"].push_back("8443");
+  const auto before = nodes_.Counts();
+  auto m0 = Scrape(metrics_);
+  const ProcStats p0 = ReadProc(weftd_.pid());
+  const auto t0 = Clock::now();
+  if (absl::Status st = WriteManifestFile(manifests_, pol->ref.file, cluster_.files[pol->ref.file]);
+      !st.ok()) {
+    Problem(std::string(st.message()));
+  }
+  auto got = nodes_.WaitNew(before, which, t0 + timeout_);
+  std::vector<double> lat;
+  for (size_t i : which) {
+    if (got[i]) lat.push_back(Secs(got[i]->at - t0));
+  }
+  // Nodes the policy does not apply to must not get a version: give them time to show up.
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::max(1000, 5 * f_.debounce_ms)));
+  const auto after = nodes_.Counts();
+  std::vector<std::string> received, unexpected;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (after[i] == before[i]) continue;
+    received.push_back(nodes_.at(i).name);
+    if (!expected.contains(nodes_.at(i).name)) unexpected.push_back(nodes_.at(i).name);
+  }
+  auto m1 = Scrape(metrics_);
+  const ProcStats p1 = ReadProc(weftd_.pid());
+  policy_result_ = {{"policy", absl::StrCat(pol->ns, "/", pol->name)},
+                    {"affected_nodes", expected.size()},
+                    {"nodes_received", received.size()},
+                    {"unaffected_nodes_received", unexpected},
+                    {"seconds_to_affected", Max(lat)},
+                    {"weftd_cpu_s", p1.cpu_s - p0.cpu_s}};
+  if (m0.ok() && m1.ok() && m1->pushes_delta > m0->pushes_delta) {
+    policy_result_["delta_bytes_per_node"] =
+        (m1->push_bytes - m0->push_bytes) / (m1->pushes_delta - m0->pushes_delta);
+  }
+  if (lat.size() != which.size()) {
+    Problem(absl::StrCat("policy change: only ", lat.size(), " of ", which.size(),
+                         " affected nodes accepted a new version"));
+  }
+  if (!unexpected.empty()) {
+    Problem(
+        absl::StrCat("policy change reached unaffected nodes: ", absl::StrJoin(unexpected, ",")));
+  }
+  std::fprintf(stderr, "policy change %s: %zu affected nodes in %.3f s; %zu nodes received it\n",
+               pol->name.c_str(), expected.size(), Max(lat), received.size());
+  result_["policy_change"] = policy_result_;
+}
 
-  // ---- correctness: streamed config == weftd's own view of the node
-  const size_t verify =
-      f.verify < 0 ? nodes.size() : std::min(nodes.size(), static_cast<size_t>(f.verify));
-  size_t verified = 0;
-  for (size_t k = 0; k < verify; ++k) {
-    const size_t i = verify == nodes.size() ? k : k * nodes.size() / verify;
-    if (absl::Status st = VerifyNode(nodes.at(i), *admin); !st.ok()) {
-      problem(std::string(st.message()));
+// What a ConfigClient (ztunnel, agent) does per version at this size, on one core: the client's
+// own path (xds::SnapshotSet: apply the delta in place with an undo log, validate the whole
+// snapshot with FromProto, commit).
+void Run::ConfigClientCost() {
+  pb::ConfigSnapshot snap = nodes_.at(0).Current();
+  pb::ConfigResponse full;
+  full.set_full_snapshot(true);
+  full.set_version("1");
+  (void)cp::xds::ForEachResource(snap, [&](cp::xds::Key, pb::Resource r) {
+    *full.add_upserted() = std::move(r);
+    return absl::OkStatus();
+  });
+  cp::xds::SnapshotSet set;
+  if (!set.Apply(full).ok() || full.upserted_size() == 0) return;
+  set.Commit();
+  std::vector<double> ms;
+  for (int i = 0; i < 3; ++i) {
+    pb::ConfigResponse delta;
+    delta.set_version(std::to_string(i + 2));
+    *delta.add_upserted() = full.upserted(0);
+    const auto t = Clock::now();
+    if (auto st = set.Apply(delta); !st.ok()) {
+      Problem(absl::StrCat("delta does not apply: ", std::string(st.message())));
+      break;
+    }
+    auto built = ztunnel::ConfigSnapshot::FromProto(set.snapshot());
+    if (!built.ok()) {
+      Problem(
+          absl::StrCat("node config fails validation: ", std::string(built.status().message())));
+      set.Revert();
+      break;
+    }
+    set.Commit();
+    ms.push_back(Secs(Clock::now() - t) * 1000);
+  }
+  if (!ms.empty()) result_["configclient_ms_per_version_one_core"] = Median(ms);
+}
+
+// Correctness: the streamed config equals weftd's own view of the node, no version NACKed.
+void Run::VerifyNodes() {
+  verify_ = f_.verify < 0 ? nodes_.size() : std::min(nodes_.size(), static_cast<size_t>(f_.verify));
+  for (size_t k = 0; k < verify_; ++k) {
+    const size_t i = verify_ == nodes_.size() ? k : k * nodes_.size() / verify_;
+    if (absl::Status st = VerifyNode(nodes_.at(i), admin_); !st.ok()) {
+      Problem(std::string(st.message()));
     } else {
-      ++verified;
+      ++verified_;
     }
   }
-  auto m_end = Scrape(*metrics);
-  if (m_end.ok() && m_end->nacks > 0) problem(absl::StrCat(m_end->nacks, " versions were NACKed"));
-  result["verify"] = {{"nodes_compared", verify}, {"equal", verified}};
+  auto m_end = Scrape(metrics_);
+  if (m_end.ok() && m_end->nacks > 0) Problem(absl::StrCat(m_end->nacks, " versions were NACKed"));
+  result_["verify"] = {{"nodes_compared", verify_}, {"equal", verified_}};
+}
 
-  const ProcStats end = ReadProc(weftd.pid());
-  result["weftd"] = {{"cpu_s", end.cpu_s},
-                     {"peak_rss_mib", end.hwm_kib / 1024.0},
-                     {"rss_mib_at_end", end.rss_kib / 1024.0}};
-  weft::log::SetLevel(weft::log::Level::kError);  // the streams' ends are expected now
-  nodes.StopAll();
-  weftd.Stop();
-  result["ok"] = ok;
-  result["problems"] = problems;
-  result["targets"] = {{"pod_change_to_all_under_1s", !all_times.empty() && Max(all_times) < 1.0},
-                       {"weftd_peak_rss_under_300mib", end.hwm_kib / 1024.0 < 300}};
-
-  // ---- report
+std::string Run::Report() const {
   auto fmt = [](double v, const char* unit) { return absl::StrFormat("%.3f %s", v, unit); };
   std::string md = absl::StrFormat(
       "## weftd at scale: %d pods, %d services, %d nodes, %d policies (%s, debounce %d ms, "
       "%s clients)\n\n"
       "| figure | value |\n|---|---|\n",
-      f.spec.pods, f.spec.services, f.spec.nodes, f.spec.policies,
-      f.plaintext ? "plaintext" : "TLS", f.debounce_ms,
-      f.config_client ? "ConfigClient" : "stream");
+      f_.spec.pods, f_.spec.services, f_.spec.nodes, f_.spec.policies,
+      f_.plaintext ? "plaintext" : "TLS", f_.debounce_ms,
+      f_.config_client ? "ConfigClient" : "stream");
   auto row = [&](const std::string& k, const std::string& v) {
     absl::StrAppend(&md, "| ", k, " | ", v, " |\n");
   };
-  row("manifest load (weftd start -> started)", fmt(Secs(t_started - t_spawn), "s"));
-  row("first snapshot on all nodes (after subscribe)", fmt(Secs(t_first_all - t_subscribe), "s"));
-  row("full snapshot bytes per node", absl::StrFormat("%.0f", full.value("bytes_per_node", 0.0)));
-  row(absl::StrCat("one-pod change -> all nodes ACKed (median / max of ", all_times.size(), ")"),
-      absl::StrFormat("%.3f s / %.3f s", Median(all_times), Max(all_times)));
-  row("one-pod change -> median node", fmt(Median(median_node_times), "s"));
-  row("one-pod delta bytes per node", absl::StrFormat("%.0f", Median(delta_bytes)));
-  row("weftd CPU per one-pod change (median)", fmt(Median(pod_cpu), "s"));
-  if (!policy_result.empty()) {
+  row("manifest load (weftd start -> started)", fmt(Secs(t_started_ - t_spawn_), "s"));
+  row("first snapshot on all nodes (after subscribe)", fmt(Secs(t_first_all_ - t_subscribe_), "s"));
+  row("full snapshot bytes per node", absl::StrFormat("%.0f", full_.value("bytes_per_node", 0.0)));
+  row(absl::StrCat("one-pod change -> all nodes ACKed (median / max of ", all_times_.size(), ")"),
+      absl::StrFormat("%.3f s / %.3f s", Median(all_times_), Max(all_times_)));
+  row("one-pod change -> median node", fmt(Median(median_node_times_), "s"));
+  row("one-pod delta bytes per node", absl::StrFormat("%.0f", Median(delta_bytes_)));
+  row("weftd CPU per one-pod change (median)", fmt(Median(pod_cpu_), "s"));
+  if (!policy_result_.empty()) {
     row("one-policy change -> affected nodes ACKed",
         absl::StrFormat("%.3f s (%d affected, %d received)",
-                        policy_result["seconds_to_affected"].get<double>(),
-                        policy_result["affected_nodes"].get<int>(),
-                        policy_result["nodes_received"].get<int>()));
+                        policy_result_["seconds_to_affected"].get<double>(),
+                        policy_result_["affected_nodes"].get<int>(),
+                        policy_result_["nodes_received"].get<int>()));
   }
-  row("weftd CPU time (whole run)", fmt(end.cpu_s, "s"));
-  result["stream_reconnects"] = nodes.Reconnects();
-  if (nodes.Reconnects() > 0) {
-    row("node streams re-opened during the run", absl::StrCat(nodes.Reconnects()));
+  row("weftd CPU time (whole run)", fmt(end_.cpu_s, "s"));
+  if (result_.value("stream_reconnects", 0) > 0) {
+    row("node streams re-opened during the run",
+        absl::StrCat(result_["stream_reconnects"].get<int>()));
   }
-  row("weftd peak RSS (VmHWM)", absl::StrFormat("%.0f MiB", end.hwm_kib / 1024.0));
-  row("nodes verified equal to /config_dump", absl::StrCat(verified, " / ", verify));
-  if (result.contains("configclient_ms_per_version_one_core")) {
+  row("weftd peak RSS (VmHWM)", absl::StrFormat("%.0f MiB", end_.hwm_kib / 1024.0));
+  row("nodes verified equal to /config_dump", absl::StrCat(verified_, " / ", verify_));
+  if (result_.contains("configclient_ms_per_version_one_core")) {
     row("ConfigClient work per version at this size (one node, one core)",
-        absl::StrFormat("%.0f ms", result["configclient_ms_per_version_one_core"].get<double>()));
+        absl::StrFormat("%.0f ms", result_["configclient_ms_per_version_one_core"].get<double>()));
   }
-  row("result", ok ? "ok" : absl::StrCat("FAILED: ", absl::StrJoin(problems, "; ")));
+  row("result", ok_ ? "ok" : absl::StrCat("FAILED: ", absl::StrJoin(problems_, "; ")));
+  return md;
+}
+
+int Run::Main() {
+  weft::log::SetLevel(weft::log::Level::kWarn);  // 100 clients' info lines are noise here
+  result_["params"] = {{"pods", f_.spec.pods},
+                       {"services", f_.spec.services},
+                       {"nodes", f_.spec.nodes},
+                       {"policies", f_.spec.policies},
+                       {"namespaces", f_.spec.namespaces},
+                       {"changes", f_.changes},
+                       {"tls", !f_.plaintext},
+                       {"client", f_.config_client ? "configclient" : "stream"},
+                       {"debounce_ms", f_.debounce_ms},
+                       {"seed", f_.spec.seed}};
+  result_["machine"] = {{"nproc", std::thread::hardware_concurrency()},
+                        {"loadavg_at_start", ReadFile("/proc/loadavg").value_or("")}};
+  absl::Status st = Prepare();
+  if (st.ok()) st = StartWeftd();
+  if (st.ok()) st = Subscribe();
+  if (!st.ok()) {
+    std::fprintf(stderr, "weft-cp-bench: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  PodChanges();
+  PolicyChange();
+  ConfigClientCost();
+  VerifyNodes();
+
+  end_ = ReadProc(weftd_.pid());
+  result_["weftd"] = {{"cpu_s", end_.cpu_s},
+                      {"peak_rss_mib", end_.hwm_kib / 1024.0},
+                      {"rss_mib_at_end", end_.rss_kib / 1024.0}};
+  weft::log::SetLevel(weft::log::Level::kError);  // the streams' ends are expected now
+  nodes_.StopAll();
+  weftd_.Stop();
+  result_["ok"] = ok_;
+  result_["problems"] = problems_;
+  result_["targets"] = {
+      {"pod_change_to_all_under_1s", !all_times_.empty() && Max(all_times_) < 1.0},
+      {"weftd_peak_rss_under_300mib", end_.hwm_kib / 1024.0 < 300}};
+  result_["stream_reconnects"] = nodes_.Reconnects();
+  const std::string md = Report();
 
   std::error_code ec;
-  std::filesystem::create_directories(f.out, ec);
-  std::ofstream(f.out + "/results.json") << result.dump() << "\n";
-  std::ofstream(f.out + "/report.md") << md;
-  std::printf("%s\nresults: %s/results.json\n", md.c_str(), f.out.c_str());
-  if (f.keep || !ok) {
-    std::fprintf(stderr, "kept %s (manifests, weftd.log)\n", tmp.c_str());
+  std::filesystem::create_directories(f_.out, ec);
+  std::ofstream(f_.out + "/results.json") << result_.dump() << "\n";
+  std::ofstream(f_.out + "/report.md") << md;
+  std::printf("%s\nresults: %s/results.json\n", md.c_str(), f_.out.c_str());
+  if (f_.keep || !ok_) {
+    std::fprintf(stderr, "kept %s (manifests, weftd.log)\n", tmp_.c_str());
   } else {
-    std::filesystem::remove_all(tmp, ec);
+    std::filesystem::remove_all(tmp_, ec);
   }
-  return ok ? 0 : 1;
+  return ok_ ? 0 : 1;
 }
 
 }  // namespace
@@ -1025,5 +1050,5 @@ int main(int argc, char** argv) {
                  weft::bench::cpscale::kUsage);
     return 2;
   }
-  return weft::bench::cpscale::Run(*flags);
+  return weft::bench::cpscale::Run(*flags).Main();
 }

@@ -73,160 +73,134 @@ std::set<std::string> Cluster::NodesOf(const std::string& ns, const std::string&
   return out;
 }
 
-Cluster Generate(const ClusterSpec& spec) {
-  Cluster c;
-  std::mt19937_64 rng(spec.seed);
-  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
-  for (int i = 0; i < spec.nodes; ++i) c.nodes.push_back(absl::StrFormat("node-%03d", i));
+namespace {
 
-  std::vector<std::string> namespaces;
-  auto& ns_file = c.files["namespaces.yaml"];
-  ns_file.push_back(
-      {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", kRootNamespace}}}});
-  for (int i = 0; i < spec.namespaces; ++i) {
-    namespaces.push_back(absl::StrFormat("ns-%02d", i));
-    json labels = {{"team", absl::StrCat("team-", i % 7)}};
-    if (i % 10 != 9) labels["weft.dev/mesh"] = "enabled";  // a few namespaces stay out
-    ns_file.push_back({{"apiVersion", "v1"},
-                       {"kind", "Namespace"},
-                       {"metadata", {{"name", namespaces.back()}, {"labels", labels}}}});
+// The generator's steps, in the order they draw from the seeded random sequence (the same seed
+// gives the same cluster).
+class Generator {
+ public:
+  explicit Generator(const ClusterSpec& spec) : spec_(spec), rng_(spec.seed) {}
+
+  Cluster Run() {
+    for (int i = 0; i < spec_.nodes; ++i) c_.nodes.push_back(absl::StrFormat("node-%03d", i));
+    Namespaces();
+    for (int n = 0; n < spec_.namespaces; ++n) Deployments(n);
+    Services();
+    for (int i = 0; i < spec_.policies; ++i) Policy(i);
+    return std::move(c_);
   }
 
-  // Deployments of 1-9 replicas, pods spread evenly over namespaces; 100 pods per file.
-  struct Deploy {
-    std::string ns, app;
-  };
-  std::map<std::string, std::vector<std::string>> apps_by_ns;
-  int pod_counter = 0;
-  for (int n = 0; n < spec.namespaces; ++n) {
-    const std::string& ns = namespaces[n];
-    const int quota = spec.pods / spec.namespaces + (n < spec.pods % spec.namespaces ? 1 : 0);
+ private:
+  size_t Pick(size_t n) { return static_cast<size_t>(rng_() % n); }
+
+  void Namespaces() {
+    auto& ns_file = c_.files["namespaces.yaml"];
+    ns_file.push_back(
+        {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", kRootNamespace}}}});
+    for (int i = 0; i < spec_.namespaces; ++i) {
+      namespaces_.push_back(absl::StrFormat("ns-%02d", i));
+      json labels = {{"team", absl::StrCat("team-", i % 7)}};
+      if (i % 10 != 9) labels["weft.dev/mesh"] = "enabled";  // a few namespaces stay out
+      ns_file.push_back({{"apiVersion", "v1"},
+                         {"kind", "Namespace"},
+                         {"metadata", {{"name", namespaces_.back()}, {"labels", labels}}}});
+    }
+  }
+
+  // Deployments of 1-9 replicas in namespace n, pods spread evenly over namespaces; 100 pods per
+  // file.
+  void Deployments(int n) {
+    static const char* kRoles[] = {"web", "api", "worker", "db", "cache", "gateway"};
+    const std::string& ns = namespaces_[n];
+    const int quota = spec_.pods / spec_.namespaces + (n < spec_.pods % spec_.namespaces ? 1 : 0);
     int made = 0;
     for (int d = 0; made < quota; ++d) {
-      static const char* kRoles[] = {"web", "api", "worker", "db", "cache", "gateway"};
       const std::string app = absl::StrCat(kRoles[d % 6], "-", d);
-      apps_by_ns[ns].push_back(app);
-      const std::string hash = Hex(rng, 10);
-      const int replicas = std::min<int>(1 + static_cast<int>(pick(9)), quota - made);
-      for (int r = 0; r < replicas; ++r, ++made, ++pod_counter) {
+      apps_by_ns_[ns].push_back(app);
+      const std::string hash = Hex(rng_, 10);
+      const int replicas = std::min<int>(1 + static_cast<int>(Pick(9)), quota - made);
+      for (int r = 0; r < replicas; ++r, ++made, ++pod_counter_) {
         const std::string file = absl::StrFormat("pods-%s-%02d.yaml", ns, made / 100);
         GenPod p{ns,
-                 absl::StrCat(app, "-", hash, "-", Hex(rng, 5)),
+                 absl::StrCat(app, "-", hash, "-", Hex(rng_, 5)),
                  app,
-                 c.nodes[pick(c.nodes.size())],
+                 c_.nodes[Pick(c_.nodes.size())],
                  {file, 0}};
-        json pod = {
-            {"apiVersion", "v1"},
+        auto& objects = c_.files[file];
+        p.ref.index = objects.size();
+        objects.push_back(PodObject(p, hash, kRoles[d % 6]));
+        c_.pods.push_back(std::move(p));
+      }
+    }
+  }
+
+  json PodObject(const GenPod& p, const std::string& hash, const char* role) const {
+    return {{"apiVersion", "v1"},
             {"kind", "Pod"},
             {"metadata",
              {{"name", p.name},
-              {"namespace", ns},
+              {"namespace", p.ns},
               {"labels",
-               {{"app", app},
-                {"pod-template-hash", hash},
-                {"version", "v1"},
-                {"tier", kRoles[d % 6]}}},
+               {{"app", p.app}, {"pod-template-hash", hash}, {"version", "v1"}, {"tier", role}}},
               {"ownerReferences", json::array({{{"apiVersion", "apps/v1"},
                                                 {"kind", "ReplicaSet"},
-                                                {"name", absl::StrCat(app, "-", hash)},
-                                                {"uid", absl::StrFormat("rs-%s-%s", ns, hash)},
+                                                {"name", absl::StrCat(p.app, "-", hash)},
+                                                {"uid", absl::StrFormat("rs-%s-%s", p.ns, hash)},
                                                 {"controller", true}}})}}},
             {"spec",
              {{"nodeName", p.node},
-              {"serviceAccountName", app},
+              {"serviceAccountName", p.app},
               {"containers",
                json::array(
                    {{{"name", "main"},
-                     {"image", absl::StrCat("registry.example/", app, ":1.0")},
+                     {"image", absl::StrCat("registry.example/", p.app, ":1.0")},
                      {"ports", json::array({{{"name", "http"}, {"containerPort", 8080}},
                                             {{"name", "grpc"}, {"containerPort", 9090}}})}}})}}},
-            {"status", {{"phase", "Running"}, {"podIP", Ip(10, 16, pod_counter + 1)}}}};
-        auto& objects = c.files[file];
-        p.ref.index = objects.size();
-        objects.push_back(std::move(pod));
-        c.pods.push_back(std::move(p));
-      }
-    }
+            {"status", {{"phase", "Running"}, {"podIP", Ip(10, 16, pod_counter_ + 1)}}}};
   }
 
   // Services: an even share per namespace, each selecting one Deployment.
-  int svc_counter = 0;
-  for (int n = 0; n < spec.namespaces; ++n) {
-    const std::string& ns = namespaces[n];
-    const auto& apps = apps_by_ns[ns];
-    if (apps.empty()) continue;
-    const int quota =
-        spec.services / spec.namespaces + (n < spec.services % spec.namespaces ? 1 : 0);
-    auto& objects = c.files[absl::StrFormat("services-%s.yaml", ns)];
-    for (int s = 0; s < quota; ++s, ++svc_counter) {
-      const std::string& app = apps[static_cast<size_t>(s) % apps.size()];
-      json ports = json::array({{{"name", "http"}, {"port", 80}, {"targetPort", "http"}}});
-      if (s % 3 == 0) {
-        ports.push_back(
-            {{"name", "grpc"}, {"port", 9090}, {"targetPort", 9090}, {"appProtocol", "grpc"}});
+  void Services() {
+    int svc_counter = 0;
+    for (int n = 0; n < spec_.namespaces; ++n) {
+      const std::string& ns = namespaces_[n];
+      const auto& apps = apps_by_ns_[ns];
+      if (apps.empty()) continue;
+      const int quota =
+          spec_.services / spec_.namespaces + (n < spec_.services % spec_.namespaces ? 1 : 0);
+      auto& objects = c_.files[absl::StrFormat("services-%s.yaml", ns)];
+      for (int s = 0; s < quota; ++s, ++svc_counter) {
+        const std::string& app = apps[static_cast<size_t>(s) % apps.size()];
+        json ports = json::array({{{"name", "http"}, {"port", 80}, {"targetPort", "http"}}});
+        if (s % 3 == 0) {
+          ports.push_back(
+              {{"name", "grpc"}, {"port", 9090}, {"targetPort", 9090}, {"appProtocol", "grpc"}});
+        }
+        objects.push_back(
+            {{"apiVersion", "v1"},
+             {"kind", "Service"},
+             {"metadata",
+              {{"name", s < static_cast<int>(apps.size()) ? app : absl::StrCat(app, "-", s)},
+               {"namespace", ns}}},
+             {"spec",
+              {{"clusterIP", Ip(10, 96, svc_counter + 1)},
+               {"selector", {{"app", app}}},
+               {"ports", ports}}}});
       }
-      objects.push_back(
-          {{"apiVersion", "v1"},
-           {"kind", "Service"},
-           {"metadata",
-            {{"name", s < static_cast<int>(apps.size()) ? app : absl::StrCat(app, "-", s)},
-             {"namespace", ns}}},
-           {"spec",
-            {{"clusterIP", Ip(10, 96, svc_counter + 1)},
-             {"selector", {{"app", app}}},
-             {"ports", ports}}}});
     }
   }
 
-  // Policies: 2/5 AuthorizationPolicy, 1/5 PeerAuthentication, 2/5 NetworkPolicy; most select
+  // Policy i: 2/5 AuthorizationPolicy, 1/5 PeerAuthentication, 2/5 NetworkPolicy; most select
   // one Deployment, some are namespace-wide; one mesh-wide STRICT PeerAuthentication.
-  for (int i = 0; i < spec.policies; ++i) {
+  void Policy(int i) {
     GenPolicy g;
-    g.ns = namespaces[pick(namespaces.size())];
-    const auto& apps = apps_by_ns[g.ns];
-    if (apps.empty()) continue;
-    g.app = apps[pick(apps.size())];
-    const std::string& peer = apps[pick(apps.size())];
-    json spec_json;
-    const bool ns_wide = pick(10) == 0;
-    switch (i % 5) {
-      case 0:
-      case 1:
-        g.kind = "AuthorizationPolicy";
-        g.name = absl::StrCat("allow-", g.app, "-", i);
-        spec_json = {
-            {"action", pick(8) == 0 ? "DENY" : "ALLOW"},
-            {"rules",
-             json::array(
-                 {{{"from", json::array({{{"source",
-                                           {{"principals",
-                                             json::array({absl::StrCat("cluster.local/ns/", g.ns,
-                                                                       "/sa/", peer)})}}}}})},
-                   {"to", json::array({{{"operation", {{"ports", json::array({"8080"})}}}}})}}})}};
-        break;
-      case 2:
-        g.kind = "PeerAuthentication";
-        g.name = absl::StrCat("mtls-", g.app, "-", i);
-        spec_json = {{"mtls", {{"mode", pick(2) == 0 ? "STRICT" : "PERMISSIVE"}}}};
-        if (i == 2) {  // the mesh-wide default
-          g.ns = kRootNamespace;
-          g.name = "default";
-          g.app.clear();
-          spec_json = {{"mtls", {{"mode", "STRICT"}}}};
-        }
-        break;
-      default:
-        g.kind = "NetworkPolicy";
-        g.name = absl::StrCat("netpol-", g.app, "-", i);
-        spec_json = {
-            {"podSelector", {{"matchLabels", {{"app", g.app}}}}},
-            {"policyTypes", json::array({"Ingress"})},
-            {"ingress",
-             json::array(
-                 {{{"from", json::array({{{"podSelector", {{"matchLabels", {{"app", peer}}}}}}})},
-                   {"ports", json::array({{{"protocol", "TCP"}, {"port", "http"}}})}}})}};
-        break;
-    }
+    g.ns = namespaces_[Pick(namespaces_.size())];
+    const auto& apps = apps_by_ns_[g.ns];
+    if (apps.empty()) return;
+    g.app = apps[Pick(apps.size())];
+    const std::string& peer = apps[Pick(apps.size())];
+    const bool ns_wide = Pick(10) == 0;
+    json spec_json = PolicySpec(i, g, peer);
     if (g.kind != "NetworkPolicy") {
       if (ns_wide && g.ns != kRootNamespace) g.app.clear();
       if (!g.app.empty()) spec_json["selector"] = {{"matchLabels", {{"app", g.app}}}};
@@ -237,15 +211,68 @@ Cluster Generate(const ClusterSpec& spec) {
     const std::string api =
         g.kind == "NetworkPolicy" ? "networking.k8s.io/v1" : "security.weft.dev/v1";
     g.ref.file = absl::StrFormat("policies-%s.yaml", g.ns);
-    auto& objects = c.files[g.ref.file];
+    auto& objects = c_.files[g.ref.file];
     g.ref.index = objects.size();
     objects.push_back({{"apiVersion", api},
                        {"kind", g.kind},
                        {"metadata", {{"name", g.name}, {"namespace", g.ns}}},
                        {"spec", spec_json}});
-    c.policies.push_back(std::move(g));
+    c_.policies.push_back(std::move(g));
   }
-  return c;
+
+  // Sets g's kind and name (and, for the mesh-wide default, its namespace) and returns its spec.
+  json PolicySpec(int i, GenPolicy& g, const std::string& peer) {
+    switch (i % 5) {
+      case 0:
+      case 1:
+        g.kind = "AuthorizationPolicy";
+        g.name = absl::StrCat("allow-", g.app, "-", i);
+        return {
+            {"action", Pick(8) == 0 ? "DENY" : "ALLOW"},
+            {"rules",
+             json::array(
+                 {{{"from", json::array({{{"source",
+                                           {{"principals",
+                                             json::array({absl::StrCat("cluster.local/ns/", g.ns,
+                                                                       "/sa/", peer)})}}}}})},
+                   {"to", json::array({{{"operation", {{"ports", json::array({"8080"})}}}}})}}})}};
+      case 2: {
+        g.kind = "PeerAuthentication";
+        g.name = absl::StrCat("mtls-", g.app, "-", i);
+        json spec = {{"mtls", {{"mode", Pick(2) == 0 ? "STRICT" : "PERMISSIVE"}}}};
+        if (i == 2) {  // the mesh-wide default
+          g.ns = kRootNamespace;
+          g.name = "default";
+          g.app.clear();
+          spec = {{"mtls", {{"mode", "STRICT"}}}};
+        }
+        return spec;
+      }
+      default:
+        g.kind = "NetworkPolicy";
+        g.name = absl::StrCat("netpol-", g.app, "-", i);
+        return {
+            {"podSelector", {{"matchLabels", {{"app", g.app}}}}},
+            {"policyTypes", json::array({"Ingress"})},
+            {"ingress",
+             json::array(
+                 {{{"from", json::array({{{"podSelector", {{"matchLabels", {{"app", peer}}}}}}})},
+                   {"ports", json::array({{{"protocol", "TCP"}, {"port", "http"}}})}}})}};
+    }
+  }
+
+  const ClusterSpec& spec_;
+  std::mt19937_64 rng_;
+  Cluster c_;
+  std::vector<std::string> namespaces_;
+  std::map<std::string, std::vector<std::string>> apps_by_ns_;
+  int pod_counter_ = 0;
+};
+
+}  // namespace
+
+Cluster Generate(const ClusterSpec& spec) {
+  return Generator(spec).Run();
 }
 
 absl::Status WriteManifestFile(const std::string& dir, const std::string& file,

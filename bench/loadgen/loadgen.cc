@@ -12,8 +12,10 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -468,56 +470,45 @@ Exit status: 0 ok, 1 the run failed or no request succeeded, 2 bad flags.
 )";
 
 absl::Status ParseFlags(int argc, char** argv, Options& o, std::string& json_out, bool& help) {
-  auto dur = [](std::string_view flag, std::string_view v,
-                std::chrono::milliseconds& out) -> absl::Status {
-    absl::Duration d;
-    if (!absl::ParseDuration(Av(v), &d) || d < absl::ZeroDuration()) {
+  CLI::App app("weft-loadgen", "weft-loadgen");
+  app.set_help_flag();  // --help prints kUsage
+  app.add_flag("-h,--help", help);
+  app.add_option("--target", o.target);
+  app.add_option("--users", o.users);
+  app.add_option("--rate-per-user", o.rate_per_user);
+  app.add_option("--rate", o.total_rate);
+  app.add_option("--max-inflight", o.max_inflight);
+  std::string conn, profile;
+  app.add_option("--conn", conn);
+  app.add_option("--profile", profile);
+  app.add_option("--json", json_out);
+  app.add_option("--netns", o.netns);
+  std::map<std::string, std::pair<std::string, std::chrono::milliseconds*>> durations = {
+      {"--duration", {"", &o.duration}},
+      {"--warmup", {"", &o.warmup}},
+      {"--timeout", {"", &o.timeout}},
+      {"--drain", {"", &o.drain}}};
+  for (auto& [flag, d] : durations) app.add_option(flag, d.first);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(absl::StrCat(e.what(), " (see --help)"));
+  }
+  if (help) return absl::OkStatus();
+  for (const auto& [flag, d] : durations) {
+    if (d.first.empty()) continue;
+    absl::Duration v;
+    if (!absl::ParseDuration(d.first, &v) || v < absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(Av(flag), ": \"", Av(v), "\" is not a duration like 10s or 500ms"));
+          absl::StrCat(flag, ": \"", d.first, "\" is not a duration like 10s or 500ms"));
     }
-    out = std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
-    return absl::OkStatus();
-  };
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view f = argv[i];
-    if (f == "--help" || f == "-h") {
-      help = true;
-      return absl::OkStatus();
-    }
-    if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(Av(f), " needs a value"));
-    const std::string_view v = argv[++i];
-    auto num_err = [&] {
-      return absl::InvalidArgumentError(absl::StrCat(Av(f), ": \"", Av(v), "\" is not a number"));
-    };
-    if (f == "--target") {
-      o.target = std::string(v);
-    } else if (f == "--users") {
-      if (!absl::SimpleAtoi(Av(v), &o.users)) return num_err();
-    } else if (f == "--rate-per-user") {
-      if (!absl::SimpleAtod(Av(v), &o.rate_per_user)) return num_err();
-    } else if (f == "--rate") {
-      if (!absl::SimpleAtod(Av(v), &o.total_rate)) return num_err();
-    } else if (f == "--max-inflight") {
-      if (!absl::SimpleAtoi(Av(v), &o.max_inflight)) return num_err();
-    } else if (f == "--duration") {
-      WEFT_RETURN_IF_ERROR(dur(f, v, o.duration));
-    } else if (f == "--warmup") {
-      WEFT_RETURN_IF_ERROR(dur(f, v, o.warmup));
-    } else if (f == "--timeout") {
-      WEFT_RETURN_IF_ERROR(dur(f, v, o.timeout));
-    } else if (f == "--drain") {
-      WEFT_RETURN_IF_ERROR(dur(f, v, o.drain));
-    } else if (f == "--conn") {
-      WEFT_ASSIGN_OR_RETURN(o.conn, ParseConnMode(v));
-    } else if (f == "--profile") {
-      WEFT_ASSIGN_OR_RETURN(o.profile, LoadProfile(std::string(v)));
-    } else if (f == "--json") {
-      json_out = std::string(v);
-    } else if (f == "--netns") {
-      o.netns = std::string(v);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", Av(f), " (see --help)"));
-    }
+    *d.second = std::chrono::milliseconds(absl::ToInt64Milliseconds(v));
+  }
+  if (!conn.empty()) {
+    WEFT_ASSIGN_OR_RETURN(o.conn, ParseConnMode(conn));
+  }
+  if (!profile.empty()) {
+    WEFT_ASSIGN_OR_RETURN(o.profile, LoadProfile(profile));
   }
   if (o.target.empty()) return absl::InvalidArgumentError("--target is required (see --help)");
   return absl::OkStatus();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/file.h"
 #include "common/testing/child_process.h"
 #include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
@@ -25,11 +26,9 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+// The file's text, "" when it cannot be read (yet).
+std::string ReadText(const std::string& path) {
+  return weft::ReadFile(path).value_or("");
 }
 
 using Proc = weft::testing::ChildProcess;
@@ -61,8 +60,8 @@ void CheckRun(const std::string& dir, const std::string& frontend, const std::st
            "--warmup", "800ms", "--duration", "1600ms", "--conn", conn, "--json", out});
   ASSERT_EQ(lg.Wait(std::chrono::seconds(20)), 0) << lg.Err() << lg.Out();
   EXPECT_NE(lg.Out().find("achieved"), std::string::npos) << lg.Out();
-  json r = json::parse(ReadFile(out), nullptr, false);
-  ASSERT_TRUE(r.is_object()) << ReadFile(out);
+  json r = json::parse(ReadText(out), nullptr, false);
+  ASSERT_TRUE(r.is_object()) << ReadText(out);
   EXPECT_EQ(r["conn"], conn);
   EXPECT_DOUBLE_EQ(r["asked_rps"].get<double>(), 40);
   EXPECT_GT(r["achieved_rps"].get<double>(), 0) << lg.Out();
@@ -119,7 +118,7 @@ TEST(LoadgenProcess, NetnsSocketsReachAServerInsideTheNamespace) {
                     " --role idle --listen 127.0.0.1:0 --threads 1 --port-file ", port_file)});
   std::string port;
   for (int i = 0; i < 1000 && port.empty(); ++i) {
-    port = ReadFile(port_file);
+    port = ReadText(port_file);
     if (port.empty()) {
       ASSERT_EQ(server.Wait(std::chrono::milliseconds(0)), -1) << server.Err();
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -135,7 +134,7 @@ TEST(LoadgenProcess, NetnsSocketsReachAServerInsideTheNamespace) {
            absl::StrCat("/proc/", server.pid(), "/ns/net"), "--users", "2", "--rate-per-user", "20",
            "--warmup", "0s", "--duration", "500ms", "--profile", profile, "--json", out});
   ASSERT_EQ(lg.Wait(std::chrono::seconds(20)), 0) << lg.Err() << lg.Out();
-  json r = json::parse(ReadFile(out), nullptr, false);
+  json r = json::parse(ReadText(out), nullptr, false);
   ASSERT_TRUE(r.is_object());
   EXPECT_EQ(r["overall"]["ok"], 20) << lg.Out();
   EXPECT_EQ(r["overall"]["errors"], 0) << lg.Out();

@@ -133,72 +133,61 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
   return Start(placements, pods, services, opts);
 }
 
-absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
-    const std::vector<PodPlacement>& placements, const std::vector<SidecarPod>& pods,
-    const std::vector<SidecarService>& services, const SidecarOptions& opts) {
-  if (opts.work_dir.empty() || access(opts.work_dir.c_str(), W_OK) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
-                                                   "' must be an existing writable directory"));
-  }
-  if (getpwnam(opts.proxy_user.c_str()) == nullptr ||
-      getgrnam(opts.proxy_user.c_str()) == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("sidecar mesh: no user and group '", opts.proxy_user,
-                     "' for the proxies (install haproxy, which creates it, or set proxy_user)"));
-  }
-  if (opts.threads < 1 || opts.maxconn < 1) {
-    return absl::InvalidArgumentError("sidecar mesh: threads and maxconn must be >= 1");
-  }
-  auto mesh = std::unique_ptr<SidecarMesh>(new SidecarMesh());
-  mesh->chain_prefix_ = UniqueChainPrefix();
-
-  // Topology: pod IPs and every destination an app may dial.
-  std::map<std::string, const PodPlacement*> placed;
-  for (const PodPlacement& pl : placements) {
-    if (!placed.emplace(pl.name, &pl).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sidecar mesh: two placements for pod '", pl.name, "'"));
-    }
-  }
+// Who is where and every destination an app may dial, checked.
+struct SidecarMesh::Topology {
   std::map<std::string, IpAddr> pod_ip;
   std::map<std::string, std::string> pod_dns, pod_netns, pod_file;
-  std::set<std::string> names, files;
-  for (size_t i = 0; i < pods.size(); ++i) {
-    const SidecarPod& p = pods[i];
-    if (!names.insert(p.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: pod '", p.name, "' twice"));
-    }
-    auto pl = placed.find(p.name);
-    if (pl == placed.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sidecar mesh: no placement (address, netns) for pod '", p.name, "'"));
-    }
-    if (!pl->second->ip.IsV4() || pl->second->netns.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sidecar mesh: pod '", p.name, "' needs an IPv4 address and a netns name"));
-    }
-    std::string file = Label(p.name);
-    if (!files.insert(file).second) {
-      file = absl::StrCat(file, "-", i);
-      if (!files.insert(file).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("sidecar mesh: cannot give pod '", p.name, "' a unique file name"));
-      }
-    }
-    pod_ip.emplace(p.name, pl->second->ip);
-    pod_netns.emplace(p.name, pl->second->netns);
-    pod_file.emplace(p.name, file);
-    pod_dns.emplace(p.name, DnsName(p, file));
-  }
   std::vector<Destination> dests;
   std::set<std::string> dialed;
-  uint32_t next_port = opts.first_outbound_port;
-  auto add = [&](Destination d) -> absl::Status {
+
+  // Each pod's address, netns, unique file name and DNS name.
+  absl::Status PlacePods(const std::vector<PodPlacement>& placements,
+                         const std::vector<SidecarPod>& pods) {
+    std::map<std::string, const PodPlacement*> placed;
+    for (const PodPlacement& pl : placements) {
+      if (!placed.emplace(pl.name, &pl).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sidecar mesh: two placements for pod '", pl.name, "'"));
+      }
+    }
+    std::set<std::string> names, files;
+    for (size_t i = 0; i < pods.size(); ++i) {
+      const SidecarPod& p = pods[i];
+      if (!names.insert(p.name).second) {
+        return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: pod '", p.name, "' twice"));
+      }
+      auto pl = placed.find(p.name);
+      if (pl == placed.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sidecar mesh: no placement (address, netns) for pod '", p.name, "'"));
+      }
+      if (!pl->second->ip.IsV4() || pl->second->netns.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: pod '", p.name,
+                                                       "' needs an IPv4 address and a netns name"));
+      }
+      std::string file = Label(p.name);
+      if (!files.insert(file).second) {
+        file = absl::StrCat(file, "-", i);
+        if (!files.insert(file).second) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("sidecar mesh: cannot give pod '", p.name, "' a unique file name"));
+        }
+      }
+      pod_ip.emplace(p.name, pl->second->ip);
+      pod_netns.emplace(p.name, pl->second->netns);
+      pod_file.emplace(p.name, file);
+      pod_dns.emplace(p.name, DnsName(p, file));
+    }
+    return absl::OkStatus();
+  }
+
+  // A destination gets the next outbound port; the first one for an address wins.
+  absl::Status Add(Destination d, uint32_t& next_port, const SidecarOptions& opts) {
     if (!d.dialed.ip.IsV4()) {
       return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: ", d.dialed.ToString(),
                                                      " is IPv6; the sidecar mesh is IPv4 only"));
     }
-    if (!dialed.insert(d.dialed.ToString()).second) return absl::OkStatus();  // first one wins
+    if (!dialed.insert(d.dialed.ToString()).second) return absl::OkStatus();
     if (next_port > 65535 || next_port == opts.inbound_port) {
       return absl::InvalidArgumentError(
           "sidecar mesh: too many destinations for the outbound port range");
@@ -206,8 +195,10 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
     d.local_port = static_cast<uint16_t>(next_port++);
     dests.push_back(std::move(d));
     return absl::OkStatus();
-  };
-  for (const SidecarService& s : services) {
+  }
+
+  absl::Status AddService(const SidecarService& s, uint32_t& next_port,
+                          const SidecarOptions& opts) {
     if (s.port == 0 || s.pods.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("sidecar mesh: service '", s.name, "' needs a port and at least one pod"));
@@ -236,96 +227,74 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
       d.backends.push_back(it->second);
       d.backend_names.push_back(pod_dns[b]);
     }
-    WEFT_RETURN_IF_ERROR(add(std::move(d)));
+    return Add(std::move(d), next_port, opts);
   }
-  for (const SidecarPod& p : pods) {
-    for (uint16_t port : p.ports) {
-      if (port == 0 || port == opts.inbound_port) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sidecar mesh: pod '", p.name, "' has app port ", port, ", which is reserved"));
+
+  absl::Status AddDestinations(const std::vector<SidecarPod>& pods,
+                               const std::vector<SidecarService>& services,
+                               const SidecarOptions& opts) {
+    uint32_t next_port = opts.first_outbound_port;
+    for (const SidecarService& s : services) WEFT_RETURN_IF_ERROR(AddService(s, next_port, opts));
+    for (const SidecarPod& p : pods) {
+      for (uint16_t port : p.ports) {
+        if (port == 0 || port == opts.inbound_port) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "sidecar mesh: pod '", p.name, "' has app port ", port, ", which is reserved"));
+        }
+        WEFT_RETURN_IF_ERROR(Add(
+            Destination{
+                SockAddr{pod_ip[p.name], port}, {pod_ip[p.name]}, {pod_dns[p.name]}, {port}, 0},
+            next_port, opts));
       }
-      WEFT_RETURN_IF_ERROR(add(Destination{
-          SockAddr{pod_ip[p.name], port}, {pod_ip[p.name]}, {pod_dns[p.name]}, {port}, 0}));
     }
-  }
-  for (const Destination& d : dests) {
-    if (d.local_port == opts.inbound_port) {
-      return absl::InvalidArgumentError("sidecar mesh: outbound ports overlap the inbound port");
+    for (const Destination& d : dests) {
+      if (d.local_port == opts.inbound_port) {
+        return absl::InvalidArgumentError("sidecar mesh: outbound ports overlap the inbound port");
+      }
     }
+    return absl::OkStatus();
   }
+};
+
+namespace {
+
+absl::Status CheckOptions(const SidecarOptions& opts) {
+  if (opts.work_dir.empty() || access(opts.work_dir.c_str(), W_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
+                                                   "' must be an existing writable directory"));
+  }
+  if (getpwnam(opts.proxy_user.c_str()) == nullptr ||
+      getgrnam(opts.proxy_user.c_str()) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("sidecar mesh: no user and group '", opts.proxy_user,
+                     "' for the proxies (install haproxy, which creates it, or set proxy_user)"));
+  }
+  if (opts.threads < 1 || opts.maxconn < 1) {
+    return absl::InvalidArgumentError("sidecar mesh: threads and maxconn must be >= 1");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
+    const std::vector<PodPlacement>& placements, const std::vector<SidecarPod>& pods,
+    const std::vector<SidecarService>& services, const SidecarOptions& opts) {
+  WEFT_RETURN_IF_ERROR(CheckOptions(opts));
+  auto mesh = std::unique_ptr<SidecarMesh>(new SidecarMesh());
+  mesh->chain_prefix_ = UniqueChainPrefix();
+  Topology t;
+  WEFT_RETURN_IF_ERROR(t.PlacePods(placements, pods));
+  WEFT_RETURN_IF_ERROR(t.AddDestinations(pods, services, opts));
 
   // A CA made for the run and one SPIFFE workload certificate per pod.
   WEFT_ASSIGN_OR_RETURN(auto ca, tls::CertificateAuthority::CreateRoot("weft-bench-sidecar", 48h));
   mesh->ca_cert_path_ = absl::StrCat(opts.work_dir, "/ca.pem");
   WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(mesh->ca_cert_path_, ca.root_pem(), 0644));
-
-  for (const SidecarPod& p : pods) {
-    PodState st;
-    st.name = p.name;
-    st.file_name = pod_file[p.name];
-    st.netns = pod_netns[p.name];
-    SpiffeId id{opts.trust_domain, p.ns, p.service_account.empty() ? p.name : p.service_account};
-    if (auto valid = SpiffeId::Parse(id.ToString()); !valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sidecar mesh: pod '", p.name, "' gets no valid SPIFFE id: ", valid.status().message()));
-    }
-    WEFT_ASSIGN_OR_RETURN(auto key, tls::GenerateKey());
-    WEFT_ASSIGN_OR_RETURN(auto csr, tls::MakeCsr(key.get(), id));
-    // The URI SAN is the workload's SPIFFE identity; the DNS SANs are what HAProxy can check
-    // (against the SNI), so each outbound sidecar verifies it reached the pod it meant.
-    WEFT_ASSIGN_OR_RETURN(auto cert,
-                          ca.SignWithSans(csr.get(), {id.ToString()},
-                                          {pod_dns[p.name], "*." + pod_dns[p.name]}, 24h));
-    WEFT_ASSIGN_OR_RETURN(std::string cert_pem, tls::CertToPem(cert.get()));
-    WEFT_ASSIGN_OR_RETURN(std::string key_pem, tls::KeyToPem(key.get()));
-    const std::string base = absl::StrCat(opts.work_dir, "/", st.file_name);
-    st.cert_path = base + ".crt.pem";
-    // HAProxy reads certificates as root, before it switches to the proxy user.
-    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(st.cert_path, cert_pem + key_pem, 0600));
-    const std::string cfg = base + ".haproxy.cfg";
-    st.stats_socket = base + ".stats.sock";
-    if (st.stats_socket.size() >= sizeof(sockaddr_un::sun_path)) {
-      return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
-                                                     "' is too long for a unix socket path"));
-    }
-    WEFT_RETURN_IF_ERROR(
-        tls::WriteFileAtomic(cfg,
-                             HaproxyConfig(opts, st.stats_socket, pod_ip[p.name], p.ports, dests,
-                                           st.cert_path, mesh->ca_cert_path_),
-                             0644));
-    // A bad config is reported with HAProxy's own words before anything runs.
-    auto check = testbed::Exec("", {opts.haproxy, "-c", "-q", "-f", cfg}, {}, 20s);
-    if (!check.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sidecar mesh: haproxy rejects ", cfg, ": ", check.status().message()));
-    }
-
-    // Capture: the proxy user's own connections are not captured; loopback stays local.
-    const std::string out = mesh->chain_prefix_ + "_OUT", in = mesh->chain_prefix_ + "_IN";
-    std::vector<std::string> rules = {
-        absl::StrCat("-A ", out, " -m owner --uid-owner ", opts.proxy_user, " -j RETURN"),
-        absl::StrCat("-A ", out, " -d 127.0.0.0/8 -j RETURN")};
-    for (const Destination& d : dests) {
-      rules.push_back(absl::StrCat("-A ", out, " -p tcp -d ", d.dialed.ip.ToString(),
-                                   "/32 --dport ", d.dialed.port, " -j REDIRECT --to-ports ",
-                                   d.local_port));
-    }
-    for (uint16_t port : p.ports) {
-      rules.push_back(absl::StrCat("-A ", in, " -p tcp --dport ", port, " -j REDIRECT --to-ports ",
-                                   opts.inbound_port));
-    }
-    mesh->pods_.push_back(std::move(st));
-    PodState& ps = mesh->pods_.back();
-    WEFT_RETURN_IF_ERROR(mesh->InstallChains(ps, rules));
-
-    testbed::SpawnOptions so;
-    so.die_with_parent = false;  // Start may run on a short-lived thread; Stop() kills it
-    WEFT_ASSIGN_OR_RETURN(ps.proxy, testbed::Spawn(ps.netns, {opts.haproxy, "-db", "-f", cfg},
-                                                   base + ".haproxy.log", so));
-    mesh->pids_.push_back(ps.proxy.pid());
-  }
+  for (const SidecarPod& p : pods) WEFT_RETURN_IF_ERROR(mesh->StartPod(p, t, ca, opts));
   for (PodState& ps : mesh->pods_) {
-    absl::Status s = testbed::WaitTcp(ps.netns, SockAddr{pod_ip[ps.name], opts.inbound_port}, 10s);
+    absl::Status s =
+        testbed::WaitTcp(ps.netns, SockAddr{t.pod_ip[ps.name], opts.inbound_port}, 10s);
     if (!s.ok() && !ps.proxy.Alive()) {
       auto log = tls::ReadFile(ps.proxy.log_path());
       return absl::UnavailableError(absl::StrCat("sidecar mesh: the proxy of pod '", ps.name,
@@ -338,6 +307,75 @@ absl::StatusOr<std::unique_ptr<SidecarMesh>> SidecarMesh::Start(
     }
   }
   return mesh;
+}
+
+// One pod's sidecar: its certificate, HAProxy config (checked), capture chains and process.
+absl::Status SidecarMesh::StartPod(const SidecarPod& p, Topology& t,
+                                   const tls::CertificateAuthority& ca,
+                                   const SidecarOptions& opts) {
+  PodState st;
+  st.name = p.name;
+  st.file_name = t.pod_file[p.name];
+  st.netns = t.pod_netns[p.name];
+  SpiffeId id{opts.trust_domain, p.ns, p.service_account.empty() ? p.name : p.service_account};
+  if (auto valid = SpiffeId::Parse(id.ToString()); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sidecar mesh: pod '", p.name, "' gets no valid SPIFFE id: ", valid.status().message()));
+  }
+  WEFT_ASSIGN_OR_RETURN(auto key, tls::GenerateKey());
+  WEFT_ASSIGN_OR_RETURN(auto csr, tls::MakeCsr(key.get(), id));
+  // The URI SAN is the workload's SPIFFE identity; the DNS SANs are what HAProxy can check
+  // (against the SNI), so each outbound sidecar verifies it reached the pod it meant.
+  WEFT_ASSIGN_OR_RETURN(auto cert,
+                        ca.SignWithSans(csr.get(), {id.ToString()},
+                                        {t.pod_dns[p.name], "*." + t.pod_dns[p.name]}, 24h));
+  WEFT_ASSIGN_OR_RETURN(std::string cert_pem, tls::CertToPem(cert.get()));
+  WEFT_ASSIGN_OR_RETURN(std::string key_pem, tls::KeyToPem(key.get()));
+  const std::string base = absl::StrCat(opts.work_dir, "/", st.file_name);
+  st.cert_path = base + ".crt.pem";
+  // HAProxy reads certificates as root, before it switches to the proxy user.
+  WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(st.cert_path, cert_pem + key_pem, 0600));
+  const std::string cfg = base + ".haproxy.cfg";
+  st.stats_socket = base + ".stats.sock";
+  if (st.stats_socket.size() >= sizeof(sockaddr_un::sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
+                                                   "' is too long for a unix socket path"));
+  }
+  WEFT_RETURN_IF_ERROR(
+      tls::WriteFileAtomic(cfg,
+                           HaproxyConfig(opts, st.stats_socket, t.pod_ip[p.name], p.ports, t.dests,
+                                         st.cert_path, ca_cert_path_),
+                           0644));
+  // A bad config is reported with HAProxy's own words before anything runs.
+  auto check = testbed::Exec("", {opts.haproxy, "-c", "-q", "-f", cfg}, {}, 20s);
+  if (!check.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sidecar mesh: haproxy rejects ", cfg, ": ", check.status().message()));
+  }
+
+  // Capture: the proxy user's own connections are not captured; loopback stays local.
+  const std::string out = chain_prefix_ + "_OUT", in = chain_prefix_ + "_IN";
+  std::vector<std::string> rules = {
+      absl::StrCat("-A ", out, " -m owner --uid-owner ", opts.proxy_user, " -j RETURN"),
+      absl::StrCat("-A ", out, " -d 127.0.0.0/8 -j RETURN")};
+  for (const Destination& d : t.dests) {
+    rules.push_back(absl::StrCat("-A ", out, " -p tcp -d ", d.dialed.ip.ToString(), "/32 --dport ",
+                                 d.dialed.port, " -j REDIRECT --to-ports ", d.local_port));
+  }
+  for (uint16_t port : p.ports) {
+    rules.push_back(absl::StrCat("-A ", in, " -p tcp --dport ", port, " -j REDIRECT --to-ports ",
+                                 opts.inbound_port));
+  }
+  pods_.push_back(std::move(st));
+  PodState& ps = pods_.back();
+  WEFT_RETURN_IF_ERROR(InstallChains(ps, rules));
+
+  testbed::SpawnOptions so;
+  so.die_with_parent = false;  // Start may run on a short-lived thread; Stop() kills it
+  WEFT_ASSIGN_OR_RETURN(ps.proxy, testbed::Spawn(ps.netns, {opts.haproxy, "-db", "-f", cfg},
+                                                 base + ".haproxy.log", so));
+  pids_.push_back(ps.proxy.pid());
+  return absl::OkStatus();
 }
 
 absl::Status SidecarMesh::InstallChains(PodState& p, const std::vector<std::string>& rules) {

@@ -41,6 +41,10 @@
 #include "cli/testbed/testbed.h"
 #include "common/net.h"
 
+namespace weft::tls {
+class CertificateAuthority;
+}
+
 namespace weft::bench::sidecar {
 
 struct SidecarPod {
@@ -144,7 +148,10 @@ class SidecarMesh {
     testbed::Process proxy;
     bool chains = false;
   };
+  struct Topology;  // sidecar_mesh.cc
   SidecarMesh() = default;
+  absl::Status StartPod(const SidecarPod& p, Topology& t, const tls::CertificateAuthority& ca,
+                        const SidecarOptions& opts);
   absl::Status InstallChains(PodState& p, const std::vector<std::string>& rules);
 
   std::string chain_prefix_;
