@@ -118,7 +118,7 @@ absl::StatusOr<std::map<uint32_t, BpfProgStats>> ListBpfPrograms(const std::stri
 #else
   (void)name_prefix;
   return absl::UnimplementedError(
-      "weft-bench was built without libbpf (apt-get install "
+      "weft-bench-suite was built without libbpf (apt-get install "
       "libbpf-dev and rebuild) so it cannot read BPF program stats");
 #endif
 }

@@ -1,5 +1,6 @@
-// BPF program run time for weft-bench: the kernel's per-program run_time_ns / run_cnt (struct
-// bpf_prog_info), which it only accounts while the sysctl kernel.bpf_stats_enabled is 1.
+// BPF program run time for the suite's dataplane scenario: the kernel's per-program run_time_ns /
+// run_cnt (struct bpf_prog_info), which it only accounts while the sysctl kernel.bpf_stats_enabled
+// is 1.
 #pragma once
 
 #include <cstdint>
@@ -49,7 +50,7 @@ absl::StatusOr<std::map<uint32_t, BpfProgStats>> ListBpfPrograms(const std::stri
 // agent's <pin dir>/links). Unreadable entries are skipped; a missing dir gives an empty set.
 std::set<uint32_t> ProgIdsOfPinnedLinks(const std::string& dir);
 
-// Whether weft-bench was built with libbpf (without it the functions above return errors).
+// Whether the benchmark was built with libbpf (without it the functions above return errors).
 bool HaveLibbpf();
 
 }  // namespace weft::bench

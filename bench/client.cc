@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -32,40 +34,30 @@ struct ClientFlags {
 
 absl::StatusOr<ClientFlags> Parse(int argc, char** argv) {
   ClientFlags f;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (i + 1 >= argc) return absl::InvalidArgumentError(a + " needs a value");
-    std::string v = argv[++i];
-    auto number = [&](int64_t* out, int64_t lo, int64_t hi) -> absl::Status {
-      if (!absl::SimpleAtoi(v, out) || *out < lo || *out > hi)
-        return absl::InvalidArgumentError(
-            absl::StrCat(a, " wants a whole number from ", lo, " to ", hi, ", got '", v, "'"));
-      return absl::OkStatus();
-    };
-    if (a == "--kind") {
-      f.kind = v;
-      if (v != "pingpong" && v != "connect" && v != "idle")
-        return absl::InvalidArgumentError("--kind wants pingpong, connect or idle");
-    } else if (a == "--to") {
-      WEFT_ASSIGN_OR_RETURN(f.to, SockAddr::Parse(v));
-      f.have_to = true;
-    } else if (a == "--size") {
-      WEFT_RETURN_IF_ERROR(number(&f.size, 1, 1 << 20));
-    } else if (a == "--warmup") {
-      WEFT_RETURN_IF_ERROR(number(&f.warmup, 0, 10'000'000));
-    } else if (a == "--round-trips") {
-      WEFT_RETURN_IF_ERROR(number(&f.round_trips, 1, 10'000'000));
-    } else if (a == "--max-seconds") {
-      WEFT_RETURN_IF_ERROR(number(&f.max_seconds, 1, 3600));
-    } else if (a == "--seconds") {
-      WEFT_RETURN_IF_ERROR(number(&f.seconds, 1, 3600));
-    } else if (a == "--max") {
-      WEFT_RETURN_IF_ERROR(number(&f.max, 1, 100'000'000));
-    } else if (a == "--count") {
-      WEFT_RETURN_IF_ERROR(number(&f.count, 1, 100'000));
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("client: unknown flag '", a, "'"));
-    }
+  CLI::App app("the benchmark's traffic client (bench/client.h)", "client");
+  app.add_option("--kind", f.kind)->check(CLI::IsMember({"pingpong", "connect", "idle"}));
+  std::string to;
+  app.add_option("--to", to);
+  const std::tuple<const char*, int64_t*, int64_t, int64_t> kNumbers[] = {
+      {"--size", &f.size, 1, 1 << 20},
+      {"--warmup", &f.warmup, 0, 10'000'000},
+      {"--round-trips", &f.round_trips, 1, 10'000'000},
+      {"--max-seconds", &f.max_seconds, 1, 3600},
+      {"--seconds", &f.seconds, 1, 3600},
+      {"--max", &f.max, 1, 100'000'000},
+      {"--count", &f.count, 1, 100'000}};
+  for (const auto& [flag, v, lo, hi] : kNumbers)
+    app.add_option(flag, *v)->check(CLI::Range(lo, hi));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return absl::InvalidArgumentError(app.help());
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  if (!to.empty()) {
+    WEFT_ASSIGN_OR_RETURN(f.to, SockAddr::Parse(to));
+    f.have_to = true;
   }
   if (f.kind.empty()) return absl::InvalidArgumentError("client: --kind is required");
   if (!f.have_to) return absl::InvalidArgumentError("client: --to IP:PORT is required");
@@ -113,12 +105,13 @@ absl::StatusOr<json> Run(const ClientFlags& f, const std::atomic<bool>& stop) {
 int ClientMain(int argc, char** argv, const std::atomic<bool>& stop) {
   auto f = Parse(argc, argv);
   if (!f.ok()) {
-    std::fprintf(stderr, "weft-bench client: %s\n", std::string(f.status().message()).c_str());
+    std::fprintf(stderr, "weft-bench-suite client: %s\n",
+                 std::string(f.status().message()).c_str());
     return 2;
   }
   auto r = Run(*f, stop);
   if (!r.ok()) {
-    std::fprintf(stderr, "weft-bench client --kind %s: %s\n", f->kind.c_str(),
+    std::fprintf(stderr, "weft-bench-suite client --kind %s: %s\n", f->kind.c_str(),
                  std::string(r.status().message()).c_str());
     return 1;
   }

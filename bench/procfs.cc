@@ -1,31 +1,19 @@
 #include "bench/procfs.h"
 
 #include <sys/resource.h>
-#include <sys/utsname.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
-#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/file.h"
 
 namespace weft::bench {
 
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return absl::NotFoundError(absl::StrCat("cannot read ", path, " (process gone?)"));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // The value after "<key>:" on the first line starting with key, stripped.
 std::string Field(const std::string& text, const std::string& key) {
@@ -48,38 +36,6 @@ absl::StatusOr<int64_t> VmRssBytes(pid_t pid) {
   if (!absl::SimpleAtoi(absl::StripSuffix(v, " kB"), &kib))
     return absl::InternalError(absl::StrCat("no VmRSS in /proc/", pid, "/status"));
   return kib * 1024;
-}
-
-absl::StatusOr<double> CpuSeconds(pid_t pid) {
-  auto text = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
-  if (!text.ok()) return text.status();
-  // The command name (field 2) may contain spaces and parentheses: fields are counted from
-  // after its last ')'. utime and stime are fields 14 and 15, i.e. the 12th and 13th after it.
-  size_t close = text->rfind(')');
-  if (close == std::string::npos)
-    return absl::InternalError(absl::StrCat("malformed /proc/", pid, "/stat"));
-  std::vector<absl::string_view> f =
-      absl::StrSplit(absl::string_view(*text).substr(close + 2), ' ', absl::SkipEmpty());
-  int64_t utime = 0, stime = 0;
-  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime))
-    return absl::InternalError(absl::StrCat("malformed /proc/", pid, "/stat"));
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-MachineInfo ReadMachineInfo() {
-  MachineInfo m;
-  m.nproc = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
-  utsname u{};
-  if (uname(&u) == 0) m.kernel = absl::StrCat(u.sysname, " ", u.release, " ", u.version);
-  if (auto c = ReadFile("/proc/cpuinfo"); c.ok()) m.cpu_model = Field(*c, "model name");
-  if (m.cpu_model.empty()) m.cpu_model = "unknown";
-  if (auto mi = ReadFile("/proc/meminfo"); mi.ok())
-    (void)absl::SimpleAtoi(absl::StripSuffix(Field(*mi, "MemTotal"), " kB"), &m.mem_total_kib);
-  if (auto la = ReadFile("/proc/loadavg"); la.ok()) {
-    std::vector<absl::string_view> f = absl::StrSplit(*la, ' ');
-    if (f.size() >= 3) m.loadavg = absl::StrCat(f[0], " ", f[1], " ", f[2]);
-  }
-  return m;
 }
 
 absl::StatusOr<int64_t> RaiseFdLimit(int64_t want) {

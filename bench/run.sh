@@ -3,15 +3,16 @@
 # against a sidecar mesh (HAProxy per pod, mTLS), modes interleaved in one run, on the scenarios
 # seed (TeaStore-like shop, users x 5 rps), istio (1 KiB echo at 1,000 rps, 4 and 64
 # connections), throughput (iperf3, 1 and 8 streams, same and cross node), churn (new connections
-# per second until saturation) and scale (ztunnel/agent memory vs pods and idle connections).
+# per second until saturation), dataplane (ping-pong latency in µs, sequential connection rate and
+# BPF program run time per capture mode) and scale (ztunnel/agent memory vs pods and idle
+# connections).
 # Writes bench/results/<UTC date-time>/{results.json,report.md,*.png} and prints the report.
 #
 #   sudo bash bench/run.sh            # full, ~30 minutes
 #   sudo bash bench/run.sh --quick    # a subset with shorter steps, under 10 minutes
 #   sudo bash bench/run.sh --help     # every flag of weft-bench-suite
 #
-# The older data-plane microbenchmark (ping-pong latency, connection rate, BPF program run
-# time) is bench/dataplane.sh; the control plane at scale is bench/cpscale.sh.
+# The control plane at scale is bench/cpscale.sh.
 # Environment: BUILD_DIR=<dir> builds and runs from that build directory with cmake + ninja
 # (default: scripts/build.sh, i.e. ./build); BUILD_TYPE is passed to cmake (RelWithDebInfo).
 set -euo pipefail
@@ -35,12 +36,27 @@ for tool in iperf3 haproxy gnuplot; do
   fi
 done
 
-targets=(weft-bench-suite weftctl weftd ztunnel weft-agent weft-teashop weft-loadgen weft-bench)
-# shellcheck source=bench/lib.sh
-source "$repo/bench/lib.sh"
-weft_bench_build bench/run.sh "${targets[@]}"
+targets=(weft-bench-suite weftctl weftd ztunnel weft-agent weft-teashop weft-loadgen)
+if [[ -n "${BUILD_DIR:-}" ]]; then
+  build="$(realpath -m "$BUILD_DIR")"
+  echo "bench/run.sh: building ${targets[*]} in $build" >&2
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+  ninja -C "$build" "${targets[@]}" >&2
+else
+  build="$PWD/build"
+  echo "bench/run.sh: building ${targets[*]} with scripts/build.sh" >&2
+  scripts/build.sh "${targets[@]}" >&2
+fi
 
 out="$repo/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)"
-weft_bench_export_run_info bench/run.sh "$@"
+# The command as typed and the git revision (marked when the tree has uncommitted changes), for
+# the report.
+invocation="bash bench/run.sh"
+for a in "$@"; do invocation+=" $(printf '%q' "$a")"; done
+export WEFT_BENCH_INVOCATION="$invocation"
+if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
+  git diff --quiet HEAD 2>/dev/null || rev+=" (with uncommitted changes)"
+  export WEFT_BENCH_REVISION="$rev"
+fi
 # exec: SIGINT/SIGTERM go straight to weft-bench-suite, which tears its meshes down.
 exec "$build/bench/suite/weft-bench-suite" --out "$out" "$@"

@@ -14,17 +14,6 @@ int64_t Percentile(const std::vector<int64_t>& sorted, double q) {
   return sorted[std::min(rank, sorted.size()) - 1];
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-double Ratio(double mesh, double bare) {
-  return bare == 0 ? 0 : mesh / bare;
-}
-
 LatencySummary Summarize(std::vector<int64_t>& samples_ns) {
   LatencySummary s;
   if (samples_ns.empty()) return s;

@@ -1,5 +1,4 @@
-// Smoke tests of the benchmark's statistics: the percentiles and medians in the report come
-// from these functions.
+// The dataplane client's statistics: the ping-pong percentiles come from these functions.
 #include "bench/stats.h"
 
 #include <gtest/gtest.h>
@@ -21,14 +20,6 @@ TEST(Stats, PercentileIsNearestRank) {
   EXPECT_EQ(Percentile(v, 0.0), 1);
   EXPECT_EQ(Percentile({}, 0.5), 0);
   EXPECT_EQ(Percentile({7}, 0.999), 7);
-}
-
-TEST(Stats, MedianOfOddAndEvenCounts) {
-  EXPECT_DOUBLE_EQ(Median({3, 1, 2}), 2);
-  EXPECT_DOUBLE_EQ(Median({4, 1, 3, 2}), 2.5);
-  EXPECT_DOUBLE_EQ(Median({}), 0);
-  EXPECT_DOUBLE_EQ(Ratio(1, 0), 0);
-  EXPECT_DOUBLE_EQ(Ratio(1, 4), 0.25);
 }
 
 TEST(Stats, SummarizeSortsAndConvertsToMicroseconds) {

@@ -307,15 +307,4 @@ absl::StatusOr<std::vector<UniqueFd>> OpenIdleConnections(const SockAddr& server
   return fds;
 }
 
-absl::Status Probe(const SockAddr& server, std::chrono::milliseconds timeout) {
-  WEFT_ASSIGN_OR_RETURN(auto fd, Dial(server, timeout));
-  std::string buf;
-  return RoundTrip(fd.get(), "weft-bench probe", buf);
-}
-
-absl::Status ProbeOn(int fd) {
-  std::string buf;
-  return RoundTrip(fd, "weft-bench probe", buf);
-}
-
 }  // namespace weft::bench

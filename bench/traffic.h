@@ -1,9 +1,9 @@
-// The benchmark's own traffic: an epoll echo server that runs on a thread of weft-bench with
+// The benchmark's own traffic: an epoll echo server that runs on a thread of the suite with
 // its listening socket inside a pod's network namespace, and the clients that drive it
 // (request/response latency, connection rate, many idle connections). The clients create their
-// sockets in the calling thread's netns and cgroup; weft-bench runs them in `weft-bench client`
-// (bench/client.h), a process spawned inside the client pod's netns and cgroup, so that their
-// traffic takes the pod's path in every capture mode (iptables and eBPF).
+// sockets in the calling thread's netns and cgroup; the suite runs them in `weft-bench-suite
+// client` (bench/client.h), a process spawned inside the client pod's netns and cgroup, so that
+// their traffic takes the pod's path in every capture mode (iptables and eBPF).
 #pragma once
 
 #include <atomic>
@@ -85,11 +85,5 @@ absl::StatusOr<ConnectRateResult> RunConnectRate(const SockAddr& server,
 // Opens `n` connections to `server`, each doing one 16-byte round trip, and returns them open.
 absl::StatusOr<std::vector<UniqueFd>> OpenIdleConnections(const SockAddr& server, int n,
                                                           const std::atomic<bool>& stop);
-
-// One `size`-byte round trip on a fresh connection (reachability check).
-absl::Status Probe(const SockAddr& server, std::chrono::milliseconds timeout);
-
-// The same round trip on a connection the caller opened (e.g. from a pod's cgroup).
-absl::Status ProbeOn(int fd);
 
 }  // namespace weft::bench

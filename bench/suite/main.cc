@@ -1,12 +1,16 @@
 // weft-bench-suite: see bench/suite/suite.h. Parses flags, runs the suite, writes results.json,
 // the plots and report.md into --out, prints the report. SIGINT/SIGTERM stop the run after the
-// step in progress and tear every mesh down; a second one kills at once.
+// step in progress and tear every mesh down; a second one restores kernel.bpf_stats_enabled and
+// kills at once. `weft-bench-suite client ...` is the traffic client the dataplane and scale
+// scenarios run inside pods (bench/client.h).
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "bench/bpf_stats.h"
+#include "bench/client.h"
 #include "bench/suite/report.h"
 #include "bench/suite/suite.h"
 
@@ -16,6 +20,8 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int sig) {
   if (!g_stop.exchange(true)) return;
+  // Second signal: out now. Only async-signal-safe calls from here.
+  weft::bench::RestoreBpfStatsFromSignal();
   signal(sig, SIG_DFL);
   raise(sig);
 }
@@ -37,6 +43,8 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  if (argc >= 2 && std::string(argv[1]) == "client")
+    return weft::bench::ClientMain(argc - 1, argv + 1, g_stop);
 
   auto opts = suite::ParseArgs(argc, argv);
   if (!opts.ok()) {

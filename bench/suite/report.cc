@@ -125,14 +125,10 @@ std::vector<std::string> Modes(const json& r) {
   return modes;
 }
 
+// The title the document recorded for the mode, else the suite's (results.h).
 std::string ModeTitle(const json& r, const std::string& mode) {
   std::string t = Str(Path(&r, {"mode_titles"}), mode);
-  if (!t.empty()) return t;
-  if (mode == kModeBare) return "bare (no mesh)";
-  if (mode == kModeEbpf) return "Weft eBPF";
-  if (mode == kModeIptables) return "Weft iptables";
-  if (mode == kModeSidecar) return "sidecar mesh (HAProxy, mTLS)";
-  return mode;
+  return t.empty() ? suite::ModeTitle(mode) : t;
 }
 
 // ---- Formatting ----
@@ -946,6 +942,66 @@ void RenderChurn(const json& r, const std::vector<std::string>& modes, Md& md) {
   md.Line();
 }
 
+void RenderDataplane(const json& r, const std::vector<std::string>& modes, Md& md) {
+  const json* dpj = Scenario(r, "dataplane");
+  if (dpj == nullptr) return;
+  const DataplaneResult dp = DataplaneResult::FromJson(*dpj);
+  md.Line("## Data plane (ping-pong latency, connection rate, BPF run time)");
+  md.Line();
+  md.Line(absl::StrCat(
+      "`client` in the load pod against the suite's TCP echo servers, by pod IP. Ping-pong: ",
+      Thousands(dp.round_trips), " round trips of ", dp.message_bytes,
+      " B on one connection, µs. Connection rate: sequential connect, 32 B round trip, close, for ",
+      dp.connect_seconds, " s. Ratios to bare in the same pair."));
+  md.Line();
+  md.Head({"pair", "mode", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "p99 vs bare", "conn/s",
+           "conn/s vs bare"},
+          2);
+  for (const DataplanePair& pair : dp.pairs) {
+    const auto bare_pp = pair.pingpong.find(std::string(kModeBare));
+    const auto bare_cr = pair.connect.find(std::string(kModeBare));
+    for (const std::string& mode : modes) {
+      const auto pp = pair.pingpong.find(mode);
+      const auto cr = pair.connect.find(mode);
+      if (pp == pair.pingpong.end() && cr == pair.connect.end()) continue;
+      const DataplaneRun none;
+      const DataplaneRun& p = pp == pair.pingpong.end() ? none : pp->second;
+      const DataplaneRun& c = cr == pair.connect.end() ? none : cr->second;
+      const DataplaneRun& bp = bare_pp == pair.pingpong.end() ? none : bare_pp->second;
+      const DataplaneRun& bc = bare_cr == pair.connect.end() ? none : bare_cr->second;
+      const std::string failed = "**failed** (see Errors)";
+      md.Row({pair.pair, ModeTitle(r, mode), p.error.empty() ? Opt(p.p50_us, 1) : failed,
+              Opt(p.p90_us, 1), Opt(p.p99_us, 1), Opt(p.p999_us, 1), RatioCell(p.p99_us, bp.p99_us),
+              c.error.empty() ? (c.per_second ? Thousands(*c.per_second) : "–") : failed,
+              RatioCell(c.per_second, bc.per_second)});
+    }
+  }
+  md.Line();
+  if (!dp.bpf_error.empty()) {
+    md.Line("BPF program run time: not measured (" + dp.bpf_error + ").");
+    md.Line();
+    return;
+  }
+  md.Line(
+      "BPF program run time in eBPF mode (the eBPF mesh's programs; kernel.bpf_stats_enabled=1 "
+      "during the scenario only): runs and ns per run, summed over each figure's runs.");
+  md.Line();
+  md.Head({"program", "type", "ping-pong runs", "ns/run", "connect runs", "ns/run"}, 2);
+  for (const BpfProgram& prog : dp.bpf_programs) {
+    std::vector<std::string> row = {"`" + prog.name + "`", prog.type};
+    for (const char* figure : {"pingpong", "connect"}) {
+      auto it = prog.by_figure.find(figure);
+      if (it == prog.by_figure.end()) {
+        row.insert(row.end(), {"–", "–"});
+      } else {
+        row.insert(row.end(), {Thousands(it->second.runs), Fmt(it->second.ns_per_run(), 0)});
+      }
+    }
+    md.Row(row);
+  }
+  md.Line();
+}
+
 void RenderScale(const json& r, const std::vector<std::string>& plots, Md& md) {
   const json* scale = Scenario(r, "scale");
   if (scale == nullptr) return;
@@ -1192,120 +1248,129 @@ std::string RenderSuiteMarkdown(const json& results, const std::vector<std::stri
   RenderIstio(results, modes, plot_files, md);
   RenderThroughput(results, modes, md);
   RenderChurn(results, modes, md);
+  RenderDataplane(results, modes, md);
   RenderScale(results, plot_files, md);
   RenderErrors(results, md);
   return md.s;
 }
 
-absl::StatusOr<std::vector<std::string>> WritePlots(const json& results, const std::string& out_dir,
-                                                    const std::string& gnuplot) {
-  if (!results.is_object())
-    return absl::InvalidArgumentError("results document is not a JSON object: nothing to plot");
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
-  const std::string dir = std::filesystem::absolute(out_dir).string();
-  PlotWriter w(dir);
-  const std::vector<std::string> modes = Modes(results);
-  std::string gp = absl::StrCat(
-      "# Weft benchmark suite plots, written by weft-bench-suite. Re-plot with:\n"
-      "#   cd <this directory> && gnuplot plots.gp\n",
-      kTerminal);
+namespace {
+
+// The plots of one results document: data files through `w`, the gnuplot script in `gp`, the
+// PNGs it will write in `pngs`.
+struct Plots {
+  const json& results;
+  PlotWriter& w;
+  std::vector<std::string> modes;
+  std::string gp;
   std::vector<std::string> pngs;
 
   // Seed: one data file per mode, rows per users step.
-  std::vector<std::pair<std::string, std::string>> seed_files;  // (mode, file)
-  for (const std::string& mode : modes) {
-    std::string dat = "# users p50_ms p75_ms p90_ms p99_ms cpu_cores mem_mib\n";
-    int rows = 0;
-    for (const json* step : Array(Scenario(results, "seed"), "steps")) {
-      auto users = Num(step, "users");
-      const json* run = RunOf(step, mode);
-      if (!users || run == nullptr || RunError(run)) continue;
-      auto mem = RunNum(run, "mem_bytes");
-      dat += absl::StrCat(DatNum(users), " ", DatNum(Lat(run, "p50")), " ", DatNum(Lat(run, "p75")),
-                          " ", DatNum(Lat(run, "p90")), " ", DatNum(Lat(run, "p99")), " ",
-                          DatNum(RunNum(run, "cpu_cores")), " ",
-                          DatNum(mem ? std::optional<double>(*mem / kMiB) : std::nullopt), "\n");
-      ++rows;
-    }
-    if (rows == 0) continue;
-    const std::string file = "seed-" + SafeName(mode) + ".dat";
-    WEFT_RETURN_IF_ERROR(w.WriteFile(file, dat));
-    seed_files.emplace_back(mode, file);
-  }
-  if (!seed_files.empty()) {
-    auto plot_lines = [&](const std::vector<std::pair<int, std::string>>& cols) {
-      std::vector<std::string> parts;
-      for (size_t i = 0; i < seed_files.size(); ++i) {
-        const auto& [mode, file] = seed_files[i];
-        for (size_t k = 0; k < cols.size(); ++k) {
-          std::string t = ModeTitle(results, mode);
-          if (!cols[k].second.empty()) t += " " + cols[k].second;
-          parts.push_back(absl::StrCat(GpQuote(file), " using 1:", cols[k].first,
-                                       " with linespoints linecolor ", i + 1, " dashtype ", k + 1,
-                                       " pointtype ", 5 + 2 * k, " title ", GpQuote(t)));
-        }
+  absl::Status Seed() {
+    std::vector<std::pair<std::string, std::string>> seed_files;  // (mode, file)
+    for (const std::string& mode : modes) {
+      std::string dat = "# users p50_ms p75_ms p90_ms p99_ms cpu_cores mem_mib\n";
+      int rows = 0;
+      for (const json* step : Array(Scenario(results, "seed"), "steps")) {
+        auto users = Num(step, "users");
+        const json* run = RunOf(step, mode);
+        if (!users || run == nullptr || RunError(run)) continue;
+        auto mem = RunNum(run, "mem_bytes");
+        dat += absl::StrCat(DatNum(users), " ", DatNum(Lat(run, "p50")), " ",
+                            DatNum(Lat(run, "p75")), " ", DatNum(Lat(run, "p90")), " ",
+                            DatNum(Lat(run, "p99")), " ", DatNum(RunNum(run, "cpu_cores")), " ",
+                            DatNum(mem ? std::optional<double>(*mem / kMiB) : std::nullopt), "\n");
+        ++rows;
       }
-      return absl::StrCat("plot ", absl::StrJoin(parts, ", \\\n     "), "\n");
-    };
-    absl::StrAppend(
-        &gp, "\nset xlabel 'users (", Opt(Num(Scenario(results, "seed"), "rate_per_user"), 0),
-        " rps each)'\n", "set output 'seed-latency.png'\n",
-        "set title 'seed: latency vs users (p75 solid, p99 dashed)'\n",
-        "set ylabel 'latency (ms)'\n", "set yrange [0:*]\n", plot_lines({{3, "p75"}, {5, "p99"}}),
-        "set output 'seed-cpu.png'\n", "set title 'seed: CPU vs users (apps + mesh)'\n",
-        "set ylabel 'CPU (cores)'\n", plot_lines({{6, ""}}), "set output 'seed-memory.png'\n",
-        "set title 'seed: memory vs users (apps + mesh, mean PSS)'\n",
-        "set ylabel 'memory (MiB)'\n", plot_lines({{7, ""}}), "unset output\n");
-    pngs.insert(pngs.end(), {"seed-latency.png", "seed-cpu.png", "seed-memory.png"});
+      if (rows == 0) continue;
+      const std::string file = "seed-" + SafeName(mode) + ".dat";
+      WEFT_RETURN_IF_ERROR(w.WriteFile(file, dat));
+      seed_files.emplace_back(mode, file);
+    }
+    if (seed_files.empty()) return absl::OkStatus();
+    {
+      auto plot_lines = [&](const std::vector<std::pair<int, std::string>>& cols) {
+        std::vector<std::string> parts;
+        for (size_t i = 0; i < seed_files.size(); ++i) {
+          const auto& [mode, file] = seed_files[i];
+          for (size_t k = 0; k < cols.size(); ++k) {
+            std::string t = ModeTitle(results, mode);
+            if (!cols[k].second.empty()) t += " " + cols[k].second;
+            parts.push_back(absl::StrCat(GpQuote(file), " using 1:", cols[k].first,
+                                         " with linespoints linecolor ", i + 1, " dashtype ", k + 1,
+                                         " pointtype ", 5 + 2 * k, " title ", GpQuote(t)));
+          }
+        }
+        return absl::StrCat("plot ", absl::StrJoin(parts, ", \\\n     "), "\n");
+      };
+      absl::StrAppend(
+          &gp, "\nset xlabel 'users (", Opt(Num(Scenario(results, "seed"), "rate_per_user"), 0),
+          " rps each)'\n", "set output 'seed-latency.png'\n",
+          "set title 'seed: latency vs users (p75 solid, p99 dashed)'\n",
+          "set ylabel 'latency (ms)'\n", "set yrange [0:*]\n", plot_lines({{3, "p75"}, {5, "p99"}}),
+          "set output 'seed-cpu.png'\n", "set title 'seed: CPU vs users (apps + mesh)'\n",
+          "set ylabel 'CPU (cores)'\n", plot_lines({{6, ""}}), "set output 'seed-memory.png'\n",
+          "set title 'seed: memory vs users (apps + mesh, mean PSS)'\n",
+          "set ylabel 'memory (MiB)'\n", plot_lines({{7, ""}}), "unset output\n");
+      pngs.insert(pngs.end(), {"seed-latency.png", "seed-cpu.png", "seed-memory.png"});
+    }
+
+    return absl::OkStatus();
   }
 
   // Istio: rows = (connections, percentile), one column per mode: clustered bars.
-  {
-    std::vector<std::string> imodes;
-    for (const std::string& mode : modes)
-      for (const json* c : Array(Scenario(results, "istio"), "cases"))
-        if (const json* run = RunOf(c, mode); run && !RunError(run) && Lat(run, "p50")) {
-          imodes.push_back(mode);
-          break;
+  absl::Status Istio() {
+    {
+      std::vector<std::string> imodes;
+      for (const std::string& mode : modes)
+        for (const json* c : Array(Scenario(results, "istio"), "cases"))
+          if (const json* run = RunOf(c, mode); run && !RunError(run) && Lat(run, "p50")) {
+            imodes.push_back(mode);
+            break;
+          }
+      if (!imodes.empty()) {
+        std::string dat = "# label";
+        for (const std::string& m : imodes) dat += " " + SafeName(m) + "_ms";
+        dat += "\n";
+        for (const json* c : Array(Scenario(results, "istio"), "cases")) {
+          for (const char* p : {"p50", "p90", "p99"}) {
+            dat += absl::StrCat("\"", Opt(Num(c, "connections"), 0), " conns ", p, "\"");
+            for (const std::string& m : imodes) dat += " " + DatNum(Lat(RunOf(c, m), p));
+            dat += "\n";
+          }
         }
-    if (!imodes.empty()) {
-      std::string dat = "# label";
-      for (const std::string& m : imodes) dat += " " + SafeName(m) + "_ms";
-      dat += "\n";
-      for (const json* c : Array(Scenario(results, "istio"), "cases")) {
-        for (const char* p : {"p50", "p90", "p99"}) {
-          dat += absl::StrCat("\"", Opt(Num(c, "connections"), 0), " conns ", p, "\"");
-          for (const std::string& m : imodes) dat += " " + DatNum(Lat(RunOf(c, m), p));
-          dat += "\n";
-        }
+        WEFT_RETURN_IF_ERROR(w.WriteFile("istio.dat", dat));
+        std::vector<std::string> parts;
+        for (size_t i = 0; i < imodes.size(); ++i)
+          parts.push_back(absl::StrCat(
+              i == 0 ? "'istio.dat' using 2:xtic(1)" : absl::StrCat("'' using ", i + 2),
+              " linecolor ", i + 1, " title ", GpQuote(ModeTitle(results, imodes[i]))));
+        absl::StrAppend(
+            &gp, "\nset output 'istio-latency.png'\n",
+            absl::StrCat(
+                "set title 'istio: ", Opt(Num(Scenario(results, "istio"), "payload_bytes"), 0),
+                " B echo at ", Opt(Num(Scenario(results, "istio"), "rps"), 0),
+                " rps, latency per mode'\n"),
+            "set xlabel 'connections, percentile'\n", "set ylabel 'latency (ms)'\n",
+            "set yrange [0:*]\n", "set style data histogram\n",
+            "set style histogram clustered gap 1\n", "set style fill solid 0.8 border -1\n",
+            "set xtics rotate by -30\n", "plot ", absl::StrJoin(parts, ", \\\n     "), "\n",
+            "unset output\nset xtics norotate\nset style data points\n");
+        pngs.push_back("istio-latency.png");
       }
-      WEFT_RETURN_IF_ERROR(w.WriteFile("istio.dat", dat));
-      std::vector<std::string> parts;
-      for (size_t i = 0; i < imodes.size(); ++i)
-        parts.push_back(
-            absl::StrCat(i == 0 ? "'istio.dat' using 2:xtic(1)" : absl::StrCat("'' using ", i + 2),
-                         " linecolor ", i + 1, " title ", GpQuote(ModeTitle(results, imodes[i]))));
-      absl::StrAppend(
-          &gp, "\nset output 'istio-latency.png'\n",
-          absl::StrCat("set title 'istio: ",
-                       Opt(Num(Scenario(results, "istio"), "payload_bytes"), 0), " B echo at ",
-                       Opt(Num(Scenario(results, "istio"), "rps"), 0), " rps, latency per mode'\n"),
-          "set xlabel 'connections, percentile'\n", "set ylabel 'latency (ms)'\n",
-          "set yrange [0:*]\n", "set style data histogram\n",
-          "set style histogram clustered gap 1\n", "set style fill solid 0.8 border -1\n",
-          "set xtics rotate by -30\n", "plot ", absl::StrJoin(parts, ", \\\n     "), "\n",
-          "unset output\nset xtics norotate\nset style data points\n");
-      pngs.push_back("istio-latency.png");
     }
+
+    return absl::OkStatus();
   }
 
-  // Scale: per mode, ztunnel/agent RSS vs pods; ztunnel RSS vs idle connections.
-  const json* scale = Scenario(results, "scale");
-  auto scale_plot = [&](const char* list, const char* png, const char* dat_prefix,
-                        const char* header, auto row, const std::string& setup,
-                        const std::vector<std::pair<int, std::string>>& cols) -> absl::Status {
+  // One scale plot: per mode a data file of `row(entry)` lines from the scale list `list`,
+  // sorted by their x, plotted with `cols` (column, title suffix).
+  using ScaleRow = std::function<std::optional<std::pair<double, std::string>>(const json*)>;
+  absl::Status ScalePlot(const char* list, const char* png, const char* dat_prefix,
+                         const char* header, const ScaleRow& row, const std::string& setup,
+                         const std::vector<std::pair<int, std::string>>& cols) {
+    const json* scale = Scenario(results, "scale");
+
     std::vector<std::pair<std::string, std::string>> files;
     std::vector<std::string> smodes;
     for (const json* e : Array(scale, list))
@@ -1338,38 +1403,66 @@ absl::StatusOr<std::vector<std::string>> WritePlots(const json& results, const s
                     absl::StrJoin(parts, ", \\\n     "), "\nunset output\n");
     pngs.push_back(png);
     return absl::OkStatus();
-  };
-  WEFT_RETURN_IF_ERROR(scale_plot(
-      "pods", "scale-pods.png", "scale-pods-", "# pods ztunnel_rss_mib agent_rss_mib\n",
-      [](const json* e) -> std::optional<std::pair<double, std::string>> {
-        auto n = Num(e, "pods");
-        if (!n) return std::nullopt;
-        auto z = Num(e, "ztunnel_rss_bytes"), a = Num(e, "agent_rss_bytes");
-        return std::make_pair(
-            *n, absl::StrCat(DatNum(n), " ", DatNum(z ? std::optional<double>(*z / kMiB) : z), " ",
-                             DatNum(a ? std::optional<double>(*a / kMiB) : a), "\n"));
-      },
-      "set title 'scale: RSS vs pods (ztunnel solid, agent dashed)'\n"
-      "set xlabel 'pods'\nset ylabel 'RSS (MiB)'\nset yrange [0:*]\n",
-      {{2, " ztunnel"}, {3, " agent"}}));
-  WEFT_RETURN_IF_ERROR(scale_plot(
-      "idle_connections", "scale-idle-connections.png", "scale-idle-",
-      "# connections ztunnel_rss_mib (both nodes)\n",
-      [](const json* e) -> std::optional<std::pair<double, std::string>> {
-        auto n = Num(e, "connections"), z = Num(e, "ztunnel_rss_bytes");
-        if (!n || !z) return std::nullopt;
-        return std::make_pair(*n, absl::StrCat(DatNum(n), " ", DatNum(*z / kMiB), "\n"));
-      },
-      "set title 'scale: ztunnel RSS vs open idle tunnelled connections (both nodes)'\n"
-      "set xlabel 'idle connections'\nset ylabel 'ztunnel RSS (MiB)'\nset yrange [0:*]\n",
-      {{2, ""}}));
+  }
 
-  if (pngs.empty())
+  // Scale: per mode, ztunnel/agent RSS vs pods; ztunnel RSS vs idle connections.
+  absl::Status Scale() {
+    WEFT_RETURN_IF_ERROR(ScalePlot(
+        "pods", "scale-pods.png", "scale-pods-", "# pods ztunnel_rss_mib agent_rss_mib\n",
+        [](const json* e) -> std::optional<std::pair<double, std::string>> {
+          auto n = Num(e, "pods");
+          if (!n) return std::nullopt;
+          auto z = Num(e, "ztunnel_rss_bytes"), a = Num(e, "agent_rss_bytes");
+          return std::make_pair(
+              *n, absl::StrCat(DatNum(n), " ", DatNum(z ? std::optional<double>(*z / kMiB) : z),
+                               " ", DatNum(a ? std::optional<double>(*a / kMiB) : a), "\n"));
+        },
+        "set title 'scale: RSS vs pods (ztunnel solid, agent dashed)'\n"
+        "set xlabel 'pods'\nset ylabel 'RSS (MiB)'\nset yrange [0:*]\n",
+        {{2, " ztunnel"}, {3, " agent"}}));
+    WEFT_RETURN_IF_ERROR(ScalePlot(
+        "idle_connections", "scale-idle-connections.png", "scale-idle-",
+        "# connections ztunnel_rss_mib (both nodes)\n",
+        [](const json* e) -> std::optional<std::pair<double, std::string>> {
+          auto n = Num(e, "connections"), z = Num(e, "ztunnel_rss_bytes");
+          if (!n || !z) return std::nullopt;
+          return std::make_pair(*n, absl::StrCat(DatNum(n), " ", DatNum(*z / kMiB), "\n"));
+        },
+        "set title 'scale: ztunnel RSS vs open idle tunnelled connections (both nodes)'\n"
+        "set xlabel 'idle connections'\nset ylabel 'ztunnel RSS (MiB)'\nset yrange [0:*]\n",
+        {{2, ""}}));
+
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> WritePlots(const json& results, const std::string& out_dir,
+                                                    const std::string& gnuplot) {
+  if (!results.is_object())
+    return absl::InvalidArgumentError("results document is not a JSON object: nothing to plot");
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
+  const std::string dir = std::filesystem::absolute(out_dir).string();
+  PlotWriter w(dir);
+  Plots p{results,
+          w,
+          Modes(results),
+          absl::StrCat("# Weft benchmark suite plots, written by weft-bench-suite. Re-plot with:\n"
+                       "#   cd <this directory> && gnuplot plots.gp\n",
+                       kTerminal),
+          {}};
+  WEFT_RETURN_IF_ERROR(p.Seed());
+  WEFT_RETURN_IF_ERROR(p.Istio());
+  WEFT_RETURN_IF_ERROR(p.Scale());
+  if (p.pngs.empty())
     return absl::InvalidArgumentError(
         "nothing to plot: the results document has no seed, istio or scale data");
-  WEFT_RETURN_IF_ERROR(w.WriteFile("plots.gp", gp));
+  WEFT_RETURN_IF_ERROR(w.WriteFile("plots.gp", p.gp));
   WEFT_RETURN_IF_ERROR(RunGnuplot(gnuplot, dir, "plots.gp"));
-  for (const std::string& png : pngs) {
+  for (const std::string& png : p.pngs) {
     const std::string path = dir + "/" + png;
     if (!std::filesystem::exists(path))
       return absl::InternalError(absl::StrCat("gnuplot ran but did not write ", path));

@@ -1,6 +1,8 @@
-# The benchmark suite's report (report.h): goals, markdown and gnuplot plots. Included from
+# The benchmark suite's results (results.h: typed, ToJson/FromJson) and report (report.h): goals,
+# markdown and gnuplot plots. Included from
 # bench/suite/CMakeLists.txt: include(${CMAKE_CURRENT_SOURCE_DIR}/report.cmake)
-add_library(weft_bench_suite_report STATIC ${CMAKE_CURRENT_LIST_DIR}/report.cc)
+add_library(weft_bench_suite_report STATIC ${CMAKE_CURRENT_LIST_DIR}/report.cc
+  ${CMAKE_CURRENT_LIST_DIR}/results.cc)
 target_link_libraries(weft_bench_suite_report
   PUBLIC weft_common absl::status absl::statusor nlohmann_json::nlohmann_json
   PRIVATE absl::strings absl::str_format weft_warnings)

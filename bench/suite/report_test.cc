@@ -1,5 +1,7 @@
 #include "bench/suite/report.h"
 
+#include "bench/suite/results.h"
+
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -7,6 +9,7 @@
 #include <iterator>
 #include <string>
 
+#include "common/file.h"
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
 
@@ -245,14 +248,53 @@ TEST(RenderSuiteMarkdown, FewScenariosStillRender) {
   EXPECT_FALSE(Contains(md, "## Istio"));
   EXPECT_FALSE(Contains(md, "## Throughput"));
   EXPECT_FALSE(Contains(md, "## Scale"));
-  EXPECT_TRUE(Contains(md, "| 20 | Weft eBPF | 9.45 | 12.60 |")) << md;
+  EXPECT_TRUE(Contains(md, "| 20 | Weft, eBPF capture | 9.45 | 12.60 |")) << md;
   EXPECT_TRUE(Contains(md, "scenario istio not run"));
   EXPECT_TRUE(Contains(md, "## Errors\n\nNone."));
 }
 
+TEST(RenderSuiteMarkdown, DataplaneFiguresRatiosAndBpfRunTime) {
+  json r = Load("results-quick-seed-only.json");
+  r["modes"] = json::array({"bare", "ebpf", "iptables"});
+  DataplaneResult dp;
+  dp.round_trips = 5000;
+  dp.message_bytes = 1024;
+  dp.connect_seconds = 2;
+  DataplanePair pair;
+  pair.pair = "same-node";
+  pair.server = "shop/iperf-local";
+  pair.pingpong["bare"].p50_us = 10;
+  pair.pingpong["bare"].p99_us = 20;
+  pair.pingpong["ebpf"].p50_us = 15;
+  pair.pingpong["ebpf"].p99_us = 30;
+  pair.pingpong["ebpf"].mesh_connections = 1;
+  pair.connect["bare"].per_second = 20000;
+  pair.connect["ebpf"].per_second = 5000;
+  pair.connect["iptables"].error = "the mesh counted 0 connections";
+  dp.pairs.push_back(pair);
+  BpfProgram prog;
+  prog.name = "weft_connect4";
+  prog.type = "cgroup_sock_addr";
+  prog.by_figure["connect"] = {10000, 2500000};
+  dp.bpf_programs.push_back(prog);
+  r["scenarios"]["dataplane"] = dp.ToJson();
+  // The typed form survives its JSON.
+  EXPECT_EQ(DataplaneResult::FromJson(r["scenarios"]["dataplane"]).ToJson(),
+            r["scenarios"]["dataplane"]);
+  const std::string md = RenderSuiteMarkdown(r);
+  EXPECT_TRUE(Contains(md, "## Data plane")) << md;
+  EXPECT_TRUE(Contains(
+      md, "| same-node | Weft, eBPF capture | 15.0 | – | 30.0 | – | 1.50× | 5,000 | 0.25× |"))
+      << md;
+  EXPECT_TRUE(Contains(
+      md,
+      "| same-node | Weft, iptables capture | – | – | – | – | – | **failed** (see Errors) | – |"))
+      << md;
+  EXPECT_TRUE(Contains(md, "| `weft_connect4` | cgroup_sock_addr | – | – | 10,000 | 250 |")) << md;
+}
+
 std::string ReadAll(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return weft::ReadFile(path).value_or("");
 }
 
 void ExpectPng(const std::string& path) {

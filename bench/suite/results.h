@@ -35,7 +35,8 @@
 //       "idle_connections": [{"mode": "ebpf", "connections": 10000,
 //                             "ztunnel_rss_bytes": N,           // sum of both nodes' ztunnels
 //                             "baseline_ztunnel_rss_bytes": N,  // same, with 0 connections
-//                             "bytes_per_connection": N}, ...]}
+//                             "bytes_per_connection": N}, ...]},
+//     "dataplane": DataplaneResult (below, ToJson/FromJson)
 //   },
 //   "errors": ["scenario churn, mode sidecar: ..."]   // a failed run is reported, not fatal
 // }
@@ -65,7 +66,14 @@
 // may be missing (not run, e.g. --quick or --scenarios); readers must cope.
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
+
+#include "nlohmann/json.hpp"
 
 namespace weft::bench::suite {
 
@@ -73,5 +81,67 @@ inline constexpr std::string_view kModeBare = "bare";
 inline constexpr std::string_view kModeEbpf = "ebpf";
 inline constexpr std::string_view kModeIptables = "iptables";
 inline constexpr std::string_view kModeSidecar = "sidecar";
+
+// The one human title of a mode ("Weft, eBPF capture"); the suite writes them into the
+// document's "mode_titles" and the report falls back to them. Unknown modes: the name itself.
+std::string ModeTitle(std::string_view mode);
+
+// ---- The "dataplane" scenario: the data path below HTTP, per capture mode ----
+//
+// `weft-bench-suite client --kind pingpong|connect` (bench/client.h) runs in the load pod
+// (node0) against the suite's own TCP echo servers (bench/traffic.h) in a same-node pod
+// (iperf-local, node0) and a cross-node pod (echo, node1), by pod IP. Modes: bare and the Weft
+// capture modes (the sidecar mesh only routes the ports its manifests declare).
+
+// One client run. Absent figures (std::nullopt) were not measured, e.g. the run failed.
+struct DataplaneRun {
+  // pingpong: `round_trips` request/response round trips of `message_bytes` on one connection
+  // (warm-up excluded); latency in µs.
+  std::optional<double> round_trips, p50_us, p90_us, p99_us, p999_us, mean_us, max_us;
+  // connect: sequential connections (connect, 32-byte round trip, server closes, close).
+  std::optional<double> connections, failures, per_second;
+  std::optional<double> seconds;
+  // Meshed modes: the connections the mesh counted from the load pod during the run (at least
+  // the run's own, else the run is an error: its traffic bypassed the mesh).
+  std::optional<double> mesh_connections;
+  std::string error;  // empty: the run succeeded
+
+  nlohmann::json ToJson() const;
+  static DataplaneRun FromJson(const nlohmann::json& j);
+};
+
+struct DataplanePair {
+  std::string pair;    // "same-node" | "cross-node"
+  std::string server;  // the server pod ("shop/iperf-local", "shop/echo")
+  std::map<std::string, DataplaneRun> pingpong, connect;  // by mode
+
+  nlohmann::json ToJson() const;
+  static DataplanePair FromJson(const nlohmann::json& j);
+};
+
+// BPF program run time (eBPF mode): the kernel's run_cnt / run_time_ns deltas of each weft_*
+// program the eBPF mesh's agents attached (their pinned links), summed over the eBPF-mode runs
+// of each figure, with kernel.bpf_stats_enabled=1 for the scenario only.
+struct BpfFigure {
+  double runs = 0, run_time_ns = 0;
+  double ns_per_run() const { return runs > 0 ? run_time_ns / runs : 0; }
+};
+struct BpfProgram {
+  std::string name, type;
+  std::map<std::string, BpfFigure> by_figure;  // "pingpong", "connect"
+
+  nlohmann::json ToJson() const;
+  static BpfProgram FromJson(const nlohmann::json& j);
+};
+
+struct DataplaneResult {
+  int round_trips = 0, message_bytes = 0, connect_seconds = 0;
+  std::vector<DataplanePair> pairs;
+  std::vector<BpfProgram> bpf_programs;
+  std::string bpf_error;  // why there are no BPF figures (no eBPF mode, no libbpf, ...)
+
+  nlohmann::json ToJson() const;
+  static DataplaneResult FromJson(const nlohmann::json& j);
+};
 
 }  // namespace weft::bench::suite

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -16,6 +17,7 @@
 #include "bench/traffic.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "common/file.h"
 #include "common/net.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
@@ -35,13 +37,6 @@ constexpr int64_t kGoalBytesPerConnPerZtunnel = 4096;
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 std::string Tail(const std::string& text, size_t n = 1500) {
@@ -116,6 +111,21 @@ class Scale {
                                              const std::vector<std::pair<std::string, int>>& pods);
   absl::StatusOr<json> PodsStep(const std::string& mode, int pods);
   absl::StatusOr<json> ConnectionsMode(const std::string& mode, json& steps);
+  // The idle-connections mesh of one mode, for its steps.
+  struct ConnsMesh {
+    std::string mode, name, to;  // `to`: the echo server, IP:port
+    const up::MeshState* s = nullptr;
+    EchoServer* echo = nullptr;
+    std::vector<int64_t> base;  // each node's ztunnel RSS with no connection
+    int64_t base_sum = 0;
+  };
+  absl::Status ConnectionsStep(const ConnsMesh& c, int n, json& steps);
+  absl::Status WaitIdleOpen(const ConnsMesh& c, int n, testbed::Process& holder,
+                            const std::string& log);
+  void StepFailed(const ConnsMesh& c, int n, const absl::Status& st);
+  absl::Status WaitOpen(const EchoServer& echo, const std::function<bool(int64_t)>& pred);
+  absl::StatusOr<int64_t> ZtunnelRssSum(const up::MeshState& s,
+                                        std::vector<int64_t>* per_node) const;
   absl::StatusOr<int64_t> Rss(pid_t pid, const char* what, int node) const;
   absl::StatusOr<std::string> Metrics(const up::NodeState& node) const;
   absl::StatusOr<double> Opened(const up::NodeState& node, const char* reporter) const;
@@ -146,15 +156,15 @@ absl::Status Scale::Mesh::Up(const std::string& capture, const std::string& mani
     if (st.ok()) {
       if (*st != 0)
         return absl::UnavailableError(absl::StrCat("weftctl up ", name_, " exited with status ",
-                                                   *st, ": ", Tail(ReadText(log))));
+                                                   *st, ": ", Tail(ReadFile(log).value_or(""))));
       break;
     }
     if (s_.stop_.load() || Clock::now() - t0 > s_.o_.up_timeout) {
       proc.Terminate(seconds(10));
       if (s_.stop_.load()) return absl::CancelledError("scale: stopped");
-      return absl::DeadlineExceededError(
-          absl::StrCat("weftctl up ", name_, " did not finish within ", s_.o_.up_timeout.count(),
-                       " s; lower the pod counts or raise up_timeout. Log: ", Tail(ReadText(log))));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "weftctl up ", name_, " did not finish within ", s_.o_.up_timeout.count(),
+          " s; lower the pod counts or raise up_timeout. Log: ", Tail(ReadFile(log).value_or(""))));
     }
   }
   up_seconds = SecondsSince(t0);
@@ -287,156 +297,68 @@ absl::StatusOr<json> Scale::PodsStep(const std::string& mode, int pods) {
               {"down_seconds", mesh.down_seconds}};
 }
 
+absl::Status Scale::WaitOpen(const EchoServer& echo, const std::function<bool(int64_t)>& pred) {
+  for (auto end = Clock::now() + seconds(30); !pred(echo.open_connections());) {
+    WEFT_RETURN_IF_ERROR(CheckStop());
+    if (Clock::now() > end) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Scale::ZtunnelRssSum(const up::MeshState& s,
+                                             std::vector<int64_t>* per_node) const {
+  int64_t sum = 0;
+  for (size_t i = 0; i < s.nodes.size(); i++) {
+    WEFT_ASSIGN_OR_RETURN(int64_t r, Rss(s.nodes[i].ztunnel_pid, "ztunnel", static_cast<int>(i)));
+    if (per_node) per_node->push_back(r);
+    sum += r;
+  }
+  return sum;
+}
+
 absl::StatusOr<json> Scale::ConnectionsMode(const std::string& mode, json& steps) {
-  const std::string name = absl::StrCat(o_.name_prefix, "-", mode, "-conns");
-  WEFT_ASSIGN_OR_RETURN(std::string dir, WriteManifests(name, {{"client", 0}, {"server", 1}}));
-  Log(absl::StrCat("idle connections: ", mode, ": weftctl up ", name));
-  Mesh mesh(*this, name);
+  ConnsMesh c;
+  c.mode = mode;
+  c.name = absl::StrCat(o_.name_prefix, "-", mode, "-conns");
+  WEFT_ASSIGN_OR_RETURN(std::string dir, WriteManifests(c.name, {{"client", 0}, {"server", 1}}));
+  Log(absl::StrCat("idle connections: ", mode, ": weftctl up ", c.name));
+  Mesh mesh(*this, c.name);
   WEFT_RETURN_IF_ERROR(mesh.Up(mode, dir));
-  const up::MeshState& s = mesh.state();
-  WEFT_ASSIGN_OR_RETURN(const up::PodState* server, up::FindPod(s, "server"));
-  WEFT_ASSIGN_OR_RETURN(const up::PodState* client, up::FindPod(s, "client"));
+  c.s = &mesh.state();
+  WEFT_ASSIGN_OR_RETURN(const up::PodState* server, up::FindPod(*c.s, "server"));
+  WEFT_ASSIGN_OR_RETURN(const up::PodState* client, up::FindPod(*c.s, "client"));
   if (!server->enrolled || !client->enrolled)
-    return absl::InternalError(absl::StrCat("mesh ", name, ": client or server not enrolled"));
+    return absl::InternalError(absl::StrCat("mesh ", c.name, ": client or server not enrolled"));
   WEFT_ASSIGN_OR_RETURN(UniqueFd server_ns, OpenNetns(testbed::NetnsPath(server->netns)));
   WEFT_ASSIGN_OR_RETURN(std::unique_ptr<EchoServer> echo,
                         EchoServer::Start(server_ns.get(), kScaleEchoPort));
+  c.echo = echo.get();
   WEFT_ASSIGN_OR_RETURN(IpAddr server_ip, IpAddr::Parse(server->ip));
-  const std::string to = SockAddr{server_ip, kScaleEchoPort}.ToString();
+  c.to = SockAddr{server_ip, kScaleEchoPort}.ToString();
 
   // One short exchange first: the first tunnelled connection sets up what every later one
   // shares (certificates, workload lookups), which is not per-connection memory.
   auto warm = testbed::Exec(
       "",
-      WeftctlArgv(name, {"exec", "client", "--", o_.bench, "client", "--kind", "pingpong", "--to",
-                         to, "--warmup", "1", "--round-trips", "10"}),
+      WeftctlArgv(c.name, {"exec", "client", "--", o_.bench, "client", "--kind", "pingpong", "--to",
+                           c.to, "--warmup", "1", "--round-trips", "10"}),
       "", seconds(60));
   if (!warm.ok())
     return absl::UnavailableError(
         absl::StrCat("warm-up connection client -> server failed: ", warm.status().message()));
-  auto wait_open = [&](auto pred) -> absl::Status {
-    for (auto end = Clock::now() + seconds(30); !pred(echo->open_connections());) {
-      WEFT_RETURN_IF_ERROR(CheckStop());
-      if (Clock::now() > end) break;
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    return absl::OkStatus();
-  };
-  WEFT_RETURN_IF_ERROR(wait_open([](int64_t n) { return n == 0; }));
+  WEFT_RETURN_IF_ERROR(WaitOpen(*c.echo, [](int64_t n) { return n == 0; }));
   WEFT_RETURN_IF_ERROR(Sleep(std::max<milliseconds>(o_.settle, seconds(1))));
 
-  const int nodes = static_cast<int>(s.nodes.size());
-  std::vector<int64_t> base(nodes);
-  int64_t base_sum = 0;
   json limits = json::array();
-  for (int i = 0; i < nodes; i++) {
-    WEFT_ASSIGN_OR_RETURN(base[i], Rss(s.nodes[i].ztunnel_pid, "ztunnel", i));
-    base_sum += base[i];
-    limits.push_back(NofileOf(s.nodes[i].ztunnel_pid));
-  }
-  Log(absl::StrCat("idle connections: ", mode, ": baseline ztunnels ", base_sum >> 10,
+  WEFT_ASSIGN_OR_RETURN(c.base_sum, ZtunnelRssSum(*c.s, &c.base));
+  for (const up::NodeState& n : c.s->nodes) limits.push_back(NofileOf(n.ztunnel_pid));
+  Log(absl::StrCat("idle connections: ", mode, ": baseline ztunnels ", c.base_sum >> 10,
                    " KiB (both nodes); ztunnel RLIMIT_NOFILE ", limits.dump()));
 
   for (int n : o_.connection_counts) {
     WEFT_RETURN_IF_ERROR(CheckStop());
-    const auto t0 = Clock::now();
-    json step = {{"mode", mode}, {"connections", n}, {"baseline_ztunnel_rss_bytes", base_sum}};
-    auto fail = [&](const absl::Status& st) {
-      errors_.push_back(
-          absl::StrCat("scale, mode ", mode, ", ", n, " idle connections: ", st.message()));
-      Log(absl::StrCat("idle connections: ", mode, ", ", n, ": ", st.message()));
-    };
-    WEFT_ASSIGN_OR_RETURN(double src0, Opened(s.nodes[0], "source"));
-    WEFT_ASSIGN_OR_RETURN(double dst0, Opened(s.nodes[1], "destination"));
-    Log(absl::StrCat("idle connections: ", mode, ": opening ", n, " client -> server"));
-    const std::string log = absl::StrCat(work_dir_, "/idle-", name, "-", n, ".log");
-    // Its own process group: stopping it reaches weftctl exec and the holder under it.
-    WEFT_ASSIGN_OR_RETURN(
-        testbed::Process holder,
-        testbed::Spawn("",
-                       WeftctlArgv(name, {"exec", "client", "--", o_.bench, "client", "--kind",
-                                          "idle", "--to", to, "--count", std::to_string(n)}),
-                       log));
-    absl::Status opened = absl::OkStatus();
-    for (auto end = Clock::now() + seconds(60 + n / 50);;) {
-      if (ReadText(log).find("\"opened\"") != std::string::npos) break;
-      if (stop_.load()) {
-        opened = absl::CancelledError("scale: stopped");
-        break;
-      }
-      if (!holder.Alive() || Clock::now() > end) {
-        opened = absl::UnavailableError(
-            absl::StrCat("the idle-connection holder did not open its ", n, " connections (",
-                         echo->open_connections(), " open at the server): ", Tail(ReadText(log))));
-        break;
-      }
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-    if (!opened.ok()) {
-      holder.Terminate(seconds(5));
-      if (opened.code() == absl::StatusCode::kCancelled) return opened;
-      fail(opened);
-      (void)wait_open([](int64_t k) { return k == 0; });
-      continue;
-    }
-    WEFT_RETURN_IF_ERROR(wait_open([&](int64_t k) { return k >= n; }));
-    const int64_t server_open = echo->open_connections();
-    WEFT_RETURN_IF_ERROR(Sleep(std::max<milliseconds>(o_.settle, seconds(1))));
-    std::vector<int64_t> held(nodes);
-    int64_t held_sum = 0;
-    absl::Status rss_st = absl::OkStatus();
-    for (int i = 0; i < nodes && rss_st.ok(); i++) {
-      auto r = Rss(s.nodes[i].ztunnel_pid, "ztunnel", i);
-      if (!r.ok())
-        rss_st = r.status();
-      else
-        held_sum += held[i] = *r;
-    }
-    auto src1 = Opened(s.nodes[0], "source");
-    auto dst1 = Opened(s.nodes[1], "destination");
-    const double open_seconds = SecondsSince(t0);
-    holder.Terminate(seconds(10));
-    WEFT_RETURN_IF_ERROR(wait_open([](int64_t k) { return k == 0; }));
-    if (!rss_st.ok()) return rss_st;  // a ztunnel died: the mesh is no use for later counts
-    WEFT_RETURN_IF_ERROR(Sleep(std::max<milliseconds>(o_.settle, seconds(1))));
-    int64_t after_sum = 0;
-    for (int i = 0; i < nodes; i++) {
-      WEFT_ASSIGN_OR_RETURN(int64_t r, Rss(s.nodes[i].ztunnel_pid, "ztunnel", i));
-      after_sum += r;
-    }
-    if (!src1.ok() || !dst1.ok()) {
-      fail(!src1.ok() ? src1.status() : dst1.status());
-      continue;
-    }
-    const double counted_out = *src1 - src0, counted_in = *dst1 - dst0;
-    json per_node = json::array();
-    for (int i = 0; i < nodes; i++)
-      per_node.push_back({{"node", i},
-                          {"side", i == 0 ? "client (outbound)" : "server (inbound)"},
-                          {"baseline_rss_bytes", base[i]},
-                          {"rss_bytes", held[i]},
-                          {"bytes_per_connection", (held[i] - base[i]) / n}});
-    const int64_t per_conn = (held_sum - base_sum) / n;
-    step["ztunnel_rss_bytes"] = held_sum;
-    step["bytes_per_connection"] = per_conn;
-    step["bytes_per_connection_per_ztunnel"] = per_conn / 2;
-    step["goal_met"] = per_conn / 2 <= kGoalBytesPerConnPerZtunnel;
-    step["ztunnel_rss_after_close_bytes"] = after_sum;
-    step["server_open_connections"] = server_open;
-    step["ztunnel_counted"] = {{"node0_outbound_opened", counted_out},
-                               {"node1_inbound_opened", counted_in}};
-    step["nodes"] = per_node;
-    step["seconds"] = open_seconds;
-    Log(absl::StrCat("idle connections: ", mode, ", ", n, ": ztunnels ", held_sum >> 10,
-                     " KiB (baseline ", base_sum >> 10, "), ", per_conn,
-                     " B per connection (both ztunnels), ztunnel counted ", counted_out, " out / ",
-                     counted_in, " in, server saw ", server_open));
-    steps.push_back(step);
-    if (server_open < n || counted_out < n || counted_in < n)
-      fail(absl::DataLossError(
-          absl::StrCat("not every connection went through both ztunnels: server saw ", server_open,
-                       ", ztunnel node0 counted ", counted_out, " outbound, node1 ", counted_in,
-                       " inbound, of ", n)));
+    WEFT_RETURN_IF_ERROR(ConnectionsStep(c, n, steps));
   }
   echo.reset();
   WEFT_RETURN_IF_ERROR(mesh.Down());
@@ -444,6 +366,103 @@ absl::StatusOr<json> Scale::ConnectionsMode(const std::string& mode, json& steps
               {"up_seconds", mesh.up_seconds},
               {"down_seconds", mesh.down_seconds},
               {"ztunnel_nofile_limits", limits}};
+}
+
+void Scale::StepFailed(const ConnsMesh& c, int n, const absl::Status& st) {
+  errors_.push_back(
+      absl::StrCat("scale, mode ", c.mode, ", ", n, " idle connections: ", st.message()));
+  Log(absl::StrCat("idle connections: ", c.mode, ", ", n, ": ", st.message()));
+}
+
+// Waits until the holder of n idle connections says they are open (its log).
+absl::Status Scale::WaitIdleOpen(const ConnsMesh& c, int n, testbed::Process& holder,
+                                 const std::string& log) {
+  for (auto end = Clock::now() + seconds(60 + n / 50);;) {
+    const std::string text = ReadFile(log).value_or("");
+    if (text.find("\"opened\"") != std::string::npos) return absl::OkStatus();
+    if (stop_.load()) return absl::CancelledError("scale: stopped");
+    if (!holder.Alive() || Clock::now() > end) {
+      return absl::UnavailableError(absl::StrCat("the idle-connection holder did not open its ", n,
+                                                 " connections (", c.echo->open_connections(),
+                                                 " open at the server): ", Tail(text)));
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+}
+
+// n idle connections client -> server: both ztunnels' RSS with them open, checked against
+// ztunnel's counters; a failed step is recorded and the next count follows. Errors end the
+// mode (stopped, or a ztunnel died).
+absl::Status Scale::ConnectionsStep(const ConnsMesh& c, int n, json& steps) {
+  const up::MeshState& s = *c.s;
+  const auto t0 = Clock::now();
+  json step = {{"mode", c.mode}, {"connections", n}, {"baseline_ztunnel_rss_bytes", c.base_sum}};
+  WEFT_ASSIGN_OR_RETURN(double src0, Opened(s.nodes[0], "source"));
+  WEFT_ASSIGN_OR_RETURN(double dst0, Opened(s.nodes[1], "destination"));
+  Log(absl::StrCat("idle connections: ", c.mode, ": opening ", n, " client -> server"));
+  const std::string log = absl::StrCat(work_dir_, "/idle-", c.name, "-", n, ".log");
+  // Its own process group: stopping it reaches weftctl exec and the holder under it.
+  WEFT_ASSIGN_OR_RETURN(
+      testbed::Process holder,
+      testbed::Spawn("",
+                     WeftctlArgv(c.name, {"exec", "client", "--", o_.bench, "client", "--kind",
+                                          "idle", "--to", c.to, "--count", std::to_string(n)}),
+                     log));
+  if (absl::Status opened = WaitIdleOpen(c, n, holder, log); !opened.ok()) {
+    holder.Terminate(seconds(5));
+    if (opened.code() == absl::StatusCode::kCancelled) return opened;
+    StepFailed(c, n, opened);
+    (void)WaitOpen(*c.echo, [](int64_t k) { return k == 0; });
+    return absl::OkStatus();
+  }
+  WEFT_RETURN_IF_ERROR(WaitOpen(*c.echo, [&](int64_t k) { return k >= n; }));
+  const int64_t server_open = c.echo->open_connections();
+  WEFT_RETURN_IF_ERROR(Sleep(std::max<milliseconds>(o_.settle, seconds(1))));
+  std::vector<int64_t> held;
+  absl::StatusOr<int64_t> held_sum = ZtunnelRssSum(s, &held);
+  auto src1 = Opened(s.nodes[0], "source");
+  auto dst1 = Opened(s.nodes[1], "destination");
+  const double open_seconds = SecondsSince(t0);
+  holder.Terminate(seconds(10));
+  WEFT_RETURN_IF_ERROR(WaitOpen(*c.echo, [](int64_t k) { return k == 0; }));
+  if (!held_sum.ok()) return held_sum.status();  // a ztunnel died: no use for later counts
+  WEFT_RETURN_IF_ERROR(Sleep(std::max<milliseconds>(o_.settle, seconds(1))));
+  WEFT_ASSIGN_OR_RETURN(int64_t after_sum, ZtunnelRssSum(s, nullptr));
+  if (!src1.ok() || !dst1.ok()) {
+    StepFailed(c, n, !src1.ok() ? src1.status() : dst1.status());
+    return absl::OkStatus();
+  }
+  const double counted_out = *src1 - src0, counted_in = *dst1 - dst0;
+  json per_node = json::array();
+  for (size_t i = 0; i < s.nodes.size(); i++)
+    per_node.push_back({{"node", i},
+                        {"side", i == 0 ? "client (outbound)" : "server (inbound)"},
+                        {"baseline_rss_bytes", c.base[i]},
+                        {"rss_bytes", held[i]},
+                        {"bytes_per_connection", (held[i] - c.base[i]) / n}});
+  const int64_t per_conn = (*held_sum - c.base_sum) / n;
+  step["ztunnel_rss_bytes"] = *held_sum;
+  step["bytes_per_connection"] = per_conn;
+  step["bytes_per_connection_per_ztunnel"] = per_conn / 2;
+  step["goal_met"] = per_conn / 2 <= kGoalBytesPerConnPerZtunnel;
+  step["ztunnel_rss_after_close_bytes"] = after_sum;
+  step["server_open_connections"] = server_open;
+  step["ztunnel_counted"] = {{"node0_outbound_opened", counted_out},
+                             {"node1_inbound_opened", counted_in}};
+  step["nodes"] = per_node;
+  step["seconds"] = open_seconds;
+  Log(absl::StrCat("idle connections: ", c.mode, ", ", n, ": ztunnels ", *held_sum >> 10,
+                   " KiB (baseline ", c.base_sum >> 10, "), ", per_conn,
+                   " B per connection (both ztunnels), ztunnel counted ", counted_out, " out / ",
+                   counted_in, " in, server saw ", server_open));
+  steps.push_back(step);
+  if (server_open < n || counted_out < n || counted_in < n)
+    StepFailed(c, n,
+               absl::DataLossError(
+                   absl::StrCat("not every connection went through both ztunnels: server saw ",
+                                server_open, ", ztunnel node0 counted ", counted_out,
+                                " outbound, node1 ", counted_in, " inbound, of ", n)));
+  return absl::OkStatus();
 }
 
 json Scale::Run() {

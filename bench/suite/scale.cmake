@@ -13,9 +13,9 @@ add_executable(weft_bench_suite_scale_test ${CMAKE_CURRENT_LIST_DIR}/scale_test.
 target_compile_definitions(weft_bench_suite_scale_test PRIVATE
   WEFTCTL_PATH="$<TARGET_FILE:weftctl>"
   WEFT_TEASHOP_PATH="$<TARGET_FILE:weft-teashop>"
-  WEFT_BENCH_PATH="$<TARGET_FILE:weft-bench>")
+  WEFT_BENCH_SUITE_PATH="$<TARGET_FILE:weft-bench-suite>")
 add_dependencies(weft_bench_suite_scale_test weftctl weftd ztunnel weft-agent weft-teashop
-  weft-bench)
+  weft-bench-suite)
 target_link_libraries(weft_bench_suite_scale_test PRIVATE weft_bench_suite_scale weft_cli_up
   weft_testbed weft_testing GTest::gtest_main weft_warnings)
 gtest_discover_tests(weft_bench_suite_scale_test DISCOVERY_TIMEOUT 30

@@ -12,7 +12,7 @@
 //
 // Idle connections: per mode one mesh with a client pod on node0 and a server pod on node1. An
 // echo server (bench/traffic.h EchoServer) listens in the server pod's namespace on kScaleEchoPort;
-// `weftctl exec client -- weft-bench client --kind idle --to SERVER:9000 --count N` opens
+// `weftctl exec client -- weft-bench-suite client --kind idle --to SERVER:9000 --count N` opens
 // and holds N connections (its sockets are made by a task of the client pod, so either capture
 // sees them). With all N open at the server, the ztunnels' RSS is read, ztunnel's
 // istio_tcp_connections_opened_total is checked to have grown by N on both nodes (the
@@ -54,7 +54,7 @@ struct ScaleOptions {
   // Executables (absolute paths).
   std::string weftctl;  // weftctl (its ztunnel, weft-agent and weftd are found next to it)
   std::string teashop;  // weft-teashop: the idle pods
-  std::string bench;    // weft-bench: `client --kind idle` holds the connections
+  std::string bench;    // weft-bench-suite: its `client --kind idle` holds the connections
   // weftctl --state-root for every mesh (created if missing), and where the manifest dirs and
   // holder logs go (default: state_root).
   std::string state_root;

@@ -23,7 +23,7 @@ ScaleOptions Small(const std::string& dir, const std::string& tag) {
   ScaleOptions o;
   o.weftctl = WEFTCTL_PATH;
   o.teashop = WEFT_TEASHOP_PATH;
-  o.bench = WEFT_BENCH_PATH;
+  o.bench = WEFT_BENCH_SUITE_PATH;
   o.state_root = dir + "/state";
   o.work_dir = dir + "/work";
   o.name_prefix = absl::StrCat("sct", ::getpid(), tag);

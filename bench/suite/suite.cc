@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -23,14 +24,17 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/accounting.h"
+#include "bench/bpf_stats.h"
 #include "bench/sidecar/on_up_mesh.h"
 #include "bench/sidecar/sidecar_mesh.h"
 #include "bench/suite/results.h"
 #include "bench/suite/scale.h"
+#include "bench/traffic.h"
 #include "cli/mesh_ref.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
 #include "cli/up/supervisor.h"
+#include "common/netns.h"
 #include "common/scrape/scrape.h"
 #include "common/status.h"
 
@@ -121,14 +125,6 @@ std::string Now() {
 void Progress(const std::string& line) {
   std::cerr << absl::FormatTime("%H:%M:%S", absl::Now(), absl::UTCTimeZone()) << " " << line
             << std::endl;
-}
-
-std::string ModeTitle(const std::string& mode) {
-  if (mode == kModeBare) return "bare (no mesh)";
-  if (mode == kModeEbpf) return "Weft, eBPF capture";
-  if (mode == kModeIptables) return "Weft, iptables capture";
-  if (mode == kModeSidecar) return "sidecar mesh (HAProxy per pod, mTLS)";
-  return mode;
 }
 
 bool Meshed(const std::string& mode) {
@@ -506,6 +502,120 @@ json SummariseLoadgen(json lg) {
   return run;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The dataplane scenario's pieces (results.h DataplaneResult).
+
+constexpr uint16_t kPingPongPort = 9000;
+constexpr uint16_t kOneShotPort = 9001;  // echoes once, then the server closes
+constexpr int kDataplaneMessageBytes = 1024;
+
+struct DataplanePairDef {
+  const char* pair;
+  const char* server;  // pod ref
+};
+constexpr DataplanePairDef kDataplanePairs[] = {{"same-node", "shop/iperf-local"},
+                                                {"cross-node", "shop/echo"}};
+
+// The last line of `text` that parses as a JSON object (what `client` prints when done).
+absl::StatusOr<json> LastJsonLine(const std::string& text) {
+  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n');
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    if (it->empty() || it->front() != '{') continue;
+    json j = json::parse(it->begin(), it->end(), nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded() && j.is_object()) return j;
+  }
+  return absl::DataLossError("no JSON result in the client's output");
+}
+
+// The connection-rate runs open tens of thousands of short connections from the load pod: a
+// wider ephemeral port range and TIME_WAIT reuse, in the load pod's netns only (set when the
+// dataplane scenario starts, after the scenarios that measure connection churn).
+absl::Status TuneLoadPodSysctls(const up::PodState& load) {
+  const std::pair<const char*, const char*> kSysctls[] = {
+      {"/proc/sys/net/ipv4/ip_local_port_range", "16384 65000"},
+      {"/proc/sys/net/ipv4/tcp_tw_reuse", "1"}};
+  WEFT_ASSIGN_OR_RETURN(UniqueFd ns, OpenNetns(testbed::NetnsPath(load.netns)));
+  return RunInNetns(ns.get(), [&]() -> absl::Status {
+    for (const auto& [path, value] : kSysctls) {
+      std::ofstream f(path);
+      f << value;
+      f.close();
+      if (!f) return absl::InternalError(absl::StrCat("cannot write ", path, " in the load pod"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+// BPF program run time over the eBPF-mode runs of the dataplane scenario: the programs the eBPF
+// mesh's agents attached (their pinned links), kernel.bpf_stats_enabled=1 while this lives.
+class BpfRunTime {
+ public:
+  BpfRunTime(const up::MeshState* ebpf_mesh) {
+    if (ebpf_mesh == nullptr) {
+      error_ = "no eBPF mode in this run";
+      return;
+    }
+    if (!HaveLibbpf()) {
+      error_ = "weft-bench-suite was built without libbpf";
+      return;
+    }
+    auto enabler = BpfStatsEnabler::Enable();
+    if (!enabler.ok()) {
+      error_ = absl::StrCat("kernel.bpf_stats_enabled: ", enabler.status().message());
+      return;
+    }
+    enabler_.emplace(std::move(*enabler));
+    for (size_t n = 0; n < ebpf_mesh->nodes.size(); ++n) {
+      auto ids = ProgIdsOfPinnedLinks(
+          absl::StrCat(testbed::BpfPinRoot(ebpf_mesh->prefix), "-n", n, "/links"));
+      ours_.insert(ids.begin(), ids.end());
+    }
+    if (ours_.empty()) error_ = "no BPF program under the eBPF mesh's pinned links";
+  }
+
+  void Before() {
+    if (!error_.empty()) return;
+    auto b = ListBpfPrograms("weft_");
+    if (b.ok()) {
+      before_ = std::move(*b);
+    } else {
+      error_ = std::string(b.status().message());
+    }
+  }
+
+  void After(const std::string& figure) {
+    if (!error_.empty()) return;
+    auto after = ListBpfPrograms("weft_");
+    if (!after.ok()) {
+      error_ = std::string(after.status().message());
+      return;
+    }
+    for (const auto& [id, a] : *after) {
+      if (!ours_.contains(id)) continue;
+      auto b = before_.find(id);
+      BpfProgram& p = programs_[id];
+      p.name = a.name;
+      p.type = a.type;
+      BpfFigure& f = p.by_figure[figure];
+      f.runs += static_cast<double>(a.run_cnt - (b == before_.end() ? 0 : b->second.run_cnt));
+      f.run_time_ns +=
+          static_cast<double>(a.run_time_ns - (b == before_.end() ? 0 : b->second.run_time_ns));
+    }
+  }
+
+  void Finish(DataplaneResult& r) const {
+    r.bpf_error = error_;
+    for (const auto& [id, p] : programs_) r.bpf_programs.push_back(p);
+  }
+
+ private:
+  std::optional<BpfStatsEnabler> enabler_;
+  std::set<uint32_t> ours_;
+  std::map<uint32_t, BpfProgStats> before_;
+  std::map<uint32_t, BpfProgram> programs_;
+  std::string error_;
+};
+
 class Runner {
  public:
   Runner(const Options& o, const std::atomic<bool>& stop) : o_(o), stop_(stop) {}
@@ -558,8 +668,9 @@ class Runner {
     return *c;
   }
 
-  // A meshed run whose connections the mesh did not count is a bare figure: an error.
-  void Verify(Env& env, std::optional<double> before, json& run) {
+  // A meshed run whose connections the mesh did not count is a bare figure: an error. `expected`:
+  // how many connections the run made (at least 1).
+  void Verify(Env& env, std::optional<double> before, json& run, double expected = 1) {
     if (!before || run.contains("error")) return;
     auto after = env.MeshedConnections();
     if (!after.ok()) {
@@ -571,6 +682,10 @@ class Runner {
       run["error"] =
           "the mesh counted no connection from the load pod during the run: the traffic "
           "bypassed it, so this is not a meshed figure";
+    } else if (*after - *before < expected) {
+      run["error"] = absl::StrCat("the mesh counted ", *after - *before, " of the run's ", expected,
+                                  " connections from the load pod: some bypassed it, so this is "
+                                  "not a meshed figure");
     }
   }
 
@@ -700,6 +815,127 @@ class Runner {
     return run;
   }
 
+  // The data path below HTTP (results.h DataplaneResult): per pair, per figure, modes
+  // interleaved.
+  void Dataplane(std::vector<std::unique_ptr<Env>>& envs) {
+    DataplaneResult res;
+    res.round_trips = o_.dataplane_round_trips;
+    res.message_bytes = kDataplaneMessageBytes;
+    res.connect_seconds = o_.dataplane_connect_seconds;
+    std::vector<std::unique_ptr<EchoServer>> servers;  // alive until the scenario ends
+    std::vector<Env*> ready;
+    const up::MeshState* ebpf = nullptr;
+    for (auto& env : envs) {
+      if (env->mode() == kModeSidecar) continue;
+      if (auto st = DataplaneSetUp(*env, servers); !st.ok()) {
+        Error(absl::StrCat("dataplane, mode ", env->mode(), ": ", st.message()));
+        continue;
+      }
+      ready.push_back(env.get());
+      if (env->mode() == kModeEbpf) ebpf = &env->state();
+    }
+    BpfRunTime bpf(ebpf);
+    for (const DataplanePairDef& def : kDataplanePairs) {
+      DataplanePair pair;
+      pair.pair = def.pair;
+      pair.server = def.server;
+      for (const std::string figure : {"pingpong", "connect"}) {
+        for (Env* env : ready) {
+          if (stop_) return;
+          Progress(absl::StrCat("dataplane: ", def.pair, " ", figure, ", ", env->mode()));
+          const bool track = env->mode() == kModeEbpf;
+          if (track) bpf.Before();
+          DataplaneRun run = ClientRun(*env, def, figure);
+          if (track) bpf.After(figure);
+          (figure == "pingpong" ? pair.pingpong : pair.connect)[env->mode()] = run;
+        }
+      }
+      res.pairs.push_back(std::move(pair));
+      doc_["scenarios"]["dataplane"] = res.ToJson();
+    }
+    bpf.Finish(res);
+    doc_["scenarios"]["dataplane"] = res.ToJson();
+  }
+
+  // Echo servers in both server pods of `env` (threads of this process in the pods' netns) and
+  // one short exchange with each through the mesh (ztunnel may still be loading a pod).
+  absl::Status DataplaneSetUp(Env& env, std::vector<std::unique_ptr<EchoServer>>& servers) {
+    WEFT_ASSIGN_OR_RETURN(const up::PodState* load, env.Pod(kLoadPod));
+    WEFT_RETURN_IF_ERROR(TuneLoadPodSysctls(*load));
+    for (const DataplanePairDef& def : kDataplanePairs) {
+      WEFT_ASSIGN_OR_RETURN(const up::PodState* pod, env.Pod(def.server));
+      WEFT_ASSIGN_OR_RETURN(UniqueFd ns, OpenNetns(testbed::NetnsPath(pod->netns)));
+      WEFT_ASSIGN_OR_RETURN(servers.emplace_back(), EchoServer::Start(ns.get(), kPingPongPort));
+      WEFT_ASSIGN_OR_RETURN(servers.emplace_back(),
+                            EchoServer::Start(ns.get(), kOneShotPort, /*close_after_echo=*/true));
+      absl::Status last;
+      for (int i = 0; i < 30 && !stop_; ++i) {
+        last = env.ExecInLoad({o_.self, "client", "--kind", "pingpong", "--to",
+                               absl::StrCat(pod->ip, ":", kPingPongPort), "--warmup", "1",
+                               "--round-trips", "10"},
+                              std::chrono::seconds(30))
+                   .status();
+        if (last.ok()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      }
+      if (!last.ok()) return absl::UnavailableError(absl::StrCat(def.server, ": ", last.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  // One `client` run in the load pod, checked against the mesh's counters.
+  DataplaneRun ClientRun(Env& env, const DataplanePairDef& def, const std::string& figure) {
+    json r = json::object();
+    const std::optional<double> before = Prepare(env, r);
+    auto pod = env.Pod(def.server);
+    if (!pod.ok()) r["error"] = std::string(pod.status().message());
+    if (!r.contains("error")) {
+      const std::string ip = (*pod)->ip;
+      const bool pingpong = figure == "pingpong";
+      std::vector<std::string> argv =
+          pingpong
+              ? std::vector<
+                    std::string>{o_.self,
+                                 "client",
+                                 "--kind",
+                                 "pingpong",
+                                 "--to",
+                                 absl::StrCat(ip, ":", kPingPongPort),
+                                 "--size",
+                                 std::to_string(kDataplaneMessageBytes),
+                                 "--warmup",
+                                 std::to_string(std::max(100, o_.dataplane_round_trips / 20)),
+                                 "--round-trips",
+                                 std::to_string(o_.dataplane_round_trips),
+                                 "--max-seconds",
+                                 "60"}
+              : std::vector<std::string>{o_.self,     "client",
+                                         "--kind",    "connect",
+                                         "--to",      absl::StrCat(ip, ":", kOneShotPort),
+                                         "--seconds", std::to_string(o_.dataplane_connect_seconds),
+                                         "--max",     "200000"};
+      auto out = env.ExecInLoad(
+          argv, std::chrono::seconds(pingpong ? 90 : o_.dataplane_connect_seconds + 60));
+      auto j = out.ok() ? LastJsonLine(*out) : absl::StatusOr<json>(out.status());
+      if (j.ok()) {
+        r.update(*j);
+        Verify(env, before, r, pingpong ? 1 : r.value("connections", 0.0));
+      } else {
+        r["error"] = std::string(j.status().message());
+      }
+    }
+    DataplaneRun run = DataplaneRun::FromJson(r);
+    if (!run.error.empty()) {
+      Error(absl::StrCat("dataplane ", def.pair, " ", figure, ", mode ", env.mode(), ": ",
+                         run.error));
+    } else if (run.p50_us) {
+      Progress(absl::StrCat("  p50 ", *run.p50_us, " p99 ", run.p99_us.value_or(0), " µs"));
+    } else {
+      Progress(absl::StrCat("  ", Round(run.per_second.value_or(0), 0.1), " connections/s"));
+    }
+    return run;
+  }
+
   void Churn(std::vector<std::unique_ptr<Env>>& envs) {
     json sc = {{"users", o_.churn_users}, {"seconds", o_.churn_seconds}, {"runs", json::object()}};
     std::map<std::string, bool> saturated;
@@ -785,6 +1021,8 @@ void Options::ApplyDefaults() {
   def(istio_duration_seconds, 30, 8);
   def(iperf_seconds, 10, 4);
   def(churn_seconds, 10, 4);
+  def(dataplane_round_trips, 20000, 5000);
+  def(dataplane_connect_seconds, 5, 2);
   if (churn_rates.empty()) {
     churn_rates = quick ? std::vector<double>{500, 1000, 2000, 4000}
                         : std::vector<double>{250, 500, 1000, 2000, 3000, 4000, 6000};
@@ -793,10 +1031,13 @@ void Options::ApplyDefaults() {
 
 std::string Usage() {
   return R"(usage: weft-bench-suite [flags]   (root; bench/run.sh builds and runs it)
-Weft vs bare vs iptables capture vs a sidecar mesh, scenarios seed/istio/throughput/churn/scale.
+Weft vs bare vs iptables capture vs a sidecar mesh, scenarios
+seed/istio/throughput/churn/dataplane/scale.
+       weft-bench-suite client --kind pingpong|connect|idle --to IP:PORT ...
+                           (the dataplane and scale scenarios' client, run in a pod)
   --quick                  a subset with shorter steps (under 10 minutes)
   --modes LIST             comma-separated, run order: bare,ebpf,iptables,sidecar
-  --scenarios LIST         seed,istio,throughput,churn,scale
+  --scenarios LIST         seed,istio,throughput,churn,dataplane,scale
   --users LIST             seed: users per step (default 5,10,20,30,40; quick 5,20,40)
   --rate-per-user R        seed: requests/s per user (default 5)
   --seed-seconds N         seed: measured seconds per step (default 30; quick 8)
@@ -806,13 +1047,16 @@ Weft vs bare vs iptables capture vs a sidecar mesh, scenarios seed/istio/through
   --iperf-seconds N        throughput: seconds per iperf3 run (default 10; quick 4)
   --churn-rates LIST       churn: new connections/s steps
   --churn-seconds N        churn: seconds per step (default 10; quick 4)
+  --dataplane-round-trips N   dataplane: 1 KiB round trips per ping-pong run (default 20000;
+                           quick 5000)
+  --dataplane-connect-seconds N  dataplane: seconds per connection-rate run (default 5; quick 2)
   --scale-pods LIST        scale: pod counts
   --scale-connections LIST scale: idle connection counts
   --out DIR                write results.json, report.md and plots there
   --work-dir DIR           manifests, mesh state and logs (default: a new /tmp directory)
   --keep-work-dir          keep it (logs of every mesh) after the run
   --log-level LEVEL        the meshes' daemons (default warn)
-  --weftctl PATH --loadgen PATH --weft-bench PATH --teashop-manifests DIR
+  --weftctl PATH --loadgen PATH --teashop-manifests DIR
 )";
 }
 
@@ -822,110 +1066,69 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
     if (i) o.command_line += " ";
     o.command_line += argv[i];
   }
-  auto ints = [](const std::string& flag,
-                 const std::string& v) -> absl::StatusOr<std::vector<int>> {
-    std::vector<int> out;
-    for (absl::string_view p : absl::StrSplit(v, ',', absl::SkipEmpty())) {
-      int n = 0;
-      if (!absl::SimpleAtoi(p, &n) || n <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(flag, " \"", v, "\": expected positive integers separated by commas"));
-      }
-      out.push_back(n);
-    }
-    if (out.empty()) return absl::InvalidArgumentError(flag + " needs at least one value");
-    return out;
-  };
-  const std::map<std::string, double*> doubles = {{"--rate-per-user", &o.rate_per_user},
-                                                  {"--istio-rps", &o.istio_rps}};
-  const std::map<std::string, int*> one_ints = {{"--seed-seconds", &o.seed_duration_seconds},
-                                                {"--istio-seconds", &o.istio_duration_seconds},
-                                                {"--iperf-seconds", &o.iperf_seconds},
-                                                {"--churn-seconds", &o.churn_seconds}};
-  const std::map<std::string, std::string*> strings = {
-      {"--out", &o.out_dir},
-      {"--work-dir", &o.work_dir},
-      {"--log-level", &o.log_level},
-      {"--weftctl", &o.weftctl},
-      {"--loadgen", &o.loadgen},
-      {"--weft-bench", &o.weft_bench},
-      {"--teashop-manifests", &o.teashop_manifests}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> absl::StatusOr<std::string> {
-      if (i + 1 >= argc) return absl::InvalidArgumentError(a + " needs a value");
-      return std::string(argv[++i]);
-    };
-    auto one_int = [&](int* out) -> absl::Status {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      if (!absl::SimpleAtoi(v, out) || *out <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(a, " \"", v, "\": expected a positive integer"));
-      }
-      return absl::OkStatus();
-    };
-    auto one_double = [&](double* out) -> absl::Status {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      if (!absl::SimpleAtod(v, out) || !(*out > 0)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(a, " \"", v, "\": expected a positive number"));
-      }
-      return absl::OkStatus();
-    };
-    if (a == "-h" || a == "--help") {
-      o.help = true;
-    } else if (a == "--quick") {
-      o.quick = true;
-    } else if (a == "--keep-work-dir") {
-      o.keep_work_dir = true;
-    } else if (a == "--modes" || a == "--scenarios") {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      std::vector<std::string> list = absl::StrSplit(v, ',', absl::SkipEmpty());
-      const std::vector<std::string> known =
-          a == "--modes"
-              ? std::vector<std::string>{"bare", "ebpf", "iptables", "sidecar"}
-              : std::vector<std::string>{"seed", "istio", "throughput", "churn", "scale"};
-      for (const auto& x : list) {
-        if (!Has(known, x)) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(a, ": unknown \"", x, "\" (known: ", absl::StrJoin(known, ","), ")"));
-        }
-      }
-      if (list.empty()) return absl::InvalidArgumentError(a + " needs at least one value");
-      (a == "--modes" ? o.modes : o.scenarios) = list;
-    } else if (a == "--users" || a == "--istio-connections" || a == "--scale-pods" ||
-               a == "--scale-connections") {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      WEFT_ASSIGN_OR_RETURN(std::vector<int> list, ints(a, v));
-      (a == "--users"               ? o.seed_users
-       : a == "--istio-connections" ? o.istio_connections
-       : a == "--scale-pods"        ? o.scale_pods
-                                    : o.scale_connections) = std::move(list);
-    } else if (a == "--churn-rates") {
-      WEFT_ASSIGN_OR_RETURN(std::string v, value());
-      WEFT_ASSIGN_OR_RETURN(std::vector<int> r, ints(a, v));
-      o.churn_rates.assign(r.begin(), r.end());
-    } else if (auto d = doubles.find(a); d != doubles.end()) {
-      WEFT_RETURN_IF_ERROR(one_double(d->second));
-    } else if (auto n = one_ints.find(a); n != one_ints.end()) {
-      WEFT_RETURN_IF_ERROR(one_int(n->second));
-    } else if (auto t = strings.find(a); t != strings.end()) {
-      WEFT_ASSIGN_OR_RETURN(*t->second, value());
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", a, " (see --help)"));
-    }
+  CLI::App app("weft-bench-suite", "weft-bench-suite");
+  app.set_help_flag();  // --help prints Usage(), below
+  app.add_flag("-h,--help", o.help);
+  app.add_flag("--quick", o.quick);
+  app.add_flag("--keep-work-dir", o.keep_work_dir);
+  app.add_option("--modes", o.modes)
+      ->delimiter(',')
+      ->check(CLI::IsMember({"bare", "ebpf", "iptables", "sidecar"}));
+  app.add_option("--scenarios", o.scenarios)
+      ->delimiter(',')
+      ->check(CLI::IsMember({"seed", "istio", "throughput", "churn", "dataplane", "scale"}));
+  std::vector<int> churn_rates;
+  for (auto [flag, list] : std::vector<std::pair<const char*, std::vector<int>*>>{
+           {"--users", &o.seed_users},
+           {"--istio-connections", &o.istio_connections},
+           {"--scale-pods", &o.scale_pods},
+           {"--scale-connections", &o.scale_connections},
+           {"--churn-rates", &churn_rates}}) {
+    app.add_option(flag, *list)->delimiter(',')->check(CLI::PositiveNumber);
   }
+  for (auto [flag, v] : std::vector<std::pair<const char*, double*>>{
+           {"--rate-per-user", &o.rate_per_user}, {"--istio-rps", &o.istio_rps}}) {
+    app.add_option(flag, *v)->check(CLI::PositiveNumber);
+  }
+  for (auto [flag, v] : std::vector<std::pair<const char*, int*>>{
+           {"--seed-seconds", &o.seed_duration_seconds},
+           {"--istio-seconds", &o.istio_duration_seconds},
+           {"--iperf-seconds", &o.iperf_seconds},
+           {"--churn-seconds", &o.churn_seconds},
+           {"--dataplane-round-trips", &o.dataplane_round_trips},
+           {"--dataplane-connect-seconds", &o.dataplane_connect_seconds}}) {
+    app.add_option(flag, *v)->check(CLI::PositiveNumber);
+  }
+  for (auto [flag, v] : std::vector<std::pair<const char*, std::string*>>{
+           {"--out", &o.out_dir},
+           {"--work-dir", &o.work_dir},
+           {"--log-level", &o.log_level},
+           {"--weftctl", &o.weftctl},
+           {"--loadgen", &o.loadgen},
+           {"--teashop-manifests", &o.teashop_manifests}}) {
+    app.add_option(flag, *v);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(absl::StrCat(e.what(), " (see --help)"));
+  }
+  if (!churn_rates.empty()) o.churn_rates.assign(churn_rates.begin(), churn_rates.end());
   o.ApplyDefaults();
   return o;
 }
 
-absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
-  Options o = in;
-  o.ApplyDefaults();
+namespace {
+
+// The binaries and inputs the run uses: given by flag, else found (FindBinary).
+absl::Status ResolveInputs(Options& o) {
   WEFT_ASSIGN_OR_RETURN(o.weftctl, FindBinary(o.weftctl, "weftctl", "cli/weftctl"));
   WEFT_ASSIGN_OR_RETURN(o.loadgen,
                         FindBinary(o.loadgen, "weft-loadgen", "bench/loadgen/weft-loadgen"));
-  WEFT_ASSIGN_OR_RETURN(o.weft_bench, FindBinary(o.weft_bench, "weft-bench", "bench/weft-bench"));
+  // The `client` subcommand the dataplane and scale scenarios run in pods is this binary.
+  std::error_code self_ec;
+  o.self = fs::read_symlink("/proc/self/exe", self_ec).string();
+  if (self_ec) return absl::InternalError("cannot read /proc/self/exe: " + self_ec.message());
   WEFT_ASSIGN_OR_RETURN(o.teashop,
                         FindBinary(o.teashop, "weft-teashop", "examples/teashop/weft-teashop"));
   if (o.teashop_manifests.empty()) o.teashop_manifests = WEFT_TEASHOP_MANIFESTS;
@@ -933,19 +1136,11 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
     return absl::NotFoundError(absl::StrCat("no tea shop manifests at ", o.teashop_manifests,
                                             " (--teashop-manifests DIR)"));
   }
-  bool made_work_dir = false;
-  if (o.work_dir.empty()) {
-    char tmpl[] = "/tmp/weft-bench-suite.XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
-    o.work_dir = tmpl;
-    made_work_dir = true;
-  } else {
-    std::error_code ec;
-    fs::create_directories(o.work_dir, ec);
-  }
+  return absl::OkStatus();
+}
 
-  Runner r(o, stop);
-  json& doc = r.doc();
+// The document's header: what ran, where and when.
+void StartDocument(const Options& o, json& doc) {
   doc["suite"] = "weft-bench-suite";
   doc["started"] = Now();
   doc["invocation"] = o.invoked_as.empty() ? o.command_line : o.invoked_as;
@@ -963,29 +1158,91 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
   doc["scenarios"] = json::object();
   doc["errors"] = json::array();
   doc["work_dir"] = o.work_dir;
+}
 
+// One environment per mode; a mode whose mesh does not come up is an error and is left out.
+std::vector<std::unique_ptr<Env>> UpEnvs(const Options& o, Registry& registry, Runner& r,
+                                         const std::atomic<bool>& stop) {
+  std::vector<std::unique_ptr<Env>> envs;
+  for (const auto& m : o.modes) {
+    if (stop) break;
+    auto env = std::make_unique<Env>(m, o, o.weftctl, registry);
+    if (auto st = env->Up(); !st.ok()) {
+      r.Error(absl::StrCat("mode ", m, ": setting up its mesh failed: ", st.message()));
+      (void)env->Down();
+      continue;
+    }
+    r.doc()["meshes"].push_back({{"mode", m},
+                                 {"name", env->name()},
+                                 {"testbed_prefix", env->state().prefix},
+                                 {"state_dir", env->state().dir}});
+    envs.push_back(std::move(env));
+  }
+  return envs;
+}
+
+// The scale scenario on meshes of its own (scale.h), Weft modes only.
+void ScaleScenario(const Options& o, Registry& registry, Runner& r, const std::atomic<bool>& stop) {
+  ScaleOptions so = o.quick ? ScaleOptions::Quick() : ScaleOptions();
+  so.weftctl = o.weftctl;
+  so.bench = o.self;
+  so.teashop = o.teashop;
+  so.state_root = o.work_dir + "/scale-state";
+  so.work_dir = o.work_dir + "/scale";
+  so.name_prefix = absl::StrCat("wss", getpid());
+  so.log = [](const std::string& line) { Progress("  " + line); };
+  registry.Add(so.name_prefix + "-*", so.state_root);
+  std::vector<std::string> weft_modes;
+  for (const auto& m : o.modes) {
+    if (WeftMode(m)) weft_modes.push_back(m);
+  }
+  if (!weft_modes.empty()) so.modes = weft_modes;
+  if (!o.scale_pods.empty()) so.pod_counts = o.scale_pods;
+  if (!o.scale_connections.empty()) so.connection_counts = o.scale_connections;
+  Progress("scale: ztunnel and agent memory vs pods and idle connections");
+  auto scale = RunScale(so, stop);
+  if (!scale.ok()) {
+    r.Error(absl::StrCat("scale: ", scale.status().message()));
+    return;
+  }
+  if (scale->contains("errors")) {
+    for (const auto& e : (*scale)["errors"]) {
+      r.Error("scale: " + (e.is_string() ? e.get<std::string>() : e.dump()));
+    }
+  }
+  r.doc()["scenarios"]["scale"] = *scale;
+}
+
+}  // namespace
+
+absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
+  Options o = in;
+  o.ApplyDefaults();
+  WEFT_RETURN_IF_ERROR(ResolveInputs(o));
+  bool made_work_dir = false;
+  if (o.work_dir.empty()) {
+    char tmpl[] = "/tmp/weft-bench-suite.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
+    o.work_dir = tmpl;
+    made_work_dir = true;
+  } else {
+    std::error_code ec;
+    fs::create_directories(o.work_dir, ec);
+  }
+
+  Runner r(o, stop);
+  json& doc = r.doc();
+  StartDocument(o, doc);
   const bool need_envs = Has(o.scenarios, "seed") || Has(o.scenarios, "istio") ||
-                         Has(o.scenarios, "throughput") || Has(o.scenarios, "churn");
+                         Has(o.scenarios, "throughput") || Has(o.scenarios, "churn") ||
+                         Has(o.scenarios, "dataplane");
   for (const std::string& line : Registry::CleanStale(o.weftctl)) {
     Progress("cleanup of an earlier run: " + line);
   }
   Registry registry;
   std::vector<std::unique_ptr<Env>> envs;
   if (need_envs) {
-    for (const auto& m : o.modes) {
-      if (stop) break;
-      auto env = std::make_unique<Env>(m, o, o.weftctl, registry);
-      if (auto st = env->Up(); !st.ok()) {
-        r.Error(absl::StrCat("mode ", m, ": setting up its mesh failed: ", st.message()));
-        (void)env->Down();
-        continue;
-      }
-      doc["meshes"].push_back({{"mode", m},
-                               {"name", env->name()},
-                               {"testbed_prefix", env->state().prefix},
-                               {"state_dir", env->state().dir}});
-      envs.push_back(std::move(env));
-    }
+    envs = UpEnvs(o, registry, r, stop);
     if (envs.empty() && !stop) {
       return absl::FailedPreconditionError(
           absl::StrCat("no mode could be set up: ", doc["errors"].dump()));
@@ -995,42 +1252,14 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
   if (!stop && Has(o.scenarios, "istio")) r.Istio(envs);
   if (!stop && Has(o.scenarios, "throughput")) r.Throughput(envs);
   if (!stop && Has(o.scenarios, "churn")) r.Churn(envs);
+  if (!stop && Has(o.scenarios, "dataplane")) r.Dataplane(envs);
   for (auto& env : envs) {
     if (auto st = env->Down(); !st.ok()) {
       r.Error(absl::StrCat("mode ", env->mode(), ": teardown: ", st.message()));
     }
   }
   envs.clear();
-  if (!stop && Has(o.scenarios, "scale")) {
-    ScaleOptions so = o.quick ? ScaleOptions::Quick() : ScaleOptions();
-    so.weftctl = o.weftctl;
-    so.bench = o.weft_bench;
-    so.teashop = o.teashop;
-    so.state_root = o.work_dir + "/scale-state";
-    so.work_dir = o.work_dir + "/scale";
-    so.name_prefix = absl::StrCat("wss", getpid());
-    so.log = [](const std::string& line) { Progress("  " + line); };
-    registry.Add(so.name_prefix + "-*", so.state_root);
-    std::vector<std::string> weft_modes;
-    for (const auto& m : o.modes) {
-      if (WeftMode(m)) weft_modes.push_back(m);
-    }
-    if (!weft_modes.empty()) so.modes = weft_modes;
-    if (!o.scale_pods.empty()) so.pod_counts = o.scale_pods;
-    if (!o.scale_connections.empty()) so.connection_counts = o.scale_connections;
-    Progress("scale: ztunnel and agent memory vs pods and idle connections");
-    auto scale = RunScale(so, stop);
-    if (scale.ok()) {
-      if (scale->contains("errors")) {
-        for (const auto& e : (*scale)["errors"]) {
-          r.Error("scale: " + (e.is_string() ? e.get<std::string>() : e.dump()));
-        }
-      }
-      doc["scenarios"]["scale"] = *scale;
-    } else {
-      r.Error(absl::StrCat("scale: ", scale.status().message()));
-    }
-  }
+  if (!stop && Has(o.scenarios, "scale")) ScaleScenario(o, registry, r, stop);
   registry.Clear();
   doc["finished"] = Now();
   doc["machine"]["load_after"] = LoadAvg();

@@ -1,7 +1,8 @@
 // weft-bench-suite: the benchmark suite of issue 6. Weft against no mesh, against itself with
 // iptables capture and against a sidecar mesh built from real proxies, on the scenarios of the
-// published anchors (a TeaStore thesis, Istio's fortio method) plus throughput, connection churn
-// and scale. Results: results.json (schema in results.h), report.md and PNG plots (report.h).
+// published anchors (a TeaStore thesis, Istio's fortio method) plus throughput, connection churn,
+// the data path below HTTP (ping-pong latency, connection rate, BPF run time) and scale. Results:
+// results.json (schema in results.h), report.md and PNG plots (report.h).
 //
 // Environments. One `weftctl up` local mesh per mode, all up for the whole run (2 nodes each,
 // the tea shop of examples/teashop plus the suite's pods: `load` on node0, where every client
@@ -37,7 +38,8 @@ namespace weft::bench::suite {
 
 struct Options {
   std::vector<std::string> modes = {"bare", "ebpf", "iptables", "sidecar"};
-  std::vector<std::string> scenarios = {"seed", "istio", "throughput", "churn", "scale"};
+  std::vector<std::string> scenarios = {"seed",  "istio",     "throughput",
+                                        "churn", "dataplane", "scale"};
   bool quick = false;
 
   // seed: users x rate_per_user, the tea shop's 8 request types, keep-alive per user.
@@ -60,6 +62,11 @@ struct Options {
                                     // 2000 4000)
   int churn_users = 32;
   int churn_seconds = 0;  // default 10 (quick 4)
+  // dataplane (results.h DataplaneResult): `client --kind pingpong` (1 KiB round trips on one
+  // connection) and `--kind connect` (sequential connections) from the load pod to the suite's
+  // echo servers in iperf-local (same node) and echo (cross node); BPF program run time.
+  int dataplane_round_trips = 0;      // default 20000 (quick 5000)
+  int dataplane_connect_seconds = 0;  // default 5 (quick 2)
   // scale: bench/suite/scale.h
   std::vector<int> scale_pods;         // default: RunScale's
   std::vector<int> scale_connections;  // default: RunScale's
@@ -70,7 +77,8 @@ struct Options {
   std::string log_level = "warn";  // weftctl up --log-level
 
   // Binaries and inputs; "" = found next to weft-bench-suite in the build tree, then PATH.
-  std::string weftctl, loadgen, weft_bench, teashop, teashop_manifests;
+  std::string weftctl, loadgen, teashop, teashop_manifests;
+  std::string self;  // this binary (set by Run): its `client` subcommand runs in pods
 
   std::string command_line, invoked_as, revision;
   bool help = false;

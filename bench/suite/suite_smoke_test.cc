@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "bench/suite/results.h"
 #include "cli/testbed/testbed.h"
 #include "common/testing/child_process.h"
 #include "common/testing/root.h"
@@ -39,7 +40,7 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
                                     {WEFT_BENCH_SUITE_PATH,
                                      "--quick",
                                      "--scenarios",
-                                     "seed,istio,throughput,churn",
+                                     "seed,istio,throughput,churn,dataplane",
                                      "--users",
                                      "2",
                                      "--seed-seconds",
@@ -56,6 +57,10 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
                                      "100",
                                      "--churn-seconds",
                                      "1",
+                                     "--dataplane-round-trips",
+                                     "200",
+                                     "--dataplane-connect-seconds",
+                                     "1",
                                      "--out",
                                      out,
                                      "--work-dir",
@@ -63,9 +68,7 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
                                      "--weftctl",
                                      WEFTCTL_PATH,
                                      "--loadgen",
-                                     WEFT_LOADGEN_PATH,
-                                     "--weft-bench",
-                                     WEFT_BENCH_PATH});
+                                     WEFT_LOADGEN_PATH});
   const int rc = suite.Wait(std::chrono::seconds(280));
   ASSERT_EQ(rc, 0) << suite.Err();
 
@@ -88,7 +91,9 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
     EXPECT_GT(istio["latency_ms"].value("p99", 0.0), 0);
     for (const json& c : sc["throughput"]["cases"]) {
       EXPECT_GT(c["runs"][m].value("gbps", 0.0), 0) << c.dump();
-      if (m != "bare") EXPECT_GE(c["runs"][m].value("mesh_connections", 0.0), 1) << c.dump();
+      if (m != "bare") {
+        EXPECT_GE(c["runs"][m].value("mesh_connections", 0.0), 1) << c.dump();
+      }
     }
     // Churn: the step ran and has its figures; whether this machine sustained the rate (the
     // saturation verdict) is the benchmark's business, not the test's.
@@ -99,7 +104,9 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
     EXPECT_GT(step.value("achieved_cps", 0.0), 0) << step.dump();
     EXPECT_TRUE(step["saturated"].is_boolean()) << step.dump();
     EXPECT_TRUE(churn.contains("max_sustained_cps")) << churn.dump();
-    if (m != "bare") EXPECT_GE(step.value("mesh_connections", 0.0), 1) << step.dump();
+    if (m != "bare") {
+      EXPECT_GE(step.value("mesh_connections", 0.0), 1) << step.dump();
+    }
     if (m == "bare") {
       EXPECT_FALSE(seed.contains("mesh_connections"));
       EXPECT_EQ(seed.value("mesh_mem_bytes", int64_t{-1}), 0);
@@ -115,6 +122,40 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
     }
   }
   EXPECT_EQ(sc["throughput"]["cases"].size(), 4u);  // 2 pairs x 1 and 8 streams
+
+  // Dataplane: both pairs, ping-pong and connection-rate figures for bare and the Weft modes,
+  // every meshed run crossed the mesh (at least its own connections counted), BPF run time of
+  // the eBPF mesh's programs.
+  const DataplaneResult dp = DataplaneResult::FromJson(sc["dataplane"]);
+  ASSERT_EQ(dp.pairs.size(), 2u) << sc["dataplane"].dump();
+  for (const DataplanePair& pair : dp.pairs) {
+    SCOPED_TRACE(pair.pair);
+    EXPECT_EQ(pair.pingpong.count("sidecar"), 0u);
+    for (const std::string m : {"bare", "ebpf", "iptables"}) {
+      SCOPED_TRACE(m);
+      ASSERT_TRUE(pair.pingpong.contains(m) && pair.connect.contains(m));
+      const DataplaneRun& pp = pair.pingpong.at(m);
+      const DataplaneRun& cr = pair.connect.at(m);
+      EXPECT_TRUE(pp.error.empty() && cr.error.empty()) << pp.error << cr.error;
+      EXPECT_EQ(pp.round_trips.value_or(0), 200);
+      EXPECT_GT(pp.p50_us.value_or(0), 0);
+      EXPECT_LE(pp.p50_us.value_or(0), pp.p99_us.value_or(0));
+      EXPECT_GT(cr.connections.value_or(0), 0);
+      EXPECT_GT(cr.per_second.value_or(0), 0);
+      if (m == "bare") {
+        EXPECT_FALSE(pp.mesh_connections.has_value());
+      } else {
+        EXPECT_GE(pp.mesh_connections.value_or(0), 1);
+        EXPECT_GE(cr.mesh_connections.value_or(0), cr.connections.value_or(1));
+      }
+    }
+  }
+  EXPECT_TRUE(dp.bpf_error.empty()) << dp.bpf_error;
+  double bpf_runs = 0;
+  for (const BpfProgram& p : dp.bpf_programs) {
+    for (const auto& [figure, f] : p.by_figure) bpf_runs += f.runs;
+  }
+  EXPECT_GT(bpf_runs, 0) << sc["dataplane"].dump();
   ASSERT_TRUE(doc["goals"].is_array());
   EXPECT_FALSE(doc["goals"].empty());
 
@@ -122,6 +163,7 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
   std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
   EXPECT_NE(md.find("## Goals"), std::string::npos) << md;
   EXPECT_NE(md.find("sidecar mesh"), std::string::npos);
+  EXPECT_NE(md.find("## Data plane"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(out + "/seed-latency.png"));
 
   // Every mesh was taken down: nothing named after their testbed prefixes is left.
@@ -143,8 +185,7 @@ TEST(SuiteSmoke, NextRunTakesDownAKilledRunsMeshes) {
       dir.path(), "killed",
       std::vector<std::string>{WEFT_BENCH_SUITE_PATH, "--modes", "bare", "--scenarios", "seed",
                                "--users", "1", "--seed-seconds", "120", "--work-dir", work,
-                               "--weftctl", WEFTCTL_PATH, "--loadgen", WEFT_LOADGEN_PATH,
-                               "--weft-bench", WEFT_BENCH_PATH});
+                               "--weftctl", WEFTCTL_PATH, "--loadgen", WEFT_LOADGEN_PATH});
   const std::string registry = absl::StrCat("/run/weft/bench-suite/", suite->pid(), ".json");
   const std::string state = absl::StrCat(work, "/state/wbs", suite->pid(), "-bare/state.json");
   // Killed once its mesh is up and the seed step is running.
@@ -168,7 +209,7 @@ TEST(SuiteSmoke, NextRunTakesDownAKilledRunsMeshes) {
       dir.path(), "next",
       {WEFT_BENCH_SUITE_PATH, "--modes", "bare", "--scenarios", "seed", "--users", "1",
        "--seed-seconds", "1", "--work-dir", dir.path() + "/next", "--weftctl", WEFTCTL_PATH,
-       "--loadgen", WEFT_LOADGEN_PATH, "--weft-bench", WEFT_BENCH_PATH});
+       "--loadgen", WEFT_LOADGEN_PATH});
   ASSERT_EQ(next.Wait(std::chrono::seconds(120)), 0) << next.Err();
   EXPECT_NE(next.Err().find("cleanup of an earlier run"), std::string::npos) << next.Err();
   EXPECT_FALSE(std::filesystem::exists(state));
