@@ -131,6 +131,16 @@ struct PodSource {
   std::string deployment;  // owning Deployment, if any
 };
 
+// $(VAR) lookups in the environment built so far.
+std::function<std::optional<std::string>(std::string_view)> EnvLookup(
+    const std::map<std::string, std::string>& env) {
+  return [&env](std::string_view k) -> std::optional<std::string> {
+    auto it = env.find(std::string(k));
+    if (it == env.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<ManifestObject>> LoadManifests(const std::string& path) {
@@ -270,16 +280,47 @@ std::map<std::string, json> Plan::RuntimeFiles() const {
   return files;
 }
 
-absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const PlanOptions& opts) {
-  if (opts.nodes < 1 || opts.nodes > 250) {
-    return absl::InvalidArgumentError(absl::StrCat("--nodes must be 1..250, got ", opts.nodes));
-  }
-  Plan plan;
-  std::vector<PodSource> pod_sources;
-  std::vector<const ManifestObject*> service_sources;
-  std::set<std::string> seen;  // kind/ns/name
+namespace {
 
-  // ---- Sort the objects by role; expand Deployments.
+// A Deployment's pods, as its ReplicaSet controller would make them (stable names per template).
+absl::Status ExpandDeployment(const ManifestObject& m, const std::string& ns,
+                              const std::string& name, std::vector<PodSource>& pod_sources) {
+  const json& o = m.object;
+  const json& spec = o.contains("spec") ? o["spec"] : json::object();
+  int replicas = spec.contains("replicas") && spec["replicas"].is_number_integer()
+                     ? spec["replicas"].get<int>()
+                     : 1;
+  if (replicas < 0 || replicas > 250) return Bad(m, "spec.replicas must be 0..250");
+  if (!spec.contains("template") || !spec["template"].is_object())
+    return Bad(m, "spec.template is required");
+  const json& tmpl = spec["template"];
+  std::string hash = SafeChars(Fnv(absl::StrCat(ns, "/", name, "\n", tmpl.dump())), 10);
+  for (int r = 0; r < replicas; ++r) {
+    json meta = tmpl.contains("metadata") ? tmpl["metadata"] : json::object();
+    std::string pod_name =
+        absl::StrCat(name, "-", hash, "-", SafeChars(Fnv(absl::StrCat(hash, "/", r)), 5));
+    meta["name"] = pod_name;
+    meta["namespace"] = ns;
+    meta["labels"]["pod-template-hash"] = hash;
+    meta["ownerReferences"] = json::array({{{"apiVersion", "apps/v1"},
+                                            {"kind", "ReplicaSet"},
+                                            {"name", absl::StrCat(name, "-", hash)},
+                                            {"controller", true}}});
+    json pod = {{"apiVersion", "v1"},
+                {"kind", "Pod"},
+                {"metadata", meta},
+                {"spec", tmpl.contains("spec") ? tmpl["spec"] : json::object()}};
+    pod_sources.push_back({&m, std::move(pod), name});
+  }
+  return absl::OkStatus();
+}
+
+// Sorts the objects by role (pods, services, namespaces, other mesh objects); expands
+// Deployments; warns about what local mode does not run.
+absl::Status SortObjects(const std::vector<ManifestObject>& objects, Plan& plan,
+                         std::vector<PodSource>& pod_sources,
+                         std::vector<const ManifestObject*>& service_sources) {
+  std::set<std::string> seen;  // kind/ns/name
   for (const ManifestObject& m : objects) {
     const json& o = m.object;
     const std::string kind = o.value("kind", "");
@@ -292,32 +333,7 @@ absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const 
     if (kind == "Pod") {
       pod_sources.push_back({&m, o, ""});
     } else if (kind == "Deployment") {
-      const json& spec = o.contains("spec") ? o["spec"] : json::object();
-      int replicas = spec.contains("replicas") && spec["replicas"].is_number_integer()
-                         ? spec["replicas"].get<int>()
-                         : 1;
-      if (replicas < 0 || replicas > 250) return Bad(m, "spec.replicas must be 0..250");
-      if (!spec.contains("template") || !spec["template"].is_object())
-        return Bad(m, "spec.template is required");
-      const json& tmpl = spec["template"];
-      std::string hash = SafeChars(Fnv(absl::StrCat(ns, "/", name, "\n", tmpl.dump())), 10);
-      for (int r = 0; r < replicas; ++r) {
-        json meta = tmpl.contains("metadata") ? tmpl["metadata"] : json::object();
-        std::string pod_name =
-            absl::StrCat(name, "-", hash, "-", SafeChars(Fnv(absl::StrCat(hash, "/", r)), 5));
-        meta["name"] = pod_name;
-        meta["namespace"] = ns;
-        meta["labels"]["pod-template-hash"] = hash;
-        meta["ownerReferences"] = json::array({{{"apiVersion", "apps/v1"},
-                                                {"kind", "ReplicaSet"},
-                                                {"name", absl::StrCat(name, "-", hash)},
-                                                {"controller", true}}});
-        json pod = {{"apiVersion", "v1"},
-                    {"kind", "Pod"},
-                    {"metadata", meta},
-                    {"spec", tmpl.contains("spec") ? tmpl["spec"] : json::object()}};
-        pod_sources.push_back({&m, std::move(pod), name});
-      }
+      WEFT_RETURN_IF_ERROR(ExpandDeployment(m, ns, name, pod_sources));
     } else if (kind == "Service") {
       service_sources.push_back(&m);
     } else if (kind == "Namespace") {
@@ -333,9 +349,12 @@ absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const 
       plan.warnings.push_back(absl::StrCat(Where(m), ": ignored (kind not used in local mode)"));
     }
   }
+  return absl::OkStatus();
+}
 
-  // ---- Services: cluster IPs.
-  const Cidr vip_range = *Cidr::Parse(kVipRange);
+// The cluster IPs the manifests give: IPv4, outside the testbed's ranges, each once.
+absl::StatusOr<std::set<std::string>> GivenClusterIps(
+    const std::vector<const ManifestObject*>& service_sources) {
   const Cidr pods_range = *Cidr::Parse("10.248.0.0/16");
   const Cidr nodes_range = *Cidr::Parse("10.249.0.0/16");
   std::set<std::string> taken;
@@ -354,6 +373,30 @@ absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const 
     if (!taken.insert(ip).second)
       return Bad(*m, absl::StrCat("spec.clusterIP ", ip, " is used twice"));
   }
+  return taken;
+}
+
+absl::Status ServicePorts(const ManifestObject& m, const json& spec, ServicePlan& s) {
+  if (!spec.contains("ports") || !spec["ports"].is_array() || spec["ports"].empty())
+    return Bad(m, "spec.ports must list at least one port");
+  for (const json& p : spec["ports"]) {
+    ServicePortPlan sp;
+    if (!p.is_object() || !p.contains("port") || !p["port"].is_number_integer() ||
+        p["port"].get<int>() < 1 || p["port"].get<int>() > 65535)
+      return Bad(m, "every spec.ports[] needs a port number 1..65535");
+    sp.port = static_cast<uint16_t>(p["port"].get<int>());
+    sp.name = Str(p, "name");
+    sp.protocol = Str(p, "protocol", "TCP");
+    if (p.contains("targetPort")) sp.target_port = p["targetPort"];
+    s.ports.push_back(std::move(sp));
+  }
+  return absl::OkStatus();
+}
+
+// Services: cluster IPs (as given, else the next free one of kVipRange) and ports.
+absl::Status PlanServices(const std::vector<const ManifestObject*>& service_sources, Plan& plan) {
+  const Cidr vip_range = *Cidr::Parse(kVipRange);
+  WEFT_ASSIGN_OR_RETURN(std::set<std::string> taken, GivenClusterIps(service_sources));
   uint32_t next_vip = vip_range.base().v4_host_order() + 1;
   for (const ManifestObject* m : service_sources) {
     ServicePlan s;
@@ -376,174 +419,178 @@ absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const 
       spec["clusterIP"] = s.cluster_ip;
       spec["clusterIPs"] = json::array({s.cluster_ip});
     }
-    if (!spec.contains("ports") || !spec["ports"].is_array() || spec["ports"].empty())
-      return Bad(*m, "spec.ports must list at least one port");
-    for (const json& p : spec["ports"]) {
-      ServicePortPlan sp;
-      if (!p.is_object() || !p.contains("port") || !p["port"].is_number_integer() ||
-          p["port"].get<int>() < 1 || p["port"].get<int>() > 65535)
-        return Bad(*m, "every spec.ports[] needs a port number 1..65535");
-      sp.port = static_cast<uint16_t>(p["port"].get<int>());
-      sp.name = Str(p, "name");
-      sp.protocol = Str(p, "protocol", "TCP");
-      if (p.contains("targetPort")) sp.target_port = p["targetPort"];
-      s.ports.push_back(std::move(sp));
-    }
+    WEFT_RETURN_IF_ERROR(ServicePorts(*m, spec, s));
     plan.services.push_back(std::move(s));
   }
+  return absl::OkStatus();
+}
 
-  // ---- Pods: placement, addresses, testbed names.
-  std::vector<int> per_node(opts.nodes, 0);
+// What placing the pods so far has used up.
+struct Placement {
+  std::vector<int> per_node;
   std::set<std::string> testbed_names, pod_ids;
   int round_robin = 0;
-  for (size_t i = 0; i < pod_sources.size(); ++i) {
-    PodSource& src = pod_sources[i];
-    const ManifestObject& m = *src.from;
-    json& o = src.object;
-    PodPlan p;
-    p.ns = NsOf(o);
-    p.name = NameOf(o);
-    o["metadata"]["namespace"] = p.ns;
-    if (!pod_ids.insert(p.uid()).second)
-      return Bad(m, absl::StrCat("pod ", p.uid(), " is defined twice"));
-    p.workload = src.deployment.empty() ? p.name : src.deployment;
-    if (!o.contains("spec") || !o["spec"].is_object()) return Bad(m, "spec is required");
-    json& spec = o["spec"];
-    std::string node_name = Str(spec, "nodeName");
-    int node = -1;
-    for (int n = 0; n < opts.nodes && !node_name.empty(); ++n)
-      if (node_name == absl::StrCat("node", n)) node = n;
-    if (node < 0) {
-      if (!node_name.empty()) {
-        plan.warnings.push_back(absl::StrCat(Where(m), ": spec.nodeName \"", node_name,
-                                             "\" is not a node of this mesh (node0..node",
-                                             opts.nodes - 1, "); placed round-robin"));
-      }
-      node = round_robin++ % opts.nodes;
-    }
-    if (per_node[node] >= 250) return Bad(m, absl::StrCat("node", node, " has 250 pods already"));
-    p.node = node;
-    p.slot = ++per_node[node];
-    p.ip = testbed::PodAddress(node, p.slot);
-    if (opts.ipv6) p.ip6 = testbed::PodAddress6(node, p.slot);
-    std::string tb = testbed::SanitizePodName(absl::StrCat(p.ns, "-", p.name));
-    bool reserved = tb == "fab" || (tb.size() > 1 && tb[0] == 'n' &&
-                                    tb.find_first_not_of("0123456789", 1) == std::string::npos);
-    if (tb.size() > 60 || reserved || testbed_names.count(tb)) tb = absl::StrCat("pod", i);
-    testbed_names.insert(tb);
-    p.testbed_name = tb;
-    p.labels = LabelMap(o["metadata"]);
-    p.service_account = Str(spec, "serviceAccountName", Str(spec, "serviceAccount", "default"));
-    p.restart_policy = Str(spec, "restartPolicy", "Always");
-    if (p.restart_policy != "Always" && p.restart_policy != "OnFailure" &&
-        p.restart_policy != "Never")
-      return Bad(m, absl::StrCat("spec.restartPolicy \"", p.restart_policy,
-                                 "\" is not Always, OnFailure or Never"));
+};
 
-    // The effective object, as the scheduler, kubelet and CNI would leave it.
-    spec["nodeName"] = absl::StrCat("node", node);
-    std::string netns = testbed::NetnsPath(absl::StrCat(opts.prefix, "-", tb));
-    o["metadata"]["annotations"][kNetnsAnnotation] = netns;
-    const std::string host_ip = testbed::NodeAddress(node).ToString();
-    json ips = json::array({{{"ip", p.ip.ToString()}}});
-    if (p.ip6) ips.push_back({{"ip", p.ip6->ToString()}});
-    o["status"] = {{"phase", "Running"},
-                   {"podIP", p.ip.ToString()},
-                   {"podIPs", ips},
-                   {"hostIP", host_ip},
-                   {"hostIPs", json::array({{{"ip", host_ip}}})}};
-    p.object = o;
-
-    // The process.
-    if (!spec.contains("containers") || !spec["containers"].is_array() ||
-        spec["containers"].empty())
-      return Bad(m, "spec.containers must list the container to run");
-    if (spec["containers"].size() > 1) {
-      plan.warnings.push_back(
-          absl::StrCat(Where(m), ": only spec.containers[0] runs in local mode"));
-    }
-    const json& c = spec["containers"][0];
-    if (!c.contains("command") || !c["command"].is_array() || c["command"].empty()) {
-      return Bad(m,
-                 "spec.containers[0].command is required in local mode (there are no images: "
-                 "the command runs as a process on this host)");
-    }
-    if (c.contains("envFrom")) {
-      return Bad(m, "spec.containers[0].envFrom is not supported in local mode; use env");
-    }
-    if (c.contains("ports") && c["ports"].is_array()) {
-      for (const json& cp : c["ports"]) {
-        if (!cp.is_object() || !cp.contains("containerPort") ||
-            !cp["containerPort"].is_number_integer())
-          return Bad(m, "spec.containers[0].ports[] needs a containerPort number");
-        p.ports.push_back({Str(cp, "name"), static_cast<uint16_t>(cp["containerPort"].get<int>()),
-                           Str(cp, "protocol", "TCP")});
-      }
-    }
-    p.working_dir = Str(c, "workingDir");
-    std::map<std::string, std::string> env_map;
-    auto set_env = [&](const std::string& k, const std::string& v) {
-      auto it = std::find_if(p.env.begin(), p.env.end(), [&](auto& kv) { return kv.first == k; });
-      if (it != p.env.end()) {
-        it->second = v;
-      } else {
-        p.env.emplace_back(k, v);
-      }
-      env_map[k] = v;
-    };
-    set_env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    set_env("HOSTNAME", p.name.substr(0, 63));
-    set_env("HOME", "/root");
-    for (const ServicePlan& s : plan.services) {
-      if (s.ns != p.ns || s.cluster_ip.empty()) continue;
-      std::string base = EnvName(s.name);
-      set_env(base + "_SERVICE_HOST", s.cluster_ip);
-      set_env(base + "_SERVICE_PORT", std::to_string(s.ports[0].port));
-      for (const auto& sp : s.ports) {
-        if (!sp.name.empty())
-          set_env(absl::StrCat(base, "_SERVICE_PORT_", EnvName(sp.name)), std::to_string(sp.port));
-      }
-    }
-    auto lookup = [&](std::string_view k) -> std::optional<std::string> {
-      auto it = env_map.find(std::string(k));
-      if (it == env_map.end()) return std::nullopt;
-      return it->second;
-    };
-    if (c.contains("env") && c["env"].is_array()) {
-      for (const json& e : c["env"]) {
-        std::string name = Str(e, "name");
-        if (name.empty()) return Bad(m, "spec.containers[0].env[] needs a name");
-        if (e.contains("valueFrom")) {
-          const json& vf = e["valueFrom"];
-          std::string path =
-              vf.contains("fieldRef") ? Str(vf["fieldRef"], "fieldPath") : std::string();
-          auto v = path.empty() ? std::nullopt : FieldRef(p, host_ip, path);
-          if (!v) {
-            return Bad(m, absl::StrCat("env ", name,
-                                       ": only valueFrom.fieldRef (metadata.name, "
-                                       "metadata.namespace, spec.nodeName, status.podIP, ...) is "
-                                       "supported in local mode; give a value"));
-          }
-          set_env(name, *v);
-        } else {
-          set_env(name, ExpandVars(Str(e, "value"), lookup));
-        }
-      }
-    }
-    for (const char* field : {"command", "args"}) {
-      if (!c.contains(field)) continue;
-      if (!c[field].is_array())
-        return Bad(m, absl::StrCat("spec.containers[0].", field, " must be a list of strings"));
-      for (const json& a : c[field]) {
-        if (!a.is_string() && !a.is_number())
-          return Bad(m, absl::StrCat("spec.containers[0].", field, " must be a list of strings"));
-        p.argv.push_back(ExpandVars(a.is_string() ? a.get<std::string>() : a.dump(), lookup));
-      }
-    }
-    plan.pods.push_back(std::move(p));
+// The pod's node: spec.nodeName if it names one of this mesh's nodes, else round-robin.
+int PickNode(const ManifestObject& m, const std::string& node_name, const PlanOptions& opts,
+             Placement& pl, Plan& plan) {
+  for (int n = 0; n < opts.nodes && !node_name.empty(); ++n)
+    if (node_name == absl::StrCat("node", n)) return n;
+  if (!node_name.empty()) {
+    plan.warnings.push_back(absl::StrCat(Where(m), ": spec.nodeName \"", node_name,
+                                         "\" is not a node of this mesh (node0..node",
+                                         opts.nodes - 1, "); placed round-robin"));
   }
+  return pl.round_robin++ % opts.nodes;
+}
 
-  // ---- Namespaces the pods and services live in.
+// Places the `index`th pod: node, slot, addresses, testbed name, identity and restart policy,
+// and the effective object as the scheduler, kubelet and CNI would leave it.
+absl::Status PlacePod(PodSource& src, size_t index, const PlanOptions& opts, Placement& pl,
+                      Plan& plan, PodPlan& p) {
+  const ManifestObject& m = *src.from;
+  json& o = src.object;
+  p.ns = NsOf(o);
+  p.name = NameOf(o);
+  o["metadata"]["namespace"] = p.ns;
+  if (!pl.pod_ids.insert(p.uid()).second)
+    return Bad(m, absl::StrCat("pod ", p.uid(), " is defined twice"));
+  p.workload = src.deployment.empty() ? p.name : src.deployment;
+  if (!o.contains("spec") || !o["spec"].is_object()) return Bad(m, "spec is required");
+  json& spec = o["spec"];
+  const int node = PickNode(m, Str(spec, "nodeName"), opts, pl, plan);
+  if (pl.per_node[node] >= 250) return Bad(m, absl::StrCat("node", node, " has 250 pods already"));
+  p.node = node;
+  p.slot = ++pl.per_node[node];
+  p.ip = testbed::PodAddress(node, p.slot);
+  if (opts.ipv6) p.ip6 = testbed::PodAddress6(node, p.slot);
+  std::string tb = testbed::SanitizePodName(absl::StrCat(p.ns, "-", p.name));
+  bool reserved = tb == "fab" || (tb.size() > 1 && tb[0] == 'n' &&
+                                  tb.find_first_not_of("0123456789", 1) == std::string::npos);
+  if (tb.size() > 60 || reserved || pl.testbed_names.count(tb)) tb = absl::StrCat("pod", index);
+  pl.testbed_names.insert(tb);
+  p.testbed_name = tb;
+  p.labels = LabelMap(o["metadata"]);
+  p.service_account = Str(spec, "serviceAccountName", Str(spec, "serviceAccount", "default"));
+  p.restart_policy = Str(spec, "restartPolicy", "Always");
+  if (p.restart_policy != "Always" && p.restart_policy != "OnFailure" &&
+      p.restart_policy != "Never")
+    return Bad(m, absl::StrCat("spec.restartPolicy \"", p.restart_policy,
+                               "\" is not Always, OnFailure or Never"));
+
+  spec["nodeName"] = absl::StrCat("node", node);
+  std::string netns = testbed::NetnsPath(absl::StrCat(opts.prefix, "-", tb));
+  o["metadata"]["annotations"][kNetnsAnnotation] = netns;
+  const std::string host_ip = testbed::NodeAddress(node).ToString();
+  json ips = json::array({{{"ip", p.ip.ToString()}}});
+  if (p.ip6) ips.push_back({{"ip", p.ip6->ToString()}});
+  o["status"] = {{"phase", "Running"},
+                 {"podIP", p.ip.ToString()},
+                 {"podIPs", ips},
+                 {"hostIP", host_ip},
+                 {"hostIPs", json::array({{{"ip", host_ip}}})}};
+  p.object = o;
+  return absl::OkStatus();
+}
+
+// The process's environment: the basics, the Services of its namespace (as kubelet sets them),
+// then spec.containers[0].env (values with $(VAR) expanded, downward-API fieldRefs).
+absl::Status PodEnv(const ManifestObject& m, const json& c,
+                    const std::vector<ServicePlan>& services, PodPlan& p,
+                    std::map<std::string, std::string>& env_map) {
+  auto set_env = [&](const std::string& k, const std::string& v) {
+    auto it = std::find_if(p.env.begin(), p.env.end(), [&](auto& kv) { return kv.first == k; });
+    if (it != p.env.end()) {
+      it->second = v;
+    } else {
+      p.env.emplace_back(k, v);
+    }
+    env_map[k] = v;
+  };
+  set_env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  set_env("HOSTNAME", p.name.substr(0, 63));
+  set_env("HOME", "/root");
+  for (const ServicePlan& s : services) {
+    if (s.ns != p.ns || s.cluster_ip.empty()) continue;
+    std::string base = EnvName(s.name);
+    set_env(base + "_SERVICE_HOST", s.cluster_ip);
+    set_env(base + "_SERVICE_PORT", std::to_string(s.ports[0].port));
+    for (const auto& sp : s.ports) {
+      if (!sp.name.empty())
+        set_env(absl::StrCat(base, "_SERVICE_PORT_", EnvName(sp.name)), std::to_string(sp.port));
+    }
+  }
+  if (!c.contains("env") || !c["env"].is_array()) return absl::OkStatus();
+  const std::string host_ip = testbed::NodeAddress(p.node).ToString();
+  for (const json& e : c["env"]) {
+    std::string name = Str(e, "name");
+    if (name.empty()) return Bad(m, "spec.containers[0].env[] needs a name");
+    if (!e.contains("valueFrom")) {
+      set_env(name, ExpandVars(Str(e, "value"), EnvLookup(env_map)));
+      continue;
+    }
+    const json& vf = e["valueFrom"];
+    std::string path = vf.contains("fieldRef") ? Str(vf["fieldRef"], "fieldPath") : std::string();
+    auto v = path.empty() ? std::nullopt : FieldRef(p, host_ip, path);
+    if (!v) {
+      return Bad(m, absl::StrCat("env ", name,
+                                 ": only valueFrom.fieldRef (metadata.name, "
+                                 "metadata.namespace, spec.nodeName, status.podIP, ...) is "
+                                 "supported in local mode; give a value"));
+    }
+    set_env(name, *v);
+  }
+  return absl::OkStatus();
+}
+
+// The pod's process: spec.containers[0]'s command + args (expanded), ports, working dir, env.
+absl::Status PodProcess(const ManifestObject& m, const std::vector<ServicePlan>& services,
+                        Plan& plan, PodPlan& p) {
+  const json& spec = p.object["spec"];
+  if (!spec.contains("containers") || !spec["containers"].is_array() || spec["containers"].empty())
+    return Bad(m, "spec.containers must list the container to run");
+  if (spec["containers"].size() > 1) {
+    plan.warnings.push_back(absl::StrCat(Where(m), ": only spec.containers[0] runs in local mode"));
+  }
+  const json& c = spec["containers"][0];
+  if (!c.contains("command") || !c["command"].is_array() || c["command"].empty()) {
+    return Bad(m,
+               "spec.containers[0].command is required in local mode (there are no images: "
+               "the command runs as a process on this host)");
+  }
+  if (c.contains("envFrom")) {
+    return Bad(m, "spec.containers[0].envFrom is not supported in local mode; use env");
+  }
+  if (c.contains("ports") && c["ports"].is_array()) {
+    for (const json& cp : c["ports"]) {
+      if (!cp.is_object() || !cp.contains("containerPort") ||
+          !cp["containerPort"].is_number_integer())
+        return Bad(m, "spec.containers[0].ports[] needs a containerPort number");
+      p.ports.push_back({Str(cp, "name"), static_cast<uint16_t>(cp["containerPort"].get<int>()),
+                         Str(cp, "protocol", "TCP")});
+    }
+  }
+  p.working_dir = Str(c, "workingDir");
+  std::map<std::string, std::string> env_map;
+  WEFT_RETURN_IF_ERROR(PodEnv(m, c, services, p, env_map));
+  for (const char* field : {"command", "args"}) {
+    if (!c.contains(field)) continue;
+    if (!c[field].is_array())
+      return Bad(m, absl::StrCat("spec.containers[0].", field, " must be a list of strings"));
+    for (const json& a : c[field]) {
+      if (!a.is_string() && !a.is_number())
+        return Bad(m, absl::StrCat("spec.containers[0].", field, " must be a list of strings"));
+      p.argv.push_back(
+          ExpandVars(a.is_string() ? a.get<std::string>() : a.dump(), EnvLookup(env_map)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Namespaces the pods and services live in (made when the manifests do not define them), and
+// each pod's enrolment.
+void AddNamespaces(Plan& plan) {
   auto ensure_ns = [&](const std::string& ns) {
     if (plan.namespaces.count(ns)) return;
     plan.namespaces[ns] = {{"apiVersion", "v1"},
@@ -554,6 +601,28 @@ absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const 
   for (const auto& s : plan.services) ensure_ns(s.ns);
   for (auto& p : plan.pods)
     p.enrolled = Enrolled(LabelMap(plan.namespaces[p.ns]["metadata"]), p.labels);
+}
+
+}  // namespace
+
+absl::StatusOr<Plan> MakePlan(const std::vector<ManifestObject>& objects, const PlanOptions& opts) {
+  if (opts.nodes < 1 || opts.nodes > 250) {
+    return absl::InvalidArgumentError(absl::StrCat("--nodes must be 1..250, got ", opts.nodes));
+  }
+  Plan plan;
+  std::vector<PodSource> pod_sources;
+  std::vector<const ManifestObject*> service_sources;
+  WEFT_RETURN_IF_ERROR(SortObjects(objects, plan, pod_sources, service_sources));
+  WEFT_RETURN_IF_ERROR(PlanServices(service_sources, plan));
+  Placement placement;
+  placement.per_node.assign(opts.nodes, 0);
+  for (size_t i = 0; i < pod_sources.size(); ++i) {
+    PodPlan p;
+    WEFT_RETURN_IF_ERROR(PlacePod(pod_sources[i], i, opts, placement, plan, p));
+    WEFT_RETURN_IF_ERROR(PodProcess(*pod_sources[i].from, plan.services, plan, p));
+    plan.pods.push_back(std::move(p));
+  }
+  AddNamespaces(plan);
   return plan;
 }
 
