@@ -307,7 +307,21 @@ void Testbed::Destroy() {
 }
 
 absl::Status Testbed::Build(const Options& opts) {
-  // ---- Validate and lay out names and addresses.
+  WEFT_RETURN_IF_ERROR(CheckOptions(opts));
+  WEFT_RETURN_IF_ERROR(LayOut(opts));
+  WEFT_RETURN_IF_ERROR(CreateNamespaces());
+  WEFT_RETURN_IF_ERROR(SetSysctls());
+  WEFT_RETURN_IF_ERROR(WireFabric());
+  for (const NodeInfo& n : nodes_) WEFT_RETURN_IF_ERROR(WireNode(n));
+  WEFT_RETURN_IF_ERROR(WirePods());
+  if (opts.cgroups) WEFT_RETURN_IF_ERROR(CreateCgroups());
+  LOG_DEBUG("testbed", "testbed created",
+            {{"prefix", prefix_}, {"nodes", nodes_.size()}, {"pods", pods_.size()}});
+  return absl::OkStatus();
+}
+
+// The prefix follows the naming scheme and names this live process; the node count fits.
+absl::Status Testbed::CheckOptions(const Options& opts) {
   auto owner = OwnerPid(opts.prefix);
   bool charset_ok = !opts.prefix.empty();
   for (char c : opts.prefix)
@@ -332,6 +346,11 @@ absl::Status Testbed::Build(const Options& opts) {
     return absl::InvalidArgumentError(
         absl::StrCat("testbed needs 1..", kMaxNodes, " nodes, got ", opts.nodes));
   }
+  return absl::OkStatus();
+}
+
+// Names and addresses of the fabric, the nodes and the pods (nothing is created yet).
+absl::Status Testbed::LayOut(const Options& opts) {
   prefix_ = opts.prefix;
   ipv6_ = opts.ipv6;
   fabric_netns_ = prefix_ + "-fab";
@@ -383,8 +402,11 @@ absl::Status Testbed::Build(const Options& opts) {
     p.node_iface = absl::StrCat("vp", p.slot);
     pods_.push_back(std::move(p));
   }
+  return absl::OkStatus();
+}
 
-  // ---- Namespaces.
+// Every network namespace, in one `ip -batch`; those made are recorded for Destroy.
+absl::Status Testbed::CreateNamespaces() {
   std::vector<std::string> all = AllNetns();
   for (const auto& n : all) {
     if (NetnsExists(n)) {
@@ -393,23 +415,24 @@ absl::Status Testbed::Build(const Options& opts) {
                        "'; pick another prefix (UniquePrefix) or run CleanupStale()"));
     }
   }
+  std::string script;
+  for (const auto& n : all) absl::StrAppend(&script, "netns add ", n, "\n");
+  absl::Status st;
   {
-    std::string script;
-    for (const auto& n : all) absl::StrAppend(&script, "netns add ", n, "\n");
-    absl::Status st;
-    {
-      NetnsLock lock;
-      st = Exec("", {"ip", "-batch", "-"}, script).status();
-    }
-    // Our prefix carries our live pid, so whatever exists now was created by us.
-    for (const auto& n : all)
-      if (NetnsExists(n)) created_.push_back(n);
-    if (!st.ok()) {
-      return absl::Status(st.code(), absl::StrCat("creating network namespaces: ", st.message()));
-    }
+    NetnsLock lock;
+    st = Exec("", {"ip", "-batch", "-"}, script).status();
   }
+  // Our prefix carries our live pid, so whatever exists now was created by us.
+  for (const auto& n : all)
+    if (NetnsExists(n)) created_.push_back(n);
+  if (!st.ok()) {
+    return absl::Status(st.code(), absl::StrCat("creating network namespaces: ", st.message()));
+  }
+  return absl::OkStatus();
+}
 
-  // ---- sysctls, before any interface exists, so new interfaces inherit the defaults.
+// sysctls, before any interface exists, so new interfaces inherit the defaults.
+absl::Status Testbed::SetSysctls() {
   const std::string v6off = ipv6_ ? "0" : "1";
   WEFT_RETURN_IF_ERROR(SysctlsInNetns(
       fabric_netns_,
@@ -437,52 +460,56 @@ absl::Status Testbed::Build(const Options& opts) {
     }
     WEFT_RETURN_IF_ERROR(SysctlsInNetns(p.netns, kv));
   }
+  return absl::OkStatus();
+}
 
-  // ---- Fabric: a bridge with one veth per node; the node ends are created in the node netns.
-  {
-    std::string s = "link set lo up\nlink add br0 type bridge\nlink set br0 up\n";
-    for (const NodeInfo& n : nodes_) {
-      absl::StrAppend(&s, "link add n", n.index, " type veth peer name ", kFabricIface, " netns ",
-                      n.netns, "\n", "link set n", n.index, " master br0 up\n");
-    }
-    WEFT_RETURN_IF_ERROR(IpBatch(fabric_netns_, s));
-  }
-
-  // ---- Nodes: fabric address, routes to the other nodes' pods, one veth per local pod.
+// Fabric: a bridge with one veth per node; the node ends are created in the node netns.
+absl::Status Testbed::WireFabric() {
+  std::string s = "link set lo up\nlink add br0 type bridge\nlink set br0 up\n";
   for (const NodeInfo& n : nodes_) {
-    std::string s =
-        absl::StrCat("link set lo up\n", "addr add 169.254.1.1/32 dev lo\n", "link set eth0 up\n",
-                     "addr add ", n.ip.ToString(), "/24 dev eth0\n");
-    if (ipv6_) absl::StrAppend(&s, "addr add ", n.ip6->ToString(), "/64 dev eth0 nodad\n");
-    for (const NodeInfo& other : nodes_) {
-      if (other.index == n.index) continue;
-      absl::StrAppend(&s, "route add ", other.pod_cidr.ToString(), " via ", other.ip.ToString(),
-                      " dev eth0\n");
-      if (ipv6_) {
-        absl::StrAppend(&s, "route add ", other.pod_cidr6->ToString(), " via ",
-                        other.ip6->ToString(), " dev eth0\n");
-      }
-    }
-    for (const PodInfo& p : pods_) {
-      if (p.node != n.index) continue;
-      absl::StrAppend(&s, "link add ", p.node_iface, " type veth peer name ", kPodIface, " netns ",
-                      p.netns, "\n", "link set ", p.node_iface, " up\n", "route add ",
-                      p.ip.ToString(), "/32 dev ", p.node_iface, "\n");
-      if (ipv6_) {
-        absl::StrAppend(&s, "addr add fe80::1/64 dev ", p.node_iface, " nodad\n", "route add ",
-                        p.ip6->ToString(), "/128 dev ", p.node_iface, "\n");
-      }
-    }
-    WEFT_RETURN_IF_ERROR(IpBatch(n.netns, s));
-    std::vector<std::pair<std::string, std::string>> kv;
-    for (const PodInfo& p : pods_) {
-      if (p.node == n.index)
-        kv.push_back({absl::StrCat("net/ipv4/conf/", p.node_iface, "/proxy_arp"), "1"});
-    }
-    if (!kv.empty()) WEFT_RETURN_IF_ERROR(SysctlsInNetns(n.netns, kv));
+    absl::StrAppend(&s, "link add n", n.index, " type veth peer name ", kFabricIface, " netns ",
+                    n.netns, "\n", "link set n", n.index, " master br0 up\n");
   }
+  return IpBatch(fabric_netns_, s);
+}
 
-  // ---- Pods: Calico-style on-link gateway.
+// A node: fabric address, routes to the other nodes' pods, one veth per local pod.
+absl::Status Testbed::WireNode(const NodeInfo& n) {
+  std::string s =
+      absl::StrCat("link set lo up\n", "addr add 169.254.1.1/32 dev lo\n", "link set eth0 up\n",
+                   "addr add ", n.ip.ToString(), "/24 dev eth0\n");
+  if (ipv6_) absl::StrAppend(&s, "addr add ", n.ip6->ToString(), "/64 dev eth0 nodad\n");
+  for (const NodeInfo& other : nodes_) {
+    if (other.index == n.index) continue;
+    absl::StrAppend(&s, "route add ", other.pod_cidr.ToString(), " via ", other.ip.ToString(),
+                    " dev eth0\n");
+    if (ipv6_) {
+      absl::StrAppend(&s, "route add ", other.pod_cidr6->ToString(), " via ", other.ip6->ToString(),
+                      " dev eth0\n");
+    }
+  }
+  for (const PodInfo& p : pods_) {
+    if (p.node != n.index) continue;
+    absl::StrAppend(&s, "link add ", p.node_iface, " type veth peer name ", kPodIface, " netns ",
+                    p.netns, "\n", "link set ", p.node_iface, " up\n", "route add ",
+                    p.ip.ToString(), "/32 dev ", p.node_iface, "\n");
+    if (ipv6_) {
+      absl::StrAppend(&s, "addr add fe80::1/64 dev ", p.node_iface, " nodad\n", "route add ",
+                      p.ip6->ToString(), "/128 dev ", p.node_iface, "\n");
+    }
+  }
+  WEFT_RETURN_IF_ERROR(IpBatch(n.netns, s));
+  std::vector<std::pair<std::string, std::string>> kv;
+  for (const PodInfo& p : pods_) {
+    if (p.node == n.index)
+      kv.push_back({absl::StrCat("net/ipv4/conf/", p.node_iface, "/proxy_arp"), "1"});
+  }
+  if (!kv.empty()) WEFT_RETURN_IF_ERROR(SysctlsInNetns(n.netns, kv));
+  return absl::OkStatus();
+}
+
+// Pods: Calico-style on-link gateway.
+absl::Status Testbed::WirePods() {
   for (const PodInfo& p : pods_) {
     std::string s =
         absl::StrCat("link set lo up\n", "link set eth0 up\n", "addr add ", p.ip.ToString(),
@@ -494,9 +521,6 @@ absl::Status Testbed::Build(const Options& opts) {
     }
     WEFT_RETURN_IF_ERROR(IpBatch(p.netns, s));
   }
-  if (opts.cgroups) WEFT_RETURN_IF_ERROR(CreateCgroups());
-  LOG_DEBUG("testbed", "testbed created",
-            {{"prefix", prefix_}, {"nodes", nodes_.size()}, {"pods", pods_.size()}});
   return absl::OkStatus();
 }
 

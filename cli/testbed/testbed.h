@@ -345,7 +345,15 @@ class Testbed {
 
  private:
   Testbed() = default;
+  // Build's steps, in order.
   absl::Status Build(const Options& opts);
+  static absl::Status CheckOptions(const Options& opts);
+  absl::Status LayOut(const Options& opts);
+  absl::Status CreateNamespaces();
+  absl::Status SetSysctls();
+  absl::Status WireFabric();
+  absl::Status WireNode(const NodeInfo& n);
+  absl::Status WirePods();
   absl::Status CreateCgroups();
   void Destroy();
 
