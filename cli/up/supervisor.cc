@@ -133,6 +133,13 @@ class Supervisor {
   const MeshState& state() const { return state_; }
 
  private:
+  // Start's steps, in order.
+  absl::Status InitState();
+  absl::Status PlanMesh(localmesh::Options& lo);
+  absl::Status PreparePods(localmesh::Options& lo);
+  absl::Status RecordMeshState();
+  void WaitForPodPorts();
+  absl::Status CheckDaemonsStarted();
   absl::Status StartPod(PodRun& r);
   void CheckPods();
   void CheckDaemons();
@@ -155,6 +162,34 @@ class Supervisor {
 };
 
 absl::Status Supervisor::Start() {
+  WEFT_RETURN_IF_ERROR(InitState());
+  localmesh::Options lo;
+  WEFT_RETURN_IF_ERROR(PlanMesh(lo));
+  WEFT_RETURN_IF_ERROR(PreparePods(lo));
+  LOG_INFO(kScope, "starting the mesh",
+           {{"prefix", state_.prefix}, {"nodes", opts_.nodes}, {"pods", plan_.pods.size()}});
+  WEFT_ASSIGN_OR_RETURN(mesh_, localmesh::LocalMesh::Start(lo));
+  ztunnels_.resize(opts_.nodes);
+  agents_.resize(opts_.nodes);
+  // The state other commands need, before the pods run (so a failure below is cleanable).
+  WEFT_RETURN_IF_ERROR(RecordMeshState());
+  SaveState();
+  SyncServiceRules(/*force=*/true);
+
+  for (PodRun& r : pods_) WEFT_RETURN_IF_ERROR(StartPod(r));
+  WaitForPodPorts();
+  // The rules above were written before any pod ran (no ready endpoint): now they have some.
+  SyncServiceRules(/*force=*/true);
+  WEFT_RETURN_IF_ERROR(CheckDaemonsStarted());
+  state_.status = "ready";
+  SaveState();
+  LOG_INFO(kScope, "mesh ready", {{"name", opts_.name}, {"prefix", state_.prefix}});
+  return absl::OkStatus();
+}
+
+// The mesh's directories and first state file, recorded before anything exists so that a crash
+// from here on is cleanable by name.
+absl::Status Supervisor::InitState() {
   state_.name = opts_.name;
   state_.status = "starting";
   state_.supervisor_pid = ::getpid();
@@ -168,9 +203,11 @@ absl::Status Supervisor::Start() {
     std::filesystem::create_directories(d, ec);
     if (ec) return absl::InternalError(absl::StrCat("creating ", d, ": ", ec.message()));
   }
-  // Recorded before anything exists, so that a crash from here on is cleanable by name.
-  WEFT_RETURN_IF_ERROR(WriteState(paths_.state_file, state_));
+  return WriteState(paths_.state_file, state_);
+}
 
+// The plan of the manifests, and the local mesh's options (pods come in PreparePods).
+absl::Status Supervisor::PlanMesh(localmesh::Options& lo) {
   WEFT_ASSIGN_OR_RETURN(auto objects, LoadManifests(opts_.manifest_dir));
   PlanOptions po;
   po.nodes = opts_.nodes;
@@ -179,7 +216,6 @@ absl::Status Supervisor::Start() {
   state_.warnings = plan_.warnings;
   for (const auto& w : plan_.warnings) LOG_WARN(kScope, "manifest", {{"warning", w}});
 
-  localmesh::Options lo;
   lo.role = "up";
   lo.prefix = state_.prefix;
   lo.nodes = opts_.nodes;
@@ -193,7 +229,12 @@ absl::Status Supervisor::Start() {
   WEFT_ASSIGN_OR_RETURN(lo.weftd_bin, FindWeftBinary("weftd", "controlplane/weftd/weftd"));
   WEFT_ASSIGN_OR_RETURN(lo.ztunnel_bin, FindWeftBinary("ztunnel", "ztunnel/app/ztunnel"));
   WEFT_ASSIGN_OR_RETURN(lo.agent_bin, FindWeftBinary("weft-agent", "agent/weft-agent"));
+  return absl::OkStatus();
+}
 
+// Each pod's resolved command, folder, hosts file and log, its place in the local mesh, and the
+// runtime manifests weftd reads.
+absl::Status Supervisor::PreparePods(localmesh::Options& lo) {
   pods_.resize(plan_.pods.size());
   for (size_t i = 0; i < plan_.pods.size(); ++i) {
     const PodPlan& p = plan_.pods[i];
@@ -227,14 +268,11 @@ absl::Status Supervisor::Start() {
     WEFT_RETURN_IF_ERROR(
         tls::WriteFileAtomic(paths_.manifests + "/" + file, object.dump(1) + "\n", 0644));
   }
+  return absl::OkStatus();
+}
 
-  LOG_INFO(kScope, "starting the mesh",
-           {{"prefix", state_.prefix}, {"nodes", opts_.nodes}, {"pods", plan_.pods.size()}});
-  WEFT_ASSIGN_OR_RETURN(mesh_, localmesh::LocalMesh::Start(lo));
-  ztunnels_.resize(opts_.nodes);
-  agents_.resize(opts_.nodes);
-
-  // The state other commands need, before the pods run (so a failure below is cleanable).
+// weftd, the nodes, the services and the pods as the other weftctl commands see them.
+absl::Status Supervisor::RecordMeshState() {
   auto& tb = mesh_->testbed();
   const std::string n0 = tb.nodes()[0].ip.ToString();
   state_.weftd = {tb.nodes()[0].netns, mesh_->WeftdAddress(),      n0 + ":15010",     n0 + ":15014",
@@ -278,11 +316,12 @@ absl::Status Supervisor::Start() {
     for (const auto& [k, v] : r.plan->env) ps.env.push_back({k, v});
     state_.pods.push_back(std::move(ps));
   }
-  SaveState();
-  SyncServiceRules(/*force=*/true);
+  return absl::OkStatus();
+}
 
-  for (PodRun& r : pods_) WEFT_RETURN_IF_ERROR(StartPod(r));
-  // Declared TCP ports accepting: the closest thing to readiness without probes.
+// Declared TCP ports accepting: the closest thing to readiness without probes. A pod that does
+// not accept within 15 s is a warning, not an error.
+void Supervisor::WaitForPodPorts() {
   auto deadline = Clock::now() + seconds(15);
   for (PodRun& r : pods_) {
     for (const ContainerPort& cp : r.plan->ports) {
@@ -302,9 +341,10 @@ absl::Status Supervisor::Start() {
       }
     }
   }
-  // The rules above were written before any pod ran (no ready endpoint): now they have some.
-  SyncServiceRules(/*force=*/true);
-  // A daemon that refused its flags or crashed at start would otherwise only show later.
+}
+
+// A daemon that refused its flags or crashed at start would otherwise only show later.
+absl::Status Supervisor::CheckDaemonsStarted() {
   for (int n = 0; n < opts_.nodes; ++n) {
     for (const char* d : {"ztunnel", "agent"}) {
       bool alive = std::string(d) == "ztunnel" ? mesh_->ZtunnelAlive(n) : mesh_->AgentAlive(n);
@@ -320,9 +360,6 @@ absl::Status Supervisor::Start() {
   if (!mesh_->WeftdAlive()) {
     return absl::UnavailableError("weftd exited at start; see " + state_.weftd.log);
   }
-  state_.status = "ready";
-  SaveState();
-  LOG_INFO(kScope, "mesh ready", {{"name", opts_.name}, {"prefix", state_.prefix}});
   return absl::OkStatus();
 }
 
