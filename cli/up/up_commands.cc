@@ -128,6 +128,12 @@ int Failure(std::ostream& err, const std::string& cmd, const absl::Status& st) {
   return kFail;
 }
 
+// Prints `st` as Failure does and hands it back.
+absl::Status Failed(std::ostream& err, const std::string& cmd, const absl::Status& st) {
+  Failure(err, cmd, st);
+  return st;
+}
+
 constexpr char kCommonFlags[] =
     "  --name NAME         the mesh (default \"weft\"; several meshes may run side by side)\n"
     "  --state-root DIR    where meshes keep their state (default $WEFT_STATE_ROOT or /run/weft)\n";
@@ -334,86 +340,43 @@ absl::StatusOr<bool> CleanCrashed(const MeshPaths& paths, std::ostream& out) {
   return true;
 }
 
-}  // namespace
-
-int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags f = Parse(args);
-  if (f.help) {
-    UpUsage(out);
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, "up", f.error);
-  if (f.positional.size() != 1) return UsageError(err, "up", "give exactly one MANIFEST_DIR");
-  if (auto st = ValidateMeshName(f.name); !st.ok())
-    return UsageError(err, "up", std::string(st.message()));
-  if (::geteuid() != 0) {
-    err << "weftctl up: needs root (it creates network namespaces, cgroups and eBPF programs); "
-           "run it with sudo\n";
-    return kFail;
-  }
-  UpOptions o;
-  o.manifest_dir = std::filesystem::absolute(f.positional[0]).string();
-  o.name = f.name;
-  o.state_root = std::filesystem::absolute(StateRoot(f.state_root)).string();
-  o.nodes = f.nodes;
-  o.capture = f.capture;
-  o.log_level = f.log_level;
-  o.foreground = f.foreground;
-  MeshPaths paths = PathsFor(o.state_root, o.name);
-
-  // Check the manifests here, so that mistakes are reported on this terminal.
+// Checks the manifests here, so that mistakes are reported on this terminal (as weftd and the
+// supervisor would find them). Returns the number of pods; the problems are on `err`.
+absl::StatusOr<size_t> CheckManifests(const UpOptions& o, std::ostream& err) {
   auto objects = LoadManifests(o.manifest_dir);
-  if (!objects.ok()) return Failure(err, "up", objects.status());
+  if (!objects.ok()) return Failed(err, "up", objects.status());
   PlanOptions po;
   po.nodes = o.nodes;
   auto plan = MakePlan(*objects, po);
-  if (!plan.ok()) return Failure(err, "up", plan.status());
-  {
-    const log::Level level = log::GetLevel();
-    log::SetLevel(log::Level::kError);
-    cp::Model model;
-    for (const auto& [file, obj] : plan->RuntimeFiles())
-      (void)model.Apply(
-          {cp::ObjectEvent::Type::kUpsert, file, obj["kind"].get<std::string>(), obj});
-    log::SetLevel(level);
-    auto rejected = model.Rejected();
-    if (!rejected.empty()) {
-      for (const auto& r : rejected)
-        err << "weftctl up: " << r.kind << " " << (r.ns.empty() ? "" : r.ns + "/") << r.name << ": "
-            << r.reason << "\n";
-      err << "weftctl up: fix the manifests (weftctl validate DIR shows the same)\n";
-      return kFail;
-    }
+  if (!plan.ok()) return Failed(err, "up", plan.status());
+  const log::Level level = log::GetLevel();
+  log::SetLevel(log::Level::kError);
+  cp::Model model;
+  for (const auto& [file, obj] : plan->RuntimeFiles())
+    (void)model.Apply({cp::ObjectEvent::Type::kUpsert, file, obj["kind"].get<std::string>(), obj});
+  log::SetLevel(level);
+  auto rejected = model.Rejected();
+  if (!rejected.empty()) {
+    for (const auto& r : rejected)
+      err << "weftctl up: " << r.kind << " " << (r.ns.empty() ? "" : r.ns + "/") << r.name << ": "
+          << r.reason << "\n";
+    err << "weftctl up: fix the manifests (weftctl validate DIR shows the same)\n";
+    return absl::InvalidArgumentError("rejected objects");
   }
   for (const PodPlan& p : plan->pods) {
     auto cmd = ResolveCommand(p.argv[0]);
     if (!cmd.ok())
-      return Failure(
+      return Failed(
           err, "up",
           absl::NotFoundError(absl::StrCat("pod ", p.uid(), ": ", cmd.status().message())));
   }
+  return plan->pods.size();
+}
 
-  // One `up` per name at a time (a crashed one leaves no lock: the kernel drops it).
-  std::error_code ec;
-  std::filesystem::create_directories(o.state_root, ec);
-  UniqueFd lock(::open((paths.dir + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
-    err << "weftctl up: another `weftctl up --name " << o.name
-        << "` is starting or running in the foreground\n";
-    return kFail;
-  }
-  auto crashed = CleanCrashed(paths, out);
-  if (!crashed.ok()) return Failure(err, "up", crashed.status());
-  (void)testbed::CleanupStale();
-  std::filesystem::remove_all(paths.dir, ec);  // a fresh mesh: no stale manifests, CA or logs
-  std::filesystem::create_directories(paths.logs, ec);
-  if (ec)
-    return Failure(err, "up", absl::InternalError("creating " + paths.logs + ": " + ec.message()));
-
-  if (o.foreground) return RunSupervisor(o, -1, out);
-
-  out << "starting mesh \"" << o.name << "\" (" << o.nodes << " nodes, " << plan->pods.size()
-      << " pods) ..." << std::endl;
+// Forks the supervisor into its own session and waits until it reports the mesh ready (or
+// fails); `lock` (the per-name `up` lock) is released in the child and held here until then.
+int RunInBackground(const UpOptions& o, const MeshPaths& paths, UniqueFd& lock, std::ostream& out,
+                    std::ostream& err) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return Failure(err, "up", ErrnoError(errno, "pipe2"));
   const std::string sup_log = paths.logs + "/supervisor.log";
@@ -465,6 +428,59 @@ int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (!state.ok()) return Failure(err, "up", state.status());
   PrintSummary(*state, out);
   return kOk;
+}
+
+}  // namespace
+
+int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f = Parse(args);
+  if (f.help) {
+    UpUsage(out);
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, "up", f.error);
+  if (f.positional.size() != 1) return UsageError(err, "up", "give exactly one MANIFEST_DIR");
+  if (auto st = ValidateMeshName(f.name); !st.ok())
+    return UsageError(err, "up", std::string(st.message()));
+  if (::geteuid() != 0) {
+    err << "weftctl up: needs root (it creates network namespaces, cgroups and eBPF programs); "
+           "run it with sudo\n";
+    return kFail;
+  }
+  UpOptions o;
+  o.manifest_dir = std::filesystem::absolute(f.positional[0]).string();
+  o.name = f.name;
+  o.state_root = std::filesystem::absolute(StateRoot(f.state_root)).string();
+  o.nodes = f.nodes;
+  o.capture = f.capture;
+  o.log_level = f.log_level;
+  o.foreground = f.foreground;
+  MeshPaths paths = PathsFor(o.state_root, o.name);
+  auto pods = CheckManifests(o, err);
+  if (!pods.ok()) return kFail;
+
+  // One `up` per name at a time (a crashed one leaves no lock: the kernel drops it).
+  std::error_code ec;
+  std::filesystem::create_directories(o.state_root, ec);
+  UniqueFd lock(::open((paths.dir + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    err << "weftctl up: another `weftctl up --name " << o.name
+        << "` is starting or running in the foreground\n";
+    return kFail;
+  }
+  auto crashed = CleanCrashed(paths, out);
+  if (!crashed.ok()) return Failure(err, "up", crashed.status());
+  (void)testbed::CleanupStale();
+  std::filesystem::remove_all(paths.dir, ec);  // a fresh mesh: no stale manifests, CA or logs
+  std::filesystem::create_directories(paths.logs, ec);
+  if (ec)
+    return Failure(err, "up", absl::InternalError("creating " + paths.logs + ": " + ec.message()));
+
+  if (o.foreground) return RunSupervisor(o, -1, out);
+
+  out << "starting mesh \"" << o.name << "\" (" << o.nodes << " nodes, " << *pods << " pods) ..."
+      << std::endl;
+  return RunInBackground(o, paths, lock, out, err);
 }
 
 // ---- down -----------------------------------------------------------------------------------
@@ -613,45 +629,28 @@ int LabelMain(const std::vector<std::string>& args, std::ostream& out, std::ostr
 
 namespace {
 
-int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream& out,
-                  std::ostream& err) {
-  const std::string cmd = apply ? "apply" : "delete";
-  Flags f = Parse(args);
-  if (f.help) {
-    out << "Usage: weftctl " << cmd << " [flags] -f FILE|DIR [-f ...]\n\n"
-        << (apply
-                ? "Adds or replaces objects (policies, NetworkPolicies, Services, ...) in a "
-                  "live mesh; they are\nvalidated first as `weftctl validate` does.\n"
-                : "Removes objects (policies, NetworkPolicies, Services, ...) from a live mesh.\n")
-        << "Pods are fixed at up time; a Service gets a cluster IP as at up time, and its name\n"
-           "and address reach every pod.\n\nFlags:\n"
-           "  --wait              wait until every node ACKed the change\n"
-           "  --timeout SEC       for --wait (default 60)\n"
-        << kCommonFlags;
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, cmd, f.error);
-  if (f.files.empty()) return UsageError(err, cmd, "give the objects with -f FILE|DIR");
-  const std::string root = StateRoot(f.state_root);
-  auto s = LoadLiveMesh(root, f.name);
-  if (!s.ok()) return Failure(err, cmd, s.status());
-  MeshPaths paths = PathsFor(root, f.name);
+using Changes = std::vector<std::pair<std::string, json>>;  // runtime file name, object
 
+// The objects of `files` to write (apply) or remove (delete), each checked before anything is
+// written; the problems are on `err`.
+absl::StatusOr<Changes> CheckChanges(bool apply, const std::vector<std::string>& files,
+                                     const MeshPaths& paths, std::ostream& out, std::ostream& err) {
+  const std::string cmd = apply ? "apply" : "delete";
   std::vector<json> objects;
-  for (const auto& path : f.files) {
+  for (const auto& path : files) {
     auto objs = LoadManifests(path);
-    if (!objs.ok()) return Failure(err, cmd, objs.status());
+    if (!objs.ok()) return Failed(err, cmd, objs.status());
     for (auto& m : *objs) objects.push_back(std::move(m.object));
   }
   // The live objects, for cluster IP allocation.
   std::vector<json> current;
   {
     auto live = LoadManifests(paths.manifests);
-    if (!live.ok()) return Failure(err, cmd, live.status());
+    if (!live.ok()) return Failed(err, cmd, live.status());
     for (auto& m : *live) current.push_back(std::move(m.object));
   }
   // Everything is checked before anything is written.
-  std::vector<std::pair<std::string, json>> todo;
+  Changes todo;
   std::vector<std::string> problems;
   for (json& o : objects) {
     const std::string kind = o.value("kind", "");
@@ -689,14 +688,17 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
   if (!problems.empty()) {
     for (const auto& p : problems) err << "weftctl " << cmd << ": " << p << "\n";
     err << "weftctl " << cmd << ": nothing was changed\n";
-    return kFail;
+    return absl::InvalidArgumentError("nothing was changed");
   }
-  json before;
-  if (f.wait) {
-    auto st = WeftdStatus(*s);
-    if (!st.ok()) return Failure(err, cmd, st.status());
-    before = *st;
-  }
+  return todo;
+}
+
+// Writes or removes the runtime files under the manifest lock. Returns whether anything changed
+// and whether an object to delete was missing.
+absl::StatusOr<std::pair<bool, bool>> WriteChanges(bool apply, const Changes& todo,
+                                                   const MeshPaths& paths, std::ostream& out,
+                                                   std::ostream& err) {
+  const std::string cmd = apply ? "apply" : "delete";
   ManifestLock lock(paths.lock_file);
   bool any = false, missing = false;
   for (const auto& [file, o] : todo) {
@@ -710,7 +712,7 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
         continue;
       }
       if (auto st = tls::WriteFileAtomic(path, o.dump(1) + "\n", 0644); !st.ok())
-        return Failure(err, cmd, st);
+        return Failed(err, cmd, st);
       out << ref << (old.ok() ? " configured\n" : " created\n");
       any = true;
     } else {
@@ -724,6 +726,44 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
       }
     }
   }
+  return std::make_pair(any, missing);
+}
+
+int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream& out,
+                  std::ostream& err) {
+  const std::string cmd = apply ? "apply" : "delete";
+  Flags f = Parse(args);
+  if (f.help) {
+    out << "Usage: weftctl " << cmd << " [flags] -f FILE|DIR [-f ...]\n\n"
+        << (apply
+                ? "Adds or replaces objects (policies, NetworkPolicies, Services, ...) in a "
+                  "live mesh; they are\nvalidated first as `weftctl validate` does.\n"
+                : "Removes objects (policies, NetworkPolicies, Services, ...) from a live mesh.\n")
+        << "Pods are fixed at up time; a Service gets a cluster IP as at up time, and its name\n"
+           "and address reach every pod.\n\nFlags:\n"
+           "  --wait              wait until every node ACKed the change\n"
+           "  --timeout SEC       for --wait (default 60)\n"
+        << kCommonFlags;
+    return kOk;
+  }
+  if (!f.error.empty()) return UsageError(err, cmd, f.error);
+  if (f.files.empty()) return UsageError(err, cmd, "give the objects with -f FILE|DIR");
+  const std::string root = StateRoot(f.state_root);
+  auto s = LoadLiveMesh(root, f.name);
+  if (!s.ok()) return Failure(err, cmd, s.status());
+  MeshPaths paths = PathsFor(root, f.name);
+
+  auto todo = CheckChanges(apply, f.files, paths, out, err);
+  if (!todo.ok()) return kFail;
+  json before;
+  if (f.wait) {
+    auto st = WeftdStatus(*s);
+    if (!st.ok()) return Failure(err, cmd, st.status());
+    before = *st;
+  }
+  auto written = WriteChanges(apply, *todo, paths, out, err);
+  if (!written.ok()) return kFail;
+  const auto [any, missing] = *written;
   if (f.wait && any) {
     if (auto st = WaitSettled(*s, before, seconds(f.timeout_s)); !st.ok())
       return Failure(err, cmd, st);
