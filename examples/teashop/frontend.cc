@@ -210,142 +210,153 @@ asio::awaitable<Response> Frontend::Handle(Request req) {
   }
   const auto p = Params(req);
   const std::string_view name = type->name;
+  if (name == "home") co_return co_await Home(user);
+  if (name == "category" || name == "search")
+    co_return co_await Listing(name == "category", std::string(path), p, user);
+  if (name == "product") co_return co_await Product(p, user);
+  if (name == "cart_add") co_return co_await CartAdd(p, user);
+  if (name == "cart") co_return co_await Cart(user);
+  if (name == "checkout") co_return co_await Checkout(user);
+  co_return co_await Recommend(p, user);
+}
 
-  if (name == "home") {
-    Fetched rec = co_await Fetch(recommendation_, http::verb::get, "/recommendations?n=4", user);
-    if (!rec.ok()) co_return FailedPage(rec, user);
-    Fetched cats = co_await Fetch(catalogue_, http::verb::get, "/categories", user);
-    if (!cats.ok()) co_return FailedPage(cats, user);
-    Fetched featured = co_await Fetch(catalogue_, http::verb::get, "/teas?page=1&size=6", user);
-    if (!featured.ok()) co_return FailedPage(featured, user);
-    std::string nav = "<nav>";
-    for (const json& c : cats.body.value("categories", json::array())) {
-      const std::string n = c.value("name", "");
-      absl::StrAppend(&nav, "<a href=\"/category?name=", UrlEscape(n), "\">", HtmlEscape(n),
-                      "</a> (", c.value("count", 0), ") ");
-    }
-    nav += "</nav>\n";
-    co_return Html(
-        "Welcome", user,
-        absl::StrCat(nav, "<h2>Featured</h2>\n",
-                     TeaList(featured.body.value("items", json::array())), "<h2>Recommended</h2>\n",
-                     RecList(rec.body.value("items", json::array()))));
+asio::awaitable<Response> Frontend::Home(std::string user) {
+  Fetched rec = co_await Fetch(recommendation_, http::verb::get, "/recommendations?n=4", user);
+  if (!rec.ok()) co_return FailedPage(rec, user);
+  Fetched cats = co_await Fetch(catalogue_, http::verb::get, "/categories", user);
+  if (!cats.ok()) co_return FailedPage(cats, user);
+  Fetched featured = co_await Fetch(catalogue_, http::verb::get, "/teas?page=1&size=6", user);
+  if (!featured.ok()) co_return FailedPage(featured, user);
+  std::string nav = "<nav>";
+  for (const json& c : cats.body.value("categories", json::array())) {
+    const std::string n = c.value("name", "");
+    absl::StrAppend(&nav, "<a href=\"/category?name=", UrlEscape(n), "\">", HtmlEscape(n), "</a> (",
+                    c.value("count", 0), ") ");
   }
+  nav += "</nav>\n";
+  co_return Html(
+      "Welcome", user,
+      absl::StrCat(nav, "<h2>Featured</h2>\n", TeaList(featured.body.value("items", json::array())),
+                   "<h2>Recommended</h2>\n", RecList(rec.body.value("items", json::array()))));
+}
 
-  if (name == "category" || name == "search") {
-    const bool is_cat = name == "category";
-    const std::string key = is_cat ? "name" : "q";
-    auto it = p.find(key);
-    if (it == p.end() || it->second.empty()) {
-      co_return ErrorPage(http::status::bad_request, user,
-                          absl::StrCat(Av(path), " needs ?", key, "=..."));
-    }
-    int page = 1;
-    if (p.count("page") && !PositiveInt(p, "page", &page)) {
-      co_return ErrorPage(http::status::bad_request, user, "page must be a positive number");
-    }
-    const std::string arg = UrlEscape(it->second);
-    Fetched list = co_await Fetch(
-        catalogue_, http::verb::get,
-        absl::StrCat("/teas?", is_cat ? "category=" : "q=", arg, "&page=", page, "&size=12"), user);
-    if (!list.ok()) co_return FailedPage(list, user);
-    co_return Html(
-        is_cat ? absl::StrCat("Category ", it->second) : absl::StrCat("Search: ", it->second), user,
-        absl::StrCat(Pager(list.body, absl::StrCat(Av(path), "?", key, "=", arg)),
-                     TeaList(list.body.value("items", json::array()))));
+asio::awaitable<Response> Frontend::Listing(bool is_cat, std::string path, ParamMap p,
+                                            std::string user) {
+  const std::string key = is_cat ? "name" : "q";
+  auto it = p.find(key);
+  if (it == p.end() || it->second.empty()) {
+    co_return ErrorPage(http::status::bad_request, user,
+                        absl::StrCat(Av(path), " needs ?", key, "=..."));
   }
-
-  if (name == "product") {
-    int id = 0;
-    if (!PositiveInt(p, "id", &id)) {
-      co_return ErrorPage(http::status::bad_request, user, "/product needs ?id=N (a tea id)");
-    }
-    Fetched tea = co_await Fetch(catalogue_, http::verb::get, absl::StrCat("/teas/", id), user);
-    if (!tea.ok()) co_return FailedPage(tea, user);
-    Fetched rec = co_await Fetch(recommendation_, http::verb::get,
-                                 absl::StrCat("/recommendations?for=", id, "&n=4"), user);
-    if (!rec.ok()) co_return FailedPage(rec, user);
-    const json& t = tea.body;
-    co_return Html(
-        t.value("name", ""), user,
-        absl::StrCat("<p>", HtmlEscape(t.value("description", "")), "</p>\n<p>Price ",
-                     Money(t.value("price_cents", int64_t{0})),
-                     "</p>\n<form method=\"post\" action=\"/cart/add\"><input type=\"hidden\" "
-                     "name=\"id\" value=\"",
-                     id, "\"><button>Add to cart</button></form>\n<h2>You may also like</h2>\n",
-                     RecList(rec.body.value("items", json::array()))));
+  int page = 1;
+  if (p.count("page") && !PositiveInt(p, "page", &page)) {
+    co_return ErrorPage(http::status::bad_request, user, "page must be a positive number");
   }
+  const std::string arg = UrlEscape(it->second);
+  Fetched list = co_await Fetch(
+      catalogue_, http::verb::get,
+      absl::StrCat("/teas?", is_cat ? "category=" : "q=", arg, "&page=", page, "&size=12"), user);
+  if (!list.ok()) co_return FailedPage(list, user);
+  co_return Html(
+      is_cat ? absl::StrCat("Category ", it->second) : absl::StrCat("Search: ", it->second), user,
+      absl::StrCat(Pager(list.body, absl::StrCat(Av(path), "?", key, "=", arg)),
+                   TeaList(list.body.value("items", json::array()))));
+}
 
-  if (name == "cart_add") {
-    int id = 0, qty = 1;
-    if (!PositiveInt(p, "id", &id)) {
-      co_return ErrorPage(http::status::bad_request, user, "/cart/add needs id=N (a tea id)");
-    }
-    if (p.count("qty") && !PositiveInt(p, "qty", &qty)) {
-      co_return ErrorPage(http::status::bad_request, user, "qty must be a positive number");
-    }
-    Fetched tea = co_await Fetch(catalogue_, http::verb::get, absl::StrCat("/teas/", id), user);
-    if (!tea.ok()) co_return FailedPage(tea, user);
-    // JSON bodies are built outside co_await expressions: GCC 12 rejects braced initialisers
-    // there ("array used as initializer").
-    const std::string add = json{{"id", id}, {"qty", qty}}.dump();
-    Fetched cart = co_await Fetch(cart_, http::verb::post, "/cart/items", user, add);
-    if (!cart.ok()) co_return FailedPage(cart, user);
-    co_return Html(
-        "Added to cart", user,
-        absl::StrCat("<p>Added ", qty, " x ", HtmlEscape(tea.body.value("name", "")),
-                     ". Your cart holds ", cart.body.value("count", 0), " items.</p>\n"));
+asio::awaitable<Response> Frontend::Product(ParamMap p, std::string user) {
+  int id = 0;
+  if (!PositiveInt(p, "id", &id)) {
+    co_return ErrorPage(http::status::bad_request, user, "/product needs ?id=N (a tea id)");
   }
+  Fetched tea = co_await Fetch(catalogue_, http::verb::get, absl::StrCat("/teas/", id), user);
+  if (!tea.ok()) co_return FailedPage(tea, user);
+  Fetched rec = co_await Fetch(recommendation_, http::verb::get,
+                               absl::StrCat("/recommendations?for=", id, "&n=4"), user);
+  if (!rec.ok()) co_return FailedPage(rec, user);
+  const json& t = tea.body;
+  co_return Html(
+      t.value("name", ""), user,
+      absl::StrCat("<p>", HtmlEscape(t.value("description", "")), "</p>\n<p>Price ",
+                   Money(t.value("price_cents", int64_t{0})),
+                   "</p>\n<form method=\"post\" action=\"/cart/add\"><input type=\"hidden\" "
+                   "name=\"id\" value=\"",
+                   id, "\"><button>Add to cart</button></form>\n<h2>You may also like</h2>\n",
+                   RecList(rec.body.value("items", json::array()))));
+}
 
-  if (name == "cart" || name == "checkout") {
-    Fetched cart = co_await Fetch(cart_, http::verb::get, "/cart", user);
-    if (!cart.ok()) co_return FailedPage(cart, user);
-    const json items = cart.body.value("items", json::array());
-    if (name == "cart") {
-      if (items.empty()) co_return Html("Your cart", user, "<p>Your cart is empty.</p>\n");
-      std::vector<std::string> ids;
-      for (const json& i : items) ids.push_back(std::to_string(i.value("id", 0)));
-      Fetched teas = co_await Fetch(catalogue_, http::verb::get,
-                                    absl::StrCat("/teas?ids=", absl::StrJoin(ids, ",")), user);
-      if (!teas.ok()) co_return FailedPage(teas, user);
-      std::map<int, json> by_id;
-      for (const json& t : teas.body.value("items", json::array())) by_id[t.value("id", 0)] = t;
-      std::string rows = "<table>\n<tr><th>tea</th><th>qty</th><th>price</th></tr>\n";
-      int64_t total = 0;
-      for (const json& i : items) {
-        const int id = i.value("id", 0), qty = i.value("qty", 0);
-        const json t = by_id.count(id) ? by_id[id] : json::object();
-        const int64_t price = t.value("price_cents", int64_t{0});
-        total += price * qty;
-        absl::StrAppend(&rows, "<tr><td>", HtmlEscape(t.value("name", absl::StrCat("tea ", id))),
-                        "</td><td>", qty, "</td><td>", Money(price * qty), "</td></tr>\n");
-      }
-      absl::StrAppend(&rows, "</table>\n<p>Total ", Money(total),
-                      "</p>\n<form method=\"post\" action=\"/checkout\"><button>Check "
-                      "out</button></form>\n");
-      co_return Html("Your cart", user, rows);
-    }
-    if (items.empty()) {
-      co_return ErrorPage(http::status::conflict, user,
-                          "your cart is empty: add a tea with POST /cart/add first");
-    }
-    json lines = json::array();
-    for (const json& i : items)
-      lines.push_back({{"id", i.value("id", 0)}, {"qty", i.value("qty", 0)}});
-    const std::string order_body = json{{"user", user}, {"lines", lines}}.dump();
-    Fetched order = co_await Fetch(store_, http::verb::post, "/orders", user, order_body);
-    if (!order.ok()) co_return FailedPage(order, user);
-    Fetched emptied = co_await Fetch(cart_, http::verb::delete_, "/cart", user);
-    if (!emptied.ok()) co_return FailedPage(emptied, user);
-    const json& o = order.body;
-    co_return Html("Thank you", user,
-                   absl::StrCat("<p>Order ", o.value("order_id", int64_t{0}), ": ",
-                                o.value("lines", json::array()).size(), " lines, total ",
-                                Money(o.value("total_cents", int64_t{0})), ", checksum ",
-                                HtmlEscape(o.value("checksum", "")), "</p>\n"));
+asio::awaitable<Response> Frontend::CartAdd(ParamMap p, std::string user) {
+  int id = 0, qty = 1;
+  if (!PositiveInt(p, "id", &id)) {
+    co_return ErrorPage(http::status::bad_request, user, "/cart/add needs id=N (a tea id)");
   }
+  if (p.count("qty") && !PositiveInt(p, "qty", &qty)) {
+    co_return ErrorPage(http::status::bad_request, user, "qty must be a positive number");
+  }
+  Fetched tea = co_await Fetch(catalogue_, http::verb::get, absl::StrCat("/teas/", id), user);
+  if (!tea.ok()) co_return FailedPage(tea, user);
+  // JSON bodies are built outside co_await expressions: GCC 12 rejects braced initialisers
+  // there ("array used as initializer").
+  const std::string add = json{{"id", id}, {"qty", qty}}.dump();
+  Fetched cart = co_await Fetch(cart_, http::verb::post, "/cart/items", user, add);
+  if (!cart.ok()) co_return FailedPage(cart, user);
+  co_return Html("Added to cart", user,
+                 absl::StrCat("<p>Added ", qty, " x ", HtmlEscape(tea.body.value("name", "")),
+                              ". Your cart holds ", cart.body.value("count", 0), " items.</p>\n"));
+}
 
-  // recommend
+asio::awaitable<Response> Frontend::Cart(std::string user) {
+  Fetched cart = co_await Fetch(cart_, http::verb::get, "/cart", user);
+  if (!cart.ok()) co_return FailedPage(cart, user);
+  const json items = cart.body.value("items", json::array());
+  if (items.empty()) co_return Html("Your cart", user, "<p>Your cart is empty.</p>\n");
+  std::vector<std::string> ids;
+  for (const json& i : items) ids.push_back(std::to_string(i.value("id", 0)));
+  Fetched teas = co_await Fetch(catalogue_, http::verb::get,
+                                absl::StrCat("/teas?ids=", absl::StrJoin(ids, ",")), user);
+  if (!teas.ok()) co_return FailedPage(teas, user);
+  std::map<int, json> by_id;
+  for (const json& t : teas.body.value("items", json::array())) by_id[t.value("id", 0)] = t;
+  std::string rows = "<table>\n<tr><th>tea</th><th>qty</th><th>price</th></tr>\n";
+  int64_t total = 0;
+  for (const json& i : items) {
+    const int id = i.value("id", 0), qty = i.value("qty", 0);
+    const json t = by_id.count(id) ? by_id[id] : json::object();
+    const int64_t price = t.value("price_cents", int64_t{0});
+    total += price * qty;
+    absl::StrAppend(&rows, "<tr><td>", HtmlEscape(t.value("name", absl::StrCat("tea ", id))),
+                    "</td><td>", qty, "</td><td>", Money(price * qty), "</td></tr>\n");
+  }
+  absl::StrAppend(&rows, "</table>\n<p>Total ", Money(total),
+                  "</p>\n<form method=\"post\" action=\"/checkout\"><button>Check "
+                  "out</button></form>\n");
+  co_return Html("Your cart", user, rows);
+}
+
+asio::awaitable<Response> Frontend::Checkout(std::string user) {
+  Fetched cart = co_await Fetch(cart_, http::verb::get, "/cart", user);
+  if (!cart.ok()) co_return FailedPage(cart, user);
+  const json items = cart.body.value("items", json::array());
+  if (items.empty()) {
+    co_return ErrorPage(http::status::conflict, user,
+                        "your cart is empty: add a tea with POST /cart/add first");
+  }
+  json lines = json::array();
+  for (const json& i : items)
+    lines.push_back({{"id", i.value("id", 0)}, {"qty", i.value("qty", 0)}});
+  const std::string order_body = json{{"user", user}, {"lines", lines}}.dump();
+  Fetched order = co_await Fetch(store_, http::verb::post, "/orders", user, order_body);
+  if (!order.ok()) co_return FailedPage(order, user);
+  Fetched emptied = co_await Fetch(cart_, http::verb::delete_, "/cart", user);
+  if (!emptied.ok()) co_return FailedPage(emptied, user);
+  const json& o = order.body;
+  co_return Html("Thank you", user,
+                 absl::StrCat("<p>Order ", o.value("order_id", int64_t{0}), ": ",
+                              o.value("lines", json::array()).size(), " lines, total ",
+                              Money(o.value("total_cents", int64_t{0})), ", checksum ",
+                              HtmlEscape(o.value("checksum", "")), "</p>\n"));
+}
+
+asio::awaitable<Response> Frontend::Recommend(ParamMap p, std::string user) {
   auto it = p.find("for");
   if (it == p.end() || it->second.empty()) {
     co_return ErrorPage(http::status::bad_request, user, "/recommend needs ?for=N[,M...]");

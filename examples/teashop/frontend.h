@@ -21,6 +21,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <memory>
 #include <string_view>
 
@@ -62,6 +63,16 @@ class Frontend {
   UpstreamClient& store() { return store_; }
 
  private:
+  using ParamMap = std::map<std::string, std::string>;
+  // One per request type (see the table above); parameters and user by value (coroutines).
+  asio::awaitable<Response> Home(std::string user);
+  asio::awaitable<Response> Listing(bool is_cat, std::string path, ParamMap p, std::string user);
+  asio::awaitable<Response> Product(ParamMap p, std::string user);
+  asio::awaitable<Response> CartAdd(ParamMap p, std::string user);
+  asio::awaitable<Response> Cart(std::string user);
+  asio::awaitable<Response> Checkout(std::string user);
+  asio::awaitable<Response> Recommend(ParamMap p, std::string user);
+
   UpstreamClient catalogue_, cart_, recommendation_, store_;
 };
 
