@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/testbed/internal.h"
 #include "cli/testbed/testbed.h"
+#include "common/file.h"
 #include "common/status.h"
 
 namespace weft::testbed {
@@ -61,17 +62,6 @@ absl::StatusOr<CaptureTool> ChooseTool(const std::string& iface, const std::stri
 
 }  // namespace
 
-namespace internal {
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoError(errno, absl::StrCat("open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("reading ", path, " failed"));
-  return ss.str();
-}
-}  // namespace internal
-
 absl::StatusOr<Capture> StartCapture(const std::string& netns, const std::string& iface,
                                      const std::string& pcap_path, const std::string& bpf_filter,
                                      std::chrono::milliseconds timeout) {
@@ -84,7 +74,7 @@ absl::StatusOr<Capture> StartCapture(const std::string& netns, const std::string
 
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    auto log = internal::ReadFile(log_path);
+    auto log = ReadFile(log_path);
     if (log.ok() && log->find(tool.ready_marker) != std::string::npos) break;
     if (!proc.Alive()) {
       return absl::InternalError(absl::StrCat(
@@ -139,7 +129,7 @@ absl::Status Capture::Stop() {
         absl::StrCat("capture into ", pcap_path_, " did not stop within 10 s after SIGINT"));
   }
   if (*st != 0) {
-    auto log = internal::ReadFile(p.log_path());
+    auto log = ReadFile(p.log_path());
     return absl::InternalError(absl::StrCat("capture into ", pcap_path_, " exited with status ",
                                             *st, ": ", log.ok() ? *log : std::string()));
   }
@@ -148,7 +138,7 @@ absl::Status Capture::Stop() {
 
 absl::StatusOr<bool> PcapContains(const std::string& pcap_path, std::string_view needle) {
   if (needle.empty()) return absl::InvalidArgumentError("PcapContains: empty needle");
-  WEFT_ASSIGN_OR_RETURN(std::string data, internal::ReadFile(pcap_path));
+  WEFT_ASSIGN_OR_RETURN(std::string data, ReadFile(pcap_path));
   return std::string_view(data).find(needle) != std::string_view::npos;
 }
 
