@@ -7,12 +7,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
 #include "common/netns.h"
@@ -117,20 +119,44 @@ class UpTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *s : MeshState{};
   }
-  // istio_tcp_connections_opened_total with mutual_tls, summed over every ztunnel.
+  // istio_tcp_connections_opened_total with mutual_tls, summed over every ztunnel. A ztunnel
+  // whose metrics cannot be read fails the test (and the sum is -1), so that "no new mTLS
+  // connection" cannot pass because nothing was read.
   double MtlsConnections(const MeshState& s) {
     double sum = 0;
     for (const NodeState& n : s.nodes) {
       auto ns = OpenNetns(testbed::NetnsPath(n.netns));
       auto addr = SockAddr::Parse(n.metrics);
-      if (!ns.ok() || !addr.ok()) continue;
-      auto m = HttpGet(*addr, "/metrics", ns->get());
-      if (m.ok()) {
-        sum += MetricSum(*m, "istio_tcp_connections_opened_total",
-                         {{"connection_security_policy", "mutual_tls"}});
+      absl::StatusOr<std::string> m = !ns.ok()     ? ns.status()
+                                      : !addr.ok() ? addr.status()
+                                                   : HttpGet(*addr, "/metrics", ns->get());
+      if (!m.ok()) {
+        ADD_FAILURE() << "cannot scrape " << n.name << "'s ztunnel (" << n.metrics
+                      << "): " << m.status();
+        return -1;
       }
+      sum += MetricSum(*m, "istio_tcp_connections_opened_total",
+                       {{"connection_security_policy", "mutual_tls"}});
     }
-    return sum;
+    EXPECT_FALSE(s.nodes.empty());
+    return s.nodes.empty() ? -1 : sum;
+  }
+  // The capture mode each node's agent chose (its "capture mode chosen" log line, written when
+  // asked for ebpf or auto), node by node; "" for a node whose agent has not said.
+  std::vector<std::string> ChosenCaptureModes(const MeshState& s) {
+    std::vector<std::string> modes;
+    for (const NodeState& n : s.nodes) {
+      std::string mode;
+      auto log = Weftctl({"logs", "agent", n.name}, seconds(30));
+      EXPECT_TRUE(log.ok()) << log.status();
+      for (absl::string_view line : absl::StrSplit(log.ok() ? *log : "", '\n')) {
+        auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (j.is_object() && j.value("msg", "") == "capture mode chosen")
+          mode = j.value("mode", "");
+      }
+      modes.push_back(mode);
+    }
+    return modes;
   }
   void ExpectNothingLeft(const std::string& prefix) {
     EXPECT_TRUE(testbed::TestbedLeftovers(prefix).empty());
@@ -162,6 +188,17 @@ TEST_P(UpLifecycleTest, MeshLifecycle) {
   MeshState s = State();
   ASSERT_EQ(s.status, "ready");
   ASSERT_EQ(s.pods.size(), 5u);
+  if (std::string(GetParam()) == "auto") {
+    // This kernel has the hooks (CI runs here): auto must pick eBPF on every node.
+    std::vector<std::string> modes = ChosenCaptureModes(s);
+    const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+    while (std::count(modes.begin(), modes.end(), "") > 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(200));
+      modes = ChosenCaptureModes(s);
+    }
+    EXPECT_EQ(modes, std::vector<std::string>(s.nodes.size(), "ebpf"));
+  }
   const std::string prefix = s.prefix;
   ASSERT_FALSE(prefix.empty());
   EXPECT_TRUE(SupervisorAlive(s));
