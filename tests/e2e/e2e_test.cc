@@ -27,6 +27,7 @@
 #include "absl/strings/str_replace.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "common/file.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
@@ -49,13 +50,6 @@ std::string Token() {
   return "WEFT-E2E-TOKEN-" + std::to_string(rng());
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Polls `pred` every 200 ms until it holds or `timeout` passes.
 bool Eventually(const std::function<bool()>& pred, milliseconds timeout) {
   auto end = std::chrono::steady_clock::now() + timeout;
@@ -72,17 +66,45 @@ class HeldConnection {
  public:
   HeldConnection(testbed::Process p, std::string log) : proc_(std::move(p)), log_(std::move(log)) {}
   int Acks() const {
-    std::string s = ReadFile(log_);
+    std::string s = ReadFile(log_).value_or("");
     int n = 0;
     for (size_t at = s.find("ok "); at != std::string::npos; at = s.find("ok ", at + 1)) ++n;
     return n;
   }
-  bool Closed() const { return ReadFile(log_).find("closed:") != std::string::npos; }
-  std::string Log() const { return ReadFile(log_); }
+  bool Closed() const { return ReadFile(log_).value_or("").find("closed:") != std::string::npos; }
+  std::string Log() const { return ReadFile(log_).value_or(""); }
 
  private:
   testbed::Process proc_;
   std::string log_;
+};
+
+// Holds a process stopped (SIGSTOP) until it goes out of scope (SIGCONT): the mesh's
+// supervisor, so that it restarts no daemon while a scenario checks the mesh with one dead.
+class SupervisorPaused {
+ public:
+  explicit SupervisorPaused(pid_t pid) : pid_(pid) {
+    stopped_ = pid > 0 && ::kill(pid, SIGSTOP) == 0 &&
+               Eventually([&] { return ProcessState(pid) == 'T'; }, seconds(5));
+  }
+  ~SupervisorPaused() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
+  SupervisorPaused(const SupervisorPaused&) = delete;
+  SupervisorPaused& operator=(const SupervisorPaused&) = delete;
+  bool ok() const { return stopped_; }
+
+ private:
+  // The state letter of /proc/PID/stat (R, S, T, Z, ...); 0 if unreadable.
+  static char ProcessState(pid_t pid) {
+    auto stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+    if (!stat.ok()) return 0;
+    size_t close = stat->rfind(')');
+    return close != std::string::npos && close + 2 < stat->size() ? (*stat)[close + 2] : 0;
+  }
+
+  pid_t pid_;
+  bool stopped_ = false;
 };
 
 class E2eTest : public ::testing::TestWithParam<const char*> {
@@ -389,7 +411,7 @@ TEST_P(E2eTest, PolicyLifecycle) {
     ASSERT_TRUE(Delete(Data("deny-namespace.yaml")).ok());
     EXPECT_TRUE(Reaches(kOther, "server.e2e", "80"));
 
-    std::string ipblock = absl::StrReplaceAll(ReadFile(Data("deny-ipblock.yaml.in")),
+    std::string ipblock = absl::StrReplaceAll(ReadFile(Data("deny-ipblock.yaml.in")).value_or(""),
                                               {{"CLIENT_IP", Pod(kClient).ip}});
     std::string ipblock_file = tmp_.path() + "/deny-ipblock.yaml";
     std::ofstream(ipblock_file) << ipblock;
@@ -448,7 +470,11 @@ TEST_P(E2eTest, PolicyLifecycle) {
     if (Ebpf()) {
       EXPECT_EQ(EnrolledSkLookupLinks(), 0);
     }
-    std::this_thread::sleep_for(milliseconds(1200));  // two scrapes
+    // Counted once Prometheus has scraped every ztunnel after the call returned.
+    const double called_at =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    ExpectPromValue("min(timestamp(up{job=\"ztunnel\"}))",
+                    [&](double scraped_at) { return scraped_at > called_at; });
     EXPECT_EQ(Sum("sum(istio_tcp_connections_opened_total{connection_security_policy="
                   "\"mutual_tls\"})"),
               mtls);
@@ -487,14 +513,18 @@ TEST_P(E2eTest, DaemonRestarts) {
     ASSERT_TRUE(cap.ok()) << cap.status();
     const int old_pid = s_.nodes[0].ztunnel_pid;
     ASSERT_GT(old_pid, 0);
-    ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
     const std::string token = Token();
-    absl::Status during = Call(kClient, "server.e2e", "80", token);
-    const bool restarted_already = State().nodes[0].ztunnel_pid != old_pid;
-    if (!restarted_already) {
-      EXPECT_FALSE(during.ok()) << "a call went through with ztunnel dead";
+    {
+      // The supervisor is held stopped, so ztunnel stays dead while the call is made.
+      SupervisorPaused paused(s_.supervisor_pid);
+      ASSERT_TRUE(paused.ok()) << "cannot stop the supervisor, pid " << s_.supervisor_pid;
+      ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+      ASSERT_TRUE(Eventually([&] { return up::ProcessStartTime(old_pid) == 0; }, seconds(5)));
+      EXPECT_FALSE(Call(kClient, "server.e2e", "80", token).ok())
+          << "a call went through with ztunnel dead";
+      EXPECT_TRUE(Eventually([&] { return held.Closed(); }, seconds(10))) << held.Log();
+      EXPECT_EQ(State().nodes[0].ztunnel_pid, old_pid);
     }
-    EXPECT_TRUE(Eventually([&] { return held.Closed(); }, seconds(10))) << held.Log();
     EXPECT_TRUE(Eventually([&] { return State().nodes[0].ztunnel_pid != old_pid; }, seconds(15)))
         << "the supervisor did not restart ztunnel";
     EXPECT_TRUE(
@@ -517,12 +547,17 @@ TEST_P(E2eTest, DaemonRestarts) {
     SCOPED_TRACE("9: weftd killed -> traffic flows; a change made meanwhile applies after");
     const int old_pid = State().weftd.pid;
     ASSERT_GT(old_pid, 0);
-    ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
-    ASSERT_TRUE(Eventually([&] { return up::ProcessStartTime(old_pid) == 0; }, seconds(5)));
-    ASSERT_TRUE(Apply(Data("deny-client-principal.yaml"), /*wait=*/false).ok());
-    const int pid_after_apply = State().weftd.pid;
-    EXPECT_TRUE(Reaches(kClient, "server.e2e", "80")) << "traffic stopped with weftd down";
-    EXPECT_EQ(pid_after_apply, old_pid) << "weftd was already back when the policy was written";
+    {
+      // The supervisor is held stopped, so weftd stays dead while the policy is written and
+      // traffic is checked.
+      SupervisorPaused paused(s_.supervisor_pid);
+      ASSERT_TRUE(paused.ok()) << "cannot stop the supervisor, pid " << s_.supervisor_pid;
+      ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+      ASSERT_TRUE(Eventually([&] { return up::ProcessStartTime(old_pid) == 0; }, seconds(5)));
+      ASSERT_TRUE(Apply(Data("deny-client-principal.yaml"), /*wait=*/false).ok());
+      EXPECT_TRUE(Reaches(kClient, "server.e2e", "80")) << "traffic stopped with weftd down";
+      EXPECT_EQ(State().weftd.pid, old_pid);
+    }
     EXPECT_TRUE(Eventually([&] { return State().weftd.pid != old_pid; }, seconds(15)))
         << "the supervisor did not restart weftd";
     EXPECT_TRUE(Eventually([&] { return !Call(kClient, "server.e2e", "80").ok(); }, seconds(20)))
