@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "common/file.h"
 #include "common/testing/temp_dir.h"
 #include "common/tls.h"
 #include "ztunnel/identity/identity.h"
@@ -33,8 +34,8 @@ RunResult Weftctl(const TempDir& tmp, const std::string& args) {
   int status = std::system(cmd.c_str());
   RunResult r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = tls::ReadFile(out).value_or("");
-  r.err = tls::ReadFile(err).value_or("");
+  r.out = ReadFile(out).value_or("");
+  r.err = ReadFile(err).value_or("");
   return r;
 }
 
@@ -126,15 +127,15 @@ TEST(Weftctl, DevCertsReusesExistingCa) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/certs";
   ASSERT_EQ(Weftctl(tmp, "dev-certs --dir " + dir + " default/web").code, 0);
-  std::string ca1 = *tls::ReadFile(dir + "/ca-cert.pem");
-  std::string leaf1 = *tls::ReadFile(dir + "/default/web/cert-chain.pem");
+  std::string ca1 = *ReadFile(dir + "/ca-cert.pem");
+  std::string leaf1 = *ReadFile(dir + "/default/web/cert-chain.pem");
 
   RunResult again = Weftctl(tmp, "dev-certs --dir=" + dir + " default/web default/db");
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_NE(again.out.find("reusing CA"), std::string::npos) << again.out;
-  EXPECT_EQ(*tls::ReadFile(dir + "/ca-cert.pem"), ca1);
-  EXPECT_EQ(*tls::ReadFile(dir + "/root-cert.pem"), ca1);
-  EXPECT_NE(*tls::ReadFile(dir + "/default/web/cert-chain.pem"), leaf1);  // reissued
+  EXPECT_EQ(*ReadFile(dir + "/ca-cert.pem"), ca1);
+  EXPECT_EQ(*ReadFile(dir + "/root-cert.pem"), ca1);
+  EXPECT_NE(*ReadFile(dir + "/default/web/cert-chain.pem"), leaf1);  // reissued
   ztunnel::FileCertificateProvider provider(dir);
   EXPECT_TRUE(provider.Get(SpiffeId{"cluster.local", "default", "db"}).ok());
 
@@ -145,7 +146,7 @@ TEST(Weftctl, DevCertsReusesExistingCa) {
   EXPECT_NE(half.err.find("ca-cert.pem is missing"), std::string::npos) << half.err;
 
   // A corrupted CA file too.
-  ASSERT_TRUE(tls::WriteFileAtomic(dir + "/ca-cert.pem", "garbage", 0644).ok());
+  ASSERT_TRUE(WriteFileAtomic(dir + "/ca-cert.pem", "garbage", 0644).ok());
   RunResult bad = Weftctl(tmp, "dev-certs --dir " + dir + " default/web");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("delete ca-key.pem and ca-cert.pem"), std::string::npos) << bad.err;
@@ -199,7 +200,7 @@ TEST(DevCertsMain, InProcessExitCodes) {
   EXPECT_EQ(DevCertsMain({"--dir", tmp.path(), "ns/sa"}, out, err), kExitOk) << err.str();
   EXPECT_EQ(DevCertsMain({"ns/sa"}, out, err), kExitUsage);
   // A --dir that cannot be created (a regular file is in the way).
-  ASSERT_TRUE(tls::WriteFileAtomic(tmp.path() + "/file", "x", 0644).ok());
+  ASSERT_TRUE(WriteFileAtomic(tmp.path() + "/file", "x", 0644).ok());
   std::ostringstream err2;
   EXPECT_EQ(DevCertsMain({"--dir", tmp.path() + "/file/sub", "ns/sa"}, out, err2), kExitFailure);
   EXPECT_NE(err2.str().find("cannot create --dir"), std::string::npos) << err2.str();

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
@@ -152,7 +153,7 @@ absl::Status LocalMesh::WriteConfig() {
                                "\nservices: ", services.dump(), "\n");
   if (!authz_yaml_.empty()) y += "authorizationPolicies:\n" + authz_yaml_;
   if (!peer_authn_yaml_.empty()) y += "peerAuthentications:\n" + peer_authn_yaml_;
-  return tls::WriteFileAtomic(config_path(), y, 0644);
+  return WriteFileAtomic(config_path(), y, 0644);
 }
 
 absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string& peer_authn) {
@@ -447,8 +448,8 @@ absl::Status LocalMesh::WriteManifests() {
   for (auto& o : authz) policies["items"].push_back(o);
   for (auto& o : peer) policies["items"].push_back(o);
   nlohmann::json mesh = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", objs}};
-  WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(dir + "/mesh.json", mesh.dump(1), 0644));
-  return tls::WriteFileAtomic(dir + "/policies.json", policies.dump(1), 0644);
+  WEFT_RETURN_IF_ERROR(WriteFileAtomic(dir + "/mesh.json", mesh.dump(1), 0644));
+  return WriteFileAtomic(dir + "/policies.json", policies.dump(1), 0644);
 }
 
 absl::Status LocalMesh::StartWeftd() {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/file.h"
 #include "common/status.h"
 #include "common/tls.h"
 
@@ -59,7 +60,7 @@ absl::Status ValidateMeshName(const std::string& name) {
 }
 
 absl::Status WriteState(const std::string& path, const MeshState& s) {
-  return tls::WriteFileAtomic(path, nlohmann::json(s).dump(2) + "\n", 0644);
+  return WriteFileAtomic(path, nlohmann::json(s).dump(2) + "\n", 0644);
 }
 
 absl::StatusOr<MeshState> ReadState(const std::string& path) {

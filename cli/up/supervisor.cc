@@ -21,6 +21,7 @@
 #include "cli/testbed/testbed.h"
 #include "cli/up/kube_proxy.h"
 #include "cli/up/plan.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/tls.h"
@@ -252,7 +253,7 @@ absl::Status Supervisor::PreparePods(localmesh::Options& lo) {
     std::error_code ec;
     std::filesystem::create_directories(r.dir, ec);
     r.hosts = HostsFile(plan_, p);
-    WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(r.hosts_file, r.hosts, 0644));
+    WEFT_RETURN_IF_ERROR(WriteFileAtomic(r.hosts_file, r.hosts, 0644));
     localmesh::MeshPod mp;
     mp.name = p.name;
     mp.ns = p.ns;
@@ -266,7 +267,7 @@ absl::Status Supervisor::PreparePods(localmesh::Options& lo) {
   }
   for (const auto& [file, object] : plan_.RuntimeFiles()) {
     WEFT_RETURN_IF_ERROR(
-        tls::WriteFileAtomic(paths_.manifests + "/" + file, object.dump(1) + "\n", 0644));
+        WriteFileAtomic(paths_.manifests + "/" + file, object.dump(1) + "\n", 0644));
   }
   return absl::OkStatus();
 }
