@@ -8,27 +8,20 @@
 
 #include "agent/probe.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 
 namespace weft::cli {
 
 int CheckMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  for (const std::string& a : args) {
-    if (a == "-h" || a == "--help") {
-      out << "Usage: weftctl check\n"
-             "\n"
-             "Probes this node's kernel for what Weft's eBPF capture needs (program types,\n"
-             "helpers, map types, cgroup v2, bpffs, netns cookies, privileges) and what is\n"
-             "optional (BTF, kTLS, sockmap program types), prints one line per feature and\n"
-             "the decision weft-agent --capture auto would take. Run it as root (or with\n"
-             "CAP_BPF + CAP_NET_ADMIN): unprivileged, the BPF probes cannot load.\n"
-             "\n"
-             "Exit status: 0 eBPF capture possible, 1 iptables capture (reason on stderr).\n";
-      return kExitOk;
-    }
-    err << "weftctl check: unexpected argument \"" << a << "\"\n"
-        << "Run 'weftctl check --help' for usage.\n";
-    return kExitUsage;
-  }
+  CLI::App app{
+      "Probes this node's kernel for what Weft's eBPF capture needs (program types,\n"
+      "helpers, map types, cgroup v2, bpffs, netns cookies, privileges) and what is\n"
+      "optional (BTF, kTLS, sockmap program types), prints one line per feature and\n"
+      "the decision weft-agent --capture auto would take. Run it as root (or with\n"
+      "CAP_BPF + CAP_NET_ADMIN): unprivileged, the BPF probes cannot load.",
+      "weftctl check"};
+  app.footer("Exit status: 0 eBPF capture possible, 1 iptables capture (reason on stderr).");
+  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
   agent::ProbeReport report = agent::ProbeKernel();
   out << report.Format();
   if (report.ebpf_possible) return kExitOk;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "cli/mesh_ref.h"
 #include "common/net.h"
 #include "common/scrape/scrape.h"
@@ -22,36 +23,15 @@ struct Flags {
   bool weftd_given = false;
   MeshRef mesh;
   std::vector<std::string> positional;
-  bool help = false;
   bool json = false;
-  std::string error;
 };
 
-Flags Parse(const std::vector<std::string>& args) {
-  Flags f;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      f.help = true;
-    } else if (a == "--json") {
-      f.json = true;
-    } else if (a == "--weftd") {
-      if (i + 1 >= args.size()) {
-        f.error = "--weftd needs ADDR:PORT (weftd's admin endpoint)";
-        return f;
-      }
-      f.weftd = args[++i];
-      f.weftd_given = true;
-    } else if (ParseMeshFlag(args, &i, &f.mesh, &f.error)) {
-      if (!f.error.empty()) return f;
-    } else if (a.rfind("--", 0) == 0) {
-      f.error = "unknown flag " + a;
-      return f;
-    } else {
-      f.positional.push_back(a);
-    }
-  }
-  return f;
+// The flags status and config-dump share.
+void AddFlags(CLI::App& app, Flags& f) {
+  app.add_option("--weftd", f.weftd, "weftd's admin endpoint")
+      ->type_name("ADDR:PORT")
+      ->each([&f](const std::string&) { f.weftd_given = true; });
+  AddMeshRefFlags(app, &f.mesh);
 }
 
 // weftd's admin endpoint: --weftd if given; else the local mesh (weftctl up) named by --name
@@ -210,22 +190,18 @@ std::string RenderStatus(const nlohmann::json& s, std::chrono::system_clock::tim
 }
 
 int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags f = Parse(args);
-  if (f.help) {
-    out << "Usage: weftctl status [--weftd ADDR:PORT | --name MESH] [--json]\n"
-           "Nodes connected to weftd with the config version each runs, NACKs, rejected\n"
-           "objects with their reasons, CA counters and, per node, each identity's certificate\n"
-           "expiry (EXPIRED / RENEW OVERDUE past 80% of its lifetime). --weftd is weftd's\n"
-           "admin endpoint; without it, the local mesh of `weftctl up` (--name, default weft)\n"
-           "if one runs, else "
-        << kDefaultWeftd << ".\n";
-    return kExitOk;
-  }
-  if (!f.error.empty() || !f.positional.empty()) {
-    err << "weftctl status: " << (f.error.empty() ? "takes no arguments" : f.error)
-        << "\nRun 'weftctl status --help'.\n";
-    return kExitUsage;
-  }
+  Flags f;
+  CLI::App app{
+      absl::StrCat("Nodes connected to weftd with the config version each runs, NACKs, rejected\n"
+                   "objects with their reasons, CA counters and, per node, each identity's "
+                   "certificate\nexpiry (EXPIRED / RENEW OVERDUE past 80% of its lifetime). "
+                   "--weftd is weftd's\nadmin endpoint; without it, the local mesh of `weftctl "
+                   "up` (--name, default weft)\nif one runs, else ",
+                   kDefaultWeftd, "."),
+      "weftctl status"};
+  AddFlags(app, f);
+  app.add_flag("--json", f.json, "print weftd's /status document as JSON");
+  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
   std::string body;
   if (!Fetch(f, "/status", &body, err)) return kExitFailure;
   auto j = nlohmann::json::parse(body, nullptr, false);
@@ -238,18 +214,14 @@ int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ost
 }
 
 int ConfigDumpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags f = Parse(args);
-  if (f.help) {
-    out << "Usage: weftctl config-dump NODE [--weftd ADDR:PORT | --name MESH]\n"
-           "The configuration weftd streams to NODE (its pods, the workloads and services they\n"
-           "may address, the policies that apply to them), as JSON.\n";
-    return kExitOk;
-  }
-  if (!f.error.empty() || f.positional.size() != 1) {
-    err << "weftctl config-dump: " << (f.error.empty() ? "give exactly one NODE" : f.error)
-        << "\nRun 'weftctl config-dump --help'.\n";
-    return kExitUsage;
-  }
+  Flags f;
+  CLI::App app{
+      "The configuration weftd streams to NODE (its pods, the workloads and services they\n"
+      "may address, the policies that apply to them), as JSON.",
+      "weftctl config-dump"};
+  app.add_option("NODE", f.positional, "the node, e.g. node0")->required()->expected(1);
+  AddFlags(app, f);
+  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
   std::string body;
   if (!Fetch(f, "/config_dump?node=" + f.positional[0], &body, err)) return kExitFailure;
   out << body << (body.empty() || body.back() != '\n' ? "\n" : "");

@@ -5,12 +5,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <memory>
 #include <ostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
+#include "common/file.h"
 #include "common/status.h"
 #include "common/tls.h"
 #include "ztunnel/identity/identity.h"
@@ -18,26 +21,30 @@
 namespace weft::cli {
 namespace {
 
-constexpr char kUsage[] =
-    "Usage: weftctl dev-certs --dir DIR [--trust-domain DOMAIN] [--ttl DURATION] "
-    "IDENTITY...\n"
-    "\n"
+constexpr char kDescription[] =
     "Creates a development root CA in DIR (or reuses DIR/ca-key.pem + DIR/ca-cert.pem when\n"
     "both exist), writes DIR/root-cert.pem, and issues one workload certificate per IDENTITY\n"
     "in the layout ztunnel's file certificate provider reads:\n"
     "  DIR/<namespace>/<serviceaccount>/cert-chain.pem\n"
-    "  DIR/<namespace>/<serviceaccount>/key.pem\n"
-    "\n"
-    "Arguments:\n"
-    "  IDENTITY              namespace/serviceaccount, e.g. default/web (SPIFFE ID\n"
-    "                        spiffe://DOMAIN/ns/default/sa/web)\n"
-    "Flags:\n"
-    "  --dir DIR             output directory (created if missing)\n"
-    "  --trust-domain DOMAIN SPIFFE trust domain (default cluster.local)\n"
-    "  --ttl DURATION        workload certificate lifetime: 30m, 24h, 1h30m, 7d (default 24h)\n"
-    "  -h, --help            show this help\n"
-    "\n"
-    "Not for production: the CA key is stored unencrypted next to the certificates.\n";
+    "  DIR/<namespace>/<serviceaccount>/key.pem";
+
+// The parser: flags into `opts`, the identities and --ttl as given (checked after parsing).
+std::unique_ptr<CLI::App> DevCertsApp(DevCertsOptions& opts, std::vector<std::string>& ids,
+                                      std::string& ttl) {
+  auto app = std::make_unique<CLI::App>(kDescription, "weftctl dev-certs");
+  app->add_option("IDENTITY", ids,
+                  "namespace/serviceaccount, e.g. default/web (SPIFFE ID\n"
+                  "spiffe://DOMAIN/ns/default/sa/web)");
+  app->add_option("--dir", opts.dir, "output directory (created if missing); required")
+      ->type_name("DIR");
+  app->add_option("--trust-domain", opts.trust_domain, "SPIFFE trust domain")
+      ->type_name("DOMAIN")
+      ->capture_default_str();
+  app->add_option("--ttl", ttl, "workload certificate lifetime: 30m, 24h, 1h30m, 7d (default 24h)")
+      ->type_name("DURATION");
+  app->footer("Not for production: the CA key is stored unencrypted next to the certificates.");
+  return app;
+}
 
 bool IsLowerAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -102,8 +109,8 @@ absl::StatusOr<tls::CertificateAuthority> LoadOrCreateCa(const std::string& dir,
   const std::string cert_path = dir + "/ca-cert.pem";
   bool have_key = Exists(key_path), have_cert = Exists(cert_path);
   if (have_key && have_cert) {
-    WEFT_ASSIGN_OR_RETURN(std::string cert_pem, tls::ReadFile(cert_path));
-    WEFT_ASSIGN_OR_RETURN(std::string key_pem, tls::ReadFile(key_path));
+    WEFT_ASSIGN_OR_RETURN(std::string cert_pem, ReadFile(cert_path));
+    WEFT_ASSIGN_OR_RETURN(std::string key_pem, ReadFile(key_path));
     auto ca = tls::CertificateAuthority::FromPem(cert_pem, key_pem);
     if (!ca.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -126,8 +133,8 @@ absl::StatusOr<tls::CertificateAuthority> LoadOrCreateCa(const std::string& dir,
   WEFT_ASSIGN_OR_RETURN(auto ca, tls::CertificateAuthority::CreateRoot("weft-dev", kDevCaLifetime));
   WEFT_ASSIGN_OR_RETURN(std::string key_pem, ca.KeyPem());
   // Key before cert: a crash in between leaves "key without cert", which the next run reports.
-  WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(key_path, key_pem, 0600));
-  WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(cert_path, ca.root_pem(), 0644));
+  WEFT_RETURN_IF_ERROR(WriteFileAtomic(key_path, key_pem, 0600));
+  WEFT_RETURN_IF_ERROR(WriteFileAtomic(cert_path, ca.root_pem(), 0644));
   out << "created CA " << cert_path << " (key " << key_path << ")\n";
   return ca;
 }
@@ -157,49 +164,17 @@ absl::StatusOr<std::chrono::seconds> ParseTtl(std::string_view s) {
 absl::StatusOr<DevCertsOptions> ParseDevCertsArgs(const std::vector<std::string>& args) {
   DevCertsOptions opts;
   std::vector<std::string> positional;
-  std::optional<std::string> ttl;
-  bool only_positional = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view a = args[i];
-    if (only_positional || a.empty() || a[0] != '-') {
-      positional.emplace_back(a);
-      continue;
-    }
-    if (a == "--") {
-      only_positional = true;
-      continue;
-    }
-    if (a == "-h" || a == "--help") {
-      opts.help = true;
-      return opts;
-    }
-    std::string_view name = a, value;
-    bool has_value = false;
-    if (size_t eq = a.find('='); eq != std::string_view::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
-    if (name != "--dir" && name != "--trust-domain" && name != "--ttl") {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", Av(name)));
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size())
-        return absl::InvalidArgumentError(absl::StrCat(Av(name), " needs a value"));
-      value = args[++i];
-    }
-    if (name == "--dir") {
-      opts.dir = std::string(value);
-    } else if (name == "--trust-domain") {
-      opts.trust_domain = std::string(value);
-    } else {
-      ttl = std::string(value);
-    }
+  std::string ttl;
+  auto app = DevCertsApp(opts, positional, ttl);
+  if (absl::Status st = flags::Parse(*app, args); !st.ok()) {
+    if (!absl::IsCancelled(st)) return st;
+    opts.help = true;
+    return opts;
   }
   if (opts.dir.empty()) return absl::InvalidArgumentError("--dir DIR is required");
   WEFT_RETURN_IF_ERROR(CheckTrustDomain(opts.trust_domain));
-  if (ttl) {
-    WEFT_ASSIGN_OR_RETURN(opts.ttl, ParseTtl(*ttl));
+  if (app->count("--ttl") > 0) {
+    WEFT_ASSIGN_OR_RETURN(opts.ttl, ParseTtl(ttl));
   }
   if (positional.empty()) {
     return absl::InvalidArgumentError(
@@ -247,11 +222,14 @@ int DevCertsMain(const std::vector<std::string>& args, std::ostream& out, std::o
   auto opts = ParseDevCertsArgs(args);
   if (!opts.ok()) {
     err << "weftctl dev-certs: " << opts.status().message() << "\n"
-        << "Run 'weftctl dev-certs --help' for usage.\n";
+        << "Run 'weftctl dev-certs --help'.\n";
     return kExitUsage;
   }
   if (opts->help) {
-    out << kUsage;
+    DevCertsOptions unused;
+    std::vector<std::string> ids;
+    std::string ttl;
+    out << DevCertsApp(unused, ids, ttl)->help();
     return kExitOk;
   }
   auto st = RunDevCerts(*opts, out);

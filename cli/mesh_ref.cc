@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "cli/flags.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
 #include "common/status.h"
@@ -32,21 +33,9 @@ absl::StatusOr<up::MeshState> Load(const MeshRef& ref) {
 
 }  // namespace
 
-bool ParseMeshFlag(const std::vector<std::string>& args, size_t* i, MeshRef* ref,
-                   std::string* error) {
-  const std::string& a = args[*i];
-  if (a != "--name" && a != "--state-root") return false;
-  if (*i + 1 >= args.size()) {
-    *error = a + " needs a value";
-    return true;
-  }
-  if (a == "--name") {
-    ref->name = args[++*i];
-    ref->name_given = true;
-  } else {
-    ref->state_root = args[++*i];
-  }
-  return true;
+void AddMeshRefFlags(CLI::App& app, MeshRef* ref) {
+  flags::AddMeshFlags(app, &ref->name, &ref->state_root);
+  app.get_option("--name")->each([ref](const std::string&) { ref->name_given = true; });
 }
 
 absl::StatusOr<NetnsEndpoint> LocalWeftdAdmin(const MeshRef& ref) {

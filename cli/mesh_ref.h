@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
 
@@ -19,10 +20,8 @@ struct MeshRef {
   bool name_given = false;
 };
 
-// Consumes --name/--state-root at args[*i] (advancing *i past the value). Returns true if the
-// flag was one of them; sets *error on a missing value.
-bool ParseMeshFlag(const std::vector<std::string>& args, size_t* i, MeshRef* ref,
-                   std::string* error);
+// Adds --name and --state-root to `app`, filling `ref` (name_given when --name is given).
+void AddMeshRefFlags(CLI::App& app, MeshRef* ref);
 
 // An endpoint inside a network namespace (netns "" = the caller's).
 struct NetnsEndpoint {

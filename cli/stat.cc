@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "cli/mesh_ref.h"
 #include "common/net.h"
 #include "common/status.h"
@@ -268,61 +270,48 @@ struct StatFlags {
   std::vector<StatTarget> targets;
   double window = 5;
   bool json = false;
-  bool help = false;
   std::string filter;
-  std::string error;
   MeshRef mesh;
 };
 
-StatFlags ParseStatFlags(const std::vector<std::string>& args) {
-  StatFlags f;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* v) {
-      if (i + 1 >= args.size()) {
-        f.error = a + " needs a value";
-        return false;
-      }
-      *v = args[++i];
-      return true;
-    };
-    std::string v;
-    if (a == "-h" || a == "--help") {
-      f.help = true;
-    } else if (a == "--json" || a == "-o=json") {
-      f.json = true;
-    } else if (a == "--window") {
-      if (!value(&v)) return f;
-      absl::Duration d;
-      if (v == "0") {
-        f.window = 0;
-      } else if (absl::ParseDuration(v, &d) && d >= absl::ZeroDuration()) {
-        f.window = absl::ToDoubleSeconds(d);
-      } else {
-        f.error = "--window \"" + v + "\" is not a duration like 5s or 500ms";
-        return f;
-      }
-    } else if (a == "--target") {
-      if (!value(&v)) return f;
-      auto t = ParseStatTarget(v);
-      if (!t.ok()) {
-        f.error = std::string(t.status().message());
-        return f;
-      }
-      f.targets.push_back(*t);
-    } else if (ParseMeshFlag(args, &i, &f.mesh, &f.error)) {
-      if (!f.error.empty()) return f;
-    } else if (a.rfind("-", 0) == 0) {
-      f.error = "unknown flag " + a;
-      return f;
-    } else if (f.filter.empty()) {
-      f.filter = a;
-    } else {
-      f.error = "at most one NS or NS/WORKLOAD argument";
-      return f;
-    }
-  }
-  return f;
+std::unique_ptr<CLI::App> StatApp(StatFlags& f) {
+  auto app = std::make_unique<CLI::App>(
+      "Golden signals per destination workload from every ztunnel's metrics: share of\n"
+      "mTLS connections, success rate, connections per second, connection duration\n"
+      "p50/p95/p99, bytes per second. Two readings --window apart (0: totals since start).",
+      "weftctl stat");
+  app->add_option("NS|NS/WORKLOAD", f.filter, "only this namespace or workload");
+  AddMeshRefFlags(*app, &f.mesh);
+  app->add_option_function<std::vector<std::string>>(
+         "--target",
+         [&f](const std::vector<std::string>& values) {
+           for (const std::string& v : values) {
+             auto t = ParseStatTarget(v);
+             if (!t.ok()) throw CLI::ValidationError("--target", std::string(t.status().message()));
+             f.targets.push_back(*t);
+           }
+         },
+         "a ztunnel metrics endpoint (repeatable; instead of the local mesh's); NETNS is a\n"
+         "network namespace path (omit it with the @ for the current one)")
+      ->type_name("NODE=NETNS@ADDR:PORT")
+      ->allow_extra_args(false);
+  app->add_option_function<std::string>(
+         "--window",
+         [&f](const std::string& v) {
+           absl::Duration d;
+           if (v == "0") {
+             f.window = 0;
+           } else if (absl::ParseDuration(v, &d) && d >= absl::ZeroDuration()) {
+             f.window = absl::ToDoubleSeconds(d);
+           } else {
+             throw CLI::ValidationError("--window",
+                                        "\"" + v + "\" is not a duration like 5s or 500ms");
+           }
+         },
+         "measurement window (default 5s; 0 = totals)")
+      ->type_name("D");
+  app->add_flag("--json", f.json, "print JSON instead of a table");
+  return app;
 }
 
 absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget>& targets) {
@@ -351,28 +340,8 @@ absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget
 }  // namespace
 
 int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  StatFlags f = ParseStatFlags(args);
-  if (f.help) {
-    out << "Usage: weftctl stat [NS | NS/WORKLOAD] [--window 5s] [--name MESH | "
-           "--target NODE=NETNS@ADDR...] [--json]\n"
-           "\n"
-           "Golden signals per destination workload from every ztunnel's metrics: share of\n"
-           "mTLS connections, success rate, connections per second, connection duration\n"
-           "p50/p95/p99, bytes per second. Two readings --window apart (0: totals since start).\n"
-           "\n"
-           "  --name MESH                    the local mesh of `weftctl up` (default weft): every\n"
-           "                                 ztunnel of it (used when no --target is given)\n"
-           "  --target NODE=NETNS@ADDR:PORT  a ztunnel metrics endpoint (repeatable); NETNS is a\n"
-           "                                 network namespace path (omit it with the @ for the\n"
-           "                                 current one)\n"
-           "  --window D                     measurement window (default 5s; 0 = totals)\n"
-           "  --json                         print JSON instead of a table\n";
-    return kExitOk;
-  }
-  if (!f.error.empty()) {
-    err << "weftctl stat: " << f.error << "\nRun 'weftctl stat --help' for usage.\n";
-    return kExitUsage;
-  }
+  StatFlags f;
+  if (auto rc = flags::ParseCommand(*StatApp(f), args, out, err)) return *rc;
   if (f.targets.empty()) {
     auto local = LocalZtunnelMetrics(f.mesh);
     if (!local.ok()) {

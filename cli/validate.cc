@@ -5,6 +5,7 @@
 #include <ostream>
 
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "common/log.h"
 #include "controlplane/local/local_source.h"
 #include "controlplane/model/model.h"
@@ -12,15 +13,12 @@
 namespace weft::cli {
 namespace {
 
-void Usage(std::ostream& os) {
-  os << "Usage: weftctl validate FILE|DIR...\n"
-        "\n"
-        "Validates Kubernetes manifests (multi-document YAML or JSON; a directory means its\n"
-        "*.yaml, *.yml and *.json files) the way weftd does: Namespace, Pod, Service,\n"
-        "ServiceAccount, EndpointSlice, NetworkPolicy, and security.weft.dev/v1\n"
-        "AuthorizationPolicy and PeerAuthentication. Other kinds are ignored.\n"
-        "Prints every rejected object with its reason; exits 1 if there is any.\n";
-}
+constexpr char kDescription[] =
+    "Validates Kubernetes manifests (multi-document YAML or JSON; a directory means its\n"
+    "*.yaml, *.yml and *.json files) the way weftd does: Namespace, Pod, Service,\n"
+    "ServiceAccount, EndpointSlice, NetworkPolicy, and security.weft.dev/v1\n"
+    "AuthorizationPolicy and PeerAuthentication. Other kinds are ignored.\n"
+    "Prints every rejected object with its reason; exits 1 if there is any.";
 
 bool IsManifest(const std::filesystem::path& p) {
   const std::string ext = p.extension().string();
@@ -30,16 +28,12 @@ bool IsManifest(const std::filesystem::path& p) {
 }  // namespace
 
 int ValidateMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> given;
+  CLI::App app{kDescription, "weftctl validate"};
+  app.add_option("FILE|DIR", given, "manifest files or directories")->required();
+  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
   std::vector<std::string> files;
-  for (const std::string& a : args) {
-    if (a == "-h" || a == "--help") {
-      Usage(out);
-      return kExitOk;
-    }
-    if (a.starts_with("-") && a != "-") {
-      err << "weftctl validate: unknown flag " << a << "\nRun 'weftctl validate --help'.\n";
-      return kExitUsage;
-    }
+  for (const std::string& a : given) {
     std::error_code ec;
     if (std::filesystem::is_directory(a, ec)) {
       std::vector<std::string> in_dir;

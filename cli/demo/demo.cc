@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -29,6 +30,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
 #include "common/net.h"
@@ -46,33 +48,50 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kUsage[] =
-    "Usage: weftctl demo [--nodes N] [--capture auto|ebpf|iptables] [--keep] [--name NAME]\n"
-    "                    [--state-root DIR] [--manifests DIR] [--load-duration SEC]\n"
-    "                    [--work-dir DIR]\n"
-    "\n"
+constexpr char kDescription[] =
     "Runs Weft for real on this machine (needs root), printing each command as it goes:\n"
     "`weftctl up` a local mesh with the tea shop (examples/teashop), shows the shop in plain\n"
     "TCP, enrols namespace shop live, drives load and prints `weftctl stat`, shows from a\n"
     "packet capture and the ztunnels' Istio metrics that traffic between the nodes is mTLS\n"
     "with SPIFFE identities, applies an AuthorizationPolicy and shows a call denied and\n"
     "counted while checkout still works, then `weftctl down` and checks nothing is left.\n"
-    "Exits 0 only if every check held.\n"
-    "\n"
-    "Flags:\n"
-    "  --nodes N            nodes in the mesh, 2..8 (default 2; the shop uses node0, node1)\n"
-    "  --capture MODE       traffic capture: auto (default), ebpf or iptables\n"
-    "  --keep               after the checks, keep the mesh up until Ctrl-C\n"
-    "  --name NAME          the mesh's name (default weft), as `weftctl up --name`\n"
-    "  --state-root DIR     as `weftctl up --state-root` (default $WEFT_STATE_ROOT or /run/weft)\n"
-    "  --manifests DIR      the shop's manifests (default examples/teashop/manifests)\n"
-    "  --load-duration SEC  how long the load driver runs, 3..60 (default 8)\n"
-    "  --work-dir DIR       packet captures go here (default: a temp dir, removed afterwards\n"
-    "                       unless --keep or a check failed)\n"
-    "  -h, --help           show this help\n"
-    "\n"
-    "Needs iproute2 (ip), iptables, curl, and tshark (with dumpcap) for the captures;\n"
-    "weftd, ztunnel, weft-agent and weft-teashop are found as `weftctl up` finds them.\n";
+    "Exits 0 only if every check held.";
+
+// The flags as given (checked after parsing, with messages that say what each takes).
+struct DemoFlags {
+  std::string nodes, capture, load_duration;
+  std::string name, state_root, manifests, work_dir;
+  bool keep = false;
+};
+
+std::unique_ptr<CLI::App> DemoApp(DemoFlags& f) {
+  auto app = std::make_unique<CLI::App>(kDescription, "weftctl demo");
+  app->add_option("--nodes", f.nodes,
+                  "nodes in the mesh, 2..8 (default 2; the shop uses node0, node1)")
+      ->type_name("N");
+  app->add_option("--capture", f.capture, "traffic capture: auto (default), ebpf or iptables")
+      ->type_name("MODE");
+  app->add_flag("--keep", f.keep, "after the checks, keep the mesh up until Ctrl-C");
+  app->add_option("--name", f.name, "the mesh's name (default weft), as `weftctl up --name`")
+      ->type_name("NAME");
+  app->add_option("--state-root", f.state_root,
+                  "as `weftctl up --state-root` (default $WEFT_STATE_ROOT or /run/weft)")
+      ->type_name("DIR");
+  app->add_option("--manifests", f.manifests,
+                  "the shop's manifests (default examples/teashop/manifests)")
+      ->type_name("DIR");
+  app->add_option("--load-duration", f.load_duration,
+                  "how long the load driver runs, 3..60 (default 8)")
+      ->type_name("SEC");
+  app->add_option("--work-dir", f.work_dir,
+                  "packet captures go here (default: a temp dir, removed afterwards\n"
+                  "unless --keep or a check failed)")
+      ->type_name("DIR");
+  app->footer(
+      "Needs iproute2 (ip), iptables, curl, and tshark (with dumpcap) for the captures;\n"
+      "weftd, ztunnel, weft-agent and weft-teashop are found as `weftctl up` finds them.");
+  return app;
+}
 
 constexpr char kPolicyName[] = "store-deny-except-frontend";
 constexpr char kFrontendUrl[] = "http://frontend.shop.svc.cluster.local";
@@ -955,67 +974,47 @@ std::string PolicyFile(const std::string& manifests) {
 
 absl::StatusOr<DemoOptions> ParseDemoArgs(const std::vector<std::string>& args) {
   DemoOptions o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view a = args[i];
-    if (a == "-h" || a == "--help") {
-      o.help = true;
-      return o;
-    }
-    if (a == "--keep") {
-      o.keep = true;
-      continue;
-    }
-    std::string_view name = a, value;
-    bool has_value = false;
-    if (size_t eq = a.find('='); eq != std::string_view::npos && a.rfind("--", 0) == 0) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
-    static const std::set<std::string_view> kValued = {
-        "--nodes",     "--capture",       "--name",    "--state-root",
-        "--manifests", "--load-duration", "--work-dir"};
-    if (!kValued.count(name)) {
-      if (a.empty() || a[0] != '-')
-        return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", Av(a), "\""));
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", Av(name)));
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size())
-        return absl::InvalidArgumentError(absl::StrCat(Av(name), " needs a value"));
-      value = args[++i];
-    }
-    if (name == "--nodes") {
-      if (!absl::SimpleAtoi(Av(value), &o.nodes) || o.nodes < 2 || o.nodes > 8)
-        return absl::InvalidArgumentError(
-            absl::StrCat("--nodes \"", Av(value), "\" must be a number from 2 to 8"));
-    } else if (name == "--capture") {
-      if (value != "auto" && value != "ebpf" && value != "iptables")
-        return absl::InvalidArgumentError(
-            absl::StrCat("--capture \"", Av(value), "\" must be auto, ebpf or iptables"));
-      o.capture = std::string(value);
-    } else if (name == "--load-duration") {
-      std::string_view v = value;
-      if (!v.empty() && v.back() == 's') v.remove_suffix(1);
-      if (!absl::SimpleAtod(Av(v), &o.load_seconds) || o.load_seconds < 3 || o.load_seconds > 60)
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--load-duration \"", Av(value), "\" must be a number of seconds from 3 to 60"));
-    } else {
-      if (value.empty())
-        return absl::InvalidArgumentError(absl::StrCat(Av(name), " must not be empty"));
-      if (name == "--name") {
-        if (auto st = up::ValidateMeshName(std::string(value)); !st.ok())
-          return absl::InvalidArgumentError(absl::StrCat("--name: ", st.message()));
-        o.name = std::string(value);
-      } else if (name == "--state-root") {
-        o.state_root = std::string(value);
-      } else if (name == "--manifests") {
-        o.manifests = std::string(value);
-      } else {
-        o.work_dir = std::string(value);
-      }
-    }
+  DemoFlags f;
+  auto app = DemoApp(f);
+  if (absl::Status st = flags::Parse(*app, args); !st.ok()) {
+    if (!absl::IsCancelled(st)) return st;
+    o.help = true;
+    return o;
   }
+  o.keep = f.keep;
+  if (app->count("--nodes") > 0 &&
+      (!absl::SimpleAtoi(f.nodes, &o.nodes) || o.nodes < 2 || o.nodes > 8))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nodes \"", f.nodes, "\" must be a number from 2 to 8"));
+  if (app->count("--capture") > 0) {
+    if (f.capture != "auto" && f.capture != "ebpf" && f.capture != "iptables")
+      return absl::InvalidArgumentError(
+          absl::StrCat("--capture \"", f.capture, "\" must be auto, ebpf or iptables"));
+    o.capture = f.capture;
+  }
+  if (app->count("--load-duration") > 0) {
+    std::string_view v = f.load_duration;
+    if (!v.empty() && v.back() == 's') v.remove_suffix(1);
+    if (!absl::SimpleAtod(Av(v), &o.load_seconds) || o.load_seconds < 3 || o.load_seconds > 60)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--load-duration \"", f.load_duration, "\" must be a number of seconds from 3 to 60"));
+  }
+  const std::pair<const char*, std::string*> dirs[] = {{"--name", &f.name},
+                                                       {"--state-root", &f.state_root},
+                                                       {"--manifests", &f.manifests},
+                                                       {"--work-dir", &f.work_dir}};
+  for (const auto& [flag, value] : dirs) {
+    if (app->count(flag) > 0 && value->empty())
+      return absl::InvalidArgumentError(absl::StrCat(flag, " must not be empty"));
+  }
+  if (app->count("--name") > 0) {
+    if (auto st = up::ValidateMeshName(f.name); !st.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--name: ", st.message()));
+    o.name = f.name;
+  }
+  o.state_root = f.state_root;
+  o.manifests = f.manifests;
+  o.work_dir = f.work_dir;
   return o;
 }
 
@@ -1028,11 +1027,12 @@ int DemoMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
   auto opts = ParseDemoArgs(args);
   if (!opts.ok()) {
     err << "weftctl demo: " << opts.status().message() << "\n"
-        << "Run 'weftctl demo --help' for usage.\n";
+        << "Run 'weftctl demo --help'.\n";
     return kExitUsage;
   }
   if (opts->help) {
-    out << kUsage;
+    DemoFlags unused;
+    out << DemoApp(unused)->help();
     return kExitOk;
   }
   return RunDemo(*opts, out, err);

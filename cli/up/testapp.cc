@@ -17,6 +17,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
+
+#include "cli/flags.h"
 
 namespace {
 
@@ -79,18 +82,40 @@ int Call(const char* host, const char* port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "serve" && argc == 3) return Serve(std::atoi(argv[2]));
-  if (mode == "call" && argc == 4) return Call(argv[2], argv[3]);
-  if (mode == "sleep") {
+  CLI::App app{
+      "A tiny app for the local-mesh tests, run as a pod's process or through weftctl exec.",
+      "weft-up-testapp"};
+  app.require_subcommand(1);
+  int port = 0, ms = 0;
+  std::string host, call_port;
+  CLI::App* serve =
+      app.add_subcommand("serve",
+                         "TCP server on every address: answers each connection with \"hello from "
+                         "<hostname>\\n\" and closes it");
+  serve->add_option("PORT", port)->required();
+  CLI::App* call = app.add_subcommand(
+      "call",
+      "resolves HOST (the pod's /etc/hosts), connects, prints the answer; exit 0 with a "
+      "non-empty answer, 1 otherwise");
+  call->add_option("HOST", host)->required();
+  call->add_option("PORT", call_port)->required();
+  CLI::App* sleep = app.add_subcommand("sleep", "waits forever");
+  CLI::App* exit_after =
+      app.add_subcommand("exit-after", "exits with status 3 after MS milliseconds");
+  exit_after->add_option("MS", ms)->required();
+  if (absl::Status st = weft::flags::Parse(app, std::vector<std::string>(argv + 1, argv + argc));
+      !st.ok()) {
+    if (absl::IsCancelled(st)) return std::fputs(app.help().c_str(), stdout), 0;
+    std::fprintf(stderr, "weft-up-testapp: %s\nRun 'weft-up-testapp --help'.\n",
+                 std::string(st.message()).c_str());
+    return 2;
+  }
+  if (serve->parsed()) return Serve(port);
+  if (call->parsed()) return Call(host.c_str(), call_port.c_str());
+  if (sleep->parsed()) {
     while (true) ::pause();
   }
-  if (mode == "exit-after" && argc == 3) {
-    ::usleep(static_cast<useconds_t>(std::atoi(argv[2])) * 1000);
-    std::puts("exiting with status 3");
-    return 3;
-  }
-  std::fputs("usage: weft-up-testapp serve PORT | call HOST PORT | sleep | exit-after MS\n",
-             stderr);
-  return 2;
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  std::puts("exiting with status 3");
+  return 3;
 }

@@ -3,11 +3,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <thread>
@@ -15,11 +17,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/flags.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/plan.h"
 #include "cli/up/state.h"
 #include "cli/up/supervisor.h"
 #include "cli/up/up.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
@@ -51,71 +55,30 @@ struct Flags {
   std::vector<std::string> positional;
   std::vector<std::string> files;  // -f
   std::vector<std::string> rest;   // after --
-  bool help = false, wait = false, overwrite = false, follow = false, foreground = false;
+  bool wait = false, overwrite = false, follow = false, foreground = false;
   int nodes = 2;
   int timeout_s = 60;
   std::string capture = "auto", log_level = "info", ns;
-  std::string error;
 };
 
-Flags Parse(const std::vector<std::string>& args) {
-  Flags f;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= args.size()) {
-        f.error = a + " needs a value";
-        return false;
-      }
-      *out = args[++i];
-      return true;
-    };
-    std::string v;
-    if (a == "--") {
-      f.rest.assign(args.begin() + static_cast<long>(i) + 1, args.end());
-      break;
-    } else if (a == "-h" || a == "--help") {
-      f.help = true;
-    } else if (a == "--name") {
-      if (!value(&f.name)) return f;
-    } else if (a == "--state-root") {
-      if (!value(&f.state_root)) return f;
-    } else if (a == "-f" || a == "--filename") {
-      if (!value(&v)) return f;
-      f.files.push_back(v);
-    } else if (a == "--follow") {
-      f.follow = true;
-    } else if (a == "--wait") {
-      f.wait = true;
-    } else if (a == "--overwrite") {
-      f.overwrite = true;
-    } else if (a == "--foreground") {
-      f.foreground = true;
-    } else if (a == "-n" || a == "--namespace") {
-      if (!value(&f.ns)) return f;
-    } else if (a == "--capture") {
-      if (!value(&f.capture)) return f;
-      if (f.capture != "ebpf" && f.capture != "iptables" && f.capture != "auto") {
-        f.error = "--capture must be ebpf, iptables or auto";
-        return f;
-      }
-    } else if (a == "--log-level") {
-      if (!value(&f.log_level)) return f;
-    } else if (a == "--nodes" || a == "--timeout") {
-      int n = 0;
-      if (!value(&v) || !absl::SimpleAtoi(v, &n) || n < 1) {
-        f.error = a + " needs a positive number";
-        return f;
-      }
-      (a == "--nodes" ? f.nodes : f.timeout_s) = n;
-    } else if (a.size() > 1 && a[0] == '-' && a != "-") {
-      f.error = "unknown flag " + a;
-      return f;
-    } else {
-      f.positional.push_back(a);
-    }
-  }
-  return f;
+// A command's parser, named "weftctl CMD", with --name and --state-root.
+std::unique_ptr<CLI::App> MeshApp(const std::string& cmd, const std::string& description,
+                                  Flags& f) {
+  auto app = std::make_unique<CLI::App>(description, "weftctl " + cmd);
+  flags::AddMeshFlags(*app, &f.name, &f.state_root);
+  return app;
+}
+
+void AddTimeout(CLI::App& app, Flags& f, const std::string& what) {
+  app.add_option("--timeout", f.timeout_s, what)
+      ->type_name("SEC")
+      ->check(flags::Positive())
+      ->capture_default_str();
+}
+
+void AddWait(CLI::App& app, Flags& f, const std::string& what) {
+  app.add_flag("--wait", f.wait, what);
+  AddTimeout(app, f, "for --wait");
 }
 
 int UsageError(std::ostream& err, const std::string& cmd, const std::string& msg) {
@@ -133,10 +96,6 @@ absl::Status Failed(std::ostream& err, const std::string& cmd, const absl::Statu
   Failure(err, cmd, st);
   return st;
 }
-
-constexpr char kCommonFlags[] =
-    "  --name NAME         the mesh (default \"weft\"; several meshes may run side by side)\n"
-    "  --state-root DIR    where meshes keep their state (default $WEFT_STATE_ROOT or /run/weft)\n";
 
 // An exclusive lock on the runtime manifest dir for read-modify-write edits.
 class ManifestLock {
@@ -295,29 +254,41 @@ absl::Status WaitEnrolment(const MeshState& s, const MeshPaths& paths, seconds t
 
 // ---- up -------------------------------------------------------------------------------------
 
-void UpUsage(std::ostream& os) {
-  os << "Usage: weftctl up [flags] MANIFEST_DIR\n"
-        "\n"
-        "Runs a whole mesh on this host without Kubernetes (root): N nodes and one pod per Pod\n"
-        "(or Deployment replica) in the manifests as network namespaces and cgroups, weftd on\n"
-        "the manifests, one weft-agent and one ztunnel per node, and each pod's\n"
-        "spec.containers[0].command + args as a process in its pod. Services get cluster IPs\n"
-        "(reachable from unenrolled pods through kube-proxy-like rules in the nodes) and names\n"
-        "(NAME.NS.svc.cluster.local, NAME.NS in each pod's /etc/hosts). Pods are enrolled when\n"
-        "their namespace has weft.dev/mesh=enabled (see weftctl label).\n"
-        "\n"
-        "By default a supervisor process keeps the mesh running in the background and up\n"
-        "returns once it is ready; `weftctl down` removes everything.\n"
-        "\n"
-        "Flags:\n"
-        "  --nodes N           nodes node0..node<N-1> (default 2)\n"
-        "  --capture MODE      ebpf | iptables | auto (default auto: eBPF where the kernel can)\n"
-        "  --foreground        stay attached; Ctrl-C or SIGTERM tears the mesh down\n"
-        "  --log-level LEVEL   of weftd, ztunnel and the agents (default info)\n"
-     << kCommonFlags
-     << "\n"
-        "Commands (binaries) are found as: absolute path, $WEFT_BIN_DIR/<cmd>, the build tree\n"
-        "weftctl runs from, PATH.\n";
+std::unique_ptr<CLI::App> UpApp(Flags& f) {
+  auto app = MeshApp(
+      "up",
+      "Runs a whole mesh on this host without Kubernetes (root): N nodes and one pod per Pod\n"
+      "(or Deployment replica) in the manifests as network namespaces and cgroups, weftd on\n"
+      "the manifests, one weft-agent and one ztunnel per node, and each pod's\n"
+      "spec.containers[0].command + args as a process in its pod. Services get cluster IPs\n"
+      "(reachable from unenrolled pods through kube-proxy-like rules in the nodes) and names\n"
+      "(NAME.NS.svc.cluster.local, NAME.NS in each pod's /etc/hosts). Pods are enrolled when\n"
+      "their namespace has weft.dev/mesh=enabled (see weftctl label).\n"
+      "\n"
+      "By default a supervisor process keeps the mesh running in the background and up\n"
+      "returns once it is ready; `weftctl down` removes everything.",
+      f);
+  app->add_option("MANIFEST_DIR", f.positional, "the manifests (YAML or JSON files)")
+      ->required()
+      ->expected(1);
+  app->add_option("--nodes", f.nodes, "nodes node0..node<N-1>")
+      ->type_name("N")
+      ->check(flags::Positive())
+      ->capture_default_str();
+  app->add_option("--capture", f.capture,
+                  "ebpf | iptables | auto (auto: eBPF where the kernel can)")
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"ebpf", "iptables", "auto"}))
+      ->capture_default_str();
+  app->add_flag("--foreground", f.foreground,
+                "stay attached; Ctrl-C or SIGTERM tears the mesh down");
+  app->add_option("--log-level", f.log_level, "of weftd, ztunnel and the agents")
+      ->type_name("LEVEL")
+      ->capture_default_str();
+  app->footer(
+      "Commands (binaries) are found as: absolute path, $WEFT_BIN_DIR/<cmd>, the build tree\n"
+      "weftctl runs from, PATH.");
+  return app;
 }
 
 // Removes what a mesh whose supervisor died left behind. True if there was such a mesh.
@@ -433,13 +404,8 @@ int RunInBackground(const UpOptions& o, const MeshPaths& paths, UniqueFd& lock, 
 }  // namespace
 
 int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags f = Parse(args);
-  if (f.help) {
-    UpUsage(out);
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, "up", f.error);
-  if (f.positional.size() != 1) return UsageError(err, "up", "give exactly one MANIFEST_DIR");
+  Flags f;
+  if (auto rc = flags::ParseCommand(*UpApp(f), args, out, err)) return *rc;
   if (auto st = ValidateMeshName(f.name); !st.ok())
     return UsageError(err, "up", std::string(st.message()));
   if (::geteuid() != 0) {
@@ -486,17 +452,14 @@ int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream
 // ---- down -----------------------------------------------------------------------------------
 
 int DownMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags f = Parse(args);
-  if (f.help) {
-    out << "Usage: weftctl down [--name NAME] [--state-root DIR]\n\n"
-           "Stops the mesh's supervisor, which stops every process and removes every namespace,\n"
-           "cgroup, bpffs pin and iptables chain it made; then checks that nothing with the\n"
-           "mesh's prefix is left. Works after a supervisor crash too.\n\nFlags:\n"
-        << kCommonFlags;
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, "down", f.error);
-  if (!f.positional.empty()) return UsageError(err, "down", "takes no arguments (use --name)");
+  Flags f;
+  auto app = MeshApp("down",
+                     "Stops the mesh's supervisor, which stops every process and removes every "
+                     "namespace,\ncgroup, bpffs pin and iptables chain it made; then checks that "
+                     "nothing with the\nmesh's prefix is left. Works after a supervisor crash too.",
+                     f);
+  AddTimeout(*app, f, "how long the supervisor may take to stop before it is killed");
+  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
   const std::string root = StateRoot(f.state_root);
   MeshPaths paths = PathsFor(root, f.name);
   auto s = LoadMesh(root, f.name);
@@ -541,23 +504,20 @@ int DownMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
 // ---- label ----------------------------------------------------------------------------------
 
 int LabelMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags f = Parse(args);
-  if (f.help) {
-    out << "Usage: weftctl label [flags] namespace NS KEY=VALUE|KEY- ...\n"
-           "       weftctl label [flags] pod NS/NAME KEY=VALUE|KEY- ...\n\n"
-           "Edits a live mesh's Namespace or Pod labels, as kubectl label does in a cluster:\n"
-           "weftd sees the change and pods are enrolled or unenrolled without restarting, e.g.\n"
-           "  weftctl label namespace shop weft.dev/mesh=enabled\n"
-           "  weftctl label namespace shop weft.dev/mesh-\n\nFlags:\n"
-           "  --overwrite         allow changing a label that has another value\n"
-           "  --wait              wait until every node ACKed the change and the pods'\n"
-           "                      enrolment follows it\n"
-           "  --timeout SEC       for --wait (default 60)\n"
-           "  -n NS               the namespace of a pod given by NAME\n"
-        << kCommonFlags;
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, "label", f.error);
+  Flags f;
+  auto app =
+      MeshApp("label",
+              "Edits a live mesh's Namespace or Pod labels, as kubectl label does in a cluster:\n"
+              "weftd sees the change and pods are enrolled or unenrolled without restarting, e.g.\n"
+              "  weftctl label namespace shop weft.dev/mesh=enabled\n"
+              "  weftctl label namespace shop weft.dev/mesh-",
+              f);
+  app->add_option("ARGS", f.positional,
+                  "namespace NS KEY=VALUE|KEY- ..., or pod NS/NAME KEY=VALUE|KEY- ...");
+  app->add_flag("--overwrite", f.overwrite, "allow changing a label that has another value");
+  AddWait(*app, f, "wait until every node ACKed the change and the pods' enrolment follows it");
+  app->add_option("-n,--namespace", f.ns, "the namespace of a pod given by NAME")->type_name("NS");
+  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
   if (f.positional.size() < 3) return UsageError(err, "label", "give a kind, a name and a change");
   const std::string kind_arg = f.positional[0];
   const bool is_ns = kind_arg == "namespace" || kind_arg == "namespaces" || kind_arg == "ns";
@@ -610,7 +570,7 @@ int LabelMain(const std::vector<std::string>& args, std::ostream& out, std::ostr
     before = *st;
   }
   obj["metadata"]["labels"] = labels;
-  if (auto st = tls::WriteFileAtomic(file, obj.dump(1) + "\n", 0644); !st.ok())
+  if (auto st = WriteFileAtomic(file, obj.dump(1) + "\n", 0644); !st.ok())
     return Failure(err, "label", st);
   out << what << " labeled\n";
   if (f.wait) {
@@ -711,7 +671,7 @@ absl::StatusOr<std::pair<bool, bool>> WriteChanges(bool apply, const Changes& to
         out << ref << " unchanged\n";
         continue;
       }
-      if (auto st = tls::WriteFileAtomic(path, o.dump(1) + "\n", 0644); !st.ok())
+      if (auto st = WriteFileAtomic(path, o.dump(1) + "\n", 0644); !st.ok())
         return Failed(err, cmd, st);
       out << ref << (old.ok() ? " configured\n" : " created\n");
       any = true;
@@ -732,21 +692,21 @@ absl::StatusOr<std::pair<bool, bool>> WriteChanges(bool apply, const Changes& to
 int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream& out,
                   std::ostream& err) {
   const std::string cmd = apply ? "apply" : "delete";
-  Flags f = Parse(args);
-  if (f.help) {
-    out << "Usage: weftctl " << cmd << " [flags] -f FILE|DIR [-f ...]\n\n"
-        << (apply
-                ? "Adds or replaces objects (policies, NetworkPolicies, Services, ...) in a "
-                  "live mesh; they are\nvalidated first as `weftctl validate` does.\n"
-                : "Removes objects (policies, NetworkPolicies, Services, ...) from a live mesh.\n")
-        << "Pods are fixed at up time; a Service gets a cluster IP as at up time, and its name\n"
-           "and address reach every pod.\n\nFlags:\n"
-           "  --wait              wait until every node ACKed the change\n"
-           "  --timeout SEC       for --wait (default 60)\n"
-        << kCommonFlags;
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, cmd, f.error);
+  Flags f;
+  auto app = MeshApp(
+      cmd,
+      std::string(apply ? "Adds or replaces objects (policies, NetworkPolicies, Services, ...) in "
+                          "a live mesh; they are\nvalidated first as `weftctl validate` does.\n"
+                        : "Removes objects (policies, NetworkPolicies, Services, ...) from a "
+                          "live mesh.\n") +
+          "Pods are fixed at up time; a Service gets a cluster IP as at up time, and its name\n"
+          "and address reach every pod.",
+      f);
+  app->add_option("-f,--filename", f.files, "a manifest file or directory (repeatable)")
+      ->type_name("FILE|DIR")
+      ->allow_extra_args(false);
+  AddWait(*app, f, "wait until every node ACKed the change");
+  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
   if (f.files.empty()) return UsageError(err, cmd, "give the objects with -f FILE|DIR");
   const std::string root = StateRoot(f.state_root);
   auto s = LoadLiveMesh(root, f.name);
@@ -786,27 +746,16 @@ int DeleteMain(const std::vector<std::string>& args, std::ostream& out, std::ost
 // ---- logs -----------------------------------------------------------------------------------
 
 int LogsMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  std::vector<std::string> a = args;
-  bool follow = false;
-  for (auto it = a.begin(); it != a.end();) {
-    if (*it == "-f") {
-      follow = true;
-      it = a.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  Flags f = Parse(a);
-  f.follow |= follow;
-  if (f.help) {
-    out << "Usage: weftctl logs [flags] POD|NS/POD\n"
-           "       weftctl logs [flags] ztunnel NODE | agent NODE | weftd | supervisor\n\n"
-           "Prints a process's log from the mesh's log folder. NODE: node0 or 0.\n\nFlags:\n"
-           "  -f, --follow        keep printing what is appended\n"
-        << kCommonFlags;
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, "logs", f.error);
+  Flags f;
+  auto app = MeshApp("logs",
+                     "Prints a process's log from the mesh's log folder. NODE: node0 or 0.\n"
+                     "  weftctl logs [flags] POD|NS/POD\n"
+                     "  weftctl logs [flags] ztunnel NODE | agent NODE | weftd | supervisor",
+                     f);
+  app->add_option("WHOSE", f.positional,
+                  "POD | NS/POD | ztunnel NODE | agent NODE | weftd | supervisor");
+  app->add_flag("-f,--follow", f.follow, "keep printing what is appended");
+  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
   if (f.positional.empty()) return UsageError(err, "logs", "say whose log");
   const std::string root = StateRoot(f.state_root);
   auto s = LoadMesh(root, f.name);
@@ -838,7 +787,7 @@ int LogsMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
       out.write(buf, n);
       continue;
     }
-    if (!follow && !f.follow) break;
+    if (!f.follow) break;
     out.flush();
     in.clear();
     std::this_thread::sleep_for(milliseconds(200));
@@ -849,16 +798,20 @@ int LogsMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
 // ---- exec -----------------------------------------------------------------------------------
 
 int ExecMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags f = Parse(args);
-  if (f.help) {
-    out << "Usage: weftctl exec [flags] POD|NS/POD -- COMMAND [ARGS...]\n\n"
-           "Runs a command in a pod of the mesh as its own process runs: in its network\n"
-           "namespace and cgroup (so the capture sees it), with its /etc/hosts, hostname and\n"
-           "environment. Exits with the command's status.\n\nFlags:\n"
-        << kCommonFlags;
-    return kOk;
-  }
-  if (!f.error.empty()) return UsageError(err, "exec", f.error);
+  Flags f;
+  auto app =
+      MeshApp("exec",
+              "Runs a command in a pod of the mesh as its own process runs: in its network\n"
+              "namespace and cgroup (so the capture sees it), with its /etc/hosts, hostname and\n"
+              "environment. Exits with the command's status.\n"
+              "  weftctl exec [flags] POD|NS/POD -- COMMAND [ARGS...]",
+              f);
+  app->add_option("POD", f.positional, "the pod, NAME or NS/NAME");
+  // The command after `--` is the pod's, not weftctl's: it is not parsed.
+  const auto dashes = std::find(args.begin(), args.end(), "--");
+  f.rest.assign(dashes == args.end() ? dashes : dashes + 1, args.end());
+  if (auto rc = flags::ParseCommand(*app, std::vector<std::string>(args.begin(), dashes), out, err))
+    return *rc;
   if (f.positional.size() != 1 || f.rest.empty())
     return UsageError(err, "exec", "give a POD, then -- and the command");
   const std::string root = StateRoot(f.state_root);
