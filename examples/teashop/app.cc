@@ -7,53 +7,20 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "cli/flags.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "common/status.h"
 #include "examples/teashop/backends.h"
 #include "examples/teashop/frontend.h"
 #include "examples/teashop/load.h"
 
 namespace weft::teashop {
-
-const char kUsage[] =
-    "usage: weft-teashop --role ROLE [flags]\n"
-    "roles: frontend catalogue cart recommendation store idle echo (servers), load (a driver)\n"
-    "server flags:\n"
-    "  --listen ADDR:PORT        default 0.0.0.0:8080 (port 0: any; see --port-file)\n"
-    "  --threads N               worker threads (default 2)\n"
-    "  --access-log              one JSON line per request on stderr\n"
-    "  --log-level LEVEL         debug|info|warn|error (default info)\n"
-    "  --drain-timeout DUR       on SIGTERM, how long requests in flight may finish (5s)\n"
-    "  --port-file FILE          write the bound port to FILE once listening\n"
-    "frontend:\n"
-    "  --catalogue-url URL       env CATALOGUE_URL, e.g. "
-    "http://catalogue.shop.svc.cluster.local:80\n"
-    "  --cart-url URL            env CART_URL\n"
-    "  --recommendation-url URL  env RECOMMENDATION_URL\n"
-    "  --store-url URL           env STORE_URL\n"
-    "  --upstream-conn MODE      keepalive (default) | per-request; env UPSTREAM_CONN\n"
-    "  --upstream-timeout DUR    per upstream call (default 5s)\n"
-    "catalogue, recommendation, store:\n"
-    "  --catalogue-size N        teas generated (default 300; every role must agree); env "
-    "CATALOGUE_SIZE\n"
-    "  --rec-dims N              recommendation: feature dimensions (default 256)\n"
-    "  --rec-passes N            recommendation: item-to-item passes per request (default 2)\n"
-    "  --stock N                 store: initial stock of each tea (default 1000000)\n"
-    "echo (the benchmark's fortio-like server):\n"
-    "  --echo-size N             answers every request with its body, or with N bytes when it\n"
-    "                            has none (default 1024)\n"
-    "load (closed loop over the front end's 8 request types):\n"
-    "  --target URL              the front end (env TARGET_URL)\n"
-    "  --duration DUR            default 10s\n"
-    "  --concurrency N           users (default 4)\n"
-    "  --upstream-conn MODE      connections to the target: keepalive | per-request\n"
-    "  --json                    print the report as JSON\n"
-    "  --seed N                  varies the users' choices (default 1)\n"
-    "DUR: 10s, 500ms, 1m, or a number of seconds.\n";
 
 namespace {
 
@@ -77,6 +44,95 @@ absl::Status ParseInt(const std::string& flag, const std::string& v, T lo, T hi,
   }
   *out = static_cast<T>(n);
   return absl::OkStatus();
+}
+
+// Flags whose values are checked after parsing: durations (by flag) and --upstream-conn.
+struct Durations {
+  std::map<std::string, std::string> values;
+  std::string conn;
+};
+
+// The parser; flags with a type go straight into `o` (checked by CLI11), the others into `d`.
+std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
+  auto app = std::make_unique<CLI::App>(
+      "The tea shop: one binary, one role per process. Upstream URLs come from flags or, when\n"
+      "a flag is absent, the environment (as a Kubernetes pod spec's env gives them).",
+      "weft-teashop");
+  app->add_option("--role", o.role,
+                  "frontend catalogue cart recommendation store idle echo (servers), load (a "
+                  "driver); required")
+      ->type_name("ROLE");
+  CLI::Option_group* server = app->add_option_group("server", "server roles");
+  server->add_option("--listen", o.server.listen, "port 0: any; see --port-file")
+      ->type_name("ADDR:PORT")
+      ->capture_default_str();
+  server->add_option("--threads", o.server.threads, "worker threads")
+      ->type_name("N")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  server->add_flag("--access-log", o.server.access_log, "one JSON line per request on stderr");
+  server->add_option("--log-level", o.log_level, "debug|info|warn|error")
+      ->type_name("LEVEL")
+      ->capture_default_str();
+  server
+      ->add_option("--drain-timeout", d.values["--drain-timeout"],
+                   "on SIGTERM, how long requests in flight may finish (default 5s)")
+      ->type_name("DUR");
+  server->add_option("--port-file", o.port_file, "write the bound port to FILE once listening")
+      ->type_name("FILE");
+  CLI::Option_group* fe = app->add_option_group("frontend", "the front end's upstreams");
+  fe->add_option("--catalogue-url", o.catalogue_url,
+                 "env CATALOGUE_URL, e.g. http://catalogue.shop.svc.cluster.local:80")
+      ->type_name("URL");
+  fe->add_option("--cart-url", o.cart_url, "env CART_URL")->type_name("URL");
+  fe->add_option("--recommendation-url", o.recommendation_url, "env RECOMMENDATION_URL")
+      ->type_name("URL");
+  fe->add_option("--store-url", o.store_url, "env STORE_URL")->type_name("URL");
+  fe->add_option("--upstream-conn", d.conn,
+                 "keepalive (default) | per-request; env UPSTREAM_CONN (load: to the target)")
+      ->type_name("MODE");
+  fe->add_option("--upstream-timeout", d.values["--upstream-timeout"],
+                 "per upstream call (default 5s)")
+      ->type_name("DUR");
+  CLI::Option_group* be =
+      app->add_option_group("backends", "catalogue, recommendation, store, echo");
+  be->add_option("--catalogue-size", o.catalogue_size,
+                 "teas generated (every role must agree); env CATALOGUE_SIZE")
+      ->type_name("N")
+      ->check(CLI::Range(1, Catalogue::kMaxSize))
+      ->capture_default_str();
+  be->add_option("--rec-dims", o.rec_dims, "recommendation: feature dimensions")
+      ->type_name("N")
+      ->check(CLI::Range(8, 65536))
+      ->capture_default_str();
+  be->add_option("--rec-passes", o.rec_passes, "recommendation: item-to-item passes per request")
+      ->type_name("N")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  be->add_option("--stock", o.stock, "store: initial stock of each tea")
+      ->type_name("N")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  be->add_option("--echo-size", o.echo_size,
+                 "echo (the benchmark's fortio-like server): answers every request with its\n"
+                 "body, or with N bytes when it has none")
+      ->type_name("N")
+      ->check(CLI::Range(0, 64 << 20))
+      ->capture_default_str();
+  CLI::Option_group* load =
+      app->add_option_group("load", "a closed loop over the front end's 8 request types");
+  load->add_option("--target", o.target, "the front end (env TARGET_URL)")->type_name("URL");
+  load->add_option("--duration", d.values["--duration"], "default 10s")->type_name("DUR");
+  load->add_option("--concurrency", o.concurrency, "users")
+      ->type_name("N")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  load->add_flag("--json", o.json, "print the report as JSON");
+  load->add_option("--seed", o.seed, "varies the users' choices")
+      ->type_name("N")
+      ->capture_default_str();
+  app->footer("DUR: 10s, 500ms, 1m, or a number of seconds.");
+  return app;
 }
 
 bool IsServerRole(const std::string& r) {
@@ -108,81 +164,20 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
         ParseInt("CATALOGUE_SIZE", size_env, 1, Catalogue::kMaxSize, &o.catalogue_size));
   }
 
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i], value;
-    bool has_value = false;
-    if (const size_t eq = flag.find('='); flag.starts_with("--") && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-      has_value = true;
+  Durations d;
+  auto app = TeashopApp(o, d);
+  WEFT_RETURN_IF_ERROR(flags::Parse(*app, args));
+  const std::pair<const char*, std::chrono::milliseconds*> durations[] = {
+      {"--drain-timeout", &o.server.drain_timeout},
+      {"--upstream-timeout", &o.upstream_timeout},
+      {"--duration", &o.duration}};
+  for (const auto& [flag, out] : durations) {
+    if (app->count(flag) > 0) {
+      WEFT_ASSIGN_OR_RETURN(*out, ParseDur(flag, d.values.at(flag)));
     }
-    auto next = [&]() -> absl::StatusOr<std::string> {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
-      }
-      return args[++i];
-    };
-    if (flag == "--access-log" || flag == "--json") {
-      (flag == "--json" ? o.json : o.server.access_log) = true;
-      continue;
-    }
-    if (flag == "-h" || flag == "--help") return absl::CancelledError("help");
-    static const std::map<std::string, int> kValued = {
-        {"--role", 0},           {"--listen", 0},        {"--threads", 0},
-        {"--log-level", 0},      {"--drain-timeout", 0}, {"--port-file", 0},
-        {"--catalogue-url", 0},  {"--cart-url", 0},      {"--recommendation-url", 0},
-        {"--store-url", 0},      {"--upstream-conn", 0}, {"--upstream-timeout", 0},
-        {"--catalogue-size", 0}, {"--rec-dims", 0},      {"--rec-passes", 0},
-        {"--stock", 0},          {"--echo-size", 0},     {"--target", 0},
-        {"--duration", 0},       {"--concurrency", 0},   {"--seed", 0}};
-    if (!kValued.count(flag)) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag));
-    }
-    WEFT_ASSIGN_OR_RETURN(std::string v, next());
-    if (flag == "--role") {
-      o.role = v;
-    } else if (flag == "--listen") {
-      o.server.listen = v;
-    } else if (flag == "--threads") {
-      WEFT_RETURN_IF_ERROR(ParseInt(flag, v, 1, 256, &o.server.threads));
-    } else if (flag == "--log-level") {
-      o.log_level = v;
-    } else if (flag == "--drain-timeout") {
-      WEFT_ASSIGN_OR_RETURN(o.server.drain_timeout, ParseDur(flag, v));
-    } else if (flag == "--port-file") {
-      o.port_file = v;
-    } else if (flag == "--catalogue-url") {
-      o.catalogue_url = v;
-    } else if (flag == "--cart-url") {
-      o.cart_url = v;
-    } else if (flag == "--recommendation-url") {
-      o.recommendation_url = v;
-    } else if (flag == "--store-url") {
-      o.store_url = v;
-    } else if (flag == "--upstream-conn") {
-      WEFT_ASSIGN_OR_RETURN(o.conn, ParseConnMode(v));
-    } else if (flag == "--upstream-timeout") {
-      WEFT_ASSIGN_OR_RETURN(o.upstream_timeout, ParseDur(flag, v));
-    } else if (flag == "--catalogue-size") {
-      WEFT_RETURN_IF_ERROR(ParseInt(flag, v, 1, Catalogue::kMaxSize, &o.catalogue_size));
-    } else if (flag == "--rec-dims") {
-      WEFT_RETURN_IF_ERROR(ParseInt(flag, v, 8, 65536, &o.rec_dims));
-    } else if (flag == "--rec-passes") {
-      WEFT_RETURN_IF_ERROR(ParseInt(flag, v, 0, 1000, &o.rec_passes));
-    } else if (flag == "--echo-size") {
-      WEFT_RETURN_IF_ERROR(ParseInt<int>(flag, v, 0, 64 << 20, &o.echo_size));
-    } else if (flag == "--stock") {
-      WEFT_RETURN_IF_ERROR(ParseInt<int64_t>(flag, v, 0, int64_t{1} << 40, &o.stock));
-    } else if (flag == "--target") {
-      o.target = v;
-    } else if (flag == "--duration") {
-      WEFT_ASSIGN_OR_RETURN(o.duration, ParseDur(flag, v));
-    } else if (flag == "--concurrency") {
-      WEFT_RETURN_IF_ERROR(ParseInt(flag, v, 1, 10000, &o.concurrency));
-    } else if (flag == "--seed") {
-      WEFT_RETURN_IF_ERROR(ParseInt<uint32_t>(flag, v, 0, UINT32_MAX, &o.seed));
-    }
+  }
+  if (app->count("--upstream-conn") > 0) {
+    WEFT_ASSIGN_OR_RETURN(o.conn, ParseConnMode(d.conn));
   }
   if (o.role.empty()) return absl::InvalidArgumentError("--role is required");
   if (!IsServerRole(o.role) && o.role != "load") {
@@ -215,6 +210,12 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
     if (auto u = Url::Parse(o.target); !u.ok()) return u.status();
   }
   return o;
+}
+
+std::string Usage() {
+  AppOptions o;
+  Durations d;
+  return TeashopApp(o, d)->help();
 }
 
 namespace {
@@ -254,14 +255,9 @@ absl::StatusOr<Handler> MakeHandler(const AppOptions& o) {
 }
 
 int RunServer(const AppOptions& o) {
-  // Blocked before any thread starts, so every thread inherits the mask and sigwait() below is
-  // the only place these signals arrive.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts, so every thread inherits the mask and the wait below is the only
+  // place these signals arrive.
+  BlockTerminationSignals();
 
   auto handler = MakeHandler(o);
   if (!handler.ok()) {
@@ -288,8 +284,7 @@ int RunServer(const AppOptions& o) {
       return 1;
     }
   }
-  int sig = 0;
-  sigwait(&set, &sig);
+  const int sig = WaitForTerminationSignal();
   LOG_INFO("teashop", "stopping",
            {{"role", o.role}, {"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*server)->Stop();
@@ -333,10 +328,10 @@ int TeashopMain(int argc, char** argv) {
   auto opts = ParseFlags(args, [](const char* n) { return std::getenv(n); });
   if (!opts.ok()) {
     if (absl::IsCancelled(opts.status())) {
-      std::cout << kUsage;
+      std::cout << Usage();
       return 0;
     }
-    std::cerr << "weft-teashop: " << opts.status().message() << "\n\n" << kUsage;
+    std::cerr << "weft-teashop: " << opts.status().message() << "\nRun 'weft-teashop --help'.\n";
     return 2;
   }
   log::Level level = log::Level::kInfo;

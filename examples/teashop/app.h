@@ -44,11 +44,12 @@ struct AppOptions {
 };
 
 // Parses argv[1..] (flags as "--flag value" or "--flag=value"); `getenv` supplies the
-// environment fallbacks. Errors say which flag is wrong and what it takes.
+// environment fallbacks. Errors say which flag is wrong and what it takes; Cancelled for --help.
 absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
                                       const std::function<const char*(const char*)>& getenv);
 
-extern const char kUsage[];
+// The --help text (flags, defaults, environment fallbacks).
+std::string Usage();
 
 // The whole program: exit code 0 (served and stopped cleanly; load: at least one success),
 // 1 (load: nothing succeeded; a server failed to start), 2 (usage).

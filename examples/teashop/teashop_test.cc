@@ -54,11 +54,13 @@ TEST(Catalogue, SearchFiltersAndPaginates) {
   Catalogue c(300);
   const Page all = c.Search("smoky", "", 1, 1000);
   ASSERT_GT(all.total, 0);
+  ASSERT_FALSE(all.items.empty());
   for (const Tea* t : all.items) {
     EXPECT_NE(t->description.find("smoky"), std::string::npos) << t->name;
   }
   // Case-insensitive, every word must match.
   const Page two = c.Search("SMOKY black", "", 1, 1000);
+  ASSERT_FALSE(two.items.empty()) << "no smoky black tea in the catalogue";
   for (const Tea* t : two.items) EXPECT_EQ(t->category, "black");
   EXPECT_LE(two.total, all.total);
   const Page green = c.Search("", "green", 2, 10);
@@ -102,6 +104,7 @@ TEST(CatalogueService, Endpoints) {
   EXPECT_EQ(r[http::field::content_type], "application/json");
 
   j = Body(s.Handle(Req(http::verb::get, "/teas?category=oolong&size=100")));
+  ASSERT_FALSE(j["items"].empty()) << j;
   for (const json& t : j["items"]) EXPECT_EQ(t["category"], "oolong");
 
   r = s.Handle(Req(http::verb::get, "/teas/42"));
@@ -279,8 +282,9 @@ TEST(Flags, ParseWithEnvironmentFallback) {
       "--role barista: use frontend, catalogue, cart, recommendation, store, idle, echo or load");
   EXPECT_EQ(ParseFlags({"--role", "cart", "--bogus"}, none).status().message(),
             "unknown flag --bogus");
-  EXPECT_EQ(ParseFlags({"--role", "cart", "--threads"}, none).status().message(),
-            "--threads needs a value");
+  EXPECT_NE(ParseFlags({"--role", "cart", "--threads"}, none).status().message().find("--threads"),
+            std::string::npos);
+  EXPECT_FALSE(ParseFlags({"--role", "cart", "--threads", "0"}, none).ok());
   EXPECT_FALSE(
       ParseFlags({"--role", "load", "--target", "http://f", "--duration", "soon"}, none).ok());
   EXPECT_FALSE(ParseFlags({"--role", "load"}, none).ok());
