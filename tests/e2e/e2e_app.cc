@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "cli/flags.h"
+
 namespace {
 
 void Echo(int c) {
@@ -152,20 +154,42 @@ int Hold(const char* host, const char* port, const std::string& token, int inter
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "serve" && argc >= 3) {
-    std::vector<int> ports;
-    for (int i = 2; i < argc; ++i) ports.push_back(std::atoi(argv[i]));
-    return Serve(ports);
+  CLI::App app{
+      "The pods' process in the end-to-end suite, and the client it runs through weftctl exec.",
+      "weft-e2e-app"};
+  app.require_subcommand(1);
+  std::vector<int> ports;
+  std::string host, port, token;
+  int interval_ms = 0;
+  CLI::App* serve = app.add_subcommand(
+      "serve", "TCP echo servers on every address: each line read is written back");
+  serve->add_option("PORT", ports)->required();
+  CLI::App* call = app.add_subcommand(
+      "call",
+      "connects (5 s), sends \"TOKEN\\n\", prints the echoed line; exit 0 only if the "
+      "echo is TOKEN");
+  CLI::App* hold = app.add_subcommand(
+      "hold",
+      "one connection kept open: every MS ms sends \"TOKEN i\\n\" and prints \"ok i\" "
+      "once echoed; prints \"closed: <why>\" and exits 1 when the connection fails; "
+      "exits 0 after 180 s");
+  for (CLI::App* c : {call, hold}) {
+    c->add_option("HOST", host)->required();
+    c->add_option("PORT", port)->required();
+    c->add_option("TOKEN", token)->required();
   }
-  if (mode == "call" && argc == 5) return Call(argv[2], argv[3], argv[4]);
-  if (mode == "hold" && argc == 6) return Hold(argv[2], argv[3], argv[4], std::atoi(argv[5]));
-  if (mode == "sleep") {
-    while (true) ::pause();
+  hold->add_option("MS", interval_ms)->required();
+  CLI::App* sleep = app.add_subcommand("sleep", "waits forever");
+  if (absl::Status st = weft::flags::Parse(app, std::vector<std::string>(argv + 1, argv + argc));
+      !st.ok()) {
+    if (absl::IsCancelled(st)) return std::fputs(app.help().c_str(), stdout), 0;
+    std::fprintf(stderr, "weft-e2e-app: %s\nRun 'weft-e2e-app --help'.\n",
+                 std::string(st.message()).c_str());
+    return 2;
   }
-  std::fputs(
-      "usage: weft-e2e-app serve PORT... | call HOST PORT TOKEN | hold HOST PORT TOKEN MS | "
-      "sleep\n",
-      stderr);
-  return 2;
+  if (serve->parsed()) return Serve(ports);
+  if (call->parsed()) return Call(host.c_str(), port.c_str(), token);
+  if (hold->parsed()) return Hold(host.c_str(), port.c_str(), token, interval_ms);
+  (void)sleep;
+  while (true) ::pause();
 }
