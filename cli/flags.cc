@@ -17,7 +17,9 @@ absl::Status Parse(CLI::App& app, const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     return absl::InvalidArgumentError(e.what());
   }
-  const std::vector<std::string> extra = app.remaining();
+  std::vector<std::string> extra = app.remaining();
+  // With extras allowed, CLI11 also lists the "--" that ends the flags; it is not an error.
+  extra.erase(std::remove(extra.begin(), extra.end(), "--"), extra.end());
   if (!extra.empty()) {
     const std::string& x = extra.front();
     return absl::InvalidArgumentError(x.size() > 1 && x[0] == '-' ? "unknown flag " + x
