@@ -474,6 +474,37 @@ TEST_F(DirectMesh, BadInputOnHbonePortIsCountedAndServerKeepsServing) {
   ExpectTunnelWorks("after every kind of bad input");
 }
 
+// Issue 13 hole 5: a CONNECT to one of ztunnel's own ports on the pod (15008 here, the
+// listener's real port in this tier) would tunnel a second session whose inner source is the
+// destination pod itself, defeating ipBlocks, source.ip and NetworkPolicy. It is refused (400)
+// and counted; a normal CONNECT still works.
+TEST_F(DirectMesh, ConnectToZtunnelsOwnPortIsRefusedAndCounted) {
+  auto root = ca_->root_pem();
+  auto good = weft::testing::IssueClientCert(*ca_, &kClientId, std::chrono::hours(1));
+  ASSERT_TRUE(good.ok());
+  auto refused = [&](const std::string& port) {
+    return Metric(*b_, "weft_bad_input_total",
+                  {{"port", port}, {"kind", "connect_to_ztunnel_port"}});
+  };
+  int n = 0;
+  for (uint16_t port :
+       {b_hbone_.port, b_plain_.port, uint16_t{15008}, uint16_t{15006}, uint16_t{15001}}) {
+    auto r =
+        weft::testing::HboneConnect(b_hbone_, &*good, root, SockAddr{kServerIp, port}.ToString());
+    EXPECT_EQ(r.status, 400) << "CONNECT to port " << port << ": " << r.error;
+    EXPECT_EQ(refused("15008"), ++n) << Metrics(*b_);
+  }
+  // The plaintext path: a connection captured on 15006 whose original destination is one of
+  // ztunnel's ports is not relayed back into ztunnel from inside the pod.
+  auto fd = Plaintext(b_hbone_);
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get()));
+  EXPECT_TRUE(WaitFor([&] { return refused("15006") == 1; })) << Metrics(*b_);
+
+  auto r = weft::testing::HboneConnect(b_hbone_, &*good, root, EchoAddr().ToString());
+  EXPECT_EQ(r.status, 200) << r.error;
+  ExpectTunnelWorks("after CONNECTs to ztunnel's own ports");
+}
+
 class DirectMeshSanMismatch : public DirectMesh {
  protected:
   void SetUp() override {

@@ -377,6 +377,20 @@ TEST_F(SameNodeFastPath, ResetIsPropagatedBothWays) {
   EXPECT_TRUE(WaitFor([&] { return Metric(*a_, "weft_active_connections") == 0; }));
 }
 
+// Issue 13 hole 5, the fast path's side: a client connecting to a same-node pod's HBONE port
+// would be put into ztunnel's own listener from inside that pod (source: the pod itself).
+// Refused as the HBONE server refuses such a CONNECT, and counted.
+TEST_F(SameNodeFastPath, ConnectionToZtunnelsOwnPortIsRefused) {
+  auto fd = Outbound(server_hbone_);
+  EXPECT_TRUE(WaitClosed(fd.get(), 3s));
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_bad_input_total",
+                  {{"port", "15001"}, {"kind", "connect_to_ztunnel_port"}}) == 1;
+  })) << Metrics(*a_);
+  auto ok = Outbound(echo_->addr());
+  EXPECT_EQ(EchoRoundTrip(ok.get(), "still served"), "still served");
+}
+
 TEST_F(SameNodeFastPath, ConnectFailureIsReportedByBothReporters) {
   // A port on the server's address where nothing listens.
   int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

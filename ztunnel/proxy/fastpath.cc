@@ -131,6 +131,14 @@ bool TrySameNode(Worker& w, const ConfigSnapshot& snap, const Workload& src, con
   const IpAddr src_ip = src.addresses.empty() ? info.src.ip : AddressLike(src, target.ip);
   info.labels.connection_security_policy = kSameNode;
   FlowInfo dinfo = DestinationRecord(snap, src, dst, SockAddr{src_ip, info.src.port}, target);
+  if (IsZtunnelPort(*dpod, target.port)) {  // as the HBONE server refuses such a CONNECT
+    w.metrics().BadInput("15001", "connect_to_ztunnel_port");
+    std::string why = "destination " + target.ToString() + " is one of ztunnel's own ports";
+    LOG_WARN("outbound", "connection to one of ztunnel's own ports refused",
+             {{"src", info.src.ToString()}, {"dst", target.ToString()}});
+    RefuseBoth(w, std::move(dinfo), std::move(info), client, "DENY", why, why);
+    return true;
+  }
 
   // The source's identity is known first-hand (its pod is ours), so the destination's policy
   // is evaluated exactly as for an authenticated HBONE peer; PeerAuthentication STRICT is

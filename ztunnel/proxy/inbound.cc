@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "ztunnel/capture/capture.h"
 #include "ztunnel/proxy/worker.h"
 
 namespace weft::ztunnel {
@@ -32,6 +33,16 @@ AuthzDecision AuthorizeAsDestination(Metrics& metrics, const ConfigSnapshot& sna
   for (auto& r : d.dry_run)
     LOG_INFO("audit", "dry-run policy result", {{"result", r}, {"dst", ci.dst.ToString()}});
   return d;
+}
+
+bool IsZtunnelPort(const Pod& pod, uint16_t port) {
+  if (port == kOutboundPort || port == kInboundPlaintextPort || port == kInboundHbonePort)
+    return true;
+  for (const auto* v : {&pod.bound.outbound, &pod.bound.inbound_plain, &pod.bound.hbone}) {
+    for (const SockAddr& a : *v)
+      if (a.port == port) return true;
+  }
+  return false;
 }
 
 // ---- 15006: plaintext ---------------------------------------------------------------------
@@ -81,6 +92,15 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     return;
   }
   auto peer = PeerAddress(fd.get());
+  if (IsZtunnelPort(*pod, orig->port)) {
+    w_->metrics().BadInput("15006", "connect_to_ztunnel_port");
+    LOG_WARN("inbound", "plaintext connection to one of ztunnel's own ports refused",
+             {{"pod", pod->uid},
+              {"src", peer.ok() ? peer->ToString() : "?"},
+              {"dst", orig->ToString()}});
+    ResetConnection(fd);
+    return;
+  }
   auto snap = w_->shared().config->Get();
   const Workload* dst = snap->FindWorkloadByUid(pod->uid);
   if (!dst || !peer.ok()) {
@@ -137,6 +157,14 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
   if (!target.ok()) {
     reject(StatusForRejection(target.status()), "bad_connect",
            std::string(target.status().message()));
+    return;
+  }
+  if (IsZtunnelPort(pod, target->port)) {
+    // Istio's ztunnel refuses these too (its "illegal ports"); 400, not its 503: the request
+    // is invalid whatever the state, a retry cannot succeed.
+    reject(400, "connect_to_ztunnel_port",
+           absl::StrCat("CONNECT target ", target->ToString(),
+                        " is one of ztunnel's own ports; a tunnel into ztunnel is refused"));
     return;
   }
   auto snap = w_->shared().config->Get();

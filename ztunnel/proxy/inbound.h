@@ -47,6 +47,12 @@ class Inbound {
   std::set<Flow*> open_;
 };
 
+// True if `port` is one of ztunnel's own ports in `pod`'s netns: 15001, 15006, 15008 or a
+// port one of the pod's listeners is bound to. Traffic for a pod is never relayed to them:
+// a CONNECT (or a captured connection) to podIP:15008 would open a second session from
+// inside the pod, whose source is the pod itself (defeats ipBlocks, source.ip, NetworkPolicy).
+bool IsZtunnelPort(const Pod& pod, uint16_t port);
+
 // Authorizes `ci` as `dst`'s ztunnel does for an authenticated peer: counts and logs a denial
 // (`src`/`dst_addr` for the log; `security` added to it when set), logs AUDIT and dry-run
 // results. Shared by the HBONE server and the same-node fast path.
