@@ -24,6 +24,8 @@ void Usage(FILE* f) {
       "  --cp-token FILE      this node's credential for weftd (bootstrap or SA token)\n"
       "  --cp-server-name N   name in weftd's certificate (default weftd.weft-system.svc)\n"
       "  --node NAME          this node's name\n"
+      "  --trust-domain-alias TD\n"
+      "                       also accept peers from trust domain TD (repeatable)\n"
       "  --inpod-socket PATH  Unix socket where weft-agent hands over pods\n"
       "  --admin ADDR         admin endpoint (default 127.0.0.1:15000)\n"
       "  --metrics ADDR       Prometheus endpoint (default 0.0.0.0:15020)\n"
@@ -67,6 +69,8 @@ int main(int argc, char** argv) {
       o.config_file = next();
     } else if (a == "--certs") {
       o.certs_dir = next();
+    } else if (a == "--trust-domain-alias") {
+      o.trust_domain_aliases.push_back(next());
     } else if (a == "--control-plane") {
       o.control_plane.address = next();
     } else if (a == "--cp-root") {

@@ -46,7 +46,7 @@ absl::Status ZtunnelApp::Start() {
     return absl::InvalidArgumentError(
         "--certs DIR (see `weftctl dev-certs`) or --control-plane ADDR is required");
   }
-  tls_ = std::make_unique<TlsContextCache>(certs_.get());
+  tls_ = std::make_unique<TlsContextCache>(certs_.get(), opts_.trust_domain_aliases);
   proxy_ = std::make_unique<Proxy>(opts_.proxy, &store_, tls_.get(), metrics_.get(),
                                    orig_dst_override_ ? orig_dst_override_ : &so_orig_dst_);
 

@@ -28,6 +28,9 @@ struct ZtunnelOptions {
   std::string node;         // this node's name (for logs and, later, the config stream)
   std::string config_file;  // standalone config (YAML/JSON ConfigSnapshot)
   std::string certs_dir;    // FileCertificateProvider layout
+  // Peer trust domains accepted besides a workload's own (Istio's trustDomainAliases); any other
+  // trust domain is refused at the handshake, on both sides (--trust-domain-alias, repeated).
+  std::vector<std::string> trust_domain_aliases;
   // Control-plane mode (instead of config_file / certs_dir): weftd's gRPC address. Config comes
   // from its ConfigDiscovery stream, certificates from its CA (key generated here, CSR sent).
   weft::cp::ControlPlaneEndpoint control_plane;

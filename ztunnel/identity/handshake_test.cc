@@ -186,6 +186,46 @@ TEST_F(HandshakeTest, IntermediateChainIsSent) {
   EXPECT_TRUE(VerifyPeerIdentity(r.client.ssl.get(), kServer, &f).ok());
 }
 
+// Issue 13 hole 7: a certificate chained to a trusted root but whose SPIFFE ID is in another
+// trust domain is refused on both sides, unless that trust domain is a configured alias.
+TEST_F(HandshakeTest, PeerFromAnotherTrustDomainIsRefusedUnlessAliased) {
+  const SpiffeId foreign_client{"evil.org", "frontend", "web"};
+  const SpiffeId foreign_server{"evil.org", "backend", "api"};
+  // The foreign peer itself accepts cluster.local (an attacker would not check at all).
+  auto foreign = [&](const std::shared_ptr<CertBundle>& b, bool srv) {
+    auto ctx = TlsContextCache::BuildContext(*b, srv, {"cluster.local"});
+    EXPECT_TRUE(ctx.ok()) << ctx.status();
+    return *ctx;
+  };
+  auto client = Bundle(ca_, foreign_client);
+  auto r = Handshake(foreign(client, false).get(), ServerCtx().get());
+  ASSERT_TRUE(r.server.failed) << "server accepted a client from trust domain evil.org";
+  EXPECT_EQ(r.server.failure, TlsFailure::kTrustDomainMismatch) << r.server.detail;
+  EXPECT_NE(r.server.detail.find("trust domain"), std::string::npos) << r.server.detail;
+
+  auto server = Bundle(ca_, foreign_server);
+  r = Handshake(ClientCtx().get(), foreign(server, true).get());
+  ASSERT_TRUE(r.client.failed) << "client accepted a server from trust domain evil.org";
+  EXPECT_EQ(r.client.failure, TlsFailure::kTrustDomainMismatch) << r.client.detail;
+
+  // With evil.org as an alias of cluster.local both directions work.
+  auto aliased = [&](const SpiffeId& id, bool srv) {
+    auto ctx = TlsContextCache::BuildContext(*provider_.Get(id).value(), srv, {"evil.org"});
+    EXPECT_TRUE(ctx.ok()) << ctx.status();
+    return *ctx;
+  };
+  r = Handshake(foreign(client, false).get(), aliased(kServer, true).get());
+  EXPECT_TRUE(r.client.done && r.server.done && !r.client.failed && !r.server.failed)
+      << TlsFailureName(r.server.failure) << ": " << r.server.detail;
+  r = Handshake(aliased(kClient, false).get(), foreign(server, true).get());
+  EXPECT_TRUE(r.client.done && r.server.done && !r.client.failed && !r.server.failed)
+      << TlsFailureName(r.client.failure) << ": " << r.client.detail;
+  // The cache passes its aliases to the contexts it builds.
+  TlsContextCache with_alias(&provider_, {"evil.org"});
+  r = Handshake(foreign(client, false).get(), with_alias.ServerContext(kServer)->get());
+  EXPECT_FALSE(r.server.failed) << r.server.detail;
+}
+
 TEST_F(HandshakeTest, ClientCertFromAnotherCa) {
   auto other = Root("intruder");
   auto client = Bundle(other, kClient);

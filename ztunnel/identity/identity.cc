@@ -147,8 +147,42 @@ int AlpnSelectH2(SSL*, const unsigned char** out, unsigned char* outlen, const u
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+// The trust domains a context accepts for peers: the local identity's and its aliases. Kept in
+// the SSL_CTX's ex_data and freed with the context (connections may outlive the cache entry).
+struct TrustDomains {
+  std::vector<std::string> accepted;
+};
+void FreeTrustDomains(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<TrustDomains*>(ptr);
+}
+int TrustDomainsIndex() {
+  static const int idx = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, FreeTrustDomains);
+  return idx;
+}
+
+// Chain verification callback: after OpenSSL verified the chain, the leaf's SPIFFE ID must be in
+// an accepted trust domain (a root shared with another mesh must not let its workloads in).
+// A leaf without a usable SPIFFE ID passes here; PeerIdentity refuses it (kNoSpiffeId).
+int VerifyTrustDomain(int preverify_ok, X509_STORE_CTX* store) {
+  if (preverify_ok != 1 || X509_STORE_CTX_get_error_depth(store) != 0) return preverify_ok;
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  if (ssl == nullptr) return preverify_ok;
+  auto* tds =
+      static_cast<TrustDomains*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), TrustDomainsIndex()));
+  if (tds == nullptr) return preverify_ok;
+  auto id = tls::CertSpiffeId(X509_STORE_CTX_get_current_cert(store));
+  if (!id.ok()) return preverify_ok;
+  for (const auto& td : tds->accepted)
+    if (td == id->trust_domain) return 1;
+  X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+  return 0;
+}
+
 TlsFailure FromVerifyResult(long v) {
   switch (v) {
+    case X509_V_ERR_APPLICATION_VERIFICATION:  // only VerifyTrustDomain sets it
+      return TlsFailure::kTrustDomainMismatch;
     case X509_V_ERR_CERT_HAS_EXPIRED:
       return TlsFailure::kExpired;
     case X509_V_ERR_CERT_NOT_YET_VALID:
@@ -331,6 +365,8 @@ std::string_view TlsFailureName(TlsFailure f) {
       return "no_spiffe_id";
     case TlsFailure::kIdentityMismatch:
       return "identity_mismatch";
+    case TlsFailure::kTrustDomainMismatch:
+      return "trust_domain_mismatch";
     case TlsFailure::kNoAlpn:
       return "no_alpn";
     case TlsFailure::kProtocol:
@@ -350,7 +386,10 @@ TlsFailure ClassifyHandshakeFailure(SSL* ssl, std::string* detail) {
     long v = SSL_get_verify_result(ssl);
     if (v != X509_V_OK) {
       result = FromVerifyResult(v);
-      text = absl::StrCat("peer certificate: ", X509_verify_cert_error_string(v));
+      text = absl::StrCat("peer certificate: ", v == X509_V_ERR_APPLICATION_VERIFICATION
+                                                    ? "SPIFFE ID is in another trust domain "
+                                                      "(neither ours nor a configured alias)"
+                                                    : X509_verify_cert_error_string(v));
     }
   }
   while (unsigned long e = ERR_get_error()) {
@@ -410,8 +449,8 @@ absl::Status VerifyPeerIdentity(SSL* ssl, const SpiffeId& expected, TlsFailure* 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<SSL_CTX>> TlsContextCache::BuildContext(const CertBundle& bundle,
-                                                                       bool server) {
+absl::StatusOr<std::shared_ptr<SSL_CTX>> TlsContextCache::BuildContext(
+    const CertBundle& bundle, bool server, const std::vector<std::string>& trust_domain_aliases) {
   if (!bundle.leaf || !bundle.key)
     return absl::InvalidArgumentError("certificate bundle has no leaf certificate or key");
   if (bundle.roots.empty())
@@ -451,11 +490,18 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> TlsContextCache::BuildContext(const Cer
       return tls::OpenSslError("adding mesh root certificate");
   }
 
+  auto* tds = new TrustDomains{{bundle.identity.trust_domain}};
+  tds->accepted.insert(tds->accepted.end(), trust_domain_aliases.begin(),
+                       trust_domain_aliases.end());
+  if (SSL_CTX_set_ex_data(c, TrustDomainsIndex(), tds) != 1) {
+    delete tds;
+    return tls::OpenSslError("storing accepted trust domains");
+  }
   if (server) {
-    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, VerifyTrustDomain);
     SSL_CTX_set_alpn_select_cb(c, AlpnSelectH2, nullptr);
   } else {
-    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, VerifyTrustDomain);
     // Unlike most OpenSSL calls, 0 means success here.
     if (SSL_CTX_set_alpn_protos(c, kAlpnH2, sizeof(kAlpnH2)) != 0)
       return tls::OpenSslError("setting ALPN");
@@ -477,7 +523,7 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> TlsContextCache::Get(const SpiffeId& lo
   std::lock_guard<std::mutex> lock(mu_);
   Entry& e = cache_[{local.ToString(), server}];
   if (e.ctx && e.bundle == bundle) return e.ctx;
-  auto ctx = BuildContext(*bundle, server);
+  auto ctx = BuildContext(*bundle, server, aliases_);
   if (!ctx.ok()) {
     if (e.ctx) {
       LOG_WARN("identity", "cannot build TLS context for rotated certificate; keeping old one",

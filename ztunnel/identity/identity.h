@@ -89,14 +89,15 @@ absl::Status WriteRootFile(const std::string& dir, const tls::CertificateAuthori
 // Handshake failure reasons, used as the `reason` label of weft_hbone_handshake_failures_total.
 enum class TlsFailure {
   kNone,
-  kUnknownCa,         // chain does not verify against the mesh roots
-  kExpired,           // certificate expired
-  kNotYetValid,       // certificate not yet valid
-  kNoClientCert,      // client sent no certificate
-  kNoSpiffeId,        // no (or malformed) spiffe:// URI SAN
-  kIdentityMismatch,  // server's SPIFFE ID is not the destination workload's
-  kNoAlpn,            // peer did not negotiate h2
-  kProtocol,          // not TLS / malformed / wrong version / other handshake error
+  kUnknownCa,            // chain does not verify against the mesh roots
+  kExpired,              // certificate expired
+  kNotYetValid,          // certificate not yet valid
+  kNoClientCert,         // client sent no certificate
+  kNoSpiffeId,           // no (or malformed) spiffe:// URI SAN
+  kIdentityMismatch,     // server's SPIFFE ID is not the destination workload's
+  kTrustDomainMismatch,  // peer's SPIFFE ID is in neither our trust domain nor an alias
+  kNoAlpn,               // peer did not negotiate h2
+  kProtocol,             // not TLS / malformed / wrong version / other handshake error
 };
 std::string_view TlsFailureName(TlsFailure f);  // "unknown_ca", "expired", ...
 
@@ -137,17 +138,23 @@ absl::Status VerifyPeerIdentity(SSL* ssl, const SpiffeId& expected, TlsFailure* 
 // no read/write buffers). The caller creates SSL objects and drives I/O.
 class TlsContextCache {
  public:
-  explicit TlsContextCache(CertificateProvider* provider) : provider_(provider) {}
+  // `trust_domain_aliases`: trust domains accepted for peers besides the local identity's own
+  // (Istio's trustDomainAliases).
+  explicit TlsContextCache(CertificateProvider* provider,
+                           std::vector<std::string> trust_domain_aliases = {})
+      : provider_(provider), aliases_(std::move(trust_domain_aliases)) {}
   // Thread-safe. Contexts are rebuilt when the provider returns a different bundle (rotation).
   absl::StatusOr<std::shared_ptr<SSL_CTX>> ServerContext(const SpiffeId& local);
   absl::StatusOr<std::shared_ptr<SSL_CTX>> ClientContext(const SpiffeId& local);
   // Builds a context from a bundle without caching (the cache uses this).
-  static absl::StatusOr<std::shared_ptr<SSL_CTX>> BuildContext(const CertBundle& bundle,
-                                                               bool server);
+  static absl::StatusOr<std::shared_ptr<SSL_CTX>> BuildContext(
+      const CertBundle& bundle, bool server,
+      const std::vector<std::string>& trust_domain_aliases = {});
 
  private:
   absl::StatusOr<std::shared_ptr<SSL_CTX>> Get(const SpiffeId& local, bool server);
   CertificateProvider* provider_;
+  std::vector<std::string> aliases_;
   std::mutex mu_;
   struct Entry {
     std::shared_ptr<const CertBundle> bundle;
