@@ -1,7 +1,10 @@
 #include "controlplane/ca/ca.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -247,6 +250,33 @@ absl::StatusOr<std::string> TokenReviewAuthenticator::Authenticate(std::string_v
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+// The key types the CA signs (issue 13): EC P-256 or P-384, RSA of 2048 bits or more.
+absl::Status CheckCsrKey(X509_REQ* csr) {
+  EVP_PKEY* key = X509_REQ_get0_pubkey(csr);
+  if (key == nullptr) return absl::InvalidArgumentError("CSR key: missing or unreadable");
+  const int bits = EVP_PKEY_get_bits(key);
+  if (EVP_PKEY_is_a(key, "EC")) {
+    char group[64] = {0};
+    size_t len = 0;
+    if (EVP_PKEY_get_group_name(key, group, sizeof group, &len) != 1) group[0] = 0;
+    std::string_view g(group);
+    if (g == "prime256v1" || g == "secp384r1") return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("CSR key: EC curve ", Av(g.empty() ? std::string_view("(unknown)") : g),
+                     " is not accepted; use P-256 (prime256v1) or P-384 (secp384r1)"));
+  }
+  if (EVP_PKEY_is_a(key, "RSA")) {
+    if (bits >= 2048) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("CSR key: RSA ", bits, " bits is too small; use at least 2048 bits"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("CSR key: type ", OBJ_nid2sn(EVP_PKEY_get_base_id(key)),
+                   " is not accepted; use EC P-256/P-384 or RSA >= 2048 bits"));
+}
+}  // namespace
+
 Issuer::Issuer(tls::CertificateAuthority ca, IssuerOptions opts)
     : ca_(std::move(ca)), opts_(std::move(opts)) {}
 
@@ -267,6 +297,7 @@ absl::StatusOr<std::vector<std::string>> Issuer::Issue(std::string_view csr_pem,
   }
   auto csr = tls::CsrFromPem(csr_pem);
   if (!csr.ok()) return absl::InvalidArgumentError(absl::StrCat("CSR: ", csr.status().message()));
+  WEFT_RETURN_IF_ERROR(CheckCsrKey(csr->get()));
   auto csr_id = tls::CsrSpiffeId(csr->get());
   if (!csr_id.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("CSR: ", csr_id.status().message()));

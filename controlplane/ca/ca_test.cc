@@ -194,6 +194,42 @@ TEST(Issuer, RefusesBadRequests) {
   EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
 }
 
+// Issue 13 hole 7: the CA signs only keys of an accepted type and size (EC P-256/P-384,
+// RSA >= 2048 bits); anything else is refused with a clear error.
+TEST(Issuer, AcceptsOnlyP256P384OrRsa2048AndUp) {
+  auto root = *tls::CertificateAuthority::CreateRoot("weft", hours(24 * 365));
+  Issuer issuer(std::move(root), IssuerOptions{});
+  const SpiffeId id = Id("default", "sleep");
+  auto issue = [&](EVP_PKEY* key) {
+    auto csr = tls::MakeCsr(key, id);
+    EXPECT_TRUE(csr.ok()) << csr.status();
+    return issuer.Issue(*tls::CsrToPem(csr->get()), id.ToString(), seconds(0));
+  };
+  struct Case {
+    const char* type;
+    const char* curve;  // EC only
+    size_t bits;        // RSA only
+    bool ok;
+  };
+  for (const Case& c : {Case{"EC", "prime256v1", 0, true}, Case{"EC", "secp384r1", 0, true},
+                        Case{"RSA", nullptr, 2048, true}, Case{"RSA", nullptr, 1024, false},
+                        Case{"EC", "secp224r1", 0, false}, Case{"EC", "secp256k1", 0, false},
+                        Case{"EC", "secp521r1", 0, false}}) {
+    tls::EvpPkeyPtr key(c.curve ? EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", c.curve)
+                                : EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", c.bits));
+    ASSERT_TRUE(key) << c.type << " " << (c.curve ? c.curve : "") << c.bits;
+    auto r = issue(key.get());
+    std::string what = std::string(c.type) + " " + (c.curve ? c.curve : std::to_string(c.bits));
+    if (c.ok) {
+      EXPECT_TRUE(r.ok()) << what << ": " << r.status();
+    } else {
+      ASSERT_FALSE(r.ok()) << what << " must be refused";
+      EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+      EXPECT_NE(r.status().message().find("CSR key"), std::string::npos) << r.status();
+    }
+  }
+}
+
 TEST(BootstrapToken, AcceptsOnlyTheNodesOwnToken) {
   testing::TempDir tmp;
   std::string dir = tmp.path() + "/tokens";
