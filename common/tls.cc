@@ -155,10 +155,12 @@ absl::StatusOr<X509_NAME*> MakeCaName(std::string_view org, std::string_view cn)
 
 // Builds and signs a CA certificate for `key`, issued by (issuer_cert, issuer_key), or
 // self-signed when issuer_cert is null.
+// `path_len`: basicConstraints pathLenConstraint (intermediates allowed below this CA).
 absl::StatusOr<X509Ptr> MakeCaCert(EVP_PKEY* key, std::string_view org, std::string_view cn,
                                    std::chrono::seconds lifetime, X509* issuer_cert,
-                                   EVP_PKEY* issuer_key) {
+                                   EVP_PKEY* issuer_key, int path_len) {
   if (lifetime.count() <= 0) return absl::InvalidArgumentError("CA lifetime must be positive");
+  if (path_len < 0) return absl::InvalidArgumentError("CA pathlen must be 0 or more");
   X509Ptr cert(X509_new());
   if (!cert) return OpenSslError("X509_new");
   if (!X509_set_version(cert.get(), X509_VERSION_3)) return OpenSslError("X509_set_version");
@@ -176,7 +178,8 @@ absl::StatusOr<X509Ptr> MakeCaCert(EVP_PKEY* key, std::string_view org, std::str
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, issuer_cert ? issuer_cert : cert.get(), cert.get(), nullptr, nullptr, 0);
-  WEFT_RETURN_IF_ERROR(AddExt(cert.get(), &ctx, NID_basic_constraints, "critical,CA:TRUE"));
+  WEFT_RETURN_IF_ERROR(AddExt(cert.get(), &ctx, NID_basic_constraints,
+                              absl::StrCat("critical,CA:TRUE,pathlen:", path_len).c_str()));
   WEFT_RETURN_IF_ERROR(
       AddExt(cert.get(), &ctx, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"));
   WEFT_RETURN_IF_ERROR(AddExt(cert.get(), &ctx, NID_subject_key_identifier, "hash"));
@@ -405,12 +408,13 @@ absl::Status VerifyChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
   return absl::OkStatus();
 }
 
-absl::StatusOr<CertificateAuthority> CertificateAuthority::CreateRoot(
-    std::string_view org, std::chrono::seconds lifetime) {
+absl::StatusOr<CertificateAuthority> CertificateAuthority::CreateRoot(std::string_view org,
+                                                                      std::chrono::seconds lifetime,
+                                                                      int path_len) {
   CertificateAuthority ca;
   WEFT_ASSIGN_OR_RETURN(ca.key_, GenerateKey());
   WEFT_ASSIGN_OR_RETURN(ca.cert_, MakeCaCert(ca.key_.get(), org, absl::StrCat(Av(org), " root CA"),
-                                             lifetime, nullptr, nullptr));
+                                             lifetime, nullptr, nullptr, path_len));
   WEFT_ASSIGN_OR_RETURN(std::string pem, CertToPem(ca.cert_.get()));
   ca.chain_pem_.push_back(std::move(pem));
   return ca;
@@ -418,11 +422,19 @@ absl::StatusOr<CertificateAuthority> CertificateAuthority::CreateRoot(
 
 absl::StatusOr<CertificateAuthority> CertificateAuthority::CreateIntermediate(
     std::string_view org, std::chrono::seconds lifetime) const {
+  // One level less than this CA allows; a CA without a pathlen (loaded from PEM) gets
+  // intermediates that sign leaves only.
+  long parent_len = X509_get_pathlen(cert_.get());
+  if (parent_len == 0) {
+    return absl::FailedPreconditionError(
+        "this CA has basicConstraints pathlen 0: it may sign workload certificates but not "
+        "intermediate CAs (create the root with a larger pathlen)");
+  }
   CertificateAuthority ca;
   WEFT_ASSIGN_OR_RETURN(ca.key_, GenerateKey());
   WEFT_ASSIGN_OR_RETURN(
       ca.cert_, MakeCaCert(ca.key_.get(), org, absl::StrCat(Av(org), " intermediate CA"), lifetime,
-                           cert_.get(), key_.get()));
+                           cert_.get(), key_.get(), parent_len > 0 ? int(parent_len - 1) : 0));
   WEFT_ASSIGN_OR_RETURN(std::string pem, CertToPem(ca.cert_.get()));
   ca.chain_pem_.push_back(std::move(pem));
   ca.chain_pem_.insert(ca.chain_pem_.end(), chain_pem_.begin(), chain_pem_.end());

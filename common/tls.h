@@ -94,13 +94,14 @@ Validity CertValidity(X509* cert);
 absl::Status VerifyChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
                          const std::vector<X509Ptr>& roots, bool check_time = true);
 
-
 // A certificate authority: a CA cert + key that signs workload certificates.
 class CertificateAuthority {
  public:
-  // Self-signed root (CN "<org> root CA", CA:TRUE, keyCertSign), valid `lifetime`.
+  // Self-signed root (CN "<org> root CA", CA:TRUE with pathlen `path_len`, keyCertSign), valid
+  // `lifetime`. pathlen 1 (default): one level of intermediates below the root.
   static absl::StatusOr<CertificateAuthority> CreateRoot(std::string_view org,
-                                                         std::chrono::seconds lifetime);
+                                                         std::chrono::seconds lifetime,
+                                                         int path_len = 1);
   // Intermediate signed by `parent`.
   absl::StatusOr<CertificateAuthority> CreateIntermediate(std::string_view org,
                                                           std::chrono::seconds lifetime) const;

@@ -275,13 +275,34 @@ TEST(TlsCa, IntermediateChainVerifies) {
   auto st = VerifyChain(leaf.cert.get(), {}, RootsOf(root));
   EXPECT_FALSE(st.ok());
 
-  // Two levels deep.
+  // Two levels deep (a root made for it: the default pathlen allows one level).
+  auto deep_root = CertificateAuthority::CreateRoot("weft-deep", 24h, /*path_len=*/2);
+  ASSERT_TRUE(deep_root.ok());
+  mid = deep_root->CreateIntermediate("weft-mid", 12h);
+  ASSERT_TRUE(mid.ok());
   auto mid2 = mid->CreateIntermediate("weft-mid2", 6h);
   ASSERT_TRUE(mid2.ok());
   ASSERT_EQ(mid2->chain_pem().size(), 3u);
   auto leaf2 = Issue(*mid2, Id());
   auto inter2 = Certs({mid2->chain_pem()[0], mid2->chain_pem()[1]});
-  EXPECT_TRUE(VerifyChain(leaf2.cert.get(), inter2, RootsOf(root)).ok());
+  EXPECT_TRUE(VerifyChain(leaf2.cert.get(), inter2, RootsOf(*deep_root)).ok());
+}
+
+// Issue 13 hole 7: generated roots carry a basicConstraints pathLenConstraint (1 by default:
+// one level of intermediates), intermediates one less, and a CA at pathlen 0 makes no
+// intermediates of its own.
+TEST(TlsCa, RootsAndIntermediatesCarryPathLen) {
+  auto root = Root();
+  EXPECT_EQ(X509_get_pathlen(root.cert()), 1);
+  auto mid = root.CreateIntermediate("weft-mid", 12h);
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  EXPECT_EQ(X509_get_pathlen(mid->cert()), 0);
+  auto too_deep = mid->CreateIntermediate("weft-mid2", 6h);
+  ASSERT_FALSE(too_deep.ok());
+  EXPECT_NE(too_deep.status().message().find("pathlen"), std::string::npos) << too_deep.status();
+  auto deep = CertificateAuthority::CreateRoot("deep", 24h, /*path_len=*/2);
+  ASSERT_TRUE(deep.ok());
+  EXPECT_EQ(X509_get_pathlen(deep->cert()), 2);
 }
 
 TEST(TlsCa, ValidityWindowAndClamping) {
