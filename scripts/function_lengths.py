@@ -36,7 +36,8 @@ def functions(path):
         if DEF_START.match(line) and not NOT_DEF.match(line) and "(" in line:
             # find the opening brace of the body: the first line ending in '{' before a ';'
             j = i
-            while j < n and not lines[j].rstrip().endswith("{") and ";" not in lines[j]:
+            while (j < n and not lines[j].rstrip().endswith("{") and ";" not in lines[j]
+                   and not lines[j].rstrip().endswith("{}")):
                 j += 1
             if j < n and lines[j].rstrip().endswith("{") and ";" not in lines[j]:
                 k = j + 1
