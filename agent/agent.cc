@@ -26,10 +26,10 @@
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
-#include "controlplane/xds/client.h"
 #include "nlohmann/json.hpp"
 #include "ztunnel/capture/capture.h"
 #include "ztunnel/state/config_file.h"
+#include "ztunnel/xds/client.h"
 
 namespace weft::agent {
 namespace {
@@ -683,7 +683,7 @@ absl::Status Agent::RunOnce() {
 
 absl::Status Agent::Run() {
   std::unique_ptr<ztunnel::ConfigFileWatcher> watcher;
-  std::unique_ptr<cp::ConfigClient> stream;
+  std::unique_ptr<ztunnel::ConfigClient> stream;
   if (!opts_.control_plane.enabled()) {
     watcher = std::make_unique<ztunnel::ConfigFileWatcher>(
         opts_.config_path, [this](ztunnel::SnapshotPtr s) { OnConfig(std::move(s)); },
@@ -694,7 +694,7 @@ absl::Status Agent::Run() {
   } else {
     // The stream keeps the last good config while weftd is away and NACKs bad versions.
     auto co = opts_.control_plane.ClientOptions(opts_.node, "agent");
-    stream = std::make_unique<cp::ConfigClient>(
+    stream = std::make_unique<ztunnel::ConfigClient>(
         std::move(co), [this](const ztunnel::SnapshotPtr& s) { OnConfig(s); });
   }
   WEFT_RETURN_IF_ERROR(Init(/*serve=*/true));

@@ -32,8 +32,8 @@
 #include "agent/probe.h"
 #include "common/net.h"
 #include "common/unique_fd.h"
-#include "controlplane/xds/client.h"
 #include "ztunnel/state/snapshot.h"
+#include "ztunnel/xds/client.h"
 
 namespace weft::bpf {
 class NodeCapture;
@@ -53,7 +53,7 @@ struct AgentOptions {
   std::string node;         // this node's name: only workloads with node == this
   std::string config_path;  // standalone config file (ztunnel/state/config_file.h)
   // Control-plane mode (instead of config_path): the pod list comes from weftd's config stream.
-  cp::ControlPlaneEndpoint control_plane;
+  ztunnel::ControlPlaneEndpoint control_plane;
   std::string ztunnel_socket;                    // ztunnel's handoff socket
   CaptureMode capture = CaptureMode::kIptables;  // the command line defaults to kAuto
   // eBPF mode: the cgroup v2 directory the connect hooks attach to (empty: the cgroup2 mount

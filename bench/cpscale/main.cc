@@ -49,8 +49,8 @@
 #include "common/net.h"
 #include "common/scrape/scrape.h"
 #include "common/status.h"
-#include "controlplane/xds/client.h"
-#include "controlplane/xds/resources.h"
+#include "ztunnel/xds/client.h"
+#include "config/xds/resources.h"
 #include "nlohmann/json.hpp"
 #include "weft/config/v1/config.grpc.pb.h"
 #include "ztunnel/state/snapshot.h"
@@ -63,8 +63,8 @@ namespace {
 namespace pb = ::weft::config::v1;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
-using cp::ConfigClient;
-using cp::ConfigClientOptions;
+using ztunnel::ConfigClient;
+using ztunnel::ConfigClientOptions;
 
 const char kUsage[] =
     "usage: weft-cp-bench [--pods N] [--services N] [--nodes N] [--policies N] [--namespaces N]\n"
@@ -281,7 +281,7 @@ class StreamNode {
     for (const auto& [key, bytes] : resources_) {
       if (!full.add_upserted()->ParseFromString(bytes)) ADD_PROBLEM("bad resource bytes");
     }
-    cp::xds::ResourceSet set;
+    config::xds::ResourceSet set;
     (void)set.Apply(full);
     return set.ToSnapshot(version_);
   }
@@ -329,11 +329,11 @@ class StreamNode {
         std::lock_guard<std::mutex> l(mu_);
         if (resp.full_snapshot()) resources_.clear();
         for (const pb::Resource& r : resp.upserted()) {
-          auto key = cp::xds::KeyOf(r);
+          auto key = config::xds::KeyOf(r);
           if (key.ok()) resources_[*key] = r.SerializeAsString();
         }
         for (const pb::ResourceKey& k : resp.removed()) {
-          auto key = cp::xds::KeyFromProto(k);
+          auto key = config::xds::KeyFromProto(k);
           if (key.ok()) resources_.erase(*key);
         }
         globals_ = resp;
@@ -362,7 +362,7 @@ class StreamNode {
   std::atomic<int> reconnects_{0};
   std::thread thread_;
   std::mutex mu_;
-  std::map<cp::xds::Key, std::string> resources_;
+  std::map<config::xds::Key, std::string> resources_;
   pb::ConfigResponse globals_;
   std::string version_;
 };
@@ -563,7 +563,7 @@ absl::Status VerifyNode(Nodes::Node& n, const SockAddr& admin) {
     return absl::InternalError(
         absl::StrCat("config_dump of ", n.name, ": ", std::string(st.message())));
   }
-  pb::ConfigSnapshot want = cp::xds::Canonicalize(view, "");
+  pb::ConfigSnapshot want = config::xds::Canonicalize(view, "");
   pb::ConfigSnapshot got = n.Current();
   got.clear_version();
   want.clear_version();
@@ -897,11 +897,11 @@ void Run::ConfigClientCost() {
   pb::ConfigResponse full;
   full.set_full_snapshot(true);
   full.set_version("1");
-  (void)cp::xds::ForEachResource(snap, [&](cp::xds::Key, pb::Resource r) {
+  (void)config::xds::ForEachResource(snap, [&](config::xds::Key, pb::Resource r) {
     *full.add_upserted() = std::move(r);
     return absl::OkStatus();
   });
-  cp::xds::SnapshotSet set;
+  config::xds::SnapshotSet set;
   if (!set.Apply(full).ok() || full.upserted_size() == 0) return;
   set.Commit();
   std::vector<double> ms;

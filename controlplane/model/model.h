@@ -8,8 +8,8 @@
 // (logged, counted in weft_cp_objects_ignored_total), not rejected.
 //
 // Validation: every upsert is checked (types, required fields, CIDRs, ports, selectors,
-// actions, modes; AuthorizationPolicy/PeerAuthentication additionally through
-// ztunnel::ConfigSnapshot::FromProto, i.e. exactly the data plane's rules). A bad object is
+// actions, modes; AuthorizationPolicy/PeerAuthentication additionally through the per-object
+// conversions of config/model/convert.h, i.e. exactly the data plane's rules). A bad object is
 // rejected: it is listed in Rejected() with a reason, counted in
 // weft_cp_objects_rejected_total{kind}, and the object's last accepted version (if any) stays
 // in force; nothing else is affected. A later good version, a delete, or a kSynced that no

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/net.h"
 #include "common/status.h"
-#include "ztunnel/state/snapshot.h"
+#include "config/model/convert.h"
 
 namespace weft::cp::internal {
 namespace {
@@ -626,7 +626,7 @@ absl::StatusOr<Parsed> ParseNetworkPolicy(const json& o) {
 
 // AuthorizationPolicy/PeerAuthentication: spec -> proto through protobuf's JSON parser (Istio's
 // field names are the proto's json names; unknown fields and wrong types fail), then the data
-// plane's own validation on a snapshot holding just this object.
+// plane's own per-object validation.
 template <typename Msg>
 absl::StatusOr<Msg> SpecToProto(const ObjectId& id, const json& o) {
   Msg msg;
@@ -647,14 +647,13 @@ absl::StatusOr<Msg> SpecToProto(const ObjectId& id, const json& o) {
   return msg;
 }
 
-absl::Status DataPlaneCheck(const pb::ConfigSnapshot& snap) {
-  auto built = weft::ztunnel::ConfigSnapshot::FromProto(snap);
-  if (built.ok()) return absl::OkStatus();
-  // 'authorization_policy "ns/name": rules[0]...: problem' -> 'spec.rules[0]...: problem'
-  std::string msg(built.status().message());
-  auto quote_end = msg.find("\": ");
-  if (quote_end != std::string::npos) msg = msg.substr(quote_end + 3);
-  return absl::InvalidArgumentError(absl::StrCat("spec.", msg));
+// The data plane's own validation of one object (config/model/convert.h): its error's field path
+// is relative to the object, whose fields are the spec's.
+absl::Status DataPlaneCheck(const absl::Status& converted) {
+  if (converted.ok()) return converted;
+  std::optional<config::ConfigError> e = config::GetConfigError(converted);
+  if (!e) return converted;
+  return Bad(Join("spec", e->path), e->reason);
 }
 
 // Enum names checked before protobuf's parser, whose message does not list the valid ones.
@@ -685,9 +684,7 @@ absl::StatusOr<Parsed> ParseAuthorizationPolicy(const ObjectId& id, const json& 
     }
     if (it->second == "true") ap.set_dry_run(true);
   }
-  pb::ConfigSnapshot snap;
-  *snap.add_authorization_policies() = ap;
-  WEFT_RETURN_IF_ERROR(DataPlaneCheck(snap));
+  WEFT_RETURN_IF_ERROR(DataPlaneCheck(config::AuthorizationPolicyFromProto(ap).status()));
   return ap;
 }
 
@@ -708,9 +705,7 @@ absl::StatusOr<Parsed> ParsePeerAuthentication(const ObjectId& id, const json& o
     }
   }
   WEFT_ASSIGN_OR_RETURN(pb::PeerAuthentication pa, SpecToProto<pb::PeerAuthentication>(id, o));
-  pb::ConfigSnapshot snap;
-  *snap.add_peer_authentications() = pa;
-  WEFT_RETURN_IF_ERROR(DataPlaneCheck(snap));
+  WEFT_RETURN_IF_ERROR(DataPlaneCheck(config::PeerAuthenticationFromProto(pa).status()));
   return pa;
 }
 

@@ -19,10 +19,11 @@
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "controlplane/xds/resources.h"
+#include "config/xds/resources.h"
 #include "weft/config/v1/config.grpc.pb.h"
 
 namespace weft::cp {
+namespace xds = ::weft::config::xds;
 namespace {
 
 namespace pb = ::weft::config::v1;

@@ -63,8 +63,8 @@ absl::Status ZtunnelApp::Start() {
   } else if (cp) {
     auto co = opts_.control_plane.ClientOptions(opts_.node, "ztunnel");
     co.registry = metrics_->registry();
-    cp_config_ = std::make_unique<weft::cp::ConfigClient>(
-        std::move(co), [this](const SnapshotPtr& s) { OnConfig(s); });
+    cp_config_ = std::make_unique<ConfigClient>(std::move(co),
+                                                [this](const SnapshotPtr& s) { OnConfig(s); });
     WEFT_RETURN_IF_ERROR(cp_config_->Start());
   } else {
     return absl::InvalidArgumentError(

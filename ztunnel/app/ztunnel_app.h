@@ -12,7 +12,6 @@
 
 #include "absl/status/status.h"
 #include "common/admin/admin_server.h"
-#include "controlplane/xds/client.h"
 #include "ztunnel/capture/capture.h"
 #include "ztunnel/capture/ebpf.h"
 #include "ztunnel/identity/ca_client.h"
@@ -21,6 +20,7 @@
 #include "ztunnel/metrics/metrics.h"
 #include "ztunnel/proxy/proxy.h"
 #include "ztunnel/state/config_file.h"
+#include "ztunnel/xds/client.h"
 
 namespace weft::ztunnel {
 
@@ -33,7 +33,7 @@ struct ZtunnelOptions {
   std::vector<std::string> trust_domain_aliases;
   // Control-plane mode (instead of config_file / certs_dir): weftd's gRPC address. Config comes
   // from its ConfigDiscovery stream, certificates from its CA (key generated here, CSR sent).
-  weft::cp::ControlPlaneEndpoint control_plane;
+  ControlPlaneEndpoint control_plane;
   std::string inpod_socket;  // handoff socket; empty: no agent
   SockAddr admin_addr = *SockAddr::Parse("127.0.0.1:15000");
   SockAddr metrics_addr = *SockAddr::Parse("0.0.0.0:15020");
@@ -69,7 +69,7 @@ class ZtunnelApp {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<CertificateProvider> certs_;
   CaCertificateProvider* ca_certs_ = nullptr;  // control-plane mode: the object in certs_
-  std::unique_ptr<weft::cp::ConfigClient> cp_config_;
+  std::unique_ptr<ConfigClient> cp_config_;
   void OnConfig(SnapshotPtr s);
   std::unique_ptr<TlsContextCache> tls_;
   SoOriginalDstProvider so_orig_dst_;

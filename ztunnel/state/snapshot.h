@@ -19,8 +19,9 @@ namespace weft::ztunnel {
 // live as long as the snapshot (hold the SnapshotPtr while using them).
 class ConfigSnapshot {
  public:
-  // Validates and converts. Any invalid object fails the whole snapshot with an error naming
-  // the object and the field, e.g.
+  // Validates and converts, one object at a time with the conversions of
+  // config/model/convert.h, plus the checks that span objects. Any invalid object fails the whole
+  // snapshot with an error naming the object and the field, e.g.
   //   authorization_policy "prod/deny-db": rules[0].from[0].source.ipBlocks[1]: bad CIDR ...
   // Rejected: missing uid/namespace/name, bad IPs/CIDRs/ports, duplicate keys (workload uid,
   // service and policy "ns/name"), an address claimed by two workloads or two services,
@@ -73,6 +74,8 @@ class ConfigSnapshot {
   std::string ToJson() const;
 
  private:
+  class Builder;  // FromProto's steps, one per kind (snapshot.cc)
+
   std::string version_, trust_domain_, root_namespace_;
   bool registry_only_ = false;
   std::vector<Workload> workloads_;

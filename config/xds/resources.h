@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "weft/config/v1/config.pb.h"
 
-namespace weft::cp::xds {
+namespace weft::config::xds {
 
 // Identifies one resource in a node's view: (ResourceKey.Kind number, name), where name is the
 // workload uid or "<namespace>/<name>". Ordered by kind, then name: the canonical config order.
@@ -106,4 +106,4 @@ class SnapshotSet {
 weft::config::v1::ConfigSnapshot Canonicalize(const weft::config::v1::ConfigSnapshot& snap,
                                               const std::string& version = "");
 
-}  // namespace weft::cp::xds
+}  // namespace weft::config::xds

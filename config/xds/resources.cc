@@ -1,4 +1,4 @@
-#include "controlplane/xds/resources.h"
+#include "config/xds/resources.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
-namespace weft::cp::xds {
+namespace weft::config::xds {
 namespace {
 
 namespace pb = ::weft::config::v1;
@@ -513,4 +513,4 @@ pb::ConfigSnapshot Canonicalize(const pb::ConfigSnapshot& snap, const std::strin
   return set.ToSnapshot(version);
 }
 
-}  // namespace weft::cp::xds
+}  // namespace weft::config::xds

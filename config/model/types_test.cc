@@ -1,8 +1,8 @@
-#include "ztunnel/state/model.h"
+#include "config/model/types.h"
 
 #include <gtest/gtest.h>
 
-namespace weft::ztunnel {
+namespace weft::config {
 namespace {
 
 struct StringMatchCase {
@@ -82,4 +82,4 @@ TEST(ModelTest, WorkloadIdentity) {
 }
 
 }  // namespace
-}  // namespace weft::ztunnel
+}  // namespace weft::config

@@ -1,15 +1,17 @@
-#include "controlplane/xds/resources.h"
-
+// config/xds's SnapshotSet as the config client uses it: apply a response in place, validate
+// the result with ztunnel's ConfigSnapshot::FromProto, commit or revert.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "config/xds/resources.h"
 #include "ztunnel/state/snapshot.h"
 
-namespace weft::cp::xds {
+namespace weft::config::xds {
 namespace {
 
 namespace pb = ::weft::config::v1;
@@ -19,112 +21,6 @@ pb::Resource WorkloadRes(const std::string& uid, const std::string& ip) {
   r.mutable_workload()->set_uid(uid);
   r.mutable_workload()->add_addresses(ip);
   return r;
-}
-
-TEST(XdsResources, KeysComeFromUidOrNamespaceAndName) {
-  auto k = KeyOf(WorkloadRes("ns/a", "10.0.0.1"));
-  ASSERT_TRUE(k.ok()) << k.status();
-  EXPECT_EQ(k->kind, pb::ResourceKey::WORKLOAD);
-  EXPECT_EQ(k->name, "ns/a");
-
-  pb::Resource svc;
-  svc.mutable_service()->set_namespace_("prod");
-  svc.mutable_service()->set_name("db");
-  k = KeyOf(svc);
-  ASSERT_TRUE(k.ok()) << k.status();
-  EXPECT_EQ(KeyString(*k), "SERVICE/prod/db");
-
-  pb::Resource nameless;
-  nameless.mutable_authorization_policy()->set_namespace_("prod");
-  EXPECT_FALSE(KeyOf(nameless).ok());
-  EXPECT_FALSE(KeyOf(pb::Resource{}).ok());  // no kind
-  EXPECT_FALSE(KeyOf(WorkloadRes("", "10.0.0.1")).ok());
-}
-
-TEST(XdsResources, DeterministicBytesIgnoreMapInsertionOrder) {
-  pb::Workload a, b;
-  for (int i = 0; i < 20; ++i) (*a.mutable_labels())[std::to_string(i)] = "v";
-  for (int i = 19; i >= 0; --i) (*b.mutable_labels())[std::to_string(i)] = "v";
-  EXPECT_EQ(DeterministicBytes(a), DeterministicBytes(b));
-}
-
-TEST(XdsResources, FullThenDeltaApply) {
-  ResourceSet set;
-  pb::ConfigResponse full;
-  full.set_full_snapshot(true);
-  full.set_trust_domain("example.org");
-  *full.add_upserted() = WorkloadRes("ns/b", "10.0.0.2");
-  *full.add_upserted() = WorkloadRes("ns/a", "10.0.0.1");
-  ASSERT_TRUE(set.Apply(full).ok());
-  pb::ConfigSnapshot s = set.ToSnapshot("1");
-  EXPECT_EQ(s.version(), "1");
-  EXPECT_EQ(s.trust_domain(), "example.org");
-  ASSERT_EQ(s.workloads_size(), 2);
-  EXPECT_EQ(s.workloads(0).uid(), "ns/a");  // key order, not arrival order
-
-  pb::ConfigResponse delta;
-  delta.set_trust_domain("example.org");
-  *delta.add_upserted() = WorkloadRes("ns/a", "10.0.0.9");
-  pb::ResourceKey* rm = delta.add_removed();
-  rm->set_kind(pb::ResourceKey::WORKLOAD);
-  rm->set_name("ns/b");
-  ASSERT_TRUE(set.Apply(delta).ok());
-  s = set.ToSnapshot("2");
-  ASSERT_EQ(s.workloads_size(), 1);
-  EXPECT_EQ(s.workloads(0).addresses(0), "10.0.0.9");
-}
-
-TEST(XdsResources, BadDeltaLeavesTheSetUnchanged) {
-  ResourceSet set;
-  pb::ConfigResponse full;
-  full.set_full_snapshot(true);
-  *full.add_upserted() = WorkloadRes("ns/a", "10.0.0.1");
-  ASSERT_TRUE(set.Apply(full).ok());
-  std::string before = DeterministicBytes(set.ToSnapshot("1"));
-
-  pb::ConfigResponse bad;
-  *bad.add_upserted() = WorkloadRes("ns/c", "10.0.0.3");
-  bad.add_upserted();  // no kind
-  auto st = set.Apply(bad);
-  EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("upserted[1]"), std::string::npos) << st;
-
-  pb::ConfigResponse conflict;
-  *conflict.add_upserted() = WorkloadRes("ns/c", "10.0.0.3");
-  pb::ResourceKey* rm = conflict.add_removed();
-  rm->set_kind(pb::ResourceKey::WORKLOAD);
-  rm->set_name("ns/c");
-  EXPECT_FALSE(set.Apply(conflict).ok());
-
-  pb::ConfigResponse unknown_kind;
-  unknown_kind.add_removed()->set_name("x");
-  EXPECT_FALSE(set.Apply(unknown_kind).ok());
-
-  EXPECT_EQ(DeterministicBytes(set.ToSnapshot("1")), before);
-}
-
-TEST(XdsResources, CanonicalizeSortsAndDropsDuplicates) {
-  pb::ConfigSnapshot s;
-  s.set_root_namespace("mesh");
-  for (const char* uid : {"z", "a", "m", "a"}) s.add_workloads()->set_uid(uid);
-  s.add_workloads();  // no uid: dropped
-  pb::ConfigSnapshot c = Canonicalize(s, "7");
-  EXPECT_EQ(c.version(), "7");
-  EXPECT_EQ(c.root_namespace(), "mesh");
-  ASSERT_EQ(c.workloads_size(), 3);
-  EXPECT_EQ(c.workloads(0).uid(), "a");
-  EXPECT_EQ(c.workloads(2).uid(), "z");
-}
-
-TEST(XdsResources, OutboundTrafficPolicyTravelsWithEveryResponse) {
-  pb::ConfigSnapshot s;
-  s.set_outbound_traffic_policy(pb::ConfigSnapshot::REGISTRY_ONLY);
-  pb::ConfigResponse r;
-  CopyGlobals(s, &r);
-  pb::ConfigSnapshot back;
-  CopyGlobals(r, &back);
-  EXPECT_EQ(back.outbound_traffic_policy(), pb::ConfigSnapshot::REGISTRY_ONLY);
-  EXPECT_TRUE(UncarriedFields(s).empty()) << "every mesh-wide field must reach the nodes";
 }
 
 // ---- SnapshotSet: in place, with undo ---------------------------------------------------------
@@ -396,4 +292,4 @@ TEST(XdsSnapshotSet, PerVersionCostAtBenchmarkSize) {
 }
 
 }  // namespace
-}  // namespace weft::cp::xds
+}  // namespace weft::config::xds

@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
-#include "controlplane/xds/resources.h"
+#include "config/xds/resources.h"
 #include "weft/config/v1/config.pb.h"
 #include "ztunnel/state/snapshot.h"
 
@@ -27,7 +27,7 @@ namespace grpc {
 class ClientContext;
 }
 
-namespace weft::cp {
+namespace weft::ztunnel {
 
 struct ConfigClientOptions {
   std::string target;                 // weftd's address, "host:port" (any gRPC target)
@@ -88,7 +88,7 @@ class ConfigClient {
  public:
   // Called on the client's thread with every accepted snapshot (after a reconnect's full
   // snapshot too, even if its content did not change), before the version is ACKed.
-  using Callback = std::function<void(const ztunnel::SnapshotPtr&)>;
+  using Callback = std::function<void(const SnapshotPtr&)>;
 
   ConfigClient(ConfigClientOptions opts, Callback on_snapshot);
   ~ConfigClient();  // Stop()
@@ -101,7 +101,7 @@ class ConfigClient {
   // Cancels the stream and joins the thread. Idempotent. The last good config stays available.
   void Stop();
 
-  ztunnel::SnapshotPtr Current() const;  // last good snapshot; null before the first
+  SnapshotPtr Current() const;  // last good snapshot; null before the first
   // Its source proto (canonical order). A copy: meant for tools and tests, not hot paths.
   weft::config::v1::ConfigSnapshot CurrentProto() const;
   ConfigClientStatus Status() const;
@@ -130,13 +130,13 @@ class ConfigClient {
   bool stopping_ = false;
   std::shared_ptr<grpc::ClientContext> ctx_;  // the open stream's, for Stop's TryCancel
   ConfigClientStatus status_;
-  ztunnel::SnapshotPtr current_;
+  SnapshotPtr current_;
 
   // The last good version's source proto, changed in place by each response (undone on NACK).
   // The client thread holds proto_mu_ from Apply to Commit/Revert, so CurrentProto never sees a
   // version that is not (yet) accepted; it may wait for one version's validation.
   mutable std::mutex proto_mu_;
-  xds::SnapshotSet set_;
+  config::xds::SnapshotSet set_;
 };
 
-}  // namespace weft::cp
+}  // namespace weft::ztunnel

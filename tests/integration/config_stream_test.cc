@@ -1,4 +1,5 @@
-// The config stream end to end: a real gRPC server on 127.0.0.1 port 0 with real clients.
+// The config stream end to end: weftd's server (controlplane/xds) on 127.0.0.1 port 0 with the
+// node's real clients (ztunnel/xds).
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
@@ -14,15 +15,19 @@
 #include "absl/strings/str_cat.h"
 #include "common/testing/temp_dir.h"
 #include "common/tls.h"
-#include "controlplane/xds/client.h"
-#include "controlplane/xds/resources.h"
+#include "config/xds/resources.h"
 #include "controlplane/xds/server.h"
+#include "ztunnel/xds/client.h"
 
 namespace weft::cp {
 namespace {
 
 namespace pb = ::weft::config::v1;
+namespace xds = ::weft::config::xds;
 using namespace std::chrono_literals;
+using ztunnel::ConfigClient;
+using ztunnel::ConfigClientOptions;
+using ztunnel::ConfigClientStatus;
 
 // ---- the world the view provider serves -----------------------------------------------------
 

@@ -1,4 +1,4 @@
-#include "controlplane/xds/client.h"
+#include "ztunnel/xds/client.h"
 
 #include <grpcpp/grpcpp.h>
 
@@ -13,7 +13,7 @@
 #include "common/status.h"
 #include "weft/config/v1/config.grpc.pb.h"
 
-namespace weft::cp {
+namespace weft::ztunnel {
 namespace {
 
 namespace pb = ::weft::config::v1;
@@ -106,7 +106,7 @@ void ConfigClient::Stop() {
   thread_.join();
 }
 
-ztunnel::SnapshotPtr ConfigClient::Current() const {
+SnapshotPtr ConfigClient::Current() const {
   std::lock_guard<std::mutex> l(mu_);
   return current_;
 }
@@ -259,9 +259,9 @@ void ConfigClient::HandleResponse(const pb::ConfigResponse& resp, pb::ConfigRequ
   // whole snapshot: the callback and Current() hand out a complete ztunnel::ConfigSnapshot.
   std::unique_lock<std::mutex> proto_lock(proto_mu_);
   absl::Status st = set_.Apply(resp);
-  ztunnel::SnapshotPtr validated;
+  SnapshotPtr validated;
   if (st.ok()) {
-    auto v = ztunnel::ConfigSnapshot::FromProto(set_.snapshot());
+    auto v = ConfigSnapshot::FromProto(set_.snapshot());
     if (v.ok()) {
       validated = *v;
     } else {
@@ -303,4 +303,4 @@ void ConfigClient::HandleResponse(const pb::ConfigResponse& resp, pb::ConfigRequ
   reply->set_version_acked(resp.version());
 }
 
-}  // namespace weft::cp
+}  // namespace weft::ztunnel

@@ -1,6 +1,6 @@
-#include "ztunnel/state/model.h"
+#include "config/model/types.h"
 
-namespace weft::ztunnel {
+namespace weft::config {
 
 const ServicePort* Service::FindPort(uint16_t port) const {
   for (const auto& p : ports) {
@@ -77,4 +77,4 @@ bool SelectorMatches(const Labels& selector, const Labels& labels) {
   return true;
 }
 
-}  // namespace weft::ztunnel
+}  // namespace weft::config
