@@ -13,6 +13,7 @@
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -330,30 +331,61 @@ class Publisher {
   std::array<bool, kKinds> touched_{};
 };
 
-// Workloads and services (and the pod indexes the policies use).
-void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, Publisher& pub) {
+// What the services need from the workloads besides Common: workload index by canonical IP,
+// and the uids in workload order.
+struct WorkloadIndex {
+  std::unordered_map<std::string, size_t> by_ip;
+  std::vector<std::string> uids;
+};
+
+// A pod is in the mesh when its namespace has weft.dev/mesh=enabled and the pod does not opt
+// out with weft.dev/mesh=disabled. `ns_cache` memoizes the namespace part.
+bool PodEnrolled(const State& st, const PodRef& r,
+                 std::unordered_map<std::string, bool>& ns_cache) {
+  auto ns_it = ns_cache.find(r.ns);
+  if (ns_it == ns_cache.end()) {
+    const Labels ns_labels = NamespaceLabels(st, r.ns);
+    auto mesh = ns_labels.find("weft.dev/mesh");
+    ns_it = ns_cache.emplace(r.ns, mesh != ns_labels.end() && mesh->second == "enabled").first;
+  }
+  auto opt_out = r.pod->labels.find("weft.dev/mesh");
+  return ns_it->second && (opt_out == r.pod->labels.end() || opt_out->second != "disabled");
+}
+
+pb::Resource WorkloadResource(const PodRef& r, const ModelOptions& opts, bool enrolled,
+                              const std::vector<std::string>& addresses) {
+  const PodObj& p = *r.pod;
+  pb::Resource res;
+  pb::Workload& w = *res.mutable_workload();
+  w.set_uid(p.uid);
+  w.set_name(r.name);
+  w.set_namespace_(r.ns);
+  w.set_service_account(p.service_account);
+  w.set_node(p.node);
+  w.set_workload_name(p.workload_name);
+  w.set_trust_domain(opts.trust_domain);
+  w.set_netns_path(p.netns_path);
+  w.set_phase(p.phase);
+  for (const auto& [k, v] : p.labels) (*w.mutable_labels())[k] = v;
+  w.set_protocol(enrolled ? pb::Workload::HBONE : pb::Workload::TCP);
+  for (const std::string& ip : addresses) w.add_addresses(ip);
+  return res;
+}
+
+// Workloads (and the pod indexes the policies and services use). An unchanged pod keeps its
+// previous generation's resource (st.workload_memo).
+WorkloadIndex BuildWorkloads(State& st, const ModelOptions& opts, Common& c) {
   c.pod_refs = WorkloadPods(st);
   const std::vector<PodRef>& pods = c.pod_refs;
+  WorkloadIndex idx;
+  idx.uids.reserve(pods.size());
   std::unordered_set<std::string> claimed;
-  std::unordered_map<std::string, size_t>& by_uid = c.by_uid;
-  std::unordered_map<std::string, size_t> by_ip;
-  NsIndex& by_ns = c.by_ns;
   std::unordered_map<std::string, bool> ns_enrolled;
-  std::vector<std::string> uids;
-  uids.reserve(pods.size());
   std::unordered_map<std::string, internal::WorkloadMemo> memo;
   memo.reserve(pods.size());
   for (const PodRef& r : pods) {
     const PodObj& p = *r.pod;
-    auto ns_it = ns_enrolled.find(r.ns);
-    if (ns_it == ns_enrolled.end()) {
-      const Labels ns_labels = NamespaceLabels(st, r.ns);
-      auto mesh = ns_labels.find("weft.dev/mesh");
-      ns_it = ns_enrolled.emplace(r.ns, mesh != ns_labels.end() && mesh->second == "enabled").first;
-    }
-    auto opt_out = p.labels.find("weft.dev/mesh");
-    const bool enrolled =
-        ns_it->second && (opt_out == p.labels.end() || opt_out->second != "disabled");
+    const bool enrolled = PodEnrolled(st, r, ns_enrolled);
     const size_t index = c.workloads.size();
     std::vector<std::string> addresses;
     for (const std::string& ip : p.ips) {
@@ -364,33 +396,20 @@ void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, P
         continue;
       }
       addresses.push_back(ip);
-      by_ip.emplace(canonical, index);
+      idx.by_ip.emplace(canonical, index);
     }
-    by_uid.emplace(p.uid, index);
-    by_ns[r.ns].push_back(index);
+    c.by_uid.emplace(p.uid, index);
+    c.by_ns[r.ns].push_back(index);
     c.by_node[p.node].push_back(index);
-    uids.push_back(p.uid);
+    idx.uids.push_back(p.uid);
     ResPtr published;
     if (auto old = st.workload_memo.find(p.uid);
         old != st.workload_memo.end() && old->second.rev == r.rev &&
         old->second.enrolled == enrolled && old->second.addresses == addresses) {
       published = old->second.res;
     } else {
-      pb::Resource res;
-      pb::Workload& w = *res.mutable_workload();
-      w.set_uid(p.uid);
-      w.set_name(r.name);
-      w.set_namespace_(r.ns);
-      w.set_service_account(p.service_account);
-      w.set_node(p.node);
-      w.set_workload_name(p.workload_name);
-      w.set_trust_domain(opts.trust_domain);
-      w.set_netns_path(p.netns_path);
-      w.set_phase(p.phase);
-      for (const auto& [k, v] : p.labels) (*w.mutable_labels())[k] = v;
-      w.set_protocol(enrolled ? pb::Workload::HBONE : pb::Workload::TCP);
-      for (const std::string& ip : addresses) w.add_addresses(ip);
-      published = std::make_shared<const pb::Resource>(std::move(res));
+      published =
+          std::make_shared<const pb::Resource>(WorkloadResource(r, opts, enrolled, addresses));
     }
     memo.insert_or_assign(p.uid,
                           internal::WorkloadMemo{r.rev, enrolled, std::move(addresses), published});
@@ -398,9 +417,77 @@ void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, P
     c.pods.push_back(&p);
   }
   st.workload_memo = std::move(memo);
+  return idx;
+}
 
-  // EndpointSlices by "<ns>/<service>".
-  std::map<std::string, std::vector<std::pair<std::string, const internal::SliceObj*>>> slices;
+// EndpointSlices by "<ns>/<service>", each with its namespace.
+using SliceIndex =
+    std::map<std::string, std::vector<std::pair<std::string, const internal::SliceObj*>>>;
+
+// A named targetPort: the slices' number for the port's name, else the first selected pod's
+// container port of that name; 0 (the service port) when neither knows it.
+uint16_t ResolveTargetPort(const internal::ServicePortObj& sp, const std::string& key,
+                           const SliceIndex::const_iterator slice_it, const SliceIndex& slices,
+                           const std::vector<const PodObj*>& selected) {
+  uint16_t resolved = 0;
+  if (slice_it != slices.end()) {
+    for (const auto& [slice_ns, s] : slice_it->second) {
+      if (auto it = s->ports.find(sp.name); it != s->ports.end()) resolved = it->second;
+    }
+  }
+  for (size_t i = 0; resolved == 0 && i < selected.size(); ++i) {
+    auto it = selected[i]->named_ports.find(sp.target_port_name);
+    if (it != selected[i]->named_ports.end()) resolved = it->second;
+  }
+  if (resolved == 0) {
+    LOG_DEBUG("model", "named targetPort not resolved; using the service port",
+              {{"service", key}, {"targetPort", sp.target_port_name}});
+  }
+  return resolved;
+}
+
+// A service's endpoints, uid -> ready: from its EndpointSlices (by target uid, target name, or
+// address), or without slices (local mode: no endpoints controller) the selector's Running pods.
+std::map<std::string, bool> ServiceEndpoints(
+    const Common& c, const WorkloadIndex& idx, const SliceIndex::const_iterator slice_it,
+    const SliceIndex& slices, const std::unordered_map<std::string, std::string>& uid_by_name,
+    const std::vector<const PodObj*>& selected) {
+  std::map<std::string, bool> endpoints;
+  if (slice_it == slices.end()) {
+    for (const PodObj* p : selected) {
+      if (p->phase.empty() || p->phase == "Running") endpoints[p->uid] = !p->ips.empty();
+    }
+    return endpoints;
+  }
+  for (const auto& [slice_ns, s] : slice_it->second) {
+    for (const internal::SliceEndpoint& e : s->endpoints) {
+      std::string uid;
+      if (!e.target_uid.empty() && c.by_uid.contains(e.target_uid)) {
+        uid = e.target_uid;
+      } else if (!e.target_name.empty()) {
+        auto it =
+            uid_by_name.find(Key(e.target_ns.empty() ? slice_ns : e.target_ns, e.target_name));
+        if (it != uid_by_name.end() && c.by_uid.contains(it->second)) uid = it->second;
+      }
+      for (size_t i = 0; uid.empty() && i < e.addresses.size(); ++i) {
+        auto ip = IpAddr::Parse(e.addresses[i]);
+        if (!ip.ok()) continue;
+        if (auto it = idx.by_ip.find(ip->ToString()); it != idx.by_ip.end()) {
+          uid = idx.uids[it->second];
+        }
+      }
+      if (uid.empty()) continue;  // not a pod we know (yet)
+      endpoints[uid] = endpoints[uid] || e.ready;
+    }
+  }
+  return endpoints;
+}
+
+// Services, after BuildWorkloads: VIPs (first claim wins), TCP ports with resolved target
+// ports, endpoints.
+void BuildServices(const State& st, const ModelOptions& opts, Common& c, const WorkloadIndex& idx,
+                   Publisher& pub) {
+  SliceIndex slices;
   for (const auto& [key, stored] : st.Of("EndpointSlice")) {
     const auto& s = std::get<internal::SliceObj>(stored.value);
     const std::string ns = SplitKey(key).first;
@@ -433,13 +520,13 @@ void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, P
     std::vector<const PodObj*> selected;
     if (svc.selector) {
       const internal::LabelSelector selector{*svc.selector, {}};
-      if (auto it = by_ns.find(ns); it != by_ns.end()) {
+      if (auto it = c.by_ns.find(ns); it != c.by_ns.end()) {
         for (size_t i : it->second) {
           if (selector.Matches(c.pods[i]->labels)) selected.push_back(c.pods[i]);
         }
       }
     }
-    const auto slice_it = slices.find(key);
+    const auto slice_it = std::as_const(slices).find(key);
     for (const internal::ServicePortObj& sp : svc.ports) {
       if (sp.protocol != "TCP") continue;  // only TCP is proxied
       pb::ServicePort* port = out.add_ports();
@@ -449,60 +536,24 @@ void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, P
       if (sp.target_port != 0) {
         port->set_target_port(sp.target_port);
       } else if (!sp.target_port_name.empty()) {
-        uint16_t resolved = 0;
-        if (slice_it != slices.end()) {
-          for (const auto& [slice_ns, s] : slice_it->second) {
-            if (auto it = s->ports.find(sp.name); it != s->ports.end()) resolved = it->second;
-          }
-        }
-        for (size_t i = 0; resolved == 0 && i < selected.size(); ++i) {
-          auto it = selected[i]->named_ports.find(sp.target_port_name);
-          if (it != selected[i]->named_ports.end()) resolved = it->second;
-        }
-        if (resolved == 0) {
-          LOG_DEBUG("model", "named targetPort not resolved; using the service port",
-                    {{"service", key}, {"targetPort", sp.target_port_name}});
-        }
-        port->set_target_port(resolved);
+        port->set_target_port(ResolveTargetPort(sp, key, slice_it, slices, selected));
       }
     }
-    // Endpoints: uid -> ready.
-    std::map<std::string, bool> endpoints;
-    if (slice_it != slices.end()) {
-      for (const auto& [slice_ns, s] : slice_it->second) {
-        for (const internal::SliceEndpoint& e : s->endpoints) {
-          std::string uid;
-          if (!e.target_uid.empty() && by_uid.contains(e.target_uid)) {
-            uid = e.target_uid;
-          } else if (!e.target_name.empty()) {
-            auto it =
-                uid_by_name.find(Key(e.target_ns.empty() ? slice_ns : e.target_ns, e.target_name));
-            if (it != uid_by_name.end() && by_uid.contains(it->second)) uid = it->second;
-          }
-          for (size_t i = 0; uid.empty() && i < e.addresses.size(); ++i) {
-            auto ip = IpAddr::Parse(e.addresses[i]);
-            if (!ip.ok()) continue;
-            if (auto it = by_ip.find(ip->ToString()); it != by_ip.end()) uid = uids[it->second];
-          }
-          if (uid.empty()) continue;  // not a pod we know (yet)
-          endpoints[uid] = endpoints[uid] || e.ready;
-        }
-      }
-    } else {
-      // No endpoints controller (local mode): the selector's Running pods.
-      for (const PodObj* p : selected) {
-        if (p->phase.empty() || p->phase == "Running") endpoints[p->uid] = !p->ips.empty();
-      }
-    }
-    for (const auto& [uid, ready] : endpoints) {
+    for (const auto& [uid, ready] :
+         ServiceEndpoints(c, idx, slice_it, slices, uid_by_name, selected)) {
       pb::Endpoint* e = out.add_endpoints();
       e->set_workload_uid(uid);
       e->set_ready(ready);
     }
     c.services.push_back(pub.Publish(pb::ResourceKey::SERVICE, key, std::move(res)));
   }
-
   pub.Touch(pb::ResourceKey::SERVICE);
+}
+
+// Workloads and services (and the pod indexes the policies use).
+void BuildWorkloadsAndServices(State& st, const ModelOptions& opts, Common& c, Publisher& pub) {
+  const WorkloadIndex idx = BuildWorkloads(st, opts, c);
+  BuildServices(st, opts, c, idx, pub);
 }
 
 void BuildNetworkPolicies(const State& st, Common& c, Publisher& pub) {
@@ -700,128 +751,164 @@ Model::Model(ModelOptions opts)
 
 Model::~Model() = default;
 
+namespace {
+
+// The nodes one event changed, collected while it is applied.
+struct Changes {
+  NodeSet nodes;
+  bool any = false;
+  void Add(const NodeSet& n) {
+    any = true;
+    Merge(nodes, n);
+  }
+};
+
+// kSynced: the source has listed every object of ev.kind it has; those it no longer has go, and
+// so do their rejections.
+void ApplySynced(State& st, const ModelOptions& opts, const ObjectEvent& ev, Changes& ch) {
+  auto& seen = st.seen[{ev.source, ev.kind}];
+  auto kind_it = st.objects.find(ev.kind);
+  if (kind_it != st.objects.end()) {
+    for (auto it = kind_it->second.begin(); it != kind_it->second.end();) {
+      if (it->second.source == ev.source && !seen.contains(it->first)) {
+        ch.Add(Affected(st, opts, ev.kind, it->first, it->second.value));
+        st.applied_total->Add({{"kind", ev.kind}}).Increment();
+        it = kind_it->second.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto it = st.rejected.begin(); it != st.rejected.end();) {
+    const RejectedObject& r = it->second;
+    if (r.kind == ev.kind && r.source == ev.source && !seen.contains(Key(r.ns, r.name))) {
+      it = st.rejected.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  seen.clear();
+  if (ch.any) {
+    ++st.generation;
+    st.dirty_kinds.insert(ev.kind);
+  }
+}
+
+// Records a rejected upsert (listed, counted, logged); returns the error Apply reports.
+absl::Status Reject(State& st, const std::string& source, const std::string& kind,
+                    const std::string& ns, const std::string& name, const absl::Status& why) {
+  RejectedObject r{source, kind, ns, name, std::string(why.message())};
+  st.rejected_total->Add({{"kind", kind}}).Increment();
+  LOG_WARN(
+      "model", "object rejected",
+      {{"source", r.source}, {"kind", r.kind}, {"object", Key(ns, name)}, {"reason", r.reason}});
+  absl::Status result = absl::InvalidArgumentError(r.reason);
+  st.rejected[{kind, ns, name, source}] = std::move(r);
+  return result;
+}
+
+// An event whose kind/name could not be read: an upsert is rejected under whatever names it
+// has; a delete just fails.
+absl::Status ApplyUnidentified(State& st, const ObjectEvent& ev, const absl::Status& why) {
+  if (ev.type != ObjectEvent::Type::kUpsert) return why;
+  std::string kind = ev.kind;
+  if (kind.empty() && ev.object.is_object() && ev.object.contains("kind") &&
+      ev.object["kind"].is_string()) {
+    kind = ev.object["kind"].get<std::string>();
+  }
+  return Reject(st, ev.source, kind, BestEffort(ev.object, "namespace"),
+                BestEffort(ev.object, "name"), why);
+}
+
+// A delete removes the object only if this source defined it; it clears its rejection anyway.
+void ApplyDelete(State& st, const ModelOptions& opts, const ObjectEvent& ev,
+                 const internal::ObjectId& id, Changes& ch) {
+  const std::string key = Key(id.ns, id.name);
+  auto& objects = st.objects[id.kind];
+  auto existing = objects.find(key);
+  st.rejected.erase(internal::RejectKey{id.kind, id.ns, id.name, ev.source});
+  if (existing == objects.end() || existing->second.source != ev.source) return;
+  ch.Add(Affected(st, opts, id.kind, key, existing->second.value));
+  objects.erase(existing);
+  st.applied_total->Add({{"kind", id.kind}}).Increment();
+  ++st.generation;
+  st.dirty_kinds.insert(id.kind);
+}
+
+// An upsert: rejected if another source defines the object or it does not parse; the same
+// bytes again change nothing; else stored, and the nodes of its old and new versions change.
+absl::Status ApplyUpsert(State& st, const ModelOptions& opts, const ObjectEvent& ev,
+                         const internal::ObjectId& id, Changes& ch) {
+  const std::string key = Key(id.ns, id.name);
+  auto& objects = st.objects[id.kind];
+  auto existing = objects.find(key);
+  const internal::RejectKey rkey{id.kind, id.ns, id.name, ev.source};
+  st.seen[{ev.source, id.kind}].insert(key);
+  if (existing != objects.end() && existing->second.source != ev.source) {
+    return Reject(
+        st, ev.source, id.kind, id.ns, id.name,
+        absl::InvalidArgumentError(absl::StrCat("already defined by ", existing->second.source)));
+  }
+  std::string raw = ev.object.dump();
+  if (existing != objects.end() && existing->second.raw == raw) {
+    st.rejected.erase(rkey);  // the accepted version again
+    return absl::OkStatus();
+  }
+  auto parsed = internal::ParseObject(id, ev.object);
+  if (!parsed.ok()) return Reject(st, ev.source, id.kind, id.ns, id.name, parsed.status());
+  st.rejected.erase(rkey);
+  if (const auto* np = std::get_if<NetPolObj>(&*parsed); np && np->has_egress) {
+    st.egress_ignored->Increment();
+    LOG_WARN("model", "NetworkPolicy egress rules are not enforced",
+             {{"source", ev.source}, {"policy", key}});
+  }
+  if (existing != objects.end()) ch.Add(Affected(st, opts, id.kind, key, existing->second.value));
+  Stored stored{ev.source, std::move(raw), std::move(*parsed), ++st.next_rev};
+  objects.insert_or_assign(key, std::move(stored));
+  ++st.generation;  // before Affected: it must see the new state
+  st.dirty_kinds.insert(id.kind);
+  ch.Add(Affected(st, opts, id.kind, key, objects.at(key).value));
+  st.applied_total->Add({{"kind", id.kind}}).Increment();
+  return absl::OkStatus();
+}
+
+absl::Status ApplyEvent(State& st, const ModelOptions& opts, const ObjectEvent& ev, Changes& ch) {
+  if (ev.type == ObjectEvent::Type::kSynced) {
+    ApplySynced(st, opts, ev, ch);
+    return absl::OkStatus();
+  }
+  auto id = internal::ParseId(ev.kind, ev.object);
+  if (!id.ok()) return ApplyUnidentified(st, ev, id.status());
+  if (internal::FindKind(id->kind) == nullptr) {
+    st.ignored_total->Add({{"kind", id->kind}}).Increment();
+    LOG_DEBUG("model", "object of an unused kind ignored",
+              {{"source", ev.source}, {"kind", id->kind}, {"name", id->name}});
+    return absl::OkStatus();
+  }
+  if (ev.type == ObjectEvent::Type::kDelete) {
+    ApplyDelete(st, opts, ev, *id, ch);
+    return absl::OkStatus();
+  }
+  return ApplyUpsert(st, opts, ev, *id, ch);
+}
+
+}  // namespace
+
 absl::Status Model::Apply(const ObjectEvent& ev) {
-  NodeSet changed;
-  bool did_change = false;
+  Changes changes;
   absl::Status result;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    State& st = *state_;
-    auto change = [&](const NodeSet& nodes) {
-      did_change = true;
-      Merge(changed, nodes);
-    };
-    if (ev.type == ObjectEvent::Type::kSynced) {
-      auto& seen = st.seen[{ev.source, ev.kind}];
-      auto kind_it = st.objects.find(ev.kind);
-      if (kind_it != st.objects.end()) {
-        for (auto it = kind_it->second.begin(); it != kind_it->second.end();) {
-          if (it->second.source == ev.source && !seen.contains(it->first)) {
-            change(Affected(st, opts_, ev.kind, it->first, it->second.value));
-            st.applied_total->Add({{"kind", ev.kind}}).Increment();
-            it = kind_it->second.erase(it);
-          } else {
-            ++it;
-          }
-        }
-      }
-      for (auto it = st.rejected.begin(); it != st.rejected.end();) {
-        const RejectedObject& r = it->second;
-        if (r.kind == ev.kind && r.source == ev.source && !seen.contains(Key(r.ns, r.name))) {
-          it = st.rejected.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      seen.clear();
-      if (did_change) {
-        ++st.generation;
-        st.dirty_kinds.insert(ev.kind);
-      }
-    } else {
-      auto reject = [&](const std::string& kind, const std::string& ns, const std::string& name,
-                        const absl::Status& why) {
-        RejectedObject r{ev.source, kind, ns, name, std::string(why.message())};
-        st.rejected_total->Add({{"kind", kind}}).Increment();
-        LOG_WARN("model", "object rejected",
-                 {{"source", r.source},
-                  {"kind", r.kind},
-                  {"object", Key(ns, name)},
-                  {"reason", r.reason}});
-        result = absl::InvalidArgumentError(r.reason);
-        st.rejected[{kind, ns, name, ev.source}] = std::move(r);
-      };
-      auto id = internal::ParseId(ev.kind, ev.object);
-      if (!id.ok()) {
-        std::string kind = ev.kind;
-        if (kind.empty() && ev.object.is_object() && ev.object.contains("kind") &&
-            ev.object["kind"].is_string()) {
-          kind = ev.object["kind"].get<std::string>();
-        }
-        if (ev.type == ObjectEvent::Type::kUpsert) {
-          reject(kind, BestEffort(ev.object, "namespace"), BestEffort(ev.object, "name"),
-                 id.status());
-        } else {
-          result = id.status();
-        }
-      } else if (internal::FindKind(id->kind) == nullptr) {
-        st.ignored_total->Add({{"kind", id->kind}}).Increment();
-        LOG_DEBUG("model", "object of an unused kind ignored",
-                  {{"source", ev.source}, {"kind", id->kind}, {"name", id->name}});
-      } else {
-        const std::string key = Key(id->ns, id->name);
-        auto& objects = st.objects[id->kind];
-        auto existing = objects.find(key);
-        const internal::RejectKey rkey{id->kind, id->ns, id->name, ev.source};
-        if (ev.type == ObjectEvent::Type::kDelete) {
-          st.rejected.erase(rkey);
-          if (existing != objects.end() && existing->second.source == ev.source) {
-            change(Affected(st, opts_, id->kind, key, existing->second.value));
-            objects.erase(existing);
-            st.applied_total->Add({{"kind", id->kind}}).Increment();
-            ++st.generation;
-            st.dirty_kinds.insert(id->kind);
-          }
-        } else {
-          st.seen[{ev.source, id->kind}].insert(key);
-          if (existing != objects.end() && existing->second.source != ev.source) {
-            reject(id->kind, id->ns, id->name,
-                   absl::InvalidArgumentError(
-                       absl::StrCat("already defined by ", existing->second.source)));
-          } else if (std::string raw = ev.object.dump();
-                     existing != objects.end() && existing->second.raw == raw) {
-            st.rejected.erase(rkey);  // the accepted version again
-          } else if (auto parsed = internal::ParseObject(*id, ev.object); !parsed.ok()) {
-            reject(id->kind, id->ns, id->name, parsed.status());
-          } else {
-            st.rejected.erase(rkey);
-            if (const auto* np = std::get_if<NetPolObj>(&*parsed); np && np->has_egress) {
-              st.egress_ignored->Increment();
-              LOG_WARN("model", "NetworkPolicy egress rules are not enforced",
-                       {{"source", ev.source}, {"policy", key}});
-            }
-            if (existing != objects.end()) {
-              change(Affected(st, opts_, id->kind, key, existing->second.value));
-            }
-            Stored stored{ev.source, std::move(raw), std::move(*parsed), ++st.next_rev};
-            objects.insert_or_assign(key, std::move(stored));
-            ++st.generation;  // before Affected: it must see the new state
-            st.dirty_kinds.insert(id->kind);
-            change(Affected(st, opts_, id->kind, key, objects.at(key).value));
-            st.applied_total->Add({{"kind", id->kind}}).Increment();
-          }
-        }
-      }
-    }
-    st.rejected_now->Set(static_cast<double>(st.rejected.size()));
+    result = ApplyEvent(*state_, opts_, ev, changes);
+    state_->rejected_now->Set(static_cast<double>(state_->rejected.size()));
   }
-  if (did_change) {
+  if (changes.any) {
     std::vector<std::function<void(const NodeSet&)>> listeners;
     {
       std::lock_guard<std::mutex> lock(mu_);
       listeners = listeners_;
     }
-    for (const auto& fn : listeners) fn(changed);
+    for (const auto& fn : listeners) fn(changes.nodes);
   }
   return result;
 }
