@@ -390,11 +390,24 @@ TEST(ConfigFileWatcherTest, ReloadsOnWriteRenameAndRecreate) {
   WriteInPlace(path, Config("v3"));
   ASSERT_TRUE(rec.WaitVersion("v3")) << "no reload after in-place write";
 
-  // Unrelated files in the directory are ignored.
+  // Unrelated files in the directory are ignored. The marker that the event was processed: a
+  // second watcher, on other.yaml in the same directory, gets the same inotify event and
+  // reloads; then a write to our file comes in a burst of its own. Only that one reloads.
   size_t loads = rec.loads();
-  WriteInPlace(dir.path() + "/other.yaml", Config("other"));
-  std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(rec.loads(), loads);
+  const std::string other = dir.path() + "/other.yaml";
+  WriteInPlace(other, Config("other-1"));
+  Recorder other_rec;
+  ConfigFileWatcher other_w(
+      other, [&](SnapshotPtr s) { other_rec.OnLoad(std::move(s)); },
+      [&](const absl::Status& st) { other_rec.OnError(st); });
+  ASSERT_TRUE(other_w.Start().ok());
+  WriteInPlace(other, Config("other-2"));
+  ASSERT_TRUE(other_rec.WaitVersion("other-2", 30s)) << "the control watcher saw nothing";
+  other_w.Stop();
+  EXPECT_EQ(rec.loads(), loads) << "reloaded for another file's event";
+  WriteInPlace(path, Config("v3-marker"));
+  ASSERT_TRUE(rec.WaitVersion("v3-marker", 30s));
+  EXPECT_EQ(rec.loads(), loads + 1);
 
   ASSERT_EQ(std::remove(path.c_str()), 0);
   WriteInPlace(path, Config("v4"));
@@ -492,8 +505,16 @@ TEST(ConfigFileWatcherTest, StopIsIdempotentAndEndsCallbacks) {
   EXPECT_EQ(w.Start().code(), absl::StatusCode::kFailedPrecondition);
   w.Stop();
   w.Stop();
+  // The marker that events after Stop were delivered: a live watcher on the same file, started
+  // after Stop, reloads on them; the stopped one never calls back.
+  Recorder live;
+  ConfigFileWatcher live_w(
+      path, [&](SnapshotPtr s) { live.OnLoad(std::move(s)); },
+      [&](const absl::Status& st) { live.OnError(st); });
+  ASSERT_TRUE(live_w.Start().ok());
   WriteRenameOver(path, Config("s2"));
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(live.WaitVersion("s2", 30s)) << "the live watcher saw nothing";
+  live_w.Stop();
   EXPECT_EQ(rec.loads(), 1u);
   EXPECT_EQ(rec.last_good()->version(), "s1");
 }
