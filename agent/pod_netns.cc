@@ -6,12 +6,11 @@
 
 #include <cctype>
 #include <cerrno>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/file.h"
 #include "common/status.h"
 
 namespace weft::agent {
@@ -71,11 +70,9 @@ absl::StatusOr<UniqueFd> FindPodNetns(std::string_view pod_uid, const PodNetnsOp
     std::string_view name = e->d_name;
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
     std::string dir = absl::StrCat(opts.proc_root, "/", Av(name));
-    std::ifstream f(dir + "/cgroup");
-    if (!f) continue;  // exited meanwhile
-    std::stringstream text;
-    text << f.rdbuf();
-    if (!CgroupTextMentionsPod(text.str(), pod_uid)) continue;
+    auto text = ReadFile(dir + "/cgroup");
+    if (!text.ok()) continue;  // exited meanwhile
+    if (!CgroupTextMentionsPod(*text, pod_uid)) continue;
     struct stat ns;
     if (::stat((dir + "/ns/net").c_str(), &ns) != 0) continue;
     if (have_host && ns.st_dev == host.st_dev && ns.st_ino == host.st_ino) {

@@ -15,13 +15,13 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bpf/bpffs.h"
+#include "common/file.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -37,13 +37,6 @@ namespace {
 #ifndef CAP_BPF
 #define CAP_BPF 39
 #endif
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // Effective capabilities from /proc/self/status (CapEff, hex).
 uint64_t EffectiveCaps() {
@@ -131,7 +124,7 @@ ProbeItem Ktls(const std::string& ulp_path) {
   ProbeItem it{"kTLS (TCP_ULP \"tls\")", false, false, "",
                "optional: lets ztunnel hand TLS record crypto to the kernel (and sockmap "
                "redirect of TLS streams); without it ztunnel does TLS in user space"};
-  std::string ulps = ReadFile(ulp_path);
+  std::string ulps = ReadFile(ulp_path).value_or("");
   std::vector<std::string> names = absl::StrSplit(ulps, absl::ByAnyChar(" \n"), absl::SkipEmpty());
   for (const std::string& u : names) {
     if (u == "tls") {
@@ -202,7 +195,7 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
     ProbeItem it{"cgroup v2 mount", false, true, "",
                  "connect4/connect6/sockops attach to a cgroup v2 directory (the mount root or "
                  "the kubepods slice); --cgroup defaults to the mount root"};
-    std::string mounts = ReadFile(opts.mounts_path);
+    std::string mounts = ReadFile(opts.mounts_path).value_or("");
     std::string found;
     std::vector<std::string> lines = absl::StrSplit(mounts, '\n');
     for (const std::string& line : lines) {
@@ -222,7 +215,7 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
                  "maps and links are pinned there so pods keep their capture while the agent "
                  "restarts, and ztunnel opens the maps by path"};
     bool mounted = bpf::IsBpffs(opts.bpffs_root);
-    bool fs_known = ReadFile("/proc/filesystems").find("\tbpf\n") != std::string::npos;
+    bool fs_known = ReadFile("/proc/filesystems").value_or("").find("\tbpf\n") != std::string::npos;
     it.ok = mounted || fs_known;
     it.detail = mounted    ? absl::StrCat("mounted at ", opts.bpffs_root)
                 : fs_known ? absl::StrCat("not mounted at ", opts.bpffs_root,

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 #define WEFT_CONCAT_INNER_(a, b) a##b
 #define WEFT_CONCAT_(a, b) WEFT_CONCAT_INNER_(a, b)
@@ -37,6 +38,14 @@
 namespace weft {
 // errno-carrying error: "what: strerror(errno)" with a matching absl code.
 absl::Status ErrnoError(int err, std::string_view what);
+
+// `st` with "context: " before its message and the same code (OK stays OK): says what the
+// caller was doing, e.g. WithContext(ReadFile(p).status(), "reading the kubeconfig").
+inline absl::Status WithContext(const absl::Status& st, std::string_view context) {
+  if (st.ok()) return st;
+  return absl::Status(st.code(), absl::StrCat(absl::string_view(context.data(), context.size()),
+                                              ": ", st.message()));
+}
 }  // namespace weft
 
 namespace weft {

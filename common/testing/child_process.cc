@@ -6,22 +6,11 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
+#include "common/file.h"
+
 namespace weft::testing {
-namespace {
-
-std::string ReadWhole(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
-
 ChildProcess::ChildProcess(const std::string& dir, const std::string& name,
                            std::vector<std::string> argv,
                            std::optional<std::vector<std::string>> env)
@@ -75,7 +64,7 @@ uint16_t ChildProcess::WaitPortFile(const std::string& port_file,
                                     std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    const std::string s = ReadWhole(port_file);
+    const std::string s = ReadFile(port_file).value_or("");
     int port = 0;
     if (!s.empty() && (port = std::atoi(s.c_str())) > 0 && port < 65536) {
       return static_cast<uint16_t>(port);
@@ -91,11 +80,11 @@ void ChildProcess::Signal(int sig) {
 }
 
 std::string ChildProcess::Out() const {
-  return ReadWhole(out_);
+  return ReadFile(out_).value_or("");
 }
 
 std::string ChildProcess::Err() const {
-  return ReadWhole(err_);
+  return ReadFile(err_).value_or("");
 }
 
 }  // namespace weft::testing

@@ -2,31 +2,17 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/file.h"
 #include "common/status.h"
 
 namespace weft::cp::k8s {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot read ", Av(what), " ", path, ": ", std::strerror(errno)));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Resolve(const std::string& base_dir, const std::string& p) {
   if (p.empty() || p.front() == '/' || base_dir.empty()) return p;
@@ -86,8 +72,10 @@ absl::StatusOr<Endpoint> InClusterEndpoint(std::string_view sa_dir) {
   ep.ca_file = dir + "/ca.crt";
   ep.origin = "in-cluster";
   // Fail early with a clear message rather than at the first request.
-  WEFT_RETURN_IF_ERROR(ReadFile(ep.token_file, "service account token").status());
-  WEFT_RETURN_IF_ERROR(ReadFile(ep.ca_file, "service account CA bundle").status());
+  WEFT_RETURN_IF_ERROR(
+      WithContext(ReadFile(ep.token_file).status(), "reading the service account token"));
+  WEFT_RETURN_IF_ERROR(
+      WithContext(ReadFile(ep.ca_file).status(), "reading the service account CA bundle"));
   return ep;
 }
 
@@ -173,9 +161,10 @@ absl::StatusOr<Endpoint> EndpointFromKubeconfigText(std::string_view yaml,
 }
 
 absl::StatusOr<Endpoint> EndpointFromKubeconfig(const std::string& path, std::string_view context) {
-  WEFT_ASSIGN_OR_RETURN(std::string text, ReadFile(path, "kubeconfig"));
+  auto text = ReadFile(path);
+  if (!text.ok()) return WithContext(text.status(), "reading the kubeconfig");
   std::string dir = std::filesystem::path(path).parent_path().string();
-  return EndpointFromKubeconfigText(text, dir, context, absl::StrCat("kubeconfig ", path));
+  return EndpointFromKubeconfigText(*text, dir, context, absl::StrCat("kubeconfig ", path));
 }
 
 Endpoint PlainEndpoint(std::string base_url) {

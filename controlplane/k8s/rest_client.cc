@@ -2,13 +2,11 @@
 
 #include <curl/curl.h>
 
-#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -87,15 +85,6 @@ int ProgressCb(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return (t->cancel != nullptr && t->cancel->load()) ? 1 : 0;
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void SetBlob(CURL* c, CURLoption opt, const std::string& pem) {
   curl_blob blob;
   blob.data = const_cast<char*>(pem.data());
@@ -125,7 +114,7 @@ std::string RestClient::BearerToken() {
   std::lock_guard<std::mutex> lock(token_mu_);
   const auto now = std::chrono::steady_clock::now();
   if (!token_loaded_ || now - token_read_at_ >= options_.token_reread) {
-    auto text = ReadWholeFile(endpoint_.token_file);
+    auto text = ReadFile(endpoint_.token_file);
     if (text.ok()) {
       std::string t = *std::move(text);
       while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();

@@ -9,10 +9,11 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+
+#include "common/file.h"
 
 namespace weft::cp::k8s::testing {
 
@@ -226,11 +227,7 @@ bool TestApiServer::WaitForRequests(const std::string& path, size_t n,
 }
 
 std::string Fixture(const std::string& name) {
-  std::ifstream in(std::string(WEFT_K8S_TESTDATA) + "/" + name, std::ios::binary);
-  if (!in) throw std::runtime_error("missing fixture " + name);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return ReadFile(std::string(WEFT_K8S_TESTDATA) + "/" + name).value();
 }
 
 std::vector<std::string> FixtureLines(const std::string& name) {

@@ -12,7 +12,6 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -20,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "yaml-cpp/eventhandler.h"
@@ -32,11 +32,6 @@ using nlohmann::json;
 
 constexpr auto kDebounce = std::chrono::milliseconds(50);
 constexpr size_t kMaxValues = 2'000'000;  // after alias expansion
-
-absl::Status ErrnoError(int err, std::string_view what) {
-  return absl::Status(absl::ErrnoToStatusCode(err),
-                      absl::StrCat(Av(what), ": ", std::strerror(err)));
-}
 
 absl::Status AtLine(const YAML::Mark& m, std::string_view msg) {
   return absl::InvalidArgumentError(absl::StrCat("line ", m.line + 1, ": ", Av(msg)));
@@ -298,14 +293,6 @@ std::string ObjectKey(const json& o) {
 bool IsManifest(const std::string& name) {
   if (name.starts_with(".")) return false;  // editor swap files, ConfigMap ..data internals
   return name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoError(errno, absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace

@@ -5,11 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
 
+#include "common/file.h"
 #include "controlplane/local/local_source.h"
 #include "ztunnel/rbac/authorizer.h"
 #include "ztunnel/state/snapshot.h"
@@ -19,13 +18,6 @@ namespace {
 
 namespace pb = ::weft::config::v1;
 using nlohmann::json;
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 json Yaml(std::string_view text) {
   auto j = YamlToJson(text);
@@ -71,7 +63,7 @@ class TranslateTest : public testing::TestWithParam<std::string> {};
 
 TEST_P(TranslateTest, NodeViewMatchesExpectation) {
   const std::string path = std::string(WEFT_MODEL_TESTDATA) + "/translate/" + GetParam();
-  json fixture = Yaml(ReadText(path));
+  json fixture = Yaml(ReadFile(path).value());
   ASSERT_TRUE(fixture.is_object()) << path;
   Model model;
   for (const json& o : fixture["objects"]) {
@@ -140,7 +132,7 @@ void ApplyAll(Model& model, std::string_view yaml) {
 }
 
 TEST(ValidationTest, EveryInvalidFixtureIsRejectedWithItsReason) {
-  json cases = Yaml(ReadText(std::string(WEFT_MODEL_TESTDATA) + "/invalid.yaml"));
+  json cases = Yaml(ReadFile(std::string(WEFT_MODEL_TESTDATA) + "/invalid.yaml").value());
   ASSERT_TRUE(cases.is_array());
   ASSERT_GT(cases.size(), 30u);
   for (const json& c : cases) {
@@ -704,7 +696,7 @@ TEST(CrdTest, SchemasMatchTheProto) {
                         Case{"peerauthentications.security.weft.dev.yaml", "PeerAuthentication",
                              pb::PeerAuthentication::descriptor()}}) {
     SCOPED_TRACE(c.file);
-    json crd = Yaml(ReadText(std::string(WEFT_HELM_CRDS) + "/" + c.file));
+    json crd = Yaml(ReadFile(std::string(WEFT_HELM_CRDS) + "/" + c.file).value());
     ASSERT_TRUE(crd.is_object());
     EXPECT_EQ(crd["apiVersion"], "apiextensions.k8s.io/v1");
     EXPECT_EQ(crd["spec"]["group"], "security.weft.dev");

@@ -9,13 +9,13 @@
 #include <openssl/x509v3.h>
 
 #include <chrono>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "cli/testbed/testbed.h"
+#include "common/file.h"
 #include "common/net.h"
 #include "common/scrape/scrape.h"
 #include "common/spiffe.h"
@@ -47,11 +47,7 @@ constexpr char kNodeAToken[] = "node-a-ztunnel-token";
 constexpr char kStolenToken[] = "stolen-token";
 
 std::string Fixture(const std::string& name) {
-  std::ifstream in(std::string(WEFTD_K8S_TESTDATA) + "/" + name, std::ios::binary);
-  EXPECT_TRUE(in) << "missing fixture " << name;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return ReadFile(std::string(WEFTD_K8S_TESTDATA) + "/" + name).value();
 }
 
 std::string NotFound(const std::string& what) {
@@ -108,11 +104,9 @@ bool WaitFor(Pred pred, std::chrono::milliseconds timeout = 10s) {
   return pred();
 }
 
+// A log file's text so far ("" before the process created it).
 std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return ReadFile(path).value_or("");
 }
 
 // A running weftd process and the addresses from its "weftd started" log line.

@@ -19,7 +19,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -27,19 +26,13 @@
 #include <string>
 #include <vector>
 
+#include "common/file.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
 const fs::path kChart = WEFT_HELM_DIR;
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p);
-  EXPECT_TRUE(in.good()) << "cannot read " << p;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<fs::path> TemplateFiles() {
   std::vector<fs::path> out;
@@ -95,7 +88,7 @@ std::vector<Ref> ValuesRefs() {
   static const std::regex kRef(R"(\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+))");
   std::vector<Ref> refs;
   for (const auto& f : TemplateFiles()) {
-    std::stringstream in(ReadFile(f));
+    std::stringstream in(weft::ReadFile(f).value());
     std::string line;
     for (int n = 1; std::getline(in, line); ++n) {
       for (std::sregex_iterator it(line.begin(), line.end(), kRef), end; it != end; ++it) {
@@ -162,7 +155,7 @@ TEST(HelmChartTest, EveryIncludeIsDefined) {
   std::set<std::string> defined;
   std::vector<Ref> used;
   for (const auto& f : TemplateFiles()) {
-    std::string text = ReadFile(f);
+    std::string text = weft::ReadFile(f).value();
     for (std::sregex_iterator it(text.begin(), text.end(), kDefine), end; it != end; ++it)
       defined.insert((*it)[1]);
     for (std::sregex_iterator it(text.begin(), text.end(), kInclude), end; it != end; ++it)
@@ -203,7 +196,7 @@ std::map<std::string, std::vector<Ref>> FlagsByBinary() {
   static const std::regex kFlag(R"(^\s*-\s*"?(--[A-Za-z0-9][A-Za-z0-9-]*))");
   std::map<std::string, std::vector<Ref>> flags;
   for (const auto& f : ManifestTemplates()) {
-    std::stringstream in(ReadFile(f));
+    std::stringstream in(weft::ReadFile(f).value());
     std::string line, binary;
     for (int n = 1; std::getline(in, line); ++n) {
       std::smatch m;
@@ -253,7 +246,7 @@ TEST(HelmChartTest, EveryFlagIsAcceptedByItsBinary) {
 // the binary and like the end of the values' image repository, with the binary where the
 // chart's `command:` expects it.
 TEST(HelmChartTest, ImagesMatchTheContainerfile) {
-  std::string cf = ReadFile(fs::path(WEFT_PACKAGING_DIR) / "Containerfile");
+  std::string cf = weft::ReadFile(fs::path(WEFT_PACKAGING_DIR) / "Containerfile").value();
   YAML::Node v = YAML::LoadFile((kChart / "values.yaml").string());
   const std::map<std::string, std::string> component_binary = {
       {"weftd", "weftd"}, {"ztunnel", "ztunnel"}, {"agent", "weft-agent"}};
@@ -299,7 +292,7 @@ std::map<std::string, std::string> ConstantHelpers() {
   static const std::regex kConst(
       R"re(\{\{-?\s*define\s+"([^"]+)"\s*-?\}\}([^{}\n]+)\{\{-?\s*end\s*-?\}\})re");
   std::map<std::string, std::string> out;
-  std::string text = ReadFile(kChart / "templates" / "_helpers.tpl");
+  std::string text = weft::ReadFile(kChart / "templates" / "_helpers.tpl").value();
   for (std::sregex_iterator it(text.begin(), text.end(), kConst), end; it != end; ++it)
     out[(*it)[1]] = (*it)[2];
   return out;
@@ -313,7 +306,7 @@ constexpr char kPlaceholder[] = "TEMPLATED";
 // whose branches are each valid YAML in place, which the chart's are. An action spread over
 // several lines is reported, not guessed at.
 std::string StripActions(const fs::path& f) {
-  std::string text = ReadFile(f);
+  std::string text = weft::ReadFile(f).value();
   text = std::regex_replace(text, std::regex(R"(\{\{-?\s*/\*[\s\S]*?\*/\s*-?\}\})"), "");
   for (const auto& [name, body] : ConstantHelpers()) {
     std::regex inc("\\{\\{-?\\s*include\\s+\"" + name + "\"\\s+\\.\\s*-?\\}\\}");

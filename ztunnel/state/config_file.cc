@@ -13,7 +13,6 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -22,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -267,15 +267,6 @@ absl::StatusOr<YAML::Node> LoadSingleDocument(std::string_view text) {
   }
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return ErrnoError(errno, absl::StrCat("cannot open config file ", path));
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) return ErrnoError(errno, absl::StrCat("cannot read config file ", path));
-  return ss.str();
-}
-
 std::string Basename(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -316,8 +307,9 @@ absl::StatusOr<weft::config::v1::ConfigSnapshot> ParseConfigText(std::string_vie
 }
 
 absl::StatusOr<SnapshotPtr> LoadConfigFile(const std::string& path) {
-  WEFT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  auto pb = ParseConfigText(text);
+  auto text = ReadFile(path);
+  if (!text.ok()) return WithContext(text.status(), "config file");
+  auto pb = ParseConfigText(*text);
   if (!pb.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", pb.status().message()));
   }

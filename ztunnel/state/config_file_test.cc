@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "common/file.h"
 #include "common/testing/temp_dir.h"
 
 namespace weft::ztunnel {
@@ -28,13 +29,6 @@ using namespace std::chrono_literals;
 
 std::string Testdata(std::string_view name) {
   return std::string(WEFT_STATE_TESTDATA) + "/" + std::string(name);
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 TEST(ParseConfigTextTest, GoodYamlFixture) {
@@ -81,9 +75,9 @@ TEST(ParseConfigTextTest, GoodYamlFixture) {
 }
 
 TEST(ParseConfigTextTest, JsonFixtureEqualsYamlFixture) {
-  auto yaml = ParseConfigText(ReadAll(Testdata("good.yaml")));
+  auto yaml = ParseConfigText(ReadFile(Testdata("good.yaml")).value());
   ASSERT_TRUE(yaml.ok()) << yaml.status();
-  auto json = ParseConfigText(ReadAll(Testdata("good.json")));
+  auto json = ParseConfigText(ReadFile(Testdata("good.json")).value());
   ASSERT_TRUE(json.ok()) << json.status();
   std::string diff;
   google::protobuf::util::MessageDifferencer d;
@@ -93,7 +87,7 @@ TEST(ParseConfigTextTest, JsonFixtureEqualsYamlFixture) {
 }
 
 TEST(ParseConfigTextTest, YamlSyntaxErrorNamesLine) {
-  auto r = ParseConfigText(ReadAll(Testdata("bad_syntax.yaml")));
+  auto r = ParseConfigText(ReadFile(Testdata("bad_syntax.yaml")).value());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(),
             "YAML syntax error at line 6, column 6: end of sequence flow not found");
@@ -109,7 +103,7 @@ TEST(ParseConfigTextTest, JsonSyntaxErrorNamesLine) {
 }
 
 TEST(ParseConfigTextTest, UnknownFieldIsAnError) {
-  auto r = ParseConfigText(ReadAll(Testdata("unknown_field.yaml")));
+  auto r = ParseConfigText(ReadFile(Testdata("unknown_field.yaml")).value());
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(absl::StartsWith(r.status().message(),
                                "line 5: workloads[0]: unknown field \"serviceAcount\" in Workload "
@@ -266,7 +260,7 @@ TEST(LoadConfigFileTest, ErrorsNameThePath) {
 // fixtures and seeded random byte mutations either load or fail with InvalidArgument.
 TEST(ParseConfigTextTest, TruncatedAndMutatedInputNeverCrash) {
   for (const char* fixture : {"good.yaml", "good.json"}) {
-    const std::string good = ReadAll(Testdata(fixture));
+    const std::string good = ReadFile(Testdata(fixture)).value();
     ASSERT_FALSE(good.empty());
     auto check = [&](const std::string& text) {
       auto pb = ParseConfigText(text);
