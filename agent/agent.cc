@@ -106,11 +106,18 @@ struct Agent::Metrics {
   void Error(std::string_view op) { errors.Add({{"op", std::string(op)}}).Increment(); }
 };
 
+namespace {
+constexpr std::pair<std::string_view, CaptureMode> kCaptureModeNames[] = {
+    {"none", CaptureMode::kNone},
+    {"iptables", CaptureMode::kIptables},
+    {"ebpf", CaptureMode::kEbpf},
+    {"auto", CaptureMode::kAuto}};
+}  // namespace
+
 absl::StatusOr<CaptureMode> ParseCaptureMode(std::string_view s) {
-  if (s == "iptables") return CaptureMode::kIptables;
-  if (s == "ebpf") return CaptureMode::kEbpf;
-  if (s == "auto") return CaptureMode::kAuto;
-  if (s == "none") return CaptureMode::kNone;
+  for (const auto& [name, mode] : kCaptureModeNames) {
+    if (name == s) return mode;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "--capture: unknown mode \"", Av(s),
       "\"; supported: ebpf (sk_lookup + cgroup connect hooks), iptables (in-pod REDIRECT "
@@ -118,134 +125,10 @@ absl::StatusOr<CaptureMode> ParseCaptureMode(std::string_view s) {
 }
 
 std::string_view CaptureModeName(CaptureMode m) {
-  switch (m) {
-    case CaptureMode::kNone:
-      return "none";
-    case CaptureMode::kIptables:
-      return "iptables";
-    case CaptureMode::kEbpf:
-      return "ebpf";
-    case CaptureMode::kAuto:
-      return "auto";
+  for (const auto& [name, mode] : kCaptureModeNames) {
+    if (mode == m) return name;
   }
   return "unknown";
-}
-
-std::string Usage() {
-  return "usage: weft-agent --node NAME (--config FILE | --control-plane ADDR) --ztunnel-socket "
-         "PATH\n"
-         "                  [--capture ebpf|iptables|auto|none] [--cgroup PATH]\n"
-         "                  [--bpf-pin-dir DIR] [--metrics ADDR:PORT|off] [--once]\n"
-         "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]\n"
-         "  --node               this node's name; only workloads scheduled here are enrolled\n"
-         "  --config             standalone config file (YAML or JSON ConfigSnapshot)\n"
-         "  --control-plane      weftd's gRPC address: the pod list comes from its stream\n"
-         "  --cp-root            mesh root certificate (PEM) for TLS to weftd\n"
-         "  --cp-token           this node's credential file for weftd\n"
-         "  --cp-server-name     name in weftd's certificate (default weftd.weft-system.svc)\n"
-         "  --ztunnel-socket     ztunnel's pod handoff socket\n"
-         "  --capture            how pod traffic reaches ztunnel (default auto: eBPF when the\n"
-         "                       kernel probe finds every feature, else iptables; the report\n"
-         "                       is printed at start, `weftctl check` prints the same)\n"
-         "  --cgroup             eBPF: cgroup v2 directory the connect hooks attach to\n"
-         "                       (default: the cgroup2 mount root, e.g. /sys/fs/cgroup)\n"
-         "  --bpf-pin-dir        eBPF: where maps and links are pinned (default\n"
-         "                       /sys/fs/bpf/weft/<node>; ztunnel opens the maps there)\n"
-         "  --metrics            /metrics address (default 127.0.0.1:15030; port 0 picks a\n"
-         "                       free port, logged; off disables)\n"
-         "  --once               sync once and exit (no watching, no reconnects)\n"
-         "  --uninstall-on-exit  remove the capture from every pod when stopping, and in eBPF\n"
-         "                       mode every pinned program, link and map (default: keep it,\n"
-         "                       so pods stay captured or fail closed while the agent is down)\n";
-}
-
-absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
-  CommandLine cl;
-  cl.options.capture = CaptureMode::kAuto;
-  cl.options.metrics_addr = *SockAddr::Parse(kDefaultMetricsAddr);
-  auto value = [&](int& i, std::string_view flag, std::string_view arg,
-                   std::string* out) -> absl::Status {
-    size_t eq = arg.find('=');
-    if (eq != std::string_view::npos) {
-      *out = std::string(arg.substr(eq + 1));
-    } else if (i + 1 < argc) {
-      *out = argv[++i];
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(Av(flag), " needs a value"));
-    }
-    if (out->empty()) return absl::InvalidArgumentError(absl::StrCat(Av(flag), " is empty"));
-    return absl::OkStatus();
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    std::string_view flag = arg.substr(0, arg.find('='));
-    std::string v;
-    if (flag == "--node") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.node));
-    } else if (flag == "--config") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.config_path));
-    } else if (flag == "--control-plane") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.address));
-    } else if (flag == "--cp-root") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.root_file));
-    } else if (flag == "--cp-token") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.token_file));
-    } else if (flag == "--cp-server-name") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.control_plane.server_name));
-    } else if (flag == "--ztunnel-socket") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.ztunnel_socket));
-    } else if (flag == "--capture") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &v));
-      WEFT_ASSIGN_OR_RETURN(cl.options.capture, ParseCaptureMode(v));
-    } else if (flag == "--cgroup") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.cgroup_path));
-    } else if (flag == "--bpf-pin-dir") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.options.bpf_pin_dir));
-    } else if (flag == "--metrics") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &v));
-      if (v == "off") {
-        cl.options.metrics_addr.reset();
-      } else {
-        auto a = SockAddr::Parse(v);
-        if (!a.ok())
-          return absl::InvalidArgumentError(absl::StrCat(
-              "--metrics: \"", v, "\" is not ADDR:PORT (e.g. 127.0.0.1:15030, [::1]:0) or off"));
-        cl.options.metrics_addr = *a;
-      }
-    } else if (flag == "--log-level") {
-      WEFT_RETURN_IF_ERROR(value(i, flag, arg, &cl.log_level));
-      log::Level l;
-      if (!log::ParseLevel(cl.log_level, &l))
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--log-level: unknown level \"", cl.log_level, "\"; use debug, info, warn or error"));
-    } else if (arg == "--once") {
-      cl.once = true;
-    } else if (arg == "--uninstall-on-exit") {
-      cl.options.uninstall_on_exit = true;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument \"", Av(arg), "\""));
-    }
-  }
-  std::vector<std::string> missing;
-  if (cl.options.node.empty()) missing.push_back("--node");
-  if (cl.options.config_path.empty() && !cl.options.control_plane.enabled())
-    missing.push_back("--config or --control-plane");
-  if (!cl.options.config_path.empty() && cl.options.control_plane.enabled())
-    return absl::InvalidArgumentError(
-        "--config and --control-plane exclude each other: the pod list comes from one of them");
-  if (cl.options.ztunnel_socket.empty()) missing.push_back("--ztunnel-socket");
-  if (!missing.empty())
-    return absl::InvalidArgumentError(
-        absl::StrCat("missing required flag(s): ", absl::StrJoin(missing, ", ")));
-  bool ebpf_flags = !cl.options.cgroup_path.empty() || !cl.options.bpf_pin_dir.empty();
-  if (ebpf_flags &&
-      (cl.options.capture == CaptureMode::kIptables || cl.options.capture == CaptureMode::kNone))
-    return absl::InvalidArgumentError(
-        "--cgroup and --bpf-pin-dir only apply to --capture ebpf or auto");
-  if (cl.once && cl.options.uninstall_on_exit)
-    return absl::InvalidArgumentError(
-        "--once leaves the pods enrolled; --uninstall-on-exit makes no sense with it");
-  return cl;
 }
 
 Agent::Agent(AgentOptions opts)

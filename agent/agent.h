@@ -38,6 +38,9 @@
 namespace weft::bpf {
 class NodeCapture;
 }
+namespace CLI {
+class App;
+}
 
 namespace weft::agent {
 
@@ -76,13 +79,15 @@ struct CommandLine {
   bool once = false;
   std::string log_level = "info";
 };
-// weft-agent --node NAME --config FILE --ztunnel-socket PATH
+// weft-agent --node NAME (--config FILE | --control-plane ADDR) --ztunnel-socket PATH
 //            [--capture ebpf|iptables|auto|none] [--cgroup PATH] [--bpf-pin-dir DIR]
 //            [--metrics ADDR:PORT|off] [--once] [--uninstall-on-exit] [--log-level LEVEL]
-// Defaults: --capture auto, --metrics 127.0.0.1:15030.
+// Defaults: --capture auto, --metrics 127.0.0.1:15030 (agent/command_line.cc).
 // ("--flag value" or "--flag=value"). Errors name the flag and say what is expected.
+void AddFlags(CLI::App& app, CommandLine* cl);         // the flags, into *cl (with its defaults)
+absl::Status CheckCommandLine(const CommandLine& cl);  // required and exclusive flags
+// AddFlags + parse + CheckCommandLine (--help is an error here; main answers it).
 absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv);
-std::string Usage();
 
 class Agent {
  public:

@@ -3,6 +3,9 @@
 // data-path thread and shutdown happens at one well-defined place.
 #pragma once
 
+#include <chrono>
+#include <optional>
+
 namespace weft {
 
 // Blocks SIGINT and SIGTERM in the calling thread (threads started afterwards inherit the mask)
@@ -12,5 +15,9 @@ void BlockTerminationSignals();
 
 // Waits for SIGINT or SIGTERM (blocked by BlockTerminationSignals) and returns which one came.
 int WaitForTerminationSignal();
+
+// The same, giving up after `timeout` (nullopt), for a thread that must also notice that it is
+// no longer needed.
+std::optional<int> WaitForTerminationSignal(std::chrono::milliseconds timeout);
 
 }  // namespace weft

@@ -23,6 +23,13 @@ TEST(Signals, BlockedTerminationSignalIsTakenBySigwaitInAnotherThread) {
   EXPECT_EQ(WaitForTerminationSignal(), SIGINT);
 }
 
+TEST(Signals, TimedWaitReturnsNothingWithoutASignalAndTheSignalWhenOneIsPending) {
+  BlockTerminationSignals();
+  EXPECT_EQ(WaitForTerminationSignal(std::chrono::milliseconds(1)), std::nullopt);
+  ASSERT_EQ(kill(getpid(), SIGTERM), 0);  // pending (blocked) until taken
+  EXPECT_EQ(WaitForTerminationSignal(std::chrono::milliseconds(60000)), SIGTERM);
+}
+
 TEST(Signals, SigpipeIsIgnored) {
   BlockTerminationSignals();
   struct sigaction sa {};

@@ -1,131 +1,86 @@
 // weftd: thin main over weft_cp_weftd (controlplane/weftd/weftd.h).
-#include <signal.h>
-
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
+#include "common/flags.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "controlplane/weftd/weftd.h"
 
 namespace {
 
-const char kUsage[] =
-    "usage: weftd (--manifests DIR | --kubernetes [--kubeconfig FILE] [--api-server URL]\n"
-    "                                 [--namespace NS])\n"
-    "             [--grpc ADDR:PORT] [--state-dir DIR] [--node-tokens NODE,...] [--plaintext]\n"
-    "             [--trust-domain TD] [--admin ADDR] [--metrics ADDR] [--readiness ADDR]\n"
-    "             [--debounce-ms N] [--ztunnel-sa USER] [--log-level LEVEL]\n"
-    "  --manifests DIR     local source: Kubernetes YAML/JSON manifests, re-read on change\n"
-    "  --kubernetes        Kubernetes source: list+watch (in-cluster, or "
-    "--kubeconfig/--api-server)\n"
-    "  --namespace NS      cluster mode: weftd's namespace (default weft-system). The CA root\n"
-    "                      (cert + key) is kept in Secret NS/weft-ca-root; its certificate is\n"
-    "                      published for nodes in ConfigMap NS/weft-ca-root-cert, key\n"
-    "                      root-cert.pem (mount it; pass the file as the nodes' --cp-root)\n"
-    "  --grpc ADDR:PORT    config stream + CA (default 0.0.0.0:15012; TLS with a certificate from\n"
-    "                      weftd's own CA unless --plaintext)\n"
-    "  --state-dir DIR     local mode: CA root in DIR/ca (root-cert.pem, root-key.pem) and node\n"
-    "                      tokens (DIR/tokens); default /var/lib/weft. Nodes trust\n"
-    "                      DIR/ca/root-cert.pem: copy it to them and pass it as --cp-root\n"
-    "  --node-tokens LIST  local mode: create a bootstrap token for each node "
-    "(DIR/tokens/N.token)\n"
-    "  --ztunnel-sa USER   cluster mode: a service account whose (node-bound) tokens nodes\n"
-    "                      present, repeatable (default system:serviceaccount:NS:ztunnel)\n"
-    "  --admin ADDR        /status and /config_dump?node=N (default 127.0.0.1:15010)\n"
-    "  --metrics ADDR      /metrics (default 0.0.0.0:15014)\n"
-    "  --readiness ADDR    /healthz/ready (default 0.0.0.0:15015)\n";
-
-int Fail(const std::string& msg) {
-  std::fprintf(stderr, "weftd: %s\n\n%s", msg.c_str(), kUsage);
-  return 2;
+void AddFlags(CLI::App& app, weft::cp::WeftdOptions& o, std::vector<std::string>& node_tokens,
+              std::vector<std::string>& ztunnel_sas, int& debounce_ms) {
+  weft::SetUsage(app,
+                 "weftd (--manifests DIR | --kubernetes [--kubeconfig FILE] [--api-server URL]\n"
+                 "                               [--namespace NS]) [options]");
+  app.add_option("--manifests", o.manifests_dir,
+                 "local source: Kubernetes YAML/JSON manifests, re-read on change")
+      ->type_name("DIR");
+  app.add_flag("--kubernetes", o.kubernetes,
+               "Kubernetes source: list+watch (in-cluster, or --kubeconfig/--api-server)");
+  app.add_option("--kubeconfig", o.kubeconfig, "cluster mode: kubeconfig file")->type_name("FILE");
+  app.add_option("--api-server", o.api_server,
+                 "cluster mode: API server URL, e.g. http://127.0.0.1:8001 (kubectl proxy)")
+      ->type_name("URL");
+  app.add_option("--namespace", o.k8s_namespace,
+                 "cluster mode: weftd's namespace. The CA root (cert + key) is kept in Secret "
+                 "NS/weft-ca-root; its certificate is published for nodes in ConfigMap "
+                 "NS/weft-ca-root-cert, key root-cert.pem (mount it; pass the file as the nodes' "
+                 "--cp-root)")
+      ->type_name("NS")
+      ->capture_default_str();
+  app.add_option("--grpc", o.grpc_addr,
+                 "config stream + CA (TLS with a certificate from weftd's own CA unless "
+                 "--plaintext)")
+      ->type_name("ADDR:PORT")
+      ->capture_default_str();
+  app.add_option("--state-dir", o.state_dir,
+                 "local mode: CA root in DIR/ca (root-cert.pem, root-key.pem) and node tokens "
+                 "(DIR/tokens). Nodes trust DIR/ca/root-cert.pem: copy it to them and pass it as "
+                 "--cp-root")
+      ->type_name("DIR")
+      ->capture_default_str();
+  app.add_option("--node-tokens", node_tokens,
+                 "local mode: create a bootstrap token for each node (DIR/tokens/N.token)")
+      ->type_name("LIST")
+      ->delimiter(',');
+  app.add_option("--ztunnel-sa", ztunnel_sas,
+                 "cluster mode: a service account whose (node-bound) tokens nodes present, "
+                 "repeatable (default system:serviceaccount:NS:ztunnel)")
+      ->type_name("USER");
+  app.add_flag("--plaintext", o.plaintext, "gRPC without TLS (tests, loopback only)");
+  app.add_option("--trust-domain", o.trust_domain, "the mesh's SPIFFE trust domain")
+      ->type_name("TD")
+      ->capture_default_str();
+  weft::AddSockAddrFlag(app, "--admin", &o.admin_addr, "/status and /config_dump?node=N");
+  weft::AddSockAddrFlag(app, "--metrics", &o.metrics_addr, "/metrics");
+  weft::AddSockAddrFlag(app, "--readiness", &o.readiness_addr, "/healthz/ready");
+  app.add_option("--debounce-ms", debounce_ms,
+                 "wait this long after a change for more before pushing config")
+      ->type_name("N")
+      ->capture_default_str()
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()).description(""));
+  weft::AddLogLevelFlag(app);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   weft::cp::WeftdOptions o;
-  std::string level = "info";
-  std::vector<std::string> ztunnel_sas;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    auto addr = [&](weft::SockAddr* out) -> bool {
-      const char* v = next();
-      if (!v) return false;
-      auto p = weft::SockAddr::Parse(v);
-      if (!p.ok()) return false;
-      *out = *p;
-      return true;
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--manifests") {
-      const char* v = next();
-      if (!v) return Fail("--manifests needs a directory");
-      o.manifests_dir = v;
-    } else if (a == "--kubernetes") {
-      o.kubernetes = true;
-    } else if (a == "--kubeconfig") {
-      const char* v = next();
-      if (!v) return Fail("--kubeconfig needs a file");
-      o.kubeconfig = v;
-    } else if (a == "--namespace") {
-      const char* v = next();
-      if (!v) return Fail("--namespace needs a namespace");
-      o.k8s_namespace = v;
-    } else if (a == "--api-server") {
-      const char* v = next();
-      if (!v) return Fail("--api-server needs a URL");
-      o.api_server = v;
-    } else if (a == "--grpc") {
-      const char* v = next();
-      if (!v) return Fail("--grpc needs ADDR:PORT");
-      o.grpc_addr = v;
-    } else if (a == "--state-dir") {
-      const char* v = next();
-      if (!v) return Fail("--state-dir needs a directory");
-      o.state_dir = v;
-    } else if (a == "--node-tokens") {
-      const char* v = next();
-      if (!v) return Fail("--node-tokens needs a comma-separated list of node names");
-      for (auto n : absl::StrSplit(v, ',', absl::SkipEmpty())) o.node_tokens.emplace_back(n);
-    } else if (a == "--ztunnel-sa") {
-      const char* v = next();
-      if (!v)
-        return Fail("--ztunnel-sa needs a user, e.g. system:serviceaccount:weft-system:ztunnel");
-      ztunnel_sas.emplace_back(v);
-    } else if (a == "--plaintext") {
-      o.plaintext = true;
-    } else if (a == "--trust-domain") {
-      const char* v = next();
-      if (!v) return Fail("--trust-domain needs a value");
-      o.trust_domain = v;
-    } else if (a == "--admin") {
-      if (!addr(&o.admin_addr)) return Fail("--admin needs ADDR:PORT");
-    } else if (a == "--metrics") {
-      if (!addr(&o.metrics_addr)) return Fail("--metrics needs ADDR:PORT");
-    } else if (a == "--readiness") {
-      if (!addr(&o.readiness_addr)) return Fail("--readiness needs ADDR:PORT");
-    } else if (a == "--debounce-ms") {
-      const char* v = next();
-      int ms = 0;
-      if (!v || !absl::SimpleAtoi(v, &ms) || ms < 0) return Fail("--debounce-ms needs a number");
-      o.debounce = std::chrono::milliseconds(ms);
-    } else if (a == "--log-level") {
-      const char* v = next();
-      weft::log::Level l;
-      if (!v || !weft::log::ParseLevel(v, &l)) return Fail("--log-level: debug|info|warn|error");
-      weft::log::SetLevel(l);
-    } else {
-      return Fail("unknown argument \"" + std::string(a) + "\"");
-    }
+  std::vector<std::string> node_tokens, ztunnel_sas;
+  int debounce_ms = static_cast<int>(o.debounce.count());
+  CLI::App app("weftd: Weft's control plane", "weftd");
+  AddFlags(app, o, node_tokens, ztunnel_sas, debounce_ms);
+  if (auto code = weft::ParseFlags(app, argc, argv)) return *code;
+  for (std::string& n : node_tokens) {
+    if (!n.empty()) o.node_tokens.push_back(std::move(n));
   }
+  o.debounce = std::chrono::milliseconds(debounce_ms);
   // Names that follow weftd's namespace unless given: the ztunnel service account whose tokens
   // nodes present, and the DNS name in weftd's serving certificate (weftd.<ns>.svc).
   o.ztunnel_service_accounts =
@@ -133,12 +88,7 @@ int main(int argc, char** argv) {
           ? std::vector<std::string>{"system:serviceaccount:" + o.k8s_namespace + ":ztunnel"}
           : ztunnel_sas;
   o.serving_names = {"weftd." + o.k8s_namespace + ".svc", "localhost"};
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  weft::BlockTerminationSignals();
 
   weft::cp::Weftd weftd(o);
   absl::Status st = weftd.Start();
@@ -146,8 +96,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "weftd: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  int sig = 0;
-  sigwait(&sigs, &sig);
+  int sig = weft::WaitForTerminationSignal();
   LOG_INFO("weftd", "signal received; stopping", {{"signal", strsignal(sig)}});
   weftd.Stop();
   return 0;

@@ -3,9 +3,9 @@
 //  - every document is a Kubernetes object in the release namespace (cluster-scoped kinds
 //    excepted), and the switches show up as they should;
 //  - the arguments each container passes, values substituted, are accepted by the real parsers:
-//    weftd and ztunnel are run with them followed by --help (both parse in order and print the
-//    usage only if everything before parsed), weft-agent's ParseCommandLine is called directly
-//    (its main answers --help before parsing anything);
+//    weftd and ztunnel are run with them followed by --help (common/flags.h: the usage is
+//    printed only if everything before parsed), weft-agent's ParseCommandLine is called directly
+//    (it also checks the required and exclusive flags);
 //  - the node pods dial weftd's Service on its gRPC port, and the scrape annotations name a
 //    port a container declares;
 //  - values the chart refuses (rootNamespace, capture) fail the render with a message.

@@ -1,0 +1,120 @@
+// weft-agent's flags: one definition for its --help, its main and ParseCommandLine.
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/agent.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "controlplane/xds/endpoint_flags.h"
+
+namespace weft::agent {
+
+void AddFlags(CLI::App& app, CommandLine* cl) {
+  AgentOptions& o = cl->options;
+  o.capture = CaptureMode::kAuto;
+  o.metrics_addr = *SockAddr::Parse(kDefaultMetricsAddr);
+  SetUsage(app,
+           "weft-agent --node NAME (--config FILE | --control-plane ADDR) --ztunnel-socket PATH\n"
+           "                  [--capture ebpf|iptables|auto|none] [--cgroup PATH]\n"
+           "                  [--bpf-pin-dir DIR] [--metrics ADDR:PORT|off] [--once]\n"
+           "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]");
+  app.add_option("--node", o.node, "this node's name; only workloads scheduled here are enrolled")
+      ->type_name("NAME")
+      ->check(kNonEmpty);
+  app.add_option("--config", o.config_path, "standalone config file (YAML or JSON ConfigSnapshot)")
+      ->type_name("FILE")
+      ->check(kNonEmpty);
+  cp::AddControlPlaneFlags(app, &o.control_plane);
+  app.add_option("--ztunnel-socket", o.ztunnel_socket, "ztunnel's pod handoff socket")
+      ->type_name("PATH")
+      ->check(kNonEmpty);
+  app.add_option_function<std::string>(
+         "--capture",
+         [&o](const std::string& v) {
+           auto m = ParseCaptureMode(v);
+           if (!m.ok()) throw CLI::ValidationError(std::string(m.status().message()));
+           o.capture = *m;
+         },
+         "how pod traffic reaches ztunnel (default auto: eBPF when the kernel probe finds every "
+         "feature, else iptables; the report is printed at start, `weftctl check` prints the "
+         "same)")
+      ->type_name("ebpf|iptables|auto|none");
+  app.add_option("--cgroup", o.cgroup_path,
+                 "eBPF: cgroup v2 directory the connect hooks attach to (default: the cgroup2 "
+                 "mount root, e.g. /sys/fs/cgroup)")
+      ->type_name("PATH")
+      ->check(kNonEmpty);
+  app.add_option("--bpf-pin-dir", o.bpf_pin_dir,
+                 "eBPF: where maps and links are pinned (default /sys/fs/bpf/weft/<node>; "
+                 "ztunnel opens the maps there)")
+      ->type_name("DIR")
+      ->check(kNonEmpty);
+  app.add_option_function<std::string>(
+         "--metrics",
+         [&o](const std::string& v) {
+           if (v == "off") {
+             o.metrics_addr.reset();
+             return;
+           }
+           auto a = SockAddr::Parse(v);
+           if (!a.ok())
+             throw CLI::ValidationError(absl::StrCat(
+                 "--metrics: \"", v, "\" is not ADDR:PORT (e.g. 127.0.0.1:15030, [::1]:0) or off"));
+           o.metrics_addr = *a;
+         },
+         absl::StrCat("/metrics address (default ", kDefaultMetricsAddr,
+                      "; port 0 picks a free port, logged; off disables)"))
+      ->type_name("ADDR:PORT|off");
+  app.add_option("--log-level", cl->log_level, "debug|info|warn|error")
+      ->type_name("LEVEL")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](const std::string& v) {
+            log::Level l;
+            return log::ParseLevel(v, &l)
+                       ? std::string()
+                       : "unknown level \"" + v + "\"; use debug, info, warn or error";
+          },
+          "", "LEVEL"));
+  app.add_flag("--once", cl->once, "sync once and exit (no watching, no reconnects)");
+  app.add_flag("--uninstall-on-exit", o.uninstall_on_exit,
+               "remove the capture from every pod when stopping, and in eBPF mode every pinned "
+               "program, link and map (default: keep it, so pods stay captured or fail closed "
+               "while the agent is down)");
+}
+
+absl::Status CheckCommandLine(const CommandLine& cl) {
+  const AgentOptions& o = cl.options;
+  std::vector<std::string> missing;
+  if (o.node.empty()) missing.push_back("--node");
+  if (o.config_path.empty() && !o.control_plane.enabled())
+    missing.push_back("--config or --control-plane");
+  if (!o.config_path.empty() && o.control_plane.enabled())
+    return absl::InvalidArgumentError(
+        "--config and --control-plane exclude each other: the pod list comes from one of them");
+  if (o.ztunnel_socket.empty()) missing.push_back("--ztunnel-socket");
+  if (!missing.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("missing required flag(s): ", absl::StrJoin(missing, ", ")));
+  bool ebpf_flags = !o.cgroup_path.empty() || !o.bpf_pin_dir.empty();
+  if (ebpf_flags && (o.capture == CaptureMode::kIptables || o.capture == CaptureMode::kNone))
+    return absl::InvalidArgumentError(
+        "--cgroup and --bpf-pin-dir only apply to --capture ebpf or auto");
+  if (cl.once && o.uninstall_on_exit)
+    return absl::InvalidArgumentError(
+        "--once leaves the pods enrolled; --uninstall-on-exit makes no sense with it");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
+  CommandLine cl;
+  CLI::App app("weft-agent", "weft-agent");
+  AddFlags(app, &cl);
+  WEFT_RETURN_IF_ERROR(ParseFlagsStatus(app, argc, argv));
+  WEFT_RETURN_IF_ERROR(CheckCommandLine(cl));
+  return cl;
+}
+
+}  // namespace weft::agent

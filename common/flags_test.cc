@@ -1,0 +1,70 @@
+#include "common/flags.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "common/log.h"
+
+namespace weft {
+namespace {
+
+struct Flags {
+  CLI::App app{"a test binary", "tool"};
+  std::string name;
+  SockAddr addr = *SockAddr::Parse("127.0.0.1:15000");
+  Flags() {
+    SetUsage(app, "tool --name N [options]");
+    app.add_option("--name", name, "a name")->check(kNonEmpty);
+    AddSockAddrFlag(app, "--admin", &addr, "admin address");
+    AddLogLevelFlag(app);
+  }
+  std::optional<int> Parse(std::vector<const char*> args) {
+    args.insert(args.begin(), "tool");
+    return ParseFlags(app, static_cast<int>(args.size()), args.data());
+  }
+};
+
+TEST(Flags, ValuesWithSpaceOrEqualsAndDefaults) {
+  Flags f;
+  EXPECT_EQ(f.Parse({"--name", "n1"}), std::nullopt);
+  EXPECT_EQ(f.name, "n1");
+  EXPECT_EQ(f.addr.ToString(), "127.0.0.1:15000");
+  Flags g;
+  EXPECT_EQ(g.Parse({"--name=n2", "--admin=[::1]:0", "--log-level", "info"}), std::nullopt);
+  EXPECT_EQ(g.name, "n2");
+  EXPECT_EQ(g.addr.ToString(), "[::1]:0");
+}
+
+TEST(Flags, ErrorsExitTwo) {
+  EXPECT_EQ(Flags().Parse({"--frobnicate"}), 2);
+  EXPECT_EQ(Flags().Parse({"--name"}), 2);
+  EXPECT_EQ(Flags().Parse({"--name="}), 2);
+  EXPECT_EQ(Flags().Parse({"--admin", "localhost"}), 2);
+  EXPECT_EQ(Flags().Parse({"--log-level", "loud"}), 2);
+  EXPECT_EQ(Flags().Parse({"stray"}), 2);
+}
+
+TEST(Flags, HelpExitsZeroOnlyIfWhatCameBeforeParsed) {
+  EXPECT_EQ(Flags().Parse({"--help"}), 0);
+  EXPECT_EQ(Flags().Parse({"--name", "n", "--help"}), 0);
+  EXPECT_EQ(Flags().Parse({"--frobnicate", "--help"}), 2);
+  EXPECT_EQ(Flags().Parse({"--admin", "nope", "--help"}), 2);
+  Flags f;
+  std::string help = f.app.help();
+  EXPECT_TRUE(absl::StartsWith(help, "a test binary\nusage: tool --name N [options]\n")) << help;
+  EXPECT_TRUE(absl::StrContains(help, "--admin")) << help;
+  EXPECT_TRUE(absl::StrContains(help, "127.0.0.1:15000")) << help;
+}
+
+TEST(Flags, StatusNamesTheFlag) {
+  Flags f;
+  std::vector<const char*> args = {"tool", "--admin", "nope"};
+  absl::Status st = ParseFlagsStatus(f.app, 3, args.data());
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(st.message(), "--admin")) << st;
+}
+
+}  // namespace
+}  // namespace weft
