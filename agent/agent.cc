@@ -165,98 +165,106 @@ std::optional<SockAddr> Agent::metrics_addr() const {
 
 absl::Status Agent::Init(bool serve) {
   if (!initialized_) {
-    CaptureMode want = opts_.capture;
-    if (want == CaptureMode::kAuto || want == CaptureMode::kEbpf) {
-      ProbeReport report = ProbeKernel();
-      std::fputs(report.Format().c_str(), stderr);
-      if (want == CaptureMode::kEbpf && !report.ebpf_possible)
-        return absl::FailedPreconditionError(
-            absl::StrCat("--capture ebpf: this node cannot run eBPF capture: ", report.decision,
-                         " (see the report above; use --capture auto or iptables)"));
-      CaptureMode chosen = report.ebpf_possible ? CaptureMode::kEbpf : CaptureMode::kIptables;
-      LOG_INFO(kScope, "capture mode chosen",
-               {{"requested", std::string(CaptureModeName(want))},
-                {"mode", std::string(CaptureModeName(chosen))},
-                {"reason", report.decision}});
-      mode_ = chosen;
-    }
-    if (mode_ == CaptureMode::kEbpf) {
-      absl::Status st = InitEbpf();
-      if (!st.ok() && opts_.capture == CaptureMode::kEbpf) return st;
-      if (!st.ok()) {
-        // auto: the probe passed but setting up failed (e.g. the cgroup is not writable);
-        // iptables still captures the pods.
-        LOG_ERROR(kScope, "eBPF capture could not be set up; falling back to iptables",
-                  {{"error", std::string(st.message())}});
-        node_.reset();
-        pin_dir_.clear();
-        mode_ = CaptureMode::kIptables;
-      }
-    }
-    for (CaptureMode m : {CaptureMode::kEbpf, CaptureMode::kIptables, CaptureMode::kNone})
-      metrics_->mode.Add({{"mode", std::string(CaptureModeName(m))}})
-          .Set(m == mode_.load() ? 1 : 0);
+    WEFT_RETURN_IF_ERROR(InitCapture());
     initialized_ = true;
   }
-  if (serve && opts_.metrics_addr && !metrics_->admin) {
-    metrics_->registry->extra = [this](std::vector<prometheus::MetricFamily>* out) {
-      if (mode_.load() != CaptureMode::kEbpf || pin_dir_.empty()) return;
-      auto counters = bpf::NodeCapture::ReadPinnedCounters(pin_dir_);
-      if (!counters.ok()) return;  // uninstalled: nothing to report
-      prometheus::MetricFamily f;
-      f.name = "weft_bpf_decisions_total";
-      f.help = "Capture decisions of the eBPF programs by program and reason (drop_* refused)";
-      f.type = prometheus::MetricType::Counter;
-      for (auto [program, counts] :
-           {std::pair<const char*, const bpf::ReasonCounts*>{"inbound", &counters->inbound},
-            {"outbound", &counters->outbound}}) {
-        for (const auto& [reason, n] : *counts) {
-          prometheus::ClientMetric m;
-          m.label = {{"program", program}, {"reason", std::string(bpf::ReasonName(reason))}};
-          m.counter.value = static_cast<double>(n);
-          f.metric.push_back(std::move(m));
-        }
-      }
-      out->push_back(std::move(f));
-    };
-    AdminOptions ao;
-    ao.component = "weft-agent";
-    ao.metrics_addr = *opts_.metrics_addr;
-    // /config_dump and POST /logging stay on loopback whatever address /metrics is exposed on
-    // (a DaemonSet scrapes the node address; the admin endpoints must not be reachable there).
-    ao.admin_addr = SockAddr{*IpAddr::Parse("127.0.0.1"), 0};
-    ao.readiness_addr = SockAddr{*IpAddr::Parse("127.0.0.1"), 0};
-    ao.registries = {metrics_->registry};
-    ao.config_dump = [this] {
-      nlohmann::json pods = nlohmann::json::array();
-      for (const PodState& p : Pods())
-        pods.push_back({{"uid", p.uid},
-                        {"netnsPath", p.netns_path},
-                        {"captured", p.captured},
-                        {"handedOff", p.handed_off},
-                        {"netnsCookie", p.netns_cookie},
-                        {"slot", p.slot}});
-      return nlohmann::json{{"node", opts_.node},
-                            {"capture", std::string(CaptureModeName(mode_.load()))},
-                            {"bpfPinDir", pin_dir_},
-                            {"pods", pods}}
-          .dump(2);
-    };
-    ao.not_ready_reason = [this]() -> std::string {
-      return ztunnel_connected() ? "" : "not connected to ztunnel";
-    };
-    auto admin = std::make_unique<AdminServer>(std::move(ao));
-    absl::Status st = admin->Start();
-    if (!st.ok())
-      return absl::Status(st.code(), absl::StrCat("--metrics: ", st.message(),
-                                                  " (pick another ADDR:PORT, or --metrics off)"));
-    LOG_INFO(kScope, "metrics endpoint listening",
-             {{"metrics", admin->metrics_addr().ToString()},
-              {"admin", admin->admin_addr().ToString()},
-              {"readiness", admin->readiness_addr().ToString()}});
-    std::lock_guard<std::mutex> lock(pub_mu_);
-    metrics_->admin = std::move(admin);
+  if (serve && opts_.metrics_addr && !metrics_->admin) return StartAdmin();
+  return absl::OkStatus();
+}
+
+// Chooses the capture mode (the kernel probe decides auto) and sets eBPF capture up.
+absl::Status Agent::InitCapture() {
+  CaptureMode want = opts_.capture;
+  if (want == CaptureMode::kAuto || want == CaptureMode::kEbpf) {
+    ProbeReport report = ProbeKernel();
+    std::fputs(report.Format().c_str(), stderr);
+    if (want == CaptureMode::kEbpf && !report.ebpf_possible)
+      return absl::FailedPreconditionError(
+          absl::StrCat("--capture ebpf: this node cannot run eBPF capture: ", report.decision,
+                       " (see the report above; use --capture auto or iptables)"));
+    CaptureMode chosen = report.ebpf_possible ? CaptureMode::kEbpf : CaptureMode::kIptables;
+    LOG_INFO(kScope, "capture mode chosen",
+             {{"requested", std::string(CaptureModeName(want))},
+              {"mode", std::string(CaptureModeName(chosen))},
+              {"reason", report.decision}});
+    mode_ = chosen;
   }
+  if (mode_ == CaptureMode::kEbpf) {
+    absl::Status st = InitEbpf();
+    if (!st.ok() && opts_.capture == CaptureMode::kEbpf) return st;
+    if (!st.ok()) {
+      // auto: the probe passed but setting up failed (e.g. the cgroup is not writable);
+      // iptables still captures the pods.
+      LOG_ERROR(kScope, "eBPF capture could not be set up; falling back to iptables",
+                {{"error", std::string(st.message())}});
+      node_.reset();
+      pin_dir_.clear();
+      mode_ = CaptureMode::kIptables;
+    }
+  }
+  for (CaptureMode m : {CaptureMode::kEbpf, CaptureMode::kIptables, CaptureMode::kNone})
+    metrics_->mode.Add({{"mode", std::string(CaptureModeName(m))}}).Set(m == mode_.load() ? 1 : 0);
+  return absl::OkStatus();
+}
+
+absl::Status Agent::StartAdmin() {
+  metrics_->registry->extra = [this](std::vector<prometheus::MetricFamily>* out) {
+    if (mode_.load() != CaptureMode::kEbpf || pin_dir_.empty()) return;
+    auto counters = bpf::NodeCapture::ReadPinnedCounters(pin_dir_);
+    if (!counters.ok()) return;  // uninstalled: nothing to report
+    prometheus::MetricFamily f;
+    f.name = "weft_bpf_decisions_total";
+    f.help = "Capture decisions of the eBPF programs by program and reason (drop_* refused)";
+    f.type = prometheus::MetricType::Counter;
+    for (auto [program, counts] :
+         {std::pair<const char*, const bpf::ReasonCounts*>{"inbound", &counters->inbound},
+          {"outbound", &counters->outbound}}) {
+      for (const auto& [reason, n] : *counts) {
+        prometheus::ClientMetric m;
+        m.label = {{"program", program}, {"reason", std::string(bpf::ReasonName(reason))}};
+        m.counter.value = static_cast<double>(n);
+        f.metric.push_back(std::move(m));
+      }
+    }
+    out->push_back(std::move(f));
+  };
+  AdminOptions ao;
+  ao.component = "weft-agent";
+  ao.metrics_addr = *opts_.metrics_addr;
+  // /config_dump and POST /logging stay on loopback whatever address /metrics is exposed on
+  // (a DaemonSet scrapes the node address; the admin endpoints must not be reachable there).
+  ao.admin_addr = SockAddr{*IpAddr::Parse("127.0.0.1"), 0};
+  ao.readiness_addr = SockAddr{*IpAddr::Parse("127.0.0.1"), 0};
+  ao.registries = {metrics_->registry};
+  ao.config_dump = [this] {
+    nlohmann::json pods = nlohmann::json::array();
+    for (const PodState& p : Pods())
+      pods.push_back({{"uid", p.uid},
+                      {"netnsPath", p.netns_path},
+                      {"captured", p.captured},
+                      {"handedOff", p.handed_off},
+                      {"netnsCookie", p.netns_cookie},
+                      {"slot", p.slot}});
+    return nlohmann::json{{"node", opts_.node},
+                          {"capture", std::string(CaptureModeName(mode_.load()))},
+                          {"bpfPinDir", pin_dir_},
+                          {"pods", pods}}
+        .dump(2);
+  };
+  ao.not_ready_reason = [this]() -> std::string {
+    return ztunnel_connected() ? "" : "not connected to ztunnel";
+  };
+  auto admin = std::make_unique<AdminServer>(std::move(ao));
+  absl::Status st = admin->Start();
+  if (!st.ok())
+    return absl::Status(st.code(), absl::StrCat("--metrics: ", st.message(),
+                                                " (pick another ADDR:PORT, or --metrics off)"));
+  LOG_INFO(kScope, "metrics endpoint listening",
+           {{"metrics", admin->metrics_addr().ToString()},
+            {"admin", admin->admin_addr().ToString()},
+            {"readiness", admin->readiness_addr().ToString()}});
+  std::lock_guard<std::mutex> lock(pub_mu_);
+  metrics_->admin = std::move(admin);
   return absl::OkStatus();
 }
 
@@ -666,6 +674,11 @@ absl::Status Agent::Run() {
 
   if (watcher) watcher->Stop();
   if (stream) stream->Stop();
+  LeaveOnExit();
+  return absl::OkStatus();
+}
+
+void Agent::LeaveOnExit() {
   if (opts_.uninstall_on_exit) {
     LOG_INFO(kScope, "stopping: removing capture from every pod", {{"pods", pods_.size()}});
     std::vector<std::string> uids;
@@ -688,7 +701,6 @@ absl::Status Agent::Run() {
   connected_ = false;
   Publish();
   Shutdown();
-  return absl::OkStatus();
 }
 
 }  // namespace weft::agent

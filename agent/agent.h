@@ -143,10 +143,13 @@ class Agent {
   // Resolves the capture mode (probe), opens the eBPF capture, starts the metrics endpoint
   // (`serve`). Idempotent.
   absl::Status Init(bool serve);
+  absl::Status InitCapture();  // once: mode (probe), eBPF set-up, mode gauge
   absl::Status InitEbpf();
+  absl::Status StartAdmin();  // /metrics, /config_dump, readiness
   // eBPF mode: unenrols pinned pods that no enrolled pod of the config owns any more.
   void SweepEnrolled();
   void Shutdown();
+  void LeaveOnExit();  // end of Run: uninstall if asked, close the handoff connection
 
   void OnConfig(ztunnel::SnapshotPtr s);  // any thread
   // Applies `snap` to pods_; returns the first enrollment error (all pods are attempted).

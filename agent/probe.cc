@@ -181,6 +181,122 @@ std::string ProbeReport::Format() const {
   return out;
 }
 
+namespace {
+
+// The cgroup v2 mount (`*mount`: where; empty if none).
+ProbeItem Cgroup2Mount(const std::string& mounts_path, std::string* mount) {
+  ProbeItem it{"cgroup v2 mount", false, true, "",
+               "connect4/connect6/sockops attach to a cgroup v2 directory (the mount root or "
+               "the kubepods slice); --cgroup defaults to the mount root"};
+  std::string mounts = ReadFile(mounts_path).value_or("");
+  std::string found;
+  std::vector<std::string> lines = absl::StrSplit(mounts, '\n');
+  for (const std::string& line : lines) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() < 3 || f[2] != "cgroup2") continue;
+    found = std::string(f[1]);
+    if (found == "/sys/fs/cgroup") break;
+  }
+  it.ok = !found.empty();
+  it.detail = it.ok ? absl::StrCat("mounted at ", found)
+                    : absl::StrCat("no cgroup2 entry in ", mounts_path);
+  *mount = found;
+  return it;
+}
+
+ProbeItem Bpffs(const std::string& bpffs_root) {
+  ProbeItem it{"bpffs", false, true, "",
+               "maps and links are pinned there so pods keep their capture while the agent "
+               "restarts, and ztunnel opens the maps by path"};
+  bool mounted = bpf::IsBpffs(bpffs_root);
+  bool fs_known = ReadFile("/proc/filesystems").value_or("").find("\tbpf\n") != std::string::npos;
+  it.ok = mounted || fs_known;
+  it.detail = mounted ? absl::StrCat("mounted at ", bpffs_root)
+              : fs_known
+                  ? absl::StrCat("not mounted at ", bpffs_root, "; weft-agent mounts it at start")
+                  : "the kernel has no bpf filesystem (CONFIG_BPF_SYSCALL)";
+  return it;
+}
+
+ProbeItem Btf(const std::string& btf_path) {
+  ProbeItem it{"BTF (kernel type info)", false, false, "",
+               "optional: the current programs need no CO-RE relocations; with BTF bpftool "
+               "shows map layouts by field name"};
+  struct stat st {};
+  it.ok = ::stat(btf_path.c_str(), &st) == 0;
+  it.detail = it.ok ? absl::StrCat(btf_path, " (", st.st_size, " bytes)")
+                    : absl::StrCat(btf_path, ": ", std::strerror(errno));
+  return it;
+}
+
+// The BPF program types, helpers and map types the capture uses (a table).
+void ProbeBpfFeatures(std::vector<ProbeItem>* items) {
+  items->push_back(ProgType(BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", true,
+                            "inbound: steers SYNs for pod addresses to ztunnel's in-pod "
+                            "listeners (Linux 5.9+)"));
+  items->push_back(ProgType(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr", true,
+                            "outbound: connect4/connect6 rewrite pod connects to ztunnel's "
+                            "outbound listener"));
+  items->push_back(ProgType(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", true,
+                            "files each redirected connection's original destination under the "
+                            "peer address ztunnel sees"));
+  items->push_back(ProgType(BPF_PROG_TYPE_SK_SKB, "sk_skb", false,
+                            "optional: sockmap stream redirect for the same-node fast path"));
+  items->push_back(ProgType(BPF_PROG_TYPE_SK_MSG, "sk_msg", false,
+                            "optional: sockmap redirect accelerator for the app<->ztunnel hop"));
+
+  items->push_back(Helper(BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", BPF_FUNC_sk_assign, "bpf_sk_assign",
+                          true, "hands the SYN to ztunnel's listener (or drops it: fail closed)"));
+  items->push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr",
+                          BPF_FUNC_get_netns_cookie, "bpf_get_netns_cookie", true,
+                          "connect hooks act only in enrolled pods' netns (Linux 5.8+)"));
+  items->push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr",
+                          BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", true,
+                          "keys the original destination by the app socket"));
+  items->push_back(Helper(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", BPF_FUNC_get_socket_cookie,
+                          "bpf_get_socket_cookie", true,
+                          "finds the connect's record when its source port is known"));
+  items->push_back(Helper(BPF_PROG_TYPE_SK_SKB, "sk_skb", BPF_FUNC_sk_redirect_hash,
+                          "bpf_sk_redirect_hash", false,
+                          "optional: same-node fast path moves bytes between ztunnel's sockets "
+                          "in the kernel"));
+
+  items->push_back(MapType(BPF_MAP_TYPE_SOCKHASH, "SOCKHASH",
+                           "weft_listeners holds ztunnel's listening sockets per pod"));
+  items->push_back(
+      MapType(BPF_MAP_TYPE_LPM_TRIE, "LPM_TRIE", "per-pod excluded destination CIDRs"));
+  items->push_back(MapType(BPF_MAP_TYPE_LRU_HASH, "LRU_HASH", "original destinations"));
+  items->push_back(MapType(BPF_MAP_TYPE_PERCPU_ARRAY, "PERCPU_ARRAY",
+                           "per-reason decision counters (weft_bpf_decisions_total)"));
+}
+
+// The decision line from the items (`privileged`: whether the BPF probes could run).
+void Decide(bool privileged, ProbeReport* r) {
+  std::vector<std::string> missing, optional_missing;
+  for (const ProbeItem& i : r->items) {
+    if (i.ok) continue;
+    (i.required ? missing : optional_missing).push_back(i.feature);
+  }
+  r->ebpf_possible = missing.empty();
+  if (!privileged) {
+    r->decision =
+        "iptables capture (in-pod REDIRECT rules): eBPF needs privileges (root, or CAP_BPF + "
+        "CAP_NET_ADMIN + CAP_SYS_ADMIN); the BPF program, helper and map probes need them too";
+    return;
+  }
+  if (r->ebpf_possible) {
+    r->decision = "eBPF capture: every required feature is present";
+    if (!optional_missing.empty())
+      absl::StrAppend(&r->decision, " (optional, missing: ", absl::StrJoin(optional_missing, ", "),
+                      ")");
+  } else {
+    r->decision = absl::StrCat("iptables capture (in-pod REDIRECT rules): eBPF needs ",
+                               absl::StrJoin(missing, ", "));
+  }
+}
+
+}  // namespace
+
 ProbeReport ProbeKernel(const ProbeOptions& opts) {
   ProbeReport r;
   utsname u{};
@@ -190,90 +306,12 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
 
   r.items.push_back(Privileges());
   const bool privileged = r.items.back().ok;
-
-  {
-    ProbeItem it{"cgroup v2 mount", false, true, "",
-                 "connect4/connect6/sockops attach to a cgroup v2 directory (the mount root or "
-                 "the kubepods slice); --cgroup defaults to the mount root"};
-    std::string mounts = ReadFile(opts.mounts_path).value_or("");
-    std::string found;
-    std::vector<std::string> lines = absl::StrSplit(mounts, '\n');
-    for (const std::string& line : lines) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ');
-      if (f.size() < 3 || f[2] != "cgroup2") continue;
-      found = std::string(f[1]);
-      if (found == "/sys/fs/cgroup") break;
-    }
-    it.ok = !found.empty();
-    it.detail = it.ok ? absl::StrCat("mounted at ", found)
-                      : absl::StrCat("no cgroup2 entry in ", opts.mounts_path);
-    r.cgroup2_mount = found;
-    r.items.push_back(std::move(it));
-  }
-  {
-    ProbeItem it{"bpffs", false, true, "",
-                 "maps and links are pinned there so pods keep their capture while the agent "
-                 "restarts, and ztunnel opens the maps by path"};
-    bool mounted = bpf::IsBpffs(opts.bpffs_root);
-    bool fs_known = ReadFile("/proc/filesystems").value_or("").find("\tbpf\n") != std::string::npos;
-    it.ok = mounted || fs_known;
-    it.detail = mounted    ? absl::StrCat("mounted at ", opts.bpffs_root)
-                : fs_known ? absl::StrCat("not mounted at ", opts.bpffs_root,
-                                          "; weft-agent mounts it at start")
-                           : "the kernel has no bpf filesystem (CONFIG_BPF_SYSCALL)";
-    r.items.push_back(std::move(it));
-  }
-  {
-    ProbeItem it{"BTF (kernel type info)", false, false, "",
-                 "optional: the current programs need no CO-RE relocations; with BTF bpftool "
-                 "shows map layouts by field name"};
-    struct stat st {};
-    it.ok = ::stat(opts.btf_path.c_str(), &st) == 0;
-    it.detail = it.ok ? absl::StrCat(opts.btf_path, " (", st.st_size, " bytes)")
-                      : absl::StrCat(opts.btf_path, ": ", std::strerror(errno));
-    r.items.push_back(std::move(it));
-  }
+  r.items.push_back(Cgroup2Mount(opts.mounts_path, &r.cgroup2_mount));
+  r.items.push_back(Bpffs(opts.bpffs_root));
+  r.items.push_back(Btf(opts.btf_path));
 
   const size_t first_bpf_item = r.items.size();  // program, helper and map probes follow
-  r.items.push_back(ProgType(BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", true,
-                             "inbound: steers SYNs for pod addresses to ztunnel's in-pod "
-                             "listeners (Linux 5.9+)"));
-  r.items.push_back(ProgType(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr", true,
-                             "outbound: connect4/connect6 rewrite pod connects to ztunnel's "
-                             "outbound listener"));
-  r.items.push_back(ProgType(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", true,
-                             "files each redirected connection's original destination under the "
-                             "peer address ztunnel sees"));
-  r.items.push_back(ProgType(BPF_PROG_TYPE_SK_SKB, "sk_skb", false,
-                             "optional: sockmap stream redirect for the same-node fast path"));
-  r.items.push_back(ProgType(BPF_PROG_TYPE_SK_MSG, "sk_msg", false,
-                             "optional: sockmap redirect accelerator for the app<->ztunnel hop"));
-
-  r.items.push_back(Helper(BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", BPF_FUNC_sk_assign,
-                           "bpf_sk_assign", true,
-                           "hands the SYN to ztunnel's listener (or drops it: fail closed)"));
-  r.items.push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr",
-                           BPF_FUNC_get_netns_cookie, "bpf_get_netns_cookie", true,
-                           "connect hooks act only in enrolled pods' netns (Linux 5.8+)"));
-  r.items.push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr",
-                           BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", true,
-                           "keys the original destination by the app socket"));
-  r.items.push_back(Helper(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", BPF_FUNC_get_socket_cookie,
-                           "bpf_get_socket_cookie", true,
-                           "finds the connect's record when its source port is known"));
-  r.items.push_back(Helper(BPF_PROG_TYPE_SK_SKB, "sk_skb", BPF_FUNC_sk_redirect_hash,
-                           "bpf_sk_redirect_hash", false,
-                           "optional: same-node fast path moves bytes between ztunnel's sockets "
-                           "in the kernel"));
-
-  r.items.push_back(MapType(BPF_MAP_TYPE_SOCKHASH, "SOCKHASH",
-                            "weft_listeners holds ztunnel's listening sockets per pod"));
-  r.items.push_back(
-      MapType(BPF_MAP_TYPE_LPM_TRIE, "LPM_TRIE", "per-pod excluded destination CIDRs"));
-  r.items.push_back(MapType(BPF_MAP_TYPE_LRU_HASH, "LRU_HASH", "original destinations"));
-  r.items.push_back(MapType(BPF_MAP_TYPE_PERCPU_ARRAY, "PERCPU_ARRAY",
-                            "per-reason decision counters (weft_bpf_decisions_total)"));
-
+  ProbeBpfFeatures(&r.items);
   if (!privileged) {
     for (size_t i = first_bpf_item; i < r.items.size(); ++i) {
       r.items[i].ok = false;
@@ -283,28 +321,7 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
   r.items.push_back(NetnsCookies());
   r.items.push_back(Ktls(opts.tcp_ulp_path));
   libbpf_set_print(old);
-
-  std::vector<std::string> missing, optional_missing;
-  for (const ProbeItem& i : r.items) {
-    if (i.ok) continue;
-    (i.required ? missing : optional_missing).push_back(i.feature);
-  }
-  r.ebpf_possible = missing.empty();
-  if (!privileged) {
-    r.decision =
-        "iptables capture (in-pod REDIRECT rules): eBPF needs privileges (root, or CAP_BPF + "
-        "CAP_NET_ADMIN + CAP_SYS_ADMIN); the BPF program, helper and map probes need them too";
-    return r;
-  }
-  if (r.ebpf_possible) {
-    r.decision = "eBPF capture: every required feature is present";
-    if (!optional_missing.empty())
-      absl::StrAppend(&r.decision, " (optional, missing: ", absl::StrJoin(optional_missing, ", "),
-                      ")");
-  } else {
-    r.decision = absl::StrCat("iptables capture (in-pod REDIRECT rules): eBPF needs ",
-                              absl::StrJoin(missing, ", "));
-  }
+  Decide(privileged, &r);
   return r;
 }
 

@@ -258,6 +258,54 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
   }
 }
 
+struct Watcher::WatchPass {
+  std::string rv;             // the last resourceVersion seen
+  std::string relist_reason;  // set when the watch cannot resume
+  std::string error_code;     // set when the stream reported an error
+  std::string error_message;
+  size_t received = 0;
+};
+
+bool Watcher::OnWatchLine(const ResourceType& rt, std::string_view line, WatchPass& pass) {
+  json ev = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  const bool shaped = ev.is_object() && ev.contains("type") && ev["type"].is_string() &&
+                      ev.contains("object") && ev["object"].is_object();
+  const std::string type = shaped ? ev["type"].get<std::string>() : "";
+  if (!shaped || (type != "ADDED" && type != "MODIFIED" && type != "DELETED" &&
+                  type != "BOOKMARK" && type != "ERROR")) {
+    pass.relist_reason = "malformed_event";
+    pass.error_code = "malformed";
+    pass.error_message = absl::StrCat("malformed watch event: ", Av(line.substr(0, 256)));
+    return false;
+  }
+  ++pass.received;
+  events_->Add({{"kind", rt.kind}, {"type", type}}).Increment();
+  json& obj = ev["object"];
+  if (type == "ERROR") {
+    // obj is a metav1.Status.
+    const int code =
+        obj.contains("code") && obj["code"].is_number_integer() ? obj["code"].get<int>() : 0;
+    pass.error_message = obj.value("message", "");
+    if (code == 410) {
+      pass.relist_reason = "gone_event";
+    } else {
+      pass.error_code = absl::StrCat("watch_error_", code);
+    }
+    return false;
+  }
+  const std::string new_rv = ResourceVersionOf(obj);
+  if (type != "BOOKMARK") {
+    obj["apiVersion"] = obj.value("apiVersion", rt.ApiVersion());
+    obj["kind"] = obj.value("kind", rt.kind);
+    LOG_DEBUG("k8s", "watch event",
+              {{"kind", rt.kind}, {"type", type}, {"name", NameOf(obj)}, {"rv", new_rv}});
+    Emit(ObjectEvent{type == "DELETED" ? ObjectEvent::Type::kDelete : ObjectEvent::Type::kUpsert,
+                     options_.source, rt.kind, std::move(obj)});
+  }
+  if (!new_rv.empty()) pass.rv = new_rv;
+  return true;
+}
+
 void Watcher::Run(size_t index) {
   const ResourceType& rt = options_.resources[index];
   const uint64_t seed =
@@ -274,54 +322,17 @@ void Watcher::Run(size_t index) {
     const std::string path =
         absl::StrCat(rt.CollectionPath(), "?watch=1&resourceVersion=", UrlEncode(rv),
                      "&allowWatchBookmarks=true", "&timeoutSeconds=", timeout_s);
-    std::string relist_reason;  // set when the watch cannot resume
-    std::string error_code;     // set when the stream reported an error
-    std::string error_message;
-    size_t received = 0;
-    auto on_line = [&](std::string_view line) -> bool {
-      json ev = json::parse(line, nullptr, /*allow_exceptions=*/false);
-      const bool shaped = ev.is_object() && ev.contains("type") && ev["type"].is_string() &&
-                          ev.contains("object") && ev["object"].is_object();
-      const std::string type = shaped ? ev["type"].get<std::string>() : "";
-      if (!shaped || (type != "ADDED" && type != "MODIFIED" && type != "DELETED" &&
-                      type != "BOOKMARK" && type != "ERROR")) {
-        relist_reason = "malformed_event";
-        error_code = "malformed";
-        error_message = absl::StrCat("malformed watch event: ", Av(line.substr(0, 256)));
-        return false;
-      }
-      ++received;
-      events_->Add({{"kind", rt.kind}, {"type", type}}).Increment();
-      json& obj = ev["object"];
-      if (type == "ERROR") {
-        // obj is a metav1.Status.
-        const int code =
-            obj.contains("code") && obj["code"].is_number_integer() ? obj["code"].get<int>() : 0;
-        error_message = obj.value("message", "");
-        if (code == 410) {
-          relist_reason = "gone_event";
-        } else {
-          error_code = absl::StrCat("watch_error_", code);
-        }
-        return false;
-      }
-      const std::string new_rv = ResourceVersionOf(obj);
-      if (type != "BOOKMARK") {
-        obj["apiVersion"] = obj.value("apiVersion", rt.ApiVersion());
-        obj["kind"] = obj.value("kind", rt.kind);
-        LOG_DEBUG("k8s", "watch event",
-                  {{"kind", rt.kind}, {"type", type}, {"name", NameOf(obj)}, {"rv", new_rv}});
-        Emit(
-            ObjectEvent{type == "DELETED" ? ObjectEvent::Type::kDelete : ObjectEvent::Type::kUpsert,
-                        options_.source, rt.kind, std::move(obj)});
-      }
-      if (!new_rv.empty()) rv = new_rv;
-      return true;
-    };
+    WatchPass pass{.rv = rv};
+    auto on_line = [&](std::string_view line) { return OnWatchLine(rt, line, pass); };
     const auto started = std::chrono::steady_clock::now();
     auto resp = client_->StreamLines(path, std::chrono::seconds(timeout_s) + options_.watch_grace,
                                      on_line, &stop_);
     if (stop_) return;
+    rv = pass.rv;
+    std::string& relist_reason = pass.relist_reason;
+    std::string& error_code = pass.error_code;
+    std::string& error_message = pass.error_message;
+    const size_t received = pass.received;
     // Progress (events or a clean end) proves the connection and credentials work.
     if (received > 0) backoff.Reset();
     if (!resp.ok()) {

@@ -103,7 +103,10 @@ class Watcher {
 
  private:
   struct Counters;
+  struct WatchPass;  // what one watch request saw
   void Run(size_t index);
+  // One line of a watch stream; false ends the stream (error or relist needed).
+  bool OnWatchLine(const ResourceType& rt, std::string_view line, WatchPass& pass);
   // Returns false when stopping.
   bool List(size_t index, Backoff& backoff, std::string* resource_version);
   void Emit(ObjectEvent event);

@@ -57,6 +57,104 @@ std::optional<std::string> FindExecutable(const std::string& name) {
   return std::nullopt;
 }
 
+// The child's stdin, stdout and stderr pipes, every end close-on-exec and at fd 3 or above.
+struct Pipes {
+  UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
+};
+
+absl::StatusOr<Pipes> MakePipes() {
+  // A daemon that closed its stdio would get pipe fds 0..2, which the child's dup2 calls would
+  // clobber (or leave close-on-exec); keep every pipe end at 3 or above.
+  auto above_stdio = [](int fd) -> UniqueFd {
+    if (fd > 2) return UniqueFd(fd);
+    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    ::close(fd);
+    return UniqueFd(moved);
+  };
+  Pipes p;
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
+  p.in_r = above_stdio(in[0]), p.in_w = above_stdio(in[1]);
+  if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
+  p.out_r = above_stdio(out[0]), p.out_w = above_stdio(out[1]);
+  if (::pipe2(err, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
+  p.err_r = above_stdio(err[0]), p.err_w = above_stdio(err[1]);
+  if (!p.in_r || !p.in_w || !p.out_r || !p.out_w || !p.err_r || !p.err_w)
+    return ErrnoError(errno, "fcntl(F_DUPFD_CLOEXEC)");
+  return p;
+}
+
+// The child may exit before reading all of stdin: while this lives SIGPIPE is blocked on this
+// thread, so the write fails with EPIPE instead of killing the process; a SIGPIPE that became
+// pending meanwhile is discarded.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_set_);
+    sigaddset(&pipe_set_, SIGPIPE);
+    sigset_t pending_before;
+    sigpending(&pending_before);
+    had_pipe_pending_ = sigismember(&pending_before, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set_, &old_mask_);
+  }
+  ~SigpipeBlocked() {
+    if (!had_pipe_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE)) {
+        timespec zero{0, 0};
+        sigtimedwait(&pipe_set_, nullptr, &zero);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_set_, old_mask_;
+  bool had_pipe_pending_ = false;
+};
+
+// Feeds `input` to the child's stdin and collects its stdout and stderr until both close.
+// False if `deadline` passed first.
+bool PumpChildIo(Pipes& p, std::string_view input, std::chrono::steady_clock::time_point deadline,
+                 CommandResult* res) {
+  size_t written = 0;
+  if (input.empty()) p.in_w.reset();
+  auto drain = [](UniqueFd& fd, std::string& sink) {
+    char buf[4096];
+    ssize_t got = ::read(fd.get(), buf, sizeof buf);
+    if (got > 0) {
+      sink.append(buf, static_cast<size_t>(got));
+    } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+      fd.reset();
+    }
+  };
+  while (p.out_r.valid() || p.err_r.valid()) {
+    pollfd fds[3];
+    int n = 0;
+    int idx_in = -1, idx_out = -1, idx_err = -1;
+    if (p.in_w.valid()) idx_in = n, fds[n++] = {p.in_w.get(), POLLOUT, 0};
+    if (p.out_r.valid()) idx_out = n, fds[n++] = {p.out_r.get(), POLLIN, 0};
+    if (p.err_r.valid()) idx_err = n, fds[n++] = {p.err_r.get(), POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    int r = ::poll(fds, n, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+    if (idx_in >= 0 && fds[idx_in].revents) {
+      ssize_t w = ::write(p.in_w.get(), input.data() + written, input.size() - written);
+      if (w > 0) written += static_cast<size_t>(w);
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == input.size()) p.in_w.reset();
+    }
+    if (idx_out >= 0 && fds[idx_out].revents) drain(p.out_r, res->out);
+    if (idx_err >= 0 && fds[idx_err].revents) drain(p.err_r, res->err);
+  }
+  return true;
+}
+
 // fork + (in the child) setns + execve, feeding `input` on stdin and collecting stdout and
 // stderr. Everything the child needs is prepared before fork: between fork and exec in a
 // multithreaded process only async-signal-safe calls are allowed (no malloc, no locks).
@@ -74,32 +172,15 @@ absl::StatusOr<CommandResult> RunCommandInNetns(int netns_fd, const std::string&
   sigemptyset(&empty);
   static const char kSetnsFailed[] = "weft: setns into the pod network namespace failed\n";
   static const char kExecFailed[] = "weft: execve failed\n";
-
-  // A daemon that closed its stdio would get pipe fds 0..2, which the dup2 calls below would
-  // clobber (or leave close-on-exec); keep every pipe end at 3 or above.
-  auto above_stdio = [](int fd) -> UniqueFd {
-    if (fd > 2) return UniqueFd(fd);
-    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    ::close(fd);
-    return UniqueFd(moved);
-  };
-  int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
-  UniqueFd in_r = above_stdio(in[0]), in_w = above_stdio(in[1]);
-  if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
-  UniqueFd out_r = above_stdio(out[0]), out_w = above_stdio(out[1]);
-  if (::pipe2(err, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe2");
-  UniqueFd err_r = above_stdio(err[0]), err_w = above_stdio(err[1]);
-  if (!in_r || !in_w || !out_r || !out_w || !err_r || !err_w)
-    return ErrnoError(errno, "fcntl(F_DUPFD_CLOEXEC)");
+  WEFT_ASSIGN_OR_RETURN(Pipes p, MakePipes());
 
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError(errno, "fork");
   if (pid == 0) {
     ::sigprocmask(SIG_SETMASK, &empty, nullptr);
-    ::dup2(in_r.get(), 0);
-    ::dup2(out_w.get(), 1);
-    ::dup2(err_w.get(), 2);
+    ::dup2(p.in_r.get(), 0);
+    ::dup2(p.out_w.get(), 1);
+    ::dup2(p.err_w.get(), 2);
     if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) {
       (void)!::write(2, kSetnsFailed, sizeof kSetnsFailed - 1);
       ::_exit(126);
@@ -108,71 +189,19 @@ absl::StatusOr<CommandResult> RunCommandInNetns(int netns_fd, const std::string&
     (void)!::write(2, kExecFailed, sizeof kExecFailed - 1);
     ::_exit(127);
   }
-  in_r.reset();
-  out_w.reset();
-  err_w.reset();
-  ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
-
-  // The child may exit before reading all of stdin; block SIGPIPE on this thread so the
-  // write fails with EPIPE instead of killing the process, then discard the pending signal.
-  sigset_t pipe_set, old_mask;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  sigset_t pending_before;
-  sigpending(&pending_before);
-  bool had_pipe_pending = sigismember(&pending_before, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+  p.in_r.reset();
+  p.out_w.reset();
+  p.err_w.reset();
+  ::fcntl(p.in_w.get(), F_SETFL, O_NONBLOCK);
 
   CommandResult res;
-  size_t written = 0;
-  if (input.empty()) in_w.reset();
-  auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
   bool timed_out = false;
-  while (out_r.valid() || err_r.valid()) {
-    pollfd p[3];
-    int n = 0;
-    int idx_in = -1, idx_out = -1, idx_err = -1;
-    if (in_w.valid()) idx_in = n, p[n++] = {in_w.get(), POLLOUT, 0};
-    if (out_r.valid()) idx_out = n, p[n++] = {out_r.get(), POLLIN, 0};
-    if (err_r.valid()) idx_err = n, p[n++] = {err_r.get(), POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      break;
-    }
-    int r = ::poll(p, n, static_cast<int>(left.count()));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) break;
-    if (idx_in >= 0 && p[idx_in].revents) {
-      ssize_t w = ::write(in_w.get(), input.data() + written, input.size() - written);
-      if (w > 0) written += static_cast<size_t>(w);
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == input.size()) in_w.reset();
-    }
-    auto drain = [](UniqueFd& fd, std::string& sink) {
-      char buf[4096];
-      ssize_t got = ::read(fd.get(), buf, sizeof buf);
-      if (got > 0) {
-        sink.append(buf, static_cast<size_t>(got));
-      } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-        fd.reset();
-      }
-    };
-    if (idx_out >= 0 && p[idx_out].revents) drain(out_r, res.out);
-    if (idx_err >= 0 && p[idx_err].revents) drain(err_r, res.err);
+  {
+    SigpipeBlocked no_sigpipe;
+    timed_out = !PumpChildIo(p, input, std::chrono::steady_clock::now() + kCommandTimeout, &res);
+    p.in_w.reset();
+    if (timed_out) ::kill(pid, SIGKILL);
   }
-  in_w.reset();
-  if (timed_out) ::kill(pid, SIGKILL);
-
-  if (!had_pipe_pending) {
-    sigset_t pending;
-    sigpending(&pending);
-    if (sigismember(&pending, SIGPIPE)) {
-      timespec zero{0, 0};
-      sigtimedwait(&pipe_set, nullptr, &zero);
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
 
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
