@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/fd_passing.h"
 #include "common/status.h"
 
 namespace weft::agent {
@@ -102,24 +103,9 @@ absl::Status HandoffClient::SendAndWait(const WorkloadRequest& req, int fd_to_pa
                                                    " bytes exceeds the ", kMaxMessage,
                                                    "-byte handoff limit"));
 
-  iovec iov{bytes.data(), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (fd_to_pass >= 0) {
-    std::memset(control, 0, sizeof control);
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd_to_pass, sizeof(int));
-  }
   ssize_t n;
   do {
-    n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    n = SendWithFd(fd_.get(), bytes.data(), bytes.size(), fd_to_pass, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     int err = errno;

@@ -41,30 +41,24 @@ Level GetLevel() {
   return static_cast<Level>(g_level.load(std::memory_order_relaxed));
 }
 
+// Each level's name; the first entry of a level is its canonical name ("warning" is accepted).
+constexpr std::pair<std::string_view, Level> kLevelNames[] = {
+    {"debug", Level::kDebug},  {"info", Level::kInfo},   {"warn", Level::kWarn},
+    {"warning", Level::kWarn}, {"error", Level::kError}, {"off", Level::kOff}};
+
 bool ParseLevel(std::string_view s, Level* out) {
-  static constexpr std::pair<std::string_view, Level> kNames[] = {
-      {"debug", Level::kDebug},  {"info", Level::kInfo},   {"warn", Level::kWarn},
-      {"warning", Level::kWarn}, {"error", Level::kError}, {"off", Level::kOff}};
-  for (auto& [n, l] : kNames)
+  for (const auto& [n, l] : kLevelNames) {
     if (n == s) {
       *out = l;
       return true;
     }
+  }
   return false;
 }
 
 std::string_view LevelName(Level l) {
-  switch (l) {
-    case Level::kDebug:
-      return "debug";
-    case Level::kInfo:
-      return "info";
-    case Level::kWarn:
-      return "warn";
-    case Level::kError:
-      return "error";
-    case Level::kOff:
-      return "off";
+  for (const auto& [n, level] : kLevelNames) {
+    if (level == l) return n;
   }
   return "?";
 }

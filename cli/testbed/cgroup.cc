@@ -24,6 +24,7 @@
 #include "cli/testbed/internal.h"
 #include "cli/testbed/testbed.h"
 #include "common/cgroup.h"
+#include "common/fd_passing.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
@@ -165,22 +166,7 @@ absl::StatusOr<UniqueFd> SocketInPod(const PodInfo& pod, int family, int type) {
     if (!err && ::setns(ns.get(), CLONE_NEWNET) != 0) err = errno;
     int s = err ? -1 : ::socket(family, type | SOCK_CLOEXEC, 0);
     if (!err && s < 0) err = errno;
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    std::memset(cbuf, 0, sizeof cbuf);
-    iovec iov{&err, sizeof err};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (s >= 0) {
-      mh.msg_control = cbuf;
-      mh.msg_controllen = sizeof cbuf;
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &s, sizeof s);
-    }
-    ssize_t n = ::sendmsg(theirs.get(), &mh, 0);
+    ssize_t n = SendWithFd(theirs.get(), &err, sizeof err, s, 0);
     ::_exit(n < 0 ? 1 : 0);
   }
   theirs.reset();

@@ -232,28 +232,34 @@ static absl::StatusOr<HttpResponse> Perform(RestClient& rc, const Endpoint& ep,
   return absl::UnavailableError(what);
 }
 
+// A request whose whole reply body is returned.
+static absl::StatusOr<HttpResponse> PerformWhole(RestClient& rc, const Endpoint& ep,
+                                                 const RestOptions& opts, Method method,
+                                                 std::string_view path, std::string_view body,
+                                                 std::chrono::seconds timeout,
+                                                 const std::atomic<bool>* cancel) {
+  Transfer t;
+  t.cancel = cancel;
+  return Perform(rc, ep, opts, method, path, body, timeout, t);
+}
+
 absl::StatusOr<HttpResponse> RestClient::Get(std::string_view path_and_query,
                                              std::chrono::seconds timeout,
                                              const std::atomic<bool>* cancel) {
-  Transfer t;
-  t.cancel = cancel;
-  return Perform(*this, endpoint_, options_, Method::kGet, path_and_query, "", timeout, t);
+  return PerformWhole(*this, endpoint_, options_, Method::kGet, path_and_query, "", timeout,
+                      cancel);
 }
 
 absl::StatusOr<HttpResponse> RestClient::Post(std::string_view path, std::string_view json_body,
                                               std::chrono::seconds timeout,
                                               const std::atomic<bool>* cancel) {
-  Transfer t;
-  t.cancel = cancel;
-  return Perform(*this, endpoint_, options_, Method::kPost, path, json_body, timeout, t);
+  return PerformWhole(*this, endpoint_, options_, Method::kPost, path, json_body, timeout, cancel);
 }
 
 absl::StatusOr<HttpResponse> RestClient::Put(std::string_view path, std::string_view json_body,
                                              std::chrono::seconds timeout,
                                              const std::atomic<bool>* cancel) {
-  Transfer t;
-  t.cancel = cancel;
-  return Perform(*this, endpoint_, options_, Method::kPut, path, json_body, timeout, t);
+  return PerformWhole(*this, endpoint_, options_, Method::kPut, path, json_body, timeout, cancel);
 }
 
 absl::StatusOr<HttpResponse> RestClient::StreamLines(

@@ -461,6 +461,16 @@ void LocalSource::RemoveFile(const std::string& path) {
   LOG_INFO("local", "manifest file removed; its objects are deleted", {{"path", path}});
 }
 
+void LocalSource::ReadAndApplyFile(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    errors_[path] = std::string(text.status().message());
+    return;
+  }
+  ApplyFile(path, *text);
+}
+
 absl::Status LocalSource::Rescan() {
   std::lock_guard<std::mutex> rescan(rescan_mu_);
   DIR* d = opendir(dir_.c_str());
@@ -481,13 +491,7 @@ absl::Status LocalSource::Rescan() {
   }
   for (const std::string& path : gone) RemoveFile(path);
   for (const std::string& path : present) {
-    auto text = ReadFile(path);
-    if (!text.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      errors_[path] = std::string(text.status().message());
-      continue;
-    }
-    ApplyFile(path, *text);
+    ReadAndApplyFile(path);
   }
   return absl::OkStatus();
 }
@@ -502,13 +506,7 @@ void LocalSource::RescanNames(const std::set<std::string>& names) {
       RemoveFile(path);  // deleted or renamed away (or no longer a regular file)
       continue;
     }
-    auto text = ReadFile(path);
-    if (!text.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      errors_[path] = std::string(text.status().message());
-      continue;
-    }
-    ApplyFile(path, *text);
+    ReadAndApplyFile(path);
   }
 }
 

@@ -82,6 +82,7 @@ class LocalSource {
     std::map<std::string, ObjectState> objects;  // last good: "kind/ns/name" -> object
   };
   void ApplyFile(const std::string& path, const std::string& content);
+  void ReadAndApplyFile(const std::string& path);  // an unreadable file becomes its error
   void RemoveFile(const std::string& path);
   // Rereads just these directory entries (names from inotify): present regular files are
   // (re)applied, absent ones removed.
