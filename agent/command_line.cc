@@ -7,7 +7,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "controlplane/xds/endpoint_flags.h"
+#include "ztunnel/xds/endpoint_flags.h"
 
 namespace weft::agent {
 
@@ -26,7 +26,7 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
   app.add_option("--config", o.config_path, "standalone config file (YAML or JSON ConfigSnapshot)")
       ->type_name("FILE")
       ->check(kNonEmpty);
-  cp::AddControlPlaneFlags(app, &o.control_plane);
+  ztunnel::AddControlPlaneFlags(app, &o.control_plane);
   app.add_option("--ztunnel-socket", o.ztunnel_socket, "ztunnel's pod handoff socket")
       ->type_name("PATH")
       ->check(kNonEmpty);

@@ -6,8 +6,8 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/signals.h"
-#include "controlplane/xds/endpoint_flags.h"
 #include "ztunnel/app/ztunnel_app.h"
+#include "ztunnel/xds/endpoint_flags.h"
 
 namespace {
 
@@ -22,7 +22,7 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
       ->type_name("FILE");
   app.add_option("--certs", o.certs_dir, "workload certificates (layout of `weftctl dev-certs`)")
       ->type_name("DIR");
-  weft::cp::AddControlPlaneFlags(app, &o.control_plane);
+  weft::ztunnel::AddControlPlaneFlags(app, &o.control_plane);
   app.add_option("--node", o.node, "this node's name")->type_name("NAME");
   app.add_option("--trust-domain-alias", o.trust_domain_aliases,
                  "also accept peers from trust domain TD (repeatable)")

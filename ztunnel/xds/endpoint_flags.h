@@ -3,9 +3,9 @@
 #pragma once
 
 #include "common/flags.h"
-#include "controlplane/xds/client.h"
+#include "ztunnel/xds/client.h"
 
-namespace weft::cp {
+namespace weft::ztunnel {
 
 // --control-plane ADDR, --cp-root FILE, --cp-token FILE, --cp-server-name NAME into `ep`.
 inline void AddControlPlaneFlags(CLI::App& app, ControlPlaneEndpoint* ep) {
@@ -27,4 +27,4 @@ inline void AddControlPlaneFlags(CLI::App& app, ControlPlaneEndpoint* ep) {
       ->check(kNonEmpty);
 }
 
-}  // namespace weft::cp
+}  // namespace weft::ztunnel
