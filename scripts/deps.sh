@@ -5,9 +5,10 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git clang llvm libbpf-dev bpftool libelf-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev
   prometheus-cpp-dev googletest libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev
-  libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev liburing-dev libboost-dev
+  libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev
   iproute2 iptables iperf3 wrk tshark procps psmisc curl ca-certificates prometheus haproxy
-  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev gnuplot-nox libcli11-dev)
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev gnuplot-nox libcli11-dev
+  python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
