@@ -93,17 +93,7 @@ bool MakePipes(size_t want, const SockAddr& dst, Pipes& p) {
 // connection from `from` (the source pod's address) to `target`.
 FlowInfo DestinationRecord(const ConfigSnapshot& snap, const Workload& src, const Workload& dst,
                            const SockAddr& from, const SockAddr& target) {
-  FlowInfo dinfo;
-  dinfo.direction = "inbound";
-  dinfo.pod_uid = dst.uid;
-  dinfo.src = from;
-  dinfo.dst = target;
-  dinfo.labels.reporter = "destination";
-  dinfo.labels.connection_security_policy = kSameNode;
-  FillSourceLabels(dinfo.labels, &src, src.identity());
-  FillDestinationLabels(dinfo.labels, &dst, dst.identity());
-  FillServiceLabels(dinfo.labels, snap.ServiceForEndpoint(dst, target.port));
-  return dinfo;
+  return DestinationFlowInfo(snap, dst.uid, dst, &src, src.identity(), from, target, kSameNode);
 }
 
 // Counts the connection refused on both sides (same flags) and resets the client.

@@ -46,6 +46,23 @@ void FillServiceLabels(TcpLabels& l, const Service* s) {
   l.destination_service_namespace = s->ns;
 }
 
+FlowInfo DestinationFlowInfo(const ConfigSnapshot& snap, const std::string& pod_uid,
+                             const Workload& dst, const Workload* src,
+                             const std::optional<SpiffeId>& src_id, const SockAddr& from,
+                             const SockAddr& target, const char* security_policy) {
+  FlowInfo info;
+  info.direction = "inbound";
+  info.pod_uid = pod_uid;
+  info.src = from;
+  info.dst = target;
+  info.labels.reporter = "destination";
+  info.labels.connection_security_policy = security_policy;
+  FillSourceLabels(info.labels, src, src_id);
+  FillDestinationLabels(info.labels, &dst, dst.identity());
+  FillServiceLabels(info.labels, snap.ServiceForEndpoint(dst, target.port));
+  return info;
+}
+
 Flow::~Flow() = default;
 
 void Flow::Begin() {

@@ -96,4 +96,13 @@ void FillSourceLabels(TcpLabels& l, const Workload* w, const std::optional<Spiff
 void FillDestinationLabels(TcpLabels& l, const Workload* w, const std::optional<SpiffeId>& id);
 void FillServiceLabels(TcpLabels& l, const Service* s);
 
+// The destination-side record of a connection from `from` to `target` for the local pod
+// `pod_uid` whose workload is `dst`: reporter "destination", `security_policy`, the source's
+// labels from `src`/`src_id` (either may be unknown), the destination's and its Service's. The one
+// builder for 15006 plaintext, 15008 HBONE and the same-node fast path.
+FlowInfo DestinationFlowInfo(const ConfigSnapshot& snap, const std::string& pod_uid,
+                             const Workload& dst, const Workload* src,
+                             const std::optional<SpiffeId>& src_id, const SockAddr& from,
+                             const SockAddr& target, const char* security_policy);
+
 }  // namespace weft::ztunnel

@@ -51,17 +51,8 @@ namespace {
 // The destination-side record of a plaintext connection from `peer` to `orig`.
 FlowInfo PlaintextRecord(const ConfigSnapshot& snap, const Pod& pod, const Workload& dst,
                          const SockAddr& peer, const SockAddr& orig) {
-  FlowInfo info;
-  info.direction = "inbound";
-  info.pod_uid = pod.uid;
-  info.src = peer;
-  info.dst = orig;
-  info.labels.reporter = "destination";
-  info.labels.connection_security_policy = "none";
-  FillSourceLabels(info.labels, snap.FindWorkloadByAddress(peer.ip), std::nullopt);
-  FillDestinationLabels(info.labels, &dst, dst.identity());
-  FillServiceLabels(info.labels, snap.ServiceForEndpoint(dst, orig.port));
-  return info;
+  return DestinationFlowInfo(snap, pod.uid, dst, snap.FindWorkloadByAddress(peer.ip), std::nullopt,
+                             peer, orig, "none");
 }
 
 // Why a plaintext connection is refused (PeerAuthentication STRICT, then L4 policy with the
@@ -181,16 +172,9 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
         absl::StrCat("CONNECT target ", target->ToString(), " is not an address of pod ", pod.uid));
     return;
   }
-  FlowInfo info;
-  info.direction = "inbound";
-  info.pod_uid = pod.uid;
-  info.src = c.peer();
-  info.dst = *target;
-  info.labels.reporter = "destination";
-  info.labels.connection_security_policy = "mutual_tls";
-  FillSourceLabels(info.labels, snap->FindWorkloadByAddress(c.peer().ip), c.peer_id());
-  FillDestinationLabels(info.labels, dst, dst->identity());
-  FillServiceLabels(info.labels, snap->ServiceForEndpoint(*dst, target->port));
+  FlowInfo info =
+      DestinationFlowInfo(*snap, pod.uid, *dst, snap->FindWorkloadByAddress(c.peer().ip),
+                          c.peer_id(), c.peer(), *target, "mutual_tls");
   ConnectionInfo ci{c.peer_id(), c.peer().ip, *target};
   AuthzDecision d = AuthorizeAsDestination(w_->metrics(), *snap, *dst, ci, c.peer());
   if (!d.allowed) {
