@@ -1035,6 +1035,8 @@ Weft vs bare vs iptables capture vs a sidecar mesh, scenarios
 seed/istio/throughput/churn/dataplane/scale.
        weft-bench-suite client --kind pingpong|connect|idle --to IP:PORT ...
                            (the dataplane and scale scenarios' client, run in a pod)
+       weft-bench-suite report RESULTS.json [--out DIR]
+                           the report (and plots, with --out) of an earlier run again
   --quick                  a subset with shorter steps (under 10 minutes)
   --modes LIST             comma-separated, run order: bare,ebpf,iptables,sidecar
   --scenarios LIST         seed,istio,throughput,churn,dataplane,scale
