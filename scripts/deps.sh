@@ -8,7 +8,7 @@ PKGS=(build-essential cmake ninja-build pkg-config git clang llvm libbpf-dev bpf
   libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev
   iproute2 iptables iperf3 wrk tshark procps psmisc curl ca-certificates prometheus haproxy
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev gnuplot-nox libcli11-dev
-  python3)
+  python3 clang-14 libfuzzer-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

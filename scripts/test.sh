@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh
+# The libFuzzer targets (clang-14, ./build-fuzz); the fuzz.* ctests below run each briefly.
+bash scripts/build_fuzz.sh
 cd build
 # As root (CI) the kernel is expected to have what the eBPF tests need: a missing feature
 # fails those tests instead of skipping them (common/testing/kernel_features.h).

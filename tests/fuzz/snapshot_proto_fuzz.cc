@@ -4,7 +4,13 @@
 #include <cstdint>
 
 #include "common/status.h"
+#include "google/protobuf/stubs/logging.h"
 #include "ztunnel/state/snapshot.h"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  google::protobuf::SetLogHandler(nullptr);  // "invalid UTF-8" parse errors are expected here
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   weft::config::v1::ConfigSnapshot pb;

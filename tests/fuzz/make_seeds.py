@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Regenerates the seed corpora tests/fuzz/corpus/<target>/ from real inputs in the tree
+(testdata, examples, the textprotos in seeds/) plus CSRs made with openssl. Run from anywhere:
+    python3 tests/fuzz/make_seeds.py [target...]
+Needs protoc and openssl. CSRs get fresh keys on every run (the rest is deterministic)."""
+import json, os, shutil, struct, subprocess, sys, tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SEEDS = os.path.join(HERE, "seeds")
+
+
+def out_dir(target):
+    d = os.path.join(HERE, "corpus", target)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def write(d, name, data):
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def record(payload, flags=0):  # records.h framing
+    return struct.pack("<BH", flags, len(payload)) + payload
+
+
+def encode(message, text):
+    return subprocess.run(
+        ["protoc", "-I", os.path.join(ROOT, "proto"), "--encode=" + message,
+         os.path.join(ROOT, "proto", "weft/config/v1/config.proto"),
+         os.path.join(ROOT, "proto", "weft/inpod/v1/handoff.proto")],
+        input=text.encode(), capture_output=True, check=True).stdout
+
+
+def textproto(name):
+    with open(os.path.join(SEEDS, name)) as f:
+        return f.read()
+
+
+def read(path):
+    with open(os.path.join(ROOT, path), "rb") as f:
+        return f.read()
+
+
+def config_text():
+    d = out_dir("config_text")
+    src = os.path.join(ROOT, "ztunnel/state/testdata")
+    for n in sorted(os.listdir(src)):
+        shutil.copy(os.path.join(src, n), d)
+
+
+def snapshot_proto():
+    d = out_dir("snapshot_proto")
+    write(d, "snapshot.pb", encode("weft.config.v1.ConfigSnapshot", textproto("snapshot.textproto")))
+
+
+def xds_client():
+    d = out_dir("xds_client")
+    full = encode("weft.config.v1.ConfigResponse", textproto("full.textproto"))
+    delta = encode("weft.config.v1.ConfigResponse", textproto("delta.textproto"))
+    bad = encode("weft.config.v1.ConfigResponse", textproto("delta_bad.textproto"))
+    write(d, "full", record(full))
+    write(d, "full_delta", record(full) + record(delta))
+    write(d, "full_bad_delta", record(full) + record(bad) + record(delta))
+    write(d, "delta_first", record(delta) + record(full))
+
+
+def handoff():
+    d = out_dir("handoff")
+    reqs = [encode("weft.inpod.v1.WorkloadRequest", line)
+            for line in textproto("handoff.textproto").splitlines()
+            if line.strip() and not line.startswith("#")]
+    add1, add2, keep, dele, snap = reqs
+    write(d, "add_del", record(add1, 1) + record(add2, 1) + record(dele))
+    write(d, "reconnect_keep_snapshot", record(add1, 1) + record(add2, 1) + record(keep, 0x11) +
+          record(snap))
+    write(d, "bad_fds", record(add1) + record(add1, 2) + record(add1, 0x05) + record(dele, 1))
+    write(d, "oversized_empty", record(b"", 0x08) + record(b"") + record(b"\xff\xff"))
+
+
+def manifest():
+    d = out_dir("manifest")
+    for sub in ["examples/teashop/manifests", "examples/teashop/policies",
+                "controlplane/model/testdata/translate", "tests/e2e/testdata"]:
+        for n in sorted(os.listdir(os.path.join(ROOT, sub))):
+            if n.endswith((".yaml", ".yml", ".json")):
+                shutil.copy(os.path.join(ROOT, sub, n), os.path.join(d, sub.split("/")[-1] + "-" + n))
+    shutil.copy(os.path.join(ROOT, "controlplane/model/testdata/invalid.yaml"),
+                os.path.join(d, "model-invalid.yaml"))
+
+
+K8S_RESOURCES = ["namespaces", "pods", "services", "endpointslices", "serviceaccounts",
+                 "networkpolicies", "authorizationpolicies", "peerauthentications"]
+
+
+def k8s_watch():
+    d = out_dir("k8s_watch")
+    for i, res in enumerate(K8S_RESOURCES):
+        path = f"controlplane/weftd/testdata/k8s/{res}_list.json"
+        if not os.path.exists(os.path.join(ROOT, path)):
+            continue
+        body = read(path)
+        items = json.loads(body).get("items") or []
+        events = []
+        for n, it in enumerate(items):
+            it = dict(it)
+            it.setdefault("metadata", {})["resourceVersion"] = str(5000 + n)
+            events.append({"type": "ADDED" if n % 2 == 0 else "MODIFIED", "object": it})
+        if items:
+            events.append({"type": "DELETED", "object": items[0]})
+        events.append({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "6000"}}})
+        events.append({"type": "ERROR", "object": {"kind": "Status", "code": 410,
+                                                   "message": "too old resource version"}})
+        stream = b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in events)
+        # Chunks that cut lines in the middle: StreamLines must reassemble them.
+        chunks = [stream[j:j + 200] for j in range(0, len(stream), 200)]
+        write(d, f"{res}", record(body, i) + b"".join(record(c) for c in chunks))
+    pods = K8S_RESOURCES.index("pods")
+    page1 = read("controlplane/k8s/testdata/pods_list_page1.json")
+    watch1 = read("controlplane/k8s/testdata/pods_watch_1.jsonl")
+    malformed = read("controlplane/k8s/testdata/pods_watch_malformed.jsonl")
+    status410 = read("controlplane/k8s/testdata/status_410.json")
+    write(d, "pods_page_watch", record(page1, pods) + record(watch1))
+    write(d, "pods_malformed", record(read("controlplane/k8s/testdata/pods_list_relist.json"), pods) +
+          record(malformed))
+    write(d, "pods_gone", record(status410, pods | 0x08) + record(status410, 0x08))
+    write(d, "pods_dropped", record(page1, pods) + record(watch1[:700]) + record(watch1[700:], 0x10))
+    write(d, "watch_error_500", record(page1, pods) + record(
+        b'{"type":"ERROR","object":{"kind":"Status","code":500,"message":"etcd"}}\n'))
+
+
+CSR_ID = "spiffe://cluster.local/ns/prod/sa/web"
+
+
+def ca_csr():
+    d = out_dir("ca_csr")
+    keys = {"p256": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "p384": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            "p521": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+            "rsa2048": ["-newkey", "rsa:2048"],
+            "rsa1024": ["-newkey", "rsa:1024"],
+            "ed25519": ["-newkey", "ed25519"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, args in keys.items():
+            key = os.path.join(tmp, name + ".key")
+            for form in ["PEM", "DER"]:
+                csr = subprocess.run(
+                    ["openssl", "req", "-new", "-nodes", "-keyout", key, "-subj", "/",
+                     "-addext", "subjectAltName=URI:" + CSR_ID, "-outform", form] + args,
+                    capture_output=True, check=True).stdout
+                write(d, f"{name}_{form.lower()}", f"{CSR_ID}\n0\n".encode() + csr)
+        # Two URI SANs, a DNS SAN, no SAN, a mismatching identity, a bad ttl.
+        key = os.path.join(tmp, "p256.key")
+        for name, san in [("two_uris", "URI:" + CSR_ID + ",URI:spiffe://cluster.local/ns/a/sa/b"),
+                          ("dns_san", "DNS:web.prod.svc")]:
+            csr = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/",
+                                  "-addext", "subjectAltName=" + san],
+                                 capture_output=True, check=True).stdout
+            write(d, name, f"{CSR_ID}\n3600\n".encode() + csr)
+        csr = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=web"],
+                             capture_output=True, check=True).stdout
+        write(d, "no_san", f"{CSR_ID}\n0\n".encode() + csr)
+        csr = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/",
+                              "-addext", "subjectAltName=URI:" + CSR_ID],
+                             capture_output=True, check=True).stdout
+        write(d, "other_identity", b"spiffe://cluster.local/ns/prod/sa/db\n0\n" + csr)
+        write(d, "ttl_too_long", f"{CSR_ID}\n99999999\n".encode() + csr)
+        write(d, "other_trust_domain", b"spiffe://evil.example/ns/prod/sa/web\n0\n" + csr)
+
+
+TARGETS = {f.__name__: f for f in
+           [config_text, snapshot_proto, xds_client, handoff, manifest, k8s_watch, ca_csr]}
+
+if __name__ == "__main__":
+    for t in sys.argv[1:] or TARGETS:
+        TARGETS[t]()
+        print(t, len(os.listdir(os.path.join(HERE, "corpus", t))), "seeds")
