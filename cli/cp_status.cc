@@ -148,6 +148,8 @@ std::string RenderStatus(const nlohmann::json& s, std::chrono::system_clock::tim
         Str(r, "namespace").empty() ? Str(r, "name") : Str(r, "namespace") + "/" + Str(r, "name");
     out += absl::StrCat("  ", Str(r, "kind"), " ", name, " (", Str(r, "source"),
                         "): ", Str(r, "reason"), "\n");
+    // A policy is not dropped but enforced fail-closed: say how.
+    if (!Str(r, "effect").empty()) out += absl::StrCat("    -> ", Str(r, "effect"), "\n");
   }
   if (!s.value("file_errors", nlohmann::json::array()).empty()) {
     out += "\nMANIFEST FILES THAT DO NOT PARSE (their last good content stays in force)\n";

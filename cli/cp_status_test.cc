@@ -75,6 +75,25 @@ TEST(RenderStatus, CertificateExpiriesPerNodeWithFlags) {
   EXPECT_NE(out.find("REJECTED OBJECTS\n  none"), std::string::npos) << out;
 }
 
+TEST(RenderStatus, RejectedObjectsAndWhatIsEnforcedInsteadOfAPolicy) {
+  auto doc = nlohmann::json::parse(kStatus);
+  doc["rejected"] = nlohmann::json::parse(R"([
+    {"source": "kubernetes", "kind": "AuthorizationPolicy", "namespace": "shop",
+     "name": "sni-only", "reason": "spec.rules[0].when[0].key: unsupported condition key",
+     "effect": "fail-closed: enforced as an ALLOW with no usable rule: it allows nothing"},
+    {"source": "kubernetes", "kind": "Service", "namespace": "shop", "name": "db",
+     "reason": "spec.clusterIP: bad IP address", "effect": ""}])");
+  std::string out = RenderStatus(doc, At("2026-11-27T09:00:00Z"));
+  EXPECT_NE(out.find("REJECTED OBJECTS\n"
+                     "  AuthorizationPolicy shop/sni-only (kubernetes): spec.rules[0].when[0].key: "
+                     "unsupported condition key\n"
+                     "    -> fail-closed: enforced as an ALLOW with no usable rule: it allows "
+                     "nothing\n"
+                     "  Service shop/db (kubernetes): spec.clusterIP: bad IP address\n"),
+            std::string::npos)
+      << out;
+}
+
 TEST(RenderStatus, NoCertificatesYetAndOlderWeftdDocuments) {
   auto doc = nlohmann::json::parse(kStatus);
   doc["ca"]["certificates"] = nlohmann::json::array();

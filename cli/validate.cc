@@ -18,7 +18,8 @@ constexpr char kDescription[] =
     "*.yaml, *.yml and *.json files) the way weftd does: Namespace, Pod, Service,\n"
     "ServiceAccount, EndpointSlice, NetworkPolicy, and security.weft.dev/v1\n"
     "AuthorizationPolicy and PeerAuthentication. Other kinds are ignored.\n"
-    "Prints every rejected object with its reason; exits 1 if there is any.";
+    "Prints every rejected object with its reason (and, for a policy weftd enforces\n"
+    "fail-closed instead, what it enforces); exits 1 if there is any.";
 
 bool IsManifest(const std::filesystem::path& p) {
   const std::string ext = p.extension().string();
@@ -83,11 +84,20 @@ int ValidateMain(const std::vector<std::string>& args, std::ostream& out, std::o
   for (const cp::RejectedObject& r : rejected) {
     out << r.source << ": " << r.kind << " " << (r.ns.empty() ? "" : r.ns + "/") << r.name << ": "
         << r.reason << "\n";
+    if (!r.effect.empty()) out << "  -> " << r.effect << "\n";
   }
   out << files.size() << (files.size() == 1 ? " file, " : " files, ") << objects
       << (objects == 1 ? " object" : " objects") << " (" << ignored << " of unused kinds), "
       << bad_files << " unreadable " << (bad_files == 1 ? "file" : "files") << ", "
-      << rejected.size() << " rejected\n";
+      << rejected.size() << " rejected";
+  const auto fail_closed =
+      std::count_if(rejected.begin(), rejected.end(),
+                    [](const cp::RejectedObject& r) { return !r.effect.empty(); });
+  if (fail_closed > 0) {
+    out << " (" << fail_closed << (fail_closed == 1 ? " policy" : " policies")
+        << " enforced fail-closed)";
+  }
+  out << "\n";
   return bad_files == 0 && rejected.empty() ? kExitOk : kExitFailure;
 }
 

@@ -81,12 +81,13 @@ TEST(ValidateTest, RejectedObjectsArePrintedWithReasonsAndExitOne) {
   EXPECT_EQ(Validate({dir.Write("good.yaml", kGood), bad}, &out), kExitFailure);
   EXPECT_EQ(out, bad +
                      ": AuthorizationPolicy prod/custom: spec.action: CUSTOM action is not "
-                     "supported (use ALLOW, DENY or AUDIT; external authorization is not "
-                     "available)\n" +
+                     "supported (no external authorizer to ask)\n"
+                     "  -> fail-closed: enforced as a DENY of what its rules select\n" +
                      bad +
                      ": NetworkPolicy prod/db: spec.ingress[0].from[0].ipBlock.except[0]: "
                      "\"192.168.0.0/16\" is not inside cidr \"10.0.0.0/8\"\n"
-                     "2 files, 5 objects (1 of unused kinds), 0 unreadable files, 2 rejected\n");
+                     "2 files, 5 objects (1 of unused kinds), 0 unreadable files, 2 rejected "
+                     "(1 policy enforced fail-closed)\n");
 }
 
 TEST(ValidateTest, UnreadableFilesAndDuplicatesAcrossFiles) {

@@ -170,9 +170,11 @@ absl::Status ConvertServicePorts(const pb::Service& ps, Service* svc) {
 
 // ---- authorization policies
 
-absl::StatusOr<AuthzSource> ConvertSource(const pb::Source& s, const std::string& path) {
+}  // namespace
+
+absl::StatusOr<AuthzSource> AuthzSourceFromProto(const pb::Source& s, std::string_view path) {
   AuthzSource out;
-  auto f = [&](std::string_view name) { return absl::StrCat(path, ".", Av(name)); };
+  auto f = [&](std::string_view name) { return absl::StrCat(Av(path), ".", Av(name)); };
   WEFT_RETURN_IF_ERROR(ParseMatches(s.principals(), f("principals"), &out.principals));
   WEFT_RETURN_IF_ERROR(ParseMatches(s.not_principals(), f("notPrincipals"), &out.not_principals));
   WEFT_RETURN_IF_ERROR(ParseMatches(s.namespaces(), f("namespaces"), &out.namespaces));
@@ -199,9 +201,10 @@ absl::StatusOr<AuthzSource> ConvertSource(const pb::Source& s, const std::string
   return out;
 }
 
-absl::StatusOr<AuthzOperation> ConvertOperation(const pb::Operation& o, const std::string& path) {
+absl::StatusOr<AuthzOperation> AuthzOperationFromProto(const pb::Operation& o,
+                                                       std::string_view path) {
   AuthzOperation out;
-  auto f = [&](std::string_view name) { return absl::StrCat(path, ".", Av(name)); };
+  auto f = [&](std::string_view name) { return absl::StrCat(Av(path), ".", Av(name)); };
   WEFT_RETURN_IF_ERROR(ParsePorts(o.ports(), f("ports"), &out.ports));
   WEFT_RETURN_IF_ERROR(ParsePorts(o.not_ports(), f("notPorts"), &out.not_ports));
   WEFT_RETURN_IF_ERROR(ParseMatches(o.hosts(), f("hosts"), &out.hosts));
@@ -217,7 +220,9 @@ absl::StatusOr<AuthzOperation> ConvertOperation(const pb::Operation& o, const st
   return out;
 }
 
-absl::StatusOr<AuthzCondition> ConvertCondition(const pb::Condition& c, const std::string& path) {
+absl::StatusOr<AuthzCondition> AuthzConditionFromProto(const pb::Condition& c,
+                                                       std::string_view path_view) {
+  const std::string path(path_view);
   AuthzCondition out;
   out.key = c.key();
   out.values.assign(c.values().begin(), c.values().end());
@@ -255,6 +260,8 @@ absl::StatusOr<AuthzCondition> ConvertCondition(const pb::Condition& c, const st
   return out;
 }
 
+namespace {
+
 absl::StatusOr<AuthzAction> ConvertAction(int action) {
   switch (action) {
     case pb::AuthorizationPolicy::ALLOW:
@@ -276,18 +283,18 @@ absl::StatusOr<AuthzRule> ConvertRule(const pb::Rule& pr, const std::string& rp)
   for (int j = 0; j < pr.from_size(); ++j) {
     std::string path = absl::StrCat(rp, ".", Indexed("from", j), ".source");
     if (!pr.from(j).has_source()) return Invalid(path, "is required in every `from` entry");
-    WEFT_ASSIGN_OR_RETURN(AuthzSource src, ConvertSource(pr.from(j).source(), path));
+    WEFT_ASSIGN_OR_RETURN(AuthzSource src, AuthzSourceFromProto(pr.from(j).source(), path));
     rule.from.push_back(std::move(src));
   }
   for (int j = 0; j < pr.to_size(); ++j) {
     std::string path = absl::StrCat(rp, ".", Indexed("to", j), ".operation");
     if (!pr.to(j).has_operation()) return Invalid(path, "is required in every `to` entry");
-    WEFT_ASSIGN_OR_RETURN(AuthzOperation op, ConvertOperation(pr.to(j).operation(), path));
+    WEFT_ASSIGN_OR_RETURN(AuthzOperation op, AuthzOperationFromProto(pr.to(j).operation(), path));
     rule.to.push_back(std::move(op));
   }
   for (int j = 0; j < pr.when_size(); ++j) {
     std::string path = absl::StrCat(rp, ".", Indexed("when", j));
-    WEFT_ASSIGN_OR_RETURN(AuthzCondition c, ConvertCondition(pr.when(j), path));
+    WEFT_ASSIGN_OR_RETURN(AuthzCondition c, AuthzConditionFromProto(pr.when(j), path));
     rule.when.push_back(std::move(c));
   }
   return rule;

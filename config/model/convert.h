@@ -59,6 +59,15 @@ absl::StatusOr<Workload> WorkloadFromProto(const v1::Workload& pb,
 absl::StatusOr<Service> ServiceFromProto(const v1::Service& pb);
 // AuthorizationPolicy: Istio semantics, L4 subset (see AuthzCondition for the `when` keys).
 absl::StatusOr<AuthorizationPolicy> AuthorizationPolicyFromProto(const v1::AuthorizationPolicy& pb);
+// The parts of one AuthorizationPolicy rule, converted one at a time with the same checks as
+// AuthorizationPolicyFromProto; `path` is the part's field path (errors name fields below it).
+// weftd uses them to find exactly which part of a policy it cannot use, so that it enforces the
+// rest fail-closed instead of dropping the whole policy (docs/security.md).
+absl::StatusOr<AuthzSource> AuthzSourceFromProto(const v1::Source& pb, std::string_view path);
+absl::StatusOr<AuthzOperation> AuthzOperationFromProto(const v1::Operation& pb,
+                                                       std::string_view path);
+absl::StatusOr<AuthzCondition> AuthzConditionFromProto(const v1::Condition& pb,
+                                                       std::string_view path);
 // PeerAuthentication: known modes; portLevelMtls only with a selector.
 absl::StatusOr<PeerAuthentication> PeerAuthenticationFromProto(const v1::PeerAuthentication& pb);
 // NetworkPolicy (ingress, resolved by weftd): CIDRs with excepts inside them, ports 1..65535,

@@ -37,6 +37,8 @@ struct Stored {
   std::string raw;
   Parsed value;
   uint64_t rev = 0;  // unique per accepted version of any object
+  // Set when `value` is the fail-closed form of a policy (policies.h): its Rejected() entry.
+  std::optional<RejectedObject> fail_closed;
 };
 
 // A pod's published Workload and what it was built from besides the pod itself, so that a
@@ -726,7 +728,10 @@ Model::Model(ModelOptions opts)
   state_->rejected_total =
       &prometheus::BuildCounter()
            .Name("weft_cp_objects_rejected_total")
-           .Help("Objects rejected by validation (the previous version, if any, stays in force)")
+           .Help(
+               "Objects rejected by validation, by outcome: rejected (the previous version, if "
+               "any, "
+               "stays in force) or how a policy is enforced fail-closed instead")
            .Register(*registry_);
   state_->ignored_total = &prometheus::BuildCounter()
                                .Name("weft_cp_objects_ignored_total")
@@ -796,12 +801,23 @@ void ApplySynced(State& st, const ModelOptions& opts, const ObjectEvent& ev, Cha
 
 // Records a rejected upsert (listed, counted, logged); returns the error Apply reports.
 absl::Status Reject(State& st, const std::string& source, const std::string& kind,
-                    const std::string& ns, const std::string& name, const absl::Status& why) {
-  RejectedObject r{source, kind, ns, name, std::string(why.message())};
-  st.rejected_total->Add({{"kind", kind}}).Increment();
-  LOG_WARN(
-      "model", "object rejected",
-      {{"source", r.source}, {"kind", r.kind}, {"object", Key(ns, name)}, {"reason", r.reason}});
+                    const std::string& ns, const std::string& name, const absl::Status& why,
+                    const internal::FailClosed* fail_closed = nullptr) {
+  RejectedObject r{source,
+                   kind,
+                   ns,
+                   name,
+                   std::string(why.message()),
+                   fail_closed != nullptr ? fail_closed->effect : ""};
+  st.rejected_total
+      ->Add({{"kind", kind}, {"outcome", fail_closed != nullptr ? fail_closed->label : "rejected"}})
+      .Increment();
+  LOG_WARN("model", fail_closed != nullptr ? "policy enforced fail-closed" : "object rejected",
+           {{"source", r.source},
+            {"kind", r.kind},
+            {"object", Key(ns, name)},
+            {"reason", r.reason},
+            {"effect", r.effect}});
   absl::Status result = absl::InvalidArgumentError(r.reason);
   st.rejected[{kind, ns, name, source}] = std::move(r);
   return result;
@@ -851,25 +867,39 @@ absl::Status ApplyUpsert(State& st, const ModelOptions& opts, const ObjectEvent&
   }
   std::string raw = ev.object.dump();
   if (existing != objects.end() && existing->second.raw == raw) {
-    st.rejected.erase(rkey);  // the accepted version again
-    return absl::OkStatus();
+    // The accepted version again (a fail-closed policy stays listed as such).
+    const auto& fc = existing->second.fail_closed;
+    if (!fc) {
+      st.rejected.erase(rkey);
+      return absl::OkStatus();
+    }
+    st.rejected[rkey] = *fc;
+    return absl::InvalidArgumentError(fc->reason);
   }
-  auto parsed = internal::ParseObject(id, ev.object);
+  std::optional<internal::FailClosed> fail_closed;
+  auto parsed = internal::ParseObject(id, ev.object, &fail_closed);
   if (!parsed.ok()) return Reject(st, ev.source, id.kind, id.ns, id.name, parsed.status());
   st.rejected.erase(rkey);
+  absl::Status result;
+  std::optional<RejectedObject> fc_entry;
+  if (fail_closed) {
+    result = Reject(st, ev.source, id.kind, id.ns, id.name,
+                    absl::InvalidArgumentError(fail_closed->reason), &*fail_closed);
+    fc_entry = st.rejected.at(rkey);
+  }
   if (const auto* np = std::get_if<NetPolObj>(&*parsed); np && np->has_egress) {
     st.egress_ignored->Increment();
     LOG_WARN("model", "NetworkPolicy egress rules are not enforced",
              {{"source", ev.source}, {"policy", key}});
   }
   if (existing != objects.end()) ch.Add(Affected(st, opts, id.kind, key, existing->second.value));
-  Stored stored{ev.source, std::move(raw), std::move(*parsed), ++st.next_rev};
+  Stored stored{ev.source, std::move(raw), std::move(*parsed), ++st.next_rev, std::move(fc_entry)};
   objects.insert_or_assign(key, std::move(stored));
   ++st.generation;  // before Affected: it must see the new state
   st.dirty_kinds.insert(id.kind);
   ch.Add(Affected(st, opts, id.kind, key, objects.at(key).value));
   st.applied_total->Add({{"kind", id.kind}}).Increment();
-  return absl::OkStatus();
+  return result;
 }
 
 absl::Status ApplyEvent(State& st, const ModelOptions& opts, const ObjectEvent& ev, Changes& ch) {

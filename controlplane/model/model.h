@@ -11,10 +11,17 @@
 // actions, modes; AuthorizationPolicy/PeerAuthentication additionally through the per-object
 // conversions of config/model/convert.h, i.e. exactly the data plane's rules). A bad object is
 // rejected: it is listed in Rejected() with a reason, counted in
-// weft_cp_objects_rejected_total{kind}, and the object's last accepted version (if any) stays
-// in force; nothing else is affected. A later good version, a delete, or a kSynced that no
-// longer lists it clears the entry. An object already defined by another source is rejected
-// ("already defined by local:a.yaml").
+// weft_cp_objects_rejected_total{kind,outcome="rejected"}, and the object's last accepted
+// version (if any) stays in force; nothing else is affected. A later good version, a delete, or
+// a kSynced that no longer lists it clears the entry. An object already defined by another
+// source is rejected ("already defined by local:a.yaml").
+//
+// Policies fail closed instead: an AuthorizationPolicy or PeerAuthentication that cannot be
+// used in full replaces its previous version in the fail-closed form of policies.h (an ALLOW
+// without its unusable rules, a DENY without its unusable parts, STRICT mTLS, ...). It is
+// listed in Rejected() with the reason and the effect, counted in
+// weft_cp_objects_rejected_total{kind,outcome=<policies.h FailClosed label>}, and Apply
+// returns InvalidArgument (docs/security.md).
 //
 // Enrolment: a pod is in the mesh (Workload.protocol HBONE) when its namespace has label
 // weft.dev/mesh=enabled and the pod does not have weft.dev/mesh=disabled; otherwise TCP.
@@ -95,6 +102,10 @@ struct RejectedObject {
   std::string ns;  // empty for cluster-scoped kinds
   std::string name;
   std::string reason;  // e.g. "spec.rules[0].from[0].source.ipBlocks[0]: bad CIDR ..."
+  // Empty: the object is not used (its last accepted version, if any, stays in force). Else
+  // (AuthorizationPolicy, PeerAuthentication) what is enforced in its place, e.g.
+  // "fail-closed: enforced as an ALLOW with no usable rule: it allows nothing to ...".
+  std::string effect;
 };
 
 // Which nodes' views may have changed.

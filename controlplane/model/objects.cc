@@ -1,19 +1,16 @@
 #include "controlplane/model/objects.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <array>
 
 #include "absl/strings/str_cat.h"
 #include "common/net.h"
 #include "common/status.h"
-#include "config/model/convert.h"
+#include "controlplane/model/policies.h"
 
 namespace weft::cp::internal {
 namespace {
 
-namespace pb = ::weft::config::v1;
 using nlohmann::json;
 
 constexpr std::array<KindInfo, 8> kKinds = {{
@@ -624,91 +621,6 @@ absl::StatusOr<Parsed> ParseNetworkPolicy(const json& o) {
   return np;
 }
 
-// AuthorizationPolicy/PeerAuthentication: spec -> proto through protobuf's JSON parser (Istio's
-// field names are the proto's json names; unknown fields and wrong types fail), then the data
-// plane's own per-object validation.
-template <typename Msg>
-absl::StatusOr<Msg> SpecToProto(const ObjectId& id, const json& o) {
-  Msg msg;
-  WEFT_ASSIGN_OR_RETURN(const json* spec, Obj(o, "spec", ""));
-  if (spec != nullptr) {
-    for (const char* reserved : {"name", "namespace", "dryRun", "dry_run"}) {
-      if (spec->contains(reserved)) {
-        return Bad(Join("spec", reserved), "unknown field (set metadata instead)");
-      }
-    }
-    google::protobuf::util::JsonParseOptions opts;
-    opts.ignore_unknown_fields = false;
-    auto st = google::protobuf::util::JsonStringToMessage(spec->dump(), &msg, opts);
-    if (!st.ok()) return Bad("spec", std::string(st.message()));
-  }
-  msg.set_name(id.name);
-  msg.set_namespace_(id.ns);
-  return msg;
-}
-
-// The data plane's own validation of one object (config/model/convert.h): its error's field path
-// is relative to the object, whose fields are the spec's.
-absl::Status DataPlaneCheck(const absl::Status& converted) {
-  if (converted.ok()) return converted;
-  std::optional<config::ConfigError> e = config::GetConfigError(converted);
-  if (!e) return converted;
-  return Bad(Join("spec", e->path), e->reason);
-}
-
-// Enum names checked before protobuf's parser, whose message does not list the valid ones.
-absl::Status CheckEnum(const json* v, std::string_view path, std::string_view what,
-                       std::initializer_list<std::string_view> valid, std::string_view want) {
-  if (v == nullptr || !v->is_string()) return absl::OkStatus();
-  const std::string& s = v->get_ref<const std::string&>();
-  for (std::string_view ok : valid) {
-    if (s == ok) return absl::OkStatus();
-  }
-  return Bad(path, absl::StrCat("unknown ", Av(what), " \"", s, "\" (want ", Av(want), ")"));
-}
-
-absl::StatusOr<Parsed> ParseAuthorizationPolicy(const ObjectId& id, const json& o) {
-  if (const json* spec = Get(o, "spec"); spec != nullptr) {
-    WEFT_RETURN_IF_ERROR(CheckEnum(Get(*spec, "action"), "spec.action", "action",
-                                   {"ALLOW", "DENY", "AUDIT", "CUSTOM"}, "ALLOW, DENY or AUDIT"));
-  }
-  WEFT_ASSIGN_OR_RETURN(pb::AuthorizationPolicy ap, SpecToProto<pb::AuthorizationPolicy>(id, o));
-  WEFT_ASSIGN_OR_RETURN(Labels annotations,
-                        StrMap(o.at("metadata"), "annotations", "metadata", false));
-  for (const char* key : {"weft.dev/dry-run", "istio.io/dry-run"}) {
-    auto it = annotations.find(key);
-    if (it == annotations.end()) continue;
-    if (it->second != "true" && it->second != "false") {
-      return Bad(absl::StrCat("metadata.annotations[", key, "]"),
-                 absl::StrCat("\"", it->second, "\" is not true or false"));
-    }
-    if (it->second == "true") ap.set_dry_run(true);
-  }
-  WEFT_RETURN_IF_ERROR(DataPlaneCheck(config::AuthorizationPolicyFromProto(ap).status()));
-  return ap;
-}
-
-absl::StatusOr<Parsed> ParsePeerAuthentication(const ObjectId& id, const json& o) {
-  if (const json* spec = Get(o, "spec"); spec != nullptr) {
-    const std::initializer_list<std::string_view> kModes = {"UNSET", "DISABLE", "PERMISSIVE",
-                                                            "STRICT"};
-    constexpr std::string_view kWant = "UNSET, DISABLE, PERMISSIVE or STRICT";
-    if (const json* mtls = Get(*spec, "mtls"); mtls != nullptr) {
-      WEFT_RETURN_IF_ERROR(CheckEnum(Get(*mtls, "mode"), "spec.mtls.mode", "mode", kModes, kWant));
-    }
-    if (const json* ports = Get(*spec, "portLevelMtls"); ports != nullptr && ports->is_object()) {
-      for (const auto& [port, m] : ports->items()) {
-        WEFT_RETURN_IF_ERROR(CheckEnum(Get(m, "mode"),
-                                       absl::StrCat("spec.portLevelMtls[", port, "].mode"), "mode",
-                                       kModes, kWant));
-      }
-    }
-  }
-  WEFT_ASSIGN_OR_RETURN(pb::PeerAuthentication pa, SpecToProto<pb::PeerAuthentication>(id, o));
-  WEFT_RETURN_IF_ERROR(DataPlaneCheck(config::PeerAuthenticationFromProto(pa).status()));
-  return pa;
-}
-
 }  // namespace
 
 bool LabelSelector::Matches(const Labels& labels) const {
@@ -764,11 +676,30 @@ absl::StatusOr<ObjectId> ParseId(const std::string& kind, const json& object) {
   return id;
 }
 
-absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object) {
+absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object,
+                                   std::optional<FailClosed>* fail_closed) {
   const KindInfo* info = FindKind(id.kind);
   if (info == nullptr) return Bad("kind", absl::StrCat("unsupported kind \"", id.kind, "\""));
   WEFT_ASSIGN_OR_RETURN(std::string api_version, Str(object, "apiVersion", "", true));
-  if (api_version != info->api_version) {
+  const bool api_version_ok = api_version == info->api_version;
+  // Policies are never dropped for what cannot be read in them (policies.h).
+  if (id.kind == "AuthorizationPolicy" || id.kind == "PeerAuthentication") {
+    std::optional<FailClosed> fc;
+    Parsed out;
+    if (id.kind == "AuthorizationPolicy") {
+      auto r = ParseAuthorizationPolicy(id, object, api_version_ok);
+      out = std::move(r.policy);
+      fc = std::move(r.fail_closed);
+    } else {
+      auto r = ParsePeerAuthentication(id, object, api_version_ok);
+      out = std::move(r.policy);
+      fc = std::move(r.fail_closed);
+    }
+    if (fail_closed != nullptr) *fail_closed = fc;
+    if (fail_closed == nullptr && fc) return absl::InvalidArgumentError(fc->reason);
+    return out;
+  }
+  if (!api_version_ok) {
     return Bad("apiVersion", absl::StrCat("\"", api_version, "\" is not supported for ", id.kind,
                                           " (want ", Av(info->api_version), ")"));
   }
@@ -777,9 +708,7 @@ absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object) {
   if (id.kind == "Service") return ParseService(object);
   if (id.kind == "ServiceAccount") return Parsed(ServiceAccountObj{});
   if (id.kind == "EndpointSlice") return ParseSlice(object);
-  if (id.kind == "NetworkPolicy") return ParseNetworkPolicy(object);
-  if (id.kind == "AuthorizationPolicy") return ParseAuthorizationPolicy(id, object);
-  return ParsePeerAuthentication(id, object);
+  return ParseNetworkPolicy(object);
 }
 
 }  // namespace weft::cp::internal

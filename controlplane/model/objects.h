@@ -118,7 +118,19 @@ struct ObjectId {
 // Reads apiVersion/kind/metadata.name/namespace. `kind` overrides an absent object kind and
 // must agree with a present one. Namespaced kinds without a namespace get "default".
 absl::StatusOr<ObjectId> ParseId(const std::string& kind, const nlohmann::json& object);
-// Full validation and conversion of an object whose id ParseId accepted.
-absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const nlohmann::json& object);
+// What the model enforces instead of what a policy asked for, and why (policies.h).
+struct FailClosed {
+  std::string reason;  // every problem, "; "-joined, each "<field path>: <problem>"
+  std::string effect;  // what is enforced instead, for weftctl status / validate
+  std::string label;   // bounded metric label: deny_all, allow_nothing, allow_rules_dropped,
+                       // custom_as_deny, deny_widened, audit_widened, dry_run_enforced, strict
+};
+
+// Full validation and conversion of an object whose id ParseId accepted. AuthorizationPolicy and
+// PeerAuthentication are never rejected here: what cannot be read in them is enforced
+// fail-closed (policies.h) and described in *fail_closed; with fail_closed == nullptr such a
+// policy is an InvalidArgument error with the reasons instead.
+absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const nlohmann::json& object,
+                                   std::optional<FailClosed>* fail_closed = nullptr);
 
 }  // namespace weft::cp::internal

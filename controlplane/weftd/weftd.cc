@@ -304,7 +304,8 @@ std::string Weftd::StatusJson() const {
                              {"kind", r.kind},
                              {"namespace", r.ns},
                              {"name", r.name},
-                             {"reason", r.reason}});
+                             {"reason", r.reason},
+                             {"effect", r.effect}});
   }
   j["file_errors"] = nlohmann::json::array();
   if (impl_->local) {

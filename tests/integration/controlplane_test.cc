@@ -17,6 +17,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using localmesh::LocalMesh;
+using weft::HttpGet;
 using weft::testing::EchoRoundTrip;
 using weft::testing::EchoServer;
 using weft::testing::WaitClosed;
@@ -159,25 +160,73 @@ TEST_F(ControlPlaneMesh, PolicyChangesArriveLiveAndSurviveAWeftdRestart) {
   EXPECT_TRUE(WaitFor([&] { return RoundTrip("allowed again"); }, 10s));
 }
 
-TEST_F(ControlPlaneMesh, ABadObjectIsRejectedWithAReasonAndDisturbsNothing) {
+// Issue 13, hole 2: weftd used to leave a policy it rejected out of the config, so a rejected
+// ALLOW left its workloads allow-all. Now it is enforced fail-closed and reported.
+TEST_F(ControlPlaneMesh, ARejectedPolicyFailsClosedAndIsReportedAndCounted) {
   ASSERT_TRUE(WaitFor([&] { return RoundTrip("before"); }, 15s));
+  const double denials_before = Metric(1, "weft_policy_denials_total");
+  // An ALLOW for the catalogue whose only rule needs an attribute ztunnel cannot evaluate.
   ASSERT_TRUE(mesh_
-                  ->SetPolicies(R"(- name: broken
+                  ->SetPolicies(R"(- name: sni-only
   namespace: shop
+  selector: {matchLabels: {app: catalogue}}
   action: ALLOW
   rules:
   - from:
-    - source: {ipBlocks: ["10.0.0.0/99"]}
+    - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
+    when:
+    - {key: connection.sni, values: [catalogue.shop]}
 )")
-                  .ok());
+                  .ok())
+      << mesh_->WeftdLog();
+  EXPECT_TRUE(WaitFor([&] { return !RoundTrip("refused", 2s); }, 10s))
+      << "an ALLOW with no usable rule must allow nothing";
+  EXPECT_GT(Metric(1, "weft_policy_denials_total"), denials_before) << *mesh_->Metrics(1);
+
   auto st = Status();
   ASSERT_EQ(st["rejected"].size(), 1u) << st.dump(2);
-  EXPECT_EQ(st["rejected"][0]["name"], "broken");
-  EXPECT_NE(st["rejected"][0]["reason"].get<std::string>().find("10.0.0.0/99"), std::string::npos)
+  EXPECT_EQ(st["rejected"][0]["name"], "sni-only");
+  EXPECT_NE(st["rejected"][0]["reason"].get<std::string>().find("connection.sni"),
+            std::string::npos)
       << st.dump(2);
-  EXPECT_TRUE(RoundTrip("unaffected")) << "a rejected object must not change the running config";
+  EXPECT_NE(st["rejected"][0].value("effect", "").find("allows nothing"), std::string::npos)
+      << st.dump(2);
   std::string table = Weftctl({"status"});
-  EXPECT_NE(table.find("AuthorizationPolicy shop/broken"), std::string::npos) << table;
+  EXPECT_NE(table.find("AuthorizationPolicy shop/sni-only"), std::string::npos) << table;
+  EXPECT_NE(table.find("-> fail-closed: enforced as an ALLOW with no usable rule"),
+            std::string::npos)
+      << table;
+  // weftd counts it by what it enforces instead.
+  auto nsfd = mesh_->NodeNetns(0);
+  auto ip = mesh_->testbed().NodeIp(0);
+  ASSERT_TRUE(nsfd.ok() && ip.ok());
+  auto metrics = HttpGet(SockAddr{*ip, 15014}, "/metrics", nsfd->get());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(MetricSum(*metrics, "weft_cp_objects_rejected_total",
+                      {{"kind", "AuthorizationPolicy"}, {"outcome", "allow_nothing"}}),
+            1)
+      << *metrics;
+
+  // A DENY of frontend whose condition cannot be evaluated denies frontend (the condition holds).
+  ASSERT_TRUE(mesh_
+                  ->SetPolicies(R"(- name: sni-only
+  namespace: shop
+  selector: {matchLabels: {app: catalogue}}
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
+    when:
+    - {key: connection.sni, values: [catalogue.shop]}
+)")
+                  .ok());
+  EXPECT_FALSE(RoundTrip("still refused", 2s));
+  EXPECT_GE(Metric(1, "weft_policy_denials_total", {{"policy", "shop/sni-only"}}), 1)
+      << *mesh_->Metrics(1);
+
+  ASSERT_TRUE(mesh_->SetPolicies("").ok());
+  EXPECT_TRUE(WaitFor([&] { return RoundTrip("allowed again"); }, 10s));
+  EXPECT_TRUE(Status()["rejected"].empty());
 }
 
 }  // namespace

@@ -1,0 +1,452 @@
+#include "controlplane/model/policies.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+#include "config/model/convert.h"
+
+namespace weft::cp::internal {
+namespace {
+
+namespace pb = ::weft::config::v1;
+using nlohmann::json;
+
+std::string Join(std::string_view path, std::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(Av(path), ".", Av(key));
+}
+
+std::string At(std::string_view path, size_t i) {
+  return absl::StrCat(Av(path), "[", i, "]");
+}
+
+std::string Problem(std::string_view path, std::string_view what) {
+  return absl::StrCat(Av(path), ": ", Av(what));
+}
+
+std::string Kind(const json& j) {
+  switch (j.type()) {
+    case json::value_t::string:
+      return absl::StrCat("the string ", j.dump());
+    case json::value_t::array:
+      return "a list";
+    case json::value_t::object:
+      return "a mapping";
+    case json::value_t::null:
+      return "null";
+    default:
+      return absl::StrCat("the value ", j.dump());
+  }
+}
+
+// nullptr when absent or null.
+const json* Get(const json& parent, std::string_view key) {
+  if (!parent.is_object()) return nullptr;
+  auto it = parent.find(key);
+  return it == parent.end() || it->is_null() ? nullptr : &*it;
+}
+
+// Unknown keys anywhere in `j` as message `d` (recursing into singular message fields): the
+// first one found, as a problem text; empty when there is none.
+std::string UnknownField(const json& j, const google::protobuf::Descriptor* d,
+                         const std::string& path) {
+  if (!j.is_object()) return "";
+  for (const auto& [k, v] : j.items()) {
+    const google::protobuf::FieldDescriptor* f = d->FindFieldByName(k);
+    for (int i = 0; f == nullptr && i < d->field_count(); ++i) {
+      if (d->field(i)->json_name() == k) f = d->field(i);
+    }
+    if (f == nullptr) {
+      std::vector<std::string> names;
+      for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->json_name());
+      return Problem(Join(path, k), absl::StrCat("unknown field, not evaluated (weft reads ",
+                                                 absl::StrJoin(names, ", "), ")"));
+    }
+    if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE && !f->is_repeated()) {
+      std::string inner = UnknownField(v, f->message_type(), Join(path, k));
+      if (!inner.empty()) return inner;
+    }
+  }
+  return "";
+}
+
+// `j` into `msg` (strict: unknown fields and wrong types fail); the problem text, or empty.
+std::string ToProto(const json& j, const std::string& path, google::protobuf::Message* msg) {
+  if (!j.is_object()) return Problem(path, absl::StrCat("expected a mapping, got ", Kind(j)));
+  if (std::string unknown = UnknownField(j, msg->GetDescriptor(), path); !unknown.empty()) {
+    return unknown;
+  }
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = false;
+  auto st = google::protobuf::util::JsonStringToMessage(j.dump(), msg, opts);
+  return st.ok() ? "" : Problem(path, std::string(st.message()));
+}
+
+// The message of a conversion error from config/model (already "<path>: <reason>").
+std::string Message(const absl::Status& st) {
+  return st.ok() ? "" : std::string(st.message());
+}
+
+// One AuthorizationPolicy being read part by part.
+struct ApRead {
+  pb::AuthorizationPolicy ap;
+  std::vector<std::string> problems;
+  bool deny_like = false;      // DENY, AUDIT, CUSTOM: unusable parts are left out of rules
+  bool unreadable = false;     // action or spec unknown: DENY everything in scope
+  bool custom = false;         // CUSTOM, enforced as DENY
+  bool scope_widened = false;  // selector or a top-level field unusable
+  bool dry_run_forced = false;
+  int rules_asked = 0;
+  int rules_dropped = 0;   // ALLOW
+  int parts_left_out = 0;  // DENY/AUDIT
+};
+
+// The policy's selector: as written; else its matchLabels alone (a superset of what it
+// selects); else none (namespace-wide). Returns false when the scope was widened.
+bool ReadSelector(const json& spec, pb::WorkloadSelector* out, bool* has,
+                  std::vector<std::string>& problems) {
+  const json* sel = Get(spec, "selector");
+  *has = false;
+  if (sel == nullptr) return true;
+  std::string p = ToProto(*sel, "spec.selector", out);
+  if (p.empty()) {
+    *has = true;
+    return true;
+  }
+  problems.push_back(p);
+  out->Clear();
+  const json* labels = Get(*sel, "matchLabels");
+  if (labels != nullptr && labels->is_object() && !labels->empty()) {
+    json only = {{"matchLabels", *labels}};
+    if (ToProto(only, "spec.selector", out).empty()) {
+      *has = true;
+      return false;
+    }
+    out->Clear();
+  }
+  return false;
+}
+
+void ReadAction(const json& spec, ApRead& r) {
+  const json* a = Get(spec, "action");
+  if (a == nullptr || *a == "ALLOW") {
+    r.ap.set_action(pb::AuthorizationPolicy::ALLOW);
+  } else if (*a == "DENY" || *a == "AUDIT") {
+    r.ap.set_action(*a == "DENY" ? pb::AuthorizationPolicy::DENY : pb::AuthorizationPolicy::AUDIT);
+    r.deny_like = true;
+  } else if (*a == "CUSTOM") {
+    r.problems.push_back(
+        Problem("spec.action", "CUSTOM action is not supported (no external authorizer to ask)"));
+    r.ap.set_action(pb::AuthorizationPolicy::DENY);
+    r.deny_like = r.custom = true;
+  } else {
+    r.problems.push_back(Problem(
+        "spec.action",
+        a->is_string() ? absl::StrCat("unknown action ", a->dump(), " (want ALLOW, DENY or AUDIT)")
+                       : absl::StrCat("expected a string, got ", Kind(*a))));
+    r.unreadable = true;
+  }
+}
+
+void ReadDryRun(const json& object, ApRead& r) {
+  const json* meta = Get(object, "metadata");
+  const json* annotations = meta != nullptr ? Get(*meta, "annotations") : nullptr;
+  if (annotations == nullptr) return;
+  for (const char* key : {"weft.dev/dry-run", "istio.io/dry-run"}) {
+    const json* v = Get(*annotations, key);
+    if (v == nullptr) continue;
+    if (*v == "true") {
+      r.ap.set_dry_run(true);
+    } else if (*v != "false") {
+      r.problems.push_back(Problem(absl::StrCat("metadata.annotations[", key, "]"),
+                                   absl::StrCat(v->dump(), " is not true or false")));
+      r.dry_run_forced = true;
+    }
+  }
+  // An unreadable dry-run annotation: enforced, whatever the other one says.
+  if (r.dry_run_forced) r.ap.set_dry_run(false);
+}
+
+// The `from` (or `to`) entries of one rule. False when one is unusable.
+template <typename Entry>
+bool ReadEntries(const json& list, const std::string& path, const char* inner,
+                 google::protobuf::RepeatedPtrField<Entry>* out,
+                 std::vector<std::string>& problems) {
+  if (!list.is_array()) {
+    problems.push_back(Problem(path, absl::StrCat("expected a list, got ", Kind(list))));
+    return false;
+  }
+  bool ok = true;
+  for (size_t j = 0; j < list.size(); ++j) {
+    const std::string ep = At(path, j);
+    Entry e;
+    std::string p = ToProto(list[j], ep, &e);
+    if (p.empty()) {
+      const std::string ip = Join(ep, inner);
+      if constexpr (std::is_same_v<Entry, pb::Rule::From>) {
+        p = e.has_source() ? Message(config::AuthzSourceFromProto(e.source(), ip).status())
+                           : Problem(ip, "is required in every `from` entry");
+      } else {
+        p = e.has_operation() ? Message(config::AuthzOperationFromProto(e.operation(), ip).status())
+                              : Problem(ip, "is required in every `to` entry");
+      }
+    }
+    if (!p.empty()) {
+      problems.push_back(p);
+      ok = false;
+      continue;
+    }
+    *out->Add() = std::move(e);
+  }
+  return ok;
+}
+
+// One rule: nullopt drops it (ALLOW); for DENY/AUDIT its unusable parts are left out.
+std::optional<pb::Rule> ReadRule(const json& rule, const std::string& rp, ApRead& r) {
+  pb::Rule out;
+  const size_t before = r.problems.size();
+  if (!rule.is_object()) {
+    r.problems.push_back(Problem(rp, absl::StrCat("expected a mapping, got ", Kind(rule))));
+  } else {
+    for (const auto& [k, v] : rule.items()) {
+      if (k != "from" && k != "to" && k != "when") {
+        r.problems.push_back(
+            Problem(Join(rp, k), "unknown field, not evaluated (weft reads from, to, when)"));
+      }
+    }
+    if (const json* from = Get(rule, "from"); from != nullptr) {
+      if (!ReadEntries(*from, Join(rp, "from"), "source", out.mutable_from(), r.problems)) {
+        out.clear_from();  // one entry matching any source: the list does too
+      }
+    }
+    if (const json* to = Get(rule, "to"); to != nullptr) {
+      if (!ReadEntries(*to, Join(rp, "to"), "operation", out.mutable_to(), r.problems)) {
+        out.clear_to();
+      }
+    }
+    if (const json* when = Get(rule, "when"); when != nullptr) {
+      const std::string wp = Join(rp, "when");
+      if (!when->is_array()) {
+        r.problems.push_back(Problem(wp, absl::StrCat("expected a list, got ", Kind(*when))));
+      }
+      for (size_t j = 0; when->is_array() && j < when->size(); ++j) {
+        pb::Condition c;
+        std::string p = ToProto((*when)[j], At(wp, j), &c);
+        if (p.empty()) p = Message(config::AuthzConditionFromProto(c, At(wp, j)).status());
+        if (p.empty()) {
+          *out.add_when() = std::move(c);
+        } else {
+          r.problems.push_back(p);  // the condition is left out: for DENY it holds
+        }
+      }
+    }
+  }
+  if (r.problems.size() == before) return out;
+  if (!r.deny_like) {
+    ++r.rules_dropped;
+    return std::nullopt;
+  }
+  r.parts_left_out += static_cast<int>(r.problems.size() - before);
+  return out;
+}
+
+void ReadRules(const json& spec, ApRead& r) {
+  const json* rules = Get(spec, "rules");
+  if (rules == nullptr) return;
+  if (!rules->is_array()) {
+    r.problems.push_back(
+        Problem("spec.rules", absl::StrCat("expected a list, got ", Kind(*rules))));
+    // No rule can be read: ALLOW keeps none; DENY/AUDIT match everything.
+    if (r.deny_like) r.ap.add_rules();
+    ++r.rules_asked;
+    (r.deny_like ? r.parts_left_out : r.rules_dropped) += 1;
+    return;
+  }
+  for (size_t i = 0; i < rules->size(); ++i) {
+    ++r.rules_asked;
+    std::optional<pb::Rule> rule = ReadRule((*rules)[i], At("spec.rules", i), r);
+    if (rule) *r.ap.add_rules() = std::move(*rule);
+  }
+}
+
+std::string ScopeText(const pb::AuthorizationPolicy& ap, bool has_selector) {
+  if (!has_selector) {
+    return absl::StrCat("every workload in namespace ", ap.namespace_(),
+                        " (in the whole mesh if that is the root namespace)");
+  }
+  std::vector<std::string> labels;
+  for (const auto& [k, v] : ap.selector().match_labels()) labels.push_back(k + "=" + v);
+  std::sort(labels.begin(), labels.end());
+  return absl::StrCat("the workloads labelled ", absl::StrJoin(labels, ","), " in namespace ",
+                      ap.namespace_());
+}
+
+FailClosed Summarize(const ApRead& r) {
+  FailClosed fc;
+  fc.reason = absl::StrJoin(r.problems, "; ");
+  const std::string scope = ScopeText(r.ap, r.ap.has_selector());
+  const std::string widened =
+      r.scope_widened ? " (its scope could not be read in full, so it covers " + scope + ")" : "";
+  if (r.unreadable) {
+    fc.label = "deny_all";
+    fc.effect = absl::StrCat("fail-closed: enforced as a DENY of every connection to ", scope);
+  } else if (r.custom) {
+    fc.label = "custom_as_deny";
+    fc.effect = absl::StrCat(
+        "fail-closed: enforced as a DENY of what its rules select",
+        r.parts_left_out ? " (unusable parts left out, so they match more)" : "", widened);
+  } else if (!r.deny_like && r.ap.rules_size() == 0 && (r.rules_asked > 0 || r.scope_widened)) {
+    fc.label = "allow_nothing";
+    fc.effect = absl::StrCat("fail-closed: enforced as an ALLOW with no usable rule: it allows ",
+                             "nothing to ", scope, " (other ALLOW policies still apply)");
+  } else if (!r.deny_like && r.rules_dropped > 0) {
+    fc.label = "allow_rules_dropped";
+    fc.effect = absl::StrCat("fail-closed: enforced as an ALLOW with ", r.ap.rules_size(), " of ",
+                             r.rules_asked, " rules (", r.rules_dropped,
+                             r.rules_dropped == 1 ? " unusable rule dropped: it allows nothing)"
+                                                  : " unusable rules dropped: they allow nothing)");
+  } else if (r.deny_like && (r.parts_left_out > 0 || r.scope_widened)) {
+    const bool audit = r.ap.action() == pb::AuthorizationPolicy::AUDIT;
+    fc.label = audit ? "audit_widened" : "deny_widened";
+    fc.effect =
+        absl::StrCat("fail-closed: enforced as ", audit ? "an AUDIT" : "a DENY",
+                     " without the parts weftd cannot evaluate, so its rules match more", widened);
+  } else {
+    fc.label = "dry_run_enforced";
+    fc.effect = "fail-closed: enforced (not a dry run)";
+  }
+  if (r.dry_run_forced && fc.label != "dry_run_enforced") {
+    fc.effect += "; enforced, not a dry run";
+  }
+  return fc;
+}
+
+// PeerAuthentication modes are checked before protobuf's parser, whose message does not list the
+// valid ones.
+std::string ModeProblem(const json& spec) {
+  auto check = [](const json* m, const std::string& path) -> std::string {
+    const json* mode = m != nullptr ? Get(*m, "mode") : nullptr;
+    if (mode == nullptr || !mode->is_string()) return "";
+    for (const char* ok : {"UNSET", "DISABLE", "PERMISSIVE", "STRICT"}) {
+      if (*mode == ok) return "";
+    }
+    return Problem(path, absl::StrCat("unknown mode ", mode->dump(),
+                                      " (want UNSET, DISABLE, PERMISSIVE or STRICT)"));
+  };
+  std::string p = check(Get(spec, "mtls"), "spec.mtls.mode");
+  if (const json* ports = Get(spec, "portLevelMtls"); p.empty() && ports && ports->is_object()) {
+    for (const auto& [port, m] : ports->items()) {
+      p = check(&m, absl::StrCat("spec.portLevelMtls[", port, "].mode"));
+      if (!p.empty()) break;
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+PolicyParse<pb::AuthorizationPolicy> ParseAuthorizationPolicy(const ObjectId& id, const json& o,
+                                                              bool api_version_ok) {
+  ApRead r;
+  r.ap.set_name(id.name);
+  r.ap.set_namespace_(id.ns);
+  const json empty = json::object();
+  const json* spec = Get(o, "spec");
+  if (!api_version_ok) {
+    r.problems.push_back(Problem("apiVersion", absl::StrCat(o.value("apiVersion", json()).dump(),
+                                                            " is not security.weft.dev/v1")));
+    r.unreadable = true;
+  } else if (spec != nullptr && !spec->is_object()) {
+    r.problems.push_back(Problem("spec", absl::StrCat("expected a mapping, got ", Kind(*spec))));
+    r.unreadable = true;
+  }
+  const json& s = spec != nullptr && spec->is_object() && api_version_ok ? *spec : empty;
+  for (const auto& [k, v] : s.items()) {
+    if (k != "selector" && k != "action" && k != "rules") {
+      r.problems.push_back(Problem(
+          Join("spec", k), "unknown field, not evaluated (weft reads selector, action, rules)"));
+      r.scope_widened = true;  // e.g. targetRefs: it may have narrowed what the policy applies to
+    }
+  }
+  bool has_selector = false;
+  if (!ReadSelector(s, r.ap.mutable_selector(), &has_selector, r.problems)) r.scope_widened = true;
+  if (!has_selector) r.ap.clear_selector();
+  if (!r.unreadable) ReadAction(s, r);
+  ReadDryRun(o, r);
+  if (!r.unreadable) ReadRules(s, r);
+  // An ALLOW adds to what other ALLOW policies allow: applied to more workloads than it asked
+  // for, its rules would open those workloads further. So it keeps none.
+  if (!r.deny_like && r.scope_widened) r.ap.clear_rules();
+  if (r.unreadable) {
+    r.ap.set_action(pb::AuthorizationPolicy::DENY);
+    r.ap.clear_rules();
+    r.ap.add_rules();  // no from/to/when: matches every connection
+  }
+  if (r.problems.empty()) return {std::move(r.ap), std::nullopt};
+  // The result must convert; it is built only from parts that did, so this is a safety net.
+  if (!config::AuthorizationPolicyFromProto(r.ap).ok()) {
+    r.unreadable = true;
+    r.ap.clear_rules();
+    r.ap.add_rules();
+    r.ap.set_action(pb::AuthorizationPolicy::DENY);
+  }
+  FailClosed fc = Summarize(r);
+  return {std::move(r.ap), std::move(fc)};
+}
+
+PolicyParse<pb::PeerAuthentication> ParsePeerAuthentication(const ObjectId& id, const json& o,
+                                                            bool api_version_ok) {
+  pb::PeerAuthentication pa;
+  std::string problem;
+  const json* spec = Get(o, "spec");
+  if (!api_version_ok) {
+    problem = Problem("apiVersion", absl::StrCat(o.value("apiVersion", json()).dump(),
+                                                 " is not security.weft.dev/v1"));
+  } else if (spec != nullptr) {
+    problem = ModeProblem(*spec);
+    if (problem.empty()) problem = ToProto(*spec, "spec", &pa);
+    for (const char* reserved : {"name", "namespace"}) {
+      if (problem.empty() && spec->contains(reserved)) {
+        problem = Problem(Join("spec", reserved), "unknown field (set metadata instead)");
+      }
+    }
+  }
+  pa.set_name(id.name);
+  pa.set_namespace_(id.ns);
+  if (problem.empty()) {
+    auto st = config::PeerAuthenticationFromProto(pa);
+    if (st.ok()) return {std::move(pa), std::nullopt};
+    std::optional<config::ConfigError> e = config::GetConfigError(st.status());
+    problem = e ? Problem(Join("spec", e->path), e->reason) : Message(st.status());
+  }
+  // Whatever it asked for, it is enforced as STRICT on every port for its scope.
+  std::vector<std::string> problems = {problem};
+  pb::PeerAuthentication strict;
+  strict.set_name(id.name);
+  strict.set_namespace_(id.ns);
+  bool has_selector = false;
+  const json& s = api_version_ok && spec != nullptr && spec->is_object() ? *spec : json::object();
+  std::vector<std::string> selector_problems;
+  ReadSelector(s, strict.mutable_selector(), &has_selector, selector_problems);
+  if (!has_selector) strict.clear_selector();
+  for (std::string& p : selector_problems) {
+    if (p != problem) problems.push_back(std::move(p));
+  }
+  strict.mutable_mtls()->set_mode(pb::PeerAuthentication::STRICT);
+  FailClosed fc;
+  fc.reason = absl::StrJoin(problems, "; ");
+  fc.label = "strict";
+  fc.effect = absl::StrCat("fail-closed: enforced as STRICT mTLS on every port for ",
+                           has_selector ? "the workloads it selects"
+                                        : absl::StrCat("every workload in namespace ", id.ns,
+                                                       " (in the whole mesh if that is the root "
+                                                       "namespace)"));
+  return {std::move(strict), std::move(fc)};
+}
+
+}  // namespace weft::cp::internal
