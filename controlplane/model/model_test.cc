@@ -891,5 +891,86 @@ TEST(CrdTest, SchemasMatchTheProto) {
   }
 }
 
+// ---- helm/crds: unknown Istio fields reach weftd (to be enforced fail-closed), not pruned away
+
+json Crd(const std::string& file) {
+  json crd = Yaml(ReadFile(std::string(WEFT_HELM_CRDS) + "/" + file).value());
+  return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+}
+
+// Every mapping with declared properties at or under `schema` keeps unknown fields.
+void ExpectPreservesUnknown(const json& schema, const std::string& path) {
+  if (schema.contains("properties")) {
+    EXPECT_EQ(schema.value("x-kubernetes-preserve-unknown-fields", false), true)
+        << path << " would let the API server prune fields weftd must see";
+    for (const auto& [k, v] : schema["properties"].items())
+      ExpectPreservesUnknown(v, path + "." + k);
+  }
+  if (schema.contains("items")) ExpectPreservesUnknown(schema["items"], path + "[]");
+  if (schema.contains("additionalProperties") && schema["additionalProperties"].is_object()) {
+    ExpectPreservesUnknown(schema["additionalProperties"], path + "[*]");
+  }
+}
+
+// The API server's structural pruning (apiextensions-apiserver pkg/apiserver/schema/pruning):
+// fields a mapping's schema does not declare are dropped unless it preserves unknown fields.
+void Prune(json& value, const json& schema) {
+  if (value.is_object()) {
+    const bool preserve = schema.value("x-kubernetes-preserve-unknown-fields", false);
+    if (schema.contains("properties")) {
+      for (auto it = value.begin(); it != value.end();) {
+        if (schema["properties"].contains(it.key())) {
+          Prune(it.value(), schema["properties"][it.key()]);
+          ++it;
+        } else if (preserve) {
+          ++it;
+        } else {
+          it = value.erase(it);
+        }
+      }
+    } else if (schema.contains("additionalProperties") &&
+               schema["additionalProperties"].is_object()) {
+      for (auto& [k, v] : value.items()) Prune(v, schema["additionalProperties"]);
+    } else if (!preserve) {
+      value = json::object();
+    }
+  } else if (value.is_array() && schema.contains("items")) {
+    for (auto& v : value) Prune(v, schema["items"]);
+  }
+}
+
+TEST(CrdTest, IstioCompatiblePartsPreserveUnknownFields) {
+  for (const char* file : {"authorizationpolicies.security.weft.dev.yaml",
+                           "peerauthentications.security.weft.dev.yaml"}) {
+    SCOPED_TRACE(file);
+    ExpectPreservesUnknown(Crd(file)["properties"]["spec"], "spec");
+  }
+}
+
+TEST(CrdTest, AnIstioFieldWeftDoesNotReadReachesWeftdAndFailsClosed) {
+  json ap = Yaml(R"(
+apiVersion: security.weft.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: by-sa, namespace: prod}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules:
+  - from: [{source: {serviceAccounts: [prod/client]}}]
+)");
+  // (metadata is the API server's own business; the CRD schema governs spec.)
+  Prune(ap["spec"], Crd("authorizationpolicies.security.weft.dev.yaml")["properties"]["spec"]);
+  ASSERT_TRUE(ap["spec"]["rules"][0]["from"][0]["source"].contains("serviceAccounts"))
+      << "pruned: " << ap.dump();
+  Model model;
+  ApplyAll(model, kBase);
+  absl::Status st = model.Apply(Upsert(ap));
+  EXPECT_TRUE(std::string(st.message())
+                  .starts_with("spec.rules[0].from[0].source.serviceAccounts: unknown field"))
+      << st;
+  ASSERT_EQ(model.Rejected().size(), 1u);
+  EXPECT_NE(model.Rejected()[0].effect.find("allows nothing"), std::string::npos)
+      << model.Rejected()[0].effect;
+}
+
 }  // namespace
 }  // namespace weft::cp
