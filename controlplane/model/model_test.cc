@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -889,6 +890,72 @@ TEST(CrdTest, SchemasMatchTheProto) {
     const json& spec = v1["schema"]["openAPIV3Schema"]["properties"]["spec"];
     ExpectSchemaCovers(spec, c.d, {"name", "namespace", "dry_run"}, "spec");
   }
+}
+
+// Any value anywhere in a policy: weftd never crashes, never drops the policy, and the view it
+// streams always passes the data plane's checks.
+void Mutate(json& j, std::mt19937_64& rng) {
+  std::vector<json*> nodes;
+  std::function<void(json&)> collect = [&](json& n) {
+    nodes.push_back(&n);
+    if (n.is_object() || n.is_array()) {
+      for (auto& c : n) collect(c);
+    }
+  };
+  collect(j["spec"]);
+  json& target = *nodes[rng() % nodes.size()];
+  const json kValues[] = {json("x"),
+                          json("*"),
+                          json(""),
+                          json(80),
+                          json(-1),
+                          json(true),
+                          json(nullptr),
+                          json::array(),
+                          json::array({"10.0.0.0/33", "a*b"}),
+                          json::object(),
+                          json{{"serviceAccounts", {"a"}}},
+                          json{{"key", "x"}}};
+  target = kValues[rng() % std::size(kValues)];
+}
+
+TEST(FailClosedTest, RandomDamageToAnyPartNeverDropsThePolicyOrBreaksTheView) {
+  const json policies[] = {Yaml(R"(
+apiVersion: security.weft.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: prod}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules:
+  - from: [{source: {principals: [a], ipBlocks: [10.0.0.0/8]}}, {source: {namespaces: [b]}}]
+    to: [{operation: {ports: ["80"], methods: [GET]}}]
+    when: [{key: source.ip, values: [10.1.0.0/16]}, {key: "request.headers[x]", values: [y]}]
+  - when: [{key: destination.port, notValues: ["22"]}]
+)"),
+                           Yaml(R"(
+apiVersion: security.weft.dev/v1
+kind: PeerAuthentication
+metadata: {name: p, namespace: prod}
+spec: {selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}, portLevelMtls: {"80": {mode: DISABLE}}}
+)")};
+  std::mt19937_64 rng(13);
+  int fail_closed = 0;
+  for (int i = 0; i < 600; ++i) {
+    json p = policies[i % 2];
+    if (i % 4 < 2) p["spec"]["action"] = (i % 8 < 4) ? "ALLOW" : "DENY";
+    if (p["kind"] == "PeerAuthentication") p["spec"].erase("action");
+    for (int m = 0; m < 1 + i % 3; ++m) Mutate(p, rng);
+    Model model;
+    ApplyAll(model, kBase);
+    const uint64_t generation = model.generation();
+    absl::Status st = model.Apply(Upsert(p));
+    MustBuild(model.NodeView("node-a"));
+    ASSERT_GT(model.generation(), generation) << "dropped: " << p.dump() << "\n" << st;
+    fail_closed += st.ok() ? 0 : 1;
+    EXPECT_EQ(model.Rejected().size(), st.ok() ? 0u : 1u) << p.dump();
+  }
+  EXPECT_GT(fail_closed, 300);
 }
 
 // ---- helm/crds: unknown Istio fields reach weftd (to be enforced fail-closed), not pruned away

@@ -114,14 +114,27 @@ bool ReadSelector(const json& spec, pb::WorkloadSelector* out, bool* has,
   *has = false;
   if (sel == nullptr) return true;
   std::string p = ToProto(*sel, "spec.selector", out);
+  // Protobuf reads a null label value as "": a selector narrower than what was written.
+  const json* labels = Get(*sel, "matchLabels");
+  if (p.empty() && labels != nullptr && labels->is_object()) {
+    for (const auto& [k, v] : labels->items()) {
+      if (!v.is_string()) {
+        p = Problem(absl::StrCat("spec.selector.matchLabels[", k, "]"),
+                    absl::StrCat("expected a string, got ", Kind(v)));
+        break;
+      }
+    }
+  }
   if (p.empty()) {
     *has = true;
     return true;
   }
   problems.push_back(p);
   out->Clear();
-  const json* labels = Get(*sel, "matchLabels");
-  if (labels != nullptr && labels->is_object() && !labels->empty()) {
+  const bool all_strings =
+      labels != nullptr && labels->is_object() &&
+      std::all_of(labels->begin(), labels->end(), [](const json& v) { return v.is_string(); });
+  if (all_strings && !labels->empty()) {
     json only = {{"matchLabels", *labels}};
     if (ToProto(only, "spec.selector", out).empty()) {
       *has = true;
@@ -163,8 +176,11 @@ void ReadDryRun(const json& object, ApRead& r) {
     if (*v == "true") {
       r.ap.set_dry_run(true);
     } else if (*v != "false") {
-      r.problems.push_back(Problem(absl::StrCat("metadata.annotations[", key, "]"),
-                                   absl::StrCat(v->dump(), " is not true or false")));
+      r.problems.push_back(
+          Problem(absl::StrCat("metadata.annotations[", key, "]"),
+                  v->is_string()
+                      ? absl::StrCat(v->dump(), " is not true or false")
+                      : absl::StrCat("expected the string \"true\" or \"false\", got ", Kind(*v))));
       r.dry_run_forced = true;
     }
   }
