@@ -53,14 +53,20 @@ int ReportMain(int argc, char** argv) {
                  std::string(text.status().message()).c_str());
     return 2;
   }
-  const nlohmann::json results = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (results.is_discarded()) {
+  const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
     std::fprintf(stderr, "weft-bench-suite report: %s is not JSON\n", results_path.c_str());
+    return 2;
+  }
+  auto results = suite::ReadSuiteResults(j);
+  if (!results.ok()) {
+    std::fprintf(stderr, "weft-bench-suite report: %s: %s\n", results_path.c_str(),
+                 std::string(results.status().message()).c_str());
     return 2;
   }
   std::vector<std::string> plots;
   if (!out_dir.empty()) {
-    auto written = suite::WritePlots(results, out_dir);
+    auto written = suite::WritePlots(*results, out_dir);
     if (!written.ok()) {
       std::fprintf(stderr, "weft-bench-suite report: plots: %s\n",
                    std::string(written.status().message()).c_str());
@@ -68,7 +74,7 @@ int ReportMain(int argc, char** argv) {
     }
     plots = *written;
   }
-  const std::string md = suite::RenderSuiteMarkdown(results, plots);
+  const std::string md = suite::RenderSuiteMarkdown(*results, plots);
   if (!out_dir.empty()) {
     if (!WriteFile(out_dir + "/report.md", md)) {
       std::fprintf(stderr, "weft-bench-suite report: cannot write %s/report.md\n", out_dir.c_str());
@@ -118,7 +124,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "weft-bench-suite: %s\n", std::string(results.status().message()).c_str());
     return g_stop.load() ? 130 : 1;
   }
-  (*results)["goals"] = suite::GoalsToJson(suite::EvaluateGoals(*results));
   std::vector<std::string> plots;
   if (!opts->out_dir.empty()) {
     std::error_code ec;
@@ -129,12 +134,14 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr, "weft-bench-suite: plots: %s\n",
                    std::string(written.status().message()).c_str());
-      (*results)["errors"].push_back("plots: " + std::string(written.status().message()));
+      results->errors.push_back("plots: " + std::string(written.status().message()));
     }
   }
   const std::string md = suite::RenderSuiteMarkdown(*results, plots);
   if (!opts->out_dir.empty()) {
-    if (!WriteFile(opts->out_dir + "/results.json", results->dump() + "\n") ||
+    nlohmann::json doc = suite::ToJson(*results);
+    doc["goals"] = suite::GoalsToJson(suite::EvaluateGoals(*results));
+    if (!WriteFile(opts->out_dir + "/results.json", doc.dump() + "\n") ||
         !WriteFile(opts->out_dir + "/report.md", md)) {
       std::fprintf(stderr, "weft-bench-suite: cannot write results to %s\n", opts->out_dir.c_str());
       std::fputs(md.c_str(), stdout);
@@ -144,5 +151,5 @@ int main(int argc, char** argv) {
                  opts->out_dir.c_str(), plots.size());
   }
   std::fputs(md.c_str(), stdout);
-  return (*results)["errors"].empty() ? 0 : 3;
+  return results->errors.empty() ? 0 : 3;
 }

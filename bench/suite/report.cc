@@ -41,94 +41,73 @@ std::vector<std::string> WeftModes() {
   return {std::string(kModeEbpf), std::string(kModeIptables)};
 }
 
-// ---- Lenient access: the document may lack anything, or hold the wrong type. ----
+// ---- Typed access: any scenario, step, case or run may be missing, a run may have failed ----
 
-const json* Child(const json* j, const std::string& key) {
-  if (j == nullptr || !j->is_object()) return nullptr;
-  auto it = j->find(key);
-  return it == j->end() ? nullptr : &*it;
-}
-
-const json* Path(const json* j, std::initializer_list<const char*> keys) {
-  for (const char* k : keys) j = Child(j, k);
-  return j;
-}
-
-std::optional<double> Num(const json* j, const std::string& key) {
-  const json* v = Child(j, key);
-  if (v == nullptr || !v->is_number()) return std::nullopt;
-  double d = v->get<double>();
-  if (!std::isfinite(d)) return std::nullopt;
-  return d;
-}
-
-std::optional<double> Num2(const json* j, const char* a, const char* b) {
-  return Num(Child(j, a), b);
-}
-
-std::string Str(const json* j, const std::string& key, const std::string& fallback = "") {
-  const json* v = Child(j, key);
-  if (v == nullptr) return fallback;
-  if (v->is_string()) return v->get<std::string>();
-  if (v->is_null()) return fallback;
-  return v->dump();
-}
-
-std::optional<std::string> RunError(const json* run) {
-  const json* e = Child(run, "error");
-  if (e == nullptr || e->is_null()) return std::nullopt;
-  return e->is_string() ? e->get<std::string>() : e->dump();
-}
-
-std::vector<const json*> Array(const json* j, const char* key) {
-  std::vector<const json*> out;
-  const json* a = Child(j, key);
-  if (a == nullptr || !a->is_array()) return out;
-  for (const json& e : *a) out.push_back(&e);
-  return out;
-}
-
-const json* Scenario(const json& r, const char* name) {
-  return Path(&r, {"scenarios", name});
-}
-
-const json* SeedStep(const json& r, int users) {
-  for (const json* s : Array(Scenario(r, "seed"), "steps"))
-    if (Num(s, "users") == users) return s;
+const SeedStep* FindSeedStep(const SuiteResults& r, int users) {
+  if (!r.scenarios.seed) return nullptr;
+  for (const SeedStep& s : r.scenarios.seed->steps)
+    if (s.users == users) return &s;
   return nullptr;
 }
 
-const json* IstioCase(const json& r, int conns) {
-  for (const json* c : Array(Scenario(r, "istio"), "cases"))
-    if (Num(c, "connections") == conns) return c;
+const IstioCase* FindIstioCase(const SuiteResults& r, int conns) {
+  if (!r.scenarios.istio) return nullptr;
+  for (const IstioCase& c : r.scenarios.istio->cases)
+    if (c.connections == conns) return &c;
   return nullptr;
 }
 
-const json* ThroughputCase(const json& r, const std::string& pair, int streams) {
-  for (const json* c : Array(Scenario(r, "throughput"), "cases"))
-    if (Str(c, "pair") == pair && Num(c, "streams") == streams) return c;
+const ThroughputCase* FindThroughputCase(const SuiteResults& r, const std::string& pair,
+                                         int streams) {
+  if (!r.scenarios.throughput) return nullptr;
+  for (const ThroughputCase& c : r.scenarios.throughput->cases)
+    if (c.pair == pair && c.streams == streams) return &c;
   return nullptr;
 }
 
-const json* RunOf(const json* step_or_case, const std::string& mode) {
-  return Child(Child(step_or_case, "runs"), mode);
+// The mode's run in a step or case (nullptr: no such step or no such run).
+template <typename Run>
+const Run* RunIn(const std::map<std::string, Run>& runs, const std::string& mode) {
+  auto it = runs.find(mode);
+  return it == runs.end() ? nullptr : &it->second;
+}
+template <typename StepOrCase>
+auto RunOf(const StepOrCase* s, std::string_view mode) -> decltype(RunIn(s->runs, "")) {
+  return s == nullptr ? nullptr : RunIn(s->runs, std::string(mode));
 }
 
-std::vector<std::string> Modes(const json& r) {
-  std::vector<std::string> modes;
-  if (const json* m = Child(&r, "modes"); m != nullptr && m->is_array())
-    for (const json& e : *m)
-      if (e.is_string()) modes.push_back(e.get<std::string>());
-  if (modes.empty())
-    modes = {std::string(kModeBare), std::string(kModeEbpf), std::string(kModeIptables),
-             std::string(kModeSidecar)};
-  return modes;
+// The run if it is there and did not fail.
+template <typename Run>
+const Run* Ok(const Run* run) {
+  return run != nullptr && run->error.empty() ? run : nullptr;
+}
+template <typename Run>
+const RunResources* Res(const Run* run) {
+  return Ok(run) ? &run->resources : nullptr;
+}
+
+// A figure of `p`, as a double (nullopt: no `p`, or not measured).
+template <typename P, typename T>
+std::optional<double> Get(const P* p, std::optional<T> P::*member) {
+  if (p == nullptr || !(p->*member)) return std::nullopt;
+  return static_cast<double>(*(p->*member));
+}
+template <typename T>
+std::optional<double> D(const std::optional<T>& v) {
+  if (!v) return std::nullopt;
+  return static_cast<double>(*v);
+}
+
+std::vector<std::string> Modes(const SuiteResults& r) {
+  if (!r.modes.empty()) return r.modes;
+  return {std::string(kModeBare), std::string(kModeEbpf), std::string(kModeIptables),
+          std::string(kModeSidecar)};
 }
 
 // The title the document recorded for the mode, else the suite's (results.h).
-std::string ModeTitle(const json& r, const std::string& mode) {
-  std::string t = Str(Path(&r, {"mode_titles"}), mode);
-  return t.empty() ? suite::ModeTitle(mode) : t;
+std::string ModeTitle(const SuiteResults& r, const std::string& mode) {
+  auto it = r.mode_titles.find(mode);
+  return it == r.mode_titles.end() || it->second.empty() ? suite::ModeTitle(mode) : it->second;
 }
 
 // ---- Formatting ----
@@ -196,19 +175,13 @@ struct Input {
   std::string why;
 };
 
-Input Field(const json* run, const std::string& what_run, const std::string& key) {
+// `key` of the run `what_run`, read by `get`.
+template <typename Run, typename Get>
+Input Need(const Run* run, const std::string& what_run, const std::string& key, Get get) {
   if (run == nullptr) return {std::nullopt, what_run + " missing"};
-  if (auto e = RunError(run)) return {std::nullopt, absl::StrCat(what_run, " failed: ", *e)};
-  std::optional<double> v = Num(run, key);
+  if (!run->error.empty()) return {std::nullopt, absl::StrCat(what_run, " failed: ", run->error)};
+  std::optional<double> v = get(*run);
   if (!v) return {std::nullopt, absl::StrCat(key, " missing from ", what_run)};
-  return {v, ""};
-}
-
-Input Field2(const json* run, const std::string& what_run, const char* a, const char* b) {
-  if (run == nullptr) return {std::nullopt, what_run + " missing"};
-  if (auto e = RunError(run)) return {std::nullopt, absl::StrCat(what_run, " failed: ", *e)};
-  std::optional<double> v = Num2(run, a, b);
-  if (!v) return {std::nullopt, absl::StrCat(a, ".", b, " missing from ", what_run)};
   return {v, ""};
 }
 
@@ -238,12 +211,13 @@ void Judge(GoalRow& g, double value, double limit, bool at_most, const std::stri
                           inputs.empty() ? "" : " (" + inputs + ")");
 }
 
-void SeedGoals(const json& r, std::vector<GoalRow>& out) {
-  const json* seed = Scenario(r, "seed");
-  const json* s20 = SeedStep(r, 20);
-  const json* bare20 = RunOf(s20, std::string(kModeBare));
+void SeedGoals(const SuiteResults& r, std::vector<GoalRow>& out) {
+  const std::optional<SeedResult>& seed = r.scenarios.seed;
+  const SeedStep* s20 = FindSeedStep(r, 20);
+  const LoadRun* bare20 = RunOf(s20, kModeBare);
   struct RatioGoal {
     const char* key;
+    std::optional<double> (*get)(const LoadRun&);
     const char* goal;
     double limit;
     int decimals;
@@ -251,13 +225,16 @@ void SeedGoals(const json& r, std::vector<GoalRow>& out) {
     const char* unit;
   };
   const RatioGoal ratio_goals[] = {
-      {"latency_ms.p75", "p75 latency at 20 users ≤ 1.10× bare", 1.10, 2, 1, " ms"},
-      {"cpu_cores", "CPU (cores) at 20 users ≤ 1.25× bare", 1.25, 3, 1, " cores"},
-      {"mem_bytes", "memory at 20 users ≤ 1.05× bare", 1.05, 1, kMiB, " MiB"},
+      {"latency_ms.p75", [](const LoadRun& x) { return x.latency_ms.p75; },
+       "p75 latency at 20 users ≤ 1.10× bare", 1.10, 2, 1, " ms"},
+      {"cpu_cores", [](const LoadRun& x) { return x.resources.cpu_cores; },
+       "CPU (cores) at 20 users ≤ 1.25× bare", 1.25, 3, 1, " cores"},
+      {"mem_bytes", [](const LoadRun& x) { return D(x.resources.mem_bytes); },
+       "memory at 20 users ≤ 1.05× bare", 1.05, 1, kMiB, " MiB"},
   };
   for (const RatioGoal& rg : ratio_goals) {
     for (const std::string& mode : WeftModes()) {
-      if (seed == nullptr) {
+      if (!seed) {
         out.push_back(NotMeasured("seed", rg.goal, mode, "scenario seed not run"));
         continue;
       }
@@ -265,16 +242,10 @@ void SeedGoals(const json& r, std::vector<GoalRow>& out) {
         out.push_back(NotMeasured("seed", rg.goal, mode, "no 20-user step in scenario seed"));
         continue;
       }
-      const json* run = RunOf(s20, mode);
+      const LoadRun* run = RunOf(s20, mode);
       const std::string key = rg.key;
-      Input b, m;
-      if (key == "latency_ms.p75") {
-        b = Field2(bare20, "the bare run at 20 users", "latency_ms", "p75");
-        m = Field2(run, "the " + mode + " run at 20 users", "latency_ms", "p75");
-      } else {
-        b = Field(bare20, "the bare run at 20 users", key);
-        m = Field(run, "the " + mode + " run at 20 users", key);
-      }
+      Input b = Need(bare20, "the bare run at 20 users", key, rg.get);
+      Input m = Need(run, "the " + mode + " run at 20 users", key, rg.get);
       std::string why = Missing({&b, &m});
       if (why.empty() && *b.v <= 0) why = "bare's " + key + " is 0: no ratio";
       if (!why.empty()) {
@@ -294,11 +265,11 @@ void SeedGoals(const json& r, std::vector<GoalRow>& out) {
   }
 
   const char* goal40 = "holds 40 users: achieved ≥ 0.99× asked rps, no errors";
-  const json* s40 = SeedStep(r, 40);
-  const json* bare40 = RunOf(s40, std::string(kModeBare));
-  const double rate = Num(seed, "rate_per_user").value_or(5.0);
+  const SeedStep* s40 = FindSeedStep(r, 40);
+  const LoadRun* bare40 = RunOf(s40, kModeBare);
+  const double rate = seed ? seed->rate_per_user : 5.0;
   for (const std::string& mode : WeftModes()) {
-    if (seed == nullptr) {
+    if (!seed) {
       out.push_back(NotMeasured("seed", goal40, mode, "scenario seed not run"));
       continue;
     }
@@ -306,11 +277,12 @@ void SeedGoals(const json& r, std::vector<GoalRow>& out) {
       out.push_back(NotMeasured("seed", goal40, mode, "no 40-user step in scenario seed"));
       continue;
     }
-    const json* run = RunOf(s40, mode);
+    const LoadRun* run = RunOf(s40, mode);
     const std::string what = "the " + mode + " run at 40 users";
-    Input achieved = Field(run, what, "achieved_rps");
-    Input errors = Field(run, what, "errors");
-    Input asked = Field(run, what, "asked_rps");
+    Input achieved =
+        Need(run, what, "achieved_rps", [](const LoadRun& x) { return x.achieved_rps; });
+    Input errors = Need(run, what, "errors", [](const LoadRun& x) { return D(x.errors); });
+    Input asked = Need(run, what, "asked_rps", [](const LoadRun& x) { return x.asked_rps; });
     if (!asked.v && achieved.v) asked.v = 40 * rate;  // the step's definition: users × rate
     std::string why = Missing({&achieved, &errors, &asked});
     if (why.empty() && *asked.v <= 0) why = "asked_rps is 0";
@@ -333,11 +305,11 @@ void SeedGoals(const json& r, std::vector<GoalRow>& out) {
     parts.push_back(absl::StrCat(Ratio(frac), " asked"));
     if (!rps_ok) parts.back() += absl::StrCat(", goal ≥ 0.99×: missed by ", Pct(1 - frac / 0.99));
     if (!errors_ok) parts.push_back(absl::StrCat(Thousands(*errors.v), " errors, goal 0"));
-    std::optional<double> bare_rps = RunError(bare40) ? std::nullopt : Num(bare40, "achieved_rps");
+    std::optional<double> bare_rps = Get(Ok(bare40), &LoadRun::achieved_rps);
     if (bare_rps && *bare_rps > 0) {
       std::string b = absl::StrCat("bare ", Fmt(*bare_rps, 1), " rps, ",
-                                   Thousands(Num(bare40, "errors").value_or(0)), " errors; ",
-                                   Ratio(*achieved.v / *bare_rps), " bare");
+                                   Thousands(Get(bare40, &LoadRun::errors).value_or(0)),
+                                   " errors; ", Ratio(*achieved.v / *bare_rps), " bare");
       if (*bare_rps / *asked.v < 0.99)
         b += "; bare did not hold the rate either: the machine is saturated";
       parts.push_back(b);
@@ -349,44 +321,45 @@ void SeedGoals(const json& r, std::vector<GoalRow>& out) {
   }
 }
 
-std::vector<int> IstioConnections(const json& r) {
+std::vector<int> IstioConnections(const SuiteResults& r) {
   std::vector<int> out;
-  for (const json* c : Array(Scenario(r, "istio"), "cases"))
-    if (auto n = Num(c, "connections")) out.push_back(static_cast<int>(*n));
+  if (r.scenarios.istio)
+    for (const IstioCase& c : r.scenarios.istio->cases) out.push_back(c.connections);
   return out;
 }
 
-void IstioGoals(const json& r, std::vector<GoalRow>& out) {
-  const json* istio = Scenario(r, "istio");
+void IstioGoals(const SuiteResults& r, std::vector<GoalRow>& out) {
+  const std::optional<IstioResult>& istio = r.scenarios.istio;
   std::vector<int> conns = IstioConnections(r);
   const char* kP99 = "added p99 over bare ≤ ½ the sidecar's added p99";
   const char* kCpu = "CPU per 1,000 rps over bare ≤ 0.06 vCPU";
   const char* kRss = "ztunnel RSS at 1,000 rps ≤ 12 MiB";
-  if (istio == nullptr || conns.empty()) {
-    const std::string why = istio == nullptr ? "scenario istio not run" : "no istio cases";
+  if (!istio || conns.empty()) {
+    const std::string why = !istio ? "scenario istio not run" : "no istio cases";
     for (const char* goal : {kP99, kCpu, kRss})
       for (const std::string& mode : WeftModes())
         out.push_back(NotMeasured("istio", goal, mode, why));
     return;
   }
-  const double scenario_rps = Num(istio, "rps").value_or(1000);
+  const double scenario_rps = istio->rps;
   for (const char* goal : {kP99, kCpu, kRss}) {
     for (int n : conns) {
-      const json* c = IstioCase(r, n);
+      const IstioCase* c = FindIstioCase(r, n);
       const std::string goal_text = absl::StrCat(goal, " (", n, " connections)");
       const std::string suffix = absl::StrCat(" run, ", n, " connections");
-      const json* bare = RunOf(c, std::string(kModeBare));
-      const json* side = RunOf(c, std::string(kModeSidecar));
+      const LoadRun* bare = RunOf(c, kModeBare);
+      const LoadRun* side = RunOf(c, kModeSidecar);
       for (const std::string& mode : WeftModes()) {
-        const json* run = RunOf(c, mode);
+        const LoadRun* run = RunOf(c, mode);
         GoalRow g;
         g.scenario = "istio";
         g.goal = goal_text;
         g.mode = mode;
         if (goal == kP99) {
-          Input b = Field2(bare, "the bare" + suffix, "latency_ms", "p99");
-          Input m = Field2(run, "the " + mode + suffix, "latency_ms", "p99");
-          Input s = Field2(side, "the sidecar" + suffix, "latency_ms", "p99");
+          auto p99 = [](const LoadRun& x) { return x.latency_ms.p99; };
+          Input b = Need(bare, "the bare" + suffix, "latency_ms.p99", p99);
+          Input m = Need(run, "the " + mode + suffix, "latency_ms.p99", p99);
+          Input s = Need(side, "the sidecar" + suffix, "latency_ms.p99", p99);
           if (std::string why = Missing({&b, &m, &s}); !why.empty()) {
             out.push_back(NotMeasured("istio", goal_text, mode, why));
             continue;
@@ -401,37 +374,40 @@ void IstioGoals(const json& r, std::vector<GoalRow>& out) {
         } else if (goal == kCpu) {
           // The mode's processes (apps + mesh) and the kernel's softirq time over bare's: on a
           // shared machine the whole host's CPU moves with unrelated work, these do not.
-          Input b = Field(bare, "the bare" + suffix, "cpu_cores");
-          Input m = Field(run, "the " + mode + suffix, "cpu_cores");
-          Input bs = Field(bare, "the bare" + suffix, "host_softirq_cores");
-          Input ms = Field(run, "the " + mode + suffix, "host_softirq_cores");
+          auto cpu = [](const LoadRun& x) { return x.resources.cpu_cores; };
+          auto softirq = [](const LoadRun& x) { return x.resources.host_softirq_cores; };
+          Input b = Need(bare, "the bare" + suffix, "cpu_cores", cpu);
+          Input m = Need(run, "the " + mode + suffix, "cpu_cores", cpu);
+          Input bs = Need(bare, "the bare" + suffix, "host_softirq_cores", softirq);
+          Input ms = Need(run, "the " + mode + suffix, "host_softirq_cores", softirq);
           if (std::string why = Missing({&b, &m, &bs, &ms}); !why.empty()) {
             out.push_back(NotMeasured("istio", goal_text, mode, why));
             continue;
           }
-          double rps = Num(run, "achieved_rps").value_or(Num(run, "asked_rps").value_or(0));
+          double rps = run->achieved_rps.value_or(run->asked_rps.value_or(0));
           if (rps <= 0) rps = scenario_rps;
           const double per_k = ((*m.v - *b.v) + (*ms.v - *bs.v)) * 1000.0 / rps;
           std::string inputs = absl::StrCat("apps + mesh processes ", Fmt(*m.v, 3), " vs bare ",
                                             Fmt(*b.v, 3), " cores, softirq ", Fmt(*ms.v, 3), " vs ",
                                             Fmt(*bs.v, 3), " cores, at ", Fmt(rps, 0), " rps");
-          if (auto mesh = Num(run, "mesh_cpu_cores"))
+          if (auto mesh = run->resources.mesh_cpu_cores)
             inputs += absl::StrCat("; mesh processes alone ", Fmt(*mesh * 1000.0 / rps, 3),
                                    " vCPU per 1,000 rps");
-          auto hm = Num(run, "host_cpu_cores"), hb = Num(bare, "host_cpu_cores");
+          auto hm = run->resources.host_cpu_cores, hb = bare->resources.host_cpu_cores;
           if (hm && hb)
             inputs += absl::StrCat("; whole host ", Fmt((*hm - *hb) * 1000.0 / rps, 3),
                                    " vCPU per 1,000 rps over bare (includes unrelated work)");
           Judge(g, per_k, 0.06, true, absl::StrCat(Fmt(per_k, 3), " vCPU"), "≤ 0.060 vCPU", inputs);
         } else {
-          Input m = Field(run, "the " + mode + suffix, "ztunnel_peak_rss_bytes");
+          Input m = Need(run, "the " + mode + suffix, "ztunnel_peak_rss_bytes",
+                         [](const LoadRun& x) { return D(x.resources.ztunnel_peak_rss_bytes); });
           if (!m.v) {
             out.push_back(NotMeasured("istio", goal_text, mode, m.why));
             continue;
           }
           std::string inputs = "largest ztunnel's peak RSS";
-          auto pss = Num(run, "ztunnel_peak_pss_bytes");
-          auto anon = Num(run, "ztunnel_peak_anon_bytes");
+          auto pss = D(run->resources.ztunnel_peak_pss_bytes);
+          auto anon = D(run->resources.ztunnel_peak_anon_bytes);
           if (pss && anon) {
             inputs += absl::StrCat("; its PSS ", Fmt(*pss / kMiB, 1), " MiB, private heap/stack ",
                                    Fmt(*anon / kMiB, 1),
@@ -446,8 +422,8 @@ void IstioGoals(const json& r, std::vector<GoalRow>& out) {
   }
 }
 
-void ThroughputGoals(const json& r, std::vector<GoalRow>& out) {
-  const json* tp = Scenario(r, "throughput");
+void ThroughputGoals(const SuiteResults& r, std::vector<GoalRow>& out) {
+  const std::optional<ThroughputResult>& tp = r.scenarios.throughput;
   struct Want {
     std::string pair;
     int streams;
@@ -455,18 +431,18 @@ void ThroughputGoals(const json& r, std::vector<GoalRow>& out) {
   };
   std::vector<Want> wants = {{"cross-node", 1, 0.5}};
   std::set<int> same_streams;
-  for (const json* c : Array(tp, "cases"))
-    if (Str(c, "pair") == "same-node")
-      if (auto s = Num(c, "streams")) same_streams.insert(static_cast<int>(*s));
+  if (tp)
+    for (const ThroughputCase& c : tp->cases)
+      if (c.pair == "same-node") same_streams.insert(c.streams);
   if (same_streams.empty()) same_streams = {1, 8};
   for (int s : same_streams) wants.push_back({"same-node", s, 0.8});
   for (const Want& w : wants) {
     const std::string goal =
         absl::StrCat(w.pair, ", ", w.streams, w.streams == 1 ? " stream" : " streams", " ≥ ",
                      Fmt(w.limit * 100, 0), "% of bare");
-    const json* c = ThroughputCase(r, w.pair, w.streams);
+    const ThroughputCase* c = FindThroughputCase(r, w.pair, w.streams);
     for (const std::string& mode : WeftModes()) {
-      if (tp == nullptr) {
+      if (!tp) {
         out.push_back(NotMeasured("throughput", goal, mode, "scenario throughput not run"));
         continue;
       }
@@ -474,8 +450,9 @@ void ThroughputGoals(const json& r, std::vector<GoalRow>& out) {
         out.push_back(NotMeasured("throughput", goal, mode, "case not run"));
         continue;
       }
-      Input b = Field(RunOf(c, std::string(kModeBare)), "the bare run", "gbps");
-      Input m = Field(RunOf(c, mode), "the " + mode + " run", "gbps");
+      auto gbps = [](const ThroughputRun& x) { return x.gbps; };
+      Input b = Need(RunOf(c, kModeBare), "the bare run", "gbps", gbps);
+      Input m = Need(RunOf(c, mode), "the " + mode + " run", "gbps", gbps);
       std::string why = Missing({&b, &m});
       if (why.empty() && *b.v <= 0) why = "bare measured 0 Gbit/s: no ratio";
       if (!why.empty()) {
@@ -495,46 +472,45 @@ void ThroughputGoals(const json& r, std::vector<GoalRow>& out) {
 }
 
 // The idle-connection entry with the most connections for a mode.
-const json* LargestIdle(const json& r, const std::string& mode) {
-  const json* best = nullptr;
+const ScaleIdle* LargestIdle(const SuiteResults& r, const std::string& mode) {
+  const ScaleIdle* best = nullptr;
   double best_n = -1;
-  for (const json* e : Array(Scenario(r, "scale"), "idle_connections")) {
-    if (Str(e, "mode") != mode) continue;
-    double n = Num(e, "connections").value_or(-1);
-    if (n > best_n) {
-      best = e;
-      best_n = n;
+  if (!r.scenarios.scale) return nullptr;
+  for (const ScaleIdle& e : r.scenarios.scale->idle_connections) {
+    if (e.mode != mode) continue;
+    if (e.connections > best_n) {
+      best = &e;
+      best_n = e.connections;
     }
   }
   return best;
 }
 
-std::optional<double> BytesPerConnection(const json* e) {
-  if (auto b = Num(e, "bytes_per_connection")) return b;
-  auto rss = Num(e, "ztunnel_rss_bytes"), base = Num(e, "baseline_ztunnel_rss_bytes"),
-       n = Num(e, "connections");
-  if (rss && base && n && *n > 0) return (*rss - *base) / *n;
+std::optional<double> BytesPerConnection(const ScaleIdle& e) {
+  if (auto b = D(e.bytes_per_connection)) return b;
+  auto rss = D(e.ztunnel_rss_bytes), base = D(e.baseline_ztunnel_rss_bytes);
+  const double n = e.connections;
+  if (rss && base && n > 0) return (*rss - *base) / n;
   return std::nullopt;
 }
 
-void ScaleGoals(const json& r, std::vector<GoalRow>& out) {
+void ScaleGoals(const SuiteResults& r, std::vector<GoalRow>& out) {
   const char* goal = "ztunnel memory per idle tunnelled connection ≤ 4 KiB";
-  const json* scale = Scenario(r, "scale");
   for (const std::string& mode : WeftModes()) {
-    if (scale == nullptr) {
+    if (!r.scenarios.scale) {
       out.push_back(NotMeasured("scale", goal, mode, "scenario scale not run"));
       continue;
     }
-    const json* e = LargestIdle(r, mode);
+    const ScaleIdle* e = LargestIdle(r, mode);
     if (e == nullptr) {
       out.push_back(NotMeasured("scale", goal, mode, "no idle-connection measurement"));
       continue;
     }
-    if (auto err = RunError(e)) {
-      out.push_back(NotMeasured("scale", goal, mode, "idle-connection run failed: " + *err));
+    if (!e->error.empty()) {
+      out.push_back(NotMeasured("scale", goal, mode, "idle-connection run failed: " + e->error));
       continue;
     }
-    std::optional<double> bpc = BytesPerConnection(e);
+    std::optional<double> bpc = BytesPerConnection(*e);
     if (!bpc) {
       out.push_back(NotMeasured("scale", goal, mode, "bytes_per_connection missing"));
       continue;
@@ -546,9 +522,9 @@ void ScaleGoals(const json& r, std::vector<GoalRow>& out) {
     // A cross-node tunnelled connection is held by two ztunnels (the client's node and the
     // server's): the goal is what one ztunnel spends per connection it holds, as Istio quotes
     // ztunnel memory per ztunnel. The sum over both is in the detail.
-    const double per_zt = Num(e, "bytes_per_connection_per_ztunnel").value_or(*bpc / 2);
+    const double per_zt = D(e->bytes_per_connection_per_ztunnel).value_or(*bpc / 2);
     Judge(g, per_zt, 4096, true, absl::StrCat(Thousands(per_zt), " B"), "≤ 4,096 B",
-          absl::StrCat("at ", Thousands(Num(e, "connections").value_or(0)),
+          absl::StrCat("at ", Thousands(e->connections),
                        " connections; both nodes' ztunnels together ", Thousands(*bpc),
                        " B per connection"));
     out.push_back(std::move(g));
@@ -573,9 +549,10 @@ struct Md {
   }
 };
 
-std::string RunFailedCell(const json* run) {
+template <typename Run>
+std::string RunFailedCell(const Run* run) {
   if (run == nullptr) return "not run";
-  if (RunError(run)) return "**failed** (see Errors)";
+  if (!run->error.empty()) return "**failed** (see Errors)";
   return "";
 }
 
@@ -585,20 +562,17 @@ std::string RatioCell(const std::optional<double>& v, const std::optional<double
   return r ? Ratio(*r) : "–";
 }
 
-std::optional<double> Lat(const json* run, const char* p) {
-  if (RunError(run)) return std::nullopt;
-  return Num2(run, "latency_ms", p);
-}
-std::optional<double> RunNum(const json* run, const char* key) {
-  if (RunError(run)) return std::nullopt;
-  return Num(run, key);
+// A latency percentile of a run that did not fail.
+std::optional<double> Lat(const LoadRun* run, std::optional<double> Percentiles::*p) {
+  return Ok(run) ? run->latency_ms.*p : std::nullopt;
 }
 
 // CPU cores a mode adds over bare: its processes (apps + mesh, system time included) and the
 // kernel's softirq time, both minus bare's.
-std::optional<double> AddedCpu(const json* run, const json* bare) {
-  auto m = RunNum(run, "cpu_cores"), b = RunNum(bare, "cpu_cores");
-  auto ms = RunNum(run, "host_softirq_cores"), bs = RunNum(bare, "host_softirq_cores");
+std::optional<double> AddedCpu(const LoadRun* run, const LoadRun* bare) {
+  auto m = Get(Res(run), &RunResources::cpu_cores), b = Get(Res(bare), &RunResources::cpu_cores);
+  auto ms = Get(Res(run), &RunResources::host_softirq_cores),
+       bs = Get(Res(bare), &RunResources::host_softirq_cores);
   if (!m || !b || !ms || !bs) return std::nullopt;
   return (*m - *b) + (*ms - *bs);
 }
@@ -617,37 +591,32 @@ void PlotLinks(Md& md, const std::vector<std::string>& plots,
   if (any) md.Line();
 }
 
-void RenderHeader(const json& r, Md& md) {
+void RenderHeader(const SuiteResults& r, Md& md) {
   md.Line("# Weft benchmark suite");
   md.Line();
   md.Line(
-      absl::StrCat("- Run: ", Str(&r, "started", "?"), " to ", Str(&r, "finished", "?"), " (UTC)"));
-  md.Line(absl::StrCat("- Invocation: `", Str(&r, "invocation", "?"), "`"));
-  md.Line(absl::StrCat("- Revision: ", Str(&r, "revision", "unknown")));
-  const json* quick = Child(&r, "quick");
-  const bool is_quick = quick != nullptr && quick->is_boolean() && quick->get<bool>();
+      absl::StrCat("- Run: ", r.started.value_or("?"), " to ", r.finished.value_or("?"), " (UTC)"));
+  md.Line(absl::StrCat("- Invocation: `", r.invocation.value_or("?"), "`"));
+  md.Line(absl::StrCat("- Revision: ", r.revision.value_or("unknown")));
   md.Line(absl::StrCat("- Quick run: ",
-                       is_quick ? "yes (shorter runs, fewer steps: indicative only)" : "no"));
-  const json* m = Child(&r, "machine");
+                       r.quick ? "yes (shorter runs, fewer steps: indicative only)" : "no"));
+  const Machine& m = r.machine;
   std::string machine;
-  if (auto n = Num(m, "nproc")) machine += absl::StrCat(Fmt(*n, 0), " CPUs");
-  if (auto mem = Num(m, "mem_total_bytes"))
-    machine += absl::StrCat(machine.empty() ? "" : ", ", Fmt(*mem / (kMiB * 1024), 1), " GiB RAM");
-  const std::string kernel = Str(m, "kernel");
-  if (!kernel.empty()) machine += absl::StrCat(machine.empty() ? "" : ", ", "kernel ", kernel);
+  if (m.nproc) machine += absl::StrCat(Fmt(*m.nproc, 0), " CPUs");
+  if (m.mem_total_bytes)
+    machine +=
+        absl::StrCat(machine.empty() ? "" : ", ",
+                     Fmt(static_cast<double>(*m.mem_total_bytes) / (kMiB * 1024), 1), " GiB RAM");
+  if (!m.kernel.empty()) machine += absl::StrCat(machine.empty() ? "" : ", ", "kernel ", m.kernel);
   md.Line(absl::StrCat("- Machine: ", machine.empty() ? "unknown" : machine));
-  auto load = [&](const char* key) {
-    const json* l = Child(m, key);
-    if (l == nullptr) return std::string("?");
-    if (l->is_array()) {
-      std::vector<std::string> parts;
-      for (const json& e : *l) parts.push_back(e.is_number() ? Fmt(e.get<double>(), 2) : e.dump());
-      return absl::StrJoin(parts, " / ");
-    }
-    return l->is_string() ? l->get<std::string>() : l->dump();
+  auto load = [&](const std::optional<std::vector<double>>& l) {
+    if (!l) return std::string("?");
+    std::vector<std::string> parts;
+    for (double e : *l) parts.push_back(Fmt(e, 2));
+    return absl::StrJoin(parts, " / ");
   };
-  md.Line(absl::StrCat("- Load average (1/5/15 min) before: ", load("load_before"), ", after: ",
-                       load("load_after"), " (other work on the machine skews the figures)"));
+  md.Line(absl::StrCat("- Load average (1/5/15 min) before: ", load(m.load_before), ", after: ",
+                       load(m.load_after), " (other work on the machine skews the figures)"));
   std::vector<std::string> titles;
   for (const std::string& mode : Modes(r))
     titles.push_back(absl::StrCat("`", mode, "` = ", ModeTitle(r, mode)));
@@ -681,7 +650,7 @@ std::string PlusPct(double mode, double bare) {
              : "";
 }
 
-void RenderAnchors(const json& r, Md& md) {
+void RenderAnchors(const SuiteResults& r, Md& md) {
   const std::vector<std::string> cols = {std::string(kModeEbpf), std::string(kModeIptables),
                                          std::string(kModeSidecar)};
   md.Line("## Published anchors (other hardware)");
@@ -695,10 +664,10 @@ void RenderAnchors(const json& r, Md& md) {
   for (const std::string& m : cols) head.push_back("this run: " + ModeTitle(r, m));
   md.Head(head, head.size());
 
-  const json* s20 = SeedStep(r, 20);
-  const json* bare20 = RunOf(s20, std::string(kModeBare));
+  const SeedStep* s20 = FindSeedStep(r, 20);
+  const LoadRun* bare20 = RunOf(s20, kModeBare);
   auto seed_row = [&](const std::string& figure, const std::string& published,
-                      std::function<std::optional<double>(const json*)> get, double scale,
+                      std::function<std::optional<double>(const LoadRun*)> get, double scale,
                       int decimals, const std::string& unit) {
     std::optional<double> b = get(bare20);
     auto num = [&](double v) {
@@ -713,74 +682,74 @@ void RenderAnchors(const json& r, Md& md) {
   };
   seed_row(
       "seed p75 latency, 20 users", "bare 18 ms; Istio 42 ms (+133%); Linkerd 49 ms (+175%)",
-      [](const json* run) { return Lat(run, "p75"); }, 1, 2, " ms");
+      [](const LoadRun* run) { return Lat(run, &Percentiles::p75); }, 1, 2, " ms");
   seed_row(
       "seed CPU, 20 users", "bare 2,226 m; Istio 5,132 m (+131%); Linkerd 4,386 m (+97%)",
-      [](const json* run) { return RunNum(run, "cpu_cores"); }, 0.001, 0, " m");
+      [](const LoadRun* run) { return Get(Res(run), &RunResources::cpu_cores); }, 0.001, 0, " m");
   seed_row(
       "seed memory, 20 users", "bare 9,749 MB; Istio 14,152 MB (+45%); Linkerd 10,947 MB (+11%)",
-      [](const json* run) { return RunNum(run, "mem_bytes"); }, kMiB, 0, " MiB");
+      [](const LoadRun* run) { return Get(Res(run), &RunResources::mem_bytes); }, kMiB, 0, " MiB");
 
   std::vector<int> conns = IstioConnections(r);
-  auto istio_row = [&](const std::string& figure, const std::string& published,
-                       std::function<std::string(const json* c, const std::string& mode)> cell) {
-    std::vector<std::string> row = {figure, published};
-    for (const std::string& m :
-         std::vector<std::string>{std::string(kModeBare), cols[0], cols[1], cols[2]}) {
-      std::vector<std::string> parts;
-      for (int n : conns) {
-        std::string c = cell(IstioCase(r, n), m);
-        if (!c.empty()) parts.push_back(absl::StrCat(c, " (", n, " conns)"));
-      }
-      row.push_back(parts.empty() ? "–" : absl::StrJoin(parts, "; "));
-    }
-    md.Row(row);
-  };
+  auto istio_row =
+      [&](const std::string& figure, const std::string& published,
+          std::function<std::string(const IstioCase* c, const std::string& mode)> cell) {
+        std::vector<std::string> row = {figure, published};
+        for (const std::string& m :
+             std::vector<std::string>{std::string(kModeBare), cols[0], cols[1], cols[2]}) {
+          std::vector<std::string> parts;
+          for (int n : conns) {
+            std::string c = cell(FindIstioCase(r, n), m);
+            if (!c.empty()) parts.push_back(absl::StrCat(c, " (", n, " conns)"));
+          }
+          row.push_back(parts.empty() ? "–" : absl::StrJoin(parts, "; "));
+        }
+        md.Row(row);
+      };
   istio_row("istio added p90 / p99 over bare, 1,000 rps",
             "Istio ambient, two ztunnel hops: +0.17 ms p90 / +0.20 ms p99",
-            [](const json* c, const std::string& m) -> std::string {
-              const json* b = RunOf(c, std::string(kModeBare));
-              const json* run = RunOf(c, m);
-              auto b90 = Lat(b, "p90"), b99 = Lat(b, "p99"), v90 = Lat(run, "p90"),
-                   v99 = Lat(run, "p99");
+            [](const IstioCase* c, const std::string& m) -> std::string {
+              const LoadRun* b = RunOf(c, kModeBare);
+              const LoadRun* run = RunOf(c, m);
+              auto b90 = Lat(b, &Percentiles::p90), b99 = Lat(b, &Percentiles::p99),
+                   v90 = Lat(run, &Percentiles::p90), v99 = Lat(run, &Percentiles::p99);
               if (!b90 || !b99 || !v90 || !v99) return "";
               if (m == kModeBare) return absl::StrCat(Fmt(*b90, 2), " / ", Fmt(*b99, 2), " ms");
               return absl::StrCat(Signed(*v90 - *b90, 2), " / ", Signed(*v99 - *b99, 2), " ms");
             });
   istio_row("CPU per 1,000 rps over bare (processes + softirq)",
             "ambient ~0.06 vCPU; a sidecar ~0.20 vCPU",
-            [&](const json* c, const std::string& m) -> std::string {
+            [&](const IstioCase* c, const std::string& m) -> std::string {
               if (m == kModeBare) return "";
-              const json* run = RunOf(c, m);
-              auto added = AddedCpu(run, RunOf(c, std::string(kModeBare)));
+              const LoadRun* run = RunOf(c, m);
+              auto added = AddedCpu(run, RunOf(c, kModeBare));
               if (!added) return "";
-              double rps = RunNum(run, "achieved_rps").value_or(0);
-              if (rps <= 0) rps = Num(Scenario(r, "istio"), "rps").value_or(1000);
+              double rps = Get(Ok(run), &LoadRun::achieved_rps).value_or(0);
+              if (rps <= 0) rps = r.scenarios.istio ? r.scenarios.istio->rps : 1000;
               return absl::StrCat(Fmt(*added * 1000 / rps, 3), " vCPU");
             });
   istio_row("mesh memory at 1,000 rps", "ambient ztunnel ~12 MB; a sidecar ~60 MB",
-            [](const json* c, const std::string& m) -> std::string {
-              const json* run = RunOf(c, m);
+            [](const IstioCase* c, const std::string& m) -> std::string {
+              const LoadRun* run = RunOf(c, m);
               if (m == kModeBare) return "";
               if (m == kModeSidecar) {
-                auto v = RunNum(run, "mesh_peak_rss_bytes");
+                auto v = Get(Res(run), &RunResources::mesh_peak_rss_bytes);
                 return v ? absl::StrCat(Fmt(*v / kMiB, 1), " MiB all proxies") : "";
               }
-              auto v = RunNum(run, "ztunnel_peak_rss_bytes");
+              auto v = Get(Res(run), &RunResources::ztunnel_peak_rss_bytes);
               return v ? absl::StrCat(Fmt(*v / kMiB, 1), " MiB ztunnel") : "";
             });
   md.Line();
 }
 
-void RenderSeed(const json& r, const std::vector<std::string>& modes,
+void RenderSeed(const SuiteResults& r, const std::vector<std::string>& modes,
                 const std::vector<std::string>& plots, Md& md) {
-  const json* seed = Scenario(r, "seed");
-  if (seed == nullptr) return;
+  if (!r.scenarios.seed) return;
+  const SeedResult& seed = *r.scenarios.seed;
   md.Line("## Seed (TeaStore-like shop)");
   md.Line();
-  md.Line(absl::StrCat("Users × ", Opt(Num(seed, "rate_per_user"), 0), " rps each, warm-up ",
-                       Opt(Num(seed, "warmup_seconds"), 0), " s, measured ",
-                       Opt(Num(seed, "duration_seconds"), 0),
+  md.Line(absl::StrCat("Users × ", Fmt(seed.rate_per_user, 0), " rps each, warm-up ",
+                       Fmt(seed.warmup_seconds, 0), " s, measured ", Fmt(seed.duration_seconds, 0),
                        " s per step. Latency from intended send time (ms); CPU = apps + mesh "
                        "cores (load generator excluded); memory = mean summed PSS (MiB: shared "
                        "library pages counted once, not once per process). "
@@ -793,13 +762,13 @@ void RenderSeed(const json& r, const std::vector<std::string>& modes,
   md.Head({"users", "mode", "p50", "p75", "p90", "p99", "achieved / asked rps", "errors",
            "CPU cores", "memory MiB", "p75 ×bare", "p99 ×bare", "CPU ×bare", "memory ×bare"},
           2);
-  for (const json* step : Array(seed, "steps")) {
-    const std::string users = Opt(Num(step, "users"), 0);
-    const json* bare = RunOf(step, std::string(kModeBare));
+  for (const SeedStep& step : seed.steps) {
+    const std::string users = Fmt(step.users, 0);
+    const LoadRun* bare = RunOf(&step, kModeBare);
     for (const std::string& mode : modes) {
-      const json* run = RunOf(step, mode);
+      const LoadRun* run = RunOf(&step, mode);
       if (run == nullptr) continue;
-      if (RunError(run)) {
+      if (!run->error.empty()) {
         md.Row({users, ModeTitle(r, mode), RunFailedCell(run), "", "", "", "", "", "", "", "", "",
                 "", ""});
         continue;
@@ -808,29 +777,31 @@ void RenderSeed(const json& r, const std::vector<std::string>& modes,
       auto ratio = [&](std::optional<double> v, std::optional<double> b) {
         return is_bare ? std::string("1.00×") : RatioCell(v, b);
       };
-      md.Row({users, ModeTitle(r, mode), Opt(Lat(run, "p50"), 2), Opt(Lat(run, "p75"), 2),
-              Opt(Lat(run, "p90"), 2), Opt(Lat(run, "p99"), 2),
-              absl::StrCat(Opt(RunNum(run, "achieved_rps"), 1), " / ",
-                           Opt(RunNum(run, "asked_rps"), 0)),
-              Opt(RunNum(run, "errors"), 0), Opt(RunNum(run, "cpu_cores"), 3),
-              Opt(RunNum(run, "mem_bytes"), 1, kMiB), ratio(Lat(run, "p75"), Lat(bare, "p75")),
-              ratio(Lat(run, "p99"), Lat(bare, "p99")),
-              ratio(RunNum(run, "cpu_cores"), RunNum(bare, "cpu_cores")),
-              ratio(RunNum(run, "mem_bytes"), RunNum(bare, "mem_bytes"))});
+      const RunResources& res = run->resources;
+      const RunResources* bres = Res(bare);
+      md.Row({users, ModeTitle(r, mode), Opt(Lat(run, &Percentiles::p50), 2),
+              Opt(Lat(run, &Percentiles::p75), 2), Opt(Lat(run, &Percentiles::p90), 2),
+              Opt(Lat(run, &Percentiles::p99), 2),
+              absl::StrCat(Opt(run->achieved_rps, 1), " / ", Opt(run->asked_rps, 0)),
+              Opt(D(run->errors), 0), Opt(res.cpu_cores, 3), Opt(D(res.mem_bytes), 1, kMiB),
+              ratio(Lat(run, &Percentiles::p75), Lat(bare, &Percentiles::p75)),
+              ratio(Lat(run, &Percentiles::p99), Lat(bare, &Percentiles::p99)),
+              ratio(res.cpu_cores, Get(bres, &RunResources::cpu_cores)),
+              ratio(D(res.mem_bytes), Get(bres, &RunResources::mem_bytes))});
     }
   }
   md.Line();
 }
 
-void RenderIstio(const json& r, const std::vector<std::string>& modes,
+void RenderIstio(const SuiteResults& r, const std::vector<std::string>& modes,
                  const std::vector<std::string>& plots, Md& md) {
-  const json* istio = Scenario(r, "istio");
-  if (istio == nullptr) return;
+  if (!r.scenarios.istio) return;
+  const IstioResult& istio = *r.scenarios.istio;
   md.Line("## Istio-style echo (fortio-like)");
   md.Line();
   md.Line(
-      absl::StrCat(Opt(Num(istio, "payload_bytes"), 0), " B echo at ", Opt(Num(istio, "rps"), 0),
-                   " rps for ", Opt(Num(istio, "duration_seconds"), 0),
+      absl::StrCat(Fmt(istio.payload_bytes, 0), " B echo at ", Fmt(istio.rps, 0), " rps for ",
+                   Fmt(istio.duration_seconds, 0),
                    " s. Added = mode − bare in the same case (ms). CPU over bare per 1,000 rps = "
                    "(apps + mesh processes' CPU + softirq) of the mode minus bare's, × 1000 / "
                    "achieved rps (kernel time included: system time in the processes, "
@@ -841,111 +812,103 @@ void RenderIstio(const json& r, const std::vector<std::string>& modes,
            "added p50 / p90 / p99", "CPU over bare per 1,000 rps", "mesh CPU per 1,000 rps",
            "ztunnel peak RSS MiB"},
           2);
-  for (const json* c : Array(istio, "cases")) {
-    const std::string n = Opt(Num(c, "connections"), 0);
-    const json* bare = RunOf(c, std::string(kModeBare));
+  for (const IstioCase& c : istio.cases) {
+    const std::string n = Fmt(c.connections, 0);
+    const LoadRun* bare = RunOf(&c, kModeBare);
     for (const std::string& mode : modes) {
-      const json* run = RunOf(c, mode);
+      const LoadRun* run = RunOf(&c, mode);
       if (run == nullptr) continue;
-      if (RunError(run)) {
+      if (!run->error.empty()) {
         md.Row({n, ModeTitle(r, mode), RunFailedCell(run), "", "", "", "", "", "", "", ""});
         continue;
       }
       std::string added = "–";
       if (mode != kModeBare) {
         std::vector<std::string> parts;
-        for (const char* p : {"p50", "p90", "p99"}) {
+        for (auto p : {&Percentiles::p50, &Percentiles::p90, &Percentiles::p99}) {
           auto v = Lat(run, p), b = Lat(bare, p);
           parts.push_back(v && b ? Signed(*v - *b, 2) : "–");
         }
         added = absl::StrJoin(parts, " / ");
       }
-      double rps = RunNum(run, "achieved_rps").value_or(0);
-      if (rps <= 0) rps = Num(istio, "rps").value_or(1000);
+      double rps = run->achieved_rps.value_or(0);
+      if (rps <= 0) rps = istio.rps;
       std::string host = "–";
       if (auto added = AddedCpu(run, bare); mode != kModeBare && added)
         host = Fmt(*added * 1000 / rps, 3);
-      auto mesh = RunNum(run, "mesh_cpu_cores");
+      auto mesh = run->resources.mesh_cpu_cores;
       md.Row({n, ModeTitle(r, mode),
-              absl::StrCat(Opt(RunNum(run, "achieved_rps"), 1), " / ",
-                           Opt(RunNum(run, "asked_rps"), 0)),
-              Opt(RunNum(run, "errors"), 0), Opt(Lat(run, "p50"), 2), Opt(Lat(run, "p90"), 2),
-              Opt(Lat(run, "p99"), 2), added, host, mesh ? Fmt(*mesh * 1000 / rps, 3) : "–",
-              Opt(RunNum(run, "ztunnel_peak_rss_bytes"), 1, kMiB)});
+              absl::StrCat(Opt(run->achieved_rps, 1), " / ", Opt(run->asked_rps, 0)),
+              Opt(D(run->errors), 0), Opt(Lat(run, &Percentiles::p50), 2),
+              Opt(Lat(run, &Percentiles::p90), 2), Opt(Lat(run, &Percentiles::p99), 2), added, host,
+              mesh ? Fmt(*mesh * 1000 / rps, 3) : "–",
+              Opt(D(run->resources.ztunnel_peak_rss_bytes), 1, kMiB)});
     }
   }
   md.Line();
 }
 
-void RenderThroughput(const json& r, const std::vector<std::string>& modes, Md& md) {
-  const json* tp = Scenario(r, "throughput");
-  if (tp == nullptr) return;
+void RenderThroughput(const SuiteResults& r, const std::vector<std::string>& modes, Md& md) {
+  if (!r.scenarios.throughput) return;
+  const ThroughputResult& tp = *r.scenarios.throughput;
   md.Line("## Throughput (iperf3)");
   md.Line();
-  md.Line(absl::StrCat(Opt(Num(tp, "seconds"), 0), " s per run; % of bare in the same case."));
+  md.Line(absl::StrCat(Fmt(tp.seconds, 0), " s per run; % of bare in the same case."));
   md.Line();
   md.Head({"pair", "streams", "mode", "Gbit/s", "% of bare"}, 3);
-  for (const json* c : Array(tp, "cases")) {
-    const json* bare = RunOf(c, std::string(kModeBare));
+  for (const ThroughputCase& c : tp.cases) {
+    const ThroughputRun* bare = RunOf(&c, kModeBare);
+    const std::string streams = Fmt(c.streams, 0);
     for (const std::string& mode : modes) {
-      const json* run = RunOf(c, mode);
+      const ThroughputRun* run = RunOf(&c, mode);
       if (run == nullptr) continue;
-      if (RunError(run)) {
-        md.Row({Str(c, "pair"), Opt(Num(c, "streams"), 0), ModeTitle(r, mode), RunFailedCell(run),
-                ""});
+      if (!run->error.empty()) {
+        md.Row({c.pair, streams, ModeTitle(r, mode), RunFailedCell(run), ""});
         continue;
       }
-      auto frac = Div(RunNum(run, "gbps"), RunNum(bare, "gbps"));
-      md.Row({Str(c, "pair"), Opt(Num(c, "streams"), 0), ModeTitle(r, mode),
-              Opt(RunNum(run, "gbps"), 2), frac ? Pct(*frac) : "–"});
+      auto frac = Div(run->gbps, Get(Ok(bare), &ThroughputRun::gbps));
+      md.Row({c.pair, streams, ModeTitle(r, mode), Opt(run->gbps, 2), frac ? Pct(*frac) : "–"});
     }
   }
   md.Line();
 }
 
-void RenderChurn(const json& r, const std::vector<std::string>& modes, Md& md) {
-  const json* churn = Scenario(r, "churn");
-  if (churn == nullptr) return;
+void RenderChurn(const SuiteResults& r, const std::vector<std::string>& modes, Md& md) {
+  if (!r.scenarios.churn) return;
+  const std::map<std::string, ChurnRun>& runs = r.scenarios.churn->runs;
   md.Line("## Connection churn");
   md.Line();
   md.Line(
       "New connections per second, raised step by step until saturation; max sustained = the "
       "highest asked rate the mode kept up with.");
   md.Line();
-  const json* runs = Child(churn, "runs");
-  const json* bare = Child(runs, std::string(kModeBare));
+  const ChurnRun* bare = RunIn(runs, std::string(kModeBare));
   md.Row({"mode", "max sustained conn/s", "% of bare", "steps (asked → achieved conn/s, p99 ms)"});
   md.Line("|---|---:|---:|---|");
   for (const std::string& mode : modes) {
-    const json* run = Child(runs, mode);
+    const ChurnRun* run = RunIn(runs, mode);
     if (run == nullptr) continue;
-    if (RunError(run)) {
+    if (!run->error.empty()) {
       md.Row({ModeTitle(r, mode), RunFailedCell(run), "", ""});
       continue;
     }
-    auto frac = Div(RunNum(run, "max_sustained_cps"), RunNum(bare, "max_sustained_cps"));
+    auto frac = Div(run->max_sustained_cps, Get(Ok(bare), &ChurnRun::max_sustained_cps));
     std::vector<std::string> steps;
-    for (const json* s : Array(run, "steps")) {
-      const json* sat = Child(s, "saturated");
-      const bool saturated = sat != nullptr && sat->is_boolean() && sat->get<bool>();
+    for (const ChurnStep& s : run->steps) {
       std::string e;
-      if (auto errs = Num(s, "errors"); errs && *errs > 0)
-        e = absl::StrCat(", ", Thousands(*errs), " errors");
-      steps.push_back(absl::StrCat(Opt(Num(s, "asked_cps"), 0), " → ",
-                                   Opt(Num(s, "achieved_cps"), 0), " (", Opt(Num(s, "p99_ms"), 1),
-                                   e, saturated ? ", saturated" : "", ")"));
+      if (s.errors && *s.errors > 0) e = absl::StrCat(", ", Thousands(*s.errors), " errors");
+      steps.push_back(absl::StrCat(Fmt(s.asked_cps, 0), " → ", Opt(s.achieved_cps, 0), " (",
+                                   Opt(s.p99_ms, 1), e, s.saturated ? ", saturated" : "", ")"));
     }
-    md.Row({ModeTitle(r, mode),
-            RunNum(run, "max_sustained_cps") ? Thousands(*RunNum(run, "max_sustained_cps")) : "–",
+    md.Row({ModeTitle(r, mode), run->max_sustained_cps ? Thousands(*run->max_sustained_cps) : "–",
             frac ? Pct(*frac) : "–", steps.empty() ? "–" : absl::StrJoin(steps, "; ")});
   }
   md.Line();
 }
 
-void RenderDataplane(const json& r, const std::vector<std::string>& modes, Md& md) {
-  const json* dpj = Scenario(r, "dataplane");
-  if (dpj == nullptr) return;
-  const DataplaneResult dp = DataplaneResult::FromJson(*dpj);
+void RenderDataplane(const SuiteResults& r, const std::vector<std::string>& modes, Md& md) {
+  if (!r.scenarios.dataplane) return;
+  const DataplaneResult& dp = *r.scenarios.dataplane;
   md.Line("## Data plane (ping-pong latency, connection rate, BPF run time)");
   md.Line();
   md.Line(absl::StrCat(
@@ -1002,90 +965,83 @@ void RenderDataplane(const json& r, const std::vector<std::string>& modes, Md& m
   md.Line();
 }
 
-void RenderScale(const json& r, const std::vector<std::string>& plots, Md& md) {
-  const json* scale = Scenario(r, "scale");
-  if (scale == nullptr) return;
+void RenderScale(const SuiteResults& r, const std::vector<std::string>& plots, Md& md) {
+  if (!r.scenarios.scale) return;
+  const ScaleResult& scale = *r.scenarios.scale;
   md.Line("## Scale");
   md.Line();
   PlotLinks(md, plots,
             {{"scale-pods.png", "scale: RSS vs pods"},
              {"scale-idle-connections.png", "scale: ztunnel RSS vs idle connections"}});
-  std::vector<const json*> pods = Array(scale, "pods");
-  if (!pods.empty()) {
+  if (!scale.pods.empty()) {
     md.Line("ztunnel and agent RSS vs pods:");
     md.Line();
     md.Head({"mode", "pods", "ztunnel RSS MiB", "agent RSS MiB"}, 1);
-    for (const json* p : pods) {
-      if (auto e = RunError(p)) {
-        md.Row(
-            {ModeTitle(r, Str(p, "mode")), Opt(Num(p, "pods"), 0), "**failed** (see Errors)", ""});
+    for (const ScalePods& p : scale.pods) {
+      if (!p.error.empty()) {
+        md.Row({ModeTitle(r, p.mode), Fmt(p.pods, 0), "**failed** (see Errors)", ""});
         continue;
       }
-      md.Row({ModeTitle(r, Str(p, "mode")), Opt(Num(p, "pods"), 0),
-              Opt(Num(p, "ztunnel_rss_bytes"), 1, kMiB), Opt(Num(p, "agent_rss_bytes"), 1, kMiB)});
+      md.Row({ModeTitle(r, p.mode), Fmt(p.pods, 0), Opt(D(p.ztunnel_rss_bytes), 1, kMiB),
+              Opt(D(p.agent_rss_bytes), 1, kMiB)});
     }
     md.Line();
   }
-  std::vector<const json*> idle = Array(scale, "idle_connections");
-  if (!idle.empty()) {
+  if (!scale.idle_connections.empty()) {
     md.Line("ztunnel RSS (both nodes' ztunnels summed) vs open idle tunnelled connections:");
     md.Line();
     md.Head({"mode", "connections", "ztunnel RSS MiB", "with 0 connections MiB",
              "bytes per connection (both ztunnels)", "per ztunnel"},
             1);
-    for (const json* e : idle) {
-      if (RunError(e)) {
-        md.Row({ModeTitle(r, Str(e, "mode")), Opt(Num(e, "connections"), 0),
-                "**failed** (see Errors)", "", "", ""});
+    for (const ScaleIdle& e : scale.idle_connections) {
+      if (!e.error.empty()) {
+        md.Row(
+            {ModeTitle(r, e.mode), Fmt(e.connections, 0), "**failed** (see Errors)", "", "", ""});
         continue;
       }
       auto bpc = BytesPerConnection(e);
-      md.Row({ModeTitle(r, Str(e, "mode")),
-              Num(e, "connections") ? Thousands(*Num(e, "connections")) : "–",
-              Opt(Num(e, "ztunnel_rss_bytes"), 1, kMiB),
-              Opt(Num(e, "baseline_ztunnel_rss_bytes"), 1, kMiB), bpc ? Thousands(*bpc) : "–",
-              Num(e, "bytes_per_connection_per_ztunnel")
-                  ? Thousands(*Num(e, "bytes_per_connection_per_ztunnel"))
-                  : (bpc ? Thousands(*bpc / 2) : "–")});
+      auto per_zt = D(e.bytes_per_connection_per_ztunnel);
+      md.Row({ModeTitle(r, e.mode), Thousands(e.connections), Opt(D(e.ztunnel_rss_bytes), 1, kMiB),
+              Opt(D(e.baseline_ztunnel_rss_bytes), 1, kMiB), bpc ? Thousands(*bpc) : "–",
+              per_zt ? Thousands(*per_zt) : (bpc ? Thousands(*bpc / 2) : "–")});
     }
     md.Line();
   }
 }
 
 // Run-level errors that the document's "errors" list does not already carry.
-std::vector<std::string> RunErrors(const json& r) {
+std::vector<std::string> RunErrors(const SuiteResults& r) {
   std::vector<std::string> out;
-  auto add = [&](const std::string& where, const json* run) {
-    if (auto e = RunError(run)) out.push_back(absl::StrCat(where, ": ", *e));
+  auto add = [&](const std::string& where, const std::string& error) {
+    if (!error.empty()) out.push_back(absl::StrCat(where, ": ", error));
   };
-  for (const json* s : Array(Scenario(r, "seed"), "steps"))
-    if (const json* runs = Child(s, "runs"); runs && runs->is_object())
-      for (const auto& [mode, run] : runs->items())
-        add(absl::StrCat("scenario seed, users ", Opt(Num(s, "users"), 0), ", mode ", mode), &run);
-  for (const json* c : Array(Scenario(r, "istio"), "cases"))
-    if (const json* runs = Child(c, "runs"); runs && runs->is_object())
-      for (const auto& [mode, run] : runs->items())
-        add(absl::StrCat("scenario istio, ", Opt(Num(c, "connections"), 0), " connections, mode ",
-                         mode),
-            &run);
-  for (const json* c : Array(Scenario(r, "throughput"), "cases"))
-    if (const json* runs = Child(c, "runs"); runs && runs->is_object())
-      for (const auto& [mode, run] : runs->items())
-        add(absl::StrCat("scenario throughput, ", Str(c, "pair"), ", ", Opt(Num(c, "streams"), 0),
-                         " streams, mode ", mode),
-            &run);
-  if (const json* runs = Path(&r, {"scenarios", "churn", "runs"}); runs && runs->is_object())
-    for (const auto& [mode, run] : runs->items()) add("scenario churn, mode " + mode, &run);
-  for (const char* list : {"pods", "idle_connections"})
-    for (const json* e : Array(Scenario(r, "scale"), list))
-      add(absl::StrCat("scenario scale (", list, "), mode ", Str(e, "mode")), e);
+  const Scenarios& sc = r.scenarios;
+  if (sc.seed)
+    for (const SeedStep& s : sc.seed->steps)
+      for (const auto& [mode, run] : s.runs)
+        add(absl::StrCat("scenario seed, users ", s.users, ", mode ", mode), run.error);
+  if (sc.istio)
+    for (const IstioCase& c : sc.istio->cases)
+      for (const auto& [mode, run] : c.runs)
+        add(absl::StrCat("scenario istio, ", c.connections, " connections, mode ", mode),
+            run.error);
+  if (sc.throughput)
+    for (const ThroughputCase& c : sc.throughput->cases)
+      for (const auto& [mode, run] : c.runs)
+        add(absl::StrCat("scenario throughput, ", c.pair, ", ", c.streams, " streams, mode ", mode),
+            run.error);
+  if (sc.churn)
+    for (const auto& [mode, run] : sc.churn->runs) add("scenario churn, mode " + mode, run.error);
+  if (sc.scale) {
+    for (const ScalePods& e : sc.scale->pods) add("scenario scale (pods), mode " + e.mode, e.error);
+    for (const ScaleIdle& e : sc.scale->idle_connections)
+      add("scenario scale (idle_connections), mode " + e.mode, e.error);
+  }
   return out;
 }
 
-void RenderErrors(const json& r, Md& md) {
-  std::vector<std::string> listed;
-  for (const json* e : Array(&r, "errors"))
-    listed.push_back(e->is_string() ? e->get<std::string>() : e->dump());
+void RenderErrors(const SuiteResults& r, Md& md) {
+  std::vector<std::string> listed = r.errors;
   for (const std::string& e : RunErrors(r)) {
     // The runner usually lists a failed run's error already, prefixed with where it happened.
     const std::string msg = e.substr(e.find(": ") + 2);
@@ -1206,7 +1162,7 @@ constexpr const char* kTerminal =
 
 }  // namespace
 
-std::vector<GoalRow> EvaluateGoals(const json& results) {
+std::vector<GoalRow> EvaluateGoals(const SuiteResults& results) {
   std::vector<GoalRow> out;
   SeedGoals(results, out);
   IstioGoals(results, out);
@@ -1232,14 +1188,9 @@ json GoalsToJson(const std::vector<GoalRow>& goals) {
   return a;
 }
 
-std::string RenderSuiteMarkdown(const json& results, const std::vector<std::string>& plot_files) {
+std::string RenderSuiteMarkdown(const SuiteResults& results,
+                                const std::vector<std::string>& plot_files) {
   Md md;
-  if (!results.is_object()) {
-    md.Line("# Weft benchmark suite");
-    md.Line();
-    md.Line("The results document is not a JSON object: nothing to report.");
-    return md.s;
-  }
   const std::vector<std::string> modes = Modes(results);
   RenderHeader(results, md);
   RenderGoals(EvaluateGoals(results), md);
@@ -1259,7 +1210,7 @@ namespace {
 // The plots of one results document: data files through `w`, the gnuplot script in `gp`, the
 // PNGs it will write in `pngs`.
 struct Plots {
-  const json& results;
+  const SuiteResults& results;
   PlotWriter& w;
   std::vector<std::string> modes;
   std::string gp;
@@ -1267,18 +1218,18 @@ struct Plots {
 
   // Seed: one data file per mode, rows per users step.
   absl::Status Seed() {
+    if (!results.scenarios.seed) return absl::OkStatus();
     std::vector<std::pair<std::string, std::string>> seed_files;  // (mode, file)
     for (const std::string& mode : modes) {
       std::string dat = "# users p50_ms p75_ms p90_ms p99_ms cpu_cores mem_mib\n";
       int rows = 0;
-      for (const json* step : Array(Scenario(results, "seed"), "steps")) {
-        auto users = Num(step, "users");
-        const json* run = RunOf(step, mode);
-        if (!users || run == nullptr || RunError(run)) continue;
-        auto mem = RunNum(run, "mem_bytes");
-        dat += absl::StrCat(DatNum(users), " ", DatNum(Lat(run, "p50")), " ",
-                            DatNum(Lat(run, "p75")), " ", DatNum(Lat(run, "p90")), " ",
-                            DatNum(Lat(run, "p99")), " ", DatNum(RunNum(run, "cpu_cores")), " ",
+      for (const SeedStep& step : results.scenarios.seed->steps) {
+        const LoadRun* run = Ok(RunOf(&step, mode));
+        if (run == nullptr) continue;
+        auto mem = D(run->resources.mem_bytes);
+        dat += absl::StrCat(DatNum(step.users), " ", DatNum(run->latency_ms.p50), " ",
+                            DatNum(run->latency_ms.p75), " ", DatNum(run->latency_ms.p90), " ",
+                            DatNum(run->latency_ms.p99), " ", DatNum(run->resources.cpu_cores), " ",
                             DatNum(mem ? std::optional<double>(*mem / kMiB) : std::nullopt), "\n");
         ++rows;
       }
@@ -1304,7 +1255,7 @@ struct Plots {
         return absl::StrCat("plot ", absl::StrJoin(parts, ", \\\n     "), "\n");
       };
       absl::StrAppend(
-          &gp, "\nset xlabel 'users (", Opt(Num(Scenario(results, "seed"), "rate_per_user"), 0),
+          &gp, "\nset xlabel 'users (", Fmt(results.scenarios.seed->rate_per_user, 0),
           " rps each)'\n", "set output 'seed-latency.png'\n",
           "set title 'seed: latency vs users (p75 solid, p99 dashed)'\n",
           "set ylabel 'latency (ms)'\n", "set yrange [0:*]\n", plot_lines({{3, "p75"}, {5, "p99"}}),
@@ -1320,11 +1271,13 @@ struct Plots {
 
   // Istio: rows = (connections, percentile), one column per mode: clustered bars.
   absl::Status Istio() {
+    if (!results.scenarios.istio) return absl::OkStatus();
+    const IstioResult& istio = *results.scenarios.istio;
     {
       std::vector<std::string> imodes;
       for (const std::string& mode : modes)
-        for (const json* c : Array(Scenario(results, "istio"), "cases"))
-          if (const json* run = RunOf(c, mode); run && !RunError(run) && Lat(run, "p50")) {
+        for (const IstioCase& c : istio.cases)
+          if (Lat(RunOf(&c, mode), &Percentiles::p50)) {
             imodes.push_back(mode);
             break;
           }
@@ -1332,10 +1285,12 @@ struct Plots {
         std::string dat = "# label";
         for (const std::string& m : imodes) dat += " " + SafeName(m) + "_ms";
         dat += "\n";
-        for (const json* c : Array(Scenario(results, "istio"), "cases")) {
-          for (const char* p : {"p50", "p90", "p99"}) {
-            dat += absl::StrCat("\"", Opt(Num(c, "connections"), 0), " conns ", p, "\"");
-            for (const std::string& m : imodes) dat += " " + DatNum(Lat(RunOf(c, m), p));
+        const std::pair<const char*, std::optional<double> Percentiles::*> kPercentiles[] = {
+            {"p50", &Percentiles::p50}, {"p90", &Percentiles::p90}, {"p99", &Percentiles::p99}};
+        for (const IstioCase& c : istio.cases) {
+          for (const auto& [name, p] : kPercentiles) {
+            dat += absl::StrCat("\"", Fmt(c.connections, 0), " conns ", name, "\"");
+            for (const std::string& m : imodes) dat += " " + DatNum(Lat(RunOf(&c, m), p));
             dat += "\n";
           }
         }
@@ -1345,17 +1300,15 @@ struct Plots {
           parts.push_back(absl::StrCat(
               i == 0 ? "'istio.dat' using 2:xtic(1)" : absl::StrCat("'' using ", i + 2),
               " linecolor ", i + 1, " title ", GpQuote(ModeTitle(results, imodes[i]))));
-        absl::StrAppend(
-            &gp, "\nset output 'istio-latency.png'\n",
-            absl::StrCat(
-                "set title 'istio: ", Opt(Num(Scenario(results, "istio"), "payload_bytes"), 0),
-                " B echo at ", Opt(Num(Scenario(results, "istio"), "rps"), 0),
-                " rps, latency per mode'\n"),
-            "set xlabel 'connections, percentile'\n", "set ylabel 'latency (ms)'\n",
-            "set yrange [0:*]\n", "set style data histogram\n",
-            "set style histogram clustered gap 1\n", "set style fill solid 0.8 border -1\n",
-            "set xtics rotate by -30\n", "plot ", absl::StrJoin(parts, ", \\\n     "), "\n",
-            "unset output\nset xtics norotate\nset style data points\n");
+        absl::StrAppend(&gp, "\nset output 'istio-latency.png'\n",
+                        absl::StrCat("set title 'istio: ", Fmt(istio.payload_bytes, 0),
+                                     " B echo at ", Fmt(istio.rps, 0), " rps, latency per mode'\n"),
+                        "set xlabel 'connections, percentile'\n", "set ylabel 'latency (ms)'\n",
+                        "set yrange [0:*]\n", "set style data histogram\n",
+                        "set style histogram clustered gap 1\n",
+                        "set style fill solid 0.8 border -1\n", "set xtics rotate by -30\n",
+                        "plot ", absl::StrJoin(parts, ", \\\n     "), "\n",
+                        "unset output\nset xtics norotate\nset style data points\n");
         pngs.push_back("istio-latency.png");
       }
     }
@@ -1365,21 +1318,20 @@ struct Plots {
 
   // One scale plot: per mode a data file of `row(entry)` lines from the scale list `list`,
   // sorted by their x, plotted with `cols` (column, title suffix).
-  using ScaleRow = std::function<std::optional<std::pair<double, std::string>>(const json*)>;
-  absl::Status ScalePlot(const char* list, const char* png, const char* dat_prefix,
-                         const char* header, const ScaleRow& row, const std::string& setup,
+  template <typename Entry>
+  using ScaleRow = std::function<std::optional<std::pair<double, std::string>>(const Entry&)>;
+  template <typename Entry>
+  absl::Status ScalePlot(const std::vector<Entry>& list, const char* png, const char* dat_prefix,
+                         const char* header, const ScaleRow<Entry>& row, const std::string& setup,
                          const std::vector<std::pair<int, std::string>>& cols) {
-    const json* scale = Scenario(results, "scale");
-
     std::vector<std::pair<std::string, std::string>> files;
     std::vector<std::string> smodes;
-    for (const json* e : Array(scale, list))
-      if (std::find(smodes.begin(), smodes.end(), Str(e, "mode")) == smodes.end())
-        smodes.push_back(Str(e, "mode"));
+    for (const Entry& e : list)
+      if (std::find(smodes.begin(), smodes.end(), e.mode) == smodes.end()) smodes.push_back(e.mode);
     for (const std::string& mode : smodes) {
       std::vector<std::pair<double, std::string>> rows;
-      for (const json* e : Array(scale, list)) {
-        if (Str(e, "mode") != mode || RunError(e)) continue;
+      for (const Entry& e : list) {
+        if (e.mode != mode || !e.error.empty()) continue;
         auto r = row(e);
         if (r) rows.push_back(*r);
       }
@@ -1407,12 +1359,13 @@ struct Plots {
 
   // Scale: per mode, ztunnel/agent RSS vs pods; ztunnel RSS vs idle connections.
   absl::Status Scale() {
-    WEFT_RETURN_IF_ERROR(ScalePlot(
-        "pods", "scale-pods.png", "scale-pods-", "# pods ztunnel_rss_mib agent_rss_mib\n",
-        [](const json* e) -> std::optional<std::pair<double, std::string>> {
-          auto n = Num(e, "pods");
-          if (!n) return std::nullopt;
-          auto z = Num(e, "ztunnel_rss_bytes"), a = Num(e, "agent_rss_bytes");
+    if (!results.scenarios.scale) return absl::OkStatus();
+    const ScaleResult& scale = *results.scenarios.scale;
+    WEFT_RETURN_IF_ERROR(ScalePlot<ScalePods>(
+        scale.pods, "scale-pods.png", "scale-pods-", "# pods ztunnel_rss_mib agent_rss_mib\n",
+        [](const ScalePods& e) -> std::optional<std::pair<double, std::string>> {
+          const std::optional<double> n = e.pods;
+          auto z = D(e.ztunnel_rss_bytes), a = D(e.agent_rss_bytes);
           return std::make_pair(
               *n, absl::StrCat(DatNum(n), " ", DatNum(z ? std::optional<double>(*z / kMiB) : z),
                                " ", DatNum(a ? std::optional<double>(*a / kMiB) : a), "\n"));
@@ -1420,12 +1373,13 @@ struct Plots {
         "set title 'scale: RSS vs pods (ztunnel solid, agent dashed)'\n"
         "set xlabel 'pods'\nset ylabel 'RSS (MiB)'\nset yrange [0:*]\n",
         {{2, " ztunnel"}, {3, " agent"}}));
-    WEFT_RETURN_IF_ERROR(ScalePlot(
-        "idle_connections", "scale-idle-connections.png", "scale-idle-",
+    WEFT_RETURN_IF_ERROR(ScalePlot<ScaleIdle>(
+        scale.idle_connections, "scale-idle-connections.png", "scale-idle-",
         "# connections ztunnel_rss_mib (both nodes)\n",
-        [](const json* e) -> std::optional<std::pair<double, std::string>> {
-          auto n = Num(e, "connections"), z = Num(e, "ztunnel_rss_bytes");
-          if (!n || !z) return std::nullopt;
+        [](const ScaleIdle& e) -> std::optional<std::pair<double, std::string>> {
+          const std::optional<double> n = e.connections;
+          auto z = D(e.ztunnel_rss_bytes);
+          if (!z) return std::nullopt;
           return std::make_pair(*n, absl::StrCat(DatNum(n), " ", DatNum(*z / kMiB), "\n"));
         },
         "set title 'scale: ztunnel RSS vs open idle tunnelled connections (both nodes)'\n"
@@ -1438,10 +1392,9 @@ struct Plots {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> WritePlots(const json& results, const std::string& out_dir,
+absl::StatusOr<std::vector<std::string>> WritePlots(const SuiteResults& results,
+                                                    const std::string& out_dir,
                                                     const std::string& gnuplot) {
-  if (!results.is_object())
-    return absl::InvalidArgumentError("results document is not a JSON object: nothing to plot");
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));

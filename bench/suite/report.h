@@ -1,6 +1,6 @@
 // The benchmark suite's report: goal evaluation, the markdown report and gnuplot PNG plots, all
-// read from one results document (results.h describes its schema). Pure functions of the
-// document except WritePlots, which writes files and runs gnuplot.
+// read from one results document (results.h: SuiteResults, read with FromJson<SuiteResults>).
+// Pure functions of the document except WritePlots, which writes files and runs gnuplot.
 //
 // Every reader copes with a partial document: any scenario, step, case or run may be missing or
 // may carry an "error" instead of numbers. A goal whose inputs are missing or failed is
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bench/suite/results.h"
 #include "nlohmann/json.hpp"
 
 namespace weft::bench::suite {
@@ -42,7 +43,7 @@ struct GoalRow {
 
 // Every goal row, in a fixed order (scenario, goal, case, mode), whether or not the document
 // holds the inputs.
-std::vector<GoalRow> EvaluateGoals(const nlohmann::json& results);
+std::vector<GoalRow> EvaluateGoals(const SuiteResults& results);
 
 // [{"scenario", "goal", "mode", "value", "measured", "pass", "result", "detail"}, ...] with
 // "result" one of "pass", "missed", "not measured".
@@ -53,7 +54,7 @@ nlohmann::json GoalsToJson(const std::vector<GoalRow>& goals);
 // errors. `plot_files` (as WritePlots returns them) are linked by file name where their
 // scenario's section is, so the report is meant to be written to the same directory as the
 // plots; files not ending in .png are ignored.
-std::string RenderSuiteMarkdown(const nlohmann::json& results,
+std::string RenderSuiteMarkdown(const SuiteResults& results,
                                 const std::vector<std::string>& plot_files = {});
 
 // Writes the plot data (*.dat) and one gnuplot script (plots.gp, paths relative to out_dir, so
@@ -70,7 +71,7 @@ std::string RenderSuiteMarkdown(const nlohmann::json& results,
 // .png; full paths). FailedPrecondition when gnuplot is not installed (or `gnuplot` names no
 // executable), Internal with gnuplot's stderr when it fails, InvalidArgument when there is
 // nothing to plot.
-absl::StatusOr<std::vector<std::string>> WritePlots(const nlohmann::json& results,
+absl::StatusOr<std::vector<std::string>> WritePlots(const SuiteResults& results,
                                                     const std::string& out_dir,
                                                     const std::string& gnuplot = "gnuplot");
 

@@ -18,10 +18,12 @@ namespace {
 
 using json = nlohmann::json;
 
-json Load(const std::string& name) {
+SuiteResults Load(const std::string& name) {
   std::ifstream f(std::string(WEFT_SUITE_TESTDATA) + "/" + name);
   EXPECT_TRUE(f.good()) << name;
-  return json::parse(f);
+  auto r = ReadSuiteResults(json::parse(f));
+  EXPECT_TRUE(r.ok()) << name << ": " << r.status();
+  return r.value_or(SuiteResults{});
 }
 
 const GoalRow* Find(const std::vector<GoalRow>& goals, const std::string& scenario,
@@ -173,20 +175,48 @@ TEST(EvaluateGoals, MissingScenariosAreNotMeasured) {
   EXPECT_EQ(j[0]["result"], "pass");
 }
 
-TEST(EvaluateGoals, GarbageDoesNotCrash) {
-  for (const char* text : {"null", "[]", "{}", R"({"scenarios": 3})",
-                           R"({"scenarios": {"seed": {"steps": [{"users": "x", "runs": 1}]}}})",
-                           R"({"scenarios": {"istio": {"cases": [{"connections": 4}]}}})"}) {
-    const json j = json::parse(text);
-    std::vector<GoalRow> goals = EvaluateGoals(j);
+TEST(EvaluateGoals, AnEmptyDocumentHasNoPass) {
+  for (const char* text :
+       {R"({"suite": "weft-bench-suite"})",
+        R"({"suite": "weft-bench-suite", "scenarios": {"istio": {"rps": 1000, "payload_bytes": 1024,
+            "duration_seconds": 8, "cases": [{"connections": 4}]}}})"}) {
+    auto r = ReadSuiteResults(json::parse(text));
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    std::vector<GoalRow> goals = EvaluateGoals(*r);
     EXPECT_FALSE(goals.empty()) << text;
     for (const GoalRow& g : goals) EXPECT_FALSE(g.pass) << text << ": " << g.goal;
-    EXPECT_FALSE(RenderSuiteMarkdown(j).empty()) << text;
+    EXPECT_FALSE(RenderSuiteMarkdown(*r).empty()) << text;
+  }
+}
+
+// A document that does not fit the schema is refused with the field's path, never rendered.
+TEST(ReadSuiteResults, MalformedDocumentsNameTheField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"null", "the document: expected an object, got null"},
+      {"[]", "the document: expected an object, got array"},
+      {"{}", "suite: missing"},
+      {R"({"suite": "weft-cp-bench"})", "\"weft-cp-bench\" is not weft-bench-suite"},
+      {R"({"suite": "weft-bench-suite", "scenarios": 3})",
+       "scenarios: expected an object, got number 3"},
+      {R"({"suite": "weft-bench-suite", "scenarios": {"seed": {"rate_per_user": 5,
+          "warmup_seconds": 2, "duration_seconds": 8, "steps": [{"users": "x", "runs": 1}]}}})",
+       "scenarios.seed.steps[0].users: expected a number, got string \"x\""},
+      {R"({"suite": "weft-bench-suite", "scenarios": {"seed": {"rate_per_user": 5,
+          "warmup_seconds": 2, "duration_seconds": 8, "steps": [{"users": 5, "runs": 1}]}}})",
+       "scenarios.seed.steps[0].runs: expected an object, got number 1"},
+      {R"({"suite": "weft-bench-suite", "scenarios": {"istio": {"cases": []}}})",
+       "scenarios.istio.rps: missing"},
+  };
+  for (const auto& [text, want] : cases) {
+    auto r = ReadSuiteResults(json::parse(text));
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_TRUE(Contains(std::string(r.status().message()), want)) << text << ": " << r.status();
   }
 }
 
 TEST(RenderSuiteMarkdown, FullDocument) {
-  const json r = Load("results-full.json");
+  const SuiteResults r = Load("results-full.json");
   const std::string md = RenderSuiteMarkdown(r, {"/x/seed-latency.png", "/x/seed.dat"});
   // Header.
   EXPECT_TRUE(Contains(md, "- Revision: ad1166f"));
@@ -254,8 +284,8 @@ TEST(RenderSuiteMarkdown, FewScenariosStillRender) {
 }
 
 TEST(RenderSuiteMarkdown, DataplaneFiguresRatiosAndBpfRunTime) {
-  json r = Load("results-quick-seed-only.json");
-  r["modes"] = json::array({"bare", "ebpf", "iptables"});
+  SuiteResults r = Load("results-quick-seed-only.json");
+  r.modes = {"bare", "ebpf", "iptables"};
   DataplaneResult dp;
   dp.round_trips = 5000;
   dp.message_bytes = 1024;
@@ -277,10 +307,9 @@ TEST(RenderSuiteMarkdown, DataplaneFiguresRatiosAndBpfRunTime) {
   prog.type = "cgroup_sock_addr";
   prog.by_figure["connect"] = {10000, 2500000};
   dp.bpf_programs.push_back(prog);
-  r["scenarios"]["dataplane"] = dp.ToJson();
+  r.scenarios.dataplane = dp;
   // The typed form survives its JSON.
-  EXPECT_EQ(DataplaneResult::FromJson(r["scenarios"]["dataplane"]).ToJson(),
-            r["scenarios"]["dataplane"]);
+  EXPECT_EQ(FromJson<DataplaneResult>(ToJson(dp)).value(), dp);
   const std::string md = RenderSuiteMarkdown(r);
   EXPECT_TRUE(Contains(md, "## Data plane")) << md;
   EXPECT_TRUE(Contains(
@@ -331,9 +360,9 @@ TEST(WritePlots, WritesPngsDataAndScript) {
 
 TEST(WritePlots, SeedOnlyAndHostileTitles) {
   testing::TempDir tmp;
-  json r = Load("results-quick-seed-only.json");
+  SuiteResults r = Load("results-quick-seed-only.json");
   // Titles go into the gnuplot script as strings: quotes and newlines must not break it.
-  r["mode_titles"]["ebpf"] = "it's \"eBPF\"\n system('false') `touch pwned` @GPVAL_PWD";
+  r.mode_titles["ebpf"] = "it's \"eBPF\"\n system('false') `touch pwned` @GPVAL_PWD";
   auto files = WritePlots(r, tmp.path());
   ASSERT_TRUE(files.ok()) << files.status();
   ExpectPng(tmp.path() + "/seed-latency.png");
@@ -350,9 +379,34 @@ TEST(WritePlots, ClearErrors) {
   EXPECT_TRUE(Contains(std::string(missing.status().message()), "install gnuplot"))
       << missing.status();
 
-  auto nothing = WritePlots(json::parse(R"({"scenarios": {"churn": {}}})"), tmp.path());
+  SuiteResults churn_only;
+  churn_only.scenarios.churn.emplace();
+  auto nothing = WritePlots(churn_only, tmp.path());
   ASSERT_FALSE(nothing.ok());
   EXPECT_EQ(nothing.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The suite's runs committed under bench/results (the ones the docs cite) still render as their
+// committed report.md, byte for byte. After a deliberate change of the report, regenerate them:
+//   build/bench/suite/weft-bench-suite report bench/results/<run>/results.json \
+//       --out bench/results/<run>
+TEST(RenderSuiteMarkdown, CommittedRunsRenderAsCommitted) {
+  int runs = 0;
+  for (const auto& dir : std::filesystem::directory_iterator(WEFT_BENCH_RESULTS)) {
+    auto text = weft::ReadFile(dir.path().string() + "/results.json");
+    if (!text.ok()) continue;
+    const json j = json::parse(*text, nullptr, false);
+    if (!j.is_object() || !j.contains("suite")) continue;  // another program's (weft-cp-bench)
+    auto r = ReadSuiteResults(j);
+    ASSERT_TRUE(r.ok()) << dir.path() << ": " << r.status();
+    std::vector<std::string> pngs;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path()))
+      if (f.path().extension() == ".png") pngs.push_back(f.path().string());
+    EXPECT_EQ(RenderSuiteMarkdown(*r, pngs), ReadAll(dir.path().string() + "/report.md"))
+        << dir.path();
+    ++runs;
+  }
+  EXPECT_GT(runs, 0) << "no results.json of weft-bench-suite under " << WEFT_BENCH_RESULTS;
 }
 
 }  // namespace

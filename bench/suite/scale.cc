@@ -67,7 +67,7 @@ class Scale {
   Scale(const ScaleOptions& o, const std::atomic<bool>& stop, std::string work_dir)
       : o_(o), stop_(stop), work_dir_(std::move(work_dir)) {}
 
-  json Run();
+  ScaleResult Run();
 
  private:
   // One `weftctl up`; removed (`weftctl down`) by the destructor if Down() was not called.
@@ -109,8 +109,9 @@ class Scale {
   }
   absl::StatusOr<std::string> WriteManifests(const std::string& tag,
                                              const std::vector<std::pair<std::string, int>>& pods);
-  absl::StatusOr<json> PodsStep(const std::string& mode, int pods);
-  absl::StatusOr<json> ConnectionsMode(const std::string& mode, json& steps);
+  absl::StatusOr<ScalePods> PodsStep(const std::string& mode, int pods);
+  absl::StatusOr<ScaleIdleMesh> ConnectionsMode(const std::string& mode,
+                                                std::vector<ScaleIdle>& steps);
   // The idle-connections mesh of one mode, for its steps.
   struct ConnsMesh {
     std::string mode, name, to;  // `to`: the echo server, IP:port
@@ -119,7 +120,7 @@ class Scale {
     std::vector<int64_t> base;  // each node's ztunnel RSS with no connection
     int64_t base_sum = 0;
   };
-  absl::Status ConnectionsStep(const ConnsMesh& c, int n, json& steps);
+  absl::Status ConnectionsStep(const ConnsMesh& c, int n, std::vector<ScaleIdle>& steps);
   absl::Status WaitIdleOpen(const ConnsMesh& c, int n, testbed::Process& holder,
                             const std::string& log);
   void StepFailed(const ConnsMesh& c, int n, const absl::Status& st);
@@ -133,8 +134,8 @@ class Scale {
   const ScaleOptions& o_;
   const std::atomic<bool>& stop_;
   std::string work_dir_;
-  json meshes_ = json::array();
-  json errors_ = json::array();
+  std::vector<ScaleMesh> meshes_;
+  std::vector<std::string> errors_;
 };
 
 absl::Status Scale::Mesh::Up(const std::string& capture, const std::string& manifest_dir) {
@@ -150,7 +151,7 @@ absl::Status Scale::Mesh::Up(const std::string& capture, const std::string& mani
                                             std::to_string(s_.o_.nodes), manifest_dir}),
                      log, so));
   up_ = true;  // from here on a (partial) mesh may exist: the destructor downs it
-  s_.meshes_.push_back({{"name", name_}});
+  s_.meshes_.push_back({name_, ""});
   while (true) {
     auto st = proc.Wait(milliseconds(200));
     if (st.ok()) {
@@ -169,7 +170,7 @@ absl::Status Scale::Mesh::Up(const std::string& capture, const std::string& mani
   }
   up_seconds = SecondsSince(t0);
   WEFT_ASSIGN_OR_RETURN(state_, up::LoadMesh(s_.o_.state_root, name_));
-  s_.meshes_.back()["testbed_prefix"] = state_.prefix;
+  s_.meshes_.back().testbed_prefix = state_.prefix;
   if (state_.status != "ready")
     return absl::UnavailableError(
         absl::StrCat("mesh ", name_, " is '", state_.status, "' after up, not ready"));
@@ -247,7 +248,7 @@ absl::StatusOr<double> Scale::Opened(const up::NodeState& node, const char* repo
   return MetricSum(text, kOpened, {{"reporter", reporter}});
 }
 
-absl::StatusOr<json> Scale::PodsStep(const std::string& mode, int pods) {
+absl::StatusOr<ScalePods> Scale::PodsStep(const std::string& mode, int pods) {
   std::vector<std::pair<std::string, int>> list;
   for (int i = 0; i < pods; i++) list.push_back({absl::StrCat("idle-", i), i % o_.nodes});
   const std::string name = absl::StrCat(o_.name_prefix, "-", mode, "-p", pods);
@@ -263,8 +264,10 @@ absl::StatusOr<json> Scale::PodsStep(const std::string& mode, int pods) {
     return absl::InternalError(
         absl::StrCat("mesh ", name, " has ", enrolled, " enrolled pods of ", pods, " asked"));
   WEFT_RETURN_IF_ERROR(Sleep(o_.settle));
+  ScalePods r;
+  r.mode = mode;
+  r.pods = pods;
   int64_t zt = 0, ag = 0;
-  json per_node = json::array();
   for (int i = 0; i < static_cast<int>(s.nodes.size()); i++) {
     WEFT_ASSIGN_OR_RETURN(int64_t z, Rss(s.nodes[i].ztunnel_pid, "ztunnel", i));
     WEFT_ASSIGN_OR_RETURN(int64_t a, Rss(s.nodes[i].agent_pid, "weft-agent", i));
@@ -277,24 +280,18 @@ absl::StatusOr<json> Scale::PodsStep(const std::string& mode, int pods) {
       return absl::InternalError(absl::StrCat("node", i, "'s ztunnel reports ", in_ztunnel,
                                               " enrolled pods (weft_enrolled_pods), expected ",
                                               node_pods, "; see ", s.nodes[i].ztunnel_log));
-    per_node.push_back({{"node", i},
-                        {"pods", node_pods},
-                        {"ztunnel_enrolled_pods", in_ztunnel},
-                        {"ztunnel_rss_bytes", z},
-                        {"agent_rss_bytes", a}});
+    r.nodes.push_back({i, node_pods, in_ztunnel, z, a});
     zt += z;
     ag += a;
   }
   WEFT_RETURN_IF_ERROR(mesh.Down());
   Log(absl::StrCat("pods: ", mode, ", ", pods, " pods: ztunnels ", zt >> 10, " KiB, agents ",
                    ag >> 10, " KiB (both nodes); down took ", mesh.down_seconds, " s"));
-  return json{{"mode", mode},
-              {"pods", pods},
-              {"ztunnel_rss_bytes", zt},
-              {"agent_rss_bytes", ag},
-              {"nodes", per_node},
-              {"up_seconds", mesh.up_seconds},
-              {"down_seconds", mesh.down_seconds}};
+  r.ztunnel_rss_bytes = zt;
+  r.agent_rss_bytes = ag;
+  r.up_seconds = mesh.up_seconds;
+  r.down_seconds = mesh.down_seconds;
+  return r;
 }
 
 absl::Status Scale::WaitOpen(const EchoServer& echo, const std::function<bool(int64_t)>& pred) {
@@ -317,7 +314,8 @@ absl::StatusOr<int64_t> Scale::ZtunnelRssSum(const up::MeshState& s,
   return sum;
 }
 
-absl::StatusOr<json> Scale::ConnectionsMode(const std::string& mode, json& steps) {
+absl::StatusOr<ScaleIdleMesh> Scale::ConnectionsMode(const std::string& mode,
+                                                     std::vector<ScaleIdle>& steps) {
   ConnsMesh c;
   c.mode = mode;
   c.name = absl::StrCat(o_.name_prefix, "-", mode, "-conns");
@@ -350,11 +348,11 @@ absl::StatusOr<json> Scale::ConnectionsMode(const std::string& mode, json& steps
   WEFT_RETURN_IF_ERROR(WaitOpen(*c.echo, [](int64_t n) { return n == 0; }));
   WEFT_RETURN_IF_ERROR(Sleep(std::max<milliseconds>(o_.settle, seconds(1))));
 
-  json limits = json::array();
+  std::vector<int64_t> limits;
   WEFT_ASSIGN_OR_RETURN(c.base_sum, ZtunnelRssSum(*c.s, &c.base));
   for (const up::NodeState& n : c.s->nodes) limits.push_back(NofileOf(n.ztunnel_pid));
   Log(absl::StrCat("idle connections: ", mode, ": baseline ztunnels ", c.base_sum >> 10,
-                   " KiB (both nodes); ztunnel RLIMIT_NOFILE ", limits.dump()));
+                   " KiB (both nodes); ztunnel RLIMIT_NOFILE ", absl::StrJoin(limits, ", ")));
 
   for (int n : o_.connection_counts) {
     WEFT_RETURN_IF_ERROR(CheckStop());
@@ -362,10 +360,7 @@ absl::StatusOr<json> Scale::ConnectionsMode(const std::string& mode, json& steps
   }
   echo.reset();
   WEFT_RETURN_IF_ERROR(mesh.Down());
-  return json{{"mode", mode},
-              {"up_seconds", mesh.up_seconds},
-              {"down_seconds", mesh.down_seconds},
-              {"ztunnel_nofile_limits", limits}};
+  return ScaleIdleMesh{mode, mesh.up_seconds, mesh.down_seconds, limits};
 }
 
 void Scale::StepFailed(const ConnsMesh& c, int n, const absl::Status& st) {
@@ -393,10 +388,13 @@ absl::Status Scale::WaitIdleOpen(const ConnsMesh& c, int n, testbed::Process& ho
 // n idle connections client -> server: both ztunnels' RSS with them open, checked against
 // ztunnel's counters; a failed step is recorded and the next count follows. Errors end the
 // mode (stopped, or a ztunnel died).
-absl::Status Scale::ConnectionsStep(const ConnsMesh& c, int n, json& steps) {
+absl::Status Scale::ConnectionsStep(const ConnsMesh& c, int n, std::vector<ScaleIdle>& steps) {
   const up::MeshState& s = *c.s;
   const auto t0 = Clock::now();
-  json step = {{"mode", c.mode}, {"connections", n}, {"baseline_ztunnel_rss_bytes", c.base_sum}};
+  ScaleIdle step;
+  step.mode = c.mode;
+  step.connections = n;
+  step.baseline_ztunnel_rss_bytes = c.base_sum;
   WEFT_ASSIGN_OR_RETURN(double src0, Opened(s.nodes[0], "source"));
   WEFT_ASSIGN_OR_RETURN(double dst0, Opened(s.nodes[1], "destination"));
   Log(absl::StrCat("idle connections: ", c.mode, ": opening ", n, " client -> server"));
@@ -433,24 +431,18 @@ absl::Status Scale::ConnectionsStep(const ConnsMesh& c, int n, json& steps) {
     return absl::OkStatus();
   }
   const double counted_out = *src1 - src0, counted_in = *dst1 - dst0;
-  json per_node = json::array();
   for (size_t i = 0; i < s.nodes.size(); i++)
-    per_node.push_back({{"node", i},
-                        {"side", i == 0 ? "client (outbound)" : "server (inbound)"},
-                        {"baseline_rss_bytes", c.base[i]},
-                        {"rss_bytes", held[i]},
-                        {"bytes_per_connection", (held[i] - c.base[i]) / n}});
+    step.nodes.push_back({static_cast<int>(i), i == 0 ? "client (outbound)" : "server (inbound)",
+                          c.base[i], held[i], (held[i] - c.base[i]) / n});
   const int64_t per_conn = (*held_sum - c.base_sum) / n;
-  step["ztunnel_rss_bytes"] = *held_sum;
-  step["bytes_per_connection"] = per_conn;
-  step["bytes_per_connection_per_ztunnel"] = per_conn / 2;
-  step["goal_met"] = per_conn / 2 <= kGoalBytesPerConnPerZtunnel;
-  step["ztunnel_rss_after_close_bytes"] = after_sum;
-  step["server_open_connections"] = server_open;
-  step["ztunnel_counted"] = {{"node0_outbound_opened", counted_out},
-                             {"node1_inbound_opened", counted_in}};
-  step["nodes"] = per_node;
-  step["seconds"] = open_seconds;
+  step.ztunnel_rss_bytes = *held_sum;
+  step.bytes_per_connection = per_conn;
+  step.bytes_per_connection_per_ztunnel = per_conn / 2;
+  step.goal_met = per_conn / 2 <= kGoalBytesPerConnPerZtunnel;
+  step.ztunnel_rss_after_close_bytes = after_sum;
+  step.server_open_connections = server_open;
+  step.ztunnel_counted = ZtunnelCounted{counted_out, counted_in};
+  step.seconds = open_seconds;
   Log(absl::StrCat("idle connections: ", c.mode, ", ", n, ": ztunnels ", *held_sum >> 10,
                    " KiB (baseline ", c.base_sum >> 10, "), ", per_conn,
                    " B per connection (both ztunnels), ztunnel counted ", counted_out, " out / ",
@@ -465,53 +457,49 @@ absl::Status Scale::ConnectionsStep(const ConnsMesh& c, int n, json& steps) {
   return absl::OkStatus();
 }
 
-json Scale::Run() {
-  json pods = json::array(), conns = json::array(), conn_meshes = json::array();
+ScaleResult Scale::Run() {
+  ScaleResult out;
   const auto t0 = Clock::now();
   for (const auto& mode : o_.modes) {
     for (int n : o_.pod_counts) {
       if (stop_.load()) break;
       auto r = PodsStep(mode, n);
       if (r.ok()) {
-        pods.push_back(*r);
+        out.pods.push_back(std::move(*r));
       } else if (r.status().code() != absl::StatusCode::kCancelled) {
         errors_.push_back(
             absl::StrCat("scale, mode ", mode, ", ", n, " pods: ", r.status().message()));
-        Log(errors_.back().get<std::string>());
+        Log(errors_.back());
       }
     }
   }
-  const double pods_seconds = SecondsSince(t0);
+  out.pods_seconds = SecondsSince(t0);
   const auto t1 = Clock::now();
   for (const auto& mode : o_.modes) {
     if (stop_.load() || o_.connection_counts.empty()) break;
-    auto r = ConnectionsMode(mode, conns);
+    auto r = ConnectionsMode(mode, out.idle_connections);
     if (r.ok()) {
-      conn_meshes.push_back(*r);
+      out.idle_connection_meshes.push_back(std::move(*r));
     } else if (r.status().code() != absl::StatusCode::kCancelled) {
       errors_.push_back(
           absl::StrCat("scale, mode ", mode, ", idle connections: ", r.status().message()));
-      Log(errors_.back().get<std::string>());
+      Log(errors_.back());
     }
   }
-  return json{
-      {"pods", pods},
-      {"idle_connections", conns},
-      {"idle_connection_meshes", conn_meshes},
-      {"nodes", o_.nodes},
-      {"goal_bytes_per_connection_per_ztunnel", kGoalBytesPerConnPerZtunnel},
-      {"note",
-       "RSS is VmRSS. bytes_per_connection = (sum of both nodes' ztunnel RSS with N idle "
-       "connections held - the same with none) / N. Each cross-node tunnelled connection is held "
-       "by two ztunnels (node0 outbound, node1 inbound), so the goal (<= 4 KiB of ztunnel memory "
-       "per idle tunnelled connection) is checked per ztunnel: bytes_per_connection_per_ztunnel "
-       "= bytes_per_connection / 2 (per-node figures under nodes[]). The baseline is taken after "
-       "one warm-up connection; pods run weft-teashop --role idle, spread round-robin over the "
-       "nodes; connections are echoed by an in-process server in the server pod's namespace."},
-      {"pods_seconds", pods_seconds},
-      {"idle_connections_seconds", SecondsSince(t1)},
-      {"meshes", meshes_},
-      {"errors", errors_}};
+  out.nodes = o_.nodes;
+  out.goal_bytes_per_connection_per_ztunnel = kGoalBytesPerConnPerZtunnel;
+  out.note =
+      "RSS is VmRSS. bytes_per_connection = (sum of both nodes' ztunnel RSS with N idle "
+      "connections held - the same with none) / N. Each cross-node tunnelled connection is held "
+      "by two ztunnels (node0 outbound, node1 inbound), so the goal (<= 4 KiB of ztunnel memory "
+      "per idle tunnelled connection) is checked per ztunnel: bytes_per_connection_per_ztunnel "
+      "= bytes_per_connection / 2 (per-node figures under nodes[]). The baseline is taken after "
+      "one warm-up connection; pods run weft-teashop --role idle, spread round-robin over the "
+      "nodes; connections are echoed by an in-process server in the server pod's namespace.";
+  out.idle_connections_seconds = SecondsSince(t1);
+  out.meshes = meshes_;
+  out.errors = errors_;
+  return out;
 }
 
 }  // namespace
@@ -523,7 +511,7 @@ ScaleOptions ScaleOptions::Quick() {
   return o;
 }
 
-absl::StatusOr<json> RunScale(const ScaleOptions& o, const std::atomic<bool>& stop) {
+absl::StatusOr<ScaleResult> RunScale(const ScaleOptions& o, const std::atomic<bool>& stop) {
   if (::geteuid() != 0)
     return absl::PermissionDeniedError("scale: weftctl up needs root (namespaces, cgroups)");
   for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"weftctl", o.weftctl},
@@ -575,9 +563,9 @@ absl::StatusOr<json> RunScale(const ScaleOptions& o, const std::atomic<bool>& st
     return absl::InternalError(absl::StrCat("scale: cannot create ", work, ": ", ec.message()));
 
   Scale s(o, stop, work);
-  json r = s.Run();
+  ScaleResult r = s.Run();
   if (stop.load()) return absl::CancelledError("scale: stopped (every mesh made was removed)");
-  r["nofile_limit"] = nofile;
+  r.nofile_limit = nofile;
   return r;
 }
 

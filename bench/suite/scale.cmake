@@ -4,7 +4,7 @@
 add_library(weft_bench_suite_scale STATIC ${CMAKE_CURRENT_LIST_DIR}/scale.cc)
 target_include_directories(weft_bench_suite_scale PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(weft_bench_suite_scale
-  PUBLIC absl::status absl::statusor nlohmann_json::nlohmann_json
+  PUBLIC absl::status absl::statusor nlohmann_json::nlohmann_json weft_bench_suite_report
   PRIVATE weft_bench_lib weft_cli_up weft_testbed weft_scrape weft_common absl::strings
           weft_warnings)
 

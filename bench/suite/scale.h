@@ -21,18 +21,10 @@
 // is held by two ztunnels (outbound on node0, inbound on node1), so the per-ztunnel figure the
 // 4 KiB goal is about is half of it (`bytes_per_connection_per_ztunnel`, see "note").
 //
-// The result is the "scale" object of bench/suite/results.h, plus extra fields:
-//   pods[i]: "nodes" [{node, pods, ztunnel_enrolled_pods (ztunnel's weft_enrolled_pods, checked
-//            to equal pods), ztunnel_rss_bytes, agent_rss_bytes}], up_seconds, down_seconds
-//   idle_connections[i]: bytes_per_connection_per_ztunnel, goal_met, "nodes" [{node, side,
-//            baseline_rss_bytes, rss_bytes, bytes_per_connection}], ztunnel_rss_after_close_bytes,
-//            server_open_connections, ztunnel_counted {node0_outbound_opened,
-//            node1_inbound_opened}, seconds (open + measure)
-//   idle_connection_meshes: [{mode, up_seconds, down_seconds, ztunnel_nofile_limits}]
-//   nodes, goal_bytes_per_connection_per_ztunnel (4096), note (how the figures are made),
-//   pods_seconds, idle_connections_seconds, nofile_limit (RLIMIT_NOFILE the meshes inherited),
-//   meshes [{name, testbed_prefix}] (every mesh made; all removed when RunScale returns),
-//   errors ["..."] (a failed mode or step is reported there and the scenario goes on).
+// The result is ScaleResult of bench/suite/results.h (the "scale" scenario of results.json): per
+// pod count and per idle-connection count the figures summed over the nodes and per node, the
+// meshes made, how long each step took, and the errors (a failed mode or step is reported there
+// and the scenario goes on).
 // File descriptors: RunScale raises its soft RLIMIT_NOFILE (inherited by weftctl, the daemons and
 // the holder) and needs at least max(connection_counts) + 1024.
 #pragma once
@@ -44,7 +36,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "nlohmann/json.hpp"
+#include "bench/suite/results.h"
 
 namespace weft::bench::suite {
 
@@ -77,9 +69,9 @@ struct ScaleOptions {
   static ScaleOptions Quick();
 };
 
-// Runs the scenario and returns the "scale" object. Errors only for unusable options (missing
+// Runs the scenario and returns its results. Errors only for unusable options (missing
 // executables, bad prefix, not root) or when `stop` became true (Cancelled); every mesh made is
 // removed (`weftctl down`) before returning, whatever happened.
-absl::StatusOr<nlohmann::json> RunScale(const ScaleOptions& o, const std::atomic<bool>& stop);
+absl::StatusOr<ScaleResult> RunScale(const ScaleOptions& o, const std::atomic<bool>& stop);
 
 }  // namespace weft::bench::suite

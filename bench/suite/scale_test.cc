@@ -35,17 +35,13 @@ ScaleOptions Small(const std::string& dir, const std::string& tag) {
 }
 
 // Every mesh the run made is gone: `weftctl down` removed state.json and every namespace.
-void ExpectNoMeshLeft(const ScaleOptions& o, const nlohmann::json& meshes) {
-  ASSERT_TRUE(meshes.is_array());
-  for (const auto& m : meshes) {
-    const std::string name = m.at("name").get<std::string>();
-    EXPECT_FALSE(std::filesystem::exists(o.state_root + "/" + name + "/state.json")) << name;
-    ASSERT_TRUE(m.contains("testbed_prefix")) << m.dump();
-    const std::string prefix = m["testbed_prefix"].get<std::string>();
-    ASSERT_FALSE(prefix.empty());
+void ExpectNoMeshLeft(const ScaleOptions& o, const std::vector<ScaleMesh>& meshes) {
+  for (const ScaleMesh& m : meshes) {
+    EXPECT_FALSE(std::filesystem::exists(o.state_root + "/" + m.name + "/state.json")) << m.name;
+    ASSERT_FALSE(m.testbed_prefix.empty()) << m.name;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator("/run/netns", ec))
-      EXPECT_EQ(e.path().filename().string().find(prefix), std::string::npos)
+      EXPECT_EQ(e.path().filename().string().find(m.testbed_prefix), std::string::npos)
           << "namespace left behind: " << e.path();
   }
 }
@@ -57,47 +53,48 @@ TEST(ScaleTest, SmallRunMeasuresPodsAndIdleConnectionsAndRemovesEveryMesh) {
   std::atomic<bool> stop{false};
   auto r = RunScale(o, stop);
   ASSERT_TRUE(r.ok()) << r.status();
-  const nlohmann::json& j = *r;
-  SCOPED_TRACE(j.dump(2));
-  EXPECT_TRUE(j.at("errors").empty());
+  const ScaleResult& j = *r;
+  SCOPED_TRACE(ToJson(j).dump(2));
+  EXPECT_TRUE(j.errors.empty());
 
-  ASSERT_EQ(j.at("pods").size(), 1u);
-  const auto& p = j["pods"][0];
-  EXPECT_EQ(p.at("mode"), "iptables");
-  EXPECT_EQ(p.at("pods"), 3);
-  EXPECT_GT(p.at("ztunnel_rss_bytes").get<int64_t>(), 0);
-  EXPECT_GT(p.at("agent_rss_bytes").get<int64_t>(), 0);
-  ASSERT_EQ(p.at("nodes").size(), 2u);
-  EXPECT_EQ(p["nodes"][0].at("pods").get<int>() + p["nodes"][1].at("pods").get<int>(), 3);
-  EXPECT_EQ(p["nodes"][0].at("ztunnel_enrolled_pods").get<double>() +
-                p["nodes"][1].at("ztunnel_enrolled_pods").get<double>(),
-            3);
-  EXPECT_EQ(p["nodes"][0].at("ztunnel_rss_bytes").get<int64_t>() +
-                p["nodes"][1].at("ztunnel_rss_bytes").get<int64_t>(),
-            p["ztunnel_rss_bytes"].get<int64_t>());
-  EXPECT_GT(p.at("up_seconds").get<double>(), 0);
+  ASSERT_EQ(j.pods.size(), 1u);
+  const ScalePods& p = j.pods[0];
+  EXPECT_EQ(p.mode, "iptables");
+  EXPECT_EQ(p.pods, 3);
+  EXPECT_GT(p.ztunnel_rss_bytes.value_or(0), 0);
+  EXPECT_GT(p.agent_rss_bytes.value_or(0), 0);
+  ASSERT_EQ(p.nodes.size(), 2u);
+  EXPECT_EQ(p.nodes[0].pods + p.nodes[1].pods, 3);
+  EXPECT_EQ(
+      p.nodes[0].ztunnel_enrolled_pods.value_or(0) + p.nodes[1].ztunnel_enrolled_pods.value_or(0),
+      3);
+  EXPECT_EQ(p.nodes[0].ztunnel_rss_bytes.value_or(0) + p.nodes[1].ztunnel_rss_bytes.value_or(0),
+            p.ztunnel_rss_bytes.value_or(-1));
+  EXPECT_GT(p.up_seconds.value_or(0), 0);
 
-  ASSERT_EQ(j.at("idle_connections").size(), 1u);
-  const auto& c = j["idle_connections"][0];
-  EXPECT_EQ(c.at("mode"), "iptables");
-  EXPECT_EQ(c.at("connections"), 200);
-  const int64_t base = c.at("baseline_ztunnel_rss_bytes").get<int64_t>();
-  const int64_t held = c.at("ztunnel_rss_bytes").get<int64_t>();
+  ASSERT_EQ(j.idle_connections.size(), 1u);
+  const ScaleIdle& c = j.idle_connections[0];
+  EXPECT_EQ(c.mode, "iptables");
+  EXPECT_EQ(c.connections, 200);
+  const int64_t base = c.baseline_ztunnel_rss_bytes.value_or(0);
+  const int64_t held = c.ztunnel_rss_bytes.value_or(0);
   EXPECT_GT(base, 0);
   EXPECT_GT(held, 0);
-  ASSERT_TRUE(c.at("bytes_per_connection").is_number_integer());
-  EXPECT_EQ(c["bytes_per_connection"].get<int64_t>(), (held - base) / 200);
-  EXPECT_EQ(c.at("bytes_per_connection_per_ztunnel").get<int64_t>(),
-            c["bytes_per_connection"].get<int64_t>() / 2);
+  ASSERT_TRUE(c.bytes_per_connection.has_value());
+  EXPECT_EQ(*c.bytes_per_connection, (held - base) / 200);
+  EXPECT_EQ(c.bytes_per_connection_per_ztunnel.value_or(-1), *c.bytes_per_connection / 2);
   // The connections went through both ztunnels, and all of them reached the server.
-  EXPECT_GE(c.at("ztunnel_counted").at("node0_outbound_opened").get<double>(), 200);
-  EXPECT_GE(c["ztunnel_counted"].at("node1_inbound_opened").get<double>(), 200);
-  EXPECT_GE(c.at("server_open_connections").get<int64_t>(), 200);
-  EXPECT_GE(j.at("nofile_limit").get<int64_t>(), 2 * 200);
-  EXPECT_FALSE(j.at("note").get<std::string>().empty());
+  ASSERT_TRUE(c.ztunnel_counted.has_value());
+  EXPECT_GE(c.ztunnel_counted->node0_outbound_opened.value_or(0), 200);
+  EXPECT_GE(c.ztunnel_counted->node1_inbound_opened.value_or(0), 200);
+  EXPECT_GE(c.server_open_connections.value_or(0), 200);
+  EXPECT_GE(j.nofile_limit.value_or(0), 2 * 200);
+  EXPECT_FALSE(j.note.empty());
 
-  EXPECT_EQ(j.at("meshes").size(), 2u);
-  ExpectNoMeshLeft(o, j["meshes"]);
+  EXPECT_EQ(j.meshes.size(), 2u);
+  ExpectNoMeshLeft(o, j.meshes);
+  // Its JSON form reads back as the same value (results.h).
+  EXPECT_EQ(FromJson<ScaleResult>(ToJson(j)).value(), j);
 }
 
 TEST(ScaleTest, StopHalfWayRemovesTheMesh) {
@@ -121,7 +118,7 @@ TEST(ScaleTest, StopHalfWayRemovesTheMesh) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled) << r.status();
   ASSERT_FALSE(prefix.empty()) << "the mesh was never up";
   EXPECT_FALSE(std::filesystem::exists(o.state_root + "/" + name + "/state.json"));
-  ExpectNoMeshLeft(o, nlohmann::json::array({{{"name", name}, {"testbed_prefix", prefix}}}));
+  ExpectNoMeshLeft(o, {{name, prefix}});
 }
 
 TEST(ScaleTest, BadOptionsAreClearErrors) {

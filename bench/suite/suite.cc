@@ -417,24 +417,23 @@ class Env {
 // ---------------------------------------------------------------------------------------------
 // Runs and their summaries.
 
-json Percentiles(const json& ms) {
-  json out = json::object();
+// weft-loadgen's percentiles ("p99.9" is "p999" in the results).
+Percentiles ToPercentiles(const json& ms) {
+  Percentiles out;
   if (!ms.is_object()) return out;
-  for (const auto& [from, to] :
-       std::vector<std::pair<std::string, std::string>>{{"p50", "p50"},
-                                                        {"p75", "p75"},
-                                                        {"p90", "p90"},
-                                                        {"p99", "p99"},
-                                                        {"p99.9", "p999"},
-                                                        {"max", "max"},
-                                                        {"mean", "mean"}}) {
-    if (ms.contains(from)) out[to] = ms[from];
+  const std::pair<const char*, std::optional<double> Percentiles::*> kFrom[] = {
+      {"p50", &Percentiles::p50},  {"p75", &Percentiles::p75},    {"p90", &Percentiles::p90},
+      {"p99", &Percentiles::p99},  {"p99.9", &Percentiles::p999}, {"max", &Percentiles::max},
+      {"mean", &Percentiles::mean}};
+  for (const auto& [from, to] : kFrom) {
+    auto it = ms.find(from);
+    if (it != ms.end() && it->is_number()) out.*to = it->get<double>();
   }
   return out;
 }
 
-// Adds the accounting figures of `usage` (ToJson(RunUsage)) to a run summary.
-void AddUsage(const RunUsage& u, json& run) {
+// The accounting figures of `u` for a run's summary.
+RunResources Resources(const RunUsage& u) {
   const double secs = std::max(u.elapsed_seconds, 1e-3);
   double apps_cpu = 0, mesh_cpu = 0, apps_pss = 0, mesh_pss = 0, apps_rss = 0, mesh_rss = 0;
   int64_t mesh_peak = 0, zt_rss = 0, zt_pss = 0, zt_anon = 0;
@@ -460,45 +459,47 @@ void AddUsage(const RunUsage& u, json& run) {
     }
   }
   const HostCpu& h = u.host;
-  run["cpu_cores"] = Round((apps_cpu + mesh_cpu) / secs, 1e-4);
-  run["apps_cpu_cores"] = Round(apps_cpu / secs, 1e-4);
-  run["mesh_cpu_cores"] = Round(mesh_cpu / secs, 1e-4);
-  run["host_cpu_cores"] = Round((h.user + h.system + h.irq + h.softirq + h.steal) / secs, 1e-4);
-  run["host_softirq_cores"] = Round(h.softirq / secs, 1e-4);
+  RunResources r;
+  r.cpu_cores = Round((apps_cpu + mesh_cpu) / secs, 1e-4);
+  r.apps_cpu_cores = Round(apps_cpu / secs, 1e-4);
+  r.mesh_cpu_cores = Round(mesh_cpu / secs, 1e-4);
+  r.host_cpu_cores = Round((h.user + h.system + h.irq + h.softirq + h.steal) / secs, 1e-4);
+  r.host_softirq_cores = Round(h.softirq / secs, 1e-4);
   // PSS: libraries shared by several processes (every HAProxy sidecar maps the same binary and
   // OpenSSL; ztunnel, agent and weftd share gRPC, protobuf, OpenSSL) count once, as the
   // machine pays for them once; RSS sums would count them once per process.
-  run["mem_bytes"] = static_cast<int64_t>(apps_pss + mesh_pss);
-  run["apps_mem_bytes"] = static_cast<int64_t>(apps_pss);
-  run["mesh_mem_bytes"] = static_cast<int64_t>(mesh_pss);
-  run["mem_rss_bytes"] = static_cast<int64_t>(apps_rss + mesh_rss);
-  run["mesh_rss_bytes"] = static_cast<int64_t>(mesh_rss);
-  run["mesh_peak_rss_bytes"] = mesh_peak;
+  r.mem_bytes = static_cast<int64_t>(apps_pss + mesh_pss);
+  r.apps_mem_bytes = static_cast<int64_t>(apps_pss);
+  r.mesh_mem_bytes = static_cast<int64_t>(mesh_pss);
+  r.mem_rss_bytes = static_cast<int64_t>(apps_rss + mesh_rss);
+  r.mesh_rss_bytes = static_cast<int64_t>(mesh_rss);
+  r.mesh_peak_rss_bytes = mesh_peak;
   if (zt_rss > 0) {
-    run["ztunnel_peak_rss_bytes"] = zt_rss;
-    run["ztunnel_peak_pss_bytes"] = zt_pss;
-    run["ztunnel_peak_anon_bytes"] = zt_anon;
+    r.ztunnel_peak_rss_bytes = zt_rss;
+    r.ztunnel_peak_pss_bytes = zt_pss;
+    r.ztunnel_peak_anon_bytes = zt_anon;
   }
-  run["usage"] = ToJson(u);
+  r.usage = weft::bench::ToJson(u);
+  return r;
 }
 
-json SummariseLoadgen(json lg) {
-  json run = json::object();
-  const json& ov = lg["overall"];
-  run["asked_rps"] = lg.value("asked_rps", 0.0);
-  run["achieved_rps"] = lg.value("achieved_rps", 0.0);
-  run["sent"] = ov.value("sent", 0);
-  run["ok"] = ov.value("ok", 0);
-  run["errors"] = ov.value("errors", 0);
-  run["unfinished"] = ov.value("unfinished", 0);
-  run["latency_ms"] = Percentiles(ov["latency_ms"]);
-  run["ttfb_ms"] = Percentiles(ov["ttfb_ms"]);
-  run["service_ms"] = Percentiles(ov["service_ms"]);
+LoadRun SummariseLoadgen(json lg) {
+  LoadRun run;
+  const json ov = lg.value("overall", json::object());
+  run.asked_rps = lg.value("asked_rps", 0.0);
+  run.achieved_rps = lg.value("achieved_rps", 0.0);
+  run.sent = ov.value("sent", int64_t{0});
+  run.ok = ov.value("ok", int64_t{0});
+  run.errors = ov.value("errors", int64_t{0});
+  run.unfinished = ov.value("unfinished", int64_t{0});
+  run.latency_ms = ToPercentiles(ov.value("latency_ms", json()));
+  run.ttfb_ms = ToPercentiles(ov.value("ttfb_ms", json()));
+  run.service_ms = ToPercentiles(ov.value("service_ms", json()));
   // Per-type histograms would make the document megabytes; the overall ones stay.
   if (lg.contains("types")) {
     for (auto& [k, t] : lg["types"].items()) t.erase("histograms_ns");
   }
-  run["loadgen"] = std::move(lg);
+  run.loadgen = std::move(lg);
   return run;
 }
 
@@ -620,17 +621,17 @@ class Runner {
  public:
   Runner(const Options& o, const std::atomic<bool>& stop) : o_(o), stop_(stop) {}
 
-  json& doc() { return doc_; }
+  SuiteResults& doc() { return doc_; }
 
   void Error(const std::string& what) {
     Progress("ERROR " + what);
-    doc_["errors"].push_back(what);
+    doc_.errors.push_back(what);
   }
 
   // One weft-loadgen run in the load pod with accounting around it.
-  json LoadRun(Env& env, const std::vector<std::string>& loadgen_args, int seconds,
-               const std::string& what) {
-    json run = json::object();
+  LoadRun LoadgenRun(Env& env, const std::vector<std::string>& loadgen_args, int seconds,
+                     const std::string& what) {
+    LoadRun run;
     const std::string out = absl::StrCat(o_.work_dir, "/loadgen-", ++seq_, ".json");
     std::vector<std::string> argv = {o_.loadgen};
     argv.insert(argv.end(), loadgen_args.begin(), loadgen_args.end());
@@ -643,26 +644,28 @@ class Runner {
     std::ifstream f(out);
     json lg = json::parse(f, nullptr, false);
     if (lg.is_object()) {
-      json s = SummariseLoadgen(std::move(lg));
-      for (auto& [k, v] : s.items()) run[k] = v;
+      LoadRun s = SummariseLoadgen(std::move(lg));
+      s.warning = std::move(run.warning);
+      s.error = std::move(run.error);
+      run = std::move(s);
     }
-    if (usage.ok()) AddUsage(*usage, run);
-    if (!res.ok() && !run.contains("achieved_rps")) {
-      run["error"] = std::string(res.status().message());
-    }
+    if (usage.ok()) run.resources = Resources(*usage);
+    if (!res.ok() && !run.achieved_rps) run.error = std::string(res.status().message());
     Verify(env, before, run);
-    if (run.contains("error"))
-      Error(absl::StrCat(what, ", mode ", env.mode(), ": ", run["error"].get<std::string>()));
+    if (!run.error.empty()) Error(absl::StrCat(what, ", mode ", env.mode(), ": ", run.error));
     return run;
   }
 
   // Records the mesh counter before a run (and refreshes the pids).
-  std::optional<double> Prepare(Env& env, json& run) {
-    if (auto st = env.Refresh(); !st.ok()) run["warning"] = std::string(st.message());
+  template <typename Run>
+  std::optional<double> Prepare(Env& env, Run& run) {
+    if (auto st = env.Refresh(); !st.ok()) {
+      if constexpr (requires { run.warning; }) run.warning = std::string(st.message());
+    }
     if (!Meshed(env.mode())) return std::nullopt;
     auto c = env.MeshedConnections();
     if (!c.ok()) {
-      run["error"] = absl::StrCat("cannot read the mesh's counters: ", c.status().message());
+      run.error = absl::StrCat("cannot read the mesh's counters: ", c.status().message());
       return std::nullopt;
     }
     return *c;
@@ -670,47 +673,69 @@ class Runner {
 
   // A meshed run whose connections the mesh did not count is a bare figure: an error. `expected`:
   // how many connections the run made (at least 1).
-  void Verify(Env& env, std::optional<double> before, json& run, double expected = 1) {
-    if (!before || run.contains("error")) return;
+  template <typename Run>
+  void Verify(Env& env, std::optional<double> before, Run& run, double expected = 1) {
+    if (!before || !run.error.empty()) return;
     auto after = env.MeshedConnections();
     if (!after.ok()) {
-      run["error"] = absl::StrCat("cannot read the mesh's counters: ", after.status().message());
+      run.error = absl::StrCat("cannot read the mesh's counters: ", after.status().message());
       return;
     }
-    run["mesh_connections"] = *after - *before;
+    run.mesh_connections = *after - *before;
     if (*after - *before < 1) {
-      run["error"] =
+      run.error =
           "the mesh counted no connection from the load pod during the run: the traffic "
           "bypassed it, so this is not a meshed figure";
     } else if (*after - *before < expected) {
-      run["error"] = absl::StrCat("the mesh counted ", *after - *before, " of the run's ", expected,
-                                  " connections from the load pod: some bypassed it, so this is "
-                                  "not a meshed figure");
+      run.error = absl::StrCat("the mesh counted ", *after - *before, " of the run's ", expected,
+                               " connections from the load pod: some bypassed it, so this is "
+                               "not a meshed figure");
     }
   }
 
+  // weft-loadgen's flags for `users` keep-alive users against `target` at `rate` (a rate flag
+  // and its value), warm-up and measured seconds.
+  static std::vector<std::string> KeepAliveArgs(const std::string& target, int users,
+                                                std::vector<std::string> rate, int warmup,
+                                                int duration) {
+    std::vector<std::string> a = {"--target", target, "--users", std::to_string(users)};
+    a.insert(a.end(), rate.begin(), rate.end());
+    a.insert(a.end(), {"--warmup", absl::StrCat(warmup, "s"), "--duration",
+                       absl::StrCat(duration, "s"), "--conn", "keepalive"});
+    return a;
+  }
+
+  // One step of a load scenario (a seed users count, an istio connections case): the same
+  // weft-loadgen run in every mode, one after the other. False when stopped.
+  bool LoadStep(std::vector<std::unique_ptr<Env>>& envs, const std::string& progress,
+                const std::string& what, const std::vector<std::string>& args, int seconds,
+                std::map<std::string, LoadRun>& runs) {
+    for (auto& env : envs) {
+      if (stop_) return false;
+      Progress(absl::StrCat(progress, ", ", env->mode()));
+      LoadRun run = LoadgenRun(*env, args, seconds, what);
+      Line(run);
+      runs[env->mode()] = std::move(run);
+    }
+    return true;
+  }
+
   void Seed(std::vector<std::unique_ptr<Env>>& envs) {
-    json sc = {{"rate_per_user", o_.rate_per_user},
-               {"warmup_seconds", o_.seed_warmup_seconds},
-               {"duration_seconds", o_.seed_duration_seconds},
-               {"steps", json::array()}};
+    SeedResult& sc = doc_.scenarios.seed.emplace();
+    sc.rate_per_user = o_.rate_per_user;
+    sc.warmup_seconds = o_.seed_warmup_seconds;
+    sc.duration_seconds = o_.seed_duration_seconds;
     for (int users : o_.seed_users) {
-      json step = {{"users", users}, {"runs", json::object()}};
-      for (auto& env : envs) {
-        if (stop_) return;
-        Progress(
-            absl::StrCat("seed: ", users, " users x ", o_.rate_per_user, " rps, ", env->mode()));
-        step["runs"][env->mode()] = LoadRun(
-            *env,
-            {"--target", "http://frontend.shop.svc.cluster.local", "--users", std::to_string(users),
-             "--rate-per-user", absl::StrCat(o_.rate_per_user), "--warmup",
-             absl::StrCat(o_.seed_warmup_seconds, "s"), "--duration",
-             absl::StrCat(o_.seed_duration_seconds, "s"), "--conn", "keepalive"},
-            o_.seed_warmup_seconds + o_.seed_duration_seconds, absl::StrCat("seed ", users));
-        Line(step["runs"][env->mode()]);
-      }
-      sc["steps"].push_back(std::move(step));
-      doc_["scenarios"]["seed"] = sc;
+      SeedStep step;
+      step.users = users;
+      if (!LoadStep(envs, absl::StrCat("seed: ", users, " users x ", o_.rate_per_user, " rps"),
+                    absl::StrCat("seed ", users),
+                    KeepAliveArgs("http://frontend.shop.svc.cluster.local", users,
+                                  {"--rate-per-user", absl::StrCat(o_.rate_per_user)},
+                                  o_.seed_warmup_seconds, o_.seed_duration_seconds),
+                    o_.seed_warmup_seconds + o_.seed_duration_seconds, step.runs))
+        return;
+      sc.steps.push_back(std::move(step));
     }
   }
 
@@ -723,54 +748,51 @@ class Runner {
                  {"body", std::string(o_.payload_bytes, 'f')},
                  {"headers", {{"Content-Type", "application/octet-stream"}}}}}}};
     std::ofstream(profile) << p.dump();
-    json sc = {{"rps", o_.istio_rps},
-               {"payload_bytes", o_.payload_bytes},
-               {"warmup_seconds", o_.istio_warmup_seconds},
-               {"duration_seconds", o_.istio_duration_seconds},
-               {"cases", json::array()}};
+    IstioResult& sc = doc_.scenarios.istio.emplace();
+    sc.rps = o_.istio_rps;
+    sc.payload_bytes = o_.payload_bytes;
+    sc.warmup_seconds = o_.istio_warmup_seconds;
+    sc.duration_seconds = o_.istio_duration_seconds;
     for (int conns : o_.istio_connections) {
-      json c = {{"connections", conns}, {"runs", json::object()}};
-      for (auto& env : envs) {
-        if (stop_) return;
-        Progress(absl::StrCat("istio: ", o_.istio_rps, " rps over ", conns, " connections, ",
-                              env->mode()));
-        c["runs"][env->mode()] = LoadRun(
-            *env,
-            {"--target", "http://echo.shop.svc.cluster.local", "--users", std::to_string(conns),
-             "--rate", absl::StrCat(o_.istio_rps), "--warmup",
-             absl::StrCat(o_.istio_warmup_seconds, "s"), "--duration",
-             absl::StrCat(o_.istio_duration_seconds, "s"), "--conn", "keepalive", "--profile",
-             profile},
-            o_.istio_warmup_seconds + o_.istio_duration_seconds, absl::StrCat("istio ", conns));
-        Line(c["runs"][env->mode()]);
-      }
-      sc["cases"].push_back(std::move(c));
-      doc_["scenarios"]["istio"] = sc;
+      IstioCase c;
+      c.connections = conns;
+      std::vector<std::string> args = KeepAliveArgs(
+          "http://echo.shop.svc.cluster.local", conns, {"--rate", absl::StrCat(o_.istio_rps)},
+          o_.istio_warmup_seconds, o_.istio_duration_seconds);
+      args.insert(args.end(), {"--profile", profile});
+      if (!LoadStep(envs,
+                    absl::StrCat("istio: ", o_.istio_rps, " rps over ", conns, " connections"),
+                    absl::StrCat("istio ", conns), args,
+                    o_.istio_warmup_seconds + o_.istio_duration_seconds, c.runs))
+        return;
+      sc.cases.push_back(std::move(c));
     }
   }
 
   void Throughput(std::vector<std::unique_ptr<Env>>& envs) {
-    json sc = {{"seconds", o_.iperf_seconds}, {"cases", json::array()}};
+    ThroughputResult& sc = doc_.scenarios.throughput.emplace();
+    sc.seconds = o_.iperf_seconds;
     for (const std::string pair : {"same-node", "cross-node"}) {
       for (int streams : o_.iperf_streams) {
-        json c = {{"pair", pair}, {"streams", streams}, {"runs", json::object()}};
+        ThroughputCase c;
+        c.pair = pair;
+        c.streams = streams;
         for (auto& env : envs) {
           if (stop_) return;
           Progress(absl::StrCat("throughput: ", pair, ", ", streams, " stream(s), ", env->mode()));
-          c["runs"][env->mode()] = Iperf(*env, pair, streams);
+          c.runs[env->mode()] = Iperf(*env, pair, streams);
         }
-        sc["cases"].push_back(std::move(c));
-        doc_["scenarios"]["throughput"] = sc;
+        sc.cases.push_back(std::move(c));
       }
     }
   }
 
-  json Iperf(Env& env, const std::string& pair, int streams) {
-    json run = json::object();
+  ThroughputRun Iperf(Env& env, const std::string& pair, int streams) {
+    ThroughputRun run;
     auto before = Prepare(env, run);
     auto server = env.Pod(pair == "same-node" ? "shop/iperf-local" : "shop/iperf-remote");
     if (!server.ok()) {
-      run["error"] = std::string(server.status().message());
+      run.error = std::string(server.status().message());
       Error(absl::StrCat("throughput ", pair, ", mode ", env.mode(), ": ",
                          server.status().message()));
       return run;
@@ -787,7 +809,7 @@ class Runner {
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
     auto usage = sampler.Stop();
-    if (usage.ok()) AddUsage(*usage, run);
+    if (usage.ok()) run.resources = Resources(*usage);
     if (out.ok()) {
       json j = json::parse(*out, nullptr, false);
       const json* bps = nullptr;
@@ -795,22 +817,22 @@ class Runner {
         bps = &j["end"]["sum_received"]["bits_per_second"];
       }
       if (bps && bps->is_number()) {
-        run["gbps"] = Round(bps->get<double>() / 1e9, 1e-3);
+        run.gbps = Round(bps->get<double>() / 1e9, 1e-3);
         if (j["end"].contains("sum_sent")) {
-          run["retransmits"] = j["end"]["sum_sent"].value("retransmits", 0);
+          run.retransmits = j["end"]["sum_sent"].value("retransmits", int64_t{0});
         }
       } else {
-        run["error"] = "iperf3 printed no end.sum_received.bits_per_second";
+        run.error = "iperf3 printed no end.sum_received.bits_per_second";
       }
     } else {
-      run["error"] = std::string(out.status().message());
+      run.error = std::string(out.status().message());
     }
     Verify(env, before, run);
-    if (run.contains("error")) {
-      Error(absl::StrCat("throughput ", pair, " x", streams, ", mode ", env.mode(), ": ",
-                         run["error"].get<std::string>()));
+    if (!run.error.empty()) {
+      Error(
+          absl::StrCat("throughput ", pair, " x", streams, ", mode ", env.mode(), ": ", run.error));
     } else {
-      Progress(absl::StrCat("  ", run["gbps"].get<double>(), " Gbit/s"));
+      Progress(absl::StrCat("  ", *run.gbps, " Gbit/s"));
     }
     return run;
   }
@@ -851,10 +873,10 @@ class Runner {
         }
       }
       res.pairs.push_back(std::move(pair));
-      doc_["scenarios"]["dataplane"] = res.ToJson();
+      doc_.scenarios.dataplane = res;
     }
     bpf.Finish(res);
-    doc_["scenarios"]["dataplane"] = res.ToJson();
+    doc_.scenarios.dataplane = res;
   }
 
   // Echo servers in both server pods of `env` (threads of this process in the pods' netns) and
@@ -885,11 +907,11 @@ class Runner {
 
   // One `client` run in the load pod, checked against the mesh's counters.
   DataplaneRun ClientRun(Env& env, const DataplanePairDef& def, const std::string& figure) {
-    json r = json::object();
-    const std::optional<double> before = Prepare(env, r);
+    DataplaneRun run;
+    const std::optional<double> before = Prepare(env, run);
     auto pod = env.Pod(def.server);
-    if (!pod.ok()) r["error"] = std::string(pod.status().message());
-    if (!r.contains("error")) {
+    if (!pod.ok()) run.error = std::string(pod.status().message());
+    if (run.error.empty()) {
       const std::string ip = (*pod)->ip;
       const bool pingpong = figure == "pingpong";
       std::vector<std::string> argv =
@@ -917,14 +939,14 @@ class Runner {
       auto out = env.ExecInLoad(
           argv, std::chrono::seconds(pingpong ? 90 : o_.dataplane_connect_seconds + 60));
       auto j = out.ok() ? LastJsonLine(*out) : absl::StatusOr<json>(out.status());
-      if (j.ok()) {
-        r.update(*j);
-        Verify(env, before, r, pingpong ? 1 : r.value("connections", 0.0));
+      auto parsed = j.ok() ? FromJson<DataplaneRun>(*j) : absl::StatusOr<DataplaneRun>(j.status());
+      if (parsed.ok()) {
+        run = std::move(*parsed);
+        Verify(env, before, run, pingpong ? 1 : run.connections.value_or(0));
       } else {
-        r["error"] = std::string(j.status().message());
+        run.error = std::string(parsed.status().message());
       }
     }
-    DataplaneRun run = DataplaneRun::FromJson(r);
     if (!run.error.empty()) {
       Error(absl::StrCat("dataplane ", def.pair, " ", figure, ", mode ", env.mode(), ": ",
                          run.error));
@@ -937,68 +959,62 @@ class Runner {
   }
 
   void Churn(std::vector<std::unique_ptr<Env>>& envs) {
-    json sc = {{"users", o_.churn_users}, {"seconds", o_.churn_seconds}, {"runs", json::object()}};
-    std::map<std::string, bool> saturated;
-    for (auto& env : envs) {
-      sc["runs"][env->mode()] = {{"max_sustained_cps", 0}, {"steps", json::array()}};
-    }
+    ChurnResult& sc = doc_.scenarios.churn.emplace();
+    sc.users = o_.churn_users;
+    sc.seconds = o_.churn_seconds;
+    for (auto& env : envs) sc.runs[env->mode()].max_sustained_cps = 0;
     for (double rate : o_.churn_rates) {
       for (auto& env : envs) {
         if (stop_) return;
-        if (saturated[env->mode()]) continue;
+        ChurnRun& mr = sc.runs[env->mode()];
+        if (!mr.steps.empty() && mr.steps.back().saturated) continue;
         Progress(absl::StrCat("churn: ", rate, " new connections/s, ", env->mode()));
-        json r = LoadRun(*env,
-                         {"--target", "http://echo.shop.svc.cluster.local", "--users",
-                          std::to_string(o_.churn_users), "--rate", absl::StrCat(rate), "--warmup",
-                          "1s", "--duration", absl::StrCat(o_.churn_seconds, "s"), "--drain", "5s",
-                          "--timeout", "5s", "--conn", "per-request"},
-                         1 + o_.churn_seconds, absl::StrCat("churn ", rate));
-        json step = {{"asked_cps", rate}};
-        const double achieved = r.value("achieved_rps", 0.0);
-        const double sent = r.value("sent", 0.0);
-        const double errors = r.value("errors", 0.0) + r.value("unfinished", 0.0);
-        const double p99 = r.contains("latency_ms") ? r["latency_ms"].value("p99", 0.0) : 0.0;
-        step["achieved_cps"] = Round(achieved, 0.1);
-        step["p99_ms"] = p99;
-        step["errors"] = errors;
-        step["cpu_cores"] = r.value("cpu_cores", 0.0);
-        step["host_cpu_cores"] = r.value("host_cpu_cores", 0.0);
-        if (r.contains("mesh_connections")) step["mesh_connections"] = r["mesh_connections"];
-        if (r.contains("error")) step["error"] = r["error"];
+        const LoadRun r =
+            LoadgenRun(*env,
+                       {"--target", "http://echo.shop.svc.cluster.local", "--users",
+                        std::to_string(o_.churn_users), "--rate", absl::StrCat(rate), "--warmup",
+                        "1s", "--duration", absl::StrCat(o_.churn_seconds, "s"), "--drain", "5s",
+                        "--timeout", "5s", "--conn", "per-request"},
+                       1 + o_.churn_seconds, absl::StrCat("churn ", rate));
+        ChurnStep step;
+        step.asked_cps = rate;
+        const double achieved = r.achieved_rps.value_or(0);
+        const double sent = static_cast<double>(r.sent.value_or(0));
+        const double errors = static_cast<double>(r.errors.value_or(0) + r.unfinished.value_or(0));
+        const double p99 = r.latency_ms.p99.value_or(0);
+        step.achieved_cps = Round(achieved, 0.1);
+        step.p99_ms = p99;
+        step.errors = errors;
+        step.cpu_cores = r.resources.cpu_cores.value_or(0);
+        step.host_cpu_cores = r.resources.host_cpu_cores.value_or(0);
+        step.mesh_connections = r.mesh_connections;
+        step.error = r.error;
         // Saturated: it no longer keeps up (achieved < 95 % of asked), requests fail, or
         // they queue (p99 over 100 ms at a rate the echo server answers in well under 1 ms).
-        const bool sat = r.contains("error") || achieved < 0.95 * rate ||
+        step.saturated = !r.error.empty() || achieved < 0.95 * rate ||
                          (sent > 0 && errors / sent > 0.001) || p99 > 100;
-        step["saturated"] = sat;
-        json& mr = sc["runs"][env->mode()];
-        mr["steps"].push_back(step);
-        if (sat) {
-          saturated[env->mode()] = true;
-        } else {
-          mr["max_sustained_cps"] = rate;
-        }
+        if (!step.saturated) mr.max_sustained_cps = rate;
         Progress(absl::StrCat("  achieved ", Round(achieved, 0.1), "/s, p99 ", p99, " ms",
-                              sat ? ", saturated" : ""));
+                              step.saturated ? ", saturated" : ""));
+        mr.steps.push_back(std::move(step));
       }
-      doc_["scenarios"]["churn"] = sc;
     }
-    doc_["scenarios"]["churn"] = sc;
   }
 
  private:
-  static void Line(const json& run) {
-    if (run.contains("error")) return;
-    const json& l = run["latency_ms"];
-    Progress(absl::StrCat("  ", run.value("achieved_rps", 0.0), "/", run.value("asked_rps", 0.0),
-                          " rps, p50 ", l.value("p50", 0.0), " p75 ", l.value("p75", 0.0), " p99 ",
-                          l.value("p99", 0.0), " ms, errors ", run.value("errors", 0), ", cpu ",
-                          run.value("cpu_cores", 0.0), " cores, mem ",
-                          run.value("mem_bytes", int64_t{0}) >> 20, " MiB"));
+  static void Line(const LoadRun& run) {
+    if (!run.error.empty()) return;
+    const Percentiles& l = run.latency_ms;
+    Progress(absl::StrCat("  ", run.achieved_rps.value_or(0), "/", run.asked_rps.value_or(0),
+                          " rps, p50 ", l.p50.value_or(0), " p75 ", l.p75.value_or(0), " p99 ",
+                          l.p99.value_or(0), " ms, errors ", run.errors.value_or(0), ", cpu ",
+                          run.resources.cpu_cores.value_or(0), " cores, mem ",
+                          run.resources.mem_bytes.value_or(0) >> 20, " MiB"));
   }
 
   const Options& o_;
   const std::atomic<bool>& stop_;
-  json doc_ = json::object();
+  SuiteResults doc_;
   int seq_ = 0;
 };
 
@@ -1142,24 +1158,22 @@ absl::Status ResolveInputs(Options& o) {
 }
 
 // The document's header: what ran, where and when.
-void StartDocument(const Options& o, json& doc) {
-  doc["suite"] = "weft-bench-suite";
-  doc["started"] = Now();
-  doc["invocation"] = o.invoked_as.empty() ? o.command_line : o.invoked_as;
-  doc["command_line"] = o.command_line;
-  doc["revision"] = o.revision;
-  doc["quick"] = o.quick;
+void StartDocument(const Options& o, SuiteResults& doc) {
+  doc.suite = "weft-bench-suite";
+  doc.started = Now();
+  doc.invocation = o.invoked_as.empty() ? o.command_line : o.invoked_as;
+  doc.command_line = o.command_line;
+  doc.revision = o.revision;
+  doc.quick = o.quick;
   struct utsname u {};
   uname(&u);
-  doc["machine"] = {{"nproc", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))},
-                    {"kernel", u.release},
-                    {"mem_total_bytes", MemTotal()},
-                    {"load_before", LoadAvg()}};
-  doc["modes"] = o.modes;
-  for (const auto& m : o.modes) doc["mode_titles"][m] = ModeTitle(m);
-  doc["scenarios"] = json::object();
-  doc["errors"] = json::array();
-  doc["work_dir"] = o.work_dir;
+  doc.machine.nproc = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  doc.machine.kernel = u.release;
+  doc.machine.mem_total_bytes = MemTotal();
+  doc.machine.load_before = LoadAvg();
+  doc.modes = o.modes;
+  for (const auto& m : o.modes) doc.mode_titles[m] = ModeTitle(m);
+  doc.work_dir = o.work_dir;
 }
 
 // One environment per mode; a mode whose mesh does not come up is an error and is left out.
@@ -1174,10 +1188,7 @@ std::vector<std::unique_ptr<Env>> UpEnvs(const Options& o, Registry& registry, R
       (void)env->Down();
       continue;
     }
-    r.doc()["meshes"].push_back({{"mode", m},
-                                 {"name", env->name()},
-                                 {"testbed_prefix", env->state().prefix},
-                                 {"state_dir", env->state().dir}});
+    r.doc().meshes.push_back({m, env->name(), env->state().prefix, env->state().dir});
     envs.push_back(std::move(env));
   }
   return envs;
@@ -1207,17 +1218,13 @@ void ScaleScenario(const Options& o, Registry& registry, Runner& r, const std::a
     r.Error(absl::StrCat("scale: ", scale.status().message()));
     return;
   }
-  if (scale->contains("errors")) {
-    for (const auto& e : (*scale)["errors"]) {
-      r.Error("scale: " + (e.is_string() ? e.get<std::string>() : e.dump()));
-    }
-  }
-  r.doc()["scenarios"]["scale"] = *scale;
+  for (const std::string& e : scale->errors) r.Error("scale: " + e);
+  r.doc().scenarios.scale = std::move(*scale);
 }
 
 }  // namespace
 
-absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
+absl::StatusOr<SuiteResults> Run(const Options& in, const std::atomic<bool>& stop) {
   Options o = in;
   o.ApplyDefaults();
   WEFT_RETURN_IF_ERROR(ResolveInputs(o));
@@ -1233,7 +1240,7 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
   }
 
   Runner r(o, stop);
-  json& doc = r.doc();
+  SuiteResults& doc = r.doc();
   StartDocument(o, doc);
   const bool need_envs = Has(o.scenarios, "seed") || Has(o.scenarios, "istio") ||
                          Has(o.scenarios, "throughput") || Has(o.scenarios, "churn") ||
@@ -1247,7 +1254,7 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
     envs = UpEnvs(o, registry, r, stop);
     if (envs.empty() && !stop) {
       return absl::FailedPreconditionError(
-          absl::StrCat("no mode could be set up: ", doc["errors"].dump()));
+          absl::StrCat("no mode could be set up: ", absl::StrJoin(doc.errors, "; ")));
     }
   }
   if (!stop && Has(o.scenarios, "seed")) r.Seed(envs);
@@ -1263,8 +1270,8 @@ absl::StatusOr<json> Run(const Options& in, const std::atomic<bool>& stop) {
   envs.clear();
   if (!stop && Has(o.scenarios, "scale")) ScaleScenario(o, registry, r, stop);
   registry.Clear();
-  doc["finished"] = Now();
-  doc["machine"]["load_after"] = LoadAvg();
+  doc.finished = Now();
+  doc.machine.load_after = LoadAvg();
   if (made_work_dir && !o.keep_work_dir && !stop) {
     std::error_code ec;
     fs::remove_all(o.work_dir, ec);

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "nlohmann/json.hpp"
+#include "bench/suite/results.h"
 
 namespace weft::bench::suite {
 
@@ -90,9 +90,9 @@ std::string Usage();
 absl::StatusOr<Options> ParseArgs(int argc, char** argv);
 
 // Runs every scenario asked for and returns the results document (results.h). Progress goes to
-// stderr. A failed run is recorded in the document ("error", "errors") and the suite goes on;
+// stderr. A failed run is recorded in the document (its `error`, `errors`) and the suite goes on;
 // an error is returned only when no environment could be set up, or CancelledError once `stop`
 // is set (everything started is torn down first).
-absl::StatusOr<nlohmann::json> Run(const Options& opts, const std::atomic<bool>& stop);
+absl::StatusOr<SuiteResults> Run(const Options& opts, const std::atomic<bool>& stop);
 
 }  // namespace weft::bench::suite

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "bench/suite/results.h"
 #include "cli/testbed/testbed.h"
 #include "common/testing/child_process.h"
@@ -73,61 +74,71 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
   ASSERT_EQ(rc, 0) << suite.Err();
 
   std::ifstream f(out + "/results.json");
-  json doc = json::parse(f, nullptr, false);
-  ASSERT_TRUE(doc.is_object()) << suite.Err();
-  EXPECT_TRUE(doc["errors"].empty()) << doc["errors"].dump();
+  const json j = json::parse(f, nullptr, false);
+  auto read = ReadSuiteResults(j);
+  ASSERT_TRUE(read.ok()) << read.status() << "\n" << suite.Err();
+  const SuiteResults& doc = *read;
+  EXPECT_TRUE(doc.errors.empty()) << absl::StrJoin(doc.errors, "\n");
   const std::vector<std::string> modes = {"bare", "ebpf", "iptables", "sidecar"};
-  EXPECT_EQ(doc["modes"], json(modes));
-  const json& sc = doc["scenarios"];
+  EXPECT_EQ(doc.modes, modes);
+  const Scenarios& sc = doc.scenarios;
+  ASSERT_TRUE(sc.seed && sc.istio && sc.throughput && sc.churn && sc.dataplane) << j.dump();
+  ASSERT_FALSE(sc.seed->steps.empty());
+  ASSERT_FALSE(sc.istio->cases.empty());
   for (const std::string& m : modes) {
     SCOPED_TRACE(m);
-    const json& seed = sc["seed"]["steps"][0]["runs"][m];
-    EXPECT_GT(seed.value("ok", 0), 0) << seed.dump();
-    EXPECT_EQ(seed.value("errors", -1), 0);
-    EXPECT_GE(seed.value("cpu_cores", -1.0), 0) << seed.dump();
-    EXPECT_GT(seed.value("mem_bytes", int64_t{0}), 0);
-    const json& istio = sc["istio"]["cases"][0]["runs"][m];
-    EXPECT_GT(istio.value("ok", 0), 0) << istio.dump();
-    EXPECT_GT(istio["latency_ms"].value("p99", 0.0), 0);
-    for (const json& c : sc["throughput"]["cases"]) {
-      EXPECT_GT(c["runs"][m].value("gbps", 0.0), 0) << c.dump();
+    ASSERT_TRUE(sc.seed->steps[0].runs.contains(m));
+    ASSERT_TRUE(sc.istio->cases[0].runs.contains(m));
+    const LoadRun& seed = sc.seed->steps[0].runs.at(m);
+    EXPECT_GT(seed.ok.value_or(0), 0) << ToJson(seed).dump();
+    EXPECT_EQ(seed.errors.value_or(-1), 0);
+    EXPECT_GE(seed.resources.cpu_cores.value_or(-1), 0) << ToJson(seed).dump();
+    EXPECT_GT(seed.resources.mem_bytes.value_or(0), 0);
+    const LoadRun& istio = sc.istio->cases[0].runs.at(m);
+    EXPECT_GT(istio.ok.value_or(0), 0) << ToJson(istio).dump();
+    EXPECT_GT(istio.latency_ms.p99.value_or(0), 0);
+    for (const ThroughputCase& c : sc.throughput->cases) {
+      ASSERT_TRUE(c.runs.contains(m)) << ToJson(c).dump();
+      EXPECT_GT(c.runs.at(m).gbps.value_or(0), 0) << ToJson(c).dump();
       if (m != "bare") {
-        EXPECT_GE(c["runs"][m].value("mesh_connections", 0.0), 1) << c.dump();
+        EXPECT_GE(c.runs.at(m).mesh_connections.value_or(0), 1) << ToJson(c).dump();
       }
     }
     // Churn: the step ran and has its figures; whether this machine sustained the rate (the
     // saturation verdict) is the benchmark's business, not the test's.
-    const json& churn = sc["churn"]["runs"][m];
-    ASSERT_EQ(churn["steps"].size(), 1u) << sc["churn"].dump();
-    const json& step = churn["steps"][0];
-    EXPECT_FALSE(step.contains("error")) << step.dump();
-    EXPECT_GT(step.value("achieved_cps", 0.0), 0) << step.dump();
-    EXPECT_TRUE(step["saturated"].is_boolean()) << step.dump();
-    EXPECT_TRUE(churn.contains("max_sustained_cps")) << churn.dump();
+    ASSERT_TRUE(sc.churn->runs.contains(m)) << ToJson(*sc.churn).dump();
+    const ChurnRun& churn = sc.churn->runs.at(m);
+    ASSERT_EQ(churn.steps.size(), 1u) << ToJson(*sc.churn).dump();
+    const ChurnStep& step = churn.steps[0];
+    EXPECT_TRUE(step.error.empty()) << step.error;
+    EXPECT_GT(step.achieved_cps.value_or(0), 0) << ToJson(step).dump();
+    // The verdict is there as a boolean (the schema refuses anything else).
+    EXPECT_TRUE(j["scenarios"]["churn"]["runs"][m]["steps"][0]["saturated"].is_boolean());
+    EXPECT_TRUE(churn.max_sustained_cps.has_value()) << ToJson(churn).dump();
     if (m != "bare") {
-      EXPECT_GE(step.value("mesh_connections", 0.0), 1) << step.dump();
+      EXPECT_GE(step.mesh_connections.value_or(0), 1) << ToJson(step).dump();
     }
     if (m == "bare") {
-      EXPECT_FALSE(seed.contains("mesh_connections"));
-      EXPECT_EQ(seed.value("mesh_mem_bytes", int64_t{-1}), 0);
+      EXPECT_FALSE(seed.mesh_connections.has_value());
+      EXPECT_EQ(seed.resources.mesh_mem_bytes.value_or(-1), 0);
     } else {
       // The suite's own check that the traffic crossed the mesh, not around it.
-      EXPECT_GE(seed.value("mesh_connections", 0.0), 1) << seed.dump();
-      EXPECT_GE(istio.value("mesh_connections", 0.0), 2) << istio.dump();
-      EXPECT_GT(seed.value("mesh_mem_bytes", int64_t{0}), 0);
+      EXPECT_GE(seed.mesh_connections.value_or(0), 1) << ToJson(seed).dump();
+      EXPECT_GE(istio.mesh_connections.value_or(0), 2) << ToJson(istio).dump();
+      EXPECT_GT(seed.resources.mesh_mem_bytes.value_or(0), 0);
     }
     if (m == "ebpf" || m == "iptables") {
-      EXPECT_GT(istio.value("ztunnel_peak_rss_bytes", int64_t{0}), 0);
-      EXPECT_GT(istio.value("ztunnel_peak_anon_bytes", int64_t{0}), 0);
+      EXPECT_GT(istio.resources.ztunnel_peak_rss_bytes.value_or(0), 0);
+      EXPECT_GT(istio.resources.ztunnel_peak_anon_bytes.value_or(0), 0);
     }
   }
-  EXPECT_EQ(sc["throughput"]["cases"].size(), 4u);  // 2 pairs x 1 and 8 streams
+  EXPECT_EQ(sc.throughput->cases.size(), 4u);  // 2 pairs x 1 and 8 streams
 
   // Dataplane: both pairs, ping-pong and connection-rate figures for bare and the Weft modes,
   // every meshed run crossed the mesh (at least its own connections counted), BPF run time of
   // the eBPF mesh's programs.
-  const DataplaneResult dp = DataplaneResult::FromJson(sc["dataplane"]);
-  ASSERT_EQ(dp.pairs.size(), 2u) << sc["dataplane"].dump();
+  const DataplaneResult& dp = *sc.dataplane;
+  ASSERT_EQ(dp.pairs.size(), 2u) << ToJson(dp).dump();
   for (const DataplanePair& pair : dp.pairs) {
     SCOPED_TRACE(pair.pair);
     EXPECT_EQ(pair.pingpong.count("sidecar"), 0u);
@@ -155,9 +166,9 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
   for (const BpfProgram& p : dp.bpf_programs) {
     for (const auto& [figure, f] : p.by_figure) bpf_runs += f.runs;
   }
-  EXPECT_GT(bpf_runs, 0) << sc["dataplane"].dump();
-  ASSERT_TRUE(doc["goals"].is_array());
-  EXPECT_FALSE(doc["goals"].empty());
+  EXPECT_GT(bpf_runs, 0) << ToJson(dp).dump();
+  ASSERT_TRUE(j["goals"].is_array());
+  EXPECT_FALSE(j["goals"].empty());
 
   std::ifstream md_file(out + "/report.md");
   std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
@@ -167,11 +178,10 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
   EXPECT_TRUE(std::filesystem::exists(out + "/seed-latency.png"));
 
   // Every mesh was taken down: nothing named after their testbed prefixes is left.
-  ASSERT_EQ(doc["meshes"].size(), modes.size()) << doc["meshes"].dump();
-  for (const json& mesh : doc["meshes"]) {
-    const std::string prefix = mesh.value("testbed_prefix", "");
-    ASSERT_FALSE(prefix.empty()) << mesh.dump();
-    EXPECT_TRUE(testbed::TestbedLeftovers(prefix).empty()) << prefix;
+  ASSERT_EQ(doc.meshes.size(), modes.size()) << ToJson(doc.meshes).dump();
+  for (const MeshRecord& mesh : doc.meshes) {
+    ASSERT_FALSE(mesh.testbed_prefix.empty()) << ToJson(mesh).dump();
+    EXPECT_TRUE(testbed::TestbedLeftovers(mesh.testbed_prefix).empty()) << mesh.testbed_prefix;
   }
 }
 
