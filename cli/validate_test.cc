@@ -86,8 +86,10 @@ TEST(ValidateTest, RejectedObjectsArePrintedWithReasonsAndExitOne) {
                      bad +
                      ": NetworkPolicy prod/db: spec.ingress[0].from[0].ipBlock.except[0]: "
                      "\"192.168.0.0/16\" is not inside cidr \"10.0.0.0/8\"\n"
+                     "  -> fail-closed: denies all ingress to the pods it selects (other "
+                     "NetworkPolicies' rules still apply)\n"
                      "2 files, 5 objects (1 of unused kinds), 0 unreadable files, 2 rejected "
-                     "(1 policy enforced fail-closed)\n");
+                     "(2 policies enforced fail-closed)\n");
 }
 
 TEST(ValidateTest, UnreadableFilesAndDuplicatesAcrossFiles) {

@@ -18,7 +18,8 @@
 //
 // Policies fail closed instead: an AuthorizationPolicy or PeerAuthentication that cannot be
 // used in full replaces its previous version in the fail-closed form of policies.h (an ALLOW
-// without its unusable rules, a DENY without its unusable parts, STRICT mTLS, ...). It is
+// without its unusable rules, a DENY without its unusable parts, STRICT mTLS, ...); so does a
+// NetworkPolicy (its pods stay isolated for ingress, with only the rules that parse). It is
 // listed in Rejected() with the reason and the effect, counted in
 // weft_cp_objects_rejected_total{kind,outcome=<policies.h FailClosed label>}, and Apply
 // returns InvalidArgument (docs/security.md).

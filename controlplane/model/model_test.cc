@@ -158,9 +158,14 @@ TEST(ValidationTest, EveryInvalidFixtureIsRejectedWithItsReason) {
     EXPECT_EQ(rejected[0].kind, c["object"]["kind"].get<std::string>());
     EXPECT_EQ(MetricSum(*model.registry(), "weft_cp_objects_rejected_total"), 1);
     EXPECT_EQ(MetricSum(*model.registry(), "weft_cp_rejected_objects"), 1);
-    // Nothing else changed.
-    EXPECT_EQ(model.generation(), generation);
-    EXPECT_EQ(model.NodeView("node-a").SerializeAsString(), before);
+    // A NetworkPolicy is enforced fail-closed (for the pods of its namespace, default, where
+    // there are none); anything else is simply not used. Nothing else changed.
+    const bool netpol = c["object"]["kind"] == "NetworkPolicy";
+    EXPECT_EQ(rejected[0].effect.empty(), !netpol) << rejected[0].effect;
+    if (!netpol) EXPECT_EQ(model.generation(), generation);
+    pb::ConfigSnapshot after = model.NodeView("node-a");
+    after.set_version(std::to_string(generation));
+    EXPECT_EQ(after.SerializeAsString(), before);
   }
 }
 
@@ -253,7 +258,12 @@ TEST(FailClosedTest, EveryFixtureIsEnforcedInItsFailClosedForm) {
     MustBuild(view);
     const bool authz = c["object"]["kind"] == "AuthorizationPolicy";
     std::unique_ptr<google::protobuf::Message> want_policy, got_policy;
-    if (authz) {
+    if (c["object"]["kind"] == "NetworkPolicy") {
+      want_policy = std::make_unique<pb::NetworkPolicy>();
+      for (const auto& p : view.network_policies()) {
+        if (p.name() == "x") got_policy = std::make_unique<pb::NetworkPolicy>(p);
+      }
+    } else if (authz) {
       want_policy = std::make_unique<pb::AuthorizationPolicy>();
       for (const auto& p : view.authorization_policies()) {
         if (p.name() == "x") got_policy = std::make_unique<pb::AuthorizationPolicy>(p);

@@ -550,37 +550,42 @@ absl::StatusOr<NetPort> ParseNetPort(const json& port, const std::string& path) 
   return out;
 }
 
+absl::StatusOr<NetRule> ParseNetRule(const json& r, const std::string& rp,
+                                     std::string_view peers_key) {
+  if (!r.is_object()) return WrongType(rp, "a mapping", r);
+  for (const auto& [k, v] : r.items()) {
+    if (k != peers_key && k != "ports") {
+      return Bad(Join(rp, k), absl::StrCat("unknown field (want ", Av(peers_key), " or ports)"));
+    }
+  }
+  NetRule rule;
+  WEFT_ASSIGN_OR_RETURN(const json* peers, Arr(r, peers_key, rp));
+  rule.all_sources = peers == nullptr || peers->empty();
+  if (peers != nullptr) {
+    for (size_t j = 0; j < peers->size(); ++j) {
+      WEFT_ASSIGN_OR_RETURN(NetPeer peer, ParsePeer((*peers)[j], At(Join(rp, peers_key), j)));
+      rule.from.push_back(std::move(peer));
+    }
+  }
+  WEFT_ASSIGN_OR_RETURN(const json* ports, Arr(r, "ports", rp));
+  rule.all_ports = ports == nullptr || ports->empty();
+  if (ports != nullptr) {
+    for (size_t j = 0; j < ports->size(); ++j) {
+      WEFT_ASSIGN_OR_RETURN(NetPort port, ParseNetPort((*ports)[j], At(Join(rp, "ports"), j)));
+      rule.ports.push_back(std::move(port));
+    }
+  }
+  return rule;
+}
+
 absl::StatusOr<std::vector<NetRule>> ParseNetRules(const json& spec, std::string_view key,
                                                    std::string_view peers_key) {
   std::vector<NetRule> out;
   WEFT_ASSIGN_OR_RETURN(const json* rules, Arr(spec, key, "spec"));
   if (rules == nullptr) return out;
   for (size_t i = 0; i < rules->size(); ++i) {
-    const std::string rp = At(Join("spec", key), i);
-    const json& r = (*rules)[i];
-    if (!r.is_object()) return WrongType(rp, "a mapping", r);
-    for (const auto& [k, v] : r.items()) {
-      if (k != peers_key && k != "ports") {
-        return Bad(Join(rp, k), absl::StrCat("unknown field (want ", Av(peers_key), " or ports)"));
-      }
-    }
-    NetRule rule;
-    WEFT_ASSIGN_OR_RETURN(const json* peers, Arr(r, peers_key, rp));
-    rule.all_sources = peers == nullptr || peers->empty();
-    if (peers != nullptr) {
-      for (size_t j = 0; j < peers->size(); ++j) {
-        WEFT_ASSIGN_OR_RETURN(NetPeer peer, ParsePeer((*peers)[j], At(Join(rp, peers_key), j)));
-        rule.from.push_back(std::move(peer));
-      }
-    }
-    WEFT_ASSIGN_OR_RETURN(const json* ports, Arr(r, "ports", rp));
-    rule.all_ports = ports == nullptr || ports->empty();
-    if (ports != nullptr) {
-      for (size_t j = 0; j < ports->size(); ++j) {
-        WEFT_ASSIGN_OR_RETURN(NetPort port, ParseNetPort((*ports)[j], At(Join(rp, "ports"), j)));
-        rule.ports.push_back(std::move(port));
-      }
-    }
+    WEFT_ASSIGN_OR_RETURN(NetRule rule,
+                          ParseNetRule((*rules)[i], At(Join("spec", key), i), peers_key));
     out.push_back(std::move(rule));
   }
   return out;
@@ -617,6 +622,77 @@ absl::StatusOr<Parsed> ParseNetworkPolicy(const json& o) {
                    absl::StrCat("unknown policy type ", t.dump(), " (want Ingress or Egress)"));
       }
     }
+  }
+  return np;
+}
+
+// A NetworkPolicy that does not parse in full is not dropped (its pods would stay unisolated):
+// it isolates, for ingress, the pods its podSelector selects (every pod of its namespace when
+// that cannot be read) and keeps only the ingress rules that parse (none when its scope or an
+// unknown field is in doubt, since rules of all policies add up). `why`: the first problem.
+NetPolObj NetworkPolicyFailClosed(const ObjectId& id, const json& o, const absl::Status& why,
+                                  FailClosed* fc) {
+  NetPolObj np;  // empty selector: every pod of the namespace; isolated for ingress
+  bool in_doubt = true;
+  int asked = 0, dropped = 0;
+  const json* spec = Get(o, "spec");
+  if (spec != nullptr && spec->is_object()) {
+    in_doubt = false;
+    for (const auto& [k, v] : spec->items()) {
+      in_doubt |= k != "podSelector" && k != "policyTypes" && k != "ingress" && k != "egress";
+    }
+    auto sel = Obj(*spec, "podSelector", "spec", true);
+    auto parsed = sel.ok() ? ParseSelector(**sel, "spec.podSelector") : sel.status();
+    if (parsed.ok()) {
+      np.pod_selector = *parsed;
+    } else {
+      in_doubt = true;
+    }
+    // policyTypes: isolated for ingress unless a readable list leaves Ingress out.
+    auto types = Arr(*spec, "policyTypes", "spec");
+    if (types.ok() && *types != nullptr &&
+        std::all_of((*types)->begin(), (*types)->end(),
+                    [](const json& t) { return t == "Ingress" || t == "Egress"; })) {
+      np.ingress_isolated =
+          std::find((*types)->begin(), (*types)->end(), json("Ingress")) != (*types)->end();
+    }
+    np.has_egress = Get(*spec, "egress") != nullptr;
+    auto rules = Arr(*spec, "ingress", "spec");
+    in_doubt |= !rules.ok();
+    for (size_t i = 0; rules.ok() && *rules != nullptr && i < (*rules)->size(); ++i) {
+      ++asked;
+      auto rule = ParseNetRule((**rules)[i], At("spec.ingress", i), "from");
+      if (rule.ok()) {
+        np.ingress.push_back(std::move(*rule));
+      } else {
+        ++dropped;
+      }
+    }
+  }
+  if (in_doubt) np.ingress.clear();
+  fc->reason = std::string(why.message());
+  const std::string scope =
+      in_doubt && np.pod_selector.match_labels.empty() && np.pod_selector.expressions.empty()
+          ? absl::StrCat("every pod of namespace ", id.ns)
+          : "the pods it selects";
+  if (!np.ingress_isolated) {
+    fc->label = "egress_ignored";
+    fc->effect =
+        "fail-closed: no ingress effect (policyTypes leaves Ingress out); egress is not "
+        "enforced by Weft";
+  } else if (np.ingress.empty()) {
+    fc->label = "deny_ingress";
+    fc->effect = absl::StrCat("fail-closed: denies all ingress to ", scope,
+                              " (other NetworkPolicies' rules still apply)");
+  } else if (dropped > 0) {
+    fc->label = "ingress_rules_dropped";
+    fc->effect = absl::StrCat("fail-closed: isolates ", scope, " with ", np.ingress.size(), " of ",
+                              asked, " ingress rules (the unusable ones admit nothing)");
+  } else {
+    fc->label = "egress_ignored";
+    fc->effect =
+        "fail-closed: enforced for ingress as written; its egress part is not enforced by "
+        "Weft";
   }
   return np;
 }
@@ -700,15 +776,26 @@ absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object,
     return out;
   }
   if (!api_version_ok) {
-    return Bad("apiVersion", absl::StrCat("\"", api_version, "\" is not supported for ", id.kind,
-                                          " (want ", Av(info->api_version), ")"));
+    absl::Status bad =
+        Bad("apiVersion", absl::StrCat("\"", api_version, "\" is not supported for ", id.kind,
+                                       " (want ", Av(info->api_version), ")"));
+    if (id.kind != "NetworkPolicy" || fail_closed == nullptr) return bad;
+    FailClosed fc;  // its spec's meaning is unknown: nothing of it is read
+    Parsed out = NetworkPolicyFailClosed(id, json::object(), bad, &fc);
+    *fail_closed = std::move(fc);
+    return out;
   }
   if (id.kind == "Namespace") return ParseNamespace(object);
   if (id.kind == "Pod") return ParsePod(id, object);
   if (id.kind == "Service") return ParseService(object);
   if (id.kind == "ServiceAccount") return Parsed(ServiceAccountObj{});
   if (id.kind == "EndpointSlice") return ParseSlice(object);
-  return ParseNetworkPolicy(object);
+  absl::StatusOr<Parsed> np = ParseNetworkPolicy(object);
+  if (np.ok() || fail_closed == nullptr) return np;
+  FailClosed fc;
+  Parsed out = NetworkPolicyFailClosed(id, object, np.status(), &fc);
+  *fail_closed = std::move(fc);
+  return out;
 }
 
 }  // namespace weft::cp::internal
