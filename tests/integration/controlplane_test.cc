@@ -40,6 +40,7 @@ class ControlPlaneMesh : public ::testing::Test {
          .service_account = "catalogue",
          .node = 1,
          .labels = {{"app", "catalogue"}}},
+        {.name = "legacy", .ns = "legacy", .service_account = "legacy", .node = 0, .mesh = false},
     };
     o.ztunnel_bin = WEFT_ZTUNNEL_BIN;
     o.agent_bin = WEFT_AGENT_BIN;
@@ -227,6 +228,33 @@ TEST_F(ControlPlaneMesh, ARejectedPolicyFailsClosedAndIsReportedAndCounted) {
   ASSERT_TRUE(mesh_->SetPolicies("").ok());
   EXPECT_TRUE(WaitFor([&] { return RoundTrip("allowed again"); }, 10s));
   EXPECT_TRUE(Status()["rejected"].empty());
+}
+
+// Issue 13, hole 2 for PeerAuthentication: one weftd cannot read is STRICT, never permissive.
+TEST_F(ControlPlaneMesh, ARejectedPeerAuthenticationIsStrict) {
+  auto plaintext = [&](const std::string& msg) {
+    auto fd = mesh_->Dial("legacy", App(), 3s);
+    return fd.ok() && EchoRoundTrip(fd->get(), msg, 2s) == msg;
+  };
+  ASSERT_TRUE(WaitFor([&] { return plaintext("permissive"); }, 15s))
+      << "a pod outside the mesh reaches the server in plaintext by default";
+  // PERMISSIVE with a port exception ztunnel cannot apply without a selector: rejected.
+  ASSERT_TRUE(mesh_
+                  ->SetPolicies("", R"(- name: loose
+  namespace: shop
+  mtls: {mode: PERMISSIVE}
+  portLevelMtls: {"8080": {mode: DISABLE}}
+)")
+                  .ok())
+      << mesh_->WeftdLog();
+  EXPECT_TRUE(WaitFor([&] { return !plaintext("strict"); }, 10s))
+      << "a rejected PeerAuthentication must be enforced as STRICT";
+  EXPECT_GE(Metric(1, "weft_policy_denials_total", {{"reason", "strict_mtls"}}), 1)
+      << *mesh_->Metrics(1);
+  EXPECT_TRUE(RoundTrip("mtls still fine"));
+  auto st = Status();
+  ASSERT_EQ(st["rejected"].size(), 1u) << st.dump(2);
+  EXPECT_NE(st["rejected"][0].value("effect", "").find("STRICT"), std::string::npos) << st.dump(2);
 }
 
 }  // namespace
