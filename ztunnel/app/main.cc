@@ -11,6 +11,49 @@
 
 namespace {
 
+// 15008's resource limits (ztunnel/proxy/limits.h explains the defaults).
+void AddHboneLimitFlags(CLI::App& app, weft::ztunnel::ProxyOptions& p) {
+  auto& l = p.hbone_limits;
+  const auto positive = CLI::Range(1u, std::numeric_limits<uint32_t>::max()).description("");
+  app.add_option("--hbone-max-handshaking", l.max_handshaking,
+                 "inbound HBONE connections in the TLS handshake, in total")
+      ->type_name("N")
+      ->capture_default_str()
+      ->check(positive);
+  app.add_option("--hbone-max-handshaking-per-source", l.max_handshaking_per_source,
+                 "inbound HBONE connections in the TLS handshake, per source IP")
+      ->type_name("N")
+      ->capture_default_str()
+      ->check(positive);
+  app.add_option("--hbone-max-established", l.max_established,
+                 "established inbound HBONE connections, in total")
+      ->type_name("N")
+      ->capture_default_str()
+      ->check(positive);
+  app.add_option("--hbone-max-established-per-source", l.max_established_per_source,
+                 "established inbound HBONE connections, per source IP")
+      ->type_name("N")
+      ->capture_default_str()
+      ->check(positive);
+  app.add_option("--hbone-buffer-budget", l.buffer_budget,
+                 "bytes received over HBONE and not yet read by applications, in total; over it, "
+                 "connections holding such bytes are not read (back-pressure)")
+      ->type_name("BYTES")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40).description(""));
+  app.add_option("--hbone-connection-window", p.connection_window,
+                 "HTTP/2 connection receive window: unread bytes one HBONE connection may send")
+      ->type_name("BYTES")
+      ->capture_default_str()
+      ->check(CLI::Range(65535, std::numeric_limits<int32_t>::max()).description(""));
+  app.add_option_function<int>(
+         "--hbone-handshake-timeout-ms",
+         [&p](int ms) { p.handshake_timeout = std::chrono::milliseconds(ms); },
+         "TLS handshake timeout of HBONE connections (default 5000)")
+      ->type_name("MS")
+      ->check(CLI::Range(100, 600000).description(""));
+}
+
 void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
   weft::SetUsage(app,
                  "ztunnel --config FILE --certs DIR [options]       (standalone)\n"
@@ -42,6 +85,7 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
       "--no-same-node-fast-path", [&o] { o.proxy.same_node_fast_path = false; },
       "send traffic between two pods of this node over HBONE (mTLS) too, instead of the "
       "in-kernel same-node fast path");
+  AddHboneLimitFlags(app, o.proxy);
   app.add_option("--fast-path-pipe-size", o.proxy.fast_path_pipe_size,
                  "pipe size per direction of a fast-path connection (4096..16777216; see "
                  "docs/fastpath.md)")

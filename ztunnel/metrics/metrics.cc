@@ -128,6 +128,16 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
       Gauge(r, "weft_config_version_info", "The configuration version in use (value is always 1)");
   reevaluation_closed_ = Counter(r, "weft_policy_reevaluation_closed_total",
                                  "Open connections closed because a policy change denied them");
+  hbone_refused_ = Counter(r, "weft_hbone_connections_refused_total",
+                           "HBONE server connections turned away by a connection limit, by reason");
+  hbone_read_paused_ =
+      Counter(r, "weft_hbone_read_paused_total",
+              "Times an HBONE connection stopped being read: the unread-bytes budget was spent");
+  hbone_server_conns_ = Gauge(r, "weft_hbone_server_connections",
+                              "Inbound HBONE connections open now, by state (handshaking or "
+                              "established)");
+  hbone_buffered_ = Gauge(r, "weft_hbone_buffered_bytes",
+                          "Bytes received over HBONE that applications have not read yet");
   active_ = Gauge(r, "weft_active_connections", "Proxied connections open now, by direction");
   pool_conns_ = Gauge(r, "weft_hbone_pool_connections", "Open pooled HBONE connections");
   pool_streams_ = Gauge(r, "weft_hbone_pool_streams", "Streams open on pooled HBONE connections");
@@ -142,6 +152,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   pool_streams_->Add({});
   enrolled_->Add({});
   reevaluation_closed_->Add({});
+  hbone_read_paused_->Add({});
+  hbone_server_conns_->Add({{"state", "handshaking"}});
+  hbone_server_conns_->Add({{"state", "established"}});
+  hbone_buffered_->Add({});
   config_loads_->Add({{"result", "ok"}});
   config_loads_->Add({{"result", "error"}});
 }
@@ -214,6 +228,22 @@ void Metrics::ConfigLoad(bool ok, std::string_view version) {
 
 void Metrics::ReevaluationClosed() {
   reevaluation_closed_->Add({}).Increment();
+}
+
+void Metrics::HboneRefused(std::string_view reason) {
+  hbone_refused_->Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void Metrics::HboneReadPaused() {
+  hbone_read_paused_->Add({}).Increment();
+}
+
+prometheus::Gauge& Metrics::hbone_server_connections(std::string_view state) {
+  return hbone_server_conns_->Add({{"state", std::string(state)}});
+}
+
+prometheus::Gauge& Metrics::hbone_buffered_bytes() {
+  return hbone_buffered_->Add({});
 }
 
 prometheus::Gauge& Metrics::active_connections(std::string_view direction) {

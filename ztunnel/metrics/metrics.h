@@ -83,6 +83,20 @@ class Metrics {
   // weft_policy_reevaluation_closed_total: open connections closed after a policy change
   void ReevaluationClosed();
 
+  // weft_hbone_connections_refused_total{reason}: HBONE server connections turned away by a
+  // limit (ztunnel/proxy/limits.h): "handshaking_per_source", "handshaking_global" (refused at
+  // accept), "handshaking_global_evicted" (an older handshake of the busiest source closed to
+  // make room), "established_per_source", "established_global", "buffer_budget_stalled" (not
+  // read over the unread-bytes budget, and its unread bytes did not shrink for a while).
+  void HboneRefused(std::string_view reason);
+  // weft_hbone_read_paused_total: times an HBONE connection stopped being read because the
+  // ztunnel's unread-bytes budget was spent.
+  void HboneReadPaused();
+  // weft_hbone_server_connections{state="handshaking|established"}
+  prometheus::Gauge& hbone_server_connections(std::string_view state);
+  // weft_hbone_buffered_bytes: bytes received over HBONE that applications have not read yet
+  prometheus::Gauge& hbone_buffered_bytes();
+
   prometheus::Gauge& active_connections(std::string_view direction);  // weft_active_connections
   prometheus::Gauge& pool_connections();  // weft_hbone_pool_connections (open HBONE conns)
   prometheus::Gauge& pool_streams();      // weft_hbone_pool_streams (streams on them)
@@ -107,6 +121,10 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* config_loads_;
   prometheus::Family<prometheus::Gauge>* config_version_;
   prometheus::Family<prometheus::Counter>* reevaluation_closed_;
+  prometheus::Family<prometheus::Counter>* hbone_refused_;
+  prometheus::Family<prometheus::Counter>* hbone_read_paused_;
+  prometheus::Family<prometheus::Gauge>* hbone_server_conns_;
+  prometheus::Family<prometheus::Gauge>* hbone_buffered_;
   prometheus::Family<prometheus::Gauge>* active_;
   prometheus::Family<prometheus::Gauge>* pool_conns_;
   prometheus::Family<prometheus::Gauge>* pool_streams_;

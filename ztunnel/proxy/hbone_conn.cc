@@ -24,15 +24,26 @@ namespace weft::ztunnel {
 
 namespace {
 
-constexpr size_t kTlsReadBuffer = 256 * 1024;  // OpenSSL's read-ahead buffer
-constexpr size_t kTlsOutHighWater = 1 << 20;   // stop generating frames above this
+// OpenSSL's read-ahead buffer once the handshake is done. Until then OpenSSL's default (one
+// record, ~18 KiB), and SSL_MODE_RELEASE_BUFFERS frees both record buffers whenever they are
+// empty, so a connection waiting for its peer holds neither (limits.h).
+constexpr size_t kTlsReadBuffer = 256 * 1024;
+constexpr size_t kTlsOutHighWater = 1 << 20;  // stop generating frames above this
+// The largest ClientHello the server takes. OpenSSL accepts up to 128 KiB and, on reading the
+// message header, allocates and zeroes room for all of it, so a peer that announced 128 KiB
+// and trickled the rest held that much for the whole handshake timeout. A ztunnel's (or any
+// TLS 1.3 client's, post-quantum key shares included) is under 2 KiB.
+constexpr size_t kMaxClientHello = 16 * 1024;
+// A TLS record header (5 bytes) and a handshake message header (4 bytes).
+constexpr int kHelloHeaders = 9;
 // Bigger DATA frames than HTTP/2's 16 KiB default: one read() of the app socket and one
 // nghttp2 frame per 128 KiB. Small enough not to hold up other streams on the connection.
 constexpr int64_t kMaxDataFrame = 128 * 1024;
 
 // The write side of TLS goes through a BIO that appends to HboneConn::tls_out_, so records are
 // sent in one batch per Pump instead of one syscall each. The read side is a plain socket BIO
-// with read-ahead: OpenSSL reads up to 256 KiB straight from the kernel into its own buffer.
+// with read-ahead: OpenSSL reads up to 256 KiB straight from the kernel into its own buffer
+// (after the handshake; see kTlsReadBuffer).
 int BioWrite(BIO* b, const char* d, int n) {
   auto* c = static_cast<HboneConn*>(BIO_get_data(b));
   BIO_clear_retry_flags(b);
@@ -199,7 +210,7 @@ HboneConn::HboneConn(Worker* w, Role role, std::shared_ptr<Pod> pod, UniqueFd fd
   BIO_set_data(wbio, this);
   SSL_set_bio(ssl_.get(), BIO_new_socket(fd_.get(), BIO_NOCLOSE), wbio);
   SSL_set_read_ahead(ssl_.get(), 1);
-  SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadBuffer);
+  SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
   if (role_ == Role::kClient)
     SSL_set_connect_state(ssl_.get());
   else
@@ -216,6 +227,11 @@ absl::Status HboneConn::Start(bool tcp_connecting) {
   SetKeepAlive(fd_.get());
   SetNoDelay(fd_.get());
   interest_ = tcp_connecting ? EPOLLOUT : EPOLLIN;
+  if (role_ == Role::kServer) {
+    // No wake-up (and no TLS work) until the ClientHello's headers are in (CheckClientHello).
+    int lowat = kHelloHeaders;
+    setsockopt(fd_.get(), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  }
   auto st = w_->loop().Add(fd_.get(), interest_, this);
   if (!st.ok()) return st;
   timer_ = w_->loop().AddTimer(w_->opts().handshake_timeout, [this] {
@@ -233,6 +249,9 @@ absl::Status HboneConn::Start(bool tcp_connecting) {
 
 bool HboneConn::CanTakeStream() const {
   if (closed_ || (session_ && !nghttp2_session_check_request_allowed(session_))) return false;
+  // Streams whose destination application does not read have spent the connection's window:
+  // a new stream here would wait behind them, so the pool opens another connection.
+  if (session_ && nghttp2_session_get_remote_window_size(session_) < kMaxDataFrame) return false;
   uint32_t max = w_->opts().max_streams_per_conn;
   if (session_) {
     max = std::min(max, nghttp2_session_get_remote_settings(
@@ -361,7 +380,7 @@ void HboneConn::OnEvents(uint32_t ev) {
     DriveHandshake();
     return;
   }
-  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable();
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable((ev & (EPOLLHUP | EPOLLERR)) != 0);
   if (closed_) return;
   if (ev & EPOLLOUT) {
     if (!FlushTls()) return;
@@ -369,10 +388,56 @@ void HboneConn::OnEvents(uint32_t ev) {
   }
 }
 
-void HboneConn::OnReadable() {
+bool HboneConn::MayRead() const {
+  return !w_->limits().OverBudget() || BufferedBytes() == 0;
+}
+
+size_t HboneConn::BufferedBytes() const {
+  size_t n = 0;
+  for (const auto& [sid, t] : streams_) n += t->buffered();
+  return n;
+}
+
+void HboneConn::ResumeRead() {
+  read_paused_ = false;
+  UpdateInterest();  // level-triggered: bytes waiting in the socket bring OnEvents back
+}
+
+bool HboneConn::CheckClientHello() {
+  uint8_t h[kHelloHeaders];
+  ssize_t n = recv(fd_.get(), h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+  // A handshake record starting a ClientHello (type 1) of a plausible length. Anything else,
+  // fewer bytes and an EOF included, is left to OpenSSL, which refuses it as before.
+  if (n == kHelloHeaders && h[0] == 22 && h[5] == 1) {
+    size_t len = (size_t{h[6]} << 16) | (size_t{h[7]} << 8) | h[8];
+    if (len > kMaxClientHello) {
+      w_->metrics().BadInput("15008", "client_hello_too_large");
+      Close(absl::StrCat("ClientHello of ", len, " bytes announced (at most ", kMaxClientHello,
+                         " taken)"));
+      return false;
+    }
+  }
+  hello_checked_ = true;
+  int lowat = 1;
+  setsockopt(fd_.get(), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  return true;
+}
+
+void HboneConn::OnReadable(bool hangup) {
   if (!handshake_done_) {
+    if (role_ == Role::kServer && !hello_checked_ && !CheckClientHello()) return;
     DriveHandshake();
     if (closed_ || !handshake_done_) return;
+  }
+  // Over the ztunnel's budget of unread bytes, a connection that holds some is not read: its
+  // peer's sends back up into TCP (back-pressure) instead of into our memory. A hangup is
+  // still read, to close.
+  if (!hangup && !MayRead()) {
+    read_paused_ = true;
+    UpdateInterest();
+    w_->PauseRead(this);
+    return;
   }
   // Decrypt into the worker's scratch buffer, record after record, and feed nghttp2. DATA is
   // handed to the tunnels as pointers into that buffer and written out (sendmsg with iovecs)
@@ -482,7 +547,9 @@ void HboneConn::DriveHandshake() {
 
 bool HboneConn::OnHandshakeDone() {
   if (!VerifyPeer()) return false;
+  if (role_ == Role::kServer && !w_->HboneEstablished(this)) return false;
   handshake_done_ = true;
+  SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadBuffer);
   if (timer_) {
     w_->loop().CancelTimer(timer_);
     timer_ = 0;
@@ -637,7 +704,7 @@ void HboneConn::Pump() {
 
 void HboneConn::UpdateInterest() {
   if (closed_) return;
-  uint32_t want = EPOLLIN;
+  uint32_t want = read_paused_ ? 0u : static_cast<uint32_t>(EPOLLIN);
   if (!tls_out_.empty() || more_to_send_) want |= EPOLLOUT;
   if (want != interest_) {
     interest_ = want;
@@ -659,6 +726,7 @@ void HboneConn::Close(const std::string& reason) {
   if (timer_) w_->loop().CancelTimer(timer_);
   timer_ = 0;
   w_->loop().Remove(fd_.get());
+  w_->HboneGone(this);
   if (role_ == Role::kClient) {
     w_->pool().Remove(this);
     w_->metrics().pool_connections().Decrement();
@@ -693,7 +761,17 @@ Tunnel::Tunnel(Worker* w, FlowInfo info, UniqueFd app, bool outbound)
       outbound_(outbound),
       app_connecting_(!outbound) {}
 
-Tunnel::~Tunnel() = default;
+Tunnel::~Tunnel() {
+  w_->shared().limits->AddBuffered(-static_cast<int64_t>(reported_buffered_));
+}
+
+void Tunnel::SyncBuffered() {
+  size_t now = down_.size();
+  if (now == reported_buffered_) return;
+  w_->shared().limits->AddBuffered(static_cast<int64_t>(now) -
+                                   static_cast<int64_t>(reported_buffered_));
+  reported_buffered_ = now;
+}
 
 void Tunnel::WatchApp() {
   if (!app_ || watched_) return;
@@ -761,6 +839,7 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
     }
   } else {
     down_.Append(d, n);
+    SyncBuffered();
   }
   if (conn_) conn_->MarkDirty(this);
 }
@@ -814,6 +893,7 @@ void Tunnel::FlushDown() {
   } else {
     SetInterest(interest_ | EPOLLOUT);
   }
+  SyncBuffered();
   MaybeDone();
 }
 
@@ -858,6 +938,14 @@ void Tunnel::OnEvents(uint32_t ev) {
     FlushDown();
     if (finished_) return;
     if (conn_) conn_->Pump();
+  }
+  if ((ev & EPOLLERR) && !read_deferred_) {
+    // Reset while its stream waits for window (nghttp2 is not asking for bytes, so no read
+    // would see it): abort now, or the stream would hold its unread bytes at the peer forever
+    // and the error would be reported again at every loop turn.
+    int err = ConnectResult(app_.get());
+    Abort(std::string("application connection failed: ") + std::strerror(err ? err : EPIPE));
+    return;
   }
   if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
     if (read_deferred_ && conn_) {

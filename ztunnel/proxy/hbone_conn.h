@@ -32,6 +32,8 @@ class Tunnel : public Flow {
   // outbound: app is the captured client; inbound: app is the local server (connecting).
   Tunnel(Worker* w, FlowInfo info, UniqueFd app, bool outbound);
   ~Tunnel() override;
+  // Bytes received for the application that it has not taken yet (counted in HboneLimits).
+  size_t buffered() const { return reported_buffered_; }
   void Attach(HboneConn* c, int32_t sid) {
     conn_ = c;
     sid_ = sid;
@@ -59,6 +61,7 @@ class Tunnel : public Flow {
  private:
   void SetInterest(uint32_t ev);
   void MaybeDone();
+  void SyncBuffered();  // reports down_'s size change to HboneLimits
   HboneConn* conn_ = nullptr;
   int32_t sid_ = -1;
   UniqueFd app_;
@@ -70,6 +73,7 @@ class Tunnel : public Flow {
   bool watched_ = false;
   ByteQueue down_;              // h2 -> app bytes the app socket did not take yet
   std::vector<iovec> pending_;  // h2 -> app bytes of this read batch, in the worker's scratch
+  size_t reported_buffered_ = 0;
 };
 
 class HboneConn : public EventLoop::Handler {
@@ -108,9 +112,21 @@ class HboneConn : public EventLoop::Handler {
   bool closed() const { return closed_; }
   size_t stream_count() const { return streams_.size() + pending_.size(); }
 
+  // Server connections' place in the limits (worker.h keeps it; limits.h counts it).
+  enum class LimitState { kNone, kHandshaking, kEstablished };
+  LimitState limit_state = LimitState::kNone;
+  // False while the unread-bytes budget is spent and this connection holds unread bytes.
+  bool MayRead() const;
+  void ResumeRead();
+  size_t BufferedBytes() const;  // unread bytes of this connection's streams
+  // While not read: since when its unread bytes last shrank, and how many there were then.
+  EventLoop::Clock::time_point stalled_since;
+  size_t stalled_bytes = 0;
+
  private:
   friend struct H2Callbacks;
-  void OnReadable();
+  void OnReadable(bool hangup);
+  bool CheckClientHello();  // server: false while waiting for its headers, or closed
   void DriveHandshake();
   bool OnHandshakeDone();  // false: closed
   bool VerifyPeer();       // the peer's SPIFFE identity; false: closed
@@ -135,8 +151,10 @@ class HboneConn : public EventLoop::Handler {
   std::optional<SpiffeId> peer_id_;
   bool tcp_connecting_ = false, handshake_done_ = false, closed_ = false, in_recv_ = false;
   bool pumping_ = false;
-  bool more_to_send_ = false;  // Pump stopped for fairness with frames still pending
-  bool got_app_data_ = false;  // client: the server's first TLS record decrypted
+  bool more_to_send_ = false;   // Pump stopped for fairness with frames still pending
+  bool got_app_data_ = false;   // client: the server's first TLS record decrypted
+  bool hello_checked_ = false;  // server: CheckClientHello passed
+  bool read_paused_ = false;    // not reading: over the unread-bytes budget (Worker::PauseRead)
   uint32_t interest_ = 0;
   uint64_t timer_ = 0;  // connect/handshake timeout, then idle timer (client)
   absl::flat_hash_map<int32_t, Tunnel*> streams_;

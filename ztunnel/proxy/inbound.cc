@@ -132,7 +132,17 @@ void Inbound::OnHbone(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     ResetConnection(fd);
     return;
   }
+  // Counted before any TLS work: over a limit the connection costs nothing but this reset.
+  std::string_view refused = w_->AdmitHbone(peer->ip);
+  if (!refused.empty()) {
+    w_->metrics().HboneRefused(refused);
+    LOG_DEBUG("inbound", "HBONE connection refused by a connection limit",
+              {{"peer", peer->ToString()}, {"reason", refused}});
+    ResetConnection(fd);
+    return;
+  }
   HboneConn* c = w_->NewConn(HboneConn::Role::kServer, pod, std::move(fd), *ctx, *peer);
+  w_->TrackHandshaking(c);
   if (!c->Start(false).ok()) c->Close("cannot register socket");
 }
 

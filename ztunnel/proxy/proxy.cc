@@ -34,6 +34,7 @@ Proxy::Proxy(ProxyOptions opts, ConfigStore* config, TlsContextCache* tls, Metri
   shared_->orig_dst = orig_dst;
   if (shared_->opts.workers <= 0)
     shared_->opts.workers = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
+  shared_->limits = std::make_unique<HboneLimits>(shared_->opts.hbone_limits, metrics);
 }
 
 Proxy::~Proxy() {

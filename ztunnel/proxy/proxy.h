@@ -23,6 +23,7 @@
 #include "ztunnel/capture/capture.h"
 #include "ztunnel/identity/identity.h"
 #include "ztunnel/metrics/metrics.h"
+#include "ztunnel/proxy/limits.h"
 #include "ztunnel/state/snapshot.h"
 
 namespace weft::ztunnel {
@@ -56,10 +57,18 @@ struct ProxyOptions {
   std::function<SockAddr(const SockAddr&)> dial_override;
   std::chrono::milliseconds pool_idle_timeout{30000};
   std::chrono::milliseconds connect_timeout{10000};
-  std::chrono::milliseconds handshake_timeout{10000};
+  // Both roles. An honest TLS 1.3 handshake takes one or two round trips; a peer that sends
+  // nothing or trickles bytes holds a handshaking slot (limits.h) until this expires.
+  std::chrono::milliseconds handshake_timeout{5000};
   uint32_t max_streams_per_conn = 100;
-  int32_t stream_window = 4 << 20;       // HTTP/2 per-stream receive window
-  int32_t connection_window = 64 << 20;  // HTTP/2 per-connection receive window
+  // HTTP/2 receive windows: how many bytes a peer may send that the destination application
+  // has not read yet (window updates are sent only once the application socket took bytes).
+  // 4 MiB per stream covers a datacenter bandwidth-delay product; 8 MiB per connection bounds
+  // what one connection can park in ztunnel (it was 64 MiB) while two streams still run at
+  // full window. A client stops putting new streams on a connection whose window is spent.
+  int32_t stream_window = 4 << 20;
+  int32_t connection_window = 8 << 20;
+  HboneLimitOptions hbone_limits;  // 15008: connection counts and the unread-bytes budget
   bool access_log = true;
   // Same-node fast path (docs/fastpath.md): a connection from one of this proxy's pods to a
   // meshed workload whose pod this proxy also holds skips HBONE/TLS. The destination's L4

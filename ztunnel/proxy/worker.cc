@@ -3,8 +3,12 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 
 #include "common/log.h"
 #include "common/status.h"
@@ -98,6 +102,112 @@ HboneConn* Worker::NewConn(HboneConn::Role role, std::shared_ptr<Pod> pod, Uniqu
   HboneConn* p = c.get();
   conns_[p] = std::move(c);
   return p;
+}
+
+// ---- HBONE server limits ------------------------------------------------------------------
+
+std::string_view Worker::AdmitHbone(const IpAddr& src) {
+  // Each worker holds its share of the handshaking total: connections never move between
+  // workers, so a victim is closed here, on its own thread.
+  const auto& o = limits().options();
+  size_t share = std::max<size_t>(1, o.max_handshaking / static_cast<size_t>(opts().workers));
+  HboneConn* victim = nullptr;
+  if (handshaking_.size() >= share) {
+    absl::flat_hash_map<IpAddr, size_t> count;
+    for (HboneConn* c : handshaking_) count[c->peer().ip]++;
+    const IpAddr* busiest = nullptr;
+    size_t most = 0;
+    for (const auto& [ip, n] : count) {
+      if (n > most) {
+        most = n;
+        busiest = &ip;
+      }
+    }
+    auto mine = count.find(src);
+    size_t have = mine == count.end() ? 0 : mine->second;
+    if (busiest == nullptr || have + 1 >= most) return "handshaking_global";
+    for (HboneConn* c : handshaking_) {  // oldest first
+      if (c->peer().ip == *busiest) {
+        victim = c;
+        break;
+      }
+    }
+  }
+  std::string_view refused = limits().AdmitHandshake(src);
+  if (!refused.empty()) return refused;
+  if (victim) {
+    metrics().HboneRefused("handshaking_global_evicted");
+    victim->Close("handshake slot given to a less busy source (HBONE handshaking limit)");
+  }
+  return {};
+}
+
+void Worker::TrackHandshaking(HboneConn* c) {
+  c->limit_state = HboneConn::LimitState::kHandshaking;
+  handshaking_.push_back(c);
+}
+
+bool Worker::HboneEstablished(HboneConn* c) {
+  if (c->limit_state != HboneConn::LimitState::kHandshaking) return true;
+  handshaking_.erase(std::remove(handshaking_.begin(), handshaking_.end(), c), handshaking_.end());
+  c->limit_state = HboneConn::LimitState::kNone;
+  std::string_view refused = limits().Establish(c->peer().ip);
+  if (!refused.empty()) {
+    metrics().HboneRefused(refused);
+    c->Close(
+        absl::StrCat("over the HBONE established-connection limit (", std::string(refused), ")"));
+    return false;
+  }
+  c->limit_state = HboneConn::LimitState::kEstablished;
+  return true;
+}
+
+void Worker::HboneGone(HboneConn* c) {
+  paused_.erase(std::remove(paused_.begin(), paused_.end(), c), paused_.end());
+  if (c->limit_state == HboneConn::LimitState::kHandshaking) {
+    handshaking_.erase(std::remove(handshaking_.begin(), handshaking_.end(), c),
+                       handshaking_.end());
+    limits().Release(c->peer().ip, false);
+  } else if (c->limit_state == HboneConn::LimitState::kEstablished) {
+    limits().Release(c->peer().ip, true);
+  }
+  c->limit_state = HboneConn::LimitState::kNone;
+}
+
+void Worker::PauseRead(HboneConn* c) {
+  metrics().HboneReadPaused();
+  if (std::find(paused_.begin(), paused_.end(), c) == paused_.end()) {
+    paused_.push_back(c);
+    c->stalled_since = EventLoop::Clock::now();
+    c->stalled_bytes = c->BufferedBytes();
+  }
+  if (resume_timer_ == 0)
+    resume_timer_ = loop_.AddTimer(std::chrono::milliseconds(20), [this] { ResumePaused(); });
+}
+
+void Worker::ResumePaused() {
+  resume_timer_ = 0;
+  auto paused = std::move(paused_);
+  paused_.clear();
+  const auto now = EventLoop::Clock::now();
+  for (HboneConn* c : paused) {
+    if (c->MayRead()) {
+      c->ResumeRead();
+      continue;
+    }
+    size_t held = c->BufferedBytes();
+    if (held < c->stalled_bytes) {  // its applications are reading: not stalled
+      c->stalled_since = now;
+      c->stalled_bytes = held;
+    } else if (now - c->stalled_since >= limits().options().stalled_close_after) {
+      metrics().HboneRefused("buffer_budget_stalled");
+      c->Close("applications do not read and the HBONE buffer budget is spent");
+      continue;
+    }
+    paused_.push_back(c);
+  }
+  if (!paused_.empty())
+    resume_timer_ = loop_.AddTimer(std::chrono::milliseconds(20), [this] { ResumePaused(); });
 }
 
 void Worker::ReleaseConn(HboneConn* c) {

@@ -51,6 +51,7 @@ struct Proxy::Shared {
   mutable std::mutex mu;
   std::map<std::string, std::shared_ptr<Pod>> pods;
   std::atomic<uint64_t> rr{0};  // service endpoint round robin
+  std::unique_ptr<HboneLimits> limits;
   bool started = false;
 };
 
@@ -91,8 +92,21 @@ class Worker {
                      std::shared_ptr<SSL_CTX> ctx, SockAddr peer);
   void ReleaseConn(HboneConn* c);
 
+  // HBONE server limits (limits.h). AdmitHbone: empty if a new connection from `src` may be
+  // served (it is then counted as handshaking until TrackHandshaking's connection finishes or
+  // closes), else the refusal reason. Over this worker's share of the handshaking total, it
+  // closes the oldest handshake of the source with the most here, if `src` has fewer.
+  std::string_view AdmitHbone(const IpAddr& src);
+  void TrackHandshaking(HboneConn* c);
+  bool HboneEstablished(HboneConn* c);  // false: over an established limit, c closed
+  void HboneGone(HboneConn* c);         // from HboneConn::Close
+  HboneLimits& limits() { return *shared_->limits; }
+  // A connection that stopped reading over the unread-bytes budget; resumed when it may read.
+  void PauseRead(HboneConn* c);
+
  private:
   void ScheduleTrim();  // TrimBufferCache every 5 s on this worker's thread
+  void ResumePaused();
   // Dispatch: each listener kind has its path.
   void OnAccept(const std::shared_ptr<Pod>& pod, Pod::Kind kind, UniqueFd fd);
 
@@ -114,6 +128,9 @@ class Worker {
   std::map<std::string, PodState> pods_;
   std::map<Flow*, std::unique_ptr<Flow>> flows_;
   std::map<HboneConn*, std::unique_ptr<HboneConn>> conns_;
+  std::vector<HboneConn*> handshaking_;  // server connections in the handshake, oldest first
+  std::vector<HboneConn*> paused_;       // connections not read over the budget
+  uint64_t resume_timer_ = 0;
   Inbound inbound_{this};
   Outbound outbound_{this};
   Pool pool_{this};
