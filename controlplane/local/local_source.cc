@@ -92,6 +92,20 @@ json Scalar(const std::string& tag, const std::string& s) {
   return json(s);
 }
 
+// yaml-cpp passes bytes that are not UTF-8 through, and every later json::dump() (the local
+// source's fingerprints, the model, error messages) would throw on them: such scalars are input
+// errors. nlohmann's serializer is the UTF-8 decoder at hand; ASCII (nearly every scalar) skips it.
+bool IsUtf8(const std::string& s) {
+  if (std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+    return true;
+  try {
+    (void)json(s).dump();
+    return true;
+  } catch (const json::type_error&) {
+    return false;
+  }
+}
+
 // Builds JSON straight from yaml-cpp's parse events: no YAML::Node graph in between (which cost
 // about a third of a large directory's load). One document per HandleNextDocument; a problem
 // in the content (duplicate key, non-scalar key, too many values) is kept and the rest of that
@@ -134,6 +148,8 @@ class JsonBuilder : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     if (!doc_.error.ok()) return;
+    if (!IsUtf8(value))
+      return Fail(mark, "a scalar is not valid UTF-8 (manifests must be UTF-8 text)");
     if (KeyExpected()) {
       if (anchor != 0) anchors_[anchor] = Anchored{json(value), 1, value};
       return Key(mark, value);

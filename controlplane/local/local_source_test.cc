@@ -117,6 +117,18 @@ TEST(ParseManifestsTest, ErrorsNameTheLine) {
   EXPECT_TRUE(ParseManifests("").ok());
 }
 
+// Found by tests/fuzz (manifest): a byte sequence that is not UTF-8 in any scalar made every
+// later json::dump() throw (weftd's local source, the model, even this parser's own error
+// message), i.e. weftd and weftctl died on one bad manifest file.
+TEST(ParseManifestsTest, InvalidUtf8IsAnErrorNotACrash) {
+  EXPECT_EQ(ParseManifests("kind: Pod\nmetadata: {name: \xd1\xd1}\n").status().message(),
+            "line 2: a scalar is not valid UTF-8 (manifests must be UTF-8 text)");
+  EXPECT_EQ(ParseManifests("kind: Pod\nmetadata:\n  \xff: a\n").status().message(),
+            "line 3: a scalar is not valid UTF-8 (manifests must be UTF-8 text)");
+  EXPECT_EQ(ParseManifests("\xd1\n").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ParseManifests("kind: Pod\nmetadata: {name: caf\xc3\xa9}\n").ok());
+}
+
 // ---- the directory source, against a real directory and inotify
 
 class Dir {
