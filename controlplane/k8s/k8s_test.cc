@@ -322,6 +322,40 @@ TEST(WatcherTest, GoneAfterEventsAndCleanEndResumeWithoutBackoff) {
             1);
 }
 
+// Found with the k8s_watch fuzzer (tests/fuzz/regressions/k8s_watch/): members of the wrong type in
+// a list or an event (json::value() throws) terminated weftd from the watcher thread.
+TEST(WatcherTest, MembersOfTheWrongTypeAreNotFatal) {
+  TestApiServer server;
+  server.Enqueue(kPods, Body(200, R"({"kind":"PodList","metadata":{"resourceVersion":7,)"
+                                  R"("continue":[]},"items":[]})"));
+  server.Enqueue(
+      kPods,
+      Stream({R"({"type":"ADDED","object":{"apiVersion":1,"kind":"Pod","metadata":{"name":"a",)"
+              R"("namespace":"ns","resourceVersion":"8"}}})"
+              "\n",
+              R"({"type":"ADDED","object":{"metadata":{"name":"b","namespace":"ns",)"
+              R"("resourceVersion":"9"}}})"
+              "\n",
+              R"({"type":"ERROR","object":{"kind":"Status","code":500,"message":{"x":1}}})"
+              "\n"}));
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  PodsOnly());
+  watcher.Start();
+  ASSERT_TRUE(server.WaitForRequests(kPods, 3, 20s));
+  ASSERT_TRUE(rec.WaitFor(3, 5s));
+  watcher.Stop();
+  EXPECT_EQ(rec.Lines(),
+            (std::vector<std::string>{"synced Pod", "upsert Pod ns/a", "upsert Pod ns/b"}));
+  const auto events = rec.Events();
+  EXPECT_EQ(events[1].object["apiVersion"], 1) << "a bad apiVersion is left for the model";
+  EXPECT_EQ(events[2].object["apiVersion"], "v1") << "a missing one is filled in";
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_errors_total",
+                         {{"kind", "Pod"}, {"code", "watch_error_500"}}),
+            1);
+}
+
 TEST(WatcherTest, ForbiddenListIsCountedAndRetriedWithBackoff) {
   TestApiServer server;
   server.Enqueue(kPods, Body(403, Fixture("status_403_pods.json")));

@@ -19,6 +19,15 @@ std::string StatusMessage(const std::string& body) {
   return body.substr(0, 512);
 }
 
+// obj[key] if it is a string, else `fallback`. (json::value(key, default) throws type_error when
+// the member exists with another type: one such event or list killed the watcher thread, and
+// with it weftd.)
+std::string StringField(const json& obj, const char* key, const std::string& fallback = "") {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
 std::string ResourceVersionOf(const json& obj) {
   auto m = obj.find("metadata");
   if (m == obj.end() || !m->is_object()) return "";
@@ -30,8 +39,8 @@ std::string ResourceVersionOf(const json& obj) {
 std::string NameOf(const json& obj) {
   auto m = obj.find("metadata");
   if (m == obj.end() || !m->is_object()) return "";
-  std::string ns = m->value("namespace", "");
-  std::string name = m->value("name", "");
+  std::string ns = StringField(*m, "namespace");
+  std::string name = StringField(*m, "name");
   return ns.empty() ? name : absl::StrCat(ns, "/", name);
 }
 
@@ -233,8 +242,8 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
         }
       }
       const json& meta = body.value("metadata", json::object());
-      rv = meta.is_object() ? meta.value("resourceVersion", "") : "";
-      cont = meta.is_object() ? meta.value("continue", "") : "";
+      rv = StringField(meta, "resourceVersion");
+      cont = StringField(meta, "continue");
       if (cont.empty()) {
         complete = true;
         break;
@@ -285,7 +294,7 @@ bool Watcher::OnWatchLine(const ResourceType& rt, std::string_view line, WatchPa
     // obj is a metav1.Status.
     const int code =
         obj.contains("code") && obj["code"].is_number_integer() ? obj["code"].get<int>() : 0;
-    pass.error_message = obj.value("message", "");
+    pass.error_message = StringField(obj, "message");
     if (code == 410) {
       pass.relist_reason = "gone_event";
     } else {
@@ -295,8 +304,9 @@ bool Watcher::OnWatchLine(const ResourceType& rt, std::string_view line, WatchPa
   }
   const std::string new_rv = ResourceVersionOf(obj);
   if (type != "BOOKMARK") {
-    obj["apiVersion"] = obj.value("apiVersion", rt.ApiVersion());
-    obj["kind"] = obj.value("kind", rt.kind);
+    // Filled in only when absent; a value of the wrong type stays for the model to reject.
+    if (!obj.contains("apiVersion")) obj["apiVersion"] = rt.ApiVersion();
+    if (!obj.contains("kind")) obj["kind"] = rt.kind;
     LOG_DEBUG("k8s", "watch event",
               {{"kind", rt.kind}, {"type", type}, {"name", NameOf(obj)}, {"rv", new_rv}});
     Emit(ObjectEvent{type == "DELETED" ? ObjectEvent::Type::kDelete : ObjectEvent::Type::kUpsert,
