@@ -170,8 +170,68 @@ def ca_csr():
         write(d, "other_trust_domain", b"spiffe://evil.example/ns/prod/sa/web\n0\n" + csr)
 
 
+# HTTP/2 (RFC 9113) as an HBONE client sends it inside TLS. HPACK: literal header fields without
+# indexing and without Huffman coding (RFC 7541 6.2.2), lengths < 127.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = \
+    0, 1, 2, 3, 4, 6, 7, 8, 9
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", ftype, flags, stream) + payload
+
+
+def hpack(headers):
+    out = b""
+    for k, v in headers:
+        out += b"\x10" + bytes([len(k)]) + k.encode() + bytes([len(v)]) + v.encode()
+    return out
+
+
+def connect(stream, authority, extra=(), method="CONNECT", flags=END_HEADERS):
+    return frame(HEADERS, flags, stream,
+                 hpack([(":method", method), (":authority", authority)] + list(extra)))
+
+
+def hello(settings=b""):
+    return PREFACE + frame(SETTINGS, 0, 0, settings) + frame(SETTINGS, ACK, 0)
+
+
+def hbone_server():
+    d = out_dir("hbone_server")
+    app = "127.0.0.20:8080"
+    write(d, "connect_data_end", hello() + connect(1, app) + frame(DATA, 0, 1, b"hello") +
+          frame(DATA, END_STREAM, 1, b" world"))
+    write(d, "connect_traceparent", hello(struct.pack(">HI", 4, 65535)) +
+          connect(1, app, [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]) +
+          frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 20)) + frame(DATA, 0, 1, b"x" * 1000))
+    write(d, "rejections", hello() +
+          connect(1, "127.0.0.20:9090") +                      # denied by policy: 403
+          connect(3, "127.0.0.20:8081") +                      # nothing listens: 503
+          connect(5, "127.0.0.20:15008") +                     # ztunnel's own port: 400
+          connect(7, "10.9.9.9:8080") +                        # not the pod's address: 400
+          connect(9, "127.0.0.20:0") +                         # port 0: 400
+          connect(11, "pod.example:8080") +                    # not an ip:port: 400
+          connect(13, app, [(":path", "/")]) +                 # extended CONNECT: 400
+          connect(15, app, method="GET"))                      # 405
+    write(d, "ipv6_authority", hello() + connect(1, "[::1]:8080") + connect(3, "[fd00::1]:80"))
+    write(d, "many_streams_reset", hello() + b"".join(connect(i, app) for i in range(1, 20, 2)) +
+          frame(RST_STREAM, 0, 3, struct.pack(">I", 8)) + frame(DATA, 0, 5, b"abc") +
+          frame(PING, 0, 0, b"12345678") + frame(PRIORITY, 0, 7, struct.pack(">IB", 0, 16)) +
+          frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
+    block = hpack([(":method", "CONNECT"), (":authority", app)])
+    write(d, "continuation", hello() + frame(HEADERS, 0, 1, block[:10]) +
+          frame(CONTINUATION, END_HEADERS, 1, block[10:]) + frame(DATA, END_STREAM, 1, b"bye"))
+    write(d, "end_stream_on_headers", hello() + connect(1, app, flags=END_HEADERS | END_STREAM))
+    write(d, "bad_frames", hello() + frame(DATA, 0, 1, b"no stream") +
+          frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0)) + frame(0xfa, 0, 0, b"unknown"))
+    write(d, "preface_only", PREFACE)
+
+
 TARGETS = {f.__name__: f for f in
-           [config_text, snapshot_proto, xds_client, handoff, manifest, k8s_watch, ca_csr]}
+           [config_text, snapshot_proto, xds_client, handoff, manifest, k8s_watch, ca_csr,
+            hbone_server]}
 
 if __name__ == "__main__":
     for t in sys.argv[1:] or TARGETS:
