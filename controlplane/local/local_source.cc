@@ -274,6 +274,13 @@ absl::StatusOr<std::vector<JsonBuilder::Document>> ParseDocuments(std::string_vi
     while (parser.HandleNextDocument(builder)) {
       docs.push_back(builder.Take());
       if (first_only) break;
+      // yaml-cpp 0.7 can loop forever on some malformed text, yielding empty documents without
+      // consuming input. A real document takes at least one byte of the text.
+      if (docs.size() > text.size()) {
+        return AtLine(docs.back().mark,
+                      "the YAML parser is stuck (it keeps returning empty documents); the text "
+                      "is malformed near here");
+      }
     }
   } catch (const YAML::Exception& e) {
     return SyntaxError(e);

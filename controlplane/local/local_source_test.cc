@@ -10,6 +10,7 @@
 #include <functional>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace weft::cp {
@@ -127,6 +128,18 @@ TEST(ParseManifestsTest, InvalidUtf8IsAnErrorNotACrash) {
             "line 3: a scalar is not valid UTF-8 (manifests must be UTF-8 text)");
   EXPECT_EQ(ParseManifests("\xd1\n").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ParseManifests("kind: Pod\nmetadata: {name: caf\xc3\xa9}\n").ok());
+}
+
+// Found by tests/fuzz (manifest, regressions/manifest/yaml-cpp-endless-documents): on this text
+// yaml-cpp 0.7's HandleNextDocument never returns false and yields empty documents forever;
+// ParseDocuments collected them until memory ran out (weftd's local source, weftctl).
+TEST(ParseManifestsTest, AParserThatNeverEndsIsAnError) {
+  const std::string text =
+      ", The same object, PERMISSIVE: plaintexta: {name: e2e-mtls, namespace: e2e}\n"
+      "spec: {mtls/v1\nkind: PeerASIVE}}\n";
+  auto got = ParseManifests(text);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(got.status().message(), "YAML parser is stuck")) << got.status();
 }
 
 // ---- the directory source, against a real directory and inotify
