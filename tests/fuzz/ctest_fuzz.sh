@@ -22,9 +22,9 @@ dirs=()
 for d in "$here/corpus/$name" "$here/regressions/$name"; do
   if [ -d "$d" ]; then dirs+=("$d"); fi
 done
-# -timeout: one input taking this long is a hang (a crash). -rss_limit_mb: a runaway
-# allocation is a crash too.
-"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+# -timeout: one input taking this long (under ASan, on a loaded CI machine) is a hang, a crash.
+# -rss_limit_mb: a runaway allocation is a crash too.
+"$bin" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix="$work/artifacts/" "$work/corpus" "${dirs[@]}" >"$work/log" 2>&1
 rc=$?
 shopt -s nullglob

@@ -25,7 +25,7 @@ for name in "${names[@]}"; do
   runs=0 found=0 left=$seconds start=$SECONDS
   while [ "$left" -gt 0 ]; do
     log=$(mktemp)
-    "$bin" -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    "$bin" -max_total_time="$left" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
       -close_fd_mask=3 -artifact_prefix="$crashes/" "$corpus" "${seeds[@]}" >"$log" 2>&1
     rc=$?
     n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
