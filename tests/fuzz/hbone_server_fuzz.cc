@@ -14,7 +14,8 @@
 //
 // One input: handshake, write the input, run the loop until it is idle (no fd of the loop
 // ready), send close_notify, idle, close the socket, idle. A fresh Worker per input; the process
-// must hold exactly the descriptors it held before (no tunnel or connection leaks).
+// must hold exactly the descriptors it held before (no tunnel or connection leaks), and the
+// connection limits' unread-bytes budget must be back at zero.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -351,6 +352,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   env->shared.config = &env->config;
   env->shared.tls = env->tls.get();
   env->shared.metrics = &env->metrics;
+  env->shared.limits = std::make_unique<zt::HboneLimits>(env->shared.opts.hbone_limits,
+                                                         &env->metrics);  // as Proxy's ctor
   env->pod = std::make_shared<zt::Pod>();
   env->pod->uid = "prod/server-0";
   env->hbone_listener = Listen(kServerIp, 0);
@@ -398,6 +401,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (fds_after != fds_init)
       Die(std::to_string(fds_after.size() - fds_init.size()) +
           " descriptors still open after the peer went away (connection or tunnel leak)");
+    // Every byte held for an application was given back to the per-ztunnel budget.
+    if (env->shared.limits->buffered() != 0)
+      Die("buffered-bytes budget off by " + std::to_string(env->shared.limits->buffered()) +
+          " after every connection closed");
   }
   WEFT_CHECK(OpenFds() == fds_before);
   return 0;
