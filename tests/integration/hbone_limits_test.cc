@@ -5,8 +5,10 @@
 // what ztunnel spent on them.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -77,6 +79,28 @@ std::string BigClientHelloStart(uint32_t len) {
                    static_cast<char>(len)};  // ClientHello
   r += std::string(16384 - 4, '\x03');
   return r;
+}
+
+// Bytes malloc has handed out and not taken back (all arenas, mmapped chunks included): what
+// the process allocated, whether or not the pages were touched yet.
+size_t MallocInUse() {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+// A TLS 1.3 ClientHello offering h2, as OpenSSL's client sends it (memory BIOs, no socket).
+std::string RealClientHello() {
+  tls::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+  static const unsigned char kAlpn[] = {2, 'h', '2'};
+  SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn);
+  tls::SslPtr ssl(SSL_new(ctx.get()));
+  BIO* out = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl.get(), BIO_new(BIO_s_mem()), out);
+  SSL_connect(ssl.get());  // wants to read the ServerHello
+  char* p = nullptr;
+  long n = BIO_get_mem_data(out, &p);
+  return std::string(p, static_cast<size_t>(n));
 }
 
 // A listener that never accepts: connections to it complete in the kernel and the data sent
@@ -366,6 +390,59 @@ TEST_F(HboneLimitsSmallTest, UnreadBytesOverTheBudgetPauseReadingNotOthers) {
       Metric(*b_, "weft_hbone_connections_refused_total", {{"reason", "buffer_budget_stalled"}}),
       1);
   ExpectOthersServed("after the stalled connection was closed");
+}
+
+class HboneLimitsWideTest : public HboneLimitsTest {
+ protected:
+  void CustomizeB(ZtunnelOptions& o) override {
+    o.proxy.hbone_limits.max_handshaking = 4096;
+    o.proxy.hbone_limits.max_handshaking_per_source = 4096;
+    o.proxy.handshake_timeout = 60s;  // they all stay for the measurement
+  }
+};
+
+// With the limits out of the way, what one handshaking peer costs: 500 that connect and say
+// nothing, 500 that send a real ClientHello, get the server's flight, and stop. A silent peer
+// gets no TLS state until its ClientHello's headers arrive: ~1 KiB each (it was ~9.8 KiB, the
+// SSL object made at accept; this test failed there). One in the handshake holds OpenSSL's
+// own state (~45 KiB: a 16 KiB message buffer, keys, transcript), before and after; the
+// handshaking limit (256) is what bounds those.
+TEST_F(HboneLimitsWideTest, AHandshakingPeerCostsAFewKiB) {
+  constexpr int kPeers = 1000;
+  if (!RaiseFdLimit(3 * kPeers + 1024)) GTEST_SKIP() << "cannot raise RLIMIT_NOFILE";
+  ExpectOthersServed("before");
+  const std::string hello = RealClientHello();
+  ASSERT_GT(hello.size(), 100u);
+  const size_t heap0 = MallocInUse(), rss0 = RssBytes();
+  std::vector<UniqueFd> peers;
+  for (int i = 0; i < kPeers; i++)
+    peers.push_back(ConnectFrom(IpAddr::V4(0x7f000401 + i % 4), b_hbone_));  // 127.0.4.1-4
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_hbone_server_connections", {{"state", "handshaking"}}) == kPeers;
+  })) << Metric(*b_, "weft_hbone_server_connections", {{"state", "handshaking"}});
+  const size_t heap_idle = MallocInUse() - heap0, rss_idle = RssBytes() - rss0;
+  std::cout << kPeers << " idle peers: malloc +" << heap_idle / 1024 << " KiB ("
+            << heap_idle / kPeers << " B each), RSS +" << rss_idle / 1024 << " KiB\n";
+  EXPECT_LT(heap_idle / kPeers, 4u * 1024) << "bytes allocated per idle peer";
+  // Every other peer sends its ClientHello and waits until the server's flight arrived.
+  for (int i = 0; i < kPeers; i += 2) {
+    pollfd p{peers[i].get(), POLLOUT, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1);
+    ASSERT_EQ(send(peers[i].get(), hello.data(), hello.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(hello.size()));
+  }
+  for (int i = 0; i < kPeers; i += 2) {
+    pollfd p{peers[i].get(), POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 10000), 1) << "no ServerHello for peer " << i;
+  }
+  const size_t heap = MallocInUse() - heap0, rss = RssBytes() - rss0;
+  std::cout << kPeers << " handshaking peers (half after a ClientHello): malloc +" << heap / 1024
+            << " KiB (" << heap / kPeers << " B each), RSS +" << rss / 1024 << " KiB\n";
+  // OpenSSL's own handshake state (a 16 KiB message buffer, keys, transcript) stays.
+  const size_t per_hello = (heap - heap_idle) / (kPeers / 2);
+  std::cout << "  each ClientHello sender: " << per_hello << " B more\n";
+  EXPECT_LT(per_hello, 64u * 1024) << "bytes allocated per peer in the handshake";
+  ExpectOthersServed("with 1000 handshaking peers");
 }
 
 // Established connections per source (2 here): a third from the same address is refused at

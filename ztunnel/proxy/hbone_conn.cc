@@ -205,7 +205,18 @@ struct H2Callbacks {
 HboneConn::HboneConn(Worker* w, Role role, std::shared_ptr<Pod> pod, UniqueFd fd,
                      std::shared_ptr<SSL_CTX> ctx, SockAddr peer)
     : w_(w), role_(role), pod_(std::move(pod)), fd_(std::move(fd)), peer_(peer) {
-  ssl_.reset(SSL_new(ctx.get()));
+  // A server connection gets its TLS state (~10 KiB) only once a ClientHello is coming
+  // (CheckClientHello): a peer that connects and says nothing costs just this object.
+  if (role_ == Role::kClient) {
+    CreateSsl(ctx.get());
+    w_->metrics().pool_connections().Increment();
+  } else {
+    ctx_ = std::move(ctx);
+  }
+}
+
+void HboneConn::CreateSsl(SSL_CTX* ctx) {
+  ssl_.reset(SSL_new(ctx));
   BIO* wbio = BIO_new(QueueBioMethod());
   BIO_set_data(wbio, this);
   SSL_set_bio(ssl_.get(), BIO_new_socket(fd_.get(), BIO_NOCLOSE), wbio);
@@ -215,7 +226,6 @@ HboneConn::HboneConn(Worker* w, Role role, std::shared_ptr<Pod> pod, UniqueFd fd
     SSL_set_connect_state(ssl_.get());
   else
     SSL_set_accept_state(ssl_.get());
-  if (role_ == Role::kClient) w_->metrics().pool_connections().Increment();
 }
 
 HboneConn::~HboneConn() {
@@ -421,6 +431,8 @@ bool HboneConn::CheckClientHello() {
   hello_checked_ = true;
   int lowat = 1;
   setsockopt(fd_.get(), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  CreateSsl(ctx_.get());
+  ctx_.reset();
   return true;
 }
 

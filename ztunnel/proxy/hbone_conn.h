@@ -126,6 +126,7 @@ class HboneConn : public EventLoop::Handler {
  private:
   friend struct H2Callbacks;
   void OnReadable(bool hangup);
+  void CreateSsl(SSL_CTX* ctx);
   bool CheckClientHello();  // server: false while waiting for its headers, or closed
   void DriveHandshake();
   bool OnHandshakeDone();  // false: closed
@@ -146,6 +147,7 @@ class HboneConn : public EventLoop::Handler {
   std::shared_ptr<Pod> pod_;
   UniqueFd fd_;
   tls::SslPtr ssl_;
+  std::shared_ptr<SSL_CTX> ctx_;  // server: until CreateSsl
   nghttp2_session* session_ = nullptr;
   SockAddr peer_;
   std::optional<SpiffeId> peer_id_;
