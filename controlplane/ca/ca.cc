@@ -4,17 +4,24 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -158,8 +165,9 @@ absl::StatusOr<std::string> BootstrapTokenAuthenticator::EnsureNodeToken(const s
   return token;
 }
 
-absl::StatusOr<std::string> BootstrapTokenAuthenticator::Authenticate(
-    std::string_view token, std::string_view claimed_node) {
+absl::StatusOr<std::string> BootstrapTokenAuthenticator::Authenticate(std::string_view token,
+                                                                      std::string_view claimed_node,
+                                                                      std::string_view /*client*/) {
   if (token.empty()) {
     return absl::UnauthenticatedError(
         "no bootstrap token: send 'authorization: Bearer <token>' with the contents of the "
@@ -187,28 +195,214 @@ absl::StatusOr<std::string> BootstrapTokenAuthenticator::Authenticate(
   return std::string(node);
 }
 
-TokenReviewer UsernameOnlyReviewer(
-    std::function<absl::StatusOr<std::string>(std::string_view token)> review) {
-  return [review = std::move(review)](std::string_view token) -> absl::StatusOr<ReviewedToken> {
-    WEFT_ASSIGN_OR_RETURN(std::string user, review(token));
-    return ReviewedToken{std::move(user), std::nullopt};
+std::string ClientAddress(std::string_view peer) {
+  if (!absl::StartsWith(Av(peer), "ipv4:") && !absl::StartsWith(Av(peer), "ipv6:")) {
+    return std::string(peer);
+  }
+  size_t colon = peer.rfind(':');
+  if (colon <= 4) return std::string(peer);
+  if (absl::StartsWith(Av(peer), "ipv6:") && peer[colon - 1] != ']') return std::string(peer);
+  return std::string(peer.substr(0, colon));
+}
+
+struct TokenReviewAuthenticator::State {
+  struct Entry {
+    absl::StatusOr<ReviewedToken> result;
+    std::chrono::steady_clock::time_point expires;
+    uint64_t seq = 0;
   };
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point last;
+  };
+  std::mutex mu;
+  std::map<std::string, Entry> cache;                  // SHA-256 of the token -> review result
+  std::deque<std::pair<uint64_t, std::string>> order;  // insertion order (seq, key)
+  uint64_t next_seq = 0;
+  std::map<std::string, Bucket> buckets;  // client address -> its bucket
+  TokenReviewStats stats;
+  prometheus::Family<prometheus::Counter>* counter = nullptr;
+
+  void Count(uint64_t TokenReviewStats::*field, const char* label) {
+    ++(stats.*field);
+    if (counter) counter->Add({{"result", label}}).Increment();
+  }
+};
+
+namespace {
+std::string TokenHash(std::string_view token) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), md);
+  return std::string(reinterpret_cast<const char*>(md), sizeof md);
+}
+}  // namespace
+
+TokenReviewAuthenticator::TokenReviewAuthenticator(
+    TokenReviewer reviewer, std::vector<std::string> ztunnel_service_accounts,
+    TokenReviewAuthOptions opts, std::shared_ptr<prometheus::Registry> registry)
+    : reviewer_(std::move(reviewer)),
+      allowed_(std::move(ztunnel_service_accounts)),
+      opts_(std::move(opts)),
+      state_(std::make_unique<State>()) {
+  if (opts_.audience.empty()) opts_.audience = kDefaultCaAudience;
+  if (opts_.burst < 1) opts_.burst = 1;
+  if (opts_.max_clients == 0) opts_.max_clients = 1;
+  if (registry) {
+    state_->counter = &prometheus::BuildCounter()
+                           .Name("weft_ca_token_reviews_total")
+                           .Help(
+                               "Node token checks by weftd (CA and config stream): reviewed "
+                               "(a TokenReview sent), cache_hit, rate_limited, and refusals "
+                               "unbound, wrong_node, audience")
+                           .Register(*registry);
+    for (const char* r :
+         {"reviewed", "cache_hit", "rate_limited", "unbound", "wrong_node", "audience"}) {
+      state_->counter->Add({{"result", r}});
+    }
+  }
+}
+
+TokenReviewAuthenticator::~TokenReviewAuthenticator() = default;
+
+TokenReviewStats TokenReviewAuthenticator::stats() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->stats;
+}
+
+absl::StatusOr<ReviewedToken> TokenReviewAuthenticator::Review(std::string_view token,
+                                                               std::string_view client) {
+  const auto now = opts_.clock ? opts_.clock() : std::chrono::steady_clock::now();
+  const std::string key = TokenHash(token);
+  State& st = *state_;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (auto it = st.cache.find(key); it != st.cache.end()) {
+      if (it->second.expires > now) {
+        st.Count(&TokenReviewStats::cache_hits, "cache_hit");
+        return it->second.result;
+      }
+      st.cache.erase(it);
+    }
+    // Token bucket of this client (only cache misses cost a TokenReview).
+    std::string who = client.empty() ? std::string("(unknown)") : std::string(client);
+    auto b = st.buckets.find(who);
+    if (b == st.buckets.end()) {
+      if (st.buckets.size() >= opts_.max_clients) {
+        auto lru = std::min_element(st.buckets.begin(), st.buckets.end(),
+                                    [](auto& x, auto& y) { return x.second.last < y.second.last; });
+        st.buckets.erase(lru);
+      }
+      b = st.buckets.emplace(who, State::Bucket{opts_.burst, now}).first;
+    }
+    State::Bucket& bucket = b->second;
+    const double elapsed = std::chrono::duration<double>(now - bucket.last).count();
+    bucket.tokens =
+        std::min(opts_.burst, bucket.tokens + std::max(0.0, elapsed) * opts_.reviews_per_second);
+    bucket.last = now;
+    if (bucket.tokens < 1) {
+      st.Count(&TokenReviewStats::rate_limited, "rate_limited");
+      return absl::ResourceExhaustedError(
+          absl::StrCat("too many token reviews from ", who, " (more than ", opts_.burst,
+                       " at once or ", opts_.reviews_per_second, "/s); retry later"));
+    }
+    bucket.tokens -= 1;
+    st.Count(&TokenReviewStats::reviews, "reviewed");
+  }
+  absl::StatusOr<ReviewedToken> result = reviewer_(token);
+  const bool rejected = !result.ok() && (absl::IsUnauthenticated(result.status()) ||
+                                         absl::IsPermissionDenied(result.status()));
+  if (!result.ok() && !rejected) return result;  // review failed: ask again next time
+  std::lock_guard<std::mutex> lock(st.mu);
+  const auto ttl = result.ok() ? opts_.cache_ttl : opts_.negative_cache_ttl;
+  if (ttl.count() <= 0 || opts_.cache_entries == 0) return result;
+  while (st.cache.size() >= opts_.cache_entries && !st.order.empty()) {
+    auto [seq, old] = st.order.front();
+    st.order.pop_front();
+    if (auto it = st.cache.find(old); it != st.cache.end() && it->second.seq == seq) {
+      st.cache.erase(it);
+    }
+  }
+  const uint64_t seq = st.next_seq++;
+  st.cache[key] = State::Entry{result, now + ttl, seq};
+  st.order.emplace_back(seq, key);
+  // Drop order records of entries that expired and were replaced, so order stays bounded.
+  while (st.order.size() > 2 * opts_.cache_entries) {
+    auto [s, k] = st.order.front();
+    st.order.pop_front();
+    if (auto it = st.cache.find(k); it != st.cache.end() && it->second.seq == s) {
+      st.cache.erase(it);
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<std::string> TokenReviewAuthenticator::BoundNode(const ReviewedToken& reviewed,
+                                                                std::string_view claimed_node) {
+  const std::string& user = reviewed.username;
+  if (reviewed.node_name) {
+    if (!claimed_node.empty() && claimed_node != *reviewed.node_name) {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->Count(&TokenReviewStats::wrong_node, "wrong_node");
+      return absl::UnauthenticatedError(absl::StrCat("token is bound to node ", *reviewed.node_name,
+                                                     ", not to ", Av(claimed_node)));
+    }
+    return *reviewed.node_name;
+  }
+  if (reviewed.pod_name && reviewed.pod_uid && opts_.pod_node) {
+    // "system:serviceaccount:<ns>:<sa>": the pod is in the service account's namespace.
+    constexpr std::string_view kSaPrefix = "system:serviceaccount:";
+    std::string_view ns;
+    if (std::string_view u = user; u.substr(0, kSaPrefix.size()) == kSaPrefix) {
+      u.remove_prefix(kSaPrefix.size());
+      ns = u.substr(0, u.find(':'));
+    }
+    std::optional<std::string> node = opts_.pod_node(ns, *reviewed.pod_name, *reviewed.pod_uid);
+    if (!node || node->empty() || (!claimed_node.empty() && claimed_node != *node)) {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->Count(&TokenReviewStats::wrong_node, "wrong_node");
+      return absl::UnauthenticatedError(
+          absl::StrCat("token is bound to pod ", Av(ns), "/", *reviewed.pod_name, " (uid ",
+                       *reviewed.pod_uid, "), which ",
+                       node && !node->empty()
+                           ? absl::StrCat("runs on node ", *node, ", not on ", Av(claimed_node))
+                           : std::string("weftd does not know as running on any node")));
+    }
+    return *node;
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->Count(&TokenReviewStats::unbound, "unbound");
+  return absl::UnauthenticatedError(absl::StrCat(
+      "token of ", user,
+      " is bound to neither a node nor a pod, so it could speak for any node; present a "
+      "projected service-account token (serviceAccountToken volume, audience ",
+      opts_.audience, ") of the node's weft pod"));
 }
 
 absl::StatusOr<std::string> TokenReviewAuthenticator::Authenticate(std::string_view token,
-                                                                   std::string_view claimed_node) {
+                                                                   std::string_view claimed_node,
+                                                                   std::string_view client) {
   if (token.empty()) {
     return absl::UnauthenticatedError(
         "no service-account token: send 'authorization: Bearer <token>'");
   }
-  auto reviewed = reviewer_(token);
+  auto reviewed = Review(token, client);
   if (!reviewed.ok()) {
+    if (absl::IsResourceExhausted(reviewed.status())) return reviewed.status();
     if (absl::IsUnauthenticated(reviewed.status()) || absl::IsPermissionDenied(reviewed.status())) {
       return absl::UnauthenticatedError(
           absl::StrCat("TokenReview rejected the token: ", reviewed.status().message()));
     }
     return absl::UnavailableError(
         absl::StrCat("TokenReview failed (retry later): ", reviewed.status().message()));
+  }
+  if (std::find(reviewed->audiences.begin(), reviewed->audiences.end(), opts_.audience) ==
+      reviewed->audiences.end()) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->Count(&TokenReviewStats::audience, "audience");
+    return absl::UnauthenticatedError(
+        absl::StrCat("token is not valid for audience ", opts_.audience,
+                     " (TokenReview audiences: [", absl::StrJoin(reviewed->audiences, ", "),
+                     "]); mount a projected service-account token with audience ", opts_.audience));
   }
   const std::string& user = reviewed->username;
   constexpr std::string_view kNodePrefix = "system:node:";
@@ -220,32 +414,13 @@ absl::StatusOr<std::string> TokenReviewAuthenticator::Authenticate(std::string_v
     }
     return node;
   }
-  bool allowed = false;
-  for (const auto& a : allowed_) allowed |= a == user;
-  if (!allowed) {
+  if (std::find(allowed_.begin(), allowed_.end(), user) == allowed_.end()) {
     return absl::UnauthenticatedError(
         absl::StrCat("token of ", user,
                      " may not request certificates (only ztunnel's service account or a "
                      "node credential may)"));
   }
-  if (reviewed->node_name) {
-    if (!claimed_node.empty() && claimed_node != *reviewed->node_name) {
-      return absl::UnauthenticatedError(absl::StrCat(
-          "token is bound to node ", *reviewed->node_name, ", not to ", Av(claimed_node)));
-    }
-    return *reviewed->node_name;
-  }
-  if (claimed_node.empty()) {
-    return absl::UnauthenticatedError("request names no node and the token is not node-bound");
-  }
-  static std::once_flag warned;
-  std::call_once(warned, [&] {
-    LOG_WARN("ca",
-             "service-account token is not node-bound; trusting the node named in the request "
-             "(use Kubernetes >= 1.30 bound tokens for node binding)",
-             {{"user", user}});
-  });
-  return std::string(claimed_node);
+  return BoundNode(*reviewed, claimed_node);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include <prometheus/registry.h>
 #include "absl/status/statusor.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
@@ -79,11 +80,18 @@ absl::StatusOr<tls::CertificateAuthority> LoadUserCa(const std::string& cert_fil
 class NodeAuthenticator {
  public:
   virtual ~NodeAuthenticator() = default;
-  // `claimed_node` is the node the request says it comes from. Returns the authenticated node
-  // name (which the caller then uses for authorization). Unauthenticated on a bad token.
+  // `claimed_node` is the node the request says it comes from; `client` the caller's address
+  // without its port (gRPC peer, "ipv4:10.0.0.7"; "" when unknown), for per-client limits.
+  // Returns the authenticated node name (which the caller then uses for authorization).
+  // Unauthenticated on a bad token, ResourceExhausted when the client is over its rate.
   virtual absl::StatusOr<std::string> Authenticate(std::string_view token,
-                                                   std::string_view claimed_node) = 0;
+                                                   std::string_view claimed_node,
+                                                   std::string_view client = "") = 0;
 };
+
+// The rate-limit key of a gRPC peer string: "ipv4:10.0.0.7:5123" -> "ipv4:10.0.0.7",
+// "ipv6:[fd00::7]:5123" -> "ipv6:[fd00::7]"; anything else unchanged.
+std::string ClientAddress(std::string_view grpc_peer);
 
 // Local mode: one random token per node, in <dir>/<node>.token (0600). The token's format is
 // "<node>.<64 hex chars>" so the node is known without scanning the directory; the file is
@@ -91,8 +99,8 @@ class NodeAuthenticator {
 class BootstrapTokenAuthenticator : public NodeAuthenticator {
  public:
   explicit BootstrapTokenAuthenticator(std::string dir) : dir_(std::move(dir)) {}
-  absl::StatusOr<std::string> Authenticate(std::string_view token,
-                                           std::string_view claimed_node) override;
+  absl::StatusOr<std::string> Authenticate(std::string_view token, std::string_view claimed_node,
+                                           std::string_view client = "") override;
 
   // Creates (or returns the existing) token for `node` and writes it to <dir>/<node>.token.
   // Node names must be DNS subdomains (RFC 1123: [a-z0-9.-], 1..253).
@@ -103,36 +111,88 @@ class BootstrapTokenAuthenticator : public NodeAuthenticator {
   std::string dir_;
 };
 
-// What a TokenReview says about a token.
+// What a TokenReview says about a token (status.user.extra keys of a bound service-account
+// token, as the API server sets them: authentication.kubernetes.io/pod-name and pod-uid for a
+// pod-bound token, node-name from Kubernetes 1.30 on).
 struct ReviewedToken {
   std::string username;  // "system:serviceaccount:<ns>:<sa>" or "system:node:<node>"
-  // status.user.extra["authentication.kubernetes.io/node-name"] of a bound service-account
-  // token (Kubernetes >= 1.30), if present.
   std::optional<std::string> node_name;
+  std::optional<std::string> pod_name, pod_uid;
+  // status.audiences: the audiences of the review (spec.audiences) that the token is valid for.
+  std::vector<std::string> audiences;
 };
 using TokenReviewer = std::function<absl::StatusOr<ReviewedToken>(std::string_view token)>;
-// Adapts a reviewer that returns only the username (controlplane/k8s/token_review.h).
-TokenReviewer UsernameOnlyReviewer(
-    std::function<absl::StatusOr<std::string>(std::string_view token)> review);
 
-// Cluster mode. Accepted callers:
+// The node a pod <ns>/<name> with uid `uid` is scheduled on, if weftd's model has that pod
+// (not terminated, same uid). Fed by Model::PodNode.
+using PodNodeLookup = std::function<std::optional<std::string>(
+    std::string_view ns, std::string_view name, std::string_view uid)>;
+
+inline constexpr char kDefaultCaAudience[] = "weft-ca";
+
+struct TokenReviewAuthOptions {
+  // Every accepted token must be valid for this audience (status.audiences of the review must
+  // contain it; the reviewer sends it as spec.audiences). Nodes mount a projected token with
+  // this audience, so a token minted for another service (or the API server's default
+  // audience) cannot be replayed here. Never empty.
+  std::string audience = kDefaultCaAudience;
+  // For pod-bound tokens without the node-name extra (Kubernetes < 1.30): where the pod runs.
+  PodNodeLookup pod_node;
+  // TokenReview results are cached by SHA-256 of the token (the token itself is never kept):
+  // accepted ones for cache_ttl, rejected ones for negative_cache_ttl; at most cache_entries
+  // (the oldest entry goes first). Review failures (API server down) are not cached.
+  std::chrono::seconds cache_ttl{60};
+  std::chrono::seconds negative_cache_ttl{30};
+  size_t cache_entries = 10000;
+  // TokenReviews (cache misses) per client address: a token bucket of `burst`, refilled at
+  // `reviews_per_second`. Over it: ResourceExhausted, before the API server is asked. At
+  // most `max_clients` buckets are kept (the least recently used goes first).
+  double reviews_per_second = 1;
+  double burst = 10;
+  size_t max_clients = 4096;
+  std::function<std::chrono::steady_clock::time_point()> clock;  // empty = steady_clock::now
+};
+
+// Counts of what the authenticator did (also weft_ca_token_reviews_total{result}).
+struct TokenReviewStats {
+  uint64_t reviews = 0;       // TokenReviews sent to the API server
+  uint64_t cache_hits = 0;    // answered from the cache
+  uint64_t rate_limited = 0;  // refused before a TokenReview: client over its rate
+  uint64_t unbound = 0;       // refused: token bound to neither a node nor a pod
+  uint64_t wrong_node = 0;    // refused: bound to another node (or its pod runs elsewhere)
+  uint64_t audience = 0;      // refused: not valid for the CA's audience
+};
+
+// Cluster mode. Accepted callers, each with a token valid for `audience`:
 //  - "system:node:<node>" (a kubelet credential): the node is <node>;
 //  - a service account listed in `ztunnel_service_accounts` (e.g.
-//    "system:serviceaccount:weft-system:ztunnel"): if the token is node-bound, the node is the
-//    bound node; otherwise the claimed node is taken (weaker: any ztunnel token can then speak
-//    for any node; logged at warn the first time).
-// Anything else is Unauthenticated. A reviewer error (API server down) is Unavailable.
+//    "system:serviceaccount:weft-system:ztunnel") whose token is bound to a node
+//    (authentication.kubernetes.io/node-name extra) or to a pod (pod-name + pod-uid extras)
+//    that weftd's model has running on a node; that node must be the one the request claims
+//    (if it claims one) and is the authenticated node. A token bound to neither is refused:
+//    it could speak for any node.
+// Anything else is Unauthenticated. A reviewer error (API server down) is Unavailable; a
+// client over its TokenReview rate is ResourceExhausted.
 class TokenReviewAuthenticator : public NodeAuthenticator {
  public:
   TokenReviewAuthenticator(TokenReviewer reviewer,
-                           std::vector<std::string> ztunnel_service_accounts)
-      : reviewer_(std::move(reviewer)), allowed_(std::move(ztunnel_service_accounts)) {}
-  absl::StatusOr<std::string> Authenticate(std::string_view token,
-                                           std::string_view claimed_node) override;
+                           std::vector<std::string> ztunnel_service_accounts,
+                           TokenReviewAuthOptions opts = {},
+                           std::shared_ptr<prometheus::Registry> registry = nullptr);
+  ~TokenReviewAuthenticator() override;
+  absl::StatusOr<std::string> Authenticate(std::string_view token, std::string_view claimed_node,
+                                           std::string_view client = "") override;
+  TokenReviewStats stats() const;
 
  private:
+  struct State;
+  absl::StatusOr<ReviewedToken> Review(std::string_view token, std::string_view client);
+  absl::StatusOr<std::string> BoundNode(const ReviewedToken& reviewed,
+                                        std::string_view claimed_node);
   TokenReviewer reviewer_;
   std::vector<std::string> allowed_;
+  TokenReviewAuthOptions opts_;
+  std::unique_ptr<State> state_;
 };
 
 // Node authorization: may `node` obtain a certificate for `id`? Fed by the model

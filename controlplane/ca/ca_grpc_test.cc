@@ -182,11 +182,15 @@ TEST_F(CaGrpcTest, TokenReviewPathOverGrpc) {
   TokenReviewAuthenticator tr(
       [](std::string_view t) -> absl::StatusOr<ReviewedToken> {
         if (t == "sa-token-node-a") {
-          return ReviewedToken{"system:serviceaccount:weft-system:ztunnel", "node-a"};
+          return ReviewedToken{"system:serviceaccount:weft-system:ztunnel",
+                               "node-a",
+                               std::nullopt,
+                               std::nullopt,
+                               {"weft-ca"}};
         }
         return absl::UnauthenticatedError("token not authenticated");
       },
-      {"system:serviceaccount:weft-system:ztunnel"});
+      {"system:serviceaccount:weft-system:ztunnel"}, {.reviews_per_second = 1e-9, .burst = 2});
   service_ = std::make_unique<CaService>(
       issuer_.get(), &tr,
       [](std::string_view node, const SpiffeId& id) { return node == "node-a" && id == kSleep; });
@@ -198,6 +202,13 @@ TEST_F(CaGrpcTest, TokenReviewPathOverGrpc) {
   o.token = [] { return absl::StatusOr<std::string>("stolen"); };
   auto bad = *ztunnel::CaCertificateProvider::Create(o);
   EXPECT_EQ(bad->Get(kSleep).status().code(), absl::StatusCode::kUnauthenticated);
+  // One more unknown token from this client (127.0.0.1) is over its TokenReview budget (2):
+  // RESOURCE_EXHAUSTED, counted, and the API server is not asked.
+  o.token = [] { return absl::StatusOr<std::string>("junk-2"); };
+  auto flood = *ztunnel::CaCertificateProvider::Create(o);
+  EXPECT_EQ(flood->Get(kSleep).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(service_->RequestCount("rate_limited"), 1);
+  EXPECT_EQ(tr.stats().reviews, 2u);
 }
 
 TEST_F(CaGrpcTest, RenewsAtHalfLife) {

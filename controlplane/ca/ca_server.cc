@@ -32,6 +32,8 @@ std::string_view ResultLabel(const absl::Status& s) {
       return "invalid";
     case absl::StatusCode::kUnavailable:
       return "unavailable";
+    case absl::StatusCode::kResourceExhausted:
+      return "rate_limited";
     default:
       return "error";
   }
@@ -62,8 +64,8 @@ CaService::CaService(const Issuer* issuer, NodeAuthenticator* authn, NodeAuthori
                    .Help("Certificate requests handled by weftd's CA, by result")
                    .Register(*registry_);
   // Pre-create the children so dashboards see zeros rather than missing series.
-  for (const char* r :
-       {"ok", "unauthenticated", "permission_denied", "invalid", "unavailable", "error"}) {
+  for (const char* r : {"ok", "unauthenticated", "permission_denied", "invalid", "unavailable",
+                        "rate_limited", "error"}) {
     requests_->Add({{"result", r}});
   }
   expiry_ = &prometheus::BuildGauge()
@@ -171,7 +173,8 @@ double CaService::RequestCount(std::string_view result) const {
 }
 
 absl::StatusOr<std::vector<std::string>> CaService::Handle(
-    std::string_view authorization, const weft::ca::v1::CertificateRequest& req) {
+    std::string_view authorization, const weft::ca::v1::CertificateRequest& req,
+    std::string_view client) {
   std::string node;  // authenticated node ("" until authenticated)
   auto result = [&]() -> absl::StatusOr<std::vector<std::string>> {
     std::string_view token;
@@ -182,7 +185,7 @@ absl::StatusOr<std::vector<std::string>> CaService::Handle(
     } else if (!auth.empty()) {
       return absl::UnauthenticatedError("authorization metadata must be 'Bearer <token>'");
     }
-    WEFT_ASSIGN_OR_RETURN(node, authn_->Authenticate(token, req.node()));
+    WEFT_ASSIGN_OR_RETURN(node, authn_->Authenticate(token, req.node(), client));
     auto id = SpiffeId::Parse(req.identity());
     if (!id.ok()) {
       return absl::InvalidArgumentError(
@@ -204,6 +207,7 @@ absl::StatusOr<std::vector<std::string>> CaService::Handle(
     LOG_WARN("ca", "refused certificate request",
              {{"node", node},
               {"claimed_node", req.node()},
+              {"client", std::string(client)},
               {"identity", req.identity()},
               {"result", std::string(ResultLabel(result.status()))},
               {"reason", std::string(result.status().message())}});
@@ -219,7 +223,7 @@ grpc::Status CaService::CreateCertificate(grpc::ServerContext* ctx,
   if (auto it = md.find("authorization"); it != md.end()) {
     authorization.assign(it->second.data(), it->second.size());
   }
-  auto chain = Handle(authorization, *req);
+  auto chain = Handle(authorization, *req, ClientAddress(ctx->peer()));
   if (!chain.ok()) return ToGrpc(chain.status());
   for (auto& pem : *chain) resp->add_cert_chain_pem(std::move(pem));
   return grpc::Status::OK;

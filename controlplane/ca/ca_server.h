@@ -4,8 +4,10 @@
 //
 // Status codes: UNAUTHENTICATED (missing/bad token), PERMISSION_DENIED (identity not on the
 // node), INVALID_ARGUMENT (bad CSR, CSR/identity mismatch, bad validity), UNAVAILABLE
-// (TokenReview unreachable). Every request is counted in
-// weft_ca_requests_total{result="ok|unauthenticated|permission_denied|invalid|unavailable|error"}
+// (TokenReview unreachable), RESOURCE_EXHAUSTED (the client sent more unknown tokens than its
+// TokenReview rate allows). Every request is counted in
+// weft_ca_requests_total{result="ok|unauthenticated|permission_denied|invalid|unavailable|
+// rate_limited|error"}
 // and every refusal is logged with the node, identity and reason.
 #pragma once
 
@@ -52,9 +54,11 @@ class CaService final : public weft::ca::v1::CertificateService::Service {
                                  weft::ca::v1::CertificateResponse* resp) override;
 
   // The same checks without gRPC (used by CreateCertificate; also handy for weftctl/tests).
-  // `authorization` is the raw metadata value ("Bearer <token>").
+  // `authorization` is the raw metadata value ("Bearer <token>"); `client` the caller's
+  // address (ClientAddress of the gRPC peer) for per-client limits.
   absl::StatusOr<std::vector<std::string>> Handle(std::string_view authorization,
-                                                  const weft::ca::v1::CertificateRequest& req);
+                                                  const weft::ca::v1::CertificateRequest& req,
+                                                  std::string_view client = "");
 
   // Issued-certificate records: the newest certificate per (node, identity), also exported as
   // weft_ca_issued_cert_expiry_timestamp_seconds{node,identity} (notAfter, Unix seconds).

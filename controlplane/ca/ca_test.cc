@@ -258,12 +258,20 @@ TEST(BootstrapToken, AcceptsOnlyTheNodesOwnToken) {
   EXPECT_FALSE(BootstrapTokenAuthenticator::EnsureNodeToken(dir, "Bad/Name").ok());
 }
 
+ReviewedToken Reviewed(std::string user, std::optional<std::string> node = std::nullopt,
+                       std::vector<std::string> audiences = {"weft-ca"}) {
+  ReviewedToken t;
+  t.username = std::move(user);
+  t.node_name = std::move(node);
+  t.audiences = std::move(audiences);
+  return t;
+}
+
 TEST(TokenReview, MapsReviewedUsersToNodes) {
   std::map<std::string, ReviewedToken> known = {
-      {"kubelet-a", {"system:node:node-a", std::nullopt}},
-      {"zt-bound", {"system:serviceaccount:weft-system:ztunnel", "node-b"}},
-      {"zt-unbound", {"system:serviceaccount:weft-system:ztunnel", std::nullopt}},
-      {"other-sa", {"system:serviceaccount:default:sleep", std::nullopt}},
+      {"kubelet-a", Reviewed("system:node:node-a")},
+      {"zt-bound", Reviewed("system:serviceaccount:weft-system:ztunnel", "node-b")},
+      {"other-sa", Reviewed("system:serviceaccount:default:sleep")},
   };
   int calls = 0;
   TokenReviewer reviewer = [&](std::string_view t) -> absl::StatusOr<ReviewedToken> {
@@ -277,25 +285,201 @@ TEST(TokenReview, MapsReviewedUsersToNodes) {
   EXPECT_EQ(*auth.Authenticate("kubelet-a", "node-a"), "node-a");
   EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("kubelet-a", "node-b").status()));
   EXPECT_EQ(*auth.Authenticate("zt-bound", "node-b"), "node-b");
+  EXPECT_EQ(*auth.Authenticate("zt-bound", ""), "node-b");
   EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("zt-bound", "node-a").status()));
-  EXPECT_EQ(*auth.Authenticate("zt-unbound", "node-c"), "node-c");
-  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("zt-unbound", "").status()));
   EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("other-sa", "node-a").status()));
   EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("forged", "node-a").status()));
   EXPECT_TRUE(absl::IsUnavailable(auth.Authenticate("apiserver-down", "node-a").status()));
   int before = calls;
   EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("", "node-a").status()));
   EXPECT_EQ(calls, before);  // no review for a missing token
+}
 
-  // The username-only adapter (controlplane/k8s/token_review.h's shape).
-  TokenReviewAuthenticator by_name(
-      UsernameOnlyReviewer([](std::string_view t) -> absl::StatusOr<std::string> {
-        if (t == "good") return std::string("system:node:node-z");
-        return absl::UnauthenticatedError("bad token");
-      }),
-      {});
-  EXPECT_EQ(*by_name.Authenticate("good", "node-z"), "node-z");
-  EXPECT_TRUE(absl::IsUnauthenticated(by_name.Authenticate("bad", "node-z").status()));
+// Issue 13 hole 4: a ztunnel token bound to no node and no pod could speak for any node.
+TEST(TokenReview, RefusesTokensBoundToNeitherNodeNorPod) {
+  TokenReviewAuthenticator auth(
+      [](std::string_view) -> absl::StatusOr<ReviewedToken> {
+        return Reviewed("system:serviceaccount:weft-system:ztunnel");
+      },
+      {"system:serviceaccount:weft-system:ztunnel"});
+  for (std::string_view claimed : {"node-c", ""}) {
+    auto r = auth.Authenticate("zt-unbound", claimed);
+    ASSERT_TRUE(absl::IsUnauthenticated(r.status())) << r.status();
+    EXPECT_NE(r.status().message().find("bound to neither a node nor a pod"), std::string::npos)
+        << r.status();
+  }
+  EXPECT_EQ(auth.stats().unbound, 2u);
+}
+
+TEST(TokenReview, RefusesTokensNotValidForTheCaAudience) {
+  std::vector<std::string> audiences;
+  auto registry = std::make_shared<prometheus::Registry>();
+  TokenReviewAuthenticator auth(
+      [&](std::string_view) -> absl::StatusOr<ReviewedToken> {
+        return Reviewed("system:serviceaccount:weft-system:ztunnel", "node-a", audiences);
+      },
+      {"system:serviceaccount:weft-system:ztunnel"}, {.cache_ttl = std::chrono::seconds(0)},
+      registry);
+  for (auto aud : {std::vector<std::string>{},
+                   {"https://kubernetes.default.svc.cluster.local"},
+                   {"weft-ca-other"}}) {
+    audiences = aud;
+    auto r = auth.Authenticate("t", "node-a");
+    ASSERT_TRUE(absl::IsUnauthenticated(r.status())) << r.status();
+    EXPECT_NE(r.status().message().find("not valid for audience weft-ca"), std::string::npos);
+  }
+  audiences = {"https://kubernetes.default.svc.cluster.local", "weft-ca"};
+  EXPECT_EQ(*auth.Authenticate("t", "node-a"), "node-a");
+  EXPECT_EQ(auth.stats().audience, 3u);
+  bool found = false;
+  for (const auto& fam : registry->Collect()) {
+    if (fam.name != "weft_ca_token_reviews_total") continue;
+    for (const auto& m : fam.metric) {
+      if (m.label.size() == 1 && m.label[0].value == "audience") {
+        EXPECT_EQ(m.counter.value, 3);
+        found = true;
+      }
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+// A pod-bound token without the node-name extra (Kubernetes < 1.30): its pod must be one the
+// model has running on the claimed node, with the token's pod uid.
+TEST(TokenReview, PodBoundTokenCountsOnlyOnItsPodsNode) {
+  ReviewedToken pod_bound = Reviewed("system:serviceaccount:weft-system:ztunnel");
+  pod_bound.pod_name = "weft-node-x7k2p";
+  pod_bound.pod_uid = "uid-1";
+  std::vector<std::tuple<std::string, std::string, std::string>> asked;
+  TokenReviewAuthOptions opts;
+  opts.pod_node = [&](std::string_view ns, std::string_view name,
+                      std::string_view uid) -> std::optional<std::string> {
+    asked.emplace_back(ns, name, uid);
+    if (ns == "weft-system" && name == "weft-node-x7k2p" && uid == "uid-1") {
+      return std::string("node-a");
+    }
+    return std::nullopt;
+  };
+  TokenReviewAuthenticator auth(
+      [&](std::string_view) -> absl::StatusOr<ReviewedToken> { return pod_bound; },
+      {"system:serviceaccount:weft-system:ztunnel"}, opts);
+  EXPECT_EQ(*auth.Authenticate("t", "node-a"), "node-a");
+  EXPECT_EQ(*auth.Authenticate("t", ""), "node-a");
+  ASSERT_FALSE(asked.empty());
+  EXPECT_EQ(asked[0], std::make_tuple("weft-system", "weft-node-x7k2p", "uid-1"));
+  auto other = auth.Authenticate("t", "node-b");
+  ASSERT_TRUE(absl::IsUnauthenticated(other.status())) << other.status();
+  EXPECT_NE(other.status().message().find("runs on node node-a, not on node-b"), std::string::npos);
+  // The pod was replaced (another uid) or is gone: refused.
+  pod_bound.pod_uid = "uid-old";
+  auto gone = TokenReviewAuthenticator(
+                  [&](std::string_view) -> absl::StatusOr<ReviewedToken> { return pod_bound; },
+                  {"system:serviceaccount:weft-system:ztunnel"}, opts)
+                  .Authenticate("t", "node-a");
+  EXPECT_TRUE(absl::IsUnauthenticated(gone.status())) << gone.status();
+}
+
+struct FakeSteadyClock {
+  std::chrono::steady_clock::time_point now{std::chrono::hours(1)};
+  std::function<std::chrono::steady_clock::time_point()> Fn() {
+    return [this] { return now; };
+  }
+};
+
+TEST(TokenReview, CachesResultsByTokenForTheirTtl) {
+  FakeSteadyClock clock;
+  std::map<std::string, int> reviews;
+  bool down = false;
+  TokenReviewAuthOptions opts;
+  opts.cache_ttl = std::chrono::seconds(60);
+  opts.negative_cache_ttl = std::chrono::seconds(10);
+  opts.cache_entries = 3;
+  opts.clock = clock.Fn();
+  TokenReviewAuthenticator auth(
+      [&](std::string_view t) -> absl::StatusOr<ReviewedToken> {
+        ++reviews[std::string(t)];
+        if (down) return absl::UnavailableError("connection refused");
+        if (t.substr(0, 4) == "good") {
+          return Reviewed("system:serviceaccount:weft-system:ztunnel", "node-a");
+        }
+        return absl::UnauthenticatedError("invalid bearer token");
+      },
+      {"system:serviceaccount:weft-system:ztunnel"}, opts);
+  EXPECT_TRUE(auth.Authenticate("good", "node-a").ok());
+  EXPECT_TRUE(auth.Authenticate("good", "node-a").ok());
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("good", "node-b").status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("junk", "node-a").status()));
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("junk", "node-a").status()));
+  EXPECT_EQ(reviews["good"], 1);
+  EXPECT_EQ(reviews["junk"], 1);
+  EXPECT_EQ(auth.stats().cache_hits, 3u);
+  // The negative entry expires first.
+  clock.now += std::chrono::seconds(11);
+  EXPECT_TRUE(auth.Authenticate("good", "node-a").ok());
+  EXPECT_TRUE(absl::IsUnauthenticated(auth.Authenticate("junk", "node-a").status()));
+  EXPECT_EQ(reviews["good"], 1);
+  EXPECT_EQ(reviews["junk"], 2);
+  clock.now += std::chrono::seconds(50);
+  EXPECT_TRUE(auth.Authenticate("good", "node-a").ok());
+  EXPECT_EQ(reviews["good"], 2);
+  // A failed review is not cached.
+  down = true;
+  EXPECT_TRUE(absl::IsUnavailable(auth.Authenticate("good-2", "node-a").status()));
+  down = false;
+  EXPECT_TRUE(auth.Authenticate("good-2", "node-a").ok());
+  EXPECT_EQ(reviews["good-2"], 2);
+  // Bounded: with 3 entries, the oldest ("good" of the last round) is dropped.
+  EXPECT_TRUE(auth.Authenticate("good-3", "node-a").ok());
+  EXPECT_TRUE(auth.Authenticate("good-4", "node-a").ok());
+  EXPECT_TRUE(auth.Authenticate("good", "node-a").ok());
+  EXPECT_EQ(reviews["good"], 3);
+  EXPECT_TRUE(auth.Authenticate("good-4", "node-a").ok());
+  EXPECT_EQ(reviews["good-4"], 1);
+}
+
+TEST(TokenReview, RateLimitsReviewsPerClient) {
+  FakeSteadyClock clock;
+  int reviews = 0;
+  TokenReviewAuthOptions opts;
+  opts.reviews_per_second = 1;
+  opts.burst = 5;
+  opts.max_clients = 2;
+  opts.clock = clock.Fn();
+  TokenReviewAuthenticator auth(
+      [&](std::string_view t) -> absl::StatusOr<ReviewedToken> {
+        ++reviews;
+        if (t == "good") return Reviewed("system:serviceaccount:weft-system:ztunnel", "node-a");
+        return absl::UnauthenticatedError("invalid bearer token");
+      },
+      {"system:serviceaccount:weft-system:ztunnel"}, opts);
+  for (int i = 0; i < 5; ++i) {
+    auto r = auth.Authenticate(absl::StrCat("junk-", i), "node-a", "ipv4:10.0.0.9");
+    EXPECT_TRUE(absl::IsUnauthenticated(r.status())) << r.status();
+  }
+  auto limited = auth.Authenticate("junk-5", "node-a", "ipv4:10.0.0.9");
+  ASSERT_TRUE(absl::IsResourceExhausted(limited.status())) << limited.status();
+  EXPECT_NE(limited.status().message().find("ipv4:10.0.0.9"), std::string::npos);
+  EXPECT_EQ(reviews, 5);
+  EXPECT_EQ(auth.stats().rate_limited, 1u);
+  // Cached answers cost nothing: the flooding client's known token is still answered.
+  EXPECT_TRUE(
+      absl::IsUnauthenticated(auth.Authenticate("junk-0", "node-a", "ipv4:10.0.0.9").status()));
+  // Another client is served.
+  EXPECT_EQ(*auth.Authenticate("good", "node-a", "ipv4:10.0.0.1"), "node-a");
+  // The bucket refills at the configured rate.
+  clock.now += std::chrono::seconds(1);
+  EXPECT_TRUE(
+      absl::IsUnauthenticated(auth.Authenticate("junk-6", "node-a", "ipv4:10.0.0.9").status()));
+  EXPECT_TRUE(
+      absl::IsResourceExhausted(auth.Authenticate("junk-7", "node-a", "ipv4:10.0.0.9").status()));
+  EXPECT_EQ(reviews, 7);
+}
+
+TEST(TokenReview, ClientAddressDropsThePort) {
+  EXPECT_EQ(ClientAddress("ipv4:10.0.0.7:5123"), "ipv4:10.0.0.7");
+  EXPECT_EQ(ClientAddress("ipv6:[fd00::7]:5123"), "ipv6:[fd00::7]");
+  EXPECT_EQ(ClientAddress("ipv6:%5B::1%5D:5123"), "ipv6:%5B::1%5D:5123");
+  EXPECT_EQ(ClientAddress("unix:/run/weft.sock"), "unix:/run/weft.sock");
 }
 
 TEST(CaService, AuthorizesPerNodeAndCountsEveryResult) {

@@ -163,6 +163,7 @@ absl::StatusOr<PublishResult> PublishRootCertConfigMap(k8s::RestClient* client,
 }
 
 TokenReviewer KubernetesTokenReviewer(k8s::RestClient* client, std::vector<std::string> audiences) {
+  if (audiences.empty()) audiences = {kDefaultCaAudience};
   return [client, audiences = std::move(audiences)](
              std::string_view token) -> absl::StatusOr<ReviewedToken> {
     auto r = k8s::ReviewToken(*client, token, audiences);
@@ -172,11 +173,17 @@ TokenReviewer KubernetesTokenReviewer(k8s::RestClient* client, std::vector<std::
     if (!r->authenticated) {
       return absl::UnauthenticatedError(r->error.empty() ? "token not authenticated" : r->error);
     }
-    ReviewedToken out{r->username, std::nullopt};
-    if (auto it = r->extra.find("authentication.kubernetes.io/node-name");
-        it != r->extra.end() && !it->second.empty()) {
-      out.node_name = it->second.front();
-    }
+    ReviewedToken out{r->username, std::nullopt, std::nullopt, std::nullopt, r->audiences};
+    auto first = [&](const char* key) -> std::optional<std::string> {
+      auto it = r->extra.find(key);
+      if (it == r->extra.end() || it->second.empty() || it->second.front().empty()) {
+        return std::nullopt;
+      }
+      return it->second.front();
+    };
+    out.node_name = first("authentication.kubernetes.io/node-name");
+    out.pod_name = first("authentication.kubernetes.io/pod-name");
+    out.pod_uid = first("authentication.kubernetes.io/pod-uid");
     return out;
   };
 }

@@ -53,8 +53,10 @@ absl::StatusOr<PublishResult> PublishRootCertConfigMap(
     k8s::RestClient* client, const std::string& ns, const std::string& root_pem,
     const std::string& name = kRootCertConfigMap);
 
-// A TokenReviewer backed by k8s::ReviewToken: username and the bound node
-// (status.user.extra["authentication.kubernetes.io/node-name"]). A token the API server does
+// A TokenReviewer backed by k8s::ReviewToken, sending spec.audiences = `audiences` (empty:
+// {"weft-ca"}): username, status.audiences, and what the token is bound to
+// (status.user.extra["authentication.kubernetes.io/node-name"], ".../pod-name",
+// ".../pod-uid"). A token the API server does
 // not authenticate is Unauthenticated; a failed review (API server down, weftd's own
 // credentials refused) is Unavailable, so the node retries instead of being told its token is
 // bad.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "controlplane/k8s/test_api_server.h"
 #include "nlohmann/json.hpp"
 
@@ -119,8 +120,125 @@ TEST(KubernetesTokenReviewer, RecordedReviewsAuthenticateNodes) {
   // weftd itself lacks RBAC for tokenreviews: the node is told to retry, not that its token is
   // bad.
   api.Enqueue(kReviewPath, {.status = 403, .body = Fixture("status_403_tokenreviews.json")});
-  auto forbidden = authn.Authenticate("t", "node-1");
+  auto forbidden = authn.Authenticate("t-403", "node-1");
   EXPECT_TRUE(absl::IsUnavailable(forbidden.status())) << forbidden.status();
+}
+
+// Issue 13 hole 4, against recorded TokenReview replies: a node's token must be valid for the
+// CA's audience and bound to the node it speaks for; reviews are cached and rate-limited.
+constexpr char kZtunnelSa[] = "system:serviceaccount:weft-system:weft-node";
+constexpr char kBoundToken[] = "eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vZGUifQ.e30.sig";
+
+TEST(KubernetesTokenReviewer, SendsTheCaAudienceAndRefusesATokenWithoutIt) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  TokenReviewAuthenticator authn(KubernetesTokenReviewer(&client), {kZtunnelSa});
+  // A node-bound token minted for the API server's default audience.
+  api.Enqueue(kReviewPath, {.status = 201, .body = Fixture("tokenreview_default_audience.json")});
+  auto r = authn.Authenticate("eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vZGUifQ.e30.api", "node-1");
+  ASSERT_TRUE(absl::IsUnauthenticated(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("not valid for audience weft-ca"), std::string::npos)
+      << r.status();
+  auto reqs = api.Requests(kReviewPath);
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(reqs[0].body)["spec"]["audiences"],
+            nlohmann::json::array({"weft-ca"}));
+}
+
+TEST(KubernetesTokenReviewer, RefusesATokenBoundToAnotherNode) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  TokenReviewAuthenticator authn(KubernetesTokenReviewer(&client), {kZtunnelSa});
+  api.Enqueue(kReviewPath, {.status = 201, .body = Fixture("tokenreview_authenticated.json")});
+  auto r = authn.Authenticate(kBoundToken, "node-2");
+  ASSERT_TRUE(absl::IsUnauthenticated(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("bound to node node-1, not to node-2"), std::string::npos)
+      << r.status();
+}
+
+TEST(KubernetesTokenReviewer, RefusesATokenBoundToNoNodeAndNoPod) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  TokenReviewAuthenticator authn(KubernetesTokenReviewer(&client), {kZtunnelSa});
+  api.Enqueue(kReviewPath, {.status = 201, .body = Fixture("tokenreview_unbound.json")});
+  auto r = authn.Authenticate("legacy-secret-token", "node-1");
+  ASSERT_TRUE(absl::IsUnauthenticated(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("bound to neither a node nor a pod"), std::string::npos)
+      << r.status();
+}
+
+TEST(KubernetesTokenReviewer, CacheAnswersARepeatWithoutASecondReview) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  TokenReviewAuthenticator authn(KubernetesTokenReviewer(&client), {kZtunnelSa});
+  api.SetHandler(kReviewPath, [](const k8s::testing::RecordedRequest& r) -> ScriptedReply {
+    auto token = nlohmann::json::parse(r.body)["spec"].value("token", "");
+    if (token == kBoundToken) {
+      return {.status = 201, .body = Fixture("tokenreview_authenticated.json")};
+    }
+    return {.status = 201, .body = Fixture("tokenreview_rejected.json")};
+  });
+  for (int i = 0; i < 3; ++i) {
+    auto ok = authn.Authenticate(kBoundToken, "node-1");
+    ASSERT_TRUE(ok.ok()) << ok.status();
+    EXPECT_TRUE(absl::IsUnauthenticated(authn.Authenticate("expired-token", "node-1").status()));
+  }
+  EXPECT_EQ(api.Requests(kReviewPath).size(), 2u);  // one per distinct token
+}
+
+TEST(KubernetesTokenReviewer, PodBoundTokenCountsForTheNodeItsPodRunsOn) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  TokenReviewAuthOptions opts;
+  opts.pod_node = [](std::string_view ns, std::string_view name,
+                     std::string_view uid) -> std::optional<std::string> {
+    if (ns == "weft-system" && name == "weft-node-x7k2p" &&
+        uid == "9e8d7c6b-0000-4000-8000-000000000002") {
+      return std::string("node-1");
+    }
+    return std::nullopt;
+  };
+  TokenReviewAuthenticator authn(KubernetesTokenReviewer(&client), {kZtunnelSa}, opts);
+  api.SetHandler(kReviewPath, [](const k8s::testing::RecordedRequest&) -> ScriptedReply {
+    return {.status = 201, .body = Fixture("tokenreview_pod_bound.json")};
+  });
+  auto ok = authn.Authenticate("eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vZGUifQ.e30.pod", "node-1");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, "node-1");
+  auto other = authn.Authenticate("eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vZGUifQ.e30.pod", "node-2");
+  EXPECT_TRUE(absl::IsUnauthenticated(other.status())) << other.status();
+}
+
+TEST(KubernetesTokenReviewer, RateLimitRefusesTheNextJunkTokenOfOneClientOnly) {
+  TestApiServer api;
+  k8s::RestClient client(k8s::PlainEndpoint(api.url()));
+  auto now = std::chrono::steady_clock::time_point(hours(1));
+  TokenReviewAuthOptions opts;
+  opts.burst = 3;
+  opts.reviews_per_second = 0.5;
+  opts.clock = [&now] { return now; };  // no refill unless the test moves it
+  TokenReviewAuthenticator authn(KubernetesTokenReviewer(&client), {kZtunnelSa}, opts);
+  api.SetHandler(kReviewPath, [](const k8s::testing::RecordedRequest& r) -> ScriptedReply {
+    auto token = nlohmann::json::parse(r.body)["spec"].value("token", "");
+    if (token == kBoundToken) {
+      return {.status = 201, .body = Fixture("tokenreview_authenticated.json")};
+    }
+    return {.status = 201, .body = Fixture("tokenreview_rejected.json")};
+  });
+  for (int i = 0; i < 3; ++i) {
+    auto junk = authn.Authenticate(absl::StrCat("junk-", i), "node-1", "ipv4:10.1.2.3");
+    EXPECT_TRUE(absl::IsUnauthenticated(junk.status())) << junk.status();
+  }
+  auto limited = authn.Authenticate("junk-3", "node-1", "ipv4:10.1.2.3");
+  EXPECT_TRUE(absl::IsResourceExhausted(limited.status())) << limited.status();
+  EXPECT_EQ(api.Requests(kReviewPath).size(), 3u);  // the API server never saw junk-3
+  auto served = authn.Authenticate(kBoundToken, "node-1", "ipv4:10.1.2.4");
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(api.Requests(kReviewPath).size(), 4u);
+  EXPECT_EQ(authn.stats().rate_limited, 1u);
+  now += std::chrono::seconds(2);  // one review's worth of refill
+  EXPECT_TRUE(
+      absl::IsUnauthenticated(authn.Authenticate("junk-3", "node-1", "ipv4:10.1.2.3").status()));
 }
 
 constexpr char kConfigMapPath[] = "/api/v1/namespaces/weft-system/configmaps/weft-ca-root-cert";

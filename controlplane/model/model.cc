@@ -1001,6 +1001,18 @@ std::vector<std::string> Model::IdentitiesOnNode(std::string_view node) const {
   return {ids.begin(), ids.end()};
 }
 
+std::optional<std::string> Model::PodNode(std::string_view ns, std::string_view name,
+                                          std::string_view uid) const {
+  if (ns.empty() || name.empty()) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto& pods = state_->Of("Pod");
+  auto it = pods.find(Key(ns, name));
+  if (it == pods.end()) return std::nullopt;
+  const PodObj& p = std::get<PodObj>(it->second.value);
+  if (p.uid != uid || p.node.empty() || Terminated(p)) return std::nullopt;
+  return p.node;
+}
+
 std::vector<std::string> Model::Nodes() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::set<std::string> nodes;

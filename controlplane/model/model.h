@@ -74,6 +74,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -147,6 +148,10 @@ class Model {
   // SPIFFE URIs ("spiffe://<td>/ns/<ns>/sa/<sa>") of the non-terminated pods scheduled on
   // `node`, sorted, no duplicates: what the CA may issue to that node.
   std::vector<std::string> IdentitiesOnNode(std::string_view node) const;
+  // The node pod <ns>/<name> is scheduled on, if the model has it, not terminated, with
+  // metadata.uid `uid` (the CA's check of a pod-bound node token).
+  std::optional<std::string> PodNode(std::string_view ns, std::string_view name,
+                                     std::string_view uid) const;
   // Nodes that have at least one pod, sorted.
   std::vector<std::string> Nodes() const;
   // Currently rejected objects, sorted by kind, namespace, name, source.

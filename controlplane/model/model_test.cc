@@ -524,6 +524,12 @@ TEST(NodeViewTest, AllWorkloadsAndServicesOwnPolicies) {
             (std::vector<std::string>{"spiffe://cluster.local/ns/jobs/sa/runner",
                                       "spiffe://cluster.local/ns/prod/sa/db"}));
   EXPECT_TRUE(model.IdentitiesOnNode("node-c").empty());
+  // The CA's check of a pod-bound node token: hostNetwork pods (the node agent) count; the uid
+  // must match; terminated pods do not.
+  EXPECT_EQ(model.PodNode("kube-system", "host", "u-host"), std::optional<std::string>("node-a"));
+  EXPECT_EQ(model.PodNode("kube-system", "host", "u-other"), std::nullopt);
+  EXPECT_EQ(model.PodNode("prod", "host", "u-host"), std::nullopt);
+  EXPECT_EQ(model.PodNode("jobs", "done", "u-done"), std::nullopt);
 }
 
 TEST(NodeViewTest, PolicyChangesNotifyOnlyTheNodesTheyApplyTo) {

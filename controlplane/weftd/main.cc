@@ -53,6 +53,11 @@ void AddFlags(CLI::App& app, weft::cp::WeftdOptions& o, std::vector<std::string>
                  "cluster mode: a service account whose (node-bound) tokens nodes present, "
                  "repeatable (default system:serviceaccount:NS:ztunnel)")
       ->type_name("USER");
+  app.add_option("--ca-audience", o.ca_audience,
+                 "cluster mode: the audience node tokens must be valid for (the nodes' projected "
+                 "serviceAccountToken audience)")
+      ->type_name("AUD")
+      ->capture_default_str();
   app.add_flag("--plaintext", o.plaintext, "gRPC without TLS (tests, loopback only)");
   app.add_option("--trust-domain", o.trust_domain, "the mesh's SPIFFE trust domain")
       ->type_name("TD")

@@ -109,9 +109,17 @@ absl::Status Weftd::Impl::StartCa() {
     root_for_nodes = FileRootStore(CaDir()).cert_path();
   }
   if (opts.kubernetes) {
-    // Node-bound service-account tokens name their node (Kubernetes 1.30+).
-    authn = std::make_unique<TokenReviewAuthenticator>(KubernetesTokenReviewer(kube.get()),
-                                                       opts.ztunnel_service_accounts);
+    // Node tokens must be valid for the CA's audience and bound to a node (node-name extra,
+    // Kubernetes 1.30+) or to a pod the model has on the node (pod-name + pod-uid extras).
+    TokenReviewAuthOptions ta;
+    ta.audience = opts.ca_audience;
+    Model* pods = model.get();
+    ta.pod_node = [pods](std::string_view ns, std::string_view name, std::string_view uid) {
+      return pods->PodNode(ns, name, uid);
+    };
+    authn = std::make_unique<TokenReviewAuthenticator>(
+        KubernetesTokenReviewer(kube.get(), {opts.ca_audience}), opts.ztunnel_service_accounts,
+        std::move(ta), registry);
   } else {
     ::mkdir(TokenDir().c_str(), 0700);
     for (const auto& n : opts.node_tokens) {
@@ -150,7 +158,8 @@ absl::Status Weftd::Impl::StartGrpc() {
       [a](const Metadata& md) -> absl::StatusOr<std::string> {
         auto it = md.find("authorization");
         std::string token = it == md.end() ? "" : BearerToken(it->second);
-        return a->Authenticate(token, "");
+        auto peer = md.find(":peer");
+        return a->Authenticate(token, "", peer == md.end() ? "" : ClientAddress(peer->second));
       },
       xo);
   model->OnChange([this](const NodeSet& nodes) {

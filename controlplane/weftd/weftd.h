@@ -35,6 +35,8 @@ struct WeftdOptions {
   std::string state_dir = "/var/lib/weft";
   std::vector<std::string> node_tokens;  // local mode: ensure a bootstrap token for these nodes
   std::vector<std::string> ztunnel_service_accounts = {"system:serviceaccount:weft-system:ztunnel"};
+  // cluster mode: the audience node tokens must be valid for (TokenReview spec.audiences).
+  std::string ca_audience = "weft-ca";
   std::string trust_domain = "cluster.local";
   std::vector<std::string> serving_names = {"weftd.weft-system.svc", "localhost"};
   std::chrono::milliseconds debounce{100};

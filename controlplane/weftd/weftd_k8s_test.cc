@@ -338,6 +338,7 @@ TEST_F(WeftdKubernetes, ServesNodesFromTheApiServerAndKeepsItsRootInTheSecret) {
   auto reviews = api.Requests(kReviews);
   ASSERT_GE(reviews.size(), 2u);
   EXPECT_EQ(json::parse(reviews[0].body)["spec"]["token"], kNodeAToken);
+  EXPECT_EQ(json::parse(reviews[0].body)["spec"]["audiences"], json::array({"weft-ca"}));
 
   // The CA: node-a gets a certificate for its own pod's identity, chaining to the Secret's root;
   // not for the identity of a pod on node-b.

@@ -187,6 +187,7 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
       for (const auto& [k, v] : ctx->client_metadata()) {
         md.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
       }
+      md.emplace(":peer", peer_);  // the caller's address (clients cannot send ':' keys)
       absl::StatusOr<std::string> node;
       try {
         node = core_->auth(md);

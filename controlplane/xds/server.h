@@ -54,7 +54,8 @@ struct SharedView {
 };
 using SharedViewProvider = std::function<SharedView(const std::string& node)>;
 
-// gRPC request metadata (lower-case keys, e.g. "authorization" -> "Bearer ...").
+// gRPC request metadata (lower-case keys, e.g. "authorization" -> "Bearer ..."), plus ":peer"
+// -> the gRPC peer address ("ipv4:10.0.0.7:5123"), which a client cannot set.
 using Metadata = std::multimap<std::string, std::string>;
 // Authenticates a stream from its metadata: returns the node name the credential belongs to, or
 // an error (sent to the client as UNAUTHENTICATED with the error's text, logged and counted as

@@ -191,6 +191,19 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
     EXPECT_EQ(FlagValue(args, "--cp-server-name"), "weftd.weft-system.svc");
     EXPECT_EQ(FlagValue(args, "--node"), "node-1");
   }
+  // The node token is projected with weftd's CA audience, and weftd asks for that audience.
+  bool token_projected = false;
+  for (const auto& v : pod["volumes"]) {
+    if (!v["projected"]) continue;
+    for (const auto& src : v["projected"]["sources"]) {
+      if (!src["serviceAccountToken"]) continue;
+      token_projected = true;
+      EXPECT_EQ(src["serviceAccountToken"]["audience"].as<std::string>(), "weft-ca");
+    }
+  }
+  EXPECT_TRUE(token_projected);
+  EXPECT_EQ(FlagValue(Args(Container(Find(objs, "Deployment", "weftd"), "weftd")), "--ca-audience"),
+            "weft-ca");
   EXPECT_EQ(FlagValue(Args(Container(ds, "weft-agent")), "--capture"), "auto");
   EXPECT_TRUE(HasFlag(Args(Container(ds, "weft-agent")), "--cgroup"));
 
