@@ -135,7 +135,7 @@ class HboneLimitsTest : public ::testing::Test {
     sink_ = std::make_unique<Sink>(kServerIp);
     WriteConfig("a.yaml");
     WriteConfig("b.yaml");
-    b_ = Start("b.yaml", &orig_b_, 2, true);
+    b_ = Start("b.yaml", &orig_b_, b_workers_, true);
     ASSERT_TRUE(b_);
     ASSERT_TRUE(b_->proxy()
                     .AddPod("ns-b/server", UniqueFd(),
@@ -260,6 +260,7 @@ workloads:
   TableOrigDst orig_a_, orig_b_;
   std::unique_ptr<ZtunnelApp> a_, b_;
   SockAddr b_hbone_, a_out_;
+  int b_workers_ = 2;
 };
 
 // 1000 peers that connect and send nothing, 1000 that start a (huge) ClientHello and then
@@ -443,6 +444,36 @@ TEST_F(HboneLimitsWideTest, AHandshakingPeerCostsAFewKiB) {
   std::cout << "  each ClientHello sender: " << per_hello << " B more\n";
   EXPECT_LT(per_hello, 64u * 1024) << "bytes allocated per peer in the handshake";
   ExpectOthersServed("with 1000 handshaking peers");
+}
+
+class HboneLimitsTinyTest : public HboneLimitsTest {
+ protected:
+  HboneLimitsTinyTest() { b_workers_ = 1; }
+  void CustomizeB(ZtunnelOptions& o) override {
+    o.proxy.hbone_limits.max_handshaking = 4;
+    o.proxy.hbone_limits.stale_handshake = 300ms;
+    o.proxy.handshake_timeout = 60s;  // only an eviction can free a slot in this test
+  }
+};
+
+// Four sources with one silent connection each fill the handshaking total (4 here); no source
+// is busier than a newcomer, but their handshakes go stale: a fifth source takes the oldest
+// slot (counted) instead of being refused until the handshake timeout.
+TEST_F(HboneLimitsTinyTest, ManySourcesWithOneSilentConnectionEachCannotLockOthersOut) {
+  std::vector<UniqueFd> idle;
+  for (uint32_t i = 0; i < 4; i++)
+    idle.push_back(ConnectFrom(IpAddr::V4(0x7f000501 + i), b_hbone_));  // 127.0.5.1-4
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_hbone_server_connections", {{"state", "handshaking"}}) == 4;
+  }));
+  EXPECT_TRUE(WaitFor([&] {
+    auto r = weft::testing::HboneConnect(b_hbone_, &client_cert_, ca_->root_pem(),
+                                         echo_->addr().ToString());
+    return r.status == 200;
+  })) << "a fifth source must get a slot once the silent handshakes are stale";
+  EXPECT_GE(Metric(*b_, "weft_hbone_connections_refused_total",
+                   {{"reason", "handshaking_global_evicted"}}),
+            1);
 }
 
 // Established connections per source (2 here): a third from the same address is refused at

@@ -115,6 +115,7 @@ class HboneConn : public EventLoop::Handler {
   // Server connections' place in the limits (worker.h keeps it; limits.h counts it).
   enum class LimitState { kNone, kHandshaking, kEstablished };
   LimitState limit_state = LimitState::kNone;
+  EventLoop::Clock::time_point admitted;  // when it started to count as handshaking
   // False while the unread-bytes budget is spent and this connection holds unread bytes.
   bool MayRead() const;
   void ResumeRead();

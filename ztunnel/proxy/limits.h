@@ -25,11 +25,16 @@ struct HboneLimitOptions {
   // Connections in the TLS handshake. An honest peer needs one round trip (about a millisecond
   // in a cluster), so even a node full of pods opening pooled connections at once needs few;
   // an idle or trickling peer holds its slot until the handshake timeout. 256 in total keeps
-  // the handshake state of all of them a few MiB; 32 per source means 8 sources are needed to
-  // fill the total, and a new source then takes the slot of the oldest connection of the source
-  // with the most (Worker::AdmitHbone), so one or a few attacking pods cannot lock out others.
+  // the handshake state of all of them ~11 MiB (~45 KiB each in OpenSSL); 32 per source means 8
+  // sources are needed to fill the total, and a new source then takes the slot of the oldest
+  // connection of the source with the most (Worker::AdmitHbone), so one or a few attacking pods
+  // cannot lock out others.
   uint32_t max_handshaking = 256;
   uint32_t max_handshaking_per_source = 32;
+  // When the handshaking total is full and no busier source can give up a slot, the oldest
+  // handshake gives it up if it has run this long: an honest one needs a round trip, so many
+  // sources holding one silent connection each cannot lock everyone out for the timeout.
+  std::chrono::milliseconds stale_handshake{1000};
   // Established connections: each has passed mTLS. The source address of a pooled HBONE
   // connection is the source pod's own, and a pod pools one connection per destination pod
   // (more only past 100 streams), so 512 per source is ~4 connections to each of the 110 pods

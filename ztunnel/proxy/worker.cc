@@ -106,6 +106,34 @@ HboneConn* Worker::NewConn(HboneConn::Role role, std::shared_ptr<Pod> pod, Uniqu
 
 // ---- HBONE server limits ------------------------------------------------------------------
 
+HboneConn* Worker::HandshakeVictim(const IpAddr& src) const {
+  // The oldest handshake of the source with the most here, if `src` has fewer: a few busy
+  // sources cannot hold every slot.
+  absl::flat_hash_map<IpAddr, size_t> count;
+  for (HboneConn* c : handshaking_) count[c->peer().ip]++;
+  const IpAddr* busiest = nullptr;
+  size_t most = 0;
+  for (const auto& [ip, n] : count) {
+    if (n > most) {
+      most = n;
+      busiest = &ip;
+    }
+  }
+  auto mine = count.find(src);
+  size_t have = mine == count.end() ? 0 : mine->second;
+  if (busiest != nullptr && have + 1 < most) {
+    for (HboneConn* c : handshaking_)  // oldest first
+      if (c->peer().ip == *busiest) return c;
+  }
+  // Else the oldest handshake, if it is stale: an honest one takes a round trip, so many
+  // sources with one silent connection each cannot hold every slot either.
+  HboneConn* oldest = handshaking_.empty() ? nullptr : handshaking_.front();
+  if (oldest &&
+      EventLoop::Clock::now() - oldest->admitted >= shared_->limits->options().stale_handshake)
+    return oldest;
+  return nullptr;
+}
+
 std::string_view Worker::AdmitHbone(const IpAddr& src) {
   // Each worker holds its share of the handshaking total: connections never move between
   // workers, so a victim is closed here, on its own thread.
@@ -113,37 +141,21 @@ std::string_view Worker::AdmitHbone(const IpAddr& src) {
   size_t share = std::max<size_t>(1, o.max_handshaking / static_cast<size_t>(opts().workers));
   HboneConn* victim = nullptr;
   if (handshaking_.size() >= share) {
-    absl::flat_hash_map<IpAddr, size_t> count;
-    for (HboneConn* c : handshaking_) count[c->peer().ip]++;
-    const IpAddr* busiest = nullptr;
-    size_t most = 0;
-    for (const auto& [ip, n] : count) {
-      if (n > most) {
-        most = n;
-        busiest = &ip;
-      }
-    }
-    auto mine = count.find(src);
-    size_t have = mine == count.end() ? 0 : mine->second;
-    if (busiest == nullptr || have + 1 >= most) return "handshaking_global";
-    for (HboneConn* c : handshaking_) {  // oldest first
-      if (c->peer().ip == *busiest) {
-        victim = c;
-        break;
-      }
-    }
+    victim = HandshakeVictim(src);
+    if (victim == nullptr) return "handshaking_global";
   }
   std::string_view refused = limits().AdmitHandshake(src);
   if (!refused.empty()) return refused;
   if (victim) {
     metrics().HboneRefused("handshaking_global_evicted");
-    victim->Close("handshake slot given to a less busy source (HBONE handshaking limit)");
+    victim->Close("handshake slot given to a newer connection (HBONE handshaking limit)");
   }
   return {};
 }
 
 void Worker::TrackHandshaking(HboneConn* c) {
   c->limit_state = HboneConn::LimitState::kHandshaking;
+  c->admitted = EventLoop::Clock::now();
   handshaking_.push_back(c);
 }
 

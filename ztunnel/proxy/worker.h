@@ -95,7 +95,8 @@ class Worker {
   // HBONE server limits (limits.h). AdmitHbone: empty if a new connection from `src` may be
   // served (it is then counted as handshaking until TrackHandshaking's connection finishes or
   // closes), else the refusal reason. Over this worker's share of the handshaking total, it
-  // closes the oldest handshake of the source with the most here, if `src` has fewer.
+  // closes the oldest handshake of the source with the most here, if `src` has fewer, else
+  // the oldest handshake if it is older than HboneLimitOptions::stale_handshake.
   std::string_view AdmitHbone(const IpAddr& src);
   void TrackHandshaking(HboneConn* c);
   bool HboneEstablished(HboneConn* c);  // false: over an established limit, c closed
@@ -107,6 +108,7 @@ class Worker {
  private:
   void ScheduleTrim();  // TrimBufferCache every 5 s on this worker's thread
   void ResumePaused();
+  HboneConn* HandshakeVictim(const IpAddr& src) const;  // see AdmitHbone
   // Dispatch: each listener kind has its path.
   void OnAccept(const std::shared_ptr<Pod>& pod, Pod::Kind kind, UniqueFd fd);
 
