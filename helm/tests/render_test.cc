@@ -15,11 +15,13 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -285,6 +287,78 @@ weftd:
   EXPECT_EQ(sm["metadata"]["labels"]["release"].as<std::string>(), "prom");
   YAML::Node pm = Find(objs, "PodMonitor", "weft-node");
   EXPECT_EQ(pm["spec"]["podMetricsEndpoints"].size(), 2u);
+}
+
+// Issue 13 hole 9: ztunnel (which parses every pod's bytes) holds only the capabilities it
+// needs, under the runtime's seccomp filter and no_new_privs; /metrics, which names other
+// tenants' workloads, is fenced off to the monitoring namespace.
+bool Selects(const YAML::Node& policy, const YAML::Node& workload) {
+  YAML::Node labels = workload["spec"]["template"]["metadata"]["labels"];
+  for (const auto& kv : policy["spec"]["podSelector"]["matchLabels"]) {
+    if (!labels[kv.first.as<std::string>()] ||
+        labels[kv.first.as<std::string>()].as<std::string>() != kv.second.as<std::string>()) {
+      return false;
+    }
+  }
+  return policy["spec"]["podSelector"]["matchLabels"].size() > 0;
+}
+
+// Ports an ingress policy opens to everyone, and ports it opens only to the monitoring
+// namespace.
+void PolicyPorts(const YAML::Node& policy, std::set<int>* open, std::set<int>* monitoring) {
+  for (const auto& rule : policy["spec"]["ingress"]) {
+    std::set<int>* into = open;
+    if (rule["from"]) {
+      ASSERT_EQ(rule["from"].size(), 1u);
+      EXPECT_EQ(rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    .as<std::string>(),
+                "monitoring");
+      into = monitoring;
+    }
+    for (const auto& p : rule["ports"]) into->insert(p["port"].as<int>());
+  }
+}
+
+TEST_F(HelmRenderTest, ZtunnelHasLeastPrivilegeAndMetricsAreFenced) {
+  auto objs = Objects(Render("weft-system", ""));
+  YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
+  YAML::Node sc = Container(ds, "ztunnel")["securityContext"];
+  std::vector<std::string> drop, add;
+  for (const auto& c : sc["capabilities"]["drop"]) drop.push_back(c.as<std::string>());
+  for (const auto& c : sc["capabilities"]["add"]) add.push_back(c.as<std::string>());
+  EXPECT_EQ(drop, std::vector<std::string>{"ALL"});
+  std::sort(add.begin(), add.end());
+  EXPECT_EQ(add, (std::vector<std::string>{"BPF", "NET_ADMIN", "SYS_ADMIN"}));
+  EXPECT_EQ(sc["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
+  EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>());
+  EXPECT_FALSE(sc["privileged"] && sc["privileged"].as<bool>());
+  EXPECT_TRUE(sc["readOnlyRootFilesystem"].as<bool>());
+
+  YAML::Node weftd = Find(objs, "Deployment", "weftd");
+  YAML::Node np = Find(objs, "NetworkPolicy", "weftd-metrics");
+  EXPECT_TRUE(Selects(np, weftd));
+  EXPECT_EQ(np["spec"]["policyTypes"][0].as<std::string>(), "Ingress");
+  std::set<int> open, monitoring;
+  PolicyPorts(np, &open, &monitoring);
+  EXPECT_EQ(open, (std::set<int>{15012, 15015}));
+  EXPECT_EQ(monitoring, std::set<int>{15014});
+  for (const auto& o : objs) {
+    EXPECT_FALSE(o["kind"].as<std::string>() == "NetworkPolicy" &&
+                 o["metadata"]["name"].as<std::string>() == "weft-node-metrics")
+        << "the node pods' policy is opt-in (hostNetwork)";
+  }
+
+  objs = Objects(Render("weft-system", "networkPolicy: {nodeMetrics: true}\n"));
+  YAML::Node node_np = Find(objs, "NetworkPolicy", "weft-node-metrics");
+  EXPECT_TRUE(Selects(node_np, Find(objs, "DaemonSet", "weft-node")));
+  open.clear();
+  monitoring.clear();
+  PolicyPorts(node_np, &open, &monitoring);
+  EXPECT_EQ(open, std::set<int>{15021});
+  EXPECT_EQ(monitoring, (std::set<int>{15020, 15030}));
+
+  objs = Objects(Render("weft-system", "networkPolicy: {enabled: false}\n"));
+  for (const auto& o : objs) EXPECT_NE(o["kind"].as<std::string>(), "NetworkPolicy");
 }
 
 TEST_F(HelmRenderTest, RefusedValuesFailWithAMessage) {
