@@ -123,6 +123,14 @@ bool IsLabelName(std::string_view s, bool allow_empty) {
                      [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
 }
 
+// Kubernetes namespace name: an RFC 1123 label, <= 63 chars of [a-z0-9-], alphanumeric at both
+// ends.
+bool IsDnsLabel(std::string_view s) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  return !s.empty() && s.size() <= 63 && alnum(s.front()) && alnum(s.back()) &&
+         std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-'; });
+}
+
 bool IsLabelKey(std::string_view k) {
   auto slash = k.rfind('/');
   if (slash != std::string_view::npos) {
@@ -748,6 +756,14 @@ absl::StatusOr<ObjectId> ParseId(const std::string& kind, const json& object) {
   if (info != nullptr) {
     if (info->namespaced && id.ns.empty()) id.ns = "default";
     if (!info->namespaced) id.ns.clear();
+    // The API server enforces this; local manifests do not, and a namespace such as "/2e"
+    // made every node's view fail the data plane's validation (found by tests/fuzz, manifest).
+    if (info->namespaced && !IsDnsLabel(id.ns)) {
+      return Bad("metadata.namespace",
+                 absl::StrCat("\"", id.ns,
+                              "\" is not a valid namespace name (up to 63 characters [a-z0-9-], "
+                              "alphanumeric at both ends)"));
+    }
   }
   return id;
 }
