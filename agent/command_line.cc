@@ -112,7 +112,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
   CommandLine cl;
   CLI::App app("weft-agent", "weft-agent");
   AddFlags(app, &cl);
-  WEFT_RETURN_IF_ERROR(ParseFlagsStatus(app, argc, argv));
+  WEFT_RETURN_IF_ERROR(
+      ParseArgs(app, std::vector<std::string>(argv + std::min(argc, 1), argv + argc)));
   WEFT_RETURN_IF_ERROR(CheckCommandLine(cl));
   return cl;
 }

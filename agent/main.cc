@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   weft::agent::AddFlags(app, &cl);
   if (auto code = weft::ParseFlags(app, argc, argv)) return *code;
   if (absl::Status st = weft::agent::CheckCommandLine(cl); !st.ok()) {
-    std::fprintf(stderr, "weft-agent: %s\n(weft-agent --help lists the flags)\n",
+    std::fprintf(stderr, "weft-agent: %s\nRun 'weft-agent --help'.\n",
                  std::string(st.message()).c_str());
     return 2;
   }

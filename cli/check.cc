@@ -8,7 +8,7 @@
 
 #include "agent/probe.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
+#include "common/flags.h"
 
 namespace weft::cli {
 
@@ -21,7 +21,7 @@ int CheckMain(const std::vector<std::string>& args, std::ostream& out, std::ostr
       "CAP_BPF + CAP_NET_ADMIN): unprivileged, the BPF probes cannot load.",
       "weftctl check"};
   app.footer("Exit status: 0 eBPF capture possible, 1 iptables capture (reason on stderr).");
-  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(app, args, out, err)) return *rc;
   agent::ProbeReport report = agent::ProbeKernel();
   out << report.Format();
   if (report.ebpf_possible) return kExitOk;

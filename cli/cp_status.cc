@@ -8,8 +8,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
 #include "cli/mesh_ref.h"
+#include "common/flags.h"
 #include "common/net.h"
 #include "common/scrape/scrape.h"
 
@@ -203,7 +203,7 @@ int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ost
       "weftctl status"};
   AddFlags(app, f);
   app.add_flag("--json", f.json, "print weftd's /status document as JSON");
-  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(app, args, out, err)) return *rc;
   std::string body;
   if (!Fetch(f, "/status", &body, err)) return kExitFailure;
   auto j = nlohmann::json::parse(body, nullptr, false);
@@ -223,7 +223,7 @@ int ConfigDumpMain(const std::vector<std::string>& args, std::ostream& out, std:
       "weftctl config-dump"};
   app.add_option("NODE", f.positional, "the node, e.g. node0")->required()->expected(1);
   AddFlags(app, f);
-  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(app, args, out, err)) return *rc;
   std::string body;
   if (!Fetch(f, "/config_dump?node=" + f.positional[0], &body, err)) return kExitFailure;
   out << body << (body.empty() || body.back() != '\n' ? "\n" : "");

@@ -12,8 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
 #include "common/file.h"
+#include "common/flags.h"
 #include "common/status.h"
 #include "common/tls.h"
 #include "ztunnel/identity/identity.h"
@@ -166,7 +166,7 @@ absl::StatusOr<DevCertsOptions> ParseDevCertsArgs(const std::vector<std::string>
   std::vector<std::string> positional;
   std::string ttl;
   auto app = DevCertsApp(opts, positional, ttl);
-  if (absl::Status st = flags::Parse(*app, args); !st.ok()) {
+  if (absl::Status st = ParseArgs(*app, args); !st.ok()) {
     if (!absl::IsCancelled(st)) return st;
     opts.help = true;
     return opts;

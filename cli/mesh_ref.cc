@@ -6,9 +6,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "cli/flags.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "common/flags.h"
 #include "common/status.h"
 
 namespace weft::cli {
@@ -34,7 +34,7 @@ absl::StatusOr<up::MeshState> Load(const MeshRef& ref) {
 }  // namespace
 
 void AddMeshRefFlags(CLI::App& app, MeshRef* ref) {
-  flags::AddMeshFlags(app, &ref->name, &ref->state_root);
+  up::AddMeshFlags(app, &ref->name, &ref->state_root);
   app.get_option("--name")->each([ref](const std::string&) { ref->name_given = true; });
 }
 

@@ -18,8 +18,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
 #include "cli/mesh_ref.h"
+#include "common/flags.h"
 #include "common/net.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -341,7 +341,7 @@ absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget
 
 int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   StatFlags f;
-  if (auto rc = flags::ParseCommand(*StatApp(f), args, out, err)) return *rc;
+  if (auto rc = ParseCommand(*StatApp(f), args, out, err)) return *rc;
   if (f.targets.empty()) {
     auto local = LocalZtunnelMetrics(f.mesh);
     if (!local.ok()) {

@@ -5,7 +5,7 @@
 #include <ostream>
 
 #include "cli/commands.h"
-#include "cli/flags.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "controlplane/local/local_source.h"
 #include "controlplane/model/model.h"
@@ -32,7 +32,7 @@ int ValidateMain(const std::vector<std::string>& args, std::ostream& out, std::o
   std::vector<std::string> given;
   CLI::App app{kDescription, "weftctl validate"};
   app.add_option("FILE|DIR", given, "manifest files or directories")->required();
-  if (auto rc = flags::ParseCommand(app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(app, args, out, err)) return *rc;
   std::vector<std::string> files;
   for (const std::string& a : given) {
     std::error_code ec;

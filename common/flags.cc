@@ -1,8 +1,10 @@
 #include "common/flags.h"
 
-#include <cstdio>
+#include <algorithm>
+#include <iostream>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
@@ -36,15 +38,16 @@ class UsageFormatter : public CLI::Formatter {
   std::string synopsis_;
 };
 
-// Parses; CLI11's exceptions are the outcomes (CallForHelp included).
-void Parse(CLI::App& app, int argc, const char* const* argv) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    // Help is processed before the check for unknown flags: do that check here.
-    if (!app.remaining().empty()) throw CLI::ExtrasError(app.remaining());
-    throw;
-  }
+// What CLI11 left unparsed, less the "--" that ends the flags (not an error).
+std::vector<std::string> Extras(const CLI::App& app) {
+  std::vector<std::string> extra = app.remaining();
+  extra.erase(std::remove(extra.begin(), extra.end(), "--"), extra.end());
+  return extra;
+}
+
+absl::Status ExtraError(const std::string& x) {
+  return absl::InvalidArgumentError(x.size() > 1 && x[0] == '-' ? "unknown flag " + x
+                                                                : "unexpected argument " + x);
 }
 
 }  // namespace
@@ -53,27 +56,47 @@ void SetUsage(CLI::App& app, std::string synopsis) {
   app.formatter(std::make_shared<UsageFormatter>(std::move(synopsis)));
 }
 
-std::optional<int> ParseFlags(CLI::App& app, int argc, const char* const* argv) {
+absl::Status ParseArgs(CLI::App& app, const std::vector<std::string>& args) {
+  app.allow_extras();  // reported below, in this file's words
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
   try {
-    Parse(app, argc, argv);
+    app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "%s: %s\n(%s --help lists the flags)\n", app.get_name().c_str(), e.what(),
-                 app.get_name().c_str());
-    return 2;
-  }
-  return std::nullopt;
-}
-
-absl::Status ParseFlagsStatus(CLI::App& app, int argc, const char* const* argv) {
-  try {
-    Parse(app, argc, argv);
+    // Help is processed before the check for unknown flags: do that check here.
+    if (std::vector<std::string> extra = Extras(app); !extra.empty()) return ExtraError(extra[0]);
+    return absl::CancelledError("help");
   } catch (const CLI::ParseError& e) {
     return absl::InvalidArgumentError(e.what());
   }
+  if (std::vector<std::string> extra = Extras(app); !extra.empty()) return ExtraError(extra[0]);
   return absl::OkStatus();
+}
+
+std::optional<int> ParseCommand(CLI::App& app, const std::vector<std::string>& args,
+                                std::ostream& out, std::ostream& err) {
+  absl::Status st = ParseArgs(app, args);
+  if (st.ok()) return std::nullopt;
+  if (absl::IsCancelled(st)) {
+    out << app.help();
+    return 0;
+  }
+  err << app.get_name() << ": " << st.message() << "\nRun '" << app.get_name() << " --help'.\n";
+  return 2;
+}
+
+std::optional<int> ParseFlags(CLI::App& app, int argc, const char* const* argv) {
+  return ParseCommand(app, std::vector<std::string>(argv + std::min(argc, 1), argv + argc),
+                      std::cout, std::cerr);
+}
+
+const CLI::Validator& Positive() {
+  static const CLI::Validator v(
+      [](std::string& s) -> std::string {
+        int64_t n = 0;
+        return absl::SimpleAtoi(s, &n) && n >= 1 ? "" : "must be a positive number, not " + s;
+      },
+      "POSITIVE");
+  return v;
 }
 
 const CLI::Validator kNonEmpty(

@@ -1,12 +1,15 @@
-// Command-line flags: the conventions every Weft binary follows on top of CLI11, the one flag
-// library. --help prints the usage to stdout and exits 0; an unknown flag, a missing value or a
-// malformed one prints "NAME: what is wrong" to stderr and exits 2. Flags take "--flag value" or
+// Command-line flags: the conventions every Weft binary and every weftctl subcommand follows on
+// top of CLI11, the one flag library. --help prints the usage to stdout and exits 0; an unknown
+// flag, an argument nothing takes, a missing value or a malformed one prints
+// "NAME: what is wrong\nRun 'NAME --help'." to stderr and exits 2. Flags take "--flag value" or
 // "--flag=value".
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/net.h"
@@ -18,18 +21,28 @@ namespace weft {
 // follows, each with its help text and default.
 void SetUsage(CLI::App& app, std::string synopsis);
 
-// Parses argv into `app` (the flags' callbacks and checks run). nullopt: go on; otherwise the
-// code main should exit with: 0 after --help (printed), 2 after an error (printed). --help after
-// an unknown flag is that error, so "BINARY ARGS... --help" checks that ARGS parse.
-std::optional<int> ParseFlags(CLI::App& app, int argc, const char* const* argv);
+// The one parser: `args` (without the program or subcommand name) into the options of `app`
+// (the flags' callbacks and checks run). OK, or: Cancelled("help") for -h/--help; InvalidArgument
+// with a one-line message for an unknown flag ("unknown flag --x"), an argument nothing takes
+// ("unexpected argument x"), or a missing, malformed or out-of-range value (CLI11's message,
+// which names the flag). --help after an unknown flag is that error, so "BINARY ARGS... --help"
+// checks that ARGS parse.
+absl::Status ParseArgs(CLI::App& app, const std::vector<std::string>& args);
 
-// The same without printing, for parsers with their own caller (e.g. a ParseCommandLine that
-// returns a status): InvalidArgument with CLI11's message (which names the flag). --help is an
-// error here too; handle it before calling this.
-absl::Status ParseFlagsStatus(CLI::App& app, int argc, const char* const* argv);
+// ParseArgs, then what a command does with the outcome: prints the help to `out` (code 0) or
+// "NAME: <error>\nRun 'NAME --help'." to `err` (code 2), NAME being the App's name (e.g.
+// "weftctl stat"). Returns the code the command should exit with, nullopt when it goes on.
+std::optional<int> ParseCommand(CLI::App& app, const std::vector<std::string>& args,
+                                std::ostream& out, std::ostream& err);
+
+// ParseCommand for a main's argv, printing to stdout/stderr.
+std::optional<int> ParseFlags(CLI::App& app, int argc, const char* const* argv);
 
 // A non-empty value ("--node=" is an error, not an empty name).
 extern const CLI::Validator kNonEmpty;
+
+// Accepts integers >= 1 ("must be a positive number").
+const CLI::Validator& Positive();
 
 // An ADDR:PORT flag ("127.0.0.1:15000", "[::1]:0") parsed into `out`; its current value is the
 // default shown in --help.

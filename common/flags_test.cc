@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -20,6 +21,7 @@ struct Flags {
     AddSockAddrFlag(app, "--admin", &addr, "admin address");
     AddLogLevelFlag(app);
   }
+  absl::Status Args(const std::vector<std::string>& args) { return ParseArgs(app, args); }
   std::optional<int> Parse(std::vector<const char*> args) {
     args.insert(args.begin(), "tool");
     return ParseFlags(app, static_cast<int>(args.size()), args.data());
@@ -58,12 +60,37 @@ TEST(Flags, HelpExitsZeroOnlyIfWhatCameBeforeParsed) {
   EXPECT_TRUE(absl::StrContains(help, "127.0.0.1:15000")) << help;
 }
 
-TEST(Flags, StatusNamesTheFlag) {
+TEST(Flags, ErrorsNameTheFlagOrArgument) {
+  EXPECT_EQ(Flags().Args({"--admin", "nope"}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(Flags().Args({"--admin", "nope"}).message(), "--admin"));
+  EXPECT_EQ(Flags().Args({"--frobnicate"}).message(), "unknown flag --frobnicate");
+  EXPECT_EQ(Flags().Args({"stray"}).message(), "unexpected argument stray");
+  EXPECT_EQ(Flags().Args({"--frobnicate", "--help"}).message(), "unknown flag --frobnicate");
+  EXPECT_TRUE(absl::IsCancelled(Flags().Args({"--help"})));
+  EXPECT_TRUE(Flags().Args({"--name", "n", "--"}).ok());  // "--" ends the flags
+}
+
+TEST(Flags, CommandsPrintHelpOrOneErrorLine) {
+  std::ostringstream out, err;
   Flags f;
-  std::vector<const char*> args = {"tool", "--admin", "nope"};
-  absl::Status st = ParseFlagsStatus(f.app, 3, args.data());
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(st.message(), "--admin")) << st;
+  EXPECT_EQ(ParseCommand(f.app, {"--bogus"}, out, err), 2);
+  EXPECT_EQ(err.str(), "tool: unknown flag --bogus\nRun 'tool --help'.\n");
+  EXPECT_EQ(out.str(), "");
+  std::ostringstream out2, err2;
+  Flags g;
+  EXPECT_EQ(ParseCommand(g.app, {"--help"}, out2, err2), 0);
+  EXPECT_TRUE(absl::StrContains(out2.str(), "usage: tool --name N [options]")) << out2.str();
+  EXPECT_EQ(err2.str(), "");
+}
+
+TEST(Flags, PositiveAcceptsOnlyIntegersFromOne) {
+  CLI::App app{"t", "t"};
+  int n = 0;
+  app.add_option("--n", n)->check(Positive());
+  EXPECT_TRUE(ParseArgs(app, {"--n", "3"}).ok());
+  EXPECT_EQ(n, 3);
+  EXPECT_FALSE(ParseArgs(app, {"--n", "0"}).ok());
+  EXPECT_FALSE(ParseArgs(app, {"--n", "x"}).ok());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "common/net.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -175,6 +176,40 @@ absl::StatusOr<SockAddr> PeerAddress(int fd) {
 absl::Status ErrnoError(int err, std::string_view what) {
   return absl::Status(absl::ErrnoToStatusCode(err),
                       absl::StrCat(Av(what), ": ", std::strerror(err)));
+}
+
+absl::StatusOr<UniqueFd> ListenOnAllAddresses(uint16_t port) {
+  UniqueFd s(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s) return ErrnoError(errno, "socket");
+  int on = 1, off = 0;
+  ::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  ::setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(port);
+  a.sin6_addr = in6addr_any;
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    return ErrnoError(errno, absl::StrCat("bind port ", port));
+  if (::listen(s.get(), 128) != 0) return ErrnoError(errno, "listen");
+  return s;
+}
+
+absl::StatusOr<UniqueFd> DialTcp(const std::string& host, const std::string& port,
+                                 std::chrono::seconds timeout) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_family = AF_INET;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    return absl::UnavailableError(absl::StrCat("resolve ", host, ": ", gai_strerror(rc)));
+  UniqueFd s(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  timeval tv{static_cast<time_t>(timeout.count()), 0};
+  ::setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  int rc = s ? ::connect(s.get(), res->ai_addr, res->ai_addrlen) : -1;
+  int err = errno;
+  ::freeaddrinfo(res);
+  if (rc != 0) return ErrnoError(err, absl::StrCat("connect ", host, ":", port));
+  return s;
 }
 
 }  // namespace weft

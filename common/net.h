@@ -5,12 +5,14 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "common/unique_fd.h"
 
 namespace weft {
 
@@ -81,5 +83,14 @@ struct SockAddr {
 // Local/peer address of a connected socket.
 absl::StatusOr<SockAddr> LocalAddress(int fd);
 absl::StatusOr<SockAddr> PeerAddress(int fd);
+
+// A listening TCP socket on every address of the namespace, IPv4 and IPv6 (one dual-stack
+// socket), port `port` (0: any), SO_REUSEADDR, backlog 128. For the small test and example apps.
+absl::StatusOr<UniqueFd> ListenOnAllAddresses(uint16_t port);
+
+// Resolves `host` to IPv4 (a name in /etc/hosts, or an address) and connects to `port`, with
+// `timeout` on the connect and, after it, on every send and recv.
+absl::StatusOr<UniqueFd> DialTcp(const std::string& host, const std::string& port,
+                                 std::chrono::seconds timeout);
 
 }  // namespace weft

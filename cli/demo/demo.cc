@@ -30,9 +30,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "common/flags.h"
 #include "common/net.h"
 #include "common/scrape/scrape.h"
 #include "common/status.h"
@@ -976,7 +976,7 @@ absl::StatusOr<DemoOptions> ParseDemoArgs(const std::vector<std::string>& args) 
   DemoOptions o;
   DemoFlags f;
   auto app = DemoApp(f);
-  if (absl::Status st = flags::Parse(*app, args); !st.ok()) {
+  if (absl::Status st = ParseArgs(*app, args); !st.ok()) {
     if (!absl::IsCancelled(st)) return st;
     o.help = true;
     return o;

@@ -164,4 +164,13 @@ absl::StatusOr<const NodeState*> FindNode(const MeshState& s, const std::string&
                                           "\" (nodes node0..node", s.nodes.size() - 1, ")"));
 }
 
+void AddMeshFlags(CLI::App& app, std::string* name, std::string* state_root) {
+  app.add_option("--name", *name, "the mesh (several meshes may run side by side)")
+      ->type_name("NAME")
+      ->capture_default_str();
+  app.add_option("--state-root", *state_root,
+                 "where meshes keep their state (default $WEFT_STATE_ROOT or /run/weft)")
+      ->type_name("DIR");
+}
+
 }  // namespace weft::up

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
@@ -34,6 +35,9 @@ struct MeshPaths {
 
 // --state-root if given, else $WEFT_STATE_ROOT, else /run/weft.
 std::string StateRoot(const std::string& flag);
+
+// --name NAME and --state-root DIR: which local mesh a command acts on.
+void AddMeshFlags(CLI::App& app, std::string* name, std::string* state_root);
 MeshPaths PathsFor(const std::string& root, const std::string& name);
 // Mesh names: 1..40 of [a-z0-9-], starting with a letter or digit.
 absl::Status ValidateMeshName(const std::string& name);

@@ -6,35 +6,26 @@
 //                     exit 0 with a non-empty answer, 1 otherwise (reason on stderr)
 //   sleep             waits forever
 //   exit-after MS     exits with status 3 after MS milliseconds (restart tests)
-#include <netdb.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <vector>
 
-#include "cli/flags.h"
+#include "common/flags.h"
+#include "common/net.h"
 
 namespace {
 
 int Serve(int port) {
-  int s = ::socket(AF_INET6, SOCK_STREAM, 0);
-  if (s < 0) return std::perror("socket"), 1;
-  int on = 1, off = 0;
-  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_port = htons(static_cast<uint16_t>(port));
-  a.sin6_addr = in6addr_any;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return std::perror("bind"), 1;
-  if (::listen(s, 128) != 0) return std::perror("listen"), 1;
+  auto listener = weft::ListenOnAllAddresses(static_cast<uint16_t>(port));
+  if (!listener.ok()) return std::fprintf(stderr, "%s\n", listener.status().ToString().c_str()), 1;
+  int s = listener->get();
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   std::string reply = std::string("hello from ") + host + "\n";
@@ -50,22 +41,9 @@ int Serve(int port) {
 }
 
 int Call(const char* host, const char* port) {
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_family = AF_INET;
-  int rc = ::getaddrinfo(host, port, &hints, &res);
-  if (rc != 0) {
-    std::fprintf(stderr, "resolve %s: %s\n", host, gai_strerror(rc));
-    return 1;
-  }
-  int s = ::socket(res->ai_family, SOCK_STREAM, 0);
-  timeval tv{5, 0};
-  ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(s, res->ai_addr, res->ai_addrlen) != 0) {
-    std::fprintf(stderr, "connect %s:%s: %s\n", host, port, std::strerror(errno));
-    return 1;
-  }
+  auto conn = weft::DialTcp(host, port, std::chrono::seconds(5));
+  if (!conn.ok()) return std::fprintf(stderr, "%s\n", conn.status().ToString().c_str()), 1;
+  int s = conn->get();
   std::string got;
   char buf[4096];
   ssize_t n;
@@ -103,13 +81,7 @@ int main(int argc, char** argv) {
   CLI::App* exit_after =
       app.add_subcommand("exit-after", "exits with status 3 after MS milliseconds");
   exit_after->add_option("MS", ms)->required();
-  if (absl::Status st = weft::flags::Parse(app, std::vector<std::string>(argv + 1, argv + argc));
-      !st.ok()) {
-    if (absl::IsCancelled(st)) return std::fputs(app.help().c_str(), stdout), 0;
-    std::fprintf(stderr, "weft-up-testapp: %s\nRun 'weft-up-testapp --help'.\n",
-                 std::string(st.message()).c_str());
-    return 2;
-  }
+  if (auto rc = weft::ParseFlags(app, argc, argv)) return *rc;
   if (serve->parsed()) return Serve(port);
   if (call->parsed()) return Call(host.c_str(), call_port.c_str());
   if (sleep->parsed()) {

@@ -17,13 +17,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "cli/flags.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/plan.h"
 #include "cli/up/state.h"
 #include "cli/up/supervisor.h"
 #include "cli/up/up.h"
 #include "common/file.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
@@ -65,14 +65,14 @@ struct Flags {
 std::unique_ptr<CLI::App> MeshApp(const std::string& cmd, const std::string& description,
                                   Flags& f) {
   auto app = std::make_unique<CLI::App>(description, "weftctl " + cmd);
-  flags::AddMeshFlags(*app, &f.name, &f.state_root);
+  AddMeshFlags(*app, &f.name, &f.state_root);
   return app;
 }
 
 void AddTimeout(CLI::App& app, Flags& f, const std::string& what) {
   app.add_option("--timeout", f.timeout_s, what)
       ->type_name("SEC")
-      ->check(flags::Positive())
+      ->check(Positive())
       ->capture_default_str();
 }
 
@@ -273,7 +273,7 @@ std::unique_ptr<CLI::App> UpApp(Flags& f) {
       ->expected(1);
   app->add_option("--nodes", f.nodes, "nodes node0..node<N-1>")
       ->type_name("N")
-      ->check(flags::Positive())
+      ->check(Positive())
       ->capture_default_str();
   app->add_option("--capture", f.capture,
                   "ebpf | iptables | auto (auto: eBPF where the kernel can)")
@@ -405,7 +405,7 @@ int RunInBackground(const UpOptions& o, const MeshPaths& paths, UniqueFd& lock, 
 
 int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Flags f;
-  if (auto rc = flags::ParseCommand(*UpApp(f), args, out, err)) return *rc;
+  if (auto rc = ParseCommand(*UpApp(f), args, out, err)) return *rc;
   if (auto st = ValidateMeshName(f.name); !st.ok())
     return UsageError(err, "up", std::string(st.message()));
   if (::geteuid() != 0) {
@@ -459,7 +459,7 @@ int DownMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
                      "nothing with the\nmesh's prefix is left. Works after a supervisor crash too.",
                      f);
   AddTimeout(*app, f, "how long the supervisor may take to stop before it is killed");
-  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(*app, args, out, err)) return *rc;
   const std::string root = StateRoot(f.state_root);
   MeshPaths paths = PathsFor(root, f.name);
   auto s = LoadMesh(root, f.name);
@@ -517,7 +517,7 @@ int LabelMain(const std::vector<std::string>& args, std::ostream& out, std::ostr
   app->add_flag("--overwrite", f.overwrite, "allow changing a label that has another value");
   AddWait(*app, f, "wait until every node ACKed the change and the pods' enrolment follows it");
   app->add_option("-n,--namespace", f.ns, "the namespace of a pod given by NAME")->type_name("NS");
-  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(*app, args, out, err)) return *rc;
   if (f.positional.size() < 3) return UsageError(err, "label", "give a kind, a name and a change");
   const std::string kind_arg = f.positional[0];
   const bool is_ns = kind_arg == "namespace" || kind_arg == "namespaces" || kind_arg == "ns";
@@ -706,7 +706,7 @@ int ApplyOrDelete(bool apply, const std::vector<std::string>& args, std::ostream
       ->type_name("FILE|DIR")
       ->allow_extra_args(false);
   AddWait(*app, f, "wait until every node ACKed the change");
-  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(*app, args, out, err)) return *rc;
   if (f.files.empty()) return UsageError(err, cmd, "give the objects with -f FILE|DIR");
   const std::string root = StateRoot(f.state_root);
   auto s = LoadLiveMesh(root, f.name);
@@ -755,7 +755,7 @@ int LogsMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
   app->add_option("WHOSE", f.positional,
                   "POD | NS/POD | ztunnel NODE | agent NODE | weftd | supervisor");
   app->add_flag("-f,--follow", f.follow, "keep printing what is appended");
-  if (auto rc = flags::ParseCommand(*app, args, out, err)) return *rc;
+  if (auto rc = ParseCommand(*app, args, out, err)) return *rc;
   if (f.positional.empty()) return UsageError(err, "logs", "say whose log");
   const std::string root = StateRoot(f.state_root);
   auto s = LoadMesh(root, f.name);
@@ -810,7 +810,7 @@ int ExecMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
   // The command after `--` is the pod's, not weftctl's: it is not parsed.
   const auto dashes = std::find(args.begin(), args.end(), "--");
   f.rest.assign(dashes == args.end() ? dashes : dashes + 1, args.end());
-  if (auto rc = flags::ParseCommand(*app, std::vector<std::string>(args.begin(), dashes), out, err))
+  if (auto rc = ParseCommand(*app, std::vector<std::string>(args.begin(), dashes), out, err))
     return *rc;
   if (f.positional.size() != 1 || f.rest.empty())
     return UsageError(err, "exec", "give a POD, then -- and the command");

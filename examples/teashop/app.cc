@@ -12,7 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "cli/flags.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "common/status.h"
@@ -166,7 +166,7 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
 
   Durations d;
   auto app = TeashopApp(o, d);
-  WEFT_RETURN_IF_ERROR(flags::Parse(*app, args));
+  WEFT_RETURN_IF_ERROR(ParseArgs(*app, args));
   const std::pair<const char*, std::chrono::milliseconds*> durations[] = {
       {"--drain-timeout", &o.server.drain_timeout},
       {"--upstream-timeout", &o.upstream_timeout},

@@ -7,8 +7,6 @@
 //                            "ok i" once echoed; prints "closed: <why>" and exits 1 when the
 //                            connection fails; exits 0 after 180 s
 //   sleep                    waits forever
-#include <netdb.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,7 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "cli/flags.h"
+#include "common/flags.h"
+#include "common/net.h"
 
 namespace {
 
@@ -34,28 +33,15 @@ void Echo(int c) {
   ::close(c);
 }
 
-int Listen(int port) {
-  int s = ::socket(AF_INET6, SOCK_STREAM, 0);
-  if (s < 0) return -1;
-  int on = 1, off = 0;
-  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_port = htons(static_cast<uint16_t>(port));
-  a.sin6_addr = in6addr_any;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 128) != 0) {
-    std::perror("bind/listen");
-    return -1;
-  }
-  return s;
-}
-
 int Serve(const std::vector<int>& ports) {
   std::vector<std::thread> loops;
   for (int port : ports) {
-    int s = Listen(port);
-    if (s < 0) return 1;
+    auto listener = weft::ListenOnAllAddresses(static_cast<uint16_t>(port));
+    if (!listener.ok()) {
+      std::fprintf(stderr, "%s\n", listener.status().ToString().c_str());
+      return 1;
+    }
+    int s = listener->release();
     std::printf("serving on port %d\n", port);
     loops.emplace_back([s] {
       while (true) {
@@ -70,26 +56,12 @@ int Serve(const std::vector<int>& ports) {
 }
 
 int Connect(const char* host, const char* port) {
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_family = AF_INET;
-  int rc = ::getaddrinfo(host, port, &hints, &res);
-  if (rc != 0) {
-    std::fprintf(stderr, "resolve %s: %s\n", host, gai_strerror(rc));
+  auto conn = weft::DialTcp(host, port, std::chrono::seconds(5));
+  if (!conn.ok()) {
+    std::fprintf(stderr, "%s\n", conn.status().ToString().c_str());
     return -1;
   }
-  int s = ::socket(res->ai_family, SOCK_STREAM, 0);
-  timeval tv{5, 0};
-  ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(s, res->ai_addr, res->ai_addrlen) != 0) {
-    std::fprintf(stderr, "connect %s:%s: %s\n", host, port, std::strerror(errno));
-    ::freeaddrinfo(res);
-    ::close(s);
-    return -1;
-  }
-  ::freeaddrinfo(res);
-  return s;
+  return conn->release();
 }
 
 // Sends `line` + '\n' and reads the echo up to '\n'. Empty string + `why` on failure.
@@ -180,13 +152,7 @@ int main(int argc, char** argv) {
   }
   hold->add_option("MS", interval_ms)->required();
   CLI::App* sleep = app.add_subcommand("sleep", "waits forever");
-  if (absl::Status st = weft::flags::Parse(app, std::vector<std::string>(argv + 1, argv + argc));
-      !st.ok()) {
-    if (absl::IsCancelled(st)) return std::fputs(app.help().c_str(), stdout), 0;
-    std::fprintf(stderr, "weft-e2e-app: %s\nRun 'weft-e2e-app --help'.\n",
-                 std::string(st.message()).c_str());
-    return 2;
-  }
+  if (auto rc = weft::ParseFlags(app, argc, argv)) return *rc;
   if (serve->parsed()) return Serve(ports);
   if (call->parsed()) return Call(host.c_str(), port.c_str(), token);
   if (hold->parsed()) return Hold(host.c_str(), port.c_str(), token, interval_ms);
