@@ -156,11 +156,7 @@ absl::Status LocalMesh::WriteConfig() {
   return WriteFileAtomic(config_path(), y, 0644);
 }
 
-absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string& peer_authn) {
-  if (!opts_.manifests_dir.empty())
-    return absl::FailedPreconditionError("the caller owns the manifests (Options::manifests_dir)");
-  authz_yaml_ = authz;
-  peer_authn_yaml_ = peer_authn;
+absl::Status LocalMesh::Publish() {
   if (opts_.control_plane) {
     WEFT_ASSIGN_OR_RETURN(std::string before, WeftdFingerprint());
     WEFT_RETURN_IF_ERROR(WriteManifests());
@@ -168,6 +164,14 @@ absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string&
   }
   WEFT_RETURN_IF_ERROR(WriteConfig());
   return WaitVersion(std::chrono::seconds(10));
+}
+
+absl::Status LocalMesh::SetPolicies(const std::string& authz, const std::string& peer_authn) {
+  if (!opts_.manifests_dir.empty())
+    return absl::FailedPreconditionError("the caller owns the manifests (Options::manifests_dir)");
+  authz_yaml_ = authz;
+  peer_authn_yaml_ = peer_authn;
+  return Publish();
 }
 
 absl::Status LocalMesh::SetMesh(const std::string& pod, bool mesh) {
@@ -186,13 +190,7 @@ absl::Status LocalMesh::SetMesh(const std::string& pod, bool mesh) {
     p.mesh = mesh;
   }
   if (!found) return absl::NotFoundError(absl::StrCat("no pod named ", pod, " in the mesh"));
-  if (opts_.control_plane) {
-    WEFT_ASSIGN_OR_RETURN(std::string before, WeftdFingerprint());
-    WEFT_RETURN_IF_ERROR(WriteManifests());
-    return WaitWeftdSettled(before, std::chrono::seconds(10));
-  }
-  WEFT_RETURN_IF_ERROR(WriteConfig());
-  return WaitVersion(std::chrono::seconds(10));
+  return Publish();
 }
 
 absl::Status LocalMesh::WaitVersion(std::chrono::milliseconds timeout) {

@@ -135,6 +135,9 @@ class LocalMesh {
   LocalMesh() = default;
   absl::Status WriteConfig();
   absl::Status WriteManifests();
+  // Hands the pods and policies to the mesh (weftd's manifests, or ztunnel's config file) and
+  // waits until every node has them.
+  absl::Status Publish();
   // Control-plane mode: waits until weftd's state moved from `before` (WeftdFingerprint: model
   // generation, rejected objects, file errors) and every stream has ACKed what it was sent.
   absl::Status WaitWeftdSettled(const std::string& before, std::chrono::milliseconds timeout);

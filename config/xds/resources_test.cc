@@ -7,18 +7,14 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "config/xds/testing.h"
 
 namespace weft::config::xds {
 namespace {
 
 namespace pb = ::weft::config::v1;
 
-pb::Resource WorkloadRes(const std::string& uid, const std::string& ip) {
-  pb::Resource r;
-  r.mutable_workload()->set_uid(uid);
-  r.mutable_workload()->add_addresses(ip);
-  return r;
-}
+using testing::WorkloadRes;
 
 TEST(XdsResources, KeysComeFromUidOrNamespaceAndName) {
   auto k = KeyOf(WorkloadRes("ns/a", "10.0.0.1"));

@@ -10,6 +10,7 @@
 #include "common/scrape/scrape.h"
 #include "common/testing/root.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/local_mesh_fixture.h"
 #include "tests/support/test_util.h"
 
 namespace weft {
@@ -23,9 +24,9 @@ using weft::testing::EchoServer;
 using weft::testing::WaitClosed;
 using weft::testing::WaitFor;
 
-constexpr uint16_t kAppPort = 8080;
+using weft::testing::kAppPort;
 
-class ControlPlaneMesh : public ::testing::Test {
+class ControlPlaneMesh : public weft::testing::LocalMeshFixture<> {
  protected:
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables, SO_MARK");
@@ -42,30 +43,16 @@ class ControlPlaneMesh : public ::testing::Test {
          .labels = {{"app", "catalogue"}}},
         {.name = "legacy", .ns = "legacy", .service_account = "legacy", .node = 0, .mesh = false},
     };
-    o.ztunnel_bin = WEFT_ZTUNNEL_BIN;
-    o.agent_bin = WEFT_AGENT_BIN;
-    o.weftd_bin = WEFT_WEFTD_BIN;
     o.control_plane = true;
     o.capture = "iptables";
-    o.work_dir = dir_.path();
-    auto m = LocalMesh::Start(o);
-    ASSERT_TRUE(m.ok()) << m.status();
-    mesh_ = std::move(*m);
-    auto ns = mesh_->PodNetns("server");
-    ASSERT_TRUE(ns.ok());
-    server_ =
-        std::make_unique<EchoServer>(SockAddr{*IpAddr::Parse("0.0.0.0"), kAppPort}, ns->get());
+    StartMesh(o, {"server"});
   }
 
-  SockAddr App() { return SockAddr{*mesh_->PodIp("server"), kAppPort}; }
+  using LocalMeshFixture::App;
+  SockAddr App() { return App("server"); }
   bool RoundTrip(const std::string& msg, std::chrono::milliseconds timeout = 3s) {
     auto fd = mesh_->Dial("client", App(), timeout);
     return fd.ok() && EchoRoundTrip(fd->get(), msg, timeout) == msg;
-  }
-  double Metric(int node, const std::string& name,
-                const std::map<std::string, std::string>& labels = {}) {
-    auto m = mesh_->Metrics(node);
-    return m.ok() ? MetricSum(*m, name, labels) : -1;
   }
   // Runs weftctl inside node 0's netns (where weftd's admin endpoint is).
   std::string Weftctl(std::vector<std::string> args) {
@@ -83,10 +70,6 @@ class ControlPlaneMesh : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? nlohmann::json::parse(*s, nullptr, false) : nlohmann::json();
   }
-
-  weft::testing::TempDir dir_;
-  std::unique_ptr<LocalMesh> mesh_;
-  std::unique_ptr<EchoServer> server_;
 };
 
 TEST_F(ControlPlaneMesh, TrafficUsesOnlyStreamedConfigAndCaIssuedCertificates) {

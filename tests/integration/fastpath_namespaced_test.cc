@@ -15,6 +15,7 @@
 #include "cli/localmesh/local_mesh.h"
 #include "common/scrape/scrape.h"
 #include "common/testing/root.h"
+#include "tests/support/local_mesh_fixture.h"
 #include "tests/support/test_util.h"
 
 namespace weft {
@@ -27,7 +28,7 @@ using weft::testing::EchoServer;
 using weft::testing::WaitClosed;
 using weft::testing::WaitFor;
 
-constexpr uint16_t kAppPort = 8080;
+using weft::testing::kAppPort;
 
 std::string Sha256Hex(const std::string& s) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -42,7 +43,8 @@ std::string Sha256Hex(const std::string& s) {
   return hex;
 }
 
-class NamespacedFastPath : public ::testing::TestWithParam<std::string> {
+class NamespacedFastPath
+    : public weft::testing::LocalMeshFixture<::testing::TestWithParam<std::string>> {
  protected:
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("network namespaces, capture, SO_MARK");
@@ -68,34 +70,9 @@ class NamespacedFastPath : public ::testing::TestWithParam<std::string> {
          .node = 1,
          .labels = {{"app", "payments"}}},
     };
-    o.ztunnel_bin = WEFT_ZTUNNEL_BIN;
-    o.agent_bin = WEFT_AGENT_BIN;
-    o.work_dir = dir_.path();
-    auto m = LocalMesh::Start(o);
-    ASSERT_TRUE(m.ok()) << m.status();
-    mesh_ = std::move(*m);
-    for (const char* pod : {"server", "remote"}) {
-      auto ns = mesh_->PodNetns(pod);
-      ASSERT_TRUE(ns.ok());
-      servers_.push_back(
-          std::make_unique<EchoServer>(SockAddr{*IpAddr::Parse("0.0.0.0"), kAppPort}, ns->get()));
-    }
+    StartMesh(o, {"server", "remote"});
   }
 
-  // A connection made the way the pod's own process would make it: in eBPF mode the connect
-  // hooks only see sockets created by a task in the pod's cgroup.
-  UniqueFd DialFrom(const std::string& pod, const SockAddr& to) {
-    auto fd = mesh_->Dial(pod, to, 5s);
-    EXPECT_TRUE(fd.ok()) << pod << " -> " << to.ToString() << ": " << fd.status();
-    return fd.ok() ? std::move(*fd) : UniqueFd();
-  }
-  SockAddr App(const std::string& pod) { return SockAddr{*mesh_->PodIp(pod), kAppPort}; }
-  double Metric(int node, const std::string& name,
-                const std::map<std::string, std::string>& labels = {}) {
-    auto m = mesh_->Metrics(node);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return m.ok() ? MetricSum(*m, name, labels) : -1;
-  }
   absl::StatusOr<testbed::Capture> CapturePod(const std::string& pod, const std::string& file) {
     auto ns = mesh_->testbed().PodNetns(pod);
     if (!ns.ok()) return ns.status();
@@ -105,10 +82,6 @@ class NamespacedFastPath : public ::testing::TestWithParam<std::string> {
     std::mt19937_64 rng(std::random_device{}());
     return "WEFT-SECRET-" + std::to_string(rng());
   }
-
-  weft::testing::TempDir dir_;
-  std::unique_ptr<LocalMesh> mesh_;
-  std::vector<std::unique_ptr<EchoServer>> servers_;
 };
 
 TEST_P(NamespacedFastPath, SameNodePairStaysInTheKernelWithBothReporters) {

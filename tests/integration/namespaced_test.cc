@@ -14,6 +14,7 @@
 #include "common/scrape/scrape.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
+#include "tests/support/local_mesh_fixture.h"
 #include "tests/support/test_util.h"
 
 namespace weft {
@@ -26,9 +27,10 @@ using weft::testing::EchoServer;
 using weft::testing::WaitClosed;
 using weft::testing::WaitFor;
 
-constexpr uint16_t kAppPort = 8080;
+using weft::testing::kAppPort;
 
-class NamespacedMesh : public ::testing::TestWithParam<std::string> {
+class NamespacedMesh
+    : public weft::testing::LocalMeshFixture<::testing::TestWithParam<std::string>> {
  protected:
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables, SO_MARK");
@@ -61,25 +63,9 @@ class NamespacedMesh : public ::testing::TestWithParam<std::string> {
                    .port = 80,
                    .target_port = kAppPort,
                    .pods = {"server"}}};
-    o.ztunnel_bin = WEFT_ZTUNNEL_BIN;
-    o.agent_bin = WEFT_AGENT_BIN;
-    o.work_dir = dir_.path();
-    auto m = LocalMesh::Start(o);
-    ASSERT_TRUE(m.ok()) << m.status();
-    mesh_ = std::move(*m);
-    for (const char* pod : {"server", "outside"}) {
-      auto ns = mesh_->PodNetns(pod);
-      ASSERT_TRUE(ns.ok());
-      servers_.push_back(
-          std::make_unique<EchoServer>(SockAddr{*IpAddr::Parse("0.0.0.0"), kAppPort}, ns->get()));
-    }
+    StartMesh(o, {"server", "outside"});
   }
 
-  UniqueFd DialFrom(const std::string& pod, const SockAddr& to) {
-    auto fd = mesh_->Dial(pod, to, 5s);
-    EXPECT_TRUE(fd.ok()) << fd.status();
-    return fd.ok() ? std::move(*fd) : UniqueFd();
-  }
   // Sockets of `pod`'s sk_lookup links pinned by node `node`'s agent (eBPF mode).
   int PinnedLookupLinks(int node) {
     int n = 0;
@@ -90,21 +76,10 @@ class NamespacedMesh : public ::testing::TestWithParam<std::string> {
     }
     return n;
   }
-  SockAddr App(const std::string& pod) { return SockAddr{*mesh_->PodIp(pod), kAppPort}; }
-  double Metric(int node, const std::string& name,
-                const std::map<std::string, std::string>& labels = {}) {
-    auto m = mesh_->Metrics(node);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return m.ok() ? MetricSum(*m, name, labels) : -1;
-  }
   static std::string Secret() {
     std::mt19937_64 rng(std::random_device{}());
     return "WEFT-SECRET-" + std::to_string(rng());
   }
-
-  weft::testing::TempDir dir_;
-  std::unique_ptr<LocalMesh> mesh_;
-  std::vector<std::unique_ptr<EchoServer>> servers_;
 };
 
 TEST_P(NamespacedMesh, CrossNodeTrafficIsMutualTlsOnTheWireWithIstioMetrics) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "config/xds/resources.h"
+#include "config/xds/testing.h"
 #include "ztunnel/state/snapshot.h"
 
 namespace weft::config::xds {
@@ -16,12 +17,7 @@ namespace {
 
 namespace pb = ::weft::config::v1;
 
-pb::Resource WorkloadRes(const std::string& uid, const std::string& ip) {
-  pb::Resource r;
-  r.mutable_workload()->set_uid(uid);
-  r.mutable_workload()->add_addresses(ip);
-  return r;
-}
+using testing::WorkloadRes;
 
 // ---- SnapshotSet: in place, with undo ---------------------------------------------------------
 
