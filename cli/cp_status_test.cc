@@ -8,7 +8,7 @@
 namespace weft::cli {
 namespace {
 
-// Recorded from weftd --kubernetes (controlplane/weftd/weftd_k8s_test.cc), node-b's
+// Recorded from weftd --kubernetes (tests/integration/weftd_k8s_test.cc), node-b's
 // certificates edited to be near and past expiry.
 constexpr char kStatus[] = R"({
   "source": "kubernetes",

@@ -26,16 +26,9 @@ declare -A allowed=(
 # Known exceptions, each with its reason: "<path or target> <allowed dir>". Keep this short; move
 # a cross-component test to tests/ rather than adding it here.
 exceptions=(
-  # The handoff server's test drives it with the agent's real client.
-  "ztunnel/inpod/handoff_test.cc agent"
-  "weft_zt_inpod_test agent"
   # Cross-component tests still beside weftd's parts (to move to tests/integration).
   "controlplane/model/model_test.cc ztunnel"
   "weft_cp_model_test ztunnel"
-  "controlplane/ca/ca_grpc_test.cc ztunnel"
-  "weft_cp_ca_test ztunnel"
-  "controlplane/weftd/weftd_k8s_test.cc cli"
-  "weft_weftd_k8s_test cli"
 )
 
 layers=" ${!allowed[*]} "
