@@ -385,7 +385,7 @@ absl::Status Agent::InstallCapture(Pod& p) {
 
 absl::Status Agent::Enroll(const Workload& w) {
   // Local mode names the netns; in a cluster it is found from the pod UID.
-  auto ns = w.netns_path.empty() ? FindPodNetns(w.uid) : OpenNetns(w.netns_path);
+  auto ns = w.netns_path.empty() ? FindPodNetns(w.uid) : OpenPodNetns(w.netns_path);
   if (!ns.ok())
     return absl::Status(
         ns.status().code(),

@@ -1,8 +1,11 @@
 #include "common/netns.h"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -21,6 +24,35 @@ absl::StatusOr<UniqueFd> OpenNetns(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, absl::StrCat("open netns ", path));
   return UniqueFd(fd);
+}
+
+namespace {
+
+bool SameFile(const struct stat& a, const std::string& path) {
+  struct stat b;
+  return ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+}  // namespace
+
+std::optional<NetnsRefusal> CheckPodNetns(int netns_fd, const std::string& proc_root) {
+  struct stat st;
+  if (::fstat(netns_fd, &st) != 0 || ::ioctl(netns_fd, NS_GET_NSTYPE) != CLONE_NEWNET)
+    return NetnsRefusal{"not_netns", "not a network namespace"};
+  if (SameFile(st, proc_root + "/self/ns/net"))
+    return NetnsRefusal{"own_netns", "the caller's own network namespace, not a pod's"};
+  if (SameFile(st, proc_root + "/1/ns/net"))
+    return NetnsRefusal{"host_netns", "the host's network namespace (PID 1's), not a pod's"};
+  return std::nullopt;
+}
+
+absl::StatusOr<UniqueFd> OpenPodNetns(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return ErrnoError(errno, absl::StrCat("open netns ", path));
+  UniqueFd ns(fd);
+  if (auto refused = CheckPodNetns(ns.get()))
+    return absl::PermissionDeniedError(absl::StrCat("netns ", path, " is ", refused->reason));
+  return ns;
 }
 
 absl::StatusOr<std::unique_ptr<ScopedNetns>> ScopedNetns::Enter(int netns_fd) {

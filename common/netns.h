@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -13,6 +14,21 @@ namespace weft {
 
 // Opens a netns handle: a path such as /run/netns/NAME or /proc/PID/ns/net.
 absl::StatusOr<UniqueFd> OpenNetns(const std::string& path);
+
+// Why a network-namespace fd may not be used as a pod's, or nullopt when it may: it must be a
+// network namespace (NS_GET_NSTYPE), and neither the caller's own (`proc_root`/self/ns/net) nor
+// the host's (`proc_root`/1/ns/net: PID 1's). Capture or ztunnel listeners in either would put
+// the node's traffic under a tenant's control. `kind` is a short label for counters.
+struct NetnsRefusal {
+  std::string kind;    // "not_netns", "own_netns", "host_netns"
+  std::string reason;  // a sentence for the log and the error
+};
+std::optional<NetnsRefusal> CheckPodNetns(int netns_fd, const std::string& proc_root = "/proc");
+
+// Opens a pod's network namespace by path and checks it with CheckPodNetns. The open is
+// non-blocking and never follows the path into a terminal, so a FIFO or a device in its place
+// cannot stall the caller. Errors name the path and the reason.
+absl::StatusOr<UniqueFd> OpenPodNetns(const std::string& path);
 
 // The netns cookie (SO_NETNS_COOKIE, Linux 5.14+) of the namespace `netns_fd` refers to.
 absl::StatusOr<uint64_t> NetnsCookie(int netns_fd);

@@ -473,6 +473,8 @@ absl::Status LocalMesh::StartWeftd() {
                                    absl::StrCat(ips, ":", kWeftdReadyPort),
                                    "--log-level",
                                    opts_.log_level};
+  // The only namespaces Pods may name: the ones weftctl up made.
+  argv.insert(argv.end(), {"--pod-netns-prefix", testbed::NetnsPath(testbed_->prefix() + "-")});
   testbed::SpawnOptions so;
   so.append_log = true;
   WEFT_ASSIGN_OR_RETURN(weftd_, testbed::Spawn(ns, argv, opts_.work_dir + "/logs/weftd.log", so));

@@ -205,8 +205,9 @@ TEST(PlanTest, RuntimeManifestsAreWhatTheClusterWouldShowAndValid) {
   EXPECT_TRUE(files.count("namespace_other.json"));  // implied by the pods in it
   EXPECT_TRUE(files.count("authorizationpolicy_shop_deny-all.json"));
   EXPECT_FALSE(files.count("configmap_shop_cfg.json"));
-  // weftd accepts all of it and sees the workloads where they were placed.
-  cp::Model model;
+  // weftd (given the mesh's netns prefix, as weftctl up starts it) accepts all of it and sees
+  // the workloads where they were placed.
+  cp::Model model(cp::ModelOptions{.pod_netns_prefix = "/run/netns/weft-up42-0-"});
   for (const auto& [f, obj] : files) {
     EXPECT_TRUE(model.Apply({cp::ObjectEvent::Type::kUpsert, f, obj["kind"], obj}).ok()) << f;
   }

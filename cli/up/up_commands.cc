@@ -322,7 +322,8 @@ absl::StatusOr<size_t> CheckManifests(const UpOptions& o, std::ostream& err) {
   if (!plan.ok()) return Failed(err, "up", plan.status());
   const log::Level level = log::GetLevel();
   log::SetLevel(log::Level::kError);
-  cp::Model model;
+  // As the mesh's weftd will read them: pods may name the namespaces the plan gave them.
+  cp::Model model(cp::ModelOptions{.pod_netns_prefix = testbed::NetnsPath(po.prefix + "-")});
   for (const auto& [file, obj] : plan->RuntimeFiles())
     (void)model.Apply({cp::ObjectEvent::Type::kUpsert, file, obj["kind"].get<std::string>(), obj});
   log::SetLevel(level);

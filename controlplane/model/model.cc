@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -800,6 +801,28 @@ void ApplySynced(State& st, const ModelOptions& opts, const ObjectEvent& ev, Cha
 }
 
 // Records a rejected upsert (listed, counted, logged); returns the error Apply reports.
+// A Pod's weft.dev/netns-path is honoured only as ModelOptions::pod_netns_prefix says.
+absl::Status CheckNetnsPath(const ModelOptions& opts, const internal::Parsed& parsed) {
+  const auto* pod = std::get_if<PodObj>(&parsed);
+  if (pod == nullptr || pod->netns_path.empty()) return absl::OkStatus();
+  constexpr char kField[] = "metadata.annotations[weft.dev/netns-path]: ";
+  if (opts.pod_netns_prefix.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kField,
+        "not accepted here: only weftctl up's own pods may name their network namespace "
+        "(in a cluster the agent finds it from the pod's UID); remove the annotation"));
+  }
+  const std::string& path = pod->netns_path;
+  const std::string rest = path.substr(std::min(path.size(), opts.pod_netns_prefix.size()));
+  if (!absl::StartsWith(path, opts.pod_netns_prefix) || rest.empty() || rest == "." ||
+      rest == ".." || rest.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(kField, "\"", path,
+                                                   "\" is not a pod namespace of this mesh (",
+                                                   opts.pod_netns_prefix, "NAME)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Reject(State& st, const std::string& source, const std::string& kind,
                     const std::string& ns, const std::string& name, const absl::Status& why,
                     const internal::FailClosed* fail_closed = nullptr) {
@@ -879,6 +902,8 @@ absl::Status ApplyUpsert(State& st, const ModelOptions& opts, const ObjectEvent&
   std::optional<internal::FailClosed> fail_closed;
   auto parsed = internal::ParseObject(id, ev.object, &fail_closed);
   if (!parsed.ok()) return Reject(st, ev.source, id.kind, id.ns, id.name, parsed.status());
+  if (absl::Status ns = CheckNetnsPath(opts, *parsed); !ns.ok())
+    return Reject(st, ev.source, id.kind, id.ns, id.name, ns);
   st.rejected.erase(rkey);
   absl::Status result;
   std::optional<RejectedObject> fc_entry;

@@ -93,6 +93,12 @@ struct ModelOptions {
   std::string cluster_domain = "cluster.local";  // for Service hostnames
   weft::config::v1::ConfigSnapshot::OutboundTrafficPolicy outbound_traffic_policy =
       weft::config::v1::ConfigSnapshot::ALLOW_ANY;
+  // Local mode only: the Pod annotation weft.dev/netns-path is honoured when its value is this
+  // prefix followed by one path component (weftctl up gives weftd "/run/netns/<mesh prefix>-",
+  // where its supervisor creates the pods' namespaces and writes their annotations). Empty (a
+  // cluster): a Pod carrying the annotation is rejected; the agent finds a pod's namespace from
+  // its UID. A tenant must never be able to point the agent and ztunnel at another namespace.
+  std::string pod_netns_prefix;
   // Metrics are registered here; nullptr: the model makes its own (see registry()).
   std::shared_ptr<prometheus::Registry> registry;
 };

@@ -66,7 +66,7 @@ TEST_P(TranslateTest, NodeViewMatchesExpectation) {
   const std::string path = std::string(WEFT_MODEL_TESTDATA) + "/translate/" + GetParam();
   json fixture = Yaml(ReadFile(path).value());
   ASSERT_TRUE(fixture.is_object()) << path;
-  Model model;
+  Model model(ModelOptions{.pod_netns_prefix = "/run/netns/"});  // local-mode pods
   for (const json& o : fixture["objects"]) {
     EXPECT_TRUE(model.Apply(Upsert(o)).ok()) << o.dump();
   }

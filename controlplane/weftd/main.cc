@@ -58,6 +58,11 @@ void AddFlags(CLI::App& app, weft::cp::WeftdOptions& o, std::vector<std::string>
                  "serviceAccountToken audience)")
       ->type_name("AUD")
       ->capture_default_str();
+  app.add_option("--pod-netns-prefix", o.pod_netns_prefix,
+                 "local mode: Pods may carry annotation weft.dev/netns-path naming a network "
+                 "namespace PREFIX<name> (weftctl up sets it; without it the annotation is "
+                 "refused)")
+      ->type_name("PREFIX");
   app.add_flag("--plaintext", o.plaintext, "gRPC without TLS (tests, loopback only)");
   app.add_option("--trust-domain", o.trust_domain, "the mesh's SPIFFE trust domain")
       ->type_name("TD")

@@ -233,8 +233,14 @@ absl::Status Weftd::Start() {
     return absl::InvalidArgumentError(
         "give exactly one source: --manifests DIR (local) or --kubernetes");
   }
+  if (o.kubernetes && !o.pod_netns_prefix.empty()) {
+    return absl::InvalidArgumentError(
+        "--pod-netns-prefix is for local mode only: in a cluster the agent finds each pod's "
+        "network namespace from its UID");
+  }
   ModelOptions mo;
   mo.trust_domain = o.trust_domain;
+  mo.pod_netns_prefix = o.pod_netns_prefix;
   impl_->model = std::make_unique<Model>(mo);
   if (o.kubernetes) {
     WEFT_ASSIGN_OR_RETURN(auto ep, k8s::ResolveEndpoint(o.api_server, o.kubeconfig));

@@ -38,6 +38,8 @@ struct WeftdOptions {
   // cluster mode: the audience node tokens must be valid for (TokenReview spec.audiences).
   std::string ca_audience = "weft-ca";
   std::string trust_domain = "cluster.local";
+  // Local mode: Pods may name their netns under this prefix (ModelOptions::pod_netns_prefix).
+  std::string pod_netns_prefix;
   std::vector<std::string> serving_names = {"weftd.weft-system.svc", "localhost"};
   std::chrono::milliseconds debounce{100};
 

@@ -18,6 +18,8 @@
 
 #include "agent/handoff_client.h"
 #include "common/netns.h"
+#include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
 #include "gtest/gtest.h"
 #include "ztunnel/inpod/handoff_server.h"
 
@@ -53,13 +55,8 @@ bool Eventually(Pred pred) {
   return true;
 }
 
-uint64_t SelfCookie() {
-  auto fd = OpenNetns("/proc/self/ns/net");
-  EXPECT_TRUE(fd.ok()) << fd.status();
-  auto c = NetnsCookie(fd->get());
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? *c : 0;
-}
+// The pods' namespaces are "weft-hoff-<pid>-<n>".
+constexpr char kNetnsPrefix[] = "weft-hoff-";
 
 class HandoffTest : public ::testing::Test {
  protected:
@@ -68,7 +65,12 @@ class HandoffTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     path_ = dir_ + "/zt.sock";
-    auto ns = OpenNetns("/proc/self/ns/net");
+    // ztunnel refuses its own namespace (and the host's) as a pod's: the pod is a namespace of
+    // its own, as in a cluster.
+    WEFT_SKIP_UNLESS_ROOT("a network namespace for the pod");
+    weft::testing::DeleteStaleNamespaces(kNetnsPrefix);
+    pod_ns_ = std::make_unique<weft::testing::ScopedNetns>(kNetnsPrefix);
+    auto ns = OpenNetns(pod_ns_->path());
     ASSERT_TRUE(ns.ok()) << ns.status();
     netns_ = std::move(*ns);
   }
@@ -154,6 +156,7 @@ class HandoffTest : public ::testing::Test {
   }
 
   std::string dir_, path_;
+  std::unique_ptr<weft::testing::ScopedNetns> pod_ns_;
   UniqueFd netns_;
   Recorded rec_;
   std::unique_ptr<HandoffServer> server_;
@@ -181,7 +184,7 @@ TEST_F(HandoffTest, AddKeepDelWithRealNetnsFd) {
     EXPECT_EQ(rec_.adds[0].uid, "ns/a");
     EXPECT_EQ(rec_.adds[0].info.name(), "a");
     EXPECT_EQ(rec_.adds[0].info.service_account(), "sa");
-    EXPECT_EQ(rec_.adds[0].cookie, SelfCookie());  // the fd really is our netns
+    EXPECT_EQ(rec_.adds[0].cookie, pod_ns_->cookie());  // the fd really is the pod's netns
   }
   EXPECT_EQ(server_->known_pods(), std::set<std::string>{"ns/a"});
 
@@ -209,6 +212,29 @@ TEST_F(HandoffTest, AddKeepDelWithRealNetnsFd) {
   std::lock_guard<std::mutex> lock(rec_.mu);
   EXPECT_EQ(rec_.dels.size(), 1u);
   EXPECT_TRUE(rec_.bad.empty());
+}
+
+// A pod's namespace must not be ztunnel's own or the host's: listeners there would take the
+// node's traffic (issue 13, hole 1). Refused before the add callback runs, and counted.
+TEST_F(HandoffTest, OwnOrHostNamespaceIsRefusedAsAPods) {
+  StartServer();
+  HandoffClient client(path_);
+  ASSERT_TRUE(client.Connect().ok());
+  // PID 1's namespace can only be opened where PID 1 is within reach (not in every sandbox).
+  for (const char* path : {"/proc/self/ns/net", "/proc/1/ns/net"}) {
+    auto ns = OpenNetns(path);
+    if (!ns.ok() && std::string_view(path) == "/proc/1/ns/net") continue;
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    absl::Status st = client.AddWorkload("ns/evil", Info("evil"), ns->get());
+    EXPECT_FALSE(st.ok()) << path;
+    EXPECT_NE(st.message().find("not a pod's"), std::string_view::npos) << st;
+  }
+  EXPECT_TRUE(server_->known_pods().empty());
+  std::lock_guard<std::mutex> lock(rec_.mu);
+  EXPECT_TRUE(rec_.adds.empty());
+  // This test runs in the host's namespace, so the host's is "own" to the server too.
+  ASSERT_FALSE(rec_.bad.empty());
+  for (const std::string& kind : rec_.bad) EXPECT_EQ(kind, "own_netns");
 }
 
 TEST_F(HandoffTest, AddCallbackErrorIsSentBack) {

@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/netns.h"
 #include "common/status.h"
 
 namespace weft::ztunnel {
@@ -53,9 +54,9 @@ struct HandoffServer::Impl {
   std::thread thread;
   std::atomic<bool> connected{false};
 
-  mutable std::mutex mu;                     // guards `pods` for known_pods()
+  mutable std::mutex mu;                    // guards `pods` for known_pods()
   std::map<std::string, AddWorkload> pods;  // held pods and their AddWorkload
-  std::set<std::string> seen;                // added/kept on the current connection
+  std::set<std::string> seen;               // added/kept on the current connection
 
   void Run();
   void Accept();
@@ -282,11 +283,12 @@ std::string HandoffServer::Impl::Handle(const WorkloadRequest& req, std::vector<
       return bad_input(
           fds.empty() ? "missing_fd" : "extra_fd",
           absl::StrCat(what, " needs exactly one netns fd (SCM_RIGHTS), got ", fds.size()));
-    int type = ::ioctl(fds[0].get(), NS_GET_NSTYPE);
-    if (type != CLONE_NEWNET)
-      return bad_input("not_netns", absl::StrCat(what,
-                                                 ": the attached fd is not a network namespace "
-                                                 "(open /proc/PID/ns/net or /run/netns/NAME)"));
+    // Not a netns, or ztunnel's own or the host's: listeners there would take the node's
+    // traffic, not a pod's.
+    if (auto refused = CheckPodNetns(fds[0].get()))
+      return bad_input(refused->kind,
+                       absl::StrCat(what, ": the attached fd is ", refused->reason,
+                                    " (send the pod's /proc/PID/ns/net or /run/netns/NAME)"));
   }
 
   switch (req.payload_case()) {
