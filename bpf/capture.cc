@@ -143,8 +143,8 @@ std::string_view ReasonName(int reason) {
       return "pass_not_tcp";
     case WEFT_PASS_LOOPBACK:
       return "pass_loopback";
-    case WEFT_PASS_NOT_POD_ADDR:
-      return "pass_not_pod_addr";
+    case WEFT_DROP_NOT_POD_ADDR:
+      return "drop_not_pod_addr";
     case WEFT_PASS_NOT_ENROLLED:
       return "pass_not_enrolled";
     case WEFT_PASS_ZTUNNEL_MARK:

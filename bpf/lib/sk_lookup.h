@@ -30,18 +30,21 @@ static __always_inline int weft_steer_inbound(struct bpf_sk_lookup* ctx) {
     weft_count(&weft_inbound_counters, WEFT_PASS_LOOPBACK);
     return SK_PASS;
   }
-  struct weft_pod_slot* pod = bpf_map_lookup_elem(&weft_pod_addrs, &key);
   /* From the pod's own address to itself: ztunnel's last leg to the app (it connects from
    * inside the pod, so the kernel picks the destination address as the source), or the app
    * talking to itself. Neither is captured; remote traffic cannot carry that source and
    * complete a handshake. */
-  if (pod && weft_lookup_is_self(ctx)) {
+  if (weft_lookup_is_self(ctx)) {
     weft_count(&weft_inbound_counters, WEFT_PASS_SELF);
     return SK_PASS;
   }
+  /* The program runs in an enrolled pod's netns only, so every local address is the pod's:
+   * one ztunnel was not told about (IPv6 link-local, a secondary address) would bypass the
+   * mesh. Fail closed. */
+  struct weft_pod_slot* pod = bpf_map_lookup_elem(&weft_pod_addrs, &key);
   if (!pod) {
-    weft_count(&weft_inbound_counters, WEFT_PASS_NOT_POD_ADDR);
-    return SK_PASS;
+    weft_count(&weft_inbound_counters, WEFT_DROP_NOT_POD_ADDR);
+    return SK_DROP;
   }
 
   int hbone = ctx->local_port == WEFT_PORT_HBONE;

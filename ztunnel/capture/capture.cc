@@ -1,6 +1,7 @@
 #include "ztunnel/capture/capture.h"
 
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -372,13 +373,11 @@ absl::Status ApplyV6(int netns_fd, const InpodIptablesOptions* install) {
   }
   absl::Status st = ApplyFamily(netns_fd, Family::kV6, install);
   if (st.ok()) return st;
-  // A missing ip6tables must not cost IPv4 capture; a broken ruleset on a working ip6tables
-  // would leave IPv6 traffic uncaptured, so that stays an error.
-  if (st.code() == absl::StatusCode::kFailedPrecondition || FamilyUnavailable(st)) {
-    LOG_WARN(kScope, "IPv6 capture unavailable; only IPv4 is captured",
-             {{"error", std::string(st.message())}});
-    return absl::OkStatus();
-  }
+  // A missing ip6tables costs nothing where the pod has no IPv6 address; where it has one,
+  // IPv6 would bypass the mesh, so enrolment fails. A broken ruleset on a working ip6tables
+  // stays an error too.
+  if (st.code() == absl::StatusCode::kFailedPrecondition || FamilyUnavailable(st))
+    return install ? Ipv6Uncapturable(netns_fd, st) : absl::OkStatus();
   return st;
 }
 
@@ -439,6 +438,30 @@ absl::Status MarkSocket(int fd, uint32_t mark) {
   if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
     return ErrnoError(errno, "setsockopt(SO_MARK) (needs CAP_NET_ADMIN)");
   return absl::OkStatus();
+}
+
+absl::Status Ipv6Uncapturable(int netns_fd, const absl::Status& why) {
+  std::string found;
+  WEFT_RETURN_IF_ERROR(RunInNetns(netns_fd, [&]() -> absl::Status {
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) return ErrnoError(errno, "getifaddrs in the pod netns");
+    for (ifaddrs* a = list; a != nullptr && found.empty(); a = a->ifa_next) {
+      if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET6) continue;
+      SockAddr sa = SockAddr::FromSockaddr(a->ifa_addr);
+      if (!sa.ip.IsLoopback()) found = absl::StrCat(sa.ip.ToString(), " on ", a->ifa_name);
+    }
+    ::freeifaddrs(list);
+    return absl::OkStatus();
+  }));
+  if (found.empty()) {
+    LOG_INFO(kScope, "IPv6 capture unavailable; the pod has no IPv6 address, only IPv4 captured",
+             {{"error", std::string(why.message())}});
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the pod has IPv6 address ", found, " but IPv6 cannot be captured (", why.message(),
+      "): its IPv6 traffic would bypass the mesh, so it is not enrolled. Install ip6tables "
+      "with the nat table, disable IPv6 in pods, or use eBPF capture"));
 }
 
 absl::Status InstallInpodIptables(int netns_fd, const InpodIptablesOptions& opts) {

@@ -53,6 +53,12 @@ absl::Status InstallInpodIptables(int netns_fd, const InpodIptablesOptions& opts
 // Removes every rule and chain InstallInpodIptables added (no error if absent).
 absl::Status RemoveInpodIptables(int netns_fd);
 
+// When ip6tables cannot capture in a pod's netns (`why`: the tool or its nat table is missing):
+// OK if the pod has no IPv6 address besides loopback (nothing to capture), otherwise
+// FailedPrecondition naming the address: IPv6 traffic would reach the app uncaptured, so
+// enrolment fails instead (fail closed).
+absl::Status Ipv6Uncapturable(int netns_fd, const absl::Status& why);
+
 // Sets SO_MARK on a socket (needs CAP_NET_ADMIN).
 absl::Status MarkSocket(int fd, uint32_t mark = kZtunnelMark);
 

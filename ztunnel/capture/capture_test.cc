@@ -293,6 +293,24 @@ TEST_F(CaptureTest, InboundIsRedirectedExceptHboneAndExcludedPorts) {
   EXPECT_EQ(pod_->Exec("iptables-save").find("WEFT"), std::string::npos);
 }
 
+// Where ip6tables cannot capture (the tool or its nat table missing: `why` stands for what
+// ApplyV6 got), a pod with an IPv6 address is not enrolled, since its IPv6 would bypass the mesh;
+// a pod without one is (issue 13, hole 6).
+TEST_F(CaptureTest, UncapturableIpv6FailsEnrolmentOnlyWhereThePodHasIpv6) {
+  const absl::Status why = absl::FailedPreconditionError("ip6tables-restore was not found");
+  absl::Status st = Ipv6Uncapturable(pod_->fd(), why);  // fd77::1 on dummy0
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("the pod has IPv6 address "), std::string_view::npos) << st;
+  EXPECT_NE(st.message().find(" on dummy0"), std::string_view::npos) << st;
+  EXPECT_NE(st.message().find("ip6tables-restore was not found"), std::string_view::npos) << st;
+  TestNetns v4_only;
+  MustRun("ip -n " + v4_only.name() + " link add d0 type veth peer name d1");
+  MustRun("ip netns exec " + v4_only.name() + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+  MustRun("ip -n " + v4_only.name() + " addr add 10.66.0.1/24 dev d0");
+  MustRun("ip -n " + v4_only.name() + " link set d0 up");
+  EXPECT_TRUE(Ipv6Uncapturable(v4_only.fd(), why).ok());
+}
+
 TEST(CaptureOptionsTest, BadInputIsRejected) {
   EXPECT_EQ(InstallInpodIptables(-1, {}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RemoveInpodIptables(-1).code(), absl::StatusCode::kInvalidArgument);

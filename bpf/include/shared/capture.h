@@ -28,10 +28,13 @@ enum weft_reason {
   WEFT_DROP_ASSIGN_FAILED = -3,      /* sk_lookup: bpf_sk_assign refused the listener */
   WEFT_DROP_ORIG_DST_FULL = -4,      /* connect: the original destination could not be saved */
   WEFT_DROP_PEER_RECORD_FAILED = -5, /* sockops: the by-peer record could not be saved */
+  WEFT_DROP_NOT_POD_ADDR = -6,       /* sk_lookup: a local address of the pod's netns that is
+                                        not one of its enrolled addresses (IPv6 link-local, a
+                                        secondary address): never delivered uncaptured */
 
   WEFT_PASS_NOT_TCP = 1,       /* not TCP: left alone */
   WEFT_PASS_LOOPBACK = 2,      /* destination is loopback: left alone */
-  WEFT_PASS_NOT_POD_ADDR = 3,  /* sk_lookup: destination is not an enrolled pod address */
+  /* 3 was WEFT_PASS_NOT_POD_ADDR: such addresses are dropped now (WEFT_DROP_NOT_POD_ADDR). */
   WEFT_PASS_NOT_ENROLLED = 4,  /* connect: the socket's netns is not enrolled */
   WEFT_PASS_ZTUNNEL_MARK = 5,  /* connect: ztunnel's own socket */
   WEFT_PASS_EXCLUDED_PORT = 6, /* connect: destination port excluded for this netns */
