@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "cli/localmesh/local_mesh.h"
 #include "common/scrape/scrape.h"
 #include "common/testing/root.h"
@@ -144,25 +145,29 @@ TEST_F(ControlPlaneMesh, PolicyChangesArriveLiveAndSurviveAWeftdRestart) {
   EXPECT_TRUE(WaitFor([&] { return RoundTrip("allowed again"); }, 10s));
 }
 
+// A policy of `action` for the catalogue whose only rule (from frontend) also needs
+// connection.sni, a key ztunnel cannot evaluate.
+std::string SniOnlyPolicy(const std::string& action) {
+  return absl::StrCat(R"(- name: sni-only
+  namespace: shop
+  selector: {matchLabels: {app: catalogue}}
+  action: )",
+                      action, R"(
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
+    when:
+    - {key: connection.sni, values: [catalogue.shop]}
+)");
+}
+
 // Issue 13, hole 2: weftd used to leave a policy it rejected out of the config, so a rejected
 // ALLOW left its workloads allow-all. Now it is enforced fail-closed and reported.
 TEST_F(ControlPlaneMesh, ARejectedPolicyFailsClosedAndIsReportedAndCounted) {
   ASSERT_TRUE(WaitFor([&] { return RoundTrip("before"); }, 15s));
   const double denials_before = Metric(1, "weft_policy_denials_total");
   // An ALLOW for the catalogue whose only rule needs an attribute ztunnel cannot evaluate.
-  ASSERT_TRUE(mesh_
-                  ->SetPolicies(R"(- name: sni-only
-  namespace: shop
-  selector: {matchLabels: {app: catalogue}}
-  action: ALLOW
-  rules:
-  - from:
-    - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
-    when:
-    - {key: connection.sni, values: [catalogue.shop]}
-)")
-                  .ok())
-      << mesh_->WeftdLog();
+  ASSERT_TRUE(mesh_->SetPolicies(SniOnlyPolicy("ALLOW")).ok()) << mesh_->WeftdLog();
   EXPECT_TRUE(WaitFor([&] { return !RoundTrip("refused", 2s); }, 10s))
       << "an ALLOW with no usable rule must allow nothing";
   EXPECT_GT(Metric(1, "weft_policy_denials_total"), denials_before) << *mesh_->Metrics(1);
@@ -192,20 +197,11 @@ TEST_F(ControlPlaneMesh, ARejectedPolicyFailsClosedAndIsReportedAndCounted) {
       << *metrics;
 
   // A DENY of frontend whose condition cannot be evaluated denies frontend (the condition holds).
-  ASSERT_TRUE(mesh_
-                  ->SetPolicies(R"(- name: sni-only
-  namespace: shop
-  selector: {matchLabels: {app: catalogue}}
-  action: DENY
-  rules:
-  - from:
-    - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
-    when:
-    - {key: connection.sni, values: [catalogue.shop]}
-)")
-                  .ok());
+  const double deny_before = Metric(1, "weft_policy_denials_total", {{"policy", "shop/sni-only"}});
+  ASSERT_TRUE(mesh_->SetPolicies(SniOnlyPolicy("DENY")).ok()) << mesh_->WeftdLog();
   EXPECT_FALSE(RoundTrip("still refused", 2s));
-  EXPECT_GE(Metric(1, "weft_policy_denials_total", {{"policy", "shop/sni-only"}}), 1)
+  // Counted against the DENY itself, after the ALLOW's refusals.
+  EXPECT_GT(Metric(1, "weft_policy_denials_total", {{"policy", "shop/sni-only"}}), deny_before)
       << *mesh_->Metrics(1);
 
   ASSERT_TRUE(mesh_->SetPolicies("").ok());
