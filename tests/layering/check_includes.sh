@@ -23,28 +23,18 @@ declare -A allowed=(
   [helm]="*"
 )
 
-# Known exceptions, each with its reason: "<path or target> <allowed dir>". Keep this short; move
-# a cross-component test to tests/ rather than adding it here.
-exceptions=(
-  # Cross-component tests still beside weftd's parts (to move to tests/integration).
-  "controlplane/model/model_test.cc ztunnel"
-  "weft_cp_model_test ztunnel"
-)
+# No exceptions: a test that needs two components that may not depend on each other lives in
+# tests/ (e.g. tests/integration), never beside one of them.
 
 layers=" ${!allowed[*]} "
 
-# ok <from dir> <to dir> <file or target>: 0 if the dependency is allowed.
+# ok <from dir> <to dir>: 0 if the dependency is allowed.
 ok() {
-  local from=$1 to=$2 who=$3
+  local from=$1 to=$2
   [[ $from == "$to" ]] && return 0
   [[ $layers == *" $to "* ]] || return 0  # not one of ours (e.g. weft/config/v1/*.pb.h)
   local allow=" ${allowed[$from]:-} "
-  [[ $allow == *" * "* || $allow == *" $to "* ]] && return 0
-  local e
-  for e in "${exceptions[@]}"; do
-    [[ $e == "$who $to" ]] && return 0
-  done
-  return 1
+  [[ $allow == *" * "* || $allow == *" $to "* ]]
 }
 
 failures=0
@@ -55,7 +45,7 @@ for from in "${!allowed[@]}"; do
     while IFS=: read -r line inc; do
       to=${inc%%/*}
       [[ $inc == */* ]] || continue
-      if ! ok "$from" "$to" "$file"; then
+      if ! ok "$from" "$to"; then
         echo "$file:$line: includes \"$inc\": $from/ may not depend on $to/" \
           "(allowed: ${allowed[$from]:-nothing})"
         failures=$((failures + 1))
@@ -69,7 +59,7 @@ done
 if [[ -n $edges ]]; then
   while read -r from target to dep; do
     [[ -n $from ]] || continue
-    if ! ok "$from" "$to" "$target"; then
+    if ! ok "$from" "$to"; then
       echo "target $target ($from/) links $dep ($to/): $from/ may not depend on $to/" \
         "(allowed: ${allowed[$from]:-nothing})"
       failures=$((failures + 1))
