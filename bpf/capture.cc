@@ -145,6 +145,8 @@ std::string_view ReasonName(int reason) {
       return "pass_loopback";
     case WEFT_DROP_NOT_POD_ADDR:
       return "drop_not_pod_addr";
+    case WEFT_DROP_NO_POD_MAP:
+      return "drop_no_pod_map";
     case WEFT_PASS_NOT_ENROLLED:
       return "pass_not_enrolled";
     case WEFT_PASS_ZTUNNEL_MARK:
@@ -340,30 +342,24 @@ absl::StatusOr<std::map<uint64_t, uint32_t>> OutboundCapture::Enrolled() const {
   return out;
 }
 
-absl::StatusOr<std::set<uint64_t>> OutboundCapture::NetnsWithExclusions() const {
+absl::StatusOr<std::set<uint64_t>> OutboundCapture::NetnsWithState() const {
   std::set<uint64_t> out;
   for (const auto& k : Keys<weft_exclude_port_key>(impl_->skel->maps.weft_exclude_ports))
     out.insert(k.netns_cookie);
   for (const auto& k : Keys<weft_exclude_cidr_key>(impl_->skel->maps.weft_exclude_cidrs))
     out.insert(k.netns_cookie);
+  for (const struct bpf_map* m :
+       {impl_->skel->maps.weft_orig_dst, impl_->skel->maps.weft_orig_dst_by_peer}) {
+    for (uint64_t k : Keys<uint64_t>(m)) out.insert(k);
+  }
   return out;
 }
 
-absl::Status OutboundCapture::ForgetNetns(uint64_t netns_cookie) {
-  const struct bpf_map* by_cookie = impl_->skel->maps.weft_orig_dst;
-  for (uint64_t k : Keys<uint64_t>(by_cookie)) {
-    weft_orig_dst v{};
-    if (bpf_map_lookup_elem(bpf_map__fd(by_cookie), &k, &v) == 0 && v.netns_cookie == netns_cookie)
-      WEFT_RETURN_IF_ERROR(Delete(by_cookie, &k));
-  }
-  const struct bpf_map* by_peer = impl_->skel->maps.weft_orig_dst_by_peer;
-  for (const auto& k : Keys<weft_peer_key>(by_peer)) {
-    if (k.netns_cookie == netns_cookie) WEFT_RETURN_IF_ERROR(Delete(by_peer, &k));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status OutboundCapture::Enroll(uint64_t netns_cookie, uint32_t slot) {
+  // The pod's own record maps first: connect() refuses an enrolled pod that has none.
+  WEFT_RETURN_IF_ERROR(internal::CreatePodMaps(bpf_map__fd(impl_->skel->maps.weft_orig_dst),
+                                               bpf_map__fd(impl_->skel->maps.weft_orig_dst_by_peer),
+                                               netns_cookie));
   weft_enrolled_pod value{.slot = slot, ._pad = 0};
   return Update(impl_->skel->maps.weft_enrolled, &netns_cookie, &value);
 }
@@ -392,7 +388,9 @@ absl::Status OutboundCapture::Unenroll(uint64_t netns_cookie) {
     if (ck.netns_cookie == netns_cookie) cidr_keys.push_back(ck);
   }
   for (const auto& k : cidr_keys) WEFT_RETURN_IF_ERROR(Delete(cidrs, &k));
-  return absl::OkStatus();
+  // Last: the pod's record maps (the kernel frees them with the outer entries).
+  WEFT_RETURN_IF_ERROR(Delete(impl_->skel->maps.weft_orig_dst, &netns_cookie));
+  return Delete(impl_->skel->maps.weft_orig_dst_by_peer, &netns_cookie);
 }
 
 absl::Status OutboundCapture::ExcludePort(uint64_t netns_cookie, uint16_t port) {
@@ -408,17 +406,18 @@ absl::Status OutboundCapture::ExcludeCidr(uint64_t netns_cookie, const Cidr& cid
 }
 
 absl::StatusOr<SockAddr> OutboundCapture::OriginalDestination(uint64_t socket_cookie) const {
-  weft_orig_dst value{};
-  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.weft_orig_dst), &socket_cookie, &value) !=
-      0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(absl::StrCat(
-          "no original destination recorded for socket cookie ", socket_cookie,
-          ": the connection was not redirected by eBPF (not enrolled, excluded or marked)"));
-    }
-    return ErrnoStatus(errno, "reading weft_orig_dst");
+  const struct bpf_map* outer = impl_->skel->maps.weft_orig_dst;
+  for (uint64_t netns : Keys<uint64_t>(outer)) {
+    auto pod = internal::PodMap(bpf_map__fd(outer), "weft_orig_dst", netns);
+    if (absl::IsNotFound(pod.status())) continue;
+    if (!pod.ok()) return pod.status();
+    weft_orig_dst value{};
+    if (bpf_map_lookup_elem(pod->get(), &socket_cookie, &value) == 0) return FromRecord(value);
+    if (errno != ENOENT) return ErrnoStatus(errno, "reading weft_orig_dst");
   }
-  return FromRecord(value);
+  return absl::NotFoundError(absl::StrCat(
+      "no original destination recorded for socket cookie ", socket_cookie,
+      ": the connection was not redirected by eBPF (not enrolled, excluded or marked)"));
 }
 
 absl::StatusOr<SockAddr> OutboundCapture::OriginalDestinationOfAccepted(int accepted_fd) const {
@@ -427,7 +426,14 @@ absl::StatusOr<SockAddr> OutboundCapture::OriginalDestinationOfAccepted(int acce
 }
 
 absl::Status OutboundCapture::ForgetOriginalDestination(uint64_t socket_cookie) {
-  return Delete(impl_->skel->maps.weft_orig_dst, &socket_cookie);
+  const struct bpf_map* outer = impl_->skel->maps.weft_orig_dst;
+  for (uint64_t netns : Keys<uint64_t>(outer)) {
+    auto pod = internal::PodMap(bpf_map__fd(outer), "weft_orig_dst", netns);
+    if (absl::IsNotFound(pod.status())) continue;
+    if (!pod.ok()) return pod.status();
+    WEFT_RETURN_IF_ERROR(internal::DeleteFromMap(pod->get(), "weft_orig_dst", &socket_cookie));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<OutboundCapture::CgroupLinks> OutboundCapture::AttachToCgroup(int cgroup_fd) {

@@ -142,9 +142,11 @@ class OutboundCapture {
   static absl::StatusOr<std::unique_ptr<OutboundCapture>> LoadPinned(std::string_view maps_dir);
   ~OutboundCapture();
 
-  // Redirects TCP connects made in the netns with cookie `netns_cookie` (NetnsCookie()).
+  // Redirects TCP connects made in the netns with cookie `netns_cookie` (NetnsCookie()), after
+  // giving the pod its own original-destination maps (kept if it has them already).
   absl::Status Enroll(uint64_t netns_cookie, uint32_t slot);
-  // Stops redirecting and removes that netns's port/CIDR exclusions.
+  // Stops redirecting and removes that netns's port/CIDR exclusions and its
+  // original-destination maps.
   absl::Status Unenroll(uint64_t netns_cookie);
   // Connects from that netns to `port` (host order) / into `cidr` are left alone.
   absl::Status ExcludePort(uint64_t netns_cookie, uint16_t port);
@@ -155,10 +157,9 @@ class OutboundCapture {
                              const std::vector<Cidr>& cidrs);
   // Enrolled netns cookie -> slot, read from weft_enrolled.
   absl::StatusOr<std::map<uint64_t, uint32_t>> Enrolled() const;
-  // Netns cookies that have a port or CIDR exclusion (enrolled or left over).
-  absl::StatusOr<std::set<uint64_t>> NetnsWithExclusions() const;
-  // Drops the original-destination records (both maps) of connections made in that netns.
-  absl::Status ForgetNetns(uint64_t netns_cookie);
+  // Netns cookies that have a port or CIDR exclusion or original-destination maps (enrolled or
+  // left over).
+  absl::StatusOr<std::set<uint64_t>> NetnsWithState() const;
 
   // Where the app socket with cookie `socket_cookie` (SO_COOKIE) tried to connect before it
   // was redirected. NotFound when no redirect was recorded for it.

@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "bpf/capture.h"
 #include "bpf/testing.h"
 #include "common/cgroup.h"
@@ -423,6 +425,12 @@ struct Child {
   int result_fd = -1;
 };
 
+// In a forked child: moves it into the cgroup (`procs` is its cgroup.procs) and the netns.
+bool JoinInChild(const std::string& procs, int netns_fd) {
+  int pf = ::open(procs.c_str(), O_WRONLY);
+  return pf >= 0 && ::write(pf, "0", 1) == 1 && ::setns(netns_fd, CLONE_NEWNET) == 0;
+}
+
 Child SpawnConnect(const ScopedCgroup& cgroup, int netns_fd, int family,
                    const sockaddr_storage& dst, socklen_t dst_len, uint32_t mark) {
   std::string procs = cgroup.path() + "/cgroup.procs";
@@ -432,8 +440,7 @@ Child SpawnConnect(const ScopedCgroup& cgroup, int netns_fd, int family,
   if (pid == 0) {
     ::close(pipefd[0]);
     ConnectResult r;
-    int pf = ::open(procs.c_str(), O_WRONLY);
-    if (pf < 0 || ::write(pf, "0", 1) != 1 || ::setns(netns_fd, CLONE_NEWNET) != 0) {
+    if (!JoinInChild(procs, netns_fd)) {
       r.err = -2;
     } else {
       int s = ::socket(family, SOCK_STREAM, 0);
@@ -463,6 +470,48 @@ ConnectResult Collect(const Child& c) {
   if (::read(c.result_fd, &r, sizeof(r)) != sizeof(r)) r.err = -3;
   ::close(c.result_fd);
   ::waitpid(c.pid, nullptr, 0);
+  return r;
+}
+
+// A forked child in `cgroup` and `netns_fd` that makes up to `count` non-blocking IPv4 connects
+// to `dst` in a tight loop, closing each socket at once, for at most `limit`. Reports how many
+// it made and the socket cookie of the last one.
+struct FloodResult {
+  int made = -1;
+  uint64_t last_cookie = 0;
+};
+
+FloodResult FloodConnects(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_in& dst,
+                          int count, absl::Duration limit) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return {};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    FloodResult r;
+    if (JoinInChild(cgroup.path() + "/cgroup.procs", netns_fd)) {
+      absl::Time deadline = absl::Now() + limit;
+      r.made = 0;
+      while (r.made < count && (r.made % 1024 != 0 || absl::Now() < deadline)) {
+        int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (s < 0) break;
+        int err =
+            ::connect(s, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)) == 0 ? 0 : errno;
+        socklen_t len = sizeof(r.last_cookie);
+        ::getsockopt(s, SOL_SOCKET, SO_COOKIE, &r.last_cookie, &len);
+        ::close(s);
+        if (err != 0 && err != EINPROGRESS && err != EAGAIN) break;
+        ++r.made;
+      }
+    }
+    ssize_t w = ::write(pipefd[1], &r, sizeof(r));
+    ::_exit(w == sizeof(r) ? 0 : 1);
+  }
+  ::close(pipefd[1]);
+  FloodResult r;
+  if (pid < 0 || ::read(pipefd[0], &r, sizeof(r)) != sizeof(r)) r.made = -3;
+  ::close(pipefd[0]);
+  if (pid > 0) ::waitpid(pid, nullptr, 0);
   return r;
 }
 
@@ -721,6 +770,50 @@ TEST_F(ConnectTest, OriginalDestinationsStaySeparateUnderConcurrency) {
   EXPECT_EQ(checked, wants.size());
 }
 
+// Issue 13, hole 8: one pod connecting in a tight loop cannot evict its neighbours'
+// original-destination records. With one LRU map shared by every pod (65,536 entries) the flood
+// below evicted the other pod's record and ztunnel refused that pod's connection; with a map per
+// pod (WEFT_ORIG_DST_PER_POD) the flood only recycles the flooding pod's own entries.
+TEST_F(ConnectTest, APodFloodingConnectsEvictsOnlyItsOwnRecords) {
+  Pod other;
+  other.Setup();
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  ASSERT_TRUE(out_->Enroll(other.ns.cookie(), 2).ok());
+  // The neighbour's connection, made before the flood and accepted by ztunnel after it.
+  std::string dst = "10.77.0.1:" + std::to_string(other.dst4_port);
+  ConnectResult victim = Connect(other, dst);
+  ASSERT_EQ(victim.err, 0) << std::strerror(victim.err > 0 ? victim.err : 0);
+  auto before = out_->Counters();
+  ASSERT_TRUE(before.ok());
+
+  constexpr int kFlood = 70000;  // more than the old shared map's 65,536 entries
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(pod_.dst4_port);
+  sin.sin_addr.s_addr = htonl(0x0a4d0001);  // 10.77.0.1
+  FloodResult flood = FloodConnects(*cgroup_, pod_.ns.fd(), sin, kFlood, absl::Seconds(90));
+  ASSERT_EQ(flood.made, kFlood) << "the flood stopped early (-2: could not join the pod)";
+  auto after = out_->Counters();
+  ASSERT_TRUE(after.ok());
+  ReasonCounts delta = Delta(*before, *after);
+  EXPECT_EQ(delta[WEFT_REDIRECT_OUTBOUND], static_cast<uint64_t>(kFlood)) << Show(delta);
+  EXPECT_EQ(delta[WEFT_DROP_ORIG_DST_FULL], 0u) << Show(delta);
+
+  // The neighbour's record survived, by socket cookie and from ztunnel's accepted socket.
+  auto orig = out_->OriginalDestination(victim.cookie);
+  ASSERT_TRUE(orig.ok()) << orig.status() << " (evicted by the other pod's flood)";
+  EXPECT_EQ(orig->ToString(), dst);
+  UniqueFd accepted;
+  ASSERT_EQ(WhereLanded(other, victim.local_port, &accepted), Landed::kZtunnel4);
+  auto seen = out_->OriginalDestinationOfAccepted(accepted.get());
+  ASSERT_TRUE(seen.ok()) << seen.status() << " (evicted by the other pod's flood)";
+  EXPECT_EQ(seen->ToString(), dst);
+  // The flooding pod still has its newest record: its own LRU recycled only its oldest.
+  auto newest = out_->OriginalDestination(flood.last_cookie);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_EQ(newest->ToString(), "10.77.0.1:" + std::to_string(pod_.dst4_port));
+}
+
 TEST_F(ConnectTest, ZtunnelDownMeansConnectFailsNotLeaks) {
   ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
   pod_.ztunnel4.reset();
@@ -745,9 +838,9 @@ TEST(ReasonNameTest, EveryCodeHasALabel) {
   for (int r :
        {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
         WEFT_DROP_ORIG_DST_FULL, WEFT_DROP_PEER_RECORD_FAILED, WEFT_RECORD_PEER, WEFT_PASS_NOT_TCP,
-        WEFT_PASS_LOOPBACK, WEFT_DROP_NOT_POD_ADDR, WEFT_PASS_NOT_ENROLLED, WEFT_PASS_ZTUNNEL_MARK,
-        WEFT_PASS_EXCLUDED_PORT, WEFT_PASS_EXCLUDED_CIDR, WEFT_REDIRECT_HBONE,
-        WEFT_REDIRECT_INBOUND, WEFT_REDIRECT_OUTBOUND}) {
+        WEFT_PASS_LOOPBACK, WEFT_DROP_NOT_POD_ADDR, WEFT_DROP_NO_POD_MAP, WEFT_PASS_NOT_ENROLLED,
+        WEFT_PASS_ZTUNNEL_MARK, WEFT_PASS_EXCLUDED_PORT, WEFT_PASS_EXCLUDED_CIDR,
+        WEFT_REDIRECT_HBONE, WEFT_REDIRECT_INBOUND, WEFT_REDIRECT_OUTBOUND}) {
     EXPECT_NE(ReasonName(r), "unknown") << r;
     EXPECT_EQ(ReasonName(r).substr(0, 4) == "drop", r < 0) << ReasonName(r);
   }

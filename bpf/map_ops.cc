@@ -97,6 +97,57 @@ absl::Status SetListener(int listeners_fd, uint32_t slot, weft_listener_kind kin
   return st;
 }
 
+absl::StatusOr<UniqueFd> PodMap(int outer_fd, std::string_view name, uint64_t netns_cookie) {
+  uint32_t id = 0;
+  if (bpf_map_lookup_elem(outer_fd, &netns_cookie, &id) != 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat(Av(name), " has no map for the pod with netns cookie ", netns_cookie));
+    }
+    return ErrnoStatus(errno, absl::StrCat("reading ", Av(name)));
+  }
+  int fd = bpf_map_get_fd_by_id(id);
+  if (fd < 0) {
+    // The pod was unenrolled between the two calls: its map is gone.
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(Av(name), ": the map of the pod with netns cookie ",
+                                              netns_cookie, " was just removed"));
+    }
+    return ErrnoStatus(errno,
+                       absl::StrCat("opening ", Av(name), "'s map for netns ", netns_cookie));
+  }
+  return UniqueFd(fd);
+}
+
+namespace {
+
+// Inserts a new inner LRU map for `netns_cookie` unless one is there already.
+absl::Status CreatePodMap(int outer_fd, std::string_view name, uint32_t key_size,
+                          uint64_t netns_cookie) {
+  uint32_t id = 0;
+  if (bpf_map_lookup_elem(outer_fd, &netns_cookie, &id) == 0) return absl::OkStatus();
+  int fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "weft_pod_od", key_size, sizeof(weft_orig_dst),
+                          WEFT_ORIG_DST_PER_POD, nullptr);
+  if (fd < 0) {
+    return ErrnoStatus(errno, absl::StrCat("creating the pod's ", Av(name), " map"));
+  }
+  UniqueFd inner(fd);
+  uint32_t value = static_cast<uint32_t>(inner.get());
+  if (bpf_map_update_elem(outer_fd, &netns_cookie, &value, BPF_NOEXIST) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, absl::StrCat("adding the pod's map to ", Av(name)));
+  }
+  return absl::OkStatus();  // the outer map holds the inner one; our fd can go
+}
+
+}  // namespace
+
+absl::Status CreatePodMaps(int orig_dst_fd, int by_peer_fd, uint64_t netns_cookie) {
+  // By-peer first: connect() starts recording as soon as weft_orig_dst has the pod's map.
+  WEFT_RETURN_IF_ERROR(
+      CreatePodMap(by_peer_fd, "weft_orig_dst_by_peer", sizeof(weft_peer_key), netns_cookie));
+  return CreatePodMap(orig_dst_fd, "weft_orig_dst", sizeof(uint64_t), netns_cookie);
+}
+
 absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accepted_fd) {
   WEFT_ASSIGN_OR_RETURN(SockAddr peer, PeerAddress(accepted_fd));
   weft_peer_key key{};
@@ -106,8 +157,15 @@ absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accep
   }
   ToMapped(peer.ip, key.addr);
   key.port = htons(peer.port);
+  auto pod = PodMap(by_peer_fd, "weft_orig_dst_by_peer", key.netns_cookie);
+  if (absl::IsNotFound(pod.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),
+                     ": ", pod.status().message(), " (not enrolled by the agent?)"));
+  }
+  if (!pod.ok()) return pod.status();
   weft_orig_dst value{};
-  if (bpf_map_lookup_elem(by_peer_fd, &key, &value) != 0) {
+  if (bpf_map_lookup_elem(pod->get(), &key, &value) != 0) {
     if (errno == ENOENT) {
       return absl::NotFoundError(
           absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/net.h"
+#include "common/unique_fd.h"
 #include "shared/capture.h"
 
 namespace weft::bpf {
@@ -36,7 +37,18 @@ absl::Status DeleteFromMap(int map_fd, std::string_view name, const void* key);
 // weft_listeners: (slot, kind) -> listening TCP socket `listen_fd`.
 absl::Status SetListener(int listeners_fd, uint32_t slot, weft_listener_kind kind, int listen_fd);
 
-// weft_orig_dst_by_peer lookup for a connection accepted on ztunnel's outbound listener.
+// The inner map a hash of maps (weft_orig_dst, weft_orig_dst_by_peer) holds for `netns_cookie`,
+// opened by its id (needs CAP_SYS_ADMIN, as every other map operation here). NotFound when
+// that pod has none.
+absl::StatusOr<UniqueFd> PodMap(int outer_fd, std::string_view name, uint64_t netns_cookie);
+
+// Gives the pod with netns `netns_cookie` its own inner maps in both outer maps (shared/
+// capture.h, WEFT_ORIG_DST_PER_POD). Keeps the ones it already has (re-enrolment keeps its
+// records).
+absl::Status CreatePodMaps(int orig_dst_fd, int by_peer_fd, uint64_t netns_cookie);
+
+// weft_orig_dst_by_peer lookup for a connection accepted on ztunnel's outbound listener: the
+// accepted socket's netns cookie picks the pod's inner map, its peer address the record.
 absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accepted_fd);
 
 // A per-CPU counter array (WEFT_REASON_SLOTS entries) summed over CPUs.

@@ -197,8 +197,8 @@ absl::Status NodeCapture::Sweep() {
     WEFT_RETURN_IF_ERROR(in_->RemovePod(slot));
     ++adoption_.swept;
   }
-  WEFT_ASSIGN_OR_RETURN(auto excl, out_->NetnsWithExclusions());
-  for (uint64_t cookie : excl) {
+  WEFT_ASSIGN_OR_RETURN(auto leftover, out_->NetnsWithState());
+  for (uint64_t cookie : leftover) {
     if (enrolled.count(cookie)) continue;
     WEFT_RETURN_IF_ERROR(out_->Unenroll(cookie));
     ++adoption_.swept;
@@ -269,8 +269,7 @@ absl::Status NodeCapture::Unenroll(uint64_t netns_cookie) {
   WEFT_RETURN_IF_ERROR(out_->Unenroll(netns_cookie));
   auto it = enrolled.find(netns_cookie);
   if (it != enrolled.end()) WEFT_RETURN_IF_ERROR(in_->RemovePod(it->second));
-  WEFT_RETURN_IF_ERROR(RemoveNetnsLink(netns_cookie));
-  return out_->ForgetNetns(netns_cookie);
+  return RemoveNetnsLink(netns_cookie);
 }
 
 absl::StatusOr<std::vector<EnrolledPod>> NodeCapture::ListEnrolled() const {

@@ -54,7 +54,7 @@ absl::StatusOr<std::unique_ptr<PinnedMaps>> PinnedMaps::Open(std::string pin_dir
       UniqueFd listeners,
       OpenMap(pin_dir, "weft_listeners", BPF_MAP_TYPE_SOCKHASH, sizeof(weft_listener_key)));
   WEFT_ASSIGN_OR_RETURN(UniqueFd by_peer, OpenMap(pin_dir, "weft_orig_dst_by_peer",
-                                                  BPF_MAP_TYPE_LRU_HASH, sizeof(weft_peer_key)));
+                                                  BPF_MAP_TYPE_HASH_OF_MAPS, sizeof(uint64_t)));
   return std::unique_ptr<PinnedMaps>(
       new PinnedMaps(std::move(pin_dir), std::move(listeners), std::move(by_peer)));
 }

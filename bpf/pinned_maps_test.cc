@@ -37,6 +37,22 @@ void PinMap(const std::string& dir, const char* name, bpf_map_type type, uint32_
   ASSERT_EQ(bpf_obj_pin(map.get(), MapPin(dir, name).c_str()), 0) << std::strerror(errno);
 }
 
+// The by-peer hash of maps: netns cookie -> the pod's LRU of records (shared/capture.h).
+void PinByPeer(const std::string& dir) {
+  int inner = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "weft_pod_od", sizeof(weft_peer_key),
+                             sizeof(weft_orig_dst), WEFT_ORIG_DST_PER_POD, nullptr);
+  ASSERT_GE(inner, 0) << std::strerror(errno);
+  UniqueFd template_map(inner);
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = static_cast<__u32>(inner));
+  int fd = bpf_map_create(BPF_MAP_TYPE_HASH_OF_MAPS, "weft_orig_dst_by_peer", sizeof(uint64_t),
+                          sizeof(uint32_t), 64, &opts);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  UniqueFd map(fd);
+  ASSERT_TRUE(MakeDirs(dir + "/maps").ok());
+  ASSERT_EQ(bpf_obj_pin(map.get(), MapPin(dir, "weft_orig_dst_by_peer").c_str()), 0)
+      << std::strerror(errno);
+}
+
 class PinnedMapsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -47,8 +63,7 @@ class PinnedMapsTest : public ::testing::Test {
   }
   void PinBoth() {
     PinMap(pins_->path(), "weft_listeners", BPF_MAP_TYPE_SOCKHASH, sizeof(weft_listener_key), 8);
-    PinMap(pins_->path(), "weft_orig_dst_by_peer", BPF_MAP_TYPE_LRU_HASH, sizeof(weft_peer_key),
-           sizeof(weft_orig_dst));
+    PinByPeer(pins_->path());
   }
   std::unique_ptr<testing::ScopedPinDir> pins_;
 };
@@ -65,8 +80,7 @@ TEST_F(PinnedMapsTest, MissingPinsAreNotFoundNamingThePath) {
 
 TEST_F(PinnedMapsTest, ForeignMapUnderTheNameIsRefused) {
   PinMap(pins_->path(), "weft_listeners", BPF_MAP_TYPE_HASH, sizeof(weft_listener_key), 8);
-  PinMap(pins_->path(), "weft_orig_dst_by_peer", BPF_MAP_TYPE_LRU_HASH, sizeof(weft_peer_key),
-         sizeof(weft_orig_dst));
+  PinByPeer(pins_->path());
   auto m = PinnedMaps::Open(pins_->path());
   ASSERT_FALSE(m.ok());
   EXPECT_TRUE(absl::IsInvalidArgument(m.status())) << m.status();
@@ -153,7 +167,19 @@ TEST_F(PinnedMapsTest, OriginalDestinationOfAcceptedFindsTheRecordByPeer) {
   rec.netns_cookie = ns.cookie();
   UniqueFd raw(bpf_obj_get(MapPin(pins_->path(), "weft_orig_dst_by_peer").c_str()));
   ASSERT_TRUE(raw);
-  ASSERT_EQ(bpf_map_update_elem(raw.get(), &key, &rec, BPF_ANY), 0) << std::strerror(errno);
+  // Before the agent gave the pod its map: not found, saying so.
+  auto early = (*m)->OriginalDestinationOfAccepted(accepted.get());
+  EXPECT_TRUE(absl::IsNotFound(early.status())) << early.status();
+  EXPECT_TRUE(absl::StrContains(early.status().message(), "has no map for the pod"))
+      << early.status();
+  // The agent's enrolment: the pod's own LRU of records in the outer map.
+  UniqueFd pod(bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "weft_pod_od", sizeof(weft_peer_key),
+                              sizeof(weft_orig_dst), WEFT_ORIG_DST_PER_POD, nullptr));
+  ASSERT_TRUE(pod) << std::strerror(errno);
+  uint64_t cookie = ns.cookie();
+  uint32_t pod_fd = static_cast<uint32_t>(pod.get());
+  ASSERT_EQ(bpf_map_update_elem(raw.get(), &cookie, &pod_fd, BPF_ANY), 0) << std::strerror(errno);
+  ASSERT_EQ(bpf_map_update_elem(pod.get(), &key, &rec, BPF_ANY), 0) << std::strerror(errno);
 
   // accept() order is not guaranteed: pick the one whose peer is the first client.
   int mine = PeerAddress(accepted.get())->port == app->port ? accepted.get() : accepted2.get();

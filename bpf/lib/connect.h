@@ -48,8 +48,14 @@ static __always_inline int weft_should_redirect(struct bpf_sock_addr* ctx, const
   struct weft_orig_dst orig = {
       .port = port, .family = (__u16)ctx->user_family, .netns_cookie = netns};
   __builtin_memcpy(orig.addr, dst, 16);
+  void* pod_records = bpf_map_lookup_elem(&weft_orig_dst, &netns);
+  if (!pod_records) {
+    weft_count(&weft_outbound_counters, WEFT_DROP_NO_POD_MAP);
+    *verdict = WEFT_CONNECT_REFUSE;
+    return 0;
+  }
   __u64 cookie = bpf_get_socket_cookie(ctx);
-  if (bpf_map_update_elem(&weft_orig_dst, &cookie, &orig, BPF_ANY)) {
+  if (bpf_map_update_elem(pod_records, &cookie, &orig, BPF_ANY)) {
     /* Without the record ztunnel cannot know where to go: refuse rather than leak. */
     weft_count(&weft_outbound_counters, WEFT_DROP_ORIG_DST_FULL);
     *verdict = WEFT_CONNECT_REFUSE;

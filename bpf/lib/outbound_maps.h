@@ -6,7 +6,7 @@
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 4096);
+  __uint(max_entries, WEFT_MAX_PODS_PER_NODE);
   __type(key, __u64); /* netns cookie */
   __type(value, struct weft_enrolled_pod);
 } weft_enrolled SEC(".maps");
@@ -26,18 +26,36 @@ struct {
   __type(value, __u8);
 } weft_exclude_cidrs SEC(".maps");
 
-struct {
+/* Per pod (see WEFT_ORIG_DST_PER_POD): the outer maps are keyed by the pod's netns cookie,
+ * the inner maps are created by the agent when it enrols the pod. */
+/* Sizes, not __type: clang emits a struct reached only through an inner map definition as a
+ * forward declaration, which libbpf cannot size. */
+struct weft_orig_dst_pod {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u64); /* socket cookie */
-  __type(value, struct weft_orig_dst);
+  __uint(max_entries, WEFT_ORIG_DST_PER_POD);
+  __uint(key_size, sizeof(__u64)); /* socket cookie */
+  __uint(value_size, sizeof(struct weft_orig_dst));
+};
+
+struct weft_orig_dst_by_peer_pod {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, WEFT_ORIG_DST_PER_POD);
+  __uint(key_size, sizeof(struct weft_peer_key));
+  __uint(value_size, sizeof(struct weft_orig_dst));
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+  __uint(max_entries, WEFT_MAX_PODS_PER_NODE);
+  __type(key, __u64); /* netns cookie */
+  __array(values, struct weft_orig_dst_pod);
 } weft_orig_dst SEC(".maps");
 
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, struct weft_peer_key);
-  __type(value, struct weft_orig_dst);
+  __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+  __uint(max_entries, WEFT_MAX_PODS_PER_NODE);
+  __type(key, __u64); /* netns cookie */
+  __array(values, struct weft_orig_dst_by_peer_pod);
 } weft_orig_dst_by_peer SEC(".maps");
 
 WEFT_COUNTER_MAP(weft_outbound_counters);

@@ -31,9 +31,11 @@ enum weft_reason {
   WEFT_DROP_NOT_POD_ADDR = -6,       /* sk_lookup: a local address of the pod's netns that is
                                         not one of its enrolled addresses (IPv6 link-local, a
                                         secondary address): never delivered uncaptured */
+  WEFT_DROP_NO_POD_MAP = -7,         /* connect: the enrolled pod has no original-destination
+                                        map of its own (enrolment in progress or broken) */
 
-  WEFT_PASS_NOT_TCP = 1,       /* not TCP: left alone */
-  WEFT_PASS_LOOPBACK = 2,      /* destination is loopback: left alone */
+  WEFT_PASS_NOT_TCP = 1,  /* not TCP: left alone */
+  WEFT_PASS_LOOPBACK = 2, /* destination is loopback: left alone */
   /* 3 was WEFT_PASS_NOT_POD_ADDR: such addresses are dropped now (WEFT_DROP_NOT_POD_ADDR). */
   WEFT_PASS_NOT_ENROLLED = 4,  /* connect: the socket's netns is not enrolled */
   WEFT_PASS_ZTUNNEL_MARK = 5,  /* connect: ztunnel's own socket */
@@ -103,7 +105,18 @@ struct weft_exclude_cidr_key {
 };
 #define WEFT_CIDR_PREFIX_BASE 96 /* _pad (32 bits) + netns_cookie (64 bits) */
 
-/* `weft_orig_dst` (LRU hash): socket cookie of the app's socket -> where it tried to go. */
+/* The original-destination records are kept per pod: `weft_orig_dst` and
+ * `weft_orig_dst_by_peer` are hashes of maps keyed by the pod's netns cookie, and each enrolled
+ * pod gets its own inner LRU hash of WEFT_ORIG_DST_PER_POD entries (created by the agent at
+ * enrolment). A pod that connects in a tight loop can only evict its own older records, never
+ * a neighbour's (one shared LRU let any pod evict every other pod's records, refusing their
+ * connections). A record is needed only between connect() and ztunnel's accept(), so 1024 per
+ * pod covers far more connects in flight than a pod can have; about 200 KiB of kernel memory
+ * per pod for both maps. */
+#define WEFT_ORIG_DST_PER_POD 1024
+#define WEFT_MAX_PODS_PER_NODE 4096 /* entries of weft_enrolled and the per-pod outer maps */
+
+/* `weft_orig_dst` (inner LRU hash): socket cookie of the app's socket -> where it tried to go. */
 struct weft_orig_dst {
   __u8 addr[16]; /* IPv6, or IPv4-mapped IPv6 for connect4 and mapped connect6 */
   __u16 port;    /* network byte order */
@@ -112,7 +125,7 @@ struct weft_orig_dst {
   __u64 netns_cookie;
 };
 
-/* `weft_orig_dst_by_peer` (LRU hash): the same record, keyed by what ztunnel sees on the
+/* `weft_orig_dst_by_peer` (inner LRU hash): the same record, keyed by what ztunnel sees on the
  * accepted socket: its netns cookie (SO_NETNS_COOKIE) and its peer address, i.e. the app
  * socket's local address and port. Filled by the sockops program when the redirected connect
  * has picked its source port (BPF_SOCK_OPS_TCP_CONNECT_CB). */
