@@ -64,8 +64,9 @@ struct AgentOptions {
   std::string cgroup_path;
   std::string bpf_pin_dir;
   // Serve /metrics here (port 0: any free port; see Agent::metrics_addr()). The admin
-  // (/config_dump, /logging) and readiness (/healthz/ready) endpoints bind the same IP with
-  // port 0. Unset: no endpoint.
+  // (/config_dump, /logging) and readiness (/healthz/ready) endpoints bind 127.0.0.1 at a free
+  // port whatever this address is (Agent::StartAdmin), so exposing /metrics on the node's address
+  // never exposes them. Unset: no endpoint.
   std::optional<SockAddr> metrics_addr;
   bool uninstall_on_exit = false;  // remove capture + DelWorkload for every pod on exit
   std::chrono::milliseconds ack_timeout{5000};

@@ -6,6 +6,7 @@ node tokens of the ServiceAccount "ztunnel", and clusterrole.yaml binds the Serv
 */}}
 {{- define "weft.weftdName" -}}weftd{{- end }}
 {{- define "weft.nodeName" -}}weft-node{{- end }}
+{{- define "weft.ztunnelName" -}}weft-ztunnel{{- end }}
 {{- define "weft.nodeServiceAccount" -}}ztunnel{{- end }}
 {{- define "weft.rootCertConfigMap" -}}weft-ca-root-cert{{- end }}
 
@@ -18,6 +19,14 @@ weftd's in-cluster address, as the node pods dial it, and the name its certifica
 {{- define "weft.controlPlaneServerName" -}}
 {{ include "weft.weftdName" . }}.{{ .Release.Namespace }}.svc
 {{- end }}
+
+{{/*
+The agent -> ztunnel handoff socket, inside both node pods: the directory is a hostPath
+(node.handoffHostPath) that weft-node (the agent, read-only) and weft-ztunnel (read-write) mount
+at the same place, and the agent's --ztunnel-socket is ztunnel's --inpod-socket.
+*/}}
+{{- define "weft.handoffDir" -}}/run/weft{{- end }}
+{{- define "weft.handoffSocket" -}}/run/weft/ztunnel.sock{{- end }}
 
 {{/*
 Refuse values weftd cannot honour, with a message saying what to do.
@@ -49,6 +58,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "weft.nodeSelectorLabels" -}}
 app.kubernetes.io/name: weft-node
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "weft.ztunnelSelectorLabels" -}}
+app.kubernetes.io/name: weft-ztunnel
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 

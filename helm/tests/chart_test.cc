@@ -375,6 +375,7 @@ TEST(HelmChartTest, ManifestsAreKubernetesObjects) {
                                                         {"Service", "weftd"},
                                                         {"ServiceAccount", "weftd"},
                                                         {"DaemonSet", "weft-node"},
+                                                        {"DaemonSet", "weft-ztunnel"},
                                                         {"ServiceAccount", "ztunnel"},
                                                         {"ClusterRole", "weftd"},
                                                         {"ClusterRoleBinding", "weftd"}}) {
@@ -430,12 +431,14 @@ TEST(HelmChartTest, CrossReferencesHold) {
   std::vector<Object> objs = Objects();
   const Object* deploy = Find(objs, "Deployment", "weftd");
   const Object* ds = Find(objs, "DaemonSet", "weft-node");
+  const Object* zds = Find(objs, "DaemonSet", "weft-ztunnel");
   const Object* svc = Find(objs, "Service", "weftd");
-  ASSERT_TRUE(deploy && ds && svc);
+  ASSERT_TRUE(deploy && ds && zds && svc);
 
-  std::set<std::string> weftd_ports, node_ports;
+  std::set<std::string> weftd_ports, node_ports, ztunnel_ports;
   CheckPodSpec(*deploy, &weftd_ports);
   CheckPodSpec(*ds, &node_ports);
+  CheckPodSpec(*zds, &ztunnel_ports);
 
   for (const auto& p : svc->node["spec"]["ports"]) {
     EXPECT_TRUE(weftd_ports.contains(p["targetPort"].as<std::string>()))
@@ -449,11 +452,14 @@ TEST(HelmChartTest, CrossReferencesHold) {
   } else {
     ADD_FAILURE() << "no ServiceMonitor weftd in monitoring.yaml";
   }
-  if (const Object* pm = Find(objs, "PodMonitor", "weft-node")) {
-    for (const auto& e : pm->node["spec"]["podMetricsEndpoints"])
-      EXPECT_TRUE(node_ports.contains(e["port"].as<std::string>())) << e["port"];
-  } else {
-    ADD_FAILURE() << "no PodMonitor weft-node in monitoring.yaml";
+  for (const auto& [name, ports] : std::vector<std::pair<std::string, std::set<std::string>>>{
+           {"weft-node", node_ports}, {"weft-ztunnel", ztunnel_ports}}) {
+    if (const Object* pm = Find(objs, "PodMonitor", name)) {
+      for (const auto& e : pm->node["spec"]["podMetricsEndpoints"])
+        EXPECT_TRUE(ports.contains(e["port"].as<std::string>())) << name << " " << e["port"];
+    } else {
+      ADD_FAILURE() << "no PodMonitor " << name << " in monitoring.yaml";
+    }
   }
 
   // weftd runs as the ServiceAccount clusterrole.yaml binds; the node pods as the one weftd
@@ -472,8 +478,11 @@ TEST(HelmChartTest, CrossReferencesHold) {
     }
     EXPECT_GE(bindings, 1) << "no " << kind;
   }
-  EXPECT_EQ(ds->node["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
-            "ztunnel");
+  for (const Object* node : {ds, zds}) {
+    EXPECT_EQ(node->node["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
+              "ztunnel")
+        << node->name();
+  }
 }
 
 TEST(HelmChartTest, ClusterRoleCoversTheCrds) {

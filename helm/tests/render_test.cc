@@ -8,17 +8,29 @@
 //    (it also checks the required and exclusive flags);
 //  - the node pods dial weftd's Service on its gRPC port, and the scrape annotations name a
 //    port a container declares;
+//  - ztunnel runs in a DaemonSet of its own with least privilege (no host PID namespace, only
+//    the capabilities it needs), the handoff socket is the same file for the agent and ztunnel,
+//    and /metrics is fenced off to the monitoring namespace (issue 13, hole 9);
 //  - values the chart refuses (rootNamespace, capture) fail the render with a message.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <linux/capability.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <regex>
 #include <set>
@@ -26,6 +38,16 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "bpf/bpffs.h"
+#include "bpf/pinned_maps.h"
+#include "bpf/pins.h"
+#include "bpf/testing.h"
+#include "common/net.h"
+#include "common/netns.h"
+#include "common/testing/netns_fixture.h"
+#include "common/testing/root.h"
+#include "ztunnel/capture/capture.h"
+#include "ztunnel/proxy/io.h"
 
 namespace {
 
@@ -141,9 +163,10 @@ bool HasFlag(const std::vector<std::string>& args, const std::string& flag) {
 void ExpectArgsAccepted(const std::vector<YAML::Node>& objs) {
   YAML::Node deploy = Find(objs, "Deployment", "weftd");
   YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
+  YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
   for (const auto& [bin, c] : std::vector<std::pair<std::string, YAML::Node>>{
            {WEFT_WEFTD_BIN, Container(deploy, "weftd")},
-           {WEFT_ZTUNNEL_BIN, Container(ds, "ztunnel")}}) {
+           {WEFT_ZTUNNEL_BIN, Container(zds, "ztunnel")}}) {
     std::vector<std::string> argv = {bin};
     for (const auto& a : Args(c)) argv.push_back(a);
     argv.push_back("--help");
@@ -176,6 +199,7 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
   ExpectArgsAccepted(objs);
 
   YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
+  YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
   YAML::Node svc = Find(objs, "Service", "weftd");
   YAML::Node pod = ds["spec"]["template"]["spec"];
   EXPECT_TRUE(pod["hostNetwork"].as<bool>());
@@ -185,32 +209,33 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
   for (const auto& p : svc["spec"]["ports"]) {
     if (p["name"].as<std::string>() == "grpc") grpc_port = p["port"].as<int>();
   }
-  for (const char* c : {"weft-agent", "ztunnel"}) {
+  for (const auto& [w, c] :
+       std::vector<std::pair<YAML::Node, std::string>>{{ds, "weft-agent"}, {zds, "ztunnel"}}) {
     SCOPED_TRACE(c);
-    auto args = Args(Container(ds, c));
+    auto args = Args(Container(w, c));
     EXPECT_EQ(FlagValue(args, "--control-plane"),
               "weftd.weft-system.svc.cluster.local:" + std::to_string(grpc_port));
     EXPECT_EQ(FlagValue(args, "--cp-server-name"), "weftd.weft-system.svc");
     EXPECT_EQ(FlagValue(args, "--node"), "node-1");
-  }
-  // The node token is projected with weftd's CA audience, and weftd asks for that audience.
-  bool token_projected = false;
-  for (const auto& v : pod["volumes"]) {
-    if (!v["projected"]) continue;
-    for (const auto& src : v["projected"]["sources"]) {
-      if (!src["serviceAccountToken"]) continue;
-      token_projected = true;
-      EXPECT_EQ(src["serviceAccountToken"]["audience"].as<std::string>(), "weft-ca");
+    // Each node pod projects its own token with weftd's CA audience (and weftd asks for it).
+    bool token_projected = false;
+    for (const auto& v : w["spec"]["template"]["spec"]["volumes"]) {
+      if (!v["projected"]) continue;
+      for (const auto& src : v["projected"]["sources"]) {
+        if (!src["serviceAccountToken"]) continue;
+        token_projected = true;
+        EXPECT_EQ(src["serviceAccountToken"]["audience"].as<std::string>(), "weft-ca");
+      }
     }
+    EXPECT_TRUE(token_projected);
   }
-  EXPECT_TRUE(token_projected);
   EXPECT_EQ(FlagValue(Args(Container(Find(objs, "Deployment", "weftd"), "weftd")), "--ca-audience"),
             "weft-ca");
   EXPECT_EQ(FlagValue(Args(Container(ds, "weft-agent")), "--capture"), "auto");
   EXPECT_TRUE(HasFlag(Args(Container(ds, "weft-agent")), "--cgroup"));
 
   // The scrape annotation names a port one of the pod's containers declares.
-  for (const auto& w : {ds, Find(objs, "Deployment", "weftd")}) {
+  for (const auto& w : {ds, zds, Find(objs, "Deployment", "weftd")}) {
     std::string port =
         w["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"].as<std::string>();
     bool declared = false;
@@ -237,8 +262,11 @@ TEST_F(HelmRenderTest, NodePodsRunAsTheServiceAccountWeftdAccepts) {
       << "weftd --help no longer names its default node ServiceAccount:\n"
       << help.out;
   auto objs = Objects(Render("weft-system", ""));
-  YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
-  EXPECT_EQ(ds["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(), m[1].str());
+  for (const char* name : {"weft-node", "weft-ztunnel"}) {
+    YAML::Node ds = Find(objs, "DaemonSet", name);
+    EXPECT_EQ(ds["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(), m[1].str())
+        << name;
+  }
   Find(objs, "ServiceAccount", m[1].str());
 }
 
@@ -264,11 +292,18 @@ weftd:
 )"));
   ExpectArgsAccepted(objs);
   YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
+  YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
   YAML::Node pod = ds["spec"]["template"]["spec"];
   EXPECT_FALSE(pod["initContainers"].IsDefined());
   EXPECT_FALSE(pod["securityContext"].IsDefined());
+  EXPECT_FALSE(zds["spec"]["template"]["spec"]["securityContext"].IsDefined());
+  // No eBPF capture: ztunnel has no bpffs.
+  for (const auto& v : zds["spec"]["template"]["spec"]["volumes"])
+    EXPECT_NE(v["name"].as<std::string>(), "bpffs");
+  for (const auto& m : Container(zds, "ztunnel")["volumeMounts"])
+    EXPECT_NE(m["mountPath"].as<std::string>(), "/sys/fs/bpf");
   auto agent = Args(Container(ds, "weft-agent"));
-  auto zt = Args(Container(ds, "ztunnel"));
+  auto zt = Args(Container(zds, "ztunnel"));
   EXPECT_EQ(FlagValue(agent, "--capture"), "iptables");
   EXPECT_FALSE(HasFlag(agent, "--cgroup")) << "weft-agent refuses --cgroup with iptables";
   EXPECT_EQ(FlagValue(agent, "--log-level"), "warn");
@@ -286,12 +321,17 @@ weftd:
   YAML::Node sm = Find(objs, "ServiceMonitor", "weftd");
   EXPECT_EQ(sm["metadata"]["labels"]["release"].as<std::string>(), "prom");
   YAML::Node pm = Find(objs, "PodMonitor", "weft-node");
-  EXPECT_EQ(pm["spec"]["podMetricsEndpoints"].size(), 2u);
+  ASSERT_EQ(pm["spec"]["podMetricsEndpoints"].size(), 1u);
+  EXPECT_EQ(pm["spec"]["podMetricsEndpoints"][0]["port"].as<std::string>(), "agent-metrics");
+  YAML::Node zpm = Find(objs, "PodMonitor", "weft-ztunnel");
+  ASSERT_EQ(zpm["spec"]["podMetricsEndpoints"].size(), 1u);
+  EXPECT_EQ(zpm["spec"]["podMetricsEndpoints"][0]["port"].as<std::string>(), "zt-metrics");
 }
 
-// Issue 13 hole 9: ztunnel (which parses every pod's bytes) holds only the capabilities it
-// needs, under the runtime's seccomp filter and no_new_privs; /metrics, which names other
-// tenants' workloads, is fenced off to the monitoring namespace.
+// Issue 13 hole 9: ztunnel (which parses every pod's bytes) runs in a DaemonSet of its own,
+// without the host's PID namespace, with only the capabilities its calls need, under the
+// runtime's seccomp filter and no_new_privs; /metrics, which names other tenants' workloads, is
+// fenced off to the monitoring namespace.
 bool Selects(const YAML::Node& policy, const YAML::Node& workload) {
   YAML::Node labels = workload["spec"]["template"]["metadata"]["labels"];
   for (const auto& kv : policy["spec"]["podSelector"]["matchLabels"]) {
@@ -319,20 +359,43 @@ void PolicyPorts(const YAML::Node& policy, std::set<int>* open, std::set<int>* m
   }
 }
 
+std::vector<std::string> Strings(const YAML::Node& list) {
+  std::vector<std::string> out;
+  for (const auto& x : list) out.push_back(x.as<std::string>());
+  return out;
+}
+
 TEST_F(HelmRenderTest, ZtunnelHasLeastPrivilegeAndMetricsAreFenced) {
   auto objs = Objects(Render("weft-system", ""));
-  YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
-  YAML::Node sc = Container(ds, "ztunnel")["securityContext"];
-  std::vector<std::string> drop, add;
-  for (const auto& c : sc["capabilities"]["drop"]) drop.push_back(c.as<std::string>());
-  for (const auto& c : sc["capabilities"]["add"]) add.push_back(c.as<std::string>());
-  EXPECT_EQ(drop, std::vector<std::string>{"ALL"});
+  YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
+  YAML::Node pod = zds["spec"]["template"]["spec"];
+  // Its own pod: not the host's PID namespace (the agent's pod keeps it), nothing else in it.
+  EXPECT_TRUE(pod["hostPID"].IsDefined() && !pod["hostPID"].as<bool>());
+  EXPECT_FALSE(pod["hostIPC"].IsDefined() && pod["hostIPC"].as<bool>());
+  EXPECT_FALSE(pod["shareProcessNamespace"].IsDefined() && pod["shareProcessNamespace"].as<bool>());
+  EXPECT_FALSE(pod["initContainers"].IsDefined()) << "mount-bpffs stays with the agent";
+  ASSERT_EQ(pod["containers"].size(), 1u);
+  for (const auto& c :
+       Find(objs, "DaemonSet", "weft-node")["spec"]["template"]["spec"]["containers"])
+    EXPECT_NE(c["name"].as<std::string>(), "ztunnel") << "ztunnel left the agent's pod";
+
+  YAML::Node sc = Container(zds, "ztunnel")["securityContext"];
+  EXPECT_EQ(Strings(sc["capabilities"]["drop"]), std::vector<std::string>{"ALL"});
+  std::vector<std::string> add = Strings(sc["capabilities"]["add"]);
   std::sort(add.begin(), add.end());
-  EXPECT_EQ(add, (std::vector<std::string>{"BPF", "NET_ADMIN", "SYS_ADMIN"}));
+  // SYS_ADMIN: setns into the pod's netns and the pod's map by id; NET_ADMIN: SO_MARK
+  // (ZtunnelsCallsNeedExactlyTheChartsCapabilities tries them).
+  EXPECT_EQ(add, (std::vector<std::string>{"NET_ADMIN", "SYS_ADMIN"}));
   EXPECT_EQ(sc["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
   EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>());
   EXPECT_FALSE(sc["privileged"] && sc["privileged"].as<bool>());
   EXPECT_TRUE(sc["readOnlyRootFilesystem"].as<bool>());
+  // Host paths: only the handoff directory and bpffs (eBPF capture).
+  std::set<std::string> host_paths;
+  for (const auto& v : pod["volumes"]) {
+    if (v["hostPath"]) host_paths.insert(v["hostPath"]["path"].as<std::string>());
+  }
+  EXPECT_EQ(host_paths, (std::set<std::string>{"/sys/fs/bpf", "/var/run/weft-handoff"}));
 
   YAML::Node weftd = Find(objs, "Deployment", "weftd");
   YAML::Node np = Find(objs, "NetworkPolicy", "weftd-metrics");
@@ -343,22 +406,236 @@ TEST_F(HelmRenderTest, ZtunnelHasLeastPrivilegeAndMetricsAreFenced) {
   EXPECT_EQ(open, (std::set<int>{15012, 15015}));
   EXPECT_EQ(monitoring, std::set<int>{15014});
   for (const auto& o : objs) {
-    EXPECT_FALSE(o["kind"].as<std::string>() == "NetworkPolicy" &&
-                 o["metadata"]["name"].as<std::string>() == "weft-node-metrics")
-        << "the node pods' policy is opt-in (hostNetwork)";
+    std::string name = o["metadata"]["name"].as<std::string>();
+    EXPECT_FALSE(o["kind"].as<std::string>() == "NetworkPolicy" && name != "weftd-metrics")
+        << name << ": the node pods' policies are opt-in (hostNetwork)";
   }
 
+  // Node metrics exposed and fenced: ztunnel's 15020 and the agent's 15030 only from the
+  // monitoring namespace, each policy selecting its own DaemonSet's pods (and not the other's).
   objs = Objects(Render("weft-system", "networkPolicy: {nodeMetrics: true}\n"));
-  YAML::Node node_np = Find(objs, "NetworkPolicy", "weft-node-metrics");
-  EXPECT_TRUE(Selects(node_np, Find(objs, "DaemonSet", "weft-node")));
-  open.clear();
-  monitoring.clear();
-  PolicyPorts(node_np, &open, &monitoring);
-  EXPECT_EQ(open, std::set<int>{15021});
-  EXPECT_EQ(monitoring, (std::set<int>{15020, 15030}));
+  struct Want {
+    std::string policy, daemonset, other;
+    std::set<int> open, monitoring;
+  };
+  for (const Want& w : {Want{"weft-ztunnel-metrics", "weft-ztunnel", "weft-node", {15021}, {15020}},
+                        Want{"weft-node-metrics", "weft-node", "weft-ztunnel", {}, {15030}}}) {
+    SCOPED_TRACE(w.policy);
+    YAML::Node node_np = Find(objs, "NetworkPolicy", w.policy);
+    EXPECT_TRUE(Selects(node_np, Find(objs, "DaemonSet", w.daemonset)));
+    EXPECT_FALSE(Selects(node_np, Find(objs, "DaemonSet", w.other)));
+    EXPECT_EQ(node_np["spec"]["policyTypes"][0].as<std::string>(), "Ingress");
+    open.clear();
+    monitoring.clear();
+    PolicyPorts(node_np, &open, &monitoring);
+    EXPECT_EQ(open, w.open);
+    EXPECT_EQ(monitoring, w.monitoring);
+  }
 
-  objs = Objects(Render("weft-system", "networkPolicy: {enabled: false}\n"));
+  objs = Objects(Render("weft-system", "networkPolicy: {enabled: false, nodeMetrics: true}\n"));
   for (const auto& o : objs) EXPECT_NE(o["kind"].as<std::string>(), "NetworkPolicy");
+}
+
+// The handoff socket is one file for both pods: the agent's --ztunnel-socket is ztunnel's
+// --inpod-socket, and its directory is, in each container, the mount of a hostPath volume with
+// the same host path (node.handoffHostPath), writable only in ztunnel's.
+struct HandoffMount {
+  std::string mount_path, host_path;
+  bool read_only = false;
+};
+
+// The mount of `c` that holds `file` (the longest mountPath that is a directory above it).
+HandoffMount MountHolding(const YAML::Node& workload, const YAML::Node& c,
+                          const std::string& file) {
+  HandoffMount out;
+  std::string volume;
+  for (const auto& m : c["volumeMounts"]) {
+    std::string path = m["mountPath"].as<std::string>();
+    if (file.rfind(path + "/", 0) == 0 && path.size() > out.mount_path.size()) {
+      out.mount_path = path;
+      volume = m["name"].as<std::string>();
+      out.read_only = m["readOnly"] && m["readOnly"].as<bool>();
+    }
+  }
+  for (const auto& v : workload["spec"]["template"]["spec"]["volumes"]) {
+    if (v["name"].as<std::string>() == volume && v["hostPath"])
+      out.host_path = v["hostPath"]["path"].as<std::string>();
+  }
+  return out;
+}
+
+TEST_F(HelmRenderTest, HandoffSocketIsOneFileForTheAgentAndZtunnel) {
+  for (const auto& [values, host_path] : std::vector<std::pair<std::string, std::string>>{
+           {"", "/var/run/weft-handoff"},
+           {"node: {handoffHostPath: /opt/weft/handoff}\n", "/opt/weft/handoff"}}) {
+    SCOPED_TRACE(host_path);
+    auto objs = Objects(Render("weft-system", values));
+    YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
+    YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
+    const std::string agent_socket =
+        FlagValue(Args(Container(ds, "weft-agent")), "--ztunnel-socket");
+    const std::string zt_socket = FlagValue(Args(Container(zds, "ztunnel")), "--inpod-socket");
+    ASSERT_FALSE(zt_socket.empty());
+    EXPECT_EQ(agent_socket, zt_socket);
+    HandoffMount agent = MountHolding(ds, Container(ds, "weft-agent"), agent_socket);
+    HandoffMount zt = MountHolding(zds, Container(zds, "ztunnel"), zt_socket);
+    EXPECT_EQ(agent.host_path, host_path) << "the agent's socket directory is not the host's";
+    EXPECT_EQ(zt.host_path, host_path) << "ztunnel's socket directory is not the host's";
+    EXPECT_EQ(agent.mount_path, zt.mount_path);
+    EXPECT_TRUE(agent.read_only) << "only ztunnel creates the socket";
+    EXPECT_FALSE(zt.read_only);
+    // The real parsers read the same path from the rendered arguments.
+    std::vector<std::string> agent_argv = {"weft-agent"};
+    for (const auto& a : Args(Container(ds, "weft-agent"))) agent_argv.push_back(a);
+    std::vector<const char*> argv;
+    for (const auto& a : agent_argv) argv.push_back(a.c_str());
+    auto cl = weft::agent::ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+    ASSERT_TRUE(cl.ok()) << cl.status();
+    EXPECT_EQ(cl->options.ztunnel_socket, zt_socket);
+  }
+}
+
+// ---- ztunnel's capabilities, tried on its own calls ------------------------------------------
+
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+// Capabilities by the name a container's securityContext uses; 0 for a name this test does not
+// know (the test then fails: add it here with what it is).
+int CapabilityNumber(const std::string& name) {
+  static const std::map<std::string, int> kCaps = {
+      {"SYS_ADMIN", CAP_SYS_ADMIN},      {"NET_ADMIN", CAP_NET_ADMIN},
+      {"NET_RAW", CAP_NET_RAW},          {"BPF", CAP_BPF},
+      {"SYS_PTRACE", CAP_SYS_PTRACE},    {"NET_BIND_SERVICE", CAP_NET_BIND_SERVICE},
+      {"DAC_OVERRIDE", CAP_DAC_OVERRIDE}};
+  auto it = kCaps.find(name);
+  return it == kCaps.end() ? 0 : it->second;
+}
+
+// In a child process, as uid 0 with no capability but `caps` (effective and permitted) and
+// no_new_privs, as the chart runs ztunnel: the privileged calls ztunnel makes for a pod in eBPF
+// capture, through ztunnel's own code. Returns "" when every call succeeded, else the first
+// failure. `client` is an unconnected TCP socket inside the pod's netns (the pod's app).
+std::string ZtunnelCallsWith(const std::set<int>& caps, int pod_netns, const std::string& pins,
+                             int client) {
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto report = [&](const std::string& result) {
+      (void)!::write(fds[1], result.data(), result.size());
+      ::_exit(0);
+    };
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    for (int c : caps) {
+      data[c / 32].effective |= 1u << (c % 32);
+      data[c / 32].permitted |= 1u << (c % 32);
+    }
+    if (::syscall(SYS_capset, &hdr, data) != 0) report("capset failed");
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) report("no_new_privs failed");
+    using namespace weft;
+    // The handoff: the agent's fd must be a pod's netns.
+    if (auto refused = CheckPodNetns(pod_netns)) report("CheckPodNetns: " + refused->reason);
+    // AddPod: the pod's listeners, created inside its netns (setns) and marked (SO_MARK).
+    ztunnel::ListenerSpec inbound{pod_netns, *SockAddr::Parse("0.0.0.0:0"), ztunnel::kZtunnelMark};
+    auto in = ztunnel::Listen(inbound);
+    if (!in.ok()) report("inbound listener: " + in.status().ToString());
+    ztunnel::ListenerSpec outbound{pod_netns, *SockAddr::Parse("127.0.0.1:0"),
+                                   ztunnel::kZtunnelMark};
+    auto out = ztunnel::Listen(outbound);
+    if (!out.ok()) report("outbound listener: " + out.status().ToString());
+    // eBPF capture: the agent's pins, and the inbound listener registered under the pod's slot.
+    auto maps = bpf::PinnedMaps::Open(pins);
+    if (!maps.ok()) report("PinnedMaps::Open: " + maps.status().ToString());
+    absl::Status st = (*maps)->SetListener(1, WEFT_LISTENER_INBOUND, in->get());
+    if (!st.ok()) report("SetListener: " + st.ToString());
+    // An outbound connection from the app: its original destination is read from the pod's own
+    // map. The agent recorded none here, so the answer is "not recorded": the lookup ran.
+    auto bound = LocalAddress(out->get());
+    if (!bound.ok()) report("LocalAddress: " + bound.status().ToString());
+    sockaddr_storage ss;
+    socklen_t len = bound->ToSockaddr(&ss);
+    if (::connect(client, reinterpret_cast<sockaddr*>(&ss), len) != 0) report("connect failed");
+    pollfd ready{out->get(), POLLIN, 0};  // the listener is non-blocking
+    if (::poll(&ready, 1, 30000) != 1) report("the connection never reached the listener");
+    UniqueFd accepted(::accept(out->get(), nullptr, nullptr));
+    if (!accepted) report(std::string("accept: ") + std::strerror(errno));
+    auto orig = (*maps)->OriginalDestinationOfAccepted(accepted.get());
+    if (!absl::IsNotFound(orig.status()) ||
+        orig.status().message().find("not redirected by eBPF") == std::string_view::npos)
+      report("OriginalDestinationOfAccepted: " + orig.status().ToString());
+    report("");
+  }
+  ::close(fds[1]);
+  std::string result;
+  char buf[1024];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) result.append(buf, n);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status)) return "the child died: " + std::to_string(status);
+  return result;
+}
+
+// The capabilities the chart adds to ztunnel are enough for its calls, and each one is needed by
+// one of them: with one fewer, a call fails. A capability added to the chart without a call that
+// needs it, or a call that needs one the chart lacks, fails this test.
+TEST_F(HelmRenderTest, ZtunnelsCallsNeedExactlyTheChartsCapabilities) {
+  WEFT_SKIP_UNLESS_ROOT("drops capabilities from a root child; netns, bpffs");
+  auto objs = Objects(Render("weft-system", ""));
+  YAML::Node sc = Container(Find(objs, "DaemonSet", "weft-ztunnel"), "ztunnel")["securityContext"];
+  ASSERT_EQ(Strings(sc["capabilities"]["drop"]), std::vector<std::string>{"ALL"});
+  std::map<std::string, int> chart;
+  for (const std::string& name : Strings(sc["capabilities"]["add"])) {
+    chart[name] = CapabilityNumber(name);
+    ASSERT_NE(chart[name], 0) << "unknown capability " << name;
+  }
+  ASSERT_FALSE(chart.empty());
+
+  // What the agent prepares: the pod's netns, the pinned maps, the pod's own by-peer map.
+  weft::testing::DeleteStaleNamespaces("weft-hcap-");
+  weft::testing::ScopedNetns pod("weft-hcap-");
+  weft::bpf::testing::ScopedPinDir pins;
+  ASSERT_TRUE(pod.fd() >= 0 && !pins.path().empty());
+  ASSERT_TRUE(weft::bpf::MakeDirs(pins.path() + "/maps").ok());
+  weft::UniqueFd listeners(bpf_map_create(BPF_MAP_TYPE_SOCKHASH, "weft_listeners",
+                                          sizeof(weft_listener_key), 8, 64, nullptr));
+  weft::UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "weft_pod_od", sizeof(weft_peer_key),
+                                      sizeof(weft_orig_dst), WEFT_ORIG_DST_PER_POD, nullptr));
+  ASSERT_TRUE(listeners && inner) << std::strerror(errno);
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = static_cast<__u32>(inner.get()));
+  weft::UniqueFd by_peer(bpf_map_create(BPF_MAP_TYPE_HASH_OF_MAPS, "weft_orig_dst_by_peer",
+                                        sizeof(uint64_t), sizeof(uint32_t), 64, &opts));
+  ASSERT_TRUE(by_peer) << std::strerror(errno);
+  uint64_t cookie = pod.cookie();
+  uint32_t inner_fd = static_cast<uint32_t>(inner.get());
+  ASSERT_EQ(bpf_map_update_elem(by_peer.get(), &cookie, &inner_fd, BPF_ANY), 0);
+  ASSERT_EQ(bpf_obj_pin(listeners.get(), weft::bpf::MapPin(pins.path(), "weft_listeners").c_str()),
+            0);
+  ASSERT_EQ(
+      bpf_obj_pin(by_peer.get(), weft::bpf::MapPin(pins.path(), "weft_orig_dst_by_peer").c_str()),
+      0);
+
+  auto run = [&](const std::set<int>& caps) {
+    auto client = weft::SocketInNetns(pod.fd(), AF_INET, SOCK_STREAM, 0);
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? ZtunnelCallsWith(caps, pod.fd(), pins.path(), client->get())
+                       : std::string("no client socket");
+  };
+  std::set<int> all;
+  for (const auto& [name, cap] : chart) all.insert(cap);
+  EXPECT_EQ(run(all), "") << "ztunnel's calls fail with the chart's capabilities";
+  for (const auto& [name, cap] : chart) {
+    std::set<int> fewer = all;
+    fewer.erase(cap);
+    std::string failure = run(fewer);
+    EXPECT_NE(failure, "") << name << " is added to ztunnel but none of its calls needs it";
+    if (!failure.empty()) std::cout << "without " << name << ": " << failure << "\n";
+  }
 }
 
 TEST_F(HelmRenderTest, RefusedValuesFailWithAMessage) {
