@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -220,6 +221,27 @@ absl::StatusOr<AuthzOperation> AuthzOperationFromProto(const pb::Operation& o,
   return out;
 }
 
+namespace {
+
+// request.headers[NAME] (Istio: the name between the brackets, non-empty): evaluable per request.
+// Values are read as Istio's HeaderMatcher reads them (pilot/pkg/security/authz/matcher:
+// "*" presence, leading '*' suffix, trailing '*' prefix, else exact), without the stricter
+// wildcard check of the other fields, so a policy accepted before stays accepted.
+void ParseRequestHeaderCondition(const pb::Condition& c, AuthzCondition* out) {
+  constexpr std::string_view kPrefix = "request.headers[";
+  std::string_view k = c.key();
+  if (!k.starts_with(kPrefix) || !k.ends_with("]") || k.size() <= kPrefix.size() + 1) return;
+  std::string_view name = k.substr(kPrefix.size(), k.size() - kPrefix.size() - 1);
+  if (name.find_first_of("[] ") != std::string_view::npos) return;
+  out->header_name = absl::AsciiStrToLower(Av(name));
+  for (const std::string& v : c.values()) out->match_values.push_back(StringMatch::Parse(v));
+  for (const std::string& v : c.not_values()) {
+    out->not_match_values.push_back(StringMatch::Parse(v));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<AuthzCondition> AuthzConditionFromProto(const pb::Condition& c,
                                                        std::string_view path_view) {
   const std::string path(path_view);
@@ -250,6 +272,7 @@ absl::StatusOr<AuthzCondition> AuthzConditionFromProto(const pb::Condition& c,
     WEFT_RETURN_IF_ERROR(ParseMatches(c.not_values(), nv, &out.not_match_values));
   } else if (k.starts_with("request.") && k.size() > 8) {
     out.kind = AuthzCondition::Kind::kL7;
+    ParseRequestHeaderCondition(c, &out);
   } else {
     return Invalid(path + ".key", absl::StrCat("unsupported condition key ", Quote(k),
                                                "; supported: source.ip, remote.ip, "

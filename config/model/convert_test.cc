@@ -58,6 +58,37 @@ TEST(ConvertTest, EveryNamedKindChecksNameThenNamespace) {
   EXPECT_EQ(ErrorOf(WorkloadFromProto(pb::Workload(), "cluster.local").status()).path, "uid");
 }
 
+TEST(ConvertTest, RequestHeaderConditionsAreParsedForL7) {
+  pb::Condition c;
+  c.set_key("request.headers[X-User]");
+  c.add_values("alice");
+  c.add_values("*@example.com");
+  c.add_values("a*b");  // Istio reads a '*' in the middle literally (exact match)
+  c.add_not_values("*");
+  auto out = AuthzConditionFromProto(c, "when[0]");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->kind, AuthzCondition::Kind::kL7);
+  EXPECT_TRUE(out->has_l7());
+  EXPECT_EQ(out->header_name, "x-user");
+  ASSERT_EQ(out->match_values.size(), 3u);
+  EXPECT_EQ(out->match_values[0].kind, StringMatch::Kind::kExact);
+  EXPECT_EQ(out->match_values[1].kind, StringMatch::Kind::kSuffix);
+  EXPECT_EQ(out->match_values[1].value, "@example.com");
+  EXPECT_EQ(out->match_values[2].kind, StringMatch::Kind::kExact);
+  ASSERT_EQ(out->not_match_values.size(), 1u);
+  EXPECT_EQ(out->not_match_values[0].kind, StringMatch::Kind::kAny);
+
+  // Other request.* keys, and malformed header keys, stay not evaluable (no header name).
+  for (const char* key : {"request.auth.claims[iss]", "request.headers", "request.headers[]",
+                          "request.headers[a]b]", "request.headersx[a]"}) {
+    c.set_key(key);
+    auto other = AuthzConditionFromProto(c, "when[0]");
+    ASSERT_TRUE(other.ok()) << key << ": " << other.status();
+    EXPECT_EQ(other->kind, AuthzCondition::Kind::kL7) << key;
+    EXPECT_EQ(other->header_name, "") << key;
+  }
+}
+
 TEST(ConvertTest, WorkloadDefaults) {
   pb::Workload w;
   w.set_uid("prod/a");

@@ -96,7 +96,7 @@ struct AuthzCondition {
     kDestinationPort,  // port_values/not_port_values
     kSourceNamespace,  // match_values/not_match_values against the peer identity's namespace
     kSourcePrincipal,  // match_values/not_match_values against SpiffeId::Principal()
-    kL7,               // request.*: not evaluable at L4
+    kL7,               // request.*: not evaluable at L4 (see header_name for L7)
   };
   std::string key;
   std::vector<std::string> values, not_values;  // as written
@@ -107,6 +107,11 @@ struct AuthzCondition {
   std::vector<Cidr> ip_values, not_ip_values;
   std::vector<uint16_t> port_values, not_port_values;
   std::vector<StringMatch> match_values, not_match_values;
+  // kL7 with a key of the form request.headers[NAME]: NAME lower-cased, and match_values /
+  // not_match_values hold the values as Istio's header matchers read them (leading '*' suffix,
+  // trailing '*' prefix, "*" presence, anything else exact). Empty for every other request.* key
+  // (request.auth.*, malformed keys): those are evaluable nowhere in Weft.
+  std::string header_name;
 };
 
 struct AuthzRule {
