@@ -9,7 +9,8 @@
 // AUDIT policies and dry-run policies never change the decision; their matches are reported.
 // L7-only attributes (methods, paths, hosts, request principals, request.* conditions) cannot
 // be evaluated at L4 and fail closed: an ALLOW rule that uses them never matches; a DENY rule
-// that uses them matches on its L4 attributes alone.
+// that uses them matches on its L4 attributes alone. Per-request evaluation, with the same rule
+// evaluator, is AuthorizeRequest() in request.h.
 #pragma once
 
 #include <optional>
@@ -46,6 +47,10 @@ struct AuthzDecision {
   // allow" / "ns/name: would not allow (no rule matched)" (ALLOW), "ns/name: would audit".
   // Dry-run ALLOW policies do not count as applying ALLOW policies.
   std::vector<std::string> dry_run;
+  // AuthorizeRequest only: the request was refused before any AuthorizationPolicy was consulted
+  // because its target cannot be normalised (reason "invalid request: ..."). Istio's Envoy
+  // answers these itself with 400 (404 for a target that is not a path), not 403.
+  bool bad_request = false;
 };
 
 // Thread-safe (reads only). Matching follows Istio: from/to/when are ANDed, entries within
