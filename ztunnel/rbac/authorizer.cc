@@ -33,6 +33,8 @@ struct Request {
         host(AuthorityHost(authority)),
         path_header(target.kind == RequestTarget::Kind::kPath ? target.path + target.query
                                                               : std::string()) {}
+  Request(const Request&) = delete;  // `authority` may point into `target`
+  Request& operator=(const Request&) = delete;
 };
 
 // Everything a rule can look at. Precomputed per connection (and per request at L7).

@@ -2,10 +2,11 @@
 // parses (issue 14). The same rule evaluator as the L4 Authorize() (authorizer.h), with the
 // request's attributes available; see docs/security.md "L7 authorization semantics (issue 14)".
 //
-// Use: on a workload for which NeedsHttpAuthorization() is true, the inbound side parses HTTP on
-// every port and calls AuthorizeRequest() for every request, instead of Authorize() for the
-// connection (Authorize() would apply a DENY rule's L4 parts to the whole connection). Policy
-// changes apply to the next request: pass the snapshot current when the request arrives.
+// Thread-safe (reads only). Use: on a workload for which NeedsHttpAuthorization() is true, the
+// inbound side parses HTTP on every port and calls AuthorizeRequest() for every request, instead of
+// Authorize() for the connection (Authorize() would apply a DENY rule's L4 parts to the whole
+// connection). Policy changes apply to the next request: pass the snapshot current when the request
+// arrives.
 #pragma once
 
 #include <optional>
