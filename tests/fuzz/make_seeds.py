@@ -229,9 +229,39 @@ def hbone_server():
     write(d, "preface_only", PREFACE)
 
 
+def http1_server():
+    # records: flags bit 0 = server bytes, 1 = deny, 2 = server EOF after, 4-7 = split in n+1
+    d = out_dir("http1_server")
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    write(d, "get_ok", record(b"GET /a?x=1 HTTP/1.1\r\nHost: svc\r\n\r\n") + record(ok, 1))
+    write(d, "pipelined_deny", record(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") +
+          record(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", 2) + record(ok, 1))
+    write(d, "chunked", record(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"5\r\nhello\r\n0\r\nx: y\r\n\r\n", 0x30) +
+          record(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 1))
+    write(d, "websocket", record(b"GET /c HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                                b"Upgrade: websocket\r\n\r\nxx") +
+          record(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                 b"Upgrade: websocket\r\n\r\n", 1) + record(b"\x81\x05hello"))
+    write(d, "continue", record(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                               b"Content-Length: 4\r\n\r\n") +
+          record(b"HTTP/1.1 100 Continue\r\n\r\n", 1) + record(b"data") +
+          record(b"HTTP/1.0 200 OK\r\n\r\nbody", 5))
+    write(d, "smuggle", record(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                              b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"))
+    write(d, "h2c", record(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                          b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n") +
+          record(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1))
+    write(d, "connect", record(b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n\x00\x01") +
+          record(b"HTTP/1.1 200 OK\r\n\r\n\x00\x02", 1))
+    write(d, "head", record(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n") +
+          record(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 1))
+
+
 TARGETS = {f.__name__: f for f in
            [config_text, snapshot_proto, xds_client, handoff, manifest, k8s_watch, ca_csr,
-            hbone_server]}
+            hbone_server, http1_server]}
 
 if __name__ == "__main__":
     for t in sys.argv[1:] or TARGETS:

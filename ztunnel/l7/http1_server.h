@@ -1,0 +1,131 @@
+// The destination side of one HTTP/1.1 connection in ztunnel, without I/O: what L7
+// authorization needs on every connection to a policed workload, whatever path the bytes took
+// (HBONE stream, plaintext 15006, same-node fast path).
+//
+// Client bytes go through FromClient. Each request head is parsed (Boost.Beast's parser: no
+// hand-written HTTP), checked against RFC 9112's framing rules (one Host; Transfer-Encoding only
+// as chunked and never with Content-Length; HTTP/1.0 and 1.1 only; head size and field count
+// limits), and handed to the gate, which may answer it with a local reply (403 for an
+// authorization denial). What passes goes to the server byte for byte as received: the server
+// parses exactly what was authorized, and nothing is re-serialized (except the one rewrite
+// below). Bodies stream through as they arrive; only an incomplete head is held (bounded by
+// max_head_bytes).
+//
+// Server bytes are forwarded by the caller unchanged and only watched through FromServer: which
+// request each response answers (pipelining), its status, interim 1xx, HEAD and bodiless
+// responses, and protocol switches. A local reply is released once every earlier response is
+// complete (so pipelined responses stay in order), and the connection then closes.
+//
+// Switching protocols: after a request with `Upgrade` (WebSocket) or a CONNECT, client bytes are
+// held until the response: 101 (or 2xx to CONNECT) turns the connection into a byte relay
+// (kPassthrough), anything else resumes HTTP parsing. An `Upgrade: h2c` request is forwarded
+// without its h2c upgrade (fields Upgrade and HTTP2-Settings dropped, their Connection tokens
+// removed): HTTP/2 after a 101 would carry requests this parser cannot see, so the server is
+// never offered the switch (the client simply stays on HTTP/1.1, as RFC 9113 allows).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/function_ref.h"
+#include "ztunnel/rbac/request.h"
+
+namespace weft::ztunnel::l7 {
+
+struct Http1Limits {
+  uint32_t max_head_bytes = 60 * 1024;  // request line + fields (Envoy's default); over: 431
+  size_t max_fields = 100;              // header fields per request (Envoy's default); over: 431
+};
+
+// A response ztunnel makes itself instead of the server (Envoy's "local reply").
+struct LocalReply {
+  int status = 403;
+  std::string body = "RBAC: access denied";  // Envoy's body for an RBAC denial
+};
+
+// One request and its response, reported once both are over (or the connection ended).
+struct Exchange {
+  HttpRequestAttributes request;  // empty method: the head could not be parsed
+  std::chrono::steady_clock::time_point start, end;
+  uint64_t request_bytes = 0;   // head + body as received from the client
+  uint64_t response_bytes = 0;  // head + body as sent to the client (interim 1xx included)
+  int status = 0;               // 0: no response (the connection ended first)
+  bool local_reply = false;     // answered by ztunnel (status is the local reply's)
+  std::string reason;           // local replies: why ("RBAC: access denied", a parse error)
+};
+
+class Http1ServerConnection {
+ public:
+  // nullopt: the request goes to the server; otherwise it is answered with the reply.
+  using Gate = std::function<std::optional<LocalReply>(const HttpRequestAttributes&)>;
+  using Done = std::function<void(const Exchange&)>;
+  using Sink = absl::FunctionRef<void(std::string_view)>;
+
+  enum class State {
+    kHttp,         // parsing requests
+    kAwaitSwitch,  // an Upgrade/CONNECT request went out: client bytes wait for its response
+    kPassthrough,  // protocols switched (101, CONNECT 2xx): bytes move unparsed both ways
+    kClosing,      // a local reply is queued or taken: nothing more reaches the server
+    kBroken,       // bytes that cannot be framed (mid-body error, a bad response): abort both
+  };
+
+  Http1ServerConnection(Http1Limits limits, Gate gate, Done done);
+  ~Http1ServerConnection();
+  Http1ServerConnection(const Http1ServerConnection&) = delete;
+  Http1ServerConnection& operator=(const Http1ServerConnection&) = delete;
+
+  // Client -> server: `to_server` receives, in order, every run of bytes the server may see.
+  void FromClient(std::string_view in, Sink to_server);
+  // Server -> client bytes (forwarded by the caller unchanged). `to_server` receives client
+  // bytes held for a protocol switch that the response settles.
+  void FromServer(std::string_view in, Sink to_server);
+  // The server closed its side: a response delimited by the close ends here; requests still
+  // waiting are reported without a response.
+  void ServerEof();
+  // The client closed (or the connection is torn down): requests still waiting are reported.
+  void Finish();
+
+  // A local reply ready for the client (empty when none). Send it before any further server
+  // bytes; after it, end the connection both ways.
+  std::string TakeLocalReply();
+  State state() const { return state_; }
+  const std::string& error() const { return error_; }
+  // True while a request head is incomplete (header-read timeout applies).
+  bool InHead() const;
+
+ private:
+  struct Pending;
+  class RequestParser;
+  class ResponseParser;
+  void ParseClient(std::string_view data, Sink to_server);
+  bool OnRequestHead(std::string_view raw, Sink to_server);  // false: stop parsing
+  void RefuseHead(int status, std::string reason);
+  void Broken(std::string reason);
+  void ParseServer(std::string_view data, Sink to_server);
+  void OnResponseHead(Sink to_server);
+  void OnResponseDone(Sink to_server);
+  void Report(Pending& p);
+
+  Http1Limits limits_;
+  Gate gate_;
+  Done done_;
+  State state_ = State::kHttp;
+  std::string error_;
+  std::unique_ptr<RequestParser> req_;
+  std::unique_ptr<ResponseParser> resp_;
+  std::string head_;         // client bytes of an incomplete request head
+  std::string resp_head_;    // server bytes of an incomplete response head
+  std::string held_;         // client bytes waiting for a protocol switch to be settled
+  bool cur_switch_ = false;  // the request being received asks for a switch (CONNECT/Upgrade)
+  std::deque<Pending> outstanding_;   // forwarded requests, oldest first, awaiting responses
+  std::optional<std::string> reply_;  // a local reply waiting for outstanding_ to drain
+  std::string reply_ready_;
+};
+
+}  // namespace weft::ztunnel::l7
