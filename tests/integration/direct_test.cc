@@ -11,7 +11,9 @@
 #include <random>
 #include <thread>
 
+#include "examples/teashop/http.h"
 #include "tests/support/direct_mesh.h"
+#include "tests/support/http_conn.h"
 #include "tests/support/test_util.h"
 #include "ztunnel/app/ztunnel_app.h"
 
@@ -554,6 +556,154 @@ TEST_F(DirectMeshForeignClient, ServerRejectionIsCountedAtTheSourceWithItsReason
                   {{"direction", "inbound"}, {"reason", "unknown_ca"}}) == 1;
   }));
   EXPECT_EQ(echo_->accepted(), 0);
+}
+
+// ---- L7 (issue 14): per-request authorization at the destination ----------------------------
+
+// The mesh with a real HTTP server (Boost.Beast, the tea shop's) on the server workload's
+// address: every response body is "METHOD TARGET" as the server received it.
+class DirectMeshHttp : public DirectMesh {
+ protected:
+  void SetUp() override {
+    DirectMesh::SetUp();
+    if (HasFatalFailure()) return;
+    teashop::ServerOptions so;
+    so.listen = kServerIp.ToString() + ":0";
+    so.threads = 1;
+    auto srv = teashop::Server::Start(
+        so, [](teashop::Request req) -> teashop::asio::awaitable<teashop::Response> {
+          co_return teashop::MakeResponse(
+              teashop::http::status::ok,
+              std::string(req.method_string()) + " " + std::string(req.target()));
+        });
+    ASSERT_TRUE(srv.ok()) << srv.status();
+    http_ = std::move(*srv);
+  }
+  SockAddr HttpAddr() const { return SockAddr{kServerIp, http_->port()}; }
+  double Denials() { return Metric(*b_, "weft_policy_denials_total"); }
+
+  // ALLOW GET on /public/* from ns-a; every other request is denied.
+  static constexpr const char* kAllowPublicGet = R"(- name: public-get
+  namespace: ns-b
+  action: ALLOW
+  rules:
+  - from:
+    - source: {namespaces: ["ns-a"]}
+    to:
+    - operation: {methods: ["GET"], paths: ["/public/*"]}
+)";
+
+  std::unique_ptr<teashop::Server> http_;
+};
+
+TEST_F(DirectMeshHttp, EveryRequestIsAuthorizedByMethodAndPathWith403sCounted) {
+  SetPolicies(kAllowPublicGet);
+  auto fd = Outbound(HttpAddr());
+  weft::testing::HttpConn c(fd.get());
+  auto r = c.Request("GET", "/public/a");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "GET /public/a");
+  r = c.Request("GET", "/public/b?x=1");  // the same connection: keep-alive
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "GET /public/b?x=1");
+  r = c.Request("POST", "/public/a");
+  EXPECT_EQ(r.status, 403) << r.error;
+  EXPECT_EQ(r.body, "RBAC: access denied");
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get())) << "a local reply closes the connection";
+
+  auto fd2 = Outbound(HttpAddr());
+  weft::testing::HttpConn c2(fd2.get());
+  r = c2.Request("GET", "/private");
+  EXPECT_EQ(r.status, 403) << r.error;
+  // Normalised as Istio's BASE does before matching, and forwarded as authorized.
+  auto fd3 = Outbound(HttpAddr());
+  weft::testing::HttpConn c3(fd3.get());
+  r = c3.Request("GET", "/public/../private");
+  EXPECT_EQ(r.status, 403) << "dot segments must not escape /public/*";
+  auto fd4 = Outbound(HttpAddr());
+  weft::testing::HttpConn c4(fd4.get());
+  r = c4.Request("GET", "/public/./x/%61");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "GET /public/x/a") << "the server sees the path that was authorized";
+  EXPECT_TRUE(WaitFor([&] { return Denials() >= 3; })) << Metrics(*b_);
+  EXPECT_EQ(Metric(*b_, "weft_policy_denials_total", {{"reason", "no_allow_match"}}), Denials());
+}
+
+TEST_F(DirectMeshHttp, DenyByHeaderAndPipelinedRequestsKeepTheirOrder) {
+  SetPolicies(R"(- name: deny-debug
+  namespace: ns-b
+  action: DENY
+  rules:
+  - when:
+    - key: request.headers[x-debug]
+      values: ["on"]
+)");
+  auto fd = Outbound(HttpAddr());
+  weft::testing::HttpConn c(fd.get());
+  // Two pipelined requests, the second denied: the 200 comes first, then the 403.
+  auto r = c.Exchange(
+      "GET /one HTTP/1.1\r\nHost: server\r\n\r\n"
+      "GET /two HTTP/1.1\r\nHost: server\r\nX-Debug: on\r\n\r\n");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "GET /one");
+  r = c.Exchange("");
+  EXPECT_EQ(r.status, 403) << r.error;
+  EXPECT_EQ(Metric(*b_, "weft_policy_denials_total", {{"policy", "ns-b/deny-debug"}}), 1);
+}
+
+TEST_F(DirectMeshHttp, PolicyChangeAppliesToTheNextRequestOnAnOpenConnection) {
+  SetPolicies(kAllowPublicGet);
+  auto fd = Outbound(HttpAddr());
+  weft::testing::HttpConn c(fd.get());
+  EXPECT_EQ(c.Request("GET", "/public/a").status, 200);
+  SetPolicies(R"(- name: deny-public
+  namespace: ns-b
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: ["/public/*"]}
+)");
+  auto r = c.Request("GET", "/public/a");
+  EXPECT_EQ(r.status, 403) << r.error;
+}
+
+TEST_F(DirectMeshHttp, BytesThatAreNotHttpAreRefusedAndCountedWhileOthersAreServed) {
+  SetPolicies(kAllowPublicGet);
+  auto bad = Outbound(HttpAddr());
+  const std::string garbage = "\x16\x03\x01\x02\x00 not http at all\r\n\r\n";
+  ASSERT_EQ(::send(bad.get(), garbage.data(), garbage.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(garbage.size()));
+  EXPECT_TRUE(weft::testing::WaitClosed(bad.get()));
+  auto smuggle = Outbound(HttpAddr());
+  weft::testing::HttpConn s(smuggle.get());
+  auto r = s.Exchange(
+      "POST /public/a HTTP/1.1\r\nHost: server\r\nContent-Length: 4\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /private HTTP/1.1\r\nHost: server\r\n\r\n");
+  EXPECT_EQ(r.status, 400) << r.error;
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_bad_input_total", {{"port", "http"}}) >= 2;
+  })) << Metrics(*b_);
+  auto good = Outbound(HttpAddr());
+  weft::testing::HttpConn g(good.get());
+  EXPECT_EQ(g.Request("GET", "/public/ok").status, 200);
+  EXPECT_EQ(http_->requests(), 1u) << "neither the garbage nor the smuggled request reached it";
+}
+
+TEST_F(DirectMeshHttp, PlaintextClientsAreAuthorizedPerRequestToo) {
+  SetPolicies(R"(- name: get-only
+  namespace: ns-b
+  action: ALLOW
+  rules:
+  - to:
+    - operation: {methods: ["GET"]}
+)");
+  auto fd = Plaintext(HttpAddr());
+  weft::testing::HttpConn c(fd.get());
+  auto r = c.Request("GET", "/x");
+  EXPECT_EQ(r.status, 200) << r.error;
+  r = c.Request("DELETE", "/x");
+  EXPECT_EQ(r.status, 403) << r.error;
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get()));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -57,7 +58,7 @@ class Http1ServerConnection::RequestParser : public http::basic_parser<true> {
     // Bodies stream through; nothing is buffered. (Not boost::none: Beast 1.74 compares the
     // Content-Length with the optional itself, and any length is "greater" than none.)
     body_limit(std::numeric_limits<std::uint64_t>::max());
-    eager(false);             // stop after the head: the gate runs before any body byte moves
+    eager(false);  // stop after the head: the gate runs before any body byte moves
   }
   HttpRequestAttributes attrs;
   int version = 0;
@@ -258,6 +259,7 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
   p.connect = p.ex.request.method == "CONNECT";
   p.upgrade = r.upgrade() && !r.upgrade_h2c;
   cur_switch_ = p.connect || p.upgrade;
+  const std::string original_target = p.ex.request.path;
   std::optional<LocalReply> reply = gate_(p.ex.request);
   if (reply) {
     p.ex.local_reply = true;
@@ -273,6 +275,13 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
     }
     error_ = reply->body;
     state_ = State::kClosing;
+    return false;
+  }
+  bool retarget = p.ex.request.path != original_target;
+  if (retarget && std::any_of(p.ex.request.path.begin(), p.ex.request.path.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+      })) {
+    RefuseHead(400, "the rewritten request-target is not a valid request-target");
     return false;
   }
   if (r.upgrade_h2c) {
@@ -293,6 +302,13 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
     }
     head.append("\r\n");
     to_server(head);
+  } else if (retarget) {
+    // Only the request line changes: "METHOD SP target SP HTTP/1.x CRLF".
+    size_t eol = raw.find("\r\n");
+    std::string line =
+        absl::StrCat(p.ex.request.method, " ", p.ex.request.path, " HTTP/1.", r.version % 10);
+    to_server(line);
+    to_server(raw.substr(eol));
   } else {
     to_server(raw);
   }

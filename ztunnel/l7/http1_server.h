@@ -7,9 +7,9 @@
 // as chunked and never with Content-Length; HTTP/1.0 and 1.1 only; head size and field count
 // limits), and handed to the gate, which may answer it with a local reply (403 for an
 // authorization denial). What passes goes to the server byte for byte as received: the server
-// parses exactly what was authorized, and nothing is re-serialized (except the one rewrite
-// below). Bodies stream through as they arrive; only an incomplete head is held (bounded by
-// max_head_bytes).
+// parses exactly what was authorized, and nothing is re-serialized (except the request line when
+// the gate normalised the target, and the h2c rewrite below). Bodies stream through as they arrive;
+// only an incomplete head is held (bounded by max_head_bytes).
 //
 // Server bytes are forwarded by the caller unchanged and only watched through FromServer: which
 // request each response answers (pipelining), its status, interim 1xx, HEAD and bodiless
@@ -62,8 +62,10 @@ struct Exchange {
 
 class Http1ServerConnection {
  public:
-  // nullopt: the request goes to the server; otherwise it is answered with the reply.
-  using Gate = std::function<std::optional<LocalReply>(const HttpRequestAttributes&)>;
+  // nullopt: the request goes to the server; otherwise it is answered with the reply. The gate
+  // may change `path` (the request-target): the request line is then rewritten with it (the
+  // proxy forwards the normalised path it authorized, as Envoy does).
+  using Gate = std::function<std::optional<LocalReply>(HttpRequestAttributes&)>;
   using Done = std::function<void(const Exchange&)>;
   using Sink = absl::FunctionRef<void(std::string_view)>;
 

@@ -18,9 +18,10 @@ struct Harness {
   explicit Harness(Http1Limits limits = {})
       : conn(
             limits,
-            [this](const HttpRequestAttributes& r) -> std::optional<LocalReply> {
+            [this](HttpRequestAttributes& r) -> std::optional<LocalReply> {
               gated.push_back(r);
               if (absl::StartsWith(r.path, "/deny")) return LocalReply{};
+              if (r.path == "/a/../b") r.path = "/b";  // a gate that normalises
               return std::nullopt;
             },
             [this](const Exchange& e) { done.push_back(e); }) {}
@@ -64,6 +65,12 @@ TEST(Http1ServerTest, AllowedRequestPassesByteForByteAndIsReportedWithItsRespons
   EXPECT_EQ(h.done[0].response_bytes, kOk.size());
   EXPECT_EQ(h.conn.state(), State::kHttp);
   EXPECT_TRUE(h.conn.TakeLocalReply().empty());
+}
+
+TEST(Http1ServerTest, TargetChangedByTheGateRewritesOnlyTheRequestLine) {
+  Harness h;
+  h.Client("GET /a/../b HTTP/1.1\r\nHost: svc\r\n\r\n");
+  EXPECT_EQ(h.server, "GET /b HTTP/1.1\r\nHost: svc\r\n\r\n");
 }
 
 TEST(Http1ServerTest, DeniedRequestGetsEnvoys403AndNothingReachesTheServer) {

@@ -16,6 +16,7 @@
 #include "ztunnel/proxy/inbound.h"
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/worker.h"
+#include "ztunnel/rbac/request.h"
 
 namespace weft::ztunnel {
 
@@ -111,6 +112,9 @@ bool TrySameNode(Worker& w, const ConfigSnapshot& snap, const Workload& src, con
                  FlowInfo& info, UniqueFd& client) {
   std::shared_ptr<Pod> dpod = w.FindPod(dst.uid);
   if (!dpod) return false;
+  // Per-request (L7) authorization needs the bytes in user space: such a destination takes the
+  // HBONE path through its own inbound listener, where every request is parsed and authorized.
+  if (NeedsHttpAuthorization(snap, dst)) return false;
   Pipes pipes;
   if (!MakePipes(w.opts().fast_path_pipe_size, info.dst, pipes)) return false;
   BlockSigpipeOnThisThread();

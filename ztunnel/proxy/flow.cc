@@ -136,7 +136,8 @@ void RefuseFlow(Worker& w, FlowInfo info, UniqueFd client, const std::string& re
   t->Abort(reason);
 }
 
-void StartRelay(Worker& w, const Pod& pod, FlowInfo info, UniqueFd client, const IpAddr* src_ip) {
+void StartRelay(Worker& w, const Pod& pod, FlowInfo info, UniqueFd client, const IpAddr* src_ip,
+                std::unique_ptr<HttpInbound> http) {
   auto up = StartConnect(pod.netns_fd(), info.dst, w.opts().mark, src_ip);
   if (!up.ok()) {
     w.metrics().ConnectionFailure(info.direction, "connect_failed");
@@ -147,6 +148,7 @@ void StartRelay(Worker& w, const Pod& pod, FlowInfo info, UniqueFd client, const
     return;
   }
   PlainRelay* r = w.NewFlow<PlainRelay>(std::move(info), std::move(client), std::move(*up));
+  if (http) r->SetHttp(std::move(http));
   r->Start();
 }
 
@@ -248,16 +250,55 @@ void PlainRelay::OnSide(int i, uint32_t events) {
   MaybeDone();
 }
 
+// L7: reads side i into scratch_ and puts it through the codec: client bytes go to q_[0] as the
+// codec lets them, server bytes go to q_[1] unchanged (and may release held client bytes into
+// q_[0]). A local reply is queued for the client after the server bytes, and both sides stop
+// reading: the connection closes once it is out.
+ssize_t PlainRelay::ReadHttp(int i) {
+  ssize_t n = ReadInto(fd_[i].get(), scratch_, kRelayChunk);
+  if (n <= 0) {
+    if (n == 0 && i == 1) http_->AppEof();
+    return n;
+  }
+  iovec v[8];
+  while (!scratch_.empty()) {
+    int k = scratch_.Peek(v, 8);
+    size_t took = 0;
+    for (int j = 0; j < k; ++j) {
+      const char* p = static_cast<const char*>(v[j].iov_base);
+      if (i == 0) {
+        http_->FromClient(p, v[j].iov_len, q_[0]);
+      } else {
+        http_->FromApp(p, v[j].iov_len, q_[0]);
+        q_[1].Append(p, v[j].iov_len);
+      }
+      took += v[j].iov_len;
+    }
+    scratch_.Consume(took);
+  }
+  std::string reply = http_->TakeLocalReply();
+  if (!reply.empty()) {
+    q_[1].Append(reply.data(), reply.size());
+    eof_[0] = eof_[1] = true;
+  }
+  return n;
+}
+
 void PlainRelay::Pump(int i) {
   int o = 1 - i;
   while (!eof_[i] && q_[i].size() < kRelayHighWater) {
-    ssize_t n = ReadInto(fd_[i].get(), q_[i], kRelayChunk);
+    ssize_t n = http_ ? ReadHttp(i) : ReadInto(fd_[i].get(), q_[i], kRelayChunk);
+    if (http_ && http_->broken()) {
+      if (info_.labels.response_flags == "-") info_.labels.response_flags = "DENY";
+      Abort("HTTP: " + http_->error());
+      return;
+    }
     if (n > 0) {
       if (i == 0)
         AddSent(static_cast<uint64_t>(n));
       else
         AddReceived(static_cast<uint64_t>(n));
-      if (!FlushTo(fd_[o].get(), q_[i])) {
+      if (!FlushTo(fd_[o].get(), q_[i]) || (http_ && !FlushTo(fd_[i].get(), q_[o]))) {
         Abort(std::string("write failed: ") + std::strerror(errno));
         return;
       }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include "common/unique_fd.h"
 #include "ztunnel/metrics/metrics.h"
 #include "ztunnel/proxy/event_loop.h"
+#include "ztunnel/proxy/http_inbound.h"
 #include "ztunnel/proxy/io.h"
 #include "ztunnel/rbac/authorizer.h"
 #include "ztunnel/state/snapshot.h"
@@ -61,6 +63,8 @@ class PlainRelay : public Flow {
   void Start();
   void Abort(const std::string& reason) override;
   void OnEvents(uint32_t events) override;  // unused: each side has its own handler
+  // Inbound L7 (http_inbound.h): every byte between client and server goes through it.
+  void SetHttp(std::unique_ptr<HttpInbound> http) { http_ = std::move(http); }
 
  private:
   struct Side : EventLoop::Handler {
@@ -70,8 +74,11 @@ class PlainRelay : public Flow {
   };
   void OnSide(int idx, uint32_t events);
   void Pump(int from);
+  ssize_t ReadHttp(int from);
   void UpdateInterest(int idx);
   void MaybeDone();
+  std::unique_ptr<HttpInbound> http_;
+  ByteQueue scratch_;  // L7: bytes read, before the codec
   UniqueFd fd_[2];
   Side side_[2];
   ByteQueue q_[2];  // q_[i]: bytes read from i, waiting to be written to 1-i
@@ -86,8 +93,9 @@ class PlainRelay : public Flow {
 // (may be invalid: a record without a socket).
 void RefuseFlow(Worker& w, FlowInfo info, UniqueFd client, const std::string& reason);
 // A PlainRelay from `client` to info.dst, connecting from inside the pod's netns (from `src_ip`
-// if set); a failed connect is refused with "UF".
-void StartRelay(Worker& w, const Pod& pod, FlowInfo info, UniqueFd client, const IpAddr* src_ip);
+// if set), through `http` when set (inbound L7); a failed connect is refused with "UF".
+void StartRelay(Worker& w, const Pod& pod, FlowInfo info, UniqueFd client, const IpAddr* src_ip,
+                std::unique_ptr<HttpInbound> http = nullptr);
 // Closes `fd` with RST: a connection dropped before it became a flow.
 void ResetConnection(UniqueFd& fd);
 

@@ -811,15 +811,42 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
     read_deferred_ = true;
     return NGHTTP2_ERR_DEFERRED;
   }
+  if (http_ && !reply_.empty()) {
+    // A local reply goes out ahead of anything else; then the stream ends. (Until the codec
+    // releases it, responses to earlier requests are still read below.)
+    iovec v[8];
+    size_t n = 0;
+    int k = reply_.Peek(v, 8);
+    for (int i = 0; i < k && n < len; ++i) {
+      size_t take = std::min(len - n, v[i].iov_len);
+      std::memcpy(buf + n, v[i].iov_base, take);
+      n += take;
+    }
+    reply_.Consume(n);
+    AddReceived(n);
+    if (reply_.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
   ssize_t n = ::read(app_.get(), buf, len);
   if (n > 0) {
     if (outbound_)
       AddSent(static_cast<uint64_t>(n));
     else
       AddReceived(static_cast<uint64_t>(n));
+    if (http_) {
+      http_->FromApp(reinterpret_cast<const char*>(buf), static_cast<size_t>(n), down_);
+      if (http_->broken()) {
+        info_.error = "HTTP: " + http_->error();
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
+      }
+      std::string reply = http_->TakeLocalReply();
+      if (!reply.empty()) reply_.Append(reply.data(), reply.size());
+      if (!down_.empty()) SetInterest(interest_ | EPOLLOUT);  // bytes a switch released
+    }
     return n;
   }
   if (n == 0) {
+    if (http_) http_->AppEof();
     app_eof_ = true;
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     SetInterest(down_.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
@@ -839,6 +866,15 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
     AddReceived(n);
   else
     AddSent(n);
+  if (http_) {
+    // Parsed, so copied; the connection calls FlushDown after the read batch, which takes a
+    // local reply or aborts (not from inside nghttp2's callback).
+    http_in_ += n;
+    http_->FromClient(reinterpret_cast<const char*>(d), n, down_);
+    SyncBuffered();
+    if (conn_) conn_->MarkDirty(this);
+    return;
+  }
   // Called from inside nghttp2_session_mem_recv with a pointer into the worker's scratch
   // buffer, which stays put until the connection calls FlushDown: keep pointers, not copies,
   // unless older bytes are already queued (order).
@@ -856,11 +892,40 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
   if (conn_) conn_->MarkDirty(this);
 }
 
+bool Tunnel::HttpAfterRead() {
+  if (http_->broken()) {
+    if (info_.labels.response_flags == "-") info_.labels.response_flags = "DENY";
+    Abort("HTTP: " + http_->error());
+    return false;
+  }
+  std::string reply = http_->TakeLocalReply();
+  if (!reply.empty()) {
+    reply_.Append(reply.data(), reply.size());
+    if (read_deferred_ && conn_) {
+      read_deferred_ = false;
+      conn_->ResumeData(sid_);
+    }
+  }
+  return true;
+}
+
+// L7: the stream's window is given back for every byte the codec took, less what still waits
+// for the app (the codec's own hold is bounded by its head limit).
+void Tunnel::ConsumeHttpWindow() {
+  uint64_t waiting = std::min<uint64_t>(down_.size(), http_in_);
+  uint64_t target = http_in_ - waiting;
+  if (target > http_consumed_ && conn_) {
+    conn_->Consume(sid_, static_cast<size_t>(target - http_consumed_));
+    http_consumed_ = target;
+  }
+}
+
 void Tunnel::FlushDown() {
   if (finished_ || !app_) {
     pending_.clear();
     return;
   }
+  if (http_ && !HttpAfterRead()) return;
   size_t written = 0;
   if (!pending_.empty()) {
     size_t want = 0;
@@ -895,7 +960,11 @@ void Tunnel::FlushDown() {
     }
     written = before - down_.size();
   }
-  if (conn_) conn_->Consume(sid_, written);
+  if (http_) {
+    ConsumeHttpWindow();
+  } else if (conn_) {
+    conn_->Consume(sid_, written);
+  }
   if (down_.empty()) {
     SetInterest(interest_ & ~EPOLLOUT);
     if (remote_ended_ && !shut_wr_) {

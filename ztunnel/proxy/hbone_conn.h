@@ -18,6 +18,7 @@
 #include "ztunnel/proxy/event_loop.h"
 #include "ztunnel/proxy/flow.h"
 #include "ztunnel/proxy/hbone.h"
+#include "ztunnel/proxy/http_inbound.h"
 #include "ztunnel/proxy/io.h"
 
 namespace weft::ztunnel {
@@ -57,6 +58,8 @@ class Tunnel : public Flow {
   void OnEvents(uint32_t events) override;
   // Inbound: called when the app connect finishes (ok or errno).
   std::function<void(int err)> on_app_connected;
+  // Inbound L7 (http_inbound.h): every byte between the stream and the app goes through it.
+  void SetHttp(std::unique_ptr<HttpInbound> http) { http_ = std::move(http); }
 
  private:
   void SetInterest(uint32_t ev);
@@ -71,6 +74,12 @@ class Tunnel : public Flow {
   bool remote_ended_ = false, shut_wr_ = false, stream_closed_ = false;
   uint32_t interest_ = 0;
   bool watched_ = false;
+  bool HttpAfterRead();  // L7: takes a local reply or aborts a broken codec; false: aborted
+  void ConsumeHttpWindow();
+  std::unique_ptr<HttpInbound> http_;
+  ByteQueue reply_;             // L7: a local reply for the client, sent ahead of app bytes
+  uint64_t http_in_ = 0;        // L7: stream bytes fed to the codec
+  uint64_t http_consumed_ = 0;  // L7: of those, given back to the stream's flow control
   ByteQueue down_;              // h2 -> app bytes the app socket did not take yet
   std::vector<iovec> pending_;  // h2 -> app bytes of this read batch, in the worker's scratch
   size_t reported_buffered_ = 0;

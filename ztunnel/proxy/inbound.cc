@@ -8,7 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "ztunnel/capture/capture.h"
+#include "ztunnel/proxy/http_inbound.h"
 #include "ztunnel/proxy/worker.h"
+#include "ztunnel/rbac/request.h"
 
 namespace weft::ztunnel {
 
@@ -100,6 +102,13 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     return;
   }
   FlowInfo info = PlaintextRecord(*snap, *pod, *dst, *peer, *orig);
+  if (NeedsHttpAuthorization(*snap, *dst) && PlaintextAllowed(*snap, *dst, orig->port)) {
+    // L7: every request is authorized as it arrives (http_inbound.h).
+    ConnectionInfo ci{std::nullopt, peer->ip, *orig};
+    StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr,
+               std::make_unique<HttpInbound>(w_, pod->uid, ci));
+    return;
+  }
   std::string deny = PlaintextDenial(w_->metrics(), *snap, *dst, info);
   if (!deny.empty()) {
     LOG_INFO("inbound", "plaintext connection denied",
@@ -108,7 +117,6 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     RefuseFlow(*w_, std::move(info), std::move(fd), deny);
     return;
   }
-  // The application leg. L7 (HTTP) would choose its own path here, per destination port.
   StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr);
 }
 
@@ -186,6 +194,12 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
       DestinationFlowInfo(*snap, pod.uid, *dst, snap->FindWorkloadByAddress(c.peer().ip),
                           c.peer_id(), c.peer(), *target, "mutual_tls");
   ConnectionInfo ci{c.peer_id(), c.peer().ip, *target};
+  if (NeedsHttpAuthorization(*snap, *dst)) {
+    // L7: every request is authorized as it arrives (http_inbound.h); the flow is not
+    // re-authorized as a connection (info.authz stays unset).
+    ConnectApp(c, sid, std::move(info), std::make_unique<HttpInbound>(w_, pod.uid, ci));
+    return;
+  }
   AuthzDecision d = AuthorizeAsDestination(w_->metrics(), *snap, *dst, ci, c.peer());
   if (!d.allowed) {
     info.labels.response_flags = "DENY";
@@ -194,11 +208,11 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
     return;
   }
   info.authz = ci;
-  // The application leg. L7 (HTTP) would choose its own path here, per destination port.
-  ConnectApp(c, sid, std::move(info));
+  ConnectApp(c, sid, std::move(info), nullptr);
 }
 
-void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info) {
+void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info,
+                         std::unique_ptr<HttpInbound> http) {
   auto fd = StartConnect(c.pod()->netns_fd(), info.dst, w_->opts().mark);
   if (!fd.ok()) {
     w_->metrics().ConnectionFailure("inbound", "connect_failed");
@@ -208,6 +222,7 @@ void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info) {
     return;
   }
   Tunnel* t = w_->NewFlow<Tunnel>(std::move(info), std::move(*fd), false);
+  if (http) t->SetHttp(std::move(http));
   c.AcceptStream(sid, t);
   HboneConn* conn = &c;
   t->on_app_connected = [this, conn, t, sid](int err) {

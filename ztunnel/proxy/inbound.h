@@ -21,6 +21,7 @@ namespace weft::ztunnel {
 class Worker;
 class Flow;
 class HboneConn;
+class HttpInbound;
 struct FlowInfo;
 struct Pod;
 
@@ -40,8 +41,8 @@ class Inbound {
   void Reevaluate(const SnapshotPtr& snap);
 
  private:
-  // The application leg of an authorized CONNECT stream.
-  void ConnectApp(HboneConn& c, int32_t sid, FlowInfo info);
+  // The application leg of an authorized CONNECT stream (`http`: L7, per request).
+  void ConnectApp(HboneConn& c, int32_t sid, FlowInfo info, std::unique_ptr<HttpInbound> http);
 
   Worker* w_;
   std::set<Flow*> open_;
