@@ -94,6 +94,7 @@ std::unique_ptr<CLI::App> DemoApp(DemoFlags& f) {
 }
 
 constexpr char kPolicyName[] = "store-deny-except-frontend";
+constexpr char kL7PolicyName[] = "store-orders-from-frontend";
 constexpr char kFrontendUrl[] = "http://frontend.shop.svc.cluster.local";
 constexpr char kStoreUrl[] = "http://store.shop.svc.cluster.local";
 
@@ -342,7 +343,7 @@ class Demo {
   int Run();
 
  private:
-  static constexpr int kSteps = 8;
+  static constexpr int kSteps = 9;
 
   absl::Status Preflight();
   absl::Status Up();
@@ -351,6 +352,7 @@ class Demo {
   absl::Status LoadStatCapture();
   absl::Status Identities();
   absl::Status Policy();
+  absl::Status L7Policy();
   void Down();
   void WaitForCtrlC();
 
@@ -460,6 +462,9 @@ absl::Status Demo::Preflight() {
       FindManifests(o_.manifests, std::filesystem::current_path(ec).string(), WEFT_SOURCE_DIR));
   if (!std::filesystem::is_regular_file(PolicyFile(o_.manifests)))
     return absl::NotFoundError("no policy file " + PolicyFile(o_.manifests) +
+                               " next to the manifests (examples/teashop/policies)");
+  if (!std::filesystem::is_regular_file(PolicyFile(o_.manifests, kL7PolicyName)))
+    return absl::NotFoundError("no policy file " + PolicyFile(o_.manifests, kL7PolicyName) +
                                " next to the manifests (examples/teashop/policies)");
   state_root_ = std::filesystem::absolute(up::StateRoot(o_.state_root)).string();
   if (auto s = up::LoadMesh(state_root_, o_.name); s.ok() && up::SupervisorAlive(*s))
@@ -764,6 +769,74 @@ absl::Status Demo::Policy() {
   return absl::OkStatus();
 }
 
+absl::Status Demo::L7Policy() {
+  Step(8, "an L7 policy: only the front end may POST /orders on the store");
+  // The L4 policy of step 7 goes; the L7 one replaces it.
+  ChildResult del = Run({"delete", "-f", PolicyFile(o_.manifests), "--wait"}, 120s);
+  if (del.interrupted) return absl::CancelledError("interrupted");
+  Record("weftctl delete removes the L4 policy", del.code == 0, absl::StrCat("exit ", del.code));
+  std::string policy = PolicyFile(o_.manifests, kL7PolicyName);
+  Info("the policy (" + policy + "), enforced per request by the store's own ztunnel:");
+  {
+    std::ifstream in(policy);
+    for (std::string l; std::getline(in, l);)
+      if (!l.empty() && l[0] != '#') Info("  " + l);
+  }
+  ChildResult ap = Run({"apply", "-f", policy, "--wait"}, 120s);
+  if (ap.interrupted) return absl::CancelledError("interrupted");
+  Record("weftctl apply installs the L7 policy", ap.code == 0, absl::StrCat("exit ", ap.code));
+
+  ChildResult get =
+      Run({"exec", "shop/cart", "--", "curl", "-sS", "-m", "5", "-w",
+           "\\nGET /healthz -> HTTP %{http_code}\\n", std::string(kStoreUrl) + "/healthz"},
+          30s);
+  if (get.interrupted) return absl::CancelledError("interrupted");
+  Record("shop/cart GET /healthz on the store is allowed (any shop workload may read)",
+         get.code == 0 && get.output.find("HTTP 200") != std::string::npos, Trim(get.output));
+  ChildResult post =
+      Run({"exec", "shop/cart", "--", "curl", "-sS", "-m", "5", "-X", "POST", "-H", "X-User: demo",
+           "-d", "items=42:1", "-w", "\\nPOST /orders -> HTTP %{http_code}\\n",
+           std::string(kStoreUrl) + "/orders"},
+          30s);
+  if (post.interrupted) return absl::CancelledError("interrupted");
+  Record("shop/cart POST /orders on the store gets ztunnel's 403 \"RBAC: access denied\"",
+         post.output.find("RBAC: access denied") != std::string::npos &&
+             post.output.find("HTTP 403") != std::string::npos,
+         Trim(post.output));
+  Info("the front end may place orders: checkout through it still works:");
+  (void)Run({"exec", "legacy/client", "--", "curl", "-sS", "-m", "10", "-o", "/dev/null", "-H",
+             "X-User: demo", "-d", "id=42&qty=1", std::string(kFrontendUrl) + "/cart/add"},
+            30s, /*echo=*/false);
+  ChildResult co =
+      Run({"exec", "legacy/client", "--", "curl", "-sS", "-m", "10", "-o", "/dev/null", "-X",
+           "POST", "-H", "X-User: demo", "-w", "checkout -> HTTP %{http_code}\\n",
+           std::string(kFrontendUrl) + "/checkout"},
+          30s);
+  if (co.interrupted) return absl::CancelledError("interrupted");
+  Record("checkout through the front end still works (its POST /orders is allowed)",
+         co.code == 0 && co.output.find("HTTP 200") != std::string::npos, Trim(co.output));
+
+  const up::NodeState* store_node = nullptr;
+  for (const auto& p : state_.pods)
+    if (p.ns == "shop" && p.name == "store" && p.node < static_cast<int>(state_.nodes.size()))
+      store_node = &state_.nodes[static_cast<size_t>(p.node)];
+  if (!store_node) return absl::NotFoundError("the manifests have no pod shop/store");
+  double denied = 0;
+  auto deadline = Clock::now() + 5s;
+  std::vector<MetricSample> samples;
+  while (true) {
+    WEFT_ASSIGN_OR_RETURN(std::string text, Metrics(*store_node));
+    samples = ParseSamples(text, "weft_policy_denials_total");
+    denied = MetricSum(text, "weft_policy_denials_total", {{"reason", "no_allow_match"}});
+    if (denied >= 1 || Clock::now() > deadline) break;
+    if (!Sleep(200ms)) return absl::CancelledError("interrupted");
+  }
+  for (const auto& smp : samples) Info(Render(smp, {"direction", "policy", "reason"}));
+  Record("the store's ztunnel counts the 403 in weft_policy_denials_total", denied >= 1,
+         absl::StrCat("weft_policy_denials_total{reason=\"no_allow_match\"} = ", denied));
+  return absl::OkStatus();
+}
+
 void Demo::WaitForCtrlC() {
   out_ << "\n==> the mesh stays up (--keep); press Ctrl-C here to tear it down. Try:" << std::endl;
   auto cmd = [&](std::vector<std::string> args) {
@@ -773,7 +846,8 @@ void Demo::WaitForCtrlC() {
   cmd({"exec", "legacy/client", "--", "weft-teashop", "--role", "load", "--target", kFrontendUrl,
        "--duration", "30s"});
   cmd({"exec", "shop/cart", "--", "curl", "-sS", std::string(kStoreUrl) + "/healthz"});
-  cmd({"delete", "-f", PolicyFile(o_.manifests), "--wait"});
+  cmd({"exec", "shop/cart", "--", "curl", "-sS", "-X", "POST", std::string(kStoreUrl) + "/orders"});
+  cmd({"delete", "-f", PolicyFile(o_.manifests, kL7PolicyName), "--wait"});
   cmd({"label", "namespace", "shop", "weft.dev/mesh-", "--wait"});
   cmd({"logs", "ztunnel", "node0"});
   cmd({"status"});
@@ -783,7 +857,7 @@ void Demo::WaitForCtrlC() {
 }
 
 void Demo::Down() {
-  Step(8, "tearing down");
+  Step(9, "tearing down");
   // Ctrl-C during the teardown must not stop it.
   ChildResult r = Run({"down"}, 120s, true, /*interruptible=*/false);
   Record("weftctl down", r.code == 0, absl::StrCat("exit ", r.code));
@@ -829,6 +903,7 @@ int Demo::Run() {
   if (st.ok() && !Interrupted()) st = LoadStatCapture();
   if (st.ok() && !Interrupted()) st = Identities();
   if (st.ok() && !Interrupted()) st = Policy();
+  if (st.ok() && !Interrupted()) st = L7Policy();
   if (st.ok() && Interrupted()) st = absl::CancelledError("interrupted (Ctrl-C)");
   if (!st.ok()) err_ << "weftctl demo: " << st.message() << std::endl;
   if (st.ok() && o_.keep) WaitForCtrlC();
@@ -965,11 +1040,12 @@ absl::StatusOr<std::string> FindManifests(const std::string& flag, const std::st
       "--manifests DIR");
 }
 
-std::string PolicyFile(const std::string& manifests) {
+std::string PolicyFile(const std::string& manifests, std::string_view name) {
   std::string m = manifests;
   while (m.size() > 1 && m.back() == '/') m.pop_back();
   std::filesystem::path parent = std::filesystem::path(m).parent_path();
-  return (parent / "policies" / (std::string(kPolicyName) + ".yaml")).string();
+  return (parent / "policies" / absl::StrCat(Av(name.empty() ? kPolicyName : name), ".yaml"))
+      .string();
 }
 
 absl::StatusOr<DemoOptions> ParseDemoArgs(const std::vector<std::string>& args) {

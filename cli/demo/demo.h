@@ -80,7 +80,7 @@ absl::StatusOr<std::string> FindManifests(const std::string& flag, const std::st
                                           const std::string& source_dir);
 
 // The policy file next to the manifests: <manifests>/../policies/store-deny-except-frontend.yaml.
-std::string PolicyFile(const std::string& manifests);
+std::string PolicyFile(const std::string& manifests, std::string_view name = {});
 
 // Runs the demo, writing progress to `out` and errors to `err`. Returns the exit code.
 int RunDemo(const DemoOptions& opts, std::ostream& out, std::ostream& err);

@@ -232,7 +232,7 @@ TEST_F(DemoEndToEnd, RunsEveryStepAndPasses) {
   const std::string flags =
       "--name demo-t" + std::to_string(getpid()) + " --state-root " + root_.path();
   for (const std::string& want : std::vector<std::string>{
-           "==> [2/8",
+           "==> [2/9",
            "$ weftctl up " + flags + " --nodes 2 examples/teashop/manifests",
            "[ok] a capture shows the shop's calls between the nodes in clear text",
            "$ weftctl label " + flags + " namespace shop weft.dev/mesh=enabled --wait",
@@ -250,6 +250,12 @@ TEST_F(DemoEndToEnd, RunsEveryStepAndPasses) {
            "checkout -> HTTP 200",
            "weft_policy_denials_total{direction=\"inbound\",policy=\"shop/"
            "store-deny-except-frontend\"",
+           "-f examples/teashop/policies/store-orders-from-frontend.yaml --wait",
+           "[ok] shop/cart GET /healthz on the store is allowed",
+           "POST /orders -> HTTP 403",
+           "[ok] shop/cart POST /orders on the store gets ztunnel's 403",
+           "[ok] checkout through the front end still works (its POST /orders is allowed)",
+           "[ok] the store's ztunnel counts the 403",
            "[ok] nothing of the mesh is left",
            "==> demo passed",
        }) {
