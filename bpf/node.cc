@@ -69,8 +69,12 @@ absl::Status DestroyPinned(BpfLink link, const std::string& path) {
   // A netns link whose netns is gone is already detached (ENOLINK); that is the goal.
   if (err != 0 && err != -ENOLINK && err != -EINVAL && st.ok())
     st = ErrnoStatus(err, absl::StrCat("detaching link ", path));
+  // Disconnected, bpf_link__destroy frees the struct without its detach callback, which is what
+  // closes the link's fd: close it here (the link is already unpinned and detached).
+  const int fd = bpf_link__fd(l);
   bpf_link__disconnect(l);
   bpf_link__destroy(l);
+  if (fd >= 0) ::close(fd);
   return st;
 }
 

@@ -305,6 +305,27 @@ TEST_F(NodeCaptureTest, UnenrolRemovesEveryEntryAndLinkOfThatPodOnly) {
   EXPECT_EQ(Attached(third.ns.fd(), BPF_SK_LOOKUP), 0);
 }
 
+// Found by the soak (tests/soak): every unenrolment used to leave the sk_lookup link's fd open
+// in the agent (DestroyPinned disconnected the link, so bpf_link__destroy never closed it).
+TEST_F(NodeCaptureTest, EnrolUnenrolCyclesLeaveNoDescriptorOpen) {
+  node_ = OpenNode();
+  ASSERT_TRUE(node_);
+  auto fds = [] {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  ASSERT_TRUE(node_->Enroll(pod_.Spec()).ok());
+  ASSERT_TRUE(node_->Unenroll(pod_.ns.cookie()).ok());
+  const int before = fds();
+  for (int i = 0; i < 5; ++i) {
+    auto slot = node_->Enroll(pod_.Spec());
+    ASSERT_TRUE(slot.ok()) << slot.status();
+    ASSERT_TRUE(node_->Unenroll(pod_.ns.cookie()).ok());
+  }
+  EXPECT_EQ(fds(), before) << "descriptors left open by 5 enrol/unenrol cycles";
+}
+
 TEST_F(NodeCaptureTest, ReenrolChangesExclusionsInPlace) {
   node_ = OpenNode();
   ASSERT_TRUE(node_);
