@@ -125,6 +125,8 @@ class Soak {
                                       milliseconds timeout = seconds(120));
   up::MeshState State();
   const up::PodState* Pod(const std::string& name) const;
+  // The pid of node `node`'s ztunnel (or agent) in the state file now; 0 when unreadable.
+  int DaemonPid(size_t node, bool ztunnel);
   absl::Status SetEndpoints(const std::vector<std::string>& pods);
   // ---- sampling
   void SampleLoop();
@@ -195,6 +197,12 @@ absl::StatusOr<std::string> Soak::Weftctl(std::vector<std::string> args, millise
 up::MeshState Soak::State() {
   auto s = up::LoadMesh(root_, name_);
   return s.ok() ? *s : up::MeshState{};
+}
+
+int Soak::DaemonPid(size_t node, bool ztunnel) {
+  const up::MeshState s = State();
+  if (node >= s.nodes.size()) return 0;
+  return ztunnel ? s.nodes[node].ztunnel_pid : s.nodes[node].agent_pid;
 }
 
 const up::PodState* Soak::Pod(const std::string& name) const {
@@ -391,13 +399,13 @@ void Soak::SampleLoop() {
 // ---- churn -----------------------------------------------------------------------------------
 
 void Soak::RestartZtunnel(int node) {
-  const int old = State().nodes.at(node).ztunnel_pid;
+  const int old = DaemonPid(node, true);
   Window w{absl::StrCat("ztunnel node", node, " restart"), Elapsed(), 0, {}, true};
   Note(absl::StrCat("SIGKILL ztunnel of node", node, " (pid ", old, ")"));
   Check(old > 0 && ::kill(old, SIGKILL) == 0, "ztunnel killed");
   double restarted = -1;
   for (auto end = Clock::now() + seconds(30); Clock::now() < end && !stop_;) {
-    const int now = State().nodes.at(node).ztunnel_pid;
+    const int now = DaemonPid(node, true);
     if (now > 0 && now != old) {
       restarted = Elapsed();
       break;
@@ -419,13 +427,13 @@ void Soak::RestartZtunnel(int node) {
 }
 
 void Soak::RestartAgent(int node) {
-  const int old = State().nodes.at(node).agent_pid;
+  const int old = DaemonPid(node, false);
   Window w{absl::StrCat("agent node", node, " restart"), Elapsed(), 0, {}, false};
   Note(absl::StrCat("SIGKILL agent of node", node, " (pid ", old, ")"));
   Check(old > 0 && ::kill(old, SIGKILL) == 0, "agent killed");
   double restarted = -1;
   for (auto end = Clock::now() + seconds(30); Clock::now() < end && !stop_;) {
-    const int now = State().nodes.at(node).agent_pid;
+    const int now = DaemonPid(node, false);
     if (now > 0 && now != old) {
       restarted = Elapsed();
       break;

@@ -39,7 +39,7 @@ struct Options {
   double rate = 20;  // requests/s per stream
   int users = 2;     // keep-alive users per stream
   double warmup_fraction = 0.2;
-  double max_rss_kib_per_min = 512;
+  double max_rss_kib_per_min = 256;
   double max_fds_per_min = 1;
   uint64_t max_unexplained_errors = 0;
   std::chrono::milliseconds flow_timeout = std::chrono::seconds(30);
