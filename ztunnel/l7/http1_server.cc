@@ -266,8 +266,9 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
     p.ex.status = reply->status;
     p.ex.reason = reply->body;
     p.ex.end = Clock::now();
-    done_(p.ex);
     std::string bytes = Serialize(reply->status, reply->body);
+    p.ex.response_bytes = bytes.size();
+    done_(p.ex);
     if (outstanding_.empty()) {
       reply_ready_ = std::move(bytes);
     } else {
@@ -323,8 +324,9 @@ void Http1ServerConnection::RefuseHead(int status, std::string reason) {
   ex.status = status;
   ex.local_reply = true;
   ex.reason = reason;
-  done_(ex);
   std::string bytes = Serialize(status, Reason(status));
+  ex.response_bytes = bytes.size();
+  done_(ex);
   if (outstanding_.empty()) {
     reply_ready_ = std::move(bytes);
   } else {
@@ -433,12 +435,22 @@ void Http1ServerConnection::ServerEof() {
     }
     resp_.reset();
   }
-  Finish();
+  ReportOutstanding(true);
+}
+
+void Http1ServerConnection::ServerReset() {
+  resp_.reset();
+  ReportOutstanding(true);
 }
 
 void Http1ServerConnection::Finish() {
+  ReportOutstanding(false);
+}
+
+void Http1ServerConnection::ReportOutstanding(bool server_ended) {
   for (Pending& p : outstanding_) {
     p.ex.end = Clock::now();
+    p.ex.ended = server_ended ? Exchange::End::kServerEnded : Exchange::End::kClientEnded;
     Report(p);
   }
   outstanding_.clear();

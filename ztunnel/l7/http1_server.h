@@ -54,10 +54,17 @@ struct Exchange {
   HttpRequestAttributes request;  // empty method: the head could not be parsed
   std::chrono::steady_clock::time_point start, end;
   uint64_t request_bytes = 0;   // head + body as received from the client
-  uint64_t response_bytes = 0;  // head + body as sent to the client (interim 1xx included)
+  uint64_t response_bytes = 0;  // head + body as sent to the client (interim 1xx included;
+                                // a local reply's own bytes)
   int status = 0;               // 0: no response (the connection ended first)
-  bool local_reply = false;     // answered by ztunnel (status is the local reply's)
-  std::string reason;           // local replies: why ("RBAC: access denied", a parse error)
+  // How it ended: complete (the response, a local reply or a protocol switch), or cut short
+  // because the server closed or reset its side first (Envoy's flag "UC"), or because the client
+  // left or the connection was torn down first ("DC"). A cut-short exchange keeps the status of
+  // a response head already seen.
+  enum class End { kComplete, kServerEnded, kClientEnded };
+  End ended = End::kComplete;
+  bool local_reply = false;  // answered by ztunnel (status is the local reply's)
+  std::string reason;        // local replies: why ("RBAC: access denied", a parse error)
 };
 
 class Http1ServerConnection {
@@ -88,9 +95,13 @@ class Http1ServerConnection {
   // bytes held for a protocol switch that the response settles.
   void FromServer(std::string_view in, Sink to_server);
   // The server closed its side: a response delimited by the close ends here; requests still
-  // waiting are reported without a response.
+  // waiting are reported as cut short (End::kServerEnded).
   void ServerEof();
-  // The client closed (or the connection is torn down): requests still waiting are reported.
+  // The server's side failed (reset, read error): requests still waiting, including one whose
+  // close-delimited response was under way, are reported as cut short (End::kServerEnded).
+  void ServerReset();
+  // The client closed (or the connection is torn down): requests still waiting are reported as
+  // cut short (End::kClientEnded).
   void Finish();
 
   // A local reply ready for the client (empty when none). Send it before any further server
@@ -113,6 +124,7 @@ class Http1ServerConnection {
   void OnResponseHead(Sink to_server);
   void OnResponseDone(Sink to_server);
   void Report(Pending& p);
+  void ReportOutstanding(bool server_ended);
 
   Http1Limits limits_;
   Gate gate_;

@@ -279,6 +279,56 @@ TEST(Http1ServerTest, UnansweredRequestsAreReportedWithoutStatusAtTheEnd) {
   h.conn.Finish();
   ASSERT_EQ(h.done.size(), 1u);
   EXPECT_EQ(h.done[0].status, 0);
+  EXPECT_EQ(h.done[0].ended, Exchange::End::kClientEnded) << "the client left first: DC";
+}
+
+// Which side ended first decides Envoy's response flag (UC or DC) in the request metrics.
+TEST(Http1ServerTest, ExchangesRecordWhichSideCutThemShort) {
+  Harness h;
+  h.Client(kGet);
+  h.Server(kOk);
+  ASSERT_EQ(h.done.size(), 1u);
+  EXPECT_EQ(h.done[0].ended, Exchange::End::kComplete);
+  h.Client(kGet);
+  h.conn.ServerEof();  // the server closed without answering
+  ASSERT_EQ(h.done.size(), 2u);
+  EXPECT_EQ(h.done[1].status, 0);
+  EXPECT_EQ(h.done[1].ended, Exchange::End::kServerEnded);
+  h.conn.Finish();
+  EXPECT_EQ(h.done.size(), 2u) << "reported once";
+
+  Harness r;  // reset in the middle of a close-delimited response: cut short, with its status
+  r.Client("GET / HTTP/1.0\r\n\r\n");
+  r.Server("HTTP/1.0 200 OK\r\n\r\npartial");
+  r.conn.ServerReset();
+  ASSERT_EQ(r.done.size(), 1u);
+  EXPECT_EQ(r.done[0].status, 200);
+  EXPECT_EQ(r.done[0].ended, Exchange::End::kServerEnded);
+
+  Harness c;  // the client leaves in the middle of a response
+  c.Client(kGet);
+  c.Server("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12");
+  c.conn.Finish();
+  ASSERT_EQ(c.done.size(), 1u);
+  EXPECT_EQ(c.done[0].status, 200);
+  EXPECT_EQ(c.done[0].ended, Exchange::End::kClientEnded);
+}
+
+TEST(Http1ServerTest, LocalRepliesReportTheirOwnBytes) {
+  Harness h;
+  h.Client("GET /deny HTTP/1.1\r\nHost: a\r\n\r\n");
+  std::string reply = h.conn.TakeLocalReply();
+  ASSERT_EQ(h.done.size(), 1u);
+  EXPECT_EQ(h.done[0].status, 403);
+  EXPECT_EQ(h.done[0].ended, Exchange::End::kComplete);
+  EXPECT_EQ(h.done[0].response_bytes, reply.size());
+  Harness bad;
+  bad.Client("GET / HTTP/1.1\r\n\r\n");  // no Host: 400
+  std::string r400 = bad.conn.TakeLocalReply();
+  ASSERT_EQ(bad.done.size(), 1u);
+  EXPECT_EQ(bad.done[0].status, 400);
+  EXPECT_EQ(bad.done[0].response_bytes, r400.size());
+  EXPECT_FALSE(r400.empty());
 }
 
 TEST(Http1ServerTest, ConnectSwitchesOn2xx) {
