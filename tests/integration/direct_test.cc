@@ -4,13 +4,18 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
+#include "absl/strings/str_split.h"
+#include "common/scrape/scrape.h"
 #include "examples/teashop/http.h"
 #include "tests/support/direct_mesh.h"
 #include "tests/support/http_conn.h"
@@ -687,6 +692,143 @@ TEST_F(DirectMeshHttp, BytesThatAreNotHttpAreRefusedAndCountedWhileOthersAreServ
   weft::testing::HttpConn g(good.get());
   EXPECT_EQ(g.Request("GET", "/public/ok").status, 200);
   EXPECT_EQ(http_->requests(), 1u) << "neither the garbage nor the smuggled request reached it";
+}
+
+// Istio's request metrics, destination reporter, on ztunnel B for every request (local replies
+// included), with the labels Istio's service and workload Grafana dashboards query, and one
+// access-log line per request.
+TEST_F(DirectMeshHttp, RequestsAreIstioRequestMetricsAndAccessLogLines) {
+  SetPolicies(kAllowPublicGet);
+  ::testing::internal::CaptureStderr();  // the access log: JSON lines on stderr
+  auto fd = Outbound(HttpAddr());
+  weft::testing::HttpConn c(fd.get());
+  auto r = c.Exchange(
+      "GET /public/a HTTP/1.1\r\nHost: server\r\n"
+      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n");
+  EXPECT_EQ(r.status, 200) << r.error;
+  r = c.Request("GET", "/public/b", "server", "X-B3-TraceId: 80f198ee56343ba864fe8b2a57d3eff7\r\n");
+  EXPECT_EQ(r.status, 200) << r.error;
+  r = c.Request("POST", "/private");
+  EXPECT_EQ(r.status, 403) << r.error;
+  EXPECT_TRUE(weft::testing::WaitClosed(fd.get()));
+  auto bad = Outbound(HttpAddr());  // HTTP/1.1 without Host: refused by ztunnel with 400
+  weft::testing::HttpConn b(bad.get());
+  EXPECT_EQ(b.Exchange("GET /public/a HTTP/1.1\r\n\r\n").status, 400);
+  EXPECT_TRUE(weft::testing::WaitClosed(bad.get()));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+
+  const std::map<std::string, std::string> conn = {
+      {"reporter", "destination"},
+      {"source_workload", "client"},
+      {"source_workload_namespace", "ns-a"},
+      {"source_principal", kClientId.ToString()},
+      {"source_app", "client"},
+      {"destination_workload", "server"},
+      {"destination_workload_namespace", "ns-b"},
+      {"destination_principal", kServerId.ToString()},
+      {"destination_app", "server"},
+      {"destination_version", "v1"},
+      {"request_protocol", "http"},
+      {"connection_security_policy", "mutual_tls"},
+      {"grpc_response_status", ""},  // HTTP/1.1: no gRPC status
+  };
+  auto with = [&](std::map<std::string, std::string> extra) {
+    extra.insert(conn.begin(), conn.end());
+    return extra;
+  };
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "istio_requests_total", with({{"response_code", "400"}})) == 1;
+  })) << Metrics(*b_);
+  EXPECT_EQ(Metric(*b_, "istio_requests_total",
+                   with({{"response_code", "200"}, {"response_flags", "-"}})),
+            2);
+  // An RBAC denial is Envoy's local 403 with flag "-", as Istio reports it (istio/istio#47622).
+  EXPECT_EQ(Metric(*b_, "istio_requests_total",
+                   with({{"response_code", "403"}, {"response_flags", "-"}})),
+            1);
+  EXPECT_EQ(Metric(*b_, "istio_requests_total",
+                   with({{"response_code", "400"}, {"response_flags", "DPE"}})),
+            1);
+  EXPECT_EQ(Metric(*b_, "istio_requests_total", {{"reporter", "destination"}}), 4);
+  for (const char* h :
+       {"istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes"}) {
+    EXPECT_EQ(Metric(*b_, std::string(h) + "_count", conn), 4) << h;
+    EXPECT_EQ(Metric(*b_, std::string(h) + "_bucket", with({{"le", "+Inf"}})), 4) << h;
+  }
+  EXPECT_GE(Metric(*b_, "istio_request_bytes_sum", with({{"response_code", "200"}})),
+            2 * std::string("GET /public/a HTTP/1.1\r\n").size());
+  EXPECT_EQ(Metric(*b_, "istio_response_bytes_sum", with({{"response_code", "403"}})),
+            std::string("HTTP/1.1 403 Forbidden\r\ncontent-length: 19\r\ncontent-type: "
+                        "text/plain\r\nconnection: close\r\n\r\nRBAC: access denied")
+                .size());
+
+  // Istio's istio-workload-dashboard and istio-service-dashboard query istio_requests_total and
+  // the request histograms by these labels (e.g. sum(irate(istio_requests_total{reporter=~"$qrep",
+  // connection_security_policy="mutual_tls", destination_workload=~"$workload",
+  // destination_workload_namespace=~"$namespace", source_workload=~"$srcwl",
+  // source_workload_namespace=~"$srcns"}[5m])) by (source_workload, source_workload_namespace,
+  // response_code), response_code!~"5.*" for success rates, destination_service=~"$service" on the
+  // service dashboard, `le` for histogram_quantile): every series carries each of them.
+  const std::string text = Metrics(*b_);
+  int series = 0;
+  for (const char* name : {"istio_requests_total", "istio_request_duration_milliseconds_bucket",
+                           "istio_request_bytes_bucket", "istio_response_bytes_bucket"}) {
+    for (const MetricSample& m : ParseSamples(text, name)) {
+      if (m.name != name) continue;
+      ++series;
+      for (const char* label :
+           {"reporter", "connection_security_policy", "destination_workload",
+            "destination_workload_namespace", "destination_service", "destination_service_name",
+            "destination_service_namespace", "source_workload", "source_workload_namespace",
+            "response_code", "response_flags", "request_protocol", "grpc_response_status"}) {
+        EXPECT_TRUE(m.labels.count(label)) << name << " has no " << label;
+      }
+      if (std::string(name) != "istio_requests_total") EXPECT_TRUE(m.labels.count("le")) << name;
+      auto code = m.labels.find("response_code");
+      if (code != m.labels.end()) {
+        EXPECT_TRUE(code->second.size() == 3 && std::isdigit(code->second[0]))
+            << "response_code must be the status as digits for response_code!~\"5.*\"";
+      }
+    }
+  }
+  EXPECT_GT(series, 0);
+  // Istio's buckets (Envoy's defaults, 0.5 ... 3600000) and +Inf, for each series.
+  std::set<std::string> les;
+  for (const MetricSample& m : ParseSamples(text, "istio_request_duration_milliseconds_bucket")) {
+    if (m.labels.at("response_code") == "200") les.insert(m.labels.at("le"));
+  }
+  EXPECT_EQ(les.size(), 20u);
+  EXPECT_TRUE(les.count("0.5") && les.count("1") && les.count("+Inf"));
+
+  // One JSON access-log line per request, with the trace id of its traceparent or B3 header.
+  std::vector<nlohmann::json> lines;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("scope", "") == "access" &&
+        j.value("msg", "") == "request complete") {
+      lines.push_back(j);
+    }
+  }
+  ASSERT_EQ(lines.size(), 4u) << log;
+  EXPECT_EQ(lines[0]["method"], "GET");
+  EXPECT_EQ(lines[0]["authority"], "server");
+  EXPECT_EQ(lines[0]["path"], "/public/a");
+  EXPECT_EQ(lines[0]["status"], 200);
+  EXPECT_EQ(lines[0]["response_flags"], "-");
+  EXPECT_EQ(lines[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(lines[0]["upstream"], HttpAddr().ToString());
+  EXPECT_EQ(lines[0]["src.identity"], kClientId.ToString());
+  EXPECT_EQ(lines[0]["dst.identity"], kServerId.ToString());
+  EXPECT_GT(lines[0]["bytes_received"].get<double>(), 0);
+  EXPECT_GT(lines[0]["bytes_sent"].get<double>(), 0);
+  EXPECT_GE(lines[0]["duration_ms"].get<double>(), 0);
+  EXPECT_EQ(lines[1]["trace_id"], "80f198ee56343ba864fe8b2a57d3eff7");
+  EXPECT_EQ(lines[2]["status"], 403);
+  EXPECT_EQ(lines[2]["method"], "POST");
+  EXPECT_EQ(lines[2]["trace_id"], "");
+  EXPECT_EQ(lines[2]["local_reply"], "RBAC: access denied");
+  EXPECT_EQ(lines[3]["status"], 400);
+  EXPECT_EQ(lines[3]["response_flags"], "DPE");
 }
 
 TEST_F(DirectMeshHttp, PlaintextClientsAreAuthorizedPerRequestToo) {

@@ -78,6 +78,15 @@ const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
   return kBuckets;
 }
 
+// Istio's request histograms (duration in milliseconds, request and response sizes in bytes)
+// use Envoy's default buckets: Istio's proxy bootstrap sets histogram_bucket_settings only when
+// the sidecar.istio.io/statsHistogramBuckets annotation asks for it
+// (istio/istio tools/packaging/common/envoy_bootstrap.json), and Envoy's defaults are
+// HistogramSettingsImpl::defaultBuckets() in envoy source/common/stats/histogram_impl.cc.
+const std::vector<double> kRequestBuckets = {0.5,   1,      5,      10,      25,     50,    100,
+                                             250,   500,    1000,   2500,    5000,   10000, 30000,
+                                             60000, 300000, 600000, 1800000, 3600000};
+
 // Length-prefixed so that no two distinct label tuples share a key (values may contain any
 // byte, including whatever separator we would pick).
 template <typename ForEach>
@@ -114,6 +123,19 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                    .Name("weft_tcp_connection_duration_seconds")
                    .Help("Lifetime of proxied TCP connections, observed when they close")
                    .Register(r);
+  requests_ = Counter(r, "istio_requests_total", "The total number of requests");
+  request_duration_ = &prometheus::BuildHistogram()
+                           .Name("istio_request_duration_milliseconds")
+                           .Help("The duration of requests in milliseconds")
+                           .Register(r);
+  request_bytes_ = &prometheus::BuildHistogram()
+                        .Name("istio_request_bytes")
+                        .Help("The size of requests (head and body) in bytes")
+                        .Register(r);
+  response_bytes_ = &prometheus::BuildHistogram()
+                         .Name("istio_response_bytes")
+                         .Help("The size of responses (head and body) in bytes")
+                         .Register(r);
   handshake_failures_ = Counter(r, "weft_hbone_handshake_failures_total",
                                 "HBONE mTLS handshakes that failed, by direction and reason");
   policy_denials_ = Counter(r, "weft_policy_denials_total",
@@ -172,6 +194,37 @@ TcpCounters Metrics::ForConnection(const TcpLabels& labels) {
                 &tcp_received_->Add(l)};
   tcp_cache_.emplace(std::move(key), c);
   return c;
+}
+
+const std::vector<double>& Metrics::RequestBuckets() {
+  return kRequestBuckets;
+}
+
+RequestSeries Metrics::ForRequest(const TcpLabels& connection, std::string_view request_protocol,
+                                  int response_code, std::string_view grpc_response_status,
+                                  std::string_view response_flags) {
+  TcpLabels l = connection;
+  l.request_protocol = std::string(request_protocol);
+  l.response_flags = std::string(response_flags);
+  const std::string code = std::to_string(response_code);
+  std::string key = CacheKey(l);
+  key += code;
+  key += ':';
+  key += std::to_string(grpc_response_status.size());
+  key += ':';
+  key.append(grpc_response_status);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = request_cache_.find(key);
+  if (it != request_cache_.end()) return it->second;
+  Labels labels;
+  ForEachLabel(l, [&labels](const char* name, const std::string& v) { labels.emplace(name, v); });
+  labels.emplace("response_code", code);
+  labels.emplace("grpc_response_status", std::string(grpc_response_status));
+  RequestSeries s{&requests_->Add(labels), &request_duration_->Add(labels, kRequestBuckets),
+                  &request_bytes_->Add(labels, kRequestBuckets),
+                  &response_bytes_->Add(labels, kRequestBuckets)};
+  request_cache_.emplace(std::move(key), s);
+  return s;
 }
 
 void Metrics::ConnectionClosed(const TcpLabels& labels, double seconds) {

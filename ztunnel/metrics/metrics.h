@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace weft::ztunnel {
 
@@ -52,6 +53,16 @@ struct TcpCounters {
   prometheus::Counter* received;  // bytes received by the source workload (server -> client)
 };
 
+// Istio's request metrics for one series (istio_requests_total,
+// istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes); valid for the
+// Metrics object's lifetime.
+struct RequestSeries {
+  prometheus::Counter* requests;
+  prometheus::Histogram* duration_ms;
+  prometheus::Histogram* request_bytes;
+  prometheus::Histogram* response_bytes;
+};
+
 class Metrics {
  public:
   Metrics();
@@ -60,6 +71,18 @@ class Metrics {
   // istio_tcp_connections_opened_total / _closed_total / istio_tcp_sent_bytes_total /
   // istio_tcp_received_bytes_total children for this label set (cached lookup).
   TcpCounters ForConnection(const TcpLabels& labels);
+
+  // Istio's request metrics (reporter as in `connection`): istio_requests_total,
+  // istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes, labelled
+  // with every TcpLabels label of the connection (request_protocol and response_flags replaced
+  // by the arguments) plus response_code and grpc_response_status. The histograms use Istio's
+  // buckets (Envoy's defaults). A cached lookup that builds its key: call it once per distinct
+  // (code, flags) on a connection and keep the handles.
+  RequestSeries ForRequest(const TcpLabels& connection, std::string_view request_protocol,
+                           int response_code, std::string_view grpc_response_status,
+                           std::string_view response_flags);
+  // The bucket bounds of the request histograms (milliseconds and bytes alike).
+  static const std::vector<double>& RequestBuckets();
 
   // weft_tcp_connection_duration_seconds: a histogram of connection lifetimes observed at close,
   // labelled {reporter, source_workload, source_workload_namespace, destination_workload,
@@ -114,6 +137,10 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* tcp_sent_;
   prometheus::Family<prometheus::Counter>* tcp_received_;
   prometheus::Family<prometheus::Histogram>* duration_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Histogram>* request_duration_;
+  prometheus::Family<prometheus::Histogram>* request_bytes_;
+  prometheus::Family<prometheus::Histogram>* response_bytes_;
   prometheus::Family<prometheus::Counter>* handshake_failures_;
   prometheus::Family<prometheus::Counter>* policy_denials_;
   prometheus::Family<prometheus::Counter>* bad_input_;
@@ -137,6 +164,7 @@ class Metrics {
   // four 20-entry label maps and four Family lookups per connection.
   std::unordered_map<std::string, TcpCounters> tcp_cache_;
   std::unordered_map<std::string, prometheus::Histogram*> duration_cache_;  // guarded by mu_
+  std::unordered_map<std::string, RequestSeries> request_cache_;            // guarded by mu_
   prometheus::Gauge* config_version_current_ = nullptr;                     // guarded by mu_
 };
 

@@ -313,5 +313,53 @@ TEST(MetricsTest, ConcurrentLookupsAgree) {
   EXPECT_DOUBLE_EQ(total, kThreads * kIters);
 }
 
+TEST(MetricsTest, RequestSeriesCarryTheConnectionLabelsAndIstiosBuckets) {
+  Metrics m;
+  TcpLabels conn;
+  conn.reporter = "destination";
+  conn.source_workload = "frontend";
+  conn.destination_workload = "catalogue";
+  conn.connection_security_policy = "mutual_tls";
+  RequestSeries a = m.ForRequest(conn, "http", 200, "", "-");
+  RequestSeries b = m.ForRequest(conn, "http", 200, "", "-");
+  EXPECT_EQ(a.requests, b.requests) << "cached";
+  EXPECT_EQ(a.duration_ms, b.duration_ms);
+  RequestSeries denied = m.ForRequest(conn, "http", 403, "", "-");
+  RequestSeries cut = m.ForRequest(conn, "http", 0, "", "DC");
+  EXPECT_NE(a.requests, denied.requests);
+  EXPECT_NE(denied.requests, cut.requests);
+  a.requests->Increment();
+  a.duration_ms->Observe(3);
+  cut.requests->Increment();
+
+  auto fams = m.registry()->Collect();
+  const auto* total = FindFamily(fams, "istio_requests_total");
+  ASSERT_NE(total, nullptr);
+  bool seen_dc = false;
+  for (const auto& metric : total->metric) {
+    auto l = LabelMap(metric);
+    EXPECT_EQ(l.size(), 21u) << "19 connection labels + response_code + grpc_response_status";
+    EXPECT_EQ(l["reporter"], "destination");
+    EXPECT_EQ(l["source_workload"], "frontend");
+    EXPECT_EQ(l["request_protocol"], "http") << "not the connection's tcp";
+    EXPECT_EQ(l["grpc_response_status"], "");
+    if (l["response_code"] == "0") {
+      seen_dc = true;
+      EXPECT_EQ(l["response_flags"], "DC");
+      EXPECT_EQ(metric.counter.value, 1);
+    }
+  }
+  EXPECT_TRUE(seen_dc);
+  const auto* duration = FindFamily(fams, "istio_request_duration_milliseconds");
+  ASSERT_NE(duration, nullptr);
+  ASSERT_FALSE(duration->metric.empty());
+  const auto& buckets = duration->metric[0].histogram.bucket;
+  ASSERT_EQ(buckets.size(), Metrics::RequestBuckets().size() + 1);  // and +Inf
+  EXPECT_EQ(buckets.front().upper_bound, 0.5);
+  EXPECT_EQ(buckets[buckets.size() - 2].upper_bound, 3600000);
+  for (const char* f : {"istio_request_bytes", "istio_response_bytes"})
+    EXPECT_NE(FindFamily(fams, f), nullptr) << f;
+}
+
 }  // namespace
 }  // namespace weft::ztunnel

@@ -309,6 +309,7 @@ void PlainRelay::Pump(int i) {
       break;
     }
     if (errno == EAGAIN || errno == EINTR) break;
+    if (http_ && i == 1) http_->AppReset();
     Abort(std::string("read failed: ") + std::strerror(errno));
     return;
   }

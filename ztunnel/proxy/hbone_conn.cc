@@ -857,6 +857,7 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
     SetInterest(interest_ | EPOLLIN);
     return NGHTTP2_ERR_DEFERRED;
   }
+  if (http_) http_->AppReset();
   info_.error = std::string("application read failed: ") + std::strerror(errno);
   return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
 }

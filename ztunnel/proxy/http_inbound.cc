@@ -1,19 +1,95 @@
 #include "ztunnel/proxy/http_inbound.h"
 
+#include <algorithm>
+#include <chrono>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "common/log.h"
 #include "ztunnel/proxy/worker.h"
 
 namespace weft::ztunnel {
 
-HttpInbound::HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci)
+namespace {
+
+bool IsHex(std::string_view s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isxdigit(c); });
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = absl::ascii_tolower(static_cast<unsigned char>(c));
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A B3 trace id: 16 or 32 hex digits, not all zero.
+bool IsB3TraceId(std::string_view s) {
+  return (s.size() == 16 || s.size() == 32) && IsHex(s) && s.find_first_not_of('0') != s.npos;
+}
+
+}  // namespace
+
+std::string TraceId(const HttpRequestAttributes& req) {
+  std::string_view b3, single;
+  for (const auto& [name, value] : req.headers) {
+    if (name == "traceparent") {
+      // W3C Trace Context: 2 hex version, 32 hex trace id, 16 hex parent id, 2 hex flags, joined
+      // by '-' (a later version may append fields); version ff and an all-zero id are invalid.
+      std::string_view v = Trim(value);
+      if (v.size() >= 55 && v[2] == '-' && v[35] == '-' && v[52] == '-' && IsHex(v.substr(0, 2)) &&
+          Lower(v.substr(0, 2)) != "ff") {
+        std::string_view id = v.substr(3, 32);
+        if (IsHex(id) && IsHex(v.substr(36, 16)) && id.find_first_not_of('0') != id.npos)
+          return Lower(id);
+      }
+    } else if (name == "x-b3-traceid") {
+      b3 = Trim(value);
+    } else if (name == "b3") {
+      single = Trim(value);
+    }
+  }
+  if (IsB3TraceId(b3)) return Lower(b3);
+  // Single-header B3: traceid-spanid[-sampled[-parentspanid]] (or just the sampling state).
+  std::string_view first = single.substr(0, single.find('-'));
+  if (first.size() != single.size() && IsB3TraceId(first)) return Lower(first);
+  return "";
+}
+
+std::string_view ResponseFlags(const l7::Exchange& ex) {
+  switch (ex.ended) {
+    case l7::Exchange::End::kServerEnded:
+      return "UC";
+    case l7::Exchange::End::kClientEnded:
+      return "DC";
+    case l7::Exchange::End::kComplete:
+      break;
+  }
+  if (ex.local_reply) {
+    if (ex.status == 503) return "UH";
+    if (ex.status != 403 && ex.reason != "Bad Request") return "DPE";  // the codec refused it
+  }
+  return "-";
+}
+
+HttpInbound::HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, const TcpLabels& labels)
     : w_(w),
       pod_uid_(std::move(pod_uid)),
       ci_(std::move(ci)),
+      labels_(labels),
       codec_(
           l7::Http1Limits{}, [this](HttpRequestAttributes& r) { return Gate(r); },
           [this](const l7::Exchange& ex) { Done(ex); }) {}
+
+HttpInbound::~HttpInbound() {
+  codec_.Finish();
+}
 
 void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app) {
   codec_.FromClient(std::string_view(p, n),
@@ -76,6 +152,55 @@ void HttpInbound::Done(const l7::Exchange& ex) {
     LOG_INFO("inbound", "HTTP request refused",
              {{"dst", ci_.dst.ToString()}, {"status", ex.status}, {"reason", ex.reason}});
   }
+  const std::string_view flags = ResponseFlags(ex);
+  const double ms = std::chrono::duration<double, std::milli>(ex.end - ex.start).count();
+  const RequestSeries* s = nullptr;
+  for (const Series& x : series_) {
+    if (x.code == ex.status && x.flags == flags) {
+      s = &x.series;
+      break;
+    }
+  }
+  if (s == nullptr) {
+    // gRPC status: HTTP/1.1 carries no gRPC here, so grpc_response_status stays "" (HTTP/2
+    // trailers will fill it).
+    series_.push_back(
+        {ex.status, flags, w_->metrics().ForRequest(labels_, "http", ex.status, "", flags)});
+    s = &series_.back().series;
+  }
+  s->requests->Increment();
+  s->duration_ms->Observe(ms);
+  s->request_bytes->Observe(static_cast<double>(ex.request_bytes));
+  s->response_bytes->Observe(static_cast<double>(ex.response_bytes));
+  if (w_->opts().access_log && log::Enabled(log::Level::kInfo)) AccessLog(ex, flags, ms);
+}
+
+void HttpInbound::AccessLog(const l7::Exchange& ex, std::string_view flags, double ms) const {
+  nlohmann::json rec = {
+      {"level", "info"},
+      {"scope", "access"},
+      {"msg", "request complete"},
+      {"direction", "inbound"},
+      {"method", ex.request.method},
+      {"authority", ex.request.authority},
+      {"path", ex.request.path},
+      {"status", ex.status},
+      {"response_flags", flags},
+      {"duration_ms", ms},
+      {"bytes_received", ex.request_bytes},  // from the client: request head and body
+      {"bytes_sent", ex.response_bytes},     // to the client: response head and body
+      {"upstream", ci_.dst.ToString()},
+      {"src.addr", ci_.src_ip.ToString()},
+      {"src.workload", labels_.source_workload},
+      {"src.namespace", labels_.source_workload_namespace},
+      {"src.identity", labels_.source_principal},
+      {"dst.workload", labels_.destination_workload},
+      {"dst.namespace", labels_.destination_workload_namespace},
+      {"dst.identity", labels_.destination_principal},
+      {"trace_id", TraceId(ex.request)},
+  };
+  if (ex.local_reply) rec["local_reply"] = ex.reason;
+  log::WriteRecord(std::move(rec));
 }
 
 }  // namespace weft::ztunnel

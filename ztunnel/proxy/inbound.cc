@@ -105,8 +105,8 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   if (NeedsHttpAuthorization(*snap, *dst) && PlaintextAllowed(*snap, *dst, orig->port)) {
     // L7: every request is authorized as it arrives (http_inbound.h).
     ConnectionInfo ci{std::nullopt, peer->ip, *orig};
-    StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr,
-               std::make_unique<HttpInbound>(w_, pod->uid, ci));
+    auto http = std::make_unique<HttpInbound>(w_, pod->uid, ci, info.labels);
+    StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr, std::move(http));
     return;
   }
   std::string deny = PlaintextDenial(w_->metrics(), *snap, *dst, info);
@@ -197,7 +197,8 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
   if (NeedsHttpAuthorization(*snap, *dst)) {
     // L7: every request is authorized as it arrives (http_inbound.h); the flow is not
     // re-authorized as a connection (info.authz stays unset).
-    ConnectApp(c, sid, std::move(info), std::make_unique<HttpInbound>(w_, pod.uid, ci));
+    auto http = std::make_unique<HttpInbound>(w_, pod.uid, ci, info.labels);
+    ConnectApp(c, sid, std::move(info), std::move(http));
     return;
   }
   AuthzDecision d = AuthorizeAsDestination(w_->metrics(), *snap, *dst, ci, c.peer());
