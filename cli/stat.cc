@@ -30,6 +30,8 @@ namespace {
 constexpr char kDuration[] = "weft_tcp_connection_duration_seconds";
 constexpr char kSent[] = "istio_tcp_sent_bytes_total";
 constexpr char kReceived[] = "istio_tcp_received_bytes_total";
+constexpr char kRequests[] = "istio_requests_total";
+constexpr char kRequestDuration[] = "istio_request_duration_milliseconds";
 
 using WorkloadKey = std::pair<std::string, std::string>;  // namespace, workload
 
@@ -40,6 +42,10 @@ struct Totals {
   double ok = 0;      // response_flags "-"
   double meshed = 0;  // mutual_tls or same_node
   double sent = 0, received = 0;
+  // Istio's request metrics (HTTP workloads).
+  std::map<double, double> req_buckets;  // milliseconds -> cumulative count (summed)
+  double requests = 0;
+  double req_ok = 0;  // response_code not 5xx
 };
 
 using ByReporter = std::map<std::string, std::map<WorkloadKey, Totals>>;  // reporter -> ...
@@ -53,11 +59,12 @@ ByReporter Collect(const std::vector<MetricSample>& samples) {
   ByReporter out;
   const std::string bucket = absl::StrCat(kDuration, "_bucket");
   const std::string count = absl::StrCat(kDuration, "_count");
+  const std::string req_bucket = absl::StrCat(kRequestDuration, "_bucket");
   for (const MetricSample& s : samples) {
     const std::string reporter = Label(s, "reporter");
     WorkloadKey key{Label(s, "destination_workload_namespace"), Label(s, "destination_workload")};
     if (reporter.empty() || key.second.empty() || key.second == "unknown") continue;
-    if (s.name == bucket) {
+    if (s.name == bucket || s.name == req_bucket) {
       double le = 0;
       const std::string le_text = Label(s, "le");
       if (le_text == "+Inf") {
@@ -65,7 +72,13 @@ ByReporter Collect(const std::vector<MetricSample>& samples) {
       } else if (!absl::SimpleAtod(le_text, &le)) {
         continue;
       }
-      out[reporter][key].buckets[le] += s.value;
+      Totals& t = out[reporter][key];
+      (s.name == bucket ? t.buckets : t.req_buckets)[le] += s.value;
+    } else if (s.name == kRequests) {
+      Totals& t = out[reporter][key];
+      t.requests += s.value;
+      // Success as Istio's dashboards count it: response_code!~"5.*".
+      if (Label(s, "response_code").rfind('5', 0) != 0) t.req_ok += s.value;
     } else if (s.name == count) {
       Totals& t = out[reporter][key];
       t.count += s.value;
@@ -90,6 +103,12 @@ Totals Minus(const Totals& a, const Totals* b) {
     auto it = b->buckets.find(le);
     if (it != b->buckets.end()) v = sub(v, it->second);
   }
+  for (auto& [le, v] : d.req_buckets) {
+    auto it = b->req_buckets.find(le);
+    if (it != b->req_buckets.end()) v = sub(v, it->second);
+  }
+  d.requests = sub(a.requests, b->requests);
+  d.req_ok = sub(a.req_ok, b->req_ok);
   d.count = sub(a.count, b->count);
   d.ok = sub(a.ok, b->ok);
   d.meshed = sub(a.meshed, b->meshed);
@@ -216,46 +235,79 @@ std::vector<WorkloadStat> ComputeStats(const std::vector<MetricSample>& before,
     s.rate = window_seconds > 0 ? d.count / window_seconds : 0;
     s.read_bps = d.sent / per;
     s.write_bps = d.received / per;
+    // Request metrics exist: the HTTP view (over the same window), latencies in seconds.
+    s.http = now->requests > 0 || !now->req_buckets.empty();
+    if (s.http) {
+      s.requests = d.requests;
+      s.request_success_rate = d.requests > 0 ? d.req_ok / d.requests : 0;
+      s.rps = window_seconds > 0 ? d.requests / window_seconds : 0;
+      std::vector<std::pair<double, double>> rb(d.req_buckets.begin(), d.req_buckets.end());
+      s.req_p50 = HistogramQuantile(0.50, rb) / 1000;
+      s.req_p95 = HistogramQuantile(0.95, rb) / 1000;
+      s.req_p99 = HistogramQuantile(0.99, rb) / 1000;
+    }
     out.push_back(std::move(s));
   }
   return out;
 }
 
+namespace {
+
+// Aligned columns, two spaces apart; widths in characters ("µ" is two bytes but one column).
+void PrintRows(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
+  auto chars = [](const std::string& s) {
+    size_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+  };
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], chars(r[i]));
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - chars(r[i]) + 2, ' ');
+    }
+    out << line << "\n";
+  }
+}
+
+}  // namespace
+
 void PrintStatTable(const std::vector<WorkloadStat>& stats, const std::string& filter,
                     double window_seconds, std::ostream& out) {
   const bool totals = window_seconds <= 0;
-  std::vector<std::vector<std::string>> rows = {
+  // HTTP workloads (request metrics): requests, like `linkerd viz stat`.
+  std::vector<std::vector<std::string>> http = {{"NAMESPACE", "WORKLOAD", "MESHED", "SUCCESS",
+                                                 totals ? "REQS" : "RPS", "P50", "P95", "P99",
+                                                 totals ? "CONNS" : "CONN/S"}};
+  // L4 workloads: connections.
+  std::vector<std::vector<std::string>> tcp = {
       {"NAMESPACE", "WORKLOAD", "MESHED", "SUCCESS", totals ? "CONNS" : "CONN/S", "P50", "P95",
        "P99", totals ? "READ" : "READ/S", totals ? "WRITE" : "WRITE/S"}};
   for (const WorkloadStat& s : stats) {
     if (!Matches(s, filter)) continue;
     const bool any = s.conns > 0;
     std::string workload = s.workload + (s.from_source ? "*" : "");
-    rows.push_back(
-        {s.ns, workload, any ? Percent(s.meshed) : "-", any ? Percent(s.success_rate) : "-",
-         totals ? absl::StrFormat("%.0f", s.conns) : absl::StrFormat("%.1f", s.rate),
-         Seconds(s.p50), Seconds(s.p95), Seconds(s.p99), Bytes(s.read_bps), Bytes(s.write_bps)});
-  }
-  std::vector<size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size(); ++i) {
-      // Column widths in characters: "µ" is two bytes but one column.
-      size_t n = 0;
-      for (unsigned char c : r[i]) n += (c & 0xC0) != 0x80;
-      width[i] = std::max(width[i], n);
+    std::string conns = totals ? absl::StrFormat("%.0f", s.conns) : absl::StrFormat("%.1f", s.rate);
+    if (s.http) {
+      const bool reqs = s.requests > 0;
+      http.push_back({s.ns, workload, any ? Percent(s.meshed) : "-",
+                      reqs ? Percent(s.request_success_rate) : "-",
+                      totals ? absl::StrFormat("%.0f", s.requests) : absl::StrFormat("%.1f", s.rps),
+                      Seconds(s.req_p50), Seconds(s.req_p95), Seconds(s.req_p99), conns});
+      continue;
     }
+    tcp.push_back({s.ns, workload, any ? Percent(s.meshed) : "-",
+                   any ? Percent(s.success_rate) : "-", conns, Seconds(s.p50), Seconds(s.p95),
+                   Seconds(s.p99), Bytes(s.read_bps), Bytes(s.write_bps)});
   }
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      size_t n = 0;
-      for (unsigned char c : r[i]) n += (c & 0xC0) != 0x80;
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - n + 2, ' ');
-    }
-    out << line << "\n";
-  }
-  if (rows.size() == 1) {
+  if (http.size() > 1) PrintRows(http, out);
+  if (http.size() > 1 && tcp.size() > 1) out << "\n";
+  if (tcp.size() > 1 || http.size() == 1) PrintRows(tcp, out);
+  if (http.size() == 1 && tcp.size() == 1) {
     out << "(no connections seen" << (filter.empty() ? "" : " for " + filter) << ")\n";
   }
   if (std::any_of(stats.begin(), stats.end(),
@@ -278,7 +330,9 @@ std::unique_ptr<CLI::App> StatApp(StatFlags& f) {
   auto app = std::make_unique<CLI::App>(
       "Golden signals per destination workload from every ztunnel's metrics: share of\n"
       "mTLS connections, success rate, connections per second, connection duration\n"
-      "p50/p95/p99, bytes per second. Two readings --window apart (0: totals since start).",
+      "p50/p95/p99, bytes per second; for HTTP workloads (request metrics) requests:\n"
+      "success rate (non-5xx), requests per second, request latency p50/p95/p99.\n"
+      "Two readings --window apart (0: totals since start).",
       "weftctl stat");
   app->add_option("NS|NS/WORKLOAD", f.filter, "only this namespace or workload");
   AddMeshRefFlags(*app, &f.mesh);
@@ -333,6 +387,10 @@ absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget
       all.push_back(std::move(s));
     }
     for (auto& s : ParseSamples(*body, "istio_tcp_")) all.push_back(std::move(s));
+    for (auto& s : ParseSamples(*body, kRequests)) all.push_back(std::move(s));
+    for (auto& s : ParseSamples(*body, absl::StrCat(kRequestDuration, "_bucket"))) {
+      all.push_back(std::move(s));
+    }
   }
   return all;
 }
@@ -373,19 +431,29 @@ int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
     auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
     for (const WorkloadStat& s : stats) {
       if (!Matches(s, f.filter)) continue;
-      j.push_back({{"namespace", s.ns},
-                   {"workload", s.workload},
-                   {"connections", s.conns},
-                   {"success_rate", s.success_rate},
-                   {"connections_per_second", s.rate},
-                   {"p50_seconds", num(s.p50)},
-                   {"p95_seconds", num(s.p95)},
-                   {"p99_seconds", num(s.p99)},
-                   {"meshed", s.meshed},
-                   {"read_bytes", s.read_bps},
-                   {"write_bytes", s.write_bps},
-                   {"seen_from_source_only", s.from_source},
-                   {"window_seconds", f.window}});
+      nlohmann::json w = {{"namespace", s.ns},
+                          {"workload", s.workload},
+                          {"connections", s.conns},
+                          {"success_rate", s.success_rate},
+                          {"connections_per_second", s.rate},
+                          {"p50_seconds", num(s.p50)},
+                          {"p95_seconds", num(s.p95)},
+                          {"p99_seconds", num(s.p99)},
+                          {"meshed", s.meshed},
+                          {"read_bytes", s.read_bps},
+                          {"write_bytes", s.write_bps},
+                          {"seen_from_source_only", s.from_source},
+                          {"window_seconds", f.window},
+                          {"protocol", s.http ? "http" : "tcp"}};
+      if (s.http) {
+        w["requests"] = s.requests;
+        w["requests_per_second"] = s.rps;
+        w["request_success_rate"] = s.request_success_rate;
+        w["request_p50_seconds"] = num(s.req_p50);
+        w["request_p95_seconds"] = num(s.req_p95);
+        w["request_p99_seconds"] = num(s.req_p99);
+      }
+      j.push_back(std::move(w));
     }
     out << j.dump(2) << "\n";
   } else {

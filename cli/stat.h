@@ -13,6 +13,13 @@
 //   MESHED    share of connections that were mTLS (or same-node fast path, which never leaves
 //             the node)
 //   READ/S WRITE/S  bytes per second from the workload's point of view (istio_tcp_*_bytes_total)
+// Workloads with Istio's request metrics (HTTP, parsed by their ztunnel) get the request view in
+// a table of their own, like `linkerd viz stat`:
+//   SUCCESS   share of requests whose response_code is not 5xx (as Istio's dashboards count it;
+//             a request without response, code "0", is not a 5xx)
+//   RPS       requests per second in the window (istio_requests_total)
+//   P50/P95/P99  request latency from istio_request_duration_milliseconds, interpolated as above
+//   CONN/S    connections per second, as for L4
 // The destination ztunnel's view (reporter="destination") is used where it exists; a workload
 // no ztunnel serves inbound (not enrolled) is described by its callers' ztunnels
 // (reporter="source").
@@ -48,6 +55,12 @@ struct WorkloadStat {
   double meshed = 0;                   // 0..1 share of mutual_tls / same_node connections
   double read_bps = 0, write_bps = 0;  // per second (window > 0) or totals (window 0)
   bool from_source = false;            // described by the callers' ztunnels only
+  // HTTP workloads: the reporter chosen above has request metrics for it.
+  bool http = false;
+  double requests = 0;                           // in the window
+  double request_success_rate = 0;               // 0..1 non-5xx; meaningless when requests == 0
+  double rps = 0;                                // requests per second (0 when the window is 0)
+  double req_p50 = 0, req_p95 = 0, req_p99 = 0;  // seconds; NaN when no request
 };
 
 // The stats between two readings of the same targets (`before` empty: totals of `after`).

@@ -20,6 +20,7 @@ std::vector<MetricSample> Scrape(ztunnel::Metrics& m) {
   std::string text = s.Serialize(m.registry()->Collect());
   auto out = ParseSamples(text, "weft_tcp_connection_duration_seconds");
   for (auto& x : ParseSamples(text, "istio_tcp_")) out.push_back(x);
+  for (auto& x : ParseSamples(text, "istio_request")) out.push_back(x);
   return out;
 }
 
@@ -123,6 +124,72 @@ TEST(StatTest, TotalsWithoutWindowAndRestartedCountersClamp) {
   ASSERT_EQ(s.size(), 1u);
   EXPECT_GE(s[0].conns, 0);
   EXPECT_GE(s[0].read_bps, 0);
+}
+
+// Requests recorded the way HttpInbound records them (Metrics::ForRequest).
+void Requests(ztunnel::Metrics& m, const ztunnel::TcpLabels& conn, int code, int n, double ms,
+              const char* flags = "-") {
+  auto s = m.ForRequest(conn, "http", code, "", flags);
+  for (int i = 0; i < n; ++i) {
+    s.requests->Increment();
+    s.duration_ms->Observe(ms);
+    s.request_bytes->Observe(100);
+    s.response_bytes->Observe(200);
+  }
+}
+
+TEST(StatTest, HttpWorkloadsShowRequestsAndL4WorkloadsKeepConnections) {
+  ztunnel::Metrics node1;
+  auto store = Labels("destination", "store");
+  node1.ConnectionClosed(store, 1.0);  // one keep-alive connection
+  Requests(node1, store, 200, 50, 2);  // before the window: must not count
+  auto before = Scrape(node1);
+  // In the window: 90 fast 200s, 6 403s (policy: not a failure), 4 503s, one slow request.
+  Requests(node1, store, 200, 89, 3);
+  Requests(node1, store, 200, 1, 900);
+  Requests(node1, store, 403, 6, 0.3);
+  Requests(node1, store, 503, 4, 0.3);
+  node1.ConnectionClosed(store, 2.0);
+  node1.ConnectionClosed(Labels("destination", "db"), 0.004);  // an L4 workload
+  auto stats = ComputeStats(before, Scrape(node1), 4.0);
+  ASSERT_EQ(stats.size(), 2u);
+  const WorkloadStat& db = stats[0];
+  EXPECT_EQ(db.workload, "db");
+  EXPECT_FALSE(db.http);
+  const WorkloadStat& st = stats[1];
+  EXPECT_EQ(st.workload, "store");
+  EXPECT_TRUE(st.http);
+  EXPECT_DOUBLE_EQ(st.requests, 100);
+  EXPECT_DOUBLE_EQ(st.rps, 25);
+  EXPECT_DOUBLE_EQ(st.request_success_rate, 0.96);
+  EXPECT_DOUBLE_EQ(st.conns, 1);
+  // 10 in (0, 0.5] ms, 89 in (1, 5] ms, 1 in (500, 1000] ms.
+  EXPECT_GT(st.req_p50, 0.001);
+  EXPECT_LE(st.req_p50, 0.005);
+  EXPECT_LE(st.req_p95, 0.005);
+  EXPECT_GT(st.req_p99, 0.001);
+  EXPECT_LE(st.req_p99, 1.0);
+
+  std::ostringstream table;
+  PrintStatTable(stats, "", 4.0, table);
+  const std::string t = table.str();
+  EXPECT_NE(t.find("RPS"), std::string::npos) << t;
+  EXPECT_NE(t.find("25.0"), std::string::npos) << t;
+  EXPECT_NE(t.find("96.00%"), std::string::npos) << t;
+  EXPECT_NE(t.find("READ/S"), std::string::npos) << "db keeps the connection view:\n" << t;
+  EXPECT_LT(t.find("store"), t.find("READ/S")) << "store is in the request table:\n" << t;
+  EXPECT_GT(t.find("db"), t.find("READ/S")) << t;
+
+  // A window without requests: still the HTTP view, with no rate to show.
+  auto quiet = ComputeStats(Scrape(node1), Scrape(node1), 1.0);
+  ASSERT_EQ(quiet.size(), 2u);
+  EXPECT_TRUE(quiet[1].http);
+  EXPECT_DOUBLE_EQ(quiet[1].requests, 0);
+  EXPECT_TRUE(std::isnan(quiet[1].req_p50));
+  std::ostringstream only_http;
+  PrintStatTable(quiet, "shop/store", 1.0, only_http);
+  EXPECT_EQ(only_http.str().find("READ/S"), std::string::npos) << only_http.str();
+  EXPECT_EQ(only_http.str().find("no connections seen"), std::string::npos) << only_http.str();
 }
 
 TEST(StatTest, TargetsAndFlagsParse) {
