@@ -259,9 +259,35 @@ def http1_server():
           record(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 1))
 
 
+def http2_server():
+    # records: flags bit 0 = app bytes, 1 = deny, 2 = app EOF after, 4-7 = split in n+1
+    d = out_dir("http2_server")
+    req = [(":method", "POST"), (":scheme", "http"), (":authority", "svc"),
+           (":path", "/pkg.Svc/Allowed"), ("content-type", "application/grpc"), ("te", "trailers")]
+    app_hello = frame(SETTINGS, 0, 0) + frame(SETTINGS, ACK, 0)
+    msg = b"\0\0\0\0\2ok"
+    resp = frame(HEADERS, END_HEADERS, 1, hpack([(":status", "200"),
+                                                 ("content-type", "application/grpc")]))
+    trailers = frame(HEADERS, END_HEADERS | END_STREAM, 1, hpack([("grpc-status", "0")]))
+    call = frame(HEADERS, END_HEADERS, 1, hpack(req)) + frame(DATA, END_STREAM, 1, msg)
+    write(d, "grpc_unary", record(hello() + call) + record(app_hello + resp, 1) +
+          record(frame(DATA, 0, 1, msg) + trailers, 1))
+    write(d, "grpc_denied", record(hello() + call, 2) + record(app_hello, 1))
+    write(d, "two_streams_rst", record(hello() + call, 0x20) +
+          record(frame(HEADERS, END_HEADERS, 3, hpack(req)) + frame(RST_STREAM, 0, 3,
+                                                                    struct.pack(">I", 8))) +
+          record(app_hello + frame(RST_STREAM, 0, 1, struct.pack(">I", 7)), 1))
+    write(d, "app_goaway", record(hello() + call) +
+          record(app_hello + frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)), 5))
+    write(d, "window_and_ping", record(hello() + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1000))
+                                       + frame(PING, 0, 0, b"12345678") + call) +
+          record(app_hello + resp + frame(DATA, 0, 1, b"x" * 3000), 0x31))
+    write(d, "preface_only", PREFACE)
+
+
 TARGETS = {f.__name__: f for f in
            [config_text, snapshot_proto, xds_client, handoff, manifest, k8s_watch, ca_csr,
-            hbone_server, http1_server]}
+            hbone_server, http1_server, http2_server]}
 
 if __name__ == "__main__":
     for t in sys.argv[1:] or TARGETS:

@@ -34,6 +34,7 @@
 #include <string_view>
 
 #include "absl/functional/function_ref.h"
+#include "ztunnel/l7/exchange.h"
 #include "ztunnel/rbac/request.h"
 
 namespace weft::ztunnel::l7 {
@@ -41,30 +42,6 @@ namespace weft::ztunnel::l7 {
 struct Http1Limits {
   uint32_t max_head_bytes = 60 * 1024;  // request line + fields (Envoy's default); over: 431
   size_t max_fields = 100;              // header fields per request (Envoy's default); over: 431
-};
-
-// A response ztunnel makes itself instead of the server (Envoy's "local reply").
-struct LocalReply {
-  int status = 403;
-  std::string body = "RBAC: access denied";  // Envoy's body for an RBAC denial
-};
-
-// One request and its response, reported once both are over (or the connection ended).
-struct Exchange {
-  HttpRequestAttributes request;  // empty method: the head could not be parsed
-  std::chrono::steady_clock::time_point start, end;
-  uint64_t request_bytes = 0;   // head + body as received from the client
-  uint64_t response_bytes = 0;  // head + body as sent to the client (interim 1xx included;
-                                // a local reply's own bytes)
-  int status = 0;               // 0: no response (the connection ended first)
-  // How it ended: complete (the response, a local reply or a protocol switch), or cut short
-  // because the server closed or reset its side first (Envoy's flag "UC"), or because the client
-  // left or the connection was torn down first ("DC"). A cut-short exchange keeps the status of
-  // a response head already seen.
-  enum class End { kComplete, kServerEnded, kClientEnded };
-  End ended = End::kComplete;
-  bool local_reply = false;  // answered by ztunnel (status is the local reply's)
-  std::string reason;        // local replies: why ("RBAC: access denied", a parse error)
 };
 
 class Http1ServerConnection {
