@@ -1,6 +1,10 @@
 // "Direct" integration tests (ztunnel's two-tier scheme): two real ztunnels in one process on
 // loopback, real TLS 1.3 mTLS, real nghttp2, real sockets, port 0 everywhere. The only seam is
 // the original-destination provider (no netfilter here): a table keyed by the client's address.
+#include <grpcpp/create_channel_posix.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,6 +12,7 @@
 
 #include <cctype>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -829,6 +834,102 @@ TEST_F(DirectMeshHttp, RequestsAreIstioRequestMetricsAndAccessLogLines) {
   EXPECT_EQ(lines[2]["local_reply"], "RBAC: access denied");
   EXPECT_EQ(lines[3]["status"], 400);
   EXPECT_EQ(lines[3]["response_flags"], "DPE");
+}
+
+// ---- L7 over h2c: gRPC through the mesh ---------------------------------------------------------
+
+// A real gRPC server without generated code (grpc++'s generic API): every unary call is answered
+// with its method name.
+class MethodEchoService : public grpc::CallbackGenericService {
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    class Reactor : public grpc::ServerGenericBidiReactor {
+     public:
+      explicit Reactor(std::string method) : method_(std::move(method)) { StartRead(&req_); }
+      void OnReadDone(bool ok) override {
+        if (!ok) {
+          Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request"));
+          return;
+        }
+        grpc::Slice s(method_);
+        resp_ = grpc::ByteBuffer(&s, 1);
+        StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      std::string method_;
+      grpc::ByteBuffer req_, resp_;
+    };
+    return new Reactor(ctx->method());
+  }
+};
+
+// One unary call; `out` gets the response message.
+grpc::Status GrpcCall(grpc::GenericStub& stub, const std::string& method, std::string* out) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  grpc::Slice s(std::string("ping"));
+  grpc::ByteBuffer req(&s, 1), resp;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp,
+                 [&](grpc::Status st) { done.set_value(std::move(st)); });
+  grpc::Status st = done.get_future().get();
+  out->clear();
+  std::vector<grpc::Slice> slices;
+  if (st.ok() && resp.Dump(&slices).ok()) {
+    for (const auto& sl : slices) out->append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  }
+  return st;
+}
+
+TEST_F(DirectMeshHttp, GrpcCallsOverOneH2cConnectionAreAuthorizedPerCall) {
+  SetPolicies(R"(- name: grpc-allowed
+  namespace: ns-b
+  action: ALLOW
+  rules:
+  - to:
+    - operation: {paths: ["/pkg.Svc/Allowed"]}
+)");
+  MethodEchoService svc;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(kServerIp.ToString() + ":0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterCallbackGenericService(&svc);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_TRUE(server && port > 0);
+
+  // The client's connection goes through A's captured outbound listener, HBONE, and B, which
+  // sees the HTTP/2 preface and authorizes every call.
+  auto fd = Outbound(SockAddr{kServerIp, static_cast<uint16_t>(port)});
+  ASSERT_TRUE(fd.valid());
+  auto stub = std::make_unique<grpc::GenericStub>(
+      grpc::CreateInsecureChannelFromFd("server", fd.release()));
+  std::string out;
+  grpc::Status st = GrpcCall(*stub, "/pkg.Svc/Allowed", &out);
+  EXPECT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+  EXPECT_EQ(out, "/pkg.Svc/Allowed");
+  st = GrpcCall(*stub, "/pkg.Svc/Denied", &out);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_EQ(st.error_message(), "RBAC: access denied");
+  // The denial answered that call only: the connection goes on.
+  st = GrpcCall(*stub, "/pkg.Svc/Allowed", &out);
+  EXPECT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+  EXPECT_TRUE(WaitFor([&] { return Denials() >= 1; })) << Metrics(*b_);
+  EXPECT_EQ(Denials(), 1);
+
+  // A plaintext h2c client on 15006 (PlainRelay) is authorized per call the same way.
+  auto pfd = Plaintext(SockAddr{kServerIp, static_cast<uint16_t>(port)});
+  ASSERT_TRUE(pfd.valid());
+  auto plain = std::make_unique<grpc::GenericStub>(
+      grpc::CreateInsecureChannelFromFd("server", pfd.release()));
+  st = GrpcCall(*plain, "/pkg.Svc/Allowed", &out);
+  EXPECT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+  EXPECT_EQ(out, "/pkg.Svc/Allowed");
+  st = GrpcCall(*plain, "/pkg.Svc/Other", &out);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  stub.reset();
+  plain.reset();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 TEST_F(DirectMeshHttp, PlaintextClientsAreAuthorizedPerRequestToo) {

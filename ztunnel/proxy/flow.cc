@@ -267,10 +267,11 @@ ssize_t PlainRelay::ReadHttp(int i) {
     for (int j = 0; j < k; ++j) {
       const char* p = static_cast<const char*>(v[j].iov_base);
       if (i == 0) {
-        http_->FromClient(p, v[j].iov_len, q_[0]);
+        http_->FromClient(p, v[j].iov_len, q_[0], q_[1]);
       } else {
-        http_->FromApp(p, v[j].iov_len, q_[0]);
-        q_[1].Append(p, v[j].iov_len);
+        http_->FromApp(p, v[j].iov_len, q_[0], q_[1]);
+        // Undecided or HTTP/2: the codec holds or re-frames them into q_[1] itself.
+        if (!http_->owns_app_bytes()) q_[1].Append(p, v[j].iov_len);
       }
       took += v[j].iov_len;
     }

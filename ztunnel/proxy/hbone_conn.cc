@@ -827,14 +827,39 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
     if (reply_.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
   }
-  ssize_t n = ::read(app_.get(), buf, len);
+  ssize_t n;
+  for (;;) {
+    // L7 HTTP/2: app bytes are re-framed by the codec; the stream carries its frames.
+    if (http_ && http_->owns_app_bytes() && !to_client_.empty()) {
+      iovec v[8];
+      size_t k = 0;
+      int m = to_client_.Peek(v, 8);
+      for (int i = 0; i < m && k < len; ++i) {
+        size_t take = std::min(len - k, v[i].iov_len);
+        std::memcpy(buf + k, v[i].iov_base, take);
+        k += take;
+      }
+      to_client_.Consume(k);
+      return static_cast<ssize_t>(k);
+    }
+    n = ::read(app_.get(), buf, len);
+    if (n <= 0 || !http_ || !http_->owns_app_bytes()) break;
+    AddReceived(static_cast<uint64_t>(n));
+    http_->FromApp(reinterpret_cast<const char*>(buf), static_cast<size_t>(n), down_, to_client_);
+    if (http_->broken()) {
+      info_.error = "HTTP: " + http_->error();
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
+    }
+    if (!down_.empty()) SetInterest(interest_ | EPOLLOUT);  // window updates for the app
+  }
   if (n > 0) {
     if (outbound_)
       AddSent(static_cast<uint64_t>(n));
     else
       AddReceived(static_cast<uint64_t>(n));
     if (http_) {
-      http_->FromApp(reinterpret_cast<const char*>(buf), static_cast<size_t>(n), down_);
+      http_->FromApp(reinterpret_cast<const char*>(buf), static_cast<size_t>(n), down_,
+                     to_client_);  // HTTP/1.1: untouched (the bytes go out as read)
       if (http_->broken()) {
         info_.error = "HTTP: " + http_->error();
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
@@ -871,7 +896,7 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
     // Parsed, so copied; the connection calls FlushDown after the read batch, which takes a
     // local reply or aborts (not from inside nghttp2's callback).
     http_in_ += n;
-    http_->FromClient(reinterpret_cast<const char*>(d), n, down_);
+    http_->FromClient(reinterpret_cast<const char*>(d), n, down_, to_client_);
     SyncBuffered();
     if (conn_) conn_->MarkDirty(this);
     return;
@@ -900,7 +925,7 @@ bool Tunnel::HttpAfterRead() {
     return false;
   }
   std::string reply = http_->TakeLocalReply();
-  if (!reply.empty()) {
+  if (!reply.empty() || !to_client_.empty()) {  // a local reply, or HTTP/2 frames for the client
     reply_.Append(reply.data(), reply.size());
     if (read_deferred_ && conn_) {
       read_deferred_ = false;

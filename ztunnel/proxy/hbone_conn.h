@@ -78,6 +78,7 @@ class Tunnel : public Flow {
   void ConsumeHttpWindow();
   std::unique_ptr<HttpInbound> http_;
   ByteQueue reply_;             // L7: a local reply for the client, sent ahead of app bytes
+  ByteQueue to_client_;         // L7 HTTP/2: the codec's frames for the client
   uint64_t http_in_ = 0;        // L7: stream bytes fed to the codec
   uint64_t http_consumed_ = 0;  // L7: of those, given back to the stream's flow control
   ByteQueue down_;              // h2 -> app bytes the app socket did not take yet

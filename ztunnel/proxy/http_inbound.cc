@@ -88,12 +88,38 @@ HttpInbound::HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, cons
           [this](const l7::Exchange& ex) { Done(ex); }) {}
 
 HttpInbound::~HttpInbound() {
-  codec_.Finish();
+  Finish();
 }
 
-void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app) {
-  codec_.FromClient(std::string_view(p, n),
-                    [&](std::string_view b) { to_app.Append(b.data(), b.size()); });
+void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQueue& to_client) {
+  std::string_view in(p, n);
+  if (sniffing_) {
+    // Prior-knowledge HTTP/2 starts with the 24-byte preface; HTTP/1.1 never does.
+    sniffed_.append(in);
+    std::string_view pre = l7::kHttp2Preface;
+    size_t k = std::min(sniffed_.size(), pre.size());
+    bool matches = std::string_view(sniffed_).substr(0, k) == pre.substr(0, k);
+    if (matches && sniffed_.size() < pre.size()) return;  // wait for the rest
+    sniffing_ = false;
+    if (matches) {
+      h2_ = std::make_unique<l7::Http2ServerConnection>(
+          l7::Http2Limits{}, [this](HttpRequestAttributes& r) { return Gate(r); },
+          [this](const l7::Exchange& ex) { Done(ex); });
+    }
+    std::string held = std::move(sniffed_), early = std::move(app_early_);
+    sniffed_.clear();
+    app_early_.clear();
+    if (!early.empty() && !h2_) to_client.Append(early.data(), early.size());  // as HTTP/1.1 would
+    FromClient(held.data(), held.size(), to_app, to_client);
+    if (!early.empty()) FromApp(early.data(), early.size(), to_app, to_client);
+    return;
+  }
+  auto app = [&](std::string_view b) { to_app.Append(b.data(), b.size()); };
+  if (h2_) {
+    h2_->FromClient(in, app, [&](std::string_view b) { to_client.Append(b.data(), b.size()); });
+  } else {
+    codec_.FromClient(in, app);
+  }
   if (broken()) {
     w_->metrics().BadInput("http", "unframed_request");
     LOG_INFO("inbound", "HTTP connection refused",
@@ -101,13 +127,53 @@ void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app) {
   }
 }
 
-void HttpInbound::FromApp(const char* p, size_t n, ByteQueue& to_app) {
-  codec_.FromServer(std::string_view(p, n),
-                    [&](std::string_view b) { to_app.Append(b.data(), b.size()); });
+void HttpInbound::FromApp(const char* p, size_t n, ByteQueue& to_app, ByteQueue& to_client) {
+  if (sniffing_) {
+    // An HTTP/2 server speaks first (its SETTINGS): hold it until the client's bytes decide.
+    app_early_.append(p, n);
+    if (app_early_.size() <= 64 * 1024) return;
+    sniffing_ = false;  // no HTTP/2 client waits that long: HTTP/1.1, which refuses it
+    std::string early = std::move(app_early_);
+    app_early_.clear();
+    to_client.Append(early.data(), early.size());
+    FromApp(early.data(), early.size(), to_app, to_client);
+    return;
+  }
+  auto app = [&](std::string_view b) { to_app.Append(b.data(), b.size()); };
+  if (h2_) {
+    h2_->FromApp(std::string_view(p, n), app,
+                 [&](std::string_view b) { to_client.Append(b.data(), b.size()); });
+  } else {
+    codec_.FromServer(std::string_view(p, n), app);
+  }
   if (broken()) {
     w_->metrics().BadInput("http", "unframed_response");
     LOG_WARN("inbound", "the application's HTTP response could not be framed",
              {{"dst", ci_.dst.ToString()}, {"reason", error()}});
+  }
+}
+
+void HttpInbound::AppEof() {
+  if (h2_) {
+    h2_->AppEof([](std::string_view) {});
+  } else {
+    codec_.ServerEof();
+  }
+}
+
+void HttpInbound::AppReset() {
+  if (h2_) {
+    h2_->AppEof([](std::string_view) {});
+  } else {
+    codec_.ServerReset();
+  }
+}
+
+void HttpInbound::Finish() {
+  if (h2_) {
+    h2_->Finish();
+  } else {
+    codec_.Finish();
   }
 }
 

@@ -1,6 +1,7 @@
-// L7 on the destination side (issue 14): the HTTP/1.1 codec (ztunnel/l7/http1_server.h) of one
-// inbound connection to a workload that NeedsHttpAuthorization, whatever carried it (an HBONE
-// stream, plaintext 15006). Every request is authorized with AuthorizeRequest against the
+// L7 on the destination side (issue 14): the HTTP/1.1 codec (ztunnel/l7/http1_server.h), or the
+// HTTP/2 one for prior-knowledge h2c and gRPC (ztunnel/l7/http2_server.h), of one inbound
+// connection to a workload that NeedsHttpAuthorization, whatever carried it (an HBONE stream,
+// plaintext 15006). Every request is authorized with AuthorizeRequest against the
 // snapshot current when it arrives (a policy change applies to the next request on an open
 // connection), and forwarded with the normalised path it was authorized on; a denial is answered
 // with Envoy's 403 "RBAC: access denied" and counted as at L4 (weft_policy_denials_total), bad
@@ -18,6 +19,7 @@
 
 #include "common/net.h"
 #include "ztunnel/l7/http1_server.h"
+#include "ztunnel/l7/http2_server.h"
 #include "ztunnel/metrics/metrics.h"
 #include "ztunnel/proxy/io.h"
 #include "ztunnel/rbac/request.h"
@@ -37,24 +39,35 @@ class HttpInbound {
   HttpInbound(const HttpInbound&) = delete;
   HttpInbound& operator=(const HttpInbound&) = delete;
 
-  // Client bytes; what the application may see is appended to `to_app`.
-  void FromClient(const char* p, size_t n, ByteQueue& to_app);
-  // Application bytes (forwarded to the client unchanged by the caller); client bytes held for a
-  // protocol switch this settles go to `to_app`.
-  void FromApp(const char* p, size_t n, ByteQueue& to_app);
-  void AppEof() { codec_.ServerEof(); }
+  // Protocol detection: a connection whose first 24 client bytes are the HTTP/2 connection
+  // preface (prior-knowledge h2c, gRPC) gets the HTTP/2 codec (l7/http2_server.h), any other
+  // the HTTP/1.1 one; client bytes are held until the preface matches or cannot match.
+  //
+  // Client bytes; what the application may see is appended to `to_app`, frames the HTTP/2 codec
+  // sends the client itself (SETTINGS, WINDOW_UPDATE, responses, local replies) to `to_client`.
+  void FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQueue& to_client);
+  // Application bytes. HTTP/1.1: the caller forwards them to the client unchanged, and client
+  // bytes held for a protocol switch this settles go to `to_app`. While the protocol is not
+  // decided (an HTTP/2 server speaks first) and for HTTP/2, owns_app_bytes() is true: they are
+  // held or re-framed here and reach the client through `to_client`; the caller must not
+  // forward them itself.
+  void FromApp(const char* p, size_t n, ByteQueue& to_app, ByteQueue& to_client);
+  // HTTP/2: streams still waiting are answered (503) or reset; those frames are dropped, as the
+  // caller ends the connection.
+  void AppEof();
   // The application's side failed (reset, read error): waiting requests are cut short ("UC").
-  void AppReset() { codec_.ServerReset(); }
-  void Finish() { codec_.Finish(); }
+  void AppReset();
+  void Finish();
+  bool owns_app_bytes() const { return sniffing_ || h2_ != nullptr; }
 
   // A local reply for the client; after it, end the connection both ways.
-  std::string TakeLocalReply() { return codec_.TakeLocalReply(); }
-  State state() const { return codec_.state(); }
+  std::string TakeLocalReply() { return h2_ ? std::string() : codec_.TakeLocalReply(); }
+  State state() const { return h2_ ? h2_->state() : codec_.state(); }
   // Nothing more will reach the application (a local reply was made, or bytes could not be
   // framed): the caller stops reading the client and, once the reply is out, closes.
   bool done() const { return state() == State::kClosing || state() == State::kBroken; }
   bool broken() const { return state() == State::kBroken; }
-  const std::string& error() const { return codec_.error(); }
+  const std::string& error() const { return h2_ ? h2_->error() : codec_.error(); }
   uint64_t requests() const { return requests_; }
 
  private:
@@ -76,6 +89,10 @@ class HttpInbound {
   };
   std::vector<Series> series_;
   l7::Http1ServerConnection codec_;
+  std::unique_ptr<l7::Http2ServerConnection> h2_;  // set when the client sent the h2 preface
+  bool sniffing_ = true;                           // the protocol is not decided yet
+  std::string sniffed_;                            // client bytes held meanwhile (< 24)
+  std::string app_early_;                          // app bytes held meanwhile (<= 64 KiB)
 };
 
 // Envoy's response flags for a finished exchange at the destination: "-" (a response, including
