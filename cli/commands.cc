@@ -6,6 +6,7 @@
 #include "cli/demo/demo.h"
 #include "cli/dev_certs.h"
 #include "cli/stat.h"
+#include "cli/tap.h"
 #include "cli/up/up.h"
 #include "cli/validate.h"
 
@@ -38,6 +39,7 @@ std::vector<Command>& Registry() {
        &up::LogsMain},
       {"exec", "run a command inside a pod of a live mesh (POD -- CMD ...)", &up::ExecMain},
       {"stat", "golden signals per workload from the ztunnels' metrics (a table)", &StatMain},
+      {"tap", "the HTTP requests the ztunnels see, live (L7 workloads)", &TapMain},
 #ifdef WEFT_CLI_CHECK
       {"check", "probe the kernel: can this node run eBPF capture? (report and decision)",
        &CheckMain},

@@ -59,6 +59,20 @@ absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelMetrics(const MeshRef& re
   return out;
 }
 
+absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelAdmins(const MeshRef& ref) {
+  WEFT_ASSIGN_OR_RETURN(up::MeshState s, Load(ref));
+  std::vector<NetnsEndpoint> out;
+  for (const up::NodeState& n : s.nodes) {
+    if (!n.admin.empty()) out.push_back({n.name, NetnsPathOf(n.netns), n.admin});
+  }
+  if (out.empty()) {
+    return absl::NotFoundError(absl::StrCat("the local mesh \"", ref.name,
+                                            "\" lists no ztunnel admin endpoint (started by an "
+                                            "older weftctl? run weftctl down and up again)"));
+  }
+  return out;
+}
+
 absl::StatusOr<UniqueFd> OpenNetns(const std::string& path) {
   if (path.empty()) return UniqueFd();
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

@@ -35,6 +35,8 @@ struct NetnsEndpoint {
 absl::StatusOr<NetnsEndpoint> LocalWeftdAdmin(const MeshRef& ref);
 // Every ztunnel's metrics endpoint of the local mesh `ref`.
 absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelMetrics(const MeshRef& ref);
+// Every ztunnel's admin endpoint (loopback in its node's netns) of the local mesh `ref`.
+absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelAdmins(const MeshRef& ref);
 
 // Opens a netns path for HttpGet (invalid fd for "").
 absl::StatusOr<UniqueFd> OpenNetns(const std::string& path);

@@ -816,6 +816,22 @@ absl::Status Demo::L7Policy() {
   Record("checkout through the front end still works (its POST /orders is allowed)",
          co.code == 0 && co.output.find("HTTP 200") != std::string::npos, Trim(co.output));
 
+  Info("the requests the store's ztunnel sees, live, while the cart calls the store:");
+  WEFT_ASSIGN_OR_RETURN(Child tap,
+                        StartQuietly({"tap", "shop/store", "--max", "2", "--duration", "20s"}));
+  ChildResult calls = Run({"exec", "shop/cart", "--", "sh", "-c",
+                           absl::StrCat("for i in 1 2 3 4 5 6 7 8 9 10; do curl -s -o /dev/null ",
+                                        kStoreUrl, "/healthz; curl -s -o /dev/null -X POST ",
+                                        kStoreUrl, "/orders; sleep 0.5; done")},
+                          60s, /*echo=*/false);
+  ChildResult tapped = tap.Finish(30s, nullptr, true);
+  if (calls.interrupted || tapped.interrupted) return absl::CancelledError("interrupted");
+  for (const std::string& l : std::vector<std::string>(absl::StrSplit(Trim(tapped.output), '\n')))
+    Info("  " + l);
+  Record("weftctl tap shows the cart's requests to the store with their status",
+         tapped.code == 0 && tapped.output.find("shop/cart -> shop/store") != std::string::npos,
+         Trim(tapped.output));
+
   const up::NodeState* store_node = nullptr;
   for (const auto& p : state_.pods)
     if (p.ns == "shop" && p.name == "store" && p.node < static_cast<int>(state_.nodes.size()))
@@ -847,6 +863,7 @@ void Demo::WaitForCtrlC() {
        "--duration", "30s"});
   cmd({"exec", "shop/cart", "--", "curl", "-sS", std::string(kStoreUrl) + "/healthz"});
   cmd({"exec", "shop/cart", "--", "curl", "-sS", "-X", "POST", std::string(kStoreUrl) + "/orders"});
+  cmd({"tap", "shop"});
   cmd({"delete", "-f", PolicyFile(o_.manifests, kL7PolicyName), "--wait"});
   cmd({"label", "namespace", "shop", "weft.dev/mesh-", "--wait"});
   cmd({"logs", "ztunnel", "node0"});

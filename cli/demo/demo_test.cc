@@ -255,6 +255,7 @@ TEST_F(DemoEndToEnd, RunsEveryStepAndPasses) {
            "POST /orders -> HTTP 403",
            "[ok] shop/cart POST /orders on the store gets ztunnel's 403",
            "[ok] checkout through the front end still works (its POST /orders is allowed)",
+           "[ok] weftctl tap shows the cart's requests to the store",
            "[ok] the store's ztunnel counts the 403",
            "[ok] nothing of the mesh is left",
            "==> demo passed",

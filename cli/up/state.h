@@ -60,6 +60,7 @@ struct NodeState {
   std::string metrics;  // ztunnel's Prometheus endpoint, ip:port, inside `netns`
   std::string ztunnel_log, agent_log;
   int ztunnel_pid = 0, agent_pid = 0;
+  std::string admin;  // ztunnel's admin endpoint (loopback), ip:port, inside `netns`
 };
 
 struct ServiceState {
@@ -96,7 +97,7 @@ struct MeshState {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PodState, ns, name, workload, node, ip, ip6, netns,
                                                 cgroup, hosts_file, log, working_dir, enrolled,
                                                 argv, env, pid, restarts)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NodeState, name, netns, ip, metrics, ztunnel_log,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NodeState, name, netns, ip, metrics, admin, ztunnel_log,
                                                 agent_log, ztunnel_pid, agent_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceState, ns, name, cluster_ip, ports)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(WeftdState, netns, grpc, admin, metrics, readiness,

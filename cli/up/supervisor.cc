@@ -284,6 +284,7 @@ absl::Status Supervisor::RecordMeshState() {
     ns.netns = n.netns;
     ns.ip = n.ip.ToString();
     ns.metrics = ns.ip + ":15020";
+    ns.admin = "127.0.0.1:15000";  // ztunnel's default admin address, in the node's netns
     ns.ztunnel_log = mesh_->DaemonLogPath("ztunnel", n.index);
     ns.agent_log = mesh_->DaemonLogPath("agent", n.index);
     state_.nodes.push_back(ns);

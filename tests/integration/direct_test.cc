@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "common/scrape/scrape.h"
 #include "examples/teashop/http.h"
+#include "nlohmann/json.hpp"
 #include "tests/support/direct_mesh.h"
 #include "tests/support/http_conn.h"
 #include "tests/support/test_util.h"
@@ -947,6 +948,48 @@ TEST_F(DirectMeshHttp, PlaintextClientsAreAuthorizedPerRequestToo) {
   r = c.Request("DELETE", "/x");
   EXPECT_EQ(r.status, 403) << r.error;
   EXPECT_TRUE(weft::testing::WaitClosed(fd.get()));
+}
+
+TEST_F(DirectMeshHttp, TapStreamsRequestsOnlyWhileSomeoneReads) {
+  SetPolicies(kAllowPublicGet);
+  auto tap = [&](uint64_t since) {
+    auto body =
+        weft::testing::HttpGet(b_->admin().admin_addr(), "/tap?since=" + std::to_string(since));
+    EXPECT_TRUE(body.ok()) << body.status();
+    return nlohmann::json::parse(body.ok() ? *body : "{}");
+  };
+  {
+    auto fd = Outbound(HttpAddr());
+    weft::testing::HttpConn c(fd.get());
+    ASSERT_EQ(c.Request("GET", "/public/before").status, 200);
+  }
+  auto first = tap(0);
+  EXPECT_TRUE(first["events"].empty()) << "nobody tapped: nothing was recorded";
+  auto fd = Outbound(HttpAddr());
+  weft::testing::HttpConn c(fd.get());
+  ASSERT_EQ(c.Request("GET", "/public/a").status, 200);
+  ASSERT_EQ(c.Request("POST", "/public/a").status, 403);
+  nlohmann::json events = nlohmann::json::array();
+  uint64_t since = first["next"];
+  ASSERT_TRUE(WaitFor([&] {
+    auto page = tap(since);
+    since = page["next"];
+    for (auto& e : page["events"]) events.push_back(e);
+    return events.size() >= 2;
+  }));
+  EXPECT_EQ(events[0]["path"], "/public/a");
+  EXPECT_EQ(events[0]["status"], 200);
+  EXPECT_EQ(events[0]["src_identity"], kClientId.ToString());
+  EXPECT_EQ(events[0]["dst_workload"], "ns-b/server");
+  EXPECT_EQ(events[0]["src_workload"], "ns-a/client");
+  EXPECT_EQ(events[1]["method"], "POST");
+  EXPECT_EQ(events[1]["status"], 403);
+  EXPECT_EQ(events[1]["local_reply"], true);
+  EXPECT_EQ(tap(0)["dropped"], 0);
+  // Not on the metrics port: request paths and identities stay on loopback.
+  int status = 0;
+  auto on_metrics = weft::testing::HttpGet(b_->admin().metrics_addr(), "/tap", -1, &status);
+  EXPECT_EQ(status, 404);
 }
 
 }  // namespace

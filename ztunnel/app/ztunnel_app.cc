@@ -5,6 +5,7 @@
 #include <iterator>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -47,6 +48,7 @@ absl::Status ZtunnelApp::Start() {
         "--certs DIR (see `weftctl dev-certs`) or --control-plane ADDR is required");
   }
   tls_ = std::make_unique<TlsContextCache>(certs_.get(), opts_.trust_domain_aliases);
+  if (!opts_.proxy.tap) opts_.proxy.tap = std::make_shared<TapBuffer>();
   proxy_ = std::make_unique<Proxy>(opts_.proxy, &store_, tls_.get(), metrics_.get(),
                                    orig_dst_override_ ? orig_dst_override_ : &so_orig_dst_);
 
@@ -78,6 +80,24 @@ absl::Status ZtunnelApp::Start() {
   ao.registries = {metrics_->registry()};
   ao.config_dump = [this] { return ConfigDump(); };
   ao.not_ready_reason = [this] { return NotReadyReason(); };
+  // `weftctl tap`: GET /tap?since=SEQ&max=N on the loopback admin port only (paths and
+  // identities of other tenants' requests: never on the metrics address).
+  ao.json_handlers["/tap"] =
+      [tap = opts_.proxy.tap](
+          const std::map<std::string, std::string>& q) -> absl::StatusOr<std::string> {
+    uint64_t since = 0, max = 500;
+    auto num = [&](const char* key, uint64_t* out) -> absl::Status {
+      auto it = q.find(key);
+      if (it == q.end()) return absl::OkStatus();
+      if (!absl::SimpleAtoi(it->second, out)) {
+        return absl::InvalidArgumentError(absl::StrCat("/tap: ", key, " must be a number"));
+      }
+      return absl::OkStatus();
+    };
+    WEFT_RETURN_IF_ERROR(num("since", &since));
+    WEFT_RETURN_IF_ERROR(num("max", &max));
+    return tap->ReadJson(since, std::min<uint64_t>(std::max<uint64_t>(max, 1), 5000));
+  };
   admin_ = std::make_unique<AdminServer>(std::move(ao));
   WEFT_RETURN_IF_ERROR(admin_->Start());
 

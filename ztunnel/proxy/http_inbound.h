@@ -74,6 +74,7 @@ class HttpInbound {
   std::optional<l7::LocalReply> Gate(HttpRequestAttributes& req);
   void Done(const l7::Exchange& ex);
   void AccessLog(const l7::Exchange& ex, std::string_view flags, double ms) const;
+  void Tap(const l7::Exchange& ex);  // publishes to `weftctl tap` while someone taps
 
   Worker* w_;
   std::string pod_uid_;

@@ -24,6 +24,7 @@
 #include "ztunnel/identity/identity.h"
 #include "ztunnel/metrics/metrics.h"
 #include "ztunnel/proxy/limits.h"
+#include "ztunnel/proxy/tap.h"
 #include "ztunnel/state/snapshot.h"
 
 namespace weft::ztunnel {
@@ -78,6 +79,8 @@ struct ProxyOptions {
   bool same_node_fast_path = true;
   // Capacity asked of each fast-path pipe (F_SETPIPE_SZ); two pipes per connection.
   size_t fast_path_pipe_size = 256 * 1024;
+  // `weftctl tap`: where the HTTP paths publish requests while someone taps (tap.h); null: off.
+  std::shared_ptr<TapBuffer> tap;
 };
 
 class Proxy {

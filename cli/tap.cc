@@ -1,0 +1,195 @@
+#include "cli/tap.h"
+
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "cli/commands.h"
+#include "cli/mesh_ref.h"
+#include "cli/stat.h"
+#include "common/flags.h"
+#include "common/scrape/scrape.h"
+
+namespace weft::cli {
+
+bool TapMatches(const nlohmann::json& e, const std::string& filter) {
+  if (filter.empty()) return true;
+  bool has_workload = filter.find('/') != std::string::npos;
+  for (const char* k : {"src_workload", "dst_workload"}) {
+    std::string w = e.value(k, "");
+    if (has_workload ? w == filter : w.rfind(filter + "/", 0) == 0) return true;
+  }
+  return false;
+}
+
+std::string FormatTapEvent(const nlohmann::json& e, const std::string& node) {
+  int64_t ms = e.value("unix_ms", int64_t{0});
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  auto or_addr = [&](const char* workload, const char* addr) {
+    std::string w = e.value(workload, "");
+    return w.empty() ? e.value(addr, "?") + " (not in the mesh)" : w;
+  };
+  int status = e.value("status", 0);
+  std::string line = absl::StrFormat(
+      "%02d:%02d:%02d.%03d %s -> %s %s %s %s %s %.1fms", tm.tm_hour, tm.tm_min, tm.tm_sec,
+      static_cast<int>(ms % 1000), or_addr("src_workload", "src_addr"),
+      or_addr("dst_workload", "dst_addr"), e.value("method", "?"), e.value("authority", "-"),
+      e.value("path", "?"), status ? std::to_string(status) : std::string("no-response"),
+      e.value("latency_ms", 0.0));
+  if (e.value("local_reply", false)) line += " (ztunnel)";
+  std::string id = e.value("src_identity", "");
+  absl::StrAppend(&line, " src=", id.empty() ? "plaintext" : id, " (", node, ")");
+  return line;
+}
+
+namespace {
+
+struct TapFlags {
+  std::vector<StatTarget> targets;
+  std::string filter;
+  MeshRef mesh;
+  int max = 0;          // 0: no limit
+  double duration = 0;  // seconds; 0: until interrupted
+  bool json = false;
+};
+
+std::unique_ptr<CLI::App> TapApp(TapFlags& f) {
+  auto app = std::make_unique<CLI::App>(
+      "The HTTP requests the ztunnels see, live (like linkerd viz tap): time, source and\n"
+      "destination, method, authority, path, status, latency. Read from each ztunnel's\n"
+      "loopback admin endpoint; only connections ztunnel parses as HTTP (workloads with L7\n"
+      "policy) are seen. Stops after --max requests or --duration, or on Ctrl-C.",
+      "weftctl tap");
+  app->add_option("NS|NS/WORKLOAD", f.filter, "only requests from or to this namespace/workload");
+  AddMeshRefFlags(*app, &f.mesh);
+  app->add_option_function<std::vector<std::string>>(
+         "--target",
+         [&f](const std::vector<std::string>& values) {
+           for (const std::string& v : values) {
+             auto t = ParseStatTarget(v);
+             if (!t.ok()) throw CLI::ValidationError("--target", std::string(t.status().message()));
+             f.targets.push_back(*t);
+           }
+         },
+         "a ztunnel admin endpoint (repeatable; instead of the local mesh's)")
+      ->type_name("NODE=NETNS@ADDR:PORT");
+  app->add_option("--max", f.max, "stop after this many requests (default: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option_function<std::string>(
+         "--duration",
+         [&f](const std::string& v) {
+           absl::Duration d;
+           if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+             throw CLI::ValidationError("--duration",
+                                        "\"" + v + "\" is not a duration like 10s or 1m");
+           }
+           f.duration = absl::ToDoubleSeconds(d);
+         },
+         "stop after this long (default: until Ctrl-C)")
+      ->type_name("D");
+  app->add_flag("--json", f.json, "print one JSON object per request");
+  return app;
+}
+
+struct Source {
+  StatTarget target;
+  UniqueFd netns;
+  SockAddr addr;
+  uint64_t since = 0;
+  bool primed = false;  // the first read only finds where "now" is
+  uint64_t missed = 0, dropped = 0;
+};
+
+}  // namespace
+
+int TapMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  TapFlags f;
+  if (auto rc = ParseCommand(*TapApp(f), args, out, err)) return *rc;
+  if (f.targets.empty()) {
+    auto local = LocalZtunnelAdmins(f.mesh);
+    if (!local.ok()) {
+      err << "weftctl tap: " << local.status().message()
+          << "\n(start one with weftctl up, or name ztunnels with --target "
+             "NODE=NETNS@ADDR:PORT)\n";
+      return kExitFailure;
+    }
+    for (const NetnsEndpoint& e : *local) f.targets.push_back({e.label, e.netns, e.addr});
+  }
+  std::vector<Source> sources;
+  for (const StatTarget& t : f.targets) {
+    Source s;
+    s.target = t;
+    auto ns = OpenNetns(t.netns);
+    auto addr = SockAddr::Parse(t.addr);
+    if (!ns.ok() || !addr.ok()) {
+      err << "weftctl tap: node " << t.node << ": "
+          << (ns.ok() ? addr.status().message() : ns.status().message()) << "\n";
+      return kExitFailure;
+    }
+    s.netns = std::move(*ns);
+    s.addr = *addr;
+    sources.push_back(std::move(s));
+  }
+  auto start = std::chrono::steady_clock::now();
+  int shown = 0;
+  while (f.max == 0 || shown < f.max) {
+    if (f.duration > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
+            f.duration)
+      break;
+    for (Source& s : sources) {
+      auto body = HttpGet(s.addr, absl::StrCat("/tap?since=", s.since, "&max=500"),
+                          s.netns.valid() ? s.netns.get() : -1, nullptr, 2000);
+      if (!body.ok()) {
+        err << "weftctl tap: node " << s.target.node << ": ztunnel admin at " << s.target.addr
+            << ": " << body.status().message() << "\n";
+        return kExitFailure;
+      }
+      auto page = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
+      if (page.is_discarded() || !page.is_object()) {
+        err << "weftctl tap: node " << s.target.node << ": /tap answered something not JSON\n";
+        return kExitFailure;
+      }
+      s.since = page.value("next", s.since);
+      s.dropped = page.value("dropped", uint64_t{0});
+      if (!s.primed) {  // history from before this tap: skipped
+        s.primed = true;
+        continue;
+      }
+      s.missed += page.value("missed", uint64_t{0});
+      for (const auto& e : page.value("events", nlohmann::json::array())) {
+        if (!TapMatches(e, f.filter)) continue;
+        if (f.json) {
+          nlohmann::json j = e;
+          j["node"] = s.target.node;
+          out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        } else {
+          out << FormatTapEvent(e, s.target.node) << "\n";
+        }
+        out.flush();
+        if (f.max > 0 && ++shown >= f.max) break;
+      }
+      if (f.max > 0 && shown >= f.max) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (const Source& s : sources) {
+    if (s.missed + s.dropped > 0) {
+      err << "weftctl tap: node " << s.target.node << ": " << s.missed
+          << " requests missed (the tap fell behind), " << s.dropped
+          << " dropped by ztunnel (never waits on a tap)\n";
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace weft::cli
