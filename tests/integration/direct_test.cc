@@ -883,6 +883,14 @@ grpc::Status GrpcCall(grpc::GenericStub& stub, const std::string& method, std::s
   return st;
 }
 
+// Starts a MethodEchoService on the server workload's address; `port` gets its port.
+std::unique_ptr<grpc::Server> StartGrpc(MethodEchoService* svc, int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(kServerIp.ToString() + ":0", grpc::InsecureServerCredentials(), port);
+  builder.RegisterCallbackGenericService(svc);
+  return builder.BuildAndStart();
+}
+
 TEST_F(DirectMeshHttp, GrpcCallsOverOneH2cConnectionAreAuthorizedPerCall) {
   SetPolicies(R"(- name: grpc-allowed
   namespace: ns-b
@@ -892,11 +900,8 @@ TEST_F(DirectMeshHttp, GrpcCallsOverOneH2cConnectionAreAuthorizedPerCall) {
     - operation: {paths: ["/pkg.Svc/Allowed"]}
 )");
   MethodEchoService svc;
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(kServerIp.ToString() + ":0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterCallbackGenericService(&svc);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = StartGrpc(&svc, &port);
   ASSERT_TRUE(server && port > 0);
 
   // The client's connection goes through A's captured outbound listener, HBONE, and B, which
@@ -930,6 +935,41 @@ TEST_F(DirectMeshHttp, GrpcCallsOverOneH2cConnectionAreAuthorizedPerCall) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
   stub.reset();
   plain.reset();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+TEST_F(DirectMeshHttp, H2cClientThatNeverReadsIsCutOffInsteadOfBuffered) {
+  SetPolicies(kAllowPublicGet);
+  MethodEchoService svc;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartGrpc(&svc, &port);
+  ASSERT_TRUE(server && port > 0);
+  auto fd = Plaintext(SockAddr{kServerIp, static_cast<uint16_t>(port)});
+  ASSERT_TRUE(fd.valid());
+  // The preface, SETTINGS, then PINGs (each owed an ACK), never reading a byte. Cut off by
+  // nghttp2's flood detection (too many ACKs owed per read) or HttpInbound's 4 MiB limit on
+  // what the client is owed, whichever comes first; never queued without bound.
+  std::string hello("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+  hello.append(std::string("\0\0\0\4\0\0\0\0\0", 9));
+  std::string pings;
+  for (int i = 0; i < 4096; ++i) pings.append(std::string("\0\0\x08\x06\0\0\0\0\0pingping", 17));
+  ASSERT_EQ(send(fd.get(), hello.data(), hello.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(hello.size()));
+  size_t sent = 0;
+  bool cut = false;
+  while (sent < (256u << 20) && !cut) {  // without the limit ztunnel would queue all of it
+    ssize_t n = send(fd.get(), pings.data(), pings.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      cut = errno == EPIPE || errno == ECONNRESET;
+      if (!cut) break;
+    } else {
+      sent += static_cast<size_t>(n);
+    }
+  }
+  EXPECT_TRUE(cut) << "sent " << sent << " bytes of PINGs without being cut off";
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "weft_bad_input_total", {{"port", "http"}}) >= 1;
+  })) << Metrics(*b_);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 

@@ -117,6 +117,10 @@ void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQue
   auto app = [&](std::string_view b) { to_app.Append(b.data(), b.size()); };
   if (h2_) {
     h2_->FromClient(in, app, [&](std::string_view b) { to_client.Append(b.data(), b.size()); });
+    if (to_client.size() > kMaxClientBacklog && !flooded_) {
+      flooded_ = true;
+      flood_error_ = "HTTP/2 client does not read what it asks for (more than 4 MiB queued)";
+    }
   } else {
     codec_.FromClient(in, app);
   }

@@ -66,8 +66,10 @@ class HttpInbound {
   // Nothing more will reach the application (a local reply was made, or bytes could not be
   // framed): the caller stops reading the client and, once the reply is out, closes.
   bool done() const { return state() == State::kClosing || state() == State::kBroken; }
-  bool broken() const { return state() == State::kBroken; }
-  const std::string& error() const { return h2_ ? h2_->error() : codec_.error(); }
+  bool broken() const { return state() == State::kBroken || flooded_; }
+  const std::string& error() const {
+    return flooded_ ? flood_error_ : h2_ ? h2_->error() : codec_.error();
+  }
   uint64_t requests() const { return requests_; }
 
  private:
@@ -94,6 +96,11 @@ class HttpInbound {
   bool sniffing_ = true;                           // the protocol is not decided yet
   std::string sniffed_;                            // client bytes held meanwhile (< 24)
   std::string app_early_;                          // app bytes held meanwhile (<= 64 KiB)
+  // HTTP/2: what the codec owes a client that never reads (PING and SETTINGS acks) would pile up
+  // in the caller's queue; past kMaxClientBacklog the connection is refused as a flood.
+  static constexpr size_t kMaxClientBacklog = 4 << 20;
+  bool flooded_ = false;
+  std::string flood_error_;
 };
 
 // Envoy's response flags for a finished exchange at the destination: "-" (a response, including
