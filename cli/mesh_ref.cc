@@ -46,31 +46,33 @@ absl::StatusOr<NetnsEndpoint> LocalWeftdAdmin(const MeshRef& ref) {
   return NetnsEndpoint{"weftd", NetnsPathOf(s.weftd.netns), s.weftd.admin};
 }
 
-absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelMetrics(const MeshRef& ref) {
+namespace {
+
+// One ztunnel endpoint per node of the local mesh: `field` of its NodeState (`what` names it).
+absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelEndpoints(const MeshRef& ref,
+                                                                 std::string up::NodeState::*field,
+                                                                 std::string_view what) {
   WEFT_ASSIGN_OR_RETURN(up::MeshState s, Load(ref));
   std::vector<NetnsEndpoint> out;
   for (const up::NodeState& n : s.nodes) {
-    if (!n.metrics.empty()) out.push_back({n.name, NetnsPathOf(n.netns), n.metrics});
+    if (!(n.*field).empty()) out.push_back({n.name, NetnsPathOf(n.netns), n.*field});
   }
   if (out.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("the local mesh \"", ref.name, "\" lists no ztunnel metrics endpoint"));
+    return absl::NotFoundError(absl::StrCat("the local mesh \"", ref.name, "\" lists no ztunnel ",
+                                            Av(what), " endpoint (started by an older weftctl? ",
+                                            "run weftctl down and up again)"));
   }
   return out;
 }
 
+}  // namespace
+
+absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelMetrics(const MeshRef& ref) {
+  return LocalZtunnelEndpoints(ref, &up::NodeState::metrics, "metrics");
+}
+
 absl::StatusOr<std::vector<NetnsEndpoint>> LocalZtunnelAdmins(const MeshRef& ref) {
-  WEFT_ASSIGN_OR_RETURN(up::MeshState s, Load(ref));
-  std::vector<NetnsEndpoint> out;
-  for (const up::NodeState& n : s.nodes) {
-    if (!n.admin.empty()) out.push_back({n.name, NetnsPathOf(n.netns), n.admin});
-  }
-  if (out.empty()) {
-    return absl::NotFoundError(absl::StrCat("the local mesh \"", ref.name,
-                                            "\" lists no ztunnel admin endpoint (started by an "
-                                            "older weftctl? run weftctl down and up again)"));
-  }
-  return out;
+  return LocalZtunnelEndpoints(ref, &up::NodeState::admin, "admin");
 }
 
 absl::StatusOr<UniqueFd> OpenNetns(const std::string& path) {

@@ -397,19 +397,24 @@ absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget
 
 }  // namespace
 
+bool FillLocalTargets(std::vector<StatTarget>& targets, const MeshRef& mesh, bool admin,
+                      std::string_view command, std::ostream& err) {
+  if (!targets.empty()) return true;
+  auto local = admin ? LocalZtunnelAdmins(mesh) : LocalZtunnelMetrics(mesh);
+  if (!local.ok()) {
+    err << "weftctl " << command << ": " << local.status().message()
+        << "\n(start one with weftctl up, or name ztunnels with --target "
+           "NODE=NETNS@ADDR:PORT)\n";
+    return false;
+  }
+  for (const NetnsEndpoint& e : *local) targets.push_back({e.label, e.netns, e.addr});
+  return true;
+}
+
 int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   StatFlags f;
   if (auto rc = ParseCommand(*StatApp(f), args, out, err)) return *rc;
-  if (f.targets.empty()) {
-    auto local = LocalZtunnelMetrics(f.mesh);
-    if (!local.ok()) {
-      err << "weftctl stat: " << local.status().message()
-          << "\n(start one with weftctl up, or name ztunnels with --target "
-             "NODE=NETNS@ADDR:PORT)\n";
-      return kExitFailure;
-    }
-    for (const NetnsEndpoint& e : *local) f.targets.push_back({e.label, e.netns, e.addr});
-  }
+  if (!FillLocalTargets(f.targets, f.mesh, /*admin=*/false, "stat", err)) return kExitFailure;
   std::vector<MetricSample> before;
   if (f.window > 0) {
     auto b = ScrapeAll(f.targets);

@@ -28,6 +28,7 @@
 #include <iosfwd>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -44,6 +45,13 @@ struct StatTarget {
 
 // "NODE=NETNS@ADDR:PORT" or "NODE=ADDR:PORT" (current netns).
 absl::StatusOr<StatTarget> ParseStatTarget(const std::string& spec);
+
+struct MeshRef;
+// When `targets` is empty (no --target given), fills it with every ztunnel of the local mesh
+// `mesh`: their admin endpoints if `admin`, else their metrics endpoints. False (after saying
+// why on `err`, prefixed with `command`) when there is no such mesh.
+bool FillLocalTargets(std::vector<StatTarget>& targets, const MeshRef& mesh, bool admin,
+                      std::string_view command, std::ostream& err);
 
 struct WorkloadStat {
   std::string ns;

@@ -114,16 +114,7 @@ struct Source {
 int TapMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   TapFlags f;
   if (auto rc = ParseCommand(*TapApp(f), args, out, err)) return *rc;
-  if (f.targets.empty()) {
-    auto local = LocalZtunnelAdmins(f.mesh);
-    if (!local.ok()) {
-      err << "weftctl tap: " << local.status().message()
-          << "\n(start one with weftctl up, or name ztunnels with --target "
-             "NODE=NETNS@ADDR:PORT)\n";
-      return kExitFailure;
-    }
-    for (const NetnsEndpoint& e : *local) f.targets.push_back({e.label, e.netns, e.addr});
-  }
+  if (!FillLocalTargets(f.targets, f.mesh, /*admin=*/true, "tap", err)) return kExitFailure;
   std::vector<Source> sources;
   for (const StatTarget& t : f.targets) {
     Source s;

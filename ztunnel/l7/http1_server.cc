@@ -50,8 +50,29 @@ std::string Serialize(int status, std::string_view body) {
 
 }  // namespace
 
+namespace {
+
+// What both parsers share: bodies are framed, never kept (the proxy forwards the raw bytes).
+template <bool isRequest>
+class Framer : public http::basic_parser<isRequest> {
+ protected:
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+  std::size_t on_body_impl(boost::beast::string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
+                                 error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+};
+
+}  // namespace
+
 // A request head's parts as the parser saw them, plus the framing facts the checks need.
-class Http1ServerConnection::RequestParser : public http::basic_parser<true> {
+class Http1ServerConnection::RequestParser : public Framer<true> {
  public:
   explicit RequestParser(const Http1Limits& limits) : max_fields_(limits.max_fields) {
     header_limit(limits.max_head_bytes);
@@ -93,21 +114,10 @@ class Http1ServerConnection::RequestParser : public http::basic_parser<true> {
     }
     attrs.headers.emplace_back(std::move(lname), std::string(Sv(value)));
   }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
-  std::size_t on_body_impl(boost::beast::string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
-                                 error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
   size_t max_fields_;
 };
 
-class Http1ServerConnection::ResponseParser : public http::basic_parser<false> {
+class Http1ServerConnection::ResponseParser : public Framer<false> {
  public:
   ResponseParser() {
     header_limit(1 << 20);  // the server's own headers: generous, but bounded
@@ -124,17 +134,6 @@ class Http1ServerConnection::ResponseParser : public http::basic_parser<false> {
   }
   void on_field_impl(http::field, boost::beast::string_view, boost::beast::string_view,
                      error_code&) override {}
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
-  std::size_t on_body_impl(boost::beast::string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
-                                 error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
 };
 
 struct Http1ServerConnection::Pending {

@@ -814,15 +814,7 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
   if (http_ && !reply_.empty()) {
     // A local reply goes out ahead of anything else; then the stream ends. (Until the codec
     // releases it, responses to earlier requests are still read below.)
-    iovec v[8];
-    size_t n = 0;
-    int k = reply_.Peek(v, 8);
-    for (int i = 0; i < k && n < len; ++i) {
-      size_t take = std::min(len - n, v[i].iov_len);
-      std::memcpy(buf + n, v[i].iov_base, take);
-      n += take;
-    }
-    reply_.Consume(n);
+    size_t n = reply_.Take(buf, len);
     AddReceived(n);
     if (reply_.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
@@ -831,16 +823,7 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
   for (;;) {
     // L7 HTTP/2: app bytes are re-framed by the codec; the stream carries its frames.
     if (http_ && http_->owns_app_bytes() && !to_client_.empty()) {
-      iovec v[8];
-      size_t k = 0;
-      int m = to_client_.Peek(v, 8);
-      for (int i = 0; i < m && k < len; ++i) {
-        size_t take = std::min(len - k, v[i].iov_len);
-        std::memcpy(buf + k, v[i].iov_base, take);
-        k += take;
-      }
-      to_client_.Consume(k);
-      return static_cast<ssize_t>(k);
+      return static_cast<ssize_t>(to_client_.Take(buf, len));
     }
     n = ::read(app_.get(), buf, len);
     if (n <= 0 || !http_ || !http_->owns_app_bytes()) break;

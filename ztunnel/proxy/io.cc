@@ -117,6 +117,23 @@ void ByteQueue::Append(const void* p, size_t n) {
   }
 }
 
+size_t ByteQueue::Take(void* dst, size_t max) {
+  iovec v[8];
+  size_t n = 0;
+  while (n < max && !empty()) {
+    int k = Peek(v, 8);
+    size_t round = 0;
+    for (int i = 0; i < k && n + round < max; ++i) {
+      size_t take = std::min(max - n - round, v[i].iov_len);
+      std::memcpy(static_cast<char*>(dst) + n + round, v[i].iov_base, take);
+      round += take;
+    }
+    Consume(round);
+    n += round;
+  }
+  return n;
+}
+
 void ByteQueue::Consume(size_t n) {
   size_t drop = 0;
   while (n > 0 && drop < blocks_.size()) {

@@ -42,6 +42,8 @@ class ByteQueue {
   void Clear();
   // Up to `max` spans from the head, for writev/sendmsg. Returns how many were filled.
   int Peek(iovec* iov, int max) const;
+  // Copies up to `max` bytes from the head into `dst` and consumes them; returns how many.
+  size_t Take(void* dst, size_t max);
   std::string ToString() const;  // tests and logs
 
  private:

@@ -84,3 +84,24 @@ TEST(Io, ListenOnPortZeroAndConnect) {
 
 }  // namespace
 }  // namespace weft::ztunnel
+
+namespace weft::ztunnel {
+namespace {
+
+TEST(ByteQueueTakeTest, CopiesAcrossBlocksAndConsumes) {
+  ByteQueue q;
+  std::string big(ByteQueue::kBlock + 100, 'a');
+  big.back() = 'z';
+  q.Append(big.data(), big.size());
+  q.Append("tail", 4);
+  std::string out(big.size() + 4, '\0');
+  EXPECT_EQ(q.Take(out.data(), 10), 10u);
+  EXPECT_EQ(q.size(), big.size() + 4 - 10);
+  EXPECT_EQ(q.Take(out.data() + 10, out.size()), big.size() + 4 - 10);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(out, big + "tail");
+  EXPECT_EQ(q.Take(out.data(), 5), 0u);
+}
+
+}  // namespace
+}  // namespace weft::ztunnel
