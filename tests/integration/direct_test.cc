@@ -922,6 +922,13 @@ TEST_F(DirectMeshHttp, GrpcCallsOverOneH2cConnectionAreAuthorizedPerCall) {
   EXPECT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
   EXPECT_TRUE(WaitFor([&] { return Denials() >= 1; })) << Metrics(*b_);
   EXPECT_EQ(Denials(), 1);
+  // Istio's request metrics know them as gRPC, with the call's grpc-status.
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*b_, "istio_requests_total",
+                  {{"request_protocol", "grpc"}, {"grpc_response_status", "0"}}) == 2 &&
+           Metric(*b_, "istio_requests_total",
+                  {{"request_protocol", "grpc"}, {"grpc_response_status", "7"}}) == 1;
+  })) << Metrics(*b_);
 
   // A plaintext h2c client on 15006 (PlainRelay) is authorized per call the same way.
   auto pfd = Plaintext(SockAddr{kServerIp, static_cast<uint16_t>(port)});

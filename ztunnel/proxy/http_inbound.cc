@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "common/log.h"
 #include "ztunnel/proxy/worker.h"
 
@@ -256,18 +257,24 @@ void HttpInbound::Done(const l7::Exchange& ex) {
   }
   const std::string_view flags = ResponseFlags(ex);
   const double ms = std::chrono::duration<double, std::milli>(ex.end - ex.start).count();
+  // Istio labels a gRPC request (content-type application/grpc*) request_protocol="grpc" with
+  // its grpc-status (HTTP/2 trailers; HTTP/1.1 carries no gRPC here, so it stays "").
+  bool grpc = false;
+  for (const auto& [name, value] : ex.request.headers)
+    grpc |= name == "content-type" && absl::StartsWith(value, "application/grpc");
+  const int grpc_status = grpc ? ex.grpc_status : -1;
   const RequestSeries* s = nullptr;
   for (const Series& x : series_) {
-    if (x.code == ex.status && x.flags == flags) {
+    if (x.code == ex.status && x.flags == flags && x.grpc == grpc && x.grpc_status == grpc_status) {
       s = &x.series;
       break;
     }
   }
   if (s == nullptr) {
-    // gRPC status: HTTP/1.1 carries no gRPC here, so grpc_response_status stays "" (HTTP/2
-    // trailers will fill it).
     series_.push_back(
-        {ex.status, flags, w_->metrics().ForRequest(labels_, "http", ex.status, "", flags)});
+        {ex.status, flags, grpc, grpc_status,
+         w_->metrics().ForRequest(labels_, grpc ? "grpc" : "http", ex.status,
+                                  grpc_status >= 0 ? std::to_string(grpc_status) : "", flags)});
     s = &series_.back().series;
   }
   s->requests->Increment();

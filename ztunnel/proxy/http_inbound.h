@@ -88,6 +88,8 @@ class HttpInbound {
   struct Series {
     int code;
     std::string_view flags;  // one of the static flag strings
+    bool grpc;
+    int grpc_status;  // -1: none
     RequestSeries series;
   };
   std::vector<Series> series_;
