@@ -36,6 +36,13 @@ constexpr int kSoOriginalDst = 80;
 
 constexpr char kOutputChain[] = "WEFT_INPOD_OUTPUT";
 constexpr char kPreroutingChain[] = "WEFT_INPOD_PREROUTING";
+// What removal leaves: an empty chain, jumped to from OUTPUT by a rule with a conntrack match.
+// The REDIRECT rules were the netns's only users of conntrack; once they are gone the kernel
+// stops tracking the pod's packets, so connections REDIRECTed before the removal are no longer
+// translated: the app's bytes (and its FIN) go to the original destination and ztunnel's to
+// nobody, and both ends hang. This rule matches nothing it changes, but keeps conntrack (and
+// the nat hooks) on in the netns, so captured connections drain through ztunnel.
+constexpr char kDrainChain[] = "WEFT_INPOD_DRAIN";
 constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr auto kCommandTimeout = std::chrono::seconds(30);
 
@@ -266,11 +273,12 @@ absl::StatusOr<Tools> FindTools(Family f) {
 }
 
 // The jump rules from the built-in chains into ours, as currently installed, with the
-// leading "-A" so that they can be turned into "-D" lines.
-absl::StatusOr<std::vector<std::string>> CurrentJumps(int netns_fd, const Tools& t, bool* chains) {
+// leading "-A" so that they can be turned into "-D" lines. `*capture`: whether any capture
+// chain or jump is there (the drain rule alone is not capture).
+absl::StatusOr<std::vector<std::string>> CurrentJumps(int netns_fd, const Tools& t, bool* capture) {
   WEFT_ASSIGN_OR_RETURN(CommandResult r, RunCommandInNetns(netns_fd, t.save, {"-t", "nat"}, ""));
   std::vector<std::string> jumps;
-  *chains = false;
+  *capture = false;
   if (r.exit_code != 0) {
     // No nat table in this netns yet: nothing of ours can be there.
     if (absl::StrContains(r.err, "does not exist") || absl::StrContains(r.err, "can't initialize"))
@@ -281,21 +289,30 @@ absl::StatusOr<std::vector<std::string>> CurrentJumps(int netns_fd, const Tools&
   for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
     if (absl::StartsWith(line, absl::StrCat(":", kOutputChain, " ")) ||
         absl::StartsWith(line, absl::StrCat(":", kPreroutingChain, " ")))
-      *chains = true;
+      *capture = true;
     bool builtin = absl::StartsWith(line, "-A OUTPUT ") || absl::StartsWith(line, "-A PREROUTING ");
-    if (builtin && (absl::EndsWith(line, absl::StrCat("-j ", kOutputChain)) ||
-                    absl::EndsWith(line, absl::StrCat("-j ", kPreroutingChain))))
+    if (!builtin) continue;
+    bool to_capture = absl::EndsWith(line, absl::StrCat("-j ", kOutputChain)) ||
+                      absl::EndsWith(line, absl::StrCat("-j ", kPreroutingChain));
+    if (to_capture) *capture = true;
+    if (to_capture || absl::EndsWith(line, absl::StrCat("-j ", kDrainChain)))
       jumps.emplace_back(line);
   }
   return jumps;
 }
 
-// Lines that take out whatever an earlier install left: jumps first (a referenced chain
-// cannot be deleted), then flush (":CHAIN" creates or flushes under --noflush).
-void AppendRemoval(const std::vector<std::string>& jumps, bool delete_chains, std::string* s) {
+// Lines that take out whatever an earlier install or removal left: jumps first (a referenced
+// chain cannot be deleted), then flush (":CHAIN" creates or flushes under --noflush). Removal
+// (`remove`) deletes the capture chains and leaves the drain rule; install deletes the drain.
+void AppendRemoval(const std::vector<std::string>& jumps, bool remove, bool drain, std::string* s) {
   for (const std::string& j : jumps) absl::StrAppend(s, "-D", j.substr(2), "\n");
-  absl::StrAppend(s, ":", kOutputChain, " - [0:0]\n:", kPreroutingChain, " - [0:0]\n");
-  if (delete_chains) absl::StrAppend(s, "-X ", kOutputChain, "\n-X ", kPreroutingChain, "\n");
+  absl::StrAppend(s, ":", kOutputChain, " - [0:0]\n:", kPreroutingChain, " - [0:0]\n:", kDrainChain,
+                  " - [0:0]\n");
+  if (remove) absl::StrAppend(s, "-X ", kOutputChain, "\n-X ", kPreroutingChain, "\n");
+  if (remove && drain)
+    absl::StrAppend(s, "-A OUTPUT -p tcp -m conntrack --ctstate DNAT -j ", kDrainChain, "\n");
+  else
+    absl::StrAppend(s, "-X ", kDrainChain, "\n");
 }
 
 std::string InstallRules(Family f, const InpodIptablesOptions& o) {
@@ -350,14 +367,22 @@ bool FamilyUnavailable(const absl::Status& st) {
 
 absl::Status ApplyFamily(int netns_fd, Family f, const InpodIptablesOptions* install) {
   WEFT_ASSIGN_OR_RETURN(Tools t, FindTools(f));
-  bool chains = false;
-  WEFT_ASSIGN_OR_RETURN(std::vector<std::string> jumps, CurrentJumps(netns_fd, t, &chains));
-  if (!install && jumps.empty() && !chains) return absl::OkStatus();
-  std::string script = "*nat\n";
-  AppendRemoval(jumps, /*delete_chains=*/install == nullptr, &script);
-  if (install) script += InstallRules(f, *install);
-  script += "COMMIT\n";
-  return Restore(netns_fd, t, script);
+  bool capture = false;
+  WEFT_ASSIGN_OR_RETURN(std::vector<std::string> jumps, CurrentJumps(netns_fd, t, &capture));
+  if (!install && !capture) return absl::OkStatus();  // never captured, or already removed
+  auto script = [&](bool drain) {
+    std::string s = "*nat\n";
+    AppendRemoval(jumps, /*remove=*/install == nullptr, drain, &s);
+    if (install) s += InstallRules(f, *install);
+    return s + "COMMIT\n";
+  };
+  absl::Status st = Restore(netns_fd, t, script(/*drain=*/true));
+  if (st.ok() || install) return st;
+  // Without the conntrack match (xt_conntrack missing) capture still goes; connections
+  // captured until now may then hang until their ends time out.
+  LOG_WARN(kScope, "could not leave the drain rule; removing capture without it",
+           {{"family", Prefix(f)}, {"error", std::string(st.message())}});
+  return Restore(netns_fd, t, script(/*drain=*/false));
 }
 
 // True if the netns can have IPv6 sockets at all.

@@ -50,7 +50,12 @@ struct InpodIptablesOptions {
 // Idempotent (re-install replaces). Uses iptables-restore inside the netns; a clear error if
 // iptables is missing.
 absl::Status InstallInpodIptables(int netns_fd, const InpodIptablesOptions& opts);
-// Removes every rule and chain InstallInpodIptables added (no error if absent).
+// Removes the capture: every REDIRECT rule and chain InstallInpodIptables added (no error if
+// absent). It leaves one rule that changes nothing, `-A OUTPUT -p tcp -m conntrack --ctstate
+// DNAT -j WEFT_INPOD_DRAIN` (an empty chain), in each family: it keeps conntrack on in the
+// netns, without which connections captured before the removal would stop being translated and
+// hang (app and ztunnel both waiting); with it they drain through ztunnel. The next install
+// takes it out.
 absl::Status RemoveInpodIptables(int netns_fd);
 
 // When ip6tables cannot capture in a pod's netns (`why`: the tool or its nat table is missing):

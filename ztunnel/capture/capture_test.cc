@@ -174,12 +174,25 @@ TEST_F(CaptureTest, InstallIsVisibleIdempotentAndRemovable) {
   // The node's own netns is untouched.
   EXPECT_EQ(Shell("iptables-save -t nat").find("WEFT_INPOD"), std::string::npos);
 
+  // Removal leaves only the drain rule (keeps conntrack on for captured connections).
+  const std::string drain = "-A OUTPUT -p tcp -m conntrack --ctstate DNAT -j WEFT_INPOD_DRAIN";
   st = RemoveInpodIptables(pod_->fd());
   ASSERT_TRUE(st.ok()) << st;
-  EXPECT_EQ(pod_->Exec("iptables-save -t nat").find("WEFT"), std::string::npos);
-  EXPECT_EQ(pod_->Exec("ip6tables-save -t nat").find("WEFT"), std::string::npos);
-  st = RemoveInpodIptables(pod_->fd());  // nothing left: still fine
+  for (const char* save : {"iptables-save -t nat", "ip6tables-save -t nat"}) {
+    std::string rules = pod_->Exec(save);
+    EXPECT_EQ(CountLines(rules, "WEFT_INPOD_OUTPUT"), 0) << rules;
+    EXPECT_EQ(CountLines(rules, "WEFT_INPOD_PREROUTING"), 0) << rules;
+    EXPECT_EQ(CountLines(rules, "REDIRECT"), 0) << rules;
+    EXPECT_EQ(CountLines(rules, drain), 1) << rules;
+  }
+  st = RemoveInpodIptables(pod_->fd());  // nothing left to capture: still fine, drain kept once
   EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(CountLines(pod_->Exec("iptables-save -t nat"), drain), 1);
+  // Installing again takes the drain out.
+  ASSERT_TRUE(InstallInpodIptables(pod_->fd(), opts).ok());
+  v4 = pod_->Exec("iptables-save -t nat");
+  EXPECT_EQ(CountLines(v4, "WEFT_INPOD_DRAIN"), 0) << v4;
+  EXPECT_EQ(CountLines(v4, "--to-ports 15001"), 1) << v4;
 }
 
 TEST_F(CaptureTest, OutboundIsRedirectedAndOriginalDstRecovered) {
@@ -290,7 +303,73 @@ TEST_F(CaptureTest, InboundIsRedirectedExceptHboneAndExcludedPorts) {
   EXPECT_FALSE(Pending(inbound.get()));
 
   ASSERT_TRUE(RemoveInpodIptables(pod_->fd()).ok());
-  EXPECT_EQ(pod_->Exec("iptables-save").find("WEFT"), std::string::npos);
+  std::string rules = pod_->Exec("iptables-save");
+  EXPECT_EQ(rules.find("REDIRECT"), std::string::npos) << rules;
+  EXPECT_EQ(rules.find("WEFT_INPOD_PREROUTING"), std::string::npos) << rules;
+}
+
+// Sends `what` on `from` and reads it on `to` (sockets may be non-blocking): the bytes must
+// arrive within 5 s, else the connection is blackholed.
+absl::Status Carries(int from, int to, std::string_view what) {
+  if (::send(from, what.data(), what.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(what.size()))
+    return ErrnoError(errno, "send");
+  pollfd p{to, POLLIN, 0};
+  if (::poll(&p, 1, 5000) != 1)
+    return absl::DeadlineExceededError(absl::StrCat("\"", Av(what), "\" never arrived"));
+  char buf[64];
+  ssize_t n = ::recv(to, buf, sizeof buf, MSG_DONTWAIT);
+  if (n < 0) return ErrnoError(errno, "recv");
+  if (std::string_view(buf, n) != what)
+    return absl::DataLossError(absl::StrCat("got \"", Av(std::string_view(buf, n)), "\""));
+  return absl::OkStatus();
+}
+
+// Unenrolment must not blackhole connections captured before it (soak, iptables capture): the
+// rules that REDIRECTed them were the netns's only conntrack users, and with them gone the
+// kernel stops tracking (and un-NATing) the pod's packets, so the app's bytes went to the
+// original destination and ztunnel's to nobody; both ends hung. Established captured
+// connections, outbound and inbound, keep flowing through the listener after removal, and so
+// do their closes; new connections go direct.
+TEST_F(CaptureTest, CapturedConnectionsKeepFlowingAfterRemoval) {
+  ASSERT_TRUE(InstallInpodIptables(pod_->fd(), {}).ok());
+  UniqueFd out4 = Listen(pod_->fd(), "0.0.0.0:15001");
+  UniqueFd in4 = Listen(pod_->fd(), "0.0.0.0:15006");
+  UniqueFd svc = Listen(peer_->fd(), "0.0.0.0:7070");
+  auto app = Connect(pod_->fd(), "10.88.0.2:7070");
+  ASSERT_TRUE(app.ok()) << app.status();
+  auto zt = AcceptWithin(out4.get());
+  ASSERT_TRUE(zt.ok()) << zt.status();
+  auto peer = Connect(peer_->fd(), "10.88.0.1:8080");
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  auto zt_in = AcceptWithin(in4.get());
+  ASSERT_TRUE(zt_in.ok()) << zt_in.status();
+  EXPECT_TRUE(Carries(app->get(), zt->get(), "request").ok());
+
+  ASSERT_TRUE(RemoveInpodIptables(pod_->fd()).ok());
+  absl::Status st = Carries(app->get(), zt->get(), "request after removal");
+  EXPECT_TRUE(st.ok()) << "outbound app -> ztunnel: " << st;
+  st = Carries(zt->get(), app->get(), "response after removal");
+  EXPECT_TRUE(st.ok()) << "outbound ztunnel -> app: " << st;
+  st = Carries(peer->get(), zt_in->get(), "inbound after removal");
+  EXPECT_TRUE(st.ok()) << "inbound peer -> ztunnel: " << st;
+  st = Carries(zt_in->get(), peer->get(), "inbound response after removal");
+  EXPECT_TRUE(st.ok()) << "inbound ztunnel -> peer: " << st;
+  // The app's close reaches ztunnel, so its flow ends.
+  app->reset();
+  pollfd p{zt->get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "the app's FIN never reached ztunnel";
+  char c;
+  EXPECT_EQ(::recv(zt->get(), &c, 1, MSG_DONTWAIT), 0);
+
+  // New connections are not captured any more.
+  auto after = Connect(pod_->fd(), "10.88.0.2:7070");
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_TRUE(AcceptWithin(svc.get()).ok());
+  EXPECT_FALSE(Pending(out4.get()));
+  // Nothing that captures is left; removing again is fine.
+  std::string v4 = pod_->Exec("iptables-save -t nat");
+  EXPECT_EQ(v4.find("REDIRECT"), std::string::npos) << v4;
+  EXPECT_TRUE(RemoveInpodIptables(pod_->fd()).ok());
 }
 
 // Where ip6tables cannot capture (the tool or its nat table missing: `why` stands for what
