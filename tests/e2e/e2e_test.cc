@@ -245,11 +245,14 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
                               : "sum(weft_policy_denials_total{reason=\"" + reason + "\"})");
   }
   const PodState& Pod(const std::string& ref) { return pods_.at(ref); }
-  // Weft's iptables chains (WEFT_*) in a pod's namespace.
-  bool HasWeftChains(const std::string& pod) {
+  // Weft's capture (its WEFT_INPOD_* chains or a REDIRECT) in a pod's namespace; the drain rule
+  // unenrolment leaves (WEFT_INPOD_DRAIN, redirects nothing) is not capture.
+  bool HasCaptureRules(const std::string& pod) {
     auto rules = testbed::Exec(Pod(pod).netns, {"iptables-save"});
     EXPECT_TRUE(rules.ok()) << rules.status();
-    return !rules.ok() || rules->find("WEFT_") != std::string::npos;
+    return !rules.ok() || rules->find("WEFT_INPOD_OUTPUT") != std::string::npos ||
+           rules->find("WEFT_INPOD_PREROUTING") != std::string::npos ||
+           rules->find("REDIRECT") != std::string::npos;
   }
   // ztunnel's in-pod listening sockets (15001 outbound, 15006 inbound plain, 15008 HBONE) in
   // a pod's namespace, one `ss` line each: 6 while enrolled (IPv4 + IPv6), none otherwise.
@@ -462,7 +465,7 @@ TEST_P(E2eTest, PolicyLifecycle) {
     ASSERT_TRUE(seen.ok()) << seen.status();
     EXPECT_TRUE(*seen) << "after unenrolment the payload should cross the link in plain text";
     for (const char* pod : {kServer, kClient, kNear, kOther}) {
-      EXPECT_FALSE(HasWeftChains(pod)) << pod;
+      EXPECT_FALSE(HasCaptureRules(pod)) << pod;
       EXPECT_TRUE(Eventually([&] { return Lines(ZtunnelListeners(pod)) == 0; }, seconds(5)))
           << "ztunnel still listens in " << pod << "'s namespace after unenrolment:\n"
           << ZtunnelListeners(pod);

@@ -316,7 +316,10 @@ TEST_P(NamespacedMesh, UnenrolLiveLeavesNothingBehindAndEnrolAgainCapturesAgain)
   // The agent applies the change from the same file: wait until the capture is gone.
   auto clean = [&] {
     auto rules = testbed::Exec(*client_ns, {"iptables-save"});
-    bool no_rules = rules.ok() && rules->find("WEFT_") == std::string::npos;
+    // Only the drain rule (WEFT_INPOD_DRAIN, redirects nothing) may stay.
+    bool no_rules = rules.ok() && rules->find("WEFT_INPOD_OUTPUT") == std::string::npos &&
+                    rules->find("WEFT_INPOD_PREROUTING") == std::string::npos &&
+                    rules->find("REDIRECT") == std::string::npos;
     return no_rules && (!mesh_->ebpf() || PinnedLookupLinks(0) == 0);
   };
   EXPECT_TRUE(WaitFor(clean, 10s)) << mesh_->AgentLog(0);
