@@ -336,19 +336,7 @@ std::unique_ptr<CLI::App> StatApp(StatFlags& f) {
       "weftctl stat");
   app->add_option("NS|NS/WORKLOAD", f.filter, "only this namespace or workload");
   AddMeshRefFlags(*app, &f.mesh);
-  app->add_option_function<std::vector<std::string>>(
-         "--target",
-         [&f](const std::vector<std::string>& values) {
-           for (const std::string& v : values) {
-             auto t = ParseStatTarget(v);
-             if (!t.ok()) throw CLI::ValidationError("--target", std::string(t.status().message()));
-             f.targets.push_back(*t);
-           }
-         },
-         "a ztunnel metrics endpoint (repeatable; instead of the local mesh's); NETNS is a\n"
-         "network namespace path (omit it with the @ for the current one)")
-      ->type_name("NODE=NETNS@ADDR:PORT")
-      ->allow_extra_args(false);
+  AddTargetFlag(*app, &f.targets, "metrics");
   app->add_option_function<std::string>(
          "--window",
          [&f](const std::string& v) {
@@ -396,6 +384,23 @@ absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget
 }
 
 }  // namespace
+
+void AddTargetFlag(CLI::App& app, std::vector<StatTarget>* targets, std::string_view endpoint) {
+  app.add_option_function<std::vector<std::string>>(
+         "--target",
+         [targets](const std::vector<std::string>& values) {
+           for (const std::string& v : values) {
+             auto t = ParseStatTarget(v);
+             if (!t.ok()) throw CLI::ValidationError("--target", std::string(t.status().message()));
+             targets->push_back(*t);
+           }
+         },
+         absl::StrCat("a ztunnel ", Av(endpoint),
+                      " endpoint (repeatable; instead of the local mesh's); NETNS is a\n"
+                      "network namespace path (omit it with the @ for the current one)"))
+      ->type_name("NODE=NETNS@ADDR:PORT")
+      ->allow_extra_args(false);
+}
 
 bool FillLocalTargets(std::vector<StatTarget>& targets, const MeshRef& mesh, bool admin,
                       std::string_view command, std::ostream& err) {

@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "common/scrape/scrape.h"
 
@@ -45,6 +46,10 @@ struct StatTarget {
 
 // "NODE=NETNS@ADDR:PORT" or "NODE=ADDR:PORT" (current netns).
 absl::StatusOr<StatTarget> ParseStatTarget(const std::string& spec);
+
+// --target NODE=NETNS@ADDR:PORT (repeatable) filling `targets`; `endpoint` names which one
+// ("metrics", "admin") in the help.
+void AddTargetFlag(CLI::App& app, std::vector<StatTarget>* targets, std::string_view endpoint);
 
 struct MeshRef;
 // When `targets` is empty (no --target given), fills it with every ztunnel of the local mesh

@@ -71,17 +71,7 @@ std::unique_ptr<CLI::App> TapApp(TapFlags& f) {
       "weftctl tap");
   app->add_option("NS|NS/WORKLOAD", f.filter, "only requests from or to this namespace/workload");
   AddMeshRefFlags(*app, &f.mesh);
-  app->add_option_function<std::vector<std::string>>(
-         "--target",
-         [&f](const std::vector<std::string>& values) {
-           for (const std::string& v : values) {
-             auto t = ParseStatTarget(v);
-             if (!t.ok()) throw CLI::ValidationError("--target", std::string(t.status().message()));
-             f.targets.push_back(*t);
-           }
-         },
-         "a ztunnel admin endpoint (repeatable; instead of the local mesh's)")
-      ->type_name("NODE=NETNS@ADDR:PORT");
+  AddTargetFlag(*app, &f.targets, "admin");
   app->add_option("--max", f.max, "stop after this many requests (default: no limit)")
       ->check(CLI::NonNegativeNumber);
   app->add_option_function<std::string>(
