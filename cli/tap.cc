@@ -57,8 +57,8 @@ struct TapFlags {
   std::vector<StatTarget> targets;
   std::string filter;
   MeshRef mesh;
-  int max = 0;          // 0: no limit
-  double duration = 0;  // seconds; 0: until interrupted
+  int max = 0;                            // 0: no limit
+  std::chrono::milliseconds duration{0};  // 0: until interrupted
   bool json = false;
 };
 
@@ -74,18 +74,7 @@ std::unique_ptr<CLI::App> TapApp(TapFlags& f) {
   AddTargetFlag(*app, &f.targets, "admin");
   app->add_option("--max", f.max, "stop after this many requests (default: no limit)")
       ->check(CLI::NonNegativeNumber);
-  app->add_option_function<std::string>(
-         "--duration",
-         [&f](const std::string& v) {
-           absl::Duration d;
-           if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
-             throw CLI::ValidationError("--duration",
-                                        "\"" + v + "\" is not a duration like 10s or 1m");
-           }
-           f.duration = absl::ToDoubleSeconds(d);
-         },
-         "stop after this long (default: until Ctrl-C)")
-      ->type_name("D");
+  AddDurationFlag(*app, "--duration", &f.duration, "stop after this long (default: until Ctrl-C)");
   app->add_flag("--json", f.json, "print one JSON object per request");
   return app;
 }
@@ -123,10 +112,7 @@ int TapMain(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto start = std::chrono::steady_clock::now();
   int shown = 0;
   while (f.max == 0 || shown < f.max) {
-    if (f.duration > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
-            f.duration)
-      break;
+    if (f.duration.count() > 0 && std::chrono::steady_clock::now() - start >= f.duration) break;
     for (Source& s : sources) {
       auto body = HttpGet(s.addr, absl::StrCat("/tap?since=", s.since, "&max=500"),
                           s.netns.valid() ? s.netns.get() : -1, nullptr, 2000);

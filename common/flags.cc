@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 
 namespace weft {
@@ -102,6 +103,21 @@ const CLI::Validator& Positive() {
 const CLI::Validator kNonEmpty(
     [](const std::string& v) { return v.empty() ? std::string("is empty") : std::string(); }, "",
     "NONEMPTY");
+
+CLI::Option* AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* out,
+                             const std::string& help) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [out, name](const std::string& v) {
+            absl::Duration d;
+            if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration())
+              throw CLI::ValidationError(name, "\"" + v + "\" is not a duration like 20m or 90s");
+            *out = std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+          },
+          help)
+      ->type_name("DUR");
+}
 
 CLI::Option* AddSockAddrFlag(CLI::App& app, const std::string& name, SockAddr* out,
                              const std::string& help) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -47,6 +48,11 @@ const CLI::Validator& Positive();
 // An ADDR:PORT flag ("127.0.0.1:15000", "[::1]:0") parsed into `out`; its current value is the
 // default shown in --help.
 CLI::Option* AddSockAddrFlag(CLI::App& app, const std::string& name, SockAddr* out,
+                             const std::string& help);
+
+// A positive duration flag ("20m", "90s", "500ms"; absl's syntax) into `out`; anything else is
+// "\"x\" is not a duration like 20m or 90s".
+CLI::Option* AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* out,
                              const std::string& help);
 
 // --log-level debug|info|warn|error: sets the process's log level as it is parsed.

@@ -28,6 +28,21 @@ struct Flags {
   }
 };
 
+TEST(Flags, DurationFlagTakesAbslDurationsAndRefusesTheRest) {
+  CLI::App app{"a test binary", "tool"};
+  std::chrono::milliseconds d{7};
+  AddDurationFlag(app, "--for", &d, "how long");
+  ASSERT_TRUE(ParseArgs(app, {"--for", "1m30s"}).ok());
+  EXPECT_EQ(d, std::chrono::milliseconds(90000));
+  ASSERT_TRUE(ParseArgs(app, {"--for=250ms"}).ok());
+  EXPECT_EQ(d, std::chrono::milliseconds(250));
+  for (const char* bad : {"10", "0s", "-1s", "soon"}) {
+    absl::Status st = ParseArgs(app, {"--for", bad});
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_TRUE(absl::StrContains(st.message(), "is not a duration like 20m or 90s")) << st;
+  }
+}
+
 TEST(Flags, ValuesWithSpaceOrEqualsAndDefaults) {
   Flags f;
   EXPECT_EQ(f.Parse({"--name", "n1"}), std::nullopt);

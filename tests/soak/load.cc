@@ -22,22 +22,6 @@ double NowMs() {
       .count();
 }
 
-// A CLI11 duration flag ("2s", "500ms") into `out`.
-CLI::Option* AddDuration(CLI::App& app, const std::string& name, milliseconds* out,
-                         const std::string& help) {
-  return app
-      .add_option_function<std::string>(
-          name,
-          [out, name](const std::string& v) {
-            absl::Duration d;
-            if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration())
-              throw CLI::ValidationError(name, "\"" + v + "\" is not a duration like 2s");
-            *out = milliseconds(absl::ToInt64Milliseconds(d));
-          },
-          help)
-      ->type_name("DUR");
-}
-
 void PrintSegment(double t0, double t1, const bench::loadgen::Result& r) {
   const auto& o = r.overall;
   const uint64_t errors = o.status_errors + o.transport_errors + o.unfinished;
@@ -73,8 +57,8 @@ int LoadMain(int argc, char** argv) {
   app.add_option("--seconds", seconds, "stop after this long")->check(Positive());
   app.add_option("--users", o.users, "keep-alive users")->check(Positive());
   app.add_option("--rate", o.total_rate, "requests/s over all users");
-  AddDuration(app, "--segment", &o.duration, "length of one segment (default 1s)");
-  AddDuration(app, "--timeout", &o.timeout, "per request (default 2s)");
+  AddDurationFlag(app, "--segment", &o.duration, "length of one segment (default 1s)");
+  AddDurationFlag(app, "--timeout", &o.timeout, "per request (default 2s)");
   if (auto rc = ParseFlags(app, argc, argv)) return *rc;
   o.drain = o.timeout;
   auto profile =

@@ -12,21 +12,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-CLI::Option* AddDuration(CLI::App& app, const std::string& name, milliseconds* out,
-                         const std::string& help) {
-  return app
-      .add_option_function<std::string>(
-          name,
-          [out, name](const std::string& v) {
-            absl::Duration d;
-            if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration())
-              throw CLI::ValidationError(name, "\"" + v + "\" is not a duration like 20m or 90s");
-            *out = milliseconds(absl::ToInt64Milliseconds(d));
-          },
-          help)
-      ->type_name("DUR");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,7 +29,8 @@ int main(int argc, char** argv) {
       "Root. Exit 0 pass, 1 fail, 77 skipped (not root).",
       "weft-soak"};
   weft::SetUsage(app, "weft-soak [--duration 20m] [--name NAME] [--json OUT] [options]");
-  AddDuration(app, "--duration", &o.duration, "how long the load and churn run (default 20m)");
+  weft::AddDurationFlag(app, "--duration", &o.duration,
+                        "how long the load and churn run (default 20m)");
   app.add_option("--name", o.name, "mesh name (default soak<pid>)");
   app.add_option("--json", o.json_out, "write the figures and checks as JSON");
   app.add_option("--weftctl", o.weftctl, "weftctl binary")->capture_default_str();
@@ -52,7 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("--capture", o.capture, "ebpf|iptables|auto")->capture_default_str();
   app.add_option("--work-dir", o.work_dir, "logs and state (default: a new /tmp/weft-soak-*)");
   app.add_flag("--keep", o.keep, "keep the work dir after a passing run");
-  AddDuration(app, "--sample-interval", &o.sample_interval, "RSS/fd/gauge sampling (default 2s)");
+  weft::AddDurationFlag(app, "--sample-interval", &o.sample_interval,
+                        "RSS/fd/gauge sampling (default 2s)");
   app.add_option("--rate", o.rate, "requests/s per stream (4 streams)")->capture_default_str();
   app.add_option("--users", o.users, "keep-alive users per stream")->capture_default_str();
   app.add_option("--warmup-fraction", o.warmup_fraction, "share of the run before slopes count")
@@ -64,8 +51,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-unexplained-errors", o.max_unexplained_errors,
                  "failed requests no churn explains")
       ->capture_default_str();
-  AddDuration(app, "--flow-timeout", &o.flow_timeout,
-              "how long the connection gauges may take to reach 0 (default 30s)");
+  weft::AddDurationFlag(app, "--flow-timeout", &o.flow_timeout,
+                        "how long the connection gauges may take to reach 0 (default 30s)");
   if (auto rc = weft::ParseFlags(app, argc, argv)) return *rc;
   return weft::soak::RunSoak(o);
 }
