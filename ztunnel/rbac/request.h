@@ -27,6 +27,9 @@ struct HttpRequestAttributes {
                      // "http://h/a" for HTTP/1.1 proxies, or "*" for OPTIONS)
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case, in received
                                                              // order, repeated names repeated
+  // Set by a source-side gate (never by authorization): fields the codec appends to the request
+  // it forwards, names lower-case (trace context it created: traceparent, x-request-id).
+  std::vector<std::pair<std::string, std::string>> add_headers;
 };
 
 // Full Istio-order decision for one request on a connection: NetworkPolicy as at L4, then the
