@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -84,44 +85,74 @@ uint64_t FieldBytes(const Fields& f) {
 
 struct Http2ServerConnection::Stream {
   int32_t down_id = 0;
-  int32_t up_id = 0;  // 0: no app stream (denied, refused, not yet sent)
+  Upstream* up = nullptr;  // the upstream carrying it; null: none (denied, refused, not yet sent)
+  int32_t up_id = 0;       // its stream on `up`; 0: none
   Exchange ex;
   Fields req_fields, resp_fields, req_trailers, resp_trailers;
+  Fields fwd;                // the request header block sent upstream (again when re-routed)
   uint64_t field_bytes = 0;  // request header block so far (limit)
   bool too_large = false;
   bool in_trailers_req = false, in_trailers_resp = false;
   bool grpc = false;
-  Buf req, resp;  // client DATA for the app, app DATA (or a local body) for the client
+  Buf req, resp;  // client DATA for the upstream, upstream DATA (or a local body) for the client
+  uint64_t req_sent = 0;  // request body bytes taken into the current upstream's frames
+  int reroutes = 0;
   bool req_eof = false, resp_eof = false;
   bool denied = false;          // answered locally: client DATA is dropped
+  bool head_sent = false;       // the request's HEADERS went out to the current upstream
+  bool answered = false;        // the upstream sent a response head (interim 1xx included)
   bool resp_submitted = false;  // a final response (or local reply) went to the client session
-  bool resp_complete = false;   // the app's response ended (END_STREAM)
+  bool resp_complete = false;   // the upstream's response ended (END_STREAM)
   bool down_closed = false, up_closed = false, reported = false;
 };
 
-// nghttp2 callbacks for both sessions; `self->down_ == session` tells which peer.
+// What an nghttp2 session's user data points at: the connection, and which peer it talks to.
+struct Http2ServerConnection::Side {
+  Http2ServerConnection* c = nullptr;
+  Upstream* up = nullptr;  // null: the client
+};
+
+struct Http2ServerConnection::Upstream {
+  size_t index = 0;
+  Side side;
+  nghttp2_session* s = nullptr;  // null once it ended: never driven again
+  bool got_bytes = false;        // it sent at least one byte
+  bool draining = false;         // it sent GOAWAY (or its stream ids are spent): no new stream
+  bool broken = false;           // it broke HTTP/2: Flush ends it
+  bool eof = false;              // the caller closed it (UpstreamEof)
+};
+
+// nghttp2 callbacks for every session; the user data (Side) tells which peer.
 struct Http2ServerConnection::Callbacks {
-  static Http2ServerConnection* Self(void* u) { return static_cast<Http2ServerConnection*>(u); }
+  static Side& S(void* u) { return *static_cast<Side*>(u); }
   static Stream* Get(nghttp2_session* session, int32_t id) {
     return static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, id));
   }
+  // The request stream `id` of an upstream carries, while it still does (not re-routed).
+  static Stream* GetUp(Upstream* up, int32_t id) {
+    Stream* s = Get(up->s, id);
+    return s && s->up == up && s->up_id == id ? s : nullptr;
+  }
 
   static int BeginHeaders(nghttp2_session* session, const nghttp2_frame* f, void* u) {
-    auto* c = Self(u);
+    Side& side = S(u);
     if (f->hd.type != NGHTTP2_HEADERS) return 0;
-    if (session == c->down_ && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-      auto s = std::make_unique<Stream>();
-      s->down_id = f->hd.stream_id;
-      s->ex.start = Clock::now();
-      nghttp2_session_set_stream_user_data(session, f->hd.stream_id, s.get());
-      c->streams_[f->hd.stream_id] = std::move(s);
+    if (!side.up) {
+      if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        auto s = std::make_unique<Stream>();
+        s->down_id = f->hd.stream_id;
+        s->ex.start = Clock::now();
+        nghttp2_session_set_stream_user_data(session, f->hd.stream_id, s.get());
+        side.c->streams_[f->hd.stream_id] = std::move(s);
+      } else if (Stream* s = Get(session, f->hd.stream_id)) {
+        s->in_trailers_req = true;
+      }
       return 0;
     }
-    Stream* s = Get(session, f->hd.stream_id);
+    Stream* s = GetUp(side.up, f->hd.stream_id);
     if (!s) return 0;
-    if (session == c->down_) {
-      s->in_trailers_req = true;
-    } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS && s->resp_submitted) {
+    s->answered = true;
+    if (f->headers.cat == NGHTTP2_HCAT_HEADERS && s->resp_submitted) {
       s->in_trailers_resp = true;
     } else {
       s->resp_fields.clear();  // a response head (after interim 1xx ones)
@@ -131,17 +162,19 @@ struct Http2ServerConnection::Callbacks {
 
   static int Header(nghttp2_session* session, const nghttp2_frame* f, const uint8_t* name,
                     size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* u) {
-    auto* c = Self(u);
-    Stream* s = Get(session, f->hd.stream_id);
-    if (!s || f->hd.type != NGHTTP2_HEADERS) return 0;
+    Side& side = S(u);
+    if (f->hd.type != NGHTTP2_HEADERS) return 0;
+    Stream* s = side.up ? GetUp(side.up, f->hd.stream_id) : Get(session, f->hd.stream_id);
+    if (!s) return 0;
     std::string n(reinterpret_cast<const char*>(name), namelen);
     std::string v(reinterpret_cast<const char*>(value), valuelen);
-    if (session == c->down_) {
+    if (!side.up) {
+      const Http2Limits& limits = side.c->limits_;
       s->ex.request_bytes += namelen + valuelen;
       s->field_bytes += namelen + valuelen + 32;  // RFC 9113 6.5.2's accounting
       Fields& to = s->in_trailers_req ? s->req_trailers : s->req_fields;
-      if (s->field_bytes > c->limits_.max_header_list_bytes ||
-          s->req_fields.size() + s->req_trailers.size() >= c->limits_.max_fields) {
+      if (s->field_bytes > limits.max_header_list_bytes ||
+          s->req_fields.size() + s->req_trailers.size() >= limits.max_fields) {
         s->too_large = true;
         return 0;
       }
@@ -159,33 +192,29 @@ struct Http2ServerConnection::Callbacks {
   }
 
   static int FrameRecv(nghttp2_session* session, const nghttp2_frame* f, void* u) {
-    auto* c = Self(u);
+    Side& side = S(u);
+    Http2ServerConnection* c = side.c;
     bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
     if (f->hd.type == NGHTTP2_GOAWAY) {
-      if (session == c->up_ && !c->goaway_to_client_) {
-        // The app is going away: so is this connection, gracefully.
-        c->goaway_to_client_ = true;
-        nghttp2_submit_goaway(c->down_, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(c->down_), NGHTTP2_NO_ERROR,
-                              nullptr, 0);
-      }
+      // nghttp2 closes the streams above last_stream_id right after this (REFUSED_STREAM).
+      if (side.up) c->OnUpstreamGoaway(*side.up);
       return 0;
     }
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
-    Stream* s = Get(session, f->hd.stream_id);
-    if (!s) return 0;
-    if (session == c->down_) {
+    if (!side.up) {
+      Stream* s = Get(session, f->hd.stream_id);
+      if (!s) return 0;
       if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         s->req_eof = end;
         c->OnRequest(*s);
-        return 0;
-      }
-      if (end) {
+      } else if (end) {
         s->req_eof = true;
-        if (s->up_id > 0) nghttp2_session_resume_data(c->up_, s->up_id);
+        c->ResumeUp(*s);
       }
       return 0;
     }
+    Stream* s = GetUp(side.up, f->hd.stream_id);
+    if (!s) return 0;
     if (f->hd.type == NGHTTP2_HEADERS) {
       if (s->in_trailers_resp) {
         s->resp_eof = s->resp_complete = true;
@@ -202,69 +231,79 @@ struct Http2ServerConnection::Callbacks {
 
   static int DataChunk(nghttp2_session* session, uint8_t, int32_t id, const uint8_t* data,
                        size_t len, void* u) {
-    auto* c = Self(u);
-    Stream* s = Get(session, id);
-    if (session == c->down_) {
+    Side& side = S(u);
+    if (!side.up) {
+      Stream* s = Get(session, id);
       if (s) s->ex.request_bytes += len;
       if (!s || s->denied || s->up_id <= 0 || s->up_closed) {
         nghttp2_session_consume(session, id, len);  // dropped: never stalls the connection
         return 0;
       }
       s->req.Append(data, len);
-      nghttp2_session_resume_data(c->up_, s->up_id);
+      side.c->ResumeUp(*s);
       return 0;
     }
+    Stream* s = GetUp(side.up, id);
     if (!s || s->down_closed || !s->resp_submitted) {
       nghttp2_session_consume(session, id, len);
       return 0;
     }
     s->resp.Append(data, len);
     s->ex.response_bytes += len;
-    nghttp2_session_resume_data(c->down_, s->down_id);
+    nghttp2_session_resume_data(side.c->down_, s->down_id);
     return 0;
   }
 
   static int StreamClose(nghttp2_session* session, int32_t id, uint32_t code, void* u) {
-    auto* c = Self(u);
-    Stream* s = Get(session, id);
-    if (!s) return 0;
-    if (session == c->down_) {
-      c->ClientStreamClosed(*s, code);
-    } else {
-      c->AppStreamClosed(*s, code);
+    Side& side = S(u);
+    if (!side.up) {
+      if (Stream* s = Get(session, id)) side.c->ClientStreamClosed(*s, code);
+    } else if (Stream* s = GetUp(side.up, id)) {
+      side.c->AppStreamClosed(*s, code);
     }
     return 0;
   }
 
-  static int FrameNotSent(nghttp2_session* session, const nghttp2_frame* f, int, void* u) {
-    auto* c = Self(u);
-    if (session != c->up_ || f->hd.type != NGHTTP2_HEADERS) return 0;
-    // The request could not start (the app sent GOAWAY meanwhile): the client may retry.
-    // (The stream stays until nghttp2 closes it: its data provider points at it.)
-    Stream* s = Get(session, f->hd.stream_id);
-    if (s && !s->up_closed && !s->down_closed && !s->resp_submitted) {
-      s->denied = true;
-      nghttp2_submit_rst_stream(c->down_, NGHTTP2_FLAG_NONE, s->down_id, NGHTTP2_REFUSED_STREAM);
+  static int FrameNotSent(nghttp2_session*, const nghttp2_frame* f, int, void* u) {
+    Side& side = S(u);
+    if (!side.up || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+      return 0;
+    // The request could not start (the upstream sent GOAWAY meanwhile, or it was cancelled):
+    // never processed, so it may be routed again, or the client may retry. The stream may not
+    // exist in the session (nor its user data): look it up on our side.
+    Stream* s = GetUp(side.up, f->hd.stream_id);
+    for (auto it = side.c->streams_.begin(); !s && it != side.c->streams_.end(); ++it) {
+      if (it->second->up == side.up && it->second->up_id == f->hd.stream_id) s = it->second.get();
     }
+    if (s) side.c->AppStreamClosed(*s, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
 
-  static int FrameSent(nghttp2_session* session, const nghttp2_frame* f, void* u) {
-    auto* c = Self(u);
-    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
-      c->Fail(absl::StrCat(session == c->down_ ? "the client" : "the application",
-                           " broke HTTP/2 (GOAWAY ", nghttp2_http2_strerror(f->goaway.error_code),
-                           ")"));
+  static int FrameSent(nghttp2_session*, const nghttp2_frame* f, void* u) {
+    Side& side = S(u);
+    if (side.up && f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      if (Stream* s = GetUp(side.up, f->hd.stream_id)) s->head_sent = true;
+      return 0;
     }
+    if (f->hd.type != NGHTTP2_GOAWAY || f->goaway.error_code == NGHTTP2_NO_ERROR) return 0;
+    if (side.up && side.c->router_) {
+      side.up->broken = true;  // that upstream only (Flush ends it)
+      return 0;
+    }
+    side.c->Fail(absl::StrCat(side.up ? "the application" : "the client", " broke HTTP/2 (GOAWAY ",
+                              nghttp2_http2_strerror(f->goaway.error_code), ")"));
     return 0;
   }
 
-  // Data providers: client DATA towards the app (up) and app DATA towards the client (down).
+  // Data providers: client DATA towards an upstream (up) and upstream DATA towards the client.
   static ssize_t ReadUp(nghttp2_session* session, int32_t id, uint8_t* buf, size_t len,
                         uint32_t* flags, nghttp2_data_source* src, void* u) {
-    auto* c = Self(u);
+    auto* c = S(u).c;
     auto* s = static_cast<Stream*>(src->ptr);
+    if (!s->up || s->up->s != session || s->up_id != id)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // cannot happen: the stream moved on
     size_t n = s->req.Take(buf, len);
+    s->req_sent += n;
     if (n > 0) nghttp2_session_consume(c->down_, s->down_id, n);
     if (s->req.size() == 0 && s->req_eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -279,10 +318,10 @@ struct Http2ServerConnection::Callbacks {
   }
   static ssize_t ReadDown(nghttp2_session* session, int32_t id, uint8_t* buf, size_t len,
                           uint32_t* flags, nghttp2_data_source* src, void* u) {
-    auto* c = Self(u);
+    auto* c = S(u).c;
     auto* s = static_cast<Stream*>(src->ptr);
     size_t n = s->resp.Take(buf, len);
-    if (n > 0 && s->up_id > 0 && !s->denied) nghttp2_session_consume(c->up_, s->up_id, n);
+    if (n > 0) c->ConsumeUp(*s, n);
     if (s->resp.size() == 0 && s->resp_eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!s->resp_trailers.empty()) {
@@ -297,9 +336,17 @@ struct Http2ServerConnection::Callbacks {
 };
 
 Http2ServerConnection::Http2ServerConnection(Http2Limits limits, Gate gate, Done done)
-    : limits_(limits), gate_(std::move(gate)), done_(std::move(done)) {
-  nghttp2_session_callbacks* cbs;
-  nghttp2_session_callbacks_new(&cbs);
+    : Http2ServerConnection(limits, std::move(gate), std::move(done), Router()) {}
+
+Http2ServerConnection::Http2ServerConnection(Http2Limits limits, Gate gate, Done done,
+                                             Router router)
+    : limits_(limits),
+      gate_(std::move(gate)),
+      done_(std::move(done)),
+      router_(std::move(router)),
+      down_side_(std::make_unique<Side>(Side{this, nullptr})) {
+  nghttp2_session_callbacks_new(&callbacks_);
+  nghttp2_session_callbacks* cbs = callbacks_;
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, Callbacks::BeginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(cbs, Callbacks::Header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, Callbacks::FrameRecv);
@@ -307,13 +354,9 @@ Http2ServerConnection::Http2ServerConnection(Http2Limits limits, Gate gate, Done
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, Callbacks::StreamClose);
   nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, Callbacks::FrameNotSent);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, Callbacks::FrameSent);
-  nghttp2_option* opt;
-  nghttp2_option_new(&opt);
-  nghttp2_option_set_no_auto_window_update(opt, 1);  // given back as the other side takes it
-  nghttp2_session_server_new2(&down_, cbs, this, opt);
-  nghttp2_session_client_new2(&up_, cbs, this, opt);
-  nghttp2_option_del(opt);
-  nghttp2_session_callbacks_del(cbs);
+  nghttp2_option_new(&options_);
+  nghttp2_option_set_no_auto_window_update(options_, 1);  // given back as the other side takes it
+  nghttp2_session_server_new2(&down_, cbs, down_side_.get(), options_);
 
   const nghttp2_settings_entry to_client[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits_.max_concurrent_streams},
@@ -321,18 +364,36 @@ Http2ServerConnection::Http2ServerConnection(Http2Limits limits, Gate gate, Done
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits_.max_header_list_bytes},
   };
   nghttp2_submit_settings(down_, NGHTTP2_FLAG_NONE, to_client, 3);
-  const nghttp2_settings_entry to_app[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(limits_.stream_window)},
-  };
-  nghttp2_submit_settings(up_, NGHTTP2_FLAG_NONE, to_app, 2);
   nghttp2_session_set_local_window_size(down_, NGHTTP2_FLAG_NONE, 0, limits_.connection_window);
-  nghttp2_session_set_local_window_size(up_, NGHTTP2_FLAG_NONE, 0, limits_.connection_window);
+  if (!router_) NewUpstream(0);  // the app: its preface goes out with the first flush
 }
 
 Http2ServerConnection::~Http2ServerConnection() {
   nghttp2_session_del(down_);
-  nghttp2_session_del(up_);
+  for (auto& [index, u] : upstreams_) nghttp2_session_del(u->s);
+  nghttp2_option_del(options_);
+  nghttp2_session_callbacks_del(callbacks_);
+}
+
+Http2ServerConnection::Upstream* Http2ServerConnection::FindUpstream(size_t index) const {
+  auto it = upstreams_.find(index);
+  return it == upstreams_.end() ? nullptr : it->second.get();
+}
+
+Http2ServerConnection::Upstream* Http2ServerConnection::NewUpstream(size_t index) {
+  auto u = std::make_unique<Upstream>();
+  u->index = index;
+  u->side = Side{this, u.get()};
+  nghttp2_session_client_new2(&u->s, callbacks_, &u->side, options_);
+  const nghttp2_settings_entry to_up[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(limits_.stream_window)},
+  };
+  nghttp2_submit_settings(u->s, NGHTTP2_FLAG_NONE, to_up, 2);
+  nghttp2_session_set_local_window_size(u->s, NGHTTP2_FLAG_NONE, 0, limits_.connection_window);
+  Upstream* raw = u.get();
+  upstreams_[index] = std::move(u);
+  return raw;
 }
 
 size_t Http2ServerConnection::buffered() const {
@@ -341,10 +402,38 @@ size_t Http2ServerConnection::buffered() const {
   return n;
 }
 
+bool Http2ServerConnection::UpstreamUsable(size_t upstream) const {
+  const Upstream* u = FindUpstream(upstream);
+  return !u || (u->s && !u->draining && !u->broken);
+}
+
+size_t Http2ServerConnection::UpstreamStreams(size_t upstream) const {
+  const Upstream* u = FindUpstream(upstream);
+  size_t n = 0;
+  if (!u) return 0;
+  for (const auto& [id, s] : streams_) n += s->up == u && s->up_id > 0 && !s->up_closed;
+  return n;
+}
+
+bool Http2ServerConnection::UpstreamFinished(size_t upstream) const {
+  const Upstream* u = FindUpstream(upstream);
+  if (!u || u->eof) return false;
+  return !u->s || (u->draining && UpstreamStreams(upstream) == 0);
+}
+
 void Http2ServerConnection::Fail(std::string reason) {
   if (state_ == State::kBroken) return;
   state_ = State::kBroken;
   error_ = std::move(reason);
+}
+
+void Http2ServerConnection::ResumeUp(Stream& s) {
+  if (s.up && s.up->s && s.up_id > 0 && !s.up_closed) nghttp2_session_resume_data(s.up->s, s.up_id);
+}
+
+// Response bytes the client session took: the upstream may send as many again.
+void Http2ServerConnection::ConsumeUp(Stream& s, size_t n) {
+  if (s.up && s.up->s && s.up_id > 0 && !s.denied) nghttp2_session_consume(s.up->s, s.up_id, n);
 }
 
 void Http2ServerConnection::OnRequest(Stream& s) {
@@ -371,7 +460,8 @@ void Http2ServerConnection::OnRequest(Stream& s) {
     Reply(s, LocalReply{431, "request header too large"});
     return;
   }
-  if (app_gone_ || goaway_to_client_) {
+  const Upstream* app = router_ ? nullptr : FindUpstream(0);
+  if (goaway_to_client_ || (app && !app->s)) {
     s.denied = true;
     nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s.down_id, NGHTTP2_REFUSED_STREAM);
     return;
@@ -380,8 +470,8 @@ void Http2ServerConnection::OnRequest(Stream& s) {
     Reply(s, *r);
     return;
   }
-  // Forward the request, with the path the gate authorized.
-  Fields out;
+  // Forward the request, with the path the gate authorized and the fields it added.
+  Fields& out = s.fwd;
   out.emplace_back(":method", a.method);
   if (!scheme.empty()) out.emplace_back(":scheme", scheme);
   for (const auto& [n, v] : s.req_fields)
@@ -389,18 +479,62 @@ void Http2ServerConnection::OnRequest(Stream& s) {
   if (has_path) out.emplace_back(":path", a.path);
   for (const auto& [n, v] : s.req_fields)
     if (n.empty() || n[0] != ':') out.emplace_back(n, v);
-  auto nv = Nv(out);
+  for (const auto& [n, v] : a.add_headers) out.emplace_back(n, v);
+  Route(s);
+}
+
+// Submits the request on the upstream the router picks (without a router: the app).
+void Http2ServerConnection::Route(Stream& s) {
+  Upstream* u = FindUpstream(0);
+  if (router_) {
+    std::variant<size_t, LocalReply> r = router_(s.ex.request);
+    if (const auto* reply = std::get_if<LocalReply>(&r)) {
+      Reply(s, *reply);
+      return;
+    }
+    size_t index = std::get<size_t>(r);
+    u = FindUpstream(index);
+    if (!u) u = NewUpstream(index);
+    if (!UpstreamUsable(index)) {
+      Reply(s, LocalReply{503, std::string(kNoHealthyUpstream)});
+      return;
+    }
+  }
+  auto nv = Nv(s.fwd);
   nghttp2_data_provider prd;
   prd.source.ptr = &s;
   prd.read_callback = Callbacks::ReadUp;
+  bool body = !s.req_eof || s.req.size() > 0 || !s.req_trailers.empty();
   int32_t id =
-      nghttp2_submit_request(up_, nullptr, nv.data(), nv.size(), s.req_eof ? nullptr : &prd, &s);
+      nghttp2_submit_request(u->s, nullptr, nv.data(), nv.size(), body ? &prd : nullptr, &s);
   if (id < 0) {
+    if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) u->draining = true;  // a fresh one is needed
     s.denied = true;
     nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s.down_id, NGHTTP2_REFUSED_STREAM);
     return;
   }
+  s.up = u;
   s.up_id = id;
+  s.req_sent = 0;
+  s.head_sent = false;
+  if (router_) s.ex.upstream = static_cast<int>(u->index);
+  ++routed_;
+}
+
+// An upstream refused the stream without processing it (RFC 9113 8.7): with a router, it may go
+// to another upstream, if nothing of it is lost (the body sent so far is not kept).
+bool Http2ServerConnection::Reroutable(const Stream& s) const {
+  return router_ && s.up && !s.down_closed && !s.denied && !s.answered && s.req_sent == 0 &&
+         s.reroutes < kMaxReroutes;
+}
+
+void Http2ServerConnection::Reroute(Stream& s) {
+  ++s.reroutes;
+  if (s.up->s) nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
+  s.up = nullptr;
+  s.up_id = 0;
+  s.ex.upstream = -1;
+  Route(s);
 }
 
 // A local reply on the stream only (Envoy's sendLocalReply): gRPC requests get HTTP 200 with
@@ -456,10 +590,34 @@ void Http2ServerConnection::OnResponseHeaders(Stream& s, bool end_stream) {
   nghttp2_submit_response(down_, s.down_id, nv.data(), nv.size(), end_stream ? nullptr : &prd);
 }
 
+void Http2ServerConnection::OnUpstreamGoaway(Upstream& u) {
+  u.draining = true;
+  if (router_) {
+    // Source side: the other upstreams carry on. Requests still queued in the session (over the
+    // upstream's SETTINGS_MAX_CONCURRENT_STREAMS) would wait for a stream of it to end before
+    // nghttp2 refuses them: route them again now.
+    std::vector<Stream*> queued;
+    for (auto& [id, s] : streams_)
+      if (s->up == &u && !s->head_sent && !s->up_closed && Reroutable(*s))
+        queued.push_back(s.get());
+    for (Stream* s : queued) Reroute(*s);
+    return;
+  }
+  if (goaway_to_client_) return;
+  // The app is going away: so is this connection, gracefully.
+  goaway_to_client_ = true;
+  nghttp2_submit_goaway(down_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(down_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
+}
+
 void Http2ServerConnection::AppStreamClosed(Stream& s, uint32_t code) {
   if (s.up_closed) return;
+  if (code == NGHTTP2_REFUSED_STREAM && Reroutable(s)) {
+    Reroute(s);
+    return;
+  }
   s.up_closed = true;
-  // Client DATA that will never reach the app: give its window back.
+  // Client DATA that will never reach the upstream: give its window back.
   if (s.req.size() > 0) {
     nghttp2_session_consume(down_, s.down_id, s.req.size());
     s.req.Clear();
@@ -467,7 +625,7 @@ void Http2ServerConnection::AppStreamClosed(Stream& s, uint32_t code) {
   if (!s.resp_complete && !s.denied && s.ex.ended == Exchange::End::kComplete)
     s.ex.ended = Exchange::End::kServerEnded;  // Envoy's UC
   if (!s.down_closed && !s.resp_complete) {
-    // The app ended the stream without a complete response: reset the client's.
+    // The upstream ended the stream without a complete response: reset the client's.
     nghttp2_submit_rst_stream(
         down_, NGHTTP2_FLAG_NONE, s.down_id,
         code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code);
@@ -482,13 +640,13 @@ void Http2ServerConnection::ClientStreamClosed(Stream& s, uint32_t code) {
     s.ex.ended = Exchange::End::kClientEnded;  // Envoy's DC
   }
   if (s.resp.size() > 0) {
-    if (s.up_id > 0 && !s.denied) nghttp2_session_consume(up_, s.up_id, s.resp.size());
+    ConsumeUp(s, s.resp.size());
     s.resp.Clear();
   }
-  if (s.up_id > 0 && !s.up_closed) {
-    // The client reset the stream (or it ended before the request did): reset the app's.
+  if (s.up && s.up->s && s.up_id > 0 && !s.up_closed) {
+    // The client reset the stream (or it ended before the request did): reset the upstream's.
     nghttp2_submit_rst_stream(
-        up_, NGHTTP2_FLAG_NONE, s.up_id,
+        s.up->s, NGHTTP2_FLAG_NONE, s.up_id,
         code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_CANCEL) : code);
   }
   MaybeRelease(s);
@@ -497,7 +655,8 @@ void Http2ServerConnection::ClientStreamClosed(Stream& s, uint32_t code) {
 void Http2ServerConnection::MaybeRelease(Stream& s) {
   if (!s.down_closed || (s.up_id > 0 && !s.up_closed)) return;
   Report(s);
-  if (s.up_id > 0) nghttp2_session_set_stream_user_data(up_, s.up_id, nullptr);
+  if (s.up && s.up->s && s.up_id > 0)
+    nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
   streams_.erase(s.down_id);
 }
 
@@ -508,26 +667,74 @@ void Http2ServerConnection::Report(Stream& s) {
   done_(s.ex);
 }
 
-void Http2ServerConnection::Flush(Sink to_app, Sink to_client) {
-  // Taking bytes into one session's frames gives window back on the other: loop until quiet.
-  for (bool more = true; more && state_ != State::kBroken;) {
-    more = false;
-    for (nghttp2_session* sess : {up_, down_}) {
-      if (sess == up_ && app_gone_) continue;
-      for (;;) {
-        const uint8_t* d;
-        ssize_t n = nghttp2_session_mem_send(sess, &d);
-        if (n < 0) {
-          Fail(absl::StrCat("HTTP/2 send failed: ", nghttp2_strerror(static_cast<int>(n))));
-          return;
-        }
-        if (n == 0) break;
-        if (state_ == State::kBroken) return;  // the caller aborts both sides
-        more = true;
-        std::string_view b(reinterpret_cast<const char*>(d), static_cast<size_t>(n));
-        (sess == up_ ? to_app : to_client)(b);
-      }
+// An upstream is gone (closed, or broke HTTP/2): its session is never driven again, so no data
+// provider of it runs and its streams count as closed.
+void Http2ServerConnection::EndUpstream(Upstream& u, std::string_view reason) {
+  std::vector<Stream*> open;
+  for (auto& [id, s] : streams_)
+    if (s->up == &u) open.push_back(s.get());
+  for (Stream* s : open) {
+    bool open_both = !s->down_closed && s->up_id > 0 && !s->up_closed;
+    s->up_closed = true;
+    if (s->req.size() > 0) {  // will never go upstream: the client's window back
+      nghttp2_session_consume(down_, s->down_id, s->req.size());
+      s->req.Clear();
     }
+    if (!open_both) {
+      MaybeRelease(*s);
+      continue;
+    }
+    if (!s->resp_submitted) {
+      Reply(*s, LocalReply{503, std::string(reason)});
+      s->ex.ended = Exchange::End::kServerEnded;
+    } else if (!s->resp_complete) {
+      s->ex.ended = Exchange::End::kServerEnded;
+      nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->down_id, NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+  nghttp2_session_del(u.s);
+  u.s = nullptr;
+}
+
+bool Http2ServerConnection::EndBrokenUpstreams() {
+  bool any = false;
+  for (auto& [index, u] : upstreams_) {
+    if (!u->broken || !u->s) continue;
+    EndUpstream(*u, kResetBeforeHeadersProtocolError);
+    any = true;
+  }
+  return any;
+}
+
+// Sends what `session` has; false when nothing.
+bool Http2ServerConnection::Drain(nghttp2_session* session, Sink sink) {
+  bool sent = false;
+  for (;;) {
+    const uint8_t* d;
+    ssize_t n = nghttp2_session_mem_send(session, &d);
+    if (n < 0) {
+      Fail(absl::StrCat("HTTP/2 send failed: ", nghttp2_strerror(static_cast<int>(n))));
+      return sent;
+    }
+    if (n == 0 || state_ == State::kBroken) return sent;  // broken: the caller aborts both sides
+    sent = true;
+    sink(std::string_view(reinterpret_cast<const char*>(d), static_cast<size_t>(n)));
+  }
+}
+
+void Http2ServerConnection::Flush(UpstreamSink to_up, Sink to_client) {
+  // Taking bytes into one session's frames gives window back on another, and a request refused
+  // by one upstream may go to another: loop until quiet.
+  for (bool more = true; more && state_ != State::kBroken;) {
+    uint64_t routed = routed_;
+    more = false;
+    for (auto& [index, u] : upstreams_) {
+      if (!u->s || u->broken) continue;
+      size_t i = index;
+      more |= Drain(u->s, [&](std::string_view b) { to_up(i, b); });
+    }
+    more |= Drain(down_, to_client);
+    more |= EndBrokenUpstreams() || routed_ != routed;
   }
   if (state_ == State::kHttp && !nghttp2_session_want_read(down_) &&
       !nghttp2_session_want_write(down_)) {
@@ -535,7 +742,7 @@ void Http2ServerConnection::Flush(Sink to_app, Sink to_client) {
   }
 }
 
-void Http2ServerConnection::FromClient(std::string_view in, Sink to_app, Sink to_client) {
+void Http2ServerConnection::FromClient(std::string_view in, UpstreamSink to_up, Sink to_client) {
   if (state_ == State::kBroken) return;
   ssize_t n =
       nghttp2_session_mem_recv(down_, reinterpret_cast<const uint8_t*>(in.data()), in.size());
@@ -543,49 +750,55 @@ void Http2ServerConnection::FromClient(std::string_view in, Sink to_app, Sink to
     Fail(absl::StrCat("not HTTP/2 from the client: ", nghttp2_strerror(static_cast<int>(n))));
     return;
   }
-  Flush(to_app, to_client);
+  Flush(to_up, to_client);
 }
 
-void Http2ServerConnection::FromApp(std::string_view in, Sink to_app, Sink to_client) {
-  if (state_ == State::kBroken || app_gone_) return;
-  ssize_t n = nghttp2_session_mem_recv(up_, reinterpret_cast<const uint8_t*>(in.data()), in.size());
+void Http2ServerConnection::FromUpstream(size_t upstream, std::string_view in, UpstreamSink to_up,
+                                         Sink to_client) {
+  Upstream* u = FindUpstream(upstream);
+  if (state_ == State::kBroken || !u || !u->s) return;
+  if (!in.empty()) u->got_bytes = true;
+  ssize_t n =
+      nghttp2_session_mem_recv(u->s, reinterpret_cast<const uint8_t*>(in.data()), in.size());
   if (n < 0) {
-    Fail(absl::StrCat("not HTTP/2 from the application: ", nghttp2_strerror(static_cast<int>(n))));
-    return;
+    if (!router_) {
+      Fail(
+          absl::StrCat("not HTTP/2 from the application: ", nghttp2_strerror(static_cast<int>(n))));
+      return;
+    }
+    u->broken = true;  // that upstream only: Flush ends it
   }
-  Flush(to_app, to_client);
+  Flush(to_up, to_client);
 }
 
-void Http2ServerConnection::AppEof(Sink to_client) {
-  if (state_ == State::kBroken || app_gone_) return;
-  app_gone_ = true;
-  std::vector<Stream*> open;
-  for (auto& [id, s] : streams_) open.push_back(s.get());
-  for (Stream* s : open) {
-    // From here on the app session is never driven again (Flush skips it), so no data provider
-    // of it runs: its streams count as closed.
-    bool open_both = !s->down_closed && s->up_id > 0 && !s->up_closed;
-    if (s->up_id > 0) s->up_closed = true;
-    if (!open_both) {
-      MaybeRelease(*s);
-      continue;
-    }
-    if (!s->resp_submitted) {
-      Reply(*s, LocalReply{503,
-                           "upstream connect error or disconnect/reset before headers. "
-                           "reset reason: connection termination"});
-      s->ex.ended = Exchange::End::kServerEnded;
-    } else if (!s->resp_complete) {
-      s->ex.ended = Exchange::End::kServerEnded;
-      nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->down_id, NGHTTP2_INTERNAL_ERROR);
-    }
-  }
-  if (!goaway_to_client_) {
+void Http2ServerConnection::UpstreamEof(size_t upstream, UpstreamSink to_up, Sink to_client) {
+  Upstream* u = FindUpstream(upstream);
+  if (state_ == State::kBroken || !u || u->eof) return;
+  u->eof = true;
+  if (!u->s) return;  // already ended (broke HTTP/2)
+  EndUpstream(
+      *u, !router_ || u->got_bytes ? kResetBeforeHeadersTermination : kResetBeforeHeadersFailure);
+  if (!router_ && !goaway_to_client_) {
     goaway_to_client_ = true;
     nghttp2_submit_goaway(down_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(down_),
                           NGHTTP2_NO_ERROR, nullptr, 0);
   }
-  Flush([](std::string_view) {}, to_client);
+  Flush(to_up, to_client);
+}
+
+void Http2ServerConnection::FromClient(std::string_view in, Sink to_app, Sink to_client) {
+  auto up = [&](size_t, std::string_view b) { to_app(b); };
+  FromClient(in, UpstreamSink(up), to_client);
+}
+
+void Http2ServerConnection::FromApp(std::string_view in, Sink to_app, Sink to_client) {
+  auto up = [&](size_t, std::string_view b) { to_app(b); };
+  FromUpstream(0, in, up, to_client);
+}
+
+void Http2ServerConnection::AppEof(Sink to_client) {
+  UpstreamEof(
+      0, [](size_t, std::string_view) {}, to_client);
 }
 
 void Http2ServerConnection::Finish() {

@@ -1,31 +1,67 @@
-// The destination side of one HTTP/2 cleartext connection (prior knowledge, "h2c") in ztunnel,
-// without I/O: what L7 authorization needs for gRPC and HTTP/2 clients of a policed workload.
+// One HTTP/2 cleartext connection (prior knowledge, "h2c") from a client, proxied request by
+// request to HTTP/2 upstreams, without I/O. Two uses in ztunnel:
+//  - destination side (the 3-argument constructor): one upstream, the app (index 0, driven by
+//    FromApp/AppEof); what L7 authorization needs for gRPC and HTTP/2 clients of a policed
+//    workload;
+//  - source side (with a Router): any number of upstreams (connections to endpoints, numbered
+//    by the caller), each request routed to one of them, so one long-lived client connection
+//    (gRPC) spreads over all endpoints.
 //
-// Two nghttp2 sessions (no hand-written framing): a server session terminates the client's
-// HTTP/2, a client session originates HTTP/2 towards the app, and every client stream is mapped
-// to one app stream. Per stream:
-//  - the request's header block is complete before anything of it reaches the app: its
+// nghttp2 sessions (no hand-written framing): a server session terminates the client's HTTP/2,
+// a client session per upstream originates HTTP/2 towards it, and every client stream is mapped
+// to one stream on one upstream. Per stream:
+//  - the request's header block is complete before anything of it goes upstream: its
 //    HttpRequestAttributes (:method, :authority or Host, :path, the regular fields) go through
-//    the gate (same signature as Http1ServerConnection's); the gate may change the path and the
-//    app then sees the changed :path. A denied stream gets a local reply on that stream only
-//    (Envoy's: 403 "RBAC: access denied"; for gRPC, content-type application/grpc*, HTTP 200
-//    trailers-only with grpc-status 7 PERMISSION_DENIED and grpc-message "RBAC: access denied"),
-//    its DATA is dropped, and the other streams continue;
+//    the gate (same signature as Http1ServerConnection's); the gate may change the path (the
+//    upstream then sees the changed :path) and may fill `add_headers`, appended to the header
+//    block sent upstream. A denied stream gets a local reply on that stream only (Envoy's: 403
+//    "RBAC: access denied"; for gRPC, content-type application/grpc*, HTTP 200 trailers-only
+//    with grpc-status 7 PERMISSION_DENIED and grpc-message "RBAC: access denied"), its DATA is
+//    dropped, and the other streams continue;
+//  - source side: after the gate allowed it, the router names the upstream (an index; the
+//    codec creates the upstream's session on first use and emits its preface and SETTINGS
+//    through `to_up`) or answers with a local reply; an index that is not UpstreamUsable()
+//    gets 503 "no healthy upstream". Exchange::upstream is the index that carried the request
+//    (-1 when none did: answered by the gate, the router, or refused);
 //  - DATA, trailers (gRPC's grpc-status) and interim 1xx are forwarded both ways; RST_STREAM is
-//    propagated both ways with its error code; an app stream that ends without a complete
+//    propagated both ways with its error code; an upstream stream that ends without a complete
 //    response resets the client's stream;
-//  - flow control is end to end: both sessions run without automatic WINDOW_UPDATE, and bytes a
-//    peer sent are given back to it (nghttp2_session_consume) only as the other session takes
-//    them into its frames. A slow app (its window closed) therefore stops the client once the
-//    client's window is spent. Buffered in the codec, per direction: at most the stream window
-//    per stream and the connection window per connection (Http2Limits: 64 KiB and 1 MiB), since
-//    a peer may never send beyond the window advertised to it.
+//  - flow control is end to end: every session runs without automatic WINDOW_UPDATE, and bytes
+//    a peer sent are given back to it (nghttp2_session_consume) only as the other session takes
+//    them into its frames. A slow upstream (its window closed) therefore stops the client's
+//    stream once the client's window is spent. Buffered in the codec (buffered()): at most the
+//    stream window per stream and direction (Http2Limits: 64 KiB); client -> upstreams at most
+//    the connection window in all (1 MiB); upstreams -> client at most the connection window
+//    per upstream (each upstream session advertises its own), so with U upstreams in use at
+//    most min(U x connection window, max_concurrent_streams x stream window) -- a peer may
+//    never send beyond the window advertised to it.
 // Connection: SETTINGS_MAX_CONCURRENT_STREAMS and SETTINGS_MAX_HEADER_LIST_SIZE towards the
-// client (a request over the header limits gets 431), SETTINGS_ENABLE_PUSH 0 towards the app (a
-// PUSH_PROMISE from it is a connection error; nothing is ever pushed to the client); an app's
-// GOAWAY is forwarded to the client (streams the app refused are reset with REFUSED_STREAM), a
+// client (a request over the header limits gets 431), SETTINGS_ENABLE_PUSH 0 towards every
+// upstream (a PUSH_PROMISE is a connection error; nothing is ever pushed to the client); a
 // client's GOAWAY drains the connection. A protocol error from the client (bad preface, bad
-// frames) or from the app breaks the connection (kBroken).
+// frames) breaks the connection (kBroken).
+// Upstream GOAWAY, RST_STREAM REFUSED_STREAM, end, and protocol errors:
+//  - destination side: the app's GOAWAY is forwarded to the client (streams the app refused are
+//    reset with REFUSED_STREAM); the app's end (AppEof) answers its streams without a response
+//    head with 503 (kResetBeforeHeadersTermination), resets the others and sends the client a
+//    GOAWAY; a protocol error from the app breaks the connection (kBroken);
+//  - source side, per upstream, the others and their streams never affected: a GOAWAY makes
+//    the upstream unusable (UpstreamUsable() false: the router must not pick it again) and its
+//    streams the upstream did not process (above its last-stream-id, not yet started, or reset
+//    with REFUSED_STREAM) are routed again (the router is called again; up to kMaxReroutes
+//    times per request, if no byte of the request body went to the refusing upstream yet;
+//    otherwise the client's stream is reset with REFUSED_STREAM, which gRPC clients retry);
+//    streams it already took complete on it. Its end (UpstreamEof) answers its streams without
+//    a response head with a local 503 (kResetBeforeHeadersTermination, or
+//    kResetBeforeHeadersFailure when the upstream never sent a byte: Envoy's UC / UF) and
+//    resets the others; a protocol error from it (or bytes that are not HTTP/2) does the same
+//    with kResetBeforeHeadersProtocolError (Envoy's UPE). Nothing is sent to the client
+//    connection as a whole (no GOAWAY). UpstreamFinished() tells the caller when to close an
+//    upstream's transport.
+//
+// Not thread-safe: one connection, one thread. Callbacks (gate, router, done) run inside the
+// calls below; they must not call back into the connection except the const Upstream*()
+// queries.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +72,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "absl/functional/function_ref.h"
 #include "ztunnel/l7/exchange.h"
@@ -43,11 +80,28 @@
 #include "ztunnel/rbac/request.h"
 
 struct nghttp2_session;
+struct nghttp2_session_callbacks;
+struct nghttp2_option;
 
 namespace weft::ztunnel::l7 {
 
 // The client connection preface (RFC 9113 3.4): what prior-knowledge HTTP/2 starts with.
 inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// Envoy's local reply bodies (and Exchange::reason) for a request whose upstream went away
+// before the response head: the connection ended after the upstream had sent something (Envoy's
+// response flag UC), it ended without the upstream ever sending a byte (UF), or the upstream
+// broke HTTP/2 (UPE).
+inline constexpr std::string_view kResetBeforeHeadersTermination =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection "
+    "termination";
+inline constexpr std::string_view kResetBeforeHeadersFailure =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection "
+    "failure";
+inline constexpr std::string_view kResetBeforeHeadersProtocolError =
+    "upstream connect error or disconnect/reset before headers. reset reason: protocol error";
+// The local reply to a request routed to an upstream that is not usable (Envoy's UH body).
+inline constexpr std::string_view kNoHealthyUpstream = "no healthy upstream";
 
 struct Http2Limits {
   uint32_t max_concurrent_streams = 100;       // towards the client (Envoy's default is higher)
@@ -62,22 +116,56 @@ class Http2ServerConnection {
   using Gate = Http1ServerConnection::Gate;
   using Done = Http1ServerConnection::Done;
   using Sink = absl::FunctionRef<void(std::string_view)>;
+  // Bytes for upstream `upstream` (the router's index; 0 on the destination side).
+  using UpstreamSink = absl::FunctionRef<void(size_t upstream, std::string_view)>;
+  // Source side: which upstream carries an allowed request (the caller's index, any size_t; an
+  // upstream session is created on first use, its preface and SETTINGS emitted to that
+  // upstream), or a local reply for it (e.g. 503 kNoHealthyUpstream when the balancer has no
+  // endpoint). Called after the gate allowed the request, and again for a request an upstream
+  // did not process (see above). Indices of upstreams that ended are never reused by the codec:
+  // a fresh connection to the same endpoint needs a new index.
+  using Router = std::function<std::variant<size_t, LocalReply>(const HttpRequestAttributes&)>;
   // kHttp: running; kClosing: the connection is over (GOAWAY exchanged and no stream left, or
   // the app closed): flush what was emitted and close; kBroken: a protocol error, abort both.
   using State = Http1ServerConnection::State;
 
+  // Routing a request again after an upstream refused it: at most this many times per request.
+  static constexpr int kMaxReroutes = 3;
+
+  // Destination side: one upstream (the app, index 0), whose preface goes out on the first
+  // flush.
   Http2ServerConnection(Http2Limits limits, Gate gate, Done done);
+  // Source side: upstreams chosen by `router` per request.
+  Http2ServerConnection(Http2Limits limits, Gate gate, Done done, Router router);
   ~Http2ServerConnection();
   Http2ServerConnection(const Http2ServerConnection&) = delete;
   Http2ServerConnection& operator=(const Http2ServerConnection&) = delete;
 
-  // Client bytes in. Frames for the app go to `to_app`, frames for the client (SETTINGS,
-  // WINDOW_UPDATE, local replies, resets) to `to_client`, in order.
+  // Client bytes in. Frames for upstreams go to `to_up`, frames for the client (SETTINGS,
+  // WINDOW_UPDATE, local replies, resets) to `to_client`, in order per peer.
+  void FromClient(std::string_view in, UpstreamSink to_up, Sink to_client);
+  // Bytes from upstream `upstream` in; same sinks. Ignored for an upstream that ended.
+  void FromUpstream(size_t upstream, std::string_view in, UpstreamSink to_up, Sink to_client);
+  // That upstream closed or reset its transport (or could not connect): see above. Without a
+  // router this is AppEof. Also to be called after closing an UpstreamFinished() one (it then
+  // only forgets the session).
+  void UpstreamEof(size_t upstream, UpstreamSink to_up, Sink to_client);
+  // False once an upstream sent GOAWAY, ended or broke HTTP/2: the router must not pick it again
+  // (the caller then uses a new index for a fresh upstream to the same endpoint). True for an
+  // index not used yet.
+  bool UpstreamUsable(size_t upstream) const;
+  // Streams currently open on an upstream (the balancer's "outstanding requests").
+  size_t UpstreamStreams(size_t upstream) const;
+  // True when the caller should close that upstream's transport (after flushing what was
+  // emitted to it) and then call UpstreamEof: it sent GOAWAY and none of its streams is left, or
+  // it broke HTTP/2 (its streams were already answered).
+  bool UpstreamFinished(size_t upstream) const;
+
+  // The one-upstream (destination side) forms: upstream 0 is the app.
   void FromClient(std::string_view in, Sink to_app, Sink to_client);
-  // App bytes in; same sinks.
   void FromApp(std::string_view in, Sink to_app, Sink to_client);
   // The app closed its side: streams without a response get 503 (Envoy's "upstream reset"), the
-  // others are reset; the client gets a GOAWAY.
+  // others are reset; without a router the client gets a GOAWAY.
   void AppEof(Sink to_client);
   // The connection is torn down: streams still open are reported.
   void Finish();
@@ -88,18 +176,33 @@ class Http2ServerConnection {
   const std::string& error() const { return error_; }
   bool InHead() const { return false; }
   size_t open_streams() const { return streams_.size(); }
-  // Bytes received from either peer that the codec holds for the other (the buffering figure).
+  // Bytes received from any peer that the codec holds for another (the buffering figure).
   size_t buffered() const;
 
  private:
   struct Stream;
+  struct Upstream;
+  struct Side;
   struct Callbacks;
-  void Flush(Sink to_app, Sink to_client);
+  Upstream* FindUpstream(size_t index) const;
+  Upstream* NewUpstream(size_t index);
+  void Flush(UpstreamSink to_up, Sink to_client);
+  bool Drain(nghttp2_session* session, Sink sink);
+  bool EndBrokenUpstreams();
   void OnRequest(Stream& s);
+  void Route(Stream& s);
+  bool Reroutable(const Stream& s) const;
+  void Reroute(Stream& s);
   void Reply(Stream& s, const LocalReply& r);
   void OnResponseHeaders(Stream& s, bool end_stream);
+  void OnUpstreamGoaway(Upstream& u);
+  void UpstreamRefused(Stream& s, bool start_not_allowed);
   void AppStreamClosed(Stream& s, uint32_t code);
   void ClientStreamClosed(Stream& s, uint32_t code);
+  void EndUpstream(Upstream& u, std::string_view reason);
+  void BreakUpstream(Upstream& u, std::string reason);
+  void ResumeUp(Stream& s);
+  void ConsumeUp(Stream& s, size_t n);
   void MaybeRelease(Stream& s);
   void Report(Stream& s);
   void Fail(std::string reason);
@@ -107,12 +210,16 @@ class Http2ServerConnection {
   Http2Limits limits_;
   Gate gate_;
   Done done_;
+  Router router_;  // empty: the destination side (upstream 0 only)
   State state_ = State::kHttp;
   std::string error_;
-  nghttp2_session* down_ = nullptr;                     // server session: the client
-  nghttp2_session* up_ = nullptr;                       // client session: the app
-  std::map<int32_t, std::unique_ptr<Stream>> streams_;  // by client stream id
-  bool app_gone_ = false;
+  nghttp2_session_callbacks* callbacks_ = nullptr;
+  nghttp2_option* options_ = nullptr;
+  std::unique_ptr<Side> down_side_;
+  nghttp2_session* down_ = nullptr;                        // server session: the client
+  std::map<size_t, std::unique_ptr<Upstream>> upstreams_;  // by the caller's index
+  std::map<int32_t, std::unique_ptr<Stream>> streams_;     // by client stream id
+  uint64_t routed_ = 0;  // requests submitted upstream so far (Flush: more to send)
   bool goaway_to_client_ = false;
 };
 

@@ -5,7 +5,11 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -426,6 +430,467 @@ TEST(Http2ServerTest, AppEofAnswersWaitingStreamsWith503) {
   h.client.Recv(to_client);
   EXPECT_EQ(Peer::Get(h.client.st[id].head, ":status"), "503");
   EXPECT_TRUE(h.client.goaway);
+}
+
+// Source side: client <-> codec <-> upstreams (real nghttp2 server sessions, one per index the
+// router names, "connected" when the codec first emits bytes for it). The gate allows everything
+// and adds a request id; `route` decides (default: round-robin over the usable ones of 0..n-1).
+struct RouterHarness {
+  explicit RouterHarness(size_t n, Http2Limits limits = {})
+      : n(n),
+        conn(
+            limits,
+            [this](HttpRequestAttributes& r) -> std::optional<LocalReply> {
+              gated.push_back(r);
+              r.add_headers.emplace_back("x-request-id", "rid-" + std::to_string(gated.size()));
+              r.add_headers.emplace_back("traceparent", "00-t-s-01");
+              return std::nullopt;
+            },
+            [this](const Exchange& e) { done.push_back(e); },
+            [this](const HttpRequestAttributes& r) { return route ? route(r) : RoundRobin(); }) {}
+
+  std::variant<size_t, LocalReply> RoundRobin() {
+    ++routed;
+    for (size_t k = 0; k < n; ++k) {
+      size_t i = next++ % n;
+      if (conn.UpstreamUsable(i)) return i;
+    }
+    return LocalReply{503, "no healthy upstream"};
+  }
+
+  // The upstream at index i (created when the codec first talks to it).
+  Peer& Up(size_t i) {
+    auto& p = ups[i];
+    if (!p) {
+      p = std::make_unique<Peer>(true, /*auto_window=*/!slow.count(i));
+      if (on_new) on_new(i, *p);
+    }
+    return *p;
+  }
+
+  void Pump() {
+    for (int round = 0; round < 1000; ++round) {
+      std::map<size_t, std::string> to_up;
+      std::string to_client;
+      auto u = [&](size_t i, std::string_view b) { to_up[i].append(b); };
+      auto c = [&](std::string_view b) { to_client.append(b); };
+      bool moved = false;
+      std::string from_client = client.Send();
+      if (!from_client.empty()) conn.FromClient(from_client, u, c);
+      moved |= !from_client.empty();
+      for (auto& [i, p] : ups) {
+        if (dead.count(i) || !connected.count(i)) continue;
+        std::string from = p->Send();
+        if (!from.empty()) conn.FromUpstream(i, from, u, c);
+        moved |= !from.empty();
+      }
+      for (auto& [i, b] : to_up) {
+        moved |= !b.empty();
+        if (b.empty() || dead.count(i)) continue;
+        connected.insert(i);
+        Up(i).Recv(b);
+      }
+      if (!to_client.empty()) client.Recv(to_client);
+      moved |= !to_client.empty();
+      if (!moved) return;
+    }
+    FAIL() << "no quiescence";
+  }
+
+  // Upstream i's transport ends (a close, a reset, or a connect that failed).
+  void Kill(size_t i) {
+    dead.insert(i);
+    std::string to_client;
+    conn.UpstreamEof(
+        i, [](size_t, std::string_view) {}, [&](std::string_view b) { to_client.append(b); });
+    if (!to_client.empty()) client.Recv(to_client);
+  }
+
+  const Exchange* DoneFor(const std::string& path) const {
+    for (const auto& e : done)
+      if (e.request.path == path) return &e;
+    return nullptr;
+  }
+
+  size_t n;
+  size_t next = 0, routed = 0;
+  std::function<std::variant<size_t, LocalReply>(const HttpRequestAttributes&)> route;
+  std::function<void(size_t, Peer&)> on_new;
+  Peer client{false};
+  std::map<size_t, std::unique_ptr<Peer>> ups;
+  std::set<size_t> dead, slow, connected;
+  Http2ServerConnection conn;
+  std::vector<HttpRequestAttributes> gated;
+  std::vector<Exchange> done;
+};
+
+// Every upstream answers each request when it ends, naming itself.
+void AnswerAll(RouterHarness& h, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    Peer& p = h.Up(i);
+    p.on_end = [&p, i](int32_t id) {
+      p.Respond(id, {{":status", "200"}},
+                "up" + std::to_string(i) + ":" + Peer::Get(p.st[id].head, ":path"));
+    };
+  }
+}
+
+TEST(Http2ServerRouterTest, RequestsOfOneConnectionSpreadOverUpstreams) {
+  RouterHarness h(3);
+  std::vector<int32_t> ids;
+  for (int k = 0; k < 30; ++k)
+    ids.push_back(h.client.Request(Req("GET", "/r/" + std::to_string(k))));
+  h.Pump();
+  // Nobody answered yet: each upstream holds its share, as the balancer sees it.
+  ASSERT_EQ(h.ups.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(h.conn.UpstreamStreams(i), 10u) << i;
+    EXPECT_EQ(h.ups[i]->st.size(), 10u) << i;
+    EXPECT_TRUE(h.conn.UpstreamUsable(i));
+  }
+  for (auto& [i, p] : h.ups) {
+    Peer* peer = p.get();
+    for (auto& [id, s] : peer->st) {
+      EXPECT_TRUE(absl::StartsWith(Peer::Get(s.head, "x-request-id"), "rid-"));
+      EXPECT_EQ(Peer::Get(s.head, "traceparent"), "00-t-s-01");
+      peer->Respond(id, {{":status", "200"}},
+                    "up" + std::to_string(i) + ":" + Peer::Get(s.head, ":path"));
+    }
+  }
+  h.Pump();
+  for (int k = 0; k < 30; ++k) {
+    auto& s = h.client.st[ids[k]];
+    EXPECT_EQ(Peer::Get(s.head, ":status"), "200");
+    EXPECT_EQ(s.data, "up" + std::to_string(k % 3) + ":/r/" + std::to_string(k)) << k;
+    EXPECT_TRUE(s.ended);
+  }
+  ASSERT_EQ(h.done.size(), 30u);
+  for (int k = 0; k < 30; ++k) {
+    const Exchange* e = h.DoneFor("/r/" + std::to_string(k));
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->upstream, k % 3);
+    EXPECT_EQ(e->status, 200);
+    EXPECT_FALSE(e->local_reply);
+  }
+  // Each request's own id reached its upstream, once.
+  std::set<std::string> rids;
+  for (auto& [i, p] : h.ups)
+    for (auto& [id, s] : p->st) rids.insert(Peer::Get(s.head, "x-request-id"));
+  EXPECT_EQ(rids.size(), 30u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(h.conn.UpstreamStreams(i), 0u);
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+  EXPECT_EQ(h.conn.buffered(), 0u);
+  EXPECT_EQ(h.conn.state(), State::kHttp);
+}
+
+TEST(Http2ServerRouterTest, AddHeadersReachTheAppWithoutARouterToo) {
+  Http2ServerConnection::Gate gate = [](HttpRequestAttributes& r) -> std::optional<LocalReply> {
+    r.add_headers.emplace_back("x-request-id", "abc");
+    return std::nullopt;
+  };
+  Peer client(false), app(true);
+  Http2ServerConnection conn({}, gate, [](const Exchange&) {});
+  client.Request(kGet);
+  for (int i = 0; i < 5; ++i) {
+    std::string to_app, to_client;
+    conn.FromClient(
+        client.Send(), [&](std::string_view b) { to_app.append(b); },
+        [&](std::string_view b) { to_client.append(b); });
+    app.Recv(to_app);
+    client.Recv(to_client);
+  }
+  ASSERT_EQ(app.st.size(), 1u);
+  EXPECT_EQ(Peer::Get(app.st.begin()->second.head, "x-request-id"), "abc");
+  EXPECT_EQ(Peer::Get(app.st.begin()->second.head, "x-trace"), "t1");
+}
+
+// More body (and the end) for a stream a Peer sends.
+void More(Peer& p, int32_t id, const std::string& data, bool eof, Fields trailers = {}) {
+  p.st[id].out += data;
+  p.st[id].out_eof = eof;
+  p.st[id].out_trailers = std::move(trailers);
+  nghttp2_session_resume_data(p.s, id);
+}
+
+TEST(Http2ServerRouterTest, StreamingGrpcCallsWithTrailersThroughTheRouter) {
+  RouterHarness h(3);
+  const Fields grpc = {{"content-type", "application/grpc"}, {"te", "trailers"}};
+  const std::string m1("\0\0\0\0\2m1", 7), m2("\0\0\0\0\2m2", 7);
+  const std::string r1("\0\0\0\0\2r1", 7), r2("\0\0\0\0\2r2", 7);
+  h.on_new = [&](size_t, Peer& p) {
+    // Each call's response starts as soon as its head arrives, before the request ends.
+    p.on_head = [&p, r1](int32_t id) {
+      p.st[id].out_eof = false;
+      p.Respond(id, {{":status", "200"}, {"content-type", "application/grpc"}}, r1);
+    };
+  };
+  std::vector<int32_t> ids;
+  for (int k = 0; k < 6; ++k)
+    ids.push_back(h.client.Request(Req("POST", "/pkg.Svc/Chat" + std::to_string(k), grpc), m1,
+                                   /*eof=*/false));
+  h.Pump();
+  for (int32_t id : ids) {
+    EXPECT_EQ(h.client.st[id].data, r1) << "the response streams before the request ended";
+    EXPECT_FALSE(h.client.st[id].ended);
+  }
+  for (int32_t id : ids) More(h.client, id, m2, true);
+  h.Pump();
+  for (auto& [i, p] : h.ups) {
+    EXPECT_EQ(p->st.size(), 2u);
+    for (auto& [id, s] : p->st) {
+      EXPECT_EQ(s.data, m1 + m2);
+      EXPECT_TRUE(s.ended);
+      More(*p, id, r2, true, {{"grpc-status", "0"}, {"grpc-message", ""}});
+    }
+  }
+  h.Pump();
+  for (int32_t id : ids) {
+    auto& s = h.client.st[id];
+    EXPECT_EQ(s.data, r1 + r2);
+    EXPECT_EQ(Peer::Get(s.trailers, "grpc-status"), "0");
+    EXPECT_TRUE(s.ended);
+  }
+  ASSERT_EQ(h.done.size(), 6u);
+  for (const auto& e : h.done) {
+    EXPECT_EQ(e.grpc_status, 0);
+    int k = e.request.path.back() - '0';
+    EXPECT_EQ(e.upstream, k % 3);
+  }
+  EXPECT_EQ(h.conn.buffered(), 0u);
+}
+
+TEST(Http2ServerRouterTest, AnUpstreamThatEndsFailsOnlyItsOwnStreams) {
+  RouterHarness h(3);
+  // Upstream 1 answers nothing; the others answer when a request ends.
+  AnswerAll(h, 3);
+  h.ups[1]->on_end = nullptr;
+  std::vector<int32_t> ids;
+  for (int k = 0; k < 6; ++k)
+    ids.push_back(h.client.Request(Req("GET", "/a/" + std::to_string(k))));
+  h.Pump();
+  // Upstream 1 sends the head of one of its two responses, and part of its body.
+  int32_t headed = h.ups[1]->st.begin()->first;
+  h.ups[1]->st[headed].out_eof = false;
+  h.ups[1]->Respond(headed, {{":status", "200"}}, "part");
+  h.Pump();
+  EXPECT_EQ(h.conn.UpstreamStreams(1), 2u);
+  h.Kill(1);
+  h.Pump();
+  EXPECT_FALSE(h.conn.UpstreamUsable(1));
+  EXPECT_TRUE(h.conn.UpstreamUsable(0) && h.conn.UpstreamUsable(2));
+  EXPECT_EQ(h.conn.UpstreamStreams(1), 0u);
+  for (int k = 0; k < 6; ++k) {
+    auto& s = h.client.st[ids[k]];
+    const Exchange* e = h.DoneFor("/a/" + std::to_string(k));
+    ASSERT_NE(e, nullptr) << k;
+    EXPECT_EQ(e->upstream, k % 3);
+    if (k % 3 != 1) {
+      EXPECT_EQ(s.data, "up" + std::to_string(k % 3) + ":/a/" + std::to_string(k));
+    } else if (k == 1) {  // the first request on upstream 1: its head went out, so a reset
+      EXPECT_EQ(s.data, "part");
+      EXPECT_TRUE(s.closed);
+      EXPECT_EQ(s.code, NGHTTP2_INTERNAL_ERROR);
+      EXPECT_EQ(e->ended, Exchange::End::kServerEnded);
+      EXPECT_EQ(e->status, 200);
+    } else {  // no head yet: Envoy's 503
+      EXPECT_EQ(Peer::Get(s.head, ":status"), "503");
+      EXPECT_EQ(s.data, kResetBeforeHeadersTermination);
+      EXPECT_TRUE(e->local_reply);
+      EXPECT_EQ(e->reason, kResetBeforeHeadersTermination);
+      EXPECT_EQ(e->ended, Exchange::End::kServerEnded);
+    }
+  }
+  // The router is not offered it again: new requests go to 0 and 2 only.
+  std::vector<int32_t> more;
+  for (int k = 0; k < 4; ++k)
+    more.push_back(h.client.Request(Req("GET", "/b/" + std::to_string(k))));
+  h.Pump();
+  for (int k = 0; k < 4; ++k) {
+    const Exchange* e = h.DoneFor("/b/" + std::to_string(k));
+    ASSERT_NE(e, nullptr);
+    EXPECT_NE(e->upstream, 1);
+    EXPECT_EQ(Peer::Get(h.client.st[more[k]].head, ":status"), "200");
+  }
+  EXPECT_FALSE(h.client.goaway) << "one upstream ending is not the client connection's end";
+  EXPECT_EQ(h.conn.state(), State::kHttp);
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+}
+
+TEST(Http2ServerRouterTest, AnUpstreamThatNeverAnsweredIsAConnectionFailure) {
+  RouterHarness h(1);
+  h.dead.insert(0);  // its bytes go nowhere and it never sends any
+  int32_t id = h.client.Request(Req("GET", "/x"));
+  h.Pump();
+  h.Kill(0);
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[id].head, ":status"), "503");
+  EXPECT_EQ(h.client.st[id].data, kResetBeforeHeadersFailure);
+  ASSERT_EQ(h.done.size(), 1u);
+  EXPECT_EQ(h.done[0].reason, kResetBeforeHeadersFailure);
+  EXPECT_EQ(h.done[0].upstream, 0);
+  // No usable upstream left: the router answers by itself.
+  int32_t id2 = h.client.Request(Req("GET", "/y"));
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[id2].head, ":status"), "503");
+  EXPECT_EQ(h.client.st[id2].data, "no healthy upstream");
+}
+
+TEST(Http2ServerRouterTest, StreamsAboveAnUpstreamsGoawayAreRoutedAgain) {
+  RouterHarness h(2);
+  // Prefer upstream 0 while it is usable.
+  h.route = [&](const HttpRequestAttributes&) -> std::variant<size_t, LocalReply> {
+    ++h.routed;
+    return h.conn.UpstreamUsable(0) ? size_t{0} : size_t{1};
+  };
+  AnswerAll(h, 2);
+  h.ups[0]->on_end = nullptr;  // upstream 0 holds its requests
+  int32_t a = h.client.Request(Req("GET", "/g/0"));
+  int32_t b = h.client.Request(Req("GET", "/g/1"));
+  int32_t c = h.client.Request(Req("GET", "/g/2"));
+  h.Pump();
+  ASSERT_EQ(h.ups[0]->st.size(), 3u);
+  EXPECT_TRUE(h.ups[1]->st.empty());
+  // Upstream 0 goes away having processed only its first stream.
+  int32_t first = h.ups[0]->st.begin()->first;
+  nghttp2_submit_goaway(h.ups[0]->s, NGHTTP2_FLAG_NONE, first, NGHTTP2_NO_ERROR, nullptr, 0);
+  h.Pump();
+  EXPECT_FALSE(h.conn.UpstreamUsable(0));
+  EXPECT_FALSE(h.conn.UpstreamFinished(0)) << "its first stream is still open";
+  EXPECT_EQ(h.routed, 5u) << "the two unprocessed requests were routed again";
+  EXPECT_EQ(h.client.st[b].data, "up1:/g/1");
+  EXPECT_EQ(h.client.st[c].data, "up1:/g/2");
+  EXPECT_FALSE(h.client.st[a].ended);
+  h.ups[0]->Respond(first, {{":status", "200"}}, "up0:/g/0");
+  h.Pump();
+  EXPECT_EQ(h.client.st[a].data, "up0:/g/0");
+  EXPECT_TRUE(h.conn.UpstreamFinished(0)) << "drained: the caller may close it";
+  ASSERT_EQ(h.done.size(), 3u);
+  EXPECT_EQ(h.DoneFor("/g/0")->upstream, 0);
+  EXPECT_EQ(h.DoneFor("/g/1")->upstream, 1);
+  EXPECT_EQ(h.DoneFor("/g/2")->upstream, 1);
+  for (const auto& e : h.done) EXPECT_EQ(e.status, 200);
+  EXPECT_FALSE(h.client.goaway);
+  h.Kill(0);
+  EXPECT_FALSE(h.conn.UpstreamFinished(0));
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+}
+
+TEST(Http2ServerRouterTest, RequestsQueuedForADrainingUpstreamAreRoutedAgain) {
+  RouterHarness h(2);
+  h.route = [&](const HttpRequestAttributes&) -> std::variant<size_t, LocalReply> {
+    ++h.routed;
+    return h.conn.UpstreamUsable(0) ? size_t{0} : size_t{1};
+  };
+  h.on_new = [](size_t i, Peer& p) {
+    if (i != 0) return;
+    const nghttp2_settings_entry one[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1}};
+    nghttp2_submit_settings(p.s, NGHTTP2_FLAG_NONE, one, 1);
+  };
+  AnswerAll(h, 2);
+  h.ups[0]->on_end = nullptr;
+  int32_t a = h.client.Request(Req("GET", "/q/0"));
+  h.Pump();  // upstream 0's SETTINGS (1 stream at a time) reach the codec
+  int32_t b = h.client.Request(Req("POST", "/q/1"), "body-b");
+  int32_t c = h.client.Request(Req("GET", "/q/2"));
+  h.Pump();
+  ASSERT_EQ(h.ups[0]->st.size(), 1u) << "the others wait in the codec's upstream session";
+  int32_t first = h.ups[0]->st.begin()->first;
+  nghttp2_submit_goaway(h.ups[0]->s, NGHTTP2_FLAG_NONE, first, NGHTTP2_NO_ERROR, nullptr, 0);
+  h.Pump();
+  EXPECT_EQ(h.client.st[b].data, "up1:/q/1");
+  ASSERT_EQ(h.ups[1]->st.size(), 2u);
+  EXPECT_EQ(h.ups[1]->st.begin()->second.data, "body-b") << "the body goes to the new upstream";
+  EXPECT_EQ(h.client.st[c].data, "up1:/q/2");
+  h.ups[0]->Respond(first, {{":status", "200"}}, "up0");
+  h.Pump();
+  EXPECT_EQ(h.client.st[a].data, "up0");
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+  EXPECT_EQ(h.conn.buffered(), 0u);
+}
+
+TEST(Http2ServerRouterTest, ARefusedStreamWhoseBodyWentOutIsRefusedToTheClient) {
+  RouterHarness h(2);
+  h.route = [&](const HttpRequestAttributes&) -> std::variant<size_t, LocalReply> {
+    ++h.routed;
+    return h.conn.UpstreamUsable(0) ? size_t{0} : size_t{1};
+  };
+  AnswerAll(h, 2);
+  h.ups[0]->on_end = nullptr;
+  int32_t a = h.client.Request(Req("GET", "/a"));
+  int32_t b = h.client.Request(Req("POST", "/b"), "sent", /*eof=*/false);
+  h.Pump();
+  ASSERT_EQ(h.ups[0]->st.size(), 2u);
+  nghttp2_submit_goaway(h.ups[0]->s, NGHTTP2_FLAG_NONE, h.ups[0]->st.begin()->first,
+                        NGHTTP2_NO_ERROR, nullptr, 0);
+  h.Pump();
+  EXPECT_TRUE(h.client.st[b].closed);
+  EXPECT_EQ(h.client.st[b].code, NGHTTP2_REFUSED_STREAM) << "the client (gRPC) may retry";
+  EXPECT_EQ(h.routed, 2u);
+  EXPECT_FALSE(h.client.st[a].closed);
+}
+
+TEST(Http2ServerRouterTest, TheRoutersLocalReplyReachesTheClient) {
+  RouterHarness h(1);
+  h.route = [](const HttpRequestAttributes& r) -> std::variant<size_t, LocalReply> {
+    (void)r;
+    return LocalReply{503, "no healthy upstream"};
+  };
+  int32_t id = h.client.Request(Req("GET", "/x"));
+  int32_t g = h.client.Request(Req("POST", "/grpc", {{"content-type", "application/grpc"}}),
+                               std::string("\0\0\0\0\0", 5));
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[id].head, ":status"), "503");
+  EXPECT_EQ(h.client.st[id].data, "no healthy upstream");
+  EXPECT_EQ(Peer::Get(h.client.st[g].head, "grpc-status"), "14") << "UNAVAILABLE";
+  EXPECT_TRUE(h.ups.empty()) << "no upstream was ever opened";
+  ASSERT_EQ(h.done.size(), 2u);
+  for (const auto& e : h.done) {
+    EXPECT_TRUE(e.local_reply);
+    EXPECT_EQ(e.status, 503);
+    EXPECT_EQ(e.upstream, -1);
+  }
+}
+
+TEST(Http2ServerRouterTest, AnUpstreamThatBreaksHttp2FailsOnlyItsStreams) {
+  RouterHarness h(2);
+  AnswerAll(h, 2);
+  h.ups[0]->on_end = nullptr;
+  int32_t a = h.client.Request(Req("GET", "/a"));
+  h.Pump();
+  std::string to_client;
+  h.conn.FromUpstream(
+      0, std::string(64, '\xff'), [](size_t, std::string_view) {},
+      [&](std::string_view b) { to_client.append(b); });
+  h.client.Recv(to_client);
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[a].head, ":status"), "503");
+  EXPECT_EQ(h.client.st[a].data, kResetBeforeHeadersProtocolError);
+  EXPECT_FALSE(h.conn.UpstreamUsable(0));
+  EXPECT_TRUE(h.conn.UpstreamFinished(0));
+  int32_t b = h.client.Request(Req("GET", "/b"));
+  h.Pump();
+  EXPECT_EQ(h.client.st[b].data, "up1:/b");
+  EXPECT_EQ(h.conn.state(), State::kHttp);
+}
+
+TEST(Http2ServerRouterTest, ASlowUpstreamPausesOnlyItsOwnStreams) {
+  Http2Limits limits;
+  RouterHarness h(2, limits);
+  h.slow.insert(0);  // upstream 0 never reads: its window stays shut once spent
+  h.route = [](const HttpRequestAttributes& r) -> std::variant<size_t, LocalReply> {
+    return size_t{r.path == "/big" ? 0u : 1u};
+  };
+  AnswerAll(h, 2);
+  const std::string big(4 << 20, 'x');
+  int32_t up = h.client.Request(Req("POST", "/big"), big);
+  h.Pump();
+  std::vector<int32_t> small;
+  for (int k = 0; k < 5; ++k) small.push_back(h.client.Request(Req("POST", "/s"), "tiny"));
+  h.Pump();
+  for (int32_t id : small) EXPECT_EQ(h.client.st[id].data, "up1:/s");
+  EXPECT_LT(h.client.st[up].out_off, big.size() / 8) << "the big upload was paused";
+  EXPECT_LE(h.conn.buffered(), static_cast<size_t>(limits.stream_window));
+  EXPECT_EQ(h.conn.UpstreamStreams(0), 1u);
 }
 
 }  // namespace
