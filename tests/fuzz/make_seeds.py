@@ -260,7 +260,8 @@ def http1_server():
 
 
 def http2_server():
-    # records: flags bit 0 = app bytes, 1 = deny, 2 = app EOF after, 4-7 = split in n+1
+    # records: flags bit 0 = app bytes, 1 = deny, 2 = app EOF after, 4-7 = split in n+1 (see
+    # http2_server_fuzz.cc for the source side's)
     d = out_dir("http2_server")
     req = [(":method", "POST"), (":scheme", "http"), (":authority", "svc"),
            (":path", "/pkg.Svc/Allowed"), ("content-type", "application/grpc"), ("te", "trailers")]
@@ -283,6 +284,23 @@ def http2_server():
                                        + frame(PING, 0, 0, b"12345678") + call) +
           record(app_hello + resp + frame(DATA, 0, 1, b"x" * 3000), 0x31))
     write(d, "preface_only", PREFACE)
+    # Source side (bit 3 of the first byte): bits 6-7 = the upstream slot, bit 3 later = the
+    # router answers locally.
+    def resp_on(stream):
+        return (frame(HEADERS, END_HEADERS, stream, hpack([(":status", "200"),
+                                                           ("content-type", "application/grpc")]))
+                + frame(DATA, 0, stream, msg) +
+                frame(HEADERS, END_HEADERS | END_STREAM, stream, hpack([("grpc-status", "0")])))
+    call3 = frame(HEADERS, END_HEADERS, 3, hpack(req)) + frame(DATA, END_STREAM, 3, msg)
+    write(d, "router_two_upstreams", record(hello() + call, 8) + record(call3, 0x40) +
+          record(app_hello + resp_on(1), 1) + record(app_hello + resp_on(1), 0x41))
+    write(d, "router_goaway_reroute", record(hello() + call, 8) + record(call3) +
+          record(app_hello + frame(GOAWAY, 0, 0, struct.pack(">II", 1, 0)), 1) +
+          record(app_hello + resp_on(1), 1))
+    write(d, "router_upstream_eof", record(hello() + call, 8) + record(call3, 0x40) +
+          record(app_hello, 5) + record(app_hello + resp_on(1), 0x41))
+    write(d, "router_local_reply", record(hello() + call, 8) + record(call3, 8) +
+          record(app_hello + resp_on(1), 1))
 
 
 TARGETS = {f.__name__: f for f in
