@@ -404,6 +404,7 @@ size_t Http2ServerConnection::buffered() const {
 
 bool Http2ServerConnection::UpstreamUsable(size_t upstream) const {
   const Upstream* u = FindUpstream(upstream);
+  if (state_ == State::kBroken) return false;
   return !u || (u->s && !u->draining && !u->broken);
 }
 

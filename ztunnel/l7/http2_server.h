@@ -152,7 +152,7 @@ class Http2ServerConnection {
   void UpstreamEof(size_t upstream, UpstreamSink to_up, Sink to_client);
   // False once an upstream sent GOAWAY, ended or broke HTTP/2: the router must not pick it again
   // (the caller then uses a new index for a fresh upstream to the same endpoint). True for an
-  // index not used yet.
+  // index not used yet. False for every index once the connection is broken.
   bool UpstreamUsable(size_t upstream) const;
   // Streams currently open on an upstream (the balancer's "outstanding requests").
   size_t UpstreamStreams(size_t upstream) const;

@@ -893,5 +893,18 @@ TEST(Http2ServerRouterTest, ASlowUpstreamPausesOnlyItsOwnStreams) {
   EXPECT_EQ(h.conn.UpstreamStreams(0), 1u);
 }
 
+TEST(Http2ServerRouterTest, NoUpstreamIsUsableOnceTheClientBrokeTheConnection) {
+  RouterHarness h(2);
+  AnswerAll(h, 2);
+  h.client.Request(Req("GET", "/a"));
+  h.Pump();
+  EXPECT_TRUE(h.conn.UpstreamUsable(0));
+  h.conn.FromClient(
+      std::string(64, '\xff'), [](size_t, std::string_view) {}, [](std::string_view) {});
+  EXPECT_EQ(h.conn.state(), State::kBroken);
+  EXPECT_FALSE(h.conn.UpstreamUsable(0));
+  EXPECT_FALSE(h.conn.UpstreamUsable(7)) << "nor a fresh one";
+}
+
 }  // namespace
 }  // namespace weft::ztunnel::l7
