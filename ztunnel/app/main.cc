@@ -86,6 +86,12 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
       "send traffic between two pods of this node over HBONE (mTLS) too, instead of the "
       "in-kernel same-node fast path");
   AddHboneLimitFlags(app, o.proxy);
+  weft::AddDurationFlag(app, "--http-request-headers-timeout", &o.proxy.request_headers_timeout,
+                        "L7: a request head must be complete this long after its first byte, or "
+                        "the client gets 408 and is closed (default 10s)");
+  weft::AddDurationFlag(app, "--http-idle-timeout", &o.proxy.http_idle_timeout,
+                        "L7: close an HTTP connection with no request in flight and no bytes "
+                        "either way for this long (default 1h)");
   app.add_option("--fast-path-pipe-size", o.proxy.fast_path_pipe_size,
                  "pipe size per direction of a fast-path connection (4096..16777216; see "
                  "docs/fastpath.md)")

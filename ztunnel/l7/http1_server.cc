@@ -163,6 +163,19 @@ bool Http1ServerConnection::InHead() const {
   return state_ == State::kHttp && (!head_.empty() || (req_ && !req_->is_header_done()));
 }
 
+bool Http1ServerConnection::Idle() const {
+  return state_ == State::kHttp && outstanding_.empty() && !req_ && head_.empty();
+}
+
+void Http1ServerConnection::HeadTimedOut() {
+  if (!InHead()) return;
+  if (!outstanding_.empty()) {
+    Broken("request header timeout while a response was in progress");
+    return;
+  }
+  RefuseHead(408, "request timeout", "request timeout");  // Envoy's body for its 408s
+}
+
 std::string Http1ServerConnection::TakeLocalReply() {
   return std::exchange(reply_ready_, {});
 }
@@ -330,14 +343,14 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
   return true;
 }
 
-void Http1ServerConnection::RefuseHead(int status, std::string reason) {
+void Http1ServerConnection::RefuseHead(int status, std::string reason, std::string_view body) {
   Exchange ex;
   if (req_) ex.request = std::move(req_->attrs);
   ex.start = ex.end = Clock::now();
   ex.status = status;
   ex.local_reply = true;
   ex.reason = reason;
-  std::string bytes = Serialize(status, Reason(status));
+  std::string bytes = Serialize(status, body.empty() ? Reason(status) : std::string(body));
   ex.response_bytes = bytes.size();
   done_(ex);
   if (outstanding_.empty()) {

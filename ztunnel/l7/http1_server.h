@@ -88,6 +88,14 @@ class Http1ServerConnection {
   const std::string& error() const { return error_; }
   // True while a request head is incomplete (header-read timeout applies).
   bool InHead() const;
+  // True while no request is in flight: no head or body being received, no response awaited,
+  // no protocol switch under way or done (the idle timeout applies).
+  bool Idle() const;
+  // The head in progress did not complete within the header-read timeout (slowloris): answered
+  // with a 408 "request timeout" local reply (TakeLocalReply; the exchange is reported) when no
+  // response is in progress, else the connection is broken (a reply cannot go between response
+  // bytes). Nothing when !InHead().
+  void HeadTimedOut();
 
  private:
   struct Pending;
@@ -95,7 +103,7 @@ class Http1ServerConnection {
   class ResponseParser;
   void ParseClient(std::string_view data, Sink to_server);
   bool OnRequestHead(std::string_view raw, Sink to_server);  // false: stop parsing
-  void RefuseHead(int status, std::string reason);
+  void RefuseHead(int status, std::string reason, std::string_view body = {});
   void Broken(std::string reason);
   void ParseServer(std::string_view data, Sink to_server);
   void OnResponseHead(Sink to_server);

@@ -67,6 +67,43 @@ TEST(Http1ServerTest, AllowedRequestPassesByteForByteAndIsReportedWithItsRespons
   EXPECT_TRUE(h.conn.TakeLocalReply().empty());
 }
 
+TEST(Http1ServerTest, HeadTimeoutAnswers408OnlyWhenNoResponseIsInProgress) {
+  Harness h;
+  EXPECT_TRUE(h.conn.Idle());
+  h.conn.HeadTimedOut();  // no head under way: nothing happens
+  EXPECT_EQ(h.conn.state(), State::kHttp);
+  h.ClientByBytes("GET /slow HTTP/1.1\r\nHo");
+  EXPECT_TRUE(h.conn.InHead());
+  EXPECT_FALSE(h.conn.Idle());
+  h.conn.HeadTimedOut();
+  EXPECT_EQ(h.conn.state(), State::kClosing);
+  std::string reply = h.conn.TakeLocalReply();
+  EXPECT_TRUE(absl::StartsWith(reply, "HTTP/1.1 408 Request Timeout\r\n")) << reply;
+  EXPECT_TRUE(absl::EndsWith(reply, "\r\n\r\nrequest timeout")) << reply;
+  EXPECT_EQ(h.server, "") << "an incomplete head never reaches the server";
+  ASSERT_EQ(h.done.size(), 1u);
+  EXPECT_EQ(h.done[0].status, 408);
+  EXPECT_TRUE(h.done[0].local_reply);
+
+  // A response still owed to an earlier request: no reply can go between its bytes.
+  Harness p;
+  p.Client(kGet);
+  EXPECT_FALSE(p.conn.Idle()) << "a request in flight";
+  p.Client("GET /next HTTP/1.1\r\n");
+  p.conn.HeadTimedOut();
+  EXPECT_EQ(p.conn.state(), State::kBroken);
+  EXPECT_TRUE(p.conn.TakeLocalReply().empty());
+}
+
+TEST(Http1ServerTest, IdleOnlyBetweenRequests) {
+  Harness h;
+  h.Client("POST /a HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\nab");
+  EXPECT_FALSE(h.conn.Idle()) << "body under way";
+  h.Client("cd");
+  h.Server(kOk);
+  EXPECT_TRUE(h.conn.Idle());
+}
+
 TEST(Http1ServerTest, TargetChangedByTheGateRewritesOnlyTheRequestLine) {
   Harness h;
   h.Client("GET /a/../b HTTP/1.1\r\nHost: svc\r\n\r\n");

@@ -171,6 +171,29 @@ PlainRelay::PlainRelay(Worker* w, FlowInfo info, UniqueFd client, UniqueFd serve
 
 void PlainRelay::OnEvents(uint32_t) {}
 
+void PlainRelay::SetHttp(std::unique_ptr<HttpInbound> http) {
+  http_ = std::move(http);
+  http_->WatchTimeouts([this] { HttpTimedOut(); });
+}
+
+// L7: the header-read or idle timeout expired. The client gets the codec's 408 if it made one,
+// then both sides are closed (FIN); a connection with bytes still queued either way, a broken
+// codec or an unconnected server is reset instead.
+void PlainRelay::HttpTimedOut() {
+  if (finished_) return;
+  if (connecting_ || http_->broken() || !q_[0].empty() || !q_[1].empty()) {
+    Abort(http_->broken() ? "HTTP: " + http_->error() : "HTTP: timed out");
+    return;
+  }
+  info_.error = http_->done() ? "HTTP: " + http_->error() : "HTTP: idle";
+  std::string reply = http_->TakeLocalReply();
+  q_[1].Append(reply.data(), reply.size());
+  eof_[0] = eof_[1] = true;  // read neither side again
+  shutdown(fd_[1].get(), SHUT_WR);
+  shut_[1] = true;
+  OnSide(0, EPOLLOUT);  // the reply out, then FIN to the client and the relay ends
+}
+
 void PlainRelay::Start() {
   Begin();
   if (info_.authz) w_->inbound().Track(this);

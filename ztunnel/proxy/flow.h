@@ -63,8 +63,9 @@ class PlainRelay : public Flow {
   void Start();
   void Abort(const std::string& reason) override;
   void OnEvents(uint32_t events) override;  // unused: each side has its own handler
-  // Inbound L7 (http_inbound.h): every byte between client and server goes through it.
-  void SetHttp(std::unique_ptr<HttpInbound> http) { http_ = std::move(http); }
+  // Inbound L7 (http_inbound.h): every byte between client and server goes through it, and its
+  // timeouts (header read, idle) end the relay.
+  void SetHttp(std::unique_ptr<HttpInbound> http);
 
  private:
   struct Side : EventLoop::Handler {
@@ -75,6 +76,7 @@ class PlainRelay : public Flow {
   void OnSide(int idx, uint32_t events);
   void Pump(int from);
   ssize_t ReadHttp(int from);
+  void HttpTimedOut();
   void UpdateInterest(int idx);
   void MaybeDone();
   std::unique_ptr<HttpInbound> http_;

@@ -811,12 +811,18 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
     read_deferred_ = true;
     return NGHTTP2_ERR_DEFERRED;
   }
-  if (http_ && !reply_.empty()) {
+  if (http_ && (!reply_.empty() || http_closing_)) {
     // A local reply goes out ahead of anything else; then the stream ends. (Until the codec
     // releases it, responses to earlier requests are still read below.)
     size_t n = reply_.Take(buf, len);
     AddReceived(n);
-    if (reply_.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (reply_.empty()) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      // A timeout: the client side is closed too. The RST_STREAM (NO_ERROR) is queued behind
+      // this DATA frame, which is already being sent (RFC 9113 8.1: a server may end a request
+      // it no longer needs this way once its response is complete).
+      if (http_closing_ && conn_) conn_->ResetStream(sid_, NGHTTP2_NO_ERROR);
+    }
     return static_cast<ssize_t>(n);
   }
   ssize_t n;
@@ -875,6 +881,10 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
     AddReceived(n);
   else
     AddSent(n);
+  if (http_ && http_closing_) {  // timed out: nothing more reaches the app
+    if (conn_) conn_->Consume(sid_, n);
+    return;
+  }
   if (http_) {
     // Parsed, so copied; the connection calls FlushDown after the read batch, which takes a
     // local reply or aborts (not from inside nghttp2's callback).
@@ -916,6 +926,31 @@ bool Tunnel::HttpAfterRead() {
     }
   }
   return true;
+}
+
+void Tunnel::SetHttp(std::unique_ptr<HttpInbound> http) {
+  http_ = std::move(http);
+  http_->WatchTimeouts([this] { HttpTimedOut(); });
+}
+
+// L7: the header-read or idle timeout expired. The client gets the codec's 408 if it made one,
+// then END_STREAM and RST_STREAM(NO_ERROR), which ends the tunnel and closes the app socket; a
+// broken codec or a stream not yet established is reset at once.
+void Tunnel::HttpTimedOut() {
+  if (finished_ || http_closing_) return;
+  if (!conn_ || !established_ || http_->broken()) {
+    Abort(http_->broken() ? "HTTP: " + http_->error() : "HTTP: timed out");
+    return;
+  }
+  info_.error = http_->done() ? "HTTP: " + http_->error() : "HTTP: idle";
+  std::string reply = http_->TakeLocalReply();
+  reply_.Append(reply.data(), reply.size());
+  http_closing_ = true;
+  if (read_deferred_) {
+    read_deferred_ = false;
+    conn_->ResumeData(sid_);
+  }
+  conn_->Pump();
 }
 
 // L7: the stream's window is given back for every byte the codec took, less what still waits

@@ -58,8 +58,9 @@ class Tunnel : public Flow {
   void OnEvents(uint32_t events) override;
   // Inbound: called when the app connect finishes (ok or errno).
   std::function<void(int err)> on_app_connected;
-  // Inbound L7 (http_inbound.h): every byte between the stream and the app goes through it.
-  void SetHttp(std::unique_ptr<HttpInbound> http) { http_ = std::move(http); }
+  // Inbound L7 (http_inbound.h): every byte between the stream and the app goes through it, and
+  // its timeouts (header read, idle) end the stream.
+  void SetHttp(std::unique_ptr<HttpInbound> http);
 
  private:
   void SetInterest(uint32_t ev);
@@ -76,8 +77,10 @@ class Tunnel : public Flow {
   bool watched_ = false;
   bool HttpAfterRead();  // L7: takes a local reply or aborts a broken codec; false: aborted
   void ConsumeHttpWindow();
+  void HttpTimedOut();
   std::unique_ptr<HttpInbound> http_;
   ByteQueue reply_;             // L7: a local reply for the client, sent ahead of app bytes
+  bool http_closing_ = false;   // L7 timeout: after reply_, END_STREAM then RST_STREAM
   ByteQueue to_client_;         // L7 HTTP/2: the codec's frames for the client
   uint64_t http_in_ = 0;        // L7: stream bytes fed to the codec
   uint64_t http_consumed_ = 0;  // L7: of those, given back to the stream's flow control

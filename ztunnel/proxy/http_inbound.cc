@@ -89,7 +89,87 @@ HttpInbound::HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, cons
           [this](const l7::Exchange& ex) { Done(ex); }) {}
 
 HttpInbound::~HttpInbound() {
+  if (timer_ != 0) w_->loop().CancelTimer(timer_);
   Finish();
+}
+
+void HttpInbound::WatchTimeouts(std::function<void()> ended) {
+  on_timeout_ = std::move(ended);
+  Touch();
+}
+
+bool HttpInbound::InHead() const {
+  if (sniffing_) return !sniffed_.empty();
+  return h2_ ? h2_->InHead() : codec_.InHead();
+}
+
+bool HttpInbound::Idle() const {
+  if (sniffing_) return sniffed_.empty();
+  return h2_ ? h2_->open_streams() == 0 : codec_.Idle();
+}
+
+void HttpInbound::Touch() {
+  if (!on_timeout_) return;
+  const Clock::time_point now = Clock::now();
+  last_active_ = now;
+  if (!InHead()) {
+    head_started_ = false;
+  } else if (!head_started_) {  // this read brought the head's first byte
+    head_started_ = true;
+    head_since_ = now;
+    Arm(now + w_->opts().request_headers_timeout);
+  }
+  if (timer_ == 0) Arm(now + w_->opts().http_idle_timeout);
+}
+
+void HttpInbound::Arm(Clock::time_point at) {
+  if (timer_ != 0) {
+    if (timer_at_ <= at) return;  // it fires first and looks again
+    w_->loop().CancelTimer(timer_);
+  }
+  timer_at_ = at;
+  auto wait = std::chrono::ceil<std::chrono::milliseconds>(at - Clock::now());
+  timer_ = w_->loop().AddTimer(std::max(wait, std::chrono::milliseconds(0)), [this] {
+    timer_ = 0;
+    OnTimer();
+  });
+}
+
+void HttpInbound::OnTimer() {
+  const Clock::time_point now = Clock::now();
+  const ProxyOptions& o = w_->opts();
+  const bool in_head = head_started_ && InHead();
+  if (in_head && now - head_since_ >= o.request_headers_timeout) {
+    HeadTimedOut();
+    on_timeout_();
+    return;
+  }
+  if (Idle() && now - last_active_ >= o.http_idle_timeout) {
+    LOG_DEBUG("inbound", "idle HTTP connection closed",
+              {{"dst", ci_.dst.ToString()}, {"src", ci_.src_ip.ToString()}});
+    on_timeout_();
+    return;
+  }
+  // Not yet: look again when the next deadline can be due (a request in flight: an idle
+  // period from now).
+  Clock::time_point next = last_active_ + o.http_idle_timeout;
+  if (next <= now) next = now + o.http_idle_timeout;
+  if (in_head) next = std::min(next, head_since_ + o.request_headers_timeout);
+  Arm(next);
+}
+
+void HttpInbound::HeadTimedOut() {
+  LOG_INFO("inbound", "HTTP request head not complete in time",
+           {{"dst", ci_.dst.ToString()},
+            {"src", ci_.src_ip.ToString()},
+            {"timeout_ms", w_->opts().request_headers_timeout.count()}});
+  if (sniffing_ || h2_) {
+    // Not known to be HTTP/1.1 (fewer than 24 bytes of the HTTP/2 preface): closed, no reply.
+    w_->metrics().BadInput("http", "header_timeout");
+    return;
+  }
+  codec_.HeadTimedOut();  // 408, counted when Done() reports it; or broken
+  if (codec_.state() == State::kBroken) w_->metrics().BadInput("http", "header_timeout");
 }
 
 void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQueue& to_client) {
@@ -100,7 +180,10 @@ void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQue
     std::string_view pre = l7::kHttp2Preface;
     size_t k = std::min(sniffed_.size(), pre.size());
     bool matches = std::string_view(sniffed_).substr(0, k) == pre.substr(0, k);
-    if (matches && sniffed_.size() < pre.size()) return;  // wait for the rest
+    if (matches && sniffed_.size() < pre.size()) {  // wait for the rest
+      Touch();
+      return;
+    }
     sniffing_ = false;
     if (matches) {
       h2_ = std::make_unique<l7::Http2ServerConnection>(
@@ -125,6 +208,7 @@ void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQue
   } else {
     codec_.FromClient(in, app);
   }
+  Touch();
   if (broken()) {
     w_->metrics().BadInput("http", "unframed_request");
     LOG_INFO("inbound", "HTTP connection refused",
@@ -136,7 +220,10 @@ void HttpInbound::FromApp(const char* p, size_t n, ByteQueue& to_app, ByteQueue&
   if (sniffing_) {
     // An HTTP/2 server speaks first (its SETTINGS): hold it until the client's bytes decide.
     app_early_.append(p, n);
-    if (app_early_.size() <= 64 * 1024) return;
+    if (app_early_.size() <= 64 * 1024) {
+      Touch();
+      return;
+    }
     sniffing_ = false;  // no HTTP/2 client waits that long: HTTP/1.1, which refuses it
     std::string early = std::move(app_early_);
     app_early_.clear();
@@ -151,6 +238,7 @@ void HttpInbound::FromApp(const char* p, size_t n, ByteQueue& to_app, ByteQueue&
   } else {
     codec_.FromServer(std::string_view(p, n), app);
   }
+  Touch();
   if (broken()) {
     w_->metrics().BadInput("http", "unframed_response");
     LOG_WARN("inbound", "the application's HTTP response could not be framed",
@@ -250,8 +338,10 @@ void HttpInbound::Tap(const l7::Exchange& ex) {
 void HttpInbound::Done(const l7::Exchange& ex) {
   Tap(ex);
   if (ex.local_reply && ex.status != 403 && ex.status != 503 && ex.reason != "Bad Request") {
-    // The codec refused the head itself (framing, limits).
-    w_->metrics().BadInput("http", ex.status == 431 ? "header_too_large" : "malformed_request");
+    // The codec refused the head itself (framing, limits, the header-read timeout).
+    w_->metrics().BadInput("http", ex.status == 431   ? "header_too_large"
+                                   : ex.status == 408 ? "header_timeout"
+                                                      : "malformed_request");
     LOG_INFO("inbound", "HTTP request refused",
              {{"dst", ci_.dst.ToString()}, {"status", ex.status}, {"reason", ex.reason}});
   }

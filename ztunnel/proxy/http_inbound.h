@@ -11,7 +11,9 @@
 // and the level is info, one JSON access-log line (scope "access"). Loop thread only.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -58,6 +60,15 @@ class HttpInbound {
   // The application's side failed (reset, read error): waiting requests are cut short ("UC").
   void AppReset();
   void Finish();
+  // Timeouts, once a caller watches them (the flows do; without it there is no timer). A request
+  // head must be complete ProxyOptions::request_headers_timeout after its first byte
+  // (slowloris): HTTP/1.1 then answers 408 "request timeout" if no response is in progress (else
+  // it is broken()), and it is counted (weft_bad_input_total{port="http",kind="header_timeout"}).
+  // A connection with no request in flight and no bytes either way for http_idle_timeout is
+  // idle. Either way `ended` is called (loop thread) and must end the connection: abort it when
+  // broken(), else send TakeLocalReply() (may be empty) and close. One timer per connection,
+  // re-armed lazily: bytes moving only store the time.
+  void WatchTimeouts(std::function<void()> ended);
   bool owns_app_bytes() const { return sniffing_ || h2_ != nullptr; }
 
   // A local reply for the client; after it, end the connection both ways.
@@ -77,6 +88,13 @@ class HttpInbound {
   void Done(const l7::Exchange& ex);
   void AccessLog(const l7::Exchange& ex, std::string_view flags, double ms) const;
   void Tap(const l7::Exchange& ex);  // publishes to `weftctl tap` while someone taps
+  using Clock = std::chrono::steady_clock;
+  bool InHead() const;  // a request head (or the bytes before the protocol is known) is incomplete
+  bool Idle() const;    // no request in flight
+  void Touch();         // bytes moved: the activity time and the start of a head
+  void Arm(Clock::time_point at);
+  void OnTimer();
+  void HeadTimedOut();
 
   Worker* w_;
   std::string pod_uid_;
@@ -103,6 +121,10 @@ class HttpInbound {
   static constexpr size_t kMaxClientBacklog = 4 << 20;
   bool flooded_ = false;
   std::string flood_error_;
+  std::function<void()> on_timeout_;  // WatchTimeouts
+  uint64_t timer_ = 0;
+  Clock::time_point timer_at_, last_active_, head_since_;
+  bool head_started_ = false;  // head_since_ is the first byte of the incomplete head
 };
 
 // Envoy's response flags for a finished exchange at the destination: "-" (a response, including

@@ -61,6 +61,14 @@ struct ProxyOptions {
   // Both roles. An honest TLS 1.3 handshake takes one or two round trips; a peer that sends
   // nothing or trickles bytes holds a handshaking slot (limits.h) until this expires.
   std::chrono::milliseconds handshake_timeout{5000};
+  // L7 at the destination (http_inbound.h): a request head must be complete this long after its
+  // first byte, or the client gets 408 and the connection closes (slowloris; Envoy's
+  // request_headers_timeout, which Envoy leaves off by default). ztunnel:
+  // --http-request-headers-timeout.
+  std::chrono::milliseconds request_headers_timeout{10000};
+  // An HTTP connection with no request in flight and no bytes either way for this long is closed
+  // (Envoy's idle_timeout default, 1 h). ztunnel: --http-idle-timeout.
+  std::chrono::milliseconds http_idle_timeout{3600 * 1000};
   uint32_t max_streams_per_conn = 100;
   // HTTP/2 receive windows: how many bytes a peer may send that the destination application
   // has not read yet (window updates are sent only once the application socket took bytes).
