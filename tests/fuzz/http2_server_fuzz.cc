@@ -11,8 +11,9 @@
 // slot: the one the record's bytes come from, and the one the router picks for the requests it
 // carries.
 // Invariants checked besides "no crash, no leak, no hang": nothing reaches an upstream once the
-// connection is broken; what the codec holds never exceeds the client's connection window plus
-// one connection window per upstream used (plus local reply bodies); every exchange is reported
+// connection is broken; what the codec holds never exceeds the client's connection window twice
+// (unsent, and kept for a replay) plus one connection window per upstream used (plus local reply
+// bodies); every exchange is reported
 // at most once per request the codec saw; Exchange::upstream names an upstream the router chose;
 // no upstream carries more streams than the connection has.
 #include <cstddef>
@@ -138,7 +139,7 @@ void Source(const uint8_t* data, size_t size) {
       } else {
         conn.FromClient(piece, up, client);
       }
-      Check(conn.buffered() <= (1 + used.size()) * static_cast<size_t>(limits.connection_window) +
+      Check(conn.buffered() <= (2 + used.size()) * static_cast<size_t>(limits.connection_window) +
                                    conn.open_streams() * 256);
     }
     size_t streams = 0;

@@ -18,28 +18,50 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 
 namespace {
 
-// Bytes one peer sent that wait for the other session to take them into its frames.
+// Bytes one peer sent that wait for the other session to take them into its frames. With
+// `keep`, bytes taken stay (a request body kept for sending again to another upstream): Rewind
+// goes back to the start, and `mark` (the furthest point ever taken) tells which bytes are taken
+// for the first time, the ones whose window goes back to the sender.
 struct Buf {
   std::string d;
-  size_t off = 0;
-  size_t size() const { return d.size() - off; }
+  size_t off = 0;   // next byte to take
+  size_t mark = 0;  // bytes before it were taken before (mark >= off)
+  bool keep = false;
+  size_t size() const { return d.size() - off; }         // not yet taken (this time)
+  size_t unconsumed() const { return d.size() - mark; }  // never taken
+  size_t held() const { return keep ? d.size() : size(); }
   void Append(const uint8_t* p, size_t n) { d.append(reinterpret_cast<const char*>(p), n); }
-  size_t Take(uint8_t* out, size_t n) {
+  // Copies up to n bytes out; returns how many, and in *fresh how many were never taken before.
+  size_t Take(uint8_t* out, size_t n, size_t* fresh) {
     n = std::min(n, size());
     std::memcpy(out, d.data() + off, n);
     off += n;
-    if (off == d.size()) {
-      d.clear();
-      off = 0;
-    } else if (off > 64 * 1024 && off * 2 > d.size()) {
-      d.erase(0, off);
-      off = 0;
-    }
+    *fresh = off > mark ? off - mark : 0;
+    mark = std::max(mark, off);
+    if (!keep) Compact();
     return n;
+  }
+  void Rewind() { off = 0; }
+  void Drop() {  // stop keeping what was taken
+    keep = false;
+    d.erase(0, off);
+    mark -= off;
+    off = 0;
   }
   void Clear() {
     d.clear();
-    off = 0;
+    off = mark = 0;
+  }
+
+ private:
+  void Compact() {
+    if (off == d.size()) {
+      Clear();
+    } else if (off > 64 * 1024 && off * 2 > d.size()) {
+      d.erase(0, off);
+      mark -= off;
+      off = 0;
+    }
   }
 };
 
@@ -151,7 +173,8 @@ struct Http2ServerConnection::Callbacks {
     }
     Stream* s = GetUp(side.up, f->hd.stream_id);
     if (!s) return 0;
-    s->answered = true;
+    s->answered = true;  // it took the request: never sent again
+    side.c->StopKeeping(*s);
     if (f->headers.cat == NGHTTP2_HCAT_HEADERS && s->resp_submitted) {
       s->in_trailers_resp = true;
     } else {
@@ -302,9 +325,11 @@ struct Http2ServerConnection::Callbacks {
     auto* s = static_cast<Stream*>(src->ptr);
     if (!s->up || s->up->s != session || s->up_id != id)
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // cannot happen: the stream moved on
-    size_t n = s->req.Take(buf, len);
+    size_t fresh;
+    size_t n = s->req.Take(buf, len, &fresh);
     s->req_sent += n;
-    if (n > 0) nghttp2_session_consume(c->down_, s->down_id, n);
+    if (fresh > 0) nghttp2_session_consume(c->down_, s->down_id, fresh);
+    if (s->req.keep) c->KeepForReplay(*s, fresh);
     if (s->req.size() == 0 && s->req_eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!s->req_trailers.empty()) {
@@ -320,7 +345,8 @@ struct Http2ServerConnection::Callbacks {
                           uint32_t* flags, nghttp2_data_source* src, void* u) {
     auto* c = S(u).c;
     auto* s = static_cast<Stream*>(src->ptr);
-    size_t n = s->resp.Take(buf, len);
+    size_t fresh;
+    size_t n = s->resp.Take(buf, len, &fresh);
     if (n > 0) c->ConsumeUp(*s, n);
     if (s->resp.size() == 0 && s->resp_eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -398,7 +424,7 @@ Http2ServerConnection::Upstream* Http2ServerConnection::NewUpstream(size_t index
 
 size_t Http2ServerConnection::buffered() const {
   size_t n = 0;
-  for (const auto& [id, s] : streams_) n += s->req.size() + s->resp.size();
+  for (const auto& [id, s] : streams_) n += s->req.held() + s->resp.size();
   return n;
 }
 
@@ -514,6 +540,7 @@ void Http2ServerConnection::Route(Stream& s) {
     nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s.down_id, NGHTTP2_REFUSED_STREAM);
     return;
   }
+  if (router_ && s.reroutes == 0 && !s.req_eof) s.req.keep = true;  // until answered (bounded)
   s.up = u;
   s.up_id = id;
   s.req_sent = 0;
@@ -525,8 +552,8 @@ void Http2ServerConnection::Route(Stream& s) {
 // An upstream refused the stream without processing it (RFC 9113 8.7): with a router, it may go
 // to another upstream, if nothing of it is lost (the body sent so far is not kept).
 bool Http2ServerConnection::Reroutable(const Stream& s) const {
-  return router_ && s.up && !s.down_closed && !s.denied && !s.answered && s.req_sent == 0 &&
-         s.reroutes < kMaxReroutes;
+  return router_ && s.up && !s.down_closed && !s.denied && !s.answered &&
+         (s.req_sent == 0 || s.req.keep) && s.reroutes < kMaxReroutes;
 }
 
 void Http2ServerConnection::Reroute(Stream& s) {
@@ -535,7 +562,31 @@ void Http2ServerConnection::Reroute(Stream& s) {
   s.up = nullptr;
   s.up_id = 0;
   s.ex.upstream = -1;
+  s.req.Rewind();  // the whole body again (kept, see KeepForReplay)
   Route(s);
+}
+
+// A request body kept for a replay (Reroute) counts against limits: the stream window per stream,
+// the connection window in all (so the codec holds at most twice the windows of request bytes);
+// past them, or once answered, a refused request is not sent again (Reroutable).
+void Http2ServerConnection::KeepForReplay(Stream& s, size_t fresh) {
+  kept_ += fresh;
+  if (s.req.mark > static_cast<size_t>(limits_.stream_window) ||
+      kept_ > static_cast<size_t>(limits_.connection_window))
+    StopKeeping(s);
+}
+
+void Http2ServerConnection::StopKeeping(Stream& s) {
+  if (!s.req.keep) return;
+  kept_ -= std::min(kept_, s.req.mark);
+  s.req.Drop();
+}
+
+// Client DATA that will never reach an upstream: its window goes back to the client.
+void Http2ServerConnection::DropRequestBody(Stream& s) {
+  StopKeeping(s);
+  if (s.req.unconsumed() > 0) nghttp2_session_consume(down_, s.down_id, s.req.unconsumed());
+  s.req.Clear();
 }
 
 // A local reply on the stream only (Envoy's sendLocalReply): gRPC requests get HTTP 200 with
@@ -618,11 +669,7 @@ void Http2ServerConnection::AppStreamClosed(Stream& s, uint32_t code) {
     return;
   }
   s.up_closed = true;
-  // Client DATA that will never reach the upstream: give its window back.
-  if (s.req.size() > 0) {
-    nghttp2_session_consume(down_, s.down_id, s.req.size());
-    s.req.Clear();
-  }
+  DropRequestBody(s);
   if (!s.resp_complete && !s.denied && s.ex.ended == Exchange::End::kComplete)
     s.ex.ended = Exchange::End::kServerEnded;  // Envoy's UC
   if (!s.down_closed && !s.resp_complete) {
@@ -636,6 +683,7 @@ void Http2ServerConnection::AppStreamClosed(Stream& s, uint32_t code) {
 
 void Http2ServerConnection::ClientStreamClosed(Stream& s, uint32_t code) {
   s.down_closed = true;
+  DropRequestBody(s);
   if (code != NGHTTP2_NO_ERROR && !s.resp_complete && !s.denied &&
       s.ex.ended == Exchange::End::kComplete) {
     s.ex.ended = Exchange::End::kClientEnded;  // Envoy's DC
@@ -655,6 +703,7 @@ void Http2ServerConnection::ClientStreamClosed(Stream& s, uint32_t code) {
 
 void Http2ServerConnection::MaybeRelease(Stream& s) {
   if (!s.down_closed || (s.up_id > 0 && !s.up_closed)) return;
+  StopKeeping(s);
   Report(s);
   if (s.up && s.up->s && s.up_id > 0)
     nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
@@ -677,10 +726,7 @@ void Http2ServerConnection::EndUpstream(Upstream& u, std::string_view reason) {
   for (Stream* s : open) {
     bool open_both = !s->down_closed && s->up_id > 0 && !s->up_closed;
     s->up_closed = true;
-    if (s->req.size() > 0) {  // will never go upstream: the client's window back
-      nghttp2_session_consume(down_, s->down_id, s->req.size());
-      s->req.Clear();
-    }
+    DropRequestBody(*s);
     if (!open_both) {
       MaybeRelease(*s);
       continue;

@@ -22,19 +22,25 @@
 //    codec creates the upstream's session on first use and emits its preface and SETTINGS
 //    through `to_up`) or answers with a local reply; an index that is not UpstreamUsable()
 //    gets 503 "no healthy upstream". Exchange::upstream is the index that carried the request
-//    (-1 when none did: answered by the gate, the router, or refused);
+//    (the last one, after re-routing; kept for the 503 of an upstream that ended; -1 when none
+//    did: answered by the gate or the router, or refused). The codec keeps a few dozen bytes
+//    per upstream index for the connection's life (UpstreamUsable stays false for ended ones);
 //  - DATA, trailers (gRPC's grpc-status) and interim 1xx are forwarded both ways; RST_STREAM is
 //    propagated both ways with its error code; an upstream stream that ends without a complete
 //    response resets the client's stream;
 //  - flow control is end to end: every session runs without automatic WINDOW_UPDATE, and bytes
 //    a peer sent are given back to it (nghttp2_session_consume) only as the other session takes
-//    them into its frames. A slow upstream (its window closed) therefore stops the client's
-//    stream once the client's window is spent. Buffered in the codec (buffered()): at most the
-//    stream window per stream and direction (Http2Limits: 64 KiB); client -> upstreams at most
-//    the connection window in all (1 MiB); upstreams -> client at most the connection window
-//    per upstream (each upstream session advertises its own), so with U upstreams in use at
-//    most min(U x connection window, max_concurrent_streams x stream window) -- a peer may
-//    never send beyond the window advertised to it.
+//    them into its frames (once: a body sent again after a refusal is not given back twice). A
+//    slow upstream (its window closed) therefore stops the client's stream once the client's
+//    window is spent. Buffered in the codec (buffered()), since a peer may never send beyond
+//    the window advertised to it: client -> upstreams at most the stream window per stream
+//    (Http2Limits: 64 KiB) and the connection window in all (1 MiB), plus, on the source side,
+//    the request body already sent but kept until the upstream answers in case it refuses the
+//    request (again at most a stream window per stream and a connection window in all; a body
+//    over that is not kept and its request not re-routed); upstreams -> client at most the
+//    stream window per stream and the connection window per upstream (each upstream session
+//    advertises its own), so with U upstreams at most min(U x connection window,
+//    max_concurrent_streams x stream window).
 // Connection: SETTINGS_MAX_CONCURRENT_STREAMS and SETTINGS_MAX_HEADER_LIST_SIZE towards the
 // client (a request over the header limits gets 431), SETTINGS_ENABLE_PUSH 0 towards every
 // upstream (a PUSH_PROMISE is a connection error; nothing is ever pushed to the client); a
@@ -48,9 +54,9 @@
 //  - source side, per upstream, the others and their streams never affected: a GOAWAY makes
 //    the upstream unusable (UpstreamUsable() false: the router must not pick it again) and its
 //    streams the upstream did not process (above its last-stream-id, not yet started, or reset
-//    with REFUSED_STREAM) are routed again (the router is called again; up to kMaxReroutes
-//    times per request, if no byte of the request body went to the refusing upstream yet;
-//    otherwise the client's stream is reset with REFUSED_STREAM, which gRPC clients retry);
+//    with REFUSED_STREAM) are routed again (the router is called again, up to kMaxReroutes
+//    times per request; the new upstream gets the whole request, its body kept as said below;
+//    a request whose body was not kept is reset with REFUSED_STREAM, which gRPC clients retry);
 //    streams it already took complete on it. Its end (UpstreamEof) answers its streams without
 //    a response head with a local 503 (kResetBeforeHeadersTermination, or
 //    kResetBeforeHeadersFailure when the upstream never sent a byte: Envoy's UC / UF) and
@@ -201,6 +207,9 @@ class Http2ServerConnection {
   void ClientStreamClosed(Stream& s, uint32_t code);
   void EndUpstream(Upstream& u, std::string_view reason);
   void BreakUpstream(Upstream& u, std::string reason);
+  void KeepForReplay(Stream& s, size_t fresh);
+  void StopKeeping(Stream& s);
+  void DropRequestBody(Stream& s);
   void ResumeUp(Stream& s);
   void ConsumeUp(Stream& s, size_t n);
   void MaybeRelease(Stream& s);
@@ -220,6 +229,7 @@ class Http2ServerConnection {
   std::map<size_t, std::unique_ptr<Upstream>> upstreams_;  // by the caller's index
   std::map<int32_t, std::unique_ptr<Stream>> streams_;     // by client stream id
   uint64_t routed_ = 0;  // requests submitted upstream so far (Flush: more to send)
+  size_t kept_ = 0;      // request body bytes kept for replays, all streams
   bool goaway_to_client_ = false;
 };
 
