@@ -489,8 +489,7 @@ void Http2ServerConnection::OnRequest(Stream& s) {
   }
   const Upstream* app = router_ ? nullptr : FindUpstream(0);
   if (goaway_to_client_ || (app && !app->s)) {
-    s.denied = true;
-    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s.down_id, NGHTTP2_REFUSED_STREAM);
+    Refuse(s);
     return;
   }
   if (std::optional<LocalReply> r = gate_(a)) {
@@ -536,8 +535,7 @@ void Http2ServerConnection::Route(Stream& s) {
       nghttp2_submit_request(u->s, nullptr, nv.data(), nv.size(), body ? &prd : nullptr, &s);
   if (id < 0) {
     if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) u->draining = true;  // a fresh one is needed
-    s.denied = true;
-    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s.down_id, NGHTTP2_REFUSED_STREAM);
+    Refuse(s);
     return;
   }
   if (router_ && s.reroutes == 0 && !s.req_eof) s.req.keep = true;  // until answered (bounded)
@@ -550,7 +548,7 @@ void Http2ServerConnection::Route(Stream& s) {
 }
 
 // An upstream refused the stream without processing it (RFC 9113 8.7): with a router, it may go
-// to another upstream, if nothing of it is lost (the body sent so far is not kept).
+// to another upstream, if nothing of it is lost (no body went out, or what did was kept).
 bool Http2ServerConnection::Reroutable(const Stream& s) const {
   return router_ && s.up && !s.down_closed && !s.denied && !s.answered &&
          (s.req_sent == 0 || s.req.keep) && s.reroutes < kMaxReroutes;
@@ -589,10 +587,18 @@ void Http2ServerConnection::DropRequestBody(Stream& s) {
   s.req.Clear();
 }
 
+// The client may send the request again (RFC 9113 8.7: it was not processed).
+void Http2ServerConnection::Refuse(Stream& s) {
+  s.denied = true;
+  DropRequestBody(s);
+  nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s.down_id, NGHTTP2_REFUSED_STREAM);
+}
+
 // A local reply on the stream only (Envoy's sendLocalReply): gRPC requests get HTTP 200 with
 // the status mapped to grpc-status in a trailers-only response.
 void Http2ServerConnection::Reply(Stream& s, const LocalReply& r) {
   s.denied = true;
+  DropRequestBody(s);  // (after a re-route, some may be here)
   s.ex.local_reply = true;
   s.ex.status = r.status;
   s.ex.reason = r.body;

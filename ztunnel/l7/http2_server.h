@@ -200,6 +200,7 @@ class Http2ServerConnection {
   bool Reroutable(const Stream& s) const;
   void Reroute(Stream& s);
   void Reply(Stream& s, const LocalReply& r);
+  void Refuse(Stream& s);
   void OnResponseHeaders(Stream& s, bool end_stream);
   void OnUpstreamGoaway(Upstream& u);
   void UpstreamRefused(Stream& s, bool start_not_allowed);

@@ -858,6 +858,25 @@ TEST(Http2ServerRouterTest, ARefusedRequestWithMoreBodyThanKeptIsRefusedToTheCli
   EXPECT_EQ(h.routed, 1u);
 }
 
+TEST(Http2ServerRouterTest, ARefusedRequestTheRouterThenAnswersDropsItsKeptBody) {
+  RouterHarness h(1);
+  h.route = [&h](const HttpRequestAttributes&) -> std::variant<size_t, LocalReply> {
+    if (h.conn.UpstreamUsable(0)) return size_t{0};
+    return LocalReply{503, "no healthy upstream"};
+  };
+  int32_t b = h.client.Request(Req("POST", "/b"), "sent", /*eof=*/false);
+  h.Pump();
+  EXPECT_EQ(h.conn.buffered(), 4u);
+  nghttp2_submit_goaway(h.ups[0]->s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[b].head, ":status"), "503");
+  EXPECT_EQ(h.conn.buffered(), 0u) << "the kept body (and its window) let go";
+  More(h.client, b, "more", true);
+  h.Pump();
+  EXPECT_EQ(h.conn.buffered(), 0u);
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+}
+
 TEST(Http2ServerRouterTest, AnAnsweredRequestIsNotKept) {
   RouterHarness h(1);
   h.on_new = [](size_t, Peer& p) {
