@@ -877,6 +877,34 @@ TEST(Http2ServerRouterTest, ARefusedRequestTheRouterThenAnswersDropsItsKeptBody)
   EXPECT_EQ(h.conn.open_streams(), 0u);
 }
 
+TEST(Http2ServerRouterTest, AStreamResetWithRefusedStreamIsRoutedAgainAFewTimesAtMost) {
+  RouterHarness h(2);
+  AnswerAll(h, 2);
+  // Upstream 0 refuses every stream (RFC 9113 8.7: not processed) but stays usable.
+  Peer& zero = h.Up(0);
+  zero.on_end = [&zero](int32_t id) {
+    nghttp2_submit_rst_stream(zero.s, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+  };
+  int32_t a = h.client.Request(Req("GET", "/a"));
+  h.Pump();
+  EXPECT_EQ(h.routed, 2u);
+  EXPECT_EQ(h.client.st[a].data, "up1:/a") << "routed again, round-robin, to upstream 1";
+  EXPECT_EQ(h.DoneFor("/a")->upstream, 1);
+  EXPECT_TRUE(h.conn.UpstreamUsable(0));
+  // With only the refusing upstream, the client gets the refusal after kMaxReroutes.
+  h.route = [&h](const HttpRequestAttributes&) -> std::variant<size_t, LocalReply> {
+    ++h.routed;
+    return size_t{0};
+  };
+  h.routed = 0;
+  int32_t b = h.client.Request(Req("GET", "/b"));
+  h.Pump();
+  EXPECT_EQ(h.routed, 1u + Http2ServerConnection::kMaxReroutes);
+  EXPECT_TRUE(h.client.st[b].closed);
+  EXPECT_EQ(h.client.st[b].code, NGHTTP2_REFUSED_STREAM);
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+}
+
 TEST(Http2ServerRouterTest, AnAnsweredRequestIsNotKept) {
   RouterHarness h(1);
   h.on_new = [](size_t, Peer& p) {
