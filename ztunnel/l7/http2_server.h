@@ -128,8 +128,9 @@ class Http2ServerConnection {
   // upstream session is created on first use, its preface and SETTINGS emitted to that
   // upstream), or a local reply for it (e.g. 503 kNoHealthyUpstream when the balancer has no
   // endpoint). Called after the gate allowed the request, and again for a request an upstream
-  // did not process (see above). Indices of upstreams that ended are never reused by the codec:
-  // a fresh connection to the same endpoint needs a new index.
+  // did not process (see above). The caller connects an index when `to_up` first gets bytes
+  // for it. An index whose upstream ended stays unusable: a fresh connection to the same
+  // endpoint needs a new index.
   using Router = std::function<std::variant<size_t, LocalReply>(const HttpRequestAttributes&)>;
   // kHttp: running; kClosing: the connection is over (GOAWAY exchanged and no stream left, or
   // the app closed): flush what was emitted and close; kBroken: a protocol error, abort both.
