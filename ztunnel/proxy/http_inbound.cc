@@ -275,7 +275,8 @@ std::optional<l7::LocalReply> HttpInbound::Gate(HttpRequestAttributes& req) {
   auto snap = w_->shared().config->Get();
   const Workload* dst = snap->FindWorkloadByUid(pod_uid_);
   if (!dst) return l7::LocalReply{503, "destination pod left the config"};
-  AuthzDecision d = AuthorizeRequest(*snap, *dst, ci_, req);
+  RequestTarget t;
+  AuthzDecision d = AuthorizeRequest(*snap, *dst, ci_, req, &t);
   if (!d.allowed) {
     if (d.bad_request) {
       w_->metrics().BadInput("http", "bad_request_target");
@@ -299,7 +300,6 @@ std::optional<l7::LocalReply> HttpInbound::Gate(HttpRequestAttributes& req) {
     LOG_INFO("audit", "dry-run policy result",
              {{"result", r}, {"dst", ci_.dst.ToString()}, {"path", req.path}});
   // Forward what was authorized: the normalised path (origin-form targets only).
-  RequestTarget t = NormalizeRequestTarget(req.method, req.path);
   if (t.kind == RequestTarget::Kind::kPath && t.authority.empty()) req.path = t.path + t.query;
   return std::nullopt;
 }

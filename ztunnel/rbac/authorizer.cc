@@ -333,17 +333,20 @@ AuthzDecision Authorize(const ConfigSnapshot& snap, const Workload& dst_workload
 }
 
 AuthzDecision AuthorizeRequest(const ConfigSnapshot& snap, const Workload& dst_workload,
-                               const ConnectionInfo& conn, const HttpRequestAttributes& req) {
+                               const ConnectionInfo& conn, const HttpRequestAttributes& req,
+                               RequestTarget* target) {
   if (auto denied = NetworkPolicyDenial(snap, dst_workload, conn)) return *std::move(denied);
-  const Request request(req);
+  Request request(req);
+  AuthzDecision d;
   if (request.target.kind == RequestTarget::Kind::kInvalid) {
-    AuthzDecision d;
     d.allowed = false;
     d.bad_request = true;
     d.reason = absl::StrCat("invalid request: ", request.target.error);
-    return d;
+  } else {
+    d = DecideByPolicies(snap, dst_workload, Attributes(conn, &request));
   }
-  return DecideByPolicies(snap, dst_workload, Attributes(conn, &request));
+  if (target) *target = std::move(request.target);  // `request` is not used after this
+  return d;
 }
 
 bool NeedsHttpAuthorization(const ConfigSnapshot& snap, const Workload& dst_workload) {

@@ -32,28 +32,6 @@ struct HttpRequestAttributes {
   std::vector<std::pair<std::string, std::string>> add_headers;
 };
 
-// Full Istio-order decision for one request on a connection: NetworkPolicy as at L4, then the
-// request-target check below, then DENY, then ALLOW, with AUDIT/dry-run reporting. Evaluates
-// every L7 attribute: to.operation methods/notMethods, paths/notPaths, hosts/notHosts,
-// ports/notPorts, and `when` keys request.headers[NAME], plus all L4 keys. requestPrincipals and
-// request.auth.* stay not evaluable and fail closed as at L4 (an ALLOW rule using them never
-// matches; a DENY or AUDIT rule using them matches on its other attributes).
-//
-// A request whose target cannot be normalised (see NormalizeRequestTarget) is denied before any
-// AuthorizationPolicy is consulted, with `bad_request` set: Istio's Envoy answers such requests
-// itself (400, or 404 for a target that is not a path) and they never reach its RBAC filter.
-// Same AuthzDecision and reason strings as Authorize(), except that the ALLOW "no match" reason
-// names the rules that cannot match per request ("...; 1 rule uses request principals or
-// request.auth.* and cannot match").
-AuthzDecision AuthorizeRequest(const ConfigSnapshot& snap, const Workload& dst_workload,
-                               const ConnectionInfo& conn, const HttpRequestAttributes& req);
-
-// True when any policy (including dry-run/audit) that applies to dst_workload has an L7
-// attribute ztunnel can evaluate per request (methods, paths, hosts or their not-forms, or a
-// request.headers[NAME] condition): the inbound side must then parse HTTP on every port of that
-// workload.
-bool NeedsHttpAuthorization(const ConfigSnapshot& snap, const Workload& dst_workload);
-
 // The request-target as Istio's default path normalisation (meshConfig.pathNormalization BASE)
 // presents it to the authorization filter. The proxy should forward `path` + `query` (Envoy
 // forwards the normalised path, so the application sees what was authorised).
@@ -70,6 +48,33 @@ struct RequestTarget {
   std::string error;
 };
 RequestTarget NormalizeRequestTarget(std::string_view method, std::string_view target);
+
+// Full Istio-order decision for one request on a connection: NetworkPolicy as at L4, then the
+// request-target check below, then DENY, then ALLOW, with AUDIT/dry-run reporting. Evaluates
+// every L7 attribute: to.operation methods/notMethods, paths/notPaths, hosts/notHosts,
+// ports/notPorts, and `when` keys request.headers[NAME], plus all L4 keys. requestPrincipals and
+// request.auth.* stay not evaluable and fail closed as at L4 (an ALLOW rule using them never
+// matches; a DENY or AUDIT rule using them matches on its other attributes).
+//
+// A request whose target cannot be normalised (see NormalizeRequestTarget) is denied before any
+// AuthorizationPolicy is consulted, with `bad_request` set: Istio's Envoy answers such requests
+// itself (400, or 404 for a target that is not a path) and they never reach its RBAC filter.
+// Same AuthzDecision and reason strings as Authorize(), except that the ALLOW "no match" reason
+// names the rules that cannot match per request ("...; 1 rule uses request principals or
+// request.auth.* and cannot match").
+//
+// `target`, when not null, receives the request-target as normalised for the decision (done
+// once per request: the proxy forwards its `path` + `query` for an origin-form target); it is
+// left as it was when a NetworkPolicy refused the connection before the target was looked at.
+AuthzDecision AuthorizeRequest(const ConfigSnapshot& snap, const Workload& dst_workload,
+                               const ConnectionInfo& conn, const HttpRequestAttributes& req,
+                               RequestTarget* target = nullptr);
+
+// True when any policy (including dry-run/audit) that applies to dst_workload has an L7
+// attribute ztunnel can evaluate per request (methods, paths, hosts or their not-forms, or a
+// request.headers[NAME] condition): the inbound side must then parse HTTP on every port of that
+// workload.
+bool NeedsHttpAuthorization(const ConfigSnapshot& snap, const Workload& dst_workload);
 
 // BASE normalisation of a path (no query, no fragment): Envoy's normalize_path, which is
 // Chromium's URL path canonicaliser. nullopt when it rejects the path (a NUL byte, raw or %00).

@@ -465,6 +465,27 @@ TEST(AuthorizeRequestTest, TargetsIstioNeverAuthorizesAreRefused) {
   }
 }
 
+TEST(AuthorizeRequestTest, HandsOutTheTargetItNormalisedForTheDecision) {
+  auto snap = Build(
+      "- {name: deny-c, namespace: prod, action: DENY, rules: "
+      "[{to: [{operation: {paths: [/a/c]}}]}]}\n");
+  ASSERT_NE(snap, nullptr);
+  const Workload& db = *snap->FindWorkloadByUid("prod/db-0");
+  RequestTarget t;
+  AuthzDecision d = AuthorizeRequest(*snap, db, Frontend(), Get("/a/./b/../%63?x=../y"), &t);
+  EXPECT_FALSE(d.allowed) << "matched on the normalised path";
+  EXPECT_EQ(t.kind, RequestTarget::Kind::kPath);
+  EXPECT_EQ(t.path, "/a/c");
+  EXPECT_EQ(t.query, "?x=../y");
+  d = AuthorizeRequest(*snap, db, Frontend(), Get("http://db:8080/a/../b"), &t);
+  EXPECT_TRUE(d.allowed);
+  EXPECT_EQ(t.path, "/b");
+  EXPECT_EQ(t.authority, "db:8080");
+  d = AuthorizeRequest(*snap, db, Frontend(), Req("OPTIONS", "*"), &t);
+  EXPECT_TRUE(d.bad_request);
+  EXPECT_EQ(t.kind, RequestTarget::Kind::kInvalid);
+}
+
 TEST(AuthorizeRequestTest, PolicyChangesApplyToTheNextRequest) {
   // The caller passes the snapshot current for each request; nothing is cached per connection.
   auto before = Build("");
