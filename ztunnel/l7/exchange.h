@@ -33,10 +33,13 @@ struct Exchange {
   End ended = End::kComplete;
   bool local_reply = false;  // answered by ztunnel (status is the local reply's)
   std::string reason;        // local replies: why ("RBAC: access denied", a parse error)
-  int upstream = -1;         // source side: the upstream (router's index) that carried it,
-                             // -1 when none did (a local reply, or the destination side)
-  int grpc_status = -1;      // HTTP/2: the response's grpc-status (trailers or trailers-only),
-                             // -1 when it has none
+  // A local reply the codec made itself because it refused the client's input (malformed or
+  // ambiguous framing, a head over the limits, a head not complete in time), not a gate's.
+  bool refused_by_codec = false;
+  int upstream = -1;     // source side: the upstream (router's index) that carried it,
+                         // -1 when none did (a local reply, or the destination side)
+  int grpc_status = -1;  // HTTP/2: the response's grpc-status (trailers or trailers-only),
+                         // -1 when it has none
 };
 
 }  // namespace weft::ztunnel::l7

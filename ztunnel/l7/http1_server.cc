@@ -349,6 +349,7 @@ void Http1ServerConnection::RefuseHead(int status, std::string reason, std::stri
   ex.start = ex.end = Clock::now();
   ex.status = status;
   ex.local_reply = true;
+  ex.refused_by_codec = true;
   ex.reason = reason;
   std::string bytes = Serialize(status, body.empty() ? Reason(status) : std::string(body));
   ex.response_bytes = bytes.size();

@@ -95,6 +95,28 @@ TEST(Http1ServerTest, HeadTimeoutAnswers408OnlyWhenNoResponseIsInProgress) {
   EXPECT_TRUE(p.conn.TakeLocalReply().empty());
 }
 
+TEST(Http1ServerTest, RefusalsOfTheCodecAreMarkedAsSuchAndGateRepliesAreNot) {
+  Harness denied;
+  denied.Client("GET /deny HTTP/1.1\r\nHost: svc\r\n\r\n");
+  ASSERT_EQ(denied.done.size(), 1u);
+  EXPECT_TRUE(denied.done[0].local_reply);
+  EXPECT_FALSE(denied.done[0].refused_by_codec);
+  for (const char* bad : {"GET / HTTP/1.1\r\n\r\n",  // no Host
+                          "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+                          "GET / HTTP/1.1\r\nHost: a\r\nBad Field\r\n\r\n"}) {
+    Harness h;
+    h.Client(bad);
+    ASSERT_EQ(h.done.size(), 1u) << bad;
+    EXPECT_EQ(h.done[0].status, 400) << bad;
+    EXPECT_TRUE(h.done[0].refused_by_codec) << bad;
+  }
+  Harness big(Http1Limits{.max_head_bytes = 64, .max_fields = 100});
+  big.Client("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(100, 'x') + "\r\n\r\n");
+  ASSERT_EQ(big.done.size(), 1u);
+  EXPECT_EQ(big.done[0].status, 431);
+  EXPECT_TRUE(big.done[0].refused_by_codec);
+}
+
 TEST(Http1ServerTest, IdleOnlyBetweenRequests) {
   Harness h;
   h.Client("POST /a HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\nab");

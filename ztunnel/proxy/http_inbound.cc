@@ -63,6 +63,14 @@ std::string TraceId(const HttpRequestAttributes& req) {
   return "";
 }
 
+namespace {
+// The client's input was refused by a codec. HTTP/2's codec does not set refused_by_codec yet;
+// the only local reply it makes for the client's input is a 431 (a gate never answers 431).
+bool RefusedByCodec(const l7::Exchange& ex) {
+  return ex.refused_by_codec || (ex.local_reply && ex.status == 431);
+}
+}  // namespace
+
 std::string_view ResponseFlags(const l7::Exchange& ex) {
   switch (ex.ended) {
     case l7::Exchange::End::kServerEnded:
@@ -72,10 +80,8 @@ std::string_view ResponseFlags(const l7::Exchange& ex) {
     case l7::Exchange::End::kComplete:
       break;
   }
-  if (ex.local_reply) {
-    if (ex.status == 503) return "UH";
-    if (ex.status != 403 && ex.reason != "Bad Request") return "DPE";  // the codec refused it
-  }
+  if (RefusedByCodec(ex)) return "DPE";
+  if (ex.local_reply && ex.status == 503) return "UH";
   return "-";
 }
 
@@ -337,7 +343,7 @@ void HttpInbound::Tap(const l7::Exchange& ex) {
 
 void HttpInbound::Done(const l7::Exchange& ex) {
   Tap(ex);
-  if (ex.local_reply && ex.status != 403 && ex.status != 503 && ex.reason != "Bad Request") {
+  if (RefusedByCodec(ex)) {
     // The codec refused the head itself (framing, limits, the header-read timeout).
     w_->metrics().BadInput("http", ex.status == 431   ? "header_too_large"
                                    : ex.status == 408 ? "header_timeout"
