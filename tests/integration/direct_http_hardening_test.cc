@@ -1,20 +1,26 @@
 // L7 at the destination under hostile clients (issue 14): slowloris heads and idle connections
 // time out, bad input on an L7 port is refused and counted, and other clients of the same
-// workload are served meanwhile. Both carriers the destination parses: an HBONE stream (through
-// ztunnel A) and plaintext 15006. Fixtures: direct_mesh_fixture.h.
+// workload are served meanwhile; and accepted sockets detect dead peers. Both carriers the
+// destination parses: an HBONE stream (through ztunnel A) and plaintext 15006. Fixtures:
+// direct_mesh_fixture.h.
 #include <gtest/gtest.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "tests/integration/direct_mesh_fixture.h"
 #include "tests/support/http_conn.h"
 #include "tests/support/test_util.h"
+#include "ztunnel/proxy/io.h"
 
 namespace weft::ztunnel {
 namespace {
@@ -191,6 +197,56 @@ TEST_F(DirectHttpHardening, BadInputOnAnL7PortIsRefusedAndCountedWhileOthersAreS
   }
   EXPECT_EQ(Metric(*b_, "istio_requests_total", {{"response_code", "200"}}), 8);
   EXPECT_EQ(http_->requests(), 8u) << "only the good client's requests reached the server";
+}
+
+// The socket of this process (ztunnel runs in it) whose local address is `local` and, if set,
+// whose peer is `peer`: a socket ztunnel accepted.
+int AcceptedSocket(const SockAddr& local, const std::optional<SockAddr>& peer) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = 0;
+    if (!absl::SimpleAtoi(e.path().filename().string(), &fd)) continue;
+    auto l = LocalAddress(fd);
+    if (!l.ok() || !(*l == local)) continue;
+    auto p = PeerAddress(fd);
+    if (p.ok() && (!peer || *p == *peer)) return fd;
+  }
+  return -1;
+}
+
+// Accepted sockets on 15001, 15006 and 15008 detect a vanished peer: TCP keepalive and
+// TCP_USER_TIMEOUT (io.h SetDeadPeerTimeouts), set when Worker accepts them.
+TEST_F(DirectHttpHardening, AcceptedSocketsDetectDeadPeers) {
+  auto out = Outbound(EchoAddr());  // accepted on A's 15001, and B accepts A's HBONE on 15008
+  ASSERT_EQ(weft::testing::EchoRoundTrip(out.get(), "x"), "x");
+  auto plain = Plaintext(EchoAddr());  // accepted on B's 15006
+  ASSERT_EQ(weft::testing::EchoRoundTrip(plain.get(), "y"), "y");
+  struct Case {
+    const char* port;
+    int fd;
+  };
+  const Case cases[] = {
+      {"15001", AcceptedSocket(a_out_, *LocalAddress(out.get()))},
+      {"15006", AcceptedSocket(b_plain_, *LocalAddress(plain.get()))},
+      {"15008", AcceptedSocket(b_hbone_, std::nullopt)},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.port);
+    ASSERT_GE(c.fd, 0) << "no accepted socket found";
+    int v = 0;
+    socklen_t len = sizeof v;
+    ASSERT_EQ(getsockopt(c.fd, SOL_SOCKET, SO_KEEPALIVE, &v, &len), 0);
+    EXPECT_EQ(v, 1);
+    ASSERT_EQ(getsockopt(c.fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &len), 0);
+    EXPECT_EQ(v, kKeepAliveIdle.count());
+    ASSERT_EQ(getsockopt(c.fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, &len), 0);
+    EXPECT_EQ(v, kKeepAliveInterval.count());
+    ASSERT_EQ(getsockopt(c.fd, IPPROTO_TCP, TCP_KEEPCNT, &v, &len), 0);
+    EXPECT_EQ(v, kKeepAliveProbes);
+    unsigned int ms = 0;
+    len = sizeof ms;
+    ASSERT_EQ(getsockopt(c.fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len), 0);
+    EXPECT_EQ(ms, kUserTimeout.count());
+  }
 }
 
 }  // namespace

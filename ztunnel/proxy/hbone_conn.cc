@@ -234,7 +234,7 @@ HboneConn::~HboneConn() {
 
 absl::Status HboneConn::Start(bool tcp_connecting) {
   tcp_connecting_ = tcp_connecting;
-  SetKeepAlive(fd_.get());
+  if (role_ == Role::kClient) SetDeadPeerTimeouts(fd_.get());  // accepted ones: Worker
   SetNoDelay(fd_.get());
   interest_ = tcp_connecting ? EPOLLOUT : EPOLLIN;
   if (role_ == Role::kServer) {

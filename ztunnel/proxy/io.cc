@@ -215,11 +215,18 @@ void SetNoDelay(int fd) {
 }
 
 void SetKeepAlive(int fd) {
-  int one = 1, idle = 60, intvl = 10, cnt = 6;
+  int one = 1, idle = static_cast<int>(kKeepAliveIdle.count()),
+      intvl = static_cast<int>(kKeepAliveInterval.count()), cnt = kKeepAliveProbes;
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+void SetDeadPeerTimeouts(int fd) {
+  SetKeepAlive(fd);
+  unsigned int ms = static_cast<unsigned int>(kUserTimeout.count());
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
 }
 
 void SetResetOnClose(int fd) {

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -73,7 +74,22 @@ bool FlushTo(int fd, ByteQueue& q);
 
 absl::Status SetNonBlocking(int fd);
 void SetNoDelay(int fd);
+// Dead-peer detection. TCP keepalive: the first probe after kKeepAliveIdle without traffic, then
+// kKeepAliveProbes probes kKeepAliveInterval apart (Linux's own defaults, 2 h + 9 x 75 s, would
+// let a vanished peer hold a connection for over two hours). TCP_USER_TIMEOUT: sent bytes
+// unacknowledged (or keepalive probes unanswered) for kUserTimeout close the connection, which
+// keepalive alone does not cover while data waits to be sent. A peer that vanished (node gone,
+// netns deleted, a network partition) thus frees its flow after about two minutes, at the cost of
+// one probe and its ACK per minute on an idle connection.
+inline constexpr std::chrono::seconds kKeepAliveIdle{60};
+inline constexpr std::chrono::seconds kKeepAliveInterval{10};
+inline constexpr int kKeepAliveProbes = 6;
+inline constexpr std::chrono::milliseconds kUserTimeout =
+    kKeepAliveIdle + kKeepAliveProbes * kKeepAliveInterval;  // 120 s: keepalive's own bound
 void SetKeepAlive(int fd);
+// SetKeepAlive and TCP_USER_TIMEOUT: every socket accepted on 15001, 15006 and 15008
+// (Worker) and every HBONE connection ztunnel dials.
+void SetDeadPeerTimeouts(int fd);
 // Close with RST instead of FIN (SO_LINGER 0): used when the other side of a tunnel failed.
 void SetResetOnClose(int fd);
 

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/status.h"
+#include "ztunnel/proxy/io.h"
 
 namespace weft::ztunnel {
 
@@ -38,6 +39,7 @@ void Worker::ListenerHandler::OnEvents(uint32_t) {
         LOG_WARN("proxy", "accept failed", {{"pod", pod->uid}, {"error", std::strerror(errno)}});
       return;
     }
+    SetDeadPeerTimeouts(c);  // a vanished peer must not hold its flow forever
     w->OnAccept(pod, kind, UniqueFd(c));
   }
 }
