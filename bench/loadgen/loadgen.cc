@@ -2,6 +2,8 @@
 
 #include "bench/loadgen/loadgen.h"
 
+#include "bench/loadgen/h2_client.h"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 
@@ -16,6 +18,7 @@
 #include <memory>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -129,11 +132,8 @@ class Engine {
     return start_ + period_ * u / o_.users + period_ * static_cast<int64_t>(k);
   }
 
-  asio::awaitable<void> User(int u) {
-    std::unique_ptr<Stream> conn;
-    asio::steady_timer timer(io_);
-    const size_t ntypes = o_.profile.requests.size();
-    // The user's requests, built once ("{user}" expanded).
+  // The user's HTTP/1.1 requests, built once ("{user}" expanded).
+  std::vector<http::request<http::string_body>> Http1Requests(int u) const {
     std::vector<http::request<http::string_body>> reqs;
     for (const RequestSpec& s : o_.profile.requests) {
       http::request<http::string_body> req{http::string_to_verb(s.method),
@@ -151,6 +151,50 @@ class Engine {
       req.prepare_payload();
       reqs.push_back(std::move(req));
     }
+    return reqs;
+  }
+
+  // The same over HTTP/2 (h2c) or as gRPC calls.
+  std::vector<H2Request> H2Requests(int u) const {
+    const bool grpc = o_.protocol == Protocol::kGrpc;
+    std::vector<H2Request> reqs;
+    for (const RequestSpec& s : o_.profile.requests) {
+      H2Request req;
+      req.method = grpc ? "POST" : s.method;
+      req.path = url_.base_path + ExpandUser(s.path, u);
+      req.authority = absl::StrCat(url_.host, ":", url_.port);
+      req.headers.push_back({"user-agent", "weft-loadgen"});
+      bool has_type = false;
+      for (const auto& [k, v] : s.headers) {
+        const std::string name = absl::AsciiStrToLower(k);
+        if (name == "content-type") {
+          has_type = true;
+          if (grpc) continue;
+        }
+        req.headers.push_back({name, ExpandUser(v, u)});
+      }
+      req.body = ExpandUser(s.body, u);
+      if (grpc) {
+        req.body = GrpcFrame(req.body);
+        req.headers.push_back({"content-type", "application/grpc"});
+        req.headers.push_back({"te", "trailers"});
+      } else if (!req.body.empty() && !has_type) {
+        req.headers.push_back({"content-type", "application/octet-stream"});
+      }
+      reqs.push_back(std::move(req));
+    }
+    return reqs;
+  }
+
+  asio::awaitable<void> User(int u) {
+    std::unique_ptr<Stream> conn;
+    std::unique_ptr<H2Conn> h2;
+    asio::steady_timer timer(io_);
+    const size_t ntypes = o_.profile.requests.size();
+    const bool use_h2 = o_.protocol != Protocol::kHttp1;
+    const std::vector<http::request<http::string_body>> reqs =
+        use_h2 ? std::vector<http::request<http::string_body>>{} : Http1Requests(u);
+    const std::vector<H2Request> h2reqs = use_h2 ? H2Requests(u) : std::vector<H2Request>{};
     for (uint64_t k = 0;; ++k) {
       const Clock::time_point intended = Intended(u, k);
       if (intended >= rec_end_) break;
@@ -169,7 +213,8 @@ class Engine {
       }
       if (recorded && sent_at - intended >= std::chrono::milliseconds(1)) ++late_sends_;
       const Clock::time_point deadline = std::min(sent_at + o_.timeout, drain_deadline_);
-      Outcome out = co_await Send(conn, reqs[type], deadline);
+      Outcome out = use_h2 ? co_await SendH2(h2, h2reqs[type], deadline)
+                           : co_await Send(conn, reqs[type], deadline);
       slots_.Release();
       if (recorded && !out.cut) {
         TypeResult& t = types_[type];
@@ -203,6 +248,7 @@ class Engine {
         conn.reset();
       }
     }
+    h2.reset();
     if (conn) {
       beast::error_code ec;
       conn->socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -281,6 +327,39 @@ class Engine {
     co_return out;
   }
 
+  // One request over HTTP/2 on the user's connection (opened, or re-opened once when a reused
+  // one failed before any response).
+  asio::awaitable<Outcome> SendH2(std::unique_ptr<H2Conn>& conn, const H2Request& req,
+                                  Clock::time_point deadline) {
+    Outcome out;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const bool reused = conn != nullptr;
+      if (!conn) {
+        std::unique_ptr<Stream> s;
+        if (!co_await Connect(s, deadline)) break;
+        conn = std::make_unique<H2Conn>(std::move(s));
+      }
+      const H2Reply r = co_await conn->Exchange(req, deadline);
+      if (!r.transport_ok) {
+        conn.reset();
+        if (reused && !r.got_response && Clock::now() < deadline) continue;
+        break;
+      }
+      out.transport_ok = true;
+      out.first_byte = r.first_byte;
+      out.done = r.done;
+      out.status = r.status;
+      if (o_.protocol == Protocol::kGrpc && r.status == 200 && r.grpc_status != 0) {
+        out.status = 1000 + (r.grpc_status < 0 ? 99 : r.grpc_status);
+      }
+      if (o_.conn == ConnMode::kPerRequest || !conn->usable()) conn.reset();
+      co_return out;
+    }
+    out.done = Clock::now();
+    out.cut = out.done >= drain_deadline_;
+    co_return out;
+  }
+
   Options o_;
   teashop::Url url_;
   std::vector<tcp::endpoint> eps_;
@@ -345,6 +424,7 @@ nlohmann::json Result::ToJson() const {
       {"tool", "weft-loadgen"},
       {"target", options.target},
       {"conn", options.conn == ConnMode::kKeepAlive ? "keepalive" : "per-request"},
+      {"protocol", ProtocolName(options.protocol)},
       {"users", options.users},
       {"rate_per_user", options.rate_per_user},
       {"asked_rps", asked_rps},
@@ -396,6 +476,26 @@ absl::StatusOr<ConnMode> ParseConnMode(std::string_view s) {
   if (s == "per-request") return ConnMode::kPerRequest;
   return absl::InvalidArgumentError(
       absl::StrCat("--conn: \"", Av(s), "\" is not keepalive or per-request"));
+}
+
+absl::StatusOr<Protocol> ParseProtocol(std::string_view s) {
+  if (s == "http1") return Protocol::kHttp1;
+  if (s == "h2c") return Protocol::kH2c;
+  if (s == "grpc") return Protocol::kGrpc;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--protocol: \"", Av(s), "\" is not http1, h2c or grpc"));
+}
+
+std::string_view ProtocolName(Protocol p) {
+  switch (p) {
+    case Protocol::kHttp1:
+      return "http1";
+    case Protocol::kH2c:
+      return "h2c";
+    case Protocol::kGrpc:
+      return "grpc";
+  }
+  return "?";
 }
 
 absl::StatusOr<Result> Run(Options o) {
@@ -451,7 +551,7 @@ absl::StatusOr<Result> Run(Options o) {
 namespace {
 
 constexpr std::string_view kUsage = R"(usage: weft-loadgen --target URL [flags]
-Open-loop HTTP/1.1 load: constant arrival rate, latency from the intended send time.
+Open-loop HTTP/1.1 (or h2c, gRPC) load: constant arrival rate, latency from the intended send time.
   --target URL             http://HOST[:PORT][/base] (required)
   --users N                users, each with its own schedule and connection (default 1)
   --rate-per-user R        requests/s per user (default 1)
@@ -461,6 +561,10 @@ Open-loop HTTP/1.1 load: constant arrival rate, latency from the intended send t
   --timeout DUR            per request (default 10s)
   --drain DUR              after the window, wait this long for queued requests (default 10s)
   --conn MODE              keepalive (default) | per-request
+  --protocol P             http1 (default) | h2c (HTTP/2, prior knowledge) | grpc (unary gRPC
+                           calls over h2c: each request's body is the message; success is
+                           HTTP 200 with grpc-status 0, other grpc-status N count as status
+                           1000+N)
   --max-inflight N         requests in flight at once, at most --users (default: --users)
   --profile FILE           request types (JSON, see bench/loadgen/profile.h); default: the
                            tea shop's 8 front-end requests
@@ -478,8 +582,9 @@ absl::Status ParseFlags(int argc, char** argv, Options& o, std::string& json_out
   app.add_option("--rate-per-user", o.rate_per_user);
   app.add_option("--rate", o.total_rate);
   app.add_option("--max-inflight", o.max_inflight);
-  std::string conn, profile;
+  std::string conn, profile, protocol;
   app.add_option("--conn", conn);
+  app.add_option("--protocol", protocol);
   app.add_option("--profile", profile);
   app.add_option("--json", json_out);
   app.add_option("--netns", o.netns);
@@ -506,6 +611,9 @@ absl::Status ParseFlags(int argc, char** argv, Options& o, std::string& json_out
   }
   if (!conn.empty()) {
     WEFT_ASSIGN_OR_RETURN(o.conn, ParseConnMode(conn));
+  }
+  if (!protocol.empty()) {
+    WEFT_ASSIGN_OR_RETURN(o.protocol, ParseProtocol(protocol));
   }
   if (!profile.empty()) {
     WEFT_ASSIGN_OR_RETURN(o.profile, LoadProfile(profile));

@@ -1,5 +1,5 @@
-// weft-loadgen: an open-loop HTTP/1.1 load generator (constant arrival rate, coordinated
-// omission corrected), the benchmark suite's load driver (issue 6).
+// weft-loadgen: an open-loop HTTP/1.1, h2c and gRPC load generator (constant arrival rate,
+// coordinated omission corrected), the benchmark suite's load driver (issue 6).
 //
 // Schedule. `users` users each send `rate_per_user` requests/s, uniformly paced: user u's k-th
 // request is INTENDED at start + u*T/users + k*T (T = 1/rate_per_user), so the users' schedules
@@ -39,6 +39,12 @@
 namespace weft::bench::loadgen {
 
 enum class ConnMode { kKeepAlive, kPerRequest };
+// kH2c: HTTP/2 over cleartext with prior knowledge (nghttp2), one request at a time per user's
+// connection as over HTTP/1.1. kGrpc: the same, each request a unary gRPC call (the profile's
+// body framed as one gRPC message, content-type application/grpc, te: trailers); it succeeds
+// on HTTP 200 with grpc-status 0; a call that fails with another grpc-status is a status error
+// counted under the code 1000 + grpc-status (1000 + 99 when grpc-status is missing).
+enum class Protocol { kHttp1, kH2c, kGrpc };
 
 struct Options {
   std::string target;  // "http://HOST[:PORT][/base]"; HOST a name or an IPv4/IPv6 address
@@ -50,6 +56,7 @@ struct Options {
   std::chrono::milliseconds timeout{10000};  // per request (connect + send + receive)
   std::chrono::milliseconds drain{10000};    // after the measured window
   ConnMode conn = ConnMode::kKeepAlive;
+  Protocol protocol = Protocol::kHttp1;
   int max_inflight = 0;  // 0: as many as users
   Profile profile;       // empty: TeashopProfile()
   // Create every socket inside this network namespace (a /proc/PID/ns/net or /run/netns/NAME
@@ -87,6 +94,8 @@ struct Result {
 };
 
 absl::StatusOr<ConnMode> ParseConnMode(std::string_view s);  // "keepalive" | "per-request"
+absl::StatusOr<Protocol> ParseProtocol(std::string_view s);  // "http1" | "h2c" | "grpc"
+std::string_view ProtocolName(Protocol p);
 
 // Runs the load (blocking, on a thread of its own) and returns the results. Errors only for bad
 // options or an unusable target/netns; a system under test that fails is a result.
