@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <string_view>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -50,7 +52,43 @@ std::vector<uint16_t> ContainerTcpPorts(const json& pod) {
   return {ports.begin(), ports.end()};
 }
 
+bool NamePrefix(std::string_view name, std::string_view prefix) {
+  return name == prefix ||
+         (name.starts_with(prefix) && name.size() > prefix.size() && name[prefix.size()] == '-');
+}
+
+// (namespace, service name, port) -> what the port speaks, for every Service object.
+std::map<std::tuple<std::string, std::string, int>, AppProtocol> ServicePortProtocols(
+    const std::vector<json>& objects) {
+  std::map<std::tuple<std::string, std::string, int>, AppProtocol> out;
+  for (const json& o : objects) {
+    if (!o.is_object() || o.value("kind", "") != "Service" || !o.contains("spec")) continue;
+    const json& ports = o["spec"].is_object() ? o["spec"].value("ports", json()) : json();
+    if (!ports.is_array()) continue;
+    for (const json& p : ports) {
+      if (p.is_object() && p.contains("port") && p["port"].is_number_integer())
+        out[{NsOf(o), NameOf(o), p["port"].get<int>()}] = PortProtocol(p);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+AppProtocol PortProtocol(const json& port) {
+  const std::string app = StrField(port, "appProtocol");
+  if (!app.empty()) {
+    if (app == "http" || app == "grpc-web") return AppProtocol::kHttp;
+    if (app == "http2" || app == "h2c" || app == "kubernetes.io/h2c" || app == "grpc")
+      return AppProtocol::kHttp2;
+    return AppProtocol::kTcp;
+  }
+  const std::string name = StrField(port, "name");
+  if (NamePrefix(name, "grpc-web")) return AppProtocol::kHttp;
+  if (NamePrefix(name, "http2") || NamePrefix(name, "grpc")) return AppProtocol::kHttp2;
+  if (NamePrefix(name, "http")) return AppProtocol::kHttp;
+  return AppProtocol::kTcp;
+}
 
 std::string SidecarPodName(const std::string& ns, const std::string& name) {
   return absl::StrCat(ns, "/", name);
@@ -148,6 +186,7 @@ absl::StatusOr<UpMeshPlan> PlanOnUpMesh(const up::MeshState& mesh,
                                                    absl::StrJoin(missing, ", ")));
   }
 
+  const auto protocols = ServicePortProtocols(objects);
   for (const up::ServiceRule& r : up::ComputeServiceRules(
            objects, [](const std::string&, const std::string&) { return true; })) {
     if (!wanted.contains(r.ns) || r.protocol != "TCP") continue;
@@ -155,6 +194,8 @@ absl::StatusOr<UpMeshPlan> PlanOnUpMesh(const up::MeshState& mesh,
     s.name = absl::StrCat(r.ns, "/", r.name, ":", r.port);
     s.address = r.vip;
     s.port = r.port;
+    if (auto p = protocols.find({r.ns, r.name, r.port}); p != protocols.end())
+      s.protocol = p->second;
     for (const up::ServiceEndpoint& e : r.endpoints) {
       auto it = by_ip.find(e.ip.ToString());
       if (it == by_ip.end()) continue;
@@ -169,6 +210,10 @@ absl::StatusOr<UpMeshPlan> PlanOnUpMesh(const up::MeshState& mesh,
   for (SidecarPod& p : plan.pods) by_name[p.name] = &p;
   for (const SidecarService& s : plan.services) {
     for (size_t i = 0; i < s.pods.size(); ++i) {
+      // The backend's inbound sidecar parses what the Service declares (HTTP wins when two
+      // Services declare the same target port differently).
+      AppProtocol& proto = by_name.at(s.pods[i])->port_protocols[s.target_ports[i]];
+      if (s.protocol != AppProtocol::kTcp) proto = s.protocol;
       std::vector<uint16_t>& ports = by_name.at(s.pods[i])->ports;
       if (std::find(ports.begin(), ports.end(), s.target_ports[i]) == ports.end()) {
         ports.insert(std::upper_bound(ports.begin(), ports.end(), s.target_ports[i]),

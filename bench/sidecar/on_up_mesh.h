@@ -9,7 +9,8 @@
 //   * every Service of those namespaces with a cluster IP becomes a SidecarService per TCP port:
 //     address = cluster IP, the Service port, backends = the pods kube-proxy would pick
 //     (up::ComputeServiceRules: its EndpointSlices, else the pods its selector matches), each
-//     with its resolved targetPort (numbers and container port names). Backends outside the
+//     with its resolved targetPort (numbers and container port names) and its protocol
+//     (PortProtocol, used by the HTTP mesh, SidecarOptions::http). Backends outside the
 //     namespaces are left out; a Service port left without backends gets no sidecar route (its
 //     connections then go, uncaptured, to the node's kube-proxy rules). A target port a
 //     backend does not declare as a containerPort is added to that pod's app ports.
@@ -28,8 +29,15 @@
 #include "absl/status/statusor.h"
 #include "bench/sidecar/sidecar_mesh.h"
 #include "cli/up/state.h"
+#include "nlohmann/json.hpp"
 
 namespace weft::bench::sidecar {
+
+// What a Service port speaks, as Istio and Weft read it: its appProtocol when set ("http" ->
+// kHttp; "http2", "h2c", "kubernetes.io/h2c", "grpc" -> kHttp2; "grpc-web" -> kHttp; anything
+// else -> kTcp), else its name's Istio prefix (<protocol>[-<suffix>]: http, http2, grpc,
+// grpc-web), else kTcp. `port` is one entry of a Service's spec.ports.
+AppProtocol PortProtocol(const nlohmann::json& port);
 
 // What StartOnUpMesh would run, without running anything (no root): the pods, their
 // placements and the services.

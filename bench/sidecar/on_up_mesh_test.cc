@@ -70,7 +70,7 @@ metadata: {name: web, namespace: b}
 spec:
   clusterIP: 10.247.0.11
   selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 7070}]
+  ports: [{name: http, port: 80, targetPort: 7070, appProtocol: grpc}]
 ---
 apiVersion: v1
 kind: Service
@@ -131,6 +131,14 @@ TEST(PlanOnUpMeshTest, PodsServicesAndNamedPorts) {
   EXPECT_EQ(svc.at("b/web:80")->pods, (std::vector<std::string>{"b/web"}));
   EXPECT_EQ(svc.at("b/web:80")->target_ports, (std::vector<uint16_t>{7070}));
 
+  // What each port speaks (the HTTP sidecar mesh parses these), on both sides.
+  EXPECT_EQ(a80.protocol, AppProtocol::kHttp);  // the name's Istio prefix
+  EXPECT_EQ(svc.at("a/web:9000")->protocol, AppProtocol::kTcp);
+  EXPECT_EQ(svc.at("b/web:80")->protocol, AppProtocol::kHttp2);  // appProtocol wins
+  EXPECT_EQ(plan->pods[0].port_protocols.at(8080), AppProtocol::kHttp);
+  EXPECT_EQ(plan->pods[0].port_protocols.at(9000), AppProtocol::kTcp);
+  EXPECT_EQ(plan->pods[1].port_protocols.at(7070), AppProtocol::kHttp2);
+
   auto bad = PlanOnUpMesh(s, {"a", "nope"});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("nope"), std::string::npos) << bad.status();
@@ -138,6 +146,27 @@ TEST(PlanOnUpMeshTest, PodsServicesAndNamedPorts) {
 }
 
 // A sidecar mesh must refuse a pod it has no placement for, before touching anything.
+// appProtocol first, then Istio's port-name prefixes (<protocol>[-<suffix>]).
+TEST(PlanOnUpMeshTest, PortProtocolAsIstioReadsIt) {
+  auto proto = [](const char* port_json) { return PortProtocol(nlohmann::json::parse(port_json)); };
+  EXPECT_EQ(proto(R"({"appProtocol": "http"})"), AppProtocol::kHttp);
+  EXPECT_EQ(proto(R"({"appProtocol": "grpc-web"})"), AppProtocol::kHttp);
+  for (const char* h2 : {"http2", "h2c", "kubernetes.io/h2c", "grpc"}) {
+    EXPECT_EQ(proto(absl::StrCat(R"({"appProtocol": ")", h2, "\"}").c_str()), AppProtocol::kHttp2)
+        << h2;
+  }
+  EXPECT_EQ(proto(R"({"appProtocol": "tcp", "name": "http"})"), AppProtocol::kTcp);
+  EXPECT_EQ(proto(R"({"appProtocol": "mysql"})"), AppProtocol::kTcp);
+  EXPECT_EQ(proto(R"({"name": "http"})"), AppProtocol::kHttp);
+  EXPECT_EQ(proto(R"({"name": "http-web"})"), AppProtocol::kHttp);
+  EXPECT_EQ(proto(R"({"name": "http2-api"})"), AppProtocol::kHttp2);
+  EXPECT_EQ(proto(R"({"name": "grpc"})"), AppProtocol::kHttp2);
+  EXPECT_EQ(proto(R"({"name": "grpc-web"})"), AppProtocol::kHttp);
+  EXPECT_EQ(proto(R"({"name": "httpbin"})"), AppProtocol::kTcp);  // a prefix needs its '-'
+  EXPECT_EQ(proto(R"({"name": "tcp-echo"})"), AppProtocol::kTcp);
+  EXPECT_EQ(proto(R"({})"), AppProtocol::kTcp);
+}
+
 TEST(PlanOnUpMeshTest, StartNeedsAPlacementPerPod) {
   weft::testing::TempDir tmp;
   SidecarOptions o;

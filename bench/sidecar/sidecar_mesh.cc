@@ -37,6 +37,7 @@ struct Destination {
   std::vector<std::string> backend_names;  // their certificates' DNS SAN (verified)
   std::vector<uint16_t> target_ports;      // the backends' app ports, sent as SNI "port-<N>"
   uint16_t local_port = 0;                 // the outbound listener on 127.0.0.1
+  AppProtocol protocol = AppProtocol::kTcp;
 };
 
 // A DNS label is at most 63 characters; a longer sanitized name keeps its start and is made
@@ -64,10 +65,53 @@ std::string Sni(uint16_t port, const std::string& dns) {
   return absl::StrCat(SniPrefix(port), dns);
 }
 
+// HTTP settings of HTTP-mode frontends and backends: keep-alive both ways (HAProxy's default,
+// said explicitly), idle client connections kept as long as TCP ones, server connections
+// shared between clients when safe (`http-reuse safe`, HAProxy's default policy, the setting an
+// operator would keep) and kept in the idle pool.
+constexpr char kHttpFrontend[] =
+    "  mode http\n"
+    "  option http-keep-alive\n"
+    "  timeout http-request 10s\n"
+    "  timeout http-keep-alive 1h\n";
+constexpr char kHttpBackend[] =
+    "  mode http\n"
+    "  option http-keep-alive\n"
+    "  http-reuse safe\n";
+
+std::string InboundBackend(const SidecarOptions& o, uint16_t port, AppProtocol proto) {
+  std::string c = absl::StrCat("backend app_", port, "\n");
+  if (o.http && proto != AppProtocol::kTcp) c += kHttpBackend;
+  absl::StrAppend(&c, "  server app 127.0.0.1:", port,
+                  o.http && proto == AppProtocol::kHttp2 ? " proto h2" : "", "\n");
+  return c;
+}
+
+std::string OutboundProxies(const SidecarOptions& o, size_t i, const Destination& d,
+                            const std::string& crt, const std::string& ca) {
+  const bool http = o.http && d.protocol != AppProtocol::kTcp;
+  const bool h2 = http && d.protocol == AppProtocol::kHttp2;
+  std::string c = absl::StrCat("frontend out_", i, "\n", http ? kHttpFrontend : "",
+                               "  bind 127.0.0.1:", d.local_port, h2 ? " proto h2" : "",
+                               "\n  default_backend out_", i, "\n", "backend out_", i, "\n",
+                               http ? kHttpBackend : "", "  balance roundrobin\n");
+  for (size_t j = 0; j < d.backends.size(); ++j) {
+    absl::StrAppend(&c, "  server s", j, " ", d.backends[j].ToString(), ":", o.inbound_port,
+                    " ssl crt ", crt, " ca-file ", ca, " verify required sni str(",
+                    Sni(d.target_ports[j], d.backend_names[j]), ")",
+                    !http ? ""
+                    : h2  ? " alpn h2"
+                          : " alpn http/1.1",
+                    "\n");
+  }
+  return c;
+}
+
 std::string HaproxyConfig(const SidecarOptions& o, const std::string& stats_socket,
-                          const IpAddr& pod_ip, const std::vector<uint16_t>& app_ports,
+                          const IpAddr& pod_ip, const SidecarPod& pod,
                           const std::vector<Destination>& dests, const std::string& crt,
                           const std::string& ca) {
+  const std::vector<uint16_t>& app_ports = pod.ports;
   std::string c = absl::StrCat("global\n  user ", o.proxy_user, "\n  group ", o.proxy_user,
                                "\n  nbthread ", o.threads, "\n  maxconn ", o.maxconn,
                                "\n  stats socket ", stats_socket, " mode 600 level user\n");
@@ -85,27 +129,21 @@ std::string HaproxyConfig(const SidecarOptions& o, const std::string& stats_sock
   }
   // Inbound: strict mTLS, then to the app port named by the SNI; an unknown SNI has no backend
   // and is closed.
+  // In the HTTP mesh the TCP frontend hands HTTP ports to HTTP backends (HAProxy upgrades the
+  // stream; for ALPN h2 it runs the HTTP/2 mux), so one TLS port serves both kinds.
   absl::StrAppend(&c, "frontend inbound\n  bind ", pod_ip.ToString(), ":", o.inbound_port,
-                  " ssl crt ", crt, " ca-file ", ca, " verify required\n");
+                  " ssl crt ", crt, " ca-file ", ca, " verify required",
+                  o.http ? " alpn h2,http/1.1" : "", "\n");
   for (uint16_t p : app_ports) {
     absl::StrAppend(&c, "  use_backend app_", p, " if { ssl_fc_sni -m beg ", SniPrefix(p), " }\n");
   }
   for (uint16_t p : app_ports) {
-    absl::StrAppend(&c, "backend app_", p, "\n  server app 127.0.0.1:", p, "\n");
+    auto it = pod.port_protocols.find(p);
+    c += InboundBackend(o, p, it == pod.port_protocols.end() ? AppProtocol::kTcp : it->second);
   }
   // Outbound: HAProxy cannot read SO_ORIGINAL_DST portably, so each destination has its own
   // listener, selected by a per-destination REDIRECT.
-  for (size_t i = 0; i < dests.size(); ++i) {
-    const Destination& d = dests[i];
-    absl::StrAppend(&c, "frontend out_", i, "\n  bind 127.0.0.1:", d.local_port,
-                    "\n  default_backend out_", i, "\n", "backend out_", i,
-                    "\n  balance roundrobin\n");
-    for (size_t j = 0; j < d.backends.size(); ++j) {
-      absl::StrAppend(&c, "  server s", j, " ", d.backends[j].ToString(), ":", o.inbound_port,
-                      " ssl crt ", crt, " ca-file ", ca, " verify required sni str(",
-                      Sni(d.target_ports[j], d.backend_names[j]), ")\n");
-    }
-  }
+  for (size_t i = 0; i < dests.size(); ++i) c += OutboundProxies(o, i, dests[i], crt, ca);
   return c;
 }
 
@@ -115,6 +153,18 @@ absl::Status RunIptables(const std::string& netns, std::vector<std::string> args
 }
 
 }  // namespace
+
+std::string_view AppProtocolName(AppProtocol p) {
+  switch (p) {
+    case AppProtocol::kTcp:
+      return "tcp";
+    case AppProtocol::kHttp:
+      return "http";
+    case AppProtocol::kHttp2:
+      return "http2";
+  }
+  return "tcp";
+}
 
 std::string UniqueChainPrefix() {
   static std::atomic<int> n{0};
@@ -208,7 +258,7 @@ struct SidecarMesh::Topology {
           absl::StrCat("sidecar mesh: service '", s.name, "' has ", s.target_ports.size(),
                        " target ports for ", s.pods.size(), " pods (give one per pod, or none)"));
     }
-    Destination d{SockAddr{s.address, s.port}, {}, {}, {}, 0};
+    Destination d{SockAddr{s.address, s.port}, {}, {}, {}, 0, s.protocol};
     for (size_t j = 0; j < s.pods.size(); ++j) {
       const std::string& b = s.pods[j];
       uint16_t target =
@@ -241,10 +291,15 @@ struct SidecarMesh::Topology {
           return absl::InvalidArgumentError(absl::StrCat(
               "sidecar mesh: pod '", p.name, "' has app port ", port, ", which is reserved"));
         }
-        WEFT_RETURN_IF_ERROR(Add(
-            Destination{
-                SockAddr{pod_ip[p.name], port}, {pod_ip[p.name]}, {pod_dns[p.name]}, {port}, 0},
-            next_port, opts));
+        auto proto = p.port_protocols.find(port);
+        WEFT_RETURN_IF_ERROR(
+            Add(Destination{SockAddr{pod_ip[p.name], port},
+                            {pod_ip[p.name]},
+                            {pod_dns[p.name]},
+                            {port},
+                            0,
+                            proto == p.port_protocols.end() ? AppProtocol::kTcp : proto->second},
+                next_port, opts));
       }
     }
     for (const Destination& d : dests) {
@@ -341,11 +396,10 @@ absl::Status SidecarMesh::StartPod(const SidecarPod& p, Topology& t,
     return absl::InvalidArgumentError(absl::StrCat("sidecar mesh: work_dir '", opts.work_dir,
                                                    "' is too long for a unix socket path"));
   }
-  WEFT_RETURN_IF_ERROR(
-      tls::WriteFileAtomic(cfg,
-                           HaproxyConfig(opts, st.stats_socket, t.pod_ip[p.name], p.ports, t.dests,
-                                         st.cert_path, ca_cert_path_),
-                           0644));
+  WEFT_RETURN_IF_ERROR(tls::WriteFileAtomic(cfg,
+                                            HaproxyConfig(opts, st.stats_socket, t.pod_ip[p.name],
+                                                          p, t.dests, st.cert_path, ca_cert_path_),
+                                            0644));
   // A bad config is reported with HAProxy's own words before anything runs.
   auto check = testbed::Exec("", {opts.haproxy, "-c", "-q", "-f", cfg}, {}, 20s);
   if (!check.ok()) {
@@ -457,13 +511,14 @@ absl::StatusOr<SidecarMesh::Counts> SidecarMesh::ConnectionCounts(std::string_vi
   // "show stat" is CSV with a "# pxname,svname,...,stot,..." header; stot is the cumulative
   // session count.
   Counts c;
-  int stot = -1;
+  int stot = -1, req_tot = -1;
   bool frontends = false;
   for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
     std::vector<absl::string_view> f = absl::StrSplit(line, ',');
     if (absl::StartsWith(line, "# ")) {
       for (size_t i = 0; i < f.size(); ++i) {
         if (f[i] == "stot") stot = static_cast<int>(i);
+        if (f[i] == "req_tot") req_tot = static_cast<int>(i);
       }
       continue;
     }
@@ -472,7 +527,13 @@ absl::StatusOr<SidecarMesh::Counts> SidecarMesh::ConnectionCounts(std::string_vi
     if (!absl::SimpleAtoi(f[stot], &v)) continue;
     frontends = true;
     if (f[0] == "inbound") c.inbound += v;
-    if (absl::StartsWith(f[0], "out_")) c.outbound += v;
+    if (absl::StartsWith(f[0], "out_")) {
+      c.outbound += v;
+      int64_t reqs = 0;
+      if (req_tot >= 0 && f.size() > static_cast<size_t>(req_tot) &&
+          absl::SimpleAtoi(f[req_tot], &reqs))
+        c.outbound_http_requests += reqs;
+    }
   }
   if (!frontends) {
     return absl::DataLossError(absl::StrCat("sidecar mesh: no frontend statistics from ",

@@ -32,9 +32,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -47,11 +49,18 @@ class CertificateAuthority;
 
 namespace weft::bench::sidecar {
 
+// What a destination speaks, as its Service port declares it (appProtocol or Istio's port-name
+// prefix; see on_up_mesh.h PortProtocol): raw TCP, HTTP/1.1, or HTTP/2 (h2c, gRPC).
+enum class AppProtocol { kTcp, kHttp, kHttp2 };
+std::string_view AppProtocolName(AppProtocol p);  // "tcp", "http", "http2"
+
 struct SidecarPod {
   // A pod of the testbed (or of the placements). Any text: file names and certificate DNS names
   // use a sanitized form, made unique within the mesh (so "shop/cart" and "shop-cart" coexist).
   std::string name;
   std::vector<uint16_t> ports;  // the app's ports (it listens on 127.0.0.1 or 0.0.0.0)
+  // Ports whose app speaks HTTP (absent: TCP); used when SidecarOptions::http is set.
+  std::map<uint16_t, AppProtocol> port_protocols;
   std::string ns = "default";   // SPIFFE namespace
   std::string service_account;  // SPIFFE service account ("" = the pod name)
 };
@@ -65,6 +74,7 @@ struct SidecarService {
   // Per backend (same order as `pods`), when they differ (a named targetPort); overrides
   // target_port when non-empty, and must then have one entry per pod.
   std::vector<uint16_t> target_ports;
+  AppProtocol protocol = AppProtocol::kTcp;  // used when SidecarOptions::http is set
 };
 
 // Where a pod of the mesh lives: its IPv4 address and the name of its network namespace, as
@@ -90,6 +100,13 @@ struct SidecarOptions {
   // One line per connection in the sidecar's log (<work_dir>/<pod>.haproxy.log); off by
   // default, as it costs the benchmark.
   bool log_connections = false;
+  // The HTTP sidecar mesh (the benchmark's "sidecar-http", the analog of Istio's sidecars,
+  // which parse every HTTP port): destinations and app ports declared HTTP are proxied in
+  // HAProxy's `mode http` on both sidecars (keep-alive to the app, server connections pooled
+  // and reused with `http-reuse safe`; HTTP/1.1 between sidecars for HTTP/1.1 apps, as Istio
+  // does by default, HTTP/2 with ALPN h2 for HTTP/2 ones, h2c to the app), everything else in
+  // `mode tcp` as before. false: every port in `mode tcp` (the "sidecar" mode).
+  bool http = false;
 };
 
 // Chooses a unique chain prefix "WEFTSC<pid>_<n>" (fits iptables' 28 characters with the
@@ -127,9 +144,12 @@ class SidecarMesh {
   // outbound = captured app connections, inbound = mTLS connections that reached its 15443
   // (including refused handshakes). For checking that a benchmark's traffic really went through the
   // mesh.
+  // outbound_http_requests = HTTP requests its outbound frontends parsed (HTTP mesh, HTTP
+  // destinations only; 0 in TCP mode), so a benchmark can check the sidecar-http mode parsed.
   struct Counts {
     int64_t outbound = 0;
     int64_t inbound = 0;
+    int64_t outbound_http_requests = 0;
   };
   absl::StatusOr<Counts> ConnectionCounts(std::string_view pod) const;
   // The proxies' pids (for CPU/RSS accounting), one per pod in the order given.

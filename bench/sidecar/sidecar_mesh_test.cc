@@ -1,5 +1,7 @@
 // The sidecar reference mesh on a real 2-node testbed: HAProxy processes, iptables capture,
 // mTLS on the fabric, refusal of clients without a mesh certificate, and a clean teardown.
+#include <utility>  // Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
+
 #include "bench/sidecar/sidecar_mesh.h"
 
 #include <openssl/err.h>
@@ -9,8 +11,13 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "bench/loadgen/h2echo.h"
+#include "bench/loadgen/loadgen.h"
 #include "common/netns.h"
+#include "common/status.h"
 #include "common/testing/root.h"
+#include "examples/teashop/http.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_util.h"
 
@@ -192,6 +199,90 @@ TEST_F(SidecarMeshTest, StopLeavesNoProcessOrChain) {
   ASSERT_TRUE(client.ok());
   EXPECT_NE(RoundTrip("client", vip_, "x"), "x");
   EXPECT_TRUE(mesh_->Stop().ok());  // idempotent
+}
+
+// The HTTP sidecar mesh (SidecarOptions::http): HTTP/1.1, h2c and gRPC through two sidecars in
+// `mode http` (requests counted by the client's sidecar, which only HTTP parsing does), raw TCP
+// still proxied on a port declared TCP.
+TEST(SidecarMeshHttpTest, HttpH2cAndGrpcThroughHttpModeSidecars) {
+  WEFT_SKIP_UNLESS_ROOT("network namespaces, iptables");
+  if (!HaveHaproxy()) GTEST_SKIP() << "haproxy is not installed (scripts/deps.sh installs it)";
+  testbed::Options o;
+  o.prefix = testbed::UniquePrefix("t");
+  o.nodes = 2;
+  o.ipv6 = false;
+  o.pods = {{"client", 0}, {"server", 1}};
+  auto tb = Testbed::Create(o);
+  ASSERT_TRUE(tb.ok()) << tb.status();
+  auto server = (*tb)->Pod("server");
+  auto client = (*tb)->Pod("client");
+  ASSERT_TRUE(server.ok() && client.ok());
+  auto nsfd = OpenNetns(testbed::NetnsPath(server->netns));
+  ASSERT_TRUE(nsfd.ok()) << nsfd.status();
+  constexpr uint16_t kH1 = 8080, kH2 = 8081, kTcp = 9000;
+  std::unique_ptr<teashop::Server> h1;
+  std::unique_ptr<loadgen::H2EchoServer> h2;
+  ASSERT_TRUE(RunInNetns(nsfd->get(), [&]() -> absl::Status {
+                teashop::ServerOptions so;
+                so.listen = absl::StrCat("127.0.0.1:", kH1);
+                so.threads = 1;
+                WEFT_ASSIGN_OR_RETURN(
+                    h1,
+                    teashop::Server::Start(
+                        so, [](teashop::Request) -> teashop::asio::awaitable<teashop::Response> {
+                          co_return teashop::MakeResponse(teashop::http::status::ok, "ok");
+                        }));
+                WEFT_ASSIGN_OR_RETURN(
+                    h2, loadgen::H2EchoServer::Start(SockAddr{*IpAddr::Parse("127.0.0.1"), kH2}));
+                return absl::OkStatus();
+              }).ok());
+  testing::EchoServer tcp(SockAddr{*IpAddr::Parse("127.0.0.1"), kTcp}, nsfd->get());
+
+  testing::TempDir tmp;
+  SidecarOptions so;
+  so.work_dir = tmp.path();
+  so.http = true;
+  SidecarPod sp{"server", {kH1, kH2, kTcp}};
+  sp.port_protocols = {{kH1, AppProtocol::kHttp}, {kH2, AppProtocol::kHttp2}};
+  const IpAddr vip = *IpAddr::Parse("10.96.0.20");
+  std::vector<SidecarService> svcs = {{"h1", vip, 80, {"server"}, kH1},
+                                      {"h2", vip, 81, {"server"}, kH2},
+                                      {"tcp", vip, 82, {"server"}, kTcp}};
+  svcs[0].protocol = AppProtocol::kHttp;
+  svcs[1].protocol = AppProtocol::kHttp2;
+  auto mesh = SidecarMesh::Start(**tb, {{"client", {}}, sp}, svcs, so);
+  ASSERT_TRUE(mesh.ok()) << mesh.status();
+
+  auto load = [&](uint16_t port, loadgen::Protocol p) {
+    loadgen::Options lo;
+    lo.target = absl::StrCat("http://", vip.ToString(), ":", port);
+    lo.netns = testbed::NetnsPath(client->netns);
+    lo.protocol = p;
+    lo.users = 2;
+    lo.total_rate = 100;
+    lo.warmup = std::chrono::milliseconds(0);
+    lo.duration = std::chrono::milliseconds(500);
+    lo.profile.requests.push_back({"echo", "POST", "/echo", std::string(1024, 'f'), {}});
+    return loadgen::Run(lo);
+  };
+  for (auto [port, p] :
+       std::vector<std::pair<uint16_t, loadgen::Protocol>>{{80, loadgen::Protocol::kHttp1},
+                                                           {81, loadgen::Protocol::kH2c},
+                                                           {81, loadgen::Protocol::kGrpc}}) {
+    SCOPED_TRACE(loadgen::ProtocolName(p));
+    auto r = load(port, p);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->overall.ok, r->scheduled) << r->Summary();
+    EXPECT_EQ(r->errors(), 0u) << r->Summary();
+  }
+  auto c = (*mesh)->ConnectionCounts("client");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_GE(c->outbound_http_requests, 150) << "the client's sidecar parsed the requests";
+  EXPECT_GE(h2->requests(), 100);
+  auto fd = testbed::DialFromPod(*client, SockAddr{vip, 82}, 5s);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_EQ(testing::EchoRoundTrip(fd->get(), "raw bytes", 5s), "raw bytes");
+  EXPECT_TRUE((*mesh)->Stop().ok());
 }
 
 TEST(SidecarMeshArgsTest, BadInputIsAClearError) {
