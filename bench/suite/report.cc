@@ -50,10 +50,11 @@ const SeedStep* FindSeedStep(const SuiteResults& r, int users) {
   return nullptr;
 }
 
+// The HTTP/1.1 case of `conns` connections (documents before gRPC have no protocol: HTTP/1.1).
 const IstioCase* FindIstioCase(const SuiteResults& r, int conns) {
   if (!r.scenarios.istio) return nullptr;
   for (const IstioCase& c : r.scenarios.istio->cases)
-    if (c.connections == conns) return &c;
+    if (c.connections == conns && (c.protocol.empty() || c.protocol == kProtocolHttp1)) return &c;
   return nullptr;
 }
 
@@ -104,6 +105,18 @@ std::vector<std::string> Modes(const SuiteResults& r) {
           std::string(kModeSidecar)};
 }
 
+// The run keys of `runs` in report order: each mode, then its "-l7" run when there is one.
+template <typename Run>
+std::vector<std::string> RunKeys(const std::vector<std::string>& modes,
+                                 const std::map<std::string, Run>& runs) {
+  std::vector<std::string> keys;
+  for (const std::string& m : modes) {
+    keys.push_back(m);
+    if (runs.contains(m + std::string(kL7Suffix))) keys.push_back(m + std::string(kL7Suffix));
+  }
+  return keys;
+}
+
 // The title the document recorded for the mode, else the suite's (results.h).
 std::string ModeTitle(const SuiteResults& r, const std::string& mode) {
   auto it = r.mode_titles.find(mode);
@@ -111,6 +124,10 @@ std::string ModeTitle(const SuiteResults& r, const std::string& mode) {
 }
 
 // ---- Formatting ----
+
+double Round(double v, double unit) {
+  return std::round(v / unit) * unit;
+}
 
 std::string Fmt(double v, int decimals) {
   return absl::StrFormat("%.*f", decimals, v);
@@ -324,7 +341,8 @@ void SeedGoals(const SuiteResults& r, std::vector<GoalRow>& out) {
 std::vector<int> IstioConnections(const SuiteResults& r) {
   std::vector<int> out;
   if (r.scenarios.istio)
-    for (const IstioCase& c : r.scenarios.istio->cases) out.push_back(c.connections);
+    for (const IstioCase& c : r.scenarios.istio->cases)
+      if (c.protocol.empty() || c.protocol == kProtocolHttp1) out.push_back(c.connections);
   return out;
 }
 
@@ -765,7 +783,7 @@ void RenderSeed(const SuiteResults& r, const std::vector<std::string>& modes,
   for (const SeedStep& step : seed.steps) {
     const std::string users = Fmt(step.users, 0);
     const LoadRun* bare = RunOf(&step, kModeBare);
-    for (const std::string& mode : modes) {
+    for (const std::string& mode : RunKeys(modes, step.runs)) {
       const LoadRun* run = RunOf(&step, mode);
       if (run == nullptr) continue;
       if (!run->error.empty()) {
@@ -813,9 +831,11 @@ void RenderIstio(const SuiteResults& r, const std::vector<std::string>& modes,
            "ztunnel peak RSS MiB"},
           2);
   for (const IstioCase& c : istio.cases) {
-    const std::string n = Fmt(c.connections, 0);
+    const std::string n = c.protocol.empty()
+                              ? Fmt(c.connections, 0)
+                              : absl::StrCat(Fmt(c.connections, 0), " (", c.protocol, ")");
     const LoadRun* bare = RunOf(&c, kModeBare);
-    for (const std::string& mode : modes) {
+    for (const std::string& mode : RunKeys(modes, c.runs)) {
       const LoadRun* run = RunOf(&c, mode);
       if (run == nullptr) continue;
       if (!run->error.empty()) {
@@ -1160,12 +1180,160 @@ constexpr const char* kTerminal =
     "set offsets 0, 0, graph 0.08, 0\n"
     "set grid\n";
 
+// ---- L7 (issue 14): Weft L7 against the HTTP sidecar mesh, added latency and CPU ----
+
+std::string CaseName(const IstioCase& c) {
+  return absl::StrCat(c.protocol.empty() ? std::string(kProtocolHttp1) : c.protocol, ", ",
+                      c.connections, " connections");
+}
+
+// Weft L7's added p99 and CPU per 1,000 rps at most the HTTP sidecar mesh's, in one step/case.
+void L7GoalsOf(const std::map<std::string, LoadRun>& runs, const std::string& scenario,
+               const std::string& where, double fallback_rps, std::vector<GoalRow>& out) {
+  const LoadRun* bare = RunIn(runs, std::string(kModeBare));
+  const LoadRun* side = RunIn(runs, std::string(kModeSidecarHttp));
+  const std::optional<OverBare> s = ComputeOverBare(side, bare, fallback_rps);
+  for (const std::string& mode : WeftModes()) {
+    // istio: the "-l7" run (Service declared HTTP); seed: the tea shop's Services are HTTP.
+    const std::string key = scenario == "istio" ? mode + std::string(kL7Suffix) : mode;
+    const std::optional<OverBare> m = ComputeOverBare(RunIn(runs, key), bare, fallback_rps);
+    for (bool cpu : {false, true}) {
+      const std::string goal =
+          absl::StrCat(cpu ? "L7: CPU over bare per 1,000 rps ≤ the HTTP sidecar mesh's"
+                           : "L7: added p99 over bare ≤ the HTTP sidecar mesh's",
+                       " (", where, ")");
+      auto pick = [cpu](const std::optional<OverBare>& o) {
+        return !o ? std::nullopt : cpu ? o->cpu_per_1000_rps : o->p99_ms;
+      };
+      const std::optional<double> mv = pick(m), sv = pick(s);
+      if (!mv || !sv) {
+        out.push_back(NotMeasured(scenario, goal, key,
+                                  !mv ? absl::StrCat("the ", key,
+                                                     " run or bare's is missing or "
+                                                     "failed")
+                                      : "the sidecar-http run or bare's is missing or failed"));
+        continue;
+      }
+      GoalRow g;
+      g.scenario = scenario;
+      g.goal = goal;
+      g.mode = key;
+      const std::string unit = cpu ? " vCPU" : " ms";
+      Judge(g, *mv, *sv, true, absl::StrCat(Signed(*mv, cpu ? 3 : 2), unit),
+            absl::StrCat("≤ ", Signed(*sv, cpu ? 3 : 2), unit, " (sidecar-http)"), "");
+      out.push_back(std::move(g));
+    }
+  }
+}
+
+void L7Goals(const SuiteResults& r, std::vector<GoalRow>& out) {
+  if (const SeedStep* s20 = FindSeedStep(r, 20)) {
+    const double rps = r.scenarios.seed->rate_per_user * 20;
+    L7GoalsOf(s20->runs, "seed", "20 users", rps, out);
+  }
+  if (r.scenarios.istio) {
+    for (const IstioCase& c : r.scenarios.istio->cases)
+      L7GoalsOf(c.runs, "istio", CaseName(c), r.scenarios.istio->rps, out);
+  }
+}
+
+// One table row per run key: percentiles, added over bare, CPU per 1,000 rps.
+void OverBareRows(const SuiteResults& r, const std::string& where,
+                  const std::map<std::string, LoadRun>& runs, double fallback_rps, Md& md) {
+  const LoadRun* bare = RunIn(runs, std::string(kModeBare));
+  for (const std::string& key : RunKeys(Modes(r), runs)) {
+    const LoadRun* run = RunIn(runs, key);
+    if (run == nullptr) continue;
+    if (!run->error.empty()) {
+      md.Row({where, ModeTitle(r, key), RunFailedCell(run), "", "", "", "", ""});
+      continue;
+    }
+    const std::optional<OverBare> o = ComputeOverBare(run, bare, fallback_rps);
+    auto lat = [&](std::optional<double> Percentiles::*p) { return Opt(Lat(run, p), 2); };
+    std::string added = "–", cpu = "–", mesh = "–";
+    if (o) {
+      auto sg = [](const std::optional<double>& v, int d) { return v ? Signed(*v, d) : "–"; };
+      added = absl::StrCat(sg(o->p50_ms, 2), " / ", sg(o->p90_ms, 2), " / ", sg(o->p99_ms, 2));
+      cpu = o->cpu_per_1000_rps ? Fmt(*o->cpu_per_1000_rps, 3) : "–";
+      mesh = o->mesh_cpu_per_1000_rps ? Fmt(*o->mesh_cpu_per_1000_rps, 3) : "–";
+    }
+    md.Row({where, ModeTitle(r, key), absl::StrCat(Opt(run->achieved_rps, 1)),
+            absl::StrCat(lat(&Percentiles::p50), " / ", lat(&Percentiles::p90), " / ",
+                         lat(&Percentiles::p99)),
+            added, cpu, mesh, Opt(D(run->errors), 0)});
+  }
+}
+
+void RenderOverBare(const SuiteResults& r, Md& md) {
+  if (!HasL7Figures(r)) return;
+  md.Line("## Added latency and CPU per 1,000 requests (L4 and L7)");
+  md.Line();
+  md.Line(
+      "Every run against bare's in the same step or case. Added = run − bare (ms); CPU = (apps + "
+      "mesh processes' CPU + softirq) − bare's, × 1000 / achieved rps (vCPU per 1,000 requests/s, "
+      "kernel time included); mesh CPU = the mesh's processes alone. Weft runs marked \"Service "
+      "declared HTTP (L7)\" target the echo server behind a Service whose port says appProtocol "
+      "http/grpc; the unmarked Weft runs of the istio scenario target it behind a Service declared "
+      "tcp (L4). The tea shop's Services are all declared HTTP, so its Weft runs are L7 wherever "
+      "Weft terminates HTTP at the source. The HTTP sidecar mesh parses HTTP in both sidecars.");
+  md.Line();
+  md.Head({"step / case", "mode", "achieved rps", "p50 / p90 / p99 ms", "added p50 / p90 / p99",
+           "CPU over bare per 1,000 rps", "mesh CPU per 1,000 rps", "errors"},
+          2);
+  if (r.scenarios.seed) {
+    for (const SeedStep& s : r.scenarios.seed->steps)
+      OverBareRows(r, absl::StrCat("seed, ", s.users, " users"), s.runs,
+                   r.scenarios.seed->rate_per_user * s.users, md);
+  }
+  if (r.scenarios.istio) {
+    for (const IstioCase& c : r.scenarios.istio->cases)
+      OverBareRows(r, "istio, " + CaseName(c), c.runs, r.scenarios.istio->rps, md);
+  }
+  md.Line();
+}
+
 }  // namespace
+
+std::optional<OverBare> ComputeOverBare(const LoadRun* run, const LoadRun* bare,
+                                        double fallback_rps) {
+  if (!Ok(run) || !Ok(bare) || run == bare) return std::nullopt;
+  OverBare o;
+  for (auto [to, p] : {std::pair{&OverBare::p50_ms, &Percentiles::p50},
+                       std::pair{&OverBare::p90_ms, &Percentiles::p90},
+                       std::pair{&OverBare::p99_ms, &Percentiles::p99}}) {
+    auto v = Lat(run, p), b = Lat(bare, p);
+    if (v && b) o.*to = Round(*v - *b, 1e-3);
+  }
+  double rps = run->achieved_rps.value_or(0);
+  if (rps <= 0) rps = fallback_rps;
+  if (rps > 0) {
+    if (auto added = AddedCpu(run, bare)) o.cpu_per_1000_rps = Round(*added * 1000 / rps, 1e-4);
+    if (auto m = run->resources.mesh_cpu_cores)
+      o.mesh_cpu_per_1000_rps = Round(*m * 1000 / rps, 1e-4);
+  }
+  return o;
+}
+
+bool HasL7Figures(const SuiteResults& results) {
+  auto any = [](const std::map<std::string, LoadRun>& runs) {
+    for (const auto& [key, run] : runs)
+      if (key == kModeSidecarHttp || key.ends_with(kL7Suffix)) return true;
+    return false;
+  };
+  if (results.scenarios.seed)
+    for (const SeedStep& s : results.scenarios.seed->steps)
+      if (any(s.runs)) return true;
+  if (results.scenarios.istio)
+    for (const IstioCase& c : results.scenarios.istio->cases)
+      if (!c.protocol.empty() || any(c.runs)) return true;
+  return false;
+}
 
 std::vector<GoalRow> EvaluateGoals(const SuiteResults& results) {
   std::vector<GoalRow> out;
   SeedGoals(results, out);
   IstioGoals(results, out);
+  if (HasL7Figures(results)) L7Goals(results, out);
   ThroughputGoals(results, out);
   ScaleGoals(results, out);
   return out;
@@ -1197,6 +1365,7 @@ std::string RenderSuiteMarkdown(const SuiteResults& results,
   RenderAnchors(results, md);
   RenderSeed(results, modes, plot_files, md);
   RenderIstio(results, modes, plot_files, md);
+  RenderOverBare(results, md);
   RenderThroughput(results, modes, md);
   RenderChurn(results, modes, md);
   RenderDataplane(results, modes, md);
@@ -1274,13 +1443,14 @@ struct Plots {
     if (!results.scenarios.istio) return absl::OkStatus();
     const IstioResult& istio = *results.scenarios.istio;
     {
-      std::vector<std::string> imodes;
-      for (const std::string& mode : modes)
-        for (const IstioCase& c : istio.cases)
-          if (Lat(RunOf(&c, mode), &Percentiles::p50)) {
-            imodes.push_back(mode);
-            break;
-          }
+      std::vector<std::string> imodes;  // run keys: each mode, then its "-l7" run
+      for (const std::string& m : modes)
+        for (const std::string& key : {m, m + std::string(kL7Suffix)})
+          for (const IstioCase& c : istio.cases)
+            if (Lat(RunOf(&c, key), &Percentiles::p50)) {
+              imodes.push_back(key);
+              break;
+            }
       if (!imodes.empty()) {
         std::string dat = "# label";
         for (const std::string& m : imodes) dat += " " + SafeName(m) + "_ms";
@@ -1289,7 +1459,8 @@ struct Plots {
             {"p50", &Percentiles::p50}, {"p90", &Percentiles::p90}, {"p99", &Percentiles::p99}};
         for (const IstioCase& c : istio.cases) {
           for (const auto& [name, p] : kPercentiles) {
-            dat += absl::StrCat("\"", Fmt(c.connections, 0), " conns ", name, "\"");
+            dat += absl::StrCat("\"", c.protocol.empty() ? "" : c.protocol + " ",
+                                Fmt(c.connections, 0), " conns ", name, "\"");
             for (const std::string& m : imodes) dat += " " + DatNum(Lat(RunOf(&c, m), p));
             dat += "\n";
           }

@@ -7,6 +7,7 @@
 // reported as "not measured", never as a pass.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,18 @@ struct GoalRow {
   bool pass = false;   // only ever true when measured
   std::string detail;  // the inputs and the verdict, or why it was not measured
 };
+
+// What `run` adds over `bare` (same step or case): latency percentiles and CPU per 1,000 rps
+// (results.h OverBare; rps = the run's achieved rps, else `fallback_rps`). nullopt when either
+// run is missing or failed, or `run` is bare's.
+std::optional<OverBare> ComputeOverBare(const LoadRun* run, const LoadRun* bare,
+                                        double fallback_rps);
+
+// Whether the document has the L7 figures (an HTTP sidecar mesh run, a Weft "-l7" run, or an
+// istio case with a protocol): then the report adds the goals of issue 14 (Weft L7's added p99
+// and CPU per 1,000 rps at most the HTTP sidecar mesh's, per istio case and at 20 seed users)
+// and the section "Added latency and CPU per 1,000 requests". Older documents render as before.
+bool HasL7Figures(const SuiteResults& results);
 
 // Every goal row, in a fixed order (scenario, goal, case, mode), whether or not the document
 // holds the inputs.

@@ -390,6 +390,143 @@ TEST(WritePlots, ClearErrors) {
 // committed report.md, byte for byte. After a deliberate change of the report, regenerate them:
 //   build/bench/suite/weft-bench-suite report bench/results/<run>/results.json \
 //       --out bench/results/<run>
+// A run with latency percentiles (ms), process CPU, softirq and mesh CPU (cores) at `rps`.
+LoadRun L7Run(double p50, double p90, double p99, double cpu, double softirq, double mesh,
+              double rps = 1000) {
+  LoadRun run;
+  run.asked_rps = rps;
+  run.achieved_rps = rps;
+  run.ok = 1000;
+  run.errors = 0;
+  run.latency_ms.p50 = p50;
+  run.latency_ms.p90 = p90;
+  run.latency_ms.p99 = p99;
+  run.resources.cpu_cores = cpu;
+  run.resources.host_softirq_cores = softirq;
+  run.resources.mesh_cpu_cores = mesh;
+  return run;
+}
+
+// An istio document with the L7 runs: HTTP/1.1 and gRPC cases, Weft L4 and L7, both sidecars.
+SuiteResults L7Document() {
+  SuiteResults r;
+  r.modes = {"bare", "ebpf", "iptables", "sidecar", "sidecar-http"};
+  IstioResult& istio = r.scenarios.istio.emplace();
+  istio.rps = 1000;
+  istio.payload_bytes = 1024;
+  istio.duration_seconds = 30;
+  for (const char* proto : {"http1", "grpc"}) {
+    IstioCase c;
+    c.connections = 64;
+    c.protocol = proto;
+    c.runs["bare"] = L7Run(0.50, 0.80, 1.00, 0.200, 0.050, 0);
+    c.runs["ebpf"] = L7Run(0.60, 0.95, 1.20, 0.230, 0.060, 0.030);         // L4: +0.20 ms p99
+    c.runs["ebpf-l7"] = L7Run(0.70, 1.10, 1.50, 0.300, 0.060, 0.100);      // L7: +0.50 ms p99
+    c.runs["iptables-l7"] = L7Run(0.90, 1.50, 2.50, 0.500, 0.070, 0.300);  // +1.50 ms, 0.32 vCPU
+    c.runs["sidecar"] = L7Run(0.80, 1.20, 1.60, 0.350, 0.060, 0.150);
+    c.runs["sidecar-http"] = L7Run(0.90, 1.40, 2.00, 0.450, 0.060, 0.250);  // +1.00 ms, 0.26
+    c.runs["iptables"].error = "weft-loadgen exited 1";
+    istio.cases.push_back(std::move(c));
+  }
+  return r;
+}
+
+TEST(OverBare, AddedLatencyAndCpuPerThousandRequests) {
+  const LoadRun bare = L7Run(0.50, 0.80, 1.00, 0.200, 0.050, 0);
+  const LoadRun run = L7Run(0.70, 1.10, 1.50, 0.300, 0.060, 0.100, 500);
+  auto o = ComputeOverBare(&run, &bare, 1000);
+  ASSERT_TRUE(o.has_value());
+  EXPECT_NEAR(*o->p50_ms, 0.20, 1e-9);
+  EXPECT_NEAR(*o->p90_ms, 0.30, 1e-9);
+  EXPECT_NEAR(*o->p99_ms, 0.50, 1e-9);
+  // (0.100 processes + 0.010 softirq) cores over bare at 500 rps = 0.22 vCPU per 1,000 rps.
+  EXPECT_NEAR(*o->cpu_per_1000_rps, 0.22, 1e-9);
+  EXPECT_NEAR(*o->mesh_cpu_per_1000_rps, 0.20, 1e-9);
+  // Not against itself, not with a failed or missing run.
+  EXPECT_FALSE(ComputeOverBare(&bare, &bare, 1000).has_value());
+  LoadRun failed = run;
+  failed.error = "boom";
+  EXPECT_FALSE(ComputeOverBare(&failed, &bare, 1000).has_value());
+  EXPECT_FALSE(ComputeOverBare(&run, nullptr, 1000).has_value());
+  // No achieved rps: the scenario's rate.
+  LoadRun no_rps = run;
+  no_rps.achieved_rps.reset();
+  no_rps.asked_rps.reset();
+  EXPECT_NEAR(*ComputeOverBare(&no_rps, &bare, 1000)->cpu_per_1000_rps, 0.11, 1e-9);
+}
+
+TEST(EvaluateGoals, WeftL7AgainstTheHttpSidecarMesh) {
+  const SuiteResults r = L7Document();
+  ASSERT_TRUE(HasL7Figures(r));
+  const std::vector<GoalRow> goals = EvaluateGoals(r);
+  const GoalRow* p99 =
+      Find(goals, "istio",
+           "L7: added p99 over bare ≤ the HTTP sidecar mesh's (grpc, 64 connections)", "ebpf-l7");
+  ASSERT_NE(p99, nullptr);
+  EXPECT_TRUE(p99->measured && p99->pass) << p99->detail;
+  EXPECT_EQ(p99->value, "+0.50 ms");
+  const GoalRow* ipt = Find(
+      goals, "istio", "L7: added p99 over bare ≤ the HTTP sidecar mesh's (http1, 64 connections)",
+      "iptables-l7");
+  ASSERT_NE(ipt, nullptr);
+  EXPECT_TRUE(ipt->measured);
+  EXPECT_FALSE(ipt->pass);
+  EXPECT_TRUE(Contains(ipt->detail, "+1.50 ms, goal ≤ +1.00 ms (sidecar-http): missed by 50%"))
+      << ipt->detail;
+  const GoalRow* cpu = Find(goals, "istio", "L7: CPU over bare per 1,000 rps", "iptables-l7");
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_FALSE(cpu->pass) << cpu->detail;
+  EXPECT_EQ(cpu->value, "+0.320 vCPU");
+  const GoalRow* ecpu = Find(goals, "istio", "L7: CPU over bare per 1,000 rps", "ebpf-l7");
+  ASSERT_NE(ecpu, nullptr);
+  EXPECT_TRUE(ecpu->pass) << ecpu->detail;
+  // The issue-6 goals read the HTTP/1.1 case and the L4 run ("ebpf": +0.20 ms ≤ ½ × 0.60).
+  const GoalRow* l4 = Find(goals, "istio", "added p99 over bare ≤ ½", "ebpf");
+  ASSERT_NE(l4, nullptr);
+  EXPECT_TRUE(l4->pass) << l4->detail;
+  EXPECT_TRUE(Contains(l4->detail, "p99 1.20 ms vs bare 1.00 ms")) << l4->detail;
+  // No seed scenario: its L7 goals are absent, not "not measured" rows by the dozen.
+  EXPECT_EQ(Find(goals, "seed", "L7:", "ebpf"), nullptr);
+  // Without the sidecar-http run: not measured, never a pass.
+  SuiteResults no_side = r;
+  for (IstioCase& c : no_side.scenarios.istio->cases) c.runs.erase("sidecar-http");
+  const std::vector<GoalRow> g2 = EvaluateGoals(no_side);
+  const GoalRow* nm = Find(g2, "istio", "L7: added p99", "ebpf-l7");
+  ASSERT_NE(nm, nullptr);
+  EXPECT_FALSE(nm->measured || nm->pass);
+  EXPECT_TRUE(Contains(nm->detail, "sidecar-http")) << nm->detail;
+}
+
+TEST(RenderSuiteMarkdown, AddedLatencyAndCpuSectionWithL7Runs) {
+  const std::string md = RenderSuiteMarkdown(L7Document());
+  EXPECT_TRUE(Contains(md, "## Added latency and CPU per 1,000 requests (L4 and L7)")) << md;
+  EXPECT_TRUE(Contains(md,
+                       "| istio, grpc, 64 connections | Weft, eBPF capture, Service declared HTTP "
+                       "(L7) | 1000.0 | 0.70 / 1.10 / 1.50 | +0.20 / +0.30 / +0.50 | 0.110 | "
+                       "0.100 | 0 |"))
+      << md;
+  EXPECT_TRUE(Contains(md,
+                       "| istio, http1, 64 connections | sidecar mesh, HTTP (HAProxy mode http "
+                       "per pod, mTLS) | 1000.0 | 0.90 / 1.40 / 2.00 | +0.40 / +0.60 / +1.00 | "
+                       "0.260 | 0.250 | 0 |"))
+      << md;
+  EXPECT_TRUE(Contains(md, "| istio, http1, 64 connections | Weft, iptables capture | **failed**"))
+      << md;
+  // The istio table names each case's protocol and shows the L7 runs after their mode.
+  EXPECT_TRUE(Contains(md, "| 64 (grpc) | Weft, eBPF capture, Service declared HTTP (L7) |")) << md;
+  // A document without L7 runs has no such section (older reports render as they were).
+  SuiteResults old = L7Document();
+  for (IstioCase& c : old.scenarios.istio->cases) {
+    c.protocol.clear();
+    c.runs.erase("ebpf-l7");
+    c.runs.erase("iptables-l7");
+    c.runs.erase("sidecar-http");
+  }
+  old.scenarios.istio->cases.pop_back();
+  EXPECT_FALSE(HasL7Figures(old));
+  EXPECT_FALSE(Contains(RenderSuiteMarkdown(old), "Added latency and CPU")) << md;
+}
+
 TEST(RenderSuiteMarkdown, CommittedRunsRenderAsCommitted) {
   int runs = 0;
   for (const auto& dir : std::filesystem::directory_iterator(WEFT_BENCH_RESULTS)) {

@@ -2,11 +2,22 @@
 
 namespace weft::bench::suite {
 
+namespace {
+std::string WeftTitle(std::string_view mode) {
+  return mode == kModeEbpf ? "Weft, eBPF capture" : "Weft, iptables capture";
+}
+}  // namespace
+
 std::string ModeTitle(std::string_view mode) {
   if (mode == kModeBare) return "bare (no mesh)";
-  if (mode == kModeEbpf) return "Weft, eBPF capture";
-  if (mode == kModeIptables) return "Weft, iptables capture";
-  if (mode == kModeSidecar) return "sidecar mesh (HAProxy per pod, mTLS)";
+  if (mode == kModeSidecar) return "sidecar mesh, TCP (HAProxy mode tcp per pod, mTLS)";
+  if (mode == kModeSidecarHttp) return "sidecar mesh, HTTP (HAProxy mode http per pod, mTLS)";
+  if (mode.ends_with(kL7Suffix)) {
+    const std::string_view base = mode.substr(0, mode.size() - kL7Suffix.size());
+    if (base == kModeEbpf || base == kModeIptables)
+      return ModeTitle(base) + ", Service declared HTTP (L7)";
+  }
+  if (mode == kModeEbpf || mode == kModeIptables) return WeftTitle(mode);
   return std::string(mode);
 }
 

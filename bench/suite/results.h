@@ -9,9 +9,10 @@
 // (a failed run is reported, not fatal), plus "goals" (report.h GoalsToJson, written by
 // weft-bench-suite next to the document, recomputed by every reader)}.
 //
-// Mode names are fixed: "bare", "ebpf", "iptables", "sidecar". Any scenario, step, case or run
-// may be missing (not run, e.g. --quick or --scenarios), and a run that failed carries "error"
-// and may lack its figures: readers must cope. Fields marked "required" are there in every
+// Mode names are fixed: "bare", "ebpf", "iptables", "sidecar" (HAProxy mode tcp), "sidecar-http"
+// (HAProxy mode http); run keys add "ebpf-l7" and "iptables-l7" (kL7Suffix). Any scenario, step,
+// case or run may be missing (not run, e.g. --quick or --scenarios), and a run that failed carries
+// "error" and may lack its figures: readers must cope. Fields marked "required" are there in every
 // document any version of the suite wrote; FromJson names the field when one is missing.
 #pragma once
 
@@ -30,7 +31,15 @@ namespace weft::bench::suite {
 inline constexpr std::string_view kModeBare = "bare";
 inline constexpr std::string_view kModeEbpf = "ebpf";
 inline constexpr std::string_view kModeIptables = "iptables";
-inline constexpr std::string_view kModeSidecar = "sidecar";
+inline constexpr std::string_view kModeSidecar = "sidecar";           // HAProxy mode tcp
+inline constexpr std::string_view kModeSidecarHttp = "sidecar-http";  // HAProxy mode http
+// Run keys within the istio scenario's cases: a Weft mode's run against the echo Service
+// declared HTTP is "<mode>-l7" (Weft L7 once the source proxy terminates HTTP); "<mode>" itself
+// is the run against the same server behind a Service declared TCP (Weft L4).
+inline constexpr std::string_view kL7Suffix = "-l7";
+// The istio scenario's protocols: HTTP/1.1, and unary gRPC calls over h2c.
+inline constexpr std::string_view kProtocolHttp1 = "http1";
+inline constexpr std::string_view kProtocolGrpc = "grpc";
 
 // The one human title of a mode ("Weft, eBPF capture"); the suite writes them into the
 // document's "mode_titles" and the report falls back to them. Unknown modes: the name itself.
@@ -91,6 +100,26 @@ struct RunResources {
   }
 };
 
+// What a run adds over bare's run in the same step or case (report.h OverBare computes it; the
+// suite writes it into every meshed seed and istio run).
+struct OverBare {
+  // Latency percentile of the run minus bare's, ms.
+  std::optional<double> p50_ms, p90_ms, p99_ms;
+  // (apps + mesh processes' CPU + softirq) minus bare's, × 1000 / the run's achieved rps: vCPU
+  // per 1,000 requests/s, kernel time included; and the mesh's processes alone (not minus bare).
+  std::optional<double> cpu_per_1000_rps, mesh_cpu_per_1000_rps;
+  bool operator==(const OverBare&) const = default;
+
+  template <typename S, typename F>
+  static void Schema(S& s, F& f) {
+    f("p50_ms", s.p50_ms);
+    f("p90_ms", s.p90_ms);
+    f("p99_ms", s.p99_ms);
+    f("cpu_per_1000_rps", s.cpu_per_1000_rps);
+    f("mesh_cpu_per_1000_rps", s.mesh_cpu_per_1000_rps);
+  }
+};
+
 // One weft-loadgen run in the load pod (seed and istio), with its accounting.
 struct LoadRun {
   std::optional<double> asked_rps, achieved_rps;
@@ -100,6 +129,7 @@ struct LoadRun {
   RunResources resources;  // its fields sit in the run's object
   // Meshed modes: the connections the mesh counted from the load pod during the run.
   std::optional<double> mesh_connections;
+  std::optional<OverBare> over_bare;  // meshed runs of documents written since L7 was measured
   nlohmann::json loadgen;  // weft-loadgen's JSON (bench/loadgen/loadgen.h), per-type histograms cut
   std::string warning;     // e.g. the mesh's state could not be re-read before the run
   std::string error;       // only when the run failed (then the figures may be missing)
@@ -118,6 +148,7 @@ struct LoadRun {
     f("service_ms", s.service_ms);
     RunResources::Schema(s.resources, f);
     f("mesh_connections", s.mesh_connections);
+    f("over_bare", s.over_bare);
     f("loadgen", s.loadgen, Field::kOmitEmpty);
     f("warning", s.warning, Field::kOmitEmpty);
     f("error", s.error, Field::kOmitEmpty);
@@ -153,13 +184,17 @@ struct SeedResult {
 
 // istio: fortio-like, a payload_bytes echo at `rps` over each case's connections.
 struct IstioCase {
-  int connections = 0;                  // required
-  std::map<std::string, LoadRun> runs;  // by mode
+  int connections = 0;  // required
+  // kProtocolHttp1 or kProtocolGrpc; empty in documents written before gRPC was measured (then
+  // HTTP/1.1).
+  std::string protocol;
+  std::map<std::string, LoadRun> runs;  // by run key: mode, or mode + kL7Suffix
   bool operator==(const IstioCase&) const = default;
 
   template <typename S, typename F>
   static void Schema(S& s, F& f) {
     f("connections", s.connections, Field::kRequired);
+    f("protocol", s.protocol, Field::kOmitEmpty);
     f("runs", s.runs);
   }
 };
