@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark suite (bench/suite/suite.h): Weft (eBPF and iptables capture) against no mesh and
-# against a sidecar mesh (HAProxy per pod, mTLS), modes interleaved in one run, on the scenarios
-# seed (TeaStore-like shop, users x 5 rps), istio (1 KiB echo at 1,000 rps, 4 and 64
-# connections), throughput (iperf3, 1 and 8 streams, same and cross node), churn (new connections
+# against sidecar meshes (HAProxy per pod, mTLS; mode tcp and mode http), modes interleaved in one
+# run, on the scenarios seed (TeaStore-like shop, users x 5 rps), istio (1 KiB echo at 1,000 rps,
+# 4 and 64 connections, HTTP/1.1 and gRPC over h2c, Weft L4 and L7), throughput (iperf3, 1 and 8 streams, same and cross node), churn (new connections
 # per second until saturation), dataplane (ping-pong latency in µs, sequential connection rate and
 # BPF program run time per capture mode) and scale (ztunnel/agent memory vs pods and idle
 # connections).
 # Writes bench/results/<UTC date-time>/{results.json,report.md,*.png} and prints the report.
 #
-#   sudo bash bench/run.sh            # full, ~30 minutes
-#   sudo bash bench/run.sh --quick    # a subset with shorter steps, under 10 minutes
+#   sudo bash bench/run.sh            # full, ~40 minutes
+#   sudo bash bench/run.sh --quick    # a subset with shorter steps, ~12 minutes
 #   sudo bash bench/run.sh --help     # every flag of weft-bench-suite
 #
 # The control plane at scale is bench/cpscale.sh.
@@ -36,7 +36,7 @@ for tool in iperf3 haproxy gnuplot; do
   fi
 done
 
-targets=(weft-bench-suite weftctl weftd ztunnel weft-agent weft-teashop weft-loadgen)
+targets=(weft-bench-suite weftctl weftd ztunnel weft-agent weft-teashop weft-loadgen weft-h2echo)
 if [[ -n "${BUILD_DIR:-}" ]]; then
   build="$(realpath -m "$BUILD_DIR")"
   echo "bench/run.sh: building ${targets[*]} in $build" >&2

@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -27,6 +28,7 @@
 #include "bench/bpf_stats.h"
 #include "bench/sidecar/on_up_mesh.h"
 #include "bench/sidecar/sidecar_mesh.h"
+#include "bench/suite/report.h"
 #include "bench/suite/results.h"
 #include "bench/suite/scale.h"
 #include "bench/traffic.h"
@@ -83,12 +85,48 @@ spec:
     args: [--role, echo, --listen, "0.0.0.0:8080", --threads, "2", --echo-size, "1024"]
     ports: [{name: http, containerPort: 8080, protocol: TCP}]
 ---
+# The echo server behind a Service declared HTTP (Weft L7, the HTTP sidecar mesh parses it) and
+# behind one declared TCP (Weft L4): the istio scenario runs both in every Weft mode.
 apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: shop}
 spec:
   selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: http, protocol: TCP}]
+  ports: [{name: http, port: 80, targetPort: http, protocol: TCP, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-tcp, namespace: shop}
+spec:
+  selector: {app: echo}
+  ports: [{name: tcp-echo, port: 80, targetPort: http, protocol: TCP, appProtocol: tcp}]
+---
+# The h2c/gRPC echo server (weft-h2echo), the same two ways.
+apiVersion: v1
+kind: Pod
+metadata: {name: echo-grpc, namespace: shop, labels: {app: echo-grpc}}
+spec:
+  nodeName: node1
+  serviceAccountName: echo
+  containers:
+  - name: echo
+    command: ["@H2ECHO@"]
+    args: [--listen, "0.0.0.0:8081", --echo-size, "1024"]
+    ports: [{name: grpc, containerPort: 8081, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-grpc, namespace: shop}
+spec:
+  selector: {app: echo-grpc}
+  ports: [{name: grpc, port: 80, targetPort: grpc, protocol: TCP, appProtocol: grpc}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-grpc-tcp, namespace: shop}
+spec:
+  selector: {app: echo-grpc}
+  ports: [{name: tcp-grpc, port: 80, targetPort: grpc, protocol: TCP, appProtocol: tcp}]
 ---
 apiVersion: v1
 kind: Pod
@@ -129,6 +167,9 @@ void Progress(const std::string& line) {
 
 bool Meshed(const std::string& mode) {
   return mode != kModeBare;
+}
+bool SidecarMode(const std::string& mode) {
+  return mode == kModeSidecar || mode == kModeSidecarHttp;
 }
 bool WeftMode(const std::string& mode) {
   return mode == kModeEbpf || mode == kModeIptables;
@@ -266,7 +307,8 @@ class Env {
       return absl::NotFoundError(
           absl::StrCat("tea shop manifests ", o_.teashop_manifests, ": ", ec.message()));
     }
-    std::ofstream(fs::path(dir) / "90-bench.yaml") << kBenchManifest;
+    std::ofstream(fs::path(dir) / "90-bench.yaml")
+        << absl::StrReplaceAll(kBenchManifest, {{"@H2ECHO@", o_.h2echo}});
 
     const std::string capture = mode_ == kModeEbpf ? "ebpf" : "iptables";
     Progress(absl::StrCat("[", mode_, "] weftctl up --name ", name_, " --capture ", capture));
@@ -283,9 +325,10 @@ class Env {
               .status());
     }
     WEFT_RETURN_IF_ERROR(Refresh());
-    if (mode_ == kModeSidecar) {
+    if (SidecarMode(mode_)) {
       sidecar::SidecarOptions so;
-      so.work_dir = absl::StrCat(o_.work_dir, "/sidecar");
+      so.http = mode_ == kModeSidecarHttp;
+      so.work_dir = absl::StrCat(o_.work_dir, "/", mode_);
       fs::create_directories(so.work_dir, ec);
       WEFT_ASSIGN_OR_RETURN(sidecar_, sidecar::StartOnUpMesh(state_, {kNamespace}, so));
     }
@@ -368,6 +411,13 @@ class Env {
       return static_cast<double>(c.outbound);
     }
     return -1.0;
+  }
+
+  // The HTTP requests the load pod's sidecar parsed (sidecar-http mode; -1 otherwise).
+  absl::StatusOr<double> ParsedHttpRequests() {
+    if (mode_ != kModeSidecarHttp || !sidecar_) return -1.0;
+    WEFT_ASSIGN_OR_RETURN(auto c, sidecar_->ConnectionCounts(SidecarPodName(kLoadPod)));
+    return static_cast<double>(c.outbound_http_requests);
   }
 
  private:
@@ -637,10 +687,12 @@ class Runner {
     argv.insert(argv.end(), loadgen_args.begin(), loadgen_args.end());
     argv.insert(argv.end(), {"--json", out});
     auto before = Prepare(env, run);
+    auto parsed_before = env.ParsedHttpRequests();
     ResourceSampler sampler(env.Groups());
     (void)sampler.Start();
     auto res = env.ExecInLoad(argv, std::chrono::seconds(seconds + 60));
     auto usage = sampler.Stop();
+    auto parsed_after = env.ParsedHttpRequests();
     std::ifstream f(out);
     json lg = json::parse(f, nullptr, false);
     if (lg.is_object()) {
@@ -652,6 +704,12 @@ class Runner {
     if (usage.ok()) run.resources = Resources(*usage);
     if (!res.ok() && !run.achieved_rps) run.error = std::string(res.status().message());
     Verify(env, before, run);
+    // Every target of the HTTP sidecar mesh's runs is declared HTTP: its sidecars must have
+    // parsed the requests, or this is the TCP sidecar mesh's figure.
+    if (run.error.empty() && parsed_before.ok() && *parsed_before >= 0 &&
+        (!parsed_after.ok() || *parsed_after - *parsed_before < 1)) {
+      run.error = "the HTTP sidecar mesh parsed no HTTP request of the run (HAProxy mode http)";
+    }
     if (!run.error.empty()) Error(absl::StrCat(what, ", mode ", env.mode(), ": ", run.error));
     return run;
   }
@@ -720,6 +778,13 @@ class Runner {
     return true;
   }
 
+  // Every run's figures over bare's in the same step or case (results.h OverBare).
+  static void FillOverBare(std::map<std::string, LoadRun>& runs, double rps) {
+    auto bare = runs.find(std::string(kModeBare));
+    if (bare == runs.end()) return;
+    for (auto& [key, run] : runs) run.over_bare = ComputeOverBare(&run, &bare->second, rps);
+  }
+
   void Seed(std::vector<std::unique_ptr<Env>>& envs) {
     SeedResult& sc = doc_.scenarios.seed.emplace();
     sc.rate_per_user = o_.rate_per_user;
@@ -735,6 +800,7 @@ class Runner {
                                   o_.seed_warmup_seconds, o_.seed_duration_seconds),
                     o_.seed_warmup_seconds + o_.seed_duration_seconds, step.runs))
         return;
+      FillOverBare(step.runs, o_.rate_per_user * users);
       sc.steps.push_back(std::move(step));
     }
   }
@@ -753,20 +819,46 @@ class Runner {
     sc.payload_bytes = o_.payload_bytes;
     sc.warmup_seconds = o_.istio_warmup_seconds;
     sc.duration_seconds = o_.istio_duration_seconds;
-    for (int conns : o_.istio_connections) {
-      IstioCase c;
-      c.connections = conns;
-      std::vector<std::string> args = KeepAliveArgs(
-          "http://echo.shop.svc.cluster.local", conns, {"--rate", absl::StrCat(o_.istio_rps)},
-          o_.istio_warmup_seconds, o_.istio_duration_seconds);
-      args.insert(args.end(), {"--profile", profile});
-      if (!LoadStep(envs,
-                    absl::StrCat("istio: ", o_.istio_rps, " rps over ", conns, " connections"),
-                    absl::StrCat("istio ", conns), args,
-                    o_.istio_warmup_seconds + o_.istio_duration_seconds, c.runs))
-        return;
-      sc.cases.push_back(std::move(c));
+    for (const std::string& proto : o_.istio_protocols) {
+      for (int conns : o_.istio_connections) {
+        IstioCase c;
+        c.connections = conns;
+        c.protocol = proto;
+        if (!IstioCaseRuns(envs, proto, conns, profile, c.runs)) return;
+        FillOverBare(c.runs, o_.istio_rps);
+        sc.cases.push_back(std::move(c));
+      }
     }
+  }
+
+  // One istio case, modes interleaved. A Weft mode runs twice: against the echo server's
+  // Service declared TCP (run key = the mode: Weft L4) and declared HTTP (mode + "-l7"); bare
+  // and the sidecar meshes against the HTTP-declared one (which the HTTP sidecar mesh parses).
+  bool IstioCaseRuns(std::vector<std::unique_ptr<Env>>& envs, const std::string& proto, int conns,
+                     const std::string& profile, std::map<std::string, LoadRun>& runs) {
+    const bool grpc = proto == kProtocolGrpc;
+    const std::string http_svc = grpc ? "echo-grpc" : "echo";
+    const std::string tcp_svc = grpc ? "echo-grpc-tcp" : "echo-tcp";
+    for (auto& env : envs) {
+      const std::string mode = env->mode();
+      std::vector<std::pair<std::string, std::string>> keys = {{mode, http_svc}};
+      if (WeftMode(mode)) keys = {{mode, tcp_svc}, {mode + std::string(kL7Suffix), http_svc}};
+      for (const auto& [key, svc] : keys) {
+        if (stop_) return false;
+        std::vector<std::string> args =
+            KeepAliveArgs(absl::StrCat("http://", svc, ".shop.svc.cluster.local"), conns,
+                          {"--rate", absl::StrCat(o_.istio_rps)}, o_.istio_warmup_seconds,
+                          o_.istio_duration_seconds);
+        args.insert(args.end(), {"--profile", profile, "--protocol", proto});
+        Progress(absl::StrCat("istio ", proto, ": ", o_.istio_rps, " rps over ", conns,
+                              " connections, ", key, " (", svc, ")"));
+        LoadRun run = LoadgenRun(*env, args, o_.istio_warmup_seconds + o_.istio_duration_seconds,
+                                 absl::StrCat("istio ", proto, " ", conns, " (", key, ")"));
+        Line(run);
+        runs[key] = std::move(run);
+      }
+    }
+    return true;
   }
 
   void Throughput(std::vector<std::unique_ptr<Env>>& envs) {
@@ -779,6 +871,7 @@ class Runner {
         c.streams = streams;
         for (auto& env : envs) {
           if (stop_) return;
+          if (env->mode() == kModeSidecarHttp) continue;  // iperf3 ports are TCP: as "sidecar"
           Progress(absl::StrCat("throughput: ", pair, ", ", streams, " stream(s), ", env->mode()));
           c.runs[env->mode()] = Iperf(*env, pair, streams);
         }
@@ -848,7 +941,7 @@ class Runner {
     std::vector<Env*> ready;
     const up::MeshState* ebpf = nullptr;
     for (auto& env : envs) {
-      if (env->mode() == kModeSidecar) continue;
+      if (SidecarMode(env->mode())) continue;
       if (auto st = DataplaneSetUp(*env, servers); !st.ok()) {
         Error(absl::StrCat("dataplane, mode ", env->mode(), ": ", st.message()));
         continue;
@@ -962,16 +1055,18 @@ class Runner {
     ChurnResult& sc = doc_.scenarios.churn.emplace();
     sc.users = o_.churn_users;
     sc.seconds = o_.churn_seconds;
-    for (auto& env : envs) sc.runs[env->mode()].max_sustained_cps = 0;
+    for (auto& env : envs)
+      if (env->mode() != kModeSidecarHttp) sc.runs[env->mode()].max_sustained_cps = 0;
     for (double rate : o_.churn_rates) {
       for (auto& env : envs) {
         if (stop_) return;
+        if (env->mode() == kModeSidecarHttp) continue;  // TCP-declared target: as "sidecar"
         ChurnRun& mr = sc.runs[env->mode()];
         if (!mr.steps.empty() && mr.steps.back().saturated) continue;
         Progress(absl::StrCat("churn: ", rate, " new connections/s, ", env->mode()));
         const LoadRun r =
             LoadgenRun(*env,
-                       {"--target", "http://echo.shop.svc.cluster.local", "--users",
+                       {"--target", "http://echo-tcp.shop.svc.cluster.local", "--users",
                         std::to_string(o_.churn_users), "--rate", absl::StrCat(rate), "--warmup",
                         "1s", "--duration", absl::StrCat(o_.churn_seconds, "s"), "--drain", "5s",
                         "--timeout", "5s", "--conn", "per-request"},
@@ -1031,6 +1126,9 @@ void Options::ApplyDefaults() {
   if (seed_users.empty()) {
     seed_users = quick ? std::vector<int>{5, 20, 40} : std::vector<int>{5, 10, 20, 30, 40};
   }
+  if (istio_connections.empty()) {
+    istio_connections = quick ? std::vector<int>{64} : std::vector<int>{4, 64};
+  }
   def(seed_warmup_seconds, 5, 2);
   def(seed_duration_seconds, 30, 8);
   def(istio_warmup_seconds, 5, 2);
@@ -1047,19 +1145,20 @@ void Options::ApplyDefaults() {
 
 std::string Usage() {
   return R"(usage: weft-bench-suite [flags]   (root; bench/run.sh builds and runs it)
-Weft vs bare vs iptables capture vs a sidecar mesh, scenarios
+Weft vs bare vs iptables capture vs sidecar meshes (HAProxy mode tcp and mode http), scenarios
 seed/istio/throughput/churn/dataplane/scale.
        weft-bench-suite client --kind pingpong|connect|idle --to IP:PORT ...
                            (the dataplane and scale scenarios' client, run in a pod)
        weft-bench-suite report RESULTS.json [--out DIR]
                            the report (and plots, with --out) of an earlier run again
   --quick                  a subset with shorter steps (under 10 minutes)
-  --modes LIST             comma-separated, run order: bare,ebpf,iptables,sidecar
+  --modes LIST             comma-separated, run order: bare,ebpf,iptables,sidecar,sidecar-http
   --scenarios LIST         seed,istio,throughput,churn,dataplane,scale
   --users LIST             seed: users per step (default 5,10,20,30,40; quick 5,20,40)
   --rate-per-user R        seed: requests/s per user (default 5)
   --seed-seconds N         seed: measured seconds per step (default 30; quick 8)
-  --istio-connections LIST istio: connections (default 4,64)
+  --istio-connections LIST istio: connections (default 4,64; quick 64)
+  --istio-protocols LIST   istio: http1,grpc (default both; grpc = unary calls over h2c)
   --istio-rps R            istio: requests/s (default 1000)
   --istio-seconds N        istio: measured seconds per case (default 30; quick 8)
   --iperf-seconds N        throughput: seconds per iperf3 run (default 10; quick 4)
@@ -1074,7 +1173,7 @@ seed/istio/throughput/churn/dataplane/scale.
   --work-dir DIR           manifests, mesh state and logs (default: a new /tmp directory)
   --keep-work-dir          keep it (logs of every mesh) after the run
   --log-level LEVEL        the meshes' daemons (default warn)
-  --weftctl PATH --loadgen PATH --teashop-manifests DIR
+  --weftctl PATH --loadgen PATH --h2echo PATH --teashop-manifests DIR
 )";
 }
 
@@ -1091,7 +1190,10 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
   app.add_flag("--keep-work-dir", o.keep_work_dir);
   app.add_option("--modes", o.modes)
       ->delimiter(',')
-      ->check(CLI::IsMember({"bare", "ebpf", "iptables", "sidecar"}));
+      ->check(CLI::IsMember({"bare", "ebpf", "iptables", "sidecar", "sidecar-http"}));
+  app.add_option("--istio-protocols", o.istio_protocols)
+      ->delimiter(',')
+      ->check(CLI::IsMember({"http1", "grpc"}));
   app.add_option("--scenarios", o.scenarios)
       ->delimiter(',')
       ->check(CLI::IsMember({"seed", "istio", "throughput", "churn", "dataplane", "scale"}));
@@ -1123,6 +1225,7 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
            {"--log-level", &o.log_level},
            {"--weftctl", &o.weftctl},
            {"--loadgen", &o.loadgen},
+           {"--h2echo", &o.h2echo},
            {"--teashop-manifests", &o.teashop_manifests}}) {
     app.add_option(flag, *v);
   }
@@ -1149,6 +1252,9 @@ absl::Status ResolveInputs(Options& o) {
   if (self_ec) return absl::InternalError("cannot read /proc/self/exe: " + self_ec.message());
   WEFT_ASSIGN_OR_RETURN(o.teashop,
                         FindBinary(o.teashop, "weft-teashop", "examples/teashop/weft-teashop"));
+  // A pod's command: an absolute path (weftctl up runs it as given).
+  WEFT_ASSIGN_OR_RETURN(o.h2echo, FindBinary(o.h2echo, "weft-h2echo", "bench/loadgen/weft-h2echo"));
+  o.h2echo = fs::absolute(o.h2echo).string();
   if (o.teashop_manifests.empty()) o.teashop_manifests = WEFT_TEASHOP_MANIFESTS;
   if (!fs::is_directory(o.teashop_manifests)) {
     return absl::NotFoundError(absl::StrCat("no tea shop manifests at ", o.teashop_manifests,

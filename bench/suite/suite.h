@@ -12,7 +12,11 @@
 //   ebpf      `--capture ebpf`, shop enrolled (weftctl label ... --wait)
 //   iptables  `--capture iptables`, shop enrolled
 //   sidecar   shop not enrolled; one HAProxy per pod doing mTLS, in-pod iptables capture
-//             (bench/sidecar: the architecture of Istio's sidecar mode and Linkerd)
+//             (bench/sidecar: the architecture of Istio's sidecar mode and Linkerd), mode tcp
+//   sidecar-http  the same with HAProxy in mode http on every port declared HTTP (the fair
+//             analog of Istio's sidecars, which always parse HTTP); seed and istio only
+// The istio scenario runs each Weft mode twice: against a Service declared TCP (run key
+// "<mode>", Weft L4) and one declared HTTP ("<mode>-l7"), over HTTP/1.1 and gRPC (h2c).
 // Every client is a process in the `load` pod (`weftctl exec`: its netns, cgroup and hosts
 // file), the same way in every mode; after each meshed run the suite checks that the traffic
 // really went through the mesh (ztunnel's or the sidecar's connection counters), else the run
@@ -37,7 +41,7 @@
 namespace weft::bench::suite {
 
 struct Options {
-  std::vector<std::string> modes = {"bare", "ebpf", "iptables", "sidecar"};
+  std::vector<std::string> modes = {"bare", "ebpf", "iptables", "sidecar", "sidecar-http"};
   std::vector<std::string> scenarios = {"seed",  "istio",     "throughput",
                                         "churn", "dataplane", "scale"};
   bool quick = false;
@@ -48,7 +52,10 @@ struct Options {
   int seed_warmup_seconds = 0;    // default 5 (quick 2)
   int seed_duration_seconds = 0;  // default 30 (quick 8)
   // istio: POST of payload_bytes to the echo server (node1) from the load pod (node0), echoed.
-  std::vector<int> istio_connections = {4, 64};
+  std::vector<int> istio_connections;  // default: 4 64 (quick: 64)
+  // http1 and/or grpc (unary gRPC calls over h2c to weft-h2echo); each protocol x connections
+  // is a case; Weft modes run against the Service declared TCP and declared HTTP ("-l7").
+  std::vector<std::string> istio_protocols = {"http1", "grpc"};
   double istio_rps = 1000;
   int payload_bytes = 1024;
   int istio_warmup_seconds = 0;    // default 5 (quick 2)
@@ -77,7 +84,7 @@ struct Options {
   std::string log_level = "warn";  // weftctl up --log-level
 
   // Binaries and inputs; "" = found next to weft-bench-suite in the build tree, then PATH.
-  std::string weftctl, loadgen, teashop, teashop_manifests;
+  std::string weftctl, loadgen, teashop, teashop_manifests, h2echo;
   std::string self;  // this binary (set by Run): its `client` subcommand runs in pods
 
   std::string command_line, invoked_as, revision;

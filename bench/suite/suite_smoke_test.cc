@@ -1,5 +1,6 @@
-// weft-bench-suite end to end, tiny: the real binary brings up its four meshes (bare, eBPF,
-// iptables, sidecar), runs one short step of seed, istio, throughput and churn in each, and
+// weft-bench-suite end to end, tiny: the real binary brings up its five meshes (bare, eBPF,
+// iptables, sidecar TCP and HTTP), runs one short step of seed, istio (HTTP/1.1 and gRPC, Weft
+// L4 and L7), throughput and churn in each, and
 // writes results.json, report.md and plots. Asserts that every mode produced figures, that every
 // meshed run was seen by its mesh (the suite's own check), that the goals were evaluated, and
 // that nothing is left behind. The figures themselves are not judged: speed targets live in the
@@ -79,7 +80,7 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
   ASSERT_TRUE(read.ok()) << read.status() << "\n" << suite.Err();
   const SuiteResults& doc = *read;
   EXPECT_TRUE(doc.errors.empty()) << absl::StrJoin(doc.errors, "\n");
-  const std::vector<std::string> modes = {"bare", "ebpf", "iptables", "sidecar"};
+  const std::vector<std::string> modes = {"bare", "ebpf", "iptables", "sidecar", "sidecar-http"};
   EXPECT_EQ(doc.modes, modes);
   const Scenarios& sc = doc.scenarios;
   ASSERT_TRUE(sc.seed && sc.istio && sc.throughput && sc.churn && sc.dataplane) << j.dump();
@@ -97,6 +98,14 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
     const LoadRun& istio = sc.istio->cases[0].runs.at(m);
     EXPECT_GT(istio.ok.value_or(0), 0) << ToJson(istio).dump();
     EXPECT_GT(istio.latency_ms.p99.value_or(0), 0);
+    if (m == "sidecar-http") {
+      // TCP-declared targets only (iperf3, the churn's echo-tcp): "sidecar" measures them.
+      EXPECT_FALSE(sc.churn->runs.contains(m));
+      for (const ThroughputCase& c : sc.throughput->cases) EXPECT_FALSE(c.runs.contains(m));
+      EXPECT_GE(seed.mesh_connections.value_or(0), 1) << ToJson(seed).dump();
+      EXPECT_GE(istio.mesh_connections.value_or(0), 2) << ToJson(istio).dump();
+      continue;
+    }
     for (const ThroughputCase& c : sc.throughput->cases) {
       ASSERT_TRUE(c.runs.contains(m)) << ToJson(c).dump();
       EXPECT_GT(c.runs.at(m).gbps.value_or(0), 0) << ToJson(c).dump();
@@ -133,6 +142,26 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
     }
   }
   EXPECT_EQ(sc.throughput->cases.size(), 4u);  // 2 pairs x 1 and 8 streams
+
+  // istio: HTTP/1.1 then gRPC (h2c); every mode, and each Weft mode against the Service declared
+  // HTTP too ("-l7"), every run with its figures over bare.
+  ASSERT_EQ(sc.istio->cases.size(), 2u) << ToJson(*sc.istio).dump();
+  EXPECT_EQ(sc.istio->cases[0].protocol, "http1");
+  EXPECT_EQ(sc.istio->cases[1].protocol, "grpc");
+  for (const IstioCase& c : sc.istio->cases) {
+    SCOPED_TRACE(c.protocol);
+    for (const std::string key :
+         {"bare", "ebpf", "ebpf-l7", "iptables", "iptables-l7", "sidecar", "sidecar-http"}) {
+      SCOPED_TRACE(key);
+      ASSERT_TRUE(c.runs.contains(key));
+      const LoadRun& run = c.runs.at(key);
+      EXPECT_TRUE(run.error.empty()) << run.error;
+      EXPECT_GT(run.ok.value_or(0), 0) << ToJson(run).dump();
+      EXPECT_EQ(run.errors.value_or(-1), 0) << ToJson(run).dump();
+      EXPECT_EQ(run.over_bare.has_value(), key != "bare") << ToJson(run).dump();
+      if (key != "bare") EXPECT_GE(run.mesh_connections.value_or(0), 1) << ToJson(run).dump();
+    }
+  }
 
   // Dataplane: both pairs, ping-pong and connection-rate figures for bare and the Weft modes,
   // every meshed run crossed the mesh (at least its own connections counted), BPF run time of
@@ -175,6 +204,8 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
   EXPECT_NE(md.find("## Goals"), std::string::npos) << md;
   EXPECT_NE(md.find("sidecar mesh"), std::string::npos);
   EXPECT_NE(md.find("## Data plane"), std::string::npos);
+  EXPECT_NE(md.find("## Added latency and CPU per 1,000 requests"), std::string::npos);
+  EXPECT_NE(md.find("L7: added p99 over bare"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(out + "/seed-latency.png"));
 
   // Every mesh was taken down: nothing named after their testbed prefixes is left.
