@@ -642,13 +642,14 @@ void RenderHeader(const SuiteResults& r, Md& md) {
   md.Line();
 }
 
-void RenderGoals(const std::vector<GoalRow>& goals, Md& md) {
+void RenderGoals(const std::vector<GoalRow>& goals, bool l7, Md& md) {
   int pass = 0, miss = 0, unmeasured = 0;
   for (const GoalRow& g : goals) (g.measured ? (g.pass ? pass : miss) : unmeasured)++;
   md.Line("## Goals");
   md.Line();
   md.Line(absl::StrCat(
-      "Goals, not assertions (issue 6): ", pass, " met, ", miss, " missed, ", unmeasured,
+      "Goals, not assertions (", l7 ? "issues 6 and 14, L7 rows marked \"L7:\"" : "issue 6",
+      "): ", pass, " met, ", miss, " missed, ", unmeasured,
       " not measured. A goal whose inputs are missing or whose run failed is not measured."));
   md.Line();
   md.Head({"scenario", "goal", "mode", "value", "result", "detail"}, 6);
@@ -1361,7 +1362,7 @@ std::string RenderSuiteMarkdown(const SuiteResults& results,
   Md md;
   const std::vector<std::string> modes = Modes(results);
   RenderHeader(results, md);
-  RenderGoals(EvaluateGoals(results), md);
+  RenderGoals(EvaluateGoals(results), HasL7Figures(results), md);
   RenderAnchors(results, md);
   RenderSeed(results, modes, plot_files, md);
   RenderIstio(results, modes, plot_files, md);

@@ -500,6 +500,8 @@ TEST(EvaluateGoals, WeftL7AgainstTheHttpSidecarMesh) {
 TEST(RenderSuiteMarkdown, AddedLatencyAndCpuSectionWithL7Runs) {
   const std::string md = RenderSuiteMarkdown(L7Document());
   EXPECT_TRUE(Contains(md, "## Added latency and CPU per 1,000 requests (L4 and L7)")) << md;
+  EXPECT_TRUE(Contains(md, "Goals, not assertions (issues 6 and 14, L7 rows marked \"L7:\")"))
+      << md;
   EXPECT_TRUE(Contains(md,
                        "| istio, grpc, 64 connections | Weft, eBPF capture, Service declared HTTP "
                        "(L7) | 1000.0 | 0.70 / 1.10 / 1.50 | +0.20 / +0.30 / +0.50 | 0.110 | "
