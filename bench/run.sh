@@ -8,8 +8,8 @@
 # connections).
 # Writes bench/results/<UTC date-time>/{results.json,report.md,*.png} and prints the report.
 #
-#   sudo bash bench/run.sh            # full, ~40 minutes
-#   sudo bash bench/run.sh --quick    # a subset with shorter steps, ~12 minutes
+#   sudo bash bench/run.sh            # full, ~45 minutes
+#   sudo bash bench/run.sh --quick    # a subset with shorter steps, ~10 minutes
 #   sudo bash bench/run.sh --help     # every flag of weft-bench-suite
 #
 # The control plane at scale is bench/cpscale.sh.
