@@ -833,7 +833,10 @@ TEST_F(DirectMeshHttp, TapStreamsRequestsOnlyWhileSomeoneReads) {
   EXPECT_TRUE(first["events"].empty()) << "nobody tapped: nothing was recorded";
   auto fd = Outbound(HttpAddr());
   weft::testing::HttpConn c(fd.get());
-  ASSERT_EQ(c.Request("GET", "/public/a").status, 200);
+  ASSERT_EQ(c.Request("GET", "/public/a", "server",
+                      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n")
+                .status,
+            200);
   ASSERT_EQ(c.Request("POST", "/public/a").status, 403);
   nlohmann::json events = nlohmann::json::array();
   uint64_t since = first["next"];
@@ -848,6 +851,8 @@ TEST_F(DirectMeshHttp, TapStreamsRequestsOnlyWhileSomeoneReads) {
   EXPECT_EQ(events[0]["src_identity"], kClientId.ToString());
   EXPECT_EQ(events[0]["dst_workload"], "ns-b/server");
   EXPECT_EQ(events[0]["src_workload"], "ns-a/client");
+  EXPECT_EQ(events[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736") << "as in the access log";
+  EXPECT_EQ(events[1]["trace_id"], "");
   EXPECT_EQ(events[1]["method"], "POST");
   EXPECT_EQ(events[1]["status"], 403);
   EXPECT_EQ(events[1]["local_reply"], true);

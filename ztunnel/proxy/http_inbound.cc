@@ -338,6 +338,7 @@ void HttpInbound::Tap(const l7::Exchange& ex) {
   e.request_bytes = ex.request_bytes;
   e.response_bytes = ex.response_bytes;
   e.local_reply = ex.local_reply;
+  e.trace_id = TraceId(ex.request);  // as in the access log
   tap->Publish(std::move(e));
 }
 

@@ -69,7 +69,8 @@ std::string TapBuffer::ReadJson(uint64_t since, size_t max) {
                       {"latency_ms", e.latency_ms},
                       {"request_bytes", e.request_bytes},
                       {"response_bytes", e.response_bytes},
-                      {"local_reply", e.local_reply}});
+                      {"local_reply", e.local_reply},
+                      {"trace_id", e.trace_id}});
   }
   nlohmann::json out = {
       {"next", p.next}, {"dropped", p.dropped}, {"missed", p.missed}, {"events", events}};

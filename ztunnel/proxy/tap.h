@@ -28,6 +28,7 @@ struct TapEvent {
   double latency_ms = 0;
   uint64_t request_bytes = 0, response_bytes = 0;
   bool local_reply = false;  // answered by ztunnel (a denial, a refused request)
+  std::string trace_id;      // W3C traceparent or B3 trace id, "" when the request has none
 };
 
 class TapBuffer {

@@ -72,6 +72,7 @@ TEST(TapBufferTest, JsonCarriesEveryFieldAndSurvivesInvalidUtf8) {
   e.src_workload = "shop/frontend";
   e.local_reply = true;
   e.status = 403;
+  e.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
   t.Publish(e);
   auto j = nlohmann::json::parse(t.ReadJson(0, 10));
   EXPECT_EQ(j["next"], 1);
@@ -79,6 +80,7 @@ TEST(TapBufferTest, JsonCarriesEveryFieldAndSurvivesInvalidUtf8) {
   EXPECT_EQ(j["events"][0]["src_workload"], "shop/frontend");
   EXPECT_EQ(j["events"][0]["status"], 403);
   EXPECT_EQ(j["events"][0]["local_reply"], true);
+  EXPECT_EQ(j["events"][0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 }
 
 }  // namespace
