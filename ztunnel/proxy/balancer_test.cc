@@ -1,0 +1,135 @@
+#include "ztunnel/proxy/balancer.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <queue>
+#include <random>
+#include <vector>
+
+namespace weft::ztunnel {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = Balancer::Clock;
+
+// A discrete-event run: `total` requests, `concurrency` in flight at once, endpoint i answering
+// in latency[i] (± `jitter` fraction, uniformly); returns the requests each endpoint got.
+std::vector<int> Simulate(const std::vector<std::chrono::microseconds>& latency, int total,
+                          int concurrency, double jitter, uint64_t seed) {
+  Balancer b({}, seed);
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < latency.size(); ++i) keys.push_back("ep" + std::to_string(i));
+  std::vector<int> got(latency.size());
+  std::mt19937_64 rng(seed ^ 0x5eed);
+  std::uniform_real_distribution<double> noise(1 - jitter, 1 + jitter);
+  using Done = std::pair<Clock::time_point, size_t>;  // when, endpoint
+  std::priority_queue<Done, std::vector<Done>, std::greater<>> in_flight;
+  Clock::time_point now{};
+  int sent = 0;
+  while (sent < total || !in_flight.empty()) {
+    while (sent < total && static_cast<int>(in_flight.size()) < concurrency) {
+      size_t i = b.Choose(keys, now);
+      b.Started(keys[i], now);
+      ++got[i];
+      ++sent;
+      auto rtt = std::chrono::duration_cast<Clock::duration>(latency[i] * noise(rng));
+      in_flight.push({now + rtt, i});
+    }
+    auto [when, i] = in_flight.top();
+    in_flight.pop();
+    now = when;
+    b.Finished(keys[i], latency[i], false, now);
+  }
+  return got;
+}
+
+TEST(BalancerTest, EqualEndpointsUnderConcurrencyGetEvenShares) {
+  for (uint64_t seed : {1, 2, 3}) {
+    auto got = Simulate({500us, 500us, 500us}, 3000, 8, 0.2, seed);
+    for (int g : got) {
+      EXPECT_GE(g, 900) << "seed " << seed;
+      EXPECT_LE(g, 1100) << "seed " << seed;
+    }
+  }
+}
+
+TEST(BalancerTest, ASlowEndpointGetsLessTraffic) {
+  auto got = Simulate({500us, 500us, 5000us}, 3000, 8, 0.1, 7);
+  EXPECT_LT(got[2] * 4, got[0]);
+  EXPECT_LT(got[2] * 4, got[1]);
+}
+
+TEST(BalancerTest, OutstandingRequestsSpreadBeforeAnyAnswer) {
+  // Nothing has answered yet: every cost is default_rtt × (outstanding + 1), so 30 requests in a
+  // burst spread over the three endpoints instead of piling on one.
+  Balancer b({}, 11);
+  std::vector<std::string> keys = {"a", "b", "c"};
+  std::map<std::string, int> got;
+  Clock::time_point now{};
+  for (int i = 0; i < 30; ++i) {
+    size_t k = b.Choose(keys, now);
+    b.Started(keys[k], now);
+    ++got[keys[k]];
+  }
+  for (const auto& k : keys) {
+    EXPECT_GE(got[k], 7) << k;
+    EXPECT_LE(got[k], 13) << k;
+    EXPECT_EQ(b.Outstanding(k), static_cast<uint32_t>(got[k]));
+  }
+}
+
+TEST(BalancerTest, AFailedEndpointIsAvoidedThenRetriedAfterDecay) {
+  Balancer::Options o;
+  o.decay = 1s;
+  Balancer b(o, 5);
+  std::vector<std::string> keys = {"ok", "bad"};
+  Clock::time_point now{};
+  b.Started("bad", now);
+  b.Finished("bad", 1ms, /*failed=*/true, now);  // counts as failure_rtt (1 s)
+  b.Started("ok", now);
+  b.Finished("ok", 1ms, false, now);
+  int bad = 0;
+  for (int i = 0; i < 100; ++i) bad += b.Choose(keys, now) == 1;
+  EXPECT_EQ(bad, 0);
+  // Untried for a long time, its estimate decays towards 0, below that of the endpoint that kept
+  // answering in 1 ms, and it is tried again.
+  now += 60s;
+  b.Started("ok", now);
+  b.Finished("ok", 1ms, false, now);
+  EXPECT_LT(b.Cost("bad", now), b.Cost("ok", now));
+  EXPECT_EQ(b.Choose(keys, now), 1u);
+}
+
+TEST(BalancerTest, PeakIsBelievedAtOnceAndForgottenSlowly) {
+  Balancer::Options o;
+  o.decay = 10s;
+  o.default_rtt = 1ms;
+  Balancer b(o, 3);
+  Clock::time_point now{};
+  b.Finished("a", 1ms, false, now);
+  b.Finished("a", 20ms, false, now);
+  EXPECT_DOUBLE_EQ(b.Cost("a", now), 20e6);
+  now += 1ms;
+  b.Finished("a", 1ms, false, now);  // a fast sample right after barely moves it
+  EXPECT_GT(b.Cost("a", now), 19e6);
+}
+
+TEST(BalancerTest, PruneForgetsIdleEndpointsOnly) {
+  Balancer b({}, 9);
+  Clock::time_point now{};
+  b.Finished("idle", 1ms, false, now);
+  b.Started("busy", now);
+  b.Prune(now + 1h, 10min);
+  EXPECT_EQ(b.size(), 1u);
+  EXPECT_EQ(b.Outstanding("busy"), 1u);
+}
+
+TEST(BalancerTest, OneEndpointIsAlwaysChosen) {
+  Balancer b;
+  std::vector<std::string> keys = {"only"};
+  EXPECT_EQ(b.Choose(keys, Clock::now()), 0u);
+}
+
+}  // namespace
+}  // namespace weft::ztunnel
