@@ -41,7 +41,8 @@ size_t Balancer::Choose(absl::Span<const std::string> endpoints, Clock::time_poi
   size_t b = std::uniform_int_distribution<size_t>(0, n - 2)(rng_);
   if (b >= a) ++b;  // two distinct candidates
   const double ca = Cost(endpoints[a], now), cb = Cost(endpoints[b], now);
-  return cb < ca ? b : a;  // a tie keeps the first, itself random
+  // Costs within kTie of each other are a tie, kept by the first candidate (itself random).
+  return cb * kTie < ca ? b : a;
 }
 
 void Balancer::Started(std::string_view endpoint, Clock::time_point now) {

@@ -13,7 +13,12 @@
 // towards the sample with weight 1 - exp(-Δt/τ) (τ = `decay`); when read, it first decays
 // towards 0 for the time since the last sample, so an endpoint that has not been tried for a
 // while becomes attractive again. An endpoint never seen starts at `default_rtt` (Linkerd's 30
-// ms), a failed request (no response) counts as `failure_rtt`. Loop thread only.
+// ms), a failed request (no response) counts as `failure_rtt`.
+//
+// Two costs within 25 % of each other are a tie, settled by the random order of the pair: below
+// that, a latency difference is noise (loopback round trips vary more), and preferring the
+// marginally cheaper endpoint would pile light, sequential traffic (one request at a time, so
+// nothing outstanding) onto whichever endpoint happened to answer fastest once. Loop thread only.
 #pragma once
 
 #include <chrono>
@@ -38,6 +43,7 @@ class Balancer {
  public:
   using Clock = std::chrono::steady_clock;
   using Options = BalancerOptions;
+  static constexpr double kTie = 1.25;
   explicit Balancer(Options opts = {}, uint64_t seed = std::random_device{}());
 
   // The index in `endpoints` (keys: one per endpoint, e.g. its workload uid) of the endpoint to

@@ -1,11 +1,16 @@
 #include "ztunnel/proxy/outbound.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "ztunnel/l7/app_protocol.h"
 #include "ztunnel/proxy/fastpath.h"
+#include "ztunnel/proxy/http_outbound.h"
 #include "ztunnel/proxy/worker.h"
 
 namespace weft::ztunnel {
@@ -17,6 +22,15 @@ IpAddr AddressLike(const Workload& w, const IpAddr& like) {
 }
 
 namespace {
+// A Service VIP whose port is declared HTTP, with at least one endpoint to send to (a Service
+// without one is refused at L4 as before, with "UH").
+bool IsHttpService(const ConfigSnapshot& snap, const SockAddr& orig) {
+  const Service* svc = snap.FindServiceByAddress(orig.ip);
+  if (!svc) return false;
+  const ServicePort* sp = svc->FindPort(orig.port);
+  return sp && l7::IsHttpPort(sp->app_protocol, sp->name) && !svc->ready_endpoint_uids.empty();
+}
+
 // The source-side record of a connection `src`'s application opened to `orig`.
 FlowInfo SourceRecord(const Pod& pod, const Workload& src, int fd, const SockAddr& orig) {
   FlowInfo info;
@@ -41,17 +55,28 @@ void Outbound::OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     ResetConnection(fd);
     return;
   }
+  Dispatch(pod, std::move(fd), *orig, /*http=*/true);
+}
+
+void Outbound::Dispatch(const std::shared_ptr<Pod>& pod, UniqueFd fd, const SockAddr& orig,
+                        bool http) {
   auto snap = w_->shared().config->Get();
   const Workload* src = snap->FindWorkloadByUid(pod->uid);
   if (!src) {
     w_->metrics().ConnectionFailure("outbound", "unknown_source_pod");
     LOG_WARN("outbound", "pod is not in the config; refusing its traffic (fail closed)",
-             {{"pod", pod->uid}, {"dst", orig->ToString()}});
+             {{"pod", pod->uid}, {"dst", orig.ToString()}});
     ResetConnection(fd);
     return;
   }
-  FlowInfo info = SourceRecord(*pod, *src, fd.get(), *orig);
-  Route route = Resolve(*snap, *pod, *orig, info);
+  FlowInfo info = SourceRecord(*pod, *src, fd.get(), orig);
+  if (http && IsHttpService(*snap, orig)) {
+    FillServiceLabels(info.labels, snap->FindServiceByAddress(orig.ip));
+    HttpOutbound* h = w_->NewFlow<HttpOutbound>(std::move(info), std::move(fd), pod, orig);
+    h->Start();
+    return;
+  }
+  Route route = Resolve(*snap, *pod, orig, info);
   switch (route.path) {
     case Path::kMesh:
       ToMesh(pod, *snap, *src, *route.dst, std::move(info), std::move(fd));
@@ -63,6 +88,41 @@ void Outbound::OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
       RefuseFlow(*w_, std::move(info), std::move(fd), route.refusal);
       return;
   }
+}
+
+absl::StatusOr<UniqueFd> Outbound::OpenUpstream(const std::shared_ptr<Pod>& pod,
+                                                const ConfigSnapshot& snap, const Workload& src,
+                                                const Workload& dst, FlowInfo&& info) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+    return absl::ErrnoToStatus(errno, "socketpair");
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  if (dst.in_mesh()) {
+    ToMesh(pod, snap, src, dst, std::move(info), std::move(theirs));
+  } else {
+    Passthrough(*pod, src, &dst, std::move(info), std::move(theirs));
+  }
+  return ours;
+}
+
+std::string Outbound::RandomHex(size_t digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(digits, '0');
+  do {
+    for (size_t i = 0; i < digits; i += 16) {
+      uint64_t r = rng_();
+      for (size_t j = i; j < digits && j < i + 16; ++j, r >>= 4) out[j] = kHex[r & 0xf];
+    }
+  } while (out.find_first_not_of('0') == std::string::npos);
+  return out;
+}
+
+std::string Outbound::NewUuid() {
+  std::string h = RandomHex(32);
+  h[12] = '4';                                                           // version 4
+  h[16] = "89ab"[std::string_view("0123456789abcdef").find(h[16]) & 3];  // RFC 4122 variant
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
 }
 
 Outbound::Route Outbound::Resolve(const ConfigSnapshot& snap, const Pod& pod, const SockAddr& orig,

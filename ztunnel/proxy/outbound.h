@@ -6,10 +6,13 @@
 #pragma once
 
 #include <memory>
+#include <random>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "common/net.h"
 #include "common/unique_fd.h"
+#include "ztunnel/proxy/balancer.h"
 #include "ztunnel/state/snapshot.h"
 
 namespace weft::ztunnel {
@@ -23,6 +26,18 @@ class Outbound {
   explicit Outbound(Worker* w) : w_(w) {}
 
   void OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd);  // accepted on 15001
+  // The path of a connection to `orig`. `http`: a Service port declared HTTP is terminated
+  // here (HttpOutbound, http_outbound.h); false keeps it L4 (HttpOutbound's fallback).
+  void Dispatch(const std::shared_ptr<Pod>& pod, UniqueFd fd, const SockAddr& orig, bool http);
+
+  // HttpOutbound's upstream connections: a socketpair whose other end becomes the client socket
+  // of an ordinary flow from `src` to endpoint `dst` (HBONE, same-node fast path, or plain TCP
+  // outside the mesh) described by `info` (the source record, info.dst the endpoint).
+  absl::StatusOr<UniqueFd> OpenUpstream(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap,
+                                        const Workload& src, const Workload& dst, FlowInfo&& info);
+  Balancer& balancer() { return balancer_; }  // this worker's view of endpoint costs
+  std::string RandomHex(size_t digits);       // trace and span ids (never all zero)
+  std::string NewUuid();                      // x-request-id: a version 4 UUID
 
  private:
   // Where a connection goes: the per-connection protocol decision. L7 (HTTP to a waypoint or
@@ -49,6 +64,8 @@ class Outbound {
                    UniqueFd fd);
 
   Worker* w_;
+  Balancer balancer_;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 // The address of `w` in the same family as `like`, else its first (`w` has an address).

@@ -1,0 +1,486 @@
+#include "ztunnel/proxy/http_outbound.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "ztunnel/l7/http2_server.h"
+#include "ztunnel/proxy/http_inbound.h"
+#include "ztunnel/proxy/outbound.h"
+#include "ztunnel/proxy/tap.h"
+#include "ztunnel/proxy/worker.h"
+
+namespace weft::ztunnel {
+
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kMaxOutstanding = 16;  // pipelined requests read ahead of their responses
+constexpr const char* kConnectFailure =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+constexpr const char* kConnectionTermination =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection "
+    "termination";
+
+bool HasHeader(const HttpRequestAttributes& req, std::string_view name) {
+  for (const auto& [n, v] : req.headers)
+    if (n == name) return true;
+  return false;
+}
+
+// Could `p` be the start of an HTTP/1.1 request line ("METHOD SP") or of the HTTP/2 preface?
+bool LooksLikeHttp(std::string_view p) {
+  if (p.empty()) return false;
+  size_t i = 0;
+  for (; i < p.size() && i < 24; ++i) {
+    const char c = p[i];
+    if (c == ' ') return i > 0;
+    if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_')) return false;
+  }
+  return true;  // a method token so far
+}
+
+std::string LocalReplyBytes(int status, std::string_view reason, std::string_view body) {
+  return absl::StrFormat(
+      "HTTP/1.1 %d %s\r\ncontent-length: %d\r\ncontent-type: text/plain\r\nconnection: "
+      "close\r\n\r\n%s",
+      status, reason, body.size(), body);
+}
+
+}  // namespace
+
+HttpOutbound::HttpOutbound(Worker* w, FlowInfo info, UniqueFd client, std::shared_ptr<Pod> pod,
+                           SockAddr orig)
+    : Flow(w, std::move(info)),
+      pod_(std::move(pod)),
+      orig_(orig),
+      client_(std::move(client)),
+      codec_(
+          l7::Http1Limits{}, [this](HttpRequestAttributes& r) { return Route(r); },
+          [this](const l7::Exchange& ex) { Done(ex); }),
+      local_(info_.labels) {}
+
+HttpOutbound::~HttpOutbound() = default;
+
+void HttpOutbound::Start() {
+  client_interest_ = EPOLLIN;
+  if (auto st = w_->loop().Add(client_.get(), client_interest_, this); !st.ok()) {
+    Abort("cannot watch the client: " + st.ToString());
+  }
+}
+
+void HttpOutbound::OnEvents(uint32_t events) {
+  if (closed_) return;
+  if (sniffing_) {
+    Sniff();
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ReadClient();
+  if (!closed_ && (events & EPOLLOUT)) Flush();
+  if (!closed_) UpdateInterest();
+}
+
+// The first bytes decide: HTTP, or this connection falls back to L4 (nothing consumed yet).
+void HttpOutbound::Sniff() {
+  char buf[24];
+  ssize_t n = recv(client_.get(), buf, sizeof buf, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    Close(/*reset=*/n < 0);
+    return;
+  }
+  std::string_view p(buf, static_cast<size_t>(n));
+  if (!LooksLikeHttp(p) || l7::kHttp2Preface.substr(0, p.size()) == p) {
+    FallBackToL4();
+    return;
+  }
+  sniffing_ = false;
+  ReadClient();
+  if (!closed_) UpdateInterest();
+}
+
+void HttpOutbound::FallBackToL4() {
+  w_->metrics().BadInput("http", "not_http_l4_fallback");
+  LOG_DEBUG("outbound", "not HTTP on an HTTP service port: this connection stays L4",
+            {{"pod", pod_->uid}, {"dst", orig_.ToString()}});
+  w_->loop().Remove(client_.get());
+  closed_ = true;
+  w_->outbound().Dispatch(pod_, std::move(client_), orig_, /*http=*/false);
+  w_->ReleaseFlow(this);
+}
+
+void HttpOutbound::ReadClient() {
+  while (!closed_ && !client_eof_ && !closing_) {
+    for (const auto& u : ups_)
+      if (!u->out.empty()) return;  // back-pressure: an upstream has not taken its bytes
+    if (routed_.size() >= kMaxOutstanding) return;
+    ssize_t n = recv(client_.get(), w_->scratch(), kReadChunk, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n < 0) {
+      info_.error = std::string("client: ") + std::strerror(errno);
+      Close(/*reset=*/true);
+      return;
+    }
+    if (n == 0) {
+      client_eof_ = true;
+      if (tunnel_ && !tunnel_->ended) shutdown(tunnel_->fd.get(), SHUT_WR);  // relay the FIN
+      MaybeClose();
+      return;
+    }
+    AddSent(static_cast<uint64_t>(n));
+    codec_.FromClient(std::string_view(w_->scratch(), static_cast<size_t>(n)),
+                      [this](std::string_view b) { ToUpstream(b); });
+    if (std::string r = codec_.TakeLocalReply(); !r.empty()) {
+      client_out_.Append(r.data(), r.size());
+      closing_ = true;
+    }
+    if (codec_.state() == l7::Http1ServerConnection::State::kBroken) {
+      info_.error = "HTTP: " + codec_.error();
+      Close(/*reset=*/true);
+      return;
+    }
+    Flush();
+  }
+}
+
+void HttpOutbound::ToUpstream(std::string_view bytes) {
+  Upstream* u = tunnel_ ? tunnel_ : cur_;
+  if (!u || u->ended) return;  // its upstream failed: the exchange is answered or reported
+  u->out.Append(bytes.data(), bytes.size());
+}
+
+// Writes what each side holds; an upstream that fails is ended.
+void HttpOutbound::Flush() {
+  for (const auto& u : ups_) {
+    if (u->out.empty() || u->ended) continue;
+    if (!FlushTo(u->fd.get(), u->out) && errno != EAGAIN) UpstreamEnded(*u);
+    if (closed_) return;
+  }
+  if (!client_out_.empty() && !FlushTo(client_.get(), client_out_) && errno != EAGAIN) {
+    info_.error = std::string("client: ") + std::strerror(errno);
+    Close(/*reset=*/true);
+    return;
+  }
+  MaybeClose();
+}
+
+void HttpOutbound::OnUpstream(Upstream& u, uint32_t events) {
+  if (closed_ || u.ended) return;
+  if (events & EPOLLOUT) Flush();
+  if (closed_ || u.ended) return;
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    const bool readable =
+        &u == tunnel_ || !u.busy || (!routed_.empty() && routed_.front().up == u.idx);
+    if (readable) {
+      ReadUpstream(u);
+    } else if (events & (EPOLLHUP | EPOLLERR)) {
+      // Its response (if any) waits in the socket: read when its turn comes; stop the events.
+      u.hup = true;
+      w_->loop().Remove(u.fd.get());
+      u.registered = false;
+    }
+  }
+  if (!closed_) {
+    Flush();
+    if (!closed_) UpdateInterest();
+  }
+}
+
+void HttpOutbound::ReadUpstream(Upstream& u) {
+  while (!closed_ && !u.ended && client_out_.empty()) {
+    ssize_t n = recv(u.fd.get(), w_->scratch(), kReadChunk, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {
+      UpstreamEnded(u);
+      return;
+    }
+    if (!u.busy && &u != tunnel_) {  // bytes nobody asked for: drop the upstream
+      LOG_DEBUG("outbound", "an idle HTTP upstream sent bytes; dropped", {{"upstream", u.addr}});
+      UpstreamEnded(u);
+      return;
+    }
+    u.answered = true;
+    u.resp_bytes += static_cast<uint64_t>(n);
+    const std::string_view bytes(w_->scratch(), static_cast<size_t>(n));
+    AddReceived(static_cast<uint64_t>(n));
+    client_out_.Append(bytes.data(), bytes.size());
+    // Client bytes held for a protocol switch go to the upstream that answered it.
+    Upstream* keep = cur_;
+    cur_ = &u;
+    codec_.FromServer(bytes, [this](std::string_view b) { ToUpstream(b); });
+    if (!tunnel_) cur_ = keep;
+    if (codec_.state() == l7::Http1ServerConnection::State::kPassthrough) tunnel_ = &u;
+    if (std::string r = codec_.TakeLocalReply(); !r.empty()) {  // released after this response
+      client_out_.Append(r.data(), r.size());
+      closing_ = true;
+    }
+    if (codec_.state() == l7::Http1ServerConnection::State::kBroken) {
+      info_.error = "HTTP from upstream " + u.addr + ": " + codec_.error();
+      Close(/*reset=*/true);
+      return;
+    }
+    if (!FlushTo(client_.get(), client_out_) && errno != EAGAIN) {
+      Close(/*reset=*/true);
+      return;
+    }
+  }
+}
+
+// An upstream closed or failed. Idle: forgotten. Carrying the oldest request: a response it
+// delimited by closing ends there; one it never began is answered here with Envoy's 503. Either
+// way the client connection closes once its bytes are out (the upstream's state is unknown).
+void HttpOutbound::UpstreamEnded(Upstream& u) {
+  if (u.ended) return;
+  u.ended = true;
+  if (u.registered) w_->loop().Remove(u.fd.get());
+  u.registered = false;
+  u.fd.reset();
+  u.out.Clear();
+  if (&u == tunnel_) {
+    closing_ = true;
+    codec_.ServerEof();
+    MaybeClose();
+    return;
+  }
+  if (!u.busy) return;
+  const bool front = !routed_.empty() && routed_.front().up == u.idx;
+  if (!front) return;  // handled when its turn comes (see UpdateInterest)
+  closing_ = true;
+  Routed& r = routed_.front();
+  if (u.resp_bytes > 0) {
+    codec_.ServerEof();  // a close-delimited response ends, any other is cut short ("UC")
+  } else {
+    r.failed = true;
+    r.flags = u.answered ? "UC" : "UF";
+    const char* body = u.answered ? kConnectionTermination : kConnectFailure;
+    std::string reply = LocalReplyBytes(503, "Service Unavailable", body);
+    client_out_.Append(reply.data(), reply.size());
+    codec_.ServerReset();
+  }
+  MaybeClose();
+}
+
+// The gate: trace context, then an endpoint and an upstream for this request.
+std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
+  Outbound& ob = w_->outbound();
+  std::string trace_id = TraceId(req);
+  if (!HasHeader(req, "traceparent")) {
+    // W3C Trace Context; a B3 trace id is kept (a 64-bit one left-padded, as W3C allows). The
+    // sampled flag is clear: ztunnel records no span, the application's sampler decides.
+    if (trace_id.empty()) trace_id = ob.RandomHex(32);
+    if (trace_id.size() == 16) trace_id = std::string(16, '0') + trace_id;
+    req.add_headers.emplace_back("traceparent", "00-" + trace_id + "-" + ob.RandomHex(16) + "-00");
+  }
+  if (!HasHeader(req, "x-request-id")) req.add_headers.emplace_back("x-request-id", ob.NewUuid());
+  auto snap = w_->shared().config->Get();
+  const Service* svc = snap->FindServiceByAddress(orig_.ip);
+  std::vector<const Workload*> eps;
+  std::vector<std::string> keys;
+  if (svc) {
+    for (const auto& uid : svc->ready_endpoint_uids) {
+      const Workload* e = snap->FindWorkloadByUid(uid);
+      if (e && e->running && !e->addresses.empty()) {
+        eps.push_back(e);
+        keys.push_back(uid);
+      }
+    }
+  }
+  if (eps.empty()) {
+    gate_flags_ = "UH";
+    return l7::LocalReply{503, "no healthy upstream"};
+  }
+  const auto now = Balancer::Clock::now();
+  const Workload& dst = *eps[ob.balancer().Choose(keys, now)];
+  Upstream* u = UpstreamFor(*snap, dst);
+  if (!u) {
+    gate_flags_ = "UF";
+    ob.balancer().Finished(dst.uid, {}, /*failed=*/true, now);
+    return l7::LocalReply{503, kConnectFailure};
+  }
+  ob.balancer().Started(dst.uid, now);
+  u->busy = true;
+  u->resp_bytes = 0;
+  cur_ = u;
+  routed_.push_back(Routed{u->idx, trace_id});
+  return std::nullopt;
+}
+
+// An idle upstream of this connection to `dst`, else a new one.
+HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, const Workload& dst) {
+  for (const auto& u : ups_)
+    if (!u->busy && !u->ended && u->endpoint == dst.uid) return u.get();
+  const ServicePort* sp = nullptr;
+  if (const Service* svc = snap.FindServiceByAddress(orig_.ip)) sp = svc->FindPort(orig_.port);
+  if (!sp) return nullptr;
+  const Workload* src = snap.FindWorkloadByUid(pod_->uid);
+  if (!src) return nullptr;
+  FlowInfo info = info_;  // the source record: source and Service labels
+  info.dst = SockAddr{AddressLike(dst, orig_.ip), sp->target_port};
+  FillDestinationLabels(info.labels, &dst, dst.identity());
+  info.labels.connection_security_policy = dst.in_mesh() ? "mutual_tls" : "unknown";
+  TcpLabels labels = info.labels;
+  const std::string addr = info.dst.ToString();
+  auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, dst, std::move(info));
+  if (!fd.ok()) {
+    LOG_WARN("outbound", "cannot open an HTTP upstream",
+             {{"pod", pod_->uid}, {"upstream", addr}, {"error", fd.status().ToString()}});
+    return nullptr;
+  }
+  auto u = std::make_unique<Upstream>();
+  u->o = this;
+  u->idx = ups_.size();
+  u->fd = std::move(*fd);
+  u->endpoint = dst.uid;
+  u->addr = addr;
+  u->series = std::make_unique<RequestSeriesCache>(std::move(labels));
+  ups_.push_back(std::move(u));
+  return ups_.back().get();
+}
+
+// The codec reports exchanges in request order; those the gate routed are routed_'s, oldest
+// first. The others (local replies) never had an upstream.
+void HttpOutbound::Done(const l7::Exchange& ex) {
+  if (ex.local_reply) {
+    std::string_view flags = gate_flags_.empty() ? ResponseFlags(ex) : gate_flags_;
+    if (gate_flags_.empty() && ex.status != 503) {
+      w_->metrics().BadInput("http", ex.status == 431 ? "header_too_large" : "malformed_request");
+    }
+    Record(ex, &local_, flags, "", TraceId(ex.request));
+    return;
+  }
+  if (routed_.empty()) return;  // cannot happen: every exchange not answered locally was routed
+  Routed r = std::move(routed_.front());
+  routed_.pop_front();
+  Upstream& u = *ups_[r.up];
+  u.busy = false;
+  const auto now = Balancer::Clock::now();
+  if (r.failed) {
+    l7::Exchange e = ex;  // ztunnel answered it: Envoy's 503 with UF/UC
+    e.status = 503;
+    e.local_reply = true;
+    e.reason =
+        r.flags && std::string_view(r.flags) == "UF" ? kConnectFailure : kConnectionTermination;
+    e.ended = l7::Exchange::End::kComplete;
+    w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, true, now);
+    Record(e, u.series.get(), r.flags, u.addr, r.trace_id);
+    return;
+  }
+  w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, ex.status == 0, now);
+  Record(ex, u.series.get(), ResponseFlags(ex), u.addr, r.trace_id);
+}
+
+void HttpOutbound::Record(const l7::Exchange& ex, RequestSeriesCache* series,
+                          std::string_view flags, const std::string& upstream,
+                          const std::string& trace_id) {
+  const double ms = std::chrono::duration<double, std::milli>(ex.end - ex.start).count();
+  series->Record(w_->metrics(), ex, flags, ms);
+  const TcpLabels& l = series->labels();
+  if (w_->opts().access_log && log::Enabled(log::Level::kInfo)) {
+    WriteRequestLog(
+        ex, l, RequestLogFields{"outbound", flags, ms, info_.src.ToString(), upstream, trace_id});
+  }
+  TapBuffer* tap = w_->opts().tap.get();
+  if (!tap || !tap->Active()) return;
+  TapEvent e;
+  e.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch() -
+                  (std::chrono::steady_clock::now() - ex.start))
+                  .count();
+  e.reporter = "source";
+  e.src_workload = l.source_workload_namespace + "/" + l.source_workload;
+  e.src_identity = l.source_principal == "unknown" ? "" : l.source_principal;
+  if (l.destination_workload != "unknown")
+    e.dst_workload = l.destination_workload_namespace + "/" + l.destination_workload;
+  e.dst_identity = l.destination_principal == "unknown" ? "" : l.destination_principal;
+  e.src_addr = info_.src.ToString();
+  e.dst_addr = upstream;
+  e.method = ex.request.method;
+  e.authority = ex.request.authority;
+  e.path = ex.request.path;
+  e.status = ex.status;
+  e.latency_ms = ms;
+  e.request_bytes = ex.request_bytes;
+  e.response_bytes = ex.response_bytes;
+  e.local_reply = ex.local_reply;
+  tap->Publish(std::move(e));
+}
+
+// Readiness wanted from each socket: the client while nothing waits for an upstream and few
+// requests are ahead of their responses; upstreams while the client's queue is empty, and only
+// the one whose response is due (plus idle ones, so their close is seen).
+void HttpOutbound::UpdateInterest() {
+  bool upstream_full = false;
+  for (const auto& u : ups_) upstream_full |= !u->out.empty();
+  uint32_t c = 0;
+  if (!client_eof_ && !closing_ && !upstream_full && routed_.size() < kMaxOutstanding) c |= EPOLLIN;
+  if (!client_out_.empty()) c |= EPOLLOUT;
+  if (c != client_interest_) {
+    client_interest_ = c;
+    w_->loop().Modify(client_.get(), c, this);
+  }
+  const size_t front = routed_.empty() ? SIZE_MAX : routed_.front().up;
+  for (const auto& u : ups_) {
+    if (u->ended) continue;
+    const bool due = u.get() == tunnel_ || u->idx == front;
+    if (due && u->hup && client_out_.empty()) {
+      ReadUpstream(*u);  // its close was seen while it waited its turn
+      if (closed_) return;
+      continue;
+    }
+    uint32_t ev = 0;
+    if (client_out_.empty() && (due || !u->busy)) ev |= EPOLLIN;
+    if (!u->out.empty()) ev |= EPOLLOUT;
+    SetInterest(*u, ev);
+  }
+}
+
+void HttpOutbound::SetInterest(Upstream& u, uint32_t ev) {
+  if (u.hup || (u.registered && ev == u.interest)) return;
+  if (!u.registered) {
+    if (!w_->loop().Add(u.fd.get(), ev, &u).ok()) {
+      UpstreamEnded(u);
+      return;
+    }
+    u.registered = true;
+  } else {
+    w_->loop().Modify(u.fd.get(), ev, &u);
+  }
+  u.interest = ev;
+}
+
+// Done when the client has nothing more coming (it closed, or a local reply or a dead upstream
+// ends the connection), every response is out and nothing is left to send.
+void HttpOutbound::MaybeClose() {
+  if (closed_ || !client_out_.empty()) return;
+  if (tunnel_) {  // a protocol switch: relay until the upstream ends (the client's FIN is passed)
+    if (tunnel_->ended) Close(false);
+    return;
+  }
+  if (closing_ || (client_eof_ && routed_.empty())) Close(false);
+}
+
+void HttpOutbound::Close(bool reset) {
+  if (closed_) return;
+  closed_ = true;
+  codec_.Finish();  // requests still waiting: cut short by the client ("DC")
+  for (const auto& u : ups_) {
+    if (u->registered) w_->loop().Remove(u->fd.get());
+    u->registered = false;
+    u->fd.reset();  // the upstream flow sees EOF and ends its stream
+  }
+  w_->loop().Remove(client_.get());
+  if (reset) SetResetOnClose(client_.get());
+  client_.reset();
+  Finish();
+}
+
+void HttpOutbound::Abort(const std::string& reason) {
+  if (info_.error.empty()) info_.error = reason;
+  Close(/*reset=*/true);
+}
+
+}  // namespace weft::ztunnel

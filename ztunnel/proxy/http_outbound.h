@@ -1,0 +1,128 @@
+// L7 on the source side (issue 14): a connection a pod's application opened to an HTTP port of a
+// Service VIP (l7::IsHttpPort), terminated in the client's own ztunnel so that every request, not
+// every connection, chooses its endpoint.
+//
+// The client's bytes go through the same sans-I/O codec the destination uses
+// (l7::Http1ServerConnection: Beast's parser, RFC 9112 framing checks, limits, pipelining,
+// Upgrade/CONNECT). Its gate is the router: for each request it adds trace context when missing
+// (W3C `traceparent`, taking the trace id of B3 headers when those are present, and
+// `x-request-id`), chooses one of the Service's ready endpoints with the Balancer (power of two
+// choices over peak-EWMA cost, balancer.h) and hands the request to an upstream connection for
+// that endpoint: an idle one of this connection's, else a new one.
+//
+// An upstream connection is a socketpair whose other end is the client socket of an ordinary
+// outbound flow to that endpoint (Outbound::OpenUpstream): an HBONE stream to a meshed endpoint
+// (riding the pooled HBONE connection to its node, so a new upstream costs one CONNECT stream and
+// no handshake), the same-node fast path, or plain TCP to an endpoint outside the mesh; these
+// flows keep their L4 records (istio_tcp_*, reporter "source"). HTTP/1.1 upstreams carry one
+// request at a time (no pipelining towards servers, as Envoy); they stay open for the next
+// request of the connection while the server keeps them alive.
+//
+// Responses reach the client in request order: only the upstream of the oldest outstanding
+// request is read, the others wait in their socket buffers (back-pressure, no copies held here).
+// Client bytes are not read while an upstream's queue holds bytes it did not take, and upstreams
+// are not read while the client's does, so memory per connection is bounded by what one read
+// brings (64 KiB) plus the socket buffers.
+//
+// Local replies carry Envoy's semantics: 503 `no healthy upstream` ("UH") when the Service has
+// no ready endpoint; 503 `upstream connect error or disconnect/reset before headers. reset
+// reason: connection failure` ("UF") when the upstream ended before answering anything, `...
+// connection termination` ("UC") when it ended a response after having answered before; a
+// request the codec refuses gets its 400/431 ("DPE"). After a local reply the connection closes.
+//
+// Every finished request is recorded as Istio's request metrics with reporter "source" and the
+// endpoint's destination labels, one access-log line, and a `weftctl tap` event.
+//
+// A connection whose first bytes are not an HTTP/1.1 request line falls back to L4 for that
+// connection (counted as weft_bad_input_total{port="http",reason="not_http_l4_fallback"}):
+// Service ports declared HTTP only for metrics and routing must not break a client that speaks
+// something else (the destination still enforces any L7 policy, failing closed).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net.h"
+#include "common/unique_fd.h"
+#include "ztunnel/l7/http1_server.h"
+#include "ztunnel/proxy/flow.h"
+#include "ztunnel/proxy/request_record.h"
+
+namespace weft::ztunnel {
+
+class HttpOutbound : public Flow {
+ public:
+  // `info`: the source record of the client's connection (source and Service labels filled);
+  // `orig`: its original destination, the Service VIP and port (looked up again per request, so
+  // endpoint changes apply to the next request).
+  HttpOutbound(Worker* w, FlowInfo info, UniqueFd client, std::shared_ptr<Pod> pod, SockAddr orig);
+  ~HttpOutbound() override;
+  void Start();
+  void Abort(const std::string& reason) override;
+  void OnEvents(uint32_t events) override;  // the client socket
+
+ private:
+  struct Upstream : EventLoop::Handler {
+    HttpOutbound* o = nullptr;
+    size_t idx = 0;
+    UniqueFd fd;
+    std::string endpoint;     // workload uid: the balancer's key
+    std::string addr;         // ip:port of the endpoint (access log)
+    ByteQueue out;            // bytes for it its socket did not take yet
+    bool busy = false;        // a request is outstanding on it
+    bool ended = false;       // it closed or failed: never used again
+    bool answered = false;    // it ever sent a byte
+    uint64_t resp_bytes = 0;  // bytes of the response to its current request
+    bool hup = false;         // HUP/ERR seen while it was not to be read
+    bool registered = false;
+    uint32_t interest = 0;
+    std::unique_ptr<RequestSeriesCache> series;
+    void OnEvents(uint32_t e) override { o->OnUpstream(*this, e); }
+  };
+  // A routed request, oldest first, until its exchange is reported.
+  struct Routed {
+    size_t up;
+    std::string trace_id;
+    bool failed = false;  // ztunnel answered it (the upstream ended before responding)
+    const char* flags = nullptr;
+  };
+
+  void Sniff();
+  void FallBackToL4();
+  void ReadClient();
+  void OnUpstream(Upstream& u, uint32_t events);
+  void ReadUpstream(Upstream& u);
+  void UpstreamEnded(Upstream& u);
+  std::optional<l7::LocalReply> Route(HttpRequestAttributes& req);
+  Upstream* UpstreamFor(const ConfigSnapshot& snap, const Workload& dst);
+  void Done(const l7::Exchange& ex);
+  void Record(const l7::Exchange& ex, RequestSeriesCache* series, std::string_view flags,
+              const std::string& upstream, const std::string& trace_id);
+  void ToUpstream(std::string_view bytes);
+  void Flush();
+  void UpdateInterest();
+  void SetInterest(Upstream& u, uint32_t ev);
+  void MaybeClose();
+  void Close(bool reset);
+
+  std::shared_ptr<Pod> pod_;
+  SockAddr orig_;
+  UniqueFd client_;
+  uint32_t client_interest_ = 0;
+  bool sniffing_ = true, client_eof_ = false, closing_ = false, closed_ = false;
+  ByteQueue client_out_;
+  l7::Http1ServerConnection codec_;
+  std::vector<std::unique_ptr<Upstream>> ups_;
+  std::deque<Routed> routed_;
+  Upstream* cur_ = nullptr;     // where the codec's current request bytes go
+  Upstream* tunnel_ = nullptr;  // after a protocol switch: the upstream bytes relay to
+  RequestSeriesCache local_;    // requests answered without an upstream
+  std::string gate_flags_;      // a gate's local reply: its flags ("UH", "UF")
+};
+
+}  // namespace weft::ztunnel
