@@ -78,6 +78,7 @@ class DirectMesh : public ::testing::Test {
     o.proxy.mark = 0;
     o.proxy.handshake_timeout = 3s;
     o.proxy.dial_override = [this](const SockAddr& a) {
+      if (auto it = hbone_dial_.find(a.ToString()); it != hbone_dial_.end()) return it->second;
       return a == SockAddr{kServerIp, 15008} ? b_hbone_ : a;
     };
     TuneOptions(o);
@@ -111,7 +112,8 @@ workloads:
   addresses: ["127.0.0.20"]
   protocol: HBONE
   labels: {app: server, version: v1}
-services:
+)" + extra_workloads_ +
+                    R"(services:
 - name: echo
   namespace: ns-b
   hostname: echo.ns-b.svc.cluster.local
@@ -124,7 +126,7 @@ services:
   hostname: empty.ns-b.svc.cluster.local
   addresses: ["10.96.0.11"]
   ports: [{port: 80}]
-)";
+)" + extra_services_;
     if (!policies.empty()) y += "authorizationPolicies:\n" + policies;
     if (!peer_authns.empty()) y += "peerAuthentications:\n" + peer_authns;
     dir_.Write(file, y);
@@ -185,6 +187,10 @@ services:
   std::string server_sa_for_client_ = "server";
   bool skip_certs_ = false;  // a subclass made the certificates
   std::string a_certs_;      // ztunnel A's certificate dir, relative to dir_ (default: shared)
+  // Subclasses: more workloads and services in both configs, and where their pods' HBONE
+  // listeners really are ("ip:15008" -> bound address).
+  std::string extra_workloads_, extra_services_;
+  std::map<std::string, SockAddr> hbone_dial_;
 };
 
 class DirectMeshHttp : public DirectMesh {

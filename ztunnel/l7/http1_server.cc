@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -311,6 +312,9 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
     RefuseHead(400, "the rewritten request-target is not a valid request-target");
     return false;
   }
+  std::string added;  // fields the gate asked to add (source side: trace context)
+  for (const auto& [name, value] : p.ex.request.add_headers)
+    absl::StrAppend(&added, name, ": ", value, "\r\n");
   if (r.upgrade_h2c) {
     // Re-serialize the head without the h2c offer (see the header comment).
     std::string head = absl::StrCat(p.ex.request.method, " ", p.ex.request.path, " HTTP/1.",
@@ -327,17 +331,26 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
       }
       absl::StrAppend(&head, name, ": ", v, "\r\n");
     }
-    head.append("\r\n");
+    head.append(added).append("\r\n");
     to_server(head);
-  } else if (retarget) {
-    // Only the request line changes: "METHOD SP target SP HTTP/1.x CRLF".
-    size_t eol = raw.find("\r\n");
-    std::string line =
-        absl::StrCat(p.ex.request.method, " ", p.ex.request.path, " HTTP/1.", r.version % 10);
-    to_server(line);
-    to_server(raw.substr(eol));
   } else {
-    to_server(raw);
+    // The head as received, but for the request line when the target changed ("METHOD SP
+    // target SP HTTP/1.x CRLF") and the fields a source-side gate adds before its end.
+    std::string_view rest = raw;
+    if (retarget) {
+      to_server(
+          absl::StrCat(p.ex.request.method, " ", p.ex.request.path, " HTTP/1.", r.version % 10));
+      rest = raw.substr(raw.find("\r\n"));
+    }
+    if (added.empty()) {
+      to_server(rest);
+    } else {
+      // The head ends with an empty line (CRLF, or a bare LF Beast tolerates): insert before it.
+      const size_t end = rest.size() - (rest.substr(rest.size() - 2) == "\r\n" ? 2 : 1);
+      to_server(rest.substr(0, end));
+      to_server(added);
+      to_server(rest.substr(end));
+    }
   }
   outstanding_.push_back(std::move(p));
   return true;

@@ -22,6 +22,7 @@ struct Harness {
               gated.push_back(r);
               if (absl::StartsWith(r.path, "/deny")) return LocalReply{};
               if (r.path == "/a/../b") r.path = "/b";  // a gate that normalises
+              if (absl::StartsWith(r.path, "/trace")) r.add_headers = {{"traceparent", "t"}};
               return std::nullopt;
             },
             [this](const Exchange& e) { done.push_back(e); }) {}
@@ -130,6 +131,21 @@ TEST(Http1ServerTest, TargetChangedByTheGateRewritesOnlyTheRequestLine) {
   Harness h;
   h.Client("GET /a/../b HTTP/1.1\r\nHost: svc\r\n\r\n");
   EXPECT_EQ(h.server, "GET /b HTTP/1.1\r\nHost: svc\r\n\r\n");
+}
+
+TEST(Http1ServerTest, FieldsTheGateAddsEndTheForwardedHead) {
+  Harness h;
+  h.Client(
+      "GET /trace HTTP/1.1\r\nHost: svc\r\n\r\nGET /trace/../a/../b HTTP/1.1\r\nHost: svc\r\n\r\n");
+  EXPECT_EQ(h.server,
+            "GET /trace HTTP/1.1\r\nHost: svc\r\ntraceparent: t\r\n\r\n"
+            "GET /trace/../a/../b HTTP/1.1\r\nHost: svc\r\ntraceparent: t\r\n\r\n");
+  h.Client(
+      "GET /trace HTTP/1.1\r\nHost: svc\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+      "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n");
+  EXPECT_TRUE(
+      absl::EndsWith(h.server, "GET /trace HTTP/1.1\r\nhost: svc\r\ntraceparent: t\r\n\r\n"))
+      << h.server;
 }
 
 TEST(Http1ServerTest, DeniedRequestGetsEnvoys403AndNothingReachesTheServer) {

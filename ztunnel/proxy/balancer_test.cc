@@ -91,40 +91,46 @@ TEST(BalancerTest, OutstandingRequestsSpreadBeforeAnyAnswer) {
   }
 }
 
-TEST(BalancerTest, AFailedEndpointIsAvoidedThenRetriedAfterDecay) {
-  Balancer::Options o;
-  o.decay = 1s;
-  Balancer b(o, 5);
+TEST(BalancerTest, AFailedEndpointIsBarredWithABackoffThatDoubles) {
+  Balancer b({}, 5);
   std::vector<std::string> keys = {"ok", "bad"};
   Clock::time_point now{};
   b.Started("bad", now);
-  b.Finished("bad", 1ms, /*failed=*/true, now);  // counts as failure_rtt (1 s)
-  b.Started("ok", now);
-  b.Finished("ok", 1ms, false, now);
+  b.Finished("bad", 1ms, /*failed=*/true, now);
   int bad = 0;
   for (int i = 0; i < 100; ++i) bad += b.Choose(keys, now) == 1;
-  EXPECT_EQ(bad, 0);
-  // Untried for a long time, its estimate decays towards 0, below that of the endpoint that kept
-  // answering in 1 ms, and it is tried again.
-  now += 60s;
-  b.Started("ok", now);
-  b.Finished("ok", 1ms, false, now);
-  EXPECT_LT(b.Cost("bad", now), b.Cost("ok", now));
-  EXPECT_EQ(b.Choose(keys, now), 1u);
+  EXPECT_EQ(bad, 0) << "barred for 1 s";
+  now += 1100ms;
+  EXPECT_FALSE(b.Barred("bad", now));
+  b.Finished("bad", 1ms, true, now);  // fails again: 2 s
+  EXPECT_TRUE(b.Barred("bad", now + 1900ms));
+  EXPECT_FALSE(b.Barred("bad", now + 2100ms));
+  b.Finished("bad", 1ms, false, now + 2100ms);  // a success resets the backoff
+  b.Finished("bad", 1ms, true, now + 2200ms);
+  EXPECT_FALSE(b.Barred("bad", now + 3300ms));
+  // Only barred endpoints left: one is still chosen (the caller then answers or fails it).
+  std::vector<std::string> only = {"bad"};
+  EXPECT_EQ(b.Choose(only, now), 0u);
 }
 
-TEST(BalancerTest, PeakIsBelievedAtOnceAndForgottenSlowly) {
-  Balancer::Options o;
-  o.decay = 10s;
-  o.default_rtt = 1ms;
-  Balancer b(o, 3);
+TEST(BalancerTest, AnOutlierBarelyMovesTheEstimateButASlowDownTakesOver) {
+  Balancer b({}, 3);
   Clock::time_point now{};
-  b.Finished("a", 1ms, false, now);
-  b.Finished("a", 20ms, false, now);
-  EXPECT_DOUBLE_EQ(b.Cost("a", now), 20e6);
-  now += 1ms;
-  b.Finished("a", 1ms, false, now);  // a fast sample right after barely moves it
-  EXPECT_GT(b.Cost("a", now), 19e6);
+  for (int i = 0; i < 1000; ++i, now += 1ms) b.Finished("a", 1ms, false, now);
+  b.Finished("a", 50ms, false, now);  // one hiccup among requests every millisecond
+  EXPECT_LT(b.Latency("a", now), 1.1e6);
+  for (int i = 0; i < 3000; ++i, now += 1ms) b.Finished("a", 10ms, false, now);  // 3 s slower
+  EXPECT_GT(b.Latency("a", now), 9e6);
+}
+
+TEST(BalancerTest, AnEndpointWithoutSamplesCountsTheMeanOfTheKnownOnes) {
+  Balancer b({}, 4);
+  Clock::time_point now{};
+  b.Finished("a", 1ms, false, now);  // the first sample meets default_rtt (1 ms) half way
+  b.Finished("b", 3ms, false, now);  // meets a's 1 ms half way: 2 ms
+  EXPECT_DOUBLE_EQ(b.Latency("new", now), 1.5e6);
+  b.Finished("c", 50ms, false, now, /*sample=*/false);  // paid for a connection: not learnt
+  EXPECT_DOUBLE_EQ(b.Latency("c", now), 1.5e6);
 }
 
 TEST(BalancerTest, PruneForgetsIdleEndpointsOnly) {

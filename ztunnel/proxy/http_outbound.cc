@@ -94,8 +94,14 @@ void HttpOutbound::Sniff() {
     return;
   }
   std::string_view p(buf, static_cast<size_t>(n));
-  if (!LooksLikeHttp(p) || l7::kHttp2Preface.substr(0, p.size()) == p) {
-    FallBackToL4();
+  if (l7::kHttp2Preface.substr(0, p.size()) == p) {
+    // Prior-knowledge h2c (gRPC) is not terminated at the source yet: L4 here, L7 at the
+    // destination as before.
+    FallBackToL4(/*bad_input=*/false);
+    return;
+  }
+  if (!LooksLikeHttp(p)) {
+    FallBackToL4(/*bad_input=*/true);
     return;
   }
   sniffing_ = false;
@@ -103,8 +109,8 @@ void HttpOutbound::Sniff() {
   if (!closed_) UpdateInterest();
 }
 
-void HttpOutbound::FallBackToL4() {
-  w_->metrics().BadInput("http", "not_http_l4_fallback");
+void HttpOutbound::FallBackToL4(bool bad_input) {
+  if (bad_input) w_->metrics().BadInput("http", "not_http_l4_fallback");
   LOG_DEBUG("outbound", "not HTTP on an HTTP service port: this connection stays L4",
             {{"pod", pod_->uid}, {"dst", orig_.ToString()}});
   w_->loop().Remove(client_.get());
@@ -305,7 +311,8 @@ std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
   u->busy = true;
   u->resp_bytes = 0;
   cur_ = u;
-  routed_.push_back(Routed{u->idx, trace_id});
+  // The first request of an upstream also paid for opening it: not a latency sample.
+  routed_.push_back(Routed{u->idx, trace_id, u->requests++ > 0});
   return std::nullopt;
 }
 
@@ -369,7 +376,7 @@ void HttpOutbound::Done(const l7::Exchange& ex) {
     Record(e, u.series.get(), r.flags, u.addr, r.trace_id);
     return;
   }
-  w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, ex.status == 0, now);
+  w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, ex.status == 0, now, r.sample);
   Record(ex, u.series.get(), ResponseFlags(ex), u.addr, r.trace_id);
 }
 

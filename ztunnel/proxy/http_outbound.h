@@ -34,9 +34,11 @@
 // endpoint's destination labels, one access-log line, and a `weftctl tap` event.
 //
 // A connection whose first bytes are not an HTTP/1.1 request line falls back to L4 for that
-// connection (counted as weft_bad_input_total{port="http",reason="not_http_l4_fallback"}):
+// connection (counted as weft_bad_input_total{port="http",kind="not_http_l4_fallback"}):
 // Service ports declared HTTP only for metrics and routing must not break a client that speaks
-// something else (the destination still enforces any L7 policy, failing closed).
+// something else (the destination still enforces any L7 policy, failing closed). Prior-knowledge
+// h2c (gRPC) stays L4 at the source for now (not counted): the HTTP/2 codec's router mode
+// (l7/http2_server.h) is there, the source side does not drive it yet.
 #pragma once
 
 #include <chrono>
@@ -78,6 +80,7 @@ class HttpOutbound : public Flow {
     bool ended = false;       // it closed or failed: never used again
     bool answered = false;    // it ever sent a byte
     uint64_t resp_bytes = 0;  // bytes of the response to its current request
+    uint64_t requests = 0;    // routed to it so far
     bool hup = false;         // HUP/ERR seen while it was not to be read
     bool registered = false;
     uint32_t interest = 0;
@@ -88,12 +91,13 @@ class HttpOutbound : public Flow {
   struct Routed {
     size_t up;
     std::string trace_id;
+    bool sample = true;   // its time is a latency sample for the balancer
     bool failed = false;  // ztunnel answered it (the upstream ended before responding)
     const char* flags = nullptr;
   };
 
   void Sniff();
-  void FallBackToL4();
+  void FallBackToL4(bool bad_input);
   void ReadClient();
   void OnUpstream(Upstream& u, uint32_t events);
   void ReadUpstream(Upstream& u);
