@@ -95,12 +95,16 @@ void HttpOutbound::Sniff() {
   }
   std::string_view p(buf, static_cast<size_t>(n));
   if (l7::kHttp2Preface.substr(0, p.size()) == p) {
-    // Prior-knowledge h2c (gRPC) is not terminated at the source yet: L4 here, L7 at the
-    // destination as before.
-    FallBackToL4(/*bad_input=*/false);
-    return;
-  }
-  if (!LooksLikeHttp(p)) {
+    // Prior-knowledge h2c (gRPC): the HTTP/2 codec's router mode, a stream per request.
+    h2_ = std::make_unique<l7::Http2ServerConnection>(
+        l7::Http2Limits{},
+        [this](HttpRequestAttributes& r) -> std::optional<l7::LocalReply> {
+          AddTraceContext(r);
+          return std::nullopt;
+        },
+        [this](const l7::Exchange& ex) { DoneH2(ex); },
+        [this](const HttpRequestAttributes& r) { return RouteH2(r); });
+  } else if (!LooksLikeHttp(p)) {
     FallBackToL4(/*bad_input=*/true);
     return;
   }
@@ -123,7 +127,7 @@ void HttpOutbound::ReadClient() {
   while (!closed_ && !client_eof_ && !closing_) {
     for (const auto& u : ups_)
       if (!u->out.empty()) return;  // back-pressure: an upstream has not taken its bytes
-    if (routed_.size() >= kMaxOutstanding) return;
+    if (!h2_ && routed_.size() >= kMaxOutstanding) return;
     ssize_t n = recv(client_.get(), w_->scratch(), kReadChunk, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n < 0) {
@@ -138,8 +142,14 @@ void HttpOutbound::ReadClient() {
       return;
     }
     AddSent(static_cast<uint64_t>(n));
-    codec_.FromClient(std::string_view(w_->scratch(), static_cast<size_t>(n)),
-                      [this](std::string_view b) { ToUpstream(b); });
+    const std::string_view in(w_->scratch(), static_cast<size_t>(n));
+    if (h2_) {
+      h2_->FromClient(in, ToUp(), ToClient());
+      if (!AfterH2()) return;
+      Flush();
+      continue;
+    }
+    codec_.FromClient(in, [this](std::string_view b) { ToUpstream(b); });
     if (std::string r = codec_.TakeLocalReply(); !r.empty()) {
       client_out_.Append(r.data(), r.size());
       closing_ = true;
@@ -204,6 +214,18 @@ void HttpOutbound::ReadUpstream(Upstream& u) {
       UpstreamEnded(u);
       return;
     }
+    if (h2_) {
+      u.answered = true;
+      AddReceived(static_cast<uint64_t>(n));
+      h2_->FromUpstream(u.idx, std::string_view(w_->scratch(), static_cast<size_t>(n)), ToUp(),
+                        ToClient());
+      if (!AfterH2()) return;
+      if (!FlushTo(client_.get(), client_out_) && errno != EAGAIN) {
+        Close(/*reset=*/true);
+        return;
+      }
+      continue;
+    }
     if (!u.busy && &u != tunnel_) {  // bytes nobody asked for: drop the upstream
       LOG_DEBUG("outbound", "an idle HTTP upstream sent bytes; dropped", {{"upstream", u.addr}});
       UpstreamEnded(u);
@@ -246,6 +268,11 @@ void HttpOutbound::UpstreamEnded(Upstream& u) {
   u.registered = false;
   u.fd.reset();
   u.out.Clear();
+  if (h2_) {
+    h2_->UpstreamEof(u.idx, ToUp(), ToClient());  // its streams: 503 or reset; others go on
+    AfterH2();
+    return;
+  }
   if (&u == tunnel_) {
     closing_ = true;
     codec_.ServerEof();
@@ -271,36 +298,51 @@ void HttpOutbound::UpstreamEnded(Upstream& u) {
 }
 
 // The gate: trace context, then an endpoint and an upstream for this request.
-std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
+// W3C Trace Context when the request has none; a B3 trace id is kept (a 64-bit one left-padded,
+// as W3C allows). The sampled flag is clear: ztunnel records no span, the application's sampler
+// decides. And an x-request-id. Returns the request's trace id.
+std::string HttpOutbound::AddTraceContext(HttpRequestAttributes& req) {
   Outbound& ob = w_->outbound();
   std::string trace_id = TraceId(req);
   if (!HasHeader(req, "traceparent")) {
-    // W3C Trace Context; a B3 trace id is kept (a 64-bit one left-padded, as W3C allows). The
-    // sampled flag is clear: ztunnel records no span, the application's sampler decides.
     if (trace_id.empty()) trace_id = ob.RandomHex(32);
     if (trace_id.size() == 16) trace_id = std::string(16, '0') + trace_id;
     req.add_headers.emplace_back("traceparent", "00-" + trace_id + "-" + ob.RandomHex(16) + "-00");
   }
   if (!HasHeader(req, "x-request-id")) req.add_headers.emplace_back("x-request-id", ob.NewUuid());
-  auto snap = w_->shared().config->Get();
-  const Service* svc = snap->FindServiceByAddress(orig_.ip);
+  return trace_id;
+}
+
+// The endpoint for the next request (the balancer over the Service's ready endpoints, looked up
+// in the current snapshot), or null when there is none.
+const Workload* HttpOutbound::ChooseEndpoint(const ConfigSnapshot& snap) {
+  const Service* svc = snap.FindServiceByAddress(orig_.ip);
   std::vector<const Workload*> eps;
   std::vector<std::string> keys;
   if (svc) {
     for (const auto& uid : svc->ready_endpoint_uids) {
-      const Workload* e = snap->FindWorkloadByUid(uid);
+      const Workload* e = snap.FindWorkloadByUid(uid);
       if (e && e->running && !e->addresses.empty()) {
         eps.push_back(e);
         keys.push_back(uid);
       }
     }
   }
-  if (eps.empty()) {
+  if (eps.empty()) return nullptr;
+  return eps[w_->outbound().balancer().Choose(keys, Balancer::Clock::now())];
+}
+
+std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
+  Outbound& ob = w_->outbound();
+  std::string trace_id = AddTraceContext(req);
+  auto snap = w_->shared().config->Get();
+  const Workload* chosen = ChooseEndpoint(*snap);
+  if (!chosen) {
     gate_flags_ = "UH";
     return l7::LocalReply{503, "no healthy upstream"};
   }
   const auto now = Balancer::Clock::now();
-  const Workload& dst = *eps[ob.balancer().Choose(keys, now)];
+  const Workload& dst = *chosen;
   Upstream* u = UpstreamFor(*snap, dst);
   if (!u) {
     gate_flags_ = "UF";
@@ -318,8 +360,10 @@ std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
 
 // An idle upstream of this connection to `dst`, else a new one.
 HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, const Workload& dst) {
-  for (const auto& u : ups_)
-    if (!u->busy && !u->ended && u->endpoint == dst.uid) return u.get();
+  for (const auto& u : ups_) {
+    if (u->ended || u->endpoint != dst.uid) continue;
+    if (h2_ ? h2_->UpstreamUsable(u->idx) : !u->busy) return u.get();  // HTTP/2: multiplexed
+  }
   const ServicePort* sp = nullptr;
   if (const Service* svc = snap.FindServiceByAddress(orig_.ip)) sp = svc->FindPort(orig_.port);
   if (!sp) return nullptr;
@@ -423,7 +467,8 @@ void HttpOutbound::UpdateInterest() {
   bool upstream_full = false;
   for (const auto& u : ups_) upstream_full |= !u->out.empty();
   uint32_t c = 0;
-  if (!client_eof_ && !closing_ && !upstream_full && routed_.size() < kMaxOutstanding) c |= EPOLLIN;
+  if (!client_eof_ && !closing_ && !upstream_full && (h2_ || routed_.size() < kMaxOutstanding))
+    c |= EPOLLIN;
   if (!client_out_.empty()) c |= EPOLLOUT;
   if (c != client_interest_) {
     client_interest_ = c;
@@ -432,7 +477,8 @@ void HttpOutbound::UpdateInterest() {
   const size_t front = routed_.empty() ? SIZE_MAX : routed_.front().up;
   for (const auto& u : ups_) {
     if (u->ended) continue;
-    const bool due = u.get() == tunnel_ || u->idx == front;
+    // HTTP/2: every upstream is read (streams interleave; flow control bounds each).
+    const bool due = h2_ || u.get() == tunnel_ || u->idx == front;
     if (due && u->hup && client_out_.empty()) {
       ReadUpstream(*u);  // its close was seen while it waited its turn
       if (closed_) return;
@@ -467,13 +513,21 @@ void HttpOutbound::MaybeClose() {
     if (tunnel_->ended) Close(false);
     return;
   }
+  if (h2_) {
+    if (closing_ || client_eof_) Close(false);
+    return;
+  }
   if (closing_ || (client_eof_ && routed_.empty())) Close(false);
 }
 
 void HttpOutbound::Close(bool reset) {
   if (closed_) return;
   closed_ = true;
-  codec_.Finish();  // requests still waiting: cut short by the client ("DC")
+  if (h2_) {
+    h2_->Finish();
+  } else {
+    codec_.Finish();  // requests still waiting: cut short by the client ("DC")
+  }
   for (const auto& u : ups_) {
     if (u->registered) w_->loop().Remove(u->fd.get());
     u->registered = false;
@@ -483,6 +537,66 @@ void HttpOutbound::Close(bool reset) {
   if (reset) SetResetOnClose(client_.get());
   client_.reset();
   Finish();
+}
+
+// HTTP/2: the router. The endpoint as for HTTP/1.1; the upstream is this connection's HTTP/2
+// connection to it (multiplexed), opened on first use.
+std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttributes&) {
+  auto snap = w_->shared().config->Get();
+  const Workload* dst = ChooseEndpoint(*snap);
+  if (!dst) return l7::LocalReply{503, std::string(l7::kNoHealthyUpstream)};
+  Upstream* u = UpstreamFor(*snap, *dst);
+  if (!u) {
+    w_->outbound().balancer().Finished(dst->uid, {}, true, Balancer::Clock::now());
+    return l7::LocalReply{503, std::string(l7::kResetBeforeHeadersFailure)};
+  }
+  w_->outbound().balancer().Started(dst->uid, Balancer::Clock::now());
+  return u->idx;
+}
+
+void HttpOutbound::DoneH2(const l7::Exchange& ex) {
+  std::string_view flags = ResponseFlags(ex);
+  bool failed = ex.status == 0;
+  if (ex.local_reply) {
+    if (ex.reason == l7::kNoHealthyUpstream) flags = "UH";
+    if (ex.reason == l7::kResetBeforeHeadersFailure) flags = "UF";
+    if (ex.reason == l7::kResetBeforeHeadersTermination) flags = "UC";
+    if (ex.reason == l7::kResetBeforeHeadersProtocolError) flags = "UPE";
+    failed |= flags != "-" && flags != "DPE";
+    if (ex.refused_by_codec || ex.status == 431) {
+      w_->metrics().BadInput("http", ex.status == 431 ? "header_too_large" : "malformed_request");
+    }
+  }
+  std::string trace_id = TraceId(ex.request);
+  for (const auto& [name, value] : ex.request.add_headers)
+    if (trace_id.empty() && name == "traceparent" && value.size() >= 35)
+      trace_id = value.substr(3, 32);
+  if (ex.upstream < 0 || static_cast<size_t>(ex.upstream) >= ups_.size()) {
+    Record(ex, &local_, flags, "", trace_id);
+    return;
+  }
+  Upstream& u = *ups_[static_cast<size_t>(ex.upstream)];
+  w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, failed, Balancer::Clock::now(),
+                                     u.requests++ > 0);
+  Record(ex, u.series.get(), flags, u.addr, trace_id);
+}
+
+// After the HTTP/2 codec ran: upstreams it is done with are closed, a broken connection aborts,
+// a closing one ends once its bytes are out. False when the flow was closed.
+bool HttpOutbound::AfterH2() {
+  for (const auto& u : ups_) {
+    if (!u->ended && h2_->UpstreamFinished(u->idx)) {
+      UpstreamEnded(*u);
+      if (closed_) return false;
+    }
+  }
+  if (h2_->state() == l7::Http1ServerConnection::State::kBroken) {
+    info_.error = "HTTP/2: " + h2_->error();
+    Close(/*reset=*/true);
+    return false;
+  }
+  if (h2_->state() == l7::Http1ServerConnection::State::kClosing) closing_ = true;
+  return true;
 }
 
 void HttpOutbound::Abort(const std::string& reason) {

@@ -47,11 +47,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "common/net.h"
 #include "common/unique_fd.h"
 #include "ztunnel/l7/http1_server.h"
+#include "ztunnel/l7/http2_server.h"
 #include "ztunnel/proxy/flow.h"
 #include "ztunnel/proxy/request_record.h"
 
@@ -102,7 +104,21 @@ class HttpOutbound : public Flow {
   void OnUpstream(Upstream& u, uint32_t events);
   void ReadUpstream(Upstream& u);
   void UpstreamEnded(Upstream& u);
+  std::string AddTraceContext(HttpRequestAttributes& req);
+  const Workload* ChooseEndpoint(const ConfigSnapshot& snap);
   std::optional<l7::LocalReply> Route(HttpRequestAttributes& req);
+  std::variant<size_t, l7::LocalReply> RouteH2(const HttpRequestAttributes& req);
+  void DoneH2(const l7::Exchange& ex);
+  bool AfterH2();
+  // The HTTP/2 codec's sinks: bytes for upstream i, bytes for the client.
+  auto ToUp() {
+    return [this](size_t i, std::string_view b) {
+      if (i < ups_.size() && !ups_[i]->ended) ups_[i]->out.Append(b.data(), b.size());
+    };
+  }
+  auto ToClient() {
+    return [this](std::string_view b) { client_out_.Append(b.data(), b.size()); };
+  }
   Upstream* UpstreamFor(const ConfigSnapshot& snap, const Workload& dst);
   void Done(const l7::Exchange& ex);
   void Record(const l7::Exchange& ex, RequestSeriesCache* series, std::string_view flags,
@@ -121,6 +137,7 @@ class HttpOutbound : public Flow {
   bool sniffing_ = true, client_eof_ = false, closing_ = false, closed_ = false;
   ByteQueue client_out_;
   l7::Http1ServerConnection codec_;
+  std::unique_ptr<l7::Http2ServerConnection> h2_;  // prior-knowledge h2c: set by Sniff
   std::vector<std::unique_ptr<Upstream>> ups_;
   std::deque<Routed> routed_;
   Upstream* cur_ = nullptr;     // where the codec's current request bytes go
