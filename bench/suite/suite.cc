@@ -389,28 +389,19 @@ class Env {
   // source-side connections of the load workload (node0), or the load pod's sidecar's outbound
   // connections. -1 in bare mode.
   absl::StatusOr<double> MeshedConnections() {
-    if (WeftMode(mode_)) {
-      cli::MeshRef ref;
-      ref.name = name_;
-      ref.state_root = state_root_;
-      ref.name_given = true;
-      WEFT_ASSIGN_OR_RETURN(auto eps, cli::LocalZtunnelMetrics(ref));
-      WEFT_ASSIGN_OR_RETURN(const up::PodState* load, Pod(kLoadPod));
-      double sum = 0;
-      for (const auto& ep : eps) {
-        WEFT_ASSIGN_OR_RETURN(UniqueFd ns, cli::OpenNetns(ep.netns));
-        WEFT_ASSIGN_OR_RETURN(SockAddr addr, SockAddr::Parse(ep.addr));
-        WEFT_ASSIGN_OR_RETURN(std::string text, HttpGet(addr, "/metrics", ns.get()));
-        sum += MetricSum(text, "istio_tcp_connections_opened_total",
-                         {{"reporter", "source"}, {"source_workload", load->workload}});
-      }
-      return sum;
-    }
+    if (WeftMode(mode_)) return SourceMetric("istio_tcp_connections_opened_total");
     if (sidecar_) {
       WEFT_ASSIGN_OR_RETURN(auto c, sidecar_->ConnectionCounts(SidecarPodName(kLoadPod)));
       return static_cast<double>(c.outbound);
     }
     return -1.0;
+  }
+
+  // The requests Weft's source side terminated for the load pod (its ztunnels'
+  // istio_requests_total, reporter source); -1 outside the Weft modes.
+  absl::StatusOr<double> WeftSourceRequests() {
+    if (!WeftMode(mode_)) return -1.0;
+    return SourceMetric("istio_requests_total");
   }
 
   // The HTTP requests the load pod's sidecar parsed (sidecar-http mode; -1 otherwise).
@@ -421,6 +412,24 @@ class Env {
   }
 
  private:
+  // `metric` summed over the mesh's ztunnels for reporter "source" and the load workload.
+  absl::StatusOr<double> SourceMetric(const std::string& metric) {
+    cli::MeshRef ref;
+    ref.name = name_;
+    ref.state_root = state_root_;
+    ref.name_given = true;
+    WEFT_ASSIGN_OR_RETURN(auto eps, cli::LocalZtunnelMetrics(ref));
+    WEFT_ASSIGN_OR_RETURN(const up::PodState* load, Pod(kLoadPod));
+    double sum = 0;
+    for (const auto& ep : eps) {
+      WEFT_ASSIGN_OR_RETURN(UniqueFd ns, cli::OpenNetns(ep.netns));
+      WEFT_ASSIGN_OR_RETURN(SockAddr addr, SockAddr::Parse(ep.addr));
+      WEFT_ASSIGN_OR_RETURN(std::string text, HttpGet(addr, "/metrics", ns.get()));
+      sum += MetricSum(text, metric, {{"reporter", "source"}, {"source_workload", load->workload}});
+    }
+    return sum;
+  }
+
   absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
                                       std::chrono::milliseconds timeout) {
     return testbed::Exec("", up::WeftctlArgv(weftctl_, name_, state_root_, std::move(args)), {},
@@ -679,20 +688,24 @@ class Runner {
   }
 
   // One weft-loadgen run in the load pod with accounting around it.
+  // `http_target`: the target Service is declared HTTP, so a Weft mode must terminate its
+  // requests at the source (Weft L7) and the HTTP sidecar mesh must parse them.
   LoadRun LoadgenRun(Env& env, const std::vector<std::string>& loadgen_args, int seconds,
-                     const std::string& what) {
+                     const std::string& what, bool http_target = false) {
     LoadRun run;
     const std::string out = absl::StrCat(o_.work_dir, "/loadgen-", ++seq_, ".json");
     std::vector<std::string> argv = {o_.loadgen};
     argv.insert(argv.end(), loadgen_args.begin(), loadgen_args.end());
     argv.insert(argv.end(), {"--json", out});
     auto before = Prepare(env, run);
-    auto parsed_before = env.ParsedHttpRequests();
+    auto parsed_before = http_target ? env.ParsedHttpRequests() : absl::StatusOr<double>(-1.0);
+    auto l7_before = http_target ? env.WeftSourceRequests() : absl::StatusOr<double>(-1.0);
     ResourceSampler sampler(env.Groups());
     (void)sampler.Start();
     auto res = env.ExecInLoad(argv, std::chrono::seconds(seconds + 60));
     auto usage = sampler.Stop();
-    auto parsed_after = env.ParsedHttpRequests();
+    auto parsed_after = http_target ? env.ParsedHttpRequests() : absl::StatusOr<double>(-1.0);
+    auto l7_after = http_target ? env.WeftSourceRequests() : absl::StatusOr<double>(-1.0);
     std::ifstream f(out);
     json lg = json::parse(f, nullptr, false);
     if (lg.is_object()) {
@@ -709,6 +722,13 @@ class Runner {
     if (run.error.empty() && parsed_before.ok() && *parsed_before >= 0 &&
         (!parsed_after.ok() || *parsed_after - *parsed_before < 1)) {
       run.error = "the HTTP sidecar mesh parsed no HTTP request of the run (HAProxy mode http)";
+    }
+    if (run.error.empty() && l7_before.ok() && *l7_before >= 0 &&
+        (!l7_after.ok() || *l7_after - *l7_before < 1)) {
+      run.error =
+          "Weft terminated no request of the run at the source (no istio_requests_total, "
+          "reporter source, from the load pod) although its Service is declared HTTP: not an "
+          "L7 figure";
     }
     if (!run.error.empty()) Error(absl::StrCat(what, ", mode ", env.mode(), ": ", run.error));
     return run;
@@ -767,11 +787,11 @@ class Runner {
   // weft-loadgen run in every mode, one after the other. False when stopped.
   bool LoadStep(std::vector<std::unique_ptr<Env>>& envs, const std::string& progress,
                 const std::string& what, const std::vector<std::string>& args, int seconds,
-                std::map<std::string, LoadRun>& runs) {
+                std::map<std::string, LoadRun>& runs, bool http_target = false) {
     for (auto& env : envs) {
       if (stop_) return false;
       Progress(absl::StrCat(progress, ", ", env->mode()));
-      LoadRun run = LoadgenRun(*env, args, seconds, what);
+      LoadRun run = LoadgenRun(*env, args, seconds, what, http_target);
       Line(run);
       runs[env->mode()] = std::move(run);
     }
@@ -798,7 +818,8 @@ class Runner {
                     KeepAliveArgs("http://frontend.shop.svc.cluster.local", users,
                                   {"--rate-per-user", absl::StrCat(o_.rate_per_user)},
                                   o_.seed_warmup_seconds, o_.seed_duration_seconds),
-                    o_.seed_warmup_seconds + o_.seed_duration_seconds, step.runs))
+                    o_.seed_warmup_seconds + o_.seed_duration_seconds, step.runs,
+                    /*http_target=*/true))  // the tea shop's Services are declared HTTP
         return;
       FillOverBare(step.runs, o_.rate_per_user * users);
       sc.steps.push_back(std::move(step));
@@ -853,7 +874,8 @@ class Runner {
         Progress(absl::StrCat("istio ", proto, ": ", o_.istio_rps, " rps over ", conns,
                               " connections, ", key, " (", svc, ")"));
         LoadRun run = LoadgenRun(*env, args, o_.istio_warmup_seconds + o_.istio_duration_seconds,
-                                 absl::StrCat("istio ", proto, " ", conns, " (", key, ")"));
+                                 absl::StrCat("istio ", proto, " ", conns, " (", key, ")"),
+                                 /*http_target=*/svc == http_svc);
         Line(run);
         runs[key] = std::move(run);
       }
