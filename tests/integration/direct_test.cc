@@ -1120,6 +1120,25 @@ TEST_F(DirectMeshHttpSource, OneKeepAliveConnectionSpreadsItsRequestsOverEveryEn
   EXPECT_EQ(Metric(*a_, "istio_tcp_connections_opened_total", src), kEndpoints);
 }
 
+TEST_F(DirectMeshHttpSource, ClientsThatOpenAConnectionPerRequestReuseIdleUpstreams) {
+  constexpr int kRequests = 30;
+  for (int i = 0; i < kRequests; ++i) {
+    auto fd = Outbound(kVip);
+    weft::testing::HttpConn c(fd.get());
+    auto r = c.Request("GET", "/", "web");
+    ASSERT_GE(Answerer(r), 0) << i << ": " << r.status << " " << r.body << r.error;
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_requests_total", {{"reporter", "source"}}) == kRequests;
+  }));
+  // One upstream (an HBONE stream) per endpoint would do; a few more when a new client arrives
+  // before the previous one's close was seen. Without the pool: one per request.
+  const double opened = Metric(*a_, "istio_tcp_connections_opened_total",
+                               {{"reporter", "source"}, {"destination_service_name", "web"}});
+  EXPECT_LE(opened, 2 * kEndpoints) << Metrics(*a_);
+  EXPECT_GE(opened, 1);
+}
+
 TEST_F(DirectMeshHttpSource, TraceContextIsCreatedWhenMissingAndPropagatedWhenPresent) {
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());

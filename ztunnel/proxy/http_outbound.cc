@@ -364,6 +364,21 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
     if (u->ended || u->endpoint != dst.uid) continue;
     if (h2_ ? h2_->UpstreamUsable(u->idx) : !u->busy) return u.get();  // HTTP/2: multiplexed
   }
+  if (!h2_) {  // an idle HTTP/1.1 upstream an earlier connection of this pod left
+    if (auto idle = w_->outbound().upstream_pool().Take(pod_->uid, dst.uid)) {
+      auto u = std::make_unique<Upstream>();
+      u->o = this;
+      u->idx = ups_.size();
+      u->fd = std::move(idle->fd);
+      u->endpoint = dst.uid;
+      u->addr = std::move(idle->addr);
+      u->answered = true;
+      u->requests = 1;  // open already: its requests are latency samples
+      u->series = std::make_unique<RequestSeriesCache>(std::move(idle->labels));
+      ups_.push_back(std::move(u));
+      return ups_.back().get();
+    }
+  }
   const ServicePort* sp = nullptr;
   if (const Service* svc = snap.FindServiceByAddress(orig_.ip)) sp = svc->FindPort(orig_.port);
   if (!sp) return nullptr;
@@ -528,9 +543,16 @@ void HttpOutbound::Close(bool reset) {
   } else {
     codec_.Finish();  // requests still waiting: cut short by the client ("DC")
   }
+  // HTTP/1.1 upstreams idle and clean go to this worker's pool for the pod's next connection.
+  const bool keep = !reset && !h2_ && !tunnel_;
   for (const auto& u : ups_) {
     if (u->registered) w_->loop().Remove(u->fd.get());
     u->registered = false;
+    if (keep && u->fd.valid() && !u->ended && !u->busy && !u->hup && u->out.empty()) {
+      w_->outbound().upstream_pool().Put(
+          pod_->uid, u->endpoint,
+          UpstreamPool::Idle{std::move(u->fd), u->addr, u->series->labels()});
+    }
     u->fd.reset();  // the upstream flow sees EOF and ends its stream
   }
   w_->loop().Remove(client_.get());

@@ -13,6 +13,7 @@
 #include "common/net.h"
 #include "common/unique_fd.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/upstream_pool.h"
 #include "ztunnel/state/snapshot.h"
 
 namespace weft::ztunnel {
@@ -23,7 +24,7 @@ struct Pod;
 
 class Outbound {
  public:
-  explicit Outbound(Worker* w) : w_(w) {}
+  explicit Outbound(Worker* w);
 
   void OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd);  // accepted on 15001
   // The path of a connection to `orig`. `http`: a Service port declared HTTP is terminated
@@ -35,9 +36,10 @@ class Outbound {
   // outside the mesh) described by `info` (the source record, info.dst the endpoint).
   absl::StatusOr<UniqueFd> OpenUpstream(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap,
                                         const Workload& src, const Workload& dst, FlowInfo&& info);
-  Balancer& balancer() { return balancer_; }  // this worker's view of endpoint costs
-  std::string RandomHex(size_t digits);       // trace and span ids (never all zero)
-  std::string NewUuid();                      // x-request-id: a version 4 UUID
+  Balancer& balancer() { return balancer_; }                // this worker's view of endpoint costs
+  UpstreamPool& upstream_pool() { return upstream_pool_; }  // idle HTTP/1.1 upstreams
+  std::string RandomHex(size_t digits);                     // trace and span ids (never all zero)
+  std::string NewUuid();                                    // x-request-id: a version 4 UUID
 
  private:
   // Where a connection goes: the per-connection protocol decision. L7 (HTTP to a waypoint or
@@ -65,6 +67,7 @@ class Outbound {
 
   Worker* w_;
   Balancer balancer_;
+  UpstreamPool upstream_pool_;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
