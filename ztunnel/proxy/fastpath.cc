@@ -114,6 +114,8 @@ bool TrySameNode(Worker& w, const ConfigSnapshot& snap, const Workload& src, con
   if (!dpod) return false;
   // Per-request (L7) authorization needs the bytes in user space: such a destination takes the
   // HBONE path through its own inbound listener, where every request is parsed and authorized.
+  // A port a Service declares HTTP only for metrics stays here (no destination-reporter request
+  // metrics: this process's HttpOutbound already records the source's; docs/architecture.md).
   if (NeedsHttpAuthorization(snap, dst)) return false;
   Pipes pipes;
   if (!MakePipes(w.opts().fast_path_pipe_size, info.dst, pipes)) return false;

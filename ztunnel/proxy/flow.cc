@@ -292,9 +292,10 @@ ssize_t PlainRelay::ReadHttp(int i) {
       if (i == 0) {
         http_->FromClient(p, v[j].iov_len, q_[0], q_[1]);
       } else {
-        http_->FromApp(p, v[j].iov_len, q_[0], q_[1]);
         // Undecided or HTTP/2: the codec holds or re-frames them into q_[1] itself.
-        if (!http_->owns_app_bytes()) q_[1].Append(p, v[j].iov_len);
+        const bool owned = http_->owns_app_bytes();
+        http_->FromApp(p, v[j].iov_len, q_[0], q_[1]);
+        if (!owned) q_[1].Append(p, v[j].iov_len);
       }
       took += v[j].iov_len;
     }
@@ -317,6 +318,7 @@ void PlainRelay::Pump(int i) {
       Abort("HTTP: " + http_->error());
       return;
     }
+    if (http_ && http_->not_http()) http_.reset();  // its bytes are queued: L4 from here on
     if (n > 0) {
       if (i == 0)
         AddSent(static_cast<uint64_t>(n));

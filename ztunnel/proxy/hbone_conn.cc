@@ -827,8 +827,9 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
   }
   ssize_t n;
   for (;;) {
-    // L7 HTTP/2: app bytes are re-framed by the codec; the stream carries its frames.
-    if (http_ && http_->owns_app_bytes() && !to_client_.empty()) {
+    // L7 HTTP/2: app bytes are re-framed by the codec; the stream carries its frames. (Or the
+    // codec held them while deciding, and released them as they were.)
+    if (!to_client_.empty()) {
       return static_cast<ssize_t>(to_client_.Take(buf, len));
     }
     n = ::read(app_.get(), buf, len);
@@ -1006,6 +1007,9 @@ void Tunnel::FlushDown() {
   }
   if (http_) {
     ConsumeHttpWindow();
+    // Not HTTP (HttpInbound::not_http): once the window is square (nothing waits in down_),
+    // the stream is relayed as L4, zero-copy.
+    if (http_->not_http() && down_.empty()) http_.reset();
   } else if (conn_) {
     conn_->Consume(sid_, written);
   }

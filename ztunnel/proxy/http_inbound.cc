@@ -85,10 +85,12 @@ std::string_view ResponseFlags(const l7::Exchange& ex) {
   return "-";
 }
 
-HttpInbound::HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, const TcpLabels& labels)
+HttpInbound::HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, const TcpLabels& labels,
+                         Mode mode)
     : w_(w),
       pod_uid_(std::move(pod_uid)),
       ci_(std::move(ci)),
+      mode_(mode),
       labels_(labels),
       codec_(
           l7::Http1Limits{}, [this](HttpRequestAttributes& r) { return Gate(r); },
@@ -178,16 +180,63 @@ void HttpInbound::HeadTimedOut() {
   if (codec_.state() == State::kBroken) w_->metrics().BadInput("http", "header_timeout");
 }
 
+// An HTTP/1.1 request line starts with a method token and a space; every registered method is
+// uppercase letters and '-' (the longest, UPDATEREDIRECTREF, has 17).
+HttpInbound::Sniff HttpInbound::ClientSniff(std::string_view held) {
+  constexpr size_t kMaxMethod = 32;
+  size_t i = 0;
+  while (i < held.size() && i < kMaxMethod && (absl::ascii_isupper(held[i]) || held[i] == '-')) ++i;
+  if (i == held.size() && i < kMaxMethod) return Sniff::kMore;
+  return i > 0 && i < held.size() && held[i] == ' ' ? Sniff::kYes : Sniff::kNo;
+}
+
+// An HTTP server never speaks first, except an HTTP/2 one: its preface, a SETTINGS frame (9-byte
+// header: 24-bit length, type 4, flags 0, stream 0).
+HttpInbound::Sniff HttpInbound::AppSniff(std::string_view held) {
+  constexpr unsigned char kHeader[] = {4, 0, 0, 0, 0, 0};  // bytes 3..8
+  for (size_t i = 3; i < std::min<size_t>(held.size(), 9); ++i) {
+    unsigned char c = static_cast<unsigned char>(held[i]);
+    if (i == 5) c &= 0x7f;  // the stream id's reserved bit
+    if (c != kHeader[i - 3]) return Sniff::kNo;
+  }
+  return held.size() >= 9 ? Sniff::kYes : Sniff::kMore;
+}
+
+// kObserve: the held bytes go on unparsed, and the connection is L4 from now on.
+void HttpInbound::FallBackToL4(ByteQueue& to_app, ByteQueue& to_client) {
+  sniffing_ = false;
+  not_http_ = true;
+  to_app.Append(sniffed_.data(), sniffed_.size());
+  to_client.Append(app_early_.data(), app_early_.size());
+  std::string().swap(sniffed_);
+  std::string().swap(app_early_);
+  if (timer_ != 0) w_->loop().CancelTimer(timer_);
+  timer_ = 0;
+  on_timeout_ = nullptr;  // L4 has no header or idle timeout
+  w_->metrics().BadInput("http", "not_http_l4_fallback");
+  LOG_DEBUG("inbound", "not HTTP on an HTTP port: relayed as L4",
+            {{"dst", ci_.dst.ToString()}, {"src", ci_.src_ip.ToString()}});
+}
+
 void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQueue& to_client) {
   std::string_view in(p, n);
+  if (not_http_) {
+    to_app.Append(p, n);
+    return;
+  }
   if (sniffing_) {
     // Prior-knowledge HTTP/2 starts with the 24-byte preface; HTTP/1.1 never does.
     sniffed_.append(in);
     std::string_view pre = l7::kHttp2Preface;
     size_t k = std::min(sniffed_.size(), pre.size());
     bool matches = std::string_view(sniffed_).substr(0, k) == pre.substr(0, k);
-    if (matches && sniffed_.size() < pre.size()) {  // wait for the rest
+    Sniff h1 = matches || mode_ == Mode::kEnforce ? Sniff::kYes : ClientSniff(sniffed_);
+    if ((matches && sniffed_.size() < pre.size()) || h1 == Sniff::kMore) {  // wait for the rest
       Touch();
+      return;
+    }
+    if (h1 == Sniff::kNo) {
+      FallBackToL4(to_app, to_client);
       return;
     }
     sniffing_ = false;
@@ -223,9 +272,14 @@ void HttpInbound::FromClient(const char* p, size_t n, ByteQueue& to_app, ByteQue
 }
 
 void HttpInbound::FromApp(const char* p, size_t n, ByteQueue& to_app, ByteQueue& to_client) {
+  if (not_http_) return;
   if (sniffing_) {
     // An HTTP/2 server speaks first (its SETTINGS): hold it until the client's bytes decide.
     app_early_.append(p, n);
+    if (mode_ == Mode::kObserve && AppSniff(app_early_) == Sniff::kNo) {
+      FallBackToL4(to_app, to_client);  // a server-first protocol
+      return;
+    }
     if (app_early_.size() <= 64 * 1024) {
       Touch();
       return;
@@ -253,6 +307,7 @@ void HttpInbound::FromApp(const char* p, size_t n, ByteQueue& to_app, ByteQueue&
 }
 
 void HttpInbound::AppEof() {
+  if (not_http_) return;
   if (h2_) {
     h2_->AppEof([](std::string_view) {});
   } else {
@@ -261,6 +316,7 @@ void HttpInbound::AppEof() {
 }
 
 void HttpInbound::AppReset() {
+  if (not_http_) return;
   if (h2_) {
     h2_->AppEof([](std::string_view) {});
   } else {
@@ -269,6 +325,7 @@ void HttpInbound::AppReset() {
 }
 
 void HttpInbound::Finish() {
+  if (not_http_) return;
   if (h2_) {
     h2_->Finish();
   } else {

@@ -1,7 +1,8 @@
 // L7 on the destination side (issue 14): the HTTP/1.1 codec (ztunnel/l7/http1_server.h), or the
 // HTTP/2 one for prior-knowledge h2c and gRPC (ztunnel/l7/http2_server.h), of one inbound
-// connection to a workload that NeedsHttpAuthorization, whatever carried it (an HBONE stream,
-// plaintext 15006). Every request is authorized with AuthorizeRequest against the
+// connection to a workload that NeedsHttpAuthorization (Mode::kEnforce), or to a port a Service
+// declares HTTP (Mode::kObserve: parsed for the request metrics), whatever carried it (an HBONE
+// stream, plaintext 15006). Every request is authorized with AuthorizeRequest against the
 // snapshot current when it arrives (a policy change applies to the next request on an open
 // connection), and forwarded with the normalised path it was authorized on; a denial is answered
 // with Envoy's 403 "RBAC: access denied" and counted as at L4 (weft_policy_denials_total), bad
@@ -33,9 +34,17 @@ class Worker;
 class HttpInbound {
  public:
   using State = l7::Http1ServerConnection::State;
+  // What bytes that are not HTTP do. kEnforce (an L7 policy applies): they are refused (fail
+  // closed). kObserve (a Service declares the port HTTP, no L7 policy): the connection falls back
+  // to L4, decided on the first bytes: the client's must start an HTTP/1.1 request line (an
+  // uppercase method token, then a space) or the HTTP/2 preface, and an application that speaks
+  // first must start with an HTTP/2 SETTINGS frame; anything else is relayed unparsed (see
+  // not_http()) and counted (weft_bad_input_total{port="http",kind="not_http_l4_fallback"}).
+  enum class Mode { kEnforce, kObserve };
   // `pod_uid`: the destination pod; `ci`: the connection as L4 authorization saw it; `labels`:
   // the connection's metric labels (reporter "destination"), which its requests carry too.
-  HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, const TcpLabels& labels);
+  HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, const TcpLabels& labels,
+              Mode mode);
   // Requests still waiting are reported as cut short by the client (Envoy's "DC").
   ~HttpInbound();
   HttpInbound(const HttpInbound&) = delete;
@@ -69,7 +78,14 @@ class HttpInbound {
   // broken(), else send TakeLocalReply() (may be empty) and close. One timer per connection,
   // re-armed lazily: bytes moving only store the time.
   void WatchTimeouts(std::function<void()> ended);
+  // Whether app bytes fed next are the codec's to forward (held or re-framed into `to_client`);
+  // ask before FromApp: when they settle the protocol, that call's bytes went out as it decided.
   bool owns_app_bytes() const { return sniffing_ || h2_ != nullptr; }
+  // kObserve: the connection is not HTTP. The bytes held while deciding went to `to_app` and
+  // `to_client`, the timers are off, and from now on client bytes fed are appended to `to_app`
+  // unchanged and app bytes are the caller's: the caller should stop feeding it and relay the
+  // connection as L4 (it may drop the HttpInbound once nothing it queued is pending).
+  bool not_http() const { return not_http_; }
 
   // A local reply for the client; after it, end the connection both ways.
   std::string TakeLocalReply() { return h2_ ? std::string() : codec_.TakeLocalReply(); }
@@ -95,10 +111,17 @@ class HttpInbound {
   void Arm(Clock::time_point at);
   void OnTimer();
   void HeadTimedOut();
+  // kObserve: whether bytes can start HTTP (yes, no, not yet known).
+  enum class Sniff { kYes, kNo, kMore };
+  static Sniff ClientSniff(std::string_view held);
+  static Sniff AppSniff(std::string_view held);
+  void FallBackToL4(ByteQueue& to_app, ByteQueue& to_client);
 
   Worker* w_;
   std::string pod_uid_;
   ConnectionInfo ci_;
+  Mode mode_;
+  bool not_http_ = false;  // kObserve fell back to L4
   uint64_t requests_ = 0;
   TcpLabels labels_;
   // The request series this connection has used, by (response code, flags): looked up in
@@ -114,8 +137,8 @@ class HttpInbound {
   l7::Http1ServerConnection codec_;
   std::unique_ptr<l7::Http2ServerConnection> h2_;  // set when the client sent the h2 preface
   bool sniffing_ = true;                           // the protocol is not decided yet
-  std::string sniffed_;                            // client bytes held meanwhile (< 24)
-  std::string app_early_;                          // app bytes held meanwhile (<= 64 KiB)
+  std::string sniffed_;    // client bytes held meanwhile (< 24; kObserve: a method token, <= 33)
+  std::string app_early_;  // app bytes held meanwhile (<= 64 KiB)
   // HTTP/2: what the codec owes a client that never reads (PING and SETTINGS acks) would pile up
   // in the caller's queue; past kMaxClientBacklog the connection is refused as a flood.
   static constexpr size_t kMaxClientBacklog = 4 << 20;

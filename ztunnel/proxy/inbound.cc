@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "ztunnel/capture/capture.h"
+#include "ztunnel/l7/app_protocol.h"
 #include "ztunnel/proxy/http_inbound.h"
 #include "ztunnel/proxy/worker.h"
 #include "ztunnel/rbac/request.h"
@@ -50,6 +51,17 @@ bool IsZtunnelPort(const Pod& pod, uint16_t port) {
 // ---- 15006: plaintext ---------------------------------------------------------------------
 
 namespace {
+// Whether a Service selecting `dst` declares `target_port` HTTP (l7::IsHttpPort): such a
+// connection is parsed for the destination's request metrics even when no L7 policy applies
+// (HttpInbound::Mode::kObserve: bytes that are not HTTP fall back to L4).
+bool IsHttpTargetPort(const ConfigSnapshot& snap, const Workload& dst, uint16_t target_port) {
+  const Service* svc = snap.ServiceForEndpoint(dst, target_port);
+  if (!svc) return false;
+  for (const ServicePort& p : svc->ports)
+    if (p.target_port == target_port && l7::IsHttpPort(p.app_protocol, p.name)) return true;
+  return false;
+}
+
 // The destination-side record of a plaintext connection from `peer` to `orig`.
 FlowInfo PlaintextRecord(const ConfigSnapshot& snap, const Pod& pod, const Workload& dst,
                          const SockAddr& peer, const SockAddr& orig) {
@@ -105,7 +117,8 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   if (NeedsHttpAuthorization(*snap, *dst) && PlaintextAllowed(*snap, *dst, orig->port)) {
     // L7: every request is authorized as it arrives (http_inbound.h).
     ConnectionInfo ci{std::nullopt, peer->ip, *orig};
-    auto http = std::make_unique<HttpInbound>(w_, pod->uid, ci, info.labels);
+    auto http =
+        std::make_unique<HttpInbound>(w_, pod->uid, ci, info.labels, HttpInbound::Mode::kEnforce);
     StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr, std::move(http));
     return;
   }
@@ -117,7 +130,13 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     RefuseFlow(*w_, std::move(info), std::move(fd), deny);
     return;
   }
-  StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr);
+  std::unique_ptr<HttpInbound> http;
+  if (IsHttpTargetPort(*snap, *dst, orig->port)) {
+    http =
+        std::make_unique<HttpInbound>(w_, pod->uid, ConnectionInfo{std::nullopt, peer->ip, *orig},
+                                      info.labels, HttpInbound::Mode::kObserve);
+  }
+  StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr, std::move(http));
 }
 
 // ---- 15008: HBONE -------------------------------------------------------------------------
@@ -197,7 +216,8 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
   if (NeedsHttpAuthorization(*snap, *dst)) {
     // L7: every request is authorized as it arrives (http_inbound.h); the flow is not
     // re-authorized as a connection (info.authz stays unset).
-    auto http = std::make_unique<HttpInbound>(w_, pod.uid, ci, info.labels);
+    auto http =
+        std::make_unique<HttpInbound>(w_, pod.uid, ci, info.labels, HttpInbound::Mode::kEnforce);
     ConnectApp(c, sid, std::move(info), std::move(http));
     return;
   }
@@ -209,7 +229,11 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
     return;
   }
   info.authz = ci;
-  ConnectApp(c, sid, std::move(info), nullptr);
+  std::unique_ptr<HttpInbound> http;
+  if (IsHttpTargetPort(*snap, *dst, target->port)) {
+    http = std::make_unique<HttpInbound>(w_, pod.uid, ci, info.labels, HttpInbound::Mode::kObserve);
+  }
+  ConnectApp(c, sid, std::move(info), std::move(http));
 }
 
 void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info,
