@@ -198,24 +198,33 @@ std::vector<WorkloadStat> ComputeStats(const std::vector<MetricSample>& before,
   for (const auto& [reporter, by_key] : a) {
     for (const auto& [key, t] : by_key) keys.insert(key);
   }
+  // One reporter's readings of `key` (null when it has none).
+  auto find = [&](const char* reporter, const WorkloadKey& key) {
+    std::pair<const Totals*, const Totals*> r{nullptr, nullptr};
+    if (auto it = a.find(reporter); it != a.end()) {
+      if (auto k = it->second.find(key); k != it->second.end()) r.first = &k->second;
+    }
+    if (auto bt = b.find(reporter); r.first && bt != b.end()) {
+      if (auto bk = bt->second.find(key); bk != bt->second.end()) r.second = &bk->second;
+    }
+    return r;
+  };
+  auto has_requests = [](const Totals* t) {
+    return t && (t->requests > 0 || !t->req_buckets.empty());
+  };
   std::vector<WorkloadStat> out;
   for (const WorkloadKey& key : keys) {
-    // The destination's own ztunnel when it saw the workload, else the callers' ztunnels.
-    const Totals* now = nullptr;
-    const Totals* then = nullptr;
+    // The destination's own ztunnel when it saw the workload, else the callers' ztunnels; the
+    // same for requests, which the callers' ztunnels alone record when the destination does not
+    // parse HTTP (a Service declared HTTP is terminated at the source).
+    auto [now, then] = find("destination", key);
     bool from_source = false;
-    for (const char* reporter : {"destination", "source"}) {
-      auto it = a.find(reporter);
-      if (it == a.end()) continue;
-      auto k = it->second.find(key);
-      if (k == it->second.end()) continue;
-      now = &k->second;
-      if (auto bt = b.find(reporter); bt != b.end()) {
-        if (auto bk = bt->second.find(key); bk != bt->second.end()) then = &bk->second;
-      }
-      from_source = std::string(reporter) == "source";
-      break;
+    if (!now) {
+      std::tie(now, then) = find("source", key);
+      from_source = true;
     }
+    auto [req_now, req_then] = std::make_pair(now, then);
+    if (!has_requests(req_now)) std::tie(req_now, req_then) = find("source", key);
     if (!now) continue;
     const Totals d = Minus(*now, then);
     WorkloadStat s;
@@ -236,12 +245,13 @@ std::vector<WorkloadStat> ComputeStats(const std::vector<MetricSample>& before,
     s.read_bps = d.sent / per;
     s.write_bps = d.received / per;
     // Request metrics exist: the HTTP view (over the same window), latencies in seconds.
-    s.http = now->requests > 0 || !now->req_buckets.empty();
+    s.http = has_requests(req_now);
     if (s.http) {
-      s.requests = d.requests;
-      s.request_success_rate = d.requests > 0 ? d.req_ok / d.requests : 0;
-      s.rps = window_seconds > 0 ? d.requests / window_seconds : 0;
-      std::vector<std::pair<double, double>> rb(d.req_buckets.begin(), d.req_buckets.end());
+      const Totals r = Minus(*req_now, req_then);
+      s.requests = r.requests;
+      s.request_success_rate = r.requests > 0 ? r.req_ok / r.requests : 0;
+      s.rps = window_seconds > 0 ? r.requests / window_seconds : 0;
+      std::vector<std::pair<double, double>> rb(r.req_buckets.begin(), r.req_buckets.end());
       s.req_p50 = HistogramQuantile(0.50, rb) / 1000;
       s.req_p95 = HistogramQuantile(0.95, rb) / 1000;
       s.req_p99 = HistogramQuantile(0.99, rb) / 1000;

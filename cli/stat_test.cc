@@ -192,6 +192,30 @@ TEST(StatTest, HttpWorkloadsShowRequestsAndL4WorkloadsKeepConnections) {
   EXPECT_EQ(only_http.str().find("no connections seen"), std::string::npos) << only_http.str();
 }
 
+TEST(StatTest, RequestsOnlyTheCallersRecordedStillGiveTheHttpView) {
+  // The store's own ztunnel saw connections but parsed no HTTP (no L7 policy; the Service is
+  // declared HTTP, so the front end's ztunnel terminated the requests): the request view comes
+  // from the source reporter, the connection figures still from the destination.
+  ztunnel::Metrics node0, node1;
+  auto before0 = Scrape(node0), before1 = Scrape(node1);
+  std::vector<MetricSample> before = before0;
+  before.insert(before.end(), before1.begin(), before1.end());
+  node1.ConnectionClosed(Labels("destination", "store"), 1.0);
+  Requests(node0, Labels("source", "store"), 200, 19, 2);
+  Requests(node0, Labels("source", "store"), 503, 1, 2);
+  std::vector<MetricSample> after = Scrape(node0);
+  auto a1 = Scrape(node1);
+  after.insert(after.end(), a1.begin(), a1.end());
+  auto stats = ComputeStats(before, after, 2.0);
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_FALSE(stats[0].from_source);
+  EXPECT_DOUBLE_EQ(stats[0].conns, 1);
+  EXPECT_TRUE(stats[0].http);
+  EXPECT_DOUBLE_EQ(stats[0].requests, 20);
+  EXPECT_DOUBLE_EQ(stats[0].rps, 10);
+  EXPECT_DOUBLE_EQ(stats[0].request_success_rate, 0.95);
+}
+
 TEST(StatTest, TargetsAndFlagsParse) {
   auto t = ParseStatTarget("node0=/run/netns/weft-x-n0@10.249.0.1:15020");
   ASSERT_TRUE(t.ok()) << t.status();
