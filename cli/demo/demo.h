@@ -68,10 +68,11 @@ struct WireSummary {
 };
 WireSummary SummarizeWire(const std::string& syns, const std::string& https);
 
-// From the table `weftctl stat` prints: the CONN/S column of NS/WORKLOAD (nullopt when the
-// row is missing or the table is the totals form).
+// From the tables `weftctl stat` prints: the rate column of NS/WORKLOAD, `column` "CONN/S"
+// (the connection table) or "RPS" (the request table of HTTP workloads); nullopt when the row
+// is not in such a table or the tables are the totals form.
 std::optional<double> StatRate(const std::string& table, const std::string& ns,
-                               const std::string& workload);
+                               const std::string& workload, const std::string& column = "CONN/S");
 
 // Where the tea shop's manifests are: `flag` if given (must be a directory); else
 // ./examples/teashop/manifests under `cwd`; else under the source tree this weftctl was built

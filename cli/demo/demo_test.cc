@@ -92,6 +92,12 @@ TEST(StatRate, ReadsTheConnPerSecondColumn) {
   EXPECT_DOUBLE_EQ(*StatRate(table, "legacy", "client"), 0);
   EXPECT_FALSE(StatRate(table, "shop", "store").has_value());
   EXPECT_FALSE(StatRate("(no connections seen for shop)\n", "shop", "frontend").has_value());
+  // HTTP workloads are in the request table: its RPS column.
+  const std::string http =
+      "NAMESPACE  WORKLOAD   MESHED  SUCCESS  RPS   P50    P95    P99    CONN/S\n"
+      "shop       cart       100%    100%     88.5  1.2ms  3.0ms  4.1ms  0.0\n";
+  EXPECT_DOUBLE_EQ(*StatRate(http, "shop", "cart", "RPS"), 88.5);
+  EXPECT_FALSE(StatRate(http, "shop", "cart").has_value());
   // The totals form (--window 0) has no rate.
   EXPECT_FALSE(StatRate("NAMESPACE  WORKLOAD  MESHED  SUCCESS  CONNS  P50\n"
                         "shop  frontend  0%  100%  12  1ms\n",
@@ -238,7 +244,8 @@ TEST_F(DemoEndToEnd, RunsEveryStepAndPasses) {
            "$ weftctl label " + flags + " namespace shop weft.dev/mesh=enabled --wait",
            "$ weftctl exec " + flags + " legacy/client -- weft-teashop --role load",
            "$ weftctl stat " + flags + " shop --window 3s",
-           "[ok] weftctl stat shows shop/frontend serving connections",
+           "[ok] weftctl stat shows shop/frontend serving traffic",
+           "[ok] weftctl stat shows the back ends' requests (balanced per request at the source)",
            "clear-text HTTP requests on them: 0",
            "source_principal=\"spiffe://cluster.local/ns/shop/sa/frontend\"",
            "connection_security_policy=\"mutual_tls\"",
