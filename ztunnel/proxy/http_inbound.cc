@@ -91,7 +91,7 @@ HttpInbound::HttpInbound(Worker* w, std::string pod_uid, ConnectionInfo ci, cons
       pod_uid_(std::move(pod_uid)),
       ci_(std::move(ci)),
       mode_(mode),
-      labels_(labels),
+      series_(labels),
       codec_(
           l7::Http1Limits{}, [this](HttpRequestAttributes& r) { return Gate(r); },
           [this](const l7::Exchange& ex) { Done(ex); }) {}
@@ -411,59 +411,12 @@ void HttpInbound::Done(const l7::Exchange& ex) {
   }
   const std::string_view flags = ResponseFlags(ex);
   const double ms = std::chrono::duration<double, std::milli>(ex.end - ex.start).count();
-  // Istio labels a gRPC request (content-type application/grpc*) request_protocol="grpc" with
-  // its grpc-status (HTTP/2 trailers; HTTP/1.1 carries no gRPC here, so it stays "").
-  bool grpc = false;
-  for (const auto& [name, value] : ex.request.headers)
-    grpc |= name == "content-type" && absl::StartsWith(value, "application/grpc");
-  const int grpc_status = grpc ? ex.grpc_status : -1;
-  const RequestSeries* s = nullptr;
-  for (const Series& x : series_) {
-    if (x.code == ex.status && x.flags == flags && x.grpc == grpc && x.grpc_status == grpc_status) {
-      s = &x.series;
-      break;
-    }
+  series_.Record(w_->metrics(), ex, flags, ms);
+  if (w_->opts().access_log && log::Enabled(log::Level::kInfo)) {
+    WriteRequestLog(ex, series_.labels(),
+                    RequestLogFields{"inbound", flags, ms, ci_.src_ip.ToString(),
+                                     ci_.dst.ToString(), TraceId(ex.request)});
   }
-  if (s == nullptr) {
-    series_.push_back(
-        {ex.status, flags, grpc, grpc_status,
-         w_->metrics().ForRequest(labels_, grpc ? "grpc" : "http", ex.status,
-                                  grpc_status >= 0 ? std::to_string(grpc_status) : "", flags)});
-    s = &series_.back().series;
-  }
-  s->requests->Increment();
-  s->duration_ms->Observe(ms);
-  s->request_bytes->Observe(static_cast<double>(ex.request_bytes));
-  s->response_bytes->Observe(static_cast<double>(ex.response_bytes));
-  if (w_->opts().access_log && log::Enabled(log::Level::kInfo)) AccessLog(ex, flags, ms);
-}
-
-void HttpInbound::AccessLog(const l7::Exchange& ex, std::string_view flags, double ms) const {
-  nlohmann::json rec = {
-      {"level", "info"},
-      {"scope", "access"},
-      {"msg", "request complete"},
-      {"direction", "inbound"},
-      {"method", ex.request.method},
-      {"authority", ex.request.authority},
-      {"path", ex.request.path},
-      {"status", ex.status},
-      {"response_flags", flags},
-      {"duration_ms", ms},
-      {"bytes_received", ex.request_bytes},  // from the client: request head and body
-      {"bytes_sent", ex.response_bytes},     // to the client: response head and body
-      {"upstream", ci_.dst.ToString()},
-      {"src.addr", ci_.src_ip.ToString()},
-      {"src.workload", labels_.source_workload},
-      {"src.namespace", labels_.source_workload_namespace},
-      {"src.identity", labels_.source_principal},
-      {"dst.workload", labels_.destination_workload},
-      {"dst.namespace", labels_.destination_workload_namespace},
-      {"dst.identity", labels_.destination_principal},
-      {"trace_id", TraceId(ex.request)},
-  };
-  if (ex.local_reply) rec["local_reply"] = ex.reason;
-  log::WriteRecord(std::move(rec));
 }
 
 }  // namespace weft::ztunnel

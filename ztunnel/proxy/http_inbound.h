@@ -25,6 +25,7 @@
 #include "ztunnel/l7/http2_server.h"
 #include "ztunnel/metrics/metrics.h"
 #include "ztunnel/proxy/io.h"
+#include "ztunnel/proxy/request_record.h"
 #include "ztunnel/rbac/request.h"
 
 namespace weft::ztunnel {
@@ -102,7 +103,6 @@ class HttpInbound {
  private:
   std::optional<l7::LocalReply> Gate(HttpRequestAttributes& req);
   void Done(const l7::Exchange& ex);
-  void AccessLog(const l7::Exchange& ex, std::string_view flags, double ms) const;
   void Tap(const l7::Exchange& ex);  // publishes to `weftctl tap` while someone taps
   using Clock = std::chrono::steady_clock;
   bool InHead() const;  // a request head (or the bytes before the protocol is known) is incomplete
@@ -123,17 +123,8 @@ class HttpInbound {
   Mode mode_;
   bool not_http_ = false;  // kObserve fell back to L4
   uint64_t requests_ = 0;
-  TcpLabels labels_;
-  // The request series this connection has used, by (response code, flags): looked up in
-  // Metrics once each, so a request costs no label work (a connection sees few of them).
-  struct Series {
-    int code;
-    std::string_view flags;  // one of the static flag strings
-    bool grpc;
-    int grpc_status;  // -1: none
-    RequestSeries series;
-  };
-  std::vector<Series> series_;
+  // The connection's request series (its labels: reporter "destination"), looked up once each.
+  RequestSeriesCache series_;
   l7::Http1ServerConnection codec_;
   std::unique_ptr<l7::Http2ServerConnection> h2_;  // set when the client sent the h2 preface
   bool sniffing_ = true;                           // the protocol is not decided yet
