@@ -70,7 +70,14 @@ void HttpOutbound::Start() {
   client_interest_ = EPOLLIN;
   if (auto st = w_->loop().Add(client_.get(), client_interest_, this); !st.ok()) {
     Abort("cannot watch the client: " + st.ToString());
+    return;
   }
+  // An HTTP client speaks first. One that stays silent may be waiting for a server-first
+  // protocol behind a port declared HTTP by mistake: it gets L4 after kDetectTimeout.
+  detect_timer_ = w_->loop().AddTimer(kDetectTimeout, [this] {
+    detect_timer_ = 0;
+    if (sniffing_ && !closed_) FallBackToL4("no_client_bytes_l4_fallback");
+  });
 }
 
 void HttpOutbound::OnEvents(uint32_t events) {
@@ -105,18 +112,25 @@ void HttpOutbound::Sniff() {
         [this](const l7::Exchange& ex) { DoneH2(ex); },
         [this](const HttpRequestAttributes& r) { return RouteH2(r); });
   } else if (!LooksLikeHttp(p)) {
-    FallBackToL4(/*bad_input=*/true);
+    FallBackToL4("not_http_l4_fallback");
     return;
   }
   sniffing_ = false;
+  CancelDetectTimer();
   ReadClient();
   if (!closed_) UpdateInterest();
 }
 
-void HttpOutbound::FallBackToL4(bool bad_input) {
-  if (bad_input) w_->metrics().BadInput("http", "not_http_l4_fallback");
+void HttpOutbound::CancelDetectTimer() {
+  if (detect_timer_) w_->loop().CancelTimer(detect_timer_);
+  detect_timer_ = 0;
+}
+
+void HttpOutbound::FallBackToL4(std::string_view kind) {
+  CancelDetectTimer();
+  w_->metrics().BadInput("http", std::string(kind));
   LOG_DEBUG("outbound", "not HTTP on an HTTP service port: this connection stays L4",
-            {{"pod", pod_->uid}, {"dst", orig_.ToString()}});
+            {{"pod", pod_->uid}, {"dst", orig_.ToString()}, {"why", std::string(kind)}});
   w_->loop().Remove(client_.get());
   closed_ = true;
   w_->outbound().Dispatch(pod_, std::move(client_), orig_, /*http=*/false);
@@ -538,6 +552,7 @@ void HttpOutbound::MaybeClose() {
 void HttpOutbound::Close(bool reset) {
   if (closed_) return;
   closed_ = true;
+  CancelDetectTimer();
   if (h2_) {
     h2_->Finish();
   } else {

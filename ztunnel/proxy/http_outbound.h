@@ -36,9 +36,10 @@
 // A connection whose first bytes are not an HTTP/1.1 request line falls back to L4 for that
 // connection (counted as weft_bad_input_total{port="http",kind="not_http_l4_fallback"}):
 // Service ports declared HTTP only for metrics and routing must not break a client that speaks
-// something else (the destination still enforces any L7 policy, failing closed). Prior-knowledge
-// h2c (gRPC) stays L4 at the source for now (not counted): the HTTP/2 codec's router mode
-// (l7/http2_server.h) is there, the source side does not drive it yet.
+// something else (the destination still enforces any L7 policy, failing closed). A client that
+// sends nothing for kDetectTimeout (1 s) falls back too (kind "no_client_bytes_l4_fallback"):
+// it may be waiting for a server-first protocol behind a port declared HTTP by mistake. The
+// HTTP/2 preface selects the HTTP/2 codec's router mode (l7/http2_server.h).
 #pragma once
 
 #include <chrono>
@@ -99,7 +100,9 @@ class HttpOutbound : public Flow {
   };
 
   void Sniff();
-  void FallBackToL4(bool bad_input);
+  void FallBackToL4(std::string_view kind);  // counted in weft_bad_input_total{kind}
+  void CancelDetectTimer();
+  static constexpr std::chrono::milliseconds kDetectTimeout{1000};
   void ReadClient();
   void OnUpstream(Upstream& u, uint32_t events);
   void ReadUpstream(Upstream& u);
@@ -134,6 +137,7 @@ class HttpOutbound : public Flow {
   SockAddr orig_;
   UniqueFd client_;
   uint32_t client_interest_ = 0;
+  uint64_t detect_timer_ = 0;  // while sniffing: the client's first bytes are due
   bool sniffing_ = true, client_eof_ = false, closing_ = false, closed_ = false;
   ByteQueue client_out_;
   l7::Http1ServerConnection codec_;
