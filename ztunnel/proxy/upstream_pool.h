@@ -23,7 +23,10 @@ namespace weft::ztunnel {
 class UpstreamPool {
  public:
   static constexpr size_t kMaxPerKey = 16;
-  static constexpr std::chrono::seconds kIdleTimeout{30};
+  // Long enough for a client that reconnects per request, short enough that a quiet mesh drains
+  // (an idle upstream holds an HBONE stream; the soak wants every gauge at 0 within 30 s of the
+  // last request, and the 30 s of HBONE's own pool come after it).
+  static constexpr std::chrono::seconds kIdleTimeout{10};
 
   // An idle upstream: its socket (the proxy's end of the socketpair) and what its requests are
   // recorded with.
