@@ -370,12 +370,7 @@ std::optional<l7::LocalReply> HttpInbound::Gate(HttpRequestAttributes& req) {
 void HttpInbound::Tap(const l7::Exchange& ex) {
   TapBuffer* tap = w_->opts().tap.get();
   if (!tap || !tap->Active()) return;
-  TapEvent e;
-  e.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::system_clock::now().time_since_epoch() -
-                  (std::chrono::steady_clock::now() - ex.start))
-                  .count();
-  e.reporter = "destination";
+  TapEvent e = RequestTapEvent(ex, "destination", TraceId(ex.request));  // as in the access log
   auto snap = w_->shared().config->Get();
   if (const Workload* d = snap->FindWorkloadByUid(pod_uid_)) {
     e.dst_workload = d->ns + "/" + d->name;
@@ -387,15 +382,6 @@ void HttpInbound::Tap(const l7::Exchange& ex) {
   if (ci_.src_identity) e.src_identity = ci_.src_identity->ToString();
   e.src_addr = ci_.src_ip.ToString();
   e.dst_addr = ci_.dst.ToString();
-  e.method = ex.request.method;
-  e.authority = ex.request.authority;
-  e.path = ex.request.path;
-  e.status = ex.status;
-  e.latency_ms = std::chrono::duration<double, std::milli>(ex.end - ex.start).count();
-  e.request_bytes = ex.request_bytes;
-  e.response_bytes = ex.response_bytes;
-  e.local_reply = ex.local_reply;
-  e.trace_id = TraceId(ex.request);  // as in the access log
   tap->Publish(std::move(e));
 }
 

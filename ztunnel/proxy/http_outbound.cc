@@ -465,12 +465,7 @@ void HttpOutbound::Record(const l7::Exchange& ex, RequestSeriesCache* series,
   }
   TapBuffer* tap = w_->opts().tap.get();
   if (!tap || !tap->Active()) return;
-  TapEvent e;
-  e.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::system_clock::now().time_since_epoch() -
-                  (std::chrono::steady_clock::now() - ex.start))
-                  .count();
-  e.reporter = "source";
+  TapEvent e = RequestTapEvent(ex, "source", trace_id);
   e.src_workload = l.source_workload_namespace + "/" + l.source_workload;
   e.src_identity = l.source_principal == "unknown" ? "" : l.source_principal;
   if (l.destination_workload != "unknown")
@@ -478,14 +473,6 @@ void HttpOutbound::Record(const l7::Exchange& ex, RequestSeriesCache* series,
   e.dst_identity = l.destination_principal == "unknown" ? "" : l.destination_principal;
   e.src_addr = info_.src.ToString();
   e.dst_addr = upstream;
-  e.method = ex.request.method;
-  e.authority = ex.request.authority;
-  e.path = ex.request.path;
-  e.status = ex.status;
-  e.latency_ms = ms;
-  e.request_bytes = ex.request_bytes;
-  e.response_bytes = ex.response_bytes;
-  e.local_reply = ex.local_reply;
   tap->Publish(std::move(e));
 }
 

@@ -66,4 +66,23 @@ void WriteRequestLog(const l7::Exchange& ex, const TcpLabels& labels, const Requ
   log::WriteRecord(std::move(rec));
 }
 
+TapEvent RequestTapEvent(const l7::Exchange& ex, std::string_view reporter, std::string trace_id) {
+  TapEvent e;
+  e.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch() -
+                  (std::chrono::steady_clock::now() - ex.start))
+                  .count();
+  e.reporter = std::string(reporter);
+  e.method = ex.request.method;
+  e.authority = ex.request.authority;
+  e.path = ex.request.path;
+  e.status = ex.status;
+  e.latency_ms = std::chrono::duration<double, std::milli>(ex.end - ex.start).count();
+  e.request_bytes = ex.request_bytes;
+  e.response_bytes = ex.response_bytes;
+  e.local_reply = ex.local_reply;
+  e.trace_id = std::move(trace_id);
+  return e;
+}
+
 }  // namespace weft::ztunnel

@@ -9,6 +9,7 @@
 
 #include "ztunnel/l7/exchange.h"
 #include "ztunnel/metrics/metrics.h"
+#include "ztunnel/proxy/tap.h"
 
 namespace weft::ztunnel {
 
@@ -47,5 +48,9 @@ struct RequestLogFields {
   std::string_view trace_id;
 };
 void WriteRequestLog(const l7::Exchange& ex, const TcpLabels& labels, const RequestLogFields& f);
+
+// The `weftctl tap` event of `ex` as far as the exchange alone says: when it arrived, the
+// request, its outcome and sizes, `reporter` and `trace_id`; the caller adds who and where.
+TapEvent RequestTapEvent(const l7::Exchange& ex, std::string_view reporter, std::string trace_id);
 
 }  // namespace weft::ztunnel
