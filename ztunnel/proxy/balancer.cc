@@ -46,9 +46,7 @@ bool Balancer::Barred(std::string_view endpoint, Clock::time_point now) const {
 bool Balancer::Prefer(std::string_view b, std::string_view a, Clock::time_point now) {
   const bool bar_a = Barred(a, now), bar_b = Barred(b, now);
   if (bar_a != bar_b) return bar_a;
-  const uint32_t oa = Get(a, now).outstanding, ob = Get(b, now).outstanding;
-  if (oa != ob) return ob < oa;
-  return Latency(b, now) * kLatencyTie < Latency(a, now);
+  return Get(b, now).outstanding < Get(a, now).outstanding;
 }
 
 size_t Balancer::Choose(absl::Span<const std::string> endpoints, Clock::time_point now) {
