@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git clang llvm libbpf-dev bpftool libelf-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev
-  prometheus-cpp-dev googletest libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev
+  prometheus-cpp-dev googletest libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev libre2-dev
   libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev
   iproute2 iptables iperf3 wrk nghttp2-client tshark procps psmisc curl ca-certificates prometheus haproxy
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev gnuplot-nox libcli11-dev

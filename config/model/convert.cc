@@ -8,7 +8,10 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/status.h"
+#include "re2/re2.h"
 
 namespace weft::config {
 namespace {
@@ -546,6 +549,682 @@ absl::StatusOr<NetworkPolicy> NetworkPolicyFromProto(const pb::NetworkPolicy& pn
     np.ingress.push_back(std::move(rule));
   }
   return np;
+}
+
+// ---- traffic management (issue 15)
+
+namespace {
+
+bool IsDnsLabel(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return s.front() != '-' && s.back() != '-';
+}
+
+// RFC 7230 tchar.
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c)) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckHeaderValue(std::string_view v, std::string_view path) {
+  if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+    return Invalid(path, "must not contain CR, LF or NUL");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> HeaderName(std::string_view name, std::string_view path) {
+  if (!IsToken(name)) {
+    return Invalid(path, absl::StrCat(Quote(name), " is not a valid HTTP header name"));
+  }
+  return absl::AsciiStrToLower(Av(name));
+}
+
+absl::Status CheckPercent(double v, std::string_view path) {
+  if (!(v >= 0 && v <= 100)) return Invalid(path, absl::StrCat(v, " is not a percentage 0..100"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const re2::RE2>> CompileRegex(std::string_view pattern,
+                                                             std::string_view path) {
+  if (pattern.empty()) return Invalid(path, "an empty regular expression is not allowed");
+  RE2::Options opts;
+  opts.set_log_errors(false);
+  auto re =
+      std::make_shared<const re2::RE2>(re2::StringPiece(pattern.data(), pattern.size()), opts);
+  if (!re->ok()) {
+    return Invalid(path, absl::StrCat("bad regular expression ", Quote(pattern),
+                                      " (RE2 syntax): ", re->error()));
+  }
+  return re;
+}
+
+// Gateway API's path validation for Exact and PathPrefix values.
+absl::Status CheckMatchPath(std::string_view v, std::string_view path) {
+  if (!v.starts_with('/')) return Invalid(path, absl::StrCat(Quote(v), " must start with '/'"));
+  for (std::string_view bad : {"//", "/./", "/../", "%2f", "%2F", "#"}) {
+    if (v.find(bad) != std::string_view::npos) {
+      return Invalid(path, absl::StrCat(Quote(v), " must not contain ", Quote(bad)));
+    }
+  }
+  if (v.ends_with("/..") || v.ends_with("/.")) {
+    return Invalid(path, absl::StrCat(Quote(v), " must not end with \"/.\" or \"/..\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpValueMatch> ConvertValueMatch(const pb::HttpHeaderMatch& in, bool header,
+                                                 const std::string& path) {
+  HttpValueMatch m;
+  if (header) {
+    WEFT_ASSIGN_OR_RETURN(m.name, HeaderName(in.name(), path + ".name"));
+  } else {
+    if (in.name().empty()) return Invalid(path + ".name", "is required");
+    m.name = in.name();
+  }
+  m.value = in.value();
+  switch (in.type()) {
+    case pb::HttpHeaderMatch::EXACT:
+      m.kind = HttpValueMatch::Kind::kExact;
+      break;
+    case pb::HttpHeaderMatch::REGULAR_EXPRESSION: {
+      m.kind = HttpValueMatch::Kind::kRegex;
+      WEFT_ASSIGN_OR_RETURN(m.regex, CompileRegex(in.value(), path + ".value"));
+      break;
+    }
+    default:
+      return Invalid(path + ".type", absl::StrCat("unknown type ", in.type(),
+                                                  " (want Exact or RegularExpression)"));
+  }
+  return m;
+}
+
+// Only the first entry of each name counts (the spec); `header` names compare case-insensitively
+// (already lower-cased).
+absl::Status ConvertValueMatches(const google::protobuf::RepeatedPtrField<pb::HttpHeaderMatch>& in,
+                                 bool header, const std::string& path,
+                                 std::vector<HttpValueMatch>* out) {
+  for (int i = 0; i < in.size(); ++i) {
+    WEFT_ASSIGN_OR_RETURN(HttpValueMatch m, ConvertValueMatch(in[i], header, Indexed(path, i)));
+    bool seen = std::any_of(out->begin(), out->end(),
+                            [&](const HttpValueMatch& o) { return o.name == m.name; });
+    if (!seen) out->push_back(std::move(m));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpPathMatch> ConvertPathMatch(const pb::HttpRouteMatch& in,
+                                               const std::string& path) {
+  HttpPathMatch m;
+  const std::string value_path = path + ".path.value";
+  switch (in.path_type()) {
+    case pb::HttpRouteMatch::PATH_UNSET:
+      if (!in.path().empty() && in.path() != "/") {
+        return Invalid(value_path, absl::StrCat(Quote(in.path()),
+                                                " is set but path.type is not (want Exact, "
+                                                "PathPrefix or RegularExpression)"));
+      }
+      m.kind = HttpPathMatch::Kind::kPrefix;
+      m.value = "/";
+      return m;
+    case pb::HttpRouteMatch::EXACT:
+    case pb::HttpRouteMatch::PATH_PREFIX:
+      WEFT_RETURN_IF_ERROR(CheckMatchPath(in.path(), value_path));
+      m.kind = in.path_type() == pb::HttpRouteMatch::EXACT ? HttpPathMatch::Kind::kExact
+                                                           : HttpPathMatch::Kind::kPrefix;
+      m.value = in.path();
+      return m;
+    case pb::HttpRouteMatch::REGULAR_EXPRESSION: {
+      m.kind = HttpPathMatch::Kind::kRegex;
+      m.value = in.path();
+      WEFT_ASSIGN_OR_RETURN(m.regex, CompileRegex(in.path(), value_path));
+      return m;
+    }
+    default:
+      break;
+  }
+  return Invalid(path + ".path.type",
+                 absl::StrCat("unknown type ", in.path_type(),
+                              " (want Exact, PathPrefix or RegularExpression)"));
+}
+
+absl::StatusOr<HttpRouteMatch> ConvertRouteMatch(const pb::HttpRouteMatch& in,
+                                                 const std::string& path) {
+  static constexpr std::string_view kMethods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                                  "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  HttpRouteMatch m;
+  WEFT_ASSIGN_OR_RETURN(m.path, ConvertPathMatch(in, path));
+  WEFT_RETURN_IF_ERROR(ConvertValueMatches(in.headers(), true, path + ".headers", &m.headers));
+  WEFT_RETURN_IF_ERROR(
+      ConvertValueMatches(in.query_params(), false, path + ".queryParams", &m.query_params));
+  if (!in.method().empty() &&
+      std::find(std::begin(kMethods), std::end(kMethods), in.method()) == std::end(kMethods)) {
+    return Invalid(path + ".method",
+                   absl::StrCat("unknown method ", Quote(in.method()),
+                                " (want GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE or "
+                                "PATCH)"));
+  }
+  m.method = in.method();
+  return m;
+}
+
+absl::Status ConvertHeaderList(const google::protobuf::RepeatedPtrField<pb::HttpHeader>& in,
+                               const std::string& path, std::vector<HttpHeader>* out) {
+  for (int i = 0; i < in.size(); ++i) {
+    const std::string p = Indexed(path, i);
+    HttpHeader h;
+    WEFT_ASSIGN_OR_RETURN(h.name, HeaderName(in[i].name(), p + ".name"));
+    WEFT_RETURN_IF_ERROR(CheckHeaderValue(in[i].value(), p + ".value"));
+    h.value = in[i].value();
+    for (const HttpHeader& o : *out) {
+      if (o.name == h.name) {
+        return Invalid(p + ".name", absl::StrCat("header ", Quote(h.name), " is listed twice"));
+      }
+    }
+    out->push_back(std::move(h));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpHeaderModifier> ConvertHeaderModifier(const pb::HttpHeaderModifier& in,
+                                                         const std::string& path) {
+  HttpHeaderModifier m;
+  WEFT_RETURN_IF_ERROR(ConvertHeaderList(in.set(), path + ".set", &m.set));
+  WEFT_RETURN_IF_ERROR(ConvertHeaderList(in.add(), path + ".add", &m.add));
+  for (int i = 0; i < in.remove_size(); ++i) {
+    WEFT_ASSIGN_OR_RETURN(std::string name, HeaderName(in.remove(i), Indexed(path + ".remove", i)));
+    if (std::find(m.remove.begin(), m.remove.end(), name) == m.remove.end()) {
+      m.remove.push_back(std::move(name));
+    }
+  }
+  return m;
+}
+
+absl::StatusOr<HttpPathModifier> ConvertPathModifier(const pb::HttpPathModifier& in,
+                                                     const std::string& path) {
+  HttpPathModifier m;
+  m.value = in.value();
+  switch (in.type()) {
+    case pb::HttpPathModifier::TYPE_UNSET:
+      if (!in.value().empty()) {
+        return Invalid(path + ".type",
+                       "is required when a value is set (want ReplaceFullPath "
+                       "or ReplacePrefixMatch)");
+      }
+      return m;
+    case pb::HttpPathModifier::REPLACE_FULL_PATH:
+      m.kind = HttpPathModifier::Kind::kReplaceFullPath;
+      if (in.value().empty()) return Invalid(path + ".replaceFullPath", "is required");
+      break;
+    case pb::HttpPathModifier::REPLACE_PREFIX_MATCH:
+      m.kind = HttpPathModifier::Kind::kReplacePrefixMatch;
+      if (in.value().empty()) return m;  // replaces the prefix with "/"
+      break;
+    default:
+      return Invalid(path + ".type", absl::StrCat("unknown type ", in.type(),
+                                                  " (want ReplaceFullPath or ReplacePrefixMatch)"));
+  }
+  const std::string vp =
+      path + (m.kind == HttpPathModifier::Kind::kReplaceFullPath ? ".replaceFullPath"
+                                                                 : ".replacePrefixMatch");
+  if (!in.value().starts_with('/')) {
+    return Invalid(vp, absl::StrCat(Quote(in.value()), " must start with '/'"));
+  }
+  WEFT_RETURN_IF_ERROR(CheckHeaderValue(in.value(), vp));
+  if (in.value().find_first_of("?# ") != std::string::npos) {
+    return Invalid(vp, absl::StrCat(Quote(in.value()), " must not contain '?', '#' or spaces"));
+  }
+  return m;
+}
+
+absl::StatusOr<HttpRequestRedirect> ConvertRedirect(const pb::HttpRequestRedirect& in,
+                                                    const std::string& path) {
+  HttpRequestRedirect r;
+  if (!in.scheme().empty() && in.scheme() != "http" && in.scheme() != "https") {
+    return Invalid(path + ".scheme", absl::StrCat("unsupported scheme ", Quote(in.scheme()),
+                                                  " (want http or https)"));
+  }
+  r.scheme = in.scheme();
+  if (!in.hostname().empty()) {
+    WEFT_RETURN_IF_ERROR(CheckHostname(in.hostname(), path + ".hostname", false));
+  }
+  r.hostname = in.hostname();
+  WEFT_ASSIGN_OR_RETURN(r.path, ConvertPathModifier(in.path(), path + ".path"));
+  if (in.port() != 0) {
+    WEFT_ASSIGN_OR_RETURN(r.port, CheckPort(in.port(), path + ".port"));
+  }
+  switch (in.status_code()) {
+    case 0:
+      r.status_code = 302;
+      break;
+    case 301:
+    case 302:
+    case 303:
+    case 307:
+    case 308:
+      r.status_code = static_cast<uint16_t>(in.status_code());
+      break;
+    default:
+      return Invalid(path + ".statusCode", absl::StrCat(in.status_code(),
+                                                        " is not a redirect status (want 301, "
+                                                        "302, 303, 307 or 308)"));
+  }
+  return r;
+}
+
+absl::StatusOr<HttpRequestMirror> ConvertMirror(const pb::HttpRequestMirror& in,
+                                                const std::string& path) {
+  HttpRequestMirror m;
+  WEFT_RETURN_IF_ERROR(CheckServiceRef(in.service(), path + ".service"));
+  m.service = in.service();
+  if (in.port() != 0) {
+    WEFT_ASSIGN_OR_RETURN(m.port, CheckPort(in.port(), path + ".port"));
+  }
+  if (in.percent() > 100) {
+    return Invalid(path + ".percent", absl::StrCat(in.percent(), " is not a percentage 0..100"));
+  }
+  m.percent = in.percent();
+  return m;
+}
+
+// Sets `slot` once; a second filter of the same kind is an error.
+template <typename T>
+absl::Status SetOnce(std::optional<T>* slot, absl::StatusOr<T> v, const std::string& path,
+                     std::string_view kind) {
+  if (!v.ok()) return v.status();
+  if (slot->has_value()) {
+    return Invalid(path,
+                   absl::StrCat("a second ", Av(kind), " filter (the spec allows one per rule)"));
+  }
+  *slot = *std::move(v);
+  return absl::OkStatus();
+}
+
+absl::Status ConvertRuleFilter(const pb::HttpRouteFilter& f, const std::string& path,
+                               HttpRouteRule* rule) {
+  switch (f.kind_case()) {
+    case pb::HttpRouteFilter::kRequestHeaderModifier:
+      return SetOnce(
+          &rule->request_headers,
+          ConvertHeaderModifier(f.request_header_modifier(), path + ".requestHeaderModifier"), path,
+          "RequestHeaderModifier");
+    case pb::HttpRouteFilter::kResponseHeaderModifier:
+      return SetOnce(
+          &rule->response_headers,
+          ConvertHeaderModifier(f.response_header_modifier(), path + ".responseHeaderModifier"),
+          path, "ResponseHeaderModifier");
+    case pb::HttpRouteFilter::kRequestRedirect:
+      return SetOnce(&rule->redirect,
+                     ConvertRedirect(f.request_redirect(), path + ".requestRedirect"), path,
+                     "RequestRedirect");
+    case pb::HttpRouteFilter::kUrlRewrite: {
+      HttpUrlRewrite rw;
+      if (!f.url_rewrite().hostname().empty()) {
+        WEFT_RETURN_IF_ERROR(
+            CheckHostname(f.url_rewrite().hostname(), path + ".urlRewrite.hostname", false));
+      }
+      rw.hostname = f.url_rewrite().hostname();
+      WEFT_ASSIGN_OR_RETURN(rw.path,
+                            ConvertPathModifier(f.url_rewrite().path(), path + ".urlRewrite.path"));
+      return SetOnce(&rule->rewrite, absl::StatusOr<HttpUrlRewrite>(std::move(rw)), path,
+                     "URLRewrite");
+    }
+    case pb::HttpRouteFilter::kRequestMirror: {
+      WEFT_ASSIGN_OR_RETURN(HttpRequestMirror m,
+                            ConvertMirror(f.request_mirror(), path + ".requestMirror"));
+      rule->mirrors.push_back(std::move(m));
+      return absl::OkStatus();
+    }
+    case pb::HttpRouteFilter::KIND_NOT_SET:
+      break;
+  }
+  return Invalid(path,
+                 "sets no filter (want requestHeaderModifier, responseHeaderModifier, "
+                 "requestRedirect, urlRewrite or requestMirror)");
+}
+
+// ReplacePrefixMatch needs the prefix it replaces: the rule's single PathPrefix match.
+absl::Status CheckPrefixRewrites(const HttpRouteRule& rule, const std::string& path) {
+  auto uses_prefix = [](const HttpPathModifier& m) {
+    return m.kind == HttpPathModifier::Kind::kReplacePrefixMatch;
+  };
+  bool needs = (rule.redirect && uses_prefix(rule.redirect->path)) ||
+               (rule.rewrite && uses_prefix(rule.rewrite->path));
+  if (!needs) return absl::OkStatus();
+  if (rule.matches.size() != 1 || rule.matches[0].path.kind != HttpPathMatch::Kind::kPrefix) {
+    return Invalid(path + ".filters",
+                   "ReplacePrefixMatch needs exactly one match, of type PathPrefix (the spec)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpBackendRef> ConvertBackend(const pb::HttpBackendRef& in,
+                                              const std::string& path) {
+  HttpBackendRef b;
+  b.invalid = in.invalid();
+  if (!b.invalid) WEFT_RETURN_IF_ERROR(CheckServiceRef(in.service(), path + ".service"));
+  b.service = in.service();
+  if (in.port() != 0) {
+    WEFT_ASSIGN_OR_RETURN(b.port, CheckPort(in.port(), path + ".port"));
+  }
+  if (in.weight() > 1000000) {
+    return Invalid(path + ".weight", absl::StrCat(in.weight(), " is above 1000000"));
+  }
+  b.weight = in.weight();
+  for (int i = 0; i < in.filters_size(); ++i) {
+    const pb::HttpRouteFilter& f = in.filters(i);
+    const std::string fp = Indexed(path + ".filters", i);
+    if (f.has_request_header_modifier()) {
+      WEFT_RETURN_IF_ERROR(
+          SetOnce(&b.request_headers,
+                  ConvertHeaderModifier(f.request_header_modifier(), fp + ".requestHeaderModifier"),
+                  fp, "RequestHeaderModifier"));
+    } else if (f.has_response_header_modifier()) {
+      WEFT_RETURN_IF_ERROR(SetOnce(
+          &b.response_headers,
+          ConvertHeaderModifier(f.response_header_modifier(), fp + ".responseHeaderModifier"), fp,
+          "ResponseHeaderModifier"));
+    } else {
+      return Invalid(fp,
+                     "backend filters support requestHeaderModifier and "
+                     "responseHeaderModifier only");
+    }
+  }
+  return b;
+}
+
+absl::StatusOr<HttpRouteRetry> ConvertRouteRetry(const pb::HttpRouteRetry& in,
+                                                 const std::string& path) {
+  HttpRouteRetry r;
+  for (int i = 0; i < in.codes_size(); ++i) {
+    if (in.codes(i) < 400 || in.codes(i) > 599) {
+      return Invalid(Indexed(path + ".codes", i),
+                     absl::StrCat(in.codes(i), " is not a retriable status (want 400..599)"));
+    }
+    r.codes.push_back(static_cast<uint16_t>(in.codes(i)));
+  }
+  if (r.codes.empty()) r.codes = {500, 502, 503, 504};
+  r.attempts = in.attempts();
+  r.backoff_ms = in.backoff_ms();
+  return r;
+}
+
+absl::StatusOr<HttpRouteRule> ConvertRouteRule(const pb::HttpRouteRule& in,
+                                               const std::string& path) {
+  HttpRouteRule rule;
+  rule.name = in.name();
+  for (int i = 0; i < in.matches_size(); ++i) {
+    WEFT_ASSIGN_OR_RETURN(HttpRouteMatch m,
+                          ConvertRouteMatch(in.matches(i), Indexed(path + ".matches", i)));
+    rule.matches.push_back(std::move(m));
+  }
+  if (rule.matches.empty()) rule.matches.emplace_back();  // PathPrefix "/"
+  if (rule.matches.front().path.value.empty()) rule.matches.front().path.value = "/";
+  for (int i = 0; i < in.filters_size(); ++i) {
+    WEFT_RETURN_IF_ERROR(ConvertRuleFilter(in.filters(i), Indexed(path + ".filters", i), &rule));
+  }
+  if (rule.redirect && rule.rewrite) {
+    return Invalid(path + ".filters",
+                   "RequestRedirect and URLRewrite cannot be used together (the spec)");
+  }
+  WEFT_RETURN_IF_ERROR(CheckPrefixRewrites(rule, path));
+  for (int i = 0; i < in.backends_size(); ++i) {
+    WEFT_ASSIGN_OR_RETURN(HttpBackendRef b,
+                          ConvertBackend(in.backends(i), Indexed(path + ".backendRefs", i)));
+    rule.backends.push_back(std::move(b));
+  }
+  rule.request_timeout_ms = in.request_timeout_ms();
+  rule.backend_request_timeout_ms = in.backend_request_timeout_ms();
+  if (rule.request_timeout_ms != 0 && rule.backend_request_timeout_ms > rule.request_timeout_ms) {
+    return Invalid(path + ".timeouts.backendRequest",
+                   absl::StrCat(rule.backend_request_timeout_ms, " ms is above timeouts.request (",
+                                rule.request_timeout_ms, " ms)"));
+  }
+  if (in.has_retry()) {
+    WEFT_ASSIGN_OR_RETURN(rule.retry, ConvertRouteRetry(in.retry(), path + ".retry"));
+  }
+  return rule;
+}
+
+absl::StatusOr<uint32_t> ParseRetryOn(std::string_view name, std::vector<uint16_t>* codes,
+                                      const std::string& path) {
+  static const std::map<std::string_view, uint32_t> kNames = {
+      {"5xx", kRetryOn5xx},
+      {"gateway-error", kRetryOnGatewayError},
+      {"reset", kRetryOnReset},
+      {"connect-failure", kRetryOnConnectFailure},
+      {"retriable-status-codes", kRetryOnRetriableStatusCodes},
+      {"cancelled", kRetryOnGrpcCancelled},
+      {"deadline-exceeded", kRetryOnGrpcDeadlineExceeded},
+      {"internal", kRetryOnGrpcInternal},
+      {"resource-exhausted", kRetryOnGrpcResourceExhausted},
+      {"unavailable", kRetryOnGrpcUnavailable},
+  };
+  if (auto it = kNames.find(name); it != kNames.end()) return it->second;
+  uint32_t code = 0;
+  if (absl::SimpleAtoi(Av(name), &code) && code >= 100 && code <= 599) {
+    codes->push_back(static_cast<uint16_t>(code));  // Istio: a status code in retryOn
+    return kRetryOnRetriableStatusCodes;
+  }
+  return Invalid(path, absl::StrCat("unknown retryOn ", Quote(name),
+                                    " (want 5xx, gateway-error, reset, connect-failure, "
+                                    "retriable-status-codes, a status code, or a gRPC status: "
+                                    "cancelled, deadline-exceeded, internal, resource-exhausted, "
+                                    "unavailable)"));
+}
+
+absl::StatusOr<RetryPolicy> ConvertRetryPolicy(const pb::RetryPolicy& in, const std::string& path) {
+  RetryPolicy r;
+  r.attempts = in.attempts();
+  r.per_try_timeout_ms = in.per_try_timeout_ms();
+  for (int i = 0; i < in.retriable_status_codes_size(); ++i) {
+    uint32_t c = in.retriable_status_codes(i);
+    if (c < 100 || c > 599) {
+      return Invalid(Indexed(path + ".retriableStatusCodes", i),
+                     absl::StrCat(c, " is not an HTTP status (want 100..599)"));
+    }
+    r.retriable_status_codes.push_back(static_cast<uint16_t>(c));
+  }
+  for (int i = 0; i < in.retry_on_size(); ++i) {
+    for (absl::string_view part : absl::StrSplit(in.retry_on(i), ',', absl::SkipWhitespace())) {
+      absl::string_view name = absl::StripAsciiWhitespace(part);
+      WEFT_ASSIGN_OR_RETURN(uint32_t bit,
+                            ParseRetryOn(std::string_view(name.data(), name.size()),
+                                         &r.retriable_status_codes, Indexed(path + ".retryOn", i)));
+      r.retry_on |= bit;
+    }
+  }
+  if (in.has_budget()) {
+    const pb::RetryBudget& b = in.budget();
+    if (!(b.retry_ratio() >= 0 && b.retry_ratio() <= 1000)) {
+      return Invalid(path + ".budget.retryRatio",
+                     absl::StrCat(b.retry_ratio(), " is out of range 0..1000"));
+    }
+    r.budget.retry_ratio = b.retry_ratio();
+    r.budget.min_retries_per_second = b.min_retries_per_second();
+    r.budget.ttl_ms = b.ttl_ms() == 0 ? 10000 : b.ttl_ms();
+    if (r.budget.ttl_ms < 1000 || r.budget.ttl_ms > 60000) {
+      return Invalid(path + ".budget.ttl",
+                     absl::StrCat(b.ttl_ms(), " ms is out of range 1 s..60 s (Linkerd's bounds)"));
+    }
+  }
+  return r;
+}
+
+absl::StatusOr<FaultInjection> ConvertFault(const pb::FaultInjection& in, const std::string& path) {
+  FaultInjection f;
+  if (in.has_delay()) {
+    if (in.delay().fixed_delay_ms() == 0) {
+      return Invalid(path + ".delay.fixedDelay", "is required (a delay above 0 ms)");
+    }
+    WEFT_RETURN_IF_ERROR(CheckPercent(in.delay().percentage(), path + ".delay.percentage"));
+    f.delay = FaultDelay{in.delay().fixed_delay_ms(), in.delay().percentage()};
+  }
+  if (in.has_abort()) {
+    const pb::FaultInjection::Abort& a = in.abort();
+    const std::string ap = path + ".abort";
+    bool grpc = a.grpc_status() != -1 && a.grpc_status() != 0;
+    if ((a.http_status() != 0) == grpc) {
+      return Invalid(ap, "needs exactly one of httpStatus or grpcStatus");
+    }
+    if (grpc && (a.grpc_status() < 1 || a.grpc_status() > 16)) {
+      return Invalid(ap + ".grpcStatus",
+                     absl::StrCat(a.grpc_status(), " is not a gRPC error status (want 1..16)"));
+    }
+    if (!grpc && (a.http_status() < 200 || a.http_status() > 599)) {
+      return Invalid(ap + ".httpStatus",
+                     absl::StrCat(a.http_status(), " is not an HTTP status (want 200..599)"));
+    }
+    WEFT_RETURN_IF_ERROR(CheckPercent(a.percentage(), ap + ".percentage"));
+    f.abort = FaultAbort{static_cast<uint16_t>(grpc ? 0 : a.http_status()),
+                         grpc ? a.grpc_status() : -1, a.percentage()};
+  }
+  return f;
+}
+
+absl::StatusOr<OutlierDetection> ConvertOutlier(const pb::OutlierDetection& in,
+                                                const std::string& path) {
+  OutlierDetection o;
+  o.consecutive_5xx_errors = in.consecutive_5xx_errors();
+  o.consecutive_gateway_errors = in.consecutive_gateway_errors();
+  if (in.interval_ms() != 0) o.interval_ms = in.interval_ms();
+  if (in.base_ejection_time_ms() != 0) o.base_ejection_time_ms = in.base_ejection_time_ms();
+  if (in.max_ejection_percent() > 100) {
+    return Invalid(path + ".maxEjectionPercent",
+                   absl::StrCat(in.max_ejection_percent(), " is not a percentage 0..100"));
+  }
+  if (in.max_ejection_percent() != 0) o.max_ejection_percent = in.max_ejection_percent();
+  return o;
+}
+
+absl::Status CheckRouteFaultKey(std::string_view key, const std::string& path) {
+  std::string_view route = key.substr(0, key.find('#'));
+  if (key.find('#') != std::string_view::npos && key.substr(route.size() + 1).empty()) {
+    return Invalid(path, absl::StrCat(Quote(key), ": the rule name after '#' is empty"));
+  }
+  absl::Status st = CheckServiceRef(route, path);
+  if (!st.ok()) {
+    return Invalid(path, absl::StrCat(Quote(key),
+                                      " is not a route key (want <namespace>/<name> or "
+                                      "<namespace>/<name>#<rule name>)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckServiceRef(std::string_view ref, std::string_view path) {
+  size_t slash = ref.find('/');
+  if (ref.empty()) return Invalid(path, "is required (<namespace>/<name>)");
+  if (slash == std::string_view::npos || !IsDnsLabel(ref.substr(0, slash)) ||
+      !IsDnsLabel(ref.substr(slash + 1))) {
+    return Invalid(path, absl::StrCat(Quote(ref),
+                                      " is not a Service reference (want <namespace>/<name>, "
+                                      "lower-case DNS labels)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckHostname(std::string_view host, std::string_view path, bool allow_wildcard) {
+  std::string_view rest = host;
+  if (allow_wildcard && rest.starts_with("*.")) rest.remove_prefix(2);
+  bool ok = !rest.empty() && host.size() <= 253;
+  bool all_digits = true;
+  for (absl::string_view label : absl::StrSplit(Av(rest), '.')) {
+    ok = ok && IsDnsLabel(std::string_view(label.data(), label.size()));
+    for (char c : label) all_digits = all_digits && (absl::ascii_isdigit(c));
+  }
+  if (!ok || all_digits) {
+    return Invalid(path, absl::StrCat(Quote(host), " is not a hostname (lower-case DNS name",
+                                      allow_wildcard ? ", optionally starting with \"*.\"" : "",
+                                      "; no IP address, no port)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpRoute> HttpRouteFromProto(const pb::HttpRoute& in) {
+  WEFT_RETURN_IF_ERROR(CheckNamedKey(in.name(), in.namespace_()));
+  HttpRoute r;
+  r.name = in.name();
+  r.ns = in.namespace_();
+  switch (in.kind()) {
+    case pb::HttpRoute::HTTP_ROUTE:
+      r.kind = HttpRoute::Kind::kHttp;
+      break;
+    case pb::HttpRoute::GRPC_ROUTE:
+      r.kind = HttpRoute::Kind::kGrpc;
+      break;
+    default:
+      return Invalid("kind",
+                     absl::StrCat("unknown kind ", in.kind(), " (want HTTP_ROUTE or GRPC_ROUTE)"));
+  }
+  WEFT_RETURN_IF_ERROR(CheckServiceRef(in.parent_service(), "parentService"));
+  r.parent_service = in.parent_service();
+  if (in.parent_port() != 0) {
+    WEFT_ASSIGN_OR_RETURN(r.parent_port, CheckPort(in.parent_port(), "parentPort"));
+  }
+  for (int i = 0; i < in.hostnames_size(); ++i) {
+    WEFT_RETURN_IF_ERROR(CheckHostname(in.hostnames(i), Indexed("hostnames", i), true));
+    r.hostnames.push_back(in.hostnames(i));
+  }
+  for (int i = 0; i < in.rules_size(); ++i) {
+    WEFT_ASSIGN_OR_RETURN(HttpRouteRule rule, ConvertRouteRule(in.rules(i), Indexed("rules", i)));
+    r.rules.push_back(std::move(rule));
+  }
+  r.creation_timestamp_ms = in.creation_timestamp_ms();
+  return r;
+}
+
+absl::StatusOr<TrafficPolicy> TrafficPolicyFromProto(const pb::TrafficPolicy& in) {
+  WEFT_RETURN_IF_ERROR(CheckNamedKey(in.name(), in.namespace_()));
+  TrafficPolicy p;
+  p.name = in.name();
+  p.ns = in.namespace_();
+  WEFT_RETURN_IF_ERROR(CheckServiceRef(in.target_service(), "targetService"));
+  if (std::string_view(in.target_service()).substr(0, in.target_service().find('/')) != p.ns) {
+    return Invalid("targetService",
+                   absl::StrCat(Quote(in.target_service()), " is not in the policy's namespace ",
+                                Quote(p.ns)));
+  }
+  p.target_service = in.target_service();
+  if (in.target_port() != 0) {
+    WEFT_ASSIGN_OR_RETURN(p.target_port, CheckPort(in.target_port(), "targetPort"));
+  }
+  if (in.has_retries()) {
+    WEFT_ASSIGN_OR_RETURN(p.retries, ConvertRetryPolicy(in.retries(), "retries"));
+  }
+  if (in.has_fault_injection()) {
+    WEFT_ASSIGN_OR_RETURN(p.fault_injection, ConvertFault(in.fault_injection(), "faultInjection"));
+  }
+  if (in.has_connection_pool()) {
+    const pb::ConnectionPool& c = in.connection_pool();
+    p.connection_pool =
+        ConnectionPool{c.max_connections(), c.http1_max_pending_requests(), c.http2_max_requests(),
+                       c.max_requests_per_connection(), c.max_retries()};
+  }
+  if (in.has_outlier_detection()) {
+    WEFT_ASSIGN_OR_RETURN(p.outlier_detection,
+                          ConvertOutlier(in.outlier_detection(), "outlierDetection"));
+  }
+  // Sorted so that errors name keys deterministically (protobuf maps are unordered).
+  std::map<std::string, const pb::FaultInjection*> faults;
+  for (const auto& [k, v] : in.route_fault_injection()) faults.emplace(k, &v);
+  for (const auto& [k, v] : faults) {
+    const std::string path = absl::StrCat("routeFaultInjection[", k, "]");
+    WEFT_RETURN_IF_ERROR(CheckRouteFaultKey(k, path));
+    WEFT_ASSIGN_OR_RETURN(FaultInjection f, ConvertFault(*v, path));
+    p.route_fault_injection.emplace(k, std::move(f));
+  }
+  return p;
 }
 
 }  // namespace weft::config

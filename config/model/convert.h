@@ -75,4 +75,32 @@ absl::StatusOr<PeerAuthentication> PeerAuthenticationFromProto(const v1::PeerAut
 // view may leave them out).
 absl::StatusOr<NetworkPolicy> NetworkPolicyFromProto(const v1::NetworkPolicy& pb);
 
+// ---- traffic management (issue 15)
+
+// "<namespace>/<name>" naming a Service: two DNS labels (lower-case letters, digits and '-', at
+// most 63 characters, starting and ending with a letter or digit). Error path `path`.
+absl::Status CheckServiceRef(std::string_view ref, std::string_view path);
+// A Gateway API hostname: lower-case DNS name, optionally with a leading "*." wildcard label
+// (`allow_wildcard`); no IP addresses, no port.
+absl::Status CheckHostname(std::string_view host, std::string_view path, bool allow_wildcard);
+
+// HttpRoute (an HTTPRoute or GRPCRoute for one parent Service, resolved by weftd): name,
+// namespace and parentService required; hostnames valid; paths start with '/' (Exact and
+// PathPrefix also without "//", "/./", "/../", "%2f", "#" and not ending in "/." or "/.."),
+// regexes compile (RE2, compiled here once and kept); header names are HTTP tokens (lower-cased),
+// values without CR/LF/NUL; methods among GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH;
+// filters: at most one of each kind but RequestMirror, no RequestRedirect with URLRewrite,
+// ReplacePrefixMatch only on a rule whose single match is a PathPrefix, redirect schemes
+// http/https and status codes 301/302/303/307/308, percentages 0..100, service refs
+// "<namespace>/<name>", backend weights 0..1000000 with header-modifier filters only,
+// timeouts.backendRequest not above timeouts.request, retry codes 400..599.
+absl::StatusOr<HttpRoute> HttpRouteFromProto(const v1::HttpRoute& pb);
+// TrafficPolicy: name and namespace required; targetService "<namespace>/<name>" in the policy's
+// namespace; retryOn names known (Envoy's, comma-separated lists accepted, numeric codes join
+// retriableStatusCodes), status codes 100..599, a budget with a ratio 0..1000 and a TTL of
+// 1..60 s (0: 10 s); fault delays > 0 ms, aborts with exactly one of an HTTP status (200..599) or
+// a gRPC status (1..16), percentages 0..100; maxEjectionPercent 0..100; routeFaultInjection keys
+// "<namespace>/<name>" or "<namespace>/<name>#<rule name>".
+absl::StatusOr<TrafficPolicy> TrafficPolicyFromProto(const v1::TrafficPolicy& pb);
+
 }  // namespace weft::config

@@ -1,5 +1,7 @@
 #include "config/model/types.h"
 
+#include "re2/re2.h"
+
 namespace weft::config {
 
 const ServicePort* Service::FindPort(uint16_t port) const {
@@ -75,6 +77,34 @@ bool SelectorMatches(const Labels& selector, const Labels& labels) {
     if (it == labels.end() || it->second != v) return false;
   }
   return true;
+}
+
+bool HttpValueMatch::Matches(std::string_view v) const {
+  if (kind == Kind::kExact) return v == value;
+  return RE2::FullMatch(re2::StringPiece(v.data(), v.size()), *regex);
+}
+
+bool HttpPathMatch::Matches(std::string_view path) const {
+  switch (kind) {
+    case Kind::kExact:
+      return path == value;
+    case Kind::kRegex:
+      return RE2::FullMatch(re2::StringPiece(path.data(), path.size()), *regex);
+    case Kind::kPrefix: {
+      // Element-wise: a trailing '/' on the prefix is ignored, and the path must end or
+      // continue with '/' where the prefix ends.
+      std::string_view p = value;
+      while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
+      if (p == "/") return path.starts_with('/');
+      return path.starts_with(p) && (path.size() == p.size() || path[p.size()] == '/');
+    }
+  }
+  return false;
+}
+
+std::string_view HttpRoute::parent_namespace() const {
+  std::string_view p = parent_service;
+  return p.substr(0, p.find('/'));
 }
 
 }  // namespace weft::config

@@ -6,12 +6,17 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/net.h"
 #include "common/spiffe.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace weft::config {
 
@@ -180,5 +185,207 @@ struct NetworkPolicy {
 
 // True if every selector label is present in `labels` with the same value.
 bool SelectorMatches(const Labels& selector, const Labels& labels);
+
+// ---- traffic management (issue 15): Gateway API routes (GAMMA) and Weft's TrafficPolicy, as
+// resolved by weftd (config.proto "traffic management"). Built by HttpRouteFromProto and
+// TrafficPolicyFromProto, which validate everything and compile every regular expression once.
+
+// A header or query-parameter match. `name` is lower-cased for headers (case-insensitive) and
+// kept as written for query parameters (case-sensitive). `regex` is set for kRegex (RE2, full
+// match), shared between copies.
+struct HttpValueMatch {
+  enum class Kind { kExact, kRegex };
+  Kind kind = Kind::kExact;
+  std::string name;
+  std::string value;
+  std::shared_ptr<const re2::RE2> regex;
+
+  bool Matches(std::string_view v) const;
+};
+
+// A path match. kPrefix is element-wise ("/a" matches "/a", "/a/" and "/a/b", not "/ab");
+// `value` keeps the prefix as written ("/" for a rule without a path match, the spec's default).
+struct HttpPathMatch {
+  enum class Kind { kExact, kPrefix, kRegex };
+  Kind kind = Kind::kPrefix;
+  std::string value;
+  std::shared_ptr<const re2::RE2> regex;  // kRegex: RE2, full match against the path (no query)
+
+  bool Matches(std::string_view path) const;  // `path` without the query
+};
+
+// One entry of a rule's `matches`: every condition must hold. Headers and query parameters keep
+// only the first entry of each name (the spec: later equivalent names are ignored).
+struct HttpRouteMatch {
+  HttpPathMatch path;
+  std::vector<HttpValueMatch> headers;
+  std::vector<HttpValueMatch> query_params;
+  std::string method;  // empty: any
+};
+
+struct HttpHeader {
+  std::string name;  // lower-case
+  std::string value;
+};
+
+struct HttpHeaderModifier {
+  std::vector<HttpHeader> set;      // replace every value (or add when absent)
+  std::vector<HttpHeader> add;      // append
+  std::vector<std::string> remove;  // lower-case names
+};
+
+struct HttpPathModifier {
+  enum class Kind { kNone, kReplaceFullPath, kReplacePrefixMatch };
+  Kind kind = Kind::kNone;
+  std::string value;  // kReplacePrefixMatch: may be empty ("" and "/" replace with "/")
+};
+
+struct HttpRequestRedirect {
+  std::string scheme;    // "", "http" or "https"; empty: keep the request's
+  std::string hostname;  // empty: keep the request's host
+  HttpPathModifier path;
+  uint16_t port = 0;           // 0: the spec's defaulting rules
+  uint16_t status_code = 302;  // 301, 302, 303, 307 or 308
+};
+
+struct HttpUrlRewrite {
+  std::string hostname;  // empty: keep
+  HttpPathModifier path;
+};
+
+struct HttpRequestMirror {
+  std::string service;  // "<namespace>/<name>"
+  uint16_t port = 0;    // 0: the port the client called
+  uint32_t percent = 100;
+};
+
+struct HttpBackendRef {
+  std::string service;  // "<namespace>/<name>"; may be anything when `invalid`
+  uint16_t port = 0;    // 0: the port the client called
+  uint32_t weight = 1;  // 0: never chosen
+  std::optional<HttpHeaderModifier> request_headers, response_headers;
+  bool invalid = false;  // its share of the requests is answered 500
+};
+
+// Gateway API GEP-1731. Empty `codes` in the proto become 500, 502, 503 and 504 (the codes the
+// spec requires every implementation to support); connection errors are always retried.
+struct HttpRouteRetry {
+  std::vector<uint16_t> codes;
+  uint32_t attempts = 0;    // retries after the first try
+  uint64_t backoff_ms = 0;  // 0: the implementation default (25 ms)
+};
+
+// A rule's filters, at most one of each kind except mirrors; never both a redirect and a rewrite.
+struct HttpRouteRule {
+  std::string name;
+  std::vector<HttpRouteMatch> matches;  // never empty: no matches becomes one PathPrefix "/"
+  std::optional<HttpHeaderModifier> request_headers, response_headers;
+  std::optional<HttpRequestRedirect> redirect;
+  std::optional<HttpUrlRewrite> rewrite;
+  std::vector<HttpRequestMirror> mirrors;
+  std::vector<HttpBackendRef> backends;  // empty (and no redirect): answered 500
+  uint64_t request_timeout_ms = 0;       // 0: none
+  uint64_t backend_request_timeout_ms = 0;
+  std::optional<HttpRouteRetry> retry;  // nullopt: the TrafficPolicy's retries apply
+};
+
+// One HTTPRoute or GRPCRoute for one parent Service (weftd sends one per Accepted parent).
+struct HttpRoute {
+  enum class Kind { kHttp, kGrpc };
+  std::string name;
+  std::string ns;
+  Kind kind = Kind::kHttp;
+  std::string parent_service;          // "<namespace>/<name>"
+  uint16_t parent_port = 0;            // 0: every port
+  std::vector<std::string> hostnames;  // lower-case, "*.example.com" wildcards
+  std::vector<HttpRouteRule> rules;
+  int64_t creation_timestamp_ms = 0;
+
+  std::string key() const { return ns + "/" + name; }
+  // The parent Service's namespace (the part of parent_service before '/').
+  std::string_view parent_namespace() const;
+  // A consumer route: in another namespace than its parent Service; applies only to clients in
+  // its own namespace, and replaces the producer routes for them.
+  bool is_consumer() const { return parent_namespace() != ns; }
+};
+
+// TrafficPolicy `retries.retryOn`, as bits.
+enum RetryOn : uint32_t {
+  kRetryOn5xx = 1u << 0,
+  kRetryOnGatewayError = 1u << 1,  // 502, 503, 504
+  kRetryOnReset = 1u << 2,
+  kRetryOnConnectFailure = 1u << 3,
+  kRetryOnRetriableStatusCodes = 1u << 4,
+  kRetryOnGrpcCancelled = 1u << 5,
+  kRetryOnGrpcDeadlineExceeded = 1u << 6,
+  kRetryOnGrpcInternal = 1u << 7,
+  kRetryOnGrpcResourceExhausted = 1u << 8,
+  kRetryOnGrpcUnavailable = 1u << 9,
+};
+
+// Linkerd's defaults when the policy sets none.
+struct RetryBudget {
+  double retry_ratio = 0.2;
+  uint32_t min_retries_per_second = 10;
+  uint64_t ttl_ms = 10000;
+};
+
+struct RetryPolicy {
+  uint32_t attempts = 0;
+  uint64_t per_try_timeout_ms = 0;               // 0: none
+  uint32_t retry_on = 0;                         // RetryOn bits
+  std::vector<uint16_t> retriable_status_codes;  // numeric retryOn entries land here too
+  RetryBudget budget;
+};
+
+struct FaultDelay {
+  uint64_t fixed_delay_ms = 0;
+  double percentage = 0;  // 0..100
+};
+
+struct FaultAbort {
+  uint16_t http_status = 0;  // 0: a gRPC abort
+  int32_t grpc_status = -1;  // -1: an HTTP abort
+  double percentage = 0;
+};
+
+struct FaultInjection {
+  std::optional<FaultDelay> delay;
+  std::optional<FaultAbort> abort;
+};
+
+struct ConnectionPool {  // 0: unlimited
+  uint32_t max_connections = 0;
+  uint32_t http1_max_pending_requests = 0;
+  uint32_t http2_max_requests = 0;
+  uint32_t max_requests_per_connection = 0;
+  uint32_t max_retries = 0;
+};
+
+// Consecutive-error counters at 0 are off. Envoy's defaults for the rest: interval 10 s, base
+// ejection time 30 s, max ejection 10 % (0 in the proto means the default).
+struct OutlierDetection {
+  uint32_t consecutive_5xx_errors = 0;
+  uint32_t consecutive_gateway_errors = 0;
+  uint64_t interval_ms = 10000;
+  uint64_t base_ejection_time_ms = 30000;
+  uint32_t max_ejection_percent = 10;
+};
+
+struct TrafficPolicy {
+  std::string name;
+  std::string ns;
+  std::string target_service;  // "<namespace>/<name>", in the policy's namespace
+  uint16_t target_port = 0;    // 0: every port
+  std::optional<RetryPolicy> retries;
+  std::optional<FaultInjection> fault_injection;
+  std::optional<ConnectionPool> connection_pool;
+  std::optional<OutlierDetection> outlier_detection;
+  // Route "<namespace>/<name>" or "<namespace>/<name>#<rule name>" -> fault (replaces
+  // fault_injection for that route or rule).
+  std::map<std::string, FaultInjection> route_fault_injection;
+
+  std::string key() const { return ns + "/" + name; }
+};
 
 }  // namespace weft::config
