@@ -12,6 +12,8 @@ using config::AuthzCondition;
 using config::AuthzOperation;
 using config::AuthzRule;
 using config::AuthzSource;
+using config::HttpRoute;
+using config::HttpRouteRule;
 using config::Labels;
 using config::MtlsMode;
 using config::NetworkPeer;
@@ -23,6 +25,7 @@ using config::SelectorMatches;
 using config::Service;
 using config::ServicePort;
 using config::StringMatch;
+using config::TrafficPolicy;
 using config::Workload;
 using config::WorkloadProtocol;
 

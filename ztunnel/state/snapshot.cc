@@ -184,10 +184,39 @@ class ConfigSnapshot::Builder {
     return absl::OkStatus();
   }
 
+  // Keyed like the config stream's HTTP_ROUTE resources: one route per (kind, route, parent, port).
+  absl::Status AddHttpRoute(const pb::HttpRoute& pr, size_t i) {
+    std::string obj = ObjectName("http_route", "httpRoutes", i, pr.namespace_(), pr.name());
+    WEFT_RETURN_IF_ERROR(InObject(obj, config::CheckNamedKey(pr.name(), pr.namespace_())));
+    obj =
+        absl::StrCat(obj, " (parent ", Quote(pr.parent_service()), " port ", pr.parent_port(), ")");
+    if (!route_keys_
+             .insert(absl::StrCat(pr.kind(), "/", pr.namespace_(), "/", pr.name(), "/",
+                                  pr.parent_service(), "/", pr.parent_port()))
+             .second) {
+      return Invalid(obj, "name", "duplicate route (same kind, namespace, name, parent and port)");
+    }
+    absl::StatusOr<HttpRoute> r = config::HttpRouteFromProto(pr);
+    if (!r.ok()) return InObject(obj, r.status());
+    s_.routes_by_service_[r->parent_service].push_back(s_.http_routes_.size());
+    s_.http_routes_.push_back(*std::move(r));
+    return absl::OkStatus();
+  }
+
+  absl::Status AddTrafficPolicy(const pb::TrafficPolicy& pp, size_t i) {
+    const NamedKind kind{"traffic_policy", "trafficPolicies", "traffic policy"};
+    const std::string obj = ObjectName(kind.kind, kind.plural, i, pp.namespace_(), pp.name());
+    WEFT_ASSIGN_OR_RETURN(TrafficPolicy tp, ConvertNamed(pp, obj, kind, &traffic_policy_keys_,
+                                                         config::TrafficPolicyFromProto));
+    s_.traffic_policies_by_service_[tp.target_service].push_back(s_.traffic_policies_.size());
+    s_.traffic_policies_.push_back(std::move(tp));
+    return absl::OkStatus();
+  }
+
  private:
   ConfigSnapshot& s_;
   absl::flat_hash_set<std::string> service_keys_, policy_keys_, peer_authn_keys_,
-      network_policy_keys_;
+      network_policy_keys_, route_keys_, traffic_policy_keys_;
 };
 
 absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> ConfigSnapshot::FromProto(
@@ -214,6 +243,14 @@ absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> ConfigSnapshot::FromProto(
   snap->network_policies_.reserve(in.network_policies_size());
   for (int i = 0; i < in.network_policies_size(); ++i) {
     WEFT_RETURN_IF_ERROR(b.AddNetworkPolicy(in.network_policies(i), i));
+  }
+  snap->http_routes_.reserve(in.http_routes_size());
+  for (int i = 0; i < in.http_routes_size(); ++i) {
+    WEFT_RETURN_IF_ERROR(b.AddHttpRoute(in.http_routes(i), i));
+  }
+  snap->traffic_policies_.reserve(in.traffic_policies_size());
+  for (int i = 0; i < in.traffic_policies_size(); ++i) {
+    WEFT_RETURN_IF_ERROR(b.AddTrafficPolicy(in.traffic_policies(i), i));
   }
   snap->source_ = in;
   return std::shared_ptr<const ConfigSnapshot>(std::move(snap));
@@ -301,6 +338,27 @@ MtlsMode ConfigSnapshot::EffectiveMtls(const Workload& w, uint16_t port) const {
     if (m != MtlsMode::kUnset) return m;
   }
   return MtlsMode::kPermissive;
+}
+
+std::vector<const HttpRoute*> ConfigSnapshot::RoutesForService(std::string_view service_key) const {
+  std::vector<const HttpRoute*> out;
+  auto it = routes_by_service_.find(Av(service_key));
+  if (it == routes_by_service_.end()) return out;
+  for (size_t i : it->second) out.push_back(&http_routes_[i]);
+  return out;
+}
+
+const TrafficPolicy* ConfigSnapshot::TrafficPolicyFor(std::string_view service_key,
+                                                      uint16_t port) const {
+  auto it = traffic_policies_by_service_.find(Av(service_key));
+  if (it == traffic_policies_by_service_.end()) return nullptr;
+  const TrafficPolicy* whole = nullptr;
+  for (size_t i : it->second) {
+    const TrafficPolicy& p = traffic_policies_[i];
+    if (p.target_port != 0 && p.target_port == port) return &p;
+    if (p.target_port == 0 && whole == nullptr) whole = &p;
+  }
+  return whole;
 }
 
 std::string ConfigSnapshot::ToJson() const {

@@ -30,7 +30,11 @@ class ConfigSnapshot {
   // portLevelMtls without a selector, unknown enum values; for network policies: missing
   // name/namespace, duplicates, bad CIDRs or excepts outside their cidr, ports outside
   // 1..65535, endPort below port, protocols other than TCP/UDP/SCTP. Unknown workload uids in
-  // a network policy are not errors (a per-node view may leave them out).
+  // a network policy are not errors (a per-node view may leave them out). HTTP routes and
+  // traffic policies: everything HttpRouteFromProto/TrafficPolicyFromProto reject, a route
+  // listed twice (same kind, namespace, name, parent Service and port), a traffic policy "ns/name"
+  // listed twice. A route or policy naming a Service the snapshot lacks is kept (and never
+  // applies): the per-node view may leave the Service out.
   static absl::StatusOr<std::shared_ptr<const ConfigSnapshot>> FromProto(
       const weft::config::v1::ConfigSnapshot& pb);
   static std::shared_ptr<const ConfigSnapshot> Empty();
@@ -45,6 +49,8 @@ class ConfigSnapshot {
   const std::vector<AuthorizationPolicy>& authorization_policies() const { return policies_; }
   const std::vector<PeerAuthentication>& peer_authentications() const { return peer_authns_; }
   const std::vector<NetworkPolicy>& network_policies() const { return network_policies_; }
+  const std::vector<HttpRoute>& http_routes() const { return http_routes_; }
+  const std::vector<TrafficPolicy>& traffic_policies() const { return traffic_policies_; }
 
   const Workload* FindWorkloadByUid(std::string_view uid) const;
   const Workload* FindWorkloadByAddress(const IpAddr& ip) const;
@@ -69,6 +75,13 @@ class ConfigSnapshot {
   // Never returns kUnset.
   MtlsMode EffectiveMtls(const Workload& w, uint16_t port) const;
 
+  // HttpRoutes whose parent is the Service "<namespace>/<name>" (every port and consumer
+  // namespace; config order). The route selection itself is ztunnel/traffic/router.h's.
+  std::vector<const HttpRoute*> RoutesForService(std::string_view service_key) const;
+  // The TrafficPolicy for Service "<namespace>/<name>" on `port`: one targeting that port beats
+  // one targeting every port (0); among equals, the first in config order. nullptr if none.
+  const TrafficPolicy* TrafficPolicyFor(std::string_view service_key, uint16_t port) const;
+
   // JSON view of the whole snapshot (admin /config_dump): the source proto as protobuf JSON
   // (lowerCamelCase, indented), before defaults were applied.
   std::string ToJson() const;
@@ -91,6 +104,11 @@ class ConfigSnapshot {
   absl::flat_hash_map<std::string, std::vector<size_t>> peer_authns_by_ns_;
   std::vector<NetworkPolicy> network_policies_;
   absl::flat_hash_map<std::string, std::vector<size_t>> network_policies_by_uid_;
+  std::vector<HttpRoute> http_routes_;
+  std::vector<TrafficPolicy> traffic_policies_;
+  // "<namespace>/<name>" of the parent / target Service -> indexes, in config order.
+  absl::flat_hash_map<std::string, std::vector<size_t>> routes_by_service_;
+  absl::flat_hash_map<std::string, std::vector<size_t>> traffic_policies_by_service_;
   weft::config::v1::ConfigSnapshot source_;  // kept for ToJson
 };
 

@@ -593,6 +593,68 @@ const MtlsCase kMtls[] = {
 INSTANTIATE_TEST_SUITE_P(PeerAuthentication, EffectiveMtlsTest, testing::ValuesIn(kMtls),
                          [](const testing::TestParamInfo<MtlsCase>& i) { return i.param.name; });
 
+TEST(SnapshotTest, HttpRoutesAndTrafficPoliciesIndexedByService) {
+  SnapshotPtr s = MustBuild(R"(
+httpRoutes:
+- {name: split, namespace: shop, parentService: shop/reviews, parentPort: 9080,
+   rules: [{backends: [{service: shop/reviews-v1, weight: 90}, {service: shop/reviews-v2, weight: 10}]}]}
+- {name: split, namespace: shop, parentService: shop/ratings}
+- {name: mine, namespace: web, parentService: shop/reviews,
+   rules: [{matches: [{pathType: PATH_PREFIX, path: /api}]}]}
+trafficPolicies:
+- {name: all, namespace: shop, targetService: shop/reviews, retries: {attempts: 2, retryOn: [5xx]}}
+- {name: port, namespace: shop, targetService: shop/reviews, targetPort: 9080,
+   connectionPool: {maxConnections: 1}}
+)");
+  ASSERT_EQ(s->http_routes().size(), 3u);
+  ASSERT_EQ(s->traffic_policies().size(), 2u);
+  std::vector<const HttpRoute*> reviews = s->RoutesForService("shop/reviews");
+  ASSERT_EQ(reviews.size(), 2u);
+  EXPECT_EQ(reviews[0]->key(), "shop/split");
+  EXPECT_EQ(reviews[0]->rules[0].backends[1].weight, 10u);
+  EXPECT_EQ(reviews[1]->key(), "web/mine");
+  EXPECT_TRUE(reviews[1]->is_consumer());
+  EXPECT_EQ(s->RoutesForService("shop/ratings").size(), 1u);
+  EXPECT_TRUE(s->RoutesForService("shop/none").empty());
+  // A port-specific policy beats the whole-Service one on its port only.
+  ASSERT_NE(s->TrafficPolicyFor("shop/reviews", 9080), nullptr);
+  EXPECT_EQ(s->TrafficPolicyFor("shop/reviews", 9080)->name, "port");
+  ASSERT_NE(s->TrafficPolicyFor("shop/reviews", 80), nullptr);
+  EXPECT_EQ(s->TrafficPolicyFor("shop/reviews", 80)->name, "all");
+  EXPECT_EQ(s->TrafficPolicyFor("shop/reviews", 80)->retries->attempts, 2u);
+  EXPECT_EQ(s->TrafficPolicyFor("shop/ratings", 80), nullptr);
+}
+
+TEST(ValidationTest, HttpRoutesAndTrafficPoliciesNameTheObject) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"httpRoutes: [{name: r, parentService: shop/a}]", "httpRoutes[0]: namespace: is required"},
+      {"httpRoutes: [{name: r, namespace: shop, parentService: shop/a, rules: [{matches: "
+       "[{pathType: EXACT, path: x}]}]}]",
+       "http_route \"shop/r\" (parent \"shop/a\" port 0): rules[0].matches[0].path.value: \"x\" "
+       "must start with '/'"},
+      {"httpRoutes: [{name: r, namespace: shop, parentService: shop/a}, {name: r, namespace: "
+       "shop, parentService: shop/a}]",
+       "http_route \"shop/r\" (parent \"shop/a\" port 0): name: duplicate route (same kind, "
+       "namespace, name, parent and port)"},
+      {"trafficPolicies: [{name: p, namespace: shop, targetService: shop/a, faultInjection: "
+       "{abort: {httpStatus: 503, percentage: 150}}}]",
+       "traffic_policy \"shop/p\": faultInjection.abort.percentage: 150 is not a percentage "
+       "0..100"},
+      {"trafficPolicies: [{name: p, namespace: shop, targetService: shop/a}, {name: p, namespace: "
+       "shop, targetService: shop/b}]",
+       "traffic_policy \"shop/p\": name: duplicate traffic policy (same namespace and name)"},
+  };
+  for (const auto& [yaml, want] : cases) {
+    auto s = Build(yaml);
+    ASSERT_FALSE(s.ok()) << yaml;
+    EXPECT_EQ(s.status().message(), want);
+  }
+  // The same route on two parents (or two ports) is two objects, not a duplicate.
+  EXPECT_TRUE(Build("httpRoutes: [{name: r, namespace: shop, parentService: shop/a}, {name: r, "
+                    "namespace: shop, parentService: shop/a, parentPort: 80}]")
+                  .ok());
+}
+
 TEST(SnapshotTest, ToJsonRoundTrips) {
   std::string yaml = WithWorkloads(R"(
 version: v7
