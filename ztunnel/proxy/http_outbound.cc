@@ -332,7 +332,7 @@ std::string HttpOutbound::AddTraceContext(HttpRequestAttributes& req) {
 const Workload* HttpOutbound::ChooseEndpoint(const ConfigSnapshot& snap) {
   const Service* svc = snap.FindServiceByAddress(orig_.ip);
   std::vector<const Workload*> eps;
-  std::vector<std::string> keys;
+  std::vector<std::string_view> keys;
   if (svc) {
     for (const auto& uid : svc->ready_endpoint_uids) {
       const Workload* e = snap.FindWorkloadByUid(uid);
@@ -360,15 +360,14 @@ std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
   Upstream* u = UpstreamFor(*snap, dst);
   if (!u) {
     gate_flags_ = "UF";
-    ob.balancer().Finished(dst.uid, {}, /*failed=*/true, now);
+    ob.balancer().Finished(dst.uid, /*failed=*/true, now);
     return l7::LocalReply{503, kConnectFailure};
   }
   ob.balancer().Started(dst.uid, now);
   u->busy = true;
   u->resp_bytes = 0;
   cur_ = u;
-  // The first request of an upstream also paid for opening it: not a latency sample.
-  routed_.push_back(Routed{u->idx, trace_id, u->requests++ > 0});
+  routed_.push_back(Routed{u->idx, trace_id});
   return std::nullopt;
 }
 
@@ -387,7 +386,6 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
       u->endpoint = dst.uid;
       u->addr = std::move(idle->addr);
       u->answered = true;
-      u->requests = 1;  // open already: its requests are latency samples
       u->series = std::make_unique<RequestSeriesCache>(std::move(idle->labels));
       ups_.push_back(std::move(u));
       return ups_.back().get();
@@ -445,11 +443,11 @@ void HttpOutbound::Done(const l7::Exchange& ex) {
     e.reason =
         r.flags && std::string_view(r.flags) == "UF" ? kConnectFailure : kConnectionTermination;
     e.ended = l7::Exchange::End::kComplete;
-    w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, true, now);
+    w_->outbound().balancer().Finished(u.endpoint, /*failed=*/true, now);
     Record(e, u.series.get(), r.flags, u.addr, r.trace_id);
     return;
   }
-  w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, ex.status == 0, now, r.sample);
+  w_->outbound().balancer().Finished(u.endpoint, ex.status == 0, now);
   Record(ex, u.series.get(), ResponseFlags(ex), u.addr, r.trace_id);
 }
 
@@ -571,7 +569,7 @@ std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttr
   if (!dst) return l7::LocalReply{503, std::string(l7::kNoHealthyUpstream)};
   Upstream* u = UpstreamFor(*snap, *dst);
   if (!u) {
-    w_->outbound().balancer().Finished(dst->uid, {}, true, Balancer::Clock::now());
+    w_->outbound().balancer().Finished(dst->uid, /*failed=*/true, Balancer::Clock::now());
     return l7::LocalReply{503, std::string(l7::kResetBeforeHeadersFailure)};
   }
   w_->outbound().balancer().Started(dst->uid, Balancer::Clock::now());
@@ -600,8 +598,7 @@ void HttpOutbound::DoneH2(const l7::Exchange& ex) {
     return;
   }
   Upstream& u = *ups_[static_cast<size_t>(ex.upstream)];
-  w_->outbound().balancer().Finished(u.endpoint, ex.end - ex.start, failed, Balancer::Clock::now(),
-                                     u.requests++ > 0);
+  w_->outbound().balancer().Finished(u.endpoint, failed, Balancer::Clock::now());
   Record(ex, u.series.get(), flags, u.addr, trace_id);
 }
 

@@ -7,8 +7,8 @@
 // Upgrade/CONNECT). Its gate is the router: for each request it adds trace context when missing
 // (W3C `traceparent`, taking the trace id of B3 headers when those are present, and
 // `x-request-id`), chooses one of the Service's ready endpoints with the Balancer (power of two
-// choices over peak-EWMA cost, balancer.h) and hands the request to an upstream connection for
-// that endpoint: an idle one of this connection's, else a new one.
+// choices over outstanding requests with failure backoff, balancer.h) and hands the request to an
+// upstream connection for that endpoint: an idle one of this connection's, else a new one.
 //
 // An upstream connection is a socketpair whose other end is the client socket of an ordinary
 // outbound flow to that endpoint (Outbound::OpenUpstream): an HBONE stream to a meshed endpoint
@@ -83,7 +83,6 @@ class HttpOutbound : public Flow {
     bool ended = false;       // it closed or failed: never used again
     bool answered = false;    // it ever sent a byte
     uint64_t resp_bytes = 0;  // bytes of the response to its current request
-    uint64_t requests = 0;    // routed to it so far
     bool hup = false;         // HUP/ERR seen while it was not to be read
     bool registered = false;
     uint32_t interest = 0;
@@ -94,7 +93,6 @@ class HttpOutbound : public Flow {
   struct Routed {
     size_t up;
     std::string trace_id;
-    bool sample = true;   // its time is a latency sample for the balancer
     bool failed = false;  // ztunnel answered it (the upstream ended before responding)
     const char* flags = nullptr;
   };

@@ -25,6 +25,7 @@ absl::Status Worker::Init() {
 void Worker::ScheduleTrim() {
   loop_.AddTimer(std::chrono::seconds(5), [this] {
     TrimBufferCache();
+    outbound().balancer().Prune(Balancer::Clock::now(), std::chrono::minutes(5));
     ScheduleTrim();
   });
 }

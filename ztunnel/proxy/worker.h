@@ -106,7 +106,7 @@ class Worker {
   void PauseRead(HboneConn* c);
 
  private:
-  void ScheduleTrim();  // TrimBufferCache every 5 s on this worker's thread
+  void ScheduleTrim();  // every 5 s: TrimBufferCache, forget endpoints idle for 5 min
   void ResumePaused();
   HboneConn* HandshakeVictim(const IpAddr& src) const;  // see AdmitHbone
   // Dispatch: each listener kind has its path.
