@@ -13,6 +13,7 @@
 namespace weft::ztunnel::traffic {
 namespace {
 
+using Bucket = Router::Bucket;
 using Candidate = Router::Candidate;
 using MatchTable = Router::MatchTable;
 using HostTables = Router::HostTables;
@@ -48,23 +49,57 @@ void AddRoute(const config::HttpRoute& route, MatchTable* t) {
       Candidate c{&route, &rule, &m, i, j};
       switch (m.path.kind) {
         case config::HttpPathMatch::Kind::kExact:
-          t->exact[m.path.value].push_back(c);
+          t->exact[m.path.value].candidates.push_back(c);
           break;
         case config::HttpPathMatch::Kind::kRegex:
-          t->regex.push_back(c);
+          t->regex.candidates.push_back(c);
           break;
         case config::HttpPathMatch::Kind::kPrefix:
-          t->prefix[std::string(TrimSlashes(m.path.value))].push_back(c);
+          t->prefix[std::string(TrimSlashes(m.path.value))].candidates.push_back(c);
           break;
       }
     }
   }
 }
 
+const config::HttpValueMatch* ExactHeader(const Candidate& c, std::string_view name) {
+  for (const config::HttpValueMatch& h : c.match->headers) {
+    if (h.name == name) return h.kind == config::HttpValueMatch::Kind::kExact ? &h : nullptr;
+  }
+  return nullptr;
+}
+
+// Sorts a bucket and, when it is worth it, indexes it by the header name that most of its
+// candidates match exactly (at least half of them, and 4 or more candidates).
+void FinishBucket(Bucket* b) {
+  std::stable_sort(b->candidates.begin(), b->candidates.end(), Precedes);
+  if (b->candidates.size() < 4) return;
+  absl::flat_hash_map<std::string_view, size_t> uses;
+  for (const Candidate& c : b->candidates) {
+    for (const config::HttpValueMatch& h : c.match->headers) {
+      if (h.kind == config::HttpValueMatch::Kind::kExact) uses[h.name]++;
+    }
+  }
+  std::string_view best;
+  size_t best_uses = 0;
+  for (const auto& [name, n] : uses) {
+    if (n > best_uses || (n == best_uses && name < best)) best = name, best_uses = n;
+  }
+  if (best_uses * 2 < b->candidates.size()) return;
+  b->key_header = std::string(best);
+  for (uint32_t i = 0; i < b->candidates.size(); ++i) {
+    if (const config::HttpValueMatch* h = ExactHeader(b->candidates[i], b->key_header)) {
+      b->by_value[h->value].push_back(i);
+    } else {
+      b->others.push_back(i);
+    }
+  }
+}
+
 void SortTable(MatchTable* t) {
-  for (auto& [k, v] : t->exact) std::stable_sort(v.begin(), v.end(), Precedes);
-  for (auto& [k, v] : t->prefix) std::stable_sort(v.begin(), v.end(), Precedes);
-  std::stable_sort(t->regex.begin(), t->regex.end(), Precedes);
+  for (auto& [k, b] : t->exact) FinishBucket(&b);
+  for (auto& [k, b] : t->prefix) FinishBucket(&b);
+  FinishBucket(&t->regex);
 }
 
 void BuildHostTables(const std::vector<const config::HttpRoute*>& routes, HostTables* out) {
@@ -178,6 +213,27 @@ class RequestView {
   }
   std::string_view path() const { return path_; }
 
+  // The request's value of header `name` (repeated headers joined with ',' into `storage`), or
+  // nullopt when absent.
+  std::optional<std::string_view> Header(std::string_view name, std::string* storage) const {
+    if (req_.headers == nullptr) return std::nullopt;
+    const std::string* first = nullptr;
+    size_t n = 0;
+    for (const auto& [k, v] : *req_.headers) {
+      if (k != name) continue;
+      if (n++ == 0) first = &v;
+    }
+    if (n == 0) return std::nullopt;
+    if (n == 1) return std::string_view(*first);
+    storage->clear();  // Envoy matches a repeated header on its values joined with ','
+    for (const auto& [k, v] : *req_.headers) {
+      if (k != name) continue;
+      if (!storage->empty()) storage->push_back(',');
+      *storage += v;
+    }
+    return std::string_view(*storage);
+  }
+
   bool Matches(const config::HttpRouteMatch& m) {
     if (!m.method.empty() && m.method != req_.method) return false;
     for (const config::HttpValueMatch& h : m.headers) {
@@ -192,22 +248,9 @@ class RequestView {
 
  private:
   bool HeaderMatches(const config::HttpValueMatch& m) const {
-    if (req_.headers == nullptr) return false;
-    const std::string* first = nullptr;
-    size_t n = 0;
-    for (const auto& [k, v] : *req_.headers) {
-      if (k != m.name) continue;
-      if (n++ == 0) first = &v;
-    }
-    if (n == 0) return false;
-    if (n == 1) return m.Matches(*first);
-    std::string joined;  // Envoy matches a repeated header on its values joined with ','
-    for (const auto& [k, v] : *req_.headers) {
-      if (k != m.name) continue;
-      if (!joined.empty()) joined.push_back(',');
-      joined += v;
-    }
-    return m.Matches(joined);
+    std::string storage;
+    std::optional<std::string_view> v = Header(m.name, &storage);
+    return v.has_value() && m.Matches(*v);
   }
 
   const std::string* QueryParam(std::string_view name) {
@@ -239,9 +282,31 @@ RouteSelection Matched(const Candidate& c) {
   return RouteSelection{RouteSelection::Kind::kMatched, c.route, c.rule, c.match, c.rule_index};
 }
 
-const Candidate* FirstMatch(const std::vector<Candidate>& bucket, RequestView& rv) {
-  for (const Candidate& c : bucket) {
-    if (rv.Matches(*c.match)) return &c;
+// The first candidate (in precedence order) that matches; `regex`: the path must match too.
+const Candidate* FirstMatch(const Bucket& b, RequestView& rv, bool regex) {
+  auto matches = [&](const Candidate& c) {
+    return (!regex || c.match->path.Matches(rv.path())) && rv.Matches(*c.match);
+  };
+  if (b.key_header.empty()) {
+    for (const Candidate& c : b.candidates) {
+      if (matches(c)) return &c;
+    }
+    return nullptr;
+  }
+  // Candidates needing another value of key_header cannot match: merge, in position order,
+  // those needing the request's value with those not matching on key_header.
+  static const std::vector<uint32_t> kNone;
+  const std::vector<uint32_t>* keyed = &kNone;
+  std::string storage;
+  if (std::optional<std::string_view> v = rv.Header(b.key_header, &storage)) {
+    if (auto it = b.by_value.find(Av(*v)); it != b.by_value.end()) keyed = &it->second;
+  }
+  auto k = keyed->begin();
+  auto o = b.others.begin();
+  while (k != keyed->end() || o != b.others.end()) {
+    bool take_k = o == b.others.end() || (k != keyed->end() && *k < *o);
+    const Candidate& c = b.candidates[take_k ? *k++ : *o++];
+    if (matches(c)) return &c;
   }
   return nullptr;
 }
@@ -250,16 +315,14 @@ RouteSelection MatchIn(const MatchTable& t, const RouteRequest& req) {
   RequestView rv(req);
   std::string_view path = rv.path();
   if (auto it = t.exact.find(Av(path)); it != t.exact.end()) {
-    if (const Candidate* c = FirstMatch(it->second, rv)) return Matched(*c);
+    if (const Candidate* c = FirstMatch(it->second, rv, false)) return Matched(*c);
   }
-  for (const Candidate& c : t.regex) {
-    if (c.match->path.Matches(path) && rv.Matches(*c.match)) return Matched(c);
-  }
+  if (const Candidate* c = FirstMatch(t.regex, rv, true)) return Matched(*c);
   // Element-wise prefixes, longest first: "/a/b/c", "/a/b", "/a", "/".
   std::string_view p = TrimSlashes(path);
   while (!t.prefix.empty()) {
     if (auto it = t.prefix.find(Av(p)); it != t.prefix.end()) {
-      if (const Candidate* c = FirstMatch(it->second, rv)) return Matched(*c);
+      if (const Candidate* c = FirstMatch(it->second, rv, false)) return Matched(*c);
     }
     if (p == "/") break;
     size_t slash = p.rfind('/');

@@ -22,8 +22,10 @@
 //   matches.
 //
 // Cost: tables are compiled once per snapshot (Router::Build); Select does a hash lookup per
-// path element, so it does not grow with the number of routes unless many routes share one path
-// and differ only by method, headers or query parameters (those are scanned in precedence order).
+// path element, and within one path a lookup by the value of the header most of its rules match
+// exactly, so it does not grow with the number of routes unless many routes share one path and
+// differ only by method, regexes or query parameters (those are scanned in precedence order).
+// bench/routing measures it.
 //
 // Thread-safety: a Router is immutable; Select is thread-safe. It holds the snapshot it was built
 // from, so the pointers in a RouteSelection live as long as the Router.
@@ -88,10 +90,19 @@ class Router {
     uint32_t rule_index;
     uint32_t match_index;
   };
+  // The candidates of one path, in precedence order. A large bucket whose candidates mostly
+  // match one header exactly is also indexed by that header's value, so that routes sharing a
+  // path and told apart by a header (x-tenant, x-version, ...) stay a lookup.
+  struct Bucket {
+    std::vector<Candidate> candidates;
+    std::string key_header;                                            // empty: not indexed
+    absl::flat_hash_map<std::string, std::vector<uint32_t>> by_value;  // positions, ascending
+    std::vector<uint32_t> others;  // positions without an exact match on key_header
+  };
   struct MatchTable {  // the rules of one virtual host, indexed by path
-    absl::flat_hash_map<std::string, std::vector<Candidate>> exact;
-    std::vector<Candidate> regex;
-    absl::flat_hash_map<std::string, std::vector<Candidate>> prefix;  // no trailing '/'
+    absl::flat_hash_map<std::string, Bucket> exact;
+    Bucket regex;
+    absl::flat_hash_map<std::string, Bucket> prefix;  // no trailing '/'
   };
   struct HostTables {  // the routes of one (Service, port, audience), by hostname
     absl::flat_hash_map<std::string, MatchTable> exact_hosts;

@@ -141,6 +141,36 @@ httpRoutes:
   EXPECT_EQ(Pick(*router, {"GET", "/?v"}), "NR");
 }
 
+TEST(RouterTest, RulesToldApartByOneHeaderKeepTheirPrecedence) {
+  // Enough rules on one path for the bucket to be indexed by x-tenant.
+  auto router = RouterFor(R"(
+httpRoutes:
+- name: r
+  namespace: shop
+  parentService: shop/svc
+  rules:
+  - {name: t0, matches: [{pathType: PATH_PREFIX, path: /api, headers: [{name: x-tenant, value: t0}]}]}
+  - {name: t1, matches: [{pathType: PATH_PREFIX, path: /api, headers: [{name: x-tenant, value: t1}]}]}
+  - {name: t1-beta, matches: [{pathType: PATH_PREFIX, path: /api, headers: [{name: x-tenant, value: t1}, {name: x-beta, value: "1"}]}]}
+  - {name: t2, matches: [{pathType: PATH_PREFIX, path: /api, headers: [{name: x-tenant, value: t2}]}]}
+  - {name: joined, matches: [{pathType: PATH_PREFIX, path: /api, headers: [{name: x-tenant, value: "t3,t4"}]}]}
+  - {name: get, matches: [{pathType: PATH_PREFIX, path: /api, method: GET}]}
+  - {name: any-t, matches: [{pathType: PATH_PREFIX, path: /api, headers: [{type: REGULAR_EXPRESSION, name: x-tenant, value: "t[0-9]"}]}]}
+  - {name: plain, matches: [{pathType: PATH_PREFIX, path: /api}]}
+)");
+  EXPECT_EQ(Pick(*router, {"GET", "/api", "svc", {{"x-tenant", "t1"}}}), "r/get");  // method first
+  EXPECT_EQ(Pick(*router, {"POST", "/api", "svc", {{"x-tenant", "t1"}}}), "r/t1");
+  EXPECT_EQ(Pick(*router, {"POST", "/api", "svc", {{"x-tenant", "t1"}, {"x-beta", "1"}}}),
+            "r/t1-beta");
+  EXPECT_EQ(Pick(*router, {"POST", "/api", "svc", {{"x-tenant", "t2"}}}), "r/t2");
+  EXPECT_EQ(Pick(*router, {"POST", "/api", "svc", {{"x-tenant", "t3"}, {"x-tenant", "t4"}}}),
+            "r/joined");
+  EXPECT_EQ(Pick(*router, {"POST", "/api", "svc", {{"x-tenant", "t9"}}}), "r/any-t");
+  EXPECT_EQ(Pick(*router, {"POST", "/api", "svc", {{"x-tenant", "zz"}}}), "r/plain");
+  EXPECT_EQ(Pick(*router, {"POST", "/api"}), "r/plain");
+  EXPECT_EQ(Pick(*router, {"GET", "/api"}), "r/get");
+}
+
 TEST(RouterTest, HostnamesPickTheMostSpecificVirtualHost) {
   auto router = RouterFor(R"(
 httpRoutes:
