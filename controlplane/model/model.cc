@@ -21,7 +21,9 @@
 #include "common/net.h"
 #include "common/spiffe.h"
 #include "common/status.h"
+#include "config/xds/resources.h"
 #include "controlplane/model/objects.h"
+#include "controlplane/model/route_resolve.h"
 
 namespace weft::cp {
 
@@ -62,7 +64,7 @@ struct Published {
 };
 // Per ResourceKey.Kind number: key ("<uid>" or "<ns>/<name>") -> published version.
 using PublishedMap = std::unordered_map<std::string, Published>;
-constexpr int kKinds = 6;
+constexpr int kKinds = 8;  // ResourceKey.Kind numbers 1..7
 
 // A node's policies, as indices into Common's policy vectors (sorted, unique).
 struct NodePolicies {
@@ -83,11 +85,14 @@ struct Common {
   std::vector<PodRef> pod_refs;
   NsIndex by_ns;
   std::unordered_map<std::string, size_t> by_uid;
-  std::vector<ResPtr> workloads;                                    // sorted by uid
-  std::vector<const PodObj*> pods;                                  // parallel to workloads
-  std::vector<ResPtr> services;                                     // sorted by "<ns>/<name>"
-  std::vector<ResPtr> netpols;                                      // sorted by "<ns>/<name>"
-  std::vector<ResPtr> authz, peerauthn;                             // sorted by "<ns>/<name>"
+  std::vector<ResPtr> workloads;          // sorted by uid
+  std::vector<const PodObj*> pods;        // parallel to workloads
+  std::vector<ResPtr> services;           // sorted by "<ns>/<name>"
+  std::vector<ResPtr> netpols;            // sorted by "<ns>/<name>"
+  std::vector<ResPtr> authz, peerauthn;   // sorted by "<ns>/<name>"
+  std::vector<ResPtr> http_routes;        // every node gets all: sorted by their stream key
+  std::vector<ResPtr> traffic_policies;   // sorted by "<ns>/<name>"
+  std::vector<RouteStatus> route_status;  // by kind, namespace, name
   std::map<std::string, std::vector<size_t>, std::less<>> by_node;  // node -> workload index
   std::map<std::string, std::vector<size_t>, std::less<>> netpols_by_node;
   // Policy indices by the policy's namespace, for per-node selection.
@@ -600,12 +605,68 @@ void BuildSecurityPolicies(const State& st, Common& c, Publisher& pub) {
   pub.Touch(pb::ResourceKey::PEER_AUTHENTICATION);
 }
 
+// Routes (per Accepted Service parent) and TrafficPolicies, resolved against the current
+// Services and ReferenceGrants; also each route's status.
+void BuildRoutes(const State& st, Common& c, Publisher& pub) {
+  c.http_routes.clear();
+  c.traffic_policies.clear();
+  c.route_status.clear();
+  std::map<std::string, std::vector<const internal::ReferenceGrantObj*>> grants;
+  for (const auto& [key, stored] : st.Of("ReferenceGrant")) {
+    grants[SplitKey(key).first].push_back(&std::get<internal::ReferenceGrantObj>(stored.value));
+  }
+  const auto& services = st.Of("Service");
+  internal::RouteEnv env;
+  env.service = [&](const std::string& key) -> const internal::ServiceObj* {
+    auto it = services.find(key);
+    return it == services.end() ? nullptr : &std::get<internal::ServiceObj>(it->second.value);
+  };
+  env.grants = [&](const std::string& ns) {
+    auto it = grants.find(ns);
+    return it == grants.end() ? std::vector<const internal::ReferenceGrantObj*>() : it->second;
+  };
+  std::vector<std::pair<std::string, pb::Resource>> routes;
+  for (const char* kind : {"GRPCRoute", "HTTPRoute"}) {
+    for (const auto& [key, stored] : st.Of(kind)) {
+      auto [ns, name] = SplitKey(key);
+      internal::ResolvedRoute r =
+          internal::ResolveRoute(ns, name, std::get<internal::RouteObj>(stored.value), env);
+      if (!r.status.parents.empty()) c.route_status.push_back(std::move(r.status));
+      for (pb::HttpRoute& route : r.routes) {
+        pb::Resource res;
+        *res.mutable_http_route() = std::move(route);
+        routes.emplace_back(weft::config::xds::HttpRouteKeyName(res.http_route()), std::move(res));
+      }
+    }
+  }
+  std::sort(routes.begin(), routes.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [key, res] : routes) {
+    c.http_routes.push_back(pub.Publish(pb::ResourceKey::HTTP_ROUTE, key, std::move(res)));
+  }
+  for (const auto& [key, stored] : st.Of("TrafficPolicy")) {
+    auto policy =
+        internal::ResolveTrafficPolicy(std::get<internal::TrafficPolicyObj>(stored.value), env);
+    if (!policy.ok()) {
+      LOG_DEBUG("model", "TrafficPolicy not sent",
+                {{"policy", key}, {"reason", std::string(policy.status().message())}});
+      continue;
+    }
+    pb::Resource res;
+    *res.mutable_traffic_policy() = std::move(*policy);
+    c.traffic_policies.push_back(pub.Publish(pb::ResourceKey::TRAFFIC_POLICY, key, std::move(res)));
+  }
+  pub.Touch(pb::ResourceKey::HTTP_ROUTE);
+  pub.Touch(pb::ResourceKey::TRAFFIC_POLICY);
+}
+
 // Rebuilt on the first view after a change. Workloads and services depend on pods, services,
 // slices and namespaces; when only policies changed, the rest of the previous build stays.
 Common& GetCommon(State& st, const ModelOptions& opts) {
   if (st.common && st.common_generation == st.generation) return *st.common;
-  static const std::set<std::string> kPolicyKinds = {"AuthorizationPolicy", "PeerAuthentication",
-                                                     "NetworkPolicy", "ServiceAccount"};
+  static const std::set<std::string> kPolicyKinds = {
+      "AuthorizationPolicy", "PeerAuthentication", "NetworkPolicy",  "ServiceAccount",
+      "HTTPRoute",           "GRPCRoute",          "ReferenceGrant", "TrafficPolicy"};
   const bool policies_only =
       st.common && std::all_of(st.dirty_kinds.begin(), st.dirty_kinds.end(),
                                [](const std::string& k) { return kPolicyKinds.contains(k); });
@@ -619,6 +680,7 @@ Common& GetCommon(State& st, const ModelOptions& opts) {
     BuildNetworkPolicies(st, c, pub);
   }
   BuildSecurityPolicies(st, c, pub);
+  BuildRoutes(st, c, pub);
   c.node_policies.clear();
   pub.Commit();
   st.dirty_kinds.clear();
@@ -674,8 +736,10 @@ NodeSet Affected(const State& st, const ModelOptions& opts, const std::string& k
                  const std::string& key, const Parsed& value) {
   NodeSet out;
   if (kind == "ServiceAccount") return out;
-  if (kind == "Pod" || kind == "Namespace" || kind == "Service" || kind == "EndpointSlice") {
-    out.all = true;  // every view holds every workload and service
+  if (kind == "Pod" || kind == "Namespace" || kind == "Service" || kind == "EndpointSlice" ||
+      kind == "HTTPRoute" || kind == "GRPCRoute" || kind == "ReferenceGrant" ||
+      kind == "TrafficPolicy") {
+    out.all = true;  // every view holds every workload, service, route and traffic policy
     return out;
   }
   const std::string ns = SplitKey(key).first;
@@ -835,7 +899,10 @@ absl::Status Reject(State& st, const std::string& source, const std::string& kin
   st.rejected_total
       ->Add({{"kind", kind}, {"outcome", fail_closed != nullptr ? fail_closed->label : "rejected"}})
       .Increment();
-  LOG_WARN("model", fail_closed != nullptr ? "policy enforced fail-closed" : "object rejected",
+  const char* what = fail_closed == nullptr                     ? "object rejected"
+                     : fail_closed->label.starts_with("route_") ? "route not applied"
+                                                                : "policy enforced fail-closed";
+  LOG_WARN("model", what,
            {{"source", r.source},
             {"kind", r.kind},
             {"object", Key(ns, name)},
@@ -874,6 +941,19 @@ void ApplyDelete(State& st, const ModelOptions& opts, const ObjectEvent& ev,
   st.dirty_kinds.insert(id.kind);
 }
 
+// The text an object is compared by. A route's status (which weftd itself writes back) and the
+// resourceVersion that writing bumps are left out, so weftd's own status update is a no-op.
+std::string RawForCompare(const std::string& kind, const json& object) {
+  if ((kind != "HTTPRoute" && kind != "GRPCRoute") || !object.is_object()) return object.dump();
+  json copy = object;
+  copy.erase("status");
+  if (auto meta = copy.find("metadata"); meta != copy.end() && meta->is_object()) {
+    meta->erase("resourceVersion");
+    meta->erase("managedFields");
+  }
+  return copy.dump();
+}
+
 // An upsert: rejected if another source defines the object or it does not parse; the same
 // bytes again change nothing; else stored, and the nodes of its old and new versions change.
 absl::Status ApplyUpsert(State& st, const ModelOptions& opts, const ObjectEvent& ev,
@@ -888,7 +968,7 @@ absl::Status ApplyUpsert(State& st, const ModelOptions& opts, const ObjectEvent&
         st, ev.source, id.kind, id.ns, id.name,
         absl::InvalidArgumentError(absl::StrCat("already defined by ", existing->second.source)));
   }
-  std::string raw = ev.object.dump();
+  std::string raw = RawForCompare(id.kind, ev.object);
   if (existing != objects.end() && existing->second.raw == raw) {
     // The accepted version again (a fail-closed policy stays listed as such).
     const auto& fc = existing->second.fail_closed;
@@ -991,6 +1071,8 @@ pb::ConfigSnapshot Model::NodeView(std::string_view node) const {
     *out.add_peer_authentications() = c.peerauthn[k]->peer_authentication();
   }
   for (size_t k : np.netpols) *out.add_network_policies() = c.netpols[k]->network_policy();
+  for (const ResPtr& r : c.http_routes) *out.add_http_routes() = r->http_route();
+  for (const ResPtr& p : c.traffic_policies) *out.add_traffic_policies() = p->traffic_policy();
   return out;
 }
 
@@ -1006,12 +1088,15 @@ SharedView Model::SharedNodeView(std::string_view node) const {
   out.globals.set_outbound_traffic_policy(opts_.outbound_traffic_policy);
   // In ResourceKey.Kind order, each kind sorted by key: the config stream's canonical order.
   out.resources.reserve(c.workloads.size() + c.services.size() + np.authz.size() +
-                        np.peerauthn.size() + np.netpols.size());
+                        np.peerauthn.size() + np.netpols.size() + c.http_routes.size() +
+                        c.traffic_policies.size());
   out.resources.insert(out.resources.end(), c.workloads.begin(), c.workloads.end());
   out.resources.insert(out.resources.end(), c.services.begin(), c.services.end());
   for (size_t k : np.authz) out.resources.push_back(c.authz[k]);
   for (size_t k : np.peerauthn) out.resources.push_back(c.peerauthn[k]);
   for (size_t k : np.netpols) out.resources.push_back(c.netpols[k]);
+  out.resources.insert(out.resources.end(), c.http_routes.begin(), c.http_routes.end());
+  out.resources.insert(out.resources.end(), c.traffic_policies.begin(), c.traffic_policies.end());
   return out;
 }
 
@@ -1053,6 +1138,11 @@ std::vector<RejectedObject> Model::Rejected() const {
   std::vector<RejectedObject> out;
   for (const auto& [key, r] : state_->rejected) out.push_back(r);
   return out;
+}
+
+std::vector<RouteStatus> Model::RouteStatuses() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return GetCommon(*state_, opts_).route_status;
 }
 
 uint64_t Model::generation() const {

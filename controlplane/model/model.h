@@ -47,6 +47,15 @@
 // enforced: their presence is logged and counted (weft_cp_networkpolicy_egress_ignored_total).
 // A policy whose policyTypes omits Ingress is not emitted (it isolates nothing for ingress).
 //
+// Traffic management (docs/traffic.md): HTTPRoute and GRPCRoute (gateway.networking.k8s.io v1;
+// v1beta1 / v1alpha2 read the same way) attached to Services through parentRefs (GAMMA),
+// ReferenceGrant (v1beta1) for cross-namespace backendRefs, and TrafficPolicy
+// (networking.weft.dev/v1). Each route gets per-parent status conditions (RouteStatuses():
+// Accepted, ResolvedRefs, with the spec's reasons) and one weft.config.v1.HttpRoute per Accepted
+// Service parent. A route whose spec is invalid or unsupported is kept but applied nowhere: its
+// parents say Accepted=False/UnsupportedValue, it is listed in Rejected() with the reason, and
+// Apply returns InvalidArgument. Routes and TrafficPolicies go to every node (sources need them).
+//
 // Per-node view (NodeView): the node's own pods and every other workload and service (any pod
 // may address any of them), plus only the policies that apply to the node's pods:
 // AuthorizationPolicies and PeerAuthentications by Istio's scoping (root namespace without
@@ -82,6 +91,7 @@
 
 #include "absl/status/status.h"
 #include "controlplane/source/object_event.h"
+#include "controlplane/source/route_status.h"
 #include "controlplane/xds/server.h"  // SharedView
 #include "weft/config/v1/config.pb.h"
 
@@ -160,6 +170,9 @@ class Model {
                                      std::string_view uid) const;
   // Nodes that have at least one pod, sorted.
   std::vector<std::string> Nodes() const;
+  // The status of every HTTPRoute/GRPCRoute with a Service parent (route_status.h), sorted by
+  // kind, namespace, name: what the Kubernetes source writes back and weftctl status shows.
+  std::vector<RouteStatus> RouteStatuses() const;
   // Currently rejected objects, sorted by kind, namespace, name, source.
   std::vector<RejectedObject> Rejected() const;
   // Bumped by every event that changed the model.

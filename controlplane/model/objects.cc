@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/net.h"
 #include "common/status.h"
+#include "controlplane/model/json_fields.h"
 #include "controlplane/model/policies.h"
 
 namespace weft::cp::internal {
@@ -13,7 +14,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<KindInfo, 8> kKinds = {{
+constexpr std::array<KindInfo, 12> kKinds = {{
     {"Namespace", "v1", false},
     {"Pod", "v1", true},
     {"Service", "v1", true},
@@ -22,130 +23,11 @@ constexpr std::array<KindInfo, 8> kKinds = {{
     {"NetworkPolicy", "networking.k8s.io/v1", true},
     {"AuthorizationPolicy", "security.weft.dev/v1", true},
     {"PeerAuthentication", "security.weft.dev/v1", true},
+    {"HTTPRoute", "gateway.networking.k8s.io/v1", true, "gateway.networking.k8s.io/v1beta1"},
+    {"GRPCRoute", "gateway.networking.k8s.io/v1", true, "gateway.networking.k8s.io/v1alpha2"},
+    {"ReferenceGrant", "gateway.networking.k8s.io/v1beta1", true, "gateway.networking.k8s.io/v1"},
+    {"TrafficPolicy", "networking.weft.dev/v1", true},
 }};
-
-absl::Status Bad(std::string_view path, std::string_view problem) {
-  return absl::InvalidArgumentError(absl::StrCat(Av(path), ": ", Av(problem)));
-}
-
-std::string Join(std::string_view path, std::string_view key) {
-  return path.empty() ? std::string(key) : absl::StrCat(Av(path), ".", Av(key));
-}
-
-std::string At(std::string_view path, size_t i) {
-  return absl::StrCat(Av(path), "[", i, "]");
-}
-
-std::string TypeName(const json& j) {
-  switch (j.type()) {
-    case json::value_t::string:
-      return absl::StrCat("the string ", j.dump());
-    case json::value_t::boolean:
-      return absl::StrCat("the boolean ", j.dump());
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-    case json::value_t::number_float:
-      return absl::StrCat("the number ", j.dump());
-    case json::value_t::array:
-      return "a list";
-    case json::value_t::object:
-      return "a mapping";
-    default:
-      return "null";
-  }
-}
-
-absl::Status WrongType(std::string_view path, std::string_view want, const json& got) {
-  return Bad(path, absl::StrCat("expected ", Av(want), ", got ", TypeName(got)));
-}
-
-// nullptr when absent or null.
-const json* Get(const json& parent, std::string_view key) {
-  if (!parent.is_object()) return nullptr;
-  auto it = parent.find(key);
-  if (it == parent.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-absl::StatusOr<std::string> Str(const json& parent, std::string_view key, std::string_view path,
-                                bool required = false) {
-  const json* v = Get(parent, key);
-  const std::string p = Join(path, key);
-  if (v == nullptr) {
-    if (required) return Bad(p, "is required");
-    return std::string();
-  }
-  if (!v->is_string()) return WrongType(p, "a string", *v);
-  if (required && v->get_ref<const std::string&>().empty()) return Bad(p, "must not be empty");
-  return v->get<std::string>();
-}
-
-absl::StatusOr<const json*> Obj(const json& parent, std::string_view key, std::string_view path,
-                                bool required = false) {
-  const json* v = Get(parent, key);
-  if (v == nullptr) {
-    if (required) return Bad(Join(path, key), "is required");
-    return nullptr;
-  }
-  if (!v->is_object()) return WrongType(Join(path, key), "a mapping", *v);
-  return v;
-}
-
-absl::StatusOr<const json*> Arr(const json& parent, std::string_view key, std::string_view path) {
-  const json* v = Get(parent, key);
-  if (v == nullptr) return nullptr;
-  if (!v->is_array()) return WrongType(Join(path, key), "a list", *v);
-  return v;
-}
-
-absl::StatusOr<std::optional<bool>> Bool(const json& parent, std::string_view key,
-                                         std::string_view path) {
-  const json* v = Get(parent, key);
-  if (v == nullptr) return std::optional<bool>();
-  if (!v->is_boolean()) return WrongType(Join(path, key), "true or false", *v);
-  return std::optional<bool>(v->get<bool>());
-}
-
-absl::StatusOr<uint16_t> PortValue(const json& v, std::string_view path) {
-  if (!v.is_number_integer()) return WrongType(path, "a port number", v);
-  const int64_t n = v.get<int64_t>();
-  if (n < 1 || n > 65535) return Bad(path, absl::StrCat("port ", n, " is out of range 1-65535"));
-  return static_cast<uint16_t>(n);
-}
-
-// Kubernetes label value / name part: <= 63 chars, [A-Za-z0-9._-], alphanumeric at both ends.
-bool IsLabelName(std::string_view s, bool allow_empty) {
-  if (s.empty()) return allow_empty;
-  if (s.size() > 63) return false;
-  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
-  if (!alnum(s.front()) || !alnum(s.back())) return false;
-  return std::all_of(s.begin(), s.end(),
-                     [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
-}
-
-// Kubernetes namespace name: an RFC 1123 label, <= 63 chars of [a-z0-9-], alphanumeric at both
-// ends.
-bool IsDnsLabel(std::string_view s) {
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  return !s.empty() && s.size() <= 63 && alnum(s.front()) && alnum(s.back()) &&
-         std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-'; });
-}
-
-bool IsLabelKey(std::string_view k) {
-  auto slash = k.rfind('/');
-  if (slash != std::string_view::npos) {
-    std::string_view prefix = k.substr(0, slash);
-    if (prefix.empty() || prefix.size() > 253) return false;
-    for (char c : prefix) {
-      if (!(std::islower(static_cast<unsigned char>(c)) ||
-            std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.')) {
-        return false;
-      }
-    }
-    k = k.substr(slash + 1);
-  }
-  return IsLabelName(k, false);
-}
 
 absl::StatusOr<Labels> StrMap(const json& parent, std::string_view key, std::string_view path,
                               bool label_syntax) {
@@ -705,6 +587,25 @@ NetPolObj NetworkPolicyFailClosed(const ObjectId& id, const json& o, const absl:
   return np;
 }
 
+// A route whose spec cannot be used is kept (its parents' status says why, and nothing of it is
+// applied) and reported like a fail-closed policy; without `fail_closed` (weftctl validate) it
+// is an error.
+absl::StatusOr<Parsed> ParseRouteObject(const ObjectId& id, const json& object,
+                                        std::optional<FailClosed>* fail_closed) {
+  WEFT_ASSIGN_OR_RETURN(RouteObj route, ParseRoute(id.kind, id.ns, object));
+  const std::string& why = route.invalid.empty() ? route.unsupported : route.invalid;
+  if (why.empty()) return route;
+  if (fail_closed == nullptr) return absl::InvalidArgumentError(why);
+  FailClosed fc;
+  fc.reason = why;
+  fc.effect =
+      "not applied: each Service parent's status says Accepted=False (UnsupportedValue); traffic "
+      "is routed as if the route did not exist";
+  fc.label = route.invalid.empty() ? "route_unsupported" : "route_invalid";
+  *fail_closed = std::move(fc);
+  return route;
+}
+
 }  // namespace
 
 bool LabelSelector::Matches(const Labels& labels) const {
@@ -773,7 +674,7 @@ absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object,
   const KindInfo* info = FindKind(id.kind);
   if (info == nullptr) return Bad("kind", absl::StrCat("unsupported kind \"", id.kind, "\""));
   WEFT_ASSIGN_OR_RETURN(std::string api_version, Str(object, "apiVersion", "", true));
-  const bool api_version_ok = api_version == info->api_version;
+  const bool api_version_ok = info->Accepts(api_version);
   // Policies are never dropped for what cannot be read in them (policies.h).
   if (id.kind == "AuthorizationPolicy" || id.kind == "PeerAuthentication") {
     std::optional<FailClosed> fc;
@@ -792,9 +693,10 @@ absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object,
     return out;
   }
   if (!api_version_ok) {
-    absl::Status bad =
-        Bad("apiVersion", absl::StrCat("\"", api_version, "\" is not supported for ", id.kind,
-                                       " (want ", Av(info->api_version), ")"));
+    absl::Status bad = Bad("apiVersion", absl::StrCat("\"", api_version, "\" is not supported for ",
+                                                      id.kind, " (want ", Av(info->api_version),
+                                                      info->alt_api_version.empty() ? "" : " or ",
+                                                      Av(info->alt_api_version), ")"));
     if (id.kind != "NetworkPolicy" || fail_closed == nullptr) return bad;
     FailClosed fc;  // its spec's meaning is unknown: nothing of it is read
     Parsed out = NetworkPolicyFailClosed(id, json::object(), bad, &fc);
@@ -806,6 +708,17 @@ absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object,
   if (id.kind == "Service") return ParseService(object);
   if (id.kind == "ServiceAccount") return Parsed(ServiceAccountObj{});
   if (id.kind == "EndpointSlice") return ParseSlice(object);
+  if (id.kind == "HTTPRoute" || id.kind == "GRPCRoute") {
+    return ParseRouteObject(id, object, fail_closed);
+  }
+  if (id.kind == "ReferenceGrant") {
+    WEFT_ASSIGN_OR_RETURN(ReferenceGrantObj grant, ParseReferenceGrant(object));
+    return grant;
+  }
+  if (id.kind == "TrafficPolicy") {
+    WEFT_ASSIGN_OR_RETURN(TrafficPolicyObj tp, ParseTrafficPolicy(id.ns, id.name, object));
+    return tp;
+  }
   absl::StatusOr<Parsed> np = ParseNetworkPolicy(object);
   if (np.ok() || fail_closed == nullptr) return np;
   FailClosed fc;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "controlplane/model/routes.h"
 #include "nlohmann/json.hpp"
 #include "weft/config/v1/config.pb.h"
 
@@ -101,12 +102,17 @@ struct NetPolObj {
 
 using Parsed =
     std::variant<NamespaceObj, PodObj, ServiceObj, SliceObj, ServiceAccountObj, NetPolObj,
-                 weft::config::v1::AuthorizationPolicy, weft::config::v1::PeerAuthentication>;
+                 weft::config::v1::AuthorizationPolicy, weft::config::v1::PeerAuthentication,
+                 RouteObj, ReferenceGrantObj, TrafficPolicyObj>;
 
 struct KindInfo {
   std::string_view kind;
   std::string_view api_version;
   bool namespaced;
+  std::string_view alt_api_version = {};  // another version read the same way (v1beta1 ...)
+  bool Accepts(std::string_view v) const {
+    return v == api_version || (!alt_api_version.empty() && v == alt_api_version);
+  }
 };
 // nullptr for unsupported kinds.
 const KindInfo* FindKind(std::string_view kind);
