@@ -147,10 +147,23 @@ absl::StatusOr<Key> KeyOfMessage(const KindInfo& k, const Message& m) {
     return absl::InvalidArgumentError(absl::StrCat(KindName(k.kind), " \"", ns, "/", name,
                                                    "\" needs both a namespace and a name"));
   }
+  if (k.kind == pb::ResourceKey::HTTP_ROUTE) {
+    const auto& route = static_cast<const pb::HttpRoute&>(m);
+    if (route.parent_service().find('/') == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "HTTP_ROUTE \"", ns, "/", name, "\" needs a parent_service \"<namespace>/<name>\""));
+    }
+    return Key{k.kind, HttpRouteKeyName(route)};
+  }
   return Key{k.kind, absl::StrCat(ns, "/", name)};
 }
 
 }  // namespace
+
+std::string HttpRouteKeyName(const pb::HttpRoute& r) {
+  return absl::StrCat(r.kind() == pb::HttpRoute::GRPC_ROUTE ? "GRPCRoute" : "HTTPRoute", "/",
+                      r.namespace_(), "/", r.name(), "/", r.parent_service(), "/", r.parent_port());
+}
 
 std::string KeyString(const Key& k) {
   return absl::StrCat(KindName(k.kind), "/", k.name);
@@ -313,10 +326,14 @@ pb::ConfigSnapshot ResourceSet::ToSnapshot(const std::string& version) const {
 
 namespace {
 
-// The key name of a message already known to be keyed (uid, or "<namespace>/<name>").
+// The key name of a message already known to be keyed (uid, "<namespace>/<name>", or an
+// HttpRoute's HttpRouteKeyName), as KeyOfMessage computes it.
 std::string NameOf(const KindInfo& k, const Message& m) {
   const Reflection* r = m.GetReflection();
   if (k.uid != nullptr) return r->GetString(m, k.uid);
+  if (k.kind == pb::ResourceKey::HTTP_ROUTE) {
+    return HttpRouteKeyName(static_cast<const pb::HttpRoute&>(m));
+  }
   return absl::StrCat(r->GetString(m, k.ns), "/", r->GetString(m, k.name));
 }
 

@@ -37,6 +37,11 @@ absl::StatusOr<Key> KeyFromProto(const weft::config::v1::ResourceKey& k);
 // Error if no kind is set or the object has no uid (workloads) / namespace or name (the rest).
 absl::StatusOr<Key> KeyOf(const weft::config::v1::Resource& r);
 
+// An HttpRoute's key name: weftd sends one per (route, parent Service, port), so the route's own
+// "<namespace>/<name>" is not unique: "<HTTPRoute|GRPCRoute>/<namespace>/<name>/<parent
+// namespace>/<parent name>/<parent port>".
+std::string HttpRouteKeyName(const weft::config::v1::HttpRoute& r);
+
 // Serialization with map entries in key order, so equal messages give equal bytes.
 std::string DeterministicBytes(const google::protobuf::Message& m);
 

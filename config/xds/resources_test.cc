@@ -122,5 +122,69 @@ TEST(XdsResources, OutboundTrafficPolicyTravelsWithEveryResponse) {
   EXPECT_TRUE(UncarriedFields(s).empty()) << "every mesh-wide field must reach the nodes";
 }
 
+pb::Resource RouteRes(const std::string& name, const std::string& parent, uint32_t port,
+                      const std::string& backend) {
+  pb::Resource r;
+  pb::HttpRoute* route = r.mutable_http_route();
+  route->set_namespace_("prod");
+  route->set_name(name);
+  route->set_parent_service(parent);
+  route->set_parent_port(port);
+  pb::HttpBackendRef* b = route->add_rules()->add_backends();
+  b->set_service(backend);
+  b->set_weight(1);
+  return r;
+}
+
+TEST(XdsResources, HttpRoutesAreKeyedPerParentAndPort) {
+  // One route attached to two Services (and to one of them on two ports) is three resources.
+  auto a = KeyOf(RouteRes("reviews", "prod/reviews", 0, "prod/v1"));
+  auto b = KeyOf(RouteRes("reviews", "prod/ratings", 0, "prod/v1"));
+  auto c = KeyOf(RouteRes("reviews", "prod/reviews", 9080, "prod/v1"));
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(KeyString(*a), "HTTP_ROUTE/HTTPRoute/prod/reviews/prod/reviews/0");
+  EXPECT_NE(*a, *b);
+  EXPECT_NE(*a, *c);
+  pb::Resource grpc = RouteRes("reviews", "prod/reviews", 0, "prod/v1");
+  grpc.mutable_http_route()->set_kind(pb::HttpRoute::GRPC_ROUTE);
+  EXPECT_EQ(KeyOf(grpc)->name, "GRPCRoute/prod/reviews/prod/reviews/0");
+  EXPECT_FALSE(KeyOf(RouteRes("reviews", "", 0, "prod/v1")).ok());  // no parent
+
+  pb::Resource tp;
+  tp.mutable_traffic_policy()->set_namespace_("prod");
+  tp.mutable_traffic_policy()->set_name("reviews");
+  EXPECT_EQ(KeyString(KeyOf(tp).value()), "TRAFFIC_POLICY/prod/reviews");
+}
+
+TEST(XdsResources, RoutesAndTrafficPoliciesApplyAsDeltas) {
+  SnapshotSet set;
+  pb::ConfigResponse full;
+  full.set_full_snapshot(true);
+  *full.add_upserted() = RouteRes("r", "prod/reviews", 0, "prod/v1");
+  *full.add_upserted() = RouteRes("r", "prod/ratings", 0, "prod/v1");
+  pb::Resource tp;
+  tp.mutable_traffic_policy()->set_namespace_("prod");
+  tp.mutable_traffic_policy()->set_name("reviews");
+  tp.mutable_traffic_policy()->mutable_connection_pool()->set_max_connections(5);
+  *full.add_upserted() = tp;
+  ASSERT_TRUE(set.Apply(full).ok());
+  set.Commit();
+  ASSERT_EQ(set.snapshot().http_routes_size(), 2);
+  EXPECT_EQ(set.snapshot().http_routes(0).parent_service(), "prod/ratings");  // key order
+  ASSERT_EQ(set.snapshot().traffic_policies_size(), 1);
+
+  // The canary shifts on one parent; the other parent's copy goes.
+  pb::ConfigResponse delta;
+  *delta.add_upserted() = RouteRes("r", "prod/reviews", 0, "prod/v2");
+  pb::ResourceKey* rm = delta.add_removed();
+  rm->set_kind(pb::ResourceKey::HTTP_ROUTE);
+  rm->set_name("HTTPRoute/prod/r/prod/ratings/0");
+  ASSERT_TRUE(set.Apply(delta).ok());
+  set.Commit();
+  ASSERT_EQ(set.snapshot().http_routes_size(), 1);
+  EXPECT_EQ(set.snapshot().http_routes(0).rules(0).backends(0).service(), "prod/v2");
+  EXPECT_EQ(set.snapshot().traffic_policies(0).connection_pool().max_connections(), 5u);
+}
+
 }  // namespace
 }  // namespace weft::config::xds

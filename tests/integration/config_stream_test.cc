@@ -306,6 +306,60 @@ TEST(XdsStream, FullSnapshotThenDeltas) {
   EXPECT_NE(client.Current(), nullptr);  // the last good config stays after Stop
 }
 
+// Issue 15's kinds ride the same stream: one HttpRoute per (route, parent Service, port), and
+// TrafficPolicies; a canary shift is a one-resource delta.
+TEST(XdsStream, RoutesAndTrafficPoliciesArriveAsDeltas) {
+  World world;
+  pb::ConfigSnapshot view = BaseView("n1");
+  for (const char* name : {"reviews", "reviews-v1", "reviews-v2"}) {
+    pb::Service* svc = view.add_services();
+    svc->set_namespace_("default");
+    svc->set_name(name);
+    svc->set_hostname(absl::StrCat(name, ".default.svc.cluster.local"));
+    svc->add_ports()->set_port(9080);
+  }
+  auto route = [](uint32_t port, uint32_t v2_weight) {
+    pb::HttpRoute r;
+    r.set_namespace_("default");
+    r.set_name("canary");
+    r.set_parent_service("default/reviews");
+    r.set_parent_port(port);
+    pb::HttpRouteRule* rule = r.add_rules();
+    for (auto [name, weight] : {std::pair{"default/reviews-v1", 100 - v2_weight},
+                                std::pair{"default/reviews-v2", v2_weight}}) {
+      pb::HttpBackendRef* b = rule->add_backends();
+      b->set_service(name);
+      b->set_weight(weight);
+    }
+    return r;
+  };
+  *view.add_http_routes() = route(0, 10);
+  *view.add_http_routes() = route(9080, 10);
+  pb::TrafficPolicy* tp = view.add_traffic_policies();
+  tp->set_namespace_("default");
+  tp->set_name("reviews");
+  tp->set_target_service("default/reviews");
+  tp->mutable_retries()->set_attempts(2);
+  world.Set("n1", view);
+  TestServer server(world.SharedProvider(), nullptr, FastOptions());
+  ConfigClient client(ClientFor(server, "n1"), [](const ztunnel::SnapshotPtr&) {});
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n1")); }));
+  EXPECT_EQ(client.CurrentProto().http_routes_size(), 2);
+
+  world.Edit("n1", [&](pb::ConfigSnapshot& s) {
+    *s.mutable_http_routes(0) = route(0, 50);
+    s.mutable_http_routes()->DeleteSubrange(1, 1);
+    s.mutable_traffic_policies(0)->mutable_retries()->set_attempts(3);
+  });
+  server.xds().Notify({"n1"});
+  ASSERT_TRUE(WaitFor([&] { return Held(client) == Expected(world.Get("n1")); }));
+  EXPECT_EQ(client.CurrentProto().http_routes(0).rules(0).backends(1).weight(), 50u);
+  EXPECT_EQ(client.Status().nacks, 0u);
+  EXPECT_EQ(Metric(server.metrics(), "weft_xds_pushes_total", {{"type", "delta"}}), 1);
+  client.Stop();
+}
+
 // More nodes subscribe at once than the server writes full snapshots concurrently (it queues
 // the rest): every node still gets its own complete view, then its deltas.
 TEST(XdsStream, ManySimultaneousFullSnapshotsAllArrive) {
