@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "config/model/convert.h"
 
 namespace weft::cp::internal {
 namespace {
@@ -176,7 +177,16 @@ ResolvedRoute ResolveRoute(std::string_view ns, std::string_view name, const Rou
     ps.conditions.push_back(accepted);
     if (r.invalid.empty()) ps.conditions.push_back(resolved);
     out.status.parents.push_back(std::move(ps));
-    if (accepted.status == "True") out.routes.push_back(Translate(ns, name, r, p, port, problems));
+    if (accepted.status != "True") continue;
+    pb::HttpRoute route = Translate(ns, name, r, p, port, problems);
+    // The data plane's own check (config/model): what it would refuse is not sent.
+    if (auto dp = weft::config::HttpRouteFromProto(route); !dp.ok()) {
+      out.status.parents.back().conditions[0] = {
+          "Accepted", "False", "UnsupportedValue",
+          absl::StrCat("the data plane cannot use it: ", dp.status().message())};
+      continue;
+    }
+    out.routes.push_back(std::move(route));
   }
   return out;
 }
@@ -184,6 +194,7 @@ ResolvedRoute ResolveRoute(std::string_view ns, std::string_view name, const Rou
 absl::StatusOr<pb::TrafficPolicy> ResolveTrafficPolicy(const TrafficPolicyObj& tp,
                                                        const RouteEnv& env) {
   pb::TrafficPolicy out = tp.policy;
+  WEFT_RETURN_IF_ERROR(weft::config::TrafficPolicyFromProto(out).status());
   if (tp.section_name.empty()) return out;
   const ServiceObj* svc = env.service(out.target_service());
   if (svc == nullptr) {

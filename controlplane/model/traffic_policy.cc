@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status.h"
+#include "config/model/convert.h"
 #include "controlplane/model/json_fields.h"
 #include "controlplane/model/routes.h"
 
@@ -98,6 +99,7 @@ absl::StatusOr<pb::FaultInjection> ParseFault(const json& f, const std::string& 
     WEFT_RETURN_IF_ERROR(OnlyKnownFields(*delay, dp, {"fixedDelay", "percentage"}));
     WEFT_ASSIGN_OR_RETURN(std::optional<uint64_t> ms, Duration(*delay, "fixedDelay", dp));
     if (!ms) return Bad(Join(dp, "fixedDelay"), "is required");
+    if (*ms == 0) return Bad(Join(dp, "fixedDelay"), "must be longer than 0");
     out.mutable_delay()->set_fixed_delay_ms(*ms);
     WEFT_ASSIGN_OR_RETURN(double pct, Percentage(*delay, dp));
     out.mutable_delay()->set_percentage(pct);
@@ -118,14 +120,14 @@ absl::StatusOr<pb::FaultInjection> ParseFault(const json& f, const std::string& 
       const std::string gp = Join(ap, "grpcStatus");
       if (grpc->is_string()) {
         auto it = GrpcCodes().find(absl::AsciiStrToUpper(grpc->get<std::string>()));
-        if (it == GrpcCodes().end()) {
+        if (it == GrpcCodes().end() || it->second == 0) {
           return Bad(gp, absl::StrCat(grpc->dump(),
                                       " is not a gRPC status name (e.g. "
                                       "UNAVAILABLE)"));
         }
         a->set_grpc_status(it->second);
       } else {
-        WEFT_ASSIGN_OR_RETURN(std::optional<int64_t> code, Int(*abort, "grpcStatus", ap, 0, 16));
+        WEFT_ASSIGN_OR_RETURN(std::optional<int64_t> code, Int(*abort, "grpcStatus", ap, 1, 16));
         a->set_grpc_status(static_cast<int32_t>(*code));
       }
     }
@@ -212,7 +214,7 @@ absl::StatusOr<pb::RetryPolicy> ParseRetries(const json& r, const std::string& p
     if (min) b->set_min_retries_per_second(static_cast<uint32_t>(*min));
     WEFT_ASSIGN_OR_RETURN(std::optional<uint64_t> ttl, Duration(*budget, "ttl", bp));
     if (ttl) {
-      if (*ttl == 0) return Bad(Join(bp, "ttl"), "must be longer than 0");
+      if (*ttl == 0 || *ttl > 60000) return Bad(Join(bp, "ttl"), "must be 1ms to 60s");
       b->set_ttl_ms(*ttl);
     }
   }
@@ -341,6 +343,10 @@ absl::StatusOr<TrafficPolicyObj> ParseTrafficPolicy(std::string_view ns, std::st
   if (outlier != nullptr) {
     WEFT_ASSIGN_OR_RETURN(*out.policy.mutable_outlier_detection(),
                           ParseOutlierDetection(*outlier, "spec.outlierDetection"));
+  }
+  // The data plane's own check (config/model), so that weftd never sends what a node refuses.
+  if (auto dp = weft::config::TrafficPolicyFromProto(out.policy); !dp.ok()) {
+    return Bad("spec", absl::StrCat("the data plane cannot use it: ", dp.status().message()));
   }
   return out;
 }
