@@ -328,6 +328,7 @@ struct RetryBudget {
   double retry_ratio = 0.2;
   uint32_t min_retries_per_second = 10;
   uint64_t ttl_ms = 10000;
+  bool operator==(const RetryBudget&) const = default;
 };
 
 struct RetryPolicy {
@@ -360,6 +361,7 @@ struct ConnectionPool {  // 0: unlimited
   uint32_t http2_max_requests = 0;
   uint32_t max_requests_per_connection = 0;
   uint32_t max_retries = 0;
+  bool operator==(const ConnectionPool&) const = default;
 };
 
 // Consecutive-error counters at 0 are off. Envoy's defaults for the rest: interval 10 s, base
@@ -370,6 +372,7 @@ struct OutlierDetection {
   uint64_t interval_ms = 10000;
   uint64_t base_ejection_time_ms = 30000;
   uint32_t max_ejection_percent = 10;
+  bool operator==(const OutlierDetection&) const = default;
 };
 
 struct TrafficPolicy {
