@@ -56,6 +56,21 @@ def snapshot_proto():
     write(d, "snapshot.pb", encode("weft.config.v1.ConfigSnapshot", textproto("snapshot.textproto")))
 
 
+def route():
+    d = out_dir("route")
+    snap = encode("weft.config.v1.ConfigSnapshot", textproto("routes.textproto"))
+    requests = [
+        (0, "GET\n/api/users?v=12\nreviews:80\nshop\nx-user: jason\nx-c: gone"),
+        (2, "GET\n/anything\nreviews.shop.svc.cluster.local:9080\nweb"),
+        (0, "GET\n/old?keep=1\na.example.com\nshop"),
+        (0, "POST\n/re/abc/12\nreviews\nshop\nx-version: v2"),
+        (0, "POST\n/ratings.Ratings/Get\nratings:80\nshop\ncontent-type: application/grpc"),
+    ]
+    for i, (port, req) in enumerate(requests):
+        write(d, "request%d" % i, record(snap) + record(req.encode(), port))
+    write(d, "all", record(snap) + b"".join(record(r.encode(), p) for p, r in requests))
+
+
 def xds_client():
     d = out_dir("xds_client")
     full = encode("weft.config.v1.ConfigResponse", textproto("full.textproto"))
@@ -304,7 +319,7 @@ def http2_server():
 
 
 TARGETS = {f.__name__: f for f in
-           [config_text, snapshot_proto, xds_client, handoff, manifest, k8s_watch, ca_csr,
+           [config_text, snapshot_proto, route, xds_client, handoff, manifest, k8s_watch, ca_csr,
             hbone_server, http1_server, http2_server]}
 
 if __name__ == "__main__":
