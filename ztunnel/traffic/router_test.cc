@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
 #include "ztunnel/state/config_file.h"
 
 namespace weft::ztunnel::traffic {
@@ -263,6 +268,197 @@ httpRoutes:
   s = router->Select(svc, 80, RouteRequest{"shop", "GET", "/x", "svc", nullptr});
   ASSERT_EQ(s.kind, RouteSelection::Kind::kMatched);
   EXPECT_EQ(s.match->path.value, "/x");
+}
+
+}  // namespace
+}  // namespace weft::ztunnel::traffic
+
+namespace weft::ztunnel::traffic {
+namespace {
+
+// A reference selector written straight from the semantics in router.h, without indexes: every
+// applicable candidate sorted by the whole precedence key, the first that matches wins.
+struct RefRequest {
+  std::string client_ns, method, path, query, host;  // query: "k=v&k2=v2", no repeats
+  Headers headers;                                   // no repeated names
+  uint16_t port = 80;
+};
+
+std::string RefSelect(const ConfigSnapshot& snap, std::string_view service, const RefRequest& q) {
+  std::vector<const config::HttpRoute*> consumer, producer;
+  for (const config::HttpRoute& r : snap.http_routes()) {
+    if (r.parent_service != service || (r.parent_port != 0 && r.parent_port != q.port)) continue;
+    if (!r.is_consumer()) {
+      producer.push_back(&r);
+    } else if (r.ns == q.client_ns) {
+      consumer.push_back(&r);
+    }
+  }
+  const auto& routes = consumer.empty() ? producer : consumer;
+  if (routes.empty()) return "SERVICE";
+  // Host score: 3 exact, 2 wildcard (with its length), 1 no hostnames, 0 no match.
+  auto score = [&](const config::HttpRoute& r) -> std::pair<int, size_t> {
+    if (r.hostnames.empty()) return {1, 0};
+    std::pair<int, size_t> best{0, 0};
+    for (const std::string& h : r.hostnames) {
+      if (h == q.host) best = std::max(best, std::pair<int, size_t>{3, 0});
+      if (h.starts_with("*.") && q.host.size() > h.size() - 1 && q.host.ends_with(h.substr(1))) {
+        best = std::max(best, std::pair<int, size_t>{2, h.size()});
+      }
+    }
+    return best;
+  };
+  std::pair<int, size_t> vhost{0, 0};
+  for (const auto* r : routes) vhost = std::max(vhost, score(*r));
+  if (vhost.first == 0) return "NR";
+  struct C {
+    std::tuple<int, int64_t, bool, int64_t, int64_t, int64_t, std::string, uint32_t, uint32_t> key;
+    const config::HttpRoute* route;
+    const config::HttpRouteMatch* match;
+  };
+  std::vector<C> cands;
+  for (const auto* r : routes) {
+    if (score(*r) != vhost) continue;
+    for (uint32_t i = 0; i < r->rules.size(); ++i) {
+      for (uint32_t j = 0; j < r->rules[i].matches.size(); ++j) {
+        const config::HttpRouteMatch& m = r->rules[i].matches[j];
+        std::string_view p = m.path.value;
+        while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
+        int cls = m.path.kind == config::HttpPathMatch::Kind::kExact   ? 0
+                  : m.path.kind == config::HttpPathMatch::Kind::kRegex ? 1
+                                                                       : 2;
+        int64_t len = cls == 2 ? -static_cast<int64_t>(p.size()) : 0;
+        cands.push_back(C{{cls, len, m.method.empty(), -static_cast<int64_t>(m.headers.size()),
+                           -static_cast<int64_t>(m.query_params.size()), r->creation_timestamp_ms,
+                           r->key(), i, j},
+                          r,
+                          &m});
+      }
+    }
+  }
+  std::stable_sort(cands.begin(), cands.end(),
+                   [](const C& a, const C& b) { return a.key < b.key; });
+  for (const C& c : cands) {
+    const config::HttpRouteMatch& m = *c.match;
+    bool ok = m.path.Matches(q.path) && (m.method.empty() || m.method == q.method);
+    for (const auto& h : m.headers) {
+      auto it = std::find_if(q.headers.begin(), q.headers.end(),
+                             [&](const auto& e) { return e.first == h.name; });
+      ok = ok && it != q.headers.end() && h.Matches(it->second);
+    }
+    for (const auto& qp : m.query_params) {
+      std::string want = qp.name + "=";
+      size_t at = ("&" + q.query).find("&" + want);
+      if (at == std::string::npos) {
+        ok = false;
+        continue;
+      }
+      std::string v = q.query.substr(at + want.size());
+      ok = ok && qp.Matches(v.substr(0, v.find('&')));
+    }
+    if (ok) {
+      return absl::StrCat(c.route->key(), "/", std::get<7>(c.key), "/", std::get<8>(c.key));
+    }
+  }
+  return "NR";
+}
+
+std::string RouterSelect(const Router& router, std::string_view service, const RefRequest& q) {
+  std::string path = q.query.empty() ? q.path : q.path + "?" + q.query;
+  RouteRequest req{q.client_ns, q.method, path, q.host + ":" + std::to_string(q.port), &q.headers};
+  RouteSelection s = router.Select(service, q.port, req);
+  if (s.kind == RouteSelection::Kind::kNoRoutes) return "SERVICE";
+  if (s.kind == RouteSelection::Kind::kNoMatch) return "NR";
+  uint32_t j = static_cast<uint32_t>(s.match - s.rule->matches.data());
+  return absl::StrCat(s.route->key(), "/", s.rule_index, "/", j);
+}
+
+template <typename T>
+const T& PickOne(std::mt19937& rng, const std::vector<T>& v) {
+  return v[rng() % v.size()];
+}
+
+// Random route sets over a small vocabulary, so that rules collide on every criterion.
+config::v1::ConfigSnapshot RandomRoutes(std::mt19937& rng) {
+  namespace pb = ::weft::config::v1;
+  const std::vector<std::string> prefixes = {"/", "/a", "/a/", "/a/b", "/b"};
+  const std::vector<std::string> exacts = {"/a", "/a/b", "/b/c"};
+  const std::vector<std::string> hosts = {"foo.com", "*.com", "*.foo.com", "bar.com"};
+  config::v1::ConfigSnapshot s;
+  int n = 1 + static_cast<int>(rng() % 12);
+  for (int i = 0; i < n; ++i) {
+    pb::HttpRoute* r = s.add_http_routes();
+    r->set_name(absl::StrCat("r", i));
+    r->set_namespace_(rng() % 4 == 0 ? "web" : "shop");
+    r->set_parent_service(rng() % 8 == 0 ? "shop/other" : "shop/svc");
+    r->set_parent_port(rng() % 4 == 0 ? 8080 : 0);
+    r->set_creation_timestamp_ms(rng() % 3);
+    if (rng() % 3 == 0) r->add_hostnames(PickOne(rng, hosts));
+    if (rng() % 6 == 0) r->add_hostnames(PickOne(rng, hosts));
+    for (int k = 0, rules = 1 + static_cast<int>(rng() % 3); k < rules; ++k) {
+      pb::HttpRouteRule* rule = r->add_rules();
+      for (int m = 0, ms = static_cast<int>(rng() % 3); m < ms; ++m) {
+        pb::HttpRouteMatch* match = rule->add_matches();
+        switch (rng() % 4) {
+          case 0:
+            match->set_path_type(pb::HttpRouteMatch::EXACT);
+            match->set_path(PickOne(rng, exacts));
+            break;
+          case 1:
+            match->set_path_type(pb::HttpRouteMatch::REGULAR_EXPRESSION);
+            match->set_path(rng() % 2 ? "/a/.*" : "/[ab]");
+            break;
+          default:
+            match->set_path_type(pb::HttpRouteMatch::PATH_PREFIX);
+            match->set_path(PickOne(rng, prefixes));
+        }
+        if (rng() % 3 == 0) match->set_method("GET");
+        for (int h = 0, hs = static_cast<int>(rng() % 3); h < hs; ++h) {
+          pb::HttpHeaderMatch* hm = match->add_headers();
+          hm->set_name(h == 0 ? "x-t" : "x-u");
+          hm->set_value(rng() % 2 ? "1" : "2");
+          if (rng() % 5 == 0) hm->set_type(pb::HttpHeaderMatch::REGULAR_EXPRESSION);
+        }
+        if (rng() % 4 == 0) {
+          pb::HttpHeaderMatch* qm = match->add_query_params();
+          qm->set_name("q");
+          qm->set_value("1");
+        }
+      }
+    }
+  }
+  return s;
+}
+
+TEST(RouterTest, AgreesWithAReferenceSelectorOnRandomRouteSets) {
+  std::mt19937 rng(20261206);
+  const std::vector<std::string> paths = {"/", "/a", "/a/", "/a/b", "/a/b/c", "/ab", "/b", "/b/c"};
+  const std::vector<std::string> hosts = {"foo.com", "x.foo.com", "bar.com", "baz.com", "svc"};
+  int compared = 0, matched = 0;
+  for (int round = 0; round < 300; ++round) {
+    auto snap = ConfigSnapshot::FromProto(RandomRoutes(rng));
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    auto router = Router::Build(*snap);
+    for (int i = 0; i < 40; ++i) {
+      RefRequest q;
+      q.client_ns = rng() % 3 == 0 ? "web" : "shop";
+      q.method = rng() % 2 ? "GET" : "POST";
+      q.path = PickOne(rng, paths);
+      q.query = rng() % 3 == 0 ? "q=1" : "";
+      q.host = PickOne(rng, hosts);
+      q.port = rng() % 3 == 0 ? 8080 : 80;
+      if (rng() % 2) q.headers.emplace_back("x-t", rng() % 2 ? "1" : "2");
+      if (rng() % 2) q.headers.emplace_back("x-u", rng() % 2 ? "1" : "2");
+      std::string want = RefSelect(**snap, "shop/svc", q);
+      ASSERT_EQ(RouterSelect(*router, "shop/svc", q), want)
+          << "round " << round << " " << q.method << " " << q.path << "?" << q.query << " host "
+          << q.host << " port " << q.port << " ns " << q.client_ns << "\n"
+          << (*snap)->ToJson();
+      ++compared;
+      matched += want != "NR" && want != "SERVICE";
+    }
+  }
+  EXPECT_GT(matched, compared / 4);  // the comparison is not all misses
 }
 
 }  // namespace
