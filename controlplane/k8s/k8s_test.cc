@@ -12,6 +12,7 @@
 #include "common/tls.h"
 #include "controlplane/k8s/endpoint.h"
 #include "controlplane/k8s/rest_client.h"
+#include "controlplane/k8s/route_status_writer.h"
 #include "controlplane/k8s/test_api_server.h"
 #include "controlplane/k8s/token_review.h"
 #include "controlplane/k8s/watcher.h"
@@ -23,6 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Fixture;
 using testing::FixtureLines;
+using testing::RecordedRequest;
 using testing::ScriptedReply;
 using testing::TestApiServer;
 using json = nlohmann::json;
@@ -123,7 +125,7 @@ void WriteFile(const std::string& path, const std::string& text) {
 
 TEST(ResourceTypeTest, PathsAndApiVersions) {
   const auto& r = WatchedResources();
-  ASSERT_EQ(r.size(), 8u);
+  ASSERT_EQ(r.size(), 12u);
   std::vector<std::string> paths;
   for (const auto& t : r) paths.push_back(t.CollectionPath() + " " + t.ApiVersion() + " " + t.kind);
   EXPECT_EQ(paths,
@@ -138,7 +140,16 @@ TEST(ResourceTypeTest, PathsAndApiVersions) {
                 "AuthorizationPolicy",
                 "/apis/security.weft.dev/v1/peerauthentications security.weft.dev/v1 "
                 "PeerAuthentication",
+                "/apis/gateway.networking.k8s.io/v1/httproutes gateway.networking.k8s.io/v1 "
+                "HTTPRoute",
+                "/apis/gateway.networking.k8s.io/v1/grpcroutes gateway.networking.k8s.io/v1 "
+                "GRPCRoute",
+                "/apis/gateway.networking.k8s.io/v1beta1/referencegrants "
+                "gateway.networking.k8s.io/v1beta1 ReferenceGrant",
+                "/apis/networking.weft.dev/v1/trafficpolicies networking.weft.dev/v1 "
+                "TrafficPolicy",
             }));
+  for (size_t i = 0; i < r.size(); ++i) EXPECT_EQ(r[i].optional, i >= 8) << r[i].kind;
 }
 
 TEST(BackoffTest, DoublesWithJitterAndStaysBounded) {
@@ -460,13 +471,16 @@ TEST(WatcherTest, WatchesEveryResourceWithItsPathAndKind) {
     api_version_by_kind[e.object["kind"]] = e.object["apiVersion"];
     EXPECT_EQ(e.kind, e.object["kind"]);
   }
-  EXPECT_EQ(synced, 8);
+  EXPECT_EQ(synced, 12);
   EXPECT_EQ(api_version_by_kind["EndpointSlice"], "discovery.k8s.io/v1");
   EXPECT_EQ(api_version_by_kind["NetworkPolicy"], "networking.k8s.io/v1");
   EXPECT_EQ(api_version_by_kind["AuthorizationPolicy"], "security.weft.dev/v1");
   EXPECT_EQ(api_version_by_kind["PeerAuthentication"], "security.weft.dev/v1");
   EXPECT_EQ(api_version_by_kind["Namespace"], "v1");
-  EXPECT_EQ(api_version_by_kind.size(), 8u);
+  EXPECT_EQ(api_version_by_kind["HTTPRoute"], "gateway.networking.k8s.io/v1");
+  EXPECT_EQ(api_version_by_kind["ReferenceGrant"], "gateway.networking.k8s.io/v1beta1");
+  EXPECT_EQ(api_version_by_kind["TrafficPolicy"], "networking.weft.dev/v1");
+  EXPECT_EQ(api_version_by_kind.size(), 12u);
   for (const auto& rt : opts.resources) {
     const auto reqs = server.Requests(rt.CollectionPath());
     EXPECT_EQ(reqs[0].query.at("limit"), "2") << rt.kind;
@@ -813,5 +827,160 @@ TEST(RestClientTest, PutSendsTheJsonBodyAndAHandlerAnswersFromTheRequest) {
   ASSERT_TRUE(conflict.ok()) << conflict.status();
   EXPECT_EQ(conflict->status, 409);
 }
+}  // namespace
+}  // namespace weft::cp::k8s
+
+// ---- Gateway API / Weft CRDs that a cluster may not have, and route status write-back
+
+namespace weft::cp::k8s {
+namespace {
+
+constexpr char kHttpRoutes[] = "/apis/gateway.networking.k8s.io/v1/httproutes";
+
+TEST(WatcherTest, OptionalKindNotInstalledIsSyncedEmptyAndRecheckedQuietly) {
+  TestApiServer server;
+  server.Enqueue(kHttpRoutes, Body(404, Fixture("status_404_httproutes.json")));
+  server.Enqueue(kHttpRoutes, Body(404, Fixture("status_404_httproutes.json")));
+  server.Enqueue(kHttpRoutes, Body(200, Fixture("httproutes_list.json")));
+  WatchOptions opts = PodsOnly();
+  opts.resources = {{"gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", true}};
+  opts.absent_recheck = 1s;
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  opts);
+  watcher.Start();
+  ASSERT_TRUE(rec.WaitFor(1, 5s));
+  EXPECT_TRUE(watcher.Synced());  // not installed is a complete (empty) state, not an error
+  // The CRDs get installed: the next recheck lists the routes and watches them.
+  ASSERT_TRUE(server.WaitForRequests(kHttpRoutes, 4, 10s));
+  ASSERT_TRUE(rec.WaitFor(4, 5s));
+  watcher.Stop();
+  EXPECT_EQ(rec.Lines(),
+            (std::vector<std::string>{"synced HTTPRoute", "synced HTTPRoute",
+                                      "upsert HTTPRoute prod/reviews", "synced HTTPRoute"}));
+  EXPECT_EQ(rec.Events()[2].object["apiVersion"], "gateway.networking.k8s.io/v1");
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_errors_total", {{"kind", "HTTPRoute"}}), 0);
+  const auto reqs = server.Requests(kHttpRoutes);
+  EXPECT_GE(reqs[1].at - reqs[0].at, 900ms);  // rechecked at its own pace, not in a loop
+  EXPECT_EQ(reqs[3].query.at("resourceVersion"), "5000");
+}
+
+RouteStatus ReviewsStatus(const std::string& accepted, const std::string& reason) {
+  RouteStatus s;
+  s.kind = "HTTPRoute";
+  s.ns = "prod";
+  s.name = "reviews";
+  s.generation = 2;
+  RouteParentStatus p;
+  p.parent_ref = {{"group", ""},
+                  {"kind", "Service"},
+                  {"namespace", "prod"},
+                  {"name", "reviews"},
+                  {"port", 9080}};
+  p.conditions = {{"Accepted", accepted, reason, "m"},
+                  {"ResolvedRefs", "True", "ResolvedRefs", "all references are resolved"}};
+  s.parents = {p};
+  return s;
+}
+
+TEST(RouteStatusWriterTest, PatchesOnlyChangesAndKeepsOtherControllersEntries) {
+  constexpr char kRoute[] = "/apis/gateway.networking.k8s.io/v1/namespaces/prod/httproutes/reviews";
+  const std::string status_path = std::string(kRoute) + "/status";
+  TestApiServer server;
+  json stored = json::parse(Fixture("httproute_reviews.json"));
+  std::mutex mu;
+  server.SetHandler(kRoute, [&](const RecordedRequest&) {
+    std::lock_guard<std::mutex> l(mu);
+    return Body(200, stored.dump());
+  });
+  server.SetHandler(status_path, [&](const RecordedRequest& r) {
+    std::lock_guard<std::mutex> l(mu);
+    json patch = json::parse(r.body);
+    stored["status"] = patch["status"];  // what the API server keeps
+    stored["metadata"]["resourceVersion"] = "4991";
+    return Body(200, stored.dump());
+  });
+  auto registry = std::make_shared<prometheus::Registry>();
+  RouteStatusWriterOptions opts;
+  auto t = std::chrono::system_clock::from_time_t(1796000000);  // 2026-11-30T...
+  opts.now = [&] { return t; };
+  RouteStatusWriter writer(std::make_shared<RestClient>(PlainEndpoint(server.url())), registry,
+                           opts);
+  writer.Start();
+  auto pass = [&](std::vector<RouteStatus> s) {
+    const uint64_t before = writer.passes();
+    writer.Update(std::move(s));
+    for (int i = 0; i < 500 && writer.passes() == before; ++i) std::this_thread::sleep_for(10ms);
+    return writer.passes() > before;
+  };
+  ASSERT_TRUE(pass({ReviewsStatus("True", "Accepted")}));
+  auto patches = server.Requests(status_path);
+  ASSERT_EQ(patches.size(), 1u);
+  EXPECT_EQ(patches[0].method, "PATCH");
+  EXPECT_EQ(patches[0].content_type, "application/merge-patch+json");
+  json body = json::parse(patches[0].body);
+  EXPECT_EQ(body["metadata"]["resourceVersion"], "4990");  // optimistic concurrency
+  const json& parents = body["status"]["parents"];
+  ASSERT_EQ(parents.size(), 2u);
+  EXPECT_EQ(parents[0]["controllerName"], "example.com/gateway-controller");  // kept as it was
+  EXPECT_EQ(parents[1]["controllerName"], "weft.dev/weftd");
+  EXPECT_EQ(parents[1]["parentRef"]["kind"], "Service");
+  const json& accepted = parents[1]["conditions"][0];
+  EXPECT_EQ(accepted["type"], "Accepted");
+  EXPECT_EQ(accepted["reason"], "Accepted");
+  EXPECT_EQ(accepted["observedGeneration"], 2);
+  const std::string first_time = accepted["lastTransitionTime"];
+  EXPECT_EQ(first_time, "2026-11-30T00:53:20Z");
+
+  // The same status again: nothing is read or written.
+  const size_t gets = server.Requests(kRoute).size();
+  ASSERT_TRUE(pass({ReviewsStatus("True", "Accepted")}));
+  EXPECT_EQ(server.Requests(kRoute).size(), gets);
+  EXPECT_EQ(server.Requests(status_path).size(), 1u);
+
+  // Accepted flips: its time moves, ResolvedRefs (unchanged) keeps its own.
+  t += std::chrono::hours(1);
+  ASSERT_TRUE(pass({ReviewsStatus("False", "NoMatchingParent")}));
+  ASSERT_EQ(server.Requests(status_path).size(), 2u);
+  body = json::parse(server.Requests(status_path)[1].body);
+  EXPECT_EQ(body["metadata"]["resourceVersion"], "4991");
+  const json& mine = body["status"]["parents"][1]["conditions"];
+  EXPECT_EQ(mine[0]["reason"], "NoMatchingParent");
+  EXPECT_EQ(mine[0]["lastTransitionTime"], "2026-11-30T01:53:20Z");
+  EXPECT_EQ(mine[1]["lastTransitionTime"], first_time);
+
+  // The route loses its Service parent: weftd's entry goes, the other controller's stays.
+  ASSERT_TRUE(pass({}));
+  ASSERT_EQ(server.Requests(status_path).size(), 3u);
+  body = json::parse(server.Requests(status_path)[2].body);
+  ASSERT_EQ(body["status"]["parents"].size(), 1u);
+  EXPECT_EQ(body["status"]["parents"][0]["controllerName"], "example.com/gateway-controller");
+  writer.Stop();
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_route_status_writes_total", {{"result", "ok"}}), 3);
+}
+
+TEST(RouteStatusWriterTest, ConflictIsRetried) {
+  constexpr char kRoute[] = "/apis/gateway.networking.k8s.io/v1/namespaces/prod/httproutes/reviews";
+  const std::string status_path = std::string(kRoute) + "/status";
+  TestApiServer server;
+  server.SetHandler(
+      kRoute, [&](const RecordedRequest&) { return Body(200, Fixture("httproute_reviews.json")); });
+  server.Enqueue(status_path, Body(409, R"({"kind":"Status","code":409,"reason":"Conflict"})"));
+  server.SetHandler(status_path, [&](const RecordedRequest&) { return Body(200, "{}"); });
+  auto registry = std::make_shared<prometheus::Registry>();
+  RouteStatusWriterOptions opts;
+  opts.retry = 50ms;
+  RouteStatusWriter writer(std::make_shared<RestClient>(PlainEndpoint(server.url())), registry,
+                           opts);
+  writer.Start();
+  writer.Update({ReviewsStatus("True", "Accepted")});
+  ASSERT_TRUE(server.WaitForRequests(status_path, 2, 10s));
+  writer.Stop();
+  EXPECT_EQ(server.Requests(kRoute).size(), 2u);  // read again after the conflict
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_route_status_writes_total", {{"result", "conflict"}}),
+            1);
+}
+
 }  // namespace
 }  // namespace weft::cp::k8s

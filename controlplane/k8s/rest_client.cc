@@ -41,6 +41,7 @@ struct Transfer {
   std::string error_body;  // streaming: body of a non-200 reply
   bool stopped_by_caller = false;
   bool line_too_long = false;
+  std::string content_type;  // of the request body; empty: application/json
 };
 
 size_t WriteCb(char* data, size_t size, size_t n, void* user) {
@@ -131,10 +132,20 @@ std::string RestClient::BearerToken() {
 
 namespace {
 
-enum class Method { kGet, kPost, kPut };
+enum class Method { kGet, kPost, kPut, kPatch };
 
 const char* MethodName(Method m) {
-  return m == Method::kGet ? "GET" : m == Method::kPost ? "POST" : "PUT";
+  switch (m) {
+    case Method::kGet:
+      return "GET";
+    case Method::kPost:
+      return "POST";
+    case Method::kPut:
+      return "PUT";
+    case Method::kPatch:
+      return "PATCH";
+  }
+  return "GET";
 }
 
 }  // namespace
@@ -196,12 +207,15 @@ static absl::StatusOr<HttpResponse> Perform(RestClient& rc, const Endpoint& ep,
     raw_headers = curl_slist_append(raw_headers, auth.c_str());
   }
   std::string body_copy;
-  if (method == Method::kPost || method == Method::kPut) {
-    raw_headers = curl_slist_append(raw_headers, "Content-Type: application/json");
+  std::string content_type;
+  if (method != Method::kGet) {
+    content_type = absl::StrCat("Content-Type: ",
+                                t.content_type.empty() ? "application/json" : t.content_type);
+    raw_headers = curl_slist_append(raw_headers, content_type.c_str());
     body_copy.assign(body);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     // A POST with the method replaced: curl still sends the body as given.
-    if (method == Method::kPut) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+    if (method != Method::kPost) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, MethodName(method));
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body_copy.c_str());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body_copy.size()));
   }
@@ -260,6 +274,16 @@ absl::StatusOr<HttpResponse> RestClient::Put(std::string_view path, std::string_
                                              std::chrono::seconds timeout,
                                              const std::atomic<bool>* cancel) {
   return PerformWhole(*this, endpoint_, options_, Method::kPut, path, json_body, timeout, cancel);
+}
+
+absl::StatusOr<HttpResponse> RestClient::Patch(std::string_view path, std::string_view body,
+                                               std::string_view content_type,
+                                               std::chrono::seconds timeout,
+                                               const std::atomic<bool>* cancel) {
+  Transfer t;
+  t.cancel = cancel;
+  t.content_type = std::string(content_type);
+  return Perform(*this, endpoint_, options_, Method::kPatch, path, body, timeout, t);
 }
 
 absl::StatusOr<HttpResponse> RestClient::StreamLines(

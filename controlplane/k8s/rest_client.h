@@ -52,6 +52,12 @@ class RestClient {
                                    std::chrono::seconds timeout,
                                    const std::atomic<bool>* cancel = nullptr);
 
+  // PATCH with `content_type` (application/merge-patch+json, application/json-patch+json, ...),
+  // e.g. a status subresource update.
+  absl::StatusOr<HttpResponse> Patch(std::string_view path, std::string_view body,
+                                     std::string_view content_type, std::chrono::seconds timeout,
+                                     const std::atomic<bool>* cancel = nullptr);
+
   // Streams a 200 reply's body as '\n'-terminated lines (without the '\n'; a trailing
   // unterminated fragment is discarded because a watch event is one complete line).
   // `on_line` returns false to stop the stream early (then the result is OK with status 200).

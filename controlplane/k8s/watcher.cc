@@ -65,6 +65,10 @@ const std::vector<ResourceType>& WatchedResources() {
       {"networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"},
       {"security.weft.dev", "v1", "authorizationpolicies", "AuthorizationPolicy"},
       {"security.weft.dev", "v1", "peerauthentications", "PeerAuthentication"},
+      {"gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", true},
+      {"gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute", true},
+      {"gateway.networking.k8s.io", "v1beta1", "referencegrants", "ReferenceGrant", true},
+      {"networking.weft.dev", "v1", "trafficpolicies", "TrafficPolicy", true},
   };
   return kResources;
 }
@@ -192,8 +196,32 @@ void LogHttpError(const ResourceType& rt, const Endpoint& ep, std::string_view v
 
 }  // namespace
 
+void Watcher::MarkSynced(const ResourceType& rt) {
+  if (synced_gauge_->Add({{"kind", rt.kind}}).Value() == 0) {
+    synced_gauge_->Add({{"kind", rt.kind}}).Set(1);
+    synced_count_.fetch_add(1);
+  }
+}
+
+bool Watcher::Absent(const ResourceType& rt, bool* logged) {
+  if (!*logged) {
+    LOG_WARN("k8s",
+             "resource not served by the API server (404): its CRDs are not installed; Weft "
+             "runs without it and checks again periodically",
+             {{"kind", rt.kind},
+              {"resource", absl::StrCat(rt.resource, ".", rt.group, "/", rt.version)},
+              {"recheck_seconds", options_.absent_recheck.count()}});
+    *logged = true;
+  }
+  // None exist: objects of the kind seen before (CRDs removed) are gone.
+  Emit(ObjectEvent{ObjectEvent::Type::kSynced, options_.source, rt.kind, json::object()});
+  MarkSynced(rt);
+  return SleepFor(options_.absent_recheck);
+}
+
 bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version) {
   const ResourceType& rt = options_.resources[index];
+  bool absent_logged = false;
   for (;;) {
     if (stop_) return false;
     std::vector<json> items;
@@ -217,6 +245,11 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
         LOG_WARN("k8s", "list continue token expired (410); listing again from the start",
                  {{"kind", rt.kind}});
         retry_now = true;
+        break;
+      }
+      if (resp->status == 404 && rt.optional) {
+        retry_now = true;
+        if (!Absent(rt, &absent_logged)) return false;
         break;
       }
       if (resp->status != 200) {
@@ -254,10 +287,7 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
         Emit(ObjectEvent{ObjectEvent::Type::kUpsert, options_.source, rt.kind, std::move(item)});
       }
       Emit(ObjectEvent{ObjectEvent::Type::kSynced, options_.source, rt.kind, json::object()});
-      if (synced_gauge_->Add({{"kind", rt.kind}}).Value() == 0) {
-        synced_gauge_->Add({{"kind", rt.kind}}).Set(1);
-        synced_count_.fetch_add(1);
-      }
+      MarkSynced(rt);
       LOG_INFO("k8s", "listed",
                {{"kind", rt.kind}, {"items", items.size()}, {"resourceVersion", rv}});
       *resource_version = rv;
@@ -360,6 +390,9 @@ void Watcher::Run(size_t index) {
     } else if (resp->status == 410) {
       relist_reason = "gone_status";
       error_message = StatusMessage(resp->body);
+    } else if (resp->status == 404 && rt.optional) {
+      need_list = true;  // its CRDs went away: the list says so (once) and rechecks
+      continue;
     } else if (resp->status != 200) {
       ErrorCounter(rt.kind, std::to_string(resp->status)).Increment();
       LogHttpError(rt, client_->endpoint(), "watch", resp->status, resp->body);

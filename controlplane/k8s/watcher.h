@@ -51,13 +51,19 @@ struct ResourceType {
   std::string version;   // "v1"
   std::string resource;  // plural, lower case: "pods"
   std::string kind;      // "Pod"
+  // A kind whose CRDs a cluster may not have (Gateway API, TrafficPolicy): a 404 on its list is
+  // logged once (not counted as an error), the kind counts as synced with no objects, and the
+  // list is retried quietly every WatchOptions::absent_recheck so installing the CRDs later
+  // needs no restart.
+  bool optional = false;
 
   std::string ApiVersion() const;      // "v1" or "discovery.k8s.io/v1"
   std::string CollectionPath() const;  // "/api/v1/pods", "/apis/discovery.k8s.io/v1/endpointslices"
 };
 
 // Namespaces, Pods, Services, EndpointSlices, ServiceAccounts, NetworkPolicies,
-// AuthorizationPolicies, PeerAuthentications (docs/kubernetes.md lists their versions).
+// AuthorizationPolicies, PeerAuthentications, and (optional) HTTPRoutes, GRPCRoutes,
+// ReferenceGrants, TrafficPolicies (docs/kubernetes.md lists their versions).
 const std::vector<ResourceType>& WatchedResources();
 
 // Exponential backoff with "equal jitter": the n-th delay is uniform in [d/2, d] where
@@ -82,8 +88,9 @@ struct WatchOptions {
   std::chrono::seconds watch_grace{30};     // client-side timeout = timeoutSeconds + grace
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30000};
-  uint64_t seed = 0;                  // jitter seed; 0 = random
-  std::string source = "kubernetes";  // ObjectEvent::source
+  std::chrono::seconds absent_recheck{60};  // optional kinds whose CRDs are not installed
+  uint64_t seed = 0;                        // jitter seed; 0 = random
+  std::string source = "kubernetes";        // ObjectEvent::source
 };
 
 class Watcher {
@@ -109,6 +116,9 @@ class Watcher {
   bool OnWatchLine(const ResourceType& rt, std::string_view line, WatchPass& pass);
   // Returns false when stopping.
   bool List(size_t index, Backoff& backoff, std::string* resource_version);
+  // An optional kind is not served (404): synced as empty; false when stopping.
+  bool Absent(const ResourceType& rt, bool* logged);
+  void MarkSynced(const ResourceType& rt);
   void Emit(ObjectEvent event);
   bool SleepFor(std::chrono::milliseconds d);  // false when stopping
   int WatchTimeoutSeconds();

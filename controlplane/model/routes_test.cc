@@ -7,7 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/file.h"
 #include "common/status.h"
+#include "common/testing/temp_dir.h"
 #include "config/xds/resources.h"
+#include "controlplane/local/local_source.h"
 #include "controlplane/model/model.h"
 #include "controlplane/model/model_testing.h"
 
@@ -454,6 +456,36 @@ spec:
   ASSERT_TRUE(model.Apply(Delete(r)).ok());
   EXPECT_EQ(model.NodeView("n").http_routes_size(), 0);
   EXPECT_TRUE(model.RouteStatuses().empty());
+}
+
+// What `weftctl apply` writes (the local manifest directory) reaches the model the same way.
+TEST(RouteModelTest, LocalManifestsCarryRoutesAndTrafficPolicies) {
+  Model model;
+  ApplyAll(model, kServices);
+  testing::TempDir dir;
+  dir.Write("traffic.yaml", R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: canary, namespace: prod}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules: [{backendRefs: [{name: reviews-v1, port: 9080, weight: 90}, {name: reviews-v2, port: 9080, weight: 10}]}]
+---
+apiVersion: networking.weft.dev/v1
+kind: TrafficPolicy
+metadata: {name: reviews, namespace: prod}
+spec:
+  targetRefs: [{kind: Service, name: reviews}]
+  retries: {attempts: 2, retryOn: 5xx}
+)");
+  LocalSource source(dir.path(), model.Sink());
+  ASSERT_TRUE(source.Start().ok());
+  source.Stop();
+  pb::ConfigSnapshot view = model.NodeView("node-a");
+  EXPECT_EQ(view.http_routes_size(), 1);
+  EXPECT_EQ(view.traffic_policies_size(), 1);
+  EXPECT_EQ(Conditions(model, "canary"), "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs");
+  EXPECT_TRUE(model.Rejected().empty());
 }
 
 }  // namespace

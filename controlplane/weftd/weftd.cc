@@ -16,6 +16,7 @@
 #include "controlplane/ca/k8s_ca.h"
 #include "controlplane/k8s/endpoint.h"
 #include "controlplane/k8s/rest_client.h"
+#include "controlplane/k8s/route_status_writer.h"
 #include "controlplane/k8s/watcher.h"
 #include "controlplane/local/local_source.h"
 #include "controlplane/model/model.h"
@@ -54,6 +55,7 @@ struct Weftd::Impl {
   std::unique_ptr<LocalSource> local;
   std::shared_ptr<k8s::RestClient> kube;
   std::unique_ptr<k8s::Watcher> watcher;
+  std::unique_ptr<k8s::RouteStatusWriter> route_status;  // cluster mode: routes' status
   std::unique_ptr<Issuer> issuer;
   std::unique_ptr<NodeAuthenticator> authn;
   std::unique_ptr<CaService> ca_service;
@@ -139,6 +141,14 @@ absl::Status Weftd::Impl::StartCa() {
 
 absl::Status Weftd::Impl::StartSource() {
   if (opts.kubernetes) {
+    // Routes' status.parents[] go back to the API server (Gateway API); the writer reads the
+    // model on its own thread, debounced, so the watch threads never wait for it.
+    route_status = std::make_unique<k8s::RouteStatusWriter>(kube, registry);
+    Model* m = model.get();
+    route_status->SetSource([m] { return m->RouteStatuses(); });
+    k8s::RouteStatusWriter* writer = route_status.get();
+    model->OnChange([writer](const NodeSet&) { writer->Notify(); });
+    route_status->Start();
     watcher = std::make_unique<k8s::Watcher>(kube, model->Sink(), registry);
     watcher->Start();
     return absl::OkStatus();
@@ -267,6 +277,7 @@ void Weftd::Stop() {
   if (!impl_) return;
   if (impl_->local) impl_->local->Stop();
   if (impl_->watcher) impl_->watcher->Stop();
+  if (impl_->route_status) impl_->route_status->Stop();
   if (impl_->xds) impl_->xds->Shutdown();
   if (impl_->server)
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -321,6 +332,24 @@ std::string Weftd::StatusJson() const {
                              {"name", r.name},
                              {"reason", r.reason},
                              {"effect", r.effect}});
+  }
+  // Routes as users debug them: each Service parent's conditions (weftctl status shows them).
+  j["routes"] = nlohmann::json::array();
+  for (const auto& r : impl_->model->RouteStatuses()) {
+    nlohmann::json parents = nlohmann::json::array();
+    for (const auto& p : r.parents) {
+      nlohmann::json conditions = nlohmann::json::array();
+      for (const auto& c : p.conditions) {
+        conditions.push_back(
+            {{"type", c.type}, {"status", c.status}, {"reason", c.reason}, {"message", c.message}});
+      }
+      parents.push_back({{"parentRef", p.parent_ref}, {"conditions", std::move(conditions)}});
+    }
+    j["routes"].push_back({{"kind", r.kind},
+                           {"namespace", r.ns},
+                           {"name", r.name},
+                           {"generation", r.generation},
+                           {"parents", std::move(parents)}});
   }
   j["file_errors"] = nlohmann::json::array();
   if (impl_->local) {

@@ -57,6 +57,10 @@ std::string NotFound(const std::string& what) {
       .dump();
 }
 
+constexpr char kGrpcRoutes[] = "/apis/gateway.networking.k8s.io/v1/grpcroutes";
+constexpr char kCatalogueRoute[] =
+    "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/catalogue";
+
 // Every kind weftd lists, with its recorded list reply (the watches that follow stay quiet
 // until the test queues an event).
 const std::vector<std::pair<std::string, std::string>>& Lists() {
@@ -69,6 +73,9 @@ const std::vector<std::pair<std::string, std::string>>& Lists() {
       {"/apis/networking.k8s.io/v1/networkpolicies", "networkpolicies_list.json"},
       {"/apis/security.weft.dev/v1/authorizationpolicies", "authorizationpolicies_list.json"},
       {"/apis/security.weft.dev/v1/peerauthentications", "peerauthentications_list.json"},
+      {"/apis/gateway.networking.k8s.io/v1/httproutes", "httproutes_list.json"},
+      {"/apis/gateway.networking.k8s.io/v1beta1/referencegrants", "referencegrants_list.json"},
+      {"/apis/networking.weft.dev/v1/trafficpolicies", "trafficpolicies_list.json"},
   };
   return kLists;
 }
@@ -76,6 +83,14 @@ const std::vector<std::pair<std::string, std::string>>& Lists() {
 void ServeListsAndReviews(TestApiServer& api) {
   for (const auto& [path, file] : Lists())
     api.Enqueue(path, {.status = 200, .body = Fixture(file)});
+  // A cluster whose Gateway API install has no GRPCRoute: skipped, not an error loop.
+  api.Enqueue(kGrpcRoutes, {.status = 404, .body = NotFound("the requested resource")});
+  api.SetHandler(kCatalogueRoute, [](const RecordedRequest&) -> ScriptedReply {
+    return {.status = 200, .body = Fixture("httproute_catalogue.json")};
+  });
+  api.SetHandler(
+      std::string(kCatalogueRoute) + "/status",
+      [](const RecordedRequest&) -> ScriptedReply { return {.status = 200, .body = "{}"}; });
   // TokenReview answers depend on the token in the request, as the API server's do.
   api.SetHandler(kReviews, [](const RecordedRequest& r) -> ScriptedReply {
     auto req = json::parse(r.body, nullptr, false);
@@ -294,6 +309,17 @@ TEST_F(WeftdKubernetes, ServesNodesFromTheApiServerAndKeepsItsRootInTheSecret) {
   })) << w->Log();
   for (const auto& [path, file] : Lists()) {
     EXPECT_GE(WithMethod(api.Requests(path), "GET").size(), 1u) << path << " was not listed";
+  }
+  // The route's status goes back to the API server: Accepted by the Service parent.
+  const std::string route_status = std::string(kCatalogueRoute) + "/status";
+  ASSERT_TRUE(api.WaitForRequests(route_status, 1, 10s)) << w->Log();
+  {
+    const RecordedRequest patch = api.Requests(route_status)[0];
+    EXPECT_EQ(patch.method, "PATCH");
+    const json parent = json::parse(patch.body)["status"]["parents"][0];
+    EXPECT_EQ(parent["controllerName"], "weft.dev/weftd");
+    EXPECT_EQ(parent["conditions"][0]["type"], "Accepted");
+    EXPECT_EQ(parent["conditions"][0]["status"], "True") << patch.body;
   }
 
   auto channel = NodeChannel(w->grpc_port, published_root);
