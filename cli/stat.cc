@@ -366,7 +366,9 @@ std::unique_ptr<CLI::App> StatApp(StatFlags& f) {
   return app;
 }
 
-absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget>& targets) {
+}  // namespace
+
+absl::StatusOr<std::vector<MetricSample>> ScrapeZtunnels(const std::vector<StatTarget>& targets) {
   std::vector<MetricSample> all;
   for (const StatTarget& t : targets) {
     auto opened = OpenNetns(t.netns);
@@ -392,8 +394,6 @@ absl::StatusOr<std::vector<MetricSample>> ScrapeAll(const std::vector<StatTarget
   }
   return all;
 }
-
-}  // namespace
 
 void AddTargetFlag(CLI::App& app, std::vector<StatTarget>* targets, std::string_view endpoint) {
   app.add_option_function<std::vector<std::string>>(
@@ -426,13 +426,40 @@ bool FillLocalTargets(std::vector<StatTarget>& targets, const MeshRef& mesh, boo
   return true;
 }
 
+nlohmann::json StatJson(const WorkloadStat& s, double window_seconds) {
+  auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
+  nlohmann::json w = {{"namespace", s.ns},
+                      {"workload", s.workload},
+                      {"connections", s.conns},
+                      {"success_rate", s.success_rate},
+                      {"connections_per_second", s.rate},
+                      {"p50_seconds", num(s.p50)},
+                      {"p95_seconds", num(s.p95)},
+                      {"p99_seconds", num(s.p99)},
+                      {"meshed", s.meshed},
+                      {"read_bytes", s.read_bps},
+                      {"write_bytes", s.write_bps},
+                      {"seen_from_source_only", s.from_source},
+                      {"window_seconds", window_seconds},
+                      {"protocol", s.http ? "http" : "tcp"}};
+  if (s.http) {
+    w["requests"] = s.requests;
+    w["requests_per_second"] = s.rps;
+    w["request_success_rate"] = s.request_success_rate;
+    w["request_p50_seconds"] = num(s.req_p50);
+    w["request_p95_seconds"] = num(s.req_p95);
+    w["request_p99_seconds"] = num(s.req_p99);
+  }
+  return w;
+}
+
 int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   StatFlags f;
   if (auto rc = ParseCommand(*StatApp(f), args, out, err)) return *rc;
   if (!FillLocalTargets(f.targets, f.mesh, /*admin=*/false, "stat", err)) return kExitFailure;
   std::vector<MetricSample> before;
   if (f.window > 0) {
-    auto b = ScrapeAll(f.targets);
+    auto b = ScrapeZtunnels(f.targets);
     if (!b.ok()) {
       err << "weftctl stat: " << b.status().message() << "\n";
       return kExitFailure;
@@ -440,7 +467,7 @@ int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
     before = std::move(*b);
     std::this_thread::sleep_for(std::chrono::duration<double>(f.window));
   }
-  auto after = ScrapeAll(f.targets);
+  auto after = ScrapeZtunnels(f.targets);
   if (!after.ok()) {
     err << "weftctl stat: " << after.status().message() << "\n";
     return kExitFailure;
@@ -448,32 +475,8 @@ int StatMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
   auto stats = ComputeStats(before, *after, f.window);
   if (f.json) {
     nlohmann::json j = nlohmann::json::array();
-    auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
     for (const WorkloadStat& s : stats) {
-      if (!Matches(s, f.filter)) continue;
-      nlohmann::json w = {{"namespace", s.ns},
-                          {"workload", s.workload},
-                          {"connections", s.conns},
-                          {"success_rate", s.success_rate},
-                          {"connections_per_second", s.rate},
-                          {"p50_seconds", num(s.p50)},
-                          {"p95_seconds", num(s.p95)},
-                          {"p99_seconds", num(s.p99)},
-                          {"meshed", s.meshed},
-                          {"read_bytes", s.read_bps},
-                          {"write_bytes", s.write_bps},
-                          {"seen_from_source_only", s.from_source},
-                          {"window_seconds", f.window},
-                          {"protocol", s.http ? "http" : "tcp"}};
-      if (s.http) {
-        w["requests"] = s.requests;
-        w["requests_per_second"] = s.rps;
-        w["request_success_rate"] = s.request_success_rate;
-        w["request_p50_seconds"] = num(s.req_p50);
-        w["request_p95_seconds"] = num(s.req_p95);
-        w["request_p99_seconds"] = num(s.req_p99);
-      }
-      j.push_back(std::move(w));
+      if (Matches(s, f.filter)) j.push_back(StatJson(s, f.window));
     }
     out << j.dump(2) << "\n";
   } else {

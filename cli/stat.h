@@ -34,6 +34,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "common/scrape/scrape.h"
+#include "nlohmann/json.hpp"
 
 namespace weft::cli {
 
@@ -57,6 +58,10 @@ struct MeshRef;
 // why on `err`, prefixed with `command`) when there is no such mesh.
 bool FillLocalTargets(std::vector<StatTarget>& targets, const MeshRef& mesh, bool admin,
                       std::string_view command, std::ostream& err);
+
+// Reads every target's /metrics (in its network namespace) and keeps the samples ComputeStats
+// reads. Unavailable, naming the node, when one cannot be read.
+absl::StatusOr<std::vector<MetricSample>> ScrapeZtunnels(const std::vector<StatTarget>& targets);
 
 struct WorkloadStat {
   std::string ns;
@@ -84,6 +89,9 @@ std::vector<WorkloadStat> ComputeStats(const std::vector<MetricSample>& before,
 
 // Prometheus's histogram_quantile over cumulative (upper bound, count) buckets, +Inf last.
 double HistogramQuantile(double q, const std::vector<std::pair<double, double>>& buckets);
+
+// One workload's stats as `weftctl stat --json` prints them (NaN latencies are null).
+nlohmann::json StatJson(const WorkloadStat& s, double window_seconds);
 
 // The terminal table; `filter` is "", "NS" or "NS/WORKLOAD".
 void PrintStatTable(const std::vector<WorkloadStat>& stats, const std::string& filter,

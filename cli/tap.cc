@@ -16,6 +16,7 @@
 #include "cli/stat.h"
 #include "common/flags.h"
 #include "common/scrape/scrape.h"
+#include "common/status.h"
 
 namespace weft::cli {
 
@@ -79,83 +80,97 @@ std::unique_ptr<CLI::App> TapApp(TapFlags& f) {
   return app;
 }
 
-struct Source {
-  StatTarget target;
-  UniqueFd netns;
-  SockAddr addr;
-  uint64_t since = 0;
-  bool primed = false;  // the first read only finds where "now" is
-  uint64_t missed = 0, dropped = 0;
-};
-
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<TapReader>> TapReader::Open(const std::vector<StatTarget>& targets) {
+  auto r = std::unique_ptr<TapReader>(new TapReader());
+  for (const StatTarget& t : targets) {
+    Source s;
+    s.target = t;
+    auto ns = OpenNetns(t.netns);
+    if (!ns.ok()) return WithContext(ns.status(), absl::StrCat("node ", t.node));
+    auto addr = SockAddr::Parse(t.addr);
+    if (!addr.ok()) return WithContext(addr.status(), absl::StrCat("node ", t.node));
+    s.netns = std::move(*ns);
+    s.addr = *addr;
+    r->sources_.push_back(std::move(s));
+  }
+  return r;
+}
+
+absl::StatusOr<std::vector<nlohmann::json>> TapReader::Poll() {
+  std::vector<nlohmann::json> out;
+  for (Source& s : sources_) {
+    auto body = HttpGet(s.addr, absl::StrCat("/tap?since=", s.since, "&max=500"),
+                        s.netns.valid() ? s.netns.get() : -1, nullptr, 2000);
+    if (!body.ok()) {
+      return absl::UnavailableError(absl::StrCat("node ", s.target.node, ": ztunnel admin at ",
+                                                 s.target.addr, ": ", body.status().message()));
+    }
+    auto page = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
+    if (page.is_discarded() || !page.is_object()) {
+      return absl::DataLossError(
+          absl::StrCat("node ", s.target.node, ": /tap answered something not JSON"));
+    }
+    s.since = page.value("next", s.since);
+    s.dropped = page.value("dropped", uint64_t{0});
+    if (!s.primed) {  // history from before this tap: skipped
+      s.primed = true;
+      continue;
+    }
+    s.missed += page.value("missed", uint64_t{0});
+    for (const auto& e : page.value("events", nlohmann::json::array())) {
+      nlohmann::json j = e;
+      j["node"] = s.target.node;
+      out.push_back(std::move(j));
+    }
+  }
+  return out;
+}
+
+std::string TapReader::LossSummary() const {
+  std::string out;
+  for (const Source& s : sources_) {
+    if (s.missed + s.dropped > 0) {
+      absl::StrAppend(&out, "node ", s.target.node, ": ", s.missed,
+                      " requests missed (the tap fell behind), ", s.dropped,
+                      " dropped by ztunnel (never waits on a tap)\n");
+    }
+  }
+  return out;
+}
 
 int TapMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   TapFlags f;
   if (auto rc = ParseCommand(*TapApp(f), args, out, err)) return *rc;
   if (!FillLocalTargets(f.targets, f.mesh, /*admin=*/true, "tap", err)) return kExitFailure;
-  std::vector<Source> sources;
-  for (const StatTarget& t : f.targets) {
-    Source s;
-    s.target = t;
-    auto ns = OpenNetns(t.netns);
-    auto addr = SockAddr::Parse(t.addr);
-    if (!ns.ok() || !addr.ok()) {
-      err << "weftctl tap: node " << t.node << ": "
-          << (ns.ok() ? addr.status().message() : ns.status().message()) << "\n";
-      return kExitFailure;
-    }
-    s.netns = std::move(*ns);
-    s.addr = *addr;
-    sources.push_back(std::move(s));
+  auto reader = TapReader::Open(f.targets);
+  if (!reader.ok()) {
+    err << "weftctl tap: " << reader.status().message() << "\n";
+    return kExitFailure;
   }
   auto start = std::chrono::steady_clock::now();
   int shown = 0;
   while (f.max == 0 || shown < f.max) {
     if (f.duration.count() > 0 && std::chrono::steady_clock::now() - start >= f.duration) break;
-    for (Source& s : sources) {
-      auto body = HttpGet(s.addr, absl::StrCat("/tap?since=", s.since, "&max=500"),
-                          s.netns.valid() ? s.netns.get() : -1, nullptr, 2000);
-      if (!body.ok()) {
-        err << "weftctl tap: node " << s.target.node << ": ztunnel admin at " << s.target.addr
-            << ": " << body.status().message() << "\n";
-        return kExitFailure;
+    auto events = (*reader)->Poll();
+    if (!events.ok()) {
+      err << "weftctl tap: " << events.status().message() << "\n";
+      return kExitFailure;
+    }
+    for (const nlohmann::json& e : *events) {
+      if (!TapMatches(e, f.filter)) continue;
+      if (f.json) {
+        out << e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      } else {
+        out << FormatTapEvent(e, e.value("node", "")) << "\n";
       }
-      auto page = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
-      if (page.is_discarded() || !page.is_object()) {
-        err << "weftctl tap: node " << s.target.node << ": /tap answered something not JSON\n";
-        return kExitFailure;
-      }
-      s.since = page.value("next", s.since);
-      s.dropped = page.value("dropped", uint64_t{0});
-      if (!s.primed) {  // history from before this tap: skipped
-        s.primed = true;
-        continue;
-      }
-      s.missed += page.value("missed", uint64_t{0});
-      for (const auto& e : page.value("events", nlohmann::json::array())) {
-        if (!TapMatches(e, f.filter)) continue;
-        if (f.json) {
-          nlohmann::json j = e;
-          j["node"] = s.target.node;
-          out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-        } else {
-          out << FormatTapEvent(e, s.target.node) << "\n";
-        }
-        out.flush();
-        if (f.max > 0 && ++shown >= f.max) break;
-      }
-      if (f.max > 0 && shown >= f.max) break;
+      out.flush();
+      if (f.max > 0 && ++shown >= f.max) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  for (const Source& s : sources) {
-    if (s.missed + s.dropped > 0) {
-      err << "weftctl tap: node " << s.target.node << ": " << s.missed
-          << " requests missed (the tap fell behind), " << s.dropped
-          << " dropped by ztunnel (never waits on a tap)\n";
-    }
-  }
+  err << (*reader)->LossSummary();
   return kExitOk;
 }
 

@@ -7,9 +7,14 @@
 #pragma once
 
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "cli/stat.h"
+#include "common/net.h"
+#include "common/unique_fd.h"
 #include "nlohmann/json.hpp"
 
 namespace weft::cli {
@@ -22,6 +27,30 @@ bool TapMatches(const nlohmann::json& event, const std::string& filter);
 //       src=spiffe://cluster.local/ns/shop/sa/frontend (node1)
 // ("(ztunnel)" after the status when ztunnel answered itself, e.g. an RBAC 403).
 std::string FormatTapEvent(const nlohmann::json& event, const std::string& node);
+
+// Reads the ztunnels' tap rings (GET /tap?since=) from their admin endpoints. Not thread-safe.
+class TapReader {
+ public:
+  // Opens each target's network namespace; an error names the node.
+  static absl::StatusOr<std::unique_ptr<TapReader>> Open(const std::vector<StatTarget>& targets);
+  // The requests seen since the previous call (the first call only finds where "now" is, and
+  // returns none), each with "node" set; Unavailable naming the node when one cannot be read.
+  absl::StatusOr<std::vector<nlohmann::json>> Poll();
+  // Per node, requests the tap missed or ztunnel dropped ("" when none).
+  std::string LossSummary() const;
+
+ private:
+  TapReader() = default;
+  struct Source {
+    StatTarget target;
+    UniqueFd netns;
+    SockAddr addr;
+    uint64_t since = 0;
+    bool primed = false;
+    uint64_t missed = 0, dropped = 0;
+  };
+  std::vector<Source> sources_;
+};
 
 int TapMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 

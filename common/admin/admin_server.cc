@@ -64,6 +64,7 @@ struct Reply {
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
   std::string allow;  // for 405
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 Reply Text(http::status s, std::string body) {
@@ -94,6 +95,16 @@ std::optional<std::string> QueryParam(std::string_view query, std::string_view n
 
 bool IsGet(http::verb v) {
   return v == http::verb::get || v == http::verb::head;
+}
+
+// All query parameters of a request target, not percent-decoded.
+std::map<std::string, std::string> QueryParams(std::string_view query) {
+  std::map<std::string, std::string> params;
+  for (absl::string_view kv : absl::StrSplit(Av(query), '&', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    params[std::string(p.first)] = std::string(p.second);
+  }
+  return params;
 }
 
 }  // namespace
@@ -128,6 +139,8 @@ struct AdminServer::Impl {
   void CountBadRequest(Role role, std::string_view why, const ErrorCode& ec);
   Reply Route(Role role, const http::request<http::string_body>& req);
   Reply Metrics();
+  Reply Fallback(http::verb verb, std::string_view method, std::string_view path,
+                 std::string_view query);
   Reply Logging(const http::request<http::string_body>& req, std::string_view method,
                 std::string_view query);
 
@@ -218,6 +231,7 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     res_.set(http::field::server, "weft");
     res_.set(http::field::content_type, r.content_type);
     if (!r.allow.empty()) res_.set(http::field::allow, r.allow);
+    for (const auto& [name, value] : r.headers) res_.set(name, value);
     res_.keep_alive(keep_alive);
     if (head) {
       res_.content_length(r.body.size());  // HEAD: the size of what GET would send, no body
@@ -337,15 +351,17 @@ absl::Status AdminServer::Impl::Start() {
   }
   started = true;
   absl::Status st = Bind(admin, opts.admin_addr);
-  if (st.ok()) st = Bind(metrics, opts.metrics_addr);
-  if (st.ok()) st = Bind(readiness, opts.readiness_addr);
+  if (st.ok() && !opts.admin_only) st = Bind(metrics, opts.metrics_addr);
+  if (st.ok() && !opts.admin_only) st = Bind(readiness, opts.readiness_addr);
   if (!st.ok()) {
     ErrorCode ignored;
     for (Listener* l : {&admin, &metrics, &readiness}) l->acceptor.close(ignored);
     stopped = true;
     return st;
   }
-  for (Listener* l : {&admin, &metrics, &readiness}) Accept(*l);
+  for (Listener* l : {&admin, &metrics, &readiness}) {
+    if (l->acceptor.is_open()) Accept(*l);
+  }
   thread = std::thread([this] { Run(); });
   LOG_INFO("admin", "admin server listening",
            {{"admin", admin.bound.ToString()},
@@ -424,6 +440,19 @@ Reply AdminServer::Impl::Logging(const http::request<http::string_body>& req,
   return json_level();
 }
 
+Reply AdminServer::Impl::Fallback(http::verb verb, std::string_view method, std::string_view path,
+                                  std::string_view query) {
+  if (!IsGet(verb)) return MethodNotAllowed(method, path, "GET, HEAD");
+  std::optional<HttpReply> got = opts.fallback(std::string(path), QueryParams(query));
+  if (!got) return Text(http::status::not_found, absl::StrCat("not found: ", Av(path), "\n"));
+  Reply r;
+  r.status = static_cast<http::status>(got->status);
+  r.content_type = std::move(got->content_type);
+  r.body = std::move(got->body);
+  r.headers = std::move(got->headers);
+  return r;
+}
+
 Reply AdminServer::Impl::Route(Role role, const http::request<http::string_body>& req) {
   std::string_view target(req.target().data(), req.target().size());
   size_t q = target.find('?');
@@ -433,16 +462,10 @@ Reply AdminServer::Impl::Route(Role role, const http::request<http::string_body>
 
   switch (role) {
     case Role::kAdmin:
-      if (path == "/logging") return Logging(req, method, query);
+      if (path == "/logging" && !opts.fallback) return Logging(req, method, query);
       if (auto h = opts.json_handlers.find(std::string(path)); h != opts.json_handlers.end()) {
         if (!IsGet(req.method())) return MethodNotAllowed(method, path, "GET, HEAD");
-        std::map<std::string, std::string> params;
-        for (absl::string_view kv : absl::StrSplit(Av(query), '&', absl::SkipEmpty())) {
-          std::pair<absl::string_view, absl::string_view> p =
-              absl::StrSplit(kv, absl::MaxSplits('=', 1));
-          params[std::string(p.first)] = std::string(p.second);
-        }
-        auto body = h->second(params);
+        auto body = h->second(QueryParams(query));
         if (!body.ok()) {
           return Text(
               absl::IsNotFound(body.status()) ? http::status::not_found : http::status::bad_request,
@@ -453,6 +476,7 @@ Reply AdminServer::Impl::Route(Role role, const http::request<http::string_body>
         r.body = std::move(*body);
         return r;
       }
+      if (opts.fallback) return Fallback(req.method(), method, path, query);
       if (path == "/config_dump") {
         if (!IsGet(req.method())) return MethodNotAllowed(method, path, "GET, HEAD");
         if (!opts.config_dump) {

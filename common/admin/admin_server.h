@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +30,14 @@
 #include "common/net.h"
 
 namespace weft {
+
+// A reply of AdminOptions::fallback.
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+};
 
 struct AdminOptions {
   SockAddr admin_addr;  // port 0: pick a free port
@@ -43,6 +52,14 @@ struct AdminOptions {
   std::map<std::string, std::function<absl::StatusOr<std::string>(
                             const std::map<std::string, std::string>& params)>>
       json_handlers;
+  // When set, the admin port serves only json_handlers and this (no /logging, no config_dump):
+  // GET/HEAD requests for any other path (a web UI's pages and API, e.g. weftctl dashboard);
+  // nullopt is a 404. Parameters as for json_handlers.
+  std::function<std::optional<HttpReply>(const std::string& path,
+                                         const std::map<std::string, std::string>& params)>
+      fallback;
+  // Bind the admin port only (metrics_addr and readiness_addr are ignored).
+  bool admin_only = false;
   // Empty string: ready. Otherwise the reason it is not ready.
   std::function<std::string()> not_ready_reason;
   // Used in error hints ("is another ztunnel running ...?").

@@ -32,11 +32,16 @@ size_t Append(char* p, size_t sz, size_t n, void* out) {
 
 absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& path, int netns_fd,
                                     int* status, long timeout_ms) {
+  return HttpGetUrl("http://" + addr.ToString() + path, netns_fd, status, timeout_ms);
+}
+
+absl::StatusOr<std::string> HttpGetUrl(const std::string& url, int netns_fd, int* status,
+                                       long timeout_ms) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   CURL* c = curl_easy_init();
   if (!c) return absl::InternalError("curl_easy_init failed");
-  std::string url = "http://" + addr.ToString() + path, body;
+  std::string body;
   NetnsCtx ctx{netns_fd};
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_NOPROXY, "*");

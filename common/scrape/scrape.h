@@ -17,6 +17,11 @@ absl::StatusOr<std::string> HttpGet(const SockAddr& addr, const std::string& pat
                                     int netns_fd = -1, int* status = nullptr,
                                     long timeout_ms = 5000);
 
+// The same for a whole URL (http or https; a host name is resolved), e.g. a Prometheus
+// server's query API.
+absl::StatusOr<std::string> HttpGetUrl(const std::string& url, int netns_fd = -1,
+                                       int* status = nullptr, long timeout_ms = 5000);
+
 struct MetricSample {
   std::string name;
   std::map<std::string, std::string> labels;
