@@ -3,6 +3,7 @@
 #include <ostream>
 
 #include "cli/cp_status.h"
+#include "cli/dashboard/dashboard.h"
 #include "cli/demo/demo.h"
 #include "cli/dev_certs.h"
 #include "cli/stat.h"
@@ -40,6 +41,8 @@ std::vector<Command>& Registry() {
       {"exec", "run a command inside a pod of a live mesh (POD -- CMD ...)", &up::ExecMain},
       {"stat", "golden signals per workload from the ztunnels' metrics (a table)", &StatMain},
       {"tap", "the HTTP requests the ztunnels see, live (L7 workloads)", &TapMain},
+      {"dashboard", "the mesh in a browser: pods, live service graph, golden signals, policies",
+       &dashboard::DashboardMain},
 #ifdef WEFT_CLI_CHECK
       {"check", "probe the kernel: can this node run eBPF capture? (report and decision)",
        &CheckMain},
