@@ -122,6 +122,30 @@ std::string TimeLeft(const nlohmann::json& cert, std::chrono::system_clock::time
   return out;
 }
 
+// Gateway API routes with each Service parent's conditions, as kubectl describe shows them:
+// "HTTPRoute prod/reviews (generation 3)" then per parent "Accepted=False NoMatchingParent: ...".
+std::string RenderRoutes(const nlohmann::json& s) {
+  if (!s.contains("routes")) return "";
+  std::string out = "\nROUTES (status per Service parent)\n";
+  if (s["routes"].empty()) out += "  none\n";
+  for (const auto& r : s["routes"]) {
+    out += absl::StrCat("  ", Str(r, "kind"), " ", Str(r, "namespace"), "/", Str(r, "name"),
+                        " (generation ", Str(r, "generation"), ")\n");
+    for (const auto& p : r.value("parents", nlohmann::json::array())) {
+      const nlohmann::json& ref = p.value("parentRef", nlohmann::json::object());
+      std::string parent = absl::StrCat("Service ", Str(ref, "namespace"), "/", Str(ref, "name"));
+      if (ref.contains("port")) absl::StrAppend(&parent, " port ", Str(ref, "port"));
+      if (ref.contains("sectionName")) absl::StrAppend(&parent, " (", Str(ref, "sectionName"), ")");
+      out += absl::StrCat("    -> ", parent, "\n");
+      for (const auto& c : p.value("conditions", nlohmann::json::array())) {
+        out += absl::StrCat("       ", Str(c, "type"), "=", Str(c, "status"), " ", Str(c, "reason"),
+                            Str(c, "message").empty() ? "" : ": " + Str(c, "message"), "\n");
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string RenderStatus(const nlohmann::json& s) {
@@ -151,6 +175,7 @@ std::string RenderStatus(const nlohmann::json& s, std::chrono::system_clock::tim
     // A policy is not dropped but enforced fail-closed: say how.
     if (!Str(r, "effect").empty()) out += absl::StrCat("    -> ", Str(r, "effect"), "\n");
   }
+  out += RenderRoutes(s);
   if (!s.value("file_errors", nlohmann::json::array()).empty()) {
     out += "\nMANIFEST FILES THAT DO NOT PARSE (their last good content stays in force)\n";
     for (const auto& e : s["file_errors"])
@@ -195,7 +220,9 @@ int StatusMain(const std::vector<std::string>& args, std::ostream& out, std::ost
   Flags f;
   CLI::App app{
       absl::StrCat("Nodes connected to weftd with the config version each runs, NACKs, rejected\n"
-                   "objects with their reasons, CA counters and, per node, each identity's "
+                   "objects with their reasons, routes with their parents' Accepted/ResolvedRefs "
+                   "conditions,\n"
+                   "CA counters and, per node, each identity's "
                    "certificate\nexpiry (EXPIRED / RENEW OVERDUE past 80% of its lifetime). "
                    "--weftd is weftd's\nadmin endpoint; without it, the local mesh of `weftctl "
                    "up` (--name, default weft)\nif one runs, else ",

@@ -94,6 +94,34 @@ TEST(RenderStatus, RejectedObjectsAndWhatIsEnforcedInsteadOfAPolicy) {
       << out;
 }
 
+TEST(RenderStatus, RoutesWithTheirParentsConditions) {
+  auto doc = nlohmann::json::parse(kStatus);
+  doc["routes"] = nlohmann::json::parse(R"([
+    {"kind": "HTTPRoute", "namespace": "shop", "name": "canary", "generation": 3,
+     "parents": [
+       {"parentRef": {"group": "", "kind": "Service", "namespace": "shop", "name": "catalogue",
+                      "port": 80},
+        "conditions": [
+          {"type": "Accepted", "status": "True", "reason": "Accepted",
+           "message": "attached to Service shop/catalogue port 80"},
+          {"type": "ResolvedRefs", "status": "False", "reason": "RefNotPermitted",
+           "message": "spec.rules[0].backendRefs[0]: Service other/x is in another namespace"}]},
+       {"parentRef": {"group": "", "kind": "Service", "namespace": "shop", "name": "gone"},
+        "conditions": [{"type": "Accepted", "status": "False", "reason": "NoMatchingParent",
+                        "message": "Service shop/gone does not exist"}]}]}])");
+  std::string out = RenderStatus(doc, At("2026-11-27T09:00:00Z"));
+  EXPECT_NE(out.find("ROUTES (status per Service parent)\n"
+                     "  HTTPRoute shop/canary (generation 3)\n"
+                     "    -> Service shop/catalogue port 80\n"
+                     "       Accepted=True Accepted: attached to Service shop/catalogue port 80\n"
+                     "       ResolvedRefs=False RefNotPermitted: spec.rules[0].backendRefs[0]: "
+                     "Service other/x is in another namespace\n"
+                     "    -> Service shop/gone\n"
+                     "       Accepted=False NoMatchingParent: Service shop/gone does not exist\n"),
+            std::string::npos)
+      << out;
+}
+
 TEST(RenderStatus, NoCertificatesYetAndOlderWeftdDocuments) {
   auto doc = nlohmann::json::parse(kStatus);
   doc["ca"]["certificates"] = nlohmann::json::array();

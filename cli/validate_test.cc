@@ -110,6 +110,54 @@ TEST(ValidateTest, UnreadableFilesAndDuplicatesAcrossFiles) {
       << out;
 }
 
+// Routes and TrafficPolicies: the same checks as weftd (field path and reason), and a note
+// for what their status would say against the Services of the files.
+TEST(ValidateTest, RoutesAndTrafficPolicies) {
+  TempDir dir;
+  const std::string file = dir.Write("traffic.yaml", R"(
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: prod}
+spec: {clusterIP: 10.96.0.10, ports: [{port: 9080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: canary, namespace: prod}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules: [{backendRefs: [{name: reviews-v2, port: 9080, weight: 10}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad, namespace: prod}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules: [{matches: [{path: {type: RegularExpression, value: "/(v1"}}]}]
+---
+apiVersion: networking.weft.dev/v1
+kind: TrafficPolicy
+metadata: {name: reviews, namespace: prod}
+spec: {targetRefs: [{kind: Service, name: reviews}], connectionPool: {maxConnections: -1}}
+)");
+  std::string out;
+  EXPECT_EQ(Validate({file}, &out), kExitFailure);
+  EXPECT_EQ(out, file +
+                     ": HTTPRoute prod/bad: spec.rules[0].matches[0].path.value: \"/(v1\" is not a "
+                     "valid RE2 regular expression: missing ): /(v1\n"
+                     "  -> not applied: each Service parent's status says Accepted=False "
+                     "(UnsupportedValue); traffic is routed as if the route did not exist\n" +
+                     file +
+                     ": TrafficPolicy prod/reviews: spec.connectionPool.maxConnections: -1 is out "
+                     "of range 0-4294967295\n"
+                     "note: HTTPRoute prod/bad -> Service prod/reviews: Accepted=False "
+                     "UnsupportedValue: spec.rules[0].matches[0].path.value: \"/(v1\" is not a "
+                     "valid RE2 regular expression: missing ): /(v1\n"
+                     "note: HTTPRoute prod/canary -> Service prod/reviews: ResolvedRefs=False "
+                     "BackendNotFound: spec.rules[0].backendRefs[0]: Service prod/reviews-v2 does "
+                     "not exist (requests for an unresolved backendRef are answered 500)\n"
+                     "1 file, 4 objects (0 of unused kinds), 0 unreadable files, 2 rejected\n");
+}
+
 TEST(ValidateTest, UsageErrors) {
   std::string out;
   EXPECT_EQ(Validate({}, &out), kExitUsage);
