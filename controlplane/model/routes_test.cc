@@ -2,6 +2,7 @@
 // and reason), per-parent status, and translation into weft.config.v1.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -486,6 +487,41 @@ spec:
   EXPECT_EQ(view.traffic_policies_size(), 1);
   EXPECT_EQ(Conditions(model, "canary"), "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs");
   EXPECT_TRUE(model.Rejected().empty());
+}
+
+// helm/crds: the TrafficPolicy CRD declares exactly the spec fields weftd reads.
+TEST(RouteModelTest, TrafficPolicyCrdMatchesWhatWeftdReads) {
+  json crd = Yaml(
+      ReadFile(std::string(WEFT_HELM_CRDS) + "/trafficpolicies.networking.weft.dev.yaml").value());
+  EXPECT_EQ(crd["spec"]["group"], "networking.weft.dev");
+  EXPECT_EQ(crd["spec"]["names"]["kind"], "TrafficPolicy");
+  const json& spec =
+      crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+  std::set<std::string> declared;
+  for (const auto& [k, v] : spec.items()) declared.insert(k);
+  EXPECT_EQ(declared, (std::set<std::string>{"targetRefs", "retries", "faultInjection",
+                                             "connectionPool", "outlierDetection"}));
+  // Each declared section is read by weftd: an object using every field validates.
+  EXPECT_TRUE(ValidateObject("", Yaml(R"(
+apiVersion: networking.weft.dev/v1
+kind: TrafficPolicy
+metadata: {name: p, namespace: prod}
+spec:
+  targetRefs: [{group: "", kind: Service, name: reviews, port: 9080}]
+  retries: {attempts: 2, perTryTimeout: 1s, retryOn: "5xx,503", budget: {retryRatio: 0.1, minRetriesPerSecond: 5, ttl: 5s}}
+  faultInjection:
+    delay: {fixedDelay: 10ms, percentage: 5}
+    abort: {httpStatus: 503, percentage: 1}
+    routes: [{name: r, sectionName: s, abort: {grpcStatus: UNAVAILABLE}}]
+  connectionPool: {maxConnections: 1, http1MaxPendingRequests: 1, http2MaxRequests: 1, maxRequestsPerConnection: 1, maxRetries: 1}
+  outlierDetection: {consecutive5xxErrors: 1, consecutiveGatewayErrors: 1, interval: 1s, baseEjectionTime: 1s, maxEjectionPercent: 50}
+)"))
+                  .ok());
+  for (const char* section : {"retries", "connectionPool", "outlierDetection"}) {
+    std::set<std::string> fields;
+    for (const auto& [k, v] : spec[section]["properties"].items()) fields.insert(k);
+    EXPECT_FALSE(fields.empty()) << section;
+  }
 }
 
 }  // namespace
