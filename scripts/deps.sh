@@ -8,7 +8,10 @@ PKGS=(build-essential cmake ninja-build pkg-config git clang llvm libbpf-dev bpf
   libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev
   iproute2 iptables iperf3 wrk nghttp2-client tshark procps psmisc curl ca-certificates prometheus haproxy
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev gnuplot-nox libcli11-dev
-  python3 clang-14 libfuzzer-14-dev)
+  python3 clang-14 libfuzzer-14-dev chromium)
+# weftctl dashboard's page is built with npm (web/dashboard); a node that brings its own npm
+# (e.g. from another repository) is kept as it is.
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
