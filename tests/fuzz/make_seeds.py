@@ -98,12 +98,33 @@ def handoff():
 def manifest():
     d = out_dir("manifest")
     for sub in ["examples/teashop/manifests", "examples/teashop/policies",
-                "controlplane/model/testdata/translate", "tests/e2e/testdata"]:
+                "examples/teashop/traffic", "controlplane/model/testdata/translate",
+                "tests/e2e/testdata"]:
         for n in sorted(os.listdir(os.path.join(ROOT, sub))):
             if n.endswith((".yaml", ".yml", ".json")):
                 shutil.copy(os.path.join(ROOT, sub, n), os.path.join(d, sub.split("/")[-1] + "-" + n))
     shutil.copy(os.path.join(ROOT, "controlplane/model/testdata/invalid.yaml"),
                 os.path.join(d, "model-invalid.yaml"))
+
+
+def traffic_objects():
+    d = out_dir("traffic_objects")
+    for sub in ["examples/teashop/traffic"]:
+        for n in sorted(os.listdir(os.path.join(ROOT, sub))):
+            if n.endswith((".yaml", ".yml", ".json")):
+                shutil.copy(os.path.join(ROOT, sub, n), os.path.join(d, "traffic-" + n))
+    # Each invalid fixture's object on its own (the fixture file is {name, object, reason}).
+    try:
+        import yaml
+    except ImportError:
+        yaml = None
+    if yaml is not None:
+        with open(os.path.join(ROOT, "controlplane/model/testdata/routes_invalid.yaml")) as f:
+            for i, case in enumerate(yaml.safe_load(f)):
+                write(d, "invalid-%02d.json" % i, json.dumps(case["object"]))
+    # The invalid fixtures' objects one by one, and the valid shapes the model tests use.
+    for n in sorted(os.listdir(os.path.join(SEEDS, "traffic"))):
+        shutil.copy(os.path.join(SEEDS, "traffic", n), os.path.join(d, n))
 
 
 K8S_RESOURCES = ["namespaces", "pods", "services", "endpointslices", "serviceaccounts",
@@ -319,7 +340,8 @@ def http2_server():
 
 
 TARGETS = {f.__name__: f for f in
-           [config_text, snapshot_proto, route, xds_client, handoff, manifest, k8s_watch, ca_csr,
+           [config_text, snapshot_proto, route, xds_client, handoff, manifest, traffic_objects,
+            k8s_watch, ca_csr,
             hbone_server, http1_server, http2_server]}
 
 if __name__ == "__main__":
