@@ -252,6 +252,28 @@ class Child {
     }
   }
 
+  // Reads the output until it contains `needle`; returns the line that does (the child keeps
+  // running). DeadlineExceeded after `timeout`, or when the child closes its output first.
+  absl::StatusOr<std::string> LineWith(const std::string& needle,
+                                       std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    std::string got;
+    while (Clock::now() < deadline) {
+      pollfd pfd{fd_.get(), POLLIN, 0};
+      if (poll(&pfd, 1, 100) <= 0) continue;
+      char buf[4096];
+      ssize_t n = read(fd_.get(), buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+      size_t at = got.find(needle);
+      if (at == std::string::npos) continue;
+      size_t start = got.rfind('\n', at);
+      start = start == std::string::npos ? 0 : start + 1;
+      return got.substr(start, got.find('\n', at) - start);
+    }
+    return absl::DeadlineExceededError(absl::StrCat("no \"", needle, "\" in: ", got));
+  }
+
   // Reads the output until the child exits (echoing complete lines to `echo` if given), the
   // timeout passes or, if `interruptible`, Ctrl-C: then SIGTERM to its group (SIGKILL 3 s later).
   ChildResult Finish(std::chrono::milliseconds timeout, std::ostream* echo, bool interruptible) {
@@ -885,6 +907,17 @@ void Demo::WaitForCtrlC() {
   cmd({"logs", "ztunnel", "node0"});
   cmd({"status"});
   Info("state and logs: " + state_.dir);
+  // The mesh in a browser: weftctl dashboard, for as long as the mesh stays up.
+  absl::StatusOr<Child> dashboard = StartQuietly({"dashboard"});
+  auto url = dashboard.ok() ? dashboard->LineWith("http://", 10s) : dashboard.status();
+  if (url.ok()) {
+    out_ << "\n==> the dashboard (pods, service graph, golden signals, policies): "
+         << url->substr(url->find("http://"),
+                        url->find(' ', url->find("http://")) - url->find("http://"))
+         << std::endl;
+  } else {
+    Info("weftctl dashboard did not start: " + std::string(url.status().message()));
+  }
   while (Sleep(1s)) {
   }
 }

@@ -174,9 +174,11 @@ struct HelpRun {
   std::string out;
 };
 
-HelpRun RunHelp(const std::string& binary) {
+// `binary [subcommand] --help`.
+HelpRun RunHelp(const std::string& binary, const std::string& subcommand = "") {
   HelpRun r;
-  std::string cmd = "'" + binary + "' --help 2>/dev/null";
+  std::string cmd = "'" + binary + "' " + (subcommand.empty() ? "" : "'" + subcommand + "' ") +
+                    "--help 2>/dev/null";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -216,15 +218,20 @@ std::map<std::string, std::vector<Ref>> FlagsByBinary() {
 }
 
 TEST(HelmChartTest, EveryFlagIsAcceptedByItsBinary) {
-  const std::map<std::string, std::string> binaries = {
-      {"weftd", WEFT_WEFTD_BIN}, {"ztunnel", WEFT_ZTUNNEL_BIN}, {"weft-agent", WEFT_AGENT_BIN}};
+  const std::map<std::string, std::string> binaries = {{"weftd", WEFT_WEFTD_BIN},
+                                                       {"ztunnel", WEFT_ZTUNNEL_BIN},
+                                                       {"weft-agent", WEFT_AGENT_BIN},
+                                                       {"weftctl", WEFT_WEFTCTL_BIN}};
+  // weftctl runs one subcommand (the optional dashboard container), whose flags it checks.
+  const std::map<std::string, std::string> subcommand = {{"weftctl", "dashboard"}};
   auto flags = FlagsByBinary();
   for (const auto& [name, path] : binaries) {
     SCOPED_TRACE(name);
     // Each binary runs in the chart with at least its control-plane / source flags.
     ASSERT_TRUE(flags.contains(name)) << "no template runs " << name;
     EXPECT_GE(flags[name].size(), 5u);
-    HelpRun help = RunHelp(path);
+    auto sub = subcommand.find(name);
+    HelpRun help = RunHelp(path, sub == subcommand.end() ? "" : sub->second);
     ASSERT_EQ(help.exit_code, 0) << path << " --help failed";
     for (const Ref& flag : flags[name]) {
       // The flag as a whole word: --cp-root must not match --cp-root-file.

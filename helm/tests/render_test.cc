@@ -650,4 +650,31 @@ TEST_F(HelmRenderTest, RefusedValuesFailWithAMessage) {
   EXPECT_NE(r.exit_code, 0) << r.out;
 }
 
+// The dashboard is off by default; on, it is a container in weftd's pod (weftd's admin API is on
+// the pod's loopback) reading the given Prometheus, behind a Service; without a Prometheus URL
+// the chart refuses.
+TEST_F(HelmRenderTest, DashboardIsOptionalAndReadsPrometheus) {
+  auto objs = Objects(Render("weft-system", ""));
+  for (const auto& o : objs) {
+    EXPECT_NE(o["metadata"]["name"].as<std::string>(), "weft-dashboard");
+  }
+  for (const auto& c :
+       Find(objs, "Deployment", "weftd")["spec"]["template"]["spec"]["containers"]) {
+    EXPECT_NE(c["name"].as<std::string>(), "dashboard");
+  }
+  objs = Objects(Render(
+      "weft-system", "dashboard: {enabled: true, prometheusUrl: 'http://prom.monitoring:9090'}\n"));
+  YAML::Node c = Container(Find(objs, "Deployment", "weftd"), "dashboard");
+  ASSERT_TRUE(c);
+  std::vector<std::string> args = c["args"].as<std::vector<std::string>>();
+  EXPECT_EQ(args[0], "dashboard");
+  EXPECT_NE(std::find(args.begin(), args.end(), "http://prom.monitoring:9090"), args.end());
+  EXPECT_NE(std::find(args.begin(), args.end(), "127.0.0.1:15010"), args.end());
+  YAML::Node svc = Find(objs, "Service", "weft-dashboard");
+  EXPECT_EQ(svc["spec"]["ports"][0]["port"].as<int>(), 8084);
+  Result r = Render("weft-system", "dashboard: {enabled: true}\n");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("dashboard.prometheusUrl is required"), std::string::npos) << r.out;
+}
+
 }  // namespace
