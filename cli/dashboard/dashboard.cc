@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <ostream>
+#include <set>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "cli/dashboard/server.h"
 #include "cli/mesh_ref.h"
 #include "common/flags.h"
+#include "common/log.h"
 #include "common/signals.h"
 
 namespace weft::cli::dashboard {
@@ -78,6 +80,8 @@ int DashboardMain(const std::vector<std::string>& args, std::ostream& out, std::
   o.source = prom ? PrometheusSource(f.prometheus, f.weftd, f.timeout.count())
                   : LocalSource(f.mesh, f.timeout.count());
   BlockTerminationSignals();
+  // A terminal command: the server's start-up log line would only hide the URL.
+  if (log::GetLevel() < log::Level::kWarn) log::SetLevel(log::Level::kWarn);
   Dashboard d(std::move(o));
   if (absl::Status st = d.Start(); !st.ok()) {
     err << "weftctl dashboard: " << st.message() << "\n";
@@ -85,8 +89,11 @@ int DashboardMain(const std::vector<std::string>& args, std::ostream& out, std::
   }
   out << "weftctl dashboard: http://" << d.addr().ToString() << "/ (Ctrl-C to stop)" << std::endl;
   auto meta = nlohmann::json::parse(d.Handle("/api/meta", {}).body);
+  std::set<std::string> said;
   for (const auto& e : meta.value("errors", nlohmann::json::array())) {
-    err << "weftctl dashboard: warning: " << e.value("error", "") << " (the page shows it)\n";
+    if (said.insert(e.value("error", "")).second) {
+      err << "weftctl dashboard: warning: " << e.value("error", "") << " (the page shows it)\n";
+    }
   }
   WaitForTerminationSignal();
   d.Stop();
