@@ -16,8 +16,9 @@ namespace {
 constexpr char kDescription[] =
     "Validates Kubernetes manifests (multi-document YAML or JSON; a directory means its\n"
     "*.yaml, *.yml and *.json files) the way weftd does: Namespace, Pod, Service,\n"
-    "ServiceAccount, EndpointSlice, NetworkPolicy, security.weft.dev/v1\n"
-    "AuthorizationPolicy and PeerAuthentication, Gateway API HTTPRoute, GRPCRoute and\n"
+    "ServiceAccount, EndpointSlice, NetworkPolicy, AuthorizationPolicy and\n"
+    "PeerAuthentication (security.weft.dev/v1, or Istio's security.istio.io/v1 and v1beta1,\n"
+    "read the same way), Gateway API HTTPRoute, GRPCRoute and\n"
     "ReferenceGrant, and networking.weft.dev/v1 TrafficPolicy. Other kinds are ignored.\n"
     "Prints every rejected object with its reason (and, for a policy weftd enforces\n"
     "fail-closed instead, what it enforces; for a route, that it is not applied); exits 1\n"

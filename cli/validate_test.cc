@@ -110,6 +110,55 @@ TEST(ValidateTest, UnreadableFilesAndDuplicatesAcrossFiles) {
       << out;
 }
 
+// Istio's own policies, unchanged: read as Weft's (same checks, same fail-closed forms); a
+// Weft and an Istio policy of the same namespace/name are one object, defined twice.
+TEST(ValidateTest, IstioPoliciesAreReadAsWeftsOwn) {
+  TempDir dir;
+  const std::string istio = dir.Write("istio.yaml", R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-web, namespace: prod}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/prod/sa/web]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-jobs, namespace: prod}
+spec: {action: DENY, rules: [{from: [{source: {namespaces: [jobs]}}]}]}
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: prod}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: custom, namespace: prod}
+spec: {action: CUSTOM}
+---
+apiVersion: security.istio.io/v2
+kind: PeerAuthentication
+metadata: {name: future, namespace: prod}
+spec: {mtls: {mode: DISABLE}}
+)");
+  std::string out;
+  EXPECT_EQ(Validate({dir.Write("good.yaml", kGood), istio}, &out), kExitFailure);
+  EXPECT_EQ(out,
+            istio + ": AuthorizationPolicy prod/allow-web: already defined by " + dir.path() +
+                "/good.yaml\n" + istio +
+                ": AuthorizationPolicy prod/custom: spec.action: CUSTOM action is not "
+                "supported (no external authorizer to ask)\n"
+                "  -> fail-closed: enforced as a DENY of what its rules select\n" +
+                istio +
+                ": PeerAuthentication prod/future: apiVersion: \"security.istio.io/v2\" is "
+                "not supported for PeerAuthentication (want security.weft.dev/v1, "
+                "security.istio.io/v1 or security.istio.io/v1beta1)\n"
+                "  -> fail-closed: enforced as STRICT mTLS on every port for every "
+                "workload in namespace prod (in the whole mesh if that is the root namespace)\n"
+                "2 files, 8 objects (1 of unused kinds), 0 unreadable files, 3 rejected "
+                "(2 policies enforced fail-closed)\n");
+}
+
 // Routes and TrafficPolicies: the same checks as weftd (field path and reason), and a note
 // for what their status would say against the Services of the files.
 TEST(ValidateTest, RoutesAndTrafficPolicies) {

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "common/file.h"
 #include "controlplane/local/local_source.h"
 #include "controlplane/model/model_testing.h"
@@ -125,6 +126,123 @@ TEST(ValidationTest, SameObjectFromTwoSourcesIsRejected) {
   EXPECT_TRUE(model.Apply(Delete(ns, "local:/b.yaml")).ok());
   EXPECT_TRUE(model.Rejected().empty());
   EXPECT_EQ(model.generation(), 1u);
+}
+
+// ---- Istio's own policies (security.istio.io v1 and v1beta1): read exactly as Weft's
+
+// Weft's policies, each valid or fail-closed; every one is also applied under Istio's groups.
+constexpr std::string_view kWeftPolicies = R"(
+- apiVersion: security.weft.dev/v1
+  kind: AuthorizationPolicy
+  metadata: {name: allow-web, namespace: prod}
+  spec:
+    selector: {matchLabels: {app: db}}
+    action: ALLOW
+    rules:
+    - from: [{source: {principals: [cluster.local/ns/prod/sa/web], notIpBlocks: [10.9.0.0/16]}}]
+      to: [{operation: {ports: ["5432"]}}]
+      when: [{key: source.ip, values: [10.0.0.0/8]}]
+- apiVersion: security.weft.dev/v1
+  kind: AuthorizationPolicy
+  metadata: {name: deny-ns, namespace: prod}
+  spec: {action: DENY, rules: [{from: [{source: {namespaces: [jobs]}}]}]}
+- apiVersion: security.weft.dev/v1
+  kind: AuthorizationPolicy
+  metadata: {name: sni, namespace: prod}
+  spec: {rules: [{when: [{key: connection.sni, values: [x]}]}]}
+- apiVersion: security.weft.dev/v1
+  kind: PeerAuthentication
+  metadata: {name: db, namespace: prod}
+  spec:
+    selector: {matchLabels: {app: db}}
+    mtls: {mode: STRICT}
+    portLevelMtls: {"9090": {mode: PERMISSIVE}}
+- apiVersion: security.weft.dev/v1
+  kind: PeerAuthentication
+  metadata: {name: odd, namespace: prod}
+  spec: {mtls: {mode: SOMETIMES}}
+)";
+
+struct PolicyResult {
+  std::string view;      // the node's policies (JSON)
+  std::string rejected;  // every Rejected() entry but its source
+};
+
+PolicyResult ApplyPolicies(const std::string& api_version) {
+  Model model;
+  ApplyAll(model, kTwoNodes);
+  for (json o : Yaml(kWeftPolicies)) {
+    o["apiVersion"] = api_version;
+    (void)model.Apply(Upsert(o));  // the fail-closed ones report an error
+  }
+  pb::ConfigSnapshot view = model.NodeView("node-b");
+  view.clear_workloads();
+  view.clear_services();
+  view.clear_version();
+  PolicyResult r{ToJson(view), ""};
+  for (const RejectedObject& o : model.Rejected()) {
+    absl::StrAppend(&r.rejected, o.kind, " ", o.ns, "/", o.name, ": ", o.reason, " => ", o.effect,
+                    "\n");
+  }
+  return r;
+}
+
+TEST(IstioPolicyTest, IstioV1AndV1beta1ReadExactlyAsWeftV1) {
+  const PolicyResult weft = ApplyPolicies("security.weft.dev/v1");
+  ASSERT_NE(weft.view.find("allow-web"), std::string::npos) << weft.view;
+  ASSERT_NE(weft.rejected.find("connection.sni"), std::string::npos) << weft.rejected;
+  ASSERT_NE(weft.rejected.find("SOMETIMES"), std::string::npos) << weft.rejected;
+  for (const char* v : {"security.istio.io/v1", "security.istio.io/v1beta1"}) {
+    const PolicyResult istio = ApplyPolicies(v);
+    EXPECT_EQ(istio.view, weft.view) << v;
+    EXPECT_EQ(istio.rejected, weft.rejected) << v;
+    for (const json& o : Yaml(kWeftPolicies)) {
+      json copy = o;
+      copy["apiVersion"] = v;
+      EXPECT_EQ(ValidateObject("", copy), ValidateObject("", o)) << v << " " << o.dump();
+    }
+  }
+}
+
+TEST(IstioPolicyTest, AnUnknownIstioVersionIsEnforcedFailClosedWithTheVersionsWanted) {
+  for (const char* kind : {"AuthorizationPolicy", "PeerAuthentication"}) {
+    json o = Yaml("{apiVersion: security.istio.io/v1alpha1, metadata: {name: a, namespace: prod}}");
+    o["kind"] = kind;
+    absl::Status st = ValidateObject("", o);
+    EXPECT_EQ(st.message(),
+              absl::StrCat("apiVersion: \"security.istio.io/v1alpha1\" is not supported for ", kind,
+                           " (want security.weft.dev/v1, security.istio.io/v1 or "
+                           "security.istio.io/v1beta1)"));
+  }
+}
+
+// The model keys a policy by kind and namespace/name whatever its group: a Weft and an Istio
+// policy of the same name are one object. From two sources (weftd's Kubernetes source gives
+// Istio's group its own), the second is rejected as any object defined twice is.
+TEST(IstioPolicyTest, SameNameInWeftAndIstioGroupsIsOneObjectFirstSourceWins) {
+  Model model;
+  ApplyAll(model, kTwoNodes);
+  json weft = Yaml(
+      "{apiVersion: security.weft.dev/v1, kind: AuthorizationPolicy, metadata: {name: a, "
+      "namespace: prod}, spec: {action: DENY, rules: [{}]}}");
+  json istio = weft;
+  istio["apiVersion"] = "security.istio.io/v1";
+  istio["spec"]["action"] = "ALLOW";
+  ASSERT_TRUE(model.Apply(Upsert(weft, "kubernetes")).ok());
+  absl::Status st = model.Apply(Upsert(istio, "kubernetes/security.istio.io"));
+  EXPECT_EQ(st.message(), "already defined by kubernetes");
+  ASSERT_EQ(model.Rejected().size(), 1u);
+  EXPECT_EQ(model.Rejected()[0].source, "kubernetes/security.istio.io");
+  // The Istio group's list completing does not remove the Weft one, nor does its delete.
+  ASSERT_TRUE(model
+                  .Apply(ObjectEvent{ObjectEvent::Type::kSynced, "kubernetes/security.istio.io",
+                                     "AuthorizationPolicy", json()})
+                  .ok());
+  EXPECT_TRUE(model.Apply(Delete(istio, "kubernetes/security.istio.io")).ok());
+  pb::ConfigSnapshot view = model.NodeView("node-a");
+  ASSERT_EQ(view.authorization_policies_size(), 1);
+  EXPECT_EQ(view.authorization_policies(0).action(), pb::AuthorizationPolicy::DENY);
+  EXPECT_TRUE(model.Rejected().empty());
 }
 
 TEST(ValidationTest, UnusedKindsAreIgnoredNotRejected) {

@@ -21,11 +21,18 @@ constexpr std::array<KindInfo, 12> kKinds = {{
     {"ServiceAccount", "v1", true},
     {"EndpointSlice", "discovery.k8s.io/v1", true},
     {"NetworkPolicy", "networking.k8s.io/v1", true},
-    {"AuthorizationPolicy", "security.weft.dev/v1", true},
-    {"PeerAuthentication", "security.weft.dev/v1", true},
-    {"HTTPRoute", "gateway.networking.k8s.io/v1", true, "gateway.networking.k8s.io/v1beta1"},
-    {"GRPCRoute", "gateway.networking.k8s.io/v1", true, "gateway.networking.k8s.io/v1alpha2"},
-    {"ReferenceGrant", "gateway.networking.k8s.io/v1beta1", true, "gateway.networking.k8s.io/v1"},
+    // Istio's own policies are read unchanged, by the same parser (docs/security.md).
+    {"AuthorizationPolicy",
+     "security.weft.dev/v1",
+     true,
+     {"security.istio.io/v1", "security.istio.io/v1beta1"}},
+    {"PeerAuthentication",
+     "security.weft.dev/v1",
+     true,
+     {"security.istio.io/v1", "security.istio.io/v1beta1"}},
+    {"HTTPRoute", "gateway.networking.k8s.io/v1", true, {"gateway.networking.k8s.io/v1beta1"}},
+    {"GRPCRoute", "gateway.networking.k8s.io/v1", true, {"gateway.networking.k8s.io/v1alpha2"}},
+    {"ReferenceGrant", "gateway.networking.k8s.io/v1beta1", true, {"gateway.networking.k8s.io/v1"}},
     {"TrafficPolicy", "networking.weft.dev/v1", true},
 }};
 
@@ -634,6 +641,19 @@ bool LabelSelector::Matches(const Labels& labels) const {
   return true;
 }
 
+std::string KindInfo::VersionProblem(std::string_view v) const {
+  if (Accepts(v)) return "";
+  std::vector<std::string_view> want = {api_version};
+  for (std::string_view alt : alt_api_versions) {
+    if (!alt.empty()) want.push_back(alt);
+  }
+  std::string list(want.front());
+  for (size_t i = 1; i < want.size(); ++i) {
+    absl::StrAppend(&list, i + 1 == want.size() ? " or " : ", ", Av(want[i]));
+  }
+  return absl::StrCat("\"", Av(v), "\" is not supported for ", Av(kind), " (want ", list, ")");
+}
+
 const KindInfo* FindKind(std::string_view kind) {
   for (const KindInfo& k : kKinds) {
     if (k.kind == kind) return &k;
@@ -674,17 +694,17 @@ absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object,
   const KindInfo* info = FindKind(id.kind);
   if (info == nullptr) return Bad("kind", absl::StrCat("unsupported kind \"", id.kind, "\""));
   WEFT_ASSIGN_OR_RETURN(std::string api_version, Str(object, "apiVersion", "", true));
-  const bool api_version_ok = info->Accepts(api_version);
+  const std::string version_problem = info->VersionProblem(api_version);
   // Policies are never dropped for what cannot be read in them (policies.h).
   if (id.kind == "AuthorizationPolicy" || id.kind == "PeerAuthentication") {
     std::optional<FailClosed> fc;
     Parsed out;
     if (id.kind == "AuthorizationPolicy") {
-      auto r = ParseAuthorizationPolicy(id, object, api_version_ok);
+      auto r = ParseAuthorizationPolicy(id, object, version_problem);
       out = std::move(r.policy);
       fc = std::move(r.fail_closed);
     } else {
-      auto r = ParsePeerAuthentication(id, object, api_version_ok);
+      auto r = ParsePeerAuthentication(id, object, version_problem);
       out = std::move(r.policy);
       fc = std::move(r.fail_closed);
     }
@@ -692,11 +712,8 @@ absl::StatusOr<Parsed> ParseObject(const ObjectId& id, const json& object,
     if (fail_closed == nullptr && fc) return absl::InvalidArgumentError(fc->reason);
     return out;
   }
-  if (!api_version_ok) {
-    absl::Status bad = Bad("apiVersion", absl::StrCat("\"", api_version, "\" is not supported for ",
-                                                      id.kind, " (want ", Av(info->api_version),
-                                                      info->alt_api_version.empty() ? "" : " or ",
-                                                      Av(info->alt_api_version), ")"));
+  if (!version_problem.empty()) {
+    absl::Status bad = Bad("apiVersion", version_problem);
     if (id.kind != "NetworkPolicy" || fail_closed == nullptr) return bad;
     FailClosed fc;  // its spec's meaning is unknown: nothing of it is read
     Parsed out = NetworkPolicyFailClosed(id, json::object(), bad, &fc);

@@ -3,6 +3,7 @@
 // "<field path>: <problem>").
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -109,10 +110,17 @@ struct KindInfo {
   std::string_view kind;
   std::string_view api_version;
   bool namespaced;
-  std::string_view alt_api_version = {};  // another version read the same way (v1beta1 ...)
+  // Other versions (or groups: Istio's security.istio.io) read exactly the same way.
+  std::array<std::string_view, 2> alt_api_versions = {};
   bool Accepts(std::string_view v) const {
-    return v == api_version || (!alt_api_version.empty() && v == alt_api_version);
+    if (v == api_version) return true;
+    for (std::string_view alt : alt_api_versions) {
+      if (!alt.empty() && v == alt) return true;
+    }
+    return false;
   }
+  // "" when Accepts(v), else "\"<v>\" is not supported for <kind> (want A, B or C)".
+  std::string VersionProblem(std::string_view v) const;
 };
 // nullptr for unsupported kinds.
 const KindInfo* FindKind(std::string_view kind);

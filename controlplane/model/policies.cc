@@ -367,15 +367,15 @@ std::string ModeProblem(const json& spec) {
 }  // namespace
 
 PolicyParse<pb::AuthorizationPolicy> ParseAuthorizationPolicy(const ObjectId& id, const json& o,
-                                                              bool api_version_ok) {
+                                                              std::string_view version_problem) {
+  const bool api_version_ok = version_problem.empty();
   ApRead r;
   r.ap.set_name(id.name);
   r.ap.set_namespace_(id.ns);
   const json empty = json::object();
   const json* spec = Get(o, "spec");
   if (!api_version_ok) {
-    r.problems.push_back(Problem("apiVersion", absl::StrCat(o.value("apiVersion", json()).dump(),
-                                                            " is not security.weft.dev/v1")));
+    r.problems.push_back(Problem("apiVersion", version_problem));
     r.unreadable = true;
   } else if (spec != nullptr && !spec->is_object()) {
     r.problems.push_back(Problem("spec", absl::StrCat("expected a mapping, got ", Kind(*spec))));
@@ -416,13 +416,13 @@ PolicyParse<pb::AuthorizationPolicy> ParseAuthorizationPolicy(const ObjectId& id
 }
 
 PolicyParse<pb::PeerAuthentication> ParsePeerAuthentication(const ObjectId& id, const json& o,
-                                                            bool api_version_ok) {
+                                                            std::string_view version_problem) {
+  const bool api_version_ok = version_problem.empty();
   pb::PeerAuthentication pa;
   std::string problem;
   const json* spec = Get(o, "spec");
   if (!api_version_ok) {
-    problem = Problem("apiVersion", absl::StrCat(o.value("apiVersion", json()).dump(),
-                                                 " is not security.weft.dev/v1"));
+    problem = Problem("apiVersion", version_problem);
   } else if (spec != nullptr) {
     problem = ModeProblem(*spec);
     if (problem.empty()) problem = ToProto(*spec, "spec", &pa);

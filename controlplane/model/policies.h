@@ -28,11 +28,12 @@ struct PolicyParse {
   std::optional<FailClosed> fail_closed;
 };
 
-// `api_version_ok`: false when the object's apiVersion is not security.weft.dev/v1 (the spec's
-// meaning is then unknown and nothing of it is read).
+// `version_problem`: empty when the object's apiVersion is one FindKind accepts for the kind
+// (security.weft.dev/v1, or Istio's security.istio.io/v1 or v1beta1: read the same way); else
+// why not (the spec's meaning is then unknown and nothing of it is read).
 PolicyParse<weft::config::v1::AuthorizationPolicy> ParseAuthorizationPolicy(
-    const ObjectId& id, const nlohmann::json& object, bool api_version_ok);
+    const ObjectId& id, const nlohmann::json& object, std::string_view version_problem);
 PolicyParse<weft::config::v1::PeerAuthentication> ParsePeerAuthentication(
-    const ObjectId& id, const nlohmann::json& object, bool api_version_ok);
+    const ObjectId& id, const nlohmann::json& object, std::string_view version_problem);
 
 }  // namespace weft::cp::internal
