@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <openssl/x509v3.h>
@@ -125,7 +126,7 @@ void WriteFile(const std::string& path, const std::string& text) {
 
 TEST(ResourceTypeTest, PathsAndApiVersions) {
   const auto& r = WatchedResources();
-  ASSERT_EQ(r.size(), 12u);
+  ASSERT_EQ(r.size(), 14u);
   std::vector<std::string> paths;
   for (const auto& t : r) paths.push_back(t.CollectionPath() + " " + t.ApiVersion() + " " + t.kind);
   EXPECT_EQ(paths,
@@ -148,8 +149,22 @@ TEST(ResourceTypeTest, PathsAndApiVersions) {
                 "gateway.networking.k8s.io/v1beta1 ReferenceGrant",
                 "/apis/networking.weft.dev/v1/trafficpolicies networking.weft.dev/v1 "
                 "TrafficPolicy",
+                "/apis/security.istio.io/v1/authorizationpolicies security.istio.io/v1 "
+                "AuthorizationPolicy",
+                "/apis/security.istio.io/v1/peerauthentications security.istio.io/v1 "
+                "PeerAuthentication",
             }));
-  for (size_t i = 0; i < r.size(); ++i) EXPECT_EQ(r[i].optional, i >= 8) << r[i].kind;
+  for (size_t i = 0; i < r.size(); ++i) {
+    EXPECT_EQ(r[i].optional, i >= 8) << r[i].kind;
+    EXPECT_EQ(r[i].qualified, i >= 12) << r[i].kind;
+  }
+  EXPECT_EQ(r[12].Label(), "AuthorizationPolicy.security.istio.io");
+  EXPECT_EQ(r[6].Label(), "AuthorizationPolicy");
+  // weftd --istio-policies=false
+  const std::vector<ResourceType> without = WatchedResources(false);
+  ASSERT_EQ(without.size(), 12u);
+  for (const auto& t : without) EXPECT_NE(t.group, "security.istio.io") << t.kind;
+  EXPECT_EQ(WatchedResources(true).size(), 14u);
 }
 
 TEST(BackoffTest, DoublesWithJitterAndStaysBounded) {
@@ -461,17 +476,23 @@ TEST(WatcherTest, WatchesEveryResourceWithItsPathAndKind) {
   }
   EXPECT_TRUE(watcher.Synced());
   watcher.Stop();
-  std::map<std::string, std::string> api_version_by_kind;
+  std::map<std::string, std::string> api_version_by_kind;  // by "<source> <kind>"
   int synced = 0;
   for (const auto& e : rec.Events()) {
     if (e.type == ObjectEvent::Type::kSynced) {
       ++synced;
       continue;
     }
-    api_version_by_kind[e.object["kind"]] = e.object["apiVersion"];
+    const std::string kind = e.object["kind"];
+    api_version_by_kind[e.source == "kubernetes" ? kind : e.source + " " + kind] =
+        e.object["apiVersion"];
     EXPECT_EQ(e.kind, e.object["kind"]);
   }
-  EXPECT_EQ(synced, 12);
+  EXPECT_EQ(synced, 14);
+  EXPECT_EQ(api_version_by_kind["kubernetes/security.istio.io AuthorizationPolicy"],
+            "security.istio.io/v1");
+  EXPECT_EQ(api_version_by_kind["kubernetes/security.istio.io PeerAuthentication"],
+            "security.istio.io/v1");
   EXPECT_EQ(api_version_by_kind["EndpointSlice"], "discovery.k8s.io/v1");
   EXPECT_EQ(api_version_by_kind["NetworkPolicy"], "networking.k8s.io/v1");
   EXPECT_EQ(api_version_by_kind["AuthorizationPolicy"], "security.weft.dev/v1");
@@ -480,7 +501,7 @@ TEST(WatcherTest, WatchesEveryResourceWithItsPathAndKind) {
   EXPECT_EQ(api_version_by_kind["HTTPRoute"], "gateway.networking.k8s.io/v1");
   EXPECT_EQ(api_version_by_kind["ReferenceGrant"], "gateway.networking.k8s.io/v1beta1");
   EXPECT_EQ(api_version_by_kind["TrafficPolicy"], "networking.weft.dev/v1");
-  EXPECT_EQ(api_version_by_kind.size(), 12u);
+  EXPECT_EQ(api_version_by_kind.size(), 14u);
   for (const auto& rt : opts.resources) {
     const auto reqs = server.Requests(rt.CollectionPath());
     EXPECT_EQ(reqs[0].query.at("limit"), "2") << rt.kind;
@@ -864,6 +885,58 @@ TEST(WatcherTest, OptionalKindNotInstalledIsSyncedEmptyAndRecheckedQuietly) {
   const auto reqs = server.Requests(kHttpRoutes);
   EXPECT_GE(reqs[1].at - reqs[0].at, 900ms);  // rechecked at its own pace, not in a loop
   EXPECT_EQ(reqs[3].query.at("resourceVersion"), "5000");
+}
+
+// Istio's policies next to Weft's: their own source and metrics labels (so neither list's sync
+// removes the other's objects), apiVersion filled in from the list, and Istio's CRDs absent
+// (404) handled as for any optional kind: synced empty, not an error, rechecked.
+TEST(WatcherTest, IstioPoliciesAreWatchedNextToWeftsUnderTheirOwnSource) {
+  constexpr char kIstioAuthz[] = "/apis/security.istio.io/v1/authorizationpolicies";
+  constexpr char kIstioPeer[] = "/apis/security.istio.io/v1/peerauthentications";
+  constexpr char kWeftAuthz[] = "/apis/security.weft.dev/v1/authorizationpolicies";
+  TestApiServer server;
+  server.Enqueue(kIstioAuthz, Body(200, Fixture("istio_authorizationpolicies_list.json")));
+  server.Enqueue(kIstioPeer, Body(404, Fixture("status_404_httproutes.json")));
+  server.Enqueue(kWeftAuthz,
+                 Body(200, R"({"kind":"AuthorizationPolicyList","metadata":{"resourceVersion":"9"},
+                               "items":[]})"));
+  WatchOptions opts = PodsOnly();
+  opts.resources = {WatchedResources()[6], WatchedResources()[12], WatchedResources()[13]};
+  opts.absent_recheck = 60s;
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  opts);
+  watcher.Start();
+  ASSERT_TRUE(server.WaitForRequests(kIstioAuthz, 2, 10s));  // listed, then watched
+  ASSERT_TRUE(server.WaitForRequests(kWeftAuthz, 2, 10s));
+  ASSERT_TRUE(rec.WaitFor(4, 5s));
+  EXPECT_TRUE(watcher.Synced());
+  watcher.Stop();
+  std::multiset<std::string> seen;
+  for (const auto& e : rec.Events()) {
+    std::string line = e.source + " " + e.kind;
+    if (e.type != ObjectEvent::Type::kSynced) {
+      line += " " + e.object["metadata"]["name"].get<std::string>() + " " +
+              e.object["apiVersion"].get<std::string>();
+    }
+    seen.insert(line);
+  }
+  EXPECT_EQ(seen, (std::multiset<std::string>{
+                      "kubernetes AuthorizationPolicy",
+                      "kubernetes/security.istio.io AuthorizationPolicy",
+                      "kubernetes/security.istio.io AuthorizationPolicy allow-web "
+                      "security.istio.io/v1",
+                      "kubernetes/security.istio.io PeerAuthentication",
+                  }));
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_synced",
+                         {{"kind", "AuthorizationPolicy.security.istio.io"}}),
+            1);
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_synced",
+                         {{"kind", "PeerAuthentication.security.istio.io"}}),
+            1);
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_errors_total", {}), 0);
+  EXPECT_EQ(server.Requests(kIstioPeer).size(), 1u);  // rechecked only after absent_recheck
 }
 
 RouteStatus ReviewsStatus(const std::string& accepted, const std::string& reason) {

@@ -46,6 +46,10 @@ std::string NameOf(const json& obj) {
 
 }  // namespace
 
+std::string ResourceType::Label() const {
+  return qualified ? absl::StrCat(kind, ".", group) : kind;
+}
+
 std::string ResourceType::ApiVersion() const {
   return group.empty() ? version : absl::StrCat(group, "/", version);
 }
@@ -69,8 +73,19 @@ const std::vector<ResourceType>& WatchedResources() {
       {"gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute", true},
       {"gateway.networking.k8s.io", "v1beta1", "referencegrants", "ReferenceGrant", true},
       {"networking.weft.dev", "v1", "trafficpolicies", "TrafficPolicy", true},
+      // Istio's own, read exactly as Weft's (controlplane/model/objects.cc).
+      {kIstioSecurityGroup, "v1", "authorizationpolicies", "AuthorizationPolicy", true, true},
+      {kIstioSecurityGroup, "v1", "peerauthentications", "PeerAuthentication", true, true},
   };
   return kResources;
+}
+
+std::vector<ResourceType> WatchedResources(bool istio_policies) {
+  std::vector<ResourceType> out;
+  for (const ResourceType& rt : WatchedResources()) {
+    if (istio_policies || rt.group != kIstioSecurityGroup) out.push_back(rt);
+  }
+  return out;
 }
 
 Backoff::Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max, uint64_t seed)
@@ -110,7 +125,7 @@ Watcher::Watcher(std::shared_ptr<RestClient> client, ObjectSink sink,
                        .Name("weft_k8s_synced")
                        .Help("1 once the first full list of the kind has been delivered")
                        .Register(*registry_);
-  for (const auto& rt : options_.resources) synced_gauge_->Add({{"kind", rt.kind}}).Set(0);
+  for (const auto& rt : options_.resources) synced_gauge_->Add({{"kind", rt.Label()}}).Set(0);
 }
 
 Watcher::~Watcher() {
@@ -155,6 +170,10 @@ prometheus::Counter& Watcher::ErrorCounter(const std::string& kind, const std::s
   return errors_->Add({{"kind", kind}, {"code", code}});
 }
 
+std::string Watcher::SourceOf(const ResourceType& rt) const {
+  return rt.qualified ? absl::StrCat(options_.source, "/", rt.group) : options_.source;
+}
+
 void Watcher::Emit(ObjectEvent event) {
   std::lock_guard<std::mutex> lock(sink_mu_);
   try {
@@ -177,28 +196,28 @@ void LogHttpError(const ResourceType& rt, const Endpoint& ep, std::string_view v
     LOG_ERROR("k8s",
               "the API server rejected weftd's credentials (401 Unauthorized); check the service "
               "account token or kubeconfig user",
-              {{"kind", rt.kind}, {"verb", verb}, {"credentials", ep.origin}, {"message", msg}});
+              {{"kind", rt.Label()}, {"verb", verb}, {"credentials", ep.origin}, {"message", msg}});
   } else if (status == 403) {
     LOG_ERROR("k8s",
               "weftd is not allowed to read this resource (403 Forbidden); grant list and watch "
               "on it (helm/templates/clusterrole.yaml, docs/kubernetes.md)",
-              {{"kind", rt.kind}, {"verb", verb}, {"resource", resource}, {"message", msg}});
+              {{"kind", rt.Label()}, {"verb", verb}, {"resource", resource}, {"message", msg}});
   } else if (status == 404) {
     LOG_ERROR("k8s",
               "resource not served by the API server (404); for security.weft.dev kinds install "
               "the CRDs (helm/crds)",
-              {{"kind", rt.kind}, {"verb", verb}, {"resource", resource}, {"message", msg}});
+              {{"kind", rt.Label()}, {"verb", verb}, {"resource", resource}, {"message", msg}});
   } else {
     LOG_WARN("k8s", "Kubernetes API error",
-             {{"kind", rt.kind}, {"verb", verb}, {"status", status}, {"message", msg}});
+             {{"kind", rt.Label()}, {"verb", verb}, {"status", status}, {"message", msg}});
   }
 }
 
 }  // namespace
 
 void Watcher::MarkSynced(const ResourceType& rt) {
-  if (synced_gauge_->Add({{"kind", rt.kind}}).Value() == 0) {
-    synced_gauge_->Add({{"kind", rt.kind}}).Set(1);
+  if (synced_gauge_->Add({{"kind", rt.Label()}}).Value() == 0) {
+    synced_gauge_->Add({{"kind", rt.Label()}}).Set(1);
     synced_count_.fetch_add(1);
   }
 }
@@ -208,13 +227,13 @@ bool Watcher::Absent(const ResourceType& rt, bool* logged) {
     LOG_WARN("k8s",
              "resource not served by the API server (404): its CRDs are not installed; Weft "
              "runs without it and checks again periodically",
-             {{"kind", rt.kind},
+             {{"kind", rt.Label()},
               {"resource", absl::StrCat(rt.resource, ".", rt.group, "/", rt.version)},
               {"recheck_seconds", options_.absent_recheck.count()}});
     *logged = true;
   }
   // None exist: objects of the kind seen before (CRDs removed) are gone.
-  Emit(ObjectEvent{ObjectEvent::Type::kSynced, options_.source, rt.kind, json::object()});
+  Emit(ObjectEvent{ObjectEvent::Type::kSynced, SourceOf(rt), rt.kind, json::object()});
   MarkSynced(rt);
   return SleepFor(options_.absent_recheck);
 }
@@ -235,15 +254,15 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
       auto resp = client_->Get(path, options_.list_timeout, &stop_);
       if (stop_) return false;
       if (!resp.ok()) {
-        ErrorCounter(rt.kind, "transport").Increment();
-        LOG_WARN("k8s", "list failed", {{"kind", rt.kind}, {"error", resp.status().ToString()}});
+        ErrorCounter(rt.Label(), "transport").Increment();
+        LOG_WARN("k8s", "list failed", {{"kind", rt.Label()}, {"error", resp.status().ToString()}});
         break;
       }
       if (resp->status == 410 && !cont.empty()) {
         // The continue token expired between pages: start the list over from the beginning.
-        ErrorCounter(rt.kind, "410").Increment();
+        ErrorCounter(rt.Label(), "410").Increment();
         LOG_WARN("k8s", "list continue token expired (410); listing again from the start",
-                 {{"kind", rt.kind}});
+                 {{"kind", rt.Label()}});
         retry_now = true;
         break;
       }
@@ -253,16 +272,16 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
         break;
       }
       if (resp->status != 200) {
-        ErrorCounter(rt.kind, std::to_string(resp->status)).Increment();
+        ErrorCounter(rt.Label(), std::to_string(resp->status)).Increment();
         LogHttpError(rt, client_->endpoint(), "list", resp->status, resp->body);
         break;
       }
       json body = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
       if (!body.is_object() || !body.contains("items") ||
           !(body["items"].is_array() || body["items"].is_null())) {
-        ErrorCounter(rt.kind, "malformed").Increment();
+        ErrorCounter(rt.Label(), "malformed").Increment();
         LOG_WARN("k8s", "list reply is not a Kubernetes list",
-                 {{"kind", rt.kind}, {"body", resp->body.substr(0, 256)}});
+                 {{"kind", rt.Label()}, {"body", resp->body.substr(0, 256)}});
         break;
       }
       if (body["items"].is_array()) {
@@ -284,12 +303,12 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
     }
     if (complete) {
       for (auto& item : items) {
-        Emit(ObjectEvent{ObjectEvent::Type::kUpsert, options_.source, rt.kind, std::move(item)});
+        Emit(ObjectEvent{ObjectEvent::Type::kUpsert, SourceOf(rt), rt.kind, std::move(item)});
       }
-      Emit(ObjectEvent{ObjectEvent::Type::kSynced, options_.source, rt.kind, json::object()});
+      Emit(ObjectEvent{ObjectEvent::Type::kSynced, SourceOf(rt), rt.kind, json::object()});
       MarkSynced(rt);
       LOG_INFO("k8s", "listed",
-               {{"kind", rt.kind}, {"items", items.size()}, {"resourceVersion", rv}});
+               {{"kind", rt.Label()}, {"items", items.size()}, {"resourceVersion", rv}});
       *resource_version = rv;
       return true;
     }
@@ -318,7 +337,7 @@ bool Watcher::OnWatchLine(const ResourceType& rt, std::string_view line, WatchPa
     return false;
   }
   ++pass.received;
-  events_->Add({{"kind", rt.kind}, {"type", type}}).Increment();
+  events_->Add({{"kind", rt.Label()}, {"type", type}}).Increment();
   json& obj = ev["object"];
   if (type == "ERROR") {
     // obj is a metav1.Status.
@@ -338,9 +357,9 @@ bool Watcher::OnWatchLine(const ResourceType& rt, std::string_view line, WatchPa
     if (!obj.contains("apiVersion")) obj["apiVersion"] = rt.ApiVersion();
     if (!obj.contains("kind")) obj["kind"] = rt.kind;
     LOG_DEBUG("k8s", "watch event",
-              {{"kind", rt.kind}, {"type", type}, {"name", NameOf(obj)}, {"rv", new_rv}});
+              {{"kind", rt.Label()}, {"type", type}, {"name", NameOf(obj)}, {"rv", new_rv}});
     Emit(ObjectEvent{type == "DELETED" ? ObjectEvent::Type::kDelete : ObjectEvent::Type::kUpsert,
-                     options_.source, rt.kind, std::move(obj)});
+                     SourceOf(rt), rt.kind, std::move(obj)});
   }
   if (!new_rv.empty()) pass.rv = new_rv;
   return true;
@@ -381,9 +400,10 @@ void Watcher::Run(size_t index) {
         error_code = "malformed";
         error_message = std::string(resp.status().message());
       } else {
-        ErrorCounter(rt.kind, "transport").Increment();
-        LOG_WARN("k8s", "watch connection failed; resuming from the last resourceVersion",
-                 {{"kind", rt.kind}, {"resourceVersion", rv}, {"error", resp.status().ToString()}});
+        ErrorCounter(rt.Label(), "transport").Increment();
+        LOG_WARN(
+            "k8s", "watch connection failed; resuming from the last resourceVersion",
+            {{"kind", rt.Label()}, {"resourceVersion", rv}, {"error", resp.status().ToString()}});
         if (!SleepFor(backoff.Next())) return;
         continue;
       }
@@ -394,20 +414,20 @@ void Watcher::Run(size_t index) {
       need_list = true;  // its CRDs went away: the list says so (once) and rechecks
       continue;
     } else if (resp->status != 200) {
-      ErrorCounter(rt.kind, std::to_string(resp->status)).Increment();
+      ErrorCounter(rt.Label(), std::to_string(resp->status)).Increment();
       LogHttpError(rt, client_->endpoint(), "watch", resp->status, resp->body);
       if (!SleepFor(backoff.Next())) return;
       continue;
     }
     if (!error_code.empty()) {
-      ErrorCounter(rt.kind, error_code).Increment();
+      ErrorCounter(rt.Label(), error_code).Increment();
       LOG_WARN("k8s", "watch error",
-               {{"kind", rt.kind}, {"code", error_code}, {"message", error_message}});
+               {{"kind", rt.Label()}, {"code", error_code}, {"message", error_message}});
     }
     if (!relist_reason.empty()) {
-      relists_->Add({{"kind", rt.kind}, {"reason", relist_reason}}).Increment();
+      relists_->Add({{"kind", rt.Label()}, {"reason", relist_reason}}).Increment();
       LOG_INFO("k8s", "relisting",
-               {{"kind", rt.kind},
+               {{"kind", rt.Label()},
                 {"reason", relist_reason},
                 {"resourceVersion", rv},
                 {"message", error_message}});
@@ -425,7 +445,7 @@ void Watcher::Run(size_t index) {
       // An empty watch that ends at once (a proxy closing idle streams, a broken server) would
       // otherwise reconnect in a tight loop.
       LOG_DEBUG("k8s", "watch ended immediately without events; backing off",
-                {{"kind", rt.kind}, {"resourceVersion", rv}});
+                {{"kind", rt.Label()}, {"resourceVersion", rv}});
       if (!SleepFor(backoff.Next())) return;
       continue;
     }

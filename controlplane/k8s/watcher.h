@@ -56,15 +56,27 @@ struct ResourceType {
   // list is retried quietly every WatchOptions::absent_recheck so installing the CRDs later
   // needs no restart.
   bool optional = false;
+  // A kind also served by another group weftd watches (Istio's security.istio.io policies next
+  // to security.weft.dev's): its metrics label and ObjectEvent::source name the group
+  // ("AuthorizationPolicy.security.istio.io", "kubernetes/security.istio.io"), so the two
+  // lists never count as, sync away or delete each other's objects. The model keys both by
+  // kind and namespace/name: a name in both groups is one object, the first source's.
+  bool qualified = false;
 
+  std::string Label() const;           // kind, or "<kind>.<group>" when qualified
   std::string ApiVersion() const;      // "v1" or "discovery.k8s.io/v1"
   std::string CollectionPath() const;  // "/api/v1/pods", "/apis/discovery.k8s.io/v1/endpointslices"
 };
 
 // Namespaces, Pods, Services, EndpointSlices, ServiceAccounts, NetworkPolicies,
 // AuthorizationPolicies, PeerAuthentications, and (optional) HTTPRoutes, GRPCRoutes,
-// ReferenceGrants, TrafficPolicies (docs/kubernetes.md lists their versions).
+// ReferenceGrants, TrafficPolicies, and Istio's security.istio.io/v1 AuthorizationPolicies and
+// PeerAuthentications (docs/kubernetes.md lists their versions).
 const std::vector<ResourceType>& WatchedResources();
+// The same, without Istio's security.istio.io kinds unless `istio_policies` (weftd
+// --istio-policies).
+std::vector<ResourceType> WatchedResources(bool istio_policies);
+inline constexpr char kIstioSecurityGroup[] = "security.istio.io";
 
 // Exponential backoff with "equal jitter": the n-th delay is uniform in [d/2, d] where
 // d = min(max, initial * 2^n). Reset() after a success.
@@ -120,7 +132,8 @@ class Watcher {
   bool Absent(const ResourceType& rt, bool* logged);
   void MarkSynced(const ResourceType& rt);
   void Emit(ObjectEvent event);
-  bool SleepFor(std::chrono::milliseconds d);  // false when stopping
+  std::string SourceOf(const ResourceType& rt) const;  // ObjectEvent::source
+  bool SleepFor(std::chrono::milliseconds d);          // false when stopping
   int WatchTimeoutSeconds();
   prometheus::Counter& ErrorCounter(const std::string& kind, const std::string& code);
 

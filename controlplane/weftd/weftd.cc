@@ -149,7 +149,9 @@ absl::Status Weftd::Impl::StartSource() {
     k8s::RouteStatusWriter* writer = route_status.get();
     model->OnChange([writer](const NodeSet&) { writer->Notify(); });
     route_status->Start();
-    watcher = std::make_unique<k8s::Watcher>(kube, model->Sink(), registry);
+    k8s::WatchOptions wo;
+    wo.resources = k8s::WatchedResources(opts.istio_policies);
+    watcher = std::make_unique<k8s::Watcher>(kube, model->Sink(), registry, std::move(wo));
     watcher->Start();
     return absl::OkStatus();
   }

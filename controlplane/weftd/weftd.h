@@ -28,6 +28,9 @@ struct WeftdOptions {
   std::string kubeconfig;
   std::string api_server;  // override, e.g. http://127.0.0.1:8001 (kubectl proxy)
   std::string k8s_namespace = "weft-system";  // where the CA root Secret lives
+  // Cluster mode: also watch Istio's security.istio.io AuthorizationPolicies and
+  // PeerAuthentications (optional kinds: fine when Istio's CRDs are not installed).
+  bool istio_policies = true;
 
   std::string grpc_addr = "0.0.0.0:15012";  // config stream + CA; port 0 picks one
   bool plaintext = false;                   // gRPC without TLS (tests, loopback only); default TLS

@@ -197,6 +197,11 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
     }
   }
   ExpectArgsAccepted(objs);
+  // Istio's policies are read by default: weftd may list and watch them.
+  EXPECT_NE(YAML::Dump(Find(objs, "Deployment", "weftd")).find("--istio-policies=true"),
+            std::string::npos);
+  EXPECT_NE(YAML::Dump(Find(objs, "ClusterRole", "weftd")).find("security.istio.io"),
+            std::string::npos);
 
   YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
   YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
@@ -289,8 +294,16 @@ ztunnel:
   logLevel: debug
 weftd:
   image: {tag: "9.9.9"}
+  istioPolicies: false
 )"));
   ExpectArgsAccepted(objs);
+  {
+    // No Istio policies: weftd is told so and is not allowed to read them.
+    const std::string weftd = YAML::Dump(Find(objs, "Deployment", "weftd"));
+    EXPECT_NE(weftd.find("--istio-policies=false"), std::string::npos);
+    EXPECT_EQ(YAML::Dump(Find(objs, "ClusterRole", "weftd")).find("security.istio.io"),
+              std::string::npos);
+  }
   YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
   YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
   YAML::Node pod = ds["spec"]["template"]["spec"];
