@@ -6,6 +6,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/child_process.h"
 #include "examples/teashop/http.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/direct_mesh_fixture.h"
@@ -29,6 +31,7 @@
 #include "tests/support/http_conn.h"
 #include "tests/support/test_util.h"
 #include "ztunnel/app/ztunnel_app.h"
+#include "ztunnel/l7/http2_server.h"
 
 namespace weft::ztunnel {
 namespace {
@@ -1122,6 +1125,72 @@ TEST_F(DirectMeshHttpSource, OneKeepAliveConnectionSpreadsItsRequestsOverEveryEn
     EXPECT_GT(Metric(*a_, "istio_requests_total", labels), 0) << w << "\n" << Metrics(*a_);
   }
   EXPECT_EQ(Metric(*a_, "istio_tcp_connections_opened_total", src), kEndpoints);
+}
+
+TEST_F(DirectMeshHttpSource, AnHttp1UpgradeToH2cIsTakenAndItsStreamsSpreadOverEndpoints) {
+  // curl --http2 to an http:// URL of the gRPC port (appProtocol grpc: its servers speak HTTP/2):
+  // the first request offers `Upgrade: h2c`; ztunnel answers the 101 itself, that request
+  // becomes stream 1, and the other URLs follow as streams on the same connection, each routed
+  // on its own. (The gRPC servers answer these plain GETs with a gRPC error: what counts here is
+  // that every request reached one of them over HTTP/2.)
+  weft::testing::LoopbackRelay relay(Outbound(*SockAddr::Parse("10.96.0.21:80")));
+  ASSERT_NE(relay.port(), 0);
+  TempDir dir;
+  constexpr int kRequests = 30;
+  std::vector<std::string> argv = {
+      "/usr/bin/curl", "-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n"};
+  for (int i = 0; i < kRequests; ++i)
+    argv.push_back(absl::StrCat("http://127.0.0.1:", relay.port(), "/pkg.Svc/Who", i));
+  weft::testing::ChildProcess curl(dir.path(), "curl", argv);
+  ASSERT_EQ(curl.Wait(30s), 0) << curl.Err();
+  std::vector<std::string> lines = absl::StrSplit(curl.Out(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kRequests)) << curl.Out();
+  for (const auto& l : lines) EXPECT_EQ(l.substr(0, 2), "2 ") << curl.Out();
+  std::map<std::string, std::string> src = {{"reporter", "source"},
+                                            {"destination_service_name", "rpc"}};
+  EXPECT_TRUE(WaitFor([&] { return Metric(*a_, "istio_requests_total", src) == kRequests; }))
+      << Metrics(*a_);
+  src["response_code"] = "503";
+  EXPECT_EQ(Metric(*a_, "istio_requests_total", src), 0) << Metrics(*a_);
+  src.erase("response_code");
+  for (const char* w : {"server", "server1", "server2"}) {
+    auto labels = src;
+    labels["destination_workload"] = w;
+    EXPECT_GT(Metric(*a_, "istio_requests_total", labels), 0) << w << "\n" << Metrics(*a_);
+  }
+}
+
+TEST_F(DirectMeshHttpSource, AnHttp2ClientGetsAGoawayWhenZtunnelStops) {
+  auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
+  ASSERT_TRUE(fd.valid());
+  // The client preface and an empty SETTINGS frame, then wait for ztunnel's SETTINGS.
+  const std::string hello = std::string(l7::kHttp2Preface) + std::string("\0\0\0\4\0\0\0\0\0", 9);
+  ASSERT_EQ(write(fd.get(), hello.data(), hello.size()), static_cast<ssize_t>(hello.size()));
+  std::string got;
+  auto read_some = [&] {
+    char buf[4096];
+    pollfd p{fd.get(), POLLIN, 0};
+    if (poll(&p, 1, 5000) <= 0) return false;
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n <= 0) return false;
+    got.append(buf, static_cast<size_t>(n));
+    return true;
+  };
+  ASSERT_TRUE(read_some()) << "no SETTINGS from ztunnel";
+  a_->proxy().Stop();
+  while (read_some()) {
+  }
+  // Frames: 3-byte length, type, flags, 4-byte stream id. GOAWAY is type 7, error code 0.
+  bool goaway = false;
+  for (size_t off = 0; off + 9 <= got.size();) {
+    const auto* b = reinterpret_cast<const unsigned char*>(got.data() + off);
+    const size_t len = (size_t{b[0]} << 16) | (size_t{b[1]} << 8) | b[2];
+    if (b[3] == 7 && off + 9 + 8 <= got.size()) {
+      goaway = b[9 + 4] == 0 && b[9 + 5] == 0 && b[9 + 6] == 0 && b[9 + 7] == 0;
+    }
+    off += 9 + len;
+  }
+  EXPECT_TRUE(goaway) << got.size() << " bytes from ztunnel, no GOAWAY (NO_ERROR) among them";
 }
 
 TEST_F(DirectMeshHttpSource, ClientsThatOpenAConnectionPerRequestReuseIdleUpstreams) {

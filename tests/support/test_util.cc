@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -43,6 +44,65 @@ EchoServer::EchoServer(const SockAddr& addr, int netns_fd) {
   }
   addr_ = *LocalAddress(listen_.get());
   thread_ = std::thread([this] { Run(); });
+}
+
+LoopbackRelay::LoopbackRelay(UniqueFd target) : target_(std::move(target)) {
+  listen_ = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(listen_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      listen(listen_.get(), 1) != 0 ||
+      getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    perror("LoopbackRelay bind/listen");
+    return;
+  }
+  port_ = ntohs(a.sin_port);
+  thread_ = std::thread([this] { Run(); });
+}
+
+LoopbackRelay::~LoopbackRelay() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void LoopbackRelay::Run() {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto left = [&] {
+    return static_cast<int>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now())
+               .count()));
+  };
+  pollfd l{listen_.get(), POLLIN, 0};
+  while (!stop_ && left() > 0 && poll(&l, 1, 100) == 0) {
+  }
+  if (stop_ || !(l.revents & POLLIN)) return;
+  UniqueFd c(accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!c.valid()) return;
+  int fds[2] = {c.get(), target_.get()};
+  bool open[2] = {true, true};  // reading side i still open
+  char buf[16384];
+  while (!stop_ && left() > 0 && (open[0] || open[1])) {
+    pollfd p[2] = {{fds[0], static_cast<short>(open[0] ? POLLIN : 0), 0},
+                   {fds[1], static_cast<short>(open[1] ? POLLIN : 0), 0}};
+    if (poll(p, 2, 100) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (!open[i] || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = read(fds[i], buf, sizeof buf);
+      if (n <= 0) {
+        open[i] = false;
+        shutdown(fds[1 - i], SHUT_WR);
+        continue;
+      }
+      for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(fds[1 - i], buf + off, static_cast<size_t>(n - off));
+        if (w <= 0) return;
+        off += w;
+      }
+    }
+  }
 }
 
 EchoServer::~EchoServer() {

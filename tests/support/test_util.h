@@ -43,6 +43,23 @@ class EchoServer {
   std::vector<std::thread> conns_;
 };
 
+// Relays the first connection accepted on a loopback port to `target` (e.g. a socket the mesh
+// captured), both ways with half-closes, so a real client binary (curl, nghttp) can speak
+// through a socket the test holds. Bounded: gives up 30 s after it was made.
+class LoopbackRelay {
+ public:
+  explicit LoopbackRelay(UniqueFd target);
+  ~LoopbackRelay();
+  uint16_t port() const { return port_; }
+
+ private:
+  void Run();
+  UniqueFd listen_, target_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // Blocking TCP connect with a timeout (optionally from inside a netns, optionally bound).
 absl::StatusOr<UniqueFd> Dial(const SockAddr& to, int netns_fd = -1,
                               std::chrono::milliseconds timeout = std::chrono::seconds(5),

@@ -30,4 +30,15 @@ bool IsHttpPort(std::string_view app_protocol, std::string_view name) {
   return false;
 }
 
+bool IsHttp2Port(std::string_view app_protocol, std::string_view name) {
+  if (!app_protocol.empty()) {
+    for (std::string_view p : {"http2", "h2c", "grpc", "kubernetes.io/h2c"})
+      if (EqualsNoCase(app_protocol, p)) return true;
+    return false;
+  }
+  if (EqualsNoCase(name.substr(0, 8), "grpc-web")) return false;
+  std::string_view proto = name.substr(0, name.find('-'));
+  return EqualsNoCase(proto, "http2") || EqualsNoCase(proto, "grpc");
+}
+
 }  // namespace weft::ztunnel::l7

@@ -13,4 +13,10 @@ namespace weft::ztunnel::l7 {
 // name, as in Istio.
 bool IsHttpPort(std::string_view app_protocol, std::string_view name);
 
+// True when the port's servers speak HTTP/2 (cleartext): appProtocol http2, h2c, grpc or
+// kubernetes.io/h2c; without appProtocol, Istio's name prefixes http2 and grpc. What upstream
+// connections to such a port speak, and so whether the source side may take a client's
+// HTTP/1.1 h2c upgrade (it has no HTTP/2-to-HTTP/1.1 translation).
+bool IsHttp2Port(std::string_view app_protocol, std::string_view name);
+
 }  // namespace weft::ztunnel::l7

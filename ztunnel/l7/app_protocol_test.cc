@@ -22,5 +22,16 @@ TEST(AppProtocolTest, IstioPortNamePrefixes) {
     EXPECT_FALSE(IsHttpPort("", n)) << n;
 }
 
+TEST(AppProtocolTest, Http2Ports) {
+  for (const char* p : {"http2", "H2C", "grpc", "kubernetes.io/h2c"})
+    EXPECT_TRUE(IsHttp2Port(p, "http")) << p;
+  for (const char* p : {"http", "grpc-web", "kubernetes.io/ws", "tcp"})
+    EXPECT_FALSE(IsHttp2Port(p, "grpc")) << p << ": an appProtocol wins over the name";
+  for (const char* n : {"http2", "http2-x", "grpc", "GRPC-api"})
+    EXPECT_TRUE(IsHttp2Port("", n)) << n;
+  for (const char* n : {"http", "http-web", "grpc-web", "grpc-web-ui", "tcp", ""})
+    EXPECT_FALSE(IsHttp2Port("", n)) << n;
+}
+
 }  // namespace
 }  // namespace weft::ztunnel::l7

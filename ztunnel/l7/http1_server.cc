@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -186,6 +187,9 @@ void Http1ServerConnection::FromClient(std::string_view in, Sink to_server) {
     case State::kClosing:
     case State::kBroken:
       return;  // nothing more reaches the server
+    case State::kH2cUpgrade:
+      if (h2c_) h2c_->rest.append(in);
+      return;
     case State::kPassthrough:
       to_server(in);
       return;
@@ -245,7 +249,10 @@ void Http1ServerConnection::ParseClient(std::string_view data, Sink to_server) {
     std::string_view part = data.substr(0, used);
     data.remove_prefix(used);
     if (!had_head && req_->is_header_done()) {
-      if (!OnRequestHead(part, to_server)) return;
+      if (!OnRequestHead(part, to_server)) {
+        if (state_ == State::kH2cUpgrade) h2c_->rest.assign(data);
+        return;
+      }
     } else {
       to_server(part);
       // An early response (e.g. 413) may already have reported this request.
@@ -278,6 +285,7 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
     RefuseHead(400, "Transfer-Encoding other than a final chunked");
     return false;
   }
+  if (TakeH2cOffer(raw)) return false;
   Pending p;
   p.ex.request = std::move(r.attrs);
   p.ex.start = Clock::now();
@@ -353,6 +361,38 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
     }
   }
   outstanding_.push_back(std::move(p));
+  return true;
+}
+
+// RFC 7540 3.2's upgrade, when the caller accepts it and the offer qualifies (header comment).
+bool Http1ServerConnection::TakeH2cOffer(std::string_view raw) {
+  RequestParser& r = *req_;
+  if (!accept_h2c_ || !r.upgrade_h2c || !outstanding_.empty() || r.chunked() ||
+      r.content_length().value_or(0) != 0 || r.attrs.method == "CONNECT") {
+    return false;
+  }
+  const std::string* settings = nullptr;
+  bool conn_upgrade = false, conn_settings = false;
+  for (const auto& [name, value] : r.attrs.headers) {
+    if (name == "http2-settings") {
+      if (settings) return false;  // exactly one (RFC 7540 3.2.1)
+      settings = &value;
+    } else if (name == "connection") {
+      for (const auto& t : Tokens(value)) {
+        conn_upgrade |= t == "upgrade";
+        conn_settings |= t == "http2-settings";
+      }
+    }
+  }
+  std::string decoded;
+  if (!settings || !conn_upgrade || !conn_settings ||
+      !absl::WebSafeBase64Unescape(absl::StripAsciiWhitespace(Av(*settings)), &decoded) ||
+      decoded.size() % 6 != 0) {
+    return false;
+  }
+  h2c_ = H2cUpgrade{std::move(r.attrs), std::move(decoded), {}, raw.size()};
+  state_ = State::kH2cUpgrade;
+  req_.reset();
   return true;
 }
 

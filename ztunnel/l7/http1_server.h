@@ -21,7 +21,13 @@
 // (kPassthrough), anything else resumes HTTP parsing. An `Upgrade: h2c` request is forwarded
 // without its h2c upgrade (fields Upgrade and HTTP2-Settings dropped, their Connection tokens
 // removed): HTTP/2 after a 101 would carry requests this parser cannot see, so the server is
-// never offered the switch (the client simply stays on HTTP/1.1, as RFC 9113 allows).
+// never offered the switch (the client simply stays on HTTP/1.1, as RFC 9113 allows). The
+// source side, which terminates HTTP/2 itself, opts in with AcceptH2cUpgrade(): a valid offer
+// (RFC 7540 3.2: `Connection: Upgrade, HTTP2-Settings`, one HTTP2-Settings field that decodes as
+// base64url to whole SETTINGS entries, no request body, no request outstanding) is then taken
+// instead of forwarded: the state becomes kH2cUpgrade and TakeH2cUpgrade() hands the request
+// over, for the caller to answer 101 and continue with HTTP/2 (the request becomes stream 1).
+// An offer that does not qualify is stripped as above.
 #pragma once
 
 #include <chrono>
@@ -59,6 +65,15 @@ class Http1ServerConnection {
     kPassthrough,  // protocols switched (101, CONNECT 2xx): bytes move unparsed both ways
     kClosing,      // a local reply is queued or taken: nothing more reaches the server
     kBroken,       // bytes that cannot be framed (mid-body error, a bad response): abort both
+    kH2cUpgrade,   // an h2c upgrade offer was taken (AcceptH2cUpgrade): see TakeH2cUpgrade
+  };
+
+  // The request of a taken h2c upgrade offer, for the HTTP/2 codec (stream 1).
+  struct H2cUpgrade {
+    HttpRequestAttributes request;  // fields as received, hop-by-hop ones included
+    std::string settings;           // the HTTP2-Settings payload, decoded
+    std::string rest;               // client bytes after the request (the HTTP/2 preface)
+    uint64_t head_bytes = 0;        // the request head's size
   };
 
   Http1ServerConnection(Http1Limits limits, Gate gate, Done done);
@@ -80,6 +95,11 @@ class Http1ServerConnection {
   // The client closed (or the connection is torn down): requests still waiting are reported as
   // cut short (End::kClientEnded).
   void Finish();
+
+  // Source side: take valid h2c upgrade offers instead of stripping them (see above).
+  void AcceptH2cUpgrade() { accept_h2c_ = true; }
+  // The taken offer, once (state kH2cUpgrade); later client bytes appended to `rest`.
+  std::optional<H2cUpgrade> TakeH2cUpgrade() { return std::exchange(h2c_, std::nullopt); }
 
   // A local reply ready for the client (empty when none). Send it before any further server
   // bytes; after it, end the connection both ways.
@@ -103,6 +123,7 @@ class Http1ServerConnection {
   class ResponseParser;
   void ParseClient(std::string_view data, Sink to_server);
   bool OnRequestHead(std::string_view raw, Sink to_server);  // false: stop parsing
+  bool TakeH2cOffer(std::string_view raw);                   // true: taken (kH2cUpgrade)
   void RefuseHead(int status, std::string reason, std::string_view body = {});
   void Broken(std::string reason);
   void ParseServer(std::string_view data, Sink to_server);
@@ -125,6 +146,8 @@ class Http1ServerConnection {
   std::deque<Pending> outstanding_;   // forwarded requests, oldest first, awaiting responses
   std::optional<std::string> reply_;  // a local reply waiting for outstanding_ to drain
   std::string reply_ready_;
+  bool accept_h2c_ = false;
+  std::optional<H2cUpgrade> h2c_;
 };
 
 }  // namespace weft::ztunnel::l7

@@ -317,6 +317,55 @@ TEST(Http1ServerTest, H2cUpgradeOfferIsRemovedSoTheServerStaysOnHttp1) {
   EXPECT_EQ(h.done.size(), 1u);
 }
 
+const std::string kH2cOffer =
+    "GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n";
+
+TEST(Http1ServerTest, AnAcceptedH2cOfferIsHandedOverWithTheBytesAfterIt) {
+  Harness h;
+  h.conn.AcceptH2cUpgrade();
+  h.Client(absl::StrCat(kH2cOffer, "PRI * HTTP/2.0"));
+  EXPECT_EQ(h.conn.state(), State::kH2cUpgrade);
+  EXPECT_EQ(h.server, "") << "the server is never offered the upgrade";
+  EXPECT_TRUE(h.gated.empty()) << "the HTTP/2 codec gates it as stream 1";
+  h.Client("\r\n\r\nSM");
+  auto up = h.conn.TakeH2cUpgrade();
+  ASSERT_TRUE(up.has_value());
+  EXPECT_EQ(up->request.method, "GET");
+  EXPECT_EQ(up->request.path, "/up");
+  EXPECT_EQ(up->request.authority, "a");
+  EXPECT_EQ(up->head_bytes, kH2cOffer.size());
+  EXPECT_EQ(up->settings.size(), 18u) << "three SETTINGS entries, base64url-decoded";
+  EXPECT_EQ(up->rest, "PRI * HTTP/2.0\r\n\r\nSM");
+  EXPECT_FALSE(h.conn.TakeH2cUpgrade().has_value()) << "once";
+}
+
+TEST(Http1ServerTest, AnH2cOfferThatDoesNotQualifyIsStrippedEvenWhenAccepted) {
+  const std::string with_body =
+      "POST /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+      "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 2\r\n\r\nhi";
+  const std::string bad_settings =
+      "GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+      "Upgrade: h2c\r\nHTTP2-Settings: AAMA\r\n\r\n";  // 3 bytes: not whole entries
+  const std::string no_connection_token =
+      "GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+      "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n";
+  for (const std::string& req : {with_body, bad_settings, no_connection_token}) {
+    Harness h;
+    h.conn.AcceptH2cUpgrade();
+    h.Client(req);
+    EXPECT_EQ(h.conn.state(), State::kHttp) << req;
+    EXPECT_FALSE(absl::StrContains(h.server, "h2c")) << h.server;
+    EXPECT_EQ(h.gated.size(), 1u) << req;
+  }
+  // Pipelined behind a request still waiting for its response: stays HTTP/1.1 too.
+  Harness h;
+  h.conn.AcceptH2cUpgrade();
+  h.Client(absl::StrCat(kGet, kH2cOffer));
+  EXPECT_EQ(h.conn.state(), State::kHttp);
+  EXPECT_EQ(h.gated.size(), 2u);
+}
+
 TEST(Http1ServerTest, HeadResponseHasNoBodyWhateverItsLengthSays) {
   Harness h;
   h.Client("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");

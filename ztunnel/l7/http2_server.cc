@@ -806,6 +806,39 @@ void Http2ServerConnection::FromClient(std::string_view in, UpstreamSink to_up, 
   Flush(to_up, to_client);
 }
 
+bool Http2ServerConnection::AcceptUpgrade(std::string_view settings,
+                                          const HttpRequestAttributes& request, uint64_t head_bytes,
+                                          UpstreamSink to_up, Sink to_client) {
+  auto s = std::make_unique<Stream>();
+  if (nghttp2_session_upgrade2(down_, reinterpret_cast<const uint8_t*>(settings.data()),
+                               settings.size(), request.method == "HEAD", s.get()) != 0) {
+    return false;
+  }
+  s->down_id = 1;
+  s->ex.start = Clock::now();
+  s->ex.request_bytes = head_bytes;
+  s->req_eof = true;
+  Fields& f = s->req_fields;
+  f = {{":method", request.method},
+       {":scheme", "http"},
+       {":authority", request.authority},
+       {":path", request.path}};
+  // RFC 9113 8.2.2: connection-specific fields do not exist in HTTP/2 (TE only as "trailers").
+  static constexpr std::string_view kHopByHop[] = {
+      "connection",        "upgrade", "http2-settings", "keep-alive", "proxy-connection",
+      "transfer-encoding", "host"};
+  for (const auto& [n, v] : request.headers) {
+    if (std::find(std::begin(kHopByHop), std::end(kHopByHop), n) != std::end(kHopByHop)) continue;
+    if (n == "te" && !absl::EqualsIgnoreCase(v, "trailers")) continue;
+    f.emplace_back(n, v);
+  }
+  Stream& st = *s;
+  streams_[1] = std::move(s);
+  OnRequest(st);
+  Flush(to_up, to_client);
+  return true;
+}
+
 void Http2ServerConnection::FromUpstream(size_t upstream, std::string_view in, UpstreamSink to_up,
                                          Sink to_client) {
   Upstream* u = FindUpstream(upstream);
@@ -836,6 +869,14 @@ void Http2ServerConnection::UpstreamEof(size_t upstream, UpstreamSink to_up, Sin
     nghttp2_submit_goaway(down_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(down_),
                           NGHTTP2_NO_ERROR, nullptr, 0);
   }
+  Flush(to_up, to_client);
+}
+
+void Http2ServerConnection::GoAway(UpstreamSink to_up, Sink to_client) {
+  if (state_ != State::kHttp || goaway_to_client_) return;
+  goaway_to_client_ = true;
+  nghttp2_submit_goaway(down_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(down_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
   Flush(to_up, to_client);
 }
 

@@ -151,6 +151,13 @@ class Http2ServerConnection {
   // Client bytes in. Frames for upstreams go to `to_up`, frames for the client (SETTINGS,
   // WINDOW_UPDATE, local replies, resets) to `to_client`, in order per peer.
   void FromClient(std::string_view in, UpstreamSink to_up, Sink to_client);
+  // Source side, HTTP/1.1's h2c upgrade (Http1ServerConnection::TakeH2cUpgrade): call once,
+  // before any FromClient, after the caller queued its 101 for the client. `settings` is the
+  // decoded HTTP2-Settings payload; `request` (its hop-by-hop fields are dropped) becomes stream
+  // 1, half-closed by the client, and goes through the gate and the router as any request. False
+  // when nghttp2 refuses the settings: nothing happened, the caller answers 400.
+  bool AcceptUpgrade(std::string_view settings, const HttpRequestAttributes& request,
+                     uint64_t head_bytes, UpstreamSink to_up, Sink to_client);
   // Bytes from upstream `upstream` in; same sinks. Ignored for an upstream that ended.
   void FromUpstream(size_t upstream, std::string_view in, UpstreamSink to_up, Sink to_client);
   // That upstream closed or reset its transport (or could not connect): see above. Without a
@@ -176,6 +183,10 @@ class Http2ServerConnection {
   void AppEof(Sink to_client);
   // The connection is torn down: streams still open are reported.
   void Finish();
+  // ztunnel is shutting down: the client gets a GOAWAY (NO_ERROR, the last stream processed), so
+  // it knows which of its requests were not taken and may retry them elsewhere; new streams are
+  // refused. Sinks as for FromClient.
+  void GoAway(UpstreamSink to_up, Sink to_client);
 
   // Always empty: HTTP/2 local replies go out on their own stream through `to_client`.
   std::string TakeLocalReply() { return {}; }

@@ -43,6 +43,8 @@ class Flow : public EventLoop::Handler {
   Flow(Worker* w, FlowInfo info) : w_(w), info_(std::move(info)) {}
   ~Flow() override;
   virtual void Abort(const std::string& reason) = 0;
+  // ztunnel is stopping: say goodbye where the protocol has a way (HTTP/2's GOAWAY).
+  virtual void OnShutdown() {}
   FlowInfo& info() { return info_; }
   void AddSent(uint64_t n);
   void AddReceived(uint64_t n);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "ztunnel/l7/app_protocol.h"
 #include "ztunnel/l7/http2_server.h"
 #include "ztunnel/proxy/http_inbound.h"
 #include "ztunnel/proxy/outbound.h"
@@ -66,7 +67,42 @@ HttpOutbound::HttpOutbound(Worker* w, FlowInfo info, UniqueFd client, std::share
 
 HttpOutbound::~HttpOutbound() = default;
 
+// The HTTP/2 codec's router mode, a stream per request (prior-knowledge h2c, or after an
+// HTTP/1.1 upgrade).
+void HttpOutbound::StartH2() {
+  h2_ = std::make_unique<l7::Http2ServerConnection>(
+      l7::Http2Limits{},
+      [this](HttpRequestAttributes& r) -> std::optional<l7::LocalReply> {
+        AddTraceContext(r);
+        return std::nullopt;
+      },
+      [this](const l7::Exchange& ex) { DoneH2(ex); },
+      [this](const HttpRequestAttributes& r) { return RouteH2(r); });
+}
+
+// The client's HTTP/1.1 h2c upgrade was taken by the codec: answer 101 and go on in HTTP/2 with
+// the request as stream 1. False when the flow was closed.
+bool HttpOutbound::UpgradeToH2() {
+  std::optional<l7::Http1ServerConnection::H2cUpgrade> up = codec_.TakeH2cUpgrade();
+  constexpr std::string_view kSwitch =
+      "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n";
+  StartH2();
+  client_out_.Append(kSwitch.data(), kSwitch.size());
+  if (!up || !h2_->AcceptUpgrade(up->settings, up->request, up->head_bytes, ToUp(), ToClient())) {
+    info_.error = "HTTP: an h2c upgrade with settings nghttp2 refused";
+    Close(/*reset=*/true);
+    return false;
+  }
+  if (!up->rest.empty()) h2_->FromClient(up->rest, ToUp(), ToClient());
+  return AfterH2();
+}
+
 void HttpOutbound::Start() {
+  // An h2c upgrade is taken where upstreams speak HTTP/2 (the port says so), else stripped.
+  auto snap = w_->shared().config->Get();
+  const Service* svc = snap->FindServiceByAddress(orig_.ip);
+  const ServicePort* port = svc ? svc->FindPort(orig_.port) : nullptr;
+  if (port && l7::IsHttp2Port(port->app_protocol, port->name)) codec_.AcceptH2cUpgrade();
   client_interest_ = EPOLLIN;
   if (auto st = w_->loop().Add(client_.get(), client_interest_, this); !st.ok()) {
     Abort("cannot watch the client: " + st.ToString());
@@ -102,15 +138,7 @@ void HttpOutbound::Sniff() {
   }
   std::string_view p(buf, static_cast<size_t>(n));
   if (l7::kHttp2Preface.substr(0, p.size()) == p) {
-    // Prior-knowledge h2c (gRPC): the HTTP/2 codec's router mode, a stream per request.
-    h2_ = std::make_unique<l7::Http2ServerConnection>(
-        l7::Http2Limits{},
-        [this](HttpRequestAttributes& r) -> std::optional<l7::LocalReply> {
-          AddTraceContext(r);
-          return std::nullopt;
-        },
-        [this](const l7::Exchange& ex) { DoneH2(ex); },
-        [this](const HttpRequestAttributes& r) { return RouteH2(r); });
+    StartH2();  // prior-knowledge h2c (gRPC)
   } else if (!LooksLikeHttp(p)) {
     FallBackToL4("not_http_l4_fallback");
     return;
@@ -164,6 +192,11 @@ void HttpOutbound::ReadClient() {
       continue;
     }
     codec_.FromClient(in, [this](std::string_view b) { ToUpstream(b); });
+    if (codec_.state() == l7::Http1ServerConnection::State::kH2cUpgrade) {
+      if (!UpgradeToH2()) return;
+      Flush();
+      continue;
+    }
     if (std::string r = codec_.TakeLocalReply(); !r.empty()) {
       client_out_.Append(r.data(), r.size());
       closing_ = true;
@@ -618,6 +651,12 @@ bool HttpOutbound::AfterH2() {
   }
   if (h2_->state() == l7::Http1ServerConnection::State::kClosing) closing_ = true;
   return true;
+}
+
+void HttpOutbound::OnShutdown() {
+  if (closed_ || !h2_) return;
+  h2_->GoAway(ToUp(), ToClient());
+  if (AfterH2()) Flush();
 }
 
 void HttpOutbound::Abort(const std::string& reason) {

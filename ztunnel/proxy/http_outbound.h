@@ -39,7 +39,10 @@
 // something else (the destination still enforces any L7 policy, failing closed). A client that
 // sends nothing for kDetectTimeout (1 s) falls back too (kind "no_client_bytes_l4_fallback"):
 // it may be waiting for a server-first protocol behind a port declared HTTP by mistake. The
-// HTTP/2 preface selects the HTTP/2 codec's router mode (l7/http2_server.h).
+// HTTP/2 preface selects the HTTP/2 codec's router mode (l7/http2_server.h); so does an HTTP/1.1
+// h2c upgrade offer (RFC 7540 3.2; what `curl --http2` sends to an http:// URL): ztunnel answers
+// the 101 itself and the upgrade request becomes the HTTP/2 connection's stream 1. Servers are
+// never offered the upgrade: upstreams speak what ztunnel chose for them.
 #pragma once
 
 #include <chrono>
@@ -69,6 +72,7 @@ class HttpOutbound : public Flow {
   ~HttpOutbound() override;
   void Start();
   void Abort(const std::string& reason) override;
+  void OnShutdown() override;               // HTTP/2 clients get a GOAWAY
   void OnEvents(uint32_t events) override;  // the client socket
 
  private:
@@ -98,6 +102,8 @@ class HttpOutbound : public Flow {
   };
 
   void Sniff();
+  void StartH2();
+  bool UpgradeToH2();
   void FallBackToL4(std::string_view kind);  // counted in weft_bad_input_total{kind}
   void CancelDetectTimer();
   static constexpr std::chrono::milliseconds kDetectTimeout{1000};

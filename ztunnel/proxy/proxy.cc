@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -66,6 +67,20 @@ void Proxy::Stop() {
     if (!shared_->started) return;
     shared_->started = false;
   }
+  // Goodbyes first (HTTP/2 clients get a GOAWAY naming the last stream taken, so they know what
+  // to retry), each worker's on its own thread, waited for at most 1 s in all.
+  std::vector<std::future<void>> said;
+  for (auto& w : shared_->workers) {
+    auto done = std::make_shared<std::promise<void>>();
+    said.push_back(done->get_future());
+    Worker* wp = w.get();
+    wp->loop().Post([wp, done] {
+      wp->ShutdownFlows();
+      done->set_value();
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  for (auto& f : said) f.wait_until(deadline);
   for (auto& w : shared_->workers) w->loop().Stop();
   for (auto& t : shared_->threads) t.join();
   shared_->threads.clear();

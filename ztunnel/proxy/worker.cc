@@ -30,6 +30,13 @@ void Worker::ScheduleTrim() {
   });
 }
 
+void Worker::ShutdownFlows() {
+  std::vector<Flow*> flows;  // OnShutdown may release flows
+  for (const auto& [f, owned] : flows_) flows.push_back(f);
+  for (Flow* f : flows)
+    if (flows_.count(f)) f->OnShutdown();
+}
+
 // ---- Pods and their listeners -------------------------------------------------------------
 
 void Worker::ListenerHandler::OnEvents(uint32_t) {

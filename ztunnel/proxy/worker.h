@@ -88,6 +88,8 @@ class Worker {
     return p;
   }
   void ReleaseFlow(Flow* f);
+  // ztunnel is stopping: every flow's OnShutdown (loop thread).
+  void ShutdownFlows();
   HboneConn* NewConn(HboneConn::Role role, std::shared_ptr<Pod> pod, UniqueFd fd,
                      std::shared_ptr<SSL_CTX> ctx, SockAddr peer);
   void ReleaseConn(HboneConn* c);
