@@ -20,6 +20,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/scrape/scrape.h"
@@ -928,7 +929,12 @@ class DirectMeshHttpSource : public DirectMesh {
             std::string body = "server-" + std::to_string(i) + " " +
                                std::string(req["traceparent"]) + " " +
                                std::string(req["x-request-id"]);
-            co_return teashop::MakeResponse(teashop::http::status::ok, body);
+            // And what a route may have changed (issue 15).
+            auto res = teashop::MakeResponse(teashop::http::status::ok, body);
+            res.set("x-echo-path", req.target());
+            res.set("x-echo-host", req[teashop::http::field::host]);
+            res.set("x-echo-route", req["x-route"]);
+            co_return res;
           });
       ASSERT_TRUE(srv.ok()) << srv.status();
       if (i == 0) port_ = (*srv)->port();
@@ -1191,6 +1197,119 @@ TEST_F(DirectMeshHttpSource, AnHttp2ClientGetsAGoawayWhenZtunnelStops) {
     off += 9 + len;
   }
   EXPECT_TRUE(goaway) << got.size() << " bytes from ztunnel, no GOAWAY (NO_ERROR) among them";
+}
+
+// Gateway API routes attached to the Service (issue 15), as weftd sends them: one rule per
+// feature, and a second Service "web-v2" with server 2 only.
+std::string RoutesYaml(uint16_t port, const std::string& rules) {
+  return R"(- name: web-v2
+  namespace: ns-b
+  hostname: web-v2.ns-b.svc.cluster.local
+  addresses: ["10.96.0.22"]
+  ports: [{port: 80, targetPort: )" +
+         std::to_string(port) + R"(, name: http, appProtocol: http}]
+  endpoints: [{workloadUid: ns-b/server2, ready: true}]
+- name: web-v1
+  namespace: ns-b
+  hostname: web-v1.ns-b.svc.cluster.local
+  addresses: ["10.96.0.23"]
+  ports: [{port: 80, targetPort: )" +
+         std::to_string(port) + R"(, name: http, appProtocol: http}]
+  endpoints: [{workloadUid: ns-b/server, ready: true}, {workloadUid: ns-b/server1, ready: true}]
+httpRoutes:
+- name: web-routes
+  namespace: ns-b
+  parentService: ns-b/web
+  parentPort: 80
+  rules:
+)" + rules;
+}
+
+TEST_F(DirectMeshHttpSource, RoutesSendMatchesToTheirBackendsWithTheirFilters) {
+  extra_services_ =
+      Services(true) + RoutesYaml(port_, R"(  - matches: [{pathType: EXACT, path: /v2}]
+    filters: [{requestHeaderModifier: {set: [{name: x-route, value: v2}]}}]
+    backends: [{service: ns-b/web-v2, port: 80, weight: 1}]
+  - matches: [{pathType: PATH_PREFIX, path: /old}]
+    filters: [{requestRedirect: {path: {type: REPLACE_FULL_PATH, value: /new}, statusCode: 301}}]
+  - matches: [{pathType: PATH_PREFIX, path: /api, headers: [{name: x-canary, value: "yes"}]}]
+    filters: [{urlRewrite: {hostname: api.internal, path: {type: REPLACE_PREFIX_MATCH, value: /v1api}}}]
+    backends: [{service: ns-b/web-v1, port: 80, weight: 1}]
+  - matches: [{pathType: PATH_PREFIX, path: /shop}]
+    backends: [{service: ns-b/web, port: 80, weight: 1}]
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  const std::string want = "v" + std::to_string(version_);
+  ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }))
+      << "ztunnel A did not load the routes";
+
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  for (int i = 0; i < 5; ++i) {  // exact path: the v2 Service (server 2 only), header set
+    auto r = c.Request("GET", "/v2", "web", "x-route: client-value\r\n");
+    ASSERT_EQ(Answerer(r), 2) << r.status << " " << r.body << r.error;
+    EXPECT_EQ(r.headers["x-echo-route"], "v2");
+    EXPECT_EQ(r.headers["x-echo-path"], "/v2");
+  }
+  std::set<int> answerers;
+  for (int i = 0; i < 30; ++i) {  // a rewrite to the v1 Service (servers 0 and 1)
+    auto r = c.Request("GET", "/api/items?x=1", "web", "x-canary: yes\r\n");
+    const int who = Answerer(r);
+    ASSERT_TRUE(who == 0 || who == 1) << r.status << " " << r.body << r.error;
+    answerers.insert(who);
+    EXPECT_EQ(r.headers["x-echo-path"], "/v1api/items?x=1");
+    EXPECT_EQ(r.headers["x-echo-host"], "api.internal");
+  }
+  EXPECT_EQ(answerers.size(), 2u) << "per-request balancing within the backend";
+  auto r = c.Request("GET", "/shop/tea", "web");  // the Service itself
+  ASSERT_GE(Answerer(r), 0) << r.status << " " << r.body << r.error;
+  EXPECT_EQ(r.headers["x-echo-route"], "");
+  // Without the canary header nothing matches: Envoy's 404 "NR" (the connection then closes).
+  r = c.Request("GET", "/api/items", "web");
+  EXPECT_EQ(r.status, 404) << r.body << r.error;
+
+  auto fd2 = Outbound(kVip);
+  weft::testing::HttpConn c2(fd2.get());
+  r = c2.Request("GET", "/old/page", "web");
+  EXPECT_EQ(r.status, 301) << r.body << r.error;
+  EXPECT_TRUE(absl::EndsWith(r.headers["location"], "/new")) << r.headers["location"];
+
+  // Source-reporter metrics name the backend Service that served each request, and the 404's
+  // response flag.
+  std::map<std::string, std::string> v2 = {{"reporter", "source"},
+                                           {"destination_service_name", "web-v2"}};
+  EXPECT_TRUE(WaitFor([&] { return Metric(*a_, "istio_requests_total", v2) == 5; }))
+      << Metrics(*a_);
+  EXPECT_EQ(Metric(*a_, "istio_requests_total",
+                   {{"reporter", "source"}, {"destination_service_name", "web-v1"}}),
+            30);
+  EXPECT_EQ(Metric(*a_, "istio_requests_total",
+                   {{"reporter", "source"}, {"response_code", "404"}, {"response_flags", "NR"}}),
+            1)
+      << Metrics(*a_);
+}
+
+TEST_F(DirectMeshHttpSource, AWeightedSplitSendsItsShareToEachBackend) {
+  extra_services_ = Services(true) + RoutesYaml(port_, R"(  - backends:
+    - {service: ns-b/web-v1, port: 80, weight: 90}
+    - {service: ns-b/web-v2, port: 80, weight: 10}
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  const std::string want = "v" + std::to_string(version_);
+  ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }));
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  constexpr int kRequests = 1000;
+  int v2 = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = c.Request("GET", "/", "web");
+    const int who = Answerer(r);
+    ASSERT_GE(who, 0) << r.status << " " << r.body << r.error;
+    v2 += who == 2;
+  }
+  // 10 % of 1,000: binomial sd 9.5; +-5 sd.
+  EXPECT_GE(v2, 52);
+  EXPECT_LE(v2, 148);
 }
 
 TEST_F(DirectMeshHttpSource, ClientsThatOpenAConnectionPerRequestReuseIdleUpstreams) {

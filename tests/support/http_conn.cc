@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
+
 namespace weft::testing {
 namespace http = boost::beast::http;
 
@@ -36,6 +38,8 @@ HttpResult HttpConn::Exchange(const std::string& raw, std::chrono::milliseconds 
       if (p.is_done()) {
         out.status = p.get().result_int();
         out.body = p.get().body();
+        for (const auto& f : p.get())
+          out.headers[absl::AsciiStrToLower(std::string(f.name_string()))] = std::string(f.value());
         return out;
       }
       if (used > 0 && !buf_.empty()) continue;
@@ -60,6 +64,8 @@ HttpResult HttpConn::Exchange(const std::string& raw, std::chrono::milliseconds 
       if (!ec && p.is_done()) {
         out.status = p.get().result_int();
         out.body = p.get().body();
+        for (const auto& f : p.get())
+          out.headers[absl::AsciiStrToLower(std::string(f.name_string()))] = std::string(f.value());
         return out;
       }
     }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <string>
 
 namespace weft::testing {
@@ -11,6 +12,7 @@ namespace weft::testing {
 struct HttpResult {
   int status = 0;  // 0: no complete response (see error)
   std::string body;
+  std::map<std::string, std::string> headers;  // names lower-case (a repeated one: the last)
   bool closed = false;  // the peer closed the connection (after the response, if any)
   std::string error;
 };

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ztunnel/rbac/request.h"
 
@@ -14,6 +16,11 @@ namespace weft::ztunnel::l7 {
 struct LocalReply {
   int status = 403;
   std::string body = "RBAC: access denied";  // Envoy's body for an RBAC denial
+  // Extra response fields (names lower-case), e.g. a redirect's `location`.
+  std::vector<std::pair<std::string, std::string>> headers;
+  // For a gRPC request: this grpc-status instead of the one mapped from `status` (a fault
+  // injection's abort); -1: mapped.
+  int grpc_status = -1;
 };
 
 // One request and its response, reported once both are over (or the connection ended).

@@ -45,9 +45,47 @@ std::string Reason(int status) {
   return std::string(r.empty() ? "Unknown" : r);
 }
 
-std::string Serialize(int status, std::string_view body) {
+std::string Serialize(int status, std::string_view body,
+                      const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  std::string fields;
+  for (const auto& [n, v] : extra) absl::StrAppend(&fields, n, ": ", v, "\r\n");
   return absl::StrCat("HTTP/1.1 ", status, " ", Reason(status), "\r\ncontent-length: ", body.size(),
-                      "\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n", Av(body));
+                      "\r\ncontent-type: text/plain\r\n", fields, "connection: close\r\n\r\n",
+                      Av(body));
+}
+
+// Fields a rebuilt head keeps as received: the message's framing and the connection's own.
+bool KeptAsReceived(std::string_view name) {
+  return name == "content-length" || name == "transfer-encoding" || name == "connection" ||
+         name == "keep-alive" || name == "upgrade" || name == "te";
+}
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// A request head rebuilt because the h2c offer is removed (see the header comment) or a gate
+// rewrote it: the request line, Host from the authority, the fields kept as received (`kept`,
+// less the h2c offer), the gate's other fields in order, then `added`.
+std::string RebuildHead(const HttpRequestAttributes& a, int version, const Fields& kept,
+                        bool strip_h2c, std::string_view added) {
+  std::string head = absl::StrCat(a.method, " ", a.path, " HTTP/1.", version % 10, "\r\n");
+  if (!a.authority.empty()) absl::StrAppend(&head, "host: ", a.authority, "\r\n");
+  for (const auto& [name, value] : kept) {
+    std::string v = value;
+    if (strip_h2c && name == "upgrade") continue;
+    if (strip_h2c && name == "connection") {
+      std::vector<std::string> keep;
+      for (auto& t : Tokens(value))
+        if (t != "upgrade" && t != "http2-settings") keep.push_back(std::move(t));
+      if (keep.empty()) continue;
+      v = absl::StrJoin(keep, ", ");
+    }
+    absl::StrAppend(&head, name, ": ", v, "\r\n");
+  }
+  for (const auto& [name, value] : a.headers) {
+    if (name == "host" || name == "http2-settings" || KeptAsReceived(name)) continue;
+    absl::StrAppend(&head, name, ": ", value, "\r\n");
+  }
+  return absl::StrCat(head, Av(added), "\r\n");
 }
 
 }  // namespace
@@ -295,13 +333,16 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
   p.upgrade = r.upgrade() && !r.upgrade_h2c;
   cur_switch_ = p.connect || p.upgrade;
   const std::string original_target = p.ex.request.path;
+  Fields kept;  // what a rebuilt head keeps as received
+  for (const auto& [name, value] : p.ex.request.headers)
+    if (KeptAsReceived(name)) kept.emplace_back(name, value);
   std::optional<LocalReply> reply = gate_(p.ex.request);
   if (reply) {
     p.ex.local_reply = true;
     p.ex.status = reply->status;
     p.ex.reason = reply->body;
     p.ex.end = Clock::now();
-    std::string bytes = Serialize(reply->status, reply->body);
+    std::string bytes = Serialize(reply->status, reply->body, reply->headers);
     p.ex.response_bytes = bytes.size();
     done_(p.ex);
     if (outstanding_.empty()) {
@@ -323,24 +364,8 @@ bool Http1ServerConnection::OnRequestHead(std::string_view raw, Sink to_server) 
   std::string added;  // fields the gate asked to add (source side: trace context)
   for (const auto& [name, value] : p.ex.request.add_headers)
     absl::StrAppend(&added, name, ": ", value, "\r\n");
-  if (r.upgrade_h2c) {
-    // Re-serialize the head without the h2c offer (see the header comment).
-    std::string head = absl::StrCat(p.ex.request.method, " ", p.ex.request.path, " HTTP/1.",
-                                    r.version % 10, "\r\n");
-    for (const auto& [name, value] : p.ex.request.headers) {
-      if (name == "upgrade" || name == "http2-settings") continue;
-      std::string v = value;
-      if (name == "connection") {
-        std::vector<std::string> keep;
-        for (auto& t : Tokens(value))
-          if (t != "upgrade" && t != "http2-settings") keep.push_back(std::move(t));
-        if (keep.empty()) continue;
-        v = absl::StrJoin(keep, ", ");
-      }
-      absl::StrAppend(&head, name, ": ", v, "\r\n");
-    }
-    head.append(added).append("\r\n");
-    to_server(head);
+  if (r.upgrade_h2c || p.ex.request.rewrite_head) {
+    to_server(RebuildHead(p.ex.request, r.version, kept, r.upgrade_h2c, added));
   } else {
     // The head as received, but for the request line when the target changed ("METHOD SP
     // target SP HTTP/1.x CRLF") and the fields a source-side gate adds before its end.

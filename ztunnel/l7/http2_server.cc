@@ -500,11 +500,21 @@ void Http2ServerConnection::OnRequest(Stream& s) {
   Fields& out = s.fwd;
   out.emplace_back(":method", a.method);
   if (!scheme.empty()) out.emplace_back(":scheme", scheme);
-  for (const auto& [n, v] : s.req_fields)
-    if (n == ":authority") out.emplace_back(n, v);
-  if (has_path) out.emplace_back(":path", a.path);
-  for (const auto& [n, v] : s.req_fields)
-    if (n.empty() || n[0] != ':') out.emplace_back(n, v);
+  if (a.rewrite_head) {  // a source-side gate's rewrite: the authority and fields it left
+    if (!a.authority.empty()) out.emplace_back(":authority", a.authority);
+    if (has_path) out.emplace_back(":path", a.path);
+    for (const auto& [n, v] : s.req_fields)
+      if (n == "te") out.emplace_back(n, v);  // kept as received
+    for (const auto& [n, v] : a.headers)
+      if (n != "host" && n != "te" && n != "connection" && n != "transfer-encoding")
+        out.emplace_back(n, v);
+  } else {
+    for (const auto& [n, v] : s.req_fields)
+      if (n == ":authority") out.emplace_back(n, v);
+    if (has_path) out.emplace_back(":path", a.path);
+    for (const auto& [n, v] : s.req_fields)
+      if (n.empty() || n[0] != ':') out.emplace_back(n, v);
+  }
   for (const auto& [n, v] : a.add_headers) out.emplace_back(n, v);
   Route(s);
 }
@@ -606,7 +616,7 @@ void Http2ServerConnection::Reply(Stream& s, const LocalReply& r) {
   s.resp_eof = true;
   Fields f;
   if (s.grpc) {
-    s.ex.grpc_status = HttpToGrpcStatus(r.status);
+    s.ex.grpc_status = r.grpc_status >= 0 ? r.grpc_status : HttpToGrpcStatus(r.status);
     f = {{":status", "200"},
          {"content-type", "application/grpc"},
          {"grpc-status", std::to_string(s.ex.grpc_status)},
@@ -619,6 +629,7 @@ void Http2ServerConnection::Reply(Stream& s, const LocalReply& r) {
   f = {{":status", std::to_string(r.status)},
        {"content-length", std::to_string(r.body.size())},
        {"content-type", "text/plain"}};
+  f.insert(f.end(), r.headers.begin(), r.headers.end());
   s.ex.response_bytes = FieldBytes(f) + r.body.size();
   s.resp.Append(reinterpret_cast<const uint8_t*>(r.body.data()), r.body.size());
   auto nv = Nv(f);

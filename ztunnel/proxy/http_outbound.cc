@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "ztunnel/l7/app_protocol.h"
@@ -14,6 +15,7 @@
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/tap.h"
 #include "ztunnel/proxy/worker.h"
+#include "ztunnel/traffic/plan.h"
 
 namespace weft::ztunnel {
 
@@ -71,11 +73,7 @@ HttpOutbound::~HttpOutbound() = default;
 // HTTP/1.1 upgrade).
 void HttpOutbound::StartH2() {
   h2_ = std::make_unique<l7::Http2ServerConnection>(
-      l7::Http2Limits{},
-      [this](HttpRequestAttributes& r) -> std::optional<l7::LocalReply> {
-        AddTraceContext(r);
-        return std::nullopt;
-      },
+      l7::Http2Limits{}, [this](HttpRequestAttributes& r) { return GateH2(r); },
       [this](const l7::Exchange& ex) { DoneH2(ex); },
       [this](const HttpRequestAttributes& r) { return RouteH2(r); });
 }
@@ -360,42 +358,81 @@ std::string HttpOutbound::AddTraceContext(HttpRequestAttributes& req) {
   return trace_id;
 }
 
-// The endpoint for the next request (the balancer over the Service's ready endpoints, looked up
-// in the current snapshot), or null when there is none.
-const Workload* HttpOutbound::ChooseEndpoint(const ConfigSnapshot& snap) {
-  const Service* svc = snap.FindServiceByAddress(orig_.ip);
+// The endpoint of `svc` for the next request (the balancer over its ready endpoints in the
+// current snapshot), or null when there is none.
+const Workload* HttpOutbound::ChooseEndpoint(const ConfigSnapshot& snap, const Service& svc) {
   std::vector<const Workload*> eps;
   std::vector<std::string_view> keys;
-  if (svc) {
-    for (const auto& uid : svc->ready_endpoint_uids) {
-      const Workload* e = snap.FindWorkloadByUid(uid);
-      if (e && e->running && !e->addresses.empty()) {
-        eps.push_back(e);
-        keys.push_back(uid);
-      }
+  for (const auto& uid : svc.ready_endpoint_uids) {
+    const Workload* e = snap.FindWorkloadByUid(uid);
+    if (e && e->running && !e->addresses.empty()) {
+      eps.push_back(e);
+      keys.push_back(uid);
     }
   }
   if (eps.empty()) return nullptr;
   return eps[w_->outbound().balancer().Choose(keys, Balancer::Clock::now())];
 }
 
+// The Service's routes and traffic policy for one request (issue 15, ztunnel/traffic/plan.h):
+// the backend Service and port to send it to, with the rule's filters applied to `req`, or the
+// local reply the plan answers it with (its response flags in *flags, "-" for none).
+std::variant<HttpOutbound::Target, l7::LocalReply> HttpOutbound::PlanRoute(
+    const SnapshotPtr& snap, HttpRequestAttributes& req, std::string* flags) {
+  const Service* svc = snap->FindServiceByAddress(orig_.ip);
+  if (!svc) return Target{};
+  Outbound& ob = w_->outbound();
+  const Workload* src = snap->FindWorkloadByUid(pod_->uid);
+  RequestTarget norm = NormalizeRequestTarget(req.method, req.path);
+  const std::string path =
+      norm.kind == RequestTarget::Kind::kPath ? norm.path + norm.query : req.path;
+  traffic::PlanInput in{src ? std::string_view(src->ns) : std::string_view(), req.method, path,
+                        req.authority, std::move(req.headers)};
+  traffic::RequestPlan plan = traffic::PlanRequest(ob.RouterFor(snap), *svc, orig_.port,
+                                                   std::move(in), [&ob] { return ob.Draw(); });
+  req.headers = std::move(plan.headers);
+  *flags = plan.response_flags.empty() ? "-" : plan.response_flags;
+  if (plan.action == traffic::RequestPlan::Action::kLocalReply) {
+    l7::LocalReply r{plan.status, plan.status == 404            ? ""
+                                  : plan.response_flags == "FI" ? "fault filter abort"
+                                                                : ""};
+    if (!plan.location.empty()) r.headers.emplace_back("location", plan.location);
+    r.grpc_status = plan.grpc_status;
+    return r;
+  }
+  if (plan.selection.kind == traffic::RouteSelection::Kind::kMatched) {
+    req.rewrite_head = true;  // the rule's filters may have changed the head
+    req.authority = std::move(plan.authority);
+    if (norm.kind == RequestTarget::Kind::kPath) req.path = std::move(plan.path);
+  }
+  Target t;
+  t.svc = plan.backend_service.empty() ? svc : snap->FindServiceByKey(plan.backend_service);
+  t.port = t.svc ? t.svc->FindPort(plan.backend_port ? plan.backend_port : orig_.port) : nullptr;
+  if (!t.svc || !t.port) return l7::LocalReply{500, ""};  // cannot happen: weftd resolved it
+  return t;
+}
+
 std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
   Outbound& ob = w_->outbound();
   std::string trace_id = AddTraceContext(req);
   auto snap = w_->shared().config->Get();
-  const Workload* chosen = ChooseEndpoint(*snap);
+  auto planned = PlanRoute(snap, req, &gate_flags_);
+  if (auto* reply = std::get_if<l7::LocalReply>(&planned)) return std::move(*reply);
+  const Target& t = std::get<Target>(planned);
+  const Workload* chosen = t.svc ? ChooseEndpoint(*snap, *t.svc) : nullptr;
   if (!chosen) {
     gate_flags_ = "UH";
     return l7::LocalReply{503, "no healthy upstream"};
   }
   const auto now = Balancer::Clock::now();
   const Workload& dst = *chosen;
-  Upstream* u = UpstreamFor(*snap, dst);
+  Upstream* u = UpstreamFor(*snap, dst, t);
   if (!u) {
     gate_flags_ = "UF";
     ob.balancer().Finished(dst.uid, /*failed=*/true, now);
     return l7::LocalReply{503, kConnectFailure};
   }
+  gate_flags_.clear();
   ob.balancer().Started(dst.uid, now);
   u->busy = true;
   u->resp_bytes = 0;
@@ -405,18 +442,24 @@ std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
 }
 
 // An idle upstream of this connection to `dst`, else a new one.
-HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, const Workload& dst) {
+HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, const Workload& dst,
+                                                  const Target& t) {
+  const ServicePort* sp = t.port;
+  // The pool's key: the endpoint, its port, and the Service it is reached as (metrics labels).
+  const std::string key =
+      absl::StrCat(dst.uid, ":", sp->target_port, "@", t.svc->ns, "/", t.svc->name);
   for (const auto& u : ups_) {
-    if (u->ended || u->endpoint != dst.uid) continue;
+    if (u->ended || u->key != key) continue;
     if (h2_ ? h2_->UpstreamUsable(u->idx) : !u->busy) return u.get();  // HTTP/2: multiplexed
   }
   if (!h2_) {  // an idle HTTP/1.1 upstream an earlier connection of this pod left
-    if (auto idle = w_->outbound().upstream_pool().Take(pod_->uid, dst.uid)) {
+    if (auto idle = w_->outbound().upstream_pool().Take(pod_->uid, key)) {
       auto u = std::make_unique<Upstream>();
       u->o = this;
       u->idx = ups_.size();
       u->fd = std::move(idle->fd);
       u->endpoint = dst.uid;
+      u->key = key;
       u->addr = std::move(idle->addr);
       u->answered = true;
       u->series = std::make_unique<RequestSeriesCache>(std::move(idle->labels));
@@ -424,13 +467,11 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
       return ups_.back().get();
     }
   }
-  const ServicePort* sp = nullptr;
-  if (const Service* svc = snap.FindServiceByAddress(orig_.ip)) sp = svc->FindPort(orig_.port);
-  if (!sp) return nullptr;
   const Workload* src = snap.FindWorkloadByUid(pod_->uid);
   if (!src) return nullptr;
   FlowInfo info = info_;  // the source record: source and Service labels
   info.dst = SockAddr{AddressLike(dst, orig_.ip), sp->target_port};
+  FillServiceLabels(info.labels, t.svc);  // a route's backend may be another Service
   FillDestinationLabels(info.labels, &dst, dst.identity());
   info.labels.connection_security_policy = dst.in_mesh() ? "mutual_tls" : "unknown";
   TcpLabels labels = info.labels;
@@ -446,6 +487,7 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
   u->idx = ups_.size();
   u->fd = std::move(*fd);
   u->endpoint = dst.uid;
+  u->key = key;
   u->addr = addr;
   u->series = std::make_unique<RequestSeriesCache>(std::move(labels));
   ups_.push_back(std::move(u));
@@ -583,8 +625,7 @@ void HttpOutbound::Close(bool reset) {
     u->registered = false;
     if (keep && u->fd.valid() && !u->ended && !u->busy && !u->hup && u->out.empty()) {
       w_->outbound().upstream_pool().Put(
-          pod_->uid, u->endpoint,
-          UpstreamPool::Idle{std::move(u->fd), u->addr, u->series->labels()});
+          pod_->uid, u->key, UpstreamPool::Idle{std::move(u->fd), u->addr, u->series->labels()});
     }
     u->fd.reset();  // the upstream flow sees EOF and ends its stream
   }
@@ -596,11 +637,30 @@ void HttpOutbound::Close(bool reset) {
 
 // HTTP/2: the router. The endpoint as for HTTP/1.1; the upstream is this connection's HTTP/2
 // connection to it (multiplexed), opened on first use.
-std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttributes&) {
+// HTTP/2: trace context and the route's plan per stream; the backend is kept for RouteH2 (also
+// called again for a stream an upstream refused).
+std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
+  AddTraceContext(r);
+  H2Route& route = h2_routes_[&r];
+  auto planned = PlanRoute(w_->shared().config->Get(), r, &route.flags);
+  if (auto* reply = std::get_if<l7::LocalReply>(&planned)) return std::move(*reply);
+  const Target& t = std::get<Target>(planned);
+  if (t.svc) route.service = absl::StrCat(t.svc->ns, "/", t.svc->name);
+  if (t.port) route.port = t.port->port;
+  route.flags.clear();
+  return std::nullopt;
+}
+
+std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttributes& r) {
   auto snap = w_->shared().config->Get();
-  const Workload* dst = ChooseEndpoint(*snap);
+  Target t;
+  if (auto it = h2_routes_.find(&r); it != h2_routes_.end()) {
+    t.svc = snap->FindServiceByKey(it->second.service);
+    t.port = t.svc ? t.svc->FindPort(it->second.port) : nullptr;
+  }
+  const Workload* dst = t.svc && t.port ? ChooseEndpoint(*snap, *t.svc) : nullptr;
   if (!dst) return l7::LocalReply{503, std::string(l7::kNoHealthyUpstream)};
-  Upstream* u = UpstreamFor(*snap, *dst);
+  Upstream* u = UpstreamFor(*snap, *dst, t);
   if (!u) {
     w_->outbound().balancer().Finished(dst->uid, /*failed=*/true, Balancer::Clock::now());
     return l7::LocalReply{503, std::string(l7::kResetBeforeHeadersFailure)};
@@ -612,7 +672,14 @@ std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttr
 void HttpOutbound::DoneH2(const l7::Exchange& ex) {
   std::string_view flags = ResponseFlags(ex);
   bool failed = ex.status == 0;
-  if (ex.local_reply) {
+  std::string route_flags;  // a route's local reply: its flags
+  if (auto it = h2_routes_.find(&ex.request); it != h2_routes_.end()) {
+    route_flags = std::move(it->second.flags);
+    h2_routes_.erase(it);
+  }
+  if (ex.local_reply && !route_flags.empty()) {
+    flags = route_flags;
+  } else if (ex.local_reply) {
     if (ex.reason == l7::kNoHealthyUpstream) flags = "UH";
     if (ex.reason == l7::kResetBeforeHeadersFailure) flags = "UF";
     if (ex.reason == l7::kResetBeforeHeadersTermination) flags = "UC";

@@ -6,9 +6,12 @@
 // (l7::Http1ServerConnection: Beast's parser, RFC 9112 framing checks, limits, pipelining,
 // Upgrade/CONNECT). Its gate is the router: for each request it adds trace context when missing
 // (W3C `traceparent`, taking the trace id of B3 headers when those are present, and
-// `x-request-id`), chooses one of the Service's ready endpoints with the Balancer (power of two
-// choices over outstanding requests with failure backoff, balancer.h) and hands the request to an
-// upstream connection for that endpoint: an idle one of this connection's, else a new one.
+// `x-request-id`), applies the Service's Gateway API routes (issue 15, ztunnel/traffic/plan.h:
+// a redirect, 404 "NR" or fault abort answered locally; header modifiers and URL rewrites applied
+// to the head; the weighted backend Service chosen), chooses one of the backend Service's ready
+// endpoints with the Balancer (power of two choices over outstanding requests with failure
+// backoff, balancer.h) and hands the request to an upstream connection for that endpoint: an
+// idle one of this connection's, else a new one.
 //
 // An upstream connection is a socketpair whose other end is the client socket of an ordinary
 // outbound flow to that endpoint (Outbound::OpenUpstream): an HBONE stream to a meshed endpoint
@@ -54,6 +57,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/net.h"
 #include "common/unique_fd.h"
 #include "ztunnel/l7/http1_server.h"
@@ -81,6 +85,7 @@ class HttpOutbound : public Flow {
     size_t idx = 0;
     UniqueFd fd;
     std::string endpoint;     // workload uid: the balancer's key
+    std::string key;          // endpoint, port and Service: what may reuse it (pool key)
     std::string addr;         // ip:port of the endpoint (access log)
     ByteQueue out;            // bytes for it its socket did not take yet
     bool busy = false;        // a request is outstanding on it
@@ -112,8 +117,17 @@ class HttpOutbound : public Flow {
   void ReadUpstream(Upstream& u);
   void UpstreamEnded(Upstream& u);
   std::string AddTraceContext(HttpRequestAttributes& req);
-  const Workload* ChooseEndpoint(const ConfigSnapshot& snap);
+  // Where a request goes after its route (issue 15): the backend Service and its port (null:
+  // the called address is no Service of the snapshot).
+  struct Target {
+    const Service* svc = nullptr;
+    const ServicePort* port = nullptr;
+  };
+  std::variant<Target, l7::LocalReply> PlanRoute(const SnapshotPtr& snap,
+                                                 HttpRequestAttributes& req, std::string* flags);
+  const Workload* ChooseEndpoint(const ConfigSnapshot& snap, const Service& svc);
   std::optional<l7::LocalReply> Route(HttpRequestAttributes& req);
+  std::optional<l7::LocalReply> GateH2(HttpRequestAttributes& req);
   std::variant<size_t, l7::LocalReply> RouteH2(const HttpRequestAttributes& req);
   void DoneH2(const l7::Exchange& ex);
   bool AfterH2();
@@ -126,7 +140,7 @@ class HttpOutbound : public Flow {
   auto ToClient() {
     return [this](std::string_view b) { client_out_.Append(b.data(), b.size()); };
   }
-  Upstream* UpstreamFor(const ConfigSnapshot& snap, const Workload& dst);
+  Upstream* UpstreamFor(const ConfigSnapshot& snap, const Workload& dst, const Target& t);
   void Done(const l7::Exchange& ex);
   void Record(const l7::Exchange& ex, RequestSeriesCache* series, std::string_view flags,
               const std::string& upstream, const std::string& trace_id);
@@ -151,7 +165,15 @@ class HttpOutbound : public Flow {
   Upstream* cur_ = nullptr;     // where the codec's current request bytes go
   Upstream* tunnel_ = nullptr;  // after a protocol switch: the upstream bytes relay to
   RequestSeriesCache local_;    // requests answered without an upstream
-  std::string gate_flags_;      // a gate's local reply: its flags ("UH", "UF")
+  std::string gate_flags_;      // a gate's local reply: its flags ("UH", "UF", a route's)
+  // HTTP/2 streams between their gate and their end, by their request: the route's backend
+  // ("<namespace>/<name>", service port) or the flags of the route's local reply.
+  struct H2Route {
+    std::string service;
+    uint16_t port = 0;
+    std::string flags;
+  };
+  absl::flat_hash_map<const HttpRequestAttributes*, H2Route> h2_routes_;
 };
 
 }  // namespace weft::ztunnel

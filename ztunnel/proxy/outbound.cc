@@ -107,6 +107,14 @@ absl::StatusOr<UniqueFd> Outbound::OpenUpstream(const std::shared_ptr<Pod>& pod,
   return ours;
 }
 
+const traffic::Router& Outbound::RouterFor(const SnapshotPtr& snap) {
+  if (snap != router_snap_ || !router_) {
+    router_ = traffic::Router::Build(snap);
+    router_snap_ = snap;
+  }
+  return *router_;
+}
+
 std::string Outbound::RandomHex(size_t digits) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(digits, '0');

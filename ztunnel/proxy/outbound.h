@@ -15,6 +15,7 @@
 #include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/upstream_pool.h"
 #include "ztunnel/state/snapshot.h"
+#include "ztunnel/traffic/router.h"
 
 namespace weft::ztunnel {
 
@@ -40,6 +41,9 @@ class Outbound {
   UpstreamPool& upstream_pool() { return upstream_pool_; }  // idle HTTP/1.1 upstreams
   std::string RandomHex(size_t digits);                     // trace and span ids (never all zero)
   std::string NewUuid();                                    // x-request-id: a version 4 UUID
+  uint64_t Draw() { return rng_(); }                        // a random number (traffic plans)
+  // The route tables of `snap` (issue 15), compiled once per snapshot on this worker.
+  const traffic::Router& RouterFor(const SnapshotPtr& snap);
 
  private:
   // Where a connection goes: the per-connection protocol decision. L7 (HTTP to a waypoint or
@@ -69,6 +73,8 @@ class Outbound {
   Balancer balancer_;
   UpstreamPool upstream_pool_;
   std::mt19937_64 rng_{std::random_device{}()};
+  SnapshotPtr router_snap_;  // the snapshot router_ was built from
+  std::shared_ptr<const traffic::Router> router_;
 };
 
 // The address of `w` in the same family as `like`, else its first (`w` has an address).

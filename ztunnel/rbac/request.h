@@ -30,6 +30,11 @@ struct HttpRequestAttributes {
   // Set by a source-side gate (never by authorization): fields the codec appends to the request
   // it forwards, names lower-case (trace context it created: traceparent, x-request-id).
   std::vector<std::pair<std::string, std::string>> add_headers;
+  // Set by a source-side gate that changed `authority` or `headers` (a route's filters): the
+  // codec then forwards a head rebuilt from method, path, authority and headers instead of the
+  // one received. Framing fields (content-length, transfer-encoding) and hop-by-hop ones stay as
+  // received whatever `headers` says.
+  bool rewrite_head = false;
 };
 
 // The request-target as Istio's default path normalisation (meshConfig.pathNormalization BASE)

@@ -145,6 +145,7 @@ class ConfigSnapshot::Builder {
     }
     size_t idx = s_.services_.size();
     for (const auto& ip : svc.addresses) s_.svc_by_ip_.emplace(ip, idx);
+    s_.svc_by_key_.emplace(absl::StrCat(svc.ns, "/", svc.name), idx);
     for (const auto& uid : svc.ready_endpoint_uids) s_.svc_by_endpoint_[uid].push_back(idx);
     s_.services_.push_back(std::move(svc));
     return absl::OkStatus();
@@ -273,6 +274,11 @@ const Workload* ConfigSnapshot::FindWorkloadByUid(std::string_view uid) const {
 const Workload* ConfigSnapshot::FindWorkloadByAddress(const IpAddr& ip) const {
   auto it = by_ip_.find(ip);
   return it == by_ip_.end() ? nullptr : &workloads_[it->second];
+}
+
+const Service* ConfigSnapshot::FindServiceByKey(std::string_view key) const {
+  auto it = svc_by_key_.find(Av(key));
+  return it == svc_by_key_.end() ? nullptr : &services_[it->second];
 }
 
 const Service* ConfigSnapshot::FindServiceByAddress(const IpAddr& vip) const {

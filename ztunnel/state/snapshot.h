@@ -55,6 +55,7 @@ class ConfigSnapshot {
   const Workload* FindWorkloadByUid(std::string_view uid) const;
   const Workload* FindWorkloadByAddress(const IpAddr& ip) const;
   const Service* FindServiceByAddress(const IpAddr& vip) const;
+  const Service* FindServiceByKey(std::string_view key) const;  // "<namespace>/<name>"
   // The first Service (config order) with `w` among its ready endpoints and a port whose
   // target port is `target_port`; nullptr if none. Indexed: O(services fronting w).
   const Service* ServiceForEndpoint(const Workload& w, uint16_t target_port) const;
@@ -98,6 +99,7 @@ class ConfigSnapshot {
   absl::flat_hash_map<std::string, size_t> by_uid_;
   absl::flat_hash_map<IpAddr, size_t> by_ip_;
   absl::flat_hash_map<IpAddr, size_t> svc_by_ip_;
+  absl::flat_hash_map<std::string, size_t> svc_by_key_;
   absl::flat_hash_map<std::string, std::vector<size_t>> svc_by_endpoint_;  // ready endpoints
   // Indexes into policies_/peer_authns_ by namespace, each in config order.
   absl::flat_hash_map<std::string, std::vector<size_t>> policies_by_ns_;
