@@ -1289,6 +1289,34 @@ TEST_F(DirectMeshHttpSource, RoutesSendMatchesToTheirBackendsWithTheirFilters) {
       << Metrics(*a_);
 }
 
+TEST_F(DirectMeshHttpSource, AFaultAbortAnswersEveryRequestLocallyWithFI) {
+  extra_services_ = Services(true) + R"(trafficPolicies:
+- name: web-faults
+  namespace: ns-b
+  targetService: ns-b/web
+  faultInjection: {abort: {httpStatus: 418, grpcStatus: -1, percentage: 100}}
+)";
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  const std::string want = "v" + std::to_string(version_);
+  ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }));
+  for (int i = 0; i < 3; ++i) {
+    auto fd = Outbound(kVip);
+    weft::testing::HttpConn c(fd.get());
+    auto r = c.Request("GET", "/", "web");
+    EXPECT_EQ(r.status, 418) << r.body << r.error;
+    EXPECT_EQ(r.body, "fault filter abort");
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_requests_total",
+                  {{"reporter", "source"}, {"response_code", "418"}, {"response_flags", "FI"}}) ==
+           3;
+  })) << Metrics(*a_);
+  // Nothing reached a server.
+  EXPECT_EQ(Metric(*a_, "istio_tcp_connections_opened_total",
+                   {{"reporter", "source"}, {"destination_service_name", "web"}}),
+            0);
+}
+
 TEST_F(DirectMeshHttpSource, AWeightedSplitSendsItsShareToEachBackend) {
   extra_services_ = Services(true) + RoutesYaml(port_, R"(  - backends:
     - {service: ns-b/web-v1, port: 80, weight: 90}
