@@ -85,6 +85,11 @@ void ServeListsAndReviews(TestApiServer& api) {
     api.Enqueue(path, {.status = 200, .body = Fixture(file)});
   // A cluster whose Gateway API install has no GRPCRoute: skipped, not an error loop.
   api.Enqueue(kGrpcRoutes, {.status = 404, .body = NotFound("the requested resource")});
+  // Nor Istio: its policy kinds (watched by default, --istio-policies) are skipped the same way.
+  for (const char* istio : {"/apis/security.istio.io/v1/authorizationpolicies",
+                            "/apis/security.istio.io/v1/peerauthentications"}) {
+    api.Enqueue(istio, {.status = 404, .body = NotFound("the requested resource")});
+  }
   api.SetHandler(kCatalogueRoute, [](const RecordedRequest&) -> ScriptedReply {
     return {.status = 200, .body = Fixture("httproute_catalogue.json")};
   });
