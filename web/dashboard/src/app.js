@@ -210,7 +210,7 @@ function renderDetails() {
 // ---- golden signals ------------------------------------------------------------------------
 
 function sparkline(holder, colour) {
-  const opts = { width: 150, height: 34, class: 'spark', legend: { show: false },
+  const opts = { width: 120, height: 34, class: 'spark', legend: { show: false },
     cursor: { show: false }, scales: { x: { time: true } }, axes: [{ show: false },
       { show: false }], series: [{}, { stroke: colour, width: 1.5, fill: `${colour}22`,
       spanGaps: true }] };
