@@ -381,6 +381,14 @@ std::variant<HttpOutbound::Target, l7::LocalReply> HttpOutbound::PlanRoute(
     const SnapshotPtr& snap, HttpRequestAttributes& req, std::string* flags) {
   const Service* svc = snap->FindServiceByAddress(orig_.ip);
   if (!svc) return Target{};
+  if (snap->http_routes().empty() && snap->traffic_policies().empty()) {
+    // No traffic configuration anywhere (the common case): the plan would be the called Service
+    // and port, unchanged; skip its copies and the target normalisation on this hot path.
+    *flags = "-";
+    Target t{svc, svc->FindPort(orig_.port)};
+    if (!t.port) return l7::LocalReply{500, ""};
+    return t;
+  }
   Outbound& ob = w_->outbound();
   const Workload* src = snap->FindWorkloadByUid(pod_->uid);
   RequestTarget norm = NormalizeRequestTarget(req.method, req.path);
