@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <tuple>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/stat.h"
 
 namespace weft::cli::dashboard {
@@ -198,8 +202,15 @@ struct EdgeCounts {
   double bytes = 0;
 };
 
-using EdgeKey = std::pair<std::string, std::string>;                     // source id, dest id
-using EdgeTable = std::map<std::string, std::map<EdgeKey, EdgeCounts>>;  // reporter -> edges
+// Traffic from a source workload, addressed to a Service (svc: "" when none is known: a call to
+// a pod's own address), to the destination workload that served it. Ids as the graph's nodes.
+struct Flow {
+  std::string src, svc, dst;
+  bool operator<(const Flow& o) const {
+    return std::tie(src, svc, dst) < std::tie(o.src, o.svc, o.dst);
+  }
+};
+using EdgeTable = std::map<std::string, std::map<Flow, EdgeCounts>>;  // reporter -> flows
 
 std::string SourceId(const MetricSample& s) {
   std::string w = Label(s, "source_workload");
@@ -207,13 +218,30 @@ std::string SourceId(const MetricSample& s) {
   return Label(s, "source_workload_namespace") + "/" + w;
 }
 
-EdgeTable CollectEdges(const std::vector<MetricSample>& samples) {
+std::string DestinationId(const MetricSample& s) {
+  std::string dst = Label(s, "destination_workload");
+  if (dst.empty() || dst == "unknown") return "";
+  return Label(s, "destination_workload_namespace") + "/" + dst;
+}
+
+EdgeCounts& Add(EdgeCounts& into, const EdgeCounts& c) {
+  for (const auto& [k, v] : c.opened_by_security) into.opened_by_security[k] += v;
+  into.opened += c.opened;
+  into.closed += c.closed;
+  into.denied_conns += c.denied_conns;
+  into.requests += c.requests;
+  into.denied_requests += c.denied_requests;
+  into.errors += c.errors;
+  into.bytes += c.bytes;
+  return into;
+}
+
+EdgeTable CollectEdges(const std::vector<MetricSample>& samples, const ServiceNames& services) {
   EdgeTable out;
   for (const MetricSample& s : samples) {
-    std::string dst = Label(s, "destination_workload");
-    if (dst.empty() || dst == "unknown") continue;
-    EdgeCounts& e = out[Label(s, "reporter")]
-                       [{SourceId(s), Label(s, "destination_workload_namespace") + "/" + dst}];
+    std::string dst = DestinationId(s);
+    if (dst.empty()) continue;
+    EdgeCounts& e = out[Label(s, "reporter")][{SourceId(s), services.Of(s), dst}];
     if (s.name == "istio_tcp_connections_opened_total") {
       e.opened += s.value;
       e.opened_by_security[Label(s, "connection_security_policy")] += s.value;
@@ -270,48 +298,69 @@ std::pair<std::string, json> Security(const EdgeCounts& window, const EdgeCounts
   return {kinds == 1 ? only : "mixed", counts};
 }
 
-const EdgeCounts* Find(const EdgeTable& t, const std::string& reporter, const EdgeKey& k) {
+const EdgeCounts* Find(const EdgeTable& t, const std::string& reporter, const Flow& k) {
   auto r = t.find(reporter);
   if (r == t.end()) return nullptr;
   auto e = r->second.find(k);
   return e == r->second.end() ? nullptr : &e->second;
 }
 
-json EdgeJson(const EdgeKey& key, const EdgeTable& now, const EdgeTable& then, double window) {
-  // The destination's ztunnel where it saw the edge (it enforces policy, so it alone sees
-  // denials), else the caller's.
-  std::string reporter = Find(now, "destination", key) ? "destination" : "source";
-  const EdgeCounts& total = *Find(now, reporter, key);
-  EdgeCounts d = Minus(total, window > 0 ? Find(then, reporter, key) : nullptr);
-  // Requests are recorded by whichever side parses HTTP: the caller's for an HTTP Service.
-  const EdgeCounts* req_total = &total;
-  const EdgeCounts* req_now = &d;
-  EdgeCounts req_d;
+// One flow's counters, each counted once: connections and bytes from the destination's ztunnel
+// where it saw the flow (it enforces policy, so it alone sees denials), else the caller's;
+// requests from whichever side parsed HTTP (the caller's for a Service declared HTTP). Edges sum
+// the views of their flows.
+struct EdgeView {
+  EdgeCounts total, window, req_total, req_window;
+  std::set<std::string> reporters;
+};
+
+EdgeView ViewOf(const Flow& f, const EdgeTable& now, const EdgeTable& then, double window) {
+  EdgeView v;
+  const std::string reporter = Find(now, "destination", f) ? "destination" : "source";
+  v.reporters.insert(reporter);
+  v.total = *Find(now, reporter, f);
+  v.window = Minus(v.total, window > 0 ? Find(then, reporter, f) : nullptr);
+  v.req_total = v.total;
+  v.req_window = v.window;
   const std::string other = reporter == "destination" ? "source" : "destination";
-  if (total.requests == 0 && Find(now, other, key)) {
-    req_total = Find(now, other, key);
-    req_d = Minus(*req_total, window > 0 ? Find(then, other, key) : nullptr);
-    req_now = &req_d;
+  if (v.total.requests == 0 && Find(now, other, f)) {
+    v.req_total = *Find(now, other, f);
+    v.req_window = Minus(v.req_total, window > 0 ? Find(then, other, f) : nullptr);
   }
+  return v;
+}
+
+void Add(EdgeView& into, const EdgeView& v) {
+  Add(into.total, v.total);
+  Add(into.window, v.window);
+  Add(into.req_total, v.req_total);
+  Add(into.req_window, v.req_window);
+  into.reporters.insert(v.reporters.begin(), v.reporters.end());
+}
+
+json EdgeJson(const std::string& source, const std::string& target, const char* kind,
+              const EdgeView& v, double window) {
+  const EdgeCounts &total = v.total, &d = v.window;
   auto [security, counts] = Security(d, total);
   const double per = window > 0 ? window : 1;
-  const bool http = req_total->requests > 0;
-  json e = {{"id", key.first + "->" + key.second},
-            {"source", key.first},
-            {"target", key.second},
-            {"reporter", reporter},
+  const bool http = v.req_total.requests > 0;
+  json e = {{"id", source + "->" + target},
+            {"source", source},
+            {"target", target},
+            {"kind", kind},
+            {"reporter", v.reporters.size() == 1 ? *v.reporters.begin() : "both"},
             {"security", security},
             {"security_counts", counts},
             {"protocol", http ? "http" : "tcp"},
             {"connections_opened", d.opened},
             {"connections_per_second", window > 0 ? d.opened / per : 0},
-            {"requests", req_now->requests},
-            {"requests_per_second", window > 0 ? req_now->requests / per : 0},
-            {"denied", d.denied_conns + req_now->denied_requests},
-            {"denied_total", total.denied_conns + req_total->denied_requests},
-            {"errors", req_now->errors},
+            {"requests", v.req_window.requests},
+            {"requests_per_second", window > 0 ? v.req_window.requests / per : 0},
+            {"denied", d.denied_conns + v.req_window.denied_requests},
+            {"denied_total", total.denied_conns + v.req_total.denied_requests},
+            {"errors", v.req_window.errors},
             {"bytes_per_second", window > 0 ? d.bytes / per : 0},
-            {"active", d.opened > 0 || req_now->requests > 0 || d.bytes > 0}};
+            {"active", d.opened > 0 || v.req_window.requests > 0 || d.bytes > 0}};
   double rate =
       http ? e["requests_per_second"].get<double>() : e["connections_per_second"].get<double>();
   e["rate"] = rate;
@@ -319,45 +368,131 @@ json EdgeJson(const EdgeKey& key, const EdgeTable& now, const EdgeTable& then, d
   return e;
 }
 
-}  // namespace
+json WorkloadNode(const std::string& id, const std::string& ns, const std::string& workload,
+                  const char* kind) {
+  return {{"id", id},     {"namespace", ns}, {"workload", workload},
+          {"kind", kind}, {"pods", 0},       {"enrolled_pods", 0}};
+}
 
-json GraphJson(const std::vector<MetricSample>& before, const std::vector<MetricSample>& after,
-               double window_seconds, const json& config) {
-  const EdgeTable now = CollectEdges(after), then = CollectEdges(before);
+// A Service as a node: its endpoints stand for its pods (enrolled when their workload is).
+json ServiceNode(const std::string& id, const json* svc, const std::map<std::string, bool>& uids) {
+  const std::string ref = id.substr(std::strlen(kServicePrefix));  // "NS/NAME"
+  const auto slash = ref.find('/');
+  const std::string ns = ref.substr(0, slash), name = ref.substr(slash + 1);
+  json n = {{"id", id},
+            {"kind", "service"},
+            {"namespace", ns},
+            {"name", name},
+            {"workload", name},
+            {"label", name + "." + ns},
+            {"hostname", svc ? Str(*svc, "hostname") : ""},
+            {"in_config", svc != nullptr},
+            {"pods", 0},
+            {"enrolled_pods", 0}};
+  if (!svc) return n;
+  for (const json& e : Array(*svc, "endpoints")) {
+    auto it = uids.find(Str(e, "workloadUid"));
+    n["pods"] = n["pods"].get<int>() + 1;
+    if (it != uids.end() && it->second) n["enrolled_pods"] = n["enrolled_pods"].get<int>() + 1;
+  }
+  return n;
+}
+
+// The nodes every workload and Service of `config` gives (traffic adds the others).
+std::map<std::string, json> ConfigNodes(const json& config) {
   std::map<std::string, json> nodes;
+  std::map<std::string, bool> enrolled_uids;
   for (const json& w : Array(config, "workloads")) {
+    enrolled_uids[Str(w, "uid")] = Enrolled(w);
     std::string id = WorkloadId(w);
     json& n = nodes[id];
     if (n.is_null()) {
-      n = {{"id", id},
-           {"namespace", Str(w, "namespace")},
-           {"workload", Str(w, "workloadName", Str(w, "name"))},
-           {"kind", "workload"},
-           {"pods", 0},
-           {"enrolled_pods", 0}};
+      n = WorkloadNode(id, Str(w, "namespace"), Str(w, "workloadName", Str(w, "name")), "workload");
     }
     n["pods"] = n["pods"].get<int>() + 1;
     if (Enrolled(w)) n["enrolled_pods"] = n["enrolled_pods"].get<int>() + 1;
   }
-  std::set<EdgeKey> keys;
-  for (const auto& [reporter, edges] : now) {
-    for (const auto& [k, c] : edges) keys.insert(k);
+  for (const json& s : Array(config, "services")) {
+    std::string id = ServiceNames::Id(Str(s, "namespace"), Str(s, "name"));
+    nodes[id] = ServiceNode(id, &s, enrolled_uids);
   }
-  json edges = json::array();
-  for (const EdgeKey& k : keys) {
-    for (const std::string& id : {k.first, k.second}) {
+  return nodes;
+}
+
+}  // namespace
+
+std::string ServiceNames::Id(const std::string& ns, const std::string& name) {
+  return absl::StrCat(kServicePrefix, ns, "/", name);
+}
+
+ServiceNames::ServiceNames(const std::vector<MetricSample>& samples, const json& config) {
+  for (const json& s : Array(config, "services")) {
+    if (!Str(s, "hostname").empty())
+      by_host_[Str(s, "hostname")] = Id(Str(s, "namespace"), Str(s, "name"));
+  }
+  for (const MetricSample& s : samples) {
+    const std::string host = Label(s, "destination_service"),
+                      name = Label(s, "destination_service_name"),
+                      ns = Label(s, "destination_service_namespace");
+    if (host.empty() || host == "unknown" || name.empty() || name == "unknown" || ns.empty() ||
+        ns == "unknown") {
+      continue;
+    }
+    by_host_.emplace(host, Id(ns, name));
+  }
+}
+
+std::string ServiceNames::Of(const MetricSample& s) const {
+  const std::string host = Label(s, "destination_service");
+  if (host.empty() || host == "unknown") return "";
+  if (auto it = by_host_.find(host); it != by_host_.end()) return it->second;
+  // A host no sample or config names: Kubernetes' NAME.NAMESPACE[.svc.DOMAIN].
+  std::vector<std::string> parts = absl::StrSplit(host, '.');
+  return parts.size() >= 2 ? Id(parts[1], parts[0]) : "";
+}
+
+json GraphJson(const std::vector<MetricSample>& before, const std::vector<MetricSample>& after,
+               double window_seconds, const json& config) {
+  const ServiceNames services(after, config);
+  const EdgeTable now = CollectEdges(after, services), then = CollectEdges(before, services);
+  std::map<std::string, json> nodes = ConfigNodes(config);
+  std::set<Flow> flows;
+  for (const auto& [reporter, by_flow] : now) {
+    for (const auto& [f, c] : by_flow) flows.insert(f);
+  }
+  // Without Service nodes: source -> destination workload. With them: source -> Service ->
+  // destination workload, and source -> destination for calls addressed to no Service.
+  using Key = std::tuple<std::string, std::string, const char*>;
+  std::map<Key, EdgeView> edges, service_edges;
+  for (const Flow& f : flows) {
+    for (const std::string& id : {f.src, f.dst}) {
       if (nodes.count(id)) continue;
       auto slash = id.find('/');
-      nodes[id] = {{"id", id},
-                   {"namespace", slash == std::string::npos ? "" : id.substr(0, slash)},
-                   {"workload", slash == std::string::npos ? id : id.substr(slash + 1)},
-                   {"kind", id == "unknown" ? "unknown" : "workload"},
-                   {"pods", 0},
-                   {"enrolled_pods", 0}};
+      nodes[id] = WorkloadNode(id, slash == std::string::npos ? "" : id.substr(0, slash),
+                               slash == std::string::npos ? id : id.substr(slash + 1),
+                               id == "unknown" ? "unknown" : "workload");
     }
-    edges.push_back(EdgeJson(k, now, then, window_seconds));
+    if (!f.svc.empty() && !nodes.count(f.svc)) nodes[f.svc] = ServiceNode(f.svc, nullptr, {});
+    const EdgeView v = ViewOf(f, now, then, window_seconds);
+    Add(edges[{f.src, f.dst, "workload"}], v);
+    if (f.svc.empty()) {
+      Add(service_edges[{f.src, f.dst, "workload"}], v);
+    } else {
+      Add(service_edges[{f.src, f.svc, "to_service"}], v);
+      Add(service_edges[{f.svc, f.dst, "from_service"}], v);
+    }
   }
-  json out = {{"window_seconds", window_seconds}, {"nodes", json::array()}, {"edges", edges}};
+  auto list = [&](const std::map<Key, EdgeView>& in) {
+    json out = json::array();
+    for (const auto& [k, v] : in) {
+      out.push_back(EdgeJson(std::get<0>(k), std::get<1>(k), std::get<2>(k), v, window_seconds));
+    }
+    return out;
+  };
+  json out = {{"window_seconds", window_seconds},
+              {"nodes", json::array()},
+              {"edges", list(edges)},
+              {"service_edges", list(service_edges)}};
   for (auto& [id, n] : nodes) {
     const int pods = n["pods"].get<int>(), enrolled = n["enrolled_pods"].get<int>();
     n["enrolled"] = pods > 0 && enrolled == pods;
@@ -367,8 +502,135 @@ json GraphJson(const std::vector<MetricSample>& before, const std::vector<Metric
   return out;
 }
 
+namespace {
+
+using Readings = std::pair<std::vector<MetricSample>, std::vector<MetricSample>>;  // before, after
+
+// The samples of both readings per `key(sample)` ("" leaves a sample out).
+template <typename KeyFn>
+std::map<std::string, Readings> GroupBy(const std::vector<MetricSample>& before,
+                                        const std::vector<MetricSample>& after, KeyFn key) {
+  std::map<std::string, Readings> out;
+  for (const MetricSample& s : before) {
+    if (std::string k = key(s); !k.empty()) out[k].first.push_back(s);
+  }
+  for (const MetricSample& s : after) {
+    if (std::string k = key(s); !k.empty()) out[k].second.push_back(s);
+  }
+  return out;
+}
+
+bool IsRequestSample(const MetricSample& s) {
+  return absl::StartsWith(s.name, "istio_request");
+}
+
+// Which reporter's samples count for each flow, as ViewOf chooses for the graph: for connections
+// the destination's ztunnel where it saw the flow, else the caller's; for requests whichever
+// side recorded them, the destination's first.
+struct Chosen {
+  std::map<Flow, std::string> conn, req;
+};
+
+Chosen Choose(const std::vector<MetricSample>& after, const ServiceNames& names) {
+  std::map<Flow, std::set<std::string>> conn, req;
+  for (const MetricSample& s : after) {
+    const std::string dst = DestinationId(s);
+    if (dst.empty()) continue;
+    const Flow f{SourceId(s), names.Of(s), dst};
+    if (!IsRequestSample(s)) {
+      conn[f].insert(Label(s, "reporter"));
+    } else if (s.value > 0) {
+      req[f].insert(Label(s, "reporter"));
+    }
+  }
+  Chosen c;
+  for (const auto& [f, r] : conn) c.conn[f] = r.count("destination") ? "destination" : "source";
+  for (const auto& [f, r] : req) c.req[f] = r.count("destination") ? "destination" : "source";
+  return c;
+}
+
+// The samples of traffic addressed to a Service, each flow's counted once (Chosen), relabelled
+// so that ComputeStats reads the Service as the destination workload.
+std::vector<MetricSample> AsServices(const std::vector<MetricSample>& in, const Chosen& chosen,
+                                     const ServiceNames& names) {
+  std::vector<MetricSample> out;
+  for (const MetricSample& s : in) {
+    const std::string dst = DestinationId(s);
+    if (dst.empty()) continue;
+    const Flow f{SourceId(s), names.Of(s), dst};
+    if (f.svc.empty()) continue;
+    const auto& pick = IsRequestSample(s) ? chosen.req : chosen.conn;
+    auto it = pick.find(f);
+    if (it == pick.end() || it->second != Label(s, "reporter")) continue;
+    const std::string ref = f.svc.substr(std::strlen(kServicePrefix));
+    const auto slash = ref.find('/');
+    MetricSample r = s;
+    r.labels["destination_workload_namespace"] = ref.substr(0, slash);
+    r.labels["destination_workload"] = ref.substr(slash + 1);
+    r.labels["reporter"] = "destination";
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// Each destination's stats in `r` as an edge from `source` (to the Service when `services`).
+void AddEdgeStats(json& list, const std::string& source, const Readings& r, double window,
+                  const char* kind, bool services) {
+  for (const WorkloadStat& s : ComputeStats(r.first, r.second, window)) {
+    json e = StatJson(s, window);
+    const std::string target =
+        services ? ServiceNames::Id(s.ns, s.workload) : s.ns + "/" + s.workload;
+    e["source"] = source;
+    e["target"] = target;
+    e["id"] = source + "->" + target;
+    e["kind"] = kind;
+    list.push_back(std::move(e));
+  }
+}
+
+json ServiceStats(const std::vector<WorkloadStat>& stats, double window) {
+  json out = json::array();
+  for (const WorkloadStat& s : stats) {
+    json j = StatJson(s, window);
+    j["id"] = ServiceNames::Id(s.ns, s.workload);
+    j["service"] = s.workload;
+    j["kind"] = "service";
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// The Services' golden signals ("services", "service_totals") and the edges of the graph with
+// Service nodes ("service_edges": source -> Service, Service -> workload, and source ->
+// workload for calls addressed to no Service).
+void AddServiceSignals(json& out, const std::vector<MetricSample>& before,
+                       const std::vector<MetricSample>& after, double window,
+                       const ServiceNames& names) {
+  const Chosen chosen = Choose(after, names);
+  const std::vector<MetricSample> sb = AsServices(before, chosen, names),
+                                  sa = AsServices(after, chosen, names);
+  out["services"] = ServiceStats(ComputeStats(sb, sa, window), window);
+  out["service_totals"] = ServiceStats(ComputeStats({}, sa, 0), 0);
+  json edges = json::array();
+  for (const auto& [src, r] : GroupBy(sb, sa, SourceId)) {
+    AddEdgeStats(edges, src, r, window, "to_service", true);
+  }
+  for (const auto& [svc, r] :
+       GroupBy(before, after, [&](const MetricSample& s) { return names.Of(s); })) {
+    AddEdgeStats(edges, svc, r, window, "from_service", false);
+  }
+  for (const auto& [src, r] : GroupBy(before, after, [&](const MetricSample& s) {
+         return names.Of(s).empty() ? SourceId(s) : "";
+       })) {
+    AddEdgeStats(edges, src, r, window, "workload", false);
+  }
+  out["service_edges"] = std::move(edges);
+}
+
+}  // namespace
+
 json SignalsJson(const std::vector<MetricSample>& before, const std::vector<MetricSample>& after,
-                 double window_seconds) {
+                 double window_seconds, const json& config) {
   json out = {{"window_seconds", window_seconds},
               {"workloads", json::array()},
               {"edges", json::array()},
@@ -380,24 +642,10 @@ json SignalsJson(const std::vector<MetricSample>& before, const std::vector<Metr
     out["totals"].push_back(StatJson(s, 0));
   }
   // Per edge: the destination's stats over only one source's samples.
-  std::set<std::string> sources;
-  for (const MetricSample& s : after) sources.insert(SourceId(s));
-  for (const std::string& src : sources) {
-    auto only = [&](const std::vector<MetricSample>& in) {
-      std::vector<MetricSample> out;
-      for (const MetricSample& s : in) {
-        if (SourceId(s) == src) out.push_back(s);
-      }
-      return out;
-    };
-    for (const WorkloadStat& s : ComputeStats(only(before), only(after), window_seconds)) {
-      json e = StatJson(s, window_seconds);
-      e["source"] = src;
-      e["target"] = s.ns + "/" + s.workload;
-      e["id"] = src + "->" + s.ns + "/" + s.workload;
-      out["edges"].push_back(std::move(e));
-    }
+  for (const auto& [src, r] : GroupBy(before, after, SourceId)) {
+    AddEdgeStats(out["edges"], src, r, window_seconds, "workload", false);
   }
+  AddServiceSignals(out, before, after, window_seconds, ServiceNames(after, config));
   return out;
 }
 
@@ -480,6 +728,40 @@ json PoliciesByWorkload(const json& config) {
   return out;
 }
 
+// The routes (parentService) and TrafficPolicies (targetService) of each Service, by "NS/NAME".
+json PoliciesByService(const json& config) {
+  json out = json::object();
+  for (const json& s : Array(config, "services")) {
+    out[Str(s, "namespace") + "/" + Str(s, "name")] = json::array();
+  }
+  auto add = [&](const std::string& service, std::string kind, const json& p, std::string detail) {
+    if (service.empty()) return;
+    if (!out.contains(service)) out[service] = json::array();
+    out[service].push_back({{"kind", std::move(kind)},
+                            {"namespace", Str(p, "namespace")},
+                            {"name", Str(p, "name")},
+                            {"detail", std::move(detail)}});
+  };
+  for (const json& p : Array(config, "httpRoutes")) {
+    // A route in the Service's own namespace applies to every client (a producer route), one
+    // elsewhere only to the clients of its namespace.
+    const std::string parent = Str(p, "parentService"), ns = Str(p, "namespace");
+    add(parent, Str(p, "kind", "HTTP_ROUTE") == "GRPC_ROUTE" ? "GRPCRoute" : "HTTPRoute", p,
+        absl::StrCat(
+            Array(p, "rules").size(), " rule(s), ",
+            absl::StartsWith(parent, ns + "/") ? "every client" : "clients in namespace " + ns));
+  }
+  for (const json& p : Array(config, "trafficPolicies")) {
+    std::vector<std::string> what;
+    for (const char* k : {"retries", "connectionPool", "outlierDetection", "faultInjection"}) {
+      if (p.contains(k)) what.push_back(k);
+    }
+    add(Str(p, "targetService"), "TrafficPolicy", p,
+        what.empty() ? "no settings" : absl::StrJoin(what, ", "));
+  }
+  return out;
+}
+
 json CertificateJson(const json& c, absl::Time now) {
   absl::Time before, after;
   std::string err;
@@ -518,7 +800,8 @@ json HealthJson(const json& status, const json& config, absl::Time now) {
           {"rejected", Array(status, "rejected")},
           {"file_errors", Array(status, "file_errors")},
           {"ca", std::move(ca)},
-          {"policies", PoliciesByWorkload(config)}};
+          {"policies", PoliciesByWorkload(config)},
+          {"service_policies", PoliciesByService(config)}};
 }
 
 json ErrorJson(const absl::Status& st, const std::string& source) {

@@ -124,6 +124,72 @@ TEST(Graph, RatesAndDenialsOverTheWindow) {
   EXPECT_TRUE((*front)["active"].get<bool>());
 }
 
+// With Service nodes: client -> Service -> the workloads behind it, from the metrics'
+// destination_service labels; every Service of weftd's config is a node, labelled name.namespace.
+TEST(Graph, ServiceNodesBetweenCallersAndTheirWorkloads) {
+  json g = GraphJson({}, Reading("after"), 0, DataJson("config_dump.json"));
+  const json* cat = Find(g["nodes"], "id", "svc:shop/catalogue");
+  ASSERT_NE(cat, nullptr) << g["nodes"].dump(1);
+  EXPECT_EQ((*cat)["kind"], "service");
+  EXPECT_EQ((*cat)["label"], "catalogue.shop");
+  EXPECT_EQ((*cat)["hostname"], "catalogue.shop.svc.cluster.local");
+  EXPECT_EQ((*cat)["pods"], 2);  // its endpoints, both enrolled
+  EXPECT_EQ((*cat)["meshed"], "yes");
+  int services = 0;
+  for (const json& n : g["nodes"]) services += n["kind"] == "service";
+  EXPECT_EQ(services, 5);
+  auto edge = [&](const std::string& id) {
+    const json* e = Find(g["service_edges"], "id", id);
+    EXPECT_NE(e, nullptr) << id << " missing in " << g["service_edges"].dump(1);
+    return e ? *e : json::object();
+  };
+  EXPECT_EQ(edge("shop/frontend->svc:shop/catalogue")["kind"], "to_service");
+  EXPECT_EQ(edge("svc:shop/catalogue->shop/catalogue-0")["kind"], "from_service");
+  EXPECT_EQ(edge("svc:shop/catalogue->shop/catalogue-0")["security"], "same_node");
+  EXPECT_EQ(edge("svc:shop/catalogue->shop/catalogue-1")["security"], "mutual_tls");
+  EXPECT_EQ(edge("shop/frontend->svc:shop/catalogue")["security"], "mixed");
+  EXPECT_EQ(edge("legacy/client->svc:shop/frontend")["security"], "plaintext");
+  EXPECT_EQ(edge("svc:shop/frontend->shop/frontend")["protocol"], "http");
+  // The denial shows on both halves of the cart's call to the store.
+  EXPECT_GE(edge("shop/cart->svc:shop/store")["denied_total"].get<double>(), 2);
+  EXPECT_GE(edge("svc:shop/store->shop/store")["denied_total"].get<double>(), 2);
+  // Nothing in this mesh calls a pod's own address: no direct edge in this view.
+  for (const json& e : g["service_edges"]) EXPECT_NE(e["kind"], "workload") << e.dump();
+  // Both halves count the same traffic: into a Service as much as out of it.
+  for (const json& n : g["nodes"]) {
+    if (n["kind"] != "service") continue;
+    double in = 0, out = 0;
+    for (const json& e : g["service_edges"]) {
+      if (e["target"] == n["id"])
+        in += e["requests"].get<double>() + e["connections_opened"].get<double>();
+      if (e["source"] == n["id"])
+        out += e["requests"].get<double>() + e["connections_opened"].get<double>();
+    }
+    EXPECT_EQ(in, out) << n["id"];
+    EXPECT_GT(in, 0) << n["id"];
+  }
+}
+
+TEST(Graph, ServiceOfASampleFromItsLabelsOrItsHostname) {
+  auto sample = [](std::map<std::string, std::string> labels) {
+    MetricSample s;
+    s.name = "weft_tcp_connection_duration_seconds_count";
+    s.labels = std::move(labels);
+    return s;
+  };
+  ServiceNames names({sample({{"destination_service", "tea.example"},
+                              {"destination_service_name", "teas"},
+                              {"destination_service_namespace", "shop"}})},
+                     DataJson("config_dump.json"));
+  EXPECT_EQ(names.Of(sample({{"destination_service", "tea.example"}})), "svc:shop/teas");
+  EXPECT_EQ(names.Of(sample({{"destination_service", "cart.shop.svc.cluster.local"}})),
+            "svc:shop/cart");
+  EXPECT_EQ(names.Of(sample({{"destination_service", "other.ns.svc.example.org"}})),
+            "svc:ns/other");
+  EXPECT_EQ(names.Of(sample({{"destination_service", "unknown"}})), "");
+  EXPECT_EQ(names.Of(sample({})), "");
+}
+
 // The same numbers `weftctl stat` prints: the totals are those of the recorded
 // `weftctl stat --window 0 --json`, field by field.
 TEST(Signals, TotalsAreWhatWeftctlStatPrints) {
@@ -171,6 +237,36 @@ TEST(Signals, PerEdgeIsTheDestinationsStatsForThatSourceOnly) {
   }
 }
 
+// A Service's golden signals: the traffic addressed to it, whichever workload served it.
+TEST(Signals, PerServiceIsItsWorkloadsTrafficAddressedToIt) {
+  json s = SignalsJson(Reading("before"), Reading("after"), 4, DataJson("config_dump.json"));
+  const json* cat = Find(s["service_totals"], "id", "svc:shop/catalogue");
+  ASSERT_NE(cat, nullptr) << s["service_totals"].dump(1);
+  EXPECT_EQ((*cat)["service"], "catalogue");
+  EXPECT_EQ((*cat)["protocol"], "http");
+  double behind = 0;
+  for (const char* w : {"catalogue-0", "catalogue-1"}) {
+    const json* t = Find(s["totals"], "workload", w);
+    ASSERT_NE(t, nullptr) << w;
+    behind += (*t)["requests"].get<double>();
+  }
+  EXPECT_GT(behind, 0);
+  EXPECT_EQ((*cat)["requests"].get<double>(), behind);
+  // Over the window: the front end's Service has the front end's rate (its only caller).
+  const json* fe = Find(s["services"], "id", "svc:shop/frontend");
+  const json* fw = Find(s["workloads"], "workload", "frontend");
+  ASSERT_NE(fe, nullptr);
+  ASSERT_NE(fw, nullptr);
+  EXPECT_GT((*fe)["requests_per_second"].get<double>(), 0);
+  EXPECT_DOUBLE_EQ((*fe)["requests_per_second"].get<double>(),
+                   (*fw)["requests_per_second"].get<double>());
+  // The edges of the graph with Service nodes have stats under the graph's ids.
+  json g = GraphJson(Reading("before"), Reading("after"), 4, DataJson("config_dump.json"));
+  for (const json& e : g["service_edges"]) {
+    EXPECT_NE(Find(s["service_edges"], "id", e["id"].get<std::string>()), nullptr) << e["id"];
+  }
+}
+
 TEST(Health, PoliciesPerWorkloadCertificatesVersions) {
   absl::Time now;
   std::string err;
@@ -191,6 +287,26 @@ TEST(Health, PoliciesPerWorkloadCertificatesVersions) {
   json later =
       HealthJson(DataJson("status.json"), DataJson("config_dump.json"), now + absl::Hours(48));
   EXPECT_EQ((*Find(later["nodes"], "name", "node0"))["certificates"][0]["state"], "expired");
+}
+
+TEST(Health, RoutesAndTrafficPoliciesPerService) {
+  json config = DataJson("config_dump.json");
+  config["httpRoutes"] = json::parse(R"([
+    {"name": "catalogue", "namespace": "shop", "parentService": "shop/catalogue",
+     "rules": [{}, {}, {}]},
+    {"name": "mine", "namespace": "legacy", "parentService": "shop/catalogue", "rules": [{}]}])");
+  config["trafficPolicies"] = json::parse(R"([{"name": "store", "namespace": "shop",
+    "targetService": "shop/store", "retries": {"attempts": 3}, "connectionPool": {}}])");
+  json h = HealthJson(DataJson("status.json"), config, absl::Now());
+  const json& sp = h["service_policies"];
+  ASSERT_EQ(sp["shop/catalogue"].size(), 2u) << sp.dump(1);
+  EXPECT_EQ(sp["shop/catalogue"][0]["kind"], "HTTPRoute");
+  EXPECT_EQ(sp["shop/catalogue"][0]["detail"], "3 rule(s), every client");
+  EXPECT_EQ(sp["shop/catalogue"][1]["detail"], "1 rule(s), clients in namespace legacy");
+  ASSERT_EQ(sp["shop/store"].size(), 1u);
+  EXPECT_EQ(sp["shop/store"][0]["kind"], "TrafficPolicy");
+  EXPECT_EQ(sp["shop/store"][0]["detail"], "retries, connectionPool");
+  EXPECT_TRUE(sp["shop/cart"].empty());  // every Service is listed, with or without any
 }
 
 TEST(Health, PoliciesFromEveryNodesConfig) {

@@ -146,7 +146,7 @@ void Dashboard::Impl::Collect() {
     auto [before, w] = Before(now);
     window = w;
     gr = GraphJson(before, *after, window, config.ok() ? *config : no_config);
-    si = SignalsJson(before, *after, window);
+    si = SignalsJson(before, *after, window, config.ok() ? *config : no_config);
     if (!o.source->past_readable()) readings.emplace_back(now, std::move(*after));
   } else {
     gr = ErrorJson(after.status(), o.source->metrics_source());
@@ -198,6 +198,11 @@ void Dashboard::Impl::AddSeries(double t, const json& doc) {
     add(w.value("namespace", "") + "/" + w.value("workload", ""), w);
   }
   for (const json& e : doc["edges"]) add(e.value("id", ""), e);
+  // Services and the edges through them (a direct edge of that view has its workload edge's id).
+  for (const json& s : doc.value("services", json::array())) add(s.value("id", ""), s);
+  for (const json& e : doc.value("service_edges", json::array())) {
+    if (e.value("kind", "") != "workload") add(e.value("id", ""), e);
+  }
 }
 
 HttpReply Dashboard::Impl::Series(const std::map<std::string, std::string>& params) {

@@ -7,11 +7,13 @@
 //   /                 the page (index.html and its files from the web root)
 //   /api/meta         the source, the window, when the last reading was taken, the errors
 //   /api/overview     namespaces, pods and their enrolment, nodes   (needs weftd)
-//   /api/graph        the service graph over the window               (needs metrics)
-//   /api/signals      golden signals per workload and edge            (needs metrics)
-//   /api/series?since=UNIX   per workload and edge: [t, rate, success, p50, p95, p99] points
-//                            over the last minutes (rate: rps for HTTP, conn/s for TCP)
-//   /api/health       policies per workload, rejected objects, certificates, config versions
+//   /api/graph        the service graph, workloads and Services, over the window (metrics)
+//   /api/signals      golden signals per workload, Service and edge  (needs metrics)
+//   /api/series?since=UNIX   per workload, Service and edge: [t, rate, success, p50, p95,
+//                            p99] points over the last minutes (rate: rps for HTTP, conn/s
+//                            for TCP)
+//   /api/health       policies per workload, routes and traffic policies per Service,
+//                     rejected objects, certificates, config versions
 //   /api/tap?since=N  the requests seen since event N ({"next": N', "events": [...]}); the
 //                     collector reads the ztunnels' taps only while someone asked within 30 s
 #pragma once
