@@ -1,8 +1,9 @@
 // `weftctl dashboard`'s JSON API on a live tea shop (weftctl up, the e2e fixture with its real
 // Prometheus): the pods listed with their enrolment before and after `weftctl label`, the edges
-// with mutual_tls once the shop is enrolled, the store's denial on the cart -> store edge; the
-// same graph from Prometheus (--prometheus, as in a cluster); and the mesh going down shown as
-// an error, not an empty page.
+// with mutual_tls once the shop is enrolled, and through Service nodes (caller -> Service ->
+// workload), the Services' signals and the catalogue's route on its Service, the store's denial
+// on the cart -> store edges; the same graph, Service nodes included, from Prometheus
+// (--prometheus, as in a cluster); and the mesh going down shown as an error, not an empty page.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
@@ -63,12 +64,17 @@ class DashboardApiTest : public E2eTest {
     return j.is_discarded() ? json{{"error", "not JSON: " + *body}} : j;
   }
 
-  static const json* Edge(const json& graph, const std::string& id) {
-    if (!graph.is_object() || !graph.contains("edges")) return nullptr;
-    for (const json& e : graph["edges"]) {  // a reference into `graph`, not into a copy
+  // An edge of the graph without Service nodes ("edges") or with them ("service_edges"), or a
+  // node ("nodes").
+  static const json* Edge(const json& graph, const std::string& id, const char* list = "edges") {
+    if (!graph.is_object() || !graph.contains(list)) return nullptr;
+    for (const json& e : graph[list]) {  // a reference into `graph`, not into a copy
       if (e.value("id", "") == id) return &e;
     }
     return nullptr;
+  }
+  static const json* ServiceEdge(const json& graph, const std::string& id) {
+    return Edge(graph, id, "service_edges");
   }
 
   void Load(const std::string& duration) {
@@ -115,6 +121,42 @@ TEST_P(DashboardApiTest, PodsEdgesAndDenialsOfTheTeaShop) {
       },
       seconds(15)))
       << g.dump(1);
+  // The same calls through Service nodes: caller -> Service -> the workload behind it.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        g = Get(at, "/api/graph");
+        const json* to_cart = ServiceEdge(g, "shop/frontend->svc:shop/cart");
+        const json* cart = ServiceEdge(g, "svc:shop/cart->shop/cart");
+        const json* legacy = ServiceEdge(g, "legacy/client->svc:shop/frontend");
+        const json* frontend = ServiceEdge(g, "svc:shop/frontend->shop/frontend");
+        return to_cart && cart && legacy && frontend && (*to_cart)["security"] == "mutual_tls" &&
+               (*cart)["security"] == "mutual_tls" && (*legacy)["security"] == "plaintext" &&
+               (*frontend)["kind"] == "from_service";
+      },
+      seconds(15)))
+      << g["service_edges"].dump(1);
+  const json* svc = Edge(g, "svc:shop/frontend", "nodes");
+  ASSERT_NE(svc, nullptr) << g["nodes"].dump(1);
+  EXPECT_EQ((*svc)["kind"], "service");
+  EXPECT_EQ((*svc)["label"], "frontend.shop");
+  EXPECT_EQ((*svc)["meshed"], "yes");
+  json sig = Get(at, "/api/signals");
+  const json* fe = Edge(sig, "svc:shop/frontend", "service_totals");
+  ASSERT_NE(fe, nullptr) << sig.dump(1);
+  EXPECT_GT((*fe)["requests"].get<double>(), 0);
+  // The catalogue's route is listed on its Service.
+  ASSERT_TRUE(Apply(std::string(WEFT_TEASHOP_TRAFFIC) + "/catalogue-route.yaml").ok());
+  json h;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        h = Get(at, "/api/health");
+        const json list =
+            h.value("service_policies", json::object()).value("shop/catalogue", json::array());
+        return list.size() == 1 && list[0].value("name", "") == "catalogue" &&
+               list[0].value("kind", "") == "HTTPRoute";
+      },
+      seconds(15)))
+      << h.value("service_policies", json()).dump(1);
   // The store accepts only the front end: the cart's call is denied, on its edge.
   ASSERT_TRUE(Apply(std::string(WEFT_TEASHOP_POLICIES) + "/store-deny-except-frontend.yaml").ok());
   (void)Weftctl({"exec", "shop/cart", "--", "curl", "-sS", "-m", "3", "http://store.shop/healthz"});
@@ -122,11 +164,13 @@ TEST_P(DashboardApiTest, PodsEdgesAndDenialsOfTheTeaShop) {
       [&] {
         g = Get(at, "/api/graph");
         const json* e = Edge(g, "shop/cart->shop/store");
-        return e && (*e)["denied_total"].get<double>() >= 1;
+        const json* to_store = ServiceEdge(g, "shop/cart->svc:shop/store");
+        return e && (*e)["denied_total"].get<double>() >= 1 && to_store &&
+               (*to_store)["denied_total"].get<double>() >= 1;
       },
       seconds(15)))
       << g.dump(1);
-  json h = Get(at, "/api/health");
+  h = Get(at, "/api/health");
   ASSERT_TRUE(h.contains("policies")) << h.dump(1);
   EXPECT_EQ(h["policies"]["shop/store"][0]["name"], "store-deny-except-frontend");
   // The mesh goes down: every document becomes an error the page shows.
@@ -163,8 +207,11 @@ TEST_P(DashboardApiTest, TheSameGraphFromPrometheus) {
         g = Get(at, "/api/graph");
         const json* cart = Edge(g, "shop/frontend->shop/cart");
         const json* store = Edge(g, "shop/cart->shop/store");
+        const json* via = ServiceEdge(g, "shop/frontend->svc:shop/cart");
+        const json* behind = ServiceEdge(g, "svc:shop/cart->shop/cart");
         return cart && store && (*cart)["security"] == "mutual_tls" &&
-               (*store)["denied_total"].get<double>() >= 1;
+               (*store)["denied_total"].get<double>() >= 1 && via && behind &&
+               (*via)["security"] == "mutual_tls";
       },
       seconds(20)))
       << g.dump(1);
