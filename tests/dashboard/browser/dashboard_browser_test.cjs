@@ -1,12 +1,14 @@
 // weftctl dashboard in a real browser: headless Debian Chromium driven by puppeteer-core against
 // a live `weftctl up` tea shop. Checks what a person would: the page loads with no console
 // errors, lists every pod with its enrolment (and updates after `weftctl label`), draws the
-// graph's edges with their security, shows golden signals equal to `weftctl stat`'s (within
-// rounding), shows the store's policy and the denial on the cart -> store edge after
-// `weftctl apply`, and says what is wrong (never a blank page) when the mesh is down or
-// Prometheus is unreachable. Screenshots go to OUT_DIR.
+// graph with Service nodes (caller -> Service -> workload; a click on a Service opens its
+// signals and its route) and, with the "Service nodes" toggle off, workload to workload, each
+// edge with its security, shows golden signals equal to `weftctl stat`'s (within rounding),
+// shows the store's policy and the denial on the cart's edge after `weftctl apply`, and says
+// what is wrong (never a blank page) when the mesh is down or Prometheus is unreachable.
+// Screenshots go to OUT_DIR.
 //
-// Environment: WEFTCTL, TEASHOP_MANIFESTS, TEASHOP_POLICIES, NODE_MODULES (with
+// Environment: WEFTCTL, TEASHOP_MANIFESTS, TEASHOP_POLICIES, TEASHOP_TRAFFIC, NODE_MODULES (with
 // puppeteer-core), OUT_DIR; CHROMIUM (default /usr/bin/chromium). Exit 77 = skipped (ctest's
 // SKIP_RETURN_CODE): only when Chromium is missing or we are not root.
 'use strict';
@@ -92,6 +94,74 @@ const podsOf = (page) => page.$$eval('#pods tbody tr', (rows) =>
 const edgesOf = (page) => page.evaluate(() => (window.weft.cy ? window.weft.cy.edges().map(
   (e) => ({ id: e.id(), security: e.data('security'), denied: e.data('denied_total'),
     label: e.data('label') })) : []));
+const serviceNodesOf = (page) => page.evaluate(() => (window.weft.cy ? window.weft.cy
+  .nodes('[kind = "service"]').map((n) => ({ id: n.id(), label: n.data('label'),
+    shape: n.style('shape') })) : []));
+
+// A real mouse click on a node of the graph (where Cytoscape drew it).
+async function clickNode(page, id) {
+  const at = await page.evaluate((nodeId) => {
+    const n = window.weft.cy.getElementById(nodeId);
+    if (n.empty()) return null;
+    const box = document.querySelector('#graph').getBoundingClientRect();
+    const p = n.renderedPosition();
+    return { x: box.left + p.x, y: box.top + p.y };
+  }, id);
+  if (!at) return false;
+  await page.mouse.click(at.x, at.y);
+  return true;
+}
+
+// Both views of the graph: through Service nodes (the default), then, after a click on the
+// toggle, workload to workload; the toggle is left on.
+async function checkServiceNodes(page) {
+  weftctl(['apply', '-f', path.join(env('TEASHOP_TRAFFIC'), 'catalogue-route.yaml'), '--wait']);
+  weftctl(['exec', 'legacy/client', '--', 'weft-teashop', '--role', 'load', '--target',
+    'http://frontend.shop', '--duration', '2s']);
+  const viaServices = await eventually(async () => {
+    const e = Object.fromEntries((await edgesOf(page)).map((x) => [x.id, x]));
+    const ok = e['legacy/client->svc:shop/frontend']?.security === 'plaintext' &&
+      e['svc:shop/frontend->shop/frontend'] &&
+      e['shop/frontend->svc:shop/cart']?.security === 'mutual_tls' &&
+      e['svc:shop/cart->shop/cart']?.security === 'mutual_tls' &&
+      e['svc:shop/catalogue->shop/catalogue-0']?.security === 'same_node' &&
+      e['svc:shop/catalogue->shop/catalogue-1']?.security === 'mutual_tls' &&
+      !e['shop/frontend->shop/cart'];
+    return ok && e;
+  });
+  check('graph with Service nodes: legacy client -> frontend.shop plaintext -> frontend, ' +
+    'frontend -> cart.shop -> cart mutual_tls, catalogue.shop -> catalogue-0 same_node and ' +
+    'catalogue-1 mutual_tls', !!viaServices, JSON.stringify(await edgesOf(page)));
+  const services = await serviceNodesOf(page);
+  const labels = services.map((n) => n.label).sort();
+  check('every Service is a triangle labelled name.namespace',
+    JSON.stringify(labels) === JSON.stringify(['cart.shop', 'catalogue.shop', 'frontend.shop',
+      'recommendation.shop', 'store.shop']) && services.every((n) => n.shape === 'triangle'),
+    JSON.stringify(services));
+  check('a click on the catalogue Service node', await clickNode(page, 'svc:shop/catalogue'));
+  const details = await eventually(() => page.$eval('#details', (d) =>
+    d.dataset.kind === 'service' && d.textContent.includes('HTTPRoute shop/catalogue') &&
+    /success\s*\d/.test(d.textContent) && d.textContent));
+  check('opens its details: the route and its golden signals', !!details,
+    await page.$eval('#details', (d) => d.textContent));
+  await shot(page, 'dashboard-service-details.png');
+
+  await page.click('#show-services');
+  const direct = await eventually(async () => {
+    const e = Object.fromEntries((await edgesOf(page)).map((x) => [x.id, x]));
+    const ok = e['shop/frontend->shop/cart']?.security === 'mutual_tls' &&
+      e['legacy/client->shop/frontend']?.security === 'plaintext' &&
+      e['shop/frontend->shop/catalogue-0']?.security === 'same_node' &&
+      (await serviceNodesOf(page)).length === 0;
+    return ok && e;
+  });
+  check('Service nodes toggled off: workload to workload, frontend->cart mutual_tls, legacy ' +
+    'client->frontend plaintext, frontend->catalogue-0 same_node', !!direct,
+    JSON.stringify(await edgesOf(page)));
+  await page.click('#show-services');
+  check('toggled on again: the Service nodes are back',
+    !!await eventually(async () => (await serviceNodesOf(page)).length === 5));
+}
 
 // "12.3ms" / "450µs" / "1.20s" -> seconds; "99.50%" -> fraction; "123 reqs" -> 123; with half
 // a unit of the last digit shown (the rounding).
@@ -158,16 +228,8 @@ async function healthyMesh(browser) {
     () => false);
   weftctl(['exec', 'legacy/client', '--', 'weft-teashop', '--role', 'load', '--target',
     'http://frontend.shop', '--duration', '3s']);
-  const edges = await eventually(async () => {
-    const e = Object.fromEntries((await edgesOf(page)).map((x) => [x.id, x]));
-    const ok = e['shop/frontend->shop/cart']?.security === 'mutual_tls' &&
-      e['legacy/client->shop/frontend']?.security === 'plaintext' &&
-      e['shop/frontend->shop/catalogue-0']?.security === 'same_node';
-    return ok && e;
-  });
-  check('graph edges: frontend->cart mutual_tls, legacy client->frontend plaintext, ' +
-    'frontend->catalogue-0 same_node', !!edges, JSON.stringify(await edgesOf(page)));
   check('live requests appear in the page during the load', await tapRows);
+  await checkServiceNodes(page);
   await shot(page, 'dashboard-enrolled.png');
 
   const cmp = await eventually(async () => {
@@ -186,12 +248,12 @@ async function healthyMesh(browser) {
     (r) => r.textContent.includes('store-deny-except-frontend')));
   check('the store\'s policy is listed after weftctl apply', !!policy);
   const denied = await eventually(async () => {
-    const e = (await edgesOf(page)).find((x) => x.id === 'shop/cart->shop/store');
+    const e = (await edgesOf(page)).find((x) => x.id === 'shop/cart->svc:shop/store');
     return e && e.denied >= 1 && e;
   });
-  check('the denial shows on the cart -> store edge', !!denied && /denied/.test(denied.label),
+  check('the denial shows on the cart -> store.shop edge', !!denied && /denied/.test(denied.label),
     JSON.stringify(denied));
-  await page.evaluate(() => { window.weft.selected = 'shop/cart->shop/store'; });
+  await page.evaluate(() => { window.weft.selected = 'shop/cart->svc:shop/store'; });
   await eventually(() => page.$eval('#details', (d) => d.textContent.includes('denied')));
   await shot(page, 'dashboard.png');
   check('no console errors while the mesh is healthy', consoleErrors.length === 0,

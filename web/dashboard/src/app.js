@@ -11,7 +11,7 @@ const SECURITY_COLOURS = {
 };
 
 const weft = { updates: 0, docs: {}, series: {}, seriesSince: 0, tapNext: 0, cy: null,
-  selected: null };
+  selected: null, showServices: true };
 window.weft = weft;
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -113,6 +113,11 @@ const GRAPH_STYLE = [
   { selector: 'node[meshed = "partly"]', style: { 'border-color': '#f59e0b' } },
   { selector: 'node[kind = "unknown"]', style: { shape: 'diamond', 'border-color': '#9ca3af',
     'background-color': '#f3f4f6' } },
+  // Services (as in Kiali): triangles, violet, between their callers and their workloads.
+  { selector: 'node[kind = "service"]', style: { shape: 'triangle', width: 28, height: 26,
+    'background-color': '#ede9fe', 'border-color': '#7c3aed', 'border-width': 2,
+    'border-style': 'solid' } },
+  { selector: 'node[kind = "service"][meshed = "no"]', style: { 'border-style': 'dashed' } },
   { selector: 'edge', style: {
     width: 'data(width)', 'line-color': 'data(colour)', 'target-arrow-color': 'data(colour)',
     'target-arrow-shape': 'triangle', 'curve-style': 'bezier', label: 'data(label)',
@@ -134,13 +139,23 @@ function edgeElement(e) {
     label: e.active ? `${e.rate_label}${denied}` : denied.replace(' · ', ''), edge: e } };
 }
 
+// The edges the graph shows: through Service nodes (source -> Service -> workload) or not.
+function graphEdges(g) {
+  return weft.showServices && g.service_edges ? g.service_edges : g.edges;
+}
+
+function nodeLabel(n) {
+  if (n.kind === 'unknown') return 'unknown callers';
+  if (n.kind === 'service') return n.label;
+  return `${n.workload}\n${n.namespace}`;
+}
+
 function renderGraph(g) {
   $('#graph-window').textContent = `rates over the last ${g.window_seconds.toFixed(0)} s`;
-  const nodes = g.nodes.map((n) => ({ group: 'nodes', data: {
-    id: n.id, label: n.kind === 'unknown' ? 'unknown callers' : `${n.workload}\n${n.namespace}`,
-    meshed: n.meshed,
-    kind: n.kind, node: n } }));
-  const edges = g.edges.map(edgeElement);
+  const nodes = g.nodes.filter((n) => weft.showServices || n.kind !== 'service').map((n) => ({
+    group: 'nodes', data: { id: n.id, label: nodeLabel(n), meshed: n.meshed, kind: n.kind,
+      node: n } }));
+  const edges = graphEdges(g).map(edgeElement);
   if (!weft.cy) {
     weft.cy = cytoscape({ container: $('#graph'), style: GRAPH_STYLE,
       minZoom: 0.3, maxZoom: 3 });
@@ -171,7 +186,8 @@ function statRows(stat) {
     ['latency p50 / p95 / p99', [http ? stat.request_p50_seconds : stat.p50_seconds,
       http ? stat.request_p95_seconds : stat.p95_seconds,
       http ? stat.request_p99_seconds : stat.p99_seconds].map(seconds).join(' / ')],
-    ['meshed', percent(stat.meshed)],
+    // Share of the connections that closed (none yet on a kept-alive pool: '-').
+    ['meshed', stat.connections > 0 ? percent(stat.meshed) : '-'],
   ];
 }
 
@@ -182,18 +198,35 @@ function renderDetails() {
   if (!id) return;
   const kv = (rows) => el('table', {}, ...rows.map(([k, v]) => el('tr', {}, el('th', {}, k),
     el('td', {}, v))));
-  const edge = (weft.docs.graph?.edges || []).find((e) => e.id === id);
+  const g = weft.docs.graph;
+  const edge = (g ? graphEdges(g) : []).find((e) => e.id === id);
+  box.dataset.id = id;
   if (edge) {
-    const stat = (s.edges || []).find((e) => e.id === id);
-    box.replaceChildren(el('b', {}, `${edge.source} → ${edge.target}`), kv([
+    box.dataset.kind = 'edge';
+    const stats = weft.showServices && s.service_edges ? s.service_edges : s.edges;
+    const stat = (stats || []).find((e) => e.id === id);
+    const name = (x) => x.replace(/^svc:([^/]*)\/(.*)$/, '$2.$1 (Service)');
+    box.replaceChildren(el('b', {}, `${name(edge.source)} → ${name(edge.target)}`), kv([
       ['security', `${edge.security} ${JSON.stringify(edge.security_counts)}`],
       ['protocol', edge.protocol], ['rate', edge.rate_label],
       ['denied', `${edge.denied} in the window, ${edge.denied_total} in all`],
-      ['seen by', `the ${edge.reporter}'s ztunnel`], ...statRows(stat)]));
+      ['seen by', edge.reporter === 'both' ? 'both sides\' ztunnels (per call)'
+        : `the ${edge.reporter}'s ztunnel`], ...statRows(stat)]));
     return;
   }
-  const node = (weft.docs.graph?.nodes || []).find((n) => n.id === id);
-  if (!node) return;
+  const node = (g?.nodes || []).find((n) => n.id === id &&
+    (weft.showServices || n.kind !== 'service'));
+  if (!node) {
+    delete box.dataset.id;
+    delete box.dataset.kind;
+    box.textContent = 'Click a workload, a Service or an edge for its details.';
+    return;
+  }
+  box.dataset.kind = node.kind;
+  if (node.kind === 'service') {
+    renderServiceDetails(box, node, kv);
+    return;
+  }
   const [ns, wl] = id.split('/');
   const stat = (s.workloads || []).find((w) => w.namespace === ns && w.workload === wl);
   const pods = (weft.docs.overview?.pods || []).filter((p) => p.namespace === ns &&
@@ -205,6 +238,32 @@ function renderDetails() {
     ['policies', [...new Set(policies.map((p) => `${p.kind} ${p.namespace}/${p.name}`))]
       .join(', ') || 'none'],
     ...statRows(stat)]));
+}
+
+// A Service: its ports and endpoints, the workloads that served it, its routes and
+// TrafficPolicies, and its golden signals (over the window, or since start when idle).
+function renderServiceDetails(box, node, kv) {
+  const s = weft.docs.signals || {};
+  const ref = `${node.namespace}/${node.name}`;
+  const win = (s.services || []).find((x) => x.id === node.id);
+  const total = (s.service_totals || []).find((x) => x.id === node.id);
+  const idle = !win || (win.protocol === 'http' ? win.requests === 0 : win.connections === 0);
+  const svc = (weft.docs.overview?.services || []).find((x) => x.namespace === node.namespace &&
+    x.name === node.name);
+  const policies = weft.docs.health?.service_policies?.[ref] || [];
+  const served = (weft.docs.graph?.service_edges || []).filter((e) => e.source === node.id)
+    .map((e) => `${e.target} (${e.active ? e.rate_label : 'idle'})`);
+  box.replaceChildren(el('b', {}, `Service ${node.label}`), kv([
+    ['hostname', node.hostname || '-'],
+    ['addresses', svc ? `${svc.addresses.join(', ')} · ports ${svc.ports.join(', ')}` : '-'],
+    ['endpoints', svc ? `${svc.ready_endpoints}/${svc.endpoints} ready, ${node.enrolled_pods} ` +
+      'in the mesh' : 'not in weftd\'s config'],
+    ['served by', served.join(', ') || 'no traffic yet'],
+    ['routes and traffic policies', policies.length === 0 ? 'none'
+      : policies.map((p) => `${p.kind} ${p.namespace}/${p.name} (${p.detail})`).join('; ')],
+    ['signals', idle ? (total ? 'since start (idle in the window)' : 'no traffic yet')
+      : `over the last ${s.window_seconds.toFixed(0)} s`],
+    ...statRows(idle ? total : win)]));
 }
 
 // ---- golden signals ------------------------------------------------------------------------
@@ -388,6 +447,12 @@ async function tap() {
   }
 }
 
+function onToggleServices() {
+  weft.showServices = $('#show-services').checked;
+  if (weft.docs.graph) renderGraph(weft.docs.graph);
+  renderDetails();
+}
+
 async function loop(fn, ms) {
   for (;;) {
     await fn();
@@ -395,5 +460,6 @@ async function loop(fn, ms) {
   }
 }
 
+$('#show-services').addEventListener('change', onToggleServices);
 loop(refresh, REFRESH_MS);
 loop(tap, TAP_MS);
