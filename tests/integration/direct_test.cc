@@ -11,6 +11,11 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <array>
+#include <atomic>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <cctype>
 #include <fstream>
 #include <future>
@@ -21,6 +26,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/scrape/scrape.h"
@@ -924,13 +930,33 @@ class DirectMeshHttpSource : public DirectMesh {
       so.listen = EndpointIp(i).ToString() + ":" + std::to_string(port_);
       so.threads = 1;
       auto srv = teashop::Server::Start(
-          so, [i](teashop::Request req) -> teashop::asio::awaitable<teashop::Response> {
+          so, [i, this](teashop::Request req) -> teashop::asio::awaitable<teashop::Response> {
             // Who answered, and the trace context it received.
             std::string body = "server-" + std::to_string(i) + " " +
                                std::string(req["traceparent"]) + " " +
                                std::string(req["x-request-id"]);
+            // Behaviours for the traffic features (issue 15): /status/N answers N, /flaky
+            // fails 30 % of requests (503, pseudo-random, independent per server), /fail-on/N:
+            // server N answers 503, /delay/MS answers after MS milliseconds.
+            const std::string target(req.target());
+            hits_[i].fetch_add(1);
+            auto status = teashop::http::status::ok;
+            int arg = 0;
+            if (absl::StartsWith(target, "/status/") && absl::SimpleAtoi(target.substr(8), &arg))
+              status = static_cast<teashop::http::status>(arg);
+            if (target == "/flaky" && Flaky(i, flaky_[i].fetch_add(1)))
+              status = teashop::http::status::service_unavailable;
+            if (absl::StartsWith(target, "/fail-on/") && target.substr(9) == std::to_string(i))
+              status = teashop::http::status::service_unavailable;
+            if (absl::StartsWith(target, "/delay/") && absl::SimpleAtoi(target.substr(7), &arg)) {
+              teashop::asio::steady_timer t(co_await teashop::asio::this_coro::executor,
+                                            std::chrono::milliseconds(arg));
+              boost::system::error_code ec;
+              co_await t.async_wait(
+                  teashop::asio::redirect_error(teashop::asio::use_awaitable, ec));
+            }
             // And what a route may have changed (issue 15).
-            auto res = teashop::MakeResponse(teashop::http::status::ok, body);
+            auto res = teashop::MakeResponse(status, body);
             res.set("x-echo-path", req.target());
             res.set("x-echo-host", req[teashop::http::field::host]);
             res.set("x-echo-route", req["x-route"]);
@@ -1032,6 +1058,23 @@ class DirectMeshHttpSource : public DirectMesh {
     if (r.status != 200 || r.body.rfind("server-", 0) != 0) return -1;
     return r.body[7] - '0';
   }
+
+  // Whether server i fails its n-th /flaky request: splitmix64 of (i, n), 30 % of them.
+  static bool Flaky(int i, uint64_t n) {
+    uint64_t z = n * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(i + 1) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return z % 1000 < 300;
+  }
+  // Requests each server received (all paths), and its /flaky counter.
+  int Hits() const {
+    int n = 0;
+    for (const auto& h : hits_) n += h.load();
+    return n;
+  }
+  std::array<std::atomic<int>, kEndpoints> hits_{};
+  std::array<std::atomic<uint64_t>, kEndpoints> flaky_{};
 
   uint16_t port_ = 0;
   std::vector<std::unique_ptr<teashop::Server>> servers_;
@@ -1338,6 +1381,210 @@ TEST_F(DirectMeshHttpSource, AWeightedSplitSendsItsShareToEachBackend) {
   // 10 % of 1,000: binomial sd 9.5; +-5 sd.
   EXPECT_GE(v2, 52);
   EXPECT_LE(v2, 148);
+}
+
+// A TrafficPolicy on Service "web" (issue 15), in ztunnel's config form.
+std::string PolicyYaml(const std::string& body) {
+  return "trafficPolicies:\n- name: web-policy\n  namespace: ns-b\n  targetService: ns-b/web\n" +
+         body;
+}
+
+// The seed's "retries hide a flaky backend" scenario: every server fails 3 of 10 requests;
+// without retries the client sees those failures, with `retries` it sees (almost) none.
+TEST_F(DirectMeshHttpSource, RetriesHideAFlakyBackend) {
+  constexpr int kRequests = 300;
+  auto success = [&] {
+    auto fd = Outbound(kVip);
+    weft::testing::HttpConn c(fd.get());
+    int ok = 0;
+    for (int i = 0; i < kRequests; ++i) {
+      auto r = c.Request("GET", "/flaky", "web");
+      if (r.status == 0) ADD_FAILURE() << r.error;
+      ok += r.status == 200;
+    }
+    return ok;
+  };
+  const int before = success();
+  EXPECT_LE(before, kRequests * 8 / 10) << "without retries the failures reach the client";
+  extra_services_ = Services(true) + PolicyYaml(R"(  retries:
+    attempts: 5
+    retryOn: ["5xx"]
+    budget: {retryRatio: 1.0, minRetriesPerSecond: 100, ttlMs: 10000}
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  const int after = success();
+  // An attempt fails with probability 0.3: six in a row (1 + 5 retries) 0.07 %.
+  EXPECT_GE(after, kRequests - 3) << "before: " << before << "/" << kRequests;
+  std::cerr << "success with retries: " << after << "/" << kRequests << " (without: " << before
+            << ")\n";
+  if (after < kRequests - 3) std::cerr << Metrics(*a_);
+  EXPECT_GT(Metric(*a_, "weft_http_retries_total", {{"result", "retried"}}), 0) << Metrics(*a_);
+}
+
+// The retry budget stops amplification: a backend failing every request gets at most the
+// budget's share of retries on top of the original requests, not `attempts` times each.
+TEST_F(DirectMeshHttpSource, TheRetryBudgetStopsAmplificationWhenEveryRequestFails) {
+  extra_services_ = Services(true) + PolicyYaml(R"(  retries:
+    attempts: 5
+    retryOn: ["5xx"]
+    budget: {retryRatio: 0.2, minRetriesPerSecond: 1, ttlMs: 10000}
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  constexpr int kRequests = 100;
+  const int hits_before = Hits();
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = c.Request("GET", "/status/503", "web");
+    ASSERT_EQ(r.status, 503) << r.error;
+  }
+  const int attempts = Hits() - hits_before;
+  // Budget: 0.2 x 100 requests + 1/s x 10 s = 30 retries at most (5 x 100 without it).
+  EXPECT_LE(attempts, kRequests + 30) << Metrics(*a_);
+  EXPECT_GT(attempts, kRequests) << "some retries were allowed";
+  EXPECT_GT(Metric(*a_, "weft_http_retries_total", {{"result", "budget_exhausted"}}), 0)
+      << Metrics(*a_);
+}
+
+TEST_F(DirectMeshHttpSource, ARequestTimeoutIsAnswered504WithUT) {
+  extra_services_ = Services(true) + RoutesYaml(port_, R"(  - requestTimeoutMs: 200
+    backends: [{service: ns-b/web, port: 80, weight: 1}]
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  auto r = c.Request("GET", "/delay/3000", "web");
+  EXPECT_EQ(r.status, 504) << r.error;
+  EXPECT_EQ(r.body, "upstream request timeout");
+  auto fd2 = Outbound(kVip);
+  weft::testing::HttpConn c2(fd2.get());
+  r = c2.Request("GET", "/delay/1", "web");  // within the timeout
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_requests_total",
+                  {{"reporter", "source"}, {"response_code", "504"}, {"response_flags", "UT"}}) ==
+           1;
+  })) << Metrics(*a_);
+}
+
+TEST_F(DirectMeshHttpSource, AFaultDelayHoldsEveryRequestAndIsFlaggedDI) {
+  extra_services_ =
+      Services(true) + PolicyYaml(R"(  faultInjection: {delay: {fixedDelayMs: 300, percentage: 100}}
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  for (int i = 0; i < 2; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = c.Request("GET", "/", "web");
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_requests_total",
+                  {{"reporter", "source"}, {"response_code", "200"}, {"response_flags", "DI"}}) ==
+           2;
+  })) << Metrics(*a_);
+}
+
+// A circuit breaker tripping under overload: one request outstanding at most (http2MaxRequests
+// 1); a second one meanwhile is refused locally with 503 "UO", the backend never sees it.
+TEST_F(DirectMeshHttpSource, ACircuitBreakerAnswersOverflowWith503UO) {
+  extra_services_ = Services(true) + PolicyYaml(R"(  connectionPool: {http2MaxRequests: 1}
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  auto fd1 = Outbound(kVip);
+  weft::testing::HttpConn c1(fd1.get());
+  const int hits = Hits();
+  const std::string slow = "GET /delay/1500 HTTP/1.1\r\nhost: web\r\n\r\n";
+  ASSERT_EQ(send(fd1.get(), slow.data(), slow.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(slow.size()));
+  ASSERT_TRUE(WaitFor([&] { return Hits() == hits + 1; })) << "the slow request arrived";
+  auto fd2 = Outbound(kVip);
+  weft::testing::HttpConn c2(fd2.get());
+  auto r = c2.Request("GET", "/", "web");
+  EXPECT_EQ(r.status, 503) << r.error;
+  EXPECT_TRUE(absl::EndsWith(r.body, "reset reason: overflow")) << r.body;
+  EXPECT_EQ(Hits(), hits + 1) << "the backend was protected";
+  auto slow_r = c1.Exchange("");
+  EXPECT_EQ(slow_r.status, 200) << slow_r.error;
+  // Once the slow one is done, requests go through again.
+  auto fd3 = Outbound(kVip);
+  weft::testing::HttpConn c3(fd3.get());
+  EXPECT_EQ(c3.Request("GET", "/", "web").status, 200);
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_requests_total",
+                  {{"reporter", "source"}, {"response_code", "503"}, {"response_flags", "UO"}}) ==
+           1;
+  })) << Metrics(*a_);
+}
+
+// Outlier detection: server 1 fails every request; after 3 consecutive 5xx it is ejected (no
+// request reaches it), and after the ejection time it gets requests again.
+TEST_F(DirectMeshHttpSource, OutlierDetectionEjectsAFailingEndpointAndBringsItBack) {
+  extra_services_ = Services(true) + PolicyYaml(R"(  outlierDetection:
+    consecutive5xxErrors: 3
+    intervalMs: 100
+    baseEjectionTimeMs: 1500
+    maxEjectionPercent: 50
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  auto send_some = [&](int n) {
+    int failed = 0;
+    for (int i = 0; i < n; ++i) {
+      auto r = c.Request("GET", "/fail-on/1", "web");
+      EXPECT_NE(r.status, 0) << r.error;
+      failed += r.status == 503;
+    }
+    return failed;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  const int first = send_some(30);
+  EXPECT_LE(first, 3) << "ejected after its third consecutive 5xx";
+  EXPECT_GE(first, 3) << "it got requests before";
+  const int during = send_some(30);
+  if (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1400))
+    EXPECT_EQ(during, 0) << "an ejected endpoint gets no request";
+  // Back after the ejection time: it fails again (and is ejected again).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1600));
+  EXPECT_GE(send_some(30), 1) << "the endpoint came back";
+}
+
+// ResponseHeaderModifier: set, add and remove on the response, framing untouched.
+TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesTheResponseHead) {
+  extra_services_ = Services(true) + RoutesYaml(port_, R"(  - filters:
+    - responseHeaderModifier:
+        set: [{name: x-echo-host, value: hidden}]
+        add: [{name: x-served-by, value: weft}]
+        remove: [x-echo-path]
+    backends: [{service: ns-b/web, port: 80, weight: 1}]
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  for (int i = 0; i < 3; ++i) {  // keep-alive: the framing stayed right
+    auto r = c.Request("GET", "/page", "web");
+    ASSERT_GE(Answerer(r), 0) << r.status << r.error;
+    EXPECT_EQ(r.headers["x-echo-host"], "hidden");
+    EXPECT_EQ(r.headers["x-served-by"], "weft");
+    EXPECT_EQ(r.headers.count("x-echo-path"), 0u);
+  }
 }
 
 TEST_F(DirectMeshHttpSource, ClientsThatOpenAConnectionPerRequestReuseIdleUpstreams) {

@@ -203,6 +203,10 @@ bool Http1ServerConnection::InHead() const {
   return state_ == State::kHttp && (!head_.empty() || (req_ && !req_->is_header_done()));
 }
 
+bool Http1ServerConnection::InRequest() const {
+  return state_ == State::kHttp && (req_ != nullptr || !head_.empty());
+}
+
 bool Http1ServerConnection::Idle() const {
   return state_ == State::kHttp && outstanding_.empty() && !req_ && head_.empty();
 }

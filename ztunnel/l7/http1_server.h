@@ -108,6 +108,8 @@ class Http1ServerConnection {
   const std::string& error() const { return error_; }
   // True while a request head is incomplete (header-read timeout applies).
   bool InHead() const;
+  // True while a request's head or body is still being received from the client.
+  bool InRequest() const;
   // True while no request is in flight: no head or body being received, no response awaited,
   // no protocol switch under way or done (the idle timeout applies).
   bool Idle() const;

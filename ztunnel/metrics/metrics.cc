@@ -142,6 +142,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                             "Connections denied by authorization policy, by policy and reason");
   bad_input_ = Counter(r, "weft_bad_input_total",
                        "Malformed or unexpected input rejected, by port/source and kind");
+  retries_ = Counter(r, "weft_http_retries_total",
+                     "Retriable attempts of source-side HTTP requests, by what became of them");
   conn_failures_ = Counter(r, "weft_connection_failures_total",
                            "Connections that could not be established, by direction and reason");
   config_loads_ =
@@ -260,6 +262,10 @@ void Metrics::PolicyDenial(std::string_view policy, std::string_view reason) {
 
 void Metrics::BadInput(std::string_view port, std::string_view kind) {
   bad_input_->Add({{"port", std::string(port)}, {"kind", std::string(kind)}}).Increment();
+}
+
+void Metrics::Retry(std::string_view result) {
+  retries_->Add({{"result", std::string(result)}}).Increment();
 }
 
 void Metrics::ConnectionFailure(std::string_view direction, std::string_view reason) {

@@ -22,7 +22,10 @@ namespace weft::ztunnel {
 namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;
-constexpr size_t kMaxOutstanding = 16;  // pipelined requests read ahead of their responses
+constexpr size_t kMaxOutstanding = 16;
+constexpr size_t kMaxReplayBytes =
+    64 *
+    1024;  // request bytes kept for a retry  // pipelined requests read ahead of their responses
 constexpr const char* kConnectFailure =
     "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
 constexpr const char* kConnectionTermination =
@@ -210,6 +213,17 @@ void HttpOutbound::ReadClient() {
 
 void HttpOutbound::ToUpstream(std::string_view bytes) {
   Upstream* u = tunnel_ ? tunnel_ : cur_;
+  if (!tunnel_ && !routed_.empty()) {  // kept for a retry (issue 15)
+    Routed& r = routed_.back();
+    if (r.retry && r.replay_ok && u && u->idx == r.up) {
+      if (r.replay.size() + bytes.size() > kMaxReplayBytes) {
+        r.replay_ok = false;
+        std::string().swap(r.replay);
+      } else {
+        r.replay.append(bytes);
+      }
+    }
+  }
   if (!u || u->ended) return;  // its upstream failed: the exchange is answered or reported
   u->out.Append(bytes.data(), bytes.size());
 }
@@ -217,7 +231,7 @@ void HttpOutbound::ToUpstream(std::string_view bytes) {
 // Writes what each side holds; an upstream that fails is ended.
 void HttpOutbound::Flush() {
   for (const auto& u : ups_) {
-    if (u->out.empty() || u->ended) continue;
+    if (u->out.empty() || u->ended || u->held) continue;
     if (!FlushTo(u->fd.get(), u->out) && errno != EAGAIN) UpstreamEnded(*u);
     if (closed_) return;
   }
@@ -278,8 +292,18 @@ void HttpOutbound::ReadUpstream(Upstream& u) {
     }
     u.answered = true;
     u.resp_bytes += static_cast<uint64_t>(n);
-    const std::string_view bytes(w_->scratch(), static_cast<size_t>(n));
+    std::string_view bytes(w_->scratch(), static_cast<size_t>(n));
     AddReceived(static_cast<uint64_t>(n));
+    Routed* front = &u != tunnel_ && !routed_.empty() && routed_.front().up == u.idx
+                        ? &routed_.front()
+                        : nullptr;
+    std::string released;  // a held response head, once it stands (issue 15)
+    if (front && front->hold) {
+      front->head.append(bytes);
+      if (!HoldHead(*front, &released)) continue;  // incomplete, or retried (u dropped)
+      bytes = released;
+    }
+    if (front) front->committed = true;
     client_out_.Append(bytes.data(), bytes.size());
     // Client bytes held for a protocol switch go to the upstream that answered it.
     Upstream* keep = cur_;
@@ -308,11 +332,7 @@ void HttpOutbound::ReadUpstream(Upstream& u) {
 // way the client connection closes once its bytes are out (the upstream's state is unknown).
 void HttpOutbound::UpstreamEnded(Upstream& u) {
   if (u.ended) return;
-  u.ended = true;
-  if (u.registered) w_->loop().Remove(u.fd.get());
-  u.registered = false;
-  u.fd.reset();
-  u.out.Clear();
+  DropUpstream(u);
   if (h2_) {
     h2_->UpstreamEof(u.idx, ToUp(), ToClient());  // its streams: 503 or reset; others go on
     AfterH2();
@@ -327,17 +347,16 @@ void HttpOutbound::UpstreamEnded(Upstream& u) {
   if (!u.busy) return;
   const bool front = !routed_.empty() && routed_.front().up == u.idx;
   if (!front) return;  // handled when its turn comes (see UpdateInterest)
-  closing_ = true;
   Routed& r = routed_.front();
-  if (u.resp_bytes > 0) {
+  if (u.resp_bytes > 0 && !r.hold) {
+    closing_ = true;
     codec_.ServerEof();  // a close-delimited response ends, any other is cut short ("UC")
   } else {
-    r.failed = true;
-    r.flags = u.answered ? "UC" : "UF";
-    const char* body = u.answered ? kConnectionTermination : kConnectFailure;
-    std::string reply = LocalReplyBytes(503, "Service Unavailable", body);
-    client_out_.Append(reply.data(), reply.size());
-    codec_.ServerReset();
+    traffic::AttemptResult res;
+    res.kind = u.answered ? traffic::AttemptResult::Kind::kReset
+                          : traffic::AttemptResult::Kind::kConnectFailure;
+    if (MaybeRetry(r, res)) return;
+    FailFront(503, u.answered ? kConnectionTermination : kConnectFailure, u.answered ? "UC" : "UF");
   }
   MaybeClose();
 }
@@ -360,18 +379,26 @@ std::string HttpOutbound::AddTraceContext(HttpRequestAttributes& req) {
 
 // The endpoint of `svc` for the next request (the balancer over its ready endpoints in the
 // current snapshot), or null when there is none.
-const Workload* HttpOutbound::ChooseEndpoint(const ConfigSnapshot& snap, const Service& svc) {
+const Workload* HttpOutbound::ChooseEndpoint(const ConfigSnapshot& snap, const Service& svc,
+                                             traffic::OutlierDetector* outlier,
+                                             std::string_view avoid) {
   std::vector<const Workload*> eps;
   std::vector<std::string_view> keys;
-  for (const auto& uid : svc.ready_endpoint_uids) {
-    const Workload* e = snap.FindWorkloadByUid(uid);
-    if (e && e->running && !e->addresses.empty()) {
+  const auto now = Balancer::Clock::now();
+  if (outlier) outlier->Tick(now);
+  for (int pass = 0; pass < 3 && eps.empty(); ++pass) {
+    // Pass 0: neither ejected nor `avoid`; 1: not ejected; 2: any (every endpoint is ejected).
+    for (const auto& uid : svc.ready_endpoint_uids) {
+      const Workload* e = snap.FindWorkloadByUid(uid);
+      if (!e || !e->running || e->addresses.empty()) continue;
+      if (pass < 2 && outlier && outlier->IsEjected(uid)) continue;
+      if (pass < 1 && uid == avoid) continue;
       eps.push_back(e);
       keys.push_back(uid);
     }
   }
   if (eps.empty()) return nullptr;
-  return eps[w_->outbound().balancer().Choose(keys, Balancer::Clock::now())];
+  return eps[w_->outbound().balancer().Choose(keys, now)];
 }
 
 // The Service's routes and traffic policy for one request (issue 15, ztunnel/traffic/plan.h):
@@ -417,41 +444,33 @@ std::variant<HttpOutbound::Target, l7::LocalReply> HttpOutbound::PlanRoute(
   t.svc = plan.backend_service.empty() ? svc : snap->FindServiceByKey(plan.backend_service);
   t.port = t.svc ? t.svc->FindPort(plan.backend_port ? plan.backend_port : orig_.port) : nullptr;
   if (!t.svc || !t.port) return l7::LocalReply{500, ""};  // cannot happen: weftd resolved it
+  t.delay_ms = plan.delay_ms;
+  t.timeout_ms = plan.request_timeout_ms;
+  t.retry = std::move(plan.retry);
+  t.response_mods[0] = plan.rule_response_headers;
+  t.response_mods[1] = plan.backend_response_headers;
   return t;
 }
 
 std::optional<l7::LocalReply> HttpOutbound::Route(HttpRequestAttributes& req) {
-  Outbound& ob = w_->outbound();
   std::string trace_id = AddTraceContext(req);
   auto snap = w_->shared().config->Get();
   auto planned = PlanRoute(snap, req, &gate_flags_);
   if (auto* reply = std::get_if<l7::LocalReply>(&planned)) return std::move(*reply);
-  const Target& t = std::get<Target>(planned);
-  const Workload* chosen = t.svc ? ChooseEndpoint(*snap, *t.svc) : nullptr;
-  if (!chosen) {
-    gate_flags_ = "UH";
-    return l7::LocalReply{503, "no healthy upstream"};
-  }
-  const auto now = Balancer::Clock::now();
-  const Workload& dst = *chosen;
-  Upstream* u = UpstreamFor(*snap, dst, t);
-  if (!u) {
-    gate_flags_ = "UF";
-    ob.balancer().Finished(dst.uid, /*failed=*/true, now);
-    return l7::LocalReply{503, kConnectFailure};
-  }
+  Routed r;
+  r.id = next_routed_id_++;
+  r.trace_id = std::move(trace_id);
+  if (auto reply = Admit(r, snap, std::get<Target>(planned), req)) return reply;
   gate_flags_.clear();
-  ob.balancer().Started(dst.uid, now);
-  u->busy = true;
-  u->resp_bytes = 0;
-  cur_ = u;
-  routed_.push_back(Routed{u->idx, trace_id});
+  routed_.push_back(std::move(r));
+  ArmTimer(routed_.back());
   return std::nullopt;
 }
 
 // An idle upstream of this connection to `dst`, else a new one.
 HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, const Workload& dst,
-                                                  const Target& t) {
+                                                  const Target& t, traffic::CircuitBreaker* breaker,
+                                                  bool* overflow) {
   const ServicePort* sp = t.port;
   // The pool's key: the endpoint, its port, and the Service it is reached as (metrics labels).
   const std::string key =
@@ -460,9 +479,17 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
     if (u->ended || u->key != key) continue;
     if (h2_ ? h2_->UpstreamUsable(u->idx) : !u->busy) return u.get();  // HTTP/2: multiplexed
   }
+  // A new upstream connection (an idle pooled one counts as new to this connection) needs the
+  // backend's maxConnections slot for the endpoint.
+  std::optional<traffic::CircuitBreaker::Slot> slot;
+  if (breaker && !(slot = breaker->TryConnection(dst.uid))) {
+    if (overflow) *overflow = true;
+    return nullptr;
+  }
   if (!h2_) {  // an idle HTTP/1.1 upstream an earlier connection of this pod left
     if (auto idle = w_->outbound().upstream_pool().Take(pod_->uid, key)) {
       auto u = std::make_unique<Upstream>();
+      u->conn_slot = std::move(slot);
       u->o = this;
       u->idx = ups_.size();
       u->fd = std::move(idle->fd);
@@ -491,6 +518,7 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
     return nullptr;
   }
   auto u = std::make_unique<Upstream>();
+  u->conn_slot = std::move(slot);
   u->o = this;
   u->idx = ups_.size();
   u->fd = std::move(*fd);
@@ -516,22 +544,30 @@ void HttpOutbound::Done(const l7::Exchange& ex) {
   if (routed_.empty()) return;  // cannot happen: every exchange not answered locally was routed
   Routed r = std::move(routed_.front());
   routed_.pop_front();
+  if (r.timer) w_->loop().CancelTimer(r.timer);
   Upstream& u = *ups_[r.up];
   u.busy = false;
   const auto now = Balancer::Clock::now();
   if (r.failed) {
-    l7::Exchange e = ex;  // ztunnel answered it: Envoy's 503 with UF/UC
-    e.status = 503;
+    l7::Exchange e = ex;  // ztunnel answered it: Envoy's 503 with UF/UC, 504 with UT
+    e.status = r.fail_status;
     e.local_reply = true;
-    e.reason =
-        r.flags && std::string_view(r.flags) == "UF" ? kConnectFailure : kConnectionTermination;
+    e.reason = std::string(r.fail_body);
     e.ended = l7::Exchange::End::kComplete;
     w_->outbound().balancer().Finished(u.endpoint, /*failed=*/true, now);
+    ReportAttempt(r, u.endpoint, 0);
     Record(e, u.series.get(), r.flags, u.addr, r.trace_id);
     return;
   }
   w_->outbound().balancer().Finished(u.endpoint, ex.status == 0, now);
-  Record(ex, u.series.get(), ResponseFlags(ex), u.addr, r.trace_id);
+  ReportAttempt(r, u.endpoint, ex.status);
+  // maxRequestsPerConnection: this upstream is done once it carried that many.
+  traffic::CircuitBreaker* breaker = r.backend_traffic ? r.backend_traffic->breaker.get() : nullptr;
+  if (breaker && breaker->max_requests_per_connection() &&
+      u.requests >= breaker->max_requests_per_connection() && !u.ended && &u != tunnel_)
+    DropUpstream(u);
+  Record(ex, u.series.get(), r.flags.empty() ? ResponseFlags(ex) : std::string_view(r.flags),
+         u.addr, r.trace_id);
 }
 
 void HttpOutbound::Record(const l7::Exchange& ex, RequestSeriesCache* series,
@@ -583,7 +619,7 @@ void HttpOutbound::UpdateInterest() {
     }
     uint32_t ev = 0;
     if (client_out_.empty() && (due || !u->busy)) ev |= EPOLLIN;
-    if (!u->out.empty()) ev |= EPOLLOUT;
+    if (!u->out.empty() && !u->held) ev |= EPOLLOUT;
     SetInterest(*u, ev);
   }
 }
@@ -621,6 +657,14 @@ void HttpOutbound::Close(bool reset) {
   if (closed_) return;
   closed_ = true;
   CancelDetectTimer();
+  for (Routed& r : routed_) {
+    if (r.timer) w_->loop().CancelTimer(r.timer);
+    r.timer = 0;
+  }
+  for (const auto& u : ups_) {
+    if (u->hold_timer) w_->loop().CancelTimer(u->hold_timer);
+    u->hold_timer = 0;
+  }
   if (h2_) {
     h2_->Finish();
   } else {
@@ -631,7 +675,7 @@ void HttpOutbound::Close(bool reset) {
   for (const auto& u : ups_) {
     if (u->registered) w_->loop().Remove(u->fd.get());
     u->registered = false;
-    if (keep && u->fd.valid() && !u->ended && !u->busy && !u->hup && u->out.empty()) {
+    if (keep && u->fd.valid() && !u->ended && !u->busy && !u->hup && !u->held && u->out.empty()) {
       w_->outbound().upstream_pool().Put(
           pod_->uid, u->key, UpstreamPool::Idle{std::move(u->fd), u->addr, u->series->labels()});
     }
@@ -656,17 +700,30 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
   if (t.svc) route.service = absl::StrCat(t.svc->ns, "/", t.svc->name);
   if (t.port) route.port = t.port->port;
   route.flags.clear();
+  // The backend's circuit breaker and outlier detector (issue 15); HTTP/2 streams do not take
+  // retries, timeouts or fault delays yet (docs/traffic.md).
+  if (t.svc && t.port && !w_->shared().config->Get()->traffic_policies().empty()) {
+    route.traffic = w_->shared().TrafficFor(route.service, route.port);
+    traffic::CircuitBreaker* breaker = route.traffic ? route.traffic->breaker.get() : nullptr;
+    if (breaker && !(route.request_slot = breaker->TryRequest())) {
+      route.flags = "UO";
+      return l7::LocalReply{
+          503, "upstream connect error or disconnect/reset before headers. reset reason: overflow"};
+    }
+  }
   return std::nullopt;
 }
 
 std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttributes& r) {
   auto snap = w_->shared().config->Get();
   Target t;
+  traffic::OutlierDetector* outlier = nullptr;
   if (auto it = h2_routes_.find(&r); it != h2_routes_.end()) {
     t.svc = snap->FindServiceByKey(it->second.service);
     t.port = t.svc ? t.svc->FindPort(it->second.port) : nullptr;
+    if (it->second.traffic) outlier = it->second.traffic->outlier.get();
   }
-  const Workload* dst = t.svc && t.port ? ChooseEndpoint(*snap, *t.svc) : nullptr;
+  const Workload* dst = t.svc && t.port ? ChooseEndpoint(*snap, *t.svc, outlier) : nullptr;
   if (!dst) return l7::LocalReply{503, std::string(l7::kNoHealthyUpstream)};
   Upstream* u = UpstreamFor(*snap, *dst, t);
   if (!u) {
@@ -681,9 +738,11 @@ void HttpOutbound::DoneH2(const l7::Exchange& ex) {
   std::string_view flags = ResponseFlags(ex);
   bool failed = ex.status == 0;
   std::string route_flags;  // a route's local reply: its flags
+  std::shared_ptr<const traffic::ServiceTraffic> traffic;
   if (auto it = h2_routes_.find(&ex.request); it != h2_routes_.end()) {
     route_flags = std::move(it->second.flags);
-    h2_routes_.erase(it);
+    traffic = std::move(it->second.traffic);
+    h2_routes_.erase(it);  // releases its breaker slot
   }
   if (ex.local_reply && !route_flags.empty()) {
     flags = route_flags;
@@ -707,6 +766,13 @@ void HttpOutbound::DoneH2(const l7::Exchange& ex) {
   }
   Upstream& u = *ups_[static_cast<size_t>(ex.upstream)];
   w_->outbound().balancer().Finished(u.endpoint, failed, Balancer::Clock::now());
+  if (traffic && traffic->outlier) {
+    traffic->outlier->Report(u.endpoint,
+                             failed && ex.status == 0
+                                 ? traffic::OutlierDetector::Outcome::kLocalFailure
+                                 : traffic::OutlierDetector::Classify(ex.status),
+                             Balancer::Clock::now());
+  }
   Record(ex, u.series.get(), flags, u.addr, trace_id);
 }
 

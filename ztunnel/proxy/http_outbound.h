@@ -64,6 +64,8 @@
 #include "ztunnel/l7/http2_server.h"
 #include "ztunnel/proxy/flow.h"
 #include "ztunnel/proxy/request_record.h"
+#include "ztunnel/traffic/registry.h"
+#include "ztunnel/traffic/retry.h"
 
 namespace weft::ztunnel {
 
@@ -95,15 +97,40 @@ class HttpOutbound : public Flow {
     bool hup = false;         // HUP/ERR seen while it was not to be read
     bool registered = false;
     uint32_t interest = 0;
+    bool held = false;        // its bytes wait (fault delay, retry back-off): not written yet
+    uint64_t hold_timer = 0;  // releases `held`
+    uint32_t requests = 0;    // requests it carried (maxRequestsPerConnection)
+    std::optional<traffic::CircuitBreaker::Slot> conn_slot;  // maxConnections, while open
     std::unique_ptr<RequestSeriesCache> series;
     void OnEvents(uint32_t e) override { o->OnUpstream(*this, e); }
   };
   // A routed request, oldest first, until its exchange is reported.
   struct Routed {
-    size_t up;
+    uint64_t id = 0;
+    size_t up = 0;
     std::string trace_id;
-    bool failed = false;  // ztunnel answered it (the upstream ended before responding)
-    const char* flags = nullptr;
+    // ztunnel answered it (the upstream failed before responding, or it timed out): with this
+    // status and body.
+    bool failed = false;
+    uint16_t fail_status = 0;
+    std::string_view fail_body;
+    std::string flags;  // Envoy's response flags ztunnel set ("UF", "UT", "URX", "DI"...)
+    // Issue 15: what its TrafficPolicies and route asked for (see http_outbound_traffic.cc).
+    SnapshotPtr snap;  // keeps the route's pointers below alive
+    const Service* backend = nullptr;
+    const ServicePort* backend_port = nullptr;
+    std::shared_ptr<const traffic::ServiceTraffic> called_traffic, backend_traffic;
+    std::optional<traffic::CircuitBreaker::Slot> request_slot;  // http2MaxRequests
+    std::unique_ptr<traffic::RetryState> retry;                 // null: no retries
+    std::string replay;     // the request's bytes as sent, for a retry
+    bool replay_ok = true;  // every byte is in `replay` (false: over kMaxReplay, or a switch)
+    const config::HttpHeaderModifier* response_mods[2] = {nullptr, nullptr};
+    bool hold = false;       // the response head is held until complete (retry, response modifiers)
+    std::string head;        // response bytes held
+    bool committed = false;  // response bytes went to the client
+    std::chrono::steady_clock::time_point deadline{}, try_deadline{};  // {}: none
+    uint64_t timer = 0;
+    bool timed_out = false;  // its request timeout fired while it waited behind another
   };
 
   void Sniff();
@@ -122,10 +149,19 @@ class HttpOutbound : public Flow {
   struct Target {
     const Service* svc = nullptr;
     const ServicePort* port = nullptr;
+    // Issue 15 (kForward plans): what the request's Routed record carries out.
+    uint64_t delay_ms = 0;    // injected delay ("DI")
+    uint64_t timeout_ms = 0;  // timeouts.request
+    traffic::RetrySpec retry;
+    const config::HttpHeaderModifier* response_mods[2] = {nullptr, nullptr};
   };
   std::variant<Target, l7::LocalReply> PlanRoute(const SnapshotPtr& snap,
                                                  HttpRequestAttributes& req, std::string* flags);
-  const Workload* ChooseEndpoint(const ConfigSnapshot& snap, const Service& svc);
+  // The balancer's pick among the ready endpoints of `svc` not ejected by `outlier` (all of
+  // them when every one is), preferring one other than `avoid` (a retry's previous endpoint).
+  const Workload* ChooseEndpoint(const ConfigSnapshot& snap, const Service& svc,
+                                 traffic::OutlierDetector* outlier = nullptr,
+                                 std::string_view avoid = {});
   std::optional<l7::LocalReply> Route(HttpRequestAttributes& req);
   std::optional<l7::LocalReply> GateH2(HttpRequestAttributes& req);
   std::variant<size_t, l7::LocalReply> RouteH2(const HttpRequestAttributes& req);
@@ -140,7 +176,21 @@ class HttpOutbound : public Flow {
   auto ToClient() {
     return [this](std::string_view b) { client_out_.Append(b.data(), b.size()); };
   }
-  Upstream* UpstreamFor(const ConfigSnapshot& snap, const Workload& dst, const Target& t);
+  // Null with *overflow set when the backend's circuit breaker refused a new connection.
+  Upstream* UpstreamFor(const ConfigSnapshot& snap, const Workload& dst, const Target& t,
+                        traffic::CircuitBreaker* breaker = nullptr, bool* overflow = nullptr);
+  // Issue 15 on HTTP/1.1 upstreams (http_outbound_traffic.cc).
+  std::optional<l7::LocalReply> Admit(Routed& r, const SnapshotPtr& snap, const Target& t,
+                                      const HttpRequestAttributes& req);
+  void ArmTimer(Routed& r);
+  void OnRequestTimer(uint64_t id);
+  void TimeOut(Routed& r);
+  bool MaybeRetry(Routed& r, const traffic::AttemptResult& result);
+  void FailFront(uint16_t status, std::string_view body, std::string flags);
+  bool HoldHead(Routed& r, std::string* out);
+  void Hold(Upstream& u, uint64_t ms);
+  void DropUpstream(Upstream& u);
+  void ReportAttempt(const Routed& r, std::string_view endpoint, uint16_t status);
   void Done(const l7::Exchange& ex);
   void Record(const l7::Exchange& ex, RequestSeriesCache* series, std::string_view flags,
               const std::string& upstream, const std::string& trace_id);
@@ -162,6 +212,7 @@ class HttpOutbound : public Flow {
   std::unique_ptr<l7::Http2ServerConnection> h2_;  // prior-knowledge h2c: set by Sniff
   std::vector<std::unique_ptr<Upstream>> ups_;
   std::deque<Routed> routed_;
+  uint64_t next_routed_id_ = 1;
   Upstream* cur_ = nullptr;     // where the codec's current request bytes go
   Upstream* tunnel_ = nullptr;  // after a protocol switch: the upstream bytes relay to
   RequestSeriesCache local_;    // requests answered without an upstream
@@ -172,6 +223,8 @@ class HttpOutbound : public Flow {
     std::string service;
     uint16_t port = 0;
     std::string flags;
+    std::shared_ptr<const traffic::ServiceTraffic> traffic;     // the backend's
+    std::optional<traffic::CircuitBreaker::Slot> request_slot;  // http2MaxRequests
   };
   absl::flat_hash_map<const HttpRequestAttributes*, H2Route> h2_routes_;
 };

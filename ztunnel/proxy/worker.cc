@@ -16,6 +16,21 @@
 
 namespace weft::ztunnel {
 
+// The registry follows the newest snapshot only (a request still running under an older one
+// must not take it back).
+std::shared_ptr<const traffic::ServiceTraffic> Proxy::Shared::TrafficFor(
+    std::string_view service_key, uint16_t port) {
+  SnapshotPtr latest = config->Get();
+  {
+    std::lock_guard<std::mutex> lock(traffic_mu);
+    if (traffic_snapshot != latest.get()) {
+      traffic.Update(latest, std::chrono::steady_clock::now());
+      traffic_snapshot = latest.get();
+    }
+  }
+  return traffic.For(service_key, port);
+}
+
 absl::Status Worker::Init() {
   WEFT_RETURN_IF_ERROR(loop_.Init());
   ScheduleTrim();

@@ -20,6 +20,7 @@
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/pool.h"
 #include "ztunnel/proxy/proxy.h"
+#include "ztunnel/traffic/registry.h"
 
 namespace weft::ztunnel {
 
@@ -53,6 +54,13 @@ struct Proxy::Shared {
   std::atomic<uint64_t> rr{0};  // service endpoint round robin
   std::unique_ptr<HboneLimits> limits;
   bool started = false;
+  // Per-Service traffic state (issue 15: circuit breakers, outlier detectors, retry budgets),
+  // shared by the workers; brought up to the newest snapshot on use (TrafficFor).
+  std::mutex traffic_mu;
+  const ConfigSnapshot* traffic_snapshot = nullptr;  // what `traffic` last took (kept alive by it)
+  traffic::TrafficRegistry traffic;
+  std::shared_ptr<const traffic::ServiceTraffic> TrafficFor(std::string_view service_key,
+                                                            uint16_t port);
 };
 
 class Worker {
