@@ -1448,6 +1448,10 @@ TEST_F(DirectMeshHttpSource, TheRetryBudgetStopsAmplificationWhenEveryRequestFai
   EXPECT_GT(attempts, kRequests) << "some retries were allowed";
   EXPECT_GT(Metric(*a_, "weft_http_retries_total", {{"result", "budget_exhausted"}}), 0)
       << Metrics(*a_);
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_traffic_retry_budget_exhausted_total",
+                  {{"policy", "ns-b/web-policy"}}) > 0;
+  })) << Metrics(*a_);
 }
 
 TEST_F(DirectMeshHttpSource, ARequestTimeoutIsAnswered504WithUT) {
@@ -1527,6 +1531,10 @@ TEST_F(DirectMeshHttpSource, ACircuitBreakerAnswersOverflowWith503UO) {
                   {{"reporter", "source"}, {"response_code", "503"}, {"response_flags", "UO"}}) ==
            1;
   })) << Metrics(*a_);
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_traffic_overflows_total",
+                  {{"policy", "ns-b/web-policy"}, {"limit", "requests"}}) == 1;
+  })) << Metrics(*a_);
 }
 
 // Outlier detection: server 1 fails every request; after 3 consecutive 5xx it is ejected (no
@@ -1562,6 +1570,13 @@ TEST_F(DirectMeshHttpSource, OutlierDetectionEjectsAFailingEndpointAndBringsItBa
   // Back after the ejection time: it fails again (and is ejected again).
   std::this_thread::sleep_for(std::chrono::milliseconds(1600));
   EXPECT_GE(send_some(30), 1) << "the endpoint came back";
+  // Counted, per policy and Service.
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_traffic_ejections_total",
+                  {{"policy", "ns-b/web-policy"},
+                   {"service", "ns-b/web"},
+                   {"detector", "consecutive_5xx"}}) >= 1;
+  })) << Metrics(*a_);
 }
 
 // ResponseHeaderModifier: set, add and remove on the response, framing untouched.

@@ -36,6 +36,7 @@ Proxy::Proxy(ProxyOptions opts, ConfigStore* config, TlsContextCache* tls, Metri
   if (shared_->opts.workers <= 0)
     shared_->opts.workers = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   shared_->limits = std::make_unique<HboneLimits>(shared_->opts.hbone_limits, metrics);
+  shared_->traffic_metrics = std::make_unique<TrafficMetrics>(*metrics->registry());
 }
 
 Proxy::~Proxy() {

@@ -34,7 +34,15 @@ std::shared_ptr<const traffic::ServiceTraffic> Proxy::Shared::TrafficFor(
 absl::Status Worker::Init() {
   WEFT_RETURN_IF_ERROR(loop_.Init());
   ScheduleTrim();
+  if (index_ == 0 && shared_->traffic_metrics) ScheduleTrafficMetrics();
   return absl::OkStatus();
+}
+
+void Worker::ScheduleTrafficMetrics() {
+  loop_.AddTimer(std::chrono::seconds(1), [this] {
+    shared_->traffic_metrics->Refresh(shared_->traffic.All());
+    ScheduleTrafficMetrics();
+  });
 }
 
 void Worker::ScheduleTrim() {

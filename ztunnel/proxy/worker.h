@@ -20,6 +20,7 @@
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/pool.h"
 #include "ztunnel/proxy/proxy.h"
+#include "ztunnel/proxy/traffic_metrics.h"
 #include "ztunnel/traffic/registry.h"
 
 namespace weft::ztunnel {
@@ -59,6 +60,7 @@ struct Proxy::Shared {
   std::mutex traffic_mu;
   const ConfigSnapshot* traffic_snapshot = nullptr;  // what `traffic` last took (kept alive by it)
   traffic::TrafficRegistry traffic;
+  std::unique_ptr<TrafficMetrics> traffic_metrics;  // refreshed every second by worker 0
   std::shared_ptr<const traffic::ServiceTraffic> TrafficFor(std::string_view service_key,
                                                             uint16_t port);
 };
@@ -116,7 +118,8 @@ class Worker {
   void PauseRead(HboneConn* c);
 
  private:
-  void ScheduleTrim();  // every 5 s: TrimBufferCache, forget endpoints idle for 5 min
+  void ScheduleTrim();            // every 5 s: TrimBufferCache, forget endpoints idle for 5 min
+  void ScheduleTrafficMetrics();  // worker 0, every second: TrafficMetrics::Refresh
   void ResumePaused();
   HboneConn* HandshakeVictim(const IpAddr& src) const;  // see AdmitHbone
   // Dispatch: each listener kind has its path.
