@@ -14,10 +14,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/cni_server.h"
 #include "agent/pod_netns.h"
 #include "bpf/bpffs.h"
 #include "bpf/node.h"
@@ -97,6 +99,13 @@ struct Agent::Metrics {
           .Name("weft_agent_errors_total")
           .Help("Failed agent operations by kind (enroll, unenroll, handoff)")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& cni =
+      prometheus::BuildCounter()
+          .Name("weft_agent_cni_requests_total")
+          .Help(
+              "weft-cni requests by op (add, del, check, bad) and result (enrolled, "
+              "passthrough, retry, error)")
+          .Register(*registry);
   std::unique_ptr<AdminServer> admin;
 
   Metrics() {
@@ -104,6 +113,12 @@ struct Agent::Metrics {
     for (const char* op : {"enroll", "unenroll", "handoff"}) errors.Add({{"op", op}});
   }
   void Error(std::string_view op) { errors.Add({{"op", std::string(op)}}).Increment(); }
+  void Cni(std::string_view op, const cni::Reply& r) {
+    std::string result = r.ok ? (r.enrolled ? "enrolled" : "passthrough")
+                         : r.code == cni::kErrTryAgainLater ? "retry"
+                                                            : "error";
+    cni.Add({{"op", std::string(op)}, {"result", result}}).Increment();
+  }
 };
 
 namespace {
@@ -347,7 +362,8 @@ void Agent::Publish() {
   std::vector<PodState> v;
   size_t captured = 0;
   for (const auto& [uid, p] : pods_) {
-    v.push_back(PodState{uid, p.w.netns_path, p.captured, p.handed_off, p.cookie, p.slot});
+    v.push_back(PodState{uid, p.w.netns_path.empty() ? p.cni_netns : p.w.netns_path, p.captured,
+                         p.handed_off, p.cookie, p.slot});
     captured += p.captured ? 1 : 0;
   }
   metrics_->enrolled.Set(static_cast<double>(captured));
@@ -384,22 +400,28 @@ absl::Status Agent::InstallCapture(Pod& p) {
 }
 
 absl::Status Agent::Enroll(const Workload& w) {
-  // Local mode names the netns; in a cluster it is found from the pod UID.
-  auto ns = w.netns_path.empty() ? FindPodNetns(w.uid) : OpenPodNetns(w.netns_path);
+  // Local mode names the netns; in a cluster CNI ADD names it, or (a pod that started before
+  // the plugin was installed) it is found from the pod UID.
+  std::string cni_netns;
+  if (auto c = cni_pods_.find(w.uid); w.netns_path.empty() && c != cni_pods_.end())
+    cni_netns = c->second.netns;
+  const std::string& path = w.netns_path.empty() ? cni_netns : w.netns_path;
+  auto ns = path.empty() ? FindPodNetns(w.uid) : OpenPodNetns(path);
   if (!ns.ok())
     return absl::Status(
         ns.status().code(),
         absl::StrCat("pod ", w.uid, ": ", ns.status().message(),
                      w.netns_path.empty() ? "" : " (is the pod running, and is netnsPath right?)"));
   Pod p;
-  p.w = w;
+  p.w = WithCni(w);
+  p.cni_netns = cni_netns;
   p.netns = std::move(*ns);
   auto cookie = NetnsCookie(p.netns.get());
   if (cookie.ok()) p.cookie = *cookie;
   WEFT_RETURN_IF_ERROR(InstallCapture(p));
   LOG_INFO(kScope, "pod enrolled",
            {{"uid", w.uid},
-            {"netns", w.netns_path},
+            {"netns", path.empty() ? "(from /proc)" : path},
             {"captured", p.captured},
             {"capture", std::string(CaptureModeName(mode_.load()))},
             {"slot", p.slot}});
@@ -447,8 +469,16 @@ absl::Status Agent::Reconcile(const ztunnel::ConfigSnapshot& snap) {
       pod_errors_[w.uid] = err;
       continue;
     }
+    if (cni_deleted_.count(w.uid)) continue;  // its sandbox is gone (CNI DEL)
     desired[w.uid] = &w;
   }
+  // CNI facts of pods that left the mesh (or the config) are forgotten.
+  for (auto it = cni_deleted_.begin(); it != cni_deleted_.end();) {
+    const Workload* w = snap.FindWorkloadByUid(*it);
+    it = w && w->node == opts_.node && w->in_mesh() ? std::next(it) : cni_deleted_.erase(it);
+  }
+  for (auto it = cni_pods_.begin(); it != cni_pods_.end();)
+    it = desired.count(it->first) ? std::next(it) : cni_pods_.erase(it);
   for (auto it = pod_errors_.begin(); it != pod_errors_.end();) {
     bool still_wanted = false;
     for (const Workload& w : snap.workloads())
@@ -469,9 +499,10 @@ absl::Status Agent::Reconcile(const ztunnel::ConfigSnapshot& snap) {
     auto it = pods_.find(uid);
     if (it != pods_.end()) {
       Pod& p = it->second;
-      bool capture_changed = !SameCapture(p.w, *w, mode_ == CaptureMode::kEbpf);
-      bool info_changed = !SameInfo(p.w, *w);
-      p.w = *w;
+      Workload eff = WithCni(*w);
+      bool capture_changed = !SameCapture(p.w, eff, mode_ == CaptureMode::kEbpf);
+      bool info_changed = !SameInfo(p.w, eff);
+      p.w = std::move(eff);
       if (capture_changed) st = InstallCapture(p);  // iptables install replaces the rules
       if (info_changed) p.handed_off = false;       // re-sent with the new info
     } else {
@@ -589,6 +620,7 @@ absl::Status Agent::Run() {
         std::move(co), [this](const ztunnel::SnapshotPtr& s) { OnConfig(s); });
   }
   WEFT_RETURN_IF_ERROR(Init(/*serve=*/true));
+  WEFT_RETURN_IF_ERROR(StartCni());
   if (watcher) WEFT_RETURN_IF_ERROR(watcher->Start());
   if (stream) WEFT_RETURN_IF_ERROR(stream->Start());
   LOG_INFO(
@@ -638,6 +670,9 @@ absl::Status Agent::Run() {
       }
     }
 
+    ServeCni();
+    TryInstallCni();
+
     bool unfinished = !pod_errors_.empty();
     if (client_.connected())
       for (const auto& [uid, p] : pods_) unfinished |= !p.handed_off;
@@ -647,7 +682,8 @@ absl::Status Agent::Run() {
       next_retry = Clock::now() + opts_.pod_retry;
     Publish();
 
-    auto deadline = std::min(next_retry, client_.connected() ? never : next_connect);
+    auto deadline =
+        std::min({next_retry, client_.connected() ? never : next_connect, CniDeadline()});
     int timeout_ms = -1;
     if (deadline != never) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -674,6 +710,7 @@ absl::Status Agent::Run() {
 
   if (watcher) watcher->Stop();
   if (stream) stream->Stop();
+  CloseCni();
   LeaveOnExit();
   return absl::OkStatus();
 }
@@ -693,6 +730,13 @@ void Agent::LeaveOnExit() {
                   {{"pin_dir", pin_dir_}, {"error", std::string(st.message())}});
       node_.reset();
     }
+    if (cni_installed_) {
+      absl::Status st = cni::UninstallPlugin(opts_.cni_install);
+      if (st.ok())
+        LOG_INFO(kScope, "weft-cni uninstalled", {{"conf_dir", opts_.cni_install.conf_dir}});
+      else
+        LOG_ERROR(kScope, "weft-cni uninstall failed", {{"error", std::string(st.message())}});
+    }
   } else {
     LOG_INFO(kScope, "stopping: capture left in place; pods stay captured while the agent is away",
              {{"pods", pods_.size()}});
@@ -701,6 +745,239 @@ void Agent::LeaveOnExit() {
   connected_ = false;
   Publish();
   Shutdown();
+}
+
+// ---- weft-cni ----
+
+absl::Status Agent::StartCni() {
+  if (opts_.cni_socket.empty()) return absl::OkStatus();
+  cni_server_ = std::make_unique<CniServer>(
+      opts_.cni_socket, [this](const cni::Request& r) { return HandleCni(r); },
+      [this] {
+        metrics_->cni.Add({{"op", "bad"}, {"result", "error"}}).Increment();
+      });
+  WEFT_RETURN_IF_ERROR(cni_server_->Start());
+  TryInstallCni();
+  return absl::OkStatus();
+}
+
+std::string DefaultCniPlugin() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(cni::kPluginType) : (self.parent_path() / cni::kPluginType).string();
+}
+
+void Agent::TryInstallCni() {
+  cni::InstallOptions& o = opts_.cni_install;
+  if (cni_installed_ || o.bin_dir.empty() || Clock::now() < next_cni_install_) return;
+  if (o.plugin_binary.empty()) o.plugin_binary = DefaultCniPlugin();
+  if (o.agent_socket.empty()) o.agent_socket = opts_.cni_socket;
+  auto path = cni::InstallPlugin(o);
+  if (!path.ok()) {
+    LOG_WARN(kScope, "weft-cni not installed yet; will retry",
+             {{"error", std::string(path.status().message())}});
+    next_cni_install_ = Clock::now() + opts_.pod_retry;
+    return;
+  }
+  cni_installed_ = true;
+  LOG_INFO(kScope, "weft-cni installed",
+           {{"binary", o.bin_dir + "/" + cni::kPluginType}, {"chained_into", *path}});
+}
+
+Clock::time_point Agent::CniDeadline() const {
+  auto d = Clock::time_point::max();
+  for (const auto& c : cni_waiting_) d = std::min(d, c->wait_until);
+  if (!cni_installed_ && !opts_.cni_install.bin_dir.empty() && cni_server_)
+    d = std::min(d, next_cni_install_);
+  return d;
+}
+
+cni::Reply Agent::HandleCni(const cni::Request& req) {
+  auto call = std::make_shared<CniCall>();
+  call->req = req;
+  call->wait_until = Clock::now() + opts_.cni_pod_wait;
+  std::future<cni::Reply> done = call->reply.get_future();
+  {
+    std::lock_guard<std::mutex> lock(cni_mu_);
+    if (cni_closed_) return cni::Reply::Error(cni::kErrTryAgainLater, "weft-agent is stopping");
+    cni_queue_.push_back(call);
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+  // The loop answers every call, at the latest when it stops (CloseCni).
+  return done.get();
+}
+
+void Agent::ServeCni() {
+  std::vector<std::shared_ptr<CniCall>> calls;
+  calls.swap(cni_waiting_);
+  {
+    std::lock_guard<std::mutex> lock(cni_mu_);
+    for (auto& c : cni_queue_) calls.push_back(std::move(c));
+    cni_queue_.clear();
+  }
+  bool changed = false;
+  for (auto& c : calls) {
+    std::optional<cni::Reply> r = AnswerCni(*c);
+    if (!r) {
+      cni_waiting_.push_back(std::move(c));
+      continue;
+    }
+    metrics_->Cni(c->req.op, *r);
+    if (!r->ok)
+      LOG_WARN(kScope, "CNI request refused",
+               {{"op", c->req.op},
+                {"pod", c->req.pod_namespace + "/" + c->req.pod_name},
+                {"code", r->code},
+                {"error", r->error}});
+    c->reply.set_value(std::move(*r));
+    changed = true;
+  }
+  if (changed) Publish();
+}
+
+void Agent::CloseCni() {
+  std::vector<std::shared_ptr<CniCall>> calls;
+  calls.swap(cni_waiting_);
+  {
+    std::lock_guard<std::mutex> lock(cni_mu_);
+    cni_closed_ = true;
+    for (auto& c : cni_queue_) calls.push_back(std::move(c));
+    cni_queue_.clear();
+  }
+  for (auto& c : calls)
+    c->reply.set_value(cni::Reply::Error(cni::kErrTryAgainLater, "weft-agent is stopping"));
+  if (cni_server_) cni_server_->Stop();
+}
+
+const Workload* Agent::FindCniWorkload(const cni::Request& r) const {
+  if (!current_) return nullptr;
+  for (const Workload& w : current_->workloads()) {
+    if (w.node != opts_.node || w.ns != r.pod_namespace || w.name != r.pod_name) continue;
+    // A pod re-created under the same name is another pod: wait for the config to have it.
+    if (!r.pod_uid.empty() && IsKubernetesUid(w.uid) && w.uid != r.pod_uid) continue;
+    return &w;
+  }
+  return nullptr;
+}
+
+Workload Agent::WithCni(const Workload& w) const {
+  Workload out = w;
+  auto c = cni_pods_.find(w.uid);
+  if (out.addresses.empty() && c != cni_pods_.end()) out.addresses = c->second.ips;
+  return out;
+}
+
+std::optional<cni::Reply> Agent::AnswerCni(const CniCall& c) {
+  const cni::Request& r = c.req;
+  const Workload* w = FindCniWorkload(r);
+  if (r.op == "del") return CniDel(w, r);
+  if (!w) {
+    if (Clock::now() < c.wait_until) return std::nullopt;  // weftd may not have sent it yet
+    return cni::Reply::Error(
+        cni::kErrTryAgainLater,
+        current_ ? absl::StrCat("pod ", r.pod_namespace, "/", r.pod_name, " on node ", opts_.node,
+                                " is not in the agent's config yet (weftd has not sent it)")
+                 : "weft-agent has no config yet (weftd not reached, or the config file not read)");
+  }
+  if (!w->in_mesh()) return cni::Reply::Ok(false);
+  if (!client_.connected())
+    return cni::Reply::Error(cni::kErrTryAgainLater,
+                             absl::StrCat("weft-agent is not ready: not connected to ztunnel (",
+                                          opts_.ztunnel_socket, ")"));
+  return r.op == "add" ? CniAdd(*w, r) : CniCheck(*w, r);
+}
+
+cni::Reply Agent::CniAdd(const Workload& w, const cni::Request& r) {
+  CniPod cp{r.netns, {}};
+  for (const std::string& ip : r.ips)
+    if (auto a = IpAddr::Parse(ip); a.ok()) cp.ips.push_back(*a);
+  cni_deleted_.erase(w.uid);
+  // A new sandbox of the same pod (the runtime re-created it): the old netns goes.
+  auto it = pods_.find(w.uid);
+  if (it != pods_.end() && w.netns_path.empty() && it->second.cni_netns != r.netns)
+    Remove(w.uid, /*tell_ztunnel=*/true);
+  cni_pods_[w.uid] = std::move(cp);
+  absl::Status st;
+  it = pods_.find(w.uid);
+  if (it == pods_.end())
+    st = Enroll(w);
+  else if (!it->second.captured && mode_ != CaptureMode::kNone)
+    st = InstallCapture(it->second);
+  if (!st.ok()) {
+    metrics_->Error("enroll");
+    return cni::Reply::Error(cni::kErrEnrollFailed, std::string(st.message()));
+  }
+  pod_errors_.erase(w.uid);
+  (void)HandOffPending();  // errors are per pod: this one's is checked below
+  Pod& p = pods_[w.uid];
+  if (!p.handed_off) {
+    auto e = handoff_errors_.find(w.uid);
+    return cni::Reply::Error(
+        client_.connected() ? cni::kErrEnrollFailed : cni::kErrTryAgainLater,
+        absl::StrCat("ztunnel did not take pod ", w.uid, ": ",
+                     e != handoff_errors_.end() ? e->second : "no acknowledgement"));
+  }
+  LOG_INFO(kScope, "pod enrolled through CNI", {{"uid", w.uid}, {"netns", r.netns}});
+  return cni::Reply::Ok(true);
+}
+
+cni::Reply Agent::CniDel(const Workload* w, const cni::Request& r) {
+  std::string uid = w ? w->uid : "";
+  if (uid.empty()) {  // the config may have dropped the pod already
+    for (const auto& [u, p] : pods_)
+      if (p.w.ns == r.pod_namespace && p.w.name == r.pod_name) uid = u;
+  }
+  if (uid.empty()) return cni::Reply::Ok(false);
+  auto it = pods_.find(uid);
+  bool enrolled = it != pods_.end();
+  // A DEL for an older sandbox must not unenrol the pod's current one.
+  if (enrolled && !r.netns.empty() && !it->second.cni_netns.empty() &&
+      it->second.cni_netns != r.netns)
+    return cni::Reply::Ok(false);
+  if (enrolled) Remove(uid, /*tell_ztunnel=*/true);
+  cni_pods_.erase(uid);
+  if (w && w->in_mesh()) cni_deleted_.insert(uid);
+  pod_errors_.erase(uid);
+  return cni::Reply::Ok(enrolled);
+}
+
+absl::Status Agent::VerifyCapture(Pod& p) {
+  if (mode_ == CaptureMode::kNone) return absl::OkStatus();
+  if (!p.captured) return absl::FailedPreconditionError("capture was never installed");
+  if (mode_ == CaptureMode::kEbpf) {
+    WEFT_ASSIGN_OR_RETURN(std::vector<bpf::EnrolledPod> enrolled, node_->ListEnrolled());
+    for (const bpf::EnrolledPod& e : enrolled)
+      if (e.netns_cookie == p.cookie) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat("the eBPF capture has no entry for the pod's netns (cookie ", p.cookie, ")"));
+  }
+  WEFT_ASSIGN_OR_RETURN(bool present, ztunnel::InpodIptablesPresent(p.netns.get()));
+  if (!present)
+    return absl::FailedPreconditionError(
+        "the in-pod iptables capture (WEFT_INPOD_* jumps in the nat table) is missing");
+  return absl::OkStatus();
+}
+
+cni::Reply Agent::CniCheck(const Workload& w, const cni::Request& r) {
+  auto it = pods_.find(w.uid);
+  if (it == pods_.end()) {
+    auto e = pod_errors_.find(w.uid);
+    return cni::Reply::Error(cni::kErrDrift,
+                             absl::StrCat("pod ", w.uid, " is in the mesh but not enrolled",
+                                          e != pod_errors_.end() ? ": " + e->second : ""));
+  }
+  Pod& p = it->second;
+  if (!r.netns.empty() && !p.cni_netns.empty() && p.cni_netns != r.netns)
+    return cni::Reply::Error(cni::kErrDrift, absl::StrCat("pod ", w.uid, " is enrolled with netns ",
+                                                          p.cni_netns, ", not ", r.netns));
+  absl::Status st = VerifyCapture(p);
+  if (!st.ok())
+    return cni::Reply::Error(cni::kErrDrift, absl::StrCat("pod ", w.uid, ": ", st.message()));
+  if (!p.handed_off)
+    return cni::Reply::Error(cni::kErrDrift,
+                             absl::StrCat("pod ", w.uid, " is not acknowledged by ztunnel"));
+  return cni::Reply::Ok(true);
 }
 
 }  // namespace weft::agent

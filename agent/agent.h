@@ -19,10 +19,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,8 @@
 #include "absl/status/statusor.h"
 #include "agent/handoff_client.h"
 #include "agent/probe.h"
+#include "cni/install.h"
+#include "cni/protocol.h"
 #include "common/net.h"
 #include "common/unique_fd.h"
 #include "ztunnel/state/snapshot.h"
@@ -37,6 +41,9 @@
 
 namespace weft::bpf {
 class NodeCapture;
+}
+namespace weft::agent {
+class CniServer;
 }
 namespace CLI {
 class App;
@@ -73,22 +80,35 @@ struct AgentOptions {
   std::chrono::milliseconds backoff_min{100}, backoff_max{2000};  // ztunnel reconnects
   // Retry interval for pods whose netns could not be opened/captured or that ztunnel refused.
   std::chrono::milliseconds pod_retry{2000};
+  // weft-cni (cni/plugin.h): serve the plugin here (empty: no CNI endpoint). A CNI ADD for a
+  // pod the config does not list yet waits up to cni_pod_wait for weftd to send it.
+  std::string cni_socket;
+  std::chrono::milliseconds cni_pod_wait{5000};
+  // Install the plugin at start (bin_dir and conf_dir set; agent_socket = cni_socket) and, with
+  // uninstall_on_exit, remove it on exit. Retried every pod_retry until the node's network
+  // plugin has written its configuration.
+  cni::InstallOptions cni_install;
 };
 
 struct CommandLine {
   AgentOptions options;
   bool once = false;
+  bool uninstall_cni = false;  // remove weft-cni from --cni-bin-dir/--cni-conf-dir and exit
   std::string log_level = "info";
 };
 // weft-agent --node NAME (--config FILE | --control-plane ADDR) --ztunnel-socket PATH
 //            [--capture ebpf|iptables|auto|none] [--cgroup PATH] [--bpf-pin-dir DIR]
 //            [--metrics ADDR:PORT|off] [--once] [--uninstall-on-exit] [--log-level LEVEL]
+//            [--cni-socket PATH [--cni-bin-dir DIR --cni-conf-dir DIR [--cni-plugin PATH]]]
+// weft-agent --uninstall-cni --cni-bin-dir DIR --cni-conf-dir DIR
 // Defaults: --capture auto, --metrics 127.0.0.1:15030 (agent/command_line.cc).
 // ("--flag value" or "--flag=value"). Errors name the flag and say what is expected.
 void AddFlags(CLI::App& app, CommandLine* cl);         // the flags, into *cl (with its defaults)
 absl::Status CheckCommandLine(const CommandLine& cl);  // required and exclusive flags
 // AddFlags + parse + CheckCommandLine (--help is an error here; main answers it).
 absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv);
+// The weft-cni shipped beside the running binary (<dir of /proc/self/exe>/weft-cni).
+std::string DefaultCniPlugin();
 
 class Agent {
  public:
@@ -130,9 +150,19 @@ class Agent {
   // eBPF mode: the pin dir in use (empty in other modes).
   const std::string& bpf_pin_dir() const { return pin_dir_; }
 
+  // A weft-cni request (any thread; the CNI endpoint's): handed to the loop thread, which
+  // answers once the pod is enrolled and acknowledged by ztunnel, or with the reason it is not.
+  //   add:   pod not in the config yet -> waits up to cni_pod_wait, then try-again (11); not in
+  //          the mesh -> ok, not enrolled; in the mesh -> capture + AddWorkload with the netns
+  //          the runtime named, ok once ztunnel acked; not connected to ztunnel -> 11.
+  //   del:   capture off + DelWorkload; unknown pods and missing netns are ok.
+  //   check: an enrolled pod whose capture is gone (or that ztunnel does not have) -> 101.
+  cni::Reply HandleCni(const cni::Request& req);
+
  private:
   struct Pod {
     ztunnel::Workload w;
+    std::string cni_netns;  // the netns path CNI ADD named (empty: the config's, or /proc)
     UniqueFd netns;
     bool captured = false;
     bool handed_off = false;
@@ -140,6 +170,15 @@ class Agent {
     uint32_t slot = 0;
   };
   struct Metrics;
+  struct CniCall {
+    cni::Request req;
+    std::promise<cni::Reply> reply;
+    std::chrono::steady_clock::time_point wait_until;  // add: how long to wait for the pod
+  };
+  struct CniPod {  // what CNI ADD said about a pod
+    std::string netns;
+    std::vector<IpAddr> ips;
+  };
 
   // Resolves the capture mode (probe), opens the eBPF capture, starts the metrics endpoint
   // (`serve`). Idempotent.
@@ -167,6 +206,21 @@ class Agent {
   void Disconnect(std::string_view why);
   void Publish();
 
+  // CNI (loop thread). ServeCni answers what it can and keeps ADDs waiting for their pod.
+  absl::Status StartCni();
+  void ServeCni();
+  void CloseCni();  // answers everything pending with try-again; stops the endpoint
+  void TryInstallCni();
+  std::optional<cni::Reply> AnswerCni(const CniCall& c);
+  cni::Reply CniAdd(const ztunnel::Workload& w, const cni::Request& r);
+  cni::Reply CniDel(const ztunnel::Workload* w, const cni::Request& r);
+  cni::Reply CniCheck(const ztunnel::Workload& w, const cni::Request& r);
+  const ztunnel::Workload* FindCniWorkload(const cni::Request& r) const;
+  // `w` with what CNI told about it: its addresses when the config has none yet.
+  ztunnel::Workload WithCni(const ztunnel::Workload& w) const;
+  absl::Status VerifyCapture(Pod& p);
+  std::chrono::steady_clock::time_point CniDeadline() const;
+
   AgentOptions opts_;
   HandoffClient client_;
   UniqueFd wake_;
@@ -190,6 +244,16 @@ class Agent {
   UniqueFd cgroup_;
   std::unique_ptr<bpf::NodeCapture> node_;
   std::unique_ptr<Metrics> metrics_;
+
+  std::mutex cni_mu_;
+  bool cni_closed_ = false;                            // guarded by cni_mu_
+  std::vector<std::shared_ptr<CniCall>> cni_queue_;    // guarded by cni_mu_: to the loop
+  std::vector<std::shared_ptr<CniCall>> cni_waiting_;  // loop thread: ADDs awaiting their pod
+  std::map<std::string, CniPod> cni_pods_;             // loop thread: uid -> CNI ADD's facts
+  std::set<std::string> cni_deleted_;  // loop thread: CNI DELeted, kept out until config drops them
+  bool cni_installed_ = false;
+  std::chrono::steady_clock::time_point next_cni_install_{};
+  std::unique_ptr<CniServer> cni_server_;
 };
 
 }  // namespace weft::agent

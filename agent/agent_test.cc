@@ -325,6 +325,45 @@ TEST_F(AgentTest, UnreadableConfigAtStartIsAnError) {
   EXPECT_TRUE(absl::StrContains(st.message(), config_)) << st;
 }
 
+TEST(AgentCommandLineTest, CniFlags) {
+  const char* install[] = {"weft-agent",
+                           "--node=n1",
+                           "--config=c",
+                           "--ztunnel-socket=s",
+                           "--cni-socket=/run/weft/cni/agent.sock",
+                           "--cni-bin-dir=/host/opt/cni/bin",
+                           "--cni-conf-dir=/host/etc/cni/net.d"};
+  auto cl = ParseCommandLine(std::size(install), install);
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.cni_socket, "/run/weft/cni/agent.sock");
+  EXPECT_EQ(cl->options.cni_install.bin_dir, "/host/opt/cni/bin");
+  EXPECT_EQ(cl->options.cni_install.conf_dir, "/host/etc/cni/net.d");
+
+  const char* uninstall[] = {"weft-agent", "--uninstall-cni", "--cni-bin-dir=/b",
+                             "--cni-conf-dir=/c"};
+  cl = ParseCommandLine(std::size(uninstall), uninstall);
+  ASSERT_TRUE(cl.ok()) << cl.status() << " (--uninstall-cni needs no --node/--config)";
+  EXPECT_TRUE(cl->uninstall_cni);
+
+  struct Bad {
+    std::vector<const char*> argv;
+    const char* error;
+  } bad[] = {
+      {{"weft-agent", "--node=n", "--config=c", "--ztunnel-socket=s", "--cni-socket=x",
+        "--cni-bin-dir=/b"},
+       "go together"},
+      {{"weft-agent", "--node=n", "--config=c", "--ztunnel-socket=s", "--cni-bin-dir=/b",
+        "--cni-conf-dir=/c"},
+       "needs --cni-socket"},
+      {{"weft-agent", "--uninstall-cni"}, "--uninstall-cni needs"},
+  };
+  for (const Bad& b : bad) {
+    auto r = ParseCommandLine(static_cast<int>(b.argv.size()), b.argv.data());
+    ASSERT_FALSE(r.ok()) << b.error;
+    EXPECT_NE(r.status().message().find(b.error), std::string::npos) << r.status();
+  }
+}
+
 TEST(AgentCommandLineTest, ParsesFlagsAndRejectsBadOnes) {
   const char* ok[] = {"weft-agent",          "--node=n1",        "--config",  "/etc/weft/c.yaml",
                       "--ztunnel-socket",    "/run/zt.sock",     "--capture", "none",

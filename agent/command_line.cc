@@ -19,7 +19,10 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
            "weft-agent --node NAME (--config FILE | --control-plane ADDR) --ztunnel-socket PATH\n"
            "                  [--capture ebpf|iptables|auto|none] [--cgroup PATH]\n"
            "                  [--bpf-pin-dir DIR] [--metrics ADDR:PORT|off] [--once]\n"
-           "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]");
+           "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]\n"
+           "                  [--cni-socket PATH [--cni-bin-dir DIR --cni-conf-dir DIR\n"
+           "                   [--cni-plugin PATH]]]\n"
+           "       weft-agent --uninstall-cni --cni-bin-dir DIR --cni-conf-dir DIR");
   app.add_option("--node", o.node, "this node's name; only workloads scheduled here are enrolled")
       ->type_name("NAME")
       ->check(kNonEmpty);
@@ -78,6 +81,25 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
                        : "unknown level \"" + v + "\"; use debug, info, warn or error";
           },
           "", "LEVEL"));
+  app.add_option("--cni-socket", o.cni_socket,
+                 "serve weft-cni here (a Unix socket on the host; the plugin's agentSocket)")
+      ->type_name("PATH")
+      ->check(kNonEmpty);
+  app.add_option("--cni-bin-dir", o.cni_install.bin_dir,
+                 "install weft-cni into this CNI bin directory (e.g. the host's /opt/cni/bin)")
+      ->type_name("DIR")
+      ->check(kNonEmpty);
+  app.add_option("--cni-conf-dir", o.cni_install.conf_dir,
+                 "chain weft-cni into the first network configuration of this directory (e.g. "
+                 "the host's /etc/cni/net.d)")
+      ->type_name("DIR")
+      ->check(kNonEmpty);
+  app.add_option("--cni-plugin", o.cni_install.plugin_binary,
+                 "the weft-cni binary to install (default: weft-cni beside weft-agent)")
+      ->type_name("PATH")
+      ->check(kNonEmpty);
+  app.add_flag("--uninstall-cni", cl->uninstall_cni,
+               "remove weft-cni from --cni-bin-dir and --cni-conf-dir, and exit");
   app.add_flag("--once", cl->once, "sync once and exit (no watching, no reconnects)");
   app.add_flag("--uninstall-on-exit", o.uninstall_on_exit,
                "remove the capture from every pod when stopping, and in eBPF mode every pinned "
@@ -85,8 +107,25 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
                "while the agent is down)");
 }
 
+absl::Status CheckCniFlags(const CommandLine& cl) {
+  const AgentOptions& o = cl.options;
+  bool bin = !o.cni_install.bin_dir.empty(), conf = !o.cni_install.conf_dir.empty();
+  if (bin != conf)
+    return absl::InvalidArgumentError("--cni-bin-dir and --cni-conf-dir go together");
+  if (cl.uninstall_cni && !bin)
+    return absl::InvalidArgumentError("--uninstall-cni needs --cni-bin-dir and --cni-conf-dir");
+  if (!cl.uninstall_cni && bin && o.cni_socket.empty())
+    return absl::InvalidArgumentError(
+        "installing weft-cni (--cni-bin-dir) needs --cni-socket: the plugin asks the agent there");
+  if (cl.once && !o.cni_socket.empty())
+    return absl::InvalidArgumentError("--once serves no CNI requests; drop --cni-socket");
+  return absl::OkStatus();
+}
+
 absl::Status CheckCommandLine(const CommandLine& cl) {
   const AgentOptions& o = cl.options;
+  WEFT_RETURN_IF_ERROR(CheckCniFlags(cl));
+  if (cl.uninstall_cni) return absl::OkStatus();
   std::vector<std::string> missing;
   if (o.node.empty()) missing.push_back("--node");
   if (o.config_path.empty() && !o.control_plane.enabled())

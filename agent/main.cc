@@ -22,6 +22,15 @@ int main(int argc, char** argv) {
   }
   weft::log::Level level;
   if (weft::log::ParseLevel(cl.log_level, &level)) weft::log::SetLevel(level);
+  if (cl.uninstall_cni) {
+    absl::Status st = weft::cni::UninstallPlugin(cl.options.cni_install);
+    if (!st.ok()) {
+      LOG_ERROR("agent", "weft-cni uninstall failed", {{"error", std::string(st.message())}});
+      return 1;
+    }
+    LOG_INFO("agent", "weft-cni uninstalled", {{"conf_dir", cl.options.cni_install.conf_dir}});
+    return 0;
+  }
 
   // Signals are taken synchronously by one thread; they are blocked before any other thread
   // exists so that every thread inherits the mask.

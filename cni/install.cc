@@ -7,7 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "cni/plugin.h"
+#include "cni/protocol.h"
 #include "common/file.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"

@@ -21,10 +21,10 @@
 #include <string_view>
 #include <vector>
 
+#include "cni/protocol.h"
+
 namespace weft::cni {
 
-inline constexpr char kPluginType[] = "weft-cni";
-inline constexpr char kDefaultAgentSocket[] = "/var/run/weft/cni/agent.sock";
 inline constexpr int kDefaultTimeoutSeconds = 30;
 // Oldest first; the last is the newest.
 const std::vector<std::string>& SupportedVersions();

@@ -29,6 +29,10 @@ inline constexpr int kErrTryAgainLater = 11;
 inline constexpr int kErrEnrollFailed = 100;  // the agent could not capture or hand off the pod
 inline constexpr int kErrDrift = 101;         // CHECK: an enrolled pod's capture is missing
 
+// The plugin's type (conflist "type", binary name) and the agent's default socket.
+inline constexpr char kPluginType[] = "weft-cni";
+inline constexpr char kDefaultAgentSocket[] = "/var/run/weft/cni/agent.sock";
+
 // Messages above this size are refused by both ends.
 inline constexpr size_t kMaxMessage = 64 * 1024;
 

@@ -499,6 +499,19 @@ absl::Status InstallInpodIptables(int netns_fd, const InpodIptablesOptions& opts
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> InpodIptablesPresent(int netns_fd) {
+  if (netns_fd < 0) return absl::InvalidArgumentError("InpodIptablesPresent needs a netns fd");
+  WEFT_ASSIGN_OR_RETURN(Tools t, FindTools(Family::kV4));
+  bool capture = false;
+  WEFT_ASSIGN_OR_RETURN(std::vector<std::string> jumps, CurrentJumps(netns_fd, t, &capture));
+  bool out = false, in = false;
+  for (const std::string& j : jumps) {
+    out |= absl::StartsWith(j, "-A OUTPUT ") && absl::EndsWith(j, kOutputChain);
+    in |= absl::StartsWith(j, "-A PREROUTING ") && absl::EndsWith(j, kPreroutingChain);
+  }
+  return out && in;
+}
+
 absl::Status RemoveInpodIptables(int netns_fd) {
   if (netns_fd < 0)
     return absl::InvalidArgumentError("RemoveInpodIptables needs the pod's netns fd");

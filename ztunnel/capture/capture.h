@@ -58,6 +58,10 @@ absl::Status InstallInpodIptables(int netns_fd, const InpodIptablesOptions& opts
 // takes it out.
 absl::Status RemoveInpodIptables(int netns_fd);
 
+// Whether the in-pod capture is in place in `netns_fd`: both IPv4 jumps (OUTPUT and PREROUTING
+// into the WEFT_INPOD_* chains). The agent's drift check (CNI CHECK).
+absl::StatusOr<bool> InpodIptablesPresent(int netns_fd);
+
 // When ip6tables cannot capture in a pod's netns (`why`: the tool or its nat table is missing):
 // OK if the pod has no IPv6 address besides loopback (nothing to capture), otherwise
 // FailedPrecondition naming the address: IPv6 traffic would reach the app uncaptured, so
