@@ -730,16 +730,16 @@ void Agent::LeaveOnExit() {
                   {{"pin_dir", pin_dir_}, {"error", std::string(st.message())}});
       node_.reset();
     }
-    if (cni_installed_) {
-      absl::Status st = cni::UninstallPlugin(opts_.cni_install);
-      if (st.ok())
-        LOG_INFO(kScope, "weft-cni uninstalled", {{"conf_dir", opts_.cni_install.conf_dir}});
-      else
-        LOG_ERROR(kScope, "weft-cni uninstall failed", {{"error", std::string(st.message())}});
-    }
   } else {
     LOG_INFO(kScope, "stopping: capture left in place; pods stay captured while the agent is away",
              {{"pods", pods_.size()}});
+  }
+  if (cni_installed_ && (opts_.uninstall_on_exit || opts_.cni_uninstall_on_exit)) {
+    absl::Status st = cni::UninstallPlugin(opts_.cni_install);
+    if (st.ok())
+      LOG_INFO(kScope, "weft-cni uninstalled", {{"conf_dir", opts_.cni_install.conf_dir}});
+    else
+      LOG_ERROR(kScope, "weft-cni uninstall failed", {{"error", std::string(st.message())}});
   }
   client_.Close();
   connected_ = false;

@@ -88,6 +88,10 @@ struct AgentOptions {
   // uninstall_on_exit, remove it on exit. Retried every pod_retry until the node's network
   // plugin has written its configuration.
   cni::InstallOptions cni_install;
+  // Remove the plugin on exit (also done by uninstall_on_exit) while leaving the pods captured:
+  // a node whose agent is gone for good must not keep refusing every new pod. Pods that start
+  // while no agent runs are enrolled live when it is back (found through /proc).
+  bool cni_uninstall_on_exit = false;
 };
 
 struct CommandLine {
@@ -99,7 +103,8 @@ struct CommandLine {
 // weft-agent --node NAME (--config FILE | --control-plane ADDR) --ztunnel-socket PATH
 //            [--capture ebpf|iptables|auto|none] [--cgroup PATH] [--bpf-pin-dir DIR]
 //            [--metrics ADDR:PORT|off] [--once] [--uninstall-on-exit] [--log-level LEVEL]
-//            [--cni-socket PATH [--cni-bin-dir DIR --cni-conf-dir DIR [--cni-plugin PATH]]]
+//            [--cni-socket PATH [--cni-bin-dir DIR --cni-conf-dir DIR [--cni-plugin PATH]
+//             [--cni-uninstall-on-exit]]]
 // weft-agent --uninstall-cni --cni-bin-dir DIR --cni-conf-dir DIR
 // Defaults: --capture auto, --metrics 127.0.0.1:15030 (agent/command_line.cc).
 // ("--flag value" or "--flag=value"). Errors name the flag and say what is expected.

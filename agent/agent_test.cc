@@ -330,12 +330,12 @@ TEST(AgentCommandLineTest, CniFlags) {
                            "--node=n1",
                            "--config=c",
                            "--ztunnel-socket=s",
-                           "--cni-socket=/run/weft/cni/agent.sock",
+                           "--cni-socket=/run/weft-cni/agent.sock",
                            "--cni-bin-dir=/host/opt/cni/bin",
                            "--cni-conf-dir=/host/etc/cni/net.d"};
   auto cl = ParseCommandLine(std::size(install), install);
   ASSERT_TRUE(cl.ok()) << cl.status();
-  EXPECT_EQ(cl->options.cni_socket, "/run/weft/cni/agent.sock");
+  EXPECT_EQ(cl->options.cni_socket, "/run/weft-cni/agent.sock");
   EXPECT_EQ(cl->options.cni_install.bin_dir, "/host/opt/cni/bin");
   EXPECT_EQ(cl->options.cni_install.conf_dir, "/host/etc/cni/net.d");
 

@@ -83,17 +83,18 @@ void CniServer::Answer(int fd) {
   ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_TRUNC);
   if (n <= 0) return;
   cni::Reply reply;
-  auto req =
+  cni::Request req;
+  std::string err =
       static_cast<size_t>(n) > buf.size()
-          ? absl::StatusOr<cni::Request>(absl::InvalidArgumentError(absl::StrCat(
-                "weft-cni request of ", n, " bytes exceeds the limit of ", cni::kMaxMessage)))
-          : cni::DecodeRequest(std::string_view(buf.data(), static_cast<size_t>(n)));
-  if (!req.ok()) {
+          ? absl::StrCat("weft-cni request of ", n, " bytes exceeds the limit of ",
+                         cni::kMaxMessage)
+          : cni::DecodeRequest(std::string_view(buf.data(), static_cast<size_t>(n)), &req);
+  if (!err.empty()) {
     if (on_bad_) on_bad_();
-    LOG_WARN(kScope, "bad CNI request", {{"error", std::string(req.status().message())}});
-    reply = cni::Reply::Error(cni::kErrDecode, std::string(req.status().message()));
+    LOG_WARN(kScope, "bad CNI request", {{"error", err}});
+    reply = cni::Reply::Error(cni::kErrDecode, err);
   } else {
-    reply = handler_(*req);
+    reply = handler_(req);
   }
   std::string out = cni::EncodeReply(reply);
   if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0)

@@ -21,7 +21,7 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
            "                  [--bpf-pin-dir DIR] [--metrics ADDR:PORT|off] [--once]\n"
            "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]\n"
            "                  [--cni-socket PATH [--cni-bin-dir DIR --cni-conf-dir DIR\n"
-           "                   [--cni-plugin PATH]]]\n"
+           "                   [--cni-plugin PATH] [--cni-uninstall-on-exit]]]\n"
            "       weft-agent --uninstall-cni --cni-bin-dir DIR --cni-conf-dir DIR");
   app.add_option("--node", o.node, "this node's name; only workloads scheduled here are enrolled")
       ->type_name("NAME")
@@ -98,6 +98,8 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
                  "the weft-cni binary to install (default: weft-cni beside weft-agent)")
       ->type_name("PATH")
       ->check(kNonEmpty);
+  app.add_flag("--cni-uninstall-on-exit", o.cni_uninstall_on_exit,
+               "remove weft-cni from the CNI dirs when stopping (pods stay captured)");
   app.add_flag("--uninstall-cni", cl->uninstall_cni,
                "remove weft-cni from --cni-bin-dir and --cni-conf-dir, and exit");
   app.add_flag("--once", cl->once, "sync once and exit (no watching, no reconnects)");

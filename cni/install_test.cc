@@ -24,7 +24,7 @@ class CniInstallTest : public ::testing::Test {
     o_.bin_dir = bin();
     o_.conf_dir = conf();
     o_.plugin_binary = dir_.Write("weft-cni.src", "#!plugin\n");
-    o_.agent_socket = "/var/run/weft/cni/agent.sock";
+    o_.agent_socket = "/run/weft-cni/agent.sock";
     o_.timeout_seconds = 12;
   }
   std::string bin() const { return dir_.path() + "/bin"; }
@@ -56,7 +56,7 @@ TEST_F(CniInstallTest, ChainsIntoTheFirstConflistAndUninstallsCleanly) {
   EXPECT_EQ(l["plugins"][0]["type"], "bridge");
   EXPECT_EQ(l["plugins"][1]["type"], "portmap");
   EXPECT_EQ(l["plugins"][2], ordered_json::parse(R"({"type":"weft-cni",
-      "agentSocket":"/var/run/weft/cni/agent.sock","timeoutSeconds":12})"));
+      "agentSocket":"/run/weft-cni/agent.sock","timeoutSeconds":12})"));
   EXPECT_EQ(l.begin().key(), "cniVersion");  // the operator's key order is kept
   EXPECT_EQ(Read("99-other.conflist")["plugins"].size(), 2u);
   struct stat st;

@@ -3,17 +3,19 @@
 #include <algorithm>
 #include <chrono>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "cni/protocol.h"
-#include "common/status.h"
 #include "nlohmann/json.hpp"
 
 namespace weft::cni {
 namespace {
 
 using nlohmann::json;
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
 
 struct Conf {
   std::string version;
@@ -36,7 +38,7 @@ PluginOutput ErrorOutput(const std::string& version, const Failure& f) {
             {"msg", f.msg}};
   if (!f.details.empty()) e["details"] = f.details;
   o.out = e.dump(2) + "\n";
-  o.log = absl::StrCat("weft-cni: ", f.msg, f.details.empty() ? "" : ": ", f.details, "\n");
+  o.log = "weft-cni: " + f.msg + (f.details.empty() ? "" : ": ") + f.details + "\n";
   return o;
 }
 
@@ -61,8 +63,8 @@ bool ParseConf(std::string_view text, Conf* c, Failure* f) {
   c->version = v->get<std::string>();
   const auto& supported = SupportedVersions();
   if (std::find(supported.begin(), supported.end(), c->version) == supported.end()) {
-    *f = {kErrIncompatibleVersion, absl::StrCat("cniVersion ", c->version, " is not supported"),
-          absl::StrCat("supported: ", absl::StrJoin(supported, ", "))};
+    *f = {kErrIncompatibleVersion, "cniVersion " + c->version + " is not supported",
+          "supported: " + Join(supported)};
     c->version.clear();
     return false;
   }
@@ -108,19 +110,17 @@ std::vector<std::string> ResultIps(const json& prev) {
 
 // The agent's answer, with transport failures as CNI errors. `*reply` is set on success.
 bool Ask(const Conf& c, const Request& req, Reply* reply, Failure* f) {
-  auto r = CallAgent(c.agent_socket, req, std::chrono::seconds(c.timeout_seconds));
-  if (!r.ok()) {
-    *f = {kErrTryAgainLater,
-          absl::StrCat("weft-agent is not reachable or not ready; the pod cannot be enrolled "
-                       "in the mesh yet"),
-          std::string(r.status().message())};
+  CallResult r = CallAgent(c.agent_socket, req, std::chrono::seconds(c.timeout_seconds));
+  if (r.kind != CallResult::Kind::kOk) {
+    *f = {r.kind == CallResult::Kind::kBadReply ? kErrDecode : kErrTryAgainLater,
+          "weft-agent is not reachable or not ready; the pod cannot be enrolled in the mesh yet",
+          r.error};
     return false;
   }
-  *reply = *r;
+  *reply = r.reply;
   if (!reply->ok) {
     *f = {reply->code,
-          absl::StrCat("weft-agent refused ", req.op, " for pod ", req.pod_namespace, "/",
-                       req.pod_name),
+          "weft-agent refused " + req.op + " for pod " + req.pod_namespace + "/" + req.pod_name,
           reply->error};
     return false;
   }
@@ -143,7 +143,7 @@ bool RequestFromEnv(const std::map<std::string, std::string>& env, const std::st
   if (command != "DEL") need.push_back("CNI_NETNS");
   for (const char* k : need) {
     if (Env(env, k).empty()) {
-      *f = {kErrInvalidEnv, absl::StrCat(k, " is not set (required for ", command, ")"), ""};
+      *f = {kErrInvalidEnv, std::string(k) + " is not set (required for " + command + ")", ""};
       return false;
     }
   }
@@ -167,9 +167,12 @@ const std::vector<std::string>& SupportedVersions() {
 
 std::map<std::string, std::string> ParseCniArgs(std::string_view args) {
   std::map<std::string, std::string> out;
-  for (absl::string_view kv : absl::StrSplit(Av(args), ';', absl::SkipEmpty())) {
+  while (!args.empty()) {
+    size_t semi = args.find(';');
+    std::string_view kv = args.substr(0, semi);
+    args = semi == std::string_view::npos ? std::string_view() : args.substr(semi + 1);
     size_t eq = kv.find('=');
-    if (eq == absl::string_view::npos) continue;
+    if (eq == std::string_view::npos) continue;
     out[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
   }
   return out;
@@ -179,17 +182,15 @@ PluginOutput RunPlugin(const std::map<std::string, std::string>& env, std::strin
   const std::string command = Env(env, "CNI_COMMAND");
   if (command == "VERSION") return Version();
   if (command != "ADD" && command != "DEL" && command != "CHECK")
-    return ErrorOutput("", {kErrInvalidEnv,
-                            absl::StrCat("CNI_COMMAND \"", command,
-                                         "\" is not supported (ADD, DEL, CHECK, VERSION)"),
-                            ""});
+    return ErrorOutput(
+        "", {kErrInvalidEnv,
+             "CNI_COMMAND \"" + command + "\" is not supported (ADD, DEL, CHECK, VERSION)", ""});
   Conf c;
   Failure f;
   if (!ParseConf(config, &c, &f)) return ErrorOutput(c.version, f);
   if (command == "CHECK" && (c.version == "0.3.0" || c.version == "0.3.1"))
-    return ErrorOutput(
-        c.version, {kErrIncompatibleVersion,
-                    absl::StrCat("CHECK needs cniVersion 0.4.0 or later, not ", c.version), ""});
+    return ErrorOutput(c.version, {kErrIncompatibleVersion,
+                                   "CHECK needs cniVersion 0.4.0 or later, not " + c.version, ""});
   if (command != "DEL" && c.prev_result.is_null())
     return ErrorOutput(c.version,
                        {kErrInvalidConfig,
@@ -210,13 +211,13 @@ PluginOutput RunPlugin(const std::map<std::string, std::string>& env, std::strin
       if (command == "DEL" && f.code == kErrTryAgainLater) {
         // The capture lives in the netns being deleted; the agent drops the pod from ztunnel
         // when it leaves the config.
-        o.log = absl::StrCat("weft-cni: DEL without the agent: ", f.details, "\n");
+        o.log = "weft-cni: DEL without the agent: " + f.details + "\n";
         return o;
       }
       return ErrorOutput(c.version, f);
     }
-    o.log = absl::StrCat("weft-cni: ", command, " ", req.pod_namespace, "/", req.pod_name, ": ",
-                         reply.enrolled ? "enrolled" : "not in the mesh", "\n");
+    o.log = "weft-cni: " + command + " " + req.pod_namespace + "/" + req.pod_name + ": " +
+            (reply.enrolled ? "enrolled" : "not in the mesh") + "\n";
   }
   if (command == "ADD") {
     json result = c.prev_result;

@@ -11,7 +11,7 @@
 //   CHECK   the agent verifies an enrolled pod's capture is still in place (drift: error 101).
 //   VERSION the supported versions.
 // Network configuration (the conflist entry weft-agent --cni-conf-dir writes):
-//   {"type": "weft-cni", "agentSocket": "/var/run/weft/cni/agent.sock", "timeoutSeconds": 30}
+//   {"type": "weft-cni", "agentSocket": "/run/weft-cni/agent.sock", "timeoutSeconds": 30}
 // Errors are the spec's JSON error object ({cniVersion, code, msg, details}) on stdout with
 // exit status 1.
 #pragma once

@@ -3,6 +3,9 @@
 // (weft-agent --cni-socket). The plugin is the client (CallAgent); the agent's end is
 // agent/cni_server.h.
 //
+// The plugin side is free of abseil and of weft_common: weft-cni is linked statically, since it
+// is copied onto the host and runs there, outside the image's libraries.
+//
 // Request: {"op": "add"|"del"|"check", "containerId", "netns", "ifname",
 //           "podNamespace", "podName", "podUid" (K8S_POD_UID, may be empty),
 //           "ips": ["10.1.0.5", ...] (from prevResult, ADD/CHECK)}
@@ -12,9 +15,8 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
-
-#include "absl/status/statusor.h"
 
 namespace weft::cni {
 
@@ -31,7 +33,7 @@ inline constexpr int kErrDrift = 101;         // CHECK: an enrolled pod's captur
 
 // The plugin's type (conflist "type", binary name) and the agent's default socket.
 inline constexpr char kPluginType[] = "weft-cni";
-inline constexpr char kDefaultAgentSocket[] = "/var/run/weft/cni/agent.sock";
+inline constexpr char kDefaultAgentSocket[] = "/run/weft-cni/agent.sock";
 
 // Messages above this size are refused by both ends.
 inline constexpr size_t kMaxMessage = 64 * 1024;
@@ -60,15 +62,25 @@ struct Reply {
 };
 
 std::string EncodeRequest(const Request& r);
-// InvalidArgument naming the field on bad input (not JSON, unknown op, wrong types).
-absl::StatusOr<Request> DecodeRequest(std::string_view text);
+// Decoders return "" on success, else the error naming the field (not JSON, unknown op, wrong
+// types, too large).
+std::string DecodeRequest(std::string_view text, Request* out);
 std::string EncodeReply(const Reply& r);
-absl::StatusOr<Reply> DecodeReply(std::string_view text);
+std::string DecodeReply(std::string_view text, Reply* out);
 
 // Sends `req` to the agent on `socket_path` and waits up to `timeout` for the reply.
-// Unavailable when the agent is not listening (no socket, connection refused),
-// DeadlineExceeded when it does not answer in time, InvalidArgument for a malformed reply.
-absl::StatusOr<Reply> CallAgent(const std::string& socket_path, const Request& req,
-                                std::chrono::milliseconds timeout);
+struct CallResult {
+  enum class Kind {
+    kOk,           // `reply` is the agent's answer
+    kUnavailable,  // the agent is not listening (no socket, refused) or went away
+    kTimeout,      // no answer in time
+    kBadReply,     // the answer was malformed
+  };
+  Kind kind = Kind::kUnavailable;
+  Reply reply;
+  std::string error;  // when not kOk
+};
+CallResult CallAgent(const std::string& socket_path, const Request& req,
+                     std::chrono::milliseconds timeout);
 
 }  // namespace weft::cni
