@@ -237,6 +237,26 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
   EXPECT_EQ(FlagValue(Args(Container(Find(objs, "Deployment", "weftd"), "weftd")), "--ca-audience"),
             "weft-ca");
   EXPECT_EQ(FlagValue(Args(Container(ds, "weft-agent")), "--capture"), "auto");
+  // weft-cni: installed into the host's CNI dirs, served on a host socket at the same path.
+  {
+    auto args = Args(Container(ds, "weft-agent"));
+    EXPECT_EQ(FlagValue(args, "--cni-socket"), "/run/weft-cni/agent.sock");
+    EXPECT_EQ(FlagValue(args, "--cni-bin-dir"), "/host/cni/bin");
+    EXPECT_EQ(FlagValue(args, "--cni-conf-dir"), "/host/cni/net.d");
+    EXPECT_TRUE(HasFlag(args, "--cni-uninstall-on-exit"));
+    std::map<std::string, std::string> host;
+    for (const auto& v : pod["volumes"])
+      if (v["hostPath"])
+        host[v["name"].as<std::string>()] = v["hostPath"]["path"].as<std::string>();
+    EXPECT_EQ(host["cni-bin"], "/opt/cni/bin");
+    EXPECT_EQ(host["cni-conf"], "/etc/cni/net.d");
+    EXPECT_EQ(host["cni-socket"], "/run/weft-cni");
+    bool socket_mounted = false;
+    for (const auto& m : Container(ds, "weft-agent")["volumeMounts"])
+      socket_mounted |= m["name"].as<std::string>() == "cni-socket" &&
+                        m["mountPath"].as<std::string>() == "/run/weft-cni";
+    EXPECT_TRUE(socket_mounted) << "the plugin reaches the agent at the host's path";
+  }
   EXPECT_TRUE(HasFlag(Args(Container(ds, "weft-agent")), "--cgroup"));
 
   // The scrape annotation names a port one of the pod's containers declares.
@@ -295,8 +315,13 @@ ztunnel:
 weftd:
   image: {tag: "9.9.9"}
   istioPolicies: false
+cni:
+  enabled: false
 )"));
   ExpectArgsAccepted(objs);
+  EXPECT_FALSE(
+      HasFlag(Args(Container(Find(objs, "DaemonSet", "weft-node"), "weft-agent")), "--cni-socket"))
+      << "cni.enabled=false";
   {
     // No Istio policies: weftd is told so and is not allowed to read them.
     const std::string weftd = YAML::Dump(Find(objs, "Deployment", "weftd"));
