@@ -5,6 +5,8 @@
 // pods to a real HandoffServer (agent/testing.h). The plugins run inside a "node" network
 // namespace the test creates (the bridge lives there, never in the host's), and each pod is a
 // namespace of its own. Bridge names and subnets are per process and test.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,12 +18,16 @@
 #include "absl/strings/str_split.h"
 #include "agent/agent.h"
 #include "agent/testing.h"
+#include "bpf/pins.h"
+#include "bpf/testing.h"
 #include "common/file.h"
+#include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "shared/capture.h"
 
 namespace weft {
 namespace {
@@ -313,6 +319,64 @@ TEST_F(CniTest, AddFailsWhileTheAgentIsDownOrNotReady) {
   PluginRun retried = Chain("ADD", pod.path(), args);
   EXPECT_EQ(retried.exit_code, 0) << retried.raw << retried.err;
   EXPECT_TRUE(Captured(pod));
+}
+
+// eBPF capture: the agent steers by address, and weftd has not reported the new pod's IP when
+// ADD runs; the address comes from the bridge's result.
+TEST_F(CniTest, EbpfCaptureUsesTheRuntimesAddressBeforeAddReturns) {
+  WEFT_SKIP_UNLESS_KERNEL_FEATURE(bpf::testing::KernelHasCapturePrograms(),
+                                  "sk_lookup, cgroup sock_addr and sock_ops programs");
+  bpf::testing::ScopedPinDir pins;
+  bpf::testing::ScopedCgroup cgroup;
+  ASSERT_FALSE(pins.path().empty() || cgroup.path().empty());
+  FakeZtunnel zt(zt_socket());
+  agent::AgentOptions o = Options();
+  o.capture = agent::CaptureMode::kEbpf;
+  o.bpf_pin_dir = pins.path();
+  o.cgroup_path = cgroup.path();
+  StartAgent(std::move(o));
+  ASSERT_TRUE(AgentReady());
+  ASSERT_EQ(agent_->capture_mode(), agent::CaptureMode::kEbpf);
+  weft::testing::ScopedNetns pod(kPodPrefix);
+  std::string args = PodArgs("shop", "web-1", kMeshedUid);
+
+  PluginRun add = Chain("ADD", pod.path(), args);
+  ASSERT_EQ(add.exit_code, 0) << add.raw << add.err;
+  ASSERT_TRUE(add.out.is_object()) << add.raw;
+  auto adds = zt.adds();
+  ASSERT_EQ(adds.size(), 1u);
+  ASSERT_TRUE(adds[0].msg.has_ebpf());
+  EXPECT_NE(adds[0].msg.ebpf().slot(), 0u);
+  EXPECT_EQ(adds[0].cookie, pod.cookie());
+  // The pod's address (IPv4-mapped) is in weft_pod_addrs under the pod's slot.
+  std::string ip = add.out["ips"][0]["address"];
+  ip = ip.substr(0, ip.find('/'));
+  weft_addr_key key{};
+  key.addr[10] = key.addr[11] = 0xff;
+  ASSERT_EQ(::inet_pton(AF_INET, ip.c_str(), &key.addr[12]), 1) << ip;
+  UniqueFd addrs(bpf_obj_get(bpf::MapPin(pins.path(), "weft_pod_addrs").c_str()));
+  ASSERT_TRUE(addrs);
+  weft_pod_slot slot{};
+  ASSERT_EQ(bpf_map_lookup_elem(addrs.get(), &key, &slot), 0) << ip << " not steered";
+  EXPECT_EQ(slot.slot, adds[0].msg.ebpf().slot());
+
+  EXPECT_EQ(Chain("CHECK", pod.path(), args, add.out).exit_code, 0);
+  EXPECT_EQ(Chain("DEL", pod.path(), args, add.out).exit_code, 0);
+  EXPECT_NE(bpf_map_lookup_elem(addrs.get(), &key, &slot), 0) << "address left after DEL";
+  EXPECT_EQ(zt.dels(), std::vector<std::string>{kMeshedUid});
+
+  // A new sandbox; then drift: its weft_enrolled entry disappears behind the agent's back.
+  weft::testing::ScopedNetns again(kPodPrefix);
+  PluginRun add2 = Chain("ADD", again.path(), args);
+  ASSERT_EQ(add2.exit_code, 0) << add2.raw << add2.err;
+  UniqueFd enrolled(bpf_obj_get(bpf::MapPin(pins.path(), "weft_enrolled").c_str()));
+  ASSERT_TRUE(enrolled);
+  uint64_t cookie = again.cookie();
+  ASSERT_EQ(bpf_map_delete_elem(enrolled.get(), &cookie), 0);
+  PluginRun drift = Chain("CHECK", again.path(), args, add2.out);
+  EXPECT_EQ(drift.exit_code, 1) << drift.raw;
+  EXPECT_EQ(drift.out.value("code", 0), 101) << drift.raw;
+  EXPECT_TRUE(absl::StrContains(drift.out.value("details", ""), "eBPF")) << drift.raw;
 }
 
 TEST_F(CniTest, VersionListsSupportedVersions) {
