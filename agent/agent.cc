@@ -769,9 +769,20 @@ std::string DefaultCniPlugin() {
 
 void Agent::TryInstallCni() {
   cni::InstallOptions& o = opts_.cni_install;
-  if (cni_installed_ || o.bin_dir.empty() || Clock::now() < next_cni_install_) return;
+  if (o.bin_dir.empty() || !cni_server_ || Clock::now() < next_cni_install_) return;
   if (o.plugin_binary.empty()) o.plugin_binary = DefaultCniPlugin();
   if (o.agent_socket.empty()) o.agent_socket = opts_.cni_socket;
+  if (cni_installed_) {
+    next_cni_install_ = Clock::now() + opts_.cni_recheck;
+    auto chained = cni::PluginChained(o);
+    if (chained.ok() && *chained) return;
+    LOG_WARN(kScope,
+             "weft-cni is no longer chained (the network configuration was rewritten?); "
+             "installing it again",
+             {{"conf_dir", o.conf_dir},
+              {"error", chained.ok() ? "" : std::string(chained.status().message())}});
+    cni_installed_ = false;
+  }
   auto path = cni::InstallPlugin(o);
   if (!path.ok()) {
     LOG_WARN(kScope, "weft-cni not installed yet; will retry",
@@ -780,6 +791,7 @@ void Agent::TryInstallCni() {
     return;
   }
   cni_installed_ = true;
+  next_cni_install_ = Clock::now() + opts_.cni_recheck;
   LOG_INFO(kScope, "weft-cni installed",
            {{"binary", o.bin_dir + "/" + cni::kPluginType}, {"chained_into", *path}});
 }
@@ -787,8 +799,7 @@ void Agent::TryInstallCni() {
 Clock::time_point Agent::CniDeadline() const {
   auto d = Clock::time_point::max();
   for (const auto& c : cni_waiting_) d = std::min(d, c->wait_until);
-  if (!cni_installed_ && !opts_.cni_install.bin_dir.empty() && cni_server_)
-    d = std::min(d, next_cni_install_);
+  if (!opts_.cni_install.bin_dir.empty() && cni_server_) d = std::min(d, next_cni_install_);
   return d;
 }
 

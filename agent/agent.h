@@ -86,8 +86,10 @@ struct AgentOptions {
   std::chrono::milliseconds cni_pod_wait{5000};
   // Install the plugin at start (bin_dir and conf_dir set; agent_socket = cni_socket) and, with
   // uninstall_on_exit, remove it on exit. Retried every pod_retry until the node's network
-  // plugin has written its configuration.
+  // plugin has written its configuration; then checked every cni_recheck and chained again
+  // when the network plugin rewrote its configuration without it.
   cni::InstallOptions cni_install;
+  std::chrono::milliseconds cni_recheck{5000};
   // Remove the plugin on exit (also done by uninstall_on_exit) while leaving the pods captured:
   // a node whose agent is gone for good must not keep refusing every new pod. Pods that start
   // while no agent runs are enrolled live when it is back (found through /proc).
@@ -257,6 +259,7 @@ class Agent {
   std::map<std::string, CniPod> cni_pods_;             // loop thread: uid -> CNI ADD's facts
   std::set<std::string> cni_deleted_;  // loop thread: CNI DELeted, kept out until config drops them
   bool cni_installed_ = false;
+  // Next install attempt or, once installed, the next check that it is still chained.
   std::chrono::steady_clock::time_point next_cni_install_{};
   std::unique_ptr<CniServer> cni_server_;
 };

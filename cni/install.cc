@@ -119,6 +119,18 @@ absl::StatusOr<std::string> InstallPlugin(const InstallOptions& o) {
   return target;
 }
 
+absl::StatusOr<bool> PluginChained(const InstallOptions& o) {
+  if (!fs::exists(fs::path(o.bin_dir) / kPluginType)) return false;
+  auto path = FindNetworkConfig(o.conf_dir);
+  if (!path.ok()) return false;
+  WEFT_ASSIGN_OR_RETURN(Json conf, ReadJson(*path));
+  auto plugins = conf.find("plugins");
+  if (plugins == conf.end() || !plugins->is_array()) return false;
+  for (const Json& p : *plugins)
+    if (IsWeft(p)) return true;
+  return false;
+}
+
 absl::Status UninstallPlugin(const InstallOptions& o) {
   if (!o.conf_dir.empty()) {
     auto names = ConfigFiles(o.conf_dir);

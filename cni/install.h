@@ -31,6 +31,10 @@ absl::StatusOr<std::string> InstallPlugin(const InstallOptions& o);
 // Nothing installed is no error.
 absl::Status UninstallPlugin(const InstallOptions& o);
 
+// Whether weft-cni is in place: <bin_dir>/weft-cni exists and the configuration the runtime
+// uses has a weft-cni entry (a network plugin that rewrites its configuration drops it).
+absl::StatusOr<bool> PluginChained(const InstallOptions& o);
+
 // The file the runtime would use (see above), or NotFound.
 absl::StatusOr<std::string> FindNetworkConfig(const std::string& conf_dir);
 

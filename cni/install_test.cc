@@ -71,7 +71,15 @@ TEST_F(CniInstallTest, ChainsIntoTheFirstConflistAndUninstallsCleanly) {
   ASSERT_EQ(l["plugins"].size(), 3u) << l.dump();
   EXPECT_EQ(l["plugins"][2]["agentSocket"], "/run/other.sock");
 
+  EXPECT_TRUE(*PluginChained(o_));
+  // The network plugin rewrites its configuration: no longer chained.
+  dir_.Write("net.d/10-podnet.conflist", kBridgeList);
+  EXPECT_FALSE(*PluginChained(o_));
+  ASSERT_TRUE(InstallPlugin(o_).ok());
+  EXPECT_TRUE(*PluginChained(o_));
+
   ASSERT_TRUE(UninstallPlugin(o_).ok());
+  EXPECT_FALSE(*PluginChained(o_));
   EXPECT_EQ(Read("10-podnet.conflist"), ordered_json::parse(kBridgeList));
   EXPECT_FALSE(fs::exists(bin() + "/weft-cni"));
   EXPECT_TRUE(UninstallPlugin(o_).ok()) << "uninstalling twice is no error";

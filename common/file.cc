@@ -32,7 +32,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode) {
   std::string tmp = path + ".tmpXXXXXX";
-  int fd = mkstemp(tmp.data());
+  // O_CLOEXEC: a child forked meanwhile by another thread must not hold the file open for
+  // writing (exec of the renamed file, e.g. an installed binary, would fail with ETXTBSY).
+  int fd = mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, absl::StrCat("creating temp file next to ", path));
   auto fail = [&](std::string_view what) {
     int err = errno;

@@ -122,6 +122,7 @@ class CniTest : public ::testing::Test {
     o.cni_install.conf_dir = conf();
     o.cni_install.plugin_binary = WEFT_CNI_BIN;
     o.cni_install.timeout_seconds = 10;
+    o.cni_recheck = 100ms;
     o.uninstall_on_exit = true;
     return o;
   }
@@ -258,6 +259,10 @@ TEST_F(CniTest, EnrolledPodIsCapturedBeforeAddReturnsThenCheckAndDel) {
                           "", args);
   EXPECT_EQ(gone.exit_code, 0) << gone.raw << gone.err;
   EXPECT_EQ(zt.dels().size(), 1u) << "a repeated DEL must not reach ztunnel again";
+
+  // The network plugin rewrites its configuration: the agent chains weft-cni in again.
+  dir_.Write("net.d/10-test.conflist", original_);
+  EXPECT_TRUE(AgentReady()) << "weft-cni was not chained again";
 
   // Uninstall on exit: the operator's conflist exactly as it was, the binary gone.
   StopAgent();
