@@ -620,9 +620,10 @@ absl::Status Agent::Run() {
         std::move(co), [this](const ztunnel::SnapshotPtr& s) { OnConfig(s); });
   }
   WEFT_RETURN_IF_ERROR(Init(/*serve=*/true));
-  WEFT_RETURN_IF_ERROR(StartCni());
   if (watcher) WEFT_RETURN_IF_ERROR(watcher->Start());
   if (stream) WEFT_RETURN_IF_ERROR(stream->Start());
+  // Last: from here on the loop runs, which answers every CNI request.
+  WEFT_RETURN_IF_ERROR(StartCni());
   LOG_INFO(
       kScope, "agent running",
       {{"node", opts_.node},
