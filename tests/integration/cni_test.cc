@@ -7,6 +7,8 @@
 // namespace of its own. Bridge names and subnets are per process and test.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -20,6 +22,8 @@
 #include "agent/testing.h"
 #include "bpf/pins.h"
 #include "bpf/testing.h"
+#include "cni/install.h"
+#include "cni/protocol.h"
 #include "common/file.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
@@ -382,6 +386,54 @@ TEST_F(CniTest, EbpfCaptureUsesTheRuntimesAddressBeforeAddReturns) {
   EXPECT_EQ(drift.exit_code, 1) << drift.raw;
   EXPECT_EQ(drift.out.value("code", 0), 101) << drift.raw;
   EXPECT_TRUE(absl::StrContains(drift.out.value("details", ""), "eBPF")) << drift.raw;
+}
+
+// Bad input on the agent's socket: a decode error back (and weft_agent_cni_requests_total
+// {op="bad"}), and the agent keeps serving.
+TEST_F(CniTest, AgentAnswersMalformedRequestsAndKeepsServing) {
+  FakeZtunnel zt(zt_socket());
+  StartAgent(Options());
+  ASSERT_TRUE(AgentReady());
+  auto raw = [&](const std::string& bytes) {
+    UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, agent_socket().c_str(), sizeof a.sun_path - 1);
+    EXPECT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_GT(::send(s.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), 0);
+    std::string buf(cni::kMaxMessage, '\0');
+    ssize_t n = ::recv(s.get(), buf.data(), buf.size(), 0);
+    cni::Reply r;
+    EXPECT_EQ(cni::DecodeReply(std::string_view(buf.data(), n > 0 ? n : 0), &r), "");
+    return r;
+  };
+  for (const std::string bad : {std::string("not json"), std::string(R"({"op":"rm"})"),
+                                std::string(R"({"op":"add","ips":"10.0.0.1"})")}) {
+    cni::Reply r = raw(bad);
+    EXPECT_FALSE(r.ok) << bad;
+    EXPECT_EQ(r.code, cni::kErrDecode) << bad;
+    EXPECT_FALSE(r.error.empty()) << bad;
+  }
+  cni::Reply plain = raw(cni::EncodeRequest(
+      {"check", "c", "/run/netns/none", "eth0", "plain", "app-1", kPlainUid, {}}));
+  EXPECT_TRUE(plain.ok) << plain.error;
+  EXPECT_FALSE(plain.enrolled);
+}
+
+// The real binary's one-shot uninstall (what an operator runs when cni.uninstallOnExit is off).
+TEST_F(CniTest, AgentBinaryUninstallsThePlugin) {
+  cni::InstallOptions o{bin(), conf(), WEFT_CNI_BIN, agent_socket(), 5};
+  ASSERT_TRUE(cni::InstallPlugin(o).ok());
+  int code = -1;
+  std::string out = Shell(absl::StrCat(WEFT_AGENT_BIN, " --uninstall-cni --cni-bin-dir ", bin(),
+                                       " --cni-conf-dir ", conf()),
+                          &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(json::parse(*ReadFile(conf() + "/10-test.conflist")), json::parse(original_));
+  EXPECT_FALSE(fs::exists(bin() + "/weft-cni"));
+  out = Shell(absl::StrCat(WEFT_AGENT_BIN, " --uninstall-cni"), &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_TRUE(absl::StrContains(out, "--cni-bin-dir")) << out;
 }
 
 TEST_F(CniTest, VersionListsSupportedVersions) {
