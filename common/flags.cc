@@ -86,8 +86,15 @@ std::optional<int> ParseCommand(CLI::App& app, const std::vector<std::string>& a
 }
 
 std::optional<int> ParseFlags(CLI::App& app, int argc, const char* const* argv) {
-  return ParseCommand(app, std::vector<std::string>(argv + std::min(argc, 1), argv + argc),
-                      std::cout, std::cerr);
+  bool version = false;
+  app.add_flag("--version", version, "print the version and exit");
+  if (auto code = ParseCommand(app, std::vector<std::string>(argv + std::min(argc, 1), argv + argc),
+                               std::cout, std::cerr)) {
+    return code;
+  }
+  if (!version) return std::nullopt;
+  std::cout << app.get_name() << " " << WEFT_VERSION << "\n";
+  return 0;
 }
 
 const CLI::Validator& Positive() {

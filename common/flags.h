@@ -36,7 +36,8 @@ absl::Status ParseArgs(CLI::App& app, const std::vector<std::string>& args);
 std::optional<int> ParseCommand(CLI::App& app, const std::vector<std::string>& args,
                                 std::ostream& out, std::ostream& err);
 
-// ParseCommand for a main's argv, printing to stdout/stderr.
+// ParseCommand for a main's argv, printing to stdout/stderr; it adds --version, which prints
+// "NAME VERSION" (the project's version) and exits 0.
 std::optional<int> ParseFlags(CLI::App& app, int argc, const char* const* argv);
 
 // A non-empty value ("--node=" is an error, not an empty name).

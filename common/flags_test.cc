@@ -28,6 +28,17 @@ struct Flags {
   }
 };
 
+TEST(Flags, VersionPrintsNameAndVersionAndStops) {
+  Flags f;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(f.Parse({"--version"}), 0);
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "tool " WEFT_VERSION "\n");
+  Flags g;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(g.Parse({"--name", "x"}), std::nullopt);  // without it: nothing printed, go on
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "");
+}
+
 TEST(Flags, DurationFlagTakesAbslDurationsAndRefusesTheRest) {
   CLI::App app{"a test binary", "tool"};
   std::chrono::milliseconds d{7};
