@@ -353,7 +353,7 @@ cni:
   EXPECT_EQ(FlagValue(zt, "--cp-server-name"), "weftd.mesh.svc");
   YAML::Node deploy = Find(objs, "Deployment", "weftd");
   EXPECT_EQ(FlagValue(Args(Container(deploy, "weftd")), "--namespace"), "mesh");
-  EXPECT_EQ(Container(deploy, "weftd")["image"].as<std::string>(), "weft/weftd:9.9.9");
+  EXPECT_EQ(Container(deploy, "weftd")["image"].as<std::string>(), "localhost/weft/weftd:9.9.9");
   EXPECT_FALSE(
       deploy["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"].IsDefined());
   YAML::Node sm = Find(objs, "ServiceMonitor", "weftd");
