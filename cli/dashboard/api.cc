@@ -338,7 +338,7 @@ void Add(EdgeView& into, const EdgeView& v) {
   into.reporters.insert(v.reporters.begin(), v.reporters.end());
 }
 
-json EdgeJson(const std::string& source, const std::string& target, const char* kind,
+json EdgeJson(const std::string& source, const std::string& target, const std::string& kind,
               const EdgeView& v, double window) {
   const EdgeCounts &total = v.total, &d = v.window;
   auto [security, counts] = Security(d, total);
@@ -462,7 +462,7 @@ json GraphJson(const std::vector<MetricSample>& before, const std::vector<Metric
   }
   // Without Service nodes: source -> destination workload. With them: source -> Service ->
   // destination workload, and source -> destination for calls addressed to no Service.
-  using Key = std::tuple<std::string, std::string, const char*>;
+  using Key = std::tuple<std::string, std::string, std::string>;  // source, target, kind
   std::map<Key, EdgeView> edges, service_edges;
   for (const Flow& f : flows) {
     for (const std::string& id : {f.src, f.dst}) {
