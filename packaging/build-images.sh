@@ -49,6 +49,13 @@ done
 version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$repo/helm/Chart.yaml")
 [ -n "$version" ] || die "no appVersion in helm/Chart.yaml"
 
+# What these names pointed to before this run: removed at the end if nothing names them then.
+old_ids=()
+for name in weftd ztunnel weft-agent base-weftd base-ztunnel base-weft-agent; do
+  id=$(podman image inspect --format '{{.Id}}' "localhost/weft/$name:$version" 2>/dev/null) &&
+    old_ids+=("$id")
+done
+
 # ---- 1. binaries and page -------------------------------------------------------------------
 step "building weftd, ztunnel, weft-agent, weft-cni, weftctl and the dashboard's page in $build"
 launcher=()
@@ -196,6 +203,12 @@ step "smoke: weftctl dashboard in the weft-agent image serves its page"
 opts=(--entrypoint /usr/local/bin/weftctl)
 probe "weft-smoke-dash-$$" "localhost/weft/weft-agent:$version" http://127.0.0.1:8084/ \
   dashboard --address 127.0.0.1 --port 8084 --prometheus http://127.0.0.1:1 --weftd 127.0.0.1:1
+
+for id in "${old_ids[@]}"; do
+  if [ "$(podman image inspect --format '{{len .RepoTags}}' "$id" 2>/dev/null)" = 0 ]; then
+    podman rmi "$id" > /dev/null 2>&1 || true
+  fi
+done
 
 # ---- 6. sizes ---------------------------------------------------------------------------------
 step "images"
