@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/admin/process_metrics.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -396,6 +397,11 @@ Reply AdminServer::Impl::Metrics() {
   std::vector<prometheus::MetricFamily> families;
   for (const auto& r : registries) {
     auto f = r->Collect();
+    families.insert(families.end(), std::make_move_iterator(f.begin()),
+                    std::make_move_iterator(f.end()));
+  }
+  if (opts.process_metrics) {
+    auto f = CollectProcessMetrics();
     families.insert(families.end(), std::make_move_iterator(f.begin()),
                     std::make_move_iterator(f.end()));
   }

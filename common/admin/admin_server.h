@@ -45,6 +45,8 @@ struct AdminOptions {
   SockAddr readiness_addr;
   // Registries rendered on /metrics (ztunnel's and, e.g., the process collector).
   std::vector<std::shared_ptr<prometheus::Registry>> registries;
+  // Also render the process_* metrics (common/admin/process_metrics.h) on /metrics.
+  bool process_metrics = true;
   std::function<std::string()> config_dump;  // JSON text
   // Extra GET endpoints on the admin port returning JSON (e.g. weftd's "/status"). They get
   // the query parameters (not percent-decoded); an error becomes 404 (NotFound) or 400.

@@ -215,6 +215,25 @@ TEST_F(AdminServerTest, MetricsRendersAllRegistriesInOrder) {
   EXPECT_EQ(second->Collect().size(), 1u);
 }
 
+TEST_F(AdminServerTest, MetricsRendersProcessMetricsUnlessTurnedOff) {
+  auto s = StartServer(Options());
+  HttpResult r = Fetch("GET", Url(s->metrics_addr(), "/metrics"));
+  EXPECT_EQ(r.code, 200);
+  for (const char* want :
+       {"# TYPE process_cpu_seconds_total counter\n", "# TYPE process_open_fds gauge\n",
+        "# TYPE process_max_fds gauge\n", "# TYPE process_resident_memory_bytes gauge\n",
+        "# TYPE process_virtual_memory_bytes gauge\n",
+        "# TYPE process_start_time_seconds gauge\n"}) {
+    EXPECT_NE(r.body.find(want), std::string::npos) << want << r.body;
+  }
+  AdminOptions o = Options();
+  o.process_metrics = false;
+  auto quiet = StartServer(std::move(o));
+  HttpResult q = Fetch("GET", Url(quiet->metrics_addr(), "/metrics"));
+  EXPECT_EQ(q.code, 200);
+  EXPECT_EQ(q.body.find("process_"), std::string::npos) << q.body;
+}
+
 TEST_F(AdminServerTest, ServesOwnRegistryWhenNoneGiven) {
   AdminOptions o = Options();
   o.registries.clear();

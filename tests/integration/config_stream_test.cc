@@ -523,6 +523,17 @@ TEST(XdsStream, NackKeepsLastGoodAndTheNextGoodChangeArrives) {
   EXPECT_EQ(callbacks.load(), 1);
   EXPECT_EQ(Metric(*client_metrics, "weft_xds_client_nacks_total"), 1);
   EXPECT_EQ(Metric(*client_metrics, "weft_xds_client_acks_total"), 1);
+  // Istio's ztunnel names for the same stream: both responses (the good and the NACKed one)
+  // received and sized, no stream ended yet.
+  const std::map<std::string, std::string> url = {
+      {"url", "type.googleapis.com/weft.config.v1.ConfigResponse"}};
+  EXPECT_EQ(Metric(*client_metrics, "istio_xds_message_total", url), 2);
+  EXPECT_GT(Metric(*client_metrics, "istio_xds_message_bytes_total", url), 0);
+  for (const char* reason : {"ConnectionError", "Error", "Complete"}) {
+    EXPECT_EQ(
+        Metric(*client_metrics, "istio_xds_connection_terminations_total", {{"reason", reason}}), 0)
+        << reason;
+  }
 
   ASSERT_TRUE(WaitFor([&] { return Metric(server.metrics(), "weft_xds_nacks_total") == 1; }));
   auto st = server.StatusOf("n", "ztunnel");
@@ -693,7 +704,10 @@ TEST(XdsStream, ServerRestartClientReconnectsAndGetsAFullSnapshot) {
   world.Set("n", BaseView("n"));
   auto server = std::make_unique<TestServer>(world.Provider(), nullptr, FastOptions());
   const int port = server->port();
-  ConfigClient client(ClientFor(*server, "n"), nullptr);
+  auto client_metrics = std::make_shared<prometheus::Registry>();
+  ConfigClientOptions co = ClientFor(*server, "n");
+  co.registry = client_metrics;
+  ConfigClient client(co, nullptr);
   ASSERT_TRUE(client.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return client.Current() != nullptr; }));
   const std::string before = Held(client);
@@ -719,6 +733,13 @@ TEST(XdsStream, ServerRestartClientReconnectsAndGetsAFullSnapshot) {
     ++retries;
   }
   EXPECT_LE(away.streams, 1 + 1 + retries) << "retries without backoff";
+  // istio_xds_connection_terminations_total: the stream that delivered ended once (Error, or
+  // Complete if the server said OK), every retry since failed before delivering.
+  auto terminations = [&](const char* reason) {
+    return Metric(*client_metrics, "istio_xds_connection_terminations_total", {{"reason", reason}});
+  };
+  EXPECT_EQ(terminations("Error") + terminations("Complete"), 1);
+  EXPECT_GE(terminations("ConnectionError"), 1);  // the third stream may still be trying
 
   world.Edit("n", [](pb::ConfigSnapshot& s) {
     *s.add_workloads() = MakeWorkload("default", "after-restart", "10.1.0.50", "n");

@@ -106,9 +106,16 @@ absl::Status ZtunnelApp::Start() {
   if (!opts_.inpod_socket.empty()) {
     HandoffServer::Callbacks cb;
     cb.add = [this](const weft::inpod::v1::AddWorkload& add, UniqueFd netns) {
-      return AddPod(add, std::move(netns));
+      metrics_->WorkloadProxyStarting();
+      absl::Status st = AddPod(add, std::move(netns));
+      metrics_->WorkloadProxyStarted(st.ok());
+      return st;
     };
-    cb.del = [this](const std::string& uid) { proxy_->RemovePod(uid); };
+    cb.del = [this](const std::string& uid) {
+      const double before = metrics_->enrolled_pods().Value();
+      proxy_->RemovePod(uid);
+      if (metrics_->enrolled_pods().Value() < before) metrics_->WorkloadProxyStopped();
+    };
     cb.on_bad_input = [this](std::string_view kind) { metrics_->BadInput("handoff", kind); };
     handoff_ = std::make_unique<HandoffServer>(opts_.inpod_socket, std::move(cb));
     WEFT_RETURN_IF_ERROR(handoff_->Start());

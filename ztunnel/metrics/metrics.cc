@@ -1,9 +1,15 @@
 #include "ztunnel/metrics/metrics.h"
 
+#include <dirent.h>
+#include <netinet/in.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 
+#include <functional>
+#include <optional>
 #include <utility>
 
 #ifndef WEFT_VERSION
@@ -105,13 +111,64 @@ std::string CacheKey(const TcpLabels& l) {
   return CacheKey(l, [](const TcpLabels& x, auto&& f) { ForEachLabel(x, f); });
 }
 
+// A registry that appends families computed when it is collected (at each scrape).
+class ScrapeTimeRegistry : public prometheus::Registry {
+ public:
+  std::function<void(std::vector<prometheus::MetricFamily>*)> extra;
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    auto v = Registry::Collect();
+    if (extra) extra(&v);
+    return v;
+  }
+};
+
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help, double value) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = prometheus::MetricType::Gauge;
+  prometheus::ClientMetric m;
+  m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+// TCP connection sockets (IPv4 and IPv6, not listening) among this process's descriptors. A
+// descriptor closed (or reused) while we look is counted or not; the next scrape is right.
+std::optional<double> OpenTcpSockets() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return std::nullopt;
+  const int self = ::dirfd(d);
+  int n = 0;
+  while (const dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    long fd = ::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == self) continue;
+    int domain = 0, protocol = 0, listening = 0;
+    socklen_t len = sizeof(int);
+    if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) continue;
+    if (domain != AF_INET && domain != AF_INET6) continue;
+    len = sizeof(int);
+    if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0 ||
+        protocol != IPPROTO_TCP)
+      continue;
+    len = sizeof(int);
+    if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+        listening != 0)
+      continue;
+    ++n;
+  }
+  ::closedir(d);
+  return n;
+}
+
 }  // namespace
 
 std::string_view Metrics::BuildVersion() {
   return WEFT_VERSION;
 }
 
-Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
   auto& r = *registry_;
   tcp_opened_ = Counter(r, kOpened, "The total number of TCP connections opened");
   tcp_closed_ = Counter(r, kClosed, "The total number of TCP connections closed");
@@ -170,6 +227,31 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                        "Unix time at which each workload certificate expires, by identity");
   build_info_ = Gauge(r, "weft_build_info", "Weft build information (value is always 1)");
   build_info_->Add({{"version", std::string(BuildVersion())}}).Set(1);
+  // Istio's name for the same: its ztunnel dashboard shows the versions running by `tag`.
+  Gauge(r, "istio_build", "Istio component build info")
+      ->Add({{"component", "ztunnel"}, {"tag", std::string(BuildVersion())}})
+      .Set(1);
+  proxies_pending_ = &Gauge(r, "workload_manager_pending_proxy_count",
+                            "Pods handed over to this ztunnel whose proxy is being set up")
+                          ->Add({});
+  proxies_started_ = &Counter(r, "workload_manager_proxies_started_total",
+                              "Pod proxies set up (listeners in the pod's network namespace)")
+                          ->Add({});
+  proxies_stopped_ =
+      &Counter(r, "workload_manager_proxies_stopped_total", "Pod proxies removed")->Add({});
+  // The families below are computed at each scrape. `enrolled` belongs to the registry, which
+  // is what calls the function: no dangling pointer even if the registry outlives us.
+  static_cast<ScrapeTimeRegistry&>(r).extra = [enrolled = &enrolled_->Add({})](
+                                                  std::vector<prometheus::MetricFamily>* out) {
+    out->push_back(GaugeFamily("workload_manager_active_proxy_count",
+                               "Pods whose proxy is running on this ztunnel", enrolled->Value()));
+    if (std::optional<double> n = OpenTcpSockets()) {
+      out->push_back(GaugeFamily("istio_tcp_sockets_open",
+                                 "TCP connection sockets this ztunnel holds open (both sides "
+                                 "of proxied connections and HBONE; listeners not counted)",
+                                 *n));
+    }
+  };
 
   // Unlabelled gauges and counters exist from the start so dashboards show 0, not "no data".
   pool_conns_->Add({});
@@ -317,6 +399,19 @@ prometheus::Gauge& Metrics::pool_streams() {
 }
 prometheus::Gauge& Metrics::enrolled_pods() {
   return enrolled_->Add({});
+}
+
+void Metrics::WorkloadProxyStarting() {
+  proxies_pending_->Increment();
+}
+
+void Metrics::WorkloadProxyStarted(bool ok) {
+  proxies_pending_->Decrement();
+  if (ok) proxies_started_->Increment();
+}
+
+void Metrics::WorkloadProxyStopped() {
+  proxies_stopped_->Increment();
 }
 
 prometheus::Gauge& Metrics::cert_expiry(std::string_view identity) {

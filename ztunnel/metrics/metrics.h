@@ -2,8 +2,13 @@
 // existing dashboards and Kiali work; operational metrics are prefixed weft_.
 // All methods are thread-safe. Handles returned by ForConnection are valid for the Metrics
 // object's lifetime (TCP children are never removed).
-// Also exported: weft_build_info{version} = 1 (the project version weft was built from).
-// weft_config_version_info{version} = 1 exists only for the last successfully loaded version.
+// Also exported: weft_build_info{version} = 1 (the project version weft was built from), and
+// Istio's istio_build{component="ztunnel",tag=<that version>} = 1, which Istio's ztunnel
+// dashboard reads. weft_config_version_info{version} = 1 exists only for the last successfully
+// loaded version.
+// Computed at each scrape (registry() renders them): istio_tcp_sockets_open, the TCP connection
+// sockets this process holds open now (listeners not counted), and
+// workload_manager_active_proxy_count, the pods whose proxy is running (= weft_enrolled_pods).
 #pragma once
 
 #include <prometheus/counter.h>
@@ -127,6 +132,14 @@ class Metrics {
   prometheus::Gauge& pool_connections();  // weft_hbone_pool_connections (open HBONE conns)
   prometheus::Gauge& pool_streams();      // weft_hbone_pool_streams (streams on them)
   prometheus::Gauge& enrolled_pods();     // weft_enrolled_pods
+  // Istio's workload manager metrics, for the pods the agent hands over:
+  // workload_manager_pending_proxy_count (handed over, proxy being set up),
+  // workload_manager_proxies_started_total (set up), workload_manager_proxies_stopped_total
+  // (removed). Starting() before the setup, Started(ok) after it, Stopped() on removal.
+  void WorkloadProxyStarting();
+  void WorkloadProxyStarted(bool ok);
+  void WorkloadProxyStopped();
+
   // weft_cert_expiry_seconds{identity}: unix time of each cert's notAfter
   prometheus::Gauge& cert_expiry(std::string_view identity);
 
@@ -162,6 +175,9 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* enrolled_;
   prometheus::Family<prometheus::Gauge>* cert_expiry_;
   prometheus::Family<prometheus::Gauge>* build_info_;
+  prometheus::Gauge* proxies_pending_;
+  prometheus::Counter* proxies_started_;
+  prometheus::Counter* proxies_stopped_;
 
   std::mutex mu_;
   // Length-prefixed concatenation of all TcpLabels fields -> the four children. Saves building

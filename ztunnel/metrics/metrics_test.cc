@@ -1,7 +1,10 @@
 #include "ztunnel/metrics/metrics.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <map>
 #include <set>
@@ -162,7 +165,8 @@ TEST(MetricsTest, SerializedTextHasIstioNamesAndAllLabels) {
   }
 
   std::string text = Render(m);
-  // Exact exposition names: no second _total appended, no other istio_ family.
+  // Exact exposition names: no second _total appended, no other istio_ family than the four,
+  // istio_build and istio_tcp_sockets_open.
   for (const auto& name : kIstioTcpNames)
     EXPECT_NE(text.find("# TYPE " + name + " counter\n"), std::string::npos) << name;
   EXPECT_EQ(text.find("_total_total"), std::string::npos);
@@ -170,7 +174,9 @@ TEST(MetricsTest, SerializedTextHasIstioNamesAndAllLabels) {
   for (size_t p = text.find("# TYPE istio_"); p != std::string::npos;
        p = text.find("# TYPE istio_", p + 1))
     ++istio_types;
-  EXPECT_EQ(istio_types, 4u);
+  EXPECT_EQ(istio_types, 6u);
+  EXPECT_NE(text.find("# TYPE istio_build gauge\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE istio_tcp_sockets_open gauge\n"), std::string::npos);
 
   // One sample line carrying every label and the value.
   size_t line_start = text.find("\nistio_tcp_sent_bytes_total{");
@@ -227,6 +233,66 @@ TEST(MetricsTest, WeftMetricsAppear) {
   EXPECT_FALSE(Metrics::BuildVersion().empty());
   // A failed load must not report v2 as the version in use.
   EXPECT_EQ(text.find("version=\"v2\""), std::string::npos);
+}
+
+// What Istio's ztunnel dashboard reads besides the traffic metrics: istio_build by tag, the
+// workload manager's proxy counts, and open sockets (process_* come from the admin server).
+TEST(MetricsTest, IstioZtunnelDashboardMetrics) {
+  Metrics m;
+  m.enrolled_pods().Set(2);
+  m.WorkloadProxyStarting();
+  m.WorkloadProxyStarting();
+  m.WorkloadProxyStarted(true);
+  m.WorkloadProxyStarting();
+  m.WorkloadProxyStarted(false);
+  m.WorkloadProxyStopped();
+  std::string text = Render(m);
+  for (const std::string& l :
+       {"istio_build{component=\"ztunnel\",tag=\"" + std::string(Metrics::BuildVersion()) + "\"} 1",
+        std::string("workload_manager_active_proxy_count 2"),
+        std::string("workload_manager_pending_proxy_count 1"),
+        std::string("workload_manager_proxies_started_total 1"),
+        std::string("workload_manager_proxies_stopped_total 1")}) {
+    EXPECT_NE(text.find("\n" + l + "\n"), std::string::npos) << "missing line: " << l << "\n"
+                                                             << text;
+  }
+  // The active count follows weft_enrolled_pods at each scrape.
+  m.enrolled_pods().Set(5);
+  EXPECT_NE(Render(m).find("\nworkload_manager_active_proxy_count 5\n"), std::string::npos);
+}
+
+double SocketsOpen(Metrics& m) {
+  auto fams = m.registry()->Collect();
+  const prometheus::MetricFamily* f = FindFamily(fams, "istio_tcp_sockets_open");
+  EXPECT_NE(f, nullptr);
+  if (f == nullptr || f->metric.size() != 1) return -1;
+  EXPECT_EQ(f->type, prometheus::MetricType::Gauge);
+  return f->metric[0].gauge.value;
+}
+
+// istio_tcp_sockets_open counts this process's TCP connection sockets, not listeners, not UDP.
+TEST(MetricsTest, TcpSocketsOpenCountsConnectionSockets) {
+  Metrics m;
+  const double before = SocketsOpen(m);
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof a;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &alen), 0);
+  int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(udp, 0);
+  EXPECT_EQ(SocketsOpen(m), before) << "a listener or a UDP socket was counted";
+  int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  int server = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(server, 0);
+  EXPECT_EQ(SocketsOpen(m), before + 2);
+  for (int fd : {client, server, listener, udp}) ::close(fd);
+  EXPECT_EQ(SocketsOpen(m), before);
 }
 
 TEST(MetricsTest, ConnectionDurationHistogramKeepsFlagsSetAtClose) {

@@ -56,6 +56,23 @@ ConfigClient::ConfigClient(ConfigClientOptions opts, Callback on_snapshot)
                             .Help("Config streams that failed to open or ended")
                             .Register(r)
                             .Add({});
+    m_terminations_ = &prometheus::BuildCounter()
+                           .Name("istio_xds_connection_terminations_total")
+                           .Help("The total number of completed connections to xds server")
+                           .Register(r);
+    for (const char* reason : {"ConnectionError", "Error", "Complete"})
+      m_terminations_->Add({{"reason", reason}});
+    const std::string url = "type.googleapis.com/" + pb::ConfigResponse::descriptor()->full_name();
+    m_messages_ = &prometheus::BuildCounter()
+                       .Name("istio_xds_message_total")
+                       .Help("Total number of messages received from the xds server")
+                       .Register(r)
+                       .Add({{"url", url}});
+    m_message_bytes_ = &prometheus::BuildCounter()
+                            .Name("istio_xds_message_bytes_total")
+                            .Help("Total bytes of messages received from the xds server")
+                            .Register(r)
+                            .Add({{"url", url}});
   }
 }
 
@@ -161,6 +178,7 @@ bool ConfigClient::RunStream() {
     auto pem = ReadFile(opts_.root_ca_file, "weftd root CA file");
     if (!pem.ok()) {
       StreamError(std::string(pem.status().message()));
+      if (m_terminations_) m_terminations_->Add({{"reason", "ConnectionError"}}).Increment();
       LOG_WARN(kScope, "cannot connect to weftd", {{"error", pem.status().message()}});
       return false;
     }
@@ -173,6 +191,7 @@ bool ConfigClient::RunStream() {
     auto t = ReadFile(opts_.bearer_token_file, "bearer token file");
     if (!t.ok()) {
       StreamError(std::string(t.status().message()));
+      if (m_terminations_) m_terminations_->Add({{"reason", "ConnectionError"}}).Increment();
       LOG_WARN(kScope, "cannot connect to weftd", {{"error", t.status().message()}});
       return false;
     }
@@ -218,6 +237,10 @@ bool ConfigClient::RunStream() {
         LOG_INFO(kScope, "config stream to weftd open",
                  {{"target", opts_.target}, {"node", opts_.node}, {"component", opts_.component}});
       }
+      if (m_messages_) {
+        m_messages_->Increment();
+        m_message_bytes_->Increment(static_cast<double>(resp.ByteSizeLong()));
+      }
       pb::ConfigRequest reply;
       HandleResponse(resp, &reply);
       if (!stream->Write(reply)) break;
@@ -233,6 +256,10 @@ bool ConfigClient::RunStream() {
                             : absl::StrCat(st.error_message(), " (gRPC code ",
                                            static_cast<int>(st.error_code()), ")");
   StreamError(err);
+  if (m_terminations_) {
+    const char* reason = !delivered ? "ConnectionError" : st.ok() ? "Complete" : "Error";
+    m_terminations_->Add({{"reason", reason}}).Increment();
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     have_version = status_.version;

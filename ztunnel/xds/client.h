@@ -47,7 +47,11 @@ struct ConfigClientOptions {
   std::chrono::milliseconds max_backoff{30000};
   // Metrics are registered here (null: none exported; Status() still counts):
   // weft_xds_client_connected, weft_xds_client_acks_total, weft_xds_client_nacks_total,
-  // weft_xds_client_stream_errors_total.
+  // weft_xds_client_stream_errors_total; and Istio's ztunnel names, which its dashboard reads:
+  // istio_xds_connection_terminations_total{reason} (ConnectionError: the stream failed before
+  // delivering a version; Error: it failed after; Complete: weftd ended it cleanly) and
+  // istio_xds_message_total{url} / istio_xds_message_bytes_total{url} (responses received and
+  // their encoded size, url = the message's type URL).
   std::shared_ptr<prometheus::Registry> registry;
 };
 
@@ -121,6 +125,9 @@ class ConfigClient {
   prometheus::Counter* m_acks_ = nullptr;
   prometheus::Counter* m_nacks_ = nullptr;
   prometheus::Counter* m_stream_errors_ = nullptr;
+  prometheus::Family<prometheus::Counter>* m_terminations_ = nullptr;
+  prometheus::Counter* m_messages_ = nullptr;
+  prometheus::Counter* m_message_bytes_ = nullptr;
 
   std::mutex lifecycle_mu_;  // serializes Start/Stop
   std::thread thread_;
