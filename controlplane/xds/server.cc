@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +31,13 @@ namespace pb = ::weft::config::v1;
 using xds::Key;
 using Clock = std::chrono::steady_clock;
 constexpr const char* kScope = "xds";
+
+// weft_xds_push_ack_seconds: from a millisecond on loopback to the 30 s a slow node may need.
+const prometheus::Histogram::BucketBoundaries& PushAckBuckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  return kBuckets;
+}
 
 // One resource as the server sends it: key and deterministic bytes, computed once and shared
 // by every node view that holds the resource (a view is then one pointer per resource, which
@@ -130,6 +138,7 @@ struct ConfigDiscoveryServer::Core : std::enable_shared_from_this<Core> {
   prometheus::Family<prometheus::Counter>* auth_failures;
   prometheus::Family<prometheus::Counter>* bad_requests;
   prometheus::Counter* view_errors;
+  prometheus::Family<prometheus::Histogram>* push_ack_seconds;
 
   std::atomic<uint64_t> version_counter{0};
   std::atomic<uint64_t> next_stream_id{1};
@@ -375,6 +384,9 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
       return;
     }
     awaiting_ack_ = false;
+    core_->push_ack_seconds->Add({{"result", r.error().empty() ? "ack" : "nack"}}, PushAckBuckets())
+        .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - in_flight_since_)
+                     .count());
     if (r.error().empty()) {
       if (r.version_acked() != in_flight_version_) {
         core_->bad_requests->Add({{"reason", "version_mismatch"}}).Increment();
@@ -478,6 +490,7 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
     out_.set_nonce(in_flight_nonce_);
     in_flight_view_ = latest_;
     write_in_flight_ = awaiting_ack_ = true;
+    in_flight_since_ = std::chrono::steady_clock::now();
     size_t bytes = out_.ByteSizeLong();
     (out_.full_snapshot() ? core_->pushes_full : core_->pushes_delta)->Increment();
     core_->push_bytes->Increment(static_cast<double>(bytes));
@@ -517,6 +530,7 @@ class XdsStream : public grpc::ServerBidiReactor<pb::ConfigRequest, pb::ConfigRe
   bool finished_ = false, finish_pending_ = false;
   grpc::Status finish_status_;
   std::string in_flight_version_, in_flight_nonce_;
+  std::chrono::steady_clock::time_point in_flight_since_;  // when the version was pushed
   pb::ConfigRequest in_;
   pb::ConfigResponse out_;
 };
@@ -597,6 +611,12 @@ ConfigDiscoveryServer::Core::Core(Authenticator a, XdsServerOptions o)
                       .Name("weft_xds_bad_requests_total")
                       .Help("Malformed or out-of-protocol ConfigRequests")
                       .Register(r);
+  push_ack_seconds = &prometheus::BuildHistogram()
+                          .Name("weft_xds_push_ack_seconds")
+                          .Help(
+                              "Time from pushing a config version to a node until its ACK or "
+                              "NACK, by result")
+                          .Register(r);
   view_errors = &prometheus::BuildCounter()
                      .Name("weft_xds_view_errors_total")
                      .Help("Resources dropped from a node view: no key, or a duplicate key")

@@ -93,7 +93,8 @@ struct StreamStatus {
 
 // Thread-safe. Metrics: weft_xds_connected_nodes (nodes with at least one open stream),
 // weft_xds_connected_streams, weft_xds_pushes_total{type="full|delta"}, weft_xds_acks_total,
-// weft_xds_nacks_total, weft_xds_push_bytes_total, weft_xds_auth_failures_total{reason},
+// weft_xds_nacks_total, weft_xds_push_ack_seconds{result="ack|nack"} (push to ACK/NACK),
+// weft_xds_push_bytes_total, weft_xds_auth_failures_total{reason},
 // weft_xds_bad_requests_total{reason}, weft_xds_view_errors_total.
 class ConfigDiscoveryServer {
  public:

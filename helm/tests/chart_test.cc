@@ -11,6 +11,8 @@
 //    grants list+watch on every CRD in helm/crds;
 //  - packaging/Containerfile builds an image per binary the chart runs, and its runtime-package
 //    script works on the real binaries.
+//  - the Grafana dashboards (helm/dashboards/*.json) parse, have distinct uids and panel ids,
+//    and every query is non-empty and uses only variables the dashboard defines;
 // Rendering for real (conditionals, indentation, substituted values) is render_test.cc's.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "common/file.h"
+#include "tests/e2e/dashboard_queries.h"
 
 namespace {
 
@@ -518,6 +521,45 @@ TEST(HelmChartTest, ClusterRoleCoversTheCrds) {
         << "ClusterRole weftd does not grant list+watch on " << plural << "." << group;
   }
   EXPECT_GE(crds, 2);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(HelmChartTest, GrafanaDashboardsAreWellFormed) {
+  auto dashboards = weft::e2e::LoadDashboards((kChart / "dashboards").string());
+  ASSERT_TRUE(dashboards.ok()) << dashboards.status();
+  ASSERT_GE(dashboards->size(), 2u) << "the mesh overview and the request views";
+  std::set<std::string> uids;
+  for (const auto& d : *dashboards) {
+    SCOPED_TRACE(d.file);
+    ASSERT_TRUE(d.json.is_object());
+    EXPECT_FALSE(d.json.value("title", "").empty());
+    const std::string uid = d.json.value("uid", "");
+    EXPECT_FALSE(uid.empty());
+    EXPECT_TRUE(uids.insert(uid).second) << "uid " << uid << " used twice";
+    std::set<int> ids;
+    for (const auto& p : weft::e2e::AllPanels(d.json)) {
+      ASSERT_TRUE(p.contains("id") && p["id"].is_number_integer()) << p.dump();
+      EXPECT_TRUE(ids.insert(p["id"].get<int>()).second) << "panel id " << p["id"] << " twice";
+      if (p.value("type", "") != "row") {
+        EXPECT_FALSE(p.value("targets", nlohmann::json::array()).empty())
+            << "panel \"" << p.value("title", "") << "\" has no query";
+      }
+    }
+    const std::set<std::string> vars = weft::e2e::Variables(d.json);
+    EXPECT_EQ(vars.count("datasource"), 1u) << "the Prometheus data source is a variable";
+    auto queries = weft::e2e::Queries(d);
+    EXPECT_FALSE(queries.empty());
+    for (const auto& q : queries) {
+      EXPECT_FALSE(q.expr.empty()) << q.Name();
+      for (const std::string& v : weft::e2e::UsedVariables(q.expr)) {
+        EXPECT_TRUE(vars.count(v) || weft::e2e::BuiltinVariables().count(v))
+            << q.Name() << " uses $" << v << ", which the dashboard does not define";
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -715,4 +715,56 @@ TEST_F(HelmRenderTest, DashboardIsOptionalAndReadsPrometheus) {
   EXPECT_NE(r.out.find("dashboard.prometheusUrl is required"), std::string::npos) << r.out;
 }
 
+// Each helm/dashboards/*.json becomes a ConfigMap labelled grafana_dashboard: "1" carrying the
+// file unchanged; off with grafanaDashboards.enabled=false; the namespace can be the monitoring
+// one.
+TEST_F(HelmRenderTest, GrafanaDashboardsAreConfigMapsForTheSidecar) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::directory_iterator(fs::path(WEFT_HELM_DIR) / "dashboards")) {
+    if (e.path().extension() != ".json") continue;
+    std::ifstream f(e.path());
+    files[e.path().filename().string()] =
+        std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  ASSERT_GE(files.size(), 2u);
+  auto dashboards = [](const std::vector<YAML::Node>& objs) {
+    std::vector<YAML::Node> out;
+    for (const auto& o : objs) {
+      if (o["kind"].as<std::string>() == "ConfigMap" && o["metadata"]["labels"] &&
+          o["metadata"]["labels"]["grafana_dashboard"])
+        out.push_back(o);
+    }
+    return out;
+  };
+  std::vector<YAML::Node> cms = dashboards(Objects(Render("weft-system", "")));
+  ASSERT_EQ(cms.size(), files.size());
+  std::set<std::string> seen, names;
+  for (const auto& cm : cms) {
+    EXPECT_EQ(cm["metadata"]["labels"]["grafana_dashboard"].as<std::string>(), "1");
+    EXPECT_EQ(cm["metadata"]["namespace"].as<std::string>(), "weft-system");
+    EXPECT_TRUE(names.insert(cm["metadata"]["name"].as<std::string>()).second);
+    ASSERT_EQ(cm["data"].size(), 1u);
+    for (const auto& kv : cm["data"]) {
+      const std::string key = kv.first.as<std::string>();
+      ASSERT_EQ(files.count(key), 1u) << key;
+      seen.insert(key);
+      // `|-` drops the file's final newline; the dashboard itself is carried unchanged.
+      std::string want = files[key];
+      while (!want.empty() && want.back() == '\n') want.pop_back();
+      EXPECT_EQ(kv.second.as<std::string>(), want) << key;
+    }
+  }
+  EXPECT_EQ(seen.size(), files.size());
+  EXPECT_TRUE(
+      dashboards(Objects(Render("weft-system", "grafanaDashboards: {enabled: false}\n"))).empty());
+  cms = dashboards(Objects(
+      Render("weft-system",
+             "grafanaDashboards: {namespace: monitoring, annotations: {grafana_folder: Weft}}\n")));
+  ASSERT_EQ(cms.size(), files.size());
+  for (const auto& cm : cms) {
+    EXPECT_EQ(cm["metadata"]["namespace"].as<std::string>(), "monitoring");
+    EXPECT_EQ(cm["metadata"]["annotations"]["grafana_folder"].as<std::string>(), "Weft");
+  }
+}
+
 }  // namespace

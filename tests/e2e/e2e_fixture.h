@@ -130,6 +130,7 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
     ScrapeJob zt{"ztunnel", {}, {}};
     for (const NodeState& n : s_.nodes) zt.targets.push_back(n.metrics);
     o.jobs = {zt, ScrapeJob{"weftd", {s_.weftd.metrics}, {}}};
+    for (ScrapeJob& j : ExtraScrapeJobs()) o.jobs.push_back(std::move(j));
     auto prom = PrometheusServer::Start(o);
     ASSERT_TRUE(prom.ok()) << prom.status();
     prom_ = std::move(*prom);
@@ -142,6 +143,8 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
   // The manifest under testdata/ the mesh is brought up from, and how many pods it runs.
   virtual std::string MeshFile() const { return "mesh.yaml"; }
   virtual size_t ExpectedPods() const { return 5; }
+  // More targets for the Prometheus server (it runs in node0's namespace).
+  virtual std::vector<ScrapeJob> ExtraScrapeJobs() const { return {}; }
 
   void TearDown() override {
     held_.clear();

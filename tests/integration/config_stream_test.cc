@@ -536,6 +536,20 @@ TEST(XdsStream, NackKeepsLastGoodAndTheNextGoodChangeArrives) {
   }
 
   ASSERT_TRUE(WaitFor([&] { return Metric(server.metrics(), "weft_xds_nacks_total") == 1; }));
+  // Push-to-answer latency, by answer: the good version's ACK and the bad one's NACK.
+  auto answered = [&](const std::string& result) -> double {
+    for (const auto& fam : server.metrics().Collect()) {
+      if (fam.name != "weft_xds_push_ack_seconds") continue;
+      for (const auto& m : fam.metric) {
+        if (!m.label.empty() && m.label[0].value == result) {
+          return static_cast<double>(m.histogram.sample_count);
+        }
+      }
+    }
+    return 0;
+  };
+  EXPECT_EQ(answered("ack"), 1);
+  EXPECT_EQ(answered("nack"), 1);
   auto st = server.StatusOf("n", "ztunnel");
   ASSERT_TRUE(st.has_value());
   EXPECT_EQ(st->version_acked, good_version);

@@ -1,7 +1,8 @@
 // weft-helm-render renders a Helm chart the way `helm template` does, for tests on machines
 // without helm: Go's text/template with the sprig function library (Helm's own choice) and
 // Helm's additions (include, tpl, required, toYaml, fromYaml, toJson), strict about missing
-// values (as `helm lint --strict`). Not covered: lookup, Capabilities beyond KubeVersion, files,
+// values (as `helm lint --strict`), and .Files (Get, Glob, AsConfig) over the chart's files
+// outside templates/. Not covered: lookup, Capabilities beyond KubeVersion, .helmignore,
 // subcharts, and Helm's post-render sorting of objects by kind.
 //
 //	weft-helm-render CHART_DIR [-n NAMESPACE] [-r RELEASE] [-f VALUES.yaml]... [--notes]
@@ -68,6 +69,58 @@ func toYaml(v interface{}) string {
 	return strings.TrimSuffix(buf.String(), "\n")
 }
 
+// chartFiles is Helm's .Files: the chart's files by path relative to the chart directory.
+type chartFiles map[string][]byte
+
+// Get returns a file's content ("" if there is no such file), as Helm's Files.Get.
+func (f chartFiles) Get(name string) string { return string(f[name]) }
+
+// Glob returns the files whose path matches the pattern (path.Match syntax).
+func (f chartFiles) Glob(pattern string) chartFiles {
+	out := chartFiles{}
+	for name, data := range f {
+		if ok, _ := filepath.Match(pattern, name); ok {
+			out[name] = data
+		}
+	}
+	return out
+}
+
+// AsConfig renders the files as a ConfigMap's data: base name -> content.
+func (f chartFiles) AsConfig() string {
+	m := map[string]string{}
+	for name, data := range f {
+		m[filepath.Base(name)] = string(data)
+	}
+	return toYaml(m)
+}
+
+func loadFiles(chartDir string) chartFiles {
+	files := chartFiles{}
+	err := filepath.WalkDir(chartDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(chartDir, p)
+		if d.IsDir() {
+			if rel == "templates" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = data
+		return nil
+	})
+	if err != nil {
+		fail("%v", err)
+	}
+	return files
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fail("usage: weft-helm-render CHART_DIR [-n NS] [-r RELEASE] [-f VALUES]... [--notes]")
@@ -112,6 +165,7 @@ func main() {
 		"Chart": map[string]interface{}{
 			"Name": str("name"), "Version": str("version"), "AppVersion": str("appVersion"),
 		},
+		"Files": loadFiles(chartDir),
 		"Capabilities": map[string]interface{}{
 			"KubeVersion": map[string]interface{}{"Version": "v1.30.0", "Major": "1", "Minor": "30"},
 		},
