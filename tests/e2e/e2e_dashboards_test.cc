@@ -4,7 +4,8 @@
 // plus the failures the overview counts (a policy denial, an upstream connect failure, an HBONE
 // handshake with garbage), then EVERY target of EVERY panel is evaluated through Prometheus's
 // HTTP API, variables substituted ($namespace, $workload, $reporter, $__rate_interval ...), and
-// must return data: a panel that names a metric or label Weft does not export fails here.
+// must return data: a panel that names a metric or label Weft does not export fails here. Then
+// the same for queries of Istio's own dashboards (ztunnel, workload, service, mesh).
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "tests/e2e/dashboard_queries.h"
@@ -77,6 +78,41 @@ TEST_P(DashboardsE2eTest, EveryPanelQueryReturnsData) {
                              << " panel queries returned no data:\n  "
                              << absl::StrJoin(empty, "\n  ");
   std::printf("[ %d panel queries of %zu dashboards evaluated ]\n", evaluated, dashboards->size());
+
+  // What Istio's own dashboards query (istio/istio manifests/addons/dashboards: the ztunnel,
+  // workload, service and mesh dashboards), with the ztunnel dashboard's pod/app selectors left
+  // out (they match Kubernetes pod names, which Prometheus adds: docs/observability.md).
+  const std::string w = Pod(kWeb).workload;
+  const std::string dest = "reporter=\"destination\",destination_workload=~\"" + w + "\"";
+  const std::vector<std::string> istio = {
+      "sum by (tag) (istio_build{component=\"ztunnel\"})",
+      "sum(process_open_fds)",
+      "sum(istio_tcp_sockets_open)",
+      "sum(istio_tcp_connections_opened_total) - sum(istio_tcp_connections_closed_total)",
+      "sum(rate(istio_xds_connection_terminations_total[1m]))",
+      "sum by (url) (irate(istio_xds_message_total[1m]))",
+      "sum(workload_manager_active_proxy_count)",
+      "sum(workload_manager_pending_proxy_count)",
+      "round(sum(irate(istio_requests_total{" + dest +
+          ",destination_workload_namespace=~\"dash\"}[5m])), 0.001)",
+      "sum(irate(istio_requests_total{" + dest + ",response_code!~\"5.*\"}[5m])) / " +
+          "sum(irate(istio_requests_total{" + dest + "}[5m]))",
+      "histogram_quantile(0.99, sum(irate(istio_request_duration_milliseconds_bucket{" + dest +
+          "}[1m])) by (le))",
+      "sum(irate(istio_requests_total{connection_security_policy=\"mutual_tls\","
+      "destination_service=~\"web.dash.svc.cluster.local\",reporter=~\"destination\"}[5m])) "
+      "by (source_workload, source_workload_namespace, response_code)",
+      "sum(irate(istio_tcp_sent_bytes_total{reporter=\"destination\","
+      "destination_workload_namespace=~\"dash\"}[1m])) by (source_workload, "
+      "source_workload_namespace, destination_service)",
+      "round(sum(rate(istio_requests_total{reporter=~\"source|waypoint\"}[1m])))",
+  };
+  for (const std::string& promql : istio) {
+    auto r = prom_->WaitFor(
+        promql, [](const std::vector<PromSample>& v) { return !v.empty(); }, seconds(10));
+    EXPECT_TRUE(r.ok()) << "Istio's dashboard query has no data on Weft: " << promql << "\n"
+                        << r.status();
+  }
 }
 
 }  // namespace
