@@ -883,19 +883,40 @@ class DirectMeshHttpSource : public DirectMesh {
   static IpAddr EndpointIp(int i) { return *IpAddr::Parse("127.0.0.2" + std::to_string(i)); }
   static inline const SockAddr kVip = *SockAddr::Parse("10.96.0.20:80");
 
-  // A gRPC service that answers every unary call with its endpoint's name.
+  // A gRPC service that answers every unary call with its endpoint's name; "/pkg.Svc/Flaky"
+  // fails 30 % of calls with UNAVAILABLE (as /flaky does for HTTP), "/pkg.Svc/Slow" answers
+  // after 1.5 s.
   class NamedEchoService : public grpc::CallbackGenericService {
    public:
-    explicit NamedEchoService(std::string name) : name_(std::move(name)) {}
-    grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+    NamedEchoService(std::string name, int index) : name_(std::move(name)), index_(index) {}
+    grpc::ServerGenericBidiReactor* CreateReactor(
+        grpc::GenericCallbackServerContext* ctx) override {
+      const bool fail = ctx->method() == "/pkg.Svc/Flaky" && Flaky(index_, flaky_.fetch_add(1));
       class Reactor : public grpc::ServerGenericBidiReactor {
        public:
-        explicit Reactor(const std::string& name) : name_(name) { StartRead(&req_); }
+        Reactor(const std::string& name, bool fail, bool slow)
+            : name_(name), fail_(fail), slow_(slow) {
+          StartRead(&req_);
+        }
         void OnReadDone(bool ok) override {
           if (!ok) {
             Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request"));
             return;
           }
+          if (fail_) {
+            Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "flaky"));
+            return;
+          }
+          if (slow_) {  // answers after 1.5 s, off the callback thread
+            std::thread([this] {
+              std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+              Answer();
+            }).detach();
+            return;
+          }
+          Answer();
+        }
+        void Answer() {
           grpc::Slice s(name_);
           resp_ = grpc::ByteBuffer(&s, 1);
           StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
@@ -904,18 +925,22 @@ class DirectMeshHttpSource : public DirectMesh {
 
        private:
         std::string name_;
+        bool fail_, slow_;
         grpc::ByteBuffer req_, resp_;
       };
-      return new Reactor(name_);
+      return new Reactor(name_, fail, ctx->method() == "/pkg.Svc/Slow");
     }
 
    private:
     std::string name_;
+    int index_;
+    std::atomic<uint64_t> flaky_{0};
   };
 
   void SetUp() override {
     for (int i = 0; i < kEndpoints; ++i) {
-      grpc_services_.push_back(std::make_unique<NamedEchoService>("server-" + std::to_string(i)));
+      grpc_services_.push_back(
+          std::make_unique<NamedEchoService>("server-" + std::to_string(i), i));
       grpc::ServerBuilder builder;
       int bound = 0;
       builder.AddListeningPort(EndpointIp(i).ToString() + ":" + std::to_string(grpc_port_),
@@ -1600,6 +1625,73 @@ TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesTheResponseHead) {
     EXPECT_EQ(r.headers["x-served-by"], "weft");
     EXPECT_EQ(r.headers.count("x-echo-path"), 0u);
   }
+}
+
+// gRPC over HTTP/2: a retry policy with gRPC's status names hides UNAVAILABLE answers on one
+// long-lived channel (trailers-only responses are judged at their head and sent again).
+TEST_F(DirectMeshHttpSource, GrpcRetriesHideAFlakyBackendOnOneChannel) {
+  constexpr int kCalls = 200;
+  auto success = [&] {
+    auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
+    grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
+    int ok = 0;
+    for (int i = 0; i < kCalls; ++i) {
+      std::string out;
+      grpc::Status st = GrpcCall(stub, "/pkg.Svc/Flaky", &out);
+      if (!st.ok() && st.error_code() != grpc::StatusCode::UNAVAILABLE)
+        ADD_FAILURE() << st.error_code() << " " << st.error_message();
+      ok += st.ok();
+    }
+    return ok;
+  };
+  const int before = success();
+  EXPECT_LE(before, kCalls * 8 / 10) << "without retries the failures reach the client";
+  extra_services_ = Services(true) + R"(trafficPolicies:
+- name: rpc-policy
+  namespace: ns-b
+  targetService: ns-b/rpc
+  retries:
+    attempts: 5
+    retryOn: ["unavailable"]
+    budget: {retryRatio: 1.0, minRetriesPerSecond: 100, ttlMs: 10000}
+)";
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  const int after = success();
+  std::cerr << "gRPC success with retries: " << after << "/" << kCalls << " (without: " << before
+            << ")\n";
+  EXPECT_GE(after, kCalls - 2);
+  EXPECT_GT(Metric(*a_, "weft_http_retries_total", {{"result", "retried"}}), 0) << Metrics(*a_);
+}
+
+// HTTP/2: timeouts.request answers a stream that outlives it locally ("UT"; for gRPC, 200 with
+// grpc-status UNAVAILABLE as Envoy maps 504); the channel and its other calls carry on.
+TEST_F(DirectMeshHttpSource, AGrpcCallPastItsRequestTimeoutIsAnsweredLocallyWithUT) {
+  extra_services_ = Services(true) + R"(httpRoutes:
+- name: rpc-routes
+  namespace: ns-b
+  parentService: ns-b/rpc
+  parentPort: 80
+  rules:
+  - requestTimeoutMs: 300
+    backends: [{service: ns-b/rpc, port: 80, weight: 1}]
+)";
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
+  grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
+  std::string out;
+  grpc::Status st = GrpcCall(stub, "/pkg.Svc/Slow", &out);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_EQ(st.error_message(), "upstream request timeout");
+  st = GrpcCall(stub, "/pkg.Svc/Who", &out);  // the same channel
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_requests_total",
+                  {{"reporter", "source"}, {"response_flags", "UT"}}) == 1;
+  })) << Metrics(*a_);
 }
 
 TEST_F(DirectMeshHttpSource, ClientsThatOpenAConnectionPerRequestReuseIdleUpstreams) {

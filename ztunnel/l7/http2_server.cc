@@ -173,8 +173,8 @@ struct Http2ServerConnection::Callbacks {
     }
     Stream* s = GetUp(side.up, f->hd.stream_id);
     if (!s) return 0;
-    s->answered = true;  // it took the request: never sent again
-    side.c->StopKeeping(*s);
+    s->answered = true;  // it took the request: not refused (a retry may still send it again)
+    if (!side.c->retry_check_) side.c->StopKeeping(*s);
     if (f->headers.cat == NGHTTP2_HCAT_HEADERS && s->resp_submitted) {
       s->in_trailers_resp = true;
     } else {
@@ -564,6 +564,68 @@ bool Http2ServerConnection::Reroutable(const Stream& s) const {
          (s.req_sent == 0 || s.req.keep) && s.reroutes < kMaxReroutes;
 }
 
+bool Http2ServerConnection::Retriable(const Stream& s) const {
+  return router_ && retry_check_ && s.up && !s.down_closed && !s.denied && !s.resp_submitted &&
+         s.req_eof && (s.req_sent == 0 || s.req.keep) && s.reroutes < kMaxRetries;
+}
+
+// An attempt ended (status 0: without a response head): ask whether to send the request again,
+// and do.
+bool Http2ServerConnection::AskRetry(Stream& s, int status, int grpc_status) {
+  if (!Retriable(s) || !retry_check_(s.ex.request, s.ex.upstream, status, grpc_status))
+    return false;
+  if (s.up->s && s.up_id > 0 && !s.up_closed)
+    nghttp2_submit_rst_stream(s.up->s, NGHTTP2_FLAG_NONE, s.up_id, NGHTTP2_CANCEL);
+  s.answered = false;
+  s.up_closed = false;
+  s.in_trailers_resp = false;
+  s.resp_fields.clear();
+  s.resp_trailers.clear();
+  s.ex.grpc_status = -1;
+  s.ex.response_bytes = 0;
+  Reroute(s);
+  return true;
+}
+
+Http2ServerConnection::Stream* Http2ServerConnection::FindStream(
+    const HttpRequestAttributes& request) const {
+  for (const auto& [id, s] : streams_)
+    if (&s->ex.request == &request) return s.get();
+  return nullptr;
+}
+
+bool Http2ServerConnection::RetryStream(const HttpRequestAttributes& request, UpstreamSink to_up,
+                                        Sink to_client) {
+  Stream* s = FindStream(request);
+  if (!s || !AskRetry(*s, 0, -1)) return false;
+  Flush(to_up, to_client);
+  return true;
+}
+
+bool Http2ServerConnection::ResponseStarted(const HttpRequestAttributes& request) const {
+  const Stream* s = FindStream(request);
+  return s && s->resp_submitted;
+}
+
+void Http2ServerConnection::TimeOutStream(const HttpRequestAttributes& request,
+                                          const LocalReply& reply, UpstreamSink to_up,
+                                          Sink to_client) {
+  Stream* s = FindStream(request);
+  if (!s || s->down_closed || s->reported) return;
+  if (s->up && s->up->s && s->up_id > 0 && !s->up_closed) {
+    nghttp2_submit_rst_stream(s->up->s, NGHTTP2_FLAG_NONE, s->up_id, NGHTTP2_CANCEL);
+    nghttp2_session_set_stream_user_data(s->up->s, s->up_id, nullptr);
+  }
+  s->up_id = 0;  // detached: nothing more comes from the upstream
+  if (!s->resp_submitted) {
+    Reply(*s, reply);
+  } else {
+    s->ex.ended = Exchange::End::kServerEnded;
+    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->down_id, NGHTTP2_CANCEL);
+  }
+  Flush(to_up, to_client);
+}
+
 void Http2ServerConnection::Reroute(Stream& s) {
   ++s.reroutes;
   if (s.up->s) nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
@@ -650,6 +712,13 @@ void Http2ServerConnection::OnResponseHeaders(Stream& s, bool end_stream) {
                            nullptr);
     return;
   }
+  int grpc_status = -1;
+  if (end_stream) {  // trailers-only: the gRPC status is in the head
+    for (const auto& [n, v] : s.resp_fields)
+      if (n == "grpc-status") (void)absl::SimpleAtoi(v, &grpc_status);
+  }
+  if (AskRetry(s, status, grpc_status)) return;
+  StopKeeping(s);
   s.ex.status = status;
   s.resp_submitted = true;
   s.resp_eof = s.resp_complete = end_stream;
@@ -685,6 +754,10 @@ void Http2ServerConnection::AppStreamClosed(Stream& s, uint32_t code) {
     Reroute(s);
     return;
   }
+  // Reset by the upstream before a response head: a retry may send it again.
+  if (code != NGHTTP2_NO_ERROR && code != NGHTTP2_REFUSED_STREAM && !s.resp_submitted &&
+      AskRetry(s, 0, -1))
+    return;
   s.up_closed = true;
   DropRequestBody(s);
   if (!s.resp_complete && !s.denied && s.ex.ended == Exchange::End::kComplete)
@@ -740,8 +813,10 @@ void Http2ServerConnection::EndUpstream(Upstream& u, std::string_view reason) {
   std::vector<Stream*> open;
   for (auto& [id, s] : streams_)
     if (s->up == &u) open.push_back(s.get());
+  u.draining = true;  // a retry below must not pick it
   for (Stream* s : open) {
     bool open_both = !s->down_closed && s->up_id > 0 && !s->up_closed;
+    if (open_both && !s->resp_submitted && AskRetry(*s, 0, -1)) continue;
     s->up_closed = true;
     DropRequestBody(*s);
     if (!open_both) {

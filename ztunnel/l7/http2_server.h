@@ -188,6 +188,26 @@ class Http2ServerConnection {
   // refused. Sinks as for FromClient.
   void GoAway(UpstreamSink to_up, Sink to_client);
 
+  // Source side, retries (issue 15). `check` is asked for a request that can still be sent
+  // again (its whole request received, its body kept or none sent, no response to the client
+  // yet, fewer than kMaxRetries retries) whenever an attempt ends: at the final response head
+  // (`status`, and `grpc_status` of a trailers-only response, else -1) and when its upstream
+  // ends before one (status 0). True: the attempt is cancelled on its upstream (RST_STREAM
+  // CANCEL, its response dropped) and the router is called again for the request.
+  using RetryCheck = std::function<bool(const HttpRequestAttributes& request, int upstream,
+                                        int status, int grpc_status)>;
+  void SetRetryCheck(RetryCheck check) { retry_check_ = std::move(check); }
+  static constexpr int kMaxRetries = 10;
+  // The per-try timeout of the stream of `request` fired: retried as above when `check` agrees
+  // (asked with status 0); false when it was not.
+  bool RetryStream(const HttpRequestAttributes& request, UpstreamSink to_up, Sink to_client);
+  // True once a response head (or a local reply) for `request` went to the client.
+  bool ResponseStarted(const HttpRequestAttributes& request) const;
+  // The request timeout of the stream of `request` fired: cancelled upstream and answered with
+  // `reply` when no response head reached the client yet, else reset (CANCEL) both ways.
+  void TimeOutStream(const HttpRequestAttributes& request, const LocalReply& reply,
+                     UpstreamSink to_up, Sink to_client);
+
   // Always empty: HTTP/2 local replies go out on their own stream through `to_client`.
   std::string TakeLocalReply() { return {}; }
   State state() const { return state_; }
@@ -211,6 +231,9 @@ class Http2ServerConnection {
   void Route(Stream& s);
   bool Reroutable(const Stream& s) const;
   void Reroute(Stream& s);
+  bool Retriable(const Stream& s) const;
+  bool AskRetry(Stream& s, int status, int grpc_status);  // true: retried
+  Stream* FindStream(const HttpRequestAttributes& request) const;
   void Reply(Stream& s, const LocalReply& r);
   void Refuse(Stream& s);
   void OnResponseHeaders(Stream& s, bool end_stream);
@@ -233,6 +256,7 @@ class Http2ServerConnection {
   Gate gate_;
   Done done_;
   Router router_;  // empty: the destination side (upstream 0 only)
+  RetryCheck retry_check_;
   State state_ = State::kHttp;
   std::string error_;
   nghttp2_session_callbacks* callbacks_ = nullptr;

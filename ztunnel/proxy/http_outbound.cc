@@ -79,6 +79,9 @@ void HttpOutbound::StartH2() {
       l7::Http2Limits{}, [this](HttpRequestAttributes& r) { return GateH2(r); },
       [this](const l7::Exchange& ex) { DoneH2(ex); },
       [this](const HttpRequestAttributes& r) { return RouteH2(r); });
+  h2_->SetRetryCheck([this](const HttpRequestAttributes& r, int upstream, int status, int grpc) {
+    return RetryH2(r, upstream, status, grpc);
+  });
 }
 
 // The client's HTTP/1.1 h2c upgrade was taken by the codec: answer 101 and go on in HTTP/2 with
@@ -665,6 +668,10 @@ void HttpOutbound::Close(bool reset) {
     if (u->hold_timer) w_->loop().CancelTimer(u->hold_timer);
     u->hold_timer = 0;
   }
+  for (auto& [req, route] : h2_routes_) {
+    if (route.timer) w_->loop().CancelTimer(route.timer);
+    route.timer = 0;
+  }
   if (h2_) {
     h2_->Finish();
   } else {
@@ -700,17 +707,33 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
   if (t.svc) route.service = absl::StrCat(t.svc->ns, "/", t.svc->name);
   if (t.port) route.port = t.port->port;
   route.flags.clear();
-  // The backend's circuit breaker and outlier detector (issue 15); HTTP/2 streams do not take
-  // retries, timeouts or fault delays yet (docs/traffic.md).
+  // The backend's circuit breaker and outlier detector, retries and timeouts (issue 15); fault
+  // delays are not applied to HTTP/2 streams (docs/traffic.md).
+  route.id = next_h2_id_++;
+  const auto now = std::chrono::steady_clock::now();
+  traffic::CircuitBreaker* breaker = nullptr;
   if (t.svc && t.port && !w_->shared().config->Get()->traffic_policies().empty()) {
     route.traffic = w_->shared().TrafficFor(route.service, route.port);
-    traffic::CircuitBreaker* breaker = route.traffic ? route.traffic->breaker.get() : nullptr;
+    breaker = route.traffic ? route.traffic->breaker.get() : nullptr;
     if (breaker && !(route.request_slot = breaker->TryRequest())) {
       route.flags = "UO";
       return l7::LocalReply{
           503, "upstream connect error or disconnect/reset before headers. reset reason: overflow"};
     }
+    const Service* called = w_->shared().config->Get()->FindServiceByAddress(orig_.ip);
+    route.called_traffic =
+        called ? w_->shared().TrafficFor(absl::StrCat(called->ns, "/", called->name), orig_.port)
+               : nullptr;
   }
+  if (t.retry.attempts > 0) {
+    traffic::RetryBudget* budget =
+        route.called_traffic ? route.called_traffic->budget.get() : nullptr;
+    if (t.retry.per_try_timeout_ms)
+      route.try_deadline = now + std::chrono::milliseconds(t.retry.per_try_timeout_ms);
+    route.retry = std::make_unique<traffic::RetryState>(t.retry, budget, breaker, now);
+  }
+  if (t.timeout_ms) route.deadline = now + std::chrono::milliseconds(t.timeout_ms);
+  ArmH2Timer(&r, route);
   return std::nullopt;
 }
 
@@ -723,7 +746,9 @@ std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttr
     t.port = t.svc ? t.svc->FindPort(it->second.port) : nullptr;
     if (it->second.traffic) outlier = it->second.traffic->outlier.get();
   }
-  const Workload* dst = t.svc && t.port ? ChooseEndpoint(*snap, *t.svc, outlier) : nullptr;
+  auto it = h2_routes_.find(&r);
+  const std::string_view avoid = it != h2_routes_.end() ? it->second.avoid : std::string_view();
+  const Workload* dst = t.svc && t.port ? ChooseEndpoint(*snap, *t.svc, outlier, avoid) : nullptr;
   if (!dst) return l7::LocalReply{503, std::string(l7::kNoHealthyUpstream)};
   Upstream* u = UpstreamFor(*snap, *dst, t);
   if (!u) {
@@ -739,11 +764,15 @@ void HttpOutbound::DoneH2(const l7::Exchange& ex) {
   bool failed = ex.status == 0;
   std::string route_flags;  // a route's local reply: its flags
   std::shared_ptr<const traffic::ServiceTraffic> traffic;
+  std::string final_flags;  // set by its retries ("URX")
   if (auto it = h2_routes_.find(&ex.request); it != h2_routes_.end()) {
     route_flags = std::move(it->second.flags);
+    final_flags = std::move(it->second.final_flags);
     traffic = std::move(it->second.traffic);
+    if (it->second.timer) w_->loop().CancelTimer(it->second.timer);
     h2_routes_.erase(it);  // releases its breaker slot
   }
+  if (!ex.local_reply && !final_flags.empty()) flags = final_flags;
   if (ex.local_reply && !route_flags.empty()) {
     flags = route_flags;
   } else if (ex.local_reply) {

@@ -225,7 +225,21 @@ class HttpOutbound : public Flow {
     std::string flags;
     std::shared_ptr<const traffic::ServiceTraffic> traffic;     // the backend's
     std::optional<traffic::CircuitBreaker::Slot> request_slot;  // http2MaxRequests
+    // Retries and timeouts (issue 15), as for HTTP/1.1 but without back-off (an attempt is
+    // sent again at once) and without fault delays.
+    uint64_t id = 0;
+    std::shared_ptr<const traffic::ServiceTraffic> called_traffic;  // its retry budget
+    std::unique_ptr<traffic::RetryState> retry;
+    std::string avoid;        // the endpoint of the attempt before a retry
+    std::string final_flags;  // "URX"
+    std::chrono::steady_clock::time_point deadline{}, try_deadline{};
+    uint64_t timer = 0;
   };
+  uint64_t next_h2_id_ = 1;
+  bool h2_try_timeout_ = false;  // RetryStream is asking for a per-try timeout
+  bool RetryH2(const HttpRequestAttributes& req, int upstream, int status, int grpc_status);
+  void ArmH2Timer(const HttpRequestAttributes* req, H2Route& route);
+  void OnH2Timer(const HttpRequestAttributes* req, uint64_t id);
   absl::flat_hash_map<const HttpRequestAttributes*, H2Route> h2_routes_;
 };
 

@@ -42,7 +42,9 @@ namespace {
 namespace http = boost::beast::http;
 using SteadyClock = std::chrono::steady_clock;
 
-absl::string_view View(boost::beast::string_view v) { return {v.data(), v.size()}; }
+absl::string_view View(boost::beast::string_view v) {
+  return {v.data(), v.size()};
+}
 
 constexpr size_t kMaxReplay = 64 * 1024;  // request bytes kept for a retry
 constexpr size_t kMaxHeldHead = 64 * 1024;
@@ -61,7 +63,8 @@ std::string RebuildResponseHead(const http::response_header<>& h,
   traffic::Headers framing, fields;
   for (const auto& f : h) {
     std::string name = absl::AsciiStrToLower(View(f.name_string()));
-    (IsFramingField(name) ? framing : fields).emplace_back(std::move(name), std::string(View(f.value())));
+    (IsFramingField(name) ? framing : fields)
+        .emplace_back(std::move(name), std::string(View(f.value())));
   }
   for (int i = 0; i < 2; ++i)
     if (mods[i]) traffic::ApplyHeaderModifier(*mods[i], &fields);
@@ -347,6 +350,102 @@ void HttpOutbound::ReportAttempt(const Routed& r, std::string_view endpoint, uin
              status ? traffic::OutlierDetector::Classify(status)
                     : traffic::OutlierDetector::Outcome::kLocalFailure,
              SteadyClock::now());
+}
+
+// ---- HTTP/2 streams -------------------------------------------------------------------------
+
+// The codec asks whether an attempt of a stream is to be sent again (l7/http2_server.h).
+bool HttpOutbound::RetryH2(const HttpRequestAttributes& req, int upstream, int status,
+                           int grpc_status) {
+  auto it = h2_routes_.find(&req);
+  if (it == h2_routes_.end() || !it->second.retry) return false;
+  H2Route& route = it->second;
+  const Upstream* old =
+      upstream >= 0 && static_cast<size_t>(upstream) < ups_.size() ? ups_[upstream].get() : nullptr;
+  traffic::AttemptResult res;
+  if (status > 0) {
+    res.status = static_cast<uint16_t>(status);
+    res.grpc_status = grpc_status;
+  } else {
+    res.kind = h2_try_timeout_        ? traffic::AttemptResult::Kind::kTimeout
+               : old && old->answered ? traffic::AttemptResult::Kind::kReset
+                                      : traffic::AttemptResult::Kind::kConnectFailure;
+  }
+  const auto now = SteadyClock::now();
+  const auto d = route.retry->OnAttempt(res, now, w_->outbound().Draw());
+  using A = traffic::RetryState::Decision::Action;
+  if (d.action == A::kLimitExceeded) route.final_flags = "URX";
+  if (d.action != A::kRetry) {
+    if (d.action != A::kDone) {
+      w_->metrics().Retry(d.action == A::kLimitExceeded     ? "limit_exceeded"
+                          : d.action == A::kBudgetExhausted ? "budget_exhausted"
+                                                            : "overflow");
+    }
+    return false;
+  }
+  w_->metrics().Retry("retried");
+  if (old) {
+    route.avoid = old->endpoint;
+    w_->outbound().balancer().Finished(old->endpoint, /*failed=*/true, now);
+    if (route.traffic && route.traffic->outlier) {
+      route.traffic->outlier->Report(
+          old->endpoint,
+          status > 0 ? traffic::OutlierDetector::Classify(static_cast<uint16_t>(status))
+                     : traffic::OutlierDetector::Outcome::kLocalFailure,
+          now);
+    }
+  }
+  if (route.retry->spec().per_try_timeout_ms) {
+    route.try_deadline = now + std::chrono::milliseconds(route.retry->spec().per_try_timeout_ms);
+    ArmH2Timer(&req, route);
+  }
+  return true;
+}
+
+void HttpOutbound::ArmH2Timer(const HttpRequestAttributes* req, H2Route& route) {
+  if (route.timer) w_->loop().CancelTimer(route.timer);
+  route.timer = 0;
+  SteadyClock::time_point at = route.deadline;
+  if (route.try_deadline != SteadyClock::time_point{} &&
+      (at == SteadyClock::time_point{} || route.try_deadline < at))
+    at = route.try_deadline;
+  if (at == SteadyClock::time_point{}) return;
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(at - SteadyClock::now());
+  route.timer = w_->loop().AddTimer(std::max(ms, std::chrono::milliseconds(0)),
+                                    [this, req, id = route.id] { OnH2Timer(req, id); });
+}
+
+void HttpOutbound::OnH2Timer(const HttpRequestAttributes* req, uint64_t id) {
+  auto it = h2_routes_.find(req);
+  if (closed_ || !h2_ || it == h2_routes_.end() || it->second.id != id) return;
+  H2Route& route = it->second;
+  route.timer = 0;
+  const auto now = SteadyClock::now();
+  const bool overall = route.deadline != SteadyClock::time_point{} && now >= route.deadline;
+  const bool per_try = route.try_deadline != SteadyClock::time_point{} && now >= route.try_deadline;
+  if (!overall && !per_try) {
+    ArmH2Timer(req, route);
+    return;
+  }
+  if (!overall && h2_->ResponseStarted(*req)) {  // a per-try timeout ends at the response head
+    route.try_deadline = {};
+    ArmH2Timer(req, route);
+    return;
+  }
+  bool retried = false;
+  if (!overall) {
+    route.try_deadline = {};
+    h2_try_timeout_ = true;
+    retried = h2_->RetryStream(*req, ToUp(), ToClient());
+    h2_try_timeout_ = false;
+  }
+  if (!retried) {
+    if (auto again = h2_routes_.find(req); again != h2_routes_.end()) again->second.flags = "UT";
+    h2_->TimeOutStream(*req, l7::LocalReply{504, std::string(kUpstreamTimeout)}, ToUp(),
+                       ToClient());
+  }
+  if (AfterH2()) Flush();
+  if (!closed_) UpdateInterest();
 }
 
 }  // namespace weft::ztunnel
