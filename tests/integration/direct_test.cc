@@ -1694,6 +1694,31 @@ TEST_F(DirectMeshHttpSource, AGrpcCallPastItsRequestTimeoutIsAnsweredLocallyWith
   })) << Metrics(*a_);
 }
 
+// RequestMirror: every request is answered by the backends (servers 0 and 1), and a copy goes
+// to the mirror Service (server 2 only), whose answers are dropped.
+TEST_F(DirectMeshHttpSource, ARequestMirrorSendsACopyOfEveryRequest) {
+  extra_services_ =
+      Services(true) +
+      RoutesYaml(port_,
+                 R"(  - filters: [{requestMirror: {service: ns-b/web-v2, port: 80, percent: 100}}]
+    backends: [{service: ns-b/web-v1, port: 80, weight: 1}]
+)");
+  WriteConfig("a.yaml", "", "", server_sa_for_client_);
+  ASSERT_TRUE(
+      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  constexpr int kRequests = 10;
+  auto fd = Outbound(kVip);
+  weft::testing::HttpConn c(fd.get());
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = c.Request("GET", "/mirrored", "web");
+    const int who = Answerer(r);
+    ASSERT_TRUE(who == 0 || who == 1) << r.status << " " << r.body << r.error;
+  }
+  EXPECT_TRUE(WaitFor([&] { return hits_[2].load() == kRequests; }))
+      << "mirror copies received: " << hits_[2].load();
+  EXPECT_EQ(Metric(*a_, "weft_http_mirrors_total", {{"result", "sent"}}), kRequests);
+}
+
 TEST_F(DirectMeshHttpSource, ClientsThatOpenAConnectionPerRequestReuseIdleUpstreams) {
   constexpr int kRequests = 30;
   for (int i = 0; i < kRequests; ++i) {

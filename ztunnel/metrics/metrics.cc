@@ -199,6 +199,8 @@ Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
                             "Connections denied by authorization policy, by policy and reason");
   bad_input_ = Counter(r, "weft_bad_input_total",
                        "Malformed or unexpected input rejected, by port/source and kind");
+  mirrors_ = Counter(r, "weft_http_mirrors_total",
+                     "Request copies a RequestMirror filter sent, or dropped (counted, not sent)");
   retries_ = Counter(r, "weft_http_retries_total",
                      "Retriable attempts of source-side HTTP requests, by what became of them");
   conn_failures_ = Counter(r, "weft_connection_failures_total",
@@ -344,6 +346,10 @@ void Metrics::PolicyDenial(std::string_view policy, std::string_view reason) {
 
 void Metrics::BadInput(std::string_view port, std::string_view kind) {
   bad_input_->Add({{"port", std::string(port)}, {"kind", std::string(kind)}}).Increment();
+}
+
+void Metrics::Mirror(std::string_view result) {
+  mirrors_->Add({{"result", std::string(result)}}).Increment();
 }
 
 void Metrics::Retry(std::string_view result) {

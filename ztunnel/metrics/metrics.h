@@ -107,6 +107,8 @@ class Metrics {
   // weft_http_retries_total{result="retried|limit_exceeded|budget_exhausted|overflow|
   // no_upstream"}: retriable attempts of the source-side HTTP proxy and what became of them
   void Retry(std::string_view result);
+  // weft_http_mirrors_total{result="sent|dropped"}: RequestMirror copies
+  void Mirror(std::string_view result);
   // weft_connection_failures_total{direction,reason}: upstream connect failures, no endpoint..
   void ConnectionFailure(std::string_view direction, std::string_view reason);
   // weft_config_loads_total{result="ok|error"}, weft_config_version_info{version}
@@ -161,6 +163,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* policy_denials_;
   prometheus::Family<prometheus::Counter>* bad_input_;
   prometheus::Family<prometheus::Counter>* retries_;
+  prometheus::Family<prometheus::Counter>* mirrors_;
   prometheus::Family<prometheus::Counter>* conn_failures_;
   prometheus::Family<prometheus::Counter>* config_loads_;
   prometheus::Family<prometheus::Gauge>* config_version_;

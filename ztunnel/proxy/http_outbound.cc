@@ -218,7 +218,7 @@ void HttpOutbound::ToUpstream(std::string_view bytes) {
   Upstream* u = tunnel_ ? tunnel_ : cur_;
   if (!tunnel_ && !routed_.empty()) {  // kept for a retry (issue 15)
     Routed& r = routed_.back();
-    if (r.retry && r.replay_ok && u && u->idx == r.up) {
+    if ((r.retry || !r.mirrors.empty()) && r.replay_ok && u && u->idx == r.up) {
       if (r.replay.size() + bytes.size() > kMaxReplayBytes) {
         r.replay_ok = false;
         std::string().swap(r.replay);
@@ -452,6 +452,7 @@ std::variant<HttpOutbound::Target, l7::LocalReply> HttpOutbound::PlanRoute(
   t.retry = std::move(plan.retry);
   t.response_mods[0] = plan.rule_response_headers;
   t.response_mods[1] = plan.backend_response_headers;
+  t.mirrors = std::move(plan.mirrors);
   return t;
 }
 
@@ -564,6 +565,7 @@ void HttpOutbound::Done(const l7::Exchange& ex) {
   }
   w_->outbound().balancer().Finished(u.endpoint, ex.status == 0, now);
   ReportAttempt(r, u.endpoint, ex.status);
+  SendMirrors(r);
   // maxRequestsPerConnection: this upstream is done once it carried that many.
   traffic::CircuitBreaker* breaker = r.backend_traffic ? r.backend_traffic->breaker.get() : nullptr;
   if (breaker && breaker->max_requests_per_connection() &&

@@ -125,6 +125,7 @@ class HttpOutbound : public Flow {
     std::string replay;     // the request's bytes as sent, for a retry
     bool replay_ok = true;  // every byte is in `replay` (false: over kMaxReplay, or a switch)
     const config::HttpHeaderModifier* response_mods[2] = {nullptr, nullptr};
+    std::vector<const config::HttpRequestMirror*> mirrors;  // copies to send once it is done
     bool hold = false;       // the response head is held until complete (retry, response modifiers)
     std::string head;        // response bytes held
     bool committed = false;  // response bytes went to the client
@@ -154,6 +155,7 @@ class HttpOutbound : public Flow {
     uint64_t timeout_ms = 0;  // timeouts.request
     traffic::RetrySpec retry;
     const config::HttpHeaderModifier* response_mods[2] = {nullptr, nullptr};
+    std::vector<const config::HttpRequestMirror*> mirrors;  // drawn for this request
   };
   std::variant<Target, l7::LocalReply> PlanRoute(const SnapshotPtr& snap,
                                                  HttpRequestAttributes& req, std::string* flags);
@@ -191,6 +193,7 @@ class HttpOutbound : public Flow {
   void Hold(Upstream& u, uint64_t ms);
   void DropUpstream(Upstream& u);
   void ReportAttempt(const Routed& r, std::string_view endpoint, uint16_t status);
+  void SendMirrors(const Routed& r);
   void Done(const l7::Exchange& ex);
   void Record(const l7::Exchange& ex, RequestSeriesCache* series, std::string_view flags,
               const std::string& upstream, const std::string& trace_id);

@@ -26,6 +26,8 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
@@ -142,6 +144,7 @@ std::optional<l7::LocalReply> HttpOutbound::Admit(Routed& r, const SnapshotPtr& 
     if (t.retry.per_try_timeout_ms)
       r.try_deadline = now + std::chrono::milliseconds(t.retry.per_try_timeout_ms);
   }
+  r.mirrors = t.mirrors;
   r.response_mods[0] = t.response_mods[0];
   r.response_mods[1] = t.response_mods[1];
   r.hold = !switching && (r.retry || r.response_mods[0] || r.response_mods[1]);
@@ -350,6 +353,36 @@ void HttpOutbound::ReportAttempt(const Routed& r, std::string_view endpoint, uin
              status ? traffic::OutlierDetector::Classify(status)
                     : traffic::OutlierDetector::Outcome::kLocalFailure,
              SteadyClock::now());
+}
+
+// RequestMirror: once the request is done, a copy of its bytes goes to an endpoint of each
+// mirror Service, fire and forget: written whole into a new upstream whose end ztunnel then
+// closes (the upstream flow delivers the request and drops the response). Not mirrored (counted
+// as "dropped"): a request over kMaxReplay, one without a ready endpoint, or an upstream that
+// cannot take the bytes at once.
+void HttpOutbound::SendMirrors(const Routed& r) {
+  for (const config::HttpRequestMirror* m : r.mirrors) {
+    const Service* svc = r.snap->FindServiceByKey(m->service);
+    Target t;
+    t.svc = svc;
+    t.port = svc ? svc->FindPort(m->port ? m->port : orig_.port) : nullptr;
+    const Workload* dst = t.port ? ChooseEndpoint(*r.snap, *svc) : nullptr;
+    const Workload* src = r.snap->FindWorkloadByUid(pod_->uid);
+    bool sent = false;
+    if (r.replay_ok && !r.replay.empty() && dst && src) {
+      FlowInfo info = info_;
+      info.dst = SockAddr{AddressLike(*dst, orig_.ip), t.port->target_port};
+      FillServiceLabels(info.labels, svc);
+      FillDestinationLabels(info.labels, dst, dst->identity());
+      info.labels.connection_security_policy = dst->in_mesh() ? "mutual_tls" : "unknown";
+      auto fd = w_->outbound().OpenUpstream(pod_, *r.snap, *src, *dst, std::move(info));
+      if (fd.ok()) {
+        ssize_t n = send(fd->get(), r.replay.data(), r.replay.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        sent = n == static_cast<ssize_t>(r.replay.size());
+      }
+    }
+    w_->metrics().Mirror(sent ? "sent" : "dropped");
+  }
 }
 
 // ---- HTTP/2 streams -------------------------------------------------------------------------
