@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -19,6 +20,7 @@
 #include "examples/teashop/backends.h"
 #include "examples/teashop/frontend.h"
 #include "examples/teashop/load.h"
+#include "nlohmann/json.hpp"
 
 namespace weft::teashop {
 
@@ -59,8 +61,8 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
       "a flag is absent, the environment (as a Kubernetes pod spec's env gives them).",
       "weft-teashop");
   app->add_option("--role", o.role,
-                  "frontend catalogue cart recommendation store idle echo (servers), load (a "
-                  "driver); required")
+                  "frontend catalogue cart recommendation store idle echo echo-request (servers), "
+                  "load (a driver); required")
       ->type_name("ROLE");
   CLI::Option_group* server = app->add_option_group("server", "server roles");
   server->add_option("--listen", o.server.listen, "port 0: any; see --port-file")
@@ -119,6 +121,11 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
       ->type_name("N")
       ->check(CLI::Range(0, 64 << 20))
       ->capture_default_str();
+  be->add_option("--pod", o.pod,
+                 "echo-request: the pod name it reports (env POD_NAME, else HOSTNAME)")
+      ->type_name("NAME");
+  be->add_option("--namespace", o.ns, "echo-request: the namespace it reports (env POD_NAMESPACE)")
+      ->type_name("NS");
   CLI::Option_group* load =
       app->add_option_group("load", "a closed loop over the front end's 8 request types");
   load->add_option("--target", o.target, "the front end (env TARGET_URL)")->type_name("URL");
@@ -137,7 +144,7 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
 
 bool IsServerRole(const std::string& r) {
   return r == "frontend" || r == "catalogue" || r == "cart" || r == "recommendation" ||
-         r == "store" || r == "idle" || r == "echo";
+         r == "store" || r == "idle" || r == "echo" || r == "echo-request";
 }
 
 }  // namespace
@@ -153,6 +160,9 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
   env("RECOMMENDATION_URL", &o.recommendation_url);
   env("STORE_URL", &o.store_url);
   env("TARGET_URL", &o.target);
+  env("POD_NAME", &o.pod);
+  env("POD_NAMESPACE", &o.ns);
+  if (o.pod.empty()) env("HOSTNAME", &o.pod);
   std::string conn_env, size_env;
   env("UPSTREAM_CONN", &conn_env);
   env("CATALOGUE_SIZE", &size_env);
@@ -183,7 +193,8 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
   if (!IsServerRole(o.role) && o.role != "load") {
     return absl::InvalidArgumentError(
         absl::StrCat("--role ", o.role,
-                     ": use frontend, catalogue, cart, recommendation, store, idle, echo or load"));
+                     ": use frontend, catalogue, cart, recommendation, store, idle, echo, "
+                     "echo-request or load"));
   }
   log::Level level;
   if (!log::ParseLevel(o.log_level, &level)) {
@@ -224,6 +235,26 @@ asio::awaitable<Response> NotHere(Request req) {
   co_return MakeResponse(http::status::not_found, "this pod only answers /healthz\n");
 }
 
+// echo-request (the Gateway API conformance suite's echo server): every request answered 200
+// with JSON naming this pod and what arrived: {"pod", "namespace", "method", "path" (the whole
+// request target, query included), "host", "headers": {lower-case name: [values...]}}.
+Handler EchoRequestHandler(std::string pod, std::string ns) {
+  return [pod, ns](Request req) -> asio::awaitable<Response> {
+    nlohmann::json headers = nlohmann::json::object();
+    for (const auto& f : req) {
+      std::string name = absl::AsciiStrToLower(std::string(f.name_string()));
+      headers[name].push_back(std::string(f.value()));
+    }
+    nlohmann::json j = {{"pod", pod},
+                        {"namespace", ns},
+                        {"method", std::string(req.method_string())},
+                        {"path", std::string(req.target())},
+                        {"host", std::string(req[http::field::host])},
+                        {"headers", headers}};
+    co_return JsonResponse(http::status::ok, j.dump());
+  };
+}
+
 absl::StatusOr<Handler> MakeHandler(const AppOptions& o) {
   if (o.role == "frontend") {
     FrontendOptions f;
@@ -245,6 +276,7 @@ absl::StatusOr<Handler> MakeHandler(const AppOptions& o) {
       co_return MakeResponse(http::status::ok, std::move(body), "application/octet-stream");
     });
   }
+  if (o.role == "echo-request") return EchoRequestHandler(o.pod, o.ns);
   auto catalogue = std::make_shared<const Catalogue>(o.catalogue_size);
   if (o.role == "catalogue") return ServiceHandler(std::make_shared<CatalogueService>(catalogue));
   if (o.role == "recommendation") {

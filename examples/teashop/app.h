@@ -1,6 +1,7 @@
 // weft-teashop's command line: one binary, one role per process.
 //
-//   weft-teashop --role frontend|catalogue|cart|recommendation|store|idle [--listen ADDR:PORT]
+//   weft-teashop --role frontend|catalogue|cart|recommendation|store|idle|echo|echo-request
+//                [--listen ADDR:PORT]
 //   weft-teashop --role load --target URL [--duration 10s] [--concurrency N] [--json]
 //
 // Server roles serve until SIGTERM/SIGINT, then drain (see Server::Stop) and exit 0. `idle`
@@ -35,6 +36,7 @@ struct AppOptions {
   int rec_dims = 256, rec_passes = 2;
   int64_t stock = 1000000;
   int echo_size = 1024;  // echo: payload of a bodiless request
+  std::string pod, ns;   // echo-request: the identity it answers with
   // load
   std::string target;
   std::chrono::milliseconds duration{10000};

@@ -1,0 +1,518 @@
+// The Gateway API mesh conformance cases (kubernetes-sigs/gateway-api conformance/tests/mesh/),
+// rebuilt on a real `weftctl up` mesh (testdata/mesh-conformance.yaml: upstream's echo, echo-v1
+// and echo-v2 Services, weft-teashop --role echo-request as the echo server). Each case applies
+// its route as Gateway API YAML with `weftctl apply --wait` (every node ACKed the change), waits
+// for `weftctl status` to show it Accepted, makes upstream's requests with curl from a client pod
+// and checks what upstream checks: the status code, the backend pod that answered (the echo's
+// JSON), the request as the backend saw it (path, host, headers), response headers, redirects'
+// Location. The route is deleted at the end of its case. One mesh for the whole suite.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "cli/testbed/testbed.h"
+#include "cli/up/state.h"
+#include "common/file.h"
+#include "common/testing/root.h"
+#include "common/testing/temp_dir.h"
+#include "nlohmann/json.hpp"
+#include "tests/e2e/e2e_fixture.h"
+
+namespace weft::e2e {
+namespace {
+
+constexpr char kNs[] = "gateway-conformance-mesh";
+constexpr char kClient[] = "gateway-conformance-mesh/client";
+constexpr char kConsumer[] = "gateway-conformance-mesh-consumer/client";
+
+// One HTTP exchange as curl saw it, and the echo's account of the request when it answered.
+struct Exchange {
+  int code = 0;                                // 0: no response
+  std::map<std::string, std::string> headers;  // response headers, names lower-case
+  nlohmann::json echo;                         // the echo's JSON (null if the body was not)
+  std::string raw, err;
+  std::string Pod() const { return echo.is_object() ? echo.value("pod", "") : ""; }
+  std::string RequestHeader(const std::string& name) const {
+    if (!echo.is_object() || !echo["headers"].contains(name)) return "";
+    return absl::StrJoin(echo["headers"][name].get<std::vector<std::string>>(), ",");
+  }
+  bool HasRequestHeader(const std::string& name) const {
+    return echo.is_object() && echo["headers"].contains(name);
+  }
+};
+
+// Splits curl -i output (possibly several responses for URL globs) into exchanges.
+std::vector<Exchange> ParseCurl(const std::string& out) {
+  std::vector<Exchange> res;
+  size_t at = 0;
+  while ((at = out.find("HTTP/1.1 ", at)) != std::string::npos) {
+    Exchange e;
+    size_t head_end = out.find("\r\n\r\n", at);
+    if (head_end == std::string::npos) break;
+    std::vector<std::string> lines = absl::StrSplit(out.substr(at, head_end - at), "\r\n");
+    (void)absl::SimpleAtoi(lines[0].substr(9, 3), &e.code);
+    size_t length = 0;
+    for (size_t i = 1; i < lines.size(); ++i) {
+      size_t c = lines[i].find(':');
+      if (c == std::string::npos) continue;
+      std::string name = absl::AsciiStrToLower(lines[i].substr(0, c));
+      e.headers[name] = std::string(absl::StripAsciiWhitespace(lines[i].substr(c + 1)));
+    }
+    if (e.headers.count("content-length"))
+      (void)absl::SimpleAtoi(e.headers["content-length"], &length);
+    std::string body = out.substr(head_end + 4, length);
+    e.raw = body;
+    e.echo = nlohmann::json::parse(body, nullptr, false);
+    if (e.echo.is_discarded()) e.echo = nullptr;
+    at = head_end + 4 + length;
+    res.push_back(std::move(e));
+  }
+  return res;
+}
+
+class MeshConformance : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) return;
+    tmp_ = new weft::testing::TempDir();
+    root_ = tmp_->path() + "/state";
+    name_ = absl::StrCat("conf", ::getpid());
+    auto t0 = std::chrono::steady_clock::now();
+    auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables",
+                       std::string(WEFT_E2E_TESTDATA) + "/mesh-conformance.yaml"});
+    up_ok_ = up.ok();
+    if (!up_ok_) {
+      up_error_ = std::string(up.status().message());
+      return;
+    }
+    auto s = up::LoadMesh(root_, name_);
+    if (s.ok()) {
+      prefix_ = s->prefix;
+      for (const up::PodState& p : s->pods) pod_ip_[p.ns + "/" + p.name] = p.ip;
+    }
+    std::printf("[ mesh %s up in %.1f s ]\n", name_.c_str(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  static void TearDownTestSuite() {
+    if (tmp_ == nullptr) return;
+    if (up_ok_) {
+      auto down = Weftctl({"down"});
+      EXPECT_TRUE(down.ok()) << down.status();
+      if (!prefix_.empty()) {
+        EXPECT_TRUE(testbed::TestbedLeftovers(prefix_).empty());
+      }
+    }
+    delete tmp_;
+    tmp_ = nullptr;
+  }
+  void SetUp() override {
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
+    ASSERT_TRUE(up_ok_) << "weftctl up: " << up_error_;
+  }
+  void TearDown() override {
+    for (const std::string& f : applied_) {
+      auto r = Weftctl({"delete", "-f", f, "--wait"});
+      EXPECT_TRUE(r.ok()) << r.status();
+    }
+  }
+
+  static absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
+                                             milliseconds timeout = seconds(120)) {
+    return testbed::Exec("", up::WeftctlArgv(WEFTCTL_PATH, name_, root_, std::move(args)), "",
+                         timeout);
+  }
+
+  // Applies `yaml` as a user does (weftctl apply --wait: every node ACKed), then waits until
+  // weftctl status shows each route of `routes` ("HTTPRoute ns/name") Accepted for its parents.
+  void ApplyRoutes(const std::string& yaml, const std::vector<std::string>& routes) {
+    std::string file = absl::StrCat(tmp_->path(), "/route-", counter_++, ".yaml");
+    ASSERT_TRUE(WriteFileAtomic(file, yaml).ok());
+    auto r = Weftctl({"apply", "-f", file, "--wait"});
+    ASSERT_TRUE(r.ok()) << r.status();
+    applied_.push_back(file);
+    std::string status;
+    for (const std::string& route : routes) {
+      EXPECT_TRUE(Eventually(
+          [&] {
+            auto st = Weftctl({"status"});
+            status = st.ok() ? *st : std::string(st.status().message());
+            return RouteAccepted(status, route);
+          },
+          seconds(20)))
+          << route << " never Accepted:\n"
+          << status;
+    }
+  }
+  // The lines of `route` in weftctl status: every parent Accepted=True and ResolvedRefs=True.
+  static bool RouteAccepted(const std::string& status, const std::string& route) {
+    size_t at = status.find("  " + route + " (");
+    if (at == std::string::npos) return false;
+    size_t end = status.find("\n  ", status.find('\n', at));
+    while (end != std::string::npos && status.compare(end + 3, 1, " ") == 0)
+      end = status.find("\n  ", end + 1);
+    std::string block = status.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    return absl::StrContains(block, "Accepted=True") &&
+           !absl::StrContains(block, "Accepted=False") &&
+           !absl::StrContains(block, "ResolvedRefs=False");
+  }
+
+  // curl -i from `pod`; `args` are curl's (headers, method, URL or URL glob).
+  std::vector<Exchange> Curl(const std::string& pod, std::vector<std::string> args) {
+    std::vector<std::string> cmd = {"exec", pod, "--", "curl", "-sS", "-i", "-m", "5"};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    auto r = Weftctl(cmd, seconds(90));
+    if (!r.ok()) {
+      Exchange e;
+      e.err = std::string(r.status().message());
+      return {e};
+    }
+    std::vector<Exchange> out = ParseCurl(*r);
+    if (out.empty()) {
+      Exchange e;
+      e.err = "no HTTP response in: " + *r;
+      out.push_back(e);
+    }
+    return out;
+  }
+  Exchange Get(const std::string& url, std::vector<std::string> headers = {},
+               const std::string& pod = kClient) {
+    std::vector<std::string> args;
+    for (const std::string& h : headers) {
+      args.push_back("-H");
+      args.push_back(h);
+    }
+    args.push_back(url);
+    return Curl(pod, args).back();
+  }
+
+  // Upstream's MakeRequestAndExpectEventuallyConsistentResponse: the first check waits until
+  // the answer is the expected one (the route is ACKed, so this is only a guard).
+  ::testing::AssertionResult Expect(const std::string& what, const std::function<Exchange()>& call,
+                                    const std::function<std::string(const Exchange&)>& check) {
+    std::string why;
+    Exchange last;
+    bool ok = Eventually(
+        [&] {
+          last = call();
+          why = check(last);
+          return why.empty();
+        },
+        seconds(10));
+    if (ok) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << what << ": " << why << " (status " << last.code
+                                         << ", body " << last.raw << last.err << ")";
+  }
+  static std::function<std::string(const Exchange&)> Backend(const std::string& pod,
+                                                             int code = 200) {
+    return [pod, code](const Exchange& e) -> std::string {
+      if (e.code != code) return absl::StrCat("status ", e.code, ", want ", code);
+      if (!pod.empty() && e.Pod() != pod) return "answered by \"" + e.Pod() + "\", want " + pod;
+      if (e.echo.is_object() && e.echo.value("namespace", "") != kNs)
+        return "backend namespace " + e.echo.value("namespace", "");
+      return "";
+    };
+  }
+
+  static inline weft::testing::TempDir* tmp_ = nullptr;
+  static inline std::string root_, name_, prefix_, up_error_;
+  static inline bool up_ok_ = false;
+  static inline std::map<std::string, std::string> pod_ip_;
+  static inline int counter_ = 0;
+  std::vector<std::string> applied_;
+};
+
+std::string Route(const std::string& name, const std::string& parent, const std::string& spec,
+                  const std::string& ns = kNs) {
+  return absl::StrCat(
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: ", name,
+      ", namespace: ", ns, "}\nspec:\n  parentRefs:\n  - ", parent, "\n", spec);
+}
+
+// ---- core ---------------------------------------------------------------------------------
+
+TEST_F(MeshConformance, MeshBasic) {
+  // No route: the Service answers, from a backend in the mesh namespace.
+  EXPECT_TRUE(Expect(
+      "GET echo /", [&] { return Get("http://echo/"); }, Backend("")));
+  Exchange e = Get("http://echo/");
+  EXPECT_TRUE(e.Pod() == "echo-v1" || e.Pod() == "echo-v2") << e.raw;
+  EXPECT_EQ(e.echo.value("method", ""), "GET");
+  EXPECT_EQ(e.echo.value("path", ""), "/");
+  EXPECT_EQ(e.echo.value("host", ""), "echo");
+}
+
+TEST_F(MeshConformance, MeshTrafficSplit) {
+  ApplyRoutes(Route("mesh-split", "{group: \"\", kind: Service, name: echo, port: 80}",
+                    "  rules:\n"
+                    "  - matches: [{path: {type: Exact, value: /v1}}]\n"
+                    "    backendRefs: [{name: echo-v1, port: 80}]\n"
+                    "  - matches: [{path: {type: Exact, value: /v2}}]\n"
+                    "    backendRefs: [{name: echo-v2, port: 80}]\n"),
+              {"HTTPRoute gateway-conformance-mesh/mesh-split"});
+  EXPECT_TRUE(Expect(
+      "/v1", [&] { return Get("http://echo/v1"); }, Backend("echo-v1")));
+  EXPECT_TRUE(Expect(
+      "/v2", [&] { return Get("http://echo/v2"); }, Backend("echo-v2")));
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteSimpleSameNamespace) {
+  ApplyRoutes(Route("mesh-simple", "{group: \"\", kind: Service, name: echo, port: 80}",
+                    "  rules:\n  - backendRefs: [{name: echo-v1, port: 80}]\n"),
+              {"HTTPRoute gateway-conformance-mesh/mesh-simple"});
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(Expect(
+        "/", [&] { return Get("http://echo/"); }, Backend("echo-v1")));
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteMatching) {
+  ApplyRoutes(Route("mesh-matching", "{group: \"\", kind: Service, name: echo, port: 80}",
+                    "  rules:\n"
+                    "  - matches: [{path: {type: PathPrefix, value: /}}]\n"
+                    "    backendRefs: [{name: echo-v1, port: 80}]\n"
+                    "  - matches:\n"
+                    "    - path: {type: PathPrefix, value: /v2}\n"
+                    "    - headers: [{name: version, value: two}]\n"
+                    "    backendRefs: [{name: echo-v2, port: 80}]\n"),
+              {"HTTPRoute gateway-conformance-mesh/mesh-matching"});
+  EXPECT_TRUE(Expect(
+      "/", [&] { return Get("http://echo/"); }, Backend("echo-v1")));
+  EXPECT_TRUE(Expect(
+      "/example", [&] { return Get("http://echo/example"); }, Backend("echo-v1")));
+  EXPECT_TRUE(Expect(
+      "/v2", [&] { return Get("http://echo/v2"); }, Backend("echo-v2")));
+  EXPECT_TRUE(Expect(
+      "/v2/example", [&] { return Get("http://echo/v2/example"); }, Backend("echo-v2")));
+  EXPECT_TRUE(Expect(
+      "version: one", [&] { return Get("http://echo/", {"version: one"}); }, Backend("echo-v1")));
+  EXPECT_TRUE(Expect(
+      "version: two", [&] { return Get("http://echo/", {"version: two"}); }, Backend("echo-v2")));
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteWeight) {
+  ApplyRoutes(Route("mesh-weighted-backends", "{group: \"\", kind: Service, name: echo, port: 80}",
+                    "  rules:\n  - backendRefs:\n"
+                    "    - {name: echo-v1, port: 80, weight: 70}\n"
+                    "    - {name: echo-v2, port: 80, weight: 30}\n"),
+              {"HTTPRoute gateway-conformance-mesh/mesh-weighted-backends"});
+  EXPECT_TRUE(Expect(
+      "/", [&] { return Get("http://echo/"); }, Backend("")));
+  // Upstream: 500 requests, each backend's share within 0.05 of its weight, up to 10 tries.
+  constexpr double kTotal = 500, kTolerance = 0.05;
+  std::string last;
+  bool within = false;
+  for (int attempt = 0; attempt < 10 && !within; ++attempt) {
+    // One curl, 500 requests (a URL glob; each with its own jitter query).
+    std::vector<Exchange> all = Curl(kClient, {"http://echo/?jitter=[1-500]"});
+    std::map<std::string, double> seen;
+    int bad = 0;
+    for (const Exchange& e : all) {
+      if (e.code == 200) {
+        ++seen[e.Pod()];
+      } else {
+        ++bad;
+      }
+    }
+    double v1 = seen["echo-v1"] / kTotal, v2 = seen["echo-v2"] / kTotal;
+    last = absl::StrCat(all.size(), " responses, ", bad, " not 200, echo-v1 ", v1, ", echo-v2 ", v2,
+                        ", other pods ", seen.size() - 2);
+    within = all.size() == kTotal && bad == 0 && seen.size() == 2 &&
+             std::abs(v1 - 0.7) <= kTolerance && std::abs(v2 - 0.3) <= kTolerance;
+    std::printf("[ weight attempt %d: %s ]\n", attempt + 1, last.c_str());
+  }
+  EXPECT_TRUE(within) << last;
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteRequestHeaderModifier) {
+  ApplyRoutes(
+      Route(
+          "mesh-request-header-modifier", "{group: \"\", kind: Service, name: echo, port: 80}",
+          "  rules:\n"
+          "  - matches: [{path: {type: PathPrefix, value: /set}}]\n"
+          "    filters:\n"
+          "    - type: RequestHeaderModifier\n"
+          "      requestHeaderModifier: {set: [{name: X-Header-Set, value: "
+          "set-overwrites-values}]}\n"
+          "    backendRefs: [{name: echo-v1, port: 80}]\n"
+          "  - matches: [{path: {type: PathPrefix, value: /add}}]\n"
+          "    filters:\n"
+          "    - type: RequestHeaderModifier\n"
+          "      requestHeaderModifier: {add: [{name: X-Header-Add, value: add-appends-values}]}\n"
+          "    backendRefs: [{name: echo-v1, port: 80}]\n"
+          "  - matches: [{path: {type: PathPrefix, value: /remove}}]\n"
+          "    filters:\n"
+          "    - type: RequestHeaderModifier\n"
+          "      requestHeaderModifier: {remove: [X-Header-Remove]}\n"
+          "    backendRefs: [{name: echo-v1, port: 80}]\n"
+          "  - matches: [{path: {type: PathPrefix, value: /multiple}}]\n"
+          "    filters:\n"
+          "    - type: RequestHeaderModifier\n"
+          "      requestHeaderModifier:\n"
+          "        set: [{name: X-Header-Set-1, value: header-set-1}, "
+          "{name: X-Header-Set-2, value: header-set-2}]\n"
+          "        add: [{name: X-Header-Add-1, value: header-add-1}, "
+          "{name: X-Header-Add-2, value: header-add-2}, {name: X-Header-Add-3, value: "
+          "header-add-3}]\n"
+          "        remove: [X-Header-Remove-1, X-Header-Remove-2]\n"
+          "    backendRefs: [{name: echo-v1, port: 80}]\n"),
+      {"HTTPRoute gateway-conformance-mesh/mesh-request-header-modifier"});
+  auto headers = [](std::map<std::string, std::string> want, std::vector<std::string> absent) {
+    return [want, absent](const Exchange& e) -> std::string {
+      if (e.code != 200 || e.Pod() != "echo-v1") return "not answered 200 by echo-v1";
+      for (const auto& [k, v] : want)
+        if (e.RequestHeader(k) != v) return k + ": \"" + e.RequestHeader(k) + "\", want " + v;
+      for (const std::string& k : absent)
+        if (e.HasRequestHeader(k)) return k + " still there";
+      return "";
+    };
+  };
+  EXPECT_TRUE(Expect(
+      "/set", [&] { return Get("http://echo/set", {"Some-Other-Header: val"}); },
+      headers({{"some-other-header", "val"}, {"x-header-set", "set-overwrites-values"}}, {})));
+  EXPECT_TRUE(Expect(
+      "/set overwrites", [&] { return Get("http://echo/set", {"X-Header-Set: some-other-value"}); },
+      headers({{"x-header-set", "set-overwrites-values"}}, {})));
+  EXPECT_TRUE(Expect(
+      "/add", [&] { return Get("http://echo/add", {"Some-Other-Header: val"}); },
+      headers({{"x-header-add", "add-appends-values"}}, {})));
+  EXPECT_TRUE(Expect(
+      "/add appends", [&] { return Get("http://echo/add", {"X-Header-Add: some-other-value"}); },
+      headers({{"x-header-add", "some-other-value,add-appends-values"}}, {})));
+  EXPECT_TRUE(Expect(
+      "/remove", [&] { return Get("http://echo/remove", {"X-Header-Remove: val"}); },
+      headers({}, {"x-header-remove"})));
+  EXPECT_TRUE(Expect(
+      "/multiple",
+      [&] {
+        return Get("http://echo/multiple", {"X-Header-Set-2: set-val", "X-Header-Add-2: add-val",
+                                            "X-Header-Remove-1: val", "X-Header-Remove-2: val"});
+      },
+      headers({{"x-header-set-1", "header-set-1"},
+               {"x-header-set-2", "header-set-2"},
+               {"x-header-add-1", "header-add-1"},
+               {"x-header-add-2", "add-val,header-add-2"},
+               {"x-header-add-3", "header-add-3"}},
+              {"x-header-remove-1", "x-header-remove-2"})));
+}
+
+std::function<std::string(const Exchange&)> Redirect(int code, const std::string& location) {
+  return [code, location](const Exchange& e) -> std::string {
+    if (e.code != code) return absl::StrCat("status ", e.code, ", want ", code);
+    auto it = e.headers.find("location");
+    std::string got = it == e.headers.end() ? "" : it->second;
+    if (got != location) return "Location \"" + got + "\", want " + location;
+    return "";
+  };
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteRedirectHostAndStatus) {
+  ApplyRoutes(
+      Route("mesh-redirect-host-and-status", "{group: \"\", kind: Service, name: echo, port: 80}",
+            "  rules:\n"
+            "  - matches: [{path: {type: PathPrefix, value: /hostname-redirect}}]\n"
+            "    filters:\n"
+            "    - type: RequestRedirect\n"
+            "      requestRedirect: {hostname: example.org}\n"
+            "  - matches: [{path: {type: PathPrefix, value: /host-and-status}}]\n"
+            "    filters:\n"
+            "    - type: RequestRedirect\n"
+            "      requestRedirect: {hostname: example.org, statusCode: 301}\n"),
+      {"HTTPRoute gateway-conformance-mesh/mesh-redirect-host-and-status"});
+  EXPECT_TRUE(Expect(
+      "/hostname-redirect", [&] { return Get("http://echo/hostname-redirect"); },
+      Redirect(302, "http://example.org/hostname-redirect")));
+  EXPECT_TRUE(Expect(
+      "/host-and-status", [&] { return Get("http://echo/host-and-status"); },
+      Redirect(301, "http://example.org/host-and-status")));
+}
+
+// ---- extended -----------------------------------------------------------------------------
+
+std::function<std::string(const Exchange&)> ResponseHeader(const std::string& pod,
+                                                           const std::string& value) {
+  return [pod, value](const Exchange& e) -> std::string {
+    if (e.code != 200 || e.Pod() != pod) return "not answered 200 by " + pod;
+    auto it = e.headers.find("x-header-set");
+    if (value.empty()) return it == e.headers.end() ? "" : "X-Header-Set present: " + it->second;
+    if (it == e.headers.end() || it->second != value)
+      return "X-Header-Set missing or wrong, want " + value;
+    return "";
+  };
+}
+
+const char kSetHeader[] =
+    "  rules:\n  - filters:\n    - type: ResponseHeaderModifier\n"
+    "      responseHeaderModifier: {set: [{name: X-Header-Set, value: ";
+
+TEST_F(MeshConformance, MeshFrontend) {
+  ApplyRoutes(Route("mesh-frontend", "{group: \"\", kind: Service, name: echo-v2}",
+                    absl::StrCat(kSetHeader, "set}]}\n")),
+              {"HTTPRoute gateway-conformance-mesh/mesh-frontend"});
+  EXPECT_TRUE(Expect(
+      "to the Service", [&] { return Get("http://echo-v2/"); }, ResponseHeader("echo-v2", "set")));
+  const std::string ip = pod_ip_["gateway-conformance-mesh/echo-v2"];
+  ASSERT_FALSE(ip.empty());
+  EXPECT_TRUE(Expect(
+      "to the pod IP", [&] { return Get("http://" + ip + ":8080/"); },
+      ResponseHeader("echo-v2", "")));
+}
+
+TEST_F(MeshConformance, MeshFrontendHostname) {
+  ApplyRoutes(Route("mesh-frontend", "{group: \"\", kind: Service, name: echo-v2}",
+                    absl::StrCat(kSetHeader, "set}]}\n")),
+              {"HTTPRoute gateway-conformance-mesh/mesh-frontend"});
+  // The parentRef matches the Service's IP, not the Host header.
+  EXPECT_TRUE(Expect(
+      "echo-v2 with Host: echo-v1", [&] { return Get("http://echo-v2/", {"Host: echo-v1"}); },
+      ResponseHeader("echo-v2", "set")));
+  EXPECT_TRUE(Expect(
+      "echo-v1 with Host: echo-v2", [&] { return Get("http://echo-v1/", {"Host: echo-v2"}); },
+      ResponseHeader("echo-v1", "")));
+}
+
+TEST_F(MeshConformance, MeshPorts) {
+  ApplyRoutes(Route("mesh-ports-v1", "{group: \"\", kind: Service, name: echo-v1, port: 80}",
+                    absl::StrCat(kSetHeader, "v1}]}\n")) +
+                  "---\n" +
+                  Route("mesh-ports-v2", "{group: \"\", kind: Service, name: echo-v2}",
+                        absl::StrCat(kSetHeader, "v2}]}\n")),
+              {"HTTPRoute gateway-conformance-mesh/mesh-ports-v1",
+               "HTTPRoute gateway-conformance-mesh/mesh-ports-v2"});
+  EXPECT_TRUE(Expect(
+      "explicit port", [&] { return Get("http://echo-v1/"); }, ResponseHeader("echo-v1", "v1")));
+  EXPECT_TRUE(Expect(
+      "excluded port", [&] { return Get("http://echo-v1:8080/"); }, ResponseHeader("echo-v1", "")));
+  EXPECT_TRUE(Expect(
+      "no port set", [&] { return Get("http://echo-v2/"); }, ResponseHeader("echo-v2", "v2")));
+  EXPECT_TRUE(Expect(
+      "no port set, 8080", [&] { return Get("http://echo-v2:8080/"); },
+      ResponseHeader("echo-v2", "v2")));
+}
+
+TEST_F(MeshConformance, MeshConsumerRoute) {
+  ApplyRoutes(
+      Route("mesh-echo-add-header",
+            "{group: \"\", kind: Service, name: echo-v1, namespace: gateway-conformance-mesh}",
+            absl::StrCat(kSetHeader, "set}]}\n"), "gateway-conformance-mesh-consumer"),
+      {"HTTPRoute gateway-conformance-mesh-consumer/mesh-echo-add-header"});
+  const std::string url = "http://echo-v1.gateway-conformance-mesh/";
+  EXPECT_TRUE(Expect(
+      "from the consumer namespace", [&] { return Get(url, {}, kConsumer); },
+      ResponseHeader("echo-v1", "set")));
+  EXPECT_TRUE(Expect(
+      "from the producer namespace", [&] { return Get(url, {}, kClient); },
+      ResponseHeader("echo-v1", "")));
+}
+
+}  // namespace
+}  // namespace weft::e2e
