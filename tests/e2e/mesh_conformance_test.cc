@@ -11,7 +11,9 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -223,6 +225,8 @@ class MeshConformance : public ::testing::Test {
       return "";
     };
   }
+
+  void RedirectStatus(int code);
 
   static inline weft::testing::TempDir* tmp_ = nullptr;
   static inline std::string root_, name_, prefix_, up_error_;
@@ -512,6 +516,308 @@ TEST_F(MeshConformance, MeshConsumerRoute) {
   EXPECT_TRUE(Expect(
       "from the producer namespace", [&] { return Get(url, {}, kClient); },
       ResponseHeader("echo-v1", "")));
+}
+
+}  // namespace
+}  // namespace weft::e2e
+namespace weft::e2e {
+namespace {
+
+TEST_F(MeshConformance, MeshHTTPRouteQueryParamMatching) {
+  auto rule = [](const std::string& matches, const std::string& backend) {
+    return absl::StrCat("  - matches:\n", matches, "    backendRefs: [{name: ", backend,
+                        ", port: 80}]\n");
+  };
+  ApplyRoutes(
+      Route("mesh-query-param-matching", "{group: \"\", kind: Service, name: echo, port: 80}",
+            "  rules:\n" + rule("    - queryParams: [{name: animal, value: whale}]\n", "echo-v1") +
+                rule("    - queryParams: [{name: animal, value: dolphin}]\n", "echo-v2") +
+                rule("    - path: {type: PathPrefix, value: /path1}\n"
+                     "      queryParams: [{name: animal, value: whale}]\n",
+                     "echo-v1") +
+                rule("    - headers: [{name: version, value: one}]\n"
+                     "      queryParams: [{name: animal, value: whale}]\n",
+                     "echo-v2") +
+                rule("    - path: {type: PathPrefix, value: /path3}\n"
+                     "      queryParams: [{name: animal, value: shark}]\n"
+                     "    - path: {type: PathPrefix, value: /path4}\n"
+                     "      headers: [{name: version, value: three}]\n"
+                     "      queryParams: [{name: animal, value: kraken}]\n",
+                     "echo-v1") +
+                rule("    - path: {type: PathPrefix, value: /path5}\n"
+                     "      queryParams: [{name: animal, value: hydra}]\n",
+                     "echo-v1") +
+                rule("    - queryParams: [{name: animal, value: hydra}]\n", "echo-v2")),
+      {"HTTPRoute gateway-conformance-mesh/mesh-query-param-matching"});
+  const std::vector<std::tuple<std::string, std::vector<std::string>, std::string>> cases = {
+      {"/?animal=whale", {}, "echo-v1"},
+      {"/?animal=dolphin", {}, "echo-v2"},
+      {"/?animal=whale&otherparam=irrelevant", {}, "echo-v1"},
+      {"/?animal=dolphin&color=yellow", {}, "echo-v2"},
+      {"/?color=blue", {}, ""},
+      {"/?animal=dog", {}, ""},
+      {"/?animal=whaledolphin", {}, ""},
+      {"/", {}, ""},
+      {"/path1?animal=whale", {}, "echo-v1"},
+      {"/?animal=whale", {"version: one"}, "echo-v2"},
+      {"/path3?animal=shark", {}, "echo-v1"},
+      {"/path4?animal=kraken", {"version: three"}, "echo-v1"},
+      {"/?animal=shark", {}, ""},
+      {"/path4?animal=kraken", {}, ""},
+      {"/path5?animal=hydra", {}, "echo-v1"},
+  };
+  for (const auto& [path, headers, backend] : cases) {
+    EXPECT_TRUE(Expect(
+        path + (headers.empty() ? "" : " " + headers[0]),
+        [&] { return Get("http://echo" + path, headers); },
+        backend.empty()
+            ? std::function<std::string(const Exchange&)>([](const Exchange& e) -> std::string {
+                return e.code == 404 ? "" : absl::StrCat("status ", e.code);
+              })
+            : Backend(backend)));
+  }
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteRewritePath) {
+  const std::string headers =
+      "    - type: RequestHeaderModifier\n"
+      "      requestHeaderModifier:\n"
+      "        set: [{name: X-Header-Set, value: set-overwrites-values}]\n"
+      "        add: [{name: X-Header-Add, value: header-val-1}, "
+      "{name: X-Header-Add-Append, value: header-val-2}]\n"
+      "        remove: [X-Header-Remove]\n";
+  auto rule = [](const std::string& prefix, const std::string& rewrite,
+                 const std::string& more = "") {
+    return absl::StrCat("  - matches: [{path: {type: PathPrefix, value: ", prefix,
+                        "}}]\n    filters:\n    - type: URLRewrite\n      urlRewrite: {path: ",
+                        rewrite, "}\n", more, "    backendRefs: [{name: echo-v1, port: 80}]\n");
+  };
+  ApplyRoutes(
+      Route("mesh-rewrite-path", "{group: \"\", kind: Service, name: echo, port: 80}",
+            "  rules:\n" +
+                rule("/prefix/one", "{type: ReplacePrefixMatch, replacePrefixMatch: /one}") +
+                rule("/strip-prefix", "{type: ReplacePrefixMatch, replacePrefixMatch: /}") +
+                rule("/full/one", "{type: ReplaceFullPath, replaceFullPath: /one}") +
+                rule("/full/rewrite-path-and-modify-headers",
+                     "{type: ReplaceFullPath, replaceFullPath: /test}", headers) +
+                rule("/prefix/rewrite-path-and-modify-headers",
+                     "{type: ReplacePrefixMatch, replacePrefixMatch: /prefix}", headers)),
+      {"HTTPRoute gateway-conformance-mesh/mesh-rewrite-path"});
+  auto seen = [](const std::string& path, bool modified) {
+    return [path, modified](const Exchange& e) -> std::string {
+      if (e.code != 200 || e.Pod() != "echo-v1") return "not answered 200 by echo-v1";
+      if (e.echo.value("path", "") != path) return "backend saw " + e.echo.value("path", "");
+      if (!modified) return "";
+      if (e.RequestHeader("x-header-add") != "header-val-1") return "X-Header-Add";
+      if (e.RequestHeader("x-header-add-append") != "append-val-1,header-val-2")
+        return "X-Header-Add-Append: " + e.RequestHeader("x-header-add-append");
+      if (e.RequestHeader("x-header-set") != "set-overwrites-values") return "X-Header-Set";
+      if (e.HasRequestHeader("x-header-remove")) return "X-Header-Remove still there";
+      return "";
+    };
+  };
+  for (const auto& [from, to] :
+       std::vector<std::pair<std::string, std::string>>{{"/prefix/one/two", "/one/two"},
+                                                        {"/strip-prefix/three", "/three"},
+                                                        {"/strip-prefix", "/"},
+                                                        {"/full/one/two", "/one"}}) {
+    EXPECT_TRUE(Expect(
+        from, [&] { return Get("http://echo" + from); }, seen(to, false)));
+  }
+  const std::vector<std::string> in = {
+      "X-Header-Remove: remove-val", "X-Header-Add-Append: append-val-1", "X-Header-Set: set-val"};
+  EXPECT_TRUE(Expect(
+      "full path and headers",
+      [&] { return Get("http://echo/full/rewrite-path-and-modify-headers/test", in); },
+      seen("/test", true)));
+  EXPECT_TRUE(Expect(
+      "prefix and headers",
+      [&] { return Get("http://echo/prefix/rewrite-path-and-modify-headers/one", in); },
+      seen("/prefix/one", true)));
+}
+
+// A redirect's Location, checked as upstream's RedirectRequest: only the parts it names.
+struct Want {
+  int code;
+  std::string scheme, host, port, path;
+};
+std::function<std::string(const Exchange&)> RedirectTo(Want w) {
+  return [w](const Exchange& e) -> std::string {
+    if (e.code != w.code) return absl::StrCat("status ", e.code, ", want ", w.code);
+    auto it = e.headers.find("location");
+    if (it == e.headers.end()) return "no Location";
+    std::string loc = it->second, scheme, host, port, path = "/";
+    size_t s = loc.find("://");
+    if (s == std::string::npos) return "Location not absolute: " + loc;
+    scheme = loc.substr(0, s);
+    std::string rest = loc.substr(s + 3);
+    size_t slash = rest.find('/');
+    std::string authority = rest.substr(0, slash);
+    if (slash != std::string::npos) path = rest.substr(slash);
+    size_t colon = authority.rfind(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+    if (!w.scheme.empty() && scheme != w.scheme) return "scheme in " + loc;
+    if (!w.host.empty() && host != w.host) return "host in " + loc;
+    if (!w.port.empty() && port != w.port) return "port in " + loc;
+    if (w.port.empty() && !port.empty() && w.scheme == "https") return "port kept in " + loc;
+    if (!w.path.empty() && path != w.path) return "path in " + loc;
+    return "";
+  };
+}
+
+std::string RedirectRules(const std::vector<std::pair<std::string, std::string>>& rules) {
+  std::string out = "  rules:\n";
+  for (const auto& [prefix, redirect] : rules) {
+    absl::StrAppend(
+        &out, "  - matches: [{path: {type: PathPrefix, value: ", prefix,
+        "}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect: ", redirect, "\n");
+  }
+  return out;
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteRedirectPath) {
+  const std::string prefix =
+      "path: {type: ReplacePrefixMatch, replacePrefixMatch: /replacement-prefix}";
+  const std::string full = "path: {type: ReplaceFullPath, replaceFullPath: /replacement-full}";
+  ApplyRoutes(
+      Route(
+          "mesh-redirect-path", "{group: \"\", kind: Service, name: echo, port: 80}",
+          RedirectRules({
+              {"/original-prefix", "{" + prefix + "}"},
+              {"/full", "{path: {type: ReplaceFullPath, replaceFullPath: /full-path-replacement}}"},
+              {"/path-and-host", "{hostname: example.org, " + prefix + "}"},
+              {"/path-and-status", "{statusCode: 301, " + prefix + "}"},
+              {"/full-path-and-host", "{hostname: example.org, " + full + "}"},
+              {"/full-path-and-status", "{statusCode: 301, " + full + "}"},
+          })),
+      {"HTTPRoute gateway-conformance-mesh/mesh-redirect-path"});
+  const std::vector<std::pair<std::string, Want>> cases = {
+      {"/original-prefix/lemon", {302, "", "", "", "/replacement-prefix/lemon"}},
+      {"/full/path/original", {302, "", "", "", "/full-path-replacement"}},
+      {"/path-and-host", {302, "", "example.org", "", "/replacement-prefix"}},
+      {"/path-and-status", {301, "", "", "", "/replacement-prefix"}},
+      {"/full-path-and-host", {302, "", "example.org", "", "/replacement-full"}},
+      {"/full-path-and-status", {301, "", "", "", "/replacement-full"}},
+  };
+  for (const auto& [path, want] : cases)
+    EXPECT_TRUE(Expect(
+        path, [&] { return Get("http://echo" + path); }, RedirectTo(want)));
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteRedirectPort) {
+  ApplyRoutes(
+      Route(
+          "mesh-redirect-port", "{group: \"\", kind: Service, name: echo, port: 80}",
+          RedirectRules({
+              {"/port", "{port: 8083}"},
+              {"/port-and-host", "{hostname: example.org, port: 8083}"},
+              {"/port-and-status", "{port: 8083, statusCode: 301}"},
+              {"/port-and-host-and-status", "{port: 8083, hostname: example.org, statusCode: 302}"},
+          })),
+      {"HTTPRoute gateway-conformance-mesh/mesh-redirect-port"});
+  const std::vector<std::pair<std::string, Want>> cases = {
+      {"/port", {302, "", "", "8083", ""}},
+      {"/port-and-host", {302, "", "example.org", "8083", ""}},
+      {"/port-and-status", {301, "", "", "8083", ""}},
+      {"/port-and-host-and-status", {302, "", "example.org", "8083", ""}},
+  };
+  for (const auto& [path, want] : cases)
+    EXPECT_TRUE(Expect(
+        path, [&] { return Get("http://echo" + path); }, RedirectTo(want)));
+}
+
+TEST_F(MeshConformance, MeshHTTPRouteSchemeRedirect) {
+  ApplyRoutes(Route("mesh-redirect-scheme", "{group: \"\", kind: Service, name: echo, port: 80}",
+                    RedirectRules({
+                        {"/scheme", "{scheme: https}"},
+                        {"/scheme-and-host", "{hostname: example.org, scheme: https}"},
+                        {"/scheme-and-status", "{scheme: https, statusCode: 301}"},
+                        {"/scheme-and-host-and-status",
+                         "{scheme: https, statusCode: 302, hostname: example.org}"},
+                    })),
+              {"HTTPRoute gateway-conformance-mesh/mesh-redirect-scheme"});
+  const std::vector<std::pair<std::string, Want>> cases = {
+      {"/scheme", {302, "https", "", "", ""}},
+      {"/scheme-and-host", {302, "https", "example.org", "", ""}},
+      {"/scheme-and-status", {301, "https", "", "", ""}},
+      {"/scheme-and-host-and-status", {302, "https", "example.org", "", ""}},
+  };
+  for (const auto& [path, want] : cases)
+    EXPECT_TRUE(Expect(
+        path, [&] { return Get("http://echo" + path); }, RedirectTo(want)));
+}
+
+// MeshHTTPRoute303Redirect, 307 and 308: /redirect answered with the code, the path kept.
+void MeshConformance::RedirectStatus(int code) {
+  const std::string name = absl::StrCat("mesh-", code, "-redirect");
+  ApplyRoutes(Route(name, "{group: \"\", kind: Service, name: echo, port: 80}",
+                    RedirectRules({{"/redirect", absl::StrCat("{statusCode: ", code, "}")}})),
+              {"HTTPRoute gateway-conformance-mesh/" + name});
+  EXPECT_TRUE(Expect(
+      "/redirect", [&] { return Get("http://echo/redirect"); },
+      RedirectTo({code, "", "", "", "/redirect"})));
+}
+
+TEST_F(MeshConformance, MeshHTTPRoute303Redirect) {
+  RedirectStatus(303);
+}
+TEST_F(MeshConformance, MeshHTTPRoute307Redirect) {
+  RedirectStatus(307);
+}
+TEST_F(MeshConformance, MeshHTTPRoute308Redirect) {
+  RedirectStatus(308);
+}
+
+// HTTPRouteBackendRequestHeaderModifier (upstream's Gateway case; no mesh twin): header
+// modifiers on a backendRef apply to the requests sent to that backend only.
+TEST_F(MeshConformance, MeshHTTPRouteBackendRequestHeaderModifier) {
+  auto backend = [](const std::string& name, const std::string& modifier) {
+    return absl::StrCat("    - name: ", name,
+                        "\n      port: 80\n      filters:\n"
+                        "      - type: RequestHeaderModifier\n        requestHeaderModifier: ",
+                        modifier, "\n");
+  };
+  ApplyRoutes(
+      Route("mesh-backend-request-header-modifier",
+            "{group: \"\", kind: Service, name: echo, port: 80}",
+            "  rules:\n"
+            "  - matches: [{path: {type: PathPrefix, value: /set}}]\n    backendRefs:\n" +
+                backend("echo-v1", "{set: [{name: X-Header-Set, value: set-overwrites-values}]}") +
+                "  - matches: [{path: {type: PathPrefix, value: /add}}]\n    backendRefs:\n" +
+                backend("echo-v1", "{add: [{name: X-Header-Add, value: add-appends-values}]}") +
+                "  - matches: [{path: {type: PathPrefix, value: /remove}}]\n    backendRefs:\n" +
+                backend("echo-v1", "{remove: [X-Header-Remove]}") +
+                "  - matches: [{path: {type: PathPrefix, value: /multiple-backends}}]\n"
+                "    backendRefs:\n" +
+                backend("echo-v1", "{set: [{name: X-Header-Set, value: v1}]}") +
+                backend("echo-v2", "{set: [{name: X-Header-Set, value: v2}]}")),
+      {"HTTPRoute gateway-conformance-mesh/mesh-backend-request-header-modifier"});
+  auto saw = [](const std::string& pod, const std::string& name, const std::string& value) {
+    return [pod, name, value](const Exchange& e) -> std::string {
+      if (e.code != 200 || (!pod.empty() && e.Pod() != pod)) return "not answered 200 by " + pod;
+      if (value.empty()) return e.HasRequestHeader(name) ? name + " still there" : "";
+      return e.RequestHeader(name) == value ? "" : name + ": " + e.RequestHeader(name);
+    };
+  };
+  EXPECT_TRUE(Expect(
+      "/set", [&] { return Get("http://echo/set", {"X-Header-Set: other"}); },
+      saw("echo-v1", "x-header-set", "set-overwrites-values")));
+  EXPECT_TRUE(Expect(
+      "/add", [&] { return Get("http://echo/add", {"X-Header-Add: other"}); },
+      saw("echo-v1", "x-header-add", "other,add-appends-values")));
+  EXPECT_TRUE(Expect(
+      "/remove", [&] { return Get("http://echo/remove", {"X-Header-Remove: x"}); },
+      saw("echo-v1", "x-header-remove", "")));
+  // Each backend with its own filter: whichever answered saw its own value, and both answer.
+  std::set<std::string> pods;
+  for (int i = 0; i < 20; ++i) {
+    Exchange e = Get("http://echo/multiple-backends");
+    ASSERT_EQ(e.code, 200) << e.raw << e.err;
+    EXPECT_EQ(e.RequestHeader("x-header-set"), e.Pod() == "echo-v1" ? "v1" : "v2") << e.raw;
+    pods.insert(e.Pod());
+  }
+  EXPECT_EQ(pods.size(), 2u);
 }
 
 }  // namespace
