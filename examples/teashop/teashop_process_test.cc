@@ -174,6 +174,26 @@ TEST(TeashopProcesses, EchoRole) {
   EXPECT_EQ(echo.proc->Wait(std::chrono::seconds(10)), 0) << echo.proc->Err();
 }
 
+// echo-request (the mesh conformance suite's echo): its identity and the request, as JSON.
+TEST(TeashopProcesses, EchoRequestRole) {
+  testing::TempDir dir;
+  Role echo = StartRole(dir.path(), "echo-request", {"--pod", "echo-v1", "--namespace", "ns1"});
+  ASSERT_NE(echo.port, 0);
+  auto get = Call(echo.url(), http::verb::get, "/a/b?x=1");
+  ASSERT_TRUE(get.ok()) << get.status();
+  EXPECT_EQ(get->result(), http::status::ok);
+  auto j = nlohmann::json::parse(get->body(), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << get->body();
+  EXPECT_EQ(j["pod"], "echo-v1");
+  EXPECT_EQ(j["namespace"], "ns1");
+  EXPECT_EQ(j["method"], "GET");
+  EXPECT_EQ(j["path"], "/a/b?x=1");
+  EXPECT_FALSE(j["host"].get<std::string>().empty());
+  EXPECT_EQ(j["headers"]["host"][0], j["host"]);
+  echo.proc->Signal(SIGTERM);
+  EXPECT_EQ(echo.proc->Wait(std::chrono::seconds(10)), 0) << echo.proc->Err();
+}
+
 TEST(TeashopProcesses, LoadFailsWhenNothingAnswers) {
   testing::TempDir dir;
   // A port that was just free: nothing listens there.

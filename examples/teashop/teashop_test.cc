@@ -277,9 +277,9 @@ TEST(Flags, ParseWithEnvironmentFallback) {
 
   EXPECT_EQ(ParseFlags({"--role", "frontend"}, none).status().message(),
             "frontend needs --catalogue-url (or CATALOGUE_URL)");
-  EXPECT_EQ(
-      ParseFlags({"--role", "barista"}, none).status().message(),
-      "--role barista: use frontend, catalogue, cart, recommendation, store, idle, echo or load");
+  EXPECT_EQ(ParseFlags({"--role", "barista"}, none).status().message(),
+            "--role barista: use frontend, catalogue, cart, recommendation, store, idle, echo, "
+            "echo-request or load");
   EXPECT_EQ(ParseFlags({"--role", "cart", "--bogus"}, none).status().message(),
             "unknown flag --bogus");
   EXPECT_NE(ParseFlags({"--role", "cart", "--threads"}, none).status().message().find("--threads"),
