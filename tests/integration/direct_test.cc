@@ -1047,13 +1047,18 @@ class DirectMeshHttpSource : public DirectMesh {
     return y;
   }
 
-  // Rewrites A's config (B keeps its own) and waits until A runs it.
-  void ReconfigureA(bool endpoints_ready) {
-    extra_services_ = Services(endpoints_ready);
+  // A's Services and traffic configuration become `extra` (B keeps its own); waits until A
+  // runs it.
+  void ApplyToA(const std::string& extra) {
+    extra_services_ = extra;
     WriteConfig("a.yaml", "", "", server_sa_for_client_);
     const std::string want = "v" + std::to_string(version_);
-    ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }));
+    ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }))
+        << "ztunnel A did not load " << want;
   }
+
+  // Rewrites A's config (B keeps its own) and waits until A runs it.
+  void ReconfigureA(bool endpoints_ready) { ApplyToA(Services(endpoints_ready)); }
 
   // The balancer is load- and latency-aware: requests in flight go where fewer are outstanding
   // (a slower endpoint holds its requests longer, so it gets fewer), and with nothing outstanding
@@ -1294,8 +1299,8 @@ httpRoutes:
 }
 
 TEST_F(DirectMeshHttpSource, RoutesSendMatchesToTheirBackendsWithTheirFilters) {
-  extra_services_ =
-      Services(true) + RoutesYaml(port_, R"(  - matches: [{pathType: EXACT, path: /v2}]
+  ASSERT_NO_FATAL_FAILURE(
+      ApplyToA(Services(true) + RoutesYaml(port_, R"(  - matches: [{pathType: EXACT, path: /v2}]
     filters: [{requestHeaderModifier: {set: [{name: x-route, value: v2}]}}]
     backends: [{service: ns-b/web-v2, port: 80, weight: 1}]
   - matches: [{pathType: PATH_PREFIX, path: /old}]
@@ -1305,11 +1310,7 @@ TEST_F(DirectMeshHttpSource, RoutesSendMatchesToTheirBackendsWithTheirFilters) {
     backends: [{service: ns-b/web-v1, port: 80, weight: 1}]
   - matches: [{pathType: PATH_PREFIX, path: /shop}]
     backends: [{service: ns-b/web, port: 80, weight: 1}]
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  const std::string want = "v" + std::to_string(version_);
-  ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }))
-      << "ztunnel A did not load the routes";
+)")));
 
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
@@ -1358,15 +1359,12 @@ TEST_F(DirectMeshHttpSource, RoutesSendMatchesToTheirBackendsWithTheirFilters) {
 }
 
 TEST_F(DirectMeshHttpSource, AFaultAbortAnswersEveryRequestLocallyWithFI) {
-  extra_services_ = Services(true) + R"(trafficPolicies:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + R"(trafficPolicies:
 - name: web-faults
   namespace: ns-b
   targetService: ns-b/web
   faultInjection: {abort: {httpStatus: 418, grpcStatus: -1, percentage: 100}}
-)";
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  const std::string want = "v" + std::to_string(version_);
-  ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }));
+)"));
   for (int i = 0; i < 3; ++i) {
     auto fd = Outbound(kVip);
     weft::testing::HttpConn c(fd.get());
@@ -1386,13 +1384,10 @@ TEST_F(DirectMeshHttpSource, AFaultAbortAnswersEveryRequestLocallyWithFI) {
 }
 
 TEST_F(DirectMeshHttpSource, AWeightedSplitSendsItsShareToEachBackend) {
-  extra_services_ = Services(true) + RoutesYaml(port_, R"(  - backends:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RoutesYaml(port_, R"(  - backends:
     - {service: ns-b/web-v1, port: 80, weight: 90}
     - {service: ns-b/web-v2, port: 80, weight: 10}
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  const std::string want = "v" + std::to_string(version_);
-  ASSERT_TRUE(WaitFor([&] { return a_->config().Get()->version() == want; }));
+)")));
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
   constexpr int kRequests = 1000;
@@ -1431,14 +1426,11 @@ TEST_F(DirectMeshHttpSource, RetriesHideAFlakyBackend) {
   };
   const int before = success();
   EXPECT_LE(before, kRequests * 8 / 10) << "without retries the failures reach the client";
-  extra_services_ = Services(true) + PolicyYaml(R"(  retries:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + PolicyYaml(R"(  retries:
     attempts: 5
     retryOn: ["5xx"]
     budget: {retryRatio: 1.0, minRetriesPerSecond: 100, ttlMs: 10000}
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)")));
   const int after = success();
   // An attempt fails with probability 0.3: six in a row (1 + 5 retries) 0.07 %.
   EXPECT_GE(after, kRequests - 3) << "before: " << before << "/" << kRequests;
@@ -1451,14 +1443,11 @@ TEST_F(DirectMeshHttpSource, RetriesHideAFlakyBackend) {
 // The retry budget stops amplification: a backend failing every request gets at most the
 // budget's share of retries on top of the original requests, not `attempts` times each.
 TEST_F(DirectMeshHttpSource, TheRetryBudgetStopsAmplificationWhenEveryRequestFails) {
-  extra_services_ = Services(true) + PolicyYaml(R"(  retries:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + PolicyYaml(R"(  retries:
     attempts: 5
     retryOn: ["5xx"]
     budget: {retryRatio: 0.2, minRetriesPerSecond: 1, ttlMs: 10000}
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)")));
   constexpr int kRequests = 100;
   const int hits_before = Hits();
   auto fd = Outbound(kVip);
@@ -1480,12 +1469,9 @@ TEST_F(DirectMeshHttpSource, TheRetryBudgetStopsAmplificationWhenEveryRequestFai
 }
 
 TEST_F(DirectMeshHttpSource, ARequestTimeoutIsAnswered504WithUT) {
-  extra_services_ = Services(true) + RoutesYaml(port_, R"(  - requestTimeoutMs: 200
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RoutesYaml(port_, R"(  - requestTimeoutMs: 200
     backends: [{service: ns-b/web, port: 80, weight: 1}]
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)")));
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
   auto r = c.Request("GET", "/delay/3000", "web");
@@ -1503,12 +1489,9 @@ TEST_F(DirectMeshHttpSource, ARequestTimeoutIsAnswered504WithUT) {
 }
 
 TEST_F(DirectMeshHttpSource, AFaultDelayHoldsEveryRequestAndIsFlaggedDI) {
-  extra_services_ =
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(
       Services(true) + PolicyYaml(R"(  faultInjection: {delay: {fixedDelayMs: 300, percentage: 100}}
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)")));
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
   for (int i = 0; i < 2; ++i) {
@@ -1527,11 +1510,9 @@ TEST_F(DirectMeshHttpSource, AFaultDelayHoldsEveryRequestAndIsFlaggedDI) {
 // A circuit breaker tripping under overload: one request outstanding at most (http2MaxRequests
 // 1); a second one meanwhile is refused locally with 503 "UO", the backend never sees it.
 TEST_F(DirectMeshHttpSource, ACircuitBreakerAnswersOverflowWith503UO) {
-  extra_services_ = Services(true) + PolicyYaml(R"(  connectionPool: {http2MaxRequests: 1}
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+  ASSERT_NO_FATAL_FAILURE(
+      ApplyToA(Services(true) + PolicyYaml(R"(  connectionPool: {http2MaxRequests: 1}
+)")));
   auto fd1 = Outbound(kVip);
   weft::testing::HttpConn c1(fd1.get());
   const int hits = Hits();
@@ -1565,15 +1546,12 @@ TEST_F(DirectMeshHttpSource, ACircuitBreakerAnswersOverflowWith503UO) {
 // Outlier detection: server 1 fails every request; after 3 consecutive 5xx it is ejected (no
 // request reaches it), and after the ejection time it gets requests again.
 TEST_F(DirectMeshHttpSource, OutlierDetectionEjectsAFailingEndpointAndBringsItBack) {
-  extra_services_ = Services(true) + PolicyYaml(R"(  outlierDetection:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + PolicyYaml(R"(  outlierDetection:
     consecutive5xxErrors: 3
     intervalMs: 100
     baseEjectionTimeMs: 1500
     maxEjectionPercent: 50
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)")));
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
   auto send_some = [&](int n) {
@@ -1606,16 +1584,13 @@ TEST_F(DirectMeshHttpSource, OutlierDetectionEjectsAFailingEndpointAndBringsItBa
 
 // ResponseHeaderModifier: set, add and remove on the response, framing untouched.
 TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesTheResponseHead) {
-  extra_services_ = Services(true) + RoutesYaml(port_, R"(  - filters:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RoutesYaml(port_, R"(  - filters:
     - responseHeaderModifier:
         set: [{name: x-echo-host, value: hidden}]
         add: [{name: x-served-by, value: weft}]
         remove: [x-echo-path]
     backends: [{service: ns-b/web, port: 80, weight: 1}]
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)")));
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
   for (int i = 0; i < 3; ++i) {  // keep-alive: the framing stayed right
@@ -1646,7 +1621,7 @@ TEST_F(DirectMeshHttpSource, GrpcRetriesHideAFlakyBackendOnOneChannel) {
   };
   const int before = success();
   EXPECT_LE(before, kCalls * 8 / 10) << "without retries the failures reach the client";
-  extra_services_ = Services(true) + R"(trafficPolicies:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + R"(trafficPolicies:
 - name: rpc-policy
   namespace: ns-b
   targetService: ns-b/rpc
@@ -1654,10 +1629,7 @@ TEST_F(DirectMeshHttpSource, GrpcRetriesHideAFlakyBackendOnOneChannel) {
     attempts: 5
     retryOn: ["unavailable"]
     budget: {retryRatio: 1.0, minRetriesPerSecond: 100, ttlMs: 10000}
-)";
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)"));
   const int after = success();
   std::cerr << "gRPC success with retries: " << after << "/" << kCalls << " (without: " << before
             << ")\n";
@@ -1668,7 +1640,7 @@ TEST_F(DirectMeshHttpSource, GrpcRetriesHideAFlakyBackendOnOneChannel) {
 // HTTP/2: timeouts.request answers a stream that outlives it locally ("UT"; for gRPC, 200 with
 // grpc-status UNAVAILABLE as Envoy maps 504); the channel and its other calls carry on.
 TEST_F(DirectMeshHttpSource, AGrpcCallPastItsRequestTimeoutIsAnsweredLocallyWithUT) {
-  extra_services_ = Services(true) + R"(httpRoutes:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + R"(httpRoutes:
 - name: rpc-routes
   namespace: ns-b
   parentService: ns-b/rpc
@@ -1676,10 +1648,7 @@ TEST_F(DirectMeshHttpSource, AGrpcCallPastItsRequestTimeoutIsAnsweredLocallyWith
   rules:
   - requestTimeoutMs: 300
     backends: [{service: ns-b/rpc, port: 80, weight: 1}]
-)";
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)"));
   auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
   grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
   std::string out;
@@ -1697,15 +1666,12 @@ TEST_F(DirectMeshHttpSource, AGrpcCallPastItsRequestTimeoutIsAnsweredLocallyWith
 // RequestMirror: every request is answered by the backends (servers 0 and 1), and a copy goes
 // to the mirror Service (server 2 only), whose answers are dropped.
 TEST_F(DirectMeshHttpSource, ARequestMirrorSendsACopyOfEveryRequest) {
-  extra_services_ =
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(
       Services(true) +
       RoutesYaml(port_,
                  R"(  - filters: [{requestMirror: {service: ns-b/web-v2, port: 80, percent: 100}}]
     backends: [{service: ns-b/web-v1, port: 80, weight: 1}]
-)");
-  WriteConfig("a.yaml", "", "", server_sa_for_client_);
-  ASSERT_TRUE(
-      WaitFor([&] { return a_->config().Get()->version() == "v" + std::to_string(version_); }));
+)")));
   constexpr int kRequests = 10;
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
