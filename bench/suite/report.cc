@@ -105,14 +105,16 @@ std::vector<std::string> Modes(const SuiteResults& r) {
           std::string(kModeSidecar)};
 }
 
-// The run keys of `runs` in report order: each mode, then its "-l7" run when there is one.
+// The run keys of `runs` in report order: each mode, then its "-l7" and "-l7-route" runs when
+// there are.
 template <typename Run>
 std::vector<std::string> RunKeys(const std::vector<std::string>& modes,
                                  const std::map<std::string, Run>& runs) {
   std::vector<std::string> keys;
   for (const std::string& m : modes) {
     keys.push_back(m);
-    if (runs.contains(m + std::string(kL7Suffix))) keys.push_back(m + std::string(kL7Suffix));
+    for (std::string_view suffix : {kL7Suffix, kL7RouteSuffix})
+      if (runs.contains(m + std::string(suffix))) keys.push_back(m + std::string(suffix));
   }
   return keys;
 }

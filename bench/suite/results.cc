@@ -12,6 +12,11 @@ std::string ModeTitle(std::string_view mode) {
   if (mode == kModeBare) return "bare (no mesh)";
   if (mode == kModeSidecar) return "sidecar mesh, TCP (HAProxy mode tcp per pod, mTLS)";
   if (mode == kModeSidecarHttp) return "sidecar mesh, HTTP (HAProxy mode http per pod, mTLS)";
+  if (mode.ends_with(kL7RouteSuffix)) {
+    const std::string_view base = mode.substr(0, mode.size() - kL7RouteSuffix.size());
+    if (base == kModeEbpf || base == kModeIptables)
+      return ModeTitle(base) + ", Service with an HTTPRoute and retries (L7)";
+  }
   if (mode.ends_with(kL7Suffix)) {
     const std::string_view base = mode.substr(0, mode.size() - kL7Suffix.size());
     if (base == kModeEbpf || base == kModeIptables)

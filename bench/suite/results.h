@@ -37,6 +37,9 @@ inline constexpr std::string_view kModeSidecarHttp = "sidecar-http";  // HAProxy
 // declared HTTP is "<mode>-l7" (Weft L7 once the source proxy terminates HTTP); "<mode>" itself
 // is the run against the same server behind a Service declared TCP (Weft L4).
 inline constexpr std::string_view kL7Suffix = "-l7";
+// The istio scenario's HTTP/1.1 case in eBPF mode, once more against a Service with an HTTPRoute
+// and a retry TrafficPolicy attached ("ebpf-l7-route"): what the traffic features cost.
+inline constexpr std::string_view kL7RouteSuffix = "-l7-route";
 // The istio scenario's protocols: HTTP/1.1, and unary gRPC calls over h2c.
 inline constexpr std::string_view kProtocolHttp1 = "http1";
 inline constexpr std::string_view kProtocolGrpc = "grpc";

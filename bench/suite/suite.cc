@@ -101,6 +101,41 @@ spec:
   selector: {app: echo}
   ports: [{name: tcp-echo, port: 80, targetPort: http, protocol: TCP, appProtocol: tcp}]
 ---
+# The same server behind a Service with traffic features attached (issue 15): an HTTPRoute (a
+# header match, a request header set, a response header added, a timeout) and a TrafficPolicy
+# with retries and their budget. The istio scenario runs it once, in eBPF mode ("ebpf-l7-route"),
+# so the features' own cost shows next to "ebpf-l7".
+apiVersion: v1
+kind: Service
+metadata: {name: echo-routed, namespace: shop}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: http, protocol: TCP, appProtocol: http}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo-routed, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo-routed, port: 80}]
+  rules:
+  - name: bench
+    matches: [{path: {type: PathPrefix, value: /}, headers: [{name: x-never, value: "1"}]}]
+    backendRefs: [{name: echo, port: 80}]
+  - name: all
+    matches: [{path: {type: PathPrefix, value: /}}]
+    filters:
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-route, value: bench}]}}
+    - {type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-served-by, value: weft}]}}
+    backendRefs: [{name: echo-routed, port: 80}]
+    timeouts: {request: 10s}
+---
+apiVersion: networking.weft.dev/v1
+kind: TrafficPolicy
+metadata: {name: echo-routed, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: echo-routed}]
+  retries: {attempts: 2, retryOn: "5xx,reset,connect-failure"}
+---
 # The h2c/gRPC echo server (weft-h2echo), the same two ways.
 apiVersion: v1
 kind: Pod
@@ -864,6 +899,9 @@ class Runner {
       const std::string mode = env->mode();
       std::vector<std::pair<std::string, std::string>> keys = {{mode, http_svc}};
       if (WeftMode(mode)) keys = {{mode, tcp_svc}, {mode + std::string(kL7Suffix), http_svc}};
+      // Once (eBPF, HTTP/1.1): the HTTP Service with a route and a retry policy attached.
+      if (mode == kModeEbpf && !grpc)
+        keys.emplace_back(mode + std::string(kL7RouteSuffix), "echo-routed");
       for (const auto& [key, svc] : keys) {
         if (stop_) return false;
         std::vector<std::string> args =
@@ -875,7 +913,7 @@ class Runner {
                               " connections, ", key, " (", svc, ")"));
         LoadRun run = LoadgenRun(*env, args, o_.istio_warmup_seconds + o_.istio_duration_seconds,
                                  absl::StrCat("istio ", proto, " ", conns, " (", key, ")"),
-                                 /*http_target=*/svc == http_svc);
+                                 /*http_target=*/svc != tcp_svc);
         Line(run);
         runs[key] = std::move(run);
       }

@@ -161,6 +161,13 @@ TEST(SuiteSmoke, EveryModeEveryScenarioTiny) {
       EXPECT_EQ(run.over_bare.has_value(), key != "bare") << ToJson(run).dump();
       if (key != "bare") EXPECT_GE(run.mesh_connections.value_or(0), 1) << ToJson(run).dump();
     }
+    // The HTTP/1.1 case once more, through a route and a retry policy (eBPF only).
+    EXPECT_EQ(c.runs.contains("ebpf-l7-route"), c.protocol == "http1");
+    if (c.runs.contains("ebpf-l7-route")) {
+      const LoadRun& run = c.runs.at("ebpf-l7-route");
+      EXPECT_GT(run.ok.value_or(0), 0) << ToJson(run).dump();
+      EXPECT_EQ(run.errors.value_or(-1), 0) << ToJson(run).dump();
+    }
   }
 
   // Dataplane: both pairs, ping-pong and connection-rate figures for bare and the Weft modes,
