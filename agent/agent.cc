@@ -25,6 +25,7 @@
 #include "bpf/node.h"
 #include "bpf/pins.h"
 #include "common/admin/admin_server.h"
+#include "common/admin/scrape_time_registry.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
@@ -57,15 +58,7 @@ bool SameCapture(const Workload& a, const Workload& b, bool addresses_matter) {
 // The agent's registry: its own counters and gauges plus, at each scrape, the eBPF decision
 // counters read from the pinned per-CPU maps (they live in the kernel, not in this process,
 // and survive agent restarts).
-class AgentRegistry : public prometheus::Registry {
- public:
-  std::function<void(std::vector<prometheus::MetricFamily>*)> extra;
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    auto v = Registry::Collect();
-    if (extra) extra(&v);
-    return v;
-  }
-};
+using AgentRegistry = ScrapeTimeRegistry;
 
 bool SameInfo(const Workload& a, const Workload& b) {
   return a.name == b.name && a.ns == b.ns && a.service_account == b.service_account;

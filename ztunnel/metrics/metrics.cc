@@ -12,6 +12,8 @@
 #include <optional>
 #include <utility>
 
+#include "common/admin/scrape_time_registry.h"
+
 #ifndef WEFT_VERSION
 #error "WEFT_VERSION must be defined by the build (CMake passes PROJECT_VERSION)"
 #endif
@@ -110,17 +112,6 @@ std::string CacheKey(const TcpLabels& l, ForEach&& for_each) {
 std::string CacheKey(const TcpLabels& l) {
   return CacheKey(l, [](const TcpLabels& x, auto&& f) { ForEachLabel(x, f); });
 }
-
-// A registry that appends families computed when it is collected (at each scrape).
-class ScrapeTimeRegistry : public prometheus::Registry {
- public:
-  std::function<void(std::vector<prometheus::MetricFamily>*)> extra;
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    auto v = Registry::Collect();
-    if (extra) extra(&v);
-    return v;
-  }
-};
 
 prometheus::MetricFamily GaugeFamily(std::string name, std::string help, double value) {
   prometheus::MetricFamily f;
