@@ -27,6 +27,7 @@
 #include "bpf/testing.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
+#include "common/testing/eventually.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
@@ -44,15 +45,7 @@ namespace bt = weft::bpf::testing;
 
 constexpr char kNetnsPrefix[] = "weft-agb-";
 
-template <typename Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using weft::testing::Eventually;
 
 UniqueFd Listen(int netns_fd, const std::string& addr) {
   auto sa = SockAddr::Parse(addr);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "agent/testing.h"
 #include "common/netns.h"
+#include "common/testing/eventually.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
 #include "common/testing/stderr_capture.h"
@@ -37,15 +38,7 @@ using ztunnel::HandoffServer;
 // at SetUp, those of parallel runs are kept.
 constexpr char kNetnsPrefix[] = "weft-agt-";
 
-template <typename Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using weft::testing::Eventually;
 
 // A pod's network namespace ("weft-agt-<pid>-<n>", removed on destruction).
 class PodNetns : public weft::testing::ScopedNetns {

@@ -25,6 +25,7 @@
 #include "cni/install.h"
 #include "cni/protocol.h"
 #include "common/file.h"
+#include "common/testing/eventually.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
@@ -48,15 +49,7 @@ constexpr char kDebianCni[] = "/usr/lib/cni";
 constexpr char kMeshedUid[] = "c0ffee00-0000-4000-8000-000000000001";
 constexpr char kPlainUid[] = "c0ffee00-0000-4000-8000-000000000002";
 
-template <typename Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using weft::testing::Eventually;
 
 json Pod(const std::string& uid, const std::string& ns, const std::string& name,
          const std::string& protocol) {

@@ -703,7 +703,8 @@ void HttpOutbound::Close(bool reset) {
 std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
   AddTraceContext(r);
   H2Route& route = h2_routes_[&r];
-  auto planned = PlanRoute(w_->shared().config->Get(), r, &route.flags);
+  const SnapshotPtr snap = w_->shared().config->Get();
+  auto planned = PlanRoute(snap, r, &route.flags);
   if (auto* reply = std::get_if<l7::LocalReply>(&planned)) return std::move(*reply);
   const Target& t = std::get<Target>(planned);
   if (t.svc) route.service = absl::StrCat(t.svc->ns, "/", t.svc->name);
@@ -714,7 +715,7 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
   route.id = next_h2_id_++;
   const auto now = std::chrono::steady_clock::now();
   traffic::CircuitBreaker* breaker = nullptr;
-  if (t.svc && t.port && !w_->shared().config->Get()->traffic_policies().empty()) {
+  if (t.svc && t.port && !snap->traffic_policies().empty()) {
     route.traffic = w_->shared().TrafficFor(route.service, route.port);
     breaker = route.traffic ? route.traffic->breaker.get() : nullptr;
     if (breaker && !(route.request_slot = breaker->TryRequest())) {
@@ -722,10 +723,7 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
       return l7::LocalReply{
           503, "upstream connect error or disconnect/reset before headers. reset reason: overflow"};
     }
-    const Service* called = w_->shared().config->Get()->FindServiceByAddress(orig_.ip);
-    route.called_traffic =
-        called ? w_->shared().TrafficFor(absl::StrCat(called->ns, "/", called->name), orig_.port)
-               : nullptr;
+    if (t.retry.attempts > 0) route.called_traffic = CalledTraffic(*snap, t, route.traffic);
   }
   if (t.retry.attempts > 0) {
     traffic::RetryBudget* budget =
@@ -743,13 +741,13 @@ std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttr
   auto snap = w_->shared().config->Get();
   Target t;
   traffic::OutlierDetector* outlier = nullptr;
+  std::string_view avoid;  // a retry's previous endpoint
   if (auto it = h2_routes_.find(&r); it != h2_routes_.end()) {
     t.svc = snap->FindServiceByKey(it->second.service);
     t.port = t.svc ? t.svc->FindPort(it->second.port) : nullptr;
     if (it->second.traffic) outlier = it->second.traffic->outlier.get();
+    avoid = it->second.avoid;
   }
-  auto it = h2_routes_.find(&r);
-  const std::string_view avoid = it != h2_routes_.end() ? it->second.avoid : std::string_view();
   const Workload* dst = t.svc && t.port ? ChooseEndpoint(*snap, *t.svc, outlier, avoid) : nullptr;
   if (!dst) return l7::LocalReply{503, std::string(l7::kNoHealthyUpstream)};
   Upstream* u = UpstreamFor(*snap, *dst, t);

@@ -184,6 +184,9 @@ class HttpOutbound : public Flow {
   // Issue 15 on HTTP/1.1 upstreams (http_outbound_traffic.cc).
   std::optional<l7::LocalReply> Admit(Routed& r, const SnapshotPtr& snap, const Target& t,
                                       const HttpRequestAttributes& req);
+  std::shared_ptr<const traffic::ServiceTraffic> CalledTraffic(
+      const ConfigSnapshot& snap, const Target& t,
+      const std::shared_ptr<const traffic::ServiceTraffic>& backend);
   void ArmTimer(Routed& r);
   void OnRequestTimer(uint64_t id);
   void TimeOut(Routed& r);

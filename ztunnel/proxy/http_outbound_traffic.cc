@@ -92,14 +92,9 @@ std::optional<l7::LocalReply> HttpOutbound::Admit(Routed& r, const SnapshotPtr& 
   r.backend = t.svc;
   r.backend_port = t.port;
   if (t.svc && t.port && !snap->traffic_policies().empty()) {
-    const std::string key = absl::StrCat(t.svc->ns, "/", t.svc->name);
-    r.backend_traffic = w_->shared().TrafficFor(key, t.port->port);
-    const Service* called = snap->FindServiceByAddress(orig_.ip);
-    r.called_traffic = called == t.svc && orig_.port == t.port->port
-                           ? r.backend_traffic
-                           : (called ? w_->shared().TrafficFor(
-                                           absl::StrCat(called->ns, "/", called->name), orig_.port)
-                                     : nullptr);
+    r.backend_traffic =
+        w_->shared().TrafficFor(absl::StrCat(t.svc->ns, "/", t.svc->name), t.port->port);
+    if (t.retry.attempts > 0) r.called_traffic = CalledTraffic(*snap, t, r.backend_traffic);
   }
   traffic::CircuitBreaker* breaker = r.backend_traffic ? r.backend_traffic->breaker.get() : nullptr;
   if (breaker && !(r.request_slot = breaker->TryRequest())) {
@@ -154,6 +149,17 @@ std::optional<l7::LocalReply> HttpOutbound::Admit(Routed& r, const SnapshotPtr& 
     r.flags = "DI";
   }
   return std::nullopt;
+}
+
+// The traffic state of the Service the client called, which holds the retry budget (looked up
+// only for a request that retries): the backend's when the route kept it on that Service.
+std::shared_ptr<const traffic::ServiceTraffic> HttpOutbound::CalledTraffic(
+    const ConfigSnapshot& snap, const Target& t,
+    const std::shared_ptr<const traffic::ServiceTraffic>& backend) {
+  const Service* called = snap.FindServiceByAddress(orig_.ip);
+  if (!called) return nullptr;
+  if (called == t.svc && t.port && orig_.port == t.port->port) return backend;
+  return w_->shared().TrafficFor(absl::StrCat(called->ns, "/", called->name), orig_.port);
 }
 
 // One timer per request, at its nearest deadline.
