@@ -57,7 +57,7 @@ spec:
 apiVersion: security.weft.dev/v1
 kind: AuthorizationPolicy
 metadata: {name: custom, namespace: prod}
-spec: {action: CUSTOM}
+spec: {action: CUSTOM, rules: [{}]}
 )";
 
 int Validate(const std::vector<std::string>& args, std::string* out) {
@@ -134,7 +134,7 @@ spec: {mtls: {mode: STRICT}}
 apiVersion: security.istio.io/v1beta1
 kind: AuthorizationPolicy
 metadata: {name: custom, namespace: prod}
-spec: {action: CUSTOM}
+spec: {action: CUSTOM, provider: {name: ext-authz}, rules: [{}]}
 ---
 apiVersion: security.istio.io/v2
 kind: PeerAuthentication

@@ -691,7 +691,9 @@ TEST(CrdTest, IstioCompatiblePartsPreserveUnknownFields) {
   }
 }
 
-TEST(CrdTest, AnIstioFieldWeftDoesNotReadReachesWeftdAndFailsClosed) {
+// Istio fields survive the CRD's pruning: serviceAccounts (which Weft reads as principals) and
+// targetRefs (which it does not read: the policy then fails closed).
+TEST(CrdTest, IstioFieldsReachWeftdUnpruned) {
   json ap = Yaml(R"(
 apiVersion: security.weft.dev/v1
 kind: AuthorizationPolicy
@@ -702,15 +704,27 @@ spec:
   - from: [{source: {serviceAccounts: [prod/client]}}]
 )");
   // (metadata is the API server's own business; the CRD schema governs spec.)
-  Prune(ap["spec"], Crd("authorizationpolicies.security.weft.dev.yaml")["properties"]["spec"]);
+  const json schema = Crd("authorizationpolicies.security.weft.dev.yaml")["properties"]["spec"];
+  Prune(ap["spec"], schema);
   ASSERT_TRUE(ap["spec"]["rules"][0]["from"][0]["source"].contains("serviceAccounts"))
       << "pruned: " << ap.dump();
   Model model;
   ApplyAll(model, kBase);
+  ASSERT_TRUE(model.Apply(Upsert(ap)).ok());
+  pb::ConfigSnapshot view = model.NodeView("node-a");
+  bool found = false;
+  for (const auto& p : view.authorization_policies()) {
+    if (p.name() != "by-sa") continue;
+    found = true;
+    EXPECT_EQ(p.rules(0).from(0).source().principals(0), "*/ns/prod/sa/client");
+  }
+  EXPECT_TRUE(found);
+
+  ap["spec"]["targetRefs"] = Yaml("[{kind: Service, name: web}]");
+  Prune(ap["spec"], schema);
+  ASSERT_TRUE(ap["spec"].contains("targetRefs")) << "pruned: " << ap.dump();
   absl::Status st = model.Apply(Upsert(ap));
-  EXPECT_TRUE(std::string(st.message())
-                  .starts_with("spec.rules[0].from[0].source.serviceAccounts: unknown field"))
-      << st;
+  EXPECT_TRUE(std::string(st.message()).starts_with("spec.targetRefs: attaches the policy")) << st;
   ASSERT_EQ(model.Rejected().size(), 1u);
   EXPECT_NE(model.Rejected()[0].effect.find("allows nothing"), std::string::npos)
       << model.Rejected()[0].effect;

@@ -106,6 +106,20 @@ struct ApRead {
   int parts_left_out = 0;  // DENY/AUDIT
 };
 
+// Istio's WorkloadSelector rules (validateWorkloadSelector): no empty label key and no '*' in a
+// key or value (a selector matches labels exactly). Empty when `labels` (a mapping of strings)
+// keeps them.
+std::string LabelsProblem(const json& labels, const std::string& path) {
+  for (const auto& [k, v] : labels.items()) {
+    if (k.empty()) return Problem(path, "an empty label key is not allowed");
+    if (k.find('*') != std::string::npos || v.get<std::string>().find('*') != std::string::npos) {
+      return Problem(path, absl::StrCat("wildcard is not supported in a selector (\"", k, "=",
+                                        v.get<std::string>(), "\"); labels match exactly"));
+    }
+  }
+  return "";
+}
+
 // The policy's selector: as written; else its matchLabels alone (a superset of what it
 // selects); else none (namespace-wide). Returns false when the scope was widened.
 bool ReadSelector(const json& spec, pb::WorkloadSelector* out, bool* has,
@@ -116,7 +130,10 @@ bool ReadSelector(const json& spec, pb::WorkloadSelector* out, bool* has,
   std::string p = ToProto(*sel, "spec.selector", out);
   // Protobuf reads a null label value as "": a selector narrower than what was written.
   const json* labels = Get(*sel, "matchLabels");
-  if (p.empty() && labels != nullptr && labels->is_object()) {
+  const bool all_strings =
+      labels != nullptr && labels->is_object() &&
+      std::all_of(labels->begin(), labels->end(), [](const json& v) { return v.is_string(); });
+  if (p.empty() && labels != nullptr && labels->is_object() && !all_strings) {
     for (const auto& [k, v] : labels->items()) {
       if (!v.is_string()) {
         p = Problem(absl::StrCat("spec.selector.matchLabels[", k, "]"),
@@ -125,16 +142,16 @@ bool ReadSelector(const json& spec, pb::WorkloadSelector* out, bool* has,
       }
     }
   }
+  const std::string labels_problem =
+      all_strings ? LabelsProblem(*labels, "spec.selector.matchLabels") : "";
+  if (p.empty()) p = labels_problem;
   if (p.empty()) {
     *has = true;
     return true;
   }
   problems.push_back(p);
   out->Clear();
-  const bool all_strings =
-      labels != nullptr && labels->is_object() &&
-      std::all_of(labels->begin(), labels->end(), [](const json& v) { return v.is_string(); });
-  if (all_strings && !labels->empty()) {
+  if (all_strings && labels_problem.empty() && !labels->empty()) {
     json only = {{"matchLabels", *labels}};
     if (ToProto(only, "spec.selector", out).empty()) {
       *has = true;
@@ -143,6 +160,37 @@ bool ReadSelector(const json& spec, pb::WorkloadSelector* out, bool* has,
     out->Clear();
   }
   return false;
+}
+
+// The spec's fields besides selector, action and rules. Each one Weft does not read widens the
+// scope (it may have narrowed what the policy applies to, as targetRefs does).
+void ReadTopLevelFields(const json& spec, ApRead& r) {
+  for (const auto& [k, v] : spec.items()) {
+    if (k == "selector" || k == "action" || k == "rules") continue;
+    const std::string path = Join("spec", k);
+    const json* action = Get(spec, "action");
+    if (k == "provider" && action != nullptr && *action == "CUSTOM") {
+      // Istio: a CUSTOM policy names its external authorizer. Weft has none (see ReadAction),
+      // but the field is well-formed or not as in Istio.
+      const json* name = Get(v, "name");
+      if (name == nullptr || !name->is_string() || name->get<std::string>().empty() ||
+          v.size() != 1) {
+        r.problems.push_back(Problem(path, "want {name: <extension provider>} with a name"));
+      }
+      continue;
+    }
+    if (k == "provider") {
+      r.problems.push_back(Problem(path, "is valid only with action CUSTOM (Istio rejects it)"));
+    } else if (k == "targetRef" || k == "targetRefs") {
+      r.problems.push_back(Problem(path,
+                                   "attaches the policy to a gateway, waypoint or Service, which "
+                                   "Weft does not have; Weft applies policies by selector only"));
+    } else {
+      r.problems.push_back(
+          Problem(path, "unknown field, not evaluated (weft reads selector, action, rules)"));
+    }
+    r.scope_widened = true;
+  }
 }
 
 void ReadAction(const json& spec, ApRead& r) {
@@ -166,6 +214,18 @@ void ReadAction(const json& spec, ApRead& r) {
   }
 }
 
+// The values Istio's dry-run check accepts (Go's strconv.ParseBool).
+std::optional<bool> ParseBool(const json& v) {
+  if (!v.is_string()) return std::nullopt;
+  for (const char* t : {"1", "t", "T", "TRUE", "true", "True"}) {
+    if (v == t) return true;
+  }
+  for (const char* f : {"0", "f", "F", "FALSE", "false", "False"}) {
+    if (v == f) return false;
+  }
+  return std::nullopt;
+}
+
 void ReadDryRun(const json& object, ApRead& r) {
   const json* meta = Get(object, "metadata");
   const json* annotations = meta != nullptr ? Get(*meta, "annotations") : nullptr;
@@ -173,35 +233,172 @@ void ReadDryRun(const json& object, ApRead& r) {
   for (const char* key : {"weft.dev/dry-run", "istio.io/dry-run"}) {
     const json* v = Get(*annotations, key);
     if (v == nullptr) continue;
-    if (*v == "true") {
-      r.ap.set_dry_run(true);
-    } else if (*v != "false") {
-      r.problems.push_back(
-          Problem(absl::StrCat("metadata.annotations[", key, "]"),
-                  v->is_string()
-                      ? absl::StrCat(v->dump(), " is not true or false")
-                      : absl::StrCat("expected the string \"true\" or \"false\", got ", Kind(*v))));
+    const std::string path = absl::StrCat("metadata.annotations[", key, "]");
+    const std::optional<bool> dry_run = ParseBool(*v);
+    if (!dry_run) {
+      r.problems.push_back(Problem(
+          path, v->is_string()
+                    ? absl::StrCat(v->dump(), " is not true or false")
+                    : absl::StrCat("expected the string \"true\" or \"false\", got ", Kind(*v))));
       r.dry_run_forced = true;
+    } else if (r.custom || r.ap.action() == pb::AuthorizationPolicy::AUDIT) {
+      // As Istio: AUDIT only reports anyway, and CUSTOM has no dry run.
+      r.problems.push_back(Problem(path, "a dry run is supported only with action ALLOW or DENY"));
+      r.dry_run_forced = true;
+    } else if (*dry_run) {
+      r.ap.set_dry_run(true);
     }
   }
-  // An unreadable dry-run annotation: enforced, whatever the other one says.
+  // An unusable dry-run annotation: enforced, whatever the other one says.
   if (r.dry_run_forced) r.ap.set_dry_run(false);
+}
+
+// Istio's service accounts (`serviceAccounts`, `notServiceAccounts`, the `source.serviceAccount`
+// key): "<namespace>/<name>", or "<name>" in the policy's namespace (Istio's CheckServiceAccount
+// rules). Weft evaluates each as the principal it names, "*/ns/<namespace>/sa/<name>": a suffix
+// match on the peer's SPIFFE identity, whose trust domain ztunnel has already checked. Returns
+// the problem, or empty with `principals` set.
+std::string ServiceAccountsToPrincipals(const json& values, const std::string& path,
+                                        std::string_view ns, json* principals) {
+  if (!values.is_array()) return Problem(path, absl::StrCat("expected a list, got ", Kind(values)));
+  if (values.size() > 16) return Problem(path, "may not have more than 16 values (as in Istio)");
+  *principals = json::array();
+  for (size_t i = 0; i < values.size(); ++i) {
+    const std::string vp = At(path, i);
+    if (!values[i].is_string()) {
+      return Problem(vp, absl::StrCat("expected a string, got ", Kind(values[i])));
+    }
+    const std::string v = values[i].get<std::string>();
+    if (v.empty()) return Problem(vp, "empty value is not allowed");
+    if (v.find('*') != std::string::npos) {
+      return Problem(vp, absl::StrCat(json(v).dump(), ": a wildcard is not allowed here"));
+    }
+    if (v.size() > 320) return Problem(vp, "a service account is at most 320 characters");
+    const size_t slash = v.find('/');
+    const bool has_ns = slash != std::string::npos;
+    if ((has_ns && (slash == 0 || slash + 1 == v.size() || v.find('/', slash + 1) != v.npos))) {
+      return Problem(vp, absl::StrCat(json(v).dump(),
+                                      " (want \"<namespace>/<service account>\" or \"<service "
+                                      "account>\" for the policy's namespace)"));
+    }
+    principals->push_back(absl::StrCat("*/ns/", has_ns ? v.substr(0, slash) : std::string(ns),
+                                       "/sa/", has_ns ? v.substr(slash + 1) : v));
+  }
+  return "";
+}
+
+bool NonEmptyList(const json& source, const char* key) {
+  const json* v = Get(source, key);
+  return v != nullptr && (!v->is_array() || !v->empty());
+}
+
+// A `from` entry's serviceAccounts and notServiceAccounts, rewritten in place as the principals
+// and notPrincipals they name. The problem, or empty.
+std::string TranslateServiceAccounts(json& entry, const std::string& path, std::string_view ns) {
+  json* source = entry.is_object() && entry.contains("source") ? &entry["source"] : nullptr;
+  if (source == nullptr || !source->is_object()) return "";
+  if (!source->contains("serviceAccounts") && !source->contains("notServiceAccounts")) return "";
+  const std::string sp = Join(path, "source");
+  const bool sa =
+      NonEmptyList(*source, "serviceAccounts") || NonEmptyList(*source, "notServiceAccounts");
+  for (const char* other : {"principals", "notPrincipals", "namespaces", "notNamespaces"}) {
+    if (sa && NonEmptyList(*source, other)) {
+      return Problem(sp, absl::StrCat("serviceAccounts cannot be set with ", other,
+                                      " (Istio rejects it; use one or the other)"));
+    }
+  }
+  for (const auto& [from, to] : {std::pair{"serviceAccounts", "principals"},
+                                 std::pair{"notServiceAccounts", "notPrincipals"}}) {
+    const json* values = Get(*source, from);
+    if (values != nullptr) {
+      json principals;
+      std::string p = ServiceAccountsToPrincipals(*values, Join(sp, from), ns, &principals);
+      if (!p.empty()) return p;
+      if (!principals.empty()) (*source)[to] = std::move(principals);
+    }
+    source->erase(from);
+  }
+  return "";
+}
+
+// Istio's map keys ("request.headers[X-Name]"): a name between brackets at the end.
+bool MapKeyOk(const std::string& key) {
+  const size_t open = key.find('[');
+  return key.ends_with("]") && open != std::string::npos && open > 0 && open + 2 < key.size();
+}
+
+// Istio's checks of a `when` condition that Weft's data-plane conversion does not make (empty
+// values, key formats, attributes Istio does not know), and the source.serviceAccount key
+// rewritten in place as the source.principal it names. The problem, or empty.
+std::string CheckCondition(json& c, const std::string& path, std::string_view ns) {
+  if (!c.is_object()) return "";
+  for (const char* field : {"values", "notValues"}) {
+    const json* values = Get(c, field);
+    for (size_t i = 0; values != nullptr && values->is_array() && i < values->size(); ++i) {
+      if ((*values)[i] == "") {
+        return Problem(At(Join(path, field), i), "empty value is not allowed");
+      }
+    }
+  }
+  const json* k = Get(c, "key");
+  if (k == nullptr || !k->is_string()) return "";
+  const std::string key = k->get<std::string>();
+  const std::string kp = Join(path, "key");
+  for (const char* map : {"request.headers", "request.experimental.inline.headers",
+                          "request.auth.claims", "experimental.envoy.filters."}) {
+    if (key.starts_with(map)) {
+      return MapKeyOk(key)
+                 ? ""
+                 : Problem(kp, absl::StrCat("bad key ", k->dump(), " (want the form a[b])"));
+    }
+  }
+  if (key == "destination.namespace" || key.starts_with("destination.labels")) {
+    return Problem(kp, absl::StrCat("attribute ", key, " is replaced by ",
+                                    key == "destination.namespace" ? "metadata.namespace"
+                                                                   : "the workload selector"));
+  }
+  if (key.starts_with("request.") && key != "request.auth.principal" &&
+      key != "request.auth.audiences" && key != "request.auth.presenter") {
+    return Problem(kp, absl::StrCat("unknown attribute ", k->dump()));
+  }
+  if (key != "source.serviceAccount") return "";
+  for (const char* field : {"values", "notValues"}) {
+    const json* values = Get(c, field);
+    if (values == nullptr) continue;
+    json principals;
+    std::string p = ServiceAccountsToPrincipals(*values, Join(path, field), ns, &principals);
+    if (!p.empty()) return p;
+    c[field] = std::move(principals);
+  }
+  c["key"] = "source.principal";
+  return "";
 }
 
 // The `from` (or `to`) entries of one rule. False when one is unusable.
 template <typename Entry>
-bool ReadEntries(const json& list, const std::string& path, const char* inner,
+bool ReadEntries(const json& list, const std::string& path, const char* inner, std::string_view ns,
                  google::protobuf::RepeatedPtrField<Entry>* out,
                  std::vector<std::string>& problems) {
   if (!list.is_array()) {
     problems.push_back(Problem(path, absl::StrCat("expected a list, got ", Kind(list))));
     return false;
   }
+  if (list.empty()) {
+    // Istio rejects it; read as written it would match any source (operation).
+    problems.push_back(
+        Problem(path, absl::StrCat("must not be empty (leave `", path.substr(path.rfind('.') + 1),
+                                   "` out to match any ", inner, ")")));
+    return false;
+  }
   bool ok = true;
   for (size_t j = 0; j < list.size(); ++j) {
     const std::string ep = At(path, j);
     Entry e;
-    std::string p = ToProto(list[j], ep, &e);
+    json entry = list[j];
+    std::string p;
+    if constexpr (std::is_same_v<Entry, pb::Rule::From>)
+      p = TranslateServiceAccounts(entry, ep, ns);
+    if (p.empty()) p = ToProto(entry, ep, &e);
     if (p.empty()) {
       const std::string ip = Join(ep, inner);
       if constexpr (std::is_same_v<Entry, pb::Rule::From>) {
@@ -236,12 +433,14 @@ std::optional<pb::Rule> ReadRule(const json& rule, const std::string& rp, ApRead
       }
     }
     if (const json* from = Get(rule, "from"); from != nullptr) {
-      if (!ReadEntries(*from, Join(rp, "from"), "source", out.mutable_from(), r.problems)) {
+      if (!ReadEntries(*from, Join(rp, "from"), "source", r.ap.namespace_(), out.mutable_from(),
+                       r.problems)) {
         out.clear_from();  // one entry matching any source: the list does too
       }
     }
     if (const json* to = Get(rule, "to"); to != nullptr) {
-      if (!ReadEntries(*to, Join(rp, "to"), "operation", out.mutable_to(), r.problems)) {
+      if (!ReadEntries(*to, Join(rp, "to"), "operation", r.ap.namespace_(), out.mutable_to(),
+                       r.problems)) {
         out.clear_to();
       }
     }
@@ -252,7 +451,9 @@ std::optional<pb::Rule> ReadRule(const json& rule, const std::string& rp, ApRead
       }
       for (size_t j = 0; when->is_array() && j < when->size(); ++j) {
         pb::Condition c;
-        std::string p = ToProto((*when)[j], At(wp, j), &c);
+        json condition = (*when)[j];
+        std::string p = CheckCondition(condition, At(wp, j), r.ap.namespace_());
+        if (p.empty()) p = ToProto(condition, At(wp, j), &c);
         if (p.empty()) p = Message(config::AuthzConditionFromProto(c, At(wp, j)).status());
         if (p.empty()) {
           *out.add_when() = std::move(c);
@@ -271,9 +472,52 @@ std::optional<pb::Rule> ReadRule(const json& rule, const std::string& rp, ApRead
   return out;
 }
 
+// What Istio does not allow in a CUSTOM policy's rules (its external authorizer is asked before
+// peer identities are evaluated).
+void CustomRuleProblems(const json& rules, ApRead& r) {
+  for (size_t i = 0; rules.is_array() && i < rules.size(); ++i) {
+    const std::string rp = At("spec.rules", i);
+    const json* from = Get(rules[i], "from");
+    for (size_t j = 0; from != nullptr && from->is_array() && j < from->size(); ++j) {
+      const json* src = Get((*from)[j], "source");
+      for (const char* f :
+           {"principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts",
+            "notServiceAccounts", "requestPrincipals", "notRequestPrincipals"}) {
+        if (src != nullptr && NonEmptyList(*src, f)) {
+          r.problems.push_back(Problem(Join(Join(At(Join(rp, "from"), j), "source"), f),
+                                       "is not supported with action CUSTOM (as in Istio)"));
+        }
+      }
+    }
+    const json* when = Get(rules[i], "when");
+    for (size_t j = 0; when != nullptr && when->is_array() && j < when->size(); ++j) {
+      const json* key = Get((*when)[j], "key");
+      if (key == nullptr || !key->is_string()) continue;
+      const std::string k = key->get<std::string>();
+      if (k == "source.namespace" || k == "source.principal" || k == "source.serviceAccount" ||
+          k.starts_with("request.auth.")) {
+        r.problems.push_back(Problem(Join(At(Join(rp, "when"), j), "key"),
+                                     absl::StrCat(k, " is not supported with action CUSTOM")));
+      }
+    }
+  }
+}
+
 void ReadRules(const json& spec, ApRead& r) {
   const json* rules = Get(spec, "rules");
+  if (r.ap.action() == pb::AuthorizationPolicy::DENY &&
+      (rules == nullptr || (rules->is_array() && rules->empty()))) {
+    // As written it denies nothing, which Istio refuses as meaningless; something was meant, so
+    // it fails closed like any DENY weftd cannot read.
+    r.problems.push_back(Problem(
+        "spec.rules", absl::StrCat(r.custom ? "a CUSTOM" : "a DENY",
+                                   " policy without rules matches nothing (Istio rejects it); add "
+                                   "an empty rule {} to match every request")));
+    r.unreadable = true;
+    return;
+  }
   if (rules == nullptr) return;
+  if (r.custom) CustomRuleProblems(*rules, r);
   if (!rules->is_array()) {
     r.problems.push_back(
         Problem("spec.rules", absl::StrCat("expected a list, got ", Kind(*rules))));
@@ -364,6 +608,25 @@ std::string ModeProblem(const json& spec) {
   return p;
 }
 
+// Istio's rules for a PeerAuthentication that protobuf's parser and the data plane's conversion
+// do not check: selector labels, and portLevelMtls present but empty.
+std::string PeerSpecProblem(const json& spec) {
+  const json* sel = Get(spec, "selector");
+  const json* labels = sel != nullptr ? Get(*sel, "matchLabels") : nullptr;
+  if (labels != nullptr && labels->is_object() &&
+      std::all_of(labels->begin(), labels->end(), [](const json& v) { return v.is_string(); })) {
+    std::string p = LabelsProblem(*labels, "spec.selector.matchLabels");
+    if (!p.empty()) return p;
+  }
+  const json* ports = Get(spec, "portLevelMtls");
+  if (ports != nullptr && ports->is_object() && ports->empty()) {
+    return Problem("spec.portLevelMtls",
+                   "must list at least one port when set (Istio rejects "
+                   "an empty map)");
+  }
+  return "";
+}
+
 }  // namespace
 
 PolicyParse<pb::AuthorizationPolicy> ParseAuthorizationPolicy(const ObjectId& id, const json& o,
@@ -382,13 +645,7 @@ PolicyParse<pb::AuthorizationPolicy> ParseAuthorizationPolicy(const ObjectId& id
     r.unreadable = true;
   }
   const json& s = spec != nullptr && spec->is_object() && api_version_ok ? *spec : empty;
-  for (const auto& [k, v] : s.items()) {
-    if (k != "selector" && k != "action" && k != "rules") {
-      r.problems.push_back(Problem(
-          Join("spec", k), "unknown field, not evaluated (weft reads selector, action, rules)"));
-      r.scope_widened = true;  // e.g. targetRefs: it may have narrowed what the policy applies to
-    }
-  }
+  ReadTopLevelFields(s, r);
   bool has_selector = false;
   if (!ReadSelector(s, r.ap.mutable_selector(), &has_selector, r.problems)) r.scope_widened = true;
   if (!has_selector) r.ap.clear_selector();
@@ -425,6 +682,7 @@ PolicyParse<pb::PeerAuthentication> ParsePeerAuthentication(const ObjectId& id, 
     problem = Problem("apiVersion", version_problem);
   } else if (spec != nullptr) {
     problem = ModeProblem(*spec);
+    if (problem.empty()) problem = PeerSpecProblem(*spec);
     if (problem.empty()) problem = ToProto(*spec, "spec", &pa);
     for (const char* reserved : {"name", "namespace"}) {
       if (problem.empty() && spec->contains(reserved)) {

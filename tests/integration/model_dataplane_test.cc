@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/file.h"
 #include "controlplane/model/model.h"
 #include "controlplane/model/model_testing.h"
@@ -406,4 +407,24 @@ spec: {selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}, portLevelMtls:
 }
 
 }  // namespace
+// Istio's serviceAccounts (issue 17) decide as the principals they name: "<sa>" is in the
+// policy's namespace, "<ns>/<sa>" names both, and nothing else matches.
+TEST(FailClosedTest, IstioServiceAccountsAllowOnlyTheAccountTheyName) {
+  for (const auto& [accounts, allowed] :
+       {std::pair{"[client]", true}, std::pair{"[prod/client]", true},
+        std::pair{"[jobs/client]", false}, std::pair{"[prod/other]", false}}) {
+    Model model;
+    ApplyAll(model, kBase);
+    ApplyAll(model, kClientPod);
+    ASSERT_TRUE(model
+                    .Apply(Upsert(Yaml(absl::StrCat(
+                        "{apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: "
+                        "{name: by-sa, namespace: prod}, spec: {selector: {matchLabels: {app: "
+                        "web}}, rules: [{from: [{source: {serviceAccounts: ",
+                        accounts, "}}]}]}}"))))
+                    .ok());
+    EXPECT_EQ(ClientToWeb(model).allowed, allowed) << accounts;
+  }
+}
+
 }  // namespace weft::cp
