@@ -897,6 +897,9 @@ TEST(WatcherTest, IstioPoliciesAreWatchedNextToWeftsUnderTheirOwnSource) {
   TestApiServer server;
   server.Enqueue(kIstioAuthz, Body(200, Fixture("istio_authorizationpolicies_list.json")));
   server.Enqueue(kIstioPeer, Body(404, Fixture("status_404_httproutes.json")));
+  // The 404 makes the watcher ask which versions the group serves: v1 (and v1beta1), so the
+  // kind is absent, not served under an older version.
+  server.Enqueue("/apis/security.istio.io", Body(200, Fixture("apigroup_security_istio_io.json")));
   server.Enqueue(kWeftAuthz,
                  Body(200, R"({"kind":"AuthorizationPolicyList","metadata":{"resourceVersion":"9"},
                                "items":[]})"));
@@ -937,6 +940,64 @@ TEST(WatcherTest, IstioPoliciesAreWatchedNextToWeftsUnderTheirOwnSource) {
             1);
   EXPECT_EQ(CounterValue(*registry, "weft_k8s_errors_total", {}), 0);
   EXPECT_EQ(server.Requests(kIstioPeer).size(), 1u);  // rechecked only after absent_recheck
+}
+
+// A cluster whose Istio serves only security.istio.io/v1beta1 (releases before v1): the v1 list
+// answers 404, the group's discovery document (recorded from such a cluster) lists v1beta1
+// alone, and the watcher lists and watches v1beta1 instead; the objects keep their version.
+TEST(WatcherTest, IstioServingOnlyV1beta1IsWatchedAtV1beta1) {
+  constexpr char kV1[] = "/apis/security.istio.io/v1/authorizationpolicies";
+  constexpr char kV1beta1[] = "/apis/security.istio.io/v1beta1/authorizationpolicies";
+  constexpr char kGroup[] = "/apis/security.istio.io";
+  TestApiServer server;
+  server.Enqueue(kV1, Body(404, Fixture("status_404_httproutes.json")));
+  server.Enqueue(kGroup, Body(200, Fixture("apigroup_security_istio_io_v1beta1_only.json")));
+  server.Enqueue(kV1beta1, Body(200, Fixture("istio_authorizationpolicies_v1beta1_list.json")));
+  WatchOptions opts = PodsOnly();
+  opts.resources = {WatchedResources()[12]};
+  auto registry = std::make_shared<prometheus::Registry>();
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(), registry,
+                  opts);
+  watcher.Start();
+  ASSERT_TRUE(server.WaitForRequests(kV1beta1, 2, 10s));  // listed, then watched
+  ASSERT_TRUE(rec.WaitFor(2, 5s));
+  EXPECT_TRUE(watcher.Synced());
+  watcher.Stop();
+  const auto events = rec.Events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].source, "kubernetes/security.istio.io");
+  EXPECT_EQ(events[0].object["apiVersion"], "security.istio.io/v1beta1");
+  EXPECT_EQ(events[0].object["metadata"]["name"], "allow-web");
+  EXPECT_EQ(events[1].type, ObjectEvent::Type::kSynced);
+  const auto watch = server.Requests(kV1beta1).back();
+  EXPECT_EQ(watch.query.at("watch"), "1");
+  EXPECT_EQ(watch.query.at("resourceVersion"), "7020");
+  EXPECT_EQ(server.Requests(kV1).size(), 1u);
+  EXPECT_EQ(server.Requests(kGroup).size(), 1u);
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_errors_total", {}), 0);
+  EXPECT_EQ(CounterValue(*registry, "weft_k8s_synced",
+                         {{"kind", "AuthorizationPolicy.security.istio.io"}}),
+            1);
+}
+
+// Neither version served, nor the group: the kind is absent as before (synced, no objects).
+TEST(WatcherTest, IstioGroupNotServedIsAbsent) {
+  constexpr char kV1[] = "/apis/security.istio.io/v1/peerauthentications";
+  TestApiServer server;
+  server.Enqueue(kV1, Body(404, Fixture("status_404_httproutes.json")));
+  server.Enqueue("/apis/security.istio.io", Body(404, Fixture("status_404_httproutes.json")));
+  WatchOptions opts = PodsOnly();
+  opts.resources = {WatchedResources()[13]};
+  opts.absent_recheck = 60s;
+  Recorder rec;
+  Watcher watcher(std::make_shared<RestClient>(PlainEndpoint(server.url())), rec.Sink(),
+                  std::make_shared<prometheus::Registry>(), opts);
+  watcher.Start();
+  ASSERT_TRUE(rec.WaitFor(1, 10s));
+  EXPECT_TRUE(watcher.Synced());
+  watcher.Stop();
+  EXPECT_EQ(server.Requests("/apis/security.istio.io/v1beta1/peerauthentications").size(), 0u);
 }
 
 RouteStatus ReviewsStatus(const std::string& accepted, const std::string& reason) {

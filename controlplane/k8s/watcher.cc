@@ -1,5 +1,6 @@
 #include "controlplane/k8s/watcher.h"
 
+#include <algorithm>
 #include <exception>
 
 #include "absl/strings/str_cat.h"
@@ -74,8 +75,20 @@ const std::vector<ResourceType>& WatchedResources() {
       {"gateway.networking.k8s.io", "v1beta1", "referencegrants", "ReferenceGrant", true},
       {"networking.weft.dev", "v1", "trafficpolicies", "TrafficPolicy", true},
       // Istio's own, read exactly as Weft's (controlplane/model/objects.cc).
-      {kIstioSecurityGroup, "v1", "authorizationpolicies", "AuthorizationPolicy", true, true},
-      {kIstioSecurityGroup, "v1", "peerauthentications", "PeerAuthentication", true, true},
+      {kIstioSecurityGroup,
+       "v1",
+       "authorizationpolicies",
+       "AuthorizationPolicy",
+       true,
+       true,
+       {"v1beta1"}},
+      {kIstioSecurityGroup,
+       "v1",
+       "peerauthentications",
+       "PeerAuthentication",
+       true,
+       true,
+       {"v1beta1"}},
   };
   return kResources;
 }
@@ -106,6 +119,7 @@ Watcher::Watcher(std::shared_ptr<RestClient> client, ObjectSink sink,
       sink_(std::move(sink)),
       registry_(std::move(registry)),
       options_(std::move(options)),
+      served_(options_.resources),
       rng_(options_.seed != 0 ? options_.seed : std::random_device{}()) {
   events_ = &prometheus::BuildCounter()
                  .Name("weft_k8s_watch_events_total")
@@ -238,8 +252,26 @@ bool Watcher::Absent(const ResourceType& rt, bool* logged) {
   return SleepFor(options_.absent_recheck);
 }
 
+std::string Watcher::ServedVersion(size_t index) {
+  const ResourceType& want = options_.resources[index];
+  if (want.older_versions.empty()) return "";
+  auto resp = client_->Get(absl::StrCat("/apis/", want.group), options_.list_timeout, &stop_);
+  if (!resp.ok() || resp->status != 200) return "";  // 404: the group is not served at all
+  json doc = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> served;
+  if (doc.is_object() && doc.contains("versions") && doc["versions"].is_array()) {
+    for (const json& v : doc["versions"]) served.push_back(StringField(v, "version"));
+  }
+  std::vector<std::string> ours = {want.version};
+  ours.insert(ours.end(), want.older_versions.begin(), want.older_versions.end());
+  for (const std::string& v : ours) {
+    if (std::find(served.begin(), served.end(), v) != served.end()) return v;
+  }
+  return "";
+}
+
 bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version) {
-  const ResourceType& rt = options_.resources[index];
+  ResourceType& rt = served_[index];
   bool absent_logged = false;
   for (;;) {
     if (stop_) return false;
@@ -268,6 +300,15 @@ bool Watcher::List(size_t index, Backoff& backoff, std::string* resource_version
       }
       if (resp->status == 404 && rt.optional) {
         retry_now = true;
+        if (const std::string v = ServedVersion(index); !v.empty() && v != rt.version) {
+          LOG_INFO("k8s", "version not served; watching the one the API server serves",
+                   {{"kind", rt.Label()},
+                    {"not_served", absl::StrCat(rt.group, "/", rt.version)},
+                    {"watching", absl::StrCat(rt.group, "/", v)}});
+          rt.version = v;
+          break;
+        }
+        rt.version = options_.resources[index].version;  // rechecks start from the newest
         if (!Absent(rt, &absent_logged)) return false;
         break;
       }
@@ -366,7 +407,7 @@ bool Watcher::OnWatchLine(const ResourceType& rt, std::string_view line, WatchPa
 }
 
 void Watcher::Run(size_t index) {
-  const ResourceType& rt = options_.resources[index];
+  const ResourceType& rt = served_[index];  // its version may change in List
   const uint64_t seed =
       options_.seed != 0 ? options_.seed + index : static_cast<uint64_t>(std::random_device{}());
   Backoff backoff(options_.backoff_initial, options_.backoff_max, seed);

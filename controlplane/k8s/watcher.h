@@ -62,6 +62,10 @@ struct ResourceType {
   // lists never count as, sync away or delete each other's objects. The model keys both by
   // kind and namespace/name: a name in both groups is one object, the first source's.
   bool qualified = false;
+  // Older versions of the group to watch instead, newest first, when `version` is not served
+  // (a list answers 404 and the group's discovery document, GET /apis/<group>, lists one of
+  // these): Istio releases before security.istio.io/v1 serve only v1beta1. Both read alike.
+  std::vector<std::string> older_versions = {};
 
   std::string Label() const;           // kind, or "<kind>.<group>" when qualified
   std::string ApiVersion() const;      // "v1" or "discovery.k8s.io/v1"
@@ -70,8 +74,8 @@ struct ResourceType {
 
 // Namespaces, Pods, Services, EndpointSlices, ServiceAccounts, NetworkPolicies,
 // AuthorizationPolicies, PeerAuthentications, and (optional) HTTPRoutes, GRPCRoutes,
-// ReferenceGrants, TrafficPolicies, and Istio's security.istio.io/v1 AuthorizationPolicies and
-// PeerAuthentications (docs/kubernetes.md lists their versions).
+// ReferenceGrants, TrafficPolicies, and Istio's security.istio.io/v1 (else v1beta1)
+// AuthorizationPolicies and PeerAuthentications (docs/kubernetes.md lists their versions).
 const std::vector<ResourceType>& WatchedResources();
 // The same, without Istio's security.istio.io kinds unless `istio_policies` (weftd
 // --istio-policies).
@@ -130,6 +134,9 @@ class Watcher {
   bool List(size_t index, Backoff& backoff, std::string* resource_version);
   // An optional kind is not served (404): synced as empty; false when stopping.
   bool Absent(const ResourceType& rt, bool* logged);
+  // After a 404 on a kind with older_versions: the newest of its versions the group's discovery
+  // document lists, or "" (none, or discovery failed).
+  std::string ServedVersion(size_t index);
   void MarkSynced(const ResourceType& rt);
   void Emit(ObjectEvent event);
   std::string SourceOf(const ResourceType& rt) const;  // ObjectEvent::source
@@ -141,6 +148,9 @@ class Watcher {
   ObjectSink sink_;
   std::shared_ptr<prometheus::Registry> registry_;
   WatchOptions options_;
+  // options_.resources with the version each is watched at; element i is written only by the
+  // thread of resource i (ServedVersion's fallback).
+  std::vector<ResourceType> served_;
 
   prometheus::Family<prometheus::Counter>* events_;
   prometheus::Family<prometheus::Counter>* relists_;

@@ -35,9 +35,9 @@ void AddFlags(CLI::App& app, weft::cp::WeftdOptions& o, std::vector<std::string>
       ->type_name("NS")
       ->capture_default_str();
   app.add_option("--istio-policies", o.istio_policies,
-                 "cluster mode: also read Istio's security.istio.io/v1 AuthorizationPolicy and "
-                 "PeerAuthentication (as Weft's own; skipped quietly while Istio's CRDs are not "
-                 "installed); false to ignore them")
+                 "cluster mode: also read Istio's security.istio.io/v1 (or, where only that is "
+                 "served, v1beta1) AuthorizationPolicy and PeerAuthentication (as Weft's own; "
+                 "skipped quietly while Istio's CRDs are not installed); false to ignore them")
       ->type_name("BOOL")
       ->default_str("true");
   app.add_option("--grpc", o.grpc_addr,

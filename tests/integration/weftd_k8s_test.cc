@@ -90,6 +90,11 @@ void ServeListsAndReviews(TestApiServer& api) {
                             "/apis/security.istio.io/v1/peerauthentications"}) {
     api.Enqueue(istio, {.status = 404, .body = NotFound("the requested resource")});
   }
+  // The 404s make weftd ask which versions the group serves (an older one would be watched):
+  // none, the group itself is not served.
+  api.SetHandler("/apis/security.istio.io", [](const RecordedRequest&) -> ScriptedReply {
+    return {.status = 404, .body = NotFound("the requested resource")};
+  });
   api.SetHandler(kCatalogueRoute, [](const RecordedRequest&) -> ScriptedReply {
     return {.status = 200, .body = Fixture("httproute_catalogue.json")};
   });
