@@ -121,6 +121,18 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
       ->type_name("N")
       ->check(CLI::Range(0, 64 << 20))
       ->capture_default_str();
+  server
+      ->add_option("--fail-percent", o.fail_percent,
+                   "answer 503 to this percentage of requests (at random; not /healthz): a\n"
+                   "flaky back end")
+      ->type_name("P")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  server
+      ->add_option("--delay", d.values["--delay"],
+                   "hold every request this long before answering (not /healthz): an\n"
+                   "overloaded back end")
+      ->type_name("DUR");
   be->add_option("--pod", o.pod,
                  "echo-request: the pod name it reports (env POD_NAME, else HOSTNAME)")
       ->type_name("NAME");
@@ -129,6 +141,10 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
   CLI::Option_group* load =
       app->add_option_group("load", "a closed loop over the front end's 8 request types");
   load->add_option("--target", o.target, "the front end (env TARGET_URL)")->type_name("URL");
+  load->add_option("--path", o.path,
+                   "GET this path of --target in a loop (e.g. /teas/1 of a back end) instead\n"
+                   "of the front end's eight request types")
+      ->type_name("PATH");
   load->add_option("--duration", d.values["--duration"], "default 10s")->type_name("DUR");
   load->add_option("--concurrency", o.concurrency, "users")
       ->type_name("N")
@@ -180,7 +196,8 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
   const std::pair<const char*, std::chrono::milliseconds*> durations[] = {
       {"--drain-timeout", &o.server.drain_timeout},
       {"--upstream-timeout", &o.upstream_timeout},
-      {"--duration", &o.duration}};
+      {"--duration", &o.duration},
+      {"--delay", &o.delay}};
   for (const auto& [flag, out] : durations) {
     if (app->count(flag) > 0) {
       WEFT_ASSIGN_OR_RETURN(*out, ParseDur(flag, d.values.at(flag)));
@@ -219,6 +236,9 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
     if (o.target.empty())
       return absl::InvalidArgumentError("load needs --target URL (or TARGET_URL)");
     if (auto u = Url::Parse(o.target); !u.ok()) return u.status();
+    if (!o.path.empty() && o.path[0] != '/')
+      return absl::InvalidArgumentError(
+          absl::StrCat("--path ", o.path, ": give an absolute path, e.g. /teas/1"));
   }
   return o;
 }
@@ -255,7 +275,31 @@ Handler EchoRequestHandler(std::string pod, std::string ns) {
   };
 }
 
-absl::StatusOr<Handler> MakeHandler(const AppOptions& o) {
+// --fail-percent and --delay around a role's handler. Failures are drawn from a counter mixed
+// by splitmix64: uniform, lock-free, and the same sequence on every run.
+Handler WithFaults(Handler inner, int fail_percent, std::chrono::milliseconds delay) {
+  if (fail_percent == 0 && delay.count() == 0) return inner;
+  auto draws = std::make_shared<std::atomic<uint64_t>>(0);
+  return [inner = std::move(inner), fail_percent, delay,
+          draws](Request req) -> asio::awaitable<Response> {
+    if (req.target() == "/healthz") co_return co_await inner(std::move(req));
+    if (delay.count() > 0) {
+      asio::steady_timer t(co_await asio::this_coro::executor, delay);
+      beast::error_code ec;
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    uint64_t z = draws->fetch_add(1, std::memory_order_relaxed) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    if (static_cast<int>(z % 100) < fail_percent)
+      co_return MakeResponse(http::status::service_unavailable,
+                             "injected failure (weft-teashop --fail-percent)\n");
+    co_return co_await inner(std::move(req));
+  };
+}
+
+absl::StatusOr<Handler> MakeRoleHandler(const AppOptions& o) {
   if (o.role == "frontend") {
     FrontendOptions f;
     WEFT_ASSIGN_OR_RETURN(f.catalogue, Url::Parse(o.catalogue_url));
@@ -284,6 +328,11 @@ absl::StatusOr<Handler> MakeHandler(const AppOptions& o) {
         std::make_shared<RecommendationService>(catalogue, o.rec_dims, o.rec_passes));
   }
   return ServiceHandler(std::make_shared<StoreService>(catalogue, o.stock));
+}
+
+absl::StatusOr<Handler> MakeHandler(const AppOptions& o) {
+  WEFT_ASSIGN_OR_RETURN(Handler h, MakeRoleHandler(o));
+  return WithFaults(std::move(h), o.fail_percent, o.delay);
 }
 
 int RunServer(const AppOptions& o) {
@@ -334,6 +383,7 @@ int RunLoadRole(const AppOptions& o) {
   l.timeout = o.upstream_timeout;
   l.catalogue_size = o.catalogue_size;
   l.seed = o.seed;
+  l.path = o.path;
   l.threads = std::min(o.server.threads, o.concurrency);
   auto report = RunLoad(l);
   if (!report.ok()) {

@@ -2,7 +2,8 @@
 //
 //   weft-teashop --role frontend|catalogue|cart|recommendation|store|idle|echo|echo-request
 //                [--listen ADDR:PORT]
-//   weft-teashop --role load --target URL [--duration 10s] [--concurrency N] [--json]
+//   weft-teashop --role load --target URL [--path PATH] [--duration 10s] [--concurrency N]
+//                [--json]
 //
 // Server roles serve until SIGTERM/SIGINT, then drain (see Server::Stop) and exit 0. `idle`
 // serves only /healthz (a pod that exists to run `--role load` in on demand). Upstream URLs come
@@ -37,8 +38,12 @@ struct AppOptions {
   int64_t stock = 1000000;
   int echo_size = 1024;  // echo: payload of a bodiless request
   std::string pod, ns;   // echo-request: the identity it answers with
+  // every server role (the traffic demo's flaky and overloaded back ends); /healthz is exempt
+  int fail_percent = 0;                // answer 503 to this share of requests, drawn at random
+  std::chrono::milliseconds delay{0};  // hold every request this long before answering
   // load
   std::string target;
+  std::string path;  // load: GET this path (on --target) in a loop instead of the shop's tour
   std::chrono::milliseconds duration{10000};
   int concurrency = 4;
   bool json = false;

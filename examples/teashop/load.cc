@@ -14,6 +14,27 @@
 namespace weft::teashop {
 namespace {
 
+// A --path run's one request type.
+constexpr RequestType kGet{"get", http::verb::get, ""};
+
+// The types a run reports, in table order.
+std::vector<std::string> TypesOf(const LoadOptions& opts) {
+  if (!opts.path.empty()) return {std::string(kGet.name)};
+  std::vector<std::string> names;
+  for (const RequestType& t : kRequestTypes) names.emplace_back(t.name);
+  return names;
+}
+
+// The report's types: the shop's eight in their order, then any other ("get").
+std::vector<std::string> TableOrder(const std::map<std::string, TypeStats>& types) {
+  std::vector<std::string> names;
+  for (const RequestType& t : kRequestTypes)
+    if (types.count(std::string(t.name))) names.emplace_back(t.name);
+  for (const auto& [name, s] : types)
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  return names;
+}
+
 struct Shared {
   const LoadOptions& opts;
   UpstreamClient& client;
@@ -33,11 +54,11 @@ asio::awaitable<void> User(Shared& sh, int index, std::map<std::string, TypeStat
   // front end answers, completes at least one full cycle, so the report covers all eight types
   // however slow the shop is; a front end that does not answer ends the run at the deadline.
   bool answering = true;
+  const size_t min_requests = sh.opts.path.empty() ? kRequestTypes.size() : 1;
   for (size_t i = 0;
-       std::chrono::steady_clock::now() < sh.deadline || (i < kRequestTypes.size() && answering);
-       ++i) {
-    const RequestType& t = kRequestTypes[i % kRequestTypes.size()];
-    std::string target(t.path), body;
+       std::chrono::steady_clock::now() < sh.deadline || (i < min_requests && answering); ++i) {
+    const RequestType& t = sh.opts.path.empty() ? kRequestTypes[i % kRequestTypes.size()] : kGet;
+    std::string target(sh.opts.path.empty() ? t.path : sh.opts.path), body;
     std::vector<std::pair<std::string, std::string>> headers = {{"X-User", user}};
     if (t.name == "category") {
       absl::StrAppend(&target, "?name=", cats[rng() % cats.size()]);
@@ -128,28 +149,25 @@ nlohmann::json LoadReport::ToJson() const {
 std::string LoadReport::ToTable() const {
   std::string out = absl::StrFormat("%-10s %9s %9s %9s %-24s\n", "type", "requests", "mean_ms",
                                     "max_ms", "statuses");
-  for (const RequestType& t : kRequestTypes) {
-    auto it = types.find(std::string(t.name));
-    if (it == types.end()) continue;
-    const TypeStats& s = it->second;
+  const std::vector<std::string> order = TableOrder(types);
+  for (const std::string& name : order) {
+    const TypeStats& s = types.at(name);
     std::string st;
     for (const auto& [code, n] : s.by_status) {
       absl::StrAppend(&st, st.empty() ? "" : " ", code == 0 ? "error" : std::to_string(code), ":",
                       n);
     }
     absl::StrAppend(&out,
-                    absl::StrFormat("%-10s %9d %9.2f %9.2f %-24s\n", t.name, s.requests,
+                    absl::StrFormat("%-10s %9d %9.2f %9.2f %-24s\n", name, s.requests,
                                     s.requests ? s.total_ms / s.requests : 0.0, s.max_ms, st));
   }
   absl::StrAppend(&out, absl::StrFormat("%llu requests, %llu successful, in %.1f s (%.1f req/s)\n",
                                         static_cast<unsigned long long>(Requests()),
                                         static_cast<unsigned long long>(Successes()), seconds,
                                         seconds > 0 ? Requests() / seconds : 0.0));
-  for (const RequestType& t : kRequestTypes) {
-    auto it = types.find(std::string(t.name));
-    if (it != types.end() && !it->second.last_error.empty()) {
-      absl::StrAppend(&out, "last error of ", Av(t.name), ": ", it->second.last_error, "\n");
-    }
+  for (const std::string& name : order) {
+    if (const TypeStats& s = types.at(name); !s.last_error.empty())
+      absl::StrAppend(&out, "last error of ", Av(name), ": ", s.last_error, "\n");
   }
   return out;
 }
@@ -179,7 +197,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& opts) {
 
   LoadReport r;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (const RequestType& t : kRequestTypes) r.types[std::string(t.name)];
+  for (const std::string& name : TypesOf(opts)) r.types[name];
   for (const auto& m : per_user) {
     for (const auto& [name, s] : m) {
       TypeStats& d = r.types[name];

@@ -19,6 +19,9 @@ namespace weft::teashop {
 
 struct LoadOptions {
   std::string target;  // the front end, http://HOST[:PORT]
+  // Set: every user GETs this path of `target` in a loop (reported as type "get"), e.g. one
+  // back end's /teas/1, instead of the front end's eight request types.
+  std::string path;
   std::chrono::milliseconds duration{10000};
   int concurrency = 4;
   int threads = 1;
@@ -37,7 +40,8 @@ struct TypeStats {
 };
 
 struct LoadReport {
-  std::map<std::string, TypeStats> types;  // by request type name, all eight present
+  // by request type name: all eight present, or only "get" for a --path run
+  std::map<std::string, TypeStats> types;
   double seconds = 0;
   uint64_t Requests() const;
   uint64_t Successes() const;

@@ -194,6 +194,46 @@ TEST(TeashopProcesses, EchoRequestRole) {
   EXPECT_EQ(echo.proc->Wait(std::chrono::seconds(10)), 0) << echo.proc->Err();
 }
 
+// The traffic demo's back ends: --fail-percent answers 503 to that share of requests (never
+// /healthz), --delay holds each one; `load --path` drives one URL and reports it as "get".
+TEST(TeashopProcesses, FaultKnobsAndLoadOfOnePath) {
+  testing::TempDir dir;
+  Role flaky = StartRole(dir.path(), "echo-request",
+                         {"--pod", "flaky", "--fail-percent", "30", "--delay", "20ms"});
+  ASSERT_NE(flaky.port, 0);
+  for (int i = 0; i < 20; ++i) {
+    auto h = Call(flaky.url(), http::verb::get, "/healthz");
+    ASSERT_TRUE(h.ok());
+    EXPECT_EQ(h->result(), http::status::ok);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto one = Call(flaky.url(), http::verb::get, "/x");
+  ASSERT_TRUE(one.ok());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(20));
+
+  Proc load(dir.path(), "load",
+            {"--role", "load", "--target", flaky.url(), "--path", "/teas/1", "--duration", "1500ms",
+             "--concurrency", "4", "--json"});
+  ASSERT_EQ(load.Wait(std::chrono::seconds(30)), 0) << load.Err();
+  auto j = nlohmann::json::parse(load.Out(), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << load.Out();
+  ASSERT_EQ(j["types"].size(), 1u) << load.Out();
+  const auto& get = j["types"]["get"];
+  const double requests = get["requests"].get<double>();
+  ASSERT_GE(requests, 100) << load.Out();  // 4 users x 1.5 s / 20 ms, less overheads
+  const double failed = get["statuses"].value("503", 0.0);
+  EXPECT_EQ(get["statuses"].value("200", 0.0) + failed, requests) << load.Out();
+  EXPECT_GT(failed / requests, 0.15) << load.Out();
+  EXPECT_LT(failed / requests, 0.45) << load.Out();
+
+  Proc bad(dir.path(), "badpath",
+           {"--role", "load", "--target", flaky.url(), "--path", "teas", "--duration", "1s"});
+  EXPECT_EQ(bad.Wait(std::chrono::seconds(10)), 2);
+  EXPECT_NE(bad.Err().find("absolute path"), std::string::npos) << bad.Err();
+  flaky.proc->Signal(SIGTERM);
+  EXPECT_EQ(flaky.proc->Wait(std::chrono::seconds(10)), 0) << flaky.proc->Err();
+}
+
 TEST(TeashopProcesses, LoadFailsWhenNothingAnswers) {
   testing::TempDir dir;
   // A port that was just free: nothing listens there.
