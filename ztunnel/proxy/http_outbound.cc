@@ -21,6 +21,14 @@ namespace weft::ztunnel {
 
 namespace {
 
+// The destination's record of a same-node upstream's requests (see Upstream::dst_series).
+std::unique_ptr<RequestSeriesCache> SameNodeTwin(const TcpLabels& l) {
+  if (l.connection_security_policy != "same_node") return nullptr;
+  TcpLabels d = l;
+  d.reporter = "destination";
+  return std::make_unique<RequestSeriesCache>(std::move(d));
+}
+
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr size_t kMaxOutstanding = 16;
 constexpr size_t kMaxReplayBytes =
@@ -501,6 +509,7 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
       u->key = key;
       u->addr = std::move(idle->addr);
       u->answered = true;
+      u->dst_series = SameNodeTwin(idle->labels);
       u->series = std::make_unique<RequestSeriesCache>(std::move(idle->labels));
       ups_.push_back(std::move(u));
       return ups_.back().get();
@@ -515,7 +524,9 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
   info.labels.connection_security_policy = dst.in_mesh() ? "mutual_tls" : "unknown";
   TcpLabels labels = info.labels;
   const std::string addr = info.dst.ToString();
-  auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, dst, std::move(info));
+  bool same_node = false;
+  auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, dst, std::move(info), &same_node);
+  if (same_node) labels.connection_security_policy = "same_node";
   if (!fd.ok()) {
     LOG_WARN("outbound", "cannot open an HTTP upstream",
              {{"pod", pod_->uid}, {"upstream", addr}, {"error", fd.status().ToString()}});
@@ -529,6 +540,7 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
   u->endpoint = dst.uid;
   u->key = key;
   u->addr = addr;
+  u->dst_series = SameNodeTwin(labels);
   u->series = std::make_unique<RequestSeriesCache>(std::move(labels));
   ups_.push_back(std::move(u));
   return ups_.back().get();
@@ -572,14 +584,15 @@ void HttpOutbound::Done(const l7::Exchange& ex) {
       u.requests >= breaker->max_requests_per_connection() && !u.ended && &u != tunnel_)
     DropUpstream(u);
   Record(ex, u.series.get(), r.flags.empty() ? ResponseFlags(ex) : std::string_view(r.flags),
-         u.addr, r.trace_id);
+         u.addr, r.trace_id, u.dst_series.get());
 }
 
 void HttpOutbound::Record(const l7::Exchange& ex, RequestSeriesCache* series,
                           std::string_view flags, const std::string& upstream,
-                          const std::string& trace_id) {
+                          const std::string& trace_id, RequestSeriesCache* dst_series) {
   const double ms = std::chrono::duration<double, std::milli>(ex.end - ex.start).count();
   series->Record(w_->metrics(), ex, flags, ms);
+  if (dst_series) dst_series->Record(w_->metrics(), ex, flags, ms);
   const TcpLabels& l = series->labels();
   if (w_->opts().access_log && log::Enabled(log::Level::kInfo)) {
     WriteRequestLog(
@@ -802,7 +815,7 @@ void HttpOutbound::DoneH2(const l7::Exchange& ex) {
                                  : traffic::OutlierDetector::Classify(ex.status),
                              Balancer::Clock::now());
   }
-  Record(ex, u.series.get(), flags, u.addr, trace_id);
+  Record(ex, u.series.get(), flags, u.addr, trace_id, u.dst_series.get());
 }
 
 // After the HTTP/2 codec ran: upstreams it is done with are closed, a broken connection aborts,

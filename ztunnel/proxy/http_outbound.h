@@ -102,6 +102,10 @@ class HttpOutbound : public Flow {
     uint32_t requests = 0;    // requests it carried (maxRequestsPerConnection)
     std::optional<traffic::CircuitBreaker::Slot> conn_slot;  // maxConnections, while open
     std::unique_ptr<RequestSeriesCache> series;
+    // Same-node endpoint (the fast path relays its bytes, so no destination ztunnel parses
+    // them): its requests reported for the destination as well, as the fast path reports a
+    // connection twice.
+    std::unique_ptr<RequestSeriesCache> dst_series;
     void OnEvents(uint32_t e) override { o->OnUpstream(*this, e); }
   };
   // A routed request, oldest first, until its exchange is reported.
@@ -198,8 +202,11 @@ class HttpOutbound : public Flow {
   void ReportAttempt(const Routed& r, std::string_view endpoint, uint16_t status);
   void SendMirrors(const Routed& r);
   void Done(const l7::Exchange& ex);
+  // Reports `ex` in `series` (and `dst_series`, a same-node upstream's destination record),
+  // the access log and tap.
   void Record(const l7::Exchange& ex, RequestSeriesCache* series, std::string_view flags,
-              const std::string& upstream, const std::string& trace_id);
+              const std::string& upstream, const std::string& trace_id,
+              RequestSeriesCache* dst_series = nullptr);
   void ToUpstream(std::string_view bytes);
   void Flush();
   void UpdateInterest();

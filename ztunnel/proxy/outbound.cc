@@ -94,13 +94,15 @@ void Outbound::Dispatch(const std::shared_ptr<Pod>& pod, UniqueFd fd, const Sock
 
 absl::StatusOr<UniqueFd> Outbound::OpenUpstream(const std::shared_ptr<Pod>& pod,
                                                 const ConfigSnapshot& snap, const Workload& src,
-                                                const Workload& dst, FlowInfo&& info) {
+                                                const Workload& dst, FlowInfo&& info,
+                                                bool* same_node) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
     return absl::ErrnoToStatus(errno, "socketpair");
   UniqueFd ours(sv[0]), theirs(sv[1]);
   if (dst.in_mesh()) {
-    ToMesh(pod, snap, src, dst, std::move(info), std::move(theirs));
+    const bool local = ToMesh(pod, snap, src, dst, std::move(info), std::move(theirs));
+    if (same_node) *same_node = local;
   } else {
     Passthrough(*pod, src, &dst, std::move(info), std::move(theirs));
   }
@@ -189,11 +191,12 @@ Outbound::Route Outbound::ResolveService(const ConfigSnapshot& snap, const Servi
   return r;
 }
 
-void Outbound::ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap,
+bool Outbound::ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap,
                       const Workload& src, const Workload& dst, FlowInfo&& info, UniqueFd fd) {
   FillDestinationLabels(info.labels, &dst, dst.identity());
-  if (w_->opts().same_node_fast_path && TrySameNode(*w_, snap, src, dst, info, fd)) return;
+  if (w_->opts().same_node_fast_path && TrySameNode(*w_, snap, src, dst, info, fd)) return true;
   ToHbone(pod, src, dst, std::move(info), std::move(fd));
+  return false;
 }
 
 void Outbound::ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, const Workload& dst,

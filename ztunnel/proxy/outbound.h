@@ -35,8 +35,11 @@ class Outbound {
   // HttpOutbound's upstream connections: a socketpair whose other end becomes the client socket
   // of an ordinary flow from `src` to endpoint `dst` (HBONE, same-node fast path, or plain TCP
   // outside the mesh) described by `info` (the source record, info.dst the endpoint).
+  // *same_node (if given): the same-node fast path took it, so no destination ztunnel parses its
+  // requests and the caller reports them for the destination too.
   absl::StatusOr<UniqueFd> OpenUpstream(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap,
-                                        const Workload& src, const Workload& dst, FlowInfo&& info);
+                                        const Workload& src, const Workload& dst, FlowInfo&& info,
+                                        bool* same_node = nullptr);
   Balancer& balancer() { return balancer_; }                // this worker's view of endpoint costs
   UpstreamPool& upstream_pool() { return upstream_pool_; }  // idle HTTP/1.1 upstreams
   std::string RandomHex(size_t digits);                     // trace and span ids (never all zero)
@@ -62,7 +65,8 @@ class Outbound {
   Route Resolve(const ConfigSnapshot& snap, const Pod& pod, const SockAddr& orig, FlowInfo& info);
   Route ResolveService(const ConfigSnapshot& snap, const Service& svc, const SockAddr& orig,
                        FlowInfo& info);
-  void ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap, const Workload& src,
+  // True if the same-node fast path took it (else HBONE).
+  bool ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap, const Workload& src,
               const Workload& dst, FlowInfo&& info, UniqueFd fd);
   void ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, const Workload& dst,
                FlowInfo&& info, UniqueFd fd);
