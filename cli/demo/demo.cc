@@ -58,10 +58,16 @@ constexpr char kDescription[] =
     "packet capture and the ztunnels' Istio metrics that traffic between the nodes is mTLS\n"
     "with SPIFFE identities, applies an AuthorizationPolicy and shows a call denied and\n"
     "counted while checkout still works, then `weftctl down` and checks nothing is left.\n"
-    "Exits 0 only if every check held.";
+    "Exits 0 only if every check held.\n"
+    "\n"
+    "`weftctl demo traffic`, the second part: the shop plus examples/teashop/traffic-demo's\n"
+    "pods; a canary split 90/10 and shifted live to 50/50 with `weftctl apply`, retries hiding\n"
+    "a back end that fails 30 % of requests, and a circuit breaker protecting an overloaded\n"
+    "one, each measured from the ztunnels' istio_requests_total and `weftctl stat`.";
 
 // The flags as given (checked after parsing, with messages that say what each takes).
 struct DemoFlags {
+  std::string part;
   std::string nodes, capture, load_duration;
   std::string name, state_root, manifests, work_dir;
   bool keep = false;
@@ -69,6 +75,8 @@ struct DemoFlags {
 
 std::unique_ptr<CLI::App> DemoApp(DemoFlags& f) {
   auto app = std::make_unique<CLI::App>(kDescription, "weftctl demo");
+  app->add_option("PART", f.part, "traffic: the traffic features (default: the tour)")
+      ->type_name("[traffic]");
   app->add_option("--nodes", f.nodes,
                   "nodes in the mesh, 2..8 (default 2; the shop uses node0, node1)")
       ->type_name("N");
@@ -612,6 +620,10 @@ absl::StatusOr<DemoOptions> ParseDemoArgs(const std::vector<std::string>& args) 
     return o;
   }
   o.keep = f.keep;
+  if (!f.part.empty() && f.part != "traffic")
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown part \"", f.part, "\": give none (the tour) or traffic"));
+  o.part = f.part;
   if (app->count("--nodes") > 0 &&
       (!absl::SimpleAtoi(f.nodes, &o.nodes) || o.nodes < 2 || o.nodes > 8))
     return absl::InvalidArgumentError(
@@ -649,6 +661,7 @@ absl::StatusOr<DemoOptions> ParseDemoArgs(const std::vector<std::string>& args) 
 }
 
 int RunDemo(const DemoOptions& opts, std::ostream& out, std::ostream& err) {
+  if (opts.part == "traffic") return RunTrafficDemo(opts, out, err);
   Demo d(opts, out, err);
   return d.Main(absl::StrCat("weftctl demo: Weft's tea shop on a ", opts.nodes,
                              "-node mesh on this host (network namespaces; nothing outside them "

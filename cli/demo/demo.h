@@ -1,4 +1,5 @@
-// `weftctl demo`: the README's tour, run for real on this machine (root).
+// `weftctl demo`: the README's tour, run for real on this machine (root). `weftctl demo traffic`
+// is its second part (traffic.cc): routes, retries and circuit breaking.
 //
 // It does what a user would type, printing each command before running it (the weftctl
 // subcommands run as child processes of the same binary):
@@ -31,6 +32,7 @@
 namespace weft::cli::demo {
 
 struct DemoOptions {
+  std::string part;              // "" (the tour) or "traffic" (weftctl demo traffic)
   int nodes = 2;                 // --nodes N (2..8): the shop uses node0 and node1
   std::string capture = "auto";  // --capture auto|ebpf|iptables (weftctl up's)
   bool keep = false;             // --keep: after the checks, leave the mesh up until Ctrl-C
@@ -85,6 +87,9 @@ std::string PolicyFile(const std::string& manifests, std::string_view name = {})
 
 // Runs the demo, writing progress to `out` and errors to `err`. Returns the exit code.
 int RunDemo(const DemoOptions& opts, std::ostream& out, std::ostream& err);
+// `weftctl demo traffic` (traffic.cc): a canary shifted live, retries hiding a flaky back end, a
+// circuit breaker protecting an overloaded one, measured from the ztunnels' metrics.
+int RunTrafficDemo(const DemoOptions& opts, std::ostream& out, std::ostream& err);
 
 // The CommandFn registered as "demo".
 int DemoMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

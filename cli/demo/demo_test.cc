@@ -279,6 +279,36 @@ TEST_F(DemoEndToEnd, RunsEveryStepAndPasses) {
   EXPECT_TRUE(std::filesystem::exists(work.path() + "/enrolled.pcap"));
 }
 
+// weftctl demo traffic: every feature measured from the ztunnels' metrics, and a clean exit.
+TEST_F(DemoEndToEnd, TrafficPartPasses) {
+  auto args = MeshArgs();
+  args.insert(args.begin(), "traffic");
+  auto r = RunDemoBinary(args);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const std::string flags =
+      "--name demo-t" + std::to_string(getpid()) + " --state-root " + root_.path();
+  for (const std::string& want : std::vector<std::string>{
+           "==> [2/7",
+           "examples/teashop/traffic-demo/canary-90-10.yaml --wait",
+           "[ok] v2 gets 10 % of the requests",
+           "[ok] the destinations' reports agree",
+           "examples/teashop/traffic-demo/canary-50-50.yaml --wait",
+           "[ok] v2 gets 50 % of the requests",
+           "$ weftctl stat " + flags + " shop --window 2s",
+           "[ok] without retries the client sees the failures",
+           "[ok] with retries the client sees almost no failure",
+           "[ok] the retries are the mesh's",
+           "[ok] overflow is answered 503 UO by the client's ztunnel",
+           "[ok] inventory is protected",
+           "[ok] nothing of the mesh is left",
+           "==> demo passed",
+       }) {
+    EXPECT_NE(r.output.find(want), std::string::npos) << "missing \"" << want << "\" in:\n"
+                                                      << r.output;
+  }
+  EXPECT_EQ(r.output.find("[FAILED]"), std::string::npos) << r.output;
+}
+
 TEST_F(DemoEndToEnd, CtrlCMidwayTearsDownAndFails) {
   bool sent = false;
   TempDir work;
@@ -308,6 +338,11 @@ TEST(DemoCommand, HelpAndUsageErrors) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("--nodes \"99\" must be a number from 2 to 8"), std::string::npos)
       << bad.output;
+  auto part = RunDemoBinary({"trafic"});
+  EXPECT_EQ(part.exit_code, 2);
+  EXPECT_NE(part.output.find("unknown part \"trafic\": give none (the tour) or traffic"),
+            std::string::npos)
+      << part.output;
 }
 
 }  // namespace
