@@ -5,39 +5,36 @@
 # table: kernel, capture mode the probe chose, sockmap/sk_lookup features, tests
 # passed/failed/skipped, wall time. Not part of .ci/run (about 10 minutes; one VM at a time).
 #
-#   sudo bash tests/kernels/run.sh [--build DIR] [--results DIR] [--kernels "6.1 6.12"]
-#                                  [--tests CTEST_REGEX] [--no-host] [--no-cgroup1]
-#                                  [--memory 2G] [--timeout SECONDS]
+#   sudo bash tests/kernels/run.sh [--build DIR] [--results DIR] [--rows "host 6.1 6.12 6.1-cgroup1"]
+#                                  [--tests CTEST_REGEX] [--memory 2G] [--timeout SECONDS]
 #
-# --kernels: Debian kernel series to boot; each is fetched with apt (linux-image-SERIES-amd64,
-# or linux-image-amd64 when that is the series), unpacked under /var/cache/weft-kernels (not
-# installed: the host's /boot and initramfs hooks stay untouched). --no-cgroup1 drops the extra
-# row that boots the first kernel with only cgroup v1 mounted (the probe must fall back to
-# iptables there). Results (console logs, check.txt, ctest output, junit.xml, table.md) go to
-# --results, default /tmp/weft-kernels/<UTC time>.
+# --rows: "host" is the host's own kernel (no VM); a Debian kernel series ("6.1") boots that
+# kernel, fetched with apt (linux-image-SERIES-amd64, or linux-image-amd64 when that is the
+# series) and unpacked under /var/cache/weft-kernels (not installed: the host's /boot and
+# initramfs hooks stay untouched); "SERIES-cgroup1" boots it with only cgroup v1 hierarchies
+# mounted, where the probe must fall back to iptables. Results (console logs, check.txt, ctest
+# output, junit.xml, table.md) go to --results, default /tmp/weft-kernels/<UTC time>.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$(cd "$here/../.." && pwd)
 build="$src/build"
 results="/tmp/weft-kernels/$(date -u +%Y%m%dT%H%M%SZ)"
-kernels="6.1 6.12"
+rows_wanted="host 6.1 6.12 6.1-cgroup1"
 tests='ProbeTest|SkLookupTest|ConnectTest|ReasonNameTest|NodeCaptureTest|PinnedMapsTest|CaptureTest|CaptureOptionsTest|AgentEbpfTest|NamespacedFastPath'
-host_row=1 cgroup1_row=1 memory=2G timeout=1200
+memory=2G timeout=1200
 cache=/var/cache/weft-kernels
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$(cd "${2:?}" && pwd); shift 2 ;;
     --results) results=${2:?}; shift 2 ;;
-    --kernels) kernels=${2:?}; shift 2 ;;
+    --rows) rows_wanted=${2:?}; shift 2 ;;
     --tests) tests=${2:?}; shift 2 ;;
-    --no-host) host_row=0; shift ;;
-    --no-cgroup1) cgroup1_row=0; shift ;;
     --memory) memory=${2:?}; shift 2 ;;
     --timeout) timeout=${2:?}; shift 2 ;;
     -h | --help) usage ;;
@@ -133,26 +130,26 @@ vm_row() {
   echo "run.sh: [$label] done in ${secs}s: $(grep -E 'tests passed|tests failed' "$out/ctest.txt" 2>/dev/null || echo "${note:-no ctest summary}")"
 }
 
-rows=()
-if [[ $host_row -eq 1 ]]; then
-  out="$results/host"
+host_row() {
+  local out="$results/host" start
   mkdir -p "$out"
   echo "run.sh: [host] the host's own kernel $(uname -r), no VM"
   start=$(date +%s)
   "$here/suite.sh" --build "$build" --out "$out" --tests "$tests" >"$out/console.log" 2>&1 || true
   printf 'label=host\nseconds=%s\n' "$(($(date +%s) - start))" >"$out/row.env"
-  rows+=("$out")
-fi
-first=""
-for series in $kernels; do
-  vm_row "$series" "$series"
-  rows+=("$results/$series")
-  [[ -z "$first" ]] && first=$series
+  echo "run.sh: [host] done in $(($(date +%s) - start))s"
+}
+
+rows=()
+for r in $rows_wanted; do
+  case "$r" in
+    host) host_row ;;
+    *-cgroup1) vm_row "$r" "${r%-cgroup1}" WEFT_CGROUP=v1 ;;
+    [0-9]*) vm_row "$r" "$r" ;;
+    *) echo "run.sh: unknown row '$r' (host, a series like 6.1, or SERIES-cgroup1)" >&2; exit 2 ;;
+  esac
+  rows+=("$results/$r")
 done
-if [[ $cgroup1_row -eq 1 && -n "$first" ]]; then
-  vm_row "$first-cgroup1" "$first" WEFT_CGROUP=v1
-  rows+=("$results/$first-cgroup1")
-fi
 
 python3 "$here/table.py" "${rows[@]}" | tee "$results/table.md"
 total=$(($(date +%s) - t0))
