@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/testbed/testbed.h"
@@ -190,8 +191,12 @@ class TrafficScenarios : public ::testing::Test {
   // The values of `queries` (each a sum) once Prometheus has settled them: every ztunnel scraped
   // after this call, and no value changed over the next scrape of every ztunnel. So a count read
   // after a load holds every request of it (the client had all its answers when it exited).
+  // ztunnel refreshes its weft_traffic_* series from the traffic state once a second, not per
+  // event, so for those the scrapes compared are at least that far apart.
   std::vector<double> Settled(const std::vector<std::string>& queries) {
-    double since = NowUnix();
+    const bool refreshed = absl::StrContains(absl::StrJoin(queries, " "), "weft_traffic_");
+    const double gap = refreshed ? 1.1 : 0;
+    double since = NowUnix() + gap;
     std::vector<double> last;
     for (int round = 0; round < 40; ++round) {
       auto scraped = prom_->WaitForValue(
@@ -200,7 +205,7 @@ class TrafficScenarios : public ::testing::Test {
         ADD_FAILURE() << scraped.status() << "\n" << prom_->Log();
         return std::vector<double>(queries.size(), -1);
       }
-      since = *scraped;
+      since = *scraped + gap;
       std::vector<double> now;
       for (const std::string& q : queries) {
         auto v = prom_->Sum(q);
