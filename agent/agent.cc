@@ -360,6 +360,10 @@ void Agent::Publish() {
     captured += p.captured ? 1 : 0;
   }
   metrics_->enrolled.Set(static_cast<double>(captured));
+  // Not every pod enrolled: one pod that cannot be (its netns gone) must not keep the node from
+  // taking new ones, which CNI ADD enrols (and the loop keeps retrying the others).
+  ready_ = current_ != nullptr && client_.connected() &&
+           (opts_.cni_install.bin_dir.empty() || cni_installed_);
   std::lock_guard<std::mutex> lock(pub_mu_);
   published_ = std::move(v);
 }

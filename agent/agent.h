@@ -98,6 +98,10 @@ struct AgentOptions {
 
 struct CommandLine {
   AgentOptions options;
+  // --kubernetes: talk to the API server (in-cluster service account, or --kubeconfig) to remove
+  // the node's weft.dev/agent-not-ready taint once ready (agent/node_taint.h).
+  bool kubernetes = false;
+  std::string kubeconfig;
   bool once = false;
   bool uninstall_cni = false;  // remove weft-cni from --cni-bin-dir/--cni-conf-dir and exit
   std::string log_level = "info";
@@ -106,7 +110,7 @@ struct CommandLine {
 //            [--capture ebpf|iptables|auto|none] [--cgroup PATH] [--bpf-pin-dir DIR]
 //            [--metrics ADDR:PORT|off] [--once] [--uninstall-on-exit] [--log-level LEVEL]
 //            [--cni-socket PATH [--cni-bin-dir DIR --cni-conf-dir DIR [--cni-plugin PATH]
-//             [--cni-uninstall-on-exit]]]
+//             [--cni-uninstall-on-exit]]] [--kubernetes [--kubeconfig FILE]]
 // weft-agent --uninstall-cni --cni-bin-dir DIR --cni-conf-dir DIR
 // Defaults: --capture auto, --metrics 127.0.0.1:15030 (agent/command_line.cc).
 // ("--flag value" or "--flag=value"). Errors name the flag and say what is expected.
@@ -149,6 +153,10 @@ class Agent {
   // The enrolled pods, as of the end of the last loop iteration. Thread-safe.
   std::vector<PodState> Pods() const;
   bool ztunnel_connected() const { return connected_.load(); }
+  // Ready to enrol new pods (what the node taint waits for, agent/node_taint.h): a config is
+  // loaded, ztunnel is connected, and weft-cni is chained when the agent installs it.
+  // Thread-safe.
+  bool ready() const { return ready_.load(); }
   // The mode in effect (auto resolved by the probe) once Run/RunOnce started; until then the
   // configured one. Thread-safe.
   CaptureMode capture_mode() const { return mode_.load(); }
@@ -233,6 +241,7 @@ class Agent {
   UniqueFd wake_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> connected_{false};
+  std::atomic<bool> ready_{false};
 
   std::mutex pending_mu_;
   ztunnel::SnapshotPtr pending_;  // newest config not applied yet

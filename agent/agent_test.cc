@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "agent/testing.h"
 #include "common/netns.h"
+#include "common/testing/child_process.h"
 #include "common/testing/eventually.h"
 #include "common/testing/netns_fixture.h"
 #include "common/testing/root.h"
@@ -204,12 +205,33 @@ TEST_F(AgentTest, CapturesBeforeZtunnelIsUpThenHandsOffWhenItAppears) {
   EXPECT_TRUE(pod.Captured());
   EXPECT_FALSE(agent_->ztunnel_connected());
   EXPECT_FALSE(agent_->Pods()[0].handed_off);
+  EXPECT_FALSE(agent_->ready()) << "not ready (node stays tainted) without ztunnel";
 
   FakeZtunnel zt(socket_, "default/refused");
   // Reconnect attempts are at most backoff_max (2 s) apart: the wait's 10 s leave room for load.
   ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/early"}; }))
       << "agent did not connect";
   EXPECT_TRUE(Eventually([&] { return agent_->Pods()[0].handed_off; }));
+  EXPECT_TRUE(Eventually([&] { return agent_->ready(); }));
+  StopAgent();
+}
+
+// Issue 17: pods that were running before the agent was installed are enrolled live: captured
+// and handed to ztunnel in their own namespace, while their process keeps running (no restart).
+TEST_F(AgentTest, PodsRunningBeforeTheAgentAreEnrolledWithoutARestart) {
+  PodNetns pod;
+  weft::testing::ChildProcess app(
+      dir_, "app", {"/usr/sbin/ip", "netns", "exec", pod.name(), "/usr/bin/sleep", "600"});
+  ASSERT_EQ(app.Wait(std::chrono::milliseconds(0)), -1) << app.Err();
+  EXPECT_FALSE(pod.Captured());
+  FakeZtunnel zt(socket_, "default/refused");
+  WriteConfig({PodJson("default/running", "node-1", "HBONE", pod.path(), "10.2.0.9")}, 1);
+  StartAgent(Options());
+  ASSERT_TRUE(Eventually([&] { return zt.pods() == std::set<std::string>{"default/running"}; }));
+  EXPECT_TRUE(pod.Captured());
+  ASSERT_EQ(zt.adds().size(), 1u);
+  EXPECT_EQ(zt.adds()[0].cookie, pod.cookie()) << "the namespace the app runs in";
+  EXPECT_EQ(app.Wait(std::chrono::milliseconds(0)), -1) << "the app was not restarted";
   StopAgent();
 }
 
@@ -316,6 +338,28 @@ TEST_F(AgentTest, UnreadableConfigAtStartIsAnError) {
   absl::Status st = agent.Run();
   EXPECT_FALSE(st.ok());
   EXPECT_TRUE(absl::StrContains(st.message(), config_)) << st;
+}
+
+TEST(AgentCommandLineTest, KubernetesFlags) {
+  const char* ok[] = {"weft-agent",         "--node=n1",    "--control-plane=weftd:15012",
+                      "--ztunnel-socket=s", "--kubernetes", "--kubeconfig=/etc/kube/config"};
+  auto cl = ParseCommandLine(std::size(ok), ok);
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_TRUE(cl->kubernetes);
+  EXPECT_EQ(cl->kubeconfig, "/etc/kube/config");
+  const char* no_k8s[] = {"weft-agent", "--node=n1", "--config=c", "--ztunnel-socket=s",
+                          "--kubeconfig=/k"};
+  cl = ParseCommandLine(std::size(no_k8s), no_k8s);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_NE(std::string(cl.status().message()).find("--kubeconfig only applies with --kubernetes"),
+            std::string::npos)
+      << cl.status();
+  const char* once[] = {"weft-agent",         "--node=n1",    "--config=c",
+                        "--ztunnel-socket=s", "--kubernetes", "--once"};
+  cl = ParseCommandLine(std::size(once), once);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_NE(std::string(cl.status().message()).find("drop --kubernetes"), std::string::npos)
+      << cl.status();
 }
 
 TEST(AgentCommandLineTest, CniFlags) {

@@ -22,6 +22,7 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
            "                  [--uninstall-on-exit] [--log-level debug|info|warn|error]\n"
            "                  [--cni-socket PATH [--cni-bin-dir DIR --cni-conf-dir DIR\n"
            "                   [--cni-plugin PATH] [--cni-uninstall-on-exit]]]\n"
+           "                  [--kubernetes [--kubeconfig FILE]]\n"
            "       weft-agent --uninstall-cni --cni-bin-dir DIR --cni-conf-dir DIR");
   app.add_option("--node", o.node, "this node's name; only workloads scheduled here are enrolled")
       ->type_name("NAME")
@@ -102,6 +103,13 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
                "remove weft-cni from the CNI dirs when stopping (pods stay captured)");
   app.add_flag("--uninstall-cni", cl->uninstall_cni,
                "remove weft-cni from --cni-bin-dir and --cni-conf-dir, and exit");
+  app.add_flag("--kubernetes", cl->kubernetes,
+               "remove this node's weft.dev/agent-not-ready:NoSchedule taint once ready (the "
+               "API server of the pod's service account; RBAC: get and patch on nodes)");
+  app.add_option("--kubeconfig", cl->kubeconfig,
+                 "with --kubernetes: a kubeconfig instead of the in-cluster service account")
+      ->type_name("FILE")
+      ->check(kNonEmpty);
   app.add_flag("--once", cl->once, "sync once and exit (no watching, no reconnects)");
   app.add_flag("--uninstall-on-exit", o.uninstall_on_exit,
                "remove the capture from every pod when stopping, and in eBPF mode every pinned "
@@ -143,6 +151,11 @@ absl::Status CheckCommandLine(const CommandLine& cl) {
   if (ebpf_flags && (o.capture == CaptureMode::kIptables || o.capture == CaptureMode::kNone))
     return absl::InvalidArgumentError(
         "--cgroup and --bpf-pin-dir only apply to --capture ebpf or auto");
+  if (!cl.kubeconfig.empty() && !cl.kubernetes)
+    return absl::InvalidArgumentError("--kubeconfig only applies with --kubernetes");
+  if (cl.once && cl.kubernetes)
+    return absl::InvalidArgumentError(
+        "--once never becomes ready to take pods; drop --kubernetes (the node taint stays)");
   if (cl.once && o.uninstall_on_exit)
     return absl::InvalidArgumentError(
         "--once leaves the pods enrolled; --uninstall-on-exit makes no sense with it");

@@ -3,10 +3,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/node_taint.h"
 #include "common/flags.h"
+#include "common/k8s/endpoint.h"
 #include "common/log.h"
 #include "common/signals.h"
 
@@ -47,6 +50,22 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // The node taint (--kubernetes): removed by its own thread once the agent is ready.
+  std::unique_ptr<weft::agent::NodeTaintRemover> untaint;
+  if (cl.kubernetes) {
+    auto ep = weft::k8s::ResolveEndpoint("", cl.kubeconfig);
+    if (!ep.ok()) {
+      LOG_ERROR("agent", "--kubernetes: no API server",
+                {{"error", std::string(ep.status().message())}});
+      return 1;
+    }
+    auto client = std::make_shared<weft::k8s::RestClient>(
+        *ep, weft::k8s::RestOptions{.user_agent = "weft-agent/0.1"});
+    untaint = std::make_unique<weft::agent::NodeTaintRemover>(
+        weft::agent::NodeTaint(client, cl.options.node), [&agent] { return agent.ready(); });
+    untaint->Start();
+  }
+
   std::atomic<bool> done{false};
   std::thread signal_thread([&] {
     while (!done.load()) {
@@ -58,6 +77,7 @@ int main(int argc, char** argv) {
     }
   });
   absl::Status st = agent.Run();
+  if (untaint) untaint->Stop();
   done = true;
   signal_thread.join();
   if (!st.ok()) {

@@ -10,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/testing/eventually.h"
 #include "common/tls.h"
 #include "controlplane/k8s/endpoint.h"
 #include "controlplane/k8s/rest_client.h"
@@ -995,7 +996,8 @@ TEST(WatcherTest, IstioGroupNotServedIsAbsent) {
                   std::make_shared<prometheus::Registry>(), opts);
   watcher.Start();
   ASSERT_TRUE(rec.WaitFor(1, 10s));
-  EXPECT_TRUE(watcher.Synced());
+  // (The synced event is emitted just before the kind is marked synced.)
+  EXPECT_TRUE(weft::testing::Eventually([&] { return watcher.Synced(); }));
   watcher.Stop();
   EXPECT_EQ(server.Requests("/apis/security.istio.io/v1beta1/peerauthentications").size(), 0u);
 }

@@ -483,7 +483,9 @@ TEST(HelmChartTest, CrossReferencesHold) {
       if (o.kind() != kind) continue;
       ++bindings;
       ASSERT_EQ(o.node["subjects"].size(), 1u) << o.name();
-      EXPECT_EQ(o.node["subjects"][0]["name"].as<std::string>(), weftd_sa)
+      // weft-node: the agent's own rule (its node's taint), for the node pods' account.
+      EXPECT_EQ(o.node["subjects"][0]["name"].as<std::string>(),
+                o.name() == "weft-node" ? "ztunnel" : weftd_sa)
           << kind << " " << o.name();
     }
     EXPECT_GE(bindings, 1) << "no " << kind;

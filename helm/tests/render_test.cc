@@ -202,6 +202,28 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
             std::string::npos);
   EXPECT_NE(YAML::Dump(Find(objs, "ClusterRole", "weftd")).find("security.istio.io"),
             std::string::npos);
+  {
+    // The agent removes its node's taint: get + patch on nodes and nothing else, for the node
+    // pods' account, with an API token mounted in the agent's container only.
+    YAML::Node role = Find(objs, "ClusterRole", "weft-node");
+    ASSERT_TRUE(role.IsDefined());
+    ASSERT_EQ(role["rules"].size(), 1u);
+    EXPECT_EQ(role["rules"][0]["resources"][0].as<std::string>(), "nodes");
+    EXPECT_EQ(role["rules"][0]["verbs"].size(), 2u);
+    EXPECT_EQ(
+        Find(objs, "ClusterRoleBinding", "weft-node")["subjects"][0]["name"].as<std::string>(),
+        "ztunnel");
+    YAML::Node agent = Container(Find(objs, "DaemonSet", "weft-node"), "weft-agent");
+    EXPECT_TRUE(HasFlag(Args(agent), "--kubernetes"));
+    bool token = false;
+    for (const auto& m : agent["volumeMounts"])
+      token |= m["mountPath"].as<std::string>() == "/var/run/secrets/kubernetes.io/serviceaccount";
+    EXPECT_TRUE(token) << "in-cluster credentials for the agent";
+    for (const auto& c :
+         Find(objs, "DaemonSet", "weft-ztunnel")["spec"]["template"]["spec"]["containers"])
+      for (const auto& m : c["volumeMounts"])
+        EXPECT_NE(m["name"].as<std::string>(), "kube-api-access") << "ztunnel gets no API token";
+  }
 
   YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
   YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
@@ -225,7 +247,8 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
     // Each node pod projects its own token with weftd's CA audience (and weftd asks for it).
     bool token_projected = false;
     for (const auto& v : w["spec"]["template"]["spec"]["volumes"]) {
-      if (!v["projected"]) continue;
+      // (kube-api-access: the agent's API-server token, default audience; checked below.)
+      if (!v["projected"] || v["name"].as<std::string>() == "kube-api-access") continue;
       for (const auto& src : v["projected"]["sources"]) {
         if (!src["serviceAccountToken"]) continue;
         token_projected = true;
@@ -317,8 +340,15 @@ weftd:
   istioPolicies: false
 cni:
   enabled: false
+agent:
+  removeNodeTaint: false
 )"));
   ExpectArgsAccepted(objs);
+  for (const auto& o : objs)  // agent.removeNodeTaint=false: no RBAC for the node pods
+    EXPECT_FALSE(o["kind"].as<std::string>().starts_with("ClusterRole") &&
+                 o["metadata"]["name"].as<std::string>() == "weft-node");
+  EXPECT_FALSE(
+      HasFlag(Args(Container(Find(objs, "DaemonSet", "weft-node"), "weft-agent")), "--kubernetes"));
   EXPECT_FALSE(
       HasFlag(Args(Container(Find(objs, "DaemonSet", "weft-node"), "weft-agent")), "--cni-socket"))
       << "cni.enabled=false";

@@ -1,4 +1,4 @@
-#include "controlplane/k8s/rest_client.h"
+#include "common/k8s/rest_client.h"
 
 #include <curl/curl.h>
 
@@ -10,7 +10,7 @@
 #include "common/log.h"
 #include "common/status.h"
 
-namespace weft::cp::k8s {
+namespace weft::k8s {
 namespace {
 
 constexpr size_t kErrorBodyCap = 64 * 1024;
@@ -298,4 +298,4 @@ absl::StatusOr<HttpResponse> RestClient::StreamLines(
   return Perform(*this, endpoint_, options_, Method::kGet, path_and_query, "", timeout, t);
 }
 
-}  // namespace weft::cp::k8s
+}  // namespace weft::k8s

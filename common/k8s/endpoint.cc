@@ -1,4 +1,4 @@
-#include "controlplane/k8s/endpoint.h"
+#include "common/k8s/endpoint.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -11,7 +11,7 @@
 #include "common/file.h"
 #include "common/status.h"
 
-namespace weft::cp::k8s {
+namespace weft::k8s {
 namespace {
 
 std::string Resolve(const std::string& base_dir, const std::string& p) {
@@ -61,7 +61,7 @@ absl::StatusOr<Endpoint> InClusterEndpoint(std::string_view sa_dir) {
   if (host == nullptr || *host == '\0' || port == nullptr || *port == '\0') {
     return absl::FailedPreconditionError(
         "not running in a Kubernetes pod: KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are "
-        "not set; pass --kubeconfig or run weftd in the cluster");
+        "not set; pass --kubeconfig or run in the cluster");
   }
   Endpoint ep;
   std::string h = host;
@@ -129,7 +129,7 @@ absl::StatusOr<Endpoint> EndpointFromKubeconfigText(std::string_view yaml,
       if (user["exec"] || user["auth-provider"]) {
         return absl::UnimplementedError(absl::StrCat(
             origin, ": user '", user_name,
-            "' uses an exec/auth-provider plugin, which weftd does not run; use a user with a "
+            "' uses an exec/auth-provider plugin, which Weft does not run; use a user with a "
             "token, tokenFile or client certificate (e.g. a ServiceAccount token)"));
       }
       ep.token = Scalar(user, "token");
@@ -182,7 +182,7 @@ absl::StatusOr<Endpoint> ResolveEndpoint(std::string_view server_override,
   if (path.empty()) {
     if (const char* env = std::getenv("KUBECONFIG"); env != nullptr && *env != '\0') {
       path = env;
-      // $KUBECONFIG may list several files; weftd uses the first (no merging).
+      // $KUBECONFIG may list several files; Weft uses the first (no merging).
       if (auto colon = path.find(':'); colon != std::string::npos) path.resize(colon);
     }
   }
@@ -190,4 +190,4 @@ absl::StatusOr<Endpoint> ResolveEndpoint(std::string_view server_override,
   return InClusterEndpoint();
 }
 
-}  // namespace weft::cp::k8s
+}  // namespace weft::k8s
