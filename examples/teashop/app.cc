@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -19,6 +20,7 @@
 #include "common/status.h"
 #include "examples/teashop/backends.h"
 #include "examples/teashop/frontend.h"
+#include "examples/teashop/grpc_echo.h"
 #include "examples/teashop/load.h"
 #include "nlohmann/json.hpp"
 
@@ -133,6 +135,10 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
                    "hold every request this long before answering (not /healthz): an\n"
                    "overloaded back end")
       ->type_name("DUR");
+  be->add_option("--grpc-listen", o.grpc_listen,
+                 "echo-request: also answer gRPC unary calls (any method) on ADDR:PORT with\n"
+                 "the same JSON (as the message's bytes)")
+      ->type_name("ADDR:PORT");
   be->add_option("--pod", o.pod,
                  "echo-request: the pod name it reports (env POD_NAME, else HOSTNAME)")
       ->type_name("NAME");
@@ -151,6 +157,15 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
   load->add_flag("--json", o.json, "print the report as JSON");
+  CLI::Option_group* gc =
+      app->add_option_group("grpc-call", "gRPC unary calls to --target HOST:PORT");
+  gc->add_option("--method", o.grpc_method, "/package.Service/Method")->type_name("PATH");
+  gc->add_option("--count", o.count, "calls, one after the other on one connection")
+      ->type_name("N")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  gc->add_option("--metadata", o.metadata, "sent with every call (repeatable)")
+      ->type_name("NAME=VALUE");
   load->add_option("--seed", o.seed, "varies the users' choices")
       ->type_name("N")
       ->capture_default_str();
@@ -207,11 +222,18 @@ absl::StatusOr<AppOptions> ParseFlags(const std::vector<std::string>& args,
     WEFT_ASSIGN_OR_RETURN(o.conn, ParseConnMode(d.conn));
   }
   if (o.role.empty()) return absl::InvalidArgumentError("--role is required");
-  if (!IsServerRole(o.role) && o.role != "load") {
+  if (!IsServerRole(o.role) && o.role != "load" && o.role != "grpc-call") {
     return absl::InvalidArgumentError(
         absl::StrCat("--role ", o.role,
                      ": use frontend, catalogue, cart, recommendation, store, idle, echo, "
-                     "echo-request or load"));
+                     "echo-request, load or grpc-call"));
+  }
+  if (o.role == "grpc-call") {
+    if (o.target.empty() || o.grpc_method.empty())
+      return absl::InvalidArgumentError("grpc-call needs --target HOST:PORT and --method PATH");
+    for (const std::string& m : o.metadata)
+      if (m.find('=') == std::string::npos || m[0] == '=')
+        return absl::InvalidArgumentError(absl::StrCat("--metadata ", m, ": give NAME=VALUE"));
   }
   log::Level level;
   if (!log::ParseLevel(o.log_level, &level)) {
@@ -345,6 +367,16 @@ int RunServer(const AppOptions& o) {
     std::cerr << "weft-teashop: " << handler.status().message() << "\n";
     return 2;
   }
+  std::unique_ptr<GrpcEcho> grpc_echo;
+  if (!o.grpc_listen.empty()) {
+    auto g = GrpcEcho::Start(o.grpc_listen, o.pod, o.ns);
+    if (!g.ok()) {
+      LOG_ERROR("teashop", "cannot start", {{"role", o.role}, {"error", g.status().ToString()}});
+      return 1;
+    }
+    grpc_echo = std::move(*g);
+    LOG_INFO("teashop", "serving gRPC", {{"role", o.role}, {"port", grpc_echo->port()}});
+  }
   auto server = Server::Start(o.server, std::move(*handler));
   if (!server.ok()) {
     LOG_ERROR("teashop", "cannot start",
@@ -403,6 +435,30 @@ int RunLoadRole(const AppOptions& o) {
   return 0;
 }
 
+int RunGrpcCallRole(const AppOptions& o) {
+  GrpcCallOptions g;
+  g.target = o.target;
+  g.method = o.grpc_method;
+  g.count = o.count;
+  g.timeout = o.upstream_timeout;
+  for (const std::string& m : o.metadata) {
+    const size_t eq = m.find('=');
+    g.metadata.emplace_back(absl::AsciiStrToLower(m.substr(0, eq)), m.substr(eq + 1));
+  }
+  auto lines = GrpcCalls(g);
+  if (!lines.ok()) {
+    std::cerr << "weft-teashop: " << lines.status().message() << "\n";
+    return 2;
+  }
+  bool any_ok = false;
+  for (const std::string& l : *lines) {
+    std::cout << l << "\n";
+    any_ok |= absl::StartsWith(l, "{\"code\":0,");
+  }
+  std::cout << std::flush;
+  return any_ok ? 0 : 1;
+}
+
 }  // namespace
 
 int TeashopMain(int argc, char** argv) {
@@ -419,6 +475,7 @@ int TeashopMain(int argc, char** argv) {
   log::Level level = log::Level::kInfo;
   log::ParseLevel(opts->log_level, &level);
   log::SetLevel(level);
+  if (opts->role == "grpc-call") return RunGrpcCallRole(*opts);
   return opts->role == "load" ? RunLoadRole(*opts) : RunServer(*opts);
 }
 

@@ -4,6 +4,8 @@
 //                [--listen ADDR:PORT]
 //   weft-teashop --role load --target URL [--path PATH] [--duration 10s] [--concurrency N]
 //                [--json]
+//   weft-teashop --role grpc-call --target HOST:PORT --method /pkg.Svc/M [--count N]
+//                [--metadata NAME=VALUE]...
 //
 // Server roles serve until SIGTERM/SIGINT, then drain (see Server::Stop) and exit 0. `idle`
 // serves only /healthz (a pod that exists to run `--role load` in on demand). Upstream URLs come
@@ -36,8 +38,9 @@ struct AppOptions {
   int catalogue_size = 300;
   int rec_dims = 256, rec_passes = 2;
   int64_t stock = 1000000;
-  int echo_size = 1024;  // echo: payload of a bodiless request
-  std::string pod, ns;   // echo-request: the identity it answers with
+  int echo_size = 1024;     // echo: payload of a bodiless request
+  std::string pod, ns;      // echo-request: the identity it answers with
+  std::string grpc_listen;  // echo-request: also answer gRPC here (grpc_echo.h)
   // every server role (the traffic demo's flaky and overloaded back ends); /healthz is exempt
   int fail_percent = 0;                // answer 503 to this share of requests, drawn at random
   std::chrono::milliseconds delay{0};  // hold every request this long before answering
@@ -48,6 +51,10 @@ struct AppOptions {
   int concurrency = 4;
   bool json = false;
   uint32_t seed = 1;
+  // grpc-call (--target HOST:PORT)
+  std::string grpc_method;
+  int count = 1;
+  std::vector<std::string> metadata;  // "name=value"
 };
 
 // Parses argv[1..] (flags as "--flag value" or "--flag=value"); `getenv` supplies the

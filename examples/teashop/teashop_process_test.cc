@@ -1,8 +1,11 @@
 // Every role of weft-teashop as a real process on loopback (ports picked by the kernel and
 // reported through --port-file), wired by URL as the manifests wire them by Service name.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +14,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/testing/child_process.h"
 #include "common/testing/temp_dir.h"
 #include "examples/teashop/frontend.h"
@@ -232,6 +236,60 @@ TEST(TeashopProcesses, FaultKnobsAndLoadOfOnePath) {
   EXPECT_NE(bad.Err().find("absolute path"), std::string::npos) << bad.Err();
   flaky.proc->Signal(SIGTERM);
   EXPECT_EQ(flaky.proc->Wait(std::chrono::seconds(10)), 0) << flaky.proc->Err();
+}
+
+// A loopback port free a moment ago (gRPC's own listener has no port file).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// echo-request --grpc-listen answers any unary call with its JSON; grpc-call (a real gRPC
+// client) prints one line per call, with the metadata it sent echoed back.
+TEST(TeashopProcesses, GrpcEchoAndGrpcCall) {
+  testing::TempDir dir;
+  const int gport = FreePort();
+  ASSERT_NE(gport, 0);
+  Role echo = StartRole(dir.path(), "echo-request",
+                        {"--pod", "echo-v1", "--namespace", "ns1", "--grpc-listen",
+                         absl::StrCat("127.0.0.1:", gport)});
+  ASSERT_NE(echo.port, 0);
+  Proc call(dir.path(), "call",
+            {"--role", "grpc-call", "--target", absl::StrCat("127.0.0.1:", gport), "--method",
+             "/weft.echo.Echo/Hello", "--count", "3", "--metadata", "X-Test=one"});
+  ASSERT_EQ(call.Wait(std::chrono::seconds(20)), 0) << call.Err();
+  std::vector<std::string> lines = absl::StrSplit(call.Out(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << call.Out();
+  for (const std::string& l : lines) {
+    auto j = json::parse(l, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << l;
+    EXPECT_EQ(j["code"], 0) << l;
+    EXPECT_EQ(j["reply"]["pod"], "echo-v1") << l;
+    EXPECT_EQ(j["reply"]["namespace"], "ns1") << l;
+    EXPECT_EQ(j["reply"]["method"], "/weft.echo.Echo/Hello") << l;
+    EXPECT_EQ(j["reply"]["headers"]["x-test"][0], "one") << l;
+  }
+  // Nothing listening: each call fails UNAVAILABLE (14), the exit is 1.
+  Proc none(dir.path(), "none",
+            {"--role", "grpc-call", "--target", absl::StrCat("127.0.0.1:", FreePort()), "--method",
+             "/a.B/C", "--upstream-timeout", "1s"});
+  EXPECT_EQ(none.Wait(std::chrono::seconds(20)), 1) << none.Err();
+  EXPECT_NE(none.Out().find("\"code\":14"), std::string::npos) << none.Out();
+  Proc bad(dir.path(), "bad", {"--role", "grpc-call", "--target", "x:1", "--method", "nope"});
+  EXPECT_EQ(bad.Wait(std::chrono::seconds(10)), 2);
+  EXPECT_NE(bad.Err().find("give /package.Service/Method"), std::string::npos) << bad.Err();
+  echo.proc->Signal(SIGTERM);
+  EXPECT_EQ(echo.proc->Wait(std::chrono::seconds(10)), 0) << echo.proc->Err();
 }
 
 TEST(TeashopProcesses, LoadFailsWhenNothingAnswers) {
