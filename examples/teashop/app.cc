@@ -166,6 +166,11 @@ std::unique_ptr<CLI::App> TeashopApp(AppOptions& o, Durations& d) {
       ->capture_default_str();
   gc->add_option("--metadata", o.metadata, "sent with every call (repeatable)")
       ->type_name("NAME=VALUE");
+  gc->add_option("--expect-code", o.expect_code,
+                 "exit 0 only if every call ended with this gRPC status (default 0, OK)")
+      ->type_name("N")
+      ->check(CLI::Range(0, 16))
+      ->capture_default_str();
   load->add_option("--seed", o.seed, "varies the users' choices")
       ->type_name("N")
       ->capture_default_str();
@@ -450,13 +455,13 @@ int RunGrpcCallRole(const AppOptions& o) {
     std::cerr << "weft-teashop: " << lines.status().message() << "\n";
     return 2;
   }
-  bool any_ok = false;
+  bool all_expected = true;
   for (const std::string& l : *lines) {
     std::cout << l << "\n";
-    any_ok |= absl::StartsWith(l, "{\"code\":0,");
+    all_expected &= absl::StartsWith(l, absl::StrCat("{\"code\":", o.expect_code, ","));
   }
   std::cout << std::flush;
-  return any_ok ? 0 : 1;
+  return all_expected ? 0 : 1;
 }
 
 }  // namespace

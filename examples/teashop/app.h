@@ -5,7 +5,7 @@
 //   weft-teashop --role load --target URL [--path PATH] [--duration 10s] [--concurrency N]
 //                [--json]
 //   weft-teashop --role grpc-call --target HOST:PORT --method /pkg.Svc/M [--count N]
-//                [--metadata NAME=VALUE]...
+//                [--metadata NAME=VALUE]... [--expect-code N]
 //
 // Server roles serve until SIGTERM/SIGINT, then drain (see Server::Stop) and exit 0. `idle`
 // serves only /healthz (a pod that exists to run `--role load` in on demand). Upstream URLs come
@@ -55,6 +55,7 @@ struct AppOptions {
   std::string grpc_method;
   int count = 1;
   std::vector<std::string> metadata;  // "name=value"
+  int expect_code = 0;                // exit 0 iff every call ended with this gRPC status
 };
 
 // Parses argv[1..] (flags as "--flag value" or "--flag=value"); `getenv` supplies the

@@ -279,12 +279,16 @@ TEST(TeashopProcesses, GrpcEchoAndGrpcCall) {
     EXPECT_EQ(j["reply"]["method"], "/weft.echo.Echo/Hello") << l;
     EXPECT_EQ(j["reply"]["headers"]["x-test"][0], "one") << l;
   }
-  // Nothing listening: each call fails UNAVAILABLE (14), the exit is 1.
+  // Nothing listening: each call fails UNAVAILABLE (14), the exit is 1 (0 if that was expected).
   Proc none(dir.path(), "none",
             {"--role", "grpc-call", "--target", absl::StrCat("127.0.0.1:", FreePort()), "--method",
              "/a.B/C", "--upstream-timeout", "1s"});
   EXPECT_EQ(none.Wait(std::chrono::seconds(20)), 1) << none.Err();
   EXPECT_NE(none.Out().find("\"code\":14"), std::string::npos) << none.Out();
+  Proc expected(dir.path(), "expected",
+                {"--role", "grpc-call", "--target", absl::StrCat("127.0.0.1:", FreePort()),
+                 "--method", "/a.B/C", "--upstream-timeout", "1s", "--expect-code", "14"});
+  EXPECT_EQ(expected.Wait(std::chrono::seconds(20)), 0) << expected.Out();
   Proc bad(dir.path(), "bad", {"--role", "grpc-call", "--target", "x:1", "--method", "nope"});
   EXPECT_EQ(bad.Wait(std::chrono::seconds(10)), 2);
   EXPECT_NE(bad.Err().find("give /package.Service/Method"), std::string::npos) << bad.Err();
