@@ -1,0 +1,75 @@
+/* Entry: the same-node relay (docs/fastpath.md). An sk_skb stream verdict attached to
+ * weft_relay_srcs: every skb that arrives on a socket of that map is sent out of its peer socket
+ * (weft_relay_tgts, no programs) by the kernel, with no wake-up of ztunnel. The program counts
+ * the bytes (the Istio byte metrics) and, when the peer falls more than `cap` bytes behind (its
+ * application reads slowly), tells ztunnel through a ring buffer so ztunnel takes the socket out
+ * of weft_relay_srcs: TCP's own receive window then pushes back on the sender. */
+#include <linux/bpf.h>
+/* (separate block so include sorting keeps the order) */
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+
+#include "shared/relay.h"
+
+struct {
+  __uint(type, BPF_MAP_TYPE_SOCKHASH);
+  __uint(max_entries, WEFT_RELAY_MAX_SOCKS);
+  __type(key, __u64);
+  __type(value, __u64);
+} weft_relay_srcs SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_SOCKHASH);
+  __uint(max_entries, WEFT_RELAY_MAX_SOCKS);
+  __type(key, __u64);
+  __type(value, __u64);
+} weft_relay_tgts SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, WEFT_RELAY_MAX_SOCKS);
+  __type(key, __u64);
+  __type(value, struct weft_relay_side);
+} weft_relay_side SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 64 * 1024);
+} weft_relay_evts SEC(".maps");
+
+/* The one field of the kernel's struct tcp_sock the program reads, relocated by libbpf from the
+ * kernel's BTF (CO-RE). */
+struct tcp_sock {
+  __u64 bytes_acked;
+} __attribute__((preserve_access_index));
+
+/* Bytes the peer has sent and seen acknowledged (its application's stack took them). */
+static __always_inline __u64 weft_peer_acked(__u64 peer) {
+  struct bpf_sock* sk = bpf_map_lookup_elem(&weft_relay_tgts, &peer);
+  __u64 acked = 0;
+  if (!sk) return 0;
+  struct tcp_sock* tp = bpf_skc_to_tcp_sock(sk);
+  if (tp) acked = BPF_CORE_READ(tp, bytes_acked);
+  bpf_sk_release(sk);
+  return acked;
+}
+
+SEC("sk_skb/stream_verdict")
+int weft_relay_verdict(struct __sk_buff* skb) {
+  __u64 cookie = bpf_get_socket_cookie(skb);
+  struct weft_relay_side* s = bpf_map_lookup_elem(&weft_relay_side, &cookie);
+  /* Never happens (ztunnel writes the side before the socket): keep the bytes on the socket,
+   * where ztunnel reads them. */
+  if (!s) return SK_PASS;
+  __u64 total = __sync_fetch_and_add(&s->redirected, skb->len) + skb->len;
+  if (!s->over && total - weft_peer_acked(s->peer) > s->cap) {
+    s->over = 1;
+    struct weft_relay_event e = {.cookie = cookie};
+    bpf_ringbuf_output(&weft_relay_evts, &e, sizeof e, 0);
+  }
+  long verdict = bpf_sk_redirect_hash(skb, &weft_relay_tgts, &s->peer, 0);
+  if (verdict != SK_PASS) __sync_fetch_and_add(&s->no_peer, 1);
+  return (int)verdict;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

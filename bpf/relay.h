@@ -1,0 +1,86 @@
+// The same-node relay (bpf/relay.bpf.c, docs/fastpath.md): an sk_skb stream verdict that sends
+// the bytes arriving on one of ztunnel's sockets out of its peer socket inside the kernel, so
+// ztunnel is not woken per message. One SameNodeRelay per ztunnel worker thread; its program and
+// maps are not pinned: they live exactly as long as the ztunnel process (fail closed: ztunnel
+// gone, the sockets and every redirect go with it).
+//
+// Thread-safety: one owner thread (a worker's loop); the map operations are single syscalls.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+struct ring_buffer;
+struct weft_relay;
+
+namespace weft::bpf {
+
+class SameNodeRelay {
+ public:
+  // Loads the program and its maps (needs CAP_BPF + CAP_NET_ADMIN, BTF and sk_skb programs).
+  static absl::StatusOr<std::unique_ptr<SameNodeRelay>> Load();
+  ~SameNodeRelay();
+  SameNodeRelay(const SameNodeRelay&) = delete;
+  SameNodeRelay& operator=(const SameNodeRelay&) = delete;
+
+  struct Pair {
+    uint64_t cookie[2] = {0, 0};  // socket cookies of the two sockets, in Join's order
+    uint64_t base[2] = {0, 0};    // BytesWritten of each at the join (1 for a connecting side)
+  };
+  // Joins two connected TCP sockets: from now on what arrives on one is sent out of the other
+  // by the kernel, in order, including what already waits in their receive queues. `cap`: when
+  // a socket's peer has more than this many redirected bytes not yet acknowledged by its
+  // application's stack (a slow reader), the ring buffer gets the socket's cookie (once until
+  // Resume). Neither socket may have been written to by user space.
+  absl::StatusOr<Pair> Join(int a, int b, uint64_t cap);
+  // Takes both sockets out of the maps: no byte is moved any more (call before reset/close).
+  void Leave(const Pair& p);
+  // Stops the kernel reading `cookie`'s socket: arriving bytes wait in its receive queue and
+  // TCP's window pushes back on the sender. Its peer keeps sending what was redirected already.
+  absl::Status Pause(uint64_t cookie);
+  // Restarts it (and clears its cap flag); bytes queued meanwhile are sent first.
+  absl::Status Resume(int fd, uint64_t cookie);
+
+  struct SideStats {
+    uint64_t redirected = 0;  // payload bytes sent out of the peer (or queued for it)
+    uint32_t over = 0;        // the cap was passed and not yet resumed
+    uint32_t no_peer = 0;     // redirects that found no peer (the pair was being torn down)
+  };
+  absl::StatusOr<SideStats> Stats(uint64_t cookie) const;
+
+  // Ring buffer of sockets that passed their cap: poll this fd (readable), then DrainEvents.
+  int event_fd() const;
+  void DrainEvents(const std::function<void(uint64_t cookie)>& fn);
+
+ private:
+  SameNodeRelay() = default;
+  weft_relay* skel_ = nullptr;
+  ring_buffer* rb_ = nullptr;
+  std::function<void(uint64_t)>* sink_ = nullptr;  // DrainEvents' callback while it runs
+};
+
+// Bytes user space or the relay have put into `fd`'s send path: acknowledged by the peer plus
+// still queued (TCP_INFO tcpi_bytes_acked, then SIOCOUTQ: read in that order the sum never
+// overstates). Only for a socket whose SYN is acknowledged.
+absl::StatusOr<uint64_t> BytesWritten(int fd);
+// Bytes received on `fd` and not yet taken by anyone (SIOCINQ; takes the socket lock, so a
+// segment the kernel is processing on another CPU has been dealt with when it returns).
+absl::StatusOr<uint64_t> BytesUnread(int fd);
+// The redirect of `from`'s bytes into `to` is complete: nothing is left unread on `from`, and
+// `to` has taken every one of the redirected bytes (Stats(from).redirected, read after the
+// check of `from`; `to_base`: Pair::base of `to`). Only then may user space pass `from`'s EOF
+// on with shutdown(to, SHUT_WR).
+absl::StatusOr<bool> Drained(int from, int to, const SameNodeRelay& relay, uint64_t from_cookie,
+                             uint64_t to_base);
+
+// Does this kernel run the relay correctly? Loads it and, on loopback TCP pairs in the caller's
+// netns: bytes written before the join arrive, both directions keep order, and a FIN passed on
+// after Drained follows every byte. OK, or why not (the feature report's detail).
+absl::Status SelfTestRelay();
+
+}  // namespace weft::bpf
