@@ -61,6 +61,10 @@ int weft_relay_verdict(struct __sk_buff* skb) {
   /* Never happens (ztunnel writes the side before the socket): keep the bytes on the socket,
    * where ztunnel reads them. */
   if (!s) return SK_PASS;
+  /* An skb without payload (a bare FIN) must not be redirected: the peer's work queue treats a
+   * send of 0 bytes as a broken pipe and stops sending. The FIN itself is TCP state, which
+   * ztunnel passes on (shutdown) once the bytes before it are out. */
+  if (skb->len == 0) return SK_DROP;
   __u64 total = __sync_fetch_and_add(&s->redirected, skb->len) + skb->len;
   if (!s->over && total - weft_peer_acked(s->peer) > s->cap) {
     s->over = 1;

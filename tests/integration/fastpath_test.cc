@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "common/testing/root.h"
 #include "tests/support/direct_mesh.h"
 #include "tests/support/test_util.h"
 #include "ztunnel/app/ztunnel_app.h"
@@ -111,7 +112,9 @@ class ManualServer {
   SockAddr addr_;
 };
 
-class SameNodeFastPath : public ::testing::Test {
+using Relay = ProxyOptions::SameNodeRelay;
+
+class SameNodeFastPathFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     auto ca =
@@ -148,6 +151,7 @@ class SameNodeFastPath : public ::testing::Test {
   }
 
   virtual bool FastPath() const { return true; }
+  virtual Relay RelayMode() const { return Relay::kAuto; }
 
   std::unique_ptr<ZtunnelApp> Start(OrigDstProvider* orig) {
     ZtunnelOptions o;
@@ -162,6 +166,7 @@ class SameNodeFastPath : public ::testing::Test {
     o.proxy.handshake_timeout = 3s;
     o.proxy.connect_timeout = 3s;
     o.proxy.same_node_fast_path = FastPath();
+    o.proxy.same_node_relay = RelayMode();
     o.proxy.dial_override = [this](const SockAddr& a) {
       if (a == SockAddr{kServerIp, 15008}) return server_hbone_;
       if (a == SockAddr{kRemoteIp, 15008}) return remote_hbone_;
@@ -263,7 +268,32 @@ services:
   int warmup_ = 0;  // connections SetUp made client -> server
 };
 
-TEST_F(SameNodeFastPath, MovesTensOfMiBBothWaysIntactWithoutHbone) {
+// Every fast-path test runs with both relays (ProxyOptions::same_node_relay): splice, and the
+// sockmap relay (needs root: it loads a BPF program; nothing is attached outside the test's
+// own sockets).
+class SameNodeFastPath : public SameNodeFastPathFixture,
+                         public ::testing::WithParamInterface<Relay> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Relay::kSockmap) WEFT_SKIP_UNLESS_ROOT("the sockmap relay loads BPF");
+    SameNodeFastPathFixture::SetUp();
+    ASSERT_EQ(a_->proxy().same_node_relay(), RelayName());
+  }
+  Relay RelayMode() const override { return GetParam(); }
+  std::string RelayName() const { return GetParam() == Relay::kSockmap ? "sockmap" : "splice"; }
+  double Wakeups() {
+    return Metric(*a_, "weft_same_node_relay_events_total",
+                  {{"relay", RelayName()}, {"event", "wakeup"}});
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Relay, SameNodeFastPath,
+                         ::testing::Values(Relay::kSplice, Relay::kSockmap),
+                         [](const ::testing::TestParamInfo<Relay>& i) {
+                           return std::string(i.param == Relay::kSockmap ? "Sockmap" : "Splice");
+                         });
+
+TEST_P(SameNodeFastPath, MovesTensOfMiBBothWaysIntactWithoutHbone) {
   constexpr size_t kSize = 32 << 20;
   const std::string data = RandomBytes(kSize, 7);
   auto fd = Outbound(echo_->addr());
@@ -305,7 +335,7 @@ TEST_F(SameNodeFastPath, MovesTensOfMiBBothWaysIntactWithoutHbone) {
   ExpectNoHbone("after the transfer");
 }
 
-TEST_F(SameNodeFastPath, HalfCloseLetsTheOtherDirectionFlow) {
+TEST_P(SameNodeFastPath, HalfCloseLetsTheOtherDirectionFlow) {
   ManualServer srv(kServerIp);
   // Client -> server ends first; the server answers after it saw EOF.
   {
@@ -355,7 +385,7 @@ TEST_F(SameNodeFastPath, HalfCloseLetsTheOtherDirectionFlow) {
             2 * (2 + warmup_));
 }
 
-TEST_F(SameNodeFastPath, ResetIsPropagatedBothWays) {
+TEST_P(SameNodeFastPath, ResetIsPropagatedBothWays) {
   ManualServer srv(kServerIp);
   for (int who = 0; who < 2; who++) {  // 0: the client resets, 1: the server resets
     auto c = Outbound(srv.addr());
@@ -380,7 +410,7 @@ TEST_F(SameNodeFastPath, ResetIsPropagatedBothWays) {
 // Issue 13 hole 5, the fast path's side: a client connecting to a same-node pod's HBONE port
 // would be put into ztunnel's own listener from inside that pod (source: the pod itself).
 // Refused as the HBONE server refuses such a CONNECT, and counted.
-TEST_F(SameNodeFastPath, ConnectionToZtunnelsOwnPortIsRefused) {
+TEST_P(SameNodeFastPath, ConnectionToZtunnelsOwnPortIsRefused) {
   auto fd = Outbound(server_hbone_);
   EXPECT_TRUE(WaitClosed(fd.get(), 3s));
   EXPECT_TRUE(WaitFor([&] {
@@ -391,7 +421,7 @@ TEST_F(SameNodeFastPath, ConnectionToZtunnelsOwnPortIsRefused) {
   EXPECT_EQ(EchoRoundTrip(ok.get(), "still served"), "still served");
 }
 
-TEST_F(SameNodeFastPath, ConnectFailureIsReportedByBothReporters) {
+TEST_P(SameNodeFastPath, ConnectFailureIsReportedByBothReporters) {
   // A port on the server's address where nothing listens.
   int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_storage ss;
@@ -414,7 +444,7 @@ TEST_F(SameNodeFastPath, ConnectFailureIsReportedByBothReporters) {
   EXPECT_EQ(Metric(*a_, "weft_connection_failures_total", {{"reason", "connect_failed"}}), 1);
 }
 
-TEST_F(SameNodeFastPath, DenyPolicyRefusesWithTheSourceIdentity) {
+TEST_P(SameNodeFastPath, DenyPolicyRefusesWithTheSourceIdentity) {
   int accepted = echo_->accepted();
   SetPolicies(R"(- name: deny-client
   namespace: ns-b
@@ -461,7 +491,7 @@ TEST_F(SameNodeFastPath, DenyPolicyRefusesWithTheSourceIdentity) {
   ExpectNoHbone("policy decisions are taken locally");
 }
 
-TEST_F(SameNodeFastPath, PolicyChangeClosesAnOpenConnection) {
+TEST_P(SameNodeFastPath, PolicyChangeClosesAnOpenConnection) {
   auto fd = Outbound(echo_->addr());
   ASSERT_EQ(EchoRoundTrip(fd.get(), "before"), "before");
   SetPolicies(R"(- name: deny-ns-a
@@ -477,7 +507,7 @@ TEST_F(SameNodeFastPath, PolicyChangeClosesAnOpenConnection) {
   EXPECT_TRUE(WaitFor([&] { return Metric(*a_, "weft_active_connections") == 0; }));
 }
 
-TEST_F(SameNodeFastPath, StrictPeerAuthenticationIsSatisfied) {
+TEST_P(SameNodeFastPath, StrictPeerAuthenticationIsSatisfied) {
   SetPolicies("", R"(- name: strict
   namespace: ns-b
   mtls: {mode: STRICT}
@@ -487,7 +517,7 @@ TEST_F(SameNodeFastPath, StrictPeerAuthenticationIsSatisfied) {
   EXPECT_EQ(Metric(*a_, "weft_policy_denials_total", {{"reason", "strict_mtls"}}), 0);
 }
 
-TEST_F(SameNodeFastPath, ServiceVipToALocalEndpoint) {
+TEST_P(SameNodeFastPath, ServiceVipToALocalEndpoint) {
   auto fd = Outbound(*SockAddr::Parse("10.96.0.10:80"));
   EXPECT_EQ(EchoRoundTrip(fd.get(), "via vip"), "via vip");
   fd.reset();
@@ -503,7 +533,7 @@ TEST_F(SameNodeFastPath, ServiceVipToALocalEndpoint) {
   }
 }
 
-TEST_F(SameNodeFastPath, ManyConcurrentConnections) {
+TEST_P(SameNodeFastPath, ManyConcurrentConnections) {
   constexpr int kConns = 24;
   std::vector<std::thread> ts;
   std::atomic<int> good{0};
@@ -532,7 +562,7 @@ TEST_F(SameNodeFastPath, ManyConcurrentConnections) {
   }
 }
 
-TEST_F(SameNodeFastPath, ConnectTimeoutResetsTheClient) {
+TEST_P(SameNodeFastPath, ConnectTimeoutResetsTheClient) {
   // A listener whose accept queue is full drops SYNs: the connect neither succeeds nor fails.
   UniqueFd lfd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_storage ss;
@@ -564,7 +594,7 @@ TEST_F(SameNodeFastPath, ConnectTimeoutResetsTheClient) {
     EXPECT_EQ(closed_uf(reporter), 1) << reporter;
 }
 
-TEST_F(SameNodeFastPath, AnotherNodesPodStillGoesOverHbone) {
+TEST_P(SameNodeFastPath, AnotherNodesPodStillGoesOverHbone) {
   auto fd = Outbound(remote_echo_->addr());
   EXPECT_EQ(EchoRoundTrip(fd.get(), "cross node"), "cross node");
   EXPECT_GE(Metric(*a_, "weft_hbone_pool_connections"), 1);
@@ -585,7 +615,76 @@ TEST_F(SameNodeFastPath, AnotherNodesPodStillGoesOverHbone) {
       0);
 }
 
-class SameNodeFastPathOff : public SameNodeFastPath {
+// Request/response traffic: with the sockmap relay ztunnel is not woken per message (only at
+// setup and close, and by the 5 s byte-counter timer); with splice every message wakes it.
+TEST_P(SameNodeFastPath, WakeupsDoNotGrowWithMessageCount) {
+  constexpr int kMessages = 10000;
+  auto fd = Outbound(echo_->addr());
+  ASSERT_EQ(EchoRoundTrip(fd.get(), "hello", 5s), "hello");
+  const double before = Wakeups();
+  const std::string msg(64, 'm');
+  char buf[64];
+  for (int k = 0; k < kMessages; k++) {
+    ASSERT_EQ(send(fd.get(), msg.data(), msg.size(), MSG_NOSIGNAL), 64);
+    size_t got = 0;
+    while (got < sizeof buf) {
+      ssize_t n = read(fd.get(), buf + got, sizeof buf - got);
+      ASSERT_GT(n, 0) << "message " << k;
+      got += static_cast<size_t>(n);
+    }
+  }
+  const double wakeups = Wakeups() - before;
+  if (GetParam() == Relay::kSockmap)
+    EXPECT_LT(wakeups, 50) << kMessages << " round trips";
+  else
+    EXPECT_GE(wakeups, kMessages) << "splice: ztunnel handles every message";
+  fd.reset();
+  const double bytes = 5 + 64.0 * kMessages + 7.0 * warmup_;
+  auto src = PairLabels("source", "same_node");
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_tcp_sent_bytes_total", src) == bytes &&
+           Metric(*a_, "istio_tcp_received_bytes_total", src) == bytes;
+  })) << Metrics(*a_);
+}
+
+// A reader slower than its sender: the sockmap relay pauses the direction (the kernel's redirect
+// has no bound of its own, docs/fastpath.md), the sender is pushed back by TCP, and every byte
+// still arrives in order; the sender half-closes while paused, so the end of the stream is
+// copied by ztunnel after the last redirected byte and the FIN follows it.
+TEST_P(SameNodeFastPath, SlowReaderIsPushedBackAndGetsEverything) {
+  ManualServer srv(kServerIp);
+  const std::string data = RandomBytes(48 << 20, 3);
+  auto c = Outbound(srv.addr());
+  auto s = srv.Accept();
+  ASSERT_TRUE(s);
+  std::thread writer([&] {
+    EXPECT_TRUE(SendAll(c.get(), data));
+    shutdown(c.get(), SHUT_WR);
+  });
+  if (GetParam() == Relay::kSockmap) {
+    EXPECT_TRUE(WaitFor([&] {
+      return Metric(*a_, "weft_same_node_relay_events_total",
+                    {{"relay", "sockmap"}, {"event", "paused"}}) >= 1;
+    })) << "the server has read nothing: the direction must pause";
+  }
+  std::string seen;
+  seen.reserve(data.size());
+  EXPECT_TRUE(ReadAll(s.get(), &seen)) << "the server must see everything, then the FIN";
+  writer.join();
+  ASSERT_EQ(seen.size(), data.size());
+  EXPECT_EQ(Sha256Hex(seen), Sha256Hex(data));
+  ASSERT_TRUE(SendAll(s.get(), "done"));
+  s.reset();
+  std::string back;
+  EXPECT_TRUE(ReadAll(c.get(), &back));
+  EXPECT_EQ(back, "done");
+  auto src = PairLabels("source", "same_node");
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_tcp_sent_bytes_total", src) == data.size() + 7.0 * warmup_;
+  })) << Metrics(*a_);
+}
+
+class SameNodeFastPathOff : public SameNodeFastPathFixture {
  protected:
   bool FastPath() const override { return false; }
 };

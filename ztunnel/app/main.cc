@@ -1,6 +1,7 @@
 // ztunnel: the node's shared data-plane proxy. See docs/architecture.md.
 #include <cstring>
 #include <limits>
+#include <map>
 #include <string>
 
 #include "common/flags.h"
@@ -85,6 +86,18 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
       "--no-same-node-fast-path", [&o] { o.proxy.same_node_fast_path = false; },
       "send traffic between two pods of this node over HBONE (mTLS) too, instead of the "
       "in-kernel same-node fast path");
+  using Relay = weft::ztunnel::ProxyOptions::SameNodeRelay;
+  app.add_option("--same-node-relay", o.proxy.same_node_relay,
+                 "how the same-node fast path moves bytes: sockmap (in the kernel, no ztunnel "
+                 "wake-up per message), splice, or auto (sockmap where this kernel passes its "
+                 "self-test at start; docs/fastpath.md)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, Relay>{{"auto", Relay::kAuto},
+                                                                       {"sockmap", Relay::kSockmap},
+                                                                       {"splice", Relay::kSplice}},
+                                          CLI::ignore_case)
+                      .description(""))
+      ->type_name("auto|sockmap|splice")
+      ->default_str("auto");
   AddHboneLimitFlags(app, o.proxy);
   weft::AddDurationFlag(app, "--http-request-headers-timeout", &o.proxy.request_headers_timeout,
                         "L7: a request head must be complete this long after its first byte, or "

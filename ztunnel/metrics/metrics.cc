@@ -207,6 +207,10 @@ Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
   hbone_read_paused_ =
       Counter(r, "weft_hbone_read_paused_total",
               "Times an HBONE connection stopped being read: the unread-bytes budget was spent");
+  same_node_relay_events_ =
+      Counter(r, "weft_same_node_relay_events_total",
+              "Work ztunnel does for connected same-node fast-path connections, by relay "
+              "(sockmap, splice) and event (wakeup, paused)");
   hbone_server_conns_ = Gauge(r, "weft_hbone_server_connections",
                               "Inbound HBONE connections open now, by state (handshaking or "
                               "established)");
@@ -374,6 +378,12 @@ void Metrics::HboneRefused(std::string_view reason) {
 
 void Metrics::HboneReadPaused() {
   hbone_read_paused_->Add({}).Increment();
+}
+
+prometheus::Counter& Metrics::same_node_relay_event(std::string_view relay,
+                                                    std::string_view event) {
+  return same_node_relay_events_->Add(
+      {{"relay", std::string(relay)}, {"event", std::string(event)}});
 }
 
 prometheus::Gauge& Metrics::hbone_server_connections(std::string_view state) {

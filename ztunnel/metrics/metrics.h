@@ -125,6 +125,10 @@ class Metrics {
   // weft_hbone_read_paused_total: times an HBONE connection stopped being read because the
   // ztunnel's unread-bytes budget was spent.
   void HboneReadPaused();
+  // weft_same_node_relay_events_total{relay="sockmap|splice",event}: what ztunnel does for
+  // connected same-node fast-path flows (docs/fastpath.md): "wakeup" (a socket event or timer
+  // handled for a flow), "paused" (sockmap: a slow reader made ztunnel stop the kernel reading).
+  prometheus::Counter& same_node_relay_event(std::string_view relay, std::string_view event);
   // weft_hbone_server_connections{state="handshaking|established"}
   prometheus::Gauge& hbone_server_connections(std::string_view state);
   // weft_hbone_buffered_bytes: bytes received over HBONE that applications have not read yet
@@ -170,6 +174,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* reevaluation_closed_;
   prometheus::Family<prometheus::Counter>* hbone_refused_;
   prometheus::Family<prometheus::Counter>* hbone_read_paused_;
+  prometheus::Family<prometheus::Counter>* same_node_relay_events_;
   prometheus::Family<prometheus::Gauge>* hbone_server_conns_;
   prometheus::Family<prometheus::Gauge>* hbone_buffered_;
   prometheus::Family<prometheus::Gauge>* active_;

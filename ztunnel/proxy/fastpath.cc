@@ -2,6 +2,7 @@
 #include "ztunnel/proxy/fastpath.h"
 
 #include <fcntl.h>
+#include <prometheus/counter.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -13,6 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
+#ifdef WEFT_HAVE_SAME_NODE_RELAY
+#include "bpf/relay.h"
+#endif
 #include "ztunnel/proxy/inbound.h"
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/worker.h"
@@ -27,6 +31,10 @@ constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 // Pipe-fulls moved per direction per event: one busy connection must not starve the others on
 // its worker. The loop is level-triggered, so it comes back for the rest.
 constexpr int kMaxRounds = 16;
+// Sockmap relay: how often the BPF byte counters reach the metrics of a long connection, and the
+// longest wait between two checks of a drain or a paused direction (they start at 1 ms).
+constexpr std::chrono::seconds kRelayStatsInterval{5};
+constexpr int kRelayPollMaxMs = 64;
 
 absl::Status MakePipe(UniqueFd& r, UniqueFd& w, size_t want, size_t* got) {
   int p[2];
@@ -117,8 +125,8 @@ bool TrySameNode(Worker& w, const ConfigSnapshot& snap, const Workload& src, con
   // A port a Service declares HTTP only for metrics stays here (no destination-reporter request
   // metrics: this process's HttpOutbound already records the source's; docs/architecture.md).
   if (NeedsHttpAuthorization(snap, dst)) return false;
-  Pipes pipes;
-  if (!MakePipes(w.opts().fast_path_pipe_size, info.dst, pipes)) return false;
+  Pipes pipes;  // the sockmap relay needs none (unless its join fails: SameNodeFlow makes them)
+  if (!w.fast_relay() && !MakePipes(w.opts().fast_path_pipe_size, info.dst, pipes)) return false;
   BlockSigpipeOnThisThread();
 
   const SockAddr target = info.dst;
@@ -187,6 +195,7 @@ SameNodeFlow::SameNodeFlow(Worker* w, FlowInfo dst_info, FlowInfo src_info, Uniq
     : Flow(w, std::move(dst_info)),
       src_(std::make_unique<SourceRecord>(w, std::move(src_info))),
       pipe_size_(pipe_size) {
+  wakeups_ = &w->metrics().same_node_relay_event(w->fast_relay() ? "sockmap" : "splice", "wakeup");
   fd_[0] = std::move(client);
   fd_[1] = std::move(server);
   for (int i = 0; i < 2; i++) {
@@ -232,6 +241,7 @@ void SameNodeFlow::Start() {
 void SameNodeFlow::Abort(const std::string& reason) {
   if (finished_) return;
   if (info_.error.empty()) info_.error = reason;
+  LeaveRelay();  // out of the sockhash first: no byte moves once the reset is decided
   for (int i = 0; i < 2; i++) {
     if (!fd_[i]) continue;
     if (registered_[i]) w_->loop().Remove(fd_[i].get());
@@ -285,6 +295,11 @@ void SameNodeFlow::OnSide(int i, uint32_t events) {
     OnConnected();
     return;
   }
+  Wakeup();
+  if (relay_) {
+    OnRelaySide(i, events);
+    return;
+  }
   if (events & EPOLLERR) {
     int err = ConnectResult(fd_[i].get());
     if (err != 0) {
@@ -311,8 +326,27 @@ void SameNodeFlow::OnConnected() {
   // Bytes are forwarded as they arrive; the applications' own Nagle decisions already happened.
   SetNoDelay(fd_[0].get());
   SetNoDelay(fd_[1].get());
+  if (w_->fast_relay() && JoinRelay()) return;
+  if (!pipe_r_[0] && !MakePipesNow()) return;
   UpdateInterest(0);
   UpdateInterest(1);
+}
+
+// The sockmap join failed (logged): this connection takes splice after all.
+bool SameNodeFlow::MakePipesNow() {
+  wakeups_ = &w_->metrics().same_node_relay_event("splice", "wakeup");
+  for (int i = 0; i < 2; i++) {
+    auto st = MakePipe(pipe_r_[i], pipe_w_[i], w_->opts().fast_path_pipe_size, &pipe_size_);
+    if (!st.ok()) {
+      Abort("same-node relay: " + st.ToString());
+      return false;
+    }
+  }
+  return true;
+}
+
+void SameNodeFlow::Wakeup() {
+  wakeups_->Increment();
 }
 
 bool SameNodeFlow::Pump(int i) {
@@ -403,6 +437,14 @@ void SameNodeFlow::UpdateInterest(int i) {
 void SameNodeFlow::MaybeDone() {
   if (finished_) return;
   if (!(eof_[0] && eof_[1] && in_pipe_[0] == 0 && in_pipe_[1] == 0)) return;
+  if (relay_) {
+    if (!(shut_[0] && shut_[1])) return;  // a FIN still waits for its drain
+    LeaveRelay();
+    for (int i = 0; i < 2; i++) {
+      linger l{0, 0};  // a clean end: the write queues go out after close
+      setsockopt(fd_[i].get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+  }
   for (int i = 0; i < 2; i++) {
     if (registered_[i]) w_->loop().Remove(fd_[i].get());
     registered_[i] = false;
@@ -410,5 +452,304 @@ void SameNodeFlow::MaybeDone() {
   }
   FinishBoth();
 }
+
+// ---- Sockmap relay (docs/fastpath.md) --------------------------------------------------------
+
+#ifdef WEFT_HAVE_SAME_NODE_RELAY
+
+absl::StatusOr<bool> UseSockmapRelay(const ProxyOptions& opts) {
+  using Mode = ProxyOptions::SameNodeRelay;
+  if (!opts.same_node_fast_path || opts.same_node_relay == Mode::kSplice) return false;
+  absl::Status st = bpf::SelfTestRelay();
+  if (st.ok()) {
+    LOG_INFO("proxy", "same-node fast path: sockmap relay", {});
+    return true;
+  }
+  if (opts.same_node_relay == Mode::kSockmap)
+    return WithContext(st, "--same-node-relay=sockmap: this kernel cannot run the relay");
+  LOG_INFO("proxy", "same-node fast path: splice relay (the sockmap relay is unavailable)",
+           {{"reason", st.ToString()}});
+  return false;
+}
+
+absl::StatusOr<std::unique_ptr<FastPathRelay>> FastPathRelay::Create(Worker& w) {
+  std::unique_ptr<FastPathRelay> r(new FastPathRelay(w));
+  WEFT_ASSIGN_OR_RETURN(std::unique_ptr<bpf::SameNodeRelay> relay, bpf::SameNodeRelay::Load());
+  r->relay_ = std::move(relay);
+  WEFT_RETURN_IF_ERROR(w.loop().Add(r->relay_->event_fd(), EPOLLIN, r.get()));
+  return r;
+}
+
+FastPathRelay::FastPathRelay(Worker& w) : w_(w) {}
+FastPathRelay::~FastPathRelay() = default;
+
+void FastPathRelay::OnEvents(uint32_t) {
+  relay_->DrainEvents([this](uint64_t cookie) {
+    auto it = flows_.find(cookie);
+    if (it != flows_.end()) it->second->OnOverCap(cookie);  // else: the flow has ended
+  });
+}
+
+bool SameNodeFlow::JoinRelay() {
+  bpf::SameNodeRelay& relay = w_->fast_relay()->relay();
+  // Both applications see a reset, never a truncated stream ending in a clean FIN, if ztunnel
+  // dies with bytes in flight: its sockets close with RST. MaybeDone clears it at a clean end.
+  SetResetOnClose(fd_[0].get());
+  SetResetOnClose(fd_[1].get());
+  auto pair = relay.Join(fd_[0].get(), fd_[1].get(), w_->opts().fast_path_relay_cap);
+  if (!pair.ok()) {
+    LOG_WARN("outbound", "same-node sockmap join failed, using splice for this connection",
+             {{"dst", info_.dst.ToString()}, {"error", pair.status().ToString()}});
+    for (int i = 0; i < 2; i++) {
+      linger l{0, 0};
+      setsockopt(fd_[i].get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    return false;
+  }
+  relay_ = w_->fast_relay();
+  for (int i = 0; i < 2; i++) {
+    cookie_[i] = pair->cookie[i];
+    base_[i] = pair->base[i];
+    relay_->Watch(cookie_[i], this);
+    UpdateRelayInterest(i);
+  }
+  ScheduleStats();
+  return true;
+}
+
+void SameNodeFlow::ScheduleStats() {
+  stats_timer_ = w_->loop().AddTimer(kRelayStatsInterval, [this] {
+    stats_timer_ = 0;
+    if (!relay_) return;
+    Wakeup();
+    CountRelayBytes();
+    ScheduleStats();
+  });
+}
+
+void SameNodeFlow::OnRelaySide(int i, uint32_t events) {
+  if (events & EPOLLERR) {
+    int err = ConnectResult(fd_[i].get());
+    Abort(absl::StrCat(i == 0 ? "client" : "application",
+                       " connection failed: ", std::strerror(err ? err : EIO)));
+    return;
+  }
+  if (events & EPOLLHUP) hup_[i] = true;
+  if ((events & (EPOLLRDHUP | EPOLLHUP)) && !eof_[i]) {
+    eof_[i] = true;
+    poll_ms_ = 1;
+  }
+  if (tailing_[i] && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && !CopyTail(i)) return;
+  if (tailing_[1 - i] && (events & EPOLLOUT) && !CopyTail(1 - i)) return;
+  PollRelay();
+}
+
+// Sockmap mode: each socket is watched for the end of its direction (EPOLLRDHUP) and errors;
+// EPOLLIN/EPOLLOUT only while a direction is copied by ztunnel (CopyTail). The kernel's
+// per-message wake-ups carry EPOLLIN and EPOLLOUT, which the epoll callback then filters out.
+void SameNodeFlow::UpdateRelayInterest(int i) {
+  if (!fd_[i] || finished_) return;
+  const int o = 1 - i;
+  uint32_t want = 0;
+  if (!eof_[i]) want |= EPOLLRDHUP;
+  if (tailing_[i] && tail_[i].empty() && !shut_[o]) want |= EPOLLIN;
+  if (tailing_[o] && !tail_[o].empty()) want |= EPOLLOUT;
+  if (want == 0 && hup_[i]) {  // EPOLLHUP is reported whatever the mask: leave the set
+    if (registered_[i]) w_->loop().Remove(fd_[i].get());
+    registered_[i] = false;
+    return;
+  }
+  if (!registered_[i]) {
+    if (auto st = w_->loop().Add(fd_[i].get(), want, &side_[i]); !st.ok()) {
+      Abort("cannot watch socket: " + st.ToString());
+      return;
+    }
+    registered_[i] = true;
+  } else if (want != interest_[i]) {
+    w_->loop().Modify(fd_[i].get(), want, &side_[i]);
+  }
+  interest_[i] = want;
+}
+
+void SameNodeFlow::OnOverCap(uint64_t cookie) {
+  if (finished_ || !relay_) return;
+  const int i = cookie == cookie_[0] ? 0 : 1;
+  Wakeup();
+  auto st = relay_->relay().Pause(cookie);
+  if (!st.ok()) {
+    Abort("same-node relay: " + st.ToString());
+    return;
+  }
+  paused_[i] = true;
+  w_->metrics().same_node_relay_event("sockmap", "paused").Increment();
+  poll_ms_ = 1;
+  SchedulePoll();
+}
+
+void SameNodeFlow::PollRelay() {
+  if (finished_) return;
+  for (int i = 0; i < 2; i++) {
+    if (paused_[i] && !tailing_[i] && !PollPaused(i)) return;
+    const int o = 1 - i;
+    if (eof_[i] && !paused_[i] && !shut_[o]) {  // the FIN goes after the last redirected byte
+      auto d = bpf::Drained(fd_[i].get(), fd_[o].get(), relay_->relay(), cookie_[i], base_[o]);
+      if (!d.ok()) {
+        Abort("same-node relay: " + d.status().ToString());
+        return;
+      }
+      if (*d) {
+        shutdown(fd_[o].get(), SHUT_WR);
+        shut_[o] = true;
+      }
+    }
+  }
+  UpdateRelayInterest(0);
+  UpdateRelayInterest(1);
+  MaybeDone();
+  if (!finished_) SchedulePoll();
+}
+
+// A paused direction: resume it once its slow reader is back under half the cap. A socket
+// that has received or sent a FIN cannot re-enter the sockhash (only established sockets may):
+// then, once the peer has taken every redirected byte, ztunnel copies the rest itself
+// (CopyTail), in order, and passes the FIN on. False: aborted.
+bool SameNodeFlow::PollPaused(int i) {
+  const int o = 1 - i;
+  bpf::SameNodeRelay& relay = relay_->relay();
+  auto s = relay.Stats(cookie_[i]);
+  auto written = bpf::BytesWritten(fd_[o].get());
+  if (!s.ok() || !written.ok()) {
+    Abort("same-node relay: " + (s.ok() ? written.status() : s.status()).ToString());
+    return false;
+  }
+  const uint64_t taken = *written - base_[o];
+  const bool under_half = taken + w_->opts().fast_path_relay_cap / 2 >= s->redirected;
+  if (!under_half) return true;
+  if (!eof_[i] && relay.Resume(fd_[i].get(), cookie_[i]).ok()) {
+    paused_[i] = false;
+    return true;
+  }
+  if (taken != s->redirected) return true;  // the copy starts after the last redirected byte
+  tailing_[i] = true;
+  return CopyTail(i);
+}
+
+bool SameNodeFlow::CopyTail(int i) {
+  const int o = 1 - i;
+  std::string& buf = tail_[i];
+  while (!shut_[o]) {
+    if (buf.empty()) {
+      buf.resize(64 * 1024);
+      ssize_t n = recv(fd_[i].get(), buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = -2;
+      buf.resize(n > 0 ? static_cast<size_t>(n) : 0);
+      if (n == 0) {
+        shutdown(fd_[o].get(), SHUT_WR);
+        shut_[o] = true;
+        break;
+      }
+      if (n == -2) break;
+      if (n < 0) {
+        Abort(absl::StrCat("read from ", i == 0 ? "client" : "application",
+                           " failed: ", std::strerror(errno)));
+        return false;
+      }
+      if (i == 0) {
+        AddSent(buf.size());
+        src_->AddSent(buf.size());
+      } else {
+        AddReceived(buf.size());
+        src_->AddReceived(buf.size());
+      }
+    }
+    ssize_t m = send(fd_[o].get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (m < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    if (m <= 0) {
+      Abort(absl::StrCat("write to ", o == 0 ? "client" : "application",
+                         " failed: ", std::strerror(m < 0 ? errno : EIO)));
+      return false;
+    }
+    buf.erase(0, static_cast<size_t>(m));
+  }
+  return true;
+}
+
+void SameNodeFlow::SchedulePoll() {
+  bool waiting = false;  // (a copied direction is driven by its socket events)
+  for (int i = 0; i < 2; i++)
+    waiting |= (paused_[i] && !tailing_[i]) || (eof_[i] && !paused_[i] && !shut_[1 - i]);
+  if (!waiting || poll_timer_ != 0) return;
+  poll_timer_ = w_->loop().AddTimer(std::chrono::milliseconds(poll_ms_), [this] {
+    poll_timer_ = 0;
+    poll_ms_ = std::min(poll_ms_ * 2, kRelayPollMaxMs);
+    Wakeup();
+    PollRelay();
+  });
+}
+
+void SameNodeFlow::CountRelayBytes() {
+  if (!relay_) return;
+  for (int i = 0; i < 2; i++) {
+    auto s = relay_->relay().Stats(cookie_[i]);
+    if (!s.ok() || s->redirected <= counted_[i]) continue;
+    const uint64_t n = s->redirected - counted_[i];
+    counted_[i] = s->redirected;
+    if (i == 0) {
+      AddSent(n);
+      src_->AddSent(n);
+    } else {
+      AddReceived(n);
+      src_->AddReceived(n);
+    }
+  }
+}
+
+void SameNodeFlow::LeaveRelay() {
+  if (!relay_) return;
+  CountRelayBytes();
+  relay_->relay().Leave(bpf::SameNodeRelay::Pair{{cookie_[0], cookie_[1]}, {base_[0], base_[1]}});
+  for (uint64_t c : cookie_) relay_->Unwatch(c);
+  relay_ = nullptr;
+  for (uint64_t* t : {&poll_timer_, &stats_timer_}) {
+    if (*t) w_->loop().CancelTimer(*t);
+    *t = 0;
+  }
+}
+
+#else  // built without the BPF toolchain: splice only
+
+absl::StatusOr<bool> UseSockmapRelay(const ProxyOptions& opts) {
+  if (opts.same_node_fast_path && opts.same_node_relay == ProxyOptions::SameNodeRelay::kSockmap)
+    return absl::UnavailableError(
+        "--same-node-relay=sockmap: this ztunnel was built without the BPF toolchain (clang, "
+        "bpftool)");
+  return false;
+}
+
+absl::StatusOr<std::unique_ptr<FastPathRelay>> FastPathRelay::Create(Worker&) {
+  return absl::UnavailableError("built without the sockmap relay");
+}
+FastPathRelay::FastPathRelay(Worker& w) : w_(w) {}
+FastPathRelay::~FastPathRelay() = default;
+void FastPathRelay::OnEvents(uint32_t) {}
+bool SameNodeFlow::JoinRelay() {
+  return false;
+}
+void SameNodeFlow::OnRelaySide(int, uint32_t) {}
+void SameNodeFlow::OnOverCap(uint64_t) {}
+void SameNodeFlow::PollRelay() {}
+bool SameNodeFlow::PollPaused(int) {
+  return false;
+}
+void SameNodeFlow::UpdateRelayInterest(int) {}
+void SameNodeFlow::SchedulePoll() {}
+bool SameNodeFlow::CopyTail(int) {
+  return false;
+}
+void SameNodeFlow::ScheduleStats() {}
+void SameNodeFlow::CountRelayBytes() {}
+void SameNodeFlow::LeaveRelay() {}
+
+#endif
 
 }  // namespace weft::ztunnel

@@ -46,6 +46,7 @@ Proxy::~Proxy() {
 absl::Status Proxy::Start() {
   std::lock_guard<std::mutex> lock(shared_->mu);
   if (shared_->started) return absl::OkStatus();
+  WEFT_ASSIGN_OR_RETURN(shared_->sockmap_relay, UseSockmapRelay(shared_->opts));
   for (int i = 0; i < shared_->opts.workers; i++) {
     auto w = std::make_unique<Worker>(shared_.get(), i);
     WEFT_RETURN_IF_ERROR(w->Init());
@@ -60,6 +61,10 @@ absl::Status Proxy::Start() {
   }
   shared_->started = true;
   return absl::OkStatus();
+}
+
+std::string_view Proxy::same_node_relay() const {
+  return shared_->sockmap_relay ? "sockmap" : "splice";
 }
 
 void Proxy::Stop() {

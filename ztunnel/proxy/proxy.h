@@ -85,6 +85,18 @@ struct ProxyOptions {
   // destination pod's netns, and bytes move with splice(2) through a pipe per direction.
   // Reported with connection_security_policy="same_node". ztunnel: --no-same-node-fast-path.
   bool same_node_fast_path = true;
+  // How the fast path moves bytes (docs/fastpath.md). kSockmap: the kernel's sockmap redirect
+  // between ztunnel's two sockets (bpf/relay.bpf.c), no ztunnel wake-up per message; kSplice:
+  // splice(2) through a pipe per direction; kAuto: sockmap where this kernel passes the relay's
+  // self-test at start (bpf::SelfTestRelay), else splice. An explicit kSockmap the kernel cannot
+  // run fails Start. ztunnel: --same-node-relay=auto|sockmap|splice.
+  enum class SameNodeRelay { kAuto, kSockmap, kSplice };
+  SameNodeRelay same_node_relay = SameNodeRelay::kAuto;
+  // Sockmap relay: when a socket's peer has this many redirected bytes its application has not
+  // taken (a slow reader), ztunnel stops the kernel reading that socket until the peer is back
+  // under half of it, so TCP's window pushes back on the sender (the kernel's redirect itself
+  // has no bound).
+  size_t fast_path_relay_cap = 4 << 20;
   // Capacity asked of each fast-path pipe (F_SETPIPE_SZ); two pipes per connection.
   size_t fast_path_pipe_size = 256 * 1024;
   // `weftctl tap`: where the HTTP paths publish requests while someone taps (tap.h); null: off.
@@ -113,6 +125,8 @@ class Proxy {
 
   // Re-authorizes every open inbound connection against `snap` and closes denied ones.
   void Reevaluate(const SnapshotPtr& snap);
+  // The fast path's relay once started: "sockmap" or "splice" (ProxyOptions::same_node_relay).
+  std::string_view same_node_relay() const;
 
   struct Shared;  // implementation detail, shared with workers
 

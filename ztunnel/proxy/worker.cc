@@ -33,6 +33,9 @@ std::shared_ptr<const traffic::ServiceTraffic> Proxy::Shared::TrafficFor(
 
 absl::Status Worker::Init() {
   WEFT_RETURN_IF_ERROR(loop_.Init());
+  if (shared_->sockmap_relay) {
+    WEFT_ASSIGN_OR_RETURN(fast_relay_, FastPathRelay::Create(*this));
+  }
   ScheduleTrim();
   if (index_ == 0 && shared_->traffic_metrics) ScheduleTrafficMetrics();
   return absl::OkStatus();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ztunnel/proxy/event_loop.h"
+#include "ztunnel/proxy/fastpath.h"
 #include "ztunnel/proxy/flow.h"
 #include "ztunnel/proxy/hbone_conn.h"
 #include "ztunnel/proxy/inbound.h"
@@ -55,6 +56,7 @@ struct Proxy::Shared {
   std::atomic<uint64_t> rr{0};  // service endpoint round robin
   std::unique_ptr<HboneLimits> limits;
   bool started = false;
+  bool sockmap_relay = false;  // the fast path's relay (fastpath.h), decided by Start
   // Per-Service traffic state (issue 15: circuit breakers, outlier detectors, retry budgets),
   // shared by the workers; brought up to the newest snapshot on use (TrafficFor).
   std::mutex traffic_mu;
@@ -81,6 +83,8 @@ class Worker {
   Inbound& inbound() { return inbound_; }
   Outbound& outbound() { return outbound_; }
   Pool& pool() { return pool_; }
+  // The same-node fast path's sockmap relay (fastpath.h); null when it uses splice.
+  FastPathRelay* fast_relay() { return fast_relay_.get(); }
 
   // Loop thread only.
   void AddPod(std::shared_ptr<Pod> pod);
@@ -141,6 +145,7 @@ class Worker {
   int index_;
   EventLoop loop_;
   std::map<std::string, PodState> pods_;
+  std::unique_ptr<FastPathRelay> fast_relay_;  // before flows_: outlives them
   std::map<Flow*, std::unique_ptr<Flow>> flows_;
   std::map<HboneConn*, std::unique_ptr<HboneConn>> conns_;
   std::vector<HboneConn*> handshaking_;  // server connections in the handshake, oldest first
