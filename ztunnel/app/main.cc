@@ -90,13 +90,14 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
   app.add_option("--same-node-relay", o.proxy.same_node_relay,
                  "how the same-node fast path moves bytes: sockmap (in the kernel, no ztunnel "
                  "wake-up per message), splice, or auto (sockmap where this kernel passes its "
-                 "self-test at start; docs/fastpath.md)")
+                 "self-test at start; docs/fastpath.md); env WEFT_SAME_NODE_RELAY")
       ->transform(CLI::CheckedTransformer(std::map<std::string, Relay>{{"auto", Relay::kAuto},
                                                                        {"sockmap", Relay::kSockmap},
                                                                        {"splice", Relay::kSplice}},
                                           CLI::ignore_case)
                       .description(""))
       ->type_name("auto|sockmap|splice")
+      ->envname("WEFT_SAME_NODE_RELAY")  // so a whole mesh (bench/run.sh) can be switched
       ->default_str("auto");
   AddHboneLimitFlags(app, o.proxy);
   weft::AddDurationFlag(app, "--http-request-headers-timeout", &o.proxy.request_headers_timeout,
