@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash disable=SC1091
 # /init of the kernel matrix's initramfs (built by mkinitramfs.sh): loads the 9p and overlay
 # modules, mounts the host's root file system (9p tag "hostroot", read-only) as the lower layer
 # of an overlay whose upper layer is a tmpfs, mounts the results share (9p tag "results",
@@ -19,9 +20,9 @@ fail() {
 set -a
 . /weft.env
 set +a
-for m in $(cat /modules.order); do
+while read -r m; do
   insmod "/lib/modules/$m" || fail "insmod $m"
-done
+done </modules.order
 opts=trans=virtio,version=9p2000.L,msize=262144
 mount -t 9p -o "$opts,ro,cache=loose" hostroot /lower || fail "mount 9p hostroot"
 mount -t tmpfs -o mode=0755 tmpfs /rw || fail "mount tmpfs"
