@@ -1602,6 +1602,44 @@ TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesTheResponseHead) {
   }
 }
 
+// ResponseHeaderModifier on HTTP/2 (gRPC): set, add and remove on the response head's metadata;
+// the call and the connection carry on (pseudo-headers and framing untouched).
+TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesAnHttp2ResponseHead) {
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + R"(httpRoutes:
+- name: rpc-routes
+  namespace: ns-b
+  parentService: ns-b/rpc
+  parentPort: 80
+  rules:
+  - filters:
+    - responseHeaderModifier:
+        set: [{name: content-type, value: application/grpc}, {name: x-served-by, value: weft}]
+        add: [{name: x-tag, value: two}]
+        remove: [grpc-accept-encoding]
+    backends: [{service: ns-b/rpc, port: 80, weight: 1}]
+)"));
+  auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
+  grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    grpc::Slice sl(std::string("ping"));
+    grpc::ByteBuffer req(&sl, 1), resp;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&ctx, "/pkg.Svc/Who", grpc::StubOptions(), &req, &resp,
+                   [&](grpc::Status st) { done.set_value(std::move(st)); });
+    grpc::Status st = done.get_future().get();
+    ASSERT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+    std::multimap<std::string, std::string> md;
+    for (const auto& [k, v] : ctx.GetServerInitialMetadata())
+      md.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
+    EXPECT_EQ(md.count("x-served-by"), 1u) << i;
+    if (md.count("x-served-by")) EXPECT_EQ(md.find("x-served-by")->second, "weft");
+    EXPECT_EQ(md.count("x-tag"), 1u) << i;
+    EXPECT_EQ(md.count("grpc-accept-encoding"), 0u) << i;
+  }
+}
+
 // gRPC over HTTP/2: a retry policy with gRPC's status names hides UNAVAILABLE answers on one
 // long-lived channel (trailers-only responses are judged at their head and sent again).
 TEST_F(DirectMeshHttpSource, GrpcRetriesHideAFlakyBackendOnOneChannel) {

@@ -719,6 +719,10 @@ void Http2ServerConnection::OnResponseHeaders(Stream& s, bool end_stream) {
   }
   if (AskRetry(s, status, grpc_status)) return;
   StopKeeping(s);
+  if (response_edit_) {
+    EditResponse(s);
+    nv = Nv(s.resp_fields);
+  }
   s.ex.status = status;
   s.resp_submitted = true;
   s.resp_eof = s.resp_complete = end_stream;
@@ -726,6 +730,21 @@ void Http2ServerConnection::OnResponseHeaders(Stream& s, bool end_stream) {
   prd.source.ptr = &s;
   prd.read_callback = Callbacks::ReadDown;
   nghttp2_submit_response(down_, s.down_id, nv.data(), nv.size(), end_stream ? nullptr : &prd);
+}
+
+void Http2ServerConnection::EditResponse(Stream& s) {
+  // What the edit may not touch: pseudo-headers and framing, as the upstream sent them.
+  auto fixed = [](const std::string& n) {
+    return n.empty() || n[0] == ':' || n == "content-length" || n == "connection" ||
+           n == "keep-alive" || n == "proxy-connection" || n == "transfer-encoding" ||
+           n == "upgrade" || n == "te";
+  };
+  Fields kept, editable;
+  for (auto& f : s.resp_fields) (fixed(f.first) ? kept : editable).push_back(std::move(f));
+  response_edit_(s.ex.request, &editable);
+  s.resp_fields = std::move(kept);
+  for (auto& f : editable)
+    if (!fixed(f.first)) s.resp_fields.push_back(std::move(f));
 }
 
 void Http2ServerConnection::OnUpstreamGoaway(Upstream& u) {

@@ -197,6 +197,14 @@ class Http2ServerConnection {
   using RetryCheck = std::function<bool(const HttpRequestAttributes& request, int upstream,
                                         int status, int grpc_status)>;
   void SetRetryCheck(RetryCheck check) { retry_check_ = std::move(check); }
+  // Source side, a route's ResponseHeaderModifier (issue 15): `edit` may change the final
+  // response head's fields of `request` (lower-case names, pseudo-headers first) before it goes
+  // to the client. Pseudo-headers, content-length and HTTP/1.1's connection-specific fields are
+  // kept as the upstream sent them whatever `edit` does (HTTP/2 forbids the latter).
+  using ResponseEdit =
+      std::function<void(const HttpRequestAttributes& request,
+                         std::vector<std::pair<std::string, std::string>>* fields)>;
+  void SetResponseEdit(ResponseEdit edit) { response_edit_ = std::move(edit); }
   static constexpr int kMaxRetries = 10;
   // The per-try timeout of the stream of `request` fired: retried as above when `check` agrees
   // (asked with status 0); false when it was not.
@@ -237,6 +245,7 @@ class Http2ServerConnection {
   void Reply(Stream& s, const LocalReply& r);
   void Refuse(Stream& s);
   void OnResponseHeaders(Stream& s, bool end_stream);
+  void EditResponse(Stream& s);
   void OnUpstreamGoaway(Upstream& u);
   void UpstreamRefused(Stream& s, bool start_not_allowed);
   void AppStreamClosed(Stream& s, uint32_t code);
@@ -257,6 +266,7 @@ class Http2ServerConnection {
   Done done_;
   Router router_;  // empty: the destination side (upstream 0 only)
   RetryCheck retry_check_;
+  ResponseEdit response_edit_;
   State state_ = State::kHttp;
   std::string error_;
   nghttp2_session_callbacks* callbacks_ = nullptr;

@@ -15,6 +15,7 @@
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/tap.h"
 #include "ztunnel/proxy/worker.h"
+#include "ztunnel/traffic/filters.h"
 #include "ztunnel/traffic/plan.h"
 
 namespace weft::ztunnel {
@@ -89,6 +90,10 @@ void HttpOutbound::StartH2() {
       [this](const HttpRequestAttributes& r) { return RouteH2(r); });
   h2_->SetRetryCheck([this](const HttpRequestAttributes& r, int upstream, int status, int grpc) {
     return RetryH2(r, upstream, status, grpc);
+  });
+  h2_->SetResponseEdit([this](const HttpRequestAttributes& r,
+                              std::vector<std::pair<std::string, std::string>>* fields) {
+    EditH2Response(r, fields);
   });
 }
 
@@ -723,8 +728,8 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
   if (t.svc) route.service = absl::StrCat(t.svc->ns, "/", t.svc->name);
   if (t.port) route.port = t.port->port;
   route.flags.clear();
-  // The backend's circuit breaker and outlier detector, retries and timeouts (issue 15); fault
-  // delays are not applied to HTTP/2 streams (docs/traffic.md).
+  // The backend's circuit breaker and outlier detector, retries, timeouts and response header
+  // modifiers (issue 15); fault delays are not applied to HTTP/2 streams (docs/traffic.md).
   route.id = next_h2_id_++;
   const auto now = std::chrono::steady_clock::now();
   traffic::CircuitBreaker* breaker = nullptr;
@@ -746,8 +751,21 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
     route.retry = std::make_unique<traffic::RetryState>(t.retry, budget, breaker, now);
   }
   if (t.timeout_ms) route.deadline = now + std::chrono::milliseconds(t.timeout_ms);
+  route.response_mods[0] = t.response_mods[0];
+  route.response_mods[1] = t.response_mods[1];
+  if (route.response_mods[0] || route.response_mods[1]) route.snap = snap;
   ArmH2Timer(&r, route);
   return std::nullopt;
+}
+
+// A route's ResponseHeaderModifiers on an HTTP/2 response head (the codec keeps pseudo-headers
+// and framing as they were).
+void HttpOutbound::EditH2Response(const HttpRequestAttributes& req,
+                                  std::vector<std::pair<std::string, std::string>>* fields) {
+  auto it = h2_routes_.find(&req);
+  if (it == h2_routes_.end()) return;
+  for (const config::HttpHeaderModifier* m : it->second.response_mods)
+    if (m) traffic::ApplyHeaderModifier(*m, fields);
 }
 
 std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttributes& r) {

@@ -247,11 +247,16 @@ class HttpOutbound : public Flow {
     std::string final_flags;  // "URX"
     std::chrono::steady_clock::time_point deadline{}, try_deadline{};
     uint64_t timer = 0;
+    // ResponseHeaderModifier (the rule's, then the backend's), in `snap`.
+    SnapshotPtr snap;
+    const config::HttpHeaderModifier* response_mods[2] = {nullptr, nullptr};
   };
   uint64_t next_h2_id_ = 1;
   bool h2_try_timeout_ = false;  // RetryStream is asking for a per-try timeout
   bool RetryH2(const HttpRequestAttributes& req, int upstream, int status, int grpc_status);
   void ArmH2Timer(const HttpRequestAttributes* req, H2Route& route);
+  void EditH2Response(const HttpRequestAttributes& req,
+                      std::vector<std::pair<std::string, std::string>>* fields);
   void OnH2Timer(const HttpRequestAttributes* req, uint64_t id);
   absl::flat_hash_map<const HttpRequestAttributes*, H2Route> h2_routes_;
 };
