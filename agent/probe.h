@@ -1,6 +1,7 @@
 // Kernel probe: can this node run Weft's eBPF capture? Checks every kernel feature the
 // programs and the agent use (program types, helpers, map types, cgroup v2, bpffs, netns
-// cookies, privileges) plus optional ones (BTF, kTLS, the sockmap accelerator's program types),
+// cookies, privileges) plus optional ones (BTF, kTLS, the sockmap program types and ztunnel's
+// same-node sockmap relay, run once on loopback sockets),
 // prints one report and decides between eBPF and iptables capture. Used by weft-agent at start
 // (--capture auto) and by `weftctl check`.
 //
@@ -29,6 +30,10 @@ struct ProbeReport {
   bool ebpf_possible = false;
   // "eBPF capture: ..." or "iptables capture: <the missing required features>".
   std::string decision;
+  // ztunnel's same-node fast path (docs/fastpath.md): whether this kernel runs the sockmap
+  // relay (its self-test passed), and the line saying which relay `--same-node-relay=auto` takes.
+  bool sockmap_relay = false;
+  std::string relay_decision;
 
   // The printed report: one line per feature (status, name, detail, why it matters), then
   // the decision.

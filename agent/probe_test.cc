@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "bpf/bpffs.h"
+#include "bpf/relay.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
 #include "gtest/gtest.h"
@@ -61,6 +62,7 @@ const std::vector<std::string> kFeatures = {
     "map type PERCPU_ARRAY",
     "netns cookies (SO_NETNS_COOKIE)",
     "kTLS (TCP_ULP \"tls\")",
+    "sockmap same-node relay (self-test)",
 };
 
 TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
@@ -94,7 +96,12 @@ TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
     libbpf_set_print(old);
     EXPECT_EQ(r.Find("program type sk_lookup")->ok, sk_lookup);
     EXPECT_EQ(r.Find("map type SOCKHASH")->ok, sockhash);
+    // The relay's own self-test is the independent check.
+    EXPECT_EQ(r.sockmap_relay, bpf::SelfTestRelay().ok());
+    EXPECT_EQ(r.Find("sockmap same-node relay (self-test)")->ok, r.sockmap_relay);
   }
+  EXPECT_FALSE(r.Find("sockmap same-node relay (self-test)")->required);
+  EXPECT_TRUE(absl::StartsWith(r.relay_decision, r.sockmap_relay ? "sockmap" : "splice"));
   std::ifstream ulp("/proc/sys/net/ipv4/tcp_available_ulp");
   std::string ulps((std::istreambuf_iterator<char>(ulp)), std::istreambuf_iterator<char>());
   if (absl::StrContains(ulps, "tls")) {
@@ -116,6 +123,7 @@ TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
   for (const std::string& f : kFeatures) EXPECT_TRUE(absl::StrContains(text, f)) << f;
   EXPECT_TRUE(absl::StrContains(text, "why: ")) << text;
   EXPECT_TRUE(absl::StrContains(text, "Decision: " + r.decision)) << text;
+  EXPECT_TRUE(absl::StrContains(text, "Same-node relay: " + r.relay_decision)) << text;
   std::printf("%s", text.c_str());
 }
 

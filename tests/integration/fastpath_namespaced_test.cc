@@ -46,20 +46,29 @@ std::string Sha256Hex(const std::string& s) {
   return hex;
 }
 
+// Param: "<capture>/<relay>": the capture mode and ztunnel's --same-node-relay (passed to the
+// ztunnel processes through WEFT_SAME_NODE_RELAY, which they inherit).
 class NamespacedFastPath
     : public weft::testing::LocalMeshFixture<::testing::TestWithParam<std::string>> {
  protected:
+  std::string Capture() const { return GetParam().substr(0, GetParam().find('/')); }
+  std::string Relay() const { return GetParam().substr(GetParam().find('/') + 1); }
+  void TearDown() override {
+    LocalMeshFixture::TearDown();
+    unsetenv("WEFT_SAME_NODE_RELAY");
+  }
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("network namespaces, capture, SO_MARK");
-    if (GetParam() == "iptables" && system("command -v iptables-restore >/dev/null 2>&1") != 0)
+    if (Capture() == "iptables" && system("command -v iptables-restore >/dev/null 2>&1") != 0)
       GTEST_SKIP() << "iptables-restore is not installed";
-    if (GetParam() == "ebpf") {
+    setenv("WEFT_SAME_NODE_RELAY", Relay().c_str(), 1);
+    if (Capture() == "ebpf") {
       auto cg = FindCgroup2Mount();
       WEFT_SKIP_UNLESS_KERNEL_FEATURE(cg.ok(), "eBPF capture needs cgroup v2: " << cg.status());
     }
     localmesh::Options o;
     o.nodes = 2;
-    o.capture = GetParam();
+    o.capture = Capture();
     o.pods = {
         {.name = "client",
          .ns = "shop",
@@ -161,6 +170,11 @@ TEST_P(NamespacedFastPath, SameNodePairStaysInTheKernelWithBothReporters) {
                    {{"connection_security_policy", "mutual_tls"}}),
             0);
   EXPECT_EQ(Metric(0, "weft_hbone_pool_connections"), 0);
+  // The relay asked for is the one that moved the bytes.
+  EXPECT_GT(Metric(0, "weft_same_node_relay_events_total", {{"relay", Relay()}}), 0);
+  EXPECT_EQ(Metric(0, "weft_same_node_relay_events_total",
+                   {{"relay", Relay() == "sockmap" ? "splice" : "sockmap"}}),
+            0);
 }
 
 TEST_P(NamespacedFastPath, ClientToAnotherNodeStillUsesHbone) {
@@ -220,8 +234,14 @@ TEST_P(NamespacedFastPath, PolicyIsEnforcedAndReevaluated) {
   EXPECT_EQ(EchoRoundTrip(other.get(), "remote ok"), "remote ok");
 }
 
-INSTANTIATE_TEST_SUITE_P(Capture, NamespacedFastPath, ::testing::Values("iptables", "ebpf"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Capture, NamespacedFastPath,
+                         ::testing::Values("iptables/splice", "iptables/sockmap", "ebpf/splice",
+                                           "ebpf/sockmap"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           n[n.find('/')] = '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace weft

@@ -210,7 +210,7 @@ Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
   same_node_relay_events_ =
       Counter(r, "weft_same_node_relay_events_total",
               "Work ztunnel does for connected same-node fast-path connections, by relay "
-              "(sockmap, splice) and event (wakeup, paused)");
+              "(sockmap, splice) and event (wakeup, paused, join_failed)");
   hbone_server_conns_ = Gauge(r, "weft_hbone_server_connections",
                               "Inbound HBONE connections open now, by state (handshaking or "
                               "established)");

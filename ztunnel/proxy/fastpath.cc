@@ -459,16 +459,20 @@ void SameNodeFlow::MaybeDone() {
 
 absl::StatusOr<bool> UseSockmapRelay(const ProxyOptions& opts) {
   using Mode = ProxyOptions::SameNodeRelay;
-  if (!opts.same_node_fast_path || opts.same_node_relay == Mode::kSplice) return false;
+  if (!opts.same_node_fast_path) return false;
+  if (opts.same_node_relay == Mode::kSplice) {
+    LOG_INFO("proxy", "same-node fast path: splice relay", {{"relay", "splice"}});
+    return false;
+  }
   absl::Status st = bpf::SelfTestRelay();
   if (st.ok()) {
-    LOG_INFO("proxy", "same-node fast path: sockmap relay", {});
+    LOG_INFO("proxy", "same-node fast path: sockmap relay", {{"relay", "sockmap"}});
     return true;
   }
   if (opts.same_node_relay == Mode::kSockmap)
     return WithContext(st, "--same-node-relay=sockmap: this kernel cannot run the relay");
   LOG_INFO("proxy", "same-node fast path: splice relay (the sockmap relay is unavailable)",
-           {{"reason", st.ToString()}});
+           {{"relay", "splice"}, {"reason", st.ToString()}});
   return false;
 }
 
@@ -498,8 +502,11 @@ bool SameNodeFlow::JoinRelay() {
   SetResetOnClose(fd_[1].get());
   auto pair = relay.Join(fd_[0].get(), fd_[1].get(), w_->opts().fast_path_relay_cap);
   if (!pair.ok()) {
-    LOG_WARN("outbound", "same-node sockmap join failed, using splice for this connection",
-             {{"dst", info_.dst.ToString()}, {"error", pair.status().ToString()}});
+    // Usually the client has already gone (only established sockets may join), else the maps
+    // are full (WEFT_RELAY_MAX_SOCKS per worker).
+    w_->metrics().same_node_relay_event("sockmap", "join_failed").Increment();
+    LOG_DEBUG("outbound", "same-node sockmap join failed, using splice for this connection",
+              {{"dst", info_.dst.ToString()}, {"error", pair.status().ToString()}});
     for (int i = 0; i < 2; i++) {
       linger l{0, 0};
       setsockopt(fd_[i].get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
