@@ -1640,6 +1640,32 @@ TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesAnHttp2ResponseHead) 
   }
 }
 
+// HTTP/2 (gRPC): a fault delay holds each call's stream before it is routed (the codec's kDefer,
+// as a retry's back-off does; l7/http2_server_test.cc) and flags it DI.
+TEST_F(DirectMeshHttpSource, Http2StreamsGetFaultDelays) {
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + R"(trafficPolicies:
+- name: rpc-policy
+  namespace: ns-b
+  targetService: ns-b/rpc
+  faultInjection: {delay: {fixedDelayMs: 300, percentage: 100}}
+)"));
+  auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
+  grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
+  std::string out;
+  for (int i = 0; i < 2; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    grpc::Status st = GrpcCall(stub, "/pkg.Svc/Who", &out);
+    EXPECT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_requests_total",
+                  {{"reporter", "source"},
+                   {"destination_service_name", "rpc"},
+                   {"response_flags", "DI"}}) == 2;
+  })) << Metrics(*a_);
+}
+
 // gRPC over HTTP/2: a retry policy with gRPC's status names hides UNAVAILABLE answers on one
 // long-lived channel (trailers-only responses are judged at their head and sent again).
 TEST_F(DirectMeshHttpSource, GrpcRetriesHideAFlakyBackendOnOneChannel) {

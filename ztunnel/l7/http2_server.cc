@@ -120,6 +120,7 @@ struct Http2ServerConnection::Stream {
   uint64_t req_sent = 0;  // request body bytes taken into the current upstream's frames
   int reroutes = 0;
   bool req_eof = false, resp_eof = false;
+  bool deferred = false;        // the router answered kDefer: waits for RouteNow
   bool denied = false;          // answered locally: client DATA is dropped
   bool head_sent = false;       // the request's HEADERS went out to the current upstream
   bool answered = false;        // the upstream sent a response head (interim 1xx included)
@@ -258,7 +259,8 @@ struct Http2ServerConnection::Callbacks {
     if (!side.up) {
       Stream* s = Get(session, id);
       if (s) s->ex.request_bytes += len;
-      if (!s || s->denied || s->up_id <= 0 || s->up_closed) {
+      // A deferred request keeps its body (held within the stream's window until RouteNow).
+      if (!s || s->denied || (s->up_id <= 0 && !s->deferred) || s->up_closed) {
         nghttp2_session_consume(session, id, len);  // dropped: never stalls the connection
         return 0;
       }
@@ -529,6 +531,10 @@ void Http2ServerConnection::Route(Stream& s) {
       return;
     }
     size_t index = std::get<size_t>(r);
+    if (index == kDefer) {  // RouteNow comes back for it
+      s.deferred = true;
+      return;
+    }
     u = FindUpstream(index);
     if (!u) u = NewUpstream(index);
     if (!UpstreamUsable(index)) {
@@ -598,6 +604,16 @@ bool Http2ServerConnection::RetryStream(const HttpRequestAttributes& request, Up
                                         Sink to_client) {
   Stream* s = FindStream(request);
   if (!s || !AskRetry(*s, 0, -1)) return false;
+  Flush(to_up, to_client);
+  return true;
+}
+
+bool Http2ServerConnection::RouteNow(const HttpRequestAttributes& request, UpstreamSink to_up,
+                                     Sink to_client) {
+  Stream* s = FindStream(request);
+  if (!s || !s->deferred || s->down_closed || s->reported || s->resp_submitted) return false;
+  s->deferred = false;
+  Route(*s);
   Flush(to_up, to_client);
   return true;
 }

@@ -131,7 +131,10 @@ class Http2ServerConnection {
   // did not process (see above). The caller connects an index when `to_up` first gets bytes
   // for it. An index whose upstream ended stays unusable: a fresh connection to the same
   // endpoint needs a new index.
+  // The router may also answer kDefer: the request waits (its body held within HTTP/2 flow
+  // control) until the caller calls RouteNow for it (a fault delay, a retry's back-off).
   using Router = std::function<std::variant<size_t, LocalReply>(const HttpRequestAttributes&)>;
+  static constexpr size_t kDefer = static_cast<size_t>(-1);
   // kHttp: running; kClosing: the connection is over (GOAWAY exchanged and no stream left, or
   // the app closed): flush what was emitted and close; kBroken: a protocol error, abort both.
   using State = Http1ServerConnection::State;
@@ -209,6 +212,9 @@ class Http2ServerConnection {
   // The per-try timeout of the stream of `request` fired: retried as above when `check` agrees
   // (asked with status 0); false when it was not.
   bool RetryStream(const HttpRequestAttributes& request, UpstreamSink to_up, Sink to_client);
+  // A request the router deferred (kDefer) is routed now (the router is asked again). False when
+  // there is no such request waiting (it ended meanwhile).
+  bool RouteNow(const HttpRequestAttributes& request, UpstreamSink to_up, Sink to_client);
   // True once a response head (or a local reply) for `request` went to the client.
   bool ResponseStarted(const HttpRequestAttributes& request) const;
   // The request timeout of the stream of `request` fired: cancelled upstream and answered with

@@ -612,6 +612,75 @@ void More(Peer& p, int32_t id, const std::string& data, bool eof, Fields trailer
   nghttp2_session_resume_data(p.s, id);
 }
 
+// kDefer (a fault delay, a retry's back-off): the request waits, its body held, until RouteNow;
+// its stream's neighbours go on meanwhile. A deferred request the client reset is gone.
+// ResponseEdit changes the final head's fields but never its pseudo-headers or content-length.
+TEST(Http2ServerRouterTest, ADeferredRequestWaitsForRouteNowAndResponsesCanBeEdited) {
+  RouterHarness h(1);
+  std::set<std::string> defer = {"/held", "/reset"};
+  std::map<std::string, const HttpRequestAttributes*> held;
+  h.route = [&](const HttpRequestAttributes& r) -> std::variant<size_t, LocalReply> {
+    if (defer.erase(r.path)) {
+      held[r.path] = &r;
+      return Http2ServerConnection::kDefer;
+    }
+    return size_t{0};
+  };
+  h.conn.SetResponseEdit([](const HttpRequestAttributes&, Fields* f) {
+    for (auto& [n, v] : *f) {
+      if (n == ":status" || n == "content-length") ADD_FAILURE() << "edit saw " << n;
+      if (n == "x-up") v = "edited";
+    }
+    f->emplace_back("x-added", "1");
+    f->emplace_back("connection", "close");  // forbidden in HTTP/2: dropped
+  });
+  h.on_new = [&](size_t, Peer& p) {
+    p.on_end = [&p](int32_t id) {
+      p.Respond(id, {{":status", "200"}, {"x-up", "raw"}, {"content-length", "4"}}, "done");
+    };
+  };
+  int32_t a = h.client.Request(Req("POST", "/held"), "body-", /*eof=*/false);
+  int32_t b = h.client.Request(Req("GET", "/other"));
+  int32_t c = h.client.Request(Req("GET", "/reset"));
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[b].head, ":status"), "200") << "a neighbour is not held up";
+  EXPECT_EQ(Peer::Get(h.client.st[b].head, "x-up"), "edited");
+  EXPECT_EQ(Peer::Get(h.client.st[b].head, "x-added"), "1");
+  EXPECT_EQ(Peer::Get(h.client.st[b].head, "content-length"), "4");
+  EXPECT_EQ(Peer::Get(h.client.st[b].head, "connection"), "");
+  EXPECT_TRUE(h.client.st[a].head.empty());
+  More(h.client, a, "more", true);
+  h.Pump();
+  ASSERT_EQ(h.ups.size(), 1u);
+  EXPECT_EQ(h.ups[0]->st.size(), 1u) << "only the neighbour reached the upstream";
+  // The client gives up on /reset before it is routed.
+  nghttp2_submit_rst_stream(h.client.s, NGHTTP2_FLAG_NONE, c, NGHTTP2_CANCEL);
+  h.Pump();
+  auto u = [](size_t, std::string_view) {};
+  auto cl = [](std::string_view) {};
+  EXPECT_FALSE(h.conn.RouteNow(*held["/reset"], u, cl)) << "its stream is gone";
+  std::map<size_t, std::string> to_up;
+  std::string to_client;
+  ASSERT_TRUE(h.conn.RouteNow(
+      *held["/held"], [&](size_t i, std::string_view x) { to_up[i].append(x); },
+      [&](std::string_view x) { to_client.append(x); }));
+  h.Up(0).Recv(to_up[0]);
+  if (!to_client.empty()) h.client.Recv(to_client);
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[a].head, ":status"), "200");
+  EXPECT_EQ(h.client.st[a].data, "done");
+  bool found = false;
+  for (auto& [id, s] : h.ups[0]->st)
+    if (Peer::Get(s.head, ":path") == "/held") {
+      found = true;
+      EXPECT_EQ(s.data, "body-more") << "the body waited with it, whole";
+    }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+  EXPECT_EQ(h.conn.buffered(), 0u);
+}
+
+
 TEST(Http2ServerRouterTest, StreamingGrpcCallsWithTrailersThroughTheRouter) {
   RouterHarness h(3);
   const Fields grpc = {{"content-type", "application/grpc"}, {"te", "trailers"}};

@@ -728,8 +728,8 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
   if (t.svc) route.service = absl::StrCat(t.svc->ns, "/", t.svc->name);
   if (t.port) route.port = t.port->port;
   route.flags.clear();
-  // The backend's circuit breaker and outlier detector, retries, timeouts and response header
-  // modifiers (issue 15); fault delays are not applied to HTTP/2 streams (docs/traffic.md).
+  // The backend's circuit breaker and outlier detector, retries, timeouts, fault delays and
+  // response header modifiers (issue 15).
   route.id = next_h2_id_++;
   const auto now = std::chrono::steady_clock::now();
   traffic::CircuitBreaker* breaker = nullptr;
@@ -751,6 +751,10 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
     route.retry = std::make_unique<traffic::RetryState>(t.retry, budget, breaker, now);
   }
   if (t.timeout_ms) route.deadline = now + std::chrono::milliseconds(t.timeout_ms);
+  if (t.delay_ms) {  // fault delay: the first routing waits (DeferH2)
+    route.defer_ms = t.delay_ms;
+    route.final_flags = "DI";
+  }
   route.response_mods[0] = t.response_mods[0];
   route.response_mods[1] = t.response_mods[1];
   if (route.response_mods[0] || route.response_mods[1]) route.snap = snap;
@@ -774,6 +778,7 @@ std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttr
   traffic::OutlierDetector* outlier = nullptr;
   std::string_view avoid;  // a retry's previous endpoint
   if (auto it = h2_routes_.find(&r); it != h2_routes_.end()) {
+    if (it->second.defer_ms) return DeferH2(&r, it->second);  // a fault delay, a back-off
     t.svc = snap->FindServiceByKey(it->second.service);
     t.port = t.svc ? t.svc->FindPort(it->second.port) : nullptr;
     if (it->second.traffic) outlier = it->second.traffic->outlier.get();
@@ -801,6 +806,7 @@ void HttpOutbound::DoneH2(const l7::Exchange& ex) {
     final_flags = std::move(it->second.final_flags);
     traffic = std::move(it->second.traffic);
     if (it->second.timer) w_->loop().CancelTimer(it->second.timer);
+    if (it->second.defer_timer) w_->loop().CancelTimer(it->second.defer_timer);
     h2_routes_.erase(it);  // releases its breaker slot
   }
   if (!ex.local_reply && !final_flags.empty()) flags = final_flags;

@@ -238,8 +238,7 @@ class HttpOutbound : public Flow {
     std::string flags;
     std::shared_ptr<const traffic::ServiceTraffic> traffic;     // the backend's
     std::optional<traffic::CircuitBreaker::Slot> request_slot;  // http2MaxRequests
-    // Retries and timeouts (issue 15), as for HTTP/1.1 but without back-off (an attempt is
-    // sent again at once) and without fault delays.
+    // Retries, back-off, timeouts and fault delays (issue 15), as for HTTP/1.1.
     uint64_t id = 0;
     std::shared_ptr<const traffic::ServiceTraffic> called_traffic;  // its retry budget
     std::unique_ptr<traffic::RetryState> retry;
@@ -247,6 +246,10 @@ class HttpOutbound : public Flow {
     std::string final_flags;  // "URX"
     std::chrono::steady_clock::time_point deadline{}, try_deadline{};
     uint64_t timer = 0;
+    // A fault delay or a retry's back-off: the next routing waits `defer_ms` (the codec holds
+    // the request, kDefer) on `defer_timer`.
+    uint64_t defer_ms = 0;
+    uint64_t defer_timer = 0;
     // ResponseHeaderModifier (the rule's, then the backend's), in `snap`.
     SnapshotPtr snap;
     const config::HttpHeaderModifier* response_mods[2] = {nullptr, nullptr};
@@ -258,6 +261,8 @@ class HttpOutbound : public Flow {
   void EditH2Response(const HttpRequestAttributes& req,
                       std::vector<std::pair<std::string, std::string>>* fields);
   void OnH2Timer(const HttpRequestAttributes* req, uint64_t id);
+  // RouteH2's deferral: the request waits route.defer_ms, then the codec routes it (RouteNow).
+  size_t DeferH2(const HttpRequestAttributes* req, H2Route& route);
   absl::flat_hash_map<const HttpRequestAttributes*, H2Route> h2_routes_;
 };
 

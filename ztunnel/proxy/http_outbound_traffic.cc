@@ -434,11 +434,30 @@ bool HttpOutbound::RetryH2(const HttpRequestAttributes& req, int upstream, int s
           now);
     }
   }
+  // Envoy's jittered back-off: the codec's next routing of it waits (DeferH2); the per-try
+  // timeout counts from when it goes.
+  route.defer_ms = d.backoff_ms;
   if (route.retry->spec().per_try_timeout_ms) {
-    route.try_deadline = now + std::chrono::milliseconds(route.retry->spec().per_try_timeout_ms);
+    route.try_deadline = now + std::chrono::milliseconds(d.backoff_ms) +
+                         std::chrono::milliseconds(route.retry->spec().per_try_timeout_ms);
     ArmH2Timer(&req, route);
   }
   return true;
+}
+
+size_t HttpOutbound::DeferH2(const HttpRequestAttributes* req, H2Route& route) {
+  const uint64_t ms = std::exchange(route.defer_ms, 0);
+  if (route.defer_timer) w_->loop().CancelTimer(route.defer_timer);
+  route.defer_timer =
+      w_->loop().AddTimer(std::chrono::milliseconds(ms), [this, req, id = route.id] {
+        auto it = h2_routes_.find(req);
+        if (closed_ || !h2_ || it == h2_routes_.end() || it->second.id != id) return;
+        it->second.defer_timer = 0;
+        h2_->RouteNow(*req, ToUp(), ToClient());
+        if (AfterH2()) Flush();
+        if (!closed_) UpdateInterest();
+      });
+  return l7::Http2ServerConnection::kDefer;
 }
 
 void HttpOutbound::ArmH2Timer(const HttpRequestAttributes* req, H2Route& route) {
