@@ -23,6 +23,7 @@ die() {
 
 modules_root="" release="" out="" busybox=/bin/busybox
 env_lines=()
+env_re=$'^[A-Z_][A-Z0-9_]*=[^\'\n]*$'
 # The modules a 9p root needs; builtins (virtio_pci is built in on some configs) are fine.
 modules=(virtio_pci 9pnet_virtio 9p overlay)
 while [[ $# -gt 0 ]]; do
@@ -32,8 +33,9 @@ while [[ $# -gt 0 ]]; do
     --out) out=${2:?}; shift 2 ;;
     --busybox) busybox=${2:?}; shift 2 ;;
     --env)
-      [[ "${2:-}" =~ ^[A-Z_][A-Z0-9_]*=[^\'\"\`\$\\]*$ ]] || {
-        echo "mkinitramfs.sh: --env wants NAME=VALUE without quotes, \$ or backslashes: '${2:-}'" >&2
+      # /weft.env holds NAME='VALUE' lines: any value but one with a single quote or newline.
+      [[ "${2:-}" =~ $env_re ]] || {
+        echo "mkinitramfs.sh: --env wants NAME=VALUE without single quotes or newlines: '${2:-}'" >&2
         exit 2
       }
       env_lines+=("$2"); shift 2 ;;

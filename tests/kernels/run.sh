@@ -22,7 +22,7 @@ src=$(cd "$here/../.." && pwd)
 build="$src/build"
 results="/tmp/weft-kernels/$(date -u +%Y%m%dT%H%M%SZ)"
 rows_wanted="host 6.1 6.12 6.1-cgroup1"
-tests='ProbeTest|SkLookupTest|ConnectTest|ReasonNameTest|NodeCaptureTest|PinnedMapsTest|CaptureTest|CaptureOptionsTest|AgentEbpfTest|NamespacedFastPath'
+tests='ProbeTest|SkLookupTest|ConnectTest|ReasonNameTest|NodeCaptureTest|PinnedMapsTest|CaptureTest|CaptureOptionsTest|AgentEbpfTest|NamespacedFastPath|SameNodeRelay\.(SelfTestPasses|SlowReaderIsBoundedByPause)|SameNodeFastPath\.(MovesTensOfMiB|HalfClose|ResetIsPropagated)'
 memory=2G timeout=1200
 cache=/var/cache/weft-kernels
 
@@ -46,8 +46,8 @@ done
 for b in cli/weftctl agent/weft_agent_probe_test bpf/weft_bpf_test; do
   [[ -x "$build/$b" ]] || {
     echo "run.sh: $build/$b is not built; build the tests first, e.g." >&2
-    echo "  ninja -C $build weftctl weft_agent_probe_test weft_agent_ebpf_test weft_bpf_test \\" >&2
-    echo "    weft_bpf_node_test weft_bpf_pinned_test weft_zt_capture_test weft_fastpath_namespaced_test" >&2
+    echo "  ninja -C $build weftctl weft_agent_probe_test weft_agent_ebpf_test weft_bpf_test weft_bpf_relay_test \\" >&2
+    echo "    weft_bpf_node_test weft_bpf_pinned_test weft_zt_capture_test weft_fastpath_test weft_fastpath_namespaced_test" >&2
     exit 2
   }
 done

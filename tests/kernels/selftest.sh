@@ -4,7 +4,8 @@
 #     capture mode that agrees with the exit status (a format change in the probe's report
 #     would otherwise turn the matrix table into "unreadable" rows).
 #  2. table.py on made-up rows: passed/failed/skipped counted from ctest's JUnit XML, the
-#     iptables fallback shown with the probe's reason, a row without results keeps its note, a
+#     iptables fallback shown with the probe's reason, the same-node relay read from its
+#     self-test's outcome, a row without results keeps its note, a
 #     report whose exit status contradicts its decision is flagged, not trusted.
 #  3. mkinitramfs.sh refuses values /weft.env could not hold and a kernel without modules.dep.
 #   selftest.sh WEFTCTL
@@ -47,8 +48,12 @@ report() { # DECISION CGROUP_STATUS SK_MSG_STATUS
     "ok" "program type sk_lookup" "loads" "missing (optional)" 'kTLS (TCP_ULP "tls")' "x"
   printf 'Decision: %s\n' "$1"
 }
-junit() { # PASSED FAILED SKIPPED
+junit() { # PASSED FAILED SKIPPED [RELAY_SELF_TEST_STATUS]
   echo '<?xml version="1.0" encoding="UTF-8"?><testsuite name="(empty)">'
+  case "${4:-}" in
+    run) echo '<testcase name="SameNodeRelay.SelfTestPasses" status="run"/>' ;;
+    fail) echo '<testcase name="SameNodeRelay.SelfTestPasses" status="fail"><failure message="Failed"/></testcase>' ;;
+  esac
   for ((i = 0; i < $1; i++)); do echo "<testcase name=\"P.t$i\" status=\"run\"/>"; done
   for ((i = 0; i < $2; i++)); do
     echo "<testcase name=\"F.t$i\" status=\"fail\"><failure message=\"Failed\"/></testcase>"
@@ -62,13 +67,13 @@ mkdir -p "$tmp"/{a,b,c,d}
 echo 9.9.9-a >"$tmp/a/kernel"
 report "eBPF capture: every required feature is present" ok "missing (optional)" >"$tmp/a/check.txt"
 echo 0 >"$tmp/a/check.rc"
-junit 3 1 2 >"$tmp/a/junit.xml"
+junit 2 1 2 run >"$tmp/a/junit.xml"
 printf 'label=a\nseconds=75\n' >"$tmp/a/row.env"
 echo 9.9.9-b >"$tmp/b/kernel"
 report "iptables capture (in-pod REDIRECT rules): eBPF needs cgroup v2 mount" MISSING ok \
   >"$tmp/b/check.txt"
 echo 1 >"$tmp/b/check.rc"
-junit 4 0 0 >"$tmp/b/junit.xml"
+junit 4 0 0 fail >"$tmp/b/junit.xml"
 printf 'label=b\nseconds=600\n' >"$tmp/b/row.env"
 printf 'label=c\nkernel=5.4\nnote=not available from apt\n' >"$tmp/c/row.env"
 echo 9.9.9-d >"$tmp/d/kernel"
@@ -76,17 +81,18 @@ report "eBPF capture: every required feature is present" ok ok >"$tmp/d/check.tx
 echo 1 >"$tmp/d/check.rc"
 printf 'label=d\n' >"$tmp/d/row.env"
 python3 "$here/table.py" "$tmp"/{a,b,c,d} >"$tmp/table.md" || fail "table.py exit $?"
-expect_line "$tmp/table.md" "| a | 9.9.9-a | eBPF | yes | **no** | yes | yes | yes | **no** | 3 / 1 / 2 | 1:15 |"
-expect_line "$tmp/table.md" "| b | 9.9.9-b | iptables (no cgroup v2 mount) | yes | yes | yes | yes | yes | **no** | 4 / 0 / 0 | 10:00 |"
-expect_line "$tmp/table.md" "| c | 5.4 | not available from apt | – | – | – | – | – | – | – | – |"
+expect_line "$tmp/table.md" "| a | 9.9.9-a | eBPF | yes | **no** | yes | yes | yes | **no** | sockmap | 3 / 1 / 2 | 1:15 |"
+expect_line "$tmp/table.md" "| b | 9.9.9-b | iptables (no cgroup v2 mount) | yes | yes | yes | yes | yes | **no** | splice (self-test failed) | 4 / 1 / 0 | 10:00 |"
+expect_line "$tmp/table.md" "| c | 5.4 | not available from apt | – | – | – | – | – | – | – | – | – |"
 expect_line "$tmp/table.md" "a failed: F.t0"
+expect_line "$tmp/table.md" "b failed: SameNodeRelay.SelfTestPasses"
 grep -q "^| d | 9.9.9-d | unreadable check.txt: exit status 1 disagrees" "$tmp/table.md" ||
   fail "a report contradicting its exit status was trusted: $(grep '^| d' "$tmp/table.md")"
 
 # 3. mkinitramfs.sh argument checks.
 out=$(bash "$here/mkinitramfs.sh" --modules-root "$tmp" --release x --out "$tmp/i" \
   --env "WEFT_TESTS=a'b" 2>&1)
-[[ $? -eq 2 && "$out" == *"without quotes"* ]] || fail "a quote in --env was accepted: $out"
+[[ $? -eq 2 && "$out" == *"without single quotes"* ]] || fail "a quote in --env was accepted: $out"
 mkdir -p "$tmp/k/lib/modules/1.2.3"
 out=$(bash "$here/mkinitramfs.sh" --modules-root "$tmp/k" --release 1.2.3 --out "$tmp/i" 2>&1)
 [[ $? -eq 1 && "$out" == *"has no modules.dep"* ]] || fail "no modules.dep was accepted: $out"

@@ -4,7 +4,9 @@
 Each row directory holds (suite.sh) kernel, check.txt, check.rc, junit.xml, suite.env and
 (run.sh) row.env: label=, seconds=, note= (why a row has no results, e.g. a kernel that apt
 does not have). Prints one Markdown table: kernel, capture mode the probe chose (weftctl check),
-the sockmap/sk_lookup features, the tests passed/failed/skipped and the row's wall time.
+the sockmap/sk_lookup features, the same-node relay ztunnel's --same-node-relay=auto would use
+(its self-test, SameNodeRelay.SelfTestPasses: passed = sockmap, failed = splice), the tests
+passed/failed/skipped and the row's wall time.
 
   table.py ROW_DIR...            print the table
   table.py --check FILE RC       parse one `weftctl check` output (exit status RC) and print
@@ -26,6 +28,8 @@ FEATURES = [
     ("kTLS", 'kTLS (TCP_ULP "tls")'),
 ]
 STATUSES = ("ok", "MISSING", "missing (optional)")
+# The test that runs the same self-test ztunnel's --same-node-relay=auto decides by.
+RELAY_SELF_TEST = "SameNodeRelay.SelfTestPasses"
 
 
 class ParseError(Exception):
@@ -68,19 +72,31 @@ def parse_check(text, rc):
 
 
 def parse_junit(path):
-    """(passed, failed, skipped, failed names) from ctest's --output-junit file."""
+    """(passed, failed, skipped, failed names, {name: "passed"|"failed"|"skipped"}) from
+    ctest's --output-junit file."""
     root = ET.parse(path).getroot()
     passed = failed = skipped = 0
     failed_names = []
+    outcome = {}
     for case in root.iter("testcase"):
+        name = case.get("name", "?")
         if case.find("failure") is not None or case.find("error") is not None:
             failed += 1
-            failed_names.append(case.get("name", "?"))
+            failed_names.append(name)
+            outcome[name] = "failed"
         elif case.find("skipped") is not None or case.get("status") in ("notrun", "disabled"):
             skipped += 1
+            outcome[name] = "skipped"
         else:
             passed += 1
-    return passed, failed, skipped, failed_names
+            outcome[name] = "passed"
+    return passed, failed, skipped, failed_names, outcome
+
+
+def relay(outcome):
+    """The same-node relay the self-test picks: sockmap, splice (it failed), or unknown."""
+    return {"passed": "sockmap", "failed": "splice (self-test failed)",
+            "skipped": "– (self-test skipped)"}.get(outcome.get(RELAY_SELF_TEST), "–")
 
 
 def read_env(path):
@@ -109,7 +125,7 @@ def row(d):
     cells = [label, kernel]
     if not (d / "check.txt").exists():
         note = env.get("note", "no results (see console.log)")
-        return cells + [note] + ["–"] * len(FEATURES) + ["–", wall], None
+        return cells + [note] + ["–"] * len(FEATURES) + ["–", "–", wall], None
     try:
         rc = int((d / "check.rc").read_text().strip())
         mode, feats = parse_check((d / "check.txt").read_text(), rc)
@@ -119,9 +135,11 @@ def row(d):
     for _, name in FEATURES:
         cells.append("–" if name not in feats else ("yes" if feats[name] else "**no**"))
     failed_names = []
+    relay_cell = "–"
     if (d / "junit.xml").exists():
         try:
-            p, f, s, failed_names = parse_junit(d / "junit.xml")
+            p, f, s, failed_names, outcome = parse_junit(d / "junit.xml")
+            relay_cell = relay(outcome)
             tests = "%d / %d / %d" % (p, f, s)
             if "ctest_rc" in suite and suite["ctest_rc"] != "0" and f == 0:
                 tests += " (ctest exit %s)" % suite["ctest_rc"]
@@ -129,13 +147,13 @@ def row(d):
             tests = "unreadable junit.xml: %s" % e
     else:
         tests = "no junit.xml (see console.log)"
-    cells += [tests, wall]
+    cells += [relay_cell, tests, wall]
     return cells, failed_names
 
 
 def table(dirs):
     head = ["row", "kernel", "capture (probe)"] + [c for c, _ in FEATURES] + [
-        "tests passed / failed / skipped", "wall time"]
+        "same-node relay", "tests passed / failed / skipped", "wall time"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
     for d in dirs:
