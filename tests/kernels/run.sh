@@ -3,7 +3,7 @@
 # needed) with the host's root file system shared read-only over 9p, runs `weftctl check` and
 # the BPF and capture tests inside each, then the same on the host's own kernel, and prints one
 # table: kernel, capture mode the probe chose, sockmap/sk_lookup features, tests
-# passed/failed/skipped, wall time. Not part of .ci/run (18 minutes on a loaded 2-vCPU machine;
+# passed/failed/skipped, wall time. Not part of .ci/run (20 minutes on a loaded 2-vCPU machine;
 # one VM at a time).
 #
 #   sudo bash tests/kernels/run.sh [--build DIR] [--results DIR] [--rows "host 6.1 6.12 6.1-cgroup1"]
