@@ -37,6 +37,8 @@ else
   for col in SOCKHASH sk_msg sk_skb sk_redirect_hash sk_lookup kTLS; do
     grep -qE "^$col: (yes|no)$" "$tmp/parsed.txt" || fail "no $col in: $(cat "$tmp/parsed.txt")"
   done
+  grep -qE "^same-node relay: (sockmap|splice)$" "$tmp/parsed.txt" ||
+    fail "no same-node relay in: $(cat "$tmp/parsed.txt")"
 fi
 
 # 2. Made-up rows in the probe's report format (agent/probe.cc ProbeReport::Format).
@@ -75,15 +77,24 @@ report "iptables capture (in-pod REDIRECT rules): eBPF needs cgroup v2 mount" MI
 echo 1 >"$tmp/b/check.rc"
 junit 4 0 0 fail >"$tmp/b/junit.xml"
 printf 'label=b\nseconds=600\n' >"$tmp/b/row.env"
+mkdir -p "$tmp/e"
+echo 9.9.9-e >"$tmp/e/kernel"
+{
+  report "eBPF capture: every required feature is present" ok ok
+  echo "Same-node relay: splice (the sockmap relay's self-test failed: x)"
+} >"$tmp/e/check.txt"
+echo 0 >"$tmp/e/check.rc"
+junit 1 0 0 run >"$tmp/e/junit.xml"
 printf 'label=c\nkernel=5.4\nnote=not available from apt\n' >"$tmp/c/row.env"
 echo 9.9.9-d >"$tmp/d/kernel"
 report "eBPF capture: every required feature is present" ok ok >"$tmp/d/check.txt"
 echo 1 >"$tmp/d/check.rc"
 printf 'label=d\n' >"$tmp/d/row.env"
-python3 "$here/table.py" "$tmp"/{a,b,c,d} >"$tmp/table.md" || fail "table.py exit $?"
+python3 "$here/table.py" "$tmp"/{a,b,c,d,e} >"$tmp/table.md" || fail "table.py exit $?"
 expect_line "$tmp/table.md" "| a | 9.9.9-a | eBPF | yes | **no** | yes | yes | yes | **no** | sockmap | 3 / 1 / 2 | 1:15 |"
 expect_line "$tmp/table.md" "| b | 9.9.9-b | iptables (no cgroup v2 mount) | yes | yes | yes | yes | yes | **no** | splice (self-test failed) | 4 / 1 / 0 | 10:00 |"
 expect_line "$tmp/table.md" "| c | 5.4 | not available from apt | – | – | – | – | – | – | – | – | – |"
+expect_line "$tmp/table.md" "| e | 9.9.9-e | eBPF | yes | yes | yes | yes | yes | **no** | splice | 2 / 0 / 0 | – |"
 expect_line "$tmp/table.md" "a failed: F.t0"
 expect_line "$tmp/table.md" "b failed: SameNodeRelay.SelfTestPasses"
 grep -q "^| d | 9.9.9-d | unreadable check.txt: exit status 1 disagrees" "$tmp/table.md" ||

@@ -5,7 +5,8 @@ Each row directory holds (suite.sh) kernel, check.txt, check.rc, junit.xml, suit
 (run.sh) row.env: label=, seconds=, note= (why a row has no results, e.g. a kernel that apt
 does not have). Prints one Markdown table: kernel, capture mode the probe chose (weftctl check),
 the sockmap/sk_lookup features, the same-node relay ztunnel's --same-node-relay=auto would use
-(its self-test, SameNodeRelay.SelfTestPasses: passed = sockmap, failed = splice), the tests
+(weftctl check's "Same-node relay:" line; from a build before that line, the outcome of the same
+self-test as SameNodeRelay.SelfTestPasses: passed = sockmap, failed = splice), the tests
 passed/failed/skipped and the row's wall time.
 
   table.py ROW_DIR...            print the table
@@ -41,6 +42,9 @@ def parse_check(text, rc):
     found = {}
     decision = None
     for line in text.splitlines():
+        if line.startswith("Same-node relay: "):
+            found["relay"] = line[len("Same-node relay: "):].split(" ")[0]
+            continue
         if line.startswith("Decision: "):
             decision = line[len("Decision: "):].strip()
             continue
@@ -68,7 +72,7 @@ def parse_check(text, rc):
     # weftctl check: exit 0 exactly when eBPF capture is possible.
     if (rc == 0) != (mode == "eBPF"):
         raise ParseError("exit status %d disagrees with the decision '%s'" % (rc, decision))
-    return mode, {name: ok for name, ok in found.items()}
+    return mode, found
 
 
 def parse_junit(path):
@@ -139,7 +143,7 @@ def row(d):
     if (d / "junit.xml").exists():
         try:
             p, f, s, failed_names, outcome = parse_junit(d / "junit.xml")
-            relay_cell = relay(outcome)
+            relay_cell = feats.get("relay") or relay(outcome)
             tests = "%d / %d / %d" % (p, f, s)
             if "ctest_rc" in suite and suite["ctest_rc"] != "0" and f == 0:
                 tests += " (ctest exit %s)" % suite["ctest_rc"]
@@ -174,6 +178,8 @@ def main(argv):
         print("capture:", mode)
         for col, name in FEATURES:
             print("%s: %s" % (col, "yes" if feats[name] else "no"))
+        if "relay" in feats:
+            print("same-node relay:", feats["relay"])
         return 0
     if len(argv) < 2 or argv[1].startswith("-"):
         print(__doc__, file=sys.stderr)
