@@ -1469,12 +1469,14 @@ TEST_F(DirectMeshHttpSource, TheRetryBudgetStopsAmplificationWhenEveryRequestFai
 }
 
 TEST_F(DirectMeshHttpSource, ARequestTimeoutIsAnswered504WithUT) {
-  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RoutesYaml(port_, R"(  - requestTimeoutMs: 200
+  // 1 s: the request within it must make it on this loaded 2-core machine too (with 200 ms,
+  // ctest -j2 beside the whole suite once made /delay/1 miss it).
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RoutesYaml(port_, R"(  - requestTimeoutMs: 1000
     backends: [{service: ns-b/web, port: 80, weight: 1}]
 )")));
   auto fd = Outbound(kVip);
   weft::testing::HttpConn c(fd.get());
-  auto r = c.Request("GET", "/delay/3000", "web");
+  auto r = c.Request("GET", "/delay/4000", "web");
   EXPECT_EQ(r.status, 504) << r.error;
   EXPECT_EQ(r.body, "upstream request timeout");
   auto fd2 = Outbound(kVip);
