@@ -1404,6 +1404,13 @@ TEST_F(DirectMeshHttpSource, AWeightedSplitSendsItsShareToEachBackend) {
 }
 
 // A TrafficPolicy on Service "web" (issue 15), in ztunnel's config form.
+// Routes on Service ns-b/rpc (the gRPC one) with these rules.
+std::string RpcRoutesYaml(const std::string& rules) {
+  return "httpRoutes:\n- name: rpc-routes\n  namespace: ns-b\n  parentService: ns-b/rpc\n"
+         "  parentPort: 80\n  rules:\n" +
+         rules;
+}
+
 std::string PolicyYaml(const std::string& body) {
   return "trafficPolicies:\n- name: web-policy\n  namespace: ns-b\n  targetService: ns-b/web\n" +
          body;
@@ -1607,19 +1614,13 @@ TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesTheResponseHead) {
 // ResponseHeaderModifier on HTTP/2 (gRPC): set, add and remove on the response head's metadata;
 // the call and the connection carry on (pseudo-headers and framing untouched).
 TEST_F(DirectMeshHttpSource, AResponseHeaderModifierChangesAnHttp2ResponseHead) {
-  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + R"(httpRoutes:
-- name: rpc-routes
-  namespace: ns-b
-  parentService: ns-b/rpc
-  parentPort: 80
-  rules:
-  - filters:
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RpcRoutesYaml(R"(  - filters:
     - responseHeaderModifier:
         set: [{name: content-type, value: application/grpc}, {name: x-served-by, value: weft}]
         add: [{name: x-tag, value: two}]
         remove: [grpc-accept-encoding]
     backends: [{service: ns-b/rpc, port: 80, weight: 1}]
-)"));
+)")));
   auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
   grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
   for (int i = 0; i < 3; ++i) {
@@ -1706,15 +1707,9 @@ TEST_F(DirectMeshHttpSource, GrpcRetriesHideAFlakyBackendOnOneChannel) {
 // HTTP/2: timeouts.request answers a stream that outlives it locally ("UT"; for gRPC, 200 with
 // grpc-status UNAVAILABLE as Envoy maps 504); the channel and its other calls carry on.
 TEST_F(DirectMeshHttpSource, AGrpcCallPastItsRequestTimeoutIsAnsweredLocallyWithUT) {
-  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + R"(httpRoutes:
-- name: rpc-routes
-  namespace: ns-b
-  parentService: ns-b/rpc
-  parentPort: 80
-  rules:
-  - requestTimeoutMs: 300
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RpcRoutesYaml(R"(  - requestTimeoutMs: 300
     backends: [{service: ns-b/rpc, port: 80, weight: 1}]
-)"));
+)")));
   auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
   grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
   std::string out;
