@@ -3,6 +3,8 @@
 #include <prometheus/counter.h>
 #include <prometheus/text_serializer.h>
 
+#include <unistd.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -135,6 +137,7 @@ struct AdminServer::Impl {
   absl::Status Start();
   void Stop();
   absl::Status Bind(Listener& l, const SockAddr& want);
+  absl::Status Assign(Listener& l, int fd);
   void Accept(Listener& l);
   void Run();
   void CountBadRequest(Role role, std::string_view why, const ErrorCode& ec);
@@ -300,6 +303,22 @@ absl::Status AdminServer::Impl::Bind(Listener& l, const SockAddr& want) {
   return absl::OkStatus();
 }
 
+absl::Status AdminServer::Impl::Assign(Listener& l, int fd) {
+  auto local = LocalAddress(fd);
+  if (!local.ok()) {
+    ::close(fd);
+    return local.status();
+  }
+  ErrorCode ec;
+  l.acceptor.assign(local->ip.IsV4() ? tcp::v4() : tcp::v6(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("taking over ", local->ToString(), ": ", ec.message()));
+  }
+  l.bound = *local;
+  return absl::OkStatus();
+}
+
 void AdminServer::Impl::Accept(Listener& l) {
   l.acceptor.async_accept([this, &l](ErrorCode ec, tcp::socket s) {
     if (stopping || ec == asio::error::operation_aborted) return;
@@ -351,9 +370,12 @@ absl::Status AdminServer::Impl::Start() {
         "AdminServer::Start called twice; create a new AdminServer to serve again");
   }
   started = true;
-  absl::Status st = Bind(admin, opts.admin_addr);
-  if (st.ok() && !opts.admin_only) st = Bind(metrics, opts.metrics_addr);
-  if (st.ok() && !opts.admin_only) st = Bind(readiness, opts.readiness_addr);
+  auto bind = [this](Listener& l, int fd, const SockAddr& want) {
+    return fd >= 0 ? Assign(l, fd) : Bind(l, want);
+  };
+  absl::Status st = bind(admin, opts.admin_fd, opts.admin_addr);
+  if (st.ok() && !opts.admin_only) st = bind(metrics, opts.metrics_fd, opts.metrics_addr);
+  if (st.ok() && !opts.admin_only) st = bind(readiness, opts.readiness_fd, opts.readiness_addr);
   if (!st.ok()) {
     ErrorCode ignored;
     for (Listener* l : {&admin, &metrics, &readiness}) l->acceptor.close(ignored);
@@ -545,6 +567,14 @@ SockAddr AdminServer::metrics_addr() const {
 SockAddr AdminServer::readiness_addr() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->readiness.bound;
+}
+
+std::vector<int> AdminServer::listener_fds() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<int> out;
+  for (auto* l : {&impl_->admin, &impl_->metrics, &impl_->readiness})
+    out.push_back(l->acceptor.is_open() ? l->acceptor.native_handle() : -1);
+  return out;
 }
 
 uint64_t AdminServer::bad_requests() const {

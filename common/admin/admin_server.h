@@ -66,6 +66,10 @@ struct AdminOptions {
   std::function<std::string()> not_ready_reason;
   // Used in error hints ("is another ztunnel running ...?").
   std::string component = "ztunnel";
+  // Listening sockets taken over from a predecessor process (ztunnel's hitless upgrade,
+  // docs/upgrades.md), served instead of binding admin_addr / metrics_addr / readiness_addr;
+  // -1: bind. The server owns them from Start on.
+  int admin_fd = -1, metrics_fd = -1, readiness_fd = -1;
   // Whole-request read deadline (also the keep-alive idle timeout): bounds slowloris clients.
   std::chrono::milliseconds read_timeout{10000};
 };
@@ -82,6 +86,8 @@ class AdminServer {
   SockAddr admin_addr() const;
   SockAddr metrics_addr() const;
   SockAddr readiness_addr() const;
+  // The listening descriptors (admin, metrics, readiness; -1 where none), for a successor.
+  std::vector<int> listener_fds() const;
   // Malformed requests seen so far (the value of weft_admin_bad_requests_total).
   uint64_t bad_requests() const;
 

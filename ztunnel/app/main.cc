@@ -106,6 +106,15 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
   weft::AddDurationFlag(app, "--http-idle-timeout", &o.proxy.http_idle_timeout,
                         "L7: close an HTTP connection with no request in flight and no bytes "
                         "either way for this long (default 1h)");
+  weft::AddDurationFlag(app, "--drain-deadline", &o.drain_deadline,
+                        "after a new ztunnel took the listeners over (hitless upgrade): how long "
+                        "open connections may go on before they are closed (default 30s)");
+  weft::AddDurationFlag(app, "--takeover-drain-deadline", &o.takeover_drain_deadline,
+                        "when taking over from a running ztunnel: how long it drains (default: "
+                        "its own --drain-deadline)");
+  app.add_flag_callback(
+      "--no-takeover", [&o] { o.takeover = false; },
+      "do not take the listeners over from a ztunnel running at <--inpod-socket>.takeover");
   app.add_option("--fast-path-pipe-size", o.proxy.fast_path_pipe_size,
                  "pipe size per direction of a fast-path connection (4096..16777216; see "
                  "docs/fastpath.md)")
@@ -130,6 +139,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   int sig = weft::WaitForTerminationSignal();
+  if (zt.Retiring()) {
+    // Replaced (or being replaced) by a new ztunnel: open connections drain first (up to the
+    // drain deadline, counted from the handover); a second signal stops at once.
+    LOG_INFO("ztunnel", "replaced by a new ztunnel; exiting once drained",
+             {{"signal", strsignal(sig)}});
+    while (!zt.Drained()) {
+      if (auto again = weft::WaitForTerminationSignal(std::chrono::milliseconds(100))) {
+        LOG_INFO("ztunnel", "second signal: closing what is left now",
+                 {{"signal", strsignal(*again)}});
+        break;
+      }
+    }
+  }
   LOG_INFO("ztunnel", "shutting down", {{"signal", strsignal(sig)}});
   zt.Stop();
   return 0;

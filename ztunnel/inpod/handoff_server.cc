@@ -53,6 +53,11 @@ struct HandoffServer::Impl {
   UniqueFd conn;
   std::thread thread;
   std::atomic<bool> connected{false};
+  ino_t file_ino = 0;  // the socket file this server created (Stop unlinks only that)
+  dev_t file_dev = 0;
+  std::mutex handle_mu;   // held while a request is read and handled
+  bool paused = false;    // guarded by handle_mu
+  bool stopping = false;  // guarded by handle_mu
 
   mutable std::mutex mu;                    // guards `pods` for known_pods()
   std::map<std::string, AddWorkload> pods;  // held pods and their AddWorkload
@@ -86,6 +91,34 @@ bool HandoffServer::agent_connected() const {
   return impl_->connected.load();
 }
 
+void HandoffServer::Adopt(const AddWorkload& add) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->pods[add.uid()] = add;
+}
+
+std::vector<AddWorkload> HandoffServer::pods() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<AddWorkload> out;
+  for (const auto& [uid, add] : impl_->pods) out.push_back(add);
+  return out;
+}
+
+void HandoffServer::Pause() {
+  std::lock_guard<std::mutex> lock(impl_->handle_mu);
+  impl_->paused = true;
+}
+
+void HandoffServer::Resume() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->handle_mu);
+    impl_->paused = false;
+  }
+  if (impl_->stop_fd.valid()) {
+    uint64_t one = 1;
+    (void)!::write(impl_->stop_fd.get(), &one, sizeof one);  // re-poll (see Run)
+  }
+}
+
 std::set<std::string> HandoffServer::known_pods() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   std::set<std::string> out;
@@ -104,16 +137,20 @@ absl::Status HandoffServer::Start() {
                      sizeof(addr.sun_path) - 1, " bytes; choose a shorter path"));
   std::memcpy(addr.sun_path, s.path.data(), s.path.size());
 
-  // Only a leftover socket from an earlier run is removed; anything else at that path is
-  // somebody else's file.
+  // Only a socket may be replaced; anything else at that path is somebody else's file.
   struct stat st;
-  if (::lstat(s.path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode))
-      return absl::FailedPreconditionError(absl::StrCat(
-          "handoff socket path ", s.path, " exists and is not a socket; refusing to remove it"));
-    if (::unlink(s.path.c_str()) != 0)
-      return ErrnoError(errno, absl::StrCat("remove stale handoff socket ", s.path));
-  }
+  if (::lstat(s.path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "handoff socket path ", s.path, " exists and is not a socket; refusing to replace it"));
+  // Bound under a temporary name, then renamed over the path: a predecessor's socket (or a
+  // stale one) is replaced at once, so an agent reconnecting finds one or the other.
+  const std::string tmp = absl::StrCat(s.path, ".", ::getpid(), ".tmp");
+  if (tmp.size() >= sizeof(addr.sun_path))
+    return absl::InvalidArgumentError(absl::StrCat("handoff socket path \"", s.path,
+                                                   "\" is too long (needs room for a suffix of ",
+                                                   tmp.size() - s.path.size(), " bytes)"));
+  std::memcpy(addr.sun_path, tmp.data(), tmp.size());
+  ::unlink(tmp.c_str());
 
   int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ErrnoError(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
@@ -122,15 +159,33 @@ absl::Status HandoffServer::Start() {
   // first leaves no window in which another user could connect.
   if (::fchmod(lfd.get(), 0600) != 0) return ErrnoError(errno, "fchmod handoff socket");
   if (::bind(lfd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return ErrnoError(errno, absl::StrCat("bind handoff socket ", s.path));
-  if (::chmod(s.path.c_str(), 0600) != 0)
-    return ErrnoError(errno, absl::StrCat("chmod 0600 ", s.path));
-  if (::listen(lfd.get(), 4) != 0) return ErrnoError(errno, "listen on handoff socket");
+    return ErrnoError(errno, absl::StrCat("bind handoff socket ", tmp));
+  if (::chmod(tmp.c_str(), 0600) != 0) {
+    ::unlink(tmp.c_str());
+    return ErrnoError(errno, absl::StrCat("chmod 0600 ", tmp));
+  }
+  if (::listen(lfd.get(), 4) != 0) {
+    ::unlink(tmp.c_str());
+    return ErrnoError(errno, "listen on handoff socket");
+  }
+  if (::rename(tmp.c_str(), s.path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoError(err, absl::StrCat("rename ", tmp, " to ", s.path));
+  }
+  if (::lstat(s.path.c_str(), &st) == 0) {
+    s.file_ino = st.st_ino;
+    s.file_dev = st.st_dev;
+  }
 
   int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return ErrnoError(errno, "eventfd");
   s.stop_fd.reset(efd);
   s.listen_fd = std::move(lfd);
+  {
+    std::lock_guard<std::mutex> lock(s.handle_mu);
+    s.stopping = false;
+  }
   s.thread = std::thread([this] { impl_->Run(); });
   LOG_INFO(kScope, "handoff server listening", {{"socket", s.path}});
   return absl::OkStatus();
@@ -139,6 +194,10 @@ absl::Status HandoffServer::Start() {
 void HandoffServer::Stop() {
   Impl& s = *impl_;
   if (!s.thread.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(s.handle_mu);
+    s.stopping = true;
+  }
   uint64_t one = 1;
   // The eventfd counter cannot overflow from a handful of writes, so this never fails.
   (void)!::write(s.stop_fd.get(), &one, sizeof one);
@@ -147,22 +206,39 @@ void HandoffServer::Stop() {
   s.connected = false;
   s.listen_fd.reset();
   s.stop_fd.reset();
-  ::unlink(s.path.c_str());
+  // A successor's socket at the path stays.
+  struct stat st;
+  if (::lstat(s.path.c_str(), &st) == 0 && st.st_ino == s.file_ino && st.st_dev == s.file_dev)
+    ::unlink(s.path.c_str());
   LOG_INFO(kScope, "handoff server stopped", {{"socket", s.path}});
 }
 
 void HandoffServer::Impl::Run() {
   for (;;) {
+    bool is_paused;
+    {
+      std::lock_guard<std::mutex> lock(handle_mu);
+      is_paused = paused;
+    }
     pollfd fds[3] = {{stop_fd.get(), POLLIN, 0},
                      {listen_fd.get(), POLLIN, 0},
                      {conn.get(), POLLIN | POLLRDHUP, 0}};
-    int n = ::poll(fds, conn.valid() ? 3 : 2, -1);
+    int n = ::poll(fds, is_paused ? 1 : conn.valid() ? 3 : 2, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR(kScope, "poll failed; handoff server stops", {{"error", std::strerror(errno)}});
       return;
     }
-    if (fds[0].revents) return;
+    if (fds[0].revents) {
+      // Stop, or Resume asking for a new poll.
+      uint64_t v;
+      (void)!::read(stop_fd.get(), &v, sizeof v);
+      std::lock_guard<std::mutex> lock(handle_mu);
+      if (!stopping) continue;
+      return;
+    }
+    std::lock_guard<std::mutex> lock(handle_mu);
+    if (paused) continue;
     // Drain the current connection before a replacement is accepted, so an agent's last
     // messages are not lost to a race with its own reconnect.
     if (conn.valid() && fds[2].revents) {

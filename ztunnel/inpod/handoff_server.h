@@ -11,7 +11,9 @@
 // fd; other requests must carry none. KeepWorkload is accepted only for a pod this server
 // already holds (from an AddWorkload on any earlier connection) and re-invokes `add` with the
 // WorkloadInfo remembered from that AddWorkload. DelWorkload of an unknown pod is acked OK.
-// The socket file is created with mode 0600.
+// The socket file is created with mode 0600, under a temporary name renamed over the path, so
+// a successor ztunnel (docs/upgrades.md) replaces its predecessor's socket with no moment at
+// which the path names nothing; Stop removes the file only while it is still this server's.
 //
 // Threading: all callbacks run on the server thread, one at a time. Start/Stop from one owner
 // thread; agent_connected()/known_pods() are thread-safe.
@@ -23,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/unique_fd.h"
@@ -43,8 +46,17 @@ class HandoffServer {
   };
   HandoffServer(std::string socket_path, Callbacks cb);
   ~HandoffServer();      // Stop()
-  absl::Status Start();  // unlinks a stale socket file, binds, serves on a thread
+  absl::Status Start();  // binds, replaces whatever socket file was at the path, serves
   void Stop();
+  // Hitless upgrade. Adopt (before Start): a pod a predecessor held, as if added by an earlier
+  // connection (KeepWorkload finds it; SnapshotSent removes it unless the agent re-sends it).
+  // Pause: returns once no request is being handled, and none is read until Resume (an agent
+  // request meanwhile waits in the socket; a successor takes the pods over undisturbed).
+  void Adopt(const weft::inpod::v1::AddWorkload& add);
+  void Pause();
+  void Resume();
+  // The AddWorkload of every pod held.
+  std::vector<weft::inpod::v1::AddWorkload> pods() const;
   bool agent_connected() const;
   // uids of the pods currently held (added and not deleted/reconciled away).
   std::set<std::string> known_pods() const;

@@ -628,6 +628,8 @@ bool HboneConn::StartSession() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, 4);
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         w_->opts().connection_window);
+  // Handshaken after a successor took the listeners over: new streams belong there.
+  if (role_ == Role::kServer && w_->draining()) nghttp2_submit_shutdown_notice(session_);
   LOG_DEBUG("hbone", "HBONE connection up",
             {{"peer", peer_.ToString()},
              {"peer_identity", peer_id_->ToString()},
@@ -722,6 +724,11 @@ void HboneConn::UpdateInterest() {
     interest_ = want;
     w_->loop().Modify(fd_.get(), want, this);
   }
+}
+
+void HboneConn::NotifyShutdown() {
+  if (role_ != Role::kServer || closed_ || !session_) return;  // before SETTINGS: StartSession
+  if (nghttp2_submit_shutdown_notice(session_) == 0) Pump();
 }
 
 void HboneConn::Close(const std::string& reason) {

@@ -121,6 +121,9 @@ class HboneConn : public EventLoop::Handler {
   void SubmitResponse(int32_t sid, int status, bool with_body);
 
   void Close(const std::string& reason);
+  // Server side, hitless upgrade: a GOAWAY naming no last stream (RFC 9113 6.8's shutdown
+  // notice), so the peer puts new streams on a new connection; streams go on.
+  void NotifyShutdown();
   void OnEvents(uint32_t events) override;
   bool closed() const { return closed_; }
   size_t stream_count() const { return streams_.size() + pending_.size(); }

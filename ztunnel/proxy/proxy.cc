@@ -1,5 +1,8 @@
 #include "ztunnel/proxy/proxy.h"
 
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,8 +92,12 @@ void Proxy::Stop() {
   for (auto& f : said) f.wait_until(deadline);
   for (auto& w : shared_->workers) w->loop().Stop();
   for (auto& t : shared_->threads) t.join();
-  shared_->threads.clear();
-  shared_->workers.clear();
+  std::vector<std::unique_ptr<Worker>> gone;
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);  // Reevaluate may still post from elsewhere
+    shared_->threads.clear();
+    gone.swap(shared_->workers);
+  }
 }
 
 namespace {
@@ -172,6 +179,55 @@ absl::Status BindListeners(Pod& pod, Pod::Kind kind, const std::vector<SockAddr>
   }
   return absl::OkStatus();
 }
+
+// The netns of the socket `fd` is `netns_fd`'s (-1: this thread's).
+absl::Status CheckSocketNetns(int fd, int netns_fd) {
+  int ns = ::ioctl(fd, SIOCGSKNS);
+  if (ns < 0) return ErrnoError(errno, "ioctl(SIOCGSKNS) on a taken-over listener");
+  UniqueFd sk(ns);
+  UniqueFd self;
+  if (netns_fd < 0) {
+    int f = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (f < 0) return ErrnoError(errno, "open /proc/thread-self/ns/net");
+    self.reset(f);
+    netns_fd = f;
+  }
+  if (!SameNetns(sk.get(), netns_fd))
+    return absl::InvalidArgumentError("the taken-over listener is not in the pod's netns");
+  return absl::OkStatus();
+}
+
+// Files a predecessor's listening sockets (PodOptions::adopt) as the pod's listeners, after
+// checking each is a listening TCP socket in the pod's netns; then opts.on_listener.
+absl::Status AdoptListeners(Pod& pod, const PodOptions& opts) {
+  for (const auto& a : opts.adopt) {
+    int accepting = 0, proto = 0;
+    socklen_t len = sizeof accepting;
+    if (::getsockopt(a.fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting ||
+        ::getsockopt(a.fd, SOL_SOCKET, SO_PROTOCOL, &proto, &(len = sizeof proto)) != 0 ||
+        proto != IPPROTO_TCP)
+      return absl::InvalidArgumentError(
+          absl::StrCat("pod ", pod.uid, ": a taken-over descriptor is not a listening TCP socket"));
+    WEFT_RETURN_IF_ERROR(CheckSocketNetns(a.fd, pod.netns_fd()));
+    int dup = ::fcntl(a.fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return ErrnoError(errno, "dup a taken-over listener");
+    UniqueFd fd(dup);
+    WEFT_RETURN_IF_ERROR(SetNonBlocking(fd.get()));
+    WEFT_ASSIGN_OR_RETURN(SockAddr la, LocalAddress(fd.get()));
+    if (opts.on_listener) {
+      absl::Status st = opts.on_listener(a.kind, la, fd.get());
+      if (!st.ok())
+        return absl::Status(st.code(), absl::StrCat("pod ", pod.uid, ": listener ", la.ToString(),
+                                                    ": ", st.message()));
+    }
+    auto& bound = a.kind == ListenerKind::kOutbound       ? pod.bound.outbound
+                  : a.kind == ListenerKind::kInboundPlain ? pod.bound.inbound_plain
+                                                          : pod.bound.hbone;
+    bound.push_back(la);
+    pod.listeners.push_back(Pod::Listener{a.kind, std::move(fd), la});
+  }
+  return absl::OkStatus();
+}
 }  // namespace
 
 absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodOptions& opts) {
@@ -200,12 +256,16 @@ absl::Status Proxy::AddPod(const std::string& uid, UniqueFd netns, const PodOpti
     LOG_DEBUG("proxy", "pod re-added unchanged; listeners kept", {{"pod", uid}});
     return absl::OkStatus();
   }
-  WEFT_RETURN_IF_ERROR(
-      BindListeners(*pod, Pod::Kind::kOutbound, addrs.outbound, mark, opts, &pod->bound.outbound));
-  WEFT_RETURN_IF_ERROR(BindListeners(*pod, Pod::Kind::kInboundPlain, addrs.inbound_plain, mark,
-                                     opts, &pod->bound.inbound_plain));
-  WEFT_RETURN_IF_ERROR(
-      BindListeners(*pod, Pod::Kind::kHbone, addrs.hbone, mark, opts, &pod->bound.hbone));
+  if (!opts.adopt.empty()) {
+    WEFT_RETURN_IF_ERROR(AdoptListeners(*pod, opts));
+  } else {
+    WEFT_RETURN_IF_ERROR(BindListeners(*pod, Pod::Kind::kOutbound, addrs.outbound, mark, opts,
+                                       &pod->bound.outbound));
+    WEFT_RETURN_IF_ERROR(BindListeners(*pod, Pod::Kind::kInboundPlain, addrs.inbound_plain, mark,
+                                       opts, &pod->bound.inbound_plain));
+    WEFT_RETURN_IF_ERROR(
+        BindListeners(*pod, Pod::Kind::kHbone, addrs.hbone, mark, opts, &pod->bound.hbone));
+  }
   {
     std::lock_guard<std::mutex> lock(shared_->mu);
     std::shared_ptr<Pod>& slot = shared_->pods[uid];
@@ -250,6 +310,58 @@ std::vector<std::string> Proxy::PodUids() const {
   std::vector<std::string> out;
   for (auto& [uid, p] : shared_->pods) out.push_back(uid);
   return out;
+}
+
+std::vector<HeldPod> Proxy::HeldPods() const {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  std::vector<HeldPod> out;
+  for (const auto& [uid, pod] : shared_->pods) {
+    HeldPod h;
+    h.uid = uid;
+    h.netns = pod->netns_fd();
+    for (const auto& l : pod->listeners)
+      if (l.fd.valid()) h.listeners.push_back({l.kind, l.fd.get()});
+    h.keep = pod;
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+namespace {
+// Runs `fn` on every worker's loop and waits until all did.
+void OnEveryWorker(Proxy::Shared& shared, const std::function<void(Worker&)>& fn) {
+  std::vector<std::future<void>> done;
+  {
+    std::lock_guard<std::mutex> lock(shared.mu);
+    for (auto& w : shared.workers) {
+      auto p = std::make_shared<std::promise<void>>();
+      done.push_back(p->get_future());
+      Worker* wp = w.get();
+      wp->loop().Post([wp, p, fn] {
+        fn(*wp);
+        p->set_value();
+      });
+    }
+  }
+  for (auto& f : done) f.wait();
+}
+}  // namespace
+
+void Proxy::StopAccepting() {
+  OnEveryWorker(*shared_, [](Worker& w) { w.StopAccepting(); });
+  // No worker watches a listener any more: close this process's descriptors only. shutdown(2)
+  // would act on the socket, which the successor serves.
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  for (auto& [uid, pod] : shared_->pods)
+    for (auto& l : pod->listeners) l.fd.reset();
+  LOG_INFO("proxy", "stopped accepting; a successor serves the listeners",
+           {{"pods", shared_->pods.size()}});
+}
+
+size_t Proxy::OpenConnections() {
+  std::atomic<size_t> n{0};
+  OnEveryWorker(*shared_, [&n](Worker& w) { n += w.flow_count(); });
+  return n.load();
 }
 
 void Proxy::Reevaluate(const SnapshotPtr& snap) {

@@ -47,6 +47,27 @@ struct PodOptions {
   // Called for each listener once it is bound and before the pod is served (eBPF capture puts
   // the inbound listeners into the kernel's steering map here). An error fails AddPod.
   std::function<absl::Status(ListenerKind kind, const SockAddr& bound, int fd)> on_listener;
+  // Listening sockets taken over from a predecessor ztunnel (docs/upgrades.md): used instead of
+  // binding new ones, so connections already queued on them are accepted here. Each must be a
+  // listening TCP socket inside the pod's netns. AddPod duplicates the descriptors.
+  struct Adopted {
+    ListenerKind kind;
+    int fd;
+  };
+  std::vector<Adopted> adopt;
+};
+
+// A pod's listening sockets as a successor ztunnel takes them over. `keep` holds the
+// descriptors open while the caller uses them.
+struct HeldPod {
+  std::string uid;
+  int netns = -1;
+  struct Listener {
+    ListenerKind kind;
+    int fd;
+  };
+  std::vector<Listener> listeners;
+  std::shared_ptr<const void> keep;
 };
 
 struct ProxyOptions {
@@ -127,6 +148,16 @@ class Proxy {
   void Reevaluate(const SnapshotPtr& snap);
   // The fast path's relay once started: "sockmap" or "splice" (ProxyOptions::same_node_relay).
   std::string_view same_node_relay() const;
+
+  // Hitless upgrades (docs/upgrades.md). HeldPods: every pod's netns and listeners, for a
+  // successor. StopAccepting: the successor serves the same sockets now; every worker drops
+  // them from its epoll and the proxy closes its descriptors without shutdown(2) (the sockets
+  // and their accept queues live on in the successor), and every inbound HBONE connection gets
+  // a GOAWAY (shutdown notice) so its peer opens its next streams on a new connection, to the
+  // successor. Open connections keep running. OpenConnections: flows still open, all workers.
+  std::vector<HeldPod> HeldPods() const;
+  void StopAccepting();
+  size_t OpenConnections();
 
   struct Shared;  // implementation detail, shared with workers
 

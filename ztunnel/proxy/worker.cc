@@ -63,6 +63,16 @@ void Worker::ShutdownFlows() {
     if (flows_.count(f)) f->OnShutdown();
 }
 
+void Worker::StopAccepting() {
+  draining_ = true;
+  for (auto& [uid, st] : pods_) {
+    for (auto& h : st.listeners) loop_.Remove(h->fd);
+    st.listeners.clear();
+  }
+  for (auto& [c, owned] : conns_)
+    if (!c->closed()) c->NotifyShutdown();
+}
+
 // ---- Pods and their listeners -------------------------------------------------------------
 
 void Worker::ListenerHandler::OnEvents(uint32_t) {
@@ -93,6 +103,7 @@ void Worker::OnAccept(const std::shared_ptr<Pod>& pod, Pod::Kind kind, UniqueFd 
 }
 
 void Worker::AddPod(std::shared_ptr<Pod> pod) {
+  if (draining_) return;  // a successor accepts now
   PodState st;
   st.pod = pod;
   for (auto& l : pod->listeners) {

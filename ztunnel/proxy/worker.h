@@ -104,6 +104,11 @@ class Worker {
   void ReleaseFlow(Flow* f);
   // ztunnel is stopping: every flow's OnShutdown (loop thread).
   void ShutdownFlows();
+  // A successor took the listeners over (Proxy::StopAccepting): stop watching them, ask every
+  // inbound HBONE peer to open new streams elsewhere (loop thread).
+  void StopAccepting();
+  bool draining() const { return draining_; }
+  size_t flow_count() const { return flows_.size(); }
   HboneConn* NewConn(HboneConn::Role role, std::shared_ptr<Pod> pod, UniqueFd fd,
                      std::shared_ptr<SSL_CTX> ctx, SockAddr peer);
   void ReleaseConn(HboneConn* c);
@@ -151,6 +156,7 @@ class Worker {
   std::vector<HboneConn*> handshaking_;  // server connections in the handshake, oldest first
   std::vector<HboneConn*> paused_;       // connections not read over the budget
   uint64_t resume_timer_ = 0;
+  bool draining_ = false;
   Inbound inbound_{this};
   Outbound outbound_{this};
   Pool pool_{this};
