@@ -39,6 +39,8 @@ std::vector<Command>& Registry() {
       {"logs", "print a pod's or a mesh process's log (POD | ztunnel NODE | agent NODE | weftd)",
        &up::LogsMain},
       {"exec", "run a command inside a pod of a live mesh (POD -- CMD ...)", &up::ExecMain},
+      {"upgrade", "replace a live mesh's ztunnel without refusing a connection (ztunnel [NODE])",
+       &up::UpgradeMain},
       {"stat", "golden signals per workload from the ztunnels' metrics (a table)", &StatMain},
       {"tap", "the HTTP requests the ztunnels see, live (L7 workloads)", &TapMain},
       {"dashboard", "the mesh in a browser: pods, live service graph, golden signals, policies",

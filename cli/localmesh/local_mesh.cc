@@ -114,6 +114,8 @@ LocalMesh::~LocalMesh() {
     if (a.valid()) a.Terminate(std::chrono::seconds(2));
   for (auto& z : ztunnels_)
     if (z.valid()) z.Terminate(std::chrono::seconds(2));
+  for (auto& d : draining_)
+    if (d.proc.valid()) d.proc.Terminate(std::chrono::seconds(1));
   testbed_.reset();
 }
 
@@ -278,13 +280,81 @@ std::string LocalMesh::HandoffSocket(int node) const {
   return opts_.work_dir + "/node" + std::to_string(node) + ".sock";
 }
 
-absl::Status LocalMesh::StartZtunnel(int node) {
-  WEFT_ASSIGN_OR_RETURN(auto ip, testbed_->NodeIp(node));
-  std::vector<std::string> argv = {opts_.ztunnel_bin, "--inpod-socket", HandoffSocket(node),
-                                   "--workers", std::to_string(opts_.ztunnel_workers)};
+std::vector<std::string> LocalMesh::ZtunnelArgv(int node, const std::string& binary) const {
+  std::vector<std::string> argv = {binary.empty() ? opts_.ztunnel_bin : binary, "--inpod-socket",
+                                   HandoffSocket(node), "--workers",
+                                   std::to_string(opts_.ztunnel_workers)};
   if (!opts_.control_plane) argv.insert(argv.end(), {"--certs", opts_.work_dir + "/certs"});
   if (!opts_.access_log) argv.push_back("--no-access-log");
-  WEFT_ASSIGN_OR_RETURN(ztunnels_.at(node), SpawnDaemon(node, "ztunnel", std::move(argv)));
+  return argv;
+}
+
+absl::StatusOr<pid_t> LocalMesh::ZtunnelServerPid(int node) const {
+  WEFT_ASSIGN_OR_RETURN(auto nsfd, NodeNetns(node));
+  int status = 0;
+  WEFT_ASSIGN_OR_RETURN(std::string body, HttpGet(*SockAddr::Parse("127.0.0.1:15000"),
+                                                  "/server_info", nsfd.get(), &status, 1000));
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (status != 200 || !j.is_object() || !j.contains("pid"))
+    return absl::UnavailableError(absl::StrCat("ztunnel /server_info: HTTP ", status, " ", body));
+  return j["pid"].get<pid_t>();
+}
+
+absl::StatusOr<LocalMesh::ZtunnelUpgrade> LocalMesh::UpgradeZtunnel(
+    int node, const std::string& binary, std::chrono::milliseconds drain_deadline,
+    std::chrono::milliseconds timeout) {
+  ZtunnelUpgrade u;
+  u.old_pid = ztunnel_pid(node);
+  if (!ZtunnelAlive(node))
+    return absl::FailedPreconditionError(absl::StrCat("no ztunnel runs on node", node));
+  WEFT_ASSIGN_OR_RETURN(pid_t serving, ZtunnelServerPid(node));
+  std::vector<std::string> argv = ZtunnelArgv(node, binary);
+  if (drain_deadline.count() > 0) {
+    std::string d = absl::StrCat(drain_deadline.count(), "ms");
+    argv.insert(argv.end(), {"--drain-deadline", d, "--takeover-drain-deadline", d});
+  }
+  WEFT_ASSIGN_OR_RETURN(testbed::Process next, SpawnDaemon(node, "ztunnel", std::move(argv)));
+  u.new_pid = next.pid();
+  // Taken over once the admin port (handed over with the pods' listeners) answers from the
+  // new process.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto pid = ZtunnelServerPid(node);
+    if (pid.ok() && *pid != serving) break;
+    if (!next.Alive() || std::chrono::steady_clock::now() > deadline) {
+      if (next.Alive()) next.Terminate(std::chrono::seconds(2));
+      return absl::UnavailableError(absl::StrCat("the new ztunnel on node", node,
+                                                 " did not take over (the old one, pid ", u.old_pid,
+                                                 ", serves on); log:\n", ZtunnelLog(node)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  testbed::Process old = std::move(ztunnels_.at(node));
+  ztunnels_.at(node) = std::move(next);
+  (void)old.Kill(SIGTERM);  // drains, then exits
+  u.drain_deadline = drain_deadline.count() > 0 ? drain_deadline : std::chrono::seconds(30);
+  draining_.push_back({std::move(old), std::chrono::steady_clock::now() + u.drain_deadline +
+                                           std::chrono::seconds(15)});
+  return u;
+}
+
+size_t LocalMesh::ReapDraining() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = draining_.begin(); it != draining_.end();) {
+    if (!it->proc.Alive()) {
+      it = draining_.erase(it);
+      continue;
+    }
+    if (now >= it->kill_at) it->proc.Terminate(std::chrono::seconds(1));
+    ++it;
+  }
+  return draining_.size();
+}
+
+absl::Status LocalMesh::StartZtunnel(int node) {
+  WEFT_ASSIGN_OR_RETURN(auto ip, testbed_->NodeIp(node));
+  WEFT_ASSIGN_OR_RETURN(ztunnels_.at(node),
+                        SpawnDaemon(node, "ztunnel", ZtunnelArgv(node, opts_.ztunnel_bin)));
   WEFT_ASSIGN_OR_RETURN(auto nsfd, NodeNetns(node));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (true) {

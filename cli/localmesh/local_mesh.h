@@ -8,6 +8,7 @@
 // Not thread-safe.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -128,6 +129,25 @@ class LocalMesh {
   std::string DaemonLogPath(const std::string& name, int node) const;
   absl::Status KillZtunnel(int node);
   absl::Status StartZtunnel(int node);  // and waits for readiness
+
+  // Hitless upgrade of a node's ztunnel (docs/upgrades.md): starts `binary` (empty: the
+  // mesh's ztunnel) next to the running one, waits until it took the listeners over (its pid
+  // answers on the admin port), then SIGTERMs the old one, which drains its open connections
+  // for `drain_deadline` (0: ztunnel's default) and exits. The old process is reaped by
+  // ReapDraining (killed if it outlives its deadline by 15 s) or the destructor. If the new
+  // one fails, the old one goes on serving and the error carries the new one's log.
+  struct ZtunnelUpgrade {
+    pid_t old_pid = -1, new_pid = -1;
+    std::chrono::milliseconds drain_deadline{0};  // what the old one drains for
+  };
+  absl::StatusOr<ZtunnelUpgrade> UpgradeZtunnel(
+      int node, const std::string& binary = "",
+      std::chrono::milliseconds drain_deadline = std::chrono::milliseconds(0),
+      std::chrono::milliseconds timeout = std::chrono::seconds(90));
+  // Replaced ztunnels still draining (reaps the ones that exited).
+  size_t ReapDraining();
+  // GET /server_info on the node's ztunnel admin port: the pid of the process serving it.
+  absl::StatusOr<pid_t> ZtunnelServerPid(int node) const;
   std::string config_path() const { return opts_.work_dir + "/mesh.yaml"; }
   std::string version() const { return "v" + std::to_string(version_); }
 
@@ -154,7 +174,13 @@ class LocalMesh {
   Options opts_;
   std::unique_ptr<testbed::Testbed> testbed_;
   std::unique_ptr<tls::CertificateAuthority> ca_;
+  std::vector<std::string> ZtunnelArgv(int node, const std::string& binary) const;
   std::vector<testbed::Process> ztunnels_, agents_;
+  struct Draining {
+    testbed::Process proc;
+    std::chrono::steady_clock::time_point kill_at;
+  };
+  std::vector<Draining> draining_;
   testbed::Process weftd_;
   std::string authz_yaml_, peer_authn_yaml_;
   int version_ = 0;

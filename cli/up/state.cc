@@ -46,6 +46,7 @@ MeshPaths PathsFor(const std::string& root, const std::string& name) {
   p.pods = p.dir + "/pods";
   p.logs = p.dir + "/logs";
   p.weftd_state = p.dir + "/weftd";
+  p.upgrades = p.dir + "/upgrades";
   return p;
 }
 

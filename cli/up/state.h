@@ -11,7 +11,10 @@
 //   weftd/                weftd's --state-dir: ca/ (mesh root), tokens/<node>.token
 //   logs/                 supervisor.log, weftd.log, ztunnel-node<i>.log, agent-node<i>.log,
 //                         pod-<ns>-<name>.log
-//   node<i>.sock          agent -> ztunnel handoff sockets
+//   node<i>.sock          agent -> ztunnel handoff sockets (node<i>.sock.takeover: ztunnel's
+//                         listener takeover, docs/upgrades.md)
+//   upgrades/             `weftctl upgrade` requests to the supervisor (<node>.request.json)
+//                         and its answers (<node>.result.json)
 #pragma once
 
 #include <sys/types.h>
@@ -28,7 +31,7 @@ namespace weft::up {
 
 struct MeshPaths {
   std::string dir;  // <root>/<name>
-  std::string state_file, manifests, lock_file, pods, logs, weftd_state;
+  std::string state_file, manifests, lock_file, pods, logs, weftd_state, upgrades;
   std::string PodDir(const std::string& ns, const std::string& name) const;
   std::string PodLog(const std::string& ns, const std::string& name) const;
 };
@@ -97,8 +100,8 @@ struct MeshState {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PodState, ns, name, workload, node, ip, ip6, netns,
                                                 cgroup, hosts_file, log, working_dir, enrolled,
                                                 argv, env, pid, restarts)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NodeState, name, netns, ip, metrics, admin, ztunnel_log,
-                                                agent_log, ztunnel_pid, agent_pid)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NodeState, name, netns, ip, metrics, admin,
+                                                ztunnel_log, agent_log, ztunnel_pid, agent_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceState, ns, name, cluster_ip, ports)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(WeftdState, netns, grpc, admin, metrics, readiness,
                                                 log, pid)
@@ -106,6 +109,23 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MeshState, name, status, supervi
                                                 supervisor_start_time, prefix, capture, source, dir,
                                                 weftd, nodes, pods, services, warnings,
                                                 synced_manifests)
+
+// `weftctl upgrade ztunnel` asks the supervisor (which owns the daemons) to replace a node's
+// ztunnel; the supervisor answers with an UpgradeResult of the same id.
+struct UpgradeRequest {
+  std::string id, node, binary;   // binary "": the mesh's ztunnel
+  int64_t drain_deadline_ms = 0;  // 0: ztunnel's default
+};
+struct UpgradeResult {
+  std::string id, node;
+  bool ok = false;
+  std::string error;
+  int old_pid = 0, new_pid = 0;
+  int64_t drain_deadline_ms = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpgradeRequest, id, node, binary, drain_deadline_ms)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpgradeResult, id, node, ok, error, old_pid,
+                                                new_pid, drain_deadline_ms)
 
 absl::Status WriteState(const std::string& path, const MeshState& s);
 // NotFound when there is no state file (no mesh of that name).

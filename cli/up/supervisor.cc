@@ -144,6 +144,7 @@ class Supervisor {
   absl::Status StartPod(PodRun& r);
   void CheckPods();
   void CheckDaemons();
+  void CheckUpgrades();
   void SyncServiceRules(bool force);
   void SaveState();
 
@@ -199,7 +200,7 @@ absl::Status Supervisor::InitState() {
   state_.capture = opts_.capture;
   state_.source = opts_.manifest_dir;
   state_.dir = paths_.dir;
-  for (const std::string& d : {paths_.manifests, paths_.pods, paths_.logs}) {
+  for (const std::string& d : {paths_.manifests, paths_.pods, paths_.logs, paths_.upgrades}) {
     std::error_code ec;
     std::filesystem::create_directories(d, ec);
     if (ec) return absl::InternalError(absl::StrCat("creating ", d, ": ", ec.message()));
@@ -476,6 +477,58 @@ void Supervisor::CheckDaemons() {
   }
 }
 
+// `weftctl upgrade ztunnel` requests (upgrades/<node>.request.json): the new ztunnel takes the
+// node's listeners over while the old one drains (LocalMesh::UpgradeZtunnel); the answer goes
+// to upgrades/<node>.result.json.
+void Supervisor::CheckUpgrades() {
+  if (mesh_) mesh_->ReapDraining();
+  std::error_code ec;
+  std::vector<std::string> requests;
+  for (const auto& e : std::filesystem::directory_iterator(paths_.upgrades, ec)) {
+    std::string f = e.path().string();
+    if (f.ends_with(".request.json")) requests.push_back(f);
+  }
+  std::sort(requests.begin(), requests.end());
+  for (const std::string& f : requests) {
+    auto text = ReadFile(f);
+    std::filesystem::remove(f, ec);
+    if (!text.ok()) continue;
+    UpgradeResult res;
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    UpgradeRequest req;
+    if (j.is_object()) req = j.get<UpgradeRequest>();
+    res.id = req.id;
+    res.node = req.node;
+    auto node = FindNode(state_, req.node);
+    if (!j.is_object() || req.id.empty()) {
+      res.error = "malformed upgrade request " + f;
+    } else if (!node.ok()) {
+      res.error = std::string(node.status().message());
+    } else {
+      int n = static_cast<int>(*node - state_.nodes.data());
+      LOG_INFO(kScope, "upgrading ztunnel", {{"node", req.node}, {"binary", req.binary}});
+      auto u = mesh_->UpgradeZtunnel(n, req.binary, milliseconds(req.drain_deadline_ms));
+      if (u.ok()) {
+        res.ok = true;
+        res.old_pid = u->old_pid;
+        res.new_pid = u->new_pid;
+        res.drain_deadline_ms = u->drain_deadline.count();
+        ztunnels_[n] = DaemonRun{};
+        LOG_INFO(kScope, "ztunnel upgraded; the old one drains",
+                 {{"node", req.node}, {"old_pid", u->old_pid}, {"new_pid", u->new_pid}});
+      } else {
+        res.error = std::string(u.status().message());
+        LOG_ERROR(kScope, "ztunnel upgrade failed", {{"node", req.node}, {"error", res.error}});
+      }
+      SaveState();
+    }
+    std::string out =
+        paths_.upgrades + "/" + (res.node.empty() ? "unknown" : res.node) + ".result.json";
+    absl::Status st = WriteFileAtomic(out, nlohmann::json(res).dump() + "\n", 0644);
+    if (!st.ok()) LOG_ERROR(kScope, "cannot write the upgrade result", {{"error", st.ToString()}});
+  }
+}
+
 void Supervisor::SyncServiceRules(bool force) {
   // Re-read the runtime manifests when a file changed (label/apply/delete edit them).
   std::map<std::string, std::pair<int64_t, int64_t>> sig;
@@ -594,6 +647,7 @@ void Supervisor::Loop(const sigset_t& sigs) {
     }
     CheckPods();
     CheckDaemons();
+    CheckUpgrades();
     SyncServiceRules(/*force=*/false);
   }
 }

@@ -796,6 +796,83 @@ int LogsMain(const std::vector<std::string>& args, std::ostream& out, std::ostre
   return kOk;
 }
 
+// ---- upgrade --------------------------------------------------------------------------------
+
+namespace {
+// Asks the supervisor to replace `node`'s ztunnel and waits for its answer.
+absl::StatusOr<UpgradeResult> RequestUpgrade(const MeshPaths& paths, const std::string& node,
+                                             const std::string& binary, milliseconds drain,
+                                             seconds timeout) {
+  UpgradeRequest req;
+  req.id = absl::StrCat(::getpid(), "-", Clock::now().time_since_epoch().count());
+  req.node = node;
+  req.binary = binary;
+  req.drain_deadline_ms = drain.count();
+  const std::string result = paths.upgrades + "/" + node + ".result.json";
+  WEFT_RETURN_IF_ERROR(WriteFileAtomic(paths.upgrades + "/" + node + ".request.json",
+                                       json(req).dump() + "\n", 0600));
+  auto until = Clock::now() + timeout;
+  while (Clock::now() < until) {
+    auto text = ReadFile(result);
+    if (text.ok()) {
+      auto j = json::parse(*text, nullptr, false);
+      if (j.is_object() && j.value("id", "") == req.id) return j.get<UpgradeResult>();
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("no answer from the mesh's supervisor within ",
+                                                  timeout.count(),
+                                                  " s (see weftctl logs supervisor)"));
+}
+}  // namespace
+
+int UpgradeMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f;
+  std::string binary;
+  milliseconds drain{0};
+  auto app = MeshApp(
+      "upgrade",
+      "Replaces a node's ztunnel without refusing a connection (docs/upgrades.md): a new ztunnel\n"
+      "takes the running one's listeners over (the same sockets, passed as descriptors), the\n"
+      "old one stops accepting and drains its open connections up to the drain deadline, then\n"
+      "closes them and exits. Nodes one after the other; without NODE, every node.\n"
+      "  weftctl upgrade [flags] ztunnel [NODE]",
+      f);
+  app->add_option("WHAT", f.positional, "ztunnel [NODE]");
+  app->add_option("--binary", binary, "the new ztunnel (default: the mesh's own ztunnel binary)")
+      ->type_name("PATH")
+      ->check(CLI::ExistingFile);
+  AddDurationFlag(*app, "--drain-deadline", &drain,
+                  "how long the old ztunnel's open connections may go on (default: 30s)");
+  f.timeout_s = 120;
+  AddTimeout(*app, f, "per node, for the new ztunnel to take over");
+  if (auto rc = ParseCommand(*app, args, out, err)) return *rc;
+  if (f.positional.empty() || f.positional[0] != "ztunnel" || f.positional.size() > 2)
+    return UsageError(err, "upgrade", "say `ztunnel [NODE]`");
+  const std::string root = StateRoot(f.state_root);
+  auto s = LoadLiveMesh(root, f.name);
+  if (!s.ok()) return Failure(err, "upgrade", s.status());
+  std::vector<std::string> nodes;
+  if (f.positional.size() == 2) {
+    auto n = FindNode(*s, f.positional[1]);
+    if (!n.ok()) return Failure(err, "upgrade", n.status());
+    nodes.push_back((*n)->name);
+  } else {
+    for (const NodeState& n : s->nodes) nodes.push_back(n.name);
+  }
+  if (!binary.empty()) binary = std::filesystem::absolute(binary).string();
+  const MeshPaths paths = PathsFor(root, f.name);
+  for (const std::string& node : nodes) {
+    auto r = RequestUpgrade(paths, node, binary, drain, seconds(f.timeout_s));
+    if (!r.ok()) return Failure(err, "upgrade", r.status());
+    if (!r->ok) return Failure(err, "upgrade", absl::UnavailableError(node + ": " + r->error));
+    out << node << ": ztunnel pid " << r->old_pid << " -> pid " << r->new_pid
+        << " (listeners taken over; the old one drains its open connections for up to "
+        << r->drain_deadline_ms / 1000.0 << " s)\n";
+  }
+  return kOk;
+}
+
 // ---- exec -----------------------------------------------------------------------------------
 
 int ExecMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
