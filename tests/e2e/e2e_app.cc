@@ -6,6 +6,10 @@
 //   hold HOST PORT TOKEN MS  one connection kept open: every MS ms sends "TOKEN i\n" and prints
 //                            "ok i" once echoed; prints "closed: <why>" and exits 1 when the
 //                            connection fails; exits 0 after 180 s
+//   churn HOST PORT TOKEN MS SECONDS
+//                            a steady rate of new connections: every MS ms one connection, one
+//                            round trip ("TOKEN i"), closed; prints "fail i: <why>" for each that
+//                            failed and at the end "attempts N failed M"; exit 0 iff M is 0
 //   http PORT...             HTTP/1.1 servers on every address (Boost.Beast): every request gets
 //                            200 and the body "METHOD TARGET\n"; a WebSocket upgrade gets 101
 //                            and then each message is echoed
@@ -182,6 +186,35 @@ int Hold(const char* host, const char* port, const std::string& token, int inter
   return 0;
 }
 
+int Churn(const char* host, const char* port, const std::string& token, int interval_ms,
+          int seconds) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  auto next = std::chrono::steady_clock::now();
+  int attempts = 0, failed = 0;
+  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+    ++attempts;
+    std::string why, line = token + " " + std::to_string(i);
+    auto conn = weft::DialTcp(host, port, std::chrono::seconds(5));
+    if (!conn.ok()) {
+      why = conn.status().ToString();
+    } else if (RoundTrip(conn->get(), line, &why) != line && why.empty()) {
+      why = "wrong echo";
+    }
+    if (!why.empty()) {
+      ++failed;
+      std::printf("fail %d: %s\n", i, why.c_str());
+    } else {
+      std::printf("ok %d\n", i);
+    }
+    std::fflush(stdout);
+    next += std::chrono::milliseconds(interval_ms);
+    std::this_thread::sleep_until(next);
+  }
+  std::printf("attempts %d failed %d\n", attempts, failed);
+  std::fflush(stdout);
+  return failed == 0 ? 0 : 1;
+}
+
 int WebSocketCall(const char* host, const char* port, const std::string& path,
                   const std::string& token) {
   int s = Connect(host, port);
@@ -255,6 +288,16 @@ int main(int argc, char** argv) {
     c->add_option("TOKEN", token)->required();
   }
   hold->add_option("MS", interval_ms)->required();
+  int seconds = 0;
+  CLI::App* churn = app.add_subcommand(
+      "churn",
+      "a new connection every MS ms for SECONDS s, one round trip each; prints \"fail i: why\" "
+      "per failure and \"attempts N failed M\"; exit 0 iff none failed");
+  churn->add_option("HOST", host)->required();
+  churn->add_option("PORT", port)->required();
+  churn->add_option("TOKEN", token)->required();
+  churn->add_option("MS", interval_ms)->required();
+  churn->add_option("SECONDS", seconds)->required();
   CLI::App* http = app.add_subcommand(
       "http",
       "HTTP/1.1 servers on every address: 200 \"METHOD TARGET\\n\" for every request, "
@@ -280,6 +323,7 @@ int main(int argc, char** argv) {
   if (raw->parsed()) return Raw(host.c_str(), port.c_str(), bytes);
   if (call->parsed()) return Call(host.c_str(), port.c_str(), token);
   if (hold->parsed()) return Hold(host.c_str(), port.c_str(), token, interval_ms);
+  if (churn->parsed()) return Churn(host.c_str(), port.c_str(), token, interval_ms, seconds);
   (void)sleep;
   while (true) ::pause();
 }
