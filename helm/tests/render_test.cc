@@ -301,6 +301,28 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
 
 // weftd accepts node tokens of system:serviceaccount:<its namespace>:<sa> (its --help names the
 // default); the node pods must run as that ServiceAccount.
+// Hitless upgrades (docs/upgrades.md): two ztunnel pods overlap on a node (the new one takes the
+// old one's listeners over), and the old pod's grace period covers its drain deadline.
+TEST_F(HelmRenderTest, ZtunnelRollsWithOverlapAndDrains) {
+  for (const char* values : {"", "ztunnel:\n  drainDeadlineSeconds: 90\n"}) {
+    SCOPED_TRACE(values);
+    auto objs = Objects(Render("weft-system", values));
+    YAML::Node zds = Find(objs, "DaemonSet", "weft-ztunnel");
+    YAML::Node strategy = zds["spec"]["updateStrategy"];
+    EXPECT_EQ(strategy["type"].as<std::string>(), "RollingUpdate");
+    EXPECT_EQ(strategy["rollingUpdate"]["maxSurge"].as<int>(), 1);
+    EXPECT_EQ(strategy["rollingUpdate"]["maxUnavailable"].as<int>(), 0);
+    EXPECT_GT(zds["spec"]["minReadySeconds"].as<int>(), 0);
+    const int drain = std::string(values).empty() ? 30 : 90;
+    EXPECT_EQ(FlagValue(Args(Container(zds, "ztunnel")), "--drain-deadline"),
+              std::to_string(drain) + "s");
+    EXPECT_GT(zds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as<int>(), drain);
+    // The agent's DaemonSet keeps its own strategy (it holds no listener).
+    YAML::Node ds = Find(objs, "DaemonSet", "weft-node");
+    EXPECT_EQ(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"].as<int>(), 1);
+  }
+}
+
 TEST_F(HelmRenderTest, NodePodsRunAsTheServiceAccountWeftdAccepts) {
   Result help = RunArgv({WEFT_WEFTD_BIN, "--help"});
   ASSERT_EQ(help.exit_code, 0) << help.out;
