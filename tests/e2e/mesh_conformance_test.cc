@@ -30,6 +30,7 @@
 #include "common/testing/temp_dir.h"
 #include "nlohmann/json.hpp"
 #include "tests/e2e/e2e_fixture.h"
+#include "tests/e2e/suite_mesh.h"
 
 namespace weft::e2e {
 namespace {
@@ -87,40 +88,13 @@ class MeshConformance : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) return;
-    tmp_ = new weft::testing::TempDir();
-    root_ = tmp_->path() + "/state";
-    name_ = absl::StrCat("conf", ::getpid());
-    auto t0 = std::chrono::steady_clock::now();
-    auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables",
-                       std::string(WEFT_E2E_TESTDATA) + "/mesh-conformance.yaml"});
-    up_ok_ = up.ok();
-    if (!up_ok_) {
-      up_error_ = std::string(up.status().message());
-      return;
-    }
-    auto s = up::LoadMesh(root_, name_);
-    if (s.ok()) {
-      prefix_ = s->prefix;
-      for (const up::PodState& p : s->pods) pod_ip_[p.ns + "/" + p.name] = p.ip;
-    }
-    std::printf("[ mesh %s up in %.1f s ]\n", name_.c_str(),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    mesh_.Up("conf", std::string(WEFT_E2E_TESTDATA) + "/mesh-conformance.yaml");
+    for (const up::PodState& p : mesh_.state.pods) pod_ip_[p.ns + "/" + p.name] = p.ip;
   }
-  static void TearDownTestSuite() {
-    if (tmp_ == nullptr) return;
-    if (up_ok_) {
-      auto down = Weftctl({"down"});
-      EXPECT_TRUE(down.ok()) << down.status();
-      if (!prefix_.empty()) {
-        EXPECT_TRUE(testbed::TestbedLeftovers(prefix_).empty());
-      }
-    }
-    delete tmp_;
-    tmp_ = nullptr;
-  }
+  static void TearDownTestSuite() { mesh_.Down(); }
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
-    ASSERT_TRUE(up_ok_) << "weftctl up: " << up_error_;
+    ASSERT_TRUE(mesh_.ok()) << mesh_.error;
   }
   void TearDown() override {
     for (const std::string& f : applied_) {
@@ -131,14 +105,13 @@ class MeshConformance : public ::testing::Test {
 
   static absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
                                              milliseconds timeout = seconds(120)) {
-    return testbed::Exec("", up::WeftctlArgv(WEFTCTL_PATH, name_, root_, std::move(args)), "",
-                         timeout);
+    return mesh_.Weftctl(std::move(args), timeout);
   }
 
   // Applies `yaml` as a user does (weftctl apply --wait: every node ACKed), then waits until
   // weftctl status shows each route of `routes` ("HTTPRoute ns/name") Accepted for its parents.
   void ApplyRoutes(const std::string& yaml, const std::vector<std::string>& routes) {
-    std::string file = absl::StrCat(tmp_->path(), "/route-", counter_++, ".yaml");
+    std::string file = absl::StrCat(mesh_.tmp->path(), "/route-", counter_++, ".yaml");
     ASSERT_TRUE(WriteFileAtomic(file, yaml).ok());
     auto r = Weftctl({"apply", "-f", file, "--wait"});
     ASSERT_TRUE(r.ok()) << r.status();
@@ -228,9 +201,7 @@ class MeshConformance : public ::testing::Test {
 
   void RedirectStatus(int code);
 
-  static inline weft::testing::TempDir* tmp_ = nullptr;
-  static inline std::string root_, name_, prefix_, up_error_;
-  static inline bool up_ok_ = false;
+  static inline SuiteMesh mesh_;
   static inline std::map<std::string, std::string> pod_ip_;
   static inline int counter_ = 0;
   std::vector<std::string> applied_;

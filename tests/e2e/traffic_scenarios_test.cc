@@ -30,6 +30,7 @@
 #include "common/testing/temp_dir.h"
 #include "nlohmann/json.hpp"
 #include "tests/e2e/e2e_fixture.h"
+#include "tests/e2e/suite_mesh.h"
 
 namespace weft::e2e {
 namespace {
@@ -65,28 +66,19 @@ class TrafficScenarios : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) return;
-    tmp_ = new weft::testing::TempDir();
-    root_ = tmp_->path() + "/state";
-    name_ = absl::StrCat("scen", ::getpid());
     auto t0 = std::chrono::steady_clock::now();
-    auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables",
-                       std::string(WEFT_E2E_TESTDATA) + "/traffic-scenarios.yaml"});
-    up_ok_ = up.ok();
-    if (!up_ok_) {
-      setup_error_ = "weftctl up: " + std::string(up.status().message());
+    mesh_.Up("scen", std::string(WEFT_E2E_TESTDATA) + "/traffic-scenarios.yaml");
+    if (!mesh_.ok()) return;
+    const up::MeshState* s = &mesh_.state;
+    if (s->nodes.size() != 2) {
+      mesh_.error = "the mesh has " + std::to_string(s->nodes.size()) + " nodes, not 2";
       return;
     }
-    auto s = up::LoadMesh(root_, name_);
-    if (!s.ok() || s->nodes.size() != 2) {
-      setup_error_ = "mesh state: " + s.status().ToString();
-      return;
-    }
-    prefix_ = s->prefix;
     for (const up::PodState& p : s->pods) workload_[p.ns + "/" + p.name] = p.workload;
     PrometheusServer::Options o;
     o.netns = s->nodes[0].netns;
     o.listen = s->nodes[0].ip + ":19090";
-    o.work_dir = tmp_->path() + "/prometheus";
+    o.work_dir = mesh_.tmp->path() + "/prometheus";
     std::filesystem::create_directories(o.work_dir);
     o.scrape_interval = milliseconds(500);
     ScrapeJob zt{"ztunnel", {}, {}};
@@ -94,34 +86,25 @@ class TrafficScenarios : public ::testing::Test {
     o.jobs = {zt};
     auto prom = PrometheusServer::Start(o);
     if (!prom.ok()) {
-      setup_error_ = "prometheus: " + prom.status().ToString();
+      mesh_.error = "prometheus: " + prom.status().ToString();
       return;
     }
     prom_ = prom->release();
     if (absl::Status st = prom_->WaitTargetsUp(seconds(20)); !st.ok()) {
-      setup_error_ = "prometheus targets: " + st.ToString() + "\n" + prom_->Log();
+      mesh_.error = "prometheus targets: " + st.ToString() + "\n" + prom_->Log();
       return;
     }
-    std::printf("[ mesh %s up with Prometheus in %.1f s ]\n", name_.c_str(),
+    std::printf("[ mesh %s up with Prometheus in %.1f s ]\n", mesh_.name.c_str(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   static void TearDownTestSuite() {
-    if (tmp_ == nullptr) return;
     delete prom_;
     prom_ = nullptr;
-    if (up_ok_) {
-      auto down = Weftctl({"down"});
-      EXPECT_TRUE(down.ok()) << down.status();
-      if (!prefix_.empty()) {
-        EXPECT_TRUE(testbed::TestbedLeftovers(prefix_).empty());
-      }
-    }
-    delete tmp_;
-    tmp_ = nullptr;
+    mesh_.Down();
   }
   void SetUp() override {
     WEFT_SKIP_UNLESS_ROOT("network namespaces, cgroups, iptables");
-    ASSERT_TRUE(up_ok_ && setup_error_.empty()) << setup_error_;
+    ASSERT_TRUE(mesh_.ok()) << mesh_.error;
   }
   void TearDown() override {
     for (const auto& [object, f] : applied_) {
@@ -132,14 +115,13 @@ class TrafficScenarios : public ::testing::Test {
 
   static absl::StatusOr<std::string> Weftctl(std::vector<std::string> args,
                                              milliseconds timeout = seconds(120)) {
-    return testbed::Exec("", up::WeftctlArgv(WEFTCTL_PATH, name_, root_, std::move(args)), "",
-                         timeout);
+    return mesh_.Weftctl(std::move(args), timeout);
   }
 
   // Applies `yaml` as a user does: weftctl apply --wait returns once every node ACKed it. The
   // same object applied again replaces it; every object applied is deleted after the test.
   void Apply(const std::string& yaml) {
-    std::string file = absl::StrCat(tmp_->path(), "/object-", counter_++, ".yaml");
+    std::string file = absl::StrCat(mesh_.tmp->path(), "/object-", counter_++, ".yaml");
     ASSERT_TRUE(WriteFileAtomic(file, yaml).ok());
     auto r = Weftctl({"apply", "-f", file, "--wait"});
     ASSERT_TRUE(r.ok()) << r.status();
@@ -254,9 +236,7 @@ class TrafficScenarios : public ::testing::Test {
     return it == workload_.end() ? pod : it->second;
   }
 
-  static inline weft::testing::TempDir* tmp_ = nullptr;
-  static inline std::string root_, name_, prefix_, setup_error_;
-  static inline bool up_ok_ = false;
+  static inline SuiteMesh mesh_;
   static inline PrometheusServer* prom_ = nullptr;
   static inline std::map<std::string, std::string> workload_;
   static inline int counter_ = 0;
