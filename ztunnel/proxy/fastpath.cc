@@ -682,11 +682,15 @@ bool SameNodeFlow::CopyTail(int i) {
 }
 
 void SameNodeFlow::SchedulePoll() {
-  bool waiting = false;  // (a copied direction is driven by its socket events)
-  for (int i = 0; i < 2; i++)
-    waiting |= (paused_[i] && !tailing_[i]) || (eof_[i] && !paused_[i] && !shut_[1 - i]);
+  bool waiting = false, paused = false;  // (a copied direction is driven by its socket events)
+  for (int i = 0; i < 2; i++) {
+    paused |= paused_[i] && !tailing_[i];
+    waiting |= paused || (eof_[i] && !paused_[i] && !shut_[1 - i]);
+  }
   if (!waiting || poll_timer_ != 0) return;
-  poll_timer_ = w_->loop().AddTimer(std::chrono::milliseconds(poll_ms_), [this] {
+  // A paused direction is checked every millisecond (its reader drains the cap in a few, and a
+  // longer wait would idle the stream); a drain at EOF backs off.
+  poll_timer_ = w_->loop().AddTimer(std::chrono::milliseconds(paused ? 1 : poll_ms_), [this] {
     poll_timer_ = 0;
     poll_ms_ = std::min(poll_ms_ * 2, kRelayPollMaxMs);
     Wakeup();
