@@ -25,8 +25,11 @@ struct {
   __type(value, __u64);
 } weft_relay_tgts SEC(".maps");
 
+/* Not preallocated: a preallocated hash of this size would charge ~6 MiB of kernel memory to
+ * every ztunnel worker whether or not it relays anything. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
   __uint(max_entries, WEFT_RELAY_MAX_SOCKS);
   __type(key, __u64);
   __type(value, struct weft_relay_side);
