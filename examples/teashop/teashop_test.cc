@@ -279,7 +279,7 @@ TEST(Flags, ParseWithEnvironmentFallback) {
             "frontend needs --catalogue-url (or CATALOGUE_URL)");
   EXPECT_EQ(ParseFlags({"--role", "barista"}, none).status().message(),
             "--role barista: use frontend, catalogue, cart, recommendation, store, idle, echo, "
-            "echo-request or load");
+            "echo-request, load or grpc-call");
   EXPECT_EQ(ParseFlags({"--role", "cart", "--bogus"}, none).status().message(),
             "unknown flag --bogus");
   EXPECT_NE(ParseFlags({"--role", "cart", "--threads"}, none).status().message().find("--threads"),
