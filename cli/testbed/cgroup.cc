@@ -171,28 +171,17 @@ absl::StatusOr<UniqueFd> SocketInPod(const PodInfo& pod, int family, int type) {
   }
   theirs.reset();
   int err = 0;
-  char cbuf[CMSG_SPACE(sizeof(int))];
-  iovec iov{&err, sizeof err};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  ssize_t n;
-  do {
-    n = ::recvmsg(mine.get(), &mh, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  std::vector<UniqueFd> fds;
+  int flags = 0;
+  ssize_t n = RecvWithFds(mine.get(), &err, sizeof err, 0, 1, &fds, &flags);
   int rerr = errno;
   int st;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
   if (n != static_cast<ssize_t>(sizeof err)) return Errno(rerr, "receiving the pod's socket");
   if (err != 0) return Errno(err, absl::StrCat("creating a socket in pod ", pod.name));
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  if (!c || c->cmsg_type != SCM_RIGHTS) return absl::InternalError("no socket came back");
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return UniqueFd(fd);
+  if (fds.empty()) return absl::InternalError("no socket came back");
+  return std::move(fds[0]);
 }
 
 absl::StatusOr<UniqueFd> DialFromPod(const PodInfo& pod, const SockAddr& to,

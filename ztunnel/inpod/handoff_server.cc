@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/fd_passing.h"
 #include "common/log.h"
 #include "common/netns.h"
 #include "common/status.h"
@@ -276,16 +277,13 @@ void HandoffServer::Impl::DropConnection(std::string_view why) {
 bool HandoffServer::Impl::ReadOne(bool hup) {
   // One extra byte past the limit would also work, but MSG_TRUNC tells us directly.
   std::vector<char> buf(kMaxHandoffMessage);
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  iovec iov{buf.data(), buf.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n = ::recvmsg(conn.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  // Every passed descriptor is owned by `fds` at once, so each one is closed on every path.
+  std::vector<UniqueFd> fds;
+  int msg_flags = 0;
+  ssize_t n =
+      RecvWithFds(conn.get(), buf.data(), buf.size(), MSG_DONTWAIT, kMaxFds, &fds, &msg_flags);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (hup) DropConnection("agent hung up");
       return false;
     }
@@ -293,22 +291,10 @@ bool HandoffServer::Impl::ReadOne(bool hup) {
     return false;
   }
 
-  // Take ownership of every passed descriptor first, so each one is closed on every path.
-  std::vector<UniqueFd> fds;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int f;
-      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      fds.emplace_back(f);
-    }
-  }
-
   // SEQPACKET reports a zero-length datagram and end-of-stream the same way; the socket's
   // shutdown state, read now (not the earlier poll's, which may predate the hangup), tells
   // them apart.
-  if (n == 0 && fds.empty() && !(msg.msg_flags & MSG_TRUNC)) {
+  if (n == 0 && fds.empty() && !(msg_flags & MSG_TRUNC)) {
     pollfd p{conn.get(), POLLRDHUP, 0};
     if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP))) {
       DropConnection("agent hung up");
@@ -318,10 +304,10 @@ bool HandoffServer::Impl::ReadOne(bool hup) {
 
   std::optional<BadInput> bad;
   WorkloadRequest req;
-  if (msg.msg_flags & MSG_TRUNC) {
+  if (msg_flags & MSG_TRUNC) {
     bad = BadInput{"oversized", absl::StrCat("handoff message larger than ", kMaxHandoffMessage,
                                              " bytes; rejected")};
-  } else if (msg.msg_flags & MSG_CTRUNC) {
+  } else if (msg_flags & MSG_CTRUNC) {
     bad = BadInput{"control_truncated",
                    absl::StrCat("too many file descriptors attached (more than ", kMaxFds,
                                 "); send exactly one netns fd with add/keep")};

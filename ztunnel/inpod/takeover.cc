@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "common/fd_passing.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -79,30 +80,11 @@ absl::Status ReceiveMessage(int sock, google::protobuf::Message* m, std::vector<
     return absl::DeadlineExceededError(
         absl::StrCat("no answer on the takeover socket within ", timeout.count(), " ms"));
   std::vector<char> buf(kMaxMessage);
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  iovec iov{buf.data(), buf.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  int flags = 0;
+  ssize_t n = RecvWithFds(sock, buf.data(), buf.size(), 0, kMaxFds, fds, &flags);
   if (n < 0) return ErrnoError(errno, "receive on the takeover socket");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int f;
-      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      fds->emplace_back(f);
-    }
-  }
   if (n == 0 && fds->empty()) return absl::NotFoundError("the peer closed the takeover socket");
-  if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-    return absl::DataLossError("truncated takeover message");
+  if (flags & (MSG_TRUNC | MSG_CTRUNC)) return absl::DataLossError("truncated takeover message");
   if (!m->ParseFromArray(buf.data(), static_cast<int>(n)))
     return absl::DataLossError("malformed takeover message");
   return absl::OkStatus();
