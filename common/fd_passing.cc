@@ -1,10 +1,16 @@
 #include "common/fd_passing.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace weft {
 
@@ -52,6 +58,56 @@ ssize_t RecvWithFds(int sock, void* data, size_t len, int flags, size_t max_fds,
     }
   }
   return n;
+}
+
+absl::StatusOr<UnixListener> ListenUnixReplacing(const std::string& path, int backlog,
+                                                 const char* what) {
+  const std::string tmp = absl::StrCat(path, ".", ::getpid(), ".tmp");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || tmp.size() >= sizeof(addr.sun_path))
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " path \"", path, "\" is empty or too long (with its temporary suffix it needs ",
+        tmp.size() + 1, " of ", sizeof(addr.sun_path), " bytes); choose a shorter path"));
+  std::memcpy(addr.sun_path, tmp.data(), tmp.size());
+  // Only a socket may be replaced; anything else at that path is somebody else's file.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " path ", path, " exists and is not a socket; refusing to replace it"));
+  ::unlink(tmp.c_str());
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return ErrnoError(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
+  UnixListener l;
+  l.fd.reset(fd);
+  // Linux takes the socket file's mode from the socket inode at bind time, so setting it
+  // first leaves no window in which another user could connect.
+  if (::fchmod(fd, 0600) != 0) return ErrnoError(errno, absl::StrCat("fchmod ", what));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return ErrnoError(errno, absl::StrCat("bind ", what, " ", tmp));
+  const char* failed = nullptr;
+  if (::chmod(tmp.c_str(), 0600) != 0)
+    failed = "chmod 0600";
+  else if (::listen(fd, backlog) != 0)
+    failed = "listen on";
+  else if (::rename(tmp.c_str(), path.c_str()) != 0)
+    failed = "rename over";
+  if (failed) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoError(err, absl::StrCat(failed, " ", what, " ", path));
+  }
+  if (::lstat(path.c_str(), &st) == 0) {
+    l.ino = st.st_ino;
+    l.dev = st.st_dev;
+  }
+  return l;
+}
+
+void UnlinkUnixListener(const std::string& path, const UnixListener& l) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && st.st_ino == l.ino && st.st_dev == l.dev)
+    ::unlink(path.c_str());
 }
 
 }  // namespace weft

@@ -49,13 +49,11 @@ struct BadInput {
 struct HandoffServer::Impl {
   std::string path;
   Callbacks cb;
-  UniqueFd listen_fd;
+  UnixListener listener;  // Stop unlinks only the socket file this server created
   UniqueFd stop_fd;
   UniqueFd conn;
   std::thread thread;
   std::atomic<bool> connected{false};
-  ino_t file_ino = 0;  // the socket file this server created (Stop unlinks only that)
-  dev_t file_dev = 0;
   std::mutex handle_mu;   // held while a request is read and handled
   bool paused = false;    // guarded by handle_mu
   bool stopping = false;  // guarded by handle_mu
@@ -130,59 +128,13 @@ std::set<std::string> HandoffServer::known_pods() const {
 absl::Status HandoffServer::Start() {
   Impl& s = *impl_;
   if (s.thread.joinable()) return absl::FailedPreconditionError("handoff server already started");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (s.path.empty() || s.path.size() >= sizeof(addr.sun_path))
-    return absl::InvalidArgumentError(
-        absl::StrCat("handoff socket path \"", s.path, "\" is empty or longer than ",
-                     sizeof(addr.sun_path) - 1, " bytes; choose a shorter path"));
-  std::memcpy(addr.sun_path, s.path.data(), s.path.size());
-
-  // Only a socket may be replaced; anything else at that path is somebody else's file.
-  struct stat st;
-  if (::lstat(s.path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
-    return absl::FailedPreconditionError(absl::StrCat(
-        "handoff socket path ", s.path, " exists and is not a socket; refusing to replace it"));
-  // Bound under a temporary name, then renamed over the path: a predecessor's socket (or a
-  // stale one) is replaced at once, so an agent reconnecting finds one or the other.
-  const std::string tmp = absl::StrCat(s.path, ".", ::getpid(), ".tmp");
-  if (tmp.size() >= sizeof(addr.sun_path))
-    return absl::InvalidArgumentError(absl::StrCat("handoff socket path \"", s.path,
-                                                   "\" is too long (needs room for a suffix of ",
-                                                   tmp.size() - s.path.size(), " bytes)"));
-  std::memcpy(addr.sun_path, tmp.data(), tmp.size());
-  ::unlink(tmp.c_str());
-
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return ErrnoError(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
-  UniqueFd lfd(fd);
-  // Linux takes the socket file's mode from the socket inode at bind time, so setting it
-  // first leaves no window in which another user could connect.
-  if (::fchmod(lfd.get(), 0600) != 0) return ErrnoError(errno, "fchmod handoff socket");
-  if (::bind(lfd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return ErrnoError(errno, absl::StrCat("bind handoff socket ", tmp));
-  if (::chmod(tmp.c_str(), 0600) != 0) {
-    ::unlink(tmp.c_str());
-    return ErrnoError(errno, absl::StrCat("chmod 0600 ", tmp));
-  }
-  if (::listen(lfd.get(), 4) != 0) {
-    ::unlink(tmp.c_str());
-    return ErrnoError(errno, "listen on handoff socket");
-  }
-  if (::rename(tmp.c_str(), s.path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError(err, absl::StrCat("rename ", tmp, " to ", s.path));
-  }
-  if (::lstat(s.path.c_str(), &st) == 0) {
-    s.file_ino = st.st_ino;
-    s.file_dev = st.st_dev;
-  }
+  absl::StatusOr<UnixListener> l = ListenUnixReplacing(s.path, 4, "handoff socket");
+  if (!l.ok()) return l.status();
 
   int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return ErrnoError(errno, "eventfd");
   s.stop_fd.reset(efd);
-  s.listen_fd = std::move(lfd);
+  s.listener = *std::move(l);
   {
     std::lock_guard<std::mutex> lock(s.handle_mu);
     s.stopping = false;
@@ -205,12 +157,10 @@ void HandoffServer::Stop() {
   s.thread.join();
   s.conn.reset();
   s.connected = false;
-  s.listen_fd.reset();
+  s.listener.fd.reset();
   s.stop_fd.reset();
   // A successor's socket at the path stays.
-  struct stat st;
-  if (::lstat(s.path.c_str(), &st) == 0 && st.st_ino == s.file_ino && st.st_dev == s.file_dev)
-    ::unlink(s.path.c_str());
+  UnlinkUnixListener(s.path, s.listener);
   LOG_INFO(kScope, "handoff server stopped", {{"socket", s.path}});
 }
 
@@ -222,7 +172,7 @@ void HandoffServer::Impl::Run() {
       is_paused = paused;
     }
     pollfd fds[3] = {{stop_fd.get(), POLLIN, 0},
-                     {listen_fd.get(), POLLIN, 0},
+                     {listener.fd.get(), POLLIN, 0},
                      {conn.get(), POLLIN | POLLRDHUP, 0}};
     int n = ::poll(fds, is_paused ? 1 : conn.valid() ? 3 : 2, -1);
     if (n < 0) {
@@ -252,7 +202,7 @@ void HandoffServer::Impl::Run() {
 }
 
 void HandoffServer::Impl::Accept() {
-  int fd = ::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  int fd = ::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
       LOG_WARN(kScope, "accept on handoff socket failed", {{"error", std::strerror(errno)}});

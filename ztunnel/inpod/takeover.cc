@@ -101,10 +101,9 @@ std::string TakeoverSocketPath(const std::string& handoff_socket) {
 struct TakeoverServer::Impl {
   std::string path;
   Callbacks cb;
-  UniqueFd listen_fd, stop_fd, conn;
+  UnixListener listener;  // Stop unlinks only the socket file this server created
+  UniqueFd stop_fd, conn;
   std::thread thread;
-  ino_t file_ino = 0;
-  dev_t file_dev = 0;
   std::atomic<bool> pending{false}, committed{false};
   std::chrono::milliseconds asked{0};
   std::chrono::steady_clock::time_point pending_since;
@@ -138,37 +137,12 @@ bool TakeoverServer::committed() const {
 absl::Status TakeoverServer::Start() {
   Impl& s = *impl_;
   if (s.thread.joinable()) return absl::FailedPreconditionError("takeover server already started");
-  const std::string tmp = absl::StrCat(s.path, ".", ::getpid(), ".tmp");
-  sockaddr_un addr;
-  if (!FillAddr(tmp, &addr))
-    return absl::InvalidArgumentError(absl::StrCat("takeover socket path ", tmp, " is longer than ",
-                                                   sizeof(addr.sun_path) - 1,
-                                                   " bytes; choose a shorter --inpod-socket"));
-  struct stat st;
-  if (::lstat(s.path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
-    return absl::FailedPreconditionError(
-        absl::StrCat(s.path, " exists and is not a socket; refusing to replace it"));
-  ::unlink(tmp.c_str());
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return ErrnoError(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
-  UniqueFd lfd(fd);
-  if (::fchmod(lfd.get(), 0600) != 0) return ErrnoError(errno, "fchmod takeover socket");
-  if (::bind(lfd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return ErrnoError(errno, absl::StrCat("bind takeover socket ", tmp));
-  if (::chmod(tmp.c_str(), 0600) != 0 || ::listen(lfd.get(), 2) != 0 ||
-      ::rename(tmp.c_str(), s.path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError(err, absl::StrCat("takeover socket ", s.path));
-  }
-  if (::lstat(s.path.c_str(), &st) == 0) {
-    s.file_ino = st.st_ino;
-    s.file_dev = st.st_dev;
-  }
+  absl::StatusOr<UnixListener> l = ListenUnixReplacing(s.path, 2, "takeover socket");
+  if (!l.ok()) return l.status();
   int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return ErrnoError(errno, "eventfd");
   s.stop_fd.reset(efd);
-  s.listen_fd = std::move(lfd);
+  s.listener = *std::move(l);
   s.thread = std::thread([this] { impl_->Run(); });
   LOG_INFO(kScope, "takeover server listening", {{"socket", s.path}});
   return absl::OkStatus();
@@ -181,17 +155,15 @@ void TakeoverServer::Stop() {
   (void)!::write(s.stop_fd.get(), &one, sizeof one);
   s.thread.join();
   if (s.conn.valid()) s.EndConnection(/*abort=*/true);
-  s.listen_fd.reset();
+  s.listener.fd.reset();
   s.stop_fd.reset();
-  struct stat st;
-  if (::lstat(s.path.c_str(), &st) == 0 && st.st_ino == s.file_ino && st.st_dev == s.file_dev)
-    ::unlink(s.path.c_str());
+  UnlinkUnixListener(s.path, s.listener);
 }
 
 void TakeoverServer::Impl::Run() {
   for (;;) {
     pollfd fds[3] = {{stop_fd.get(), POLLIN, 0},
-                     {listen_fd.get(), POLLIN, 0},
+                     {listener.fd.get(), POLLIN, 0},
                      {conn.get(), POLLIN | POLLRDHUP, 0}};
     int n = ::poll(fds, conn.valid() ? 3 : 2, pending ? 1000 : -1);
     if (n < 0) {
@@ -214,7 +186,7 @@ void TakeoverServer::Impl::Run() {
 }
 
 void TakeoverServer::Impl::Accept() {
-  int fd = ::accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  int fd = ::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0) return;
   UniqueFd c(fd);
   timeval tv{5, 0};  // a successor that stops reading must not hold this thread
