@@ -106,6 +106,7 @@ uint64_t FieldBytes(const Fields& f) {
 }  // namespace
 
 struct Http2ServerConnection::Stream {
+  Http2ServerConnection* conn = nullptr;  // the client connection it belongs to
   int32_t down_id = 0;
   Upstream* up = nullptr;  // the upstream carrying it; null: none (denied, refused, not yet sent)
   int32_t up_id = 0;       // its stream on `up`; 0: none
@@ -129,20 +130,11 @@ struct Http2ServerConnection::Stream {
   bool down_closed = false, up_closed = false, reported = false;
 };
 
-// What an nghttp2 session's user data points at: the connection, and which peer it talks to.
+// What an nghttp2 session's user data points at: the client's session (c set, up null), or an
+// upstream's (up set; c is its owner, null for a shared one: each stream names its connection).
 struct Http2ServerConnection::Side {
   Http2ServerConnection* c = nullptr;
   Upstream* up = nullptr;  // null: the client
-};
-
-struct Http2ServerConnection::Upstream {
-  size_t index = 0;
-  Side side;
-  nghttp2_session* s = nullptr;  // null once it ended: never driven again
-  bool got_bytes = false;        // it sent at least one byte
-  bool draining = false;         // it sent GOAWAY (or its stream ids are spent): no new stream
-  bool broken = false;           // it broke HTTP/2: Flush ends it
-  bool eof = false;              // the caller closed it (UpstreamEof)
 };
 
 // nghttp2 callbacks for every session; the user data (Side) tells which peer.
@@ -163,6 +155,7 @@ struct Http2ServerConnection::Callbacks {
     if (!side.up) {
       if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         auto s = std::make_unique<Stream>();
+        s->conn = side.c;
         s->down_id = f->hd.stream_id;
         s->ex.start = Clock::now();
         nghttp2_session_set_stream_user_data(session, f->hd.stream_id, s.get());
@@ -175,7 +168,7 @@ struct Http2ServerConnection::Callbacks {
     Stream* s = GetUp(side.up, f->hd.stream_id);
     if (!s) return 0;
     s->answered = true;  // it took the request: not refused (a retry may still send it again)
-    if (!side.c->retry_check_) side.c->StopKeeping(*s);
+    if (!s->conn->retry_check_) s->conn->StopKeeping(*s);
     if (f->headers.cat == NGHTTP2_HCAT_HEADERS && s->resp_submitted) {
       s->in_trailers_resp = true;
     } else {
@@ -221,7 +214,7 @@ struct Http2ServerConnection::Callbacks {
     bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
     if (f->hd.type == NGHTTP2_GOAWAY) {
       // nghttp2 closes the streams above last_stream_id right after this (REFUSED_STREAM).
-      if (side.up) c->OnUpstreamGoaway(*side.up);
+      if (side.up) OnUpstreamGoaway(*side.up);
       return 0;
     }
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
@@ -239,6 +232,8 @@ struct Http2ServerConnection::Callbacks {
     }
     Stream* s = GetUp(side.up, f->hd.stream_id);
     if (!s) return 0;
+    c = s->conn;
+    c->Touch();
     if (f->hd.type == NGHTTP2_HEADERS) {
       if (s->in_trailers_resp) {
         s->resp_eof = s->resp_complete = true;
@@ -268,14 +263,23 @@ struct Http2ServerConnection::Callbacks {
       side.c->ResumeUp(*s);
       return 0;
     }
+    // A shared upstream's connection window goes back at once (each stream holds at most its
+    // own window here), so a client that stops reading never stalls the others on it.
+    const bool shared = side.up->hub != nullptr;
+    if (shared) nghttp2_session_consume_connection(session, len);
     Stream* s = GetUp(side.up, id);
     if (!s || s->down_closed || !s->resp_submitted) {
-      nghttp2_session_consume(session, id, len);
+      if (shared) {
+        nghttp2_session_consume_stream(session, id, len);
+      } else {
+        nghttp2_session_consume(session, id, len);
+      }
       return 0;
     }
     s->resp.Append(data, len);
     s->ex.response_bytes += len;
-    nghttp2_session_resume_data(side.c->down_, s->down_id);
+    nghttp2_session_resume_data(s->conn->down_, s->down_id);
+    s->conn->Touch();
     return 0;
   }
 
@@ -284,7 +288,8 @@ struct Http2ServerConnection::Callbacks {
     if (!side.up) {
       if (Stream* s = Get(session, id)) side.c->ClientStreamClosed(*s, code);
     } else if (Stream* s = GetUp(side.up, id)) {
-      side.c->AppStreamClosed(*s, code);
+      s->conn->Touch();
+      s->conn->AppStreamClosed(*s, code);
     }
     return 0;
   }
@@ -297,10 +302,13 @@ struct Http2ServerConnection::Callbacks {
     // never processed, so it may be routed again, or the client may retry. The stream may not
     // exist in the session (nor its user data): look it up on our side.
     Stream* s = GetUp(side.up, f->hd.stream_id);
-    for (auto it = side.c->streams_.begin(); !s && it != side.c->streams_.end(); ++it) {
-      if (it->second->up == side.up && it->second->up_id == f->hd.stream_id) s = it->second.get();
+    for (size_t i = 0; !s && i < side.up->streams.size(); ++i) {
+      if (side.up->streams[i]->up_id == f->hd.stream_id) s = side.up->streams[i];
     }
-    if (s) side.c->AppStreamClosed(*s, NGHTTP2_REFUSED_STREAM);
+    if (s) {
+      s->conn->Touch();
+      s->conn->AppStreamClosed(*s, NGHTTP2_REFUSED_STREAM);
+    }
     return 0;
   }
 
@@ -311,8 +319,8 @@ struct Http2ServerConnection::Callbacks {
       return 0;
     }
     if (f->hd.type != NGHTTP2_GOAWAY || f->goaway.error_code == NGHTTP2_NO_ERROR) return 0;
-    if (side.up && side.c->router_) {
-      side.up->broken = true;  // that upstream only (Flush ends it)
+    if (side.up && (!side.c || side.c->router_)) {
+      side.up->broken = true;  // that upstream only (Flush, or the hub's flush, ends it)
       return 0;
     }
     side.c->Fail(absl::StrCat(side.up ? "the application" : "the client", " broke HTTP/2 (GOAWAY ",
@@ -323,14 +331,16 @@ struct Http2ServerConnection::Callbacks {
   // Data providers: client DATA towards an upstream (up) and upstream DATA towards the client.
   static ssize_t ReadUp(nghttp2_session* session, int32_t id, uint8_t* buf, size_t len,
                         uint32_t* flags, nghttp2_data_source* src, void* u) {
-    auto* c = S(u).c;
-    auto* s = static_cast<Stream*>(src->ptr);
-    if (!s->up || s->up->s != session || s->up_id != id)
-      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // cannot happen: the stream moved on
+    // By the stream's user data, not src->ptr: a stream its connection cancelled (Finish) may
+    // still be scheduled on a shared upstream, and its user data is cleared then.
+    (void)src;
+    Stream* s = GetUp(S(u).up, id);
+    if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // cancelled: its RST_STREAM follows
+    auto* c = s->conn;
     size_t fresh;
     size_t n = s->req.Take(buf, len, &fresh);
     s->req_sent += n;
-    if (fresh > 0) nghttp2_session_consume(c->down_, s->down_id, fresh);
+    if (fresh > 0) c->ConsumeDown(*s, fresh);
     if (s->req.keep) c->KeepForReplay(*s, fresh);
     if (s->req.size() == 0 && s->req_eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -373,18 +383,9 @@ Http2ServerConnection::Http2ServerConnection(Http2Limits limits, Gate gate, Done
       done_(std::move(done)),
       router_(std::move(router)),
       down_side_(std::make_unique<Side>(Side{this, nullptr})) {
-  nghttp2_session_callbacks_new(&callbacks_);
-  nghttp2_session_callbacks* cbs = callbacks_;
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, Callbacks::BeginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(cbs, Callbacks::Header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, Callbacks::FrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, Callbacks::DataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, Callbacks::StreamClose);
-  nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, Callbacks::FrameNotSent);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, Callbacks::FrameSent);
-  nghttp2_option_new(&options_);
-  nghttp2_option_set_no_auto_window_update(options_, 1);  // given back as the other side takes it
-  nghttp2_session_server_new2(&down_, cbs, down_side_.get(), options_);
+  callbacks_ = NewCallbacks();
+  options_ = NewOptions();
+  nghttp2_session_server_new2(&down_, callbacks_, down_side_.get(), options_);
 
   const nghttp2_settings_entry to_client[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits_.max_concurrent_streams},
@@ -397,10 +398,46 @@ Http2ServerConnection::Http2ServerConnection(Http2Limits limits, Gate gate, Done
 }
 
 Http2ServerConnection::~Http2ServerConnection() {
+  if (hub_) hub_->Forget(this);
+  // Shared upstreams outlive this connection: nothing of it may stay reachable from them.
+  for (auto& [id, st] : streams_) {
+    Stream& s = *st;
+    if (s.up && s.up->hub && s.up->s && s.up_id > 0) {
+      if (!s.up_closed)
+        nghttp2_submit_rst_stream(s.up->s, NGHTTP2_FLAG_NONE, s.up_id, NGHTTP2_CANCEL);
+      nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
+    }
+    Bind(s, nullptr);
+  }
+  streams_.clear();
   nghttp2_session_del(down_);
-  for (auto& [index, u] : upstreams_) nghttp2_session_del(u->s);
+  for (auto& [index, u] : upstreams_) {
+    if (u->owner != this) continue;  // shared: its owner deletes it
+    nghttp2_session_del(u->s);
+    u->s = nullptr;
+  }
   nghttp2_option_del(options_);
   nghttp2_session_callbacks_del(callbacks_);
+}
+
+nghttp2_session_callbacks* Http2ServerConnection::NewCallbacks() {
+  nghttp2_session_callbacks* cbs = nullptr;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, Callbacks::BeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, Callbacks::Header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, Callbacks::FrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, Callbacks::DataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, Callbacks::StreamClose);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, Callbacks::FrameNotSent);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, Callbacks::FrameSent);
+  return cbs;
+}
+
+nghttp2_option* Http2ServerConnection::NewOptions() {
+  nghttp2_option* o = nullptr;
+  nghttp2_option_new(&o);
+  nghttp2_option_set_no_auto_window_update(o, 1);  // given back as the other side takes it
+  return o;
 }
 
 Http2ServerConnection::Upstream* Http2ServerConnection::FindUpstream(size_t index) const {
@@ -409,19 +446,180 @@ Http2ServerConnection::Upstream* Http2ServerConnection::FindUpstream(size_t inde
 }
 
 Http2ServerConnection::Upstream* Http2ServerConnection::NewUpstream(size_t index) {
-  auto u = std::make_unique<Upstream>();
+  std::shared_ptr<Upstream> u(new Upstream());
   u->index = index;
-  u->side = Side{this, u.get()};
-  nghttp2_session_client_new2(&u->s, callbacks_, &u->side, options_);
-  const nghttp2_settings_entry to_up[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(limits_.stream_window)},
-  };
-  nghttp2_submit_settings(u->s, NGHTTP2_FLAG_NONE, to_up, 2);
-  nghttp2_session_set_local_window_size(u->s, NGHTTP2_FLAG_NONE, 0, limits_.connection_window);
+  u->owner = this;
+  u->side = std::make_unique<Side>(Side{this, u.get()});
+  u->Open(limits_, callbacks_, options_);
   Upstream* raw = u.get();
   upstreams_[index] = std::move(u);
   return raw;
+}
+
+void Http2ServerConnection::SetShared(std::shared_ptr<Http2Hub> hub,
+                                      std::function<void(std::string_view)> to_client,
+                                      std::function<void()> wake) {
+  hub_ = std::move(hub);
+  shared_to_client_ = std::move(to_client);
+  wake_ = std::move(wake);
+}
+
+void Http2ServerConnection::AttachUpstream(size_t upstream, std::shared_ptr<Http2Upstream> u) {
+  upstreams_[upstream] = std::move(u);
+}
+
+void Http2ServerConnection::Bind(Stream& s, Upstream* u) {
+  if (s.up == u) return;
+  if (s.up) {
+    auto& v = s.up->streams;
+    v.erase(std::remove(v.begin(), v.end(), &s), v.end());
+  }
+  s.up = u;
+  if (u) u->streams.push_back(&s);
+}
+
+void Http2ServerConnection::Touch() {
+  if (hub_ && !finished_) hub_->Mark(this);
+}
+
+void Http2ServerConnection::TouchUp(Upstream* u) {
+  if (u && u->hub) u->hub->Mark(u);
+}
+
+// The hub drains this connection for another's work: its client's frames to the persistent
+// sink (its own upstreams' are none: a connection with shared upstreams routes only to those),
+// then its owner is told.
+void Http2ServerConnection::FlushFromHub() {
+  if (finished_ || state_ == State::kBroken) return;
+  auto to_client = [this](std::string_view b) { shared_to_client_(b); };
+  Flush([](size_t, std::string_view) {}, to_client);
+  if (wake_) wake_();
+}
+
+// Request bytes an upstream took: the client may send as many again.
+void Http2ServerConnection::ConsumeDown(Stream& s, size_t n) {
+  nghttp2_session_consume(down_, s.down_id, n);
+  Touch();
+}
+
+Http2Upstream::Http2Upstream() = default;
+
+Http2Upstream::Http2Upstream(const Http2Limits& limits, std::shared_ptr<Http2Hub> hub, Output out,
+                             std::function<void()> drained)
+    : hub(std::move(hub)), out(std::move(out)), drained(std::move(drained)) {
+  side = std::make_unique<Http2ServerConnection::Side>(Http2ServerConnection::Side{nullptr, this});
+  own_callbacks = Http2ServerConnection::NewCallbacks();
+  own_options = Http2ServerConnection::NewOptions();
+  Open(limits, own_callbacks, own_options);
+  this->hub->Mark(this);  // the preface and SETTINGS go out with the next flush
+}
+
+Http2Upstream::~Http2Upstream() {
+  if (hub) hub->Forget(this);
+  for (Stream* st : streams) st->up = nullptr;  // cannot happen: its connections hold it
+  nghttp2_session_del(s);
+  if (own_options) nghttp2_option_del(own_options);
+  if (own_callbacks) nghttp2_session_callbacks_del(own_callbacks);
+}
+
+void Http2Upstream::Open(const Http2Limits& limits, nghttp2_session_callbacks* cbs,
+                         nghttp2_option* options) {
+  nghttp2_session_client_new2(&s, cbs, side.get(), options);
+  const nghttp2_settings_entry to_up[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(limits.stream_window)},
+  };
+  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, to_up, 2);
+  nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, limits.connection_window);
+}
+
+size_t Http2Upstream::OpenStreams() const {
+  size_t n = 0;
+  for (const Stream* st : streams) n += st->up_id > 0 && !st->up_closed;
+  return n;
+}
+
+size_t Http2Upstream::MaxStreams() const {
+  if (!s) return 0;
+  return nghttp2_session_get_remote_settings(s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
+
+void Http2Upstream::Feed(std::string_view in) {
+  if (!s || eof) return;
+  if (!in.empty()) got_bytes = true;
+  ssize_t n = nghttp2_session_mem_recv(s, reinterpret_cast<const uint8_t*>(in.data()), in.size());
+  if (n < 0) broken = true;  // not HTTP/2: the flush ends it (UPE)
+  hub->Mark(this);
+  hub->Flush();
+}
+
+void Http2Upstream::Eof() {
+  if (eof) return;
+  eof = true;
+  if (s) {
+    Http2ServerConnection::EndUpstream(
+        *this, got_bytes ? kResetBeforeHeadersTermination : kResetBeforeHeadersFailure);
+  }
+  if (hub) hub->Flush();
+}
+
+void Http2Upstream::DrainShared() {
+  while (s && !broken) {
+    const uint8_t* d;
+    ssize_t n = nghttp2_session_mem_send(s, &d);
+    if (n < 0) {
+      broken = true;
+      break;
+    }
+    if (n == 0) break;
+    out(std::string_view(reinterpret_cast<const char*>(d), static_cast<size_t>(n)));
+  }
+  if (s && broken) Http2ServerConnection::EndUpstream(*this, kResetBeforeHeadersProtocolError);
+  if (drained) drained();
+}
+
+void Http2Hub::Mark(Http2ServerConnection* c) {
+  if (c->marked_) return;
+  c->marked_ = true;
+  conns_.push_back(c);
+}
+
+void Http2Hub::Mark(Http2Upstream* u) {
+  if (u->marked) return;
+  u->marked = true;
+  ups_.push_back(u);
+}
+
+void Http2Hub::Forget(Http2ServerConnection* c) {
+  if (!c->marked_) return;
+  c->marked_ = false;
+  conns_.erase(std::remove(conns_.begin(), conns_.end(), c), conns_.end());
+}
+
+void Http2Hub::Forget(Http2Upstream* u) {
+  if (!u->marked) return;
+  u->marked = false;
+  ups_.erase(std::remove(ups_.begin(), ups_.end(), u), ups_.end());
+}
+
+void Http2Hub::Flush() {
+  if (flushing_) return;
+  flushing_ = true;
+  // Upstreams first: their frames carry requests; a connection's flush may mark them again.
+  while (!ups_.empty() || !conns_.empty()) {
+    if (!ups_.empty()) {
+      Http2Upstream* u = ups_.front();
+      ups_.erase(ups_.begin());
+      u->marked = false;
+      u->DrainShared();
+      continue;
+    }
+    Http2ServerConnection* c = conns_.front();
+    conns_.erase(conns_.begin());
+    c->marked_ = false;
+    c->FlushFromHub();
+  }
+  flushing_ = false;
 }
 
 size_t Http2ServerConnection::buffered() const {
@@ -440,13 +638,13 @@ size_t Http2ServerConnection::UpstreamStreams(size_t upstream) const {
   const Upstream* u = FindUpstream(upstream);
   size_t n = 0;
   if (!u) return 0;
-  for (const auto& [id, s] : streams_) n += s->up == u && s->up_id > 0 && !s->up_closed;
+  for (const Stream* s : u->streams) n += s->conn == this && s->up_id > 0 && !s->up_closed;
   return n;
 }
 
 bool Http2ServerConnection::UpstreamFinished(size_t upstream) const {
   const Upstream* u = FindUpstream(upstream);
-  if (!u || u->eof) return false;
+  if (!u || u->eof || u->hub) return false;  // a shared one: its owner sees Finished()
   return !u->s || (u->draining && UpstreamStreams(upstream) == 0);
 }
 
@@ -457,12 +655,22 @@ void Http2ServerConnection::Fail(std::string reason) {
 }
 
 void Http2ServerConnection::ResumeUp(Stream& s) {
-  if (s.up && s.up->s && s.up_id > 0 && !s.up_closed) nghttp2_session_resume_data(s.up->s, s.up_id);
+  if (s.up && s.up->s && s.up_id > 0 && !s.up_closed) {
+    nghttp2_session_resume_data(s.up->s, s.up_id);
+    TouchUp(s.up);
+  }
 }
 
-// Response bytes the client session took: the upstream may send as many again.
+// Response bytes the client session took: the upstream may send as many again (a shared
+// upstream's connection window went back when they arrived).
 void Http2ServerConnection::ConsumeUp(Stream& s, size_t n) {
-  if (s.up && s.up->s && s.up_id > 0 && !s.denied) nghttp2_session_consume(s.up->s, s.up_id, n);
+  if (!s.up || !s.up->s || s.up_id <= 0 || s.denied) return;
+  if (s.up->hub) {
+    nghttp2_session_consume_stream(s.up->s, s.up_id, n);
+    TouchUp(s.up);
+  } else {
+    nghttp2_session_consume(s.up->s, s.up_id, n);
+  }
 }
 
 void Http2ServerConnection::OnRequest(Stream& s) {
@@ -524,13 +732,14 @@ void Http2ServerConnection::OnRequest(Stream& s) {
 // Submits the request on the upstream the router picks (without a router: the app).
 void Http2ServerConnection::Route(Stream& s) {
   Upstream* u = FindUpstream(0);
+  size_t index = 0;
   if (router_) {
     std::variant<size_t, LocalReply> r = router_(s.ex.request);
     if (const auto* reply = std::get_if<LocalReply>(&r)) {
       Reply(s, *reply);
       return;
     }
-    size_t index = std::get<size_t>(r);
+    index = std::get<size_t>(r);
     if (index == kDefer) {  // RouteNow comes back for it
       s.deferred = true;
       return;
@@ -555,11 +764,12 @@ void Http2ServerConnection::Route(Stream& s) {
     return;
   }
   if (router_ && s.reroutes == 0 && !s.req_eof) s.req.keep = true;  // until answered (bounded)
-  s.up = u;
+  Bind(s, u);
   s.up_id = id;
   s.req_sent = 0;
   s.head_sent = false;
-  if (router_) s.ex.upstream = static_cast<int>(u->index);
+  if (router_) s.ex.upstream = static_cast<int>(index);
+  TouchUp(u);
   ++routed_;
 }
 
@@ -580,8 +790,10 @@ bool Http2ServerConnection::Retriable(const Stream& s) const {
 bool Http2ServerConnection::AskRetry(Stream& s, int status, int grpc_status) {
   if (!Retriable(s) || !retry_check_(s.ex.request, s.ex.upstream, status, grpc_status))
     return false;
-  if (s.up->s && s.up_id > 0 && !s.up_closed)
+  if (s.up->s && s.up_id > 0 && !s.up_closed) {
     nghttp2_submit_rst_stream(s.up->s, NGHTTP2_FLAG_NONE, s.up_id, NGHTTP2_CANCEL);
+    TouchUp(s.up);
+  }
   s.answered = false;
   s.up_closed = false;
   s.in_trailers_resp = false;
@@ -631,6 +843,7 @@ void Http2ServerConnection::TimeOutStream(const HttpRequestAttributes& request,
   if (s->up && s->up->s && s->up_id > 0 && !s->up_closed) {
     nghttp2_submit_rst_stream(s->up->s, NGHTTP2_FLAG_NONE, s->up_id, NGHTTP2_CANCEL);
     nghttp2_session_set_stream_user_data(s->up->s, s->up_id, nullptr);
+    TouchUp(s->up);
   }
   s->up_id = 0;  // detached: nothing more comes from the upstream
   if (!s->resp_submitted) {
@@ -645,7 +858,7 @@ void Http2ServerConnection::TimeOutStream(const HttpRequestAttributes& request,
 void Http2ServerConnection::Reroute(Stream& s) {
   ++s.reroutes;
   if (s.up->s) nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
-  s.up = nullptr;
+  Bind(s, nullptr);
   s.up_id = 0;
   s.ex.upstream = -1;
   s.req.Rewind();  // the whole body again (kept, see KeepForReplay)
@@ -765,22 +978,26 @@ void Http2ServerConnection::EditResponse(Stream& s) {
 
 void Http2ServerConnection::OnUpstreamGoaway(Upstream& u) {
   u.draining = true;
-  if (router_) {
+  Http2ServerConnection* owner = u.owner;
+  if (!owner || owner->router_) {
     // Source side: the other upstreams carry on. Requests still queued in the session (over the
     // upstream's SETTINGS_MAX_CONCURRENT_STREAMS) would wait for a stream of it to end before
-    // nghttp2 refuses them: route them again now.
+    // nghttp2 refuses them: route them again now (each by its own connection, when shared).
     std::vector<Stream*> queued;
-    for (auto& [id, s] : streams_)
-      if (s->up == &u && !s->head_sent && !s->up_closed && Reroutable(*s))
-        queued.push_back(s.get());
-    for (Stream* s : queued) Reroute(*s);
+    for (Stream* s : u.streams)
+      if (!s->head_sent && !s->up_closed && s->conn->Reroutable(*s)) queued.push_back(s);
+    for (Stream* s : queued) {
+      s->conn->Touch();
+      s->conn->Reroute(*s);
+    }
     return;
   }
-  if (goaway_to_client_) return;
+  if (owner->goaway_to_client_) return;
   // The app is going away: so is this connection, gracefully.
-  goaway_to_client_ = true;
-  nghttp2_submit_goaway(down_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(down_),
-                        NGHTTP2_NO_ERROR, nullptr, 0);
+  owner->goaway_to_client_ = true;
+  nghttp2_submit_goaway(owner->down_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(owner->down_), NGHTTP2_NO_ERROR,
+                        nullptr, 0);
 }
 
 void Http2ServerConnection::AppStreamClosed(Stream& s, uint32_t code) {
@@ -822,6 +1039,7 @@ void Http2ServerConnection::ClientStreamClosed(Stream& s, uint32_t code) {
     nghttp2_submit_rst_stream(
         s.up->s, NGHTTP2_FLAG_NONE, s.up_id,
         code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_CANCEL) : code);
+    TouchUp(s.up);
   }
   MaybeRelease(s);
 }
@@ -832,6 +1050,7 @@ void Http2ServerConnection::MaybeRelease(Stream& s) {
   Report(s);
   if (s.up && s.up->s && s.up_id > 0)
     nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
+  Bind(s, nullptr);
   streams_.erase(s.down_id);
 }
 
@@ -844,26 +1063,27 @@ void Http2ServerConnection::Report(Stream& s) {
 
 // An upstream is gone (closed, or broke HTTP/2): its session is never driven again, so no data
 // provider of it runs and its streams count as closed.
+// Every connection's streams on it, when shared (each answered by its own connection).
 void Http2ServerConnection::EndUpstream(Upstream& u, std::string_view reason) {
-  std::vector<Stream*> open;
-  for (auto& [id, s] : streams_)
-    if (s->up == &u) open.push_back(s.get());
+  std::vector<Stream*> open = u.streams;
   u.draining = true;  // a retry below must not pick it
   for (Stream* s : open) {
+    Http2ServerConnection* c = s->conn;
+    c->Touch();
     bool open_both = !s->down_closed && s->up_id > 0 && !s->up_closed;
-    if (open_both && !s->resp_submitted && AskRetry(*s, 0, -1)) continue;
+    if (open_both && !s->resp_submitted && c->AskRetry(*s, 0, -1)) continue;
     s->up_closed = true;
-    DropRequestBody(*s);
+    c->DropRequestBody(*s);
     if (!open_both) {
-      MaybeRelease(*s);
+      c->MaybeRelease(*s);
       continue;
     }
     if (!s->resp_submitted) {
-      Reply(*s, LocalReply{503, std::string(reason)});
+      c->Reply(*s, LocalReply{503, std::string(reason)});
       s->ex.ended = Exchange::End::kServerEnded;
     } else if (!s->resp_complete) {
       s->ex.ended = Exchange::End::kServerEnded;
-      nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->down_id, NGHTTP2_INTERNAL_ERROR);
+      nghttp2_submit_rst_stream(c->down_, NGHTTP2_FLAG_NONE, s->down_id, NGHTTP2_INTERNAL_ERROR);
     }
   }
   nghttp2_session_del(u.s);
@@ -873,7 +1093,7 @@ void Http2ServerConnection::EndUpstream(Upstream& u, std::string_view reason) {
 bool Http2ServerConnection::EndBrokenUpstreams() {
   bool any = false;
   for (auto& [index, u] : upstreams_) {
-    if (!u->broken || !u->s) continue;
+    if (!u->broken || !u->s || u->hub) continue;  // a shared one: the hub's flush ends it
     EndUpstream(*u, kResetBeforeHeadersProtocolError);
     any = true;
   }
@@ -899,17 +1119,19 @@ bool Http2ServerConnection::Drain(nghttp2_session* session, Sink sink) {
 void Http2ServerConnection::Flush(UpstreamSink to_up, Sink to_client) {
   // Taking bytes into one session's frames gives window back on another, and a request refused
   // by one upstream may go to another: loop until quiet.
+  if (finished_) return;
   for (bool more = true; more && state_ != State::kBroken;) {
     uint64_t routed = routed_;
     more = false;
     for (auto& [index, u] : upstreams_) {
-      if (!u->s || u->broken) continue;
+      if (!u->s || u->broken || u->hub) continue;  // a shared one: the hub drains it
       size_t i = index;
       more |= Drain(u->s, [&](std::string_view b) { to_up(i, b); });
     }
     more |= Drain(down_, to_client);
     more |= EndBrokenUpstreams() || routed_ != routed;
   }
+  if (hub_) hub_->Flush();  // shared upstreams, and other connections this work touched
   if (state_ == State::kHttp && !nghttp2_session_want_read(down_) &&
       !nghttp2_session_want_write(down_)) {
     state_ = State::kClosing;  // GOAWAY exchanged and no stream left
@@ -935,6 +1157,7 @@ bool Http2ServerConnection::AcceptUpgrade(std::string_view settings,
                                settings.size(), request.method == "HEAD", s.get()) != 0) {
     return false;
   }
+  s->conn = this;
   s->down_id = 1;
   s->ex.start = Clock::now();
   s->ex.request_bytes = head_bytes;
@@ -963,7 +1186,7 @@ bool Http2ServerConnection::AcceptUpgrade(std::string_view settings,
 void Http2ServerConnection::FromUpstream(size_t upstream, std::string_view in, UpstreamSink to_up,
                                          Sink to_client) {
   Upstream* u = FindUpstream(upstream);
-  if (state_ == State::kBroken || !u || !u->s) return;
+  if (state_ == State::kBroken || !u || !u->s || u->hub) return;  // shared: Http2Upstream::Feed
   if (!in.empty()) u->got_bytes = true;
   ssize_t n =
       nghttp2_session_mem_recv(u->s, reinterpret_cast<const uint8_t*>(in.data()), in.size());
@@ -980,7 +1203,7 @@ void Http2ServerConnection::FromUpstream(size_t upstream, std::string_view in, U
 
 void Http2ServerConnection::UpstreamEof(size_t upstream, UpstreamSink to_up, Sink to_client) {
   Upstream* u = FindUpstream(upstream);
-  if (state_ == State::kBroken || !u || u->eof) return;
+  if (state_ == State::kBroken || !u || u->eof || u->hub) return;  // shared: Http2Upstream::Eof
   u->eof = true;
   if (!u->s) return;  // already ended (broke HTTP/2)
   EndUpstream(
@@ -1017,12 +1240,33 @@ void Http2ServerConnection::AppEof(Sink to_client) {
 }
 
 void Http2ServerConnection::Finish() {
-  for (auto& [id, s] : streams_) {
+  if (finished_) return;
+  std::vector<Stream*> open;
+  for (auto& [id, s] : streams_) open.push_back(s.get());
+  for (Stream* s : open) {
     if (!s->resp_complete && !s->denied && s->ex.ended == Exchange::End::kComplete)
       s->ex.ended = Exchange::End::kClientEnded;
     Report(*s);
   }
+  // Its streams on shared upstreams, and only those, are cancelled there (a request still queued
+  // in the upstream's session is never sent).
+  for (auto& [id, st] : streams_) {
+    Stream& s = *st;
+    if (s.up && s.up->hub && s.up->s && s.up_id > 0) {
+      if (!s.up_closed) {
+        nghttp2_submit_rst_stream(s.up->s, NGHTTP2_FLAG_NONE, s.up_id, NGHTTP2_CANCEL);
+        TouchUp(s.up);
+      }
+      nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);
+    }
+    Bind(s, nullptr);
+  }
   streams_.clear();
+  finished_ = true;
+  if (hub_) {
+    hub_->Forget(this);
+    hub_->Flush();
+  }
 }
 
 }  // namespace weft::ztunnel::l7

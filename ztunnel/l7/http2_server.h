@@ -65,9 +65,26 @@
 //    connection as a whole (no GOAWAY). UpstreamFinished() tells the caller when to close an
 //    upstream's transport.
 //
-// Not thread-safe: one connection, one thread. Callbacks (gate, router, done) run inside the
-// calls below; they must not call back into the connection except the const Upstream*()
-// queries.
+// Shared upstreams (source side, Http2Upstream below): instead of an upstream of its own, an
+// index may name an Http2Upstream that the caller attached (AttachUpstream), which carries the
+// streams of many connections (a worker's pool: many client connections multiplexed over one
+// upstream HTTP/2 connection). Everything above holds per stream; what differs:
+//  - a connection with shared upstreams has persistent sinks (SetShared): work on one
+//    connection can make frames for another's client (a shared upstream's response, WINDOW_UPDATE
+//    as request bytes are taken) and for any shared upstream, so both sides' frames go out
+//    through an Http2Hub that the calls here flush before they return;
+//  - a shared upstream's connection window is given back as its bytes arrive and its streams'
+//    windows as the client takes them, so a client that stops reading stops only its own
+//    streams (each holds at most the stream window) and never the upstream connection;
+//  - its GOAWAY, end or protocol error affects every connection's streams on it as above
+//    (unprocessed ones re-routed by their own connection's router); a connection that ends
+//    (Finish) cancels only its own streams on it (RST_STREAM CANCEL, or a queued request never
+//    sent); the caller (the pool) closes its transport when Finished().
+//
+// Not thread-safe: one connection, one thread (shared upstreams: every connection and upstream
+// of a hub on one thread). Callbacks (gate, router, done) run inside the calls below (and, with
+// shared upstreams, inside another connection's or upstream's calls); they must not call back
+// into the connection except the const Upstream*() queries and AttachUpstream.
 #pragma once
 
 #include <cstddef>
@@ -79,6 +96,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "ztunnel/l7/exchange.h"
@@ -90,6 +108,31 @@ struct nghttp2_session_callbacks;
 struct nghttp2_option;
 
 namespace weft::ztunnel::l7 {
+
+class Http2ServerConnection;
+class Http2Upstream;
+
+// The HTTP/2 sessions of one thread (connections with shared upstreams, and those upstreams)
+// that have frames to send: sending them (Flush) may give window back to, or end streams of,
+// another session, so it goes on until none is left. The connections and upstreams keep it
+// alive (shared_ptr). Loop thread only.
+class Http2Hub {
+ public:
+  // Drains every marked session to its persistent output. A nested call (from inside a flush)
+  // returns at once: the outer one finishes the work.
+  void Flush();
+
+ private:
+  friend class Http2ServerConnection;
+  friend class Http2Upstream;
+  void Mark(Http2ServerConnection* c);
+  void Mark(Http2Upstream* u);
+  void Forget(Http2ServerConnection* c);
+  void Forget(Http2Upstream* u);
+  std::vector<Http2ServerConnection*> conns_;
+  std::vector<Http2Upstream*> ups_;
+  bool flushing_ = false;
+};
 
 // The client connection preface (RFC 9113 3.4): what prior-knowledge HTTP/2 starts with.
 inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -178,13 +221,24 @@ class Http2ServerConnection {
   // it broke HTTP/2 (its streams were already answered).
   bool UpstreamFinished(size_t upstream) const;
 
+  // Shared upstreams (see above). SetShared once, before anything else: `to_client` gets the
+  // client's frames whatever call made them, `wake` is told whenever the hub flushed this
+  // connection for another's work (the caller then writes, checks state() and so on, outside the
+  // hub's flush). The per-call sinks still get the frames of the connection's own upstreams.
+  void SetShared(std::shared_ptr<Http2Hub> hub, std::function<void(std::string_view)> to_client,
+                 std::function<void()> wake);
+  // Index `upstream` names `u` (shared, same hub) from now on; the router may then return it.
+  // Not for an index already in use.
+  void AttachUpstream(size_t upstream, std::shared_ptr<Http2Upstream> u);
+
   // The one-upstream (destination side) forms: upstream 0 is the app.
   void FromClient(std::string_view in, Sink to_app, Sink to_client);
   void FromApp(std::string_view in, Sink to_app, Sink to_client);
   // The app closed its side: streams without a response get 503 (Envoy's "upstream reset"), the
   // others are reset; without a router the client gets a GOAWAY.
   void AppEof(Sink to_client);
-  // The connection is torn down: streams still open are reported.
+  // The connection is torn down: streams still open are reported, and cancelled on shared
+  // upstreams (only this connection's; nothing is driven afterwards).
   void Finish();
   // ztunnel is shutting down: the client gets a GOAWAY (NO_ERROR, the last stream processed), so
   // it knows which of its requests were not taken and may retry them elsewhere; new streams are
@@ -232,12 +286,23 @@ class Http2ServerConnection {
   size_t buffered() const;
 
  private:
+  friend class Http2Upstream;
+  friend class Http2Hub;
   struct Stream;
-  struct Upstream;
+  using Upstream = Http2Upstream;
   struct Side;
   struct Callbacks;
+  void Bind(Stream& s, Upstream* u);  // s.up = u, kept in u's stream list
+  void Touch();                       // marked in the hub (its client session has work)
+  static void TouchUp(Upstream* u);   // a shared upstream's session has work
+  void FlushFromHub();
+  static nghttp2_session_callbacks* NewCallbacks();
+  static nghttp2_option* NewOptions();
+  static void EndUpstream(Upstream& u, std::string_view reason);
+  static void OnUpstreamGoaway(Upstream& u);
   Upstream* FindUpstream(size_t index) const;
   Upstream* NewUpstream(size_t index);
+  void ConsumeDown(Stream& s, size_t n);  // request bytes taken: window back to the client
   void Flush(UpstreamSink to_up, Sink to_client);
   bool Drain(nghttp2_session* session, Sink sink);
   bool EndBrokenUpstreams();
@@ -252,11 +317,9 @@ class Http2ServerConnection {
   void Refuse(Stream& s);
   void OnResponseHeaders(Stream& s, bool end_stream);
   void EditResponse(Stream& s);
-  void OnUpstreamGoaway(Upstream& u);
   void UpstreamRefused(Stream& s, bool start_not_allowed);
   void AppStreamClosed(Stream& s, uint32_t code);
   void ClientStreamClosed(Stream& s, uint32_t code);
-  void EndUpstream(Upstream& u, std::string_view reason);
   void BreakUpstream(Upstream& u, std::string reason);
   void KeepForReplay(Stream& s, size_t fresh);
   void StopKeeping(Stream& s);
@@ -279,11 +342,75 @@ class Http2ServerConnection {
   nghttp2_option* options_ = nullptr;
   std::unique_ptr<Side> down_side_;
   nghttp2_session* down_ = nullptr;                        // server session: the client
-  std::map<size_t, std::unique_ptr<Upstream>> upstreams_;  // by the caller's index
+  std::map<size_t, std::shared_ptr<Upstream>> upstreams_;  // by the caller's index
   std::map<int32_t, std::unique_ptr<Stream>> streams_;     // by client stream id
   uint64_t routed_ = 0;  // requests submitted upstream so far (Flush: more to send)
   size_t kept_ = 0;      // request body bytes kept for replays, all streams
   bool goaway_to_client_ = false;
+  // Shared upstreams (SetShared).
+  std::shared_ptr<Http2Hub> hub_;
+  std::function<void(std::string_view)> shared_to_client_;
+  std::function<void()> wake_;
+  bool marked_ = false;    // in hub_'s list
+  bool finished_ = false;  // Finish() ran: never driven again
+};
+
+// One HTTP/2 connection to an upstream (an nghttp2 client session), without I/O. Made by a
+// connection for itself (NewUpstream), or by the caller to be shared by many connections of one
+// hub (source side: a worker's pool, ztunnel/proxy/upstream_pool.h), the constructor below.
+class Http2Upstream {
+ public:
+  using Output = std::function<void(std::string_view)>;
+  // Shared: its frames (the preface and SETTINGS first) go to `out` whenever the hub flushes it;
+  // `drained` (may be empty) is told after each such flush (the owner then writes them, and
+  // checks Finished()).
+  Http2Upstream(const Http2Limits& limits, std::shared_ptr<Http2Hub> hub, Output out,
+                std::function<void()> drained);
+  ~Http2Upstream();
+  Http2Upstream(const Http2Upstream&) = delete;
+  Http2Upstream& operator=(const Http2Upstream&) = delete;
+
+  // Bytes from its transport (shared). Its streams' connections see them before this returns.
+  void Feed(std::string_view in);
+  // Its transport ended or failed (shared): its streams without a response head get 503 (or
+  // are retried or re-routed by their connection), the others are reset.
+  void Eof();
+  // New streams may go to it: not draining (GOAWAY), not broken, not ended.
+  bool Usable() const { return s != nullptr && !draining && !broken && !eof; }
+  // Streams open on it (queued ones included), every connection's.
+  size_t OpenStreams() const;
+  // The peer's SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 assumes 100 until its SETTINGS).
+  size_t MaxStreams() const;
+  // The owner closes its transport now (and calls Eof): it sent GOAWAY and no stream is left on
+  // it, or it broke HTTP/2 or ended (its streams were answered).
+  bool Finished() const { return !s || broken || (draining && OpenStreams() == 0); }
+  // It sent at least one byte (a failure before that is a connect failure: Envoy's UF).
+  bool answered() const { return got_bytes; }
+
+ private:
+  friend class Http2ServerConnection;
+  friend class Http2Hub;
+  using Stream = Http2ServerConnection::Stream;
+  Http2Upstream();  // a connection's own (NewUpstream)
+  void Open(const Http2Limits& limits, nghttp2_session_callbacks* cbs, nghttp2_option* options);
+  void DrainShared();
+
+  size_t index = 0;                        // a connection's own: its index there
+  Http2ServerConnection* owner = nullptr;  // a connection's own: that connection
+  std::unique_ptr<Http2ServerConnection::Side> side;
+  nghttp2_session* s = nullptr;  // null once it ended: never driven again
+  std::vector<Stream*> streams;  // every connection's streams routed to it (Stream::up)
+  bool got_bytes = false;        // it sent at least one byte
+  bool draining = false;         // it sent GOAWAY (or its stream ids are spent): no new stream
+  bool broken = false;           // it broke HTTP/2: Flush ends it
+  bool eof = false;              // the caller closed it (UpstreamEof)
+  // Shared.
+  std::shared_ptr<Http2Hub> hub;
+  Output out;
+  std::function<void()> drained;
+  nghttp2_session_callbacks* own_callbacks = nullptr;
+  nghttp2_option* own_options = nullptr;
+  bool marked = false;  // in hub's list
 };
 
 }  // namespace weft::ztunnel::l7

@@ -95,6 +95,18 @@ void HttpOutbound::StartH2() {
                               std::vector<std::pair<std::string, std::string>>* fields) {
     EditH2Response(r, fields);
   });
+  // Its upstreams are the worker's, shared with the pod's other HTTP/2 client connections.
+  H2UpstreamPool& pool = w_->outbound().h2_pool();
+  h2_->SetShared(pool.hub(), ToClient(), [this, &pool] { pool.Wake(this); });
+}
+
+// Work on a shared upstream (another connection's, or its bytes) touched this connection: its
+// client's bytes out, its state checked.
+void HttpOutbound::OnH2Wake() {
+  if (closed_ || !h2_) return;
+  if (!AfterH2()) return;
+  Flush();
+  if (!closed_) UpdateInterest();
 }
 
 // The client's HTTP/1.1 h2c upgrade was taken by the codec: answer 101 and go on in HTTP/2 with
@@ -246,6 +258,8 @@ void HttpOutbound::ToUpstream(std::string_view bytes) {
 
 // Writes what each side holds; an upstream that fails is ended.
 void HttpOutbound::Flush() {
+  if (h2_) w_->outbound().h2_pool().Settle();  // shared upstreams' frames, woken connections
+  if (closed_) return;
   for (const auto& u : ups_) {
     if (u->out.empty() || u->ended || u->held) continue;
     if (!FlushTo(u->fd.get(), u->out) && errno != EAGAIN) UpstreamEnded(*u);
@@ -291,7 +305,6 @@ void HttpOutbound::ReadUpstream(Upstream& u) {
     }
     if (h2_) {
       u.answered = true;
-      AddReceived(static_cast<uint64_t>(n));
       h2_->FromUpstream(u.idx, std::string_view(w_->scratch(), static_cast<size_t>(n)), ToUp(),
                         ToClient());
       if (!AfterH2()) return;
@@ -492,6 +505,7 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
   // The pool's key: the endpoint, its port, and the Service it is reached as (metrics labels).
   const std::string key =
       absl::StrCat(dst.uid, ":", sp->target_port, "@", t.svc->ns, "/", t.svc->name);
+  if (h2_) return SharedH2For(snap, dst, t, nullptr, overflow);
   for (const auto& u : ups_) {
     if (u->ended || u->key != key) continue;
     if (h2_ ? h2_->UpstreamUsable(u->idx) : !u->busy) return u.get();  // HTTP/2: multiplexed
@@ -520,23 +534,10 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
       return ups_.back().get();
     }
   }
-  const Workload* src = snap.FindWorkloadByUid(pod_->uid);
-  if (!src) return nullptr;
-  FlowInfo info = info_;  // the source record: source and Service labels
-  info.dst = SockAddr{AddressLike(dst, orig_.ip), sp->target_port};
-  FillServiceLabels(info.labels, t.svc);  // a route's backend may be another Service
-  FillDestinationLabels(info.labels, &dst, dst.identity());
-  info.labels.connection_security_policy = dst.in_mesh() ? "mutual_tls" : "unknown";
-  TcpLabels labels = info.labels;
-  const std::string addr = info.dst.ToString();
-  bool same_node = false;
-  auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, dst, std::move(info), &same_node);
-  if (same_node) labels.connection_security_policy = "same_node";
-  if (!fd.ok()) {
-    LOG_WARN("outbound", "cannot open an HTTP upstream",
-             {{"pod", pod_->uid}, {"upstream", addr}, {"error", fd.status().ToString()}});
-    return nullptr;
-  }
+  TcpLabels labels;
+  std::string addr;
+  auto fd = OpenFlow(snap, dst, t, &labels, &addr);
+  if (!fd.ok()) return nullptr;
   auto u = std::make_unique<Upstream>();
   u->conn_slot = std::move(slot);
   u->o = this;
@@ -547,6 +548,76 @@ HttpOutbound::Upstream* HttpOutbound::UpstreamFor(const ConfigSnapshot& snap, co
   u->addr = addr;
   u->dst_series = SameNodeTwin(labels);
   u->series = std::make_unique<RequestSeriesCache>(std::move(labels));
+  ups_.push_back(std::move(u));
+  return ups_.back().get();
+}
+
+absl::StatusOr<UniqueFd> HttpOutbound::OpenFlow(const ConfigSnapshot& snap, const Workload& dst,
+                                                const Target& t, TcpLabels* labels,
+                                                std::string* addr) {
+  const Workload* src = snap.FindWorkloadByUid(pod_->uid);
+  if (!src) return absl::NotFoundError("the source pod is not in the configuration");
+  FlowInfo info = info_;  // the source record: source and Service labels
+  info.dst = SockAddr{AddressLike(dst, orig_.ip), t.port->target_port};
+  FillServiceLabels(info.labels, t.svc);  // a route's backend may be another Service
+  FillDestinationLabels(info.labels, &dst, dst.identity());
+  info.labels.connection_security_policy = dst.in_mesh() ? "mutual_tls" : "unknown";
+  *labels = info.labels;
+  *addr = info.dst.ToString();
+  bool same_node = false;
+  auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, dst, std::move(info), &same_node);
+  if (same_node) labels->connection_security_policy = "same_node";
+  if (!fd.ok()) {
+    LOG_WARN("outbound", "cannot open an HTTP upstream",
+             {{"pod", pod_->uid}, {"upstream", *addr}, {"error", fd.status().ToString()}});
+  }
+  return fd;
+}
+
+// HTTP/2 upstreams are the worker's, shared by the pod's client connections (upstream_pool.h):
+// one with room for another stream, else a new one (the backend's maxConnections permitting;
+// when it refuses, a full one queues the stream, or the request overflows).
+HttpOutbound::Upstream* HttpOutbound::SharedH2For(
+    const ConfigSnapshot& snap, const Workload& dst, const Target& t,
+    const std::shared_ptr<const traffic::ServiceTraffic>& traffic, bool* overflow) {
+  H2UpstreamPool& pool = w_->outbound().h2_pool();
+  traffic::CircuitBreaker* breaker = traffic ? traffic->breaker.get() : nullptr;
+  const std::string key =
+      absl::StrCat(dst.uid, ":", t.port->target_port, "@", t.svc->ns, "/", t.svc->name);
+  const std::string pool_key = absl::StrCat(pod_->uid, "\n", key);
+  std::shared_ptr<H2UpstreamPool::Conn> c = pool.Find(pool_key);
+  if (!c) {
+    std::optional<traffic::CircuitBreaker::Slot> slot;
+    if (breaker && !(slot = breaker->TryConnection(dst.uid))) {
+      c = pool.Find(pool_key, /*full_ok=*/true);
+      if (!c) {
+        if (overflow) *overflow = true;
+        return nullptr;
+      }
+    } else {
+      TcpLabels labels;
+      std::string addr;
+      auto fd = OpenFlow(snap, dst, t, &labels, &addr);
+      if (!fd.ok()) return nullptr;
+      c = pool.Add(pool_key, std::move(*fd), dst.uid, std::move(addr), labels);
+      c->slot = std::move(slot);
+      c->traffic = traffic;
+      if (c->closed) return nullptr;
+    }
+  }
+  for (const auto& u : ups_)
+    if (u->h2conn == c) return u.get();
+  // This connection's first stream on it: a new index naming it in the codec.
+  auto u = std::make_unique<Upstream>();
+  u->o = this;
+  u->idx = ups_.size();
+  u->endpoint = c->endpoint;
+  u->key = key;
+  u->addr = c->addr;
+  u->series = c->series;
+  u->dst_series = c->dst_series;
+  u->h2conn = c;
+  h2_->AttachUpstream(u->idx, c->h2);
   ups_.push_back(std::move(u));
   return ups_.back().get();
 }
@@ -632,7 +703,7 @@ void HttpOutbound::UpdateInterest() {
   }
   const size_t front = routed_.empty() ? SIZE_MAX : routed_.front().up;
   for (const auto& u : ups_) {
-    if (u->ended) continue;
+    if (u->ended || u->h2conn) continue;  // a shared HTTP/2 one: the pool watches its socket
     // HTTP/2: every upstream is read (streams interleave; flow control bounds each).
     const bool due = h2_ || u.get() == tunnel_ || u->idx == front;
     if (due && u->hup && client_out_.empty()) {
@@ -679,6 +750,7 @@ void HttpOutbound::MaybeClose() {
 void HttpOutbound::Close(bool reset) {
   if (closed_) return;
   closed_ = true;
+  w_->outbound().h2_pool().Unwake(this);
   CancelDetectTimer();
   for (Routed& r : routed_) {
     if (r.timer) w_->loop().CancelTimer(r.timer);
@@ -693,7 +765,7 @@ void HttpOutbound::Close(bool reset) {
     route.timer = 0;
   }
   if (h2_) {
-    h2_->Finish();
+    h2_->Finish();  // its streams on shared upstreams are cancelled, the others' go on
   } else {
     codec_.Finish();  // requests still waiting: cut short by the client ("DC")
   }
@@ -711,6 +783,7 @@ void HttpOutbound::Close(bool reset) {
   w_->loop().Remove(client_.get());
   if (reset) SetResetOnClose(client_.get());
   client_.reset();
+  if (h2_) w_->outbound().h2_pool().Settle();  // the cancellations go out
   Finish();
 }
 
@@ -776,17 +849,26 @@ std::variant<size_t, l7::LocalReply> HttpOutbound::RouteH2(const HttpRequestAttr
   auto snap = w_->shared().config->Get();
   Target t;
   traffic::OutlierDetector* outlier = nullptr;
+  std::shared_ptr<const traffic::ServiceTraffic> traffic;
   std::string_view avoid;  // a retry's previous endpoint
   if (auto it = h2_routes_.find(&r); it != h2_routes_.end()) {
     if (it->second.defer_ms) return DeferH2(&r, it->second);  // a fault delay, a back-off
     t.svc = snap->FindServiceByKey(it->second.service);
     t.port = t.svc ? t.svc->FindPort(it->second.port) : nullptr;
-    if (it->second.traffic) outlier = it->second.traffic->outlier.get();
+    traffic = it->second.traffic;
+    if (traffic) outlier = traffic->outlier.get();
     avoid = it->second.avoid;
   }
   const Workload* dst = t.svc && t.port ? ChooseEndpoint(*snap, *t.svc, outlier, avoid) : nullptr;
   if (!dst) return l7::LocalReply{503, std::string(l7::kNoHealthyUpstream)};
-  Upstream* u = UpstreamFor(*snap, *dst, t);
+  // The backend's maxConnections applies to the shared connections it opens.
+  bool overflow = false;
+  Upstream* u = SharedH2For(*snap, *dst, t, traffic, &overflow);
+  if (overflow) {
+    if (auto it = h2_routes_.find(&r); it != h2_routes_.end()) it->second.flags = "UO";
+    return l7::LocalReply{
+        503, "upstream connect error or disconnect/reset before headers. reset reason: overflow"};
+  }
   if (!u) {
     w_->outbound().balancer().Finished(dst->uid, /*failed=*/true, Balancer::Clock::now());
     return l7::LocalReply{503, std::string(l7::kResetBeforeHeadersFailure)};
@@ -831,8 +913,11 @@ void HttpOutbound::DoneH2(const l7::Exchange& ex) {
     return;
   }
   Upstream& u = *ups_[static_cast<size_t>(ex.upstream)];
+  // A stream its client gave up on ("DC": the client reset it, or left) says nothing of the
+  // endpoint, which may be shared with other client connections.
+  if (ex.ended == l7::Exchange::End::kClientEnded && !ex.local_reply) failed = false;
   w_->outbound().balancer().Finished(u.endpoint, failed, Balancer::Clock::now());
-  if (traffic && traffic->outlier) {
+  if (traffic && traffic->outlier && !(ex.ended == l7::Exchange::End::kClientEnded)) {
     traffic->outlier->Report(u.endpoint,
                              failed && ex.status == 0
                                  ? traffic::OutlierDetector::Outcome::kLocalFailure

@@ -19,7 +19,8 @@
 // no handshake), the same-node fast path, or plain TCP to an endpoint outside the mesh; these
 // flows keep their L4 records (istio_tcp_*, reporter "source"). HTTP/1.1 upstreams carry one
 // request at a time (no pipelining towards servers, as Envoy); they stay open for the next
-// request of the connection while the server keeps them alive.
+// request of the connection while the server keeps them alive. HTTP/2 upstreams are the
+// worker's (H2UpstreamPool, upstream_pool.h), shared by the pod's HTTP/2 client connections.
 //
 // Responses reach the client in request order: only the upstream of the oldest outstanding
 // request is read, the others wait in their socket buffers (back-pressure, no copies held here).
@@ -64,12 +65,13 @@
 #include "ztunnel/l7/http2_server.h"
 #include "ztunnel/proxy/flow.h"
 #include "ztunnel/proxy/request_record.h"
+#include "ztunnel/proxy/upstream_pool.h"
 #include "ztunnel/traffic/registry.h"
 #include "ztunnel/traffic/retry.h"
 
 namespace weft::ztunnel {
 
-class HttpOutbound : public Flow {
+class HttpOutbound : public Flow, public H2UpstreamPool::Client {
  public:
   // `info`: the source record of the client's connection (source and Service labels filled);
   // `orig`: its original destination, the Service VIP and port (looked up again per request, so
@@ -80,6 +82,7 @@ class HttpOutbound : public Flow {
   void Abort(const std::string& reason) override;
   void OnShutdown() override;               // HTTP/2 clients get a GOAWAY
   void OnEvents(uint32_t events) override;  // the client socket
+  void OnH2Wake() override;                 // a shared HTTP/2 upstream's work touched it
 
  private:
   struct Upstream : EventLoop::Handler {
@@ -101,11 +104,13 @@ class HttpOutbound : public Flow {
     uint64_t hold_timer = 0;  // releases `held`
     uint32_t requests = 0;    // requests it carried (maxRequestsPerConnection)
     std::optional<traffic::CircuitBreaker::Slot> conn_slot;  // maxConnections, while open
-    std::unique_ptr<RequestSeriesCache> series;
+    std::shared_ptr<RequestSeriesCache> series;
     // Same-node endpoint (the fast path relays its bytes, so no destination ztunnel parses
     // them): its requests reported for the destination as well, as the fast path reports a
     // connection twice.
-    std::unique_ptr<RequestSeriesCache> dst_series;
+    std::shared_ptr<RequestSeriesCache> dst_series;
+    // HTTP/2: the worker's shared connection this index names (no socket of its own here).
+    std::shared_ptr<H2UpstreamPool::Conn> h2conn;
     void OnEvents(uint32_t e) override { o->OnUpstream(*this, e); }
   };
   // A routed request, oldest first, until its exchange is reported.
@@ -179,12 +184,24 @@ class HttpOutbound : public Flow {
       if (i < ups_.size() && !ups_[i]->ended) ups_[i]->out.Append(b.data(), b.size());
     };
   }
+  // (HTTP/2's upstreams are shared, so the client's bytes are counted as they go to it.)
   auto ToClient() {
-    return [this](std::string_view b) { client_out_.Append(b.data(), b.size()); };
+    return [this](std::string_view b) {
+      AddReceived(b.size());
+      client_out_.Append(b.data(), b.size());
+    };
   }
   // Null with *overflow set when the backend's circuit breaker refused a new connection.
   Upstream* UpstreamFor(const ConfigSnapshot& snap, const Workload& dst, const Target& t,
                         traffic::CircuitBreaker* breaker = nullptr, bool* overflow = nullptr);
+  // HTTP/2: this connection's index for a shared connection to `dst` with room (else a new one).
+  Upstream* SharedH2For(const ConfigSnapshot& snap, const Workload& dst, const Target& t,
+                        const std::shared_ptr<const traffic::ServiceTraffic>& traffic,
+                        bool* overflow);
+  // A new upstream flow to `dst` (HttpOutbound's socketpair end), with its request labels and
+  // address.
+  absl::StatusOr<UniqueFd> OpenFlow(const ConfigSnapshot& snap, const Workload& dst,
+                                    const Target& t, TcpLabels* labels, std::string* addr);
   // Issue 15 on HTTP/1.1 upstreams (http_outbound_traffic.cc).
   std::optional<l7::LocalReply> Admit(Routed& r, const SnapshotPtr& snap, const Target& t,
                                       const HttpRequestAttributes& req);

@@ -46,7 +46,7 @@ FlowInfo SourceRecord(const Pod& pod, const Workload& src, int fd, const SockAdd
 }
 }  // namespace
 
-Outbound::Outbound(Worker* w) : w_(w), upstream_pool_(&w->loop()) {}
+Outbound::Outbound(Worker* w) : w_(w), upstream_pool_(&w->loop()), h2_pool_(w, &w->loop()) {}
 
 void Outbound::OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   auto orig = pod->orig_dst->OriginalDst(fd.get());

@@ -42,6 +42,7 @@ class Outbound {
                                         bool* same_node = nullptr);
   Balancer& balancer() { return balancer_; }                // this worker's view of endpoint costs
   UpstreamPool& upstream_pool() { return upstream_pool_; }  // idle HTTP/1.1 upstreams
+  H2UpstreamPool& h2_pool() { return h2_pool_; }            // shared HTTP/2 upstreams
   std::string RandomHex(size_t digits);                     // trace and span ids (never all zero)
   std::string NewUuid();                                    // x-request-id: a version 4 UUID
   uint64_t Draw() { return rng_(); }                        // a random number (traffic plans)
@@ -76,6 +77,7 @@ class Outbound {
   Worker* w_;
   Balancer balancer_;
   UpstreamPool upstream_pool_;
+  H2UpstreamPool h2_pool_;
   std::mt19937_64 rng_{std::random_device{}()};
   SnapshotPtr router_snap_;  // the snapshot router_ was built from
   std::shared_ptr<const traffic::Router> router_;
