@@ -1,7 +1,9 @@
 #include "cli/up/supervisor.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -129,7 +131,8 @@ class Supervisor {
   ~Supervisor() { Teardown(); }
 
   absl::Status Start();
-  void Loop(const sigset_t& sigs);
+  // Until a signal in `sigs`, or until the process `owner` (a pidfd; invalid: none) exits.
+  void Loop(const sigset_t& sigs, const UniqueFd& owner);
   void Teardown();
   const MeshState& state() const { return state_; }
 
@@ -637,12 +640,18 @@ void Supervisor::SaveState() {
   if (!st.ok()) LOG_ERROR(kScope, "cannot write the state file", {{"error", st.ToString()}});
 }
 
-void Supervisor::Loop(const sigset_t& sigs) {
+void Supervisor::Loop(const sigset_t& sigs, const UniqueFd& owner) {
   while (true) {
     timespec tick{0, 250 * 1000 * 1000};
     int sig = ::sigtimedwait(&sigs, nullptr, &tick);
     if (sig > 0) {
       LOG_INFO(kScope, "signal received; tearing the mesh down", {{"signal", strsignal(sig)}});
+      return;
+    }
+    pollfd p{owner.get(), POLLIN, 0};
+    if (owner.valid() && ::poll(&p, 1, 0) > 0) {
+      LOG_INFO(kScope, "the owner process exited; tearing the mesh down",
+               {{"owner_pid", std::to_string(opts_.owner_pid)}});
       return;
     }
     CheckPods();
@@ -765,6 +774,20 @@ int RunSupervisor(const UpOptions& opts, int ready_fd, std::ostream& out) {
     ::close(ready_fd);
     ready_fd = -1;
   };
+  // The owner is watched through a pidfd, which cannot be confused with a later process that
+  // reuses the pid. Opened before anything starts: an owner already gone is an error.
+  UniqueFd owner;
+  if (opts.owner_pid > 0) {
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, opts.owner_pid, 0));
+    if (fd < 0) {
+      std::string why = absl::StrCat("--owner-pid ", opts.owner_pid, ": ", std::strerror(errno));
+      LOG_ERROR(kScope, "the mesh did not start", {{"error", why}});
+      if (ready_fd < 0) out << "weftctl up: " << why << "\n";
+      notify("error: " + why);
+      return 1;
+    }
+    owner.reset(fd);
+  }
   Supervisor sup(opts);
   absl::Status st = sup.Start();
   if (!st.ok()) {
@@ -779,7 +802,7 @@ int RunSupervisor(const UpOptions& opts, int ready_fd, std::ostream& out) {
     out << "\nrunning in the foreground: Ctrl-C tears the mesh down\n" << std::flush;
   }
   notify("ok");
-  sup.Loop(sigs);
+  sup.Loop(sigs, owner);
   sup.Teardown();
   return 0;
 }

@@ -21,13 +21,17 @@ struct UpOptions {
   std::string capture = "auto";  // weft-agent --capture: ebpf | iptables | auto
   std::string log_level = "info";
   bool foreground = false;
+  // Tear the mesh down when this process exits (0: no owner). A test passes its own pid, so a
+  // test killed at its time-out (SIGKILL, no handler runs) leaves no mesh running.
+  int owner_pid = 0;
 };
 
 // Runs the supervisor in the calling process until SIGTERM/SIGINT (blocked and taken
-// synchronously; call before starting any thread). Once the mesh is ready (weftd serving, every
-// ztunnel ready, every enrolled pod's listeners up, every pod process started) it writes "ok\n"
-// to `ready_fd`, or "error: <why>\n" if it could not start; then closes it. ready_fd < 0: the
-// summary goes to `out` instead. The mesh directory must exist (with logs/). Returns the exit code.
+// synchronously; call before starting any thread) or until opts.owner_pid exits. Once the mesh is
+// ready (weftd serving, every ztunnel ready, every enrolled pod's listeners up, every pod process
+// started) it writes "ok\n" to `ready_fd`, or "error: <why>\n" if it could not start; then closes
+// it. ready_fd < 0: the summary goes to `out` instead. The mesh directory must exist (with logs/).
+// Returns the exit code.
 int RunSupervisor(const UpOptions& opts, int ready_fd, std::ostream& out);
 
 // The table `up` prints: pods (node, IP, enrolled, pid), services, where the logs are.

@@ -58,6 +58,7 @@ struct Flags {
   bool wait = false, overwrite = false, follow = false, foreground = false;
   int nodes = 2;
   int timeout_s = 60;
+  int owner_pid = 0;
   std::string capture = "auto", log_level = "info", ns;
 };
 
@@ -285,6 +286,10 @@ std::unique_ptr<CLI::App> UpApp(Flags& f) {
   app->add_option("--log-level", f.log_level, "of weftd, ztunnel and the agents")
       ->type_name("LEVEL")
       ->capture_default_str();
+  app->add_option("--owner-pid", f.owner_pid,
+                  "tear the mesh down when this process exits (tests pass their own pid)")
+      ->type_name("PID")
+      ->check(Positive());
   app->footer(
       "Commands (binaries) are found as: absolute path, $WEFT_BIN_DIR/<cmd>, the build tree\n"
       "weftctl runs from, PATH.");
@@ -422,6 +427,7 @@ int UpMain(const std::vector<std::string>& args, std::ostream& out, std::ostream
   o.capture = f.capture;
   o.log_level = f.log_level;
   o.foreground = f.foreground;
+  o.owner_pid = f.owner_pid;
   MeshPaths paths = PathsFor(o.state_root, o.name);
   auto pods = CheckManifests(o, err);
   if (!pods.ok()) return kFail;

@@ -3,6 +3,7 @@
 // metrics), a DENY policy applied and deleted live, logs, restarts, down leaving nothing; and a
 // supervisor killed with SIGKILL, cleaned by the next up and by down.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/testbed/testbed.h"
 #include "cli/up/state.h"
+#include "common/file.h"
 #include "common/netns.h"
 #include "common/scrape/scrape.h"
 #include "common/testing/root.h"
@@ -338,6 +340,36 @@ TEST_F(UpTest, CrashedSupervisorIsCleanedByUpAndDown) {
   ASSERT_TRUE(down.ok()) << down.status();
   EXPECT_NE(down->find("is gone"), std::string::npos) << *down;
   ExpectNothingLeft(second.prefix);
+}
+
+// `up --owner-pid P`: when P exits, however it exits (here SIGKILL, as ctest kills a test at its
+// time-out), the supervisor tears the whole mesh down, with nothing left.
+TEST_F(UpTest, OwnerExitTearsTheMeshDown) {
+  auto gone = Weftctl({"up", "--owner-pid", "999999999", dir_});
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.status().message().find("--owner-pid 999999999"), std::string::npos)
+      << gone.status();
+
+  pid_t owner = ::fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  auto up = Weftctl(
+      {"up", "--nodes", "1", "--capture", "iptables", "--owner-pid", std::to_string(owner), dir_});
+  if (!up.ok()) ::kill(owner, SIGKILL), ::waitpid(owner, nullptr, 0);
+  ASSERT_TRUE(up.ok()) << up.status();
+  MeshState s = State();
+  ASSERT_TRUE(SupervisorAlive(s));
+  ASSERT_EQ(::kill(owner, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(owner, nullptr, 0), owner);
+  for (int i = 0; i < 600 && SupervisorAlive(s); ++i) std::this_thread::sleep_for(milliseconds(50));
+  ASSERT_FALSE(SupervisorAlive(s)) << "the supervisor outlived its owner by 30 s";
+  ExpectNothingLeft(s.prefix);
+  auto log = ReadFile(PathsFor(root_, name_).logs + "/supervisor.log");
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_NE(log->find("the owner process exited"), std::string::npos) << *log;
 }
 
 #ifdef WEFT_TEASHOP_MANIFESTS

@@ -111,7 +111,9 @@ class E2eTest : public ::testing::TestWithParam<const char*> {
     root_ = tmp_.path() + "/state";
     name_ = absl::StrCat("e2e", ::getpid(), "-", counter_++);
     auto t0 = std::chrono::steady_clock::now();
-    auto up = Weftctl({"up", "--nodes", "2", "--capture", GetParam(), Data(MeshFile())});
+    // Owned by this process: a test killed at its time-out leaves no mesh running.
+    auto up = Weftctl({"up", "--nodes", "2", "--capture", GetParam(), "--owner-pid",
+                       std::to_string(::getpid()), Data(MeshFile())});
     ASSERT_TRUE(up.ok()) << up.status();
     up_ok_ = true;
     s_ = State();

@@ -28,13 +28,15 @@ struct SuiteMesh {
   up::MeshState state;
 
   // `weftctl up --nodes 2 --capture iptables MANIFEST` as mesh NAME_PREFIX<pid>, state in a
-  // temp dir. Sets `error` on failure.
+  // temp dir, owned by this process (a test killed at its time-out leaves no mesh running).
+  // Sets `error` on failure.
   void Up(const std::string& name_prefix, const std::string& manifest) {
     tmp = std::make_unique<weft::testing::TempDir>();
     root = tmp->path() + "/state";
     name = absl::StrCat(name_prefix, ::getpid());
     const auto t0 = std::chrono::steady_clock::now();
-    auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables", manifest});
+    auto up = Weftctl({"up", "--nodes", "2", "--capture", "iptables", "--owner-pid",
+                       std::to_string(::getpid()), manifest});
     if (!up.ok()) {
       error = "weftctl up: " + std::string(up.status().message());
       return;
