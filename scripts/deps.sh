@@ -7,6 +7,7 @@ PKGS=(build-essential cmake ninja-build pkg-config git clang llvm libbpf-dev bpf
   prometheus-cpp-dev googletest libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev libre2-dev
   libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libboost-dev
   iproute2 iptables iperf3 wrk nghttp2-client tshark procps psmisc curl ca-certificates prometheus haproxy
+  linux-perf
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev gnuplot-nox libcli11-dev
   python3 clang-14 libfuzzer-14-dev chromium containernetworking-plugins)
 # weftctl dashboard's page is built with npm (web/dashboard); a node that brings its own npm
