@@ -120,11 +120,20 @@ void EventLoop::FireTimers() {
   }
 }
 
+void EventLoop::RunSoonQueue() {
+  // Calls may queue more calls (a flush that frees room for a read): run until none is left.
+  while (!soon_.empty()) {
+    auto fns = std::move(soon_);
+    soon_.clear();
+    for (auto& f : fns) f();
+  }
+}
+
 void EventLoop::Run() {
   thread_id_.store(static_cast<uint64_t>(pthread_self()));
   epoll_event events[128];
   while (!stop_) {
-    int n = epoll_wait(epfd_.get(), events, 128, NextTimeoutMs());
+    int n = epoll_wait(epfd_.get(), events, 128, soon_.empty() ? NextTimeoutMs() : 0);
     if (n < 0 && errno != EINTR) {
       LOG_ERROR("loop", "epoll_wait failed", {{"errno", errno}});
       break;
@@ -137,9 +146,12 @@ void EventLoop::Run() {
       }
       h->OnEvents(events[i].events);
     }
+    RunSoonQueue();
     FireTimers();
+    RunSoonQueue();
     graveyard_.clear();
   }
+  soon_.clear();
   graveyard_.clear();
 }
 

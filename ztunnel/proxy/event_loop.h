@@ -2,6 +2,8 @@
 // touched only from that loop's thread; other threads talk to it with Post().
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -30,6 +32,10 @@ class EventLoop {
 
   // fd registration (level-triggered unless `events` has EPOLLET).
   absl::Status Add(int fd, uint32_t events, Handler* h);
+  // A socket registered once for everything, edge-triggered: its handler is told when it
+  // becomes readable or writable (or hangs up) and remembers that until a read or write shows
+  // it used up (io.h's Readiness), so switching interest on and off costs no epoll_ctl.
+  static constexpr uint32_t kEdgeTriggered = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
   void Modify(int fd, uint32_t events, Handler* h);
   void Remove(int fd);
 
@@ -39,6 +45,10 @@ class EventLoop {
 
   // Thread-safe: run fn on the loop thread soon.
   void Post(std::function<void()> fn);
+  // Loop thread only: run fn after the current event batch, before the loop sleeps again and
+  // before DeferDelete'd handlers are destroyed (a handler may queue a call on itself). The
+  // edge-triggered counterpart of "switch EPOLLOUT on and let the loop call back": no syscall.
+  void RunSoon(std::function<void()> fn) { soon_.push_back(std::move(fn)); }
   // Loop thread only: destroy `p` after the current event batch (safe self-deletion).
   void DeferDelete(std::unique_ptr<Handler> p) { graveyard_.push_back(std::move(p)); }
 
@@ -50,6 +60,7 @@ class EventLoop {
   void RunPosted();
   int NextTimeoutMs();
   void FireTimers();
+  void RunSoonQueue();
 
   UniqueFd epfd_, wakefd_;
   std::mutex mu_;
@@ -57,6 +68,7 @@ class EventLoop {
   std::multimap<Clock::time_point, uint64_t> timer_order_;
   std::map<uint64_t, std::pair<Clock::time_point, std::function<void()>>> timers_;
   uint64_t next_timer_id_ = 1;
+  std::vector<std::function<void()>> soon_;
   std::vector<std::unique_ptr<Handler>> graveyard_;
   bool stop_ = false;
   std::atomic<uint64_t> thread_id_{0};

@@ -197,10 +197,12 @@ void PlainRelay::HttpTimedOut() {
 void PlainRelay::Start() {
   Begin();
   if (info_.authz) w_->inbound().Track(this);
-  // Client side: nothing to read until the server is connected.
-  (void)w_->loop().Add(fd_[0].get(), 0, &side_[0]);
-  (void)w_->loop().Add(fd_[1].get(), EPOLLOUT, &side_[1]);
-  interest_[1] = EPOLLOUT;
+  // Both sockets once, edge-triggered: the server's first EPOLLOUT says it is connected; the
+  // client's bytes wait in its socket (ready_[0] remembers them) until then. Back-pressure
+  // (a queue at kRelayHighWater) stops reading without touching epoll; the side that drains
+  // the queue reads on for it (OnSide).
+  (void)w_->loop().Add(fd_[0].get(), EventLoop::kEdgeTriggered, &side_[0]);
+  (void)w_->loop().Add(fd_[1].get(), EventLoop::kEdgeTriggered, &side_[1]);
   connect_timer_ = w_->loop().AddTimer(w_->opts().connect_timeout, [this] {
     connect_timer_ = 0;
     if (connecting_) {
@@ -225,19 +227,9 @@ void PlainRelay::Abort(const std::string& reason) {
   Finish();
 }
 
-void PlainRelay::UpdateInterest(int i) {
-  if (!fd_[i]) return;
-  uint32_t want = 0;
-  if (!eof_[i] && q_[i].size() < kRelayHighWater) want |= EPOLLIN;
-  if (!q_[1 - i].empty()) want |= EPOLLOUT;
-  if (want != interest_[i]) {
-    interest_[i] = want;
-    w_->loop().Modify(fd_[i].get(), want, &side_[i]);
-  }
-}
-
 void PlainRelay::OnSide(int i, uint32_t events) {
   if (finished_) return;
+  ready_[i].OnEvents(events);
   if (connecting_ && i == 1) {
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     int err = ConnectResult(fd_[1].get());
@@ -251,15 +243,15 @@ void PlainRelay::OnSide(int i, uint32_t events) {
     if (connect_timer_) w_->loop().CancelTimer(connect_timer_);
     connect_timer_ = 0;
     SetNoDelay(fd_[1].get());
-    UpdateInterest(0);
-    UpdateInterest(1);
+    for (int k = 0; k < 2 && !finished_; k++) Pump(k);  // what came while connecting
+    MaybeDone();
     return;
   }
   if (connecting_) return;
-  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) Pump(i);
+  if (ready_[i].readable) Pump(i);
   if (finished_) return;
-  if (events & EPOLLOUT) {
-    if (!FlushTo(fd_[i].get(), q_[1 - i])) {
+  if ((events & EPOLLOUT) && !q_[1 - i].empty()) {
+    if (!FlushTo(fd_[i].get(), q_[1 - i], &ready_[i])) {
       Abort(std::string("write failed: ") + std::strerror(errno));
       return;
     }
@@ -268,8 +260,10 @@ void PlainRelay::OnSide(int i, uint32_t events) {
       shut_[i] = true;
     }
   }
-  UpdateInterest(0);
-  UpdateInterest(1);
+  // A side that stopped at the high-water mark keeps its readiness (no edge comes again for
+  // bytes already waiting in its socket): read on once its queue has room.
+  for (int k = 0; k < 2 && !finished_; k++)
+    if (ready_[k].readable && !eof_[k] && q_[k].size() < kRelayHighWater) Pump(k);
   MaybeDone();
 }
 
@@ -278,7 +272,7 @@ void PlainRelay::OnSide(int i, uint32_t events) {
 // q_[0]). A local reply is queued for the client after the server bytes, and both sides stop
 // reading: the connection closes once it is out.
 ssize_t PlainRelay::ReadHttp(int i) {
-  ssize_t n = ReadInto(fd_[i].get(), scratch_, kRelayChunk);
+  ssize_t n = ReadInto(fd_[i].get(), scratch_, kRelayChunk, &ready_[i]);
   if (n <= 0) {
     if (n == 0 && i == 1) http_->AppEof();
     return n;
@@ -312,7 +306,7 @@ ssize_t PlainRelay::ReadHttp(int i) {
 void PlainRelay::Pump(int i) {
   int o = 1 - i;
   while (!eof_[i] && q_[i].size() < kRelayHighWater) {
-    ssize_t n = http_ ? ReadHttp(i) : ReadInto(fd_[i].get(), q_[i], kRelayChunk);
+    ssize_t n = http_ ? ReadHttp(i) : ReadInto(fd_[i].get(), q_[i], kRelayChunk, &ready_[i]);
     if (http_ && http_->broken()) {
       if (info_.labels.response_flags == "-") info_.labels.response_flags = "DENY";
       Abort("HTTP: " + http_->error());
@@ -324,7 +318,8 @@ void PlainRelay::Pump(int i) {
         AddSent(static_cast<uint64_t>(n));
       else
         AddReceived(static_cast<uint64_t>(n));
-      if (!FlushTo(fd_[o].get(), q_[i]) || (http_ && !FlushTo(fd_[i].get(), q_[o]))) {
+      if (!FlushTo(fd_[o].get(), q_[i], &ready_[o]) ||
+          (http_ && !FlushTo(fd_[i].get(), q_[o], &ready_[i]))) {
         Abort(std::string("write failed: ") + std::strerror(errno));
         return;
       }

@@ -79,7 +79,6 @@ class PlainRelay : public Flow {
   void Pump(int from);
   ssize_t ReadHttp(int from);
   void HttpTimedOut();
-  void UpdateInterest(int idx);
   void MaybeDone();
   std::unique_ptr<HttpInbound> http_;
   ByteQueue scratch_;  // L7: bytes read, before the codec
@@ -88,7 +87,7 @@ class PlainRelay : public Flow {
   ByteQueue q_[2];  // q_[i]: bytes read from i, waiting to be written to 1-i
   bool eof_[2] = {false, false}, shut_[2] = {false, false};
   bool connecting_ = true;
-  uint32_t interest_[2] = {0, 0};
+  Readiness ready_[2];  // both sockets registered once, edge-triggered (io.h)
   uint64_t connect_timer_ = 0;
 };
 

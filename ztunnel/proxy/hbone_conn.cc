@@ -41,9 +41,9 @@ constexpr int kHelloHeaders = 9;
 constexpr int64_t kMaxDataFrame = 128 * 1024;
 
 // The write side of TLS goes through a BIO that appends to HboneConn::tls_out_, so records are
-// sent in one batch per Pump instead of one syscall each. The read side is a plain socket BIO
-// with read-ahead: OpenSSL reads up to 256 KiB straight from the kernel into its own buffer
-// (after the handshake; see kTlsReadBuffer).
+// sent in one batch per Pump instead of one syscall each. The read side is a socket BIO
+// (SocketBioMethod) with read-ahead: OpenSSL reads up to 256 KiB straight from the kernel into
+// its own buffer (after the handshake; see kTlsReadBuffer).
 int BioWrite(BIO* b, const char* d, int n) {
   auto* c = static_cast<HboneConn*>(BIO_get_data(b));
   BIO_clear_retry_flags(b);
@@ -71,6 +71,53 @@ BIO_METHOD* QueueBioMethod() {
     BIO_meth_set_write(m, BioWrite);
     BIO_meth_set_read(m, BioRead);
     BIO_meth_set_ctrl(m, BioCtrl);
+    BIO_meth_set_create(m, BioCreate);
+    return m;
+  }();
+  return m;
+}
+
+// The read side: read(2) on the connection's socket, trusting a short read (io.h's Readiness).
+// Once a read returned less than asked, the socket is drained until epoll reports it readable
+// again (level-triggered, so bytes or a FIN left behind are reported at the next turn), and
+// SSL_read learns WANT_READ without a read(2) that would only say EAGAIN: one syscall less per
+// read batch. EOF and errors as OpenSSL's socket BIO reports them (BIO_FLAGS_IN_EOF, errno).
+int SocketBioRead(BIO* b, char* d, int n) {
+  auto* c = static_cast<HboneConn*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  if (n <= 0) return 0;
+  ssize_t k = ReadReady(c->fd(), d, static_cast<size_t>(n), c->rx_ready_);
+  if (k > 0) return static_cast<int>(k);
+  if (k == 0) {
+    BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+    return 0;
+  }
+  if (errno == EAGAIN || errno == EINTR) BIO_set_retry_read(b);
+  return -1;
+}
+
+int SocketBioWrite(BIO* b, const char*, int) {
+  BIO_clear_retry_flags(b);
+  return -1;  // read-only: writes go through the queue BIO
+}
+
+long SocketBioCtrl(BIO* b, int cmd, long, void*) {
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    case BIO_CTRL_EOF:
+      return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0 ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+BIO_METHOD* SocketBioMethod() {
+  static BIO_METHOD* m = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "weft-socket");
+    BIO_meth_set_write(m, SocketBioWrite);
+    BIO_meth_set_read(m, SocketBioRead);
+    BIO_meth_set_ctrl(m, SocketBioCtrl);
     BIO_meth_set_create(m, BioCreate);
     return m;
   }();
@@ -219,7 +266,9 @@ void HboneConn::CreateSsl(SSL_CTX* ctx) {
   ssl_.reset(SSL_new(ctx));
   BIO* wbio = BIO_new(QueueBioMethod());
   BIO_set_data(wbio, this);
-  SSL_set_bio(ssl_.get(), BIO_new_socket(fd_.get(), BIO_NOCLOSE), wbio);
+  BIO* rbio = BIO_new(SocketBioMethod());
+  BIO_set_data(rbio, this);
+  SSL_set_bio(ssl_.get(), rbio, wbio);
   SSL_set_read_ahead(ssl_.get(), 1);
   SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
   if (role_ == Role::kClient)
@@ -376,6 +425,7 @@ void HboneConn::ArmIdleTimer() {
 
 void HboneConn::OnEvents(uint32_t ev) {
   if (closed_) return;
+  rx_ready_.OnEvents(ev & ~static_cast<uint32_t>(EPOLLOUT));
   if (tcp_connecting_) {
     int err = ConnectResult(fd_.get());
     if (err != 0) {
@@ -792,17 +842,28 @@ void Tunnel::SyncBuffered() {
   reported_buffered_ = now;
 }
 
+// The app socket is registered once, for everything, edge-triggered: nghttp2 pulls the app's
+// bytes (ReadForH2) only while the stream has window, and switching EPOLLIN off and on around
+// every read cost two epoll_ctl per request. app_ready_ remembers the last edge instead, so a
+// stream that stopped reading for want of window reads on when the window opens, and a read
+// that cannot find anything is not tried (a short read means drained; io.h).
 void Tunnel::WatchApp() {
   if (!app_ || watched_) return;
   watched_ = true;
-  interest_ = app_connecting_ ? static_cast<uint32_t>(EPOLLOUT) : 0u;
-  (void)w_->loop().Add(app_.get(), interest_, this);
+  (void)w_->loop().Add(app_.get(), EventLoop::kEdgeTriggered, this);
 }
 
-void Tunnel::SetInterest(uint32_t ev) {
-  if (!watched_ || ev == interest_) return;
-  interest_ = ev;
-  w_->loop().Modify(app_.get(), ev, this);
+// Bytes for the app appeared outside a read batch of the connection (the L7 codec answered the
+// app): with level-triggered interest, EPOLLOUT would have called FlushDown at the next turn.
+void Tunnel::ScheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  w_->loop().RunSoon([this] {  // before the loop's graveyard: `this` is alive
+    flush_scheduled_ = false;
+    if (finished_ || down_.empty()) return;
+    FlushDown();
+    if (!finished_ && conn_) conn_->Pump();
+  });
 }
 
 void Tunnel::OnEstablished() {
@@ -839,7 +900,7 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
     if (!to_client_.empty()) {
       return static_cast<ssize_t>(to_client_.Take(buf, len));
     }
-    n = ::read(app_.get(), buf, len);
+    n = ReadReady(app_.get(), buf, len, app_ready_);
     if (n <= 0 || !http_ || !http_->owns_app_bytes()) break;
     AddReceived(static_cast<uint64_t>(n));
     http_->FromApp(reinterpret_cast<const char*>(buf), static_cast<size_t>(n), down_, to_client_);
@@ -847,7 +908,7 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
       info_.error = "HTTP: " + http_->error();
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
     }
-    if (!down_.empty()) SetInterest(interest_ | EPOLLOUT);  // window updates for the app
+    if (!down_.empty()) ScheduleFlush();  // window updates for the app
   }
   if (n > 0) {
     if (outbound_)
@@ -863,7 +924,7 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
       }
       std::string reply = http_->TakeLocalReply();
       if (!reply.empty()) reply_.Append(reply.data(), reply.size());
-      if (!down_.empty()) SetInterest(interest_ | EPOLLOUT);  // bytes a switch released
+      if (!down_.empty()) ScheduleFlush();  // bytes a switch released
     }
     return n;
   }
@@ -871,12 +932,10 @@ ssize_t Tunnel::ReadForH2(uint8_t* buf, size_t len, uint32_t* flags) {
     if (http_) http_->AppEof();
     app_eof_ = true;
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-    SetInterest(down_.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
     return 0;
   }
   if (errno == EAGAIN || errno == EINTR) {
-    read_deferred_ = true;
-    SetInterest(interest_ | EPOLLIN);
+    read_deferred_ = true;  // the next EPOLLIN edge resumes the stream (OnEvents)
     return NGHTTP2_ERR_DEFERRED;
   }
   if (http_) http_->AppReset();
@@ -985,13 +1044,16 @@ void Tunnel::FlushDown() {
     msghdr mh{};
     mh.msg_iov = pending_.data();
     mh.msg_iovlen = std::min<size_t>(pending_.size(), IOV_MAX);
-    ssize_t k = ::sendmsg(app_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t k = -1;
+    errno = EAGAIN;
+    if (app_ready_.writable) k = ::sendmsg(app_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (k < 0 && errno != EAGAIN && errno != EINTR) {
       pending_.clear();
       Abort(std::string("application write failed: ") + std::strerror(errno));
       return;
     }
     written = k > 0 ? static_cast<size_t>(k) : 0;
+    if (written < want) app_ready_.writable = false;  // full: EPOLLOUT comes when room is made
     if (written < want) {  // the app is slower than the sender: keep the rest, copied
       size_t skip = written;
       for (const auto& v : pending_) {
@@ -1006,7 +1068,7 @@ void Tunnel::FlushDown() {
     pending_.clear();
   } else if (!down_.empty()) {
     size_t before = down_.size();
-    if (!FlushTo(app_.get(), down_)) {
+    if (!FlushTo(app_.get(), down_, &app_ready_)) {
       Abort(std::string("application write failed: ") + std::strerror(errno));
       return;
     }
@@ -1020,14 +1082,9 @@ void Tunnel::FlushDown() {
   } else if (conn_) {
     conn_->Consume(sid_, written);
   }
-  if (down_.empty()) {
-    SetInterest(interest_ & ~EPOLLOUT);
-    if (remote_ended_ && !shut_wr_) {
-      shutdown(app_.get(), SHUT_WR);
-      shut_wr_ = true;
-    }
-  } else {
-    SetInterest(interest_ | EPOLLOUT);
+  if (down_.empty() && remote_ended_ && !shut_wr_) {
+    shutdown(app_.get(), SHUT_WR);
+    shut_wr_ = true;
   }
   SyncBuffered();
   MaybeDone();
@@ -1061,16 +1118,18 @@ void Tunnel::OnConnClosed(const std::string& reason) {
 
 void Tunnel::OnEvents(uint32_t ev) {
   if (finished_) return;
+  app_ready_.OnEvents(ev);  // an edge is remembered even when nothing reads now
   if (app_connecting_) {
     if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     app_connecting_ = false;
-    SetInterest(0);
     int err = ConnectResult(app_.get());
     if (err == 0) SetNoDelay(app_.get());
     if (on_app_connected) on_app_connected(err);
     return;
   }
-  if (ev & EPOLLOUT) {
+  // Edge-triggered, EPOLLOUT rides along with every event of a writable socket: flush only
+  // what waits.
+  if ((ev & EPOLLOUT) && !down_.empty()) {
     FlushDown();
     if (finished_) return;
     if (conn_) conn_->Pump();
@@ -1086,11 +1145,8 @@ void Tunnel::OnEvents(uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
     if (read_deferred_ && conn_) {
       read_deferred_ = false;
-      SetInterest(interest_ & ~EPOLLIN);
       conn_->ResumeData(sid_);
       conn_->Pump();
-    } else if (!conn_) {
-      SetInterest(interest_ & ~EPOLLIN);
     }
   }
 }

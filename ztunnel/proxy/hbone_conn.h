@@ -45,7 +45,7 @@ class Tunnel : public Flow {
   int app_fd() const { return app_.get(); }
 
   void Begin() { Flow::Begin(); }
-  void WatchApp();                          // registers the app fd with the loop
+  void WatchApp();                          // registers the app fd, once, edge-triggered
   void OnEstablished();                     // CONNECT answered 200: start moving bytes
   void OnData(const uint8_t* d, size_t n);  // h2 -> app (buffered until FlushDown)
   void FlushDown();                         // writes buffered h2 -> app bytes
@@ -63,7 +63,7 @@ class Tunnel : public Flow {
   void SetHttp(std::unique_ptr<HttpInbound> http);
 
  private:
-  void SetInterest(uint32_t ev);
+  void ScheduleFlush();  // FlushDown (and Pump) after this event batch
   void MaybeDone();
   void SyncBuffered();  // reports down_'s size change to HboneLimits
   HboneConn* conn_ = nullptr;
@@ -73,8 +73,8 @@ class Tunnel : public Flow {
   bool app_connecting_;
   bool established_ = false, read_deferred_ = false, app_eof_ = false;
   bool remote_ended_ = false, shut_wr_ = false, stream_closed_ = false;
-  uint32_t interest_ = 0;
-  bool watched_ = false;
+  Readiness app_ready_;  // the app socket, edge-triggered (io.h)
+  bool watched_ = false, flush_scheduled_ = false;
   bool HttpAfterRead();  // L7: takes a local reply or aborts a broken codec; false: aborted
   void ConsumeHttpWindow();
   void HttpTimedOut();
@@ -157,6 +157,8 @@ class HboneConn : public EventLoop::Handler {
 
  public:  // BIO callbacks
   ByteQueue tls_out_;
+  Readiness rx_ready_;  // the socket's read side, as the last read and epoll left it (io.h)
+  int fd() const { return fd_.get(); }
 
  private:
   Worker* w_;

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -174,9 +175,38 @@ std::string ByteQueue::ToString() const {
   return s;
 }
 
-ssize_t ReadInto(int fd, ByteQueue& q, size_t max) {
+void Readiness::OnEvents(uint32_t events) {
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) readable = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) hangup = true;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;  // a write reports the error
+}
+
+namespace {
+// After a read of `n` of `asked` bytes (errno set when n < 0).
+void AfterRead(Readiness& r, ssize_t n, size_t asked) {
+  if (n < 0 ? errno == EAGAIN : (n > 0 && static_cast<size_t>(n) < asked && !r.hangup))
+    r.readable = false;
+}
+}  // namespace
+
+ssize_t ReadReady(int fd, void* buf, size_t len, Readiness& r) {
+  if (!r.readable) {
+    errno = EAGAIN;
+    return -1;
+  }
+  ssize_t n = ::read(fd, buf, len);
+  AfterRead(r, n, len);
+  return n;
+}
+
+ssize_t ReadInto(int fd, ByteQueue& q, size_t max, Readiness* r) {
+  if (r && !r->readable) {
+    errno = EAGAIN;
+    return -1;
+  }
   char* p = q.Reserve(max);
   ssize_t n = ::read(fd, p, max);
+  if (r) AfterRead(*r, n, max);
   if (n > 0) {
     q.Commit(static_cast<size_t>(n));
   } else {
@@ -187,18 +217,24 @@ ssize_t ReadInto(int fd, ByteQueue& q, size_t max) {
   return n;
 }
 
-bool FlushTo(int fd, ByteQueue& q) {
+bool FlushTo(int fd, ByteQueue& q, Readiness* r) {
   while (!q.empty()) {
+    if (r && !r->writable) return true;
     iovec iov[16];
     msghdr mh{};
     mh.msg_iov = iov;
     mh.msg_iovlen = static_cast<size_t>(q.Peek(iov, 16));
+    size_t asked = 0;
+    for (size_t i = 0; i < mh.msg_iovlen; i++) asked += iov[i].iov_len;
     ssize_t n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return errno == EAGAIN;
+      if (errno != EAGAIN) return false;
+      if (r) r->writable = false;
+      return true;
     }
     q.Consume(static_cast<size_t>(n));
+    if (r && static_cast<size_t>(n) < asked) r->writable = false;
   }
   return true;
 }

@@ -66,11 +66,31 @@ void FreeBuffer(char* p, size_t cap);
 // Returns the bytes released.
 size_t TrimBufferCache();
 
+// What epoll last said about a socket registered once, edge-triggered
+// (EventLoop::kEdgeTriggered), kept until a read or write shows it used up. A flow that stopped
+// reading (its peer's queue is full: back-pressure) still knows the socket is readable when the
+// peer drains, without a new edge; and a read or write that the socket cannot take is not tried.
+// A short read means drained: TCP's recvmsg returns less than asked only once its receive queue
+// (and backlog) is empty, and any byte that arrives later raises a new edge. Not so for a FIN or
+// an error already queued behind the bytes, nor for TCP urgent data (a read stops short at its
+// mark): once epoll reported one (`hangup`), reads go on to EAGAIN, EOF or the error. Likewise a
+// short write means full (the kernel sets SOCK_NOSPACE, so EPOLLOUT comes when room is made).
+struct Readiness {
+  bool readable = false;
+  bool writable = true;  // until a write is refused (a connecting socket refuses with EAGAIN)
+  bool hangup = false;   // EPOLLRDHUP/HUP/ERR/PRI seen: a short read proves nothing
+  void OnEvents(uint32_t events);
+};
+
 // Reads from fd into q (up to `max` bytes). Returns bytes read, 0 on EOF, -1 with errno set
-// (EAGAIN included).
-ssize_t ReadInto(int fd, ByteQueue& q, size_t max);
-// Writes as much of q as the socket takes; returns false on a hard error (errno set).
-bool FlushTo(int fd, ByteQueue& q);
+// (EAGAIN included). With `r`: no syscall (-1, EAGAIN) unless r->readable; EAGAIN or a short read
+// clears it.
+ssize_t ReadInto(int fd, ByteQueue& q, size_t max, Readiness* r = nullptr);
+// read(2) that keeps `r` as ReadInto does.
+ssize_t ReadReady(int fd, void* buf, size_t len, Readiness& r);
+// Writes as much of q as the socket takes; returns false on a hard error (errno set). With `r`:
+// nothing is tried unless r->writable; a short write or EAGAIN clears it (EPOLLOUT follows).
+bool FlushTo(int fd, ByteQueue& q, Readiness* r = nullptr);
 
 absl::Status SetNonBlocking(int fd);
 void SetNoDelay(int fd);

@@ -1,7 +1,11 @@
 #include "ztunnel/proxy/io.h"
 
 #include <gtest/gtest.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <string>
 
@@ -101,6 +105,64 @@ TEST(ByteQueueTakeTest, CopiesAcrossBlocksAndConsumes) {
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(out, big + "tail");
   EXPECT_EQ(q.Take(out.data(), 5), 0u);
+}
+
+// A short read means drained: the next read is not tried until an edge says readable again
+// (the bytes that arrived meanwhile stay in the socket, for the edge they raise). Unless a
+// hangup was seen: then reads go on until EAGAIN or EOF.
+TEST(Readiness, AShortReadMeansDrainedUnlessAHangupWasSeen) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  Readiness r;
+  char buf[64];
+  EXPECT_EQ(ReadReady(a.get(), buf, sizeof buf, r), -1) << "no edge yet: nothing is tried";
+  EXPECT_EQ(errno, EAGAIN);
+  ASSERT_EQ(write(b.get(), "hello", 5), 5);
+  r.OnEvents(EPOLLIN);
+  EXPECT_EQ(ReadReady(a.get(), buf, sizeof buf, r), 5);
+  EXPECT_FALSE(r.readable) << "5 of 64 bytes: drained";
+  ASSERT_EQ(write(b.get(), "again", 5), 5);
+  EXPECT_EQ(ReadReady(a.get(), buf, sizeof buf, r), -1) << "waits for the edge";
+  r.OnEvents(EPOLLIN);
+  EXPECT_EQ(ReadReady(a.get(), buf, 2, r), 2);
+  EXPECT_TRUE(r.readable) << "a full read proves nothing";
+  EXPECT_EQ(ReadReady(a.get(), buf, sizeof buf, r), 3);
+  ASSERT_EQ(write(b.get(), "bye", 3), 3);
+  b.reset();
+  r.OnEvents(EPOLLIN | EPOLLRDHUP);
+  EXPECT_EQ(ReadReady(a.get(), buf, sizeof buf, r), 3);
+  EXPECT_TRUE(r.readable) << "after a hangup a short read does not hide the EOF behind it";
+  EXPECT_EQ(ReadReady(a.get(), buf, sizeof buf, r), 0);
+}
+
+// A short write means full: nothing more is tried until EPOLLOUT; what was not taken stays queued.
+TEST(Readiness, AShortWriteWaitsForEpollout) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  int small = 4096;
+  setsockopt(a.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  ByteQueue q;
+  std::string big(1 << 20, 'z');
+  q.Append(big.data(), big.size());
+  Readiness r;
+  ASSERT_TRUE(FlushTo(a.get(), q, &r));
+  EXPECT_FALSE(r.writable);
+  size_t left = q.size();
+  EXPECT_GT(left, 0u);
+  ASSERT_TRUE(FlushTo(a.get(), q, &r));
+  EXPECT_EQ(q.size(), left) << "not writable: no write tried";
+  std::string got;
+  char buf[65536];
+  for (int i = 0; i < 10000 && got.size() < big.size(); i++) {
+    ssize_t n = read(b.get(), buf, sizeof buf);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    r.OnEvents(EPOLLOUT);
+    ASSERT_TRUE(FlushTo(a.get(), q, &r));
+  }
+  EXPECT_EQ(got, big);
+  EXPECT_TRUE(q.empty());
 }
 
 }  // namespace
