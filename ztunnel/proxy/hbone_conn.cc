@@ -766,6 +766,15 @@ void HboneConn::Pump() {
     Close("HTTP/2 session finished");
 }
 
+void HboneConn::SchedulePump() {
+  if (pump_scheduled_ || closed_) return;
+  pump_scheduled_ = true;
+  w_->loop().RunSoon([this] {  // before the loop's graveyard: `this` is alive
+    pump_scheduled_ = false;
+    Pump();
+  });
+}
+
 void HboneConn::UpdateInterest() {
   if (closed_) return;
   uint32_t want = read_paused_ ? 0u : static_cast<uint32_t>(EPOLLIN);
@@ -1132,7 +1141,7 @@ void Tunnel::OnEvents(uint32_t ev) {
   if ((ev & EPOLLOUT) && !down_.empty()) {
     FlushDown();
     if (finished_) return;
-    if (conn_) conn_->Pump();
+    if (conn_) conn_->SchedulePump();  // its window updates
   }
   if ((ev & EPOLLERR) && !read_deferred_) {
     // Reset while its stream waits for window (nghttp2 is not asking for bytes, so no read
@@ -1146,7 +1155,7 @@ void Tunnel::OnEvents(uint32_t ev) {
     if (read_deferred_ && conn_) {
       read_deferred_ = false;
       conn_->ResumeData(sid_);
-      conn_->Pump();
+      conn_->SchedulePump();
     }
   }
 }

@@ -118,6 +118,9 @@ class HboneConn : public EventLoop::Handler {
   void MarkDirty(Tunnel* t);  // t got data in this read batch
   void StreamGauge(int delta);
   void Pump();
+  // Pump after this event batch: tunnels made readable in one batch share one Pump, so their
+  // frames leave in one TLS write and one sendmsg instead of one each.
+  void SchedulePump();
   void SubmitResponse(int32_t sid, int status, bool with_body);
 
   void Close(const std::string& reason);
@@ -171,7 +174,7 @@ class HboneConn : public EventLoop::Handler {
   SockAddr peer_;
   std::optional<SpiffeId> peer_id_;
   bool tcp_connecting_ = false, handshake_done_ = false, closed_ = false, in_recv_ = false;
-  bool pumping_ = false;
+  bool pumping_ = false, pump_scheduled_ = false;
   bool more_to_send_ = false;   // Pump stopped for fairness with frames still pending
   bool got_app_data_ = false;   // client: the server's first TLS record decrypted
   bool hello_checked_ = false;  // server: CheckClientHello passed
