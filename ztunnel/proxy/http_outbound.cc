@@ -195,12 +195,16 @@ void HttpOutbound::FallBackToL4(std::string_view kind) {
 }
 
 void HttpOutbound::ReadClient() {
-  while (!closed_ && !client_eof_ && !closing_) {
+  // A read shorter than asked emptied the socket: no second recv to see EAGAIN (one syscall per
+  // request saved); the loop is level-triggered, so bytes or a FIN that come later are reported.
+  bool emptied = false;
+  while (!closed_ && !client_eof_ && !closing_ && !emptied) {
     for (const auto& u : ups_)
       if (!u->out.empty()) return;  // back-pressure: an upstream has not taken its bytes
     if (!h2_ && routed_.size() >= kMaxOutstanding) return;
     ssize_t n = recv(client_.get(), w_->scratch(), kReadChunk, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    emptied = n > 0 && static_cast<size_t>(n) < kReadChunk;
     if (n < 0) {
       info_.error = std::string("client: ") + std::strerror(errno);
       Close(/*reset=*/true);
@@ -296,9 +300,11 @@ void HttpOutbound::OnUpstream(Upstream& u, uint32_t events) {
 }
 
 void HttpOutbound::ReadUpstream(Upstream& u) {
-  while (!closed_ && !u.ended && client_out_.empty()) {
+  bool emptied = false;  // as in ReadClient
+  while (!closed_ && !u.ended && client_out_.empty() && !emptied) {
     ssize_t n = recv(u.fd.get(), w_->scratch(), kReadChunk, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    emptied = n > 0 && static_cast<size_t>(n) < kReadChunk;
     if (n <= 0) {
       UpstreamEnded(u);
       return;
@@ -399,8 +405,11 @@ std::string HttpOutbound::AddTraceContext(HttpRequestAttributes& req) {
   std::string trace_id = TraceId(req);
   if (!HasHeader(req, "traceparent")) {
     if (trace_id.empty()) trace_id = ob.RandomHex(32);
-    if (trace_id.size() == 16) trace_id = std::string(16, '0') + trace_id;
-    req.add_headers.emplace_back("traceparent", "00-" + trace_id + "-" + ob.RandomHex(16) + "-00");
+    if (trace_id.size() == 16) trace_id.insert(0, 16, '0');
+    std::string tp;
+    tp.reserve(55);
+    absl::StrAppend(&tp, "00-", trace_id, "-", ob.RandomHex(16), "-00");
+    req.add_headers.emplace_back("traceparent", std::move(tp));
   }
   if (!HasHeader(req, "x-request-id")) req.add_headers.emplace_back("x-request-id", ob.NewUuid());
   return trace_id;
@@ -413,6 +422,8 @@ const Workload* HttpOutbound::ChooseEndpoint(const ConfigSnapshot& snap, const S
                                              std::string_view avoid) {
   std::vector<const Workload*> eps;
   std::vector<std::string_view> keys;
+  eps.reserve(svc.ready_endpoint_uids.size());  // no regrowth per request
+  keys.reserve(svc.ready_endpoint_uids.size());
   const auto now = Balancer::Clock::now();
   if (outlier) outlier->Tick(now);
   for (int pass = 0; pass < 3 && eps.empty(); ++pass) {

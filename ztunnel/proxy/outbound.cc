@@ -133,8 +133,10 @@ std::string Outbound::NewUuid() {
   std::string h = RandomHex(32);
   h[12] = '4';                                                           // version 4
   h[16] = "89ab"[std::string_view("0123456789abcdef").find(h[16]) & 3];  // RFC 4122 variant
-  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
-         "-" + h.substr(20);
+  // 8-4-4-4-12, in place (one allocation per request, not a dozen temporaries).
+  h.reserve(36);
+  for (size_t at : {20, 16, 12, 8}) h.insert(h.begin() + static_cast<long>(at), '-');
+  return h;
 }
 
 Outbound::Route Outbound::Resolve(const ConfigSnapshot& snap, const Pod& pod, const SockAddr& orig,
