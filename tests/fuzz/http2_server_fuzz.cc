@@ -15,7 +15,9 @@
 // (unsent, and kept for a replay) plus one connection window per upstream used (plus local reply
 // bodies); every exchange is reported
 // at most once per request the codec saw; Exchange::upstream names an upstream the router chose;
-// no upstream carries more streams than the connection has.
+// no upstream carries more streams than the connection has. Source side: every other request
+// is mirrored (SetMirror): at most one copy per request the gate allowed, its body within the
+// bound, and each copy encodes as a request of its own (l7::Http2MirrorRequest).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -24,6 +26,7 @@
 #include <variant>
 
 #include "tests/fuzz/records.h"
+#include "ztunnel/l7/http2_mirror.h"
 #include "ztunnel/l7/http2_server.h"
 
 namespace {
@@ -118,6 +121,19 @@ void Source(const uint8_t* data, size_t size) {
         return slot + 4 * gen[slot];
       });
   c = &conn;
+  constexpr size_t kMirrorBody = 2048;
+  size_t mirrors = 0;
+  conn.SetMirror([&](const HttpRequestAttributes&) { return gated % 2 == 1; },
+                 [&](const HttpRequestAttributes&, const Http2ServerConnection::MirrorCopy* copy) {
+                   ++mirrors;
+                   Check(mirrors <= gated);
+                   if (!copy) return;
+                   Check(copy->body.size() <= kMirrorBody);
+                   weft::ztunnel::l7::Http2MirrorRequest m(copy->head, std::string(copy->body),
+                                                           copy->trailers);
+                   Check(!m.TakeOutput().empty());
+                 },
+                 kMirrorBody);
   auto up = [&](size_t i, std::string_view) {
     Check(conn.state() != State::kBroken);
     Check(used.count(i));

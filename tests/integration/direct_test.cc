@@ -1,6 +1,7 @@
 // "Direct" integration tests (ztunnel's two-tier scheme): two real ztunnels in one process on
 // loopback, real TLS 1.3 mTLS, real nghttp2, real sockets, port 0 everywhere. The only seam is
 // the original-destination provider (no netfilter here): a table keyed by the client's address.
+#include <arpa/inet.h>
 #include <grpcpp/create_channel_posix.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -29,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/loadgen/h2echo.h"
 #include "common/scrape/scrape.h"
 #include "common/testing/child_process.h"
 #include "examples/teashop/http.h"
@@ -749,10 +751,11 @@ class MethodEchoService : public grpc::CallbackGenericService {
 };
 
 // One unary call; `out` gets the response message.
-grpc::Status GrpcCall(grpc::GenericStub& stub, const std::string& method, std::string* out) {
+grpc::Status GrpcCall(grpc::GenericStub& stub, const std::string& method, std::string* out,
+                      const std::string& message = "ping") {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  grpc::Slice s(std::string("ping"));
+  grpc::Slice s(message);
   grpc::ByteBuffer req(&s, 1), resp;
   std::promise<grpc::Status> done;
   stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp,
@@ -938,7 +941,7 @@ class DirectMeshHttpSource : public DirectMesh {
 
   // A gRPC service that answers every unary call with its endpoint's name; "/pkg.Svc/Flaky"
   // fails 30 % of calls with UNAVAILABLE (as /flaky does for HTTP), "/pkg.Svc/Slow" answers
-  // after 1.5 s.
+  // after 1.5 s. It counts the calls it read and the request message bytes.
   class NamedEchoService : public grpc::CallbackGenericService {
    public:
     NamedEchoService(std::string name, int index) : name_(std::move(name)), index_(index) {}
@@ -947,8 +950,8 @@ class DirectMeshHttpSource : public DirectMesh {
       const bool fail = ctx->method() == "/pkg.Svc/Flaky" && Flaky(index_, flaky_.fetch_add(1));
       class Reactor : public grpc::ServerGenericBidiReactor {
        public:
-        Reactor(const std::string& name, bool fail, bool slow)
-            : name_(name), fail_(fail), slow_(slow) {
+        Reactor(NamedEchoService* svc, const std::string& name, bool fail, bool slow)
+            : svc_(svc), name_(name), fail_(fail), slow_(slow) {
           StartRead(&req_);
         }
         void OnReadDone(bool ok) override {
@@ -956,6 +959,8 @@ class DirectMeshHttpSource : public DirectMesh {
             Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request"));
             return;
           }
+          svc_->calls.fetch_add(1);
+          svc_->message_bytes.fetch_add(static_cast<int64_t>(req_.Length()));
           if (fail_) {
             Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "flaky"));
             return;
@@ -977,12 +982,15 @@ class DirectMeshHttpSource : public DirectMesh {
         void OnDone() override { delete this; }
 
        private:
+        NamedEchoService* svc_;
         std::string name_;
         bool fail_, slow_;
         grpc::ByteBuffer req_, resp_;
       };
-      return new Reactor(name_, fail, ctx->method() == "/pkg.Svc/Slow");
+      return new Reactor(this, name_, fail, ctx->method() == "/pkg.Svc/Slow");
     }
+    std::atomic<int> calls{0};
+    std::atomic<int64_t> message_bytes{0};
 
    private:
     std::string name_;
@@ -1797,6 +1805,166 @@ TEST_F(DirectMeshHttpSource, ARequestMirrorSendsACopyOfEveryRequest) {
   EXPECT_TRUE(WaitFor([&] { return hits_[2].load() == kRequests; }))
       << "mirror copies received: " << hits_[2].load();
   EXPECT_EQ(Metric(*a_, "weft_http_mirrors_total", {{"result", "sent"}}), kRequests);
+}
+
+// RequestMirror on HTTP/2 (issue 15): the rpc Service's route sends its calls to rpc-v1
+// (servers 0 and 1) and mirrors them to `mirror` (rpc-v2: server 2 only; rpc-down: server 2's
+// address on a port nobody listens on; rpc-empty: no ready endpoint).
+std::string RpcMirrorYaml(int grpc_port, int closed_port, const std::string& mirror,
+                          int percent = 100) {
+  auto svc = [](const std::string& name, const std::string& addr, int port,
+                const std::string& endpoints) {
+    return "- name: " + name + "\n  namespace: ns-b\n  hostname: " + name +
+           ".ns-b.svc.cluster.local\n  addresses: [\"" + addr +
+           "\"]\n  ports: [{port: 80, targetPort: " + std::to_string(port) +
+           ", name: grpc, appProtocol: grpc}]\n  endpoints: [" + endpoints + "]\n";
+  };
+  return svc("rpc-v1", "10.96.0.24", grpc_port,
+             "{workloadUid: ns-b/server, ready: true}, {workloadUid: ns-b/server1, ready: true}") +
+         svc("rpc-v2", "10.96.0.25", grpc_port, "{workloadUid: ns-b/server2, ready: true}") +
+         svc("rpc-down", "10.96.0.26", closed_port, "{workloadUid: ns-b/server2, ready: true}") +
+         svc("rpc-empty", "10.96.0.27", grpc_port, "{workloadUid: ns-b/server2, ready: false}") +
+         RpcRoutesYaml("  - filters: [{requestMirror: {service: ns-b/" + mirror +
+                       ", port: 80, percent: " + std::to_string(percent) + "}}]\n" +
+                       "    backends: [{service: ns-b/rpc-v1, port: 80, weight: 1}]\n");
+}
+
+// A loopback port nobody listens on (bound, then closed).
+int ClosedPort(const IpAddr& ip) {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = 0;
+  inet_pton(AF_INET, ip.ToString().c_str(), &a.sin_addr);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 0;
+  socklen_t len = sizeof a;
+  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+// gRPC calls on the mirrored route: every one answered by rpc-v1, and a copy of each, its
+// message whole, reaches server 2 on a connection of its own; the copies' answers are dropped.
+TEST_F(DirectMeshHttpSource, AnHttp2RequestMirrorCopiesEveryGrpcCallWithItsMessage) {
+  ASSERT_NO_FATAL_FAILURE(
+      ApplyToA(Services(true) + RpcMirrorYaml(grpc_port_, ClosedPort(EndpointIp(2)), "rpc-v2")));
+  constexpr int kCalls = 10;
+  const std::string message(20000, 'm');
+  {
+    auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
+    grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
+    for (int i = 0; i < kCalls; ++i) {
+      std::string out;
+      grpc::Status st = GrpcCall(stub, "/pkg.Svc/Who", &out, i == 0 ? message : "ping");
+      ASSERT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+      EXPECT_TRUE(out == "server-0" || out == "server-1") << out;
+    }
+  }
+  EXPECT_TRUE(WaitFor([&] { return grpc_services_[2]->calls.load() == kCalls; }))
+      << "mirrored calls received: " << grpc_services_[2]->calls.load();
+  // The message bytes of every copy: the big one and nine "ping"s, whole.
+  EXPECT_EQ(grpc_services_[2]->message_bytes.load(),
+            static_cast<int64_t>(message.size() + 4 * (kCalls - 1)));
+  EXPECT_EQ(grpc_services_[0]->calls.load() + grpc_services_[1]->calls.load(), kCalls);
+  EXPECT_EQ(Metric(*a_, "weft_http_mirrors_total", {{"result", "sent"}}), kCalls);
+  EXPECT_EQ(Metric(*a_, "weft_http_mirrors_total", {{"result", "dropped"}}), 0);
+  // Each copy's connection closed once answered (the answer dropped): none failed.
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_tcp_connections_closed_total",
+                  {{"reporter", "source"}, {"destination_service_name", "rpc-v2"}}) == kCalls;
+  })) << Metrics(*a_);
+  EXPECT_EQ(Metric(*a_, "weft_http_mirrors_total", {{"result", "failed"}}), 0) << Metrics(*a_);
+}
+
+// h2c that is not gRPC (curl --http2-prior-knowledge against weft-h2echo's server): a GET
+// without a body and a POST with one, both answered by the route's backend, both copied to the
+// mirror Service with their bodies.
+TEST_F(DirectMeshHttpSource, AnHttp2RequestMirrorCopiesH2cRequestsWithAndWithoutABody) {
+  auto primary = bench::loadgen::H2EchoServer::Start(SockAddr{EndpointIp(0), 0});
+  auto shadow = bench::loadgen::H2EchoServer::Start(SockAddr{EndpointIp(2), 0});
+  ASSERT_TRUE(primary.ok() && shadow.ok());
+  auto svc = [](const std::string& name, const std::string& addr, int port,
+                const std::string& endpoint) {
+    return "- name: " + name + "\n  namespace: ns-b\n  hostname: " + name +
+           ".ns-b.svc.cluster.local\n  addresses: [\"" + addr +
+           "\"]\n  ports: [{port: 80, targetPort: " + std::to_string(port) +
+           ", name: http2, appProtocol: http2}]\n  endpoints: [{workloadUid: ns-b/" + endpoint +
+           ", ready: true}]\n";
+  };
+  ASSERT_NO_FATAL_FAILURE(
+      ApplyToA(Services(true) + svc("h2", "10.96.0.28", (*primary)->port(), "server") +
+               svc("h2-v2", "10.96.0.29", (*shadow)->port(), "server2") +
+               "httpRoutes:\n- name: h2-routes\n  namespace: ns-b\n  parentService: ns-b/h2\n"
+               "  parentPort: 80\n  rules:\n"
+               "  - filters: [{requestMirror: {service: ns-b/h2-v2, port: 80, percent: 100}}]\n"
+               "    backends: [{service: ns-b/h2, port: 80, weight: 1}]\n"));
+  TempDir dir;
+  const std::string body_file = dir.path() + "/body";
+  { std::ofstream(body_file) << std::string(30000, 'h'); }
+  // One connection each (curl 7.88 fails a second transfer of a --next chain on a reused h2c
+  // connection, with or without ztunnel between).
+  auto request = [&](std::vector<std::string> args) {
+    weft::testing::LoopbackRelay relay(Outbound(*SockAddr::Parse("10.96.0.28:80")));
+    EXPECT_NE(relay.port(), 0);
+    const std::string fmt = "%{http_version} %{http_code} %{size_download}";
+    std::vector<std::string> argv = {
+        "/usr/bin/curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", fmt};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.back() = absl::StrCat("http://127.0.0.1:", relay.port(), argv.back());
+    weft::testing::ChildProcess curl(dir.path(), "curl", argv);
+    EXPECT_EQ(curl.Wait(30s), 0) << curl.Err();
+    return curl.Out();
+  };
+  EXPECT_EQ(request({"/get"}), "2 200 1024");
+  EXPECT_EQ(request({"--data-binary", "@" + body_file, "/post"}), "2 200 30000");
+  EXPECT_EQ((*primary)->requests(), 2);
+  EXPECT_TRUE(WaitFor([&] { return (*shadow)->requests() == 2; }))
+      << "copies received: " << (*shadow)->requests();
+  EXPECT_EQ(Metric(*a_, "weft_http_mirrors_total", {{"result", "sent"}}), 2);
+  // The POST's copy carried its body: the mirror's upstream sent at least that much.
+  EXPECT_GE(Metric(*a_, "istio_tcp_sent_bytes_total",
+                   {{"reporter", "source"}, {"destination_service_name", "h2-v2"}}),
+            30000)
+      << Metrics(*a_);
+}
+
+// A mirror that cannot be served changes nothing for the calls: its Service without a ready
+// endpoint ("dropped"), its endpoint's server down ("sent", then "failed"), a body over the
+// 64 KiB a copy keeps ("dropped"). Every call is answered by rpc-v1 as if no mirror existed.
+TEST_F(DirectMeshHttpSource, AnHttp2MirrorThatIsDownOrTooBigNeverAffectsTheCalls) {
+  const int closed = ClosedPort(EndpointIp(2));
+  ASSERT_NE(closed, 0);
+  auto calls = [&](int n, const std::string& message) {
+    auto fd = Outbound(*SockAddr::Parse("10.96.0.21:80"));
+    grpc::GenericStub stub(grpc::CreateInsecureChannelFromFd("rpc", fd.release()));
+    for (int i = 0; i < n; ++i) {
+      std::string out;
+      grpc::Status st = GrpcCall(stub, "/pkg.Svc/Who", &out, message);
+      ASSERT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
+      EXPECT_TRUE(out == "server-0" || out == "server-1") << out;
+    }
+  };
+  auto mirrors = [&](const char* result) {
+    return Metric(*a_, "weft_http_mirrors_total", {{"result", result}});
+  };
+  ASSERT_NO_FATAL_FAILURE(
+      ApplyToA(Services(true) + RpcMirrorYaml(grpc_port_, closed, "rpc-empty")));
+  ASSERT_NO_FATAL_FAILURE(calls(3, "ping"));
+  EXPECT_EQ(mirrors("dropped"), 3) << Metrics(*a_);
+  EXPECT_EQ(mirrors("sent"), 0);
+
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RpcMirrorYaml(grpc_port_, closed, "rpc-down")));
+  ASSERT_NO_FATAL_FAILURE(calls(3, "ping"));
+  EXPECT_EQ(mirrors("sent"), 3);
+  EXPECT_TRUE(WaitFor([&] { return mirrors("failed") == 3; })) << Metrics(*a_);
+
+  ASSERT_NO_FATAL_FAILURE(ApplyToA(Services(true) + RpcMirrorYaml(grpc_port_, closed, "rpc-v2")));
+  ASSERT_NO_FATAL_FAILURE(calls(2, std::string(100 * 1024, 'x')));
+  EXPECT_EQ(mirrors("dropped"), 3 + 2) << Metrics(*a_);
+  ASSERT_NO_FATAL_FAILURE(calls(1, "ping"));  // under the bound: mirrored again
+  EXPECT_TRUE(WaitFor([&] { return grpc_services_[2]->calls.load() == 1; }))
+      << grpc_services_[2]->calls.load();
+  EXPECT_EQ(mirrors("sent"), 4);
+  EXPECT_EQ(grpc_services_[0]->calls.load() + grpc_services_[1]->calls.load(), 3 + 3 + 2 + 1);
 }
 
 TEST_F(DirectMeshHttpSource, ClientsThatOpenAConnectionPerRequestReuseIdleUpstreams) {

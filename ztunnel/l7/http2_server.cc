@@ -128,6 +128,8 @@ struct Http2ServerConnection::Stream {
   bool resp_submitted = false;  // a final response (or local reply) went to the client session
   bool resp_complete = false;   // the upstream's response ended (END_STREAM)
   bool down_closed = false, up_closed = false, reported = false;
+  bool mirror = false;      // a RequestMirror copy is being kept (SetMirror)
+  std::string mirror_body;  // its body so far
 };
 
 // What an nghttp2 session's user data points at: the client's session (c set, up null), or an
@@ -227,6 +229,7 @@ struct Http2ServerConnection::Callbacks {
       } else if (end) {
         s->req_eof = true;
         c->ResumeUp(*s);
+        c->MaybeMirror(*s);
       }
       return 0;
     }
@@ -254,6 +257,7 @@ struct Http2ServerConnection::Callbacks {
     if (!side.up) {
       Stream* s = Get(session, id);
       if (s) s->ex.request_bytes += len;
+      if (s && s->mirror) side.c->CopyForMirror(*s, data, len);
       // A deferred request keeps its body (held within the stream's window until RouteNow).
       if (!s || s->denied || (s->up_id <= 0 && !s->deferred) || s->up_closed) {
         nghttp2_session_consume(session, id, len);  // dropped: never stalls the connection
@@ -726,6 +730,7 @@ void Http2ServerConnection::OnRequest(Stream& s) {
       if (n.empty() || n[0] != ':') out.emplace_back(n, v);
   }
   for (const auto& [n, v] : a.add_headers) out.emplace_back(n, v);
+  if (router_ && mirror_sink_ && mirror_wanted_ && mirror_wanted_(a)) s.mirror = true;
   Route(s);
 }
 
@@ -771,6 +776,37 @@ void Http2ServerConnection::Route(Stream& s) {
   if (router_) s.ex.upstream = static_cast<int>(index);
   TouchUp(u);
   ++routed_;
+  MaybeMirror(s);
+}
+
+// RequestMirror's copy of a request body (SetMirror): bounded per stream and per connection;
+// past a bound the request is not mirrored (the sink is told at once).
+void Http2ServerConnection::CopyForMirror(Stream& s, const uint8_t* data, size_t len) {
+  if (s.mirror_body.size() + len > mirror_max_body_ ||
+      mirror_bytes_ + len > static_cast<size_t>(limits_.connection_window)) {
+    DropMirror(s, /*tell=*/true);
+    return;
+  }
+  s.mirror_body.append(reinterpret_cast<const char*>(data), len);
+  mirror_bytes_ += len;
+}
+
+// The copy goes to the sink once the request is whole and on its way to an upstream.
+void Http2ServerConnection::MaybeMirror(Stream& s) {
+  if (!s.mirror || !s.req_eof || s.denied || !s.up || s.up_id <= 0) return;
+  const MirrorCopy copy{s.fwd, s.mirror_body, s.req_trailers};
+  s.mirror = false;
+  mirror_sink_(s.ex.request, &copy);
+  mirror_bytes_ -= std::min(mirror_bytes_, s.mirror_body.size());
+  std::string().swap(s.mirror_body);
+}
+
+void Http2ServerConnection::DropMirror(Stream& s, bool tell) {
+  if (!s.mirror) return;
+  s.mirror = false;
+  mirror_bytes_ -= std::min(mirror_bytes_, s.mirror_body.size());
+  std::string().swap(s.mirror_body);
+  if (tell) mirror_sink_(s.ex.request, nullptr);
 }
 
 // An upstream refused the stream without processing it (RFC 9113 8.7): with a router, it may go
@@ -891,6 +927,7 @@ void Http2ServerConnection::DropRequestBody(Stream& s) {
 // The client may send the request again (RFC 9113 8.7: it was not processed).
 void Http2ServerConnection::Refuse(Stream& s) {
   s.denied = true;
+  DropMirror(s, /*tell=*/false);
   DropRequestBody(s);
   nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s.down_id, NGHTTP2_REFUSED_STREAM);
 }
@@ -899,7 +936,8 @@ void Http2ServerConnection::Refuse(Stream& s) {
 // the status mapped to grpc-status in a trailers-only response.
 void Http2ServerConnection::Reply(Stream& s, const LocalReply& r) {
   s.denied = true;
-  DropRequestBody(s);  // (after a re-route, some may be here)
+  DropMirror(s, /*tell=*/false);  // (a request answered locally is not mirrored)
+  DropRequestBody(s);             // (after a re-route, some may be here)
   s.ex.local_reply = true;
   s.ex.status = r.status;
   s.ex.reason = r.body;
@@ -1047,6 +1085,7 @@ void Http2ServerConnection::ClientStreamClosed(Stream& s, uint32_t code) {
 void Http2ServerConnection::MaybeRelease(Stream& s) {
   if (!s.down_closed || (s.up_id > 0 && !s.up_closed)) return;
   StopKeeping(s);
+  DropMirror(s, /*tell=*/false);
   Report(s);
   if (s.up && s.up->s && s.up_id > 0)
     nghttp2_session_set_stream_user_data(s.up->s, s.up_id, nullptr);

@@ -263,6 +263,29 @@ class Http2ServerConnection {
                          std::vector<std::pair<std::string, std::string>>* fields)>;
   void SetResponseEdit(ResponseEdit edit) { response_edit_ = std::move(edit); }
   static constexpr int kMaxRetries = 10;
+  // Source side, RequestMirror (issue 15). `wanted` is asked once per request the gate allowed
+  // (after the gate ran). For a request it wants, the codec keeps a copy of what goes upstream
+  // (the header block as sent, the body, the trailers) beside the stream, outside HTTP/2 flow
+  // control, so the copy never waits for anything nor slows the stream; and calls `sink` once:
+  //  - with the copy, when the whole request was received and it was handed to an upstream
+  //    (after a deferral: once routed), whatever its response turns out to be;
+  //  - with null as soon as the body goes over `max_body`, or the copies of all the
+  //    connection's streams over the connection window (Http2Limits): not mirrored.
+  // Never called for a request answered locally (the gate's or the router's reply, a refusal)
+  // or reset before it was complete: as for HTTP/1.1, there is nothing to mirror.
+  struct MirrorCopy {
+    const std::vector<std::pair<std::string, std::string>>& head;
+    std::string_view body;
+    const std::vector<std::pair<std::string, std::string>>& trailers;
+  };
+  using MirrorWanted = std::function<bool(const HttpRequestAttributes& request)>;
+  using MirrorSink =
+      std::function<void(const HttpRequestAttributes& request, const MirrorCopy* copy)>;
+  void SetMirror(MirrorWanted wanted, MirrorSink sink, size_t max_body) {
+    mirror_wanted_ = std::move(wanted);
+    mirror_sink_ = std::move(sink);
+    mirror_max_body_ = max_body;
+  }
   // The per-try timeout of the stream of `request` fired: retried as above when `check` agrees
   // (asked with status 0); false when it was not.
   bool RetryStream(const HttpRequestAttributes& request, UpstreamSink to_up, Sink to_client);
@@ -321,6 +344,9 @@ class Http2ServerConnection {
   void AppStreamClosed(Stream& s, uint32_t code);
   void ClientStreamClosed(Stream& s, uint32_t code);
   void BreakUpstream(Upstream& u, std::string reason);
+  void CopyForMirror(Stream& s, const uint8_t* data, size_t len);
+  void MaybeMirror(Stream& s);
+  void DropMirror(Stream& s, bool tell);
   void KeepForReplay(Stream& s, size_t fresh);
   void StopKeeping(Stream& s);
   void DropRequestBody(Stream& s);
@@ -336,6 +362,10 @@ class Http2ServerConnection {
   Router router_;  // empty: the destination side (upstream 0 only)
   RetryCheck retry_check_;
   ResponseEdit response_edit_;
+  MirrorWanted mirror_wanted_;
+  MirrorSink mirror_sink_;
+  size_t mirror_max_body_ = 0;
+  size_t mirror_bytes_ = 0;  // bodies copied for mirrors, all streams
   State state_ = State::kHttp;
   std::string error_;
   nghttp2_session_callbacks* callbacks_ = nullptr;

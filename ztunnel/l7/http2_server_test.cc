@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "ztunnel/l7/http2_mirror.h"
 
 namespace weft::ztunnel::l7 {
 namespace {
@@ -680,7 +681,6 @@ TEST(Http2ServerRouterTest, ADeferredRequestWaitsForRouteNowAndResponsesCanBeEdi
   EXPECT_EQ(h.conn.buffered(), 0u);
 }
 
-
 TEST(Http2ServerRouterTest, StreamingGrpcCallsWithTrailersThroughTheRouter) {
   RouterHarness h(3);
   const Fields grpc = {{"content-type", "application/grpc"}, {"te", "trailers"}};
@@ -1085,6 +1085,215 @@ TEST(Http2ServerRouterTest, NoUpstreamIsUsableOnceTheClientBrokeTheConnection) {
   EXPECT_EQ(h.conn.state(), State::kBroken);
   EXPECT_FALSE(h.conn.UpstreamUsable(0));
   EXPECT_FALSE(h.conn.UpstreamUsable(7)) << "nor a fresh one";
+}
+
+// ---- RequestMirror (SetMirror) ------------------------------------------------------------------
+
+// What the mirror sink got, per request path: the copy, or "dropped" for a null one.
+struct MirrorLog {
+  struct Copy {
+    Fields head, trailers;
+    std::string body;
+    bool dropped = false;
+  };
+  void Attach(Http2ServerConnection& conn, size_t max_body) {
+    conn.SetMirror(
+        [](const HttpRequestAttributes& r) { return absl::StartsWith(r.path, "/m"); },
+        [this](const HttpRequestAttributes& r, const Http2ServerConnection::MirrorCopy* c) {
+          Copy& k = got[r.path];
+          ++calls[r.path];
+          if (!c) {
+            k.dropped = true;
+            return;
+          }
+          k.head = c->head;
+          k.body = std::string(c->body);
+          k.trailers = c->trailers;
+        },
+        max_body);
+  }
+  std::map<std::string, Copy> got;
+  std::map<std::string, int> calls;
+};
+
+// A mirrored request's copy is what its upstream got (the head as forwarded, with the gate's
+// fields; the whole body; gRPC trailers), handed over once the request is whole; the primary
+// streams are served as ever, and requests the route does not mirror are not copied.
+TEST(Http2ServerRouterTest, AMirroredRequestIsCopiedWholeOnceItEnds) {
+  RouterHarness h(2);
+  AnswerAll(h, 2);
+  MirrorLog log;
+  log.Attach(h.conn, 64 * 1024);
+  const Fields grpc = {{"content-type", "application/grpc"}, {"te", "trailers"}};
+  const std::string msg("\0\0\0\0\5hello", 10);
+  const std::string big(40 * 1024, 'b');
+  int32_t get = h.client.Request(Req("GET", "/m/get"));
+  int32_t post = h.client.Request(Req("POST", "/m/post"), big.substr(0, 1000), /*eof=*/false);
+  int32_t call = h.client.Request(Req("POST", "/m/pkg.Svc/Call", grpc), msg, /*eof=*/true,
+                                  {{"x-client-trailer", "t"}});
+  int32_t plain = h.client.Request(Req("POST", "/plain"), "body");
+  h.Pump();
+  EXPECT_EQ(log.calls.count("/m/post"), 0u) << "not before the request is whole";
+  More(h.client, post, big.substr(1000), true);
+  h.Pump();
+  for (int32_t id : {get, post, call, plain}) {
+    EXPECT_EQ(Peer::Get(h.client.st[id].head, ":status"), "200") << id;
+    EXPECT_TRUE(h.client.st[id].ended) << id;
+  }
+  EXPECT_EQ(log.calls.count("/plain"), 0u);
+  ASSERT_EQ(log.calls["/m/get"], 1);
+  ASSERT_EQ(log.calls["/m/post"], 1);
+  ASSERT_EQ(log.calls["/m/pkg.Svc/Call"], 1);
+  // Each copy equals what its upstream received.
+  for (auto& [i, p] : h.ups) {
+    for (auto& [id, s] : p->st) {
+      const std::string path = Peer::Get(s.head, ":path");
+      if (path == "/plain") continue;
+      const MirrorLog::Copy& c = log.got[path];
+      EXPECT_FALSE(c.dropped) << path;
+      EXPECT_EQ(c.head, s.head) << path;
+      EXPECT_EQ(c.body, s.data) << path;
+      EXPECT_EQ(c.trailers, s.trailers) << path;
+    }
+  }
+  EXPECT_TRUE(log.got["/m/get"].body.empty());
+  EXPECT_EQ(log.got["/m/post"].body, big);
+  EXPECT_EQ(log.got["/m/pkg.Svc/Call"].body, msg);
+  EXPECT_EQ(Peer::Get(log.got["/m/pkg.Svc/Call"].trailers, "x-client-trailer"), "t");
+  EXPECT_TRUE(absl::StartsWith(Peer::Get(log.got["/m/get"].head, "x-request-id"), "rid-"));
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+  EXPECT_EQ(h.conn.buffered(), 0u);
+}
+
+// A body over the bound: the sink hears at once that there is no copy, and the request itself
+// goes through whole. The copy is outside flow control: an upstream that does not read holds
+// the stream, not the copy.
+TEST(Http2ServerRouterTest, AMirroredBodyOverTheBoundIsNotCopiedAndTheRequestGoesOn) {
+  RouterHarness h(1);
+  AnswerAll(h, 1);
+  MirrorLog log;
+  log.Attach(h.conn, 4096);
+  const std::string body(10000, 'x');
+  int32_t over = h.client.Request(Req("POST", "/m/over"), body);
+  int32_t under = h.client.Request(Req("POST", "/m/under"), body.substr(0, 4096));
+  h.Pump();
+  EXPECT_EQ(log.calls["/m/over"], 1);
+  EXPECT_TRUE(log.got["/m/over"].dropped);
+  EXPECT_FALSE(log.got["/m/under"].dropped);
+  EXPECT_EQ(log.got["/m/under"].body.size(), 4096u);
+  EXPECT_EQ(Peer::Get(h.client.st[over].head, ":status"), "200");
+  EXPECT_EQ(Peer::Get(h.client.st[under].head, ":status"), "200");
+  bool found = false;
+  for (auto& [id, s] : h.ups[0]->st) {
+    if (Peer::Get(s.head, ":path") != "/m/over") continue;
+    found = true;
+    EXPECT_EQ(s.data, body);
+  }
+  EXPECT_TRUE(found);
+}
+
+// Nothing to mirror: a request answered locally (by the router), or reset by the client before
+// it was whole. A deferred request is copied once it is routed, not before.
+TEST(Http2ServerRouterTest, LocalRepliesAndResetRequestsAreNotMirroredAndDeferredOnesWait) {
+  RouterHarness h(1);
+  AnswerAll(h, 1);
+  MirrorLog log;
+  log.Attach(h.conn, 64 * 1024);
+  const HttpRequestAttributes* held = nullptr;
+  h.route = [&](const HttpRequestAttributes& r) -> std::variant<size_t, LocalReply> {
+    if (r.path == "/m/local") return LocalReply{503, "no healthy upstream"};
+    if (r.path == "/m/held" && !held) {
+      held = &r;
+      return Http2ServerConnection::kDefer;
+    }
+    return size_t{0};
+  };
+  int32_t local = h.client.Request(Req("POST", "/m/local"), "abc");
+  int32_t reset = h.client.Request(Req("POST", "/m/reset"), "part", /*eof=*/false);
+  h.client.Request(Req("POST", "/m/held"), "later");
+  h.Pump();
+  EXPECT_EQ(Peer::Get(h.client.st[local].head, ":status"), "503");
+  nghttp2_submit_rst_stream(h.client.s, NGHTTP2_FLAG_NONE, reset, NGHTTP2_CANCEL);
+  h.Pump();
+  EXPECT_TRUE(log.calls.empty()) << log.calls.size();
+  ASSERT_NE(held, nullptr);
+  std::map<size_t, std::string> to_up;
+  ASSERT_TRUE(h.conn.RouteNow(
+      *held, [&](size_t i, std::string_view x) { to_up[i].append(x); }, [](std::string_view) {}));
+  h.Up(0).Recv(to_up[0]);
+  h.Pump();
+  EXPECT_EQ(log.calls["/m/held"], 1);
+  EXPECT_EQ(log.got["/m/held"].body, "later");
+  EXPECT_EQ(log.calls.size(), 1u);
+  EXPECT_EQ(h.conn.open_streams(), 0u);
+}
+
+// ---- Http2MirrorRequest: the copy's own connection ----------------------------------------------
+
+// Moves bytes between a mirror request and a server Peer until neither has more.
+void PumpMirror(Http2MirrorRequest& m, Peer& server) {
+  for (int i = 0; i < 1000; ++i) {
+    std::string out = m.TakeOutput();
+    if (!out.empty()) server.Recv(out);
+    std::string in = server.Send();
+    if (!in.empty()) m.FromServer(in);
+    if (out.empty() && in.empty()) return;
+  }
+  FAIL() << "no quiescence";
+}
+
+// The copy goes out as one request (a body over the server's initial window waits for its
+// WINDOW_UPDATE), its response is read and dropped, and a GOAWAY ends the connection.
+TEST(Http2MirrorRequestTest, SendsTheWholeRequestAndEndsWithItsResponse) {
+  Peer server(true);
+  server.on_end = [&server](int32_t id) {
+    server.Respond(id, {{":status", "200"}}, std::string(100 * 1024, 'r'), {{"grpc-status", "0"}});
+  };
+  const std::string body(64 * 1024, 'q');
+  Http2MirrorRequest m(Req("POST", "/pkg.Svc/Call", {{"content-type", "application/grpc"}}), body,
+                       {{"x-t", "1"}});
+  PumpMirror(m, server);
+  ASSERT_EQ(server.st.size(), 1u);
+  const Peer::Stream& s = server.st.begin()->second;
+  EXPECT_EQ(Peer::Get(s.head, ":path"), "/pkg.Svc/Call");
+  EXPECT_EQ(Peer::Get(s.head, "content-type"), "application/grpc");
+  EXPECT_EQ(s.data, body);
+  EXPECT_EQ(Peer::Get(s.trailers, "x-t"), "1");
+  EXPECT_TRUE(s.ended);
+  EXPECT_TRUE(m.done());
+  EXPECT_FALSE(m.failed());
+  EXPECT_EQ(m.status(), 200);
+  EXPECT_TRUE(server.goaway) << "the connection is closed politely";
+  EXPECT_EQ(m.pending(), 0u);
+
+  Peer bodiless(true);
+  bodiless.on_end = [&bodiless](int32_t id) { bodiless.Respond(id, {{":status", "404"}}, ""); };
+  Http2MirrorRequest get(Req("GET", "/x"), "", {});
+  PumpMirror(get, bodiless);
+  ASSERT_EQ(bodiless.st.size(), 1u);
+  EXPECT_TRUE(bodiless.st.begin()->second.ended);
+  EXPECT_TRUE(bodiless.st.begin()->second.data.empty());
+  EXPECT_TRUE(get.done());
+  EXPECT_FALSE(get.failed()) << "any answer will do: it is dropped";
+  EXPECT_EQ(get.status(), 404);
+}
+
+// No answer: a reset before the response head, or bytes that are not HTTP/2, end it as failed.
+TEST(Http2MirrorRequestTest, AResetOrAServerThatIsNotHttp2FailsIt) {
+  Peer server(true);
+  server.on_end = [&server](int32_t id) {
+    nghttp2_submit_rst_stream(server.s, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+  };
+  Http2MirrorRequest m(Req("GET", "/x"), "", {});
+  PumpMirror(m, server);
+  EXPECT_TRUE(m.done());
+  EXPECT_TRUE(m.failed());
+
+  Http2MirrorRequest h1(Req("GET", "/x"), "", {});
+  EXPECT_FALSE(h1.TakeOutput().empty());
+  h1.FromServer("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+  EXPECT_TRUE(h1.done());
+  EXPECT_TRUE(h1.failed());
 }
 
 }  // namespace

@@ -190,8 +190,10 @@ Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
                             "Connections denied by authorization policy, by policy and reason");
   bad_input_ = Counter(r, "weft_bad_input_total",
                        "Malformed or unexpected input rejected, by port/source and kind");
-  mirrors_ = Counter(r, "weft_http_mirrors_total",
-                     "Request copies a RequestMirror filter sent, or dropped (counted, not sent)");
+  mirrors_ =
+      Counter(r, "weft_http_mirrors_total",
+              "Request copies a RequestMirror filter sent, or dropped (counted, not sent); failed: "
+              "HTTP/2 copies sent that got no answer (among the sent)");
   retries_ = Counter(r, "weft_http_retries_total",
                      "Retriable attempts of source-side HTTP requests, by what became of them");
   conn_failures_ = Counter(r, "weft_connection_failures_total",

@@ -107,7 +107,8 @@ class Metrics {
   // weft_http_retries_total{result="retried|limit_exceeded|budget_exhausted|overflow|
   // no_upstream"}: retriable attempts of the source-side HTTP proxy and what became of them
   void Retry(std::string_view result);
-  // weft_http_mirrors_total{result="sent|dropped"}: RequestMirror copies
+  // weft_http_mirrors_total{result="sent|dropped|failed"}: RequestMirror copies sent or not;
+  // "failed": HTTP/2 copies sent that got no answer (a subset of "sent")
   void Mirror(std::string_view result);
   // weft_connection_failures_total{direction,reason}: upstream connect failures, no endpoint..
   void ConnectionFailure(std::string_view direction, std::string_view reason);

@@ -31,10 +31,9 @@ std::unique_ptr<RequestSeriesCache> SameNodeTwin(const TcpLabels& l) {
 }
 
 constexpr size_t kReadChunk = 64 * 1024;
-constexpr size_t kMaxOutstanding = 16;
-constexpr size_t kMaxReplayBytes =
-    64 *
-    1024;  // request bytes kept for a retry  // pipelined requests read ahead of their responses
+constexpr size_t kMaxOutstanding = 16;  // pipelined requests read ahead of their responses
+// Request bytes kept for a retry or a RequestMirror copy (HTTP/2: the body's).
+constexpr size_t kMaxReplayBytes = 64 * 1024;
 constexpr const char* kConnectFailure =
     "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
 constexpr const char* kConnectionTermination =
@@ -95,6 +94,15 @@ void HttpOutbound::StartH2() {
                               std::vector<std::pair<std::string, std::string>>* fields) {
     EditH2Response(r, fields);
   });
+  h2_->SetMirror(
+      [this](const HttpRequestAttributes& r) {
+        auto it = h2_routes_.find(&r);
+        return it != h2_routes_.end() && !it->second.mirrors.empty();
+      },
+      [this](const HttpRequestAttributes& r, const l7::Http2ServerConnection::MirrorCopy* copy) {
+        SendMirrorsH2(r, copy);
+      },
+      kMaxReplayBytes);
   // Its upstreams are the worker's, shared with the pod's other HTTP/2 client connections.
   H2UpstreamPool& pool = w_->outbound().h2_pool();
   h2_->SetShared(pool.hub(), ToClient(), [this, &pool] { pool.Wake(this); });
@@ -841,7 +849,9 @@ std::optional<l7::LocalReply> HttpOutbound::GateH2(HttpRequestAttributes& r) {
   }
   route.response_mods[0] = t.response_mods[0];
   route.response_mods[1] = t.response_mods[1];
-  if (route.response_mods[0] || route.response_mods[1]) route.snap = snap;
+  route.mirrors = t.mirrors;
+  route.mirror_timeout_ms = t.timeout_ms;
+  if (route.response_mods[0] || route.response_mods[1] || !route.mirrors.empty()) route.snap = snap;
   ArmH2Timer(&r, route);
   return std::nullopt;
 }

@@ -218,6 +218,13 @@ class HttpOutbound : public Flow, public H2UpstreamPool::Client {
   void DropUpstream(Upstream& u);
   void ReportAttempt(const Routed& r, std::string_view endpoint, uint16_t status);
   void SendMirrors(const Routed& r);
+  // RequestMirror's upstream: a new connection to an endpoint of the mirror Service, as a
+  // request's own upstream would be opened (invalid when it has no ready endpoint or cannot be
+  // reached).
+  UniqueFd OpenMirror(const ConfigSnapshot& snap, const config::HttpRequestMirror& m);
+  // HTTP/2: the codec's copy of a mirrored stream's request (null: not mirrorable).
+  void SendMirrorsH2(const HttpRequestAttributes& req,
+                     const l7::Http2ServerConnection::MirrorCopy* copy);
   void Done(const l7::Exchange& ex);
   // Reports `ex` in `series` (and `dst_series`, a same-node upstream's destination record),
   // the access log and tap.
@@ -270,6 +277,10 @@ class HttpOutbound : public Flow, public H2UpstreamPool::Client {
     // ResponseHeaderModifier (the rule's, then the backend's), in `snap`.
     SnapshotPtr snap;
     const config::HttpHeaderModifier* response_mods[2] = {nullptr, nullptr};
+    // RequestMirror (in `snap`): copies to send once the request is whole (SendMirrorsH2),
+    // closed after timeouts.request when the route has one.
+    std::vector<const config::HttpRequestMirror*> mirrors;
+    uint64_t mirror_timeout_ms = 0;
   };
   uint64_t next_h2_id_ = 1;
   bool h2_try_timeout_ = false;  // RetryStream is asking for a per-try timeout

@@ -21,6 +21,11 @@
 //   back-off, to another endpoint when there is one. "URX" when the attempts are used up.
 // - ResponseHeaderModifier (the rule's, then the backend's): applied to the held head; the
 //   framing fields (content-length, transfer-encoding, connection, upgrade) are never changed.
+// - RequestMirror (the rule's, each drawn by its percent/fraction): a copy of the request to an
+//   endpoint of the mirror Service on a connection of its own, fire and forget; its answer is
+//   dropped and nothing of it reaches the client. HTTP/1.1: the kept bytes (kMaxReplay) once
+//   the exchange is done. HTTP/2: the codec's copy (header block as sent, body up to
+//   kMaxReplay, trailers) once the request is whole, sent by the worker's MirrorSender.
 #include "ztunnel/proxy/http_outbound.h"
 
 #include <boost/beast/http/empty_body.hpp>
@@ -29,10 +34,12 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "ztunnel/l7/http2_mirror.h"
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/worker.h"
 #include "ztunnel/traffic/filters.h"
@@ -368,23 +375,60 @@ void HttpOutbound::ReportAttempt(const Routed& r, std::string_view endpoint, uin
 // cannot take the bytes at once.
 void HttpOutbound::SendMirrors(const Routed& r) {
   for (const config::HttpRequestMirror* m : r.mirrors) {
-    const Service* svc = r.snap->FindServiceByKey(m->service);
-    Target t;
-    t.svc = svc;
-    t.port = svc ? svc->FindPort(m->port ? m->port : orig_.port) : nullptr;
-    const Workload* dst = t.port ? ChooseEndpoint(*r.snap, *svc) : nullptr;
-    const Workload* src = r.snap->FindWorkloadByUid(pod_->uid);
     bool sent = false;
-    if (r.replay_ok && !r.replay.empty() && dst && src) {
-      FlowInfo info = info_;
-      info.dst = SockAddr{AddressLike(*dst, orig_.ip), t.port->target_port};
-      FillServiceLabels(info.labels, svc);
-      FillDestinationLabels(info.labels, dst, dst->identity());
-      info.labels.connection_security_policy = dst->in_mesh() ? "mutual_tls" : "unknown";
-      auto fd = w_->outbound().OpenUpstream(pod_, *r.snap, *src, *dst, std::move(info));
-      if (fd.ok()) {
-        ssize_t n = send(fd->get(), r.replay.data(), r.replay.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r.replay_ok && !r.replay.empty()) {
+      if (UniqueFd fd = OpenMirror(*r.snap, *m); fd.valid()) {
+        ssize_t n = send(fd.get(), r.replay.data(), r.replay.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         sent = n == static_cast<ssize_t>(r.replay.size());
+      }
+    }
+    w_->metrics().Mirror(sent ? "sent" : "dropped");
+  }
+}
+
+UniqueFd HttpOutbound::OpenMirror(const ConfigSnapshot& snap, const config::HttpRequestMirror& m) {
+  const Service* svc = snap.FindServiceByKey(m.service);
+  const ServicePort* port = svc ? svc->FindPort(m.port ? m.port : orig_.port) : nullptr;
+  const Workload* dst = port ? ChooseEndpoint(snap, *svc) : nullptr;
+  const Workload* src = snap.FindWorkloadByUid(pod_->uid);
+  if (!dst || !src) return UniqueFd();
+  FlowInfo info = info_;
+  info.dst = SockAddr{AddressLike(*dst, orig_.ip), port->target_port};
+  FillServiceLabels(info.labels, svc);
+  FillDestinationLabels(info.labels, dst, dst->identity());
+  info.labels.connection_security_policy = dst->in_mesh() ? "mutual_tls" : "unknown";
+  auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, *dst, std::move(info));
+  if (!fd.ok()) return UniqueFd();
+  return std::move(*fd);
+}
+
+// HTTP/2: the codec kept a copy of the stream's request (its header block as sent upstream, its
+// body up to kMaxReplay, its trailers) and hands it over once the request is whole: each mirror
+// gets it as one HTTP/2 request on a connection of its own, sent and answered in the worker's
+// MirrorSender, whatever becomes of this stream or connection. "dropped": a body over the
+// bound, a mirror Service without a ready endpoint, or the worker's mirrors at their limit.
+void HttpOutbound::SendMirrorsH2(const HttpRequestAttributes& req,
+                                 const l7::Http2ServerConnection::MirrorCopy* copy) {
+  auto it = h2_routes_.find(&req);
+  if (it == h2_routes_.end()) return;
+  H2Route& route = it->second;
+  const std::vector<const config::HttpRequestMirror*> mirrors = std::move(route.mirrors);
+  route.mirrors.clear();
+  MirrorSender& sender = w_->outbound().mirrors();
+  size_t bytes = 0;
+  if (copy) {
+    bytes = copy->body.size();
+    for (const auto* fields : {&copy->head, &copy->trailers})
+      for (const auto& [n, v] : *fields) bytes += n.size() + v.size();
+  }
+  for (const config::HttpRequestMirror* m : mirrors) {
+    bool sent = false;
+    if (copy && route.snap && sender.Admit(bytes)) {
+      if (UniqueFd fd = OpenMirror(*route.snap, *m); fd.valid()) {
+        sent = sender.Send(std::move(fd),
+                           std::make_unique<l7::Http2MirrorRequest>(
+                               copy->head, std::string(copy->body), copy->trailers),
+                           bytes, std::chrono::milliseconds(route.mirror_timeout_ms));
       }
     }
     w_->metrics().Mirror(sent ? "sent" : "dropped");

@@ -46,7 +46,11 @@ FlowInfo SourceRecord(const Pod& pod, const Workload& src, int fd, const SockAdd
 }
 }  // namespace
 
-Outbound::Outbound(Worker* w) : w_(w), upstream_pool_(&w->loop()), h2_pool_(w, &w->loop()) {}
+Outbound::Outbound(Worker* w)
+    : w_(w),
+      upstream_pool_(&w->loop()),
+      h2_pool_(w, &w->loop()),
+      mirrors_(&w->loop(), [w](std::string_view result) { w->metrics().Mirror(result); }) {}
 
 void Outbound::OnAccept(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   auto orig = pod->orig_dst->OriginalDst(fd.get());

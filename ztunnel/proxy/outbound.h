@@ -13,6 +13,7 @@
 #include "common/net.h"
 #include "common/unique_fd.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/mirror.h"
 #include "ztunnel/proxy/upstream_pool.h"
 #include "ztunnel/state/snapshot.h"
 #include "ztunnel/traffic/router.h"
@@ -46,6 +47,8 @@ class Outbound {
   std::string RandomHex(size_t digits);                     // trace and span ids (never all zero)
   std::string NewUuid();                                    // x-request-id: a version 4 UUID
   uint64_t Draw() { return rng_(); }                        // a random number (traffic plans)
+  // RequestMirror's copies of HTTP/2 requests in flight (mirror.h).
+  MirrorSender& mirrors() { return mirrors_; }
   // The route tables of `snap` (issue 15), compiled once per snapshot on this worker.
   const traffic::Router& RouterFor(const SnapshotPtr& snap);
 
@@ -78,6 +81,7 @@ class Outbound {
   Balancer balancer_;
   UpstreamPool upstream_pool_;
   H2UpstreamPool h2_pool_;
+  MirrorSender mirrors_;
   std::mt19937_64 rng_{std::random_device{}()};
   SnapshotPtr router_snap_;  // the snapshot router_ was built from
   std::shared_ptr<const traffic::Router> router_;
