@@ -4,17 +4,23 @@
 // leave the node's kernel), metrics from both reporters as "same_node", policy enforced and
 // re-evaluated. A pod on node 1 is still reached over HBONE from the same client.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "cli/localmesh/local_mesh.h"
 #include "common/cgroup.h"
+#include "common/netns.h"
 #include "common/scrape/scrape.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
@@ -237,6 +243,199 @@ TEST_P(NamespacedFastPath, PolicyIsEnforcedAndReevaluated) {
 INSTANTIATE_TEST_SUITE_P(Capture, NamespacedFastPath,
                          ::testing::Values("iptables/splice", "iptables/sockmap", "ebpf/splice",
                                            "ebpf/sockmap"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           n[n.find('/')] = '_';
+                           return n;
+                         });
+
+// ---- Failure rules in sockmap mode (issue 16, Tests) ----------------------------------------
+// While a same-node flow is joined, the kernel moves its bytes with no ztunnel wake-up, so these
+// check that the relay still obeys ztunnel's life and the pods' enrolment: ztunnel killed mid-
+// transfer resets both applications (nothing keeps moving bytes it no longer authorizes); an
+// agent restart and an unenrol/enrol of the client leave the open flow as it is (it drains
+// through ztunnel, as on every capture path), and the enrolment decides only new connections.
+class NamespacedFastPathFailures : public NamespacedFastPath {
+ protected:
+  // A listener of the test's own in the server pod (port 0: the kernel picks it), so the test
+  // holds the application's end of the connection too.
+  void Listen() {
+    auto ns = mesh_->PodNetns("server");
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    auto l = SocketInNetns(ns->get(), AF_INET, SOCK_STREAM, 0);
+    ASSERT_TRUE(l.ok()) << l.status();
+    listen_ = std::move(*l);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    socklen_t alen = sizeof a;
+    ASSERT_EQ(bind(listen_.get(), reinterpret_cast<sockaddr*>(&a), alen), 0);
+    ASSERT_EQ(listen(listen_.get(), 4), 0);
+    ASSERT_EQ(getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&a), &alen), 0);
+    port_ = ntohs(a.sin_port);
+  }
+  // The application's end of the next connection (5 s at most).
+  UniqueFd Accept() {
+    pollfd p{listen_.get(), POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1) return UniqueFd();
+    UniqueFd fd(accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    timeval tv{5, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+  }
+  SockAddr Server() { return SockAddr{*mesh_->PodIp("server"), port_}; }
+  // `msg` from `from`, read in full on `to` (its receive timeout bounds the wait).
+  static bool Pass(int from, int to, const std::string& msg) {
+    if (send(from, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
+      return false;
+    std::string got(msg.size(), '\0');
+    return recv(to, got.data(), got.size(), MSG_WAITALL) == static_cast<ssize_t>(msg.size()) &&
+           got == msg;
+  }
+  double SameNodeOpened() {
+    return Metric(0, "istio_tcp_connections_opened_total",
+                  {{"reporter", "source"},
+                   {"source_workload", "client"},
+                   {"connection_security_policy", "same_node"}});
+  }
+
+  UniqueFd listen_;
+  uint16_t port_ = 0;
+};
+
+TEST_P(NamespacedFastPathFailures, ZtunnelKilledMidTransferResetsBothApplications) {
+  Listen();
+  auto client = DialFrom("client", Server());
+  ASSERT_TRUE(client);
+  UniqueFd app = Accept();
+  ASSERT_TRUE(app) << "the connection did not reach the server pod";
+  timeval tv{5, 0};  // the writer below must not block forever
+  setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  ASSERT_TRUE(Pass(client.get(), app.get(), "joined"));
+  ASSERT_TRUE(Pass(app.get(), client.get(), "both ways"));
+  ASSERT_EQ(SameNodeOpened(), 1) << "not a same-node fast-path flow";
+  // Bytes in flight when ztunnel dies: the client streams, the application reads.
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::string chunk(64 << 10, 'w');
+    for (int i = 0; i < 100000 && !stop; i++) {
+      ssize_t k = send(client.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+      if (k <= 0) break;
+    }
+  });
+  char buf[1 << 16];
+  size_t got = 0;
+  while (got < (4u << 20)) {
+    ssize_t n = recv(app.get(), buf, sizeof buf, 0);
+    ASSERT_GT(n, 0) << "the stream stopped before ztunnel was killed";
+    got += static_cast<size_t>(n);
+  }
+  ASSERT_TRUE(mesh_->KillZtunnel(0).ok());
+  // The application's end: a reset, never a clean EOF after a truncated stream.
+  int app_err = 0;
+  for (int i = 0; i < 100000; i++) {
+    ssize_t n = recv(app.get(), buf, sizeof buf, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+      continue;
+    }
+    app_err = n == 0 ? 0 : errno;
+    break;
+  }
+  EXPECT_EQ(app_err, ECONNRESET) << "the application saw " << (app_err ? strerror(app_err) : "EOF")
+                                 << " after " << got << " bytes";
+  stop = true;
+  writer.join();
+  // The client's end: its next read fails too (reset), and nothing it writes now arrives.
+  EXPECT_TRUE(WaitClosed(client.get(), 2s));
+  EXPECT_LT(send(client.get(), "after", 5, MSG_NOSIGNAL), 0);
+  // A restarted ztunnel runs the relay again for new connections (once the agent has handed it
+  // both pods again: until then the server is not known as a pod of this node).
+  ASSERT_TRUE(mesh_->StartZtunnel(0).ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto c = mesh_->Dial("client", App("server"), 1s);
+        return c.ok() && EchoRoundTrip(c->get(), "back", 1s) == "back" && SameNodeOpened() > 0;
+      },
+      20s));
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(0, "weft_same_node_relay_events_total", {{"relay", "sockmap"}}) > 0;
+  }));
+}
+
+TEST_P(NamespacedFastPathFailures, AgentRestartKeepsOpenFlows) {
+  Listen();
+  auto client = DialFrom("client", Server());
+  UniqueFd app = Accept();
+  ASSERT_TRUE(app);
+  ASSERT_TRUE(Pass(client.get(), app.get(), "before"));
+  auto snapshots = [&] {
+    std::string log = mesh_->AgentLog(0);
+    int n = 0;
+    for (size_t at = 0; (at = log.find("snapshot sent to ztunnel", at)) != std::string::npos; ++at)
+      ++n;
+    return n;
+  };
+  int before = snapshots();
+  ASSERT_TRUE(mesh_->KillAgent(0).ok());
+  EXPECT_TRUE(Pass(client.get(), app.get(), "agent gone"));
+  EXPECT_TRUE(Pass(app.get(), client.get(), "agent gone, back"));
+  ASSERT_TRUE(mesh_->StartAgent(0).ok());
+  EXPECT_TRUE(WaitFor([&] { return snapshots() > before; })) << mesh_->AgentLog(0);
+  EXPECT_TRUE(Pass(client.get(), app.get(), std::string(1 << 20, 'a')));
+  EXPECT_TRUE(Pass(app.get(), client.get(), "agent back"));
+  EXPECT_EQ(SameNodeOpened(), 1) << "the open flow was replaced";
+  // Clean end: both FINs pass, and the bytes counted are the flow's.
+  shutdown(client.get(), SHUT_WR);
+  EXPECT_TRUE(WaitClosed(app.get()));
+  shutdown(app.get(), SHUT_WR);
+  EXPECT_TRUE(WaitClosed(client.get()));
+  const std::map<std::string, std::string> src = {{"reporter", "source"},
+                                                  {"connection_security_policy", "same_node"}};
+  EXPECT_TRUE(WaitFor([&] { return Metric(0, "istio_tcp_connections_closed_total", src) == 1; }));
+  EXPECT_EQ(Metric(0, "istio_tcp_sent_bytes_total", src), 6 + 10 + (1 << 20));
+  EXPECT_EQ(Metric(0, "istio_tcp_received_bytes_total", src), 16 + 10);
+}
+
+TEST_P(NamespacedFastPathFailures, UnenrolAndEnrolMidFlowDecideOnlyNewConnections) {
+  Listen();
+  auto client = DialFrom("client", Server());
+  UniqueFd app = Accept();
+  ASSERT_TRUE(app);
+  ASSERT_TRUE(Pass(client.get(), app.get(), "meshed"));
+  ASSERT_EQ(SameNodeOpened(), 1);
+
+  ASSERT_TRUE(mesh_->SetMesh("client", false).ok());
+  EXPECT_TRUE(WaitFor([&] { return Metric(0, "weft_enrolled_pods") == 1; }, 10s))
+      << mesh_->AgentLog(0);
+  // The open flow keeps moving, both ways, in the kernel.
+  EXPECT_TRUE(Pass(client.get(), app.get(), std::string(1 << 20, 'u')));
+  EXPECT_TRUE(Pass(app.get(), client.get(), "still here"));
+  // A new connection of the unenrolled client is plain: ztunnel never sees it.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto c = mesh_->Dial("client", Server(), 1s);
+        if (!c.ok()) return false;
+        UniqueFd a = Accept();
+        return a && Pass(c->get(), a.get(), "plain");
+      },
+      10s));
+  EXPECT_EQ(SameNodeOpened(), 1) << "an unenrolled pod's connection went through ztunnel";
+
+  ASSERT_TRUE(mesh_->SetMesh("client", true).ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto c = mesh_->Dial("client", App("server"), 1s);
+        return c.ok() && EchoRoundTrip(c->get(), "again", 1s) == "again" && SameNodeOpened() > 1;
+      },
+      15s))
+      << mesh_->AgentLog(0);
+  // The first flow outlived both changes.
+  EXPECT_TRUE(Pass(client.get(), app.get(), "enrolled again"));
+  EXPECT_TRUE(Pass(app.get(), client.get(), "and back"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Capture, NamespacedFastPathFailures,
+                         ::testing::Values("iptables/sockmap", "ebpf/sockmap"),
                          [](const auto& info) {
                            std::string n = info.param;
                            n[n.find('/')] = '_';
