@@ -23,6 +23,7 @@
 #include "bpf/bpffs.h"
 #include "bpf/relay.h"
 #include "common/file.h"
+#include "common/loopback.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -134,23 +135,13 @@ ProbeItem Ktls(const std::string& ulp_path) {
       return it;
     }
   }
-  UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t alen = sizeof(a);
-  if (!l || !c || ::bind(l.get(), reinterpret_cast<sockaddr*>(&a), alen) != 0 ||
-      ::listen(l.get(), 1) != 0 ||
-      ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &alen) != 0 ||
-      ::connect(c.get(), reinterpret_cast<sockaddr*>(&a), alen) != 0) {
-    it.detail =
-        absl::StrCat("not listed in ", ulp_path, " (\"", absl::StripAsciiWhitespace(ulps),
-                     "\"); could not set up a loopback test connection: ", std::strerror(errno));
+  UniqueFd pair[2];
+  if (absl::Status st = LoopbackTcpPair(pair); !st.ok()) {
+    it.detail = absl::StrCat("not listed in ", ulp_path, " (\"", absl::StripAsciiWhitespace(ulps),
+                             "\"); could not set up a loopback test connection: ", st.message());
     return it;
   }
-  UniqueFd acc(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (::setsockopt(c.get(), IPPROTO_TCP, TCP_ULP, "tls", 3) == 0) {
+  if (::setsockopt(pair[0].get(), IPPROTO_TCP, TCP_ULP, "tls", 3) == 0) {
     it.ok = true;
     it.detail = "TCP_ULP tls accepted on a loopback connection";
   } else {

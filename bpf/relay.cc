@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bpf/map_ops.h"
+#include "common/loopback.h"
 #include "common/unique_fd.h"
 #include "relay.skel.h"
 #include "shared/relay.h"
@@ -187,21 +188,9 @@ absl::StatusOr<bool> Drained(int from, int to, const SameNodeRelay& relay, uint6
 
 namespace {
 
-// A connected loopback TCP pair: [0] the connecting side, [1] the accepted one.
+// LoopbackTcpPair with the self-test's 2 s receive timeout on both ends.
 absl::Status LoopbackPair(UniqueFd out[2]) {
-  UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  out[0].reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t alen = sizeof a;
-  if (!l || !out[0] || bind(l.get(), reinterpret_cast<sockaddr*>(&a), alen) != 0 ||
-      listen(l.get(), 1) != 0 ||
-      getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &alen) != 0 ||
-      connect(out[0].get(), reinterpret_cast<sockaddr*>(&a), alen) != 0)
-    return ErrnoStatus(errno, "loopback pair");
-  out[1].reset(accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!out[1]) return ErrnoStatus(errno, "accept");
+  if (auto st = LoopbackTcpPair(out); !st.ok()) return st;
   timeval tv{2, 0};
   for (int i = 0; i < 2; i++) setsockopt(out[i].get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return absl::OkStatus();

@@ -3,7 +3,6 @@
 #include "bpf/relay.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "common/loopback.h"
 #include "common/testing/root.h"
 #include "common/unique_fd.h"
 #include "gtest/gtest.h"
@@ -21,18 +21,8 @@ namespace weft::bpf {
 namespace {
 
 void Pair(UniqueFd out[2]) {
-  UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  out[0].reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t alen = sizeof a;
-  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), alen), 0);
-  ASSERT_EQ(listen(l.get(), 1), 0);
-  ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &alen), 0);
-  ASSERT_EQ(connect(out[0].get(), reinterpret_cast<sockaddr*>(&a), alen), 0);
-  out[1].reset(accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  ASSERT_TRUE(out[1]);
+  auto st = LoopbackTcpPair(out);
+  ASSERT_TRUE(st.ok()) << st;
 }
 
 std::unique_ptr<SameNodeRelay> LoadOrSkip() {
