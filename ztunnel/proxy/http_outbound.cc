@@ -312,7 +312,9 @@ void HttpOutbound::ReadUpstream(Upstream& u) {
   while (!closed_ && !u.ended && client_out_.empty() && !emptied) {
     ssize_t n = recv(u.fd.get(), w_->scratch(), kReadChunk, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    emptied = n > 0 && static_cast<size_t>(n) < kReadChunk;
+    // Not after a hang-up: the upstream is no longer watched (ReadClient's reason does not hold),
+    // so what it sent is read now, to its EOF or error.
+    emptied = !u.hup && n > 0 && static_cast<size_t>(n) < kReadChunk;
     if (n <= 0) {
       UpstreamEnded(u);
       return;
