@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "weft/ca/v1/ca.grpc.pb.h"
+#include "weft/ca/v1/ca.pb.h"
 
 namespace weft::ztunnel {
 namespace {
@@ -20,9 +20,7 @@ int64_t UnixSeconds(system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
-absl::Status FromGrpc(const grpc::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
+constexpr const char* kCreateCertificate = "/weft.ca.v1.CertificateService/CreateCertificate";
 
 }  // namespace
 
@@ -51,13 +49,9 @@ absl::StatusOr<std::unique_ptr<CaCertificateProvider>> CaCertificateProvider::Cr
   }
   std::unique_ptr<CaCertificateProvider> p(new CaCertificateProvider(std::move(opts)));
   const CaClientOptions& o = p->opts_;
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(o.max_reconnect_backoff.count()));
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-              static_cast<int>(std::min<int64_t>(1000, o.max_reconnect_backoff.count())));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-              static_cast<int>(std::min<int64_t>(1000, o.max_reconnect_backoff.count())));
-  std::shared_ptr<grpc::ChannelCredentials> creds;
+  p->channel_.target = o.address;
+  WEFT_RETURN_IF_ERROR(
+      WithContext(grpc_client::ParseTarget(o.address).status(), "CA client: CA address"));
   if (!o.root_pem.empty()) {
     auto roots = tls::CertsFromPem(o.root_pem);
     if (!roots.ok()) {
@@ -65,14 +59,9 @@ absl::StatusOr<std::unique_ptr<CaCertificateProvider>> CaCertificateProvider::Cr
           absl::StrCat("CA client: mesh root PEM: ", roots.status().message()));
     }
     p->roots_ = std::move(*roots);
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = o.root_pem;
-    creds = grpc::SslCredentials(ssl);
-    args.SetSslTargetNameOverride(o.tls_server_name);
-  } else {
-    creds = grpc::InsecureChannelCredentials();
+    p->channel_.root_pem = o.root_pem;
+    p->channel_.tls_server_name = o.tls_server_name;
   }
-  p->channel_ = grpc::CreateCustomChannel(o.address, creds, args);
   if (o.jitter_seed != 0) {
     p->rng_.seed(o.jitter_seed);
   } else {
@@ -104,18 +93,18 @@ absl::StatusOr<std::shared_ptr<const CertBundle>> CaCertificateProvider::Fetch(c
   req.set_validity_seconds(opts_.ttl.count());
   req.set_node(opts_.node);
 
-  grpc::ClientContext ctx;
-  ctx.set_deadline(system_clock::now() + opts_.rpc_timeout);
-  ctx.set_wait_for_ready(true);
+  grpc_client::Metadata md;
   if (opts_.token) {
     WEFT_ASSIGN_OR_RETURN(std::string token, opts_.token());
-    ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    md.emplace_back("authorization", absl::StrCat("Bearer ", token));
   }
   weft::ca::v1::CertificateResponse resp;
-  auto stub = weft::ca::v1::CertificateService::NewStub(channel_);
-  grpc::Status gs = stub->CreateCertificate(&ctx, req, &resp);
-  if (!gs.ok()) {
-    absl::Status st = FromGrpc(gs);
+  grpc_client::UnaryOptions uo;
+  uo.timeout = opts_.rpc_timeout;
+  uo.wait_for_ready = true;
+  uo.max_reconnect_backoff = opts_.max_reconnect_backoff;
+  absl::Status st = grpc_client::UnaryCall(channel_, kCreateCertificate, md, req, &resp, uo);
+  if (!st.ok()) {
     return absl::Status(st.code(),
                         absl::StrCat("CA ", opts_.address, " refused or failed: ", st.message()));
   }

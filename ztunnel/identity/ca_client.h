@@ -12,7 +12,6 @@
 //    weft_ca_client_requests_total{result="ok|error"}.
 #pragma once
 
-#include <grpcpp/grpcpp.h>
 #include <prometheus/counter.h>
 
 #include <chrono>
@@ -27,6 +26,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/grpc_client/grpc_call.h"
 #include "ztunnel/identity/identity.h"
 #include "ztunnel/metrics/metrics.h"
 
@@ -44,13 +44,14 @@ struct CaClientOptions {
   // Source of the bearer token; called for every request (tokens rotate). Empty = no token.
   std::function<absl::StatusOr<std::string>()> token;
   std::chrono::seconds ttl{0};  // requested validity; 0 = the CA's default (24 h)
-  // Each request waits up to rpc_timeout for weftd to be reachable (gRPC wait_for_ready), so
-  // a transient connect failure is retried by the channel instead of failing the request;
-  // with weftd down an attempt therefore takes rpc_timeout before it counts as a failure.
+  // Each request waits up to rpc_timeout for weftd to be reachable (as gRPC's wait_for_ready),
+  // so a transient connect failure is retried (1 s doubling up to max_reconnect_backoff) instead
+  // of failing the request; with weftd down an attempt therefore takes rpc_timeout before it
+  // counts as a failure.
   std::chrono::milliseconds rpc_timeout{10000};
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{std::chrono::minutes(5)};
-  std::chrono::milliseconds max_reconnect_backoff{std::chrono::seconds(10)};  // gRPC channel
+  std::chrono::milliseconds max_reconnect_backoff{std::chrono::seconds(10)};  // within a request
   std::chrono::milliseconds poll_interval{1000};  // how often Start()'s thread calls RenewDue
   std::function<std::chrono::system_clock::time_point()> clock;  // empty = system_clock::now
   Metrics* metrics = nullptr;                                    // optional
@@ -98,8 +99,8 @@ class CaCertificateProvider : public CertificateProvider {
   void Record(const std::string& key, absl::StatusOr<std::shared_ptr<const CertBundle>>& r);
 
   CaClientOptions opts_;
-  std::vector<tls::X509Ptr> roots_;  // parsed opts_.root_pem (empty in plaintext mode)
-  std::shared_ptr<grpc::Channel> channel_;
+  std::vector<tls::X509Ptr> roots_;      // parsed opts_.root_pem (empty in plaintext mode)
+  grpc_client::ChannelOptions channel_;  // one connection per request (a CSR per half-life)
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
 
   std::mutex mu_;  // guards entries_, fetch_locks_, rng_, stop_

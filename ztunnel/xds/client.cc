@@ -1,7 +1,5 @@
 #include "ztunnel/xds/client.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -9,15 +7,16 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_client/grpc_call.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "weft/config/v1/config.grpc.pb.h"
 
 namespace weft::ztunnel {
 namespace {
 
 namespace pb = ::weft::config::v1;
 constexpr const char* kScope = "xds-client";
+constexpr const char* kStreamMethod = "/weft.config.v1.ConfigDiscovery/Stream";
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
   std::ifstream in(path, std::ios::binary);
@@ -117,7 +116,7 @@ void ConfigClient::Stop() {
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
-    if (ctx_) ctx_->TryCancel();
+    if (call_) call_->Cancel();
     cv_.notify_all();
   }
   thread_.join();
@@ -171,64 +170,53 @@ void ConfigClient::StreamError(const std::string& err) {
 }
 
 bool ConfigClient::RunStream() {
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (opts_.root_ca_file.empty()) {
-    creds = grpc::InsecureChannelCredentials();
-  } else {
+  grpc_client::ChannelOptions co;
+  co.target = opts_.target;
+  co.tls_server_name = opts_.tls_server_name;
+  co.keepalive_time = opts_.keepalive_time;
+  co.keepalive_timeout = opts_.keepalive_timeout;
+  // A full snapshot of a large mesh is far over gRPC's 4 MB default; 1 GiB bounds a broken peer.
+  co.max_message_bytes = size_t{1} << 30;
+  auto connect_error = [&](const absl::Status& st) {
+    StreamError(std::string(st.message()));
+    if (m_terminations_) m_terminations_->Add({{"reason", "ConnectionError"}}).Increment();
+    LOG_WARN(kScope, "cannot connect to weftd", {{"error", st.message()}});
+    return false;
+  };
+  if (!opts_.root_ca_file.empty()) {
     auto pem = ReadFile(opts_.root_ca_file, "weftd root CA file");
-    if (!pem.ok()) {
-      StreamError(std::string(pem.status().message()));
-      if (m_terminations_) m_terminations_->Add({{"reason", "ConnectionError"}}).Increment();
-      LOG_WARN(kScope, "cannot connect to weftd", {{"error", pem.status().message()}});
-      return false;
-    }
-    grpc::SslCredentialsOptions so;
-    so.pem_root_certs = *pem;
-    creds = grpc::SslCredentials(so);
+    if (!pem.ok()) return connect_error(pem.status());
+    co.root_pem = std::move(*pem);
   }
   std::string token = opts_.bearer_token;
   if (!opts_.bearer_token_file.empty()) {
     auto t = ReadFile(opts_.bearer_token_file, "bearer token file");
-    if (!t.ok()) {
-      StreamError(std::string(t.status().message()));
-      if (m_terminations_) m_terminations_->Add({{"reason", "ConnectionError"}}).Increment();
-      LOG_WARN(kScope, "cannot connect to weftd", {{"error", t.status().message()}});
-      return false;
-    }
+    if (!t.ok()) return connect_error(t.status());
     token = std::string(absl::StripAsciiWhitespace(*t));
   }
+  grpc_client::Metadata md;
+  if (!token.empty()) md.emplace_back("authorization", absl::StrCat("Bearer ", token));
 
-  grpc::ChannelArguments args;
-  // A fresh channel per attempt with its own subchannel: our backoff decides when to retry, not
-  // a shared subchannel still waiting out gRPC's own (up to 120 s) reconnect backoff.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetMaxReceiveMessageSize(-1);  // a full snapshot of a large mesh exceeds the 4 MB default
-  if (!opts_.tls_server_name.empty()) args.SetSslTargetNameOverride(opts_.tls_server_name);
-  auto channel = grpc::CreateCustomChannel(opts_.target, creds, args);
-  auto stub = pb::ConfigDiscovery::NewStub(channel);
-
-  auto ctx = std::make_shared<grpc::ClientContext>();
-  if (!token.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  // A fresh connection per attempt: our backoff decides when to retry.
+  auto call = std::make_shared<grpc_client::Call>();
   std::string have_version;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) return false;
-    ctx_ = ctx;
+    call_ = call;
     status_.streams++;
     have_version = status_.version;
   }
-  auto stream = stub->Stream(ctx.get());
+  absl::Status st = call->Start(co, kStreamMethod, md, std::nullopt);
   pb::ConfigRequest hello;
   hello.set_node(opts_.node);
   hello.set_component(opts_.component);
   hello.set_version_acked(have_version);  // informational: what we run now
   bool delivered = false;
-  if (stream->Write(hello)) {
+  if (st.ok() && call->Write(hello)) {
     pb::ConfigResponse resp;
-    while (stream->Read(&resp)) {
+    size_t bytes = 0;
+    while (call->Read(&resp, &bytes)) {
       if (!delivered) {
         delivered = true;
         if (m_connected_) m_connected_->Set(1);
@@ -239,22 +227,24 @@ bool ConfigClient::RunStream() {
       }
       if (m_messages_) {
         m_messages_->Increment();
-        m_message_bytes_->Increment(static_cast<double>(resp.ByteSizeLong()));
+        m_message_bytes_->Increment(static_cast<double>(bytes));
       }
       pb::ConfigRequest reply;
       HandleResponse(resp, &reply);
-      if (!stream->Write(reply)) break;
+      if (!call->Write(reply)) break;
     }
   }
-  stream->WritesDone();
-  grpc::Status st = stream->Finish();
+  if (st.ok()) {
+    call->WritesDone();
+    st = call->Finish();
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
-    ctx_.reset();
+    call_.reset();
   }
-  std::string err = st.ok() ? "weftd closed the stream"
-                            : absl::StrCat(st.error_message(), " (gRPC code ",
-                                           static_cast<int>(st.error_code()), ")");
+  std::string err =
+      st.ok() ? "weftd closed the stream"
+              : absl::StrCat(st.message(), " (gRPC code ", static_cast<int>(st.code()), ")");
   StreamError(err);
   if (m_terminations_) {
     const char* reason = !delivered ? "ConnectionError" : st.ok() ? "Complete" : "Error";
@@ -264,8 +254,8 @@ bool ConfigClient::RunStream() {
     std::lock_guard<std::mutex> l(mu_);
     have_version = status_.version;
   }
-  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-      st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+  if (st.code() == absl::StatusCode::kUnauthenticated ||
+      st.code() == absl::StatusCode::kPermissionDenied) {
     LOG_ERROR(kScope, "weftd refused this node's config stream; check the node credential",
               {{"target", opts_.target}, {"node", opts_.node}, {"error", err}});
   } else {

@@ -23,15 +23,15 @@
 #include "weft/config/v1/config.pb.h"
 #include "ztunnel/state/snapshot.h"
 
-namespace grpc {
-class ClientContext;
+namespace weft::grpc_client {
+class Call;
 }
 
 namespace weft::ztunnel {
 
 struct ConfigClientOptions {
-  std::string target;                 // weftd's address, "host:port" (any gRPC target)
-  std::string node;                   // this node's name
+  std::string target;  // weftd's address: "host:port", "[v6]:port" or "dns:///host:port"
+  std::string node;    // this node's name
   std::string component = "ztunnel";  // "ztunnel" or "agent"
   // PEM file of the CA that signed weftd's serving certificate: TLS. Empty: plaintext (tests,
   // loopback). Re-read at every connect.
@@ -45,6 +45,10 @@ struct ConfigClientOptions {
   // min(max_backoff, initial_backoff * 2^n), of which a random half is jitter.
   std::chrono::milliseconds initial_backoff{250};
   std::chrono::milliseconds max_backoff{30000};
+  // HTTP/2 PING after this long without a frame from weftd; the stream fails (and reconnects)
+  // when weftd does not answer within keepalive_timeout.
+  std::chrono::milliseconds keepalive_time{30000};
+  std::chrono::milliseconds keepalive_timeout{10000};
   // Metrics are registered here (null: none exported; Status() still counts):
   // weft_xds_client_connected, weft_xds_client_acks_total, weft_xds_client_nacks_total,
   // weft_xds_client_stream_errors_total; and Istio's ztunnel names, which its dashboard reads:
@@ -135,7 +139,7 @@ class ConfigClient {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  std::shared_ptr<grpc::ClientContext> ctx_;  // the open stream's, for Stop's TryCancel
+  std::shared_ptr<grpc_client::Call> call_;  // the open stream, for Stop's Cancel
   ConfigClientStatus status_;
   SnapshotPtr current_;
 
