@@ -303,7 +303,6 @@ void ConfigClient::HandleResponse(const pb::ConfigResponse& resp, pb::ConfigRequ
     return;
   }
   set_.Commit();
-  proto_lock.unlock();
   {
     std::lock_guard<std::mutex> l(mu_);
     current_ = validated;
@@ -316,7 +315,10 @@ void ConfigClient::HandleResponse(const pb::ConfigResponse& resp, pb::ConfigRequ
              {"full", resp.full_snapshot()},
              {"upserted", resp.upserted_size()},
              {"removed", resp.removed_size()}});
+  // proto_mu_ is held until the callback returns: whoever sees the version in CurrentProto also
+  // sees it in Current(), Status() and the callback's effects.
   if (on_snapshot_) on_snapshot_(validated);
+  proto_lock.unlock();
   reply->set_version_acked(resp.version());
 }
 

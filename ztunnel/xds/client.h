@@ -96,6 +96,7 @@ class ConfigClient {
  public:
   // Called on the client's thread with every accepted snapshot (after a reconnect's full
   // snapshot too, even if its content did not change), before the version is ACKed.
+  // It must not call CurrentProto (which waits for the callback to return).
   using Callback = std::function<void(const SnapshotPtr&)>;
 
   ConfigClient(ConfigClientOptions opts, Callback on_snapshot);
