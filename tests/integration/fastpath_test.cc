@@ -684,6 +684,60 @@ TEST_P(SameNodeFastPath, SlowReaderIsPushedBackAndGetsEverything) {
   })) << Metrics(*a_);
 }
 
+// --same-node-relay=auto: a flow whose sockmap relay falls behind (a cap's worth of redirected
+// bytes not taken by the peer) continues with splice, from exactly where the relay ended. A
+// reader that waits before reading makes that happen at once; every byte arrives in order, the
+// FIN after the last, the other direction works, and the byte metrics are exact.
+class SameNodeFastPathAuto : public SameNodeFastPathFixture {
+ protected:
+  void SetUp() override {
+    WEFT_SKIP_UNLESS_ROOT("the sockmap relay loads BPF");
+    SameNodeFastPathFixture::SetUp();
+    ASSERT_EQ(a_->proxy().same_node_relay(), "sockmap");
+  }
+};
+
+TEST_F(SameNodeFastPathAuto, FlowBehindItsRelayContinuesWithSplice) {
+  ManualServer srv(kServerIp);
+  const std::string data = RandomBytes(24 << 20, 5);
+  auto c = Outbound(srv.addr());
+  auto s = srv.Accept();
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(SendAll(c.get(), "ping"));
+  std::string ping(4, '\0');
+  ASSERT_EQ(recv(s.get(), ping.data(), 4, MSG_WAITALL), 4);
+  EXPECT_EQ(Metric(*a_, "weft_same_node_relay_events_total", {{"event", "to_splice"}}), 0)
+      << "a message exchange stays on the relay";
+  std::thread writer([&] {
+    EXPECT_TRUE(SendAll(c.get(), data));
+    shutdown(c.get(), SHUT_WR);
+  });
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "weft_same_node_relay_events_total",
+                  {{"relay", "sockmap"}, {"event", "to_splice"}}) == 1;
+  })) << "the server has read nothing: the flow must leave the relay";
+  std::string seen;
+  seen.reserve(data.size());
+  EXPECT_TRUE(ReadAll(s.get(), &seen)) << "the server must see everything, then the FIN";
+  writer.join();
+  ASSERT_EQ(seen.size(), data.size());
+  EXPECT_EQ(Sha256Hex(seen), Sha256Hex(data));
+  ASSERT_TRUE(SendAll(s.get(), "done"));
+  s.reset();
+  std::string back;
+  EXPECT_TRUE(ReadAll(c.get(), &back));
+  EXPECT_EQ(back, "done");
+  auto src = PairLabels("source", "same_node");
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(*a_, "istio_tcp_sent_bytes_total", src) == 4 + data.size() + 7.0 * warmup_ &&
+           Metric(*a_, "istio_tcp_received_bytes_total", src) == 4 + 7.0 * warmup_;
+  })) << Metrics(*a_);
+  EXPECT_GT(
+      Metric(*a_, "weft_same_node_relay_events_total", {{"relay", "splice"}, {"event", "wakeup"}}),
+      0);
+  EXPECT_EQ(Metric(*a_, "weft_same_node_relay_events_total", {{"event", "paused"}}), 0);
+}
+
 class SameNodeFastPathOff : public SameNodeFastPathFixture {
  protected:
   bool FastPath() const override { return false; }

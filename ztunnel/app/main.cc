@@ -90,7 +90,8 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
   app.add_option("--same-node-relay", o.proxy.same_node_relay,
                  "how the same-node fast path moves bytes: sockmap (in the kernel, no ztunnel "
                  "wake-up per message), splice, or auto (sockmap where this kernel passes its "
-                 "self-test at start; docs/fastpath.md); env WEFT_SAME_NODE_RELAY")
+                 "self-test at start, and a bulk flow the relay falls behind continues with "
+                 "splice; docs/fastpath.md); env WEFT_SAME_NODE_RELAY")
       ->transform(CLI::CheckedTransformer(std::map<std::string, Relay>{{"auto", Relay::kAuto},
                                                                        {"sockmap", Relay::kSockmap},
                                                                        {"splice", Relay::kSplice}},

@@ -579,9 +579,10 @@ void SameNodeFlow::UpdateRelayInterest(int i) {
 }
 
 void SameNodeFlow::OnOverCap(uint64_t cookie) {
-  if (finished_ || !relay_) return;
+  if (finished_ || !relay_ || to_splice_) return;
   const int i = cookie == cookie_[0] ? 0 : 1;
   Wakeup();
+  if (w_->opts().same_node_relay == ProxyOptions::SameNodeRelay::kAuto && StartSplice()) return;
   auto st = relay_->relay().Pause(cookie);
   if (!st.ok()) {
     Abort("same-node relay: " + st.ToString());
@@ -595,6 +596,10 @@ void SameNodeFlow::OnOverCap(uint64_t cookie) {
 
 void SameNodeFlow::PollRelay() {
   if (finished_) return;
+  if (to_splice_) {
+    PollSplice();
+    return;
+  }
   for (int i = 0; i < 2; i++) {
     if (paused_[i] && !tailing_[i] && !PollPaused(i)) return;
     const int o = 1 - i;
@@ -681,6 +686,62 @@ bool SameNodeFlow::CopyTail(int i) {
   return true;
 }
 
+// The relay fell behind its sender: the kernel queued a cap's worth of bytes for a peer that
+// has not taken them. That is the case of one bulk stream, whose redirects all run in one
+// kernel work item on the sender's CPU (docs/performance.md, "Same-node, one bulk stream");
+// splice moves the second leg to ztunnel's thread, on the other CPU. Request/response flows never
+// get here. Both directions stop redirecting now; PollSplice switches once the kernel has
+// handed every redirected byte to its peer, so the pipes start exactly where the relay ended.
+bool SameNodeFlow::StartSplice() {
+  for (int i = 0; i < 2; i++)
+    if (eof_[i] || shut_[i] || tailing_[i]) return false;
+  for (int i = 0; i < 2; i++) {
+    if (paused_[i]) continue;
+    if (auto st = relay_->relay().Pause(cookie_[i]); !st.ok()) {
+      Abort("same-node relay: " + st.ToString());
+      return true;
+    }
+    paused_[i] = true;
+  }
+  to_splice_ = true;
+  w_->metrics().same_node_relay_event("sockmap", "to_splice").Increment();
+  SchedulePoll();
+  return true;
+}
+
+void SameNodeFlow::PollSplice() {
+  bpf::SameNodeRelay& relay = relay_->relay();
+  for (int i = 0; i < 2; i++) {
+    const int o = 1 - i;
+    // SIOCINQ takes the socket lock: a verdict still running for a segment of fd_[i] on another
+    // CPU has counted it when this returns (bytes left unread are spliced later).
+    auto unread = bpf::BytesUnread(fd_[i].get());
+    auto s = unread.ok() ? relay.Stats(cookie_[i]) : unread.status();
+    auto written = bpf::BytesWritten(fd_[o].get());
+    if (!s.ok() || !written.ok()) {
+      Abort("same-node relay: " + (s.ok() ? written.status() : s.status()).ToString());
+      return;
+    }
+    if (*written - base_[o] != s->redirected) {  // the peer has not taken them all yet
+      SchedulePoll();
+      return;
+    }
+  }
+  LeaveRelay();
+  to_splice_ = false;
+  for (int i = 0; i < 2; i++) {
+    paused_[i] = false;
+    eof_[i] = false;  // splice reads to the end itself (a FIN seen meanwhile reads as 0)
+    linger l{0, 0};   // as a splice flow: a clean close sends what is queued
+    setsockopt(fd_[i].get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  if (!MakePipesNow()) return;
+  LOG_DEBUG("outbound", "same-node flow continues with splice (the sockmap relay fell behind)",
+            {{"dst", info_.dst.ToString()}});
+  UpdateInterest(0);
+  UpdateInterest(1);
+}
+
 void SameNodeFlow::SchedulePoll() {
   bool waiting = false, paused = false;  // (a copied direction is driven by its socket events)
   for (int i = 0; i < 2; i++) {
@@ -757,6 +818,10 @@ void SameNodeFlow::SchedulePoll() {}
 bool SameNodeFlow::CopyTail(int) {
   return false;
 }
+bool SameNodeFlow::StartSplice() {
+  return false;
+}
+void SameNodeFlow::PollSplice() {}
 void SameNodeFlow::ScheduleStats() {}
 void SameNodeFlow::CountRelayBytes() {}
 void SameNodeFlow::LeaveRelay() {}

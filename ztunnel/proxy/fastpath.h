@@ -101,8 +101,13 @@ class SameNodeFlow : public Flow {
   void UpdateRelayInterest(int idx);
   void SchedulePoll();
   bool CopyTail(int from);  // a paused direction whose sender finished; false: aborted
-  void ScheduleStats();     // CountRelayBytes every kRelayStatsInterval
-  void CountRelayBytes();   // the BPF counters into both records
+  // --same-node-relay=auto: a flow whose relay fell behind continues with splice (both
+  // directions stopped, the kernel's queue drained, then the pipes). False: not possible now
+  // (a direction has ended), pause instead.
+  bool StartSplice();
+  void PollSplice();       // waits for the drain, then switches
+  void ScheduleStats();    // CountRelayBytes every kRelayStatsInterval
+  void CountRelayBytes();  // the BPF counters into both records
   void LeaveRelay();
   void Wakeup();
   void UpdateInterest(int idx);
@@ -126,6 +131,7 @@ class SameNodeFlow : public Flow {
   uint64_t counted_[2] = {0, 0};  // redirected bytes already in the metrics
   bool paused_[2] = {false, false};
   bool tailing_[2] = {false, false};  // a paused direction ztunnel copies to its end
+  bool to_splice_ = false;            // StartSplice: both directions paused, waiting for the drain
   std::string tail_[2];               // CopyTail: bytes read from i, not yet written to 1-i
   uint64_t poll_timer_ = 0, stats_timer_ = 0;
   int poll_ms_ = 1;
