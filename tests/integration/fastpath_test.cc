@@ -85,6 +85,23 @@ bool ReadAll(int fd, std::string* out, int* err = nullptr) {
   }
 }
 
+// The server `s` reads all of `data` (which `writer` sends from the client `c`, then
+// half-closes), in order, then the FIN; the other direction still works after it: "done" back
+// to the client, then the server's FIN. Joins `writer`; closes `s`.
+void ExpectStreamThenReply(UniqueFd& c, UniqueFd& s, const std::string& data, std::thread& writer) {
+  std::string seen;
+  seen.reserve(data.size());
+  EXPECT_TRUE(ReadAll(s.get(), &seen)) << "the server must see everything, then the FIN";
+  writer.join();
+  ASSERT_EQ(seen.size(), data.size());
+  EXPECT_EQ(Sha256Hex(seen), Sha256Hex(data));
+  ASSERT_TRUE(SendAll(s.get(), "done"));
+  s.reset();
+  std::string back;
+  EXPECT_TRUE(ReadAll(c.get(), &back));
+  EXPECT_EQ(back, "done");
+}
+
 // A listening socket the test drives by hand (accept, read, write) for the half-close and reset
 // cases an echo server cannot show.
 class ManualServer {
@@ -667,17 +684,7 @@ TEST_P(SameNodeFastPath, SlowReaderIsPushedBackAndGetsEverything) {
                     {{"relay", "sockmap"}, {"event", "paused"}}) >= 1;
     })) << "the server has read nothing: the direction must pause";
   }
-  std::string seen;
-  seen.reserve(data.size());
-  EXPECT_TRUE(ReadAll(s.get(), &seen)) << "the server must see everything, then the FIN";
-  writer.join();
-  ASSERT_EQ(seen.size(), data.size());
-  EXPECT_EQ(Sha256Hex(seen), Sha256Hex(data));
-  ASSERT_TRUE(SendAll(s.get(), "done"));
-  s.reset();
-  std::string back;
-  EXPECT_TRUE(ReadAll(c.get(), &back));
-  EXPECT_EQ(back, "done");
+  ASSERT_NO_FATAL_FAILURE(ExpectStreamThenReply(c, s, data, writer));
   auto src = PairLabels("source", "same_node");
   EXPECT_TRUE(WaitFor([&] {
     return Metric(*a_, "istio_tcp_sent_bytes_total", src) == data.size() + 7.0 * warmup_;
@@ -716,17 +723,7 @@ TEST_F(SameNodeFastPathAuto, FlowBehindItsRelayContinuesWithSplice) {
     return Metric(*a_, "weft_same_node_relay_events_total",
                   {{"relay", "sockmap"}, {"event", "to_splice"}}) == 1;
   })) << "the server has read nothing: the flow must leave the relay";
-  std::string seen;
-  seen.reserve(data.size());
-  EXPECT_TRUE(ReadAll(s.get(), &seen)) << "the server must see everything, then the FIN";
-  writer.join();
-  ASSERT_EQ(seen.size(), data.size());
-  EXPECT_EQ(Sha256Hex(seen), Sha256Hex(data));
-  ASSERT_TRUE(SendAll(s.get(), "done"));
-  s.reset();
-  std::string back;
-  EXPECT_TRUE(ReadAll(c.get(), &back));
-  EXPECT_EQ(back, "done");
+  ASSERT_NO_FATAL_FAILURE(ExpectStreamThenReply(c, s, data, writer));
   auto src = PairLabels("source", "same_node");
   EXPECT_TRUE(WaitFor([&] {
     return Metric(*a_, "istio_tcp_sent_bytes_total", src) == 4 + data.size() + 7.0 * warmup_ &&

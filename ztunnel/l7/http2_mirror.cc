@@ -6,23 +6,9 @@
 #include <cstring>
 
 #include "absl/strings/numbers.h"
+#include "ztunnel/l7/nghttp2_fields.h"
 
 namespace weft::ztunnel::l7 {
-
-namespace {
-
-std::vector<nghttp2_nv> Nv(const Http2MirrorRequest::Fields& f) {
-  std::vector<nghttp2_nv> nv;
-  nv.reserve(f.size());
-  for (const auto& [n, v] : f) {
-    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                  reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                  NGHTTP2_NV_FLAG_NONE});
-  }
-  return nv;
-}
-
-}  // namespace
 
 struct Http2MirrorRequest::Callbacks {
   static Http2MirrorRequest& M(void* u) { return *static_cast<Http2MirrorRequest*>(u); }

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "ztunnel/l7/nghttp2_fields.h"
 
 namespace weft::ztunnel::l7 {
 using Clock = std::chrono::steady_clock;
@@ -64,17 +65,6 @@ struct Buf {
     }
   }
 };
-
-std::vector<nghttp2_nv> Nv(const Fields& f) {
-  std::vector<nghttp2_nv> nv;
-  nv.reserve(f.size());
-  for (const auto& [n, v] : f) {
-    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                  reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                  NGHTTP2_NV_FLAG_NONE});
-  }
-  return nv;
-}
 
 // grpc/doc/http-grpc-status-mapping.md, as Envoy's Grpc::Utility::httpToGrpcStatus.
 int HttpToGrpcStatus(int http) {
