@@ -397,6 +397,14 @@ std::string LocalMesh::AgentLog(int node) const {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
+int LocalMesh::AgentSnapshotsSent(int node) const {
+  const std::string log = AgentLog(node);
+  int n = 0;
+  for (size_t at = 0; (at = log.find("snapshot sent to ztunnel", at)) != std::string::npos; ++at)
+    ++n;
+  return n;
+}
+
 absl::StatusOr<UniqueFd> LocalMesh::Dial(const std::string& pod, const SockAddr& to,
                                          std::chrono::milliseconds timeout) const {
   WEFT_ASSIGN_OR_RETURN(auto info, testbed_->Pod(TestbedName(pod)));

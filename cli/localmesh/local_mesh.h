@@ -106,6 +106,9 @@ class LocalMesh {
   std::string WeftdAddress() const;  // gRPC host:port the nodes use
   absl::Status StartAgent(int node);
   std::string AgentLog(int node) const;
+  // How many snapshots the node's agent has sent to its ztunnel (its log's lines saying so):
+  // one more after a restart once the agent has reconnected.
+  int AgentSnapshotsSent(int node) const;
   const tls::CertificateAuthority& ca() const { return *ca_; }
 
   // Replaces the policy sections of the config (YAML lists, as under authorizationPolicies:

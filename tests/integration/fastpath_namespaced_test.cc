@@ -368,13 +368,7 @@ TEST_P(NamespacedFastPathFailures, AgentRestartKeepsOpenFlows) {
   UniqueFd app = Accept();
   ASSERT_TRUE(app);
   ASSERT_TRUE(Pass(client.get(), app.get(), "before"));
-  auto snapshots = [&] {
-    std::string log = mesh_->AgentLog(0);
-    int n = 0;
-    for (size_t at = 0; (at = log.find("snapshot sent to ztunnel", at)) != std::string::npos; ++at)
-      ++n;
-    return n;
-  };
+  auto snapshots = [&] { return mesh_->AgentSnapshotsSent(0); };
   int before = snapshots();
   ASSERT_TRUE(mesh_->KillAgent(0).ok());
   EXPECT_TRUE(Pass(client.get(), app.get(), "agent gone"));
