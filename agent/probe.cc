@@ -247,6 +247,10 @@ void ProbeBpfFeatures(std::vector<ProbeItem>* items) {
   items->push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr",
                           BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", true,
                           "keys the original destination by the app socket"));
+  items->push_back(Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr", BPF_FUNC_set_retval,
+                          "bpf_set_retval", false,
+                          "optional: a connect denied at the source (deny at connect) fails with "
+                          "EACCES; without it EPERM (Linux 5.18+)"));
   items->push_back(Helper(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", BPF_FUNC_get_socket_cookie,
                           "bpf_get_socket_cookie", true,
                           "finds the connect's record when its source port is known"));

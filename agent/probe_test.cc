@@ -54,6 +54,7 @@ const std::vector<std::string> kFeatures = {
     "helper bpf_sk_assign in sk_lookup",
     "helper bpf_get_netns_cookie in cgroup_sock_addr",
     "helper bpf_get_socket_cookie in cgroup_sock_addr",
+    "helper bpf_set_retval in cgroup_sock_addr",
     "helper bpf_get_socket_cookie in sock_ops",
     "helper bpf_sk_redirect_hash in sk_skb",
     "map type SOCKHASH",
@@ -78,6 +79,7 @@ TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
   EXPECT_FALSE(r.Find("kTLS (TCP_ULP \"tls\")")->required);
   EXPECT_FALSE(r.Find("BTF (kernel type info)")->required);
   EXPECT_FALSE(r.Find("program type sk_msg")->required);
+  EXPECT_FALSE(r.Find("helper bpf_set_retval in cgroup_sock_addr")->required);
   EXPECT_TRUE(r.Find("program type sk_lookup")->required);
 
   // Independent checks of what the probe found.

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,11 +46,14 @@ absl::Status Delete(const struct bpf_map* map, const void* key) {
 
 // `maps_dir` non-empty: every map of the object is pinned there (libbpf reuses a pinned map
 // of the same name and layout at load, and pins the ones it creates).
+// `prepare` runs between open and load (program autoload choices).
 template <typename Skel, typename OpenFn, typename LoadFn>
 absl::StatusOr<Skel> OpenAndLoad(OpenFn open, LoadFn load, std::string_view name,
-                                 std::string_view maps_dir = {}) {
+                                 std::string_view maps_dir = {},
+                                 const std::function<void(Skel&)>& prepare = {}) {
   Skel skel(open());
   if (!skel) return ErrnoStatus(errno, absl::StrCat("opening BPF object ", Av(name)));
+  if (prepare) prepare(skel);
   bool reused = false;
   if (!maps_dir.empty()) {
     WEFT_RETURN_IF_ERROR(MakeDirs(std::string(maps_dir)));
@@ -145,6 +150,8 @@ std::string_view ReasonName(int reason) {
       return "pass_loopback";
     case WEFT_DROP_NOT_POD_ADDR:
       return "drop_not_pod_addr";
+    case WEFT_DROP_POLICY_DENY:
+      return "drop_policy_deny";
     case WEFT_DROP_NO_POD_MAP:
       return "drop_no_pod_map";
     case WEFT_PASS_NOT_ENROLLED:
@@ -279,7 +286,26 @@ struct bpf_program* InboundCapture::program() const {
 
 struct OutboundCapture::Impl {
   OutboundSkel skel;
+  bool eacces = false;  // the bpf_set_retval pair is loaded
 };
+
+namespace {
+// Keeps one connect4/6 pair: with bpf_set_retval (denied connects fail with EACCES) where the
+// kernel offers it to cgroup/connect programs, else the EPERM pair.
+std::function<void(OutboundSkel&)> ChooseConnectPair(bool* eacces) {
+  return [eacces](OutboundSkel& skel) {
+    *eacces = ConnectSetsErrno();
+    bpf_program__set_autoload(skel->progs.weft_connect4_prog, *eacces);
+    bpf_program__set_autoload(skel->progs.weft_connect6_prog, *eacces);
+    bpf_program__set_autoload(skel->progs.weft_connect4_eperm_prog, !*eacces);
+    bpf_program__set_autoload(skel->progs.weft_connect6_eperm_prog, !*eacces);
+  };
+}
+}  // namespace
+
+bool ConnectSetsErrno() {
+  return libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_set_retval, nullptr) == 1;
+}
 
 OutboundCapture::OutboundCapture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 OutboundCapture::~OutboundCapture() = default;
@@ -287,7 +313,8 @@ OutboundCapture::~OutboundCapture() = default;
 absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::Load() {
   auto impl = std::make_unique<Impl>();
   WEFT_ASSIGN_OR_RETURN(
-      impl->skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound"));
+      impl->skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
+                                            {}, ChooseConnectPair(&impl->eacces)));
   return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
 }
 
@@ -296,8 +323,8 @@ absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::LoadPinned(
   if (maps_dir.empty()) return absl::InvalidArgumentError("LoadPinned: maps_dir is empty");
   auto impl = std::make_unique<Impl>();
   WEFT_ASSIGN_OR_RETURN(
-      impl->skel,
-      OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound", maps_dir));
+      impl->skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
+                                            maps_dir, ChooseConnectPair(&impl->eacces)));
   return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
 }
 
@@ -438,11 +465,9 @@ absl::Status OutboundCapture::ForgetOriginalDestination(uint64_t socket_cookie) 
 
 absl::StatusOr<OutboundCapture::CgroupLinks> OutboundCapture::AttachToCgroup(int cgroup_fd) {
   CgroupLinks links;
-  links.connect4 =
-      BpfLink(bpf_program__attach_cgroup(impl_->skel->progs.weft_connect4_prog, cgroup_fd));
+  links.connect4 = BpfLink(bpf_program__attach_cgroup(connect4_program(), cgroup_fd));
   if (!links.connect4) return ErrnoStatus(errno, "attaching cgroup/connect4");
-  links.connect6 =
-      BpfLink(bpf_program__attach_cgroup(impl_->skel->progs.weft_connect6_prog, cgroup_fd));
+  links.connect6 = BpfLink(bpf_program__attach_cgroup(connect6_program(), cgroup_fd));
   if (!links.connect6) return ErrnoStatus(errno, "attaching cgroup/connect6");
   links.sockops =
       BpfLink(bpf_program__attach_cgroup(impl_->skel->progs.weft_sockops_prog, cgroup_fd));
@@ -455,11 +480,25 @@ absl::StatusOr<ReasonCounts> OutboundCapture::Counters() const {
 }
 
 struct bpf_program* OutboundCapture::connect4_program() const {
-  return impl_->skel->progs.weft_connect4_prog;
+  return impl_->eacces ? impl_->skel->progs.weft_connect4_prog
+                       : impl_->skel->progs.weft_connect4_eperm_prog;
 }
 struct bpf_program* OutboundCapture::connect6_program() const {
-  return impl_->skel->progs.weft_connect6_prog;
+  return impl_->eacces ? impl_->skel->progs.weft_connect6_prog
+                       : impl_->skel->progs.weft_connect6_eperm_prog;
 }
+bool OutboundCapture::denies_with_eacces() const {
+  return impl_->eacces;
+}
+
+absl::StatusOr<std::unique_ptr<ConnectDenyMap>> OutboundCapture::ConnectDeny() const {
+  UniqueFd deny(::fcntl(bpf_map__fd(impl_->skel->maps.weft_connect_deny), F_DUPFD_CLOEXEC, 0));
+  if (!deny) return ErrnoStatus(errno, "duplicating the weft_connect_deny fd");
+  UniqueFd counts(::fcntl(bpf_map__fd(impl_->skel->maps.weft_deny_counts), F_DUPFD_CLOEXEC, 0));
+  if (!counts) return ErrnoStatus(errno, "duplicating the weft_deny_counts fd");
+  return ConnectDenyMap::FromFds(std::move(deny), std::move(counts));
+}
+
 struct bpf_program* OutboundCapture::sockops_program() const {
   return impl_->skel->progs.weft_sockops_prog;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bpf/connect_deny.h"
 #include "common/net.h"
 #include "shared/capture.h"
 
@@ -78,6 +79,11 @@ class BpfLink {
  private:
   struct bpf_link* link_ = nullptr;
 };
+
+// Whether this kernel lets cgroup/connect programs call bpf_set_retval (Linux 5.18+): a connect
+// denied at the source (weft_connect_deny) then fails with EACCES instead of EPERM. Loads a
+// probe program (needs CAP_BPF); false when it cannot.
+bool ConnectSetsErrno();
 
 // Reason code (enum weft_reason) -> count summed over CPUs; codes never hit are absent.
 using ReasonCounts = std::map<int, uint64_t>;
@@ -179,9 +185,14 @@ class OutboundCapture {
   };
   absl::StatusOr<CgroupLinks> AttachToCgroup(int cgroup_fd);
   absl::StatusOr<ReasonCounts> Counters() const;
+  // The connect4/6 programs loaded: the EACCES pair where ConnectSetsErrno(), else the EPERM one.
   struct bpf_program* connect4_program() const;
   struct bpf_program* connect6_program() const;
   struct bpf_program* sockops_program() const;
+  // weft_connect_deny and weft_deny_counts of this object (fds duplicated).
+  absl::StatusOr<std::unique_ptr<ConnectDenyMap>> ConnectDeny() const;
+  // True when a connect denied by weft_connect_deny fails with EACCES (else EPERM).
+  bool denies_with_eacces() const;
 
  private:
   struct Impl;

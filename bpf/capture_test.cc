@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -823,6 +825,74 @@ TEST_F(ConnectTest, ZtunnelDownMeansConnectFailsNotLeaks) {
   EXPECT_EQ(::poll(&p, 1, 200), 0) << "the destination was reached without ztunnel";
 }
 
+// Deny at connect (issue 16 §5): an entry of weft_connect_deny fails the connect in the pod at
+// once (EACCES where bpf_set_retval is offered to cgroup/connect, else EPERM), nothing is
+// reached, the per-label counter and drop_policy_deny count it; a port-0 entry covers every
+// other port of the address, a pass entry is its exception, and removing the entries restores
+// the redirect.
+TEST_F(ConnectTest, DenyEntryFailsTheConnectAtOnceAndCountsIt) {
+  ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+  auto deny = out_->ConnectDeny();
+  ASSERT_TRUE(deny.ok()) << deny.status();
+  const int want_err = out_->denies_with_eacces() ? EACCES : EPERM;
+  std::printf("denied connects fail with %s on this kernel\n", strerrorname_np(want_err));
+  const uint64_t cookie = pod_.ns.cookie();
+  const IpAddr v4 = *IpAddr::Parse("10.77.0.1"), v6 = *IpAddr::Parse("fd00::1");
+  ASSERT_TRUE((*deny)
+                  ->Sync({{cookie, v4, pod_.dst4_port, true, 7},
+                          {cookie, v6, 0, true, 3},
+                          {cookie, v6, pod_.dst6_port, false, 3},
+                          {cookie + 1, v4, 0, true, 9}})  // another pod's: no effect here
+                  .ok());
+  auto before = out_->Counters();
+  auto counts_before = (*deny)->Counts({3, 7, 9});
+  ASSERT_TRUE(counts_before.ok()) << counts_before.status();
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ConnectResult r = Connect(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port));
+  EXPECT_EQ(r.err, want_err) << std::strerror(r.err > 0 ? r.err : 0);
+  r = Connect(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port), AF_INET6);  // mapped
+  EXPECT_EQ(r.err, want_err) << std::strerror(r.err > 0 ? r.err : 0);
+  r = Connect(pod_, "[fd00::1]:" + std::to_string(pod_.dst6_port + 1));  // port-0 entry
+  EXPECT_EQ(r.err, want_err) << std::strerror(r.err > 0 ? r.err : 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  for (int fd : {pod_.ztunnel4.get(), pod_.ztunnel6.get(), pod_.dst4.get(), pod_.dst6.get()}) {
+    pollfd p{fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 100), 0) << "a denied connect reached a listener";
+  }
+  EXPECT_EQ(Delta(*before, *out_->Counters()), (ReasonCounts{{WEFT_DROP_POLICY_DENY, 3}}));
+  auto counts = (*deny)->Counts({3, 7, 9});
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ((*counts)[7] - (*counts_before)[7], 2u);
+  EXPECT_EQ((*counts)[3] - (*counts_before)[3], 1u);
+  EXPECT_EQ((*counts)[9] - (*counts_before)[9], 0u);
+
+  // The exception passes; another address of the same pod is not touched.
+  ExpectRedirected(pod_, "[fd00::1]:" + std::to_string(pod_.dst6_port), Landed::kZtunnel6);
+  ExpectRedirected(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port + 1), Landed::kZtunnel4);
+
+  // Entries as written, and gone after an empty Sync: the connect is redirected again.
+  auto entries = (*deny)->Entries();
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_EQ(entries->size(), 4u);
+  ASSERT_TRUE((*deny)->Sync({}).ok());
+  EXPECT_TRUE((*deny)->Entries()->empty());
+  ExpectRedirected(pod_, "10.77.0.1:" + std::to_string(pod_.dst4_port), Landed::kZtunnel4);
+  ASSERT_TRUE((*deny)->ResetCounts().ok());
+  EXPECT_EQ((*(*deny)->Counts({7}))[7], 0u);
+}
+
+TEST_F(ConnectTest, DenySyncRefusesTooManyEntriesAndBadLabels) {
+  auto deny = out_->ConnectDeny();
+  ASSERT_TRUE(deny.ok()) << deny.status();
+  const IpAddr v4 = *IpAddr::Parse("10.77.0.1");
+  EXPECT_TRUE(absl::IsInvalidArgument((*deny)->Sync({{1, v4, 0, true, WEFT_DENY_LABELS}})));
+  std::vector<ConnectDenyEntry> many(WEFT_CONNECT_DENY_ENTRIES + 1, {1, v4, 0, true, 0});
+  absl::Status st = (*deny)->Sync(many);
+  EXPECT_TRUE(absl::IsResourceExhausted(st)) << st;
+  EXPECT_TRUE((*deny)->Entries()->empty());
+}
+
 TEST(SkLookupTest, SetListenerRejectsSocketsThatCannotBeSteeredTo) {
   WEFT_SKIP_UNLESS_ROOT("BPF, netns, cgroups");
   WEFT_LOAD_OR_SKIP(in, InboundCapture);
@@ -835,12 +905,12 @@ TEST(SkLookupTest, SetListenerRejectsSocketsThatCannotBeSteeredTo) {
 }
 
 TEST(ReasonNameTest, EveryCodeHasALabel) {
-  for (int r :
-       {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
-        WEFT_DROP_ORIG_DST_FULL, WEFT_DROP_PEER_RECORD_FAILED, WEFT_RECORD_PEER, WEFT_PASS_NOT_TCP,
-        WEFT_PASS_LOOPBACK, WEFT_DROP_NOT_POD_ADDR, WEFT_DROP_NO_POD_MAP, WEFT_PASS_NOT_ENROLLED,
-        WEFT_PASS_ZTUNNEL_MARK, WEFT_PASS_EXCLUDED_PORT, WEFT_PASS_EXCLUDED_CIDR,
-        WEFT_REDIRECT_HBONE, WEFT_REDIRECT_INBOUND, WEFT_REDIRECT_OUTBOUND}) {
+  for (int r : {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
+                WEFT_DROP_ORIG_DST_FULL, WEFT_DROP_PEER_RECORD_FAILED, WEFT_RECORD_PEER,
+                WEFT_PASS_NOT_TCP, WEFT_PASS_LOOPBACK, WEFT_DROP_NOT_POD_ADDR, WEFT_DROP_NO_POD_MAP,
+                WEFT_PASS_NOT_ENROLLED, WEFT_PASS_ZTUNNEL_MARK, WEFT_PASS_EXCLUDED_PORT,
+                WEFT_PASS_EXCLUDED_CIDR, WEFT_REDIRECT_HBONE, WEFT_REDIRECT_INBOUND,
+                WEFT_REDIRECT_OUTBOUND, WEFT_DROP_POLICY_DENY}) {
     EXPECT_NE(ReasonName(r), "unknown") << r;
     EXPECT_EQ(ReasonName(r).substr(0, 4) == "drop", r < 0) << ReasonName(r);
   }

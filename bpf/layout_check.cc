@@ -26,6 +26,12 @@ static_assert(sizeof(weft_peer_key) == 32);
 static_assert(offsetof(weft_peer_key, addr) == 8);
 static_assert(offsetof(weft_peer_key, port) == 24);
 static_assert(WEFT_DROP_PEER_RECORD_FAILED + WEFT_REASON_OFFSET >= 0);
+static_assert(WEFT_DROP_POLICY_DENY + WEFT_REASON_OFFSET >= 0);
+static_assert(sizeof(weft_deny_key) == 32);
+static_assert(offsetof(weft_deny_key, addr) == 8);
+static_assert(offsetof(weft_deny_key, port) == 24);
+static_assert(sizeof(weft_deny_value) == 8);
+static_assert(offsetof(weft_deny_value, label_id) == 4);
 static_assert(WEFT_PASS_SELF + WEFT_REASON_OFFSET < WEFT_REASON_SLOTS);
 
 }  // namespace weft::bpf

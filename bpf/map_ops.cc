@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bpf/pins.h"
 #include "common/status.h"
 
 namespace weft::bpf::internal {
@@ -55,6 +56,36 @@ SockAddr FromRecord(const weft_orig_dst& value) {
   in6_addr a;
   std::memcpy(&a, value.addr, sizeof(a));
   return SockAddr{IpAddr::FromIn6(a), ntohs(value.port)};
+}
+
+absl::StatusOr<UniqueFd> OpenPinnedMap(const std::string& dir, std::string_view name, uint32_t type,
+                                       uint32_t key_size) {
+  std::string path = MapPin(dir, name);
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat("BPF map ", path,
+                       " is not pinned: is weft-agent running in eBPF mode (--capture ebpf) "
+                       "with --bpf-pin-dir ",
+                       dir, ", and is bpffs mounted at ", Av(kBpffsRoot), "?"));
+    }
+    return ErrnoStatus(err, absl::StrCat("opening pinned BPF map ", path));
+  }
+  UniqueFd map(fd);
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(map.get(), &info, &len) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("reading the info of BPF map ", path));
+  }
+  if (info.type != type || info.key_size != key_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not Weft's ", Av(name), " map (type ", info.type, ", key size ",
+                     info.key_size, "; expected type ", type, ", key size ", key_size,
+                     "): a stale pin of another version? restart weft-agent to re-pin"));
+  }
+  return map;
 }
 
 // Map updates fail on bad input or a full map, not on missing kernel features (those fail at

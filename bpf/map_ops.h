@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -24,6 +25,11 @@ namespace internal {
 // errno (either sign) of a BPF syscall -> Status with a hint: PermissionDenied (needs root /
 // CAP_BPF), Unavailable (the kernel lacks a feature), Internal otherwise.
 absl::Status ErrnoStatus(int err, std::string_view what);
+
+// Opens <dir>/maps/<name> (bpf_obj_get) and checks its type and key size, so a stale or
+// foreign pin fails here with a clear error. NotFound names the path and what to check.
+absl::StatusOr<UniqueFd> OpenPinnedMap(const std::string& dir, std::string_view name, uint32_t type,
+                                       uint32_t key_size);
 
 // Addresses are kept as IPv4-mapped IPv6 in every map (shared/capture.h).
 void ToMapped(const IpAddr& ip, uint8_t out[16]);

@@ -4,12 +4,24 @@
 
 SEC("cgroup/connect4")
 int weft_connect4_prog(struct bpf_sock_addr* ctx) {
-  return weft_connect4(ctx);
+  return weft_connect4(ctx, 1);
 }
 
 SEC("cgroup/connect6")
 int weft_connect6_prog(struct bpf_sock_addr* ctx) {
-  return weft_connect6(ctx);
+  return weft_connect6(ctx, 1);
+}
+
+/* The same without bpf_set_retval (kernels before 5.18): a denied connect fails with EPERM.
+ * The loader keeps only one pair (OutboundCapture: kernel probe). */
+SEC("cgroup/connect4")
+int weft_connect4_eperm_prog(struct bpf_sock_addr* ctx) {
+  return weft_connect4(ctx, 0);
+}
+
+SEC("cgroup/connect6")
+int weft_connect6_eperm_prog(struct bpf_sock_addr* ctx) {
+  return weft_connect6(ctx, 0);
 }
 
 SEC("sockops")

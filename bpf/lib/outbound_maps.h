@@ -60,4 +60,21 @@ struct {
 
 WEFT_COUNTER_MAP(weft_outbound_counters);
 
+/* Deny at connect (shared/capture.h): filled by ztunnel, read by connect4/6. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, WEFT_CONNECT_DENY_ENTRIES);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct weft_deny_key);
+  __type(value, struct weft_deny_value);
+} weft_connect_deny SEC(".maps");
+
+/* Denied connects per label_id of weft_connect_deny's values. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, WEFT_DENY_LABELS);
+  __type(key, __u32);
+  __type(value, __u64);
+} weft_deny_counts SEC(".maps");
+
 #endif /* WEFT_BPF_LIB_OUTBOUND_MAPS_H */

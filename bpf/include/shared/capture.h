@@ -33,6 +33,8 @@ enum weft_reason {
                                         secondary address): never delivered uncaptured */
   WEFT_DROP_NO_POD_MAP = -7,         /* connect: the enrolled pod has no original-destination
                                         map of its own (enrolment in progress or broken) */
+  WEFT_DROP_POLICY_DENY = -8,        /* connect: weft_connect_deny says the destination's
+                                        policy certainly denies this connect (issue 16 §5) */
 
   WEFT_PASS_NOT_TCP = 1,  /* not TCP: left alone */
   WEFT_PASS_LOOPBACK = 2, /* destination is loopback: left alone */
@@ -136,5 +138,29 @@ struct weft_peer_key {
   __u16 _pad0;
   __u32 _pad1;
 };
+
+/* --- deny at connect (issue 16 §5, docs/security.md "Deny at connect") ------------------ */
+
+/* `weft_connect_deny` (hash), written by ztunnel: (source pod netns cookie, destination
+ * address, destination port) -> what the destination's policy certainly decides. The connect
+ * program looks up the exact port first, then port 0 (every other port of that address); an
+ * absent entry lets the connect through (the destination decides, as always). */
+struct weft_deny_key {
+  __u64 netns_cookie;
+  __u8 addr[16]; /* IPv6, or IPv4-mapped IPv6 */
+  __u16 port;    /* network byte order; 0 = every port without an entry of its own */
+  __u16 _pad0;
+  __u32 _pad1;
+};
+enum weft_deny_verdict {
+  WEFT_DENY_VERDICT_PASS = 0, /* an exception to a port-0 entry: let it through */
+  WEFT_DENY_VERDICT_DENY = 1, /* connect() fails in the source pod (EACCES, EPERM pre-5.18) */
+};
+struct weft_deny_value {
+  __u32 verdict;   /* enum weft_deny_verdict */
+  __u32 label_id;  /* index into weft_deny_counts: ztunnel maps it to the policy label */
+};
+#define WEFT_CONNECT_DENY_ENTRIES 65536 /* entries of weft_connect_deny */
+#define WEFT_DENY_LABELS 1024           /* entries of weft_deny_counts (per-CPU u64) */
 
 #endif /* WEFT_BPF_SHARED_CAPTURE_H */
