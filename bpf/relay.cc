@@ -14,11 +14,15 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bpf/kernel_btf.h"
 #include "bpf/map_ops.h"
+#include "common/log.h"
 #include "common/loopback.h"
 #include "common/unique_fd.h"
 #include "relay.skel.h"
@@ -50,7 +54,19 @@ int OnEvent(void* ctx, void* data, size_t size) {
 
 absl::StatusOr<std::unique_ptr<SameNodeRelay>> SameNodeRelay::Load() {
   std::unique_ptr<SameNodeRelay> r(new SameNodeRelay());
-  r->skel_ = weft_relay__open();
+  // The one kernel field the program reads (CO-RE), cut from the kernel's BTF so libbpf does
+  // not read and index all of it (bpf/kernel_btf.h); failing that, libbpf reads it all.
+  static const std::vector<KernelField> kFields = {{"tcp_sock", "bytes_acked"}};
+  auto btf = KernelBtfSubsetPath(kFields);
+  if (!btf.ok()) {
+    static std::once_flag warned;
+    std::call_once(warned, [&] {
+      LOG_WARN("relay", "kernel BTF subset unavailable; libbpf reads the whole kernel BTF",
+               {{"error", btf.status().ToString()}});
+    });
+  }
+  LIBBPF_OPTS(bpf_object_open_opts, oo, .btf_custom_path = btf.ok() ? btf->c_str() : nullptr);
+  r->skel_ = weft_relay__open_opts(&oo);
   if (!r->skel_) return ErrnoStatus(errno, "open the relay object");
   if (int err = weft_relay__load(r->skel_); err != 0)
     return ErrnoStatus(err, "load the relay program (sk_skb stream verdict, BTF)");
