@@ -1,0 +1,69 @@
+// Deny at connect (issue 16 §5, docs/security.md "Deny at connect"): which connects from this
+// node's pods the destination's L4 policy certainly denies, compiled into entries for the
+// connect program's weft_connect_deny map (bpf/connect_deny.h), so the connect fails at once in
+// the source pod instead of crossing HBONE to be refused. The destination ztunnel still
+// enforces everything; an entry only saves the round trip.
+//
+// Conservative by construction: an entry exists only where the decision is a certain DENY from
+// facts the source node has. For a destination workload:
+//   - held by this ztunnel (its own pod, so this node's view has every policy that applies to
+//     it): no NetworkPolicy selects it, no policy makes it parse HTTP, and every ALLOW/DENY
+//     policy that applies (dry-run and AUDIT ones change nothing) uses only the source identity
+//     (principals, namespaces, source.principal, source.namespace, with not-forms) and the
+//     destination port (ports, destination.port, with not-forms). The decision is then
+//     Authorize()'s, exactly as the destination would reach it.
+//   - on another node (its node's view may hold ALLOW policies this node never receives): only
+//     a matching DENY policy is certain, so an entry exists only when every DENY policy in this
+//     view that applies uses only those attributes and one of them matches.
+// Anything else (an ipBlocks rule, a destination.ip condition, an L7 attribute, a workload
+// outside the mesh or not running, a Service VIP) leaves the connect alone.
+//
+// Pure function of its inputs; thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/net.h"
+#include "ztunnel/state/snapshot.h"
+
+namespace weft::ztunnel {
+
+// A pod on this node whose connects the connect program sees.
+struct DenySource {
+  std::string uid;  // its workload uid in the snapshot
+  uint64_t netns_cookie = 0;
+};
+
+struct DenyEntry {
+  uint64_t netns_cookie = 0;
+  IpAddr dst;
+  uint16_t port = 0;  // 0: every port of `dst` without an entry of its own
+  bool deny = true;   // false: an exception to the port-0 entry
+  // The label the destination counts the denial with (weft_policy_denials_total): the deciding
+  // policy "ns/name" ("" when no ALLOW policy matched) and "deny" | "no_allow_match".
+  std::string policy;
+  std::string reason;
+};
+
+struct CompiledDenies {
+  std::vector<DenyEntry> entries;
+  size_t dropped = 0;   // (source pod, destination address) groups left out: max_entries reached
+  size_t skipped = 0;   // destination workloads whose policies the source cannot decide
+  size_t compiled = 0;  // destination workloads with policies the source decided
+};
+
+// Ports the connect program never denies (ztunnel's own listeners, reached only by ztunnel).
+bool IsNeverDeniedPort(uint16_t port);
+
+// The entries for `sources` (pods of this node) towards every workload of `snap`.
+// `local_uids`: workloads held by this ztunnel (see above). At most `max_entries` entries; a
+// (source, destination address) group is added whole or not at all.
+CompiledDenies CompileConnectDenies(const ConfigSnapshot& snap,
+                                    const std::vector<DenySource>& sources,
+                                    const std::set<std::string>& local_uids, size_t max_entries);
+
+}  // namespace weft::ztunnel
