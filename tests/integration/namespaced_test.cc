@@ -9,6 +9,7 @@
 
 #include <random>
 
+#include "absl/strings/match.h"
 #include "cli/localmesh/local_mesh.h"
 #include "common/cgroup.h"
 #include "common/scrape/scrape.h"
@@ -178,11 +179,91 @@ TEST_P(NamespacedMesh, PoliciesAllowAndDenyAcrossNodes) {
 )")
                   .ok());
   EXPECT_TRUE(WaitClosed(ok.get())) << "open connection must close once denied";
+  if (GetParam() == "ebpf") {
+    // Deny at connect: node 0 knows this DENY (it applies to its client pod too) and the
+    // client's identity, so the connect fails in the pod; counted there, outbound.
+    EXPECT_TRUE(WaitFor([&] { return Metric(0, "weft_connect_deny_entries") > 0; }));
+    auto denied = mesh_->Dial("client", App("server"), 2s);
+    EXPECT_FALSE(denied.ok());
+    EXPECT_TRUE(WaitFor([&] {
+      return Metric(0, "weft_policy_denials_total",
+                    {{"policy", "shop/deny-frontend"}, {"direction", "outbound"}}) >= 1;
+    }));
+    return;
+  }
   auto denied = DialFrom("client", App("server"));
   EXPECT_NE(EchoRoundTrip(denied.get(), "denied", 2s), "denied");
   EXPECT_TRUE(WaitFor([&] {
     return Metric(1, "weft_policy_denials_total", {{"policy", "shop/deny-frontend"}}) >= 1;
   }));
+}
+
+// Deny at connect (issue 16 §5, docs/security.md): with eBPF capture a connect the destination's
+// policy certainly denies fails at once in the source pod with EACCES; no HBONE stream, nothing
+// at the destination; counted on the source node with the destination's policy label. Other
+// ports still work, and a policy change that allows it applies to the next connect.
+TEST_P(NamespacedMesh, DenyAtConnectFailsInTheSourcePodAndNeverReachesTheDestination) {
+  if (GetParam() != "ebpf") GTEST_SKIP() << "deny at connect is a feature of the eBPF capture";
+  auto ns = mesh_->PodNetns("server");
+  ASSERT_TRUE(ns.ok());
+  EchoServer other_port(SockAddr{*IpAddr::Parse("0.0.0.0"), kAppPort + 1}, ns->get());
+  const SockAddr other{*mesh_->PodIp("server"), kAppPort + 1};
+  {
+    auto fd = DialFrom("client", App("server"));
+    ASSERT_EQ(EchoRoundTrip(fd.get(), "before"), "before");
+  }
+  // Namespace-wide, so it applies to the client's node too (a node's view holds the policies
+  // of its own pods): the source node can be certain.
+  ASSERT_TRUE(mesh_
+                  ->SetPolicies(R"(- name: no-app-port
+  namespace: shop
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
+    to:
+    - operation: {ports: ["8080"]}
+)")
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return Metric(0, "weft_connect_deny_entries") > 0; }))
+      << *mesh_->Metrics(0);
+  const std::map<std::string, std::string> dst = {{"reporter", "destination"}};
+  const std::map<std::string, std::string> src = {{"reporter", "source"},
+                                                  {"destination_workload", "server"}};
+  WaitFor([&] { return Metric(1, "istio_tcp_connections_closed_total", dst) >= 1; });
+  const double dst_opened = Metric(1, "istio_tcp_connections_opened_total", dst);
+  const double src_opened = Metric(0, "istio_tcp_connections_opened_total", src);
+  const double dst_denials = Metric(1, "weft_policy_denials_total");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto denied = mesh_->Dial("client", App("server"), 2s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(denied.ok()) << "a connect the destination's policy denies was let through";
+  EXPECT_TRUE(absl::StrContains(denied.status().message(), "Permission denied") ||
+              absl::StrContains(denied.status().message(), "Operation not permitted"))
+      << denied.status();
+  EXPECT_LT(took, 1s) << "the connect must fail at once, not after a round trip";
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(
+               0, "weft_policy_denials_total",
+               {{"policy", "shop/no-app-port"}, {"direction", "outbound"}, {"reason", "deny"}}) ==
+           1;
+  })) << *mesh_->Metrics(0);
+  // Nothing left the pod: neither ztunnel opened anything for it, the destination saw nothing.
+  EXPECT_EQ(Metric(0, "istio_tcp_connections_opened_total", src), src_opened);
+  EXPECT_EQ(Metric(1, "istio_tcp_connections_opened_total", dst), dst_opened);
+  EXPECT_EQ(Metric(1, "weft_policy_denials_total"), dst_denials);
+
+  // Another port of the same pod is not denied.
+  {
+    auto fd = DialFrom("client", other);
+    EXPECT_EQ(EchoRoundTrip(fd.get(), "other port"), "other port");
+  }
+  // The policy goes: the next connect goes through.
+  ASSERT_TRUE(mesh_->SetPolicies("").ok());
+  ASSERT_TRUE(WaitFor([&] { return Metric(0, "weft_connect_deny_entries") == 0; }));
+  auto fd = DialFrom("client", App("server"));
+  EXPECT_EQ(EchoRoundTrip(fd.get(), "allowed again"), "allowed again");
 }
 
 TEST_P(NamespacedMesh, StrictPeerAuthenticationRefusesPlaintextFromOutsideTheMesh) {

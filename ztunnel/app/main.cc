@@ -86,6 +86,11 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
       "--no-same-node-fast-path", [&o] { o.proxy.same_node_fast_path = false; },
       "send traffic between two pods of this node over HBONE (mTLS) too, instead of the "
       "in-kernel same-node fast path");
+  app.add_flag_callback(
+      "--no-deny-at-connect", [&o] { o.deny_at_connect = false; },
+      "never fail a pod's connect() at the source: every connect goes to the destination to be "
+      "authorized there, including those its policy certainly denies (docs/security.md, "
+      "\"Deny at connect\")");
   using Relay = weft::ztunnel::ProxyOptions::SameNodeRelay;
   app.add_option("--same-node-relay", o.proxy.same_node_relay,
                  "how the same-node fast path moves bytes: sockmap (in the kernel, no ztunnel "

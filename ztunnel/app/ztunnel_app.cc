@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/netns.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -24,6 +25,8 @@ ZtunnelApp::~ZtunnelApp() {
 
 absl::Status ZtunnelApp::Start() {
   metrics_ = std::make_unique<Metrics>();
+  deny_ = std::make_unique<ConnectDenyInstaller>(metrics_.get(), opts_.deny_at_connect);
+  metrics_->SetBeforeScrape([d = deny_.get()] { d->ExportCounts(); });
   const bool cp = opts_.control_plane.enabled();
   if (!opts_.certs_dir.empty()) {
     certs_ = std::make_unique<FileCertificateProvider>(opts_.certs_dir);
@@ -246,6 +249,7 @@ absl::Status ZtunnelApp::StartHandoff(std::optional<TakenState>& taken) {
   };
   cb.del = [this](const std::string& uid) {
     const double before = metrics_->enrolled_pods().Value();
+    deny_->RemovePod(uid);
     proxy_->RemovePod(uid);
     if (metrics_->enrolled_pods().Value() < before) metrics_->WorkloadProxyStopped();
   };
@@ -322,6 +326,7 @@ TakeoverSnapshot ZtunnelApp::Snapshot() {
 std::chrono::milliseconds ZtunnelApp::HandOver(std::chrono::milliseconds asked) {
   const auto deadline = asked.count() > 0 ? asked : opts_.drain_deadline;
   handed_over_ = true;
+  if (deny_) deny_->Detach();
   if (handoff_) handoff_->Stop();
   proxy_->StopAccepting();
   admin_->Stop();
@@ -386,7 +391,15 @@ absl::Status ZtunnelApp::AddPod(const weft::inpod::v1::AddWorkload& add, UniqueF
     if (kind == ListenerKind::kOutbound) return absl::OkStatus();  // reached by connect rewrite
     return prov->RegisterListener(slot, kind == ListenerKind::kHbone, bound, fd);
   };
-  return proxy_->AddPod(add.uid(), std::move(netns), o);
+  auto cookie = NetnsCookie(netns.get());
+  WEFT_RETURN_IF_ERROR(proxy_->AddPod(add.uid(), std::move(netns), o));
+  if (cookie.ok()) {
+    deny_->AddPod(add.uid(), *cookie, dir);
+  } else {
+    LOG_WARN("deny-at-connect", "no netns cookie for the pod: its connects are not compiled",
+             {{"pod", add.uid()}, {"error", cookie.status().ToString()}});
+  }
+  return absl::OkStatus();
 }
 
 void ZtunnelApp::OnConfig(SnapshotPtr s) {
@@ -400,6 +413,7 @@ void ZtunnelApp::OnConfig(SnapshotPtr s) {
             {"services", s->services().size()},
             {"authorization_policies", s->authorization_policies().size()}});
   proxy_->Reevaluate(s);
+  deny_->OnConfig(s);
 }
 
 void ZtunnelApp::Stop() {
@@ -418,6 +432,7 @@ void ZtunnelApp::Stop() {
   if (ca_certs_) ca_certs_->Stop();
   if (proxy_) proxy_->Stop();
   if (admin_) admin_->Stop();
+  if (metrics_) metrics_->SetBeforeScrape(nullptr);
 }
 
 // Publishes each local identity's certificate expiry and warms the cache so rotation happens
@@ -467,6 +482,7 @@ std::string ZtunnelApp::ConfigDump() const {
     j["pods"].push_back(p);
   }
   j["agent_connected"] = handoff_ ? handoff_->agent_connected() : false;
+  if (deny_) j["deny_at_connect"] = deny_->Dump();
   return j.dump(2);
 }
 

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "common/admin/admin_server.h"
+#include "ztunnel/app/connect_deny.h"
 #include "ztunnel/capture/capture.h"
 #include "ztunnel/capture/ebpf.h"
 #include "ztunnel/identity/ca_client.h"
@@ -53,6 +54,9 @@ struct ZtunnelOptions {
   std::chrono::milliseconds takeover_drain_deadline{0};
   // A successor waits this long for its first config before it takes anything over.
   std::chrono::milliseconds takeover_config_wait{60000};
+  // Deny at connect (docs/security.md): connects of eBPF-captured pods that the destination's
+  // policy certainly denies fail in the pod (false: --no-deny-at-connect).
+  bool deny_at_connect = true;
 };
 
 class ZtunnelApp {
@@ -98,6 +102,7 @@ class ZtunnelApp {
   ConfigStore store_;
   std::atomic<bool> config_loaded_{false};
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ConnectDenyInstaller> deny_;
   std::unique_ptr<CertificateProvider> certs_;
   CaCertificateProvider* ca_certs_ = nullptr;  // control-plane mode: the object in certs_
   std::unique_ptr<ConfigClient> cp_config_;

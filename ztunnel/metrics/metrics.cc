@@ -188,6 +188,15 @@ Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
                                 "HBONE mTLS handshakes that failed, by direction and reason");
   policy_denials_ = Counter(r, "weft_policy_denials_total",
                             "Connections denied by authorization policy, by policy and reason");
+  connect_deny_entries_ = &prometheus::BuildGauge()
+                               .Name("weft_connect_deny_entries")
+                               .Help(
+                                   "Entries in the deny-at-connect map (connects this node's "
+                                   "pods make that the destination's policy certainly denies)")
+                               .Register(r);
+  connect_deny_errors_ =
+      Counter(r, "weft_connect_deny_errors_total",
+              "Deny-at-connect entries left out (full, labels) or map writes that failed (sync)");
   bad_input_ = Counter(r, "weft_bad_input_total",
                        "Malformed or unexpected input rejected, by port/source and kind");
   mirrors_ =
@@ -256,6 +265,7 @@ Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
   pool_conns_->Add({});
   pool_streams_->Add({});
   enrolled_->Add({});
+  connect_deny_entries_->Add({});
   reevaluation_closed_->Add({});
   hbone_read_paused_->Add({});
   hbone_server_conns_->Add({{"state", "handshaking"}});
@@ -339,6 +349,26 @@ void Metrics::PolicyDenial(std::string_view policy, std::string_view reason) {
              {"direction", "inbound"},
              {"reason", std::string(reason)}})
       .Increment();
+}
+
+void Metrics::SourcePolicyDenials(std::string_view policy, std::string_view reason, uint64_t n) {
+  policy_denials_
+      ->Add({{"policy", std::string(policy)},
+             {"direction", "outbound"},
+             {"reason", std::string(reason)}})
+      .Increment(static_cast<double>(n));
+}
+
+prometheus::Gauge& Metrics::connect_deny_entries() {
+  return connect_deny_entries_->Add({});
+}
+
+void Metrics::ConnectDenyError(std::string_view reason, uint64_t n) {
+  connect_deny_errors_->Add({{"reason", std::string(reason)}}).Increment(static_cast<double>(n));
+}
+
+void Metrics::SetBeforeScrape(std::function<void()> fn) {
+  static_cast<ScrapeTimeRegistry&>(*registry_).before = std::move(fn);
 }
 
 void Metrics::BadInput(std::string_view port, std::string_view kind) {

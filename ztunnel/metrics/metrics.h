@@ -17,6 +17,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -101,6 +102,20 @@ class Metrics {
   void HandshakeFailure(std::string_view direction, std::string_view reason);
   // weft_policy_denials_total{policy="ns/name"|"",direction="inbound",reason="deny|no_allow_match|strict_mtls|registry_only"}
   void PolicyDenial(std::string_view policy, std::string_view reason);
+  // The same family with direction="outbound": `n` connects the source node denied at connect()
+  // (deny at connect, docs/security.md), with the label the destination would have counted.
+  // A denied connect never reaches the destination, so summing over directions counts each
+  // attempt once.
+  void SourcePolicyDenials(std::string_view policy, std::string_view reason, uint64_t n);
+  // weft_connect_deny_entries: entries in the deny-at-connect map now.
+  prometheus::Gauge& connect_deny_entries();
+  // weft_connect_deny_errors_total{reason="full|sync|labels"}: full: entries left out (map
+  // size reached); sync: the map could not be written (every entry removed); labels: more
+  // distinct policy labels than the counter map holds (those entries left out).
+  void ConnectDenyError(std::string_view reason, uint64_t n = 1);
+  // Runs at each scrape before the registry is collected (nullptr: nothing). The caller keeps
+  // what `fn` uses alive until it is reset.
+  void SetBeforeScrape(std::function<void()> fn);
   // weft_bad_input_total{port="15001|15006|15008|config|handoff",kind=...}: garbage, h2
   // violations, bad CONNECT, foreign address, malformed config...
   void BadInput(std::string_view port, std::string_view kind);
@@ -167,6 +182,8 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* response_bytes_;
   prometheus::Family<prometheus::Counter>* handshake_failures_;
   prometheus::Family<prometheus::Counter>* policy_denials_;
+  prometheus::Family<prometheus::Gauge>* connect_deny_entries_;
+  prometheus::Family<prometheus::Counter>* connect_deny_errors_;
   prometheus::Family<prometheus::Counter>* bad_input_;
   prometheus::Family<prometheus::Counter>* retries_;
   prometheus::Family<prometheus::Counter>* mirrors_;
