@@ -356,6 +356,7 @@ ztunnel:
   workers: 4
   accessLog: false
   sameNodeFastPath: false
+  denyAtConnect: false
   logLevel: debug
 weftd:
   image: {tag: "9.9.9"}
@@ -398,6 +399,7 @@ agent:
   EXPECT_FALSE(HasFlag(agent, "--cgroup")) << "weft-agent refuses --cgroup with iptables";
   EXPECT_EQ(FlagValue(agent, "--log-level"), "warn");
   EXPECT_EQ(FlagValue(zt, "--log-level"), "debug");
+  EXPECT_TRUE(HasFlag(zt, "--no-deny-at-connect"));
   EXPECT_EQ(FlagValue(zt, "--workers"), "4");
   EXPECT_TRUE(HasFlag(zt, "--no-access-log"));
   EXPECT_TRUE(HasFlag(zt, "--no-same-node-fast-path"));
