@@ -7,6 +7,39 @@
 
 namespace weft::ztunnel {
 
+ConnectDenyInstaller::ConnectDenyInstaller(Metrics* metrics, bool enabled, std::string node)
+    : metrics_(metrics), enabled_(enabled), node_(std::move(node)) {
+  if (enabled_) thread_ = std::thread([this] { Loop(); });
+}
+
+ConnectDenyInstaller::~ConnectDenyInstaller() {
+  Stop();
+}
+
+void ConnectDenyInstaller::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ConnectDenyInstaller::MarkDirtyLocked() {
+  dirty_ = true;
+  cv_.notify_one();
+}
+
+void ConnectDenyInstaller::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return dirty_ || stopping_; });
+    if (stopping_) return;
+    dirty_ = false;
+    RecompileLocked();
+  }
+}
+
 void ConnectDenyInstaller::AddPod(const std::string& uid, uint64_t netns_cookie,
                                   const std::string& pin_dir) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -39,18 +72,18 @@ void ConnectDenyInstaller::AddPod(const std::string& uid, uint64_t netns_cookie,
     }
   }
   pods_[uid] = DenySource{uid, netns_cookie};
-  RecompileLocked();
+  MarkDirtyLocked();
 }
 
 void ConnectDenyInstaller::RemovePod(const std::string& uid) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (pods_.erase(uid) > 0) RecompileLocked();
+  if (pods_.erase(uid) > 0) MarkDirtyLocked();
 }
 
 void ConnectDenyInstaller::OnConfig(SnapshotPtr snap) {
   std::lock_guard<std::mutex> lock(mu_);
   snap_ = std::move(snap);
-  RecompileLocked();
+  MarkDirtyLocked();
 }
 
 void ConnectDenyInstaller::Detach() {
@@ -66,7 +99,7 @@ void ConnectDenyInstaller::RecompileLocked() {
     sources.push_back(s);
     local.insert(uid);
   }
-  CompiledDenies c = CompileConnectDenies(*snap_, sources, local, WEFT_CONNECT_DENY_ENTRIES);
+  CompiledDenies c = CompileConnectDenies(*snap_, sources, node_, local, WEFT_CONNECT_DENY_ENTRIES);
   if (c.dropped > 0) {
     metrics_->ConnectDenyError("full", c.dropped);
     LOG_WARN("deny-at-connect",

@@ -1,21 +1,25 @@
 // ztunnel's side of deny at connect (issue 16 §5, docs/security.md "Deny at connect"): keeps
 // the agent's pinned weft_connect_deny map equal to CompileConnectDenies() over the current
 // config and the eBPF-captured pods this ztunnel holds, recompiled on every config, pod add and
-// pod removal; and exports the per-label BPF counters as
+// pod removal (on its own thread, changes coalesced: a pod handover never waits for a compile);
+// and exports the per-label BPF counters as
 // weft_policy_denials_total{direction="outbound"} (Metrics::SourcePolicyDenials).
 //
 // Never denies on a doubt: a map that cannot be opened (an agent without it) means no entries;
 // entries beyond the map size or the label table are left out (the destination decides those
 // connects) and counted in weft_connect_deny_errors_total; a failed write removes every entry.
 //
-// Thread-safety: every method may be called from any thread (one mutex).
+// Thread-safety: every method may be called from any thread (one mutex); Stop() before the
+// Metrics object goes away.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -30,8 +34,11 @@ namespace weft::ztunnel {
 class ConnectDenyInstaller {
  public:
   // `enabled` false (--no-deny-at-connect): the map is cleared at the first pod and never
-  // written again.
-  ConnectDenyInstaller(Metrics* metrics, bool enabled) : metrics_(metrics), enabled_(enabled) {}
+  // written again. `node`: this node's name (Workload::node of its own pods).
+  ConnectDenyInstaller(Metrics* metrics, bool enabled, std::string node);
+  ~ConnectDenyInstaller();
+  // Ends the compile thread (idempotent).
+  void Stop();
 
   // An eBPF-captured pod: its netns cookie and the agent's pin dir. The first pin dir opens the
   // map (its counters are zeroed: label ids are this process's); pods of another pin dir are
@@ -51,10 +58,17 @@ class ConnectDenyInstaller {
 
  private:
   void RecompileLocked();
+  void Loop();
+  void MarkDirtyLocked();
 
   Metrics* metrics_;
   const bool enabled_;
+  const std::string node_;
   mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool dirty_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
   bool detached_ = false;
   SnapshotPtr snap_;
   std::map<std::string, DenySource> pods_;  // uid -> source

@@ -25,7 +25,7 @@ ZtunnelApp::~ZtunnelApp() {
 
 absl::Status ZtunnelApp::Start() {
   metrics_ = std::make_unique<Metrics>();
-  deny_ = std::make_unique<ConnectDenyInstaller>(metrics_.get(), opts_.deny_at_connect);
+  deny_ = std::make_unique<ConnectDenyInstaller>(metrics_.get(), opts_.deny_at_connect, opts_.node);
   metrics_->SetBeforeScrape([d = deny_.get()] { d->ExportCounts(); });
   const bool cp = opts_.control_plane.enabled();
   if (!opts_.certs_dir.empty()) {
@@ -433,6 +433,7 @@ void ZtunnelApp::Stop() {
   if (proxy_) proxy_->Stop();
   if (admin_) admin_->Stop();
   if (metrics_) metrics_->SetBeforeScrape(nullptr);
+  if (deny_) deny_->Stop();
 }
 
 // Publishes each local identity's certificate expiry and warms the cache so rotation happens

@@ -119,7 +119,7 @@ bool IsNeverDeniedPort(uint16_t port) {
 }
 
 CompiledDenies CompileConnectDenies(const ConfigSnapshot& snap,
-                                    const std::vector<DenySource>& sources,
+                                    const std::vector<DenySource>& sources, std::string_view node,
                                     const std::set<std::string>& local_uids, size_t max_entries) {
   CompiledDenies out;
   std::vector<std::pair<const DenySource*, const Workload*>> srcs;
@@ -131,7 +131,8 @@ CompiledDenies CompileConnectDenies(const ConfigSnapshot& snap,
 
   for (const Workload& dst : snap.workloads()) {
     if (!dst.in_mesh() || !dst.running || dst.addresses.empty()) continue;
-    const Scope scope = local_uids.contains(dst.uid) ? Scope::kLocal : Scope::kRemote;
+    const bool local = !node.empty() && dst.node == node && local_uids.contains(dst.uid);
+    const Scope scope = local ? Scope::kLocal : Scope::kRemote;
     auto policies = DecidablePolicies(snap, dst, scope);
     if (!policies) {
       ++out.skipped;

@@ -6,11 +6,12 @@
 //
 // Conservative by construction: an entry exists only where the decision is a certain DENY from
 // facts the source node has. For a destination workload:
-//   - held by this ztunnel (its own pod, so this node's view has every policy that applies to
-//     it): no NetworkPolicy selects it, no policy makes it parse HTTP, and every ALLOW/DENY
-//     policy that applies (dry-run and AUDIT ones change nothing) uses only the source identity
-//     (principals, namespaces, source.principal, source.namespace, with not-forms) and the
-//     destination port (ports, destination.port, with not-forms). The decision is then
+//   - on this node by the snapshot itself (Workload::node is this node's name: the view that
+//     says so was built with every policy of this node's pods, so all of its policies are in
+//     it) and held by this ztunnel: no NetworkPolicy selects it, no policy makes it parse HTTP, and
+//     every ALLOW/DENY policy that applies (dry-run and AUDIT ones change nothing) uses only the
+//     source identity (principals, namespaces, source.principal, source.namespace, with not-forms)
+//     and the destination port (ports, destination.port, with not-forms). The decision is then
 //     Authorize()'s, exactly as the destination would reach it.
 //   - on another node (its node's view may hold ALLOW policies this node never receives): only
 //     a matching DENY policy is certain, so an entry exists only when every DENY policy in this
@@ -25,6 +26,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/net.h"
@@ -59,11 +61,12 @@ struct CompiledDenies {
 // Ports the connect program never denies (ztunnel's own listeners, reached only by ztunnel).
 bool IsNeverDeniedPort(uint16_t port);
 
-// The entries for `sources` (pods of this node) towards every workload of `snap`.
-// `local_uids`: workloads held by this ztunnel (see above). At most `max_entries` entries; a
-// (source, destination address) group is added whole or not at all.
+// The entries for `sources` (pods of this node) towards every workload of `snap`. A
+// destination is local (see above) when its Workload::node is `node` (non-empty) and its uid is
+// in `local_uids` (the pods this ztunnel holds). At most `max_entries` entries; a (source,
+// destination address) group is added whole or not at all.
 CompiledDenies CompileConnectDenies(const ConfigSnapshot& snap,
-                                    const std::vector<DenySource>& sources,
+                                    const std::vector<DenySource>& sources, std::string_view node,
                                     const std::set<std::string>& local_uids, size_t max_entries);
 
 }  // namespace weft::ztunnel

@@ -19,13 +19,13 @@ trustDomain: cluster.local
 rootNamespace: weft-system
 workloads:
 - {uid: prod/db-0, name: db-0, namespace: prod, serviceAccount: db, addresses: [10.0.0.10],
-   labels: {app: db}, protocol: HBONE}
+   labels: {app: db}, protocol: HBONE, node: n0}
 - {uid: prod/web-0, name: web-0, namespace: prod, serviceAccount: web, addresses: [10.0.0.11],
-   labels: {app: web}, protocol: HBONE}
+   labels: {app: web}, protocol: HBONE, node: n0}
 - {uid: other/job-0, name: job-0, namespace: other, serviceAccount: job, addresses: [10.0.1.10],
-   labels: {app: job}, protocol: HBONE}
+   labels: {app: job}, protocol: HBONE, node: n0}
 - {uid: remote/api-0, name: api-0, namespace: remote, serviceAccount: api,
-   addresses: [10.0.2.10, 'fd00::2:10'], labels: {app: api}, protocol: HBONE}
+   addresses: [10.0.2.10, 'fd00::2:10'], labels: {app: api}, protocol: HBONE, node: n1}
 - {uid: remote/plain-0, name: plain-0, namespace: remote, serviceAccount: plain,
    addresses: [10.0.2.11], labels: {app: plain}}
 )";
@@ -45,10 +45,11 @@ SnapshotPtr Build(std::string_view policies, std::string_view extra = "") {
   return snap.ok() ? *snap : nullptr;
 }
 
-CompiledDenies Compile(const SnapshotPtr& snap, size_t max_entries = 1000) {
+CompiledDenies Compile(const SnapshotPtr& snap, size_t max_entries = 1000,
+                       std::string_view node = "n0") {
   std::vector<DenySource> sources = {
       {"prod/web-0", kWeb}, {"other/job-0", kJob}, {"prod/db-0", kDb}};
-  return CompileConnectDenies(*snap, sources, kLocal, max_entries);
+  return CompileConnectDenies(*snap, sources, node, kLocal, max_entries);
 }
 
 // "cookie addr:port deny|pass policy reason", sorted.
@@ -223,6 +224,19 @@ TEST(ConnectDenyTest, RemoteWorkloadsOnlyGetCertainDenies) {
     EXPECT_EQ(e.find("10.0.2.11"), std::string::npos) << e;  // plain-0 is not in the mesh
   }
   ExpectAgreesWithAuthorize(*snap, c);
+}
+
+// A pod this ztunnel holds but that the snapshot places on another node (a view older than the
+// pod) is treated as remote: only a matching DENY, no "no ALLOW matched".
+TEST(ConnectDenyTest, OnlyTheSnapshotsOwnNodeMakesAWorkloadLocal) {
+  auto snap = Build(R"(- name: db-from-web
+  namespace: prod
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/prod/sa/web]}}]}]
+)");
+  EXPECT_FALSE(Compile(snap, 1000, "n0").entries.empty());
+  EXPECT_TRUE(Compile(snap, 1000, "n1").entries.empty());
+  EXPECT_TRUE(Compile(snap, 1000, "").entries.empty());
 }
 
 TEST(ConnectDenyTest, MaxEntriesDropsWholeGroups) {
