@@ -189,6 +189,32 @@ TEST(MetricsTest, SerializedTextHasIstioNamesAndAllLabels) {
   EXPECT_NE(line.find("} 1234"), std::string::npos) << line;
 }
 
+// Deny at connect: the source's count joins the destination's family with direction="outbound",
+// brought up to date by the before-scrape hook.
+TEST(MetricsTest, SourceDenialsAreCountedBeforeEachScrape) {
+  Metrics m;
+  int scrapes = 0;
+  m.SetBeforeScrape([&] {
+    ++scrapes;
+    m.SourcePolicyDenials("shop/deny-frontend", "deny", 2);
+  });
+  m.connect_deny_entries().Set(7);
+  m.ConnectDenyError("full", 3);
+  std::string text = Render(m);
+  EXPECT_EQ(scrapes, 1);
+  for (const std::string& line :
+       {std::string("weft_policy_denials_total{direction=\"outbound\",policy=\"shop/"
+                    "deny-frontend\",reason=\"deny\"} 2"),
+        std::string("weft_connect_deny_entries 7"),
+        std::string("weft_connect_deny_errors_total{reason=\"full\"} 3")}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+  EXPECT_NE(Render(m).find("reason=\"deny\"} 4"), std::string::npos);
+  m.SetBeforeScrape(nullptr);
+  Render(m);
+  EXPECT_EQ(scrapes, 2);
+}
+
 TEST(MetricsTest, WeftMetricsAppear) {
   Metrics m;
   m.HandshakeFailure("inbound", "untrusted_peer");
