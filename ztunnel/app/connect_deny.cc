@@ -8,9 +8,7 @@
 namespace weft::ztunnel {
 
 ConnectDenyInstaller::ConnectDenyInstaller(Metrics* metrics, bool enabled, std::string node)
-    : metrics_(metrics), enabled_(enabled), node_(std::move(node)) {
-  if (enabled_) thread_ = std::thread([this] { Loop(); });
-}
+    : metrics_(metrics), enabled_(enabled), node_(std::move(node)) {}
 
 ConnectDenyInstaller::~ConnectDenyInstaller() {
   Stop();
@@ -72,6 +70,8 @@ void ConnectDenyInstaller::AddPod(const std::string& uid, uint64_t netns_cookie,
     }
   }
   pods_[uid] = DenySource{uid, netns_cookie};
+  // The compile thread starts with the first eBPF-captured pod: iptables mode never has one.
+  if (enabled_ && !stopping_ && !thread_.joinable()) thread_ = std::thread([this] { Loop(); });
   MarkDirtyLocked();
 }
 
