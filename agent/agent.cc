@@ -303,6 +303,14 @@ absl::Status Agent::InitEbpf() {
             {"links_attached", r.links_attached},
             {"swept", r.swept}});
   for (const std::string& n : r.notes) LOG_WARN(kScope, "eBPF pins", {{"note", n}});
+  // The local legs are an optimisation: unavailable, every connection keeps loopback TCP.
+  absl::Status legs = node_->outbound().SetLocalLegs(opts_.local_legs);
+  if (!legs.ok()) {
+    LOG_WARN(kScope, "sk_msg local legs unavailable; apps and ztunnel keep loopback TCP",
+             {{"error", std::string(legs.message())}});
+  } else {
+    LOG_INFO(kScope, "sk_msg local legs", {{"enabled", opts_.local_legs}});
+  }
   return absl::OkStatus();
 }
 

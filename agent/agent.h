@@ -70,6 +70,9 @@ struct AgentOptions {
   // root) and the pin dir (empty: bpf::DefaultPinDir(node), /sys/fs/bpf/weft/<node>).
   std::string cgroup_path;
   std::string bpf_pin_dir;
+  // eBPF mode: the sk_msg short-cut between apps and ztunnel inside each pod (docs/fastpath.md,
+  // "The local legs of cross-node traffic"). Off by default (see there).
+  bool local_legs = false;
   // Serve /metrics here (port 0: any free port; see Agent::metrics_addr()). The admin
   // (/config_dump, /logging) and readiness (/healthz/ready) endpoints bind 127.0.0.1 at a free
   // port whatever this address is (Agent::StartAdmin), so exposing /metrics on the node's address

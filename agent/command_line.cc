@@ -56,6 +56,13 @@ void AddFlags(CLI::App& app, CommandLine* cl) {
       ->type_name("DIR")
       ->check(kNonEmpty);
   app.add_option_function<std::string>(
+         "--local-legs", [&o](const std::string& v) { o.local_legs = v == "on"; },
+         "eBPF: sk_msg short-cut between apps and ztunnel in each pod, instead of loopback TCP "
+         "(default off; no effect with iptables capture; docs/fastpath.md); env WEFT_LOCAL_LEGS")
+      ->type_name("on|off")
+      ->envname("WEFT_LOCAL_LEGS")  // so a whole mesh (bench/run.sh) can be switched
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option_function<std::string>(
          "--metrics",
          [&o](const std::string& v) {
            if (v == "off") {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bpf/bpffs.h"
+#include "bpf/capture.h"
 #include "bpf/relay.h"
 #include "common/file.h"
 #include "common/loopback.h"
@@ -282,6 +283,23 @@ ProbeItem SockmapRelay() {
   return it;
 }
 
+// The local legs (docs/fastpath.md, "The local legs of cross-node traffic"): the outbound object
+// loads with its sk_msg program (needs bpf_msg_redirect_hash, CO-RE reads of tcp_sock and
+// sk_psock.msg_tot_len, the bound of the redirected queue).
+ProbeItem LocalLegs() {
+  ProbeItem it{"sk_msg local legs (app <-> ztunnel)", false, false, "",
+               "optional: weft-agent --local-legs moves bytes between an app and ztunnel in "
+               "the pod without the loopback TCP stack; without it, plain loopback TCP"};
+  auto out = bpf::OutboundCapture::Load();
+  if (!out.ok()) {
+    it.detail = std::string(out.status().message());
+    return it;
+  }
+  it.ok = (*out)->local_legs_unsupported().empty();
+  it.detail = it.ok ? "the sk_msg program loads" : (*out)->local_legs_unsupported();
+  return it;
+}
+
 // The decision line from the items (`privileged`: whether the BPF probes could run).
 void Decide(bool privileged, ProbeReport* r) {
   std::vector<std::string> missing, optional_missing;
@@ -329,6 +347,9 @@ ProbeReport ProbeKernel(const ProbeOptions& opts) {
                                            "optional: ztunnel's "
                                            "same-node fast path without splice"});
   r.sockmap_relay = r.items.back().ok;
+  r.items.push_back(privileged ? LocalLegs()
+                               : ProbeItem{"sk_msg local legs (app <-> ztunnel)", false, false, "",
+                                           "optional: weft-agent --local-legs"});
   if (!privileged) {
     for (size_t i = first_bpf_item; i < r.items.size(); ++i) {
       r.items[i].ok = false;

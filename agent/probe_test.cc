@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "bpf/bpffs.h"
+#include "bpf/capture.h"
 #include "bpf/relay.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
@@ -64,6 +65,7 @@ const std::vector<std::string> kFeatures = {
     "netns cookies (SO_NETNS_COOKIE)",
     "kTLS (TCP_ULP \"tls\")",
     "sockmap same-node relay (self-test)",
+    "sk_msg local legs (app <-> ztunnel)",
 };
 
 TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
@@ -103,6 +105,14 @@ TEST(ProbeTest, ReportsEveryFeatureAndAgreesWithTheKernel) {
     EXPECT_EQ(r.Find("sockmap same-node relay (self-test)")->ok, r.sockmap_relay);
   }
   EXPECT_FALSE(r.Find("sockmap same-node relay (self-test)")->required);
+  EXPECT_FALSE(r.Find("sk_msg local legs (app <-> ztunnel)")->required);
+  if (::geteuid() == 0) {
+    // The loader's own verdict is the independent check.
+    auto out = bpf::OutboundCapture::Load();
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(r.Find("sk_msg local legs (app <-> ztunnel)")->ok,
+              (*out)->local_legs_unsupported().empty());
+  }
   EXPECT_TRUE(absl::StartsWith(r.relay_decision, r.sockmap_relay ? "sockmap" : "splice"));
   std::ifstream ulp("/proc/sys/net/ipv4/tcp_available_ulp");
   std::string ulps((std::istreambuf_iterator<char>(ulp)), std::istreambuf_iterator<char>());

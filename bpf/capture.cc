@@ -142,6 +142,10 @@ std::string_view ReasonName(int reason) {
       return "record_peer";
     case WEFT_PASS_SELF:
       return "pass_self";
+    case WEFT_LOCAL_LEG_JOINED:
+      return "local_leg_joined";
+    case WEFT_LOCAL_LEG_FULL:
+      return "local_leg_full";
     case WEFT_DROP_ORIG_DST_FULL:
       return "drop_orig_dst_full";
     case WEFT_PASS_NOT_TCP:
@@ -287,6 +291,7 @@ struct bpf_program* InboundCapture::program() const {
 struct OutboundCapture::Impl {
   OutboundSkel skel;
   bool eacces = false;  // the bpf_set_retval pair is loaded
+  std::string local_legs_unsupported;
 };
 
 namespace {
@@ -307,14 +312,38 @@ bool ConnectSetsErrno() {
   return libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_set_retval, nullptr) == 1;
 }
 
+namespace {
+// Loads the outbound object; a kernel that rejects the sk_msg program (older than the helpers
+// or kernel fields it uses) gets the object without it, so capture itself still works.
+absl::Status LoadOutbound(OutboundSkel* skel, bool* eacces, std::string* unsupported,
+                          std::string_view maps_dir) {
+  auto connect_pair = ChooseConnectPair(eacces);
+  auto full = OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
+                                        maps_dir, connect_pair);
+  if (full.ok()) {
+    *skel = std::move(*full);
+    return absl::OkStatus();
+  }
+  auto without_legs = [&connect_pair](OutboundSkel& skel) {
+    connect_pair(skel);
+    bpf_program__set_autoload(skel->progs.weft_local_leg_prog, false);
+  };
+  auto without = OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
+                                           maps_dir, without_legs);
+  if (!without.ok()) return full.status();  // not the sk_msg program's fault
+  *skel = std::move(*without);
+  *unsupported = absl::StrCat("the sk_msg program did not load: ", full.status().message());
+  return absl::OkStatus();
+}
+}  // namespace
+
 OutboundCapture::OutboundCapture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 OutboundCapture::~OutboundCapture() = default;
 
 absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::Load() {
   auto impl = std::make_unique<Impl>();
-  WEFT_ASSIGN_OR_RETURN(
-      impl->skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
-                                            {}, ChooseConnectPair(&impl->eacces)));
+  WEFT_RETURN_IF_ERROR(
+      LoadOutbound(&impl->skel, &impl->eacces, &impl->local_legs_unsupported, {}));
   return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
 }
 
@@ -322,9 +351,8 @@ absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::LoadPinned(
     std::string_view maps_dir) {
   if (maps_dir.empty()) return absl::InvalidArgumentError("LoadPinned: maps_dir is empty");
   auto impl = std::make_unique<Impl>();
-  WEFT_ASSIGN_OR_RETURN(
-      impl->skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
-                                            maps_dir, ChooseConnectPair(&impl->eacces)));
+  WEFT_RETURN_IF_ERROR(
+      LoadOutbound(&impl->skel, &impl->eacces, &impl->local_legs_unsupported, maps_dir));
   return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
 }
 
@@ -477,6 +505,33 @@ absl::StatusOr<OutboundCapture::CgroupLinks> OutboundCapture::AttachToCgroup(int
 
 absl::StatusOr<ReasonCounts> OutboundCapture::Counters() const {
   return ReadCounters(impl_->skel->maps.weft_outbound_counters);
+}
+
+absl::Status OutboundCapture::SetLocalLegs(bool on) {
+  const struct bpf_map* config = impl_->skel->maps.weft_local_legs_config;
+  uint32_t zero = 0, value = 0;
+  if (on) {
+    if (!impl_->local_legs_unsupported.empty())
+      return absl::FailedPreconditionError(impl_->local_legs_unsupported);
+    int prog = bpf_program__fd(impl_->skel->progs.weft_local_leg_prog);
+    int map = bpf_map__fd(impl_->skel->maps.weft_local_legs);
+    if (bpf_prog_attach(prog, map, BPF_SK_MSG_VERDICT, 0) != 0)
+      return ErrnoStatus(errno, "attaching the sk_msg program to weft_local_legs");
+    value = WEFT_LOCAL_LEGS_ON;
+  }
+  return Update(config, &zero, &value);
+}
+
+absl::Status OutboundCapture::JoinLocalLeg(int fd) {
+  return internal::JoinLocalLeg(bpf_map__fd(impl_->skel->maps.weft_local_legs), fd);
+}
+
+absl::Status OutboundCapture::ReleaseLocalLeg(int fd) {
+  return internal::ReleaseLocalLeg(bpf_map__fd(impl_->skel->maps.weft_local_legs), fd);
+}
+
+const std::string& OutboundCapture::local_legs_unsupported() const {
+  return impl_->local_legs_unsupported;
 }
 
 struct bpf_program* OutboundCapture::connect4_program() const {

@@ -185,6 +185,19 @@ class OutboundCapture {
   };
   absl::StatusOr<CgroupLinks> AttachToCgroup(int cgroup_fd);
   absl::StatusOr<ReasonCounts> Counters() const;
+
+  // The local legs (docs/fastpath.md, "The local legs of cross-node traffic"): attaches the
+  // sk_msg program to weft_local_legs (again after a restart: the new program replaces the old
+  // one for sockets joining from now on) and sets whether the sockops program adds redirected
+  // app sockets to it. Off: no app socket joins from now on; joined ones keep the short-cut
+  // until they close. FailedPrecondition when this kernel could not load the sk_msg program
+  // (local_legs_unsupported() says why); the rest of the capture works without it.
+  absl::Status SetLocalLegs(bool on);
+  // As PinnedMaps::JoinLocalLeg / ReleaseLocalLeg (tests; ztunnel uses PinnedMaps).
+  absl::Status JoinLocalLeg(int fd);
+  absl::Status ReleaseLocalLeg(int fd);
+  // Why the sk_msg program was left out at load (empty: it loaded).
+  const std::string& local_legs_unsupported() const;
   // The connect4/6 programs loaded: the EACCES pair where ConnectSetsErrno(), else the EPERM one.
   struct bpf_program* connect4_program() const;
   struct bpf_program* connect6_program() const;

@@ -3,10 +3,12 @@
 // connect4/6 have no test run: real sockets in test netns, in a cgroup the test creates.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -904,13 +906,428 @@ TEST(SkLookupTest, SetListenerRejectsSocketsThatCannotBeSteeredTo) {
   EXPECT_TRUE(absl::IsInvalidArgument(in->SetListener(1, WEFT_LISTENER_INBOUND, -1)));
 }
 
+// ---- local legs (sk_msg) ----------------------------------------------------------------
+
+// Whether the kernel's BTF has struct sk_psock's msg_tot_len (the local legs need it).
+bool KernelHasPsockMsgTotLen() {
+  struct btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool found = false;
+  int id = btf__find_by_name_kind(vmlinux, "sk_psock", BTF_KIND_STRUCT);
+  if (id > 0) {
+    const struct btf_type* t = btf__type_by_id(vmlinux, id);
+    const struct btf_member* m = btf_members(t);
+    for (int i = 0; i < btf_vlen(t); ++i)
+      if (std::string_view(btf__name_by_offset(vmlinux, m[i].name_off)) == "msg_tot_len")
+        found = true;
+  }
+  btf__free(vmlinux);
+  return found;
+}
+
+uint8_t Pattern(uint64_t i, uint8_t seed) {
+  return static_cast<uint8_t>((i % 251) ^ seed);
+}
+constexpr uint8_t kUpSeed = 0x11, kDownSeed = 0x22;
+
+// What the app (a forked child in the test cgroup and netns) did on its connection.
+struct LegReport {
+  int connect_err = -1;
+  int write_err = 0, read_err = 0;  // errno of the first failing write/read, 0: none
+  uint64_t written = 0;             // bytes the app wrote
+  uint64_t nonblocking = 0;         // of those, written without blocking before the first EAGAIN
+  uint64_t down_ok = 0;             // bytes read in order before EOF/error
+  bool down_bad = false;            // a byte out of pattern
+  uint64_t tcp_acked = 0;           // tcpi_bytes_acked of the app's socket: bytes TCP carried
+};
+
+struct LegPlan {
+  uint64_t up = 0;         // bytes to write after the go byte
+  uint64_t probe = 0;      // first write until EAGAIN without waiting, at most this many
+  bool half_close = true;  // shutdown(SHUT_WR) after writing
+  uint32_t rounds = 0;     // ping-pong instead: `rounds` times `msg` bytes up, then down
+  uint32_t msg = 0;
+};
+
+// The app's socket is non-blocking and waits in poll(), as event-driven servers and clients do
+// (a blocking recv on a socket in a sockmap can return EAGAIN on this kernel: docs/fastpath.md).
+bool WaitFor(int fd, short what) {
+  pollfd p{fd, what, 0};
+  return ::poll(&p, 1, 10000) == 1;
+}
+
+// Sends n bytes of the up pattern starting at stream offset *off. Returns errno or 0.
+int SendUp(int s, uint64_t n, uint64_t* off, std::vector<uint8_t>& buf) {
+  for (uint64_t end = *off + n; *off < end;) {
+    size_t k = std::min<uint64_t>(buf.size(), end - *off);
+    for (size_t i = 0; i < k; ++i) buf[i] = Pattern(*off + i, kUpSeed);
+    ssize_t w = ::send(s, buf.data(), k, MSG_NOSIGNAL);
+    if (w < 0 && errno == EAGAIN) {
+      if (!WaitFor(s, POLLOUT)) return ETIMEDOUT;
+      continue;
+    }
+    if (w <= 0) return w < 0 ? errno : EPIPE;
+    *off += static_cast<uint64_t>(w);
+  }
+  return 0;
+}
+
+// Reads up to n bytes (0: to EOF) of the down pattern. Returns errno or 0; *eof on EOF.
+int RecvDown(int s, uint64_t n, LegReport* r, std::vector<uint8_t>& buf, bool* eof) {
+  for (uint64_t end = r->down_ok + n; n == 0 || r->down_ok < end;) {
+    size_t want = n == 0 ? buf.size() : std::min<uint64_t>(buf.size(), end - r->down_ok);
+    ssize_t got = ::recv(s, buf.data(), want, 0);
+    if (got < 0 && errno == EAGAIN) {
+      if (!WaitFor(s, POLLIN)) return ETIMEDOUT;
+      continue;
+    }
+    if (got < 0) return errno;
+    if (got == 0) {
+      *eof = true;
+      return 0;
+    }
+    for (ssize_t i = 0; i < got; ++i)
+      if (buf[static_cast<size_t>(i)] != Pattern(r->down_ok + static_cast<uint64_t>(i), kDownSeed))
+        r->down_bad = true;
+    r->down_ok += static_cast<uint64_t>(got);
+  }
+  return 0;
+}
+
+// Forks the app: connects to `dst`, reports its local port on `port_fd`, waits for the go byte
+// on `go_fd`, then follows `plan` and reads to EOF, checking the down pattern.
+Child SpawnLegApp(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_storage& dst,
+                  socklen_t dst_len, LegPlan plan, int port_fd, int go_fd) {
+  std::string procs = cgroup.path() + "/cgroup.procs";
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return {};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    LegReport r;
+    uint16_t port = 0;
+    int s = -1;
+    if (JoinInChild(procs, netns_fd)) {
+      s = ::socket(dst.ss_family, SOCK_STREAM, 0);
+      r.connect_err =
+          ::connect(s, reinterpret_cast<const sockaddr*>(&dst), dst_len) == 0 ? 0 : errno;
+      sockaddr_storage local;
+      socklen_t llen = sizeof(local);
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&local), &llen);
+      port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+      ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) | O_NONBLOCK);
+    }
+    (void)!::write(port_fd, &port, sizeof(port));
+    char go = 0;
+    if (r.connect_err == 0 && ::read(go_fd, &go, 1) == 1) {
+      std::vector<uint8_t> buf(64 * 1024);
+      bool eof = false;
+      if (plan.probe > 0) {
+        while (r.written < plan.probe) {
+          size_t n = std::min<uint64_t>(buf.size(), plan.probe - r.written);
+          for (size_t i = 0; i < n; ++i) buf[i] = Pattern(r.written + i, kUpSeed);
+          ssize_t w = ::send(s, buf.data(), n, MSG_NOSIGNAL);
+          if (w <= 0) break;
+          r.written += static_cast<uint64_t>(w);
+        }
+        r.nonblocking = r.written;
+      }
+      for (uint32_t i = 0; i < plan.rounds && r.write_err == 0 && r.read_err == 0 && !eof; ++i) {
+        r.write_err = SendUp(s, plan.msg, &r.written, buf);
+        if (r.write_err == 0) r.read_err = RecvDown(s, plan.msg, &r, buf, &eof);
+      }
+      if (plan.up > r.written && r.write_err == 0)
+        r.write_err = SendUp(s, plan.up - r.written, &r.written, buf);
+      if (plan.half_close && r.write_err == 0) ::shutdown(s, SHUT_WR);
+      if (r.read_err == 0 && !eof) r.read_err = RecvDown(s, 0, &r, buf, &eof);
+      tcp_info ti{};
+      socklen_t tl = sizeof(ti);
+      if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) r.tcp_acked = ti.tcpi_bytes_acked;
+    }
+    ssize_t w = ::write(pipefd[1], &r, sizeof(r));
+    ::_exit(w == sizeof(r) ? 0 : 1);
+  }
+  ::close(pipefd[1]);
+  if (pid < 0) {
+    ::close(pipefd[0]);
+    return {};
+  }
+  return {pid, pipefd[0]};
+}
+
+LegReport CollectLeg(const Child& c) {
+  LegReport r;
+  if (c.pid < 0) return r;
+  pollfd p{c.result_fd, POLLIN, 0};
+  if (::poll(&p, 1, 20000) != 1 || ::read(c.result_fd, &r, sizeof(r)) != sizeof(r)) {
+    ::kill(c.pid, SIGKILL);
+    r.connect_err = -3;
+  }
+  ::close(c.result_fd);
+  ::waitpid(c.pid, nullptr, 0);
+  return r;
+}
+
+// Reads `fd` to EOF (or `max` bytes), checking the up pattern. Returns the bytes in order.
+uint64_t ReadUp(int fd, uint64_t max, bool* bad, int* err, uint64_t start = 0) {
+  std::vector<uint8_t> buf(64 * 1024);
+  uint64_t got = 0;
+  for (int rounds = 0; rounds < 1 << 20 && got < max; ++rounds) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) {
+      *err = ETIMEDOUT;
+      break;
+    }
+    ssize_t n = ::recv(fd, buf.data(), std::min<uint64_t>(buf.size(), max - got), 0);
+    if (n <= 0) {
+      if (n < 0) *err = errno;
+      break;
+    }
+    for (ssize_t i = 0; i < n; ++i)
+      if (buf[static_cast<size_t>(i)] != Pattern(start + got + static_cast<uint64_t>(i), kUpSeed))
+        *bad = true;
+    got += static_cast<uint64_t>(n);
+  }
+  return got;
+}
+
+bool WriteDown(int fd, uint64_t n) {
+  std::vector<uint8_t> buf(64 * 1024);
+  for (uint64_t sent = 0; sent < n;) {
+    size_t k = std::min<uint64_t>(buf.size(), n - sent);
+    for (size_t i = 0; i < k; ++i) buf[i] = Pattern(sent + i, kDownSeed);
+    ssize_t w = ::send(fd, buf.data(), k, MSG_NOSIGNAL);
+    if (w <= 0) return false;
+    sent += static_cast<uint64_t>(w);
+  }
+  return true;
+}
+
+class LocalLegsTest : public ConnectTest {
+ protected:
+  void SetUp() override {
+    ConnectTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_TRUE(out_->Enroll(pod_.ns.cookie(), 1).ok());
+    // sk_psock.msg_tot_len (the bound of the redirected queue) is what the kernel must have;
+    // where it has it, a program that fails to load is a failure, not a skip.
+    if (!out_->local_legs_unsupported().empty()) {
+      ASSERT_FALSE(KernelHasPsockMsgTotLen()) << out_->local_legs_unsupported();
+      GTEST_SKIP() << "kernel without the local legs: " << out_->local_legs_unsupported();
+    }
+  }
+
+  // Starts the app towards the pod's IPv4 (or IPv6) destination and accepts ztunnel's end.
+  Child Start(LegPlan plan, UniqueFd* accepted, bool v6 = false) {
+    std::string dst = v6 ? "[fd00::1]:" + std::to_string(pod_.dst6_port)
+                         : "10.77.0.1:" + std::to_string(pod_.dst4_port);
+    auto sa = SockAddr::Parse(dst);
+    sockaddr_storage ss{};
+    socklen_t len = sa->ToSockaddr(&ss);
+    int port_pipe[2], go_pipe[2];
+    if (::pipe2(port_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) return {};
+    Child c = SpawnLegApp(*cgroup_, pod_.ns.fd(), ss, len, plan, port_pipe[1], go_pipe[0]);
+    ::close(port_pipe[1]);
+    ::close(go_pipe[0]);
+    go_ = UniqueFd(go_pipe[1]);
+    uint16_t port = 0;
+    pollfd p{port_pipe[0], POLLIN, 0};
+    if (::poll(&p, 1, 5000) == 1) (void)!::read(port_pipe[0], &port, sizeof(port));
+    ::close(port_pipe[0]);
+    EXPECT_EQ(WhereLanded(pod_, port, accepted), v6 ? Landed::kZtunnel6 : Landed::kZtunnel4);
+    return c;
+  }
+  void Go() { ASSERT_EQ(::write(go_.get(), "g", 1), 1); }
+
+  // Both directions of `mib` MiB each through a joined pair (or plain TCP when `join` is off),
+  // with the app half-closing first: every byte arrives, in order, EOF after the last one.
+  LegReport RoundTrip(uint64_t bytes, bool expect_joined, bool v6 = false) {
+    UniqueFd z;
+    Child c = Start({.up = bytes}, &z, v6);
+    EXPECT_TRUE(z);
+    if (!z) return CollectLeg(c);
+    absl::Status joined = out_->JoinLocalLeg(z.get());
+    EXPECT_EQ(joined.ok(), expect_joined) << joined;
+    Go();
+    bool bad = false;
+    int err = 0;
+    EXPECT_EQ(ReadUp(z.get(), bytes + 1, &bad, &err), bytes);  // then EOF (the half-close)
+    EXPECT_FALSE(bad);
+    EXPECT_EQ(err, 0) << std::strerror(err);
+    EXPECT_TRUE(WriteDown(z.get(), bytes));
+    ::shutdown(z.get(), SHUT_WR);
+    LegReport r = CollectLeg(c);
+    EXPECT_EQ(r.connect_err, 0);
+    EXPECT_EQ(r.written, bytes);
+    EXPECT_EQ(r.down_ok, bytes);
+    EXPECT_FALSE(r.down_bad);
+    EXPECT_EQ(r.read_err, 0) << std::strerror(r.read_err);
+    return r;
+  }
+
+  UniqueFd go_;
+};
+
+TEST_F(LocalLegsTest, JoinedPairMovesMiBsBothWaysInOrderWithHalfClose) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  auto before = out_->Counters();
+  constexpr uint64_t kBytes = 8 << 20;
+  LegReport r = RoundTrip(kBytes, /*expect_joined=*/true);
+  // A bulk sender always has bytes in flight, so most of a bulk flow keeps to TCP; the point
+  // here is that switching between the two paths loses and reorders nothing.
+  EXPECT_LT(r.tcp_acked, kBytes) << "nothing took the short-cut";
+  auto after = out_->Counters();
+  EXPECT_EQ(Delta(*before, *after),
+            (ReasonCounts{
+                {WEFT_REDIRECT_OUTBOUND, 1}, {WEFT_RECORD_PEER, 1}, {WEFT_LOCAL_LEG_JOINED, 1}}));
+}
+
+TEST_F(LocalLegsTest, JoinedPairOverIpv6) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  LegReport r = RoundTrip(1 << 20, /*expect_joined=*/true, /*v6=*/true);
+  EXPECT_LT(r.tcp_acked, 1u << 20);
+}
+
+// Request/response (the traffic the short-cut is for): after the first request, every message
+// goes socket to socket, none through the app's TCP.
+TEST_F(LocalLegsTest, RequestResponseGoesSocketToSocket) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  constexpr uint32_t kRounds = 200, kMsg = 4096;
+  UniqueFd z;
+  Child c = Start({.half_close = true, .rounds = kRounds, .msg = kMsg}, &z);
+  ASSERT_TRUE(z);
+  ASSERT_TRUE(out_->JoinLocalLeg(z.get()).ok());
+  Go();
+  uint64_t up = 0;
+  bool bad = false;
+  int err = 0;
+  for (uint32_t i = 0; i < kRounds && !bad && err == 0; ++i) {
+    up += ReadUp(z.get(), kMsg, &bad, &err, up);
+    std::vector<uint8_t> reply(kMsg);
+    for (uint32_t k = 0; k < kMsg; ++k) reply[k] = Pattern(uint64_t{i} * kMsg + k, kDownSeed);
+    ASSERT_EQ(::send(z.get(), reply.data(), kMsg, MSG_NOSIGNAL), static_cast<ssize_t>(kMsg));
+  }
+  EXPECT_EQ(up, uint64_t{kRounds} * kMsg);
+  EXPECT_FALSE(bad);
+  EXPECT_EQ(ReadUp(z.get(), 1, &bad, &err, up), 0u);  // EOF
+  tcp_info ti{};
+  socklen_t tl = sizeof(ti);
+  ASSERT_EQ(::getsockopt(z.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+  ::shutdown(z.get(), SHUT_WR);
+  LegReport r = CollectLeg(c);
+  EXPECT_EQ(r.down_ok, uint64_t{kRounds} * kMsg);
+  EXPECT_FALSE(r.down_bad);
+  EXPECT_LE(r.tcp_acked, kMsg) << "requests took TCP";
+  EXPECT_LE(ti.tcpi_bytes_acked, kMsg) << "responses took TCP";
+}
+
+TEST_F(LocalLegsTest, OffMeansPlainTcp) {
+  ASSERT_TRUE(out_->SetLocalLegs(false).ok());
+  constexpr uint64_t kBytes = 1 << 20;
+  LegReport r = RoundTrip(kBytes, /*expect_joined=*/false);
+  EXPECT_GE(r.tcp_acked, kBytes);
+}
+
+TEST_F(LocalLegsTest, ReleasedAppEndTakesPlainTcp) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  UniqueFd z;
+  Child c = Start({.up = 1 << 20}, &z);
+  ASSERT_TRUE(z);
+  ASSERT_TRUE(out_->ReleaseLocalLeg(z.get()).ok());
+  EXPECT_TRUE(absl::IsNotFound(out_->JoinLocalLeg(z.get())));
+  Go();
+  bool bad = false;
+  int err = 0;
+  EXPECT_EQ(ReadUp(z.get(), (1 << 20) + 1, &bad, &err), 1u << 20);
+  EXPECT_FALSE(bad);
+  z.reset();
+  LegReport r = CollectLeg(c);
+  EXPECT_GE(r.tcp_acked, 1u << 20);
+}
+
+// ztunnel reads slowly: the app cannot push more than about the receive buffer through the
+// short-cut; the rest waits in TCP (its window pushes back), and nothing is lost or reordered
+// when the short-cut resumes.
+TEST_F(LocalLegsTest, SlowReaderPushesBackAndKeepsOrder) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  constexpr uint64_t kBytes = 24 << 20;
+  UniqueFd z;
+  Child c = Start({.up = kBytes, .probe = 64 << 20}, &z);
+  ASSERT_TRUE(z);
+  ASSERT_TRUE(out_->JoinLocalLeg(z.get()).ok());
+  Go();
+  ::usleep(300 * 1000);  // not reading: the app's non-blocking writes must hit EAGAIN
+  bool bad = false;
+  int err = 0;
+  EXPECT_EQ(ReadUp(z.get(), kBytes + 1, &bad, &err), kBytes);
+  EXPECT_FALSE(bad);
+  ::shutdown(z.get(), SHUT_WR);
+  LegReport r = CollectLeg(c);
+  EXPECT_EQ(r.written, kBytes);
+  EXPECT_GT(r.nonblocking, 0u);
+  EXPECT_LT(r.nonblocking, 16u << 20) << "the short-cut did not push back";
+}
+
+// ztunnel resets (or dies: its sockets close): the app sees the end of the flow.
+TEST_F(LocalLegsTest, ZtunnelResetEndsTheAppsFlow) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  UniqueFd z;
+  Child c = Start({.up = 64 << 20, .half_close = false}, &z);
+  ASSERT_TRUE(z);
+  ASSERT_TRUE(out_->JoinLocalLeg(z.get()).ok());
+  Go();
+  bool bad = false;
+  int err = 0;
+  EXPECT_EQ(ReadUp(z.get(), 1 << 20, &bad, &err), 1u << 20);
+  EXPECT_FALSE(bad);
+  linger l{1, 0};
+  ::setsockopt(z.get(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  z.reset();
+  LegReport r = CollectLeg(c);
+  EXPECT_LT(r.written, 64u << 20);
+  EXPECT_TRUE(r.write_err == ECONNRESET || r.write_err == EPIPE) << std::strerror(r.write_err);
+}
+
+// A flow that started before the local legs were turned off keeps its short-cut; a new one
+// takes plain TCP.
+TEST_F(LocalLegsTest, TurningOffAffectsOnlyNewConnections) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  UniqueFd z1;
+  Child c1 = Start({.up = 1 << 20}, &z1);
+  ASSERT_TRUE(z1);
+  ASSERT_TRUE(out_->JoinLocalLeg(z1.get()).ok());
+  UniqueFd go1 = std::move(go_);
+  ASSERT_TRUE(out_->SetLocalLegs(false).ok());
+  UniqueFd z2;
+  Child c2 = Start({.up = 1 << 20}, &z2);
+  ASSERT_TRUE(z2);
+  EXPECT_TRUE(absl::IsNotFound(out_->JoinLocalLeg(z2.get())));
+  ASSERT_EQ(::write(go1.get(), "g", 1), 1);
+  Go();
+  LegReport r[2];
+  UniqueFd* zs[2] = {&z1, &z2};
+  Child cs[2] = {c1, c2};
+  for (int i = 0; i < 2; ++i) {
+    bool bad = false;
+    int err = 0;
+    EXPECT_EQ(ReadUp(zs[i]->get(), (1 << 20) + 1, &bad, &err), 1u << 20) << i;
+    EXPECT_FALSE(bad) << i;
+    ::shutdown(zs[i]->get(), SHUT_WR);
+    r[i] = CollectLeg(cs[i]);
+    EXPECT_EQ(r[i].written, 1u << 20) << i;
+  }
+  EXPECT_LT(r[0].tcp_acked, 1u << 20);  // joined before: short-cut
+  EXPECT_GE(r[1].tcp_acked, 1u << 20);  // after: plain TCP
+}
+
 TEST(ReasonNameTest, EveryCodeHasALabel) {
   for (int r : {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET, WEFT_DROP_ASSIGN_FAILED,
                 WEFT_DROP_ORIG_DST_FULL, WEFT_DROP_PEER_RECORD_FAILED, WEFT_RECORD_PEER,
                 WEFT_PASS_NOT_TCP, WEFT_PASS_LOOPBACK, WEFT_DROP_NOT_POD_ADDR, WEFT_DROP_NO_POD_MAP,
                 WEFT_PASS_NOT_ENROLLED, WEFT_PASS_ZTUNNEL_MARK, WEFT_PASS_EXCLUDED_PORT,
                 WEFT_PASS_EXCLUDED_CIDR, WEFT_REDIRECT_HBONE, WEFT_REDIRECT_INBOUND,
-                WEFT_REDIRECT_OUTBOUND, WEFT_DROP_POLICY_DENY}) {
+                WEFT_REDIRECT_OUTBOUND, WEFT_DROP_POLICY_DENY, WEFT_LOCAL_LEG_JOINED,
+                WEFT_LOCAL_LEG_FULL}) {
     EXPECT_NE(ReasonName(r), "unknown") << r;
     EXPECT_EQ(ReasonName(r).substr(0, 4) == "drop", r < 0) << ReasonName(r);
   }

@@ -223,4 +223,50 @@ absl::StatusOr<ReasonCounts> ReadCounters(int map_fd, std::string_view name) {
   return out;
 }
 
+namespace {
+// `fd`'s own tuple as the programs key it (shared/capture.h, weft_sock_tuple).
+absl::StatusOr<weft_sock_tuple> OwnTuple(int fd) {
+  weft_sock_tuple key{};
+  socklen_t len = sizeof(key.netns_cookie);
+  if (::getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &key.netns_cookie, &len) != 0)
+    return ErrnoStatus(errno, "SO_NETNS_COOKIE (needs Linux 5.14+)");
+  WEFT_ASSIGN_OR_RETURN(SockAddr local, LocalAddress(fd));
+  WEFT_ASSIGN_OR_RETURN(SockAddr peer, PeerAddress(fd));
+  ToMapped(local.ip, key.local);
+  ToMapped(peer.ip, key.remote);
+  key.local_port = htons(local.port);
+  key.remote_port = htons(peer.port);
+  return key;
+}
+
+weft_sock_tuple Reversed(const weft_sock_tuple& k) {
+  weft_sock_tuple r = k;
+  std::memcpy(r.local, k.remote, sizeof(r.local));
+  std::memcpy(r.remote, k.local, sizeof(r.remote));
+  r.local_port = k.remote_port;
+  r.remote_port = k.local_port;
+  return r;
+}
+}  // namespace
+
+absl::Status JoinLocalLeg(int local_legs_fd, int fd) {
+  WEFT_ASSIGN_OR_RETURN(weft_sock_tuple own, OwnTuple(fd));
+  weft_sock_tuple app = Reversed(own);
+  uint64_t cookie = 0;
+  if (bpf_map_lookup_elem(local_legs_fd, &app, &cookie) != 0) {
+    if (errno == ENOENT) return absl::NotFoundError("the app's end is not in weft_local_legs");
+    return ErrnoStatus(errno, "looking up the app's end in weft_local_legs");
+  }
+  uint64_t value = static_cast<uint64_t>(fd);
+  if (bpf_map_update_elem(local_legs_fd, &own, &value, BPF_NOEXIST) != 0)
+    return ErrnoStatus(errno, "adding ztunnel's end to weft_local_legs");
+  return absl::OkStatus();
+}
+
+absl::Status ReleaseLocalLeg(int local_legs_fd, int fd) {
+  WEFT_ASSIGN_OR_RETURN(weft_sock_tuple own, OwnTuple(fd));
+  weft_sock_tuple app = Reversed(own);
+  return DeleteFromMap(local_legs_fd, "weft_local_legs", &app);
+}
+
 }  // namespace weft::bpf::internal

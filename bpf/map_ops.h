@@ -60,5 +60,10 @@ absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accep
 // A per-CPU counter array (WEFT_REASON_SLOTS entries) summed over CPUs.
 absl::StatusOr<ReasonCounts> ReadCounters(int map_fd, std::string_view name);
 
+// weft_local_legs (PinnedMaps::JoinLocalLeg, ReleaseLocalLeg): joins ztunnel's socket `fd` when
+// the app's end (the reversed tuple) is in the map (NotFound otherwise); takes the app's end out.
+absl::Status JoinLocalLeg(int local_legs_fd, int fd);
+absl::Status ReleaseLocalLeg(int local_legs_fd, int fd);
+
 }  // namespace internal
 }  // namespace weft::bpf

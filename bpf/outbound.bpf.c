@@ -1,5 +1,6 @@
 /* Entry: outbound capture hooks, attached to the cgroup that holds the pods. */
 #include "lib/connect.h"
+#include "lib/local_legs.h"
 #include "lib/sockops.h"
 
 SEC("cgroup/connect4")
@@ -27,7 +28,13 @@ int weft_connect6_eperm_prog(struct bpf_sock_addr* ctx) {
 SEC("sockops")
 int weft_sockops_prog(struct bpf_sock_ops* skops) {
   weft_record_peer(skops);
+  weft_local_leg_join(skops);
   return 1;
+}
+
+SEC("sk_msg")
+int weft_local_leg_prog(struct sk_msg_md* msg) {
+  return weft_local_leg_verdict(msg);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -38,16 +38,32 @@ class PinnedMaps {
   // the connection was not redirected by eBPF.
   absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int accepted_fd) const;
 
+  // The local legs (docs/fastpath.md, "The local legs of cross-node traffic"). `fd` is
+  // ztunnel's end of a connection with an app in the pod's netns (the accepted outbound
+  // socket). Joins it to weft_local_legs when the app's end is there (the agent's sockops
+  // program put it in), so the sk_msg program moves the two ends' messages without the
+  // loopback TCP stack. NotFound when the app's end is not in the map (the agent runs with
+  // --local-legs off, an older agent, a full map) or the map is not pinned; the connection
+  // then stays plain TCP. ztunnel must read a joined socket with recv/read (not splice) and
+  // to EAGAIN (a short read may come from the redirected queue while TCP still holds bytes).
+  absl::Status JoinLocalLeg(int fd);
+  // Takes the app's end of `fd`'s connection out of weft_local_legs (its sends then skip the
+  // sk_msg program): for a connection ztunnel will not join. Absent is not an error.
+  absl::Status ReleaseLocalLeg(int fd);
+  bool has_local_legs() const { return local_legs_.valid(); }
+
   const std::string& pin_dir() const { return pin_dir_; }
 
  private:
-  PinnedMaps(std::string pin_dir, UniqueFd listeners, UniqueFd by_peer)
+  PinnedMaps(std::string pin_dir, UniqueFd listeners, UniqueFd by_peer, UniqueFd local_legs)
       : pin_dir_(std::move(pin_dir)),
         listeners_(std::move(listeners)),
-        by_peer_(std::move(by_peer)) {}
+        by_peer_(std::move(by_peer)),
+        local_legs_(std::move(local_legs)) {}
   std::string pin_dir_;
   UniqueFd listeners_;
   UniqueFd by_peer_;
+  UniqueFd local_legs_;  // invalid: not pinned (an agent without local legs)
 };
 
 }  // namespace weft::bpf

@@ -91,6 +91,10 @@ void AddFlags(CLI::App& app, weft::ztunnel::ZtunnelOptions& o) {
       "never fail a pod's connect() at the source: every connect goes to the destination to be "
       "authorized there, including those its policy certainly denies (docs/security.md, "
       "\"Deny at connect\")");
+  app.add_flag_callback(
+      "--no-local-legs", [&o] { o.proxy.local_legs = false; },
+      "eBPF capture: keep loopback TCP between apps and ztunnel even when weft-agent runs "
+      "--local-legs on (docs/fastpath.md)");
   using Relay = weft::ztunnel::ProxyOptions::SameNodeRelay;
   app.add_option("--same-node-relay", o.proxy.same_node_relay,
                  "how the same-node fast path moves bytes: sockmap (in the kernel, no ztunnel "

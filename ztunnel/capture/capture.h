@@ -25,6 +25,14 @@ class OrigDstProvider {
   virtual ~OrigDstProvider() = default;
   // Original destination of an accepted, captured connection (`fd`: the accepted socket).
   virtual absl::StatusOr<SockAddr> OriginalDst(int fd) = 0;
+  // eBPF capture's local legs (docs/fastpath.md, "The local legs of cross-node traffic"):
+  // joins the accepted socket `fd` with the app's end of its connection so the kernel moves
+  // their messages socket to socket. True when joined: the caller must then read `fd` only with
+  // recv/read, to EAGAIN, and never splice or relay it. Other capture modes: false.
+  virtual bool JoinLocalLeg(int fd) { return false; }
+  // The connection will not be joined: the app's end leaves the map (its sends skip the sk_msg
+  // program). No-op in other capture modes.
+  virtual void ReleaseLocalLeg(int fd) {}
 };
 
 // iptables REDIRECT mode: getsockopt(SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST).

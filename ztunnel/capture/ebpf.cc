@@ -1,6 +1,7 @@
 #include "ztunnel/capture/ebpf.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/status.h"
 
 namespace weft::ztunnel {
@@ -25,6 +26,24 @@ absl::StatusOr<SockAddr> EbpfOrigDstProvider::OriginalDst(int fd) {
                      " was addressed to ztunnel's inbound port itself, not captured"));
   }
   return local;
+}
+
+bool EbpfOrigDstProvider::JoinLocalLeg(int fd) {
+  if (!maps_->has_local_legs()) return false;
+  absl::Status st = maps_->JoinLocalLeg(fd);
+  // NotFound: the agent did not put the app's end in (--local-legs off, a full map): plain TCP.
+  if (!st.ok() && !absl::IsNotFound(st))
+    LOG_WARN("capture", "joining the local leg failed; the connection keeps loopback TCP",
+             {{"error", std::string(st.message())}});
+  return st.ok();
+}
+
+void EbpfOrigDstProvider::ReleaseLocalLeg(int fd) {
+  if (!maps_->has_local_legs()) return;
+  absl::Status st = maps_->ReleaseLocalLeg(fd);
+  if (!st.ok())
+    LOG_WARN("capture", "releasing the app's end of a local leg failed",
+             {{"error", std::string(st.message())}});
 }
 
 absl::Status EbpfOrigDstProvider::RegisterListener(uint32_t slot, bool hbone, const SockAddr& bound,

@@ -24,6 +24,8 @@ class EbpfOrigDstProvider : public OrigDstProvider {
   explicit EbpfOrigDstProvider(std::unique_ptr<bpf::PinnedMaps> maps);
 
   absl::StatusOr<SockAddr> OriginalDst(int fd) override;
+  bool JoinLocalLeg(int fd) override;
+  void ReleaseLocalLeg(int fd) override;
 
   // Puts ztunnel's in-pod listener `fd` (bound to `bound`) into the steering map for pod
   // `slot`: the HBONE or plaintext kind of its family. Outbound listeners are not steered to.

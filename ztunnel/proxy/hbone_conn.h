@@ -45,7 +45,9 @@ class Tunnel : public Flow {
   int app_fd() const { return app_.get(); }
 
   void Begin() { Flow::Begin(); }
-  void WatchApp();                          // registers the app fd, once, edge-triggered
+  void WatchApp();  // registers the app fd, once, edge-triggered
+  // The app fd is in weft_local_legs: a short read does not prove it empty (io.h, Readiness).
+  void AppInLocalLegs() { app_ready_.greedy = true; }
   void OnEstablished();                     // CONNECT answered 200: start moving bytes
   void OnData(const uint8_t* d, size_t n);  // h2 -> app (buffered until FlushDown)
   void FlushDown();                         // writes buffered h2 -> app bytes

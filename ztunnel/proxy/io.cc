@@ -184,7 +184,7 @@ void Readiness::OnEvents(uint32_t events) {
 namespace {
 // After a read of `n` of `asked` bytes (errno set when n < 0).
 void AfterRead(Readiness& r, ssize_t n, size_t asked) {
-  if (n < 0 ? errno == EAGAIN : (n > 0 && static_cast<size_t>(n) < asked && !r.hangup))
+  if (n < 0 ? errno == EAGAIN : (n > 0 && static_cast<size_t>(n) < asked && !r.hangup && !r.greedy))
     r.readable = false;
 }
 }  // namespace

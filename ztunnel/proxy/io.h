@@ -79,6 +79,9 @@ struct Readiness {
   bool readable = false;
   bool writable = true;  // until a write is refused (a connecting socket refuses with EAGAIN)
   bool hangup = false;   // EPOLLRDHUP/HUP/ERR/PRI seen: a short read proves nothing
+  // A socket in weft_local_legs (eBPF capture's sk_msg short-cut): its redirected bytes and its
+  // TCP bytes are read separately, so a short read proves nothing either; reads go to EAGAIN.
+  bool greedy = false;
   void OnEvents(uint32_t events);
 };
 

@@ -76,7 +76,9 @@ void Outbound::Dispatch(const std::shared_ptr<Pod>& pod, UniqueFd fd, const Sock
     return;
   }
   FlowInfo info = SourceRecord(*pod, *src, fd.get(), orig);
+  const bool legs = w_->opts().local_legs;  // the captured app socket may be in the map
   if (http && IsHttpService(*snap, orig)) {
+    if (legs) pod->orig_dst->ReleaseLocalLeg(fd.get());  // read level-triggered, may relay L4
     FillServiceLabels(info.labels, snap->FindServiceByAddress(orig.ip));
     HttpOutbound* h = w_->NewFlow<HttpOutbound>(std::move(info), std::move(fd), pod, orig);
     h->Start();
@@ -85,9 +87,20 @@ void Outbound::Dispatch(const std::shared_ptr<Pod>& pod, UniqueFd fd, const Sock
   Route route = Resolve(*snap, *pod, orig, info);
   switch (route.path) {
     case Path::kMesh:
+      // Leaving the node over HBONE: the app's socket and ours move messages socket to socket
+      // (the tunnel reads ours with recv). A same-node destination takes the fast path, which
+      // relays or splices our socket: the app's end leaves the map.
+      if (legs && !(w_->opts().same_node_fast_path && w_->FindPod(route.dst->uid))) {
+        FillDestinationLabels(info.labels, route.dst, route.dst->identity());
+        const bool joined = pod->orig_dst->JoinLocalLeg(fd.get());
+        ToHbone(pod, *src, *route.dst, std::move(info), std::move(fd), joined);
+        return;
+      }
+      if (legs) pod->orig_dst->ReleaseLocalLeg(fd.get());
       ToMesh(pod, *snap, *src, *route.dst, std::move(info), std::move(fd));
       return;
     case Path::kPassthrough:
+      if (legs) pod->orig_dst->ReleaseLocalLeg(fd.get());
       Passthrough(*pod, *src, route.dst, std::move(info), std::move(fd));
       return;
     case Path::kRefuse:
@@ -206,7 +219,7 @@ bool Outbound::ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& sna
 }
 
 void Outbound::ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, const Workload& dst,
-                       FlowInfo&& info, UniqueFd fd) {
+                       FlowInfo&& info, UniqueFd fd, bool joined) {
   const ProxyOptions& opts = w_->opts();
   const SockAddr target = info.dst;
   info.labels.connection_security_policy = "mutual_tls";
@@ -214,6 +227,7 @@ void Outbound::ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, con
   SockAddr dial = opts.dial_override ? opts.dial_override(key.dst_addr) : key.dst_addr;
   info.hbone_target = key.dst_addr.ToString();
   Tunnel* t = w_->NewFlow<Tunnel>(std::move(info), std::move(fd), true);
+  if (joined) t->AppInLocalLegs();
   t->Begin();
   std::optional<IpAddr> src_ip;
   if (!src.addresses.empty()) src_ip = AddressLike(src, target.ip);

@@ -72,8 +72,9 @@ class Outbound {
   // True if the same-node fast path took it (else HBONE).
   bool ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap, const Workload& src,
               const Workload& dst, FlowInfo&& info, UniqueFd fd);
+  // `joined`: fd is in weft_local_legs (JoinLocalLeg): the tunnel reads it to EAGAIN.
   void ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, const Workload& dst,
-               FlowInfo&& info, UniqueFd fd);
+               FlowInfo&& info, UniqueFd fd, bool joined = false);
   void Passthrough(const Pod& pod, const Workload& src, const Workload* dst, FlowInfo&& info,
                    UniqueFd fd);
 

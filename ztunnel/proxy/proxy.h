@@ -118,6 +118,12 @@ struct ProxyOptions {
   // under half of it, so TCP's window pushes back on the sender (the kernel's redirect itself
   // has no bound).
   size_t fast_path_relay_cap = 4 << 20;
+  // eBPF capture's local legs (docs/fastpath.md, "The local legs of cross-node traffic"): an
+  // outbound connection that leaves the node over HBONE joins the app's socket, which the
+  // agent's sockops program put in weft_local_legs (weft-agent --local-legs on), so the two
+  // move messages socket to socket instead of through loopback TCP. Follows the agent; off
+  // here keeps loopback TCP whatever the agent does. ztunnel: --no-local-legs.
+  bool local_legs = true;
   // Capacity asked of each fast-path pipe (F_SETPIPE_SZ); two pipes per connection.
   size_t fast_path_pipe_size = 256 * 1024;
   // `weftctl tap`: where the HTTP paths publish requests while someone taps (tap.h); null: off.

@@ -49,6 +49,9 @@ enum weft_reason {
   WEFT_RECORD_PEER = 11,       /* sockops: original destination filed under the peer */
   WEFT_PASS_SELF = 12,         /* sk_lookup: the pod connecting to its own address (ztunnel's
                                   inbound leg to the app comes from the pod address itself) */
+  WEFT_LOCAL_LEG_JOINED = 13,  /* sockops: an app socket of a captured connection entered
+                                  weft_local_legs (sk_msg short-cut to ztunnel's socket) */
+  WEFT_LOCAL_LEG_FULL = 14,    /* sockops: weft_local_legs refused it (full): plain TCP */
 };
 #define WEFT_REASON_OFFSET 8 /* index = code + offset; keeps the most negative code at >= 0 */
 #define WEFT_REASON_SLOTS 32 /* entries of the counter arrays */
@@ -162,5 +165,25 @@ struct weft_deny_value {
 };
 #define WEFT_CONNECT_DENY_ENTRIES 65536 /* entries of weft_connect_deny */
 #define WEFT_DENY_LABELS 1024           /* entries of weft_deny_counts (per-CPU u64) */
+/* --- local legs (sk_msg, docs/fastpath.md "The local legs of cross-node traffic") ----- */
+
+/* `weft_local_legs` (SOCKHASH, sk_msg verdict attached): both ends of a loopback (or pod
+ * address to itself) connection between an app and ztunnel, keyed by their own 4-tuple as seen
+ * from that socket, in its netns. The app's end is added by the sockops program, ztunnel's by
+ * ztunnel (PinnedMaps::JoinLocalLeg); a message sent on one end goes into the other end's
+ * receive queue (the reversed tuple) while the TCP path between them is idle. */
+struct weft_sock_tuple {
+  __u64 netns_cookie;
+  __u8 local[16];    /* IPv4 as mapped */
+  __u8 remote[16];   /* IPv4 as mapped */
+  __u16 local_port;  /* network byte order */
+  __u16 remote_port; /* network byte order */
+  __u32 _pad;
+};
+#define WEFT_LOCAL_LEGS_MAX 65536
+
+/* `weft_local_legs_config` (array, 1 entry): WEFT_LOCAL_LEGS_ON when the sockops program adds
+ * app sockets (the agent's --local-legs). Off: nothing enters the map, every byte takes TCP. */
+#define WEFT_LOCAL_LEGS_ON 1
 
 #endif /* WEFT_BPF_SHARED_CAPTURE_H */
