@@ -1,0 +1,167 @@
+// The sk_msg local legs (docs/fastpath.md, "The local legs of cross-node traffic") with real
+// processes (root): a local mesh in eBPF capture whose agents run with WEFT_LOCAL_LEGS=on, a
+// client pod on node 0 and an echo server on node 1. The client's socket and ztunnel's accepted
+// socket move messages socket to socket; every byte arrives, and ztunnel's death ends the flow.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bpf/node.h"
+#include "cli/localmesh/local_mesh.h"
+#include "common/cgroup.h"
+#include "common/testing/kernel_features.h"
+#include "common/testing/root.h"
+#include "shared/capture.h"
+#include "tests/support/local_mesh_fixture.h"
+#include "tests/support/test_util.h"
+
+namespace weft {
+namespace {
+
+using namespace std::chrono_literals;
+
+class LocalLegsMesh : public weft::testing::LocalMeshFixture<> {
+ protected:
+  virtual bool On() const { return true; }
+  void SetUp() override {
+    WEFT_SKIP_UNLESS_ROOT("network namespaces, eBPF");
+    auto cg = FindCgroup2Mount();
+    WEFT_SKIP_UNLESS_KERNEL_FEATURE(cg.ok(), "eBPF capture needs cgroup v2: " << cg.status());
+    // Inherited by the agents the mesh starts (off: the default, as without the variable).
+    ::setenv("WEFT_LOCAL_LEGS", On() ? "on" : "off", 1);
+    localmesh::Options o;
+    o.capture = "ebpf";
+    o.nodes = 2;
+    o.pods = {
+        {.name = "client", .ns = "shop", .service_account = "frontend", .node = 0},
+        {.name = "server", .ns = "shop", .service_account = "catalogue", .node = 1},
+    };
+    StartMesh(o, {"server"});
+  }
+  void TearDown() override { ::unsetenv("WEFT_LOCAL_LEGS"); }
+
+  uint64_t Joined() {
+    auto c = bpf::NodeCapture::ReadPinnedCounters(mesh_->BpfPinDir(0));
+    EXPECT_TRUE(c.ok()) << c.status();
+    if (!c.ok()) return 0;
+    auto it = c->outbound.find(WEFT_LOCAL_LEG_JOINED);
+    return it == c->outbound.end() ? 0 : it->second;
+  }
+};
+
+// Waits for `what` on the non-blocking `fd`.
+bool Wait(int fd, short what) {
+  pollfd p{fd, what, 0};
+  return ::poll(&p, 1, 5000) == 1;
+}
+
+bool SendAll(int fd, const std::string& s) {
+  for (size_t off = 0; off < s.size();) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EAGAIN && Wait(fd, POLLOUT)) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads exactly n bytes (less on EOF, error or a 5 s silence).
+std::string RecvN(int fd, size_t n) {
+  std::string out;
+  std::vector<char> buf(64 * 1024);
+  while (out.size() < n) {
+    ssize_t k = ::recv(fd, buf.data(), std::min(buf.size(), n - out.size()), 0);
+    if (k < 0 && errno == EAGAIN && Wait(fd, POLLIN)) continue;
+    if (k <= 0) break;
+    out.append(buf.data(), static_cast<size_t>(k));
+  }
+  return out;
+}
+
+std::string Pattern(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 31 + seed + i / 4093) & 0xff);
+  return s;
+}
+
+TEST_F(LocalLegsMesh, CrossNodeRequestsTakeTheShortCutAndEveryByteArrives) {
+  const uint64_t joined_before = Joined();
+  UniqueFd fd = DialFrom("client", App("server"));
+  ASSERT_TRUE(fd);
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+  // Request/response: 300 echoes of 1 KiB, then one of 4 MiB.
+  for (unsigned i = 0; i < 300; ++i) {
+    std::string req = Pattern(1024, i);
+    ASSERT_TRUE(SendAll(fd.get(), req)) << i;
+    ASSERT_EQ(RecvN(fd.get(), req.size()), req) << "echo " << i;
+  }
+  tcp_info ti{};
+  socklen_t tl = sizeof(ti);
+  ASSERT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+  // Only the first request(s) went through the app's loopback TCP.
+  EXPECT_LT(ti.tcpi_bytes_acked, 300u * 1024 / 10) << "the app's TCP carried the requests";
+  EXPECT_EQ(Joined(), joined_before + 1);
+  std::string big = Pattern(4 << 20, 7);
+  std::string echoed;
+  std::thread reader([&] { echoed = RecvN(fd.get(), big.size()); });
+  EXPECT_TRUE(SendAll(fd.get(), big));
+  reader.join();
+  EXPECT_TRUE(echoed == big) << "4 MiB echo came back " << echoed.size() << " bytes, or changed";
+  // Half-close: the server's EOF comes back after the last byte.
+  ASSERT_EQ(::shutdown(fd.get(), SHUT_WR), 0);
+  EXPECT_EQ(RecvN(fd.get(), 1), "");
+}
+
+TEST_F(LocalLegsMesh, ZtunnelKilledEndsTheAppsFlow) {
+  UniqueFd fd = DialFrom("client", App("server"));
+  ASSERT_TRUE(fd);
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+  for (unsigned i = 0; i < 20; ++i) {
+    std::string req = Pattern(512, i);
+    ASSERT_TRUE(SendAll(fd.get(), req));
+    ASSERT_EQ(RecvN(fd.get(), req.size()), req);
+  }
+  ASSERT_TRUE(mesh_->KillZtunnel(0).ok());
+  // The app sees its flow end (EOF or reset) and can send no more.
+  EXPECT_TRUE(Wait(fd.get(), POLLIN));
+  char c;
+  ssize_t n = ::recv(fd.get(), &c, 1, 0);
+  EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n << " " << std::strerror(errno);
+  bool failed = false;
+  for (int i = 0; i < 10 && !failed; ++i) failed = !SendAll(fd.get(), "after");
+  EXPECT_TRUE(failed) << "the app could still send after ztunnel died";
+}
+
+// The default: no app socket joins, every byte takes the loopback TCP legs.
+class LocalLegsOffMesh : public LocalLegsMesh {
+ protected:
+  bool On() const override { return false; }
+};
+
+TEST_F(LocalLegsOffMesh, OffMeansLoopbackTcp) {
+  UniqueFd fd = DialFrom("client", App("server"));
+  ASSERT_TRUE(fd);
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+  for (unsigned i = 0; i < 50; ++i) {
+    std::string req = Pattern(1024, i);
+    ASSERT_TRUE(SendAll(fd.get(), req));
+    ASSERT_EQ(RecvN(fd.get(), req.size()), req);
+  }
+  tcp_info ti{};
+  socklen_t tl = sizeof(ti);
+  ASSERT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+  EXPECT_GE(ti.tcpi_bytes_acked, 50u * 1024);
+  EXPECT_EQ(Joined(), 0u);
+}
+
+}  // namespace
+}  // namespace weft
