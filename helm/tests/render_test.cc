@@ -260,6 +260,13 @@ TEST_F(HelmRenderTest, DefaultsRenderAndEveryArgumentIsAccepted) {
   EXPECT_EQ(FlagValue(Args(Container(Find(objs, "Deployment", "weftd"), "weftd")), "--ca-audience"),
             "weft-ca");
   EXPECT_EQ(FlagValue(Args(Container(ds, "weft-agent")), "--capture"), "auto");
+  EXPECT_FALSE(HasFlag(Args(Container(ds, "weft-agent")), "--local-legs"));  // off by default
+  {
+    auto legs = Objects(Render("weft-system", "agent: {localLegs: true}\n"));
+    EXPECT_EQ(FlagValue(Args(Container(Find(legs, "DaemonSet", "weft-node"), "weft-agent")),
+                        "--local-legs"),
+              "on");
+  }
   // weft-cni: installed into the host's CNI dirs, served on a host socket at the same path.
   {
     auto args = Args(Container(ds, "weft-agent"));
