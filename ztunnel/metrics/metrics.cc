@@ -278,15 +278,26 @@ Metrics::Metrics() : registry_(std::make_shared<ScrapeTimeRegistry>()) {
 TcpCounters Metrics::ForConnection(const TcpLabels& labels) {
   std::string key = CacheKey(labels);
   std::lock_guard<std::mutex> lock(mu_);
+  return TcpSeriesLocked(std::move(key), labels).counters;
+}
+
+const TcpCounters* Metrics::ForConnection(SharedLabels& labels) {
+  std::string key = CacheKey(*labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  const TcpSeries& s = TcpSeriesLocked(std::move(key), *labels);
+  labels.Share(s.labels);
+  return &s.counters;  // a node of tcp_cache_, never erased
+}
+
+const Metrics::TcpSeries& Metrics::TcpSeriesLocked(std::string key, const TcpLabels& labels) {
   auto it = tcp_cache_.find(key);
   if (it != tcp_cache_.end()) return it->second;
-
   Labels l;
   ForEachLabel(labels, [&l](const char* name, const std::string& v) { l.emplace(name, v); });
   TcpCounters c{&tcp_opened_->Add(l), &tcp_closed_->Add(l), &tcp_sent_->Add(l),
                 &tcp_received_->Add(l)};
-  tcp_cache_.emplace(std::move(key), c);
-  return c;
+  return tcp_cache_.emplace(std::move(key), TcpSeries{c, std::make_shared<TcpLabels>(labels)})
+      .first->second;
 }
 
 const std::vector<double>& Metrics::RequestBuckets() {

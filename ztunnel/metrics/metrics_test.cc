@@ -94,6 +94,32 @@ TEST(MetricsTest, SameLabelsReturnSameCounters) {
   EXPECT_DOUBLE_EQ(a.opened->Value(), 2);
 }
 
+// Open connections of one series share one copy of their labels (memory per idle connection);
+// writing to one connection's labels copies them first, so the others and the series keep theirs.
+TEST(MetricsTest, ConnectionsOfOneSeriesShareTheirLabelsCopyOnWrite) {
+  Metrics m;
+  SharedLabels a, b;
+  a.mut() = SampleLabels();
+  b.mut() = SampleLabels();
+  ASSERT_NE(&*a, &*b);
+  const TcpCounters* ca = m.ForConnection(a);
+  const TcpCounters* cb = m.ForConnection(b);
+  EXPECT_EQ(ca, cb);
+  EXPECT_EQ(ca->opened, m.ForConnection(SampleLabels()).opened);
+  EXPECT_EQ(&*a, &*b) << "one copy for the series";
+
+  b.mut().response_flags = "UF";  // b's connection failed
+  EXPECT_NE(&*a, &*b);
+  EXPECT_EQ(a->response_flags, SampleLabels().response_flags);
+  EXPECT_EQ(b->response_flags, "UF");
+  SharedLabels c;
+  c.mut() = SampleLabels();
+  m.ForConnection(c);
+  EXPECT_EQ(&*c, &*a) << "the series' copy did not change";
+  // A flow's whole labels cost one pointer while it is open.
+  EXPECT_LE(sizeof(SharedLabels), 2 * sizeof(void*));
+}
+
 TEST(MetricsTest, DistinctLabelSetsProduceDistinctChildren) {
   Metrics m;
   TcpLabels l1 = SampleLabels();

@@ -108,8 +108,8 @@ FlowInfo DestinationRecord(const ConfigSnapshot& snap, const Workload& src, cons
 // Counts the connection refused on both sides (same flags) and resets the client.
 void RefuseBoth(Worker& w, FlowInfo&& dinfo, FlowInfo&& info, UniqueFd& client, const char* flags,
                 const std::string& dst_reason, const std::string& src_reason) {
-  dinfo.labels.response_flags = flags;
-  info.labels.response_flags = flags;
+  dinfo.labels.mut().response_flags = flags;
+  info.labels.mut().response_flags = flags;
   RefuseFlow(w, std::move(dinfo), UniqueFd(), dst_reason);
   RefuseFlow(w, std::move(info), std::move(client), src_reason);
 }
@@ -133,7 +133,7 @@ bool TrySameNode(Worker& w, const ConfigSnapshot& snap, const Workload& src, con
   // The source address the HBONE client would have bound: the pod's address in the target's
   // family (what the destination's policy sees as the source IP on the HBONE path).
   const IpAddr src_ip = src.addresses.empty() ? info.src.ip : AddressLike(src, target.ip);
-  info.labels.connection_security_policy = kSameNode;
+  info.labels.mut().connection_security_policy = kSameNode;
   FlowInfo dinfo = DestinationRecord(snap, src, dst, SockAddr{src_ip, info.src.port}, target);
   if (IsZtunnelPort(*dpod, target.port)) {  // as the HBONE server refuses such a CONNECT
     w.metrics().BadInput("15001", "connect_to_ztunnel_port");
@@ -232,7 +232,7 @@ void SameNodeFlow::Start() {
     connect_timer_ = 0;
     if (connecting_) {
       w_->metrics().ConnectionFailure("inbound", "connect_timeout");
-      info_.labels.response_flags = "UF";
+      info_.labels.mut().response_flags = "UF";
       Abort("connect to the application " + info_.dst.ToString() + " timed out");
     }
   });
@@ -261,7 +261,7 @@ void SameNodeFlow::FinishBoth() {
   }
   // One connection, two views: a failure or denial is the source's outcome too.
   FlowInfo& s = src_->info();
-  if (s.labels.response_flags == "-") s.labels.response_flags = info_.labels.response_flags;
+  if (s.labels->response_flags == "-") s.labels.mut().response_flags = info_.labels->response_flags;
   if (s.error.empty()) s.error = info_.error;
   if (!begun_) {
     Begin();
@@ -287,7 +287,7 @@ void SameNodeFlow::OnSide(int i, uint32_t events) {
     int err = ConnectResult(fd_[1].get());
     if (err != 0) {
       w_->metrics().ConnectionFailure("inbound", "connect_failed");
-      info_.labels.response_flags = "UF";
+      info_.labels.mut().response_flags = "UF";
       Abort("connect to the application " + info_.dst.ToString() +
             " failed: " + std::strerror(err));
       return;

@@ -55,11 +55,11 @@ FlowInfo DestinationFlowInfo(const ConfigSnapshot& snap, const std::string& pod_
   info.pod_uid = pod_uid;
   info.src = from;
   info.dst = target;
-  info.labels.reporter = "destination";
-  info.labels.connection_security_policy = security_policy;
-  FillSourceLabels(info.labels, src, src_id);
-  FillDestinationLabels(info.labels, &dst, dst.identity());
-  FillServiceLabels(info.labels, snap.ServiceForEndpoint(dst, target.port));
+  info.labels.mut().reporter = "destination";
+  info.labels.mut().connection_security_policy = security_policy;
+  FillSourceLabels(info.labels.mut(), src, src_id);
+  FillDestinationLabels(info.labels.mut(), &dst, dst.identity());
+  FillServiceLabels(info.labels.mut(), snap.ServiceForEndpoint(dst, target.port));
   return info;
 }
 
@@ -69,18 +69,18 @@ void Flow::Begin() {
   if (begun_) return;
   begun_ = true;
   info_.counters = w_->metrics().ForConnection(info_.labels);
-  info_.counters.opened->Increment();
+  info_.counters->opened->Increment();
   w_->metrics().active_connections(info_.direction).Increment();
 }
 
 void Flow::AddSent(uint64_t n) {
   info_.sent += n;
-  if (begun_) info_.counters.sent->Increment(static_cast<double>(n));
+  if (begun_) info_.counters->sent->Increment(static_cast<double>(n));
 }
 
 void Flow::AddReceived(uint64_t n) {
   info_.received += n;
-  if (begun_) info_.counters.received->Increment(static_cast<double>(n));
+  if (begun_) info_.counters->received->Increment(static_cast<double>(n));
 }
 
 void Flow::Finish() {
@@ -90,9 +90,9 @@ void Flow::Finish() {
                  std::chrono::steady_clock::now() - info_.start)
                  .count();
   if (begun_) {
-    info_.counters.closed->Increment();
+    info_.counters->closed->Increment();
     w_->metrics().active_connections(info_.direction).Decrement();
-    w_->metrics().ConnectionClosed(info_.labels, static_cast<double>(dur) / 1e6);
+    w_->metrics().ConnectionClosed(*info_.labels, static_cast<double>(dur) / 1e6);
   }
   if (info_.authz) w_->inbound().Untrack(this);
   if (w_->opts().access_log) {
@@ -102,21 +102,21 @@ void Flow::Finish() {
         {"msg", "connection complete"},
         {"direction", info_.direction},
         {"src.addr", info_.src.ToString()},
-        {"src.workload", info_.labels.source_workload},
-        {"src.namespace", info_.labels.source_workload_namespace},
-        {"src.identity", info_.labels.source_principal},
+        {"src.workload", info_.labels->source_workload},
+        {"src.namespace", info_.labels->source_workload_namespace},
+        {"src.identity", info_.labels->source_principal},
         {"dst.addr", info_.dst.ToString()},
-        {"dst.workload", info_.labels.destination_workload},
-        {"dst.namespace", info_.labels.destination_workload_namespace},
-        {"dst.identity", info_.labels.destination_principal},
-        {"dst.service", info_.labels.destination_service},
-        {"security", info_.labels.connection_security_policy},
-        {"response_flags", info_.labels.response_flags},
+        {"dst.workload", info_.labels->destination_workload},
+        {"dst.namespace", info_.labels->destination_workload_namespace},
+        {"dst.identity", info_.labels->destination_principal},
+        {"dst.service", info_.labels->destination_service},
+        {"security", info_.labels->connection_security_policy},
+        {"response_flags", info_.labels->response_flags},
         {"bytes_sent", info_.sent},
         {"bytes_recv", info_.received},
         {"duration_ms", static_cast<double>(dur) / 1000.0},
     };
-    if (!info_.hbone_target.empty()) rec["dst.hbone_addr"] = info_.hbone_target;
+    if (info_.hbone_target) rec["dst.hbone_addr"] = info_.hbone_target->ToString();
     if (!info_.error.empty()) rec["error"] = info_.error;
     log::WriteRecord(std::move(rec));
   }
@@ -143,7 +143,7 @@ void StartRelay(Worker& w, const Pod& pod, FlowInfo info, UniqueFd client, const
     w.metrics().ConnectionFailure(info.direction, "connect_failed");
     LOG_WARN(info.direction, "cannot connect to the destination",
              {{"dst", info.dst.ToString()}, {"error", up.status().ToString()}});
-    info.labels.response_flags = "UF";
+    info.labels.mut().response_flags = "UF";
     RefuseFlow(w, std::move(info), std::move(client), up.status().ToString());
     return;
   }
@@ -207,7 +207,7 @@ void PlainRelay::Start() {
     connect_timer_ = 0;
     if (connecting_) {
       w_->metrics().ConnectionFailure(info_.direction, "connect_timeout");
-      info_.labels.response_flags = "UF";
+      info_.labels.mut().response_flags = "UF";
       Abort("upstream connect timed out to " + info_.dst.ToString());
     }
   });
@@ -235,7 +235,7 @@ void PlainRelay::OnSide(int i, uint32_t events) {
     int err = ConnectResult(fd_[1].get());
     if (err != 0) {
       w_->metrics().ConnectionFailure(info_.direction, "connect_failed");
-      info_.labels.response_flags = "UF";
+      info_.labels.mut().response_flags = "UF";
       Abort("upstream connect to " + info_.dst.ToString() + " failed: " + std::strerror(err));
       return;
     }
@@ -308,7 +308,7 @@ void PlainRelay::Pump(int i) {
   while (!eof_[i] && q_[i].size() < kRelayHighWater) {
     ssize_t n = http_ ? ReadHttp(i) : ReadInto(fd_[i].get(), q_[i], kRelayChunk, &ready_[i]);
     if (http_ && http_->broken()) {
-      if (info_.labels.response_flags == "-") info_.labels.response_flags = "DENY";
+      if (info_.labels->response_flags == "-") info_.labels.mut().response_flags = "DENY";
       Abort("HTTP: " + http_->error());
       return;
     }

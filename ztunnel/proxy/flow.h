@@ -23,12 +23,12 @@ struct Pod;
 
 // Metrics labels, counters and access-log fields of one proxied connection.
 struct FlowInfo {
-  std::string direction;  // "outbound" | "inbound"
-  TcpLabels labels;
-  TcpCounters counters{};
+  const char* direction = "";  // "outbound" | "inbound"
+  SharedLabels labels;         // copied on write; shared with the series' other flows once begun
+  const TcpCounters* counters = nullptr;  // the series' (Metrics), set by Flow::Begin
   SockAddr src, dst;
-  std::string hbone_target;  // "ip:15008" when tunnelled
-  std::string pod_uid;       // the local pod
+  std::optional<SockAddr> hbone_target;  // ip:15008 when tunnelled
+  std::string pod_uid;                   // the local pod
   // Inbound only: what authorization saw, re-evaluated on policy change.
   std::optional<ConnectionInfo> authz;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();

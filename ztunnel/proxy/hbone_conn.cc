@@ -180,7 +180,7 @@ struct H2Callbacks {
             it->second->OnEstablished();
           } else {
             Tunnel* t = it->second;
-            t->info().labels.response_flags = st == 403 ? "DENY" : "UF";
+            t->info().labels.mut().response_flags = st == 403 ? "DENY" : "UF";
             c->w_->metrics().ConnectionFailure("outbound", absl::StrCat("hbone_status_", st));
             t->Abort(absl::StrCat("destination ztunnel answered CONNECT with ", st,
                                   st == 403 ? " (denied by an AuthorizationPolicy)" : ""));
@@ -989,7 +989,7 @@ void Tunnel::OnData(const uint8_t* d, size_t n) {
 
 bool Tunnel::HttpAfterRead() {
   if (http_->broken()) {
-    if (info_.labels.response_flags == "-") info_.labels.response_flags = "DENY";
+    if (info_.labels->response_flags == "-") info_.labels.mut().response_flags = "DENY";
     Abort("HTTP: " + http_->error());
     return false;
   }
@@ -1119,7 +1119,8 @@ void Tunnel::OnStreamClosed(uint32_t code) {
 
 void Tunnel::OnConnClosed(const std::string& reason) {
   stream_closed_ = true;
-  if (!established_ && info_.labels.response_flags == "-") info_.labels.response_flags = "UF";
+  if (!established_ && info_.labels->response_flags == "-")
+    info_.labels.mut().response_flags = "UF";
   if (!established_ && outbound_)
     w_->metrics().ConnectionFailure("outbound", "hbone_connection_failed");
   Abort(reason);
@@ -1133,7 +1134,11 @@ void Tunnel::OnEvents(uint32_t ev) {
     app_connecting_ = false;
     int err = ConnectResult(app_.get());
     if (err == 0) SetNoDelay(app_.get());
-    if (on_app_connected) on_app_connected(err);
+    if (on_app_connected) {  // once: its captures go now, not with the connection
+      auto done = std::move(on_app_connected);
+      on_app_connected = nullptr;
+      done(err);
+    }
     return;
   }
   // Edge-triggered, EPOLLOUT rides along with every event of a writable socket: flush only

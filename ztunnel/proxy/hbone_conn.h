@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "common/tls.h"
 #include "ztunnel/proxy/event_loop.h"
 #include "ztunnel/proxy/flow.h"
@@ -87,7 +88,8 @@ class Tunnel : public Flow {
   uint64_t http_in_ = 0;        // L7: stream bytes fed to the codec
   uint64_t http_consumed_ = 0;  // L7: of those, given back to the stream's flow control
   ByteQueue down_;              // h2 -> app bytes the app socket did not take yet
-  std::vector<iovec> pending_;  // h2 -> app bytes of this read batch, in the worker's scratch
+  // h2 -> app bytes of this read batch, in the worker's scratch (one span, usually: inline)
+  absl::InlinedVector<iovec, 1> pending_;
   size_t reported_buffered_ = 0;
 };
 

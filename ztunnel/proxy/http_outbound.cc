@@ -76,7 +76,7 @@ HttpOutbound::HttpOutbound(Worker* w, FlowInfo info, UniqueFd client, std::share
       codec_(
           l7::Http1Limits{}, [this](HttpRequestAttributes& r) { return Route(r); },
           [this](const l7::Exchange& ex) { Done(ex); }),
-      local_(info_.labels) {}
+      local_(*info_.labels) {}
 
 HttpOutbound::~HttpOutbound() = default;
 
@@ -580,10 +580,10 @@ absl::StatusOr<UniqueFd> HttpOutbound::OpenFlow(const ConfigSnapshot& snap, cons
   if (!src) return absl::NotFoundError("the source pod is not in the configuration");
   FlowInfo info = info_;  // the source record: source and Service labels
   info.dst = SockAddr{AddressLike(dst, orig_.ip), t.port->target_port};
-  FillServiceLabels(info.labels, t.svc);  // a route's backend may be another Service
-  FillDestinationLabels(info.labels, &dst, dst.identity());
-  info.labels.connection_security_policy = dst.in_mesh() ? "mutual_tls" : "unknown";
-  *labels = info.labels;
+  FillServiceLabels(info.labels.mut(), t.svc);  // a route's backend may be another Service
+  FillDestinationLabels(info.labels.mut(), &dst, dst.identity());
+  info.labels.mut().connection_security_policy = dst.in_mesh() ? "mutual_tls" : "unknown";
+  *labels = *info.labels;
   *addr = info.dst.ToString();
   bool same_node = false;
   auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, dst, std::move(info), &same_node);

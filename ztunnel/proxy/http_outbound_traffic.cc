@@ -394,9 +394,9 @@ UniqueFd HttpOutbound::OpenMirror(const ConfigSnapshot& snap, const config::Http
   if (!dst || !src) return UniqueFd();
   FlowInfo info = info_;
   info.dst = SockAddr{AddressLike(*dst, orig_.ip), port->target_port};
-  FillServiceLabels(info.labels, svc);
-  FillDestinationLabels(info.labels, dst, dst->identity());
-  info.labels.connection_security_policy = dst->in_mesh() ? "mutual_tls" : "unknown";
+  FillServiceLabels(info.labels.mut(), svc);
+  FillDestinationLabels(info.labels.mut(), dst, dst->identity());
+  info.labels.mut().connection_security_policy = dst->in_mesh() ? "mutual_tls" : "unknown";
   auto fd = w_->outbound().OpenUpstream(pod_, snap, *src, *dst, std::move(info));
   if (!fd.ok()) return UniqueFd();
   return std::move(*fd);

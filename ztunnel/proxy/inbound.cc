@@ -118,7 +118,7 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
     // L7: every request is authorized as it arrives (http_inbound.h).
     ConnectionInfo ci{std::nullopt, peer->ip, *orig};
     auto http =
-        std::make_unique<HttpInbound>(w_, pod->uid, ci, info.labels, HttpInbound::Mode::kEnforce);
+        std::make_unique<HttpInbound>(w_, pod->uid, ci, *info.labels, HttpInbound::Mode::kEnforce);
     StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr, std::move(http));
     return;
   }
@@ -126,7 +126,7 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   if (!deny.empty()) {
     LOG_INFO("inbound", "plaintext connection denied",
              {{"src", peer->ToString()}, {"dst", orig->ToString()}, {"reason", deny}});
-    info.labels.response_flags = "DENY";
+    info.labels.mut().response_flags = "DENY";
     RefuseFlow(*w_, std::move(info), std::move(fd), deny);
     return;
   }
@@ -134,7 +134,7 @@ void Inbound::OnPlaintext(const std::shared_ptr<Pod>& pod, UniqueFd fd) {
   if (IsHttpTargetPort(*snap, *dst, orig->port)) {
     http =
         std::make_unique<HttpInbound>(w_, pod->uid, ConnectionInfo{std::nullopt, peer->ip, *orig},
-                                      info.labels, HttpInbound::Mode::kObserve);
+                                      *info.labels, HttpInbound::Mode::kObserve);
   }
   StartRelay(*w_, *pod, std::move(info), std::move(fd), nullptr, std::move(http));
 }
@@ -217,13 +217,13 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
     // L7: every request is authorized as it arrives (http_inbound.h); the flow is not
     // re-authorized as a connection (info.authz stays unset).
     auto http =
-        std::make_unique<HttpInbound>(w_, pod.uid, ci, info.labels, HttpInbound::Mode::kEnforce);
+        std::make_unique<HttpInbound>(w_, pod.uid, ci, *info.labels, HttpInbound::Mode::kEnforce);
     ConnectApp(c, sid, std::move(info), std::move(http));
     return;
   }
   AuthzDecision d = AuthorizeAsDestination(w_->metrics(), *snap, *dst, ci, c.peer());
   if (!d.allowed) {
-    info.labels.response_flags = "DENY";
+    info.labels.mut().response_flags = "DENY";
     c.SubmitResponse(sid, 403, false);
     RefuseFlow(*w_, std::move(info), UniqueFd(), d.reason);
     return;
@@ -231,7 +231,8 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
   info.authz = ci;
   std::unique_ptr<HttpInbound> http;
   if (IsHttpTargetPort(*snap, *dst, target->port)) {
-    http = std::make_unique<HttpInbound>(w_, pod.uid, ci, info.labels, HttpInbound::Mode::kObserve);
+    http =
+        std::make_unique<HttpInbound>(w_, pod.uid, ci, *info.labels, HttpInbound::Mode::kObserve);
   }
   ConnectApp(c, sid, std::move(info), std::move(http));
 }
@@ -253,7 +254,7 @@ void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info,
   t->on_app_connected = [this, conn, t, sid](int err) {
     if (err != 0) {
       w_->metrics().ConnectionFailure("inbound", "connect_failed");
-      t->info().labels.response_flags = "UF";
+      t->info().labels.mut().response_flags = "UF";
       conn->SubmitResponse(sid, 503, false);
       t->Abort(absl::StrCat("connect to application ", t->info().dst.ToString(),
                             " failed: ", std::strerror(err)));
@@ -289,7 +290,7 @@ void Inbound::Reevaluate(const SnapshotPtr& snap) {
     w_->metrics().ReevaluationClosed();
     LOG_INFO("inbound", "open connection closed after a policy change",
              {{"src", info.src.ToString()}, {"dst", info.dst.ToString()}, {"reason", why}});
-    info.labels.response_flags = "DENY";
+    info.labels.mut().response_flags = "DENY";
     f->Abort("policy changed: " + why);
   }
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/net.h"
 #include "common/unique_fd.h"
 #include "ztunnel/metrics/metrics.h"
@@ -45,7 +46,7 @@ class Inbound {
   void ConnectApp(HboneConn& c, int32_t sid, FlowInfo info, std::unique_ptr<HttpInbound> http);
 
   Worker* w_;
-  std::set<Flow*> open_;
+  absl::flat_hash_set<Flow*> open_;
 };
 
 // True if `port` is one of ztunnel's own ports in `pod`'s netns: 15001, 15006, 15008 or a

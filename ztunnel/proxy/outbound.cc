@@ -40,8 +40,8 @@ FlowInfo SourceRecord(const Pod& pod, const Workload& src, int fd, const SockAdd
   info.src = peer.ok() ? *peer : SockAddr{};
   if (info.src.ip.IsLoopback() && !src.addresses.empty()) info.src.ip = src.addresses.front();
   info.dst = orig;
-  info.labels.reporter = "source";
-  FillSourceLabels(info.labels, &src, src.identity());
+  info.labels.mut().reporter = "source";
+  FillSourceLabels(info.labels.mut(), &src, src.identity());
   return info;
 }
 }  // namespace
@@ -79,7 +79,7 @@ void Outbound::Dispatch(const std::shared_ptr<Pod>& pod, UniqueFd fd, const Sock
   const bool legs = w_->opts().local_legs;  // the captured app socket may be in the map
   if (http && IsHttpService(*snap, orig)) {
     if (legs) pod->orig_dst->ReleaseLocalLeg(fd.get());  // read level-triggered, may relay L4
-    FillServiceLabels(info.labels, snap->FindServiceByAddress(orig.ip));
+    FillServiceLabels(info.labels.mut(), snap->FindServiceByAddress(orig.ip));
     HttpOutbound* h = w_->NewFlow<HttpOutbound>(std::move(info), std::move(fd), pod, orig);
     h->Start();
     return;
@@ -91,7 +91,7 @@ void Outbound::Dispatch(const std::shared_ptr<Pod>& pod, UniqueFd fd, const Sock
       // (the tunnel reads ours with recv). A same-node destination takes the fast path, which
       // relays or splices our socket: the app's end leaves the map.
       if (legs && !(w_->opts().same_node_fast_path && w_->FindPod(route.dst->uid))) {
-        FillDestinationLabels(info.labels, route.dst, route.dst->identity());
+        FillDestinationLabels(info.labels.mut(), route.dst, route.dst->identity());
         const bool joined = pod->orig_dst->JoinLocalLeg(fd.get());
         ToHbone(pod, *src, *route.dst, std::move(info), std::move(fd), joined);
         return;
@@ -161,12 +161,12 @@ Outbound::Route Outbound::Resolve(const ConfigSnapshot& snap, const Pod& pod, co
   Route r;
   r.target = orig;
   if (const Service* svc = snap.FindServiceByAddress(orig.ip)) {
-    FillServiceLabels(info.labels, svc);
+    FillServiceLabels(info.labels.mut(), svc);
     r = ResolveService(snap, *svc, orig, info);
     if (r.path == Path::kRefuse) return r;
   } else {
     r.dst = snap.FindWorkloadByAddress(orig.ip);
-    if (r.dst) FillServiceLabels(info.labels, snap.ServiceForEndpoint(*r.dst, orig.port));
+    if (r.dst) FillServiceLabels(info.labels.mut(), snap.ServiceForEndpoint(*r.dst, orig.port));
   }
   info.dst = r.target;
   if (r.dst && r.dst->in_mesh()) {
@@ -177,7 +177,7 @@ Outbound::Route Outbound::Resolve(const ConfigSnapshot& snap, const Pod& pod, co
     w_->metrics().PolicyDenial("", "registry_only");
     LOG_INFO("outbound", "destination outside the registry refused (REGISTRY_ONLY)",
              {{"pod", pod.uid}, {"dst", orig.ToString()}});
-    info.labels.response_flags = "NR";
+    info.labels.mut().response_flags = "NR";
     r.path = Path::kRefuse;
     r.refusal = "REGISTRY_ONLY: " + orig.ToString() + " is not a known workload or service";
     return r;
@@ -199,7 +199,7 @@ Outbound::Route Outbound::ResolveService(const ConfigSnapshot& snap, const Servi
   }
   if (!sp || eps.empty()) {
     w_->metrics().ConnectionFailure("outbound", !sp ? "no_service_port" : "no_ready_endpoint");
-    info.labels.response_flags = !sp ? "NR" : "UH";
+    info.labels.mut().response_flags = !sp ? "NR" : "UH";
     r.path = Path::kRefuse;
     r.refusal = !sp ? absl::StrCat("service ", svc.name, ".", svc.ns, " has no port ", orig.port)
                     : absl::StrCat("service ", svc.name, ".", svc.ns, " has no ready endpoint");
@@ -212,7 +212,7 @@ Outbound::Route Outbound::ResolveService(const ConfigSnapshot& snap, const Servi
 
 bool Outbound::ToMesh(const std::shared_ptr<Pod>& pod, const ConfigSnapshot& snap,
                       const Workload& src, const Workload& dst, FlowInfo&& info, UniqueFd fd) {
-  FillDestinationLabels(info.labels, &dst, dst.identity());
+  FillDestinationLabels(info.labels.mut(), &dst, dst.identity());
   if (w_->opts().same_node_fast_path && TrySameNode(*w_, snap, src, dst, info, fd)) return true;
   ToHbone(pod, src, dst, std::move(info), std::move(fd));
   return false;
@@ -222,10 +222,10 @@ void Outbound::ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, con
                        FlowInfo&& info, UniqueFd fd, bool joined) {
   const ProxyOptions& opts = w_->opts();
   const SockAddr target = info.dst;
-  info.labels.connection_security_policy = "mutual_tls";
+  info.labels.mut().connection_security_policy = "mutual_tls";
   PoolKey key{src.identity(), dst.identity(), SockAddr{target.ip, opts.hbone_port}};
   SockAddr dial = opts.dial_override ? opts.dial_override(key.dst_addr) : key.dst_addr;
-  info.hbone_target = key.dst_addr.ToString();
+  info.hbone_target = key.dst_addr;
   Tunnel* t = w_->NewFlow<Tunnel>(std::move(info), std::move(fd), true);
   if (joined) t->AppInLocalLegs();
   t->Begin();
@@ -233,7 +233,7 @@ void Outbound::ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, con
   if (!src.addresses.empty()) src_ip = AddressLike(src, target.ip);
   HboneConn* c = w_->pool().Get(pod, key, dial, src_ip ? &*src_ip : nullptr);
   if (!c) {
-    t->info().labels.response_flags = "UF";
+    t->info().labels.mut().response_flags = "UF";
     w_->metrics().ConnectionFailure("outbound", "hbone_connect_failed");
     t->Abort("cannot open an HBONE connection to " + key.dst_addr.ToString());
     return;
@@ -245,8 +245,8 @@ void Outbound::ToHbone(const std::shared_ptr<Pod>& pod, const Workload& src, con
 // Passthrough: plain TCP from the pod's own netns, marked so capture lets it out.
 void Outbound::Passthrough(const Pod& pod, const Workload& src, const Workload* dst,
                            FlowInfo&& info, UniqueFd fd) {
-  FillDestinationLabels(info.labels, dst, std::nullopt);
-  info.labels.connection_security_policy = "unknown";
+  FillDestinationLabels(info.labels.mut(), dst, std::nullopt);
+  info.labels.mut().connection_security_policy = "unknown";
   std::optional<IpAddr> src_ip;
   if (!src.addresses.empty()) src_ip = AddressLike(src, info.dst.ip);
   StartRelay(*w_, pod, std::move(info), std::move(fd), src_ip ? &*src_ip : nullptr);

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "ztunnel/proxy/event_loop.h"
 #include "ztunnel/proxy/fastpath.h"
 #include "ztunnel/proxy/flow.h"
@@ -150,8 +151,8 @@ class Worker {
   int index_;
   EventLoop loop_;
   std::map<std::string, PodState> pods_;
-  std::unique_ptr<FastPathRelay> fast_relay_;  // before flows_: outlives them
-  std::map<Flow*, std::unique_ptr<Flow>> flows_;
+  std::unique_ptr<FastPathRelay> fast_relay_;                // before flows_: outlives them
+  absl::flat_hash_map<Flow*, std::unique_ptr<Flow>> flows_;  // ~20 B a flow; std::map 48
   std::map<HboneConn*, std::unique_ptr<HboneConn>> conns_;
   std::vector<HboneConn*> handshaking_;  // server connections in the handshake, oldest first
   std::vector<HboneConn*> paused_;       // connections not read over the budget
