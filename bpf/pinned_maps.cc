@@ -2,6 +2,8 @@
 
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -21,13 +23,29 @@ absl::StatusOr<std::unique_ptr<PinnedMaps>> PinnedMaps::Open(std::string pin_dir
                         internal::OpenPinnedMap(pin_dir, "weft_orig_dst_by_peer",
                                                 BPF_MAP_TYPE_HASH_OF_MAPS, sizeof(uint64_t)));
   // Optional: an agent of an earlier version pins no weft_local_legs.
-  auto local_legs =
-      internal::OpenPinnedMap(pin_dir, "weft_local_legs", BPF_MAP_TYPE_SOCKHASH,
-                              sizeof(weft_sock_tuple));
+  auto local_legs = internal::OpenPinnedMap(pin_dir, "weft_local_legs", BPF_MAP_TYPE_SOCKHASH,
+                                            sizeof(weft_sock_tuple));
   if (!local_legs.ok() && !absl::IsNotFound(local_legs.status())) return local_legs.status();
-  return std::unique_ptr<PinnedMaps>(
-      new PinnedMaps(std::move(pin_dir), std::move(listeners), std::move(by_peer),
-                     local_legs.ok() ? std::move(*local_legs) : UniqueFd()));
+  // The agent's switch, mapped read-only once (the map is BPF_F_MMAPABLE).
+  const volatile uint32_t* legs_config = nullptr;
+  size_t legs_config_len = 0;
+  if (local_legs.ok()) {
+    WEFT_ASSIGN_OR_RETURN(UniqueFd config,
+                          internal::OpenPinnedMap(pin_dir, "weft_local_legs_config",
+                                                  BPF_MAP_TYPE_ARRAY, sizeof(uint32_t)));
+    legs_config_len = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    void* p = ::mmap(nullptr, legs_config_len, PROT_READ, MAP_SHARED, config.get(), 0);
+    if (p == MAP_FAILED)
+      return internal::ErrnoStatus(errno, "mapping weft_local_legs_config (BPF_F_MMAPABLE)");
+    legs_config = static_cast<const volatile uint32_t*>(p);
+  }
+  return std::unique_ptr<PinnedMaps>(new PinnedMaps(
+      std::move(pin_dir), std::move(listeners), std::move(by_peer),
+      local_legs.ok() ? std::move(*local_legs) : UniqueFd(), legs_config, legs_config_len));
+}
+
+PinnedMaps::~PinnedMaps() {
+  if (legs_config_) ::munmap(const_cast<uint32_t*>(legs_config_), legs_config_len_);
 }
 
 absl::Status PinnedMaps::SetListener(uint32_t slot, weft_listener_kind kind, int listen_fd) {

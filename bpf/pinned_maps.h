@@ -50,20 +50,30 @@ class PinnedMaps {
   // Takes the app's end of `fd`'s connection out of weft_local_legs (its sends then skip the
   // sk_msg program): for a connection ztunnel will not join. Absent is not an error.
   absl::Status ReleaseLocalLeg(int fd);
-  bool has_local_legs() const { return local_legs_.valid(); }
+  // Whether the agent runs with the local legs on (weft_local_legs_config, mapped read-only:
+  // no syscall). Off, or an agent without them: ztunnel neither joins nor releases.
+  bool local_legs_on() const {
+    return local_legs_.valid() && legs_config_ != nullptr && *legs_config_ == WEFT_LOCAL_LEGS_ON;
+  }
+  ~PinnedMaps();
 
   const std::string& pin_dir() const { return pin_dir_; }
 
  private:
-  PinnedMaps(std::string pin_dir, UniqueFd listeners, UniqueFd by_peer, UniqueFd local_legs)
+  PinnedMaps(std::string pin_dir, UniqueFd listeners, UniqueFd by_peer, UniqueFd local_legs,
+             const volatile uint32_t* legs_config, size_t legs_config_len)
       : pin_dir_(std::move(pin_dir)),
         listeners_(std::move(listeners)),
         by_peer_(std::move(by_peer)),
-        local_legs_(std::move(local_legs)) {}
+        local_legs_(std::move(local_legs)),
+        legs_config_(legs_config),
+        legs_config_len_(legs_config_len) {}
   std::string pin_dir_;
   UniqueFd listeners_;
   UniqueFd by_peer_;
   UniqueFd local_legs_;  // invalid: not pinned (an agent without local legs)
+  const volatile uint32_t* legs_config_ = nullptr;  // mmap of weft_local_legs_config
+  size_t legs_config_len_ = 0;
 };
 
 }  // namespace weft::bpf

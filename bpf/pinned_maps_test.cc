@@ -192,5 +192,29 @@ TEST_F(PinnedMapsTest, OriginalDestinationOfAcceptedFindsTheRecordByPeer) {
   EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
 }
 
+// The agent's local-legs switch is read from a read-only mapping, live: no reopen, no syscall.
+TEST_F(PinnedMapsTest, LocalLegsSwitchIsReadLiveFromTheMappedConfig) {
+  PinBoth();
+  {
+    auto m = PinnedMaps::Open(pins_->path());  // an agent without local legs
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_FALSE((*m)->local_legs_on());
+  }
+  PinMap(pins_->path(), "weft_local_legs", BPF_MAP_TYPE_SOCKHASH, sizeof(weft_sock_tuple), 8);
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
+  UniqueFd config(bpf_map_create(BPF_MAP_TYPE_ARRAY, "weft_local_legs_config", sizeof(uint32_t),
+                                 sizeof(uint32_t), 1, &opts));
+  ASSERT_TRUE(config) << std::strerror(errno);
+  ASSERT_EQ(bpf_obj_pin(config.get(), MapPin(pins_->path(), "weft_local_legs_config").c_str()), 0);
+  auto m = PinnedMaps::Open(pins_->path());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_FALSE((*m)->local_legs_on());
+  uint32_t zero = 0, on = WEFT_LOCAL_LEGS_ON;
+  ASSERT_EQ(bpf_map_update_elem(config.get(), &zero, &on, BPF_ANY), 0);
+  EXPECT_TRUE((*m)->local_legs_on());
+  ASSERT_EQ(bpf_map_update_elem(config.get(), &zero, &zero, BPF_ANY), 0);
+  EXPECT_FALSE((*m)->local_legs_on());
+}
+
 }  // namespace
 }  // namespace weft::bpf

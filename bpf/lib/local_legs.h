@@ -28,8 +28,10 @@ struct {
   __type(value, __u64);
 } weft_local_legs SEC(".maps");
 
+/* Mappable: ztunnel reads the switch from memory on every connection, no syscall. */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
   __uint(max_entries, 1);
   __type(key, __u32);
   __type(value, __u32);

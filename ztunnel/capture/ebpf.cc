@@ -29,7 +29,7 @@ absl::StatusOr<SockAddr> EbpfOrigDstProvider::OriginalDst(int fd) {
 }
 
 bool EbpfOrigDstProvider::JoinLocalLeg(int fd) {
-  if (!maps_->has_local_legs()) return false;
+  if (!maps_->local_legs_on()) return false;  // no syscall when the agent has them off
   absl::Status st = maps_->JoinLocalLeg(fd);
   // NotFound: the agent did not put the app's end in (--local-legs off, a full map): plain TCP.
   if (!st.ok() && !absl::IsNotFound(st))
@@ -39,7 +39,7 @@ bool EbpfOrigDstProvider::JoinLocalLeg(int fd) {
 }
 
 void EbpfOrigDstProvider::ReleaseLocalLeg(int fd) {
-  if (!maps_->has_local_legs()) return;
+  if (!maps_->local_legs_on()) return;
   absl::Status st = maps_->ReleaseLocalLeg(fd);
   if (!st.ok())
     LOG_WARN("capture", "releasing the app's end of a local leg failed",
