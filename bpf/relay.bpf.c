@@ -2,8 +2,10 @@
  * weft_relay_srcs: every skb that arrives on a socket of that map is sent out of its peer socket
  * (weft_relay_tgts, no programs) by the kernel, with no wake-up of ztunnel. The program counts
  * the bytes (the Istio byte metrics) and, when the peer falls more than `cap` bytes behind (its
- * application reads slowly), tells ztunnel through a ring buffer so ztunnel takes the socket out
- * of weft_relay_srcs: TCP's own receive window then pushes back on the sender. */
+ * application reads slowly), tells ztunnel through a ring buffer. ztunnel then pauses the socket
+ * with weft_relay_ctl (never by taking it out of weft_relay_srcs, which can lose an skb: see
+ * docs/fastpath.md): the program leaves its bytes on the socket, whose TCP receive window then
+ * pushes back on the sender. */
 #include <linux/bpf.h>
 /* (separate block so include sorting keeps the order) */
 #include <bpf/bpf_core_read.h>
@@ -34,6 +36,14 @@ struct {
   __type(key, __u64);
   __type(value, struct weft_relay_side);
 } weft_relay_side SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, WEFT_RELAY_MAX_SOCKS);
+  __type(key, __u64);
+  __type(value, struct weft_relay_ctl);
+} weft_relay_ctl SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -68,9 +78,20 @@ int weft_relay_verdict(struct __sk_buff* skb) {
    * send of 0 bytes as a broken pipe and stops sending. The FIN itself is TCP state, which
    * ztunnel passes on (shutdown) once the bytes before it are out. */
   if (skb->len == 0) return SK_DROP;
+  /* Paused, or ztunnel still forwarding what was passed before: keep the bytes on the socket
+   * (its own queue, read by ztunnel's recv), in order behind what was redirected and passed
+   * before. The verdicts of one socket run one at a time (under its socket lock), so `passed`
+   * has one writer. ztunnel updates the ctl element as a whole (a hash update replaces it), so
+   * both fields come from one of its writes. */
+  struct weft_relay_ctl* c = bpf_map_lookup_elem(&weft_relay_ctl, &cookie);
+  if (c && (c->paused || c->forwarded != s->passed)) {
+    __sync_fetch_and_add(&s->passed, skb->len);
+    return SK_PASS;
+  }
+  __u32 armed = (c ? c->gen : 0) + 1;
   __u64 total = __sync_fetch_and_add(&s->redirected, skb->len) + skb->len;
-  if (!s->over && total - weft_peer_acked(s->peer) > s->cap) {
-    s->over = 1;
+  if (s->over != armed && total - weft_peer_acked(s->peer) > s->cap) {
+    s->over = armed;
     struct weft_relay_event e = {.cookie = cookie};
     bpf_ringbuf_output(&weft_relay_evts, &e, sizeof e, 0);
   }

@@ -113,7 +113,7 @@ absl::StatusOr<SameNodeRelay::Pair> SameNodeRelay::Join(int a, int b, uint64_t c
     uint64_t fd = static_cast<uint64_t>(fds[i]);
     st = UpdateMap(tgts, "weft_relay_tgts", &p.cookie[i], &fd);
   }
-  for (int i = 0; i < 2 && st.ok(); i++) st = Resume(fds[i], p.cookie[i]);
+  for (int i = 0; i < 2 && st.ok(); i++) st = Enter(fds[i], p.cookie[i]);
   if (!st.ok()) {
     Leave(p);
     return st;
@@ -127,22 +127,36 @@ void SameNodeRelay::Leave(const Pair& p) {
     (void)DeleteFromMap(bpf_map__fd(skel_->maps.weft_relay_srcs), "weft_relay_srcs", &c);
     (void)DeleteFromMap(bpf_map__fd(skel_->maps.weft_relay_tgts), "weft_relay_tgts", &c);
     (void)DeleteFromMap(bpf_map__fd(skel_->maps.weft_relay_side), "weft_relay_side", &c);
+    // (only a socket that was paused has one)
+    (void)DeleteFromMap(bpf_map__fd(skel_->maps.weft_relay_ctl), "weft_relay_ctl", &c);
   }
 }
 
-absl::Status SameNodeRelay::Pause(uint64_t cookie) {
-  return DeleteFromMap(bpf_map__fd(skel_->maps.weft_relay_srcs), "weft_relay_srcs", &cookie);
+absl::Status SameNodeRelay::WriteCtl(uint64_t cookie, int paused, int bump_gen,
+                                     uint64_t forwarded) {
+  int ctl = bpf_map__fd(skel_->maps.weft_relay_ctl);
+  weft_relay_ctl v{};  // (ztunnel is its only writer: read, change, write back)
+  if (bpf_map_lookup_elem(ctl, &cookie, &v) != 0 && errno != ENOENT)
+    return ErrnoStatus(errno, "weft_relay_ctl lookup");
+  if (paused >= 0) v.paused = static_cast<__u32>(paused);
+  v.gen += static_cast<__u32>(bump_gen);
+  v.forwarded = forwarded;
+  return UpdateMap(ctl, "weft_relay_ctl", &cookie, &v);
 }
 
-absl::Status SameNodeRelay::Resume(int fd, uint64_t cookie) {
-  int side = bpf_map__fd(skel_->maps.weft_relay_side);
-  weft_relay_side v{};
-  // Out of weft_relay_srcs the program does not run for this socket: no concurrent writer.
-  if (bpf_map_lookup_elem(side, &cookie, &v) != 0) return ErrnoStatus(errno, "weft_relay_side");
-  if (v.over) {
-    v.over = 0;
-    if (auto st = UpdateMap(side, "weft_relay_side", &cookie, &v); !st.ok()) return st;
-  }
+absl::Status SameNodeRelay::Pause(uint64_t cookie, uint64_t forwarded) {
+  return WriteCtl(cookie, 1, 0, forwarded);
+}
+
+absl::Status SameNodeRelay::Unpause(uint64_t cookie, uint64_t forwarded) {
+  return WriteCtl(cookie, 0, 1, forwarded);
+}
+
+absl::Status SameNodeRelay::SetForwarded(uint64_t cookie, uint64_t forwarded) {
+  return WriteCtl(cookie, -1, 0, forwarded);
+}
+
+absl::Status SameNodeRelay::Enter(int fd, uint64_t cookie) {
   uint64_t val = static_cast<uint64_t>(fd);
   if (auto st =
           UpdateMap(bpf_map__fd(skel_->maps.weft_relay_srcs), "weft_relay_srcs", &cookie, &val);
@@ -160,7 +174,11 @@ absl::StatusOr<SameNodeRelay::SideStats> SameNodeRelay::Stats(uint64_t cookie) c
   weft_relay_side v{};
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.weft_relay_side), &cookie, &v) != 0)
     return ErrnoStatus(errno, "weft_relay_side lookup");
-  return SideStats{v.redirected, v.over, v.no_peer};
+  SideStats out{v.redirected, v.passed, false, v.no_peer};
+  weft_relay_ctl c{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.weft_relay_ctl), &cookie, &c) != 0) c.gen = 0;
+  out.over = v.over == c.gen + 1;
+  return out;
 }
 
 int SameNodeRelay::event_fd() const {
@@ -189,15 +207,16 @@ absl::StatusOr<uint64_t> BytesUnread(int fd) {
 }
 
 absl::StatusOr<bool> Drained(int from, int to, const SameNodeRelay& relay, uint64_t from_cookie,
-                             uint64_t to_base) {
+                             uint64_t to_base, uint64_t forwarded) {
   auto unread = BytesUnread(from);
   if (!unread.ok()) return unread.status();
   if (*unread > 0) return false;
   auto s = relay.Stats(from_cookie);
   if (!s.ok()) return s.status();
+  if (s->passed != forwarded) return false;
   auto written = BytesWritten(to);
   if (!written.ok()) return written.status();
-  return *written == to_base + s->redirected;
+  return *written == to_base + s->redirected + forwarded;
 }
 
 // ---- Self-test -------------------------------------------------------------------------------
@@ -272,7 +291,7 @@ absl::Status SelfTestRelay() {
     pollfd p{client[1].get(), POLLRDHUP, 0};
     if (poll(&p, 1, 3000) != 1) return;
     for (int i = 0; i < 3000; i++) {
-      auto d = Drained(client[1].get(), app[0].get(), **relay, pair->cookie[0], pair->base[1]);
+      auto d = Drained(client[1].get(), app[0].get(), **relay, pair->cookie[0], pair->base[1], 0);
       if (d.ok() && *d) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }

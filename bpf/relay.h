@@ -36,19 +36,30 @@ class SameNodeRelay {
   // by the kernel, in order, including what already waits in their receive queues. `cap`: when
   // a socket's peer has more than this many redirected bytes not yet acknowledged by its
   // application's stack (a slow reader), the ring buffer gets the socket's cookie (once until
-  // Resume). Neither socket may have been written to by user space.
+  // Unpause). Neither socket may have been written to by user space.
   absl::StatusOr<Pair> Join(int a, int b, uint64_t cap);
   // Takes both sockets out of the maps: no byte is moved any more (call before reset/close).
   void Leave(const Pair& p);
-  // Stops the kernel reading `cookie`'s socket: arriving bytes wait in its receive queue and
-  // TCP's window pushes back on the sender. Its peer keeps sending what was redirected already.
-  absl::Status Pause(uint64_t cookie);
-  // Restarts it (and clears its cap flag); bytes queued meanwhile are sent first.
-  absl::Status Resume(int fd, uint64_t cookie);
+  // Pausing never takes a socket out of weft_relay_srcs: a verdict that runs while the socket
+  // leaves it finds no program and drops its skb (docs/fastpath.md, "Why a pause never leaves
+  // the map"). The program reads weft_relay_ctl instead.
+  //
+  // Pause: bytes arriving on `cookie`'s socket now stay on it (SK_PASS into its own queue, read
+  // by recv), in order behind every byte redirected before; TCP's window pushes back on the
+  // sender. `forwarded`: bytes of it user space has forwarded so far (kept as is).
+  absl::Status Pause(uint64_t cookie, uint64_t forwarded);
+  // Unpause: the program redirects again as soon as user space has forwarded (read, and
+  // written to the peer) every byte it passed: until then it keeps passing, so user space must
+  // copy them (recv, send, SetForwarded) until Stats().passed == forwarded after an empty recv.
+  // Re-arms the cap event. Call only once the peer has taken every redirected byte.
+  absl::Status Unpause(uint64_t cookie, uint64_t forwarded);
+  // User space has forwarded `forwarded` of the passed bytes in all (written to the peer).
+  absl::Status SetForwarded(uint64_t cookie, uint64_t forwarded);
 
   struct SideStats {
     uint64_t redirected = 0;  // payload bytes sent out of the peer (or queued for it)
-    uint32_t over = 0;        // the cap was passed and not yet resumed
+    uint64_t passed = 0;      // payload bytes left on the socket (paused, or catching up)
+    bool over = false;        // the cap event was posted and not re-armed since (Unpause)
     uint32_t no_peer = 0;     // redirects that found no peer (the pair was being torn down)
   };
   absl::StatusOr<SideStats> Stats(uint64_t cookie) const;
@@ -59,6 +70,8 @@ class SameNodeRelay {
 
  private:
   SameNodeRelay() = default;
+  absl::Status Enter(int fd, uint64_t cookie);  // into weft_relay_srcs, queued bytes first
+  absl::Status WriteCtl(uint64_t cookie, int paused, int bump_gen, uint64_t forwarded);
   weft_relay* skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
   std::function<void(uint64_t)>* sink_ = nullptr;  // DrainEvents' callback while it runs
@@ -71,12 +84,12 @@ absl::StatusOr<uint64_t> BytesWritten(int fd);
 // Bytes received on `fd` and not yet taken by anyone (SIOCINQ; takes the socket lock, so a
 // segment the kernel is processing on another CPU has been dealt with when it returns).
 absl::StatusOr<uint64_t> BytesUnread(int fd);
-// The redirect of `from`'s bytes into `to` is complete: nothing is left unread on `from`, and
-// `to` has taken every one of the redirected bytes (Stats(from).redirected, read after the
-// check of `from`; `to_base`: Pair::base of `to`). Only then may user space pass `from`'s EOF
-// on with shutdown(to, SHUT_WR).
+// The relay of `from`'s bytes into `to` is complete: nothing is left unread on `from`, every
+// byte the program passed has been forwarded by user space (`forwarded`), and `to` has taken
+// every redirected and forwarded byte (Stats(from), read after the check of `from`; `to_base`:
+// Pair::base of `to`). Only then may user space pass `from`'s EOF on with shutdown(to, SHUT_WR).
 absl::StatusOr<bool> Drained(int from, int to, const SameNodeRelay& relay, uint64_t from_cookie,
-                             uint64_t to_base);
+                             uint64_t to_base, uint64_t forwarded);
 
 // Does this kernel run the relay correctly? Loads it and, on loopback TCP pairs in the caller's
 // netns: bytes written before the join arrive, both directions keep order, and a FIN passed on

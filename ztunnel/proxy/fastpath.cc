@@ -35,6 +35,8 @@ constexpr int kMaxRounds = 16;
 // longest wait between two checks of a drain or a paused direction (they start at 1 ms).
 constexpr std::chrono::seconds kRelayStatsInterval{5};
 constexpr int kRelayPollMaxMs = 64;
+// CopyTail's read size (a resumed or copied direction of the sockmap relay).
+constexpr size_t kCopyChunk = 256 * 1024;
 
 absl::Status MakePipe(UniqueFd& r, UniqueFd& w, size_t want, size_t* got) {
   int p[2];
@@ -559,7 +561,7 @@ void SameNodeFlow::UpdateRelayInterest(int i) {
   const int o = 1 - i;
   uint32_t want = 0;
   if (!eof_[i]) want |= EPOLLRDHUP;
-  if (tailing_[i] && tail_[i].empty() && !shut_[o]) want |= EPOLLIN;
+  if (tailing_[i] && tail_[i].empty() && !shut_[o] && !fin_wait_[i]) want |= EPOLLIN;
   if (tailing_[o] && !tail_[o].empty()) want |= EPOLLOUT;
   if (want == 0 && hup_[i]) {  // EPOLLHUP is reported whatever the mask: leave the set
     if (registered_[i]) w_->loop().Remove(fd_[i].get());
@@ -579,32 +581,35 @@ void SameNodeFlow::UpdateRelayInterest(int i) {
 }
 
 void SameNodeFlow::OnOverCap(uint64_t cookie) {
-  if (finished_ || !relay_ || to_splice_) return;
+  if (finished_ || !relay_) return;
   const int i = cookie == cookie_[0] ? 0 : 1;
+  if (paused_[i] || tailing_[i]) return;
   Wakeup();
-  if (w_->opts().same_node_relay == ProxyOptions::SameNodeRelay::kAuto && StartSplice()) return;
-  auto st = relay_->relay().Pause(cookie);
+  // Never out of weft_relay_srcs (that can drop an skb, docs/fastpath.md): the program leaves
+  // the bytes on the socket from now on, behind every byte it redirected before.
+  auto st = relay_->relay().Pause(cookie, forwarded_[i]);
   if (!st.ok()) {
     Abort("same-node relay: " + st.ToString());
     return;
   }
   paused_[i] = true;
-  w_->metrics().same_node_relay_event("sockmap", "paused").Increment();
+  // auto: a bulk direction is copied by ztunnel from now on (its thread, the other CPU: one
+  // kernel work item cannot carry one stream at full speed, docs/performance.md).
+  copy_[i] = w_->opts().same_node_relay == ProxyOptions::SameNodeRelay::kAuto;
+  w_->metrics().same_node_relay_event("sockmap", copy_[i] ? "to_copy" : "paused").Increment();
   poll_ms_ = 1;
   SchedulePoll();
 }
 
 void SameNodeFlow::PollRelay() {
   if (finished_) return;
-  if (to_splice_) {
-    PollSplice();
-    return;
-  }
   for (int i = 0; i < 2; i++) {
     if (paused_[i] && !tailing_[i] && !PollPaused(i)) return;
+    if (fin_wait_[i] && !CopyTail(i)) return;
     const int o = 1 - i;
-    if (eof_[i] && !paused_[i] && !shut_[o]) {  // the FIN goes after the last redirected byte
-      auto d = bpf::Drained(fd_[i].get(), fd_[o].get(), relay_->relay(), cookie_[i], base_[o]);
+    if (eof_[i] && !paused_[i] && !tailing_[i] && !shut_[o]) {  // the FIN after the last byte
+      auto d = bpf::Drained(fd_[i].get(), fd_[o].get(), relay_->relay(), cookie_[i], base_[o],
+                            forwarded_[i]);
       if (!d.ok()) {
         Abort("same-node relay: " + d.status().ToString());
         return;
@@ -621,10 +626,9 @@ void SameNodeFlow::PollRelay() {
   if (!finished_) SchedulePoll();
 }
 
-// A paused direction: resume it once its slow reader is back under half the cap. A socket
-// that has received or sent a FIN cannot re-enter the sockhash (only established sockets may):
-// then, once the peer has taken every redirected byte, ztunnel copies the rest itself
-// (CopyTail), in order, and passes the FIN on. False: aborted.
+// A paused direction: ztunnel forwards what waits on the socket once the peer has taken every
+// byte the kernel redirected (its send path holds them all, so ztunnel's writes go after them).
+// That is also when the slow reader has caught up. False: aborted.
 bool SameNodeFlow::PollPaused(int i) {
   const int o = 1 - i;
   bpf::SameNodeRelay& relay = relay_->relay();
@@ -634,14 +638,15 @@ bool SameNodeFlow::PollPaused(int i) {
     Abort("same-node relay: " + (s.ok() ? written.status() : s.status()).ToString());
     return false;
   }
-  const uint64_t taken = *written - base_[o];
-  const bool under_half = taken + w_->opts().fast_path_relay_cap / 2 >= s->redirected;
-  if (!under_half) return true;
-  if (!eof_[i] && relay.Resume(fd_[i].get(), cookie_[i]).ok()) {
+  if (*written - base_[o] != s->redirected + forwarded_[i]) return true;
+  if (!copy_[i]) {
+    // The program redirects again once ztunnel has forwarded every byte it passed.
+    if (auto st = relay.Unpause(cookie_[i], forwarded_[i]); !st.ok()) {
+      Abort("same-node relay: " + st.ToString());
+      return false;
+    }
     paused_[i] = false;
-    return true;
   }
-  if (taken != s->redirected) return true;  // the copy starts after the last redirected byte
   tailing_[i] = true;
   return CopyTail(i);
 }
@@ -649,18 +654,37 @@ bool SameNodeFlow::PollPaused(int i) {
 bool SameNodeFlow::CopyTail(int i) {
   const int o = 1 - i;
   std::string& buf = tail_[i];
+  bpf::SameNodeRelay& relay = relay_->relay();
+  fin_wait_[i] = false;
   while (!shut_[o]) {
     if (buf.empty()) {
-      buf.resize(64 * 1024);
+      buf.resize(kCopyChunk);
       ssize_t n = recv(fd_[i].get(), buf.data(), buf.size(), MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = -2;
       buf.resize(n > 0 ? static_cast<size_t>(n) : 0);
-      if (n == 0) {
-        shutdown(fd_[o].get(), SHUT_WR);
-        shut_[o] = true;
+      if (n == 0 || n == -2) {
+        // Nothing to read: has every byte the program passed been forwarded? Not yet: more is
+        // on its way to the socket's queue (EPOLLIN brings it). Yes: at EOF the FIN goes on;
+        // a resumed direction is back on the relay (the program saw forwarded == passed from
+        // the SetForwarded before this read, so it redirects whatever comes next).
+        auto s = relay.Stats(cookie_[i]);
+        if (!s.ok()) {
+          Abort("same-node relay: " + s.status().ToString());
+          return false;
+        }
+        const bool all = s->passed == forwarded_[i];
+        if (n == 0 && all) {
+          eof_[i] = true;
+          shutdown(fd_[o].get(), SHUT_WR);
+          shut_[o] = true;
+        } else if (n == 0) {
+          fin_wait_[i] = true;  // EOF with passed bytes still queued: check again on the timer
+          eof_[i] = true;
+        } else if (all && !copy_[i]) {
+          tailing_[i] = false;
+        }
         break;
       }
-      if (n == -2) break;
       if (n < 0) {
         Abort(absl::StrCat("read from ", i == 0 ? "client" : "application",
                            " failed: ", std::strerror(errno)));
@@ -682,71 +706,25 @@ bool SameNodeFlow::CopyTail(int i) {
       return false;
     }
     buf.erase(0, static_cast<size_t>(m));
+    forwarded_[i] += static_cast<uint64_t>(m);
+    // A copied direction stays paused for good: the program need not know.
+    if (!copy_[i]) {
+      if (auto st = relay.SetForwarded(cookie_[i], forwarded_[i]); !st.ok()) {
+        Abort("same-node relay: " + st.ToString());
+        return false;
+      }
+    }
   }
+  UpdateRelayInterest(0);
+  UpdateRelayInterest(1);
   return true;
-}
-
-// The relay fell behind its sender: the kernel queued a cap's worth of bytes for a peer that
-// has not taken them. That is the case of one bulk stream, whose redirects all run in one
-// kernel work item on the sender's CPU (docs/performance.md, "Same-node, one bulk stream");
-// splice moves the second leg to ztunnel's thread, on the other CPU. Request/response flows never
-// get here. Both directions stop redirecting now; PollSplice switches once the kernel has
-// handed every redirected byte to its peer, so the pipes start exactly where the relay ended.
-bool SameNodeFlow::StartSplice() {
-  for (int i = 0; i < 2; i++)
-    if (eof_[i] || shut_[i] || tailing_[i]) return false;
-  for (int i = 0; i < 2; i++) {
-    if (paused_[i]) continue;
-    if (auto st = relay_->relay().Pause(cookie_[i]); !st.ok()) {
-      Abort("same-node relay: " + st.ToString());
-      return true;
-    }
-    paused_[i] = true;
-  }
-  to_splice_ = true;
-  w_->metrics().same_node_relay_event("sockmap", "to_splice").Increment();
-  SchedulePoll();
-  return true;
-}
-
-void SameNodeFlow::PollSplice() {
-  bpf::SameNodeRelay& relay = relay_->relay();
-  for (int i = 0; i < 2; i++) {
-    const int o = 1 - i;
-    // SIOCINQ takes the socket lock: a verdict still running for a segment of fd_[i] on another
-    // CPU has counted it when this returns (bytes left unread are spliced later).
-    auto unread = bpf::BytesUnread(fd_[i].get());
-    auto s = unread.ok() ? relay.Stats(cookie_[i]) : unread.status();
-    auto written = bpf::BytesWritten(fd_[o].get());
-    if (!s.ok() || !written.ok()) {
-      Abort("same-node relay: " + (s.ok() ? written.status() : s.status()).ToString());
-      return;
-    }
-    if (*written - base_[o] != s->redirected) {  // the peer has not taken them all yet
-      SchedulePoll();
-      return;
-    }
-  }
-  LeaveRelay();
-  to_splice_ = false;
-  for (int i = 0; i < 2; i++) {
-    paused_[i] = false;
-    eof_[i] = false;  // splice reads to the end itself (a FIN seen meanwhile reads as 0)
-    linger l{0, 0};   // as a splice flow: a clean close sends what is queued
-    setsockopt(fd_[i].get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
-  }
-  if (!MakePipesNow()) return;
-  LOG_DEBUG("outbound", "same-node flow continues with splice (the sockmap relay fell behind)",
-            {{"dst", info_.dst.ToString()}});
-  UpdateInterest(0);
-  UpdateInterest(1);
 }
 
 void SameNodeFlow::SchedulePoll() {
   bool waiting = false, paused = false;  // (a copied direction is driven by its socket events)
   for (int i = 0; i < 2; i++) {
     paused |= paused_[i] && !tailing_[i];
-    waiting |= paused || (eof_[i] && !paused_[i] && !shut_[1 - i]);
+    waiting |= paused || fin_wait_[i] || (eof_[i] && !paused_[i] && !tailing_[i] && !shut_[1 - i]);
   }
   if (!waiting || poll_timer_ != 0) return;
   // A paused direction is checked every millisecond (its reader drains the cap in a few, and a
@@ -818,10 +796,6 @@ void SameNodeFlow::SchedulePoll() {}
 bool SameNodeFlow::CopyTail(int) {
   return false;
 }
-bool SameNodeFlow::StartSplice() {
-  return false;
-}
-void SameNodeFlow::PollSplice() {}
 void SameNodeFlow::ScheduleStats() {}
 void SameNodeFlow::CountRelayBytes() {}
 void SameNodeFlow::LeaveRelay() {}

@@ -61,13 +61,14 @@ bool TrySameNode(Worker& w, const ConfigSnapshot& snap, const Workload& src, con
 // socket connected from inside the destination pod's netns to the application, joined either by
 // the worker's sockmap relay (the kernel moves the bytes; ztunnel watches only for EOF and
 // errors, passes a FIN on once the redirected bytes are drained, and pauses a direction whose
-// reader is slow) or by splice(2) through one pipe per direction. Payload bytes never reach user
-// space. Semantics are PlainRelay's: back-pressure, half-close, RST propagation, connect
-// timeout. The flow itself is the destination-side record
-// (reporter="destination", authz set, pod_uid = the destination pod, tracked by Inbound so
-// Reevaluate closes it); it also carries the source-side record (reporter="source"). Both are begun
-// together (when the application answers; on failure just before finishing, so the metrics carry
-// the response flags) and finished together, exactly once.
+// reader is slow; a paused direction is copied by ztunnel until the kernel redirects again, and
+// under `auto` a bulk direction is copied for good) or by splice(2) through one pipe per
+// direction. With splice, payload bytes never reach user space. Semantics are PlainRelay's:
+// back-pressure, half-close, RST propagation, connect timeout. The flow itself is the
+// destination-side record (reporter="destination", authz set, pod_uid = the destination pod,
+// tracked by Inbound so Reevaluate closes it); it also carries the source-side record
+// (reporter="source"). Both are begun together (when the application answers; on failure just
+// before finishing, so the metrics carry the response flags) and finished together, exactly once.
 class SameNodeFlow : public Flow {
  public:
   // `client` is connected; `server` is connecting; pipe_r/pipe_w: [0] client->server, [1]
@@ -100,12 +101,9 @@ class SameNodeFlow : public Flow {
   bool PollPaused(int from);  // false: aborted
   void UpdateRelayInterest(int idx);
   void SchedulePoll();
-  bool CopyTail(int from);  // a paused direction whose sender finished; false: aborted
-  // --same-node-relay=auto: a flow whose relay fell behind continues with splice (both
-  // directions stopped, the kernel's queue drained, then the pipes). False: not possible now
-  // (a direction has ended), pause instead.
-  bool StartSplice();
-  void PollSplice();       // waits for the drain, then switches
+  // Forwards what the program left on `from` (recv/send): a resumed direction until the program
+  // redirects again, a copied one (auto) to its end. False: aborted.
+  bool CopyTail(int from);
   void ScheduleStats();    // CountRelayBytes every kRelayStatsInterval
   void CountRelayBytes();  // the BPF counters into both records
   void LeaveRelay();
@@ -129,10 +127,17 @@ class SameNodeFlow : public Flow {
   FastPathRelay* relay_ = nullptr;  // joined: the kernel moves the bytes
   uint64_t cookie_[2] = {0, 0}, base_[2] = {0, 0};
   uint64_t counted_[2] = {0, 0};  // redirected bytes already in the metrics
+  // Direction i (bytes arriving on fd_[i]) in the sockmap relay. paused_: the program leaves its
+  // bytes on fd_[i] (weft_relay_ctl), waiting for the peer to take every redirected byte.
+  // tailing_: ztunnel forwards them (CopyTail); with copy_ (auto, a bulk direction) for good,
+  // else until the program redirects again. fin_wait_: fd_[i] read EOF while the program still
+  // has passed bytes on their way to its queue (a timer, not EPOLLIN, brings CopyTail back).
   bool paused_[2] = {false, false};
-  bool tailing_[2] = {false, false};  // a paused direction ztunnel copies to its end
-  bool to_splice_ = false;            // StartSplice: both directions paused, waiting for the drain
-  std::string tail_[2];               // CopyTail: bytes read from i, not yet written to 1-i
+  bool tailing_[2] = {false, false};
+  bool copy_[2] = {false, false};
+  bool fin_wait_[2] = {false, false};
+  uint64_t forwarded_[2] = {0, 0};  // bytes CopyTail wrote from fd_[i] to fd_[1-i]
+  std::string tail_[2];             // CopyTail: bytes read from i, not yet written to 1-i
   uint64_t poll_timer_ = 0, stats_timer_ = 0;
   int poll_ms_ = 1;
 };
