@@ -55,20 +55,47 @@ absl::StatusOr<UniqueFd> OpenPodNetns(const std::string& path) {
   return ns;
 }
 
+namespace {
+// The netns each thread returns to. Opening /proc/thread-self/ns/net (a procfs path walk) cost
+// as much as the two setns calls together on every socket a proxy creates in a pod's netns, so
+// the outermost Enter of a thread keeps the descriptor for the thread's life. Valid because a
+// thread's netns only changes through ScopedNetns in this code base (forked children setns
+// before exec, in their own process); nested Enters still open the path, as they come back to
+// a pod's netns, not the thread's own.
+struct ThreadNetns {
+  UniqueFd home;
+  int depth = 0;
+};
+thread_local ThreadNetns t_netns;
+
+UniqueFd OpenCurrentNetns() {
+  return UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+}
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ScopedNetns>> ScopedNetns::Enter(int netns_fd) {
-  int orig = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (orig < 0) return ErrnoError(errno, "open /proc/thread-self/ns/net");
-  UniqueFd o(orig);
+  const bool outermost = t_netns.depth == 0;
+  UniqueFd nested;
+  if (outermost) {
+    if (!t_netns.home) t_netns.home = OpenCurrentNetns();
+    if (!t_netns.home) return ErrnoError(errno, "open /proc/thread-self/ns/net");
+  } else {
+    nested = OpenCurrentNetns();
+    if (!nested) return ErrnoError(errno, "open /proc/thread-self/ns/net");
+  }
   if (::setns(netns_fd, CLONE_NEWNET) != 0)
     return ErrnoError(errno, "setns(CLONE_NEWNET) (needs CAP_SYS_ADMIN)");
-  return std::unique_ptr<ScopedNetns>(new ScopedNetns(std::move(o)));
+  ++t_netns.depth;
+  return std::unique_ptr<ScopedNetns>(new ScopedNetns(std::move(nested)));
 }
 
 ScopedNetns::~ScopedNetns() {
-  if (::setns(orig_.get(), CLONE_NEWNET) != 0) {
+  const int back = orig_ ? orig_.get() : t_netns.home.get();
+  if (::setns(back, CLONE_NEWNET) != 0) {
     std::perror("weft: cannot return to the original network namespace");
     std::abort();
   }
+  --t_netns.depth;
 }
 
 absl::Status RunInNetns(int netns_fd, const std::function<absl::Status()>& fn) {

@@ -33,8 +33,11 @@ absl::StatusOr<UniqueFd> OpenPodNetns(const std::string& path);
 // The netns cookie (SO_NETNS_COOKIE, Linux 5.14+) of the namespace `netns_fd` refers to.
 absl::StatusOr<uint64_t> NetnsCookie(int netns_fd);
 
-// Enters `netns_fd` for the calling thread; the destructor returns to the original netns
-// (and aborts if it cannot: continuing in the wrong netns would be a security bug).
+// Enters `netns_fd` for the calling thread; the destructor, on the same thread, returns to the
+// original netns (and aborts if it cannot: continuing in the wrong netns would be a security
+// bug). The outermost ScopedNetns of a thread returns to a descriptor of the thread's own netns
+// kept for the thread's life (opened at its first Enter): code that moves a thread to another
+// netns for good must not use ScopedNetns on that thread afterwards.
 class ScopedNetns {
  public:
   static absl::StatusOr<std::unique_ptr<ScopedNetns>> Enter(int netns_fd);

@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <sys/socket.h>
+
 #include <filesystem>
+#include <thread>
 
 #include "common/file.h"
 #include "common/testing/netns_fixture.h"
@@ -73,6 +76,47 @@ TEST(PodNetns, FifoOrFileIsRefusedWithoutBlocking) {
         << fd.status();
   }
   EXPECT_FALSE(OpenPodNetns(dir.path() + "/missing").ok());
+}
+
+// ScopedNetns keeps the thread's own netns open after the first switch: sockets still land in the
+// namespace asked for, a nested switch comes back to the outer pod's netns, and the thread ends
+// each switch where it started.
+TEST(ScopedNetns, SocketsLandWhereAskedAndTheThreadComesBack) {
+  WEFT_SKIP_UNLESS_ROOT("creating a network namespace");
+  testing::DeleteStaleNamespaces(kPrefix);
+  testing::ScopedNetns a(kPrefix), b(kPrefix);
+  auto own = NetnsCookie(-1);
+  ASSERT_TRUE(own.ok()) << own.status();
+  auto cookie_of = [](const UniqueFd& s) {
+    uint64_t c = 0;
+    socklen_t len = sizeof c;
+    EXPECT_EQ(getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &c, &len), 0);
+    return c;
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto sa = SocketInNetns(a.fd(), AF_INET, SOCK_STREAM, 0);
+    auto sb = SocketInNetns(b.fd(), AF_INET, SOCK_STREAM, 0);
+    ASSERT_TRUE(sa.ok() && sb.ok());
+    EXPECT_EQ(cookie_of(*sa), a.cookie());
+    EXPECT_EQ(cookie_of(*sb), b.cookie());
+    EXPECT_EQ(NetnsCookie(-1).value_or(0), *own);
+  }
+  absl::Status st = RunInNetns(a.fd(), [&]() -> absl::Status {
+    auto inner = SocketInNetns(b.fd(), AF_INET, SOCK_STREAM, 0);
+    if (!inner.ok()) return inner.status();
+    EXPECT_EQ(cookie_of(*inner), b.cookie());
+    EXPECT_EQ(NetnsCookie(-1).value_or(0), a.cookie());  // back in a, not in the thread's own
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(NetnsCookie(-1).value_or(0), *own);
+  // A new thread keeps its own descriptor.
+  std::thread([&] {
+    auto s = SocketInNetns(a.fd(), AF_INET, SOCK_STREAM, 0);
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(cookie_of(*s), a.cookie());
+    EXPECT_EQ(NetnsCookie(-1).value_or(0), *own);
+  }).join();
 }
 
 }  // namespace
