@@ -128,13 +128,17 @@ absl::Status SetListener(int listeners_fd, uint32_t slot, weft_listener_kind kin
   return st;
 }
 
+namespace {
+absl::Status NoPodMap(std::string_view name, uint64_t netns_cookie) {
+  return absl::NotFoundError(
+      absl::StrCat(Av(name), " has no map for the pod with netns cookie ", netns_cookie));
+}
+}  // namespace
+
 absl::StatusOr<UniqueFd> PodMap(int outer_fd, std::string_view name, uint64_t netns_cookie) {
   uint32_t id = 0;
   if (bpf_map_lookup_elem(outer_fd, &netns_cookie, &id) != 0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(
-          absl::StrCat(Av(name), " has no map for the pod with netns cookie ", netns_cookie));
-    }
+    if (errno == ENOENT) return NoPodMap(name, netns_cookie);
     return ErrnoStatus(errno, absl::StrCat("reading ", Av(name)));
   }
   int fd = bpf_map_get_fd_by_id(id);
@@ -179,7 +183,60 @@ absl::Status CreatePodMaps(int orig_dst_fd, int by_peer_fd, uint64_t netns_cooki
   return CreatePodMap(orig_dst_fd, "weft_orig_dst", sizeof(uint64_t), netns_cookie);
 }
 
-absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accepted_fd) {
+absl::Status PodMapCache::Lookup(int outer_fd, std::string_view name, uint64_t netns_cookie,
+                                 const void* key, void* value, bool* missing) {
+  *missing = false;
+  uint32_t id = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (bpf_map_lookup_elem(outer_fd, &netns_cookie, &id) != 0) {
+    if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("reading ", Av(name)));
+    entries_.erase(netns_cookie);  // unenrolled: its map goes with it
+    return NoPodMap(name, netns_cookie);
+  }
+  auto it = entries_.find(netns_cookie);
+  if (it == entries_.end() || it->second.id != id) {
+    int fd = bpf_map_get_fd_by_id(id);
+    if (fd < 0) {
+      if (errno == ENOENT) {  // removed between the two calls
+        entries_.erase(netns_cookie);
+        return absl::NotFoundError(absl::StrCat(Av(name), ": the map of the pod with netns cookie ",
+                                                netns_cookie, " was just removed"));
+      }
+      return ErrnoStatus(errno,
+                         absl::StrCat("opening ", Av(name), "'s map for netns ", netns_cookie));
+    }
+    if (it == entries_.end() && entries_.size() >= kSweepAbove) SweepLocked(outer_fd);
+    Entry& e = entries_[netns_cookie];
+    e.id = id;
+    e.fd.reset(fd);
+    it = entries_.find(netns_cookie);
+  }
+  if (bpf_map_lookup_elem(it->second.fd.get(), key, value) != 0) {
+    if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("reading ", Av(name)));
+    *missing = true;
+  }
+  return absl::OkStatus();
+}
+
+void PodMapCache::SweepLocked(int outer_fd) {
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    uint32_t id = 0;
+    const bool gone = bpf_map_lookup_elem(outer_fd, &it->first, &id) != 0 || id != it->second.id;
+    if (gone) {
+      entries_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+size_t PodMapCache::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
+}
+
+absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accepted_fd,
+                                                       PodMapCache* cache) {
   WEFT_ASSIGN_OR_RETURN(SockAddr peer, PeerAddress(accepted_fd));
   weft_peer_key key{};
   socklen_t len = sizeof(key.netns_cookie);
@@ -188,21 +245,31 @@ absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accep
   }
   ToMapped(peer.ip, key.addr);
   key.port = htons(peer.port);
-  auto pod = PodMap(by_peer_fd, "weft_orig_dst_by_peer", key.netns_cookie);
-  if (absl::IsNotFound(pod.status())) {
+  auto not_enrolled = [&](const absl::Status& st) {
     return absl::NotFoundError(
         absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),
-                     ": ", pod.status().message(), " (not enrolled by the agent?)"));
-  }
-  if (!pod.ok()) return pod.status();
+                     ": ", st.message(), " (not enrolled by the agent?)"));
+  };
   weft_orig_dst value{};
-  if (bpf_map_lookup_elem(pod->get(), &key, &value) != 0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(
-          absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),
-                       ": it was not redirected by eBPF, or the sockops program is not attached"));
+  bool missing = false;
+  if (cache) {
+    absl::Status st = cache->Lookup(by_peer_fd, "weft_orig_dst_by_peer", key.netns_cookie, &key,
+                                    &value, &missing);
+    if (absl::IsNotFound(st)) return not_enrolled(st);
+    if (!st.ok()) return st;
+  } else {
+    auto pod = PodMap(by_peer_fd, "weft_orig_dst_by_peer", key.netns_cookie);
+    if (absl::IsNotFound(pod.status())) return not_enrolled(pod.status());
+    if (!pod.ok()) return pod.status();
+    if (bpf_map_lookup_elem(pod->get(), &key, &value) != 0) {
+      if (errno != ENOENT) return ErrnoStatus(errno, "reading weft_orig_dst_by_peer");
+      missing = true;
     }
-    return ErrnoStatus(errno, "reading weft_orig_dst_by_peer");
+  }
+  if (missing) {
+    return absl::NotFoundError(
+        absl::StrCat("no original destination recorded for the connection from ", peer.ToString(),
+                     ": it was not redirected by eBPF, or the sockops program is not attached"));
   }
   return FromRecord(value);
 }

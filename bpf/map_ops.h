@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/net.h"
@@ -53,9 +55,38 @@ absl::StatusOr<UniqueFd> PodMap(int outer_fd, std::string_view name, uint64_t ne
 // records).
 absl::Status CreatePodMaps(int orig_dst_fd, int by_peer_fd, uint64_t netns_cookie);
 
+// Descriptors of a hash of maps' inner maps, by netns cookie, so a lookup in a pod's inner map
+// costs one lookup of the outer map (the inner map's id) instead of that plus
+// bpf_map_get_fd_by_id and close. The id is compared on every call: a pod unenrolled and
+// enrolled again (a new inner map under the same cookie) is never read through the old
+// descriptor. Descriptors of departed pods (their cookie gone from the outer map) are closed
+// when they are next asked for, and swept once the cache holds more than kSweepAbove entries,
+// so the cache pins no inner map the outer map let go of for long. Thread-safe (one mutex).
+class PodMapCache {
+ public:
+  static constexpr size_t kSweepAbove = 32;
+  // bpf_map_lookup_elem(inner map of `netns_cookie` in `outer_fd`, key, value). NotFound (with
+  // a message) when the pod has no inner map; ENOENT of the inner lookup is returned as
+  // `*missing = true` with OkStatus.
+  absl::Status Lookup(int outer_fd, std::string_view name, uint64_t netns_cookie, const void* key,
+                      void* value, bool* missing);
+  size_t size() const;
+
+ private:
+  struct Entry {
+    uint32_t id = 0;
+    UniqueFd fd;
+  };
+  void SweepLocked(int outer_fd);
+  mutable std::mutex mu_;
+  absl::flat_hash_map<uint64_t, Entry> entries_;
+};
+
 // weft_orig_dst_by_peer lookup for a connection accepted on ztunnel's outbound listener: the
 // accepted socket's netns cookie picks the pod's inner map, its peer address the record.
-absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accepted_fd);
+// `cache` (optional) keeps the inner maps' descriptors between calls.
+absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int by_peer_fd, int accepted_fd,
+                                                       PodMapCache* cache = nullptr);
 
 // A per-CPU counter array (WEFT_REASON_SLOTS entries) summed over CPUs.
 absl::StatusOr<ReasonCounts> ReadCounters(int map_fd, std::string_view name);

@@ -58,7 +58,11 @@ absl::Status PinnedMaps::RemoveListener(uint32_t slot, weft_listener_kind kind) 
 }
 
 absl::StatusOr<SockAddr> PinnedMaps::OriginalDestinationOfAccepted(int accepted_fd) const {
-  return internal::OriginalDestinationOfAccepted(by_peer_.get(), accepted_fd);
+  return internal::OriginalDestinationOfAccepted(by_peer_.get(), accepted_fd, &pod_maps_);
+}
+
+size_t PinnedMaps::CachedPodMaps() const {
+  return pod_maps_.size();
 }
 
 absl::Status PinnedMaps::JoinLocalLeg(int fd) {

@@ -3,7 +3,8 @@
 // weft_listeners and reads original destinations from weft_orig_dst_by_peer. The agent owns
 // the maps' lifetime; these fds keep the maps alive while open even if the agent unpins them.
 //
-// Thread-safety: every method is a single syscall on fds fixed at Open; safe from any thread.
+// Thread-safety: safe from any thread (syscalls on fds fixed at Open; the inner-map cache of
+// OriginalDestinationOfAccepted has its own mutex).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "bpf/map_ops.h"
 #include "common/net.h"
 #include "common/unique_fd.h"
 #include "shared/capture.h"
@@ -35,8 +37,11 @@ class PinnedMaps {
   // Where the app tried to connect before connect4/6 redirected it, for a connection accepted
   // on ztunnel's outbound listener (looked up by the accepted socket's netns cookie and peer
   // address). Same semantics as OutboundCapture::OriginalDestinationOfAccepted: NotFound when
-  // the connection was not redirected by eBPF.
+  // the connection was not redirected by eBPF. Keeps each pod's inner map open between calls
+  // (internal::PodMapCache in map_ops.h: checked against the outer map's id on every call).
   absl::StatusOr<SockAddr> OriginalDestinationOfAccepted(int accepted_fd) const;
+  // Pods whose inner map is held open now (for tests).
+  size_t CachedPodMaps() const;
 
   // The local legs (docs/fastpath.md, "The local legs of cross-node traffic"). `fd` is
   // ztunnel's end of a connection with an app in the pod's netns (the accepted outbound
@@ -74,6 +79,7 @@ class PinnedMaps {
   UniqueFd local_legs_;  // invalid: not pinned (an agent without local legs)
   const volatile uint32_t* legs_config_ = nullptr;  // mmap of weft_local_legs_config
   size_t legs_config_len_ = 0;
+  mutable internal::PodMapCache pod_maps_;
 };
 
 }  // namespace weft::bpf

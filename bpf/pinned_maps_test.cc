@@ -12,9 +12,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "bpf/bpffs.h"
+#include "bpf/map_ops.h"
 #include "bpf/pins.h"
 #include "bpf/testing.h"
 #include "common/netns.h"
@@ -190,6 +192,67 @@ TEST_F(PinnedMapsTest, OriginalDestinationOfAcceptedFindsTheRecordByPeer) {
 
   auto none = (*m)->OriginalDestinationOfAccepted(other);
   EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
+  EXPECT_EQ((*m)->CachedPodMaps(), 1u);
+
+  // The inner map's descriptor is cached per pod; the pod re-enrolled under the same cookie
+  // gets a new inner map, and the old one (still holding the old record) must not answer.
+  UniqueFd pod2(bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "weft_pod_od", sizeof(weft_peer_key),
+                               sizeof(weft_orig_dst), WEFT_ORIG_DST_PER_POD, nullptr));
+  ASSERT_TRUE(pod2) << std::strerror(errno);
+  weft_orig_dst rec2 = rec;
+  rec2.port = htons(9090);
+  ASSERT_EQ(bpf_map_update_elem(pod2.get(), &key, &rec2, BPF_ANY), 0) << std::strerror(errno);
+  uint32_t pod2_fd = static_cast<uint32_t>(pod2.get());
+  ASSERT_EQ(bpf_map_update_elem(raw.get(), &cookie, &pod2_fd, BPF_ANY), 0) << std::strerror(errno);
+  auto again = (*m)->OriginalDestinationOfAccepted(mine);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->ToString(), "10.99.0.5:9090");
+
+  // Unenrolled: not found, and the cached descriptor is let go.
+  ASSERT_EQ(bpf_map_delete_elem(raw.get(), &cookie), 0) << std::strerror(errno);
+  auto gone = (*m)->OriginalDestinationOfAccepted(mine);
+  EXPECT_TRUE(absl::IsNotFound(gone.status())) << gone.status();
+  EXPECT_EQ((*m)->CachedPodMaps(), 0u);
+  // Enrolled again with the first map: its record answers.
+  ASSERT_EQ(bpf_map_update_elem(raw.get(), &cookie, &pod_fd, BPF_ANY), 0) << std::strerror(errno);
+  auto back = (*m)->OriginalDestinationOfAccepted(mine);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ToString(), "10.99.0.5:8080");
+}
+
+// Descriptors of pods that left are swept once the cache grows past kSweepAbove, so it never
+// keeps a departed pod's inner map alive for long.
+TEST_F(PinnedMapsTest, PodMapCacheSweepsDepartedPods) {
+  PinBoth();
+  UniqueFd raw(bpf_obj_get(MapPin(pins_->path(), "weft_orig_dst_by_peer").c_str()));
+  ASSERT_TRUE(raw);
+  internal::PodMapCache cache;
+  const size_t n = internal::PodMapCache::kSweepAbove;
+  std::vector<UniqueFd> inner;
+  weft_peer_key key{};
+  weft_orig_dst value{};
+  for (uint64_t cookie = 1; cookie <= n; ++cookie) {
+    inner.emplace_back(bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "weft_pod_od", sizeof(weft_peer_key),
+                                      sizeof(weft_orig_dst), WEFT_ORIG_DST_PER_POD, nullptr));
+    ASSERT_TRUE(inner.back()) << std::strerror(errno);
+    uint32_t fd = static_cast<uint32_t>(inner.back().get());
+    ASSERT_EQ(bpf_map_update_elem(raw.get(), &cookie, &fd, BPF_ANY), 0) << std::strerror(errno);
+    bool missing = false;
+    ASSERT_TRUE(cache.Lookup(raw.get(), "by_peer", cookie, &key, &value, &missing).ok());
+    EXPECT_TRUE(missing);
+  }
+  EXPECT_EQ(cache.size(), n);
+  // Every pod but the last leaves without being asked for again; a new pod arrives.
+  for (uint64_t cookie = 1; cookie < n; ++cookie)
+    ASSERT_EQ(bpf_map_delete_elem(raw.get(), &cookie), 0) << std::strerror(errno);
+  uint64_t fresh = n + 1;
+  uint32_t fd = static_cast<uint32_t>(inner.front().get());
+  ASSERT_EQ(bpf_map_update_elem(raw.get(), &fresh, &fd, BPF_ANY), 0) << std::strerror(errno);
+  bool missing = false;
+  ASSERT_TRUE(cache.Lookup(raw.get(), "by_peer", fresh, &key, &value, &missing).ok());
+  EXPECT_EQ(cache.size(), 2u);  // the last old pod and the new one
+  // A pod never enrolled: NotFound.
+  EXPECT_TRUE(absl::IsNotFound(cache.Lookup(raw.get(), "by_peer", 999, &key, &value, &missing)));
 }
 
 // The agent's local-legs switch is read from a read-only mapping, live: no reopen, no syscall.
