@@ -214,7 +214,7 @@ int AcceptedSocket(const SockAddr& local, const std::optional<SockAddr>& peer) {
 }
 
 // Accepted sockets on 15001, 15006 and 15008 detect a vanished peer: TCP keepalive and
-// TCP_USER_TIMEOUT (io.h SetDeadPeerTimeouts), set when Worker accepts them.
+// TCP_USER_TIMEOUT (io.h SetDeadPeerTimeouts), inherited from the listeners they were accepted on.
 TEST_F(DirectHttpHardening, AcceptedSocketsDetectDeadPeers) {
   auto out = Outbound(EchoAddr());  // accepted on A's 15001, and B accepts A's HBONE on 15008
   ASSERT_EQ(weft::testing::EchoRoundTrip(out.get(), "x"), "x");

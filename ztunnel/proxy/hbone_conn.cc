@@ -1132,8 +1132,7 @@ void Tunnel::OnEvents(uint32_t ev) {
   if (app_connecting_) {
     if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     app_connecting_ = false;
-    int err = ConnectResult(app_.get());
-    if (err == 0) SetNoDelay(app_.get());
+    int err = ConnectResult(app_.get());  // TCP_NODELAY: set by StartConnect before connect
     if (on_app_connected) {  // once: its captures go now, not with the connection
       auto done = std::move(on_app_connected);
       on_app_connected = nullptr;

@@ -295,6 +295,7 @@ absl::StatusOr<UniqueFd> Listen(const ListenerSpec& spec) {
     return ErrnoError(errno, absl::StrCat("bind ", spec.addr.ToString()));
   if (listen(fd.get(), 4096) != 0) return ErrnoError(errno, "listen");
   WEFT_RETURN_IF_ERROR(SetNonBlocking(fd.get()));
+  SetDeadPeerTimeouts(fd.get());  // inherited by every accepted socket
   return fd;
 }
 

@@ -110,8 +110,9 @@ inline constexpr int kKeepAliveProbes = 6;
 inline constexpr std::chrono::milliseconds kUserTimeout =
     kKeepAliveIdle + kKeepAliveProbes * kKeepAliveInterval;  // 120 s: keepalive's own bound
 void SetKeepAlive(int fd);
-// SetKeepAlive and TCP_USER_TIMEOUT: every socket accepted on 15001, 15006 and 15008
-// (Worker) and every HBONE connection ztunnel dials.
+// SetKeepAlive and TCP_USER_TIMEOUT: every HBONE connection ztunnel dials, and every listener
+// on 15001, 15006 and 15008 (Listen, and taken-over ones when adopted), whose accepted sockets
+// inherit them from the listener: five setsockopt calls less per accepted connection.
 void SetDeadPeerTimeouts(int fd);
 // Close with RST instead of FIN (SO_LINGER 0): used when the other side of a tunnel failed.
 void SetResetOnClose(int fd);

@@ -83,7 +83,6 @@ void Worker::ListenerHandler::OnEvents(uint32_t) {
         LOG_WARN("proxy", "accept failed", {{"pod", pod->uid}, {"error", std::strerror(errno)}});
       return;
     }
-    SetDeadPeerTimeouts(c);  // a vanished peer must not hold its flow forever
     w->OnAccept(pod, kind, UniqueFd(c));
   }
 }
