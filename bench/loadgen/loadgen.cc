@@ -16,6 +16,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
@@ -75,56 +76,53 @@ struct Outcome {
   Clock::time_point first_byte, done;
 };
 
+// What one engine (one thread) measured; Run() merges them.
+struct Partial {
+  std::vector<TypeResult> types;  // by profile index
+  std::vector<uint64_t> scheduled;
+  uint64_t late_sends = 0, opened = 0;
+  Clock::time_point last_completion{};
+};
+
+// One thread's share of the users: users[i] are global user numbers, so Intended() is the
+// schedule of the whole run whatever the thread count.
 class Engine {
  public:
-  Engine(Options o, teashop::Url url, std::vector<tcp::endpoint> eps, UniqueFd netns)
-      : o_(std::move(o)),
-        url_(std::move(url)),
-        eps_(std::move(eps)),
-        netns_(std::move(netns)),
-        slots_(o_.max_inflight),
-        types_(o_.profile.requests.size()) {}
+  Engine(const Options& o, const teashop::Url& url, const std::vector<tcp::endpoint>& eps,
+         int netns_fd, std::vector<int> users, int max_inflight, Clock::time_point start)
+      : o_(o),
+        url_(url),
+        eps_(eps),
+        netns_fd_(netns_fd),
+        users_(std::move(users)),
+        slots_(max_inflight),
+        types_(o_.profile.requests.size()),
+        start_(start) {}
 
-  Result Run() {
+  Partial Run() {
     const size_t ntypes = o_.profile.requests.size();
     period_ = std::chrono::nanoseconds(static_cast<int64_t>(std::llround(1e9 / o_.rate_per_user)));
-    start_ = Clock::now() + std::chrono::milliseconds(20);  // every user's coroutine is up by then
     rec_begin_ = start_ + o_.warmup;
     rec_end_ = rec_begin_ + o_.duration;
     drain_deadline_ = rec_end_ + o_.drain;
-    Result r;
+    Partial p;
     // The schedule is fixed in advance, so the recorded requests it asks for are known now;
     // whatever did not complete by the drain deadline is "unfinished".
-    std::vector<uint64_t> scheduled(ntypes, 0);
-    for (int u = 0; u < o_.users; ++u) {
+    p.scheduled.assign(ntypes, 0);
+    for (int u : users_) {
       for (uint64_t k = 0;; ++k) {
         const auto t = Intended(u, k);
         if (t >= rec_end_) break;
-        if (t >= rec_begin_) ++scheduled[k % ntypes];
+        if (t >= rec_begin_) ++p.scheduled[k % ntypes];
       }
     }
-    for (int u = 0; u < o_.users; ++u) asio::co_spawn(io_, User(u), asio::detached);
+    for (int u : users_) asio::co_spawn(io_, User(u), asio::detached);
     io_.run();
-
-    r.options = o_;
-    r.asked_rps = o_.rate_per_user * o_.users;
-    const double window = std::chrono::duration<double>(o_.duration).count();
-    r.measured_seconds =
-        std::max(window, std::chrono::duration<double>(last_completion_ - rec_begin_).count());
-    for (size_t i = 0; i < ntypes; ++i) {
-      TypeResult& t = types_[i];
-      const uint64_t done = t.ok + t.status_errors + t.transport_errors;
-      t.unfinished = scheduled[i] > done ? scheduled[i] - done : 0;
-      r.scheduled += scheduled[i];
-      r.type_order.push_back(o_.profile.requests[i].name);
-      r.types[o_.profile.requests[i].name] = t;
-      r.overall.Merge(t);
-    }
-    const uint64_t completed = r.overall.ok + r.overall.status_errors + r.overall.transport_errors;
-    r.achieved_rps = r.measured_seconds > 0 ? completed / r.measured_seconds : 0;
-    r.late_sends = late_sends_;
-    r.connections_opened = opened_;
-    return r;
+    p.types = std::move(types_);
+    p.late_sends = late_sends_;
+    p.opened = opened_;
+    p.last_completion = last_completion_;
+    return p;
   }
 
  private:
@@ -260,8 +258,8 @@ class Engine {
     beast::error_code ec;
     for (const tcp::endpoint& ep : eps_) {
       auto s = std::make_unique<Stream>(io_);
-      if (netns_.get() >= 0) {
-        auto fd = SocketInNetns(netns_.get(), ep.protocol().family(), SOCK_STREAM, 0);
+      if (netns_fd_ >= 0) {
+        auto fd = SocketInNetns(netns_fd_, ep.protocol().family(), SOCK_STREAM, 0);
         if (!fd.ok()) continue;
         s->socket().assign(ep.protocol(), fd->release(), ec);
         if (ec) continue;
@@ -360,15 +358,16 @@ class Engine {
     co_return out;
   }
 
-  Options o_;
-  teashop::Url url_;
-  std::vector<tcp::endpoint> eps_;
-  UniqueFd netns_;
+  const Options& o_;
+  const teashop::Url& url_;
+  const std::vector<tcp::endpoint>& eps_;
+  int netns_fd_;
+  std::vector<int> users_;
   asio::io_context io_{1};
   Slots slots_;
   std::vector<TypeResult> types_;
   std::chrono::nanoseconds period_{};
-  Clock::time_point start_, rec_begin_, rec_end_, drain_deadline_, last_completion_;
+  Clock::time_point start_, rec_begin_, rec_end_, drain_deadline_, last_completion_{};
   uint64_t late_sends_ = 0, opened_ = 0;
 };
 
@@ -433,6 +432,7 @@ nlohmann::json Result::ToJson() const {
       {"warmup_s", std::chrono::duration<double>(options.warmup).count()},
       {"measured_s", measured_seconds},
       {"max_inflight", options.max_inflight},
+      {"threads", options.threads},
       {"netns", options.netns},
       {"scheduled", scheduled},
       {"late_sends", late_sends},
@@ -512,7 +512,9 @@ absl::StatusOr<Result> Run(Options o) {
     return absl::InvalidArgumentError("--warmup and --drain must be >= 0, --timeout > 0");
   }
   if (o.max_inflight < 0) return absl::InvalidArgumentError("--max-inflight must be >= 0");
+  if (o.threads < 1 || o.threads > 64) return absl::InvalidArgumentError("--threads: use 1 to 64");
   if (o.max_inflight == 0 || o.max_inflight > o.users) o.max_inflight = o.users;
+  o.threads = std::min(o.threads, o.max_inflight);  // each thread holds at least one slot
   if (o.profile.requests.empty()) o.profile = TeashopProfile();
   for (const RequestSpec& s : o.profile.requests) {
     if (http::string_to_verb(s.method) == http::verb::unknown) {
@@ -544,8 +546,56 @@ absl::StatusOr<Result> Run(Options o) {
     for (const auto& r : results) eps.push_back(r.endpoint());
   }
   if (eps.empty()) return absl::UnavailableError("resolve " + url.host + ": no address");
-  Engine engine(std::move(o), std::move(url), std::move(eps), std::move(netns));
-  return engine.Run();
+  // Every thread's coroutines are up well before the first intended time.
+  const Clock::time_point start = Clock::now() + std::chrono::milliseconds(20 + 5 * o.threads);
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int t = 0; t < o.threads; ++t) {
+    std::vector<int> users;
+    for (int u = t; u < o.users; u += o.threads) users.push_back(u);
+    const int inflight = o.max_inflight / o.threads + (t < o.max_inflight % o.threads ? 1 : 0);
+    engines.push_back(std::make_unique<Engine>(o, url, eps, netns.get(), std::move(users),
+                                               std::max(1, inflight), start));
+  }
+  std::vector<Partial> parts(engines.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t t = 1; t < engines.size(); ++t)
+      threads.emplace_back([&, t] { parts[t] = engines[t]->Run(); });
+    parts[0] = engines[0]->Run();
+    for (std::thread& th : threads) th.join();
+  }
+
+  Result r;
+  r.options = o;
+  r.asked_rps = o.rate_per_user * o.users;
+  const size_t ntypes = o.profile.requests.size();
+  std::vector<TypeResult> types(ntypes);
+  std::vector<uint64_t> scheduled(ntypes, 0);
+  Clock::time_point last_completion{};
+  for (Partial& p : parts) {
+    for (size_t i = 0; i < ntypes; ++i) {
+      types[i].Merge(p.types[i]);
+      scheduled[i] += p.scheduled[i];
+    }
+    r.late_sends += p.late_sends;
+    r.connections_opened += p.opened;
+    last_completion = std::max(last_completion, p.last_completion);
+  }
+  const double window = std::chrono::duration<double>(o.duration).count();
+  r.measured_seconds =
+      std::max(window, std::chrono::duration<double>(last_completion - (start + o.warmup)).count());
+  for (size_t i = 0; i < ntypes; ++i) {
+    TypeResult& t = types[i];
+    const uint64_t done = t.ok + t.status_errors + t.transport_errors;
+    t.unfinished = scheduled[i] > done ? scheduled[i] - done : 0;
+    r.scheduled += scheduled[i];
+    r.type_order.push_back(o.profile.requests[i].name);
+    r.types[o.profile.requests[i].name] = t;
+    r.overall.Merge(t);
+  }
+  const uint64_t completed = r.overall.ok + r.overall.status_errors + r.overall.transport_errors;
+  r.achieved_rps = r.measured_seconds > 0 ? completed / r.measured_seconds : 0;
+  return r;
 }
 
 namespace {
@@ -566,6 +616,8 @@ Open-loop HTTP/1.1 (or h2c, gRPC) load: constant arrival rate, latency from the 
                            HTTP 200 with grpc-status 0, other grpc-status N count as status
                            1000+N)
   --max-inflight N         requests in flight at once, at most --users (default: --users)
+  --threads N              threads sharing the users (user u on thread u % N), one schedule
+                           (default 1)
   --profile FILE           request types (JSON, see bench/loadgen/profile.h); default: the
                            tea shop's 8 front-end requests
   --json FILE              write the results as JSON ("-": stdout, the summary goes to stderr)
@@ -582,6 +634,7 @@ absl::Status ParseFlags(int argc, char** argv, Options& o, std::string& json_out
   app.add_option("--rate-per-user", o.rate_per_user);
   app.add_option("--rate", o.total_rate);
   app.add_option("--max-inflight", o.max_inflight);
+  app.add_option("--threads", o.threads);
   std::string conn, profile, protocol;
   app.add_option("--conn", conn);
   app.add_option("--protocol", protocol);

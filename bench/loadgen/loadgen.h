@@ -58,7 +58,11 @@ struct Options {
   ConnMode conn = ConnMode::kKeepAlive;
   Protocol protocol = Protocol::kHttp1;
   int max_inflight = 0;  // 0: as many as users
-  Profile profile;       // empty: TeashopProfile()
+  // Threads, each with its own io_context and a share of the users (user u on thread
+  // u % threads, max_inflight split evenly), all on one schedule: the same requests at the same
+  // intended times as with one thread, so only the generator's own ceiling moves (1 to 64).
+  int threads = 1;
+  Profile profile;  // empty: TeashopProfile()
   // Create every socket inside this network namespace (a /proc/PID/ns/net or /run/netns/NAME
   // path; empty: the current one). Names are resolved in the caller's namespace.
   std::string netns;

@@ -82,6 +82,41 @@ TEST(Loadgen, CoordinatedOmissionIsCorrected) {
   EXPECT_LE(t.latency.Percentile(0.5), t.latency.max()) << r->Summary();
 }
 
+// Two threads share the users on one schedule: the same requests as with one thread, all
+// answered, each counted once, and the JSON says how many threads ran.
+TEST(Loadgen, ThreadsShareOneSchedule) {
+  auto server = StartServer([](teashop::Request) -> asio::awaitable<teashop::Response> {
+    co_return teashop::MakeResponse(http::status::ok, "ok");
+  });
+  ASSERT_NE(server, nullptr);
+  Options o;
+  o.target = absl::StrCat("http://127.0.0.1:", server->port());
+  o.users = 5;
+  o.total_rate = 250;
+  o.threads = 2;
+  o.warmup = 100ms;
+  o.duration = 1000ms;
+  o.conn = ConnMode::kPerRequest;
+  o.profile = OneType();
+  auto r = loadgen::Run(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->scheduled, 250u);
+  EXPECT_EQ(r->overall.ok, 250u) << r->Summary();
+  EXPECT_EQ(r->errors(), 0u);
+  EXPECT_GE(r->connections_opened, 250u);
+  EXPECT_LE(r->achieved_rps, 250 * 1.001) << r->Summary();
+  EXPECT_EQ(r->ToJson()["threads"], 2);
+  // More threads than users (or slots) run one per user.
+  o.threads = 16;
+  o.max_inflight = 3;
+  auto capped = loadgen::Run(o);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ(capped->options.threads, 3);
+  EXPECT_EQ(capped->overall.ok, 250u) << capped->Summary();
+  o.threads = 0;
+  EXPECT_FALSE(loadgen::Run(o).ok());
+}
+
 // Several users, per-request connections, two request types (one a 404), a total rate; the
 // JSON carries everything and the histograms merge back.
 TEST(Loadgen, PerRequestTypesStatusesAndJson) {
