@@ -904,6 +904,10 @@ void RenderChurn(const SuiteResults& r, const std::vector<std::string>& modes, M
   md.Line(
       "New connections per second, raised step by step until saturation; max sustained = the "
       "highest asked rate the mode kept up with.");
+  if (const auto& t = r.scenarios.churn->threads) {
+    md.Line(absl::StrCat("The load generator ran ", *t, " thread", *t == 1 ? "" : "s",
+                         " in every mode."));
+  }
   md.Line();
   const ChurnRun* bare = RunIn(runs, std::string(kModeBare));
   md.Row({"mode", "max sustained conn/s", "% of bare", "steps (asked → achieved conn/s, p99 ms)"});

@@ -302,6 +302,7 @@ struct ChurnRun {
 };
 struct ChurnResult {
   std::optional<int> users, seconds;     // load generator users; seconds per step
+  std::optional<int> threads;            // load generator threads (absent: 1, before 2026-12-07)
   std::map<std::string, ChurnRun> runs;  // by mode
   bool operator==(const ChurnResult&) const = default;
 
@@ -309,6 +310,7 @@ struct ChurnResult {
   static void Schema(S& s, F& f) {
     f("users", s.users);
     f("seconds", s.seconds);
+    f("threads", s.threads);
     f("runs", s.runs);
   }
 };

@@ -1115,6 +1115,7 @@ class Runner {
     ChurnResult& sc = doc_.scenarios.churn.emplace();
     sc.users = o_.churn_users;
     sc.seconds = o_.churn_seconds;
+    sc.threads = o_.churn_threads;
     for (auto& env : envs)
       if (env->mode() != kModeSidecarHttp) sc.runs[env->mode()].max_sustained_cps = 0;
     for (double rate : o_.churn_rates) {
@@ -1127,7 +1128,8 @@ class Runner {
         const LoadRun r =
             LoadgenRun(*env,
                        {"--target", "http://echo-tcp.shop.svc.cluster.local", "--users",
-                        std::to_string(o_.churn_users), "--rate", absl::StrCat(rate), "--warmup",
+                        std::to_string(o_.churn_users), "--threads",
+                        std::to_string(o_.churn_threads), "--rate", absl::StrCat(rate), "--warmup",
                         "1s", "--duration", absl::StrCat(o_.churn_seconds, "s"), "--drain", "5s",
                         "--timeout", "5s", "--conn", "per-request"},
                        1 + o_.churn_seconds, absl::StrCat("churn ", rate));
@@ -1198,8 +1200,10 @@ void Options::ApplyDefaults() {
   def(dataplane_round_trips, 20000, 5000);
   def(dataplane_connect_seconds, 5, 2);
   if (churn_rates.empty()) {
-    churn_rates = quick ? std::vector<double>{500, 1000, 2000, 4000}
-                        : std::vector<double>{250, 500, 1000, 2000, 3000, 4000, 6000};
+    churn_rates = quick ? std::vector<double>{1000, 2000, 2500, 3000,  3500, 4000,
+                                              5000, 6000, 8000, 10000, 12000}
+                        : std::vector<double>{250,  500,  1000, 1500, 2000, 2500,  3000,  3500,
+                                              4000, 5000, 6000, 7000, 8000, 10000, 12000, 16000};
   }
 }
 
@@ -1224,6 +1228,7 @@ seed/istio/throughput/churn/dataplane/scale.
   --iperf-seconds N        throughput: seconds per iperf3 run (default 10; quick 4)
   --churn-rates LIST       churn: new connections/s steps
   --churn-seconds N        churn: seconds per step (default 10; quick 4)
+  --churn-threads N        churn: load generator threads, every mode (default 2)
   --dataplane-round-trips N   dataplane: 1 KiB round trips per ping-pong run (default 20000;
                            quick 5000)
   --dataplane-connect-seconds N  dataplane: seconds per connection-rate run (default 5; quick 2)
@@ -1275,6 +1280,7 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
            {"--istio-seconds", &o.istio_duration_seconds},
            {"--iperf-seconds", &o.iperf_seconds},
            {"--churn-seconds", &o.churn_seconds},
+           {"--churn-threads", &o.churn_threads},
            {"--dataplane-round-trips", &o.dataplane_round_trips},
            {"--dataplane-connect-seconds", &o.dataplane_connect_seconds}}) {
     app.add_option(flag, *v)->check(CLI::PositiveNumber);
