@@ -342,8 +342,7 @@ OutboundCapture::~OutboundCapture() = default;
 
 absl::StatusOr<std::unique_ptr<OutboundCapture>> OutboundCapture::Load() {
   auto impl = std::make_unique<Impl>();
-  WEFT_RETURN_IF_ERROR(
-      LoadOutbound(&impl->skel, &impl->eacces, &impl->local_legs_unsupported, {}));
+  WEFT_RETURN_IF_ERROR(LoadOutbound(&impl->skel, &impl->eacces, &impl->local_legs_unsupported, {}));
   return std::unique_ptr<OutboundCapture>(new OutboundCapture(std::move(impl)));
 }
 

@@ -1133,7 +1133,7 @@ void Tunnel::OnEvents(uint32_t ev) {
     if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     app_connecting_ = false;
     int err = ConnectResult(app_.get());  // TCP_NODELAY: set by StartConnect before connect
-    if (on_app_connected) {  // once: its captures go now, not with the connection
+    if (on_app_connected) {               // once: its captures go now, not with the connection
       auto done = std::move(on_app_connected);
       on_app_connected = nullptr;
       done(err);

@@ -160,8 +160,8 @@ enum weft_deny_verdict {
   WEFT_DENY_VERDICT_DENY = 1, /* connect() fails in the source pod (EACCES, EPERM pre-5.18) */
 };
 struct weft_deny_value {
-  __u32 verdict;   /* enum weft_deny_verdict */
-  __u32 label_id;  /* index into weft_deny_counts: ztunnel maps it to the policy label */
+  __u32 verdict;  /* enum weft_deny_verdict */
+  __u32 label_id; /* index into weft_deny_counts: ztunnel maps it to the policy label */
 };
 #define WEFT_CONNECT_DENY_ENTRIES 65536 /* entries of weft_connect_deny */
 #define WEFT_DENY_LABELS 1024           /* entries of weft_deny_counts (per-CPU u64) */
