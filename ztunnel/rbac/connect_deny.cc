@@ -157,10 +157,11 @@ CompiledDenies CompileConnectDenies(const ConfigSnapshot& snap,
       }
       const Plan& plan = it->second;
       const bool wildcard = plan.other && plan.other->deny;
+      const uint64_t netns_cookie = source->netns_cookie;  // (clang 14: no binding in a lambda)
       for (const IpAddr& addr : dst.addresses) {
         std::vector<DenyEntry> group;
         auto add = [&](uint16_t port, const Verdict& v) {
-          group.push_back(DenyEntry{source->netns_cookie, addr, port, v.deny, v.policy, v.reason});
+          group.push_back(DenyEntry{netns_cookie, addr, port, v.deny, v.policy, v.reason});
         };
         if (wildcard) {
           add(0, *plan.other);
