@@ -435,28 +435,16 @@ bool JoinInChild(const std::string& procs, int netns_fd) {
   return pf >= 0 && ::write(pf, "0", 1) == 1 && ::setns(netns_fd, CLONE_NEWNET) == 0;
 }
 
-Child SpawnConnect(const ScopedCgroup& cgroup, int netns_fd, int family,
-                   const sockaddr_storage& dst, socklen_t dst_len, uint32_t mark) {
-  std::string procs = cgroup.path() + "/cgroup.procs";
+// Forks a child that runs `body` (only syscalls: the parent may hold locks) and writes the
+// plain struct it returns to a pipe, which `CollectReport` reads.
+template <class Report, class Body>
+Child ForkReporting(Body body) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return {};
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(pipefd[0]);
-    ConnectResult r;
-    if (!JoinInChild(procs, netns_fd)) {
-      r.err = -2;
-    } else {
-      int s = ::socket(family, SOCK_STREAM, 0);
-      if (mark != 0) ::setsockopt(s, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
-      r.err = ::connect(s, reinterpret_cast<const sockaddr*>(&dst), dst_len) == 0 ? 0 : errno;
-      socklen_t len = sizeof(r.cookie);
-      ::getsockopt(s, SOL_SOCKET, SO_COOKIE, &r.cookie, &len);
-      sockaddr_storage local;
-      socklen_t llen = sizeof(local);
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&local), &llen);
-      r.local_port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);  // same offset v6
-    }
+    Report r = body();
     ssize_t w = ::write(pipefd[1], &r, sizeof(r));
     ::_exit(w == sizeof(r) ? 0 : 1);
   }
@@ -468,13 +456,47 @@ Child SpawnConnect(const ScopedCgroup& cgroup, int netns_fd, int family,
   return {pid, pipefd[0]};
 }
 
-ConnectResult Collect(const Child& c) {
-  ConnectResult r;
-  if (c.pid < 0) return r;
-  if (::read(c.result_fd, &r, sizeof(r)) != sizeof(r)) r.err = -3;
+// The child's report, or nullopt when it never came (the child is killed after `timeout_ms`).
+template <class Report>
+std::optional<Report> CollectReport(const Child& c, int timeout_ms = -1) {
+  if (c.pid < 0) return std::nullopt;
+  Report r;
+  pollfd p{c.result_fd, POLLIN, 0};
+  bool ok = ::poll(&p, 1, timeout_ms) == 1 && ::read(c.result_fd, &r, sizeof(r)) == sizeof(r);
+  if (!ok) ::kill(c.pid, SIGKILL);
   ::close(c.result_fd);
   ::waitpid(c.pid, nullptr, 0);
+  if (!ok) return std::nullopt;
   return r;
+}
+
+Child SpawnConnect(const ScopedCgroup& cgroup, int netns_fd, int family,
+                   const sockaddr_storage& dst, socklen_t dst_len, uint32_t mark) {
+  std::string procs = cgroup.path() + "/cgroup.procs";
+  return ForkReporting<ConnectResult>([&] {
+    ConnectResult r;
+    if (!JoinInChild(procs, netns_fd)) {
+      r.err = -2;
+      return r;
+    }
+    int s = ::socket(family, SOCK_STREAM, 0);
+    if (mark != 0) ::setsockopt(s, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+    r.err = ::connect(s, reinterpret_cast<const sockaddr*>(&dst), dst_len) == 0 ? 0 : errno;
+    socklen_t len = sizeof(r.cookie);
+    ::getsockopt(s, SOL_SOCKET, SO_COOKIE, &r.cookie, &len);
+    sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+    ::getsockname(s, reinterpret_cast<sockaddr*>(&local), &llen);
+    r.local_port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);  // same offset v6
+    return r;
+  });
+}
+
+ConnectResult Collect(const Child& c) {
+  if (c.pid < 0) return {};
+  ConnectResult failed;
+  failed.err = -3;
+  return CollectReport<ConnectResult>(c).value_or(failed);
 }
 
 // A forked child in `cgroup` and `netns_fd` that makes up to `count` non-blocking IPv4 connects
@@ -487,36 +509,26 @@ struct FloodResult {
 
 FloodResult FloodConnects(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_in& dst,
                           int count, absl::Duration limit) {
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) return {};
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(pipefd[0]);
+  Child c = ForkReporting<FloodResult>([&] {
     FloodResult r;
-    if (JoinInChild(cgroup.path() + "/cgroup.procs", netns_fd)) {
-      absl::Time deadline = absl::Now() + limit;
-      r.made = 0;
-      while (r.made < count && (r.made % 1024 != 0 || absl::Now() < deadline)) {
-        int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        if (s < 0) break;
-        int err =
-            ::connect(s, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)) == 0 ? 0 : errno;
-        socklen_t len = sizeof(r.last_cookie);
-        ::getsockopt(s, SOL_SOCKET, SO_COOKIE, &r.last_cookie, &len);
-        ::close(s);
-        if (err != 0 && err != EINPROGRESS && err != EAGAIN) break;
-        ++r.made;
-      }
+    if (!JoinInChild(cgroup.path() + "/cgroup.procs", netns_fd)) return r;
+    absl::Time deadline = absl::Now() + limit;
+    r.made = 0;
+    while (r.made < count && (r.made % 1024 != 0 || absl::Now() < deadline)) {
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      if (s < 0) break;
+      int err = ::connect(s, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)) == 0 ? 0 : errno;
+      socklen_t len = sizeof(r.last_cookie);
+      ::getsockopt(s, SOL_SOCKET, SO_COOKIE, &r.last_cookie, &len);
+      ::close(s);
+      if (err != 0 && err != EINPROGRESS && err != EAGAIN) break;
+      ++r.made;
     }
-    ssize_t w = ::write(pipefd[1], &r, sizeof(r));
-    ::_exit(w == sizeof(r) ? 0 : 1);
-  }
-  ::close(pipefd[1]);
-  FloodResult r;
-  if (pid < 0 || ::read(pipefd[0], &r, sizeof(r)) != sizeof(r)) r.made = -3;
-  ::close(pipefd[0]);
-  if (pid > 0) ::waitpid(pid, nullptr, 0);
-  return r;
+    return r;
+  });
+  FloodResult failed;
+  failed.made = -3;
+  return CollectReport<FloodResult>(c).value_or(failed);
 }
 
 // A pod netns with ztunnel's outbound listeners and a destination service listener.
@@ -999,11 +1011,7 @@ int RecvDown(int s, uint64_t n, LegReport* r, std::vector<uint8_t>& buf, bool* e
 Child SpawnLegApp(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_storage& dst,
                   socklen_t dst_len, LegPlan plan, int port_fd, int go_fd) {
   std::string procs = cgroup.path() + "/cgroup.procs";
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) return {};
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(pipefd[0]);
+  return ForkReporting<LegReport>([&] {
     LegReport r;
     uint16_t port = 0;
     int s = -1;
@@ -1044,28 +1052,15 @@ Child SpawnLegApp(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_stora
       socklen_t tl = sizeof(ti);
       if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) r.tcp_acked = ti.tcpi_bytes_acked;
     }
-    ssize_t w = ::write(pipefd[1], &r, sizeof(r));
-    ::_exit(w == sizeof(r) ? 0 : 1);
-  }
-  ::close(pipefd[1]);
-  if (pid < 0) {
-    ::close(pipefd[0]);
-    return {};
-  }
-  return {pid, pipefd[0]};
+    return r;
+  });
 }
 
 LegReport CollectLeg(const Child& c) {
-  LegReport r;
-  if (c.pid < 0) return r;
-  pollfd p{c.result_fd, POLLIN, 0};
-  if (::poll(&p, 1, 20000) != 1 || ::read(c.result_fd, &r, sizeof(r)) != sizeof(r)) {
-    ::kill(c.pid, SIGKILL);
-    r.connect_err = -3;
-  }
-  ::close(c.result_fd);
-  ::waitpid(c.pid, nullptr, 0);
-  return r;
+  if (c.pid < 0) return {};
+  LegReport failed;
+  failed.connect_err = -3;
+  return CollectReport<LegReport>(c, 20000).value_or(failed);
 }
 
 // Reads `fd` to EOF (or `max` bytes), checking the up pattern. Returns the bytes in order.
