@@ -1,5 +1,6 @@
 #include "bpf/kernel_btf.h"
 
+#include <bpf/btf.h>
 #include <fcntl.h>
 #include <linux/btf.h>
 #include <sys/mman.h>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -98,16 +100,16 @@ std::optional<size_t> ExtraBytes(uint32_t kind, uint32_t vlen) {
     case BTF_KIND_TYPE_TAG:
       return 0;
     case BTF_KIND_ARRAY:
-      return sizeof(btf_array);
+      return sizeof(struct btf_array);
     case BTF_KIND_STRUCT:
     case BTF_KIND_UNION:
-      return size_t{vlen} * sizeof(btf_member);
+      return size_t{vlen} * sizeof(struct btf_member);
     case BTF_KIND_ENUM:
-      return size_t{vlen} * sizeof(btf_enum);
+      return size_t{vlen} * sizeof(struct btf_enum);
     case BTF_KIND_FUNC_PROTO:
-      return size_t{vlen} * sizeof(btf_param);
+      return size_t{vlen} * sizeof(struct btf_param);
     case BTF_KIND_DATASEC:
-      return size_t{vlen} * sizeof(btf_var_secinfo);
+      return size_t{vlen} * sizeof(struct btf_var_secinfo);
     case BTF_KIND_ENUM64:
       return size_t{vlen} * 12;  // struct btf_enum64
     default:
@@ -218,41 +220,26 @@ absl::Status ForEachType(int fd, const Header& hd, F&& on_type) {
   return absl::OkStatus();
 }
 
-}  // namespace
+// Where one asked field is in the kernel's BTF.
+struct Found {
+  uint32_t struct_id = 0;
+  uint32_t struct_size = 0;
+  uint32_t type_id = 0;  // the member's type
+  uint32_t bit_offset = 0;
+  bool member = false;
+};
 
-absl::StatusOr<KernelBtfSubset> CutKernelBtf(const std::vector<KernelField>& fields,
-                                             const std::string& path) {
-  if (fields.empty()) return absl::InvalidArgumentError("no kernel fields asked");
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Errno(errno, absl::StrCat("opening ", path));
-  struct stat st;
-  if (fstat(fd.get(), &st) != 0) return Errno(errno, absl::StrCat("stat ", path));
-  auto hd = ReadHeader(fd.get(), static_cast<uint64_t>(st.st_size));
-  if (!hd.ok()) return hd.status();
-
-  std::set<std::string> names;
-  for (const auto& f : fields) {
-    names.insert(f.struct_name);
-    names.insert(f.field);
-  }
-  auto offs = FindStrings(fd.get(), *hd, names);
-  if (!offs.ok()) return offs.status();
+// One pass over the types: each asked struct and its asked members.
+absl::StatusOr<std::vector<Found>> FindMembers(
+    int fd, const Header& hd, const std::vector<KernelField>& fields,
+    const std::map<std::string, std::set<uint32_t>>& offs) {
   auto has = [&](const std::string& n, uint32_t off) {
-    auto it = offs->find(n);
-    return it != offs->end() && it->second.count(off) > 0;
-  };
-
-  // Pass 1: the structs and their members.
-  struct Found {
-    uint32_t struct_id = 0;
-    uint32_t struct_size = 0;
-    uint32_t type_id = 0;  // the member's type
-    uint32_t bit_offset = 0;
-    bool member = false;
+    auto it = offs.find(n);
+    return it != offs.end() && it->second.count(off) > 0;
   };
   std::vector<Found> found(fields.size());
-  auto pass1 = ForEachType(
-      fd.get(), *hd, [&](uint32_t id, const btf_type& t, Reader& r) -> absl::StatusOr<bool> {
+  auto pass =
+      ForEachType(fd, hd, [&](uint32_t id, const btf_type& t, Reader& r) -> absl::StatusOr<bool> {
         if (Kind(t.info) != BTF_KIND_STRUCT) return false;
         bool wanted = false;
         for (const auto& f : fields) wanted |= has(f.struct_name, t.name_off);
@@ -280,7 +267,7 @@ absl::StatusOr<KernelBtfSubset> CutKernelBtf(const std::vector<KernelField>& fie
         }
         return true;
       });
-  if (!pass1.ok()) return pass1;
+  if (!pass.ok()) return pass;
   for (size_t k = 0; k < fields.size(); k++) {
     if (found[k].struct_id == 0)
       return absl::NotFoundError(absl::StrCat("kernel BTF: no struct ", fields[k].struct_name));
@@ -288,9 +275,18 @@ absl::StatusOr<KernelBtfSubset> CutKernelBtf(const std::vector<KernelField>& fie
       return absl::NotFoundError(absl::StrCat("kernel BTF: struct ", fields[k].struct_name,
                                               " has no direct member ", fields[k].field));
   }
+  return found;
+}
 
-  // Then follow each member's type through typedefs and qualifiers to an integer, one pass per
-  // step (a handful: u64 -> __u64 -> unsigned long long).
+// Follows each member's type through typedefs and qualifiers to an integer, one pass per step
+// (a handful: u64 -> __u64 -> unsigned long long).
+absl::StatusOr<std::vector<RawType>> ResolveIntegers(int fd, const Header& hd,
+                                                     const std::vector<KernelField>& fields,
+                                                     const std::vector<Found>& found) {
+  auto err = [&](size_t k, const std::string& what) {
+    return absl::UnimplementedError(
+        absl::StrCat("kernel BTF: ", fields[k].struct_name, ".", fields[k].field, what));
+  };
   std::vector<RawType> final_type(fields.size());
   std::vector<uint32_t> want(fields.size());
   for (size_t k = 0; k < fields.size(); k++) want[k] = found[k].type_id;
@@ -299,16 +295,16 @@ absl::StatusOr<KernelBtfSubset> CutKernelBtf(const std::vector<KernelField>& fie
     std::set<uint32_t> ids;
     for (size_t k = 0; k < fields.size(); k++)
       if (want[k] != 0) ids.insert(want[k]);
-    if (ids.empty()) break;
-    auto pass = ForEachType(fd.get(), *hd,
-                            [&](uint32_t id, const btf_type& t, Reader& r) -> absl::StatusOr<bool> {
-                              if (!ids.count(id)) return false;
-                              RawType& rt = got[id];
-                              rt.t = t;
-                              if (Kind(t.info) != BTF_KIND_INT) return false;
-                              if (auto s = r.Read(&rt.int_data, 4); !s.ok()) return s;
-                              return true;
-                            });
+    if (ids.empty()) return final_type;
+    auto pass =
+        ForEachType(fd, hd, [&](uint32_t id, const btf_type& t, Reader& r) -> absl::StatusOr<bool> {
+          if (!ids.count(id)) return false;
+          RawType& rt = got[id];
+          rt.t = t;
+          if (Kind(t.info) != BTF_KIND_INT) return false;
+          if (auto s = r.Read(&rt.int_data, 4); !s.ok()) return s;
+          return true;
+        });
     if (!pass.ok()) return pass;
     for (size_t k = 0; k < fields.size(); k++) {
       if (want[k] == 0) continue;
@@ -326,54 +322,42 @@ absl::StatusOr<KernelBtfSubset> CutKernelBtf(const std::vector<KernelField>& fie
         case BTF_KIND_RESTRICT:
         case BTF_KIND_TYPE_TAG:
           want[k] = it->second.t.type;
-          if (want[k] == 0)
-            return absl::UnimplementedError(absl::StrCat("kernel BTF: ", fields[k].struct_name, ".",
-                                                         fields[k].field, " is void"));
+          if (want[k] == 0) return err(k, " is void");
           break;
         default:
-          return absl::UnimplementedError(absl::StrCat("kernel BTF: ", fields[k].struct_name, ".",
-                                                       fields[k].field, " is not an integer (kind ",
-                                                       Kind(it->second.t.info), ")"));
+          return err(k, absl::StrCat(" is not an integer (kind ", Kind(it->second.t.info), ")"));
       }
     }
   }
   for (size_t k = 0; k < fields.size(); k++)
-    if (want[k] != 0)
-      return absl::UnimplementedError(absl::StrCat("kernel BTF: ", fields[k].struct_name, ".",
-                                                   fields[k].field, ": typedef chain too long"));
+    if (want[k] != 0) return err(k, ": typedef chain too long");
+  return final_type;
+}
 
-  // The subset: the integer types, then one struct per struct name with the fields asked.
-  KernelBtfSubset out;
-  std::string strs(1, '\0');
-  auto add_str = [&strs](const std::string& s) {
-    uint32_t off = static_cast<uint32_t>(strs.size());
-    strs.append(s);
-    strs.push_back('\0');
-    return off;
-  };
-  std::string types;
-  auto put = [&types](const void* p, size_t n) { types.append(static_cast<const char*>(p), n); };
-  uint32_t next_id = 1;
-  std::map<std::tuple<std::string, uint32_t, uint32_t>, uint32_t> ints;  // name, size, data
-  std::vector<uint32_t> int_id(fields.size());
+// The subset, written with libbpf's BTF writer: the integer types, then one struct per struct
+// name with the fields asked.
+absl::StatusOr<std::string> WriteSubset(int fd, const Header& hd,
+                                        const std::vector<KernelField>& fields,
+                                        const std::vector<Found>& found,
+                                        const std::vector<RawType>& ints_of) {
+  std::unique_ptr<btf, void (*)(btf*)> b(btf__new_empty(), btf__free);
+  if (!b) return Errno(errno, "btf__new_empty");
+  std::map<std::tuple<std::string, uint32_t, uint32_t>, int> ints;  // name, size, encoding
+  std::vector<int> int_id(fields.size());
   for (size_t k = 0; k < fields.size(); k++) {
-    const RawType& it = final_type[k];
-    uint32_t data = it.int_data;
+    const RawType& it = ints_of[k];
+    const uint32_t data = it.int_data;
     if (BTF_INT_OFFSET(data) != 0 || BTF_INT_BITS(data) != it.t.size * 8)
       return absl::UnimplementedError(absl::StrCat("kernel BTF: ", fields[k].struct_name, ".",
                                                    fields[k].field, " is a bit-field integer"));
-    auto name = StringAt(fd.get(), *hd, it.t.name_off);
+    auto name = StringAt(fd, hd, it.t.name_off);
     if (!name.ok()) return name.status();
-    auto key = std::make_tuple(*name, it.t.size, data);
-    auto [pos, fresh] = ints.emplace(key, next_id);
+    const uint32_t enc = BTF_INT_ENCODING(data);
+    auto [pos, fresh] = ints.emplace(std::make_tuple(*name, it.t.size, enc), 0);
     if (fresh) {
-      btf_type t{};
-      t.name_off = add_str(*name);
-      t.info = BTF_KIND_INT << 24;
-      t.size = it.t.size;
-      put(&t, sizeof t);
-      put(&data, sizeof data);
-      next_id++;
+      pos->second = btf__add_int(b.get(), name->c_str(), static_cast<size_t>(it.t.size),
+                                 static_cast<int>(enc));
+      if (pos->second < 0) return Errno(-pos->second, "btf__add_int");
     }
     int_id[k] = pos->second;
   }
@@ -381,40 +365,56 @@ absl::StatusOr<KernelBtfSubset> CutKernelBtf(const std::vector<KernelField>& fie
   for (size_t k = 0; k < fields.size(); k++) by_struct[fields[k].struct_name].push_back(k);
   for (auto& [sname, ks] : by_struct) {
     std::sort(ks.begin(), ks.end(),
-              [&](size_t a, size_t b) { return found[a].bit_offset < found[b].bit_offset; });
-    btf_type t{};
-    t.name_off = add_str(sname);
-    t.info = (BTF_KIND_STRUCT << 24) | static_cast<uint32_t>(ks.size());
-    t.size = found[ks[0]].struct_size;
-    put(&t, sizeof t);
+              [&](size_t a, size_t c) { return found[a].bit_offset < found[c].bit_offset; });
+    if (int id = btf__add_struct(b.get(), sname.c_str(), found[ks[0]].struct_size); id < 0)
+      return Errno(-id, "btf__add_struct");
     for (size_t k : ks) {
-      btf_member m{};
-      m.name_off = add_str(fields[k].field);
-      m.type = int_id[k];
-      m.offset = found[k].bit_offset;
-      put(&m, sizeof m);
+      if (int e =
+              btf__add_field(b.get(), fields[k].field.c_str(), int_id[k], found[k].bit_offset, 0);
+          e < 0)
+        return Errno(-e, "btf__add_field");
     }
-    next_id++;
   }
+  uint32_t size = 0;
+  const void* raw = btf__raw_data(b.get(), &size);
+  if (!raw) return Errno(errno, "btf__raw_data");
+  return std::string(static_cast<const char*>(raw), size);
+}
+
+}  // namespace
+
+absl::StatusOr<KernelBtfSubset> CutKernelBtf(const std::vector<KernelField>& fields,
+                                             const std::string& path) {
+  if (fields.empty()) return absl::InvalidArgumentError("no kernel fields asked");
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Errno(errno, absl::StrCat("opening ", path));
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return Errno(errno, absl::StrCat("stat ", path));
+  auto hd = ReadHeader(fd.get(), static_cast<uint64_t>(st.st_size));
+  if (!hd.ok()) return hd.status();
+  std::set<std::string> names;
+  for (const auto& f : fields) {
+    names.insert(f.struct_name);
+    names.insert(f.field);
+  }
+  auto offs = FindStrings(fd.get(), *hd, names);
+  if (!offs.ok()) return offs.status();
+  auto found = FindMembers(fd.get(), *hd, fields, *offs);
+  if (!found.ok()) return found.status();
+  auto ints = ResolveIntegers(fd.get(), *hd, fields, *found);
+  if (!ints.ok()) return ints.status();
+  auto raw = WriteSubset(fd.get(), *hd, fields, *found, *ints);
+  if (!raw.ok()) return raw.status();
+  KernelBtfSubset out;
+  out.btf = std::move(*raw);
   for (size_t k = 0; k < fields.size(); k++) {
     KernelFieldInfo fi;
     fi.field = fields[k];
-    fi.struct_size = found[k].struct_size;
-    fi.bit_offset = found[k].bit_offset;
-    fi.int_size = final_type[k].t.size;
+    fi.struct_size = (*found)[k].struct_size;
+    fi.bit_offset = (*found)[k].bit_offset;
+    fi.int_size = (*ints)[k].t.size;
     out.fields.push_back(std::move(fi));
   }
-  btf_header h{};
-  h.magic = BTF_MAGIC;
-  h.version = BTF_VERSION;
-  h.hdr_len = sizeof h;
-  h.type_off = 0;
-  h.type_len = static_cast<uint32_t>(types.size());
-  h.str_off = h.type_len;
-  h.str_len = static_cast<uint32_t>(strs.size());
-  out.btf.assign(reinterpret_cast<const char*>(&h), sizeof h);
-  out.btf += types;
-  out.btf += strs;
   return out;
 }
 

@@ -5,9 +5,10 @@
 // /sys/kernel/btf/vmlinux (5.5 MB on 6.18) into memory, copies it once more, and indexes every
 // type, ~11 MB of anonymous memory for a moment per object loaded. In ztunnel that moment was
 // most of its peak RSS. libbpf takes the target BTF from `btf_custom_path` instead when it is
-// given; KernelBtfSubset streams the kernel's BTF through a 64 KiB buffer and writes a BTF
-// holding just the named struct fields (name, bit offset, integer type), which is all a field
-// relocation reads. The result is the same offsets libbpf would have found (the test compares).
+// given; KernelBtfSubset streams the kernel's BTF through a 64 KiB buffer (libbpf's parser
+// has no streaming mode: it is what costs the memory) and writes, with libbpf's BTF writer
+// (btf__add_int/struct/field), a BTF holding just the named struct fields (name, bit offset,
+// integer type), which is all a field relocation reads. The result is the same offsets libbpf would have found (the test compares).
 //
 // Supported: direct members of a named struct whose type, after typedefs and qualifiers, is an
 // integer (not a bit-field). Anything else is an error; the caller then lets libbpf read the
