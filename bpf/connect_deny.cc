@@ -115,33 +115,30 @@ absl::Status ConnectDenyMap::Sync(const std::vector<ConnectDenyEntry>& entries) 
     return a.verdict == b.verdict && a.label_id == b.label_id;
   };
   absl::Status st;
-  // 1. Denies that go away, and every wanted pass exception (new or changed).
-  for (const auto& [k, v] : have) {
-    if (!st.ok()) break;
-    if (v.verdict == WEFT_DENY_VERDICT_DENY && !want.contains(k))
-      st = internal::DeleteFromMap(deny_.get(), kDenyMap, &k);
-  }
-  for (const auto& [k, v] : want) {
-    if (!st.ok()) break;
-    if (v.verdict != WEFT_DENY_VERDICT_PASS) continue;
-    auto it = have.find(k);
-    if (it == have.end() || !same(it->second, v))
-      st = internal::UpdateMap(deny_.get(), kDenyMap, &k, &v);
-  }
-  // 2. New or changed denies.
-  for (const auto& [k, v] : want) {
-    if (!st.ok()) break;
-    if (v.verdict != WEFT_DENY_VERDICT_DENY) continue;
-    auto it = have.find(k);
-    if (it == have.end() || !same(it->second, v))
-      st = internal::UpdateMap(deny_.get(), kDenyMap, &k, &v);
-  }
-  // 3. Exceptions that go away.
-  for (const auto& [k, v] : have) {
-    if (!st.ok()) break;
-    if (v.verdict == WEFT_DENY_VERDICT_PASS && !want.contains(k))
-      st = internal::DeleteFromMap(deny_.get(), kDenyMap, &k);
-  }
+  // Every entry of `verdict` the map has and `want` lacks goes.
+  auto remove = [&](uint32_t verdict) {
+    for (const auto& [k, v] : have) {
+      if (!st.ok()) return;
+      if (v.verdict == verdict && !want.contains(k))
+        st = internal::DeleteFromMap(deny_.get(), kDenyMap, &k);
+    }
+  };
+  // Every entry of `verdict` in `want` that the map lacks or holds otherwise is written.
+  auto upsert = [&](uint32_t verdict) {
+    for (const auto& [k, v] : want) {
+      if (!st.ok()) return;
+      if (v.verdict != verdict) continue;
+      auto it = have.find(k);
+      if (it == have.end() || !same(it->second, v))
+        st = internal::UpdateMap(deny_.get(), kDenyMap, &k, &v);
+    }
+  };
+  // The order is the guarantee that no step in between denies what neither set denies: a deny
+  // goes before the exceptions it had go, a new exception is in before the deny it carves.
+  remove(WEFT_DENY_VERDICT_DENY);  // 1. denies that go away,
+  upsert(WEFT_DENY_VERDICT_PASS);  //    then every new or changed pass exception;
+  upsert(WEFT_DENY_VERDICT_DENY);  // 2. new or changed denies;
+  remove(WEFT_DENY_VERDICT_PASS);  // 3. exceptions that go away.
   if (!st.ok()) {
     absl::Status cleared = Clear();
     return absl::Status(
