@@ -63,6 +63,13 @@ class NamespacedMesh
                    .vip = "10.96.0.20",
                    .port = 80,
                    .target_port = kAppPort,
+                   .pods = {"server"}},
+                  // Service port 8080 to the pods' 8081: a policy on 8080 is not about it.
+                  {.name = "catalogue-admin",
+                   .ns = "shop",
+                   .vip = "10.96.0.21",
+                   .port = kAppPort,
+                   .target_port = kAppPort + 1,
                    .pods = {"server"}}};
     StartMesh(o, {"server", "outside"});
   }
@@ -255,21 +262,37 @@ TEST_P(NamespacedMesh, DenyAtConnectFailsInTheSourcePodAndNeverReachesTheDestina
               absl::StrContains(denied.status().message(), "Operation not permitted"))
       << denied.status();
   EXPECT_LT(took, 1s) << "the connect must fail at once, not after a round trip";
+  // The Service VIP in front of it: its port 80 reaches the pod's 8080, which every endpoint (the
+  // one) denies, so the connect to the VIP fails in the pod too (the connect program sees the
+  // VIP: ztunnel would pick the endpoint after the redirect).
+  const auto t1 = std::chrono::steady_clock::now();
+  auto vip_denied = mesh_->Dial("client", *SockAddr::Parse("10.96.0.20:80"), 2s);
+  const auto vip_took = std::chrono::steady_clock::now() - t1;
+  ASSERT_FALSE(vip_denied.ok()) << "a connect to a VIP every endpoint denies was let through";
+  EXPECT_TRUE(absl::StrContains(vip_denied.status().message(), "Permission denied") ||
+              absl::StrContains(vip_denied.status().message(), "Operation not permitted"))
+      << vip_denied.status();
+  EXPECT_LT(vip_took, 1s) << "the connect to the VIP must fail at once";
   EXPECT_TRUE(WaitFor([&] {
     return Metric(
                0, "weft_policy_denials_total",
                {{"policy", "shop/no-app-port"}, {"direction", "outbound"}, {"reason", "deny"}}) ==
-           1;
+           2;
   })) << *mesh_->Metrics(0);
   // Nothing left the pod: neither ztunnel opened anything for it, the destination saw nothing.
   EXPECT_EQ(Metric(0, "istio_tcp_connections_opened_total", src), src_opened);
   EXPECT_EQ(Metric(1, "istio_tcp_connections_opened_total", dst), dst_opened);
   EXPECT_EQ(Metric(1, "weft_policy_denials_total"), dst_denials);
 
-  // Another port of the same pod is not denied.
+  // Another port of the same pod is not denied, directly or through the VIP whose service port
+  // is 8080 but whose target port is not.
   {
     auto fd = DialFrom("client", other);
     EXPECT_EQ(EchoRoundTrip(fd.get(), "other port"), "other port");
+  }
+  {
+    auto fd = DialFrom("client", *SockAddr::Parse("10.96.0.21:" + std::to_string(kAppPort)));
+    EXPECT_EQ(EchoRoundTrip(fd.get(), "allowed vip"), "allowed vip");
   }
   // The policy goes: the next connect goes through.
   ASSERT_TRUE(mesh_->SetPolicies("").ok());

@@ -154,6 +154,8 @@ void ConnectDenyInstaller::RecompileLocked() {
             {{"entries", entries_},
              {"workloads_compiled", c.compiled},
              {"workloads_skipped", c.skipped},
+             {"service_ports_compiled", c.vip_ports_compiled},
+             {"service_ports_skipped", c.vip_ports_skipped},
              {"pods", pods_.size()}});
 }
 

@@ -16,8 +16,15 @@
 //   - on another node (its node's view may hold ALLOW policies this node never receives): only
 //     a matching DENY policy is certain, so an entry exists only when every DENY policy in this
 //     view that applies uses only those attributes and one of them matches.
+// For a Service VIP (the connect program sees the VIP: ztunnel picks the endpoint after the
+// redirect), an entry for VIP:port exists only when the Service has at least one endpoint
+// ztunnel could send it to, every one of them certainly denies the source by the rules above on
+// the port's target port (not the service port), all with the same label, and the port stays L4
+// at the source: not declared HTTP, no HTTPRoute on the Service, no TrafficPolicy on the port,
+// neither port one of ztunnel's. An address that is a Service VIP is never compiled as a
+// workload's (ztunnel resolves the Service first).
 // Anything else (an ipBlocks rule, a destination.ip condition, an L7 attribute, a workload
-// outside the mesh or not running, a Service VIP) leaves the connect alone.
+// outside the mesh or not running) leaves the connect alone.
 //
 // Pure function of its inputs; thread-safe.
 #pragma once
@@ -56,12 +63,15 @@ struct CompiledDenies {
   size_t dropped = 0;   // (source pod, destination address) groups left out: max_entries reached
   size_t skipped = 0;   // destination workloads whose policies the source cannot decide
   size_t compiled = 0;  // destination workloads with policies the source decided
+  size_t vip_ports_compiled = 0;  // Service ports whose endpoints the source decided
+  size_t vip_ports_skipped = 0;   // Service ports left to the destination (see above)
 };
 
 // Ports the connect program never denies (ztunnel's own listeners, reached only by ztunnel).
 bool IsNeverDeniedPort(uint16_t port);
 
-// The entries for `sources` (pods of this node) towards every workload of `snap`. A
+// The entries for `sources` (pods of this node) towards every workload and Service VIP of
+// `snap`. A
 // destination is local (see above) when its Workload::node is `node` (non-empty) and its uid is
 // in `local_uids` (the pods this ztunnel holds). At most `max_entries` entries; a (source,
 // destination address) group is added whole or not at all.

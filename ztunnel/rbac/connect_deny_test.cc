@@ -63,6 +63,29 @@ std::set<std::string> Show(const CompiledDenies& c) {
   return out;
 }
 
+// A Service VIP entry: a deny on a service port, and every endpoint ztunnel can send that
+// connect to (ready, running, with an address) denies `src` on the target port, with the label
+// of the entry.
+void ExpectEveryEndpointDenies(const ConfigSnapshot& snap, const Service& svc, const Workload& src,
+                               const DenyEntry& e) {
+  EXPECT_TRUE(e.deny) << "a pass exception for a VIP";
+  const ServicePort* sp = svc.FindPort(e.port);
+  ASSERT_NE(sp, nullptr) << e.dst.ToString() << ":" << e.port << " is no port of " << svc.name;
+  int endpoints = 0;
+  for (const std::string& uid : svc.ready_endpoint_uids) {
+    const Workload* ep = snap.FindWorkloadByUid(uid);
+    ASSERT_NE(ep, nullptr);
+    if (!ep->running || ep->addresses.empty()) continue;
+    ++endpoints;
+    ConnectionInfo ci{src.identity(), src.addresses.front(),
+                      SockAddr{ep->addresses.front(), sp->target_port}};
+    AuthzDecision d = Authorize(snap, *ep, ci);
+    EXPECT_FALSE(d.allowed) << svc.name << ":" << e.port << " -> " << uid << ":" << sp->target_port;
+    EXPECT_EQ(d.policy, e.policy) << d.reason;
+  }
+  EXPECT_GT(endpoints, 0) << "a VIP entry for a Service without endpoints";
+}
+
 // Every entry agrees with what the destination decides (Authorize) for that source, and a
 // port-0 entry for a spread of ports without their own entry.
 void ExpectAgreesWithAuthorize(const ConfigSnapshot& snap, const CompiledDenies& c) {
@@ -73,6 +96,10 @@ void ExpectAgreesWithAuthorize(const ConfigSnapshot& snap, const CompiledDenies&
   for (const DenyEntry& e : c.entries) {
     if (IsNeverDeniedPort(e.port)) continue;  // ztunnel's ports: never denied, whatever policy says
     const Workload* src = snap.FindWorkloadByUid(uid.at(e.netns_cookie));
+    if (const Service* svc = snap.FindServiceByAddress(e.dst)) {
+      ExpectEveryEndpointDenies(snap, *svc, *src, e);
+      continue;
+    }
     const Workload* dst = snap.FindWorkloadByAddress(e.dst);
     ASSERT_TRUE(src && dst);
     std::vector<uint16_t> ports;
@@ -86,7 +113,9 @@ void ExpectAgreesWithAuthorize(const ConfigSnapshot& snap, const CompiledDenies&
       ConnectionInfo ci{src->identity(), src->addresses.front(), SockAddr{e.dst, p}};
       AuthzDecision d = Authorize(snap, *dst, ci);
       EXPECT_EQ(!d.allowed, e.deny) << e.dst.ToString() << ":" << p << " " << d.reason;
-      if (e.deny) EXPECT_EQ(d.policy, e.policy) << d.reason;
+      if (e.deny) {
+        EXPECT_EQ(d.policy, e.policy) << d.reason;
+      }
     }
   }
 }
@@ -246,6 +275,199 @@ TEST(ConnectDenyTest, MaxEntriesDropsWholeGroups) {
   CompiledDenies some = Compile(snap, 10);
   EXPECT_EQ(some.entries.size(), 8u);  // two groups of 4
   EXPECT_EQ(some.dropped, 4u);
+}
+
+// Service VIPs. prod/db-1 backs the db Service too, from another node (remote: only a DENY is
+// certain there); the Service maps port 80 to the pods' 8080 and 5432 to 15432.
+constexpr std::string_view kDbService =
+    R"(- {uid: prod/db-1, name: db-1, namespace: prod, serviceAccount: db,
+   addresses: [10.0.2.20], labels: {app: db, zone: b}, protocol: HBONE, node: n1}
+services:
+- name: db
+  namespace: prod
+  addresses: [10.96.0.10, 'fd00::96:10']
+  ports: [{port: 80, targetPort: 8080}, {port: 5432, targetPort: 15432}]
+  endpoints: [{workloadUid: prod/db-0, ready: true}, {workloadUid: prod/db-1, ready: true}]
+)";
+
+std::set<std::string> VipEntries(const CompiledDenies& c) {
+  std::set<std::string> out;
+  for (const std::string& e : Show(c))
+    if (e.find(" 10.96.") != std::string::npos || e.find(" fd00::96:") != std::string::npos)
+      out.insert(e);
+  return out;
+}
+
+// Every endpoint denies job-0 on the target port 8080 (a namespace-wide DENY naming 8080): the
+// VIP's port 80 is denied on both VIP addresses; 5432 (target 15432) is not.
+TEST(ConnectDenyTest, VipPortIsDeniedWhenEveryEndpointDeniesItsTargetPort) {
+  auto snap = Build(R"(- name: no-jobs-8080
+  namespace: prod
+  action: DENY
+  rules: [{from: [{source: {namespaces: [other]}}], to: [{operation: {ports: ['8080']}}]}]
+)",
+                    kDbService);
+  CompiledDenies c = Compile(snap);
+  EXPECT_EQ(VipEntries(c),
+            (std::set<std::string>{"102 10.96.0.10:80 deny prod/no-jobs-8080 deny",
+                                   "102 fd00::96:10:80 deny prod/no-jobs-8080 deny"}));
+  EXPECT_EQ(c.vip_ports_compiled, 2u);
+  EXPECT_EQ(c.vip_ports_skipped, 0u);
+  ExpectAgreesWithAuthorize(*snap, c);
+
+  // Without ports: every service port, for both addresses.
+  snap = Build(
+      "- {name: no-jobs, namespace: prod, action: DENY, rules: [{from: [{source: "
+      "{namespaces: [other]}}]}]}\n",
+      kDbService);
+  c = Compile(snap);
+  EXPECT_EQ(VipEntries(c), (std::set<std::string>{"102 10.96.0.10:80 deny prod/no-jobs deny",
+                                                  "102 10.96.0.10:5432 deny prod/no-jobs deny",
+                                                  "102 fd00::96:10:80 deny prod/no-jobs deny",
+                                                  "102 fd00::96:10:5432 deny prod/no-jobs deny"}));
+  ExpectAgreesWithAuthorize(*snap, c);
+}
+
+// Policies match the endpoint's target port, never the service port: a DENY of port 80 does not
+// deny VIP:80 (which reaches 8080).
+TEST(ConnectDenyTest, VipPortsMapToTargetPortsBeforePoliciesAreAsked) {
+  auto snap = Build(R"(- name: no-80
+  namespace: prod
+  action: DENY
+  rules: [{to: [{operation: {ports: ['80', '5432']}}]}]
+)",
+                    kDbService);
+  CompiledDenies c = Compile(snap);
+  EXPECT_TRUE(VipEntries(c).empty()) << *VipEntries(c).begin();
+  EXPECT_TRUE(Show(c).contains("102 10.0.0.10:80 deny prod/no-80 deny"));  // the pod itself
+  ExpectAgreesWithAuthorize(*snap, c);
+}
+
+// One endpoint the source cannot decide, one that allows, or two that deny with different labels:
+// no VIP entry (the endpoint's own entries are unaffected).
+TEST(ConnectDenyTest, VipWithAnEndpointTheSourceCannotDecideGetsNoEntry) {
+  const std::string deny_jobs =
+      "- {name: no-jobs, namespace: prod, action: DENY, rules: [{from: [{source: {namespaces: "
+      "[other]}}]}]}\n";
+  // db-1 (remote) also has a DENY by ipBlocks: the source cannot decide it.
+  auto snap = Build(deny_jobs + R"(- name: zone-b-blocks
+  namespace: prod
+  action: DENY
+  selector: {matchLabels: {zone: b}}
+  rules: [{from: [{source: {ipBlocks: [192.168.0.0/16]}}]}]
+)",
+                    kDbService);
+  CompiledDenies c = Compile(snap);
+  EXPECT_TRUE(VipEntries(c).empty());
+  EXPECT_EQ(c.vip_ports_skipped, 2u);
+  EXPECT_TRUE(Show(c).contains("102 10.0.0.10:0 deny prod/no-jobs deny"));  // db-0 still
+  ExpectAgreesWithAuthorize(*snap, c);
+
+  // db-0 denies job-0 (no ALLOW matched, local), db-1 is remote: its ALLOW-only decision is not
+  // certain here.
+  snap = Build(R"(- name: db-from-web
+  namespace: prod
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/prod/sa/web]}}]}]
+)",
+               kDbService);
+  c = Compile(snap);
+  EXPECT_TRUE(Show(c).contains("102 10.0.0.10:0 deny  no_allow_match"));
+  EXPECT_TRUE(VipEntries(c).empty());
+
+  // Both deny, with different labels (no ALLOW matched at db-0, a DENY at db-1): which label the
+  // destination would count depends on the endpoint picked, so nothing is compiled.
+  snap = Build(R"(- name: db-from-web
+  namespace: prod
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/prod/sa/web]}}]}]
+- name: zone-b-no-jobs
+  namespace: prod
+  action: DENY
+  selector: {matchLabels: {zone: b}}
+  rules: [{from: [{source: {namespaces: [other]}}]}]
+)",
+               kDbService);
+  c = Compile(snap);
+  EXPECT_TRUE(VipEntries(c).empty());
+  EXPECT_TRUE(Show(c).contains("102 10.0.2.20:0 deny prod/zone-b-no-jobs deny"));
+
+  // An endpoint outside the mesh: plain TCP, no policy decides it.
+  snap = Build(deny_jobs, std::string(kDbService) +
+                              "- {name: mixed, namespace: prod, addresses: [10.96.0.11], ports: "
+                              "[{port: 80, targetPort: 8080}], endpoints: [{workloadUid: "
+                              "prod/db-0, ready: true}, {workloadUid: remote/plain-0, ready: "
+                              "true}]}\n");
+  c = Compile(snap);
+  for (const std::string& e : VipEntries(c))
+    EXPECT_EQ(e.find("10.96.0.11"), std::string::npos) << e;
+  EXPECT_TRUE(VipEntries(c).contains("102 10.96.0.10:80 deny prod/no-jobs deny"));
+  ExpectAgreesWithAuthorize(*snap, c);
+}
+
+// No endpoint ztunnel could send it to (none, only unready ones, only a pod not running): ztunnel
+// refuses it itself, no policy decides it; no entry.
+TEST(ConnectDenyTest, VipWithoutEndpointsGetsNoEntry) {
+  const std::string deny_jobs =
+      "- {name: no-jobs, namespace: prod, action: DENY, rules: [{from: [{source: {namespaces: "
+      "[other]}}]}]}\n";
+  for (std::string_view endpoints : {"[]", "[{workloadUid: prod/db-0, ready: false}]",
+                                     "[{workloadUid: prod/gone-0, ready: true}]"}) {
+    std::string extra =
+        "- {uid: prod/gone-0, name: gone-0, namespace: prod, serviceAccount: db, addresses: "
+        "[10.0.0.30], labels: {app: db}, protocol: HBONE, node: n0, phase: Succeeded}\n"
+        "services:\n- {name: db, namespace: prod, addresses: [10.96.0.10], ports: [{port: 80}], "
+        "endpoints: " +
+        std::string(endpoints) + "}\n";
+    auto snap = Build(deny_jobs, extra);
+    ASSERT_TRUE(snap);
+    ASSERT_FALSE(snap->FindWorkloadByUid("prod/gone-0")->running);
+    CompiledDenies c = Compile(snap);
+    EXPECT_TRUE(VipEntries(c).empty()) << endpoints;
+    EXPECT_EQ(c.vip_ports_skipped, 1u) << endpoints;
+    EXPECT_TRUE(Show(c).contains("102 10.0.0.10:0 deny prod/no-jobs deny")) << endpoints;
+  }
+}
+
+// Ports the source ztunnel terminates as HTTP (declared HTTP, an HTTPRoute on the Service, a
+// TrafficPolicy on the port) may go elsewhere than the Service's endpoints: no entry.
+TEST(ConnectDenyTest, VipPortsTheSourceParsesAsHttpGetNoEntry) {
+  const std::string deny_jobs =
+      "- {name: no-jobs, namespace: prod, action: DENY, rules: [{from: [{source: {namespaces: "
+      "[other]}}]}]}\n";
+  const std::string svc =
+      "services:\n- {name: db, namespace: prod, addresses: [10.96.0.10], ports: [{port: 80, "
+      "targetPort: 8080, name: http}, {port: 81, appProtocol: grpc}, {port: 82, name: tcp-x}, "
+      "{port: 83}], endpoints: [{workloadUid: prod/db-0, ready: true}]}\n";
+  auto snap = Build(deny_jobs, svc);
+  EXPECT_EQ(VipEntries(Compile(snap)),
+            (std::set<std::string>{"102 10.96.0.10:82 deny prod/no-jobs deny",
+                                   "102 10.96.0.10:83 deny prod/no-jobs deny"}));
+  snap = Build(deny_jobs, svc +
+                              "httpRoutes:\n- {name: r, namespace: prod, parentService: "
+                              "prod/db, parentPort: 82}\n");
+  EXPECT_TRUE(VipEntries(Compile(snap)).empty());
+  snap = Build(deny_jobs, svc +
+                              "trafficPolicies:\n- {name: t, namespace: prod, targetService: "
+                              "prod/db, targetPort: 83, connectionPool: {maxConnections: 1}}\n");
+  EXPECT_EQ(VipEntries(Compile(snap)),
+            (std::set<std::string>{"102 10.96.0.10:82 deny prod/no-jobs deny"}));
+}
+
+// An address that is both a workload's and a Service's is resolved as the Service: no workload
+// entries (no port-0 deny) for it, only the Service's ports.
+TEST(ConnectDenyTest, AnAddressThatIsAVipIsCompiledAsTheService) {
+  auto snap = Build(
+      "- {name: no-jobs, namespace: prod, action: DENY, rules: [{from: [{source: {namespaces: "
+      "[other]}}]}]}\n",
+      "services:\n- {name: alias, namespace: prod, addresses: [10.0.0.10], ports: [{port: 9000}], "
+      "endpoints: [{workloadUid: prod/web-0, ready: true}]}\n");
+  CompiledDenies c = Compile(snap);
+  std::set<std::string> got;
+  for (const std::string& e : Show(c))
+    if (e.find(" 10.0.0.10:") != std::string::npos) got.insert(e);
+  EXPECT_EQ(got, (std::set<std::string>{"102 10.0.0.10:9000 deny prod/no-jobs deny"}));
+  ExpectAgreesWithAuthorize(*snap, c);
 }
 
 }  // namespace
