@@ -146,6 +146,8 @@ std::string_view ReasonName(int reason) {
       return "local_leg_joined";
     case WEFT_LOCAL_LEG_FULL:
       return "local_leg_full";
+    case WEFT_LOCAL_LEG_INBOUND:
+      return "local_leg_inbound_joined";
     case WEFT_DROP_ORIG_DST_FULL:
       return "drop_orig_dst_full";
     case WEFT_PASS_NOT_TCP:
@@ -527,6 +529,18 @@ absl::Status OutboundCapture::JoinLocalLeg(int fd) {
 
 absl::Status OutboundCapture::ReleaseLocalLeg(int fd) {
   return internal::ReleaseLocalLeg(bpf_map__fd(impl_->skel->maps.weft_local_legs), fd);
+}
+
+absl::StatusOr<weft_sock_tuple> OutboundCapture::ExpectInboundLeg(int fd, const SockAddr& app) {
+  return internal::ExpectInboundLeg(bpf_map__fd(impl_->skel->maps.weft_local_legs_expect), fd, app);
+}
+
+absl::Status OutboundCapture::JoinInboundLeg(int fd, const weft_sock_tuple& own) {
+  return internal::JoinInboundLeg(bpf_map__fd(impl_->skel->maps.weft_local_legs), fd, own);
+}
+
+absl::Status OutboundCapture::ForgetInboundLeg(const weft_sock_tuple& own) {
+  return internal::ForgetInboundLeg(bpf_map__fd(impl_->skel->maps.weft_local_legs_expect), own);
 }
 
 const std::string& OutboundCapture::local_legs_unsupported() const {

@@ -196,6 +196,10 @@ class OutboundCapture {
   // As PinnedMaps::JoinLocalLeg / ReleaseLocalLeg (tests; ztunnel uses PinnedMaps).
   absl::Status JoinLocalLeg(int fd);
   absl::Status ReleaseLocalLeg(int fd);
+  // As PinnedMaps::ExpectInboundLeg / JoinInboundLeg / ForgetInboundLeg (tests).
+  absl::StatusOr<weft_sock_tuple> ExpectInboundLeg(int fd, const SockAddr& app);
+  absl::Status JoinInboundLeg(int fd, const weft_sock_tuple& own);
+  absl::Status ForgetInboundLeg(const weft_sock_tuple& own);
   // Why the sk_msg program was left out at load (empty: it loaded).
   const std::string& local_legs_unsupported() const;
   // The connect4/6 programs loaded: the EACCES pair where ConnectSetsErrno(), else the EPERM one.

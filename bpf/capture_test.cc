@@ -959,6 +959,7 @@ struct LegPlan {
   bool half_close = true;  // shutdown(SHUT_WR) after writing
   uint32_t rounds = 0;     // ping-pong instead: `rounds` times `msg` bytes up, then down
   uint32_t msg = 0;
+  bool listen = false;  // the app is the server (the inbound leg): listens on dst, accepts one
 };
 
 // The app's socket is non-blocking and waits in poll(), as event-driven servers and clients do
@@ -1006,8 +1007,9 @@ int RecvDown(int s, uint64_t n, LegReport* r, std::vector<uint8_t>& buf, bool* e
   return 0;
 }
 
-// Forks the app: connects to `dst`, reports its local port on `port_fd`, waits for the go byte
-// on `go_fd`, then follows `plan` and reads to EOF, checking the down pattern.
+// Forks the app: connects to `dst` (plan.listen: listens on `dst` and accepts one connection),
+// reports its local port on `port_fd`, waits for the go byte on `go_fd`, then follows `plan` and
+// reads to EOF, checking the down pattern.
 Child SpawnLegApp(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_storage& dst,
                   socklen_t dst_len, LegPlan plan, int port_fd, int go_fd) {
   std::string procs = cgroup.path() + "/cgroup.procs";
@@ -1015,7 +1017,24 @@ Child SpawnLegApp(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_stora
     LegReport r;
     uint16_t port = 0;
     int s = -1;
-    if (JoinInChild(procs, netns_fd)) {
+    const bool in = JoinInChild(procs, netns_fd);
+    if (!in && plan.listen) (void)!::write(port_fd, &port, sizeof(port));
+    if (in && plan.listen) {
+      // The listener is created here, in the pod's cgroup: its accepted sockets are too.
+      int l = ::socket(dst.ss_family, SOCK_STREAM, 0);
+      r.connect_err = 0;
+      sockaddr_storage local;
+      socklen_t llen = sizeof(local);
+      if (::bind(l, reinterpret_cast<const sockaddr*>(&dst), dst_len) != 0 || ::listen(l, 4) != 0 ||
+          ::getsockname(l, reinterpret_cast<sockaddr*>(&local), &llen) != 0)
+        r.connect_err = errno;
+      port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+      (void)!::write(port_fd, &port, sizeof(port));
+      if (r.connect_err == 0 && WaitFor(l, POLLIN)) s = ::accept(l, nullptr, nullptr);
+      if (s < 0 && r.connect_err == 0) r.connect_err = ETIMEDOUT;
+      ::close(l);
+      if (s >= 0) ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) | O_NONBLOCK);
+    } else if (in) {
       s = ::socket(dst.ss_family, SOCK_STREAM, 0);
       r.connect_err =
           ::connect(s, reinterpret_cast<const sockaddr*>(&dst), dst_len) == 0 ? 0 : errno;
@@ -1025,7 +1044,7 @@ Child SpawnLegApp(const ScopedCgroup& cgroup, int netns_fd, const sockaddr_stora
       port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
       ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) | O_NONBLOCK);
     }
-    (void)!::write(port_fd, &port, sizeof(port));
+    if (!plan.listen) (void)!::write(port_fd, &port, sizeof(port));
     char go = 0;
     if (r.connect_err == 0 && ::read(go_fd, &go, 1) == 1) {
       std::vector<uint8_t> buf(64 * 1024);
@@ -1315,6 +1334,208 @@ TEST_F(LocalLegsTest, TurningOffAffectsOnlyNewConnections) {
   EXPECT_GE(r[1].tcp_acked, 1u << 20);  // after: plain TCP
 }
 
+// ---- The inbound (delivery) leg: ztunnel connects to the app inside the pod ----------------
+
+class LocalLegsInboundTest : public LocalLegsTest {
+ protected:
+  // The app listens in the pod (its listener, and so its accepted socket, in the pod's
+  // cgroup); the test, as ztunnel, connects from a socket in the pod's netns (outside the
+  // cgroup), announced before the connect when `announce`.
+  Child StartServer(LegPlan plan, UniqueFd* z, bool announce, bool v6 = false) {
+    plan.listen = true;
+    auto bind_to = SockAddr::Parse(v6 ? "[fd00::1]:0" : "10.77.0.1:0");
+    sockaddr_storage ss{};
+    socklen_t len = bind_to->ToSockaddr(&ss);
+    int port_pipe[2], go_pipe[2];
+    if (::pipe2(port_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) return {};
+    Child c = SpawnLegApp(*cgroup_, pod_.ns.fd(), ss, len, plan, port_pipe[1], go_pipe[0]);
+    ::close(port_pipe[1]);
+    ::close(go_pipe[0]);
+    go_ = UniqueFd(go_pipe[1]);
+    uint16_t port = 0;
+    pollfd p{port_pipe[0], POLLIN, 0};
+    if (::poll(&p, 1, 5000) == 1) (void)!::read(port_pipe[0], &port, sizeof(port));
+    ::close(port_pipe[0]);
+    EXPECT_NE(port, 0);
+    SockAddr app{bind_to->ip, port};
+    auto fd = SocketInNetns(pod_.ns.fd(), v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    EXPECT_TRUE(fd.ok()) << fd.status();
+    if (!fd.ok() || port == 0) return c;
+    if (announce) {
+      auto own = out_->ExpectInboundLeg(fd->get(), app);
+      EXPECT_TRUE(own.ok()) << own.status();
+      if (own.ok()) own_ = *own;
+      if (own.ok() && forget_) EXPECT_TRUE(out_->ForgetInboundLeg(own_).ok());
+    }
+    sockaddr_storage as{};
+    socklen_t alen = app.ToSockaddr(&as);
+    EXPECT_EQ(::connect(fd->get(), reinterpret_cast<sockaddr*>(&as), alen), 0)
+        << std::strerror(errno);
+    *z = std::move(*fd);
+    return c;
+  }
+
+  // The app writes `bytes` and half-closes; ztunnel (the test) reads them all, then writes
+  // `bytes` down and half-closes; the app reads them to EOF.
+  LegReport RoundTrip(uint64_t bytes, bool announce, bool join, bool v6 = false) {
+    UniqueFd z;
+    Child c = StartServer({.up = bytes}, &z, announce, v6);
+    EXPECT_TRUE(z);
+    if (!z) return CollectLeg(c);
+    if (join) EXPECT_TRUE(out_->JoinInboundLeg(z.get(), own_).ok());
+    Go();
+    bool bad = false;
+    int err = 0;
+    EXPECT_EQ(ReadUp(z.get(), bytes + 1, &bad, &err), bytes);  // then EOF (the half-close)
+    EXPECT_FALSE(bad);
+    EXPECT_EQ(err, 0) << std::strerror(err);
+    EXPECT_TRUE(WriteDown(z.get(), bytes));
+    ::shutdown(z.get(), SHUT_WR);
+    LegReport r = CollectLeg(c);
+    EXPECT_EQ(r.connect_err, 0);
+    EXPECT_EQ(r.written, bytes);
+    EXPECT_EQ(r.down_ok, bytes);
+    EXPECT_FALSE(r.down_bad);
+    EXPECT_EQ(r.read_err, 0) << std::strerror(r.read_err);
+    return r;
+  }
+
+  weft_sock_tuple own_{};
+  bool forget_ = false;  // withdraw the announcement before connecting
+};
+
+TEST_F(LocalLegsInboundTest, AnnouncedLegJoinsAndMovesMiBsBothWaysInOrderWithHalfClose) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  auto before = out_->Counters();
+  constexpr uint64_t kBytes = 8 << 20;
+  LegReport r = RoundTrip(kBytes, /*announce=*/true, /*join=*/true);
+  EXPECT_LT(r.tcp_acked, kBytes) << "nothing took the short-cut";
+  auto after = out_->Counters();
+  // Only the app's accepted socket passes through sockops (ztunnel's is outside the cgroup).
+  EXPECT_EQ(Delta(*before, *after), (ReasonCounts{{WEFT_LOCAL_LEG_INBOUND, 1}}));
+}
+
+TEST_F(LocalLegsInboundTest, OverIpv6) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  LegReport r = RoundTrip(1 << 20, true, true, /*v6=*/true);
+  EXPECT_LT(r.tcp_acked, 1u << 20);
+}
+
+// Request/response: after the first message, every one goes socket to socket in both
+// directions, none through either end's TCP.
+TEST_F(LocalLegsInboundTest, RequestResponseGoesSocketToSocket) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  constexpr uint32_t kRounds = 200, kMsg = 4096;
+  UniqueFd z;
+  Child c = StartServer({.half_close = true, .rounds = kRounds, .msg = kMsg}, &z, true);
+  ASSERT_TRUE(z);
+  ASSERT_TRUE(out_->JoinInboundLeg(z.get(), own_).ok());
+  Go();
+  uint64_t up = 0;
+  bool bad = false;
+  int err = 0;
+  for (uint32_t i = 0; i < kRounds && !bad && err == 0; ++i) {
+    up += ReadUp(z.get(), kMsg, &bad, &err, up);
+    std::vector<uint8_t> reply(kMsg);
+    for (uint32_t k = 0; k < kMsg; ++k) reply[k] = Pattern(uint64_t{i} * kMsg + k, kDownSeed);
+    ASSERT_EQ(::send(z.get(), reply.data(), kMsg, MSG_NOSIGNAL), static_cast<ssize_t>(kMsg));
+  }
+  EXPECT_EQ(up, uint64_t{kRounds} * kMsg);
+  EXPECT_FALSE(bad);
+  EXPECT_EQ(ReadUp(z.get(), 1, &bad, &err, up), 0u);  // EOF
+  tcp_info ti{};
+  socklen_t tl = sizeof(ti);
+  ASSERT_EQ(::getsockopt(z.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+  ::shutdown(z.get(), SHUT_WR);
+  LegReport r = CollectLeg(c);
+  EXPECT_EQ(r.down_ok, uint64_t{kRounds} * kMsg);
+  EXPECT_FALSE(r.down_bad);
+  EXPECT_LE(r.tcp_acked, kMsg) << "the app's messages took TCP";
+  EXPECT_LE(ti.tcpi_bytes_acked, kMsg) << "ztunnel's messages took TCP";
+}
+
+// Not announced (another path: the same-node fast path, plaintext inbound), or the switch off:
+// the app's socket never joins, every byte takes TCP.
+TEST_F(LocalLegsInboundTest, UnannouncedOrOffMeansPlainTcp) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  auto before = out_->Counters();
+  LegReport r = RoundTrip(1 << 20, /*announce=*/false, /*join=*/false);
+  EXPECT_GE(r.tcp_acked, 1u << 20);
+  ASSERT_TRUE(out_->SetLocalLegs(false).ok());
+  r = RoundTrip(1 << 20, /*announce=*/true, /*join=*/true);
+  EXPECT_GE(r.tcp_acked, 1u << 20);
+  auto after = out_->Counters();
+  EXPECT_EQ(Delta(*before, *after), ReasonCounts{});
+}
+
+// The app reads slowly (back-pressure on delivery): ztunnel's non-blocking writes stop at
+// about the app's receive buffer, and every byte then arrives in order.
+TEST_F(LocalLegsInboundTest, SlowAppPushesBackAndKeepsOrder) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  constexpr uint64_t kBytes = 24 << 20;
+  UniqueFd z;
+  Child c = StartServer({.half_close = false}, &z, true);
+  ASSERT_TRUE(z);
+  ASSERT_TRUE(out_->JoinInboundLeg(z.get(), own_).ok());
+  // The app waits for the go byte and does not read: write until the socket refuses.
+  ::fcntl(z.get(), F_SETFL, ::fcntl(z.get(), F_GETFL) | O_NONBLOCK);
+  std::vector<uint8_t> buf(64 * 1024);
+  uint64_t sent = 0;
+  for (int i = 0; i < 4096 && sent < kBytes; ++i) {
+    for (size_t k = 0; k < buf.size(); ++k) buf[k] = Pattern(sent + k, kDownSeed);
+    ssize_t w = ::send(z.get(), buf.data(), buf.size(), MSG_NOSIGNAL);
+    if (w <= 0) break;
+    sent += static_cast<uint64_t>(w);
+  }
+  EXPECT_GT(sent, 0u);
+  EXPECT_LT(sent, 16u << 20) << "the short-cut did not push back";
+  Go();
+  ::fcntl(z.get(), F_SETFL, ::fcntl(z.get(), F_GETFL) & ~O_NONBLOCK);
+  while (sent < kBytes) {
+    size_t k = std::min<uint64_t>(buf.size(), kBytes - sent);
+    for (size_t i = 0; i < k; ++i) buf[i] = Pattern(sent + i, kDownSeed);
+    ssize_t w = ::send(z.get(), buf.data(), k, MSG_NOSIGNAL);
+    ASSERT_GT(w, 0) << std::strerror(errno);
+    sent += static_cast<uint64_t>(w);
+  }
+  ::shutdown(z.get(), SHUT_WR);
+  LegReport r = CollectLeg(c);
+  EXPECT_EQ(r.down_ok, kBytes);
+  EXPECT_FALSE(r.down_bad);
+  EXPECT_EQ(r.read_err, 0) << std::strerror(r.read_err);
+}
+
+// ztunnel resets (or dies: its sockets close): the app sees the end of the flow.
+TEST_F(LocalLegsInboundTest, ZtunnelResetEndsTheAppsFlow) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  UniqueFd z;
+  Child c = StartServer({.up = 64 << 20, .half_close = false}, &z, true);
+  ASSERT_TRUE(z);
+  ASSERT_TRUE(out_->JoinInboundLeg(z.get(), own_).ok());
+  Go();
+  bool bad = false;
+  int err = 0;
+  EXPECT_EQ(ReadUp(z.get(), 1 << 20, &bad, &err), 1u << 20);
+  EXPECT_FALSE(bad);
+  linger l{1, 0};
+  ::setsockopt(z.get(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  z.reset();
+  LegReport r = CollectLeg(c);
+  EXPECT_LT(r.written, 64u << 20);
+  EXPECT_TRUE(r.write_err == ECONNRESET || r.write_err == EPIPE) << std::strerror(r.write_err);
+}
+
+// A failed connect withdraws its announcement: a connection on that tuple no longer joins.
+TEST_F(LocalLegsInboundTest, ForgottenAnnouncementDoesNotJoin) {
+  ASSERT_TRUE(out_->SetLocalLegs(true).ok());
+  forget_ = true;
+  auto before = out_->Counters();
+  LegReport r = RoundTrip(1 << 20, /*announce=*/true, /*join=*/true);
+  EXPECT_GE(r.tcp_acked, 1u << 20);
+  auto after = out_->Counters();
+  EXPECT_EQ(Delta(*before, *after), ReasonCounts{});
+}
+
 TEST(ReasonNameTest, EveryCodeHasALabel) {
   for (int r : {WEFT_DROP_NO_HBONE_SOCKET, WEFT_DROP_NO_INBOUND_SOCKET,  WEFT_DROP_ASSIGN_FAILED,
                 WEFT_DROP_ORIG_DST_FULL,   WEFT_DROP_PEER_RECORD_FAILED, WEFT_RECORD_PEER,
@@ -1322,7 +1543,7 @@ TEST(ReasonNameTest, EveryCodeHasALabel) {
                 WEFT_DROP_NO_POD_MAP,      WEFT_PASS_NOT_ENROLLED,       WEFT_PASS_ZTUNNEL_MARK,
                 WEFT_PASS_EXCLUDED_PORT,   WEFT_PASS_EXCLUDED_CIDR,      WEFT_REDIRECT_HBONE,
                 WEFT_REDIRECT_INBOUND,     WEFT_REDIRECT_OUTBOUND,       WEFT_DROP_POLICY_DENY,
-                WEFT_LOCAL_LEG_JOINED,     WEFT_LOCAL_LEG_FULL}) {
+                WEFT_LOCAL_LEG_JOINED,     WEFT_LOCAL_LEG_FULL,          WEFT_LOCAL_LEG_INBOUND}) {
     EXPECT_NE(ReasonName(r), "unknown") << r;
     EXPECT_EQ(ReasonName(r).substr(0, 4) == "drop", r < 0) << ReasonName(r);
   }

@@ -32,7 +32,7 @@ static_assert(offsetof(weft_deny_key, addr) == 8);
 static_assert(offsetof(weft_deny_key, port) == 24);
 static_assert(sizeof(weft_deny_value) == 8);
 static_assert(offsetof(weft_deny_value, label_id) == 4);
-static_assert(WEFT_LOCAL_LEG_FULL + WEFT_REASON_OFFSET < WEFT_REASON_SLOTS);
+static_assert(WEFT_LOCAL_LEG_INBOUND + WEFT_REASON_OFFSET < WEFT_REASON_SLOTS);
 static_assert(sizeof(weft_sock_tuple) == 48);
 static_assert(offsetof(weft_sock_tuple, local) == 8);
 static_assert(offsetof(weft_sock_tuple, remote) == 24);

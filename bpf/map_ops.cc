@@ -336,4 +336,37 @@ absl::Status ReleaseLocalLeg(int local_legs_fd, int fd) {
   return DeleteFromMap(local_legs_fd, "weft_local_legs", &app);
 }
 
+absl::StatusOr<weft_sock_tuple> ExpectInboundLeg(int expect_fd, int fd, const SockAddr& app) {
+  sockaddr_storage ss{};
+  socklen_t len = SockAddr{app.ip, 0}.ToSockaddr(&ss);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    return ErrnoStatus(errno, absl::StrCat("binding ztunnel's socket to ", app.ip.ToString()));
+  weft_sock_tuple own{};
+  socklen_t clen = sizeof(own.netns_cookie);
+  if (::getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &own.netns_cookie, &clen) != 0)
+    return ErrnoStatus(errno, "SO_NETNS_COOKIE (needs Linux 5.14+)");
+  WEFT_ASSIGN_OR_RETURN(SockAddr local, LocalAddress(fd));
+  ToMapped(local.ip, own.local);
+  ToMapped(app.ip, own.remote);
+  own.local_port = htons(local.port);
+  own.remote_port = htons(app.port);
+  weft_sock_tuple app_end = Reversed(own);
+  uint32_t one = 1;
+  if (bpf_map_update_elem(expect_fd, &app_end, &one, BPF_ANY) != 0)
+    return ErrnoStatus(errno, "announcing the app's end in weft_local_legs_expect");
+  return own;
+}
+
+absl::Status JoinInboundLeg(int local_legs_fd, int fd, const weft_sock_tuple& own) {
+  uint64_t value = static_cast<uint64_t>(fd);
+  if (bpf_map_update_elem(local_legs_fd, &own, &value, BPF_NOEXIST) != 0)
+    return ErrnoStatus(errno, "adding ztunnel's end to weft_local_legs");
+  return absl::OkStatus();
+}
+
+absl::Status ForgetInboundLeg(int expect_fd, const weft_sock_tuple& own) {
+  weft_sock_tuple app_end = Reversed(own);
+  return DeleteFromMap(expect_fd, "weft_local_legs_expect", &app_end);
+}
+
 }  // namespace weft::bpf::internal

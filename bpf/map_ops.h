@@ -95,6 +95,15 @@ absl::StatusOr<ReasonCounts> ReadCounters(int map_fd, std::string_view name);
 // the app's end (the reversed tuple) is in the map (NotFound otherwise); takes the app's end out.
 absl::Status JoinLocalLeg(int local_legs_fd, int fd);
 absl::Status ReleaseLocalLeg(int local_legs_fd, int fd);
+// The inbound (delivery) leg: ztunnel connects to the app. ExpectInboundLeg binds ztunnel's
+// unconnected socket `fd` (created in the pod's netns) to `app`'s address, port 0, and announces
+// the app's end of the coming connection in weft_local_legs_expect; returns ztunnel's own tuple.
+// JoinInboundLeg adds ztunnel's connected socket under it (whether or not the app's end has
+// joined yet: a redirect needs both). ForgetInboundLeg withdraws the announcement (the connect
+// failed; absent is not an error).
+absl::StatusOr<weft_sock_tuple> ExpectInboundLeg(int expect_fd, int fd, const SockAddr& app);
+absl::Status JoinInboundLeg(int local_legs_fd, int fd, const weft_sock_tuple& own);
+absl::Status ForgetInboundLeg(int expect_fd, const weft_sock_tuple& own);
 
 }  // namespace internal
 }  // namespace weft::bpf

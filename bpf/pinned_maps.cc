@@ -29,7 +29,13 @@ absl::StatusOr<std::unique_ptr<PinnedMaps>> PinnedMaps::Open(std::string pin_dir
   // The agent's switch, mapped read-only once (the map is BPF_F_MMAPABLE).
   const volatile uint32_t* legs_config = nullptr;
   size_t legs_config_len = 0;
+  UniqueFd legs_expect;
   if (local_legs.ok()) {
+    // Optional too: an agent from before the inbound (delivery) leg pins none.
+    auto expect = internal::OpenPinnedMap(pin_dir, "weft_local_legs_expect", BPF_MAP_TYPE_LRU_HASH,
+                                          sizeof(weft_sock_tuple));
+    if (!expect.ok() && !absl::IsNotFound(expect.status())) return expect.status();
+    if (expect.ok()) legs_expect = std::move(*expect);
     WEFT_ASSIGN_OR_RETURN(UniqueFd config,
                           internal::OpenPinnedMap(pin_dir, "weft_local_legs_config",
                                                   BPF_MAP_TYPE_ARRAY, sizeof(uint32_t)));
@@ -39,9 +45,10 @@ absl::StatusOr<std::unique_ptr<PinnedMaps>> PinnedMaps::Open(std::string pin_dir
       return internal::ErrnoStatus(errno, "mapping weft_local_legs_config (BPF_F_MMAPABLE)");
     legs_config = static_cast<const volatile uint32_t*>(p);
   }
-  return std::unique_ptr<PinnedMaps>(new PinnedMaps(
-      std::move(pin_dir), std::move(listeners), std::move(by_peer),
-      local_legs.ok() ? std::move(*local_legs) : UniqueFd(), legs_config, legs_config_len));
+  return std::unique_ptr<PinnedMaps>(
+      new PinnedMaps(std::move(pin_dir), std::move(listeners), std::move(by_peer),
+                     local_legs.ok() ? std::move(*local_legs) : UniqueFd(), std::move(legs_expect),
+                     legs_config, legs_config_len));
 }
 
 PinnedMaps::~PinnedMaps() {
@@ -74,6 +81,24 @@ absl::Status PinnedMaps::JoinLocalLeg(int fd) {
 absl::Status PinnedMaps::ReleaseLocalLeg(int fd) {
   if (!local_legs_.valid()) return absl::OkStatus();
   return internal::ReleaseLocalLeg(local_legs_.get(), fd);
+}
+
+absl::StatusOr<weft_sock_tuple> PinnedMaps::ExpectInboundLeg(int fd, const SockAddr& app) {
+  if (!local_legs_.valid() || !legs_expect_.valid())
+    return absl::NotFoundError(
+        "weft_local_legs_expect is not pinned (agent without the inbound leg)");
+  return internal::ExpectInboundLeg(legs_expect_.get(), fd, app);
+}
+
+absl::Status PinnedMaps::JoinInboundLeg(int fd, const weft_sock_tuple& own) {
+  if (!local_legs_.valid())
+    return absl::NotFoundError("weft_local_legs is not pinned (agent without local legs)");
+  return internal::JoinInboundLeg(local_legs_.get(), fd, own);
+}
+
+absl::Status PinnedMaps::ForgetInboundLeg(const weft_sock_tuple& own) {
+  if (!legs_expect_.valid()) return absl::OkStatus();
+  return internal::ForgetInboundLeg(legs_expect_.get(), own);
 }
 
 }  // namespace weft::bpf

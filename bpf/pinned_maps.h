@@ -55,6 +55,14 @@ class PinnedMaps {
   // Takes the app's end of `fd`'s connection out of weft_local_legs (its sends then skip the
   // sk_msg program): for a connection ztunnel will not join. Absent is not an error.
   absl::Status ReleaseLocalLeg(int fd);
+  // The inbound (delivery) leg, ztunnel's socket connecting to an app in the pod (internal::
+  // ExpectInboundLeg and friends in map_ops.h): before the connect, bind `fd` and announce the
+  // app's end (the sockops program then adds the app's accepted socket); after it, join `fd`;
+  // after a failed connect, withdraw. NotFound when the agent pins no weft_local_legs_expect
+  // (an agent from before the inbound leg): the connection stays plain TCP.
+  absl::StatusOr<weft_sock_tuple> ExpectInboundLeg(int fd, const SockAddr& app);
+  absl::Status JoinInboundLeg(int fd, const weft_sock_tuple& own);
+  absl::Status ForgetInboundLeg(const weft_sock_tuple& own);
   // Whether the agent runs with the local legs on (weft_local_legs_config, mapped read-only:
   // no syscall). Off, or an agent without them: ztunnel neither joins nor releases.
   bool local_legs_on() const {
@@ -66,17 +74,19 @@ class PinnedMaps {
 
  private:
   PinnedMaps(std::string pin_dir, UniqueFd listeners, UniqueFd by_peer, UniqueFd local_legs,
-             const volatile uint32_t* legs_config, size_t legs_config_len)
+             UniqueFd legs_expect, const volatile uint32_t* legs_config, size_t legs_config_len)
       : pin_dir_(std::move(pin_dir)),
         listeners_(std::move(listeners)),
         by_peer_(std::move(by_peer)),
         local_legs_(std::move(local_legs)),
+        legs_expect_(std::move(legs_expect)),
         legs_config_(legs_config),
         legs_config_len_(legs_config_len) {}
   std::string pin_dir_;
   UniqueFd listeners_;
   UniqueFd by_peer_;
-  UniqueFd local_legs_;  // invalid: not pinned (an agent without local legs)
+  UniqueFd local_legs_;   // invalid: not pinned (an agent without local legs)
+  UniqueFd legs_expect_;  // invalid: not pinned (an agent without the inbound leg)
   const volatile uint32_t* legs_config_ = nullptr;  // mmap of weft_local_legs_config
   size_t legs_config_len_ = 0;
   mutable internal::PodMapCache pod_maps_;

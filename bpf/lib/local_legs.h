@@ -28,6 +28,16 @@ struct {
   __type(value, __u64);
 } weft_local_legs SEC(".maps");
 
+/* Inbound delivery legs ztunnel is about to connect, by the app's accepted socket's own tuple
+ * (its remote end is ztunnel's bound socket). LRU: an announced connection that never reaches
+ * an app in the attach cgroup ages out. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, WEFT_LOCAL_LEGS_EXPECT_MAX);
+  __type(key, struct weft_sock_tuple);
+  __type(value, __u32);
+} weft_local_legs_expect SEC(".maps");
+
 /* Mappable: ztunnel reads the switch from memory on every connection, no syscall. */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -67,37 +77,62 @@ static __always_inline __u16 weft_ctx_remote_port(__u32 remote_port) {
   return (__u16)(remote_port >> 16);
 }
 
-/* Sockops, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: an app socket whose connect() was redirected to
- * ztunnel's outbound listener (its record is in the pod's weft_orig_dst) joins the map. */
-static __always_inline void weft_local_leg_join(struct bpf_sock_ops* skops) {
-  if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) return;
-  __u32 zero = 0;
-  __u32* on = bpf_map_lookup_elem(&weft_local_legs_config, &zero);
-  if (!on || *on != WEFT_LOCAL_LEGS_ON) return;
-  __u64 netns = bpf_get_netns_cookie(skops);
-  void* pod_records = bpf_map_lookup_elem(&weft_orig_dst, &netns);
-  if (!pod_records) return; /* not an enrolled pod */
-  __u64 cookie = bpf_get_socket_cookie(skops);
-  if (!bpf_map_lookup_elem(pod_records, &cookie)) return; /* not redirected by connect4/6 */
-  struct weft_sock_tuple key = {.netns_cookie = netns,
-                                .local_port = bpf_htons((__u16)skops->local_port),
-                                .remote_port = weft_ctx_remote_port(skops->remote_port)};
+/* The socket's own tuple, as weft_local_legs keys it. */
+static __always_inline void weft_skops_tuple(struct bpf_sock_ops* skops, __u64 netns,
+                                             struct weft_sock_tuple* key) {
+  key->netns_cookie = netns;
+  key->local_port = bpf_htons((__u16)skops->local_port);
+  key->remote_port = weft_ctx_remote_port(skops->remote_port);
   if (skops->family == AF_INET) {
-    weft_addr_from_v4(key.local, skops->local_ip4);
-    weft_addr_from_v4(key.remote, skops->remote_ip4);
+    weft_addr_from_v4(key->local, skops->local_ip4);
+    weft_addr_from_v4(key->remote, skops->remote_ip4);
   } else {
     __u32 l6[4] = {WEFT_CTX_U32(skops->local_ip6[0]), WEFT_CTX_U32(skops->local_ip6[1]),
                    WEFT_CTX_U32(skops->local_ip6[2]), WEFT_CTX_U32(skops->local_ip6[3])};
     __u32 r6[4] = {WEFT_CTX_U32(skops->remote_ip6[0]), WEFT_CTX_U32(skops->remote_ip6[1]),
                    WEFT_CTX_U32(skops->remote_ip6[2]), WEFT_CTX_U32(skops->remote_ip6[3])};
-    weft_addr_from_v6(key.local, l6);
-    weft_addr_from_v6(key.remote, r6);
+    weft_addr_from_v6(key->local, l6);
+    weft_addr_from_v6(key->remote, r6);
   }
-  if (bpf_sock_hash_update(skops, &weft_local_legs, &key, BPF_NOEXIST) != 0) {
+}
+
+static __always_inline void weft_local_leg_add(struct bpf_sock_ops* skops,
+                                               struct weft_sock_tuple* key, int joined) {
+  if (bpf_sock_hash_update(skops, &weft_local_legs, key, BPF_NOEXIST) != 0) {
     weft_count(&weft_outbound_counters, WEFT_LOCAL_LEG_FULL);
     return;
   }
-  weft_count(&weft_outbound_counters, WEFT_LOCAL_LEG_JOINED);
+  weft_count(&weft_outbound_counters, joined);
+}
+
+/* Sockops, the app's end of a local leg joins the map:
+ * - BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB (outbound): an app socket whose connect() was redirected
+ *   to ztunnel's outbound listener (its record is in the pod's weft_orig_dst);
+ * - BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB (inbound delivery): an app's accepted socket whose
+ *   connection ztunnel announced in weft_local_legs_expect before connecting (ztunnel's socket
+ *   is in ztunnel's cgroup, not the pod's, so only the app's end passes through here). */
+static __always_inline void weft_local_leg_join(struct bpf_sock_ops* skops) {
+  if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+      skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+    return;
+  __u32 zero = 0;
+  __u32* on = bpf_map_lookup_elem(&weft_local_legs_config, &zero);
+  if (!on || *on != WEFT_LOCAL_LEGS_ON) return;
+  __u64 netns = bpf_get_netns_cookie(skops);
+  struct weft_sock_tuple key = {};
+  if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+    weft_skops_tuple(skops, netns, &key);
+    if (!bpf_map_lookup_elem(&weft_local_legs_expect, &key)) return; /* not ztunnel's leg */
+    bpf_map_delete_elem(&weft_local_legs_expect, &key);
+    weft_local_leg_add(skops, &key, WEFT_LOCAL_LEG_INBOUND);
+    return;
+  }
+  void* pod_records = bpf_map_lookup_elem(&weft_orig_dst, &netns);
+  if (!pod_records) return; /* not an enrolled pod */
+  __u64 cookie = bpf_get_socket_cookie(skops);
+  if (!bpf_map_lookup_elem(pod_records, &cookie)) return; /* not redirected by connect4/6 */
+  weft_skops_tuple(skops, netns, &key);
+  weft_local_leg_add(skops, &key, WEFT_LOCAL_LEG_JOINED);
 }
 
 /* True when a message from `mt` may go straight into `peer`'s receive queue (see the top). */

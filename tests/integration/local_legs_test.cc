@@ -17,6 +17,7 @@
 
 #include "bpf/node.h"
 #include "cli/localmesh/local_mesh.h"
+#include "cli/testbed/testbed.h"
 #include "common/cgroup.h"
 #include "common/testing/kernel_features.h"
 #include "common/testing/root.h"
@@ -28,6 +29,8 @@ namespace weft {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::EchoRoundTrip;
+using testing::WaitClosed;
 
 class LocalLegsMesh : public weft::testing::LocalMeshFixture<> {
  protected:
@@ -43,19 +46,35 @@ class LocalLegsMesh : public weft::testing::LocalMeshFixture<> {
     o.nodes = 2;
     o.pods = {
         {.name = "client", .ns = "shop", .service_account = "frontend", .node = 0},
-        {.name = "server", .ns = "shop", .service_account = "catalogue", .node = 1},
+        {.name = "server",
+         .ns = "shop",
+         .service_account = "catalogue",
+         .node = 1,
+         .labels = {{"app", "catalogue"}}},
     };
-    StartMesh(o, {"server"});
+    StartMesh(o, {});
+    // The echo server's listener is created by a task in the server pod's cgroup, as a pod's
+    // own server's is: its accepted sockets are then the pod's, which the sockops program sees
+    // (the delivery leg joins them). The fixture's in-process servers are in the test's cgroup.
+    auto pod = mesh_->testbed().Pod("server");
+    ASSERT_TRUE(pod.ok()) << pod.status();
+    auto sock = testbed::SocketInPod(*pod, AF_INET, SOCK_STREAM);
+    ASSERT_TRUE(sock.ok()) << sock.status();
+    servers_.push_back(std::make_unique<testing::EchoServer>(
+        SockAddr{*IpAddr::Parse("0.0.0.0"), testing::kAppPort}, std::move(*sock)));
   }
   void TearDown() override { ::unsetenv("WEFT_LOCAL_LEGS"); }
 
-  uint64_t Joined() {
-    auto c = bpf::NodeCapture::ReadPinnedCounters(mesh_->BpfPinDir(0));
+  // App sockets that joined on `node`: outbound (the client's) or inbound (the server's
+  // accepted socket of ztunnel's delivery leg).
+  uint64_t Joined(int node = 0, int reason = WEFT_LOCAL_LEG_JOINED) {
+    auto c = bpf::NodeCapture::ReadPinnedCounters(mesh_->BpfPinDir(node));
     EXPECT_TRUE(c.ok()) << c.status();
     if (!c.ok()) return 0;
-    auto it = c->outbound.find(WEFT_LOCAL_LEG_JOINED);
+    auto it = c->outbound.find(reason);
     return it == c->outbound.end() ? 0 : it->second;
   }
+  uint64_t DeliveryJoined() { return Joined(1, WEFT_LOCAL_LEG_INBOUND); }
 };
 
 // Waits for `what` on the non-blocking `fd`.
@@ -95,6 +114,7 @@ std::string Pattern(size_t n, unsigned seed) {
 
 TEST_F(LocalLegsMesh, CrossNodeRequestsTakeTheShortCutAndEveryByteArrives) {
   const uint64_t joined_before = Joined();
+  const uint64_t delivery_before = DeliveryJoined();
   UniqueFd fd = DialFrom("client", App("server"));
   ASSERT_TRUE(fd);
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
@@ -110,6 +130,9 @@ TEST_F(LocalLegsMesh, CrossNodeRequestsTakeTheShortCutAndEveryByteArrives) {
   // Only the first request(s) went through the app's loopback TCP.
   EXPECT_LT(ti.tcpi_bytes_acked, 300u * 1024 / 10) << "the app's TCP carried the requests";
   EXPECT_EQ(Joined(), joined_before + 1);
+  // The destination node's ztunnel announced its connection to the echo server: the server's
+  // accepted socket joined too (the delivery leg).
+  EXPECT_EQ(DeliveryJoined(), delivery_before + 1);
   std::string big = Pattern(4 << 20, 7);
   std::string echoed;
   std::thread reader([&] { echoed = RecvN(fd.get(), big.size()); });
@@ -141,6 +164,51 @@ TEST_F(LocalLegsMesh, ZtunnelKilledEndsTheAppsFlow) {
   EXPECT_TRUE(failed) << "the app could still send after ztunnel died";
 }
 
+// The destination's ztunnel dies: its delivery legs close, and the flow ends for the client.
+TEST_F(LocalLegsMesh, DestinationZtunnelKilledEndsTheFlow) {
+  UniqueFd fd = DialFrom("client", App("server"));
+  ASSERT_TRUE(fd);
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+  for (unsigned i = 0; i < 20; ++i) {
+    std::string req = Pattern(512, i);
+    ASSERT_TRUE(SendAll(fd.get(), req));
+    ASSERT_EQ(RecvN(fd.get(), req.size()), req);
+  }
+  EXPECT_GE(DeliveryJoined(), 1u);
+  ASSERT_TRUE(mesh_->KillZtunnel(1).ok());
+  // No byte moves any more: the client's flow ends (EOF or reset), or at least never echoes.
+  std::string after = Pattern(512, 99);
+  bool sent = SendAll(fd.get(), after);
+  EXPECT_TRUE(!sent || RecvN(fd.get(), after.size()) != after)
+      << "an echo came back through a dead destination ztunnel";
+  EXPECT_TRUE(WaitClosed(fd.get())) << "the client's flow must end";
+}
+
+// A policy that now denies the flow closes it at the destination, delivery leg included.
+TEST_F(LocalLegsMesh, PolicyChangeClosesTheJoinedFlow) {
+  UniqueFd fd = DialFrom("client", App("server"));
+  ASSERT_TRUE(fd);
+  ASSERT_EQ(EchoRoundTrip(fd.get(), "before"), "before");
+  const uint64_t delivery = DeliveryJoined();
+  EXPECT_GE(delivery, 1u);
+  ASSERT_TRUE(mesh_
+                  ->SetPolicies(R"(- name: deny-frontend
+  namespace: shop
+  selector: {matchLabels: {app: catalogue}}
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/shop/sa/frontend"]}
+)")
+                  .ok());
+  EXPECT_TRUE(WaitClosed(fd.get())) << "the open flow must close once denied";
+  EXPECT_EQ(Metric(1, "weft_policy_reevaluation_closed_total"), 1);
+  // A denied connection never reaches the app: no new delivery leg.
+  auto denied = mesh_->Dial("client", App("server"), 5s);
+  if (denied.ok()) EXPECT_NE(EchoRoundTrip(denied->get(), "denied", 2s), "denied");
+  EXPECT_EQ(DeliveryJoined(), delivery);
+}
+
 // The default: no app socket joins, every byte takes the loopback TCP legs.
 class LocalLegsOffMesh : public LocalLegsMesh {
  protected:
@@ -161,6 +229,7 @@ TEST_F(LocalLegsOffMesh, OffMeansLoopbackTcp) {
   ASSERT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
   EXPECT_GE(ti.tcpi_bytes_acked, 50u * 1024);
   EXPECT_EQ(Joined(), 0u);
+  EXPECT_EQ(DeliveryJoined(), 0u);
 }
 
 }  // namespace

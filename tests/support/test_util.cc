@@ -29,10 +29,15 @@ const bool kIgnoreSigpipe = [] {
 }();
 }  // namespace
 
-EchoServer::EchoServer(const SockAddr& addr, int netns_fd) {
-  auto fd = SocketInNetns(netns_fd, addr.ip.IsV4() ? AF_INET : AF_INET6, SOCK_STREAM, 0);
-  if (!fd.ok()) std::abort();
-  listen_ = std::move(*fd);
+EchoServer::EchoServer(const SockAddr& addr, int netns_fd)
+    : EchoServer(addr, [&] {
+        auto fd = SocketInNetns(netns_fd, addr.ip.IsV4() ? AF_INET : AF_INET6, SOCK_STREAM, 0);
+        if (!fd.ok()) std::abort();
+        return std::move(*fd);
+      }()) {}
+
+EchoServer::EchoServer(const SockAddr& addr, UniqueFd socket) {
+  listen_ = std::move(socket);
   int one = 1;
   setsockopt(listen_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_storage ss;
@@ -125,6 +130,8 @@ void EchoServer::Run() {
         pollfd p{c, POLLIN, 0};
         if (poll(&p, 1, 100) <= 0) continue;
         ssize_t n = read(c, buf, sizeof buf);
+        // A socket in a sockmap (the local legs) can report EAGAIN after poll said readable.
+        if (n < 0 && errno == EAGAIN) continue;
         if (n <= 0) break;
         ssize_t off = 0;
         while (off < n) {

@@ -29,6 +29,9 @@ using weft::testing::TempDir;
 class EchoServer {
  public:
   explicit EchoServer(const SockAddr& addr, int netns_fd = -1);
+  // On `socket` (unbound TCP; e.g. testbed::SocketInPod's, so its accepted sockets are in the
+  // pod's cgroup as a pod's own server's are).
+  EchoServer(const SockAddr& addr, UniqueFd socket);
   ~EchoServer();
   SockAddr addr() const { return addr_; }
   int accepted() const { return accepted_.load(); }

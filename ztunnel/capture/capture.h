@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,12 @@ inline constexpr uint16_t kInboundHbonePort = 15008;
 inline constexpr uint32_t kZtunnelMark = 0x539;  // Istio ambient uses the same value
 inline constexpr uint32_t kZtunnelMarkMask = 0xfff;
 
+// ztunnel's end of an inbound (delivery) local leg, as the capture keys it; opaque here
+// (eBPF capture: its weft_sock_tuple).
+struct LocalLegTicket {
+  alignas(8) unsigned char key[48] = {};
+};
+
 class OrigDstProvider {
  public:
   virtual ~OrigDstProvider() = default;
@@ -33,6 +40,18 @@ class OrigDstProvider {
   // The connection will not be joined: the app's end leaves the map (its sends skip the sk_msg
   // program). No-op in other capture modes.
   virtual void ReleaseLocalLeg(int fd) {}
+  // The inbound (delivery) leg, ztunnel's socket `fd` (unconnected, created in the pod's netns)
+  // about to connect to the app at `app`: binds it and announces the connection, so the app's
+  // accepted socket joins the map when the handshake completes. nullopt: not announced (other
+  // capture modes, the local legs off, an error): connect as usual, plain TCP.
+  virtual std::optional<LocalLegTicket> ExpectLocalLeg(int fd, const SockAddr& app) {
+    return std::nullopt;
+  }
+  // After the announced connect succeeded: joins `fd`. True when joined; then, as for
+  // JoinLocalLeg, read `fd` only with recv/read, to EAGAIN, and never splice or relay it.
+  virtual bool JoinInboundLeg(int fd, const LocalLegTicket& t) { return false; }
+  // The announced connect failed: withdraws the announcement.
+  virtual void ForgetLocalLeg(const LocalLegTicket& t) {}
 };
 
 // iptables REDIRECT mode: getsockopt(SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST).

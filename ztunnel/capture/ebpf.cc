@@ -1,5 +1,7 @@
 #include "ztunnel/capture/ebpf.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -44,6 +46,39 @@ void EbpfOrigDstProvider::ReleaseLocalLeg(int fd) {
   if (!st.ok())
     LOG_WARN("capture", "releasing the app's end of a local leg failed",
              {{"error", std::string(st.message())}});
+}
+
+static_assert(sizeof(LocalLegTicket::key) == sizeof(weft_sock_tuple));
+
+std::optional<LocalLegTicket> EbpfOrigDstProvider::ExpectLocalLeg(int fd, const SockAddr& app) {
+  if (!maps_->local_legs_on()) return std::nullopt;  // no syscall when the agent has them off
+  auto own = maps_->ExpectInboundLeg(fd, app);
+  if (!own.ok()) {
+    // NotFound: an agent from before the inbound leg. A failed bind leaves the socket usable.
+    if (!absl::IsNotFound(own.status()))
+      LOG_WARN("capture", "announcing the inbound local leg failed; it keeps loopback TCP",
+               {{"app", app.ToString()}, {"error", std::string(own.status().message())}});
+    return std::nullopt;
+  }
+  LocalLegTicket t;
+  std::memcpy(t.key, &*own, sizeof(t.key));
+  return t;
+}
+
+bool EbpfOrigDstProvider::JoinInboundLeg(int fd, const LocalLegTicket& t) {
+  weft_sock_tuple own;
+  std::memcpy(&own, t.key, sizeof(own));
+  absl::Status st = maps_->JoinInboundLeg(fd, own);
+  if (!st.ok())
+    LOG_WARN("capture", "joining the inbound local leg failed; it keeps loopback TCP",
+             {{"error", std::string(st.message())}});
+  return st.ok();
+}
+
+void EbpfOrigDstProvider::ForgetLocalLeg(const LocalLegTicket& t) {
+  weft_sock_tuple own;
+  std::memcpy(&own, t.key, sizeof(own));
+  (void)maps_->ForgetInboundLeg(own);  // the LRU map ages it out anyway
 }
 
 absl::Status EbpfOrigDstProvider::RegisterListener(uint32_t slot, bool hbone, const SockAddr& bound,

@@ -26,6 +26,9 @@ class EbpfOrigDstProvider : public OrigDstProvider {
   absl::StatusOr<SockAddr> OriginalDst(int fd) override;
   bool JoinLocalLeg(int fd) override;
   void ReleaseLocalLeg(int fd) override;
+  std::optional<LocalLegTicket> ExpectLocalLeg(int fd, const SockAddr& app) override;
+  bool JoinInboundLeg(int fd, const LocalLegTicket& t) override;
+  void ForgetLocalLeg(const LocalLegTicket& t) override;
 
   // Puts ztunnel's in-pod listener `fd` (bound to `bound`) into the steering map for pod
   // `slot`: the HBONE or plaintext kind of its family. Outbound listeners are not steered to.

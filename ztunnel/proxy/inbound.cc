@@ -239,8 +239,18 @@ void Inbound::OnConnect(HboneConn& c, int32_t sid, const HeaderList& headers) {
 
 void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info,
                          std::unique_ptr<HttpInbound> http) {
-  auto fd = StartConnect(c.pod()->netns_fd(), info.dst, w_->opts().mark);
+  // The local legs (docs/fastpath.md): announced before the connect so the app's accepted
+  // socket joins at the handshake; ztunnel's joins once connected.
+  const std::shared_ptr<Pod>& pod = c.pod();
+  std::optional<LocalLegTicket> leg;
+  auto fd = ConnectSocket(pod->netns_fd(), info.dst, w_->opts().mark);
+  if (fd.ok() && w_->opts().local_legs) leg = pod->orig_dst->ExpectLocalLeg(fd->get(), info.dst);
+  if (fd.ok()) {
+    absl::Status st = BeginConnect(fd->get(), info.dst);
+    if (!st.ok()) fd = st;
+  }
   if (!fd.ok()) {
+    if (leg) pod->orig_dst->ForgetLocalLeg(*leg);
     w_->metrics().ConnectionFailure("inbound", "connect_failed");
     LOG_WARN("inbound", "cannot connect to the application",
              {{"dst", info.dst.ToString()}, {"error", fd.status().ToString()}});
@@ -251,8 +261,9 @@ void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info,
   if (http) t->SetHttp(std::move(http));
   c.AcceptStream(sid, t);
   HboneConn* conn = &c;
-  t->on_app_connected = [this, conn, t, sid](int err) {
+  t->on_app_connected = [this, conn, t, sid, pod, leg](int err) {
     if (err != 0) {
+      if (leg) pod->orig_dst->ForgetLocalLeg(*leg);
       w_->metrics().ConnectionFailure("inbound", "connect_failed");
       t->info().labels.mut().response_flags = "UF";
       conn->SubmitResponse(sid, 503, false);
@@ -260,6 +271,7 @@ void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info,
                             " failed: ", std::strerror(err)));
       return;
     }
+    if (leg && pod->orig_dst->JoinInboundLeg(t->app_fd(), *leg)) t->AppInLocalLegs();
     t->Begin();
     Track(t);
     conn->SubmitResponse(sid, 200, true);

@@ -299,13 +299,26 @@ absl::StatusOr<UniqueFd> Listen(const ListenerSpec& spec) {
   return fd;
 }
 
-absl::StatusOr<UniqueFd> StartConnect(int netns_fd, const SockAddr& to, uint32_t mark,
-                                      const IpAddr* from) {
+absl::StatusOr<UniqueFd> ConnectSocket(int netns_fd, const SockAddr& to, uint32_t mark) {
   int family = to.ip.IsV4() ? AF_INET : AF_INET6;
   WEFT_ASSIGN_OR_RETURN(UniqueFd fd,
                         SocketInNetns(netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0));
   WEFT_RETURN_IF_ERROR(ApplyMark(fd.get(), mark));
   SetNoDelay(fd.get());
+  return fd;
+}
+
+absl::Status BeginConnect(int fd, const SockAddr& to) {
+  sockaddr_storage ss;
+  socklen_t len = to.ToSockaddr(&ss);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)
+    return ErrnoError(errno, absl::StrCat("connect ", to.ToString()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> StartConnect(int netns_fd, const SockAddr& to, uint32_t mark,
+                                      const IpAddr* from) {
+  WEFT_ASSIGN_OR_RETURN(UniqueFd fd, ConnectSocket(netns_fd, to, mark));
   if (from && from->IsV4() == to.ip.IsV4() && !from->IsUnspecified()) {
     int one = 1;
     setsockopt(fd.get(), SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
@@ -314,10 +327,7 @@ absl::StatusOr<UniqueFd> StartConnect(int netns_fd, const SockAddr& to, uint32_t
     if (bind(fd.get(), reinterpret_cast<sockaddr*>(&bs), blen) != 0)
       return ErrnoError(errno, absl::StrCat("bind source ", from->ToString()));
   }
-  sockaddr_storage ss;
-  socklen_t len = to.ToSockaddr(&ss);
-  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)
-    return ErrnoError(errno, absl::StrCat("connect ", to.ToString()));
+  WEFT_RETURN_IF_ERROR(BeginConnect(fd.get(), to));
   return fd;
 }
 

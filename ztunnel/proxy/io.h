@@ -133,6 +133,10 @@ absl::StatusOr<UniqueFd> Listen(const ListenerSpec& spec);
 // sees the pod as the source even when ztunnel runs outside the pod (direct mode).
 absl::StatusOr<UniqueFd> StartConnect(int netns_fd, const SockAddr& to, uint32_t mark,
                                       const IpAddr* from = nullptr);
+// StartConnect's two steps (without `from`), for a caller that prepares the socket in between
+// (the inbound local leg binds and announces it: OrigDstProvider::ExpectLocalLeg).
+absl::StatusOr<UniqueFd> ConnectSocket(int netns_fd, const SockAddr& to, uint32_t mark);
+absl::Status BeginConnect(int fd, const SockAddr& to);
 int ConnectResult(int fd);  // 0 or the errno of the failed connect
 
 }  // namespace weft::ztunnel

@@ -121,7 +121,9 @@ struct ProxyOptions {
   // eBPF capture's local legs (docs/fastpath.md, "The local legs of cross-node traffic"): an
   // outbound connection that leaves the node over HBONE joins the app's socket, which the
   // agent's sockops program put in weft_local_legs (weft-agent --local-legs on), so the two
-  // move messages socket to socket instead of through loopback TCP. Follows the agent; off
+  // move messages socket to socket instead of through loopback TCP; likewise an inbound HBONE
+  // stream's connection to the destination app (the delivery leg: ztunnel announces it before
+  // connecting, the sockops program joins the app's accepted socket). Follows the agent; off
   // here keeps loopback TCP whatever the agent does. ztunnel: --no-local-legs.
   bool local_legs = true;
   // Capacity asked of each fast-path pipe (F_SETPIPE_SZ); two pipes per connection.

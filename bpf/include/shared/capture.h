@@ -52,6 +52,8 @@ enum weft_reason {
   WEFT_LOCAL_LEG_JOINED = 13,  /* sockops: an app socket of a captured connection entered
                                   weft_local_legs (sk_msg short-cut to ztunnel's socket) */
   WEFT_LOCAL_LEG_FULL = 14,    /* sockops: weft_local_legs refused it (full): plain TCP */
+  WEFT_LOCAL_LEG_INBOUND = 15, /* sockops: an app's accepted socket of ztunnel's inbound
+                                  (delivery) leg entered weft_local_legs */
 };
 #define WEFT_REASON_OFFSET 8 /* index = code + offset; keeps the most negative code at >= 0 */
 #define WEFT_REASON_SLOTS 32 /* entries of the counter arrays */
@@ -181,6 +183,13 @@ struct weft_sock_tuple {
   __u32 _pad;
 };
 #define WEFT_LOCAL_LEGS_MAX 65536
+
+/* `weft_local_legs_expect` (LRU hash, weft_sock_tuple -> __u32 1): the inbound (delivery) legs
+ * ztunnel announces before it connects to an app in the pod: the key is the app's accepted
+ * socket's own tuple (local: the app's address and port; remote: the address and port ztunnel
+ * bound). The sockops program adds that socket to weft_local_legs at
+ * BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB and deletes the entry. */
+#define WEFT_LOCAL_LEGS_EXPECT_MAX 65536
 
 /* `weft_local_legs_config` (array, 1 entry): WEFT_LOCAL_LEGS_ON when the sockops program adds
  * app sockets (the agent's --local-legs). Off: nothing enters the map, every byte takes TCP. */
