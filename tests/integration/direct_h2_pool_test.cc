@@ -5,6 +5,8 @@
 // connection does). Clients are raw nghttp2 sessions on captured sockets, so each test knows
 // exactly which client connection carried which request.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -17,6 +19,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -30,7 +33,8 @@ namespace {
 using namespace direct_fixture;
 using Clock = std::chrono::steady_clock;
 
-nghttp2_nv Nv(const std::string& n, const std::string& v) {
+// Points at the bytes of `n` and `v`: literals, or strings that outlive the submit call.
+nghttp2_nv Nv(std::string_view n, std::string_view v) {
   return {reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
           reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
           NGHTTP2_NV_FLAG_NONE};
@@ -158,6 +162,8 @@ class H2Server {
       if (pfds[0].revents & POLLIN) {
         int fd = accept4(lfd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0) {
+          int one = 1;  // as gRPC servers do: the test times ztunnel's sockets, not this one's
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           accepted_++;
           auto c = std::make_unique<Conn>();
           c->srv = this;
@@ -249,6 +255,12 @@ class H2Client {
           r.error = code;
           return 0;
         });
+    nghttp2_session_callbacks_set_on_frame_recv_callback(
+        cbs, [](nghttp2_session*, const nghttp2_frame* f, void* u) {
+          if (f->hd.type == NGHTTP2_WINDOW_UPDATE && f->hd.stream_id == 0)
+            static_cast<H2Client*>(u)->connection_window_updates_++;
+          return 0;
+        });
     nghttp2_session_client_new(&session_, cbs, this);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
@@ -262,6 +274,29 @@ class H2Client {
     results_[id];
     return id;
   }
+  // A POST with `body` (a gRPC-like unary call: the whole request, then the response).
+  int32_t Post(const std::string& path, const std::string& body) {
+    nghttp2_nv h[] = {Nv(":method", "POST"), Nv(":scheme", "http"), Nv(":authority", "h2.test"),
+                      Nv(":path", path), Nv("content-type", "application/grpc")};
+    auto left = std::make_shared<std::string>(body);
+    nghttp2_data_provider prd;
+    prd.source.ptr = left.get();
+    prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                           nghttp2_data_source* src, void*) -> ssize_t {
+      auto* b = static_cast<std::string*>(src->ptr);
+      const size_t n = std::min(len, b->size());
+      memcpy(buf, b->data(), n);
+      b->erase(0, n);
+      if (b->empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return static_cast<ssize_t>(n);
+    };
+    int32_t id = nghttp2_submit_request(session_, nullptr, h, 5, &prd, nullptr);
+    bodies_[id] = std::move(left);
+    results_[id];
+    return id;
+  }
+  // Connection-level WINDOW_UPDATE frames received so far.
+  int connection_window_updates() const { return connection_window_updates_; }
   // Sends and receives what is ready (waits up to `ms` for bytes).
   void Pump(int ms) {
     if (!fd_.valid()) return;
@@ -291,6 +326,8 @@ class H2Client {
   UniqueFd fd_;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, Result> results_;
+  std::map<int32_t, std::shared_ptr<std::string>> bodies_;  // request bodies being sent
+  int connection_window_updates_ = 0;
   bool broken_ = false;
 };
 
@@ -402,6 +439,46 @@ TEST_F(DirectH2Pool, AClientLeavingMidStreamCancelsOnlyItsOwnStreams) {
       {"reporter", "source"}, {"destination_service_name", "h2"}, {"response_flags", "DC"}};
   EXPECT_TRUE(WaitFor([&] { return Metric(*a_, "istio_requests_total", dc) == 3; }))
       << Metrics(*a_);
+}
+
+// A unary call right after ztunnel gave the client connection window back (a WINDOW_UPDATE, sent
+// as soon as the upstream took the request) must not wait for the client's delayed ACK: with
+// Nagle on ztunnel's client socket, the response (a small write while the WINDOW_UPDATE was
+// unacknowledged) was held until that ACK, 40 ms on Linux, every 512 KiB of requests per client
+// connection (the gRPC p99 tails of issue 16's full run). Both ends set TCP_NODELAY, as gRPC
+// does, so only ztunnel's sockets are timed. 16 KiB calls: a WINDOW_UPDATE every 32 calls.
+TEST_F(DirectH2Pool, ACallAfterAConnectionWindowUpdateDoesNotWaitForADelayedAck) {
+  auto fd = Outbound(kVip);
+  int one = 1;
+  ASSERT_EQ(setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+  H2Client c(std::move(fd));
+  const std::string body(16 * 1024, 'g');
+  constexpr int kCalls = 200;
+  int with_update = 0, with_update_slow = 0, slow = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    const int updates = c.connection_window_updates();
+    const auto start = Clock::now();
+    const int32_t id = c.Post(absl::StrCat("/unary/", i), body);
+    const auto end = start + 5s;
+    while (!c.results().at(id).closed && !c.broken() && Clock::now() < end) c.Pump(1);
+    const auto took = Clock::now() - start;
+    const auto& r = c.results().at(id);
+    ASSERT_TRUE(r.closed && r.error == 0 && r.status == 200)
+        << "call " << i << ": closed " << r.closed << " error " << r.error << " status " << r.status
+        << " broken " << c.broken();
+    const bool timer_sized = took >= 30ms;  // Linux's delayed ACK is at least 40 ms
+    slow += timer_sized;
+    if (i > 0 && c.connection_window_updates() > updates) {  // the first: the preface's
+      ++with_update;
+      with_update_slow += timer_sized;
+    }
+  }
+  // 3.2 MiB of requests: ztunnel's 1 MiB connection window went back about 6 times.
+  EXPECT_GE(with_update, 4);
+  // Before the fix every one of these calls took 40+ ms; a busy machine may delay one.
+  EXPECT_LE(with_update_slow, with_update / 2)
+      << with_update_slow << " of " << with_update << " calls after a WINDOW_UPDATE took >= 30 ms";
+  EXPECT_LE(slow, 3) << slow << " of " << kCalls << " calls took >= 30 ms";
 }
 
 class DirectH2PoolGoaway : public DirectH2Pool {
