@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "tests/integration/direct_mesh_fixture.h"
@@ -246,6 +247,29 @@ TEST_F(DirectHttpHardening, AcceptedSocketsDetectDeadPeers) {
     len = sizeof ms;
     ASSERT_EQ(getsockopt(c.fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len), 0);
     EXPECT_EQ(ms, kUserTimeout.count());
+  }
+}
+
+// The same sockets send at once (TCP_NODELAY, io.h SetListenerOptions): with Nagle, a response
+// written behind ztunnel's unacknowledged WINDOW_UPDATE waited 40 ms for the client's delayed ACK
+// (DirectH2Pool.ACallAfterAConnectionWindowUpdateDoesNotWaitForADelayedAck times it).
+TEST_F(DirectHttpHardening, AcceptedSocketsSendWithoutNagle) {
+  auto out = Outbound(EchoAddr());
+  ASSERT_EQ(weft::testing::EchoRoundTrip(out.get(), "x"), "x");
+  auto plain = Plaintext(EchoAddr());
+  ASSERT_EQ(weft::testing::EchoRoundTrip(plain.get(), "y"), "y");
+  const std::pair<const char*, int> cases[] = {
+      {"15001", AcceptedSocket(a_out_, *LocalAddress(out.get()))},
+      {"15006", AcceptedSocket(b_plain_, *LocalAddress(plain.get()))},
+      {"15008", AcceptedSocket(b_hbone_, std::nullopt)},
+  };
+  for (const auto& [port, fd] : cases) {
+    SCOPED_TRACE(port);
+    ASSERT_GE(fd, 0) << "no accepted socket found";
+    int v = 0;
+    socklen_t len = sizeof v;
+    ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+    EXPECT_EQ(v, 1);
   }
 }
 

@@ -265,6 +265,15 @@ void SetDeadPeerTimeouts(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
 }
 
+// ztunnel batches its own writes (one sendmsg per batch), so Nagle has nothing useful to merge;
+// it only holds a small write behind an earlier one the client has not acknowledged, until the
+// client's delayed ACK. On an L7 client connection that was the response after each
+// connection WINDOW_UPDATE (every 512 KiB of requests): issue 16's gRPC p99 tails.
+void SetListenerOptions(int fd) {
+  SetDeadPeerTimeouts(fd);
+  SetNoDelay(fd);
+}
+
 void SetResetOnClose(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
@@ -295,12 +304,7 @@ absl::StatusOr<UniqueFd> Listen(const ListenerSpec& spec) {
     return ErrnoError(errno, absl::StrCat("bind ", spec.addr.ToString()));
   if (listen(fd.get(), 4096) != 0) return ErrnoError(errno, "listen");
   WEFT_RETURN_IF_ERROR(SetNonBlocking(fd.get()));
-  SetDeadPeerTimeouts(fd.get());  // inherited by every accepted socket
-  // Inherited too: ztunnel writes whatever it has as soon as it has it, so Nagle only ever holds
-  // a small write behind an earlier one the client has not acknowledged yet, until the client's
-  // delayed ACK (40 ms on Linux). An HTTP/2 WINDOW_UPDATE sent as a request is taken, then the
-  // response: every 512 KiB of requests on an L7 client connection (issue 16's gRPC p99 tails).
-  SetNoDelay(fd.get());
+  SetListenerOptions(fd.get());  // inherited by every accepted socket
   return fd;
 }
 

@@ -114,6 +114,11 @@ void SetKeepAlive(int fd);
 // on 15001, 15006 and 15008 (Listen, and taken-over ones when adopted), whose accepted sockets
 // inherit them from the listener: five setsockopt calls less per accepted connection.
 void SetDeadPeerTimeouts(int fd);
+// What every socket accepted on a listener inherits from it (Listen, and taken-over listeners
+// when adopted): SetDeadPeerTimeouts and TCP_NODELAY. Without TCP_NODELAY a small write behind an
+// unacknowledged one (an HTTP/2 response behind the WINDOW_UPDATE ztunnel sent as it took the
+// request) waits for the client's delayed ACK, 40 ms on Linux.
+void SetListenerOptions(int fd);
 // Close with RST instead of FIN (SO_LINGER 0): used when the other side of a tunnel failed.
 void SetResetOnClose(int fd);
 

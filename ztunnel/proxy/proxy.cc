@@ -213,7 +213,7 @@ absl::Status AdoptListeners(Pod& pod, const PodOptions& opts) {
     if (dup < 0) return ErrnoError(errno, "dup a taken-over listener");
     UniqueFd fd(dup);
     WEFT_RETURN_IF_ERROR(SetNonBlocking(fd.get()));
-    SetDeadPeerTimeouts(fd.get());  // a predecessor of another version may not have set them
+    SetListenerOptions(fd.get());  // a predecessor of another version may not have set them
     WEFT_ASSIGN_OR_RETURN(SockAddr la, LocalAddress(fd.get()));
     if (opts.on_listener) {
       absl::Status st = opts.on_listener(a.kind, la, fd.get());
