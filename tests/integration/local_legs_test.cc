@@ -184,6 +184,33 @@ TEST_F(LocalLegsMesh, DestinationZtunnelKilledEndsTheFlow) {
   EXPECT_TRUE(WaitClosed(fd.get())) << "the client's flow must end";
 }
 
+// The destination's agent restarts: the joined flow keeps moving (the maps are pinned, the new
+// sk_msg program replaces the old one), and a new connection joins the delivery leg again.
+TEST_F(LocalLegsMesh, DestinationAgentRestartKeepsTheJoinedFlow) {
+  UniqueFd fd = DialFrom("client", App("server"));
+  ASSERT_TRUE(fd);
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+  auto echo = [&](unsigned seed, size_t n) {
+    std::string req = Pattern(n, seed);
+    return SendAll(fd.get(), req) && RecvN(fd.get(), req.size()) == req;
+  };
+  ASSERT_TRUE(echo(1, 1024));
+  const uint64_t delivery = DeliveryJoined();
+  EXPECT_GE(delivery, 1u);
+  const int before = mesh_->AgentSnapshotsSent(1);
+  ASSERT_TRUE(mesh_->KillAgent(1).ok());
+  EXPECT_TRUE(echo(2, 1024)) << "agent gone";
+  ASSERT_TRUE(mesh_->StartAgent(1).ok());
+  EXPECT_TRUE(testing::WaitFor([&] { return mesh_->AgentSnapshotsSent(1) > before; }))
+      << mesh_->AgentLog(1);
+  for (unsigned i = 0; i < 50; ++i) ASSERT_TRUE(echo(10 + i, 1024)) << "agent back, echo " << i;
+  EXPECT_TRUE(echo(99, 1 << 20));
+  UniqueFd fresh = DialFrom("client", App("server"));
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(EchoRoundTrip(fresh.get(), "new"), "new");
+  EXPECT_EQ(DeliveryJoined(), delivery + 1) << "a new connection did not join after the restart";
+}
+
 // A policy that now denies the flow closes it at the destination, delivery leg included.
 TEST_F(LocalLegsMesh, PolicyChangeClosesTheJoinedFlow) {
   UniqueFd fd = DialFrom("client", App("server"));
