@@ -34,7 +34,7 @@ else
   else
     grep -q "^capture: iptables (" "$tmp/parsed.txt" || fail "exit $rc but: $(cat "$tmp/parsed.txt")"
   fi
-  for col in SOCKHASH sk_msg sk_skb sk_redirect_hash sk_lookup kTLS; do
+  for col in SOCKHASH sk_msg sk_skb sk_redirect_hash sk_lookup kTLS set_retval "local legs"; do
     grep -qE "^$col: (yes|no)$" "$tmp/parsed.txt" || fail "no $col in: $(cat "$tmp/parsed.txt")"
   done
   grep -qE "^same-node relay: (sockmap|splice)$" "$tmp/parsed.txt" ||
@@ -91,10 +91,10 @@ report "eBPF capture: every required feature is present" ok ok >"$tmp/d/check.tx
 echo 1 >"$tmp/d/check.rc"
 printf 'label=d\n' >"$tmp/d/row.env"
 python3 "$here/table.py" "$tmp"/{a,b,c,d,e} >"$tmp/table.md" || fail "table.py exit $?"
-expect_line "$tmp/table.md" "| a | 9.9.9-a | eBPF | yes | **no** | yes | yes | yes | **no** | sockmap | 3 / 1 / 2 | 1:15 |"
-expect_line "$tmp/table.md" "| b | 9.9.9-b | iptables (no cgroup v2 mount) | yes | yes | yes | yes | yes | **no** | splice (self-test failed) | 4 / 1 / 0 | 10:00 |"
-expect_line "$tmp/table.md" "| c | 5.4 | not available from apt | – | – | – | – | – | – | – | – | – |"
-expect_line "$tmp/table.md" "| e | 9.9.9-e | eBPF | yes | yes | yes | yes | yes | **no** | splice | 2 / 0 / 0 | – |"
+expect_line "$tmp/table.md" "| a | 9.9.9-a | eBPF | yes | **no** | yes | yes | yes | **no** | – | – | sockmap | 3 / 1 / 2 | 1:15 |"
+expect_line "$tmp/table.md" "| b | 9.9.9-b | iptables (no cgroup v2 mount) | yes | yes | yes | yes | yes | **no** | – | – | splice (self-test failed) | 4 / 1 / 0 | 10:00 |"
+expect_line "$tmp/table.md" "| c | 5.4 | not available from apt | – | – | – | – | – | – | – | – | – | – | – |"
+expect_line "$tmp/table.md" "| e | 9.9.9-e | eBPF | yes | yes | yes | yes | yes | **no** | – | – | splice | 2 / 0 / 0 | – |"
 expect_line "$tmp/table.md" "a failed: F.t0"
 expect_line "$tmp/table.md" "b failed: SameNodeRelay.SelfTestPasses"
 grep -q "^| d | 9.9.9-d | unreadable check.txt: exit status 1 disagrees" "$tmp/table.md" ||

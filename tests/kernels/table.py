@@ -28,6 +28,12 @@ FEATURES = [
     ("sk_lookup", "program type sk_lookup"),
     ("kTLS", 'kTLS (TCP_ULP "tls")'),
 ]
+# Columns a report from an older build may lack ("–" in the table, not a parse error).
+LATER_FEATURES = [
+    ("set_retval", "helper bpf_set_retval in cgroup_sock_addr"),
+    ("local legs", "sk_msg local legs (app <-> ztunnel)"),
+]
+ALL_FEATURES = FEATURES + LATER_FEATURES
 STATUSES = ("ok", "MISSING", "missing (optional)")
 # The test that runs the same self-test ztunnel's --same-node-relay=auto decides by.
 RELAY_SELF_TEST = "SameNodeRelay.SelfTestPasses"
@@ -53,7 +59,7 @@ def parse_check(text, rc):
         for status in sorted(STATUSES, key=len, reverse=True):
             if body.startswith(status + " "):
                 rest = body[len(status):].lstrip()
-                for _, name in FEATURES:
+                for _, name in ALL_FEATURES:
                     if rest == name or rest.startswith(name + " "):
                         found[name] = status == "ok"
                 break
@@ -129,14 +135,14 @@ def row(d):
     cells = [label, kernel]
     if not (d / "check.txt").exists():
         note = env.get("note", "no results (see console.log)")
-        return cells + [note] + ["–"] * len(FEATURES) + ["–", "–", wall], None
+        return cells + [note] + ["–"] * len(ALL_FEATURES) + ["–", "–", wall], None
     try:
         rc = int((d / "check.rc").read_text().strip())
         mode, feats = parse_check((d / "check.txt").read_text(), rc)
     except (ParseError, ValueError, OSError) as e:
         mode, feats = "unreadable check.txt: %s" % e, {}
     cells.append(mode)
-    for _, name in FEATURES:
+    for _, name in ALL_FEATURES:
         cells.append("–" if name not in feats else ("yes" if feats[name] else "**no**"))
     failed_names = []
     relay_cell = "–"
@@ -156,7 +162,7 @@ def row(d):
 
 
 def table(dirs):
-    head = ["row", "kernel", "capture (probe)"] + [c for c, _ in FEATURES] + [
+    head = ["row", "kernel", "capture (probe)"] + [c for c, _ in ALL_FEATURES] + [
         "same-node relay", "tests passed / failed / skipped", "wall time"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
@@ -176,8 +182,9 @@ def main(argv):
             print("table.py: %s: %s" % (argv[2], e), file=sys.stderr)
             return 1
         print("capture:", mode)
-        for col, name in FEATURES:
-            print("%s: %s" % (col, "yes" if feats[name] else "no"))
+        for col, name in ALL_FEATURES:
+            if name in feats:
+                print("%s: %s" % (col, "yes" if feats[name] else "no"))
         if "relay" in feats:
             print("same-node relay:", feats["relay"])
         return 0
