@@ -16,8 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "bpf/bpffs.h"
+#include "bpf/kernel_btf.h"
 #include "bpf/map_ops.h"
 #include "common/status.h"
 #include "inbound.skel.h"
@@ -315,21 +317,40 @@ bool ConnectSetsErrno() {
 }
 
 namespace {
+// Why this kernel cannot run the local legs although the sk_msg program would load (empty: it
+// can). The program bounds the peer's queue of redirected bytes by sk_psock.msg_tot_len; on a
+// kernel without that field (Debian 12's 6.1; 6.12 has it) the program loads but can never
+// bound the queue, so it never redirects: every message would take TCP, for the cost of the
+// program. Unreadable BTF is left to the load (CO-RE fails there with libbpf's own error).
+std::string LocalLegsKernelGap() {
+  auto field = CutKernelBtf({{"sk_psock", "msg_tot_len"}});
+  if (field.ok() || !absl::IsNotFound(field.status())) return "";
+  return "this kernel has no sk_psock.msg_tot_len, the bound of the redirected queue (Linux "
+         "6.12 has it, 6.1 not): every message would take loopback TCP";
+}
+
 // Loads the outbound object; a kernel that rejects the sk_msg program (older than the helpers
-// or kernel fields it uses) gets the object without it, so capture itself still works.
+// or kernel fields it uses) or could never let it redirect gets the object without it, so
+// capture itself still works.
 absl::Status LoadOutbound(OutboundSkel* skel, bool* eacces, std::string* unsupported,
                           std::string_view maps_dir) {
   auto connect_pair = ChooseConnectPair(eacces);
+  auto without_legs = [&connect_pair](OutboundSkel& skel) {
+    connect_pair(skel);
+    bpf_program__set_autoload(skel->progs.weft_local_leg_prog, false);
+  };
+  if (std::string gap = LocalLegsKernelGap(); !gap.empty()) {
+    WEFT_ASSIGN_OR_RETURN(*skel, OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load,
+                                                           "outbound", maps_dir, without_legs));
+    *unsupported = std::move(gap);
+    return absl::OkStatus();
+  }
   auto full = OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
                                         maps_dir, connect_pair);
   if (full.ok()) {
     *skel = std::move(*full);
     return absl::OkStatus();
   }
-  auto without_legs = [&connect_pair](OutboundSkel& skel) {
-    connect_pair(skel);
-    bpf_program__set_autoload(skel->progs.weft_local_leg_prog, false);
-  };
   auto without = OpenAndLoad<OutboundSkel>(weft_outbound__open, weft_outbound__load, "outbound",
                                            maps_dir, without_legs);
   if (!without.ok()) return full.status();  // not the sk_msg program's fault

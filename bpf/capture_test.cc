@@ -1127,9 +1127,12 @@ class LocalLegsTest : public ConnectTest {
     // where it has it, a program that fails to load is a failure, not a skip.
     if (!out_->local_legs_unsupported().empty()) {
       ASSERT_FALSE(KernelHasPsockMsgTotLen()) << out_->local_legs_unsupported();
-      GTEST_SKIP() << "kernel without the local legs: " << out_->local_legs_unsupported();
+      if (NeedsLegs())
+        GTEST_SKIP() << "kernel without the local legs: " << out_->local_legs_unsupported();
     }
   }
+  // Whether the test needs the kernel to run the local legs (else it runs everywhere).
+  virtual bool NeedsLegs() const { return true; }
 
   // Starts the app towards the pod's IPv4 (or IPv6) destination and accepts ztunnel's end.
   Child Start(LegPlan plan, UniqueFd* accepted, bool v6 = false) {
@@ -1235,7 +1238,13 @@ TEST_F(LocalLegsTest, RequestResponseGoesSocketToSocket) {
   EXPECT_LE(ti.tcpi_bytes_acked, kMsg) << "responses took TCP";
 }
 
-TEST_F(LocalLegsTest, OffMeansPlainTcp) {
+// Off (and on every kernel, with or without the local legs): plain TCP, nothing joins.
+class LocalLegsOffTest : public LocalLegsTest {
+ protected:
+  bool NeedsLegs() const override { return false; }
+};
+
+TEST_F(LocalLegsOffTest, OffMeansPlainTcp) {
   ASSERT_TRUE(out_->SetLocalLegs(false).ok());
   constexpr uint64_t kBytes = 1 << 20;
   LegReport r = RoundTrip(kBytes, /*expect_joined=*/false);
