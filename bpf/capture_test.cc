@@ -1182,6 +1182,36 @@ class LocalLegsTest : public ConnectTest {
     return r;
   }
 
+  // ztunnel's side of the app's request/response run (`rounds` messages of `msg` bytes each
+  // way, then the app's half-close): answers each request and checks every byte both ways;
+  // returns the app's report and ztunnel's socket's TCP_INFO.
+  std::pair<LegReport, tcp_info> PingPong(int z, Child& c, uint32_t rounds, uint32_t msg) {
+    Go();
+    uint64_t up = 0;
+    bool bad = false;
+    int err = 0;
+    for (uint32_t i = 0; i < rounds && !bad && err == 0; ++i) {
+      up += ReadUp(z, msg, &bad, &err, up);
+      std::vector<uint8_t> reply(msg);
+      for (uint32_t k = 0; k < msg; ++k) reply[k] = Pattern(uint64_t{i} * msg + k, kDownSeed);
+      if (::send(z, reply.data(), msg, MSG_NOSIGNAL) != static_cast<ssize_t>(msg)) {
+        ADD_FAILURE() << "reply " << i << ": " << std::strerror(errno);
+        break;
+      }
+    }
+    EXPECT_EQ(up, uint64_t{rounds} * msg);
+    EXPECT_FALSE(bad);
+    EXPECT_EQ(ReadUp(z, 1, &bad, &err, up), 0u);  // EOF
+    tcp_info ti{};
+    socklen_t tl = sizeof(ti);
+    EXPECT_EQ(::getsockopt(z, IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+    ::shutdown(z, SHUT_WR);
+    LegReport r = CollectLeg(c);
+    EXPECT_EQ(r.down_ok, uint64_t{rounds} * msg);
+    EXPECT_FALSE(r.down_bad);
+    return {r, ti};
+  }
+
   UniqueFd go_;
 };
 
@@ -1214,26 +1244,7 @@ TEST_F(LocalLegsTest, RequestResponseGoesSocketToSocket) {
   Child c = Start({.half_close = true, .rounds = kRounds, .msg = kMsg}, &z);
   ASSERT_TRUE(z);
   ASSERT_TRUE(out_->JoinLocalLeg(z.get()).ok());
-  Go();
-  uint64_t up = 0;
-  bool bad = false;
-  int err = 0;
-  for (uint32_t i = 0; i < kRounds && !bad && err == 0; ++i) {
-    up += ReadUp(z.get(), kMsg, &bad, &err, up);
-    std::vector<uint8_t> reply(kMsg);
-    for (uint32_t k = 0; k < kMsg; ++k) reply[k] = Pattern(uint64_t{i} * kMsg + k, kDownSeed);
-    ASSERT_EQ(::send(z.get(), reply.data(), kMsg, MSG_NOSIGNAL), static_cast<ssize_t>(kMsg));
-  }
-  EXPECT_EQ(up, uint64_t{kRounds} * kMsg);
-  EXPECT_FALSE(bad);
-  EXPECT_EQ(ReadUp(z.get(), 1, &bad, &err, up), 0u);  // EOF
-  tcp_info ti{};
-  socklen_t tl = sizeof(ti);
-  ASSERT_EQ(::getsockopt(z.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
-  ::shutdown(z.get(), SHUT_WR);
-  LegReport r = CollectLeg(c);
-  EXPECT_EQ(r.down_ok, uint64_t{kRounds} * kMsg);
-  EXPECT_FALSE(r.down_bad);
+  auto [r, ti] = PingPong(z.get(), c, kRounds, kMsg);
   EXPECT_LE(r.tcp_acked, kMsg) << "requests took TCP";
   EXPECT_LE(ti.tcpi_bytes_acked, kMsg) << "responses took TCP";
 }
@@ -1439,26 +1450,7 @@ TEST_F(LocalLegsInboundTest, RequestResponseGoesSocketToSocket) {
   Child c = StartServer({.half_close = true, .rounds = kRounds, .msg = kMsg}, &z, true);
   ASSERT_TRUE(z);
   ASSERT_TRUE(out_->JoinInboundLeg(z.get(), own_).ok());
-  Go();
-  uint64_t up = 0;
-  bool bad = false;
-  int err = 0;
-  for (uint32_t i = 0; i < kRounds && !bad && err == 0; ++i) {
-    up += ReadUp(z.get(), kMsg, &bad, &err, up);
-    std::vector<uint8_t> reply(kMsg);
-    for (uint32_t k = 0; k < kMsg; ++k) reply[k] = Pattern(uint64_t{i} * kMsg + k, kDownSeed);
-    ASSERT_EQ(::send(z.get(), reply.data(), kMsg, MSG_NOSIGNAL), static_cast<ssize_t>(kMsg));
-  }
-  EXPECT_EQ(up, uint64_t{kRounds} * kMsg);
-  EXPECT_FALSE(bad);
-  EXPECT_EQ(ReadUp(z.get(), 1, &bad, &err, up), 0u);  // EOF
-  tcp_info ti{};
-  socklen_t tl = sizeof(ti);
-  ASSERT_EQ(::getsockopt(z.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
-  ::shutdown(z.get(), SHUT_WR);
-  LegReport r = CollectLeg(c);
-  EXPECT_EQ(r.down_ok, uint64_t{kRounds} * kMsg);
-  EXPECT_FALSE(r.down_bad);
+  auto [r, ti] = PingPong(z.get(), c, kRounds, kMsg);
   EXPECT_LE(r.tcp_acked, kMsg) << "the app's messages took TCP";
   EXPECT_LE(ti.tcpi_bytes_acked, kMsg) << "ztunnel's messages took TCP";
 }

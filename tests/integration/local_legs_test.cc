@@ -112,6 +112,17 @@ std::string Pattern(size_t n, unsigned seed) {
   return s;
 }
 
+// Makes `fd` non-blocking and echoes `n` requests of 512 B on it (both legs joined by then where
+// the local legs are on); false at the first that fails.
+bool EchoRequests(int fd, unsigned n) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  for (unsigned i = 0; i < n; ++i) {
+    std::string req = Pattern(512, i);
+    if (!SendAll(fd, req) || RecvN(fd, req.size()) != req) return false;
+  }
+  return true;
+}
+
 TEST_F(LocalLegsMesh, CrossNodeRequestsTakeTheShortCutAndEveryByteArrives) {
   const uint64_t joined_before = Joined();
   const uint64_t delivery_before = DeliveryJoined();
@@ -147,12 +158,7 @@ TEST_F(LocalLegsMesh, CrossNodeRequestsTakeTheShortCutAndEveryByteArrives) {
 TEST_F(LocalLegsMesh, ZtunnelKilledEndsTheAppsFlow) {
   UniqueFd fd = DialFrom("client", App("server"));
   ASSERT_TRUE(fd);
-  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
-  for (unsigned i = 0; i < 20; ++i) {
-    std::string req = Pattern(512, i);
-    ASSERT_TRUE(SendAll(fd.get(), req));
-    ASSERT_EQ(RecvN(fd.get(), req.size()), req);
-  }
+  ASSERT_TRUE(EchoRequests(fd.get(), 20));
   ASSERT_TRUE(mesh_->KillZtunnel(0).ok());
   // The app sees its flow end (EOF or reset) and can send no more.
   EXPECT_TRUE(Wait(fd.get(), POLLIN));
@@ -168,12 +174,7 @@ TEST_F(LocalLegsMesh, ZtunnelKilledEndsTheAppsFlow) {
 TEST_F(LocalLegsMesh, DestinationZtunnelKilledEndsTheFlow) {
   UniqueFd fd = DialFrom("client", App("server"));
   ASSERT_TRUE(fd);
-  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
-  for (unsigned i = 0; i < 20; ++i) {
-    std::string req = Pattern(512, i);
-    ASSERT_TRUE(SendAll(fd.get(), req));
-    ASSERT_EQ(RecvN(fd.get(), req.size()), req);
-  }
+  ASSERT_TRUE(EchoRequests(fd.get(), 20));
   EXPECT_GE(DeliveryJoined(), 1u);
   ASSERT_TRUE(mesh_->KillZtunnel(1).ok());
   // No byte moves any more: the client's flow ends (EOF or reset), or at least never echoes.
