@@ -9,10 +9,12 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -43,6 +45,15 @@ absl::StatusOr<uint64_t> Cookie(int fd) {
   return c;
 }
 
+// Linux 6.0 on hands the verdict whole skbs (tcp_read_skb), repeated bytes included; older
+// kernels read through tcp_read_sock, which skips them (docs/fastpath.md).
+bool KernelVerdictReadsWholeSkbs() {
+  utsname u{};
+  int major = 0, minor = 0;
+  if (uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return true;
+  return major >= 6;
+}
+
 int OnEvent(void* ctx, void* data, size_t size) {
   auto* fn = static_cast<std::function<void(uint64_t)>*>(ctx);
   if (size >= sizeof(weft_relay_event) && fn && *fn)
@@ -68,6 +79,7 @@ absl::StatusOr<std::unique_ptr<SameNodeRelay>> SameNodeRelay::Load() {
   LIBBPF_OPTS(bpf_object_open_opts, oo, .btf_custom_path = btf.ok() ? btf->c_str() : nullptr);
   r->skel_ = weft_relay__open_opts(&oo);
   if (!r->skel_) return ErrnoStatus(errno, "open the relay object");
+  r->skel_->rodata->weft_cut_repeats = KernelVerdictReadsWholeSkbs() ? 1 : 0;
   if (int err = weft_relay__load(r->skel_); err != 0)
     return ErrnoStatus(err, "load the relay program (sk_skb stream verdict, BTF)");
   int prog = bpf_program__fd(r->skel_->progs.weft_relay_verdict);
@@ -174,7 +186,7 @@ absl::StatusOr<SameNodeRelay::SideStats> SameNodeRelay::Stats(uint64_t cookie) c
   weft_relay_side v{};
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.weft_relay_side), &cookie, &v) != 0)
     return ErrnoStatus(errno, "weft_relay_side lookup");
-  SideStats out{v.redirected, v.passed, false, v.no_peer};
+  SideStats out{v.redirected, v.passed, false, v.no_peer, v.overlaps, v.overlap_len, v.broken != 0};
   weft_relay_ctl c{};
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.weft_relay_ctl), &cookie, &c) != 0) c.gen = 0;
   out.over = v.over == c.gen + 1;
@@ -302,7 +314,18 @@ absl::Status SelfTestRelay() {
   writer.join();
   down_writer.join();
   passer.join();
+  // The program read each skb's TCP sequence number at WEFT_SKB_CB_OFFSET (shared/relay.h): had
+  // that read anything else, its repeat check would have cut or dropped bytes (checked below),
+  // or marked a side broken.
+  bool broken = false;
+  for (uint64_t c : pair->cookie) {
+    auto s = (*relay)->Stats(c);
+    broken |= !s.ok() || s->broken;
+  }
   (*relay)->Leave(*pair);
+  if (broken)
+    return absl::FailedPreconditionError(
+        "the relay program cannot read the TCP sequence numbers of this kernel's skbs");
   if (!up_got.ok()) return up_got.status();
   if (*up_got != up)
     return absl::FailedPreconditionError(absl::StrCat("relayed bytes differ (", up_got->size(),

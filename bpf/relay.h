@@ -61,10 +61,17 @@ class SameNodeRelay {
     uint64_t passed = 0;      // payload bytes left on the socket (paused, or catching up)
     bool over = false;        // the cap event was posted and not re-armed since (Unpause)
     uint32_t no_peer = 0;     // redirects that found no peer (the pair was being torn down)
+    // skbs whose head repeated bytes already taken, and the bytes cut off them (a kernel
+    // behaviour: docs/fastpath.md, "An skb that repeats bytes").
+    uint64_t overlaps = 0, overlap_len = 0;
+    // An skb repeated bytes the program could not cut off: it was dropped and nothing more
+    // moves; the owner must reset the flow (its ring buffer event comes like a cap event).
+    bool broken = false;
   };
   absl::StatusOr<SideStats> Stats(uint64_t cookie) const;
 
-  // Ring buffer of sockets that passed their cap: poll this fd (readable), then DrainEvents.
+  // Ring buffer of sockets that passed their cap or broke (SideStats::broken): poll this fd
+  // (readable), then DrainEvents.
   int event_fd() const;
   void DrainEvents(const std::function<void(uint64_t cookie)>& fn);
 

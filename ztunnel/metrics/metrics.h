@@ -168,7 +168,9 @@ class Metrics {
   // weft_same_node_relay_events_total{relay="sockmap|splice",event}: what ztunnel does for
   // connected same-node fast-path flows (docs/fastpath.md): "wakeup" (a socket event or timer
   // handled for a flow), "paused" (sockmap: a slow reader made ztunnel stop the kernel reading),
-  // "join_failed" (sockmap: the pair could not enter the maps; that connection used splice).
+  // "join_failed" (sockmap: the pair could not enter the maps; that connection used splice),
+  // "overlap_cut" (sockmap: skbs whose head repeated bytes already relayed, cut off by the
+  // program), "broken" (sockmap: such an skb could not be cut; the flow was reset).
   prometheus::Counter& same_node_relay_event(std::string_view relay, std::string_view event);
   // weft_hbone_server_connections{state="handshaking|established"}
   prometheus::Gauge& hbone_server_connections(std::string_view state);

@@ -583,6 +583,17 @@ void SameNodeFlow::UpdateRelayInterest(int i) {
 void SameNodeFlow::OnOverCap(uint64_t cookie) {
   if (finished_ || !relay_) return;
   const int i = cookie == cookie_[0] ? 0 : 1;
+  // The same event says the program met an skb repeating bytes it could not cut off: it dropped
+  // it and moves nothing more. A reset, never a stream with a hole (docs/fastpath.md).
+  if (auto s = relay_->relay().Stats(cookie); s.ok() && s->broken) {
+    Wakeup();
+    w_->metrics().same_node_relay_event("sockmap", "broken").Increment();
+    Abort(
+        absl::StrCat("same-node relay: the kernel handed over an skb repeating bytes the relay "
+                     "could not cut off (",
+                     i == 0 ? "client" : "application", " side); the flow is reset"));
+    return;
+  }
   if (paused_[i] || tailing_[i]) return;
   Wakeup();
   // Never out of weft_relay_srcs (that can drop an skb, docs/fastpath.md): the program leaves
@@ -757,6 +768,13 @@ void SameNodeFlow::CountRelayBytes() {
 void SameNodeFlow::LeaveRelay() {
   if (!relay_) return;
   CountRelayBytes();
+  for (uint64_t c : cookie_) {  // skbs whose repeated head the program cut off
+    auto s = relay_->relay().Stats(c);
+    if (s.ok() && s->overlaps > 0)
+      w_->metrics()
+          .same_node_relay_event("sockmap", "overlap_cut")
+          .Increment(static_cast<double>(s->overlaps));
+  }
   relay_->relay().Leave(bpf::SameNodeRelay::Pair{{cookie_[0], cookie_[1]}, {base_[0], base_[1]}});
   for (uint64_t c : cookie_) relay_->Unwatch(c);
   relay_ = nullptr;
