@@ -2,8 +2,12 @@
 // attached to a cgroup or a netns: the program runs only for sockets the test puts in its maps).
 #include "bpf/relay.h"
 
+#include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +23,7 @@
 #include "common/testing/root.h"
 #include "common/unique_fd.h"
 #include "gtest/gtest.h"
+#include "relay_test_dup.skel.h"
 
 namespace weft::bpf {
 namespace {
@@ -276,6 +281,207 @@ TEST(SameNodeRelay, FrequentPausesLoseNothing) {
     EXPECT_EQ(d->first_bad, SIZE_MAX) << "first wrong byte at offset " << d->first_bad;
   }
   relay->Leave(*pair);
+}
+
+// Runs `body` on a thread of its own in a new network namespace (that thread's only; the
+// namespace goes away with the thread and the last of its sockets) whose loopback is up and
+// delivers `per_mille` of the TCP segments with payload twice (relay_test_dup.bpf.c). False,
+// with a test failure recorded, when the namespace or the tc program could not be set up.
+bool InDuplicatingNetns(uint32_t per_mille, const std::function<void()>& body) {
+  bool ran = false;
+  std::thread t([&] {
+    if (unshare(CLONE_NEWNET) != 0) {
+      ADD_FAILURE() << "unshare(CLONE_NEWNET): " << std::strerror(errno);
+      return;
+    }
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!s || ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) {
+      ADD_FAILURE() << "loopback flags: " << std::strerror(errno);
+      return;
+    }
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) {
+      ADD_FAILURE() << "loopback up: " << std::strerror(errno);
+      return;
+    }
+    weft_relay_test_dup* skel = weft_relay_test_dup__open();
+    if (!skel) {
+      ADD_FAILURE() << "open relay_test_dup: " << std::strerror(errno);
+      return;
+    }
+    skel->rodata->per_mille = per_mille;
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(if_nametoindex("lo")),
+                .attach_point = BPF_TC_EGRESS);
+    int err = weft_relay_test_dup__load(skel);
+    if (err == 0) err = bpf_tc_hook_create(&hook);
+    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(skel->progs.weft_dup_segments));
+    if (err == 0) err = bpf_tc_attach(&hook, &opts);
+    if (err != 0) {
+      ADD_FAILURE() << "tc egress program on the namespace's loopback: " << std::strerror(-err);
+    } else {
+      body();
+      ran = true;
+    }
+    weft_relay_test_dup__destroy(skel);  // (the filter keeps it until the namespace goes)
+  });
+  t.join();
+  return ran;
+}
+
+// Sends `total` bytes of 32-bit counters into `fd` as fast as it takes them, then the FIN.
+void SendCounters(int fd, size_t total) {
+  std::string chunk(1 << 16, '\0');
+  uint32_t v = 0;
+  for (size_t off = 0; off < total; off += chunk.size()) {
+    for (size_t i = 0; i < chunk.size(); i += 4, v++) std::memcpy(&chunk[i], &v, 4);
+    if (send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(chunk.size()))
+      break;
+  }
+  shutdown(fd, SHUT_WR);
+}
+
+// Reads counters from `fd` to EOF (10 s timeout): bytes read, and where the first wrong counter
+// starts (SIZE_MAX: none).
+std::pair<size_t, size_t> ReadCounters(int fd) {
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string buf(1 << 16, '\0');
+  size_t got = 0, first_bad = SIZE_MAX;
+  uint8_t word[4];
+  uint32_t expect = 0;
+  for (;;) {
+    ssize_t k = recv(fd, buf.data(), buf.size(), 0);
+    if (k <= 0) break;
+    for (ssize_t i = 0; i < k; i++) {
+      size_t at = got + static_cast<size_t>(i);
+      word[at % 4] = static_cast<uint8_t>(buf[i]);
+      if (at % 4 != 3) continue;
+      uint32_t x;
+      std::memcpy(&x, word, 4);
+      if (x != expect++ && first_bad == SIZE_MAX) first_bad = at - 3;
+    }
+    got += static_cast<size_t>(k);
+  }
+  return {got, first_bad};
+}
+
+// One round of RepeatedBytesAreCutOffNotRelayedTwice: `total` bytes of counters from the client
+// through a joined pair to an application that echoes them, and back; ztunnel's part pauses a
+// direction past its cap (1 MiB), resumes and forwards it as CopyTail does, and passes each FIN
+// on after Drained.
+struct EchoRound {
+  size_t echoed = 0;                     // bytes the application read (and wrote back)
+  std::pair<size_t, size_t> back{0, 0};  // ReadCounters at the client
+  bool drained = false;
+  SameNodeRelay::SideStats stats[2];
+};
+
+void RunEchoRound(SameNodeRelay& relay, size_t total, EchoRound& r) {
+  UniqueFd client[2], app[2];
+  Pair(client);
+  Pair(app);
+  auto pair = relay.Join(client[1].get(), app[0].get(), 1u << 20);
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  const int from[2] = {client[1].get(), app[0].get()}, to[2] = {app[0].get(), client[1].get()};
+  std::atomic<bool> done{false};
+  uint64_t forwarded[2] = {0, 0};
+  std::thread z([&] {  // pause past the cap, resume once the peer took every redirected byte
+    while (!done) {
+      int i = -1;
+      relay.DrainEvents([&](uint64_t c) { i = c == pair->cookie[0] ? 0 : 1; });
+      if (i < 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        continue;
+      }
+      if (!relay.Pause(pair->cookie[i], forwarded[i]).ok()) break;
+      bool taken = false;
+      for (int k = 0; k < 25000 && !taken && !done; k++) {  // 5 s
+        auto w = BytesWritten(to[i]);
+        auto st = relay.Stats(pair->cookie[i]);
+        taken = w.ok() && st.ok() && *w - pair->base[1 - i] == st->redirected + forwarded[i];
+        if (!taken) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      if (!taken || !relay.Unpause(pair->cookie[i], forwarded[i]).ok() ||
+          !Forward(relay, from[i], to[i], pair->cookie[i], forwarded[i]))
+        break;
+    }
+  });
+  std::thread writer([&] { SendCounters(client[0].get(), total); });
+  std::thread echo([&] {  // the application: what it reads, it writes back, then its FIN
+    std::string buf(1 << 16, '\0');
+    for (;;) {
+      ssize_t n = recv(app[1].get(), buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      if (send(app[1].get(), buf.data(), static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+      r.echoed += static_cast<size_t>(n);
+    }
+    shutdown(app[1].get(), SHUT_WR);
+  });
+  std::thread fin([&] {  // each direction's FIN once the bytes before it are out
+    r.drained = true;
+    for (int d = 0; d < 2; d++) {
+      pollfd p{from[d], POLLRDHUP, 0};
+      bool ok = poll(&p, 1, 10000) == 1;
+      for (int k = 0; ok; k++) {
+        auto dr = Drained(from[d], to[d], relay, pair->cookie[d], pair->base[1 - d], forwarded[d]);
+        if (dr.ok() && *dr) break;
+        ok = k < 10000;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      r.drained &= ok;
+      shutdown(to[d], SHUT_WR);
+    }
+  });
+  r.back = ReadCounters(client[0].get());
+  for (std::thread* t : {&writer, &echo, &fin}) t->join();
+  done = true;
+  z.join();
+  for (int i = 0; i < 2; i++) {
+    auto st = relay.Stats(pair->cookie[i]);
+    ASSERT_TRUE(st.ok()) << st.status();
+    r.stats[i] = *st;
+  }
+  relay.Leave(*pair);
+}
+
+// Issue 16's duplicated skb. The kernel hands the verdict whole skbs off the receive queue
+// (tcp_read_skb), without tcp_recvmsg's check against the bytes already read, and TCP queues a
+// segment that starts before rcv_nxt but ends after it whole: such an skb reached the program
+// with a head of bytes it had already relayed, and the peer got them twice (the fast path's
+// bulk test came back one skb too long about once in 100-200 runs; with 2 % of the loopback
+// segments delivered twice, 6 runs in 30: docs/fastpath.md). Here 15 % of the segments are
+// delivered twice while 32 MiB go to an echoing application and back, in rounds until the
+// program has cut a repeat (so the case ran; at most 10 rounds, about 0.3 s each): every byte
+// must arrive once, in order, and no side may have given up.
+TEST(SameNodeRelay, RepeatedBytesAreCutOffNotRelayedTwice) {
+  WEFT_SKIP_UNLESS_ROOT("loads BPF programs and makes a network namespace");
+  auto relay = LoadOrSkip();
+  ASSERT_TRUE(relay);
+  const size_t total = 32u << 20;
+  uint64_t cut = 0, cut_bytes = 0;
+  int rounds = 0;
+  bool ran = InDuplicatingNetns(150, [&] {
+    for (; rounds < 10 && cut == 0 && !::testing::Test::HasFailure(); rounds++) {
+      EchoRound r;
+      RunEchoRound(*relay, total, r);
+      EXPECT_TRUE(r.drained);
+      EXPECT_EQ(r.echoed, total) << "the application got a different stream";
+      EXPECT_EQ(r.back.first, total) << "the echo came back with a different length";
+      EXPECT_EQ(r.back.second, SIZE_MAX) << "first wrong byte of the echo at " << r.back.second;
+      for (const auto& st : r.stats) {
+        EXPECT_FALSE(st.broken);
+        cut += st.overlaps;
+        cut_bytes += st.overlap_len;
+      }
+    }
+  });
+  ASSERT_TRUE(ran);
+  std::printf("%d rounds of %zu MiB; the program cut %llu repeated heads (%llu bytes)\n", rounds,
+              total >> 20, static_cast<unsigned long long>(cut),
+              static_cast<unsigned long long>(cut_bytes));
+  EXPECT_GT(cut, 0u) << "no skb with repeated bytes reached the program in " << rounds << " rounds";
 }
 
 }  // namespace
