@@ -453,8 +453,9 @@ void RunEchoRound(SameNodeRelay& relay, size_t total, EchoRound& r) {
 // bulk test came back one skb too long about once in 100-200 runs; with 2 % of the loopback
 // segments delivered twice, 6 runs in 30: docs/fastpath.md). Here 15 % of the segments are
 // delivered twice while 32 MiB go to an echoing application and back, in rounds until the
-// program has cut a repeat (so the case ran; at most 10 rounds, about 0.3 s each): every byte
-// must arrive once, in order, and no side may have given up.
+// program has cut a repeat (so the case ran; at most 10 rounds, about 0.3 s each; skipped, with
+// the reason, when none came): every byte must arrive once, in order, and no side may have
+// given up.
 TEST(SameNodeRelay, RepeatedBytesAreCutOffNotRelayedTwice) {
   WEFT_SKIP_UNLESS_ROOT("loads BPF programs and makes a network namespace");
   auto relay = LoadOrSkip();
@@ -481,7 +482,11 @@ TEST(SameNodeRelay, RepeatedBytesAreCutOffNotRelayedTwice) {
   std::printf("%d rounds of %zu MiB; the program cut %llu repeated heads (%llu bytes)\n", rounds,
               total >> 20, static_cast<unsigned long long>(cut),
               static_cast<unsigned long long>(cut_bytes));
-  EXPECT_GT(cut, 0u) << "no skb with repeated bytes reached the program in " << rounds << " rounds";
+  // Where no such skb ever came (Debian's 6.1 under qemu's TCG, docs/kernels.md), every byte
+  // was still checked above, but the cut itself did not run: say so, do not pass silently.
+  if (cut == 0 && !HasFailure())
+    GTEST_SKIP() << "no skb with repeated bytes reached the program in " << rounds
+                 << " rounds on this machine: the cut was not exercised (every byte was checked)";
 }
 
 }  // namespace
