@@ -40,6 +40,22 @@ nghttp2_nv Nv(std::string_view n, std::string_view v) {
           NGHTTP2_NV_FLAG_NONE};
 }
 
+// A DATA source that sends `body` (kept alive by the caller), consuming it, then END_STREAM.
+nghttp2_data_provider StringBody(std::string* body) {
+  nghttp2_data_provider prd;
+  prd.source.ptr = body;
+  prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                         nghttp2_data_source* src, void*) -> ssize_t {
+    auto* b = static_cast<std::string*>(src->ptr);
+    const size_t n = std::min(len, b->size());
+    memcpy(buf, b->data(), n);
+    b->erase(0, n);
+    if (b->empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  };
+  return prd;
+}
+
 // An h2c server on one thread. Answers every request 200 with body "ok <path>", after
 // /slow/MS's milliseconds. With goaway_after = K: at a connection's K-th request it sends
 // GOAWAY (NO_ERROR, last-stream-id = that request's stream), answers the streams up to it, never
@@ -133,17 +149,7 @@ class H2Server {
     s.responded = true;
     auto body = std::make_shared<std::string>("ok " + s.path);
     bodies_[{&c, id}] = body;
-    nghttp2_data_provider prd;
-    prd.source.ptr = body.get();
-    prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
-                           nghttp2_data_source* src, void*) -> ssize_t {
-      auto* b = static_cast<std::string*>(src->ptr);
-      const size_t n = std::min(len, b->size());
-      memcpy(buf, b->data(), n);
-      b->erase(0, n);
-      if (b->empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
-      return static_cast<ssize_t>(n);
-    };
+    nghttp2_data_provider prd = StringBody(body.get());
     std::string len = std::to_string(body->size());
     nghttp2_nv hdrs[] = {Nv(":status", "200"), Nv("content-length", len)};
     nghttp2_submit_response(c.session, id, hdrs, 2, &prd);
@@ -279,17 +285,7 @@ class H2Client {
     nghttp2_nv h[] = {Nv(":method", "POST"), Nv(":scheme", "http"), Nv(":authority", "h2.test"),
                       Nv(":path", path), Nv("content-type", "application/grpc")};
     auto left = std::make_shared<std::string>(body);
-    nghttp2_data_provider prd;
-    prd.source.ptr = left.get();
-    prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
-                           nghttp2_data_source* src, void*) -> ssize_t {
-      auto* b = static_cast<std::string*>(src->ptr);
-      const size_t n = std::min(len, b->size());
-      memcpy(buf, b->data(), n);
-      b->erase(0, n);
-      if (b->empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
-      return static_cast<ssize_t>(n);
-    };
+    nghttp2_data_provider prd = StringBody(left.get());
     int32_t id = nghttp2_submit_request(session_, nullptr, h, 5, &prd, nullptr);
     bodies_[id] = std::move(left);
     results_[id];
