@@ -1212,6 +1212,22 @@ class LocalLegsTest : public ConnectTest {
     return {r, ti};
   }
 
+  // The app writes 64 MiB into its joined leg; ztunnel's end (`z`) takes 1 MiB and resets: the
+  // app's writes end with a reset, long before the 64 MiB.
+  void ResetEndsTheAppsFlow(UniqueFd& z, Child& c) {
+    Go();
+    bool bad = false;
+    int err = 0;
+    EXPECT_EQ(ReadUp(z.get(), 1 << 20, &bad, &err), 1u << 20);
+    EXPECT_FALSE(bad);
+    linger l{1, 0};
+    ::setsockopt(z.get(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    z.reset();
+    LegReport r = CollectLeg(c);
+    EXPECT_LT(r.written, 64u << 20);
+    EXPECT_TRUE(r.write_err == ECONNRESET || r.write_err == EPIPE) << std::strerror(r.write_err);
+  }
+
   UniqueFd go_;
 };
 
@@ -1309,17 +1325,7 @@ TEST_F(LocalLegsTest, ZtunnelResetEndsTheAppsFlow) {
   Child c = Start({.up = 64 << 20, .half_close = false}, &z);
   ASSERT_TRUE(z);
   ASSERT_TRUE(out_->JoinLocalLeg(z.get()).ok());
-  Go();
-  bool bad = false;
-  int err = 0;
-  EXPECT_EQ(ReadUp(z.get(), 1 << 20, &bad, &err), 1u << 20);
-  EXPECT_FALSE(bad);
-  linger l{1, 0};
-  ::setsockopt(z.get(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-  z.reset();
-  LegReport r = CollectLeg(c);
-  EXPECT_LT(r.written, 64u << 20);
-  EXPECT_TRUE(r.write_err == ECONNRESET || r.write_err == EPIPE) << std::strerror(r.write_err);
+  ResetEndsTheAppsFlow(z, c);
 }
 
 // A flow that started before the local legs were turned off keeps its short-cut; a new one
@@ -1513,17 +1519,7 @@ TEST_F(LocalLegsInboundTest, ZtunnelResetEndsTheAppsFlow) {
   Child c = StartServer({.up = 64 << 20, .half_close = false}, &z, true);
   ASSERT_TRUE(z);
   ASSERT_TRUE(out_->JoinInboundLeg(z.get(), own_).ok());
-  Go();
-  bool bad = false;
-  int err = 0;
-  EXPECT_EQ(ReadUp(z.get(), 1 << 20, &bad, &err), 1u << 20);
-  EXPECT_FALSE(bad);
-  linger l{1, 0};
-  ::setsockopt(z.get(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-  z.reset();
-  LegReport r = CollectLeg(c);
-  EXPECT_LT(r.written, 64u << 20);
-  EXPECT_TRUE(r.write_err == ECONNRESET || r.write_err == EPIPE) << std::strerror(r.write_err);
+  ResetEndsTheAppsFlow(z, c);
 }
 
 // A failed connect withdraws its announcement: a connection on that tuple no longer joins.
