@@ -244,7 +244,9 @@ void Inbound::ConnectApp(HboneConn& c, int32_t sid, FlowInfo info,
   const std::shared_ptr<Pod>& pod = c.pod();
   std::optional<LocalLegTicket> leg;
   auto fd = ConnectSocket(pod->netns_fd(), info.dst, w_->opts().mark);
-  if (fd.ok() && w_->opts().local_legs) leg = pod->orig_dst->ExpectLocalLeg(fd->get(), info.dst);
+  // No capture provider (ztunnel without in-pod capture): no local legs.
+  if (fd.ok() && w_->opts().local_legs && pod->orig_dst)
+    leg = pod->orig_dst->ExpectLocalLeg(fd->get(), info.dst);
   if (fd.ok()) {
     absl::Status st = BeginConnect(fd->get(), info.dst);
     if (!st.ok()) fd = st;
