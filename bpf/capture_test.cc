@@ -1134,23 +1134,35 @@ class LocalLegsTest : public ConnectTest {
   // Whether the test needs the kernel to run the local legs (else it runs everywhere).
   virtual bool NeedsLegs() const { return true; }
 
-  // Starts the app towards the pod's IPv4 (or IPv6) destination and accepts ztunnel's end.
-  Child Start(LegPlan plan, UniqueFd* accepted, bool v6 = false) {
-    std::string dst = v6 ? "[fd00::1]:" + std::to_string(pod_.dst6_port)
-                         : "10.77.0.1:" + std::to_string(pod_.dst4_port);
-    auto sa = SockAddr::Parse(dst);
+  // Forks the app (in the test cgroup and the pod's netns) on `addr` as `plan` says, held
+  // until Go(); `port` gets the port it reports (its source port, or its listener's), 0 if it
+  // reported none within 5 s.
+  Child Spawn(const SockAddr& addr, const LegPlan& plan, uint16_t* port) {
     sockaddr_storage ss{};
-    socklen_t len = sa->ToSockaddr(&ss);
+    socklen_t len = addr.ToSockaddr(&ss);
     int port_pipe[2], go_pipe[2];
-    if (::pipe2(port_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) return {};
+    if (::pipe2(port_pipe, O_CLOEXEC) != 0) return {};
+    if (::pipe2(go_pipe, O_CLOEXEC) != 0) {
+      ::close(port_pipe[0]);
+      ::close(port_pipe[1]);
+      return {};
+    }
     Child c = SpawnLegApp(*cgroup_, pod_.ns.fd(), ss, len, plan, port_pipe[1], go_pipe[0]);
     ::close(port_pipe[1]);
     ::close(go_pipe[0]);
     go_ = UniqueFd(go_pipe[1]);
-    uint16_t port = 0;
     pollfd p{port_pipe[0], POLLIN, 0};
-    if (::poll(&p, 1, 5000) == 1) (void)!::read(port_pipe[0], &port, sizeof(port));
+    if (::poll(&p, 1, 5000) == 1) (void)!::read(port_pipe[0], port, sizeof(*port));
     ::close(port_pipe[0]);
+    return c;
+  }
+
+  // Starts the app towards the pod's IPv4 (or IPv6) destination and accepts ztunnel's end.
+  Child Start(LegPlan plan, UniqueFd* accepted, bool v6 = false) {
+    std::string dst = v6 ? "[fd00::1]:" + std::to_string(pod_.dst6_port)
+                         : "10.77.0.1:" + std::to_string(pod_.dst4_port);
+    uint16_t port = 0;
+    Child c = Spawn(*SockAddr::Parse(dst), plan, &port);
     EXPECT_EQ(WhereLanded(pod_, port, accepted), v6 ? Landed::kZtunnel6 : Landed::kZtunnel4);
     return c;
   }
@@ -1376,18 +1388,8 @@ class LocalLegsInboundTest : public LocalLegsTest {
   Child StartServer(LegPlan plan, UniqueFd* z, bool announce, bool v6 = false) {
     plan.listen = true;
     auto bind_to = SockAddr::Parse(v6 ? "[fd00::1]:0" : "10.77.0.1:0");
-    sockaddr_storage ss{};
-    socklen_t len = bind_to->ToSockaddr(&ss);
-    int port_pipe[2], go_pipe[2];
-    if (::pipe2(port_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) return {};
-    Child c = SpawnLegApp(*cgroup_, pod_.ns.fd(), ss, len, plan, port_pipe[1], go_pipe[0]);
-    ::close(port_pipe[1]);
-    ::close(go_pipe[0]);
-    go_ = UniqueFd(go_pipe[1]);
     uint16_t port = 0;
-    pollfd p{port_pipe[0], POLLIN, 0};
-    if (::poll(&p, 1, 5000) == 1) (void)!::read(port_pipe[0], &port, sizeof(port));
-    ::close(port_pipe[0]);
+    Child c = Spawn(*bind_to, plan, &port);
     EXPECT_NE(port, 0);
     SockAddr app{bind_to->ip, port};
     auto fd = SocketInNetns(pod_.ns.fd(), v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
